@@ -1,0 +1,85 @@
+"""The exception tree, classified by what the runner must do.
+
+::
+
+    SyncdError
+    ├── UserError            a person must fix something; printed without a traceback
+    │   └── ConfigError      bad configuration; exit code 2
+    └── SourceError / CrmError are not separate classes: every outside failure is one of
+        ├── AuthError        credentials rejected: park the account, ask for new ones
+        ├── RateLimited      come back at ``resume_at``; nobody sleeps in a worker
+        ├── TransientError   retry with backoff (idempotent calls only), else next round
+        └── BadItem          one item is malformed: quarantine it, carry on
+
+Anything else that escapes is a bug and crashes loudly.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class SyncdError(Exception):
+    """Base of every error syncd raises on purpose."""
+
+
+class UserError(SyncdError):
+    """A problem a person must fix; shown as a message, never as a traceback."""
+
+    exit_code = 1
+
+
+class ConfigError(UserError):
+    """The configuration is invalid. Carries every problem found, each with its key path."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[tuple[str, str]] | str) -> None:
+        if isinstance(problems, str):
+            problems = [("", problems)]
+        self.problems = problems
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        lines = [f"{path}: {msg}" if path else msg for path, msg in self.problems]
+        return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+class ExternalError(SyncdError):
+    """A failure talking to an outside system. ``system`` names it ("x", "salesforce")."""
+
+    def __init__(self, message: str, *, system: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.system = system
+        self.status = status
+
+
+class AuthError(ExternalError):
+    """Credentials were rejected. Retrying will not help until someone fixes them."""
+
+
+class RateLimited(ExternalError):
+    """The API asked us to wait. ``resume_at`` is when the next call may go (UTC)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        resume_at: datetime,
+        system: str = "",
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message, system=system, status=status)
+        self.resume_at = resume_at
+
+
+class TransientError(ExternalError):
+    """A failure that may pass: 5xx, timeouts, dropped connections, unreadable bodies."""
+
+
+class BadItem(ExternalError):
+    """One item could not be understood. The rest of its page is fine."""
+
+
+class NotFound(ExternalError):
+    """The thing asked for does not exist (an unknown brand handle, a deleted record)."""

@@ -1,0 +1,193 @@
+"""Frozen domain types shared by the core and every connector.
+
+Connectors translate API pages into these; the core never sees a network's or a CRM's own shapes.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+JsonObject = dict[str, Any]
+
+
+class Stream(enum.StrEnum):
+    """What a poll job reads for one brand account."""
+
+    MENTIONS = "mentions"  # posts by others that mention the brand account (inbound)
+    REPLIES = "replies"  # the brand account's own replies to other people (outbound)
+
+
+class Direction(enum.StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+@dataclass(frozen=True)
+class Account:
+    """A brand account on a network, with the immutable id resolved once and stored."""
+
+    network: str
+    handle: str
+    user_id: str
+
+
+@dataclass(frozen=True)
+class Author:
+    """A person (or brand) on a network, as a page describes them.
+
+    Keyed on the immutable ``user_id``; ``handle`` is whatever the network says today.
+    """
+
+    network: str
+    user_id: str
+    handle: str | None = None
+    display_name: str | None = None
+    description: str | None = None
+    location: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """One post that belongs in a customer's history.
+
+    ``counterpart_id`` is the customer side: the author of an inbound mention, or the user the
+    brand replied to for an outbound reply.
+    """
+
+    network: str
+    post_id: str
+    account: str  # brand handle whose stream surfaced it
+    stream: Stream
+    direction: Direction
+    author_id: str
+    counterpart_id: str
+    text: str
+    created_at: datetime  # timezone-aware UTC
+    url: str
+    conversation_id: str | None = None
+    in_reply_to_post_id: str | None = None
+    raw: JsonObject = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def external_id(self) -> str:
+        return f"{self.network}:{self.post_id}"
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """An API item that could not be translated; kept with its raw payload and the reason."""
+
+    network: str
+    reason: str
+    raw: JsonObject
+    item_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a stream's walk stands.
+
+    ``since_id`` is the newest post stored by the last *complete* walk. While a walk is in
+    progress, ``pagination_token`` names the next page and ``pending_since_id`` the value
+    ``since_id`` takes once the walk ends; both are stored with each page so a crash replays
+    at most one page.
+    """
+
+    since_id: str | None = None
+    pagination_token: str | None = None
+    pending_since_id: str | None = None
+
+    @property
+    def in_walk(self) -> bool:
+        return self.pagination_token is not None
+
+
+@dataclass(frozen=True)
+class RateInfo:
+    """Rate-limit figures a response carried (``x-rate-limit-*``, ``Sforce-Limit-Info`` …)."""
+
+    limit: int | None = None
+    remaining: int | None = None
+    reset_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One API page translated: what to store, and the cursor to store with it."""
+
+    interactions: tuple[Interaction, ...]
+    authors: tuple[Author, ...]
+    next_cursor: Cursor
+    rate: RateInfo | None = None
+    quarantined: tuple[Quarantined, ...] = ()
+    # Partial errors a 200 carried (deleted or suspended referenced posts): informational.
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def walk_complete(self) -> bool:
+        return not self.next_cursor.in_walk
+
+
+@dataclass(frozen=True)
+class IdentityKey:
+    """What the CRM is asked about an author: the immutable id, and the handle as a fallback."""
+
+    network: str
+    user_id: str
+    handle: str | None = None
+
+
+CrmObject = Literal["Contact", "Lead"]
+
+
+@dataclass(frozen=True)
+class CrmRef:
+    """A CRM person record."""
+
+    object: str  # "Contact", "Lead", …
+    id: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Match:
+    """A CRM person found for an identity key, and which field matched."""
+
+    ref: CrmRef
+    matcher: str  # "crm_user_id" or "crm_handle"
+
+
+@dataclass(frozen=True)
+class HistoryRecord:
+    """One interaction ready to be appended to a CRM person's history."""
+
+    external_id: str  # "x:1399688059608702976"; the CRM upsert key
+    who: CrmRef
+    network: str
+    direction: Direction
+    subject: str
+    description: str
+    occurred_at: datetime
+    handle: str | None
+    url: str
+    conversation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The CRM's answer for one record of an upsert batch."""
+
+    external_id: str
+    ok: bool
+    crm_id: str | None = None
+    created: bool | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+LookupResult = Mapping[IdentityKey, Match]

@@ -1,0 +1,1 @@
+"""Loopback stand-ins for the outside APIs, for `syncd demo` and the tests."""

@@ -6,8 +6,8 @@ objects and raise the errors of :mod:`syncd.errors`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import re
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, ClassVar, Protocol, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator

@@ -23,9 +23,7 @@ class Secret:
     def __init__(self, ref: str) -> None:
         scheme, sep, rest = ref.partition(":")
         if not sep or scheme not in SCHEMES or not rest:
-            raise ValueError(
-                "must be a secret reference: 'env:NAME', 'file:/path' or 'cred:NAME'"
-            )
+            raise ValueError("must be a secret reference: 'env:NAME', 'file:/path' or 'cred:NAME'")
         self._ref = ref
 
     @property
@@ -81,7 +79,9 @@ def _to_secret(value: Any) -> Secret:
     if isinstance(value, Secret):
         return value
     if not isinstance(value, str):
-        raise ValueError("must be a string secret reference ('env:NAME', 'file:/path', 'cred:NAME')")
+        raise ValueError(
+            "must be a string secret reference ('env:NAME', 'file:/path', 'cred:NAME')"
+        )
     secret = Secret(value)
     secret.check()
     return secret

@@ -40,7 +40,9 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def json(cls, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    def json(
+        cls, payload: Any, status: int = 200, headers: dict[str, str] | None = None
+    ) -> Response:
         hdrs = {"Content-Type": "application/json;charset=UTF-8", **(headers or {})}
         return cls(status, json.dumps(payload).encode("utf-8"), hdrs)
 
@@ -70,7 +72,7 @@ class SandboxServer:
 
     # -- routing -------------------------------------------------------------------------
     def route(self, method: str, pattern: str, handler: Handler) -> None:
-        """Register ``handler`` for ``method`` and a path pattern like ``/2/users/{id}/mentions``."""
+        """Register ``handler`` for a method and a pattern like ``/2/users/{id}/mentions``."""
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern.rstrip("/") or "/")
         self._routes.append((method.upper(), re.compile(f"^{regex}/?$"), handler))
 

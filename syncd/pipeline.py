@@ -1,0 +1,300 @@
+"""Ingest and deliver: the two halves of the flow, each a loop around one transaction.
+
+The pipeline owns state, retries and pacing; connectors only translate. Network calls never
+happen inside a database transaction, so a slow API never holds a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from syncd.connector import Crm, Source
+from syncd.errors import ExternalError, NotFound, TransientError
+from syncd.history import build_record
+from syncd.model import Account, Stream, WriteResult
+from syncd.state import ingest as st
+from syncd.state import outbox
+from syncd.state.db import Database
+
+log = logging.getLogger("syncd.pipeline")
+
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+
+# Per-record CRM errors worth another try later; anything else unknown is dead-lettered.
+RETRYABLE_RECORD_ERRORS = frozenset(
+    {
+        "UNABLE_TO_LOCK_ROW",
+        "REQUEST_RUNNING_TOO_LONG",
+        "SERVER_UNAVAILABLE",
+        "API_TEMPORARILY_UNAVAILABLE",
+    }
+)
+# The person the record points at is gone: resolve the author again instead of failing.
+GONE_RECORD_ERRORS = frozenset({"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"})
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    retries: int = 3  # extra attempts for a transient failure of an idempotent call
+    retry_max_wait: float = 10.0  # seconds, cap of the jittered exponential backoff
+    write_batch: int = 200  # records per CRM upsert call
+    resolve_batch: int = 200  # identities per CRM look-up round
+    resolve_backoff: timedelta = timedelta(minutes=5)  # first retry of an unmatched author
+    resolve_max_backoff: timedelta = timedelta(hours=6)
+    record_max_attempts: int = 8  # per-record retryable errors before the dead letter
+
+
+@dataclass
+class PollResult:
+    pages: int = 0
+    seen: int = 0
+    new: int = 0
+    queued: int = 0
+    quarantined: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ResolveResult:
+    looked_up: int = 0
+    linked: int = 0
+    unmatched: int = 0
+
+
+@dataclass
+class DeliverResult:
+    attempted: int = 0
+    written: int = 0
+    retrying: int = 0
+    dead: int = 0
+    relinking: int = 0
+
+
+class Pipeline:
+    def __init__(
+        self,
+        db: Database,
+        crm_name: str,
+        crm: Crm,
+        settings: PipelineSettings | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.db = db
+        self.crm_name = crm_name
+        self.crm = crm
+        self.settings = settings or PipelineSettings()
+        self.clock = clock
+
+    # -- helpers -------------------------------------------------------------------------
+    def _retrying(self, call: Callable[[], T]) -> T:
+        """Run an idempotent call, retrying transient failures with jittered backoff."""
+        for attempt in Retrying(
+            retry=retry_if_exception_type(TransientError),
+            stop=stop_after_attempt(self.settings.retries + 1),
+            wait=wait_random_exponential(multiplier=0.5, max=self.settings.retry_max_wait),
+            reraise=True,
+        ):
+            with attempt:
+                return call()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- accounts ------------------------------------------------------------------------
+    def accounts(self, source_name: str, source: Source, handles: Sequence[str]) -> list[Account]:
+        """Brand accounts with their immutable ids: looked up once, then read from state."""
+        with self.db.transaction() as conn:
+            known = st.stored_accounts(conn, source_name)
+        missing = [h for h in handles if h.lower() not in known]
+        if missing:
+            found = self._retrying(lambda: source.resolve_accounts(missing))
+            with self.db.transaction() as conn:
+                st.store_accounts(conn, source_name, found.values(), self.clock())
+                known = st.stored_accounts(conn, source_name)
+        unknown = [h for h in handles if h.lower() not in known]
+        if unknown:
+            raise NotFound(
+                f"{source_name}: brand account(s) not found on {source.network}: "
+                + ", ".join(unknown),
+                system=source.network,
+            )
+        return [known[h.lower()] for h in handles]
+
+    # -- ingest --------------------------------------------------------------------------
+    def poll(
+        self, source_name: str, source: Source, account: Account, stream: Stream
+    ) -> PollResult:
+        """Walk ``stream`` from the stored cursor to its end, one transaction per page."""
+        result = PollResult()
+        with self.db.transaction() as conn:
+            cursor = st.load_cursor(conn, source_name, account.handle, stream)
+        restarted = False
+        while True:
+            try:
+                page = self._retrying(lambda c=cursor: source.fetch(account, stream, c))  # type: ignore[misc]
+            except ExternalError as exc:
+                # A stored pagination token can expire; start the walk again from since_id.
+                if exc.status == 400 and cursor.in_walk and not restarted:
+                    log.warning(
+                        "%s/%s/%s: pagination token refused, restarting the walk",
+                        source_name,
+                        account.handle,
+                        stream,
+                    )
+                    with self.db.transaction() as conn:
+                        st.reset_walk(conn, source_name, account.handle, stream, self.clock())
+                        cursor = st.load_cursor(conn, source_name, account.handle, stream)
+                    restarted = True
+                    continue
+                raise
+            with self.db.transaction() as conn:
+                brand_ids = st.brand_user_ids(conn, source.network)
+                stored = st.ingest_page(
+                    conn,
+                    source=source_name,
+                    network=source.network,
+                    account=account,
+                    stream=stream,
+                    page=page,
+                    crms=[self.crm_name],
+                    brand_ids=brand_ids,
+                    now=self.clock(),
+                )
+            result.pages += 1
+            result.seen += stored.seen
+            result.new += stored.new
+            result.queued += stored.queued
+            result.quarantined += stored.quarantined
+            result.warnings.extend(page.warnings)
+            if page.walk_complete:
+                return result
+            cursor = page.next_cursor
+
+    def record_poll_error(self, source_name: str, account: str, stream: Stream, error: str) -> None:
+        with self.db.transaction() as conn:
+            st.record_poll_error(conn, source_name, account, stream, error, self.clock())
+
+    # -- resolve -------------------------------------------------------------------------
+    def resolve(self) -> ResolveResult:
+        """Link held identities to CRM people, in batched look-ups; unmatched ones retry later."""
+        from syncd.resolver import resolve_batch
+
+        result = ResolveResult()
+        while True:
+            with self.db.transaction() as conn:
+                todo = outbox.identities_to_resolve(
+                    conn, self.crm_name, self.clock(), self.settings.resolve_batch
+                )
+            if not todo:
+                return result
+            found = self._retrying(lambda t=todo: resolve_batch(self.crm, t))  # type: ignore[misc]
+            now = self.clock()
+            unmatched = [u.identity_id for u in todo if u.identity_id not in found]
+            with self.db.transaction() as conn:
+                result.linked += outbox.add_links(
+                    conn, self.crm_name, found.items(), "resolver", now
+                )
+                outbox.defer_resolution(
+                    conn,
+                    unmatched,
+                    now,
+                    self.settings.resolve_backoff,
+                    self.settings.resolve_max_backoff,
+                )
+            result.looked_up += len(todo)
+            result.unmatched += len(unmatched)
+
+    # -- deliver -------------------------------------------------------------------------
+    def deliver(self, max_batches: int | None = None) -> DeliverResult:
+        """Drain ready deliveries to the CRM in batches, oldest first."""
+        result = DeliverResult()
+        batches = 0
+        while max_batches is None or batches < max_batches:
+            with self.db.transaction() as conn:
+                ready = outbox.ready_deliveries(
+                    conn, self.crm_name, self.clock(), self.settings.write_batch
+                )
+            if not ready:
+                return result
+            records = [build_record(d) for d in ready]
+            # Safe to retry: every record is an upsert on its external id.
+            answers = self._retrying(lambda r=records: self.crm.upsert_history(r))  # type: ignore[misc]
+            if len(answers) != len(records):
+                raise RuntimeError(
+                    f"CRM returned {len(answers)} results for {len(records)} records"
+                )
+            self._store_answers(ready, answers, result)
+            batches += 1
+        return result
+
+    def _store_answers(
+        self,
+        ready: Sequence[outbox.ReadyDelivery],
+        answers: Sequence[WriteResult],
+        result: DeliverResult,
+    ) -> None:
+        now = self.clock()
+        written: list[tuple[int, str | None]] = []
+        gone: list[int] = []
+        with self.db.transaction() as conn:
+            for d, a in zip(ready, answers, strict=True):
+                result.attempted += 1
+                if a.ok:
+                    written.append((d.delivery_id, a.crm_id))
+                    continue
+                message = a.error_message or "unknown error"
+                if a.error_code in GONE_RECORD_ERRORS:
+                    gone.append(d.identity_id)
+                    outbox.mark_failed(
+                        conn,
+                        d.delivery_id,
+                        code=a.error_code,
+                        message=message,
+                        now=now,
+                        retry_at=now,
+                    )
+                    result.relinking += 1
+                elif (
+                    a.error_code in RETRYABLE_RECORD_ERRORS
+                    and d.attempts + 1 < self.settings.record_max_attempts
+                ):
+                    wait = timedelta(seconds=min(30 * 2**d.attempts, 3600))
+                    outbox.mark_failed(
+                        conn,
+                        d.delivery_id,
+                        code=a.error_code,
+                        message=message,
+                        now=now,
+                        retry_at=now + wait,
+                    )
+                    result.retrying += 1
+                else:
+                    outbox.mark_failed(
+                        conn,
+                        d.delivery_id,
+                        code=a.error_code,
+                        message=message,
+                        now=now,
+                        retry_at=None,
+                    )
+                    result.dead += 1
+                    log.warning(
+                        "dead-lettered %s:%s: %s %s", d.network, d.post_id, a.error_code, message
+                    )
+            outbox.mark_written(conn, written, now)
+            outbox.unlink(conn, self.crm_name, gone, now)
+        result.written += len(written)

@@ -1,0 +1,1 @@
+"""State: the SQLAlchemy schema, migrations, and the queries the pipeline runs."""

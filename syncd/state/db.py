@@ -1,0 +1,133 @@
+"""Opening the state database: engine setup, file permissions, migrations, transactions.
+
+SQLite is the default (one file, WAL, created 0600); PostgreSQL is for production. Every write
+goes through :meth:`Database.transaction`, which on SQLite takes the write lock up front
+(``BEGIN IMMEDIATE``) so two threads never deadlock upgrading a read lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.pool import NullPool
+
+from syncd.errors import UserError
+
+log = logging.getLogger("syncd.state")
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class StateError(UserError):
+    """The state database cannot be opened or migrated."""
+
+
+class Database:
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise StateError(f"state.url is not a database URL: {exc}") from None
+        self.url = parsed
+        self.dialect = parsed.get_backend_name()
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.dialect == "sqlite":
+            self._prepare_sqlite_file(parsed.database)
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+            if not parsed.database or parsed.database == ":memory:":
+                raise StateError("state.url: an in-memory SQLite database would lose all state")
+        else:
+            kwargs["pool_pre_ping"] = True
+            kwargs["pool_size"] = 5
+        try:
+            self.engine: Engine = create_engine(parsed, **kwargs)
+        except ModuleNotFoundError as exc:
+            raise StateError(
+                f"state.url needs the database driver {exc.name!r}: pip install 'syncd[postgres]'"
+            ) from None
+        if self.dialect == "sqlite":
+            _sqlite_pragmas(self.engine)
+
+    @staticmethod
+    def _prepare_sqlite_file(database: str | None) -> None:
+        if not database or database == ":memory:":
+            return
+        path = Path(database)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Created 0600 before SQLite opens it; SQLite gives -wal/-shm the same mode.
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+            os.close(fd)
+        except OSError as exc:
+            raise StateError(f"state.url: cannot create {path}: {exc.strerror}") from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One explicit transaction: committed on success, rolled back on any exception."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def connect(self) -> Connection:
+        return self.engine.connect()
+
+    def upgrade(self) -> None:
+        """Apply every pending migration (idempotent)."""
+        from alembic import command
+
+        try:
+            with self.engine.begin() as conn:
+                command.upgrade(alembic_config(conn), "head")
+        except OperationalError as exc:
+            raise StateError(f"cannot open the state database: {exc.orig}") from None
+
+    def revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        # The URL may carry a password; render_as_string hides it by default.
+        return f"Database({self.url.render_as_string(hide_password=True)!r})"
+
+
+def alembic_config(conn: Connection | None = None) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    if conn is not None:
+        cfg.attributes["connection"] = conn
+    return cfg
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's implicit
+        # transactions would defeat BEGIN IMMEDIATE).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+__all__ = ["Database", "NullPool", "StateError"]

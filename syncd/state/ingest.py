@@ -1,0 +1,300 @@
+"""Storing what a source read: accounts, cursors, and the one transaction per page.
+
+``ingest_page`` is the heart of "nothing lost, nothing duplicated": the page's interactions,
+its authors, one delivery per new interaction and the advanced cursor are written together or
+not at all. Replaying a page after a crash is harmless: interactions are unique on
+(network, post id) and inserted with ON CONFLICT DO NOTHING.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Insert, Table, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from syncd.model import Account, Author, Cursor, Page, Stream
+from syncd.state.tables import accounts, cursors, deliveries, identities, interactions, quarantine
+
+PENDING = "pending"
+
+
+def insert_for(conn: Connection, table: Table) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL both do)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"unsupported database dialect {conn.dialect.name!r}")
+
+
+# -- accounts ------------------------------------------------------------------------------
+def stored_accounts(conn: Connection, source: str) -> dict[str, Account]:
+    rows = conn.execute(select(accounts).where(accounts.c.source == source)).mappings()
+    return {
+        r["handle"].lower(): Account(network=r["network"], handle=r["handle"], user_id=r["user_id"])
+        for r in rows
+    }
+
+
+def store_accounts(conn: Connection, source: str, found: Iterable[Account], now: datetime) -> None:
+    rows = [
+        {
+            "source": source,
+            "network": a.network,
+            "handle": a.handle,
+            "user_id": a.user_id,
+            "resolved_at": now,
+        }
+        for a in found
+    ]
+    if rows:
+        stmt: Insert = insert_for(conn, accounts).on_conflict_do_nothing()
+        conn.execute(stmt, rows)
+
+
+def brand_user_ids(conn: Connection, network: str) -> set[str]:
+    """Every brand account's id on a network: their posts to each other are not customer history."""
+    rows = conn.execute(select(accounts.c.user_id).where(accounts.c.network == network))
+    return {r[0] for r in rows}
+
+
+# -- cursors -------------------------------------------------------------------------------
+def load_cursor(conn: Connection, source: str, account: str, stream: Stream) -> Cursor:
+    row = (
+        conn.execute(
+            select(
+                cursors.c.since_id, cursors.c.pagination_token, cursors.c.pending_since_id
+            ).where(
+                cursors.c.source == source,
+                cursors.c.account == account,
+                cursors.c.stream == str(stream),
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return Cursor()
+    return Cursor(
+        since_id=row["since_id"],
+        pagination_token=row["pagination_token"],
+        pending_since_id=row["pending_since_id"],
+    )
+
+
+def _save_cursor(
+    conn: Connection,
+    source: str,
+    account: str,
+    stream: Stream,
+    cursor: Cursor,
+    now: datetime,
+    *,
+    walk_complete: bool,
+) -> None:
+    values: dict[str, Any] = {
+        "since_id": cursor.since_id,
+        "pagination_token": cursor.pagination_token,
+        "pending_since_id": cursor.pending_since_id,
+        "last_attempt_at": now,
+        "updated_at": now,
+    }
+    if walk_complete:
+        values["last_success_at"] = now
+        values["last_error"] = None
+    stmt = insert_for(conn, cursors).values(
+        source=source, account=account, stream=str(stream), **values
+    )
+    conn.execute(
+        stmt.on_conflict_do_update(index_elements=["source", "account", "stream"], set_=values)
+    )
+
+
+def reset_walk(conn: Connection, source: str, account: str, stream: Stream, now: datetime) -> None:
+    """Forget an in-progress walk (its pagination token was refused); keep ``since_id``."""
+    conn.execute(
+        update(cursors)
+        .where(
+            cursors.c.source == source,
+            cursors.c.account == account,
+            cursors.c.stream == str(stream),
+        )
+        .values(pagination_token=None, pending_since_id=None, updated_at=now)
+    )
+
+
+def record_poll_error(
+    conn: Connection, source: str, account: str, stream: Stream, error: str, now: datetime
+) -> None:
+    values = {"last_attempt_at": now, "last_error": error[:2000], "updated_at": now}
+    stmt = insert_for(conn, cursors).values(
+        source=source, account=account, stream=str(stream), **values
+    )
+    conn.execute(
+        stmt.on_conflict_do_update(index_elements=["source", "account", "stream"], set_=values)
+    )
+
+
+# -- the page transaction ------------------------------------------------------------------
+@dataclass(frozen=True)
+class IngestResult:
+    new: int  # interactions stored for the first time
+    seen: int  # interactions on the page
+    queued: int  # deliveries enqueued
+    quarantined: int
+
+
+def upsert_identities(
+    conn: Connection,
+    network: str,
+    authors: Iterable[Author],
+    extra_ids: Iterable[str],
+    now: datetime,
+) -> dict[str, int]:
+    """Insert or refresh identities; returns user id → identity row id for all of them."""
+    by_id = {a.user_id: a for a in authors if a.network == network}
+    rows = [
+        {
+            "network": network,
+            "user_id": a.user_id,
+            "handle": a.handle,
+            "display_name": a.display_name,
+            "description": a.description,
+            "location": a.location,
+            "url": a.url,
+            "first_seen_at": now,
+            "updated_at": now,
+        }
+        # Sorted so concurrent transactions lock rows in one order (no deadlocks on PostgreSQL).
+        for a in sorted(by_id.values(), key=lambda a: a.user_id)
+    ]
+    if rows:
+        ins = insert_for(conn, identities)
+        refresh = {
+            col: func.coalesce(getattr(ins.excluded, col), identities.c[col])
+            for col in ("handle", "display_name", "description", "location", "url")
+        }
+        refresh["updated_at"] = ins.excluded.updated_at
+        conn.execute(
+            ins.on_conflict_do_update(index_elements=["network", "user_id"], set_=refresh), rows
+        )
+    missing = sorted(set(extra_ids) - set(by_id))
+    if missing:
+        conn.execute(
+            insert_for(conn, identities).on_conflict_do_nothing(),
+            [
+                {"network": network, "user_id": uid, "first_seen_at": now, "updated_at": now}
+                for uid in missing
+            ],
+        )
+    wanted = set(by_id) | set(missing)
+    ids: dict[str, int] = {}
+    for chunk in _chunks(sorted(wanted), 500):
+        for uid, row_id in conn.execute(
+            select(identities.c.user_id, identities.c.id).where(
+                identities.c.network == network, identities.c.user_id.in_(chunk)
+            )
+        ):
+            ids[uid] = row_id
+    return ids
+
+
+def ingest_page(
+    conn: Connection,
+    *,
+    source: str,
+    network: str,
+    account: Account,
+    stream: Stream,
+    page: Page,
+    crms: Iterable[str],
+    brand_ids: set[str],
+    now: datetime,
+) -> IngestResult:
+    """Store one page and advance the cursor, in the caller's transaction."""
+    crm_names = list(crms)
+    items = list({i.post_id: i for i in page.interactions}.values())
+    identity_ids = upsert_identities(
+        conn, network, page.authors, (i.counterpart_id for i in items), now
+    )
+    new_rows: list[tuple[int, str]] = []
+    if items:
+        stmt = (
+            insert_for(conn, interactions)
+            .on_conflict_do_nothing(index_elements=["network", "post_id"])
+            .returning(interactions.c.id, interactions.c.post_id)
+        )
+        params = [
+            {
+                "network": network,
+                "post_id": i.post_id,
+                "source": source,
+                "account": account.handle,
+                "stream": str(i.stream),
+                "direction": str(i.direction),
+                "author_id": i.author_id,
+                "counterpart_identity_id": identity_ids[i.counterpart_id],
+                "text": i.text,
+                "created_at": i.created_at,
+                "url": i.url,
+                "conversation_id": i.conversation_id,
+                "in_reply_to_post_id": i.in_reply_to_post_id,
+                "raw": i.raw,
+                "fetched_at": now,
+            }
+            for i in items
+        ]
+        new_rows = [(r[0], r[1]) for r in conn.execute(stmt, params)]
+    by_post = {i.post_id: i for i in items}
+    outbox = [
+        {
+            "interaction_id": row_id,
+            "crm": crm,
+            "state": PENDING,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for row_id, post_id in new_rows
+        # Brand-to-brand posts are kept but belong in no customer's history.
+        if by_post[post_id].counterpart_id not in brand_ids
+        for crm in crm_names
+    ]
+    if outbox:
+        conn.execute(insert_for(conn, deliveries).on_conflict_do_nothing(), outbox)
+    if page.quarantined:
+        conn.execute(
+            quarantine.insert(),
+            [
+                {
+                    "source": source,
+                    "network": q.network,
+                    "item_id": q.item_id,
+                    "reason": q.reason,
+                    "raw": q.raw,
+                    "created_at": now,
+                }
+                for q in page.quarantined
+            ],
+        )
+    _save_cursor(
+        conn,
+        source,
+        account.handle,
+        stream,
+        page.next_cursor,
+        now,
+        walk_complete=page.walk_complete,
+    )
+    return IngestResult(
+        new=len(new_rows), seen=len(items), queued=len(outbox), quarantined=len(page.quarantined)
+    )
+
+
+def _chunks(seq: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(seq), size):
+        yield seq[start : start + size]

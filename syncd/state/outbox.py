@@ -1,0 +1,257 @@
+"""The outbox side of state: who needs resolving, which deliveries are ready, what came back.
+
+A pending delivery is written once its counterpart identity has a link for that CRM. Nothing
+flips a delivery to "ready": readiness is the join, so a link that appears later releases every
+delivery held for that person at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, and_, bindparam, delete, exists, func, or_, select, update
+
+from syncd.model import CrmRef, Direction, IdentityKey, Match
+from syncd.state.ingest import PENDING, insert_for
+from syncd.state.tables import deliveries, identities, interactions, links
+
+WRITTEN = "written"
+DEAD = "dead"
+
+
+# -- resolution ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Unresolved:
+    identity_id: int
+    key: IdentityKey
+    attempts: int
+
+
+def _has_pending(crm: str):  # type: ignore[no-untyped-def]
+    return exists().where(
+        interactions.c.counterpart_identity_id == identities.c.id,
+        deliveries.c.interaction_id == interactions.c.id,
+        deliveries.c.crm == crm,
+        deliveries.c.state == PENDING,
+    )
+
+
+def _linked(crm: str):  # type: ignore[no-untyped-def]
+    return exists().where(links.c.identity_id == identities.c.id, links.c.crm == crm)
+
+
+def identities_to_resolve(
+    conn: Connection, crm: str, now: datetime, limit: int
+) -> list[Unresolved]:
+    """Identities with something waiting for ``crm``, no link, and due for a (re)try."""
+    stmt = (
+        select(
+            identities.c.id,
+            identities.c.network,
+            identities.c.user_id,
+            identities.c.handle,
+            identities.c.resolve_attempts,
+        )
+        .where(
+            _has_pending(crm),
+            ~_linked(crm),
+            or_(identities.c.resolve_after.is_(None), identities.c.resolve_after <= now),
+        )
+        .order_by(identities.c.id)
+        .limit(limit)
+    )
+    return [
+        Unresolved(r.id, IdentityKey(r.network, r.user_id, r.handle), r.resolve_attempts)
+        for r in conn.execute(stmt)
+    ]
+
+
+def add_links(
+    conn: Connection, crm: str, found: Iterable[tuple[int, Match]], created_by: str, now: datetime
+) -> int:
+    rows = [
+        {
+            "identity_id": identity_id,
+            "crm": crm,
+            "crm_object": m.ref.object,
+            "crm_id": m.ref.id,
+            "crm_name": m.ref.name,
+            "matcher": m.matcher,
+            "created_by": created_by,
+            "created_at": now,
+        }
+        for identity_id, m in found
+    ]
+    if not rows:
+        return 0
+    # Counted through RETURNING: executemany rowcount is -1 on psycopg.
+    stmt = insert_for(conn, links).on_conflict_do_nothing().returning(links.c.id)
+    return len(conn.execute(stmt, rows).all())
+
+
+def defer_resolution(
+    conn: Connection,
+    identity_ids: Sequence[int],
+    now: datetime,
+    backoff: timedelta,
+    max_backoff: timedelta,
+) -> None:
+    """Schedule the next look-up: backoff doubles per failed attempt, up to ``max_backoff``."""
+    if not identity_ids:
+        return
+    attempts = identities.c.resolve_attempts
+    # Computed in Python per distinct attempt count: portable, and the groups are few.
+    rows = conn.execute(
+        select(identities.c.id, attempts).where(identities.c.id.in_(identity_ids))
+    ).all()
+    by_attempts: dict[int, list[int]] = {}
+    for row_id, n in rows:
+        by_attempts.setdefault(n, []).append(row_id)
+    for n, ids in by_attempts.items():
+        wait = min(backoff * (2 ** min(n, 20)), max_backoff)
+        conn.execute(
+            update(identities)
+            .where(identities.c.id.in_(ids))
+            .values(resolve_after=now + wait, resolve_attempts=n + 1)
+        )
+
+
+def unlink(conn: Connection, crm: str, identity_ids: Iterable[int], now: datetime) -> None:
+    """Drop links whose CRM record is gone, and make those identities due for resolution."""
+    ids = list(set(identity_ids))
+    if not ids:
+        return
+    conn.execute(delete(links).where(links.c.crm == crm, links.c.identity_id.in_(ids)))
+    conn.execute(
+        update(identities)
+        .where(identities.c.id.in_(ids))
+        .values(resolve_after=None, resolve_attempts=0, updated_at=now)
+    )
+
+
+def held_count(conn: Connection, crm: str) -> int:
+    stmt = select(func.count()).select_from(identities).where(_has_pending(crm), ~_linked(crm))
+    return int(conn.execute(stmt).scalar_one())
+
+
+# -- delivery ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReadyDelivery:
+    delivery_id: int
+    identity_id: int
+    attempts: int
+    network: str
+    post_id: str
+    account: str
+    direction: Direction
+    text: str
+    created_at: datetime
+    url: str
+    conversation_id: str | None
+    handle: str | None
+    who: CrmRef
+
+
+def ready_deliveries(conn: Connection, crm: str, now: datetime, limit: int) -> list[ReadyDelivery]:
+    """Pending deliveries whose counterpart is linked and which are due, oldest post first."""
+    stmt = (
+        select(
+            deliveries.c.id,
+            deliveries.c.attempts,
+            interactions.c.network,
+            interactions.c.post_id,
+            interactions.c.account,
+            interactions.c.direction,
+            interactions.c.text,
+            interactions.c.created_at,
+            interactions.c.url,
+            interactions.c.conversation_id,
+            identities.c.id.label("identity_id"),
+            identities.c.handle,
+            links.c.crm_object,
+            links.c.crm_id,
+            links.c.crm_name,
+        )
+        .join(interactions, interactions.c.id == deliveries.c.interaction_id)
+        .join(identities, identities.c.id == interactions.c.counterpart_identity_id)
+        .join(links, and_(links.c.identity_id == identities.c.id, links.c.crm == deliveries.c.crm))
+        .where(
+            deliveries.c.crm == crm,
+            deliveries.c.state == PENDING,
+            or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
+        )
+        .order_by(interactions.c.created_at, deliveries.c.id)
+        .limit(limit)
+    )
+    return [
+        ReadyDelivery(
+            delivery_id=r.id,
+            identity_id=r.identity_id,
+            attempts=r.attempts,
+            network=r.network,
+            post_id=r.post_id,
+            account=r.account,
+            direction=Direction(r.direction),
+            text=r.text,
+            created_at=r.created_at,
+            url=r.url,
+            conversation_id=r.conversation_id,
+            handle=r.handle,
+            who=CrmRef(r.crm_object, r.crm_id, r.crm_name),
+        )
+        for r in conn.execute(stmt)
+    ]
+
+
+def mark_written(conn: Connection, done: Iterable[tuple[int, str | None]], now: datetime) -> None:
+    params = [{"delivery_id": d, "crm_id": c} for d, c in done]
+    if not params:
+        return
+    conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id == bindparam("delivery_id"))
+        .values(
+            state=WRITTEN,
+            crm_record_id=bindparam("crm_id"),
+            attempts=deliveries.c.attempts + 1,
+            last_error=None,
+            last_error_code=None,
+            next_attempt_at=None,
+            written_at=now,
+            updated_at=now,
+        ),
+        params,
+    )
+
+
+def mark_failed(
+    conn: Connection,
+    delivery_id: int,
+    *,
+    code: str | None,
+    message: str,
+    now: datetime,
+    retry_at: datetime | None,
+) -> None:
+    """Record a failed write: due again at ``retry_at``, or dead-lettered when it is None."""
+    conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id == delivery_id)
+        .values(
+            state=PENDING if retry_at is not None else DEAD,
+            attempts=deliveries.c.attempts + 1,
+            last_error_code=code,
+            last_error=message[:2000],
+            next_attempt_at=retry_at,
+            updated_at=now,
+        )
+    )
+
+
+def delivery_counts(conn: Connection) -> dict[tuple[str, str], int]:
+    stmt = select(deliveries.c.crm, deliveries.c.state, func.count()).group_by(
+        deliveries.c.crm, deliveries.c.state
+    )
+    return {(crm, state): int(n) for crm, state, n in conn.execute(stmt)}

@@ -1,0 +1,58 @@
+"""Read-only summaries of state for ``syncd status`` and the demo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, func, select
+
+from syncd.state.outbox import delivery_counts, held_count
+from syncd.state.tables import cursors, interactions, quarantine
+
+
+@dataclass(frozen=True)
+class StreamStatus:
+    source: str
+    account: str
+    stream: str
+    since_id: str | None
+    in_walk: bool
+    last_success_at: datetime | None
+    last_attempt_at: datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class Status:
+    streams: list[StreamStatus]
+    interactions: int
+    deliveries: dict[str, int]  # state → count, for the configured CRM
+    held_identities: int
+    quarantined: int
+
+
+def status(conn: Connection, crm: str) -> Status:
+    streams = [
+        StreamStatus(
+            source=r.source,
+            account=r.account,
+            stream=r.stream,
+            since_id=r.since_id,
+            in_walk=r.pagination_token is not None,
+            last_success_at=r.last_success_at,
+            last_attempt_at=r.last_attempt_at,
+            last_error=r.last_error,
+        )
+        for r in conn.execute(
+            select(cursors).order_by(cursors.c.source, cursors.c.account, cursors.c.stream)
+        )
+    ]
+    by_state = {state: n for (c, state), n in delivery_counts(conn).items() if c == crm}
+    return Status(
+        streams=streams,
+        interactions=int(conn.execute(select(func.count()).select_from(interactions)).scalar_one()),
+        deliveries=by_state,
+        held_identities=held_count(conn, crm),
+        quarantined=int(conn.execute(select(func.count()).select_from(quarantine)).scalar_one()),
+    )

@@ -1,0 +1,179 @@
+"""The state schema. Alembic migrations in ``migrations/`` create exactly this."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# An id column that is BIGINT on PostgreSQL but INTEGER (rowid alias) on SQLite.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+# Brand accounts: the handle from config, the immutable id resolved once.
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("source", String(100), nullable=False),
+    Column("network", String(32), nullable=False),
+    Column("handle", String(100), nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("resolved_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("source", "handle", name="uq_accounts_source_handle"),
+)
+
+# People on a network, keyed on the immutable user id. The handle is only the latest seen.
+identities = Table(
+    "identities",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("network", String(32), nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("handle", String(100)),
+    Column("display_name", String(200)),
+    Column("description", Text),
+    Column("location", String(200)),
+    Column("url", String(500)),
+    Column("first_seen_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    # Resolution schedule for identities without a link: when to ask the CRM again.
+    Column("resolve_after", UtcDateTime()),
+    Column("resolve_attempts", Integer, nullable=False, server_default="0"),
+    UniqueConstraint("network", "user_id", name="uq_identities_network_user_id"),
+)
+
+# identity → CRM person. One current link per identity and CRM.
+links = Table(
+    "links",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("identity_id", Id, ForeignKey("identities.id"), nullable=False),
+    Column("crm", String(100), nullable=False),
+    Column("crm_object", String(64), nullable=False),
+    Column("crm_id", String(64), nullable=False),
+    Column("crm_name", String(300)),
+    Column("matcher", String(64), nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("identity_id", "crm", name="uq_links_identity_id_crm"),
+)
+
+interactions = Table(
+    "interactions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("network", String(32), nullable=False),
+    Column("post_id", String(64), nullable=False),
+    Column("source", String(100), nullable=False),
+    Column("account", String(100), nullable=False),
+    Column("stream", String(32), nullable=False),
+    Column("direction", String(16), nullable=False),
+    Column("author_id", String(64), nullable=False),
+    Column("counterpart_identity_id", Id, ForeignKey("identities.id"), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("url", String(500), nullable=False),
+    Column("conversation_id", String(64)),
+    Column("in_reply_to_post_id", String(64)),
+    Column("raw", JSON, nullable=False),
+    Column("fetched_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("network", "post_id", name="uq_interactions_network_post_id"),
+    Index("ix_interactions_counterpart", "counterpart_identity_id"),
+)
+
+# Where each stream's walk stands. Advanced only in the transaction that stores its page.
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("source", String(100), primary_key=True),
+    Column("account", String(100), primary_key=True),
+    Column("stream", String(32), primary_key=True),
+    Column("since_id", String(64)),
+    Column("pagination_token", String(500)),
+    Column("pending_since_id", String(64)),
+    Column("last_success_at", UtcDateTime()),
+    Column("last_attempt_at", UtcDateTime()),
+    Column("last_error", Text),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# The outbox: one row per interaction × CRM. "pending" rows are written once their
+# counterpart has a link; "written" holds the CRM record id; "dead" needs an admin.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("interaction_id", Id, ForeignKey("interactions.id"), nullable=False),
+    Column("crm", String(100), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error_code", String(100)),
+    Column("last_error", Text),
+    Column("crm_record_id", String(64)),
+    Column("next_attempt_at", UtcDateTime()),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("written_at", UtcDateTime()),
+    UniqueConstraint("interaction_id", "crm", name="uq_deliveries_interaction_id_crm"),
+    Index("ix_deliveries_crm_state", "crm", "state"),
+)
+
+# API items that could not be translated, kept whole with the reason.
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("source", String(100), nullable=False),
+    Column("network", String(32), nullable=False),
+    Column("item_id", String(64)),
+    Column("reason", Text, nullable=False),
+    Column("raw", JSON, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)

@@ -180,7 +180,7 @@ def sandbox(x_port: int, salesforce_port: int, seed: bool) -> None:
     """Run the X and Salesforce stand-ins in the foreground and print their URLs."""
     from syncd.sandbox.run import serve
 
-    serve(x_port=x_port, salesforce_port=salesforce_port, seed=seed)
+    serve(x_port=x_port, salesforce_port=salesforce_port, seed_world=seed)
 
 
 @cli.command()

@@ -1,0 +1,40 @@
+"""``syncd sandbox``: both stand-ins in the foreground, for trying syncd by hand."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import click
+
+from syncd.sandbox.salesforce_api import SalesforceSandbox
+from syncd.sandbox.seed import next_post, seed
+from syncd.sandbox.x_api import XSandbox
+
+X_BEARER = "sandbox-x-bearer"
+
+
+def serve(*, x_port: int = 0, salesforce_port: int = 0, seed_world: bool = True,
+          post_every: float = 2.0) -> None:
+    x = XSandbox(port=x_port, bearer_token=X_BEARER)
+    sf = SalesforceSandbox(port=salesforce_port)
+    stop = threading.Event()
+    with x, sf:
+        click.echo(f"X API v2 stand-in:      {x.url}   (bearer token: {X_BEARER})")
+        click.echo(f"Salesforce stand-in:    {sf.url}   (login_url; user integration@sandbox.example,"
+                   " password sandbox-password, security token sandbox-token)")
+        if seed_world:
+            world = seed(x, sf)
+            click.echo(f"seeded brand @acme and @acmesupport with {len(world.customers)} customers;"
+                       f" a new mention or reply every {post_every:g}s")
+            rng = random.Random()
+            try:
+                while not stop.wait(post_every):
+                    next_post(x, world, rng)
+            except KeyboardInterrupt:
+                pass
+        else:
+            try:
+                stop.wait()
+            except KeyboardInterrupt:
+                pass

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import GetCoreSchemaHandler
+from pydantic_core import core_schema
 
 SCHEMES = ("env", "file", "cred")
 
@@ -59,6 +60,16 @@ class Secret:
 
     __str__ = __repr__
 
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, _source: Any, _handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        # Validates the reference *and* that it can be read, so a config check names the key.
+        return core_schema.no_info_plain_validator_function(
+            _to_secret,
+            serialization=core_schema.plain_serializer_function_ser_schema(lambda s: s.ref),
+        )
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Secret) and other._ref == self._ref
 
@@ -87,5 +98,5 @@ def _to_secret(value: Any) -> Secret:
     return secret
 
 
-# For pydantic settings models: validates the reference and that it can be read.
-SecretRef = Annotated[Secret, BeforeValidator(_to_secret), PlainSerializer(lambda s: s.ref)]
+# The name settings models use for a secret field.
+SecretRef = Secret

@@ -60,6 +60,8 @@ class SandboxServer:
     """Base class: routing table, lifecycle, request counting."""
 
     name = "sandbox"
+    # How often serve_forever checks for shutdown: stop() waits up to this long, once per test.
+    poll_interval = 0.05
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.lock = threading.RLock()
@@ -108,7 +110,10 @@ class SandboxServer:
     def start(self) -> SandboxServer:
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._httpd.serve_forever, name=f"{self.name}-http", daemon=True
+                target=self._httpd.serve_forever,
+                kwargs={"poll_interval": self.poll_interval},
+                name=f"{self.name}-http",
+                daemon=True,
             )
             self._thread.start()
         return self

@@ -1,0 +1,324 @@
+"""A stateful stand-in for the X API v2 read endpoints syncd uses, served on loopback.
+
+The real tweepy ``Client`` talks to it once its session carries a URL-rewriting adapter. It
+answers like X: bearer auth, ``x-rate-limit-*`` headers per endpoint and token, partial errors
+inside a 200, X's 400 bodies, newest-first timelines with opaque pagination tokens and the
+mentions/timeline horizons beyond which older posts are unreachable.
+
+Rate limits are configured per group (``RATE_LIMIT_DEFAULTS`` keys); every endpoint of a group
+counts separately, as on X.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from syncd.sandbox import x_params as xp
+from syncd.sandbox import x_render as xr
+from syncd.sandbox.server import Request, Response, SandboxServer
+from syncd.sandbox.x_store import (
+    ID_PATTERN,
+    USERNAME_PATTERN,
+    JsonObject,
+    StoredPost,
+    StoredUser,
+    XStore,
+)
+
+RATE_LIMIT_DEFAULTS: dict[str, int] = {
+    "mentions": 450,
+    "user_tweets": 1500,
+    "user_lookup": 300,
+    "tweet_lookup": 300,
+}
+RATE_LIMIT_WINDOW = timedelta(minutes=15)
+_JSON = {"Content-Type": "application/json; charset=utf-8"}
+_BEARER = re.compile(r"^Bearer\s+(\S+)$")
+Timeline = Literal["mentions", "tweets"]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class XSandbox(SandboxServer):
+    name = "x-sandbox"
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        bearer_token: str = "sandbox-x-bearer",
+        includes_key: str = "tweets",
+        mentions_horizon: int = 800,
+        timeline_horizon: int = 3200,
+        rate_limits: dict[str, int] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        unknown = set(rate_limits or {}) - set(RATE_LIMIT_DEFAULTS)
+        if unknown:
+            raise ValueError(
+                f"unknown rate-limit keys {sorted(unknown)}; use {RATE_LIMIT_DEFAULTS}"
+            )
+        self.dialect = xr.Dialect.for_includes_key(includes_key)  # fail before binding a port
+        super().__init__(host, port)
+        self.bearer_token = bearer_token
+        self.mentions_horizon = mentions_horizon
+        self.timeline_horizon = timeline_horizon
+        self.rate_limits = {**RATE_LIMIT_DEFAULTS, **(rate_limits or {})}
+        self.clock = clock or _utcnow
+        self.store = XStore(self.clock)
+        # (token, endpoint) -> [window end (epoch s), requests used in the window]
+        self._windows: dict[tuple[str, str], tuple[int, int]] = {}
+        for pattern, group, fn in (
+            ("/2/users/by/username/{username}", "user_lookup", self._get_user_by_username),
+            ("/2/users/by", "user_lookup", self._get_users_by_usernames),
+            ("/2/users/{id}/mentions", "mentions", self._get_mentions),
+            ("/2/users/{id}/tweets", "user_tweets", self._get_user_tweets),
+            ("/2/users/{id}", "user_lookup", self._get_user),
+            ("/2/users", "user_lookup", self._get_users),
+            ("/2/tweets/{id}", "tweet_lookup", self._get_tweet),
+            ("/2/tweets", "tweet_lookup", self._get_tweets),
+        ):
+            self.route("GET", pattern, self._endpoint(pattern, group, fn))
+
+    # -- lifecycle (narrowed return types for callers) -----------------------------------
+    def start(self) -> XSandbox:
+        super().start()
+        return self
+
+    def __enter__(self) -> XSandbox:
+        return self.start()
+
+    # -- state, for tests and demos ------------------------------------------------------
+    def add_user(
+        self,
+        username: str,
+        name: str | None = None,
+        *,
+        user_id: str | None = None,
+        description: str | None = None,
+        location: str | None = None,
+        url: str | None = None,
+    ) -> JsonObject:
+        with self.lock:
+            user = self.store.add_user(
+                username,
+                name,
+                user_id=user_id,
+                description=description,
+                location=location,
+                url=url,
+            )
+            return user.as_dict()
+
+    def add_post(
+        self,
+        author_id: str,
+        text: str,
+        *,
+        in_reply_to: str | None = None,
+        created_at: datetime | None = None,
+        post_id: str | None = None,
+    ) -> JsonObject:
+        with self.lock:
+            post = self.store.add_post(
+                author_id, text, in_reply_to=in_reply_to, created_at=created_at, post_id=post_id
+            )
+            return post.as_dict()
+
+    def delete_post(self, post_id: str) -> None:
+        with self.lock:
+            self.store.delete_post(post_id)
+
+    def suspend_user(self, user_id: str) -> None:
+        with self.lock:
+            self.store.suspend_user(user_id)
+
+    def user_by_username(self, username: str) -> JsonObject | None:
+        with self.lock:
+            user = self.store.user_by_username(username)
+            return user.as_dict(self.store.post_count(user.id)) if user else None
+
+    def post(self, post_id: str) -> JsonObject | None:
+        with self.lock:
+            post = self.store.post(post_id)
+            return post.as_dict() if post else None
+
+    def reset_rate_limits(self) -> None:
+        with self.lock:
+            self._windows.clear()
+
+    # -- request plumbing ----------------------------------------------------------------
+    def _endpoint(
+        self, endpoint: str, group: str, fn: Callable[[Request], JsonObject]
+    ) -> Callable[[Request], Response]:
+        def handle(req: Request) -> Response:
+            match = _BEARER.match(req.header("authorization") or "")
+            if match is None or match.group(1) != self.bearer_token:
+                return Response.json(xr.UNAUTHORIZED, 401, _JSON)
+            with self.lock:
+                allowed, headers = self._take(match.group(1), endpoint, group)
+                if not allowed:
+                    return Response.json(xr.TOO_MANY_REQUESTS, 429, {**_JSON, **headers})
+                try:
+                    status, body = 200, fn(req)
+                except xp.InvalidRequest as exc:
+                    status = 400
+                    body = xr.invalid_request(self.dialect, exc.parameter, exc.raw, exc.message)
+            return Response.json(body, status, {**_JSON, **headers})
+
+        return handle
+
+    def _take(self, token: str, endpoint: str, group: str) -> tuple[bool, dict[str, str]]:
+        """Count one request against its window; X opens a window at its first request."""
+        now = self.clock().timestamp()
+        reset, used = self._windows.get((token, endpoint), (0, 0))
+        if now >= reset:
+            reset, used = math.ceil(now + RATE_LIMIT_WINDOW.total_seconds()), 0
+        limit = self.rate_limits[group]
+        allowed = used < limit
+        used += 1 if allowed else 0
+        self._windows[(token, endpoint)] = (reset, used)
+        return allowed, {
+            "x-rate-limit-limit": str(limit),
+            "x-rate-limit-remaining": str(max(0, limit - used)),
+            "x-rate-limit-reset": str(reset),
+        }
+
+    def _renderer(self, req: Request, *, for_users: bool) -> xr.Renderer:
+        expansions = xr.USER_EXPANSIONS if for_users else xr.POST_EXPANSIONS
+        return xr.Renderer(
+            self.store,
+            self.dialect,
+            post_fields=xp.choices(req, "tweet.fields", xr.POST_FIELDS),
+            user_fields=xp.choices(req, "user.fields", xr.USER_FIELDS),
+            expansions=xp.choices(req, "expansions", expansions),
+        )
+
+    # -- users ---------------------------------------------------------------------------
+    def _user_or_error(
+        self, r: xr.Renderer, user: StoredUser | None, parameter: str, value: str
+    ) -> JsonObject | None:
+        if user is None:
+            r.errors.append(xr.not_found(self.dialect, "user", parameter, value))
+        elif user.suspended:
+            r.errors.append(xr.suspended(self.dialect, parameter, value))
+        else:
+            return r.user(user)
+        return None
+
+    def _get_user_by_username(self, req: Request) -> JsonObject:
+        username = xp.match(req.params["username"], "username", USERNAME_PATTERN)
+        r = self._renderer(req, for_users=True)
+        user = self.store.user_by_username(username)
+        return r.body(self._user_or_error(r, user, "username", username))
+
+    def _get_users_by_usernames(self, req: Request) -> JsonObject:
+        r = self._renderer(req, for_users=True)
+        data = []
+        for name in xp.value_list(req, "usernames", USERNAME_PATTERN):
+            found = self._user_or_error(r, self.store.user_by_username(name), "usernames", name)
+            data += [found] if found else []
+        return r.body(data)
+
+    def _get_user(self, req: Request) -> JsonObject:
+        uid = xp.match(req.params["id"], "id", ID_PATTERN)
+        r = self._renderer(req, for_users=True)
+        return r.body(self._user_or_error(r, self.store.users.get(uid), "id", uid))
+
+    def _get_users(self, req: Request) -> JsonObject:
+        r = self._renderer(req, for_users=True)
+        data = []
+        for uid in xp.value_list(req, "ids", ID_PATTERN):
+            found = self._user_or_error(r, self.store.users.get(uid), "ids", uid)
+            data += [found] if found else []
+        return r.body(data)
+
+    # -- posts ---------------------------------------------------------------------------
+    def _lookup_posts(self, r: xr.Renderer, ids: Iterable[str], parameter: str) -> list[StoredPost]:
+        found = []
+        for pid in ids:
+            post = self.store.visible_post(pid)
+            if post is None:
+                r.errors.append(xr.not_found(self.dialect, "tweet", parameter, pid))
+            else:
+                found.append(post)
+        r.expand(found)
+        return found
+
+    def _get_tweet(self, req: Request) -> JsonObject:
+        pid = xp.match(req.params["id"], "id", ID_PATTERN)
+        r = self._renderer(req, for_users=False)
+        found = self._lookup_posts(r, [pid], "id")
+        return r.body(r.post(found[0]) if found else None)
+
+    def _get_tweets(self, req: Request) -> JsonObject:
+        r = self._renderer(req, for_users=False)
+        found = self._lookup_posts(r, xp.value_list(req, "ids", ID_PATTERN), "ids")
+        return r.body([r.post(p) for p in found])
+
+    # -- timelines -----------------------------------------------------------------------
+    def _get_mentions(self, req: Request) -> JsonObject:
+        return self._timeline(req, "mentions")
+
+    def _get_user_tweets(self, req: Request) -> JsonObject:
+        return self._timeline(req, "tweets")
+
+    def _timeline(self, req: Request, kind: Timeline) -> JsonObject:
+        uid = xp.match(req.params["id"], "id", ID_PATTERN)
+        q = req.query
+        limit = xp.max_results(q.get("max_results"))
+        since = xp.optional_id(q.get("since_id"), "since_id")
+        until = xp.optional_id(q.get("until_id"), "until_id")
+        # The spec: since_id/until_id take precedence over start_time/end_time.
+        start = None if since is not None else xp.timestamp(q.get("start_time"), "start_time")
+        end = None if until is not None else xp.timestamp(q.get("end_time"), "end_time")
+        if start and end and start >= end:
+            raise xp.InvalidRequest(
+                "start_time",
+                q["start_time"],
+                f"Invalid 'start_time':'{q['start_time']}'. "
+                f"'start_time' must be before 'end_time':'{q['end_time']}'",
+            )
+        exclude = (
+            set(xp.choices(req, "exclude", {"replies", "retweets"})) if kind == "tweets" else set()
+        )
+        token = q.get("pagination_token")
+        older_than = until
+        if token is not None:
+            boundary = xp.decode_token(kind, uid, token)
+            older_than = boundary if older_than is None else min(older_than, boundary)
+        r = self._renderer(req, for_users=False)
+
+        user = self.store.users.get(uid)
+        if user is None or user.suspended:
+            self._user_or_error(r, user, "id", uid)
+            return r.body()
+        if kind == "mentions":
+            index, horizon = self.store.mentions_index(uid), self.mentions_horizon
+        else:
+            index, horizon = self.store.authored_index(uid), self.timeline_horizon
+        page, more = self.store.walk(
+            index,
+            horizon,
+            limit=limit,
+            newer_than=since,
+            older_than=older_than,
+            start=start,
+            end=end,
+            skip_replies="replies" in exclude,  # the sandbox has no retweets to skip
+        )
+        r.expand(page)
+        meta: JsonObject = {"result_count": len(page)}
+        if page:
+            meta["newest_id"] = str(page[0].id)
+            meta["oldest_id"] = str(page[-1].id)
+        if more:
+            meta["next_token"] = xp.encode_token(kind, uid, page[-1].id)
+        return r.body([r.post(p) for p in page], meta)

@@ -1,0 +1,517 @@
+"""Salesforce CRM: finds Contacts and Leads by social identity, upserts history as Tasks.
+
+simple-salesforce 1.12 is used unmodified, but never with its own login: ``Salesforce(username=…)``
+re-logs-in by itself on ``INVALID_SESSION_ID`` (up to four times per request through
+``restful``/``query``, without limit through ``sf.Obj.*``, upstream issue #804), and it refuses a
+username + password without a security token although its ``SalesforceLogin`` handles that
+(IP-allow-listed orgs). So we log in with ``SalesforceLogin`` and hand ``Salesforce`` only the
+session: it cannot re-login, and :meth:`SalesforceCrm._run` allows one re-login per public call.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
+from urllib.parse import quote_plus, urlsplit
+from xml.parsers.expat import ExpatError
+
+import jwt
+import requests
+from simple_salesforce.api import Salesforce
+from simple_salesforce.exceptions import (
+    SalesforceAuthenticationFailed,
+    SalesforceError,
+    SalesforceExpiredSession,
+    SalesforceMalformedRequest,
+    SalesforceRefusedRequest,
+    SalesforceResourceNotFound,
+)
+from simple_salesforce.login import SalesforceLogin
+
+from connectors._http import RewritingAdapter, mount
+from connectors.salesforce_settings import IdentityFields, SalesforceSettings
+from syncd.connector import ConnectorSettings, Crm
+from syncd.errors import AuthError, ExternalError, NotFound, RateLimited, TransientError
+from syncd.model import CrmRef, Direction, HistoryRecord, IdentityKey, Match, WriteResult
+from syncd.secrets import Secret
+
+__all__ = ["SalesforceCrm", "SalesforceSettings", "classify", "soql_quote", "task_record"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SYSTEM = "salesforce"
+BATCH = 200  # sObject Collections take at most 200 records; IN-lists are cut the same way
+# URI + headers of one request may not exceed 16,384 bytes (help article 000386264): a query
+# URL is kept well below, so long user ids and handles split a chunk instead of failing it.
+SOQL_URL_BUDGET = 12_000
+SUBJECT_MAX, DESCRIPTION_MAX = 255, 32_000
+# The API allocation is a rolling 24 h window: Salesforce names no reset time.
+RATE_LIMIT_PAUSE = timedelta(hours=1)
+
+_SOQL_ESCAPES = {
+    "\\": "\\\\", "'": "\\'", '"': '\\"',
+    "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f",
+}  # fmt: skip
+_API_USAGE = re.compile(r"(?:^|[^-])api-usage=(\d+)/(\d+)")
+_LOGIN_PATHS = ("/services/Soap/u/", "/services/oauth2/token")
+
+
+def soql_quote(value: str, *, like: bool = False) -> str:
+    """``value`` as a quoted SOQL string literal, safe to paste into a query.
+
+    ``_`` and ``%`` are wildcards only in LIKE, and escaping them anywhere else is a syntax
+    error, so they are escaped only for a LIKE pattern (``like=True``).
+    """
+    escaped = "".join(_SOQL_ESCAPES.get(c, c) for c in value)
+    if like:
+        escaped = escaped.replace("_", "\\_").replace("%", "\\%")
+    return f"'{escaped}'"
+
+
+# -- history records -----------------------------------------------------------------------
+
+
+def _u16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _clip(text: str, limit: int) -> str:
+    """Cut to ``limit`` as Salesforce counts length: in UTF-16 units, so an emoji counts twice."""
+    if _u16(text) <= limit:
+        return text
+    out, used = [], 1  # room for the ellipsis
+    for ch in text:
+        used += 2 if ord(ch) > 0xFFFF else 1
+        if used > limit:
+            break
+        out.append(ch)
+    return "".join(out) + "…"
+
+
+def _bare_handle(handle: str | None) -> str | None:
+    bare = (handle or "").strip().removeprefix("@")
+    return bare or None
+
+
+def task_record(record: HistoryRecord, settings: SalesforceSettings) -> dict[str, Any]:
+    """The sObject Collections entry for one history record."""
+    fields = settings.task_fields
+    when = record.occurred_at
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    suffix = f"\n\n{record.url}" if record.url else ""
+    handle = _bare_handle(record.handle)
+    return {
+        "attributes": {"type": settings.history_object},
+        settings.external_id_field: record.external_id,
+        "Subject": _clip(record.subject, SUBJECT_MAX),
+        # The link outlives a cut text, so the text is cut, never the link.
+        "Description": _clip(record.description, DESCRIPTION_MAX - _u16(suffix)) + suffix,
+        "ActivityDate": when.astimezone(UTC).date().isoformat(),
+        "Status": settings.task_status,
+        "WhoId": record.who.id,
+        fields.network: record.network,
+        fields.direction: "Inbound" if record.direction is Direction.INBOUND else "Outbound",
+        fields.handle: f"@{handle}" if handle else None,
+        fields.post_url: record.url,
+        fields.conversation_id: record.conversation_id,
+    }
+
+
+def _describe_errors(errors: Sequence[Any]) -> tuple[str | None, str]:
+    """First error code and every message. Collections say statusCode, the REST API errorCode."""
+    codes: list[str] = []
+    messages: list[str] = []
+    for err in (e if isinstance(e, Mapping) else {"message": str(e)} for e in errors):
+        if code := err.get("statusCode") or err.get("errorCode"):
+            codes.append(str(code))
+        message = str(err.get("message") or "").strip()
+        if fields := err.get("fields"):
+            message += f" (fields: {', '.join(map(str, fields))})"
+        messages.append(message)
+    return (codes[0] if codes else None), "; ".join(m for m in messages if m)
+
+
+def parse_upsert_results(external_ids: Sequence[str], body: Any) -> list[WriteResult]:
+    """One WriteResult per record from an sObject Collections answer, in request order."""
+    if not isinstance(body, list) or len(body) != len(external_ids):
+        got = f"{len(body)} results" if isinstance(body, list) else type(body).__name__
+        raise TransientError(
+            f"salesforce upsert: expected {len(external_ids)} results, got {got}", system=SYSTEM
+        )
+    results = []
+    for external_id, item in zip(external_ids, body, strict=True):
+        item = item if isinstance(item, Mapping) else {}
+        crm_id = item.get("id")
+        if item.get("success") is True:
+            results.append(WriteResult(external_id, True, crm_id, created=item.get("created")))
+            continue
+        code, message = _describe_errors(item.get("errors") or [])
+        error_code, error_message = code or "UNKNOWN_ERROR", message or "no reason given"
+        results.append(WriteResult(external_id, False, crm_id, None, error_code, error_message))
+    return results
+
+
+# -- identity look-up ----------------------------------------------------------------------
+
+
+def _lookup_values(key: IdentityKey) -> list[str]:
+    # CRM data entry varies: a handle field may hold "name" or "@name".
+    bare = _bare_handle(key.handle)
+    return [key.user_id, bare, f"@{bare}"] if bare else [key.user_id]
+
+
+def lookup_soql(obj: str, fields: IdentityFields, keys: Sequence[IdentityKey]) -> str:
+    """ONE query for a chunk of keys against one person object."""
+    user_ids = dict.fromkeys(k.user_id for k in keys)
+    handles = dict.fromkeys(v for k in keys for v in _lookup_values(k)[1:])
+    where = f"{fields.user_id} IN ({', '.join(map(soql_quote, user_ids))})"
+    if handles:
+        where += f" OR {fields.handle} IN ({', '.join(map(soql_quote, handles))})"
+    return f"SELECT Id, Name, {fields.user_id}, {fields.handle} FROM {obj} WHERE {where}"
+
+
+def _chunks(keys: Sequence[IdentityKey]) -> Iterator[list[IdentityKey]]:
+    chunk: list[IdentityKey] = []
+    size = 0
+    for key in keys:
+        cost = sum(len(quote_plus(soql_quote(v))) + 4 for v in _lookup_values(key))
+        if chunk and (len(chunk) == BATCH or size + cost > SOQL_URL_BUDGET):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(key)
+        size += cost
+    if chunk:
+        yield chunk
+
+
+def match_rows(
+    obj: str, fields: IdentityFields, keys: Sequence[IdentityKey], rows: Sequence[Mapping[str, Any]]
+) -> dict[IdentityKey, Match | None]:
+    """Decide each key against one object's rows; ``None`` marks an ambiguous key.
+
+    The immutable user id beats the handle. Two records matching the same way is ambiguous and
+    never guessed. Keys absent from the result matched nothing here.
+    """
+    by_user_id: dict[str, dict[str, CrmRef]] = {}
+    by_handle: dict[str, dict[str, CrmRef]] = {}
+    for row in rows:
+        # Salesforce answers with each field's own casing, whatever casing the query used.
+        values = {str(k).lower(): v for k, v in row.items()}
+        ref = CrmRef(obj, str(values["id"]), values.get("name"))
+        if user_id := str(values.get(fields.user_id.lower()) or "").strip():
+            by_user_id.setdefault(user_id, {})[ref.id] = ref
+        if handle := _bare_handle(values.get(fields.handle.lower())):
+            by_handle.setdefault(handle.casefold(), {})[ref.id] = ref
+    decided: dict[IdentityKey, Match | None] = {}
+    for key in keys:
+        handle = _bare_handle(key.handle)
+        for matcher, hits in (
+            ("crm_user_id", by_user_id.get(key.user_id.strip(), {})),
+            ("crm_handle", by_handle.get(handle.casefold(), {}) if handle else {}),
+        ):
+            if len(hits) == 1:
+                decided[key] = Match(next(iter(hits.values())), matcher)
+                break
+            if hits:
+                log.warning("%s: %d %ss match %s by %s", SYSTEM, len(hits), obj, key, matcher)
+                decided[key] = None
+                break
+    return decided
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+def _shorten(text: str, limit: int = 1000) -> str:
+    # A query error quotes the whole query before saying what is wrong: keep both ends.
+    text = text.strip()
+    return text if len(text) <= limit else f"{text[:200]} … {text[200 - limit :]}"
+
+
+def _error_details(content: Any) -> tuple[str | None, str]:
+    """Error code and message of a body simple-salesforce kept as JSON, text or bytes."""
+    if isinstance(content, bytes | str):
+        try:
+            content = json.loads(content)
+        except ValueError:
+            text = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
+            return None, _shorten(text)
+    content = [content] if isinstance(content, Mapping) else content
+    if isinstance(content, list) and content:
+        code, message = _describe_errors(content)
+        return code, _shorten(message)
+    return None, _shorten(str(content))
+
+
+# What the runner must do, by exception and Salesforce error code (None: any); first match wins.
+# A 5xx is transient whatever raised it; anything else unlisted is a plain ExternalError.
+_ERROR_TABLE: tuple[tuple[type[SalesforceError], str | None, type[ExternalError]], ...] = (
+    (SalesforceAuthenticationFailed, "REQUEST_LIMIT_EXCEEDED", RateLimited),
+    (SalesforceAuthenticationFailed, "LOGIN_RATE_EXCEEDED", RateLimited),
+    (SalesforceAuthenticationFailed, None, AuthError),
+    (SalesforceExpiredSession, None, AuthError),
+    (SalesforceRefusedRequest, "REQUEST_LIMIT_EXCEEDED", RateLimited),  # a bare 403 otherwise
+    (SalesforceRefusedRequest, None, AuthError),  # insufficient access
+    (SalesforceMalformedRequest, "UNABLE_TO_LOCK_ROW", TransientError),
+    (SalesforceMalformedRequest, None, ExternalError),  # INVALID_FIELD …: a setup problem
+    (SalesforceResourceNotFound, None, NotFound),
+)
+_TRANSIENT = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+_UNREADABLE = (requests.exceptions.JSONDecodeError, json.JSONDecodeError, ExpatError)
+
+
+def classify(exc: BaseException, action: str) -> ExternalError | None:
+    """Map what simple-salesforce and requests raise; ``None``: not an outside failure, a bug."""
+    if isinstance(exc, _TRANSIENT + _UNREADABLE):
+        why = "unreadable response" if isinstance(exc, _UNREADABLE) else type(exc).__name__
+        return TransientError(f"salesforce {action}: {why}: {exc}", system=SYSTEM)
+    if not isinstance(exc, SalesforceError):
+        return None
+    code: str | None
+    if isinstance(exc, SalesforceAuthenticationFailed):
+        # Its code is Salesforce's exception code, or the HTTP status of an unparsable answer.
+        code = None if exc.code is None else str(exc.code)
+        status = exc.code if isinstance(exc.code, int) else None
+        detail = f"login failed: {_shorten(exc.auth_message)}"
+    else:
+        (code, detail), status = _error_details(exc.content), exc.status
+    kind = next((k for c, e, k in _ERROR_TABLE if isinstance(exc, c) and e in (None, code)), None)
+    if status is not None and status >= 500:
+        kind = TransientError
+    where = f"HTTP {status} " if status else ""
+    text = f"salesforce {action}: {where}{code + ': ' if code else ''}{detail}"
+    if kind is RateLimited:
+        resume_at = datetime.now(UTC) + RATE_LIMIT_PAUSE
+        return RateLimited(text, resume_at=resume_at, system=SYSTEM, status=status)
+    return (kind or ExternalError)(text, system=SYSTEM, status=status)
+
+
+def _records(sf: Salesforce, soql: str, include_archived: bool = False) -> list[dict[str, Any]]:
+    return list(sf.query_all(soql, include_deleted=include_archived)["records"])
+
+
+def _patch(sf: Salesforce, path: str, payload: dict[str, Any]) -> Any:
+    return sf.restful(path, method="PATCH", json=payload)
+
+
+@dataclass
+class _Budget:
+    """One public call's allowance of re-logins: never loop on a dead session (issue #804)."""
+
+    relogins: int = 1
+
+
+# -- the connector -------------------------------------------------------------------------
+
+
+class SalesforceCrm:
+    """Implements :class:`syncd.connector.Crm`. Logs in lazily, on the first call."""
+
+    Settings: ClassVar[type[ConnectorSettings]] = SalesforceSettings
+
+    def __init__(self, settings: SalesforceSettings) -> None:
+        self.settings = settings
+        self.api_calls = 0  # REST calls made (logins excluded: they do not count against it)
+        self.api_usage: tuple[int, int] | None = None  # last Sforce-Limit-Info api-usage=N/M
+        self.logins = 0
+        self._login_status = 0
+        # The resolver and the writer run in different scheduler threads; one session, one
+        # login, so calls take turns.
+        self._lock = threading.RLock()
+        self._sf: Salesforce | None = None
+        self._secrets: dict[str, set[str]] = {}  # values to scrub from every message
+        self._adapter = RewritingAdapter({}, timeout=settings.timeout)
+        self._session = requests.Session()
+        mount(self._session, self._adapter)
+        self._session.hooks["response"].append(self._on_response)
+        self._domain, login_target = settings.login_route
+        if login_target:  # any login host but a *.salesforce.com one goes through the adapter
+            self._adapter.add("https://login.salesforce.com", login_target)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Self:
+        if not isinstance(settings, SalesforceSettings):
+            settings = SalesforceSettings.model_validate(settings)
+        return cls(settings)
+
+    def __repr__(self) -> str:
+        s = self.settings
+        user = f", username={s.username!r}" if s.username else ""
+        return f"SalesforceCrm({s.name!r}, login_url={s.login_url!r}, auth={s.auth_method}{user})"
+
+    # -- the Crm contract --------------------------------------------------------------------
+    def lookup(self, keys: Sequence[IdentityKey]) -> dict[IdentityKey, Match]:
+        budget = _Budget()
+        found: dict[IdentityKey, Match] = {}
+        by_network: dict[str, list[IdentityKey]] = {}
+        for key in dict.fromkeys(keys):
+            by_network.setdefault(key.network, []).append(key)
+        for network, pending in by_network.items():
+            fields = self.settings.identity_fields.get(network)
+            if fields is None:
+                log.warning("%s: no identity_fields for network %r", SYSTEM, network)
+                continue
+            # Person objects in order: a Contact found settles the key, Leads are not asked.
+            for obj in self.settings.person_objects:
+                undecided = []
+                for chunk in _chunks(pending):
+                    soql = lookup_soql(obj, fields, chunk)
+                    rows = self._run(f"lookup {obj}", partial(_records, soql=soql), budget)
+                    decided = match_rows(obj, fields, chunk, rows)
+                    found.update({k: m for k, m in decided.items() if m is not None})
+                    undecided += [k for k in chunk if k not in decided]
+                if not (pending := undecided):
+                    break
+        return found
+
+    def upsert_history(self, records: Sequence[HistoryRecord]) -> list[WriteResult]:
+        s, budget = self.settings, _Budget()
+        path = f"composite/sobjects/{s.history_object}/{s.external_id_field}"
+        results: list[WriteResult] = []
+        for start in range(0, len(records), BATCH):
+            chunk = records[start : start + BATCH]
+            payload = {"allOrNone": False, "records": [task_record(r, s) for r in chunk]}
+            patch = partial(_patch, path=path, payload=payload)
+            body = self._run(f"upsert {s.history_object}", patch, budget)
+            results += parse_upsert_results([r.external_id for r in chunk], body)
+        return results
+
+    def query(self, soql: str, *, include_archived: bool = False) -> list[dict[str, Any]]:
+        """Every record of a SOQL query (follows nextRecordsUrl).
+
+        Closed Tasks dated over 365 days back are archived, invisible to a plain query (a
+        backfill writes such Tasks): ``include_archived`` asks queryAll, which also answers
+        deleted records, so filter ``IsDeleted = false`` where that matters.
+        """
+        run = partial(_records, soql=soql, include_archived=include_archived)
+        return self._run("query", run, _Budget())
+
+    def close(self) -> None:
+        self._sf = None
+        self._session.close()
+
+    # -- session -----------------------------------------------------------------------------
+    def _run(self, action: str, op: Callable[[Salesforce], T], budget: _Budget) -> T:
+        with self._lock:
+            return self._run_locked(action, op, budget)
+
+    def _run_locked(self, action: str, op: Callable[[Salesforce], T], budget: _Budget) -> T:
+        try:
+            try:
+                return op(self._client())
+            except SalesforceExpiredSession:
+                if budget.relogins <= 0 or self.settings.auth_method == "session":
+                    raise
+                budget.relogins -= 1
+                log.info("%s: session expired, logging in again", SYSTEM)
+                self._sf = None
+                return op(self._client())
+        except Exception as exc:
+            mapped = classify(exc, action)
+            if mapped is None:
+                raise
+            mapped.args = (self._scrub(str(mapped)),)
+            # The original carries URLs and raw bodies: keep it out of tracebacks.
+            raise mapped from None
+
+    def _client(self) -> Salesforce:
+        if self._sf is None:
+            session_id, instance = self._login()
+            self._secrets["session"] = {session_id}
+            self._sf = Salesforce(
+                session_id=session_id,
+                instance=instance,
+                session=self._session,
+                version=self.settings.api_version,
+                object_pairs_hook=dict,
+            )
+        return self._sf
+
+    def _login(self) -> tuple[str, str]:
+        s = self.settings
+        if s.auth_method == "session":
+            assert s.session_id is not None and s.instance_url is not None
+            host = urlsplit(s.instance_url).netloc
+            if s.instance_url != f"https://{host}":  # simple-salesforce knows only https://host
+                self._adapter.add(f"https://{host}", s.instance_url)
+            return self._reveal("session_id", s.session_id), host
+        if s.auth_method == "jwt":
+            assert s.private_key_file is not None
+            try:  # read here, not by the library, so only key problems say "private key"
+                key = s.private_key_file.read_text(encoding="utf-8")
+            except (OSError, UnicodeError) as exc:
+                raise AuthError(
+                    f"salesforce private_key_file {s.private_key_file} cannot be read ({exc})",
+                    system=SYSTEM,
+                ) from None
+            kwargs: dict[str, Any] = {"consumer_key": s.consumer_key, "privatekey": key}
+        else:
+            assert s.password is not None
+            kwargs = {"password": self._reveal("password", s.password)}
+            if s.security_token is not None:
+                kwargs["security_token"] = self._reveal("security_token", s.security_token)
+        self.logins += 1
+        try:
+            session_id, instance = SalesforceLogin(
+                username=s.username,
+                sf_version=s.api_version,
+                domain=self._domain,
+                session=self._session,
+                **kwargs,
+            )
+        except SalesforceAuthenticationFailed as exc:
+            # An error page that parses as XML loses its HTTP status in simple-salesforce
+            # (code None); a 5xx without a Salesforce exception code is an outage.
+            if exc.code is None and self._login_status >= 500:
+                raise SalesforceAuthenticationFailed(self._login_status, exc.auth_message) from None
+            raise
+        except jwt.PyJWTError as exc:
+            raise AuthError(
+                f"salesforce private_key_file {s.private_key_file} cannot sign a JWT ({exc})",
+                system=SYSTEM,
+            ) from None
+        if s.login_url.startswith("http://"):  # a stand-in answers with its own http address
+            self._adapter.add(f"https://{instance}", f"http://{instance}")
+        return session_id, instance
+
+    def _reveal(self, name: str, secret: Secret) -> str:
+        try:
+            value = secret.reveal()
+        except ValueError as exc:
+            raise AuthError(f"salesforce {name}: {exc}", system=SYSTEM) from None
+        # The SOAP login sends the password XML-escaped; an echo may show either form.
+        self._secrets[name] = {value, html.escape(value)}
+        return value
+
+    def _scrub(self, text: str) -> str:
+        secrets = {value for values in self._secrets.values() for value in values}
+        for value in sorted(secrets, key=len, reverse=True):
+            text = text.replace(value, "***")
+        return text
+
+    def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        if any(p in urlsplit(response.url).path for p in _LOGIN_PATHS):
+            self._login_status = response.status_code
+            return
+        self.api_calls += 1
+        if m := _API_USAGE.search(response.headers.get("Sforce-Limit-Info", "")):
+            self.api_usage = (int(m.group(1)), int(m.group(2)))
+
+
+if TYPE_CHECKING:  # the contract is structural: have mypy hold the class to it
+    _CONTRACT: type[Crm] = SalesforceCrm

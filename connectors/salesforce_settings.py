@@ -1,0 +1,143 @@
+"""Settings of the Salesforce CRM connector (``type = "salesforce"``).
+
+Every Salesforce name (objects, fields) is configurable because orgs name custom fields their own
+way. Names are checked to be plain API names: they are pasted into SOQL and URL paths.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FilePath, model_validator
+
+from syncd.connector import ConnectorSettings, Duration
+from syncd.secrets import SecretRef
+
+_API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def _api_name(value: str) -> str:
+    if not _API_NAME.match(value):
+        raise ValueError(f"{value!r} is not a Salesforce API name (letters, digits, underscores)")
+    return value
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    if parts.query or parts.fragment:
+        raise ValueError("must not carry a query string or fragment")
+    return value.rstrip("/")
+
+
+ApiName = Annotated[str, AfterValidator(_api_name)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskFields(_Strict):
+    """Custom fields of the history object that carry the social side of a Task."""
+
+    network: ApiName = "Social_Network__c"
+    direction: ApiName = "Social_Direction__c"
+    handle: ApiName = "Social_Handle__c"
+    post_url: ApiName = "Social_Post_URL__c"
+    conversation_id: ApiName = "Social_Conversation_Id__c"
+
+
+class IdentityFields(_Strict):
+    """The person-object fields holding one network's immutable user id and its handle."""
+
+    user_id: ApiName
+    handle: ApiName
+
+
+# The keys of each auth method, for the validation messages.
+_PASSWORD = ("username", "password", "security_token")
+_SESSION = ("instance_url", "session_id")
+_JWT = ("username", "consumer_key", "private_key_file")
+
+
+class SalesforceSettings(ConnectorSettings):
+    name: str = "salesforce"
+    type: Literal["salesforce"]
+
+    login_url: HttpUrl = "https://login.salesforce.com"
+    api_version: str = Field(default="61.0", pattern=r"^\d{2,3}\.0$")
+    timeout: Duration = 30.0
+
+    # Exactly one auth method: username + password (+ security_token), instance_url +
+    # session_id, or username + consumer_key + private_key_file (JWT bearer).
+    username: str | None = None
+    password: SecretRef | None = None
+    # Optional: orgs that allow-list the caller's IP take the password alone.
+    security_token: SecretRef | None = None
+    instance_url: HttpUrl | None = None
+    session_id: SecretRef | None = None
+    consumer_key: str | None = None
+    private_key_file: FilePath | None = None
+
+    history_object: ApiName = "Task"
+    external_id_field: ApiName = "Social_Post_Id__c"
+    task_status: str = "Completed"
+    task_fields: TaskFields = TaskFields()
+    person_objects: list[ApiName] = Field(default=["Contact", "Lead"], min_length=1)
+    identity_fields: dict[str, IdentityFields] = Field(
+        default_factory=lambda: {"x": IdentityFields(user_id="X_User_Id__c", handle="X_Handle__c")}
+    )
+
+    @model_validator(mode="after")
+    def _one_auth_method(self) -> Self:
+        given = {k for k in {*_PASSWORD, *_SESSION, *_JWT} if getattr(self, k) is not None}
+        # username belongs to two methods, so only the other keys say which method is meant.
+        methods = [
+            keys
+            for keys, marker in (
+                (_PASSWORD, {"password", "security_token"}),
+                (_SESSION, {"instance_url", "session_id"}),
+                (_JWT, {"consumer_key", "private_key_file"}),
+            )
+            if given & marker
+        ]
+        choices = (
+            "set exactly one of: username + password (+ security_token); "
+            "instance_url + session_id; username + consumer_key + private_key_file"
+        )
+        if not methods:
+            raise ValueError(f"no Salesforce auth method configured: {choices}")
+        if len(methods) > 1:
+            mixed = ", ".join(sorted(given))
+            raise ValueError(f"auth methods are mixed (keys given: {mixed}): {choices}")
+        keys = methods[0]
+        required = [k for k in keys if k != "security_token"]
+        missing = [k for k in required if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"{' + '.join(required)} auth is missing: {', '.join(missing)}")
+        if keys is _SESSION and self.username is not None:
+            raise ValueError("username is not used with instance_url + session_id auth")
+        return self
+
+    @property
+    def auth_method(self) -> Literal["password", "session", "jwt"]:
+        if self.session_id is not None:
+            return "session"
+        if self.consumer_key is not None:
+            return "jwt"
+        return "password"
+
+    @property
+    def login_route(self) -> tuple[str, str | None]:
+        """simple-salesforce's ``domain``, and where to send its login requests instead, if not
+        to ``https://{domain}.salesforce.com`` (a sandbox, a proxy, a stand-in)."""
+        parts = urlsplit(self.login_url)
+        host = parts.hostname or ""
+        plain = parts.scheme == "https" and parts.port is None and not parts.path
+        if plain and host.endswith(".salesforce.com"):
+            return host.removesuffix(".salesforce.com"), None
+        return "login", self.login_url

@@ -40,20 +40,28 @@ def user_errors(fn: F) -> F:
 @click.group()
 @click.version_option(__version__, prog_name="syncd")
 @click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-    default=None, help=f"Config file (default: $SYNCD_CONFIG or {config_mod.DEFAULT_PATH}).",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"Config file (default: $SYNCD_CONFIG or {config_mod.DEFAULT_PATH}).",
 )
 @click.option(
-    "--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default=None,
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    default=None,
     help="Overrides [logging] level.",
 )
 @click.option(
-    "--log-format", type=click.Choice(["auto", "human", "json"]), default=None,
+    "--log-format",
+    type=click.Choice(["auto", "human", "json"]),
+    default=None,
     help="Overrides [logging] format.",
 )
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, log_level: str | None,
-        log_format: str | None) -> None:
+def cli(
+    ctx: click.Context, config_path: Path | None, log_level: str | None, log_format: str | None
+) -> None:
     """syncd: social conversations into CRM history."""
     ctx.obj = {"config": config_path, "log_level": log_level, "log_format": log_format}
 
@@ -61,8 +69,10 @@ def cli(ctx: click.Context, config_path: Path | None, log_level: str | None,
 def _settings(ctx: click.Context) -> config_mod.Settings:
     path = ctx.obj["config"] or config_mod.default_path()
     settings = config_mod.load(path)
-    logs.setup(ctx.obj["log_level"] or settings.logging.level,
-               ctx.obj["log_format"] or settings.logging.format)
+    logs.setup(
+        ctx.obj["log_level"] or settings.logging.level,
+        ctx.obj["log_format"] or settings.logging.format,
+    )
     return settings
 
 
@@ -105,14 +115,20 @@ def poll(ctx: click.Context, once: bool, as_json: bool) -> None:
         click.echo(json.dumps(asdict(report), default=str, indent=2))
     else:
         for job_id, r in report.polls.items():
-            click.echo(f"{job_id}: {r.pages} page(s), {r.seen} seen, {r.new} new"
-                       + (f", {r.quarantined} quarantined" if r.quarantined else ""))
+            click.echo(
+                f"{job_id}: {r.pages} page(s), {r.seen} seen, {r.new} new"
+                + (f", {r.quarantined} quarantined" if r.quarantined else "")
+            )
         if report.resolve:
-            click.echo(f"resolver: {report.resolve.looked_up} looked up, "
-                       f"{report.resolve.linked} linked, {report.resolve.unmatched} held")
+            click.echo(
+                f"resolver: {report.resolve.looked_up} looked up, "
+                f"{report.resolve.linked} linked, {report.resolve.unmatched} held"
+            )
         if report.deliver:
             d = report.deliver
-            click.echo(f"writer: {d.written} written, {d.retrying} retrying, {d.dead} dead-lettered")
+            click.echo(
+                f"writer: {d.written} written, {d.retrying} retrying, {d.dead} dead-lettered"
+            )
         for where, error in report.errors.items():
             click.echo(f"FAILED {where}: {error}", err=True)
     sys.exit(0 if report.ok else EXIT_INCOMPLETE)
@@ -141,13 +157,21 @@ def status(ctx: click.Context, as_json: bool) -> None:
     console = Console()
     table = Table("source", "account", "stream", "since_id", "last success", "last error")
     for s in st.streams:
-        table.add_row(s.source, s.account, s.stream + (" (mid-walk)" if s.in_walk else ""),
-                      s.since_id or "-", str(s.last_success_at or "never"), s.last_error or "")
+        table.add_row(
+            s.source,
+            s.account,
+            s.stream + (" (mid-walk)" if s.in_walk else ""),
+            s.since_id or "-",
+            str(s.last_success_at or "never"),
+            s.last_error or "",
+        )
     console.print(table)
     states = ", ".join(f"{k} {v}" for k, v in sorted(st.deliveries.items())) or "none"
     console.print(f"interactions: {st.interactions}   deliveries: {states}")
-    console.print(f"held identities (no CRM match yet): {st.held_identities}   "
-                  f"quarantined items: {st.quarantined}")
+    console.print(
+        f"held identities (no CRM match yet): {st.held_identities}   "
+        f"quarantined items: {st.quarantined}"
+    )
 
 
 @cli.group()
@@ -185,24 +209,46 @@ def sandbox(x_port: int, salesforce_port: int, seed: bool) -> None:
 
 @cli.command()
 @click.option("--customers", type=int, default=300, show_default=True)
-@click.option("--posts", type=int, default=400, show_default=True,
-              help="Mentions and replies played over the run.")
-@click.option("--seconds", type=float, default=8.0, show_default=True,
-              help="How long the posts take to arrive.")
+@click.option(
+    "--posts",
+    type=int,
+    default=400,
+    show_default=True,
+    help="Mentions and replies played over the run.",
+)
+@click.option(
+    "--seconds",
+    type=float,
+    default=8.0,
+    show_default=True,
+    help="How long the posts take to arrive.",
+)
 @click.option("--state", "state_url", default=None, help="State DB URL (default: a temp file).")
-@click.option("--show", type=int, default=5, show_default=True,
-              help="Customer timelines to print.")
-@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
-              default="WARNING", show_default=True)
+@click.option("--show", type=int, default=5, show_default=True, help="Customer timelines to print.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    default="WARNING",
+    show_default=True,
+)
 @user_errors
-def demo(customers: int, posts: int, seconds: float, state_url: str | None, show: int,
-         log_level: str) -> None:
+def demo(
+    customers: int, posts: int, seconds: float, state_url: str | None, show: int, log_level: str
+) -> None:
     """Run the real daemon against the built-in sandbox and print what reached the CRM."""
     from syncd.demo import run_demo
 
     logs.setup(log_level, "human")
-    sys.exit(run_demo(customers=customers, posts=posts, seconds=seconds, state_url=state_url,
-                      show=show, console=Console()))
+    sys.exit(
+        run_demo(
+            customers=customers,
+            posts=posts,
+            seconds=seconds,
+            state_url=state_url,
+            show=show,
+            console=Console(width=None if sys.stdout.isatty() else 120),
+        )
+    )
 
 
 def main() -> None:

@@ -62,7 +62,9 @@ def test_valid_config_parses(env: Path) -> None:
     assert "sf-secret-value" not in repr(s) and "tok-secret-value" not in repr(s)
 
 
-def test_every_problem_is_reported_with_its_key_path(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_problem_is_reported_with_its_key_path(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("T_SF_PASSWORD")
     bad = (
         GOOD.replace('accounts = ["acme", "@AcmeSupport"]', "accounts = []")
@@ -110,7 +112,9 @@ def test_cli_exits_2_without_traceback(env: Path) -> None:
     path = write(env, GOOD.replace('accounts = ["acme", "@AcmeSupport"]', "accounts = []"))
     proc = subprocess.run(
         [sys.executable, "-m", "syncd", "--config", str(path), "status"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert "sources[0].accounts: must be a non-empty list" in proc.stderr
@@ -124,8 +128,12 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("ref", "message"),
-    [("plain-password", "must be a secret reference"), ("env:NOPE_NOT_SET", "is not set"),
-     ("file:/nonexistent/x", "does not exist"), ("cred:x", "CREDENTIALS_DIRECTORY")],
+    [
+        ("plain-password", "must be a secret reference"),
+        ("env:NOPE_NOT_SET", "is not set"),
+        ("file:/nonexistent/x", "does not exist"),
+        ("cred:x", "CREDENTIALS_DIRECTORY"),
+    ],
 )
 def test_secret_references(ref: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)

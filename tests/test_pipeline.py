@@ -41,14 +41,25 @@ BRAND = Account("x", "acme", "100")
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
-def post(post_id: str, author: str, *, direction: Direction = Direction.INBOUND,
-         counterpart: str | None = None) -> Interaction:
+def post(
+    post_id: str,
+    author: str,
+    *,
+    direction: Direction = Direction.INBOUND,
+    counterpart: str | None = None,
+) -> Interaction:
     return Interaction(
-        network="x", post_id=post_id, account="acme",
+        network="x",
+        post_id=post_id,
+        account="acme",
         stream=Stream.MENTIONS if direction is Direction.INBOUND else Stream.REPLIES,
-        direction=direction, author_id=author, counterpart_id=counterpart or author,
-        text=f"post {post_id}", created_at=T0 + timedelta(minutes=int(post_id) % 1000),
-        url=f"https://x.com/u/status/{post_id}", raw={"id": post_id},
+        direction=direction,
+        author_id=author,
+        counterpart_id=counterpart or author,
+        text=f"post {post_id}",
+        created_at=T0 + timedelta(minutes=int(post_id) % 1000),
+        url=f"https://x.com/u/status/{post_id}",
+        raw={"id": post_id},
     )
 
 
@@ -156,8 +167,17 @@ def two_page_walk() -> dict[Cursor, Page | Exception]:
 def seed_cursor(db: Database, since_id: str) -> None:
     with db.transaction() as conn:
         page = Page((), (), Cursor(since_id=since_id))
-        st.ingest_page(conn, source="src", network="x", account=BRAND, stream=Stream.MENTIONS,
-                       page=page, crms=["sf"], brand_ids=set(), now=T0)
+        st.ingest_page(
+            conn,
+            source="src",
+            network="x",
+            account=BRAND,
+            stream=Stream.MENTIONS,
+            page=page,
+            crms=["sf"],
+            brand_ids=set(),
+            now=T0,
+        )
 
 
 def test_walk_stores_pages_and_moves_cursor_only_at_the_end(db: Database) -> None:
@@ -207,8 +227,17 @@ def test_refused_pagination_token_restarts_the_walk(db: Database) -> None:
     seed_cursor(db, "100")
     with db.transaction() as conn:
         page = Page((), (), Cursor("100", "stale", "999"))
-        st.ingest_page(conn, source="src", network="x", account=BRAND, stream=Stream.MENTIONS,
-                       page=page, crms=["sf"], brand_ids=set(), now=T0)
+        st.ingest_page(
+            conn,
+            source="src",
+            network="x",
+            account=BRAND,
+            stream=Stream.MENTIONS,
+            page=page,
+            crms=["sf"],
+            brand_ids=set(),
+            now=T0,
+        )
     script = two_page_walk()
     script[Cursor("100", "stale", "999")] = ExternalError("invalid token", status=400)
     source = ScriptedSource(script)
@@ -228,7 +257,10 @@ def test_brand_counterparts_and_bad_items(db: Database) -> None:
         quarantined=(Quarantined("x", "created_at is not a date", {"id": "303"}, "303"),),
     )
     result = make(db, FakeCrm({})).poll(
-        "src", ScriptedSource({Cursor(): page}), BRAND, Stream.MENTIONS  # type: ignore[arg-type]
+        "src",
+        ScriptedSource({Cursor(): page}),
+        BRAND,
+        Stream.MENTIONS,  # type: ignore[arg-type]
     )
     assert (result.new, result.queued, result.quarantined) == (2, 1, 1)
     with db.connect() as conn:
@@ -306,18 +338,24 @@ def test_per_record_errors_retry_relink_or_dead_letter(db: Database) -> None:
     pipeline = make(db, crm, clock)
     pipeline.poll("src", ScriptedSource(two_page_walk()), BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
     pipeline.resolve()
-    crm.errors = {"x:203": "UNABLE_TO_LOCK_ROW", "x:204": "ENTITY_IS_DELETED",
-                  "x:205": "FIELD_CUSTOM_VALIDATION_EXCEPTION"}
+    crm.errors = {
+        "x:203": "UNABLE_TO_LOCK_ROW",
+        "x:204": "ENTITY_IS_DELETED",
+        "x:205": "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+    }
     result = pipeline.deliver()
     assert (result.written, result.retrying, result.relinking, result.dead) == (0, 1, 1, 1)
     with db.connect() as conn:
-        dead = conn.execute(
-            select(deliveries.c.last_error_code).where(deliveries.c.state == "dead")
-        ).scalars().all()
+        dead = (
+            conn.execute(select(deliveries.c.last_error_code).where(deliveries.c.state == "dead"))
+            .scalars()
+            .all()
+        )
         bob_links = conn.execute(
-            select(func.count()).select_from(links).join(
-                identities, identities.c.id == links.c.identity_id
-            ).where(identities.c.user_id == "8")
+            select(func.count())
+            .select_from(links)
+            .join(identities, identities.c.id == links.c.identity_id)
+            .where(identities.c.user_id == "8")
         ).scalar_one()
     assert dead == ["FIELD_CUSTOM_VALIDATION_EXCEPTION"]
     assert bob_links == 0  # the deleted Contact's link is gone; bob goes back to resolution

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 
@@ -14,27 +15,27 @@ from syncd.sandbox.x_api import XSandbox
 X_BEARER = "sandbox-x-bearer"
 
 
-def serve(*, x_port: int = 0, salesforce_port: int = 0, seed_world: bool = True,
-          post_every: float = 2.0) -> None:
+def serve(
+    *, x_port: int = 0, salesforce_port: int = 0, seed_world: bool = True, post_every: float = 2.0
+) -> None:
     x = XSandbox(port=x_port, bearer_token=X_BEARER)
     sf = SalesforceSandbox(port=salesforce_port)
     stop = threading.Event()
     with x, sf:
         click.echo(f"X API v2 stand-in:      {x.url}   (bearer token: {X_BEARER})")
-        click.echo(f"Salesforce stand-in:    {sf.url}   (login_url; user integration@sandbox.example,"
-                   " password sandbox-password, security token sandbox-token)")
+        click.echo(f"Salesforce stand-in:    {sf.url}   (login_url)")
+        click.echo("  username integration@sandbox.example, password sandbox-password,")
+        click.echo("  security token sandbox-token")
         if seed_world:
             world = seed(x, sf)
-            click.echo(f"seeded brand @acme and @acmesupport with {len(world.customers)} customers;"
-                       f" a new mention or reply every {post_every:g}s")
+            click.echo(
+                f"seeded brand @acme and @acmesupport with {len(world.customers)} customers;"
+                f" a new mention or reply every {post_every:g}s"
+            )
             rng = random.Random()
-            try:
+            with contextlib.suppress(KeyboardInterrupt):
                 while not stop.wait(post_every):
                     next_post(x, world, rng)
-            except KeyboardInterrupt:
-                pass
         else:
-            try:
+            with contextlib.suppress(KeyboardInterrupt):
                 stop.wait()
-            except KeyboardInterrupt:
-                pass

@@ -17,12 +17,62 @@ from syncd.sandbox.x_api import XSandbox
 
 BRAND_HANDLES = ("acme", "acmesupport")
 
-FIRST = ["Ada", "Ben", "Chloe", "Dev", "Elif", "Farah", "Gus", "Hana", "Ines", "Jon", "Kemal",
-         "Lena", "Mateo", "Nia", "Omar", "Priya", "Quinn", "Rosa", "Sami", "Tomas", "Uma",
-         "Viktor", "Wen", "Xavi", "Yara", "Zane"]
-LAST = ["Okafor", "Lindqvist", "Moreau", "Patel", "Yilmaz", "Haddad", "Novak", "Sato", "Costa",
-        "Berg", "Demir", "Fischer", "Garcia", "Ivanova", "Kowalski", "Mensah", "Nakamura",
-        "Oliveira", "Quispe", "Rossi", "Schmidt", "Tanaka", "Usman", "Varga", "Weiss", "Zhou"]
+FIRST = [
+    "Ada",
+    "Ben",
+    "Chloe",
+    "Dev",
+    "Elif",
+    "Farah",
+    "Gus",
+    "Hana",
+    "Ines",
+    "Jon",
+    "Kemal",
+    "Lena",
+    "Mateo",
+    "Nia",
+    "Omar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sami",
+    "Tomas",
+    "Uma",
+    "Viktor",
+    "Wen",
+    "Xavi",
+    "Yara",
+    "Zane",
+]
+LAST = [
+    "Okafor",
+    "Lindqvist",
+    "Moreau",
+    "Patel",
+    "Yilmaz",
+    "Haddad",
+    "Novak",
+    "Sato",
+    "Costa",
+    "Berg",
+    "Demir",
+    "Fischer",
+    "Garcia",
+    "Ivanova",
+    "Kowalski",
+    "Mensah",
+    "Nakamura",
+    "Oliveira",
+    "Quispe",
+    "Rossi",
+    "Schmidt",
+    "Tanaka",
+    "Usman",
+    "Varga",
+    "Weiss",
+    "Zhou",
+]
 MENTIONS = [
     "@{brand} my order {n} still hasn't shipped, any news?",
     "@{brand} the app logs me out every morning since the update",
@@ -40,6 +90,7 @@ REPLIES = [
 ]
 
 Kind = Literal["contact_by_id", "contact_by_handle", "lead", "unknown"]
+KINDS: tuple[Kind, ...] = ("contact_by_id", "contact_by_handle", "lead", "unknown")
 
 
 @dataclass
@@ -62,34 +113,72 @@ class World:
         return [c for c in self.customers if c.kind == kind]
 
 
+# The custom fields syncd's default configuration uses (README: "Salesforce needs …").
+ORG_FIELDS = {
+    "Contact": ["X_User_Id__c", "X_Handle__c"],
+    "Lead": ["X_User_Id__c", "X_Handle__c"],
+    "Task": [
+        "Social_Network__c",
+        "Social_Direction__c",
+        "Social_Handle__c",
+        "Social_Post_URL__c",
+        "Social_Conversation_Id__c",
+    ],
+}
+
+
+def set_up_org(sf: SalesforceSandbox) -> None:
+    """Create the custom fields an admin would create before installing syncd."""
+    for sobject, names in ORG_FIELDS.items():
+        for name in names:
+            sf.add_field(sobject, name)
+
+
 def seed(x: XSandbox, sf: SalesforceSandbox, customers: int = 300, rng_seed: int = 7) -> World:
+    """Brand accounts and ``customers`` people; every fourth-ish kind is guaranteed present."""
     rng = random.Random(rng_seed)
+    set_up_org(sf)
     world = World(
-        brand_ids={h: x.add_user(h, f"Acme {'Support' if 'support' in h else 'Inc'}")["id"]
-                   for h in BRAND_HANDLES}
+        brand_ids={
+            h: x.add_user(h, f"Acme {'Support' if 'support' in h else 'Inc'}")["id"]
+            for h in BRAND_HANDLES
+        }
     )
     account_id = sf.insert("Account", {"Name": "Acme Customers", "Website": "https://acme.example"})
-    kinds: list[Kind] = ["contact_by_id"] * 55 + ["contact_by_handle"] * 15 + ["lead"] * 15 + [
-        "unknown"
-    ] * 15
+    weights = (55, 15, 15, 15)  # percent of customers of each kind
+    kinds: list[Kind] = [k for k, w in zip(KINDS, weights, strict=True) for _ in range(w)]
     for i in range(customers):
         first, last = rng.choice(FIRST), rng.choice(LAST)
         handle = f"{first.lower()}{last.lower()[:4]}{i}"
-        user = x.add_user(handle, f"{first} {last}", description="Customer since 2019",
-                          location=rng.choice(["Berlin", "Lagos", "Lima", "Osaka", "Leeds"]))
-        c = Customer(user["id"], handle, first, last, rng.choice(kinds))
-        fields = {"FirstName": first, "LastName": last,
-                  "Email": f"{handle}@mail.example"}
+        user = x.add_user(
+            handle,
+            f"{first} {last}",
+            description="Customer since 2019",
+            location=rng.choice(["Berlin", "Lagos", "Lima", "Osaka", "Leeds"]),
+        )
+        # The first four customers cover every kind, so even a tiny world tells the whole story.
+        kind = KINDS[i] if i < len(KINDS) else rng.choice(kinds)
+        c = Customer(user["id"], handle, first, last, kind)
+        fields = {"FirstName": first, "LastName": last, "Email": f"{handle}@mail.example"}
         if c.kind == "contact_by_id":
-            c.crm_id = sf.insert("Contact", {**fields, "AccountId": account_id,
-                                             "X_User_Id__c": c.user_id, "X_Handle__c": handle})
+            c.crm_id = sf.insert(
+                "Contact",
+                {
+                    **fields,
+                    "AccountId": account_id,
+                    "X_User_Id__c": c.user_id,
+                    "X_Handle__c": handle,
+                },
+            )
         elif c.kind == "contact_by_handle":
             # Typed in by a rep: leading '@' and different case. Matched case-insensitively.
-            c.crm_id = sf.insert("Contact", {**fields, "AccountId": account_id,
-                                             "X_Handle__c": "@" + handle.upper()})
+            c.crm_id = sf.insert(
+                "Contact", {**fields, "AccountId": account_id, "X_Handle__c": "@" + handle.upper()}
+            )
         elif c.kind == "lead":
-            c.crm_id = sf.insert("Lead", {**fields, "Company": f"{last} GmbH",
-                                          "X_User_Id__c": c.user_id})
+            c.crm_id = sf.insert(
+                "Lead", {**fields, "Company": f"{last} GmbH", "X_User_Id__c": c.user_id}
+            )
         world.customers.append(c)
     return world
 

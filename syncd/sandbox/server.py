@@ -137,6 +137,9 @@ class SandboxServer:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body leave in separate writes; on a keep-alive connection Nagle's
+            # algorithm then waits for the client's delayed ACK, ~40 ms on every response.
+            disable_nagle_algorithm = True
 
             def _serve(self) -> None:
                 parts = urlsplit(self.path)

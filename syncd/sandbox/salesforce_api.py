@@ -1,0 +1,410 @@
+"""A stateful stand-in for the Salesforce REST API that the real simple-salesforce talks to.
+
+Logins (SOAP and OAuth, :mod:`.salesforce_auth`), records with external-id upserts
+(:mod:`.salesforce_store`) and SOQL (:mod:`.soql`, :mod:`.soql_eval`) behave as a real org
+does, down to error codes and bodies, the ``Sforce-Limit-Info`` header, the daily API
+allocation, query cursors with ``nextRecordsUrl``, and sessions that expire.
+
+Point simple-salesforce at it with ``domain="login"`` and a session carrying
+``connectors._http.RewritingAdapter({"https://login.salesforce.com": sb.url,
+f"https://127.0.0.1:{port}": sb.url})``: login answers with the sandbox's own
+``http://127.0.0.1:PORT`` as the instance, which simple-salesforce turns into ``https://…``.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Self
+from urllib.parse import unquote
+
+from syncd.sandbox import salesforce_meta as meta
+from syncd.sandbox import soql
+from syncd.sandbox.salesforce_auth import Authenticator, Credentials, Org
+from syncd.sandbox.salesforce_collections import create_many, upsert_many
+from syncd.sandbox.salesforce_schema import API_VERSIONS, make_id
+from syncd.sandbox.salesforce_store import DmlError, RequestError, SalesforceStore, Table
+from syncd.sandbox.server import Handler, Request, Response, SandboxServer
+from syncd.sandbox.soql_bind import bind
+from syncd.sandbox.soql_eval import index_hint, run
+
+NOT_FOUND = [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}]
+MAX_CURSORS = 10  # Salesforce keeps ten open query cursors per user, dropping the oldest
+
+
+def _errors(status: int, code: str, message: str) -> Response:
+    return Response.json([{"message": message, "errorCode": code}], status)
+
+
+class SalesforceSandbox(SandboxServer):
+    name = "salesforce"
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        username: str = "integration@sandbox.example",
+        password: str = "sandbox-password",
+        security_token: str = "sandbox-token",
+        consumer_key: str = "sandbox-consumer-key",
+        consumer_secret: str = "sandbox-consumer-secret",
+        jwt_public_key_pem: bytes | None = None,
+        external_ids: dict[str, list[str]] | None = None,
+        daily_api_limit: int = 100_000,
+    ) -> None:
+        super().__init__(host, port)
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # tests may move time
+        self.daily_api_limit = daily_api_limit
+        self.api_calls = 0  # REST calls counted against the daily limit (logins are free)
+        self.logins = 0
+        self.store = SalesforceStore(
+            {"Task": ["Social_Post_Id__c"]} if external_ids is None else external_ids,
+            clock=lambda: self.clock(),
+        )
+        self._sessions: set[str] = set()
+        self._cursors: OrderedDict[str, tuple[list[dict[str, Any]], int]] = OrderedDict()
+        self._cursor_serial = 0
+        creds = Credentials(
+            username, password, security_token, consumer_key, consumer_secret, jwt_public_key_pem
+        )
+        org = Org(self.store.org_id, self.store.user_id, lambda: self.url)
+        self.auth = Authenticator(creds, org, self._issue)
+        self.route("POST", "/services/Soap/u/{version}", self.auth.soap)
+        self.route("POST", "/services/oauth2/token", self.auth.oauth)
+        self.route("GET", "/services/data", self._versions)
+        data = "/services/data/v{version}"
+        for method, path, handler in (
+            ("GET", "", self._resources),
+            ("GET", "/limits", self._limits),
+            ("GET", "/limits/recordCount", self._record_count),
+            ("GET", "/sobjects", self._global_describe),
+            ("GET", "/sobjects/{sobject}/describe", self._describe),
+            ("GET", "/sobjects/{sobject}", self._sobject_info),
+            ("POST", "/sobjects/{sobject}", self._create),
+            ("GET", "/sobjects/{sobject}/{record_id}", self._get),
+            ("PATCH", "/sobjects/{sobject}/{record_id}", self._update),
+            ("DELETE", "/sobjects/{sobject}/{record_id}", self._delete),
+            ("GET", "/sobjects/{sobject}/{field}/{value}", self._get_by_external_id),
+            ("PATCH", "/sobjects/{sobject}/{field}/{value}", self._upsert_one),
+            ("GET", "/query", lambda r: self._query(r, include_all=False)),
+            ("GET", "/queryAll", lambda r: self._query(r, include_all=True)),
+            ("GET", "/query/{locator}", self._query_more),
+            ("GET", "/queryAll/{locator}", self._query_more),
+            ("POST", "/composite/sobjects", self._create_collection),
+            ("PATCH", "/composite/sobjects/{sobject}/{field}", self._upsert_collection),
+        ):
+            self.route(method, data + path, self._data(handler))
+
+    def start(self) -> Self:
+        super().start()
+        return self
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    # -- the Python API tests use ---------------------------------------------------------
+    def insert(self, sobject: str, fields: dict[str, Any]) -> str:
+        """Seed a record directly: no API call, no required-field or lookup checks.
+
+        Read-only fields, an unknown sObject and a duplicate external id raise ValueError.
+        """
+        with self.lock:
+            try:
+                return self.store.create(sobject, fields, check=False)
+            except (DmlError, RequestError) as exc:
+                raise ValueError(f"{sobject}: {exc}") from None
+
+    def add_field(self, sobject: str, name: str, field_type: str = "string") -> None:
+        """Define a custom field before any record carries it, as Setup would.
+
+        Without it a field exists only once some record has it, and SOQL naming it fails
+        with INVALID_FIELD, as it would in an org that lacks the field.
+        """
+        with self.lock:
+            table = self.store.table(sobject, create=True)
+            if table is None:
+                raise ValueError(f"no sObject {sobject!r} (custom objects end in __c)")
+            table.add_field(name, field_type)
+
+    def records(self, sobject: str) -> list[dict[str, Any]]:
+        """Copies of the live (not deleted) records of ``sobject``, in creation order."""
+        with self.lock:
+            table = self.store.table(sobject)
+            if table is None:
+                return []
+            return [
+                dict(self.store.view(table, r))
+                for r in table.records.values()
+                if not r["IsDeleted"]
+            ]
+
+    def get(self, sobject: str, record_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            table = self.store.table(sobject)
+            rec = self.store.live(table, record_id) if table else None
+            return dict(self.store.view(table, rec)) if table and rec else None
+
+    def delete(self, sobject: str, record_id: str) -> None:
+        """Move a record to the recycle bin; KeyError if there is no such live record."""
+        with self.lock:
+            try:
+                self.store.delete(sobject, record_id)
+            except (DmlError, RequestError):
+                raise KeyError(f"{sobject} {record_id}") from None
+
+    def expire_sessions(self) -> None:
+        """Invalidate every issued session: the next call gets 401 INVALID_SESSION_ID."""
+        with self.lock:
+            self._sessions.clear()
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _issue(self) -> str:
+        token = f"{self.store.org_id[:15]}!{secrets.token_urlsafe(72)}"
+        with self.lock:
+            self._sessions.add(token)
+            self.logins += 1
+        return token
+
+    def _usage(self) -> dict[str, str]:
+        return {"Sforce-Limit-Info": f"api-usage={self.api_calls}/{self.daily_api_limit}"}
+
+    def _data(self, handler: Handler) -> Handler:
+        """Session check, API allocation and real-shaped errors for /services/data/vXX.X."""
+
+        def wrapped(req: Request) -> Response:
+            auth = req.header("authorization") or ""
+            token = auth[7:] if auth[:7].lower() == "bearer " else ""
+            with self.lock:
+                if token not in self._sessions:
+                    resp = _errors(401, "INVALID_SESSION_ID", "Session expired or invalid")
+                    resp.headers["WWW-Authenticate"] = "Token"
+                    return resp
+                if self.api_calls >= self.daily_api_limit:
+                    resp = _errors(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+                elif req.params.get("version") not in API_VERSIONS:
+                    self.api_calls += 1
+                    resp = Response.json(NOT_FOUND, 404)
+                else:
+                    self.api_calls += 1
+                    resp = self._guarded(handler, req)
+                resp.headers.update(self._usage())
+                return resp
+
+        return wrapped
+
+    def _guarded(self, handler: Handler, req: Request) -> Response:
+        try:
+            return handler(req)
+        except soql.SoqlError as exc:
+            return _errors(400, exc.error_code, exc.message)
+        except RequestError as exc:
+            return Response.json(exc.body(), exc.status)
+        except DmlError as exc:
+            deleted = any(e.status_code == "ENTITY_IS_DELETED" for e in exc.errors)
+            return Response.json([e.rest() for e in exc.errors], 404 if deleted else 400)
+        except json.JSONDecodeError as exc:
+            return _errors(
+                400,
+                "JSON_PARSER_ERROR",
+                f"Unexpected character: {exc.msg} at [line:{exc.lineno}, column:{exc.colno}]",
+            )
+
+    def dispatch(self, req: Request) -> Response:
+        resp = super().dispatch(req)
+        if resp.status == 405:  # the base class's body is not Salesforce's
+            return _errors(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{req.method}' not allowed.")
+        return resp
+
+    def not_found(self, req: Request) -> Response:
+        return Response.json(NOT_FOUND, 404)
+
+    def _table(self, req: Request) -> Table:
+        table = self.store.table(req.params["sobject"])
+        if table is None:
+            raise RequestError(404, "NOT_FOUND", "The requested resource does not exist")
+        return table
+
+    def _url(self, req: Request, *parts: str) -> str:
+        return "/".join((f"/services/data/v{req.params['version']}", *parts))
+
+    def _record_body(self, req: Request) -> dict[str, Any]:
+        body = self._body(req)
+        if not isinstance(body, dict):
+            raise RequestError(400, "JSON_PARSER_ERROR", "Expected a JSON object for an sObject")
+        return body
+
+    def _body(self, req: Request) -> Any:
+        if not req.body:
+            raise RequestError(
+                400,
+                "JSON_PARSER_ERROR",
+                "The HTTP entity body is required, but this request has no entity body.",
+            )
+        return json.loads(req.body)
+
+    # -- metadata -------------------------------------------------------------------------
+    def _versions(self, req: Request) -> Response:
+        return Response.json(meta.versions())
+
+    def _resources(self, req: Request) -> Response:
+        names = ("sobjects", "query", "queryAll", "limits", "composite")
+        return Response.json({n: self._url(req, n) for n in names})
+
+    def _limits(self, req: Request) -> Response:
+        return Response.json(meta.limits(self.store, self.api_calls, self.daily_api_limit))
+
+    def _record_count(self, req: Request) -> Response:
+        return Response.json(meta.record_counts(self.store, req.query.get("sObjects", "")))
+
+    def _global_describe(self, req: Request) -> Response:
+        return Response.json(meta.global_describe(self._url(req), self.store))
+
+    def _sobject_info(self, req: Request) -> Response:
+        info = meta.brief(self._url(req), self._table(req))
+        return Response.json({"objectDescribe": info, "recentItems": []})
+
+    def _describe(self, req: Request) -> Response:
+        return Response.json(meta.describe(self._url(req), self._table(req)))
+
+    # -- single records -------------------------------------------------------------------
+    def _full(self, req: Request, table: Table, rec: dict[str, Any]) -> dict[str, Any]:
+        url = self._url(req, "sobjects", table.name, rec["Id"])
+        names = list(table.types)
+        if wanted := [f.strip() for f in req.query.get("fields", "").split(",") if f.strip()]:
+            names = [table.fields.get(f.lower(), "") for f in wanted]
+            if "" in names:
+                bad = wanted[names.index("")]
+                raise RequestError(
+                    400,
+                    "INVALID_FIELD",
+                    f"No such column '{bad}' on entity "
+                    f"'{table.name}'. If you are attempting to use a custom field, "
+                    "be sure to append the '__c' after the custom field name.",
+                )
+        return {"attributes": {"type": table.name, "url": url}, **{n: rec.get(n) for n in names}}
+
+    def _create(self, req: Request) -> Response:
+        new_id = self.store.create(self._table(req).name, self._record_body(req))
+        return Response.json({"id": new_id, "success": True, "errors": []}, 201)
+
+    def _get(self, req: Request) -> Response:
+        table = self._table(req)
+        rec = self.store.live(table, req.params["record_id"])
+        if rec is None:
+            return Response.json(NOT_FOUND, 404)
+        return Response.json(self._full(req, table, self.store.view(table, rec)))
+
+    def _update(self, req: Request) -> Response:
+        body = self._record_body(req)
+        self.store.update(self._table(req).name, req.params["record_id"], body)
+        return Response(204)
+
+    def _delete(self, req: Request) -> Response:
+        self.store.delete(self._table(req).name, req.params["record_id"])
+        return Response(204)
+
+    def _get_by_external_id(self, req: Request) -> Response:
+        table = self._table(req)
+        field = table.fields.get(req.params["field"].lower())
+        if field is None or field not in table.external:
+            return Response.json(NOT_FOUND, 404)
+        found = table.exact[field].get(unquote(req.params["value"]))
+        rec = self.store.live(table, found) if found else None
+        if rec is None:
+            return Response.json(NOT_FOUND, 404)
+        return Response.json(self._full(req, table, self.store.view(table, rec)))
+
+    def _upsert_one(self, req: Request) -> Response:
+        table = self._table(req)
+        key = table.fields.get(req.params["field"].lower(), req.params["field"])
+        # the URL's value wins over one in the body, whatever case either spells the field in
+        body = {k: v for k, v in self._record_body(req).items() if k.lower() != key.lower()}
+        record = {**body, "attributes": {"type": table.name}, key: unquote(req.params["value"])}
+        result = upsert_many(self.store, table.name, key, [record], True)[0]
+        if not result["success"]:
+            errors = [
+                {"message": e["message"], "errorCode": e["statusCode"], "fields": e["fields"]}
+                for e in result["errors"]
+            ]
+            return Response.json(errors, 400)
+        return Response.json(result, 201 if result["created"] else 200)
+
+    # -- SOQL -----------------------------------------------------------------------------
+    def _query(self, req: Request, include_all: bool) -> Response:
+        text = req.query.get("q")
+        if not text:
+            raise RequestError(400, "MALFORMED_QUERY", "A query string has to be specified")
+        query = bind(soql.parse(text), self.store)
+        table = self.store.table(query.sobject)
+        assert table is not None  # bind() checked it
+        # the index holds live records only, so queryAll must scan to see the recycle bin
+        hint = None if include_all else index_hint(query.where)
+        rows = run(query, self.store.scan(table, include_all, hint), self.clock())
+        if query.count_only:
+            return Response.json({"totalSize": len(rows), "done": True, "records": []})
+        records = [
+            {
+                "attributes": {
+                    "type": table.name,
+                    "url": self._url(req, "sobjects", table.name, r["Id"]),
+                },
+                **{f.name: r.get(f.name) for f in query.fields},
+            }
+            for r in rows
+        ]
+        self._cursor_serial += 1
+        locator = make_id("01g", self._cursor_serial)
+        self._cursors[locator] = (records, self._batch_size(req, 2000))
+        while len(self._cursors) > MAX_CURSORS:
+            self._cursors.popitem(last=False)
+        endpoint = "queryAll" if include_all else "query"
+        return self._page(req, locator, 0, endpoint)
+
+    def _query_more(self, req: Request) -> Response:
+        locator, _, start = req.params["locator"].partition("-")
+        if locator not in self._cursors or not start.isdigit():
+            raise RequestError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        endpoint = "queryAll" if "/queryAll/" in req.path else "query"
+        return self._page(req, locator, int(start), endpoint)
+
+    def _batch_size(self, req: Request, default: int) -> int:
+        for option in (req.header("sforce-query-options") or "").split(","):
+            name, _, value = option.strip().partition("=")
+            if name.lower() == "batchsize" and value.isdigit():
+                return min(2000, max(200, int(value)))  # the documented bounds
+        return default
+
+    def _page(self, req: Request, locator: str, start: int, endpoint: str) -> Response:
+        records, size = self._cursors[locator]
+        size = self._batch_size(req, size)
+        chunk = records[start : start + size]
+        done = start + size >= len(records)
+        body: dict[str, Any] = {"totalSize": len(records), "done": done, "records": chunk}
+        if done:
+            del self._cursors[locator]
+        else:
+            body["nextRecordsUrl"] = self._url(req, endpoint, f"{locator}-{start + size}")
+        return Response.json(body)
+
+    # -- sObject Collections --------------------------------------------------------------
+    def _collection(self, req: Request) -> tuple[list[Any], bool]:
+        body = self._body(req)
+        records = body.get("records") if isinstance(body, dict) else None
+        if not isinstance(records, list):
+            raise RequestError(400, "JSON_PARSER_ERROR", "Missing required field: records")
+        return records, bool(body.get("allOrNone", False))
+
+    def _create_collection(self, req: Request) -> Response:
+        records, all_or_none = self._collection(req)
+        return Response.json(create_many(self.store, records, all_or_none))
+
+    def _upsert_collection(self, req: Request) -> Response:
+        records, all_or_none = self._collection(req)
+        table = self._table(req)
+        return Response.json(
+            upsert_many(self.store, table.name, req.params["field"], records, all_or_none)
+        )

@@ -84,7 +84,8 @@ class Daemon:
             return EXIT_BUG
         return 0
 
-    def start(self) -> None:
+    def start(self, *, paused: bool = False) -> None:
+        """Schedule every job; ``paused`` keeps them from running (tests drive them by hand)."""
         now = datetime.now(UTC)
         settings = self.app.settings
         for job in self.app.jobs():
@@ -115,7 +116,7 @@ class Daemon:
             seconds=settings.daemon.write_interval,
             next_run_time=now,
         )
-        self.scheduler.start()
+        self.scheduler.start(paused=paused)
         log.info("syncd running: %d poll job(s)", len(self.health) - 2)
 
     def shutdown(self) -> None:

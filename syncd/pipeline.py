@@ -257,44 +257,31 @@ class Pipeline:
                     written.append((d.delivery_id, a.crm_id))
                     continue
                 message = a.error_message or "unknown error"
+                retry_at: datetime | None = None  # None: dead letter
                 if a.error_code in GONE_RECORD_ERRORS:
+                    # Due at once, but not ready until the author is linked again.
                     gone.append(d.identity_id)
-                    outbox.mark_failed(
-                        conn,
-                        d.delivery_id,
-                        code=a.error_code,
-                        message=message,
-                        now=now,
-                        retry_at=now,
-                    )
+                    retry_at = now
                     result.relinking += 1
                 elif (
                     a.error_code in RETRYABLE_RECORD_ERRORS
                     and d.attempts + 1 < self.settings.record_max_attempts
                 ):
-                    wait = timedelta(seconds=min(30 * 2**d.attempts, 3600))
-                    outbox.mark_failed(
-                        conn,
-                        d.delivery_id,
-                        code=a.error_code,
-                        message=message,
-                        now=now,
-                        retry_at=now + wait,
-                    )
+                    retry_at = now + timedelta(seconds=min(30 * 2**d.attempts, 3600))
                     result.retrying += 1
                 else:
-                    outbox.mark_failed(
-                        conn,
-                        d.delivery_id,
-                        code=a.error_code,
-                        message=message,
-                        now=now,
-                        retry_at=None,
-                    )
                     result.dead += 1
                     log.warning(
                         "dead-lettered %s:%s: %s %s", d.network, d.post_id, a.error_code, message
                     )
+                outbox.mark_failed(
+                    conn,
+                    d.delivery_id,
+                    code=a.error_code,
+                    message=message,
+                    now=now,
+                    retry_at=retry_at,
+                )
             outbox.mark_written(conn, written, now)
             outbox.unlink(conn, self.crm_name, gone, now)
         result.written += len(written)

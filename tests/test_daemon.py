@@ -1,0 +1,87 @@
+"""The daemon's failure policy: what each class of error does to the schedule and the log."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from syncd.daemon import AUTH_FAILURES_TO_PARK, Daemon
+from syncd.errors import AuthError, RateLimited, TransientError
+
+
+class Scripted:
+    """A callable that raises or returns the next item of its script."""
+
+    def __init__(self) -> None:
+        self.script: list[Any] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        item = self.script.pop(0) if self.script else SimpleNamespace(linked=0, queued=0)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+
+@pytest.fixture
+def daemon() -> Iterator[Daemon]:
+    pipeline = SimpleNamespace(
+        resolve=Scripted(), deliver=Scripted(), record_poll_error=lambda *a: None
+    )
+    settings = SimpleNamespace(
+        daemon=SimpleNamespace(write_interval=60.0, resolve_interval=60.0, jitter=0.0)
+    )
+    app = SimpleNamespace(jobs=lambda: [], settings=settings, pipeline=pipeline, sources={})
+    d = Daemon(app)  # type: ignore[arg-type]
+    d.start(paused=True)  # jobs run only when the test calls them
+    yield d
+    d.shutdown()
+
+
+def test_rate_limit_moves_only_that_job_to_the_reset_time(daemon: Daemon) -> None:
+    resume = datetime.now(UTC) + timedelta(minutes=7)
+    daemon.app.pipeline.resolve.script = [RateLimited("429", resume_at=resume)]  # type: ignore[attr-defined]
+    write_next = daemon.scheduler.get_job("write").next_run_time
+    daemon._resolve()
+    assert daemon.scheduler.get_job("resolve").next_run_time == resume
+    assert daemon.scheduler.get_job("write").next_run_time == write_next
+    assert not daemon.stopping.is_set()
+
+
+def test_auth_failures_park_the_job_after_three(
+    daemon: Daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    daemon.app.pipeline.deliver.script = [AuthError("bad password")] * AUTH_FAILURES_TO_PARK  # type: ignore[attr-defined]
+    for _ in range(AUTH_FAILURES_TO_PARK - 1):
+        daemon._write()
+    assert "write" not in daemon.parked
+    daemon._write()
+    assert "write" in daemon.parked
+    assert daemon.scheduler.get_job("write").next_run_time is None  # paused
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(warnings) == 1  # logged when it started, not once per attempt
+    assert len(errors) == 1 and "parked" in errors[0].getMessage()
+
+
+def test_failure_logged_once_and_recovery_once(
+    daemon: Daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="syncd")
+    daemon.app.pipeline.resolve.script = [TransientError("503")] * 4  # type: ignore[attr-defined]
+    for _ in range(5):
+        daemon._resolve()
+    messages = [r.getMessage() for r in caplog.records if r.name == "syncd.resolver"]
+    assert messages == ["resolver failing (TransientError): 503", "resolver recovered"]
+
+
+def test_an_unexpected_error_stops_the_daemon(daemon: Daemon) -> None:
+    daemon.app.pipeline.deliver.script = [KeyError("bug")]  # type: ignore[attr-defined]
+    daemon._write()
+    assert daemon.stopping.is_set()
+    assert isinstance(daemon.fatal, KeyError)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import connectors
 from syncd.config import Settings
 from syncd.connector import Crm, Source, SourceSettings
-from syncd.errors import ExternalError, SyncdError
+from syncd.errors import ExternalError, NotFound
 from syncd.model import Account, Stream
 from syncd.pipeline import Clock, DeliverResult, Pipeline, PollResult, ResolveResult, utcnow
 from syncd.state.db import Database
@@ -35,6 +35,18 @@ class Job:
     @property
     def logger(self) -> logging.Logger:
         return logging.getLogger(f"syncd.{self.account.network}.{self.account.handle}")
+
+
+class UnknownAccounts(NotFound):
+    """Brand handles the network does not know; ``jobs`` holds those of the known ones."""
+
+    def __init__(self, source: str, network: str, handles: list[str], jobs: list[Job]) -> None:
+        super().__init__(
+            f"{source}: brand account(s) not found on {network}: {', '.join(handles)}",
+            system=network,
+        )
+        self.handles = handles
+        self.jobs = jobs
 
 
 @dataclass
@@ -71,13 +83,18 @@ class App:
         self.crm.close()
         self.db.dispose()
 
-    def jobs(self) -> list[Job]:
-        """Every poll job, resolving brand handles to ids on first use (then from state)."""
-        out: list[Job] = []
-        for name, (settings, source) in self.sources.items():
-            for account in self.pipeline.accounts(name, source, settings.accounts):
-                out.extend(Job(name, account, stream) for stream in settings.streams)
-        return out
+    def jobs(self, source_name: str) -> list[Job]:
+        """A source's poll jobs, resolving brand handles to ids on first use (then from state).
+
+        Raises NotFound naming handles the network does not know, after the known ones'
+        jobs are ready in ``NotFound.jobs``: one mistyped handle must not stop the others.
+        """
+        settings, source = self.sources[source_name]
+        found, unknown = self.pipeline.accounts(source_name, source, settings.accounts)
+        jobs = [Job(source_name, a, stream) for a in found for stream in settings.streams]
+        if unknown:
+            raise UnknownAccounts(source_name, source.network, unknown, jobs)
+        return jobs
 
     def poll(self, job: Job) -> PollResult:
         _, source = self.sources[job.source]
@@ -86,11 +103,15 @@ class App:
     def cycle(self) -> CycleReport:
         """Poll every stream, resolve, write; collect failures instead of stopping at the first."""
         report = CycleReport()
-        try:
-            jobs = self.jobs()
-        except SyncdError as exc:
-            report.errors["accounts"] = str(exc)
-            jobs = []
+        jobs: list[Job] = []
+        for name in self.sources:
+            try:
+                jobs += self.jobs(name)
+            except UnknownAccounts as exc:
+                report.errors[f"accounts:{name}"] = str(exc)
+                jobs += exc.jobs
+            except ExternalError as exc:
+                report.errors[f"accounts:{name}"] = f"{type(exc).__name__}: {exc}"
         for job in jobs:
             try:
                 report.polls[job.id] = self.poll(job)

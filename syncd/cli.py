@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import datetime
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -155,16 +156,18 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(asdict(st), default=str, indent=2))
         return
     console = Console()
-    table = Table("source", "account", "stream", "since_id", "last success", "last error")
+    table = Table("source", "account", "stream", "since_id", "last success (UTC)", "last error")
     for s in st.streams:
         table.add_row(
             s.source,
             s.account,
             s.stream + (" (mid-walk)" if s.in_walk else ""),
             s.since_id or "-",
-            str(s.last_success_at or "never"),
+            _when(s.last_success_at),
             s.last_error or "",
         )
+    for column in table.columns[:5]:
+        column.no_wrap = True
     console.print(table)
     states = ", ".join(f"{k} {v}" for k, v in sorted(st.deliveries.items())) or "none"
     console.print(f"interactions: {st.interactions}   deliveries: {states}")
@@ -172,6 +175,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
         f"held identities (no CRM match yet): {st.held_identities}   "
         f"quarantined items: {st.quarantined}"
     )
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "never"
 
 
 @cli.group()

@@ -21,7 +21,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from syncd.app import App, Job
+from syncd.app import App, Job, UnknownAccounts
 from syncd.errors import AuthError, ExternalError, RateLimited
 
 log = logging.getLogger("syncd.daemon")
@@ -88,16 +88,14 @@ class Daemon:
         """Schedule every job; ``paused`` keeps them from running (tests drive them by hand)."""
         now = datetime.now(UTC)
         settings = self.app.settings
-        for job in self.app.jobs():
-            interval = self.app.sources[job.source][0].interval
-            self.health[job.id] = JobHealth(job.logger, f"{job.stream} poll")
+        for name in self.app.sources:
+            self.health[f"setup:{name}"] = JobHealth(log.getChild(name), f"source {name} set-up")
             self.scheduler.add_job(
-                self._poll,
+                self._setup_source,
                 "interval",
-                args=[job],
-                id=job.id,
-                seconds=interval,
-                jitter=settings.daemon.jitter,
+                args=[name],
+                id=f"setup:{name}",
+                seconds=self.app.sources[name][0].interval,
                 next_run_time=now,
             )
         self.health["resolve"] = JobHealth(logging.getLogger("syncd.resolver"), "resolver")
@@ -117,7 +115,7 @@ class Daemon:
             next_run_time=now,
         )
         self.scheduler.start(paused=paused)
-        log.info("syncd running: %d poll job(s)", len(self.health) - 2)
+        log.info("syncd running: %d source(s)", len(self.app.sources))
 
     def shutdown(self) -> None:
         # wait=True lets every job finish the batch in hand; each batch is its own transaction.
@@ -139,6 +137,31 @@ class Daemon:
         signal.signal(signal.SIGINT, handler)
 
     # -- jobs ----------------------------------------------------------------------------
+    def _setup_source(self, name: str) -> None:
+        """Look up a source's brand accounts, then schedule its poll jobs; retried until done."""
+        try:
+            jobs = self._guarded(f"setup:{name}", lambda: self.app.jobs(name))
+        except UnknownAccounts as exc:
+            # A config mistake: said once; the known accounts are polled meanwhile.
+            log.error("%s (check sources[].accounts)", exc)
+            jobs = exc.jobs
+        if jobs is None:
+            return  # failed this time; the set-up job runs again next interval
+        self.scheduler.remove_job(f"setup:{name}")
+        interval = self.app.sources[name][0].interval
+        for job in jobs:
+            self.health[job.id] = JobHealth(job.logger, f"{job.stream} poll")
+            self.scheduler.add_job(
+                self._poll,
+                "interval",
+                args=[job],
+                id=job.id,
+                seconds=interval,
+                jitter=self.app.settings.daemon.jitter,
+                next_run_time=datetime.now(UTC),
+            )
+        log.info("%s: polling %d stream(s)", name, len(jobs))
+
     def _poll(self, job: Job) -> None:
         result = self._guarded(job.id, lambda: self.app.poll(job), job)
         if result is not None and result.queued:
@@ -178,6 +201,8 @@ class Daemon:
             if sched_job is not None:
                 sched_job.modify(next_run_time=resume)
             return None
+        except UnknownAccounts:
+            raise
         except ExternalError as exc:
             health.failure(exc)
             self._record(job, exc)

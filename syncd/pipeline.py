@@ -20,7 +20,7 @@ from tenacity import (
 )
 
 from syncd.connector import Crm, Source
-from syncd.errors import ExternalError, NotFound, TransientError
+from syncd.errors import ExternalError, TransientError
 from syncd.history import build_record
 from syncd.model import Account, Stream, WriteResult
 from syncd.state import ingest as st
@@ -115,8 +115,11 @@ class Pipeline:
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- accounts ------------------------------------------------------------------------
-    def accounts(self, source_name: str, source: Source, handles: Sequence[str]) -> list[Account]:
-        """Brand accounts with their immutable ids: looked up once, then read from state."""
+    def accounts(
+        self, source_name: str, source: Source, handles: Sequence[str]
+    ) -> tuple[list[Account], list[str]]:
+        """Brand accounts with their immutable ids (looked up once, then read from state),
+        and the handles the network does not know."""
         with self.db.transaction() as conn:
             known = st.stored_accounts(conn, source_name)
         missing = [h for h in handles if h.lower() not in known]
@@ -125,14 +128,10 @@ class Pipeline:
             with self.db.transaction() as conn:
                 st.store_accounts(conn, source_name, found.values(), self.clock())
                 known = st.stored_accounts(conn, source_name)
-        unknown = [h for h in handles if h.lower() not in known]
-        if unknown:
-            raise NotFound(
-                f"{source_name}: brand account(s) not found on {source.network}: "
-                + ", ".join(unknown),
-                system=source.network,
-            )
-        return [known[h.lower()] for h in handles]
+        return (
+            [known[h.lower()] for h in handles if h.lower() in known],
+            [h for h in handles if h.lower() not in known],
+        )
 
     # -- ingest --------------------------------------------------------------------------
     def poll(

@@ -118,7 +118,8 @@ class Daemon:
         log.info("syncd running: %d source(s)", len(self.app.sources))
 
     def shutdown(self) -> None:
-        # wait=True lets every job finish the batch in hand; each batch is its own transaction.
+        # wait=True lets every job finish the page or batch in hand, then the loops stop.
+        self.app.pipeline.stopping.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
 

@@ -7,6 +7,7 @@ happen inside a database transaction, so a slow API never holds a lock.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from syncd.connector import Crm, Source
 from syncd.errors import ExternalError, TransientError
 from syncd.history import build_record
 from syncd.model import Account, Stream, WriteResult
+from syncd.resolver import resolve_batch
 from syncd.state import ingest as st
 from syncd.state import outbox
 from syncd.state.db import Database
@@ -100,6 +102,9 @@ class Pipeline:
         self.crm = crm
         self.settings = settings or PipelineSettings()
         self.clock = clock
+        # Set on shutdown: loops stop between pages and batches. Each page and batch is its
+        # own transaction, so what was done is kept and the next start resumes from there.
+        self.stopping = threading.Event()
 
     # -- helpers -------------------------------------------------------------------------
     def _retrying(self, call: Callable[[], T]) -> T:
@@ -179,7 +184,7 @@ class Pipeline:
             result.queued += stored.queued
             result.quarantined += stored.quarantined
             result.warnings.extend(page.warnings)
-            if page.walk_complete:
+            if page.walk_complete or self.stopping.is_set():
                 return result
             cursor = page.next_cursor
 
@@ -190,10 +195,8 @@ class Pipeline:
     # -- resolve -------------------------------------------------------------------------
     def resolve(self) -> ResolveResult:
         """Link held identities to CRM people, in batched look-ups; unmatched ones retry later."""
-        from syncd.resolver import resolve_batch
-
         result = ResolveResult()
-        while True:
+        while not self.stopping.is_set():
             with self.db.transaction() as conn:
                 todo = outbox.identities_to_resolve(
                     conn, self.crm_name, self.clock(), self.settings.resolve_batch
@@ -216,13 +219,14 @@ class Pipeline:
                 )
             result.looked_up += len(todo)
             result.unmatched += len(unmatched)
+        return result
 
     # -- deliver -------------------------------------------------------------------------
     def deliver(self, max_batches: int | None = None) -> DeliverResult:
         """Drain ready deliveries to the CRM in batches, oldest first."""
         result = DeliverResult()
         batches = 0
-        while max_batches is None or batches < max_batches:
+        while (max_batches is None or batches < max_batches) and not self.stopping.is_set():
             with self.db.transaction() as conn:
                 ready = outbox.ready_deliveries(
                     conn, self.crm_name, self.clock(), self.settings.write_batch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -30,7 +31,10 @@ class Scripted:
 @pytest.fixture
 def daemon() -> Iterator[Daemon]:
     pipeline = SimpleNamespace(
-        resolve=Scripted(), deliver=Scripted(), record_poll_error=lambda *a: None
+        resolve=Scripted(),
+        deliver=Scripted(),
+        record_poll_error=lambda *a: None,
+        stopping=threading.Event(),
     )
     settings = SimpleNamespace(
         daemon=SimpleNamespace(write_interval=60.0, resolve_interval=60.0, jitter=0.0)
@@ -85,3 +89,8 @@ def test_an_unexpected_error_stops_the_daemon(daemon: Daemon) -> None:
     daemon._write()
     assert daemon.stopping.is_set()
     assert isinstance(daemon.fatal, KeyError)
+
+
+def test_shutdown_tells_the_pipeline_to_stop_between_pages(daemon: Daemon) -> None:
+    daemon.shutdown()
+    assert daemon.app.pipeline.stopping.is_set()

@@ -212,6 +212,21 @@ def test_crash_mid_walk_resumes_from_the_stored_page(db: Database) -> None:
     assert count(db, interactions) == 3
 
 
+def test_shutdown_stops_between_pages_and_the_next_start_resumes(db: Database) -> None:
+    seed_cursor(db, "100")
+    pipeline = make(db, FakeCrm({}))
+    source = ScriptedSource(two_page_walk())
+    pipeline.stopping.set()
+    first = pipeline.poll("src", source, BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    assert (first.pages, first.new) == (1, 2)
+    with db.connect() as conn:
+        assert st.load_cursor(conn, "src", "acme", Stream.MENTIONS).in_walk
+    pipeline.stopping.clear()
+    second = pipeline.poll("src", source, BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    assert (second.pages, second.new) == (1, 1)
+    assert source.calls[-1] == Cursor("100", "p2", "205")
+
+
 def test_replayed_page_adds_nothing(db: Database) -> None:
     seed_cursor(db, "100")
     pipeline = make(db, FakeCrm({}))

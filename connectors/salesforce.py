@@ -6,6 +6,10 @@ re-logs-in by itself on ``INVALID_SESSION_ID`` (up to four times per request thr
 username + password without a security token although its ``SalesforceLogin`` handles that
 (IP-allow-listed orgs). So we log in with ``SalesforceLogin`` and hand ``Salesforce`` only the
 session: it cannot re-login, and :meth:`SalesforceCrm._run` allows one re-login per public call.
+
+This module is the session and the error table. What needs no org lives beside it and is
+re-exported here: SOQL and matching in :mod:`connectors.salesforce_lookup`, Task entries and
+upsert answers in :mod:`connectors.salesforce_records`.
 """
 
 from __future__ import annotations
@@ -15,12 +19,12 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
-from urllib.parse import quote_plus, urlsplit
+from urllib.parse import urlsplit
 from xml.parsers.expat import ExpatError
 
 import jwt
@@ -37,196 +41,53 @@ from simple_salesforce.exceptions import (
 from simple_salesforce.login import SalesforceLogin
 
 from connectors._http import RewritingAdapter, mount
-from connectors.salesforce_settings import IdentityFields, SalesforceSettings
+from connectors.salesforce_lookup import (
+    SOQL_URL_BUDGET,
+    _chunks,
+    lookup_soql,
+    match_rows,
+    soql_quote,
+)
+from connectors.salesforce_records import (
+    BATCH,
+    DESCRIPTION_MAX,
+    SUBJECT_MAX,
+    SYSTEM,
+    _describe_errors,
+    parse_upsert_results,
+    task_record,
+)
+from connectors.salesforce_settings import SalesforceSettings
 from syncd.connector import ConnectorSettings, Crm
 from syncd.errors import AuthError, ExternalError, NotFound, RateLimited, TransientError
-from syncd.model import CrmRef, Direction, HistoryRecord, IdentityKey, Match, WriteResult
+from syncd.model import HistoryRecord, IdentityKey, Match, WriteResult
 from syncd.secrets import Secret
 
-__all__ = ["SalesforceCrm", "SalesforceSettings", "classify", "soql_quote", "task_record"]
+__all__ = [
+    "BATCH",
+    "DESCRIPTION_MAX",
+    "RATE_LIMIT_PAUSE",
+    "SOQL_URL_BUDGET",
+    "SUBJECT_MAX",
+    "SYSTEM",
+    "SalesforceCrm",
+    "SalesforceSettings",
+    "classify",
+    "lookup_soql",
+    "match_rows",
+    "parse_upsert_results",
+    "soql_quote",
+    "task_record",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SYSTEM = "salesforce"
-BATCH = 200  # sObject Collections take at most 200 records; IN-lists are cut the same way
-# URI + headers of one request may not exceed 16,384 bytes (help article 000386264): a query
-# URL is kept well below, so long user ids and handles split a chunk instead of failing it.
-SOQL_URL_BUDGET = 12_000
-SUBJECT_MAX, DESCRIPTION_MAX = 255, 32_000
 # The API allocation is a rolling 24 h window: Salesforce names no reset time.
 RATE_LIMIT_PAUSE = timedelta(hours=1)
 
-_SOQL_ESCAPES = {
-    "\\": "\\\\", "'": "\\'", '"': '\\"',
-    "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f",
-}  # fmt: skip
 _API_USAGE = re.compile(r"(?:^|[^-])api-usage=(\d+)/(\d+)")
 _LOGIN_PATHS = ("/services/Soap/u/", "/services/oauth2/token")
-
-
-def soql_quote(value: str, *, like: bool = False) -> str:
-    """``value`` as a quoted SOQL string literal, safe to paste into a query.
-
-    ``_`` and ``%`` are wildcards only in LIKE, and escaping them anywhere else is a syntax
-    error, so they are escaped only for a LIKE pattern (``like=True``).
-    """
-    escaped = "".join(_SOQL_ESCAPES.get(c, c) for c in value)
-    if like:
-        escaped = escaped.replace("_", "\\_").replace("%", "\\%")
-    return f"'{escaped}'"
-
-
-# -- history records -----------------------------------------------------------------------
-
-
-def _u16(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _clip(text: str, limit: int) -> str:
-    """Cut to ``limit`` as Salesforce counts length: in UTF-16 units, so an emoji counts twice."""
-    if _u16(text) <= limit:
-        return text
-    out, used = [], 1  # room for the ellipsis
-    for ch in text:
-        used += 2 if ord(ch) > 0xFFFF else 1
-        if used > limit:
-            break
-        out.append(ch)
-    return "".join(out) + "…"
-
-
-def _bare_handle(handle: str | None) -> str | None:
-    bare = (handle or "").strip().removeprefix("@")
-    return bare or None
-
-
-def task_record(record: HistoryRecord, settings: SalesforceSettings) -> dict[str, Any]:
-    """The sObject Collections entry for one history record."""
-    fields = settings.task_fields
-    when = record.occurred_at
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    suffix = f"\n\n{record.url}" if record.url else ""
-    handle = _bare_handle(record.handle)
-    return {
-        "attributes": {"type": settings.history_object},
-        settings.external_id_field: record.external_id,
-        "Subject": _clip(record.subject, SUBJECT_MAX),
-        # The link outlives a cut text, so the text is cut, never the link.
-        "Description": _clip(record.description, DESCRIPTION_MAX - _u16(suffix)) + suffix,
-        "ActivityDate": when.astimezone(UTC).date().isoformat(),
-        "Status": settings.task_status,
-        "WhoId": record.who.id,
-        fields.network: record.network,
-        fields.direction: "Inbound" if record.direction is Direction.INBOUND else "Outbound",
-        fields.handle: f"@{handle}" if handle else None,
-        fields.post_url: record.url,
-        fields.conversation_id: record.conversation_id,
-    }
-
-
-def _describe_errors(errors: Sequence[Any]) -> tuple[str | None, str]:
-    """First error code and every message. Collections say statusCode, the REST API errorCode."""
-    codes: list[str] = []
-    messages: list[str] = []
-    for err in (e if isinstance(e, Mapping) else {"message": str(e)} for e in errors):
-        if code := err.get("statusCode") or err.get("errorCode"):
-            codes.append(str(code))
-        message = str(err.get("message") or "").strip()
-        if fields := err.get("fields"):
-            message += f" (fields: {', '.join(map(str, fields))})"
-        messages.append(message)
-    return (codes[0] if codes else None), "; ".join(m for m in messages if m)
-
-
-def parse_upsert_results(external_ids: Sequence[str], body: Any) -> list[WriteResult]:
-    """One WriteResult per record from an sObject Collections answer, in request order."""
-    if not isinstance(body, list) or len(body) != len(external_ids):
-        got = f"{len(body)} results" if isinstance(body, list) else type(body).__name__
-        raise TransientError(
-            f"salesforce upsert: expected {len(external_ids)} results, got {got}", system=SYSTEM
-        )
-    results = []
-    for external_id, item in zip(external_ids, body, strict=True):
-        item = item if isinstance(item, Mapping) else {}
-        crm_id = item.get("id")
-        if item.get("success") is True:
-            results.append(WriteResult(external_id, True, crm_id, created=item.get("created")))
-            continue
-        code, message = _describe_errors(item.get("errors") or [])
-        error_code, error_message = code or "UNKNOWN_ERROR", message or "no reason given"
-        results.append(WriteResult(external_id, False, crm_id, None, error_code, error_message))
-    return results
-
-
-# -- identity look-up ----------------------------------------------------------------------
-
-
-def _lookup_values(key: IdentityKey) -> list[str]:
-    # CRM data entry varies: a handle field may hold "name" or "@name".
-    bare = _bare_handle(key.handle)
-    return [key.user_id, bare, f"@{bare}"] if bare else [key.user_id]
-
-
-def lookup_soql(obj: str, fields: IdentityFields, keys: Sequence[IdentityKey]) -> str:
-    """ONE query for a chunk of keys against one person object."""
-    user_ids = dict.fromkeys(k.user_id for k in keys)
-    handles = dict.fromkeys(v for k in keys for v in _lookup_values(k)[1:])
-    where = f"{fields.user_id} IN ({', '.join(map(soql_quote, user_ids))})"
-    if handles:
-        where += f" OR {fields.handle} IN ({', '.join(map(soql_quote, handles))})"
-    return f"SELECT Id, Name, {fields.user_id}, {fields.handle} FROM {obj} WHERE {where}"
-
-
-def _chunks(keys: Sequence[IdentityKey]) -> Iterator[list[IdentityKey]]:
-    chunk: list[IdentityKey] = []
-    size = 0
-    for key in keys:
-        cost = sum(len(quote_plus(soql_quote(v))) + 4 for v in _lookup_values(key))
-        if chunk and (len(chunk) == BATCH or size + cost > SOQL_URL_BUDGET):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(key)
-        size += cost
-    if chunk:
-        yield chunk
-
-
-def match_rows(
-    obj: str, fields: IdentityFields, keys: Sequence[IdentityKey], rows: Sequence[Mapping[str, Any]]
-) -> dict[IdentityKey, Match | None]:
-    """Decide each key against one object's rows; ``None`` marks an ambiguous key.
-
-    The immutable user id beats the handle. Two records matching the same way is ambiguous and
-    never guessed. Keys absent from the result matched nothing here.
-    """
-    by_user_id: dict[str, dict[str, CrmRef]] = {}
-    by_handle: dict[str, dict[str, CrmRef]] = {}
-    for row in rows:
-        # Salesforce answers with each field's own casing, whatever casing the query used.
-        values = {str(k).lower(): v for k, v in row.items()}
-        ref = CrmRef(obj, str(values["id"]), values.get("name"))
-        if user_id := str(values.get(fields.user_id.lower()) or "").strip():
-            by_user_id.setdefault(user_id, {})[ref.id] = ref
-        if handle := _bare_handle(values.get(fields.handle.lower())):
-            by_handle.setdefault(handle.casefold(), {})[ref.id] = ref
-    decided: dict[IdentityKey, Match | None] = {}
-    for key in keys:
-        handle = _bare_handle(key.handle)
-        for matcher, hits in (
-            ("crm_user_id", by_user_id.get(key.user_id.strip(), {})),
-            ("crm_handle", by_handle.get(handle.casefold(), {}) if handle else {}),
-        ):
-            if len(hits) == 1:
-                decided[key] = Match(next(iter(hits.values())), matcher)
-                break
-            if hits:
-                log.warning("%s: %d %ss match %s by %s", SYSTEM, len(hits), obj, key, matcher)
-                decided[key] = None
-                break
-    return decided
 
 
 # -- errors --------------------------------------------------------------------------------

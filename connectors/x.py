@@ -3,19 +3,18 @@
 tweepy is used unmodified. ``return_type=dict`` hands back the JSON only, so a ``requests``
 response hook keeps the ``x-rate-limit-*`` headers, and a URL-rewriting adapter points the
 client at ``api_base_url`` (the sandbox, a proxy). Turning a body into domain objects is the
-pure :func:`parse_page`, so recorded bodies are tested without HTTP. Nothing here retries or
-sleeps: errors are classified (:func:`_classify`) and the pipeline decides.
+pure :func:`~connectors.x_parse.parse_page`, re-exported here. Nothing here retries or sleeps:
+errors are classified (:func:`_classify`) and the pipeline decides.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeGuard, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 import requests
@@ -23,27 +22,25 @@ import tweepy
 from pydantic import Field, field_validator
 
 from connectors._http import RewritingAdapter, mount
+from connectors.x_parse import NETWORK, _clip, _is_id, _reset_at, parse_page
 from syncd.connector import ConnectorSettings, Duration, SourceSettings
 from syncd.errors import AuthError, ExternalError, NotFound, RateLimited, SyncdError, TransientError
-from syncd.model import (
-    Account,
-    Author,
-    Cursor,
-    Direction,
-    Interaction,
-    JsonObject,
-    Page,
-    Quarantined,
-    RateInfo,
-    Stream,
-)
+from syncd.model import Account, Cursor, Page, Stream
 from syncd.secrets import SecretRef
 
 if TYPE_CHECKING:
     from syncd.connector import Source
 
-NETWORK = "x"
-_T = TypeVar("_T")
+__all__ = [
+    "EXPANSIONS",
+    "NETWORK",
+    "TWEET_FIELDS",
+    "USER_FIELDS",
+    "XSettings",
+    "XSource",
+    "parse_page",
+]
+
 TWEET_FIELDS = ["created_at", "author_id", "conversation_id", "in_reply_to_user_id", "lang"]
 TWEET_FIELDS += ["referenced_tweets", "entities"]
 USER_FIELDS = ["username", "name", "description", "location", "url", "created_at"]
@@ -59,7 +56,6 @@ _USERNAME = re.compile(r"^[A-Za-z0-9_]{1,15}$")
 # usage cap (billing) lasts until the cap period resets, so it is re-checked hourly.
 _RATE_WINDOW = timedelta(minutes=15)
 _USAGE_CAP_RECHECK = timedelta(hours=1)
-_MAX_MESSAGE = 500
 
 # tweepy logs every request's headers, bearer token included, at DEBUG. A service that turns on
 # debug logging must not write the token to its journal.
@@ -250,227 +246,3 @@ def _usage_capped(response: requests.Response) -> bool:
     # The problem type is ".../problems/usage-capped", title "UsageCapExceeded".
     text = response.text.lower()
     return "usage-capped" in text or "usagecapexceeded" in text
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
-
-
-# -- translation (pure) --------------------------------------------------------------------
-def parse_page(
-    body: object,
-    *,
-    account: Account,
-    stream: Stream,
-    cursor: Cursor,
-    headers: Mapping[str, str] | None = None,
-) -> Page:
-    """Translate one timeline response body into a :class:`Page`; no HTTP."""
-    if not isinstance(body, dict):
-        raise TransientError("X sent a response body that is not a JSON object", system=NETWORK)
-    data = _field(body, "data", list)
-    includes, meta = _field(body, "includes", dict), _field(body, "meta", dict)
-    warnings = [_warning(e) for e in _field(body, "errors", list)]
-
-    authors: dict[str, Author] = {}
-    for user in _field(includes, "users", list):
-        if (author := _author(user)) is not None:
-            authors[author.user_id] = author
-        else:
-            warnings.append(f"skipped an unreadable user object: {_clip(repr(user))}")
-    # Spec 2.159 says includes.tweets, 2.167 includes.posts.
-    referenced = _field(includes, "posts", list) + _field(includes, "tweets", list)
-    referenced_authors = {
-        p["id"]: p["author_id"]
-        for p in referenced
-        if isinstance(p, dict) and _is_id(p.get("id")) and _is_id(p.get("author_id"))
-    }
-
-    interactions: list[Interaction] = []
-    quarantined: list[Quarantined] = []
-    for post in data:
-        item = _translate(post, account, stream, authors, referenced_authors)
-        if isinstance(item, Interaction):
-            interactions.append(item)
-        elif isinstance(item, Quarantined):
-            quarantined.append(item)
-
-    return Page(
-        interactions=tuple(interactions),
-        authors=tuple(authors.values()),
-        next_cursor=_next_cursor(cursor, meta, data),
-        rate=_rate_info(headers),
-        quarantined=tuple(quarantined),
-        warnings=tuple(warnings),
-    )
-
-
-def _translate(
-    post: object,
-    account: Account,
-    stream: Stream,
-    authors: Mapping[str, Author],
-    referenced_authors: Mapping[str, str],
-) -> Interaction | Quarantined | None:
-    """One post → an Interaction, a Quarantined item, or None when it is not history."""
-    if not isinstance(post, dict):
-        return Quarantined(NETWORK, "post is not a JSON object", {"value": post})
-    post_id = post.get("id")
-    if not _is_id(post_id):
-        return Quarantined(NETWORK, "post has no id", post)
-    author_id = post.get("author_id")
-    replied_to = _replied_to(post)
-
-    def bad(reason: str) -> Quarantined:
-        return Quarantined(NETWORK, reason, post, item_id=post_id)
-
-    if stream is Stream.MENTIONS:
-        if author_id == account.user_id:
-            return None  # the brand mentioning itself: its own replies come through `replies`
-        direction, counterpart = Direction.INBOUND, author_id
-    else:
-        counterpart = post.get("in_reply_to_user_id")
-        if counterpart is None and replied_to is not None:
-            # The replied-to post, when expanded, still names whom the brand answered.
-            counterpart = referenced_authors.get(replied_to)
-            if counterpart is None:
-                return bad("reply has no in_reply_to_user_id")
-        if counterpart is None or counterpart == account.user_id:
-            return None  # an original post, or a self-thread: not a customer's history
-        if author_id is not None and author_id != account.user_id:
-            return bad(f"post on the timeline of {account.user_id} is by {author_id}")
-        direction = Direction.OUTBOUND
-
-    created_at = _timestamp(post.get("created_at"))
-    text = post.get("text")
-    if not _is_id(author_id):
-        return bad("post has no author_id")
-    if not _is_id(counterpart):
-        return bad("in_reply_to_user_id is not an id")
-    if created_at is None:
-        return bad(
-            f"created_at is missing or not a zoned ISO 8601 time: {post.get('created_at')!r}"
-        )
-    if not isinstance(text, str):
-        return bad("text is not a string")
-    author = authors.get(author_id)
-    path = f"{author.handle}/status" if author and author.handle else "i/web/status"
-    conversation_id = post.get("conversation_id")
-    return Interaction(
-        network=NETWORK,
-        post_id=post_id,
-        account=account.handle,
-        stream=stream,
-        direction=direction,
-        author_id=author_id,
-        counterpart_id=counterpart,
-        text=text,
-        created_at=created_at,
-        url=f"https://x.com/{path}/{post_id}",
-        conversation_id=conversation_id if isinstance(conversation_id, str) else None,
-        in_reply_to_post_id=replied_to,
-        raw=post,
-    )
-
-
-def _author(user: object) -> Author | None:
-    if not isinstance(user, dict) or not _is_id(user.get("id")):
-        return None
-    url = user.get("url")
-    entities = user.get("entities")
-    # X shortens profile links to t.co; the expanded form is what a rep can recognise.
-    with contextlib.suppress(KeyError, IndexError, TypeError):
-        url = entities["url"]["urls"][0]["expanded_url"] or url  # type: ignore[index]
-    return Author(
-        network=NETWORK,
-        user_id=user["id"],
-        handle=_text(user.get("username")),
-        display_name=_text(user.get("name")),
-        description=_text(user.get("description")),
-        location=_text(user.get("location")),
-        url=_text(url),
-    )
-
-
-def _next_cursor(cursor: Cursor, meta: Mapping[str, Any], data: list[Any]) -> Cursor:
-    token = meta.get("next_token")
-    if token is not None and not isinstance(token, str):
-        raise TransientError("X sent an unreadable meta.next_token", system=NETWORK)
-    newest = meta.get("newest_id") if _is_id(meta.get("newest_id")) else _newest(data)
-    # Only the first page of a walk sees the newest post; later pages' newest ids are older, so
-    # the first page's value rides along as pending_since_id until the walk ends.
-    pending = cursor.pending_since_id if cursor.in_walk else None
-    if token:
-        return Cursor(cursor.since_id, pagination_token=token, pending_since_id=pending or newest)
-    return Cursor(since_id=pending or newest or cursor.since_id)
-
-
-def _newest(data: list[Any]) -> str | None:
-    ids = [p["id"] for p in data if isinstance(p, dict) and _is_id(p.get("id"))]
-    return max(ids, key=lambda i: (len(i), i), default=None)  # numeric strings of any length
-
-
-def _replied_to(post: JsonObject) -> str | None:
-    refs = post.get("referenced_tweets")
-    for ref in refs if isinstance(refs, list) else []:
-        if isinstance(ref, dict) and ref.get("type") == "replied_to" and _is_id(ref.get("id")):
-            return str(ref["id"])
-    return None
-
-
-def _timestamp(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    # A time without a zone is ambiguous; X always sends "Z".
-    return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
-
-
-def _warning(error: object) -> str:
-    if isinstance(error, dict):
-        title = error.get("title") or "error"
-        detail = error.get("detail") or error.get("message") or ""
-        return _clip(f"{title}: {detail}" if detail else str(title))
-    return _clip(str(error))
-
-
-def _rate_info(headers: Mapping[str, str] | None) -> RateInfo | None:
-    lower = {k.lower(): v for k, v in (headers or {}).items()}
-    limit, remaining = (_int(lower.get(f"x-rate-limit-{k}")) for k in ("limit", "remaining"))
-    info = RateInfo(limit, remaining, _reset_at(lower))
-    return info if info != RateInfo() else None
-
-
-def _reset_at(headers: Mapping[str, str]) -> datetime | None:
-    seconds = _int(headers.get("x-rate-limit-reset"))
-    try:
-        return datetime.fromtimestamp(seconds, UTC) if seconds is not None else None
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _field(container: Mapping[str, Any], key: str, kind: type[_T]) -> _T:
-    value = container.get(key)
-    if value is None:
-        return kind()  # absent on empty pages and on error-only pages
-    if not isinstance(value, kind):
-        raise TransientError(f"X sent a {key!r} that is not a {kind.__name__}", system=NETWORK)
-    return value
-
-
-def _is_id(value: object) -> TypeGuard[str]:
-    return isinstance(value, str) and bool(value.strip())
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None

@@ -1,0 +1,108 @@
+"""Salesforce identity look-up: SOQL for a batch of identity keys, and deciding each key.
+
+Pure, so the queries and the matching rules are tested without an org: :func:`lookup_soql`
+builds one query per chunk of keys (:func:`_chunks` keeps each within the URL budget),
+:func:`match_rows` decides each key from the rows that query returned.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote_plus
+
+from connectors.salesforce_records import BATCH, SYSTEM, _bare_handle
+from connectors.salesforce_settings import IdentityFields
+from syncd.model import CrmRef, IdentityKey, Match
+
+__all__ = ["SOQL_URL_BUDGET", "lookup_soql", "match_rows", "soql_quote"]
+
+# The connector's one logger name, so logging set up for connectors.salesforce covers this too.
+log = logging.getLogger("connectors.salesforce")
+
+# URI + headers of one request may not exceed 16,384 bytes (help article 000386264): a query
+# URL is kept well below, so long user ids and handles split a chunk instead of failing it.
+SOQL_URL_BUDGET = 12_000
+
+_SOQL_ESCAPES = {
+    "\\": "\\\\", "'": "\\'", '"': '\\"',
+    "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f",
+}  # fmt: skip
+
+
+def soql_quote(value: str, *, like: bool = False) -> str:
+    """``value`` as a quoted SOQL string literal, safe to paste into a query.
+
+    ``_`` and ``%`` are wildcards only in LIKE, and escaping them anywhere else is a syntax
+    error, so they are escaped only for a LIKE pattern (``like=True``).
+    """
+    escaped = "".join(_SOQL_ESCAPES.get(c, c) for c in value)
+    if like:
+        escaped = escaped.replace("_", "\\_").replace("%", "\\%")
+    return f"'{escaped}'"
+
+
+def _lookup_values(key: IdentityKey) -> list[str]:
+    # CRM data entry varies: a handle field may hold "name" or "@name".
+    bare = _bare_handle(key.handle)
+    return [key.user_id, bare, f"@{bare}"] if bare else [key.user_id]
+
+
+def lookup_soql(obj: str, fields: IdentityFields, keys: Sequence[IdentityKey]) -> str:
+    """ONE query for a chunk of keys against one person object."""
+    user_ids = dict.fromkeys(k.user_id for k in keys)
+    handles = dict.fromkeys(v for k in keys for v in _lookup_values(k)[1:])
+    where = f"{fields.user_id} IN ({', '.join(map(soql_quote, user_ids))})"
+    if handles:
+        where += f" OR {fields.handle} IN ({', '.join(map(soql_quote, handles))})"
+    return f"SELECT Id, Name, {fields.user_id}, {fields.handle} FROM {obj} WHERE {where}"
+
+
+def _chunks(keys: Sequence[IdentityKey]) -> Iterator[list[IdentityKey]]:
+    chunk: list[IdentityKey] = []
+    size = 0
+    for key in keys:
+        cost = sum(len(quote_plus(soql_quote(v))) + 4 for v in _lookup_values(key))
+        if chunk and (len(chunk) == BATCH or size + cost > SOQL_URL_BUDGET):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(key)
+        size += cost
+    if chunk:
+        yield chunk
+
+
+def match_rows(
+    obj: str, fields: IdentityFields, keys: Sequence[IdentityKey], rows: Sequence[Mapping[str, Any]]
+) -> dict[IdentityKey, Match | None]:
+    """Decide each key against one object's rows; ``None`` marks an ambiguous key.
+
+    The immutable user id beats the handle. Two records matching the same way is ambiguous and
+    never guessed. Keys absent from the result matched nothing here.
+    """
+    by_user_id: dict[str, dict[str, CrmRef]] = {}
+    by_handle: dict[str, dict[str, CrmRef]] = {}
+    for row in rows:
+        # Salesforce answers with each field's own casing, whatever casing the query used.
+        values = {str(k).lower(): v for k, v in row.items()}
+        ref = CrmRef(obj, str(values["id"]), values.get("name"))
+        if user_id := str(values.get(fields.user_id.lower()) or "").strip():
+            by_user_id.setdefault(user_id, {})[ref.id] = ref
+        if handle := _bare_handle(values.get(fields.handle.lower())):
+            by_handle.setdefault(handle.casefold(), {})[ref.id] = ref
+    decided: dict[IdentityKey, Match | None] = {}
+    for key in keys:
+        handle = _bare_handle(key.handle)
+        for matcher, hits in (
+            ("crm_user_id", by_user_id.get(key.user_id.strip(), {})),
+            ("crm_handle", by_handle.get(handle.casefold(), {}) if handle else {}),
+        ):
+            if len(hits) == 1:
+                decided[key] = Match(next(iter(hits.values())), matcher)
+                break
+            if hits:
+                log.warning("%s: %d %ss match %s by %s", SYSTEM, len(hits), obj, key, matcher)
+                decided[key] = None
+                break
+    return decided

@@ -1,0 +1,109 @@
+"""Salesforce sObject Collections: a history record as a Task entry, and the answer as results.
+
+Pure, so the mapping and the parsing are tested without an org. Lengths are counted the way
+Salesforce counts them, in UTF-16 units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC
+from typing import Any
+
+from connectors.salesforce_settings import SalesforceSettings
+from syncd.errors import TransientError
+from syncd.model import Direction, HistoryRecord, WriteResult
+
+__all__ = [
+    "BATCH",
+    "DESCRIPTION_MAX",
+    "SUBJECT_MAX",
+    "SYSTEM",
+    "parse_upsert_results",
+    "task_record",
+]
+
+SYSTEM = "salesforce"
+BATCH = 200  # sObject Collections take at most 200 records; IN-lists are cut the same way
+SUBJECT_MAX, DESCRIPTION_MAX = 255, 32_000
+
+
+def _u16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _clip(text: str, limit: int) -> str:
+    """Cut to ``limit`` as Salesforce counts length: in UTF-16 units, so an emoji counts twice."""
+    if _u16(text) <= limit:
+        return text
+    out, used = [], 1  # room for the ellipsis
+    for ch in text:
+        used += 2 if ord(ch) > 0xFFFF else 1
+        if used > limit:
+            break
+        out.append(ch)
+    return "".join(out) + "…"
+
+
+def _bare_handle(handle: str | None) -> str | None:
+    bare = (handle or "").strip().removeprefix("@")
+    return bare or None
+
+
+def task_record(record: HistoryRecord, settings: SalesforceSettings) -> dict[str, Any]:
+    """The sObject Collections entry for one history record."""
+    fields = settings.task_fields
+    when = record.occurred_at
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    suffix = f"\n\n{record.url}" if record.url else ""
+    handle = _bare_handle(record.handle)
+    return {
+        "attributes": {"type": settings.history_object},
+        settings.external_id_field: record.external_id,
+        "Subject": _clip(record.subject, SUBJECT_MAX),
+        # The link outlives a cut text, so the text is cut, never the link.
+        "Description": _clip(record.description, DESCRIPTION_MAX - _u16(suffix)) + suffix,
+        "ActivityDate": when.astimezone(UTC).date().isoformat(),
+        "Status": settings.task_status,
+        "WhoId": record.who.id,
+        fields.network: record.network,
+        fields.direction: "Inbound" if record.direction is Direction.INBOUND else "Outbound",
+        fields.handle: f"@{handle}" if handle else None,
+        fields.post_url: record.url,
+        fields.conversation_id: record.conversation_id,
+    }
+
+
+def _describe_errors(errors: Sequence[Any]) -> tuple[str | None, str]:
+    """First error code and every message. Collections say statusCode, the REST API errorCode."""
+    codes: list[str] = []
+    messages: list[str] = []
+    for err in (e if isinstance(e, Mapping) else {"message": str(e)} for e in errors):
+        if code := err.get("statusCode") or err.get("errorCode"):
+            codes.append(str(code))
+        message = str(err.get("message") or "").strip()
+        if fields := err.get("fields"):
+            message += f" (fields: {', '.join(map(str, fields))})"
+        messages.append(message)
+    return (codes[0] if codes else None), "; ".join(m for m in messages if m)
+
+
+def parse_upsert_results(external_ids: Sequence[str], body: Any) -> list[WriteResult]:
+    """One WriteResult per record from an sObject Collections answer, in request order."""
+    if not isinstance(body, list) or len(body) != len(external_ids):
+        got = f"{len(body)} results" if isinstance(body, list) else type(body).__name__
+        raise TransientError(
+            f"salesforce upsert: expected {len(external_ids)} results, got {got}", system=SYSTEM
+        )
+    results = []
+    for external_id, item in zip(external_ids, body, strict=True):
+        item = item if isinstance(item, Mapping) else {}
+        crm_id = item.get("id")
+        if item.get("success") is True:
+            results.append(WriteResult(external_id, True, crm_id, created=item.get("created")))
+            continue
+        code, message = _describe_errors(item.get("errors") or [])
+        error_code, error_message = code or "UNKNOWN_ERROR", message or "no reason given"
+        results.append(WriteResult(external_id, False, crm_id, None, error_code, error_message))
+    return results

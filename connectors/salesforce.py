@@ -43,7 +43,7 @@ from simple_salesforce.login import SalesforceLogin
 from connectors._http import RewritingAdapter, mount
 from connectors.salesforce_lookup import (
     SOQL_URL_BUDGET,
-    _chunks,
+    key_chunks,
     lookup_soql,
     match_rows,
     soql_quote,
@@ -53,7 +53,7 @@ from connectors.salesforce_records import (
     DESCRIPTION_MAX,
     SUBJECT_MAX,
     SYSTEM,
-    _describe_errors,
+    describe_errors,
     parse_upsert_results,
     task_record,
 )
@@ -109,7 +109,7 @@ def _error_details(content: Any) -> tuple[str | None, str]:
             return None, _shorten(text)
     content = [content] if isinstance(content, Mapping) else content
     if isinstance(content, list) and content:
-        code, message = _describe_errors(content)
+        code, message = describe_errors(content)
         return code, _shorten(message)
     return None, _shorten(str(content))
 
@@ -230,7 +230,7 @@ class SalesforceCrm:
             # Person objects in order: a Contact found settles the key, Leads are not asked.
             for obj in self.settings.person_objects:
                 undecided = []
-                for chunk in _chunks(pending):
+                for chunk in key_chunks(pending):
                     soql = lookup_soql(obj, fields, chunk)
                     rows = self._run(f"lookup {obj}", partial(_records, soql=soql), budget)
                     decided = match_rows(obj, fields, chunk, rows)

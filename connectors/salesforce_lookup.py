@@ -1,7 +1,7 @@
 """Salesforce identity look-up: SOQL for a batch of identity keys, and deciding each key.
 
 Pure, so the queries and the matching rules are tested without an org: :func:`lookup_soql`
-builds one query per chunk of keys (:func:`_chunks` keeps each within the URL budget),
+builds one query per chunk of keys (:func:`key_chunks` keeps each within the URL budget),
 :func:`match_rows` decides each key from the rows that query returned.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote_plus
 
-from connectors.salesforce_records import BATCH, SYSTEM, _bare_handle
+from connectors.salesforce_records import BATCH, SYSTEM, bare_handle
 from connectors.salesforce_settings import IdentityFields
 from syncd.model import CrmRef, IdentityKey, Match
 
@@ -45,7 +45,7 @@ def soql_quote(value: str, *, like: bool = False) -> str:
 
 def _lookup_values(key: IdentityKey) -> list[str]:
     # CRM data entry varies: a handle field may hold "name" or "@name".
-    bare = _bare_handle(key.handle)
+    bare = bare_handle(key.handle)
     return [key.user_id, bare, f"@{bare}"] if bare else [key.user_id]
 
 
@@ -59,7 +59,7 @@ def lookup_soql(obj: str, fields: IdentityFields, keys: Sequence[IdentityKey]) -
     return f"SELECT Id, Name, {fields.user_id}, {fields.handle} FROM {obj} WHERE {where}"
 
 
-def _chunks(keys: Sequence[IdentityKey]) -> Iterator[list[IdentityKey]]:
+def key_chunks(keys: Sequence[IdentityKey]) -> Iterator[list[IdentityKey]]:
     chunk: list[IdentityKey] = []
     size = 0
     for key in keys:
@@ -89,11 +89,11 @@ def match_rows(
         ref = CrmRef(obj, str(values["id"]), values.get("name"))
         if user_id := str(values.get(fields.user_id.lower()) or "").strip():
             by_user_id.setdefault(user_id, {})[ref.id] = ref
-        if handle := _bare_handle(values.get(fields.handle.lower())):
+        if handle := bare_handle(values.get(fields.handle.lower())):
             by_handle.setdefault(handle.casefold(), {})[ref.id] = ref
     decided: dict[IdentityKey, Match | None] = {}
     for key in keys:
-        handle = _bare_handle(key.handle)
+        handle = bare_handle(key.handle)
         for matcher, hits in (
             ("crm_user_id", by_user_id.get(key.user_id.strip(), {})),
             ("crm_handle", by_handle.get(handle.casefold(), {}) if handle else {}),

@@ -32,7 +32,7 @@ def _u16(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def _clip(text: str, limit: int) -> str:
+def clip(text: str, limit: int) -> str:
     """Cut to ``limit`` as Salesforce counts length: in UTF-16 units, so an emoji counts twice."""
     if _u16(text) <= limit:
         return text
@@ -45,7 +45,7 @@ def _clip(text: str, limit: int) -> str:
     return "".join(out) + "…"
 
 
-def _bare_handle(handle: str | None) -> str | None:
+def bare_handle(handle: str | None) -> str | None:
     bare = (handle or "").strip().removeprefix("@")
     return bare or None
 
@@ -57,13 +57,13 @@ def task_record(record: HistoryRecord, settings: SalesforceSettings) -> dict[str
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     suffix = f"\n\n{record.url}" if record.url else ""
-    handle = _bare_handle(record.handle)
+    handle = bare_handle(record.handle)
     return {
         "attributes": {"type": settings.history_object},
         settings.external_id_field: record.external_id,
-        "Subject": _clip(record.subject, SUBJECT_MAX),
+        "Subject": clip(record.subject, SUBJECT_MAX),
         # The link outlives a cut text, so the text is cut, never the link.
-        "Description": _clip(record.description, DESCRIPTION_MAX - _u16(suffix)) + suffix,
+        "Description": clip(record.description, DESCRIPTION_MAX - _u16(suffix)) + suffix,
         "ActivityDate": when.astimezone(UTC).date().isoformat(),
         "Status": settings.task_status,
         "WhoId": record.who.id,
@@ -75,7 +75,7 @@ def task_record(record: HistoryRecord, settings: SalesforceSettings) -> dict[str
     }
 
 
-def _describe_errors(errors: Sequence[Any]) -> tuple[str | None, str]:
+def describe_errors(errors: Sequence[Any]) -> tuple[str | None, str]:
     """First error code and every message. Collections say statusCode, the REST API errorCode."""
     codes: list[str] = []
     messages: list[str] = []
@@ -103,7 +103,7 @@ def parse_upsert_results(external_ids: Sequence[str], body: Any) -> list[WriteRe
         if item.get("success") is True:
             results.append(WriteResult(external_id, True, crm_id, created=item.get("created")))
             continue
-        code, message = _describe_errors(item.get("errors") or [])
+        code, message = describe_errors(item.get("errors") or [])
         error_code, error_message = code or "UNKNOWN_ERROR", message or "no reason given"
         results.append(WriteResult(external_id, False, crm_id, None, error_code, error_message))
     return results

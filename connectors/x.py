@@ -22,7 +22,7 @@ import tweepy
 from pydantic import Field, field_validator
 
 from connectors._http import RewritingAdapter, mount
-from connectors.x_parse import NETWORK, _clip, _is_id, _reset_at, parse_page
+from connectors.x_parse import NETWORK, clip, is_x_id, parse_page, reset_at
 from syncd.connector import ConnectorSettings, Duration, SourceSettings
 from syncd.errors import AuthError, ExternalError, NotFound, RateLimited, SyncdError, TransientError
 from syncd.model import Account, Cursor, Page, Stream
@@ -141,7 +141,7 @@ class XSource:
                 raise TransientError("X sent an unreadable user lookup", system=NETWORK)
             for user in body.get("data") or []:
                 name = user.get("username") if isinstance(user, dict) else None
-                if isinstance(name, str) and _is_id(user.get("id")):
+                if isinstance(name, str) and is_x_id(user.get("id")):
                     ids[name.lower()] = user["id"]
         # Unknown and suspended handles come back in errors[] and are simply absent here.
         return {
@@ -217,20 +217,20 @@ def _classify(exc: Exception) -> SyncdError:
     """
     if isinstance(exc, requests.RequestException):
         # Connection refused or reset, timeouts, a body cut short, JSON that does not parse.
-        reason = _clip(str(exc) or type(exc).__name__)
+        reason = clip(str(exc) or type(exc).__name__)
         return TransientError(f"X request failed: {reason}", system=NETWORK)
     if not isinstance(exc, tweepy.HTTPException):
         raise TypeError(f"not an X client error: {exc!r}")
     response: requests.Response = exc.response
     status = response.status_code
     detail = "; ".join(str(m) for m in exc.api_messages) or str(exc).replace("\n", "; ")
-    message = f"X API {status}: {_clip(detail)}"
+    message = f"X API {status}: {clip(detail)}"
     now = datetime.now(UTC)
     if status in (403, 429) and _usage_capped(response):  # billing cap, not a credential issue
-        resume = _reset_at(response.headers) or now + _USAGE_CAP_RECHECK
+        resume = reset_at(response.headers) or now + _USAGE_CAP_RECHECK
         return RateLimited(message, resume_at=resume, system=NETWORK, status=status)
     if status == 429:
-        resume = _reset_at(response.headers) or now + _RATE_WINDOW
+        resume = reset_at(response.headers) or now + _RATE_WINDOW
         return RateLimited(message, resume_at=resume, system=NETWORK, status=status)
     if status in (401, 403):
         return AuthError(message, system=NETWORK, status=status)

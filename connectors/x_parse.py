@@ -54,13 +54,13 @@ def parse_page(
         if (author := _author(user)) is not None:
             authors[author.user_id] = author
         else:
-            warnings.append(f"skipped an unreadable user object: {_clip(repr(user))}")
+            warnings.append(f"skipped an unreadable user object: {clip(repr(user))}")
     # Spec 2.159 says includes.tweets, 2.167 includes.posts.
     referenced = _field(includes, "posts", list) + _field(includes, "tweets", list)
     referenced_authors = {
         p["id"]: p["author_id"]
         for p in referenced
-        if isinstance(p, dict) and _is_id(p.get("id")) and _is_id(p.get("author_id"))
+        if isinstance(p, dict) and is_x_id(p.get("id")) and is_x_id(p.get("author_id"))
     }
 
     interactions: list[Interaction] = []
@@ -93,7 +93,7 @@ def _translate(
     if not isinstance(post, dict):
         return Quarantined(NETWORK, "post is not a JSON object", {"value": post})
     post_id = post.get("id")
-    if not _is_id(post_id):
+    if not is_x_id(post_id):
         return Quarantined(NETWORK, "post has no id", post)
     author_id = post.get("author_id")
     replied_to = _replied_to(post)
@@ -120,9 +120,9 @@ def _translate(
 
     created_at = _timestamp(post.get("created_at"))
     text = post.get("text")
-    if not _is_id(author_id):
+    if not is_x_id(author_id):
         return bad("post has no author_id")
-    if not _is_id(counterpart):
+    if not is_x_id(counterpart):
         return bad("in_reply_to_user_id is not an id")
     if created_at is None:
         return bad(
@@ -151,7 +151,7 @@ def _translate(
 
 
 def _author(user: object) -> Author | None:
-    if not isinstance(user, dict) or not _is_id(user.get("id")):
+    if not isinstance(user, dict) or not is_x_id(user.get("id")):
         return None
     url = user.get("url")
     entities = user.get("entities")
@@ -173,7 +173,7 @@ def _next_cursor(cursor: Cursor, meta: Mapping[str, Any], data: list[Any]) -> Cu
     token = meta.get("next_token")
     if token is not None and not isinstance(token, str):
         raise TransientError("X sent an unreadable meta.next_token", system=NETWORK)
-    newest = meta.get("newest_id") if _is_id(meta.get("newest_id")) else _newest(data)
+    newest = meta.get("newest_id") if is_x_id(meta.get("newest_id")) else _newest(data)
     # Only the first page of a walk sees the newest post; later pages' newest ids are older, so
     # the first page's value rides along as pending_since_id until the walk ends.
     pending = cursor.pending_since_id if cursor.in_walk else None
@@ -183,14 +183,14 @@ def _next_cursor(cursor: Cursor, meta: Mapping[str, Any], data: list[Any]) -> Cu
 
 
 def _newest(data: list[Any]) -> str | None:
-    ids = [p["id"] for p in data if isinstance(p, dict) and _is_id(p.get("id"))]
+    ids = [p["id"] for p in data if isinstance(p, dict) and is_x_id(p.get("id"))]
     return max(ids, key=lambda i: (len(i), i), default=None)  # numeric strings of any length
 
 
 def _replied_to(post: JsonObject) -> str | None:
     refs = post.get("referenced_tweets")
     for ref in refs if isinstance(refs, list) else []:
-        if isinstance(ref, dict) and ref.get("type") == "replied_to" and _is_id(ref.get("id")):
+        if isinstance(ref, dict) and ref.get("type") == "replied_to" and is_x_id(ref.get("id")):
             return str(ref["id"])
     return None
 
@@ -210,18 +210,18 @@ def _warning(error: object) -> str:
     if isinstance(error, dict):
         title = error.get("title") or "error"
         detail = error.get("detail") or error.get("message") or ""
-        return _clip(f"{title}: {detail}" if detail else str(title))
-    return _clip(str(error))
+        return clip(f"{title}: {detail}" if detail else str(title))
+    return clip(str(error))
 
 
 def _rate_info(headers: Mapping[str, str] | None) -> RateInfo | None:
     lower = {k.lower(): v for k, v in (headers or {}).items()}
     limit, remaining = (_int(lower.get(f"x-rate-limit-{k}")) for k in ("limit", "remaining"))
-    info = RateInfo(limit, remaining, _reset_at(lower))
+    info = RateInfo(limit, remaining, reset_at(lower))
     return info if info != RateInfo() else None
 
 
-def _reset_at(headers: Mapping[str, str]) -> datetime | None:
+def reset_at(headers: Mapping[str, str]) -> datetime | None:
     seconds = _int(headers.get("x-rate-limit-reset"))
     try:
         return datetime.fromtimestamp(seconds, UTC) if seconds is not None else None
@@ -245,7 +245,7 @@ def _field(container: Mapping[str, Any], key: str, kind: type[_T]) -> _T:
     return value
 
 
-def _is_id(value: object) -> TypeGuard[str]:
+def is_x_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and bool(value.strip())
 
 
@@ -253,5 +253,5 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _clip(text: str) -> str:
+def clip(text: str) -> str:
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from connectors.salesforce import SalesforceCrm
 from syncd import config as config_mod
 from syncd.app import App
 from syncd.daemon import Daemon
@@ -184,7 +185,8 @@ def _report(
     elapsed: float,
 ) -> None:
     crm = app.crm
-    tasks = crm.query(  # type: ignore[attr-defined]
+    assert isinstance(crm, SalesforceCrm)  # the demo's CRM is the Salesforce stand-in
+    tasks = crm.query(
         "SELECT Id, WhoId, Subject, Description, ActivityDate, Social_Post_Id__c, "
         "Social_Direction__c FROM Task ORDER BY ActivityDate"
     )

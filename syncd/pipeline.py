@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TypeVar
 
 from tenacity import (
@@ -149,7 +150,7 @@ class Pipeline:
         restarted = False
         while True:
             try:
-                page = self._retrying(lambda c=cursor: source.fetch(account, stream, c))  # type: ignore[misc]
+                page = self._retrying(partial(source.fetch, account, stream, cursor))
             except ExternalError as exc:
                 # A stored pagination token can expire; start the walk again from since_id.
                 if exc.status == 400 and cursor.in_walk and not restarted:
@@ -203,7 +204,7 @@ class Pipeline:
                 )
             if not todo:
                 return result
-            found = self._retrying(lambda t=todo: resolve_batch(self.crm, t))  # type: ignore[misc]
+            found = self._retrying(partial(resolve_batch, self.crm, todo))
             now = self.clock()
             unmatched = [u.identity_id for u in todo if u.identity_id not in found]
             with self.db.transaction() as conn:
@@ -235,7 +236,7 @@ class Pipeline:
                 return result
             records = [build_record(d) for d in ready]
             # Safe to retry: every record is an upsert on its external id.
-            answers = self._retrying(lambda r=records: self.crm.upsert_history(r))  # type: ignore[misc]
+            answers = self._retrying(partial(self.crm.upsert_history, records))
             if len(answers) != len(records):
                 raise RuntimeError(
                     f"CRM returned {len(answers)} results for {len(records)} records"

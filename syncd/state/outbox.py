@@ -11,7 +11,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, and_, bindparam, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Exists,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 
 from syncd.model import CrmRef, Direction, IdentityKey, Match
 from syncd.state.ingest import PENDING, insert_for
@@ -29,7 +40,7 @@ class Unresolved:
     attempts: int
 
 
-def _has_pending(crm: str):  # type: ignore[no-untyped-def]
+def _has_pending(crm: str) -> Exists:
     return exists().where(
         interactions.c.counterpart_identity_id == identities.c.id,
         deliveries.c.interaction_id == interactions.c.id,
@@ -38,7 +49,7 @@ def _has_pending(crm: str):  # type: ignore[no-untyped-def]
     )
 
 
-def _linked(crm: str):  # type: ignore[no-untyped-def]
+def _linked(crm: str) -> Exists:
     return exists().where(links.c.identity_id == identities.c.id, links.c.crm == crm)
 
 

@@ -147,6 +147,8 @@ class Pipeline:
         result = PollResult()
         with self.db.transaction() as conn:
             cursor = st.load_cursor(conn, source_name, account.handle, stream)
+            # Brand accounts do not change during a walk: read once, not once per page.
+            brand_ids = st.brand_user_ids(conn, source.network)
         restarted = False
         while True:
             try:
@@ -167,7 +169,6 @@ class Pipeline:
                     continue
                 raise
             with self.db.transaction() as conn:
-                brand_ids = st.brand_user_ids(conn, source.network)
                 stored = st.ingest_page(
                     conn,
                     source=source_name,

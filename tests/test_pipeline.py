@@ -164,9 +164,10 @@ def two_page_walk() -> dict[Cursor, Page | Exception]:
     return {Cursor(since_id="100"): first, Cursor("100", "p2", "205"): second}
 
 
-def seed_cursor(db: Database, since_id: str) -> None:
+def seed_cursor(db: Database, since_id: str, cursor: Cursor | None = None) -> None:
+    """Store a cursor as an empty page would: ``since_id``, or a whole ``cursor``."""
     with db.transaction() as conn:
-        page = Page((), (), Cursor(since_id=since_id))
+        page = Page((), (), cursor or Cursor(since_id=since_id))
         st.ingest_page(
             conn,
             source="src",
@@ -239,20 +240,7 @@ def test_replayed_page_adds_nothing(db: Database) -> None:
 
 
 def test_refused_pagination_token_restarts_the_walk(db: Database) -> None:
-    seed_cursor(db, "100")
-    with db.transaction() as conn:
-        page = Page((), (), Cursor("100", "stale", "999"))
-        st.ingest_page(
-            conn,
-            source="src",
-            network="x",
-            account=BRAND,
-            stream=Stream.MENTIONS,
-            page=page,
-            crms=["sf"],
-            brand_ids=set(),
-            now=T0,
-        )
+    seed_cursor(db, "100", Cursor("100", "stale", "999"))
     script = two_page_walk()
     script[Cursor("100", "stale", "999")] = ExternalError("invalid token", status=400)
     source = ScriptedSource(script)

@@ -15,6 +15,7 @@ from syncd.connector import Crm, Source, SourceSettings
 from syncd.errors import ExternalError, NotFound
 from syncd.model import Account, Stream
 from syncd.pipeline import Clock, DeliverResult, Pipeline, PollResult, ResolveResult, utcnow
+from syncd.state import admin
 from syncd.state.db import Database
 
 log = logging.getLogger("syncd")
@@ -35,6 +36,11 @@ class Job:
     @property
     def logger(self) -> logging.Logger:
         return logging.getLogger(f"syncd.{self.account.network}.{self.account.handle}")
+
+    @property
+    def park_name(self) -> str:
+        """What an auth failure parks: the whole account (both streams share its credentials)."""
+        return f"{self.source}:{self.account.handle}"
 
 
 class UnknownAccounts(NotFound):
@@ -95,6 +101,19 @@ class App:
         if unknown:
             raise UnknownAccounts(source_name, source.network, unknown, jobs)
         return jobs
+
+    # -- parking -------------------------------------------------------------------------
+    def park(self, name: str, reason: str, failures: int) -> None:
+        with self.db.transaction() as conn:
+            admin.park(conn, name, reason, failures, self.pipeline.clock())
+
+    def parked(self) -> set[str]:
+        with self.db.connect() as conn:
+            return admin.parked_names(conn)
+
+    def unpark_all(self) -> list[str]:
+        with self.db.transaction() as conn:
+            return admin.unpark(conn)
 
     def poll(self, job: Job) -> PollResult:
         _, source = self.sources[job.source]

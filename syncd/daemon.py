@@ -5,6 +5,14 @@ failure is classified by what to do next (see syncd.errors): a rate limit moves 
 run to the reset time, an auth failure parks the account after three in a row, anything else
 transient waits for the next interval. Each failure is logged when it starts and again when
 it ends, not once per attempt.
+
+Parking is kept in state (so ``syncd status`` in another process shows it) and undone by
+``syncd resume NAME`` (noticed within :data:`PARK_CHECK_SECONDS`), by SIGHUP, or by a restart:
+each re-reads the credentials, which is the point of parking.
+
+Signals: SIGTERM/SIGINT stop after the page or batch in hand (bounded by
+:data:`STOP_DEADLINE_SECONDS`: work in flight is uncommitted and redone on the next start);
+SIGHUP reloads the config, keeping the running one when the new one is invalid.
 """
 
 from __future__ import annotations
@@ -22,12 +30,17 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from syncd.app import App, Job, UnknownAccounts
-from syncd.errors import AuthError, ExternalError, RateLimited
+from syncd.config import Settings
+from syncd.errors import AuthError, ExternalError, RateLimited, UserError
 
 log = logging.getLogger("syncd.daemon")
 
 AUTH_FAILURES_TO_PARK = 3
 EXIT_BUG = 70  # EX_SOFTWARE: an unexpected exception escaped a job
+CRM_PARK = "crm"  # the park name of the resolver and the writer: they share the CRM login
+PARK_CHECK_SECONDS = 2.0
+# systemd waits 90 s by default before SIGKILL; the issue promises exit within 10 s of SIGTERM.
+STOP_DEADLINE_SECONDS = 8.0
 
 
 class JobHealth:
@@ -54,12 +67,25 @@ class JobHealth:
 
 
 class Daemon:
-    def __init__(self, app: App, *, stop_when: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        *,
+        stop_when: Callable[[], bool] | None = None,
+        reload: Callable[[], Settings] | None = None,
+    ) -> None:
         self.app = app
         self.stop_when = stop_when
+        self.reload_config = reload
         self.stopping = threading.Event()
+        self.reload_requested = threading.Event()
         self.fatal: BaseException | None = None
+        self.abandoned = False  # a job outlived the stop deadline; the caller must not join it
+        self._fresh_scheduler()
+
+    def _fresh_scheduler(self) -> None:
         self.health: dict[str, JobHealth] = {}
+        self.park_of: dict[str, str] = {}  # job id → the name an auth failure parks
         self.parked: set[str] = set()
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -76,9 +102,12 @@ class Daemon:
             while not self.stopping.wait(0.2):
                 if self.stop_when is not None and self.stop_when():
                     break
+                if self.reload_requested.is_set():
+                    self.reload_requested.clear()
+                    self.reload()
         finally:
             notify("STOPPING=1")
-            self.shutdown()
+            self.shutdown(deadline=STOP_DEADLINE_SECONDS)
         if self.fatal is not None:
             log.critical("stopped by an unexpected error", exc_info=self.fatal)
             return EXIT_BUG
@@ -86,56 +115,119 @@ class Daemon:
 
     def start(self, *, paused: bool = False) -> None:
         """Schedule every job; ``paused`` keeps them from running (tests drive them by hand)."""
+        resumed = self.app.unpark_all()
+        if resumed:
+            log.info("resuming parked %s: credentials are read afresh", ", ".join(resumed))
         now = datetime.now(UTC)
         settings = self.app.settings
         for name in self.app.sources:
-            self.health[f"setup:{name}"] = JobHealth(log.getChild(name), f"source {name} set-up")
-            self.scheduler.add_job(
+            self._add(
+                f"setup:{name}",
                 self._setup_source,
-                "interval",
+                JobHealth(log.getChild(name), f"source {name} set-up"),
+                park=name,
                 args=[name],
-                id=f"setup:{name}",
                 seconds=self.app.sources[name][0].interval,
                 next_run_time=now,
             )
-        self.health["resolve"] = JobHealth(logging.getLogger("syncd.resolver"), "resolver")
-        self.health["write"] = JobHealth(logging.getLogger("syncd.writer"), "CRM writer")
-        self.scheduler.add_job(
+        self._add(
+            "resolve",
             self._resolve,
-            "interval",
-            id="resolve",
+            JobHealth(logging.getLogger("syncd.resolver"), "resolver"),
+            park=CRM_PARK,
             seconds=settings.daemon.resolve_interval,
             next_run_time=now,
         )
-        self.scheduler.add_job(
+        self._add(
+            "write",
             self._write,
-            "interval",
-            id="write",
+            JobHealth(logging.getLogger("syncd.writer"), "CRM writer"),
+            park=CRM_PARK,
             seconds=settings.daemon.write_interval,
             next_run_time=now,
+        )
+        self.scheduler.add_job(
+            self._check_parked, "interval", id="parking", seconds=PARK_CHECK_SECONDS
         )
         self.scheduler.start(paused=paused)
         log.info("syncd running: %d source(s)", len(self.app.sources))
 
-    def shutdown(self) -> None:
-        # wait=True lets every job finish the page or batch in hand, then the loops stop.
+    def _add(
+        self, job_id: str, fn: Callable[..., None], health: JobHealth, *, park: str, **kw: Any
+    ) -> None:
+        self.health[job_id] = health
+        self.park_of[job_id] = park
+        self.scheduler.add_job(fn, "interval", id=job_id, **kw)
+
+    def shutdown(self, deadline: float | None = None) -> None:
+        """Stop every job after the page or batch in hand, waiting at most ``deadline`` s."""
         self.app.pipeline.stopping.set()
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=True)
+        if not self.scheduler.running:
+            return
+        waiter = threading.Thread(
+            target=self.scheduler.shutdown, kwargs={"wait": True}, name="shutdown", daemon=True
+        )
+        waiter.start()
+        waiter.join(deadline)
+        if waiter.is_alive():
+            # Only a network call can take this long (the database is never held across one);
+            # whatever it would have stored is redone from the stored cursor next start.
+            self.abandoned = True
+            log.warning("a job is still waiting on an API call; stopping without it")
 
     def stop(self) -> None:
         self.stopping.set()
+
+    def reload(self) -> bool:
+        """Re-read the config; start from it if valid, else keep running the current one."""
+        if self.reload_config is None:
+            return False
+        notify("RELOADING=1")
+        try:
+            try:
+                settings = self.reload_config()
+            except UserError as exc:
+                log.error("config reload refused, the running configuration stays: %s", exc)
+                return False
+            if settings.state.url != self.app.settings.state.url:
+                log.error("config reload refused: state.url changed; restart syncd to move state")
+                return False
+            try:
+                new_app = App(settings)
+                new_app.open()
+            except UserError as exc:
+                log.error("config reload refused, the running configuration stays: %s", exc)
+                return False
+            before, after = set(self.app.sources), {s.name for s in settings.sources}
+            self.shutdown()  # no deadline: the old jobs must be gone before the new ones start
+            self.app.close()
+            self.app = new_app
+            self._fresh_scheduler()
+            self.start()
+            log.info(
+                "configuration reloaded (sources added: %s; removed: %s)",
+                ", ".join(sorted(after - before)) or "none",
+                ", ".join(sorted(before - after)) or "none",
+            )
+            return True
+        finally:
+            notify("READY=1\nSTATUS=polling")
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
 
-        def handler(signum: int, _frame: FrameType | None) -> None:
+        def stop(signum: int, _frame: FrameType | None) -> None:
             log.info("received %s, finishing the work in hand", signal.Signals(signum).name)
             self.stopping.set()
 
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
+        def reload(_signum: int, _frame: FrameType | None) -> None:
+            log.info("received SIGHUP, reloading the configuration")
+            self.reload_requested.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, reload)
 
     # -- jobs ----------------------------------------------------------------------------
     def _setup_source(self, name: str) -> None:
@@ -151,12 +243,12 @@ class Daemon:
         self.scheduler.remove_job(f"setup:{name}")
         interval = self.app.sources[name][0].interval
         for job in jobs:
-            self.health[job.id] = JobHealth(job.logger, f"{job.stream} poll")
-            self.scheduler.add_job(
+            self._add(
+                job.id,
                 self._poll,
-                "interval",
+                JobHealth(job.logger, f"{job.stream} poll"),
+                park=job.park_name,
                 args=[job],
-                id=job.id,
                 seconds=interval,
                 jitter=self.app.settings.daemon.jitter,
                 next_run_time=datetime.now(UTC),
@@ -182,10 +274,46 @@ class Daemon:
         if self.stopping.is_set() or not self.scheduler.running:
             return
         job = self.scheduler.get_job(job_id)
-        if job is not None and job_id not in self.parked:
+        if job is not None and self.park_of.get(job_id) not in self.parked:
             soon = datetime.now(UTC) + timedelta(milliseconds=200)
             if job.next_run_time is None or job.next_run_time > soon:
                 job.modify(next_run_time=soon)
+
+    # -- parking -------------------------------------------------------------------------
+    def _park(self, name: str, health: JobHealth, exc: ExternalError) -> None:
+        self.parked.add(name)
+        for job_id, park in self.park_of.items():
+            if park == name and self.scheduler.get_job(job_id) is not None:
+                self.scheduler.pause_job(job_id)
+        try:
+            self.app.park(name, f"{type(exc).__name__}: {exc}", health.auth_failures)
+        except Exception:  # parked in memory regardless; status just will not show it
+            log.warning("could not record that %s is parked", name, exc_info=True)
+        health.logger.error(
+            "%s parked after %d authentication failures: fix the credentials, then run "
+            "`syncd resume %s` or reload the configuration",
+            name,
+            health.auth_failures,
+            name,
+        )
+
+    def _check_parked(self) -> None:
+        """Resume what ``syncd resume`` took out of the parked table since the last look."""
+        if not self.parked:
+            return
+        try:
+            still = self.app.parked()
+        except Exception:
+            log.debug("could not read parked accounts", exc_info=True)
+            return
+        for name in sorted(self.parked - still):
+            self.parked.discard(name)
+            for job_id, park in self.park_of.items():
+                if park == name and self.scheduler.get_job(job_id) is not None:
+                    self.health[job_id].auth_failures = 0
+                    self.scheduler.resume_job(job_id)
+                    self.scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
+            log.info("%s resumed", name)
 
     def _guarded(self, job_id: str, call: Callable[[], Any], job: Job | None = None) -> Any:
         if self.stopping.is_set():
@@ -207,15 +335,13 @@ class Daemon:
         except ExternalError as exc:
             health.failure(exc)
             self._record(job, exc)
-            if isinstance(exc, AuthError) and health.auth_failures >= AUTH_FAILURES_TO_PARK:
-                self.parked.add(job_id)
-                self.scheduler.pause_job(job_id)
-                health.logger.error(
-                    "%s parked after %d authentication failures: fix the credentials, then "
-                    "restart syncd",
-                    health.what,
-                    health.auth_failures,
-                )
+            park = self.park_of[job_id]
+            if (
+                isinstance(exc, AuthError)
+                and health.auth_failures >= AUTH_FAILURES_TO_PARK
+                and park not in self.parked
+            ):
+                self._park(park, health, exc)
             return None
         except Exception as exc:
             # A bug: stop loudly rather than keep running in an unknown state.

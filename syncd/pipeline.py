@@ -18,6 +18,7 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
+    stop_when_event_set,
     wait_random_exponential,
 )
 
@@ -108,12 +109,17 @@ class Pipeline:
         self.stopping = threading.Event()
 
     # -- helpers -------------------------------------------------------------------------
+    def _pause(self, seconds: float) -> None:
+        self.stopping.wait(seconds)
+
     def _retrying(self, call: Callable[[], T]) -> T:
         """Run an idempotent call, retrying transient failures with jittered backoff."""
         for attempt in Retrying(
             retry=retry_if_exception_type(TransientError),
-            stop=stop_after_attempt(self.settings.retries + 1),
+            # Shutdown ends the back-off at once: a stopping daemon must not sit in a sleep.
+            stop=stop_after_attempt(self.settings.retries + 1) | stop_when_event_set(self.stopping),
             wait=wait_random_exponential(multiplier=0.5, max=self.settings.retry_max_wait),
+            sleep=self._pause,
             reraise=True,
         ):
             with attempt:

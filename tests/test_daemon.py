@@ -39,7 +39,17 @@ def daemon() -> Iterator[Daemon]:
     settings = SimpleNamespace(
         daemon=SimpleNamespace(write_interval=60.0, resolve_interval=60.0, jitter=0.0)
     )
-    app = SimpleNamespace(jobs=lambda: [], settings=settings, pipeline=pipeline, sources={})
+    parked: dict[str, str] = {}
+    app = SimpleNamespace(
+        jobs=lambda: [],
+        settings=settings,
+        pipeline=pipeline,
+        sources={},
+        parked_table=parked,
+        park=lambda name, reason, failures: parked.__setitem__(name, reason),
+        parked=lambda: set(parked),
+        unpark_all=lambda: [parked.pop(n) and n for n in list(parked)],
+    )
     d = Daemon(app)  # type: ignore[arg-type]
     d.start(paused=True)  # jobs run only when the test calls them
     yield d
@@ -56,21 +66,33 @@ def test_rate_limit_moves_only_that_job_to_the_reset_time(daemon: Daemon) -> Non
     assert not daemon.stopping.is_set()
 
 
-def test_auth_failures_park_the_job_after_three(
+def test_auth_failures_park_the_crm_after_three_and_resume_undoes_it(
     daemon: Daemon, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     daemon.app.pipeline.deliver.script = [AuthError("bad password")] * AUTH_FAILURES_TO_PARK  # type: ignore[attr-defined]
     for _ in range(AUTH_FAILURES_TO_PARK - 1):
         daemon._write()
-    assert "write" not in daemon.parked
+    assert "crm" not in daemon.parked
     daemon._write()
-    assert "write" in daemon.parked
-    assert daemon.scheduler.get_job("write").next_run_time is None  # paused
+    assert "crm" in daemon.parked
+    assert "bad password" in daemon.app.parked_table["crm"]  # type: ignore[attr-defined]
+    # The resolver shares the CRM login: it is paused with the writer.
+    assert daemon.scheduler.get_job("write").next_run_time is None
+    assert daemon.scheduler.get_job("resolve").next_run_time is None
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(warnings) == 1  # logged when it started, not once per attempt
-    assert len(errors) == 1 and "parked" in errors[0].getMessage()
+    assert len(errors) == 1 and "syncd resume crm" in errors[0].getMessage()
+
+    daemon._check_parked()  # still parked in state: nothing changes
+    assert daemon.scheduler.get_job("write").next_run_time is None
+    daemon.app.parked_table.clear()  # type: ignore[attr-defined]  # what `syncd resume` does
+    daemon._check_parked()
+    assert "crm" not in daemon.parked
+    assert daemon.scheduler.get_job("write").next_run_time is not None
+    assert daemon.health["write"].auth_failures == 0
+    assert "crm resumed" in caplog.text
 
 
 def test_failure_logged_once_and_recovery_once(

@@ -12,75 +12,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from e2e_support import World, make_world, poll_once, tasks
 
 from syncd.cli import cli
-from syncd.sandbox.salesforce_api import SalesforceSandbox
 from syncd.sandbox.seed import seed
-from syncd.sandbox.x_api import XSandbox
-
-CONFIG = """
-[state]
-url = "{state_url}"
-
-[resolver]
-retry_after = "1s"
-
-[[sources]]
-name = "acme-x"
-type = "x"
-bearer_token = "env:E2E_X_BEARER"
-api_base_url = "{x_url}"
-accounts = ["acme", "acmesupport"]
-interval = "1s"
-page_size = 20
-
-[crm]
-type = "salesforce"
-login_url = "{sf_url}"
-username = "integration@sandbox.example"
-password = "env:E2E_SF_PASSWORD"
-security_token = "env:E2E_SF_TOKEN"
-"""
-
-
-@dataclass
-class World:
-    x: XSandbox
-    sf: SalesforceSandbox
-    config: Path
 
 
 @pytest.fixture
 def world(state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    monkeypatch.setenv("E2E_X_BEARER", "e2e-bearer")
-    monkeypatch.setenv("E2E_SF_PASSWORD", "sandbox-password")
-    monkeypatch.setenv("E2E_SF_TOKEN", "sandbox-token")
-    with XSandbox(bearer_token="e2e-bearer") as x, SalesforceSandbox() as sf:
-        assert isinstance(x, XSandbox) and isinstance(sf, SalesforceSandbox)
-        path = tmp_path / "config.toml"
-        path.write_text(CONFIG.format(state_url=state_url, x_url=x.url, sf_url=sf.url))
-        yield World(x, sf, path)
-
-
-def poll_once(w: World) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["--config", str(w.config), "poll", "--once"])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
-
-
-def tasks(sf: SalesforceSandbox) -> dict[str, dict[str, object]]:
-    out: dict[str, dict[str, object]] = {}
-    for t in sf.records("Task"):
-        key = str(t["Social_Post_Id__c"])
-        assert key not in out, f"duplicate Task for {key}"
-        out[key] = t
-    return out
+    with make_world(state_url, tmp_path, monkeypatch) as w:
+        yield w
 
 
 def test_poll_once_writes_one_task_per_linked_interaction(world: World) -> None:

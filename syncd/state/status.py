@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, func, select
 
+from syncd.state.admin import Parked, parked_list
 from syncd.state.outbox import delivery_counts, held_count
 from syncd.state.tables import cursors, interactions, quarantine
 
@@ -30,6 +31,7 @@ class Status:
     deliveries: dict[str, int]  # state → count, for the configured CRM
     held_identities: int
     quarantined: int
+    parked: list[Parked]
 
 
 def status(conn: Connection, crm: str) -> Status:
@@ -55,4 +57,5 @@ def status(conn: Connection, crm: str) -> Status:
         deliveries=by_state,
         held_identities=held_count(conn, crm),
         quarantined=int(conn.execute(select(func.count()).select_from(quarantine)).scalar_one()),
+        parked=parked_list(conn),
     )

@@ -177,3 +177,15 @@ quarantine = Table(
     Column("raw", JSON, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
 )
+
+# Accounts (or the CRM) whose credentials were refused three times in a row: their jobs stay
+# paused until `syncd resume NAME` deletes the row or a config reload clears them all. In state,
+# not in memory, so `syncd status` in another process can show them.
+parked = Table(
+    "parked",
+    metadata,
+    Column("name", String(200), primary_key=True),  # "source:handle" or "crm:name"
+    Column("reason", Text, nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("parked_at", UtcDateTime(), nullable=False),
+)

@@ -1,0 +1,94 @@
+"""The command group and what every command shares: settings, logging, user errors."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy import Connection
+
+from syncd import __version__, logs
+from syncd import config as config_mod
+from syncd.errors import UserError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(fn: F) -> F:
+    """Print a UserError as one message (no traceback) and exit with its code."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            click.echo(f"syncd: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group()
+@click.version_option(__version__, prog_name="syncd")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"Config file (default: $SYNCD_CONFIG or {config_mod.DEFAULT_PATH}).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    default=None,
+    help="Overrides [logging] level.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "human", "json"]),
+    default=None,
+    help="Overrides [logging] format.",
+)
+@click.pass_context
+def cli(
+    ctx: click.Context, config_path: Path | None, log_level: str | None, log_format: str | None
+) -> None:
+    """syncd: social conversations into CRM history."""
+    ctx.obj = {"config": config_path, "log_level": log_level, "log_format": log_format}
+
+
+def config_path(ctx: click.Context) -> Path:
+    return Path(ctx.obj["config"] or config_mod.default_path())
+
+
+def settings(ctx: click.Context) -> config_mod.Settings:
+    loaded = config_mod.load(config_path(ctx))
+    logs.setup(
+        ctx.obj["log_level"] or loaded.logging.level,
+        ctx.obj["log_format"] or loaded.logging.format,
+    )
+    return loaded
+
+
+@contextmanager
+def state(ctx: click.Context, *, write: bool = False) -> Iterator[tuple[Any, Connection]]:
+    """Settings and a connection to the migrated state database (a transaction if ``write``)."""
+    from syncd.state.db import Database
+
+    loaded = settings(ctx)
+    db = Database(loaded.state.url)
+    try:
+        db.upgrade()
+        if write:
+            with db.transaction() as conn:
+                yield loaded, conn
+        else:
+            with db.connect() as conn:
+                yield loaded, conn
+    finally:
+        db.dispose()

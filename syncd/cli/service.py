@@ -1,0 +1,201 @@
+"""Running the service: run, poll --once, status, resume, db upgrade."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import asdict
+from datetime import datetime
+from types import FrameType
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from syncd import config as config_mod
+from syncd.app import App
+from syncd.cli.base import cli, config_path, settings, state, user_errors
+
+EXIT_INCOMPLETE = 1  # `poll --once`: something did not go through
+
+
+def _app(ctx: click.Context) -> App:
+    app = App(settings(ctx))
+    app.open()
+    return app
+
+
+@cli.command()
+@click.pass_context
+@user_errors
+def run(ctx: click.Context) -> None:
+    """Run the daemon: poll, resolve and write on schedule until SIGTERM or SIGINT.
+
+    SIGHUP reloads the configuration. Only one daemon may run on a state database.
+    """
+    from syncd.daemon import Daemon
+    from syncd.state.lock import InstanceLock
+
+    # Until the daemon installs its own handlers, a stop request unwinds start-up cleanly
+    # (migrations roll back, the lock is released) instead of killing the process mid-way.
+    signal.signal(signal.SIGTERM, _stop_during_startup)
+    path = config_path(ctx)
+    loaded = settings(ctx)
+    with InstanceLock(loaded.state.url):
+        app = App(loaded)
+        app.open()
+        daemon = Daemon(app, reload=lambda: config_mod.load(path))
+        try:
+            code = daemon.run()
+        finally:
+            daemon.app.close()
+        if daemon.abandoned:
+            # A worker thread is stuck in a network call past the stop deadline; the
+            # interpreter would wait for it at exit. Nothing of it is committed.
+            logging.shutdown()
+            sys.stdout.flush()
+            os._exit(code)
+    sys.exit(code)
+
+
+def _stop_during_startup(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+@cli.command()
+@click.option("--once", is_flag=True, required=True, help="One full cycle, then exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the cycle report as JSON.")
+@click.pass_context
+@user_errors
+def poll(ctx: click.Context, once: bool, as_json: bool) -> None:
+    """Poll every stream, resolve and write once. Exit 0 only if everything went through."""
+    app = _app(ctx)
+    try:
+        report = app.cycle()
+    finally:
+        app.close()
+    if as_json:
+        click.echo(json.dumps(asdict(report), default=str, indent=2))
+    else:
+        for job_id, r in report.polls.items():
+            click.echo(
+                f"{job_id}: {r.pages} page(s), {r.seen} seen, {r.new} new"
+                + (f", {r.quarantined} quarantined" if r.quarantined else "")
+            )
+        if report.resolve:
+            click.echo(
+                f"resolver: {report.resolve.looked_up} looked up, "
+                f"{report.resolve.linked} linked, {report.resolve.unmatched} held"
+            )
+        if report.deliver:
+            d = report.deliver
+            click.echo(
+                f"writer: {d.written} written, {d.retrying} retrying, {d.dead} dead-lettered"
+            )
+        for where, error in report.errors.items():
+            click.echo(f"FAILED {where}: {error}", err=True)
+    sys.exit(0 if report.ok else EXIT_INCOMPLETE)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@user_errors
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Per-stream cursors and last success, deliveries by state, parked accounts."""
+    from syncd.state.status import status as read_status
+
+    with state(ctx) as (loaded, conn):
+        st = read_status(conn, loaded.crm.name)
+    if as_json:
+        click.echo(json.dumps(asdict(st), default=str, indent=2))
+        return
+    console = Console()
+    table = Table("source", "account", "stream", "since_id", "last success (UTC)", "last error")
+    for s in st.streams:
+        table.add_row(
+            s.source,
+            s.account,
+            s.stream + (" (mid-walk)" if s.in_walk else ""),
+            s.since_id or "-",
+            _when(s.last_success_at),
+            s.last_error or "",
+        )
+    for column in table.columns[:5]:
+        column.no_wrap = True
+    console.print(table)
+    states = ", ".join(f"{k} {v}" for k, v in sorted(st.deliveries.items())) or "none"
+    console.print(f"interactions: {st.interactions}   deliveries: {states}")
+    console.print(
+        f"held identities (no CRM match yet): {st.held_identities}   "
+        f"quarantined items: {st.quarantined}   dead letters: {st.deliveries.get('dead', 0)}"
+    )
+    for p in st.parked:
+        console.print(
+            f"[red]PARKED[/] {p.name} since {_when(p.parked_at)} after {p.failures} "
+            f"authentication failures: {p.reason}\n"
+            f"  fix the credentials, then: syncd resume {p.name}",
+            highlight=False,
+        )
+
+
+@cli.command()
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Resume everything parked.")
+@click.pass_context
+@user_errors
+def resume(ctx: click.Context, names: tuple[str, ...], all_: bool) -> None:
+    """Resume parked accounts (NAME as `syncd status` shows it, e.g. x:acme, or crm).
+
+    A running daemon notices within seconds and polls them again with the credentials it
+    reads now.
+    """
+    from syncd.errors import UserError
+    from syncd.state import admin
+
+    if not names and not all_:
+        raise click.UsageError("name what to resume, or pass --all")
+    with state(ctx, write=True) as (_, conn):
+        parked = {p.name for p in admin.parked_list(conn)}
+        wanted = None if all_ else [_park_name(n, parked) for n in names]
+        done = admin.unpark(conn, wanted)
+    if not done:
+        raise UserError("nothing to resume: " + (", ".join(sorted(parked)) or "nothing is parked"))
+    click.echo("resumed: " + ", ".join(done))
+
+
+def _park_name(given: str, parked: set[str]) -> str:
+    """Accept "x:acme", or a bare "acme" when one parked name ends with it."""
+    if given in parked:
+        return given
+    matches = [p for p in parked if p.split(":", 1)[-1].lower() == given.lower().lstrip("@")]
+    return matches[0] if len(matches) == 1 else given
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "never"
+
+
+@cli.group()
+def db() -> None:
+    """State database maintenance."""
+
+
+@db.command("upgrade")
+@click.pass_context
+@user_errors
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply pending migrations to the state database."""
+    from syncd.state.db import Database
+
+    database = Database(settings(ctx).state.url)
+    try:
+        database.upgrade()
+        click.echo(f"state database at revision {database.revision()}")
+    finally:
+        database.dispose()
+
+

@@ -1,0 +1,67 @@
+"""Trying syncd out: the sandbox stand-ins and the demo."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+
+from syncd import logs
+from syncd.cli.base import cli, user_errors
+
+
+@cli.command()
+@click.option("--x-port", type=int, default=0, help="Port of the X API stand-in (0: any).")
+@click.option("--salesforce-port", type=int, default=0, help="Port of the Salesforce stand-in.")
+@click.option("--seed/--no-seed", default=True, help="Load the demo brand and customers.")
+@user_errors
+def sandbox(x_port: int, salesforce_port: int, seed: bool) -> None:
+    """Run the X and Salesforce stand-ins in the foreground and print their URLs."""
+    from syncd.sandbox.run import serve
+
+    serve(x_port=x_port, salesforce_port=salesforce_port, seed_world=seed)
+
+
+@cli.command()
+@click.option("--customers", type=int, default=300, show_default=True)
+@click.option(
+    "--posts",
+    type=int,
+    default=400,
+    show_default=True,
+    help="Mentions and replies played over the run.",
+)
+@click.option(
+    "--seconds",
+    type=float,
+    default=8.0,
+    show_default=True,
+    help="How long the posts take to arrive.",
+)
+@click.option("--state", "state_url", default=None, help="State DB URL (default: a temp file).")
+@click.option("--show", type=int, default=5, show_default=True, help="Customer timelines to print.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    default="WARNING",
+    show_default=True,
+)
+@user_errors
+def demo(
+    customers: int, posts: int, seconds: float, state_url: str | None, show: int, log_level: str
+) -> None:
+    """Run the real daemon against the built-in sandbox and print what reached the CRM."""
+    from syncd.demo import run_demo
+
+    logs.setup(log_level, "human")
+    sys.exit(
+        run_demo(
+            customers=customers,
+            posts=posts,
+            seconds=seconds,
+            state_url=state_url,
+            show=show,
+            console=Console(width=None if sys.stdout.isatty() else 120),
+        )
+    )

@@ -1,0 +1,146 @@
+"""A loopback world for end-to-end tests: both stand-ins, a config file, CLI helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from syncd.cli import cli
+from syncd.sandbox.salesforce_api import SalesforceSandbox
+from syncd.sandbox.x_api import XSandbox
+
+CONFIG = """
+[state]
+url = "{state_url}"
+
+[daemon]
+write_interval = "1s"
+resolve_interval = "1s"
+jitter = "100ms"
+
+[resolver]
+retry_after = "1s"
+
+[[sources]]
+name = "acme-x"
+type = "x"
+bearer_token = "env:E2E_X_BEARER"
+api_base_url = "{x_url}"
+accounts = {accounts}
+interval = "1s"
+page_size = 20
+
+[crm]
+type = "salesforce"
+login_url = "{sf_url}"
+username = "integration@sandbox.example"
+password = "env:E2E_SF_PASSWORD"
+security_token = "env:E2E_SF_TOKEN"
+"""
+
+
+@dataclass
+class World:
+    x: XSandbox
+    sf: SalesforceSandbox
+    config: Path
+
+
+@contextmanager
+def make_world(
+    state_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    accounts: tuple[str, ...] = ("acme", "acmesupport"),
+) -> Iterator[World]:
+    monkeypatch.setenv("E2E_X_BEARER", "e2e-bearer")
+    monkeypatch.setenv("E2E_SF_PASSWORD", "sandbox-password")
+    monkeypatch.setenv("E2E_SF_TOKEN", "sandbox-token")
+    with XSandbox(bearer_token="e2e-bearer") as x, SalesforceSandbox() as sf:
+        assert isinstance(x, XSandbox) and isinstance(sf, SalesforceSandbox)
+        path = tmp_path / "config.toml"
+        path.write_text(config_text(state_url, x.url, sf.url, accounts))
+        yield World(x, sf, path)
+
+
+def poll_once(w: World) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["--config", str(w.config), "poll", "--once"])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def tasks(sf: SalesforceSandbox) -> dict[str, dict[str, object]]:
+    out: dict[str, dict[str, object]] = {}
+    for t in sf.records("Task"):
+        key = str(t["Social_Post_Id__c"])
+        assert key not in out, f"duplicate Task for {key}"
+        out[key] = t
+    return out
+
+
+def config_text(
+    state_url: str, x_url: str, sf_url: str, accounts: tuple[str, ...] = ("acme", "acmesupport")
+) -> str:
+    return CONFIG.format(
+        state_url=state_url, x_url=x_url, sf_url=sf_url, accounts=json.dumps(list(accounts))
+    )
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        time.sleep(0.1)
+
+
+class Daemon:
+    """``syncd run`` as a child process, its stderr collected by a thread."""
+
+    def __init__(self, config: Path, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "syncd", "--config", str(config), *args, "run"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=os.environ.copy(),
+        )
+        self._lines: list[str] = []
+        assert self.proc.stderr is not None
+        stream = self.proc.stderr
+        self._reader = threading.Thread(
+            target=lambda: self._lines.extend(iter(stream.readline, "")), daemon=True
+        )
+        self._reader.start()
+
+    @property
+    def log(self) -> str:
+        return "".join(self._lines)
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self, timeout: float = 30.0, *, terminate: bool = True) -> int:
+        if terminate and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        self._reader.join(5)
+        return code

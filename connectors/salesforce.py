@@ -119,6 +119,11 @@ def _error_details(content: Any) -> tuple[str | None, str]:
 _ERROR_TABLE: tuple[tuple[type[SalesforceError], str | None, type[ExternalError]], ...] = (
     (SalesforceAuthenticationFailed, "REQUEST_LIMIT_EXCEEDED", RateLimited),
     (SalesforceAuthenticationFailed, "LOGIN_RATE_EXCEEDED", RateLimited),
+    # The login service failing, not the credentials: SOAP faults (sent with HTTP 500, as is
+    # INVALID_LOGIN, so the status cannot tell) and OAuth's "retry your request".
+    (SalesforceAuthenticationFailed, "UNKNOWN_EXCEPTION", TransientError),
+    (SalesforceAuthenticationFailed, "SERVER_UNAVAILABLE", TransientError),
+    (SalesforceAuthenticationFailed, "unknown_error", TransientError),
     (SalesforceAuthenticationFailed, None, AuthError),
     (SalesforceExpiredSession, None, AuthError),
     (SalesforceRefusedRequest, "REQUEST_LIMIT_EXCEEDED", RateLimited),  # a bare 403 otherwise
@@ -153,6 +158,9 @@ def classify(exc: BaseException, action: str) -> ExternalError | None:
         (code, detail), status = _error_details(exc.content), exc.status
     kind = next((k for c, e, k in _ERROR_TABLE if isinstance(exc, c) and e in (None, code)), None)
     if status is not None and status >= 500:
+        kind = TransientError
+    elif isinstance(exc, SalesforceAuthenticationFailed) and status is not None and status < 400:
+        # The token endpoint said 200 with a body that is not JSON: unreadable, not refused.
         kind = TransientError
     where = f"HTTP {status} " if status else ""
     text = f"salesforce {action}: {where}{code + ': ' if code else ''}{detail}"

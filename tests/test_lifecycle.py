@@ -116,3 +116,29 @@ def test_auth_failures_park_the_crm_until_resumed(world: World, tmp_path: Path) 
     assert code == 0, daemon.log
     assert daemon.log.count("parked after") == 1  # logged once, not per attempt
     assert "wrong-password" not in daemon.log and "sandbox-password" not in daemon.log
+
+
+def test_sigterm_mid_batch_exits_0_within_10_s_and_loses_nothing(world: World) -> None:
+    people = seed(world.x, world.sf, customers=4)
+    c = next(c for c in people.customers if c.kind != "unknown")
+    # The CRM hangs on the first Task batch far past any stop deadline.
+    world.sf.inject("stall", endpoint="composite", seconds=25.0)
+    post = world.x.add_post(c.user_id, "@acme hello?")
+    daemon = Daemon(world.config, "--log-level", "INFO")
+    try:
+        wait_for(lambda: world.sf.faults.injected == 1, what="the stalled batch")
+        asked = time.monotonic()
+        code = daemon.stop(timeout=20)
+        took = time.monotonic() - asked
+    finally:
+        daemon.stop()
+    assert code == 0, daemon.log
+    assert took < 10, f"took {took:.1f}s to stop"
+    assert "Traceback" not in daemon.log
+    assert not written(world, post)
+    # What was in flight is redone by the next start.
+    again = Daemon(world.config)
+    try:
+        wait_for(lambda: written(world, post), what="the write after restart")
+    finally:
+        assert again.stop() == 0, again.log

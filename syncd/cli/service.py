@@ -197,5 +197,3 @@ def db_upgrade(ctx: click.Context) -> None:
         click.echo(f"state database at revision {database.revision()}")
     finally:
         database.dispose()
-
-

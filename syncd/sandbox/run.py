@@ -10,6 +10,7 @@ import click
 
 from syncd.sandbox.salesforce_api import SalesforceSandbox
 from syncd.sandbox.seed import next_post, seed
+from syncd.sandbox.server import CONTROL_PATH
 from syncd.sandbox.x_api import XSandbox
 
 X_BEARER = "sandbox-x-bearer"
@@ -26,6 +27,9 @@ def serve(
         click.echo(f"Salesforce stand-in:    {sf.url}   (login_url)")
         click.echo("  username integration@sandbox.example, password sandbox-password,")
         click.echo("  security token sandbox-token")
+        click.echo(f"fault injection:        POST/GET/DELETE {x.url}{CONTROL_PATH}")
+        click.echo(f"                        POST/GET/DELETE {sf.url}{CONTROL_PATH}")
+        click.echo('  e.g. {"kind": "status", "endpoint": "mentions", "status": 503, "count": 3}')
         if seed_world:
             world = seed(x, sf)
             click.echo(

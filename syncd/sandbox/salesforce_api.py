@@ -3,7 +3,8 @@
 Logins (SOAP and OAuth, :mod:`.salesforce_auth`), records with external-id upserts
 (:mod:`.salesforce_store`) and SOQL (:mod:`.soql`, :mod:`.soql_eval`) behave as a real org
 does, down to error codes and bodies, the ``Sforce-Limit-Info`` header, the daily API
-allocation, query cursors with ``nextRecordsUrl``, and sessions that expire.
+allocation, query cursors with ``nextRecordsUrl``, and sessions that expire. Faults and
+their endpoint names live in :mod:`.salesforce_faults` and :mod:`.faults`.
 
 Point simple-salesforce at it with ``domain="login"`` and a session carrying
 ``connectors._http.RewritingAdapter({"https://login.salesforce.com": sb.url,
@@ -18,16 +19,18 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Self
 from urllib.parse import unquote
 
 from syncd.sandbox import salesforce_meta as meta
 from syncd.sandbox import soql
 from syncd.sandbox.salesforce_auth import Authenticator, Credentials, Org
-from syncd.sandbox.salesforce_collections import create_many, upsert_many
+from syncd.sandbox.salesforce_collections import create_many, parse_collection, upsert_many
+from syncd.sandbox.salesforce_faults import OrgFaults, data_endpoint
 from syncd.sandbox.salesforce_schema import API_VERSIONS, make_id
 from syncd.sandbox.salesforce_store import DmlError, RequestError, SalesforceStore, Table
-from syncd.sandbox.server import Handler, Request, Response, SandboxServer
+from syncd.sandbox.server import Handler, Request, Response
 from syncd.sandbox.soql_bind import bind
 from syncd.sandbox.soql_eval import index_hint, run
 
@@ -39,7 +42,7 @@ def _errors(status: int, code: str, message: str) -> Response:
     return Response.json([{"message": message, "errorCode": code}], status)
 
 
-class SalesforceSandbox(SandboxServer):
+class SalesforceSandbox(OrgFaults):
     name = "salesforce"
 
     def __init__(
@@ -73,9 +76,9 @@ class SalesforceSandbox(SandboxServer):
         )
         org = Org(self.store.org_id, self.store.user_id, lambda: self.url)
         self.auth = Authenticator(creds, org, self._issue)
-        self.route("POST", "/services/Soap/u/{version}", self.auth.soap)
-        self.route("POST", "/services/oauth2/token", self.auth.oauth)
-        self.route("GET", "/services/data", self._versions)
+        self.route("POST", "/services/Soap/u/{version}", self.auth.soap, "login")
+        self.route("POST", "/services/oauth2/token", self.auth.oauth, "login")
+        self.route("GET", "/services/data", self._versions, "versions")
         data = "/services/data/v{version}"
         for method, path, handler in (
             ("GET", "", self._resources),
@@ -97,7 +100,7 @@ class SalesforceSandbox(SandboxServer):
             ("POST", "/composite/sobjects", self._create_collection),
             ("PATCH", "/composite/sobjects/{sobject}/{field}", self._upsert_collection),
         ):
-            self.route(method, data + path, self._data(handler))
+            self.route(method, data + path, self._data(handler), data_endpoint(path))
 
     def start(self) -> Self:
         super().start()
@@ -148,11 +151,13 @@ class SalesforceSandbox(SandboxServer):
             rec = self.store.live(table, record_id) if table else None
             return dict(self.store.view(table, rec)) if table and rec else None
 
-    def delete(self, sobject: str, record_id: str) -> None:
-        """Move a record to the recycle bin; KeyError if there is no such live record."""
+    def delete(self, sobject: str, record_id: str, *, purge: bool = False) -> None:
+        """Move a record to the recycle bin (``purge``: and empty it from there); KeyError if
+        there is no such live record. A Task naming it as WhoId then fails ENTITY_IS_DELETED,
+        or INVALID_CROSS_REFERENCE_KEY once purged."""
         with self.lock:
             try:
-                self.store.delete(sobject, record_id)
+                self.store.delete(sobject, record_id, purge)
             except (DmlError, RequestError):
                 raise KeyError(f"{sobject} {record_id}") from None
 
@@ -391,20 +396,13 @@ class SalesforceSandbox(SandboxServer):
         return Response.json(body)
 
     # -- sObject Collections --------------------------------------------------------------
-    def _collection(self, req: Request) -> tuple[list[Any], bool]:
-        body = self._body(req)
-        records = body.get("records") if isinstance(body, dict) else None
-        if not isinstance(records, list):
-            raise RequestError(400, "JSON_PARSER_ERROR", "Missing required field: records")
-        return records, bool(body.get("allOrNone", False))
-
     def _create_collection(self, req: Request) -> Response:
-        records, all_or_none = self._collection(req)
-        return Response.json(create_many(self.store, records, all_or_none))
+        records, all_or_none = parse_collection(self._body(req))
+        write = partial(create_many, self.store)
+        return Response.json(self.collection_results(records, all_or_none, write))
 
     def _upsert_collection(self, req: Request) -> Response:
-        records, all_or_none = self._collection(req)
-        table = self._table(req)
-        return Response.json(
-            upsert_many(self.store, table.name, req.params["field"], records, all_or_none)
-        )
+        records, all_or_none = parse_collection(self._body(req))
+        name, key = self._table(req).name, req.params["field"]
+        write = partial(upsert_many, self.store, name, key)
+        return Response.json(self.collection_results(records, all_or_none, write, key))

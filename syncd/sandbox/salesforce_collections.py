@@ -40,6 +40,14 @@ def check_size(records: Sequence[Any]) -> None:
         )
 
 
+def parse_collection(body: Any) -> tuple[list[Any], bool]:
+    """The records and the allOrNone flag of a collections request body."""
+    records = body.get("records") if isinstance(body, dict) else None
+    if not isinstance(records, list):
+        raise RequestError(400, "JSON_PARSER_ERROR", "Missing required field: records")
+    return records, bool(body.get("allOrNone", False))
+
+
 def _fields(table: Table, raw: object) -> tuple[dict[str, Any], list[SaveError]]:
     """The record's fields, or INVALID_TYPE when its ``attributes.type`` is not ``table``."""
     if not isinstance(raw, dict):

@@ -256,7 +256,7 @@ class SalesforceStore:
             raise DmlError(plan)
         self.apply(table, plan)
 
-    def delete(self, sobject: str, record_id: str) -> None:
+    def delete(self, sobject: str, record_id: str, purge: bool = False) -> None:
         """Soft delete, like the recycle bin: gone from query, still in queryAll."""
         table = self.table(sobject)
         rec = table.records.get(normalize_id(record_id) or "") if table else None
@@ -266,6 +266,8 @@ class SalesforceStore:
             raise DmlError([SaveError("ENTITY_IS_DELETED", "entity is deleted")])
         table.index(rec, add=False)
         rec.update(IsDeleted=True, LastModifiedDate=self._now(), SystemModstamp=self._now())
+        if purge:  # the bin emptied too: ids naming it become invalid cross-references
+            del table.records[rec["Id"]]
 
     # -- internals ------------------------------------------------------------------------
     def _now(self) -> str:

@@ -1,20 +1,33 @@
 """A small threaded loopback HTTP server with routing, shared by the sandbox stand-ins.
 
-Each stand-in subclasses :class:`SandboxServer`, registers routes with :meth:`route`, and keeps
-its state behind ``self.lock``. The server listens on 127.0.0.1 (ephemeral port by default) and
-runs in a daemon thread, so tests and ``syncd demo`` start it in-process.
+Each stand-in subclasses :class:`SandboxServer`, registers routes with :meth:`route` (each
+under a short endpoint name), and keeps its state behind ``self.lock``. The server listens on
+127.0.0.1 (ephemeral port by default) and runs in a daemon thread, so tests and ``syncd demo``
+start it in-process.
+
+Every server can be made to fail on purpose (:mod:`.faults`): :meth:`SandboxServer.inject` from
+Python, or the control endpoint :data:`CONTROL_PATH` over HTTP. :meth:`SandboxServer.on_request`
+runs a callback at a precise point of a request, so a benchmark can kill a client right after
+the server stored what it sent and before the answer leaves.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
+
+from syncd.sandbox.faults import COMMON_KINDS, PHASES, FaultRule, Faults, Kind
+
+CONTROL_PATH = "/__sandbox/faults"
 
 
 @dataclass
@@ -25,6 +38,7 @@ class Request:
     headers: dict[str, str]  # lower-cased names
     body: bytes
     params: dict[str, str] = field(default_factory=dict)  # captured from the route pattern
+    endpoint: str = ""  # the matched route's endpoint name
 
     def json(self) -> Any:
         return json.loads(self.body.decode("utf-8")) if self.body else None
@@ -38,6 +52,8 @@ class Response:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds to wait before answering (a stall)
+    drop: bool = False  # close the connection instead of answering
 
     @classmethod
     def json(
@@ -54,33 +70,45 @@ class Response:
 
 
 Handler = Callable[[Request], Response]
+Hook = Callable[[Request], object]
 
 
 class SandboxServer:
-    """Base class: routing table, lifecycle, request counting."""
+    """Base class: routing table, lifecycle, request counting, faults and request hooks."""
 
     name = "sandbox"
     # How often serve_forever checks for shutdown: stop() waits up to this long, once per test.
     poll_interval = 0.05
+    fault_kinds: ClassVar[Mapping[str, Kind]] = COMMON_KINDS
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.lock = threading.RLock()
-        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._routes: list[tuple[str, re.Pattern[str], Handler, str]] = []
         self.request_count = 0
         self.requests_by_route: dict[str, int] = {}
-        self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
+        self.faults = Faults(self.fault_kinds)
+        # Subclasses may reuse the public name (a test double keeps its own list there).
+        self._fault_rules = self.faults
+        self._hooks: list[tuple[str, str, Hook]] = []
+        self._stopping = threading.Event()  # ends stalls early when the server stops
+        self._httpd = _QuietServer((host, port), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
     # -- routing -------------------------------------------------------------------------
-    def route(self, method: str, pattern: str, handler: Handler) -> None:
-        """Register ``handler`` for a method and a pattern like ``/2/users/{id}/mentions``."""
+    def route(self, method: str, pattern: str, handler: Handler, endpoint: str = "") -> None:
+        """Register ``handler`` for a method and a pattern like ``/2/users/{id}/mentions``.
+
+        ``endpoint`` is the short name faults and hooks match on (default: the pattern).
+        """
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern.rstrip("/") or "/")
-        self._routes.append((method.upper(), re.compile(f"^{regex}/?$"), handler))
+        name = endpoint or pattern
+        self._routes.append((method.upper(), re.compile(f"^{regex}/?$"), handler, name))
+        self._fault_rules.endpoints.add(name)
 
     def dispatch(self, req: Request) -> Response:
         allowed = False
-        for method, regex, handler in self._routes:
+        for method, regex, handler, endpoint in self._routes:
             m = regex.match(req.path)
             if not m:
                 continue
@@ -88,18 +116,140 @@ class SandboxServer:
             if method != req.method:
                 continue
             req.params = m.groupdict()
+            req.endpoint = endpoint
             with self.lock:
                 self.request_count += 1
                 self.requests_by_route[f"{method} {regex.pattern}"] = (
                     self.requests_by_route.get(f"{method} {regex.pattern}", 0) + 1
                 )
-            return handler(req)
+            return self._handle(req, handler)
         if allowed:
             return Response.json({"error": "method not allowed"}, 405)
         return self.not_found(req)
 
     def not_found(self, req: Request) -> Response:
         return Response.json({"error": f"no route for {req.method} {req.path}"}, 404)
+
+    def _handle(self, req: Request, handler: Handler) -> Response:
+        # Hooks and faults run outside self.lock: a hook may block, a stall must not stop
+        # other requests.
+        self._run_hooks(req, "before")
+        rule = self._fault_rules.draw(req.endpoint, "before")
+        if rule is not None:
+            return self.fault_response(rule, req, handler, None)
+        resp = handler(req)
+        self._run_hooks(req, "after")
+        rule = self._fault_rules.draw(req.endpoint, "after")
+        return resp if rule is None else self.fault_response(rule, req, handler, resp)
+
+    # -- faults ----------------------------------------------------------------------------
+    def inject(
+        self,
+        kind: str,
+        *,
+        endpoint: str = "*",
+        count: int | None = None,
+        rate: float | None = None,
+        **options: Any,
+    ) -> FaultRule:
+        """Make requests to ``endpoint`` fail as ``kind`` says (see :mod:`.faults`).
+
+        With neither ``count`` nor ``rate``, the next matching request fails. The returned
+        rule is live: its ``count`` goes down and its ``fired`` up as it fires.
+        """
+        return self._fault_rules.add(kind, endpoint=endpoint, count=count, rate=rate, **options)
+
+    def clear_faults(self) -> None:
+        self._fault_rules.clear()
+
+    def fault_response(
+        self, rule: FaultRule, req: Request, handler: Handler, answered: Response | None
+    ) -> Response:
+        """The answer for a fired rule; ``answered`` is the handler's, for phase "after".
+
+        Subclasses handle their own kinds and the bodies of :meth:`status_response` and
+        :meth:`malformed_response`, and leave the common kinds to this method.
+        """
+        if rule.kind == "status":
+            return self.status_response(rule.status or 503, req)
+        if rule.kind == "stall":
+            if answered is None:  # the request was never processed: no answer will come
+                return Response(drop=True, delay=rule.seconds or 0.0)
+            return Response(answered.status, answered.body, answered.headers, rule.seconds or 0.0)
+        if rule.kind == "drop":
+            return Response(drop=True)
+        if rule.kind == "malformed":
+            if answered is None:
+                return self.malformed_response(req)
+            cut = answered.body[: len(answered.body) // 2] or b"{"
+            return Response(200, cut, dict(answered.headers))
+        raise ValueError(f"{type(self).__name__} has no fault kind {rule.kind!r}")
+
+    def status_response(self, status: int, req: Request) -> Response:
+        return Response.json({"error": f"injected fault: HTTP {status}"}, status)
+
+    def malformed_response(self, req: Request) -> Response:
+        return Response(200, b'{"data": [{"id": "1', {"Content-Type": "application/json"})
+
+    # -- request hooks ---------------------------------------------------------------------
+    def on_request(self, endpoint: str, callback: Hook, phase: str = "before") -> None:
+        """Call ``callback(request)`` in the serving thread for each request to ``endpoint``.
+
+        ``phase="before"``: before the handler runs; ``"after"``: after it ran (its effects are
+        stored) and before the answer is sent. ``endpoint`` is a route name or ``"*"``.
+        """
+        if phase not in PHASES:
+            raise ValueError(f"phase must be one of {PHASES}, not {phase!r}")
+        if endpoint != "*" and endpoint not in self._fault_rules.endpoints:
+            known = sorted(self._fault_rules.endpoints)
+            raise ValueError(f"unknown endpoint {endpoint!r}; use '*' or {known}")
+        with self.lock:
+            self._hooks.append((endpoint, phase, callback))
+
+    def remove_hooks(self) -> None:
+        with self.lock:
+            self._hooks.clear()
+
+    def _run_hooks(self, req: Request, phase: str) -> None:
+        with self.lock:
+            due = [cb for ep, ph, cb in self._hooks if ph == phase and ep in ("*", req.endpoint)]
+        for callback in due:
+            callback(req)
+
+    # -- the control endpoint --------------------------------------------------------------
+    def control(self, req: Request) -> Response:
+        """``/__sandbox/faults``: POST a rule, GET rules and counters, DELETE to clear."""
+        faults = self._fault_rules
+        if req.path.rstrip("/") != CONTROL_PATH:
+            return Response.json({"error": f"no control resource {req.path}"}, 404)
+        if req.method == "GET":
+            return Response.json(faults.snapshot())
+        if req.method == "DELETE":
+            faults.clear()
+            return Response.json(faults.snapshot())
+        if req.method != "POST":
+            return Response.json({"error": "use GET, POST or DELETE"}, 405)
+        try:
+            body = req.json()
+        except ValueError as exc:
+            return Response.json({"error": f"body is not JSON: {exc}"}, 400)
+        if not isinstance(body, dict):
+            return Response.json({"error": "body must be a JSON object"}, 400)
+        if "seed" in body:
+            seed = body.pop("seed")
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                return Response.json({"error": "seed must be an integer"}, 400)
+            faults.seed = seed
+            if "kind" not in body:
+                return Response.json(faults.snapshot())
+        kind = body.pop("kind", None)
+        if not isinstance(kind, str):
+            return Response.json({"error": "kind is required", "kinds": sorted(faults.kinds)}, 400)
+        try:
+            rule = faults.add(kind, **body)
+        except (TypeError, ValueError) as exc:
+            return Response.json({"error": str(exc)}, 400)
+        return Response.json(rule.as_dict(), 201)
 
     # -- lifecycle -----------------------------------------------------------------------
     @property
@@ -119,6 +269,7 @@ class SandboxServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join(timeout=5)
@@ -154,16 +305,29 @@ class SandboxServer:
                     body=body,
                 )
                 try:
-                    resp = server.dispatch(req)
+                    if req.path.startswith("/__sandbox/"):  # never faulted, never counted
+                        resp = server.control(req)
+                    else:
+                        resp = server.dispatch(req)
                 except Exception as exc:  # a sandbox bug must show, not hang the client
                     resp = Response.json({"error": f"sandbox error: {exc!r}"}, 500)
-                self.send_response(resp.status)
-                for k, v in resp.headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(resp.body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(resp.body)
+                if resp.delay > 0:
+                    server._stopping.wait(resp.delay)
+                if resp.drop:
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                try:
+                    self.send_response(resp.status)
+                    for k, v in resp.headers.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(resp.body)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(resp.body)
+                except OSError:  # the client gave up during a stall
+                    self.close_connection = True
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = _serve
 
@@ -171,3 +335,12 @@ class SandboxServer:
                 pass
 
         return _Handler
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up mid-request (a timeout, a killed process) is normal here."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)

@@ -6,20 +6,22 @@ inside a 200, X's 400 bodies, newest-first timelines with opaque pagination toke
 mentions/timeline horizons beyond which older posts are unreachable.
 
 Rate limits are configured per group (``RATE_LIMIT_DEFAULTS`` keys); every endpoint of a group
-counts separately, as on X.
+counts separately, as on X. Faults (:mod:`.faults`) add ``rate_limit`` to the common kinds;
+the endpoint names are :data:`ENDPOINTS`.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import ClassVar, Literal
 
 from syncd.sandbox import x_params as xp
 from syncd.sandbox import x_render as xr
-from syncd.sandbox.server import Request, Response, SandboxServer
+from syncd.sandbox.faults import FaultRule, Kind, kinds, reason
+from syncd.sandbox.server import Handler, Request, Response, SandboxServer
 from syncd.sandbox.x_store import (
     ID_PATTERN,
     USERNAME_PATTERN,
@@ -36,6 +38,17 @@ RATE_LIMIT_DEFAULTS: dict[str, int] = {
     "tweet_lookup": 300,
 }
 RATE_LIMIT_WINDOW = timedelta(minutes=15)
+# Route pattern -> the endpoint name faults and request hooks match on.
+ENDPOINTS: dict[str, str] = {
+    "/2/users/by/username/{username}": "user_by_username",
+    "/2/users/by": "users_by",
+    "/2/users/{id}/mentions": "mentions",
+    "/2/users/{id}/tweets": "user_tweets",
+    "/2/users/{id}": "user",
+    "/2/users": "users",
+    "/2/tweets/{id}": "tweet",
+    "/2/tweets": "tweets",
+}
 _JSON = {"Content-Type": "application/json; charset=utf-8"}
 _BEARER = re.compile(r"^Bearer\s+(\S+)$")
 Timeline = Literal["mentions", "tweets"]
@@ -47,6 +60,9 @@ def _utcnow() -> datetime:
 
 class XSandbox(SandboxServer):
     name = "x-sandbox"
+    fault_kinds: ClassVar[Mapping[str, Kind]] = kinds(
+        {"rate_limit": Kind(frozenset({"reset", "seconds"}), {"reset": True, "seconds": 900.0})}
+    )
 
     def __init__(
         self,
@@ -75,6 +91,7 @@ class XSandbox(SandboxServer):
         self.store = XStore(self.clock)
         # (token, endpoint) -> [window end (epoch s), requests used in the window]
         self._windows: dict[tuple[str, str], tuple[int, int]] = {}
+        self._groups: dict[str, str] = {}  # endpoint name -> rate-limit group
         for pattern, group, fn in (
             ("/2/users/by/username/{username}", "user_lookup", self._get_user_by_username),
             ("/2/users/by", "user_lookup", self._get_users_by_usernames),
@@ -85,7 +102,8 @@ class XSandbox(SandboxServer):
             ("/2/tweets/{id}", "tweet_lookup", self._get_tweet),
             ("/2/tweets", "tweet_lookup", self._get_tweets),
         ):
-            self.route("GET", pattern, self._endpoint(pattern, group, fn))
+            self._groups[ENDPOINTS[pattern]] = group
+            self.route("GET", pattern, self._endpoint(pattern, group, fn), ENDPOINTS[pattern])
 
     # -- lifecycle (narrowed return types for callers) -----------------------------------
     def start(self) -> XSandbox:
@@ -153,6 +171,30 @@ class XSandbox(SandboxServer):
     def reset_rate_limits(self) -> None:
         with self.lock:
             self._windows.clear()
+
+    # -- faults ----------------------------------------------------------------------------
+    def fault_response(
+        self, rule: FaultRule, req: Request, handler: Handler, answered: Response | None
+    ) -> Response:
+        if rule.kind != "rate_limit":
+            return super().fault_response(rule, req, handler, answered)
+        headers = dict(_JSON)
+        if rule.reset:
+            limit = self.rate_limits[self._groups[req.endpoint]]
+            reset = math.ceil(self.clock().timestamp() + (rule.seconds or 0.0))
+            headers["x-rate-limit-limit"] = str(limit)
+            headers["x-rate-limit-remaining"] = "0"
+            headers["x-rate-limit-reset"] = str(reset)
+        return Response.json(xr.TOO_MANY_REQUESTS, 429, headers)
+
+    def status_response(self, status: int, req: Request) -> Response:
+        # X answers server errors with the same problem shape as its 4xx.
+        title = reason(status)
+        body = {"title": title, "detail": title, "type": "about:blank", "status": status}
+        return Response.json(body, status, _JSON)
+
+    def malformed_response(self, req: Request) -> Response:
+        return Response(200, b'{"data":[{"id":"1399688059608702976","text":"cut sh', _JSON)
 
     # -- request plumbing ----------------------------------------------------------------
     def _endpoint(

@@ -32,9 +32,9 @@ class QuarantinedItem:
     raw: Any = None
 
 
-def quarantined(conn: Connection, *, limit: int = 100, source: str | None = None) -> list[
-    QuarantinedItem
-]:
+def quarantined(
+    conn: Connection, *, limit: int = 100, source: str | None = None
+) -> list[QuarantinedItem]:
     stmt = select(
         quarantine.c.id,
         quarantine.c.source,

@@ -1,0 +1,395 @@
+"""Crash safety, measured: SIGKILL ``syncd run`` at chosen moments and count CRM records.
+
+The X and Salesforce stand-ins run in this process; ``syncd run`` runs as a child process
+against them while a player posts mentions and brand replies over time. The child is killed
+with SIGKILL at random moments of four kinds, and restarted each time:
+
+- ``ingest``: a few milliseconds after an X timeline page left the stand-in, while the child
+  parses and stores it;
+- ``crm-batch``: while a Task upsert is on its way to Salesforce, before Salesforce stores it;
+- ``crm-answered``: after Salesforce stored the batch, before the answer reaches the child,
+  which therefore never commits it: the window the external-id upsert must make harmless;
+- ``timer``: at a random time.
+
+With ``--fault-rate`` a fraction of all API calls also fail (5xx, stalls past the client
+timeout, dropped connections, malformed JSON, 429s, expired sessions, row locks). At the end it
+counts Salesforce Tasks per interaction and prints kills, faults, lost, duplicated and the
+seconds the last child took to converge. Exit status 0 only if lost and duplicated are 0.
+
+    python bench/chaos.py                      # 5,000 interactions, 50 kills, 0 % and 20 %
+    python bench/chaos.py --interactions 300 --kills 10 --fault-rate 0.2 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from syncd.sandbox.salesforce_api import SalesforceSandbox
+from syncd.sandbox.seed import BRAND_HANDLES, World, next_post, seed
+from syncd.sandbox.x_api import XSandbox
+from syncd.state.db import Database
+from syncd.state.tables import deliveries
+
+CONFIG = """
+[state]
+url = "{state_url}"
+
+[daemon]
+write_interval = "500ms"
+resolve_interval = "1s"
+jitter = "100ms"
+
+[resolver]
+retry_after = "1s"
+max_retry_after = "2s"
+
+[writer]
+retries = 3
+
+[[sources]]
+name = "x"
+type = "x"
+bearer_token = "env:CHAOS_X_BEARER"
+api_base_url = "{x_url}"
+accounts = {accounts}
+interval = "1s"
+timeout = "{timeout}s"
+
+[crm]
+type = "salesforce"
+login_url = "{sf_url}"
+username = "integration@sandbox.example"
+password = "env:CHAOS_SF_PASSWORD"
+security_token = "env:CHAOS_SF_TOKEN"
+timeout = "{timeout}s"
+"""
+
+KILL_KINDS = ("ingest", "crm-batch", "crm-answered", "timer")
+CLIENT_TIMEOUT = 2.0  # seconds; a "stall" fault waits longer than this
+
+# Faults drawn at the configured total rate. The Salesforce request limit is left out on
+# purpose: syncd rightly pauses writing for an hour on it, which no benchmark waits for.
+X_FAULTS: list[tuple[str, dict[str, Any]]] = [
+    ("status", {"status": 500}),
+    ("status", {"status": 503}),
+    ("stall", {"seconds": CLIENT_TIMEOUT + 1}),
+    ("drop", {}),
+    ("malformed", {}),
+    ("rate_limit", {"reset": True, "seconds": 1}),
+]
+SF_FAULTS: list[tuple[str, dict[str, Any]]] = [
+    ("status", {"status": 502}),
+    ("stall", {"seconds": CLIENT_TIMEOUT + 1, "phase": "after"}),
+    ("drop", {"phase": "after"}),
+    ("malformed", {}),
+    ("session_expired", {}),
+    ("lock_row", {}),
+]
+
+
+@dataclass
+class Report:
+    interactions: int
+    fault_rate: float
+    kills: int = 0
+    kills_by_kind: dict[str, int] = field(default_factory=dict)
+    faults_injected: int = 0
+    faults_by_kind: dict[str, int] = field(default_factory=dict)
+    lost: int = 0
+    duplicated: int = 0
+    unexpected: int = 0  # Tasks for no interaction at all
+    converge_seconds: float = 0.0
+    total_seconds: float = 0.0
+    tracebacks: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.lost == 0 and self.duplicated == 0 and self.unexpected == 0
+
+
+class Player(threading.Thread):
+    """Posts ``n`` mentions and brand replies over ``seconds``; remembers every id."""
+
+    def __init__(self, x: XSandbox, world: World, n: int, seconds: float, rng_seed: int) -> None:
+        super().__init__(name="chaos-player", daemon=True)
+        self.x, self.world, self.n, self.seconds = x, world, n, seconds
+        self.rng = random.Random(rng_seed)
+        self.post_ids: list[str] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        pause = self.seconds / max(self.n, 1)
+        start = time.monotonic()
+        for i in range(self.n):
+            _, post_id = next_post(self.x, self.world, self.rng)
+            self.post_ids.append(post_id)
+            # Keep to the schedule without drifting when add_post is slow.
+            time.sleep(max(0.0, start + (i + 1) * pause - time.monotonic()))
+        self.done.set()
+
+
+class Child:
+    """One ``syncd run`` process."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.log = log.open("a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "syncd", "--config", str(config), "run"],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+            env=os.environ.copy(),
+        )
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):  # it may have died on its own
+            os.kill(self.proc.pid, signal.SIGKILL)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        code = self.proc.wait(timeout)
+        self.log.close()
+        return code
+
+    def terminate(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.wait()
+
+
+class Killer:
+    """Arms one kill of a chosen kind against the current child; fires once."""
+
+    def __init__(self, x: XSandbox, sf: SalesforceSandbox, rng: random.Random) -> None:
+        self.x, self.sf, self.rng = x, sf, rng
+        self.fired = threading.Event()
+        self.fired_kind = ""
+        self.child: Child | None = None
+        self._lock = threading.Lock()
+
+    def arm(self, child: Child, kind: str, timer: float) -> None:
+        self.child = child
+        self.fired.clear()
+        self.x.remove_hooks()
+        self.sf.remove_hooks()
+        if kind == "ingest":
+            for endpoint in ("mentions", "user_tweets"):
+                self.x.on_request(endpoint, self._after_page, phase="after")
+        elif kind in ("crm-batch", "crm-answered"):
+            phase = "before" if kind == "crm-batch" else "after"
+            self.sf.on_request("composite", lambda _r: self._kill(child, kind), phase=phase)
+        # Every kind also has a deadline: a child that never reaches the moment dies anyway.
+        threading.Timer(timer, self._kill, args=(child, "timer")).start()
+
+    def _kill(self, child: Child, kind: str) -> None:
+        with self._lock:
+            if self.fired.is_set() or child is not self.child:
+                return
+            child.kill()
+            self.fired_kind = kind
+            self.fired.set()
+
+    def _after_page(self, _request: object) -> None:
+        # The page is about to be sent: kill while the child stores it.
+        child = self.child
+        assert child is not None
+        delay = self.rng.uniform(0.001, 0.03)
+        threading.Timer(delay, self._kill, args=(child, "ingest")).start()
+
+
+def _settled(db: Database) -> bool:
+    """Every interaction stored and every delivery written, as the child's state says."""
+    with db.connect() as conn:
+        unwritten = conn.execute(
+            select(func.count()).where(deliveries.c.state != "written")
+        ).scalar_one()
+        stored = conn.execute(select(func.count()).select_from(deliveries)).scalar_one()
+    return unwritten == 0 and stored > 0
+
+
+def _faults(
+    server: XSandbox | SalesforceSandbox, menu: list[tuple[str, dict[str, Any]]], total_rate: float
+) -> None:
+    # A request meets the rules one after another; k rules at rate r fail 1-(1-r)^k of calls.
+    rate = 1 - (1 - total_rate) ** (1 / len(menu))
+    for kind, options in menu:
+        server.inject(kind, endpoint="*", rate=rate, **options)
+
+
+def run(
+    *,
+    interactions: int,
+    kills: int,
+    fault_rate: float,
+    seconds: float,
+    customers: int,
+    rng_seed: int,
+    workdir: Path,
+    state_url: str | None,
+    converge_timeout: float,
+    quiet: bool,
+) -> Report:
+    report = Report(interactions=interactions, fault_rate=fault_rate)
+    rng = random.Random(rng_seed)
+    started = time.monotonic()
+    say = (lambda *_: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    big = {"mentions": 10**7, "user_tweets": 10**7, "user_lookup": 10**7, "tweet_lookup": 10**7}
+    with (
+        XSandbox(bearer_token="chaos-x-bearer", rate_limits=big) as x,
+        SalesforceSandbox() as sf,
+    ):
+        assert isinstance(x, XSandbox) and isinstance(sf, SalesforceSandbox)
+        world = seed(x, sf, customers=customers, rng_seed=rng_seed)
+        # Every author is a known customer: each interaction has exactly one right answer.
+        for c in world.customers:
+            if c.crm_id is None:
+                c.crm_id = sf.insert("Contact", {"LastName": c.last, "X_User_Id__c": c.user_id})
+        os.environ.update(
+            CHAOS_X_BEARER="chaos-x-bearer",
+            CHAOS_SF_PASSWORD="sandbox-password",
+            CHAOS_SF_TOKEN="sandbox-token",
+        )
+        config = workdir / "config.toml"
+        config.write_text(
+            CONFIG.format(
+                state_url=state_url or f"sqlite:///{workdir / 'state.db'}",
+                x_url=x.url,
+                sf_url=sf.url,
+                accounts=json.dumps(list(BRAND_HANDLES)),
+                timeout=CLIENT_TIMEOUT,
+            )
+        )
+        log = workdir / "syncd.log"
+        if fault_rate > 0:
+            x.faults.seed = rng_seed
+            sf.faults.seed = rng_seed + 1
+            _faults(x, X_FAULTS, fault_rate)
+            _faults(sf, SF_FAULTS, fault_rate)
+
+        player = Player(x, world, interactions, seconds, rng_seed)
+        player.start()
+        killer = Killer(x, sf, rng)
+        # Spread the kills over the arrival time; the child lives 0.3–2x that gap.
+        gap = seconds / max(kills, 1)
+        for n in range(kills):
+            child = Child(config, log)
+            kind = rng.choice(KILL_KINDS)
+            # A moment-bound kill waits for its moment; the deadline only catches a child
+            # that never gets there (start-up takes about a second).
+            deadline = rng.uniform(0.3, max(0.6, 2 * gap)) if kind == "timer" else 15.0
+            killer.arm(child, kind, timer=deadline)
+            if not killer.fired.wait(60):
+                raise RuntimeError(f"kill {n} ({kind}) never fired: is the child stuck?")
+            fired = killer.fired_kind
+            report.kills_by_kind[fired] = report.kills_by_kind.get(fired, 0) + 1
+            report.kills += 1
+            child.wait()
+            say(f"kill {report.kills}/{kills}: {fired}")
+        x.remove_hooks()
+        sf.remove_hooks()
+        player.join()
+
+        # The last child runs until everything played has reached the CRM.
+        last = Child(config, log)
+        t0 = time.monotonic()
+        expected = set(f"x:{p}" for p in player.post_ids)
+        db = Database(state_url or f"sqlite:///{workdir / 'state.db'}")
+        while time.monotonic() - t0 < converge_timeout:
+            got = {str(t["Social_Post_Id__c"]) for t in sf.records("Task")}
+            if expected <= got and _settled(db):
+                break
+            time.sleep(0.25)
+        db.dispose()
+        report.converge_seconds = round(time.monotonic() - t0, 1)
+        if last.terminate() != 0:
+            say("the last child did not exit cleanly")
+        counts = Counter(str(t["Social_Post_Id__c"]) for t in sf.records("Task"))
+        report.lost = sum(1 for e in expected if counts[e] == 0)
+        report.duplicated = sum(n - 1 for e, n in counts.items() if e in expected and n > 1)
+        report.unexpected = sum(n for e, n in counts.items() if e not in expected)
+        report.faults_injected = x.faults.injected + sf.faults.injected
+        by_kind: Counter[str] = Counter(x.faults.injected_by_kind)
+        by_kind.update(sf.faults.injected_by_kind)
+        report.faults_by_kind = dict(by_kind)
+        report.tracebacks = log.read_text().count("Traceback")
+    report.total_seconds = round(time.monotonic() - started, 1)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--interactions", type=int, default=5000)
+    parser.add_argument("--kills", type=int, default=50)
+    parser.add_argument(
+        "--fault-rate",
+        type=float,
+        action="append",
+        help="Fraction of API calls that fail; repeatable (default: 0 and 0.2).",
+    )
+    parser.add_argument("--seconds", type=float, default=None, help="Arrival time of the posts.")
+    parser.add_argument("--customers", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--state", default=None, help="State URL (default: a temp SQLite file).")
+    parser.add_argument("--converge-timeout", type=float, default=300.0)
+    parser.add_argument("--json", action="store_true", help="One JSON report per line.")
+    parser.add_argument("--keep", action="store_true", help="Keep the work directory.")
+    args = parser.parse_args(argv)
+    rates = args.fault_rate if args.fault_rate is not None else [0.0, 0.2]
+    seconds = args.seconds if args.seconds is not None else max(10.0, args.kills * 1.5)
+    ok = True
+    for rate in rates:
+        workdir = Path(tempfile.mkdtemp(prefix="syncd-chaos-"))
+        report = run(
+            interactions=args.interactions,
+            kills=args.kills,
+            fault_rate=rate,
+            seconds=seconds,
+            customers=args.customers,
+            rng_seed=args.seed,
+            workdir=workdir,
+            state_url=args.state,
+            converge_timeout=args.converge_timeout,
+            quiet=args.json,
+        )
+        ok = ok and report.ok
+        if args.json:
+            print(json.dumps({**asdict(report), "ok": report.ok, "workdir": str(workdir)}))
+        else:
+            _print(report, workdir)
+        if not args.keep and report.ok:
+            for f in sorted(workdir.iterdir()):
+                f.unlink()
+            workdir.rmdir()
+    return 0 if ok else 1
+
+
+def _print(r: Report, workdir: Path) -> None:
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(r.kills_by_kind.items()))
+    faults = ", ".join(f"{k} {v}" for k, v in sorted(r.faults_by_kind.items())) or "none"
+    print(f"chaos: {r.interactions} interactions, fault rate {r.fault_rate:.0%}")
+    print(f"  kills              {r.kills} ({kinds})")
+    print(f"  faults injected    {r.faults_injected} ({faults})")
+    print(f"  lost               {r.lost}")
+    print(f"  duplicated         {r.duplicated}")
+    print(f"  unexpected records {r.unexpected}")
+    print(f"  seconds to converge {r.converge_seconds} (after the last kill)")
+    print(f"  total seconds      {r.total_seconds}")
+    print(f"  tracebacks in log  {r.tracebacks}   log: {workdir / 'syncd.log'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

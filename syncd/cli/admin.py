@@ -88,16 +88,21 @@ def deadletter_list(ctx: click.Context, limit: int, as_json: bool) -> None:
     if not letters:
         click.echo("no dead letters")
         return
-    table = Table("id", "post", "account", "attempts", "error", "since (UTC)")
+    table = Table("id", "post", "account", "tries", "code", "message", "since (UTC)")
     for d in letters:
         table.add_row(
             str(d.delivery_id),
             f"{d.network}:{d.post_id}",
             d.account,
             str(d.attempts),
-            escape(f"{d.error_code or '?'}: {d.error or ''}"),
+            d.error_code or "?",
+            escape(d.error or ""),
             _when(d.updated_at),
         )
+    # The code is what an admin searches for: never wrapped or cut; the message may wrap.
+    for column in (*table.columns[:5], table.columns[6]):
+        column.no_wrap = True
+    table.columns[4].min_width = max(len(d.error_code or "?") for d in letters)
     console = Console()
     console.print(table)
     if total > len(letters):

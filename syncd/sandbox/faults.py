@@ -30,6 +30,10 @@ X (:mod:`.x_api`) endpoints: ``user_by_username`` (/2/users/by/username/{usernam
 (/2/users/{id}/tweets), ``user`` (/2/users/{id}), ``users`` (/2/users), ``tweet``
 (/2/tweets/{id}), ``tweets`` (/2/tweets). Its own kind:
 
+- ``bad_item``: a 200 page whose first item is broken: ``fields`` (default ``["created_at"]``)
+  are removed (``how="missing"``), given the wrong JSON type (``"wrong_type"``) or a value
+  of the right type that means nothing (``"bad_value"``, the default). The page's other items
+  are untouched: what a parser must quarantine while the rest goes through.
 - ``rate_limit``: 429 with X's body; ``reset=True`` (default) sends ``x-rate-limit-limit``,
   ``-remaining: 0`` and ``-reset`` = now + ``seconds`` (default 900), ``reset=False`` none.
 
@@ -60,6 +64,7 @@ from http import HTTPStatus
 from typing import Any
 
 PHASES = ("before", "after")
+BAD_ITEM_HOW = ("missing", "wrong_type", "bad_value")
 _CODE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
@@ -98,6 +103,7 @@ class FaultRule:
     code: str | None = None
     message: str | None = None
     fields: list[str] | None = None
+    how: str | None = None
     id: int = 0
     fired: int = 0
 
@@ -280,6 +286,9 @@ def _check_options(kind: str, values: Mapping[str, Any]) -> None:
         raise ValueError(f"{kind}: code must be a Salesforce error code, not {code!r}")
     if values.get("message") is not None and not isinstance(values["message"], str):
         raise ValueError(f"{kind}: message must be text")
+    how = values.get("how")
+    if how is not None and how not in BAD_ITEM_HOW:
+        raise ValueError(f"{kind}: how must be one of {', '.join(BAD_ITEM_HOW)}, not {how!r}")
     names = values.get("fields")
     if names is not None and not (
         isinstance(names, list) and all(isinstance(n, str) for n in names)

@@ -12,11 +12,12 @@ the endpoint names are :data:`ENDPOINTS`.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from syncd.sandbox import x_params as xp
 from syncd.sandbox import x_render as xr
@@ -61,7 +62,12 @@ def _utcnow() -> datetime:
 class XSandbox(SandboxServer):
     name = "x-sandbox"
     fault_kinds: ClassVar[Mapping[str, Kind]] = kinds(
-        {"rate_limit": Kind(frozenset({"reset", "seconds"}), {"reset": True, "seconds": 900.0})}
+        {
+            "rate_limit": Kind(frozenset({"reset", "seconds"}), {"reset": True, "seconds": 900.0}),
+            "bad_item": Kind(
+                frozenset({"fields", "how"}), {"fields": ["created_at"], "how": "bad_value"}
+            ),
+        }
     )
 
     def __init__(
@@ -176,6 +182,8 @@ class XSandbox(SandboxServer):
     def fault_response(
         self, rule: FaultRule, req: Request, handler: Handler, answered: Response | None
     ) -> Response:
+        if rule.kind == "bad_item":
+            return _break_first_item(answered or handler(req), rule)
         if rule.kind != "rate_limit":
             return super().fault_response(rule, req, handler, answered)
         headers = dict(_JSON)
@@ -364,3 +372,25 @@ class XSandbox(SandboxServer):
         if more:
             meta["next_token"] = xp.encode_token(kind, uid, page[-1].id)
         return r.body([r.post(p) for p in page], meta)
+
+
+# What a broken field becomes, by how it is broken: a value of another JSON type, or one of the
+# right type that parses as nothing.
+_WRONG_TYPE: dict[str, Any] = {"id": 12345, "created_at": 1700000000, "author_id": ["1"]}
+_BAD_VALUE: dict[str, Any] = {"id": "not-an-id", "created_at": "yesterday", "author_id": ""}
+
+
+def _break_first_item(resp: Response, rule: FaultRule) -> Response:
+    try:
+        body = json.loads(resp.body)
+        item = body["data"][0]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return resp  # nothing to break: an empty page or an error stays as it is
+    for name in rule.fields or ["created_at"]:
+        if rule.how == "missing":
+            item.pop(name, None)
+        elif rule.how == "wrong_type":
+            item[name] = _WRONG_TYPE.get(name, {"unexpected": True})
+        else:
+            item[name] = _BAD_VALUE.get(name, "")
+    return Response.json(body, resp.status, resp.headers)

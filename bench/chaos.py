@@ -117,6 +117,9 @@ class Report:
     converge_seconds: float = 0.0
     total_seconds: float = 0.0
     tracebacks: int = 0
+    horizon_cuts: int = 0  # walks X cut at its 800-mention horizon (issue 8's gap recovery)
+    lost_by_kind: dict[str, int] = field(default_factory=dict)  # mention / reply
+    lost_sample: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -131,14 +134,16 @@ class Player(threading.Thread):
         self.x, self.world, self.n, self.seconds = x, world, n, seconds
         self.rng = random.Random(rng_seed)
         self.post_ids: list[str] = []
+        self.kinds: dict[str, str] = {}  # post id → mention / reply
         self.done = threading.Event()
 
     def run(self) -> None:
         pause = self.seconds / max(self.n, 1)
         start = time.monotonic()
         for i in range(self.n):
-            _, post_id = next_post(self.x, self.world, self.rng)
+            kind, post_id = next_post(self.x, self.world, self.rng)
             self.post_ids.append(post_id)
+            self.kinds[post_id] = kind
             # Keep to the schedule without drifting when add_post is slow.
             time.sleep(max(0.0, start + (i + 1) * pause - time.monotonic()))
         self.done.set()
@@ -246,7 +251,11 @@ def run(
     report = Report(interactions=interactions, fault_rate=fault_rate)
     rng = random.Random(rng_seed)
     started = time.monotonic()
-    say = (lambda *_: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+
+    def say(*parts: object) -> None:
+        if not quiet:
+            print(*parts, file=sys.stderr, flush=True)
+
     big = {"mentions": 10**7, "user_tweets": 10**7, "user_lookup": 10**7, "tweet_lookup": 10**7}
     with (
         XSandbox(bearer_token="chaos-x-bearer", rate_limits=big) as x,
@@ -318,7 +327,10 @@ def run(
         if last.terminate() != 0:
             say("the last child did not exit cleanly")
         counts = Counter(str(t["Social_Post_Id__c"]) for t in sf.records("Task"))
-        report.lost = sum(1 for e in expected if counts[e] == 0)
+        lost = sorted(e for e in expected if counts[e] == 0)
+        report.lost = len(lost)
+        report.lost_by_kind = dict(Counter(player.kinds[e.removeprefix("x:")] for e in lost))
+        report.lost_sample = lost[:10]
         report.duplicated = sum(n - 1 for e, n in counts.items() if e in expected and n > 1)
         report.unexpected = sum(n for e, n in counts.items() if e not in expected)
         report.faults_injected = x.faults.injected + sf.faults.injected
@@ -326,6 +338,7 @@ def run(
         by_kind.update(sf.faults.injected_by_kind)
         report.faults_by_kind = dict(by_kind)
         report.tracebacks = log.read_text().count("Traceback")
+        report.horizon_cuts = x.store.horizon_cuts
     report.total_seconds = round(time.monotonic() - started, 1)
     return report
 
@@ -384,11 +397,15 @@ def _print(r: Report, workdir: Path) -> None:
     print(f"  kills              {r.kills} ({kinds})")
     print(f"  faults injected    {r.faults_injected} ({faults})")
     print(f"  lost               {r.lost}")
+    if r.lost:
+        print(f"    by kind {r.lost_by_kind}, e.g. {', '.join(r.lost_sample)}")
     print(f"  duplicated         {r.duplicated}")
     print(f"  unexpected records {r.unexpected}")
     print(f"  seconds to converge {r.converge_seconds} (after the last kill)")
     print(f"  total seconds      {r.total_seconds}")
     print(f"  tracebacks in log  {r.tracebacks}   log: {workdir / 'syncd.log'}")
+    if r.horizon_cuts:
+        print(f"  walks cut at X's mention horizon: {r.horizon_cuts} (posts beyond it are lost)")
 
 
 if __name__ == "__main__":

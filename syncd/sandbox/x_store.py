@@ -155,6 +155,9 @@ class XStore:
         self._authored: defaultdict[str, list[int]] = defaultdict(list)
         self._last_post_id = FIRST_POST_ID - 1
         self._last_user_id = FIRST_USER_ID - 1
+        # Walks that asked for everything after a since_id and ended at the horizon instead:
+        # the posts in between were unreachable, which X never says (benchmarks report it).
+        self.horizon_cuts = 0
 
     # -- users ---------------------------------------------------------------------------
     def add_user(
@@ -332,6 +335,7 @@ class XStore:
         ``older_than`` are exclusive id bounds; ``start`` is inclusive and ``end`` exclusive.
         """
         lo = max(0, len(index) - horizon)
+        cut = newer_than is not None and bisect_right(index, newer_than) < lo
         if newer_than is not None:
             lo = max(lo, bisect_right(index, newer_than))
         hi = len(index) if older_than is None else bisect_left(index, older_than)
@@ -347,4 +351,5 @@ class XStore:
             if len(page) == limit:
                 return page, True
             page.append(post)
+        self.horizon_cuts += cut
         return page, False

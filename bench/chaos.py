@@ -35,6 +35,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from syncd.sandbox.salesforce_api import SalesforceSandbox
 from syncd.sandbox.seed import BRAND_HANDLES, World, next_post, seed
 from syncd.sandbox.x_api import XSandbox
 from syncd.state.db import Database
-from syncd.state.tables import deliveries
+from syncd.state.tables import cursors, deliveries
 
 CONFIG = """
 [state]
@@ -216,14 +217,15 @@ class Killer:
         threading.Timer(delay, self._kill, args=(child, "ingest")).start()
 
 
-def _settled(db: Database) -> bool:
-    """Every interaction stored and every delivery written, as the child's state says."""
+def _settled(db: Database, since: datetime) -> bool:
+    """Every delivery written, and every stream walked by the last child, as its state says."""
     with db.connect() as conn:
         unwritten = conn.execute(
             select(func.count()).where(deliveries.c.state != "written")
         ).scalar_one()
         stored = conn.execute(select(func.count()).select_from(deliveries)).scalar_one()
-    return unwritten == 0 and stored > 0
+        walked = conn.execute(select(func.min(cursors.c.last_success_at))).scalar_one()
+    return unwritten == 0 and stored > 0 and walked is not None and walked > since
 
 
 def _faults(
@@ -299,7 +301,7 @@ def run(
             kind = rng.choice(KILL_KINDS)
             # A moment-bound kill waits for its moment; the deadline only catches a child
             # that never gets there (start-up takes about a second).
-            deadline = rng.uniform(0.3, max(0.6, 2 * gap)) if kind == "timer" else 15.0
+            deadline = rng.uniform(0.3, max(0.6, 2 * gap)) if kind == "timer" else 5.0
             killer.arm(child, kind, timer=deadline)
             if not killer.fired.wait(60):
                 raise RuntimeError(f"kill {n} ({kind}) never fired: is the child stuck?")
@@ -314,18 +316,18 @@ def run(
 
         # The last child runs until everything played has reached the CRM.
         last = Child(config, log)
-        t0 = time.monotonic()
+        t0, born = time.monotonic(), datetime.now(UTC)
         expected = set(f"x:{p}" for p in player.post_ids)
         db = Database(state_url or f"sqlite:///{workdir / 'state.db'}")
         while time.monotonic() - t0 < converge_timeout:
             got = {str(t["Social_Post_Id__c"]) for t in sf.records("Task")}
-            if expected <= got and _settled(db):
+            if expected <= got and _settled(db, born):
                 break
             time.sleep(0.25)
         db.dispose()
         report.converge_seconds = round(time.monotonic() - t0, 1)
-        if last.terminate() != 0:
-            say("the last child did not exit cleanly")
+        if (code := last.terminate()) != 0:
+            say(f"the last child exited with {code}")
         counts = Counter(str(t["Social_Post_Id__c"]) for t in sf.records("Task"))
         lost = sorted(e for e in expected if counts[e] == 0)
         report.lost = len(lost)

@@ -1,7 +1,10 @@
 """TOML → validated settings. Collects every problem at once, each with its key path.
 
 Connector sections are validated by the connector's own settings model, found through the
-registry, so this module knows no network or CRM by name.
+registry, so this module knows no network or CRM by name. Every problem becomes one line
+``key.path: message`` (see :class:`~syncd.errors.ConfigError`); messages are rewritten from
+pydantic's wording into the config author's (tables, lists, quotes), unknown keys get a
+did-you-mean from the model's own field names, and nothing a secret field was given is echoed.
 """
 
 from __future__ import annotations
@@ -13,16 +16,35 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 import connectors
-from syncd.connector import ConnectorSettings, Duration, SourceSettings
+from syncd.config_problems import (
+    Problems,
+    dates,
+    did_you_mean,
+    join,
+    placeholders,
+    tidy,
+    toml_syntax,
+    unknown_key,
+    validate,
+)
+from syncd.connector import (
+    ConnectorSettings,
+    Duration,
+    DurationOrZero,
+    SourceSettings,
+    toml_kind,
+)
 from syncd.errors import ConfigError
 from syncd.pipeline import PipelineSettings
 
 DEFAULT_PATH = "/etc/syncd/config.toml"
 DEFAULT_STATE_URL = "sqlite:////var/lib/syncd/state.db"
-PLACEHOLDER = "CHANGE_ME"
+_STATE_BACKENDS = ("sqlite", "postgresql")  # what syncd.state is built and tested for
 
 
 class _Section(BaseModel):
@@ -32,11 +54,30 @@ class _Section(BaseModel):
 class StateSection(_Section):
     url: str = DEFAULT_STATE_URL
 
+    @field_validator("url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        # Checked here so a typo exits 2 with the key named, not later from the state layer.
+        # SQLAlchemy's own parse error quotes the whole URL, password included: never shown.
+        examples = f"e.g. {DEFAULT_STATE_URL!r} or 'postgresql+psycopg://syncd@db.example/syncd'"
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(f"must be a database URL, {examples}") from None
+        if url.get_backend_name() not in _STATE_BACKENDS:
+            raise ValueError(
+                f"database {url.get_backend_name()!r} is not supported: use SQLite or "
+                f"PostgreSQL, {examples}"
+            )
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            raise ValueError("an in-memory SQLite database would lose all state: name a file")
+        return value
+
 
 class DaemonSection(_Section):
     write_interval: Duration = 10.0  # how often the writer drains ready deliveries
     resolve_interval: Duration = 60.0  # how often held authors are offered to the resolver
-    jitter: Duration = 5.0  # random spread added to each poll, so accounts do not poll in step
+    jitter: DurationOrZero = 5.0  # random spread added to each poll; 0 polls accounts in step
 
 
 class ResolverSection(_Section):
@@ -54,6 +95,16 @@ class WriterSection(_Section):
 class LoggingSection(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "human", "json"] = "auto"
+
+
+_SECTIONS: dict[str, type[_Section]] = {
+    "state": StateSection,
+    "daemon": DaemonSection,
+    "resolver": ResolverSection,
+    "writer": WriterSection,
+    "logging": LoggingSection,
+}
+_TOP_LEVEL = (*_SECTIONS, "sources", "crm")
 
 
 @dataclass(frozen=True)
@@ -85,62 +136,61 @@ def default_path() -> Path:
 def load(path: Path | str) -> Settings:
     path = Path(path)
     try:
-        with path.open("rb") as fh:
-            raw = tomllib.load(fh)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist (see config.example.toml)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory, not a file") from None
     except PermissionError:
-        raise ConfigError(f"config file {path} is not readable") from None
+        raise ConfigError(f"config file {path} is not readable by uid {os.geteuid()}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"line {line}: not UTF-8 text (TOML files are UTF-8)", source=path
+        ) from None
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        raise ConfigError([toml_syntax(text, exc)], source=path) from None
     return parse(raw, path)
 
 
 def parse(raw: dict[str, Any], path: Path) -> Settings:
-    problems: list[tuple[str, str]] = []
-    problems.extend(_placeholders(raw, ""))
+    problems: Problems = []
+    # Checked first: a placeholder also fails its model (an unset env:CHANGE_ME), but "still
+    # CHANGE_ME" is the one useful line, so tidy() drops other problems at those keys.
+    left = placeholders(raw, "")
+    problems.extend(dates(raw, ""))
+
+    for key in raw:
+        if key not in _TOP_LEVEL:
+            problems.append((join("", key), unknown_key(key, _TOP_LEVEL, sections=_SECTIONS)))
 
     def section(key: str, model: type[_Section]) -> Any:
         value = raw.get(key, {})
         if not isinstance(value, dict):
-            problems.append((key, "must be a table"))
+            problems.append((key, f"must be a table ([{key}]), not {toml_kind(value)}"))
             return model()
-        return _validate(model, value, key, problems) or model()
+        return validate(model, value, key, problems) or model()
 
-    known = {"state", "daemon", "resolver", "writer", "logging", "sources", "crm"}
-    problems.extend((k, "unknown key") for k in sorted(set(raw) - known))
     state = section("state", StateSection)
     daemon = section("daemon", DaemonSection)
     resolver = section("resolver", ResolverSection)
     writer = section("writer", WriterSection)
     logging_ = section("logging", LoggingSection)
+    if resolver.retry_after > resolver.max_retry_after:
+        problems.append(("resolver.max_retry_after", "must not be shorter than retry_after"))
 
-    sources: list[SourceSettings] = []
-    raw_sources = raw.get("sources")
-    if not isinstance(raw_sources, list) or not raw_sources:
-        problems.append(("sources", "must be a non-empty list of [[sources]] tables"))
-        raw_sources = []
-    for i, item in enumerate(raw_sources):
-        where = f"sources[{i}]"
-        model = _connector_model(item, where, "source", problems)
-        if model is not None and (s := _validate(model, item, where, problems)) is not None:
-            sources.append(s)
-    names = [s.name for s in sources]
-    for name in sorted({n for n in names if names.count(n) > 1}):
-        problems.append(("sources", f"source name {name!r} is used more than once"))
+    sources = _sources(raw.get("sources"), problems)
+    crm = _crm(raw.get("crm"), problems)
 
-    crm: ConnectorSettings | None = None
-    raw_crm = raw.get("crm")
-    if not isinstance(raw_crm, dict):
-        problems.append(("crm", "is required: a [crm] table"))
-    else:
-        raw_crm = {"name": raw_crm.get("type", "crm"), **raw_crm}
-        model = _connector_model(raw_crm, "crm", "crm", problems)
-        if model is not None:
-            crm = _validate(model, raw_crm, "crm", problems)
-
+    problems = tidy(left + problems, left, raw)
     if problems or crm is None:
-        raise ConfigError(problems or [("crm", "is invalid")])
+        raise ConfigError(problems or [("crm", "is invalid")], source=path)
     return Settings(
         path=path,
         state=state,
@@ -153,68 +203,71 @@ def parse(raw: dict[str, Any], path: Path) -> Settings:
     )
 
 
+def _sources(raw_sources: Any, problems: Problems) -> list[SourceSettings]:
+    known = ", ".join(sorted(connectors.SOURCES))
+    if raw_sources is None:
+        problems.append(("sources", f"is required: add a [[sources]] table (type = {known})"))
+        return []
+    if isinstance(raw_sources, dict):
+        problems.append(("sources", "must be [[sources]] tables (double brackets), not [sources]"))
+        return []
+    if not isinstance(raw_sources, list) or not raw_sources:
+        problems.append(("sources", "must be a non-empty list of [[sources]] tables"))
+        return []
+    sources: list[SourceSettings] = []
+    first: dict[str, int] = {}  # name → index of the source that has it
+    for i, item in enumerate(raw_sources):
+        where = f"sources[{i}]"
+        # Names are compared as written, so a clash is reported even if a source is invalid.
+        name = item.get("name") if isinstance(item, dict) else None
+        if isinstance(name, str) and name in first:
+            problems.append(
+                (f"{where}.name", f"{name!r} is already the name of sources[{first[name]}]")
+            )
+        elif isinstance(name, str):
+            first[name] = i
+        model = _connector_model(item, where, "source", problems)
+        if model is not None and (s := validate(model, item, where, problems)) is not None:
+            sources.append(s)
+    return sources
+
+
+def _crm(raw_crm: Any, problems: Problems) -> ConnectorSettings | None:
+    if raw_crm is None:
+        known = ", ".join(sorted(connectors.CRMS))
+        problems.append(("crm", f"is required: add a [crm] table (type = {known})"))
+        return None
+    if isinstance(raw_crm, list):
+        problems.append(("crm", "must be one [crm] table, not a list ([[crm]])"))
+        return None
+    if isinstance(raw_crm, dict) and isinstance(raw_crm.get("type"), str):
+        raw_crm = {"name": raw_crm["type"], **raw_crm}  # one CRM: its type names it
+    model = _connector_model(raw_crm, "crm", "crm", problems)
+    if model is None:
+        return None
+    crm: ConnectorSettings | None = validate(model, raw_crm, "crm", problems)
+    return crm
+
+
 def _connector_model(
-    item: Any, where: str, kind: str, problems: list[tuple[str, str]]
+    item: Any, where: str, kind: str, problems: Problems
 ) -> type[BaseModel] | None:
     if not isinstance(item, dict):
-        problems.append((where, "must be a table"))
+        problems.append((where, f"must be a table, not {toml_kind(item)}"))
         return None
+    registry = connectors.SOURCES if kind == "source" else connectors.CRMS
+    known = ", ".join(repr(k) for k in sorted(registry))
     type_ = item.get("type")
+    if type_ is None:
+        problems.append((f"{where}.type", f"is required: one of {known}"))
+        return None
     if not isinstance(type_, str):
-        problems.append((f"{where}.type", "is required"))
+        problems.append((f"{where}.type", f"must be a string, one of {known}"))
         return None
     try:
         cls = connectors.source_class(type_) if kind == "source" else connectors.crm_class(type_)
     except LookupError as exc:
-        problems.append((f"{where}.type", str(exc)))
+        problems.append((f"{where}.type", str(exc) + did_you_mean(type_, registry)))
         return None
     settings: type[BaseModel] = cls.Settings
     return settings
-
-
-def _validate(
-    model: type[BaseModel], data: dict[str, Any], where: str, problems: list[tuple[str, str]]
-) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        for err in exc.errors():
-            problems.append((_path(where, err["loc"]), _message(err)))
-        return None
-
-
-def _path(prefix: str, loc: tuple[int | str, ...]) -> str:
-    out = prefix
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part.startswith("function-") or part in {"literal_error"}:
-            continue
-        else:
-            out += f".{part}" if out else part
-    return out
-
-
-def _message(err: Any) -> str:
-    kind = err["type"]
-    if kind == "missing":
-        return "is required"
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "too_short" and isinstance(err.get("input"), list):
-        return "must be a non-empty list"
-    msg = str(err["msg"])
-    return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-
-
-def _placeholders(value: Any, where: str) -> list[tuple[str, str]]:
-    """Values copied from config.example.toml and never filled in refuse to start."""
-    if isinstance(value, str):
-        return [(where, "is still a placeholder: set a real value")] if PLACEHOLDER in value else []
-    if isinstance(value, dict):
-        return [
-            p for k, v in value.items() for p in _placeholders(v, f"{where}.{k}" if where else k)
-        ]
-    if isinstance(value, list):
-        return [p for i, v in enumerate(value) for p in _placeholders(v, f"{where}[{i}]")]
-    return []

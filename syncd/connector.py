@@ -6,8 +6,11 @@ objects and raise the errors of :mod:`syncd.errors`.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
+from datetime import date, datetime, time
+from functools import partial
 from typing import Annotated, Any, ClassVar, Protocol, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
@@ -33,26 +36,83 @@ class ConnectorSettings(BaseModel):
     type: str
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$")
+# Two or more number+unit groups ("1h30", "1h30m"): a common guess, not a supported form.
+_COMPOUND = re.compile(r"^\d+(?:\.\d+)?\s*([a-zA-Z]+)\s*\d")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# Spellings people write for the units above; recognised only to suggest the right one.
+_UNIT_SPELLINGS = {
+    "msec": "ms", "millis": "ms", "milliseconds": "ms", "sec": "s", "secs": "s",
+    "second": "s", "seconds": "s", "min": "m", "mins": "m", "minute": "m", "minutes": "m",
+    "hr": "h", "hrs": "h", "hour": "h", "hours": "h", "day": "d", "days": "d",
+}  # fmt: skip
+# A longer wait is always a typo, and beyond timedelta's range a number would crash later.
+MAX_DURATION = 365 * 86400.0
+DURATION_FORMS = "a number of seconds, or one number with a unit: '250ms', '60s', '5m', '1h', '1d'"
 
 
-def parse_duration(value: Any) -> float:
-    """``"60s"``, ``"5m"``, ``"1h"``, ``"250ms"`` or a number of seconds → seconds (float)."""
-    if isinstance(value, bool):
-        raise ValueError("must be a duration like '60s', '5m' or '1h'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
-    else:
-        raise ValueError("must be a duration like '60s', '5m' or '1h'")
-    if seconds <= 0:
-        raise ValueError("must be a positive duration")
+def parse_duration(value: Any, *, allow_zero: bool = False) -> float:
+    """``"60s"``, ``"5m"``, ``"1h"``, ``"250ms"`` or a number of seconds → seconds (float).
+
+    Every refusal says what was wrong and shows the valid forms, because a config author
+    cannot look up "the duration grammar" from a one-line error.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"must be a duration, not {toml_kind(value)}: use {DURATION_FORMS}")
+    seconds = _parse_text(value) if isinstance(value, str) else float(value)
+    shown = repr(_clip(value)) if isinstance(value, str) else f"{value}"
+    if not math.isfinite(seconds):  # TOML has inf and nan literals
+        raise ValueError(f"must be a finite duration, got {shown}: use {DURATION_FORMS}")
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        bound = "zero or more" if allow_zero else "greater than zero"
+        raise ValueError(f"must be {bound}, got {shown}: use {DURATION_FORMS}")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"must be at most '365d', got {shown}")
     return seconds
 
 
+def _parse_text(value: str) -> float:
+    text = value.strip()
+    sign = -1.0 if text.startswith("-") else 1.0
+    body = text.removeprefix("-").strip()
+    if m := _DURATION.match(body):
+        number, unit = m.group(1), m.group(2) or "s"
+        if unit in _UNITS:
+            return sign * float(number) * _UNITS[unit]
+        hint = _UNIT_SPELLINGS.get(unit.lower()) or (unit.lower() if unit.lower() in _UNITS else "")
+        suggestion = f"; did you mean '{number}{hint}'?" if hint else ""
+        raise ValueError(
+            f"{_clip(value)!r} has an unknown unit {_clip(unit)!r}{suggestion} "
+            f"(use {DURATION_FORMS})"
+        )
+    compound = _COMPOUND.match(body)
+    if compound and compound.group(1).lower() in {*_UNITS, *_UNIT_SPELLINGS}:
+        raise ValueError(
+            f"{_clip(value)!r} combines several units, which is not supported: write it "
+            f"with one unit, e.g. '90m' instead of '1h30' (use {DURATION_FORMS})"
+        )
+    raise ValueError(f"{_clip(value)!r} is not a duration: use {DURATION_FORMS}")
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def toml_kind(value: Any) -> str:
+    """The TOML name of a parsed value's type, for messages a config author reads."""
+    if isinstance(value, bool):  # before int: bool is an int subclass
+        return "a boolean"
+    kinds = [
+        (str, "a string"), (int, "an integer"), (float, "a float"), (list, "a list"),
+        (dict, "a table"), (datetime | date | time, "a date/time"),
+    ]  # fmt: skip
+    return next((name for t, name in kinds if isinstance(value, t)), type(value).__name__)
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+# A duration where zero is meaningful ("no jitter"), so only negatives are refused.
+DurationOrZero = Annotated[float, BeforeValidator(partial(parse_duration, allow_zero=True))]
 
 
 class SourceSettings(ConnectorSettings):

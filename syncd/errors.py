@@ -30,19 +30,42 @@ class UserError(SyncdError):
 
 
 class ConfigError(UserError):
-    """The configuration is invalid. Carries every problem found, each with its key path."""
+    """The configuration is invalid. Carries every problem found, each with its key path.
+
+    Each problem renders as exactly one line ``key.path: message``: journald and grep see one
+    record per problem, so messages are flattened and clipped here, whatever produced them.
+    One problem is one line in all; several follow a header line, one per line.
+    """
 
     exit_code = 2
+    _MAX_PATH = 200
+    _MAX_MESSAGE = 400
 
-    def __init__(self, problems: list[tuple[str, str]] | str) -> None:
+    def __init__(
+        self, problems: list[tuple[str, str]] | str, *, source: object | None = None
+    ) -> None:
         if isinstance(problems, str):
             problems = [("", problems)]
-        self.problems = problems
+        self.problems = [
+            (self._one_line(path, self._MAX_PATH), self._one_line(msg, self._MAX_MESSAGE))
+            for path, msg in problems
+        ]
+        self.source = "" if source is None else self._one_line(str(source), self._MAX_PATH)
         super().__init__(self._render())
+
+    @staticmethod
+    def _one_line(text: str, limit: int) -> str:
+        flat = " ".join(text.split())  # newlines, tabs and runs of spaces → one space
+        flat = "".join(c if c.isprintable() else "?" for c in flat)
+        return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
     def _render(self) -> str:
         lines = [f"{path}: {msg}" if path else msg for path, msg in self.problems]
-        return "invalid configuration:\n  " + "\n  ".join(lines)
+        where = f" in {self.source}" if self.source else ""
+        if len(lines) == 1:
+            return f"invalid configuration{where}: {lines[0]}"
+        header = f"invalid configuration{where} ({len(lines)} problems):"
+        return header + "".join(f"\n  {line}" for line in lines)
 
 
 class ExternalError(SyncdError):

@@ -7,6 +7,7 @@ connector needs it and is never part of a ``repr``, a log line or an error messa
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +17,34 @@ from pydantic_core import core_schema
 SCHEMES = ("env", "file", "cred")
 
 
+# What a reference names is shown in messages ("environment variable SF_PASSWORD is not set").
+# A name that does not look like one may be the secret itself pasted after the scheme
+# ("env:hunter2!"), so it is only shown when it has the shape of a name.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CRED_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*")
+FORMS = "'env:NAME', 'file:/absolute/path' or 'cred:NAME'"
+
+
 class Secret:
     """A resolved-on-demand secret. ``str()`` and ``repr()`` show only where it comes from."""
 
     __slots__ = ("_ref",)
 
     def __init__(self, ref: str) -> None:
+        # Messages never quote ``ref``: a value that is not a reference is likely the secret.
         scheme, sep, rest = ref.partition(":")
-        if not sep or scheme not in SCHEMES or not rest:
-            raise ValueError("must be a secret reference: 'env:NAME', 'file:/path' or 'cred:NAME'")
+        if not sep or scheme not in SCHEMES:
+            raise ValueError(f"must be a secret reference ({FORMS}), not the secret itself")
+        if not rest.strip():
+            raise ValueError(f"a secret reference needs a name after the scheme: use {FORMS}")
+        if scheme == "env" and not _ENV_NAME.fullmatch(rest):
+            raise ValueError("env: must name an environment variable (letters, digits, '_')")
+        if scheme == "cred" and not _CRED_NAME.fullmatch(rest):
+            raise ValueError("cred: must name a systemd credential (a file name, no '/')")
+        if scheme == "file" and not rest.startswith("/"):
+            # The daemon's working directory is '/' under systemd, so a relative path would
+            # silently mean something other than what the author saw in their shell.
+            raise ValueError("file: must be followed by an absolute path ('file:/etc/syncd/…')")
         self._ref = ref
 
     @property
@@ -41,18 +61,22 @@ class Secret:
             value = os.environ.get(rest)
             if value is None:
                 raise ValueError(f"environment variable {rest} is not set")
+            what = f"environment variable {rest}"
         elif scheme == "file":
-            value = _read(Path(rest), f"file {rest}")
+            what = f"file {rest}"
+            value = _read(Path(rest), what)
         else:
             creds = os.environ.get("CREDENTIALS_DIRECTORY")
             if not creds:
                 raise ValueError(
-                    f"systemd credential {rest} requested but $CREDENTIALS_DIRECTORY is not set"
+                    f"systemd credential {rest} requested but $CREDENTIALS_DIRECTORY is not set "
+                    "(cred: works under systemd with LoadCredential=; elsewhere use env: or file:)"
                 )
-            value = _read(Path(creds) / rest, f"systemd credential {rest}")
+            what = f"systemd credential {rest}"
+            value = _read(Path(creds) / rest, what)
         value = value.strip()
         if not value:
-            raise ValueError(f"{self._ref} is empty")
+            raise ValueError(f"{what} is empty")
         return value
 
     def __repr__(self) -> str:
@@ -82,6 +106,14 @@ def _read(path: Path, what: str) -> str:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ValueError(f"{what} does not exist") from None
+    except IsADirectoryError:
+        raise ValueError(f"{what} is a directory, not a file") from None
+    except PermissionError:
+        # Name the reader: under systemd the daemon runs as its own user, not as the admin.
+        raise ValueError(f"{what} is not readable by uid {os.geteuid()}") from None
+    except UnicodeDecodeError:
+        # The codec's own message quotes a byte of the content.
+        raise ValueError(f"{what} is not UTF-8 text") from None
     except OSError as exc:
         raise ValueError(f"{what} cannot be read ({exc.strerror})") from None
 
@@ -90,9 +122,7 @@ def _to_secret(value: Any) -> Secret:
     if isinstance(value, Secret):
         return value
     if not isinstance(value, str):
-        raise ValueError(
-            "must be a string secret reference ('env:NAME', 'file:/path', 'cred:NAME')"
-        )
+        raise ValueError(f"must be a secret reference in quotes ({FORMS})")
     secret = Secret(value)
     secret.check()
     return secret

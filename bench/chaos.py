@@ -110,6 +110,7 @@ class Report:
     fault_rate: float
     kills: int = 0
     kills_by_kind: dict[str, int] = field(default_factory=dict)
+    requests: int = 0  # API requests both stand-ins served, faulted ones included
     faults_injected: int = 0
     faults_by_kind: dict[str, int] = field(default_factory=dict)
     lost: int = 0
@@ -336,6 +337,7 @@ def run(
         report.duplicated = sum(n - 1 for e, n in counts.items() if e in expected and n > 1)
         report.unexpected = sum(n for e, n in counts.items() if e not in expected)
         report.faults_injected = x.faults.injected + sf.faults.injected
+        report.requests = x.request_count + sf.request_count
         by_kind: Counter[str] = Counter(x.faults.injected_by_kind)
         by_kind.update(sf.faults.injected_by_kind)
         report.faults_by_kind = dict(by_kind)
@@ -397,7 +399,9 @@ def _print(r: Report, workdir: Path) -> None:
     faults = ", ".join(f"{k} {v}" for k, v in sorted(r.faults_by_kind.items())) or "none"
     print(f"chaos: {r.interactions} interactions, fault rate {r.fault_rate:.0%}")
     print(f"  kills              {r.kills} ({kinds})")
-    print(f"  faults injected    {r.faults_injected} ({faults})")
+    share = r.faults_injected / r.requests if r.requests else 0.0
+    print(f"  API requests       {r.requests}")
+    print(f"  faults injected    {r.faults_injected} ({share:.0%} of requests: {faults})")
     print(f"  lost               {r.lost}")
     if r.lost:
         print(f"    by kind {r.lost_by_kind}, e.g. {', '.join(r.lost_sample)}")

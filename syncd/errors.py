@@ -3,15 +3,24 @@
 ::
 
     SyncdError
-    ├── UserError            a person must fix something; printed without a traceback
-    │   └── ConfigError      bad configuration; exit code 2
-    └── SourceError / CrmError are not separate classes: every outside failure is one of
-        ├── AuthError        credentials rejected: park the account, ask for new ones
-        ├── RateLimited      come back at ``resume_at``; nobody sleeps in a worker
-        ├── TransientError   retry with backoff (idempotent calls only), else next round
-        └── BadItem          one item is malformed: quarantine it, carry on
+    ├── UserError            a person must fix something; printed without a traceback, exit 1
+    │   ├── ConfigError      bad configuration, every problem with its key path; exit 2
+    │   ├── StateError       the state database cannot be opened or migrated
+    │   └── AlreadyRunning   another daemon holds this state database
+    └── ExternalError        an outside system failed (``system``, HTTP ``status``); as such: a
+        │                    setup problem, this job fails the round and says why
+        ├── AuthError        credentials rejected: the account is parked after 3 in a row
+        ├── RateLimited      that job comes back at ``resume_at``; nobody sleeps in a worker
+        ├── TransientError   bounded jittered retries (idempotent calls only), else next round
+        ├── BadItem          one item is malformed: quarantine it, carry on with the rest
+        └── NotFound         the thing asked for does not exist (a handle, a record)
 
-Anything else that escapes is a bug and crashes loudly.
+A per-record CRM refusal inside a successful call is not an exception: it comes back as a
+failed :class:`~syncd.model.WriteResult` and is retried, dead-lettered or re-resolved by its
+code. Anything else that escapes is a bug: the daemon stops with exit code 70.
+
+Connectors map what their libraries raise onto this tree in one table each
+(``connectors.x._classify``, ``connectors.salesforce.classify``).
 """
 
 from __future__ import annotations

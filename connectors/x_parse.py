@@ -3,11 +3,17 @@
 Pure, so recorded bodies are tested without a client. Posts become interactions, or
 quarantined items when unreadable; expanded users become authors; ``meta`` becomes the next
 cursor; rate headers become :class:`~syncd.model.RateInfo`. :mod:`connectors.x` does the HTTP.
+
+The contract, on any JSON at all (tests/test_properties.py): a body that is not a timeline
+page raises :class:`~syncd.errors.TransientError` and nothing else escapes; a bad item is
+quarantined with its reason and its raw payload, and never costs the rest of the page; what
+comes out (ids, text, cursor) can be stored as it is.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeGuard, TypeVar
@@ -32,6 +38,17 @@ __all__ = ["NETWORK", "parse_page"]
 NETWORK = "x"
 _T = TypeVar("_T")
 _MAX_MESSAGE = 500
+# The OpenAPI spec's TweetId and UserId. Anything else is not an id, whatever its type: a
+# since_id of "abc" would stall the stream, and ids must fit the state's 64-character columns.
+_X_ID = re.compile(r"[0-9]{1,19}")
+# Lone surrogates (json.loads makes them from "\ud800" escapes) cannot be encoded to UTF-8 and
+# NUL cannot go into PostgreSQL text: either would fail the page's transaction on every retry.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+# The state columns' sizes. X's own limits (15-character handles, 50-character names) are far
+# below them, so only a garbled profile reaches them.
+_HANDLE_MAX, _NAME_MAX, _URL_MAX, _TOKEN_MAX = 100, 200, 500, 500
+# A handle that can stand in a post's URL path as it is.
+_URL_HANDLE = re.compile(r"[A-Za-z0-9_]{1,50}")
 
 
 def parse_page(
@@ -78,7 +95,7 @@ def parse_page(
         next_cursor=_next_cursor(cursor, meta, data),
         rate=_rate_info(headers),
         quarantined=tuple(quarantined),
-        warnings=tuple(warnings),
+        warnings=tuple(storable(w) for w in warnings),
     )
 
 
@@ -93,13 +110,15 @@ def _translate(
     if not isinstance(post, dict):
         return Quarantined(NETWORK, "post is not a JSON object", {"value": post})
     post_id = post.get("id")
-    if not is_x_id(post_id):
+    if post_id is None:
         return Quarantined(NETWORK, "post has no id", post)
+    if not is_x_id(post_id):
+        return Quarantined(NETWORK, storable(clip(f"post id is not an X id: {post_id!r}")), post)
     author_id = post.get("author_id")
     replied_to = _replied_to(post)
 
     def bad(reason: str) -> Quarantined:
-        return Quarantined(NETWORK, reason, post, item_id=post_id)
+        return Quarantined(NETWORK, storable(clip(reason)), post, item_id=post_id)
 
     if stream is Stream.MENTIONS:
         if author_id == account.user_id:
@@ -131,7 +150,8 @@ def _translate(
     if not isinstance(text, str):
         return bad("text is not a string")
     author = authors.get(author_id)
-    path = f"{author.handle}/status" if author and author.handle else "i/web/status"
+    handle = author.handle if author else None
+    path = f"{handle}/status" if handle and _URL_HANDLE.fullmatch(handle) else "i/web/status"
     conversation_id = post.get("conversation_id")
     return Interaction(
         network=NETWORK,
@@ -141,10 +161,10 @@ def _translate(
         direction=direction,
         author_id=author_id,
         counterpart_id=counterpart,
-        text=text,
+        text=storable(text),  # raw keeps what X sent
         created_at=created_at,
         url=f"https://x.com/{path}/{post_id}",
-        conversation_id=conversation_id if isinstance(conversation_id, str) else None,
+        conversation_id=conversation_id if is_x_id(conversation_id) else None,
         in_reply_to_post_id=replied_to,
         raw=post,
     )
@@ -161,17 +181,24 @@ def _author(user: object) -> Author | None:
     return Author(
         network=NETWORK,
         user_id=user["id"],
-        handle=_text(user.get("username")),
-        display_name=_text(user.get("name")),
+        # A name cut short still reads; a handle or link cut short would be wrong: dropped.
+        handle=_text(user.get("username"), drop_over=_HANDLE_MAX),
+        display_name=_text(user.get("name"), cut_at=_NAME_MAX),
         description=_text(user.get("description")),
-        location=_text(user.get("location")),
-        url=_text(url),
+        location=_text(user.get("location"), cut_at=_NAME_MAX),
+        url=_text(url, drop_over=_URL_MAX),
     )
 
 
 def _next_cursor(cursor: Cursor, meta: Mapping[str, Any], data: list[Any]) -> Cursor:
     token = meta.get("next_token")
-    if token is not None and not isinstance(token, str):
+    # Stored and sent back verbatim, so it must be the opaque printable ASCII X uses.
+    if token is not None and not (
+        isinstance(token, str)
+        and len(token) <= _TOKEN_MAX
+        and token.isascii()
+        and token.isprintable()
+    ):
         raise TransientError("X sent an unreadable meta.next_token", system=NETWORK)
     newest = meta.get("newest_id") if is_x_id(meta.get("newest_id")) else _newest(data)
     # Only the first page of a walk sees the newest post; later pages' newest ids are older, so
@@ -184,7 +211,7 @@ def _next_cursor(cursor: Cursor, meta: Mapping[str, Any], data: list[Any]) -> Cu
 
 def _newest(data: list[Any]) -> str | None:
     ids = [p["id"] for p in data if isinstance(p, dict) and is_x_id(p.get("id"))]
-    return max(ids, key=lambda i: (len(i), i), default=None)  # numeric strings of any length
+    return max(ids, key=int, default=None)  # numerically: "9" < "10", and "010" is 10
 
 
 def _replied_to(post: JsonObject) -> str | None:
@@ -202,8 +229,12 @@ def _timestamp(value: object) -> datetime | None:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
-    # A time without a zone is ambiguous; X always sends "Z".
-    return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+    if parsed.tzinfo is None:
+        return None  # a time without a zone is ambiguous; X always sends "Z"
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # "0001-01-01T00:00:00+01:00" is before datetime.min in UTC
+        return None
 
 
 def _warning(error: object) -> str:
@@ -246,12 +277,22 @@ def _field(container: Mapping[str, Any], key: str, kind: type[_T]) -> _T:
 
 
 def is_x_id(value: object) -> TypeGuard[str]:
-    return isinstance(value, str) and bool(value.strip())
+    return isinstance(value, str) and _X_ID.fullmatch(value) is not None
 
 
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
+def storable(text: str) -> str:
+    """``text`` with what no database column can hold replaced by U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
-def clip(text: str) -> str:
-    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
+def _text(value: object, *, cut_at: int | None = None, drop_over: int | None = None) -> str | None:
+    if not isinstance(value, str) or not value:
+        return None
+    if drop_over is not None and len(value) > drop_over:
+        return None
+    value = storable(value)
+    return clip(value, cut_at) if cut_at is not None else value
+
+
+def clip(text: str, limit: int = _MAX_MESSAGE) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -3,7 +3,8 @@
 ``ingest_page`` is the heart of "nothing lost, nothing duplicated": the page's interactions,
 its authors, one delivery per new interaction and the advanced cursor are written together or
 not at all. Replaying a page after a crash is harmless: interactions are unique on
-(network, post id) and inserted with ON CONFLICT DO NOTHING.
+(network, post id) and inserted with ON CONFLICT DO NOTHING, and a bad item read again is not
+quarantined again.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Insert, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from syncd.model import Account, Author, Cursor, Page, Stream
+from syncd.model import Account, Author, Cursor, Page, Quarantined, Stream
 from syncd.state.tables import accounts, cursors, deliveries, identities, interactions, quarantine
 
 PENDING = "pending"
@@ -145,7 +146,7 @@ class IngestResult:
     new: int  # interactions stored for the first time
     seen: int  # interactions on the page
     queued: int  # deliveries enqueued
-    quarantined: int
+    quarantined: int  # bad items on the page, including ones quarantined before
 
 
 def upsert_identities(
@@ -266,7 +267,8 @@ def ingest_page(
     ]
     if outbox:
         conn.execute(insert_for(conn, deliveries).on_conflict_do_nothing(), outbox)
-    if page.quarantined:
+    bad = _not_yet_quarantined(conn, page.quarantined)
+    if bad:
         conn.execute(
             quarantine.insert(),
             [
@@ -278,7 +280,7 @@ def ingest_page(
                     "raw": q.raw,
                     "created_at": now,
                 }
-                for q in page.quarantined
+                for q in bad
             ],
         )
     _save_cursor(
@@ -293,6 +295,36 @@ def ingest_page(
     return IngestResult(
         new=len(new_rows), seen=len(items), queued=len(outbox), quarantined=len(page.quarantined)
     )
+
+
+def _not_yet_quarantined(conn: Connection, items: Iterable[Quarantined]) -> list[Quarantined]:
+    """Drop items already quarantined for the same reason.
+
+    Overlapping pages, a restarted walk or a backfill read a bad item again; an admin should
+    find it once, as the unique constraint keeps each good post once. Items without an id
+    cannot be told apart and are all kept.
+    """
+    todo = list(items)
+    ids = sorted({q.item_id for q in todo if q.item_id is not None})
+    known: set[tuple[str, str | None, str]] = set()
+    for chunk in _chunks(ids, 500):
+        known.update(
+            (r.network, r.item_id, r.reason)
+            for r in conn.execute(
+                select(quarantine.c.network, quarantine.c.item_id, quarantine.c.reason).where(
+                    quarantine.c.item_id.in_(chunk)
+                )
+            )
+        )
+    fresh: list[Quarantined] = []
+    for q in todo:
+        key = (q.network, q.item_id, q.reason)
+        if q.item_id is not None:
+            if key in known:
+                continue
+            known.add(key)  # and once per page, should the page repeat it
+        fresh.append(q)
+    return fresh
 
 
 def _chunks(seq: list[str], size: int) -> Iterable[list[str]]:

@@ -269,7 +269,8 @@ class Pipeline:
                     continue
                 message = a.error_message or "unknown error"
                 retry_at: datetime | None = None  # None: dead letter
-                if a.error_code in GONE_RECORD_ERRORS:
+                gone_person = a.error_code in GONE_RECORD_ERRORS
+                if gone_person:
                     # Due at once, but not ready until the author is linked again.
                     gone.append(d.identity_id)
                     retry_at = now
@@ -292,6 +293,7 @@ class Pipeline:
                     message=message,
                     now=now,
                     retry_at=retry_at,
+                    counted=not gone_person,
                 )
             outbox.mark_written(conn, written, now)
             outbox.unlink(conn, self.crm_name, gone, now)

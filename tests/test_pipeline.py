@@ -360,8 +360,17 @@ def test_per_record_errors_retry_relink_or_dead_letter(db: Database) -> None:
             .join(identities, identities.c.id == links.c.identity_id)
             .where(identities.c.user_id == "8")
         ).scalar_one()
+        attempts = dict(
+            conn.execute(
+                select(interactions.c.post_id, deliveries.c.attempts).join(
+                    interactions, interactions.c.id == deliveries.c.interaction_id
+                )
+            ).all()
+        )
     assert dead == ["FIELD_CUSTOM_VALIDATION_EXCEPTION"]
     assert bob_links == 0  # the deleted Contact's link is gone; bob goes back to resolution
+    # A lock counts against the record's attempts; its person being merged away does not.
+    assert (attempts["203"], attempts["204"]) == (1, 0)
 
     crm.people["8"] = "003C"  # the survivor
     pipeline.resolve()

@@ -245,14 +245,19 @@ def mark_failed(
     message: str,
     now: datetime,
     retry_at: datetime | None,
+    counted: bool = True,
 ) -> None:
-    """Record a failed write: due again at ``retry_at``, or dead-lettered when it is None."""
+    """Record a failed write: due again at ``retry_at``, or dead-lettered when it is None.
+
+    ``counted=False`` leaves the attempt count alone: a record bounced because its person was
+    merged away is not the record's fault and must not bring its dead letter closer.
+    """
     conn.execute(
         update(deliveries)
         .where(deliveries.c.id == delivery_id)
         .values(
             state=PENDING if retry_at is not None else DEAD,
-            attempts=deliveries.c.attempts + 1,
+            attempts=deliveries.c.attempts + (1 if counted else 0),
             last_error_code=code,
             last_error=message[:2000],
             next_attempt_at=retry_at,

@@ -176,6 +176,8 @@ quarantine = Table(
     Column("reason", Text, nullable=False),
     Column("raw", JSON, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    # A bad item read again (a replayed page, a backfill) is looked up here before insert.
+    Index("ix_quarantine_network_item_id", "network", "item_id"),
 )
 
 # Accounts (or the CRM) whose credentials were refused three times in a row: their jobs stay

@@ -1,4 +1,4 @@
-"""parked accounts
+"""parked accounts; quarantine look-up index
 
 Revision ID: 0002
 Revises: 0001
@@ -24,7 +24,11 @@ def upgrade() -> None:
         sa.Column("parked_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_parked")),
     )
+    with op.batch_alter_table("quarantine", schema=None) as batch_op:
+        batch_op.create_index("ix_quarantine_network_item_id", ["network", "item_id"])
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("quarantine", schema=None) as batch_op:
+        batch_op.drop_index("ix_quarantine_network_item_id")
     op.drop_table("parked")

@@ -14,7 +14,8 @@ from syncd.config import Settings
 from syncd.connector import Crm, Source, SourceSettings
 from syncd.errors import ExternalError, NotFound
 from syncd.model import Account, Stream
-from syncd.pipeline import Clock, DeliverResult, Pipeline, PollResult, ResolveResult, utcnow
+from syncd.pipeline import Clock, DeliverResult, Pipeline, PollResult, utcnow
+from syncd.resolver.stage import ResolveResult
 from syncd.state import admin
 from syncd.state.db import Database
 

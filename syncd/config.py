@@ -14,9 +14,9 @@ import tomllib
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -41,6 +41,8 @@ from syncd.connector import (
 )
 from syncd.errors import ConfigError
 from syncd.pipeline import PipelineSettings
+from syncd.resolver.chain import MATCHERS, Matcher, Policy
+from syncd.resolver.stage import ResolveSettings, Unmatched
 
 DEFAULT_PATH = "/etc/syncd/config.toml"
 DEFAULT_STATE_URL = "sqlite:////var/lib/syncd/state.db"
@@ -80,10 +82,43 @@ class DaemonSection(_Section):
     jitter: DurationOrZero = 5.0  # random spread added to each poll; 0 polls accounts in step
 
 
-class ResolverSection(_Section):
+class ResolverRules(_Section):
+    """How sure is sure enough, and what happens to authors nobody matches."""
+
+    matchers: list[Matcher] = Field(default_factory=lambda: list(MATCHERS), min_length=1)
+    auto_link_threshold: float = Field(default=0.92, ge=0.5, le=1.0)
+    margin: float = Field(default=0.1, ge=0.0, le=1.0)  # the best must beat the next by this
+    review_threshold: float = Field(default=0.6, ge=0.0, le=1.0)  # below: not a candidate
+    unmatched: Unmatched = "hold"
+
+    @field_validator("matchers")
+    @classmethod
+    def _once_each(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("must not name a matcher twice")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.review_threshold > self.auto_link_threshold:
+            raise ValueError("review_threshold must not be above auto_link_threshold")
+        return self
+
+    def policy(self) -> Policy:
+        return Policy(
+            matchers=tuple(self.matchers),
+            auto_link=self.auto_link_threshold,
+            margin=self.margin,
+            review_floor=self.review_threshold,
+        )
+
+
+class ResolverSection(ResolverRules):
     retry_after: Duration = 300.0  # first re-try of an author the CRM did not know
     max_retry_after: Duration = 6 * 3600.0  # the back-off doubles up to this
     batch_size: int = Field(default=200, ge=1, le=2000)
+    # Per network ("x" …): the same rules, overriding these for that network's authors.
+    networks: dict[str, ResolverRules] = Field(default_factory=dict)
 
 
 class WriterSection(_Section):
@@ -122,10 +157,21 @@ class Settings:
         return PipelineSettings(
             retries=self.writer.retries,
             write_batch=self.writer.batch_size,
-            resolve_batch=self.resolver.batch_size,
-            resolve_backoff=timedelta(seconds=self.resolver.retry_after),
-            resolve_max_backoff=timedelta(seconds=self.resolver.max_retry_after),
             record_max_attempts=self.writer.max_attempts,
+            resolve=ResolveSettings(
+                policy=self.resolver.policy(),
+                policies={n: r.policy() for n, r in self.resolver.networks.items()},
+                unmatched={
+                    n: self.resolver.networks.get(n, self.resolver).unmatched
+                    for n in {
+                        *self.resolver.networks,
+                        *(connectors.source_class(s.type).network for s in self.sources),
+                    }
+                },
+                batch=self.resolver.batch_size,
+                backoff=timedelta(seconds=self.resolver.retry_after),
+                max_backoff=timedelta(seconds=self.resolver.max_retry_after),
+            ),
         )
 
 

@@ -17,11 +17,15 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from syncd.model import (
     Account,
+    CrmRef,
     Cursor,
     HistoryRecord,
     IdentityKey,
     Match,
     Page,
+    PeopleQuery,
+    PersonRecord,
+    Profile,
     Stream,
     WriteResult,
 )
@@ -167,6 +171,27 @@ class Crm(Protocol):
 
     def upsert_history(self, records: Sequence[HistoryRecord]) -> Sequence[WriteResult]:
         """Upsert history records by external id; one result per record, in order."""
+        ...
+
+    def personas(self, keys: Sequence[IdentityKey]) -> Mapping[IdentityKey, Sequence[CrmRef]]:
+        """People whose social persona records name these authors (the network's own
+        records, e.g. Salesforce SocialPersona: by external user id, then by handle).
+        Batched; keys with none are absent; empty when the CRM has no such records."""
+        ...
+
+    def find_people(self, query: PeopleQuery) -> Sequence[PersonRecord]:
+        """Candidates for scoring: every person matching any value of ``query``, with the
+        fields the resolver scores. Batched: at most ceil(values / 200) queries per object."""
+        ...
+
+    def survivors(self, refs: Sequence[CrmRef]) -> Mapping[CrmRef, CrmRef | None]:
+        """For people that no longer exist: the record each was merged into, or None when
+        deleted outright. People that still exist are absent."""
+        ...
+
+    def upsert_lead(self, profile: Profile) -> CrmRef:
+        """Create (or find, by the network user-id field as external id) a Lead for an
+        author no one knows. Idempotent: calling it twice gives the same Lead."""
         ...
 
     def close(self) -> None: ...

@@ -163,6 +163,53 @@ class Match:
 
 
 @dataclass(frozen=True)
+class Profile:
+    """What the resolver knows of an author: the key it asks by, and their public profile."""
+
+    key: IdentityKey
+    display_name: str | None = None
+    description: str | None = None  # the bio: contact points are looked for here
+    location: str | None = None
+    url: str | None = None  # the profile's website
+    past_handles: tuple[str, ...] = ()  # handles this user id had before (renames)
+
+
+@dataclass(frozen=True)
+class PersonRecord:
+    """A CRM person (Contact, Lead …) as the resolver scores it. Unknown fields are None."""
+
+    ref: CrmRef
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    city: str | None = None
+    company: str | None = None  # the Contact's Account name, the Lead's Company
+    website: str | None = None  # the Contact's Account website, the Lead's Website
+    user_id: str | None = None  # the network user-id field, if set
+    handle: str | None = None  # the network handle field, if set
+
+
+@dataclass(frozen=True)
+class PeopleQuery:
+    """A batched candidate search: every CRM person matching ANY of these, per object.
+
+    Values arrive normalised: e-mails lower-case; phones digits only (with country code when
+    the bio had one); name prefixes lower-case, at least three letters, matched against the
+    start of first and last names; domains lower-case without ``www.``, matched against the
+    e-mail domain and the (Account) website.
+    """
+
+    emails: frozenset[str] = frozenset()
+    phones: frozenset[str] = frozenset()
+    name_prefixes: frozenset[str] = frozenset()
+    domains: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.emails or self.phones or self.name_prefixes or self.domains)
+
+
+@dataclass(frozen=True)
 class HistoryRecord:
     """One interaction ready to be appended to a CRM person's history."""
 

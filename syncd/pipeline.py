@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -25,10 +25,11 @@ from tenacity import (
 from syncd.connector import Crm, Source
 from syncd.errors import ExternalError, TransientError
 from syncd.history import build_record
-from syncd.model import Account, Stream, WriteResult
-from syncd.resolver import resolve_batch
+from syncd.model import Account, CrmRef, Stream, WriteResult
+from syncd.resolver import stage
+from syncd.resolver.stage import ResolveResult, ResolveSettings
 from syncd.state import ingest as st
-from syncd.state import outbox
+from syncd.state import linking, outbox
 from syncd.state.db import Database
 
 log = logging.getLogger("syncd.pipeline")
@@ -58,9 +59,8 @@ class PipelineSettings:
     retries: int = 3  # extra attempts for a transient failure of an idempotent call
     retry_max_wait: float = 10.0  # seconds, cap of the jittered exponential backoff
     write_batch: int = 200  # records per CRM upsert call
-    resolve_batch: int = 200  # identities per CRM look-up round
-    resolve_backoff: timedelta = timedelta(minutes=5)  # first retry of an unmatched author
-    resolve_max_backoff: timedelta = timedelta(hours=6)
+    # Matchers, thresholds, the unmatched policy, the resolution back-off.
+    resolve: ResolveSettings = field(default_factory=ResolveSettings)
     record_max_attempts: int = 8  # per-record retryable errors before the dead letter
 
 
@@ -72,13 +72,6 @@ class PollResult:
     queued: int = 0
     quarantined: int = 0
     warnings: list[str] = field(default_factory=list)
-
-
-@dataclass
-class ResolveResult:
-    looked_up: int = 0
-    linked: int = 0
-    unmatched: int = 0
 
 
 @dataclass
@@ -202,32 +195,16 @@ class Pipeline:
 
     # -- resolve -------------------------------------------------------------------------
     def resolve(self) -> ResolveResult:
-        """Link held identities to CRM people, in batched look-ups; unmatched ones retry later."""
-        result = ResolveResult()
-        while not self.stopping.is_set():
-            with self.db.transaction() as conn:
-                todo = outbox.identities_to_resolve(
-                    conn, self.crm_name, self.clock(), self.settings.resolve_batch
-                )
-            if not todo:
-                return result
-            found = self._retrying(partial(resolve_batch, self.crm, todo))
-            now = self.clock()
-            unmatched = [u.identity_id for u in todo if u.identity_id not in found]
-            with self.db.transaction() as conn:
-                result.linked += outbox.add_links(
-                    conn, self.crm_name, found.items(), "resolver", now
-                )
-                outbox.defer_resolution(
-                    conn,
-                    unmatched,
-                    now,
-                    self.settings.resolve_backoff,
-                    self.settings.resolve_max_backoff,
-                )
-            result.looked_up += len(todo)
-            result.unmatched += len(unmatched)
-        return result
+        """Offer held authors to the resolver chain, in batches; see syncd.resolver.stage."""
+        return stage.run(
+            self.db,
+            self.crm_name,
+            self.crm,
+            self.settings.resolve,
+            self.clock,
+            self._retrying,
+            self.stopping.is_set,
+        )
 
     # -- deliver -------------------------------------------------------------------------
     def deliver(self, max_batches: int | None = None) -> DeliverResult:
@@ -248,7 +225,17 @@ class Pipeline:
                 raise RuntimeError(
                     f"CRM returned {len(answers)} results for {len(records)} records"
                 )
-            self._store_answers(ready, answers, result)
+            # A record whose person was merged away follows the survivor; the look-up is a
+            # network call, so it is made before the transaction that stores the answers.
+            gone = {
+                d.who
+                for d, a in zip(ready, answers, strict=True)
+                if not a.ok and a.error_code in GONE_RECORD_ERRORS
+            }
+            moved = (
+                self._retrying(partial(self.crm.survivors, sorted(gone, key=str))) if gone else {}
+            )
+            self._store_answers(ready, answers, result, moved)
             batches += 1
         return result
 
@@ -257,10 +244,12 @@ class Pipeline:
         ready: Sequence[outbox.ReadyDelivery],
         answers: Sequence[WriteResult],
         result: DeliverResult,
+        moved: Mapping[CrmRef, CrmRef | None],
     ) -> None:
         now = self.clock()
         written: list[tuple[int, str | None]] = []
         gone: list[int] = []
+        follow: dict[CrmRef, CrmRef] = {}
         with self.db.transaction() as conn:
             for d, a in zip(ready, answers, strict=True):
                 result.attempted += 1
@@ -271,8 +260,13 @@ class Pipeline:
                 retry_at: datetime | None = None  # None: dead letter
                 gone_person = a.error_code in GONE_RECORD_ERRORS
                 if gone_person:
-                    # Due at once, but not ready until the author is linked again.
-                    gone.append(d.identity_id)
+                    # Due at once: written to the survivor of a merge on the next batch, or,
+                    # when the person was deleted, once the author is linked again.
+                    survivor = moved.get(d.who)
+                    if survivor is not None:
+                        follow[d.who] = survivor
+                    else:
+                        gone.append(d.identity_id)
                     retry_at = now
                     result.relinking += 1
                 elif (
@@ -296,5 +290,8 @@ class Pipeline:
                     counted=not gone_person,
                 )
             outbox.mark_written(conn, written, now)
-            outbox.unlink(conn, self.crm_name, gone, now)
+            linking.follow(conn, self.crm_name, follow.items(), now)
+            linking.unlink(
+                conn, self.crm_name, gone, "writer", now, note="the CRM record was deleted"
+            )
         result.written += len(written)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from fake_crm import NoExtras
 from hypothesis import strategies as st
 from sqlalchemy import Engine, event
 
@@ -458,7 +459,7 @@ class FakeX:
 
 
 @dataclass
-class FakeCrm:
+class FakeCrm(NoExtras):
     """Upsert by external id, counting creations and stores; knows people by X user id.
 
     ``crash_after`` makes the CRM take that many more records (over one call or several), then

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_crm import NoExtras
 from sqlalchemy import func, select
 
 from syncd.errors import ExternalError, TransientError
@@ -90,7 +91,7 @@ class ScriptedSource:
         pass
 
 
-class FakeCrm:
+class FakeCrm(NoExtras):
     """Knows some people by X user id; records every upsert; answers per-record errors on cue."""
 
     def __init__(self, people: Mapping[str, str]) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from fake_crm import NoExtras
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -67,6 +68,7 @@ from connectors.x_parse import parse_page
 from syncd.errors import TransientError
 from syncd.model import Account, Cursor, Direction, Page, Quarantined, Stream
 from syncd.pipeline import Pipeline, PipelineSettings
+from syncd.resolver.stage import ResolveSettings
 from syncd.state import ingest as st_ingest
 from syncd.state import outbox
 from syncd.state.db import Database
@@ -391,7 +393,10 @@ class DeliveryMachine(RuleBasedStateMachine):
         # Small batches so a drain takes several; no dead letters: that policy is not under
         # test, and a record may bounce off many merges and locks in a long run.
         settings_ = PipelineSettings(
-            retries=0, write_batch=3, resolve_batch=2, record_max_attempts=1_000
+            retries=0,
+            write_batch=3,
+            record_max_attempts=1_000,
+            resolve=ResolveSettings(batch=2),
         )
         return Pipeline(self.db, CRM, self.crm, settings_, clock=self.clock)  # type: ignore[arg-type]
 
@@ -593,7 +598,7 @@ def test_the_machine_notices_a_double_write(tmp_path: Path) -> None:
             pipeline = super()._start()
             crm = self.crm
 
-            class Twice:
+            class Twice(NoExtras):
                 def lookup(self, keys: Any) -> Any:
                     return crm.lookup(keys)
 

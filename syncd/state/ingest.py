@@ -18,7 +18,15 @@ from sqlalchemy import Connection, Insert, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from syncd.model import Account, Author, Cursor, Page, Quarantined, Stream
-from syncd.state.tables import accounts, cursors, deliveries, identities, interactions, quarantine
+from syncd.state.tables import (
+    accounts,
+    cursors,
+    deliveries,
+    identities,
+    identity_handles,
+    interactions,
+    quarantine,
+)
 
 PENDING = "pending"
 
@@ -201,7 +209,25 @@ def upsert_identities(
             )
         ):
             ids[uid] = row_id
+    _remember_handles(conn, [(ids[u], a.handle) for u, a in by_id.items() if a.handle], now)
     return ids
+
+
+def _remember_handles(conn: Connection, seen: list[tuple[int, str]], now: datetime) -> None:
+    """Keep every handle an identity was seen with: the resolver also asks by old ones."""
+    if not seen:
+        return
+    ins = insert_for(conn, identity_handles)
+    conn.execute(
+        ins.on_conflict_do_update(
+            index_elements=["identity_id", "handle"],
+            set_={"last_seen_at": ins.excluded.last_seen_at},
+        ),
+        [
+            {"identity_id": i, "handle": h, "first_seen_at": now, "last_seen_at": now}
+            for i, h in sorted(set(seen))
+        ],
+    )
 
 
 def ingest_page(

@@ -16,7 +16,6 @@ from sqlalchemy import (
     Exists,
     and_,
     bindparam,
-    delete,
     exists,
     func,
     or_,
@@ -24,12 +23,13 @@ from sqlalchemy import (
     update,
 )
 
-from syncd.model import CrmRef, Direction, IdentityKey, Match
-from syncd.state.ingest import PENDING, insert_for
+from syncd.model import CrmRef, Direction, IdentityKey
+from syncd.state.ingest import PENDING
 from syncd.state.tables import deliveries, identities, interactions, links
 
 WRITTEN = "written"
 DEAD = "dead"
+SKIPPED = "skipped"  # the author matched no one and the network's unmatched policy is "skip"
 
 
 # -- resolution ----------------------------------------------------------------------------
@@ -79,29 +79,6 @@ def identities_to_resolve(
     ]
 
 
-def add_links(
-    conn: Connection, crm: str, found: Iterable[tuple[int, Match]], created_by: str, now: datetime
-) -> int:
-    rows = [
-        {
-            "identity_id": identity_id,
-            "crm": crm,
-            "crm_object": m.ref.object,
-            "crm_id": m.ref.id,
-            "crm_name": m.ref.name,
-            "matcher": m.matcher,
-            "created_by": created_by,
-            "created_at": now,
-        }
-        for identity_id, m in found
-    ]
-    if not rows:
-        return 0
-    # Counted through RETURNING: executemany rowcount is -1 on psycopg.
-    stmt = insert_for(conn, links).on_conflict_do_nothing().returning(links.c.id)
-    return len(conn.execute(stmt, rows).all())
-
-
 def defer_resolution(
     conn: Connection,
     identity_ids: Sequence[int],
@@ -129,17 +106,22 @@ def defer_resolution(
         )
 
 
-def unlink(conn: Connection, crm: str, identity_ids: Iterable[int], now: datetime) -> None:
-    """Drop links whose CRM record is gone, and make those identities due for resolution."""
-    ids = list(set(identity_ids))
-    if not ids:
-        return
-    conn.execute(delete(links).where(links.c.crm == crm, links.c.identity_id.in_(ids)))
-    conn.execute(
-        update(identities)
-        .where(identities.c.id.in_(ids))
-        .values(resolve_after=None, resolve_attempts=0, updated_at=now)
+def skip(conn: Connection, crm: str, identity_id: int, now: datetime) -> int:
+    """Unmatched policy "skip": this author's pending deliveries are kept, never written."""
+    stmt = (
+        update(deliveries)
+        .where(
+            deliveries.c.crm == crm,
+            deliveries.c.state == PENDING,
+            deliveries.c.interaction_id.in_(
+                select(interactions.c.id).where(
+                    interactions.c.counterpart_identity_id == identity_id
+                )
+            ),
+        )
+        .values(state=SKIPPED, updated_at=now)
     )
+    return int(conn.execute(stmt).rowcount)
 
 
 def held_count(conn: Connection, crm: str) -> int:

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -89,7 +90,8 @@ identities = Table(
     UniqueConstraint("network", "user_id", name="uq_identities_network_user_id"),
 )
 
-# identity → CRM person. One current link per identity and CRM.
+# identity → CRM person. One current link per identity and CRM, with why it was made; every
+# change is also written to link_events, so a link can always be explained.
 links = Table(
     "links",
     metadata,
@@ -100,9 +102,63 @@ links = Table(
     Column("crm_id", String(64), nullable=False),
     Column("crm_name", String(300)),
     Column("matcher", String(64), nullable=False),
+    Column("score", Float),
+    Column("reasons", JSON),
     Column("created_by", String(100), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("identity_id", "crm", name="uq_links_identity_id_crm"),
+)
+
+# The history of links: made, removed, followed to a merge survivor, a candidate rejected.
+link_events = Table(
+    "link_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("identity_id", Id, ForeignKey("identities.id"), nullable=False),
+    Column("crm", String(100), nullable=False),
+    Column("action", String(16), nullable=False),  # link, unlink, merge, reject
+    Column("crm_object", String(64)),
+    Column("crm_id", String(64)),
+    Column("crm_name", String(300)),
+    Column("matcher", String(64)),
+    Column("score", Float),
+    Column("reasons", JSON),
+    Column("actor", String(100), nullable=False),  # "resolver", "admin", "writer" …
+    Column("note", Text),
+    Column("at", UtcDateTime(), nullable=False),
+    Index("ix_link_events_identity_id", "identity_id"),
+)
+
+# The review queue: people the resolver found but was not sure enough of. An admin accepts
+# one (it becomes the link) or rejects it (never offered again for that author).
+candidates = Table(
+    "candidates",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("identity_id", Id, ForeignKey("identities.id"), nullable=False),
+    Column("crm", String(100), nullable=False),
+    Column("crm_object", String(64), nullable=False),
+    Column("crm_id", String(64), nullable=False),
+    Column("crm_name", String(300)),
+    Column("matcher", String(64), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("state", String(16), nullable=False),  # open, accepted, rejected, stale
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("decided_at", UtcDateTime()),
+    Column("decided_by", String(100)),
+    UniqueConstraint("identity_id", "crm", "crm_id", name="uq_candidates_identity_id_crm"),
+    Index("ix_candidates_crm_state", "crm", "state"),
+)
+
+# Every handle an identity has had: a renamed author is still the same person.
+identity_handles = Table(
+    "identity_handles",
+    metadata,
+    Column("identity_id", Id, ForeignKey("identities.id"), primary_key=True),
+    Column("handle", String(100), primary_key=True),
+    Column("first_seen_at", UtcDateTime(), nullable=False),
+    Column("last_seen_at", UtcDateTime(), nullable=False),
 )
 
 interactions = Table(

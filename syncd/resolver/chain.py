@@ -1,0 +1,262 @@
+"""The resolver chain: matchers in order, each one batched, each author decided once sure.
+
+Every matcher runs once per batch of authors, only for the authors still undecided, so a
+page of N authors costs at most a few batched CRM queries however the authors are spread
+over the matchers. An author is linked only when the best candidate scores at least
+``auto_link`` and beats the next by ``margin``; otherwise candidates above ``review_floor``
+go to the review queue, and an author with none is unmatched (see the unmatched policy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Literal
+
+from syncd.connector import Crm
+from syncd.model import CrmRef, IdentityKey, PeopleQuery, PersonRecord, Profile
+from syncd.resolver import scoring
+from syncd.resolver.evidence import emails, name_tokens, own_domain, phone_digits
+
+Matcher = Literal["crm_user_id", "crm_handle", "social_persona", "contact_points", "fuzzy_name"]
+MATCHERS: tuple[Matcher, ...] = (
+    "crm_user_id",
+    "crm_handle",
+    "social_persona",
+    "contact_points",
+    "fuzzy_name",
+)
+
+
+@dataclass(frozen=True)
+class Policy:
+    matchers: tuple[str, ...] = MATCHERS
+    auto_link: float = 0.92
+    margin: float = 0.1
+    review_floor: float = 0.6
+    max_candidates: int = 5
+
+
+@dataclass(frozen=True)
+class Candidate:
+    ref: CrmRef
+    score: float
+    matcher: str
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """``link`` when sure; else ``review`` (best first), possibly empty: unmatched."""
+
+    link: Candidate | None = None
+    review: tuple[Candidate, ...] = ()
+
+
+@dataclass
+class _Pool:
+    """Candidates found so far for one author, by CRM record id."""
+
+    by_id: dict[str, Candidate] = field(default_factory=dict)
+
+    def add(self, c: Candidate) -> None:
+        old = self.by_id.get(c.ref.id)
+        if old is None or c.score > old.score:
+            reasons = c.reasons + tuple(
+                r for r in (old.reasons if old else ()) if r not in c.reasons
+            )
+            self.by_id[c.ref.id] = Candidate(c.ref, c.score, c.matcher, reasons)
+        else:
+            extra = tuple(r for r in c.reasons if r not in old.reasons)
+            self.by_id[c.ref.id] = Candidate(old.ref, old.score, old.matcher, old.reasons + extra)
+
+    def ranked(self) -> list[Candidate]:
+        return sorted(self.by_id.values(), key=lambda c: (-c.score, c.ref.id))
+
+
+def decide(pool: Iterable[Candidate], policy: Policy) -> Decision:
+    ranked = sorted(pool, key=lambda c: (-c.score, c.ref.id))
+    if not ranked:
+        return Decision()
+    best = ranked[0]
+    runner_up = ranked[1].score if len(ranked) > 1 else 0.0
+    if best.score >= policy.auto_link and best.score - runner_up >= policy.margin:
+        return Decision(link=best)
+    return Decision(
+        review=tuple(c for c in ranked if c.score >= policy.review_floor)[: policy.max_candidates]
+    )
+
+
+def resolve(
+    crm: Crm,
+    profiles: Mapping[int, Profile],
+    policy: Policy,
+    rejected: Mapping[int, set[str]] | None = None,
+) -> dict[int, Decision]:
+    """Decide every author of ``profiles`` (identity id → profile)."""
+    rejected = rejected or {}
+    pools = {i: _Pool() for i in profiles}
+    todo = dict(profiles)
+
+    def offer(identity_id: int, c: Candidate) -> None:
+        if c.ref.id not in rejected.get(identity_id, set()):
+            pools[identity_id].add(c)
+
+    def settle() -> None:
+        for i in list(todo):
+            if decide(pools[i].by_id.values(), policy).link is not None:
+                del todo[i]
+
+    for step in _steps(policy.matchers):
+        if not todo:
+            break
+        step(crm, todo, offer)
+        settle()
+    return {i: decide(pools[i].by_id.values(), policy) for i in profiles}
+
+
+Offer = Callable[[int, Candidate], None]
+Step = Callable[[Crm, Mapping[int, Profile], Offer], None]
+
+
+def _steps(matchers: Sequence[str]) -> list[Step]:
+    """The configured matchers as look-up steps, in order. The user-id and handle fields are
+    read by one look-up, and contact points and names by one search, at the position of the
+    first of each pair: fewer queries, the same candidates."""
+    on = set(matchers)
+    steps: list[Step] = []
+    placed: set[str] = set()
+    for m in matchers:
+        if m in ("crm_user_id", "crm_handle") and "fields" not in placed:
+            kinds = on & {"crm_user_id", "crm_handle"}
+            steps.append(partial(_by_fields, kinds=kinds))
+            placed.add("fields")
+        elif m == "social_persona" and m not in placed:
+            steps.append(_by_persona)
+            placed.add(m)
+        elif m in ("contact_points", "fuzzy_name") and "people" not in placed:
+            contact, names = "contact_points" in on, "fuzzy_name" in on
+            steps.append(partial(_by_people, contact=contact, names=names))
+            placed.add("people")
+    return steps
+
+
+def _by_fields(crm: Crm, todo: Mapping[int, Profile], offer: Offer, *, kinds: set[str]) -> None:
+    keys: dict[IdentityKey, tuple[int, float]] = {}
+    for i, p in todo.items():
+        keys[p.key] = (i, scoring.HANDLE)
+        for old in p.past_handles:
+            if old.casefold() != (p.key.handle or "").casefold():
+                keys[IdentityKey(p.key.network, p.key.user_id, old)] = (i, scoring.PAST_HANDLE)
+    if not keys:
+        return
+    for key, match in crm.lookup(list(keys)).items():
+        if match.matcher not in kinds or key not in keys:
+            continue
+        identity_id, handle_score = keys[key]
+        if match.matcher == "crm_user_id":
+            offer(
+                identity_id,
+                Candidate(
+                    match.ref, scoring.USER_ID, match.matcher, (f"user id {key.user_id} on file",)
+                ),
+            )
+        else:
+            offer(
+                identity_id,
+                Candidate(
+                    match.ref,
+                    handle_score,
+                    match.matcher,
+                    (f"handle @{(key.handle or '').lstrip('@')} on file",),
+                ),
+            )
+
+
+def _by_persona(crm: Crm, todo: Mapping[int, Profile], offer: Offer) -> None:
+    by_key = {p.key: i for i, p in todo.items()}
+    for key, refs in crm.personas(list(by_key)).items():
+        if key in by_key:
+            for ref in refs:
+                offer(
+                    by_key[key],
+                    Candidate(ref, scoring.PERSONA, "social_persona", ("social persona record",)),
+                )
+
+
+def _by_people(
+    crm: Crm, todo: Mapping[int, Profile], offer: Offer, *, contact: bool, names: bool
+) -> None:
+    wanted = {i: _wants(p, names=names) for i, p in todo.items()}
+    query = PeopleQuery(
+        emails=frozenset(v for w in wanted.values() for v in w.emails),
+        phones=frozenset(v for w in wanted.values() for v in w.phones),
+        name_prefixes=frozenset(v for w in wanted.values() for v in w.name_prefixes),
+        domains=frozenset(v for w in wanted.values() for v in w.domains),
+    )
+    if not query:
+        return
+    people = crm.find_people(query)
+    index = _Index(people)
+    for i, p in todo.items():
+        for person in index.near(wanted[i]):
+            s = scoring.score(p, person)
+            if s is None:
+                continue
+            if (s.matcher == "fuzzy_name" and not names) or (
+                s.matcher == "contact_points" and not contact
+            ):
+                continue
+            offer(i, Candidate(person.ref, s.score, s.matcher, s.reasons))
+
+
+def _wants(p: Profile, *, names: bool) -> PeopleQuery:
+    bio = " ".join(filter(None, (p.description, p.url)))
+    domains = {d for d in (own_domain(p.url), *(own_domain(e) for e in emails(bio))) if d}
+    prefixes = {t[:3] for t in name_tokens(p.display_name) if len(t) >= 3} if names else set()
+    return PeopleQuery(
+        emails=frozenset(emails(bio)),
+        phones=frozenset(phone_digits(bio)),
+        name_prefixes=frozenset(prefixes),
+        domains=frozenset(domains) if names else frozenset(),
+    )
+
+
+class _Index:
+    """CRM people by what a profile can share with them, so each author is scored only
+    against the people its own query values found, not the whole batch's."""
+
+    def __init__(self, people: Sequence[PersonRecord]) -> None:
+        self.by: dict[tuple[str, str], list[PersonRecord]] = {}
+        for person in people:
+            for k in self._keys(person):
+                self.by.setdefault(k, []).append(person)
+
+    @staticmethod
+    def _keys(person: PersonRecord) -> set[tuple[str, str]]:
+        keys: set[tuple[str, str]] = set()
+        if person.email:
+            keys.add(("email", person.email.lower()))
+        for digits in phone_digits(person.phone):
+            keys.add(("phone", digits[-9:]))
+        for t in name_tokens(" ".join(filter(None, (person.first_name, person.last_name)))):
+            if len(t) >= 3:
+                keys.add(("name", t[:3]))
+        for d in (own_domain(person.website), own_domain(person.email)):
+            if d:
+                keys.add(("domain", d))
+        return keys
+
+    def near(self, wants: PeopleQuery) -> list[PersonRecord]:
+        keys = (
+            [("email", e) for e in wants.emails]
+            + [("phone", p[-9:]) for p in wants.phones]
+            + [("name", n) for n in wants.name_prefixes]
+            + [("domain", d) for d in wants.domains]
+        )
+        seen: dict[str, PersonRecord] = {}
+        for k in keys:
+            for person in self.by.get(k, ()):
+                seen.setdefault(person.ref.id, person)
+        return list(seen.values())

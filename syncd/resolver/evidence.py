@@ -1,0 +1,95 @@
+"""What an author's public profile offers the resolver: names, contact points, domains.
+
+Pure text handling, no CRM: e-mail addresses and phone numbers written in a bio, the domain of
+the profile website, and the name split into comparable tokens (nicknames folded to their
+usual full form, accents and case dropped).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from urllib.parse import urlsplit
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+# A phone as people write it: optional +, then digits with spaces, dots, dashes, brackets.
+_PHONE = re.compile(r"(?<![\w+])(\+?\d[\d\s().-]{6,}\d)(?!\w)")
+# Mail and hosting domains many unrelated people share: never evidence on their own.
+SHARED_DOMAINS = frozenset(
+    {
+        "gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com", "live.com",
+        "icloud.com", "me.com", "aol.com", "proton.me", "protonmail.com", "gmx.de", "gmx.net",
+        "web.de", "mail.com", "yandex.ru", "qq.com", "x.com", "twitter.com", "linktr.ee",
+        "instagram.com", "facebook.com", "linkedin.com", "github.com", "medium.com",
+        "substack.com", "youtube.com", "tiktok.com", "bit.ly", "t.co",
+    }
+)  # fmt: skip
+# Nicknames → the name a CRM usually holds. Small on purpose: a wrong fold costs precision.
+NICKNAMES = {
+    "bob": "robert", "rob": "robert", "bobby": "robert", "bill": "william", "will": "william",
+    "liz": "elizabeth", "beth": "elizabeth", "kate": "katherine", "katie": "katherine",
+    "jim": "james", "jimmy": "james", "mike": "michael", "mick": "michael", "dave": "david",
+    "tom": "thomas", "tommy": "thomas", "dan": "daniel", "danny": "daniel", "sam": "samuel",
+    "alex": "alexander", "andy": "andrew", "drew": "andrew", "chris": "christopher",
+    "matt": "matthew", "nick": "nicholas", "joe": "joseph", "jen": "jennifer",
+    "jenny": "jennifer", "peggy": "margaret", "meg": "margaret", "sue": "susan",
+    "tony": "anthony", "steve": "steven", "ben": "benjamin", "ted": "edward", "ed": "edward",
+    "greg": "gregory", "pat": "patricia", "abby": "abigail", "vicky": "victoria",
+}  # fmt: skip
+_TOKEN = re.compile(r"[^\W\d_]+", re.UNICODE)
+
+
+def fold(text: str) -> str:
+    """Lower-case, accents dropped: 'Zoë Müller' → 'zoe muller'."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def name_tokens(name: str | None) -> list[str]:
+    """Comparable name words, nicknames folded; emoji, digits and punctuation dropped."""
+    if not name:
+        return []
+    return [NICKNAMES.get(t, t) for t in _TOKEN.findall(fold(name)) if len(t) > 1]
+
+
+def emails(text: str | None) -> set[str]:
+    return {m.lower().rstrip(".") for m in _EMAIL.findall(text or "")}
+
+
+def phone_digits(text: str | None) -> set[str]:
+    """Phone numbers as digits; a leading + keeps its country code, which is all we know."""
+    found: set[str] = set()
+    for m in _PHONE.findall(text or ""):
+        digits = re.sub(r"\D", "", m)
+        if 8 <= len(digits) <= 15:
+            found.add(digits)
+    return found
+
+
+def same_phone(a: str, b: str) -> bool:
+    """Digit strings that are one number: equal, or one is the other without a country code."""
+    if len(a) < 8 or len(b) < 8:
+        return False
+    return a == b or (a.endswith(b[-9:]) and b.endswith(a[-9:]))
+
+
+def domain(value: str | None) -> str | None:
+    """The host of a URL or the domain of an e-mail address, without ``www.``."""
+    if not value:
+        return None
+    value = value.strip().lower()
+    if "@" in value and "://" not in value:
+        host = value.rsplit("@", 1)[1]
+    else:
+        try:
+            host = urlsplit(value if "://" in value else f"http://{value}").hostname or ""
+        except ValueError:
+            return None
+    host = host.removeprefix("www.").rstrip(".")
+    return host if "." in host else None
+
+
+def own_domain(value: str | None) -> str | None:
+    """A domain that says something about a person: not a mail provider or a social site."""
+    d = domain(value)
+    return d if d and d not in SHARED_DOMAINS else None

@@ -1,0 +1,390 @@
+"""Links with provenance, their history, and the review queue.
+
+Every change to a link goes through here and leaves a ``link_events`` row: who or what made
+it, by which matcher, with which score and reasons. Unlinking keeps the history; a rejected
+candidate is remembered so the resolver never offers it for that author again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, case, delete, or_, select, update
+
+from syncd.model import CrmRef, IdentityKey, Profile
+from syncd.resolver import Candidate
+from syncd.state.ingest import insert_for
+from syncd.state.tables import candidates, identities, identity_handles, link_events, links
+
+OPEN, ACCEPTED, REJECTED, STALE = "open", "accepted", "rejected", "stale"
+
+
+def _event(
+    conn: Connection,
+    crm: str,
+    identity_id: int,
+    action: str,
+    actor: str,
+    now: datetime,
+    *,
+    c: Candidate | None = None,
+    note: str | None = None,
+) -> None:
+    conn.execute(
+        link_events.insert().values(
+            identity_id=identity_id,
+            crm=crm,
+            action=action,
+            crm_object=c.ref.object if c else None,
+            crm_id=c.ref.id if c else None,
+            crm_name=c.ref.name if c else None,
+            matcher=c.matcher if c else None,
+            score=c.score if c else None,
+            reasons=list(c.reasons) if c else None,
+            actor=actor,
+            note=note,
+            at=now,
+        )
+    )
+
+
+# -- what the resolver reads ---------------------------------------------------------------
+def profiles(conn: Connection, identity_ids: Sequence[int]) -> dict[int, Profile]:
+    ids = list(identity_ids)
+    if not ids:
+        return {}
+    past: dict[int, list[str]] = {}
+    for i, handle in conn.execute(
+        select(identity_handles.c.identity_id, identity_handles.c.handle)
+        .where(identity_handles.c.identity_id.in_(ids))
+        .order_by(identity_handles.c.first_seen_at)
+    ):
+        past.setdefault(i, []).append(handle)
+    out: dict[int, Profile] = {}
+    for r in conn.execute(select(identities).where(identities.c.id.in_(ids))):
+        out[r.id] = Profile(
+            key=IdentityKey(r.network, r.user_id, r.handle),
+            display_name=r.display_name,
+            description=r.description,
+            location=r.location,
+            url=r.url,
+            past_handles=tuple(h for h in past.get(r.id, []) if h != r.handle),
+        )
+    return out
+
+
+def rejected(conn: Connection, crm: str, identity_ids: Sequence[int]) -> dict[int, set[str]]:
+    out: dict[int, set[str]] = {}
+    for i, crm_id in conn.execute(
+        select(candidates.c.identity_id, candidates.c.crm_id).where(
+            candidates.c.crm == crm,
+            candidates.c.state == REJECTED,
+            candidates.c.identity_id.in_(list(identity_ids)),
+        )
+    ):
+        out.setdefault(i, set()).add(crm_id)
+    return out
+
+
+# -- links ---------------------------------------------------------------------------------
+def link(
+    conn: Connection,
+    crm: str,
+    identity_id: int,
+    c: Candidate,
+    actor: str,
+    now: datetime,
+    note: str | None = None,
+) -> None:
+    """Make ``c`` the identity's link (replacing any other), and close its review."""
+    current = conn.execute(
+        select(links.c.crm_id).where(links.c.identity_id == identity_id, links.c.crm == crm)
+    ).scalar_one_or_none()
+    if current == c.ref.id:
+        return
+    if current is not None:
+        unlink(conn, crm, [identity_id], actor, now, note=f"replaced by {c.ref.id}")
+    conn.execute(
+        insert_for(conn, links).values(
+            identity_id=identity_id,
+            crm=crm,
+            crm_object=c.ref.object,
+            crm_id=c.ref.id,
+            crm_name=c.ref.name,
+            matcher=c.matcher,
+            score=c.score,
+            reasons=list(c.reasons),
+            created_by=actor,
+            created_at=now,
+        )
+    )
+    _event(conn, crm, identity_id, "link", actor, now, c=c, note=note)
+    conn.execute(
+        update(candidates)
+        .where(
+            candidates.c.identity_id == identity_id,
+            candidates.c.crm == crm,
+            candidates.c.state == OPEN,
+        )
+        # The linked candidate is accepted; the others are moot while this link stands.
+        .values(
+            state=case((candidates.c.crm_id == c.ref.id, ACCEPTED), else_=STALE),
+            decided_at=now,
+            decided_by=actor,
+        )
+    )
+
+
+def unlink(
+    conn: Connection,
+    crm: str,
+    identity_ids: Iterable[int],
+    actor: str,
+    now: datetime,
+    note: str | None = None,
+) -> list[int]:
+    """Remove links (history kept) and make those identities due for resolution now."""
+    ids = sorted(set(identity_ids))
+    if not ids:
+        return []
+    rows = conn.execute(select(links).where(links.c.crm == crm, links.c.identity_id.in_(ids))).all()
+    for r in rows:
+        gone = Candidate(CrmRef(r.crm_object, r.crm_id, r.crm_name), r.score or 0.0, r.matcher, ())
+        _event(conn, crm, r.identity_id, "unlink", actor, now, c=gone, note=note)
+    conn.execute(delete(links).where(links.c.crm == crm, links.c.identity_id.in_(ids)))
+    conn.execute(
+        update(identities)
+        .where(identities.c.id.in_(ids))
+        .values(resolve_after=None, resolve_attempts=0, updated_at=now)
+    )
+    return [r.identity_id for r in rows]
+
+
+def follow(
+    conn: Connection, crm: str, moves: Iterable[tuple[CrmRef, CrmRef]], now: datetime
+) -> int:
+    """Point every link at a merged-away record to the record it was merged into."""
+    n = 0
+    for old, new in moves:
+        rows = conn.execute(
+            select(links.c.identity_id).where(links.c.crm == crm, links.c.crm_id == old.id)
+        ).all()
+        for (identity_id,) in rows:
+            conn.execute(
+                update(links)
+                .where(links.c.identity_id == identity_id, links.c.crm == crm)
+                .values(crm_object=new.object, crm_id=new.id, crm_name=new.name)
+            )
+            why = (f"{old.object} {old.id} was merged into {new.id}",)
+            _event(
+                conn, crm, identity_id, "merge", "writer", now, c=Candidate(new, 1.0, "merge", why)
+            )
+            n += 1
+    return n
+
+
+# -- the review queue ----------------------------------------------------------------------
+def queue(
+    conn: Connection, crm: str, identity_id: int, found: Sequence[Candidate], now: datetime
+) -> int:
+    """Offer candidates for review; a candidate already decided stays decided."""
+    if not found:
+        return 0
+    ins = insert_for(conn, candidates)
+    stmt = ins.on_conflict_do_update(
+        index_elements=["identity_id", "crm", "crm_id"],
+        set_={
+            "score": ins.excluded.score,
+            "reasons": ins.excluded.reasons,
+            "matcher": ins.excluded.matcher,
+            "crm_name": ins.excluded.crm_name,
+        },
+        where=candidates.c.state == OPEN,
+    )
+    conn.execute(
+        stmt,
+        [
+            {
+                "identity_id": identity_id,
+                "crm": crm,
+                "crm_object": c.ref.object,
+                "crm_id": c.ref.id,
+                "crm_name": c.ref.name,
+                "matcher": c.matcher,
+                "score": c.score,
+                "reasons": list(c.reasons),
+                "state": OPEN,
+                "created_at": now,
+            }
+            for c in found
+        ],
+    )
+    return len(found)
+
+
+@dataclass(frozen=True)
+class Review:
+    identity_id: int
+    key: IdentityKey
+    display_name: str | None
+    candidates: tuple[tuple[int, Candidate], ...]  # (candidate row id, candidate), best first
+
+
+def reviews(
+    conn: Connection, crm: str, *, identity_id: int | None = None, limit: int = 100
+) -> list[Review]:
+    """Authors with open candidates, oldest first; each with its candidates, best first."""
+    stmt = (
+        select(
+            candidates,
+            identities.c.network,
+            identities.c.user_id,
+            identities.c.handle,
+            identities.c.display_name,
+        )
+        .join(identities, identities.c.id == candidates.c.identity_id)
+        .where(candidates.c.crm == crm, candidates.c.state == OPEN)
+        .where(
+            ~select(links.c.id)
+            .where(links.c.identity_id == candidates.c.identity_id, links.c.crm == crm)
+            .exists()
+        )
+        .order_by(candidates.c.identity_id, candidates.c.score.desc(), candidates.c.id)
+    )
+    if identity_id is not None:
+        stmt = stmt.where(candidates.c.identity_id == identity_id)
+    grouped: dict[int, Review] = {}
+    for r in conn.execute(stmt):
+        c = Candidate(
+            CrmRef(r.crm_object, r.crm_id, r.crm_name), r.score, r.matcher, tuple(r.reasons or ())
+        )
+        old = grouped.get(r.identity_id)
+        if old is None:
+            if len(grouped) == limit:
+                break
+            old = Review(
+                r.identity_id, IdentityKey(r.network, r.user_id, r.handle), r.display_name, ()
+            )
+        grouped[r.identity_id] = Review(
+            old.identity_id, old.key, old.display_name, (*old.candidates, (r.id, c))
+        )
+    return list(grouped.values())
+
+
+def candidate(conn: Connection, crm: str, candidate_id: int) -> tuple[int, Candidate, str] | None:
+    r = conn.execute(
+        select(candidates).where(candidates.c.id == candidate_id, candidates.c.crm == crm)
+    ).first()
+    if r is None:
+        return None
+    c = Candidate(
+        CrmRef(r.crm_object, r.crm_id, r.crm_name), r.score, r.matcher, tuple(r.reasons or ())
+    )
+    return r.identity_id, c, r.state
+
+
+def reject(
+    conn: Connection, crm: str, candidate_ids: Sequence[int], actor: str, now: datetime
+) -> int:
+    rows = conn.execute(
+        select(candidates).where(
+            candidates.c.crm == crm,
+            candidates.c.id.in_(list(candidate_ids)),
+            or_(candidates.c.state == OPEN, candidates.c.state == STALE),
+        )
+    ).all()
+    for r in rows:
+        c = Candidate(
+            CrmRef(r.crm_object, r.crm_id, r.crm_name), r.score, r.matcher, tuple(r.reasons or ())
+        )
+        _event(conn, crm, r.identity_id, "reject", actor, now, c=c)
+    if rows:
+        conn.execute(
+            update(candidates)
+            .where(candidates.c.id.in_([r.id for r in rows]))
+            .values(state=REJECTED, decided_at=now, decided_by=actor)
+        )
+    return len(rows)
+
+
+# -- reading links -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LinkInfo:
+    identity_id: int
+    key: IdentityKey
+    display_name: str | None
+    link: Candidate | None
+    created_by: str | None
+    created_at: datetime | None
+
+
+def find_identity(conn: Connection, who: str) -> int | None:
+    """An identity by '@handle' (current or former), by user id, or by row id ('#12')."""
+    who = who.strip()
+    if who.startswith("#") and who[1:].isdigit():
+        return (
+            int(who[1:])
+            if conn.execute(select(identities.c.id).where(identities.c.id == int(who[1:]))).first()
+            else None
+        )
+    bare = who.removeprefix("@")
+    row = conn.execute(
+        select(identities.c.id)
+        .where(or_(identities.c.user_id == bare, identities.c.handle.ilike(bare)))
+        .order_by(identities.c.updated_at.desc())
+    ).first()
+    if row is None:
+        row = conn.execute(
+            select(identity_handles.c.identity_id)
+            .where(identity_handles.c.handle.ilike(bare))
+            .order_by(identity_handles.c.last_seen_at.desc())
+        ).first()
+    return int(row[0]) if row else None
+
+
+def links_list(
+    conn: Connection, crm: str, identity_ids: Sequence[int] | None = None, limit: int = 100
+) -> list[LinkInfo]:
+    stmt = (
+        select(
+            links,
+            identities.c.network,
+            identities.c.user_id,
+            identities.c.handle,
+            identities.c.display_name,
+        )
+        .join(identities, identities.c.id == links.c.identity_id)
+        .where(links.c.crm == crm)
+        .order_by(links.c.created_at.desc(), links.c.id.desc())
+        .limit(limit)
+    )
+    if identity_ids is not None:
+        stmt = stmt.where(links.c.identity_id.in_(list(identity_ids)))
+    return [
+        LinkInfo(
+            r.identity_id,
+            IdentityKey(r.network, r.user_id, r.handle),
+            r.display_name,
+            Candidate(
+                CrmRef(r.crm_object, r.crm_id, r.crm_name),
+                r.score or 0.0,
+                r.matcher,
+                tuple(r.reasons or ()),
+            ),
+            r.created_by,
+            r.created_at,
+        )
+        for r in conn.execute(stmt)
+    ]
+
+
+def history(conn: Connection, crm: str, identity_id: int) -> list[dict[str, Any]]:
+    stmt = (
+        select(link_events)
+        .where(link_events.c.crm == crm, link_events.c.identity_id == identity_id)
+        .order_by(link_events.c.id)
+    )
+    return [dict(r._mapping) for r in conn.execute(stmt)]

@@ -1,0 +1,166 @@
+"""The resolver chain against an in-memory CRM: each matcher, the thresholds, the batching."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from fake_crm import NoExtras
+
+from syncd.model import CrmRef, IdentityKey, Match, PeopleQuery, PersonRecord, Profile
+from syncd.resolver import Policy, resolve
+from syncd.resolver.evidence import domain, emails, name_tokens, phone_digits, same_phone
+from syncd.resolver.scoring import score
+
+ADA = CrmRef("Contact", "003ADA", "Ada Okafor")
+ADA2 = CrmRef("Contact", "003ADA2", "Ada Okafor")
+BEN = CrmRef("Contact", "003BEN", "Ben Lindqvist")
+
+
+class Crm(NoExtras):
+    def __init__(
+        self,
+        by_id: dict[str, CrmRef] | None = None,
+        by_handle: dict[str, CrmRef] | None = None,
+        people: Sequence[PersonRecord] = (),
+    ) -> None:
+        self.by_id = by_id or {}
+        self.by_handle = by_handle or {}
+        self.person_records = list(people)
+        self.calls: list[str] = []
+        self.queries: list[PeopleQuery] = []
+
+    def lookup(self, keys: Sequence[IdentityKey]) -> dict[IdentityKey, Match]:
+        self.calls.append("lookup")
+        out = {}
+        for k in keys:
+            if k.user_id in self.by_id:
+                out[k] = Match(self.by_id[k.user_id], "crm_user_id")
+            elif (k.handle or "").lower() in self.by_handle:
+                out[k] = Match(self.by_handle[(k.handle or "").lower()], "crm_handle")
+        return out
+
+    def find_people(self, query: PeopleQuery) -> list[PersonRecord]:
+        self.calls.append("find_people")
+        self.queries.append(query)
+        return list(self.person_records)
+
+
+def profile(
+    uid: str = "1", handle: str = "ada", name: str | None = "Ada Okafor", **kw: object
+) -> Profile:
+    return Profile(IdentityKey("x", uid, handle), display_name=name, **kw)  # type: ignore[arg-type]
+
+
+def person(ref: CrmRef, first: str, last: str, **kw: object) -> PersonRecord:
+    return PersonRecord(ref, first_name=first, last_name=last, **kw)  # type: ignore[arg-type]
+
+
+def test_the_user_id_on_file_links_without_asking_anything_else() -> None:
+    crm = Crm(by_id={"1": ADA})
+    d = resolve(crm, {10: profile()}, Policy())[10]
+    assert d.link is not None and d.link.ref == ADA and d.link.matcher == "crm_user_id"
+    assert crm.calls == ["lookup"]  # decided: the name search never ran
+
+
+def test_a_handle_on_file_links_and_a_former_handle_too() -> None:
+    crm = Crm(by_handle={"ada_old": ADA})
+    renamed = profile(handle="ada_new", past_handles=("ada_old",))
+    d = resolve(crm, {10: renamed}, Policy())[10]
+    assert d.link is not None and d.link.ref == ADA
+    assert d.link.score == pytest.approx(0.94) and "ada_old" in d.link.reasons[0]
+
+
+def test_a_name_alone_is_never_enough_to_link() -> None:
+    crm = Crm(people=[person(ADA, "Ada", "Okafor")])
+    d = resolve(crm, {10: profile()}, Policy())[10]
+    assert d.link is None
+    assert [c.ref for c in d.review] == [ADA]
+    assert d.review[0].matcher == "fuzzy_name" and d.review[0].score < 0.92
+
+
+def test_a_name_with_a_matching_website_and_company_links() -> None:
+    crm = Crm(
+        people=[
+            person(
+                ADA,
+                "Ada",
+                "Okafor",
+                website="https://okafor-design.example",
+                company="Okafor Design",
+            )
+        ]
+    )
+    p = profile(url="https://www.okafor-design.example/about", description="Founder, Okafor Design")
+    d = resolve(crm, {10: p}, Policy())[10]
+    assert d.link is not None and d.link.ref == ADA
+    assert any("website okafor-design.example" in r for r in d.link.reasons)
+
+
+def test_homonyms_go_to_review_never_to_a_guess() -> None:
+    crm = Crm(people=[person(ADA, "Ada", "Okafor"), person(ADA2, "Ada", "Okafor")])
+    d = resolve(crm, {10: profile()}, Policy(auto_link=0.7))[10]
+    assert d.link is None  # equal scores: the margin rule refuses
+    assert {c.ref for c in d.review} == {ADA, ADA2}
+
+
+def test_a_record_holding_another_user_id_is_someone_else() -> None:
+    other = person(ADA, "Ada", "Okafor", user_id="999")
+    assert score(profile(), other) is None
+    assert resolve(Crm(people=[other]), {10: profile()}, Policy())[10].review == ()
+
+
+def test_contact_points_in_the_bio_link() -> None:
+    by_mail = person(ADA, "A.", "O.", email="ada@okafor.example")
+    by_phone = person(BEN, "Ben", "L", phone="+44 20 7946 0958")
+    crm = Crm(people=[by_mail, by_phone])
+    profiles = {
+        10: profile(name=None, description="mail me: ada@okafor.example"),
+        11: profile("2", "benl", name=None, description="call 020 7946 0958"),
+    }
+    decisions = resolve(crm, profiles, Policy())
+    assert decisions[10].link is not None and decisions[10].link.ref == ADA
+    assert decisions[10].link.matcher == "contact_points"
+    assert decisions[11].link is not None and decisions[11].link.ref == BEN
+
+
+def test_a_rejected_candidate_is_never_offered_again() -> None:
+    crm = Crm(by_id={"1": ADA})
+    d = resolve(crm, {10: profile()}, Policy(), rejected={10: {ADA.id}})[10]
+    assert d.link is None and d.review == ()
+
+
+def test_matchers_can_be_turned_off_and_the_search_is_one_call_per_batch() -> None:
+    crm = Crm(by_id={"1": ADA}, people=[person(BEN, "Ben", "Lindqvist")])
+    only_names = Policy(matchers=("fuzzy_name",))
+    profiles = {i: profile(str(i), f"h{i}", "Ben Lindqvist") for i in range(50)}
+    decisions = resolve(crm, profiles, only_names)
+    assert crm.calls == ["find_people"]  # the id field was not asked; one search for 50
+    assert decisions[1].link is None and decisions[1].review[0].ref == BEN
+    assert crm.queries[0].name_prefixes == {"ben", "lin"}
+
+
+def test_unmatched_authors_have_no_candidates() -> None:
+    d = resolve(Crm(people=[person(BEN, "Ben", "Lindqvist")]), {10: profile()}, Policy())[10]
+    assert d.link is None and d.review == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("write to Ada.Okafor@Example.COM.", {"ada.okafor@example.com"}),
+        ("no mail here @acme", set()),
+    ],
+)
+def test_emails_in_a_bio(text: str, found: set[str]) -> None:
+    assert emails(text) == found
+
+
+def test_profile_evidence_helpers() -> None:
+    assert phone_digits("call +1 (415) 555-0100 now") == {"14155550100"}
+    assert same_phone("14155550100", "4155550100")
+    assert not same_phone("14155550100", "14155550199")
+    assert domain("https://www.Okafor.example/x") == "okafor.example"
+    assert domain("ada@okafor.example") == "okafor.example"
+    assert name_tokens("Bob 🎸 Smith-Jones") == ["robert", "smith", "jones"]
+    assert name_tokens("Zoë Müller") == ["zoe", "muller"]

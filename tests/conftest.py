@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -55,3 +56,14 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def db(state_url: str) -> Iterator[Any]:
+    """A migrated state database on each backend."""
+    from syncd.state.db import Database
+
+    database = Database(state_url)
+    database.upgrade()
+    yield database
+    database.dispose()

@@ -134,14 +134,6 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def db(state_url: str) -> Any:
-    database = Database(state_url)
-    database.upgrade()
-    yield database
-    database.dispose()
-
-
 def make(db: Database, crm: FakeCrm, clock: Clock | None = None) -> Pipeline:
     return Pipeline(db, "sf", crm, PipelineSettings(retries=0), clock=clock or Clock())  # type: ignore[arg-type]
 

@@ -76,14 +76,14 @@ def run(
         # Leads for authors nobody matched, where the network's policy says so. An upsert on
         # the network user id: a retry after a lost answer finds the same Lead.
         leads: dict[int, CrmRef] = {}
-        for i, d in decisions.items():
+        for i, d in sorted(decisions.items()):
             p = profiles[i]
             if not d.link and not d.review and settings.unmatched.get(p.key.network) == "lead":
                 leads[i] = retrying(partial(crm.upsert_lead, p))
         now = clock()
         held: list[int] = []
         with db.transaction() as conn:
-            for i, d in decisions.items():
+            for i, d in sorted(decisions.items()):  # in identity order: stable histories
                 network = profiles[i].key.network
                 if d.link is not None:
                     linking.link(conn, crm_name, i, d.link, "resolver", now)

@@ -41,6 +41,7 @@ from simple_salesforce.exceptions import (
 from simple_salesforce.login import SalesforceLogin
 
 from connectors._http import RewritingAdapter, mount
+from connectors.salesforce_identity import SalesforceIdentity
 from connectors.salesforce_lookup import (
     SOQL_URL_BUDGET,
     key_chunks,
@@ -188,8 +189,12 @@ class _Budget:
 # -- the connector -------------------------------------------------------------------------
 
 
-class SalesforceCrm:
-    """Implements :class:`syncd.connector.Crm`. Logs in lazily, on the first call."""
+class SalesforceCrm(SalesforceIdentity):
+    """Implements :class:`syncd.connector.Crm`. Logs in lazily, on the first call.
+
+    Identity resolution's calls (personas, find_people, survivors, upsert_lead) are in
+    :mod:`connectors.salesforce_identity`.
+    """
 
     Settings: ClassVar[type[ConnectorSettings]] = SalesforceSettings
 
@@ -275,6 +280,10 @@ class SalesforceCrm:
         self._session.close()
 
     # -- session -----------------------------------------------------------------------------
+    @staticmethod
+    def _budget() -> _Budget:
+        return _Budget()
+
     def _run(self, action: str, op: Callable[[Salesforce], T], budget: _Budget) -> T:
         with self._lock:
             return self._run_locked(action, op, budget)

@@ -8,15 +8,17 @@ builds one query per chunk of keys (:func:`key_chunks` keeps each within the URL
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 from urllib.parse import quote_plus
 
 from connectors.salesforce_records import BATCH, SYSTEM, bare_handle
 from connectors.salesforce_settings import IdentityFields
 from syncd.model import CrmRef, IdentityKey, Match
 
-__all__ = ["SOQL_URL_BUDGET", "lookup_soql", "match_rows", "soql_quote"]
+__all__ = ["SOQL_URL_BUDGET", "chunks", "key_chunks", "lookup_soql", "match_rows", "soql_quote"]
+
+T = TypeVar("T")
 
 # The connector's one logger name, so logging set up for connectors.salesforce covers this too.
 log = logging.getLogger("connectors.salesforce")
@@ -59,18 +61,29 @@ def lookup_soql(obj: str, fields: IdentityFields, keys: Sequence[IdentityKey]) -
     return f"SELECT Id, Name, {fields.user_id}, {fields.handle} FROM {obj} WHERE {where}"
 
 
-def key_chunks(keys: Sequence[IdentityKey]) -> Iterator[list[IdentityKey]]:
-    chunk: list[IdentityKey] = []
+def chunks(items: Iterable[T], cost: Callable[[T], int]) -> Iterator[list[T]]:
+    """Runs of at most :data:`BATCH` items whose ``cost`` (URL-encoded query text) stays
+    within :data:`SOQL_URL_BUDGET`; an item costlier than the budget goes alone."""
+    chunk: list[T] = []
     size = 0
-    for key in keys:
-        cost = sum(len(quote_plus(soql_quote(v))) + 4 for v in _lookup_values(key))
-        if chunk and (len(chunk) == BATCH or size + cost > SOQL_URL_BUDGET):
+    for item in items:
+        spent = cost(item)
+        if chunk and (len(chunk) == BATCH or size + spent > SOQL_URL_BUDGET):
             yield chunk
             chunk, size = [], 0
-        chunk.append(key)
-        size += cost
+        chunk.append(item)
+        size += spent
     if chunk:
         yield chunk
+
+
+def url_cost(text: str) -> int:
+    """What ``text`` adds to a query URL, with a separator."""
+    return len(quote_plus(text)) + 4
+
+
+def key_chunks(keys: Sequence[IdentityKey]) -> Iterator[list[IdentityKey]]:
+    return chunks(keys, lambda key: sum(url_cost(soql_quote(v)) for v in _lookup_values(key)))
 
 
 def match_rows(

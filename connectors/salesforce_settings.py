@@ -91,6 +91,12 @@ class SalesforceSettings(ConnectorSettings):
     identity_fields: dict[str, IdentityFields] = Field(
         default_factory=lambda: {"x": IdentityFields(user_id="X_User_Id__c", handle="X_Handle__c")}
     )
+    # Also look authors up in the standard SocialPersona object (by ExternalId, then Name).
+    social_personas: bool = False
+    # Leads made for unknown authors (only when the resolver is configured to make them):
+    # Salesforce requires a Company, and LeadSource says where the Lead came from.
+    lead_company: str = Field(default="Unknown (from social)", min_length=1, max_length=255)
+    lead_source: str = Field(default="Social", min_length=1, max_length=255)
 
     @model_validator(mode="after")
     def _one_auth_method(self) -> Self:

@@ -813,3 +813,58 @@ def test_record_ids() -> None:
     assert Matcher(datetime.now(UTC)).compare(
         "001A0000006Vm9rIAC", "=", soql.Literal("string", "001A0000006Vm9r", 0), True
     )
+
+
+# -- relationship fields, SocialPersona, merges ------------------------------------------------
+def test_relationship_fields_nest_like_the_real_api(sb: SalesforceSandbox) -> None:
+    acme = sb.insert("Account", {"Name": "Acme", "Website": "https://acme.com"})
+    ann = sb.insert("Contact", {"LastName": "Lee", "AccountId": acme})
+    sb.insert("Contact", {"LastName": "Loner"})
+    sf = login(sb)
+    rows = sf.query(
+        "SELECT Id, account.name, Account.Website FROM Contact "
+        "WHERE Account.Website LIKE '%acme%' OR LastName = 'Loner' ORDER BY Account.Name"
+    )["records"]
+    assert [r["Account"] for r in rows] == [
+        None,
+        {
+            "attributes": {
+                "type": "Account",
+                "url": f"/services/data/v{V}/sobjects/Account/{acme}",
+            },
+            "Name": "Acme",
+            "Website": "https://acme.com",
+        },
+    ]
+    assert rows[1]["Id"] == ann
+    persona = sb.insert(
+        "SocialPersona", {"Name": "ann", "Provider": "Twitter", "ParentId": ann, "ExternalId": "1"}
+    )
+    (row,) = sf.query("SELECT Parent.Name, Parent.Type, IsDefault FROM SocialPersona")["records"]
+    assert row["Parent"]["Name"] == "Lee" and row["Parent"]["Type"] == "Contact"
+    assert row["Parent"]["attributes"]["type"] == "Name" and row["IsDefault"] is False
+    fields = {f["name"]: f for f in sf.SocialPersona.describe()["fields"]}
+    assert fields["ParentId"]["referenceTo"] == ["Account", "Contact", "Lead"]
+    assert sf.SocialPersona.get(persona)["ExternalId"] == "1"
+    for text in (
+        "SELECT Account.Nope FROM Contact",
+        "SELECT Parent.Email FROM SocialPersona",  # polymorphic: Name fields only
+        "SELECT Acount.Name FROM Contact",
+    ):
+        with pytest.raises(SalesforceMalformedRequest) as err:
+            sf.query(text)
+        assert body(err)[0]["errorCode"] == "INVALID_FIELD", text
+
+
+def test_merge_losers_are_in_the_recycle_bin_naming_the_master(sb: SalesforceSandbox) -> None:
+    master = sb.insert("Lead", {"LastName": "Keep", "Company": "A"})
+    losers = [sb.insert("Lead", {"LastName": f"L{i}", "Company": "A"}) for i in range(2)]
+    sb.merge("Lead", master, losers)
+    sf = login(sb)
+    assert [r["Id"] for r in sf.query("SELECT Id FROM Lead")["records"]] == [master]
+    rows = sf.query_all("SELECT Id, IsDeleted, MasterRecordId FROM Lead", include_deleted=True)
+    assert [(r["IsDeleted"], r["MasterRecordId"]) for r in rows["records"]] == [
+        (False, None), (True, master), (True, master),
+    ]  # fmt: skip
+    with pytest.raises(ValueError):
+        sb.merge("Lead", master, [master])

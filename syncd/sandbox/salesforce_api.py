@@ -1,9 +1,11 @@
 """A stateful stand-in for the Salesforce REST API that the real simple-salesforce talks to.
 
 Logins (SOAP and OAuth, :mod:`.salesforce_auth`), records with external-id upserts
-(:mod:`.salesforce_store`) and SOQL (:mod:`.soql`, :mod:`.soql_eval`) behave as a real org
+(:mod:`.salesforce_store`) and SOQL (:mod:`.soql`, :mod:`.soql_eval`, relationship fields
+such as ``Account.Name`` in :mod:`.soql_paths`) behave as a real org
 does, down to error codes and bodies, the ``Sforce-Limit-Info`` header, the daily API
-allocation, query cursors with ``nextRecordsUrl``, and sessions that expire. Faults and
+allocation, query cursors with ``nextRecordsUrl``, and sessions that expire. Tests seed,
+read, delete and merge records through :mod:`.salesforce_admin`. Faults and
 their endpoint names live in :mod:`.salesforce_faults` and :mod:`.faults`.
 
 Point simple-salesforce at it with ``domain="login"`` and a session carrying
@@ -25,6 +27,7 @@ from urllib.parse import unquote
 
 from syncd.sandbox import salesforce_meta as meta
 from syncd.sandbox import soql
+from syncd.sandbox.salesforce_admin import OrgAdmin
 from syncd.sandbox.salesforce_auth import Authenticator, Credentials, Org
 from syncd.sandbox.salesforce_collections import create_many, parse_collection, upsert_many
 from syncd.sandbox.salesforce_faults import OrgFaults, data_endpoint
@@ -33,6 +36,7 @@ from syncd.sandbox.salesforce_store import DmlError, RequestError, SalesforceSto
 from syncd.sandbox.server import Handler, Request, Response
 from syncd.sandbox.soql_bind import bind
 from syncd.sandbox.soql_eval import index_hint, run
+from syncd.sandbox.soql_paths import PathSchema, paths_of, project, with_paths
 
 NOT_FOUND = [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}]
 MAX_CURSORS = 10  # Salesforce keeps ten open query cursors per user, dropping the oldest
@@ -42,7 +46,7 @@ def _errors(status: int, code: str, message: str) -> Response:
     return Response.json([{"message": message, "errorCode": code}], status)
 
 
-class SalesforceSandbox(OrgFaults):
+class SalesforceSandbox(OrgAdmin, OrgFaults):
     name = "salesforce"
 
     def __init__(
@@ -108,58 +112,6 @@ class SalesforceSandbox(OrgFaults):
 
     def __enter__(self) -> Self:
         return self.start()
-
-    # -- the Python API tests use ---------------------------------------------------------
-    def insert(self, sobject: str, fields: dict[str, Any]) -> str:
-        """Seed a record directly: no API call, no required-field or lookup checks.
-
-        Read-only fields, an unknown sObject and a duplicate external id raise ValueError.
-        """
-        with self.lock:
-            try:
-                return self.store.create(sobject, fields, check=False)
-            except (DmlError, RequestError) as exc:
-                raise ValueError(f"{sobject}: {exc}") from None
-
-    def add_field(self, sobject: str, name: str, field_type: str = "string") -> None:
-        """Define a custom field before any record carries it, as Setup would.
-
-        Without it a field exists only once some record has it, and SOQL naming it fails
-        with INVALID_FIELD, as it would in an org that lacks the field.
-        """
-        with self.lock:
-            table = self.store.table(sobject, create=True)
-            if table is None:
-                raise ValueError(f"no sObject {sobject!r} (custom objects end in __c)")
-            table.add_field(name, field_type)
-
-    def records(self, sobject: str) -> list[dict[str, Any]]:
-        """Copies of the live (not deleted) records of ``sobject``, in creation order."""
-        with self.lock:
-            table = self.store.table(sobject)
-            if table is None:
-                return []
-            return [
-                dict(self.store.view(table, r))
-                for r in table.records.values()
-                if not r["IsDeleted"]
-            ]
-
-    def get(self, sobject: str, record_id: str) -> dict[str, Any] | None:
-        with self.lock:
-            table = self.store.table(sobject)
-            rec = self.store.live(table, record_id) if table else None
-            return dict(self.store.view(table, rec)) if table and rec else None
-
-    def delete(self, sobject: str, record_id: str, *, purge: bool = False) -> None:
-        """Move a record to the recycle bin (``purge``: and empty it from there); KeyError if
-        there is no such live record. A Task naming it as WhoId then fails ENTITY_IS_DELETED,
-        or INVALID_CROSS_REFERENCE_KEY once purged."""
-        with self.lock:
-            try:
-                self.store.delete(sobject, record_id, purge)
-            except (DmlError, RequestError):
-                raise KeyError(f"{sobject} {record_id}") from None
 
     def expire_sessions(self) -> None:
         """Invalidate every issued session: the next call gets 401 INVALID_SESSION_ID."""
@@ -343,24 +295,18 @@ class SalesforceSandbox(OrgFaults):
         text = req.query.get("q")
         if not text:
             raise RequestError(400, "MALFORMED_QUERY", "A query string has to be specified")
-        query = bind(soql.parse(text), self.store)
+        query = bind(soql.parse(text), PathSchema(self.store))
         table = self.store.table(query.sobject)
         assert table is not None  # bind() checked it
         # the index holds live records only, so queryAll must scan to see the recycle bin
         hint = None if include_all else index_hint(query.where)
-        rows = run(query, self.store.scan(table, include_all, hint), self.clock())
+        scanned = self.store.scan(table, include_all, hint)
+        rows = run(query, with_paths(self.store, table, scanned, paths_of(query)), self.clock())
         if query.count_only:
             return Response.json({"totalSize": len(rows), "done": True, "records": []})
-        records = [
-            {
-                "attributes": {
-                    "type": table.name,
-                    "url": self._url(req, "sobjects", table.name, r["Id"]),
-                },
-                **{f.name: r.get(f.name) for f in query.fields},
-            }
-            for r in rows
-        ]
+        url = partial(self._url, req, "sobjects")
+        names = [f.name for f in query.fields]
+        records = [project(self.store, table, r, names, url) for r in rows]
         self._cursor_serial += 1
         locator = make_id("01g", self._cursor_serial)
         self._cursors[locator] = (records, self._batch_size(req, 2000))

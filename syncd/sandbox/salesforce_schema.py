@@ -124,9 +124,10 @@ STANDARD_OBJECTS: dict[str, StandardObject] = {
         "0SP",
         _fields(
             "Name Provider:picklist ExternalId ParentId:reference ProfileUrl:url RealName "
-            "ExternalPictureURL:url"
+            "ExternalPictureURL:url IsDefault:boolean Bio:textarea"
         ),
         ("Name", "Provider", "ParentId"),
+        (("IsDefault", False),),
     ),
     "User": StandardObject(
         "005", _fields("Username Name FirstName LastName Email:email IsActive:boolean")

@@ -99,7 +99,7 @@ def bind(query: Query, schema: Schema) -> Query:
         )
 
     def resolve(ref: FieldRef) -> FieldRef:
-        name = None if "." in ref.name else schema.field_name(sobject, ref.name)
+        name = schema.field_name(sobject, ref.name)  # "Account.Name": a relationship path
         if name is None:
             raise _unknown_field(query, ref, sobject)
         return FieldRef(name, ref.pos)

@@ -1,0 +1,199 @@
+"""Salesforce identity resolution, the calls: what the resolver asks a CRM beyond ``lookup``.
+
+Mixed into :class:`connectors.salesforce.SalesforceCrm`, which owns the session (``_run``:
+error mapping and one re-login per public call). Queries and row reading are in
+:mod:`connectors.salesforce_people`; every method batches values 200 to a query at most.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
+
+from simple_salesforce.api import Salesforce
+
+from connectors.salesforce_people import (
+    CANDIDATE_LIMIT,
+    MAX_HOPS,
+    PROVIDERS,
+    SHAPES,
+    id18,
+    id_chunks,
+    identity_fields,
+    lead_fields,
+    lead_name,
+    match_personas,
+    next_hop,
+    people_queries,
+    person_record,
+    persona_chunks,
+    persona_soql,
+    survivor_soql,
+)
+from connectors.salesforce_records import SYSTEM
+from connectors.salesforce_settings import _API_NAME, SalesforceSettings
+from syncd.errors import ExternalError
+from syncd.model import CrmRef, IdentityKey, PeopleQuery, PersonRecord, Profile
+
+log = logging.getLogger("connectors.salesforce")
+T = TypeVar("T")
+
+
+def _rows(sf: Salesforce, soql: str, deleted: bool = False) -> list[dict[str, Any]]:
+    return list(sf.query_all(soql, include_deleted=deleted)["records"])
+
+
+def _upsert(sf: Salesforce, path: str, payload: dict[str, Any]) -> Any:
+    return sf.restful(path, method="PATCH", json=payload)
+
+
+def _get(sf: Salesforce, path: str) -> Any:
+    return sf.restful(path, params={"fields": "Id"})
+
+
+class SalesforceIdentity:
+    """``personas``, ``find_people``, ``survivors`` and ``upsert_lead`` of the Crm contract."""
+
+    settings: SalesforceSettings
+
+    if TYPE_CHECKING:
+
+        def _run(self, action: str, op: Callable[[Salesforce], T], budget: Any) -> T: ...
+
+        def _budget(self) -> Any: ...
+
+    def _select(self, action: str, soql: str, budget: Any, deleted: bool = False) -> list[Any]:
+        return self._run(action, partial(_rows, soql=soql, deleted=deleted), budget)
+
+    def personas(self, keys: Sequence[IdentityKey]) -> dict[IdentityKey, list[CrmRef]]:
+        """SocialPersona records naming these authors, as their Contact/Lead parents.
+
+        Off unless ``social_personas`` is set (then: no call at all). One query per chunk of
+        at most 200 keys per network, ``Provider = 'Twitter' AND (ExternalId IN (…) OR Name
+        IN (…))``; a key takes the personas with its user id, else those with its handle and
+        no user id (see :func:`~connectors.salesforce_people.match_personas`).
+        """
+        if not self.settings.social_personas:
+            return {}
+        budget, found = self._budget(), {}
+        by_network: dict[str, list[IdentityKey]] = {}
+        for key in dict.fromkeys(keys):
+            by_network.setdefault(key.network, []).append(key)
+        for network, pending in by_network.items():
+            provider = PROVIDERS.get(network)
+            if provider is None:
+                log.warning("%s: no SocialPersona provider for network %r", SYSTEM, network)
+                continue
+            for chunk in persona_chunks(pending):
+                rows = self._select("personas", persona_soql(provider, chunk), budget)
+                found.update(match_personas(chunk, rows, self.settings.person_objects))
+        return found
+
+    def find_people(self, query: PeopleQuery) -> list[PersonRecord]:
+        """Every Contact and Lead matching any value of ``query``, for scoring.
+
+        Per person object, one query per chunk of at most 200 values (fewer when long values
+        would overflow the URL budget), each an OR of ``Email IN (…)``, phone patterns, name
+        prefixes (``FirstName LIKE 'ab%' OR LastName LIKE 'ab%'``) and domains (e-mail and
+        (Account) website). Each query is capped at 2,000 rows, with a warning when the cap
+        is hit; rows a loose pattern let through are dropped. An empty query makes no call.
+        """
+        if not query:
+            return []
+        budget, fields = self._budget(), identity_fields(self.settings)
+        found: dict[tuple[str, str], PersonRecord] = {}
+        for obj in self.settings.person_objects:
+            if obj not in SHAPES:
+                log.warning("%s: find_people knows no fields of %s; skipped", SYSTEM, obj)
+                continue
+            for soql in people_queries(obj, fields, query):
+                rows = self._select(f"find {obj}", soql, budget)
+                if len(rows) >= CANDIDATE_LIMIT:
+                    log.warning(
+                        "%s: %d %ss match one candidate query, the cap: some are not scored",
+                        SYSTEM, len(rows), obj,
+                    )  # fmt: skip
+                for row in rows:
+                    person = person_record(obj, fields, row, query)
+                    if person is not None:
+                        found.setdefault((obj, person.ref.id), person)
+        return list(found.values())
+
+    def survivors(self, refs: Sequence[CrmRef]) -> dict[CrmRef, CrmRef | None]:
+        """What became of people: absent while alive; else the record each was merged into
+        (following chains of merges, up to :data:`MAX_HOPS`), or None when deleted or purged.
+
+        One ``queryAll`` (deleted rows too) per object per chunk of at most 200 ids per hop:
+        ``SELECT Id, Name, IsDeleted, MasterRecordId FROM Contact WHERE Id IN (…)``. A
+        converted Lead is followed to its Contact, since a Task can no longer name it.
+        """
+        budget = self._budget()
+        result: dict[CrmRef, CrmRef | None] = {}
+        pending: dict[tuple[str, str], list[CrmRef]] = {}
+        for ref in dict.fromkeys(refs):
+            rid = id18(ref.id)
+            if rid is None or not _API_NAME.match(ref.object):
+                result[ref] = None  # no such record can exist
+            else:
+                pending.setdefault((ref.object, rid), []).append(ref)
+        for hop in range(MAX_HOPS + 1):
+            if not pending:
+                break
+            following: dict[tuple[str, str], list[CrmRef]] = {}
+            by_object: dict[str, list[str]] = {}
+            for obj, rid in pending:
+                by_object.setdefault(obj, []).append(rid)
+            for obj, ids in by_object.items():
+                rows: dict[str, Mapping[str, Any]] = {}
+                for chunk in id_chunks(ids):
+                    for row in self._select(
+                        f"survivors {obj}", survivor_soql(obj, chunk), budget, True
+                    ):
+                        rows[id18(row.get("Id")) or ""] = row
+                for rid in ids:
+                    origins, row = pending[(obj, rid)], rows.get(rid)
+                    where = next_hop(obj, row)
+                    if isinstance(where, tuple):
+                        following.setdefault(where, []).extend(origins)
+                    elif where is True and row is not None and hop > 0:
+                        name = row.get("Name")
+                        result.update((o, CrmRef(obj, rid, name)) for o in origins)
+                    elif where is not True:
+                        result.update((o, None) for o in origins)
+            pending = following
+        for (obj, rid), origins in pending.items():
+            log.warning(
+                "%s: merges of %s go on past %s %s; treated as gone", SYSTEM, origins, obj, rid
+            )
+            result.update((o, None) for o in origins)
+        return result
+
+    def upsert_lead(self, profile: Profile) -> CrmRef:
+        """The Lead for an author no CRM person matches, made or found by its user id.
+
+        An upsert (PATCH ``sobjects/Lead/X_User_Id__c/<id>``) with the network's user-id
+        field as the external id, never a create: a create retried after a lost answer (a
+        timeout, a 5xx after the commit) makes a second Lead, where the upsert finds the
+        first. The field must be marked External ID (and Unique) in the org. A second call
+        updates the same Lead with the same values.
+        """
+        fields = self.settings.identity_fields.get(profile.key.network)
+        if fields is None:
+            raise ExternalError(
+                f"salesforce upsert Lead: no identity_fields for network {profile.key.network!r}",
+                system=SYSTEM,
+            )
+        budget = self._budget()
+        path = f"sobjects/Lead/{fields.user_id}/{quote(profile.key.user_id, safe='')}"
+        payload = lead_fields(profile, self.settings, fields)
+        body = self._run("upsert Lead", partial(_upsert, path=path, payload=payload), budget)
+        lead_id = body.get("id") if isinstance(body, Mapping) else None
+        if not lead_id:  # API versions before 46.0 answer an update with 204, no body
+            found = self._run("upsert Lead", partial(_get, path=path), budget)
+            lead_id = found.get("Id") if isinstance(found, Mapping) else None
+        if not lead_id:
+            raise ExternalError("salesforce upsert Lead: the answer names no Lead", system=SYSTEM)
+        return CrmRef("Lead", str(lead_id), lead_name(payload))

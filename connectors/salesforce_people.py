@@ -1,0 +1,328 @@
+"""Salesforce identity resolution, the pure half: SOQL for personas, candidate people and
+survivors of merges, the rows read back as domain objects, and the Lead made for an unknown
+author. Tested without an org; :mod:`connectors.salesforce_identity` runs them.
+
+Every author-derived string reaches SOQL through :func:`soql_quote` (``like=True`` inside a
+LIKE pattern, so ``%`` and ``_`` stay literal); object and field names come from validated
+settings. Query rows are then checked again here, in Python, against the exact values asked
+for, so a loose pattern (the phone one) never lets a record through that no value names.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from connectors.salesforce_lookup import chunks, soql_quote, url_cost
+from connectors.salesforce_records import bare_handle, clip
+from connectors.salesforce_settings import IdentityFields, SalesforceSettings
+from syncd.model import CrmRef, IdentityKey, PeopleQuery, PersonRecord, Profile
+
+# Network → SocialPersona.Provider picklist value.
+PROVIDERS = {
+    "x": "Twitter",
+    "twitter": "Twitter",
+    "facebook": "Facebook",
+    "instagram": "Instagram",
+    "linkedin": "LinkedIn",
+    "youtube": "YouTube",
+}
+# Key prefixes of the person objects a persona's ParentId may name.
+PERSON_PREFIXES = {"003": "Contact", "00Q": "Lead"}
+CANDIDATE_LIMIT = 2000  # rows per candidate query: more is a too-vague query, not a person
+PHONE_TAIL = 7  # digits of a phone number a query looks for (the subscriber number)
+MAX_HOPS = 5  # merge chains followed this far (each hop is one more query)
+# Lead field lengths (UTF-16 units), so a 1,000-character display name is cut, not refused.
+_LEAD_MAX = {"FirstName": 40, "LastName": 80, "Company": 255, "Description": 32_000}
+_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
+_CHECKSUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+
+
+def id18(value: object) -> str | None:
+    """The 18-character form of a record id (answers use it; refs may hold 15), else None."""
+    if not isinstance(value, str) or not _ID.match(value):
+        return None
+    suffix = ""
+    for start in (0, 5, 10):
+        bits = sum(1 << i for i, c in enumerate(value[start : start + 5]) if "A" <= c <= "Z")
+        suffix += _CHECKSUM[bits]
+    full = value[:15] + suffix
+    return full if len(value) == 15 or value == full else None
+
+
+def field(row: Mapping[str, Any], path: str) -> Any:
+    """A row's value at ``path`` (``Account.Name``), whatever casing the answer used."""
+    value: Any = row
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = next((v for k, v in value.items() if str(k).lower() == part.lower()), None)
+    return value
+
+
+def _text(value: Any) -> str | None:
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
+def like(value: str, before: str = "", after: str = "") -> str:
+    """A LIKE pattern literal: ``value`` escaped (its ``%`` and ``_`` literal), wildcards
+    ``before`` and ``after`` it."""
+    return f"'{before}{soql_quote(value, like=True)[1:-1]}{after}'"
+
+
+def in_list(name: str, values: Sequence[str]) -> str:
+    return f"{name} IN ({', '.join(map(soql_quote, values))})"
+
+
+# -- SocialPersona ---------------------------------------------------------------------------
+def _persona_values(key: IdentityKey) -> list[str]:
+    bare = bare_handle(key.handle)
+    return [key.user_id, bare, f"@{bare}"] if bare else [key.user_id]
+
+
+def persona_soql(provider: str, keys: Sequence[IdentityKey]) -> str:
+    """ONE query for a chunk of keys: personas by external user id or by handle."""
+    ids = list(dict.fromkeys(k.user_id for k in keys))
+    names = list(dict.fromkeys(v for k in keys for v in _persona_values(k)[1:]))
+    where = in_list("ExternalId", ids) + (f" OR {in_list('Name', names)}" if names else "")
+    return (
+        "SELECT Id, Name, ExternalId, ParentId, Parent.Name, IsDefault FROM SocialPersona "
+        f"WHERE Provider = {soql_quote(provider)} AND ({where})"
+    )
+
+
+def persona_chunks(keys: Sequence[IdentityKey]) -> Iterator[list[IdentityKey]]:
+    return chunks(keys, lambda k: sum(url_cost(soql_quote(v)) for v in _persona_values(k)))
+
+
+def match_personas(
+    keys: Sequence[IdentityKey], rows: Sequence[Mapping[str, Any]], objects: Sequence[str]
+) -> dict[IdentityKey, list[CrmRef]]:
+    """The people each key's personas belong to: by ExternalId; failing that, by handle, but
+    only personas with no ExternalId (one with another id is another user, who had the handle
+    before). Default personas first; only Contact and Lead parents among ``objects``."""
+    by_id: dict[str, list[Mapping[str, Any]]] = {}
+    by_name: dict[str, list[Mapping[str, Any]]] = {}
+    for row in sorted(rows, key=lambda r: field(r, "IsDefault") is not True):
+        if external := _text(field(row, "ExternalId")):
+            by_id.setdefault(external, []).append(row)
+        elif name := bare_handle(_text(field(row, "Name"))):
+            by_name.setdefault(name.casefold(), []).append(row)
+    found: dict[IdentityKey, list[CrmRef]] = {}
+    for key in keys:
+        handle = bare_handle(key.handle)
+        hits = by_id.get(key.user_id.strip()) or (
+            by_name.get(handle.casefold(), []) if handle else []
+        )
+        refs: dict[str, CrmRef] = {}
+        for row in hits:
+            parent = id18(field(row, "ParentId"))
+            obj = PERSON_PREFIXES.get((parent or "")[:3])
+            if parent and obj and obj in objects and parent not in refs:
+                refs[parent] = CrmRef(obj, parent, _text(field(row, "Parent.Name")))
+        if refs:
+            found[key] = list(refs.values())
+    return found
+
+
+# -- candidate people ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Shape:
+    """Where a person object keeps what the resolver scores."""
+
+    city: str
+    company: str
+    website: str
+    only: str = ""  # a condition every row must meet
+
+
+SHAPES = {
+    "Contact": Shape("MailingCity", "Account.Name", "Account.Website"),
+    # A converted Lead is read-only history: its person is the Contact it became.
+    "Lead": Shape("City", "Company", "Website", "IsConverted = false"),
+}
+
+
+def identity_fields(settings: SalesforceSettings) -> IdentityFields | None:
+    """The network fields read into PersonRecord.user_id / handle: X's, else the first."""
+    fields = settings.identity_fields
+    return fields.get("x") or next(iter(fields.values()), None)
+
+
+def digits(text: object) -> str:
+    return re.sub(r"[^0-9]", "", str(text or ""))
+
+
+def _terms(query: PeopleQuery, shape: Shape) -> list[tuple[str, str]]:
+    """(kind, condition) per value, in a stable order; e-mails later join one IN list.
+
+    Salesforce keeps phones as typed ("+1 (415) 555-0134"), so no text comparison finds
+    digits. A phone is looked for by its last seven digits with a wildcard between each
+    (``'%5%5%5%0%1%3%4'``): any punctuation matches, and :func:`row_matches` keeps only
+    records whose digits really are the number (equal, or one ending with the other).
+    """
+    out = [("email", soql_quote(e)) for e in sorted(query.emails)]
+    for phone in sorted(query.phones):
+        if len(tail := digits(phone)[-PHONE_TAIL:]) == PHONE_TAIL:
+            pattern = "'%" + "%".join(tail) + "'"  # ASCII digits: nothing to escape
+            out.append(("phone", f"Phone LIKE {pattern} OR MobilePhone LIKE {pattern}"))
+    for prefix in sorted(query.name_prefixes):
+        pattern = like(prefix, after="%")
+        out.append(("name", f"FirstName LIKE {pattern} OR LastName LIKE {pattern}"))
+    for domain in sorted(query.domains):
+        site = like(domain, "%", "%")
+        out.append(("domain", f"Email LIKE {like(domain, '%@')} OR {shape.website} LIKE {site}"))
+    return out
+
+
+def people_soql(
+    obj: str, fields: IdentityFields | None, conditions: Sequence[tuple[str, str]]
+) -> str:
+    """ONE candidate query for a chunk of conditions against one person object."""
+    shape = SHAPES[obj]
+    names = ["Id", "Name", "FirstName", "LastName", "Email", "Phone", "MobilePhone"]
+    names += [shape.city, shape.company, shape.website]
+    names += [fields.user_id, fields.handle] if fields else []
+    unique: dict[str, str] = {}
+    for name in names:  # a configured field may repeat a standard one in another casing
+        unique.setdefault(name.lower(), name)
+    select = ", ".join(unique.values())
+    emails = [c for kind, c in conditions if kind == "email"]
+    parts = [f"Email IN ({', '.join(emails)})"] if emails else []
+    parts += [c for kind, c in conditions if kind != "email"]
+    where = " OR ".join(parts)
+    if shape.only:
+        where = f"{shape.only} AND ({where})"
+    return f"SELECT {select} FROM {obj} WHERE {where} LIMIT {CANDIDATE_LIMIT}"
+
+
+def people_queries(obj: str, fields: IdentityFields | None, query: PeopleQuery) -> Iterator[str]:
+    """The candidate queries for one object: one per chunk of at most 200 values that keeps
+    the URL within budget (so long values may split a chunk further)."""
+    for chunk in chunks(_terms(query, SHAPES[obj]), lambda t: url_cost(t[1])):
+        yield people_soql(obj, fields, chunk)
+
+
+def _host(url: str | None) -> str | None:
+    host = re.sub(r"^[a-z][a-z0-9+.-]*://", "", (url or "").strip().lower())
+    host = re.split(r"[/:?#]", host, maxsplit=1)[0].removeprefix("www.")
+    return host or None
+
+
+def _same_phone(stored: str, wanted: str) -> bool:
+    """Digits of one number, with or without country code: "02079460958" (a trunk 0,
+    national) is "442079460958"; equal, or the longer ends with the shorter (7+ digits)."""
+    short, long_ = sorted((stored.lstrip("0"), wanted.lstrip("0")), key=len)
+    return short == long_ or (len(short) >= PHONE_TAIL and long_.endswith(short))
+
+
+def row_matches(person: PersonRecord, query: PeopleQuery, phones: Sequence[str]) -> bool:
+    """Whether a record really matches a value of ``query`` (not just a loose pattern)."""
+    email = (person.email or "").strip().lower()
+    if email and email in query.emails:
+        return True
+    wanted = [digits(p) for p in query.phones]
+    if any(_same_phone(digits(p), w) for p in phones if digits(p) for w in wanted):
+        return True
+    names = [(n or "").casefold() for n in (person.first_name, person.last_name)]
+    if any(n.startswith(p.casefold()) for n in names if n for p in query.name_prefixes):
+        return True
+    host, domain = _host(person.website), email.rpartition("@")[2]
+    for wanted_domain in query.domains:
+        if domain == wanted_domain or (
+            host and (host == wanted_domain or host.endswith("." + wanted_domain))
+        ):
+            return True
+    return False
+
+
+def person_record(
+    obj: str, fields: IdentityFields | None, row: Mapping[str, Any], query: PeopleQuery
+) -> PersonRecord | None:
+    """A candidate row as the resolver scores it, or None when no value really matches it."""
+    shape = SHAPES[obj]
+    phones = [p for p in (_text(field(row, "Phone")), _text(field(row, "MobilePhone"))) if p]
+    wanted = [digits(p) for p in query.phones]
+    matched = [p for p in phones if any(_same_phone(digits(p), w) for w in wanted if digits(p))]
+    person = PersonRecord(
+        ref=CrmRef(obj, str(field(row, "Id")), _text(field(row, "Name"))),
+        first_name=_text(field(row, "FirstName")),
+        last_name=_text(field(row, "LastName")),
+        email=_text(field(row, "Email")),
+        phone=next(iter(matched or phones), None),
+        city=_text(field(row, shape.city)),
+        company=_text(field(row, shape.company)),
+        website=_text(field(row, shape.website)),
+        user_id=_text(field(row, fields.user_id)) if fields else None,
+        handle=bare_handle(_text(field(row, fields.handle))) if fields else None,
+    )
+    return person if row_matches(person, query, phones) else None
+
+
+# -- merges ----------------------------------------------------------------------------------
+SURVIVOR_FIELDS = {
+    "Contact": "Id, Name, IsDeleted, MasterRecordId",
+    "Account": "Id, Name, IsDeleted, MasterRecordId",
+    "Lead": "Id, Name, IsDeleted, MasterRecordId, IsConverted, ConvertedContactId",
+}
+
+
+def survivor_soql(obj: str, ids: Sequence[str]) -> str:
+    """ONE queryAll for a chunk of ids: deleted rows too, with the record they merged into."""
+    return (
+        f"SELECT {SURVIVOR_FIELDS.get(obj, 'Id, IsDeleted')} FROM {obj} WHERE {in_list('Id', ids)}"
+    )
+
+
+def id_chunks(ids: Sequence[str]) -> Iterator[list[str]]:
+    return chunks(ids, lambda i: url_cost(soql_quote(i)))
+
+
+def next_hop(obj: str, row: Mapping[str, Any] | None) -> tuple[str, str] | bool | None:
+    """Where a record went: ``(object, id)`` to follow, ``None`` when it is gone for good,
+    ``True`` when it is alive. A converted Lead lives on as its Contact."""
+    if row is None:
+        return None  # purged: not even queryAll sees it
+    if field(row, "IsDeleted") is True:
+        master = id18(field(row, "MasterRecordId"))
+        return (obj, master) if master else None
+    contact = id18(field(row, "ConvertedContactId"))
+    if obj == "Lead" and field(row, "IsConverted") is True and contact:
+        return ("Contact", contact)
+    return True
+
+
+# -- the Lead for an unknown author ----------------------------------------------------------
+def lead_fields(
+    profile: Profile, settings: SalesforceSettings, fields: IdentityFields
+) -> dict[str, Any]:
+    """The Lead upserted for ``profile`` (without its external id, which the URL carries).
+
+    Salesforce requires LastName and Company: the display name's last word (or the handle,
+    or the user id), and the configured ``lead_company``. Lengths are cut to the fields'.
+    """
+    handle = bare_handle(profile.key.handle)
+    words = (profile.display_name or "").split()
+    last = words[-1] if words else handle or profile.key.user_id
+    payload: dict[str, Any] = {
+        "FirstName": " ".join(words[:-1]) or None,
+        "LastName": last,
+        "Company": settings.lead_company,
+        "LeadSource": settings.lead_source,
+        "Description": profile.description or None,
+        fields.handle: handle,
+    }
+    payload = {
+        k: clip(v, _LEAD_MAX.get(k, 255)) if isinstance(v, str) else v for k, v in payload.items()
+    }
+    if profile.url and len(profile.url) <= 255:  # a cut URL is a wrong URL: leave it out
+        payload["Website"] = profile.url
+    return payload
+
+
+def lead_name(payload: Mapping[str, Any]) -> str | None:
+    """The Name Salesforce computes for a Lead: first and last name."""
+    return " ".join(p for p in (payload.get("FirstName"), payload.get("LastName")) if p) or None

@@ -1,0 +1,97 @@
+"""The Python API tests and the demo use to set up and change the Salesforce stand-in's org.
+
+Seeding, reading and deleting records directly (no API call, not counted), and merging
+records as a user merging duplicates in Setup would. Mixed into
+:class:`~syncd.sandbox.salesforce_api.SalesforceSandbox`, which owns ``lock`` and ``store``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from syncd.sandbox.salesforce_schema import normalize_id
+from syncd.sandbox.salesforce_store import DmlError, RequestError, SalesforceStore
+
+# Objects Salesforce can merge; the losers keep the winner's id in MasterRecordId.
+MERGEABLE = ("Account", "Contact", "Lead")
+
+
+class OrgAdmin:
+    lock: threading.RLock
+    store: SalesforceStore
+
+    # -- the Python API tests use ---------------------------------------------------------
+    def insert(self, sobject: str, fields: dict[str, Any]) -> str:
+        """Seed a record directly: no API call, no required-field or lookup checks.
+
+        Read-only fields, an unknown sObject and a duplicate external id raise ValueError.
+        """
+        with self.lock:
+            try:
+                return self.store.create(sobject, fields, check=False)
+            except (DmlError, RequestError) as exc:
+                raise ValueError(f"{sobject}: {exc}") from None
+
+    def add_field(self, sobject: str, name: str, field_type: str = "string") -> None:
+        """Define a custom field before any record carries it, as Setup would.
+
+        Without it a field exists only once some record has it, and SOQL naming it fails
+        with INVALID_FIELD, as it would in an org that lacks the field.
+        """
+        with self.lock:
+            table = self.store.table(sobject, create=True)
+            if table is None:
+                raise ValueError(f"no sObject {sobject!r} (custom objects end in __c)")
+            table.add_field(name, field_type)
+
+    def records(self, sobject: str) -> list[dict[str, Any]]:
+        """Copies of the live (not deleted) records of ``sobject``, in creation order."""
+        with self.lock:
+            table = self.store.table(sobject)
+            if table is None:
+                return []
+            return [
+                dict(self.store.view(table, r))
+                for r in table.records.values()
+                if not r["IsDeleted"]
+            ]
+
+    def get(self, sobject: str, record_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            table = self.store.table(sobject)
+            rec = self.store.live(table, record_id) if table else None
+            return dict(self.store.view(table, rec)) if table and rec else None
+
+    def delete(self, sobject: str, record_id: str, *, purge: bool = False) -> None:
+        """Move a record to the recycle bin (``purge``: and empty it from there); KeyError if
+        there is no such live record. A Task naming it as WhoId then fails ENTITY_IS_DELETED,
+        or INVALID_CROSS_REFERENCE_KEY once purged."""
+        with self.lock:
+            try:
+                self.store.delete(sobject, record_id, purge)
+            except (DmlError, RequestError):
+                raise KeyError(f"{sobject} {record_id}") from None
+
+    def merge(self, sobject: str, master_id: str, loser_ids: Sequence[str]) -> None:
+        """Merge duplicates into ``master_id``, as Salesforce's merge does: each loser goes
+        to the recycle bin with ``MasterRecordId`` naming the master, so ``queryAll`` shows
+        ``IsDeleted = true`` and the master's id, and ``query`` no longer sees it. (Child
+        records are not re-parented.) ValueError when a record is not a live ``sobject``."""
+        with self.lock:
+            table = self.store.table(sobject)
+            if table is None or table.name not in MERGEABLE:
+                raise ValueError(f"{sobject!r} cannot be merged (only {', '.join(MERGEABLE)})")
+            master = self.store.live(table, master_id)
+            losers = [self.store.live(table, i) for i in loser_ids]
+            if master is None or any(r is None for r in losers):
+                raise ValueError(f"merge: every record must be a live {table.name}")
+            if not 1 <= len(loser_ids) <= 2 or any(
+                normalize_id(i) == master["Id"] for i in loser_ids
+            ):
+                raise ValueError("merge: one or two other records merge into the master")
+            for loser in losers:
+                assert loser is not None
+                self.store.delete(table.name, loser["Id"])
+                loser["MasterRecordId"] = master["Id"]

@@ -1,0 +1,154 @@
+"""Relationship fields in SOQL for the Salesforce stand-in: ``Account.Name``, ``Parent.Name``.
+
+A child-to-parent path names a lookup by its relationship name (the field without its ``Id``
+suffix: ``AccountId`` → ``Account``, ``ParentId`` → ``Parent``) and then a field of the record
+it points to. Only the lookups the stand-in knows (``salesforce_schema.REFERENCES``) can be
+walked, one level deep, as most real queries do. A polymorphic lookup (SocialPersona's
+``ParentId`` names an Account, a Contact or a Lead) offers only the fields of the ``Name``
+object (Id, Name, Type), as in a real org.
+
+The answer nests the parent like the real API: ``"Account": {"attributes": {…}, "Name": …}``,
+or ``"Account": null`` when the lookup is empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from syncd.sandbox.salesforce_schema import REFERENCES, normalize_id
+from syncd.sandbox.salesforce_store import SalesforceStore, Table
+from syncd.sandbox.soql import BoolOp, Condition, Not, Query
+
+# Fields a polymorphic relationship offers (the "Name" object), with their types.
+_NAME_FIELDS = {"Id": "id", "Name": "string", "Type": "string"}
+
+
+def _relationship(sobject: str, rel: str) -> tuple[str, tuple[str, ...]] | None:
+    """The lookup field behind relationship ``rel`` of ``sobject``, and what it points to."""
+    for (obj, field), (_, targets) in REFERENCES.items():
+        if obj == sobject and field.lower() == f"{rel.lower()}id":
+            return field, targets
+    return None
+
+
+class PathSchema:
+    """The store's schema (the ``soql_bind.Schema`` protocol), plus ``Rel.Field`` paths."""
+
+    def __init__(self, store: SalesforceStore) -> None:
+        self.store = store
+
+    def object_name(self, name: str) -> str | None:
+        return self.store.object_name(name)
+
+    def field_name(self, sobject: str, name: str) -> str | None:
+        if "." not in name:
+            return self.store.field_name(sobject, name)
+        found = self._resolve(sobject, name)
+        return found[0] if found else None
+
+    def field_type(self, sobject: str, name: str) -> str:
+        if "." not in name:
+            return self.store.field_type(sobject, name)
+        found = self._resolve(sobject, name)
+        return found[1] if found else "string"
+
+    def _resolve(self, sobject: str, path: str) -> tuple[str, str] | None:
+        """``(canonical path, field type)``, or None when the path names nothing."""
+        parts = path.split(".")
+        if len(parts) != 2:
+            return None
+        rel = _relationship(sobject, parts[0])
+        if rel is None:
+            return None
+        field, targets = rel
+        head = field[:-2]  # the relationship name: the lookup field without "Id"
+        if len(targets) > 1:
+            name = next((n for n in _NAME_FIELDS if n.lower() == parts[1].lower()), None)
+            return (f"{head}.{name}", _NAME_FIELDS[name]) if name else None
+        target = self.store.table(targets[0])
+        name = target.fields.get(parts[1].lower()) if target else None
+        if target is None or name is None:
+            return None
+        return f"{head}.{name}", target.types.get(name, "string")
+
+
+def paths_of(query: Query) -> list[str]:
+    """Every relationship path a bound query names, in SELECT, WHERE and ORDER BY."""
+    names = [f.name for f in query.fields] + [o.field.name for o in query.order_by]
+
+    def walk(cond: Condition | None) -> None:
+        if isinstance(cond, Not):
+            walk(cond.operand)
+        elif isinstance(cond, BoolOp):
+            for part in cond.operands:
+                walk(part)
+        elif cond is not None:
+            names.append(cond.field)
+
+    walk(query.where)
+    return list(dict.fromkeys(n for n in names if "." in n))
+
+
+def _parent(store: SalesforceStore, table: Table, rec: Mapping[str, Any], rel: str) -> Any:
+    """The live record a relationship of ``rec`` points to, and its table; None if empty."""
+    found = _relationship(table.name, rel)
+    parent_id = normalize_id(rec.get(found[0])) if found else None
+    target = store.by_prefix(parent_id) if parent_id else None
+    if target is None or parent_id is None:
+        return None
+    parent = store.live(target, parent_id)
+    return (target, parent) if parent is not None else None
+
+
+def with_paths(
+    store: SalesforceStore, table: Table, rows: Sequence[Mapping[str, Any]], paths: Sequence[str]
+) -> list[Mapping[str, Any]]:
+    """Rows carrying each path's value under its dotted name, for WHERE and ORDER BY."""
+    if not paths:
+        return list(rows)
+    out: list[Mapping[str, Any]] = []
+    for rec in rows:
+        extra: dict[str, Any] = {}
+        for path in paths:
+            rel, field = path.split(".")
+            found = _parent(store, table, rec, rel)
+            if found is None:
+                extra[path] = None
+            elif field == "Type":
+                extra[path] = found[0].name
+            else:
+                extra[path] = found[1].get(field)
+        out.append({**rec, **extra})
+    return out
+
+
+def project(
+    store: SalesforceStore,
+    table: Table,
+    rec: Mapping[str, Any],
+    fields: Sequence[str],
+    url: Callable[[str, str], str],
+) -> dict[str, Any]:
+    """One record of a query answer: the selected fields, relationships nested."""
+    out: dict[str, Any] = {"attributes": {"type": table.name, "url": url(table.name, rec["Id"])}}
+    for name in fields:
+        if "." not in name:
+            out[name] = rec.get(name)
+            continue
+        rel, field = name.split(".")
+        found = _parent(store, table, rec, rel)
+        if found is None:
+            out[rel] = None
+            continue
+        target, parent = found
+        polymorphic = len((_relationship(table.name, rel) or ("", ()))[1]) > 1
+        nested = out.get(rel) or {
+            "attributes": {
+                "type": "Name" if polymorphic else target.name,
+                "url": url(target.name, parent["Id"]),
+            }
+        }
+        nested[field] = target.name if field == "Type" else parent.get(field)
+        out[rel] = nested
+    return out

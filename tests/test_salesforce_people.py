@@ -1,0 +1,401 @@
+"""Identity resolution against Salesforce: personas, candidates, survivors of merges, Leads.
+
+Through the real simple-salesforce against the stand-in, plus the generated SOQL on its own.
+The injection tests pass hostile author strings through every call that puts them in SOQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote_plus
+
+import pytest
+from salesforce_support import key, settings
+
+from connectors.salesforce import SOQL_URL_BUDGET, SalesforceCrm
+from connectors.salesforce_people import (
+    CANDIDATE_LIMIT,
+    id18,
+    lead_fields,
+    people_queries,
+    persona_soql,
+    survivor_soql,
+)
+from connectors.salesforce_settings import IdentityFields
+from syncd.model import CrmRef, IdentityKey, PeopleQuery, PersonRecord, Profile
+from syncd.sandbox import soql
+from syncd.sandbox.salesforce_api import SalesforceSandbox
+
+X = IdentityFields(user_id="X_User_Id__c", handle="X_Handle__c")
+HOSTILE = [
+    "' OR Name != '",
+    "o'brien",
+    "back\\slash\\",
+    "\\' OR Id != null OR Name = \\'",
+    "100%",
+    "%",
+    "_",
+    "a_b",
+    "%%' OR '%' = '",
+    "select id from contact where name like '%'",
+    "NULL",
+    '"double" quotes',
+    "new\nline\ttab",
+    "\u202eمرحبا\u202c abc",
+    "😀🎉 fan",
+    "x" * 1000,
+    "名" * 1000,
+]
+
+
+@pytest.fixture
+def sb(monkeypatch: pytest.MonkeyPatch) -> Iterator[SalesforceSandbox]:
+    monkeypatch.setenv("SF_PASSWORD", "sandbox-password")
+    monkeypatch.setenv("SF_TOKEN", "sandbox-token")
+    sandbox = SalesforceSandbox(
+        external_ids={"Task": ["Social_Post_Id__c"], "Lead": ["X_User_Id__c"]}
+    )
+    for obj in ("Contact", "Lead"):
+        for name in ("X_User_Id__c", "X_Handle__c"):
+            sandbox.add_field(obj, name)
+    sandbox.start()
+    yield sandbox
+    sandbox.stop()
+
+
+def crm(sb: SalesforceSandbox, **overrides: Any) -> SalesforceCrm:
+    return SalesforceCrm.from_settings(settings(login_url=sb.url, **overrides))
+
+
+def calls(crm: SalesforceCrm, run: Any) -> tuple[Any, int]:
+    before = crm.api_calls
+    result = run()
+    return result, crm.api_calls - before
+
+
+def contact(sb: SalesforceSandbox, last: str, **fields: Any) -> str:
+    return sb.insert("Contact", {"LastName": last, **fields})
+
+
+def persona(sb: SalesforceSandbox, parent: str, name: str, external: str | None, **kw: Any) -> str:
+    values = {"Name": name, "Provider": "Twitter", "ParentId": parent, "ExternalId": external}
+    return sb.insert("SocialPersona", {**values, **kw})
+
+
+# -- personas ----------------------------------------------------------------------------------
+
+
+def test_personas_are_off_by_default_and_make_no_call(sb: SalesforceSandbox) -> None:
+    jack = contact(sb, "Dorsey")
+    persona(sb, jack, "jack", "12")
+    client = crm(sb)
+    assert client.personas([key("12", "jack")]) == {}
+    assert client.api_calls == 0 and client.logins == 0 and sb.api_calls == 0
+
+
+def test_personas_by_external_id_then_handle(sb: SalesforceSandbox) -> None:
+    jack = contact(sb, "Dorsey", FirstName="Jack")
+    twin = contact(sb, "Twin")
+    ev = sb.insert("Lead", {"LastName": "Williams", "Company": "Obvious"})
+    account = sb.insert("Account", {"Name": "Acme"})
+    persona(sb, twin, "jack", "12")
+    persona(sb, jack, "jack", "12", IsDefault=True)
+    persona(sb, jack, "jack_again", "12")  # a second persona of the same person: one ref
+    persona(sb, ev, "@EV", None)  # no user id recorded: matched by handle
+    persona(sb, account, "acme", "14")  # an Account is no person
+    persona(sb, jack, "renamed", "77")  # another user who had the handle: not by name
+    persona(sb, twin, "biz", "13", Provider="Facebook")  # another network's id space
+    found, n = calls(
+        client := crm(sb, social_personas=True),
+        lambda: client.personas(
+            [key("12", "nobody"), key("99", "ev"), key("14"), key("88", "renamed"), key("13")]
+        ),
+    )
+    assert found == {
+        key("12", "nobody"): [
+            CrmRef("Contact", jack, "Jack Dorsey"),
+            CrmRef("Contact", twin, "Twin"),
+        ],
+        key("99", "ev"): [CrmRef("Lead", ev, "Williams")],
+    }
+    assert n == 1
+    only_contacts = crm(sb, social_personas=True, person_objects=["Contact"])
+    assert only_contacts.personas([key("99", "ev")]) == {}
+
+
+def test_personas_batch_200_keys_per_query(sb: SalesforceSandbox) -> None:
+    people = [contact(sb, f"P{i}") for i in range(0, 450, 50)]
+    for i, pid in zip(range(0, 450, 50), people, strict=True):
+        persona(sb, pid, f"user{i}", str(1000 + i))
+    keys = [key(str(1000 + i), f"user{i}") for i in range(450)]
+    found, n = calls(client := crm(sb, social_personas=True), lambda: client.personas(keys))
+    assert n == math.ceil(450 / 200)
+    assert {k.user_id for k in found} == {str(1000 + i) for i in range(0, 450, 50)}
+
+
+# -- find_people -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def people(sb: SalesforceSandbox) -> dict[str, str]:
+    acme = sb.insert("Account", {"Name": "Acme", "Website": "https://www.acme.com/about"})
+    other = sb.insert("Account", {"Name": "Not Acme", "Website": "notacme.com"})
+    return {
+        "ann": contact(
+            sb, "Lee", FirstName="Ann", Email="Ann.Lee@Gmail.com", Phone="+1 (415) 555-0134",
+            MailingCity="Oakland", AccountId=acme, X_User_Id__c="12", X_Handle__c="@annlee",
+        ),
+        "bob": contact(sb, "Bobson", FirstName="Robert", MobilePhone="020 7946 0958"),
+        "near": contact(sb, "Near", Phone="5550 1234", AccountId=other),
+        "lea": sb.insert(
+            "Lead",
+            {
+                "LastName": "Stone", "FirstName": "Biz", "Company": "Obvious",
+                "City": "SF", "Website": "http://obvious.io", "Email": "biz@obvious.io",
+                "MobilePhone": "415.555.0199", "X_Handle__c": "biz",
+            },
+        ),
+        "gone": sb.insert(
+            "Lead", {"LastName": "Stoner", "Company": "Old", "IsConverted": True}
+        ),
+    }  # fmt: skip
+
+
+def ids(found: Any) -> set[str]:
+    return {p.ref.id for p in found}
+
+
+def test_find_people_by_each_kind_of_value(sb: SalesforceSandbox, people: dict[str, str]) -> None:
+    client = crm(sb)
+    assert client.find_people(PeopleQuery()) == [] and client.api_calls == 0
+    (ann,) = client.find_people(PeopleQuery(emails=frozenset({"ann.lee@gmail.com"})))
+    assert ann == PersonRecord(
+        CrmRef("Contact", people["ann"], "Ann Lee"), "Ann", "Lee", "Ann.Lee@Gmail.com",
+        "+1 (415) 555-0134", "Oakland", "Acme", "https://www.acme.com/about", "12", "annlee",
+    )  # fmt: skip
+    (lea,) = client.find_people(PeopleQuery(phones=frozenset({"4155550199"})))
+    assert lea == PersonRecord(
+        CrmRef("Lead", people["lea"], "Biz Stone"), "Biz", "Stone", "biz@obvious.io",
+        "415.555.0199", "SF", "Obvious", "http://obvious.io", None, "biz",
+    )  # fmt: skip
+    # Digits compare whatever the punctuation, national against international form; a
+    # record whose digits merely contain the number's in order is not a match.
+    phones = frozenset({"14155550134", "442079460958", "5551234"})
+    assert ids(client.find_people(PeopleQuery(phones=phones))) == {people["ann"], people["bob"]}
+    prefixes = frozenset({"bob", "sto"})  # last names; a converted Lead is never a candidate
+    assert ids(client.find_people(PeopleQuery(name_prefixes=prefixes))) == {
+        people["bob"], people["lea"],
+    }  # fmt: skip
+    assert ids(client.find_people(PeopleQuery(name_prefixes=frozenset({"rob"})))) == {people["bob"]}
+    domains = frozenset({"acme.com", "obvious.io", "gmail.com"})
+    assert ids(client.find_people(PeopleQuery(domains=domains))) == {people["ann"], people["lea"]}
+    assert client.find_people(PeopleQuery(domains=frozenset({"cme.com"}))) == []
+
+
+def test_find_people_batches_450_values(sb: SalesforceSandbox, people: dict[str, str]) -> None:
+    emails = frozenset({f"someone{i}@example.com" for i in range(449)} | {"biz@obvious.io"})
+    found, n = calls(client := crm(sb), lambda: client.find_people(PeopleQuery(emails=emails)))
+    assert ids(found) == {people["lea"]}
+    assert n == 2 * math.ceil(450 / 200)  # Contact and Lead
+    only = crm(sb, person_objects=["Lead"])
+    mixed = PeopleQuery(
+        emails=frozenset(f"e{i}@example.com" for i in range(150)),
+        phones=frozenset(f"1415555{i:04d}" for i in range(150)),
+        name_prefixes=frozenset(f"nm{i}" for i in range(150)),
+    )
+    _, n = calls(only, lambda: only.find_people(mixed))
+    assert n == math.ceil(450 / 200)
+    prefixes = PeopleQuery(name_prefixes=frozenset(f"nam{i}" for i in range(450)))
+    assert len(list(people_queries("Contact", X, prefixes))) == math.ceil(450 / 200)
+
+
+def test_find_people_urls_stay_within_budget() -> None:
+    query = PeopleQuery(name_prefixes=frozenset(f"{'n' * 300}{i}" for i in range(100)))
+    texts = list(people_queries("Contact", X, query))
+    assert len(texts) > 1
+    for text in texts:
+        assert len(quote_plus(text)) < SOQL_URL_BUDGET + 1000
+        assert text.endswith(f"LIMIT {CANDIDATE_LIMIT}")
+
+
+def test_find_people_warns_at_the_row_cap(
+    sb: SalesforceSandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    for i in range(CANDIDATE_LIMIT + 5):
+        contact(sb, f"Smith{i}")
+    with caplog.at_level(logging.WARNING, "connectors.salesforce"):
+        found = crm(sb, person_objects=["Contact"]).find_people(
+            PeopleQuery(name_prefixes=frozenset({"smi"}))
+        )
+    assert len(found) == CANDIDATE_LIMIT and "the cap" in caplog.text
+
+
+# -- survivors ---------------------------------------------------------------------------------
+
+
+def test_survivors_follow_merges_and_conversions(sb: SalesforceSandbox) -> None:
+    a, b, c, d, e, f, g = (contact(sb, name) for name in "ABCDEFG")
+    sb.merge("Contact", a, [b])
+    sb.merge("Contact", d, [c])
+    sb.merge("Contact", e, [d])  # c → d → e
+    sb.delete("Contact", f)
+    sb.delete("Contact", g, purge=True)
+    kept = contact(sb, "Kept")
+    lead = sb.insert("Lead", {"LastName": "L", "Company": "X"})
+    converted = sb.insert(
+        "Lead", {"LastName": "C", "Company": "X", "IsConverted": True, "ConvertedContactId": kept}
+    )
+    refs = [CrmRef("Contact", i) for i in (a, b[:15], c, f, g)] + [
+        CrmRef("Lead", lead),
+        CrmRef("Lead", converted),
+        CrmRef("Contact", "not-an-id"),
+    ]
+    found, n = calls(client := crm(sb), lambda: client.survivors(refs))
+    assert found == {
+        CrmRef("Contact", b[:15]): CrmRef("Contact", a, "A"),
+        CrmRef("Contact", c): CrmRef("Contact", e, "E"),
+        CrmRef("Contact", f): None,
+        CrmRef("Contact", g): None,
+        CrmRef("Lead", converted): CrmRef("Contact", kept, "Kept"),
+        CrmRef("Contact", "not-an-id"): None,
+    }
+    assert n == 4  # hop 0: Contacts, Leads; hop 1: Contacts (a, d, kept); hop 2: e
+    assert [r["Id"] for r in sb.records("Contact")] == [a, e, kept]
+
+
+def test_survivors_batch_200_ids_per_query(sb: SalesforceSandbox) -> None:
+    refs = [CrmRef("Contact", contact(sb, f"P{i}")) for i in range(450)]
+    found, n = calls(client := crm(sb), lambda: client.survivors(refs))
+    assert found == {} and n == math.ceil(450 / 200)
+    assert client.survivors([]) == {}
+
+
+def test_merge_shows_in_query_all_only(sb: SalesforceSandbox) -> None:
+    a, b = contact(sb, "A"), contact(sb, "B")
+    sb.merge("Contact", a, [b])
+    client = crm(sb)
+    soql_text = f"SELECT Id, IsDeleted, MasterRecordId FROM Contact WHERE Id = '{b}'"
+    assert client.query(soql_text) == []
+    (row,) = client.query(soql_text, include_archived=True)
+    assert (row["IsDeleted"], row["MasterRecordId"]) == (True, a)
+    with pytest.raises(ValueError):
+        sb.merge("Contact", a, [b])  # b is gone already
+    with pytest.raises(ValueError):
+        sb.merge("Task", a, [b])
+
+
+# -- upsert_lead -------------------------------------------------------------------------------
+
+
+def test_upsert_lead_twice_is_one_lead(sb: SalesforceSandbox) -> None:
+    client = crm(sb)
+    profile = Profile(
+        key=IdentityKey("x", "4242", "@newbie"),
+        display_name="Ada  King Lovelace",
+        description="Engines. " * 5000,
+        url="https://ada.example",
+    )
+    first, second = client.upsert_lead(profile), client.upsert_lead(profile)
+    assert first == second == CrmRef("Lead", first.id, "Ada King Lovelace")
+    (lead,) = sb.records("Lead")
+    assert lead["Id"] == first.id
+    assert (lead["FirstName"], lead["LastName"], lead["Company"], lead["LeadSource"]) == (
+        "Ada King", "Lovelace", "Unknown (from social)", "Social",
+    )  # fmt: skip
+    assert (lead["X_User_Id__c"], lead["X_Handle__c"], lead["Website"]) == (
+        "4242", "newbie", "https://ada.example",
+    )  # fmt: skip
+    assert len(lead["Description"]) <= 32_000
+    assert client.lookup([key("4242")])[key("4242")].ref.id == first.id
+
+
+def test_upsert_lead_without_a_name_uses_the_handle(sb: SalesforceSandbox) -> None:
+    client = crm(sb, lead_company="Prospects", lead_source="X")
+    ref = client.upsert_lead(Profile(key=IdentityKey("x", "7", "quiet")))
+    (lead,) = sb.records("Lead")
+    assert ref == CrmRef("Lead", lead["Id"], "quiet")
+    assert (lead["FirstName"], lead["LastName"], lead["Company"], lead["LeadSource"]) == (
+        None, "quiet", "Prospects", "X",
+    )  # fmt: skip
+    nameless = client.upsert_lead(Profile(key=IdentityKey("x", "8")))
+    assert nameless.name == "8"
+
+
+# -- injection ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hostile", HOSTILE, ids=lambda h: repr(h[:20]))
+def test_hostile_strings_through_every_call(sb: SalesforceSandbox, hostile: str) -> None:
+    decoy = hostile.replace("%", "zz").replace("_", "q").replace("'", "").replace("\\", "")
+    decoys = ["Alice", "Bob"] + ([decoy, decoy + "x"] if decoy != hostile else [])
+    for name in decoys:
+        contact(sb, name, FirstName=name, Email=f"{name.lower()}@example.com")
+    target = contact(
+        sb, hostile, FirstName=hostile, Email=f"{hostile.lower()}@example.com",
+        X_Handle__c=hostile,
+    )  # fmt: skip
+    persona(sb, target, hostile, None)
+    client = crm(sb, social_personas=True)
+    # lookup: by handle the exact record; the same string as a user id finds nothing
+    found = client.lookup([key("999", hostile)])
+    assert [m.ref.id for m in found.values()] == [target]
+    assert client.lookup([key(hostile)]) == {}
+    # personas: the exact one
+    assert [r.id for r in client.personas([key("999", hostile)])[key("999", hostile)]] == [target]
+    assert client.personas([key(hostile, "nobody")]) == {}
+    # find_people: a prefix, an e-mail and a domain made of it match it alone (or nothing)
+    wanted = hostile.lower()
+    assert ids(client.find_people(PeopleQuery(name_prefixes=frozenset({wanted})))) == {target}
+    by_email = PeopleQuery(emails=frozenset({f"{wanted}@example.com"}))
+    assert ids(client.find_people(by_email)) == {target}
+    assert client.find_people(PeopleQuery(domains=frozenset({wanted}))) == []
+    # upsert_lead: stored verbatim (cut to the field's length), once
+    profile = Profile(key=IdentityKey("x", "31337", hostile), display_name=hostile)
+    assert client.upsert_lead(profile) == client.upsert_lead(profile)
+    (lead,) = sb.records("Lead")
+    assert lead["X_Handle__c"] == lead_fields(profile, client.settings, X)["X_Handle__c"]
+    assert lead["LastName"] == lead_fields(profile, client.settings, X)["LastName"]
+
+
+def _comparisons(cond: soql.Condition | None) -> list[soql.Comparison]:
+    if isinstance(cond, soql.BoolOp):
+        return [c for part in cond.operands for c in _comparisons(part)]
+    if isinstance(cond, soql.Not):
+        return _comparisons(cond.operand)
+    return [cond] if cond is not None else []
+
+
+@pytest.mark.parametrize("hostile", HOSTILE, ids=lambda h: repr(h[:20]))
+def test_generated_soql_keeps_each_value_one_literal(hostile: str) -> None:
+    """Parsed back, each query has exactly the comparisons it was built with, and each
+    literal is the value itself (a LIKE pattern: the value, its wildcards literal)."""
+    text = persona_soql("Twitter", [key(hostile, hostile)])
+    bare = hostile.strip().removeprefix("@")
+    values = [v.value for c in _comparisons(soql.parse(text).where) for v in c.values]
+    assert values == ["Twitter", hostile, bare, f"@{bare}"]
+    query = PeopleQuery(
+        emails=frozenset({hostile}), name_prefixes=frozenset({hostile}),
+        domains=frozenset({hostile}),
+    )  # fmt: skip
+    # (a value of 1,000 CJK characters is 9 KB of URL: its own query)
+    texts = list(people_queries("Lead", X, query))
+    comparisons = [c for t in texts for c in _comparisons(soql.parse(t).where)]
+    assert [c.field for c in comparisons if c.field == "IsConverted"] == ["IsConverted"] * len(
+        texts
+    )
+    comparisons = [c for c in comparisons if c.field != "IsConverted"]
+    assert [c.op for c in comparisons] == ["IN", "LIKE", "LIKE", "LIKE", "LIKE"]
+    assert [v.value for v in comparisons[0].values] == [hostile]
+    first, last, email, site = (c.values[0].like for c in comparisons[1:])
+    assert first and last and email and site
+    wild = hostile.replace("%", "zz").replace("_", "q")
+    for name in (first, last):
+        assert name.fullmatch(hostile + "tail") and not name.fullmatch("z" + hostile)
+        assert wild == hostile or not name.fullmatch(wild)
+    assert email.fullmatch(f"me@{hostile}") and not email.fullmatch(f"me@{hostile}.evil")
+    assert site.fullmatch(f"https://{hostile}/") and (wild == hostile or not site.fullmatch(wild))
+    rid = id18("0035e00000AbCdE") or ""
+    assert soql.parse(survivor_soql("Contact", [rid])).where is not None

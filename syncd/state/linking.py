@@ -51,6 +51,12 @@ def _event(
     )
 
 
+def _candidate(r: Any) -> Candidate:
+    """A link or candidate row as the resolver's Candidate."""
+    ref = CrmRef(r.crm_object, r.crm_id, r.crm_name)
+    return Candidate(ref, r.score or 0.0, r.matcher, tuple(r.reasons or ()))
+
+
 # -- what the resolver reads ---------------------------------------------------------------
 def profiles(conn: Connection, identity_ids: Sequence[int]) -> dict[int, Profile]:
     ids = list(identity_ids)
@@ -152,7 +158,7 @@ def unlink(
         return []
     rows = conn.execute(select(links).where(links.c.crm == crm, links.c.identity_id.in_(ids))).all()
     for r in rows:
-        gone = Candidate(CrmRef(r.crm_object, r.crm_id, r.crm_name), r.score or 0.0, r.matcher, ())
+        gone = _candidate(r)
         _event(conn, crm, r.identity_id, "unlink", actor, now, c=gone, note=note)
     conn.execute(delete(links).where(links.c.crm == crm, links.c.identity_id.in_(ids)))
     conn.execute(
@@ -258,9 +264,7 @@ def reviews(
         stmt = stmt.where(candidates.c.identity_id == identity_id)
     grouped: dict[int, Review] = {}
     for r in conn.execute(stmt):
-        c = Candidate(
-            CrmRef(r.crm_object, r.crm_id, r.crm_name), r.score, r.matcher, tuple(r.reasons or ())
-        )
+        c = _candidate(r)
         old = grouped.get(r.identity_id)
         if old is None:
             if len(grouped) == limit:
@@ -280,9 +284,7 @@ def candidate(conn: Connection, crm: str, candidate_id: int) -> tuple[int, Candi
     ).first()
     if r is None:
         return None
-    c = Candidate(
-        CrmRef(r.crm_object, r.crm_id, r.crm_name), r.score, r.matcher, tuple(r.reasons or ())
-    )
+    c = _candidate(r)
     return r.identity_id, c, r.state
 
 
@@ -297,9 +299,7 @@ def reject(
         )
     ).all()
     for r in rows:
-        c = Candidate(
-            CrmRef(r.crm_object, r.crm_id, r.crm_name), r.score, r.matcher, tuple(r.reasons or ())
-        )
+        c = _candidate(r)
         _event(conn, crm, r.identity_id, "reject", actor, now, c=c)
     if rows:
         conn.execute(
@@ -368,12 +368,7 @@ def links_list(
             r.identity_id,
             IdentityKey(r.network, r.user_id, r.handle),
             r.display_name,
-            Candidate(
-                CrmRef(r.crm_object, r.crm_id, r.crm_name),
-                r.score or 0.0,
-                r.matcher,
-                tuple(r.reasons or ()),
-            ),
+            _candidate(r),
             r.created_by,
             r.created_at,
         )

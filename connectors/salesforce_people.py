@@ -156,7 +156,13 @@ def digits(text: object) -> str:
     return re.sub(r"[^0-9]", "", str(text or ""))
 
 
-def _terms(query: PeopleQuery, shape: Shape) -> list[tuple[str, str]]:
+def _ids(query: PeopleQuery, obj: str) -> list[str]:
+    """The query's record ids that can name an ``obj`` (by key prefix), in 18-char form."""
+    full = (id18(i.strip()) for i in query.ids)
+    return sorted({i for i in full if i and PERSON_PREFIXES.get(i[:3]) == obj})
+
+
+def _terms(query: PeopleQuery, shape: Shape, obj: str) -> list[tuple[str, str]]:
     """(kind, condition) per value, in a stable order; e-mails later join one IN list.
 
     Salesforce keeps phones as typed ("+1 (415) 555-0134"), so no text comparison finds
@@ -165,6 +171,7 @@ def _terms(query: PeopleQuery, shape: Shape) -> list[tuple[str, str]]:
     records whose digits really are the number (equal, or one ending with the other).
     """
     out = [("email", soql_quote(e)) for e in sorted(query.emails)]
+    out += [("id", soql_quote(i)) for i in _ids(query, obj)]
     for phone in sorted(query.phones):
         if len(tail := digits(phone)[-PHONE_TAIL:]) == PHONE_TAIL:
             pattern = "'%" + "%".join(tail) + "'"  # ASCII digits: nothing to escape
@@ -191,8 +198,10 @@ def people_soql(
         unique.setdefault(name.lower(), name)
     select = ", ".join(unique.values())
     emails = [c for kind, c in conditions if kind == "email"]
+    ids = [c for kind, c in conditions if kind == "id"]
     parts = [f"Email IN ({', '.join(emails)})"] if emails else []
-    parts += [c for kind, c in conditions if kind != "email"]
+    parts += [f"Id IN ({', '.join(ids)})"] if ids else []
+    parts += [c for kind, c in conditions if kind not in ("email", "id")]
     where = " OR ".join(parts)
     if shape.only:
         where = f"{shape.only} AND ({where})"
@@ -202,7 +211,7 @@ def people_soql(
 def people_queries(obj: str, fields: IdentityFields | None, query: PeopleQuery) -> Iterator[str]:
     """The candidate queries for one object: one per chunk of at most 200 values that keeps
     the URL within budget (so long values may split a chunk further)."""
-    for chunk in chunks(_terms(query, SHAPES[obj]), lambda t: url_cost(t[1])):
+    for chunk in chunks(_terms(query, SHAPES[obj], obj), lambda t: url_cost(t[1])):
         yield people_soql(obj, fields, chunk)
 
 
@@ -221,6 +230,8 @@ def _same_phone(stored: str, wanted: str) -> bool:
 
 def row_matches(person: PersonRecord, query: PeopleQuery, phones: Sequence[str]) -> bool:
     """Whether a record really matches a value of ``query`` (not just a loose pattern)."""
+    if query.ids and id18(person.ref.id) in {id18(i.strip()) for i in query.ids}:
+        return True
     email = (person.email or "").strip().lower()
     if email and email in query.emails:
         return True

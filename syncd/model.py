@@ -197,16 +197,18 @@ class PeopleQuery:
     Values arrive normalised: e-mails lower-case; phones digits only (with country code when
     the bio had one); name prefixes lower-case, at least three letters, matched against the
     start of first and last names; domains lower-case without ``www.``, matched against the
-    e-mail domain and the (Account) website.
+    e-mail domain and the (Account) website; ids are CRM record ids, as an admin types them
+    when linking by hand.
     """
 
     emails: frozenset[str] = frozenset()
     phones: frozenset[str] = frozenset()
     name_prefixes: frozenset[str] = frozenset()
     domains: frozenset[str] = frozenset()
+    ids: frozenset[str] = frozenset()
 
     def __bool__(self) -> bool:
-        return bool(self.emails or self.phones or self.name_prefixes or self.domains)
+        return bool(self.emails or self.phones or self.name_prefixes or self.domains or self.ids)
 
 
 @dataclass(frozen=True)

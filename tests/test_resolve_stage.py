@@ -18,7 +18,7 @@ from test_pipeline import (
 from syncd.model import CrmRef, PersonRecord, Stream
 from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.resolver.stage import ResolveSettings
-from syncd.state import linking
+from syncd.state import authors, linking
 from syncd.state.db import Database
 from syncd.state.tables import deliveries, link_events
 
@@ -44,8 +44,8 @@ def test_a_link_records_its_matcher_score_reasons_and_maker(db: Database) -> Non
     p = walked(db, FakeCrm({"7": "003A"}))
     p.resolve()
     with db.connect() as conn:
-        (info,) = linking.links_list(conn, "sf")
-        history = linking.history(conn, "sf", info.identity_id)
+        (info,) = authors.links_list(conn, "sf")
+        history = authors.history(conn, "sf", info.identity_id)
     assert info.link is not None
     assert (info.link.matcher, info.link.score, info.created_by) == ("crm_user_id", 1.0, "resolver")
     assert info.link.reasons == ("user id 7 on file",)
@@ -91,13 +91,13 @@ def test_unsure_matches_wait_in_the_review_queue_and_rejections_stick(db: Databa
     p = walked(db, crm)
     assert p.resolve().review == 1
     with db.connect() as conn:
-        (review,) = linking.reviews(conn, "sf")
+        (review,) = authors.reviews(conn, "sf")
     assert review.key.user_id == "8"
     assert {c.ref.id for _, c in review.candidates} == {"003B1", "003B2"}
     first_id = review.candidates[0][0]
     with db.transaction() as conn:
         assert linking.reject(conn, "sf", [first_id], "admin", Clock()()) == 1
-        left = linking.reviews(conn, "sf")[0].candidates
+        left = authors.reviews(conn, "sf")[0].candidates
     assert len(left) == 1 and left[0][0] != first_id
     assert events(db)[-1]["action"] == "reject"
 

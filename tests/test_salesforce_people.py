@@ -195,6 +195,18 @@ def test_find_people_by_each_kind_of_value(sb: SalesforceSandbox, people: dict[s
     assert client.find_people(PeopleQuery(domains=frozenset({"cme.com"}))) == []
 
 
+def test_find_people_by_record_id(sb: SalesforceSandbox, people: dict[str, str]) -> None:
+    """How an admin links by hand: the id as typed (15 or 18 characters), each id asked only
+    of the object its key prefix names; a converted Lead or a non-id is never found."""
+    client = crm(sb)
+    wanted = frozenset({people["ann"][:15], people["lea"], people["gone"], "x' OR Id != '"})
+    found, n = calls(client, lambda: client.find_people(PeopleQuery(ids=wanted)))
+    assert ids(found) == {people["ann"], people["lea"]} and n == 2  # one query per object
+    contact_only = frozenset({people["bob"]})
+    found, n = calls(client, lambda: client.find_people(PeopleQuery(ids=contact_only)))
+    assert ids(found) == {people["bob"]} and n == 1  # no Lead query for a Contact id
+
+
 def test_find_people_batches_450_values(sb: SalesforceSandbox, people: dict[str, str]) -> None:
     emails = frozenset({f"someone{i}@example.com" for i in range(449)} | {"biz@obvious.io"})
     found, n = calls(client := crm(sb), lambda: client.find_people(PeopleQuery(emails=emails)))

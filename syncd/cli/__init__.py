@@ -1,15 +1,16 @@
 """Command line: parse, call the core, print. No logic of its own.
 
 Commands live in modules by audience: :mod:`.service` (running it), :mod:`.admin` (what an
-admin inspects and repairs), :mod:`.tryout` (sandbox and demo).
+admin inspects and repairs), :mod:`.links` and :mod:`.review` (who each author is in the
+CRM), :mod:`.tryout` (sandbox and demo).
 """
 
 from __future__ import annotations
 
-from syncd.cli import admin, service, tryout
+from syncd.cli import admin, links, review, service, tryout
 from syncd.cli.base import cli
 
-__all__ = ["admin", "cli", "main", "service", "tryout"]
+__all__ = ["admin", "cli", "links", "main", "review", "service", "tryout"]
 
 
 def main() -> None:

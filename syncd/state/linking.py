@@ -8,7 +8,6 @@ candidate is remembered so the resolver never offers it for that author again.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -51,7 +50,7 @@ def _event(
     )
 
 
-def _candidate(r: Any) -> Candidate:
+def as_candidate(r: Any) -> Candidate:
     """A link or candidate row as the resolver's Candidate."""
     ref = CrmRef(r.crm_object, r.crm_id, r.crm_name)
     return Candidate(ref, r.score or 0.0, r.matcher, tuple(r.reasons or ()))
@@ -158,7 +157,7 @@ def unlink(
         return []
     rows = conn.execute(select(links).where(links.c.crm == crm, links.c.identity_id.in_(ids))).all()
     for r in rows:
-        gone = _candidate(r)
+        gone = as_candidate(r)
         _event(conn, crm, r.identity_id, "unlink", actor, now, c=gone, note=note)
     conn.execute(delete(links).where(links.c.crm == crm, links.c.identity_id.in_(ids)))
     conn.execute(
@@ -231,60 +230,13 @@ def queue(
     return len(found)
 
 
-@dataclass(frozen=True)
-class Review:
-    identity_id: int
-    key: IdentityKey
-    display_name: str | None
-    candidates: tuple[tuple[int, Candidate], ...]  # (candidate row id, candidate), best first
-
-
-def reviews(
-    conn: Connection, crm: str, *, identity_id: int | None = None, limit: int = 100
-) -> list[Review]:
-    """Authors with open candidates, oldest first; each with its candidates, best first."""
-    stmt = (
-        select(
-            candidates,
-            identities.c.network,
-            identities.c.user_id,
-            identities.c.handle,
-            identities.c.display_name,
-        )
-        .join(identities, identities.c.id == candidates.c.identity_id)
-        .where(candidates.c.crm == crm, candidates.c.state == OPEN)
-        .where(
-            ~select(links.c.id)
-            .where(links.c.identity_id == candidates.c.identity_id, links.c.crm == crm)
-            .exists()
-        )
-        .order_by(candidates.c.identity_id, candidates.c.score.desc(), candidates.c.id)
-    )
-    if identity_id is not None:
-        stmt = stmt.where(candidates.c.identity_id == identity_id)
-    grouped: dict[int, Review] = {}
-    for r in conn.execute(stmt):
-        c = _candidate(r)
-        old = grouped.get(r.identity_id)
-        if old is None:
-            if len(grouped) == limit:
-                break
-            old = Review(
-                r.identity_id, IdentityKey(r.network, r.user_id, r.handle), r.display_name, ()
-            )
-        grouped[r.identity_id] = Review(
-            old.identity_id, old.key, old.display_name, (*old.candidates, (r.id, c))
-        )
-    return list(grouped.values())
-
-
 def candidate(conn: Connection, crm: str, candidate_id: int) -> tuple[int, Candidate, str] | None:
     r = conn.execute(
         select(candidates).where(candidates.c.id == candidate_id, candidates.c.crm == crm)
     ).first()
     if r is None:
         return None
-    c = _candidate(r)
+    c = as_candidate(r)
     return r.identity_id, c, r.state
 
 
@@ -299,7 +251,7 @@ def reject(
         )
     ).all()
     for r in rows:
-        c = _candidate(r)
+        c = as_candidate(r)
         _event(conn, crm, r.identity_id, "reject", actor, now, c=c)
     if rows:
         conn.execute(
@@ -310,76 +262,36 @@ def reject(
     return len(rows)
 
 
-# -- reading links -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LinkInfo:
-    identity_id: int
-    key: IdentityKey
-    display_name: str | None
-    link: Candidate | None
-    created_by: str | None
-    created_at: datetime | None
-
-
-def find_identity(conn: Connection, who: str) -> int | None:
-    """An identity by '@handle' (current or former), by user id, or by row id ('#12')."""
-    who = who.strip()
-    if who.startswith("#") and who[1:].isdigit():
-        return (
-            int(who[1:])
-            if conn.execute(select(identities.c.id).where(identities.c.id == int(who[1:]))).first()
-            else None
-        )
-    bare = who.removeprefix("@")
-    row = conn.execute(
-        select(identities.c.id)
-        .where(or_(identities.c.user_id == bare, identities.c.handle.ilike(bare)))
-        .order_by(identities.c.updated_at.desc())
-    ).first()
-    if row is None:
-        row = conn.execute(
-            select(identity_handles.c.identity_id)
-            .where(identity_handles.c.handle.ilike(bare))
-            .order_by(identity_handles.c.last_seen_at.desc())
-        ).first()
-    return int(row[0]) if row else None
-
-
-def links_list(
-    conn: Connection, crm: str, identity_ids: Sequence[int] | None = None, limit: int = 100
-) -> list[LinkInfo]:
-    stmt = (
-        select(
-            links,
-            identities.c.network,
-            identities.c.user_id,
-            identities.c.handle,
-            identities.c.display_name,
-        )
-        .join(identities, identities.c.id == links.c.identity_id)
-        .where(links.c.crm == crm)
-        .order_by(links.c.created_at.desc(), links.c.id.desc())
-        .limit(limit)
+def forbid(
+    conn: Connection,
+    crm: str,
+    identity_id: int,
+    c: Candidate,
+    actor: str,
+    now: datetime,
+    note: str | None = None,
+) -> None:
+    """Remember that ``c`` is not this author, whether or not it was ever offered: the
+    resolver never proposes it again (an admin removing a wrong link, rejecting a search hit)."""
+    ins = insert_for(conn, candidates)
+    conn.execute(
+        ins.on_conflict_do_update(
+            index_elements=["identity_id", "crm", "crm_id"],
+            set_={"state": REJECTED, "decided_at": now, "decided_by": actor},
+        ),
+        {
+            "identity_id": identity_id,
+            "crm": crm,
+            "crm_object": c.ref.object,
+            "crm_id": c.ref.id,
+            "crm_name": c.ref.name,
+            "matcher": c.matcher,
+            "score": c.score,
+            "reasons": list(c.reasons),
+            "state": REJECTED,
+            "created_at": now,
+            "decided_at": now,
+            "decided_by": actor,
+        },
     )
-    if identity_ids is not None:
-        stmt = stmt.where(links.c.identity_id.in_(list(identity_ids)))
-    return [
-        LinkInfo(
-            r.identity_id,
-            IdentityKey(r.network, r.user_id, r.handle),
-            r.display_name,
-            _candidate(r),
-            r.created_by,
-            r.created_at,
-        )
-        for r in conn.execute(stmt)
-    ]
-
-
-def history(conn: Connection, crm: str, identity_id: int) -> list[dict[str, Any]]:
-    stmt = (
-        select(link_events)
-        .where(link_events.c.crm == crm, link_events.c.identity_id == identity_id)
-        .order_by(link_events.c.id)
-    )
-    return [dict(r._mapping) for r in conn.execute(stmt)]
+    _event(conn, crm, identity_id, "reject", actor, now, c=c, note=note)

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from simple_salesforce.api import Salesforce
 
+from connectors import salesforce_watch as watch
 from connectors.salesforce_people import (
     CANDIDATE_LIMIT,
     MAX_HOPS,
@@ -36,7 +37,7 @@ from connectors.salesforce_people import (
 from connectors.salesforce_records import SYSTEM
 from connectors.salesforce_settings import _API_NAME, SalesforceSettings
 from syncd.errors import ExternalError
-from syncd.model import CrmRef, IdentityKey, PeopleQuery, PersonRecord, Profile
+from syncd.model import CrmRef, IdentityKey, PeopleChanges, PeopleQuery, PersonRecord, Profile
 
 log = logging.getLogger("connectors.salesforce")
 T = TypeVar("T")
@@ -121,6 +122,32 @@ class SalesforceIdentity:
                     if person is not None:
                         found.setdefault((obj, person.ref.id), person)
         return list(found.values())
+
+    def people_changes(self, mark: str | None) -> PeopleChanges:
+        """Contacts and (unconverted) Leads created or changed since ``mark``.
+
+        Per object, one query for at most 2,000 rows by ``SystemModstamp``, oldest change
+        first (see :mod:`connectors.salesforce_watch`); when the cap is hit the answer is
+        incomplete (``complete=False``) and the mark moves to the last row read. A watch
+        with no mark reads only the newest stamp; an object with no rows starts from the
+        epoch, so its first record counts.
+        """
+        budget, fields = self._budget(), identity_fields(self.settings)
+        seen = watch.read(mark) if mark is not None else None
+        people: list[PersonRecord] = []
+        complete, marks = True, {}
+        for obj in self.settings.person_objects:
+            if obj not in SHAPES:
+                continue
+            since = seen.get(obj, watch.Watermark(watch.EPOCH)) if seen is not None else None
+            rows = self._select(f"changes {obj}", watch.changes_soql(obj, fields, since), budget)
+            if since is None:
+                marks[obj] = watch.start_mark(rows)
+                continue
+            fresh, marks[obj], whole = watch.advance(since, rows)
+            complete = complete and whole
+            people += [p for r in fresh if (p := person_record(obj, fields, r)) is not None]
+        return PeopleChanges(tuple(people), watch.write(marks), complete)
 
     def survivors(self, refs: Sequence[CrmRef]) -> dict[CrmRef, CrmRef | None]:
         """What became of people: absent while alive; else the record each was merged into

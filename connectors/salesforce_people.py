@@ -190,13 +190,7 @@ def people_soql(
 ) -> str:
     """ONE candidate query for a chunk of conditions against one person object."""
     shape = SHAPES[obj]
-    names = ["Id", "Name", "FirstName", "LastName", "Email", "Phone", "MobilePhone"]
-    names += [shape.city, shape.company, shape.website]
-    names += [fields.user_id, fields.handle] if fields else []
-    unique: dict[str, str] = {}
-    for name in names:  # a configured field may repeat a standard one in another casing
-        unique.setdefault(name.lower(), name)
-    select = ", ".join(unique.values())
+    select = person_fields(obj, fields)
     emails = [c for kind, c in conditions if kind == "email"]
     ids = [c for kind, c in conditions if kind == "id"]
     parts = [f"Email IN ({', '.join(emails)})"] if emails else []
@@ -206,6 +200,17 @@ def people_soql(
     if shape.only:
         where = f"{shape.only} AND ({where})"
     return f"SELECT {select} FROM {obj} WHERE {where} LIMIT {CANDIDATE_LIMIT}"
+
+
+def person_fields(obj: str, fields: IdentityFields | None) -> str:
+    shape = SHAPES[obj]
+    names = ["Id", "Name", "FirstName", "LastName", "Email", "Phone", "MobilePhone"]
+    names += [shape.city, shape.company, shape.website]
+    names += [fields.user_id, fields.handle] if fields else []
+    unique: dict[str, str] = {}
+    for name in names:  # a configured field may repeat a standard one in another casing
+        unique.setdefault(name.lower(), name)
+    return ", ".join(unique.values())
 
 
 def people_queries(obj: str, fields: IdentityFields | None, query: PeopleQuery) -> Iterator[str]:
@@ -251,12 +256,16 @@ def row_matches(person: PersonRecord, query: PeopleQuery, phones: Sequence[str])
 
 
 def person_record(
-    obj: str, fields: IdentityFields | None, row: Mapping[str, Any], query: PeopleQuery
+    obj: str,
+    fields: IdentityFields | None,
+    row: Mapping[str, Any],
+    query: PeopleQuery | None = None,
 ) -> PersonRecord | None:
-    """A candidate row as the resolver scores it, or None when no value really matches it."""
+    """A row as the resolver scores it; with a ``query``, None when no value of it really
+    matches the row (and the phone shown is the one that matched)."""
     shape = SHAPES[obj]
     phones = [p for p in (_text(field(row, "Phone")), _text(field(row, "MobilePhone"))) if p]
-    wanted = [digits(p) for p in query.phones]
+    wanted = [digits(p) for p in query.phones] if query else []
     matched = [p for p in phones if any(_same_phone(digits(p), w) for w in wanted if digits(p))]
     person = PersonRecord(
         ref=CrmRef(obj, str(field(row, "Id")), _text(field(row, "Name"))),
@@ -270,7 +279,7 @@ def person_record(
         user_id=_text(field(row, fields.user_id)) if fields else None,
         handle=bare_handle(_text(field(row, fields.handle))) if fields else None,
     )
-    return person if row_matches(person, query, phones) else None
+    return person if query is None or row_matches(person, query, phones) else None
 
 
 # -- merges ----------------------------------------------------------------------------------

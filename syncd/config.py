@@ -116,6 +116,7 @@ class ResolverRules(_Section):
 class ResolverSection(ResolverRules):
     retry_after: Duration = 300.0  # first re-try of an author the CRM did not know
     max_retry_after: Duration = 6 * 3600.0  # the back-off doubles up to this
+    crm_check_interval: DurationOrZero = 300.0  # ask the CRM which people changed; 0: never
     batch_size: int = Field(default=200, ge=1, le=2000)
     # Per network ("x" …): the same rules, overriding these for that network's authors.
     networks: dict[str, ResolverRules] = Field(default_factory=dict)
@@ -171,6 +172,7 @@ class Settings:
                 batch=self.resolver.batch_size,
                 backoff=timedelta(seconds=self.resolver.retry_after),
                 max_backoff=timedelta(seconds=self.resolver.max_retry_after),
+                crm_check=timedelta(seconds=self.resolver.crm_check_interval),
             ),
         )
 

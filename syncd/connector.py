@@ -23,6 +23,7 @@ from syncd.model import (
     IdentityKey,
     Match,
     Page,
+    PeopleChanges,
     PeopleQuery,
     PersonRecord,
     Profile,
@@ -182,6 +183,12 @@ class Crm(Protocol):
     def find_people(self, query: PeopleQuery) -> Sequence[PersonRecord]:
         """Candidates for scoring: every person matching any value of ``query``, with the
         fields the resolver scores. Batched: at most ceil(values / 200) queries per object."""
+        ...
+
+    def people_changes(self, mark: str | None) -> PeopleChanges:
+        """People created or changed since ``mark`` (a previous answer's), with the fields
+        the resolver scores. With no mark: none, only the mark to start from. One query per
+        person object."""
         ...
 
     def survivors(self, refs: Sequence[CrmRef]) -> Mapping[CrmRef, CrmRef | None]:

@@ -191,6 +191,20 @@ class PersonRecord:
 
 
 @dataclass(frozen=True)
+class PeopleChanges:
+    """People created or changed in the CRM since a mark, so held authors are asked again.
+
+    ``mark`` is opaque to the core: stored as given and handed back on the next call.
+    ``complete`` is False when more changed than one answer lists (a bulk import): anyone
+    may match now. A CRM that cannot tell answers no people and no mark.
+    """
+
+    people: tuple[PersonRecord, ...] = ()
+    mark: str | None = None
+    complete: bool = True
+
+
+@dataclass(frozen=True)
 class PeopleQuery:
     """A batched candidate search: every CRM person matching ANY of these, per object.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from syncd.model import CrmRef, IdentityKey, PeopleQuery, PersonRecord, Profile
+from syncd.model import CrmRef, IdentityKey, PeopleChanges, PeopleQuery, PersonRecord, Profile
 
 
 class NoExtras:
@@ -35,6 +35,9 @@ class NoExtras:
     def find_people(self, query: PeopleQuery) -> Sequence[PersonRecord]:
         self._extras()
         return list(self.person_records)
+
+    def people_changes(self, mark: str | None) -> PeopleChanges:
+        return PeopleChanges()  # cannot tell: held authors wait for their schedule
 
     def survivors(self, refs: Sequence[CrmRef]) -> Mapping[CrmRef, CrmRef | None]:
         self._extras()

@@ -223,6 +223,20 @@ def _wants(p: Profile, *, names: bool) -> PeopleQuery:
     )
 
 
+def affected(profiles: Mapping[int, Profile], people: Sequence[PersonRecord]) -> set[int]:
+    """The authors some of these (new or changed) CRM people could now match: same user
+    id or handle on file, or a value the candidate search would find them by."""
+    index = _Index(people)
+    ids = {p.user_id for p in people if p.user_id}
+    handles = {p.handle.casefold() for p in people if p.handle}
+    out: set[int] = set()
+    for i, prof in profiles.items():
+        own = {h.casefold() for h in (prof.key.handle, *prof.past_handles) if h}
+        if prof.key.user_id in ids or own & handles or index.near(_wants(prof, names=True)):
+            out.add(i)
+    return out
+
+
 class _Index:
     """CRM people by what a profile can share with them, so each author is scored only
     against the people its own query values found, not the whole batch's."""

@@ -14,8 +14,9 @@ from functools import partial
 from typing import Any, Literal
 
 from syncd.connector import Crm
-from syncd.model import CrmRef
-from syncd.resolver.chain import Candidate, Policy, resolve
+from syncd.errors import AuthError, ExternalError
+from syncd.model import CrmRef, PeopleChanges
+from syncd.resolver.chain import Candidate, Policy, affected, resolve
 from syncd.state import linking, outbox
 from syncd.state.db import Database
 
@@ -23,6 +24,7 @@ log = logging.getLogger("syncd.resolver")
 
 Unmatched = Literal["hold", "lead", "skip"]
 UNMATCHED: tuple[Unmatched, ...] = ("hold", "lead", "skip")
+WATCH_BATCH = 1000  # held authors read per transaction when CRM people changed
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,9 @@ class ResolveSettings:
     batch: int = 200
     backoff: timedelta = timedelta(minutes=5)
     max_backoff: timedelta = timedelta(hours=6)
+    # How often to ask the CRM which people changed (zero: never; held authors then wait
+    # for their back-off).
+    crm_check: timedelta = timedelta(minutes=5)
 
     def policy_for(self, network: str) -> Policy:
         return self.policies.get(network, self.policy)
@@ -47,6 +52,7 @@ class ResolveResult:
     leads: int = 0  # Leads created for unmatched authors (unmatched = "lead")
     skipped: int = 0  # authors whose interactions are kept but never written
     unmatched: int = 0  # held: asked again later
+    woken: int = 0  # held authors asked again early because CRM people changed
 
 
 def run(
@@ -59,6 +65,8 @@ def run(
     stopping: Callable[[], bool],
 ) -> ResolveResult:
     result = ResolveResult()
+    if settings.crm_check:
+        result.woken = watch(db, crm_name, crm, settings.crm_check, clock, retrying)
     while not stopping():
         with db.transaction() as conn:
             todo = outbox.identities_to_resolve(conn, crm_name, clock(), settings.batch)
@@ -106,3 +114,52 @@ def run(
             outbox.defer_resolution(conn, held, now, settings.backoff, settings.max_backoff)
         result.looked_up += len(todo)
     return result
+
+
+def watch(
+    db: Database,
+    crm_name: str,
+    crm: Crm,
+    every: timedelta,
+    clock: Callable[[], datetime],
+    retrying: Callable[[Callable[[], Any]], Any],
+) -> int:
+    """At most every ``every``: ask the CRM which people changed, and make the held authors
+    they could be due now, instead of at the end of their back-off. Returns how many."""
+    with db.connect() as conn:
+        mark, checked_at = outbox.crm_mark(conn, crm_name)
+    now = clock()
+    if checked_at is not None and now - checked_at < every:
+        return 0
+    try:
+        changes: PeopleChanges = retrying(partial(crm.people_changes, mark))
+    except AuthError:
+        raise  # the CRM is unusable: the resolve round fails and the CRM may be parked
+    except ExternalError as exc:
+        # Only an early wake-up is lost: the held authors' own retries still come.
+        log.warning("could not ask the CRM which people changed (next try in %s): %s", every, exc)
+        with db.transaction() as conn:
+            outbox.store_crm_mark(conn, crm_name, mark, now)
+        return 0
+    woken = 0
+    if mark is not None and (changes.people or not changes.complete):
+        after = 0
+        while True:
+            with db.transaction() as conn:
+                ids = outbox.held_waiting(conn, crm_name, now, after, WATCH_BATCH)
+                if not ids:
+                    break
+                after = ids[-1]
+                if changes.complete:
+                    ids = sorted(affected(linking.profiles(conn, ids), changes.people))
+                woken += outbox.wake(conn, ids)
+    with db.transaction() as conn:
+        outbox.store_crm_mark(conn, crm_name, changes.mark, now)
+    if woken:
+        why = (
+            "many CRM people changed"
+            if not changes.complete
+            else (f"{len(changes.people)} CRM people changed")
+        )
+        log.info("%s: %d held author(s) asked again now", why, woken)
+    return woken

@@ -24,8 +24,8 @@ from sqlalchemy import (
 )
 
 from syncd.model import CrmRef, Direction, IdentityKey
-from syncd.state.ingest import PENDING
-from syncd.state.tables import deliveries, identities, interactions, links
+from syncd.state.ingest import PENDING, insert_for
+from syncd.state.tables import crm_watch, deliveries, identities, interactions, links
 
 WRITTEN = "written"
 DEAD = "dead"
@@ -104,6 +104,45 @@ def defer_resolution(
             .where(identities.c.id.in_(ids))
             .values(resolve_after=now + wait, resolve_attempts=n + 1)
         )
+
+
+def held_waiting(conn: Connection, crm: str, now: datetime, after: int, limit: int) -> list[int]:
+    """Held identities (unlinked, something pending) not due before a later retry, by id."""
+    stmt = (
+        select(identities.c.id)
+        .where(_has_pending(crm), ~_linked(crm), identities.c.resolve_after > now)
+        .where(identities.c.id > after)
+        .order_by(identities.c.id)
+        .limit(limit)
+    )
+    return list(conn.scalars(stmt))
+
+
+def wake(conn: Connection, identity_ids: Iterable[int]) -> int:
+    """Make identities due for resolution now; their back-off count is kept."""
+    ids = sorted(set(identity_ids))
+    for start in range(0, len(ids), 500):
+        conn.execute(
+            update(identities)
+            .where(identities.c.id.in_(ids[start : start + 500]))
+            .values(resolve_after=None)
+        )
+    return len(ids)
+
+
+def crm_mark(conn: Connection, crm: str) -> tuple[str | None, datetime | None]:
+    row = conn.execute(
+        select(crm_watch.c.mark, crm_watch.c.checked_at).where(crm_watch.c.crm == crm)
+    ).first()
+    return (row.mark, row.checked_at) if row else (None, None)
+
+
+def store_crm_mark(conn: Connection, crm: str, mark: str | None, now: datetime) -> None:
+    ins = insert_for(conn, crm_watch)
+    conn.execute(
+        ins.on_conflict_do_update(index_elements=["crm"], set_={"mark": mark, "checked_at": now}),
+        {"crm": crm, "mark": mark, "checked_at": now},
+    )
 
 
 def skip(conn: Connection, crm: str, identity_id: int, now: datetime) -> int:

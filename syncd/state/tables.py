@@ -247,3 +247,13 @@ parked = Table(
     Column("failures", Integer, nullable=False),
     Column("parked_at", UtcDateTime(), nullable=False),
 )
+
+# Where the watch for changed CRM people stands: the CRM's own mark (opaque) and when it was
+# last asked. A person created or changed since wakes the held authors they could be.
+crm_watch = Table(
+    "crm_watch",
+    metadata,
+    Column("crm", String(100), primary_key=True),
+    Column("mark", Text),
+    Column("checked_at", UtcDateTime(), nullable=False),
+)

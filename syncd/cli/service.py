@@ -88,7 +88,10 @@ def poll(ctx: click.Context, once: bool, as_json: bool) -> None:
         if report.resolve:
             click.echo(
                 f"resolver: {report.resolve.looked_up} looked up, "
-                f"{report.resolve.linked} linked, {report.resolve.unmatched} held"
+                f"{report.resolve.linked} linked, {report.resolve.review} to review, "
+                f"{report.resolve.unmatched} held"
+                + (f", {report.resolve.leads} Leads created" if report.resolve.leads else "")
+                + (f", {report.resolve.skipped} skipped" if report.resolve.skipped else "")
             )
         if report.deliver:
             d = report.deliver
@@ -131,6 +134,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     console.print(f"interactions: {st.interactions}   deliveries: {states}")
     console.print(
         f"held identities (no CRM match yet): {st.held_identities}   "
+        f"waiting for review: {st.review}   "
         f"quarantined items: {st.quarantined}   dead letters: {st.deliveries.get('dead', 0)}"
     )
     for p in st.parked:

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import Connection, func, select
 
 from syncd.state.admin import Parked, parked_list
+from syncd.state.authors import review_count
 from syncd.state.outbox import delivery_counts, held_count
 from syncd.state.tables import cursors, interactions, quarantine
 
@@ -30,6 +31,7 @@ class Status:
     interactions: int
     deliveries: dict[str, int]  # state → count, for the configured CRM
     held_identities: int
+    review: int  # of the held, those with candidates a person must decide
     quarantined: int
     parked: list[Parked]
 
@@ -56,6 +58,7 @@ def status(conn: Connection, crm: str) -> Status:
         interactions=int(conn.execute(select(func.count()).select_from(interactions)).scalar_one()),
         deliveries=by_state,
         held_identities=held_count(conn, crm),
+        review=review_count(conn, crm),
         quarantined=int(conn.execute(select(func.count()).select_from(quarantine)).scalar_one()),
         parked=parked_list(conn),
     )

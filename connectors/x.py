@@ -22,6 +22,8 @@ import tweepy
 from pydantic import Field, field_validator
 
 from connectors._http import RewritingAdapter, mount
+from connectors.x_backfill import SearchAccess, XBackfill
+from connectors.x_fields import EXPANSIONS, TWEET_FIELDS, USER_FIELDS
 from connectors.x_parse import NETWORK, clip, is_x_id, parse_page, reset_at
 from syncd.connector import ConnectorSettings, Duration, SourceSettings
 from syncd.errors import AuthError, ExternalError, NotFound, RateLimited, SyncdError, TransientError
@@ -29,7 +31,7 @@ from syncd.model import Account, Cursor, Page, Stream
 from syncd.secrets import SecretRef
 
 if TYPE_CHECKING:
-    from syncd.connector import Source
+    from syncd.connector import Backfiller, Source
 
 __all__ = [
     "EXPANSIONS",
@@ -41,11 +43,6 @@ __all__ = [
     "parse_page",
 ]
 
-TWEET_FIELDS = ["created_at", "author_id", "conversation_id", "in_reply_to_user_id", "lang"]
-TWEET_FIELDS += ["referenced_tweets", "entities"]
-USER_FIELDS = ["username", "name", "description", "location", "url", "created_at"]
-EXPANSIONS = ["author_id", "in_reply_to_user_id", "referenced_tweets.id"]
-EXPANSIONS += ["referenced_tweets.id.author_id", "entities.mentions.username"]
 # tweepy hard-codes api.twitter.com; newer code and docs say api.x.com. Both go to api_base_url.
 _LIBRARY_ORIGINS = ("https://api.twitter.com", "https://api.x.com")
 _LOOKUP_BATCH = 100  # most usernames GET /2/users/by accepts in one call
@@ -77,6 +74,10 @@ class XSettings(SourceSettings):
     api_base_url: str = "https://api.x.com"
     page_size: int = Field(default=100, ge=5, le=100)  # max_results: X accepts 5..100
     timeout: Duration = 30.0  # seconds per request
+    # What the app's X plan may search, for backfills: "recent" (the last 7 days, every
+    # paid plan), "all" (full archive: Pro, Enterprise, pay-per-use) or "none".
+    search_access: SearchAccess = "recent"
+    price_per_post: float = Field(default=0.005, ge=0.0)  # dollars per post read, estimates
 
     @field_validator("api_base_url")
     @classmethod
@@ -93,8 +94,9 @@ class XSettings(SourceSettings):
         return value.strip().rstrip("/")
 
 
-class XSource:
-    """Reads the ``mentions`` and ``replies`` streams of brand accounts (app bearer token)."""
+class XSource(XBackfill):
+    """Reads the ``mentions`` and ``replies`` streams of brand accounts (app bearer token),
+    and past windows of them for backfills (:mod:`connectors.x_backfill`)."""
 
     network: ClassVar[str] = NETWORK
     Settings: ClassVar[type[ConnectorSettings]] = XSettings
@@ -106,9 +108,13 @@ class XSource:
         api_base_url: str = "https://api.x.com",
         page_size: int = 100,
         timeout: float = 30.0,
+        search_access: SearchAccess = "recent",
+        price_per_post: float = 0.005,
     ) -> None:
         self.api_base_url = api_base_url
         self.page_size = page_size
+        self.search_access = search_access
+        self.price_per_post = price_per_post
         self._token = bearer_token
         # Never wait_on_rate_limit: tweepy would sleep inside the call, and retry forever when a
         # 429 lacks x-rate-limit-reset.
@@ -128,6 +134,8 @@ class XSource:
             api_base_url=settings.api_base_url,
             page_size=settings.page_size,
             timeout=settings.timeout,
+            search_access=settings.search_access,
+            price_per_post=settings.price_per_post,
         )
 
     def resolve_accounts(self, handles: Sequence[str]) -> dict[str, Account]:
@@ -206,6 +214,7 @@ class XSource:
 
 if TYPE_CHECKING:
     _: type[Source] = XSource
+    _b: type[Backfiller] = XSource
 
 
 def _classify(exc: Exception) -> SyncdError:

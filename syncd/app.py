@@ -7,16 +7,20 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
+from typing import cast
 
 import connectors
+from syncd.backfill.runner import BackfillSource, Runner
 from syncd.config import Settings
 from syncd.connector import Crm, Source, SourceSettings
 from syncd.errors import ExternalError, NotFound
 from syncd.model import Account, Stream
 from syncd.pipeline import Clock, DeliverResult, Pipeline, PollResult, utcnow
 from syncd.resolver.stage import ResolveResult
-from syncd.state import admin
+from syncd.state import admin, backfills
+from syncd.state.backfills import QUEUED, LeaseLost
 from syncd.state.db import Database
 
 log = logging.getLogger("syncd")
@@ -79,6 +83,55 @@ class App:
         self.pipeline = Pipeline(
             self.db, settings.crm.name, self.crm, settings.pipeline(), clock=clock
         )
+        self._backfill: Runner | None = None
+
+    # -- backfills -----------------------------------------------------------------------
+    def backfill_tick(self, budget: float = 1.0) -> tuple[float, int]:
+        """Work queued backfills for about ``budget`` seconds, one request at a time, so a
+        live poll never waits behind more than one backfill request. Returns the seconds
+        before the next request may go (rate pacing; 0: go on) and the posts stored new."""
+        started, new = time.monotonic(), 0
+        while not self.pipeline.stopping.is_set():
+            runner = self._backfill or self._claim_backfill()
+            if runner is None:
+                return 0.0, new
+            try:
+                step = runner.step()
+            except LeaseLost:
+                self._backfill = None
+                continue
+            new += step.new
+            if step.done:
+                log.info(
+                    "backfill %d done: %d read, %d new", step.job.id, step.job.read, step.job.new
+                )
+                self._backfill = None
+            elif step.wait or time.monotonic() - started >= budget:
+                return step.wait, new
+        return 0.0, new
+
+    def _claim_backfill(self) -> Runner | None:
+        with self.db.connect() as conn:
+            ids = backfills.claimable(conn, self.pipeline.clock())
+            found = {i: backfills.get(conn, i) for i in ids}
+        for job_id, job in found.items():
+            if job is None or job.source not in self.sources:
+                continue
+            source = cast(BackfillSource, self.sources[job.source][1])
+            runner = Runner(
+                self.pipeline, job.source, source, job_id, reserve=self.settings.backfill.reserve
+            )
+            if runner.claim():
+                log.info("backfill %d: working %s @%s", job_id, job.source, job.account)
+                self._backfill = runner
+                return runner
+        return None
+
+    def release_backfill(self) -> None:
+        """On shutdown: hand the job in hand back to the queue, where it stood."""
+        if self._backfill is not None:
+            self._backfill.release(QUEUED)
+            self._backfill = None
 
     def open(self) -> None:
         """Apply migrations; the state database is ready after this."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -128,6 +128,15 @@ class WriterSection(_Section):
     max_attempts: int = Field(default=8, ge=1)  # per-record retryable errors before dead letter
 
 
+class BackfillSection(_Section):
+    # `syncd backfill` asks before spending more than this many dollars (--yes skips it).
+    confirm_above: float = Field(default=5.0, ge=0.0)
+    # Of a rate limit live polling shares with backfills (the timelines), the fraction
+    # backfills leave untouched.
+    reserve: float = Field(default=0.2, ge=0.0, le=0.9)
+    interval: Duration = 1.0  # how often the daemon works queued backfills
+
+
 class LoggingSection(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "human", "json"] = "auto"
@@ -138,6 +147,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "daemon": DaemonSection,
     "resolver": ResolverSection,
     "writer": WriterSection,
+    "backfill": BackfillSection,
     "logging": LoggingSection,
 }
 _TOP_LEVEL = (*_SECTIONS, "sources", "crm")
@@ -153,6 +163,7 @@ class Settings:
     resolver: ResolverSection
     writer: WriterSection
     logging: LoggingSection
+    backfill: BackfillSection = field(default_factory=BackfillSection)
 
     def pipeline(self) -> PipelineSettings:
         return PipelineSettings(
@@ -229,6 +240,7 @@ def parse(raw: dict[str, Any], path: Path) -> Settings:
     daemon = section("daemon", DaemonSection)
     resolver = section("resolver", ResolverSection)
     writer = section("writer", WriterSection)
+    backfill = section("backfill", BackfillSection)
     logging_ = section("logging", LoggingSection)
     if resolver.retry_after > resolver.max_retry_after:
         problems.append(("resolver.max_retry_after", "must not be shorter than retry_after"))
@@ -248,6 +260,7 @@ def parse(raw: dict[str, Any], path: Path) -> Settings:
         resolver=resolver,
         writer=writer,
         logging=logging_,
+        backfill=backfill,
     )
 
 

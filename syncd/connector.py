@@ -26,7 +26,9 @@ from syncd.model import (
     PeopleChanges,
     PeopleQuery,
     PersonRecord,
+    PostCount,
     Profile,
+    Segment,
     Stream,
     WriteResult,
 )
@@ -156,6 +158,35 @@ class Source(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class Backfiller(Protocol):
+    """A source that can also read a past window (optional: ``syncd backfill`` checks)."""
+
+    network: ClassVar[str]
+
+    def plan_backfill(
+        self,
+        account: Account,
+        streams: Sequence[Stream],
+        since: datetime,
+        until: datetime,
+        now: datetime,
+    ) -> list[Segment]:
+        """The segments that read ``[since, until)`` with the configured access, each with
+        the endpoint that reaches it; a segment no endpoint fully reaches says so in its
+        ``note``. No network call."""
+        ...
+
+    def count_posts(self, account: Account, segment: Segment) -> PostCount:
+        """How many posts the segment holds: the network's counts endpoint where it has
+        one, else a sample page extrapolated."""
+        ...
+
+    def fetch_segment(self, account: Account, segment: Segment, token: str | None) -> Page:
+        """One page of a segment; the next token is ``page.next_cursor.pagination_token``
+        (None at the end of the segment)."""
+        ...
 
 
 class Crm(Protocol):

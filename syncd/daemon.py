@@ -38,6 +38,7 @@ log = logging.getLogger("syncd.daemon")
 AUTH_FAILURES_TO_PARK = 3
 EXIT_BUG = 70  # EX_SOFTWARE: an unexpected exception escaped a job
 CRM_PARK = "crm"  # the park name of the resolver and the writer: they share the CRM login
+BACKFILL_PARK = "backfill"  # backfills pause on repeated auth failures until resumed
 PARK_CHECK_SECONDS = 2.0
 # systemd waits 90 s by default before SIGKILL; the issue promises exit within 10 s of SIGTERM.
 STOP_DEADLINE_SECONDS = 8.0
@@ -146,6 +147,14 @@ class Daemon:
             seconds=settings.daemon.write_interval,
             next_run_time=now,
         )
+        self._add(
+            "backfill",
+            self._backfill,
+            JobHealth(logging.getLogger("syncd.backfill"), "backfill"),
+            park=BACKFILL_PARK,
+            seconds=settings.backfill.interval,
+            next_run_time=now,
+        )
         self.scheduler.add_job(
             self._check_parked, "interval", id="parking", seconds=PARK_CHECK_SECONDS
         )
@@ -174,6 +183,11 @@ class Daemon:
             # whatever it would have stored is redone from the stored cursor next start.
             self.abandoned = True
             log.warning("a job is still waiting on an API call; stopping without it")
+            return
+        try:
+            self.app.release_backfill()
+        except Exception:  # its lease expires instead; the job is taken up again then
+            log.debug("could not hand the backfill back", exc_info=True)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -269,6 +283,21 @@ class Daemon:
 
     def _write(self) -> None:
         self._guarded("write", lambda: self.app.pipeline.deliver(max_batches=50))
+
+    def _backfill(self) -> None:
+        """A second's worth of backfill requests, in its own job: live polls run beside it."""
+        result = self._guarded(
+            "backfill", lambda: self.app.backfill_tick(self.app.settings.backfill.interval)
+        )
+        if result is None:
+            return
+        wait, new = result
+        if new:
+            self._run_soon("resolve")
+            self._run_soon("write")
+        job = self.scheduler.get_job("backfill")
+        if job is not None and wait > self.app.settings.backfill.interval:
+            job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=wait))
 
     def _run_soon(self, job_id: str) -> None:
         if self.stopping.is_set() or not self.scheduler.running:

@@ -254,3 +254,60 @@ class WriteResult:
 
 
 LookupResult = Mapping[IdentityKey, Match]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One part of a backfill window and the endpoint that reads it.
+
+    A source plans a window as segments (the last 7 days by recent search, older ones by
+    full-archive search or a timeline); a job walks them in order, page by page. ``horizon``
+    is set when the endpoint reaches only the newest N posts, so part of the window may be
+    out of reach; ``note`` says so in words.
+    """
+
+    stream: Stream
+    route: str  # the source's name for the endpoint, e.g. "search_recent"
+    since: datetime
+    until: datetime
+    query: str | None = None
+    page_size: int = 100
+    requests_per_window: int = 0  # the endpoint's rate limit per 15 minutes (0: unknown)
+    horizon: int | None = None
+    note: str | None = None
+
+    def as_json(self) -> JsonObject:
+        return {
+            "stream": str(self.stream),
+            "route": self.route,
+            "since": self.since.isoformat(),
+            "until": self.until.isoformat(),
+            "query": self.query,
+            "page_size": self.page_size,
+            "requests_per_window": self.requests_per_window,
+            "horizon": self.horizon,
+            "note": self.note,
+        }
+
+    @classmethod
+    def from_json(cls, value: JsonObject) -> Segment:
+        return cls(
+            stream=Stream(value["stream"]),
+            route=str(value["route"]),
+            since=datetime.fromisoformat(value["since"]),
+            until=datetime.fromisoformat(value["until"]),
+            query=value.get("query"),
+            page_size=int(value.get("page_size") or 100),
+            requests_per_window=int(value.get("requests_per_window") or 0),
+            horizon=value.get("horizon"),
+            note=value.get("note"),
+        )
+
+
+@dataclass(frozen=True)
+class PostCount:
+    """How many posts a segment holds: counted by the API (``exact``) or sampled."""
+
+    posts: int
+    exact: bool
+    requests: int = 1  # what finding out cost

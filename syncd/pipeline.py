@@ -105,7 +105,7 @@ class Pipeline:
     def _pause(self, seconds: float) -> None:
         self.stopping.wait(seconds)
 
-    def _retrying(self, call: Callable[[], T]) -> T:
+    def retrying(self, call: Callable[[], T]) -> T:
         """Run an idempotent call, retrying transient failures with jittered backoff."""
         for attempt in Retrying(
             retry=retry_if_exception_type(TransientError),
@@ -129,7 +129,7 @@ class Pipeline:
             known = st.stored_accounts(conn, source_name)
         missing = [h for h in handles if h.lower() not in known]
         if missing:
-            found = self._retrying(lambda: source.resolve_accounts(missing))
+            found = self.retrying(lambda: source.resolve_accounts(missing))
             with self.db.transaction() as conn:
                 st.store_accounts(conn, source_name, found.values(), self.clock())
                 known = st.stored_accounts(conn, source_name)
@@ -151,7 +151,7 @@ class Pipeline:
         restarted = False
         while True:
             try:
-                page = self._retrying(partial(source.fetch, account, stream, cursor))
+                page = self.retrying(partial(source.fetch, account, stream, cursor))
             except ExternalError as exc:
                 # A stored pagination token can expire; start the walk again from since_id.
                 if exc.status == 400 and cursor.in_walk and not restarted:
@@ -202,7 +202,7 @@ class Pipeline:
             self.crm,
             self.settings.resolve,
             self.clock,
-            self._retrying,
+            self.retrying,
             self.stopping.is_set,
         )
 
@@ -220,7 +220,7 @@ class Pipeline:
                 return result
             records = [build_record(d) for d in ready]
             # Safe to retry: every record is an upsert on its external id.
-            answers = self._retrying(partial(self.crm.upsert_history, records))
+            answers = self.retrying(partial(self.crm.upsert_history, records))
             if len(answers) != len(records):
                 raise RuntimeError(
                     f"CRM returned {len(answers)} results for {len(records)} records"
@@ -233,7 +233,7 @@ class Pipeline:
                 if not a.ok and a.error_code in GONE_RECORD_ERRORS
             }
             moved = (
-                self._retrying(partial(self.crm.survivors, sorted(gone, key=str))) if gone else {}
+                self.retrying(partial(self.crm.survivors, sorted(gone, key=str))) if gone else {}
             )
             self._store_answers(ready, answers, result, moved)
             batches += 1

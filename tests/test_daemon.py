@@ -37,7 +37,8 @@ def daemon() -> Iterator[Daemon]:
         stopping=threading.Event(),
     )
     settings = SimpleNamespace(
-        daemon=SimpleNamespace(write_interval=60.0, resolve_interval=60.0, jitter=0.0)
+        daemon=SimpleNamespace(write_interval=60.0, resolve_interval=60.0, jitter=0.0),
+        backfill=SimpleNamespace(interval=60.0),
     )
     parked: dict[str, str] = {}
     app = SimpleNamespace(
@@ -49,6 +50,8 @@ def daemon() -> Iterator[Daemon]:
         park=lambda name, reason, failures: parked.__setitem__(name, reason),
         parked=lambda: set(parked),
         unpark_all=lambda: [parked.pop(n) and n for n in list(parked)],
+        backfill_tick=Scripted(),
+        release_backfill=lambda: None,
     )
     d = Daemon(app)  # type: ignore[arg-type]
     d.start(paused=True)  # jobs run only when the test calls them

@@ -7,10 +7,10 @@ CRM), :mod:`.tryout` (sandbox and demo).
 
 from __future__ import annotations
 
-from syncd.cli import admin, links, review, service, tryout
+from syncd.cli import admin, backfill, links, review, service, tryout
 from syncd.cli.base import cli
 
-__all__ = ["admin", "cli", "links", "main", "review", "service", "tryout"]
+__all__ = ["admin", "backfill", "cli", "links", "main", "review", "service", "tryout"]
 
 
 def main() -> None:

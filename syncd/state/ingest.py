@@ -243,6 +243,42 @@ def ingest_page(
     now: datetime,
 ) -> IngestResult:
     """Store one page and advance the cursor, in the caller's transaction."""
+    stored = store_page(
+        conn,
+        source=source,
+        network=network,
+        account=account,
+        page=page,
+        crms=crms,
+        brand_ids=brand_ids,
+        now=now,
+    )
+    _save_cursor(
+        conn,
+        source,
+        account.handle,
+        stream,
+        page.next_cursor,
+        now,
+        walk_complete=page.walk_complete,
+    )
+    return stored
+
+
+def store_page(
+    conn: Connection,
+    *,
+    source: str,
+    network: str,
+    account: Account,
+    page: Page,
+    crms: Iterable[str],
+    brand_ids: set[str],
+    now: datetime,
+    backfill_id: int | None = None,
+) -> IngestResult:
+    """Store one page's interactions, authors, deliveries and bad items (not where the walk
+    stands: the caller keeps that in the same transaction, a cursor or a backfill job)."""
     crm_names = list(crms)
     items = list({i.post_id: i for i in page.interactions}.values())
     identity_ids = upsert_identities(
@@ -272,6 +308,7 @@ def ingest_page(
                 "in_reply_to_post_id": i.in_reply_to_post_id,
                 "raw": i.raw,
                 "fetched_at": now,
+                "backfill_id": backfill_id,
             }
             for i in items
         ]
@@ -309,15 +346,6 @@ def ingest_page(
                 for q in bad
             ],
         )
-    _save_cursor(
-        conn,
-        source,
-        account.handle,
-        stream,
-        page.next_cursor,
-        now,
-        walk_complete=page.walk_complete,
-    )
     return IngestResult(
         new=len(new_rows), seen=len(items), queued=len(outbox), quarantined=len(page.quarantined)
     )

@@ -180,8 +180,11 @@ interactions = Table(
     Column("in_reply_to_post_id", String(64)),
     Column("raw", JSON, nullable=False),
     Column("fetched_at", UtcDateTime(), nullable=False),
+    # The backfill job that stored it first (None: the live poller), for its progress.
+    Column("backfill_id", Id),
     UniqueConstraint("network", "post_id", name="uq_interactions_network_post_id"),
     Index("ix_interactions_counterpart", "counterpart_identity_id"),
+    Index("ix_interactions_backfill_id", "backfill_id"),
 )
 
 # Where each stream's walk stands. Advanced only in the transaction that stores its page.
@@ -256,4 +259,33 @@ crm_watch = Table(
     Column("crm", String(100), primary_key=True),
     Column("mark", Text),
     Column("checked_at", UtcDateTime(), nullable=False),
+)
+
+# Admin backfills: a window of past posts read through whichever endpoints reach it. Where the
+# job stands (segment, page token, counts) advances in the transaction that stores each page.
+backfills = Table(
+    "backfills",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("source", String(100), nullable=False),
+    Column("network", String(32), nullable=False),
+    Column("account", String(100), nullable=False),
+    Column("since", UtcDateTime(), nullable=False),
+    Column("until", UtcDateTime(), nullable=False),
+    Column("streams", JSON, nullable=False),
+    Column("plan", JSON, nullable=False),  # the segments: stream, route, query, window
+    Column("estimate", JSON),
+    Column("segment", Integer, nullable=False, server_default="0"),
+    Column("token", String(500)),  # the next page of the current segment
+    Column("status", String(16), nullable=False),  # queued running paused done cancelled failed
+    Column("read", Integer, nullable=False, server_default="0"),  # posts the API returned
+    Column("new", Integer, nullable=False, server_default="0"),  # of them, not stored before
+    Column("requests", Integer, nullable=False, server_default="0"),
+    Column("error", Text),
+    Column("lease_owner", String(200)),  # "host:pid" of the process working it
+    Column("lease_until", UtcDateTime()),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("finished_at", UtcDateTime()),
+    Index("ix_backfills_status", "status"),
 )

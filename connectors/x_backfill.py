@@ -1,0 +1,188 @@
+"""X backfills: which endpoint reaches which part of a past window, counting it, reading it.
+
+The timelines reach only the newest posts (mentions: 800; a user's own posts: 3,200), so
+a window is read by search where the configured access allows: recent search covers the
+last 7 days, full-archive search everything. What no configured endpoint fully reaches is
+read through the timeline as far as it goes, and the plan says so. Mixed into
+:class:`connectors.x.XSource`, which owns the client and the error mapping (``_call``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from connectors.x_fields import EXPANSIONS, TWEET_FIELDS, USER_FIELDS
+from connectors.x_parse import NETWORK, parse_page
+from syncd.errors import TransientError
+from syncd.model import Account, Cursor, Page, PostCount, Segment, Stream
+
+SearchAccess = Literal["none", "recent", "all"]
+
+RECENT_REACH = timedelta(days=7)
+# X wants end_time at least 10 s before the request, and a recent-search start_time inside
+# the 7 days when the request arrives: margins, so a plan made now still holds then.
+END_MARGIN = timedelta(seconds=30)
+RECENT_MARGIN = timedelta(minutes=10)
+# (page size, requests per 15 minutes with an app token), from X's documented limits.
+ROUTES: dict[str, tuple[int, int]] = {
+    "search_recent": (100, 450),
+    "search_all": (500, 300),
+    "mentions_timeline": (100, 450),
+    "user_timeline": (100, 1500),
+}
+HORIZONS = {"mentions_timeline": 800, "user_timeline": 3200}
+COUNT_PAGES_MAX = 50  # counts pages read for one estimate (a day bucket each: years)
+
+
+def search_query(stream: Stream, handle: str) -> str:
+    """What the timeline of ``stream`` holds, as a search query."""
+    if stream is Stream.MENTIONS:
+        return f"(@{handle} OR to:{handle}) -from:{handle}"
+    return f"from:{handle} is:reply"
+
+
+def plan(
+    access: SearchAccess,
+    account: Account,
+    streams: Sequence[Stream],
+    since: datetime,
+    until: datetime,
+    now: datetime,
+) -> list[Segment]:
+    """The segments of ``[since, until)`` per stream, newest part first."""
+    until = min(until, now - END_MARGIN)
+    if since >= until:
+        return []
+    recent_floor = now - RECENT_REACH + RECENT_MARGIN
+    out: list[Segment] = []
+    for stream in streams:
+        query = search_query(stream, account.handle)
+        if access == "all":
+            out.append(_segment(stream, "search_all", since, until, query))
+            continue
+        older_until = until
+        if access == "recent" and until > recent_floor:
+            out.append(_segment(stream, "search_recent", max(since, recent_floor), until, query))
+            older_until = recent_floor
+        if since < older_until:
+            route = "mentions_timeline" if stream is Stream.MENTIONS else "user_timeline"
+            reach = "recent search (7 days)" if access == "recent" else "no search"
+            note = (
+                f"older than what search_access = {access!r} reaches ({reach}): read through "
+                f"the {stream} timeline, which holds only the newest {HORIZONS[route]:,} "
+                "posts; set search_access = 'all' if your X plan has full-archive search"
+            )
+            out.append(_segment(stream, route, since, older_until, None, note))
+    return out
+
+
+def _segment(
+    stream: Stream,
+    route: str,
+    since: datetime,
+    until: datetime,
+    query: str | None,
+    note: str | None = None,
+) -> Segment:
+    page_size, per_window = ROUTES[route]
+    return Segment(
+        stream, route, since, until, query, page_size, per_window, HORIZONS.get(route), note
+    )
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class XBackfill:
+    """``plan_backfill``, ``count_posts`` and ``fetch_segment`` of the Backfiller contract."""
+
+    search_access: SearchAccess
+
+    if TYPE_CHECKING:
+        client: Any
+
+        def _call(
+            self, method: Callable[..., Any], **params: Any
+        ) -> tuple[Any, Mapping[str, str]]: ...
+
+    def plan_backfill(
+        self,
+        account: Account,
+        streams: Sequence[Stream],
+        since: datetime,
+        until: datetime,
+        now: datetime,
+    ) -> list[Segment]:
+        return plan(self.search_access, account, streams, since, until, now)
+
+    def count_posts(self, account: Account, segment: Segment) -> PostCount:
+        """Search segments ask the counts endpoint (day buckets); timelines are sampled:
+        one page of the window, extrapolated over its span, capped at the horizon."""
+        if segment.route in ("search_recent", "search_all"):
+            return self._counted(segment)
+        page = self.fetch_segment(account, segment, None)
+        posts = len(page.interactions) + len(page.quarantined)
+        if page.next_cursor.pagination_token is None:
+            return PostCount(posts, exact=True)
+        oldest = min((i.created_at for i in page.interactions), default=segment.until)
+        covered = max((segment.until - oldest).total_seconds(), 1.0)
+        span = (segment.until - segment.since).total_seconds()
+        guess = math.ceil(posts * span / covered)
+        return PostCount(min(guess, segment.horizon or guess), exact=False)
+
+    def _counted(self, segment: Segment) -> PostCount:
+        recent = segment.route == "search_recent"
+        method = self.client.get_recent_tweets_count if recent else self.client.get_all_tweets_count
+        params: dict[str, Any] = {
+            "query": segment.query,
+            "start_time": _iso(segment.since),
+            "end_time": _iso(segment.until),
+            "granularity": "day",
+        }
+        total, requests = 0, 0
+        while requests < COUNT_PAGES_MAX:
+            body, _ = self._call(method, **params)
+            requests += 1
+            meta = body.get("meta") if isinstance(body, dict) else None
+            if not isinstance(meta, dict) or not isinstance(meta.get("total_tweet_count"), int):
+                raise TransientError("X sent an unreadable counts response", system=NETWORK)
+            total += meta["total_tweet_count"]
+            token = meta.get("next_token")
+            if recent or not isinstance(token, str):
+                return PostCount(total, exact=True, requests=requests)
+            params["next_token"] = token
+        return PostCount(total, exact=False, requests=requests)
+
+    def fetch_segment(self, account: Account, segment: Segment, token: str | None) -> Page:
+        params: dict[str, Any] = {
+            "start_time": _iso(segment.since),
+            "end_time": _iso(segment.until),
+            "max_results": segment.page_size,
+            "tweet_fields": TWEET_FIELDS,
+            "user_fields": USER_FIELDS,
+            "expansions": EXPANSIONS,
+        }
+        if segment.route in ("search_recent", "search_all"):
+            search = segment.route == "search_recent"
+            method = self.client.search_recent_tweets if search else self.client.search_all_tweets
+            params["query"] = segment.query
+            params["next_token"] = token
+        else:
+            mentions = segment.route == "mentions_timeline"
+            method = self.client.get_users_mentions if mentions else self.client.get_users_tweets
+            params["id"] = account.user_id
+            params["pagination_token"] = token
+            if not mentions:
+                params["exclude"] = ["retweets"]
+        body, headers = self._call(method, **params)
+        return parse_page(
+            body,
+            account=account,
+            stream=segment.stream,
+            cursor=Cursor(pagination_token=token),
+            headers=headers,
+        )

@@ -1,0 +1,158 @@
+"""Working a backfill job: one request per step, each page stored with the job's position.
+
+The same :class:`Runner` serves ``syncd backfill`` (a foreground loop that also resolves and
+writes, with progress) and the daemon (a step at a time between live polls). Pacing follows
+the rate headers: a timeline endpoint, shared with live polling, is left a reserve.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Protocol
+
+from syncd.backfill.estimate import MIN_INTERVAL
+from syncd.connector import Backfiller, Source
+from syncd.errors import ExternalError, NotFound
+from syncd.model import Account, Page, Segment
+from syncd.pipeline import Pipeline
+from syncd.state import backfills
+from syncd.state import ingest as st
+from syncd.state.backfills import DONE, RUNNING, Job, LeaseLost
+
+log = logging.getLogger("syncd.backfill")
+SHARED_ROUTES = frozenset({"mentions_timeline", "user_timeline"})  # live polls use them too
+
+
+class BackfillSource(Source, Backfiller, Protocol):
+    pass
+
+
+@dataclass(frozen=True)
+class Step:
+    job: Job
+    done: bool = False
+    read: int = 0
+    new: int = 0
+    wait: float = 0.0  # seconds before the next request may go
+
+
+class Runner:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        source_name: str,
+        source: BackfillSource,
+        job_id: int,
+        *,
+        owner: str | None = None,
+        reserve: float = 0.2,
+    ) -> None:
+        self.pipeline = pipeline
+        self.db = pipeline.db
+        self.source_name = source_name
+        self.source = source
+        self.job_id = job_id
+        self.owner = owner or backfills.me()
+        self.reserve = reserve
+        self._account: Account | None = None
+        self._brand_ids: set[str] | None = None
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        return self.pipeline.clock
+
+    def claim(self, *, paused_too: bool = False) -> bool:
+        with self.db.transaction() as conn:
+            return backfills.claim(
+                conn, self.job_id, self.owner, self.clock(), paused_too=paused_too
+            )
+
+    def release(self, status: str, error: str | None = None) -> None:
+        with self.db.transaction() as conn:
+            backfills.finish(conn, self.job_id, status, self.clock(), owner=self.owner, error=error)
+
+    def job(self) -> Job:
+        with self.db.connect() as conn:
+            job = backfills.get(conn, self.job_id)
+        if job is None or job.status != RUNNING or job.lease_owner != self.owner:
+            raise LeaseLost(f"backfill {self.job_id} is not held by this process")
+        return job
+
+    def account(self, job: Job) -> Account:
+        if self._account is None:
+            with self.db.connect() as conn:
+                known = st.stored_accounts(conn, self.source_name)
+                self._brand_ids = st.brand_user_ids(conn, self.source.network)
+            found = known.get(job.account.lower())
+            if found is None:
+                raise NotFound(
+                    f"{self.source_name}: account {job.account} is not known yet (run "
+                    "`syncd poll --once` or the daemon first)",
+                    system=self.source.network,
+                )
+            self._account = found
+        return self._account
+
+    def step(self) -> Step:
+        """Read and store the job's next page; finish the job after its last segment."""
+        job = self.job()
+        segment = job.current
+        if segment is None:
+            self.release(DONE)
+            return Step(job, done=True)
+        account = self.account(job)
+        try:
+            page = self.pipeline.retrying(
+                partial(self.source.fetch_segment, account, segment, job.token)
+            )
+        except ExternalError as exc:
+            if exc.status != 400 or job.token is None:
+                raise
+            # An expired page token: read the segment again from its start; stored posts
+            # are not stored twice.
+            log.warning("backfill %d: page token refused, restarting segment", job.id)
+            with self.db.transaction() as conn:
+                backfills.restart_segment(conn, job, self.owner, self.clock())
+            return Step(job)
+        read = len(page.interactions) + len(page.quarantined)
+        with self.db.transaction() as conn:
+            stored = st.store_page(
+                conn,
+                source=self.source_name,
+                network=self.source.network,
+                account=account,
+                page=page,
+                crms=[self.pipeline.crm_name],
+                brand_ids=self._brand_ids or set(),
+                now=self.clock(),
+                backfill_id=job.id,
+            )
+            job = backfills.advance(
+                conn,
+                job,
+                self.owner,
+                token=page.next_cursor.pagination_token,
+                read=read,
+                new=stored.new,
+                now=self.clock(),
+            )
+            if job.current is None:
+                backfills.finish(conn, job.id, DONE, self.clock(), owner=self.owner)
+        return Step(job, job.current is None, read, stored.new, self.pacing(segment, page))
+
+    def pacing(self, segment: Segment, page: Page) -> float:
+        """Seconds to wait before the next request: the endpoint's spacing, or until the
+        rate window resets once only the reserve (shared endpoints) is left."""
+        wait = MIN_INTERVAL.get(segment.route, 0.0)
+        rate = page.rate
+        if rate is None or rate.remaining is None or rate.reset_at is None:
+            return wait
+        floor = math.ceil((rate.limit or 0) * self.reserve) if segment.route in SHARED_ROUTES else 0
+        if rate.remaining <= floor:
+            wait = max(wait, (rate.reset_at - self.clock()).total_seconds())
+        return max(wait, 0.0)

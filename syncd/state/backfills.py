@@ -1,0 +1,279 @@
+"""Backfill jobs in state: created with their plan, claimed by one process at a time, advanced
+page by page in the transaction that stores the page.
+
+A job is worked by whoever holds its lease (``host:pid`` and an expiry renewed with every
+page). A process that dies (SIGKILL, a reboot) leaves a lease that expires, or that the same
+host sees belongs to no live process: another process then takes the job over from the last
+stored page. Ctrl-C pauses a job (kept until resumed by hand); cancelling ends it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, exists, func, or_, select, update
+
+from syncd.model import Segment
+from syncd.state.ingest import PENDING
+from syncd.state.outbox import WRITTEN
+from syncd.state.tables import backfills, deliveries, interactions, links
+
+QUEUED, RUNNING, PAUSED, DONE, CANCELLED, FAILED = (
+    "queued", "running", "paused", "done", "cancelled", "failed",
+)  # fmt: skip
+ACTIVE = (QUEUED, RUNNING, PAUSED)
+LEASE = timedelta(seconds=60)
+
+
+class LeaseLost(Exception):
+    """Another process took the job over: this one must stop working it."""
+
+
+def me() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _dead(owner: str | None) -> bool:
+    """Whether a lease belongs to a process of this host that no longer runs."""
+    host, _, pid = (owner or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    source: str
+    network: str
+    account: str
+    since: datetime
+    until: datetime
+    streams: list[str]
+    plan: list[Segment]
+    estimate: dict[str, Any] | None
+    segment: int
+    token: str | None
+    status: str
+    read: int
+    new: int
+    requests: int
+    error: str | None
+    lease_owner: str | None
+    lease_until: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def current(self) -> Segment | None:
+        return self.plan[self.segment] if self.segment < len(self.plan) else None
+
+
+def _job(r: Any) -> Job:
+    values = dict(r._mapping)
+    values["plan"] = [Segment.from_json(s) for s in values["plan"]]
+    return Job(**values)
+
+
+def create(
+    conn: Connection,
+    *,
+    source: str,
+    network: str,
+    account: str,
+    since: datetime,
+    until: datetime,
+    streams: Sequence[str],
+    plan: Sequence[Segment],
+    estimate: dict[str, Any] | None,
+    status: str,
+    now: datetime,
+    owner: str | None = None,
+) -> int:
+    row = conn.execute(
+        backfills.insert()
+        .values(
+            source=source,
+            network=network,
+            account=account,
+            since=since,
+            until=until,
+            streams=list(streams),
+            plan=[s.as_json() for s in plan],
+            estimate=estimate,
+            status=status,
+            lease_owner=owner,
+            lease_until=now + LEASE if owner else None,
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(backfills.c.id)
+    ).one()
+    return int(row[0])
+
+
+def get(conn: Connection, job_id: int) -> Job | None:
+    row = conn.execute(select(backfills).where(backfills.c.id == job_id)).first()
+    return _job(row) if row else None
+
+
+def jobs(conn: Connection, *, active_only: bool = False, limit: int = 50) -> list[Job]:
+    stmt = select(backfills).order_by(backfills.c.id.desc()).limit(limit)
+    if active_only:
+        stmt = stmt.where(backfills.c.status.in_(ACTIVE))
+    return [_job(r) for r in conn.execute(stmt)]
+
+
+def claim(
+    conn: Connection, job_id: int, owner: str, now: datetime, *, paused_too: bool = False
+) -> bool:
+    """Take the job's lease if it is free, expired, ours, or its holder is dead."""
+    row = conn.execute(
+        select(backfills.c.lease_owner, backfills.c.lease_until, backfills.c.status).where(
+            backfills.c.id == job_id
+        )
+    ).first()
+    allowed = (QUEUED, RUNNING, PAUSED) if paused_too else (QUEUED, RUNNING)
+    if row is None or row.status not in allowed:
+        return False
+    free = (
+        row.lease_owner in (None, owner)
+        or row.lease_until is None
+        or row.lease_until <= now
+        or _dead(row.lease_owner)
+    )
+    if not free:
+        return False
+    done = conn.execute(
+        update(backfills)
+        .where(backfills.c.id == job_id)
+        .where(
+            or_(
+                backfills.c.lease_owner.is_(None),
+                backfills.c.lease_owner == row.lease_owner,
+            )
+        )
+        .values(status=RUNNING, lease_owner=owner, lease_until=now + LEASE, updated_at=now)
+    )
+    return bool(done.rowcount)
+
+
+def claimable(conn: Connection, now: datetime) -> list[int]:
+    """Jobs the daemon may work: queued, or running under a lease that lapsed."""
+    rows = conn.execute(
+        select(backfills.c.id, backfills.c.lease_owner, backfills.c.lease_until)
+        .where(backfills.c.status.in_((QUEUED, RUNNING)))
+        .order_by(backfills.c.id)
+    ).all()
+    return [
+        r.id
+        for r in rows
+        if r.lease_owner is None
+        or r.lease_until is None
+        or r.lease_until <= now
+        or _dead(r.lease_owner)
+    ]
+
+
+def advance(
+    conn: Connection,
+    job: Job,
+    owner: str,
+    *,
+    token: str | None,
+    read: int,
+    new: int,
+    now: datetime,
+) -> Job:
+    """Record a stored page: the next page token (None: the segment is done) and counts.
+    In the page's transaction; raises LeaseLost (rolling the page back) if the job was
+    taken over meanwhile."""
+    segment = job.segment + (1 if token is None else 0)
+    done = conn.execute(
+        update(backfills)
+        .where(backfills.c.id == job.id, backfills.c.lease_owner == owner)
+        .where(backfills.c.status == RUNNING)
+        .values(
+            segment=segment,
+            token=token,
+            read=backfills.c.read + read,
+            new=backfills.c.new + new,
+            requests=backfills.c.requests + 1,
+            lease_until=now + LEASE,
+            updated_at=now,
+        )
+    )
+    if not done.rowcount:
+        raise LeaseLost(f"backfill {job.id} is no longer ours")
+    fresh = get(conn, job.id)
+    assert fresh is not None
+    return fresh
+
+
+def restart_segment(conn: Connection, job: Job, owner: str, now: datetime) -> None:
+    conn.execute(
+        update(backfills)
+        .where(backfills.c.id == job.id, backfills.c.lease_owner == owner)
+        .values(token=None, lease_until=now + LEASE, updated_at=now)
+    )
+
+
+def finish(
+    conn: Connection,
+    job_id: int,
+    status: str,
+    now: datetime,
+    *,
+    owner: str | None = None,
+    error: str | None = None,
+) -> bool:
+    """End or pause a job (releasing the lease); with ``owner``, only if it still holds it."""
+    stmt = update(backfills).where(backfills.c.id == job_id, backfills.c.status.in_(ACTIVE))
+    if owner is not None:
+        stmt = stmt.where(backfills.c.lease_owner == owner)
+    ended = status in (DONE, CANCELLED, FAILED)
+    done = conn.execute(
+        stmt.values(
+            status=status,
+            error=error,
+            lease_owner=None,
+            lease_until=None,
+            updated_at=now,
+            finished_at=now if ended else None,
+        )
+    )
+    return bool(done.rowcount)
+
+
+@dataclass(frozen=True)
+class Progress:
+    written: int  # the job's new interactions now in the CRM
+    held: int  # waiting for their author to be linked
+    pending: int  # linked, waiting for the writer
+
+
+def progress(conn: Connection, crm: str, job_id: int) -> Progress:
+    linked = exists().where(
+        links.c.identity_id == interactions.c.counterpart_identity_id, links.c.crm == crm
+    )
+    base = (
+        select(func.count())
+        .select_from(deliveries.join(interactions))
+        .where(interactions.c.backfill_id == job_id, deliveries.c.crm == crm)
+    )
+    written = conn.execute(base.where(deliveries.c.state == WRITTEN)).scalar_one()
+    held = conn.execute(base.where(and_(deliveries.c.state == PENDING, ~linked))).scalar_one()
+    pending = conn.execute(base.where(and_(deliveries.c.state == PENDING, linked))).scalar_one()
+    return Progress(int(written), int(held), int(pending))

@@ -82,27 +82,31 @@ def child(world: World, *args: str) -> subprocess.Popen[str]:
 def test_killed_three_times_and_resumed_it_writes_each_interaction_once(world: World) -> None:
     posts = old_mentions(world, 450)
 
-    # SIGKILL the child right after the 2nd, 3rd and 4th timeline page left X: while it
-    # parses and stores the page, or while it writes the previous ones.
+    # SIGKILL each child a few milliseconds after its 2nd timeline page left X: while it
+    # parses and stores that page, or writes the ones before. Three children die so.
     proc: dict[str, subprocess.Popen[str]] = {}
-    pages = Counter[str]()
+    pages: Counter[int] = Counter()
+    kills = [0]
 
     def kill_soon(_request: Any) -> None:
-        pages["n"] += 1
-        if pages["n"] in (2, 4, 6) and "p" in proc:
-            target = proc["p"]
-            threading.Timer(0.005 * pages["n"], lambda: _kill(target)).start()
+        target = proc.get("p")
+        if target is None or kills[0] >= 3:
+            return
+        pages[target.pid] += 1
+        if pages[target.pid] == 2:
+            kills[0] += 1
+            threading.Timer(0.003 * kills[0], lambda: _kill(target)).start()
 
     world.x.on_request("mentions", kill_soon, phase="after")
     args = ["backfill", "--source", "acme-x", "--account", "acme", "--since", since()]
     proc["p"] = child(world, *args, "--streams", "mentions", "--yes", "--json")
     outputs = [proc["p"].communicate(timeout=120)[0]]
-    kills = 0
+    killed = 0
     while proc["p"].returncode == -signal.SIGKILL:
-        kills += 1
+        killed += 1
         proc["p"] = child(world, "backfill", "resume", "1", "--json")
         outputs.append(proc["p"].communicate(timeout=120)[0])
-    assert kills == 3, outputs
+    assert killed == 3, outputs
     assert proc["p"].returncode == 0, outputs[-1]
     world.x.remove_hooks()
 

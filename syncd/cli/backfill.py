@@ -4,12 +4,14 @@ saying what it will cost."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import click
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from syncd.app import App
@@ -23,6 +25,11 @@ from syncd.state import backfills
 from syncd.state.backfills import CANCELLED, DONE, PAUSED, QUEUED, RUNNING, Job
 
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]
+BAR_TEXT = (
+    "read · new {task.fields[new]} · written {task.fields[written]} · held {task.fields[held]}"
+    " · {task.fields[rate]}/s · ETA {task.fields[eta]} {task.fields[wait]}"
+)
+LINE_EVERY = 5.0  # seconds between progress lines when stderr is not a terminal
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -191,6 +198,8 @@ def _run(runner: Runner, as_json: bool) -> None:
     if not runner.claim(paused_too=True):
         raise UserError(_busy(runner))
     console = Console(stderr=True, highlight=False)
+    bar = None if as_json or not console.is_terminal else _bar(console)
+    last_line = [0.0]
 
     def show(r: Report) -> None:
         job, p = r.job, r.progress
@@ -202,17 +211,33 @@ def _run(runner: Runner, as_json: bool) -> None:
                 "waiting_until": r.waiting_until.isoformat() if r.waiting_until else None,
             }))  # fmt: skip
             return
+        eta = _duration(r.eta) if r.eta is not None else "?"
+        wait = f"rate-limited until {r.waiting_until:%H:%M:%S}" if r.waiting_until else ""
         total = (job.estimate or {}).get("posts")
+        if bar is not None:
+            bar.update(
+                bar.task_ids[0], completed=job.read, total=max(total or 0, job.read) or None,
+                new=f"{job.new:,}", written=f"{p.written:,}", held=f"{p.held:,}",
+                rate=f"{r.rate:,.0f}", eta=eta, wait=wait,
+            )  # fmt: skip
+            return
+        if time.monotonic() - last_line[0] < LINE_EVERY and job.status == RUNNING:
+            return  # a log, not a terminal: a line every few seconds is enough
+        last_line[0] = time.monotonic()
         share = f" of ~{total:,}" if isinstance(total, int) else ""
-        eta = f"  ETA {_duration(r.eta)}" if r.eta is not None else ""
-        wait = f"  rate-limited until {r.waiting_until:%H:%M:%S}" if r.waiting_until else ""
         console.print(
             f"backfill {job.id}: read {job.read:,}{share}  new {job.new:,}  written "
-            f"{p.written:,}  held {p.held:,}  {r.rate:,.0f} posts/s{eta}{wait}"
+            f"{p.written:,}  held {p.held:,}  {r.rate:,.0f} posts/s  ETA {eta}  {wait}".rstrip()
         )
 
     try:
-        job = work(runner, show)
+        if bar is not None:
+            bar.add_task("read", total=None, new="0", written="0", held="0", rate="0", eta="?",
+                         wait="")  # fmt: skip
+            with bar:
+                job = work(runner, show)
+        else:
+            job = work(runner, show)
     except backfills.LeaseLost:
         with runner.db.connect() as conn:
             gone = backfills.get(conn, runner.job_id)
@@ -224,6 +249,21 @@ def _run(runner: Runner, as_json: bool) -> None:
         raise SystemExit(130)
     if job.status == DONE:
         click.echo(f"backfill {job.id} done: {job.read:,} read, {job.new:,} new", err=True)
+
+
+def _bar(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]backfill"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(
+            "read · new {task.fields[new]} · written {task.fields[written]} · held "
+            "{task.fields[held]} · {task.fields[rate]}/s · ETA {task.fields[eta]} "
+            "{task.fields[wait]}"
+        ),
+        console=console,
+        transient=False,
+    )
 
 
 def _busy(runner: Runner) -> str:

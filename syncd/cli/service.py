@@ -137,6 +137,15 @@ def status(ctx: click.Context, as_json: bool) -> None:
         f"waiting for review: {st.review}   "
         f"quarantined items: {st.quarantined}   dead letters: {st.deliveries.get('dead', 0)}"
     )
+    for b in st.backfills:
+        of = f" of ~{b.estimated:,}" if b.estimated is not None else ""
+        by = f" by {b.lease_owner}" if b.lease_owner else ""
+        console.print(
+            f"backfill {b.id} {b.source} @{b.account} {b.since:%Y-%m-%d} → {b.until:%Y-%m-%d}: "
+            f"{b.status}{by}, read {b.read:,}{of}, new {b.new:,}, written {b.written:,}, "
+            f"held {b.held:,}",
+            highlight=False,
+        )
     for p in st.parked:
         console.print(
             f"[red]PARKED[/] {p.name} since {_when(p.parked_at)} after {p.failures} "

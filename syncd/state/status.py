@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, func, select
 
+from syncd.state import backfills
 from syncd.state.admin import Parked, parked_list
 from syncd.state.authors import review_count
 from syncd.state.outbox import delivery_counts, held_count
@@ -26,6 +27,22 @@ class StreamStatus:
 
 
 @dataclass(frozen=True)
+class BackfillStatus:
+    id: int
+    source: str
+    account: str
+    since: datetime
+    until: datetime
+    status: str
+    read: int
+    new: int
+    estimated: int | None
+    written: int
+    held: int
+    lease_owner: str | None
+
+
+@dataclass(frozen=True)
 class Status:
     streams: list[StreamStatus]
     interactions: int
@@ -34,6 +51,7 @@ class Status:
     review: int  # of the held, those with candidates a person must decide
     quarantined: int
     parked: list[Parked]
+    backfills: list[BackfillStatus]
 
 
 def status(conn: Connection, crm: str) -> Status:
@@ -61,4 +79,14 @@ def status(conn: Connection, crm: str) -> Status:
         review=review_count(conn, crm),
         quarantined=int(conn.execute(select(func.count()).select_from(quarantine)).scalar_one()),
         parked=parked_list(conn),
+        backfills=[_backfill(conn, crm, j) for j in backfills.jobs(conn, active_only=True)],
     )
+
+
+def _backfill(conn: Connection, crm: str, job: backfills.Job) -> BackfillStatus:
+    p = backfills.progress(conn, crm, job.id)
+    estimated = (job.estimate or {}).get("posts")
+    return BackfillStatus(
+        job.id, job.source, job.account, job.since, job.until, job.status, job.read, job.new,
+        estimated if isinstance(estimated, int) else None, p.written, p.held, job.lease_owner,
+    )  # fmt: skip

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from e2e_support import World, make_world, poll_once
+from e2e_support import Daemon, World, make_world, poll_once, wait_for
 
 from syncd.cli import cli
 from syncd.sandbox.seed import Customer, seed
@@ -162,3 +162,28 @@ def test_queued_jobs_are_listed_cancelled_and_refused_when_unknown(world: World)
                                        "acme", "--since", since(), code=1)  # fmt: skip
     assert "knows no account" in syncd(world, "backfill", "--source", "acme-x", "--account",
                                        "ghost", "--since", since(), code=1)  # fmt: skip
+
+
+def test_the_daemon_works_a_queued_backfill_beside_live_polling(world: World) -> None:
+    posts = old_mentions(world, 250)
+    args = ["backfill", "--source", "acme-x", "--account", "acme", "--since", since()]
+    syncd(world, *args, "--streams", "mentions", "--yes", "--queue")
+    daemon = Daemon(world.config)
+    try:
+
+        def job() -> dict[str, Any]:
+            found: list[dict[str, Any]] = json.loads(
+                syncd(world, "backfill", "list", "--all", "--json")
+            )
+            return found[0]
+
+        wait_for(lambda: job()["status"] == "done", 60, "the backfill to finish")
+        # The live poller reads these posts too (they are newer than its cursor): whichever
+        # stores one first, it is one interaction and one record.
+        assert job()["read"] == len(posts)
+        wait_for(lambda: len(tasks_per_post(world)) == len(posts), 30, "every post written")
+    finally:
+        assert daemon.stop() == 0, daemon.log
+    counts = tasks_per_post(world)
+    assert set(counts) == {f"x:{p}" for p in posts} and set(counts.values()) == {1}
+    assert "backfill 1 done" in daemon.log

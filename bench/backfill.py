@@ -1,0 +1,220 @@
+"""A large backfill, measured: interactions per second end to end, API calls, peak memory.
+
+Both stand-ins run in this process; ``syncd backfill`` runs as a child process against them
+(so its peak RSS is its own), reading a window that holds ``--interactions`` mentions of a
+brand account by ``--authors`` customers, most of them Contacts carrying their X user id,
+the rest unknown to the CRM (held, as the default policy says). The child fetches the
+window page by page, stores each page, resolves the authors and writes the Tasks.
+
+Printed: interactions stored and written, seconds, interactions per second, X requests
+(and posts per request), Salesforce API calls (and per 1,000 interactions), the child's
+peak RSS. Exit status 0 only if the targets are met and every post was stored once.
+
+    python bench/backfill.py                        # 200,000 interactions, full archive
+    python bench/backfill.py --interactions 5000 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from syncd.sandbox.salesforce_api import SalesforceSandbox
+from syncd.sandbox.seed import set_up_org
+from syncd.sandbox.x_api import XSandbox
+from syncd.state.db import Database
+from syncd.state.tables import interactions
+
+Author = tuple[str, bool]  # X user id, known to the CRM
+TARGET_RATE = 2000.0  # interactions per second, end to end
+TARGET_RSS_MB = 250.0
+
+CONFIG = """
+[state]
+url = "sqlite:///{state}"
+
+[[sources]]
+name = "x"
+type = "x"
+bearer_token = "env:BENCH_X_BEARER"
+api_base_url = "{x_url}"
+accounts = ["acme"]
+search_access = "{access}"
+
+[crm]
+type = "salesforce"
+login_url = "{sf_url}"
+username = "integration@sandbox.example"
+password = "env:BENCH_SF_PASSWORD"
+security_token = "env:BENCH_SF_TOKEN"
+"""
+
+
+@dataclass
+class Report:
+    interactions: int
+    authors: int
+    stored: int = 0
+    written: int = 0
+    held: int = 0
+    seconds: float = 0.0
+    rate: float = 0.0
+    x_requests: int = 0
+    posts_per_request: float = 0.0
+    sf_calls: int = 0
+    sf_calls_per_1000: float = 0.0
+    peak_rss_mb: float = 0.0
+    duplicates: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.stored == self.interactions
+            and self.duplicates == 0
+            and self.rate >= TARGET_RATE
+            and self.peak_rss_mb <= TARGET_RSS_MB
+        )
+
+
+def people(x: XSandbox, sf: SalesforceSandbox, authors: int, rng: random.Random) -> list[Author]:
+    """The brand and ``authors`` customers, 9 in 10 of them Contacts by X user id."""
+    set_up_org(sf)
+    x.add_user("acme", "Acme Inc")
+    account = sf.insert("Account", {"Name": "Acme Customers"})
+    people: list[Author] = []
+    for i in range(authors):
+        user = x.add_user(f"cust{i}", f"Customer {i}")
+        known = rng.random() < 0.9
+        if known:
+            sf.insert(
+                "Contact",
+                {"LastName": f"Customer {i}", "AccountId": account, "X_User_Id__c": user["id"]},
+            )
+        people.append((user["id"], known))
+    return people
+
+
+def mentions(x: XSandbox, people: list[Author], n: int, rng: random.Random) -> int:
+    """``n`` mentions over the last year; how many are by authors the CRM knows."""
+    start = datetime.now(UTC) - timedelta(days=365)
+    step = timedelta(days=364) / max(n, 1)
+    linked = 0
+    for i in range(n):
+        user_id, known = rng.choice(people)
+        linked += known
+        x.add_post(user_id, f"@acme question {i}", created_at=start + step * i)
+    return linked
+
+
+def run(n: int, authors: int, access: str, seed: int, keep: bool) -> Report:
+    report = Report(n, authors)
+    env = os.environ | {
+        "BENCH_X_BEARER": "bench-bearer",
+        "BENCH_SF_PASSWORD": "sandbox-password",
+        "BENCH_SF_TOKEN": "sandbox-token",
+    }
+    rng = random.Random(seed)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        XSandbox(bearer_token="bench-bearer") as x,
+        SalesforceSandbox() as sf,
+    ):
+        assert isinstance(x, XSandbox) and isinstance(sf, SalesforceSandbox)
+        customers = people(x, sf, authors, rng)
+        state = Path(tmp) / "state.db"
+        config = Path(tmp) / "config.toml"
+        config.write_text(CONFIG.format(state=state, x_url=x.url, sf_url=sf.url, access=access))
+        since = (datetime.now(UTC) - timedelta(days=366)).strftime("%Y-%m-%d")
+        base = [sys.executable, "-m", "syncd", "--config", str(config)]
+        # Learn the brand account first, as a live daemon would have.
+        subprocess.run([*base, "poll", "--once"], env=env, check=True, capture_output=True)
+        print(f"posting {n:,} mentions by {authors:,} authors …", file=sys.stderr)
+        linked = mentions(x, customers, n, rng)
+        x_before, sf_before = x.request_count, sf.api_calls
+        args = ["backfill", "--source", "x", "--account", "acme", "--since", since]
+        started = time.monotonic()
+        done = subprocess.run(
+            [*base, *args, "--streams", "mentions", "--yes", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        report.seconds = time.monotonic() - started
+        if done.returncode != 0:
+            raise SystemExit(f"syncd backfill failed ({done.returncode}):\n{done.stdout}")
+        report.peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        report.x_requests = x.request_count - x_before
+        report.sf_calls = sf.api_calls - sf_before
+        last = json.loads(done.stdout.strip().splitlines()[-1])
+        report.written, report.held = last["written"], last["held"]
+        db = Database(f"sqlite:///{state}")
+        with db.connect() as conn:
+            report.stored = conn.execute(
+                select(func.count()).select_from(interactions)
+            ).scalar_one()
+        db.dispose()
+        per_post = Counter(str(t["Social_Post_Id__c"]) for t in sf.records("Task"))
+        report.duplicates = sum(c - 1 for c in per_post.values())
+        if report.written != linked:
+            print(f"warning: {linked:,} by linked authors, {report.written:,} written",
+                  file=sys.stderr)  # fmt: skip
+        if keep:
+            print(f"state kept at {state}", file=sys.stderr)
+    report.rate = report.stored / report.seconds if report.seconds else 0.0
+    report.posts_per_request = report.stored / max(report.x_requests, 1)
+    report.sf_calls_per_1000 = report.sf_calls * 1000 / max(report.stored, 1)
+    return report
+
+
+def show(r: Report) -> None:
+    def mark(ok: bool) -> str:
+        return "ok" if ok else "MISSED"
+
+    print(f"backfill of {r.interactions:,} mentions by {r.authors:,} authors")
+    print(f"  stored             {r.stored:,} (duplicates in the CRM: {r.duplicates})")
+    print(f"  written / held     {r.written:,} / {r.held:,} (held: authors the CRM lacks)")
+    print(f"  seconds            {r.seconds:.1f}")
+    print(
+        f"  interactions/s     {r.rate:,.0f}   target ≥ {TARGET_RATE:,.0f}  "
+        f"{mark(r.rate >= TARGET_RATE)}"
+    )
+    print(f"  X requests         {r.x_requests:,} ({r.posts_per_request:.0f} posts each)")
+    print(f"  Salesforce calls   {r.sf_calls:,} ({r.sf_calls_per_1000:.1f} per 1,000)")
+    print(
+        f"  peak RSS           {r.peak_rss_mb:.0f} MB   target ≤ {TARGET_RSS_MB:.0f} MB  "
+        f"{mark(r.peak_rss_mb <= TARGET_RSS_MB)}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--interactions", type=int, default=200_000)
+    parser.add_argument("--authors", type=int, default=20_000)
+    parser.add_argument("--access", choices=["all", "recent", "none"], default="all")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--keep", action="store_true", help="Keep the state database.")
+    parser.add_argument("--json", action="store_true", help="One JSON object, no table.")
+    ns = parser.parse_args()
+    report = run(ns.interactions, ns.authors, ns.access, ns.seed, ns.keep)
+    if ns.json:
+        print(json.dumps({**asdict(report), "ok": report.ok}))
+    else:
+        show(report)
+    raise SystemExit(0 if report.ok else 1)
+
+
+if __name__ == "__main__":
+    main()

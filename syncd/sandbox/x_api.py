@@ -3,7 +3,9 @@
 The real tweepy ``Client`` talks to it once its session carries a URL-rewriting adapter. It
 answers like X: bearer auth, ``x-rate-limit-*`` headers per endpoint and token, partial errors
 inside a 200, X's 400 bodies, newest-first timelines with opaque pagination tokens and the
-mentions/timeline horizons beyond which older posts are unreachable.
+mentions/timeline horizons beyond which older posts are unreachable. Recent and full-archive
+search and counts (:mod:`.x_search`) reach past those horizons; full archive needs access
+(``full_archive``, else X's 403) and allows one request per second besides its 15-minute window.
 
 Rate limits are configured per group (``RATE_LIMIT_DEFAULTS`` keys); every endpoint of a group
 counts separately, as on X. Faults (:mod:`.faults`) add ``rate_limit`` to the common kinds;
@@ -12,15 +14,16 @@ the endpoint names are :data:`ENDPOINTS`.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Literal
+from functools import partial
+from typing import ClassVar, Literal
 
 from syncd.sandbox import x_params as xp
 from syncd.sandbox import x_render as xr
+from syncd.sandbox import x_search as xs
 from syncd.sandbox.faults import FaultRule, Kind, kinds, reason
 from syncd.sandbox.server import Handler, Request, Response, SandboxServer
 from syncd.sandbox.x_store import (
@@ -37,6 +40,9 @@ RATE_LIMIT_DEFAULTS: dict[str, int] = {
     "user_tweets": 1500,
     "user_lookup": 300,
     "tweet_lookup": 300,
+    "search_recent": 450,
+    "search_all": 300,
+    "counts": 300,  # counts_recent and counts_all, each in its own window
 }
 RATE_LIMIT_WINDOW = timedelta(minutes=15)
 # Route pattern -> the endpoint name faults and request hooks match on.
@@ -49,7 +55,12 @@ ENDPOINTS: dict[str, str] = {
     "/2/users": "users",
     "/2/tweets/{id}": "tweet",
     "/2/tweets": "tweets",
+    "/2/tweets/search/recent": "search_recent",
+    "/2/tweets/search/all": "search_all",
+    "/2/tweets/counts/recent": "counts_recent",
+    "/2/tweets/counts/all": "counts_all",
 }
+FULL_ARCHIVE = frozenset({"search_all", "counts_all"})
 _JSON = {"Content-Type": "application/json; charset=utf-8"}
 _BEARER = re.compile(r"^Bearer\s+(\S+)$")
 Timeline = Literal["mentions", "tweets"]
@@ -81,6 +92,9 @@ class XSandbox(SandboxServer):
         timeline_horizon: int = 3200,
         rate_limits: dict[str, int] | None = None,
         clock: Callable[[], datetime] | None = None,
+        full_archive: bool = True,
+        full_archive_per_second: int | None = 1,
+        search_lag: float = 10.0,
     ) -> None:
         unknown = set(rate_limits or {}) - set(RATE_LIMIT_DEFAULTS)
         if unknown:
@@ -95,9 +109,14 @@ class XSandbox(SandboxServer):
         self.rate_limits = {**RATE_LIMIT_DEFAULTS, **(rate_limits or {})}
         self.clock = clock or _utcnow
         self.store = XStore(self.clock)
+        self.full_archive = full_archive  # False: search_all and counts_all answer 403
+        self.full_archive_per_second = full_archive_per_second  # None: no per-second limit
+        self.search_lag = timedelta(seconds=search_lag)  # how old end_time must be
         # (token, endpoint) -> [window end (epoch s), requests used in the window]
         self._windows: dict[tuple[str, str], tuple[int, int]] = {}
+        self._seconds = xs.PerSecond()
         self._groups: dict[str, str] = {}  # endpoint name -> rate-limit group
+        q = self._query
         for pattern, group, fn in (
             ("/2/users/by/username/{username}", "user_lookup", self._get_user_by_username),
             ("/2/users/by", "user_lookup", self._get_users_by_usernames),
@@ -107,6 +126,10 @@ class XSandbox(SandboxServer):
             ("/2/users", "user_lookup", self._get_users),
             ("/2/tweets/{id}", "tweet_lookup", self._get_tweet),
             ("/2/tweets", "tweet_lookup", self._get_tweets),
+            ("/2/tweets/search/recent", "search_recent", partial(q, archive=False, counts=False)),
+            ("/2/tweets/search/all", "search_all", partial(q, archive=True, counts=False)),
+            ("/2/tweets/counts/recent", "counts", partial(q, archive=False, counts=True)),
+            ("/2/tweets/counts/all", "counts", partial(q, archive=True, counts=True)),
         ):
             self._groups[ENDPOINTS[pattern]] = group
             self.route("GET", pattern, self._endpoint(pattern, group, fn), ENDPOINTS[pattern])
@@ -177,13 +200,22 @@ class XSandbox(SandboxServer):
     def reset_rate_limits(self) -> None:
         with self.lock:
             self._windows.clear()
+            self._seconds.clear()
+
+    def matching_ids(
+        self, query: str, *, start: datetime | None = None, end: datetime | None = None
+    ) -> list[str]:
+        """Every visible post ``query`` matches (``start <= created_at < end``), newest first:
+        the answer a complete backfill must reach, without any API limit."""
+        with self.lock:
+            return xs.matching_ids(self.store, query, start, end)
 
     # -- faults ----------------------------------------------------------------------------
     def fault_response(
         self, rule: FaultRule, req: Request, handler: Handler, answered: Response | None
     ) -> Response:
         if rule.kind == "bad_item":
-            return _break_first_item(answered or handler(req), rule)
+            return xr.break_first_item(answered or handler(req), rule)
         if rule.kind != "rate_limit":
             return super().fault_response(rule, req, handler, answered)
         headers = dict(_JSON)
@@ -208,12 +240,20 @@ class XSandbox(SandboxServer):
     def _endpoint(
         self, endpoint: str, group: str, fn: Callable[[Request], JsonObject]
     ) -> Callable[[Request], Response]:
+        name = ENDPOINTS[endpoint]
+
         def handle(req: Request) -> Response:
             match = _BEARER.match(req.header("authorization") or "")
             if match is None or match.group(1) != self.bearer_token:
                 return Response.json(xr.UNAUTHORIZED, 401, _JSON)
+            if name in FULL_ARCHIVE and not self.full_archive:
+                return Response.json(xr.client_forbidden(self.dialect), 403, _JSON)
             with self.lock:
-                allowed, headers = self._take(match.group(1), endpoint, group)
+                per_second = self.full_archive_per_second if name == "search_all" else None
+                key, now = (match.group(1), endpoint), self.clock()
+                allowed, headers = self._seconds.take(key, now, per_second)
+                if allowed:
+                    allowed, headers = self._take(match.group(1), endpoint, group)
                 if not allowed:
                     return Response.json(xr.TOO_MANY_REQUESTS, 429, {**_JSON, **headers})
                 try:
@@ -322,28 +362,7 @@ class XSandbox(SandboxServer):
 
     def _timeline(self, req: Request, kind: Timeline) -> JsonObject:
         uid = xp.match(req.params["id"], "id", ID_PATTERN)
-        q = req.query
-        limit = xp.max_results(q.get("max_results"))
-        since = xp.optional_id(q.get("since_id"), "since_id")
-        until = xp.optional_id(q.get("until_id"), "until_id")
-        # The spec: since_id/until_id take precedence over start_time/end_time.
-        start = None if since is not None else xp.timestamp(q.get("start_time"), "start_time")
-        end = None if until is not None else xp.timestamp(q.get("end_time"), "end_time")
-        if start and end and start >= end:
-            raise xp.InvalidRequest(
-                "start_time",
-                q["start_time"],
-                f"Invalid 'start_time':'{q['start_time']}'. "
-                f"'start_time' must be before 'end_time':'{q['end_time']}'",
-            )
-        exclude = (
-            set(xp.choices(req, "exclude", {"replies", "retweets"})) if kind == "tweets" else set()
-        )
-        token = q.get("pagination_token")
-        older_than = until
-        if token is not None:
-            boundary = xp.decode_token(kind, uid, token)
-            older_than = boundary if older_than is None else min(older_than, boundary)
+        p = xp.timeline_params(req, kind, uid)
         r = self._renderer(req, for_users=False)
 
         user = self.store.users.get(uid)
@@ -357,12 +376,12 @@ class XSandbox(SandboxServer):
         page, more = self.store.walk(
             index,
             horizon,
-            limit=limit,
-            newer_than=since,
-            older_than=older_than,
-            start=start,
-            end=end,
-            skip_replies="replies" in exclude,  # the sandbox has no retweets to skip
+            limit=p.limit,
+            newer_than=p.since,
+            older_than=p.older_than,
+            start=p.start,
+            end=p.end,
+            skip_replies=p.skip_replies,
         )
         r.expand(page)
         meta: JsonObject = {"result_count": len(page)}
@@ -373,24 +392,9 @@ class XSandbox(SandboxServer):
             meta["next_token"] = xp.encode_token(kind, uid, page[-1].id)
         return r.body([r.post(p) for p in page], meta)
 
-
-# What a broken field becomes, by how it is broken: a value of another JSON type, or one of the
-# right type that parses as nothing.
-_WRONG_TYPE: dict[str, Any] = {"id": 12345, "created_at": 1700000000, "author_id": ["1"]}
-_BAD_VALUE: dict[str, Any] = {"id": "not-an-id", "created_at": "yesterday", "author_id": ""}
-
-
-def _break_first_item(resp: Response, rule: FaultRule) -> Response:
-    try:
-        body = json.loads(resp.body)
-        item = body["data"][0]
-    except (ValueError, KeyError, IndexError, TypeError):
-        return resp  # nothing to break: an empty page or an error stays as it is
-    for name in rule.fields or ["created_at"]:
-        if rule.how == "missing":
-            item.pop(name, None)
-        elif rule.how == "wrong_type":
-            item[name] = _WRONG_TYPE.get(name, {"unexpected": True})
-        else:
-            item[name] = _BAD_VALUE.get(name, "")
-    return Response.json(body, resp.status, resp.headers)
+    # -- search and counts ---------------------------------------------------------------
+    def _query(self, req: Request, *, archive: bool, counts: bool) -> JsonObject:
+        now, lag = self.clock(), self.search_lag
+        if counts:
+            return xs.counts(req, self.store, self.dialect, now, lag, archive=archive)
+        return xs.search(req, self._renderer(req, for_users=False), now, lag, archive=archive)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from syncd.sandbox.server import Request
@@ -28,26 +29,25 @@ def _base36(n: int) -> str:
     return out or "0"
 
 
-def _token_check(kind: str, user_id: str, boundary: int) -> int:
-    return zlib.crc32(f"{kind}:{user_id}:{boundary}".encode())
+def _token_check(kind: str, scope: str, boundary: int) -> int:
+    return zlib.crc32(f"{kind}:{scope}:{boundary}".encode())
 
 
-def encode_token(kind: str, user_id: str, boundary: int) -> str:
-    """Opaque token for "posts older than ``boundary``": stable however many posts arrive."""
-    return _base36((boundary << 32) | _token_check(kind, user_id, boundary))
+def encode_token(kind: str, scope: str, boundary: int) -> str:
+    """Opaque token for "items older than ``boundary``" of one walk (``kind`` and ``scope``: a
+    timeline and its user, a search and its query): stable however many posts arrive."""
+    return _base36((boundary << 32) | _token_check(kind, scope, boundary))
 
 
-def decode_token(kind: str, user_id: str, token: str) -> int:
+def decode_token(kind: str, scope: str, token: str, parameter: str = "pagination_token") -> int:
     try:
         n = int(token, 36)
     except ValueError:
         n = -1
     boundary = n >> 32 if n > 0 else 0
-    if n <= 0 or n & 0xFFFFFFFF != _token_check(kind, user_id, boundary):
+    if n <= 0 or n & 0xFFFFFFFF != _token_check(kind, scope, boundary):
         raise InvalidRequest(
-            "pagination_token",
-            token,
-            f"The `pagination_token` query parameter value [{token}] is not valid",
+            parameter, token, f"The `{parameter}` query parameter value [{token}] is not valid"
         )
     return boundary
 
@@ -106,18 +106,33 @@ def choices(req: Request, parameter: str, allowed: Iterable[str]) -> list[str]:
     return values
 
 
-def max_results(raw: str | None) -> int:
+def max_results(raw: str | None, low: int = 5, high: int = 100, default: int = 10) -> int:
     if raw is None:
-        return 10
+        return default
     try:
         value = int(raw)
     except ValueError:
-        value = 0
-    if not 5 <= value <= 100:
+        value = low - 1
+    if not low <= value <= high:
         raise InvalidRequest(
             "max_results",
             raw,
-            f"The `max_results` query parameter value [{raw}] is not between 5 and 100",
+            f"The `max_results` query parameter value [{raw}] is not between {low} and {high}",
+        )
+    return value
+
+
+def one_of(req: Request, parameter: str, allowed: Iterable[str], default: str) -> str:
+    """A single-valued enum parameter, with X's wording when the value is not allowed."""
+    value, options = req.query.get(parameter), sorted(set(allowed))
+    if value is None:
+        return default
+    if value not in options:
+        raise InvalidRequest(
+            parameter,
+            value,
+            f"The `{parameter}` query parameter value [{value}] is not one of "
+            f"[{','.join(options)}]",
         )
     return value
 
@@ -134,3 +149,38 @@ def timestamp(raw: str | None, parameter: str) -> datetime | None:
             f"The `{parameter}` query parameter value [{raw}] is not a valid RFC 3339 date-time",
         ) from None
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class TimelineParams:
+    limit: int
+    since: int | None
+    older_than: int | None  # until_id or the pagination token's boundary, the lower one
+    start: datetime | None
+    end: datetime | None
+    skip_replies: bool  # the sandbox has no retweets to skip
+
+
+def timeline_params(req: Request, kind: str, user_id: str) -> TimelineParams:
+    """The mentions / user-posts timeline parameters, checked as X checks them."""
+    q = req.query
+    limit = max_results(q.get("max_results"))
+    since = optional_id(q.get("since_id"), "since_id")
+    until = optional_id(q.get("until_id"), "until_id")
+    # The spec: since_id/until_id take precedence over start_time/end_time.
+    start = None if since is not None else timestamp(q.get("start_time"), "start_time")
+    end = None if until is not None else timestamp(q.get("end_time"), "end_time")
+    if start and end and start >= end:
+        raise InvalidRequest(
+            "start_time",
+            q["start_time"],
+            f"Invalid 'start_time':'{q['start_time']}'. "
+            f"'start_time' must be before 'end_time':'{q['end_time']}'",
+        )
+    exclude = set(choices(req, "exclude", {"replies", "retweets"})) if kind == "tweets" else set()
+    token = q.get("pagination_token")
+    older_than = until
+    if token is not None:
+        boundary = decode_token(kind, user_id, token)
+        older_than = boundary if older_than is None else min(older_than, boundary)
+    return TimelineParams(limit, since, older_than, start, end, "replies" in exclude)

@@ -9,10 +9,13 @@ beside the old ones wherever the old ones are not rejected, so a parser for eith
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from syncd.sandbox.faults import FaultRule
+from syncd.sandbox.server import Response
 from syncd.sandbox.x_store import JsonObject, StoredPost, StoredUser, XStore
 
 DEFAULT_POST_FIELDS = ("id", "text", "edit_history_tweet_ids")
@@ -115,6 +118,26 @@ def suspended(dialect: Dialect, parameter: str, value: str) -> JsonObject:
         "title": "Forbidden",
         "resource_type": "user",
         "type": dialect.problem_base + "resource-not-found",
+    }
+
+
+# X's answer (403) to an app without the access an endpoint needs, e.g. full-archive search
+# without Pro/Enterprise access: the body recorded in tweepy#2098 (search_all_tweets),
+# xdevplatform/samples#160 and xdevplatform/twitter-api-java-sdk#67. tweepy raises Forbidden.
+SANDBOX_CLIENT_ID = "20000001"
+
+
+def client_forbidden(dialect: Dialect) -> JsonObject:
+    return {
+        "client_id": SANDBOX_CLIENT_ID,
+        "detail": "When authenticating requests to the Twitter API v2 endpoints, you must use "
+        "keys and tokens from a Twitter developer App that is attached to a Project. You can "
+        "create a project via the developer portal.",
+        "registration_url": "https://developer.twitter.com/en/docs/projects/overview",
+        "title": "Client Forbidden",
+        "required_enrollment": "Appropriate Level of API Access",
+        "reason": "client-not-enrolled",
+        "type": dialect.problem_base + "client-forbidden",
     }
 
 
@@ -245,3 +268,26 @@ class Renderer:
         if meta is not None:
             out["meta"] = meta
         return out
+
+
+# -- the bad_item fault ------------------------------------------------------------------------
+# What a broken field becomes, by how it is broken: a value of another JSON type, or one of the
+# right type that parses as nothing.
+_WRONG_TYPE: dict[str, Any] = {"id": 12345, "created_at": 1700000000, "author_id": ["1"]}
+_BAD_VALUE: dict[str, Any] = {"id": "not-an-id", "created_at": "yesterday", "author_id": ""}
+
+
+def break_first_item(resp: Response, rule: FaultRule) -> Response:
+    try:
+        body = json.loads(resp.body)
+        item = body["data"][0]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return resp  # nothing to break: an empty page or an error stays as it is
+    for name in rule.fields or ["created_at"]:
+        if rule.how == "missing":
+            item.pop(name, None)
+        elif rule.how == "wrong_type":
+            item[name] = _WRONG_TYPE.get(name, {"unexpected": True})
+        else:
+            item[name] = _BAD_VALUE.get(name, "")
+    return Response.json(body, resp.status, resp.headers)

@@ -2,7 +2,9 @@
 
 Nothing here speaks HTTP. :class:`XStore` is not thread-safe on its own: the sandbox calls it
 under its lock. Timelines are id-sorted lists of ints per user, so a page is a bisect plus a
-walk bounded by the timeline's horizon, whatever the total number of posts.
+walk bounded by the timeline's horizon, whatever the total number of posts. Search
+(:mod:`.x_search`) reads the same lists plus two more (replies to a user, a user's posts that
+mention themselves), without any horizon.
 """
 
 from __future__ import annotations
@@ -153,6 +155,12 @@ class XStore:
         self._by_username: dict[str, str] = {}
         self._mentions: defaultdict[str, list[int]] = defaultdict(list)
         self._authored: defaultdict[str, list[int]] = defaultdict(list)
+        self._replies: defaultdict[str, list[int]] = defaultdict(list)  # by in_reply_to_user_id
+        self._self_mentions: defaultdict[str, list[int]] = defaultdict(list)
+        self._ids: list[int] = []  # every post id ever stored, ascending
+        # True while created_at never decreases as ids grow (as with X's snowflake ids): search
+        # then cuts a time window out of an index by bisection instead of stepping over it.
+        self.time_ordered = True
         self._last_post_id = FIRST_POST_ID - 1
         self._last_user_id = FIRST_USER_ID - 1
         # Walks that asked for everything after a since_id and ended at the horizon instead:
@@ -242,6 +250,7 @@ class XStore:
                 raise ValueError(f"post id {post_id} exists")
         # Ids only grow, so a poller's since_id never skips a post added later.
         self._last_post_id = max(self._last_post_id, pid)
+        self._keep_time_order(pid, created_at)
 
         if parent is not None and parent.author_id != author_id:
             # X puts the replied-to handle in front of a reply's text (but not in a self-thread).
@@ -270,9 +279,21 @@ class XStore:
         if not author.suspended:
             for uid in post.mentioned_ids - {author_id}:
                 insort(self._mentions[uid], pid)
+        if author_id in post.mentioned_ids:
+            insort(self._self_mentions[author_id], pid)
         if parent is not None:
             parent.reply_count += 1
+            insort(self._replies[parent.author_id], pid)
         return post
+
+    def _keep_time_order(self, pid: int, created_at: datetime) -> None:
+        i = bisect_left(self._ids, pid)
+        if self.time_ordered and (
+            (i > 0 and self.posts[self._ids[i - 1]].created_at > created_at)
+            or (i < len(self._ids) and self.posts[self._ids[i]].created_at < created_at)
+        ):
+            self.time_ordered = False
+        self._ids.insert(i, pid)
 
     def _mention_entities(self, text: str) -> list[JsonObject]:
         out: list[JsonObject] = []
@@ -307,8 +328,11 @@ class XStore:
         _index_remove(self._authored[post.author_id], post.id)
         for uid in post.mentioned_ids:
             _index_remove(self._mentions[uid], post.id)
+        _index_remove(self._self_mentions[post.author_id], post.id)
         if post.replied_to is not None:
             self.posts[post.replied_to].reply_count -= 1
+        if post.in_reply_to_user_id is not None:
+            _index_remove(self._replies[post.in_reply_to_user_id], post.id)
 
     # -- timelines -----------------------------------------------------------------------
     def mentions_index(self, user_id: str) -> list[int]:
@@ -316,6 +340,22 @@ class XStore:
 
     def authored_index(self, user_id: str) -> list[int]:
         return self._authored.get(user_id, [])
+
+    def replies_index(self, user_id: str) -> list[int]:
+        """Posts replying to a post of ``user_id`` (their own thread replies included)."""
+        return self._replies.get(user_id, [])
+
+    def last_id_before(self, when: datetime) -> int | None:
+        """The largest id of a post created before ``when`` (deleted ones count too)."""
+        if not self.time_ordered:
+            return max((p.id for p in self.posts.values() if p.created_at < when), default=None)
+        i = bisect_left(self._ids, when, key=lambda pid: self.posts[pid].created_at)
+        return self._ids[i - 1] if i else None
+
+    def self_mentions_index(self, user_id: str) -> list[int]:
+        """Posts of ``user_id`` that mention ``user_id``: search's ``@`` finds them, the
+        mentions timeline does not."""
+        return self._self_mentions.get(user_id, [])
 
     def walk(
         self,

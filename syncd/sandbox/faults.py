@@ -28,7 +28,9 @@ accepted it but the client never heard"):
 X (:mod:`.x_api`) endpoints: ``user_by_username`` (/2/users/by/username/{username}),
 ``users_by`` (/2/users/by), ``mentions`` (/2/users/{id}/mentions), ``user_tweets``
 (/2/users/{id}/tweets), ``user`` (/2/users/{id}), ``users`` (/2/users), ``tweet``
-(/2/tweets/{id}), ``tweets`` (/2/tweets). Its own kind:
+(/2/tweets/{id}), ``tweets`` (/2/tweets), ``search_recent`` (/2/tweets/search/recent),
+``search_all`` (/2/tweets/search/all), ``counts_recent`` (/2/tweets/counts/recent),
+``counts_all`` (/2/tweets/counts/all). Its own kind:
 
 - ``bad_item``: a 200 page whose first item is broken: ``fields`` (default ``["created_at"]``)
   are removed (``how="missing"``), given the wrong JSON type (``"wrong_type"``) or a value

@@ -21,6 +21,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,6 +54,9 @@ bearer_token = "env:BENCH_X_BEARER"
 api_base_url = "{x_url}"
 accounts = ["acme"]
 search_access = "{access}"
+# X serves one full-archive request per second (500 posts/s at most); the stand-in is told
+# not to, so the figures are syncd's own capacity.
+full_archive_interval = "0s"
 
 [crm]
 type = "salesforce"
@@ -129,7 +133,7 @@ def run(n: int, authors: int, access: str, seed: int, keep: bool) -> Report:
     rng = random.Random(seed)
     with (
         tempfile.TemporaryDirectory() as tmp,
-        XSandbox(bearer_token="bench-bearer") as x,
+        XSandbox(bearer_token="bench-bearer", full_archive_per_second=None) as x,
         SalesforceSandbox() as sf,
     ):
         assert isinstance(x, XSandbox) and isinstance(sf, SalesforceSandbox)
@@ -138,7 +142,11 @@ def run(n: int, authors: int, access: str, seed: int, keep: bool) -> Report:
         config = Path(tmp) / "config.toml"
         config.write_text(CONFIG.format(state=state, x_url=x.url, sf_url=sf.url, access=access))
         since = (datetime.now(UTC) - timedelta(days=366)).strftime("%Y-%m-%d")
-        base = [sys.executable, "-m", "syncd", "--config", str(config)]
+        # BENCH_PYSPY=FILE profiles the child with py-spy (not a dependency: pip install it).
+        spy = os.environ.get("BENCH_PYSPY")
+        py_spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+        prof = [py_spy, "record", "-r", "200", "-f", "raw", "-o", spy, "--"] if spy else []
+        base = [*prof, sys.executable, "-m", "syncd", "--config", str(config)]
         # Learn the brand account first, as a live daemon would have.
         subprocess.run([*base, "poll", "--once"], env=env, check=True, capture_output=True)
         print(f"posting {n:,} mentions by {authors:,} authors …", file=sys.stderr)
@@ -158,7 +166,7 @@ def run(n: int, authors: int, access: str, seed: int, keep: bool) -> Report:
         report.peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         report.x_requests = x.request_count - x_before
         report.sf_calls = sf.api_calls - sf_before
-        last = json.loads(done.stdout.strip().splitlines()[-1])
+        last = json.loads([x for x in done.stdout.splitlines() if x.startswith("{")][-1])
         report.written, report.held = last["written"], last["held"]
         db = Database(f"sqlite:///{state}")
         with db.connect() as conn:
@@ -172,7 +180,9 @@ def run(n: int, authors: int, access: str, seed: int, keep: bool) -> Report:
             print(f"warning: {linked:,} by linked authors, {report.written:,} written",
                   file=sys.stderr)  # fmt: skip
         if keep:
-            print(f"state kept at {state}", file=sys.stderr)
+            kept = Path(tempfile.gettempdir()) / "syncd-bench-backfill.db"
+            shutil.copy(state, kept)
+            print(f"state kept at {kept}", file=sys.stderr)
     report.rate = report.stored / report.seconds if report.seconds else 0.0
     report.posts_per_request = report.stored / max(report.x_requests, 1)
     report.sf_calls_per_1000 = report.sf_calls * 1000 / max(report.stored, 1)

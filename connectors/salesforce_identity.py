@@ -98,7 +98,8 @@ class SalesforceIdentity:
 
         Per person object, one query per chunk of at most 200 values (fewer when long values
         would overflow the URL budget), each an OR of ``Email IN (…)``, phone patterns, name
-        prefixes (``FirstName LIKE 'ab%' OR LastName LIKE 'ab%'``) and domains (e-mail and
+        pairs (``FirstName LIKE 'j%' AND LastName LIKE 'smi%'``), prefixes of one-word names
+        (``FirstName LIKE 'ab%' OR LastName LIKE 'ab%'``) and domains (e-mail and
         (Account) website). Each query is capped at 2,000 rows, with a warning when the cap
         is hit; rows a loose pattern let through are dropped. An empty query makes no call.
         """

@@ -6,10 +6,13 @@ Every author-derived string reaches SOQL through :func:`soql_quote` (``like=True
 LIKE pattern, so ``%`` and ``_`` stay literal); object and field names come from validated
 settings. Query rows are then checked again here, in Python, against the exact values asked
 for, so a loose pattern (the phone one) never lets a record through that no value names.
+Names compare as the resolver folds them (case and accents dropped); Salesforce's LIKE
+ignores case but not accents, so the resolver sends a name's prefixes as typed too.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +22,7 @@ from connectors.salesforce_lookup import chunks, soql_quote, url_cost
 from connectors.salesforce_records import bare_handle, clip
 from connectors.salesforce_settings import IdentityFields, SalesforceSettings
 from syncd.model import CrmRef, IdentityKey, PeopleQuery, PersonRecord, Profile
+from syncd.resolver.evidence import fold
 
 # Network → SocialPersona.Provider picklist value.
 PROVIDERS = {
@@ -169,6 +173,8 @@ def _terms(query: PeopleQuery, shape: Shape, obj: str) -> list[tuple[str, str]]:
     digits. A phone is looked for by its last seven digits with a wildcard between each
     (``'%5%5%5%0%1%3%4'``): any punctuation matches, and :func:`row_matches` keeps only
     records whose digits really are the number (equal, or one ending with the other).
+    A name pair is one condition on both names, ``(FirstName LIKE 'j%' AND LastName LIKE
+    'smi%')``: selective where a lone prefix (``LastName LIKE 'smi%'``) finds every Smith.
     """
     out = [("email", soql_quote(e)) for e in sorted(query.emails)]
     out += [("id", soql_quote(i)) for i in _ids(query, obj)]
@@ -176,9 +182,12 @@ def _terms(query: PeopleQuery, shape: Shape, obj: str) -> list[tuple[str, str]]:
         if len(tail := digits(phone)[-PHONE_TAIL:]) == PHONE_TAIL:
             pattern = "'%" + "%".join(tail) + "'"  # ASCII digits: nothing to escape
             out.append(("phone", f"Phone LIKE {pattern} OR MobilePhone LIKE {pattern}"))
-    for prefix in sorted(query.name_prefixes):
+    for prefix in sorted(p for p in query.name_prefixes if p):  # "" would be every row
         pattern = like(prefix, after="%")
         out.append(("name", f"FirstName LIKE {pattern} OR LastName LIKE {pattern}"))
+    for first, last in sorted(n for n in query.names if all(n)):
+        both = f"FirstName LIKE {like(first, after='%')} AND LastName LIKE {like(last, after='%')}"
+        out.append(("name", f"({both})"))
     for domain in sorted(query.domains):
         site = like(domain, "%", "%")
         out.append(("domain", f"Email LIKE {like(domain, '%@')} OR {shape.website} LIKE {site}"))
@@ -233,26 +242,70 @@ def _same_phone(stored: str, wanted: str) -> bool:
     return short == long_ or (len(short) >= PHONE_TAIL and long_.endswith(short))
 
 
+def _phone_key(number: str) -> str:
+    """The digits two numbers share when :func:`_same_phone` says they are one."""
+    return number.lstrip("0")[-PHONE_TAIL:]
+
+
+class Wanted:
+    """A query's values as rows are checked against them, prepared once per query (a query
+    reads up to 2,000 rows a time): ids in 18-character form, phones by their last digits,
+    name prefixes and pairs folded and grouped by length, so a row costs a few look-ups."""
+
+    def __init__(self, query: PeopleQuery) -> None:
+        self.ids = {i for i in (id18(v.strip()) for v in query.ids) if i}
+        self.emails = query.emails
+        self.domains = query.domains
+        self.phones: dict[str, list[str]] = {}
+        for number in filter(None, map(digits, query.phones)):
+            self.phones.setdefault(_phone_key(number), []).append(number)
+        self.prefixes: dict[int, set[str]] = {}
+        for prefix in filter(None, map(fold, query.name_prefixes)):
+            self.prefixes.setdefault(len(prefix), set()).add(prefix)
+        self.pairs: dict[tuple[int, int], set[tuple[str, str]]] = {}
+        for first, last in ((fold(f), fold(la)) for f, la in query.names):
+            if first and last:
+                self.pairs.setdefault((len(first), len(last)), set()).add((first, last))
+
+    def phone(self, number: str) -> bool:
+        """Whether a stored phone is one of the numbers asked for."""
+        stored = digits(number)
+        return bool(stored) and any(
+            _same_phone(stored, w) for w in self.phones.get(_phone_key(stored), ())
+        )
+
+    def matches(self, person: PersonRecord, phones: Sequence[str]) -> bool:
+        """Whether a record really matches a value (not just a loose pattern)."""
+        if self.ids and id18(person.ref.id) in self.ids:
+            return True
+        email = (person.email or "").strip().lower()
+        if email and email in self.emails:
+            return True
+        if any(self.phone(p) for p in phones):
+            return True
+        if self.prefixes or self.pairs:
+            first, last = fold(person.first_name or ""), fold(person.last_name or "")
+            if any(
+                first[:n] in wanted or last[:n] in wanted for n, wanted in self.prefixes.items()
+            ):
+                return True
+            if any((first[:f], last[:la]) in pairs for (f, la), pairs in self.pairs.items()):
+                return True
+        host, domain = _host(person.website), email.rpartition("@")[2]
+        return any(
+            domain == d or (host and (host == d or host.endswith("." + d))) for d in self.domains
+        )
+
+
+@functools.lru_cache(maxsize=8)
+def prepared(query: PeopleQuery) -> Wanted:
+    """:class:`Wanted` for ``query``, built once however many rows it is asked about."""
+    return Wanted(query)
+
+
 def row_matches(person: PersonRecord, query: PeopleQuery, phones: Sequence[str]) -> bool:
     """Whether a record really matches a value of ``query`` (not just a loose pattern)."""
-    if query.ids and id18(person.ref.id) in {id18(i.strip()) for i in query.ids}:
-        return True
-    email = (person.email or "").strip().lower()
-    if email and email in query.emails:
-        return True
-    wanted = [digits(p) for p in query.phones]
-    if any(_same_phone(digits(p), w) for p in phones if digits(p) for w in wanted):
-        return True
-    names = [(n or "").casefold() for n in (person.first_name, person.last_name)]
-    if any(n.startswith(p.casefold()) for n in names if n for p in query.name_prefixes):
-        return True
-    host, domain = _host(person.website), email.rpartition("@")[2]
-    for wanted_domain in query.domains:
-        if domain == wanted_domain or (
-            host and (host == wanted_domain or host.endswith("." + wanted_domain))
-        ):
-            return True
-    return False
+    return prepared(query).matches(person, phones)
 
 
 def person_record(
@@ -265,8 +318,8 @@ def person_record(
     matches the row (and the phone shown is the one that matched)."""
     shape = SHAPES[obj]
     phones = [p for p in (_text(field(row, "Phone")), _text(field(row, "MobilePhone"))) if p]
-    wanted = [digits(p) for p in query.phones] if query else []
-    matched = [p for p in phones if any(_same_phone(digits(p), w) for w in wanted if digits(p))]
+    wanted = prepared(query) if query is not None else None
+    matched = [p for p in phones if wanted and wanted.phone(p)]
     person = PersonRecord(
         ref=CrmRef(obj, str(field(row, "Id")), _text(field(row, "Name"))),
         first_name=_text(field(row, "FirstName")),
@@ -279,7 +332,7 @@ def person_record(
         user_id=_text(field(row, fields.user_id)) if fields else None,
         handle=bare_handle(_text(field(row, fields.handle))) if fields else None,
     )
-    return person if query is None or row_matches(person, query, phones) else None
+    return person if wanted is None or wanted.matches(person, matched) else None
 
 
 # -- merges ----------------------------------------------------------------------------------

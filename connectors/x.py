@@ -25,7 +25,7 @@ from connectors._http import RewritingAdapter, mount
 from connectors.x_backfill import SearchAccess, XBackfill
 from connectors.x_fields import EXPANSIONS, TWEET_FIELDS, USER_FIELDS
 from connectors.x_parse import NETWORK, clip, is_x_id, parse_page, reset_at
-from syncd.connector import ConnectorSettings, Duration, SourceSettings
+from syncd.connector import ConnectorSettings, Duration, DurationOrZero, SourceSettings
 from syncd.errors import AuthError, ExternalError, NotFound, RateLimited, SyncdError, TransientError
 from syncd.model import Account, Cursor, Page, Stream
 from syncd.secrets import SecretRef
@@ -77,6 +77,8 @@ class XSettings(SourceSettings):
     # What the app's X plan may search, for backfills: "recent" (the last 7 days, every
     # paid plan), "all" (full archive: Pro, Enterprise, pay-per-use) or "none".
     search_access: SearchAccess = "recent"
+    # X serves full-archive search one request per second; only a stand-in wants less.
+    full_archive_interval: DurationOrZero = 1.0
     price_per_post: float = Field(default=0.005, ge=0.0)  # dollars per post read, estimates
 
     @field_validator("api_base_url")
@@ -110,11 +112,13 @@ class XSource(XBackfill):
         timeout: float = 30.0,
         search_access: SearchAccess = "recent",
         price_per_post: float = 0.005,
+        full_archive_interval: float = 1.0,
     ) -> None:
         self.api_base_url = api_base_url
         self.page_size = page_size
         self.search_access = search_access
         self.price_per_post = price_per_post
+        self.full_archive_interval = full_archive_interval
         self._token = bearer_token
         # Never wait_on_rate_limit: tweepy would sleep inside the call, and retry forever when a
         # 429 lacks x-rate-limit-reset.
@@ -136,6 +140,7 @@ class XSource(XBackfill):
             timeout=settings.timeout,
             search_access=settings.search_access,
             price_per_post=settings.price_per_post,
+            full_archive_interval=settings.full_archive_interval,
         )
 
     def resolve_accounts(self, handles: Sequence[str]) -> dict[str, Account]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -51,6 +52,8 @@ def plan(
     since: datetime,
     until: datetime,
     now: datetime,
+    *,
+    full_archive_interval: float = 1.0,
 ) -> list[Segment]:
     """The segments of ``[since, until)`` per stream, newest part first."""
     until = min(until, now - END_MARGIN)
@@ -61,7 +64,8 @@ def plan(
     for stream in streams:
         query = search_query(stream, account.handle)
         if access == "all":
-            out.append(_segment(stream, "search_all", since, until, query))
+            seg = _segment(stream, "search_all", since, until, query)
+            out.append(replace(seg, min_interval=full_archive_interval))
             continue
         older_until = until
         if access == "recent" and until > recent_floor:
@@ -101,6 +105,7 @@ class XBackfill:
     """``plan_backfill``, ``count_posts`` and ``fetch_segment`` of the Backfiller contract."""
 
     search_access: SearchAccess
+    full_archive_interval: float
 
     if TYPE_CHECKING:
         client: Any
@@ -117,7 +122,15 @@ class XBackfill:
         until: datetime,
         now: datetime,
     ) -> list[Segment]:
-        return plan(self.search_access, account, streams, since, until, now)
+        return plan(
+            self.search_access,
+            account,
+            streams,
+            since,
+            until,
+            now,
+            full_archive_interval=self.full_archive_interval,
+        )
 
     def count_posts(self, account: Account, segment: Segment) -> PostCount:
         """Search segments ask the counts endpoint (day buckets); timelines are sampled:

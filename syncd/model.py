@@ -210,9 +210,13 @@ class PeopleQuery:
 
     Values arrive normalised: e-mails lower-case; phones digits only (with country code when
     the bio had one); name prefixes lower-case, at least three letters, matched against the
-    start of first and last names; domains lower-case without ``www.``, matched against the
-    e-mail domain and the (Account) website; ids are CRM record ids, as an admin types them
-    when linking by hand.
+    start of first OR last names (for a one-word name); ``names`` are (first-name prefix,
+    last-name prefix) pairs, lower-case, matched together: the first name starts with the one
+    AND the last name with the other (``("j", "smi")`` finds John Smith, not every Smith nor
+    every John). Names compare without case or accents, but a CRM search may be exact about
+    accents, so a name's pairs come both as typed and accent-folded. Domains are lower-case
+    without ``www.``, matched against the e-mail domain and the (Account) website; ids are
+    CRM record ids, as an admin types them when linking by hand.
     """
 
     emails: frozenset[str] = frozenset()
@@ -220,9 +224,17 @@ class PeopleQuery:
     name_prefixes: frozenset[str] = frozenset()
     domains: frozenset[str] = frozenset()
     ids: frozenset[str] = frozenset()
+    names: frozenset[tuple[str, str]] = frozenset()
 
     def __bool__(self) -> bool:
-        return bool(self.emails or self.phones or self.name_prefixes or self.domains or self.ids)
+        return bool(
+            self.emails
+            or self.phones
+            or self.name_prefixes
+            or self.domains
+            or self.ids
+            or self.names
+        )
 
 
 @dataclass(frozen=True)
@@ -275,6 +287,7 @@ class Segment:
     requests_per_window: int = 0  # the endpoint's rate limit per 15 minutes (0: unknown)
     horizon: int | None = None
     note: str | None = None
+    min_interval: float = 0.0  # seconds between two requests, if the endpoint wants spacing
 
     def as_json(self) -> JsonObject:
         return {
@@ -287,6 +300,7 @@ class Segment:
             "requests_per_window": self.requests_per_window,
             "horizon": self.horizon,
             "note": self.note,
+            "min_interval": self.min_interval,
         }
 
     @classmethod
@@ -301,6 +315,7 @@ class Segment:
             requests_per_window=int(value.get("requests_per_window") or 0),
             horizon=value.get("horizon"),
             note=value.get("note"),
+            min_interval=float(value.get("min_interval") or 0.0),
         )
 
 

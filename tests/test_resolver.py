@@ -9,7 +9,15 @@ from fake_crm import NoExtras
 
 from syncd.model import CrmRef, IdentityKey, Match, PeopleQuery, PersonRecord, Profile
 from syncd.resolver import Policy, resolve
-from syncd.resolver.evidence import domain, emails, name_tokens, phone_digits, same_phone
+from syncd.resolver.chain import affected
+from syncd.resolver.evidence import (
+    domain,
+    emails,
+    name_search,
+    name_tokens,
+    phone_digits,
+    same_phone,
+)
 from syncd.resolver.scoring import score
 
 ADA = CrmRef("Contact", "003ADA", "Ada Okafor")
@@ -137,7 +145,62 @@ def test_matchers_can_be_turned_off_and_the_search_is_one_call_per_batch() -> No
     decisions = resolve(crm, profiles, only_names)
     assert crm.calls == ["find_people"]  # the id field was not asked; one search for 50
     assert decisions[1].link is None and decisions[1].review[0].ref == BEN
-    assert crm.queries[0].name_prefixes == {"ben", "lin"}
+    assert crm.queries[0].names == {("b", "lin"), ("ben", "l")}  # Ben, Benjamin alike
+    assert crm.queries[0].name_prefixes == set()
+
+
+def test_a_name_is_searched_by_first_and_last_name_together() -> None:
+    """Pairs (first initial, last 3 letters) and (first 3, last initial): a typo in one name
+    leaves the other pair. As typed (LIKE compares accents) and folded; nicknames both ways."""
+    assert name_search("John Smith") == (set(), {("j", "smi"), ("joh", "s")})
+    bob = {("b", "smi"), ("bob", "s"), ("r", "smi"), ("rob", "s")}
+    assert name_search("bob SMITH 🚀")[1] == bob
+    assert name_search("Zoë Müller")[1] == {
+        ("z", "mül"), ("z", "mul"), ("zoë", "m"), ("zoe", "m"),
+    }  # fmt: skip
+    # Each word after the first is tried as the last name (up to three of them).
+    assert name_search("Jane Doe (she/her)")[1] == {
+        ("j", "doe"), ("jan", "d"), ("j", "she"), ("jan", "s"), ("j", "her"), ("jan", "h"),
+    }  # fmt: skip
+    assert ("a", "lop") in name_search("Ana Maria Garcia Lopez")[1]
+    assert ("a", "ext") not in name_search("Ana Maria Garcia Lopez Extra")[1]
+
+
+@pytest.mark.parametrize(
+    ("name", "prefixes"),
+    [("Madonna", {"mad"}), ("Bob", {"bob", "rob"}), ("Ed", {"edw"}), ("Zoë", {"zoë", "zoe"}),
+     ("Al", set()), ("🚀 42", set()), (None, set())],
+)  # fmt: skip
+def test_a_one_word_name_keeps_its_prefixes(name: str | None, prefixes: set[str]) -> None:
+    assert name_search(name) == (prefixes, set())
+
+
+def test_the_batched_search_carries_every_authors_pairs_and_prefixes() -> None:
+    jim = person(CrmRef("Contact", "003JIM"), "James", "Smith")
+    crm = Crm(people=[jim, person(CrmRef("Contact", "003MARY"), "Mary", "Smith")])
+    profiles = {1: profile("1", "jim", "Jim Smith"), 2: profile("2", "cher", "Cher")}
+    decisions = resolve(crm, profiles, Policy(matchers=("fuzzy_name",)))
+    (query,) = crm.queries
+    assert query.names == {("j", "smi"), ("jim", "s"), ("jam", "s")}
+    assert query.name_prefixes == {"che"}
+    assert [c.ref for c in decisions[1].review] == [jim.ref]  # not scored against Mary
+    assert decisions[2].review == ()
+
+
+def test_crm_changes_affect_the_authors_the_search_would_find_them_by() -> None:
+    profiles = {
+        1: profile("1", "a", "Jim Smith"),  # (j, smi)
+        2: profile("2", "b", "Mary Smith"),  # a Smith, but not a J. Smith
+        3: profile("3", "c", "Smith"),  # one word: any name starting "smi"
+        4: profile("4", "d", "Zoe Müller"),  # accents and case aside
+        5: profile("5", "e", "James Smyth"),  # (jam, s)
+        6: profile("6", "f", "Stone Jim"),
+    }
+    people = [
+        person(CrmRef("Contact", "003J"), "James", "Smith"),
+        person(CrmRef("Lead", "00QZ"), "ZOË", "muller"),
+    ]
+    assert affected(profiles, people) == {1, 3, 4, 5}
 
 
 def test_unmatched_authors_have_no_candidates() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote_plus
@@ -21,11 +22,14 @@ from connectors.salesforce_people import (
     id18,
     lead_fields,
     people_queries,
+    person_record,
     persona_soql,
+    prepared,
     survivor_soql,
 )
 from connectors.salesforce_settings import IdentityFields
 from syncd.model import CrmRef, IdentityKey, PeopleQuery, PersonRecord, Profile
+from syncd.resolver.evidence import name_search
 from syncd.sandbox import soql
 from syncd.sandbox.salesforce_api import SalesforceSandbox
 
@@ -245,6 +249,99 @@ def test_find_people_warns_at_the_row_cap(
     assert len(found) == CANDIDATE_LIMIT and "the cap" in caplog.text
 
 
+def names(*pairs: tuple[str, str]) -> PeopleQuery:
+    return PeopleQuery(names=frozenset(pairs))
+
+
+def test_find_people_by_name_pairs(sb: SalesforceSandbox) -> None:
+    """Both names at once: a J. Smith, not every Smith nor every John."""
+    want = {
+        "john": contact(sb, "Smith", FirstName="John"),
+        "jane": contact(sb, "SMITHERS", FirstName="jane"),
+        "zoe": contact(sb, "Müller", FirstName="Zoë"),
+        "zoe2": contact(sb, "Muller", FirstName="Zoe"),
+    }
+    contact(sb, "Smith", FirstName="Mary")  # the last name alone
+    contact(sb, "Stone", FirstName="John")  # the first name alone
+    contact(sb, "Jones", FirstName="Smith")  # the two swapped
+    contact(sb, "Smith")  # no first name
+    sb.insert("Lead", {"FirstName": "Jo", "LastName": "Smith", "Company": "X", "IsConverted": True})
+    client = crm(sb)
+    assert ids(client.find_people(names(("j", "smi")))) == {want["john"], want["jane"]}
+    assert ids(client.find_people(names(("joh", "sm"), ("mar", "x")))) == {want["john"]}
+    assert ids(client.find_people(names(("j", "")))) == set()  # a half pair finds nobody
+    # LIKE ignores case, not accents: the author's name as typed finds the accented record,
+    # its folded form the plain one; the resolver sends both.
+    assert ids(client.find_people(names(("z", "mul")))) == {want["zoe2"]}
+    assert ids(client.find_people(names(("z", "mül")))) == {want["zoe"]}
+    assert ids(client.find_people(PeopleQuery(names=frozenset(name_search("ZOË Müller")[1])))) == {
+        want["zoe"], want["zoe2"],
+    }  # fmt: skip
+
+
+def test_rows_are_checked_against_pairs_as_the_resolver_folds_names() -> None:
+    row = {"Id": "0035e00000AbCdEAAA", "FirstName": "ZOË", "LastName": "Müller-Lüdenscheidt"}
+    for pair in (("z", "mul"), ("zoe", "m"), ("Zoë", "MÜL")):
+        assert person_record("Contact", X, row, names(pair)) is not None
+    for pair in (("z", "lud"), ("m", "zoe"), ("zoex", "m")):
+        assert person_record("Contact", X, row, names(pair)) is None
+    query = names(("z", "mul"))
+    assert prepared(query) is prepared(PeopleQuery(names=frozenset({("z", "mul")})))
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+FIRST_NAMES = _words("""James Mary John Linda Robert Patricia Michael Jennifer David Susan William
+Sarah Richard Karen Thomas Nancy Daniel Lisa Mark Betty Paul Sandra Steven Ashley Andrew Emily
+Kevin Donna Brian Michelle George Carol Omar Priya Wei Elif Kwame Ines Lars Yara Mateo Aiko
+Sofia Hamza Chiara Dmitri Nadia Tariq Giulia Jorge Leila Kenji Amara Bilal Camille Farah Ingrid
+Luca Mei Rahul Rosa Yusuf""")
+
+
+def _surname(rng: random.Random) -> str:
+    """Last names vary far more than first names: made up, a few thousand kinds."""
+    onset, vowel = "bcdfghjklmnprstvwz", "aeiou"
+    end = rng.choice(("", "n", "r", "s", "ck", "lle", "sen"))
+    return "".join((*(rng.choice(onset) + rng.choice(vowel) for _ in "12"), end)).capitalize()
+
+
+def test_a_batch_of_names_stays_selective_in_a_big_org(
+    sb: SalesforceSandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """200 authors' names over 3,000 Contacts: the first names' prefixes alone (any first or
+    last name starting so) match nearly the whole org and the query is cut at the cap; pairs
+    read a few rows each, and the e-mail asked in the same query still finds its person."""
+    rng = random.Random(5)
+    people = [(rng.choice(FIRST_NAMES), _surname(rng)) for _ in range(3000)]
+    by_name: dict[tuple[str, str], set[str]] = {}
+    for i, name in enumerate(people):
+        record = contact(sb, name[1], FirstName=name[0], Email=f"p{i}@example.com")
+        by_name.setdefault(name, set()).add(record)
+    target = contact(sb, "Okafor", FirstName="Ada", Email="ada@okafor.example")
+    authors = [rng.choice(people) for _ in range(200)]
+    pairs = PeopleQuery(
+        emails=frozenset({"ada@okafor.example"}),
+        names=frozenset(p for a in authors for p in name_search(" ".join(a))[1]),
+    )
+    client = crm(sb, person_objects=["Contact"])
+    rows = [len(client.query(q)) for q in people_queries("Contact", X, pairs)]
+    assert len(rows) == 3 and max(rows) < CANDIDATE_LIMIT // 5, rows  # 401 values
+    with caplog.at_level(logging.WARNING, "connectors.salesforce"):
+        found = ids(client.find_people(pairs))
+    assert "the cap" not in caplog.text
+    assert target in found and set().union(*(by_name[a] for a in authors)) <= found
+    # The same authors by 3-letter prefixes, as before: the first query is cut at the cap.
+    prefixes = PeopleQuery(
+        emails=pairs.emails,
+        name_prefixes=frozenset(w[:3].lower() for a in authors for w in a),
+    )
+    with caplog.at_level(logging.WARNING, "connectors.salesforce"):
+        client.find_people(prefixes)
+    assert "the cap" in caplog.text
+
+
 # -- survivors ---------------------------------------------------------------------------------
 
 
@@ -361,6 +458,8 @@ def test_hostile_strings_through_every_call(sb: SalesforceSandbox, hostile: str)
     # find_people: a prefix, an e-mail and a domain made of it match it alone (or nothing)
     wanted = hostile.lower()
     assert ids(client.find_people(PeopleQuery(name_prefixes=frozenset({wanted})))) == {target}
+    assert ids(client.find_people(names((wanted, wanted)))) == {target}
+    assert client.find_people(names((wanted, "zz"), ("zz", wanted))) == []
     by_email = PeopleQuery(emails=frozenset({f"{wanted}@example.com"}))
     assert ids(client.find_people(by_email)) == {target}
     assert client.find_people(PeopleQuery(domains=frozenset({wanted}))) == []
@@ -411,3 +510,32 @@ def test_generated_soql_keeps_each_value_one_literal(hostile: str) -> None:
     assert site.fullmatch(f"https://{hostile}/") and (wild == hostile or not site.fullmatch(wild))
     rid = id18("0035e00000AbCdE") or ""
     assert soql.parse(survivor_soql("Contact", [rid])).where is not None
+
+
+def _ands(cond: soql.Condition | None) -> list[soql.BoolOp]:
+    if isinstance(cond, soql.BoolOp):
+        inner = [a for part in cond.operands for a in _ands(part)]
+        return [cond, *inner] if cond.op == "AND" else inner
+    return []
+
+
+@pytest.mark.parametrize("hostile", HOSTILE, ids=lambda h: repr(h[:20]))
+def test_a_name_pair_is_one_and_of_two_literal_prefixes(hostile: str) -> None:
+    texts = list(people_queries("Contact", X, names((hostile, hostile), ("j", "smi"))))
+    ands = [a for t in texts for a in _ands(soql.parse(t).where)]
+    assert len(ands) == 2
+    patterns = []
+    for cond in ands:
+        first, last = _comparisons(cond)
+        assert (first.field, first.op, last.field, last.op) == (
+            "FirstName", "LIKE", "LastName", "LIKE",
+        )  # fmt: skip
+        patterns.append((first.values[0].like, last.values[0].like))
+    (theirs,) = [p for p in patterns if p[0] and p[0].fullmatch("John")]
+    assert theirs[1] and theirs[1].fullmatch("Smithers") and not theirs[1].fullmatch("Jones")
+    wild = hostile.replace("%", "zz").replace("_", "q")
+    (ours,) = [p for p in patterns if p is not theirs]
+    for pattern in ours:
+        assert pattern and pattern.fullmatch(hostile + "tail")
+        assert not pattern.fullmatch("z" + hostile)
+        assert wild == hostile or not pattern.fullmatch(wild)

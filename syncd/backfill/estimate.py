@@ -11,7 +11,6 @@ from syncd.model import Account, PostCount, Segment
 
 WINDOW_SECONDS = 15 * 60  # X's rate-limit window
 LATENCY = 0.25  # seconds per request when the rate limit does not bind
-MIN_INTERVAL = {"search_all": 1.0}  # full-archive search allows one request per second
 LOOKUP_ROUND = 200  # authors per resolver round (one query per object per look-up kind)
 LOOKUP_KINDS = 2  # the id/handle fields look-up and the candidate search
 
@@ -90,7 +89,7 @@ class Estimate:
 def duration(segment: Segment, requests: int) -> float:
     """Seconds ``requests`` take at the endpoint's rate limit (a full window per batch of
     ``requests_per_window`` beyond the first), and its minimum spacing."""
-    spacing = max(LATENCY, MIN_INTERVAL.get(segment.route, 0.0))
+    spacing = max(LATENCY, segment.min_interval)
     waits = 0
     if segment.requests_per_window:
         waits = max(0, math.ceil(requests / segment.requests_per_window) - 1)

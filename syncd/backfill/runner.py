@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Protocol
 
-from syncd.backfill.estimate import MIN_INTERVAL
 from syncd.connector import Backfiller, Source
 from syncd.errors import ExternalError, NotFound
 from syncd.model import Account, Page, Segment
@@ -106,6 +106,7 @@ class Runner:
             self.release(DONE)
             return Step(job, done=True)
         account = self.account(job)
+        started = time.monotonic()
         try:
             page = self.pipeline.retrying(
                 partial(self.source.fetch_segment, account, segment, job.token)
@@ -143,12 +144,14 @@ class Runner:
             )
             if job.current is None:
                 backfills.finish(conn, job.id, DONE, self.clock(), owner=self.owner)
-        return Step(job, job.current is None, read, stored.new, self.pacing(segment, page))
+        wait = self.pacing(segment, page, time.monotonic() - started)
+        return Step(job, job.current is None, read, stored.new, wait)
 
-    def pacing(self, segment: Segment, page: Page) -> float:
-        """Seconds to wait before the next request: the endpoint's spacing, or until the
-        rate window resets once only the reserve (shared endpoints) is left."""
-        wait = MIN_INTERVAL.get(segment.route, 0.0)
+    def pacing(self, segment: Segment, page: Page, spent: float = 0.0) -> float:
+        """Seconds to wait before the next request: what is left of the endpoint's spacing
+        after ``spent``, or until the rate window resets once only the reserve (of a rate
+        limit live polls share) is left."""
+        wait = segment.min_interval - spent
         rate = page.rate
         if rate is None or rate.remaining is None or rate.reset_at is None:
             return wait

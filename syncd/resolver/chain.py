@@ -17,7 +17,14 @@ from typing import Literal
 from syncd.connector import Crm
 from syncd.model import CrmRef, IdentityKey, PeopleQuery, PersonRecord, Profile
 from syncd.resolver import scoring
-from syncd.resolver.evidence import emails, name_tokens, own_domain, phone_digits
+from syncd.resolver.evidence import (
+    emails,
+    fold,
+    name_search,
+    own_domain,
+    phone_digits,
+    typed_tokens,
+)
 
 Matcher = Literal["crm_user_id", "crm_handle", "social_persona", "contact_points", "fuzzy_name"]
 MATCHERS: tuple[Matcher, ...] = (
@@ -194,6 +201,7 @@ def _by_people(
         phones=frozenset(v for w in wanted.values() for v in w.phones),
         name_prefixes=frozenset(v for w in wanted.values() for v in w.name_prefixes),
         domains=frozenset(v for w in wanted.values() for v in w.domains),
+        names=frozenset(v for w in wanted.values() for v in w.names),
     )
     if not query:
         return
@@ -214,12 +222,13 @@ def _by_people(
 def _wants(p: Profile, *, names: bool) -> PeopleQuery:
     bio = " ".join(filter(None, (p.description, p.url)))
     domains = {d for d in (own_domain(p.url), *(own_domain(e) for e in emails(bio))) if d}
-    prefixes = {t[:3] for t in name_tokens(p.display_name) if len(t) >= 3} if names else set()
+    prefixes, pairs = name_search(p.display_name) if names else (set(), set())
     return PeopleQuery(
         emails=frozenset(emails(bio)),
         phones=frozenset(phone_digits(bio)),
         name_prefixes=frozenset(prefixes),
         domains=frozenset(domains) if names else frozenset(),
+        names=frozenset(pairs),
     )
 
 
@@ -242,33 +251,36 @@ class _Index:
     against the people its own query values found, not the whole batch's."""
 
     def __init__(self, people: Sequence[PersonRecord]) -> None:
-        self.by: dict[tuple[str, str], list[PersonRecord]] = {}
+        self.by: dict[tuple[str, ...], list[PersonRecord]] = {}
         for person in people:
             for k in self._keys(person):
                 self.by.setdefault(k, []).append(person)
 
     @staticmethod
-    def _keys(person: PersonRecord) -> set[tuple[str, str]]:
-        keys: set[tuple[str, str]] = set()
+    def _keys(person: PersonRecord) -> set[tuple[str, ...]]:
+        """Keys as folded (case, accents) as :meth:`near` folds the query's: a person is
+        near every name prefix and pair the candidate search could find them by (and some
+        more: any word's prefix, any later word as the last name)."""
+        keys: set[tuple[str, ...]] = set()
         if person.email:
             keys.add(("email", person.email.lower()))
         for digits in phone_digits(person.phone):
             keys.add(("phone", digits[-9:]))
-        for t in name_tokens(" ".join(filter(None, (person.first_name, person.last_name)))):
-            if len(t) >= 3:
-                keys.add(("name", t[:3]))
+        full = " ".join(filter(None, (person.first_name, person.last_name)))
+        for word in typed_tokens(full):
+            keys |= {("name", fold(p)) for p in name_search(word)[0]}
+        keys |= {("pair", fold(f), fold(last)) for f, last in name_search(full, None)[1]}
         for d in (own_domain(person.website), own_domain(person.email)):
             if d:
                 keys.add(("domain", d))
         return keys
 
     def near(self, wants: PeopleQuery) -> list[PersonRecord]:
-        keys = (
-            [("email", e) for e in wants.emails]
-            + [("phone", p[-9:]) for p in wants.phones]
-            + [("name", n) for n in wants.name_prefixes]
-            + [("domain", d) for d in wants.domains]
-        )
+        keys: list[tuple[str, ...]] = [("email", e) for e in wants.emails]
+        keys += [("phone", p[-9:]) for p in wants.phones]
+        keys += [("name", fold(n)) for n in wants.name_prefixes]
+        keys += [("pair", fold(f), fold(last)) for f, last in wants.names]
+        keys += [("domain", d) for d in wants.domains]
         seen: dict[str, PersonRecord] = {}
         for k in keys:
             for person in self.by.get(k, ()):

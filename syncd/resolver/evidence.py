@@ -1,8 +1,8 @@
 """What an author's public profile offers the resolver: names, contact points, domains.
 
 Pure text handling, no CRM: e-mail addresses and phone numbers written in a bio, the domain of
-the profile website, and the name split into comparable tokens (nicknames folded to their
-usual full form, accents and case dropped).
+the profile website, the name split into comparable tokens (nicknames folded to their usual
+full form, accents and case dropped) and the name prefixes a CRM search finds it by.
 """
 
 from __future__ import annotations
@@ -50,6 +50,46 @@ def name_tokens(name: str | None) -> list[str]:
     if not name:
         return []
     return [NICKNAMES.get(t, t) for t in _TOKEN.findall(fold(name)) if len(t) > 1]
+
+
+def typed_tokens(name: str | None) -> list[str]:
+    """Name words as a CRM may hold them: lower-case, but accents and nicknames kept."""
+    if not name:
+        return []
+    words = _TOKEN.findall(unicodedata.normalize("NFC", name).casefold())
+    return [t for t in words if len(t) > 1]
+
+
+LAST_WORDS = 3  # words after the first tried as the last name: "Ana María García López"
+
+
+def _forms(word: str, *, nickname: bool) -> set[str]:
+    """A word as typed (a CRM search may compare accents), accent-folded and, for a first
+    name, nickname-folded: "Zoë" → zoë, zoe; "Bob" → bob, robert."""
+    folded = fold(word)
+    return {word, folded, NICKNAMES.get(folded, folded) if nickname else folded}
+
+
+def name_search(
+    name: str | None, last_words: int | None = LAST_WORDS
+) -> tuple[set[str], set[tuple[str, str]]]:
+    """What a CRM search finds a name by: (prefixes, pairs).
+
+    A name of two or more words gives (first-name, last-name) prefix pairs, one initial and
+    three letters each way, ``("j", "smi")`` and ``("joh", "s")``, so one typo leaves the
+    other pair; its first word counts as the first name, each of the next ``last_words`` as
+    the last (a double surname, a "(she/her)" after the name). One word gives its 3-letter
+    prefixes, matched against first or last name.
+    """
+    words = typed_tokens(name)
+    if len(words) < 2:
+        return {f[:3] for w in words for f in _forms(w, nickname=True) if len(f) >= 3}, set()
+    pairs: set[tuple[str, str]] = set()
+    firsts = _forms(words[0], nickname=True)
+    for last in {f for w in words[1:][:last_words] for f in _forms(w, nickname=False)}:
+        for first in firsts:
+            pairs |= {(first[:1], last[:3]), (first[:3], last[:1])}
+    return set(), pairs
 
 
 def emails(text: str | None) -> set[str]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Exists,
     and_,
@@ -40,13 +41,16 @@ class Unresolved:
     attempts: int
 
 
-def _has_pending(crm: str) -> Exists:
-    return exists().where(
-        interactions.c.counterpart_identity_id == identities.c.id,
-        deliveries.c.interaction_id == interactions.c.id,
-        deliveries.c.crm == crm,
-        deliveries.c.state == PENDING,
+def _has_pending(crm: str) -> ColumnElement[bool]:
+    """The identity has a pending delivery for ``crm``. Asked as membership in the set of
+    pending deliveries' authors, computed once per query: as a correlated EXISTS, SQLite
+    scanned every pending delivery for every identity."""
+    pending = (
+        select(interactions.c.counterpart_identity_id)
+        .join(deliveries, deliveries.c.interaction_id == interactions.c.id)
+        .where(deliveries.c.crm == crm, deliveries.c.state == PENDING)
     )
+    return identities.c.id.in_(pending)
 
 
 def _linked(crm: str) -> Exists:
@@ -65,10 +69,12 @@ def identities_to_resolve(
             identities.c.handle,
             identities.c.resolve_attempts,
         )
+        # Cheapest first: most identities are linked, or not due, and need no look at
+        # their deliveries (SQLite checks the terms in this order).
         .where(
-            _has_pending(crm),
-            ~_linked(crm),
             or_(identities.c.resolve_after.is_(None), identities.c.resolve_after <= now),
+            ~_linked(crm),
+            _has_pending(crm),
         )
         .order_by(identities.c.id)
         .limit(limit)

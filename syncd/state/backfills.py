@@ -52,6 +52,11 @@ def _dead(owner: str | None) -> bool:
     return False
 
 
+def _free(owner: str | None, until: datetime | None, now: datetime) -> bool:
+    """Nobody holds the lease: none, lapsed, or its holder died on this host."""
+    return owner is None or until is None or until <= now or _dead(owner)
+
+
 @dataclass(frozen=True)
 class Job:
     id: int
@@ -148,13 +153,7 @@ def claim(
     allowed = (QUEUED, RUNNING, PAUSED) if paused_too else (QUEUED, RUNNING)
     if row is None or row.status not in allowed:
         return False
-    free = (
-        row.lease_owner in (None, owner)
-        or row.lease_until is None
-        or row.lease_until <= now
-        or _dead(row.lease_owner)
-    )
-    if not free:
+    if row.lease_owner != owner and not _free(row.lease_owner, row.lease_until, now):
         return False
     done = conn.execute(
         update(backfills)
@@ -177,14 +176,7 @@ def claimable(conn: Connection, now: datetime) -> list[int]:
         .where(backfills.c.status.in_((QUEUED, RUNNING)))
         .order_by(backfills.c.id)
     ).all()
-    return [
-        r.id
-        for r in rows
-        if r.lease_owner is None
-        or r.lease_until is None
-        or r.lease_until <= now
-        or _dead(r.lease_owner)
-    ]
+    return [r.id for r in rows if _free(r.lease_owner, r.lease_until, now)]
 
 
 def advance(

@@ -192,6 +192,23 @@ def follow(
 
 
 # -- the review queue ----------------------------------------------------------------------
+def _candidate_row(
+    identity_id: int, crm: str, c: Candidate, state: str, now: datetime
+) -> dict[str, Any]:
+    return {
+        "identity_id": identity_id,
+        "crm": crm,
+        "crm_object": c.ref.object,
+        "crm_id": c.ref.id,
+        "crm_name": c.ref.name,
+        "matcher": c.matcher,
+        "score": c.score,
+        "reasons": list(c.reasons),
+        "state": state,
+        "created_at": now,
+    }
+
+
 def queue(
     conn: Connection, crm: str, identity_id: int, found: Sequence[Candidate], now: datetime
 ) -> int:
@@ -209,24 +226,7 @@ def queue(
         },
         where=candidates.c.state == OPEN,
     )
-    conn.execute(
-        stmt,
-        [
-            {
-                "identity_id": identity_id,
-                "crm": crm,
-                "crm_object": c.ref.object,
-                "crm_id": c.ref.id,
-                "crm_name": c.ref.name,
-                "matcher": c.matcher,
-                "score": c.score,
-                "reasons": list(c.reasons),
-                "state": OPEN,
-                "created_at": now,
-            }
-            for c in found
-        ],
-    )
+    conn.execute(stmt, [_candidate_row(identity_id, crm, c, OPEN, now) for c in found])
     return len(found)
 
 
@@ -280,18 +280,9 @@ def forbid(
             set_={"state": REJECTED, "decided_at": now, "decided_by": actor},
         ),
         {
-            "identity_id": identity_id,
-            "crm": crm,
-            "crm_object": c.ref.object,
-            "crm_id": c.ref.id,
-            "crm_name": c.ref.name,
-            "matcher": c.matcher,
-            "score": c.score,
-            "reasons": list(c.reasons),
-            "state": REJECTED,
-            "created_at": now,
+            **_candidate_row(identity_id, crm, c, REJECTED, now),
             "decided_at": now,
             "decided_by": actor,
-        },
+        },  # fmt: skip
     )
     _event(conn, crm, identity_id, "reject", actor, now, c=c, note=note)

@@ -283,6 +283,6 @@ def forbid(
             **_candidate_row(identity_id, crm, c, REJECTED, now),
             "decided_at": now,
             "decided_by": actor,
-        },  # fmt: skip
+        },
     )
     _event(conn, crm, identity_id, "reject", actor, now, c=c, note=note)

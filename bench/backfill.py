@@ -40,6 +40,9 @@ from syncd.state.db import Database
 from syncd.state.tables import interactions
 
 Author = tuple[str, bool]  # X user id, known to the CRM
+# X's own limits (300 full-archive requests per 15 minutes, one per second) would make this a
+# measure of X; lifted in the stand-in, they are reported from the estimate instead.
+UNLIMITED = {"search_all": 10**7, "search_recent": 10**7, "counts": 10**7, "mentions": 10**7}
 TARGET_RATE = 2000.0  # interactions per second, end to end
 TARGET_RSS_MB = 250.0
 
@@ -82,6 +85,7 @@ class Report:
     sf_calls_per_1000: float = 0.0
     peak_rss_mb: float = 0.0
     duplicates: int = 0
+    x_bound_seconds: float = 0.0  # the estimate: the same window at X's real rate limits
 
     @property
     def ok(self) -> bool:
@@ -133,7 +137,9 @@ def run(n: int, authors: int, access: str, seed: int, keep: bool) -> Report:
     rng = random.Random(seed)
     with (
         tempfile.TemporaryDirectory() as tmp,
-        XSandbox(bearer_token="bench-bearer", full_archive_per_second=None) as x,
+        XSandbox(
+            bearer_token="bench-bearer", full_archive_per_second=None, rate_limits=UNLIMITED
+        ) as x,
         SalesforceSandbox() as sf,
     ):
         assert isinstance(x, XSandbox) and isinstance(sf, SalesforceSandbox)
@@ -166,7 +172,9 @@ def run(n: int, authors: int, access: str, seed: int, keep: bool) -> Report:
         report.peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         report.x_requests = x.request_count - x_before
         report.sf_calls = sf.api_calls - sf_before
-        last = json.loads([x for x in done.stdout.splitlines() if x.startswith("{")][-1])
+        lines = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
+        last = lines[-1]
+        report.x_bound_seconds = lines[0].get("estimate", {}).get("seconds", 0.0)
         report.written, report.held = last["written"], last["held"]
         db = Database(f"sqlite:///{state}")
         with db.connect() as conn:
@@ -202,6 +210,7 @@ def show(r: Report) -> None:
         f"{mark(r.rate >= TARGET_RATE)}"
     )
     print(f"  X requests         {r.x_requests:,} ({r.posts_per_request:.0f} posts each)")
+    print(f"  at X's rate limits {r.x_bound_seconds / 60:,.0f} min (the estimate; lifted here)")
     print(f"  Salesforce calls   {r.sf_calls:,} ({r.sf_calls_per_1000:.1f} per 1,000)")
     print(
         f"  peak RSS           {r.peak_rss_mb:.0f} MB   target ≤ {TARGET_RSS_MB:.0f} MB  "

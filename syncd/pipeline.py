@@ -46,6 +46,7 @@ RETRYABLE_RECORD_ERRORS = frozenset(
         "API_TEMPORARILY_UNAVAILABLE",
     }
 )
+PREFETCH_BATCHES = 25  # write batches read from the outbox at once
 # The person the record points at is gone: resolve the author again instead of failing.
 GONE_RECORD_ERRORS = frozenset({"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"})
 
@@ -211,33 +212,44 @@ class Pipeline:
         """Drain ready deliveries to the CRM in batches, oldest first."""
         result = DeliverResult()
         batches = 0
+        size = self.settings.write_batch
         while (max_batches is None or batches < max_batches) and not self.stopping.is_set():
+            # Read several batches at once: ordering the ready set oldest first costs one
+            # sort of it per read, which per batch of 200 made a large backlog quadratic.
             with self.db.transaction() as conn:
                 ready = outbox.ready_deliveries(
-                    conn, self.crm_name, self.clock(), self.settings.write_batch
+                    conn, self.crm_name, self.clock(), size * PREFETCH_BATCHES
                 )
             if not ready:
                 return result
-            records = [build_record(d) for d in ready]
-            # Safe to retry: every record is an upsert on its external id.
-            answers = self.retrying(partial(self.crm.upsert_history, records))
-            if len(answers) != len(records):
-                raise RuntimeError(
-                    f"CRM returned {len(answers)} results for {len(records)} records"
-                )
-            # A record whose person was merged away follows the survivor; the look-up is a
-            # network call, so it is made before the transaction that stores the answers.
-            gone = {
-                d.who
-                for d, a in zip(ready, answers, strict=True)
-                if not a.ok and a.error_code in GONE_RECORD_ERRORS
-            }
-            moved = (
-                self.retrying(partial(self.crm.survivors, sorted(gone, key=str))) if gone else {}
-            )
-            self._store_answers(ready, answers, result, moved)
-            batches += 1
+            for start in range(0, len(ready), size):
+                if max_batches is not None and batches >= max_batches:
+                    return result
+                if self.stopping.is_set():
+                    return result
+                batch = ready[start : start + size]
+                batches += 1
+                if self._write_batch(batch, result):
+                    break  # links changed under the rest of what was read: read again
         return result
+
+    def _write_batch(self, ready: Sequence[outbox.ReadyDelivery], result: DeliverResult) -> bool:
+        """Write one batch and store the answers; True if a link moved or went away."""
+        records = [build_record(d) for d in ready]
+        # Safe to retry: every record is an upsert on its external id.
+        answers = self.retrying(partial(self.crm.upsert_history, records))
+        if len(answers) != len(records):
+            raise RuntimeError(f"CRM returned {len(answers)} results for {len(records)} records")
+        # A record whose person was merged away follows the survivor; the look-up is a
+        # network call, so it is made before the transaction that stores the answers.
+        gone = {
+            d.who
+            for d, a in zip(ready, answers, strict=True)
+            if not a.ok and a.error_code in GONE_RECORD_ERRORS
+        }
+        moved = self.retrying(partial(self.crm.survivors, sorted(gone, key=str))) if gone else {}
+        self._store_answers(ready, answers, result, moved)
+        return bool(gone)
 
     def _store_answers(
         self,

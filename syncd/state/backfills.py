@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, func, or_, select, update
+from sqlalchemy import Connection, and_, case, exists, func, or_, select, update
 
 from syncd.model import Segment
 from syncd.state.ingest import PENDING
@@ -257,15 +257,22 @@ class Progress:
 
 
 def progress(conn: Connection, crm: str, job_id: int) -> Progress:
+    """One pass over the job's deliveries (it is asked twice a second while a job runs)."""
     linked = exists().where(
         links.c.identity_id == interactions.c.counterpart_identity_id, links.c.crm == crm
     )
-    base = (
-        select(func.count())
+    pending = deliveries.c.state == PENDING
+
+    def count(condition: Any) -> Any:
+        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+    row = conn.execute(
+        select(
+            count(deliveries.c.state == WRITTEN),
+            count(and_(pending, ~linked)),
+            count(and_(pending, linked)),
+        )
         .select_from(deliveries.join(interactions))
         .where(interactions.c.backfill_id == job_id, deliveries.c.crm == crm)
-    )
-    written = conn.execute(base.where(deliveries.c.state == WRITTEN)).scalar_one()
-    held = conn.execute(base.where(and_(deliveries.c.state == PENDING, ~linked))).scalar_one()
-    pending = conn.execute(base.where(and_(deliveries.c.state == PENDING, linked))).scalar_one()
-    return Progress(int(written), int(held), int(pending))
+    ).one()
+    return Progress(int(row[0]), int(row[1]), int(row[2]))

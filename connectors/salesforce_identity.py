@@ -15,6 +15,9 @@ from urllib.parse import quote
 
 from simple_salesforce.api import Salesforce
 
+from connectors import salesforce_composite as composite
+from connectors import salesforce_keys as keys
+from connectors import salesforce_search as search
 from connectors import salesforce_watch as watch
 from connectors.salesforce_people import (
     CANDIDATE_LIMIT,
@@ -28,16 +31,24 @@ from connectors.salesforce_people import (
     lead_name,
     match_personas,
     next_hop,
-    people_queries,
     person_record,
     persona_chunks,
     persona_soql,
     survivor_soql,
 )
 from connectors.salesforce_records import SYSTEM
-from connectors.salesforce_settings import _API_NAME, SalesforceSettings
+from connectors.salesforce_settings import _API_NAME, IdentityFields, SalesforceSettings
 from syncd.errors import ExternalError
-from syncd.model import CrmRef, IdentityKey, PeopleChanges, PeopleQuery, PersonRecord, Profile
+from syncd.model import (
+    CrmRef,
+    IdentityKey,
+    KeysOnFile,
+    KeysPage,
+    PeopleChanges,
+    PeopleQuery,
+    PersonRecord,
+    Profile,
+)
 
 log = logging.getLogger("connectors.salesforce")
 T = TypeVar("T")
@@ -53,6 +64,23 @@ def _upsert(sf: Salesforce, path: str, payload: dict[str, Any]) -> Any:
 
 def _get(sf: Salesforce, path: str) -> Any:
     return sf.restful(path, params={"fields": "Id"})
+
+
+def _ask(
+    sf: Salesforce,
+    batch: Sequence[tuple[str, Sequence[search.Term]]],
+    fields: IdentityFields | None,
+) -> list[composite.Answer]:
+    """Candidate queries in one composite call. An error is raised here, inside the call (so
+    an expired session logs in again and the error is mapped), unless halving can help."""
+    soqls = [search.people_soql(obj, fields, chunk) for obj, chunk in batch]
+    answers = composite.query_many(sf, soqls)
+    for (_, chunk), answer in zip(batch, answers, strict=True):
+        if answer.error is not None:
+            if len(chunk) > 1 and answer.error_code() == "QUERY_TOO_COMPLICATED":
+                continue
+            raise answer.error
+    return answers
 
 
 class SalesforceIdentity:
@@ -96,29 +124,40 @@ class SalesforceIdentity:
     def find_people(self, query: PeopleQuery) -> list[PersonRecord]:
         """Every Contact and Lead matching any value of ``query``, for scoring.
 
-        Per person object, one query per chunk of at most 200 values (fewer when long values
-        would overflow the URL budget), each an OR of ``Email IN (…)``, phone patterns, name
-        pairs (``FirstName LIKE 'j%' AND LastName LIKE 'smi%'``), prefixes of one-word names
-        (``FirstName LIKE 'ab%' OR LastName LIKE 'ab%'``) and domains (e-mail and
-        (Account) website). Each query is capped at 2,000 rows, with a warning when the cap
-        is hit; rows a loose pattern let through are dropped. An empty query makes no call.
+        Per person object, one query per chunk of values that fits the statement budget
+        (see :mod:`connectors.salesforce_search`): an OR of ``Email IN (…)``, phone
+        patterns, name pairs, prefixes of one-word names and domains (e-mail and (Account)
+        website). The queries go up to five to a composite call (a batch of 200 authors:
+        one query per object, one call for both). A query whose answer fills the 2,000-row
+        cap, or that Salesforce finds too complicated, is asked again in halves, so no
+        candidate is cut off; a single value that alone fills the cap is warned about.
+        Rows a loose pattern let through are dropped. An empty query makes no call.
         """
         if not query:
             return []
         budget, fields = self._budget(), identity_fields(self.settings)
         found: dict[tuple[str, str], PersonRecord] = {}
+        pending: list[tuple[str, list[search.Term]]] = []
         for obj in self.settings.person_objects:
             if obj not in SHAPES:
                 log.warning("%s: find_people knows no fields of %s; skipped", SYSTEM, obj)
                 continue
-            for soql in people_queries(obj, fields, query):
-                rows = self._select(f"find {obj}", soql, budget)
-                if len(rows) >= CANDIDATE_LIMIT:
+            pending += [(obj, chunk) for chunk in search.people_chunks(obj, query)]
+        while pending:
+            batch, pending = pending[: composite.MAX_QUERIES], pending[composite.MAX_QUERIES :]
+            ask = partial(_ask, batch=batch, fields=fields)
+            for (obj, chunk), answer in zip(
+                batch, self._run("find people", ask, budget), strict=True
+            ):
+                if len(chunk) > 1 and (answer.error or len(answer.rows) >= CANDIDATE_LIMIT):
+                    pending += [(obj, half) for half in search.halves(chunk)]
+                    continue
+                if len(answer.rows) >= CANDIDATE_LIMIT:
                     log.warning(
-                        "%s: %d %ss match one candidate query, the cap: some are not scored",
-                        SYSTEM, len(rows), obj,
+                        "%s: %d %ss match one value of a candidate query, the cap: some are "
+                        "not scored", SYSTEM, len(answer.rows), obj,
                     )  # fmt: skip
-                for row in rows:
+                for row in answer.rows:
                     person = person_record(obj, fields, row, query)
                     if person is not None:
                         found.setdefault((obj, person.ref.id), person)
@@ -134,21 +173,48 @@ class SalesforceIdentity:
         epoch, so its first record counts.
         """
         budget, fields = self._budget(), identity_fields(self.settings)
+        every = self.settings.identity_fields
         seen = watch.read(mark) if mark is not None else None
         people: list[PersonRecord] = []
+        on_file: list[KeysOnFile] = []
         complete, marks = True, {}
-        for obj in self.settings.person_objects:
+        for rank, obj in enumerate(self.settings.person_objects):
             if obj not in SHAPES:
                 continue
             since = seen.get(obj, watch.Watermark(watch.EPOCH)) if seen is not None else None
-            rows = self._select(f"changes {obj}", watch.changes_soql(obj, fields, since), budget)
+            soql = watch.changes_soql(obj, fields, since, keys.key_columns(every))
+            rows = self._select(f"changes {obj}", soql, budget)
             if since is None:
                 marks[obj] = watch.start_mark(rows)
                 continue
             fresh, marks[obj], whole = watch.advance(since, rows)
             complete = complete and whole
             people += [p for r in fresh if (p := person_record(obj, fields, r)) is not None]
-        return PeopleChanges(tuple(people), watch.write(marks), complete)
+            on_file += [keys.keys_of(obj, rank, every, r) for r in fresh]
+        return PeopleChanges(tuple(people), watch.write(marks), complete, tuple(on_file))
+
+    def keys_on_file(self, after: str | None) -> KeysPage:
+        """One page of the Contacts and (unconverted) Leads with any network's user id or
+        handle field set: at most 2,000 records, one query (see
+        :mod:`connectors.salesforce_keys`); objects follow one another in
+        ``person_objects`` order, an object with none costing one query."""
+        every = self.settings.identity_fields
+        objects = [o for o in self.settings.person_objects if o in SHAPES]
+        if not every or not objects:
+            return KeysPage()  # no field to copy: an empty copy, complete
+        budget = self._budget()
+        obj, after_id = keys.read_cursor(after, objects)
+        while obj is not None:
+            rank = self.settings.person_objects.index(obj)
+            rows = self._select(f"keys {obj}", keys.keys_soql(obj, every, after_id), budget)
+            people = tuple(keys.keys_of(obj, rank, every, r) for r in rows)
+            if len(rows) >= keys.KEYS_PAGE:
+                return KeysPage(people, keys.cursor(obj, people[-1].ref.id))
+            following = objects[objects.index(obj) + 1 :]
+            obj, after_id = (following[0] if following else None), None
+            if people:
+                return KeysPage(people, keys.cursor(obj, None) if obj else None)
+        return KeysPage()
 
     def survivors(self, refs: Sequence[CrmRef]) -> dict[CrmRef, CrmRef | None]:
         """What became of people: absent while alive; else the record each was merged into

@@ -23,9 +23,11 @@ T = TypeVar("T")
 # The connector's one logger name, so logging set up for connectors.salesforce covers this too.
 log = logging.getLogger("connectors.salesforce")
 
-# URI + headers of one request may not exceed 16,384 bytes (help article 000386264): a query
-# URL is kept well below, so long user ids and handles split a chunk instead of failing it.
-SOQL_URL_BUDGET = 12_000
+# URI + headers of one request may not exceed 16,384 bytes (help article 000386264; the
+# stand-in refuses more, as Salesforce does): the values of one query may take 14,000, which
+# leaves 2,384 for the path, the SELECT list and the headers (under 1,000 in practice).
+SOQL_URL_BUDGET = 14_000
+MAX_VALUE = 255
 
 _SOQL_ESCAPES = {
     "\\": "\\\\", "'": "\\'", '"': '\\"',
@@ -45,19 +47,30 @@ def soql_quote(value: str, *, like: bool = False) -> str:
     return f"'{escaped}'"
 
 
-def _lookup_values(key: IdentityKey) -> list[str]:
+def askable(value: str) -> bool:
+    """Whether a value can be in a Salesforce text field at all (none holds more than 255
+    characters): a longer one matches nothing, and alone could overflow a query URL."""
+    return len(value) <= MAX_VALUE
+
+
+def handle_values(key: IdentityKey) -> list[str]:
     # CRM data entry varies: a handle field may hold "name" or "@name".
     bare = bare_handle(key.handle)
-    return [key.user_id, bare, f"@{bare}"] if bare else [key.user_id]
+    return [v for v in (bare, f"@{bare}") if askable(v)] if bare else []
+
+
+def _lookup_values(key: IdentityKey) -> list[str]:
+    return ([key.user_id] if askable(key.user_id) else []) + handle_values(key)
 
 
 def lookup_soql(obj: str, fields: IdentityFields, keys: Sequence[IdentityKey]) -> str:
     """ONE query for a chunk of keys against one person object."""
-    user_ids = dict.fromkeys(k.user_id for k in keys)
-    handles = dict.fromkeys(v for k in keys for v in _lookup_values(k)[1:])
-    where = f"{fields.user_id} IN ({', '.join(map(soql_quote, user_ids))})"
+    user_ids = dict.fromkeys(k.user_id for k in keys if askable(k.user_id))
+    handles = dict.fromkeys(v for k in keys for v in handle_values(k))
+    parts = [f"{fields.user_id} IN ({', '.join(map(soql_quote, user_ids))})"] if user_ids else []
     if handles:
-        where += f" OR {fields.handle} IN ({', '.join(map(soql_quote, handles))})"
+        parts.append(f"{fields.handle} IN ({', '.join(map(soql_quote, handles))})")
+    where = " OR ".join(parts)
     return f"SELECT Id, Name, {fields.user_id}, {fields.handle} FROM {obj} WHERE {where}"
 
 
@@ -83,7 +96,9 @@ def url_cost(text: str) -> int:
 
 
 def key_chunks(keys: Sequence[IdentityKey]) -> Iterator[list[IdentityKey]]:
-    return chunks(keys, lambda key: sum(url_cost(soql_quote(v)) for v in _lookup_values(key)))
+    """Chunks of the keys that have a value to ask by."""
+    askable_keys = [k for k in keys if _lookup_values(k)]
+    return chunks(askable_keys, lambda k: sum(url_cost(soql_quote(v)) for v in _lookup_values(k)))
 
 
 def match_rows(

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.salesforce_lookup import chunks, soql_quote, url_cost
+from connectors.salesforce_lookup import askable, chunks, handle_values, soql_quote, url_cost
 from connectors.salesforce_records import bare_handle, clip
 from connectors.salesforce_settings import IdentityFields, SalesforceSettings
 from syncd.model import CrmRef, IdentityKey, PeopleQuery, PersonRecord, Profile
@@ -83,15 +83,16 @@ def in_list(name: str, values: Sequence[str]) -> str:
 
 # -- SocialPersona ---------------------------------------------------------------------------
 def _persona_values(key: IdentityKey) -> list[str]:
-    bare = bare_handle(key.handle)
-    return [key.user_id, bare, f"@{bare}"] if bare else [key.user_id]
+    return ([key.user_id] if askable(key.user_id) else []) + handle_values(key)
 
 
 def persona_soql(provider: str, keys: Sequence[IdentityKey]) -> str:
     """ONE query for a chunk of keys: personas by external user id or by handle."""
-    ids = list(dict.fromkeys(k.user_id for k in keys))
-    names = list(dict.fromkeys(v for k in keys for v in _persona_values(k)[1:]))
-    where = in_list("ExternalId", ids) + (f" OR {in_list('Name', names)}" if names else "")
+    ids = list(dict.fromkeys(k.user_id for k in keys if askable(k.user_id)))
+    names = list(dict.fromkeys(v for k in keys for v in handle_values(k)))
+    parts = [in_list("ExternalId", ids)] if ids else []
+    parts += [in_list("Name", names)] if names else []
+    where = " OR ".join(parts)
     return (
         "SELECT Id, Name, ExternalId, ParentId, Parent.Name, IsDefault FROM SocialPersona "
         f"WHERE Provider = {soql_quote(provider)} AND ({where})"
@@ -99,7 +100,8 @@ def persona_soql(provider: str, keys: Sequence[IdentityKey]) -> str:
 
 
 def persona_chunks(keys: Sequence[IdentityKey]) -> Iterator[list[IdentityKey]]:
-    return chunks(keys, lambda k: sum(url_cost(soql_quote(v)) for v in _persona_values(k)))
+    askable_keys = [k for k in keys if _persona_values(k)]
+    return chunks(askable_keys, lambda k: sum(url_cost(soql_quote(v)) for v in _persona_values(k)))
 
 
 def match_personas(
@@ -160,73 +162,16 @@ def digits(text: object) -> str:
     return re.sub(r"[^0-9]", "", str(text or ""))
 
 
-def _ids(query: PeopleQuery, obj: str) -> list[str]:
-    """The query's record ids that can name an ``obj`` (by key prefix), in 18-char form."""
-    full = (id18(i.strip()) for i in query.ids)
-    return sorted({i for i in full if i and PERSON_PREFIXES.get(i[:3]) == obj})
-
-
-def _terms(query: PeopleQuery, shape: Shape, obj: str) -> list[tuple[str, str]]:
-    """(kind, condition) per value, in a stable order; e-mails later join one IN list.
-
-    Salesforce keeps phones as typed ("+1 (415) 555-0134"), so no text comparison finds
-    digits. A phone is looked for by its last seven digits with a wildcard between each
-    (``'%5%5%5%0%1%3%4'``): any punctuation matches, and :func:`row_matches` keeps only
-    records whose digits really are the number (equal, or one ending with the other).
-    A name pair is one condition on both names, ``(FirstName LIKE 'j%' AND LastName LIKE
-    'smi%')``: selective where a lone prefix (``LastName LIKE 'smi%'``) finds every Smith.
-    """
-    out = [("email", soql_quote(e)) for e in sorted(query.emails)]
-    out += [("id", soql_quote(i)) for i in _ids(query, obj)]
-    for phone in sorted(query.phones):
-        if len(tail := digits(phone)[-PHONE_TAIL:]) == PHONE_TAIL:
-            pattern = "'%" + "%".join(tail) + "'"  # ASCII digits: nothing to escape
-            out.append(("phone", f"Phone LIKE {pattern} OR MobilePhone LIKE {pattern}"))
-    for prefix in sorted(p for p in query.name_prefixes if p):  # "" would be every row
-        pattern = like(prefix, after="%")
-        out.append(("name", f"FirstName LIKE {pattern} OR LastName LIKE {pattern}"))
-    for first, last in sorted(n for n in query.names if all(n)):
-        both = f"FirstName LIKE {like(first, after='%')} AND LastName LIKE {like(last, after='%')}"
-        out.append(("name", f"({both})"))
-    for domain in sorted(query.domains):
-        site = like(domain, "%", "%")
-        out.append(("domain", f"Email LIKE {like(domain, '%@')} OR {shape.website} LIKE {site}"))
-    return out
-
-
-def people_soql(
-    obj: str, fields: IdentityFields | None, conditions: Sequence[tuple[str, str]]
-) -> str:
-    """ONE candidate query for a chunk of conditions against one person object."""
-    shape = SHAPES[obj]
-    select = person_fields(obj, fields)
-    emails = [c for kind, c in conditions if kind == "email"]
-    ids = [c for kind, c in conditions if kind == "id"]
-    parts = [f"Email IN ({', '.join(emails)})"] if emails else []
-    parts += [f"Id IN ({', '.join(ids)})"] if ids else []
-    parts += [c for kind, c in conditions if kind not in ("email", "id")]
-    where = " OR ".join(parts)
-    if shape.only:
-        where = f"{shape.only} AND ({where})"
-    return f"SELECT {select} FROM {obj} WHERE {where} LIMIT {CANDIDATE_LIMIT}"
-
-
-def person_fields(obj: str, fields: IdentityFields | None) -> str:
+def person_fields(obj: str, fields: IdentityFields | None, also: Sequence[str] = ()) -> str:
     shape = SHAPES[obj]
     names = ["Id", "Name", "FirstName", "LastName", "Email", "Phone", "MobilePhone"]
     names += [shape.city, shape.company, shape.website]
     names += [fields.user_id, fields.handle] if fields else []
+    names += also
     unique: dict[str, str] = {}
     for name in names:  # a configured field may repeat a standard one in another casing
         unique.setdefault(name.lower(), name)
     return ", ".join(unique.values())
-
-
-def people_queries(obj: str, fields: IdentityFields | None, query: PeopleQuery) -> Iterator[str]:
-    """The candidate queries for one object: one per chunk of at most 200 values that keeps
-    the URL within budget (so long values may split a chunk further)."""
-    for chunk in chunks(_terms(query, SHAPES[obj], obj), lambda t: url_cost(t[1])):
-        yield people_soql(obj, fields, chunk)
 
 
 def _host(url: str | None) -> str | None:

@@ -44,18 +44,24 @@ def literal(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def changes_soql(obj: str, fields: IdentityFields | None, since: Watermark | None) -> str:
+def changes_soql(
+    obj: str, fields: IdentityFields | None, since: Watermark | None, also: Sequence[str] = ()
+) -> str:
     """People of ``obj`` changed at or after the mark, oldest change first; without a mark,
-    only the newest stamp (where a new watch starts)."""
+    only the newest stamp (where a new watch starts). ``also``: more columns (every
+    network's id and handle fields)."""
     if since is None:
         return f"SELECT Id, SystemModstamp FROM {obj} ORDER BY SystemModstamp DESC LIMIT 1"
-    where = f"SystemModstamp >= {literal(parse_stamp(since.stamp))}"
+    at = literal(parse_stamp(since.stamp))
+    where = f"SystemModstamp >= {at}"
     if 0 < len(since.seen) <= MAX_EXCLUDED:  # so the seen ones do not fill the page again
-        where += f" AND Id NOT IN ({', '.join(soql_quote(i) for i in since.seen)})"
+        # Only at that very stamp: a seen record changed again later must be reported.
+        seen = ", ".join(soql_quote(i) for i in since.seen)
+        where += f" AND (SystemModstamp > {at} OR Id NOT IN ({seen}))"
     if only := SHAPES[obj].only:
         where = f"{only} AND {where}"
     return (
-        f"SELECT {person_fields(obj, fields)}, SystemModstamp FROM {obj} WHERE {where} "
+        f"SELECT {person_fields(obj, fields, also)}, SystemModstamp FROM {obj} WHERE {where} "
         f"ORDER BY SystemModstamp, Id LIMIT {CANDIDATE_LIMIT}"
     )
 

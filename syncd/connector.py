@@ -21,6 +21,7 @@ from syncd.model import (
     Cursor,
     HistoryRecord,
     IdentityKey,
+    KeysPage,
     Match,
     Page,
     PeopleChanges,
@@ -220,6 +221,13 @@ class Crm(Protocol):
         """People created or changed since ``mark`` (a previous answer's), with the fields
         the resolver scores. With no mark: none, only the mark to start from. One query per
         person object."""
+        ...
+
+    def keys_on_file(self, after: str | None) -> KeysPage | None:
+        """Every person carrying a network user id or handle, a page at a time (``after``:
+        the previous page's ``next``), so the resolver can keep a local copy of the id and
+        handle matchers' data, kept current by :meth:`people_changes`. None: this CRM
+        cannot list them, and :meth:`lookup` is asked each time instead."""
         ...
 
     def survivors(self, refs: Sequence[CrmRef]) -> Mapping[CrmRef, CrmRef | None]:

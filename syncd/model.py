@@ -202,6 +202,42 @@ class PeopleChanges:
     people: tuple[PersonRecord, ...] = ()
     mark: str | None = None
     complete: bool = True
+    # What each changed person now carries in its network id and handle fields (possibly
+    # nothing), so a local copy of them (:class:`KeysPage`) stays current.
+    on_file: tuple[KeysOnFile, ...] = ()
+
+
+@dataclass(frozen=True)
+class KeyOnFile:
+    """One network's user id and handle as a CRM person's fields hold them."""
+
+    network: str
+    user_id: str | None = None
+    handle: str | None = None
+
+
+@dataclass(frozen=True)
+class KeysOnFile:
+    """The network user ids and handles one CRM person carries.
+
+    ``rank`` orders the person objects as the CRM searches them (Salesforce: Contacts before
+    Leads); a match on a lower rank settles a key. ``stamp`` is when the record last changed,
+    an opaque string that sorts in time order: an older copy never overwrites a newer one.
+    """
+
+    ref: CrmRef
+    keys: tuple[KeyOnFile, ...] = ()
+    rank: int = 0
+    stamp: str = ""
+
+
+@dataclass(frozen=True)
+class KeysPage:
+    """One page of every CRM person carrying a network id or handle; ``next`` asks for the
+    following page (None: that was the last)."""
+
+    people: tuple[KeysOnFile, ...] = ()
+    next: str | None = None
 
 
 @dataclass(frozen=True)

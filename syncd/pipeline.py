@@ -28,8 +28,8 @@ from syncd.history import build_record
 from syncd.model import Account, CrmRef, Stream, WriteResult
 from syncd.resolver import stage
 from syncd.resolver.stage import ResolveResult, ResolveSettings
+from syncd.state import crm_keys, linking, outbox
 from syncd.state import ingest as st
-from syncd.state import linking, outbox
 from syncd.state.db import Database
 
 log = logging.getLogger("syncd.pipeline")
@@ -303,6 +303,8 @@ class Pipeline:
                 )
             outbox.mark_written(conn, written, now)
             linking.follow(conn, self.crm_name, follow.items(), now)
+            # The resolver's copy of ids and handles must not link anyone to them again.
+            crm_keys.forget(conn, self.crm_name, (ref.id for ref in moved))
             linking.unlink(
                 conn, self.crm_name, gone, "writer", now, note="the CRM record was deleted"
             )

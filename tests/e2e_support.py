@@ -32,6 +32,7 @@ jitter = "100ms"
 
 [resolver]
 retry_after = "1s"
+crm_check_interval = "1s"  # how soon a person's new id or handle is used
 
 [[sources]]
 name = "acme-x"

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from syncd.model import CrmRef, IdentityKey, PeopleChanges, PeopleQuery, PersonRecord, Profile
+from syncd.model import (
+    CrmRef,
+    IdentityKey,
+    KeysPage,
+    PeopleChanges,
+    PeopleQuery,
+    PersonRecord,
+    Profile,
+)
 
 
 class NoExtras:
@@ -49,3 +57,6 @@ class NoExtras:
         if uid not in self.leads:
             self.leads[uid] = CrmRef("Lead", f"00Q{len(self.leads):012d}", profile.display_name)
         return self.leads[uid]
+
+    def keys_on_file(self, after: str | None) -> KeysPage | None:
+        return None  # cannot list them: the resolver asks ``lookup`` each time

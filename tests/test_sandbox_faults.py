@@ -119,6 +119,7 @@ def test_endpoint_names_are_documented_and_stable(x: XSandbox, sf: SalesforceSan
         "sobject",
         "query",
         "composite",
+        "composite_request",
     }
 
 

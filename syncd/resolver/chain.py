@@ -15,7 +15,7 @@ from functools import partial
 from typing import Literal
 
 from syncd.connector import Crm
-from syncd.model import CrmRef, IdentityKey, PeopleQuery, PersonRecord, Profile
+from syncd.model import CrmRef, IdentityKey, Match, PeopleQuery, PersonRecord, Profile
 from syncd.resolver import scoring
 from syncd.resolver.evidence import (
     emails,
@@ -100,8 +100,11 @@ def resolve(
     profiles: Mapping[int, Profile],
     policy: Policy,
     rejected: Mapping[int, set[str]] | None = None,
+    lookup: Lookup | None = None,
 ) -> dict[int, Decision]:
-    """Decide every author of ``profiles`` (identity id → profile)."""
+    """Decide every author of ``profiles`` (identity id → profile). The id and handle
+    matchers ask ``lookup`` when given (a local copy of what the CRM has on file), else the
+    CRM."""
     rejected = rejected or {}
     pools = {i: _Pool() for i in profiles}
     todo = dict(profiles)
@@ -115,7 +118,7 @@ def resolve(
             if decide(pools[i].by_id.values(), policy).link is not None:
                 del todo[i]
 
-    for step in _steps(policy.matchers):
+    for step in _steps(policy.matchers, lookup or crm.lookup):
         if not todo:
             break
         step(crm, todo, offer)
@@ -124,10 +127,11 @@ def resolve(
 
 
 Offer = Callable[[int, Candidate], None]
+Lookup = Callable[[Sequence[IdentityKey]], Mapping[IdentityKey, Match]]
 Step = Callable[[Crm, Mapping[int, Profile], Offer], None]
 
 
-def _steps(matchers: Sequence[str]) -> list[Step]:
+def _steps(matchers: Sequence[str], lookup: Lookup) -> list[Step]:
     """The configured matchers as look-up steps, in order. The user-id and handle fields are
     read by one look-up, and contact points and names by one search, at the position of the
     first of each pair: fewer queries, the same candidates."""
@@ -137,7 +141,7 @@ def _steps(matchers: Sequence[str]) -> list[Step]:
     for m in matchers:
         if m in ("crm_user_id", "crm_handle") and "fields" not in placed:
             kinds = on & {"crm_user_id", "crm_handle"}
-            steps.append(partial(_by_fields, kinds=kinds))
+            steps.append(partial(_by_fields, kinds=kinds, lookup=lookup))
             placed.add("fields")
         elif m == "social_persona" and m not in placed:
             steps.append(_by_persona)
@@ -149,7 +153,9 @@ def _steps(matchers: Sequence[str]) -> list[Step]:
     return steps
 
 
-def _by_fields(crm: Crm, todo: Mapping[int, Profile], offer: Offer, *, kinds: set[str]) -> None:
+def _by_fields(
+    crm: Crm, todo: Mapping[int, Profile], offer: Offer, *, kinds: set[str], lookup: Lookup
+) -> None:
     keys: dict[IdentityKey, tuple[int, float]] = {}
     for i, p in todo.items():
         keys[p.key] = (i, scoring.HANDLE)
@@ -158,7 +164,7 @@ def _by_fields(crm: Crm, todo: Mapping[int, Profile], offer: Offer, *, kinds: se
                 keys[IdentityKey(p.key.network, p.key.user_id, old)] = (i, scoring.PAST_HANDLE)
     if not keys:
         return
-    for key, match in crm.lookup(list(keys)).items():
+    for key, match in lookup(list(keys)).items():
         if match.matcher not in kinds or key not in keys:
             continue
         identity_id, handle_score = keys[key]

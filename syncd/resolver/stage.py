@@ -16,8 +16,9 @@ from typing import Any, Literal
 from syncd.connector import Crm
 from syncd.errors import AuthError, ExternalError
 from syncd.model import CrmRef, PeopleChanges
+from syncd.resolver import on_file
 from syncd.resolver.chain import Candidate, Policy, affected, resolve
-from syncd.state import linking, outbox
+from syncd.state import crm_keys, linking, outbox
 from syncd.state.db import Database
 
 log = logging.getLogger("syncd.resolver")
@@ -65,8 +66,11 @@ def run(
     stopping: Callable[[], bool],
 ) -> ResolveResult:
     result = ResolveResult()
-    if settings.crm_check:
+    lookup = None
+    if settings.crm_check:  # the copy is only as current as the watch keeps it
         result.woken = watch(db, crm_name, crm, settings.crm_check, clock, retrying)
+        if on_file.refresh(db, crm_name, crm, clock, retrying, stopping):
+            lookup = on_file.lookup(db, crm_name)
     while not stopping():
         with db.transaction() as conn:
             todo = outbox.identities_to_resolve(conn, crm_name, clock(), settings.batch)
@@ -79,7 +83,9 @@ def run(
         for network in sorted({p.key.network for p in profiles.values()}):
             mine = {i: p for i, p in profiles.items() if p.key.network == network}
             decisions.update(
-                retrying(partial(resolve, crm, mine, settings.policy_for(network), rejected))
+                retrying(
+                    partial(resolve, crm, mine, settings.policy_for(network), rejected, lookup)
+                )
             )
         # Leads for authors nobody matched, where the network's policy says so. An upsert on
         # the network user id: a retry after a lost answer finds the same Lead.
@@ -154,7 +160,10 @@ def watch(
                     ids = sorted(affected(linking.profiles(conn, ids), changes.people))
                 woken += outbox.wake(conn, ids)
     with db.transaction() as conn:
+        crm_keys.put(conn, crm_name, changes.on_file, now)
         outbox.store_crm_mark(conn, crm_name, changes.mark, now)
+    if not changes.complete:
+        on_file.reload_soon(db, crm_name, now)  # faster than many watch rounds
     if woken:
         why = (
             "many CRM people changed"

@@ -42,7 +42,9 @@ X (:mod:`.x_api`) endpoints: ``user_by_username`` (/2/users/by/username/{usernam
 Salesforce (:mod:`.salesforce_api`) endpoints: ``login`` (SOAP login and OAuth token),
 ``versions`` (/services/data), ``resources`` (/services/data/vXX.X), ``limits``, ``sobject``
 (everything under /sobjects: describe, CRUD, upsert by external id), ``query`` (query, queryAll
-and their cursors), ``composite`` (sObject Collections). Its own kinds, on data endpoints only:
+and their cursors), ``composite`` (sObject Collections), ``composite_request`` (the Composite
+resource; its subrequests also meet the faults of their own endpoints). Its own kinds, on data
+endpoints only:
 
 - ``session_expired``: every issued session dies; the request gets 401 INVALID_SESSION_ID and
   a new login works.

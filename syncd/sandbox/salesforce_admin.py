@@ -34,6 +34,15 @@ class OrgAdmin:
             except (DmlError, RequestError) as exc:
                 raise ValueError(f"{sobject}: {exc}") from None
 
+    def update(self, sobject: str, record_id: str, fields: dict[str, Any]) -> None:
+        """Change a record as a user editing it would (its SystemModstamp moves on);
+        ValueError when there is no such live record or a value is refused."""
+        with self.lock:
+            try:
+                self.store.update(sobject, record_id, fields)
+            except (DmlError, RequestError) as exc:
+                raise ValueError(f"{sobject} {record_id}: {exc}") from None
+
     def add_field(self, sobject: str, name: str, field_type: str = "string") -> None:
         """Define a custom field before any record carries it, as Setup would.
 

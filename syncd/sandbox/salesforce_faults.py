@@ -19,7 +19,9 @@ from syncd.sandbox.salesforce_collections import ROLLED_BACK, check_size
 from syncd.sandbox.server import Handler, Request, Response, SandboxServer
 
 # Every endpoint that needs a session; "login" and "versions" do not.
-DATA_ENDPOINTS = frozenset({"resources", "limits", "sobject", "query", "composite"})
+DATA_ENDPOINTS = frozenset(
+    {"resources", "limits", "sobject", "query", "composite", "composite_request"}
+)
 KINDS = kinds(
     {
         "session_expired": Kind(endpoints=DATA_ENDPOINTS),

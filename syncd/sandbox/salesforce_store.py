@@ -56,6 +56,8 @@ class RequestError(Exception):
         self.status, self.error_code, self.message = status, error_code, message
 
     def body(self) -> list[dict[str, Any]]:
+        if self.error_code == "NOT_FOUND":  # recorded so by a real org (an unknown sObject)
+            return [{"errorCode": self.error_code, "message": self.message}]
         return [{"message": self.message, "errorCode": self.error_code}]
 
 

@@ -39,6 +39,9 @@ class Request:
     body: bytes
     params: dict[str, str] = field(default_factory=dict)  # captured from the route pattern
     endpoint: str = ""  # the matched route's endpoint name
+    target_bytes: int = 0  # the request line's target (path and query) as sent
+    header_bytes: int = 0  # the header block as sent
+    subrequest: bool = False  # inside a composite call, which alone is counted
 
     def json(self) -> Any:
         return json.loads(self.body.decode("utf-8")) if self.body else None
@@ -303,6 +306,8 @@ class SandboxServer:
                     query=query,
                     headers={k.lower(): v for k, v in self.headers.items()},
                     body=body,
+                    target_bytes=len(self.path.encode("latin-1", "replace")),
+                    header_bytes=len(self.headers.as_bytes()),
                 )
                 try:
                     if req.path.startswith("/__sandbox/"):  # never faulted, never counted

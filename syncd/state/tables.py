@@ -261,6 +261,40 @@ crm_watch = Table(
     Column("checked_at", UtcDateTime(), nullable=False),
 )
 
+# A local copy of the CRM people carrying a network user id or handle, so the id and handle
+# matchers cost no query per batch of authors. Loaded page by page (``crm_key_loads``), kept
+# current by the change watch, reloaded whole once a day (deletions show up no other way).
+# A person's rows are replaced together; ``handle`` is stored without '@', case-folded.
+crm_keys = Table(
+    "crm_keys",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("crm", String(100), nullable=False),
+    Column("record_id", String(40), nullable=False),
+    Column("object", String(100), nullable=False),
+    Column("name", Text),
+    Column("rank", Integer, nullable=False),  # the CRM's object order: Contacts before Leads
+    Column("stamp", String(40), nullable=False),  # when the CRM record last changed
+    Column("network", String(32), nullable=False),
+    Column("user_id", String(100)),
+    Column("handle", String(100)),
+    Column("seen_at", UtcDateTime(), nullable=False),  # last read from the CRM
+    Index("ix_crm_keys_user_id", "crm", "network", "user_id"),
+    Index("ix_crm_keys_handle", "crm", "network", "handle"),
+    Index("ix_crm_keys_record", "crm", "record_id"),
+)
+
+# Where loading ``crm_keys`` stands: the page cursor of a load under way and when it began;
+# when the last whole load ended (none yet: the copy is not used, look-ups go to the CRM).
+crm_key_loads = Table(
+    "crm_key_loads",
+    metadata,
+    Column("crm", String(100), primary_key=True),
+    Column("cursor", Text),
+    Column("started_at", UtcDateTime()),
+    Column("loaded_at", UtcDateTime()),
+)
+
 # Admin backfills: a window of past posts read through whichever endpoints reach it. Where the
 # job stands (segment, page token, counts) advances in the transaction that stores each page.
 backfills = Table(

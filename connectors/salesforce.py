@@ -41,6 +41,8 @@ from simple_salesforce.exceptions import (
 from simple_salesforce.login import SalesforceLogin
 
 from connectors._http import RewritingAdapter, mount
+from connectors.salesforce_check import SalesforceCheck
+from connectors.salesforce_delete import SalesforceRemoval
 from connectors.salesforce_identity import SalesforceIdentity
 from connectors.salesforce_lookup import (
     SOQL_URL_BUDGET,
@@ -189,11 +191,12 @@ class _Budget:
 # -- the connector -------------------------------------------------------------------------
 
 
-class SalesforceCrm(SalesforceIdentity):
+class SalesforceCrm(SalesforceIdentity, SalesforceRemoval, SalesforceCheck):
     """Implements :class:`syncd.connector.Crm`. Logs in lazily, on the first call.
 
     Identity resolution's calls (personas, find_people, survivors, upsert_lead) are in
-    :mod:`connectors.salesforce_identity`.
+    :mod:`connectors.salesforce_identity`; deleting and marking history in
+    :mod:`connectors.salesforce_delete`; ``check`` in :mod:`connectors.salesforce_check`.
     """
 
     Settings: ClassVar[type[ConnectorSettings]] = SalesforceSettings

@@ -49,6 +49,8 @@ class TaskFields(_Strict):
     handle: ApiName = "Social_Handle__c"
     post_url: ApiName = "Social_Post_URL__c"
     conversation_id: ApiName = "Social_Conversation_Id__c"
+    # Set only by `[compliance] action = "mark"` when the post is deleted on the network.
+    post_status: ApiName = "Social_Post_Status__c"
 
 
 class IdentityFields(_Strict):
@@ -86,6 +88,7 @@ class SalesforceSettings(ConnectorSettings):
     history_object: ApiName = "Task"
     external_id_field: ApiName = "Social_Post_Id__c"
     task_status: str = "Completed"
+    deleted_status: str = "Deleted"  # task_fields.post_status of a post deleted on the network
     task_fields: TaskFields = TaskFields()
     person_objects: list[ApiName] = Field(default=["Contact", "Lead"], min_length=1)
     identity_fields: dict[str, IdentityFields] = Field(

@@ -24,8 +24,14 @@ from pydantic import Field, field_validator
 from connectors._http import RewritingAdapter, mount
 from connectors.x_backfill import SearchAccess, XBackfill
 from connectors.x_fields import EXPANSIONS, TWEET_FIELDS, USER_FIELDS
-from connectors.x_parse import NETWORK, clip, is_x_id, parse_page, reset_at
-from syncd.connector import ConnectorSettings, Duration, DurationOrZero, SourceSettings
+from connectors.x_parse import NETWORK, clip, is_x_id, parse_lookup, parse_page, reset_at
+from syncd.connector import (
+    CheckRow,
+    ConnectorSettings,
+    Duration,
+    DurationOrZero,
+    SourceSettings,
+)
 from syncd.errors import AuthError, ExternalError, NotFound, RateLimited, SyncdError, TransientError
 from syncd.model import Account, Cursor, Page, Stream
 from syncd.secrets import SecretRef
@@ -45,7 +51,7 @@ __all__ = [
 
 # tweepy hard-codes api.twitter.com; newer code and docs say api.x.com. Both go to api_base_url.
 _LIBRARY_ORIGINS = ("https://api.twitter.com", "https://api.x.com")
-_LOOKUP_BATCH = 100  # most usernames GET /2/users/by accepts in one call
+_LOOKUP_BATCH = 100  # most usernames GET /2/users/by (and ids GET /2/tweets) take in one call
 # X rejects a whole lookup batch (400) if one username breaks its pattern, so such a handle is
 # treated as unknown instead of failing every other handle in the batch.
 _USERNAME = re.compile(r"^[A-Za-z0-9_]{1,15}$")
@@ -180,6 +186,47 @@ class XSource(XBackfill):
             params["exclude"] = ["retweets"]  # billed per post read, and never history
         body, headers = self._call(method, **params)
         return parse_page(body, account=account, stream=stream, cursor=cursor, headers=headers)
+
+    def lookup_posts(self, post_ids: Sequence[str]) -> tuple[set[str], set[str]]:
+        """Alive and deleted posts by ``GET /2/tweets?ids=``, 100 a call; no expansions,
+        since only presence matters (each post returned is still billed as a read)."""
+        ids = [i for i in dict.fromkeys(post_ids) if is_x_id(i)]
+        alive: set[str] = set()
+        deleted: set[str] = set()
+        for start in range(0, len(ids), _LOOKUP_BATCH):
+            batch = ids[start : start + _LOOKUP_BATCH]
+            body, _ = self._call(self.client.get_tweets, ids=batch)
+            found, gone = parse_lookup(body, batch)
+            alive |= found
+            deleted |= gone
+        return alive, deleted
+
+    def check(self, handles: Sequence[str]) -> list[CheckRow]:
+        """Authenticate and look the brand handles up: one users lookup per 100 handles."""
+        try:
+            found = self.resolve_accounts(handles)
+        except ExternalError as exc:
+            if isinstance(exc, AuthError):
+                fix = "check bearer_token: X refused it (a revoked or mistyped token?)"
+            elif isinstance(exc, RateLimited):
+                fix = "wait for X's rate limit or usage cap to reset"
+            else:
+                fix = f"check api_base_url ({self.api_base_url}) and that this host reaches it"
+            return [CheckRow("users lookup", False, str(exc), fix)]
+        rows = [CheckRow("users lookup", True, f"{self.api_base_url} accepted the bearer token")]
+        for handle in handles:
+            account = found.get(handle)
+            rows.append(
+                CheckRow(f"@{handle}", True, f"user id {account.user_id}")
+                if account
+                else CheckRow(
+                    f"@{handle}",
+                    False,
+                    f"X knows no account @{handle} (or it is suspended)",
+                    "correct the handle in accounts",
+                )
+            )
+        return rows
 
     def close(self) -> None:
         self.client.session.close()

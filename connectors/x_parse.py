@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeGuard, TypeVar
 
@@ -32,7 +32,7 @@ from syncd.model import (
     Stream,
 )
 
-__all__ = ["NETWORK", "parse_page"]
+__all__ = ["NETWORK", "parse_lookup", "parse_page"]
 
 # Here rather than in connectors.x so that translation depends on nothing client-side.
 NETWORK = "x"
@@ -97,6 +97,31 @@ def parse_page(
         quarantined=tuple(quarantined),
         warnings=tuple(storable(w) for w in warnings),
     )
+
+
+def parse_lookup(body: object, asked: Sequence[str]) -> tuple[set[str], set[str]]:
+    """A post lookup's (``GET /2/tweets?ids=``) answer: the asked ids that came back, and
+    those X names in ``errors[]`` as not found (deleted; X does not tell deleted from never
+    posted). Other problems (a protected or withheld post) decide nothing: neither set."""
+    if not isinstance(body, dict):
+        raise TransientError("X sent a response body that is not a JSON object", system=NETWORK)
+    wanted = set(asked)
+    alive = {p["id"] for p in _field(body, "data", list) if isinstance(p, dict)} & wanted
+    deleted: set[str] = set()
+    for error in _field(body, "errors", list):
+        if not isinstance(error, dict) or error.get("resource_type", "tweet") != "tweet":
+            continue
+        # The problem type is ".../problems/resource-not-found" on both api hosts, and X files a
+        # suspended author under it too, titled "Forbidden": only "Not Found Error" is deleted.
+        kind = error.get("type")
+        if not isinstance(kind, str) or not kind.endswith("/problems/resource-not-found"):
+            continue
+        if error.get("title") != "Not Found Error":
+            continue
+        post_id = error.get("resource_id", error.get("value"))
+        if isinstance(post_id, str) and post_id in wanted and post_id not in alive:
+            deleted.add(post_id)
+    return alive, deleted
 
 
 def _translate(

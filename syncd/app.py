@@ -9,17 +9,20 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import cast
 
 import connectors
 from syncd.backfill.runner import BackfillSource, Runner
+from syncd.compliance import ComplianceReport
+from syncd.compliance import run as run_compliance
 from syncd.config import Settings
 from syncd.connector import Crm, Source, SourceSettings
 from syncd.errors import ExternalError, NotFound
 from syncd.model import Account, Stream
 from syncd.pipeline import Clock, DeliverResult, Pipeline, PollResult, utcnow
 from syncd.resolver.stage import ResolveResult
-from syncd.state import admin, backfills
+from syncd.state import admin, backfills, privacy
 from syncd.state.backfills import QUEUED, LeaseLost
 from syncd.state.db import Database
 
@@ -155,6 +158,49 @@ class App:
         if unknown:
             raise UnknownAccounts(source_name, source.network, unknown, jobs)
         return jobs
+
+    # -- privacy and compliance ------------------------------------------------------------
+    def prune(self) -> dict[str, int]:
+        """Empty raw payloads older than ``[privacy] payload_retention`` (0: keep them all);
+        payloads emptied per table. The daemon runs it daily."""
+        retention = self.settings.privacy.payload_retention
+        if not retention:
+            return {}
+        before = self.pipeline.clock() - timedelta(seconds=retention)
+        with self.db.transaction() as conn:
+            counts = privacy.prune_payloads(conn, before)
+        if any(counts.values()):
+            log.info("pruned raw payloads older than %s: %s", before.isoformat(), counts)
+        return counts
+
+    def compliance(self) -> ComplianceReport:
+        """Re-check recently written posts on their network and delete (or mark) the CRM
+        records of those deleted there. The daemon runs it every ``[compliance] interval``."""
+        c = self.settings.compliance
+        report = run_compliance(
+            self.db,
+            self.settings.crm.name,
+            self.crm,
+            {name: source for name, (_, source) in self.sources.items()},
+            horizon=timedelta(seconds=c.horizon),
+            interval=timedelta(seconds=c.interval),
+            action=c.action,
+            now=self.pipeline.clock(),
+            stopping=self.pipeline.stopping.is_set,
+        )
+        if report.checked or report.acted or report.failed:
+            log.info(
+                "compliance: %d post(s) checked, %d deleted on the network, %d CRM record(s) "
+                "%s, %d refused",
+                report.checked,
+                report.deleted,
+                report.acted,
+                "deleted" if c.action == "delete" else "marked",
+                report.failed,
+            )
+        for source, why in report.errors.items():
+            log.warning("compliance: %s: posts not checked: %s", source, why)
+        return report
 
     # -- parking -------------------------------------------------------------------------
     def park(self, name: str, reason: str, failures: int) -> None:

@@ -80,6 +80,16 @@ class DaemonSection(_Section):
     write_interval: Duration = 10.0  # how often the writer drains ready deliveries
     resolve_interval: Duration = 60.0  # how often held authors are offered to the resolver
     jitter: DurationOrZero = 5.0  # random spread added to each poll; 0 polls accounts in step
+    listen: str | None = None  # "host:port" for /healthz and /metrics; None: no listener
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        from syncd.health import parse_listen  # imported late: config loads before the daemon
+
+        if value is not None:
+            parse_listen(value)
+        return value
 
 
 class ResolverRules(_Section):
@@ -137,6 +147,17 @@ class BackfillSection(_Section):
     interval: Duration = 1.0  # how often the daemon works queued backfills
 
 
+class PrivacySection(_Section):
+    # Raw API payloads stored longer than this are emptied by a daily job; 0 keeps them.
+    payload_retention: DurationOrZero = 90 * 86400.0
+
+
+class ComplianceSection(_Section):
+    horizon: Duration = 30 * 86400.0  # posts written to the CRM this recently are re-checked
+    interval: Duration = 86400.0  # each at most this often (and the daemon runs this often)
+    action: Literal["delete", "mark"] = "delete"  # what happens to a deleted post's record
+
+
 class LoggingSection(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "human", "json"] = "auto"
@@ -149,6 +170,8 @@ _SECTIONS: dict[str, type[_Section]] = {
     "writer": WriterSection,
     "backfill": BackfillSection,
     "logging": LoggingSection,
+    "privacy": PrivacySection,
+    "compliance": ComplianceSection,
 }
 _TOP_LEVEL = (*_SECTIONS, "sources", "crm")
 
@@ -164,6 +187,8 @@ class Settings:
     writer: WriterSection
     logging: LoggingSection
     backfill: BackfillSection = field(default_factory=BackfillSection)
+    privacy: PrivacySection = field(default_factory=PrivacySection)
+    compliance: ComplianceSection = field(default_factory=ComplianceSection)
 
     def pipeline(self) -> PipelineSettings:
         return PipelineSettings(
@@ -242,6 +267,8 @@ def parse(raw: dict[str, Any], path: Path) -> Settings:
     writer = section("writer", WriterSection)
     backfill = section("backfill", BackfillSection)
     logging_ = section("logging", LoggingSection)
+    privacy = section("privacy", PrivacySection)
+    compliance = section("compliance", ComplianceSection)
     if resolver.retry_after > resolver.max_retry_after:
         problems.append(("resolver.max_retry_after", "must not be shorter than retry_after"))
 
@@ -261,6 +288,8 @@ def parse(raw: dict[str, Any], path: Path) -> Settings:
         writer=writer,
         logging=logging_,
         backfill=backfill,
+        privacy=privacy,
+        compliance=compliance,
     )
 
 

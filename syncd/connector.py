@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from functools import partial
 from typing import Annotated, Any, ClassVar, Protocol, Self
@@ -141,6 +142,17 @@ class SourceSettings(ConnectorSettings):
         return handles
 
 
+@dataclass(frozen=True)
+class CheckRow:
+    """One line of ``syncd check``: a thing syncd needs from an outside system, whether it is
+    usable, and when not, what to do about it. Never carries a secret."""
+
+    item: str  # what was checked: "login", "@acme", "Task.Social_Post_Id__c"
+    ok: bool
+    detail: str = ""  # what was found, or what is wrong
+    fix: str = ""  # when not ok: the change that makes it ok
+
+
 class Source(Protocol):
     """A social network: reads brand accounts' streams."""
 
@@ -156,6 +168,18 @@ class Source(Protocol):
 
     def fetch(self, account: Account, stream: Stream, cursor: Cursor) -> Page:
         """Read one page of ``stream`` after ``cursor``. The page carries the cursor to store."""
+        ...
+
+    def lookup_posts(self, post_ids: Sequence[str]) -> tuple[set[str], set[str]]:
+        """Which of these posts still stand and which the network says are deleted, batched
+        (X: 100 ids a call). An id in neither set could not be told (e.g. a protected post):
+        ask again later, never act on it."""
+        ...
+
+    def check(self, handles: Sequence[str]) -> Sequence[CheckRow]:
+        """``syncd check``: reach the network, authenticate and look up the brand
+        ``handles``, one row per thing checked. An outside failure is a failed row, never
+        raised."""
         ...
 
     def close(self) -> None: ...
@@ -188,6 +212,17 @@ class Backfiller(Protocol):
         """One page of a segment; the next token is ``page.next_cursor.pagination_token``
         (None at the end of the segment)."""
         ...
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """What became of one CRM history record asked to be deleted or marked: ``ok`` also when
+    it was already gone (deleted before), so a retry is never needed for it."""
+
+    record_id: str
+    ok: bool
+    error_code: str | None = None
+    error: str | None = None
 
 
 class Crm(Protocol):
@@ -238,6 +273,23 @@ class Crm(Protocol):
     def upsert_lead(self, profile: Profile) -> CrmRef:
         """Create (or find, by the network user-id field as external id) a Lead for an
         author no one knows. Idempotent: calling it twice gives the same Lead."""
+        ...
+
+    def delete_history(self, record_ids: Sequence[str]) -> Sequence[RecordOutcome]:
+        """Delete history records syncd wrote (by CRM record id), batched; one outcome per
+        id, in order. A record already deleted counts as done."""
+        ...
+
+    def mark_history_deleted(self, record_ids: Sequence[str]) -> Sequence[RecordOutcome]:
+        """Mark history records as standing for a post deleted on the network (a status
+        field set, the post's text blanked), batched; one outcome per id, in order. A record
+        no longer in the CRM counts as done."""
+        ...
+
+    def check(self) -> Sequence[CheckRow]:
+        """``syncd check``: reach the CRM, log in, run one small query and verify every
+        object and field syncd is configured to use, one row per thing checked. An outside
+        failure is a failed row, never raised."""
         ...
 
     def close(self) -> None: ...

@@ -20,18 +20,24 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from syncd.app import App, Job, UnknownAccounts
 from syncd.config import Settings
 from syncd.errors import AuthError, ExternalError, RateLimited, UserError
+from syncd.health import HealthServer, serve
+from syncd.job_health import JobHealth, Parking
+from syncd.metrics import Metrics, status_line
+from syncd.sdnotify import Heartbeat, heartbeat_seconds, notify
+
+__all__ = ["Daemon", "notify"]
 
 log = logging.getLogger("syncd.daemon")
 
@@ -42,32 +48,11 @@ BACKFILL_PARK = "backfill"  # backfills pause on repeated auth failures until re
 PARK_CHECK_SECONDS = 2.0
 # systemd waits 90 s by default before SIGKILL; the issue promises exit within 10 s of SIGTERM.
 STOP_DEADLINE_SECONDS = 8.0
+PRUNE_SECONDS = 86400.0  # raw payloads past their retention are emptied daily
+STATUS_SECONDS = 15.0  # how often `systemctl status` gets a fresh STATUS= line
 
 
-class JobHealth:
-    """Failure bookkeeping for one job, so it logs a failure once and the recovery once."""
-
-    def __init__(self, logger: logging.Logger, what: str) -> None:
-        self.logger = logger
-        self.what = what
-        self.failing: str | None = None
-        self.auth_failures = 0
-
-    def success(self) -> None:
-        if self.failing is not None:
-            self.logger.info("%s recovered", self.what)
-        self.failing = None
-        self.auth_failures = 0
-
-    def failure(self, exc: Exception) -> None:
-        kind = type(exc).__name__
-        if self.failing != kind:
-            self.logger.warning("%s failing (%s): %s", self.what, kind, exc)
-        self.failing = kind
-        self.auth_failures = self.auth_failures + 1 if isinstance(exc, AuthError) else 0
-
-
-class Daemon:
+class Daemon(Parking):
     def __init__(
         self,
         app: App,
@@ -82,6 +67,9 @@ class Daemon:
         self.reload_requested = threading.Event()
         self.fatal: BaseException | None = None
         self.abandoned = False  # a job outlived the stop deadline; the caller must not join it
+        self.heartbeat = Heartbeat()
+        self.metrics = Metrics(lambda: self.app, lambda: self.heartbeat.unix)
+        self.server: HealthServer | None = None
         self._fresh_scheduler()
 
     def _fresh_scheduler(self) -> None:
@@ -90,6 +78,9 @@ class Daemon:
         self.parked: set[str] = set()
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
+            # The heartbeat has a thread of its own: jobs busy on slow API calls must not
+            # look like a hung scheduler to the watchdog.
+            executors={"default": ThreadPoolExecutor(10), "heartbeat": ThreadPoolExecutor(1)},
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
         )
 
@@ -97,6 +88,7 @@ class Daemon:
     def run(self) -> int:
         """Schedule every job and serve until SIGTERM/SIGINT or ``stop_when``; the exit code."""
         self._install_signals()
+        self._serve()
         self.start()
         notify("READY=1\nSTATUS=polling")
         try:
@@ -109,6 +101,8 @@ class Daemon:
         finally:
             notify("STOPPING=1")
             self.shutdown(deadline=STOP_DEADLINE_SECONDS)
+            if self.server is not None:
+                self.server.stop()
         if self.fatal is not None:
             log.critical("stopped by an unexpected error", exc_info=self.fatal)
             return EXIT_BUG
@@ -155,9 +149,37 @@ class Daemon:
             seconds=settings.backfill.interval,
             next_run_time=now,
         )
+        self._add(
+            "compliance",
+            self._compliance,
+            JobHealth(logging.getLogger("syncd.compliance"), "compliance check"),
+            park=CRM_PARK,
+            seconds=settings.compliance.interval,
+            next_run_time=now,
+        )
+        self._add(
+            "prune",
+            self._prune,
+            JobHealth(logging.getLogger("syncd.privacy"), "payload pruning"),
+            park=CRM_PARK,
+            seconds=PRUNE_SECONDS,
+            next_run_time=now,
+        )
         self.scheduler.add_job(
             self._check_parked, "interval", id="parking", seconds=PARK_CHECK_SECONDS
         )
+        self.scheduler.add_job(
+            self.heartbeat.tick,
+            "interval",
+            id="heartbeat",
+            executor="heartbeat",
+            seconds=heartbeat_seconds(),
+            next_run_time=now,
+        )
+        self.scheduler.add_job(
+            self._status, "interval", id="status", seconds=STATUS_SECONDS, next_run_time=now
+        )
+        self.metrics.attach(self.app)
         self.scheduler.start(paused=paused)
         log.info("syncd running: %d source(s)", len(self.app.sources))
 
@@ -226,6 +248,17 @@ class Daemon:
             return True
         finally:
             notify("READY=1\nSTATUS=polling")
+
+    def _serve(self) -> None:
+        listen = self.app.settings.daemon.listen
+        if listen is not None and self.server is None:  # a reload keeps the first listener
+            self.server = serve(listen, self, self.metrics.registry, self.app.settings.path)
+
+    def _status(self) -> None:
+        if os.environ.get("NOTIFY_SOCKET"):
+            line = status_line(self.metrics.state, self.app.settings.crm.name, self.parked)
+            if line is not None:
+                notify(line)
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -299,6 +332,12 @@ class Daemon:
         if job is not None and wait > self.app.settings.backfill.interval:
             job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=wait))
 
+    def _compliance(self) -> None:
+        self._guarded("compliance", self.app.compliance)
+
+    def _prune(self) -> None:
+        self._guarded("prune", self.app.prune)
+
     def _run_soon(self, job_id: str) -> None:
         if self.stopping.is_set() or not self.scheduler.running:
             return
@@ -308,42 +347,6 @@ class Daemon:
             if job.next_run_time is None or job.next_run_time > soon:
                 job.modify(next_run_time=soon)
 
-    # -- parking -------------------------------------------------------------------------
-    def _park(self, name: str, health: JobHealth, exc: ExternalError) -> None:
-        self.parked.add(name)
-        for job_id, park in self.park_of.items():
-            if park == name and self.scheduler.get_job(job_id) is not None:
-                self.scheduler.pause_job(job_id)
-        try:
-            self.app.park(name, f"{type(exc).__name__}: {exc}", health.auth_failures)
-        except Exception:  # parked in memory regardless; status just will not show it
-            log.warning("could not record that %s is parked", name, exc_info=True)
-        health.logger.error(
-            "%s parked after %d authentication failures: fix the credentials, then run "
-            "`syncd resume %s` or reload the configuration",
-            name,
-            health.auth_failures,
-            name,
-        )
-
-    def _check_parked(self) -> None:
-        """Resume what ``syncd resume`` took out of the parked table since the last look."""
-        if not self.parked:
-            return
-        try:
-            still = self.app.parked()
-        except Exception:
-            log.debug("could not read parked accounts", exc_info=True)
-            return
-        for name in sorted(self.parked - still):
-            self.parked.discard(name)
-            for job_id, park in self.park_of.items():
-                if park == name and self.scheduler.get_job(job_id) is not None:
-                    self.health[job_id].auth_failures = 0
-                    self.scheduler.resume_job(job_id)
-                    self.scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
-            log.info("%s resumed", name)
-
     def _guarded(self, job_id: str, call: Callable[[], Any], job: Job | None = None) -> Any:
         if self.stopping.is_set():
             return None
@@ -351,6 +354,7 @@ class Daemon:
         try:
             result = call()
         except RateLimited as exc:
+            self.metrics.error(job_id, exc)
             health.failure(exc)
             self._record(job, exc)
             # Move this job only; the scheduler's other jobs carry on.
@@ -362,6 +366,7 @@ class Daemon:
         except UnknownAccounts:
             raise
         except ExternalError as exc:
+            self.metrics.error(job_id, exc)
             health.failure(exc)
             self._record(job, exc)
             park = self.park_of[job_id]
@@ -374,10 +379,12 @@ class Daemon:
             return None
         except Exception as exc:
             # A bug: stop loudly rather than keep running in an unknown state.
+            self.metrics.error(job_id, exc)
             self.fatal = exc
             self.stopping.set()
             return None
         health.success()
+        self.metrics.observe(job_id, job, result)
         return result
 
     def _record(self, job: Job | None, exc: Exception) -> None:
@@ -388,18 +395,3 @@ class Daemon:
                 )
             except Exception:  # the state DB being down must not hide the original error
                 log.debug("could not record poll error", exc_info=True)
-
-
-def notify(message: str) -> None:
-    """sd_notify(3) over $NOTIFY_SOCKET; a no-op outside systemd."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.connect(address)
-            sock.sendall(message.encode())
-    except OSError:
-        log.debug("sd_notify failed", exc_info=True)

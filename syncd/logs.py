@@ -1,39 +1,175 @@
-"""Logging setup: readable on a terminal, plain lines under systemd, JSON for shippers."""
+"""Logging setup: readable on a terminal, leveled lines for journald, JSON for shippers.
+
+``auto`` picks the journal format when stderr *is* the journal: systemd sets
+``$JOURNAL_STREAM`` to the device and inode of the stream it connected (systemd.exec(5)). That,
+not ``$INVOCATION_ID``, is the test: a unit may send stderr to a file, and a child process may
+inherit the variable with stderr redirected; both want timestamps. Under the journal each line
+starts with a ``<N>`` syslog priority, which journald strips and stores as the entry's level
+(so ``journalctl -p warning`` works), and carries no timestamp (journald adds its own).
+
+Every format passes its output through :func:`redact`: the configured secrets' values (see
+:func:`protect`) and credential-shaped text (bearer tokens, session ids, ``password=``) never
+reach a log line, an exception message or a traceback included.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import re
 import sys
+import threading
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from pydantic import BaseModel
+
+from syncd.secrets import Secret
+
+_PRIORITY = {  # syslog priorities, as sd-daemon(3) prefixes them
+    logging.CRITICAL: 2,
+    logging.ERROR: 3,
+    logging.WARNING: 4,
+    logging.INFO: 6,
+    logging.DEBUG: 7,
+}
+_CREDENTIAL_SHAPES = [
+    (re.compile(r"(Bearer|OAuth)\s+[^\s'\",}]+"), r"\1 [redacted]"),
+    # A Salesforce session id: org id, '!', the token.
+    (re.compile(r"\b00D[A-Za-z0-9]{12,15}![A-Za-z0-9._]+"), "[redacted]"),
+    (
+        re.compile(
+            r"(?<![\w-])(password|passwd|secret|client_secret|token|access_token|refresh_token"
+            r"|security_token|session_id|sid|api_key)(['\"]?\s*[:=]\s*['\"]?)[^\s'\"&,}]+",
+            re.IGNORECASE,
+        ),
+        r"\1\2[redacted]",
+    ),
+]
+_MIN_SECRET = 4  # shorter values would blank out ordinary words
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+
+
+def protect(values: Iterable[str]) -> None:
+    """Never write these values (the configured secrets) to a log line."""
+    with _secrets_lock:
+        _secrets.update(v for v in values if len(v) >= _MIN_SECRET)
+
+
+def protect_settings(settings: Any) -> None:
+    """Read every secret a settings object refers to and :func:`protect` its value."""
+    protect(_secret_values(settings))
+
+
+def _secret_values(obj: Any) -> Iterable[str]:
+    if isinstance(obj, Secret):
+        try:
+            yield obj.reveal()
+        except ValueError:  # unreadable now: nothing of it can be logged either
+            return
+    elif isinstance(obj, BaseModel):
+        for name in type(obj).model_fields:
+            yield from _secret_values(getattr(obj, name))
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from _secret_values(value)
+    elif isinstance(obj, list | tuple | set | frozenset):
+        for value in obj:
+            yield from _secret_values(value)
+    elif hasattr(obj, "__dataclass_fields__"):
+        for name in obj.__dataclass_fields__:
+            yield from _secret_values(getattr(obj, name))
+
+
+def redact(text: str) -> str:
+    with _secrets_lock:
+        values = sorted(_secrets, key=len, reverse=True)
+    for value in values:  # longest first: one secret may contain another
+        if value in text:
+            text = text.replace(value, "[redacted]")
+    for pattern, replacement in _CREDENTIAL_SHAPES:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class HumanFormatter(logging.Formatter):
+    def __init__(self, *, date: bool = False) -> None:
+        super().__init__(
+            "%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+            "%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S",
+        )
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class JournalFormatter(logging.Formatter):
+    """``<N>logger: message``; every line of a traceback gets the prefix, as journald splits
+    the stream into one entry per line and an unprefixed line would be logged at info."""
+
+    def __init__(self) -> None:
+        super().__init__("%(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{priority(record.levelno)}>"
+        text = redact(super().format(record))
+        return "\n".join(prefix + line for line in text.splitlines() or [""])
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and, if any, exception."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
         }
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+            entry["exception"] = redact(self.formatException(record.exc_info))
+        elif record.exc_text:
+            entry["exception"] = redact(record.exc_text)
+        if record.stack_info:
+            entry["stack"] = redact(self.formatStack(record.stack_info))
+        return json.dumps(entry, ensure_ascii=False)
 
 
-def setup(level: str = "INFO", fmt: str = "auto") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    under_journal = bool(os.environ.get("JOURNAL_STREAM"))
+def priority(levelno: int) -> int:
+    for level in sorted(_PRIORITY, reverse=True):
+        if levelno >= level:
+            return _PRIORITY[level]
+    return 7
+
+
+def stream_is_journal(stream: TextIO) -> bool:
+    """True when ``stream`` is the journal connection systemd named in $JOURNAL_STREAM."""
+    expected = os.environ.get("JOURNAL_STREAM", "")
+    if not expected:
+        return False
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):  # no real descriptor (a test's capture)
+        return False
+    return expected == f"{st.st_dev}:{st.st_ino}"
+
+
+def formatter(fmt: str, stream: TextIO) -> logging.Formatter:
     if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    elif fmt == "auto" and under_journal:
-        # journald adds its own timestamp; keep the line short.
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
-        )
+        return JsonFormatter()
+    if fmt == "auto" and stream_is_journal(stream):
+        return JournalFormatter()
+    # A terminal has the date in view; a file or a pipe is read days later.
+    return HumanFormatter(date=not stream.isatty())
+
+
+def setup(level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    stream = stream or sys.stderr
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter(fmt, stream))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -39,6 +39,7 @@ def daemon() -> Iterator[Daemon]:
     settings = SimpleNamespace(
         daemon=SimpleNamespace(write_interval=60.0, resolve_interval=60.0, jitter=0.0),
         backfill=SimpleNamespace(interval=60.0),
+        compliance=SimpleNamespace(interval=86400.0),
     )
     parked: dict[str, str] = {}
     app = SimpleNamespace(
@@ -52,6 +53,8 @@ def daemon() -> Iterator[Daemon]:
         unpark_all=lambda: [parked.pop(n) and n for n in list(parked)],
         backfill_tick=Scripted(),
         release_backfill=lambda: None,
+        compliance=Scripted(),
+        prune=Scripted(),
     )
     d = Daemon(app)  # type: ignore[arg-type]
     d.start(paused=True)  # jobs run only when the test calls them

@@ -52,7 +52,8 @@ def user_errors(fn: F) -> F:
     "--log-format",
     type=click.Choice(["auto", "human", "json"]),
     default=None,
-    help="Overrides [logging] format.",
+    help="Overrides [logging] format: auto (journal lines under systemd, else human), human, "
+    "or json (one object per line, for log shippers).",
 )
 @click.pass_context
 def cli(
@@ -72,6 +73,7 @@ def settings(ctx: click.Context) -> config_mod.Settings:
         ctx.obj["log_level"] or loaded.logging.level,
         ctx.obj["log_format"] or loaded.logging.format,
     )
+    logs.protect_settings(loaded)
     return loaded
 
 

@@ -9,6 +9,7 @@ import signal
 import sys
 from dataclasses import asdict
 from datetime import datetime
+from pathlib import Path
 from types import FrameType
 
 import click
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from syncd import config as config_mod
+from syncd import logs
 from syncd.app import App
 from syncd.cli.base import cli, config_path, settings, state, user_errors
 
@@ -47,7 +49,7 @@ def run(ctx: click.Context) -> None:
     with InstanceLock(loaded.state.url):
         app = App(loaded)
         app.open()
-        daemon = Daemon(app, reload=lambda: config_mod.load(path))
+        daemon = Daemon(app, reload=lambda: _reload(path))
         try:
             code = daemon.run()
         finally:
@@ -59,6 +61,12 @@ def run(ctx: click.Context) -> None:
             sys.stdout.flush()
             os._exit(code)
     sys.exit(code)
+
+
+def _reload(path: Path) -> config_mod.Settings:
+    loaded = config_mod.load(path)
+    logs.protect_settings(loaded)  # rotated credentials are new values to keep out of logs
+    return loaded
 
 
 def _stop_during_startup(signum: int, _frame: FrameType | None) -> None:

@@ -43,17 +43,40 @@ class OrgAdmin:
             except (DmlError, RequestError) as exc:
                 raise ValueError(f"{sobject} {record_id}: {exc}") from None
 
-    def add_field(self, sobject: str, name: str, field_type: str = "string") -> None:
+    def add_field(
+        self,
+        sobject: str,
+        name: str,
+        field_type: str = "string",
+        *,
+        length: int | None = None,
+        external_id: bool = False,
+        unique: bool = False,
+        editable: bool = True,
+    ) -> None:
         """Define a custom field before any record carries it, as Setup would.
 
         Without it a field exists only once some record has it, and SOQL naming it fails
-        with INVALID_FIELD, as it would in an org that lacks the field.
+        with INVALID_FIELD, as it would in an org that lacks the field. ``field_type`` is
+        describe's name (string, textarea, url, picklist …). ``external_id`` with ``unique``
+        makes it an upsert key, as ``external_ids=`` does; either alone, and ``length`` and
+        ``editable`` (False: read-only for the API user), only change what describe says.
         """
         with self.lock:
             table = self.store.table(sobject, create=True)
             if table is None:
                 raise ValueError(f"no sObject {sobject!r} (custom objects end in __c)")
-            table.add_field(name, field_type)
+            known = table.add_field(name, field_type)
+            if external_id and unique:
+                table.make_external(known)
+            attrs: dict[str, object] = {}
+            if known not in table.external:  # an upsert key stays one: its flags say so
+                attrs.update(externalId=external_id, unique=unique)
+            if length is not None:
+                attrs["length"] = length
+            if not editable:
+                attrs.update(createable=False, updateable=False)
+            table.attrs[known] = attrs
 
     def records(self, sobject: str) -> list[dict[str, Any]]:
         """Copies of the live (not deleted) records of ``sobject``, in creation order."""

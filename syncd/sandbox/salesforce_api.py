@@ -30,7 +30,12 @@ from syncd.sandbox import salesforce_meta as meta
 from syncd.sandbox import soql
 from syncd.sandbox.salesforce_admin import OrgAdmin
 from syncd.sandbox.salesforce_auth import Authenticator, Credentials, Org
-from syncd.sandbox.salesforce_collections import create_many, parse_collection, upsert_many
+from syncd.sandbox.salesforce_collections import (
+    create_many,
+    delete_many,
+    parse_collection,
+    upsert_many,
+)
 from syncd.sandbox.salesforce_faults import OrgFaults, data_endpoint
 from syncd.sandbox.salesforce_schema import API_VERSIONS, make_id
 from syncd.sandbox.salesforce_store import DmlError, RequestError, SalesforceStore, Table
@@ -105,6 +110,7 @@ class SalesforceSandbox(OrgAdmin, OrgFaults):
             ("GET", "/query/{locator}", self._query_more),
             ("GET", "/queryAll/{locator}", self._query_more),
             ("POST", "/composite/sobjects", self._create_collection),
+            ("DELETE", "/composite/sobjects", self._delete_collection),
             ("PATCH", "/composite/sobjects/{sobject}/{field}", self._upsert_collection),
         ):
             self.route(method, data + path, self._data(handler), data_endpoint(path))
@@ -374,3 +380,11 @@ class SalesforceSandbox(OrgAdmin, OrgFaults):
         name, key = self._table(req).name, req.params["field"]
         write = partial(upsert_many, self.store, name, key)
         return Response.json(self.collection_results(records, all_or_none, write, key))
+
+    def _delete_collection(self, req: Request) -> Response:
+        ids = [i for i in (req.query.get("ids") or "").split(",") if i]
+        if not ids:
+            raise RequestError(400, "MISSING_ARGUMENT", "ids parameter is required")
+        all_or_none = (req.query.get("allOrNone") or "false").lower() == "true"
+        write = partial(delete_many, self.store)
+        return Response.json(self.collection_results(ids, all_or_none, write))

@@ -1,4 +1,4 @@
-"""sObject Collections for the Salesforce stand-in: create and upsert up to 200 records.
+"""sObject Collections for the Salesforce stand-in: create, upsert and delete up to 200 records.
 
 Every record is validated before anything is written, so ``allOrNone`` needs no undo: when
 one record fails, the others report ALL_OR_NONE_OPERATION_ROLLED_BACK and nothing changes.
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from syncd.sandbox.salesforce_schema import normalize_id
 from syncd.sandbox.salesforce_store import (
     Plan,
     RequestError,
@@ -167,3 +168,39 @@ def create_many(
         fields, errors = _fields(table, raw)
         outcomes.append((table, errors or store.prepare(table, fields, None, True, claimed)))
     return _finish(store, outcomes, all_or_none, upsert=False)
+
+
+def delete_many(
+    store: SalesforceStore, ids: Sequence[Any], all_or_none: bool
+) -> list[dict[str, Any]]:
+    """DELETE composite/sobjects?ids=…: one DeleteResult per id, in order; types may be mixed.
+
+    A record already in the recycle bin answers ENTITY_IS_DELETED and one that never existed
+    (or was purged) INVALID_CROSS_REFERENCE_KEY, as a real org does; failed entries carry no
+    ``id``.
+    """
+    check_size(ids)
+    outcomes: list[tuple[Table, str] | SaveError] = []
+    for raw in ids:
+        record_id = normalize_id(raw) if isinstance(raw, str) else None
+        table = store.by_prefix(record_id) if record_id else None
+        rec = table.records.get(record_id) if table is not None and record_id else None
+        if record_id is None:
+            outcomes.append(SaveError("MALFORMED_ID", f"malformed id {raw}"))
+        elif table is None or rec is None:
+            outcomes.append(SaveError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id"))
+        elif rec["IsDeleted"]:
+            outcomes.append(SaveError("ENTITY_IS_DELETED", "entity is deleted"))
+        else:
+            outcomes.append((table, rec["Id"]))
+    failed = any(isinstance(o, SaveError) for o in outcomes)
+    results: list[dict[str, Any]] = []
+    for outcome in outcomes:
+        if isinstance(outcome, SaveError):
+            results.append({"success": False, "errors": [outcome.result()]})
+        elif all_or_none and failed:  # nothing was deleted, so nothing to undo
+            results.append({"success": False, "errors": [ROLLED_BACK.result()]})
+        else:
+            store.delete(outcome[0].name, outcome[1])
+            results.append({"id": outcome[1], "success": True, "errors": []})
+    return results

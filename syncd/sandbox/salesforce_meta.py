@@ -1,17 +1,37 @@
 """Metadata resources of the Salesforce stand-in: versions, limits, record counts, describe.
 
-Describe is minimal but real-shaped: the keys syncd's setup checks read (``name``, ``fields[]``
-with ``type``, ``externalId``, ``unique``, ``referenceTo``) carry real values.
+Describe is minimal but real-shaped: the keys ``syncd check`` reads (``name``, the object's
+access flags, ``fields[]`` with ``type``, ``length``, ``externalId``, ``unique``,
+``createable``, ``updateable``, ``filterable``, ``referenceTo``) carry real values, keyed and
+sorted as a real describe (CumulusCI's recorded ones) has them; what Setup would say of a
+custom field (length, External ID, read-only) comes from ``add_field``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from syncd.sandbox.salesforce_schema import API_VERSIONS, REFERENCES, label_of, version_label
+from syncd.sandbox.salesforce_schema import (
+    API_VERSIONS,
+    COMPUTED,
+    READ_ONLY,
+    REFERENCES,
+    label_of,
+    version_label,
+)
 from syncd.sandbox.salesforce_store import SalesforceStore, Table
 
 _SIZED = ("string", "combobox", "picklist", "email", "url", "phone")
+_LONG = 32_000  # Description fields are long text areas
+_SOAP = {
+    "id": "tns:ID",
+    "reference": "tns:ID",
+    "boolean": "xsd:boolean",
+    "date": "xsd:date",
+    "datetime": "xsd:dateTime",
+    "double": "xsd:double",
+    "currency": "xsd:double",
+}
 
 
 def versions() -> list[dict[str, str]]:
@@ -68,23 +88,37 @@ def global_describe(base: str, store: SalesforceStore) -> dict[str, Any]:
 
 
 def describe(base: str, table: Table) -> dict[str, Any]:
-    fields = []
-    for name, type_ in table.types.items():
-        ext = name in table.external
-        targets = REFERENCES.get((table.name, name), ("", ()))[1]
-        fields.append(
-            {
-                "name": name,
-                "label": label_of(name),
-                "type": type_,
-                "length": 255 if type_ in _SIZED else 0,
-                "externalId": ext,
-                "unique": ext,
-                "idLookup": ext or name == "Id",
-                "nillable": name not in ("Id", "IsDeleted"),
-                "custom": name.endswith("__c"),
-                "caseSensitive": ext,
-                "referenceTo": list(targets),
-            }
-        )
-    return {**brief(base, table), "fields": fields}
+    locked = READ_ONLY | COMPUTED.get(table.name, frozenset())
+    return {**brief(base, table), "fields": [field(table, n, locked) for n in table.types]}
+
+
+def field(table: Table, name: str, locked: frozenset[str] | set[str]) -> dict[str, Any]:
+    """One ``fields[]`` entry, with the keys (and key order) of a real describe."""
+    type_ = table.types[name]
+    ext = name in table.external
+    targets = REFERENCES.get((table.name, name), ("", ()))[1]
+    length = _LONG if type_ == "textarea" else 255 if type_ in _SIZED else 0
+    entry: dict[str, Any] = {
+        "calculated": False,
+        "caseSensitive": ext,
+        "createable": name not in locked,
+        "custom": name.endswith("__c"),
+        "externalId": ext,
+        "filterable": True,
+        "idLookup": ext or name == "Id",
+        "label": label_of(name),
+        "length": length,
+        "name": name,
+        "nillable": name not in ("Id", "IsDeleted"),
+        "picklistValues": [],
+        "referenceTo": list(targets),
+        "soapType": _SOAP.get(type_, "xsd:string"),
+        "type": type_,
+        "unique": ext,
+        "updateable": name not in locked,
+        **table.attrs.get(name, {}),
+    }
+    # A long text area cannot be filtered, grouped or sorted in SOQL.
+    entry["filterable"] = not (type_ == "textarea" and entry["length"] > 255)
+    entry["byteLength"] = entry["length"] * 3  # UTF-8, as Salesforce sizes them
+    return dict(sorted(entry.items()))

@@ -75,11 +75,22 @@ class Table:
     external: list[str] = field(default_factory=list)
     exact: dict[str, dict[str, str]] = field(default_factory=dict)  # ext field → value → Id
     folded: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+    # describe attributes Setup would give a field (length, externalId, unique): not enforced
+    attrs: dict[str, dict[str, object]] = field(default_factory=dict)
 
     def add_field(self, name: str, type_: str) -> str:
         known = self.fields.setdefault(name.lower(), name)
         self.types.setdefault(known, type_)
         return known
+
+    def make_external(self, name: str) -> None:
+        """Make a field an External ID, Unique: indexed, upserts find records by it."""
+        if name not in self.external:
+            self.external.append(name)
+            self.exact[name], self.folded[name] = {}, {}
+            for rec in self.records.values():
+                if not rec["IsDeleted"]:
+                    self.index(rec, add=True)
 
     def index(self, rec: Rec, add: bool) -> None:
         for name in self.external:
@@ -115,10 +126,7 @@ class SalesforceStore:
             if table is None:
                 raise ValueError(f"external_ids: no sObject {sobject!r} (custom ones end __c)")
             for name in names:
-                known = table.add_field(name, "string")
-                if known not in table.external:
-                    table.external.append(known)
-                    table.exact[known], table.folded[known] = {}, {}
+                table.make_external(table.add_field(name, "string"))
         self.user_id = ""
         self.org_id = self.create(
             "Organization",

@@ -113,25 +113,27 @@ class World:
         return [c for c in self.customers if c.kind == kind]
 
 
-# The custom fields syncd's default configuration uses (README: "Salesforce needs …").
-ORG_FIELDS = {
-    "Contact": ["X_User_Id__c", "X_Handle__c"],
-    "Lead": ["X_User_Id__c", "X_Handle__c"],
-    "Task": [
-        "Social_Network__c",
-        "Social_Direction__c",
-        "Social_Handle__c",
-        "Social_Post_URL__c",
-        "Social_Conversation_Id__c",
-    ],
+# The custom fields syncd's default configuration uses, typed as `syncd salesforce fields`
+# creates them, so `syncd check` passes against a seeded stand-in: name → (type, External ID).
+ORG_FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
+    "Contact": {"X_User_Id__c": ("string", True), "X_Handle__c": ("string", False)},
+    "Lead": {"X_User_Id__c": ("string", True), "X_Handle__c": ("string", False)},
+    "Task": {
+        "Social_Network__c": ("string", False),
+        "Social_Direction__c": ("picklist", False),
+        "Social_Handle__c": ("string", False),
+        "Social_Post_URL__c": ("url", False),
+        "Social_Conversation_Id__c": ("string", False),
+    },
 }
 
 
 def set_up_org(sf: SalesforceSandbox) -> None:
     """Create the custom fields an admin would create before installing syncd."""
-    for sobject, names in ORG_FIELDS.items():
-        for name in names:
-            sf.add_field(sobject, name)
+    for sobject, fields in ORG_FIELDS.items():
+        for name, (type_, external_id) in fields.items():
+            # External ID without Unique: describe says so, upserts do not use it.
+            sf.add_field(sobject, name, type_, external_id=external_id)
 
 
 def seed(x: XSandbox, sf: SalesforceSandbox, customers: int = 300, rng_seed: int = 7) -> World:

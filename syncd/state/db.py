@@ -66,6 +66,11 @@ class Database:
             # Created 0600 before SQLite opens it; SQLite gives -wal/-shm the same mode.
             fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
             os.close(fd)
+            # State holds people's posts: a file an older syncd, a restore or a hand-made copy
+            # left readable by others is narrowed (SQLite copies the database's mode to new
+            # -wal/-shm files, but not to ones already there).
+            for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+                _owner_only(path.with_name(name))
         except OSError as exc:
             raise StateError(f"state.url: cannot create {path}: {exc.strerror}") from None
 
@@ -100,6 +105,15 @@ class Database:
     def __repr__(self) -> str:
         # The URL may carry a password; render_as_string hides it by default.
         return f"Database({self.url.render_as_string(hide_password=True)!r})"
+
+
+def _owner_only(path: Path) -> None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return
+    if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+        path.chmod(0o600)
 
 
 def alembic_config(conn: Connection | None = None) -> Any:

@@ -323,3 +323,18 @@ backfills = Table(
     Column("finished_at", UtcDateTime()),
     Index("ix_backfills_status", "status"),
 )
+
+# The compliance job's record of each written post it re-checked on the network: when it last
+# asked, when the network first said it was deleted, and when the CRM record was dealt with
+# (deleted or marked, ``action``), so a post is asked once per interval and acted on once.
+post_checks = Table(
+    "post_checks",
+    metadata,
+    Column("interaction_id", Id, ForeignKey("interactions.id"), primary_key=True),
+    Column("checked_at", UtcDateTime(), nullable=False),
+    Column("deleted_at", UtcDateTime()),
+    Column("acted_at", UtcDateTime()),
+    Column("action", String(16)),  # delete, mark
+    Column("error", Text),  # the CRM's last refusal, until the action succeeds
+    Index("ix_post_checks_deleted", "deleted_at", "acted_at"),
+)

@@ -1,0 +1,161 @@
+"""The Salesforce fields syncd reads and writes, as one list both ``syncd check`` (does the org
+have them?) and ``syncd salesforce fields`` (a package that creates them) are derived from.
+
+Names come from the configuration; types and lengths follow what
+:func:`connectors.salesforce_records.task_record` and
+:func:`connectors.salesforce_people.lead_fields` write (DESIGN.md, "What lands in Salesforce").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from connectors.salesforce_settings import SalesforceSettings
+
+__all__ = ["FieldSpec", "ObjectSpec", "objects", "specs"]
+
+# Describe types a value syncd writes as text can land in. A long text area is a textarea too,
+# but SOQL cannot filter on it, which is why looked-up fields also demand ``filterable``.
+_TEXT = frozenset({"string", "textarea"})
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One field syncd needs on one object."""
+
+    sobject: str
+    name: str
+    key: str  # the configuration key that names it, so a message can offer renaming instead
+    purpose: str
+    kind: Literal["Text", "Url", "Picklist", "Standard"] = "Text"
+    length: int = 255  # what the package creates (Text)
+    # The shortest text field a check accepts: what syncd writes for X, with room for the
+    # networks to come (a longer id, a user@server handle); shorter ones refuse writes
+    # with STRING_TOO_LONG.
+    min_length: int = 0
+    accepts: frozenset[str] = _TEXT  # describe types that work
+    external_id: bool = False
+    unique: bool = False
+    filterable: bool = False  # syncd filters on it in SOQL
+    written: bool = True  # syncd writes it: the user needs create and edit access
+    values: tuple[str, ...] = ()  # picklist values syncd writes
+    needed: bool = True  # False: only some configurations use it, so its absence is no failure
+
+    @property
+    def custom(self) -> bool:
+        return self.kind != "Standard"
+
+    @property
+    def path(self) -> str:
+        return f"{self.sobject}.{self.name}"
+
+    def setup(self) -> str:
+        """How Setup names the field's type, e.g. ``Text(255), External ID, Unique``."""
+        if self.kind == "Picklist":
+            head = f"Picklist ({', '.join(self.values)})"
+        elif self.kind == "Url":
+            head = "URL"
+        else:
+            head = f"Text({self.length})"
+        flags = ["External ID"] if self.external_id else []
+        if self.unique:
+            flags.append("Unique (case-insensitive)")
+        return ", ".join([head, *flags])
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    name: str
+    key: str
+    purpose: str
+    writes: bool = False  # syncd creates and updates its records
+    fields: tuple[FieldSpec, ...] = ()
+
+
+def specs(settings: SalesforceSettings) -> list[FieldSpec]:
+    """Every field, custom and standard, syncd uses with these settings."""
+    s, task = settings, settings.history_object
+    f = s.task_fields
+    out = [
+        FieldSpec(
+            task, s.external_id_field, "[crm] external_id_field",
+            "syncd's id of the post (x:<post id>): every write is an upsert on it",
+            min_length=64, accepts=frozenset({"string"}), external_id=True, unique=True,
+            filterable=True,
+        ),
+        FieldSpec(task, f.network, "[crm] task_fields.network", "Social network (x)",
+                  length=40, min_length=16),
+        FieldSpec(
+            task, f.direction, "[crm] task_fields.direction",
+            "Inbound: the customer wrote; Outbound: the brand answered",
+            kind="Picklist", min_length=8, accepts=_TEXT | {"picklist"},
+            values=("Inbound", "Outbound"),
+        ),
+        FieldSpec(task, f.handle, "[crm] task_fields.handle", "The customer's @handle",
+                  min_length=16),
+        FieldSpec(task, f.post_url, "[crm] task_fields.post_url", "Link to the post",
+                  kind="Url", min_length=100, accepts=_TEXT | {"url"}),
+        FieldSpec(task, f.conversation_id, "[crm] task_fields.conversation_id",
+                  "The network's id of the thread the post belongs to", min_length=32),
+    ]  # fmt: skip
+    # Only where a deployment marks posts deleted on the network, so not needed by a check.
+    if status := getattr(f, "post_status", None):
+        out.append(
+            FieldSpec(
+                task,
+                status,
+                "[crm] task_fields.post_status",
+                "Set when the post was deleted on the network",
+                length=40,
+                min_length=16,
+                needed=False,
+            )
+        )
+    standard = (
+        ("Subject", frozenset({"string", "combobox"}), 255),
+        ("Description", frozenset({"textarea"}), 0),
+        ("ActivityDate", frozenset({"date"}), 0),
+        ("Status", frozenset({"picklist"}), 0),
+        ("WhoId", frozenset({"reference"}), 0),
+    )
+    out += [
+        FieldSpec(task, name, "[crm] history_object", "written on every record",
+                  kind="Standard", accepts=types, min_length=length,
+                  values=(s.task_status,) if name == "Status" else ())
+        for name, types, length in standard
+    ]  # fmt: skip
+    for obj in s.person_objects:
+        for network, ids in s.identity_fields.items():
+            key = f"[crm.identity_fields.{network}]"
+            out += [
+                # External ID: indexed, so look-ups stay fast on a big org, and the key
+                # unmatched = "lead" upserts Leads on. Not unique: an org may hold a
+                # duplicate Contact until someone merges it.
+                FieldSpec(obj, ids.user_id, f"{key} user_id",
+                          f"The author's immutable {network} user id",
+                          min_length=32, accepts=frozenset({"string"}), external_id=True,
+                          filterable=True, written=False),
+                FieldSpec(obj, ids.handle, f"{key} handle", f"The author's {network} handle",
+                          min_length=16, filterable=True, written=False),
+            ]  # fmt: skip
+    return out
+
+
+def objects(settings: SalesforceSettings) -> list[ObjectSpec]:
+    """The objects syncd uses, each with its fields, in the order a check reports them."""
+    fields = specs(settings)
+    named = [
+        (settings.history_object, "[crm] history_object", "where history is written", True),
+        *((o, "[crm] person_objects", "where authors are looked up", False)
+          for o in settings.person_objects),
+    ]  # fmt: skip
+    if settings.social_personas:
+        named.append(("SocialPersona", "[crm] social_personas", "authors' persona records", False))
+    out: list[ObjectSpec] = []
+    for name, key, purpose, writes in named:
+        if any(o.name == name for o in out):
+            continue
+        mine = tuple(f for f in fields if f.sobject == name)
+        out.append(ObjectSpec(name, key, purpose, writes, mine))
+    return out

@@ -1,0 +1,366 @@
+"""Prometheus metrics for ``syncd run``, on a registry of their own (never the global one).
+
+Two kinds of figures:
+
+- counters fed by what the daemon's jobs already get back (``PollResult``, ``ResolveResult``,
+  ``DeliverResult``) and by the errors they raise, so the pipeline itself carries no metrics
+  code; API calls and rate-limit headers are counted by a ``requests`` response hook on each
+  source's HTTP session, and read from the CRM connector's own counters;
+- gauges read from the state database when scraped (deliveries by state, poll lag, backfill
+  progress, parked accounts): the database is the truth, shared with ``syncd status`` and with
+  any other process. They are cached for :data:`STATE_MAX_AGE` so a burst of scrapes, or a
+  scrape beside the sd_notify status line, costs one set of queries.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import requests
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from sqlalchemy import func, select
+
+from syncd.model import Direction, Stream
+from syncd.state import backfills
+from syncd.state.admin import parked_names
+from syncd.state.tables import cursors, deliveries, interactions
+
+if TYPE_CHECKING:
+    from syncd.app import App, Job
+
+log = logging.getLogger("syncd.metrics")
+
+STATE_MAX_AGE = 10.0  # seconds a state snapshot is reused
+_DIRECTION = {Stream.MENTIONS: Direction.INBOUND, Stream.REPLIES: Direction.OUTBOUND}
+_NUMERIC = re.compile(r"/\d+(?=/|$)")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the state database says, at ``taken``."""
+
+    taken: datetime
+    deliveries: dict[tuple[str, str, str, str], int]  # (crm, network, direction, state) → n
+    last_success: dict[tuple[str, str, str], datetime | None]  # (source, account, stream)
+    backfills: list[dict[str, Any]] = field(default_factory=list)
+    parked: set[str] = field(default_factory=set)
+
+    def pending(self, crm: str) -> int:
+        return sum(n for (c, _, _, s), n in self.deliveries.items() if c == crm and s == "pending")
+
+    def latest_success(self) -> datetime | None:
+        return max((t for t in self.last_success.values() if t is not None), default=None)
+
+
+class StateView:
+    """Cached read of the state database for metrics and the sd_notify status line."""
+
+    def __init__(self, app: Callable[[], App]) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+        self._cached: tuple[float, Snapshot] | None = None
+
+    def snapshot(self, max_age: float = STATE_MAX_AGE) -> Snapshot:
+        with self._lock:  # one query set at a time; the others wait and share it
+            if self._cached is not None and time.monotonic() - self._cached[0] < max_age:
+                return self._cached[1]
+            snap = self._read()
+            self._cached = (time.monotonic(), snap)
+            return snap
+
+    def _read(self) -> Snapshot:
+        app = self._app()
+        crm = app.settings.crm.name
+        now = app.pipeline.clock()
+        with app.db.connect() as conn:
+            stmt = (
+                select(
+                    deliveries.c.crm,
+                    interactions.c.network,
+                    interactions.c.direction,
+                    deliveries.c.state,
+                    func.count(),
+                )
+                .join(interactions, interactions.c.id == deliveries.c.interaction_id)
+                .group_by(
+                    deliveries.c.crm,
+                    interactions.c.network,
+                    interactions.c.direction,
+                    deliveries.c.state,
+                )
+            )
+            counts = {(c, n, d, s): int(k) for c, n, d, s, k in conn.execute(stmt)}
+            last = {
+                (r.source, r.account, r.stream): r.last_success_at
+                for r in conn.execute(
+                    select(
+                        cursors.c.source,
+                        cursors.c.account,
+                        cursors.c.stream,
+                        cursors.c.last_success_at,
+                    )
+                )
+            }
+            jobs = []
+            for job in backfills.jobs(conn, active_only=True):
+                p = backfills.progress(conn, crm, job.id)
+                estimated = (job.estimate or {}).get("posts")
+                jobs.append(
+                    {
+                        "id": str(job.id),
+                        "source": job.source,
+                        "account": job.account,
+                        "status": job.status,
+                        "read": job.read,
+                        "new": job.new,
+                        "written": p.written,
+                        "held": p.held,
+                        "estimated": estimated if isinstance(estimated, int) else None,
+                    }
+                )
+            parked = parked_names(conn)
+        return Snapshot(now, counts, last, jobs, parked)
+
+
+def status_line(state: StateView, crm: str, parked: set[str]) -> str | None:
+    """The sd_notify STATUS= line: backlog and last successful poll; None if state is down."""
+    try:
+        snap = state.snapshot()
+    except Exception:  # the jobs report a database outage; the shown line just stays old
+        log.debug("no status line: state not readable", exc_info=True)
+        return None
+    last = snap.latest_success()
+    return (
+        f"STATUS=backlog {snap.pending(crm)} pending; last successful poll "
+        + (f"{last:%Y-%m-%d %H:%M:%S} UTC" if last else "none yet")
+        + (f"; parked: {', '.join(sorted(parked))}" if parked else "")
+    )
+
+
+class ApiStats:
+    """HTTP calls and the latest rate-limit headers, per API client and endpoint."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls: dict[tuple[str, str, str, str], int] = {}  # api, client, endpoint, code
+        self.remaining: dict[tuple[str, str, str], tuple[int, int | None]] = {}
+
+    def hook(self, api: str, client: str) -> Callable[..., None]:
+        def on_response(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+            # Ids in paths (/2/users/123/mentions) would make one series per account.
+            endpoint = _NUMERIC.sub("/:id", urlsplit(response.url).path) or "/"
+            code = f"{response.status_code // 100}xx"
+            remaining = _int(response.headers.get("x-rate-limit-remaining"))
+            with self._lock:
+                key = (api, client, endpoint, code)
+                self.calls[key] = self.calls.get(key, 0) + 1
+                if remaining is not None:
+                    limit = _int(response.headers.get("x-rate-limit-limit"))
+                    self.remaining[(api, client, endpoint)] = (remaining, limit)
+
+        return on_response
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class Metrics:
+    """The daemon's registry; ``observe`` and ``error`` are called from its jobs."""
+
+    def __init__(self, app: Callable[[], App], last_tick: Callable[[], float | None]) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.state = StateView(app)
+        self.api = ApiStats()
+        self._app = app
+        self._last_tick = last_tick
+        # Weak: a session of an app dropped on reload must not be kept, nor its id reused.
+        self._hooked: weakref.WeakSet[requests.Session] = weakref.WeakSet()
+        reg = self.registry
+        self.fetched = Counter(
+            "syncd_interactions_fetched",
+            "Interactions read from a network by live polls.",
+            ["network", "direction"],
+            registry=reg,
+        )
+        self.stored = Counter(
+            "syncd_interactions_stored",
+            "Interactions stored new by live polls (the rest had been read before).",
+            ["network", "direction"],
+            registry=reg,
+        )
+        self.quarantined = Counter(
+            "syncd_items_quarantined", "API items that could not be translated.", ["network"],
+            registry=reg,
+        )  # fmt: skip
+        self.written = Counter(
+            "syncd_writer_records",
+            "CRM history records the writer handled, by outcome.",
+            ["crm", "outcome"],
+            registry=reg,
+        )
+        self.resolved = Counter(
+            "syncd_resolver_authors",
+            "Authors the resolver handled, by outcome.",
+            ["outcome"],
+            registry=reg,
+        )
+        self.errors = Counter(
+            "syncd_errors", "Failed job runs, by job and error class.", ["job", "error"],
+            registry=reg,
+        )  # fmt: skip
+        reg.register(_Collector(self))
+
+    def attach(self, app: App) -> None:
+        """Count the API calls of ``app``'s sources (once per HTTP session)."""
+        for name, (_, source) in app.sources.items():
+            session = getattr(getattr(source, "client", None), "session", None)
+            if isinstance(session, requests.Session) and session not in self._hooked:
+                self._hooked.add(session)
+                session.hooks["response"].append(self.api.hook(source.network, name))
+
+    def observe(self, job_id: str, job: Job | None, result: Any) -> None:
+        """Count what a job's successful run returned."""
+        kind = job_id.split(":", 1)[0]
+        if kind == "poll" and job is not None:
+            labels = (job.account.network, str(_DIRECTION.get(job.stream, job.stream)))
+            self.fetched.labels(*labels).inc(result.seen)
+            self.stored.labels(*labels).inc(result.new)
+            if result.quarantined:
+                self.quarantined.labels(job.account.network).inc(result.quarantined)
+        elif kind == "resolve":
+            for outcome in ("linked", "review", "leads", "skipped", "unmatched", "woken"):
+                if value := getattr(result, outcome, 0):
+                    self.resolved.labels(outcome).inc(value)
+        elif kind == "write":
+            crm = self._app().settings.crm.name
+            for outcome in ("written", "retrying", "dead", "relinking"):
+                if value := getattr(result, outcome, 0):
+                    self.written.labels(crm, outcome).inc(value)
+
+    def error(self, job_id: str, exc: BaseException) -> None:
+        self.errors.labels(job_id, type(exc).__name__).inc()
+
+
+class _Collector:
+    """Gauges computed at scrape time, from state and from the CRM connector."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.m = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._api()
+        tick = self.m._last_tick()
+        if tick is not None:
+            g = GaugeMetricFamily(
+                "syncd_scheduler_last_tick_timestamp_seconds",
+                "When the scheduler last proved it is dispatching jobs (Unix time).",
+            )
+            g.add_metric([], tick)
+            yield g
+        up = GaugeMetricFamily("syncd_state_up", "1 if the state database answered this scrape.")
+        try:
+            snap = self.m.state.snapshot()
+        except Exception:  # a scrape must still answer, saying the database did not
+            log.warning("metrics: state database did not answer", exc_info=True)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from _state_metrics(snap)
+
+    def _api(self) -> Iterable[Metric]:
+        calls = CounterMetricFamily(
+            "syncd_api_calls", "HTTP calls made to outside APIs.",
+            labels=["api", "client", "endpoint", "code"],
+        )  # fmt: skip
+        remaining = GaugeMetricFamily(
+            "syncd_api_rate_limit_remaining",
+            "Requests left in the current rate-limit window, from the latest response.",
+            labels=["api", "client", "endpoint"],
+        )
+        limit = GaugeMetricFamily(
+            "syncd_api_rate_limit", "Size of the rate-limit window, from the latest response.",
+            labels=["api", "client", "endpoint"],
+        )  # fmt: skip
+        with self.m.api._lock:
+            for key, n in self.m.api.calls.items():
+                calls.add_metric(list(key), n)
+            for key3, (left, size) in self.m.api.remaining.items():
+                remaining.add_metric(list(key3), left)
+                if size is not None:
+                    limit.add_metric(list(key3), size)
+        app = self.m._app()
+        crm, name = app.crm, app.settings.crm.name
+        api_calls, usage = getattr(crm, "api_calls", None), getattr(crm, "api_usage", None)
+        if isinstance(api_calls, int):
+            calls.add_metric([app.settings.crm.type, name, "*", "all"], api_calls)
+        if isinstance(usage, tuple) and len(usage) == 2:  # Salesforce's rolling 24 h allocation
+            used, size = usage
+            remaining.add_metric([app.settings.crm.type, name, "daily"], size - used)
+            limit.add_metric([app.settings.crm.type, name, "daily"], size)
+        return [calls, remaining, limit]
+
+
+def _state_metrics(snap: Snapshot) -> Iterator[Metric]:
+    d = GaugeMetricFamily(
+        "syncd_deliveries",
+        "Interactions per CRM by delivery state (written: in the CRM history).",
+        labels=["crm", "network", "direction", "state"],
+    )
+    for key, n in sorted(snap.deliveries.items()):
+        d.add_metric(list(key), n)
+    yield d
+    lag = GaugeMetricFamily(
+        "syncd_poll_lag_seconds",
+        "Seconds since the stream's last successful poll.",
+        labels=["source", "account", "stream"],
+    )
+    last = GaugeMetricFamily(
+        "syncd_poll_last_success_timestamp_seconds",
+        "When the stream last polled successfully (Unix time).",
+        labels=["source", "account", "stream"],
+    )
+    for stream, at in sorted(snap.last_success.items()):
+        if at is not None:
+            lag.add_metric(list(stream), max(0.0, (snap.taken - at).total_seconds()))
+            last.add_metric(list(stream), at.timestamp())
+    yield lag
+    yield last
+    progress = GaugeMetricFamily(
+        "syncd_backfill_posts",
+        "Progress of active backfills: posts read, stored new, written, held, estimated.",
+        labels=["id", "source", "account", "what"],
+    )
+    status = GaugeMetricFamily(
+        "syncd_backfill_status", "1 for an active backfill's status.",
+        labels=["id", "source", "account", "status"],
+    )  # fmt: skip
+    for job in snap.backfills:
+        ids = [job["id"], job["source"], job["account"]]
+        status.add_metric([*ids, job["status"]], 1)
+        for what in ("read", "new", "written", "held", "estimated"):
+            if job[what] is not None:
+                progress.add_metric([*ids, what], job[what])
+    yield progress
+    yield status
+    parked = GaugeMetricFamily(
+        "syncd_parked", "1 for each account (or the CRM) parked on auth failures.", labels=["name"]
+    )
+    for name in sorted(snap.parked):
+        parked.add_metric([name], 1)
+    yield parked

@@ -12,16 +12,15 @@ error mapping and one re-login per public call).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from simple_salesforce.api import Salesforce
 
-from connectors.salesforce_records import BATCH, SYSTEM, describe_errors
+from connectors.salesforce_records import BATCH, collection_items, describe_errors
 from connectors.salesforce_settings import SalesforceSettings
 from syncd.connector import RecordOutcome
-from syncd.errors import TransientError
 
 T = TypeVar("T")
 
@@ -41,14 +40,8 @@ def _patch(sf: Salesforce, path: str, payload: dict[str, Any]) -> Any:
 
 def parse_outcomes(record_ids: Sequence[str], body: Any, action: str) -> list[RecordOutcome]:
     """One outcome per id from a collections answer (results come in request order)."""
-    if not isinstance(body, list) or len(body) != len(record_ids):
-        got = f"{len(body)} results" if isinstance(body, list) else type(body).__name__
-        raise TransientError(
-            f"salesforce {action}: expected {len(record_ids)} results, got {got}", system=SYSTEM
-        )
     out = []
-    for record_id, item in zip(record_ids, body, strict=True):
-        item = item if isinstance(item, Mapping) else {}
+    for record_id, item in zip(record_ids, collection_items(record_ids, body, action), strict=True):
         if item.get("success") is True:
             out.append(RecordOutcome(record_id, True))
             continue

@@ -89,16 +89,22 @@ def describe_errors(errors: Sequence[Any]) -> tuple[str | None, str]:
     return (codes[0] if codes else None), "; ".join(m for m in messages if m)
 
 
-def parse_upsert_results(external_ids: Sequence[str], body: Any) -> list[WriteResult]:
-    """One WriteResult per record from an sObject Collections answer, in request order."""
-    if not isinstance(body, list) or len(body) != len(external_ids):
+def collection_items(keys: Sequence[str], body: Any, action: str) -> list[Mapping[str, Any]]:
+    """An sObject Collections answer's items, one per record asked about, in request order;
+    an answer of another length is unreadable (retried), never matched up by guess."""
+    if not isinstance(body, list) or len(body) != len(keys):
         got = f"{len(body)} results" if isinstance(body, list) else type(body).__name__
         raise TransientError(
-            f"salesforce upsert: expected {len(external_ids)} results, got {got}", system=SYSTEM
+            f"salesforce {action}: expected {len(keys)} results, got {got}", system=SYSTEM
         )
+    return [item if isinstance(item, Mapping) else {} for item in body]
+
+
+def parse_upsert_results(external_ids: Sequence[str], body: Any) -> list[WriteResult]:
+    """One WriteResult per record from an sObject Collections answer, in request order."""
     results = []
-    for external_id, item in zip(external_ids, body, strict=True):
-        item = item if isinstance(item, Mapping) else {}
+    items = collection_items(external_ids, body, "upsert")
+    for external_id, item in zip(external_ids, items, strict=True):
         crm_id = item.get("id")
         if item.get("success") is True:
             results.append(WriteResult(external_id, True, crm_id, created=item.get("created")))

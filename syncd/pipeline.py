@@ -47,6 +47,11 @@ RETRYABLE_RECORD_ERRORS = frozenset(
     }
 )
 PREFETCH_BATCHES = 25  # write batches read from the outbox at once
+# Write batches whose answers are stored in one transaction. Each store waits its turn for
+# the database's one writer; per batch of 200, the backfill's writer waited on the page
+# fetcher most of its time. A crash loses only the note of what was written: the records
+# are upserts on their external ids, and are sent again.
+STORE_BATCHES = 5
 # The person the record points at is gone: resolve the author again instead of failing.
 GONE_RECORD_ERRORS = frozenset({"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"})
 
@@ -73,6 +78,17 @@ class PollResult:
     queued: int = 0
     quarantined: int = 0
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Answered:
+    """A batch written to the CRM, with its answers, and where each person the CRM said was
+    gone went (None: deleted)."""
+
+    ready: Sequence[outbox.ReadyDelivery]
+    answers: Sequence[WriteResult]
+    moved: Mapping[CrmRef, CrmRef | None]
+    relink: bool  # some person was gone: links change once the answers are stored
 
 
 @dataclass
@@ -216,25 +232,45 @@ class Pipeline:
         while (max_batches is None or batches < max_batches) and not self.stopping.is_set():
             # Read several batches at once: ordering the ready set oldest first costs one
             # sort of it per read, which per batch of 200 made a large backlog quadratic.
-            with self.db.transaction() as conn:
+            with self.db.connect() as conn:
                 ready = outbox.ready_deliveries(
                     conn, self.crm_name, self.clock(), size * PREFETCH_BATCHES
                 )
             if not ready:
                 return result
-            for start in range(0, len(ready), size):
-                if max_batches is not None and batches >= max_batches:
-                    return result
-                if self.stopping.is_set():
-                    return result
-                batch = ready[start : start + size]
-                batches += 1
-                if self._write_batch(batch, result):
-                    break  # links changed under the rest of what was read: read again
+            chunks = [ready[start : start + size] for start in range(0, len(ready), size)]
+            if max_batches is not None:
+                chunks = chunks[: max_batches - batches]
+            batches += self._write_batches(chunks, result)
         return result
 
-    def _write_batch(self, ready: Sequence[outbox.ReadyDelivery], result: DeliverResult) -> bool:
-        """Write one batch and store the answers; True if a link moved or went away."""
+    def _write_batches(
+        self, chunks: Sequence[Sequence[outbox.ReadyDelivery]], result: DeliverResult
+    ) -> int:
+        """Write batches in order, storing their answers every :data:`STORE_BATCHES` and
+        before returning; stop early on shutdown, or when links changed under the rest
+        (the caller reads again). Returns how many were written."""
+        answered: list[_Answered] = []  # written to the CRM, not yet stored
+        done = 0
+        try:
+            for chunk in chunks:
+                if self.stopping.is_set():
+                    break
+                answered.append(self._write_batch(chunk))
+                done += 1
+                relink = answered[-1].relink
+                if relink or len(answered) >= STORE_BATCHES:
+                    stored, answered = answered, []
+                    self._store_answers(stored, result)
+                if relink:
+                    break
+        finally:
+            # Also when a later batch failed: what the CRM took is noted, not sent again.
+            self._store_answers(answered, result)
+        return done
+
+    def _write_batch(self, ready: Sequence[outbox.ReadyDelivery]) -> _Answered:
+        """Write one batch; its answers, and where the people gone from the CRM went."""
         records = [build_record(d) for d in ready]
         # Safe to retry: every record is an upsert on its external id.
         answers = self.retrying(partial(self.crm.upsert_history, records))
@@ -248,22 +284,21 @@ class Pipeline:
             if not a.ok and a.error_code in GONE_RECORD_ERRORS
         }
         moved = self.retrying(partial(self.crm.survivors, sorted(gone, key=str))) if gone else {}
-        self._store_answers(ready, answers, result, moved)
-        return bool(gone)
+        return _Answered(ready, answers, moved, bool(gone))
 
-    def _store_answers(
-        self,
-        ready: Sequence[outbox.ReadyDelivery],
-        answers: Sequence[WriteResult],
-        result: DeliverResult,
-        moved: Mapping[CrmRef, CrmRef | None],
-    ) -> None:
+    def _store_answers(self, answered: Sequence[_Answered], result: DeliverResult) -> None:
+        """Store the answers to written batches, in one transaction. Only the last batch
+        may have met people gone from the CRM (the writer stores as soon as one does)."""
+        if not answered:
+            return
         now = self.clock()
         written: list[tuple[int, str | None]] = []
         gone: list[int] = []
         follow: dict[CrmRef, CrmRef] = {}
+        moved = {k: v for batch in answered for k, v in batch.moved.items()}
+        pairs = [(d, a) for b in answered for d, a in zip(b.ready, b.answers, strict=True)]
         with self.db.transaction() as conn:
-            for d, a in zip(ready, answers, strict=True):
+            for d, a in pairs:
                 result.attempted += 1
                 if a.ok:
                     written.append((d.delivery_id, a.crm_id))

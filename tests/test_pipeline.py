@@ -374,6 +374,59 @@ def test_per_record_errors_retry_relink_or_dead_letter(db: Database) -> None:
     assert "x:205" not in crm.store
 
 
+class FailingCrm(FakeCrm):
+    """Refuses its ``fail_at``-th upsert call (counting from 1) outright."""
+
+    def __init__(self, people: Mapping[str, str], fail_at: int) -> None:
+        super().__init__(people)
+        self.fail_at = fail_at
+
+    def upsert_history(self, records: Sequence[HistoryRecord]) -> list[WriteResult]:
+        if len(self.upserts) + 1 == self.fail_at:
+            self.upserts.append([])
+            raise ExternalError("the CRM is down", system="crm", status=503)
+        return super().upsert_history(records)
+
+
+def test_a_failed_batch_keeps_what_the_batches_before_it_wrote(db: Database) -> None:
+    seed_cursor(db, "100")
+    crm = FailingCrm({"7": "003A", "8": "003B"}, fail_at=2)
+    settings = PipelineSettings(retries=0, write_batch=1)
+    pipeline = Pipeline(db, "sf", crm, settings, clock=Clock())  # type: ignore[arg-type]
+    pipeline.poll("src", ScriptedSource(two_page_walk()), BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    pipeline.resolve()
+    with pytest.raises(ExternalError):
+        pipeline.deliver()
+    # The first batch's answer is stored (answers are stored a few batches at a time).
+    assert count(db, deliveries, deliveries.c.state == "written") == 1
+    assert pipeline.deliver().written == 2
+    sent = [r.external_id for batch in crm.upserts for r in batch]
+    assert sorted(sent) == ["x:203", "x:204", "x:205"]  # none sent twice
+
+
+def test_a_read_never_holds_the_write_lock(db: Database) -> None:
+    seed_cursor(db, "100")
+    with db.connect() as reading:
+        before = reading.execute(select(func.count()).select_from(interactions)).scalar_one()
+        # A writer (here the same thread) commits while the read is open...
+        with db.transaction() as conn:
+            st.store_page(
+                conn,
+                source="src",
+                network="x",
+                account=BRAND,
+                page=Page((post("301", "7"),), (author("7", "alice"),), Cursor()),
+                crms=["sf"],
+                brand_ids=set(),
+                now=T0,
+            )
+        # ... and the read goes on seeing its snapshot.
+        assert reading.execute(select(func.count()).select_from(interactions)).scalar_one() == (
+            before if db.dialect == "sqlite" else before + 1
+        )
+    assert count(db, interactions) == before + 1
+
+
 def test_sqlite_state_file_is_private(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "state.db"
     database = Database(f"sqlite:///{path}")

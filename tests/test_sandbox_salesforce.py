@@ -766,6 +766,23 @@ def test_filter_semantics(sb: SalesforceSandbox) -> None:
     assert _select(sb, "LastName != null", "ORDER BY LastName DESC LIMIT 1 OFFSET 1") == ["Bob"]
 
 
+def test_paging_by_id_sees_every_record_once(sb: SalesforceSandbox) -> None:
+    # 40 records: the last base-62 digit of their ids runs past Z into lowercase letters.
+    made = [sb.insert("Contact", {"LastName": f"P{i}"}) for i in range(40)]
+    seen: list[str] = []
+    while True:
+        after = f"Id > '{seen[-1]}'" if seen else "Id != null"
+        text = f"SELECT Id FROM Contact WHERE {after} ORDER BY Id LIMIT 7"
+        query = bind(soql.parse(text), sb.store)
+        page = [str(r["Id"]) for r in run(query, sb.records("Contact"), datetime.now(UTC))]
+        if not page:
+            break
+        seen += page
+    assert seen == [normalize_id(i) for i in made]
+    # An IN list of ids matches their 15-character forms too.
+    assert _select(sb, f"Id IN ('{made[-1][:15]}', '{made[0]}')") == ["P0", "P39"]
+
+
 def test_bind_checks_names_against_the_org(sb: SalesforceSandbox) -> None:
     bound = bind(soql.parse("select id, NAME from CONTACT where EMAIL = 'x'"), sb.store)
     assert (bound.sobject, [f.name for f in bound.fields]) == ("Contact", ["Id", "Name"])

@@ -1,5 +1,5 @@
-"""``syncd backfill`` in the foreground: fetch a job's pages while a second thread resolves
-authors and writes to the CRM, reporting progress until the job is done or stopped."""
+"""``syncd backfill`` in the foreground: fetch a job's pages while one thread resolves authors
+and another writes to the CRM, reporting progress until the job is done or stopped."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ from syncd.state import backfills
 from syncd.state.backfills import PAUSED, Job, Progress
 
 log = logging.getLogger("syncd.backfill")
-DRAIN_IDLE = 0.2  # seconds the writer thread rests when nothing was ready
+DRAIN_IDLE = 0.2  # seconds a worker thread rests when it found nothing to do
+# The written/held counts are a pass over the job's deliveries: asked again only after this
+# many times what the last pass took, so a large job's progress costs a bounded share.
+PROGRESS_SPACING = 10
 
 
 @dataclass(frozen=True)
@@ -31,34 +34,83 @@ class Report:
 Reporter = Callable[[Report], None]
 
 
-class _Writer(threading.Thread):
-    """Resolves and writes what the fetch loop stores, as it stores it."""
+class _Stage(threading.Thread):
+    """Runs one stage (resolve, or deliver) over what the fetch loop stores, as it stores
+    it, until ``finish`` is set: then once more, over everything, and ends.
 
-    def __init__(self, runner: Runner) -> None:
-        super().__init__(name="backfill-writer", daemon=True)
-        self.pipeline = runner.pipeline
+    Resolving and writing run in threads of their own: in one thread, resolving the new
+    authors of every page kept the writer from the CRM until the fetch ended, and the
+    ready backlog (read oldest first, so sorted whole on each read) grew with the job.
+    """
+
+    def __init__(self, name: str, runner: Runner, once: Callable[[], int]) -> None:
+        super().__init__(name=f"backfill-{name}", daemon=True)
+        self.stopping = runner.pipeline.stopping
+        self.once = once
         self.finish = threading.Event()
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            while True:
+            while not self.stopping.is_set():
                 last = self.finish.is_set()
-                linked = self.pipeline.resolve().linked
-                wrote = self.pipeline.deliver().attempted
-                if last or self.pipeline.stopping.is_set():
+                did = self.once()
+                if last:
                     return
-                if not (linked or wrote):
+                if not did:
                     self.finish.wait(DRAIN_IDLE)
         except BaseException as exc:  # reported by the caller, on its thread
             self.error = exc
 
 
+class _Workers:
+    """The resolver and the writer threads. The writer's last round follows the
+    resolver's, so what the last links release is written too."""
+
+    def __init__(self, runner: Runner) -> None:
+        pipeline = runner.pipeline
+        self.resolver = _Stage("resolver", runner, lambda: pipeline.resolve().linked)
+        self.writer = _Stage("writer", runner, lambda: pipeline.deliver().attempted)
+        self.both = (self.resolver, self.writer)
+        for thread in self.both:
+            thread.start()
+
+    def error(self) -> BaseException | None:
+        return next((t.error for t in self.both if t.error is not None), None)
+
+    def finish(self) -> None:
+        """Let both finish their last round, in order (also after a stop: they end soon)."""
+        self.resolver.finish.set()
+        self.resolver.join()
+        self.writer.finish.set()
+        self.writer.join()
+
+
+class _Progress:
+    """The job's delivery counts, asked again no sooner than :data:`PROGRESS_SPACING`
+    times what the last pass took (every report on a small job, less often on a large)."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.last: Progress | None = None
+        self.due = 0.0
+
+    def get(self, job_id: int, fresh: bool) -> Progress:
+        if self.last is not None and not fresh and time.monotonic() < self.due:
+            return self.last
+        began = time.monotonic()
+        with self.runner.db.connect() as conn:
+            self.last = backfills.progress(conn, self.runner.pipeline.crm_name, job_id)
+        done = time.monotonic()
+        self.due = done + PROGRESS_SPACING * (done - began)
+        return self.last
+
+
 def work(runner: Runner, report: Reporter, *, every: float = 0.5) -> Job:
     """Work the (claimed) job to its end. Ctrl-C pauses it, resumable; errors other than a
     rate limit stop it and leave it running under a lease that expires, for a resume."""
-    writer = _Writer(runner)
-    writer.start()
+    workers = _Workers(runner)
+    counts = _Progress(runner)
     started, read_before = time.monotonic(), None
     last_report = 0.0
     job = runner.job()
@@ -67,7 +119,7 @@ def work(runner: Runner, report: Reporter, *, every: float = 0.5) -> Job:
             try:
                 step = runner.step()
             except RateLimited as exc:
-                _report(runner, report, job, started, read_before, exc.resume_at)
+                _report(runner, report, counts, job, started, read_before, exc.resume_at)
                 _sleep_until(runner, exc.resume_at)
                 continue
             job = step.job
@@ -76,38 +128,40 @@ def work(runner: Runner, report: Reporter, *, every: float = 0.5) -> Job:
                 break
             if time.monotonic() - last_report >= every:
                 last_report = time.monotonic()
-                _report(runner, report, job, started, read_before)
+                _report(runner, report, counts, job, started, read_before)
             if step.wait:
                 _sleep(runner, step.wait)
-            if writer.error is not None:
-                raise writer.error
+            if (error := workers.error()) is not None:
+                raise error
     except KeyboardInterrupt:
         runner.pipeline.stopping.set()
-        writer.join()
+        workers.finish()
         runner.release(PAUSED)
         with runner.db.connect() as conn:
             paused = backfills.get(conn, runner.job_id)
         assert paused is not None
         return paused
-    writer.finish.set()
-    writer.join()
-    if writer.error is not None:
-        raise writer.error
-    _report(runner, report, job, started, read_before)
+    workers.finish()
+    if (error := workers.error()) is not None:
+        raise error
+    _report(runner, report, counts, job, started, read_before, final=True)
     return job
 
 
 def _report(
     runner: Runner,
     report: Reporter,
+    counts: _Progress,
     job: Job,
     started: float,
     read_before: int | None,
     waiting_until: datetime | None = None,
+    *,
+    final: bool = False,
 ) -> None:
     with runner.db.connect() as conn:
         fresh = backfills.get(conn, job.id) or job
-        progress = backfills.progress(conn, runner.pipeline.crm_name, job.id)
+    progress = counts.get(job.id, fresh=final)
     elapsed = max(time.monotonic() - started, 1e-6)
     rate = (fresh.read - (read_before or 0)) / elapsed
     eta = None

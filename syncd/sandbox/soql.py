@@ -82,6 +82,7 @@ class OrderItem:
     field: FieldRef
     descending: bool = False
     nulls_last: bool = False
+    is_id: bool = False  # set by bind(): sort as record ids, the way they compare
 
 
 @dataclass(frozen=True)

@@ -126,14 +126,15 @@ def bind(query: Query, schema: Schema) -> Query:
 
     def order_item(item: OrderItem) -> OrderItem:
         ref = resolve(item.field)
-        if not ref.name.endswith("__c") and schema.field_type(sobject, ref.name) == "textarea":
+        type_ = None if ref.name.endswith("__c") else schema.field_type(sobject, ref.name)
+        if type_ == "textarea":
             raise SoqlError(
                 "INVALID_FIELD",
                 located(
                     query.text, ref.pos, f"field '{ref.name}' can not be sorted in a query call"
                 ),
             )
-        return replace(item, field=ref)
+        return replace(item, field=ref, is_id=type_ in ("id", "reference"))
 
     return replace(
         query,

@@ -108,11 +108,22 @@ def with_paths(
     if not paths:
         return list(rows)
     out: list[Mapping[str, Any]] = []
+    # Parents by (relationship, lookup value): records share few parents (a company's
+    # Contacts one Account), and finding the parent (the id's checksum, its table) again
+    # for every record and path cost a scan several times its matching.
+    parents: dict[tuple[str, Any], Any] = {}
+    walks = []
+    for path in paths:
+        rel, field = path.split(".")
+        found_rel = _relationship(table.name, rel)
+        walks.append((path, rel, field, found_rel[0] if found_rel else None))
     for rec in rows:
         extra: dict[str, Any] = {}
-        for path in paths:
-            rel, field = path.split(".")
-            found = _parent(store, table, rec, rel)
+        for path, rel, field, lookup in walks:
+            key = (rel, rec.get(lookup) if lookup else None)
+            if key not in parents:
+                parents[key] = _parent(store, table, rec, rel)
+            found = parents[key]
             if found is None:
                 extra[path] = None
             elif field == "Type":

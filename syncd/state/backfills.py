@@ -257,10 +257,10 @@ class Progress:
 
 
 def progress(conn: Connection, crm: str, job_id: int) -> Progress:
-    """One pass over the job's deliveries (it is asked twice a second while a job runs)."""
-    linked = exists().where(
-        links.c.identity_id == interactions.c.counterpart_identity_id, links.c.crm == crm
-    )
+    """One pass over the job's deliveries, found from the job's interactions: joined the
+    other way, SQLite walked every delivery to the CRM, those of earlier jobs too."""
+    mine = select(interactions.c.id).where(interactions.c.backfill_id == job_id)
+    linked = exists().where(links.c.identity_id == deliveries.c.identity_id, links.c.crm == crm)
     pending = deliveries.c.state == PENDING
 
     def count(condition: Any) -> Any:
@@ -271,8 +271,6 @@ def progress(conn: Connection, crm: str, job_id: int) -> Progress:
             count(deliveries.c.state == WRITTEN),
             count(and_(pending, ~linked)),
             count(and_(pending, linked)),
-        )
-        .select_from(deliveries.join(interactions))
-        .where(interactions.c.backfill_id == job_id, deliveries.c.crm == crm)
+        ).where(deliveries.c.crm == crm, deliveries.c.interaction_id.in_(mine))
     ).one()
     return Progress(int(row[0]), int(row[1]), int(row[2]))

@@ -317,6 +317,7 @@ def store_page(
     outbox = [
         {
             "interaction_id": row_id,
+            "identity_id": identity_ids[by_post[post_id].counterpart_id],
             "crm": crm,
             "state": PENDING,
             "attempts": 0,

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Exists,
+    Select,
     and_,
     bindparam,
     exists,
@@ -41,16 +42,20 @@ class Unresolved:
     attempts: int
 
 
+def _waiting_authors(crm: str) -> Select[tuple[int]]:
+    """The authors of pending deliveries for ``crm``, read from the index alone."""
+    return (
+        select(deliveries.c.identity_id)
+        .where(deliveries.c.crm == crm, deliveries.c.state == PENDING)
+        .distinct()
+    )
+
+
 def _has_pending(crm: str) -> ColumnElement[bool]:
     """The identity has a pending delivery for ``crm``. Asked as membership in the set of
     pending deliveries' authors, computed once per query: as a correlated EXISTS, SQLite
     scanned every pending delivery for every identity."""
-    pending = (
-        select(interactions.c.counterpart_identity_id)
-        .join(deliveries, deliveries.c.interaction_id == interactions.c.id)
-        .where(deliveries.c.crm == crm, deliveries.c.state == PENDING)
-    )
-    return identities.c.id.in_(pending)
+    return identities.c.id.in_(_waiting_authors(crm))
 
 
 def _linked(crm: str) -> Exists:
@@ -158,11 +163,7 @@ def skip(conn: Connection, crm: str, identity_id: int, now: datetime) -> int:
         .where(
             deliveries.c.crm == crm,
             deliveries.c.state == PENDING,
-            deliveries.c.interaction_id.in_(
-                select(interactions.c.id).where(
-                    interactions.c.counterpart_identity_id == identity_id
-                )
-            ),
+            deliveries.c.identity_id == identity_id,
         )
         .values(state=SKIPPED, updated_at=now)
     )
@@ -194,6 +195,13 @@ class ReadyDelivery:
 
 def ready_deliveries(conn: Connection, crm: str, now: datetime, limit: int) -> list[ReadyDelivery]:
     """Pending deliveries whose counterpart is linked and which are due, oldest post first."""
+    # Which waiting authors are linked is asked once per author, from the indexes: held
+    # authors' deliveries (many, for authors the CRM lacks) are then never read, where
+    # joining every pending delivery to its link read them all on every call.
+    waiting = _waiting_authors(crm).subquery()
+    linked_authors = select(waiting.c.identity_id).where(
+        exists().where(links.c.identity_id == waiting.c.identity_id, links.c.crm == crm)
+    )
     stmt = (
         select(
             deliveries.c.id,
@@ -213,11 +221,12 @@ def ready_deliveries(conn: Connection, crm: str, now: datetime, limit: int) -> l
             links.c.crm_name,
         )
         .join(interactions, interactions.c.id == deliveries.c.interaction_id)
-        .join(identities, identities.c.id == interactions.c.counterpart_identity_id)
+        .join(identities, identities.c.id == deliveries.c.identity_id)
         .join(links, and_(links.c.identity_id == identities.c.id, links.c.crm == deliveries.c.crm))
         .where(
             deliveries.c.crm == crm,
             deliveries.c.state == PENDING,
+            deliveries.c.identity_id.in_(linked_authors),
             or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
         )
         .order_by(interactions.c.created_at, deliveries.c.id)

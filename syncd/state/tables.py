@@ -210,6 +210,10 @@ deliveries = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("interaction_id", Id, ForeignKey("interactions.id"), nullable=False),
+    # The interaction's counterpart (which never changes), kept here too: whether a pending
+    # delivery waits for its author is then read from an index, not from the interaction
+    # row, so a large held backlog stays cheap to step over.
+    Column("identity_id", Id, ForeignKey("identities.id"), nullable=False),
     Column("crm", String(100), nullable=False),
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, server_default="0"),
@@ -221,7 +225,7 @@ deliveries = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
     Column("written_at", UtcDateTime()),
     UniqueConstraint("interaction_id", "crm", name="uq_deliveries_interaction_id_crm"),
-    Index("ix_deliveries_crm_state", "crm", "state"),
+    Index("ix_deliveries_crm_state_identity_id", "crm", "state", "identity_id"),
 )
 
 # API items that could not be translated, kept whole with the reason.

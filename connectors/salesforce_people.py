@@ -18,7 +18,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.salesforce_lookup import askable, chunks, handle_values, soql_quote, url_cost
+from connectors.salesforce_lookup import (
+    askable,
+    chunks,
+    handle_values,
+    key_chunks,
+    soql_quote,
+    url_cost,
+)
 from connectors.salesforce_records import bare_handle, clip
 from connectors.salesforce_settings import IdentityFields, SalesforceSettings
 from syncd.model import CrmRef, IdentityKey, PeopleQuery, PersonRecord, Profile
@@ -82,10 +89,6 @@ def in_list(name: str, values: Sequence[str]) -> str:
 
 
 # -- SocialPersona ---------------------------------------------------------------------------
-def _persona_values(key: IdentityKey) -> list[str]:
-    return ([key.user_id] if askable(key.user_id) else []) + handle_values(key)
-
-
 def persona_soql(provider: str, keys: Sequence[IdentityKey]) -> str:
     """ONE query for a chunk of keys: personas by external user id or by handle."""
     ids = list(dict.fromkeys(k.user_id for k in keys if askable(k.user_id)))
@@ -100,8 +103,7 @@ def persona_soql(provider: str, keys: Sequence[IdentityKey]) -> str:
 
 
 def persona_chunks(keys: Sequence[IdentityKey]) -> Iterator[list[IdentityKey]]:
-    askable_keys = [k for k in keys if _persona_values(k)]
-    return chunks(askable_keys, lambda k: sum(url_cost(soql_quote(v)) for v in _persona_values(k)))
+    return key_chunks(keys)  # a persona is asked by the values a look-up asks by
 
 
 def match_personas(

@@ -72,7 +72,7 @@ def run(
         if on_file.refresh(db, crm_name, crm, clock, retrying, stopping):
             lookup = on_file.lookup(db, crm_name)
     while not stopping():
-        with db.transaction() as conn:
+        with db.connect() as conn:  # a read: no write lock held while others write
             todo = outbox.identities_to_resolve(conn, crm_name, clock(), settings.batch)
             ids = [u.identity_id for u in todo]
             profiles = linking.profiles(conn, ids)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import cast
 
@@ -18,12 +18,14 @@ from syncd.compliance import ComplianceReport
 from syncd.compliance import run as run_compliance
 from syncd.config import Settings
 from syncd.connector import Crm, Source, SourceSettings
+from syncd.coordinated import CoordinatedPipeline
 from syncd.errors import ExternalError, NotFound
 from syncd.model import Account, Stream
 from syncd.pipeline import Clock, DeliverResult, Pipeline, PollResult, utcnow
 from syncd.resolver.stage import ResolveResult
 from syncd.state import admin, backfills, privacy
 from syncd.state.backfills import QUEUED, LeaseLost
+from syncd.state.coordination import JobLocks
 from syncd.state.db import Database
 
 log = logging.getLogger("syncd")
@@ -83,8 +85,16 @@ class App:
         for s in settings.sources:
             self.sources[s.name] = (s, connectors.source_class(s.type).from_settings(s))
         self.crm: Crm = connectors.crm_class(settings.crm.type).from_settings(settings.crm)
-        self.pipeline = Pipeline(
-            self.db, settings.crm.name, self.crm, settings.pipeline(), clock=clock
+        # Several instances may share PostgreSQL state: jobs that must not run twice at once
+        # take a lock; on SQLite (single-instance) every lock is granted.
+        self.locks = JobLocks(self.db.url)
+        self.pipeline: Pipeline = CoordinatedPipeline(
+            self.db,
+            settings.crm.name,
+            self.crm,
+            replace(settings.pipeline(), lease=settings.daemon.lease),
+            clock=clock,
+            locks=self.locks,
         )
         self._backfill: Runner | None = None
 
@@ -144,6 +154,7 @@ class App:
         for _, source in self.sources.values():
             source.close()
         self.crm.close()
+        self.locks.dispose()
         self.db.dispose()
 
     def jobs(self, source_name: str) -> list[Job]:
@@ -162,7 +173,10 @@ class App:
     # -- privacy and compliance ------------------------------------------------------------
     def prune(self) -> dict[str, int]:
         """Empty raw payloads older than ``[privacy] payload_retention`` (0: keep them all);
-        payloads emptied per table. The daemon runs it daily."""
+        payloads emptied per table. The daemon runs it daily, one instance at a time."""
+        return self.locks.run("prune", self._prune) or {}
+
+    def _prune(self) -> dict[str, int]:
         retention = self.settings.privacy.payload_retention
         if not retention:
             return {}
@@ -175,7 +189,12 @@ class App:
 
     def compliance(self) -> ComplianceReport:
         """Re-check recently written posts on their network and delete (or mark) the CRM
-        records of those deleted there. The daemon runs it every ``[compliance] interval``."""
+        records of those deleted there. The daemon runs it every ``[compliance] interval``;
+        one instance at a time, lest two delete the same records (empty when skipped)."""
+        report = self.locks.run("compliance", self._compliance)
+        return ComplianceReport() if report is None else report
+
+    def _compliance(self) -> ComplianceReport:
         c = self.settings.compliance
         report = run_compliance(
             self.db,

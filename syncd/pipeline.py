@@ -30,6 +30,7 @@ from syncd.resolver import stage
 from syncd.resolver.stage import ResolveResult, ResolveSettings
 from syncd.state import crm_keys, linking, outbox
 from syncd.state import ingest as st
+from syncd.state.coordination import owner_id, retry_conflicts, shared
 from syncd.state.db import Database
 
 log = logging.getLogger("syncd.pipeline")
@@ -46,12 +47,18 @@ RETRYABLE_RECORD_ERRORS = frozenset(
         "API_TEMPORARILY_UNAVAILABLE",
     }
 )
-PREFETCH_BATCHES = 25  # write batches read from the outbox at once
+PREFETCH_BATCHES = 25  # write batches read from the outbox at once (SQLite)
 # Write batches whose answers are stored in one transaction. Each store waits its turn for
 # the database's one writer; per batch of 200, the backfill's writer waited on the page
 # fetcher most of its time. A crash loses only the note of what was written: the records
 # are upserts on their external ids, and are sent again.
 STORE_BATCHES = 5
+# Write batches claimed at once on PostgreSQL, where several instances write: one store's
+# worth, so a claim ends in the one transaction that stores its answers. Fewer than
+# PREFETCH_BATCHES: a claim must be written well within the lease (5 CRM calls, seconds,
+# against the default 60 s), and a backlog is shared out in bites the other instances can
+# take beside it; re-sorting the ready set per 5 batches is cheap on PostgreSQL's indexes.
+CLAIM_BATCHES = STORE_BATCHES
 # The person the record points at is gone: resolve the author again instead of failing.
 GONE_RECORD_ERRORS = frozenset({"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"})
 
@@ -68,6 +75,7 @@ class PipelineSettings:
     # Matchers, thresholds, the unmatched policy, the resolution back-off.
     resolve: ResolveSettings = field(default_factory=ResolveSettings)
     record_max_attempts: int = 8  # per-record retryable errors before the dead letter
+    lease: float = 60.0  # seconds a claim on deliveries lasts (PostgreSQL, several instances)
 
 
 @dataclass
@@ -114,6 +122,9 @@ class Pipeline:
         self.crm = crm
         self.settings = settings or PipelineSettings()
         self.clock = clock
+        # On PostgreSQL several instances write; each claims what it writes, as this process.
+        self.claims = shared(db.dialect)
+        self.owner = owner_id()
         # Set on shutdown: loops stop between pages and batches. Each page and batch is its
         # own transaction, so what was done is kept and the next start resumes from there.
         self.stopping = threading.Event()
@@ -230,19 +241,43 @@ class Pipeline:
         batches = 0
         size = self.settings.write_batch
         while (max_batches is None or batches < max_batches) and not self.stopping.is_set():
-            # Read several batches at once: ordering the ready set oldest first costs one
-            # sort of it per read, which per batch of 200 made a large backlog quadratic.
-            with self.db.connect() as conn:
-                ready = outbox.ready_deliveries(
-                    conn, self.crm_name, self.clock(), size * PREFETCH_BATCHES
-                )
+            room = None if max_batches is None else max_batches - batches
+            ready = self._take(size, room)
             if not ready:
                 return result
             chunks = [ready[start : start + size] for start in range(0, len(ready), size)]
-            if max_batches is not None:
-                chunks = chunks[: max_batches - batches]
-            batches += self._write_batches(chunks, result)
+            if room is not None:
+                chunks = chunks[:room]
+            done = 0
+            try:
+                done = self._write_batches(chunks, result)
+            finally:
+                if self.claims and done < len(chunks):
+                    # Stopping, a failure, or links changed under the rest: what was not
+                    # stored is handed back for others to take now, not after the lease.
+                    self._release(ready)
+            batches += done
         return result
+
+    def _take(self, size: int, room: int | None) -> list[outbox.ReadyDelivery]:
+        """The next deliveries to write: read (SQLite), or claimed for this process."""
+        now = self.clock()
+        if not self.claims:
+            # Read several batches at once: ordering the ready set oldest first costs one
+            # sort of it per read, which per batch of 200 made a large backlog quadratic.
+            with self.db.connect() as conn:
+                return outbox.ready_deliveries(conn, self.crm_name, now, size * PREFETCH_BATCHES)
+        limit = size * min(CLAIM_BATCHES, room or CLAIM_BATCHES)
+        until = now + timedelta(seconds=self.settings.lease)
+        with self.db.transaction() as conn:
+            return outbox.claim(conn, self.crm_name, now, limit, self.owner, until)
+
+    def _release(self, ready: Sequence[outbox.ReadyDelivery]) -> None:
+        try:
+            with self.db.transaction() as conn:
+                outbox.release(conn, [d.delivery_id for d in ready], self.owner)
+        except Exception:  # harmless: the claims lapse with the lease instead
+            log.debug("claimed deliveries not handed back", exc_info=True)
 
     def _write_batches(
         self, chunks: Sequence[Sequence[outbox.ReadyDelivery]], result: DeliverResult
@@ -293,54 +328,63 @@ class Pipeline:
             return
         now = self.clock()
         written: list[tuple[int, str | None]] = []
+        failed: list[tuple[int, str | None, str, datetime | None]] = []
         gone: list[int] = []
         follow: dict[CrmRef, CrmRef] = {}
         moved = {k: v for batch in answered for k, v in batch.moved.items()}
-        pairs = [(d, a) for b in answered for d, a in zip(b.ready, b.answers, strict=True)]
-        with self.db.transaction() as conn:
-            for d, a in pairs:
-                result.attempted += 1
-                if a.ok:
-                    written.append((d.delivery_id, a.crm_id))
-                    continue
-                message = a.error_message or "unknown error"
-                retry_at: datetime | None = None  # None: dead letter
-                gone_person = a.error_code in GONE_RECORD_ERRORS
-                if gone_person:
-                    # Due at once: written to the survivor of a merge on the next batch, or,
-                    # when the person was deleted, once the author is linked again.
-                    survivor = moved.get(d.who)
-                    if survivor is not None:
-                        follow[d.who] = survivor
-                    else:
-                        gone.append(d.identity_id)
-                    retry_at = now
-                    result.relinking += 1
-                elif (
-                    a.error_code in RETRYABLE_RECORD_ERRORS
-                    and d.attempts + 1 < self.settings.record_max_attempts
-                ):
-                    retry_at = now + timedelta(seconds=min(30 * 2**d.attempts, 3600))
-                    result.retrying += 1
+        for d, a in ((d, a) for b in answered for d, a in zip(b.ready, b.answers, strict=True)):
+            result.attempted += 1
+            if a.ok:
+                written.append((d.delivery_id, a.crm_id))
+                continue
+            message = a.error_message or "unknown error"
+            retry_at: datetime | None = None  # None: dead letter
+            if a.error_code in GONE_RECORD_ERRORS:
+                # Due at once: written to the survivor of a merge on the next batch, or,
+                # when the person was deleted, once the author is linked again.
+                survivor = moved.get(d.who)
+                if survivor is not None:
+                    follow[d.who] = survivor
                 else:
-                    result.dead += 1
-                    log.warning(
-                        "dead-lettered %s:%s: %s %s", d.network, d.post_id, a.error_code, message
-                    )
-                outbox.mark_failed(
-                    conn,
-                    d.delivery_id,
-                    code=a.error_code,
-                    message=message,
-                    now=now,
-                    retry_at=retry_at,
-                    counted=not gone_person,
+                    gone.append(d.identity_id)
+                retry_at = now
+                result.relinking += 1
+            elif (
+                a.error_code in RETRYABLE_RECORD_ERRORS
+                and d.attempts + 1 < self.settings.record_max_attempts
+            ):
+                retry_at = now + timedelta(seconds=min(30 * 2**d.attempts, 3600))
+                result.retrying += 1
+            else:
+                result.dead += 1
+                log.warning(
+                    "dead-lettered %s:%s: %s %s", d.network, d.post_id, a.error_code, message
                 )
-            outbox.mark_written(conn, written, now)
-            linking.follow(conn, self.crm_name, follow.items(), now)
-            # The resolver's copy of ids and handles must not link anyone to them again.
-            crm_keys.forget(conn, self.crm_name, (ref.id for ref in moved))
-            linking.unlink(
-                conn, self.crm_name, gone, "writer", now, note="the CRM record was deleted"
-            )
+            failed.append((d.delivery_id, a.error_code, message, retry_at))
+        owner = self.owner if self.claims else None
+
+        def store() -> None:
+            with self.db.transaction() as conn:
+                # In id order, as mark_written goes: writers never wait on each other in
+                # opposite orders.
+                for delivery_id, code, message, retry_at in sorted(failed, key=lambda f: f[0]):
+                    outbox.mark_failed(
+                        conn,
+                        delivery_id,
+                        code=code,
+                        message=message,
+                        now=now,
+                        retry_at=retry_at,
+                        counted=code not in GONE_RECORD_ERRORS,
+                        owner=owner,
+                    )
+                outbox.mark_written(conn, written, now, owner)
+                linking.follow(conn, self.crm_name, follow.items(), now)
+                # The resolver's copy of ids and handles must not link anyone to them again.
+                crm_keys.forget(conn, self.crm_name, (ref.id for ref in moved))
+                linking.unlink(
+                    conn, self.crm_name, gone, "writer", now, note="the CRM record was deleted"
+                )
+
+        retry_conflicts(store)  # nothing outside the database happens in it: safe to redo
         result.written += len(written)

@@ -1,7 +1,7 @@
 """Each fault the stand-ins inject reaches syncd as the right error, through the real clients.
 
 ``XSource`` runs tweepy and ``SalesforceCrm`` runs simple-salesforce against the loopback
-sandboxes, unmodified, with a 0.3 s timeout so stalls stay cheap. Whatever the network does,
+sandboxes, unmodified, with a short timeout so stalls stay cheap. Whatever the network does,
 the runner must see one of: TransientError (retry later), RateLimited (come back at
 ``resume_at``), AuthError (park the account), or a failed WriteResult for one record.
 """
@@ -25,9 +25,9 @@ from syncd.model import Account, Cursor, IdentityKey, Stream
 from syncd.sandbox.salesforce_api import SalesforceSandbox
 from syncd.sandbox.x_api import XSandbox
 
-TIMEOUT = 0.3
+TIMEOUT = 0.8  # generous: a loaded CI machine must not time out a healthy call
 QUICK_STOP = 0.005  # seconds stop() may wait; a server per test adds up otherwise
-STALL = 1.0  # past TIMEOUT; the server ends stalls at once when it stops
+STALL = 2.0  # past TIMEOUT; the server ends stalls at once when it stops
 SF_PASSWORD, SF_TOKEN = "sandbox-password", "sandbox-token"
 
 # (kind, options) of the common kinds, each of which must come out as a TransientError.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
 from syncd.state.db import Database, alembic_config
 from syncd.state.lock import AlreadyRunning, InstanceLock
@@ -28,18 +30,67 @@ def test_migrations_match_the_table_definitions(state_url: str) -> None:
     assert [d for d in diff if "alembic_version" not in repr(d)] == []
 
 
-def test_one_instance_lock_per_state_database(state_url: str) -> None:
+def test_one_instance_lock_per_sqlite_state_several_on_postgresql(state_url: str) -> None:
     first = InstanceLock(state_url).acquire()
     try:
-        try:
-            InstanceLock(state_url).acquire()
-        except AlreadyRunning as exc:
-            assert "already running" in str(exc)
+        if state_url.startswith("postgresql"):
+            InstanceLock(state_url).acquire().release()  # instances share the work there
         else:
-            raise AssertionError("a second lock on the same state was granted")
+            with pytest.raises(AlreadyRunning, match="already running"):
+                InstanceLock(state_url).acquire()
     finally:
         first.release()
     InstanceLock(state_url).acquire().release()  # free again once released
+
+
+def test_0009_adds_delivery_claims_and_takes_them_away_again(state_url: str) -> None:
+    db = Database(state_url)
+    try:
+        db.upgrade()
+        assert db.revision() == "0009"
+        assert {"claimed_by", "claim_until"} <= _columns(db, "deliveries")
+        with db.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0008")
+        assert db.revision() == "0008"
+        columns = _columns(db, "deliveries")
+        assert "claimed_by" not in columns and "claim_until" not in columns
+        assert "identity_id" in columns  # 0008's work stays
+        db.upgrade()
+        assert {"claimed_by", "claim_until"} <= _columns(db, "deliveries")
+    finally:
+        db.dispose()
+
+
+def _columns(db: Database, table: str) -> set[str]:
+    with db.engine.connect() as conn:
+        return {c["name"] for c in inspect(conn).get_columns(table)}
+
+
+# PostgreSQL only: on SQLite the second daemon is refused (flock) before it migrates.
+@pytest.mark.parametrize(
+    "state_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+def test_instances_starting_together_migrate_one_at_a_time(state_url: str) -> None:
+    dbs = [Database(state_url) for _ in range(3)]
+    errors: list[BaseException] = []
+
+    def start(db: Database) -> None:
+        try:
+            db.upgrade()
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(db,)) for db in dbs]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == []
+        assert {db.revision() for db in dbs} == {"0009"}
+    finally:
+        for db in dbs:
+            db.dispose()
 
 
 def test_deliveries_stored_before_0008_learn_their_author(state_url: str) -> None:

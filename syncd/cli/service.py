@@ -36,13 +36,14 @@ def _app(ctx: click.Context) -> App:
 def run(ctx: click.Context) -> None:
     """Run the daemon: poll, resolve and write on schedule until SIGTERM or SIGINT.
 
-    SIGHUP reloads the configuration. Only one daemon may run on a state database.
+    SIGHUP reloads the configuration. Only one daemon may run on a SQLite state database;
+    on PostgreSQL several share the work.
     """
     from syncd.daemon import Daemon
     from syncd.state.lock import InstanceLock
 
     # Until the daemon installs its own handlers, a stop request unwinds start-up cleanly
-    # (migrations roll back, the lock is released) instead of killing the process mid-way.
+    # (migrations roll back, the SQLite lock is released) instead of killing the process mid-way.
     signal.signal(signal.SIGTERM, _stop_during_startup)
     path = config_path(ctx)
     loaded = settings(ctx)
@@ -140,6 +141,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
     console.print(table)
     states = ", ".join(f"{k} {v}" for k, v in sorted(st.deliveries.items())) or "none"
     console.print(f"interactions: {st.interactions}   deliveries: {states}")
+    if st.claims:
+        claims = ", ".join(f"{owner} {n}" for owner, n in sorted(st.claims.items()))
+        console.print(f"being written (claimed by instance): {claims}", highlight=False)
     console.print(
         f"held identities (no CRM match yet): {st.held_identities}   "
         f"waiting for review: {st.review}   "

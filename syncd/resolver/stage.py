@@ -96,16 +96,16 @@ def run(
                 leads[i] = retrying(partial(crm.upsert_lead, p))
         now = clock()
         held: list[int] = []
+        linked: list[tuple[int, Candidate]] = []
         with db.transaction() as conn:
             for i, d in sorted(decisions.items()):  # in identity order: stable histories
                 network = profiles[i].key.network
                 if d.link is not None:
-                    linking.link(conn, crm_name, i, d.link, "resolver", now)
+                    linked.append((i, d.link))
                     result.linked += 1
                 elif i in leads:
                     why = ("no CRM person matched; a Lead was created (unmatched = lead)",)
-                    made = Candidate(leads[i], 1.0, "lead_created", why)
-                    linking.link(conn, crm_name, i, made, "resolver", now)
+                    linked.append((i, Candidate(leads[i], 1.0, "lead_created", why)))
                     result.leads += 1
                 elif d.review:
                     linking.queue(conn, crm_name, i, d.review, now)
@@ -117,6 +117,7 @@ def run(
                 else:
                     held.append(i)
                     result.unmatched += 1
+            linking.link_many(conn, crm_name, linked, "resolver", now)
             outbox.defer_resolution(conn, held, now, settings.backoff, settings.max_backoff)
         result.looked_up += len(todo)
     return result

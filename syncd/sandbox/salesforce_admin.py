@@ -69,6 +69,8 @@ class OrgAdmin:
             known = table.add_field(name, field_type)
             if external_id and unique:
                 table.make_external(known)
+            elif external_id:
+                table.make_indexed(known)
             attrs: dict[str, object] = {}
             if known not in table.external:  # an upsert key stays one: its flags say so
                 attrs.update(externalId=external_id, unique=unique)

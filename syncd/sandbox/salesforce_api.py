@@ -41,7 +41,7 @@ from syncd.sandbox.salesforce_schema import API_VERSIONS, make_id
 from syncd.sandbox.salesforce_store import DmlError, RequestError, SalesforceStore, Table
 from syncd.sandbox.server import Handler, Request, Response
 from syncd.sandbox.soql_bind import bind
-from syncd.sandbox.soql_eval import index_hint, run
+from syncd.sandbox.soql_eval import run
 from syncd.sandbox.soql_paths import PathSchema, paths_of, project, with_paths
 
 NOT_FOUND = [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}]
@@ -321,9 +321,7 @@ class SalesforceSandbox(OrgAdmin, OrgFaults):
         query = bind(soql.parse(text), PathSchema(self.store))
         table = self.store.table(query.sobject)
         assert table is not None  # bind() checked it
-        # the index holds live records only, so queryAll must scan to see the recycle bin
-        hint = None if include_all else index_hint(query.where)
-        scanned = self.store.scan(table, include_all, hint)
+        scanned = self.store.scan(table, include_all, query.where)
         rows = run(query, with_paths(self.store, table, scanned, paths_of(query)), self.clock())
         if query.count_only:
             return Response.json({"totalSize": len(rows), "done": True, "records": []})

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from syncd.sandbox import soql_index
 from syncd.sandbox.salesforce_schema import (
     COMMON_FIELDS,
     COMPUTED,
@@ -25,6 +26,9 @@ from syncd.sandbox.salesforce_schema import (
     make_id,
     normalize_id,
 )
+from syncd.sandbox.soql import Condition
+from syncd.sandbox.soql_eval import index_hint
+from syncd.sandbox.soql_index import FieldIndex
 
 Rec = dict[str, Any]
 
@@ -72,39 +76,64 @@ class Table:
     fields: dict[str, str] = field(default_factory=dict)  # lower-case → API name
     types: dict[str, str] = field(default_factory=dict)
     records: dict[str, Rec] = field(default_factory=dict)  # by Id, live and deleted
-    external: list[str] = field(default_factory=list)
+    external: list[str] = field(default_factory=list)  # upsert keys (External ID, Unique)
     exact: dict[str, dict[str, str]] = field(default_factory=dict)  # ext field → value → Id
+    # External ID fields, unique or not, are indexed for SOQL ``=``/``IN``, as Salesforce
+    # indexes them: value (case-folded) → Ids.
+    indexed: list[str] = field(default_factory=list)
     folded: dict[str, dict[str, set[str]]] = field(default_factory=dict)
     # describe attributes Setup would give a field (length, externalId, unique): not enforced
     attrs: dict[str, dict[str, object]] = field(default_factory=dict)
+    # Bumped by every write: the query indexes built on demand (soql_index) are rebuilt
+    # once they are older.
+    version: int = 0
+    lookups: dict[str, FieldIndex] = field(default_factory=dict)
 
     def add_field(self, name: str, type_: str) -> str:
         known = self.fields.setdefault(name.lower(), name)
         self.types.setdefault(known, type_)
         return known
 
-    def make_external(self, name: str) -> None:
-        """Make a field an External ID, Unique: indexed, upserts find records by it."""
-        if name not in self.external:
-            self.external.append(name)
-            self.exact[name], self.folded[name] = {}, {}
+    def make_indexed(self, name: str) -> None:
+        """Make a field an External ID: queries filtering on it read the index."""
+        if name not in self.indexed:
+            self.indexed.append(name)
+            self.folded[name] = {}
             for rec in self.records.values():
                 if not rec["IsDeleted"]:
-                    self.index(rec, add=True)
+                    self._index_one(name, rec, add=True, exact=False)
+
+    def make_external(self, name: str) -> None:
+        """Make a field an External ID, Unique: indexed, upserts find records by it."""
+        self.make_indexed(name)
+        if name not in self.external:
+            self.external.append(name)
+            self.exact[name] = {}
+            for rec in self.records.values():
+                if not rec["IsDeleted"]:
+                    key = rec.get(name)
+                    if key is not None and key != "":
+                        self.exact[name][key_of(key)] = rec["Id"]
 
     def index(self, rec: Rec, add: bool) -> None:
-        for name in self.external:
-            value = rec.get(name)
-            if value is None or value == "":
-                continue
-            key = key_of(value)
-            folded = self.folded[name].setdefault(key.casefold(), set())
-            if add:
+        self.version += 1
+        for name in self.indexed:
+            self._index_one(name, rec, add, exact=name in self.exact)
+
+    def _index_one(self, name: str, rec: Rec, add: bool, exact: bool) -> None:
+        value = rec.get(name)
+        if value is None or value == "":
+            return
+        key = key_of(value)
+        folded = self.folded[name].setdefault(key.casefold(), set())
+        if add:
+            folded.add(rec["Id"])
+            if exact:
                 self.exact[name][key] = rec["Id"]
-                folded.add(rec["Id"])
-            else:
+        else:
+            folded.discard(rec["Id"])
+            if exact:
                 self.exact[name].pop(key, None)
-                folded.discard(rec["Id"])
 
 
 @dataclass
@@ -118,6 +147,9 @@ class SalesforceStore:
         self, external_ids: Mapping[str, Sequence[str]], clock: Callable[[], datetime]
     ) -> None:
         self.clock = clock
+        # Called with (sObject, record) after every insert or update: benchmarks time writes
+        # finer than CreatedDate's whole seconds.
+        self.on_apply: Callable[[str, Rec], None] | None = None
         self._tables: dict[str, Table] = {}
         self._serial = 0x10000  # so the first ids do not look like zero-filled placeholders
         self._custom = 0
@@ -218,21 +250,23 @@ class SalesforceStore:
         rec = table.records.get(normalize_id(record_id) or "")
         return rec if rec is not None and not rec["IsDeleted"] else None
 
-    def scan(
-        self, table: Table, include_all: bool, hint: tuple[str, list[str]] | None
-    ) -> list[Rec]:
+    def scan(self, table: Table, include_all: bool, where: Condition | None) -> list[Rec]:
         """Candidate records for a query, in creation order; the caller still filters."""
+        # The indexes hold live records only, so queryAll must scan to see the recycle bin.
+        hint = None if include_all else index_hint(where)
         # Ids grow with creation time and base-62 digits sort in ASCII order, so sorting
         # candidates by Id restores creation order.
         rows: Iterable[Rec]
         if hint and hint[0] == "Id":
             ids = {normalize_id(v) or v for v in hint[1]}
             rows = [table.records[i] for i in sorted(ids) if i in table.records]
-        elif hint and hint[0] in table.external:
+        elif hint and hint[0] in table.indexed:
             found: set[str] = set()
             for value in hint[1]:
                 found |= table.folded[hint[0]].get(value.casefold(), set())
             rows = [table.records[i] for i in sorted(found)]
+        elif (some := None if include_all else soql_index.candidates(where, table)) is not None:
+            rows = [table.records[i] for i in sorted(some)]
         else:
             rows = table.records.values()
         cutoff = self._cutoff()
@@ -414,4 +448,6 @@ class SalesforceStore:
             rec["IsClosed"] = rec.get("Status") == "Completed"
             rec["IsArchived"] = False
         table.index(rec, add=True)
+        if self.on_apply is not None:
+            self.on_apply(table.name, rec)
         return str(rec["Id"])

@@ -34,6 +34,7 @@ from syncd.sandbox.x_store import (
     StoredUser,
     XStore,
 )
+from syncd.sandbox.x_usage import Usage
 
 RATE_LIMIT_DEFAULTS: dict[str, int] = {
     "mentions": 450,
@@ -109,6 +110,7 @@ class XSandbox(SandboxServer):
         self.rate_limits = {**RATE_LIMIT_DEFAULTS, **(rate_limits or {})}
         self.clock = clock or _utcnow
         self.store = XStore(self.clock)
+        self.usage = Usage()  # posts and users handed out, raw and as X bills them
         self.full_archive = full_archive  # False: search_all and counts_all answer 403
         self.full_archive_per_second = full_archive_per_second  # None: no per-second limit
         self.search_lag = timedelta(seconds=search_lag)  # how old end_time must be
@@ -258,6 +260,7 @@ class XSandbox(SandboxServer):
                     return Response.json(xr.TOO_MANY_REQUESTS, 429, {**_JSON, **headers})
                 try:
                     status, body = 200, fn(req)
+                    self.usage.record(name, body, now.astimezone(UTC).date())
                 except xp.InvalidRequest as exc:
                     status = 400
                     body = xr.invalid_request(self.dialect, exc.parameter, exc.raw, exc.message)

@@ -99,11 +99,15 @@ class Database:
         return conn
 
     def upgrade(self) -> None:
-        """Apply every pending migration (idempotent)."""
+        """Apply every pending migration (idempotent). Instances starting together on
+        PostgreSQL take turns: the second finds the schema at head and does nothing."""
         from alembic import command
+
+        from syncd.state.coordination import lock_migrations
 
         try:
             with self.engine.begin() as conn:
+                lock_migrations(conn)
                 command.upgrade(alembic_config(conn), "head")
         except OperationalError as exc:
             raise StateError(f"cannot open the state database: {exc.orig}") from None

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Insert, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from syncd.model import Account, Author, Cursor, Page, Quarantined, Stream
+from syncd.state.coordination import redone_on_conflict
 from syncd.state.tables import (
     accounts,
     cursors,
@@ -265,6 +266,11 @@ def ingest_page(
     return stored
 
 
+# Instances storing pages of different accounts meet on shared authors and posts. Rows are
+# locked in one order, but a deadlock across statements stays possible: the page is redone.
+# It is the first work of its transaction (a poll's, a backfill's), so its savepoint undoes
+# all of it and frees its locks, and redoing it is harmless (ON CONFLICT DO NOTHING/UPDATE).
+@redone_on_conflict
 def store_page(
     conn: Connection,
     *,
@@ -280,7 +286,8 @@ def store_page(
     """Store one page's interactions, authors, deliveries and bad items (not where the walk
     stands: the caller keeps that in the same transaction, a cursor or a backfill job)."""
     crm_names = list(crms)
-    items = list({i.post_id: i for i in page.interactions}.values())
+    # Sorted so concurrent transactions insert (and wait on) posts in one order.
+    items = sorted({i.post_id: i for i in page.interactions}.values(), key=lambda i: i.post_id)
     identity_ids = upsert_identities(
         conn, network, page.authors, (i.counterpart_id for i in items), now
     )

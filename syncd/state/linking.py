@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, or_, select, update
+from sqlalchemy import Connection, bindparam, case, delete, or_, select, update
 
 from syncd.model import CrmRef, IdentityKey, Profile
 from syncd.resolver import Candidate
@@ -19,6 +19,31 @@ from syncd.state.ingest import insert_for
 from syncd.state.tables import candidates, identities, identity_handles, link_events, links
 
 OPEN, ACCEPTED, REJECTED, STALE = "open", "accepted", "rejected", "stale"
+
+
+def _event_row(
+    crm: str,
+    identity_id: int,
+    action: str,
+    actor: str,
+    now: datetime,
+    c: Candidate | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "identity_id": identity_id,
+        "crm": crm,
+        "action": action,
+        "crm_object": c.ref.object if c else None,
+        "crm_id": c.ref.id if c else None,
+        "crm_name": c.ref.name if c else None,
+        "matcher": c.matcher if c else None,
+        "score": c.score if c else None,
+        "reasons": list(c.reasons) if c else None,
+        "actor": actor,
+        "note": note,
+        "at": now,
+    }
 
 
 def _event(
@@ -33,20 +58,7 @@ def _event(
     note: str | None = None,
 ) -> None:
     conn.execute(
-        link_events.insert().values(
-            identity_id=identity_id,
-            crm=crm,
-            action=action,
-            crm_object=c.ref.object if c else None,
-            crm_id=c.ref.id if c else None,
-            crm_name=c.ref.name if c else None,
-            matcher=c.matcher if c else None,
-            score=c.score if c else None,
-            reasons=list(c.reasons) if c else None,
-            actor=actor,
-            note=note,
-            at=now,
-        )
+        link_events.insert().values(**_event_row(crm, identity_id, action, actor, now, c, note))
     )
 
 
@@ -105,42 +117,77 @@ def link(
     note: str | None = None,
 ) -> None:
     """Make ``c`` the identity's link (replacing any other), and close its review."""
-    current = conn.execute(
-        select(links.c.crm_id).where(links.c.identity_id == identity_id, links.c.crm == crm)
-    ).scalar_one_or_none()
-    if current == c.ref.id:
-        return
-    if current is not None:
-        unlink(conn, crm, [identity_id], actor, now, note=f"replaced by {c.ref.id}")
-    conn.execute(
-        insert_for(conn, links).values(
-            identity_id=identity_id,
-            crm=crm,
-            crm_object=c.ref.object,
-            crm_id=c.ref.id,
-            crm_name=c.ref.name,
-            matcher=c.matcher,
-            score=c.score,
-            reasons=list(c.reasons),
-            created_by=actor,
-            created_at=now,
+    link_many(conn, crm, [(identity_id, c)], actor, now, note)
+
+
+def link_many(
+    conn: Connection,
+    crm: str,
+    pairs: Sequence[tuple[int, Candidate]],
+    actor: str,
+    now: datetime,
+    note: str | None = None,
+) -> int:
+    """:func:`link` for many identities, in a handful of statements whatever their number
+    (the resolver links up to a batch at once; one statement set per link cost more than
+    the look-ups). Returns how many links changed."""
+    wanted = dict(pairs)  # one candidate per identity: the last one given wins
+    if not wanted:
+        return 0
+    current: dict[int, str] = {}
+    ids = sorted(wanted)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        rows = conn.execute(
+            select(links.c.identity_id, links.c.crm_id).where(
+                links.c.crm == crm, links.c.identity_id.in_(chunk)
+            )
         )
+        current.update((i, crm_id) for i, crm_id in rows)
+    todo = {i: c for i, c in sorted(wanted.items()) if current.get(i) != c.ref.id}
+    if not todo:
+        return 0
+    replaced = [i for i in todo if i in current]
+    for i in replaced:
+        unlink(conn, crm, [i], actor, now, note=f"replaced by {todo[i].ref.id}")
+    conn.execute(
+        insert_for(conn, links),
+        [
+            {
+                "identity_id": i,
+                "crm": crm,
+                "crm_object": c.ref.object,
+                "crm_id": c.ref.id,
+                "crm_name": c.ref.name,
+                "matcher": c.matcher,
+                "score": c.score,
+                "reasons": list(c.reasons),
+                "created_by": actor,
+                "created_at": now,
+            }
+            for i, c in todo.items()
+        ],
     )
-    _event(conn, crm, identity_id, "link", actor, now, c=c, note=note)
+    conn.execute(
+        link_events.insert(),
+        [_event_row(crm, i, "link", actor, now, c, note) for i, c in todo.items()],
+    )
+    # The linked candidate is accepted; the others are moot while this link stands.
     conn.execute(
         update(candidates)
         .where(
-            candidates.c.identity_id == identity_id,
+            candidates.c.identity_id == bindparam("ident"),
             candidates.c.crm == crm,
             candidates.c.state == OPEN,
         )
-        # The linked candidate is accepted; the others are moot while this link stands.
         .values(
-            state=case((candidates.c.crm_id == c.ref.id, ACCEPTED), else_=STALE),
+            state=case((candidates.c.crm_id == bindparam("chosen"), ACCEPTED), else_=STALE),
             decided_at=now,
             decided_by=actor,
-        )
+        ),
+        [{"ident": i, "chosen": c.ref.id} for i, c in todo.items()],
     )
+    return len(todo)
 
 
 def unlink(

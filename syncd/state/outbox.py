@@ -3,6 +3,10 @@
 A pending delivery is written once its counterpart identity has a link for that CRM. Nothing
 flips a delivery to "ready": readiness is the join, so a link that appears later releases every
 delivery held for that person at once.
+
+On PostgreSQL several instances write: each claims the deliveries it is about to write
+(:func:`claim`, a lease per process) and stores answers only for what it still claims. SQLite
+is single-instance and never claims, so its writer pays nothing for this.
 """
 
 from __future__ import annotations
@@ -10,12 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Exists,
     Select,
+    Update,
     and_,
     bindparam,
     exists,
@@ -26,6 +32,7 @@ from sqlalchemy import (
 )
 
 from syncd.model import CrmRef, Direction, IdentityKey
+from syncd.state.coordination import shared
 from syncd.state.ingest import PENDING, insert_for
 from syncd.state.tables import crm_watch, deliveries, identities, interactions, links
 
@@ -193,7 +200,7 @@ class ReadyDelivery:
     who: CrmRef
 
 
-def ready_deliveries(conn: Connection, crm: str, now: datetime, limit: int) -> list[ReadyDelivery]:
+def _ready(crm: str, now: datetime, limit: int) -> Select[Any]:
     """Pending deliveries whose counterpart is linked and which are due, oldest post first."""
     # Which waiting authors are linked is asked once per author, from the indexes: held
     # authors' deliveries (many, for authors the CRM lacks) are then never read, where
@@ -202,7 +209,7 @@ def ready_deliveries(conn: Connection, crm: str, now: datetime, limit: int) -> l
     linked_authors = select(waiting.c.identity_id).where(
         exists().where(links.c.identity_id == waiting.c.identity_id, links.c.crm == crm)
     )
-    stmt = (
+    return (
         select(
             deliveries.c.id,
             deliveries.c.attempts,
@@ -232,6 +239,15 @@ def ready_deliveries(conn: Connection, crm: str, now: datetime, limit: int) -> l
         .order_by(interactions.c.created_at, deliveries.c.id)
         .limit(limit)
     )
+
+
+def _unclaimed(now: datetime, owner: str | None) -> ColumnElement[bool]:
+    """Not under another process's claim (a lapsed one is nobody's)."""
+    free = or_(deliveries.c.claim_until.is_(None), deliveries.c.claim_until <= now)
+    return free if owner is None else or_(free, deliveries.c.claimed_by == owner)
+
+
+def _rows(result: Iterable[Any]) -> list[ReadyDelivery]:
     return [
         ReadyDelivery(
             delivery_id=r.id,
@@ -248,15 +264,69 @@ def ready_deliveries(conn: Connection, crm: str, now: datetime, limit: int) -> l
             handle=r.handle,
             who=CrmRef(r.crm_object, r.crm_id, r.crm_name),
         )
-        for r in conn.execute(stmt)
+        for r in result
     ]
 
 
-def mark_written(conn: Connection, done: Iterable[tuple[int, str | None]], now: datetime) -> None:
-    params = [{"delivery_id": d, "crm_id": c} for d, c in done]
+def ready_deliveries(
+    conn: Connection, crm: str, now: datetime, limit: int, owner: str | None = None
+) -> list[ReadyDelivery]:
+    """Pending deliveries whose counterpart is linked and which are due, oldest post first;
+    on PostgreSQL, not those another process (than ``owner``) has claimed."""
+    stmt = _ready(crm, now, limit)
+    if shared(conn):  # SQLite never claims: no predicate to evaluate there
+        stmt = stmt.where(_unclaimed(now, owner))
+    return _rows(conn.execute(stmt))
+
+
+def claim(
+    conn: Connection, crm: str, now: datetime, limit: int, owner: str, until: datetime
+) -> list[ReadyDelivery]:
+    """Claim up to ``limit`` ready deliveries for ``owner`` until ``until`` (PostgreSQL), in
+    the caller's short transaction. Rows another writer is claiming this moment are skipped,
+    not waited for, so writers never queue behind each other nor deadlock."""
+    stmt = _ready(crm, now, limit).where(_unclaimed(now, owner))
+    ready = _rows(conn.execute(stmt.with_for_update(of=deliveries, skip_locked=True)))
+    if ready:
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_([d.delivery_id for d in ready]))
+            .values(claimed_by=owner, claim_until=until)
+        )
+    return ready
+
+
+def release(conn: Connection, delivery_ids: Sequence[int], owner: str) -> None:
+    """Hand claimed deliveries back unwritten (shutdown, a failed batch): others may take
+    them at once instead of after the lease."""
+    if delivery_ids:
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_(sorted(delivery_ids)), deliveries.c.claimed_by == owner)
+            .values(claimed_by=None, claim_until=None)
+        )
+
+
+def _by_claimer(stmt: Update, owner: str | None) -> Update:
+    """Store an answer only while the claim is still ``owner``'s, and end the claim. Once
+    another process took the delivery over (this one outlived its lease), the answer is
+    that process's to store: this one's could undo what it stored."""
+    if owner is None:
+        return stmt
+    return stmt.where(deliveries.c.claimed_by == owner).values(claimed_by=None, claim_until=None)
+
+
+def mark_written(
+    conn: Connection,
+    done: Iterable[tuple[int, str | None]],
+    now: datetime,
+    owner: str | None = None,
+) -> None:
+    """Record written deliveries; ``owner``: only those it still claims (PostgreSQL)."""
+    params = [{"delivery_id": d, "crm_id": c} for d, c in sorted(done, key=lambda pair: pair[0])]
     if not params:
         return
-    conn.execute(
+    stmt = (
         update(deliveries)
         .where(deliveries.c.id == bindparam("delivery_id"))
         .values(
@@ -268,9 +338,9 @@ def mark_written(conn: Connection, done: Iterable[tuple[int, str | None]], now: 
             next_attempt_at=None,
             written_at=now,
             updated_at=now,
-        ),
-        params,
+        )
     )
+    conn.execute(_by_claimer(stmt, owner), params)
 
 
 def mark_failed(
@@ -282,13 +352,15 @@ def mark_failed(
     now: datetime,
     retry_at: datetime | None,
     counted: bool = True,
+    owner: str | None = None,
 ) -> None:
     """Record a failed write: due again at ``retry_at``, or dead-lettered when it is None.
 
     ``counted=False`` leaves the attempt count alone: a record bounced because its person was
     merged away is not the record's fault and must not bring its dead letter closer.
+    ``owner``: only while it still claims the delivery (PostgreSQL).
     """
-    conn.execute(
+    stmt = (
         update(deliveries)
         .where(deliveries.c.id == delivery_id)
         .values(
@@ -300,6 +372,7 @@ def mark_failed(
             updated_at=now,
         )
     )
+    conn.execute(_by_claimer(stmt, owner))
 
 
 def delivery_counts(conn: Connection) -> dict[tuple[str, str], int]:

@@ -10,8 +10,9 @@ from sqlalchemy import Connection, func, select
 from syncd.state import backfills
 from syncd.state.admin import Parked, parked_list
 from syncd.state.authors import review_count
+from syncd.state.coordination import shared
 from syncd.state.outbox import delivery_counts, held_count
-from syncd.state.tables import cursors, interactions, quarantine
+from syncd.state.tables import cursors, deliveries, interactions, quarantine
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Status:
     quarantined: int
     parked: list[Parked]
     backfills: list[BackfillStatus]
+    claims: dict[str, int]  # owner → deliveries it is writing now (PostgreSQL only)
 
 
 def status(conn: Connection, crm: str) -> Status:
@@ -80,7 +82,19 @@ def status(conn: Connection, crm: str) -> Status:
         quarantined=int(conn.execute(select(func.count()).select_from(quarantine)).scalar_one()),
         parked=parked_list(conn),
         backfills=[_backfill(conn, crm, j) for j in backfills.jobs(conn, active_only=True)],
+        claims=_claims(conn, crm),
     )
+
+
+def _claims(conn: Connection, crm: str) -> dict[str, int]:
+    if not shared(conn):  # SQLite never claims: no need to read every delivery for it
+        return {}
+    stmt = (
+        select(deliveries.c.claimed_by, func.count())
+        .where(deliveries.c.crm == crm, deliveries.c.claim_until > func.now())
+        .group_by(deliveries.c.claimed_by)
+    )
+    return {owner: int(n) for owner, n in conn.execute(stmt)}
 
 
 def _backfill(conn: Connection, crm: str, job: backfills.Job) -> BackfillStatus:

@@ -224,6 +224,10 @@ deliveries = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
     Column("written_at", UtcDateTime()),
+    # PostgreSQL only (SQLite is single-instance and never claims): the process writing it
+    # to the CRM now, and until when; a claim past its time is anyone's again.
+    Column("claimed_by", Text),
+    Column("claim_until", UtcDateTime()),
     UniqueConstraint("interaction_id", "crm", name="uq_deliveries_interaction_id_crm"),
     Index("ix_deliveries_crm_state_identity_id", "crm", "state", "identity_id"),
 )

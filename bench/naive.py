@@ -1,0 +1,183 @@
+"""The naive twitter → Salesforce pattern, written honestly, on the same workload.
+
+This is what the integration samples do (Apache Camel's and Syndesis's twitter→salesforce
+examples): a timer polls each account's mentions and posts with ``since_id``, and for every
+post makes one look-up query for the person and, when found, one create call for the
+activity. Same libraries as syncd (tweepy, simple-salesforce), same stand-ins, same arrivals;
+one thread, as those routes run. It has no outbox, no batching and no retry: what it gets
+right is reported as it is (posts by people the CRM lacks are simply dropped).
+
+Its wall time is bound by two Salesforce calls per post, so a run on fewer posts
+(``--naive-interactions``) projects linearly to the full count; the projection is labelled.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import requests
+import tweepy
+from simple_salesforce import Salesforce
+from workload import UNLIMITED, Feeder, WriteClock, percentile, seed
+
+from connectors._http import RewritingAdapter, mount
+from syncd.sandbox.salesforce_api import SalesforceSandbox
+from syncd.sandbox.x_api import XSandbox
+
+if TYPE_CHECKING:
+    from throughput import Options
+
+BEARER = "bench-bearer"
+FIELDS = ["created_at", "author_id", "in_reply_to_user_id", "conversation_id"]
+
+
+@dataclass
+class Report:
+    interactions: int = 0
+    full: int = 0  # the count it is projected to
+    written: int = 0
+    expected_written: int = 0
+    seconds: float = 0.0
+    projected_seconds: float = 0.0
+    rate: float = 0.0
+    x_requests: int = 0
+    sf_calls: int = 0
+    sf_per_1000: float = 0.0
+    p50: float = 0.0
+    p95: float = 0.0
+    complete: bool = False
+
+
+class NaiveSync:
+    """The sample's route: poll, and for each post look up and create."""
+
+    def __init__(self, x_url: str, sf_url: str, brands: list[tuple[str, str]]) -> None:
+        self.client = tweepy.Client(bearer_token=BEARER)
+        mount(self.client.session, RewritingAdapter({"https://api.twitter.com": x_url}))
+        session = requests.Session()
+        adapter = RewritingAdapter({"https://login.salesforce.com": sf_url})
+        mount(session, adapter)
+        self.sf = Salesforce(
+            username="integration@sandbox.example",
+            password="sandbox-password",
+            security_token="sandbox-token",
+            session=session,
+        )
+        adapter.add(f"https://{self.sf.sf_instance}", sf_url)
+        self.brands = brands
+        self.since: dict[tuple[str, str], str | None] = {}
+        self.stop = threading.Event()
+
+    def run(self, interval: float) -> None:
+        while not self.stop.is_set():
+            started = time.monotonic()
+            for _, brand_id in self.brands:
+                self._poll(brand_id, self.client.get_users_mentions, inbound=True)
+                self._poll(brand_id, self.client.get_users_tweets, inbound=False)
+            self.stop.wait(max(0.0, interval - (time.monotonic() - started)))
+
+    def _poll(self, brand_id: str, method: Any, *, inbound: bool) -> None:
+        key = (brand_id, "mentions" if inbound else "tweets")
+        posts: list[Any] = []
+        for page in tweepy.Paginator(
+            method,
+            brand_id,
+            since_id=self.since.get(key),
+            max_results=100,
+            tweet_fields=FIELDS,
+            expansions=["author_id"],
+        ):
+            posts += page.data or []
+        if posts:
+            self.since[key] = str(max(int(p.id) for p in posts))
+        for post in reversed(posts):  # oldest first
+            who = post.author_id if inbound else post.in_reply_to_user_id
+            if who is None or str(who) == brand_id:
+                continue
+            found = self.sf.query(f"SELECT Id FROM Contact WHERE X_User_Id__c = '{who}' LIMIT 1")
+            if not found["records"]:
+                continue
+            self.sf.Task.create(
+                {
+                    "WhoId": found["records"][0]["Id"],
+                    "Subject": "X mention" if inbound else "X reply",
+                    "Description": post.text,
+                    "ActivityDate": post.created_at.date().isoformat(),
+                    "Status": "Completed",
+                    "Social_Post_Id__c": f"x:{post.id}",
+                }
+            )
+
+
+def run(opts: Options, n: int) -> Report:
+    report = Report(interactions=n, full=opts.interactions)
+    with (
+        XSandbox(bearer_token=BEARER, rate_limits=UNLIMITED) as x,
+        SalesforceSandbox() as sf,
+    ):
+        assert isinstance(x, XSandbox)
+        people = seed(
+            x, sf, accounts=opts.accounts, authors=opts.authors, linked=opts.linked, seed=opts.seed
+        )
+        clock = WriteClock(sf)
+        sync = NaiveSync(x.url, sf.url, people.brands)
+        for _, brand_id in people.brands:  # start from now, as a route deployed today would
+            for key in ("mentions", "tweets"):
+                newest = (x.store.mentions_index if key == "mentions" else x.store.authored_index)(
+                    brand_id
+                )
+                sync.since[(brand_id, key)] = str(newest[-1]) if newest else None
+        worker = threading.Thread(target=sync.run, args=(opts.poll,), daemon=True)
+        feeder = Feeder(x, people, n, opts.rate, opts.seed)
+        calls0 = sf.api_calls
+        worker.start()
+        feeder.start()
+        deadline = time.monotonic() + n / 20 + 120
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            if feeder.done and feeder.linked <= clock.written.keys():
+                report.complete = True
+                break
+            if not worker.is_alive():
+                break
+        sync.stop.set()
+        worker.join(30)
+        linked = feeder.linked
+        report.expected_written = len(linked)
+        report.written = len(linked & clock.written.keys())
+        ends = [clock.written[p] for p in linked if p in clock.written]
+        report.seconds = (max(ends) if ends else time.time()) - feeder.first
+        report.projected_seconds = report.seconds * opts.interactions / max(n, 1)
+        report.rate = n / report.seconds if report.seconds else 0.0
+        latencies = [clock.written[p] - feeder.created[p] for p in linked if p in clock.written]
+        report.p50, report.p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
+        report.x_requests = x.request_count
+        report.sf_calls = sf.api_calls - calls0
+        report.sf_per_1000 = report.sf_calls * 1000 / max(n, 1)
+    return report
+
+
+def show(r: Report) -> None:
+    print(f"naive pattern: {r.interactions:,} interactions, one look-up and one create per post")
+    print(f"  written              {r.written:,} of {r.expected_written:,}")
+    print(f"  seconds              {r.seconds:.1f}" + (
+        f" (projected to {r.full:,}: {r.projected_seconds:,.0f})" if r.full != r.interactions
+        else ""))  # fmt: skip
+    print(f"  interactions/s       {r.rate:,.0f}")
+    print(f"  X requests           {r.x_requests:,}")
+    print(f"  Salesforce calls     {r.sf_calls:,} ({r.sf_per_1000:,.0f} per 1,000)")
+    print(f"  latency p50 / p95    {r.p50:.1f} s / {r.p95:.1f} s")
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from throughput import Options
+
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
+    show(run(Options(interactions=count), count))

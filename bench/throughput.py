@@ -1,0 +1,397 @@
+"""Live throughput, measured against the naive way: 10 brands, 100,000 interactions arriving.
+
+Both stand-ins run in this process (:mod:`workload`); ``syncd run`` runs as child processes
+(one per ``--instances``) against them, as a service would, and the posts arrive while it
+runs. Measured for syncd: interactions/s end to end (from the first post's creation to the
+last CRM write), X requests, X posts read per new interaction (as returned, and as X bills:
+once per UTC day), Salesforce API calls per 1,000 interactions (look-ups included), p50/p95
+latency from a post's creation to its CRM write, the daemon's peak RSS and CPU, and the
+stand-ins' own CPU (they must not be the bottleneck).
+
+Then the naive pattern of the integration samples (:mod:`naive`: per post, one look-up query
+and one create call) runs on the same workload, and the ratios are printed.
+
+    python bench/throughput.py                              # 100,000 interactions
+    python bench/throughput.py --interactions 20000 --no-naive
+    python bench/throughput.py --instances 1,2,3 --state postgresql+psycopg://postgres@127.0.0.1/test
+    python bench/throughput.py --scale                      # per-interaction cost at 10k…1M rows
+
+Exit status 0 only if every target is met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from sqlalchemy import create_engine, func, select, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import naive
+from workload import UNLIMITED, Feeder, WriteClock, percentile, seed
+
+from syncd.sandbox.salesforce_api import SalesforceSandbox
+from syncd.sandbox.x_api import XSandbox
+from syncd.state.db import Database
+from syncd.state.tables import interactions
+
+TARGET_RATE = 3000.0  # interactions per second, end to end
+TARGET_SPEEDUP = 20.0  # × the naive pattern's wall time
+TARGET_SF_PER_1000 = 6.0
+TARGET_POSTS_PER_NEW = 1.02
+TARGET_LATENCY_SLACK = 2.0  # p95 latency ≤ poll interval + this
+TARGET_RSS_MB = 200.0
+BEARER = "bench-bearer"
+ENV = {
+    "BENCH_X_BEARER": BEARER,
+    "BENCH_SF_PASSWORD": "sandbox-password",
+    "BENCH_SF_TOKEN": "sandbox-token",
+}
+
+CONFIG = """
+[state]
+url = "{state}"
+
+[logging]
+level = "WARNING"
+
+[daemon]
+write_interval = "{poll}s"
+resolve_interval = "{poll}s"
+jitter = "0s"
+
+[[sources]]
+name = "x"
+type = "x"
+bearer_token = "env:BENCH_X_BEARER"
+api_base_url = "{x_url}"
+accounts = {accounts}
+interval = "{poll}s"
+
+[crm]
+type = "salesforce"
+login_url = "{sf_url}"
+username = "integration@sandbox.example"
+password = "env:BENCH_SF_PASSWORD"
+security_token = "env:BENCH_SF_TOKEN"
+"""
+
+
+@dataclass
+class Options:
+    interactions: int = 100_000
+    accounts: int = 10
+    authors: int = 20_000
+    linked: float = 0.8
+    rate: float = 4_000.0
+    poll: float = 1.0
+    seed: int = 7
+    state: str | None = None  # a PostgreSQL URL; None: SQLite in a temporary directory
+
+
+@dataclass
+class Report:
+    instances: int = 1
+    interactions: int = 0
+    stored: int = 0
+    written: int = 0
+    expected_written: int = 0
+    duplicates: int = 0
+    seconds: float = 0.0
+    rate: float = 0.0
+    x_requests: int = 0
+    x_by_endpoint: dict[str, int] = field(default_factory=dict)
+    posts_returned: int = 0
+    posts_billed: int = 0
+    posts_per_new: float = 0.0
+    billed_posts_per_new: float = 0.0
+    users_returned: int = 0
+    sf_calls: int = 0
+    sf_per_1000: float = 0.0
+    p50: float = 0.0
+    p95: float = 0.0
+    peak_rss_mb: float = 0.0
+    daemon_cpu: float = 0.0
+    standin_cpu: float = 0.0
+    horizon_cuts: int = 0
+    complete: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+def _fresh_state(opts: Options, tmp: Path, run: str) -> tuple[str, str | None]:
+    """A state URL, and the PostgreSQL schema to drop afterwards."""
+    if opts.state is None:
+        return f"sqlite:///{tmp / f'state-{run}.db'}", None
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(opts.state)
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine.dispose()
+    sep = "&" if "?" in opts.state else "?"
+    return f"{opts.state}{sep}options=-csearch_path%3D{schema}", schema
+
+
+def _drop(opts: Options, schema: str | None) -> None:
+    if opts.state is None or schema is None:
+        return
+    engine = create_engine(opts.state)
+    with engine.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
+
+
+def _stored(url: str) -> int:
+    db = Database(url)
+    try:
+        with db.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(interactions)).scalar_one())
+    finally:
+        db.dispose()
+
+
+def run_syncd(opts: Options, instances: int, tmp: Path) -> Report:
+    report = Report(instances=instances, interactions=opts.interactions)
+    with (
+        XSandbox(bearer_token=BEARER, rate_limits=UNLIMITED) as x,
+        SalesforceSandbox() as sf,
+    ):
+        assert isinstance(x, XSandbox)
+        people = seed(
+            x, sf, accounts=opts.accounts, authors=opts.authors, linked=opts.linked, seed=opts.seed
+        )
+        clock = WriteClock(sf)
+        url, schema = _fresh_state(opts, tmp, f"{instances}")
+        config = tmp / f"config-{instances}.toml"
+        accounts = json.dumps([handle for handle, _ in people.brands])
+        config.write_text(
+            CONFIG.format(state=url, x_url=x.url, sf_url=sf.url, accounts=accounts, poll=opts.poll)
+        )
+        env = os.environ | ENV
+        base = [sys.executable, "-m", "syncd", "--config", str(config)]
+        # As a live service would have: the brands' ids known, the CRM's people loaded.
+        subprocess.run([*base, "poll", "--once"], env=env, check=True, capture_output=True)
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+        logs = [open(tmp / f"daemon-{instances}-{i}.log", "w") for i in range(instances)]  # noqa: SIM115
+        daemons = [
+            subprocess.Popen([*base, "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
+            for log in logs
+        ]
+        spy = _profile(daemons[0].pid)
+        try:
+            time.sleep(opts.poll + 1.0)  # every stream polled once: the walks start from here
+            feeder = Feeder(x, people, opts.interactions, opts.rate, opts.seed)
+            feeder.start()
+            report.complete = _wait(feeder, clock, url, daemons, opts)
+        finally:
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait()
+            rusage = []
+            for d in daemons:
+                if d.poll() is None:
+                    d.send_signal(signal.SIGTERM)
+                _, status, usage = os.wait4(d.pid, 0)
+                d.returncode = os.waitstatus_to_exitcode(status)
+                rusage.append(usage)
+            for log in logs:
+                log.close()
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        for i, d in enumerate(daemons):
+            if d.returncode not in (0, -signal.SIGTERM):
+                report.errors.append(f"daemon {i} exited {d.returncode}")
+        report.peak_rss_mb = max(u.ru_maxrss for u in rusage) / 1024
+        report.daemon_cpu = sum(u.ru_utime + u.ru_stime for u in rusage)
+        busy = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
+        report.standin_cpu = busy - feeder.cpu_seconds
+        report.stored = _stored(url)
+        linked = feeder.linked
+        report.expected_written = len(linked)
+        report.written = len(linked & clock.written.keys())
+        per_post = Counter(str(t.get("Social_Post_Id__c")) for t in sf.records("Task"))
+        report.duplicates = sum(n - 1 for n in per_post.values())
+        ends = [clock.written[p] for p in linked if p in clock.written]
+        report.seconds = (max(ends) if ends else time.time()) - feeder.first
+        report.rate = report.stored / report.seconds if report.seconds else 0.0
+        latencies = [clock.written[p] - feeder.created[p] for p in linked if p in clock.written]
+        report.p50, report.p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
+        report.x_requests = x.request_count
+        report.x_by_endpoint = {
+            route.split()[1].strip("^$/?").replace("(?P<id>[^/]+)", ":id"): n
+            for route, n in x.requests_by_route.items()
+        }
+        report.posts_returned, report.posts_billed = x.usage.posts_returned, x.usage.posts_billed
+        report.users_returned = x.usage.users_returned
+        new = max(report.stored, 1)
+        report.posts_per_new = report.posts_returned / new
+        report.billed_posts_per_new = report.posts_billed / new
+        report.sf_calls = sf.api_calls
+        report.sf_per_1000 = sf.api_calls * 1000 / new
+        report.horizon_cuts = x.store.horizon_cuts
+        _drop(opts, schema)
+    return report
+
+
+def _profile(pid: int) -> subprocess.Popen[bytes] | None:
+    """BENCH_PYSPY=FILE samples the first daemon with py-spy (pip install py-spy)."""
+    out = os.environ.get("BENCH_PYSPY")
+    if not out:
+        return None
+    py_spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    cmd = [py_spy, "record", "-r", "100", "-f", "raw", "--gil", "-o", out, "--pid", str(pid)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _wait(
+    feeder: Feeder, clock: WriteClock, url: str, daemons: list[subprocess.Popen[bytes]], o: Options
+) -> bool:
+    """Until every interaction is stored and every linked one written (or it stalls)."""
+    deadline = time.monotonic() + o.interactions / 200 + 120  # far beyond any sane run
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        if all(d.poll() is not None for d in daemons):
+            return False
+        if not feeder.done or len(clock.written) < len(feeder.linked):
+            continue
+        if feeder.linked <= clock.written.keys() and _stored(url) >= o.interactions:
+            return True
+    return False
+
+
+def ok(r: Report, o: Options) -> dict[str, bool]:
+    return {
+        "rate": r.rate >= TARGET_RATE,
+        "sf": r.sf_per_1000 <= TARGET_SF_PER_1000,
+        "posts": r.posts_per_new <= TARGET_POSTS_PER_NEW,
+        "latency": r.p95 <= o.poll + TARGET_LATENCY_SLACK,
+        "rss": r.peak_rss_mb <= TARGET_RSS_MB,
+        "complete": r.complete and r.written == r.expected_written and r.duplicates == 0,
+    }
+
+
+def show(r: Report, o: Options, baseline: naive.Report | None) -> None:
+    def mark(good: bool) -> str:
+        return "ok" if good else "MISSED"
+
+    k = ok(r, o)
+    print(
+        f"syncd, {r.instances} instance(s): {r.interactions:,} interactions to {o.accounts} "
+        f"brands at {o.rate:,.0f}/s, {o.authors:,} authors ({o.linked:.0%} linked), "
+        f"polled every {o.poll:g} s"
+    )
+    print(f"  stored / written     {r.stored:,} / {r.written:,} of {r.expected_written:,} "
+          f"(duplicates in the CRM: {r.duplicates})  {mark(k['complete'])}")  # fmt: skip
+    print(f"  seconds              {r.seconds:.1f}")
+    print(f"  interactions/s       {r.rate:,.0f}   target ≥ {TARGET_RATE:,.0f}  {mark(k['rate'])}")
+    by = ", ".join(f"{e} {n:,}" for e, n in sorted(r.x_by_endpoint.items(), key=lambda i: -i[1]))
+    print(f"  X requests           {r.x_requests:,} ({by})")
+    print(f"  X posts read / new   {r.posts_per_new:.3f} as returned, "
+          f"{r.billed_posts_per_new:.3f} as billed   target ≤ {TARGET_POSTS_PER_NEW}  "
+          f"{mark(k['posts'])}")  # fmt: skip
+    print(f"  X user objects read  {r.users_returned:,}")
+    print(f"  Salesforce calls     {r.sf_calls:,} ({r.sf_per_1000:.2f} per 1,000)   "
+          f"target ≤ {TARGET_SF_PER_1000:g}  {mark(k['sf'])}")  # fmt: skip
+    print(f"  latency p50 / p95    {r.p50:.2f} s / {r.p95:.2f} s   "
+          f"target p95 ≤ {o.poll + TARGET_LATENCY_SLACK:g} s  {mark(k['latency'])}")  # fmt: skip
+    print(f"  peak RSS             {r.peak_rss_mb:.0f} MB   target ≤ {TARGET_RSS_MB:.0f} MB  "
+          f"{mark(k['rss'])}")  # fmt: skip
+    total = r.daemon_cpu + r.standin_cpu
+    print(f"  CPU seconds          syncd {r.daemon_cpu:.1f}, stand-ins {r.standin_cpu:.1f} "
+          f"({r.standin_cpu / total if total else 0:.0%} of both)")  # fmt: skip
+    if r.horizon_cuts:
+        print(f"  walks cut at X's 800-mention horizon: {r.horizon_cuts} (posts beyond it lost)")
+    for e in r.errors:
+        print(f"  error: {e}")
+    if baseline is None:
+        return
+    naive.show(baseline)
+    speedup = baseline.projected_seconds / r.seconds if r.seconds else 0.0
+    sf_ratio = r.sf_per_1000 / baseline.sf_per_1000 if baseline.sf_per_1000 else 0.0
+    print("syncd / naive")
+    print(f"  wall time            1 / {speedup:,.1f}   target ≥ {TARGET_SPEEDUP:g}×  "
+          f"{mark(speedup >= TARGET_SPEEDUP)}")  # fmt: skip
+    print(f"  Salesforce calls     {sf_ratio:.4f}")
+    print(f"  p95 latency          {r.p95 / baseline.p95 if baseline.p95 else 0:.4f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--interactions", type=int, default=100_000)
+    parser.add_argument("--accounts", type=int, default=10)
+    parser.add_argument("--authors", type=int, default=20_000)
+    parser.add_argument("--linked", type=float, default=0.8)
+    parser.add_argument("--rate", type=float, default=4_000.0, help="Arrivals per second.")
+    parser.add_argument("--poll", type=float, default=1.0, help="Poll interval, seconds.")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--instances", default="1", help="e.g. 1,2,3 (PostgreSQL only above 1)")
+    parser.add_argument("--state", help="A PostgreSQL URL; default: SQLite, temporary.")
+    parser.add_argument("--naive", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--naive-interactions",
+        type=int,
+        default=None,
+        help="Run the naive pattern on fewer interactions and project its wall time linearly "
+        "(it is bound by two calls per post). Default: the same number as syncd.",
+    )
+    parser.add_argument("--scale", action="store_true", help="Per-interaction cost by state size.")
+    parser.add_argument("--json", action="store_true")
+    ns = parser.parse_args()
+    opts = Options(
+        interactions=ns.interactions,
+        accounts=ns.accounts,
+        authors=ns.authors,
+        linked=ns.linked,
+        rate=ns.rate,
+        poll=ns.poll,
+        seed=ns.seed,
+        state=ns.state,
+    )
+    if ns.scale:
+        import growth
+
+        raise SystemExit(growth.main(opts, as_json=ns.json))
+    counts = [int(c) for c in ns.instances.split(",")]
+    if max(counts) > 1 and not (opts.state or "").startswith("postgresql"):
+        parser.error("--instances above 1 needs --state postgresql+psycopg://… (SQLite state "
+                     "is single-instance)")  # fmt: skip
+    reports: list[Report] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in counts:
+            print(f"syncd with {n} instance(s) …", file=sys.stderr)
+            reports.append(run_syncd(opts, n, Path(tmp)))
+    baseline = None
+    if ns.naive:
+        n = ns.naive_interactions or opts.interactions
+        print(f"the naive pattern on {n:,} interactions …", file=sys.stderr)
+        baseline = naive.run(opts, n)
+    good = all(all(ok(r, opts).values()) for r in reports)
+    if baseline is not None:
+        good = good and baseline.projected_seconds >= TARGET_SPEEDUP * reports[0].seconds
+    if ns.json:
+        out = {"syncd": [asdict(r) for r in reports], "ok": good}
+        if baseline is not None:
+            out["naive"] = asdict(baseline)
+        print(json.dumps(out))
+    else:
+        for r in reports:
+            show(r, opts, baseline if r is reports[0] else None)
+        if len(reports) > 1:
+            print("instances   interactions/s   p95 s   peak RSS MB")
+            for r in reports:
+                print(f"  {r.instances:<9} {r.rate:>14,.0f} {r.p95:>7.2f} {r.peak_rss_mb:>13.0f}")
+    raise SystemExit(0 if good else 1)
+
+
+if __name__ == "__main__":
+    main()

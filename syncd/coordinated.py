@@ -1,0 +1,49 @@
+"""The pipeline of one of several ``syncd run`` sharing PostgreSQL state.
+
+A stream's walk owns its cursor, and the resolver may create Leads: each runs in one instance
+at a time, under a job lock (:class:`~syncd.state.coordination.JobLocks`). An instance finding
+one held skips that run empty-handed, quietly, and tries again at its next interval. On SQLite
+(single-instance) every lock is granted. The writer needs no lock: it claims deliveries row by
+row (``syncd.state.outbox``). A deadlock that escapes any of them fails that run as a transient
+error, not as the bug that would stop the daemon.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from syncd.connector import Crm, Source
+from syncd.model import Account, Stream
+from syncd.pipeline import Clock, DeliverResult, Pipeline, PipelineSettings, PollResult, utcnow
+from syncd.resolver.stage import ResolveResult
+from syncd.state.coordination import JobLocks, conflicts_transient
+from syncd.state.db import Database
+
+
+class CoordinatedPipeline(Pipeline):
+    def __init__(
+        self,
+        db: Database,
+        crm_name: str,
+        crm: Crm,
+        settings: PipelineSettings | None = None,
+        clock: Clock = utcnow,
+        *,
+        locks: JobLocks,
+    ) -> None:
+        super().__init__(db, crm_name, crm, settings, clock)
+        self.locks = locks
+
+    def poll(
+        self, source_name: str, source: Source, account: Account, stream: Stream
+    ) -> PollResult:
+        walk = partial(super().poll, source_name, source, account, stream)
+        result = self.locks.run(f"poll:{source_name}:{account.handle}:{stream}", walk)
+        return PollResult() if result is None else result
+
+    def resolve(self) -> ResolveResult:
+        result = self.locks.run("resolve", super().resolve)
+        return ResolveResult() if result is None else result
+
+    def deliver(self, max_batches: int | None = None) -> DeliverResult:
+        return conflicts_transient(partial(super().deliver, max_batches))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -71,6 +72,7 @@ level = "WARNING"
 write_interval = "{poll}s"
 resolve_interval = "{poll}s"
 jitter = "0s"
+lease = "30s"
 
 [[sources]]
 name = "x"
@@ -119,6 +121,7 @@ class Report:
     billed_posts_per_new: float = 0.0
     users_returned: int = 0
     sf_calls: int = 0
+    sf_by_endpoint: dict[str, int] = field(default_factory=dict)
     sf_per_1000: float = 0.0
     p50: float = 0.0
     p95: float = 0.0
@@ -227,20 +230,29 @@ def run_syncd(opts: Options, instances: int, tmp: Path) -> Report:
         latencies = [clock.written[p] - feeder.created[p] for p in linked if p in clock.written]
         report.p50, report.p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
         report.x_requests = x.request_count
-        report.x_by_endpoint = {
-            route.split()[1].strip("^$/?").replace("(?P<id>[^/]+)", ":id"): n
-            for route, n in x.requests_by_route.items()
-        }
+        report.x_by_endpoint = _by_endpoint(x.requests_by_route)
         report.posts_returned, report.posts_billed = x.usage.posts_returned, x.usage.posts_billed
         report.users_returned = x.usage.users_returned
         new = max(report.stored, 1)
         report.posts_per_new = report.posts_returned / new
         report.billed_posts_per_new = report.posts_billed / new
         report.sf_calls = sf.api_calls
+        report.sf_by_endpoint = _by_endpoint(sf.requests_by_route)
         report.sf_per_1000 = sf.api_calls * 1000 / new
         report.horizon_cuts = x.store.horizon_cuts
         _drop(opts, schema)
     return report
+
+
+def _by_endpoint(routes: dict[str, int]) -> dict[str, int]:
+    """Request counts by a readable route: ``GET /2/users/:id/mentions``."""
+    out: dict[str, int] = {}
+    for route, n in routes.items():
+        method, pattern = route.split(" ", 1)
+        path = re.sub(r"\(\?P<(\w+)>[^)]*\)", r":\1", pattern.strip("^$").removesuffix("/?"))
+        name = f"{method} {path.removeprefix('/services/data/v:version')}"
+        out[name] = out.get(name, 0) + n
+    return {k: v for k, v in out.items() if v}
 
 
 def _profile(pid: int) -> subprocess.Popen[bytes] | None:
@@ -253,20 +265,27 @@ def _profile(pid: int) -> subprocess.Popen[bytes] | None:
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+STALL_SECONDS = 15.0  # nothing more written this long after the last post: stop waiting
+
+
 def _wait(
     feeder: Feeder, clock: WriteClock, url: str, daemons: list[subprocess.Popen[bytes]], o: Options
 ) -> bool:
-    """Until every interaction is stored and every linked one written (or it stalls)."""
-    deadline = time.monotonic() + o.interactions / 200 + 120  # far beyond any sane run
-    while time.monotonic() < deadline:
+    """Until every interaction is stored and every linked one written, or it stalls (posts
+    lost past X's horizon are never written)."""
+    progress, last_change = -1, time.monotonic()
+    while True:
         time.sleep(0.2)
         if all(d.poll() is not None for d in daemons):
             return False
-        if not feeder.done or len(clock.written) < len(feeder.linked):
+        if len(clock.written) != progress:
+            progress, last_change = len(clock.written), time.monotonic()
+        if not feeder.done:
             continue
         if feeder.linked <= clock.written.keys() and _stored(url) >= o.interactions:
             return True
-    return False
+        if time.monotonic() - last_change > STALL_SECONDS:
+            return False
 
 
 def ok(r: Report, o: Options) -> dict[str, bool]:
@@ -302,6 +321,8 @@ def show(r: Report, o: Options, baseline: naive.Report | None) -> None:
     print(f"  X user objects read  {r.users_returned:,}")
     print(f"  Salesforce calls     {r.sf_calls:,} ({r.sf_per_1000:.2f} per 1,000)   "
           f"target ≤ {TARGET_SF_PER_1000:g}  {mark(k['sf'])}")  # fmt: skip
+    top = sorted(r.sf_by_endpoint.items(), key=lambda i: -i[1])
+    print("    " + ", ".join(f"{e} {n:,}" for e, n in top))
     print(f"  latency p50 / p95    {r.p50:.2f} s / {r.p95:.2f} s   "
           f"target p95 ≤ {o.poll + TARGET_LATENCY_SLACK:g} s  {mark(k['latency'])}")  # fmt: skip
     print(f"  peak RSS             {r.peak_rss_mb:.0f} MB   target ≤ {TARGET_RSS_MB:.0f} MB  "

@@ -69,6 +69,9 @@ def field(row: Mapping[str, Any], path: str) -> Any:
     for part in path.split("."):
         if not isinstance(value, Mapping):
             return None
+        if part in value:  # answers spell fields as asked, nearly always: no scan
+            value = value[part]
+            continue
         value = next((v for k, v in value.items() if str(k).lower() == part.lower()), None)
     return value
 

@@ -17,7 +17,7 @@ from syncd.connector import Crm
 from syncd.errors import AuthError, ExternalError
 from syncd.model import CrmRef, PeopleChanges
 from syncd.resolver import on_file
-from syncd.resolver.chain import Candidate, Policy, affected, resolve
+from syncd.resolver.chain import Candidate, Lookup, Policy, affected, resolve
 from syncd.state import crm_keys, linking, outbox
 from syncd.state.db import Database
 
@@ -26,6 +26,7 @@ log = logging.getLogger("syncd.resolver")
 Unmatched = Literal["hold", "lead", "skip"]
 UNMATCHED: tuple[Unmatched, ...] = ("hold", "lead", "skip")
 WATCH_BATCH = 1000  # held authors read per transaction when CRM people changed
+ON_FILE_MATCHERS = ("crm_user_id", "crm_handle")  # the matchers the local copy answers
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,15 @@ def run(
         result.woken = watch(db, crm_name, crm, settings.crm_check, clock, retrying)
         if on_file.refresh(db, crm_name, crm, clock, retrying, stopping):
             lookup = on_file.lookup(db, crm_name)
+    on_file_after = 0  # identities above this id have not yet been tried against the copy
     while not stopping():
+        if lookup is not None:
+            # Authors the copy knows are linked before anyone waits on a candidate search
+            # (a network call per batch): new authors' posts go out within seconds, however
+            # many unknown authors queue for the search behind them.
+            on_file_after = _link_on_file(
+                db, crm_name, crm, settings, clock, lookup, on_file_after, result
+            )
         with db.connect() as conn:  # a read: no write lock held while others write
             todo = outbox.identities_to_resolve(conn, crm_name, clock(), settings.batch)
             ids = [u.identity_id for u in todo]
@@ -121,6 +130,53 @@ def run(
             outbox.defer_resolution(conn, held, now, settings.backoff, settings.max_backoff)
         result.looked_up += len(todo)
     return result
+
+
+ON_FILE_BATCH = 2000  # authors tried against the local copy per transaction
+
+
+def _link_on_file(
+    db: Database,
+    crm_name: str,
+    crm: Crm,
+    settings: ResolveSettings,
+    clock: Callable[[], datetime],
+    lookup: Lookup,
+    after: int,
+    result: ResolveResult,
+) -> int:
+    """Link every due author above ``after`` whose user id or handle the copy holds, by
+    the chain's own id and handle step (no network call); the rest stay due for the full
+    chain. Returns the highest identity id tried."""
+    while True:
+        with db.connect() as conn:
+            todo = outbox.identities_to_resolve(conn, crm_name, clock(), ON_FILE_BATCH, after=after)
+            ids = [u.identity_id for u in todo]
+            profiles = linking.profiles(conn, ids)
+            rejected = linking.rejected(conn, crm_name, ids)
+        if not todo:
+            return after
+        after = ids[-1]
+        linked: list[tuple[int, Candidate]] = []
+        for network in sorted({p.key.network for p in profiles.values()}):
+            mine = {i: p for i, p in profiles.items() if p.key.network == network}
+            policy = settings.policy_for(network)
+            local = Policy(
+                matchers=tuple(m for m in policy.matchers if m in ON_FILE_MATCHERS),
+                auto_link=policy.auto_link,
+                margin=policy.margin,
+                review_floor=policy.review_floor,
+                max_candidates=policy.max_candidates,
+            )
+            if not local.matchers:
+                continue
+            decided = resolve(crm, mine, local, rejected, lookup)
+            linked += [(i, d.link) for i, d in sorted(decided.items()) if d.link is not None]
+        if linked:
+            with db.transaction() as conn:
+                linking.link_many(conn, crm_name, linked, "resolver", clock())
+            result.linked += len(linked)
+            result.looked_up += len(linked)
 
 
 def watch(

@@ -158,6 +158,9 @@ class IngestResult:
     quarantined: int  # bad items on the page, including ones quarantined before
 
 
+PROFILE = ("handle", "display_name", "description", "location", "url")
+
+
 def upsert_identities(
     conn: Connection,
     network: str,
@@ -165,8 +168,22 @@ def upsert_identities(
     extra_ids: Iterable[str],
     now: datetime,
 ) -> dict[str, int]:
-    """Insert or refresh identities; returns user id → identity row id for all of them."""
+    """Insert new identities and refresh changed ones; returns user id → identity row id
+    for all of them. A page's authors are mostly known and unchanged: they are read, not
+    rewritten (``updated_at`` says when a profile last changed)."""
     by_id = {a.user_id: a for a in authors if a.network == network}
+    wanted = set(by_id) | set(extra_ids)
+    ids: dict[str, int] = {}
+    stored: dict[str, tuple[Any, ...]] = {}
+    for chunk in _chunks(sorted(wanted), 500):
+        for row in conn.execute(
+            select(
+                identities.c.user_id, identities.c.id, *(identities.c[c] for c in PROFILE)
+            ).where(identities.c.network == network, identities.c.user_id.in_(chunk))
+        ):
+            ids[row[0]] = row[1]
+            stored[row[0]] = tuple(row[2:])
+    fresh = [a for a in by_id.values() if a.user_id not in stored or _changes(a, stored[a.user_id])]
     rows = [
         {
             "network": network,
@@ -180,19 +197,18 @@ def upsert_identities(
             "updated_at": now,
         }
         # Sorted so concurrent transactions lock rows in one order (no deadlocks on PostgreSQL).
-        for a in sorted(by_id.values(), key=lambda a: a.user_id)
+        for a in sorted(fresh, key=lambda a: a.user_id)
     ]
     if rows:
         ins = insert_for(conn, identities)
         refresh = {
-            col: func.coalesce(getattr(ins.excluded, col), identities.c[col])
-            for col in ("handle", "display_name", "description", "location", "url")
+            col: func.coalesce(getattr(ins.excluded, col), identities.c[col]) for col in PROFILE
         }
         refresh["updated_at"] = ins.excluded.updated_at
         conn.execute(
             ins.on_conflict_do_update(index_elements=["network", "user_id"], set_=refresh), rows
         )
-    missing = sorted(set(extra_ids) - set(by_id))
+    missing = sorted(wanted - set(by_id) - set(ids))
     if missing:
         conn.execute(
             insert_for(conn, identities).on_conflict_do_nothing(),
@@ -201,17 +217,23 @@ def upsert_identities(
                 for uid in missing
             ],
         )
-    wanted = set(by_id) | set(missing)
-    ids: dict[str, int] = {}
-    for chunk in _chunks(sorted(wanted), 500):
+    new = sorted(wanted - set(ids))
+    for chunk in _chunks(new, 500):
         for uid, row_id in conn.execute(
             select(identities.c.user_id, identities.c.id).where(
                 identities.c.network == network, identities.c.user_id.in_(chunk)
             )
         ):
             ids[uid] = row_id
-    _remember_handles(conn, [(ids[u], a.handle) for u, a in by_id.items() if a.handle], now)
+    _remember_handles(conn, [(ids[a.user_id], a.handle) for a in fresh if a.handle], now)
     return ids
+
+
+def _changes(author: Author, stored: tuple[Any, ...]) -> bool:
+    """The author brings a profile value the stored row lacks (a missing value never
+    erases one: the upsert keeps the stored value then)."""
+    values = (author.handle, author.display_name, author.description, author.location, author.url)
+    return any(v is not None and v != old for v, old in zip(values, stored, strict=True))
 
 
 def _remember_handles(conn: Connection, seen: list[tuple[int, str]], now: datetime) -> None:

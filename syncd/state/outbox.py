@@ -70,9 +70,10 @@ def _linked(crm: str) -> Exists:
 
 
 def identities_to_resolve(
-    conn: Connection, crm: str, now: datetime, limit: int
+    conn: Connection, crm: str, now: datetime, limit: int, *, after: int = 0
 ) -> list[Unresolved]:
-    """Identities with something waiting for ``crm``, no link, and due for a (re)try."""
+    """Identities (by id, above ``after``) with something waiting for ``crm``, no link,
+    and due for a (re)try."""
     stmt = (
         select(
             identities.c.id,
@@ -87,6 +88,7 @@ def identities_to_resolve(
             or_(identities.c.resolve_after.is_(None), identities.c.resolve_after <= now),
             ~_linked(crm),
             _has_pending(crm),
+            identities.c.id > after,
         )
         .order_by(identities.c.id)
         .limit(limit)

@@ -36,6 +36,9 @@ QUERIES = [
     "SELECT Id FROM Contact WHERE FirstName LIKE 'a%' OR LastName != 'Ng'",
     "SELECT Id FROM Contact WHERE Email LIKE '%@example.com' AND LastName = 'ng'",
     "SELECT Id FROM Contact WHERE Account.Name LIKE 'acme%' AND FirstName LIKE 'b%'",
+    # All-ASCII values: the plan is exact, and no row is matched again.
+    "SELECT Id FROM Contact WHERE Email LIKE 'A1%' OR Email IN ('a2@example.com', 'x@y.z')",
+    "SELECT Id FROM Contact WHERE Email LIKE 'a1%' AND Email LIKE '%5@example.com'",
 ]
 
 
@@ -64,7 +67,10 @@ def _both(sf: SalesforceSandbox, text: str) -> tuple[list[str], list[str]]:
         found = run(query, with_paths(store, table, rows, paths_of(query)), sf.clock())
         return [str(r["Id"]) for r in found]
 
-    indexed = answer(store.scan(table, False, query.where))
+    rows, matched = store.scan(table, False, query.where)
+    if matched:  # the plan says every row matches: check that claim too
+        assert answer(rows) == [str(r["Id"]) for r in rows]
+    indexed = answer(rows)
     everything = [store.view(table, r) for r in table.records.values() if not r["IsDeleted"]]
     return indexed, answer(everything)
 
@@ -87,10 +93,25 @@ def test_the_index_follows_writes_and_deletions(org: SalesforceSandbox) -> None:
     assert before[0] not in after and before[1] not in after and added in after
 
 
+def test_an_exact_plan_is_only_claimed_where_it_holds(org: SalesforceSandbox) -> None:
+    table = org.store.table("Contact")
+    assert table is not None
+
+    def plan(where: str) -> soql_index.Found | None:
+        return soql_index.candidates(
+            soql.parse(f"SELECT Id FROM Contact WHERE {where}").where, table
+        )
+
+    assert (found := plan("Email LIKE 'a1%' OR Email = 'a2@example.com'")) and found.exact
+    assert (found := plan("Email LIKE 'a1%' AND Email LIKE '%@example.com'")) and not found.exact
+    assert (found := plan("Email LIKE 'a_%'")) and not found.exact
+    assert (found := plan("LastName LIKE 'smi%'")) and not found.exact  # Østby is not indexed
+
+
 def test_the_plan_narrows_what_is_read(org: SalesforceSandbox) -> None:
     table = org.store.table("Contact")
     assert table is not None
     query = soql.parse("SELECT Id FROM Contact WHERE FirstName LIKE 'b%' AND LastName = 'ng'")
     some = soql_index.candidates(query.where, table)
-    assert some is not None and len(some) < len(table.records) / 10
+    assert some is not None and len(some.ids) < len(table.records) / 10
     assert soql_index.candidates(soql.parse("SELECT Id FROM Contact").where, table) is None

@@ -321,13 +321,19 @@ class SalesforceSandbox(OrgAdmin, OrgFaults):
         query = bind(soql.parse(text), PathSchema(self.store))
         table = self.store.table(query.sobject)
         assert table is not None  # bind() checked it
-        scanned = self.store.scan(table, include_all, query.where)
-        rows = run(query, with_paths(self.store, table, scanned, paths_of(query)), self.clock())
+        scanned, matched = self.store.scan(table, include_all, query.where)
+        rows = run(
+            query,
+            with_paths(self.store, table, scanned, paths_of(query)),
+            self.clock(),
+            matched=matched,
+        )
         if query.count_only:
             return Response.json({"totalSize": len(rows), "done": True, "records": []})
         url = partial(self._url, req, "sobjects")
         names = [f.name for f in query.fields]
-        records = [project(self.store, table, r, names, url) for r in rows]
+        parents: dict[tuple[str, Any], Any] = {}
+        records = [project(self.store, table, r, names, url, parents) for r in rows]
         self._cursor_serial += 1
         locator = make_id("01g", self._cursor_serial)
         self._cursors[locator] = (records, self._batch_size(req, 2000))

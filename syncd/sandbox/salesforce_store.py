@@ -151,6 +151,7 @@ class SalesforceStore:
         # finer than CreatedDate's whole seconds.
         self.on_apply: Callable[[str, Rec], None] | None = None
         self._tables: dict[str, Table] = {}
+        self._prefixes: dict[str, Table] = {}
         self._serial = 0x10000  # so the first ids do not look like zero-filled placeholders
         self._custom = 0
         for sobject, names in external_ids.items():
@@ -225,7 +226,13 @@ class SalesforceStore:
         return sorted(self._tables.values(), key=lambda t: t.name)
 
     def by_prefix(self, record_id: str) -> Table | None:
-        return next((t for t in self.tables() if t.prefix == record_id[:3]), None)
+        # Asked for every parent of every row a query projects: remembered once found.
+        found = self._prefixes.get(record_id[:3])
+        if found is None:
+            found = next((t for t in self.tables() if t.prefix == record_id[:3]), None)
+            if found is not None:
+                self._prefixes[found.prefix] = found
+        return found
 
     # -- reads ----------------------------------------------------------------------------
     def _cutoff(self) -> str:
@@ -250,13 +257,17 @@ class SalesforceStore:
         rec = table.records.get(normalize_id(record_id) or "")
         return rec if rec is not None and not rec["IsDeleted"] else None
 
-    def scan(self, table: Table, include_all: bool, where: Condition | None) -> list[Rec]:
-        """Candidate records for a query, in creation order; the caller still filters."""
+    def scan(
+        self, table: Table, include_all: bool, where: Condition | None
+    ) -> tuple[list[Rec], bool]:
+        """Candidate records for a query, in creation order, and whether they all match
+        ``where`` (else the caller still filters)."""
         # The indexes hold live records only, so queryAll must scan to see the recycle bin.
         hint = None if include_all else index_hint(where)
         # Ids grow with creation time and base-62 digits sort in ASCII order, so sorting
         # candidates by Id restores creation order.
         rows: Iterable[Rec]
+        exact = False
         if hint and hint[0] == "Id":
             ids = {normalize_id(v) or v for v in hint[1]}
             rows = [table.records[i] for i in sorted(ids) if i in table.records]
@@ -266,7 +277,7 @@ class SalesforceStore:
                 found |= table.folded[hint[0]].get(value.casefold(), set())
             rows = [table.records[i] for i in sorted(found)]
         elif (some := None if include_all else soql_index.candidates(where, table)) is not None:
-            rows = [table.records[i] for i in sorted(some)]
+            rows, exact = [table.records[i] for i in sorted(some.ids)], some.exact
         else:
             rows = table.records.values()
         cutoff = self._cutoff()
@@ -275,7 +286,7 @@ class SalesforceStore:
             seen = self.view(table, rec, cutoff)
             if include_all or not (rec["IsDeleted"] or seen.get("IsArchived")):
                 out.append(seen)
-        return out
+        return out, exact
 
     # -- writes ---------------------------------------------------------------------------
     def create(self, sobject: str, values: Mapping[str, Any], check: bool = True) -> str:

@@ -213,10 +213,13 @@ def index_hint(cond: Condition | None) -> tuple[str, list[str]] | None:
     return None
 
 
-def run(query: Query, records: Iterable[Record], now: datetime) -> list[Record]:
-    """The records ``query`` selects, ordered, after OFFSET and LIMIT (not yet projected)."""
+def run(
+    query: Query, records: Iterable[Record], now: datetime, *, matched: bool = False
+) -> list[Record]:
+    """The records ``query`` selects, ordered, after OFFSET and LIMIT (not yet projected).
+    ``matched``: the records are known to satisfy the WHERE clause already."""
     matcher = Matcher(now)
-    where = query.where
+    where = None if matched else query.where
     selected = [r for r in records if where is None or matcher.matches(where, r)]
     if query.order_by:
         selected = order(selected, query.order_by)

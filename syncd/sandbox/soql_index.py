@@ -54,24 +54,35 @@ class FieldIndex:
         index.ids = [i for _, i in pairs]
         return index
 
-    def equal(self, key: str) -> set[str]:
+    def equal(self, key: str) -> Found:
         lo, hi = bisect_left(self.keys, key), bisect_right(self.keys, key)
-        return {*self.ids[lo:hi], *self.other}
+        return self._found(lo, hi, exact=True)
 
-    def prefixed(self, prefix: str) -> set[str]:
+    def prefixed(self, prefix: str, exact: bool) -> Found:
         lo = bisect_left(self.keys, prefix)
         hi = bisect_left(self.keys, prefix + "\x7f", lo)  # past every ASCII continuation
-        return {*self.ids[lo:hi], *self.other}
+        return self._found(lo, hi, exact)
+
+    def _found(self, lo: int, hi: int, exact: bool) -> Found:
+        # Non-ASCII values are only candidates: the full condition decides them.
+        return Found({*self.ids[lo:hi], *self.other}, exact and not self.other)
 
 
-def candidates(cond: Condition | None, table: Table) -> set[str] | None:
-    """Ids of live records that may match ``cond``; None: any record may."""
+@dataclass(frozen=True)
+class Found:
+    ids: set[str]
+    exact: bool  # every id matches the condition: no need to match it again
+
+
+def candidates(cond: Condition | None, table: Table) -> Found | None:
+    """Ids of live records that may match ``cond`` (all of them do when ``exact``);
+    None: any record may."""
     if cond is None or len(table.records) < MIN_RECORDS:
         return None
     return _plan(cond, table)
 
 
-def _plan(cond: Condition, table: Table) -> set[str] | None:
+def _plan(cond: Condition, table: Table) -> Found | None:
     if isinstance(cond, Not):
         return None
     if isinstance(cond, BoolOp):
@@ -79,26 +90,31 @@ def _plan(cond: Condition, table: Table) -> set[str] | None:
         if cond.op == "OR":
             if any(p is None for p in parts):
                 return None
-            return set().union(*(p for p in parts if p is not None))
-        known = sorted((p for p in parts if p is not None), key=len)
-        return set.intersection(*known) if known else None
+            known = [p for p in parts if p is not None]
+            return Found(set().union(*(p.ids for p in known)), all(p.exact for p in known))
+        known = sorted((p for p in parts if p is not None), key=lambda p: len(p.ids))
+        if not known:
+            return None
+        exact = len(known) == len(parts) and all(p.exact for p in known)
+        return Found(set.intersection(*(p.ids for p in known)), exact)
     return _comparison(cond, table)
 
 
-def _comparison(cond: Comparison, table: Table) -> set[str] | None:
+def _comparison(cond: Comparison, table: Table) -> Found | None:
     if cond.is_id or "." in cond.field:
         return None
     if cond.op == "LIKE":
-        prefix = _like_prefix(cond.values[0])
+        prefix, only_prefix = _like_prefix(cond.values[0])
         if not prefix or not prefix.isascii():
             return None
-        return _index(table, cond.field).prefixed(prefix.lower())
+        return _index(table, cond.field).prefixed(prefix.lower(), only_prefix)
     if cond.op in ("=", "IN"):
         values = [lit.value for lit in cond.values]
         if not all(lit.kind == "string" and str(lit.value).isascii() for lit in cond.values):
             return None
         index = _index(table, cond.field)
-        return set().union(*(index.equal(str(v).lower()) for v in values))
+        found = [index.equal(str(v).lower()) for v in values]
+        return Found(set().union(*(f.ids for f in found)), all(f.exact for f in found))
     return None
 
 
@@ -109,11 +125,12 @@ def _index(table: Table, name: str) -> FieldIndex:
     return found
 
 
-def _like_prefix(lit: Literal) -> str:
+def _like_prefix(lit: Literal) -> tuple[str, bool]:
     """The literal text a LIKE pattern starts with, up to its first wildcard, read back from
-    the compiled pattern (each literal character is ``re.escape``d, a wildcard is ``.``)."""
+    the compiled pattern (each literal character is ``re.escape``d, a wildcard is ``.``);
+    and whether the pattern is just that text and one ``%`` (the prefix decides a match)."""
     if lit.like is None:
-        return ""
+        return "", False
     pattern, out, i = lit.like.pattern, [], 0
     while i < len(pattern):
         c = pattern[i]
@@ -125,4 +142,4 @@ def _like_prefix(lit: Literal) -> str:
         else:
             out.append(c)
             i += 1
-    return "".join(out)
+    return "".join(out), pattern[i:] == ".*"

@@ -14,6 +14,7 @@ or ``"Account": null`` when the lookup is empty.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import cache
 from typing import Any
 
 from syncd.sandbox.salesforce_schema import REFERENCES, normalize_id
@@ -24,6 +25,7 @@ from syncd.sandbox.soql import BoolOp, Condition, Not, Query
 _NAME_FIELDS = {"Id": "id", "Name": "string", "Type": "string"}
 
 
+@cache  # asked per row and path of every answer; the schema's lookups never change
 def _relationship(sobject: str, rel: str) -> tuple[str, tuple[str, ...]] | None:
     """The lookup field behind relationship ``rel`` of ``sobject``, and what it points to."""
     for (obj, field), (_, targets) in REFERENCES.items():
@@ -140,15 +142,24 @@ def project(
     rec: Mapping[str, Any],
     fields: Sequence[str],
     url: Callable[[str, str], str],
+    parents: dict[tuple[str, Any], Any] | None = None,
 ) -> dict[str, Any]:
-    """One record of a query answer: the selected fields, relationships nested."""
+    """One record of a query answer: the selected fields, relationships nested. ``parents``
+    remembers parents across the rows of one answer (many rows share one Account)."""
     out: dict[str, Any] = {"attributes": {"type": table.name, "url": url(table.name, rec["Id"])}}
     for name in fields:
         if "." not in name:
             out[name] = rec.get(name)
             continue
         rel, field = name.split(".")
-        found = _parent(store, table, rec, rel)
+        if parents is None:
+            found = _parent(store, table, rec, rel)
+        else:
+            lookup = _relationship(table.name, rel)
+            key = (rel, rec.get(lookup[0]) if lookup else None)
+            if key not in parents:
+                parents[key] = _parent(store, table, rec, rel)
+            found = parents[key]
         if found is None:
             out[rel] = None
             continue

@@ -97,7 +97,7 @@ class Options:
     accounts: int = 10
     authors: int = 20_000
     linked: float = 0.8
-    rate: float = 4_000.0
+    rate: float = 3_000.0
     poll: float = 1.0
     seed: int = 7
     state: str | None = None  # a PostgreSQL URL; None: SQLite in a temporary directory
@@ -352,7 +352,7 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=10)
     parser.add_argument("--authors", type=int, default=20_000)
     parser.add_argument("--linked", type=float, default=0.8)
-    parser.add_argument("--rate", type=float, default=4_000.0, help="Arrivals per second.")
+    parser.add_argument("--rate", type=float, default=3_000.0, help="Arrivals per second.")
     parser.add_argument("--poll", type=float, default=1.0, help="Poll interval, seconds.")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--instances", default="1", help="e.g. 1,2,3 (PostgreSQL only above 1)")

@@ -10,6 +10,7 @@ error, not as the bug that would stop the daemon.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import partial
 
 from syncd.connector import Crm, Source
@@ -41,8 +42,8 @@ class CoordinatedPipeline(Pipeline):
         result = self.locks.run(f"poll:{source_name}:{account.handle}:{stream}", walk)
         return PollResult() if result is None else result
 
-    def resolve(self) -> ResolveResult:
-        result = self.locks.run("resolve", super().resolve)
+    def resolve(self, gather: timedelta = timedelta(0)) -> ResolveResult:
+        result = self.locks.run("resolve", partial(super().resolve, gather))
         return ResolveResult() if result is None else result
 
     def deliver(self, max_batches: int | None = None) -> DeliverResult:

@@ -23,6 +23,7 @@ import signal
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from types import FrameType
 from typing import Any
 
@@ -50,6 +51,9 @@ PARK_CHECK_SECONDS = 2.0
 STOP_DEADLINE_SECONDS = 8.0
 PRUNE_SECONDS = 86400.0  # raw payloads past their retention are emptied daily
 STATUS_SECONDS = 15.0  # how often `systemctl status` gets a fresh STATUS= line
+# New authors the CRM copy does not know wait up to this long for a full batch before
+# their candidate search (see syncd.resolver.stage); the resolver runs again soon anyway.
+SEARCH_GATHER = timedelta(seconds=10)
 
 
 class Daemon(Parking):
@@ -310,7 +314,8 @@ class Daemon(Parking):
             self._run_soon("write")
 
     def _resolve(self) -> None:
-        result = self._guarded("resolve", self.app.pipeline.resolve)
+        gather = partial(self.app.pipeline.resolve, SEARCH_GATHER)
+        result = self._guarded("resolve", gather)
         if result is not None and result.linked:
             self._run_soon("write")
 

@@ -176,3 +176,16 @@ def setup(level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None) 
     # Library chatter (every HTTP connection) is noise at INFO.
     for noisy in ("urllib3", "apscheduler", "tweepy", "simple_salesforce", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    scheduler = logging.getLogger("apscheduler.scheduler")
+    if not any(isinstance(f, _BusyJobFilter) for f in scheduler.filters):
+        scheduler.addFilter(_BusyJobFilter())
+
+
+class _BusyJobFilter(logging.Filter):
+    """Drops APScheduler's warning that a job was still running when due again. The daemon
+    asks the resolver and writer to run soon after every poll that queued something; under
+    load they are busy, and the next run picks the work up: not a problem, and it came
+    several times a second."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()

@@ -222,8 +222,10 @@ class Pipeline:
             st.record_poll_error(conn, source_name, account, stream, error, self.clock())
 
     # -- resolve -------------------------------------------------------------------------
-    def resolve(self) -> ResolveResult:
-        """Offer held authors to the resolver chain, in batches; see syncd.resolver.stage."""
+    def resolve(self, gather: timedelta = timedelta(0)) -> ResolveResult:
+        """Offer held authors to the resolver chain, in batches; see syncd.resolver.stage.
+        ``gather``: new authors' candidate search may wait this long for a full batch
+        (the daemon's, which runs again soon; a one-off cycle must not wait)."""
         return stage.run(
             self.db,
             self.crm_name,
@@ -232,6 +234,7 @@ class Pipeline:
             self.clock,
             self.retrying,
             self.stopping.is_set,
+            gather=gather,
         )
 
     # -- deliver -------------------------------------------------------------------------

@@ -159,6 +159,26 @@ def test_ids_and_handles_come_from_the_copy_not_a_query_per_batch(
     assert {t["WhoId"] for t in sb.records("Task")} == {alice, bob}
 
 
+def test_new_authors_unknown_to_the_copy_wait_for_a_fuller_search_batch(
+    db: Database,
+    sb: SalesforceSandbox,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    alice = sb.insert("Contact", {"LastName": "Alice", "X_User_Id__c": "7"})
+    client = crm(sb)
+    searches: list[object] = []
+    real = client.find_people
+    monkeypatch.setattr(client, "find_people", lambda q: searches.append(q) or real(q))
+    p, clock = stage_on(db, client)
+    # The daemon's resolver gathers: Alice, on file, is linked at once; Bob, new and
+    # unknown, waits for company before anyone searches for him.
+    r = p.resolve(gather=timedelta(seconds=10))
+    assert (r.linked, r.unmatched) == (1, 0) and searches == []
+    assert list(linked_to(db).values()) == [alice]
+    clock.now += timedelta(seconds=11)
+    assert p.resolve(gather=timedelta(seconds=10)).unmatched == 1 and len(searches) == 1
+
+
 def test_a_person_gone_from_the_crm_leaves_the_copy(
     db: Database,
     sb: SalesforceSandbox,  # noqa: F811

@@ -65,6 +65,8 @@ def run(
     clock: Callable[[], datetime],
     retrying: Callable[[Callable[[], Any]], Any],
     stopping: Callable[[], bool],
+    *,
+    gather: timedelta = timedelta(0),
 ) -> ResolveResult:
     result = ResolveResult()
     lookup = None
@@ -86,7 +88,8 @@ def run(
             ids = [u.identity_id for u in todo]
             profiles = linking.profiles(conn, ids)
             rejected = linking.rejected(conn, crm_name, ids)
-        if not todo:
+        # Without the copy every author waits on the search: nobody is kept waiting for it.
+        if not todo or (lookup is not None and _gathering(todo, settings.batch, clock(), gather)):
             return result
         decisions = {}
         for network in sorted({p.key.network for p in profiles.values()}):
@@ -133,6 +136,17 @@ def run(
 
 
 ON_FILE_BATCH = 2000  # authors tried against the local copy per transaction
+
+
+def _gathering(todo: list[outbox.Unresolved], batch: int, now: datetime, gather: timedelta) -> bool:
+    """Wait for more authors before searching: the batch is not full, and every author in
+    it is new (a retry is due by its back-off) and arrived within ``gather``. One call then
+    serves a batch, not the few authors each poll brings; their posts are held until a link
+    anyway, and the authors the copy knows are already linked."""
+    return len(todo) < batch and all(
+        u.attempts == 0 and u.first_seen_at is not None and now - u.first_seen_at < gather
+        for u in todo
+    )
 
 
 def _link_on_file(

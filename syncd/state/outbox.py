@@ -47,6 +47,7 @@ class Unresolved:
     identity_id: int
     key: IdentityKey
     attempts: int
+    first_seen_at: datetime | None = None
 
 
 def _waiting_authors(crm: str) -> Select[tuple[int]]:
@@ -81,6 +82,7 @@ def identities_to_resolve(
             identities.c.user_id,
             identities.c.handle,
             identities.c.resolve_attempts,
+            identities.c.first_seen_at,
         )
         # Cheapest first: most identities are linked, or not due, and need no look at
         # their deliveries (SQLite checks the terms in this order).
@@ -94,7 +96,9 @@ def identities_to_resolve(
         .limit(limit)
     )
     return [
-        Unresolved(r.id, IdentityKey(r.network, r.user_id, r.handle), r.resolve_attempts)
+        Unresolved(
+            r.id, IdentityKey(r.network, r.user_id, r.handle), r.resolve_attempts, r.first_seen_at
+        )
         for r in conn.execute(stmt)
     ]
 

@@ -55,6 +55,9 @@ url = "{state_url}"
 write_interval = "500ms"
 resolve_interval = "1s"
 jitter = "100ms"
+# On PostgreSQL a killed child's claimed deliveries wait out its lease before the restarted
+# one (a new owner) takes them: short, so a run is not mostly waiting.
+lease = "5s"
 
 [resolver]
 retry_after = "1s"

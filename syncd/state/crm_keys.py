@@ -124,7 +124,9 @@ def find(conn: Connection, crm: str, keys: Sequence[IdentityKey]) -> list[KeysOn
         asks += [c.handle.in_(chunk) for chunk in _chunks(sorted(handles))]
         for wanted in asks:
             stmt = select(crm_keys).where(and_(c.crm == crm, c.network == network, wanted))
-            for r in conn.execute(stmt.order_by(c.record_id, c.id)):
+            # Sorted here, not by ORDER BY: without statistics SQLite then walked every
+            # key of the CRM in record order instead of using the user id or handle index.
+            for r in sorted(conn.execute(stmt), key=lambda r: (r.record_id, r.id)):
                 ref = CrmRef(r.object, r.record_id, r.name)
                 entry = people.setdefault(r.record_id, (ref, r.rank, r.stamp, []))
                 carried = KeyOnFile(r.network, r.user_id, r.handle)

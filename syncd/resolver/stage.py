@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Literal
@@ -175,12 +175,8 @@ def _link_on_file(
         for network in sorted({p.key.network for p in profiles.values()}):
             mine = {i: p for i, p in profiles.items() if p.key.network == network}
             policy = settings.policy_for(network)
-            local = Policy(
-                matchers=tuple(m for m in policy.matchers if m in ON_FILE_MATCHERS),
-                auto_link=policy.auto_link,
-                margin=policy.margin,
-                review_floor=policy.review_floor,
-                max_candidates=policy.max_candidates,
+            local = replace(
+                policy, matchers=tuple(m for m in policy.matchers if m in ON_FILE_MATCHERS)
             )
             if not local.matchers:
                 continue

@@ -69,10 +69,12 @@ def post(post_id: str, author: str) -> Interaction:
     )
 
 
-def store(db: Database, post_ids: Sequence[str], authors: Sequence[str] = ("7",)) -> None:
+def store(
+    db: Database, post_ids: Sequence[str], authors: Sequence[str] = ("7",), name: str = "User"
+) -> None:
     page = Page(
         tuple(post(p, authors[i % len(authors)]) for i, p in enumerate(post_ids)),
-        tuple(Author("x", a, f"user{a}", f"User {a}") for a in authors),
+        tuple(Author("x", a, f"user{a}", f"{name} {a}") for a in authors),
         Cursor(),
     )
     with db.transaction() as conn:
@@ -372,8 +374,10 @@ def test_a_page_that_deadlocks_with_another_instance_is_stored_on_a_retry(
     errors: list[BaseException] = []
 
     def ingest_page() -> None:
-        try:  # takes author 1's row, then waits for author 2's, which the other holds
-            store(db, ["101", "102"], authors=("1", "2"))
+        # Takes author 1's row, then waits for author 2's, which the other holds. The
+        # authors' profiles changed: a known, unchanged author is only read, never locked.
+        try:
+            store(db, ["101", "102"], authors=("1", "2"), name="Renamed")
         except BaseException as exc:
             errors.append(exc)
 

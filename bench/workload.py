@@ -104,7 +104,6 @@ class Feeder:
     linked: set[str] = field(default_factory=set)  # post ids a linked customer is party to
     cpu_seconds: float = 0.0
     first: float = 0.0
-    last: float = 0.0
     _thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -135,7 +134,6 @@ class Feeder:
             pause = started + sent / self.rate - time.monotonic()
             if pause > 0:
                 time.sleep(min(pause, TICK))
-        self.last = time.time()
         self.cpu_seconds = time.thread_time() - cpu
 
     def _post(self, rng: random.Random, recent: deque[tuple[str, str, str, bool]]) -> None:

@@ -712,3 +712,24 @@ def test_the_spec_check_is_not_vacuous(sandbox: XSandbox, world: World) -> None:
     assert spec("2.159").errors(path, 200, broken)
     # The reason the "posts" dialect uses api.x.com problem types: 2.167 rejects the old ones.
     assert spec("2.167").errors(path, 200, {"errors": body["errors"]})
+
+
+def test_the_usage_meter_counts_what_x_bills_once_per_utc_day(
+    sandbox: XSandbox, clock: Clock
+) -> None:
+    brand = sandbox.add_user("acme")["id"]
+    fan = sandbox.add_user("fan", "A Fan")["id"]
+    news = sandbox.add_post(brand, "News")["id"]
+    sandbox.add_post(fan, "@acme nice", in_reply_to=news)
+    sandbox.add_post(fan, "@acme again")
+    expand = {"expansions": "author_id,referenced_tweets.id"}
+    for _ in range(2):  # the same two mentions, their author and the replied-to post, twice
+        assert get(sandbox, f"/2/users/{brand}/mentions", **expand).status_code == 200
+    usage = sandbox.usage
+    assert (usage.posts_returned, usage.users_returned) == (6, 2)
+    assert (usage.posts_billed, usage.users_billed) == (3, 1)  # once per resource per day
+    clock.now += timedelta(days=1)
+    get(sandbox, f"/2/users/{brand}/mentions", **expand)
+    assert (usage.posts_billed, usage.users_billed) == (6, 2)  # a new UTC day bills again
+    get(sandbox, "/2/tweets/counts/recent", query="@acme")
+    assert usage.posts_returned == 9  # counts return buckets, not posts

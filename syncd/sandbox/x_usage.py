@@ -62,14 +62,6 @@ class Usage:
         with self._lock:
             return sum(len(ids) for ids in self._users.values())
 
-    def posts_on(self, day: date) -> int:
-        with self._lock:
-            return len(self._posts.get(day, ()))
-
-    def users_on(self, day: date) -> int:
-        with self._lock:
-            return len(self._users.get(day, ()))
-
 
 def _ids(objects: Iterable[Any]) -> set[str]:
     return {str(o.get("id")) for o in objects if isinstance(o, dict)}

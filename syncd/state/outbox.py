@@ -17,12 +17,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Connection,
     Exists,
     Select,
     Update,
     and_,
+    any_,
     bindparam,
     exists,
     func,
@@ -30,6 +32,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from syncd.model import CrmRef, Direction, IdentityKey
 from syncd.state.coordination import shared
@@ -59,11 +62,24 @@ def _waiting_authors(crm: str) -> Select[tuple[int]]:
     )
 
 
-def _has_pending(crm: str) -> ColumnElement[bool]:
+def _member(
+    conn: Connection, column: ColumnElement[int], authors: Select[tuple[int]]
+) -> ColumnElement[bool]:
+    """``column`` is one of ``authors``, a set computed once per query. SQLite is given the
+    subquery. PostgreSQL is given the set itself: on a state database that grew faster than
+    autovacuum analyses it (a first backfill, a burst), the planner believes the tables
+    nearly empty and re-runs the subquery for every delivery, which took minutes per call."""
+    if not shared(conn):
+        return column.in_(authors)
+    found = [r[0] for r in conn.execute(authors)]
+    return column == any_(bindparam("authors", found, type_=ARRAY(BigInteger)))
+
+
+def _has_pending(conn: Connection, crm: str) -> ColumnElement[bool]:
     """The identity has a pending delivery for ``crm``. Asked as membership in the set of
     pending deliveries' authors, computed once per query: as a correlated EXISTS, SQLite
     scanned every pending delivery for every identity."""
-    return identities.c.id.in_(_waiting_authors(crm))
+    return _member(conn, identities.c.id, _waiting_authors(crm))
 
 
 def _linked(crm: str) -> Exists:
@@ -89,7 +105,7 @@ def identities_to_resolve(
         .where(
             or_(identities.c.resolve_after.is_(None), identities.c.resolve_after <= now),
             ~_linked(crm),
-            _has_pending(crm),
+            _has_pending(conn, crm),
             identities.c.id > after,
         )
         .order_by(identities.c.id)
@@ -134,7 +150,7 @@ def held_waiting(conn: Connection, crm: str, now: datetime, after: int, limit: i
     """Held identities (unlinked, something pending) not due before a later retry, by id."""
     stmt = (
         select(identities.c.id)
-        .where(_has_pending(crm), ~_linked(crm), identities.c.resolve_after > now)
+        .where(_has_pending(conn, crm), ~_linked(crm), identities.c.resolve_after > now)
         .where(identities.c.id > after)
         .order_by(identities.c.id)
         .limit(limit)
@@ -184,7 +200,9 @@ def skip(conn: Connection, crm: str, identity_id: int, now: datetime) -> int:
 
 
 def held_count(conn: Connection, crm: str) -> int:
-    stmt = select(func.count()).select_from(identities).where(_has_pending(crm), ~_linked(crm))
+    stmt = (
+        select(func.count()).select_from(identities).where(_has_pending(conn, crm), ~_linked(crm))
+    )
     return int(conn.execute(stmt).scalar_one())
 
 
@@ -206,7 +224,7 @@ class ReadyDelivery:
     who: CrmRef
 
 
-def _ready(crm: str, now: datetime, limit: int) -> Select[Any]:
+def _ready(conn: Connection, crm: str, now: datetime, limit: int) -> Select[Any]:
     """Pending deliveries whose counterpart is linked and which are due, oldest post first."""
     # Which waiting authors are linked is asked once per author, from the indexes: held
     # authors' deliveries (many, for authors the CRM lacks) are then never read, where
@@ -239,7 +257,7 @@ def _ready(crm: str, now: datetime, limit: int) -> Select[Any]:
         .where(
             deliveries.c.crm == crm,
             deliveries.c.state == PENDING,
-            deliveries.c.identity_id.in_(linked_authors),
+            _member(conn, deliveries.c.identity_id, linked_authors),
             or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
         )
         .order_by(interactions.c.created_at, deliveries.c.id)
@@ -279,7 +297,7 @@ def ready_deliveries(
 ) -> list[ReadyDelivery]:
     """Pending deliveries whose counterpart is linked and which are due, oldest post first;
     on PostgreSQL, not those another process (than ``owner``) has claimed."""
-    stmt = _ready(crm, now, limit)
+    stmt = _ready(conn, crm, now, limit)
     if shared(conn):  # SQLite never claims: no predicate to evaluate there
         stmt = stmt.where(_unclaimed(now, owner))
     return _rows(conn.execute(stmt))
@@ -291,7 +309,7 @@ def claim(
     """Claim up to ``limit`` ready deliveries for ``owner`` until ``until`` (PostgreSQL), in
     the caller's short transaction. Rows another writer is claiming this moment are skipped,
     not waited for, so writers never queue behind each other nor deadlock."""
-    stmt = _ready(crm, now, limit).where(_unclaimed(now, owner))
+    stmt = _ready(conn, crm, now, limit).where(_unclaimed(now, owner))
     ready = _rows(conn.execute(stmt.with_for_update(of=deliveries, skip_locked=True)))
     if ready:
         conn.execute(

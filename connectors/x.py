@@ -19,21 +19,33 @@ from urllib.parse import urlsplit
 
 import requests
 import tweepy
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from connectors._http import RewritingAdapter, mount
+from connectors.x_auth import OAuth1UserAuth, OAuth2UserAuth, OwnedReads, UserAuth, check_user_auth
+from connectors.x_authors import RecentProfiles, complete
 from connectors.x_backfill import SearchAccess, XBackfill
 from connectors.x_fields import EXPANSIONS, TWEET_FIELDS, USER_FIELDS
 from connectors.x_parse import NETWORK, clip, is_x_id, parse_lookup, parse_page, reset_at
+from connectors.x_usage import XUsage, cap_resume
 from syncd.connector import (
     CheckRow,
     ConnectorSettings,
     Duration,
     DurationOrZero,
+    KnownAuthors,
     SourceSettings,
 )
-from syncd.errors import AuthError, ExternalError, NotFound, RateLimited, SyncdError, TransientError
-from syncd.model import Account, Cursor, Page, Stream
+from syncd.errors import (
+    AuthError,
+    ExternalError,
+    NotFound,
+    RateLimited,
+    SyncdError,
+    TransientError,
+    UsageCapped,
+)
+from syncd.model import Account, Author, Cursor, Page, Stream
 from syncd.secrets import SecretRef
 
 if TYPE_CHECKING:
@@ -55,10 +67,9 @@ _LOOKUP_BATCH = 100  # most usernames GET /2/users/by (and ids GET /2/tweets) ta
 # X rejects a whole lookup batch (400) if one username breaks its pattern, so such a handle is
 # treated as unknown instead of failing every other handle in the batch.
 _USERNAME = re.compile(r"^[A-Za-z0-9_]{1,15}$")
-# X sends no Retry-After; without x-rate-limit-reset a 15-minute window is the safe guess, and a
-# usage cap (billing) lasts until the cap period resets, so it is re-checked hourly.
+# X sends no Retry-After; without x-rate-limit-reset a 15-minute window is the safe guess. A
+# usage cap (billing) lasts until the cap period resets: see connectors.x_usage.cap_resume.
 _RATE_WINDOW = timedelta(minutes=15)
-_USAGE_CAP_RECHECK = timedelta(hours=1)
 
 # tweepy logs every request's headers, bearer token included, at DEBUG. A service that turns on
 # debug logging must not write the token to its journal.
@@ -77,6 +88,9 @@ logging.getLogger("tweepy.client").addFilter(_redact_bearer)
 class XSettings(SourceSettings):
     type: Literal["x"]
     bearer_token: SecretRef
+    # Per account (by handle): user credentials its own timelines are read with, billed as
+    # owned reads ([sources.user_auth.HANDLE], connectors.x_auth).
+    user_auth: dict[str, UserAuth] = Field(default_factory=dict)
     api_base_url: str = "https://api.x.com"
     page_size: int = Field(default=100, ge=5, le=100)  # max_results: X accepts 5..100
     timeout: Duration = 30.0  # seconds per request
@@ -86,6 +100,11 @@ class XSettings(SourceSettings):
     # X serves full-archive search one request per second; only a stand-in wants less.
     full_archive_interval: DurationOrZero = 1.0
     price_per_post: float = Field(default=0.005, ge=0.0)  # dollars per post read, estimates
+    # The monthly budget (syncd.budget): posts, dollars at these prices, or both.
+    price_per_user: float = Field(default=0.010, ge=0.0)  # dollars per user object read
+    price_per_owned_post: float = Field(default=0.001, ge=0.0)  # read with a user's own token
+    budget_posts: int | None = Field(default=None, gt=0)
+    budget_dollars: float | None = Field(default=None, gt=0.0)
 
     @field_validator("api_base_url")
     @classmethod
@@ -101,10 +120,18 @@ class XSettings(SourceSettings):
             )
         return value.strip().rstrip("/")
 
+    @field_validator("user_auth")
+    @classmethod
+    def _user_auth_accounts(
+        cls, value: dict[str, OAuth1UserAuth | OAuth2UserAuth], info: ValidationInfo
+    ) -> dict[str, OAuth1UserAuth | OAuth2UserAuth]:
+        return check_user_auth(value, info.data.get("accounts"))
 
-class XSource(XBackfill):
-    """Reads the ``mentions`` and ``replies`` streams of brand accounts (app bearer token),
-    and past windows of them for backfills (:mod:`connectors.x_backfill`)."""
+
+class XSource(XBackfill, XUsage):
+    """Reads the ``mentions`` and ``replies`` streams of brand accounts (app bearer token, or
+    an account's own user token where configured: :mod:`connectors.x_auth`), and past windows
+    of them for backfills (:mod:`connectors.x_backfill`)."""
 
     network: ClassVar[str] = NETWORK
     Settings: ClassVar[type[ConnectorSettings]] = XSettings
@@ -119,6 +146,7 @@ class XSource(XBackfill):
         search_access: SearchAccess = "recent",
         price_per_post: float = 0.005,
         full_archive_interval: float = 1.0,
+        user_auth: Mapping[str, OAuth1UserAuth | OAuth2UserAuth] | None = None,
     ) -> None:
         self.api_base_url = api_base_url
         self.page_size = page_size
@@ -132,10 +160,13 @@ class XSource(XBackfill):
             bearer_token=bearer_token, return_type=dict, wait_on_rate_limit=False
         )
         rewrites = dict.fromkeys(_LIBRARY_ORIGINS, api_base_url)
-        mount(self.client.session, RewritingAdapter(rewrites, timeout))
+        self._adapter = RewritingAdapter(rewrites, timeout)
+        mount(self.client.session, self._adapter)
         # Jobs for several accounts of one source run in parallel threads on this session.
         self._local = threading.local()
+        self._recent_profiles = RecentProfiles()
         self.client.session.hooks["response"].append(self._remember)
+        self._owned = OwnedReads(self.client, user_auth or {}, self._new_session)
 
     @classmethod
     def from_settings(cls, settings: XSettings) -> Self:
@@ -147,6 +178,7 @@ class XSource(XBackfill):
             search_access=settings.search_access,
             price_per_post=settings.price_per_post,
             full_archive_interval=settings.full_archive_interval,
+            user_auth=settings.user_auth,
         )
 
     def resolve_accounts(self, handles: Sequence[str]) -> dict[str, Account]:
@@ -169,23 +201,60 @@ class XSource(XBackfill):
             if name.lower() in ids
         }
 
-    def fetch(self, account: Account, stream: Stream, cursor: Cursor) -> Page:
+    def fetch(
+        self, account: Account, stream: Stream, cursor: Cursor, known: KnownAuthors | None = None
+    ) -> Page:
         params: dict[str, Any] = {
             "id": account.user_id,
             "since_id": cursor.since_id,
             "pagination_token": cursor.pagination_token,
             "max_results": self.page_size,
             "tweet_fields": TWEET_FIELDS,
-            "user_fields": USER_FIELDS,
-            "expansions": EXPANSIONS,
+            **self.expanded(known),
         }
         if stream is Stream.MENTIONS:
-            method = self.client.get_users_mentions
+            method = "get_users_mentions"
         else:
-            method = self.client.get_users_tweets
+            method = "get_users_tweets"
             params["exclude"] = ["retweets"]  # billed per post read, and never history
-        body, headers = self._call(method, **params)
-        return parse_page(body, account=account, stream=stream, cursor=cursor, headers=headers)
+
+        def read(client: Any, user_auth: bool) -> tuple[Any, Mapping[str, str]]:
+            return self._call(getattr(client, method), user_auth=user_auth, **params)
+
+        # With the account's own user token where it has one (owned reads), else the app's.
+        body, headers = self._owned.read(account, read)
+        owned = self._owned.covers(account)
+        body, profiles = self.authors_of(body, account, stream, known)
+        return parse_page(
+            body,
+            account=account,
+            stream=stream,
+            cursor=cursor,
+            headers=headers,
+            owned=owned,
+            known=profiles,
+            horizon=self.horizons[stream],
+        )
+
+    def expanded(self, known: KnownAuthors | None) -> dict[str, Any]:
+        """What a page asks X to expand: nothing when state knows authors (they are looked up
+        after, only those it lacks: :mod:`connectors.x_authors`), else everything."""
+        return {} if known else {"expansions": EXPANSIONS, "user_fields": USER_FIELDS}
+
+    def authors_of(
+        self, body: Any, account: Account, stream: Stream, known: KnownAuthors | None
+    ) -> tuple[Any, dict[str, Author]]:
+        if known is None:
+            return body, {}
+        return complete(
+            body,
+            account=account,
+            stream=stream,
+            known=known,
+            call=self._call,
+            client=self.client,
+            recent=self._recent_profiles,
+        )
 
     def lookup_posts(self, post_ids: Sequence[str]) -> tuple[set[str], set[str]]:
         """Alive and deleted posts by ``GET /2/tweets?ids=``, 100 a call; no expansions,
@@ -226,14 +295,23 @@ class XSource(XBackfill):
                     "correct the handle in accounts",
                 )
             )
-        return rows
+        # Accounts with user credentials: GET /2/users/me must answer that very account.
+        return rows + self._owned.check(found, lambda c, ua: self._call(c.get_me, user_auth=ua)[0])
 
     def close(self) -> None:
         self.client.session.close()
+        self._owned.close()
 
     # -- plumbing --------------------------------------------------------------------------
     def _remember(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self._local.response = response
+
+    def _new_session(self) -> requests.Session:
+        """A session like the app client's (same adapter, same hook), for one account."""
+        session = requests.Session()
+        mount(session, self._adapter)
+        session.hooks["response"].append(self._remember)
+        return session
 
     def _call(self, method: Callable[..., Any], **params: Any) -> tuple[Any, Mapping[str, str]]:
         self._local.response = None
@@ -259,8 +337,10 @@ class XSource(XBackfill):
 
     def _redact(self, error: SyncdError) -> SyncdError:
         text = str(error)
-        if self._token and self._token in text:
-            error.args = (text.replace(self._token, "[redacted]"),)
+        for secret in (self._token, *self._owned.secrets()):
+            if secret and secret in text:
+                text = text.replace(secret, "[redacted]")
+                error.args = (text,)
         return error
 
 
@@ -288,8 +368,9 @@ def _classify(exc: Exception) -> SyncdError:
     message = f"X API {status}: {clip(detail)}"
     now = datetime.now(UTC)
     if status in (403, 429) and _usage_capped(response):  # billing cap, not a credential issue
-        resume = reset_at(response.headers) or now + _USAGE_CAP_RECHECK
-        return RateLimited(message, resume_at=resume, system=NETWORK, status=status)
+        # Not x-rate-limit-reset: that is the rate window's end, and the cap outlasts it.
+        resume, period = cap_resume(response, now)
+        return UsageCapped(message, resume_at=resume, system=NETWORK, status=status, period=period)
     if status == 429:
         resume = reset_at(response.headers) or now + _RATE_WINDOW
         return RateLimited(message, resume_at=resume, system=NETWORK, status=status)
@@ -304,6 +385,7 @@ def _classify(exc: Exception) -> SyncdError:
 
 
 def _usage_capped(response: requests.Response) -> bool:
-    # The problem type is ".../problems/usage-capped", title "UsageCapExceeded".
+    # Spec 2.159's UsageCapExceededProblem: type ".../problems/usage-capped" (api.twitter.com
+    # even from api.x.com), title "UsageCapExceeded", as the whole body, not inside errors[].
     text = response.text.lower()
     return "usage-capped" in text or "usagecapexceeded" in text

@@ -12,13 +12,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from connectors.x_fields import EXPANSIONS, TWEET_FIELDS, USER_FIELDS
-from connectors.x_parse import NETWORK, parse_page
+from connectors.x_fields import TWEET_FIELDS
+from connectors.x_parse import NETWORK, TIMELINE_HORIZONS, parse_page
+from syncd.connector import KnownAuthors
 from syncd.errors import TransientError
-from syncd.model import Account, Cursor, Page, PostCount, Segment, Stream
+from syncd.model import Account, Author, Cursor, GapPlan, Page, PostCount, Segment, Stream
 
 SearchAccess = Literal["none", "recent", "all"]
 
@@ -34,7 +35,13 @@ ROUTES: dict[str, tuple[int, int]] = {
     "mentions_timeline": (100, 450),
     "user_timeline": (100, 1500),
 }
-HORIZONS = {"mentions_timeline": 800, "user_timeline": 3200}
+HORIZONS = {
+    "mentions_timeline": TIMELINE_HORIZONS[Stream.MENTIONS],
+    "user_timeline": TIMELINE_HORIZONS[Stream.REPLIES],
+}
+SEARCH_ROUTES = ("search_recent", "search_all")
+# X's ids are snowflakes: milliseconds since this moment, shifted left by 22 bits.
+_SNOWFLAKE_EPOCH_MS = 1288834974657
 COUNT_PAGES_MAX = 50  # counts pages read for one estimate (a day bucket each: years)
 
 
@@ -83,6 +90,57 @@ def plan(
     return out
 
 
+def posted_at(post_id: str) -> datetime:
+    """When an X post was made, read from its (snowflake) id."""
+    return datetime.fromtimestamp(((int(post_id) >> 22) + _SNOWFLAKE_EPOCH_MS) / 1000, UTC)
+
+
+def plan_gap(
+    access: SearchAccess,
+    account: Account,
+    stream: Stream,
+    since_id: str,
+    until_id: str,
+    now: datetime,
+    *,
+    full_archive_interval: float = 1.0,
+) -> GapPlan:
+    """Search segments for the posts of ``stream`` after ``since_id`` and before ``until_id``.
+
+    The ids bound the search exactly; the time window, cut to whole seconds around them, only
+    keeps the request inside what the endpoint reaches. Recent search refuses a since_id older
+    than its 7 days, so a gap reaching further back is read from the 7-day edge and the rest
+    is reported as unreachable."""
+    start = posted_at(since_id).replace(microsecond=0)
+    end = posted_at(until_id).replace(microsecond=0) + timedelta(seconds=1)
+    if end > now - END_MARGIN:  # X searches only what is some seconds old
+        return GapPlan(ready_at=end + END_MARGIN)
+    timeline = f"the {stream} timeline (it holds only the newest {TIMELINE_HORIZONS[stream]:,})"
+    if access == "none":
+        return GapPlan(
+            unreachable=f"search_access = 'none': only {timeline} was read; set "
+            "search_access = 'recent' (7 days) or 'all' (full archive) to recover such gaps"
+        )
+    query = search_query(stream, account.handle)
+    if access == "all":
+        seg = _segment(stream, "search_all", start, end, query)
+        seg = replace(seg, min_interval=full_archive_interval, since_id=since_id, until_id=until_id)
+        return GapPlan((seg,))
+    floor = now - RECENT_REACH + RECENT_MARGIN
+    older = (
+        f"posts from {_iso(start)} to {_iso(min(floor, end))} are older than recent search "
+        "reaches (7 days) and no longer in "
+        f"{timeline}; set search_access = 'all' if your X plan has full-archive search"
+    )
+    if end <= floor:
+        return GapPlan(unreachable=older)
+    if start >= floor:
+        seg = _segment(stream, "search_recent", start, end, query)
+        return GapPlan((replace(seg, since_id=since_id, until_id=until_id),))
+    seg = replace(_segment(stream, "search_recent", floor, end, query), until_id=until_id)
+    return GapPlan((seg,), unreachable=older)
+
+
 def _segment(
     stream: Stream,
     route: str,
@@ -102,10 +160,13 @@ def _iso(moment: datetime) -> str:
 
 
 class XBackfill:
-    """``plan_backfill``, ``count_posts`` and ``fetch_segment`` of the Backfiller contract."""
+    """``plan_backfill``, ``count_posts`` and ``fetch_segment`` of the Backfiller contract,
+    and ``plan_gap`` of the GapCloser one."""
 
     search_access: SearchAccess
     full_archive_interval: float
+    # How many of the newest posts each timeline reaches: X's numbers (a stand-in may differ).
+    horizons: Mapping[Stream, int] = TIMELINE_HORIZONS
 
     if TYPE_CHECKING:
         client: Any
@@ -113,6 +174,12 @@ class XBackfill:
         def _call(
             self, method: Callable[..., Any], **params: Any
         ) -> tuple[Any, Mapping[str, str]]: ...
+
+        def expanded(self, known: KnownAuthors | None) -> dict[str, Any]: ...
+
+        def authors_of(
+            self, body: Any, account: Account, stream: Stream, known: KnownAuthors | None
+        ) -> tuple[Any, dict[str, Author]]: ...
 
     def plan_backfill(
         self,
@@ -132,10 +199,23 @@ class XBackfill:
             full_archive_interval=self.full_archive_interval,
         )
 
+    def plan_gap(
+        self, account: Account, stream: Stream, since_id: str, until_id: str, now: datetime
+    ) -> GapPlan:
+        return plan_gap(
+            self.search_access,
+            account,
+            stream,
+            since_id,
+            until_id,
+            now,
+            full_archive_interval=self.full_archive_interval,
+        )
+
     def count_posts(self, account: Account, segment: Segment) -> PostCount:
         """Search segments ask the counts endpoint (day buckets); timelines are sampled:
         one page of the window, extrapolated over its span, capped at the horizon."""
-        if segment.route in ("search_recent", "search_all"):
+        if segment.route in SEARCH_ROUTES:
             return self._counted(segment)
         page = self.fetch_segment(account, segment, None)
         posts = len(page.interactions) + len(page.quarantined)
@@ -170,16 +250,25 @@ class XBackfill:
             params["next_token"] = token
         return PostCount(total, exact=False, requests=requests)
 
-    def fetch_segment(self, account: Account, segment: Segment, token: str | None) -> Page:
+    def fetch_segment(
+        self,
+        account: Account,
+        segment: Segment,
+        token: str | None,
+        known: KnownAuthors | None = None,
+    ) -> Page:
         params: dict[str, Any] = {
             "start_time": _iso(segment.since),
             "end_time": _iso(segment.until),
             "max_results": segment.page_size,
             "tweet_fields": TWEET_FIELDS,
-            "user_fields": USER_FIELDS,
-            "expansions": EXPANSIONS,
+            **self.expanded(known),
         }
-        if segment.route in ("search_recent", "search_all"):
+        if segment.since_id is not None:
+            params["since_id"] = segment.since_id
+        if segment.until_id is not None:
+            params["until_id"] = segment.until_id
+        if segment.route in SEARCH_ROUTES:
             search = segment.route == "search_recent"
             method = self.client.search_recent_tweets if search else self.client.search_all_tweets
             params["query"] = segment.query
@@ -192,10 +281,13 @@ class XBackfill:
             if not mentions:
                 params["exclude"] = ["retweets"]
         body, headers = self._call(method, **params)
+        body, profiles = self.authors_of(body, account, segment.stream, known)
         return parse_page(
             body,
             account=account,
             stream=segment.stream,
             cursor=Cursor(pagination_token=token),
             headers=headers,
+            known=profiles,
+            horizon=None if segment.route in SEARCH_ROUTES else self.horizons[segment.stream],
         )

@@ -29,10 +29,11 @@ from syncd.model import (
     Page,
     Quarantined,
     RateInfo,
+    Reads,
     Stream,
 )
 
-__all__ = ["NETWORK", "parse_lookup", "parse_page"]
+__all__ = ["NETWORK", "TIMELINE_HORIZONS", "parse_lookup", "parse_page"]
 
 # Here rather than in connectors.x so that translation depends on nothing client-side.
 NETWORK = "x"
@@ -49,6 +50,9 @@ _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 _HANDLE_MAX, _NAME_MAX, _URL_MAX, _TOKEN_MAX = 100, 200, 500, 500
 # A handle that can stand in a post's URL path as it is.
 _URL_HANDLE = re.compile(r"[A-Za-z0-9_]{1,50}")
+# X's documented reach of the timelines: the newest 800 mentions, the newest 3,200 of a user's
+# own posts. A walk after a since_id that returns as many stopped there, not at the since_id.
+TIMELINE_HORIZONS = {Stream.MENTIONS: 800, Stream.REPLIES: 3200}
 
 
 def parse_page(
@@ -58,8 +62,14 @@ def parse_page(
     stream: Stream,
     cursor: Cursor,
     headers: Mapping[str, str] | None = None,
+    owned: bool = False,
+    known: Mapping[str, Author] | None = None,
+    horizon: int | None = None,
 ) -> Page:
-    """Translate one timeline response body into a :class:`Page`; no HTTP."""
+    """Translate one timeline response body into a :class:`Page`; no HTTP. ``owned``: the
+    body was read with the account's own user token (billed as owned reads). ``known``: the
+    profiles state holds of authors the body has no user object for. ``horizon``: the
+    endpoint reaches only this many of the newest posts (a timeline, not search)."""
     if not isinstance(body, dict):
         raise TransientError("X sent a response body that is not a JSON object", system=NETWORK)
     data = _field(body, "data", list)
@@ -68,7 +78,7 @@ def parse_page(
 
     authors: dict[str, Author] = {}
     for user in _field(includes, "users", list):
-        if (author := _author(user)) is not None:
+        if (author := parse_author(user)) is not None:
             authors[author.user_id] = author
         else:
             warnings.append(f"skipped an unreadable user object: {clip(repr(user))}")
@@ -82,8 +92,10 @@ def parse_page(
 
     interactions: list[Interaction] = []
     quarantined: list[Quarantined] = []
+    # Profiles state already holds name the posts' links; only the page's own are stored.
+    profiles = {**known, **authors} if known else authors
     for post in data:
-        item = _translate(post, account, stream, authors, referenced_authors)
+        item = _translate(post, account, stream, profiles, referenced_authors)
         if isinstance(item, Interaction):
             interactions.append(item)
         elif isinstance(item, Quarantined):
@@ -96,7 +108,30 @@ def parse_page(
         rate=_rate_info(headers),
         quarantined=tuple(quarantined),
         warnings=tuple(storable(w) for w in warnings),
+        returned=len(data),
+        oldest_id=_oldest(data),
+        horizon=horizon,
+        reads=_reads(data, referenced, _field(includes, "users", list), owned),
     )
+
+
+def _reads(data: list[Any], referenced: list[Any], users: list[Any], owned: bool) -> Reads:
+    """The resources X bills for this answer: each post (returned or expanded) and each
+    user object once, whether or not it became history."""
+    primary = {_resource_id(p, n) for n, p in enumerate(data)}
+    expanded = {_resource_id(p, len(data) + n) for n, p in enumerate(referenced)} - primary
+    return Reads(
+        posts=len(primary),
+        expanded=len(expanded),
+        users=len({_resource_id(u, n) for n, u in enumerate(users)}),
+        owned=owned,
+    )
+
+
+def _resource_id(item: object, position: int) -> str:
+    # An item without a readable id is still a resource X sent: counted by where it stood.
+    value = item.get("id") if isinstance(item, dict) else None
+    return str(value) if isinstance(value, str | int) else f"#{position}"
 
 
 def parse_lookup(body: object, asked: Sequence[str]) -> tuple[set[str], set[str]]:
@@ -140,7 +175,7 @@ def _translate(
     if not is_x_id(post_id):
         return Quarantined(NETWORK, storable(clip(f"post id is not an X id: {post_id!r}")), post)
     author_id = post.get("author_id")
-    replied_to = _replied_to(post)
+    replied_to = reply_target(post)
 
     def bad(reason: str) -> Quarantined:
         return Quarantined(NETWORK, storable(clip(reason)), post, item_id=post_id)
@@ -195,7 +230,7 @@ def _translate(
     )
 
 
-def _author(user: object) -> Author | None:
+def parse_author(user: object) -> Author | None:
     if not isinstance(user, dict) or not is_x_id(user.get("id")):
         return None
     url = user.get("url")
@@ -239,7 +274,12 @@ def _newest(data: list[Any]) -> str | None:
     return max(ids, key=int, default=None)  # numerically: "9" < "10", and "010" is 10
 
 
-def _replied_to(post: JsonObject) -> str | None:
+def _oldest(data: list[Any]) -> str | None:
+    ids = [p["id"] for p in data if isinstance(p, dict) and is_x_id(p.get("id"))]
+    return min(ids, key=int, default=None)
+
+
+def reply_target(post: JsonObject) -> str | None:
     refs = post.get("referenced_tweets")
     for ref in refs if isinstance(refs, list) else []:
         if isinstance(ref, dict) and ref.get("type") == "replied_to" and is_x_id(ref.get("id")):

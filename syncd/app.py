@@ -14,12 +14,16 @@ from typing import cast
 
 import connectors
 from syncd.backfill.runner import BackfillSource, Runner
+from syncd.budget import BudgetHeld, budgets
+from syncd.budget_guard import BudgetGuard
 from syncd.compliance import ComplianceReport
 from syncd.compliance import run as run_compliance
 from syncd.config import Settings
 from syncd.connector import Crm, Source, SourceSettings
 from syncd.coordinated import CoordinatedPipeline
-from syncd.errors import ExternalError, NotFound
+from syncd.errors import ExternalError, NotFound, UsageCapped
+from syncd.gaps import GapPass
+from syncd.gaps import recover as recover_gaps
 from syncd.model import Account, Stream
 from syncd.pipeline import Clock, DeliverResult, Pipeline, PollResult, utcnow
 from syncd.resolver.stage import ResolveResult
@@ -96,13 +100,22 @@ class App:
             clock=clock,
             locks=self.locks,
         )
+        # The read budget of each source billed per resource (see syncd.budget_guard).
+        self.guard = BudgetGuard(
+            self.db,
+            budgets(settings.sources),
+            {name: source for name, (_, source) in self.sources.items()},
+            self.pipeline.clock,
+        )
         self._backfill: Runner | None = None
 
     # -- backfills -----------------------------------------------------------------------
     def backfill_tick(self, budget: float = 1.0) -> tuple[float, int]:
         """Work queued backfills for about ``budget`` seconds, one request at a time, so a
         live poll never waits behind more than one backfill request. Returns the seconds
-        before the next request may go (rate pacing; 0: go on) and the posts stored new."""
+        before the next request may go (rate pacing; 0: go on) and the posts stored new.
+        Gaps the live polls found are queued here as backfill jobs of their own."""
+        self.recover_gaps()
         started, new = time.monotonic(), 0
         while not self.pipeline.stopping.is_set():
             runner = self._backfill or self._claim_backfill()
@@ -113,6 +126,9 @@ class App:
             except LeaseLost:
                 self._backfill = None
                 continue
+            except BudgetHeld:  # queued again; claimed once the budget allows
+                self._backfill = None
+                return 0.0, new
             new += step.new
             if step.done:
                 log.info(
@@ -130,15 +146,27 @@ class App:
         for job_id, job in found.items():
             if job is None or job.source not in self.sources:
                 continue
+            if self.guard.holds_backfill(job.source):  # 90 % of its budget, or capped
+                continue
             source = cast(BackfillSource, self.sources[job.source][1])
             runner = Runner(
-                self.pipeline, job.source, source, job_id, reserve=self.settings.backfill.reserve
+                self.pipeline,
+                job.source,
+                source,
+                job_id,
+                reserve=self.settings.backfill.reserve,
+                guard=self.guard,
             )
             if runner.claim():
                 log.info("backfill %d: working %s @%s", job_id, job.source, job.account)
                 self._backfill = runner
                 return runner
         return None
+
+    def recover_gaps(self) -> GapPass:
+        """Settle, plan and report the gaps live walks left (see :mod:`syncd.gaps`)."""
+        sources = {name: source for name, (_, source) in self.sources.items()}
+        return recover_gaps(self.db, sources, self.pipeline.clock())
 
     def release_backfill(self) -> None:
         """On shutdown: hand the job in hand back to the queue, where it stood."""
@@ -236,7 +264,13 @@ class App:
 
     def poll(self, job: Job) -> PollResult:
         _, source = self.sources[job.source]
-        return self.pipeline.poll(job.source, source, job.account, job.stream)
+        self.guard.before_poll(job.source)  # refused while capped; X's usage read when due
+        try:
+            result = self.pipeline.poll(job.source, source, job.account, job.stream)
+        except UsageCapped as exc:  # the whole source waits for the cap's reset
+            raise self.guard.capped(job.source, exc) from exc
+        self.guard.review(job.source)
+        return result
 
     def cycle(self) -> CycleReport:
         """Poll every stream, resolve, write; collect failures instead of stopping at the first."""
@@ -258,6 +292,8 @@ class App:
                 self.pipeline.record_poll_error(
                     job.source, job.account.handle, job.stream, str(exc)
                 )
+        # Gaps are queued for the daemon's backfill work, and unclosable ones reported.
+        self.recover_gaps()
         try:
             report.resolve = self.pipeline.resolve()
             report.deliver = self.pipeline.deliver()

@@ -1,7 +1,8 @@
 """Posts deleted on the network must not stand in the CRM as if they had not been.
 
-One run re-checks the posts written to the CRM within ``horizon`` that were not checked in
-the last ``interval`` (the network asked in batches of 100: X's ``GET /2/tweets?ids=``), then
+One run re-checks the posts written to the CRM within ``horizon`` that were not checked (or
+written) in the last ``interval`` (the network asked in batches of 100: X's
+``GET /2/tweets?ids=``), then
 applies ``action`` to the CRM records of those found deleted: ``delete`` them, or ``mark``
 them (a status field says "Deleted", the text is blanked). Each check is stored
 (``post_checks``) in its own transaction, so a run cut short resumes where it stopped; a
@@ -108,8 +109,10 @@ def _due(
         .where(
             i.c.id > after,
             d.c.written_at >= since,
+            # A post was seen standing when it was read: first asked ``interval`` after its
+            # write, not at once (X bills every post a look-up returns).
             or_(
-                c.c.interaction_id.is_(None),
+                and_(c.c.interaction_id.is_(None), d.c.written_at <= asked_before),
                 and_(c.c.deleted_at.is_(None), c.c.checked_at <= asked_before),
             ),
         )

@@ -41,6 +41,10 @@ def validate(model: type[BaseModel], data: dict[str, Any], where: str, problems:
         found: dict[str, list[str]] = {}
         for err in exc.errors():
             loc = _locate(where, model, err["loc"])
+            if err["type"] in _TAG_ERRORS:
+                path, message = _tag_problem(err, loc)
+                found.setdefault(path, []).append(message)
+                continue
             message = _scrub(_message(err, loc), err.get("input"), secret=loc.secret)
             found.setdefault(loc.path, []).append(message)
         for path, messages in found.items():
@@ -79,12 +83,49 @@ def _locate(prefix: str, model: type[BaseModel], loc: tuple[int | str, ...]) -> 
             path = join(path, part)
         elif isinstance(part, int):
             tp, path = None, path + f"[{part}]"
+        elif (branch := _branch(tp, part)) is not None:
+            tp = branch  # the tagged union's member its tag (`type = "…"`) chose: not a key
         elif origin in (Union, types.UnionType) or part.startswith("function-") or "[" in part:
             tp = None  # a union branch or validator tag: not something the author wrote
         else:
             tp, path = None, join(path, part)
     secret = tp is Secret or bool(re.search(r"password|secret|token|session", path.lower()))
     return _Loc(path, siblings, tp, secret)
+
+
+def _tags(model: Any, key: str | None = None) -> list[Any]:
+    """The values a model's ``Literal`` fields (or its field ``key``) accept."""
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return []
+    fields = [f for name, f in model.model_fields.items() if key in (None, name)]
+    return [
+        v for f in fields if get_origin(f.annotation) is Literal for v in get_args(f.annotation)
+    ]
+
+
+def _branch(tp: Any, tag: object) -> Any:
+    """The member of a tagged union (``Field(discriminator=…)``) that ``tag`` selects."""
+    if get_origin(tp) not in (Union, types.UnionType) or not isinstance(tag, str):
+        return None
+    return next((member for member in get_args(tp) if tag in _tags(member)), None)
+
+
+# A tagged union that could not pick a member: the problem is the tag's own key (`type`),
+# which pydantic leaves out of the error's location.
+_TAG_ERRORS = ("union_tag_not_found", "union_tag_invalid")
+
+
+def _tag_problem(err: Any, loc: _Loc) -> tuple[str, str]:
+    ctx: dict[str, Any] = err.get("ctx") or {}
+    key = str(ctx.get("discriminator", "type")).strip("'\"")
+    tags = [t for member in get_args(loc.annotation) for t in _tags(member, key)]
+    listed = ", ".join(repr(t) for t in tags)
+    if err["type"] == "union_tag_not_found":
+        return join(loc.path, key), f"is required: one of {listed}"
+    tag = ctx.get("tag")
+    return join(loc.path, key), f"must be one of {listed}, not {_shown(tag)}" + did_you_mean(
+        tag, tags
+    )
 
 
 def _unwrap(tp: Any) -> Any:

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from functools import partial
-from typing import Annotated, Any, ClassVar, Protocol, Self
+from typing import Annotated, Any, ClassVar, Protocol, Self, runtime_checkable
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from syncd.model import (
     Account,
+    Author,
     CrmRef,
     Cursor,
+    GapPlan,
     HistoryRecord,
     IdentityKey,
     KeysPage,
@@ -30,6 +32,7 @@ from syncd.model import (
     PersonRecord,
     PostCount,
     Profile,
+    ProjectUsage,
     Segment,
     Stream,
     WriteResult,
@@ -153,6 +156,11 @@ class CheckRow:
     fix: str = ""  # when not ok: the change that makes it ok
 
 
+# The profiles state already holds, fresh enough to use, of the given network user ids: a
+# source reads (and pays for) only the others. Provided by the pipeline; no database here.
+KnownAuthors = Callable[[Collection[str]], Mapping[str, Author]]
+
+
 class Source(Protocol):
     """A social network: reads brand accounts' streams."""
 
@@ -166,8 +174,11 @@ class Source(Protocol):
         """Look up brand handles (one batched call). Unknown handles are absent from the result."""
         ...
 
-    def fetch(self, account: Account, stream: Stream, cursor: Cursor) -> Page:
-        """Read one page of ``stream`` after ``cursor``. The page carries the cursor to store."""
+    def fetch(
+        self, account: Account, stream: Stream, cursor: Cursor, known: KnownAuthors | None = None
+    ) -> Page:
+        """Read one page of ``stream`` after ``cursor``. The page carries the cursor to store.
+        With ``known``, only the profiles of authors it lacks are read (networks bill them)."""
         ...
 
     def lookup_posts(self, post_ids: Sequence[str]) -> tuple[set[str], set[str]]:
@@ -208,9 +219,39 @@ class Backfiller(Protocol):
         one, else a sample page extrapolated."""
         ...
 
-    def fetch_segment(self, account: Account, segment: Segment, token: str | None) -> Page:
+    def fetch_segment(
+        self,
+        account: Account,
+        segment: Segment,
+        token: str | None,
+        known: KnownAuthors | None = None,
+    ) -> Page:
         """One page of a segment; the next token is ``page.next_cursor.pagination_token``
-        (None at the end of the segment)."""
+        (None at the end of the segment). ``known`` as for :meth:`Source.fetch`."""
+        ...
+
+
+@runtime_checkable
+class GapCloser(Protocol):
+    """A backfiller that can also plan reading a gap: the posts after ``since_id`` and before
+    ``until_id`` (both exclusive) that a live walk of ``stream`` could not reach, because the
+    endpoint holds only its newest posts (optional: a source without it leaves gaps open)."""
+
+    def plan_gap(
+        self, account: Account, stream: Stream, since_id: str, until_id: str, now: datetime
+    ) -> GapPlan:
+        """The segments that read the gap with the configured access, or why none can.
+        No network call."""
+        ...
+
+
+@runtime_checkable
+class UsageReporter(Protocol):
+    """A source whose network counts the app's reads against a billing cap and says so
+    (optional: the budget guard asks at most every 15 minutes, see :mod:`syncd.budget_guard`)."""
+
+    def project_usage(self) -> ProjectUsage:
+        """The network's own figures for the app's project this billing period."""
         ...
 
 

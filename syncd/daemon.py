@@ -31,6 +31,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from syncd.app import App, Job, UnknownAccounts
+from syncd.budget import CappedSource
 from syncd.config import Settings
 from syncd.errors import AuthError, ExternalError, RateLimited, UserError
 from syncd.health import HealthServer, serve
@@ -360,7 +361,8 @@ class Daemon(Parking):
             result = call()
         except RateLimited as exc:
             self.metrics.error(job_id, exc)
-            health.failure(exc)
+            if not isinstance(exc, CappedSource):  # a cap is logged once per source, not per job
+                health.failure(exc)
             self._record(job, exc)
             # Move this job only; the scheduler's other jobs carry on.
             resume = max(exc.resume_at, datetime.now(UTC) + timedelta(seconds=1))

@@ -11,6 +11,7 @@
         │                    setup problem, this job fails the round and says why
         ├── AuthError        credentials rejected: the account is parked after 3 in a row
         ├── RateLimited      that job comes back at ``resume_at``; nobody sleeps in a worker
+        │   └── UsageCapped  the project's billing cap: the whole source waits for its reset
         ├── TransientError   bounded jittered retries (idempotent calls only), else next round
         ├── BadItem          one item is malformed: quarantine it, carry on with the rest
         └── NotFound         the thing asked for does not exist (a handle, a record)
@@ -103,6 +104,25 @@ class RateLimited(ExternalError):
     ) -> None:
         super().__init__(message, system=system, status=status)
         self.resume_at = resume_at
+
+
+class UsageCapped(RateLimited):
+    """The app's project reached the network's billing cap (X: ``usage-capped``, a 429 or a
+    403): nothing of that source may be read before the cap resets. ``period`` is the cap's
+    ("Daily", "Monthly") when the API says; ``resume_at`` is the connector's best guess, which
+    the budget guard replaces by the cap's reset when the network has told it."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        resume_at: datetime,
+        system: str = "",
+        status: int | None = None,
+        period: str | None = None,
+    ) -> None:
+        super().__init__(message, resume_at=resume_at, system=system, status=status)
+        self.period = period
 
 
 class TransientError(ExternalError):

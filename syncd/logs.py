@@ -42,7 +42,10 @@ _CREDENTIAL_SHAPES = [
     (
         re.compile(
             r"(?<![\w-])(password|passwd|secret|client_secret|token|access_token|refresh_token"
-            r"|security_token|session_id|sid|api_key)(['\"]?\s*[:=]\s*['\"]?)[^\s'\"&,}]+",
+            r"|security_token|session_id|sid|api_key"
+            # An OAuth 1.0a Authorization header's credentials and signature.
+            r"|oauth_token|oauth_consumer_key|oauth_signature"
+            r")(['\"]?\s*[:=]\s*['\"]?)[^\s'\"&,}]+",
             re.IGNORECASE,
         ),
         r"\1\2[redacted]",

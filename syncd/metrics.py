@@ -7,9 +7,9 @@ Two kinds of figures:
   code; API calls and rate-limit headers are counted by a ``requests`` response hook on each
   source's HTTP session, and read from the CRM connector's own counters;
 - gauges read from the state database when scraped (deliveries by state, poll lag, backfill
-  progress, parked accounts): the database is the truth, shared with ``syncd status`` and with
-  any other process. They are cached for :data:`STATE_MAX_AGE` so a burst of scrapes, or a
-  scrape beside the sd_notify status line, costs one set of queries.
+  progress, parked accounts, gaps): the database is the truth, shared with ``syncd status``
+  and with any other process. They are cached for :data:`STATE_MAX_AGE` so a burst of
+  scrapes, or a scrape beside the sd_notify status line, costs one set of queries.
 """
 
 from __future__ import annotations
@@ -30,8 +30,11 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import func, select
 
+from syncd.budget_metrics import BudgetCollector
+from syncd.gap_metrics import gap_metrics
 from syncd.model import Direction, Stream
 from syncd.state import backfills
+from syncd.state import gaps as gap_state
 from syncd.state.admin import parked_names
 from syncd.state.tables import cursors, deliveries, interactions
 
@@ -54,6 +57,7 @@ class Snapshot:
     last_success: dict[tuple[str, str, str], datetime | None]  # (source, account, stream)
     backfills: list[dict[str, Any]] = field(default_factory=list)
     parked: set[str] = field(default_factory=set)
+    gaps: gap_state.Counts = field(default_factory=lambda: gap_state.Counts({}, {}))
 
     def pending(self, crm: str) -> int:
         return sum(n for (c, _, _, s), n in self.deliveries.items() if c == crm and s == "pending")
@@ -137,7 +141,8 @@ class StateView:
                     }
                 )
             parked = parked_names(conn)
-        return Snapshot(now, counts, last, jobs, parked)
+            gap_counts = gap_state.counts(conn)
+        return Snapshot(now, counts, last, jobs, parked, gap_counts)
 
 
 def status_line(state: StateView, crm: str, parked: set[str]) -> str | None:
@@ -231,6 +236,7 @@ class Metrics:
             registry=reg,
         )  # fmt: skip
         reg.register(_Collector(self))
+        reg.register(BudgetCollector(app))  # reads, cost and budget per metered source
 
     def attach(self, app: App) -> None:
         """Count the API calls of ``app``'s sources (once per HTTP session)."""
@@ -372,3 +378,4 @@ def _state_metrics(snap: Snapshot) -> Iterator[Metric]:
     for name in sorted(snap.parked):
         parked.add_metric([name], 1)
     yield parked
+    yield from gap_metrics(snap.gaps)

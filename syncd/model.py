@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 JsonObject = dict[str, Any]
@@ -117,6 +117,32 @@ class RateInfo:
 
 
 @dataclass(frozen=True)
+class Reads:
+    """What one API answer returned, counted as the network bills it (X: per post and per
+    user object). ``owned``: the answer was the brand account's own timeline read with its
+    own user token, whose ``posts`` X bills at the cheaper owned-read price; ``expanded``
+    posts beside them (a replied-to post) are ordinary reads either way."""
+
+    posts: int = 0  # the answer's own posts (``data``)
+    expanded: int = 0  # posts expanded beside them and not among them (``includes``)
+    users: int = 0
+    owned: bool = False
+
+
+@dataclass(frozen=True)
+class ProjectUsage:
+    """What the network itself counts against the app's project this billing period (X:
+    ``GET /2/usage/tweets``). ``reset_day`` is the day of the month (UTC) the cap resets;
+    ``day_posts`` the network's count for its latest UTC ``day``. None: not said."""
+
+    posts: int | None = None
+    cap: int | None = None
+    reset_day: int | None = None
+    day: date | None = None
+    day_posts: int | None = None
+
+
+@dataclass(frozen=True)
 class Page:
     """One API page translated: what to store, and the cursor to store with it."""
 
@@ -127,6 +153,14 @@ class Page:
     quarantined: tuple[Quarantined, ...] = ()
     # Partial errors a 200 carried (deleted or suspended referenced posts): informational.
     warnings: tuple[str, ...] = ()
+    # What tells a walk that met since_id from one the endpoint cut short (the network never
+    # says): the posts the API returned, history or not, the oldest of their ids, and the
+    # endpoint's horizon, when it reaches only the newest ``horizon`` posts (None: no limit).
+    returned: int = 0
+    oldest_id: str | None = None
+    horizon: int | None = None
+    # The resources the answer carried, for the budget: counted in the page's transaction.
+    reads: Reads = Reads()
 
     @property
     def walk_complete(self) -> bool:
@@ -324,6 +358,9 @@ class Segment:
     horizon: int | None = None
     note: str | None = None
     min_interval: float = 0.0  # seconds between two requests, if the endpoint wants spacing
+    # Post id bounds, both exclusive, inside the time window: a gap's exact edges.
+    since_id: str | None = None
+    until_id: str | None = None
 
     def as_json(self) -> JsonObject:
         return {
@@ -337,6 +374,8 @@ class Segment:
             "horizon": self.horizon,
             "note": self.note,
             "min_interval": self.min_interval,
+            "since_id": self.since_id,
+            "until_id": self.until_id,
         }
 
     @classmethod
@@ -352,7 +391,23 @@ class Segment:
             horizon=value.get("horizon"),
             note=value.get("note"),
             min_interval=float(value.get("min_interval") or 0.0),
+            since_id=value.get("since_id"),
+            until_id=value.get("until_id"),
         )
+
+
+@dataclass(frozen=True)
+class GapPlan:
+    """How a source would read the posts a live walk could not reach (a gap).
+
+    ``segments`` read what the configured access reaches (none: nothing does); ``unreachable``
+    says in words which part no access reaches, and why; ``ready_at`` is set when the gap is
+    too recent for search yet, and it should be planned again then.
+    """
+
+    segments: tuple[Segment, ...] = ()
+    unreachable: str | None = None
+    ready_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,13 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from syncd.connector import Crm, Source
+from syncd.connector import Crm, KnownAuthors, Source
 from syncd.errors import ExternalError, TransientError
 from syncd.history import build_record
 from syncd.model import Account, CrmRef, Stream, WriteResult
 from syncd.resolver import stage
 from syncd.resolver.stage import ResolveResult, ResolveSettings
-from syncd.state import crm_keys, linking, outbox
+from syncd.state import crm_keys, linking, outbox, profiles, usage
 from syncd.state import ingest as st
 from syncd.state.coordination import owner_id, retry_conflicts, shared
 from syncd.state.db import Database
@@ -76,6 +76,8 @@ class PipelineSettings:
     resolve: ResolveSettings = field(default_factory=ResolveSettings)
     record_max_attempts: int = 8  # per-record retryable errors before the dead letter
     lease: float = 60.0  # seconds a claim on deliveries lasts (PostgreSQL, several instances)
+    # A stored author profile younger than this is not read from the network again.
+    profile_max_age: timedelta = timedelta(days=7)
 
 
 @dataclass
@@ -147,6 +149,10 @@ class Pipeline:
                 return call()
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def known_authors(self, network: str) -> KnownAuthors:
+        """Authors whose profiles state holds: a source reads only the others."""
+        return profiles.known_authors(self.db, network, self.settings.profile_max_age, self.clock)
+
     # -- accounts ------------------------------------------------------------------------
     def accounts(
         self, source_name: str, source: Source, handles: Sequence[str]
@@ -176,10 +182,11 @@ class Pipeline:
             cursor = st.load_cursor(conn, source_name, account.handle, stream)
             # Brand accounts do not change during a walk: read once, not once per page.
             brand_ids = st.brand_user_ids(conn, source.network)
+        known = self.known_authors(source.network)
         restarted = False
         while True:
             try:
-                page = self.retrying(partial(source.fetch, account, stream, cursor))
+                page = self.retrying(partial(source.fetch, account, stream, cursor, known))
             except ExternalError as exc:
                 # A stored pagination token can expire; start the walk again from since_id.
                 if exc.status == 400 and cursor.in_walk and not restarted:
@@ -207,6 +214,7 @@ class Pipeline:
                     brand_ids=brand_ids,
                     now=self.clock(),
                 )
+                usage.count(conn, source_name, source.network, page.reads, self.clock())
             result.pages += 1
             result.seen += stored.seen
             result.new += stored.new

@@ -442,7 +442,7 @@ class FakeX:
     def resolve_accounts(self, handles: Sequence[str]) -> dict[str, Account]:
         return {a.handle: a for a in BRANDS if a.handle in handles}
 
-    def fetch(self, account: Account, stream: Stream, cursor: Cursor) -> Page:
+    def fetch(self, account: Account, stream: Stream, cursor: Cursor, known: object = None) -> Page:
         if self.fail_at is not None:
             self.fail_at -= 1
             if self.fail_at < 0:

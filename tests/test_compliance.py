@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from e2e_support import World, make_world, poll_once, tasks
-from sqlalchemy import select
+from sqlalchemy import select, update
 from x_sandbox_support import recorded
 
 from connectors.x import XSource
@@ -18,7 +19,7 @@ from connectors.x_parse import parse_lookup
 from syncd.cli import cli
 from syncd.sandbox.seed import seed
 from syncd.state.db import Database
-from syncd.state.tables import interactions, post_checks
+from syncd.state.tables import deliveries, interactions, post_checks
 
 
 @pytest.fixture
@@ -44,7 +45,27 @@ def two_posts_written(w: World) -> tuple[str, str]:
     code, output = poll_once(w)
     assert code == 0, output
     assert {f"x:{doomed}", f"x:{kept}"} <= set(tasks(w.sf))
+    # Written two days ago: a post is first asked about once the interval (a day) has passed
+    # since it was seen standing.
+    db = Database(_url(w))
+    try:
+        with db.transaction() as conn:
+            conn.execute(
+                update(deliveries).values(written_at=datetime.now(UTC) - timedelta(days=2))
+            )
+    finally:
+        db.dispose()
     return doomed, kept
+
+
+def test_a_post_just_written_is_not_asked_about_at_once(world: World) -> None:
+    people = seed(world.x, world.sf, customers=4)
+    c = next(c for c in people.customers if c.kind == "contact_by_id")
+    world.x.add_post(c.user_id, "@acme hello")
+    assert poll_once(world)[0] == 0
+    lookups = world.x.usage.posts_returned
+    assert compliance_run(world)["checked"] == 0
+    assert world.x.usage.posts_returned == lookups  # nothing re-read
 
 
 def test_a_post_deleted_on_x_loses_its_task_once(world: World) -> None:

@@ -77,6 +77,14 @@ def _example() -> str:
     )
 
 
+def user_auth(key: str, body: str) -> str:
+    """BASE with a [sources.user_auth.KEY] table holding ``body``."""
+    return edit(('interval = "2m"\n', f'interval = "2m"\n\n[sources.user_auth.{key}]\n{body}'))
+
+
+OAUTH2 = 'type = "oauth2"\nclient_id = "cid"\ntoken_file = "{tmp}/x-acme.json"\n'
+
+
 def _unreadable(tmp: Path) -> None:
     secret = tmp / "locked"
     secret.write_text("tok-secret-value\n")
@@ -339,6 +347,45 @@ CASES = [
         edit(('"env:T_X_BEARER"', "987654321")),
         [("sources[0].bearer_token", "must be a secret reference in quotes")],
         hidden=("987654321",),
+    ),
+    # -- per-account user credentials (owned reads) ----------------------------------------
+    Case(
+        "user-auth-for-an-unknown-account",
+        user_auth("acmee", OAUTH2),
+        [("sources[0].user_auth", "'acmee' is not one of this source's accounts; did you mean")],
+    ),
+    Case(
+        "user-auth-without-type",
+        user_auth("acme", OAUTH2.replace('type = "oauth2"\n', "")),
+        [("sources[0].user_auth.acme.type", "is required: one of 'oauth1', 'oauth2'")],
+    ),
+    Case(
+        "user-auth-unknown-type",
+        user_auth("acme", OAUTH2.replace('"oauth2"', '"oauth_2"')),
+        [("sources[0].user_auth.acme.type", "not 'oauth_2'; did you mean 'oauth2'?")],
+    ),
+    Case(
+        "user-auth-oauth1-keys",
+        user_auth(
+            "acme",
+            'type = "oauth1"\nconsumer_key = "env:T_X_BEARER"\n'
+            'consumer_secret = "cs-plain-S3CRET"\naccess_token = "env:T_X_BEARER"\n'
+            'acces_token_secret = "env:T_X_BEARER"\n',
+        ),
+        [
+            ("sources[0].user_auth.acme.access_token_secret", "is required"),
+            ("sources[0].user_auth.acme.consumer_secret", "must be a secret reference"),
+            (
+                "sources[0].user_auth.acme.acces_token_secret",
+                "unknown key; did you mean 'access_token_secret'?",
+            ),
+        ],
+        hidden=("cs-plain-S3CRET",),
+    ),
+    Case(
+        "user-auth-relative-token-file",
+        user_auth("acme", OAUTH2.replace("{tmp}/x-acme.json", "x-acme.json")),
+        [("sources[0].user_auth.acme.token_file", "must be an absolute path")],
     ),
     # -- placeholders, syntax, the file itself ---------------------------------------------
     Case(

@@ -9,11 +9,12 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, select
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, select, text
 
 from syncd.state.db import Database, alembic_config
 from syncd.state.lock import AlreadyRunning, InstanceLock
-from syncd.state.tables import deliveries, identities, interactions, metadata
+from syncd.state.tables import cursors, deliveries, identities, interactions, metadata
 
 
 def test_migrations_match_the_table_definitions(state_url: str) -> None:
@@ -46,7 +47,8 @@ def test_one_instance_lock_per_sqlite_state_several_on_postgresql(state_url: str
 def test_0009_adds_delivery_claims_and_takes_them_away_again(state_url: str) -> None:
     db = Database(state_url)
     try:
-        db.upgrade()
+        with db.engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0009")
         assert db.revision() == "0009"
         assert {"claimed_by", "claim_until"} <= _columns(db, "deliveries")
         with db.engine.begin() as conn:
@@ -59,6 +61,47 @@ def test_0009_adds_delivery_claims_and_takes_them_away_again(state_url: str) -> 
         assert {"claimed_by", "claim_until"} <= _columns(db, "deliveries")
     finally:
         db.dispose()
+
+
+def test_0010_adds_gaps_and_walk_progress_and_takes_them_away_again(state_url: str) -> None:
+    db = Database(state_url)
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    try:
+        with db.engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0009")
+            # A walk under way when the upgrade runs: it must come out counting from nothing.
+            conn.execute(
+                text(
+                    "INSERT INTO cursors (source, account, stream, since_id, pagination_token,"
+                    " updated_at) VALUES ('x', 'acme', 'mentions', '5', 'tok', :now)"
+                ),
+                {"now": now},
+            )
+            command.upgrade(alembic_config(conn), "0010")
+        assert {"walk_seen", "walk_oldest_id"} <= _columns(db, "cursors")
+        assert "gaps" in _tables(db)
+        with db.connect() as conn:
+            row = conn.execute(select(cursors.c.walk_seen, cursors.c.walk_oldest_id)).one()
+        assert tuple(row) == (0, None)
+        with db.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0009")
+        assert "gaps" not in _tables(db)
+        columns = _columns(db, "cursors")
+        assert "walk_seen" not in columns and "walk_oldest_id" not in columns
+        assert "pending_since_id" in columns  # the walk itself survives the downgrade
+        db.upgrade()
+        assert "gaps" in _tables(db)
+    finally:
+        db.dispose()
+
+
+def _head() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def _tables(db: Database) -> set[str]:
+    with db.engine.connect() as conn:
+        return set(inspect(conn).get_table_names())
 
 
 def _columns(db: Database, table: str) -> set[str]:
@@ -87,7 +130,7 @@ def test_instances_starting_together_migrate_one_at_a_time(state_url: str) -> No
         for t in threads:
             t.join(60)
         assert errors == []
-        assert {db.revision() for db in dbs} == {"0009"}
+        assert {db.revision() for db in dbs} == {_head()}
     finally:
         for db in dbs:
             db.dispose()

@@ -80,7 +80,7 @@ class ScriptedSource:
     def resolve_accounts(self, handles: Sequence[str]) -> dict[str, Account]:
         return {h: BRAND for h in handles if h == "acme"}
 
-    def fetch(self, account: Account, stream: Stream, cursor: Cursor) -> Page:
+    def fetch(self, account: Account, stream: Stream, cursor: Cursor, known: object = None) -> Page:
         self.calls.append(cursor)
         answer = self.script[cursor]
         if isinstance(answer, Exception):

@@ -2,20 +2,25 @@
 
 The daemon runs with known, distinctive secret values through the failures most likely to
 print a request: server errors, dropped connections, expired sessions (a fresh login sends the
-password again), refused logins, record errors. Then every text syncd produced is searched.
+password again), refused logins, record errors. One brand account reads with an OAuth 2.0
+user token refreshed (and rotated) on nearly every poll, the other with OAuth 1.0a signatures.
+Then every text syncd produced is searched, for the configured secrets and for every token the
+X stand-in ever issued.
 """
 
 from __future__ import annotations
 
 import json
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from e2e_support import Daemon, config_text, tasks, wait_for
 
+from connectors.x_token_file import UserToken, write_private
 from syncd import config as config_mod
 from syncd.app import App
 from syncd.cli import cli
@@ -28,7 +33,18 @@ X_BEARER = "xbearer-S3CRET-a1b2c3d4e5"
 SF_PASSWORD = "sfpass-S3CRET-f6g7h8"
 SF_TOKEN = "sftok-S3CRET-i9j0k1"
 WRONG_PASSWORD = "wrongpass-S3CRET-l2m3n4"
-SECRETS = (X_BEARER, SF_PASSWORD, SF_TOKEN, WRONG_PASSWORD)
+X_CLIENT_SECRET = "xclient-S3CRET-o5p6q7"
+X_CONSUMER_KEY = "xconsumerkey-S3CRET-u1v2"
+X_CONSUMER_SECRET = "xconsumer-S3CRET-r8s9t0"
+SECRETS = (
+    X_BEARER,
+    SF_PASSWORD,
+    SF_TOKEN,
+    WRONG_PASSWORD,
+    X_CLIENT_SECRET,
+    X_CONSUMER_KEY,
+    X_CONSUMER_SECRET,
+)
 
 pytestmark = pytest.mark.parametrize("state_url", ["sqlite"], indirect=True)
 
@@ -57,12 +73,59 @@ def world(state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
         yield Sandboxes(x, sf, path)
 
 
-def leaks(text: str) -> list[str]:
-    return [s for s in SECRETS if s in text]
+def leaks(text: str, secrets: Sequence[str] = SECRETS) -> list[str]:
+    return [s for s in secrets if s in text]
 
 
-def test_no_secret_in_logs_status_errors_or_reprs(world: Sandboxes, tmp_path: Path) -> None:
+def owned_reads(
+    world: Sandboxes, brand_ids: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """@acme reads with an OAuth 2.0 user token (a confidential client), @acmesupport with
+    OAuth 1.0a. The stand-in's tokens outlive syncd's 5-minute refresh margin by seconds, so
+    nearly every poll refreshes and rotates."""
+    world.x.auth.access_token_lifetime = timedelta(seconds=302)
+    world.x.auth.add_client("syncd-e2e", secret=X_CLIENT_SECRET)
+    answer = world.x.auth.issue_tokens("syncd-e2e", brand_ids["acme"])
+    token_file = tmp_path / "x-acme.json"
+    expires = datetime.now(UTC) + timedelta(seconds=290)  # refreshed at the first poll
+    token = UserToken(
+        str(answer["access_token"]), str(answer["refresh_token"]), expires, "", None, None
+    )
+    write_private(token_file, token.to_json())
+    world.x.auth.add_consumer(X_CONSUMER_KEY, X_CONSUMER_SECRET)
+    access, access_secret = world.x.auth.issue_oauth1_token(
+        X_CONSUMER_KEY, brand_ids["acmesupport"]
+    )
+    for name, value in (
+        ("CLIENT_SECRET", X_CLIENT_SECRET), ("CONSUMER_KEY", X_CONSUMER_KEY),
+        ("CONSUMER_SECRET", X_CONSUMER_SECRET), ("ACCESS", access),
+        ("ACCESS_SECRET", access_secret),
+    ):  # fmt: skip
+        monkeypatch.setenv(f"E2E_X_{name}", value)
+    tables = f"""
+[sources.user_auth.acme]
+type = "oauth2"
+client_id = "syncd-e2e"
+client_secret = "env:E2E_X_CLIENT_SECRET"
+token_file = "{token_file}"
+
+[sources.user_auth.acmesupport]
+type = "oauth1"
+consumer_key = "env:E2E_X_CONSUMER_KEY"
+consumer_secret = "env:E2E_X_CONSUMER_SECRET"
+access_token = "env:E2E_X_ACCESS"
+access_token_secret = "env:E2E_X_ACCESS_SECRET"
+"""
+    text = world.config.read_text()
+    world.config.write_text(text.replace("\n[crm]", tables + "\n[crm]"))
+
+
+def test_no_secret_in_logs_status_errors_or_reprs(
+    world: Sandboxes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     people = seed(world.x, world.sf, customers=8)
+    owned_reads(world, people.brand_ids, tmp_path, monkeypatch)
+    issued = len(world.x.auth.issued)
     linked = [c for c in people.customers if c.kind == "contact_by_id"]
     for kind, options in (
         ("status", {"status": 500}),
@@ -93,6 +156,9 @@ def test_no_secret_in_logs_status_errors_or_reprs(world: Sandboxes, tmp_path: Pa
         daemon.stop()
     texts["daemon log (DEBUG)"] = daemon.log
     assert "DEBUG" in daemon.log and "INVALID_LOGIN" in daemon.log  # the log did see it all
+    assert "oauth_signature" in daemon.log  # OAuth 1.0a signing, logged by oauthlib
+    # Owned reads happened, and OAuth 2.0 tokens were refreshed and rotated meanwhile.
+    assert world.x.usage.owned_posts_billed > 0 and len(world.x.auth.issued) > issued
 
     # The same failures in-process: exception text, traceback and every repr on the way.
     settings = config_mod.load(world.config)
@@ -116,12 +182,13 @@ def test_no_secret_in_logs_status_errors_or_reprs(world: Sandboxes, tmp_path: Pa
         app.close()
 
     assert "".join(texts)  # something was collected
-    found = {where: leaks(text) for where, text in texts.items() if leaks(text)}
+    every = (*SECRETS, *world.x.auth.issued)
+    found = {where: leaks(text, every) for where, text in texts.items() if leaks(text, every)}
     assert found == {}, f"secrets leaked: {found}"
     state_file = Path(settings.state.url.removeprefix("sqlite:///"))
     for f in (state_file, state_file.with_name(state_file.name + "-wal")):
         if f.exists():
-            assert leaks(f.read_bytes().decode("latin-1")) == [], f"secret stored in {f}"
+            assert leaks(f.read_bytes().decode("latin-1"), every) == [], f"secret stored in {f}"
 
 
 def _cli(world: Sandboxes, *args: str) -> str:

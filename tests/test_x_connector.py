@@ -32,6 +32,7 @@ from syncd.errors import (
     RateLimited,
     SyncdError,
     TransientError,
+    UsageCapped,
 )
 from syncd.model import Account, Author, Cursor, Direction, Interaction, Page, RateInfo, Stream
 from syncd.sandbox.server import Request, Response, SandboxServer
@@ -595,10 +596,11 @@ def error_server(api: Loopback) -> Loopback:
         ("429-reset", RateLimited, 429, utc(2033, 5, 18, 3, 33, 20)),
         ("429-no-reset", RateLimited, 429, "15m"),
         ("429-bad-reset", RateLimited, 429, "15m"),
-        ("429-capped", RateLimited, 429, utc(2033, 5, 18, 3, 33, 20)),
+        # Never x-rate-limit-reset: a monthly cap outlasts the rate window it names.
+        ("429-capped", UsageCapped, 429, "1h"),
         ("401", AuthError, 401, None),
         ("403", AuthError, 403, None),
-        ("403-capped", RateLimited, 403, "1h"),
+        ("403-capped", UsageCapped, 403, "1h"),
         ("404", NotFound, 404, None),
         ("400", ExternalError, 400, None),
         ("503-html", TransientError, 503, None),

@@ -16,13 +16,15 @@ from datetime import datetime
 from functools import partial
 from typing import Protocol
 
+from syncd.budget import BudgetHeld
+from syncd.budget_guard import BudgetGuard
 from syncd.connector import Backfiller, Source
-from syncd.errors import ExternalError, NotFound
+from syncd.errors import ExternalError, NotFound, UsageCapped
 from syncd.model import Account, Page, Segment
 from syncd.pipeline import Pipeline
-from syncd.state import backfills
+from syncd.state import backfills, usage
 from syncd.state import ingest as st
-from syncd.state.backfills import DONE, RUNNING, Job, LeaseLost
+from syncd.state.backfills import DONE, QUEUED, RUNNING, Job, LeaseLost
 
 log = logging.getLogger("syncd.backfill")
 SHARED_ROUTES = frozenset({"mentions_timeline", "user_timeline"})  # live polls use them too
@@ -51,6 +53,7 @@ class Runner:
         *,
         owner: str | None = None,
         reserve: float = 0.2,
+        guard: BudgetGuard | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.db = pipeline.db
@@ -59,8 +62,10 @@ class Runner:
         self.job_id = job_id
         self.owner = owner or backfills.me()
         self.reserve = reserve
+        self.guard = guard  # the read budget: refuses a step once it is nearly spent
         self._account: Account | None = None
         self._brand_ids: set[str] | None = None
+        self._known = pipeline.known_authors(source.network)
 
     @property
     def clock(self) -> Callable[[], datetime]:
@@ -106,12 +111,19 @@ class Runner:
             self.release(DONE)
             return Step(job, done=True)
         account = self.account(job)
+        if self.guard is not None:  # at 90 % of the budget, or capped: BudgetHeld
+            try:
+                self.guard.before_backfill(self.source_name)
+            except BudgetHeld as held:
+                raise self._hold(held) from None
         started = time.monotonic()
         try:
             page = self.pipeline.retrying(
-                partial(self.source.fetch_segment, account, segment, job.token)
+                partial(self.source.fetch_segment, account, segment, job.token, self._known)
             )
         except ExternalError as exc:
+            if isinstance(exc, UsageCapped) and self.guard is not None:
+                raise self._hold(self.guard.backfill_capped(self.source_name, exc)) from exc
             if exc.status != 400 or job.token is None:
                 raise
             # An expired page token: read the segment again from its start; stored posts
@@ -144,8 +156,14 @@ class Runner:
             )
             if job.current is None:
                 backfills.finish(conn, job.id, DONE, self.clock(), owner=self.owner)
+            usage.count(conn, self.source_name, self.source.network, page.reads, self.clock())
         wait = self.pacing(segment, page, time.monotonic() - started)
         return Step(job, job.current is None, read, stored.new, wait)
+
+    def _hold(self, held: BudgetHeld) -> BudgetHeld:
+        """Back to the queue, where the daemon takes the job up once the budget allows."""
+        self.release(QUEUED)
+        return held
 
     def pacing(self, segment: Segment, page: Page, spent: float = 0.0) -> float:
         """Seconds to wait before the next request: what is left of the endpoint's spacing

@@ -160,7 +160,14 @@ def backfill(
         if queue:
             click.echo(f"queued as backfill {job_id}: the running daemon works it")
             return
-        runner = Runner(app.pipeline, source_name, bsource, job_id, reserve=loaded.backfill.reserve)
+        runner = Runner(
+            app.pipeline,
+            source_name,
+            bsource,
+            job_id,
+            reserve=loaded.backfill.reserve,
+            guard=app.guard,
+        )
         _run(runner, as_json)
     finally:
         app.close()
@@ -343,7 +350,14 @@ def resume(ctx: click.Context, job_id: int, queue: bool, as_json: bool) -> None:
         if job.source not in app.sources:
             raise UserError(f"backfill {job_id} reads source {job.source!r}, not in the config")
         source = cast(BackfillSource, app.sources[job.source][1])
-        runner = Runner(app.pipeline, job.source, source, job_id, reserve=loaded.backfill.reserve)
+        runner = Runner(
+            app.pipeline,
+            job.source,
+            source,
+            job_id,
+            reserve=loaded.backfill.reserve,
+            guard=app.guard,
+        )
         _run(runner, as_json)
     finally:
         app.close()

@@ -14,12 +14,16 @@ from types import FrameType
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from syncd import config as config_mod
 from syncd import logs
 from syncd.app import App
+from syncd.budget import budgets
 from syncd.cli.base import cli, config_path, settings, state, user_errors
+from syncd.cli.budget_view import print_budgets
+from syncd.state.status import Gaps
 
 EXIT_INCOMPLETE = 1  # `poll --once`: something did not go through
 
@@ -117,11 +121,11 @@ def poll(ctx: click.Context, once: bool, as_json: bool) -> None:
 @click.pass_context
 @user_errors
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Per-stream cursors and last success, deliveries by state, parked accounts."""
+    """Per-stream cursors and last success, deliveries by state, gaps, parked accounts."""
     from syncd.state.status import status as read_status
 
     with state(ctx) as (loaded, conn):
-        st = read_status(conn, loaded.crm.name)
+        st = read_status(conn, loaded.crm.name, budgets(loaded.sources))
     if as_json:
         click.echo(json.dumps(asdict(st), default=str, indent=2))
         return
@@ -158,6 +162,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
             f"held {b.held:,}",
             highlight=False,
         )
+    _print_gaps(console, st.gaps)
+    print_budgets(console, st.budgets)
     for p in st.parked:
         console.print(
             f"[red]PARKED[/] {p.name} since {_when(p.parked_at)} after {p.failures} "
@@ -198,6 +204,23 @@ def _park_name(given: str, parked: set[str]) -> str:
         return given
     matches = [p for p in parked if p.split(":", 1)[-1].lower() == given.lower().lstrip("@")]
     return matches[0] if len(matches) == 1 else given
+
+
+def _print_gaps(console: Console, gaps: Gaps) -> None:
+    """Posts a live walk could not reach: being recovered, or out of reach (with why)."""
+    for g in gaps.unclosed:
+        where = f"gap {g.id} {g.source} @{g.account} {g.stream} after id {g.since_id}, before id "
+        if g.state == "unclosable":
+            got = f" ({g.recovered:,} recovered)" if g.recovered else ""
+            console.print(
+                f"[red]UNCLOSABLE[/] {where}{g.until_id}{got}: {escape(g.reason or '')}",
+                highlight=False,
+            )
+        else:
+            by = f" by backfill {g.backfill_id}" if g.backfill_id is not None else ""
+            console.print(f"{where}{g.until_id}: {g.state}{by}", highlight=False)
+    if gaps.closed:
+        console.print(f"gaps closed: {gaps.closed}, posts recovered: {gaps.recovered:,}")
 
 
 def _when(value: datetime | None) -> str:

@@ -1,7 +1,9 @@
 """A stateful stand-in for the X API v2 read endpoints syncd uses, served on loopback.
 
 The real tweepy ``Client`` talks to it once its session carries a URL-rewriting adapter. It
-answers like X: bearer auth, ``x-rate-limit-*`` headers per endpoint and token, partial errors
+answers like X: the app's bearer token, or a user's OAuth 2.0 token or OAuth 1.0a signature
+(:mod:`.x_auth`, which also serves ``POST /2/oauth2/token``; ``GET /2/users/me`` answers the
+user), ``x-rate-limit-*`` headers per endpoint and token, partial errors
 inside a 200, X's 400 bodies, newest-first timelines with opaque pagination tokens and the
 mentions/timeline horizons beyond which older posts are unreachable. Recent and full-archive
 search and counts (:mod:`.x_search`) reach past those horizons; full archive needs access
@@ -15,17 +17,19 @@ the endpoint names are :data:`ENDPOINTS`.
 from __future__ import annotations
 
 import math
-import re
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import ClassVar, Literal
 
+from syncd.sandbox import x_cap as xc
 from syncd.sandbox import x_params as xp
 from syncd.sandbox import x_render as xr
 from syncd.sandbox import x_search as xs
 from syncd.sandbox.faults import FaultRule, Kind, kinds, reason
 from syncd.sandbox.server import Handler, Request, Response, SandboxServer
+from syncd.sandbox.x_auth import Principal, XAuth
 from syncd.sandbox.x_store import (
     ID_PATTERN,
     USERNAME_PATTERN,
@@ -34,16 +38,18 @@ from syncd.sandbox.x_store import (
     StoredUser,
     XStore,
 )
-from syncd.sandbox.x_usage import Usage
+from syncd.sandbox.x_usage import UNBILLED_ENDPOINTS, Usage
 
 RATE_LIMIT_DEFAULTS: dict[str, int] = {
     "mentions": 450,
     "user_tweets": 1500,
     "user_lookup": 300,
+    "users_me": 75,
     "tweet_lookup": 300,
     "search_recent": 450,
     "search_all": 300,
     "counts": 300,  # counts_recent and counts_all, each in its own window
+    "usage": 50,
 }
 RATE_LIMIT_WINDOW = timedelta(minutes=15)
 # Route pattern -> the endpoint name faults and request hooks match on.
@@ -52,6 +58,7 @@ ENDPOINTS: dict[str, str] = {
     "/2/users/by": "users_by",
     "/2/users/{id}/mentions": "mentions",
     "/2/users/{id}/tweets": "user_tweets",
+    "/2/users/me": "users_me",
     "/2/users/{id}": "user",
     "/2/users": "users",
     "/2/tweets/{id}": "tweet",
@@ -60,10 +67,15 @@ ENDPOINTS: dict[str, str] = {
     "/2/tweets/search/all": "search_all",
     "/2/tweets/counts/recent": "counts_recent",
     "/2/tweets/counts/all": "counts_all",
+    "/2/oauth2/token": "oauth2_token",
+    "/2/usage/tweets": "usage_tweets",
 }
 FULL_ARCHIVE = frozenset({"search_all", "counts_all"})
+# An account's own timelines: read with its own user token, what they return is owned reads.
+OWNED_ENDPOINTS = frozenset({"mentions", "user_tweets"})
+USER_CONTEXT_ONLY = frozenset({"users_me"})  # an app token gets X's 403
+OAUTH2_TOKEN = "/2/oauth2/token"
 _JSON = {"Content-Type": "application/json; charset=utf-8"}
-_BEARER = re.compile(r"^Bearer\s+(\S+)$")
 Timeline = Literal["mentions", "tweets"]
 
 
@@ -96,6 +108,10 @@ class XSandbox(SandboxServer):
         full_archive: bool = True,
         full_archive_per_second: int | None = 1,
         search_lag: float = 10.0,
+        access_token_lifetime: float = 7200.0,
+        project_cap: int = 2_000_000,
+        cap_reset_day: int = 1,
+        cap_status: int = 429,
     ) -> None:
         unknown = set(rate_limits or {}) - set(RATE_LIMIT_DEFAULTS)
         if unknown:
@@ -104,16 +120,24 @@ class XSandbox(SandboxServer):
             )
         self.dialect = xr.Dialect.for_includes_key(includes_key)  # fail before binding a port
         super().__init__(host, port)
-        self.bearer_token = bearer_token
         self.mentions_horizon = mentions_horizon
         self.timeline_horizon = timeline_horizon
         self.rate_limits = {**RATE_LIMIT_DEFAULTS, **(rate_limits or {})}
         self.clock = clock or _utcnow
         self.store = XStore(self.clock)
+        # Who may call: the app token, and the user credentials tests register here.
+        self.auth = XAuth(bearer_token, self.clock, access_token_lifetime=access_token_lifetime)
+        # The caller of the request this thread serves, for the handlers that answer per user.
+        self._caller = threading.local()
         self.usage = Usage()  # posts and users handed out, raw and as X bills them
         self.full_archive = full_archive  # False: search_all and counts_all answer 403
         self.full_archive_per_second = full_archive_per_second  # None: no per-second limit
         self.search_lag = timedelta(seconds=search_lag)  # how old end_time must be
+        # Posts billed per cap period (pay-per-use: 2M a month) before billed endpoints answer
+        # usage-capped, with this status (429; X also sends 403), until the cap_reset_day.
+        self.project_cap = project_cap
+        self.cap_reset_day = cap_reset_day
+        self.cap_status = cap_status
         # (token, endpoint) -> [window end (epoch s), requests used in the window]
         self._windows: dict[tuple[str, str], tuple[int, int]] = {}
         self._seconds = xs.PerSecond()
@@ -124,6 +148,7 @@ class XSandbox(SandboxServer):
             ("/2/users/by", "user_lookup", self._get_users_by_usernames),
             ("/2/users/{id}/mentions", "mentions", self._get_mentions),
             ("/2/users/{id}/tweets", "user_tweets", self._get_user_tweets),
+            ("/2/users/me", "users_me", self._get_me),
             ("/2/users/{id}", "user_lookup", self._get_user),
             ("/2/users", "user_lookup", self._get_users),
             ("/2/tweets/{id}", "tweet_lookup", self._get_tweet),
@@ -132,9 +157,11 @@ class XSandbox(SandboxServer):
             ("/2/tweets/search/all", "search_all", partial(q, archive=True, counts=False)),
             ("/2/tweets/counts/recent", "counts", partial(q, archive=False, counts=True)),
             ("/2/tweets/counts/all", "counts", partial(q, archive=True, counts=True)),
+            ("/2/usage/tweets", "usage", self._get_usage),
         ):
             self._groups[ENDPOINTS[pattern]] = group
             self.route("GET", pattern, self._endpoint(pattern, group, fn), ENDPOINTS[pattern])
+        self.route("POST", OAUTH2_TOKEN, self.auth.token_endpoint, ENDPOINTS[OAUTH2_TOKEN])
 
     # -- lifecycle (narrowed return types for callers) -----------------------------------
     def start(self) -> XSandbox:
@@ -143,6 +170,10 @@ class XSandbox(SandboxServer):
 
     def __enter__(self) -> XSandbox:
         return self.start()
+
+    @property
+    def bearer_token(self) -> str:
+        return self.auth.bearer_token
 
     # -- state, for tests and demos ------------------------------------------------------
     def add_user(
@@ -189,6 +220,14 @@ class XSandbox(SandboxServer):
         with self.lock:
             self.store.suspend_user(user_id)
 
+    def approve(self, authorize_url: str, username: str) -> str:
+        """The consent page approved by ``@username``: where X sends the browser back."""
+        with self.lock:
+            user = self.store.user_by_username(username)
+        if user is None:
+            raise KeyError(f"no user @{username}")
+        return self.auth.approve(authorize_url, user.id)
+
     def user_by_username(self, username: str) -> JsonObject | None:
         with self.lock:
             user = self.store.user_by_username(username)
@@ -222,9 +261,10 @@ class XSandbox(SandboxServer):
             return super().fault_response(rule, req, handler, answered)
         headers = dict(_JSON)
         if rule.reset:
-            limit = self.rate_limits[self._groups[req.endpoint]]
+            group = self._groups.get(req.endpoint)  # the token endpoint has no window here
             reset = math.ceil(self.clock().timestamp() + (rule.seconds or 0.0))
-            headers["x-rate-limit-limit"] = str(limit)
+            if group is not None:
+                headers["x-rate-limit-limit"] = str(self.rate_limits[group])
             headers["x-rate-limit-remaining"] = "0"
             headers["x-rate-limit-reset"] = str(reset)
         return Response.json(xr.TOO_MANY_REQUESTS, 429, headers)
@@ -245,28 +285,39 @@ class XSandbox(SandboxServer):
         name = ENDPOINTS[endpoint]
 
         def handle(req: Request) -> Response:
-            match = _BEARER.match(req.header("authorization") or "")
-            if match is None or match.group(1) != self.bearer_token:
+            caller = self.auth.authenticate(req, self.url)
+            if caller is None:
                 return Response.json(xr.UNAUTHORIZED, 401, _JSON)
+            if not caller.may_read():
+                return Response.json(xr.FORBIDDEN, 403, _JSON)
+            if name in USER_CONTEXT_ONLY and caller.user_id is None:
+                return Response.json(xr.unsupported_authentication(self.dialect), 403, _JSON)
             if name in FULL_ARCHIVE and not self.full_archive:
                 return Response.json(xr.client_forbidden(self.dialect), 403, _JSON)
             with self.lock:
                 per_second = self.full_archive_per_second if name == "search_all" else None
-                key, now = (match.group(1), endpoint), self.clock()
+                key, now = (caller.rate_key, endpoint), self.clock()
                 allowed, headers = self._seconds.take(key, now, per_second)
                 if allowed:
-                    allowed, headers = self._take(match.group(1), endpoint, group)
+                    allowed, headers = self._take(caller.rate_key, endpoint, group)
                 if not allowed:
                     return Response.json(xr.TOO_MANY_REQUESTS, 429, {**_JSON, **headers})
+                if name not in UNBILLED_ENDPOINTS and self._capped(now):
+                    return Response.json(xc.USAGE_CAPPED, self.cap_status, {**_JSON, **headers})
                 try:
+                    self._caller.principal = caller
                     status, body = 200, fn(req)
-                    self.usage.record(name, body, now.astimezone(UTC).date())
+                    owned = _owned(name, req, caller)
+                    self.usage.record(name, body, now.astimezone(UTC).date(), owned=owned)
                 except xp.InvalidRequest as exc:
                     status = 400
                     body = xr.invalid_request(self.dialect, exc.parameter, exc.raw, exc.message)
             return Response.json(body, status, {**_JSON, **headers})
 
         return handle
+
+    def _capped(self, now: datetime) -> bool:
+        return xc.used(self.usage, now, self.cap_reset_day) >= self.project_cap
 
     def _take(self, token: str, endpoint: str, group: str) -> tuple[bool, dict[str, str]]:
         """Count one request against its window; X opens a window at its first request."""
@@ -323,6 +374,12 @@ class XSandbox(SandboxServer):
     def _get_user(self, req: Request) -> JsonObject:
         uid = xp.match(req.params["id"], "id", ID_PATTERN)
         r = self._renderer(req, for_users=True)
+        return r.body(self._user_or_error(r, self.store.users.get(uid), "id", uid))
+
+    def _get_me(self, req: Request) -> JsonObject:
+        caller: Principal = self._caller.principal
+        r = self._renderer(req, for_users=True)
+        uid = caller.user_id or ""
         return r.body(self._user_or_error(r, self.store.users.get(uid), "id", uid))
 
     def _get_users(self, req: Request) -> JsonObject:
@@ -395,9 +452,25 @@ class XSandbox(SandboxServer):
             meta["next_token"] = xp.encode_token(kind, uid, page[-1].id)
         return r.body([r.post(p) for p in page], meta)
 
+    # -- usage ---------------------------------------------------------------------------
+    def _get_usage(self, req: Request) -> JsonObject:
+        return xc.usage_body(
+            req, self.usage, self.clock(), cap=self.project_cap, reset_day=self.cap_reset_day
+        )
+
     # -- search and counts ---------------------------------------------------------------
     def _query(self, req: Request, *, archive: bool, counts: bool) -> JsonObject:
         now, lag = self.clock(), self.search_lag
         if counts:
             return xs.counts(req, self.store, self.dialect, now, lag, archive=archive)
         return xs.search(req, self._renderer(req, for_users=False), now, lag, archive=archive)
+
+
+def _owned(endpoint: str, req: Request, caller: Principal) -> bool:
+    """X bills a user's own timelines read with that user's own token as owned reads; the
+    same timelines read for another user (which X serves) are ordinary reads."""
+    return (
+        endpoint in OWNED_ENDPOINTS
+        and caller.user_id is not None
+        and req.params.get("id") == caller.user_id
+    )

@@ -88,6 +88,13 @@ UNAUTHORIZED: JsonObject = {
     "status": 401,
     "detail": "Unauthorized",
 }
+# A user token without the scopes an endpoint needs (tweet.read, users.read).
+FORBIDDEN: JsonObject = {
+    "title": "Forbidden",
+    "type": "about:blank",
+    "status": 403,
+    "detail": "Forbidden",
+}
 TOO_MANY_REQUESTS: JsonObject = {
     "title": "Too Many Requests",
     "detail": "Too Many Requests",
@@ -138,6 +145,18 @@ def client_forbidden(dialect: Dialect) -> JsonObject:
         "required_enrollment": "Appropriate Level of API Access",
         "reason": "client-not-enrolled",
         "type": dialect.problem_base + "client-forbidden",
+    }
+
+
+def unsupported_authentication(dialect: Dialect) -> JsonObject:
+    """X's 403 to an app-only token on an endpoint that acts for a user (GET /2/users/me)."""
+    return {
+        "title": "Unsupported Authentication",
+        "detail": "Authenticating with OAuth 2.0 Application-Only is forbidden for this "
+        "endpoint.  Supported authentication types are [OAuth 1.0a User Context, OAuth 2.0 "
+        "User Context].",
+        "type": dialect.problem_base + "unsupported-authentication",
+        "status": 403,
     }
 
 

@@ -20,6 +20,9 @@ from typing import Any
 JsonObject = dict[str, Any]
 
 FIRST_POST_ID = 1_800_000_000_000_000_000
+# X's ids are snowflakes, milliseconds since this moment shifted left by 22 bits, so a client
+# can tell from an id alone how old a post is (whether recent search still reaches it).
+SNOWFLAKE_EPOCH_MS = 1288834974657
 FIRST_USER_ID = 1_000_000_001
 ID_PATTERN = re.compile(r"^[0-9]{1,19}$")
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,15}$")
@@ -139,6 +142,11 @@ def _check_id(value: str, what: str) -> str:
     return value
 
 
+def snowflake(moment: datetime) -> int:
+    """The smallest X id a post made at ``moment`` can have."""
+    return max(0, round(moment.timestamp() * 1000) - SNOWFLAKE_EPOCH_MS) << 22
+
+
 def _index_remove(index: list[int], value: int) -> None:
     i = bisect_left(index, value)
     if i < len(index) and index[i] == value:
@@ -243,7 +251,9 @@ class XStore:
             if parent is None:
                 raise KeyError(f"no post {in_reply_to} to reply to")
         if post_id is None:
-            pid = self._last_post_id + 1
+            # The snowflake of created_at, unless a post made earlier got a larger id (posts
+            # added out of time order, or many in one millisecond): ids only grow.
+            pid = max(self._last_post_id + 1, snowflake(created_at))
         else:
             pid = int(_check_id(post_id, "post_id"))
             if pid in self.posts:

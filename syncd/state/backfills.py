@@ -214,6 +214,42 @@ def advance(
     return fresh
 
 
+def replan(
+    conn: Connection,
+    job_id: int,
+    plan: Sequence[Segment],
+    since: datetime,
+    until: datetime,
+    now: datetime,
+) -> bool:
+    """Replace the plan of a job nobody has started (queued, unleased, no request made)."""
+    done = conn.execute(
+        update(backfills)
+        .where(_unstarted(job_id))
+        .values(plan=[s.as_json() for s in plan], since=since, until=until, updated_at=now)
+    )
+    return bool(done.rowcount)
+
+
+def withdraw(conn: Connection, job_id: int, reason: str, now: datetime) -> bool:
+    """Cancel a job nobody has started, its plan no longer reaching anything."""
+    done = conn.execute(
+        update(backfills)
+        .where(_unstarted(job_id))
+        .values(status=CANCELLED, error=reason, updated_at=now, finished_at=now)
+    )
+    return bool(done.rowcount)
+
+
+def _unstarted(job_id: int) -> Any:
+    return and_(
+        backfills.c.id == job_id,
+        backfills.c.status == QUEUED,
+        backfills.c.lease_owner.is_(None),
+        backfills.c.requests == 0,
+    )
+
+
 def restart_segment(conn: Connection, job: Job, owner: str, now: datetime) -> None:
     conn.execute(
         update(backfills)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Insert, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from syncd.model import Account, Author, Cursor, Page, Quarantined, Stream
+from syncd.state import horizon
 from syncd.state.coordination import redone_on_conflict
 from syncd.state.tables import (
     accounts,
@@ -105,11 +106,14 @@ def _save_cursor(
     now: datetime,
     *,
     walk_complete: bool,
+    walk: tuple[int, str | None] = (0, None),
 ) -> None:
     values: dict[str, Any] = {
         "since_id": cursor.since_id,
         "pagination_token": cursor.pagination_token,
         "pending_since_id": cursor.pending_since_id,
+        "walk_seen": walk[0],
+        "walk_oldest_id": walk[1],
         "last_attempt_at": now,
         "updated_at": now,
     }
@@ -133,7 +137,7 @@ def reset_walk(conn: Connection, source: str, account: str, stream: Stream, now:
             cursors.c.account == account,
             cursors.c.stream == str(stream),
         )
-        .values(pagination_token=None, pending_since_id=None, updated_at=now)
+        .values(pagination_token=None, pending_since_id=None, updated_at=now, **horizon.NO_WALK)
     )
 
 
@@ -159,6 +163,7 @@ class IngestResult:
 
 
 PROFILE = ("handle", "display_name", "description", "location", "url")
+PROFILE_TOUCH = timedelta(days=1)  # how stale a profile's read time may get before it is moved
 
 
 def upsert_identities(
@@ -175,15 +180,36 @@ def upsert_identities(
     wanted = set(by_id) | set(extra_ids)
     ids: dict[str, int] = {}
     stored: dict[str, tuple[Any, ...]] = {}
+    read_at: dict[str, datetime | None] = {}
     for chunk in _chunks(sorted(wanted), 500):
         for row in conn.execute(
             select(
-                identities.c.user_id, identities.c.id, *(identities.c[c] for c in PROFILE)
+                identities.c.user_id,
+                identities.c.id,
+                identities.c.profile_read_at,
+                *(identities.c[c] for c in PROFILE),
             ).where(identities.c.network == network, identities.c.user_id.in_(chunk))
         ):
             ids[row[0]] = row[1]
-            stored[row[0]] = tuple(row[2:])
+            read_at[row[0]] = row[2]
+            stored[row[0]] = tuple(row[3:])
     fresh = [a for a in by_id.values() if a.user_id not in stored or _changes(a, stored[a.user_id])]
+    changed = {a.user_id for a in fresh}
+    # Read again but unchanged: only the time of the read moves, and at most daily, so a
+    # source that still sends every author with every page does not rewrite them all.
+    touched = sorted(
+        a.user_id
+        for a in by_id.values()
+        if a.user_id in stored
+        and a.user_id not in changed
+        and ((last := read_at[a.user_id]) is None or last < now - PROFILE_TOUCH)
+    )
+    if touched:
+        conn.execute(
+            update(identities)
+            .where(identities.c.network == network, identities.c.user_id.in_(touched))
+            .values(profile_read_at=now)
+        )
     rows = [
         {
             "network": network,
@@ -195,6 +221,7 @@ def upsert_identities(
             "url": a.url,
             "first_seen_at": now,
             "updated_at": now,
+            "profile_read_at": now,
         }
         # Sorted so concurrent transactions lock rows in one order (no deadlocks on PostgreSQL).
         for a in sorted(fresh, key=lambda a: a.user_id)
@@ -205,6 +232,7 @@ def upsert_identities(
             col: func.coalesce(getattr(ins.excluded, col), identities.c[col]) for col in PROFILE
         }
         refresh["updated_at"] = ins.excluded.updated_at
+        refresh["profile_read_at"] = ins.excluded.profile_read_at
         conn.execute(
             ins.on_conflict_do_update(index_elements=["network", "user_id"], set_=refresh), rows
         )
@@ -265,7 +293,8 @@ def ingest_page(
     brand_ids: set[str],
     now: datetime,
 ) -> IngestResult:
-    """Store one page and advance the cursor, in the caller's transaction."""
+    """Store one page and advance the cursor (noting a gap at the end of a walk the
+    endpoint's horizon cut), in the caller's transaction."""
     stored = store_page(
         conn,
         source=source,
@@ -276,6 +305,8 @@ def ingest_page(
         brand_ids=brand_ids,
         now=now,
     )
+    # Read before the cursor moves: it tells whether this page ends a walk the horizon cut.
+    walk = horizon.walk_step(conn, source, network, account.handle, stream, page, now)
     _save_cursor(
         conn,
         source,
@@ -284,6 +315,7 @@ def ingest_page(
         page.next_cursor,
         now,
         walk_complete=page.walk_complete,
+        walk=walk,
     )
     return stored
 
@@ -309,7 +341,9 @@ def store_page(
     stands: the caller keeps that in the same transaction, a cursor or a backfill job)."""
     crm_names = list(crms)
     # Sorted so concurrent transactions insert (and wait on) posts in one order.
-    items = sorted({i.post_id: i for i in page.interactions}.values(), key=lambda i: i.post_id)
+    # A post a page repeats is stored as it first came (reversed: a dict keeps the last).
+    first = {i.post_id: i for i in reversed(page.interactions)}
+    items = sorted(first.values(), key=lambda i: i.post_id)
     identity_ids = upsert_identities(
         conn, network, page.authors, (i.counterpart_id for i in items), now
     )

@@ -63,6 +63,13 @@ def find(conn: Connection, network: str, user: str) -> Person | None:
     given = user.strip().removeprefix("@")
     if not given:
         return None
+    # Asked first: a brand's own profile is never read into identities (its posts are not
+    # history of anyone), so only the accounts table may know it.
+    _refuse_brand(
+        conn,
+        network,
+        or_(accounts.c.user_id == given, func.lower(accounts.c.handle) == given.lower()),
+    )
     row = _identity(conn, identities.c.user_id == given, network)
     if row is None:
         row = _identity(conn, func.lower(identities.c.handle) == given.lower(), network)
@@ -73,18 +80,20 @@ def find(conn: Connection, network: str, user: str) -> Person | None:
         row = _identity(conn, identities.c.id.in_(former), network)
     if row is None:
         return None
-    brand = conn.execute(
-        select(accounts.c.source, accounts.c.handle).where(
-            accounts.c.network == network, accounts.c.user_id == row.user_id
-        )
-    ).first()
-    if brand is not None:
-        raise BrandAccount(f"@{brand.handle} is a brand account of source {brand.source!r}")
+    _refuse_brand(conn, network, accounts.c.user_id == row.user_id)
     handles = conn.scalars(
         select(identity_handles.c.handle).where(identity_handles.c.identity_id == row.id)
     ).all()
     every = tuple(dict.fromkeys([*([row.handle] if row.handle else []), *handles]))
     return Person(row.id, network, row.user_id, row.handle, every)
+
+
+def _refuse_brand(conn: Connection, network: str, where: ColumnElement[bool]) -> None:
+    brand = conn.execute(
+        select(accounts.c.source, accounts.c.handle).where(accounts.c.network == network, where)
+    ).first()
+    if brand is not None:
+        raise BrandAccount(f"@{brand.handle} is a brand account of source {brand.source!r}")
 
 
 def _identity(conn: Connection, where: ColumnElement[bool], network: str) -> Any:

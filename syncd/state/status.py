@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, func, select
 
-from syncd.state import backfills
+from syncd.budget import Budget, Standing
+from syncd.state import backfills, usage
+from syncd.state import gaps as gap_state
 from syncd.state.admin import Parked, parked_list
 from syncd.state.authors import review_count
 from syncd.state.coordination import shared
+from syncd.state.horizon import OPEN
 from syncd.state.outbox import delivery_counts, held_count
 from syncd.state.tables import cursors, deliveries, interactions, quarantine
 
@@ -44,6 +48,28 @@ class BackfillStatus:
 
 
 @dataclass(frozen=True)
+class GapStatus:
+    id: int
+    source: str
+    account: str
+    stream: str
+    since_id: str
+    until_id: str
+    state: str  # open, closing, unclosable (closed ones are only counted)
+    reason: str | None
+    backfill_id: int | None
+    recovered: int
+    detected_at: datetime
+
+
+@dataclass(frozen=True)
+class Gaps:
+    unclosed: list[GapStatus]
+    closed: int
+    recovered: int  # posts the recovery of every gap stored
+
+
+@dataclass(frozen=True)
 class Status:
     streams: list[StreamStatus]
     interactions: int
@@ -54,9 +80,17 @@ class Status:
     parked: list[Parked]
     backfills: list[BackfillStatus]
     claims: dict[str, int]  # owner → deliveries it is writing now (PostgreSQL only)
+    gaps: Gaps
+    # Per source billed per resource: reads today and this period, cost, budget, cap.
+    budgets: list[Standing] = field(default_factory=list)
 
 
-def status(conn: Connection, crm: str) -> Status:
+def status(
+    conn: Connection,
+    crm: str,
+    budgets: Mapping[str, Budget] | None = None,
+    now: datetime | None = None,
+) -> Status:
     streams = [
         StreamStatus(
             source=r.source,
@@ -83,7 +117,22 @@ def status(conn: Connection, crm: str) -> Status:
         parked=parked_list(conn),
         backfills=[_backfill(conn, crm, j) for j in backfills.jobs(conn, active_only=True)],
         claims=_claims(conn, crm),
+        gaps=_gaps(conn),
+        budgets=[
+            usage.standing(conn, name, budget, now or datetime.now(UTC))
+            for name, budget in sorted((budgets or {}).items())
+        ],
     )
+
+
+def _gaps(conn: Connection) -> Gaps:
+    counts = gap_state.counts(conn)
+    unclosed = [
+        GapStatus(**{f: getattr(g, f) for f in GapStatus.__dataclass_fields__})
+        for g in gap_state.listing(conn, (OPEN, gap_state.CLOSING, gap_state.UNCLOSABLE))
+    ]
+    closed = sum(n for (*_, state), n in counts.by_state.items() if state == gap_state.CLOSED)
+    return Gaps(unclosed, closed, sum(counts.recovered.values()))
 
 
 def _claims(conn: Connection, crm: str) -> dict[str, int]:

@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -84,6 +85,9 @@ identities = Table(
     Column("url", String(500)),
     Column("first_seen_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+    # When the profile was last read from the network (None: never, only the id is known).
+    # A fresh one is not read again: networks bill user objects.
+    Column("profile_read_at", UtcDateTime()),
     # Resolution schedule for identities without a link: when to ask the CRM again.
     Column("resolve_after", UtcDateTime()),
     Column("resolve_attempts", Integer, nullable=False, server_default="0"),
@@ -197,6 +201,10 @@ cursors = Table(
     Column("since_id", String(64)),
     Column("pagination_token", String(500)),
     Column("pending_since_id", String(64)),
+    # What the walk under way has seen so far (posts, oldest id), for telling at its end whether
+    # it stopped at since_id or at the API's horizon; moves with the page like the token.
+    Column("walk_seen", Integer, nullable=False, server_default="0"),
+    Column("walk_oldest_id", String(64)),
     Column("last_success_at", UtcDateTime()),
     Column("last_attempt_at", UtcDateTime()),
     Column("last_error", Text),
@@ -345,4 +353,71 @@ post_checks = Table(
     Column("action", String(16)),  # delete, mark
     Column("error", Text),  # the CRM's last refusal, until the action succeeds
     Index("ix_post_checks_deleted", "deleted_at", "acted_at"),
+)
+
+# Posts a live walk could not reach: it crossed the API's horizon before meeting since_id, so
+# everything after ``since_id`` and before ``until_id`` (both exclusive) is missing. Closed by a
+# backfill job bounded by those ids (``backfill_id``); ``unclosable`` when no configured access
+# reaches it, logged once (``reported_at``).
+gaps = Table(
+    "gaps",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("source", String(100), nullable=False),
+    Column("network", String(32), nullable=False),
+    Column("account", String(100), nullable=False),
+    Column("stream", String(32), nullable=False),
+    Column("since_id", String(64), nullable=False),
+    Column("until_id", String(64), nullable=False),
+    Column("walk_seen", Integer, nullable=False),  # posts the cut walk returned
+    Column("state", String(16), nullable=False),  # open closing closed unclosable
+    Column("reason", Text),
+    Column("backfill_id", Id),
+    Column("recovered", Integer, nullable=False, server_default="0"),  # posts not stored before
+    Column("reported_at", UtcDateTime()),
+    Column("detected_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("closed_at", UtcDateTime()),
+    UniqueConstraint(
+        "source", "account", "stream", "until_id", name="uq_gaps_source_account_stream_until"
+    ),
+    Index("ix_gaps_state", "state"),
+    Index("ix_gaps_backfill_id", "backfill_id"),
+)
+
+# Resources a source's pages returned, per UTC day, as the network bills them (X: posts,
+# posts read with the account's own token, user objects): the local count of the read budget
+# (syncd.budget). Incremented in the transaction that stores each page, by an upsert, so
+# instances sharing PostgreSQL add up instead of overwriting each other.
+api_reads = Table(
+    "api_reads",
+    metadata,
+    Column("source", String(100), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("network", String(32), nullable=False),
+    Column("posts", BigInteger, nullable=False, server_default="0"),
+    Column("owned_posts", BigInteger, nullable=False, server_default="0"),
+    Column("users", BigInteger, nullable=False, server_default="0"),
+)
+
+# Per source, the rest of the budget's state: the network's own usage figures and when they
+# were last asked for (by any instance: at most every 15 minutes), the cap the network
+# answered ``usage-capped`` for and until when, and the highest threshold logged, when
+# (``alerted_at``: it counts for the billing period holding that moment).
+source_budgets = Table(
+    "source_budgets",
+    metadata,
+    Column("source", String(100), primary_key=True),
+    Column("checked_at", UtcDateTime()),
+    Column("read_at", UtcDateTime()),
+    Column("project_posts", BigInteger),
+    Column("project_cap", BigInteger),
+    Column("cap_reset_day", Integer),
+    Column("project_day", Date),
+    Column("project_day_posts", BigInteger),
+    Column("capped_until", UtcDateTime()),
+    Column("capped_reason", Text),
+    Column("alert_level", Integer, nullable=False, server_default="0"),
+    Column("alerted_at", UtcDateTime()),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )

@@ -1,0 +1,89 @@
+"""Noticing gaps: walks that ended at the endpoint's horizon instead of at the stored since_id.
+
+A timeline endpoint may reach only its newest N posts (the source says so on each page), and
+the network never says when a walk was cut there. A walk after a since_id that returned
+about N posts may have ended at the horizon: what lies between the since_id and the oldest
+post it saw may be missing, a gap (:func:`suspect` says how many posts make one). What the
+walk has seen so far (posts, oldest id) is kept on its cursor row
+and advanced in every page's transaction, so a walk spread over runs and restarts is judged
+whole. Nothing else here: :mod:`syncd.state.gaps` takes gaps on from there.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from syncd.model import Page, Stream
+from syncd.state.tables import cursors, gaps
+
+OPEN = "open"
+NO_WALK = {"walk_seen": 0, "walk_oldest_id": None}  # a cursor's progress between walks
+
+
+def walk_step(
+    conn: Connection,
+    source: str,
+    network: str,
+    account: str,
+    stream: Stream,
+    page: Page,
+    now: datetime,
+) -> tuple[int, str | None]:
+    """Count ``page`` into its walk; at the walk's end, record a gap if the walk was cut.
+    Returns what to store on the cursor with the page: posts seen and the oldest id so far
+    (none once the walk ended)."""
+    row = conn.execute(
+        select(
+            cursors.c.since_id,
+            cursors.c.pagination_token,
+            cursors.c.walk_seen,
+            cursors.c.walk_oldest_id,
+        ).where(
+            cursors.c.source == source,
+            cursors.c.account == account,
+            cursors.c.stream == str(stream),
+        )
+    ).first()
+    # A page read without a stored token starts a walk: nothing before it counts.
+    walk = row if row is not None and row.pagination_token is not None else None
+    seen = (walk.walk_seen if walk is not None else 0) + page.returned
+    # Pages run newest to oldest: the last page that returned anything holds the oldest.
+    oldest = page.oldest_id or (walk.walk_oldest_id if walk is not None else None)
+    if not page.walk_complete:
+        return seen, oldest
+    since = row.since_id if row is not None else None
+    # A first walk (no since_id) reads what the timeline holds, which is no gap.
+    if since is not None and oldest is not None and page.horizon and suspect(seen, page.horizon):
+        values = {
+            "source": source,
+            "network": network,
+            "account": account,
+            "stream": str(stream),
+            "since_id": since,
+            "until_id": oldest,
+            "walk_seen": seen,
+            "state": OPEN,
+            "detected_at": now,
+            "updated_at": now,
+        }
+        # Should two instances end the same walk, the gap is recorded once.
+        conn.execute(_insert(conn).values(**values).on_conflict_do_nothing())
+    return 0, None
+
+
+def suspect(seen: int, horizon: int) -> bool:
+    """Whether a walk that saw ``seen`` posts may have been cut. Not only at ``horizon``:
+    the endpoint reaches its newest posts as of each request, so posts arriving during a
+    walk push its oldest ones out of reach, and a walk cut during a burst sees far fewer.
+    A walk of half the horizon or more is rare between two polls, and a gap that was not
+    one costs a search that finds nothing."""
+    return seen * 2 >= horizon
+
+
+def _insert(conn: Connection) -> postgresql.Insert | sqlite.Insert:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(gaps)
+    return sqlite.insert(gaps)

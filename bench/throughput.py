@@ -265,7 +265,9 @@ def _profile(pid: int) -> subprocess.Popen[bytes] | None:
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-STALL_SECONDS = 15.0  # nothing more written this long after the last post: stop waiting
+# Nothing more written this long after the last post: stop waiting. Longer than gap recovery
+# waits for X's search to catch up (30 s), so posts recovered past the horizon are counted.
+STALL_SECONDS = 45.0
 
 
 def _wait(
@@ -331,7 +333,7 @@ def show(r: Report, o: Options, baseline: naive.Report | None) -> None:
     print(f"  CPU seconds          syncd {r.daemon_cpu:.1f}, stand-ins {r.standin_cpu:.1f} "
           f"({r.standin_cpu / total if total else 0:.0%} of both)")  # fmt: skip
     if r.horizon_cuts:
-        print(f"  walks cut at X's 800-mention horizon: {r.horizon_cuts} (posts beyond it lost)")
+        print(f"  walks cut at X's 800-mention horizon: {r.horizon_cuts} (gap recovery searched)")
     for e in r.errors:
         print(f"  error: {e}")
     if baseline is None:

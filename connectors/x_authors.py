@@ -29,7 +29,7 @@ class RecentProfiles:
     a new author who mentions three brands in one burst is unknown to all three pages until
     the first one is stored: the others wait for that look-up and take its answer."""
 
-    def __init__(self, size: int = 10_000) -> None:
+    def __init__(self, size: int = 2_000) -> None:
         self.lock = threading.Lock()  # held across a look-up: one at a time per source
         self._size = size
         self._profiles: OrderedDict[str, Author] = OrderedDict()

@@ -614,7 +614,7 @@ def test_the_machine_notices_a_double_write(tmp_path: Path) -> None:
         run_state_machine_as_test(
             Stuttering,
             settings=settings(
-                max_examples=50, deadline=None, database=None, phases=[Phase.generate]
+                max_examples=300, deadline=None, database=None, phases=[Phase.generate]
             ),
         )
 

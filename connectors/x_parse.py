@@ -48,6 +48,10 @@ _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 # The state columns' sizes. X's own limits (15-character handles, 50-character names) are far
 # below them, so only a garbled profile reaches them.
 _HANDLE_MAX, _NAME_MAX, _URL_MAX, _TOKEN_MAX = 100, 200, 500, 500
+# X escapes exactly these three characters in a post's text (as HTML would need), and nothing
+# else: "&copy;" in a post is what its author typed. One pass, so "&amp;lt;" becomes "&lt;".
+_X_ENTITIES = re.compile(r"&(amp|lt|gt);")
+_X_ENTITY_CHARS = {"amp": "&", "lt": "<", "gt": ">"}
 # A handle that can stand in a post's URL path as it is.
 _URL_HANDLE = re.compile(r"[A-Za-z0-9_]{1,50}")
 # X's documented reach of the timelines: the newest 800 mentions, the newest 3,200 of a user's
@@ -221,7 +225,7 @@ def _translate(
         direction=direction,
         author_id=author_id,
         counterpart_id=counterpart,
-        text=storable(text),  # raw keeps what X sent
+        text=storable(unescape_text(text)),  # raw keeps what X sent
         created_at=created_at,
         url=f"https://x.com/{path}/{post_id}",
         conversation_id=conversation_id if is_x_id(conversation_id) else None,
@@ -343,6 +347,12 @@ def _field(container: Mapping[str, Any], key: str, kind: type[_T]) -> _T:
 
 def is_x_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and _X_ID.fullmatch(value) is not None
+
+
+def unescape_text(text: str) -> str:
+    """A post's text as its author wrote it: X sends ``&``, ``<`` and ``>`` as ``&amp;``,
+    ``&lt;`` and ``&gt;``; no other entity is X's doing."""
+    return _X_ENTITIES.sub(lambda m: _X_ENTITY_CHARS[m.group(1)], text)
 
 
 def storable(text: str) -> str:

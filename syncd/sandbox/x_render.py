@@ -197,6 +197,8 @@ class Renderer:
     # -- objects -------------------------------------------------------------------------
     def post(self, post: StoredPost) -> JsonObject:
         full = post.as_dict()
+        # X sends a post's text with &, < and > as HTML entities (see the recordings).
+        full["text"] = full["text"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         if self.dialect.newer:
             metrics = full["public_metrics"]
             metrics["repost_count"] = metrics["retweet_count"]

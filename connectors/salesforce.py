@@ -49,6 +49,7 @@ from connectors.salesforce_lookup import (
     key_chunks,
     lookup_soql,
     match_rows,
+    settle,
     soql_quote,
 )
 from connectors.salesforce_records import (
@@ -243,15 +244,15 @@ class SalesforceCrm(SalesforceIdentity, SalesforceRemoval, SalesforceCheck):
             if fields is None:
                 log.warning("%s: no identity_fields for network %r", SYSTEM, network)
                 continue
-            # Person objects in order: a Contact found settles the key, Leads are not asked.
+            # Person objects in order: a Contact found settles the key, Leads are not asked
+            # (unless the Contact holds the handle under another user id: see settle).
             for obj in self.settings.person_objects:
-                undecided = []
+                undecided: list[IdentityKey] = []
                 for chunk in key_chunks(pending):
                     soql = lookup_soql(obj, fields, chunk)
                     rows = self._run(f"lookup {obj}", partial(_records, soql=soql), budget)
-                    decided = match_rows(obj, fields, chunk, rows)
-                    found.update({k: m for k, m in decided.items() if m is not None})
-                    undecided += [k for k in chunk if k not in decided]
+                    decided = match_rows(obj, fields, chunk, rows, ids_only=found)
+                    undecided += settle(found, chunk, decided)
                 if not (pending := undecided):
                     break
         return found

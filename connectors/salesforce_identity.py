@@ -24,6 +24,9 @@ from connectors.salesforce_people import (
     MAX_HOPS,
     PROVIDERS,
     SHAPES,
+    field,
+    handle_parents,
+    held_soql,
     id18,
     id_chunks,
     identity_fields,
@@ -83,6 +86,17 @@ def _ask(
     return answers
 
 
+def _each(sf: Salesforce, soqls: Sequence[str]) -> list[list[dict[str, Any]]]:
+    """Every query's rows, up to five queries a composite call; the first error raised."""
+    rows: list[list[dict[str, Any]]] = []
+    for start in range(0, len(soqls), composite.MAX_QUERIES):
+        for answer in composite.query_many(sf, soqls[start : start + composite.MAX_QUERIES]):
+            if answer.error is not None:
+                raise answer.error
+            rows.append(answer.rows)
+    return rows
+
+
 class SalesforceIdentity:
     """``personas``, ``find_people``, ``survivors`` and ``upsert_lead`` of the Crm contract."""
 
@@ -103,7 +117,8 @@ class SalesforceIdentity:
         Off unless ``social_personas`` is set (then: no call at all). One query per chunk of
         at most 200 keys per network, ``Provider = 'Twitter' AND (ExternalId IN (…) OR Name
         IN (…))``; a key takes the personas with its user id, else those with its handle and
-        no user id (see :func:`~connectors.salesforce_people.match_personas`).
+        no user id (see :func:`~connectors.salesforce_people.match_personas`), whose parent
+        holds no other user id of the network (one query per object for such parents).
         """
         if not self.settings.social_personas:
             return {}
@@ -116,9 +131,20 @@ class SalesforceIdentity:
             if provider is None:
                 log.warning("%s: no SocialPersona provider for network %r", SYSTEM, network)
                 continue
+            objects, fields = self.settings.person_objects, self.settings.identity_fields
+            user_id_field = fields[network].user_id if network in fields else None
             for chunk in persona_chunks(pending):
                 rows = self._select("personas", persona_soql(provider, chunk), budget)
-                found.update(match_personas(chunk, rows, self.settings.person_objects))
+                held: dict[str, str] = {}
+                for obj, ids in handle_parents(chunk, rows, objects).items():
+                    if user_id_field is None:
+                        break  # no field to hold another id in
+                    for part in id_chunks(ids):
+                        soql = held_soql(obj, user_id_field, part)
+                        for row in self._select(f"persona parents {obj}", soql, budget):
+                            if other := str(field(row, user_id_field) or "").strip():
+                                held[id18(field(row, "Id")) or ""] = other
+                found.update(match_personas(chunk, rows, objects, held))
         return found
 
     def find_people(self, query: PeopleQuery) -> list[PersonRecord]:
@@ -167,10 +193,11 @@ class SalesforceIdentity:
         """Contacts and (unconverted) Leads created or changed since ``mark``.
 
         Per object, one query for at most 2,000 rows by ``SystemModstamp``, oldest change
-        first (see :mod:`connectors.salesforce_watch`); when the cap is hit the answer is
-        incomplete (``complete=False``) and the mark moves to the last row read. A watch
-        with no mark reads only the newest stamp; an object with no rows starts from the
-        epoch, so its first record counts.
+        first (see :mod:`connectors.salesforce_watch`), all in ONE composite call (one API
+        call a check: the daemon checks every few seconds while authors are held); when the
+        cap is hit the answer is incomplete (``complete=False``) and the mark moves to the
+        last row read. A watch with no mark reads only the newest stamp; an object with no
+        rows starts from the epoch, so its first record counts.
         """
         budget, fields = self._budget(), identity_fields(self.settings)
         every = self.settings.identity_fields
@@ -178,12 +205,17 @@ class SalesforceIdentity:
         people: list[PersonRecord] = []
         on_file: list[KeysOnFile] = []
         complete, marks = True, {}
+        asked: list[tuple[int, str, watch.Watermark | None]] = []
         for rank, obj in enumerate(self.settings.person_objects):
-            if obj not in SHAPES:
-                continue
-            since = seen.get(obj, watch.Watermark(watch.EPOCH)) if seen is not None else None
-            soql = watch.changes_soql(obj, fields, since, keys.key_columns(every))
-            rows = self._select(f"changes {obj}", soql, budget)
+            if obj in SHAPES:
+                since = seen.get(obj, watch.Watermark(watch.EPOCH)) if seen is not None else None
+                asked.append((rank, obj, since))
+        soqls = [
+            watch.changes_soql(obj, fields, since, keys.key_columns(every))
+            for _, obj, since in asked
+        ]
+        answers = self._run("changes", partial(_each, soqls=soqls), budget) if soqls else []
+        for (rank, obj, since), rows in zip(asked, answers, strict=True):
             if since is None:
                 marks[obj] = watch.start_mark(rows)
                 continue
@@ -229,7 +261,7 @@ class SalesforceIdentity:
         pending: dict[tuple[str, str], list[CrmRef]] = {}
         for ref in dict.fromkeys(refs):
             rid = id18(ref.id)
-            if rid is None or not _API_NAME.match(ref.object):
+            if rid is None or not _API_NAME.fullmatch(ref.object):
                 result[ref] = None  # no such record can exist
             else:
                 pending.setdefault((ref.object, rid), []).append(ref)

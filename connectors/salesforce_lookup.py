@@ -8,7 +8,7 @@ builds one query per chunk of keys (:func:`key_chunks` keeps each within the URL
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote_plus
 
@@ -16,7 +16,9 @@ from connectors.salesforce_records import BATCH, SYSTEM, bare_handle
 from connectors.salesforce_settings import IdentityFields
 from syncd.model import CrmRef, IdentityKey, Match
 
-__all__ = ["SOQL_URL_BUDGET", "chunks", "key_chunks", "lookup_soql", "match_rows", "soql_quote"]
+__all__ = [
+    "SOQL_URL_BUDGET", "chunks", "key_chunks", "lookup_soql", "match_rows", "settle", "soql_quote",
+]  # fmt: skip
 
 T = TypeVar("T")
 
@@ -102,35 +104,64 @@ def key_chunks(keys: Sequence[IdentityKey]) -> Iterator[list[IdentityKey]]:
 
 
 def match_rows(
-    obj: str, fields: IdentityFields, keys: Sequence[IdentityKey], rows: Sequence[Mapping[str, Any]]
+    obj: str,
+    fields: IdentityFields,
+    keys: Sequence[IdentityKey],
+    rows: Sequence[Mapping[str, Any]],
+    ids_only: Container[IdentityKey] = (),
 ) -> dict[IdentityKey, Match | None]:
     """Decide each key against one object's rows; ``None`` marks an ambiguous key.
 
     The immutable user id beats the handle. Two records matching the same way is ambiguous and
-    never guessed. Keys absent from the result matched nothing here.
+    never guessed. A handle on a record holding another user id is no match: the answer says
+    so (``held_user_id``), for a person to look at. Keys in ``ids_only`` (an earlier object
+    held their handle under another id) are decided by user id alone. Keys absent from the
+    result matched nothing here.
     """
     by_user_id: dict[str, dict[str, CrmRef]] = {}
-    by_handle: dict[str, dict[str, CrmRef]] = {}
+    by_handle: dict[str, dict[str, tuple[CrmRef, str]]] = {}
     for row in rows:
         # Salesforce answers with each field's own casing, whatever casing the query used.
         values = {str(k).lower(): v for k, v in row.items()}
         ref = CrmRef(obj, str(values["id"]), values.get("name"))
-        if user_id := str(values.get(fields.user_id.lower()) or "").strip():
+        user_id = str(values.get(fields.user_id.lower()) or "").strip()
+        if user_id:
             by_user_id.setdefault(user_id, {})[ref.id] = ref
         if handle := bare_handle(values.get(fields.handle.lower())):
-            by_handle.setdefault(handle.casefold(), {})[ref.id] = ref
+            by_handle.setdefault(handle.casefold(), {})[ref.id] = (ref, user_id)
     decided: dict[IdentityKey, Match | None] = {}
     for key in keys:
-        handle = bare_handle(key.handle)
-        for matcher, hits in (
-            ("crm_user_id", by_user_id.get(key.user_id.strip(), {})),
-            ("crm_handle", by_handle.get(handle.casefold(), {}) if handle else {}),
-        ):
-            if len(hits) == 1:
-                decided[key] = Match(next(iter(hits.values())), matcher)
-                break
-            if hits:
-                log.warning("%s: %d %ss match %s by %s", SYSTEM, len(hits), obj, key, matcher)
-                decided[key] = None
-                break
+        handle, user_id = bare_handle(key.handle), key.user_id.strip()
+        by_id = by_user_id.get(user_id, {})
+        by_name = by_handle.get(handle.casefold(), {}) if handle and key not in ids_only else {}
+        if len(by_id) == 1:
+            decided[key] = Match(next(iter(by_id.values())), "crm_user_id")
+        elif not by_id and len(by_name) == 1:
+            ((ref, held),) = by_name.values()
+            decided[key] = Match(ref, "crm_handle", held if held not in ("", user_id) else None)
+        elif by_id or by_name:
+            matcher, hits = ("crm_user_id", by_id) if by_id else ("crm_handle", by_name)
+            log.warning("%s: %d %ss match %s by %s", SYSTEM, len(hits), obj, key, matcher)
+            decided[key] = None
     return decided
+
+
+def settle(
+    found: dict[IdentityKey, Match],
+    keys: Sequence[IdentityKey],
+    decided: Mapping[IdentityKey, Match | None],
+) -> list[IdentityKey]:
+    """Take one object's answers (:func:`match_rows`) into ``found``; return the keys the
+    next object is asked about: those nothing matched, and those whose handle a record of
+    another user id holds (kept in ``found`` unless a later object holds their own id)."""
+    again: list[IdentityKey] = []
+    for key in keys:
+        if key not in decided:
+            again.append(key)
+        elif (match := decided[key]) is None:
+            found.pop(key, None)  # ambiguous: never guessed
+        else:
+            found[key] = match
+            if match.held_user_id is not None:
+                again.append(key)
+    return again

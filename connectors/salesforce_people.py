@@ -47,13 +47,13 @@ PHONE_TAIL = 7  # digits of a phone number a query looks for (the subscriber num
 MAX_HOPS = 5  # merge chains followed this far (each hop is one more query)
 # Lead field lengths (UTF-16 units), so a 1,000-character display name is cut, not refused.
 _LEAD_MAX = {"FirstName": 40, "LastName": 80, "Company": 255, "Description": 32_000}
-_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
+_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")  # fullmatch: "$" would take "…\n"
 _CHECKSUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 
 
 def id18(value: object) -> str | None:
     """The 18-character form of a record id (answers use it; refs may hold 15), else None."""
-    if not isinstance(value, str) or not _ID.match(value):
+    if not isinstance(value, str) or not _ID.fullmatch(value):
         return None
     suffix = ""
     for start in (0, 5, 10):
@@ -110,11 +110,57 @@ def persona_chunks(keys: Sequence[IdentityKey]) -> Iterator[list[IdentityKey]]:
 
 
 def match_personas(
-    keys: Sequence[IdentityKey], rows: Sequence[Mapping[str, Any]], objects: Sequence[str]
+    keys: Sequence[IdentityKey],
+    rows: Sequence[Mapping[str, Any]],
+    objects: Sequence[str],
+    held: Mapping[str, str] | None = None,
 ) -> dict[IdentityKey, list[CrmRef]]:
     """The people each key's personas belong to: by ExternalId; failing that, by handle, but
     only personas with no ExternalId (one with another id is another user, who had the handle
-    before). Default personas first; only Contact and Lead parents among ``objects``."""
+    before) and, given ``held`` (parent id → the user id of the network the parent record
+    holds), only parents holding no other user id. Default personas first; only Contact and
+    Lead parents among ``objects``."""
+    found: dict[IdentityKey, list[CrmRef]] = {}
+    for key, (hits, by_handle) in _persona_hits(keys, rows).items():
+        refs: dict[str, CrmRef] = {}
+        for row in hits:
+            parent = id18(field(row, "ParentId"))
+            obj = PERSON_PREFIXES.get((parent or "")[:3])
+            if not (parent and obj and obj in objects) or parent in refs:
+                continue
+            other = (held or {}).get(parent)
+            if by_handle and other and other != key.user_id.strip():
+                continue  # the parent holds another user id: never a handle match
+            refs[parent] = CrmRef(obj, parent, _text(field(row, "Parent.Name")))
+        if refs:
+            found[key] = list(refs.values())
+    return found
+
+
+def handle_parents(
+    keys: Sequence[IdentityKey], rows: Sequence[Mapping[str, Any]], objects: Sequence[str]
+) -> dict[str, list[str]]:
+    """Per object, the parents of personas that match a key by handle only: whether they
+    hold another user id is asked before they count (see :func:`match_personas`)."""
+    out: dict[str, list[str]] = {}
+    for hits, by_handle in _persona_hits(keys, rows).values():
+        for row in hits if by_handle else ():
+            parent = id18(field(row, "ParentId"))
+            obj = PERSON_PREFIXES.get((parent or "")[:3])
+            if parent and obj and obj in objects and parent not in out.get(obj, ()):
+                out.setdefault(obj, []).append(parent)
+    return out
+
+
+def held_soql(obj: str, user_id_field: str, ids: Sequence[str]) -> str:
+    """ONE query for the network user id a chunk of person records holds."""
+    return f"SELECT Id, {user_id_field} FROM {obj} WHERE {in_list('Id', ids)}"
+
+
+def _persona_hits(
+    keys: Sequence[IdentityKey], rows: Sequence[Mapping[str, Any]]
+) -> dict[IdentityKey, tuple[list[Mapping[str, Any]], bool]]:
+    """Each key's persona rows (default first), and whether they matched by handle only."""
     by_id: dict[str, list[Mapping[str, Any]]] = {}
     by_name: dict[str, list[Mapping[str, Any]]] = {}
     for row in sorted(rows, key=lambda r: field(r, "IsDefault") is not True):
@@ -122,21 +168,14 @@ def match_personas(
             by_id.setdefault(external, []).append(row)
         elif name := bare_handle(_text(field(row, "Name"))):
             by_name.setdefault(name.casefold(), []).append(row)
-    found: dict[IdentityKey, list[CrmRef]] = {}
+    out: dict[IdentityKey, tuple[list[Mapping[str, Any]], bool]] = {}
     for key in keys:
         handle = bare_handle(key.handle)
-        hits = by_id.get(key.user_id.strip()) or (
-            by_name.get(handle.casefold(), []) if handle else []
-        )
-        refs: dict[str, CrmRef] = {}
-        for row in hits:
-            parent = id18(field(row, "ParentId"))
-            obj = PERSON_PREFIXES.get((parent or "")[:3])
-            if parent and obj and obj in objects and parent not in refs:
-                refs[parent] = CrmRef(obj, parent, _text(field(row, "Parent.Name")))
-        if refs:
-            found[key] = list(refs.values())
-    return found
+        if hits := by_id.get(key.user_id.strip(), []):
+            out[key] = (hits, False)
+        elif hits := by_name.get(handle.casefold(), []) if handle else []:
+            out[key] = (hits, True)
+    return out
 
 
 # -- candidate people ------------------------------------------------------------------------

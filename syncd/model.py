@@ -194,6 +194,9 @@ class Match:
 
     ref: CrmRef
     matcher: str  # "crm_user_id" or "crm_handle"
+    # A "crm_handle" hit on a record holding ANOTHER user id of the key's network: the
+    # handle changed owners or the record is wrong. Never a match, a question for a person.
+    held_user_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -10,17 +11,22 @@ from test_pipeline import (
     Clock,
     FakeCrm,
     ScriptedSource,
+    author,
     count,
+    post,
     seed_cursor,
     two_page_walk,
 )
+from test_salesforce_people import crm, sb  # noqa: F401  (the sandbox fixture)
 
-from syncd.model import CrmRef, PersonRecord, Stream
+from connectors.salesforce import SalesforceCrm
+from syncd.model import CrmRef, Cursor, Page, PersonRecord, Stream
 from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.resolver.stage import ResolveSettings
+from syncd.sandbox.salesforce_api import SalesforceSandbox
 from syncd.state import authors, linking
 from syncd.state.db import Database
-from syncd.state.tables import deliveries, link_events
+from syncd.state.tables import deliveries, link_events, links
 
 
 def pipeline_with(db: Database, crm: FakeCrm, unmatched: str = "hold") -> Pipeline:
@@ -124,3 +130,44 @@ def test_a_merged_contact_is_followed_and_a_deleted_one_re_resolved(
         p.resolve()
         p.deliver()
         assert crm.store["x:203"].who.id == "003C"
+
+
+# -- a recycled handle (issue 16, item 6) ----------------------------------------------------
+def _newcomer_mentions(db: Database, client: SalesforceCrm, copy: bool) -> Pipeline:
+    """X user 999 took the handle @janedoe and mentions the brand; with ``copy`` the stage
+    decides from its local copy of the CRM's ids and handles, else it asks the CRM."""
+    seed_cursor(db, "100")
+    page = Page((post("205", "999"),), (author("999", "janedoe"),), Cursor(since_id="205"))
+    check = timedelta(minutes=5) if copy else timedelta(0)
+    settings = PipelineSettings(retries=0, resolve=ResolveSettings(crm_check=check))
+    p = Pipeline(db, "sf", client, settings, clock=Clock())
+    p.poll("src", ScriptedSource({Cursor(since_id="100"): page}), BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    return p
+
+
+@pytest.mark.parametrize("copy", [True, False], ids=["local copy", "crm look-up"])
+def test_a_handle_held_under_another_user_id_goes_to_review_never_linked(
+    db: Database,
+    sb: SalesforceSandbox,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    copy: bool,
+) -> None:
+    jane = sb.insert(
+        "Contact",
+        {"FirstName": "Jane", "LastName": "Doe", "X_User_Id__c": "111", "X_Handle__c": "janedoe"},
+    )
+    client = crm(sb)
+    asked: list[object] = []
+    real = client.lookup
+    monkeypatch.setattr(client, "lookup", lambda keys: asked.append(keys) or real(keys))
+    r = _newcomer_mentions(db, client, copy).resolve()
+    assert (r.linked, r.review) == (0, 1)
+    assert bool(asked) is not copy  # the path under test answered
+    with db.connect() as conn:
+        assert count(db, links) == 0
+        (review,) = authors.reviews(conn, "sf")
+    ((_, candidate),) = review.candidates
+    assert (candidate.ref.id, candidate.matcher) == (jane, "crm_handle")
+    assert candidate.reasons[0] == (
+        "holds X user id 111, not this author's 999: the handle @janedoe may have changed owners"
+    )

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 from fake_crm import NoExtras
 
-from syncd.model import CrmRef, IdentityKey, Match, PeopleQuery, PersonRecord, Profile
-from syncd.resolver import Policy, resolve
+from connectors.salesforce_lookup import match_rows, settle
+from connectors.salesforce_settings import IdentityFields
+from syncd.model import (
+    CrmRef,
+    IdentityKey,
+    KeyOnFile,
+    KeysOnFile,
+    Match,
+    PeopleQuery,
+    PersonRecord,
+    Profile,
+)
+from syncd.resolver import Policy, on_file, resolve
 from syncd.resolver.chain import affected
 from syncd.resolver.evidence import (
     domain,
@@ -227,3 +239,73 @@ def test_profile_evidence_helpers() -> None:
     assert domain("ada@okafor.example") == "okafor.example"
     assert name_tokens("Bob 🎸 Smith-Jones") == ["robert", "smith", "jones"]
     assert name_tokens("Zoë Müller") == ["zoe", "muller"]
+
+
+# -- a recycled handle (issue 16, item 6) ----------------------------------------------------
+JANE = CrmRef("Contact", "003JANE", "Jane Doe")
+NEW_JANE = CrmRef("Lead", "00QNEW", "Jane Doe")
+X_FIELDS = IdentityFields(user_id="X_User_Id__c", handle="X_Handle__c")
+OTHER_OWNER_WHY = (
+    "holds X user id 111, not this author's 999: the handle @janedoe may have changed owners"
+)
+
+
+def from_copy(people: Sequence[KeysOnFile]) -> Callable[[Sequence[IdentityKey]], Any]:
+    """The id and handle look-up as the resolver's local copy of the CRM answers it."""
+    return lambda keys: on_file.matches(keys, people)
+
+
+def from_salesforce(rows: dict[str, list[dict[str, Any]]]) -> Callable[..., Any]:
+    """The id and handle look-up as the Salesforce connector decides it, object by object."""
+
+    def ask(keys: Sequence[IdentityKey]) -> dict[IdentityKey, Match]:
+        found: dict[IdentityKey, Match] = {}
+        pending = list(keys)
+        for obj in ("Contact", "Lead"):
+            decided = match_rows(obj, X_FIELDS, pending, rows.get(obj, []), ids_only=found)
+            if not (pending := settle(found, pending, decided)):
+                break
+        return found
+
+    return ask
+
+
+def jane_on_file(lead_999: bool = False) -> Callable[[Sequence[IdentityKey]], Any]:
+    people = [KeysOnFile(JANE, (KeyOnFile("x", "111", "janedoe"),))]
+    if lead_999:
+        people.append(KeysOnFile(NEW_JANE, (KeyOnFile("x", "999", None),), rank=1))
+    return from_copy(people)
+
+
+def jane_in_salesforce(lead_999: bool = False) -> Callable[[Sequence[IdentityKey]], Any]:
+    row = {"Id": JANE.id, "Name": "Jane Doe", "X_User_Id__c": "111", "X_Handle__c": "@JaneDoe"}
+    lead = {"Id": NEW_JANE.id, "Name": "Jane Doe", "X_User_Id__c": "999", "X_Handle__c": None}
+    return from_salesforce({"Contact": [row], "Lead": [lead] if lead_999 else []})
+
+
+@pytest.mark.parametrize("ask", [jane_on_file, jane_in_salesforce], ids=["copy", "salesforce"])
+def test_a_recycled_handle_goes_to_review_with_why_never_to_the_previous_owner(
+    ask: Callable[..., Callable[[Sequence[IdentityKey]], Any]],
+) -> None:
+    crm = Crm()
+    crm.persona_refs = {"999": [JANE]}  # even a persona naming her does not make it a link
+    d = resolve(crm, {10: profile("999", "janedoe", "Jane Doe")}, Policy(), lookup=ask())[10]
+    assert d.link is None
+    (candidate,) = d.review
+    assert (candidate.ref, candidate.matcher) == (JANE, "crm_handle")
+    assert candidate.score < Policy().review_floor  # below any link, shown all the same
+    assert candidate.reasons[0] == OTHER_OWNER_WHY
+    # Even where a link needs no more than the review floor.
+    lax = Policy(auto_link=0.5, margin=0.0)
+    assert resolve(Crm(), {10: profile("999", "janedoe")}, lax, lookup=ask())[10].link is None
+    # Jane herself (user 111) is still linked by her id.
+    mine = resolve(Crm(), {10: profile("111", "janedoe")}, Policy(), lookup=ask())[10]
+    assert mine.link is not None and mine.link.ref == JANE and mine.link.matcher == "crm_user_id"
+
+
+@pytest.mark.parametrize("ask", [jane_on_file, jane_in_salesforce], ids=["copy", "salesforce"])
+def test_a_later_object_holding_the_authors_own_id_beats_another_owners_handle(
+    ask: Callable[..., Callable[[Sequence[IdentityKey]], Any]],
+) -> None:
+    d = resolve(Crm(), {10: profile("999", "janedoe")}, Policy(), lookup=ask(True))[10]
+    assert d.link is not None and d.link.ref == NEW_JANE and d.link.matcher == "crm_user_id"

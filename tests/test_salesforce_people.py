@@ -133,9 +133,23 @@ def test_personas_by_external_id_then_handle(sb: SalesforceSandbox) -> None:
         ],
         key("99", "ev"): [CrmRef("Lead", ev, "Williams")],
     }
-    assert n == 1
+    assert n == 2  # the personas, and the user id held by the one parent matched by handle
     only_contacts = crm(sb, social_personas=True, person_objects=["Contact"])
     assert only_contacts.personas([key("99", "ev")]) == {}
+
+
+def test_a_persona_matched_by_handle_never_names_a_person_holding_another_user_id(
+    sb: SalesforceSandbox,
+) -> None:
+    """X gives a released handle to a new account: Jane's persona names only the handle,
+    her Contact holds her user id (111). The newcomer (999) taking @janedoe is not her."""
+    jane = contact(sb, "Doe", FirstName="Jane", X_User_Id__c="111")
+    persona(sb, jane, "janedoe", None)
+    client = crm(sb, social_personas=True)
+    assert client.personas([key("999", "janedoe")]) == {}
+    assert client.personas([key("111", "janedoe")]) == {
+        key("111", "janedoe"): [CrmRef("Contact", jane, "Jane Doe")]
+    }
 
 
 def test_personas_batch_200_keys_per_query(sb: SalesforceSandbox) -> None:

@@ -5,6 +5,8 @@ page of N authors costs at most a few batched CRM queries however the authors ar
 over the matchers. An author is linked only when the best candidate scores at least
 ``auto_link`` and beats the next by ``margin``; otherwise candidates above ``review_floor``
 go to the review queue, and an author with none is unmatched (see the unmatched policy).
+A record that holds the author's handle under another user id of the network is never
+linked, whatever else points at it: it goes to the review queue with the reason.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class Candidate:
     score: float
     matcher: str
     reasons: tuple[str, ...]
+    review_only: bool = False  # never linked by the resolver, always shown for review
 
 
 @dataclass(frozen=True)
@@ -68,15 +71,21 @@ class _Pool:
     by_id: dict[str, Candidate] = field(default_factory=dict)
 
     def add(self, c: Candidate) -> None:
+        """Keep the best-scored finding of each record with every reason; a record found
+        holding another owner's id stays a question (capped, its reason first), whatever
+        other matcher finds it."""
         old = self.by_id.get(c.ref.id)
-        if old is None or c.score > old.score:
-            reasons = c.reasons + tuple(
-                r for r in (old.reasons if old else ()) if r not in c.reasons
-            )
-            self.by_id[c.ref.id] = Candidate(c.ref, c.score, c.matcher, reasons)
+        if old is None:
+            best, other = c, None
+        elif c.review_only != old.review_only:
+            best, other = (c, old) if c.review_only else (old, c)
         else:
-            extra = tuple(r for r in c.reasons if r not in old.reasons)
-            self.by_id[c.ref.id] = Candidate(old.ref, old.score, old.matcher, old.reasons + extra)
+            best, other = (c, old) if c.score > old.score else (old, c)
+        extra = tuple(r for r in (other.reasons if other else ()) if r not in best.reasons)
+        score = min(best.score, scoring.OTHER_OWNER) if best.review_only else best.score
+        self.by_id[c.ref.id] = Candidate(
+            best.ref, score, best.matcher, best.reasons + extra, best.review_only
+        )
 
     def ranked(self) -> list[Candidate]:
         return sorted(self.by_id.values(), key=lambda c: (-c.score, c.ref.id))
@@ -88,11 +97,11 @@ def decide(pool: Iterable[Candidate], policy: Policy) -> Decision:
         return Decision()
     best = ranked[0]
     runner_up = ranked[1].score if len(ranked) > 1 else 0.0
-    if best.score >= policy.auto_link and best.score - runner_up >= policy.margin:
+    sure = best.score >= policy.auto_link and best.score - runner_up >= policy.margin
+    if sure and not best.review_only:
         return Decision(link=best)
-    return Decision(
-        review=tuple(c for c in ranked if c.score >= policy.review_floor)[: policy.max_candidates]
-    )
+    worth = (c for c in ranked if c.score >= policy.review_floor or c.review_only)
+    return Decision(review=tuple(worth)[: policy.max_candidates])
 
 
 def resolve(
@@ -168,7 +177,10 @@ def _by_fields(
         if match.matcher not in kinds or key not in keys:
             continue
         identity_id, handle_score = keys[key]
-        if match.matcher == "crm_user_id":
+        held = (match.held_user_id or "").strip()
+        if match.matcher == "crm_handle" and held and held != key.user_id.strip():
+            offer(identity_id, _other_owner(match.ref, key, held))
+        elif match.matcher == "crm_user_id":
             offer(
                 identity_id,
                 Candidate(
@@ -185,6 +197,21 @@ def _by_fields(
                     (f"handle @{(key.handle or '').lstrip('@')} on file",),
                 ),
             )
+
+
+def _other_owner(ref: CrmRef, key: IdentityKey, held: str) -> Candidate:
+    """The record holds this handle under another user id: the handle changed owners (X
+    hands a released handle to anyone), or the record is wrong. Never a link; a person
+    decides, told why."""
+    network = NETWORK_NAMES.get(key.network, key.network)
+    why = (
+        f"holds {network} user id {held}, not this author's {key.user_id}: "
+        f"the handle @{(key.handle or '').lstrip('@')} may have changed owners"
+    )
+    return Candidate(ref, scoring.OTHER_OWNER, "crm_handle", (why,), review_only=True)
+
+
+NETWORK_NAMES = {"x": "X", "twitter": "X"}
 
 
 def _by_persona(crm: Crm, todo: Mapping[int, Profile], offer: Offer) -> None:

@@ -31,37 +31,47 @@ RELOAD_EVERY = timedelta(days=1)
 def matches(keys: Sequence[IdentityKey], people: Sequence[KeysOnFile]) -> dict[IdentityKey, Match]:
     """Decide each key as the CRM look-up does: object by object in the CRM's order (a
     Contact before a Lead), the immutable user id before the handle; two people matching
-    the same way is ambiguous and never guessed (nor is a later object asked)."""
+    the same way is ambiguous and never guessed (nor is a later object asked). A handle
+    held by a person carrying another user id of the network is no match: it is returned
+    as that (``held_user_id``) only when no later object holds the key's own user id."""
     by_id: dict[tuple[int, str, str], dict[str, CrmRef]] = {}
-    by_handle: dict[tuple[int, str, str], dict[str, CrmRef]] = {}
+    by_handle: dict[tuple[int, str, str], dict[str, tuple[CrmRef, str | None]]] = {}
     for person in people:
         for k in person.keys:
-            if user_id := (k.user_id or "").strip():
+            user_id = (k.user_id or "").strip()
+            if user_id:
                 by_id.setdefault((person.rank, k.network, user_id), {})[person.ref.id] = person.ref
             if handle := crm_keys.fold_handle(k.handle):
                 by_handle.setdefault((person.rank, k.network, handle), {})[person.ref.id] = (
-                    person.ref
+                    person.ref,
+                    user_id or None,
                 )
     ranks = sorted({p.rank for p in people})
     found: dict[IdentityKey, Match] = {}
     for key in keys:
-        handle = crm_keys.fold_handle(key.handle)
-        ways = [
-            (matcher, hits)
-            for rank in ranks
-            for matcher, hits in (
-                ("crm_user_id", by_id.get((rank, key.network, key.user_id.strip()), {})),
-                ("crm_handle", by_handle.get((rank, key.network, handle), {}) if handle else {}),
-            )
-            if hits
-        ]
-        if not ways:
-            continue
-        matcher, hits = ways[0]  # the first way that matches anyone decides
-        if len(hits) == 1:
-            found[key] = Match(next(iter(hits.values())), matcher)
+        handle, user_id = crm_keys.fold_handle(key.handle), key.user_id.strip()
+        other_owner: Match | None = None
+        for rank in ranks:
+            if ids := by_id.get((rank, key.network, user_id), {}):
+                if len(ids) == 1:
+                    found[key] = Match(next(iter(ids.values())), "crm_user_id")
+                else:
+                    log.warning("%d people match %s by crm_user_id: not guessed", len(ids), key)
+                break
+            hits = by_handle.get((rank, key.network, handle), {}) if handle else {}
+            if other_owner is not None or not hits:
+                continue  # after another owner's handle, only the key's own id decides
+            if len(hits) > 1:
+                log.warning("%d people match %s by crm_handle: not guessed", len(hits), key)
+                break
+            ((ref, held),) = hits.values()
+            if held is None or held == user_id:
+                found[key] = Match(ref, "crm_handle")
+                break
+            other_owner = Match(ref, "crm_handle", held)
         else:
-            log.warning("%d people match %s by %s: not guessed", len(hits), key, matcher)
+            if other_owner is not None:
+                found[key] = other_owner
     return found
 
 

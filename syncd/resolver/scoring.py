@@ -5,7 +5,9 @@ from the bio (e-mail, phone) 0.97 / 0.94, the handle on file 0.95 (0.94 when it 
 author had before a rename). A name alone never does: a perfect name match is worth 0.78,
 below the default auto-link threshold of 0.92, and only corroboration (the profile website's
 domain, the company, the city) can lift it there. A record that holds *another* user id of
-the same network is someone else, whatever the name says.
+the same network is someone else, whatever the name says; when it holds the author's handle
+(a handle X gave to a new account), it is shown for review at :data:`OTHER_OWNER`, with why,
+and never linked.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ HANDLE = 0.95
 PAST_HANDLE = 0.94
 PHONE = 0.94
 PERSONA = 0.97
+OTHER_OWNER = 0.5  # the handle on a record holding another user id: a question, not a match
 NAME_MAX = 0.78  # a perfect name match, uncorroborated
 NAME_FLOOR = 0.80  # name similarity below this is not a candidate at all
 DOMAIN_BONUS = 0.10

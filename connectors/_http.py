@@ -1,20 +1,141 @@
-"""HTTP plumbing shared by connectors: base-URL rewriting and a default timeout.
+"""HTTP plumbing shared by connectors: base-URL rewriting, a whole-request timeout, no clear text.
 
 tweepy and simple-salesforce hard-code ``https://`` hosts. Mounting :class:`RewritingAdapter` on
 the ``requests.Session`` they use points them at another base URL (a sandbox, a proxy) without
 modifying either library. tweepy sets no timeout at all, so the adapter supplies one.
+
+requests' timeout bounds each socket operation, not the request: a server (or proxy) sending
+a byte every few seconds holds a call, and the job thread with it, for as long as it likes.
+The adapter's timeout is a deadline for the whole request instead (connecting, sending, the
+answer's headers and body): every read of its connections waits at most for what is left.
+
+Every request and every redirect passes through the adapter, which refuses to send anything
+over plain ``http://`` to a host other than this one (:mod:`syncd.urls`): requests keeps a 307's
+body (a login's password, a refresh token) when it follows the redirect, and an API can
+answer with an address of its own (Salesforce's instance).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import contextvars
+import io
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from syncd.urls import LOOPBACK_ONLY, plain_http_to_elsewhere
+
+if TYPE_CHECKING:  # urllib3 defines these protocols for type checkers only
+    from urllib3._base_connection import BaseHTTPConnection, BaseHTTPSConnection
 
 DEFAULT_TIMEOUT = 30.0
+_Conn = TypeVar("_Conn")
+# When the request this thread is making must be over (time.monotonic()), if it has a deadline.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "syncd_http_deadline", default=None
+)
+
+
+class PlainHttpRefused(requests.ConnectionError):
+    """A request (or a redirect) would have gone over plain HTTP to another host."""
+
+
+class _DeadlineSocket:
+    """A connection's socket whose every read and send waits at most until the deadline of
+    the request under way (and never longer than the socket's own timeout). Past it, reading
+    raises the socket timeout urllib3 reports as a read timeout."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._timeout = sock.gettimeout()
+
+    def settimeout(self, value: float | None) -> None:
+        self._timeout = value
+        self._sock.settimeout(value)
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def _bound(self) -> None:
+        deadline = _DEADLINE.get()
+        if deadline is None:
+            self._sock.settimeout(self._timeout)
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request took longer than its timeout")
+        self._sock.settimeout(left if self._timeout is None else min(left, self._timeout))
+
+    # Arguments pass through as given: a TLS socket's defaults differ from a plain one's.
+    def recv_into(self, buffer: Any, *args: Any) -> int:
+        self._bound()
+        return self._sock.recv_into(buffer, *args)
+
+    def recv(self, *args: Any) -> bytes:
+        self._bound()
+        return self._sock.recv(*args)
+
+    def sendall(self, data: Any, *args: Any) -> None:
+        self._bound()  # since Python 3.5 a sendall's timeout bounds all of it
+        self._sock.sendall(data, *args)
+
+    def makefile(self, mode: str = "r", buffering: int | None = None, **kwargs: Any) -> Any:
+        if mode != "rb":
+            return self._sock.makefile(mode, buffering, **kwargs)  # type: ignore[call-overload]
+        # http.client reads status line, headers and body from this file: its reads must come
+        # through recv_into above. As socket.makefile does, the file holds the socket open.
+        self._sock._io_refs += 1  # type: ignore[attr-defined]
+        raw = socket.SocketIO(self, "rb")  # type: ignore[arg-type]
+        return io.BufferedReader(raw, buffering or io.DEFAULT_BUFFER_SIZE)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def _bounded(conn: _Conn) -> _Conn:
+    """``conn``, its socket wrapped in a :class:`_DeadlineSocket` whenever it connects (for
+    TLS, after the handshake). Done to the instance, not by subclassing the connection class:
+    the pool's own class stays whatever it is (a recording library patches it)."""
+    real: Any = conn
+    connect = real.connect
+
+    def bounded_connect() -> None:
+        connect()
+        if isinstance(real.sock, socket.socket):
+            real.sock = _DeadlineSocket(real.sock)
+
+    real.connect = bounded_connect
+    return conn
+
+
+class _Pool(HTTPConnectionPool):
+    def _new_conn(self) -> BaseHTTPConnection:
+        return _bounded(super()._new_conn())
+
+
+class _TlsPool(HTTPSConnectionPool):
+    def _new_conn(self) -> BaseHTTPSConnection:
+        return _bounded(super()._new_conn())
+
+
+_POOLS = {"http": _Pool, "https": _TlsPool}
+
+
+@contextmanager
+def _deadline(seconds: float | None) -> Iterator[None]:
+    token = _DEADLINE.set(None if seconds is None else time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
 
 
 def origin(url: str) -> str:
@@ -38,6 +159,16 @@ class RewritingAdapter(HTTPAdapter):
         self.rewrites = {origin(k): v.rstrip("/") for k, v in rewrites.items()}
         self.timeout = timeout
 
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if isinstance(manager, urllib3.PoolManager):  # a SOCKS proxy keeps its own classes
+            manager.pool_classes_by_scheme = _POOLS
+        return manager
+
     def add(self, source_origin: str, target: str) -> None:
         self.rewrites[origin(source_origin)] = target.rstrip("/")
 
@@ -53,9 +184,25 @@ class RewritingAdapter(HTTPAdapter):
             parts = urlsplit(url)
             rest = parts.path + (f"?{parts.query}" if parts.query else "")
             request.url = target + rest
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.timeout
-        return super().send(request, **kwargs)
+        if plain_http_to_elsewhere(request.url or ""):
+            # Only scheme and host: the rest of a URL may carry a token or a query.
+            where = urlsplit(request.url or "")
+            raise PlainHttpRefused(
+                f"refused to send a request to http://{where.netloc.rpartition('@')[2]} "
+                f"unencrypted: {LOOPBACK_ONLY}",
+                request=request,
+            )
+        timeout = kwargs.get("timeout")
+        if timeout is None:
+            kwargs["timeout"] = timeout = self.timeout
+        # A caller's (connect, read) pair sets no deadline; one number, or ours, bounds it all.
+        total = float(timeout) if isinstance(timeout, int | float) else None
+        with _deadline(total):
+            response = super().send(request, **kwargs)
+            if not kwargs.get("stream"):
+                # requests reads the body after send() returns: read it here, in time.
+                response.content  # noqa: B018
+        return response
 
 
 def mount(session: requests.Session, adapter: RewritingAdapter) -> None:

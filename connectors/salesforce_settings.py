@@ -14,12 +14,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FilePath, mod
 
 from syncd.connector import ConnectorSettings, Duration
 from syncd.secrets import SecretRef
+from syncd.urls import require_tls
 
-_API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+# Matched whole (fullmatch): with re.match, "$" would also accept a name ending in a newline.
+_API_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
 def _api_name(value: str) -> str:
-    if not _API_NAME.match(value):
+    if not _API_NAME.fullmatch(value):
         raise ValueError(f"{value!r} is not a Salesforce API name (letters, digits, underscores)")
     return value
 
@@ -30,7 +32,7 @@ def _http_url(value: str) -> str:
         raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
     if parts.query or parts.fragment:
         raise ValueError("must not carry a query string or fragment")
-    return value.rstrip("/")
+    return require_tls(value).rstrip("/")
 
 
 ApiName = Annotated[str, AfterValidator(_api_name)]

@@ -47,6 +47,7 @@ from syncd.errors import (
 )
 from syncd.model import Account, Author, Cursor, Page, Stream
 from syncd.secrets import SecretRef
+from syncd.urls import require_tls
 
 if TYPE_CHECKING:
     from syncd.connector import Backfiller, Source
@@ -66,7 +67,7 @@ _LIBRARY_ORIGINS = ("https://api.twitter.com", "https://api.x.com")
 _LOOKUP_BATCH = 100  # most usernames GET /2/users/by (and ids GET /2/tweets) take in one call
 # X rejects a whole lookup batch (400) if one username breaks its pattern, so such a handle is
 # treated as unknown instead of failing every other handle in the batch.
-_USERNAME = re.compile(r"^[A-Za-z0-9_]{1,15}$")
+_USERNAME = re.compile(r"[A-Za-z0-9_]{1,15}")  # fullmatch: "$" would take "acme\n"
 # X sends no Retry-After; without x-rate-limit-reset a 15-minute window is the safe guess. A
 # usage cap (billing) lasts until the cap period resets: see connectors.x_usage.cap_resume.
 _RATE_WINDOW = timedelta(minutes=15)
@@ -118,7 +119,7 @@ class XSettings(SourceSettings):
             raise ValueError(
                 "must be an absolute http(s) URL without a query, e.g. https://api.x.com"
             )
-        return value.strip().rstrip("/")
+        return require_tls(value.strip()).rstrip("/")
 
     @field_validator("user_auth")
     @classmethod
@@ -183,7 +184,7 @@ class XSource(XBackfill, XUsage):
 
     def resolve_accounts(self, handles: Sequence[str]) -> dict[str, Account]:
         names = {h: h.strip().removeprefix("@") for h in handles}
-        lookup = list(dict.fromkeys(n.lower() for n in names.values() if _USERNAME.match(n)))
+        lookup = list(dict.fromkeys(n.lower() for n in names.values() if _USERNAME.fullmatch(n)))
         ids: dict[str, str] = {}
         for start in range(0, len(lookup), _LOOKUP_BATCH):
             batch = lookup[start : start + _LOOKUP_BATCH]

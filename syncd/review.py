@@ -23,7 +23,7 @@ from syncd.resolver.evidence import emails, fold, phone_digits
 from syncd.state import authors, linking
 
 MANUAL = "manual"  # the matcher of a link a person made by picking the record
-_RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
+_RECORD_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")  # fullmatch, never "$" + "\n"
 _WORD = re.compile(r"[^\W\d_]{3,}")
 SEARCH_RESULTS = 10
 
@@ -129,7 +129,7 @@ def remove(
 def query_for(text: str) -> PeopleQuery:
     """What a person types to find a record: names, an e-mail, a phone or a record id."""
     words = text.split()
-    ids = {w for w in words if _RECORD_ID.match(w) and any(c.isdigit() for c in w)}
+    ids = {w for w in words if _RECORD_ID.fullmatch(w) and any(c.isdigit() for c in w)}
     mails = {w for w in words if "@" in w}
     rest = " ".join(w for w in words if w not in ids and w not in mails)
     return PeopleQuery(
@@ -158,7 +158,7 @@ def search(crm: Crm, text: str, limit: int = SEARCH_RESULTS) -> list[PersonRecor
 def record(crm: Crm, record_id: str) -> PersonRecord:
     """The CRM person with this id, or a UserError saying it is not one."""
     rid = record_id.strip()
-    if not _RECORD_ID.match(rid):
+    if not _RECORD_ID.fullmatch(rid):
         raise UserError(f"{record_id!r} is not a CRM record id (15 or 18 letters and digits)")
     found = [p for p in crm.find_people(PeopleQuery(ids=frozenset({rid}))) if _same(p.ref, rid)]
     if not found:

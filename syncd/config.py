@@ -81,6 +81,9 @@ class DaemonSection(_Section):
     resolve_interval: Duration = 60.0  # how often held authors are offered to the resolver
     jitter: DurationOrZero = 5.0  # random spread added to each poll; 0 polls accounts in step
     listen: str | None = None  # "host:port" for /healthz and /metrics; None: no listener
+    # /healthz fails while a job's run has lasted longer than this or three of its
+    # intervals, whichever is longer: it is hung on something that never returns.
+    stuck_after: Duration = 900.0
     # PostgreSQL state, several instances: how long a claim on deliveries lasts. It must
     # comfortably outlast writing one claim (5 CRM calls); a dead instance's share waits
     # this long before another takes it over.

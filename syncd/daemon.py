@@ -21,7 +21,8 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from types import FrameType
@@ -34,7 +35,7 @@ from syncd.app import App, Job, UnknownAccounts
 from syncd.budget import CappedSource
 from syncd.config import Settings
 from syncd.errors import AuthError, ExternalError, RateLimited, UserError
-from syncd.health import HealthServer, serve
+from syncd.health import HealthServer, Run, serve
 from syncd.job_health import JobHealth, Parking
 from syncd.metrics import Metrics, status_line
 from syncd.sdnotify import Heartbeat, heartbeat_seconds, notify
@@ -75,11 +76,13 @@ class Daemon(Parking):
         self.heartbeat = Heartbeat()
         self.metrics = Metrics(lambda: self.app, lambda: self.heartbeat.unix)
         self.server: HealthServer | None = None
+        self.running: dict[str, float] = {}  # job id → time.monotonic() its run started
         self._fresh_scheduler()
 
     def _fresh_scheduler(self) -> None:
         self.health: dict[str, JobHealth] = {}
         self.park_of: dict[str, str] = {}  # job id → the name an auth failure parks
+        self.intervals: dict[str, float] = {}  # job id → seconds between its runs
         self.parked: set[str] = set()
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -192,6 +195,7 @@ class Daemon(Parking):
         self, job_id: str, fn: Callable[..., None], health: JobHealth, *, park: str, **kw: Any
     ) -> None:
         self.health[job_id] = health
+        self.intervals[job_id] = kw["seconds"]
         self.park_of[job_id] = park
         self.scheduler.add_job(fn, "interval", id=job_id, **kw)
 
@@ -358,7 +362,7 @@ class Daemon(Parking):
             return None
         health = self.health[job_id]
         try:
-            result = call()
+            result = self._timed(job_id, call)
         except RateLimited as exc:
             self.metrics.error(job_id, exc)
             if not isinstance(exc, CappedSource):  # a cap is logged once per source, not per job
@@ -393,6 +397,21 @@ class Daemon(Parking):
         health.success()
         self.metrics.observe(job_id, job, result)
         return result
+
+    def _timed(self, job_id: str, call: Callable[[], Any]) -> Any:
+        self.running[job_id] = time.monotonic()
+        try:
+            return call()
+        finally:
+            del self.running[job_id]
+
+    def runs(self) -> Sequence[Run]:
+        """The job runs in progress, for /healthz to tell a stuck one."""
+        stuck_after = self.app.settings.daemon.stuck_after
+        return [
+            Run(job_id, started, max(stuck_after, 3 * self.intervals.get(job_id, 0.0)))
+            for job_id, started in self.running.copy().items()
+        ]
 
     def _record(self, job: Job | None, exc: Exception) -> None:
         if job is not None:

@@ -1,21 +1,34 @@
 """The optional HTTP listener of ``syncd run`` (``[daemon] listen``): /healthz and /metrics.
 
-stdlib ``http.server`` in daemon threads: two read-only endpoints for a load balancer or a
-Prometheus scraper do not justify a web framework. Bind it to loopback unless something in
-front of it controls who can read it: metrics name accounts and CRM objects.
+Served by waitress, not a thread per connection: with the stdlib's ``http.server``, 130
+connections that never sent a request exhausted the daemon's file descriptors and unfinished
+requests held megabytes of headers each. waitress multiplexes every connection on one thread
+and bounds what a client can hold (:class:`Limits`): connections open at once, header bytes,
+seconds a connection may stay silent; syncd adds the seconds a request may take to arrive, so
+a client trickling a byte at a time is cut off too. The endpoints are unauthenticated and
+metrics name accounts and CRM objects: a listen address that is not loopback is warned about.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import socket
 import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, Protocol, cast
+from wsgiref.types import StartResponse, WSGIEnvironment
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from waitress import wasyncore
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
+from waitress.server import TcpWSGIServer
 
 from syncd.errors import ConfigError
 from syncd.sdnotify import Heartbeat, heartbeat_seconds
@@ -27,6 +40,16 @@ STALE_TICKS = 6
 MIN_STALE_SECONDS = 30.0
 
 
+@dataclass(frozen=True)
+class Run:
+    """A job run in progress: when it started (``time.monotonic()``) and how long it may last
+    before /healthz calls it stuck."""
+
+    job: str
+    started: float
+    limit: float
+
+
 class Watched(Protocol):
     """What /healthz looks at (the daemon)."""
 
@@ -34,9 +57,13 @@ class Watched(Protocol):
     parked: set[str]
     stopping: threading.Event
 
+    def runs(self) -> Sequence[Run]: ...
 
-def verdict(daemon: Watched) -> tuple[int, dict[str, Any]]:
-    """200 with ``{"status": "ok"}``, or 503 naming every reason it is not."""
+
+def verdict(daemon: Watched, now: float | None = None) -> tuple[int, dict[str, Any]]:
+    """200 with ``{"status": "ok"}``, or 503 naming every reason it is not.
+
+    ``now``: the ``time.monotonic()`` to judge job runs by (tests move it forward)."""
     reasons: list[str] = []
     age = daemon.heartbeat.age()
     stale_after = max(MIN_STALE_SECONDS, STALE_TICKS * heartbeat_seconds())
@@ -52,12 +79,47 @@ def verdict(daemon: Watched) -> tuple[int, dict[str, Any]]:
             "parked after authentication failures: " + ", ".join(parked)
             + " (fix the credentials, then `syncd resume NAME`)"
         )  # fmt: skip
-    body: dict[str, Any] = {"status": "fail" if reasons else "ok", "parked": parked}
+    # The scheduler ticks on its own thread, so a job hung on a call that never returns (a
+    # lock, a socket without a timeout) would otherwise look healthy while its work waits.
+    now = time.monotonic() if now is None else now
+    stuck = []
+    for run in sorted(daemon.runs(), key=lambda r: r.job):
+        running = now - run.started
+        if running > run.limit:
+            stuck.append({"job": run.job, "running_seconds": round(running)})
+            reasons.append(
+                f"job {run.job} has been running for {running:.0f}s (stuck after {run.limit:.0f}s)"
+            )
+    body: dict[str, Any] = {"status": "fail" if reasons else "ok", "parked": parked, "stuck": stuck}
     if age is not None:
         body["last_tick_seconds_ago"] = round(age, 3)
     if reasons:
         body["reasons"] = reasons
     return (503 if reasons else 200), body
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address ``host`` stands for is this machine's own (127/8, ::1)."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return False
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    return bool(addresses) and all(_loopback(a) for a in addresses)
+
+
+def _loopback(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def exposure_warning(listen: str) -> str:
+    return (
+        f"daemon.listen = {listen!r} is not a loopback address: anyone who can reach it reads "
+        "/healthz and /metrics, which need no authentication and name accounts and CRM "
+        "objects. Listen on 127.0.0.1 (or [::1]) unless a proxy in front controls who reads it"
+    )
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -76,8 +138,45 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True  # a slow scraper must never hold up shutdown
+@dataclass(frozen=True)
+class Limits:
+    """What clients can hold of the listener, whatever they send (or do not). Whole seconds:
+    waitress's unit. A Prometheus scraper and a load balancer need a few connections each."""
+
+    connections: int = 32  # open at once; more wait in the kernel's queue, holding nothing here
+    idle_seconds: int = 10  # a connection silent this long is closed
+    request_seconds: int = 10  # a request (line and headers) must arrive whole within this
+    header_bytes: int = 8192  # request line and headers; more: 431 and the connection closed
+    threads: int = 4  # requests answered at once: a slow /metrics leaves /healthz free
+    check_seconds: int = 1  # how often connections are checked against the limits
+
+
+class _Parser(HTTPRequestParser):
+    """waitress's request parser, stamped with when the request's first byte came."""
+
+    def __init__(self, adj: Adjustments) -> None:
+        super().__init__(adj)
+        self.begun = time.monotonic()
+
+
+class _Channel(HTTPChannel):
+    parser_class = _Parser
+
+
+class _Server(TcpWSGIServer):
+    channel_class = _Channel
+    request_seconds = Limits.request_seconds
+
+    def maintenance(self, now: float) -> None:
+        """waitress closes silent connections; also close one whose request is still arriving
+        after ``request_seconds`` (a byte now and then keeps waitress's idle clock at zero)."""
+        super().maintenance(now)  # type: ignore[arg-type]  # the stub says int: it is time.time()
+        cutoff = time.monotonic() - self.request_seconds
+        channels = cast("dict[int, HTTPChannel]", self.active_channels)
+        for channel in list(channels.values()):
+            request = channel.request
+            if isinstance(request, _Parser) and not channel.requests and request.begun < cutoff:
+                channel.will_close = True
 
 
 class HealthServer:
@@ -86,12 +185,17 @@ class HealthServer:
         listen: str,
         check: Callable[[], tuple[int, dict[str, Any]]],
         registry: CollectorRegistry,
+        limits: Limits = Limits(),
     ) -> None:
+        self.listen = listen
         self.host, self.port = parse_listen(listen)
         self._check = check
-        self._registry = registry
+        self._metrics = make_wsgi_app(registry)
+        self.limits = limits
+        self._map: dict[int, Any] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     @property
     def url(self) -> str:
@@ -100,45 +204,87 @@ class HealthServer:
 
     def start(self) -> None:
         """Bind and serve in a thread; OSError (address in use, …) is the caller's to report."""
-        check, registry = self._check, self._registry
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == "/healthz":
-                    code, body = check()
-                    self._send(code, "application/json", json.dumps(body).encode() + b"\n")
-                elif path == "/metrics":
-                    self._send(200, CONTENT_TYPE_LATEST, generate_latest(registry))
-                else:
-                    self._send(404, "text/plain", b"not found: try /healthz or /metrics\n")
-
-            def _send(self, code: int, content_type: str, body: bytes) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("%s " + format, self.address_string(), *args)
-
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        server_class = type("Server", (_Server,), {"address_family": family})
-        self._server = server_class((self.host, self.port), Handler)
-        self.port = self._server.server_address[1]  # the real one when 0 was asked
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="health-http", daemon=True
+        # Bound here rather than by waitress: a name binds the one address it resolves to
+        # first (waitress would bind each, on different ports when 0 was asked).
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        bound = sock.getsockname()
+        self.port = bound[1]  # the real one when 0 was asked
+        limits = self.limits
+        adj = Adjustments(
+            sockets=[sock],
+            threads=limits.threads,
+            connection_limit=limits.connections,
+            channel_timeout=limits.idle_seconds,
+            cleanup_interval=limits.check_seconds,
+            max_request_header_size=limits.header_bytes,
+            max_request_body_size=0,  # GET only: any body is refused (413)
+            asyncore_use_poll=True,  # select() cannot watch a descriptor numbered over 1023
+            log_socket_errors=False,  # a client hanging up is not the operator's concern
+            ident="syncd",
         )
+        server = _Server(
+            self._app, self._map, _sock=sock, adj=adj, bind_socket=False,
+            sockinfo=(family, socket.SOCK_STREAM, None, bound),
+        )  # fmt: skip
+        server.request_seconds = limits.request_seconds
+        self._server = server
+        self._thread = threading.Thread(target=self._run, name="health-http", daemon=True)
         self._thread.start()
         log.info("health and metrics on %s/healthz and %s/metrics", self.url, self.url)
+        if not is_loopback(str(bound[0])):
+            log.warning("%s", exposure_warning(self.listen))
+
+    def _run(self) -> None:
+        # One poll at a time, so stop() ends the loop between two polls (its wake-up makes
+        # the current one return at once); every socket is then closed on this thread.
+        while not self._stopping.is_set():
+            wasyncore.loop(timeout=1.0, map=self._map, use_poll=True, count=1)
+        wasyncore.close_all(self._map, ignore_all=True)
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        """Close the listener and every connection: within about a second, whatever clients do."""
+        server, thread = self._server, self._thread
+        if server is None or thread is None:
+            return
+        self._stopping.set()
+        server.pull_trigger()
+        thread.join(2.0)
+        # Answers in progress are abandoned (daemon threads); the process is stopping.
+        server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
+        self._server = self._thread = None
+
+    # -- the WSGI application --------------------------------------------------------------
+    def _app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        def no_store(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], object]:
+            return start_response(status, [*headers, ("Cache-Control", "no-store")], exc_info)
+
+        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
+        if method not in ("GET", "HEAD"):
+            return _answer(no_store, "405 Method Not Allowed", "text/plain", b"GET only\n")
+        if path == "/healthz":
+            code, body = self._check()
+            status = f"{code} {HTTPStatus(code).phrase}"
+            return _answer(no_store, status, "application/json", json.dumps(body).encode() + b"\n")
+        if path == "/metrics":
+            return cast("Iterable[bytes]", self._metrics(environ, no_store))
+        text = b"not found: try /healthz or /metrics\n"
+        return _answer(no_store, "404 Not Found", "text/plain", text)
+
+
+def _answer(
+    start_response: Callable[..., object], status: str, content_type: str, body: bytes
+) -> list[bytes]:
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return [body]
 
 
 def serve(

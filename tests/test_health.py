@@ -6,6 +6,7 @@ import json
 import re
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,8 +20,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from syncd import config
+from syncd.daemon import Daemon as SyncDaemon
 from syncd.errors import ConfigError
-from syncd.health import HealthServer, parse_listen, verdict
+from syncd.health import HealthServer, Run, parse_listen, verdict
 from syncd.sandbox.seed import seed
 from syncd.sdnotify import Heartbeat, heartbeat_seconds, watchdog_seconds
 
@@ -85,6 +87,7 @@ def test_daemon_notifies_systemd_and_serves_health_and_metrics(
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
     monkeypatch.setenv("WATCHDOG_USEC", "1000000")  # pings every 0.5 s
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    stalled: list[socket.socket] = []
     daemon = Daemon(world.config)
     try:
         wait_for(lambda: bool(notes.seen("READY=1")), what="READY=1")
@@ -125,8 +128,13 @@ def test_daemon_notifies_systemd_and_serves_health_and_metrics(
         assert metrics["syncd_state_up"] == [({}, 1.0)]
         assert "syncd_scheduler_last_tick_timestamp_seconds" in metrics
         assert get(f"{base}/nope")[0] == 404
+        # Connections that never send a request do not hold up the stop.
+        host, port = base.removeprefix("http://").rsplit(":", 1)
+        stalled += [socket.create_connection((host, int(port)), timeout=30) for _ in range(50)]
     finally:
         code = daemon.stop()
+        for s in stalled:
+            s.close()
         notes.close()
     assert code == 0, daemon.log
     assert notes.seen("STOPPING=1")
@@ -141,6 +149,9 @@ class FakeDaemon:
         self.heartbeat = Heartbeat()
         self.parked: set[str] = set()
         self.stopping = threading.Event()
+
+    def runs(self) -> list[Run]:
+        return []
 
 
 def test_healthz_names_every_reason_it_fails() -> None:
@@ -158,6 +169,68 @@ def test_healthz_names_every_reason_it_fails() -> None:
     assert body["parked"] == ["x:acme"]
     assert any("ticked 3600s ago" in r for r in body["reasons"])
     assert any("x:acme" in r and "syncd resume" in r for r in body["reasons"])
+
+
+def stuck_daemon(write_interval: float, deliver: Any) -> SyncDaemon:
+    """A daemon whose jobs run only when called, its writer's batch being ``deliver``."""
+    settings = SimpleNamespace(
+        daemon=SimpleNamespace(
+            write_interval=write_interval, resolve_interval=60.0, jitter=0.0, stuck_after=900.0
+        ),
+        backfill=SimpleNamespace(interval=60.0),
+        compliance=SimpleNamespace(interval=86400.0),
+        crm=SimpleNamespace(name="salesforce", type="salesforce"),
+    )
+    pipeline = SimpleNamespace(deliver=deliver, stopping=threading.Event())
+    app: Any = SimpleNamespace(
+        settings=settings,
+        pipeline=pipeline,
+        crm=object(),
+        sources={},
+        unpark_all=lambda: [],
+        crm_check_seconds=0.0,
+    )
+    d = SyncDaemon(app)
+    d.start(paused=True)
+    d.heartbeat.tick()
+    return d
+
+
+@pytest.mark.parametrize(("write_interval", "limit"), [(10.0, 900.0), (600.0, 1800.0)])
+def test_a_stuck_job_fails_healthz_naming_it_until_it_finishes(
+    write_interval: float, limit: float
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def deliver(max_batches: int) -> SimpleNamespace:
+        entered.set()
+        release.wait(60)  # a call that does not return (until the test lets it)
+        return SimpleNamespace(written=0, retrying=0, dead=0, relinking=0)
+
+    d = stuck_daemon(write_interval, deliver)
+    writer = threading.Thread(target=d._write)
+    try:
+        writer.start()
+        assert entered.wait(60)
+        started = time.monotonic()
+        code, body = verdict(d)
+        assert code == 200 and body["stuck"] == []
+        # Stuck past stuck_after (900 s) or three of its intervals, whichever is longer.
+        code, body = verdict(d, now=started + limit - 5)
+        assert code == 200, body
+        code, body = verdict(d, now=started + limit + 5)
+        assert code == 503
+        [stuck] = body["stuck"]
+        assert stuck["job"] == "write" and stuck["running_seconds"] >= limit
+        [reason] = body["reasons"]
+        assert reason.startswith("job write has been running for ")
+        assert f"(stuck after {limit:.0f}s)" in reason
+    finally:
+        release.set()
+        writer.join(60)
+        d.shutdown()
+    code, body = verdict(d, now=time.monotonic() + limit + 5)
+    assert code == 200 and body["stuck"] == [], body
 
 
 def test_healthz_over_http_is_json_with_status_code() -> None:

@@ -22,11 +22,16 @@ from syncd import config as config_mod
 from syncd.cli.base import cli, config_path, settings, user_errors
 from syncd.connector import CheckRow
 from syncd.errors import UserError
+from syncd.health import exposure_warning, is_loopback, parse_listen
 
 
 def _run_checks(ctx: click.Context) -> list[tuple[str, CheckRow]]:
     loaded = settings(ctx)  # a config problem exits 2 here, naming the key
     rows = [("config", CheckRow(str(config_path(ctx)), True, "valid"))]
+    listen = loaded.daemon.listen
+    if listen is not None and not is_loopback(parse_listen(listen)[0]):
+        # Said, not failed: a proxy in front may well control who reads it.
+        rows.append(("config", CheckRow("daemon.listen", True, exposure_warning(listen))))
     for s in loaded.sources:
         source = connectors.source_class(s.type).from_settings(s)
         try:

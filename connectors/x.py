@@ -39,6 +39,7 @@ from syncd.connector import (
 from syncd.errors import (
     AuthError,
     ExternalError,
+    MalformedAnswer,
     NotFound,
     RateLimited,
     SyncdError,
@@ -190,7 +191,7 @@ class XSource(XBackfill, XUsage):
             batch = lookup[start : start + _LOOKUP_BATCH]
             body, _ = self._call(self.client.get_users, usernames=batch)
             if not isinstance(body, dict) or not isinstance(body.get("data") or [], list):
-                raise TransientError("X sent an unreadable user lookup", system=NETWORK)
+                raise MalformedAnswer("X sent an unreadable user lookup", system=NETWORK)
             for user in body.get("data") or []:
                 name = user.get("username") if isinstance(user, dict) else None
                 if isinstance(name, str) and is_x_id(user.get("id")):
@@ -357,8 +358,12 @@ def _classify(exc: Exception) -> SyncdError:
     TooManyRequests, TwitterServerError) from the status alone; reading the status here is the
     same table, and also serves a bare ``HTTPException`` built when tweepy's own failed.
     """
+    if isinstance(exc, requests.JSONDecodeError):
+        # A 200 whose body is not JSON (cut short, a proxy's HTML page): counted per stream.
+        reason = clip(str(exc) or type(exc).__name__)
+        return MalformedAnswer(f"X sent a body that is not JSON: {reason}", system=NETWORK)
     if isinstance(exc, requests.RequestException):
-        # Connection refused or reset, timeouts, a body cut short, JSON that does not parse.
+        # Connection refused or reset, timeouts, a body cut short.
         reason = clip(str(exc) or type(exc).__name__)
         return TransientError(f"X request failed: {reason}", system=NETWORK)
     if not isinstance(exc, tweepy.HTTPException):

@@ -24,8 +24,15 @@ import requests
 from connectors._http import RewritingAdapter, mount
 from connectors.x_auth import OAuth2UserAuth
 from connectors.x_oauth2 import SCOPES, Clock, TokenEndpoint, whoami
-from connectors.x_token_file import TokenFile, TokenFileProblem, UserToken, write_private
+from connectors.x_token_file import (
+    TokenFile,
+    TokenFileProblem,
+    UserToken,
+    read_private,
+    write_private,
+)
 from syncd.errors import ExternalError, UserError
+from syncd.private_files import UnsafeFile
 
 AUTHORIZE_URL = "https://x.com/i/oauth2/authorize"
 # How long a started authorization may wait for its answer. X's codes themselves live only
@@ -116,6 +123,8 @@ class Authorization:
             pending = Pending.new(self.auth.client_id, self.auth.redirect_uri, self.clock())
             try:
                 write_private(self.pending_path, pending.to_json())
+            except UnsafeFile as exc:
+                raise UserError(str(exc)) from None
             except OSError as exc:
                 raise UserError(f"cannot write {self.pending_path} ({exc.strerror})") from None
         return pending
@@ -123,7 +132,10 @@ class Authorization:
     def pending(self) -> Pending | None:
         """The authorization still waiting for its answer with the configured client."""
         try:
-            pending = Pending.from_json(self.pending_path.read_text(encoding="utf-8"))
+            # Run as root in the service user's directory: never read through a link.
+            pending = Pending.from_json(read_private(self.pending_path))
+        except UnsafeFile as exc:
+            raise UserError(str(exc)) from None
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from connectors.x_fields import TWEET_FIELDS
 from connectors.x_parse import NETWORK, TIMELINE_HORIZONS, parse_page
 from syncd.connector import KnownAuthors
-from syncd.errors import TransientError
+from syncd.errors import MalformedAnswer, PaginationLoop
 from syncd.model import Account, Author, Cursor, GapPlan, Page, PostCount, Segment, Stream
 
 SearchAccess = Literal["none", "recent", "all"]
@@ -237,16 +237,23 @@ class XBackfill:
             "granularity": "day",
         }
         total, requests = 0, 0
+        followed: set[str] = set()  # a token coming back would count the same days again
         while requests < COUNT_PAGES_MAX:
             body, _ = self._call(method, **params)
             requests += 1
             meta = body.get("meta") if isinstance(body, dict) else None
             if not isinstance(meta, dict) or not isinstance(meta.get("total_tweet_count"), int):
-                raise TransientError("X sent an unreadable counts response", system=NETWORK)
+                raise MalformedAnswer("X sent an unreadable counts response", system=NETWORK)
             total += meta["total_tweet_count"]
             token = meta.get("next_token")
             if recent or not isinstance(token, str):
                 return PostCount(total, exact=True, requests=requests)
+            if token in followed:
+                raise PaginationLoop(
+                    "X sent a counts page token already followed: the count stops",
+                    system=NETWORK,
+                )
+            followed.add(token)
             params["next_token"] = token
         return PostCount(total, exact=False, requests=requests)
 

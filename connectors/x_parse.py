@@ -5,7 +5,8 @@ quarantined items when unreadable; expanded users become authors; ``meta`` becom
 cursor; rate headers become :class:`~syncd.model.RateInfo`. :mod:`connectors.x` does the HTTP.
 
 The contract, on any JSON at all (tests/test_properties.py): a body that is not a timeline
-page raises :class:`~syncd.errors.TransientError` and nothing else escapes; a bad item is
+page raises :class:`~syncd.errors.MalformedAnswer` (a TransientError: the pipeline parks a
+stream whose answers are unreadable every time) and nothing else escapes; a bad item is
 quarantined with its reason and its raw payload, and never costs the rest of the page; what
 comes out (ids, text, cursor) can be stored as it is.
 """
@@ -18,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeGuard, TypeVar
 
-from syncd.errors import TransientError
+from syncd.errors import MalformedAnswer
 from syncd.model import (
     Account,
     Author,
@@ -75,7 +76,7 @@ def parse_page(
     profiles state holds of authors the body has no user object for. ``horizon``: the
     endpoint reaches only this many of the newest posts (a timeline, not search)."""
     if not isinstance(body, dict):
-        raise TransientError("X sent a response body that is not a JSON object", system=NETWORK)
+        raise MalformedAnswer("X sent a response body that is not a JSON object", system=NETWORK)
     data = _field(body, "data", list)
     includes, meta = _field(body, "includes", dict), _field(body, "meta", dict)
     warnings = [_warning(e) for e in _field(body, "errors", list)]
@@ -143,7 +144,7 @@ def parse_lookup(body: object, asked: Sequence[str]) -> tuple[set[str], set[str]
     those X names in ``errors[]`` as not found (deleted; X does not tell deleted from never
     posted). Other problems (a protected or withheld post) decide nothing: neither set."""
     if not isinstance(body, dict):
-        raise TransientError("X sent a response body that is not a JSON object", system=NETWORK)
+        raise MalformedAnswer("X sent a response body that is not a JSON object", system=NETWORK)
     wanted = set(asked)
     alive = {p["id"] for p in _field(body, "data", list) if isinstance(p, dict)} & wanted
     deleted: set[str] = set()
@@ -263,7 +264,7 @@ def _next_cursor(cursor: Cursor, meta: Mapping[str, Any], data: list[Any]) -> Cu
         and token.isascii()
         and token.isprintable()
     ):
-        raise TransientError("X sent an unreadable meta.next_token", system=NETWORK)
+        raise MalformedAnswer("X sent an unreadable meta.next_token", system=NETWORK)
     newest = meta.get("newest_id") if is_x_id(meta.get("newest_id")) else _newest(data)
     # Only the first page of a walk sees the newest post; later pages' newest ids are older, so
     # the first page's value rides along as pending_since_id until the walk ends.
@@ -341,7 +342,7 @@ def _field(container: Mapping[str, Any], key: str, kind: type[_T]) -> _T:
     if value is None:
         return kind()  # absent on empty pages and on error-only pages
     if not isinstance(value, kind):
-        raise TransientError(f"X sent a {key!r} that is not a {kind.__name__}", system=NETWORK)
+        raise MalformedAnswer(f"X sent a {key!r} that is not a {kind.__name__}", system=NETWORK)
     return value
 
 

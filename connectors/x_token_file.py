@@ -2,7 +2,9 @@
 
 syncd rewrites the file on every refresh: whole, 0600, by rename, so a reader (another syncd
 process, an admin) sees the old pair or the new one and a crash leaves no half. A lock file
-beside it serialises refreshes across processes (:mod:`connectors.x_oauth2`).
+beside it serialises refreshes across processes (:mod:`connectors.x_oauth2`). ``syncd x
+authorize`` runs as root in the service user's directory: nothing there is opened through a
+link, and only files syncd itself made are chowned (:mod:`syncd.private_files`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from connectors.x_parse import is_x_id
+from syncd import private_files
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,9 @@ class TokenFile:
 
     def read(self) -> UserToken:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = read_private(self.path)
+        except private_files.UnsafeFile as exc:
+            raise TokenFileProblem(str(exc)) from None
         except FileNotFoundError:
             raise TokenFileProblem(f"{self.path} does not exist") from None
         except PermissionError:
@@ -116,6 +121,8 @@ class TokenFile:
     def write(self, token: UserToken) -> None:
         try:
             write_private(self.path, token.to_json() + "\n")
+        except private_files.UnsafeFile as exc:
+            raise TokenFileProblem(str(exc)) from None
         except OSError as exc:
             raise TokenFileProblem(f"cannot write {self.path} ({exc.strerror})") from None
 
@@ -125,7 +132,10 @@ class TokenFile:
         path = self.path.with_name(self.path.name + ".lock")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+            # Never through a link planted at its name: it is chowned below.
+            fd = private_files.open_file(path, os.O_RDWR, create=True)
+        except private_files.UnsafeFile as exc:
+            raise TokenFileProblem(str(exc)) from None
         except OSError as exc:
             raise TokenFileProblem(f"cannot create {path} ({exc.strerror})") from None
         try:
@@ -136,10 +146,21 @@ class TokenFile:
             os.close(fd)  # closing drops the lock
 
 
+def read_private(path: Path) -> str:
+    """The text of a file beside the token file, never read through a link planted there.
+    Raises UnsafeFile, OSError or UnicodeDecodeError."""
+    fd = private_files.open_file(path, os.O_RDONLY, create=False)
+    with os.fdopen(fd, encoding="utf-8") as f:
+        return f.read()
+
+
 def write_private(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` atomically, mode 0600: a reader sees the old file or the
-    new one, never half of one, and a crash leaves no partial file under the name."""
+    new one, never half of one, and a crash leaves no partial file under the name. The new
+    file is made under a fresh name (O_EXCL) and renamed over ``path``: a link planted at
+    ``path`` is replaced, never followed. Raises UnsafeFile or OSError."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_files.check_directory(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -163,9 +184,10 @@ def write_private(path: Path, text: str) -> None:
 def _give_to_directory_owner(fd: int, directory: Path) -> None:
     # An admin runs `syncd x authorize` as root, but the service runs as its own user (under
     # systemd a dynamic one owning /var/lib/syncd): a root-owned 0600 file would be unreadable
-    # to it. Files written as root take the owner of their directory instead.
+    # to it. Files written as root take the owner of their directory instead: only files
+    # syncd made (or root's own), through their descriptor, never another's file.
     if os.geteuid() != 0:
         return
     st = os.stat(directory)
-    if st.st_uid != 0:
+    if st.st_uid != 0 and os.fstat(fd).st_uid == 0:
         os.fchown(fd, st.st_uid, st.st_gid)

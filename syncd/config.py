@@ -88,6 +88,10 @@ class DaemonSection(_Section):
     # comfortably outlast writing one claim (5 CRM calls); a dead instance's share waits
     # this long before another takes it over.
     lease: Duration = 60.0
+    # Pages one poll of a stream reads at most; the walk goes on from there next poll. X's
+    # deepest walk is 32 pages (3,200 posts at 100 a page): this bounds what an API or a
+    # proxy that never ends a walk can cost.
+    max_pages_per_walk: int = Field(default=100, ge=1, le=100_000)
 
     @field_validator("listen")
     @classmethod
@@ -199,6 +203,7 @@ class Settings:
 
     def pipeline(self) -> PipelineSettings:
         return PipelineSettings(
+            max_pages_per_walk=self.daemon.max_pages_per_walk,
             retries=self.writer.retries,
             write_batch=self.writer.batch_size,
             record_max_attempts=self.writer.max_attempts,

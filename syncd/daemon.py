@@ -34,7 +34,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from syncd.app import App, Job, UnknownAccounts
 from syncd.budget import CappedSource
 from syncd.config import Settings
-from syncd.errors import AuthError, ExternalError, RateLimited, UserError
+from syncd.errors import AuthError, ExternalError, RateLimited, StreamParked, UserError
 from syncd.health import HealthServer, Run, serve
 from syncd.job_health import JobHealth, Parking
 from syncd.metrics import Metrics, status_line
@@ -82,6 +82,7 @@ class Daemon(Parking):
     def _fresh_scheduler(self) -> None:
         self.health: dict[str, JobHealth] = {}
         self.park_of: dict[str, str] = {}  # job id → the name an auth failure parks
+        self.stream_parks: dict[str, str] = {}  # a parked stream's name → its poll job id
         self.intervals: dict[str, float] = {}  # job id → seconds between its runs
         self.parked: set[str] = set()
         self.scheduler = BackgroundScheduler(
@@ -376,6 +377,11 @@ class Daemon(Parking):
             return None
         except UnknownAccounts:
             raise
+        except StreamParked as exc:  # said once, by the parking; its job waits for resume
+            self.metrics.error(job_id, exc)
+            self._record(job, exc)
+            self._park_stream(job_id, health, exc)
+            return None
         except ExternalError as exc:
             self.metrics.error(job_id, exc)
             health.failure(exc)

@@ -13,6 +13,9 @@
         ├── RateLimited      that job comes back at ``resume_at``; nobody sleeps in a worker
         │   └── UsageCapped  the project's billing cap: the whole source waits for its reset
         ├── TransientError   bounded jittered retries (idempotent calls only), else next round
+        │   └── MalformedAnswer  a whole answer unreadable: a stream parks after 5 in a row
+        ├── PaginationLoop   the network repeated a page token: the walk stops, said once
+        ├── StreamParked     one stream is parked (unreadable answers) until ``syncd resume``
         ├── BadItem          one item is malformed: quarantine it, carry on with the rest
         └── NotFound         the thing asked for does not exist (a handle, a record)
 
@@ -127,6 +130,26 @@ class UsageCapped(RateLimited):
 
 class TransientError(ExternalError):
     """A failure that may pass: 5xx, timeouts, dropped connections, unreadable bodies."""
+
+
+class MalformedAnswer(TransientError):
+    """A whole answer could not be read: its body does not parse, or breaks the API's schema
+    (not one bad item: see :class:`BadItem`). Once may be a proxy's hiccup; the same answer
+    every time never passes, so the pipeline parks the stream after a few in a row."""
+
+
+class PaginationLoop(ExternalError):
+    """The network (or a proxy) sent a page token already followed in this walk: following
+    it would read the same pages, billed, without end. Retrying does not help."""
+
+
+class StreamParked(ExternalError):
+    """One stream of an account is parked (its answers kept being unreadable) until
+    ``syncd resume`` names it; its account's other streams go on."""
+
+    def __init__(self, message: str, *, name: str, system: str = "") -> None:
+        super().__init__(message, system=system)
+        self.name = name  # what `syncd status` shows and `syncd resume` takes
 
 
 class BadItem(ExternalError):

@@ -1,6 +1,7 @@
 """Failure bookkeeping per scheduled job: a failure logged once, the recovery once, and
 the run of authentication failures that parks an account (its jobs paused until
-``syncd resume`` or a reload)."""
+``syncd resume`` or a reload); a stream the pipeline parked (unreadable answers) has its one
+poll job paused the same way."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from syncd.errors import AuthError, ExternalError
+from syncd.errors import AuthError, ExternalError, StreamParked
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -49,6 +50,7 @@ class Parking:
     scheduler: BackgroundScheduler
     parked: set[str]
     park_of: dict[str, str]  # job id → what parking it belongs to
+    stream_parks: dict[str, str]  # a stream parked on its own → its poll job id
     health: dict[str, JobHealth]
 
     def _park(self, name: str, health: JobHealth, exc: ExternalError) -> None:
@@ -68,6 +70,17 @@ class Parking:
             name,
         )
 
+    def _park_stream(self, job_id: str, health: JobHealth, exc: StreamParked) -> None:
+        """Pause one poll job whose stream the pipeline parked (in state, with the reason):
+        its answers kept being unreadable. The account's other streams go on."""
+        if exc.name in self.parked:
+            return
+        self.parked.add(exc.name)
+        self.stream_parks[exc.name] = job_id
+        if self.scheduler.get_job(job_id) is not None:
+            self.scheduler.pause_job(job_id)
+        health.logger.error("%s; or reload the configuration", exc)
+
     def _check_parked(self) -> None:
         """Resume what ``syncd resume`` took out of the parked table since the last look."""
         if not self.parked:
@@ -79,8 +92,10 @@ class Parking:
             return
         for name in sorted(self.parked - still):
             self.parked.discard(name)
+            stream_job = self.stream_parks.pop(name, None)
             for job_id, park in self.park_of.items():
-                if park == name and self.scheduler.get_job(job_id) is not None:
+                ours = park == name or job_id == stream_job
+                if ours and self.scheduler.get_job(job_id) is not None:
                     self.health[job_id].auth_failures = 0
                     self.scheduler.resume_job(job_id)
                     self.scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))

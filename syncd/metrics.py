@@ -373,7 +373,10 @@ def _state_metrics(snap: Snapshot) -> Iterator[Metric]:
     yield progress
     yield status
     parked = GaugeMetricFamily(
-        "syncd_parked", "1 for each account (or the CRM) parked on auth failures.", labels=["name"]
+        "syncd_parked",
+        "1 for each account (or the CRM) parked on auth failures, and each stream "
+        "(source:handle:stream) parked on unreadable answers.",
+        labels=["name"],
     )
     for name in sorted(snap.parked):
         parked.add_metric([name], 1)

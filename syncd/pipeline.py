@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from tenacity import (
     Retrying,
@@ -23,12 +23,18 @@ from tenacity import (
 )
 
 from syncd.connector import Crm, KnownAuthors, Source
-from syncd.errors import ExternalError, TransientError
+from syncd.errors import (
+    ExternalError,
+    MalformedAnswer,
+    PaginationLoop,
+    StreamParked,
+    TransientError,
+)
 from syncd.history import build_record
-from syncd.model import Account, CrmRef, Stream, WriteResult
+from syncd.model import Account, CrmRef, Cursor, Page, Stream, WriteResult
 from syncd.resolver import stage
 from syncd.resolver.stage import ResolveResult, ResolveSettings
-from syncd.state import crm_keys, linking, outbox, profiles, usage
+from syncd.state import crm_keys, linking, outbox, profiles, usage, walks
 from syncd.state import ingest as st
 from syncd.state.coordination import owner_id, retry_conflicts, shared
 from syncd.state.db import Database
@@ -78,6 +84,10 @@ class PipelineSettings:
     lease: float = 60.0  # seconds a claim on deliveries lasts (PostgreSQL, several instances)
     # A stored author profile younger than this is not read from the network again.
     profile_max_age: timedelta = timedelta(days=7)
+    # Pages one poll of a stream reads at most ([daemon] max_pages_per_walk): X's deepest
+    # timeline walk is 32 pages (3,200 posts, 100 a page), so only an API or proxy that
+    # never ends a walk meets it; the walk goes on from its stored cursor next poll.
+    max_pages_per_walk: int = 100
 
 
 @dataclass
@@ -88,6 +98,7 @@ class PollResult:
     queued: int = 0
     quarantined: int = 0
     warnings: list[str] = field(default_factory=list)
+    stopped: str | None = None  # why the poll left its walk before the end (the page bound)
 
 
 @dataclass(frozen=True)
@@ -176,17 +187,32 @@ class Pipeline:
     def poll(
         self, source_name: str, source: Source, account: Account, stream: Stream
     ) -> PollResult:
-        """Walk ``stream`` from the stored cursor to its end, one transaction per page."""
+        """Walk ``stream`` from the stored cursor to its end, one transaction per page, at
+        most ``max_pages_per_walk`` pages (the walk goes on from there next poll). A page
+        token met twice in the walk stops it with :class:`PaginationLoop`; a stream whose
+        answers keep being unreadable is parked (:class:`StreamParked`)."""
         result = PollResult()
         with self.db.transaction() as conn:
+            why = walks.parked_reason(conn, source_name, account.handle, stream)
             cursor = st.load_cursor(conn, source_name, account.handle, stream)
             # Brand accounts do not change during a walk: read once, not once per page.
             brand_ids = st.brand_user_ids(conn, source.network)
+        if why is not None:
+            name = walks.stream_name(source_name, account.handle, stream)
+            raise StreamParked(
+                f"{name} is parked ({why}); `syncd resume {name}` polls it again",
+                name=name,
+                system=source.network,
+            )
         known = self.known_authors(source.network)
         restarted = False
+        # Tokens this walk followed: one coming back would read the same pages again, billed,
+        # for as long as the API (or a proxy) keeps sending it.
+        followed = {cursor.pagination_token} - {None}
         while True:
+            fetch = partial(self._fetch, source_name, source, account, stream, cursor, known)
             try:
-                page = self.retrying(partial(source.fetch, account, stream, cursor, known))
+                page = self.retrying(fetch)
             except ExternalError as exc:
                 # A stored pagination token can expire; start the walk again from since_id.
                 if exc.status == 400 and cursor.in_walk and not restarted:
@@ -200,8 +226,18 @@ class Pipeline:
                         st.reset_walk(conn, source_name, account.handle, stream, self.clock())
                         cursor = st.load_cursor(conn, source_name, account.handle, stream)
                     restarted = True
+                    followed.clear()
                     continue
                 raise
+            token = page.next_cursor.pagination_token
+            if token is not None and token in followed:
+                self._loop(source_name, source, account, stream, page, brand_ids, result)
+            stopped = None
+            if not page.walk_complete and result.pages + 1 >= self.settings.max_pages_per_walk:
+                stopped = (
+                    f"walk stopped after {result.pages + 1} pages ([daemon] "
+                    "max_pages_per_walk); it goes on from there next poll"
+                )
             with self.db.transaction() as conn:
                 stored = st.ingest_page(
                     conn,
@@ -215,15 +251,85 @@ class Pipeline:
                     now=self.clock(),
                 )
                 usage.count(conn, source_name, source.network, page.reads, self.clock())
+                walks.page_stored(conn, source_name, account.handle, stream, stopped)
             result.pages += 1
             result.seen += stored.seen
             result.new += stored.new
             result.queued += stored.queued
             result.quarantined += stored.quarantined
             result.warnings.extend(page.warnings)
+            if stopped is not None:
+                log.warning("%s/%s/%s: %s", source_name, account.handle, stream, stopped)
+                result.stopped = stopped
+                return result
             if page.walk_complete or self.stopping.is_set():
                 return result
             cursor = page.next_cursor
+            if token is not None:
+                followed.add(token)
+
+    def _fetch(
+        self,
+        source_name: str,
+        source: Source,
+        account: Account,
+        stream: Stream,
+        cursor: Cursor,
+        known: KnownAuthors,
+    ) -> Page:
+        """One page; an unreadable answer is counted on the stream, which is parked when
+        :data:`~syncd.state.walks.UNREADABLE_TO_PARK` came in a row (not retried then)."""
+        try:
+            return source.fetch(account, stream, cursor, known)
+        except MalformedAnswer as exc:
+            name = walks.stream_name(source_name, account.handle, stream)
+            handle, now = account.handle, self.clock()
+            with self.db.transaction() as conn:
+                n = walks.count_unreadable(conn, source_name, handle, stream, now)
+                reason = f"{n} unreadable answers in a row, the last: {exc}"
+                if n >= walks.UNREADABLE_TO_PARK:
+                    walks.park_stream(conn, source_name, handle, stream, reason, now)
+            if n < walks.UNREADABLE_TO_PARK:
+                raise  # counted (committed); retried, or tried again next poll
+            raise StreamParked(
+                f"{name} parked: {reason}; `syncd resume {name}` polls it again",
+                name=name,
+                system=source.network,
+            ) from None
+
+    def _loop(
+        self,
+        source_name: str,
+        source: Source,
+        account: Account,
+        stream: Stream,
+        page: Page,
+        brand_ids: set[str],
+        result: PollResult,
+    ) -> NoReturn:
+        """The page sent back a token this walk already followed: its posts are kept, the
+        cursor stays where it was (nothing after it is skipped: the walk takes up there once
+        the API answers sanely), and the walk stops with the error."""
+        with self.db.transaction() as conn:
+            stored = st.store_page(
+                conn,
+                source=source_name,
+                network=source.network,
+                account=account,
+                page=page,
+                crms=[self.crm_name],
+                brand_ids=brand_ids,
+                now=self.clock(),
+            )
+            usage.count(conn, source_name, source.network, page.reads, self.clock())
+        result.seen += stored.seen
+        result.new += stored.new
+        result.queued += stored.queued
+        raise PaginationLoop(
+            f"the API sent a page token this walk already followed (after {result.pages + 1} "
+            "pages): the walk stops at the page before, and is taken up there next poll",
+            system=source.network,
+        )
 
     def record_poll_error(self, source_name: str, account: str, stream: Stream, error: str) -> None:
         with self.db.transaction() as conn:

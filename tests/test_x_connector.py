@@ -28,6 +28,7 @@ from connectors.x import EXPANSIONS, TWEET_FIELDS, XSettings, XSource, parse_pag
 from syncd.errors import (
     AuthError,
     ExternalError,
+    MalformedAnswer,
     NotFound,
     RateLimited,
     SyncdError,
@@ -606,8 +607,9 @@ def error_server(api: Loopback) -> Loopback:
         ("503-html", TransientError, 503, None),
         ("503-list", TransientError, 503, None),
         ("500-errors-int", TransientError, 500, None),
-        ("200-not-json", TransientError, None, None),
-        ("200-list", TransientError, None, None),
+        # Unreadable answers: transient, and counted per stream toward parking it.
+        ("200-not-json", MalformedAnswer, None, None),
+        ("200-list", MalformedAnswer, None, None),
     ],
 )
 def test_errors_are_classified(

@@ -19,12 +19,12 @@ from typing import Protocol
 from syncd.budget import BudgetHeld
 from syncd.budget_guard import BudgetGuard
 from syncd.connector import Backfiller, Source
-from syncd.errors import ExternalError, NotFound, UsageCapped
+from syncd.errors import ExternalError, NotFound, PaginationLoop, UsageCapped
 from syncd.model import Account, Page, Segment
 from syncd.pipeline import Pipeline
 from syncd.state import backfills, usage
 from syncd.state import ingest as st
-from syncd.state.backfills import DONE, QUEUED, RUNNING, Job, LeaseLost
+from syncd.state.backfills import DONE, PAUSED, QUEUED, RUNNING, Job, LeaseLost
 
 log = logging.getLogger("syncd.backfill")
 SHARED_ROUTES = frozenset({"mentions_timeline", "user_timeline"})  # live polls use them too
@@ -66,6 +66,9 @@ class Runner:
         self._account: Account | None = None
         self._brand_ids: set[str] | None = None
         self._known = pipeline.known_authors(source.network)
+        # The page tokens followed in the segment being read (its index first): a token
+        # coming back would read the same pages, billed, for as long as the API sends it.
+        self._followed: tuple[int, set[str]] = (-1, set())
 
     @property
     def clock(self) -> Callable[[], datetime]:
@@ -131,8 +134,16 @@ class Runner:
             log.warning("backfill %d: page token refused, restarting segment", job.id)
             with self.db.transaction() as conn:
                 backfills.restart_segment(conn, job, self.owner, self.clock())
+            self._followed = (-1, set())  # the walk again: its tokens may be the same
             return Step(job)
         read = len(page.interactions) + len(page.quarantined)
+        token = page.next_cursor.pagination_token
+        if self._followed[0] != job.segment:
+            self._followed = (job.segment, set())
+        followed = self._followed[1]
+        if job.token is not None:
+            followed.add(job.token)
+        looped = token is not None and token in followed
         with self.db.transaction() as conn:
             stored = st.store_page(
                 conn,
@@ -145,18 +156,29 @@ class Runner:
                 now=self.clock(),
                 backfill_id=job.id,
             )
-            job = backfills.advance(
-                conn,
-                job,
-                self.owner,
-                token=page.next_cursor.pagination_token,
-                read=read,
-                new=stored.new,
-                now=self.clock(),
-            )
-            if job.current is None:
-                backfills.finish(conn, job.id, DONE, self.clock(), owner=self.owner)
             usage.count(conn, self.source_name, self.source.network, page.reads, self.clock())
+            if looped:
+                # The page's posts are kept; the job stays at the page before, paused with
+                # the reason (`syncd backfill resume` takes it up there).
+                error = (
+                    f"backfill {job.id}: the API sent a page token this segment already "
+                    "followed; paused at the page before"
+                )
+                backfills.finish(conn, job.id, PAUSED, self.clock(), owner=self.owner, error=error)
+            else:
+                job = backfills.advance(
+                    conn,
+                    job,
+                    self.owner,
+                    token=token,
+                    read=read,
+                    new=stored.new,
+                    now=self.clock(),
+                )
+                if job.current is None:
+                    backfills.finish(conn, job.id, DONE, self.clock(), owner=self.owner)
+        if looped:
+            raise PaginationLoop(error, system=self.source.network)
         wait = self.pacing(segment, page, time.monotonic() - started)
         return Step(job, job.current is None, read, stored.new, wait)
 

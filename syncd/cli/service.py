@@ -121,7 +121,8 @@ def poll(ctx: click.Context, once: bool, as_json: bool) -> None:
 @click.pass_context
 @user_errors
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Per-stream cursors and last success, deliveries by state, gaps, parked accounts."""
+    """Per-stream cursors and last success, deliveries by state, gaps, parked accounts and
+    streams."""
     from syncd.state.status import status as read_status
 
     with state(ctx) as (loaded, conn):
@@ -138,7 +139,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
             s.stream + (" (mid-walk)" if s.in_walk else ""),
             s.since_id or "-",
             _when(s.last_success_at),
-            s.last_error or "",
+            # A walk the page bound stopped is no error, but it is still under way.
+            s.last_error or escape(s.walk_stopped or ""),
         )
     for column in table.columns[:5]:
         column.no_wrap = True
@@ -159,12 +161,21 @@ def status(ctx: click.Context, as_json: bool) -> None:
         console.print(
             f"backfill {b.id} {b.source} @{b.account} {b.since:%Y-%m-%d} → {b.until:%Y-%m-%d}: "
             f"{b.status}{by}, read {b.read:,}{of}, new {b.new:,}, written {b.written:,}, "
-            f"held {b.held:,}",
+            f"held {b.held:,}" + (f": {escape(b.error)}" if b.error else ""),
             highlight=False,
         )
     _print_gaps(console, st.gaps)
     print_budgets(console, st.budgets)
     for p in st.parked:
+        if p.kind == "unreadable":  # one stream: its answers could not be read
+            console.print(
+                f"[red]PARKED[/] stream {p.name} since {_when(p.parked_at)}: "
+                f"{escape(p.reason)}\n"
+                f"  its account's other streams go on; once the API (or the proxy before it) "
+                f"answers sanely: syncd resume {p.name}",
+                highlight=False,
+            )
+            continue
         console.print(
             f"[red]PARKED[/] {p.name} since {_when(p.parked_at)} after {p.failures} "
             f"authentication failures: {p.reason}\n"
@@ -179,7 +190,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 @user_errors
 def resume(ctx: click.Context, names: tuple[str, ...], all_: bool) -> None:
-    """Resume parked accounts (NAME as `syncd status` shows it, e.g. x:acme, or crm).
+    """Resume parked accounts or streams (NAME as `syncd status` shows it, e.g. x:acme,
+    x:acme:mentions, or crm).
 
     A running daemon notices within seconds and polls them again with the credentials it
     reads now.

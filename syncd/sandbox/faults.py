@@ -36,6 +36,9 @@ X (:mod:`.x_api`) endpoints: ``user_by_username`` (/2/users/by/username/{usernam
   are removed (``how="missing"``), given the wrong JSON type (``"wrong_type"``) or a value
   of the right type that means nothing (``"bad_value"``, the default). The page's other items
   are untouched: what a parser must quarantine while the rest goes through.
+- ``repeat_token``: a 200 page whose ``meta.next_token`` is the very token the request sent
+  (an API or proxy that never ends a walk); a request without a token, or a last page, is
+  answered as usual.
 - ``rate_limit``: 429 with X's body; ``reset=True`` (default) sends ``x-rate-limit-limit``,
   ``-remaining: 0`` and ``-reset`` = now + ``seconds`` (default 900), ``reset=False`` none.
 

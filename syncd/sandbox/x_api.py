@@ -91,6 +91,7 @@ class XSandbox(SandboxServer):
             "bad_item": Kind(
                 frozenset({"fields", "how"}), {"fields": ["created_at"], "how": "bad_value"}
             ),
+            "repeat_token": Kind(),
         }
     )
 
@@ -257,6 +258,8 @@ class XSandbox(SandboxServer):
     ) -> Response:
         if rule.kind == "bad_item":
             return xr.break_first_item(answered or handler(req), rule)
+        if rule.kind == "repeat_token":
+            return xr.repeat_token(answered or handler(req), req)
         if rule.kind != "rate_limit":
             return super().fault_response(rule, req, handler, answered)
         headers = dict(_JSON)

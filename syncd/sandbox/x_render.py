@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncd.sandbox.faults import FaultRule
-from syncd.sandbox.server import Response
+from syncd.sandbox.server import Request, Response
 from syncd.sandbox.x_store import JsonObject, StoredPost, StoredUser, XStore
 
 DEFAULT_POST_FIELDS = ("id", "text", "edit_history_tweet_ids")
@@ -311,4 +311,21 @@ def break_first_item(resp: Response, rule: FaultRule) -> Response:
             item[name] = _WRONG_TYPE.get(name, {"unexpected": True})
         else:
             item[name] = _BAD_VALUE.get(name, "")
+    return Response.json(body, resp.status, resp.headers)
+
+
+# -- the repeat_token fault --------------------------------------------------------------------
+def repeat_token(resp: Response, req: Request) -> Response:
+    """The answer with ``meta.next_token`` set to the token the request sent (a walk that
+    follows it reads this page forever); a request without a token, or an answer without a
+    next page, stays as it is."""
+    sent = req.query.get("pagination_token") or req.query.get("next_token")
+    try:
+        body = json.loads(resp.body)
+        meta = body["meta"]
+    except (ValueError, KeyError, TypeError):
+        return resp
+    if not sent or not isinstance(meta, dict) or "next_token" not in meta:
+        return resp
+    meta["next_token"] = sent
     return Response.json(body, resp.status, resp.headers)

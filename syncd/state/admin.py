@@ -1,4 +1,5 @@
-"""What an admin looks at and acts on: quarantined items, dead letters, parked accounts.
+"""What an admin looks at and acts on: quarantined items, dead letters, parked accounts and
+streams.
 
 Nothing here deletes data an admin has not seen: a dropped dead letter keeps its row (state
 ``dropped``) so the history of what never reached the CRM stays explainable.
@@ -119,22 +120,33 @@ def drop_dead(conn: Connection, crm: str, ids: Sequence[int] | None, now: dateti
 
 
 # -- parked accounts -----------------------------------------------------------------------
+AUTH = "auth"  # an account or the CRM: its credentials were refused
+UNREADABLE = "unreadable"  # one stream ("source:handle:stream"): its answers could not be read
+
+
 @dataclass(frozen=True)
 class Parked:
     name: str
     reason: str
     failures: int
     parked_at: datetime
+    kind: str = AUTH
 
 
-def park(conn: Connection, name: str, reason: str, failures: int, now: datetime) -> None:
+def park(
+    conn: Connection, name: str, reason: str, failures: int, now: datetime, kind: str = AUTH
+) -> None:
     stmt = insert_for(conn, parked).values(
-        name=name, reason=reason[:2000], failures=failures, parked_at=now
+        name=name, reason=reason[:2000], failures=failures, parked_at=now, kind=kind
     )
     conn.execute(
         stmt.on_conflict_do_update(
             index_elements=[parked.c.name],
-            set_={"reason": stmt.excluded.reason, "failures": stmt.excluded.failures},
+            set_={
+                "reason": stmt.excluded.reason,
+                "failures": stmt.excluded.failures,
+                "kind": stmt.excluded.kind,
+            },
         )
     )
 

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import NullPool
 
+from syncd import private_files
 from syncd.errors import UserError
 
 log = logging.getLogger("syncd.state")
@@ -73,14 +74,21 @@ class Database:
         path = Path(database)
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            # Created 0600 before SQLite opens it; SQLite gives -wal/-shm the same mode.
-            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-            os.close(fd)
-            # State holds people's posts: a file an older syncd, a restore or a hand-made copy
-            # left readable by others is narrowed (SQLite copies the database's mode to new
-            # -wal/-shm files, but not to ones already there).
-            for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
-                _owner_only(path.with_name(name))
+            # Created 0600 before SQLite opens it; SQLite gives -wal/-shm the same mode. Never
+            # through a link planted at the name: root's commands open it too.
+            fd = private_files.open_file(path, os.O_RDONLY, create=True)
+            try:
+                # State holds people's posts: a file an older syncd, a restore or a hand-made
+                # copy left readable by others is narrowed (SQLite copies the database's mode
+                # to new -wal/-shm files, but not to ones already there).
+                private_files.owner_only(fd)
+            finally:
+                os.close(fd)
+            # SQLite opens these itself, following links: a link at their names is refused.
+            for suffix in ("-wal", "-shm", "-journal"):
+                private_files.narrow_existing(path.with_name(path.name + suffix))
+        except private_files.UnsafeFile as exc:
+            raise StateError(f"state.url: {exc}") from None
         except OSError as exc:
             raise StateError(f"state.url: cannot create {path}: {exc.strerror}") from None
 
@@ -124,15 +132,6 @@ class Database:
     def __repr__(self) -> str:
         # The URL may carry a password; render_as_string hides it by default.
         return f"Database({self.url.render_as_string(hide_password=True)!r})"
-
-
-def _owner_only(path: Path) -> None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return
-    if st.st_mode & 0o077 and st.st_uid == os.geteuid():
-        path.chmod(0o600)
 
 
 def alembic_config(conn: Connection | None = None) -> Any:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from syncd import private_files
 from syncd.errors import UserError
 
 
@@ -49,7 +50,11 @@ class InstanceLock:
         path = database.with_name(database.name + ".lock")
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+            # Truncated below: never through a link planted at its name (a daemon run as root
+            # in the service user's directory would truncate whatever it points at).
+            fd = private_files.open_file(path, os.O_RDWR, create=True)
+        except private_files.UnsafeFile as exc:
+            raise AlreadyRunning(f"state.url: {exc}") from None
         except OSError as exc:
             raise AlreadyRunning(f"state.url: cannot create {path}: {exc.strerror}") from None
         try:

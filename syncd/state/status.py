@@ -29,6 +29,9 @@ class StreamStatus:
     last_success_at: datetime | None
     last_attempt_at: datetime | None
     last_error: str | None
+    # Why the last poll left its walk before the end (the page bound), None when it did not.
+    walk_stopped: str | None = None
+    unreadable: int = 0  # answers in a row that could not be read (parked at a bound)
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class BackfillStatus:
     written: int
     held: int
     lease_owner: str | None
+    error: str | None = None  # why it was paused (e.g. the API repeated a page token)
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,8 @@ def status(
             last_success_at=r.last_success_at,
             last_attempt_at=r.last_attempt_at,
             last_error=r.last_error,
+            walk_stopped=r.walk_stopped,
+            unreadable=r.unreadable,
         )
         for r in conn.execute(
             select(cursors).order_by(cursors.c.source, cursors.c.account, cursors.c.stream)
@@ -152,4 +158,5 @@ def _backfill(conn: Connection, crm: str, job: backfills.Job) -> BackfillStatus:
     return BackfillStatus(
         job.id, job.source, job.account, job.since, job.until, job.status, job.read, job.new,
         estimated if isinstance(estimated, int) else None, p.written, p.held, job.lease_owner,
+        job.error,
     )  # fmt: skip

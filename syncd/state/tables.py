@@ -209,6 +209,12 @@ cursors = Table(
     Column("last_attempt_at", UtcDateTime()),
     Column("last_error", Text),
     Column("updated_at", UtcDateTime(), nullable=False),
+    # Answers in a row that could not be read at all (a body that does not parse): the
+    # stream is parked at a bound instead of being asked again forever. 0 after any page.
+    Column("unreadable", Integer, nullable=False, server_default="0"),
+    # Why the last poll left its walk before the end (the [daemon] max_pages_per_walk bound),
+    # for `syncd status`; None once a walk ends.
+    Column("walk_stopped", Text),
 )
 
 # The outbox: one row per interaction × CRM. "pending" rows are written once their
@@ -261,10 +267,13 @@ quarantine = Table(
 parked = Table(
     "parked",
     metadata,
-    Column("name", String(200), primary_key=True),  # "source:handle" or "crm:name"
+    Column("name", String(200), primary_key=True),  # "source:handle[:stream]" or "crm"
     Column("reason", Text, nullable=False),
     Column("failures", Integer, nullable=False),
     Column("parked_at", UtcDateTime(), nullable=False),
+    # auth: credentials refused (an account, the CRM); unreadable: one stream's answers
+    # ("source:handle:stream") kept failing to parse.
+    Column("kind", String(16), nullable=False, server_default="auth"),
 )
 
 # Where the watch for changed CRM people stands: the CRM's own mark (opaque) and when it was

@@ -63,7 +63,7 @@ def test_a_stream_unreadable_every_time_is_parked_and_resume_polls_it_again(
     # Every mentions answer is a 200 whose JSON is cut off; the replies stream is fine.
     world.x.inject("malformed", endpoint="mentions", rate=1.0)
     mention = world.x.add_post(fan, "@acme hello?")
-    reply = world.x.add_post(brand, "@fan hi there", in_reply_to=mention["id"])
+    world.x.add_post(brand, "@fan hi there", in_reply_to=mention["id"])
 
     for n in range(1, UNREADABLE_TO_PARK):
         code, output = poll_once(world)

@@ -30,7 +30,7 @@ from syncd.resolver.evidence import (
     phone_digits,
     same_phone,
 )
-from syncd.resolver.scoring import score
+from syncd.resolver.scoring import name_similarity, score
 
 ADA = CrmRef("Contact", "003ADA", "Ada Okafor")
 ADA2 = CrmRef("Contact", "003ADA2", "Ada Okafor")
@@ -309,3 +309,55 @@ def test_a_later_object_holding_the_authors_own_id_beats_another_owners_handle(
 ) -> None:
     d = resolve(Crm(), {10: profile("999", "janedoe")}, Policy(), lookup=ask(True))[10]
     assert d.link is not None and d.link.ref == NEW_JANE and d.link.matcher == "crm_user_id"
+
+
+# -- a review item must be worth a person's look (issue 16, item 7) --------------------------
+def customers(*numbers: int) -> list[PersonRecord]:
+    return [person(CrmRef("Contact", f"003C{n}"), "Customer", str(n)) for n in numbers]
+
+
+def test_names_differing_in_a_number_or_a_word_are_no_candidates() -> None:
+    crm = Crm(people=customers(21, 22, 23, 24, 25))
+    d = resolve(crm, {10: profile("33", "c33", "Customer 33")}, Policy())[10]
+    assert d.link is None and d.review == ()  # was: Customer 21..25, each at 0.78
+    assert score(profile(name="Customer 33"), customers(21)[0]) is None
+    (same,) = resolve(Crm(people=customers(33)), {10: profile(name="Customer 33")}, Policy())[
+        10
+    ].review
+    assert same.ref.id == "003C33" and same.score == pytest.approx(0.78)
+    assert name_similarity("Christine Powell", "Christian Powell") is None  # another word
+    assert name_similarity("John A. Smith", "John B. Smith") is None  # other initials
+    assert name_similarity("Customer", "Customer 33") is None  # the CRM's number is the name
+    assert name_similarity("Jane Doe 24/7", "Jane Doe") == 1.0  # the profile's is decoration
+    alike = [("Jon Smiht", "John Smith"), ("Lras Long", "Lars Long"),
+             ("smith john", "John Smith"), ("Bob Smith", "Robert Smith")]  # fmt: skip
+    for typed, crm_name in alike:
+        assert (name_similarity(typed, crm_name) or 0) >= 0.8, typed
+
+
+SMITHS = [
+    person(CrmRef("Contact", "003S1"), "John", "Smith", city="Boston", company="Acme Labs"),
+    person(CrmRef("Contact", "003S2"), "John", "Smith", city="Leeds"),
+    person(CrmRef("Contact", "003S3"), "John", "Smith", city="Lima"),
+]
+
+
+def test_a_stranger_with_a_common_name_and_nothing_else_is_not_queued() -> None:
+    crm = Crm(people=SMITHS)
+    d = resolve(crm, {10: profile("9", "jsmith", "John Smith")}, Policy())[10]
+    assert d.link is None and d.review == ()  # three namesakes: nothing to choose on
+    # One namesake, but the profile says it lives elsewhere.
+    ada = Crm(people=[person(ADA, "Ada", "Okafor", city="Lagos")])
+    elsewhere = profile(name="Ada Okafor", location="Tokyo, Japan")
+    assert resolve(ada, {10: elsewhere}, Policy())[10].review == ()
+    assert [c.ref for c in resolve(ada, {10: profile()}, Policy())[10].review] == [ADA]
+
+
+def test_a_customer_with_corroboration_is_still_queued_alone() -> None:
+    crm = Crm(people=SMITHS)
+    at_acme = profile("9", "jsmith", "John Smith", description="Ops lead at Acme Labs")
+    in_leeds = profile("8", "jsmiht", "Jon Smiht", location="Leeds, UK")
+    d = resolve(crm, {10: at_acme, 11: in_leeds}, Policy())
+    assert [c.ref.id for c in d[10].review] == ["003S1"]
+    assert "profile mentions Acme Labs" in d[10].review[0].reasons[0]
+    assert [c.ref.id for c in d[11].review] == ["003S2"]

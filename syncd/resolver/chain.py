@@ -6,7 +6,9 @@ over the matchers. An author is linked only when the best candidate scores at le
 ``auto_link`` and beats the next by ``margin``; otherwise candidates above ``review_floor``
 go to the review queue, and an author with none is unmatched (see the unmatched policy).
 A record that holds the author's handle under another user id of the network is never
-linked, whatever else points at it: it goes to the review queue with the reason.
+linked, whatever else points at it: it goes to the review queue with the reason. A review
+item must be worth a person's look: candidates found by a name and nothing else are shown
+only when no other candidate has evidence and at most :data:`NAMESAKES` share the name.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class Candidate:
     matcher: str
     reasons: tuple[str, ...]
     review_only: bool = False  # never linked by the resolver, always shown for review
+    name_only: bool = False  # found by a name and nothing else
 
 
 @dataclass(frozen=True)
@@ -83,8 +86,9 @@ class _Pool:
             best, other = (c, old) if c.score > old.score else (old, c)
         extra = tuple(r for r in (other.reasons if other else ()) if r not in best.reasons)
         score = min(best.score, scoring.OTHER_OWNER) if best.review_only else best.score
+        alone = best.name_only and (other is None or other.name_only)
         self.by_id[c.ref.id] = Candidate(
-            best.ref, score, best.matcher, best.reasons + extra, best.review_only
+            best.ref, score, best.matcher, best.reasons + extra, best.review_only, alone
         )
 
     def ranked(self) -> list[Candidate]:
@@ -100,8 +104,16 @@ def decide(pool: Iterable[Candidate], policy: Policy) -> Decision:
     sure = best.score >= policy.auto_link and best.score - runner_up >= policy.margin
     if sure and not best.review_only:
         return Decision(link=best)
-    worth = (c for c in ranked if c.score >= policy.review_floor or c.review_only)
+    worth = [c for c in ranked if c.score >= policy.review_floor or c.review_only]
+    alone = sum(c.name_only for c in worth)
+    if alone > NAMESAKES or 0 < alone < len(worth):
+        # Beside a candidate with evidence, a bare namesake is noise; among many bare
+        # namesakes (a common name), a person could only guess.
+        worth = [c for c in worth if not c.name_only]
     return Decision(review=tuple(worth)[: policy.max_candidates])
+
+
+NAMESAKES = 2  # more CRM people found by a name alone than this: none of them is shown
 
 
 def resolve(
@@ -249,7 +261,7 @@ def _by_people(
                 s.matcher == "contact_points" and not contact
             ):
                 continue
-            offer(i, Candidate(person.ref, s.score, s.matcher, s.reasons))
+            offer(i, Candidate(person.ref, s.score, s.matcher, s.reasons, name_only=s.name_only))
 
 
 def _wants(p: Profile, *, names: bool) -> PeopleQuery:

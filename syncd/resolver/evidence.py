@@ -35,8 +35,11 @@ NICKNAMES = {
     "jenny": "jennifer", "peggy": "margaret", "meg": "margaret", "sue": "susan",
     "tony": "anthony", "steve": "steven", "ben": "benjamin", "ted": "edward", "ed": "edward",
     "greg": "gregory", "pat": "patricia", "abby": "abigail", "vicky": "victoria",
+    "rick": "richard", "kathy": "katherine", "chuck": "charles", "becky": "rebecca",
+    "larry": "lawrence",
 }  # fmt: skip
 _TOKEN = re.compile(r"[^\W\d_]+", re.UNICODE)
+_NUMBER = re.compile(r"\d+")
 
 
 def fold(text: str) -> str:
@@ -50,6 +53,16 @@ def name_tokens(name: str | None) -> list[str]:
     if not name:
         return []
     return [NICKNAMES.get(t, t) for t in _TOKEN.findall(fold(name)) if len(t) > 1]
+
+
+def name_numbers(name: str | None) -> frozenset[str]:
+    """The numbers in a name ("Customer 33", "Unit 007"), compared as numbers."""
+    return frozenset(str(int(n)) for n in _NUMBER.findall(fold(name or "")))
+
+
+def name_initials(name: str | None) -> frozenset[str]:
+    """The one-letter words of a name ("John A. Smith" → a), which name_tokens drops."""
+    return frozenset(t for t in _TOKEN.findall(fold(name or "")) if len(t) == 1)
 
 
 def typed_tokens(name: str | None) -> list[str]:

@@ -4,10 +4,12 @@ Exact identifiers decide on their own: the network user id on file is 1.0, a con
 from the bio (e-mail, phone) 0.97 / 0.94, the handle on file 0.95 (0.94 when it is one the
 author had before a rename). A name alone never does: a perfect name match is worth 0.78,
 below the default auto-link threshold of 0.92, and only corroboration (the profile website's
-domain, the company, the city) can lift it there. A record that holds *another* user id of
-the same network is someone else, whatever the name says; when it holds the author's handle
-(a handle X gave to a new account), it is shown for review at :data:`OTHER_OWNER`, with why,
-and never linked.
+domain, the company, the city) can lift it there. Names compare word by word
+(:func:`name_similarity`): a different word or number is another name, not a weaker match,
+and a name alone from a profile located elsewhere than the CRM's city is not worth a review.
+A record that holds *another* user id of the same network is someone else, whatever the name
+says; when it holds the author's handle (a handle X gave to a new account), it is shown for
+review at :data:`OTHER_OWNER`, with why, and never linked.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rapidfuzz import fuzz
+from rapidfuzz.distance import OSA
 
 from syncd.model import PersonRecord, Profile
 from syncd.resolver.evidence import (
     emails,
     fold,
+    name_initials,
+    name_numbers,
     name_tokens,
     own_domain,
     phone_digits,
@@ -35,6 +40,7 @@ PERSONA = 0.97
 OTHER_OWNER = 0.5  # the handle on a record holding another user id: a question, not a match
 NAME_MAX = 0.78  # a perfect name match, uncorroborated
 NAME_FLOOR = 0.80  # name similarity below this is not a candidate at all
+NAME_ELSEWHERE = 0.5  # a name alone, the profile located elsewhere: below review
 DOMAIN_BONUS = 0.10
 COMPANY_BONUS = 0.07
 CITY_BONUS = 0.05
@@ -45,6 +51,7 @@ class Scored:
     score: float
     matcher: str
     reasons: tuple[str, ...]
+    name_only: bool = False  # a name and nothing else connects them
 
 
 def contradicts(profile: Profile, person: PersonRecord) -> bool:
@@ -75,23 +82,24 @@ def score(profile: Profile, person: PersonRecord) -> Scored | None:
             found.append((PHONE, "contact_points", f"phone {person.phone} in the profile"))
     name = _name_score(profile, person)
     if name is not None:
-        found.append(name)
+        found.append(name[:3])
     if not found:
         return None
     best = max(found, key=lambda f: f[0])
-    return Scored(round(best[0], 4), best[1], tuple(f[2] for f in sorted(found, reverse=True)))
+    alone = name is not None and not name[3] and len(found) == 1
+    reasons = tuple(f[2] for f in sorted(found, reverse=True))
+    return Scored(round(best[0], 4), best[1], reasons, alone)
 
 
-def _name_score(profile: Profile, person: PersonRecord) -> tuple[float, str, str] | None:
-    theirs = name_tokens(" ".join(filter(None, (person.first_name, person.last_name))))
-    ours = name_tokens(profile.display_name)
-    if not theirs or not ours:
-        return None
-    similarity = fuzz.token_sort_ratio(" ".join(ours), " ".join(theirs)) / 100
-    if similarity < NAME_FLOOR:
+def _name_score(profile: Profile, person: PersonRecord) -> tuple[float, str, str, bool] | None:
+    """The name's score, reason and whether anything (website, company, city) corroborates
+    it."""
+    full = " ".join(filter(None, (person.first_name, person.last_name)))
+    similarity = name_similarity(profile.display_name, full)
+    if similarity is None or similarity < NAME_FLOOR:
         return None
     value = NAME_MAX * similarity
-    why = [f"name {similarity:.0%} like {' '.join(theirs)}"]
+    why = [f"name {similarity:.0%} like {' '.join(name_tokens(full))}"]
     site = own_domain(profile.url)
     crm_domains = {own_domain(person.website), own_domain(person.email)} - {None}
     if site and site in crm_domains:
@@ -103,7 +111,41 @@ def _name_score(profile: Profile, person: PersonRecord) -> tuple[float, str, str
     if person.city and profile.location and fold(person.city) in fold(profile.location):
         value += CITY_BONUS
         why.append(f"located in {person.city}")
-    return min(value, 0.99), "fuzzy_name", "; ".join(why)
+    elif len(why) == 1 and person.city and name_tokens(profile.location):
+        # A name and nothing else, from someone who says they live elsewhere: a namesake,
+        # as a rule (bench/resolver.py). Not worth a person's look; no contradiction, it is.
+        value = min(value, NAME_ELSEWHERE)
+        why.append(f"but the profile's location is not {person.city}")
+        return min(value, 0.99), "fuzzy_name", "; ".join(why), False
+    return min(value, 0.99), "fuzzy_name", "; ".join(why), len(why) > 1
+
+
+def name_similarity(ours: str | None, theirs: str | None) -> float | None:
+    """How alike an author's name (``ours``) and a CRM name are, in [0, 1]; None when they
+    cannot be one person's. Word by word, typos, nicknames, case, accents and word order
+    aside: every word of the shorter name must be a word of the other or one typo (an edit,
+    a swap) from it, and neither numbers nor initials may disagree. "Customer 33" is not
+    "Customer 21", nor "Christine Powell" "Christian Powell"; "Jon Smiht" can be "John
+    Smith" (about 0.9), and words only one name has lower the similarity."""
+    a, b = name_tokens(ours), name_tokens(theirs)
+    if not a or not b:
+        return None
+    short, left = (a, list(b)) if len(a) <= len(b) else (b, list(a))
+    partners: list[str] = []
+    for word in short:
+        near = [w for w in left if w == word] or [
+            w for w in left if max(len(w), len(word)) >= 3 and OSA.distance(w, word) <= 1
+        ]
+        if not near:
+            return None
+        partners.append(near[0])
+        left.remove(near[0])
+    # A number the CRM holds is part of the name ("Customer 33"); one only the profile has
+    # is decoration ("Jane Doe 24/7"). Initials disagree only when both sides have some.
+    numbers, initials = name_numbers(theirs), (name_initials(ours), name_initials(theirs))
+    if (numbers and numbers != name_numbers(ours)) or (all(initials) and len(set(initials)) > 1):
+        return None
+    return fuzz.ratio(" ".join(short), " ".join(partners + left)) / 100
 
 
 def _mentions(profile: Profile, company: str) -> bool:

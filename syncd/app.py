@@ -100,6 +100,8 @@ class App:
             clock=clock,
             locks=self.locks,
         )
+        # What the writer looks a long-waiting delivery's post up on (deleted meanwhile?).
+        self.pipeline.sources = {name: source for name, (_, source) in self.sources.items()}
         # The read budget of each source billed per resource (see syncd.budget_guard).
         self.guard = BudgetGuard(
             self.db,

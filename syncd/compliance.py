@@ -11,6 +11,12 @@ touched again. Its text and raw payload are emptied in state too.
 
 The daemon runs :func:`run` on a schedule (``App.compliance``); ``syncd compliance run``
 runs it once.
+
+Before a write, :func:`before_write` asks the same of deliveries whose post was last seen
+standing longer ago than ``[compliance] before_write`` (a held author's, a backlog's): a post
+deleted meanwhile is never written (its delivery ends ``deleted``, with the reason, and its
+check is recorded as acted on). Fresh ones are written as read: a post deleted in the
+minutes after it was read is found by :func:`run` after its write, like any other.
 """
 
 from __future__ import annotations
@@ -20,17 +26,23 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, TypeVar
 
 from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 
 from syncd.connector import Crm, RecordOutcome, Source
 from syncd.errors import ExternalError
 from syncd.state.db import Database
+from syncd.state.ingest import PENDING
 from syncd.state.outbox import WRITTEN
 from syncd.state.tables import deliveries, interactions, post_checks
 
 log = logging.getLogger("syncd.compliance")
+
+# A delivery whose post the network said was deleted before it was written: never written.
+DELETED = "deleted"
+DELETED_CODE = "DELETED_ON_NETWORK"
+UNWRITTEN = "unwritten"  # post_checks.action: nothing reached the CRM, nothing to act on
 
 Action = Literal["delete", "mark"]
 BATCH = 100  # ids per network lookup (X's GET /2/tweets takes at most 100)
@@ -53,6 +65,9 @@ class _Due:
     network: str
     post_id: str
     source: str
+
+
+_D = TypeVar("_D", bound=_Due)
 
 
 def run(
@@ -122,13 +137,13 @@ def _due(
     return [_Due(r.id, r.network, r.post_id, r.source) for r in conn.execute(stmt)]
 
 
-def _by_source(due: Sequence[_Due], sources: Mapping[str, Source]) -> dict[str, list[_Due]]:
+def _by_source(due: Sequence[_D], sources: Mapping[str, Source]) -> dict[str, list[_D]]:
     """Each post goes to the source that read it, or to one of the same network if that
     source is gone from the config (any can look a post up)."""
     networks: dict[str, str] = {}
     for name, source in sources.items():
         networks.setdefault(source.network, name)
-    out: dict[str, list[_Due]] = defaultdict(list)
+    out: dict[str, list[_D]] = defaultdict(list)
     for post in due:
         name = post.source if post.source in sources else networks.get(post.network, post.source)
         out[name].append(post)
@@ -189,7 +204,7 @@ def _act(
         log.warning("compliance: the CRM refused %d record(s); retried next run", report.failed)
 
 
-def _done(conn: Connection, ids: list[int], action: Action, now: datetime) -> None:
+def _done(conn: Connection, ids: list[int], action: str, now: datetime) -> None:
     if not ids:
         return
     conn.execute(
@@ -199,3 +214,123 @@ def _done(conn: Connection, ids: list[int], action: Action, now: datetime) -> No
     )
     # The post is gone from the network: its text and payload go from state too.
     conn.execute(update(interactions).where(interactions.c.id.in_(ids)).values(text="", raw={}))
+
+
+# -- before a write ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Pending(_Due):
+    delivery_id: int
+    deleted: bool  # already found deleted on the network (by a check before)
+
+
+def before_write(
+    db: Database,
+    sources: Mapping[str, Source],
+    delivery_ids: Sequence[int],
+    *,
+    seen_before: datetime,
+    now: datetime,
+    owner: str | None = None,
+) -> set[int]:
+    """Of ``delivery_ids`` (about to be written), those not to write: their post was found
+    deleted on the network. Asked only for posts last seen standing (read, or checked)
+    before ``seen_before``, one look-up per 100 per source; each is recorded as a compliance
+    check would be, and the deleted ones' deliveries end ``deleted`` with the reason (only
+    while ``owner`` still claims them, on PostgreSQL). A source that cannot answer decides
+    nothing: its posts are written, and :func:`run` deals with them after."""
+    with db.connect() as conn:
+        due = _pending(conn, delivery_ids, seen_before)
+    if not due:
+        return set()
+    gone = [p for p in due if p.deleted]
+    checked: list[int] = []
+    found: set[int] = set()
+    for source_name, posts in _by_source(due, sources).items():
+        source = sources.get(source_name)
+        ask = [p for p in posts if not p.deleted]
+        if source is None or not ask:
+            continue
+        try:
+            _, deleted = source.lookup_posts([p.post_id for p in ask])
+        except ExternalError as exc:
+            log.warning("posts not checked before their write (%s): written as read", exc)
+            continue
+        checked += [p.interaction_id for p in ask]
+        hit = [p for p in ask if p.post_id in deleted]
+        found |= {p.interaction_id for p in hit}
+        gone += hit
+    with db.transaction() as conn:
+        if checked:
+            _record(conn, checked, found, now)
+        _unwritten(conn, gone, now, owner)
+    if gone:
+        log.info("%d post(s) deleted on the network before their write: not written", len(gone))
+    return {p.delivery_id for p in gone}
+
+
+def _pending(
+    conn: Connection, delivery_ids: Sequence[int], seen_before: datetime
+) -> list[_Pending]:
+    i, d, c = interactions, deliveries, post_checks
+    rows = conn.execute(
+        select(
+            d.c.id,
+            i.c.id.label("interaction_id"),
+            i.c.network,
+            i.c.post_id,
+            i.c.source,
+            i.c.fetched_at,
+            c.c.checked_at,
+            c.c.deleted_at,
+        )
+        .join(i, i.c.id == d.c.interaction_id)
+        .outerjoin(c, c.c.interaction_id == i.c.id)
+        .where(d.c.id.in_(list(delivery_ids)))
+        .order_by(d.c.id)
+    )
+    out = []
+    for r in rows:
+        seen = max(r.fetched_at, r.checked_at) if r.checked_at is not None else r.fetched_at
+        if r.deleted_at is not None or seen < seen_before:
+            out.append(
+                _Pending(
+                    r.interaction_id, r.network, r.post_id, r.source, r.id, r.deleted_at is not None
+                )
+            )
+    return out
+
+
+def _unwritten(
+    conn: Connection, gone: Sequence[_Pending], now: datetime, owner: str | None
+) -> None:
+    """The deliveries of posts deleted before their write end ``deleted``; their checks are
+    acted on (nothing in the CRM), and the text and payload go from state as for any post
+    deleted on the network."""
+    if not gone:
+        return
+    d = deliveries
+    for p in sorted(gone, key=lambda p: p.delivery_id):  # in id order, as the writer goes
+        stmt = update(d).where(d.c.id == p.delivery_id, d.c.state == PENDING)
+        if owner is not None:
+            stmt = stmt.where(d.c.claimed_by == owner).values(claimed_by=None, claim_until=None)
+        conn.execute(
+            stmt.values(
+                state=DELETED,
+                last_error_code=DELETED_CODE,
+                last_error=f"deleted on {p.network} before it was written: not written",
+                next_attempt_at=None,
+                updated_at=now,
+            )
+        )
+    ids = [p.interaction_id for p in gone]
+    known = set(
+        conn.scalars(
+            select(post_checks.c.interaction_id).where(post_checks.c.interaction_id.in_(ids))
+        )
+    )
+    new = [
+        {"interaction_id": i, "checked_at": now, "deleted_at": now} for i in ids if i not in known
+    ]
+    if new:
+        conn.execute(insert(post_checks), new)
+    _done(conn, ids, UNWRITTEN, now)

@@ -167,6 +167,9 @@ class ComplianceSection(_Section):
     horizon: Duration = 30 * 86400.0  # posts written to the CRM this recently are re-checked
     interval: Duration = 86400.0  # each at most this often (and the daemon runs this often)
     action: Literal["delete", "mark"] = "delete"  # what happens to a deleted post's record
+    # A delivery whose post was read (or last checked) longer ago than this is looked up on
+    # the network before its write, and not written if deleted there; 0: never.
+    before_write: DurationOrZero = 600.0
 
 
 class LoggingSection(_Section):
@@ -204,6 +207,11 @@ class Settings:
     def pipeline(self) -> PipelineSettings:
         return PipelineSettings(
             max_pages_per_walk=self.daemon.max_pages_per_walk,
+            check_before_write=(
+                timedelta(seconds=self.compliance.before_write)
+                if self.compliance.before_write
+                else None
+            ),
             retries=self.writer.retries,
             write_batch=self.writer.batch_size,
             record_max_attempts=self.writer.max_attempts,

@@ -22,6 +22,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from syncd import compliance
 from syncd.connector import Crm, KnownAuthors, Source
 from syncd.errors import (
     ExternalError,
@@ -88,6 +89,10 @@ class PipelineSettings:
     # timeline walk is 32 pages (3,200 posts, 100 a page), so only an API or proxy that
     # never ends a walk meets it; the walk goes on from its stored cursor next poll.
     max_pages_per_walk: int = 100
+    # A delivery whose post was last seen standing longer ago than this is looked up on its
+    # network before its write ([compliance] before_write; None: never), see
+    # syncd.compliance.before_write.
+    check_before_write: timedelta | None = None
 
 
 @dataclass
@@ -141,6 +146,8 @@ class Pipeline:
         # Set on shutdown: loops stop between pages and batches. Each page and batch is its
         # own transaction, so what was done is kept and the next start resumes from there.
         self.stopping = threading.Event()
+        # The sources a delivery's post is looked up on before its write (set by the app).
+        self.sources: Mapping[str, Source] = {}
 
     # -- helpers -------------------------------------------------------------------------
     def _pause(self, seconds: float) -> None:
@@ -423,6 +430,9 @@ class Pipeline:
 
     def _write_batch(self, ready: Sequence[outbox.ReadyDelivery]) -> _Answered:
         """Write one batch; its answers, and where the people gone from the CRM went."""
+        ready = self._still_posted(ready)
+        if not ready:
+            return _Answered((), (), {}, False)
         records = [build_record(d) for d in ready]
         # Safe to retry: every record is an upsert on its external id.
         answers = self.retrying(partial(self.crm.upsert_history, records))
@@ -437,6 +447,26 @@ class Pipeline:
         }
         moved = self.retrying(partial(self.crm.survivors, sorted(gone, key=str))) if gone else {}
         return _Answered(ready, answers, moved, bool(gone))
+
+    def _still_posted(
+        self, ready: Sequence[outbox.ReadyDelivery]
+    ) -> Sequence[outbox.ReadyDelivery]:
+        """The batch without the deliveries whose post was deleted on its network while they
+        waited (held authors, a backlog): those are never written. Only posts last seen
+        standing over ``check_before_write`` ago are asked about, a look-up per 100."""
+        age = self.settings.check_before_write
+        if age is None or not self.sources or not ready:
+            return ready
+        now = self.clock()
+        skip = compliance.before_write(
+            self.db,
+            self.sources,
+            [d.delivery_id for d in ready],
+            seen_before=now - age,
+            now=now,
+            owner=self.owner if self.claims else None,
+        )
+        return [d for d in ready if d.delivery_id not in skip] if skip else ready
 
     def _store_answers(self, answered: Sequence[_Answered], result: DeliverResult) -> None:
         """Store the answers to written batches, in one transaction. Only the last batch

@@ -244,9 +244,13 @@ class HealthServer:
     def _run(self) -> None:
         # One poll at a time, so stop() ends the loop between two polls (its wake-up makes
         # the current one return at once); every socket is then closed on this thread.
-        while not self._stopping.is_set():
-            wasyncore.loop(timeout=1.0, map=self._map, use_poll=True, count=1)
-        wasyncore.close_all(self._map, ignore_all=True)
+        try:
+            while not self._stopping.is_set():
+                wasyncore.loop(timeout=1.0, map=self._map, use_poll=True, count=1)
+        except Exception:  # the jobs carry on; /healthz going unanswered says the rest
+            log.error("the /healthz and /metrics listener stopped", exc_info=True)
+        finally:
+            wasyncore.close_all(self._map, ignore_all=True)
 
     def stop(self) -> None:
         """Close the listener and every connection: within about a second, whatever clients do."""
@@ -262,6 +266,16 @@ class HealthServer:
 
     # -- the WSGI application --------------------------------------------------------------
     def _app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        answer = self._route(environ, start_response)
+        if environ["REQUEST_METHOD"] != "HEAD":
+            return answer
+        # waitress sends whatever the application returns, HEAD or not: the headers only.
+        close = getattr(answer, "close", None)
+        if close is not None:
+            close()
+        return []
+
+    def _route(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         def no_store(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Callable[[bytes], object]:
@@ -269,7 +283,8 @@ class HealthServer:
 
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
         if method not in ("GET", "HEAD"):
-            return _answer(no_store, "405 Method Not Allowed", "text/plain", b"GET only\n")
+            text = b"GET or HEAD only\n"
+            return _answer(no_store, "405 Method Not Allowed", "text/plain", text, GET_HEAD)
         if path == "/healthz":
             code, body = self._check()
             status = f"{code} {HTTPStatus(code).phrase}"
@@ -280,10 +295,18 @@ class HealthServer:
         return _answer(no_store, "404 Not Found", "text/plain", text)
 
 
+GET_HEAD = [("Allow", "GET, HEAD")]
+
+
 def _answer(
-    start_response: Callable[..., object], status: str, content_type: str, body: bytes
+    start_response: Callable[..., object],
+    status: str,
+    content_type: str,
+    body: bytes,
+    extra: list[tuple[str, str]] | None = None,
 ) -> list[bytes]:
-    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    headers = [("Content-Type", content_type), ("Content-Length", str(len(body))), *(extra or [])]
+    start_response(status, headers)
     return [body]
 
 

@@ -76,8 +76,9 @@ def verdict(daemon: Watched, now: float | None = None) -> tuple[int, dict[str, A
     parked = sorted(daemon.parked)
     if parked:
         reasons.append(
-            "parked after authentication failures: " + ", ".join(parked)
-            + " (fix the credentials, then `syncd resume NAME`)"
+            "parked (an account after authentication failures, a SOURCE:HANDLE:STREAM after "
+            "unreadable answers): " + ", ".join(parked)
+            + " (fix the cause, then `syncd resume NAME`)"
         )  # fmt: skip
     # The scheduler ticks on its own thread, so a job hung on a call that never returns (a
     # lock, a socket without a timeout) would otherwise look healthy while its work waits.

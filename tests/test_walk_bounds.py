@@ -19,7 +19,7 @@ from connectors.x import XSource
 from syncd.backfill.runner import Runner
 from syncd.cli import cli
 from syncd.errors import PaginationLoop
-from syncd.model import Account, Stream
+from syncd.model import Account, Segment, Stream
 from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.sandbox.seed import set_up_org
 from syncd.sandbox.server import Request
@@ -221,3 +221,23 @@ def test_a_backfill_walk_stops_on_a_repeated_token_and_pauses(walk: Walk) -> Non
     while not runner.step().done:
         pass
     assert set(posted) <= _stored(walk.db)
+
+
+def test_a_full_archive_count_stops_on_a_repeated_token(walk: Walk) -> None:
+    now = walk.pipeline.clock()
+    since = now - timedelta(days=120)  # counts pages hold 31 days: four pages, not one
+    segment = Segment(Stream.MENTIONS, "search_all", since, now - timedelta(minutes=1), "@acme")
+    sent: list[str | None] = []
+
+    def count(req: Request) -> None:
+        sent.append(req.query.get("next_token"))
+        if len(sent) >= RUNAWAY:
+            walk.x.clear_faults()
+
+    walk.x.on_request("counts_all", count)
+    assert walk.source.count_posts(walk.account, segment).requests == 4  # a sane walk
+    sent.clear()
+    walk.x.inject("repeat_token", endpoint="counts_all", rate=1.0)
+    with pytest.raises(PaginationLoop):
+        walk.source.count_posts(walk.account, segment)
+    assert len(sent) == 2 and sent[0] is None

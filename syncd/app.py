@@ -1,7 +1,9 @@
 """The assembled service: settings → database, connectors, pipeline; and one full cycle.
 
 ``syncd run`` hands an :class:`App` to the daemon's scheduler; ``syncd poll --once`` calls
-:meth:`App.cycle` directly. Both run exactly the same pipeline code.
+:meth:`App.cycle` directly. Both run exactly the same pipeline code; a one-off cycle also
+reads the searches of the gaps it finds to their end, where the daemon leaves them to its
+backfill job (see :meth:`App.close_gaps`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import cast
 
 import connectors
@@ -21,18 +23,25 @@ from syncd.compliance import run as run_compliance
 from syncd.config import Settings
 from syncd.connector import Crm, Source, SourceSettings
 from syncd.coordinated import CoordinatedPipeline
-from syncd.errors import ExternalError, NotFound, UsageCapped
+from syncd.errors import ExternalError, NotFound, RateLimited, UsageCapped
 from syncd.gaps import GapPass
 from syncd.gaps import recover as recover_gaps
 from syncd.model import Account, Stream
 from syncd.pipeline import Clock, DeliverResult, Pipeline, PollResult, utcnow
-from syncd.resolver.stage import ResolveResult
+from syncd.resolver.stage import ResolveResult, check_wanted
 from syncd.state import admin, backfills, privacy
+from syncd.state import gaps as gap_state
 from syncd.state.backfills import QUEUED, LeaseLost
 from syncd.state.coordination import JobLocks
 from syncd.state.db import Database
+from syncd.state.horizon import OPEN
 
 log = logging.getLogger("syncd")
+
+# How long a one-off cycle waits for a gap's search: for a gap to become old enough for it
+# (X searches posts some seconds old), or for the rate limit's pacing. A longer wait leaves
+# the gap open, reported, for the next run (or the daemon) to close.
+ONCE_WAIT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -69,29 +78,48 @@ class UnknownAccounts(NotFound):
         self.jobs = jobs
 
 
+@dataclass(frozen=True)
+class OpenGap:
+    """A gap a one-off cycle leaves open: posts of ``stream`` after ``since_id`` and before
+    ``until_id`` (exclusive) that may be missing, and why they were not recovered."""
+
+    id: int
+    source: str
+    account: str
+    stream: str
+    since_id: str
+    until_id: str
+    state: str  # open, closing (its search is under way or queued) or unclosable
+    why: str
+    backfill_id: int | None = None
+
+
 @dataclass
 class CycleReport:
     polls: dict[str, PollResult] = field(default_factory=dict)
     resolve: ResolveResult | None = None
     deliver: DeliverResult | None = None
     errors: dict[str, str] = field(default_factory=dict)
+    gaps: list[OpenGap] = field(default_factory=list)  # left open by the cycle
 
     @property
     def ok(self) -> bool:
-        return not self.errors and (self.deliver is None or self.deliver.dead == 0)
+        return (
+            not self.errors and not self.gaps and (self.deliver is None or self.deliver.dead == 0)
+        )
 
 
 class App:
     def __init__(self, settings: Settings, *, clock: Clock = utcnow) -> None:
         self.settings = settings
-        self.db = Database(settings.state.url)
+        self.db = Database(settings.state.url, timeouts=settings.state.timeouts())
         self.sources: dict[str, tuple[SourceSettings, Source]] = {}
         for s in settings.sources:
             self.sources[s.name] = (s, connectors.source_class(s.type).from_settings(s))
         self.crm: Crm = connectors.crm_class(settings.crm.type).from_settings(settings.crm)
         # Several instances may share PostgreSQL state: jobs that must not run twice at once
         # take a lock; on SQLite (single-instance) every lock is granted.
-        self.locks = JobLocks(self.db.url)
+        self.locks = JobLocks(self.db.url, self.db.engine_options)
         self.pipeline: Pipeline = CoordinatedPipeline(
             self.db,
             settings.crm.name,
@@ -170,6 +198,120 @@ class App:
         sources = {name: source for name, (_, source) in self.sources.items()}
         return recover_gaps(self.db, sources, self.pipeline.clock())
 
+    def close_gaps(self, since: datetime) -> list[OpenGap]:
+        """A one-off cycle's gap recovery: each gap's search (its backfill job) is read to
+        its end now, rather than left queued for a daemon that may not run (``syncd poll
+        --once`` from cron). Returns the gaps still open, each with why: those whose
+        search could not run or finish in this run (tried again by the next), and those
+        this run found out of every configured access's reach (``since``: the cycle's
+        start; reported once, like the daemon's log line, then shown by ``status``)."""
+        found = self.recover_gaps()
+        if found.not_ready:
+            # X searches only posts some seconds old: a gap that recent is read once it may be.
+            wait = (max(found.not_ready.values()) - self.pipeline.clock()).total_seconds()
+            if wait <= ONCE_WAIT_SECONDS:
+                self.pipeline.stopping.wait(max(wait, 0.0))
+                found = self.recover_gaps()
+        why: dict[int, str] = {}
+        with self.db.connect() as conn:
+            closing = gap_state.listing(conn, (gap_state.CLOSING,))
+        for gap in closing:
+            if gap.backfill_id is not None and gap.source in self.sources:
+                problem = self._search_now(gap.source, gap.backfill_id)
+                if problem is not None:
+                    why[gap.id] = problem
+        settled = self.recover_gaps()  # gaps whose search ended: closed
+        with self.db.connect() as conn:
+            left = gap_state.listing(conn, (OPEN, gap_state.CLOSING, gap_state.UNCLOSABLE))
+        open_gaps: list[OpenGap] = []
+        for gap in left:
+            if gap.state == gap_state.UNCLOSABLE:
+                if gap.updated_at < since:
+                    continue  # found unclosable before this run: reported then
+                reason = gap.reason or "no configured access reaches it"
+            elif gap.id in why:
+                reason = why[gap.id]
+            elif gap.id in settled.not_ready or gap.id in found.not_ready:
+                at = settled.not_ready.get(gap.id) or found.not_ready[gap.id]
+                reason = f"too recent for search until {at:%Y-%m-%d %H:%M:%S} UTC"
+            elif gap.id in settled.no_source:
+                reason = f"its source {gap.source} (or @{gap.account} in it) is not configured"
+            elif gap.backfill_id is not None:
+                reason = f"its search (backfill {gap.backfill_id}) has not ended"
+            else:
+                reason = "its search has not started"
+            open_gaps.append(
+                OpenGap(
+                    gap.id,
+                    gap.source,
+                    gap.account,
+                    gap.stream,
+                    gap.since_id,
+                    gap.until_id,
+                    gap.state,
+                    reason,
+                    gap.backfill_id,
+                )
+            )
+        return open_gaps
+
+    def _search_now(self, source_name: str, job_id: int) -> str | None:
+        """Work one gap's backfill job to its end in the foreground; why it could not, or
+        None. A job left unfinished goes back to the queue, where it stood."""
+        source = cast(BackfillSource, self.sources[source_name][1])
+        runner = Runner(
+            self.pipeline,
+            source_name,
+            source,
+            job_id,
+            reserve=self.settings.backfill.reserve,
+            guard=self.guard,
+        )
+        if not runner.claim():
+            with self.db.connect() as conn:
+                job = backfills.get(conn, job_id)
+            owner = job.lease_owner if job is not None else None
+            return f"its search (backfill {job_id}) is being read by {owner or 'another process'}"
+        try:
+            while not self.pipeline.stopping.is_set():
+                try:
+                    step = runner.step()
+                except RateLimited as exc:
+                    wait = (exc.resume_at - self.pipeline.clock()).total_seconds()
+                    if wait > ONCE_WAIT_SECONDS:
+                        runner.release(QUEUED)
+                        return (
+                            f"its search (backfill {job_id}) is rate-limited until "
+                            f"{exc.resume_at:%Y-%m-%d %H:%M:%S} UTC"
+                        )
+                    self.pipeline.stopping.wait(max(wait, 0.0))
+                    continue
+                if step.done:
+                    log.info(
+                        "backfill %d done: %d read, %d new", job_id, step.job.read, step.job.new
+                    )
+                    return None
+                if step.wait > ONCE_WAIT_SECONDS:
+                    runner.release(QUEUED)
+                    return (
+                        f"its search (backfill {job_id}) must wait {step.wait:.0f} s for "
+                        "the rate limit"
+                    )
+                if step.wait:
+                    self.pipeline.stopping.wait(step.wait)
+        except BudgetHeld as held:  # the runner handed the job back to the queue
+            return f"its search (backfill {job_id}) is held by the read budget: {held}"
+        except LeaseLost:
+            return f"its search (backfill {job_id}) was taken over by another process"
+        except ExternalError as exc:
+            runner.release(QUEUED)
+            return f"its search (backfill {job_id}) failed: {type(exc).__name__}: {exc}"
+        except BaseException:  # interrupted: the job is not left under this process's lease
+            runner.release(QUEUED)
+            raise
+        runner.release(QUEUED)
+        return f"stopped before its search (backfill {job_id}) ended"
+
     def release_backfill(self) -> None:
         """On shutdown: hand the job in hand back to the queue, where it stood."""
         if self._backfill is not None:
@@ -199,6 +341,17 @@ class App:
         if unknown:
             raise UnknownAccounts(source_name, source.network, unknown, jobs)
         return jobs
+
+    # -- the CRM change check ---------------------------------------------------------------
+    def crm_check_wanted(self) -> bool:
+        """Whether the daemon's next resolve run should ask the CRM which people changed (see
+        :func:`syncd.resolver.stage.check_wanted`): a database read, no CRM call."""
+        return check_wanted(self.db, self.pipeline.crm_name, self.pipeline.clock())
+
+    @property
+    def crm_check_seconds(self) -> float:
+        """How often the daemon may ask the CRM which people changed; 0: never."""
+        return self.pipeline.settings.resolve.crm_check.total_seconds()
 
     # -- privacy and compliance ------------------------------------------------------------
     def prune(self) -> dict[str, int]:
@@ -274,8 +427,14 @@ class App:
         self.guard.review(job.source)
         return result
 
-    def cycle(self) -> CycleReport:
-        """Poll every stream, resolve, write; collect failures instead of stopping at the first."""
+    def cycle(self, *, close_gaps: bool = True) -> CycleReport:
+        """Poll every stream, resolve, write; collect failures instead of stopping at the first.
+
+        The gaps in state are closed in the cycle, their posts resolved and written with the
+        rest, and those left open reported (:meth:`close_gaps`). ``close_gaps=False`` only
+        queues them, for the backfill job (what the daemon's jobs do).
+        """
+        started = self.pipeline.clock()
         report = CycleReport()
         jobs: list[Job] = []
         for name in self.sources:
@@ -294,10 +453,13 @@ class App:
                 self.pipeline.record_poll_error(
                     job.source, job.account.handle, job.stream, str(exc)
                 )
-        # Gaps are queued for the daemon's backfill work, and unclosable ones reported.
-        self.recover_gaps()
+        if close_gaps:
+            report.gaps = self.close_gaps(started)
+        else:
+            self.recover_gaps()
         try:
-            report.resolve = self.pipeline.resolve()
+            # Asked every time: a Contact a rep just created gets its held history now.
+            report.resolve = self.pipeline.resolve(check_crm=True)
             report.deliver = self.pipeline.deliver()
         except ExternalError as exc:
             report.errors["crm"] = f"{type(exc).__name__}: {exc}"

@@ -43,6 +43,8 @@ from syncd.errors import ConfigError
 from syncd.pipeline import PipelineSettings
 from syncd.resolver.chain import MATCHERS, Matcher, Policy
 from syncd.resolver.stage import ResolveSettings, Unmatched
+from syncd.state.db import Timeouts
+from syncd.state.tables import NAME_MAX
 
 DEFAULT_PATH = "/etc/syncd/config.toml"
 DEFAULT_STATE_URL = "sqlite:////var/lib/syncd/state.db"
@@ -55,6 +57,14 @@ class _Section(BaseModel):
 
 class StateSection(_Section):
     url: str = DEFAULT_STATE_URL
+    # How long the state database may keep a job waiting. Past a bound the statement fails,
+    # and the daemon waits with back-off (said once, /healthz failing) until it is back.
+    connect_timeout: Duration = 10.0  # PostgreSQL: opening a connection
+    lock_timeout: Duration = 30.0  # a lock held by someone else (SQLite: the busy timeout)
+    statement_timeout: DurationOrZero = 600.0  # PostgreSQL: one statement; 0: no bound
+
+    def timeouts(self) -> Timeouts:
+        return Timeouts(self.connect_timeout, self.lock_timeout, self.statement_timeout)
 
     @field_validator("url")
     @classmethod
@@ -137,7 +147,9 @@ class ResolverRules(_Section):
 class ResolverSection(ResolverRules):
     retry_after: Duration = 300.0  # first re-try of an author the CRM did not know
     max_retry_after: Duration = 6 * 3600.0  # the back-off doubles up to this
-    crm_check_interval: DurationOrZero = 300.0  # ask the CRM which people changed; 0: never
+    # Ask the CRM which people changed this often while authors are held; 0: never. Unset:
+    # [daemon] write_interval, so a new Contact's held history is written within about one.
+    crm_check_interval: DurationOrZero | None = None
     batch_size: int = Field(default=200, ge=1, le=2000)
     # Per network ("x" …): the same rules, overriding these for that network's authors.
     networks: dict[str, ResolverRules] = Field(default_factory=dict)
@@ -204,6 +216,12 @@ class Settings:
     privacy: PrivacySection = field(default_factory=PrivacySection)
     compliance: ComplianceSection = field(default_factory=ComplianceSection)
 
+    @property
+    def crm_check_interval(self) -> float:
+        """Seconds between the daemon's CRM change checks (see [resolver] crm_check_interval)."""
+        check = self.resolver.crm_check_interval
+        return self.daemon.write_interval if check is None else check
+
     def pipeline(self) -> PipelineSettings:
         return PipelineSettings(
             max_pages_per_walk=self.daemon.max_pages_per_walk,
@@ -228,7 +246,7 @@ class Settings:
                 batch=self.resolver.batch_size,
                 backoff=timedelta(seconds=self.resolver.retry_after),
                 max_backoff=timedelta(seconds=self.resolver.max_retry_after),
-                crm_check=timedelta(seconds=self.resolver.crm_check_interval),
+                crm_check=timedelta(seconds=self.crm_check_interval),
             ),
         )
 
@@ -339,7 +357,19 @@ def _sources(raw_sources: Any, problems: Problems) -> list[SourceSettings]:
         model = _connector_model(item, where, "source", problems)
         if model is not None and (s := validate(model, item, where, problems)) is not None:
             sources.append(s)
+        problems.extend(_too_long(f"{where}.name", name))
+        handles = item.get("accounts") if isinstance(item, dict) else None
+        for n, handle in enumerate(handles if isinstance(handles, list) else []):
+            problems.extend(_too_long(f"{where}.accounts[{n}]", handle))
     return sources
+
+
+def _too_long(where: str, value: object) -> Problems:
+    """Names and handles from here label rows of the state database: one longer than its
+    columns would fail every write that carries it."""
+    if not isinstance(value, str) or len(value) <= NAME_MAX:
+        return []
+    return [(where, f"must be at most {NAME_MAX} characters, not {len(value)}")]
 
 
 def _crm(raw_crm: Any, problems: Problems) -> ConnectorSettings | None:
@@ -355,6 +385,7 @@ def _crm(raw_crm: Any, problems: Problems) -> ConnectorSettings | None:
     model = _connector_model(raw_crm, "crm", "crm", problems)
     if model is None:
         return None
+    problems.extend(_too_long("crm.name", raw_crm.get("name")))
     crm: ConnectorSettings | None = validate(model, raw_crm, "crm", problems)
     return crm
 

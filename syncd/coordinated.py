@@ -42,8 +42,10 @@ class CoordinatedPipeline(Pipeline):
         result = self.locks.run(f"poll:{source_name}:{account.handle}:{stream}", walk)
         return PollResult() if result is None else result
 
-    def resolve(self, gather: timedelta = timedelta(0)) -> ResolveResult:
-        result = self.locks.run("resolve", partial(super().resolve, gather))
+    def resolve(
+        self, gather: timedelta = timedelta(0), *, check_crm: bool | None = None
+    ) -> ResolveResult:
+        result = self.locks.run("resolve", partial(super().resolve, gather, check_crm=check_crm))
         return ResolveResult() if result is None else result
 
     def deliver(self, max_batches: int | None = None) -> DeliverResult:

@@ -4,7 +4,9 @@ One APScheduler job per source × account × stream, plus the resolver and the w
 failure is classified by what to do next (see syncd.errors): a rate limit moves that job's next
 run to the reset time, an auth failure parks the account after three in a row, anything else
 transient waits for the next interval. Each failure is logged when it starts and again when
-it ends, not once per attempt.
+it ends, not once per attempt. An unavailable state database (down, restarting, locked past
+the lock timeout, disk full: :func:`syncd.state.db.unavailable`) is waited out: the job tries
+again with back-off, /healthz fails meanwhile, and it is said once and once on recovery.
 
 Parking is kept in state (so ``syncd status`` in another process shows it) and undone by
 ``syncd resume NAME`` (noticed within :data:`PARK_CHECK_SECONDS`), by SIGHUP, or by a restart:
@@ -34,11 +36,19 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from syncd.app import App, Job, UnknownAccounts
 from syncd.budget import CappedSource
 from syncd.config import Settings
-from syncd.errors import AuthError, ExternalError, RateLimited, StreamParked, UserError
+from syncd.errors import (
+    AuthError,
+    ExternalError,
+    RateLimited,
+    StateUnavailable,
+    StreamParked,
+    UserError,
+)
 from syncd.health import HealthServer, Run, serve
-from syncd.job_health import JobHealth, Parking
+from syncd.job_health import JobHealth, Parking, StateOutage
 from syncd.metrics import Metrics, status_line
 from syncd.sdnotify import Heartbeat, heartbeat_seconds, notify
+from syncd.state.db import unavailable
 
 __all__ = ["Daemon", "notify"]
 
@@ -58,6 +68,27 @@ STATUS_SECONDS = 15.0  # how often `systemctl status` gets a fresh STATUS= line
 SEARCH_GATHER = timedelta(seconds=10)
 
 
+def open_waiting(app: App, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Open (migrate) the state database, waiting out an outage with the jobs' back-off: a
+    restart during a database outage must not spend systemd's start limit (5 in 10 minutes)
+    and leave the unit failed. SIGTERM meanwhile ends the wait (see ``syncd run``)."""
+    outage = StateOutage()
+    while True:
+        try:
+            app.open()
+        except StateUnavailable as exc:
+            wait = outage.failed("start-up", exc)
+            # Type=notify: the start timeout is pushed back while the wait goes on.
+            notify(
+                f"STATUS=waiting for the state database\n"
+                f"EXTEND_TIMEOUT_USEC={int((wait + STATUS_SECONDS) * 1_000_000)}"
+            )
+            sleep(wait)
+            continue
+        outage.passed("start-up")
+        return
+
+
 class Daemon(Parking):
     def __init__(
         self,
@@ -71,15 +102,18 @@ class Daemon(Parking):
         self.reload_config = reload
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
+        self._crm_check_due = threading.Event()  # the next resolve run asks the CRM
         self.fatal: BaseException | None = None
         self.abandoned = False  # a job outlived the stop deadline; the caller must not join it
         self.heartbeat = Heartbeat()
         self.metrics = Metrics(lambda: self.app, lambda: self.heartbeat.unix)
         self.server: HealthServer | None = None
         self.running: dict[str, float] = {}  # job id → time.monotonic() its run started
+        self.outage = StateOutage()
         self._fresh_scheduler()
 
     def _fresh_scheduler(self) -> None:
+        self.outage.clear()  # the jobs waiting for the database are replaced
         self.health: dict[str, JobHealth] = {}
         self.park_of: dict[str, str] = {}  # job id → the name an auth failure parks
         self.stream_parks: dict[str, str] = {}  # a parked stream's name → its poll job id
@@ -142,6 +176,17 @@ class Daemon(Parking):
             seconds=settings.daemon.resolve_interval,
             next_run_time=now,
         )
+        if self.app.crm_check_seconds:
+            # The CRM is asked which people changed on this cadence (a write interval by
+            # default), not the resolver's: a held author's new Contact is used within it.
+            self._add(
+                "crm-check",
+                self._check_crm,
+                JobHealth(logging.getLogger("syncd.resolver"), "CRM change check"),
+                park=CRM_PARK,
+                seconds=self.app.crm_check_seconds,
+                next_run_time=now,
+            )
         self._add(
             "write",
             self._write,
@@ -320,10 +365,26 @@ class Daemon(Parking):
             self._run_soon("write")
 
     def _resolve(self) -> None:
-        gather = partial(self.app.pipeline.resolve, SEARCH_GATHER)
-        result = self._guarded("resolve", gather)
-        if result is not None and result.linked:
-            self._run_soon("write")
+        while True:
+            # Only a run the CRM check asked for asks the CRM which people changed: that
+            # cadence, not how often resolve runs, bounds what the check costs.
+            check = self._crm_check_due.is_set()
+            self._crm_check_due.clear()
+            gather = partial(self.app.pipeline.resolve, SEARCH_GATHER, check_crm=check)
+            result = self._guarded("resolve", gather)
+            if result is not None and result.linked:
+                self._run_soon("write")
+            # Asked for during this run: run again now rather than at the next interval
+            # (the scheduler skips an early run while this one is still going).
+            if not self._crm_check_due.is_set() or self.stopping.is_set():
+                return
+
+    def _check_crm(self) -> None:
+        """Have the resolver ask the CRM which people changed, at once, when that can help
+        (a held author waits; the check reads the database only)."""
+        if self._guarded("crm-check", self.app.crm_check_wanted):
+            self._crm_check_due.set()
+            self._run_soon("resolve")
 
     def _write(self) -> None:
         self._guarded("write", lambda: self.app.pipeline.deliver(max_batches=50))
@@ -365,6 +426,7 @@ class Daemon(Parking):
         try:
             result = self._timed(job_id, call)
         except RateLimited as exc:
+            self.outage.passed(job_id)  # got past the database (or never needed it)
             self.metrics.error(job_id, exc)
             if not isinstance(exc, CappedSource):  # a cap is logged once per source, not per job
                 health.failure(exc)
@@ -383,6 +445,7 @@ class Daemon(Parking):
             self._park_stream(job_id, health, exc)
             return None
         except ExternalError as exc:
+            self.outage.passed(job_id)
             self.metrics.error(job_id, exc)
             health.failure(exc)
             self._record(job, exc)
@@ -395,14 +458,30 @@ class Daemon(Parking):
                 self._park(park, health, exc)
             return None
         except Exception as exc:
+            if (outage := unavailable(exc)) is not None:
+                self.metrics.error(job_id, outage)
+                self._wait_for_state(job_id, outage)
+                return None
             # A bug: stop loudly rather than keep running in an unknown state.
             self.metrics.error(job_id, exc)
             self.fatal = exc
             self.stopping.set()
             return None
         health.success()
+        self.outage.passed(job_id)
         self.metrics.observe(job_id, job, result)
         return result
+
+    def _wait_for_state(self, job_id: str, exc: StateUnavailable) -> None:
+        """Run the job again once its back-off has passed; the outage itself is said once."""
+        wait = self.outage.failed(job_id, exc)
+        sched_job = self.scheduler.get_job(job_id)
+        if sched_job is not None:
+            sched_job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=wait))
+
+    def state_outage(self) -> str | None:
+        """Why /healthz fails while jobs wait for the state database (None: none does)."""
+        return self.outage.describe()
 
     def _timed(self, job_id: str, call: Callable[[], Any]) -> Any:
         self.running[job_id] = time.monotonic()

@@ -1,7 +1,8 @@
 """Closing gaps: posts a live walk could not reach are read by an ordinary backfill job.
 
 A gap is noticed in the page transaction that ends a cut walk (:mod:`syncd.state.horizon`).
-Each pass here, run before the daemon's backfill work and after ``syncd poll --once``:
+Each pass here, run before the daemon's backfill work and by ``syncd poll --once`` (which then
+reads the queued searches itself, :meth:`syncd.app.App.close_gaps`):
 
 - settles gaps whose recovery job ended (closed, or open again if it failed);
 - plans the open ones with their source (no network call): a gap something reaches becomes a
@@ -40,6 +41,9 @@ class GapPass:
     queued: list[int] = field(default_factory=list)  # gaps given a recovery job
     closed: list[int] = field(default_factory=list)
     unclosable: list[int] = field(default_factory=list)  # newly reported
+    # Gaps left open this pass, and why: too recent for search (until when), or no source.
+    not_ready: dict[int, datetime] = field(default_factory=dict)
+    no_source: list[int] = field(default_factory=list)
 
 
 def recover(db: Database, sources: Mapping[str, Source], now: datetime) -> GapPass:
@@ -64,6 +68,7 @@ def recover(db: Database, sources: Mapping[str, Source], now: datetime) -> GapPa
         source = sources.get(gap.source)
         account = accounts[gap.source].get(gap.account.lower())
         if source is None or account is None:
+            done.no_source.append(gap.id)
             continue  # a source taken out of the config: its gaps wait for it
         job = jobs.get(gap.id)
         if gap.state == st.CLOSING and not _replannable(job, now):
@@ -72,6 +77,7 @@ def recover(db: Database, sources: Mapping[str, Source], now: datetime) -> GapPa
             continue  # partly recovered already: the rest was out of reach
         plan = _plan(source, account, gap, now)
         if plan.ready_at is not None and not plan.segments:
+            done.not_ready[gap.id] = plan.ready_at
             continue  # too recent for search yet
         if gap.state == st.UNCLOSABLE and not plan.segments:
             continue  # still out of reach (the config may change: it is planned each pass)

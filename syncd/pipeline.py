@@ -23,7 +23,7 @@ from tenacity import (
 )
 
 from syncd import compliance
-from syncd.connector import Crm, KnownAuthors, Source
+from syncd.connector import Crm, KnownAuthors, Source, Starting
 from syncd.errors import (
     ExternalError,
     MalformedAnswer,
@@ -35,10 +35,11 @@ from syncd.history import build_record
 from syncd.model import Account, CrmRef, Cursor, Page, Stream, WriteResult
 from syncd.resolver import stage
 from syncd.resolver.stage import ResolveResult, ResolveSettings
-from syncd.state import crm_keys, linking, outbox, profiles, usage, walks
+from syncd.state import crm_keys, linking, outbox, privacy, profiles, suppression, usage, walks
 from syncd.state import ingest as st
 from syncd.state.coordination import owner_id, retry_conflicts, shared
 from syncd.state.db import Database
+from syncd.state.horizon import first_start
 
 log = logging.getLogger("syncd.pipeline")
 
@@ -202,6 +203,11 @@ class Pipeline:
         with self.db.transaction() as conn:
             why = walks.parked_reason(conn, source_name, account.handle, stream)
             cursor = st.load_cursor(conn, source_name, account.handle, stream)
+            if cursor.since_id is None and not cursor.in_walk and isinstance(source, Starting):
+                # A first walk reads back to the configured start, kept should it be cut.
+                now = self.clock()
+                first = source.start_after(now)
+                cursor = first_start(conn, source_name, account.handle, stream, first, now)
             # Brand accounts do not change during a walk: read once, not once per page.
             brand_ids = st.brand_user_ids(conn, source.network)
         if why is not None:
@@ -343,10 +349,14 @@ class Pipeline:
             st.record_poll_error(conn, source_name, account, stream, error, self.clock())
 
     # -- resolve -------------------------------------------------------------------------
-    def resolve(self, gather: timedelta = timedelta(0)) -> ResolveResult:
+    def resolve(
+        self, gather: timedelta = timedelta(0), *, check_crm: bool | None = None
+    ) -> ResolveResult:
         """Offer held authors to the resolver chain, in batches; see syncd.resolver.stage.
         ``gather``: new authors' candidate search may wait this long for a full batch
-        (the daemon's, which runs again soon; a one-off cycle must not wait)."""
+        (the daemon's, which runs again soon; a one-off cycle must not wait). ``check_crm``:
+        ask the CRM which people changed now (True), when its interval passed (None), or
+        not in this run (False)."""
         return stage.run(
             self.db,
             self.crm_name,
@@ -356,6 +366,7 @@ class Pipeline:
             self.retrying,
             self.stopping.is_set,
             gather=gather,
+            check_crm=check_crm,
         )
 
     # -- deliver -------------------------------------------------------------------------
@@ -366,6 +377,8 @@ class Pipeline:
         size = self.settings.write_batch
         while (max_batches is None or batches < max_batches) and not self.stopping.is_set():
             room = None if max_batches is None else max_batches - batches
+            # Read before the take: a forget from now on is seen when the answers are stored.
+            since = self._forgets()
             ready = self._take(size, room)
             if not ready:
                 return result
@@ -374,7 +387,7 @@ class Pipeline:
                 chunks = chunks[:room]
             done = 0
             try:
-                done = self._write_batches(chunks, result)
+                done = self._write_batches(chunks, result, since=since)
             finally:
                 if self.claims and done < len(chunks):
                     # Stopping, a failure, or links changed under the rest: what was not
@@ -403,8 +416,16 @@ class Pipeline:
         except Exception:  # harmless: the claims lapse with the lease instead
             log.debug("claimed deliveries not handed back", exc_info=True)
 
+    def _forgets(self) -> int:
+        with self.db.connect() as conn:
+            return suppression.generation(conn)
+
     def _write_batches(
-        self, chunks: Sequence[Sequence[outbox.ReadyDelivery]], result: DeliverResult
+        self,
+        chunks: Sequence[Sequence[outbox.ReadyDelivery]],
+        result: DeliverResult,
+        *,
+        since: int | None = None,
     ) -> int:
         """Write batches in order, storing their answers every :data:`STORE_BATCHES` and
         before returning; stop early on shutdown, or when links changed under the rest
@@ -420,12 +441,12 @@ class Pipeline:
                 relink = answered[-1].relink
                 if relink or len(answered) >= STORE_BATCHES:
                     stored, answered = answered, []
-                    self._store_answers(stored, result)
+                    self._store_answers(stored, result, since=since)
                 if relink:
                     break
         finally:
             # Also when a later batch failed: what the CRM took is noted, not sent again.
-            self._store_answers(answered, result)
+            self._store_answers(answered, result, since=since)
         return done
 
     def _write_batch(self, ready: Sequence[outbox.ReadyDelivery]) -> _Answered:
@@ -468,13 +489,20 @@ class Pipeline:
         )
         return [d for d in ready if d.delivery_id not in skip] if skip else ready
 
-    def _store_answers(self, answered: Sequence[_Answered], result: DeliverResult) -> None:
+    def _store_answers(
+        self, answered: Sequence[_Answered], result: DeliverResult, *, since: int | None = None
+    ) -> None:
         """Store the answers to written batches, in one transaction. Only the last batch
-        may have met people gone from the CRM (the writer stores as soon as one does)."""
+        may have met people gone from the CRM (the writer stores as soon as one does).
+        ``since``: the count of forgets before the batches were read; when someone was
+        forgotten meanwhile, records written for them are deleted here (see
+        :func:`syncd.state.privacy.after_write`)."""
         if not answered:
             return
         now = self.clock()
         written: list[tuple[int, str | None]] = []
+        sent: list[tuple[int, str | None, str]] = []  # written, with the text written
+        orphans: list[str] = []  # records written for someone forgotten meanwhile
         failed: list[tuple[int, str | None, str, datetime | None]] = []
         gone: list[int] = []
         follow: dict[CrmRef, CrmRef] = {}
@@ -483,6 +511,7 @@ class Pipeline:
             result.attempted += 1
             if a.ok:
                 written.append((d.delivery_id, a.crm_id))
+                sent.append((d.delivery_id, a.crm_id, d.text))
                 continue
             message = a.error_message or "unknown error"
             retry_at: datetime | None = None  # None: dead letter
@@ -526,6 +555,8 @@ class Pipeline:
                         owner=owner,
                     )
                 outbox.mark_written(conn, written, now, owner)
+                if since is not None and suppression.generation(conn) != since:
+                    orphans[:] = privacy.after_write(conn, sent, now)
                 linking.follow(conn, self.crm_name, follow.items(), now)
                 # The resolver's copy of ids and handles must not link anyone to them again.
                 crm_keys.forget(conn, self.crm_name, (ref.id for ref in moved))
@@ -535,3 +566,31 @@ class Pipeline:
 
         retry_conflicts(store)  # nothing outside the database happens in it: safe to redo
         result.written += len(written)
+        if orphans:
+            self._delete_forgotten(orphans)
+
+    def _delete_forgotten(self, record_ids: Sequence[str]) -> None:
+        """Delete records just written for people forgotten while they were being written:
+        ``syncd forget`` may already have returned (it waits for claims it can see, not for
+        a writer past its lease, nor on SQLite, where nothing is claimed)."""
+        try:
+            outcomes = self.retrying(partial(self.crm.delete_history, record_ids))
+        except ExternalError as exc:
+            log.error(
+                "%d record(s) written for a person forgotten meanwhile could not be deleted"
+                " (%s): delete %s in the CRM",
+                len(record_ids),
+                exc,
+                ", ".join(record_ids),
+            )
+            return
+        refused = [o.record_id for o in outcomes if not o.ok]
+        if refused:
+            log.error(
+                "the CRM refused to delete %d record(s) written for a person forgotten"
+                " meanwhile: delete %s in the CRM",
+                len(refused),
+                ", ".join(refused),
+            )
+        if done := len(record_ids) - len(refused):
+            log.info("deleted %d record(s) written for a person forgotten meanwhile", done)

@@ -55,6 +55,7 @@ def daemon() -> Iterator[Daemon]:
         release_backfill=lambda: None,
         compliance=Scripted(),
         prune=Scripted(),
+        crm_check_seconds=0.0,  # no CRM change check (see test_crm_check.py)
     )
     d = Daemon(app)  # type: ignore[arg-type]
     d.start(paused=True)  # jobs run only when the test calls them

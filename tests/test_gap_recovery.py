@@ -29,6 +29,13 @@ from syncd.sandbox.seed import Customer, seed
 from syncd.state import backfills
 
 
+def configure(world: World, *lines: str) -> None:
+    """Add keys to the X source's table (those it sets already are left as they are)."""
+    text = world.config.read_text()
+    new = [line for line in lines if f"\n{line.split('=')[0].strip()} =" not in text]
+    world.config.write_text(text.replace("page_size = 100", "\n".join(["page_size = 100", *new])))
+
+
 @pytest.fixture
 def world(state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     with make_world(state_url, tmp_path, monkeypatch, accounts=("acme",)) as w:
@@ -116,7 +123,9 @@ def test_replies_past_the_timeline_horizon_are_recovered_by_search(world: World)
     answer = world.x.add_post(brand, "hi!", in_reply_to=first, created_at=now - timedelta(hours=3))
     app = open_app(world)
     try:
-        assert app.cycle().ok
+        # What the daemon's jobs do: the cycle only queues the gaps' searches, for the
+        # backfill job (`poll --once` reads them itself: see the tests below).
+        assert app.cycle(close_gaps=False).ok
         expected = {first, str(answer["id"])}
         start = now - timedelta(hours=2)
         for i in range(500):
@@ -126,13 +135,13 @@ def test_replies_past_the_timeline_horizon_are_recovered_by_search(world: World)
                 brand, f"answer {i}", in_reply_to=asked, created_at=at + timedelta(seconds=5)
             )
             expected |= {asked, str(reply["id"])}
-        assert app.cycle().ok  # 500 mentions (all reachable), 300 of the 500 replies
+        assert app.cycle(close_gaps=False).ok  # 500 mentions (all reachable), 300 of 500 replies
         # 500 mentions are over half the mentions horizon: a walk that long may have been
         # cut, so it is searched too, and that search finds nothing missing.
         unclosed = {g["stream"]: g["state"] for g in status(world)["gaps"]["unclosed"]}
         assert unclosed == {"replies": "closing", "mentions": "closing"}
         work_backfills(app)
-        assert app.cycle().ok
+        assert app.cycle(close_gaps=False).ok
     finally:
         app.close()
     assert set(tasks(world.sf)) == {f"x:{p}" for p in expected}
@@ -157,9 +166,14 @@ def test_a_gap_no_access_reaches_is_shown_logged_once_and_counted(
         for i in range(80):
             mention(world, people[i % len(people)], f"q {i}", now - timedelta(minutes=80 - i))
         with caplog.at_level(logging.WARNING, logger="syncd.gaps"):
+            reports = []
             for _ in range(3):
-                assert app.cycle().ok
+                reports.append(app.cycle())
                 app.backfill_tick(1.0)
+        # The cycle that found it out of reach says so (as the log does), once.
+        assert [r.ok for r in reports] == [False, True, True]
+        (left,) = reports[0].gaps
+        assert left.state == "unclosable" and "search_access = 'none'" in left.why
         told = [r for r in caplog.records if "cannot be recovered" in r.getMessage()]
         assert len(told) == 1
         assert "search_access = 'none'" in told[0].getMessage()
@@ -175,3 +189,72 @@ def test_a_gap_no_access_reaches_is_shown_logged_once_and_counted(
     assert len(tasks(world.sf)) == 51  # what the timeline still held reached the CRM
     shown = CliRunner().invoke(cli, ["--config", str(world.config), "status"]).output
     assert "UNCLOSABLE" in shown and "search_access" in shown
+
+
+# -- `syncd poll --once` -------------------------------------------------------------------------
+def poll_once(world: World, *args: str) -> tuple[int, str, str]:
+    """``syncd poll --once`` through the CLI: exit code, stdout, stderr."""
+    result = CliRunner().invoke(cli, ["--config", str(world.config), "poll", "--once", *args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def away(world: World, people: list[Customer], count: int, start: datetime) -> list[str]:
+    """``count`` mentions made while syncd was not running, a second apart."""
+    return [
+        mention(world, people[i % len(people)], f"order {i}", start + timedelta(seconds=i))
+        for i in range(count)
+    ]
+
+
+def test_poll_once_searches_a_gap_past_the_horizon_and_writes_all_of_it(world: World) -> None:
+    """The issue's case: more mentions arrived while syncd was away than X's mentions
+    timeline holds (800). One `poll --once` reads the timeline, finds the gap, reads its
+    search to the end and writes everything: cron loses nothing."""
+    _, people = linked(world)
+    now = datetime.now(UTC)
+    first = mention(world, people[0], "anyone there?", now - timedelta(hours=3))
+    assert poll_once(world)[0] == 0
+    posted = [first, *away(world, people, 1000, now - timedelta(hours=2))]
+
+    code, _, err = poll_once(world)
+    assert code == 0, err
+    assert set(tasks(world.sf)) == {f"x:{p}" for p in posted}  # tasks() fails on a duplicate
+    assert world.x.store.horizon_cuts == 1  # the timeline walk was indeed cut
+    assert status(world)["gaps"] == {"unclosed": [], "closed": 1, "recovered": 200}
+    assert "OPEN GAP" not in err
+
+
+def test_poll_once_exits_1_naming_a_gap_it_cannot_close(world: World) -> None:
+    """X refuses the search (the plan has no full-archive access): the run exits 1 and names
+    the gap, on stderr and in --json. Once access works, the next run closes it."""
+    configure(world, 'search_access = "all"')
+    world.x.full_archive = False  # search_all answers 403
+    _, people = linked(world)
+    now = datetime.now(UTC)
+    first = mention(world, people[0], "anyone there?", now - timedelta(hours=3))
+    assert poll_once(world)[0] == 0
+    posted = [first, *away(world, people, 1000, now - timedelta(hours=2))]
+
+    code, out, err = poll_once(world, "--json")
+    assert code == 1
+    (gap,) = json.loads(out)["gaps"]
+    assert (gap["id"], gap["stream"], gap["state"], gap["backfill_id"]) == (
+        1,
+        "mentions",
+        "closing",
+        1,
+    )
+    assert gap["since_id"] == first and int(gap["until_id"]) > int(first)
+    assert "failed: AuthError" in gap["why"]
+    said = f"OPEN GAP 1 acme-x @acme mentions after id {first}, before id {gap['until_id']}"
+    assert said in err and "failed: AuthError" in err
+    assert len(tasks(world.sf)) == 801  # what the timeline held; the rest is named above
+    (shown,) = status(world)["backfills"]
+    assert shown["status"] == "queued"  # handed back: the next run (or the daemon) retries
+
+    world.x.full_archive = True
+    code, _, err = poll_once(world)
+    assert code == 0, err
+    assert set(tasks(world.sf)) == {f"x:{p}" for p in posted}

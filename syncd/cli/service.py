@@ -14,7 +14,6 @@ from types import FrameType
 
 import click
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from syncd import config as config_mod
@@ -23,6 +22,7 @@ from syncd.app import App
 from syncd.budget import budgets
 from syncd.cli.base import cli, config_path, settings, state, user_errors
 from syncd.cli.budget_view import print_budgets
+from syncd.cli.text import literal as escape  # rich's escape, and no terminal controls
 from syncd.state.status import Gaps
 
 EXIT_INCOMPLETE = 1  # `poll --once`: something did not go through
@@ -43,7 +43,7 @@ def run(ctx: click.Context) -> None:
     SIGHUP reloads the configuration. Only one daemon may run on a SQLite state database;
     on PostgreSQL several share the work.
     """
-    from syncd.daemon import Daemon
+    from syncd.daemon import Daemon, open_waiting
     from syncd.state.lock import InstanceLock
 
     # Until the daemon installs its own handlers, a stop request unwinds start-up cleanly
@@ -53,7 +53,7 @@ def run(ctx: click.Context) -> None:
     loaded = settings(ctx)
     with InstanceLock(loaded.state.url):
         app = App(loaded)
-        app.open()
+        open_waiting(app)
         daemon = Daemon(app, reload=lambda: _reload(path))
         try:
             code = daemon.run()
@@ -84,12 +84,23 @@ def _stop_during_startup(signum: int, _frame: FrameType | None) -> None:
 @click.pass_context
 @user_errors
 def poll(ctx: click.Context, once: bool, as_json: bool) -> None:
-    """Poll every stream, resolve and write once. Exit 0 only if everything went through."""
+    """Poll every stream, resolve and write once. Exit 0 only if everything went through.
+
+    A gap (more posts arrived since the last poll than a timeline holds) is searched and its
+    posts written in the same run; exit 1 names each gap still open and why.
+    """
     app = _app(ctx)
     try:
         report = app.cycle()
     finally:
         app.close()
+    for g in report.gaps:  # on stderr in both forms: the JSON on stdout stays whole
+        by = f" (backfill {g.backfill_id})" if g.backfill_id is not None else ""
+        click.echo(
+            f"OPEN GAP {g.id} {g.source} @{g.account} {g.stream} after id {g.since_id}, before "
+            f"id {g.until_id}: {g.state}{by}: {g.why}",
+            err=True,
+        )
     if as_json:
         click.echo(json.dumps(asdict(report), default=str, indent=2))
     else:
@@ -140,7 +151,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
             s.since_id or "-",
             _when(s.last_success_at),
             # A walk the page bound stopped is no error, but it is still under way.
-            s.last_error or escape(s.walk_stopped or ""),
+            escape(s.last_error or s.walk_stopped or ""),
         )
     for column in table.columns[:5]:
         column.no_wrap = True
@@ -178,7 +189,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
             continue
         console.print(
             f"[red]PARKED[/] {p.name} since {_when(p.parked_at)} after {p.failures} "
-            f"authentication failures: {p.reason}\n"
+            f"authentication failures: {escape(p.reason)}\n"
             f"  fix the credentials, then: syncd resume {p.name}",
             highlight=False,
         )

@@ -18,7 +18,7 @@ from syncd.errors import AuthError, ExternalError
 from syncd.model import CrmRef, PeopleChanges
 from syncd.resolver import on_file
 from syncd.resolver.chain import Candidate, Lookup, Policy, affected, resolve
-from syncd.state import crm_keys, linking, outbox
+from syncd.state import crm_keys, linking, outbox, privacy
 from syncd.state.db import Database
 
 log = logging.getLogger("syncd.resolver")
@@ -39,8 +39,9 @@ class ResolveSettings:
     backoff: timedelta = timedelta(minutes=5)
     max_backoff: timedelta = timedelta(hours=6)
     # How often to ask the CRM which people changed (zero: never; held authors then wait
-    # for their back-off).
-    crm_check: timedelta = timedelta(minutes=5)
+    # for their back-off). The daemon asks on this cadence while authors are held; a run
+    # may be told to ask now, or not at all (``run``'s ``check_crm``).
+    crm_check: timedelta = timedelta(seconds=10)
 
     def policy_for(self, network: str) -> Policy:
         return self.policies.get(network, self.policy)
@@ -67,11 +68,19 @@ def run(
     stopping: Callable[[], bool],
     *,
     gather: timedelta = timedelta(0),
+    check_crm: bool | None = None,
 ) -> ResolveResult:
+    """Offer due authors to the resolver chain. ``check_crm``: ask the CRM which people
+    changed first, now (True), once ``crm_check`` has passed since the last time (None), or
+    not in this run (False: the daemon asks on a cadence of its own); never when the
+    interval is zero."""
     result = ResolveResult()
     lookup = None
     if settings.crm_check:  # the copy is only as current as the watch keeps it
-        result.woken = watch(db, crm_name, crm, settings.crm_check, clock, retrying)
+        if check_crm is not False:
+            result.woken = watch(
+                db, crm_name, crm, settings.crm_check, clock, retrying, at_once=bool(check_crm)
+            )
         if on_file.refresh(db, crm_name, crm, clock, retrying, stopping):
             lookup = on_file.lookup(db, crm_name)
     on_file_after = 0  # identities above this id have not yet been tried against the copy
@@ -110,7 +119,13 @@ def run(
         held: list[int] = []
         linked: list[tuple[int, Candidate]] = []
         with db.transaction() as conn:
+            # Someone forgotten (`syncd forget`) while the CRM was asked is gone from state:
+            # not linked nor queued, and a Lead just made for them is deleted below.
+            gone = privacy.vanished(conn, list(decisions))
+            orphaned = [leads[i].id for i in sorted(gone) if i in leads]
             for i, d in sorted(decisions.items()):  # in identity order: stable histories
+                if i in gone:
+                    continue
                 network = profiles[i].key.network
                 if d.link is not None:
                     linked.append((i, d.link))
@@ -131,6 +146,8 @@ def run(
                     result.unmatched += 1
             linking.link_many(conn, crm_name, linked, "resolver", now)
             outbox.defer_resolution(conn, held, now, settings.backoff, settings.max_backoff)
+        if orphaned:
+            retrying(partial(crm.delete_history, orphaned))
         result.looked_up += len(todo)
     return result
 
@@ -184,9 +201,21 @@ def _link_on_file(
             linked += [(i, d.link) for i, d in sorted(decided.items()) if d.link is not None]
         if linked:
             with db.transaction() as conn:
+                gone = privacy.vanished(conn, [i for i, _ in linked])  # forgotten meanwhile
+                linked = [(i, c) for i, c in linked if i not in gone]
                 linking.link_many(conn, crm_name, linked, "resolver", clock())
             result.linked += len(linked)
             result.looked_up += len(linked)
+
+
+def check_wanted(db: Database, crm_name: str, now: datetime) -> bool:
+    """Whether asking the CRM which people changed can do any good now: some held author
+    waits for a later retry (a new person could be them), or the watch has not started
+    (its first answer is where it starts from). The daemon's cadence asks only then, so a
+    CRM is not asked every few seconds for nobody."""
+    with db.connect() as conn:
+        mark, _ = outbox.crm_mark(conn, crm_name)
+        return mark is None or bool(outbox.held_waiting(conn, crm_name, now, 0, 1))
 
 
 def watch(
@@ -196,13 +225,16 @@ def watch(
     every: timedelta,
     clock: Callable[[], datetime],
     retrying: Callable[[Callable[[], Any]], Any],
+    *,
+    at_once: bool = False,
 ) -> int:
-    """At most every ``every``: ask the CRM which people changed, and make the held authors
-    they could be due now, instead of at the end of their back-off. Returns how many."""
+    """At most every ``every`` (``at_once``: now, whenever it last asked): ask the CRM which
+    people changed, and make the held authors they could be due now, instead of at the end
+    of their back-off. Returns how many."""
     with db.connect() as conn:
         mark, checked_at = outbox.crm_mark(conn, crm_name)
     now = clock()
-    if checked_at is not None and now - checked_at < every:
+    if not at_once and checked_at is not None and now - checked_at < every:
         return 0
     try:
         changes: PeopleChanges = retrying(partial(crm.people_changes, mark))

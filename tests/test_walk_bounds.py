@@ -241,3 +241,29 @@ def test_a_full_archive_count_stops_on_a_repeated_token(walk: Walk) -> None:
     with pytest.raises(PaginationLoop):
         walk.source.count_posts(walk.account, segment)
     assert len(sent) == 2 and sent[0] is None
+
+
+def test_status_shows_a_walk_the_page_bound_stopped(
+    state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # status's table, one line a row
+    with make_world(state_url, tmp_path, monkeypatch, accounts=("acme",)) as w:
+        set_up_org(w.sf)
+        w.config.write_text(
+            w.config.read_text().replace("[daemon]\n", "[daemon]\nmax_pages_per_walk = 2\n")
+        )
+        w.x.add_user("acme")
+        fan = w.x.add_user("fan")["id"]
+        assert poll_once(w)[0] == 0  # the first walk: nothing yet
+        posted = [str(w.x.add_post(fan, f"@acme late order {i}")["id"]) for i in range(50)]
+
+        assert poll_once(w)[0] == 0  # 2 of 3 pages (of 20): not an error, still under way
+        shown = _run(w, "status")
+        assert "walk stopped after 2 pages ([daemon] max_pages_per_walk)" in shown
+        assert "(mid-walk)" in shown
+        assert len(_stored_posts(state_url)) == 40
+
+        assert poll_once(w)[0] == 0
+        assert _stored_posts(state_url) == set(posted)
+        shown = _run(w, "status")
+        assert "max_pages_per_walk" not in shown and "(mid-walk)" not in shown

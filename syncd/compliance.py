@@ -217,6 +217,7 @@ def _done(conn: Connection, ids: list[int], action: str, now: datetime) -> None:
 
 
 # -- before a write ------------------------------------------------------------------------
+
 @dataclass(frozen=True)
 class _Pending(_Due):
     delivery_id: int
@@ -231,13 +232,16 @@ def before_write(
     seen_before: datetime,
     now: datetime,
     owner: str | None = None,
+    failing: set[str] | None = None,
 ) -> set[int]:
     """Of ``delivery_ids`` (about to be written), those not to write: their post was found
     deleted on the network. Asked only for posts last seen standing (read, or checked)
     before ``seen_before``, one look-up per 100 per source; each is recorded as a compliance
     check would be, and the deleted ones' deliveries end ``deleted`` with the reason (only
     while ``owner`` still claims them, on PostgreSQL). A source that cannot answer decides
-    nothing: its posts are written, and :func:`run` deals with them after."""
+    nothing: its posts are written, and :func:`run` deals with them after; ``failing`` (the
+    caller's, kept between calls) holds such sources, so it is said once while it lasts."""
+    failing = set() if failing is None else failing
     with db.connect() as conn:
         due = _pending(conn, delivery_ids, seen_before)
     if not due:
@@ -253,8 +257,18 @@ def before_write(
         try:
             _, deleted = source.lookup_posts([p.post_id for p in ask])
         except ExternalError as exc:
-            log.warning("posts not checked before their write (%s): written as read", exc)
+            if source_name not in failing:  # said once while it lasts, not per batch
+                failing.add(source_name)
+                log.warning(
+                    "%s: posts not checked before their write (%s): written as read, and "
+                    "checked after by the compliance job",
+                    source_name,
+                    exc,
+                )
             continue
+        if source_name in failing:
+            failing.discard(source_name)
+            log.info("%s: posts are checked before their write again", source_name)
         checked += [p.interaction_id for p in ask]
         hit = [p for p in ask if p.post_id in deleted]
         found |= {p.interaction_id for p in hit}

@@ -149,6 +149,7 @@ class Pipeline:
         self.stopping = threading.Event()
         # The sources a delivery's post is looked up on before its write (set by the app).
         self.sources: Mapping[str, Source] = {}
+        self._unchecked: set[str] = set()  # sources failing those look-ups (said once)
 
     # -- helpers -------------------------------------------------------------------------
     def _pause(self, seconds: float) -> None:
@@ -486,6 +487,7 @@ class Pipeline:
             seen_before=now - age,
             now=now,
             owner=self.owner if self.claims else None,
+            failing=self._unchecked,
         )
         return [d for d in ready if d.delivery_id not in skip] if skip else ready
 

@@ -119,3 +119,25 @@ def test_before_write_is_a_compliance_setting() -> None:
 
     assert ComplianceSection().before_write == 600.0
     assert ComplianceSection(before_write="0s").before_write == 0.0  # type: ignore[arg-type]
+
+
+def test_a_lookup_that_fails_decides_nothing_and_is_said_once(world: World) -> None:
+    people = seed(world.x, world.sf, customers=4)
+    held = next(c for c in people.customers if c.kind == "unknown")
+    posts = [world.x.add_post(held.user_id, f"@acme hello {i}")["id"] for i in range(2)]
+    assert poll_once(world)[0] == 0
+    _age(world, hours=2)
+    world.sf.insert(
+        "Contact",
+        {"FirstName": held.first, "LastName": held.last, "X_User_Id__c": held.user_id},
+    )
+    world.x.inject("status", endpoint="tweets", status=503, rate=1.0)
+    said = ""
+    for _ in range(30):
+        output = poll_once(world)[1]
+        said += output
+        if {f"x:{p}" for p in posts} <= set(tasks(world.sf)):
+            break
+    # Written as read: the compliance job checks them after their write, as any other.
+    assert {f"x:{p}" for p in posts} <= set(tasks(world.sf))
+    assert said.count("posts not checked before their write") == 1

@@ -241,6 +241,7 @@ class Pipeline:
                         cursor = st.load_cursor(conn, source_name, account.handle, stream)
                     restarted = True
                     followed.clear()
+                    stalled = False  # the walk starts again from since_id, all of it in reach
                     continue
                 raise
             token = page.next_cursor.pagination_token

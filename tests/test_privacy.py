@@ -58,6 +58,7 @@ def test_forget_leaves_no_row_naming_the_person_and_deletes_their_tasks(world: W
     other = next(c for c in people.customers if c.kind == "contact_by_id")
     x.add_user(KAY, "Kay Forget", user_id=KAY_ID)
     sf.insert("Contact", {"LastName": "Forget", "X_User_Id__c": KAY_ID})
+    assert poll_once(world)[0] == 0  # the first start: posts from now on are read
     asked = x.add_post(KAY_ID, "@acme where is my parcel?")
     x.add_post(people.brand_ids["acmesupport"], "On its way!", in_reply_to=asked["id"])
     x.add_post(KAY_ID, "@acme thanks")
@@ -119,6 +120,7 @@ def test_forget_leaves_no_row_naming_the_person_and_deletes_their_tasks(world: W
 def test_old_raw_payloads_are_pruned_and_zero_keeps_them(world: World) -> None:
     people = seed(world.x, world.sf, customers=4)
     c = next(c for c in people.customers if c.kind == "contact_by_id")
+    assert poll_once(world)[0] == 0  # the first start
     world.x.add_post(c.user_id, "@acme hello")
     assert poll_once(world)[0] == 0
     loaded = config.load(world.config)

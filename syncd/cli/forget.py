@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 import connectors
+from syncd import forgetting
 from syncd.cli.base import cli, settings, user_errors
 from syncd.errors import UserError
 from syncd.state import privacy
@@ -23,88 +24,116 @@ from syncd.state.db import Database
     "--crm",
     "with_crm",
     is_flag=True,
-    help="First delete the CRM records syncd wrote for their interactions.",
+    help="Also delete the CRM records syncd wrote for them (and the Lead it created), and "
+    "rewrite others' records that named them.",
+)
+@click.option(
+    "--unsuppress",
+    is_flag=True,
+    help="Lift an earlier forget's block instead: their posts are read in again from the "
+    "next poll or backfill on.",
 )
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 @user_errors
 def forget(
-    ctx: click.Context, network: str, user: str, with_crm: bool, yes: bool, as_json: bool
+    ctx: click.Context,
+    network: str,
+    user: str,
+    with_crm: bool,
+    unsuppress: bool,
+    yes: bool,
+    as_json: bool,
 ) -> None:
-    """Remove everything syncd keeps about one person, in one transaction.
+    """Remove everything syncd keeps about one person, and keep them out.
 
     Their identity and former handles, links and link history, review candidates, the
-    interactions they wrote or were addressed to (with their deliveries), and quarantined
-    items naming them. With --crm, the CRM records syncd wrote for those interactions are
-    deleted first; if the CRM refuses any, state is left as it was, so running the command
-    again reaches them. Posts still on the network are read again if they are polled
-    again (a backfill, a mention newer than the cursor).
+    interactions they wrote or that were addressed to them (with their deliveries), and
+    quarantined items naming them are deleted; others' posts naming them are kept with the
+    naming redacted. They go on a suppression list (hashes of their id and handles): later
+    polls and backfills drop their posts and redact them from others'. With --crm, the CRM
+    records syncd wrote for them and the Lead it created for them are deleted and others'
+    records naming them are written again; if the CRM refuses a deletion, they stay in
+    state (suppressed), so running the command again reaches them. Writes under way are
+    waited for (several instances) or undone by the writer that made them.
     """
     loaded = settings(ctx)
     db = Database(loaded.state.url)
     try:
         db.upgrade()
-        with db.connect() as conn:
-            person = _find(conn, network, user)
-            records = privacy.crm_records(conn, person, loaded.crm.name)
-        if not yes:
-            what = f" and {len(records)} CRM record(s)" if with_crm else ""
-            click.confirm(
-                f"Forget {network} user {person.shown}{what}? This cannot be undone",
-                abort=True,
-                err=True,
+        if unsuppress:
+            _unsuppress(db, network, user, as_json)
+            return
+        crm = connectors.crm_class(loaded.crm.type).from_settings(loaded.crm) if with_crm else None
+        try:
+            done = forgetting.forget(
+                db,
+                network,
+                user,
+                crm_name=loaded.crm.name,
+                crm=crm,
+                lease=loaded.daemon.lease,
+                confirm=None if yes else _confirm(network, with_crm),
+                progress=lambda step: _progress(step, as_json),
             )
-        crm_deleted = _delete_crm(loaded, records) if with_crm else 0
-        with db.transaction() as conn:
-            person = _find(conn, network, str(person.user_id))
-            counts = privacy.forget(conn, person)
+        finally:
+            if crm is not None:
+                crm.close()
     finally:
         db.dispose()
+    person = done.person
     result: dict[str, Any] = {
         "network": network,
         "user_id": person.user_id,
         "handle": person.handle,
-        "removed": counts,
-        "crm_records_deleted": crm_deleted if with_crm else None,
+        "removed": done.removed,
+        "others_redacted": done.redacted,
+        "crm_records_deleted": done.crm_deleted if with_crm else None,
+        "crm_records_rewritten": done.crm_rewritten if with_crm else None,
+        "suppressed": True,
+        "warnings": done.warnings,
     }
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    click.echo(f"forgot {network} user {person.shown}")
-    for table, n in sorted(counts.items()):
+    click.echo(f"forgot {network} user {person.shown}; their posts will not be read in again")
+    for table, n in sorted(done.removed.items()):
         click.echo(f"  {table}: {n} row(s)")
+    if done.redacted:
+        click.echo(f"  others' posts redacted: {done.redacted}")
     if with_crm:
-        click.echo(f"  CRM records deleted: {crm_deleted}")
+        click.echo(f"  CRM records deleted: {done.crm_deleted}")
+        click.echo(f"  CRM records naming them rewritten: {done.crm_rewritten}")
+    for warning in done.warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
-def _find(conn: Any, network: str, user: str) -> privacy.Person:
-    try:
-        person = privacy.find(conn, network, user)
-    except privacy.BrandAccount as exc:
-        raise UserError(f"refusing to forget {user!r}: {exc}") from None
-    if person is None:
-        raise UserError(
-            f"no {network} user {user!r} in state (by id, handle or former handle): "
-            "nothing to forget"
+def _confirm(network: str, with_crm: bool) -> Any:
+    def ask(person: privacy.Person, records: int) -> None:
+        what = f" and {records} CRM record(s)" if with_crm else ""
+        click.confirm(
+            f"Forget {network} user {person.shown}{what}? This cannot be undone",
+            abort=True,
+            err=True,
         )
-    return person
+
+    return ask
 
 
-def _delete_crm(loaded: Any, records: list[str]) -> int:
-    if not records:
-        return 0
-    crm = connectors.crm_class(loaded.crm.type).from_settings(loaded.crm)
-    try:
-        outcomes = crm.delete_history(records)
-    finally:
-        crm.close()
-    refused = [o for o in outcomes if not o.ok]
-    if refused:
-        shown = "; ".join(f"{o.record_id}: {o.error_code}: {o.error}" for o in refused[:5])
-        more = f" (and {len(refused) - 5} more)" if len(refused) > 5 else ""
-        raise UserError(
-            f"the CRM refused to delete {len(refused)} of {len(records)} record(s): "
-            f"{shown}{more}; nothing was removed from state, run the command again"
-        )
-    return len(outcomes)
+def _progress(step: str, as_json: bool) -> None:
+    if step != "marked" and not as_json:
+        click.echo(f"... {step}", err=True)
+
+
+def _unsuppress(db: Database, network: str, user: str, as_json: bool) -> None:
+    lifted = forgetting.unsuppress(db, network, user)
+    if not lifted:
+        raise UserError(f"no {network} user {user!r} is suppressed (by id or handle they had)")
+    if as_json:
+        click.echo(json.dumps({"network": network, "user": user, "unsuppressed": True}))
+        return
+    click.echo(
+        f"{network} user {user} is no longer suppressed: their posts are read in again from "
+        "the next poll or backfill on (what was forgotten stays forgotten)"
+    )

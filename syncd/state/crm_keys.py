@@ -16,6 +16,7 @@ from typing import TypeVar
 from sqlalchemy import Connection, and_, delete, select, update
 
 from syncd.model import CrmRef, IdentityKey, KeyOnFile, KeysOnFile, KeysPage
+from syncd.state import suppression
 from syncd.state.ingest import insert_for
 from syncd.state.tables import crm_key_loads, crm_keys
 
@@ -97,6 +98,7 @@ def put(conn: Connection, crm: str, people: Sequence[KeysOnFile], now: datetime)
         for p in newest.values()
         for k in p.keys
     ]
+    rows = suppression.unforgotten_keys(conn, rows)  # forgotten people are not copied again
     if rows:
         conn.execute(crm_keys.insert(), rows)
 

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Insert, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from syncd.model import Account, Author, Cursor, Page, Quarantined, Stream
-from syncd.state import horizon
+from syncd.state import horizon, suppression
 from syncd.state.coordination import redone_on_conflict
 from syncd.state.tables import (
     accounts,
@@ -160,6 +160,7 @@ class IngestResult:
     seen: int  # interactions on the page
     queued: int  # deliveries enqueued
     quarantined: int  # bad items on the page, including ones quarantined before
+    suppressed: int = 0  # posts by (or to) forgotten people, dropped
 
 
 PROFILE = ("handle", "display_name", "description", "location", "url")
@@ -340,6 +341,9 @@ def store_page(
     """Store one page's interactions, authors, deliveries and bad items (not where the walk
     stands: the caller keeps that in the same transaction, a cursor or a backfill job)."""
     crm_names = list(crms)
+    # People forgotten on request stay forgotten: asked in this transaction, so a page read
+    # while `syncd forget` ran is screened by the list it committed, or undone by it.
+    page, dropped = suppression.screen(conn, network, page)
     # Sorted so concurrent transactions insert (and wait on) posts in one order.
     # A post a page repeats is stored as it first came (reversed: a dict keeps the last).
     first = {i.post_id: i for i in reversed(page.interactions)}
@@ -411,7 +415,11 @@ def store_page(
             ],
         )
     return IngestResult(
-        new=len(new_rows), seen=len(items), queued=len(outbox), quarantined=len(page.quarantined)
+        new=len(new_rows),
+        seen=len(items),
+        queued=len(outbox),
+        quarantined=len(page.quarantined),
+        suppressed=dropped,
     )
 
 

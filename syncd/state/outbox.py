@@ -26,6 +26,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    case,
     exists,
     func,
     or_,
@@ -42,6 +43,9 @@ from syncd.state.tables import crm_watch, deliveries, identities, interactions, 
 WRITTEN = "written"
 DEAD = "dead"
 SKIPPED = "skipped"  # the author matched no one and the network's unmatched policy is "skip"
+# The author was forgotten (``syncd forget``): never written; a writer that was writing it
+# when forget began stores the record id it got (forget deletes the record) and keeps this.
+FORGOTTEN = "forgotten"
 
 
 # -- resolution ----------------------------------------------------------------------------
@@ -354,7 +358,7 @@ def mark_written(
         update(deliveries)
         .where(deliveries.c.id == bindparam("delivery_id"))
         .values(
-            state=WRITTEN,
+            state=case((deliveries.c.state == FORGOTTEN, FORGOTTEN), else_=WRITTEN),
             crm_record_id=bindparam("crm_id"),
             attempts=deliveries.c.attempts + 1,
             last_error=None,
@@ -388,7 +392,10 @@ def mark_failed(
         update(deliveries)
         .where(deliveries.c.id == delivery_id)
         .values(
-            state=PENDING if retry_at is not None else DEAD,
+            state=case(
+                (deliveries.c.state == FORGOTTEN, FORGOTTEN),
+                else_=PENDING if retry_at is not None else DEAD,
+            ),
             attempts=deliveries.c.attempts + (1 if counted else 0),
             last_error_code=code,
             last_error=message[:2000],

@@ -430,3 +430,32 @@ source_budgets = Table(
     Column("alerted_at", UtcDateTime()),
     Column("updated_at", UtcDateTime(), nullable=False),
 )
+
+# People forgotten on request (``syncd forget``), kept only as keyed hashes (HMAC-SHA256 under
+# ``forget_state.salt``) of the network user id and of every handle they had: ingest drops
+# their posts and never stores their identity again, and redacts them from others' posts.
+# ``person`` is the hash of their user id: it groups one person's rows for ``--unsuppress``.
+suppressed = Table(
+    "suppressed",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("network", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),  # user_id, handle
+    Column("digest", String(64), nullable=False),
+    Column("person", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("network", "person", "kind", "digest", name="uq_suppressed_network_person"),
+    Index("ix_suppressed_person", "person"),
+)
+
+# One row (id 1): the installation's key for those hashes, made by the first ``forget``, and a
+# count of forgets, which a writer reads before and after a CRM write to tell whether someone
+# was forgotten while the write was under way.
+forget_state = Table(
+    "forget_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("salt", String(64), nullable=False),
+    Column("generation", BigInteger, nullable=False, server_default="0"),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)

@@ -65,7 +65,7 @@ from connectors.salesforce_settings import SalesforceSettings
 from syncd.connector import ConnectorSettings, Crm
 from syncd.errors import AuthError, ExternalError, NotFound, RateLimited, TransientError
 from syncd.model import HistoryRecord, IdentityKey, Match, WriteResult
-from syncd.secrets import Secret
+from syncd.secrets import Secret, masked
 
 __all__ = [
     "BATCH",
@@ -381,10 +381,7 @@ class SalesforceCrm(SalesforceIdentity, SalesforceRemoval, SalesforceCheck):
         return value
 
     def _scrub(self, text: str) -> str:
-        secrets = {value for values in self._secrets.values() for value in values}
-        for value in sorted(secrets, key=len, reverse=True):
-            text = text.replace(value, "***")
-        return text
+        return masked(text, {value for values in self._secrets.values() for value in values}, "***")
 
     def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         if any(p in urlsplit(response.url).path for p in _LOGIN_PATHS):

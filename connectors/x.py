@@ -47,7 +47,7 @@ from syncd.errors import (
     UsageCapped,
 )
 from syncd.model import Account, Author, Cursor, Page, Stream
-from syncd.secrets import SecretRef
+from syncd.secrets import SecretRef, masked
 from syncd.urls import require_tls
 
 if TYPE_CHECKING:
@@ -338,11 +338,9 @@ class XSource(XBackfill, XUsage):
         return body, (response.headers if response is not None else {})
 
     def _redact(self, error: SyncdError) -> SyncdError:
-        text = str(error)
-        for secret in (self._token, *self._owned.secrets()):
-            if secret and secret in text:
-                text = text.replace(secret, "[redacted]")
-                error.args = (text,)
+        text = masked(str(error), [s for s in (self._token, *self._owned.secrets()) if s])
+        if text != str(error):
+            error.args = (text,)
         return error
 
 

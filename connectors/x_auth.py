@@ -29,7 +29,7 @@ from syncd.config_problems import did_you_mean
 from syncd.connector import CheckRow
 from syncd.errors import AuthError, ExternalError
 from syncd.model import Account
-from syncd.secrets import SecretRef
+from syncd.secrets import SecretRef, masked
 
 T = TypeVar("T")
 # What reads an account's timelines: called with a tweepy client and its ``user_auth`` flag
@@ -122,12 +122,10 @@ class _Redactor(logging.Filter):
         self._values: set[str] = set()
 
     def protect(self, values: Iterable[str]) -> None:
-        self._values.update(v for v in values if len(v) >= 4)
+        self._values.update(values)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        for value in sorted(self._values, key=len, reverse=True):
-            text = text.replace(value, "[redacted]")
+        text = masked(record.getMessage(), self._values)
         record.msg, record.args = self._SIGNATURE.sub(r"\1[redacted]", text), None
         return True
 

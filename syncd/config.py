@@ -43,6 +43,7 @@ from syncd.errors import ConfigError
 from syncd.pipeline import PipelineSettings
 from syncd.resolver.chain import MATCHERS, Matcher, Policy
 from syncd.resolver.stage import ResolveSettings, Unmatched
+from syncd.secrets import DEFAULT_CREDENTIALS_DIRECTORY, credentials_fallback
 from syncd.state.db import Timeouts
 from syncd.state.tables import NAME_MAX
 
@@ -189,6 +190,19 @@ class LoggingSection(_Section):
     format: Literal["auto", "human", "json"] = "auto"
 
 
+class SecretsSection(_Section):
+    # Where a `cred:NAME` secret is read when systemd set no $CREDENTIALS_DIRECTORY: an admin
+    # command run outside the unit (`sudo syncd status`) reads the files LoadCredential= loads.
+    credentials_directory: Path = DEFAULT_CREDENTIALS_DIRECTORY
+
+    @field_validator("credentials_directory")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path, e.g. '/etc/syncd/credentials'")
+        return value
+
+
 _SECTIONS: dict[str, type[_Section]] = {
     "state": StateSection,
     "daemon": DaemonSection,
@@ -198,6 +212,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "logging": LoggingSection,
     "privacy": PrivacySection,
     "compliance": ComplianceSection,
+    "secrets": SecretsSection,
 }
 _TOP_LEVEL = (*_SECTIONS, "sources", "crm")
 
@@ -215,6 +230,7 @@ class Settings:
     backfill: BackfillSection = field(default_factory=BackfillSection)
     privacy: PrivacySection = field(default_factory=PrivacySection)
     compliance: ComplianceSection = field(default_factory=ComplianceSection)
+    secrets: SecretsSection = field(default_factory=SecretsSection)
 
     @property
     def crm_check_interval(self) -> float:
@@ -310,8 +326,10 @@ def parse(raw: dict[str, Any], path: Path) -> Settings:
     if resolver.retry_after > resolver.max_retry_after:
         problems.append(("resolver.max_retry_after", "must not be shorter than retry_after"))
 
-    sources = _sources(raw.get("sources"), problems)
-    crm = _crm(raw.get("crm"), problems)
+    secrets = section("secrets", SecretsSection)
+    with credentials_fallback(secrets.credentials_directory):  # cred: outside the unit
+        sources = _sources(raw.get("sources"), problems)
+        crm = _crm(raw.get("crm"), problems)
 
     problems = tidy(left + problems, left, raw)
     if problems or crm is None:
@@ -328,6 +346,7 @@ def parse(raw: dict[str, Any], path: Path) -> Settings:
         backfill=backfill,
         privacy=privacy,
         compliance=compliance,
+        secrets=secrets,
     )
 
 

@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 from pydantic import BaseModel
 
-from syncd.secrets import Secret
+from syncd.secrets import MIN_MASKED, Secret, mask_forms
 
 _PRIORITY = {  # syslog priorities, as sd-daemon(3) prefixes them
     logging.CRITICAL: 2,
@@ -51,48 +51,68 @@ _CREDENTIAL_SHAPES = [
         r"\1\2[redacted]",
     ),
 ]
-_MIN_SECRET = 4  # shorter values would blank out ordinary words
+# Every form of the configured secrets' values to take out of a line (see mask_forms: a
+# value, its escaped forms and its lines, none shorter than MIN_MASKED).
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
 
 
 def protect(values: Iterable[str]) -> None:
-    """Never write these values (the configured secrets) to a log line."""
+    """Never write these values (the configured secrets) to a log line or to stored state."""
     with _secrets_lock:
-        _secrets.update(v for v in values if len(v) >= _MIN_SECRET)
+        for value in values:
+            _secrets.update(mask_forms(value))
 
 
 def protect_settings(settings: Any) -> None:
-    """Read every secret a settings object refers to and :func:`protect` its value."""
-    protect(_secret_values(settings))
+    """Read every secret a settings object refers to and :func:`protect` its value. One
+    shorter than MIN_MASKED cannot be masked without masking ordinary text: said each time
+    a configuration is loaded (a command, a start, a reload)."""
+    found = list(_secret_values(settings, ""))
+    protect(value for _, value in found)
+    for where, value in found:
+        if len(value) < MIN_MASKED:
+            logging.getLogger("syncd.secrets").warning(
+                "%s is shorter than %d characters: too short to be masked in logs and stored "
+                "errors (it would mask ordinary text) and easy to guess; use a longer one",
+                where,
+                MIN_MASKED,
+            )
 
 
-def _secret_values(obj: Any) -> Iterable[str]:
+def _secret_values(obj: Any, where: str) -> Iterable[tuple[str, str]]:
+    """(key path, value) of every secret in a settings object."""
     if isinstance(obj, Secret):
         try:
-            yield obj.reveal()
+            yield where, obj.reveal()
         except ValueError:  # unreadable now: nothing of it can be logged either
             return
     elif isinstance(obj, BaseModel):
         for name in type(obj).model_fields:
-            yield from _secret_values(getattr(obj, name))
+            yield from _secret_values(getattr(obj, name), _key(where, name))
     elif isinstance(obj, dict):
-        for value in obj.values():
-            yield from _secret_values(value)
+        for key, value in obj.items():
+            yield from _secret_values(value, _key(where, str(key)))
     elif isinstance(obj, list | tuple | set | frozenset):
-        for value in obj:
-            yield from _secret_values(value)
+        for n, value in enumerate(obj):
+            yield from _secret_values(value, f"{where}[{n}]")
     elif hasattr(obj, "__dataclass_fields__"):
         for name in obj.__dataclass_fields__:
-            yield from _secret_values(getattr(obj, name))
+            yield from _secret_values(getattr(obj, name), _key(where, name))
+
+
+def _key(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
 
 
 def redact(text: str) -> str:
+    """``text`` without the configured secrets' values and credential-shaped text: for log
+    lines, and for error text before it is stored (``syncd.state.tables.RedactedText``)."""
     with _secrets_lock:
-        values = sorted(_secrets, key=len, reverse=True)
-    for value in values:  # longest first: one secret may contain another
-        if value in text:
-            text = text.replace(value, "[redacted]")
+        forms = sorted(_secrets, key=len, reverse=True)
+    for form in forms:  # longest first: one secret may contain another
+        if form in text:
+            text = text.replace(form, "[redacted]")
     for pattern, replacement in _CREDENTIAL_SHAPES:
         text = pattern.sub(replacement, text)
     return text

@@ -2,12 +2,24 @@
 
 A config file names where a secret lives, never the secret itself. The value is read when a
 connector needs it and is never part of a ``repr``, a log line or an error message.
+
+``cred:NAME`` is the file ``$CREDENTIALS_DIRECTORY/NAME`` that systemd's ``LoadCredential=``
+hands the unit. An admin command run outside the unit (``sudo syncd status``) has no such
+variable: it reads ``NAME`` from the config's ``[secrets] credentials_directory`` instead
+(default /etc/syncd/credentials, where the unit's ``LoadCredential=`` lines load them from).
+
+:func:`masked` takes secret values out of a text (logs, stored errors): every form a value
+may show in (a line of it, its escaped form), never one so short it would mask ordinary text.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +35,50 @@ SCHEMES = ("env", "file", "cred")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CRED_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*")
 FORMS = "'env:NAME', 'file:/absolute/path' or 'cred:NAME'"
+DEFAULT_CREDENTIALS_DIRECTORY = Path("/etc/syncd/credentials")
+# The [secrets] credentials_directory of the config being read: each Secret made meanwhile
+# keeps it (see credentials_fallback), so a reveal much later reads from the same place.
+_FALLBACK: ContextVar[Path | None] = ContextVar("syncd_credentials_fallback", default=None)
+# Shorter values are not masked as substrings: "a" would blank every "a" of a line, and a
+# short value is a guessable one anyway (config warns: syncd.logs.protect_settings).
+MIN_MASKED = 8
+
+
+@contextmanager
+def credentials_fallback(directory: Path | None) -> Iterator[None]:
+    """While validating a config: where its ``cred:`` references are read from when
+    ``$CREDENTIALS_DIRECTORY`` is not set (an admin command outside the unit)."""
+    token = _FALLBACK.set(directory)
+    try:
+        yield
+    finally:
+        _FALLBACK.reset(token)
+
+
+def mask_forms(value: str) -> set[str]:
+    """What to look for to take ``value`` out of a text: the value, its escaped forms (an
+    error message may quote it with repr or JSON: ``\\n`` for a line break) and each of its
+    lines, for a text that breaks it where the value breaks. Forms under MIN_MASKED drop."""
+    forms = {value, value.encode("unicode_escape").decode("ascii"), json.dumps(value)[1:-1]}
+    forms.update(re.split(r"[\r\n]+", value))
+    return {f for f in forms if len(f) >= MIN_MASKED}
+
+
+def masked(text: str, values: Iterable[str], replacement: str = "[redacted]") -> str:
+    """``text`` with every form of each secret value (:func:`mask_forms`) replaced."""
+    forms: set[str] = set()
+    for value in values:
+        forms |= mask_forms(value)
+    for form in sorted(forms, key=len, reverse=True):  # longest first: one may hold another
+        if form in text:
+            text = text.replace(form, replacement)
+    return text
 
 
 class Secret:
     """A resolved-on-demand secret. ``str()`` and ``repr()`` show only where it comes from."""
 
-    __slots__ = ("_ref",)
+    __slots__ = ("_fallback", "_ref")
 
     def __init__(self, ref: str) -> None:
         # Messages never quote ``ref``: a value that is not a reference is likely the secret.
@@ -46,6 +96,7 @@ class Secret:
             # silently mean something other than what the author saw in their shell.
             raise ValueError("file: must be followed by an absolute path ('file:/etc/syncd/…')")
         self._ref = ref
+        self._fallback = _FALLBACK.get()
 
     @property
     def ref(self) -> str:
@@ -67,13 +118,22 @@ class Secret:
             value = _read(Path(rest), what)
         else:
             creds = os.environ.get("CREDENTIALS_DIRECTORY")
-            if not creds:
+            if creds:
+                what = f"systemd credential {rest}"
+                value = _read(Path(creds) / rest, what)
+            elif self._fallback is not None:
+                # Outside the unit: the same file LoadCredential= loads (readable by root).
+                path = self._fallback / rest
+                what = (
+                    f"systemd credential {rest} ($CREDENTIALS_DIRECTORY is not set: outside "
+                    f"the unit it is read from {path}, [secrets] credentials_directory)"
+                )
+                value = _read(path, what)
+            else:
                 raise ValueError(
                     f"systemd credential {rest} requested but $CREDENTIALS_DIRECTORY is not set "
                     "(cred: works under systemd with LoadCredential=; elsewhere use env: or file:)"
                 )
-            what = f"systemd credential {rest}"
-            value = _read(Path(creds) / rest, what)
         value = value.strip()
         if not value:
             raise ValueError(f"{what} is empty")

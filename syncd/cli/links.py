@@ -15,12 +15,12 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 import connectors
 from syncd import review
 from syncd.cli.base import cli, state, user_errors
+from syncd.cli.text import literal, printable
 from syncd.config import Settings
 from syncd.connector import Crm
 from syncd.errors import UserError
@@ -58,7 +58,8 @@ def decided_json(d: review.Decided) -> dict[str, Any]:
 
 
 def say_linked(d: review.Decided, author: str) -> None:
-    click.echo(f"linked {author} → {record(d.candidate.ref)}")
+    # Names come from the network and the CRM: no terminal controls or bidi overrides.
+    click.echo(printable(f"linked {author} → {record(d.candidate.ref)}"))
     if d.held:
         click.echo(
             f"{d.held} held interaction(s) go to the CRM on the writer's next round, oldest first"
@@ -117,11 +118,11 @@ def list_(ctx: click.Context, queue: bool, limit: int, as_json: bool) -> None:
         for i in made:
             table.add_row(
                 str(i.identity_id),
-                escape(who(i.key, i.display_name)),
-                escape(record(i.link.ref)),
+                literal(who(i.key, i.display_name)),
+                literal(record(i.link.ref)),
                 i.link.matcher,
                 f"{i.link.score:.2f}",
-                i.created_by,
+                literal(i.created_by),
                 i.created_at.strftime("%Y-%m-%d %H:%M"),
             )
         Console().print(table)
@@ -147,12 +148,12 @@ def _print_queue(waiting: list[authors.Review], total: int, as_json: bool) -> No
     table = Table("#", "author", "candidate", "CRM record", "score", "matcher")
     for r in waiting:
         for n, (cid, c) in enumerate(r.candidates):
-            author = escape(who(r.key, r.display_name)) if n == 0 else ""
+            author = literal(who(r.key, r.display_name)) if n == 0 else ""
             table.add_row(
                 str(r.identity_id) if n == 0 else "",
                 author,
                 str(cid),
-                escape(record(c.ref)),
+                literal(record(c.ref)),
                 f"{c.score:.2f}",
                 c.matcher,
             )
@@ -201,11 +202,11 @@ def show(ctx: click.Context, author: str, as_json: bool) -> None:
     if current:
         link = current[0]
         console.print(
-            f"[bold]linked[/] to {escape(record(link.link.ref))} by {escape(link.created_by)} "
+            f"[bold]linked[/] to {literal(record(link.link.ref))} by {literal(link.created_by)} "
             f"({link.link.matcher}, {link.link.score:.2f})"
         )
         for reason in link.link.reasons:
-            console.print(f"  · {escape(reason)}")
+            console.print(f"  · {literal(reason)}")
     else:
         console.print("[bold]not linked[/]")
     if open_:
@@ -216,33 +217,33 @@ def show(ctx: click.Context, author: str, as_json: bool) -> None:
             what = f"{e['crm_object']} {e['crm_id']}" if e["crm_id"] else ""
             note = f" ({e['note']})" if e["note"] else ""
             console.print(
-                f"  {e['at']:%Y-%m-%d %H:%M} {e['action']:<7} {escape(what)} "
-                f"by {escape(e['actor'])}{escape(note)}"
+                f"  {e['at']:%Y-%m-%d %H:%M} {e['action']:<7} {literal(what)} "
+                f"by {literal(e['actor'])}{literal(note)}"
             )
 
 
 def print_author(console: Console, a: authors.Author, linked: bool = False) -> None:
     p = a.profile
-    name = escape(who(p.key, p.display_name))
+    name = literal(who(p.key, p.display_name))
     console.print(f"[bold]{name}[/]  {p.key.network} user {p.key.user_id}")
     if p.past_handles:
-        console.print(f"  formerly {escape(', '.join('@' + h for h in p.past_handles))}")
+        console.print(f"  formerly {literal(', '.join('@' + h for h in p.past_handles))}")
     for label, value in (("bio", p.description), ("location", p.location), ("url", p.url)):
         if value:
-            console.print(f"  {label}: {escape(value)}")
+            console.print(f"  {label}: {literal(value)}")
     waiting = "waiting for the writer" if linked else "held until linked"
     console.print(f"  {a.held} interaction(s) {waiting}")
     for post in a.posts:
         text = " ".join(post.text.split())
         text = text if len(text) <= 140 else text[:139] + "…"
-        console.print(f"  {post.created_at:%Y-%m-%d %H:%M} {post.direction}: {escape(text)}")
+        console.print(f"  {post.created_at:%Y-%m-%d %H:%M} {post.direction}: {literal(text)}")
 
 
 def print_candidates(console: Console, rows: list[tuple[str, Candidate]], label: str) -> None:
     table = Table(label, "CRM record", "score", "matcher", "reasons")
     for key, c in rows:
         table.add_row(
-            key, escape(record(c.ref)), f"{c.score:.2f}", c.matcher, escape("; ".join(c.reasons))
+            key, literal(record(c.ref)), f"{c.score:.2f}", c.matcher, literal("; ".join(c.reasons))
         )
     console.print(table)
 
@@ -251,7 +252,7 @@ def print_people(console: Console, people: list[PersonRecord]) -> None:
     table = Table("pick", "CRM record", "e-mail", "phone", "company", "city")
     for n, p in enumerate(people, 1):
         facts = (p.email, p.phone, p.company, p.city)
-        table.add_row(str(n), escape(record(p.ref)), *(escape(f or "") for f in facts))
+        table.add_row(str(n), literal(record(p.ref)), *(literal(f or "") for f in facts))
     console.print(table)
 
 
@@ -358,6 +359,6 @@ def remove(
     if as_json:
         _json({"identity": i, "removed": candidate_json(gone), "rejected": not allow_relink})
         return
-    click.echo(f"unlinked {author} from {record(gone.ref)}")
+    click.echo(printable(f"unlinked {author} from {record(gone.ref)}"))
     if not allow_relink:
         click.echo("the resolver will not link that record to this author again")

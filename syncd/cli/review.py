@@ -25,6 +25,7 @@ from syncd.cli.links import (
     record,
     who,
 )
+from syncd.cli.text import literal
 from syncd.config import Settings
 from syncd.connector import Crm
 from syncd.errors import UserError
@@ -55,7 +56,7 @@ class _Session:
                 shown = authors.author(conn, self.crm_name, r.identity_id)
             if shown is None:
                 return True  # forgotten meanwhile
-            self.console.rule(position)
+            self.console.rule(literal(position))
             print_author(self.console, shown)
             rows = [(str(n), c) for n, (_, c) in enumerate(open_, 1)]
             if rows:
@@ -75,7 +76,7 @@ class _Session:
                 return True
             pick = answer[1:] if answer.startswith("r") else answer
             if not pick.isdigit() or not 1 <= int(pick) <= len(open_):
-                self.console.print(f"[red]not a choice:[/] {answer!r}")
+                self.console.print(f"[red]not a choice:[/] {literal(repr(answer))}")
                 continue
             cid, c = open_[int(pick) - 1]
             if answer.startswith("r"):
@@ -91,7 +92,9 @@ class _Session:
         with self.db.transaction() as conn:
             done = review.accept(conn, self.crm_name, cid, review.actor(), _now(), None)
         self.counts["accepted"] += 1
-        self.console.print(f"[green]linked[/] to {record(c.ref)}; {done.held} held to write")
+        self.console.print(
+            f"[green]linked[/] to {literal(record(c.ref))}; {done.held} held to write"
+        )
 
     def reject(self, identity_id: int, ids: list[int]) -> None:
         with self.db.transaction() as conn:
@@ -104,10 +107,10 @@ class _Session:
         try:
             found = review.search(self.crm(), text)
         except UserError as exc:
-            self.console.print(f"[red]{exc}[/]")
+            self.console.print(f"[red]{literal(str(exc))}[/]")
             return False
         if not found:
-            self.console.print(f"nobody in the CRM matches {text!r}")
+            self.console.print(f"nobody in the CRM matches {literal(repr(text))}")
             return False
         print_people(self.console, found)
         answer = click.prompt(f"link to 1-{len(found)}, or b back", default="b").strip()
@@ -125,7 +128,9 @@ class _Session:
                 f"found by searching {text!r}",
             )
         self.counts["linked by hand"] += 1
-        self.console.print(f"[green]linked[/] to {record(person.ref)}; {done.held} held to write")
+        self.console.print(
+            f"[green]linked[/] to {literal(record(person.ref))}; {done.held} held to write"
+        )
         return True
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from syncd.logs import redact
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -44,6 +46,18 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class RedactedText(TypeDecorator[str]):
+    """Text from outside (an API's error, a refusal's reason) stored with the configured
+    secrets and credential-shaped text taken out, as log lines are (:func:`syncd.logs.redact`):
+    ``syncd status`` shows what is stored."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else redact(value)
 
 
 metadata = MetaData(
@@ -207,7 +221,7 @@ cursors = Table(
     Column("walk_oldest_id", String(64)),
     Column("last_success_at", UtcDateTime()),
     Column("last_attempt_at", UtcDateTime()),
-    Column("last_error", Text),
+    Column("last_error", RedactedText),
     Column("updated_at", UtcDateTime(), nullable=False),
     # Answers in a row that could not be read at all (a body that does not parse): the
     # stream is parked at a bound instead of being asked again forever. 0 after any page.
@@ -232,7 +246,7 @@ deliveries = Table(
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("last_error_code", String(100)),
-    Column("last_error", Text),
+    Column("last_error", RedactedText),
     Column("crm_record_id", String(64)),
     Column("next_attempt_at", UtcDateTime()),
     Column("created_at", UtcDateTime(), nullable=False),
@@ -254,7 +268,7 @@ quarantine = Table(
     Column("source", String(100), nullable=False),
     Column("network", String(32), nullable=False),
     Column("item_id", String(64)),
-    Column("reason", Text, nullable=False),
+    Column("reason", RedactedText, nullable=False),
     Column("raw", JSON, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     # A bad item read again (a replayed page, a backfill) is looked up here before insert.
@@ -268,7 +282,7 @@ parked = Table(
     "parked",
     metadata,
     Column("name", String(200), primary_key=True),  # "source:handle[:stream]" or "crm"
-    Column("reason", Text, nullable=False),
+    Column("reason", RedactedText, nullable=False),
     Column("failures", Integer, nullable=False),
     Column("parked_at", UtcDateTime(), nullable=False),
     # auth: credentials refused (an account, the CRM); unreadable: one stream's answers
@@ -340,7 +354,7 @@ backfills = Table(
     Column("read", Integer, nullable=False, server_default="0"),  # posts the API returned
     Column("new", Integer, nullable=False, server_default="0"),  # of them, not stored before
     Column("requests", Integer, nullable=False, server_default="0"),
-    Column("error", Text),
+    Column("error", RedactedText),
     Column("lease_owner", String(200)),  # "host:pid" of the process working it
     Column("lease_until", UtcDateTime()),
     Column("created_at", UtcDateTime(), nullable=False),
@@ -360,7 +374,7 @@ post_checks = Table(
     Column("deleted_at", UtcDateTime()),
     Column("acted_at", UtcDateTime()),
     Column("action", String(16)),  # delete, mark
-    Column("error", Text),  # the CRM's last refusal, until the action succeeds
+    Column("error", RedactedText),  # the CRM's last refusal, until the action succeeds
     Index("ix_post_checks_deleted", "deleted_at", "acted_at"),
 )
 
@@ -380,7 +394,7 @@ gaps = Table(
     Column("until_id", String(64), nullable=False),
     Column("walk_seen", Integer, nullable=False),  # posts the cut walk returned
     Column("state", String(16), nullable=False),  # open closing closed unclosable
-    Column("reason", Text),
+    Column("reason", RedactedText),
     Column("backfill_id", Id),
     Column("recovered", Integer, nullable=False, server_default="0"),  # posts not stored before
     Column("reported_at", UtcDateTime()),
@@ -425,7 +439,7 @@ source_budgets = Table(
     Column("project_day", Date),
     Column("project_day_posts", BigInteger),
     Column("capped_until", UtcDateTime()),
-    Column("capped_reason", Text),
+    Column("capped_reason", RedactedText),
     Column("alert_level", Integer, nullable=False, server_default="0"),
     Column("alerted_at", UtcDateTime()),
     Column("updated_at", UtcDateTime(), nullable=False),

@@ -1,6 +1,7 @@
 """``syncd run``: the scheduler, its jobs, signals and systemd notification.
 
-One APScheduler job per source × account × stream, plus the resolver and the writer. A job's
+One APScheduler job per source × account × stream, plus the resolver, the writer and the CRM
+change check (the resolver asks the CRM which people changed only when it says so). A job's
 failure is classified by what to do next (see syncd.errors): a rate limit moves that job's next
 run to the reset time, an auth failure parks the account after three in a row, anything else
 transient waits for the next interval. Each failure is logged when it starts and again when

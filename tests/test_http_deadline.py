@@ -13,7 +13,6 @@ import ipaddress
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest

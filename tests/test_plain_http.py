@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 from click.testing import CliRunner
-from test_config_errors import BASE, Case, check, edit
+from test_config_errors import Case, check, edit
 
 from connectors._http import PlainHttpRefused, RewritingAdapter, mount
 from connectors.x import XSource
@@ -53,7 +53,7 @@ def test_require_tls_names_the_host_never_the_rest() -> None:
     assert require_tls("https://login.salesforce.com") == "https://login.salesforce.com"
     assert require_tls("http://127.0.0.1:9") == "http://127.0.0.1:9"
     assert require_tls("http://[::1]:8080/x") == "http://[::1]:8080/x"
-    with pytest.raises(ValueError, match="unencrypted to proxy.example: use https://") as err:
+    with pytest.raises(ValueError, match=r"unencrypted to proxy\.example: use https://") as err:
         require_tls("HTTP://user:hunter2@proxy.example/x")
     assert "hunter2" not in str(err.value)
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from syncd.logs import redact
-
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -25,6 +23,8 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
+
+from syncd.logs import redact
 
 
 class UtcDateTime(TypeDecorator[datetime]):

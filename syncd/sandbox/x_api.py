@@ -10,8 +10,10 @@ search and counts (:mod:`.x_search`) reach past those horizons; full archive nee
 (``full_archive``, else X's 403) and allows one request per second besides its 15-minute window.
 
 Rate limits are configured per group (``RATE_LIMIT_DEFAULTS`` keys); every endpoint of a group
-counts separately, as on X. Faults (:mod:`.faults`) add ``rate_limit`` to the common kinds;
-the endpoint names are :data:`ENDPOINTS`.
+counts separately, as on X. ``limits_lifted`` turns every limit that answers 429 off (windows,
+full archive's per-second limit, the project cap), for benchmarks measuring syncd, not X.
+Faults (:mod:`.faults`) add ``rate_limit`` to the common kinds; the endpoint names are
+:data:`ENDPOINTS`.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ RATE_LIMIT_DEFAULTS: dict[str, int] = {
     "usage": 50,
 }
 RATE_LIMIT_WINDOW = timedelta(minutes=15)
+# Requests per window every endpoint allows once limits are lifted: no run reaches it.
+LIFTED_LIMIT = 10**9
 # Route pattern -> the endpoint name faults and request hooks match on.
 ENDPOINTS: dict[str, str] = {
     "/2/users/by/username/{username}": "user_by_username",
@@ -113,6 +117,7 @@ class XSandbox(SandboxServer):
         project_cap: int = 2_000_000,
         cap_reset_day: int = 1,
         cap_status: int = 429,
+        limits_lifted: bool = False,
     ) -> None:
         unknown = set(rate_limits or {}) - set(RATE_LIMIT_DEFAULTS)
         if unknown:
@@ -139,6 +144,10 @@ class XSandbox(SandboxServer):
         self.project_cap = project_cap
         self.cap_reset_day = cap_reset_day
         self.cap_status = cap_status
+        # A benchmark measuring syncd, not X: no 15-minute window, per-second limit or cap
+        # answers 429, whatever the other arguments say (faults still do, when injected).
+        self.limits_lifted = limits_lifted
+        self.refused = 0  # requests a rate limit or the cap answered (injected faults aside)
         # (token, endpoint) -> [window end (epoch s), requests used in the window]
         self._windows: dict[tuple[str, str], tuple[int, int]] = {}
         self._seconds = xs.PerSecond()
@@ -212,6 +221,10 @@ class XSandbox(SandboxServer):
                 author_id, text, in_reply_to=in_reply_to, created_at=created_at, post_id=post_id
             )
             return post.as_dict()
+
+    def add_retweet(self, user_id: str, post_id: str) -> JsonObject:
+        with self.lock:
+            return self.store.add_retweet(user_id, post_id).as_dict()
 
     def delete_post(self, post_id: str) -> None:
         with self.lock:
@@ -298,14 +311,17 @@ class XSandbox(SandboxServer):
             if name in FULL_ARCHIVE and not self.full_archive:
                 return Response.json(xr.client_forbidden(self.dialect), 403, _JSON)
             with self.lock:
-                per_second = self.full_archive_per_second if name == "search_all" else None
+                archive = name == "search_all" and not self.limits_lifted
+                per_second = self.full_archive_per_second if archive else None
                 key, now = (caller.rate_key, endpoint), self.clock()
                 allowed, headers = self._seconds.take(key, now, per_second)
                 if allowed:
                     allowed, headers = self._take(caller.rate_key, endpoint, group)
                 if not allowed:
+                    self.refused += 1
                     return Response.json(xr.TOO_MANY_REQUESTS, 429, {**_JSON, **headers})
-                if name not in UNBILLED_ENDPOINTS and self._capped(now):
+                if name not in UNBILLED_ENDPOINTS and not self.limits_lifted and self._capped(now):
+                    self.refused += 1
                     return Response.json(xc.USAGE_CAPPED, self.cap_status, {**_JSON, **headers})
                 try:
                     self._caller.principal = caller
@@ -328,7 +344,7 @@ class XSandbox(SandboxServer):
         reset, used = self._windows.get((token, endpoint), (0, 0))
         if now >= reset:
             reset, used = math.ceil(now + RATE_LIMIT_WINDOW.total_seconds()), 0
-        limit = self.rate_limits[group]
+        limit = LIFTED_LIMIT if self.limits_lifted else self.rate_limits[group]
         allowed = used < limit
         used += 1 if allowed else 0
         self._windows[(token, endpoint)] = (reset, used)
@@ -445,6 +461,7 @@ class XSandbox(SandboxServer):
             start=p.start,
             end=p.end,
             skip_replies=p.skip_replies,
+            skip_retweets=p.skip_retweets,
         )
         r.expand(page)
         meta: JsonObject = {"result_count": len(page)}

@@ -14,7 +14,15 @@ with SIGKILL at random moments of four kinds, and restarted each time:
 With ``--fault-rate`` a fraction of all API calls also fail (5xx, stalls past the client
 timeout, dropped connections, malformed JSON, 429s, expired sessions, row locks). At the end it
 counts Salesforce Tasks per interaction and prints kills, faults, lost, duplicated and the
-seconds the last child took to converge. Exit status 0 only if lost and duplicated are 0.
+seconds the last child took to converge.
+
+What it asserts (exit status 0 only if all hold): the source's ``start`` is the moment before
+the player's first post, so every post played is after it; each one (mention or brand reply)
+reached Salesforce as exactly one Task (lost 0, duplicated 0), and no Task stands for anything
+else (unexpected 0). The first child may start seconds after the first posts (a loaded machine
+starts Python slowly, and kills come early), and posts arrive faster than X's 800-mention
+horizon allows a late or interrupted walk to reach: what such a walk could not reach is a gap,
+recovered by search, which the report counts beside the walks the X stand-in cut.
 
     python bench/chaos.py                      # 5,000 interactions, 50 kills, 0 % and 20 %
     python bench/chaos.py --interactions 300 --kills 10 --fault-rate 0.2 --json
@@ -45,7 +53,7 @@ from syncd.sandbox.salesforce_api import SalesforceSandbox
 from syncd.sandbox.seed import BRAND_HANDLES, World, next_post, seed
 from syncd.sandbox.x_api import XSandbox
 from syncd.state.db import Database
-from syncd.state.tables import cursors, deliveries
+from syncd.state.tables import cursors, deliveries, gaps, interactions
 
 CONFIG = """
 [state]
@@ -74,6 +82,8 @@ api_base_url = "{x_url}"
 accounts = {accounts}
 interval = "1s"
 timeout = "{timeout}s"
+# The moment before the first post is played: each stream's first walk reads back to it.
+start = "{start}"
 
 [crm]
 type = "salesforce"
@@ -123,6 +133,10 @@ class Report:
     total_seconds: float = 0.0
     tracebacks: int = 0
     horizon_cuts: int = 0  # walks X cut at its 800-mention horizon (issue 8's gap recovery)
+    gaps: int = 0  # gaps syncd recorded (a cut walk, or one that may have been)
+    gaps_closed: int = 0
+    recovered: int = 0  # posts gap searches found that no walk had read
+    first_poll_after: float = 0.0  # seconds from the first post to the first page stored
     lost_by_kind: dict[str, int] = field(default_factory=dict)  # mention / reply
     lost_sample: list[str] = field(default_factory=list)
 
@@ -232,6 +246,16 @@ def _settled(db: Database, since: datetime) -> bool:
     return unwritten == 0 and stored > 0 and walked is not None and walked > since
 
 
+def _gaps(db: Database) -> tuple[int, int, int, datetime | None]:
+    """Gaps recorded, closed, the posts their searches recovered; when the first page of a
+    live walk was stored."""
+    with db.connect() as conn:
+        rows = conn.execute(select(gaps.c.state, gaps.c.recovered)).all()
+        first = conn.execute(select(func.min(interactions.c.fetched_at))).scalar_one()
+    closed = [r for r in rows if r.state == "closed"]
+    return len(rows), len(closed), sum(r.recovered for r in closed), first
+
+
 def _faults(
     server: XSandbox | SalesforceSandbox, menu: list[tuple[str, dict[str, Any]]], total_rate: float
 ) -> None:
@@ -279,6 +303,8 @@ def run(
             CHAOS_SF_TOKEN="sandbox-token",
         )
         config = workdir / "config.toml"
+        # Posts are played from the next instant on, and each has a later id than this start.
+        start = datetime.now(UTC)
         config.write_text(
             CONFIG.format(
                 state_url=state_url or f"sqlite:///{workdir / 'state.db'}",
@@ -286,6 +312,7 @@ def run(
                 sf_url=sf.url,
                 accounts=json.dumps(list(BRAND_HANDLES)),
                 timeout=CLIENT_TIMEOUT,
+                start=start.isoformat(timespec="milliseconds"),
             )
         )
         log = workdir / "syncd.log"
@@ -328,6 +355,8 @@ def run(
             if expected <= got and _settled(db, born):
                 break
             time.sleep(0.25)
+        report.gaps, report.gaps_closed, report.recovered, first = _gaps(db)
+        report.first_poll_after = round((first - start).total_seconds(), 1) if first else -1.0
         db.dispose()
         report.converge_seconds = round(time.monotonic() - t0, 1)
         if (code := last.terminate()) != 0:
@@ -413,8 +442,16 @@ def _print(r: Report, workdir: Path) -> None:
     print(f"  seconds to converge {r.converge_seconds} (after the last kill)")
     print(f"  total seconds      {r.total_seconds}")
     print(f"  tracebacks in log  {r.tracebacks}   log: {workdir / 'syncd.log'}")
-    if r.horizon_cuts:
-        print(f"  walks cut at X's mention horizon: {r.horizon_cuts} (posts beyond it are lost)")
+    print(f"  first page stored  {r.first_poll_after} s after the first post (start)")
+    print(
+        f"  horizon            {r.horizon_cuts} walk(s) cut by the X stand-in; {r.gaps} gap(s) "
+        f"recorded, {r.gaps_closed} closed, {r.recovered} post(s) recovered by search"
+    )
+    verdict = "holds" if r.ok else "FAILS"
+    print(
+        f"  asserted: every one of the {r.interactions} posts played after start reached "
+        f"Salesforce as exactly one Task, and no other Task exists: {verdict}"
+    )
 
 
 if __name__ == "__main__":

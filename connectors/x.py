@@ -10,6 +10,7 @@ errors are classified (:func:`_classify`) and the pipeline decides.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +25,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from connectors._http import RewritingAdapter, mount
 from connectors.x_auth import OAuth1UserAuth, OAuth2UserAuth, OwnedReads, UserAuth, check_user_auth
 from connectors.x_authors import RecentProfiles, complete
-from connectors.x_backfill import SearchAccess, XBackfill
+from connectors.x_backfill import _SNOWFLAKE_EPOCH_MS, SearchAccess, XBackfill
 from connectors.x_fields import EXPANSIONS, TWEET_FIELDS, USER_FIELDS
 from connectors.x_parse import NETWORK, clip, is_x_id, parse_lookup, parse_page, reset_at
 from connectors.x_usage import XUsage, cap_resume
@@ -35,6 +36,8 @@ from syncd.connector import (
     DurationOrZero,
     KnownAuthors,
     SourceSettings,
+    parse_start,
+    start_moment,
 )
 from syncd.errors import (
     AuthError,
@@ -51,7 +54,7 @@ from syncd.secrets import SecretRef, masked
 from syncd.urls import require_tls
 
 if TYPE_CHECKING:
-    from syncd.connector import Backfiller, Source
+    from syncd.connector import Backfiller, Source, Starting
 
 __all__ = [
     "EXPANSIONS",
@@ -149,8 +152,10 @@ class XSource(XBackfill, XUsage):
         price_per_post: float = 0.005,
         full_archive_interval: float = 1.0,
         user_auth: Mapping[str, OAuth1UserAuth | OAuth2UserAuth] | None = None,
+        start: str = "now",
     ) -> None:
         self.api_base_url = api_base_url
+        self.start = parse_start(start)
         self.page_size = page_size
         self.search_access = search_access
         self.price_per_post = price_per_post
@@ -181,7 +186,16 @@ class XSource(XBackfill, XUsage):
             price_per_post=settings.price_per_post,
             full_archive_interval=settings.full_archive_interval,
             user_auth=settings.user_auth,
+            start=settings.start,
         )
+
+    def start_after(self, now: datetime) -> str:
+        """The id below every post made at or after ``start`` (X's ids are snowflakes: the
+        time is in the id), for a first walk's since_id: the walk is then an ordinary walk
+        after a since_id, and one cut at the horizon is a gap back to ``start``."""
+        ms = math.floor(start_moment(self.start, now).timestamp() * 1000) - _SNOWFLAKE_EPOCH_MS
+        # Before X's ids began (2010-11-04), every id is later.
+        return str(max((ms << 22) - 1, 0))
 
     def resolve_accounts(self, handles: Sequence[str]) -> dict[str, Account]:
         names = {h: h.strip().removeprefix("@") for h in handles}
@@ -214,11 +228,10 @@ class XSource(XBackfill, XUsage):
             "tweet_fields": TWEET_FIELDS,
             **self.expanded(known),
         }
-        if stream is Stream.MENTIONS:
-            method = "get_users_mentions"
-        else:
-            method = "get_users_tweets"
-            params["exclude"] = ["retweets"]  # billed per post read, and never history
+        # The replies stream reads the brand's retweets too, though never history (and billed
+        # per post read): they count toward the timeline's 3,200-post reach, and excluded, a
+        # walk the reach cut would show too few posts to be noticed (syncd.state.horizon).
+        method = "get_users_mentions" if stream is Stream.MENTIONS else "get_users_tweets"
 
         def read(client: Any, user_auth: bool) -> tuple[Any, Mapping[str, str]]:
             return self._call(getattr(client, method), user_auth=user_auth, **params)
@@ -347,6 +360,7 @@ class XSource(XBackfill, XUsage):
 if TYPE_CHECKING:
     _: type[Source] = XSource
     _b: type[Backfiller] = XSource
+    _s: type[Starting] = XSource
 
 
 def _classify(exc: Exception) -> SyncdError:

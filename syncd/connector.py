@@ -10,7 +10,7 @@ import math
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
 from typing import Annotated, Any, ClassVar, Protocol, Self, runtime_checkable
 
@@ -126,6 +126,50 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 # A duration where zero is meaningful ("no jitter"), so only negatives are refused.
 DurationOrZero = Annotated[float, BeforeValidator(partial(parse_duration, allow_zero=True))]
 
+START_FORMS = (
+    "'now', a duration before the first start ('7d', '12h'), or a UTC date or time in "
+    "quotes ('2026-11-01', '2026-11-01T08:00:00Z')"
+)
+
+
+def parse_start(value: Any) -> str:
+    """A source's ``start`` checked, kept as written: it is resolved against the moment of
+    each stream's first walk (:func:`start_moment`), which the config cannot know."""
+    if not isinstance(value, str):
+        raise ValueError(f"must be text, not {toml_kind(value)}: use {START_FORMS}")
+    text = value.strip()
+    if text.lower() == "now":
+        return "now"
+    if _start_time(text) is not None:
+        return text
+    try:
+        parse_duration(text, allow_zero=True)
+    except ValueError:
+        raise ValueError(f"{_clip(value)!r} is not a start: use {START_FORMS}") from None
+    return text
+
+
+def start_moment(start: str, now: datetime) -> datetime:
+    """The moment a checked ``start`` names, for a first walk made at ``now``."""
+    if start == "now":
+        return now
+    moment = _start_time(start)
+    if moment is not None:
+        return moment
+    return now - timedelta(seconds=parse_duration(start, allow_zero=True))
+
+
+def _start_time(text: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    # A date or time without an offset is UTC, as everywhere in syncd's settings.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+Start = Annotated[str, BeforeValidator(parse_start)]
+
 
 class SourceSettings(ConnectorSettings):
     """Keys every source has, whatever its network."""
@@ -133,6 +177,9 @@ class SourceSettings(ConnectorSettings):
     accounts: list[str] = Field(min_length=1)
     streams: list[Stream] = Field(default=[Stream.MENTIONS, Stream.REPLIES], min_length=1)
     interval: Duration = 60.0
+    # How far back a stream's first walk reads (see Starting): posts made before are left to
+    # `syncd backfill`; ones made after are read, through a gap search if the walk is cut.
+    start: Start = "now"
 
     @field_validator("accounts")
     @classmethod
@@ -242,6 +289,18 @@ class GapCloser(Protocol):
     ) -> GapPlan:
         """The segments that read the gap with the configured access, or why none can.
         No network call."""
+        ...
+
+
+@runtime_checkable
+class Starting(Protocol):
+    """A source whose streams' first walk reads back to the configured ``start`` and no
+    further (optional: a source without it reads, on a first walk, whatever its timelines
+    hold, and a first walk cut at their horizon goes unnoticed)."""
+
+    def start_after(self, now: datetime) -> str:
+        """The since_id a stream's first walk, made at ``now``, starts after: every post made
+        at or after the configured ``start`` has a larger id. No network call."""
         ...
 
 

@@ -53,6 +53,7 @@ api_base_url = "{x_url}"
 accounts = {accounts}
 streams = ["mentions", "replies"]
 interval = "1s"
+start = "1m"  # the player starts a moment before the daemon's first poll
 
 [crm]
 type = "salesforce"

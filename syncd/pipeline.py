@@ -75,6 +75,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _counted(attempts: list[int], call: Callable[[], T]) -> T:
+    attempts[0] += 1
+    return call()
+
+
 @dataclass(frozen=True)
 class PipelineSettings:
     retries: int = 3  # extra attempts for a transient failure of an idempotent call
@@ -220,13 +225,18 @@ class Pipeline:
             )
         known = self.known_authors(source.network)
         restarted = False
+        # A walk that went on from an earlier poll's token, or whose page needed a retry,
+        # paused while posts kept arriving: its end is judged a suspected gap (horizon).
+        stalled = cursor.in_walk
+        attempts = [0]
         # Tokens this walk followed: one coming back would read the same pages again, billed,
         # for as long as the API (or a proxy) keeps sending it.
         followed = {cursor.pagination_token} - {None}
         while True:
             fetch = partial(self._fetch, source_name, source, account, stream, cursor, known)
+            attempts[0] = 0
             try:
-                page = self.retrying(fetch)
+                page = self.retrying(partial(_counted, attempts, fetch))
             except ExternalError as exc:
                 # A stored pagination token can expire; start the walk again from since_id.
                 if exc.status == 400 and cursor.in_walk and not restarted:
@@ -244,6 +254,7 @@ class Pipeline:
                     stalled = False  # the walk starts again from since_id, all of it in reach
                     continue
                 raise
+            stalled = stalled or (attempts[0] > 1 and cursor.in_walk)  # not before page one
             token = page.next_cursor.pagination_token
             if token is not None and token in followed:
                 self._loop(source_name, source, account, stream, page, brand_ids, result)
@@ -264,6 +275,7 @@ class Pipeline:
                     crms=[self.crm_name],
                     brand_ids=brand_ids,
                     now=self.clock(),
+                    stalled=stalled,
                 )
                 usage.count(conn, source_name, source.network, page.reads, self.clock())
                 walks.page_stored(conn, source_name, account.handle, stream, stopped)

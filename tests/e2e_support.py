@@ -42,6 +42,7 @@ api_base_url = "{x_url}"
 accounts = {accounts}
 interval = "1s"
 page_size = 20
+start = "1d"  # tests post before the first poll, some of it hours back
 
 [crm]
 type = "salesforce"

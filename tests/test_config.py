@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from syncd import config, config_problems
-from syncd.connector import parse_duration
+from syncd.connector import parse_duration, start_moment
 from syncd.errors import ConfigError
 from syncd.secrets import Secret
 
@@ -379,3 +380,42 @@ def test_messages_never_echo_secret_inputs_or_url_credentials() -> None:
         ("x.api_password", "bad value '***'"),
         ("x.url", "bad value 'https://***@h/x'"),
     ]
+
+
+# -- a source's start ----------------------------------------------------------------------------
+START_NOW = datetime(2026, 12, 6, 9, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("line", "moment"),
+    [
+        ("", START_NOW),  # "now", the default: the moment of the first walk
+        ('start = "now"', START_NOW),
+        ('start = "7d"', START_NOW - timedelta(days=7)),
+        ('start = "2026-11-01"', datetime(2026, 11, 1, tzinfo=UTC)),
+        ('start = "2026-11-01T08:00:00+02:00"', datetime(2026, 11, 1, 6, tzinfo=UTC)),
+    ],
+)
+def test_a_sources_start_names_the_moment_its_first_walk_reads_back_to(
+    env: Path, line: str, moment: datetime
+) -> None:
+    s = config.load(write(env, GOOD.replace('interval = "2m"', f'interval = "2m"\n{line}')))
+    assert start_moment(s.sources[0].start, START_NOW) == moment
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('"yesterday"', "'yesterday' is not a start: use 'now', a duration"),
+        ('"-7d"', "is not a start"),
+        ("2026-11-01", "is a TOML date/time, which no setting takes (put text in quotes)"),
+    ],
+)
+def test_a_bad_start_is_refused_with_the_forms_it_takes(
+    env: Path, value: str, message: str
+) -> None:
+    text = GOOD.replace('interval = "2m"', f'interval = "2m"\nstart = {value}')
+    with pytest.raises(ConfigError) as info:
+        config.load(write(env, text))
+    assert [p for p, _ in info.value.problems] == ["sources[0].start"]
+    assert message in info.value.problems[0][1]

@@ -1,5 +1,7 @@
 """Noticing gaps: a walk after a since_id that the timeline's horizon cut short records one,
 in the transaction of its last page, on SQLite and PostgreSQL; and how X plans to read one.
+A stream's first walk reads back to the source's ``start`` and no further, and one cut before
+it gets there is a gap back to ``start``, closed like any other.
 
 The walks here are real: tweepy against the X sandbox, whose timelines hold only their newest
 posts (small horizons keep the tests fast), stored by the pipeline's page transaction.
@@ -17,11 +19,14 @@ from sqlalchemy import select
 
 from connectors.x import XSource
 from connectors.x_backfill import RECENT_REACH, plan_gap, posted_at
+from syncd.backfill.runner import Runner
+from syncd.errors import TransientError
+from syncd.gaps import recover
 from syncd.model import Account, Page, Stream
 from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.sandbox.x_api import XSandbox
 from syncd.sandbox.x_store import snowflake
-from syncd.state import gaps
+from syncd.state import gaps, ingest
 from syncd.state.db import Database
 from syncd.state.tables import cursors, interactions
 
@@ -29,6 +34,7 @@ TOKEN = "sandbox-x-bearer"
 HORIZON = 30  # the sandbox's mentions horizon here (X's: 800), and the source told so
 REPLIES_HORIZON = 40  # the brand's own posts (X's: 3,200)
 PAGE = 10
+SECOND = timedelta(seconds=1)
 
 
 class Counting(XSource):
@@ -52,12 +58,13 @@ class Counting(XSource):
 
 
 class World:
-    def __init__(self, x: XSandbox, db: Database) -> None:
+    def __init__(self, x: XSandbox, db: Database, start: str = "1h") -> None:
         self.x, self.db = x, db
         self.brand = x.add_user("acme")["id"]
         self.fan = x.add_user("fan")["id"]
         self.account = Account("x", "acme", self.brand)
-        self.source = Counting(TOKEN, api_base_url=x.url, page_size=PAGE)
+        # Posts made in the last hour are after this start: first walks read them all.
+        self.source = Counting(TOKEN, api_base_url=x.url, page_size=PAGE, start=start)
         self.source.horizons = {Stream.MENTIONS: HORIZON, Stream.REPLIES: REPLIES_HORIZON}
         self.pipeline = self.restart()
 
@@ -66,8 +73,13 @@ class World:
         self.source.pipeline = self.pipeline
         return self.pipeline
 
-    def mentions(self, n: int) -> list[str]:
-        return [str(self.x.add_post(self.fan, f"@acme hello {i}")["id"]) for i in range(n)]
+    def mentions(self, n: int, at: datetime | None = None) -> list[str]:
+        """``n`` mentions, now or one a second from ``at`` on."""
+        times = [at + i * SECOND if at else None for i in range(n)]
+        return [
+            str(self.x.add_post(self.fan, f"@acme hello {i}", created_at=t)["id"])
+            for i, t in enumerate(times)
+        ]
 
     def poll(self, stream: Stream = Stream.MENTIONS) -> None:
         self.pipeline.poll("x", self.source, self.account, stream)
@@ -100,12 +112,73 @@ def world(db: Database) -> Iterator[World]:
             w.source.close()
 
 
-def test_a_first_walk_reads_what_the_timeline_holds_and_is_no_gap(world: World) -> None:
-    world.mentions(HORIZON * 3)
+def since_id(world: World) -> str:
+    with world.db.connect() as conn:
+        return str(conn.execute(select(cursors.c.since_id)).scalar_one())
+
+
+def test_a_first_walk_reads_back_to_start_and_one_cut_before_it_is_a_gap_back_to_start(
+    world: World,
+) -> None:
+    now = datetime.now(UTC)
+    before = world.mentions(3, at=now - timedelta(hours=3))  # before start (1 hour ago)
+    posted = world.mentions(HORIZON * 3, at=now - timedelta(minutes=30))
     world.poll()
-    assert len(world.stored()) == HORIZON  # the rest was never reachable: not a gap
-    assert world.gaps() == []
+    assert world.stored() == set(posted[-HORIZON:])  # the timeline's newest 30
+    (gap,) = world.gaps()
+    # From start (an id just below any post made at or after it) to the oldest post read.
+    assert abs(posted_at(gap.since_id) - (now - timedelta(hours=1))) < timedelta(minutes=1)
+    assert (gap.until_id, gap.walk_seen, gap.state) == (posted[-HORIZON], HORIZON, "open")
+    assert max(map(int, before)) < int(gap.since_id) < int(posted[0])
     assert world.walk() == (None, 0, None)
+
+
+def test_a_first_walk_that_met_start_is_no_gap(world: World) -> None:
+    world.mentions(3, at=datetime.now(UTC) - timedelta(hours=3))  # before start
+    posted = world.mentions(HORIZON // 2 - 1)  # more might have been cut (horizon.suspect)
+    world.poll()
+    assert world.stored() == set(posted) and world.gaps() == []
+
+
+def test_start_now_stays_the_first_start_through_a_failed_first_poll(db: Database) -> None:
+    with XSandbox(bearer_token=TOKEN, mentions_horizon=HORIZON) as x:
+        world = World(x, db, start="now")
+        try:
+            world.mentions(4)  # before the first start: deliberately not read
+            x.inject("status", endpoint="mentions", status=503, count=1)
+            with pytest.raises(TransientError):
+                world.poll()  # no page stored, but the first start is
+            first = since_id(world)
+            after = world.mentions(HORIZON + 5)  # between the first start and the first walk
+            world.poll()
+            assert since_id(world) == after[-1]
+            # The walk was cut: the five it could not reach are the gap's, back to start.
+            (gap,) = world.gaps()
+            assert (gap.since_id, gap.until_id) == (first, after[5])
+            assert world.stored() == set(after[5:])
+        finally:
+            world.source.close()
+
+
+def test_a_gap_back_to_start_closes_like_any_other(world: World) -> None:
+    now = datetime.now(UTC)
+    world.mentions(3, at=now - timedelta(hours=3))  # before start: never read
+    posted = world.mentions(HORIZON * 3, at=now - timedelta(minutes=30))
+    world.poll()
+    with world.db.transaction() as conn:
+        ingest.store_accounts(conn, "x", [world.account], now)
+    sources: Any = {"x": world.source}
+    queued = recover(world.db, sources, now)
+    (gap,) = world.gaps()
+    assert queued.queued == [gap.id] and gap.backfill_id is not None
+    runner = Runner(world.pipeline, "x", world.source, gap.backfill_id)
+    assert runner.claim()
+    while not runner.step().done:
+        pass
+    assert recover(world.db, sources, now).closed == [gap.id]
+    (gap,) = world.gaps()
+    assert (gap.state, gap.recovered) == ("closed", HORIZON * 2)
+    assert world.stored() == set(posted)  # every post after start, none before
 
 
 def test_a_walk_short_of_the_horizon_is_no_gap_and_one_past_it_is(world: World) -> None:
@@ -165,6 +238,49 @@ def test_a_walk_cut_across_a_restart_is_judged_whole(world: World) -> None:
     assert world.walk() == (None, 0, None)
 
 
+def test_a_walk_that_paused_is_a_gap_whatever_it_saw(world: World) -> None:
+    world.mentions(5)
+    world.poll()
+    posted = world.mentions(2 * PAGE)
+    world.source.stop_after = world.source.pages + 1
+    world.poll()  # one page, then a stop (a restart, a crash)
+    world.mentions(HORIZON + 5)  # while it is stopped: the rest of the walk is out of reach
+    world.restart()
+    world.poll()
+    # It saw 10 posts, far from the horizon, and the 10 before them are lost to the walk.
+    assert set(posted[:PAGE]).isdisjoint(world.stored())
+    (gap,) = world.gaps()
+    assert (gap.walk_seen, gap.until_id) == (PAGE, posted[PAGE])
+
+
+def test_a_page_retried_mid_walk_makes_it_a_suspected_gap_but_not_the_first_one(
+    db: Database,
+) -> None:
+    with XSandbox(bearer_token=TOKEN, mentions_horizon=HORIZON) as x:
+        world = World(x, db)
+        settings = PipelineSettings(retries=1, retry_max_wait=0.01)
+        world.pipeline = Pipeline(db, "sf", NoExtras(), settings)  # type: ignore[arg-type]
+        try:
+            world.mentions(5)
+            x.inject("status", endpoint="mentions", status=503, count=1)
+            world.poll()  # its first page retried: the walk had not begun
+            assert world.gaps() == []
+            world.mentions(PAGE + 2)
+            state = {"pages": 0}
+
+            def fail_second(_request: object) -> None:
+                state["pages"] += 1
+                if state["pages"] == 2:
+                    x.inject("status", endpoint="mentions", status=503, count=1)
+
+            x.on_request("mentions", fail_second)
+            world.poll()  # its second page retried: posts may have passed it meanwhile
+            (gap,) = world.gaps()
+            assert gap.walk_seen == PAGE + 2
+        finally:
+            world.source.close()
+
+
 def test_the_replies_stream_has_its_own_horizon(world: World) -> None:
     parent = world.x.add_post(world.fan, "@acme help")["id"]
     world.x.add_post(world.brand, "@fan sure", in_reply_to=parent)
@@ -178,6 +294,26 @@ def test_the_replies_stream_has_its_own_horizon(world: World) -> None:
     world.poll(Stream.REPLIES)
     (gap,) = world.gaps()
     assert (gap.stream, gap.walk_seen) == ("replies", 40)
+
+
+def test_retweets_count_toward_the_reach_of_the_brands_timeline(world: World) -> None:
+    parent = world.x.add_post(world.fan, "@acme help")["id"]
+    world.x.add_post(world.brand, "@fan sure", in_reply_to=parent)
+    world.poll(Stream.REPLIES)
+    # 50 own posts, 40 reachable: 10 replies and 40 retweets. X does not return retweets to a
+    # walk that excludes them, yet counts them toward its reach: such a walk would see 10
+    # replies, far from the horizon, and the cut would go unnoticed.
+    replies = [
+        world.x.add_post(world.brand, f"@fan answer {i}", in_reply_to=parent)["id"]
+        for i in range(10)
+    ]
+    for _ in range(40):
+        world.x.add_retweet(world.brand, parent)
+    world.poll(Stream.REPLIES)
+    (gap,) = world.gaps()
+    assert (gap.stream, gap.walk_seen) == ("replies", REPLIES_HORIZON)
+    assert set(replies).isdisjoint(world.stored())  # out of reach: the gap's to recover
+    assert int(gap.until_id) > int(replies[-1])
 
 
 def test_a_refused_page_token_starts_the_count_again(world: World) -> None:

@@ -66,6 +66,7 @@ api_base_url = "{x_url}"
 accounts = {accounts}
 interval = "1s"
 page_size = 20
+start = "1d"
 
 [crm]
 type = "salesforce"

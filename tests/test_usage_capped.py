@@ -49,6 +49,7 @@ bearer_token = "env:CAP_X_BEARER"
 api_base_url = "{x_url}"
 accounts = ["acme"]
 page_size = 5
+start = "1d"  # mentions are made before the first poll
 {budget}
 
 [crm]

@@ -158,7 +158,8 @@ class TimelineParams:
     older_than: int | None  # until_id or the pagination token's boundary, the lower one
     start: datetime | None
     end: datetime | None
-    skip_replies: bool  # the sandbox has no retweets to skip
+    skip_replies: bool
+    skip_retweets: bool
 
 
 def timeline_params(req: Request, kind: str, user_id: str) -> TimelineParams:
@@ -183,4 +184,6 @@ def timeline_params(req: Request, kind: str, user_id: str) -> TimelineParams:
     if token is not None:
         boundary = decode_token(kind, user_id, token)
         older_than = boundary if older_than is None else min(older_than, boundary)
-    return TimelineParams(limit, since, older_than, start, end, "replies" in exclude)
+    return TimelineParams(
+        limit, since, older_than, start, end, "replies" in exclude, "retweets" in exclude
+    )

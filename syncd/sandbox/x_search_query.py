@@ -11,8 +11,8 @@ Grammar (juxtaposition is AND and binds tighter than OR, as on X)::
 
 ``user`` is a handle or a numeric user id; handles are case-insensitive. ``@x`` matches posts
 whose entities mention x (x's own posts included), ``from:x`` posts by x, ``to:x`` replies to a
-post by x, ``is:reply`` replies. The sandbox has no reposts or quotes: ``is:retweet`` and
-``is:quote`` match nothing. Everything else X knows (keywords, phrases, hashtags, ``lang:``,
+post by x, ``is:reply`` replies, ``is:retweet`` retweets. The sandbox has no quotes:
+``is:quote`` matches nothing. Everything else X knows (keywords, phrases, hashtags, ``lang:``,
 ``has:``, ...) is refused with a 400, like an operator outside one's access level.
 
 X's own rules make every accepted query answerable from indexes: a query needs a positive clause
@@ -296,6 +296,8 @@ class Plan:
     def _match(self, node: Node, post: StoredPost) -> bool:
         if isinstance(node, Term):
             if node.kind == "is":
+                if node.value == "retweet":
+                    return post.retweeted is not None
                 return node.value == "reply" and post.replied_to is not None
             uid = self._uid(node)
             if uid is None:

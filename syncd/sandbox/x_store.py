@@ -95,6 +95,7 @@ class StoredPost:
     hashtags: list[JsonObject] = field(default_factory=list)
     reply_count: int = 0
     deleted: bool = False
+    retweeted: int | None = None  # a retweet (on its author's timeline only): what it reposts
 
     @property
     def mentioned_ids(self) -> set[str]:
@@ -126,6 +127,8 @@ class StoredPost:
             out["in_reply_to_user_id"] = self.in_reply_to_user_id
         if self.replied_to is not None:
             out["referenced_tweets"] = [{"type": "replied_to", "id": str(self.replied_to)}]
+        if self.retweeted is not None:
+            out["referenced_tweets"] = [{"type": "retweeted", "id": str(self.retweeted)}]
         entities: JsonObject = {}
         if self.mentions:
             entities["mentions"] = [dict(m) for m in self.mentions]
@@ -296,6 +299,31 @@ class XStore:
             insort(self._replies[parent.author_id], pid)
         return post
 
+    def add_retweet(self, user_id: str, post_id: str) -> StoredPost:
+        """``user_id`` reposts ``post_id``, now. The retweet is on its author's timeline only,
+        where it counts toward the horizon even when the request excludes retweets, as on X."""
+        original = self.post(post_id)
+        if original is None:
+            raise KeyError(f"no post {post_id} to retweet")
+        if user_id not in self.users:
+            raise KeyError(f"no user {user_id}")
+        created_at = self.clock()
+        pid = max(self._last_post_id + 1, snowflake(created_at))
+        self._last_post_id = pid
+        self._keep_time_order(pid, created_at)
+        text = f"RT @{self.users[original.author_id].username}: {original.text}"
+        post = StoredPost(
+            id=pid,
+            author_id=user_id,
+            text=text,
+            created_at=created_at,
+            conversation_id=pid,
+            retweeted=original.id,
+        )
+        self.posts[pid] = post
+        insort(self._authored[user_id], pid)
+        return post
+
     def _keep_time_order(self, pid: int, created_at: datetime) -> None:
         i = bisect_left(self._ids, pid)
         if self.time_ordered and (
@@ -378,6 +406,7 @@ class XStore:
         start: datetime | None = None,
         end: datetime | None = None,
         skip_replies: bool = False,
+        skip_retweets: bool = False,
     ) -> tuple[list[StoredPost], bool]:
         """Newest-first page of ``index`` and whether more posts match beyond it.
 
@@ -398,6 +427,8 @@ class XStore:
                 continue
             if skip_replies and post.replied_to is not None:
                 continue
+            if skip_retweets and post.retweeted is not None:
+                continue  # still within the horizon: skipped, as X does, not uncounted
             if len(page) == limit:
                 return page, True
             page.append(post)

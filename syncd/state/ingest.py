@@ -293,9 +293,11 @@ def ingest_page(
     crms: Iterable[str],
     brand_ids: set[str],
     now: datetime,
+    stalled: bool = False,
 ) -> IngestResult:
     """Store one page and advance the cursor (noting a gap at the end of a walk the
-    endpoint's horizon cut), in the caller's transaction."""
+    endpoint's horizon cut), in the caller's transaction. ``stalled``: the walk this page
+    ends paused on its way (see :func:`syncd.state.horizon.walk_step`)."""
     stored = store_page(
         conn,
         source=source,
@@ -307,7 +309,9 @@ def ingest_page(
         now=now,
     )
     # Read before the cursor moves: it tells whether this page ends a walk the horizon cut.
-    walk = horizon.walk_step(conn, source, network, account.handle, stream, page, now)
+    walk = horizon.walk_step(
+        conn, source, network, account.handle, stream, page, now, stalled=stalled
+    )
     _save_cursor(
         conn,
         source,

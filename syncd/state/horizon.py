@@ -3,7 +3,8 @@
 A timeline endpoint may reach only its newest N posts (the source says so on each page), and
 the network never says when a walk was cut there. A walk after a since_id that returned
 about N posts may have ended at the horizon: what lies between the since_id and the oldest
-post it saw may be missing, a gap (:func:`suspect` says how many posts make one). What the
+post it saw may be missing, a gap (:func:`suspect` says how many posts make one; a walk that
+paused on its way is one whatever it saw). What the
 walk has seen so far (posts, oldest id) is kept on its cursor row
 and advanced in every page's transaction, so a walk spread over runs and restarts is judged
 whole. Nothing else here: :mod:`syncd.state.gaps` takes gaps on from there.
@@ -43,10 +44,10 @@ def walk_step(
     (none once the walk ended).
 
     ``stalled``: the walk paused on its way (it went on from a token stored by an earlier
-    poll, after a restart or a stop, or a page after its first needed a retry). Posts arriving during the
-    pause push its oldest ones out of reach, as many as arrived, which no count of what the
-    walk saw can show: such a walk is a suspected gap whatever it saw. Pauses are rare, and a
-    gap that was not one costs a search that finds nothing."""
+    poll, after a restart or a stop, or a page after its first needed a retry). Posts
+    arriving during the pause push its oldest ones out of reach, as many as arrived, which no
+    count of what the walk saw can show: such a walk is a suspected gap whatever it saw.
+    Pauses are rare, and a gap that was not one costs a search that finds nothing."""
     row = conn.execute(
         select(
             cursors.c.since_id,

@@ -115,6 +115,9 @@ def test_forget_leaves_no_row_naming_the_person_and_deletes_their_tasks(world: W
         db.dispose()
     again = invoke(world, "forget", "--user", KAY_ID, "--yes")
     assert again.exit_code != 0  # nothing left to forget
+    lifted = invoke(world, "forget", "--user", "@kay_before", "--unsuppress")  # a former handle
+    assert lifted.exit_code == 0 and "no longer suppressed" in lifted.output, lifted.output
+    assert invoke(world, "forget", "--user", KAY_ID, "--unsuppress").exit_code != 0
 
 
 def test_old_raw_payloads_are_pruned_and_zero_keeps_them(world: World) -> None:

@@ -118,6 +118,21 @@ def redact(text: str) -> str:
     return text
 
 
+def redact_stored(text: str) -> str:
+    """:func:`redact` for error text on its way into state. Writers clip such text to a
+    column's length, which may cut a secret: a secret's beginning at the very end (its first
+    MIN_MASKED characters at least) is taken out too."""
+    text = redact(text)
+    with _secrets_lock:
+        forms = list(_secrets)
+    for form in forms:
+        for n in range(len(form) - 1, MIN_MASKED - 1, -1):
+            if text.endswith(form[:n]):
+                text = text[:-n] + "[redacted]"
+                break
+    return text
+
+
 class HumanFormatter(logging.Formatter):
     def __init__(self, *, date: bool = False) -> None:
         super().__init__(

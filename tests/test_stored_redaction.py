@@ -85,6 +85,22 @@ def test_error_text_is_redacted_on_its_way_into_state(db: Any) -> None:
     assert stored.startswith("credentials refused: [redacted]")
 
 
+def test_a_secret_cut_by_a_writers_clip_is_taken_out_too(db: Any) -> None:
+    secret = "clipped-secret-value-0123456789"
+    logs.protect([secret])
+    reason = ("x" * 1980 + f" {secret} and more")[:2000]  # as admin.park clips it
+    assert reason.endswith(" clipped-secret-valu")
+    with db.transaction() as conn:
+        conn.execute(
+            parked.insert().values(
+                name="crm", reason=reason, failures=3, parked_at=datetime.now(UTC), kind="auth"
+            )
+        )
+    with db.connect() as conn:
+        stored = conn.execute(select(parked.c.reason)).scalar_one()
+    assert stored == "x" * 1980 + " [redacted]"
+
+
 def test_every_line_of_a_secret_is_masked_and_a_short_one_never() -> None:
     value = "line-one-of-it\r\nline-two-of-it"
     assert masked("saw line-two-of-it alone", [value]) == "saw [redacted] alone"

@@ -24,7 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from syncd.logs import redact
+from syncd.logs import redact_stored
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -50,14 +50,14 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 class RedactedText(TypeDecorator[str]):
     """Text from outside (an API's error, a refusal's reason) stored with the configured
-    secrets and credential-shaped text taken out, as log lines are (:func:`syncd.logs.redact`):
-    ``syncd status`` shows what is stored."""
+    secrets and credential-shaped text taken out, as from log lines
+    (:func:`syncd.logs.redact_stored`): ``syncd status`` shows what is stored."""
 
     impl = Text
     cache_ok = True
 
     def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
-        return None if value is None else redact(value)
+        return None if value is None else redact_stored(value)
 
 
 metadata = MetaData(

@@ -7,21 +7,28 @@
     │   ├── ConfigError      bad configuration, every problem with its key path; exit 2
     │   ├── StateError       the state database cannot be opened or migrated
     │   └── AlreadyRunning   another daemon holds this state database
-    └── ExternalError        an outside system failed (``system``, HTTP ``status``); as such: a
-        │                    setup problem, this job fails the round and says why
-        ├── AuthError        credentials rejected: the account is parked after 3 in a row
-        ├── RateLimited      that job comes back at ``resume_at``; nobody sleeps in a worker
-        │   └── UsageCapped  the project's billing cap: the whole source waits for its reset
-        ├── TransientError   bounded jittered retries (idempotent calls only), else next round
-        │   └── MalformedAnswer  a whole answer unreadable: a stream parks after 5 in a row
-        ├── PaginationLoop   the network repeated a page token: the walk stops, said once
-        ├── StreamParked     one stream is parked (unreadable answers) until ``syncd resume``
-        ├── BadItem          one item is malformed: quarantine it, carry on with the rest
-        └── NotFound         the thing asked for does not exist (a handle, a record)
+    ├── ExternalError        an outside system failed (``system``, HTTP ``status``); as such: a
+    │   │                    setup problem, this job fails the round and says why
+    │   ├── AuthError        credentials rejected: the account is parked after 3 in a row
+    │   ├── RateLimited      that job comes back at ``resume_at``; nobody sleeps in a worker
+    │   │   └── UsageCapped  the project's billing cap: the whole source waits for its reset
+    │   ├── TransientError   bounded jittered retries (idempotent calls only), else next round
+    │   │   └── MalformedAnswer  a whole answer unreadable: a stream parks after 5 in a row
+    │   ├── PaginationLoop   the network repeated a page token: the walk stops, said once
+    │   ├── StreamParked     one stream is parked (unreadable answers) until ``syncd resume``
+    │   ├── BadItem          one item is malformed: quarantine it, carry on with the rest
+    │   └── NotFound         the thing asked for does not exist (a handle, a record)
+    └── StateUnavailable     the state database is out of reach for now (down, restarting,
+                             locked past the lock timeout, disk full): the daemon's job waits
+                             with back-off and /healthz fails until it is back; a command
+                             exits 75 (EX_TEMPFAIL) saying so
 
 A per-record CRM refusal inside a successful call is not an exception: it comes back as a
 failed :class:`~syncd.model.WriteResult` and is retried, dead-lettered or re-resolved by its
-code. Anything else that escapes is a bug: the daemon stops with exit code 70.
+code. The database driver's own errors reach the runner unconverted (a transaction's retry of
+a conflict must still see them): the daemon and the commands classify them at the top with
+:func:`syncd.state.db.unavailable`, and a transient one counts as :class:`StateUnavailable`.
+Anything else that escapes is a bug: the daemon stops with exit code 70.
 
 Connectors map what their libraries raise onto this tree in one table each
 (``connectors.x._classify``, ``connectors.salesforce.classify``).
@@ -158,3 +165,10 @@ class BadItem(ExternalError):
 
 class NotFound(ExternalError):
     """The thing asked for does not exist (an unknown brand handle, a deleted record)."""
+
+
+class StateUnavailable(SyncdError):
+    """The state database cannot be reached or used for now; nothing is lost by waiting.
+    The message names the database error's kind, never a statement or its parameters."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again later

@@ -1,15 +1,18 @@
 """Failure bookkeeping per scheduled job: a failure logged once, the recovery once, and
 the run of authentication failures that parks an account (its jobs paused until
 ``syncd resume`` or a reload); a stream the pipeline parked (unreadable answers) has its one
-poll job paused the same way."""
+poll job paused the same way; an outage of the state database, which jobs wait out."""
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from syncd.errors import AuthError, ExternalError, StreamParked
+from syncd.errors import AuthError, ExternalError, StateUnavailable, StreamParked
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -100,3 +103,63 @@ class Parking:
                     self.scheduler.resume_job(job_id)
                     self.scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
             log.info("%s resumed", name)
+
+
+# A job that met an unavailable state database runs again after 1 s, 2 s, 4 s … at most 60 s.
+OUTAGE_FIRST_WAIT = 1.0
+OUTAGE_MAX_WAIT = 60.0
+
+
+class StateOutage:
+    """The state database being out of reach, as the daemon's jobs meet it: said once when
+    the first job meets it and once when the last of those jobs gets through again, however
+    many jobs and attempts lie between. Each job waits with its own back-off meanwhile; while
+    any job is waiting, /healthz fails with :meth:`describe`. Jobs run on several threads."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._attempts: dict[str, int] = {}  # job id → outages met in a row
+        self._since: float | None = None
+        self._why = ""
+
+    def failed(self, job_id: str, exc: StateUnavailable) -> float:
+        """Note ``job_id`` met the outage; the seconds it waits before trying again."""
+        with self._lock:
+            if self._since is None:
+                self._since, self._why = self._clock(), str(exc)
+                log.error(
+                    "%s; waiting for it, trying again at least every %.0fs",
+                    exc,
+                    OUTAGE_MAX_WAIT,
+                )
+            attempts = self._attempts[job_id] = self._attempts.get(job_id, 0) + 1
+        return min(OUTAGE_MAX_WAIT, OUTAGE_FIRST_WAIT * 2.0 ** min(attempts - 1, 16))
+
+    def passed(self, job_id: str) -> None:
+        """``job_id`` ran without meeting the outage."""
+        with self._lock:
+            if self._attempts.pop(job_id, None) is not None and not self._attempts:
+                self._recovered()
+
+    def clear(self) -> None:
+        """The jobs were replaced (a reload, which opened the database afresh)."""
+        with self._lock:
+            if self._attempts:
+                self._attempts.clear()
+                self._recovered()
+
+    def _recovered(self) -> None:
+        assert self._since is not None
+        log.info("state database available again after %.0fs", self._clock() - self._since)
+        self._since = None
+
+    def describe(self) -> str | None:
+        """Why /healthz fails while jobs wait for the database; None when none does."""
+        with self._lock:
+            if self._since is None or not self._attempts:
+                return None
+            return (
+                f"{self._why} (for {self._clock() - self._since:.0f}s; waiting: "
+                f"{', '.join(sorted(self._attempts))})"
+            )

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from pydantic import BaseModel
+from sqlalchemy.exc import StatementError
 
 from syncd.secrets import MIN_MASKED, Secret, mask_forms
 
@@ -208,6 +209,7 @@ def setup(level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None) 
     stream = stream or sys.stderr
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter(fmt, stream))
+    handler.addFilter(hide_statement_parameters)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -217,6 +219,30 @@ def setup(level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None) 
     scheduler = logging.getLogger("apscheduler.scheduler")
     if not any(isinstance(f, _BusyJobFilter) for f in scheduler.filters):
         scheduler.addFilter(_BusyJobFilter())
+
+
+def hide_statement_parameters(record: logging.LogRecord) -> bool:
+    """Keep the parameters of a failed SQL statement (people's posts and names) out of the
+    line: the state engines hide them already; this covers an error from any other engine,
+    in the traceback and in the message's arguments alike."""
+    found = [record.exc_info[1]] if record.exc_info else []
+    found += [a for a in _record_args(record) if isinstance(a, BaseException)]
+    for exc in found:
+        seen: set[int] = set()
+        current: BaseException | None = exc
+        while current is not None and id(current) not in seen:
+            seen.add(id(current))
+            if isinstance(current, StatementError):
+                current.hide_parameters = True
+            current = current.__cause__ or current.__context__
+    return True
+
+
+def _record_args(record: logging.LogRecord) -> list[object]:
+    args = record.args
+    if isinstance(args, tuple):
+        return list(args)
+    return list(args.values()) if isinstance(args, dict) else []
 
 
 class _BusyJobFilter(logging.Filter):

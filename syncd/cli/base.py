@@ -20,7 +20,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def user_errors(fn: F) -> F:
-    """Print a UserError as one message (no traceback) and exit with its code."""
+    """Print a UserError as one message (no traceback) and exit with its code; the same for
+    an unavailable state database (exit 75, EX_TEMPFAIL: run the command again later)."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -29,6 +30,14 @@ def user_errors(fn: F) -> F:
         except UserError as exc:
             click.echo(f"syncd: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except Exception as exc:
+            from syncd.state.db import unavailable
+
+            if (outage := unavailable(exc)) is None:
+                raise
+            # What was committed stays; the rest is redone from there by the next run.
+            click.echo(f"syncd: {outage}; run it again once the database is back", err=True)
+            sys.exit(outage.exit_code)
 
     return wrapper  # type: ignore[return-value]
 
@@ -83,7 +92,7 @@ def state(ctx: click.Context, *, write: bool = False) -> Iterator[tuple[Any, Con
     from syncd.state.db import Database
 
     loaded = settings(ctx)
-    db = Database(loaded.state.url)
+    db = Database(loaded.state.url, timeouts=loaded.state.timeouts())
     try:
         db.upgrade()
         if write:

@@ -72,13 +72,13 @@ def shared(conn_or_dialect: Connection | str) -> bool:
 class JobLocks:
     """Session advisory locks for jobs only one instance may run at a time."""
 
-    def __init__(self, url: URL) -> None:
+    def __init__(self, url: URL, options: dict[str, Any] | None = None) -> None:
         # NullPool: each lock has a connection of its own, closed afterwards, so a lock can
         # never linger in a pooled session whatever failed; a poll walk costs far more than
-        # the connect.
+        # the connect. ``options``: the state database's engine options (its timeouts).
         self._engine: Engine | None = None
         if shared(url.get_backend_name()):
-            self._engine = create_engine(url, poolclass=NullPool)
+            self._engine = create_engine(url, poolclass=NullPool, **(options or {}))
 
     @contextmanager
     def hold(self, name: str) -> Iterator[bool]:

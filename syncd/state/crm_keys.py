@@ -8,10 +8,11 @@ the people it did not see (deleted in the CRM, or no longer carrying any id or h
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, and_, delete, select, update
 
@@ -19,6 +20,8 @@ from syncd.model import CrmRef, IdentityKey, KeyOnFile, KeysOnFile, KeysPage
 from syncd.state import suppression
 from syncd.state.ingest import insert_for
 from syncd.state.tables import crm_key_loads, crm_keys
+
+log = logging.getLogger("syncd.resolver")
 
 T = TypeVar("T")
 CHUNK = 500  # values per IN list: far below any backend's bound-parameter limit
@@ -98,6 +101,7 @@ def put(conn: Connection, crm: str, people: Sequence[KeysOnFile], now: datetime)
         for p in newest.values()
         for k in p.keys
     ]
+    rows = [fitted for row in rows if (fitted := _fitted(row)) is not None]
     rows = suppression.unforgotten_keys(conn, rows)  # forgotten people are not copied again
     if rows:
         conn.execute(crm_keys.insert(), rows)
@@ -137,6 +141,37 @@ def find(conn: Connection, crm: str, keys: Sequence[IdentityKey]) -> list[KeysOn
     return [
         KeysOnFile(ref, tuple(found), rank, stamp) for ref, rank, stamp, found in people.values()
     ]
+
+
+# What the columns hold (tables.py); PostgreSQL refuses a longer value, failing the batch.
+_SIZES = {
+    name: length
+    for name in ("record_id", "object", "stamp", "network", "user_id", "handle")
+    if (length := getattr(crm_keys.c[name].type, "length", None)) is not None
+}
+_KEYS = ("user_id", "handle")
+
+
+def _fitted(row: dict[str, Any]) -> dict[str, Any] | None:
+    """One person's key as the copy can hold it: a user id or handle longer than its column
+    is left out (the person is not matched by it; said with the record), and a row with
+    nothing left, or whose record fields do not fit, is not stored. Never fatal to a batch."""
+    for name, length in _SIZES.items():
+        value = row[name]
+        if isinstance(value, str) and len(value) > length:
+            log.warning(
+                "CRM record %s: its %s on %s is %d characters, more than the %d the copy "
+                "holds; not used for matching",
+                str(row["record_id"])[:40],
+                name.replace("_", " "),
+                str(row["network"])[:32],
+                len(value),
+                length,
+            )
+            if name not in _KEYS:
+                return None
+            row = {**row, name: None}
+    return row if any(row[name] for name in _KEYS) else None
 
 
 def fold_handle(handle: str | None) -> str | None:

@@ -4,25 +4,32 @@ SQLite is the default (one file, WAL, created 0600); PostgreSQL is for productio
 goes through :meth:`Database.transaction`, which on SQLite takes the write lock up front
 (``BEGIN IMMEDIATE``) so two threads never deadlock upgrading a read lock. :meth:`Database.connect`
 is for reading only: on SQLite it reads a snapshot (``BEGIN``) and never holds the write lock.
+
+Statements are logged and raised without their parameters (``hide_parameters``): they carry
+people's posts and names. A database that is down, restarting, full or locked past the lock
+timeout is an outage, not a bug: :func:`unavailable` tells which errors are.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import NullPool
 
 from syncd import private_files
-from syncd.errors import UserError
+from syncd.errors import StateUnavailable, UserError
 
 log = logging.getLogger("syncd.state")
 
@@ -34,18 +41,29 @@ class StateError(UserError):
     """The state database cannot be opened or migrated."""
 
 
+@dataclass(frozen=True)
+class Timeouts:
+    """How long the state database may keep a job waiting (``[state]``), in seconds; a
+    statement past its bound fails, and the daemon treats that as an outage, not a bug."""
+
+    connect: float = 10.0  # PostgreSQL: establishing a connection
+    lock: float = 30.0  # waiting for a lock: PostgreSQL's lock_timeout, SQLite's busy timeout
+    statement: float = 600.0  # PostgreSQL: one statement; 0 means no bound
+
+
 class Database:
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, timeouts: Timeouts = Timeouts()) -> None:
         try:
             parsed = make_url(url)
         except ArgumentError as exc:
             raise StateError(f"state.url is not a database URL: {exc}") from None
         self.url = parsed
         self.dialect = parsed.get_backend_name()
-        kwargs: dict[str, Any] = {"echo": echo}
+        self.timeouts = timeouts
+        self.engine_options = engine_options(parsed, timeouts)
+        kwargs: dict[str, Any] = {"echo": echo, **self.engine_options}
         if self.dialect == "sqlite":
             self._prepare_sqlite_file(parsed.database)
-            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
             if not parsed.database or parsed.database == ":memory:":
                 raise StateError("state.url: an in-memory SQLite database would lose all state")
         else:
@@ -64,7 +82,7 @@ class Database:
         # SQLite's lock.
         self._writer: AbstractContextManager[Any] = nullcontext()
         if self.dialect == "sqlite":
-            _sqlite_pragmas(self.engine)
+            _sqlite_pragmas(self.engine, timeouts.lock)
             self._writer = threading.RLock()
 
     @staticmethod
@@ -115,10 +133,19 @@ class Database:
 
         try:
             with self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    # A migration may rewrite a large table: not a stuck statement. Waiting
+                    # for a lock stays bounded (another instance migrating, an old one's
+                    # long transaction): the daemon's start waits that out and tries again.
+                    conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
                 lock_migrations(conn)
                 command.upgrade(alembic_config(conn), "head")
-        except OperationalError as exc:
-            raise StateError(f"cannot open the state database: {exc.orig}") from None
+        except (DBAPIError, PoolTimeout) as exc:
+            if (outage := unavailable(exc)) is not None:
+                raise outage from None
+            if not isinstance(exc, OperationalError):
+                raise
+            raise StateError(f"cannot open the state database: {_first_line(exc)}") from None
 
     def revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
@@ -144,7 +171,87 @@ def alembic_config(conn: Connection | None = None) -> Any:
     return cfg
 
 
-def _sqlite_pragmas(engine: Engine) -> None:
+def engine_options(url: Any, timeouts: Timeouts) -> dict[str, Any]:
+    """``create_engine`` keywords every engine on the state database gets (the job locks'
+    too): no statement parameters in messages or logs, and the ``[state]`` timeouts."""
+    options: dict[str, Any] = {"hide_parameters": True}
+    if url.get_backend_name() == "sqlite":
+        options["connect_args"] = {"timeout": timeouts.lock, "check_same_thread": False}
+    elif url.get_backend_name() == "postgresql":
+        # Given as startup options, so no session begins without them; added to any the URL
+        # carries (e.g. a search_path), which connect_args would otherwise replace.
+        given = url.query.get("options")
+        settings = [given] if isinstance(given, str) else list(given or ())
+        settings.append(f"-c lock_timeout={_ms(timeouts.lock)}")
+        settings.append(f"-c statement_timeout={_ms(timeouts.statement)}")
+        # libpq counts whole seconds and takes anything under 2 as 2.
+        connect = max(2, round(timeouts.connect))
+        options["connect_args"] = {"connect_timeout": connect, "options": " ".join(settings)}
+    return options
+
+
+def _ms(seconds: float) -> int:
+    return max(0, round(seconds * 1000))
+
+
+# SQLite primary result codes (``sqlite3.Error.sqlite_errorcode & 0xFF``) of a database that
+# cannot be used just now: busy or locked past the busy timeout, out of memory, made
+# read-only, an I/O error, the disk full, the file not openable, a locking-protocol race.
+_SQLITE_OUTAGES = {5, 6, 7, 8, 10, 13, 14, 15}
+# PostgreSQL SQLSTATE classes and codes of the same: 08 connection, 53 insufficient
+# resources (disk full, too many connections), 57 operator intervention (admin shutdown,
+# restart, a cancelled statement: statement_timeout), 58 system (I/O) errors; a conflict
+# nothing retried (40001 serialization, 40P01 deadlock, 40003 completion unknown), a lock
+# not granted within lock_timeout (55P03), a standby after a failover (25006 read-only).
+_PG_OUTAGE_CLASSES = {"08", "53", "57", "58"}
+_PG_OUTAGES = {"40001", "40P01", "40003", "55P03", "25006"}
+
+
+def unavailable(exc: BaseException) -> StateUnavailable | None:
+    """``exc`` as a :class:`StateUnavailable` when it (or what it was raised from) says the
+    state database cannot be used for now; None when it is anything else (a bug). The
+    message names the error's kind and first line, never the statement or its parameters."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, StateUnavailable):
+            return current
+        if isinstance(current, PoolTimeout):
+            return StateUnavailable("state database: no connection free in the pool in time")
+        if isinstance(current, DBAPIError) and (kind := _outage_kind(current)) is not None:
+            return StateUnavailable(f"state database: {kind}: {_first_line(current)}")
+        current = current.__cause__  # an explicit "raise … from", not any error in handling
+    return None
+
+
+def _outage_kind(exc: DBAPIError) -> str | None:
+    orig: Any = exc.orig
+    if isinstance(orig, sqlite3.Error):
+        code = getattr(orig, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF in _SQLITE_OUTAGES:
+            return str(getattr(orig, "sqlite_errorname", code))
+        return None  # SQLite also calls "no such table" operational: a bug
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(sqlstate, str):
+        outage = sqlstate in _PG_OUTAGES or sqlstate[:2] in _PG_OUTAGE_CLASSES
+        return f"{type(orig).__name__} ({sqlstate})" if outage else None
+    if exc.connection_invalidated:
+        return "connection lost"
+    # Without a SQLSTATE (no server answer: refused, reset, timed out), psycopg's
+    # OperationalError and InterfaceError (a connection already closed) are the connection's.
+    if sqlstate is None and isinstance(exc, OperationalError | InterfaceError):
+        return type(orig).__name__
+    return None
+
+
+def _first_line(exc: DBAPIError) -> str:
+    text = str(exc.orig).strip().splitlines()
+    first = text[0] if text else type(exc.orig).__name__
+    return first if len(first) <= 300 else first[:299] + "…"
+
+
+def _sqlite_pragmas(engine: Engine, busy_timeout: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's implicit
@@ -154,7 +261,7 @@ def _sqlite_pragmas(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={_ms(busy_timeout)}")
         # Copy the WAL into the database every 10,000 pages, not 1,000: a page of posts
         # dirties hundreds of index pages, copied once per checkpoint however often they
         # changed, and the copying holds up this process's other writers.
@@ -167,4 +274,4 @@ def _sqlite_pragmas(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN" if snapshot else "BEGIN IMMEDIATE")
 
 
-__all__ = ["Database", "NullPool", "StateError"]
+__all__ = ["Database", "NullPool", "StateError", "Timeouts", "engine_options", "unavailable"]

@@ -72,6 +72,14 @@ metadata = MetaData(
 # An id column that is BIGINT on PostgreSQL but INTEGER (rowid alias) on SQLite.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
+# Column sizes follow what can arrive (PostgreSQL enforces them; SQLite does not). Names from
+# the config (sources, the CRM, brand accounts) are refused there past NAME_MAX; a CRM text
+# field holds up to 255 characters (KEY_MAX), so a user id or handle on a CRM record fits,
+# and a longer one (a long text field mapped by mistake) is left out of the copy with a
+# warning (syncd.state.crm_keys). X's values are bounded by its connector.
+NAME_MAX = 100
+KEY_MAX = 255
+
 # Brand accounts: the handle from config, the immutable id resolved once.
 accounts = Table(
     "accounts",
@@ -315,8 +323,8 @@ crm_keys = Table(
     Column("rank", Integer, nullable=False),  # the CRM's object order: Contacts before Leads
     Column("stamp", String(40), nullable=False),  # when the CRM record last changed
     Column("network", String(32), nullable=False),
-    Column("user_id", String(100)),
-    Column("handle", String(100)),
+    Column("user_id", String(KEY_MAX)),
+    Column("handle", String(KEY_MAX)),
     Column("seen_at", UtcDateTime(), nullable=False),  # last read from the CRM
     Index("ix_crm_keys_user_id", "crm", "network", "user_id"),
     Index("ix_crm_keys_handle", "crm", "network", "handle"),

@@ -6,7 +6,7 @@ token too. Real walks: tweepy against the X sandbox, on SQLite and PostgreSQL.""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -39,6 +39,13 @@ def _stored(db: Database) -> set[str]:
         return {r[0] for r in conn.execute(select(interactions.c.post_id))}
 
 
+def _mention(x: XSandbox, author: str, text: str, n: int) -> str:
+    """A post made an hour ago: a walk spread over polls is searched as a suspected gap
+    (syncd.state.horizon), and search reaches a post only once it is a little old."""
+    made = datetime.now(UTC) - timedelta(hours=1) + timedelta(seconds=n)
+    return str(x.add_post(author, text, created_at=made)["id"])
+
+
 def _run(world: World, *args: str) -> str:
     result = CliRunner().invoke(cli, ["--config", str(world.config), *args])
     assert result.exit_code == 0, result.output
@@ -54,7 +61,7 @@ def test_a_repeated_page_token_stops_the_poll_and_status_says_so(
         brand = w.x.add_user("acme")["id"]
         fan = w.x.add_user("fan")["id"]
         assert poll_once(w)[0] == 0  # the first walk: nothing yet
-        posted = [str(w.x.add_post(fan, f"@acme where is order {i}?")["id"]) for i in range(50)]
+        posted = [_mention(w.x, fan, f"@acme where is order {i}?", i) for i in range(50)]
         assert brand
         sent: list[str | None] = []
 
@@ -258,7 +265,7 @@ def test_status_shows_a_walk_the_page_bound_stopped(
         w.x.add_user("acme")
         fan = w.x.add_user("fan")["id"]
         assert poll_once(w)[0] == 0  # the first walk: nothing yet
-        posted = [str(w.x.add_post(fan, f"@acme late order {i}")["id"]) for i in range(50)]
+        posted = [_mention(w.x, fan, f"@acme late order {i}", i) for i in range(50)]
 
         assert poll_once(w)[0] == 0  # 2 of 3 pages (of 20): not an error, still under way
         shown = _run(w, "status")

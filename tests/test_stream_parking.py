@@ -8,22 +8,35 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from e2e_support import World, make_world, poll_once
+from fake_crm import NoExtras
 from prometheus_client import generate_latest
+from sqlalchemy import select
 
+from connectors.x import XSource
 from syncd.app import App
+from syncd.backfill.runner import Runner
 from syncd.cli import cli
 from syncd.config import load
 from syncd.daemon import Daemon
+from syncd.errors import ExternalError, MalformedAnswer
 from syncd.metrics import Metrics
+from syncd.model import Account, Stream
+from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.sandbox.seed import set_up_org
+from syncd.sandbox.x_api import XSandbox
+from syncd.state import backfills
+from syncd.state.db import Database
+from syncd.state.tables import interactions
 from syncd.state.walks import UNREADABLE_TO_PARK
 
 STREAM = "acme-x:acme:mentions"
+TOKEN = "sandbox-x-bearer"
 
 
 def _run(world: World, *args: str) -> str:
@@ -134,3 +147,53 @@ def test_the_daemon_pauses_only_that_stream_logs_once_and_resumes_it(
     finally:
         daemon.shutdown()
         app.close()
+
+
+def test_a_backfill_whose_answers_are_unreadable_every_time_is_paused(db: Database) -> None:
+    with XSandbox(bearer_token=TOKEN) as x:
+        brand = x.add_user("acme")["id"]
+        fan = x.add_user("fan")["id"]
+        now = datetime.now(UTC)
+        made = now - timedelta(hours=2)
+        posted = {
+            str(x.add_post(fan, f"@acme hi {i}", created_at=made + timedelta(seconds=i))["id"])
+            for i in range(30)
+        }
+        source = XSource(TOKEN, api_base_url=x.url)
+        pipeline = Pipeline(db, "sf", NoExtras(), PipelineSettings(retries=0))  # type: ignore[arg-type]
+        try:
+            pipeline.accounts("x", source, ["acme"])
+            since = now - timedelta(days=1)
+            account = Account("x", "acme", brand)
+            plan = source.plan_backfill(account, [Stream.MENTIONS], since, now, now)
+            with db.transaction() as conn:
+                job_id = backfills.create(
+                    conn, source="x", network="x", account="acme", since=since, until=now,
+                    streams=["mentions"], plan=plan, estimate=None, status=backfills.QUEUED,
+                    now=now,
+                )  # fmt: skip
+            asked: list[str] = []
+            x.on_request("search_recent", lambda req: asked.append(req.path))
+            x.inject("malformed", endpoint="search_recent", rate=1.0)
+            runner = Runner(pipeline, "x", source, job_id)  # type: ignore[arg-type]
+            assert runner.claim()
+            for _ in range(UNREADABLE_TO_PARK - 1):
+                with pytest.raises(MalformedAnswer):
+                    runner.step()
+            with pytest.raises(ExternalError, match="unreadable answers in a row"):
+                runner.step()
+            assert len(asked) == UNREADABLE_TO_PARK
+            with db.connect() as conn:
+                job = backfills.get(conn, job_id)
+            assert job is not None and job.status == backfills.PAUSED
+            assert job.error is not None and "unreadable answers in a row" in job.error
+
+            x.clear_faults()
+            assert runner.claim(paused_too=True)  # what `syncd backfill resume` does
+            while not runner.step().done:
+                pass
+            with db.connect() as conn:
+                stored = {r[0] for r in conn.execute(select(interactions.c.post_id))}
+            assert posted <= stored
+        finally:
+            source.close()

@@ -19,12 +19,13 @@ from typing import Protocol
 from syncd.budget import BudgetHeld
 from syncd.budget_guard import BudgetGuard
 from syncd.connector import Backfiller, Source
-from syncd.errors import ExternalError, NotFound, PaginationLoop, UsageCapped
+from syncd.errors import ExternalError, MalformedAnswer, NotFound, PaginationLoop, UsageCapped
 from syncd.model import Account, Page, Segment
 from syncd.pipeline import Pipeline
 from syncd.state import backfills, usage
 from syncd.state import ingest as st
 from syncd.state.backfills import DONE, PAUSED, QUEUED, RUNNING, Job, LeaseLost
+from syncd.state.walks import UNREADABLE_TO_PARK
 
 log = logging.getLogger("syncd.backfill")
 SHARED_ROUTES = frozenset({"mentions_timeline", "user_timeline"})  # live polls use them too
@@ -69,6 +70,7 @@ class Runner:
         # The page tokens followed in the segment being read (its index first): a token
         # coming back would read the same pages, billed, for as long as the API sends it.
         self._followed: tuple[int, set[str]] = (-1, set())
+        self._unreadable = 0  # answers in a row that could not be read; paused at a bound
 
     @property
     def clock(self) -> Callable[[], datetime]:
@@ -121,9 +123,7 @@ class Runner:
                 raise self._hold(held) from None
         started = time.monotonic()
         try:
-            page = self.pipeline.retrying(
-                partial(self.source.fetch_segment, account, segment, job.token, self._known)
-            )
+            page = self.pipeline.retrying(partial(self._fetch, job, account, segment))
         except ExternalError as exc:
             if isinstance(exc, UsageCapped) and self.guard is not None:
                 raise self._hold(self.guard.backfill_capped(self.source_name, exc)) from exc
@@ -181,6 +181,26 @@ class Runner:
             raise PaginationLoop(error, system=self.source.network)
         wait = self.pacing(segment, page, time.monotonic() - started)
         return Step(job, job.current is None, read, stored.new, wait)
+
+    def _fetch(self, job: Job, account: Account, segment: Segment) -> Page:
+        """One page of the job; answers unreadable :data:`UNREADABLE_TO_PARK` times in a row
+        pause the job with the reason (`syncd backfill resume` tries again), instead of
+        asking for the same broken page every second for ever."""
+        try:
+            page = self.source.fetch_segment(account, segment, job.token, self._known)
+        except MalformedAnswer as exc:
+            self._unreadable += 1
+            if self._unreadable < UNREADABLE_TO_PARK:
+                raise
+            self._unreadable = 0
+            error = (
+                f"backfill {job.id}: {UNREADABLE_TO_PARK} unreadable answers in a row, the "
+                f"last: {exc}; paused"
+            )
+            self.release(PAUSED, error)
+            raise ExternalError(error, system=self.source.network) from None
+        self._unreadable = 0
+        return page
 
     def _hold(self, held: BudgetHeld) -> BudgetHeld:
         """Back to the queue, where the daemon takes the job up once the budget allows."""

@@ -253,3 +253,39 @@ def test_start_up_waits_for_the_state_database_instead_of_exiting(
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 2 and "waiting for it, trying again" in said[0]
     assert said[1].startswith("state database available again")
+
+
+def test_a_terminated_backend_or_an_unreachable_server_is_an_outage(state_url: str) -> None:
+    if make_url(state_url).get_backend_name() != "postgresql":
+        pytest.skip("PostgreSQL connections: SQLite has none")
+    db = short_locks(state_url)
+    admin = create_engine(state_url)
+    try:
+        conn = db.connect()
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        conn.rollback()
+        with admin.connect() as other:  # what a restart or a failover does to a session
+            assert other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+        with pytest.raises(DBAPIError) as raised:
+            conn.exec_driver_sql("SELECT 1")
+        conn.close()
+        assert unavailable(raised.value) is not None
+        with db.connect() as fresh:  # the pool replaces the dead connection once it is back
+            assert fresh.exec_driver_sql("SELECT 1").scalar() == 1
+            fresh.exec_driver_sql("SET statement_timeout = '50ms'")
+            with pytest.raises(DBAPIError) as cancelled:
+                fresh.exec_driver_sql("SELECT pg_sleep(5)")
+        outage = unavailable(cancelled.value)
+        assert outage is not None and "QueryCanceled" in str(outage)
+    finally:
+        admin.dispose()
+        db.dispose()
+    closed = make_url(state_url).set(port=1)  # nothing listens there: connection refused
+    nowhere = Database(closed.render_as_string(hide_password=False), timeouts=Timeouts(connect=2))
+    try:
+        with pytest.raises(DBAPIError) as refused, nowhere.connect():
+            pass
+        refusal = unavailable(refused.value)
+        assert refusal is not None and "OperationalError" in str(refusal)
+    finally:
+        nowhere.dispose()

@@ -59,7 +59,7 @@ def forget(
     waited for (several instances) or undone by the writer that made them.
     """
     loaded = settings(ctx)
-    db = Database(loaded.state.url)
+    db = Database(loaded.state.url, timeouts=loaded.state.timeouts())
     try:
         db.upgrade()
         if unsuppress:

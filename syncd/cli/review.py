@@ -145,7 +145,7 @@ def _now() -> datetime:
 def review_(ctx: click.Context, limit: int | None) -> None:
     """Walk the review queue: each author with recent posts and the candidates' reasons."""
     loaded = load_settings(ctx)
-    db = Database(loaded.state.url)
+    db = Database(loaded.state.url, timeouts=loaded.state.timeouts())
     with ExitStack() as stack:
         stack.callback(db.dispose)
         db.upgrade()

@@ -262,7 +262,8 @@ def db_upgrade(ctx: click.Context) -> None:
     """Apply pending migrations to the state database."""
     from syncd.state.db import Database
 
-    database = Database(settings(ctx).state.url)
+    section = settings(ctx).state
+    database = Database(section.url, timeouts=section.timeouts())
     try:
         database.upgrade()
         click.echo(f"state database at revision {database.revision()}")

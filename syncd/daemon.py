@@ -287,7 +287,7 @@ class Daemon(Parking):
             try:
                 new_app = App(settings)
                 new_app.open()
-            except UserError as exc:
+            except (UserError, StateUnavailable) as exc:  # an outage: the old jobs wait it out
                 log.error("config reload refused, the running configuration stays: %s", exc)
                 return False
             before, after = set(self.app.sources), {s.name for s in settings.sources}

@@ -289,3 +289,21 @@ def test_a_terminated_backend_or_an_unreachable_server_is_an_outage(state_url: s
         assert refusal is not None and "OperationalError" in str(refusal)
     finally:
         nowhere.dispose()
+
+
+def test_a_reload_during_an_outage_keeps_the_running_configuration(
+    world: World, state_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = App(config.load(world.config))
+    app.open()
+    daemon = Daemon(app, reload=lambda: config.load(world.config))
+    daemon.start(paused=True)
+    try:
+        with locked(state_url):
+            assert daemon.reload() is False  # SIGHUP: not a reason to stop
+        assert daemon.app is app and not daemon.stopping.is_set()
+        refused = [r.getMessage() for r in caplog.records if "reload refused" in r.getMessage()]
+        assert len(refused) == 1 and "state database" in refused[0]
+    finally:
+        daemon.shutdown()
+        app.close()

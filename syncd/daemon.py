@@ -107,7 +107,7 @@ class Daemon(Parking):
         self.fatal: BaseException | None = None
         self.abandoned = False  # a job outlived the stop deadline; the caller must not join it
         self.heartbeat = Heartbeat()
-        self.metrics = Metrics(lambda: self.app, lambda: self.heartbeat.unix)
+        self.metrics = Metrics(lambda: self.app, lambda: self.heartbeat.unix, self.runs)
         self.server: HealthServer | None = None
         self.running: dict[str, float] = {}  # job id → time.monotonic() its run started
         self.outage = StateOutage()

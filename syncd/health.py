@@ -59,6 +59,8 @@ class Watched(Protocol):
 
     def runs(self) -> Sequence[Run]: ...
 
+    def state_outage(self) -> str | None: ...
+
 
 def verdict(daemon: Watched, now: float | None = None) -> tuple[int, dict[str, Any]]:
     """200 with ``{"status": "ok"}``, or 503 naming every reason it is not.
@@ -80,9 +82,8 @@ def verdict(daemon: Watched, now: float | None = None) -> tuple[int, dict[str, A
             "unreadable answers): " + ", ".join(parked)
             + " (fix the cause, then `syncd resume NAME`)"
         )  # fmt: skip
-    # Jobs waiting out an unavailable state database (the daemon's state_outage()).
-    state_outage: Callable[[], str | None] | None = getattr(daemon, "state_outage", None)
-    if state_outage is not None and (outage := state_outage()) is not None:
+    # Jobs waiting out an unavailable state database.
+    if (outage := daemon.state_outage()) is not None:
         reasons.append(outage)
     # The scheduler ticks on its own thread, so a job hung on a call that never returns (a
     # lock, a socket without a timeout) would otherwise look healthy while its work waits.

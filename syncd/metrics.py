@@ -19,7 +19,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 
 from syncd.budget_metrics import BudgetCollector
 from syncd.gap_metrics import gap_metrics
+from syncd.health import Run
 from syncd.model import Direction, Stream
 from syncd.state import backfills
 from syncd.state import gaps as gap_state
@@ -194,12 +195,18 @@ def _int(value: str | None) -> int | None:
 class Metrics:
     """The daemon's registry; ``observe`` and ``error`` are called from its jobs."""
 
-    def __init__(self, app: Callable[[], App], last_tick: Callable[[], float | None]) -> None:
+    def __init__(
+        self,
+        app: Callable[[], App],
+        last_tick: Callable[[], float | None],
+        runs: Callable[[], Sequence[Run]] = tuple,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.state = StateView(app)
         self.api = ApiStats()
         self._app = app
         self._last_tick = last_tick
+        self._runs = runs
         # Weak: a session of an app dropped on reload must not be kept, nor its id reused.
         self._hooked: weakref.WeakSet[requests.Session] = weakref.WeakSet()
         reg = self.registry
@@ -277,6 +284,7 @@ class _Collector:
 
     def collect(self) -> Iterator[Metric]:
         yield from self._api()
+        yield from _job_runs(self.m._runs(), time.monotonic())
         tick = self.m._last_tick()
         if tick is not None:
             g = GaugeMetricFamily(
@@ -328,6 +336,24 @@ class _Collector:
             remaining.add_metric([app.settings.crm.type, name, "daily"], size - used)
             limit.add_metric([app.settings.crm.type, name, "daily"], size)
         return [calls, remaining, limit]
+
+
+def _job_runs(runs: Sequence[Run], now: float) -> Iterator[Metric]:
+    # The same judgement /healthz makes, as numbers an alert rule can watch over time.
+    running = GaugeMetricFamily(
+        "syncd_job_running_seconds", "How long each job run in progress has lasted.", labels=["job"]
+    )
+    stuck = GaugeMetricFamily(
+        "syncd_job_stuck",
+        "1 while a job run has lasted past its stuck limit ([daemon] stuck_after or three "
+        "of its intervals); /healthz fails meanwhile.",
+        labels=["job"],
+    )
+    for run in runs:
+        running.add_metric([run.job], now - run.started)
+        stuck.add_metric([run.job], 1.0 if now - run.started > run.limit else 0.0)
+    yield running
+    yield stuck
 
 
 def _state_metrics(snap: Snapshot) -> Iterator[Metric]:

@@ -149,9 +149,13 @@ class FakeDaemon:
         self.heartbeat = Heartbeat()
         self.parked: set[str] = set()
         self.stopping = threading.Event()
+        self.outage: str | None = None
 
     def runs(self) -> list[Run]:
         return []
+
+    def state_outage(self) -> str | None:
+        return self.outage
 
 
 def test_healthz_names_every_reason_it_fails() -> None:
@@ -168,6 +172,9 @@ def test_healthz_names_every_reason_it_fails() -> None:
     assert code == 503
     assert body["parked"] == ["x:acme"]
     assert any("ticked 3600s ago" in r for r in body["reasons"])
+    d.outage = "the state database is unavailable since 10:00:00 (poll:x:acme:mentions waits)"
+    code, body = verdict(d)
+    assert code == 503 and d.outage in body["reasons"]
     assert any("x:acme" in r and "syncd resume" in r for r in body["reasons"])
 
 
@@ -231,6 +238,17 @@ def test_a_stuck_job_fails_healthz_naming_it_until_it_finishes(
         d.shutdown()
     code, body = verdict(d, now=time.monotonic() + limit + 5)
     assert code == 200 and body["stuck"] == [], body
+
+
+def test_metrics_show_each_run_in_progress_and_whether_it_is_stuck() -> None:
+    from syncd.metrics import _job_runs
+
+    runs = [Run("write", started=100.0, limit=900.0), Run("resolve", started=50.0, limit=60.0)]
+    families = {m.name: m for m in _job_runs(runs, now=160.0)}
+    running = {s.labels["job"]: s.value for s in families["syncd_job_running_seconds"].samples}
+    stuck = {s.labels["job"]: s.value for s in families["syncd_job_stuck"].samples}
+    assert running == {"write": 60.0, "resolve": 110.0}
+    assert stuck == {"write": 0.0, "resolve": 1.0}
 
 
 def test_healthz_over_http_is_json_with_status_code() -> None:

@@ -14,6 +14,7 @@ import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -219,11 +220,25 @@ def test_the_daemon_waits_out_a_locked_state_database_and_then_delivers(
     assert SECRET not in caplog.text
 
 
-def test_a_command_meeting_an_outage_says_so_and_exits_75(world: World, state_url: str) -> None:
+SINCE = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%d")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["poll", "--once"],
+        # A foreground backfill stores its job before its first read.
+        ["backfill", "--source", "acme-x", "--account", "acme", "--since", SINCE, "--yes"],
+    ],
+    ids=["poll", "backfill"],
+)
+def test_a_command_meeting_an_outage_says_so_and_exits_75(
+    world: World, state_url: str, command: list[str]
+) -> None:
     seed(world.x, world.sf, customers=1)
     CliRunner().invoke(cli, ["--config", str(world.config), "db", "upgrade"])
     with locked(state_url):
-        result = CliRunner().invoke(cli, ["--config", str(world.config), "poll", "--once"])
+        result = CliRunner().invoke(cli, ["--config", str(world.config), *command])
     assert result.exit_code == 75, result.output
     assert "state database" in result.output and "run it again" in result.output
     assert "Traceback" not in result.output

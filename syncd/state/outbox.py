@@ -238,6 +238,22 @@ def _ready(conn: Connection, crm: str, now: datetime, limit: int) -> Select[Any]
         exists().where(links.c.identity_id == waiting.c.identity_id, links.c.crm == crm)
     )
     return (
+        as_written()
+        .where(
+            deliveries.c.crm == crm,
+            deliveries.c.state == PENDING,
+            _member(conn, deliveries.c.identity_id, linked_authors),
+            or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
+        )
+        .order_by(interactions.c.created_at, deliveries.c.id)
+        .limit(limit)
+    )
+
+
+def as_written() -> Select[Any]:
+    """Deliveries with what the writer sends for each (the post, its author, the linked CRM
+    person), to be narrowed by the caller; read with :func:`rows`."""
+    return (
         select(
             deliveries.c.id,
             deliveries.c.attempts,
@@ -258,14 +274,6 @@ def _ready(conn: Connection, crm: str, now: datetime, limit: int) -> Select[Any]
         .join(interactions, interactions.c.id == deliveries.c.interaction_id)
         .join(identities, identities.c.id == deliveries.c.identity_id)
         .join(links, and_(links.c.identity_id == identities.c.id, links.c.crm == deliveries.c.crm))
-        .where(
-            deliveries.c.crm == crm,
-            deliveries.c.state == PENDING,
-            _member(conn, deliveries.c.identity_id, linked_authors),
-            or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
-        )
-        .order_by(interactions.c.created_at, deliveries.c.id)
-        .limit(limit)
     )
 
 
@@ -275,7 +283,7 @@ def _unclaimed(now: datetime, owner: str | None) -> ColumnElement[bool]:
     return free if owner is None else or_(free, deliveries.c.claimed_by == owner)
 
 
-def _rows(result: Iterable[Any]) -> list[ReadyDelivery]:
+def rows(result: Iterable[Any]) -> list[ReadyDelivery]:
     return [
         ReadyDelivery(
             delivery_id=r.id,
@@ -304,7 +312,7 @@ def ready_deliveries(
     stmt = _ready(conn, crm, now, limit)
     if shared(conn):  # SQLite never claims: no predicate to evaluate there
         stmt = stmt.where(_unclaimed(now, owner))
-    return _rows(conn.execute(stmt))
+    return rows(conn.execute(stmt))
 
 
 def claim(
@@ -314,7 +322,7 @@ def claim(
     the caller's short transaction. Rows another writer is claiming this moment are skipped,
     not waited for, so writers never queue behind each other nor deadlock."""
     stmt = _ready(conn, crm, now, limit).where(_unclaimed(now, owner))
-    ready = _rows(conn.execute(stmt.with_for_update(of=deliveries, skip_locked=True)))
+    ready = rows(conn.execute(stmt.with_for_update(of=deliveries, skip_locked=True)))
     if ready:
         conn.execute(
             update(deliveries)

@@ -31,7 +31,6 @@ from sqlalchemy import (
     Connection,
     Select,
     Text,
-    and_,
     cast,
     delete,
     func,
@@ -41,8 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import update as sql_update
 
-from syncd.model import CrmRef, Direction
-from syncd.state import suppression
+from syncd.state import outbox, suppression
 from syncd.state.ingest import PENDING
 from syncd.state.outbox import FORGOTTEN, WRITTEN, ReadyDelivery
 from syncd.state.tables import (
@@ -279,29 +277,7 @@ def rewrites(conn: Connection, crm: str, others: Sequence[int]) -> list[ReadyDel
     out: list[ReadyDelivery] = []
     for start in range(0, len(others), _CHUNK):
         stmt = (
-            select(
-                deliveries.c.id,
-                deliveries.c.attempts,
-                interactions.c.network,
-                interactions.c.post_id,
-                interactions.c.account,
-                interactions.c.direction,
-                interactions.c.text,
-                interactions.c.created_at,
-                interactions.c.url,
-                interactions.c.conversation_id,
-                identities.c.id.label("identity_id"),
-                identities.c.handle,
-                links.c.crm_object,
-                links.c.crm_id,
-                links.c.crm_name,
-            )
-            .join(interactions, interactions.c.id == deliveries.c.interaction_id)
-            .join(identities, identities.c.id == deliveries.c.identity_id)
-            .join(
-                links,
-                and_(links.c.identity_id == identities.c.id, links.c.crm == deliveries.c.crm),
-            )
+            outbox.as_written()
             .where(
                 deliveries.c.crm == crm,
                 deliveries.c.crm_record_id.is_not(None),
@@ -309,24 +285,7 @@ def rewrites(conn: Connection, crm: str, others: Sequence[int]) -> list[ReadyDel
             )
             .order_by(deliveries.c.id)
         )
-        out += [
-            ReadyDelivery(
-                delivery_id=r.id,
-                identity_id=r.identity_id,
-                attempts=r.attempts,
-                network=r.network,
-                post_id=r.post_id,
-                account=r.account,
-                direction=Direction(r.direction),
-                text=r.text,
-                created_at=r.created_at,
-                url=r.url,
-                conversation_id=r.conversation_id,
-                handle=r.handle,
-                who=CrmRef(r.crm_object, r.crm_id, r.crm_name),
-            )
-            for r in conn.execute(stmt)
-        ]
+        out += outbox.rows(conn.execute(stmt))
     return out
 
 

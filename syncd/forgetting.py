@@ -117,7 +117,7 @@ def _resolver_paused(
     if not shared(db.dialect):
         yield
         return
-    locks = JobLocks(db.url)
+    locks = JobLocks(db.url, db.engine_options)  # its timeouts, its hidden parameters
     try:
         waited = 0.0
         while True:

@@ -35,9 +35,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from syncd.sandbox.salesforce_api import SalesforceSandbox
-from syncd.sandbox.seed import set_up_org
-from syncd.sandbox.x_api import XSandbox
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.seed import set_up_org
+from sandbox.x.api import XSandbox
 from syncd.state.db import Database
 from syncd.state.tables import interactions
 

@@ -49,9 +49,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from syncd.sandbox.salesforce_api import SalesforceSandbox
-from syncd.sandbox.seed import BRAND_HANDLES, World, next_post, seed
-from syncd.sandbox.x_api import XSandbox
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.seed import BRAND_HANDLES, World, next_post, seed
+from sandbox.x.api import XSandbox
 from syncd.state.db import Database
 from syncd.state.tables import cursors, deliveries, gaps, interactions
 

@@ -42,12 +42,12 @@ from sqlalchemy import Engine, event
 from throughput import BEARER, CONFIG, ENV
 from workload import UNLIMITED, Feeder, WriteClock, seed
 
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.x.api import XSandbox
 from syncd.app import App
 from syncd.config import load
 from syncd.metrics import StateView
 from syncd.model import IdentityKey
-from syncd.sandbox.salesforce_api import SalesforceSandbox
-from syncd.sandbox.x_api import XSandbox
 from syncd.state import crm_keys, outbox
 
 if TYPE_CHECKING:

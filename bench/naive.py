@@ -27,8 +27,8 @@ from simple_salesforce import Salesforce
 from workload import UNLIMITED, Feeder, WriteClock, percentile, seed
 
 from connectors._http import RewritingAdapter, mount
-from syncd.sandbox.salesforce_api import SalesforceSandbox
-from syncd.sandbox.x_api import XSandbox
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.x.api import XSandbox
 
 if TYPE_CHECKING:
     from throughput import Options

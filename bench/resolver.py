@@ -52,10 +52,10 @@ from typing import Any
 from sqlalchemy import select
 
 from connectors.salesforce import SalesforceCrm
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.server import Request
 from syncd.model import Account, Author, Cursor, Direction, Interaction, Page, Stream
 from syncd.resolver.stage import ResolveSettings, run
-from syncd.sandbox.salesforce_api import SalesforceSandbox
-from syncd.sandbox.server import Request
 from syncd.state.db import Database
 from syncd.state.ingest import ingest_page
 from syncd.state.tables import candidates, identities, links

@@ -43,8 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import naive
 from workload import UNLIMITED, Feeder, WriteClock, percentile, seed
 
-from syncd.sandbox.salesforce_api import SalesforceSandbox
-from syncd.sandbox.x_api import XSandbox
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.x.api import XSandbox
 from syncd.state.db import Database
 from syncd.state.tables import interactions
 

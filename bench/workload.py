@@ -18,9 +18,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from syncd.sandbox.salesforce_api import SalesforceSandbox
-from syncd.sandbox.seed import FIRST, LAST, set_up_org
-from syncd.sandbox.x_api import XSandbox
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.seed import FIRST, LAST, set_up_org
+from sandbox.x.api import XSandbox
 
 # X's own limits would make this a measure of X (450 mention requests per 15 minutes per
 # app): lifted in the stand-in. The 800-mention horizon stays, and is reported if crossed.

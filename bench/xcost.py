@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from workload import UNLIMITED, People, seed
 
-from syncd.sandbox.salesforce_api import SalesforceSandbox
-from syncd.sandbox.x_api import XSandbox
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.x.api import XSandbox
 from syncd.state.db import Database
 from syncd.state.tables import identities, interactions
 

@@ -21,12 +21,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from connectors.salesforce import SalesforceCrm
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.seed import BRAND_HANDLES, World, next_post, seed
+from sandbox.x.api import XSandbox
 from syncd import config as config_mod
 from syncd.app import App
 from syncd.daemon import Daemon
-from syncd.sandbox.salesforce_api import SalesforceSandbox
-from syncd.sandbox.seed import BRAND_HANDLES, World, next_post, seed
-from syncd.sandbox.x_api import XSandbox
 from syncd.state import outbox
 from syncd.state.status import status as read_status
 

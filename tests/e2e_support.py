@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.x.api import XSandbox
 from syncd.cli import cli
-from syncd.sandbox.salesforce_api import SalesforceSandbox
-from syncd.sandbox.x_api import XSandbox
 
 CONFIG = """
 [state]

@@ -24,8 +24,8 @@ from vcr.serializers import compat
 
 from connectors.salesforce import SalesforceCrm
 from connectors.salesforce_settings import SalesforceSettings
+from sandbox.server import Request, Response, SandboxServer
 from syncd.model import CrmRef, Direction, HistoryRecord, IdentityKey
-from syncd.sandbox.server import Request, Response, SandboxServer
 
 API = "61.0"
 CUMULUSCI = Path(__file__).parent / "fixtures" / "cumulusci"

@@ -20,8 +20,8 @@ import pytest
 from click.testing import CliRunner
 from e2e_support import Daemon, World, make_world, poll_once, wait_for
 
+from sandbox.seed import Customer, seed
 from syncd.cli import cli
-from syncd.sandbox.seed import Customer, seed
 
 DAYS_AGO = 20
 

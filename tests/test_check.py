@@ -15,11 +15,11 @@ from e2e_support import World, config_text
 from connectors.salesforce_check import verify_field
 from connectors.salesforce_fields import specs
 from connectors.salesforce_settings import SalesforceSettings
+from sandbox.salesforce import meta
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.seed import ORG_FIELDS, set_up_org
+from sandbox.x.api import XSandbox
 from syncd.cli import cli
-from syncd.sandbox import salesforce_meta as meta
-from syncd.sandbox.salesforce_api import SalesforceSandbox
-from syncd.sandbox.seed import ORG_FIELDS, set_up_org
-from syncd.sandbox.x_api import XSandbox
 
 NS = {"md": "http://soap.sforce.com/2006/04/metadata"}
 BRANDS = ("acme", "acmesupport")

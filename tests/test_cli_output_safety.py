@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 from e2e_support import World, make_world, poll_once
 
+from sandbox.seed import seed
 from syncd.cli import cli
 from syncd.cli.text import literal, printable
-from syncd.sandbox.seed import seed
 from syncd.state.db import Database
 from syncd.state.tables import cursors, parked
 

@@ -15,9 +15,9 @@ import pytest
 from test_crm_keys import k, linked_to, person, stage_on, x
 from test_salesforce_people import crm, sb  # noqa: F401  (the sandbox fixture)
 
+from sandbox.salesforce.api import SalesforceSandbox
 from syncd import config
 from syncd.errors import ConfigError
-from syncd.sandbox.salesforce_api import SalesforceSandbox
 from syncd.state import crm_keys
 from syncd.state.db import Database
 from syncd.state.tables import KEY_MAX, NAME_MAX, metadata

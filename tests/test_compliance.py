@@ -16,8 +16,8 @@ from x_sandbox_support import recorded
 
 from connectors.x import XSource
 from connectors.x_parse import parse_lookup
+from sandbox.seed import seed
 from syncd.cli import cli
-from syncd.sandbox.seed import seed
 from syncd.state.db import Database
 from syncd.state.tables import deliveries, interactions, post_checks
 
@@ -146,7 +146,7 @@ def test_lookup_reads_x_s_recorded_not_found_errors() -> None:
 
 
 def test_lookup_posts_through_tweepy_against_the_stand_in() -> None:
-    from syncd.sandbox.x_api import XSandbox
+    from sandbox.x.api import XSandbox
 
     with XSandbox() as x:
         fan = x.add_user("fan")["id"]

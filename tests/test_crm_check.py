@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from e2e_support import World, make_world, poll_once, tasks
 
+from sandbox.seed import Customer, seed
 from syncd import config as config_mod
 from syncd.app import App
 from syncd.daemon import Daemon
 from syncd.model import PeopleChanges
-from syncd.sandbox.seed import Customer, seed
 
 
 @pytest.fixture

@@ -13,12 +13,12 @@ from test_salesforce_people import crm, sb  # noqa: F401  (the sandbox fixture)
 
 import connectors.salesforce_keys as sf_keys
 from connectors.salesforce import SalesforceCrm
+from sandbox.salesforce.api import SalesforceSandbox
 from syncd.errors import TransientError
 from syncd.model import CrmRef, IdentityKey, KeyOnFile, KeysOnFile, Stream
 from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.resolver import on_file
 from syncd.resolver.stage import ResolveSettings
-from syncd.sandbox.salesforce_api import SalesforceSandbox
 from syncd.state import crm_keys
 from syncd.state.db import Database
 from syncd.state.tables import links

@@ -11,11 +11,11 @@ from test_resolve_stage import BRAND
 from test_salesforce_people import crm, sb  # noqa: F401  (the sandbox fixture)
 
 import connectors.salesforce_watch as sf_watch
+from sandbox.salesforce.api import SalesforceSandbox
 from syncd.errors import AuthError, TransientError
 from syncd.model import CrmRef, PeopleChanges, PersonRecord, Stream
 from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.resolver.stage import ResolveSettings
-from syncd.sandbox.salesforce_api import SalesforceSandbox
 from syncd.state.db import Database
 
 BOB = PersonRecord(CrmRef("Contact", "003BOB", "Bob Stone"), "Bob", "Stone", user_id="8")

@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 from e2e_support import World, make_world, poll_once, tasks
 
+from sandbox.seed import seed
 from syncd.cli import cli
-from syncd.sandbox.seed import seed
 
 
 @pytest.fixture

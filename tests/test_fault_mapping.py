@@ -20,10 +20,10 @@ from x_sandbox_support import TOKEN, Clock
 
 from connectors.salesforce import RATE_LIMIT_PAUSE, SalesforceCrm
 from connectors.x import XSource
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.x.api import XSandbox
 from syncd.errors import AuthError, RateLimited, TransientError
 from syncd.model import Account, Cursor, IdentityKey, Stream
-from syncd.sandbox.salesforce_api import SalesforceSandbox
-from syncd.sandbox.x_api import XSandbox
 
 TIMEOUT = 0.8  # generous: a loaded CI machine must not time out a healthy call
 QUICK_STOP = 0.005  # seconds stop() may wait; a server per test adds up otherwise

@@ -16,10 +16,10 @@ from click.testing import CliRunner
 from e2e_support import Daemon, World, make_world, poll_once, tasks, wait_for
 from sqlalchemy import insert, select
 
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.seed import seed
 from syncd import config
 from syncd.cli import cli
-from syncd.sandbox.salesforce_api import SalesforceSandbox
-from syncd.sandbox.seed import seed
 from syncd.state.db import Database
 from syncd.state.tables import interactions, metadata, quarantine
 

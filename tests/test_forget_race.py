@@ -18,12 +18,12 @@ from e2e_support import World, make_world, poll_once, tasks
 from sqlalchemy import select
 
 from connectors.salesforce import SalesforceCrm
+from sandbox.seed import seed
 from syncd import config, forgetting
 from syncd.app import App
 from syncd.connector import Crm
 from syncd.model import HistoryRecord, WriteResult
 from syncd.pipeline import DeliverResult, Pipeline
-from syncd.sandbox.seed import seed
 from syncd.state.coordination import shared
 from syncd.state.db import Database
 from syncd.state.tables import deliveries, metadata

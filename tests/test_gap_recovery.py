@@ -20,12 +20,12 @@ from click.testing import CliRunner
 from e2e_support import Daemon, World, make_world, tasks, wait_for
 from prometheus_client import generate_latest
 
+from sandbox.seed import Customer, seed
 from syncd import config as config_mod
 from syncd.app import App
 from syncd.cli import cli
 from syncd.metrics import Metrics
 from syncd.model import Stream
-from syncd.sandbox.seed import Customer, seed
 from syncd.state import backfills
 
 

@@ -19,13 +19,13 @@ from sqlalchemy import select
 
 from connectors.x import XSource
 from connectors.x_backfill import RECENT_REACH, plan_gap, posted_at
+from sandbox.x.api import XSandbox
+from sandbox.x.store import snowflake
 from syncd.backfill.runner import Runner
 from syncd.errors import TransientError
 from syncd.gaps import recover
 from syncd.model import Account, Page, Stream
 from syncd.pipeline import Pipeline, PipelineSettings
-from syncd.sandbox.x_api import XSandbox
-from syncd.sandbox.x_store import snowflake
 from syncd.state import gaps, ingest
 from syncd.state.db import Database
 from syncd.state.tables import cursors, interactions

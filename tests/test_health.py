@@ -19,11 +19,11 @@ from e2e_support import Daemon, World, make_world, tasks, wait_for
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from sandbox.seed import seed
 from syncd import config
 from syncd.daemon import Daemon as SyncDaemon
 from syncd.errors import ConfigError
 from syncd.health import HealthServer, Run, parse_listen, verdict
-from syncd.sandbox.seed import seed
 from syncd.sdnotify import Heartbeat, heartbeat_seconds, watchdog_seconds
 
 

@@ -20,11 +20,11 @@ from click.testing import CliRunner
 from e2e_support import config_text
 from prometheus_client import CollectorRegistry
 
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.seed import set_up_org
+from sandbox.x.api import XSandbox
 from syncd.cli import cli
 from syncd.health import HealthServer, Limits, is_loopback
-from syncd.sandbox.salesforce_api import SalesforceSandbox
-from syncd.sandbox.seed import set_up_org
-from syncd.sandbox.x_api import XSandbox
 
 # Short server bounds keep the tests quick; the clients' own waits are generous (2 loaded
 # cores), and only bound how long a failing test takes to say so.

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 from e2e_support import Daemon, World, config_text, make_world, tasks, wait_for
 
+from sandbox.seed import seed
 from syncd.cli import cli
-from syncd.sandbox.seed import seed
 
 pytestmark = pytest.mark.parametrize("state_url", ["sqlite"], indirect=True)
 

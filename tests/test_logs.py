@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from e2e_support import Daemon, World, make_world, tasks, wait_for
 
+from sandbox.seed import seed
 from syncd import logs
-from syncd.sandbox.seed import seed
 
 
 def record(level: int, msg: str, *args: object, exc: bool = False) -> logging.LogRecord:

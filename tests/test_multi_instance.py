@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from syncd.sandbox.salesforce_api import SalesforceSandbox
-from syncd.sandbox.seed import BRAND_HANDLES, World, next_post, seed
-from syncd.sandbox.server import Request
-from syncd.sandbox.x_api import XSandbox
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.seed import BRAND_HANDLES, World, next_post, seed
+from sandbox.server import Request
+from sandbox.x.api import XSandbox
 from syncd.state.db import Database
 from syncd.state.tables import deliveries, interactions
 

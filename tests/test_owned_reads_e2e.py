@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from e2e_support import Daemon, make_world, tasks, wait_for
 
+from sandbox.seed import seed
 from syncd.cli import cli
-from syncd.sandbox.seed import seed
 
 CLIENT = "syncd-e2e-client"
 

@@ -17,11 +17,11 @@ from salesforce_support import settings as sf_settings
 from sqlalchemy import Text, cast, insert, select, text
 
 from connectors.salesforce import SalesforceCrm
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.seed import seed
 from syncd import config
 from syncd.app import App
 from syncd.cli import cli
-from syncd.sandbox.salesforce_api import SalesforceSandbox
-from syncd.sandbox.seed import seed
 from syncd.state.db import Database
 from syncd.state.tables import identity_handles, interactions, metadata, quarantine
 

@@ -20,10 +20,10 @@ from test_pipeline import (
 from test_salesforce_people import crm, sb  # noqa: F401  (the sandbox fixture)
 
 from connectors.salesforce import SalesforceCrm
+from sandbox.salesforce.api import SalesforceSandbox
 from syncd.model import CrmRef, Cursor, Page, PersonRecord, Stream
 from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.resolver.stage import ResolveSettings
-from syncd.sandbox.salesforce_api import SalesforceSandbox
 from syncd.state import authors, linking
 from syncd.state.db import Database
 from syncd.state.tables import deliveries, link_events, links

@@ -15,8 +15,8 @@ from test_sandbox_salesforce import V, login, raw
 
 import connectors.salesforce_composite as composite
 from connectors.salesforce_composite import Answer, query_many
+from sandbox.salesforce.api import SalesforceSandbox
 from syncd.model import PeopleQuery
-from syncd.sandbox.salesforce_api import SalesforceSandbox
 
 pytestmark = pytest.mark.usefixtures("sb")
 

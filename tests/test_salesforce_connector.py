@@ -50,6 +50,7 @@ from connectors.salesforce import (
     task_record,
 )
 from connectors.salesforce_settings import IdentityFields
+from sandbox.server import Response
 from syncd.errors import (
     AuthError,
     ExternalError,
@@ -58,7 +59,6 @@ from syncd.errors import (
     TransientError,
 )
 from syncd.model import CrmRef, Direction, Match
-from syncd.sandbox.server import Response
 
 PASSWORD, TOKEN, SESSION = "s3cr3t-Pa$$<word>", "TOKENabc123xyz", "00D5e000000CASSETTE!session"
 X = IdentityFields(user_id="X_User_Id__c", handle="X_Handle__c")
@@ -204,7 +204,7 @@ def test_soql_quote_like_escapes_wildcards() -> None:
 
 
 def test_lookup_soql_survives_injection() -> None:
-    soql_mod = pytest.importorskip("syncd.sandbox.soql")
+    soql_mod = pytest.importorskip("sandbox.salesforce.soql.query")
     hostile = ["' OR Name != '", "x\\' OR Id != null OR Name = \\'", "new\nline"]
     soql = lookup_soql("Contact", X, [key(h, handle=h) for h in hostile])
     query = soql_mod.parse(soql)
@@ -823,7 +823,7 @@ SB_PASSWORD, SB_TOKEN = "sandbox-password", "sandbox-token"
 
 @pytest.fixture
 def make_sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
-    api = pytest.importorskip("syncd.sandbox.salesforce_api")
+    api = pytest.importorskip("sandbox.salesforce.api")
     monkeypatch.setenv("SF_PASSWORD", SB_PASSWORD)
     monkeypatch.setenv("SF_TOKEN", SB_TOKEN)
     started: list[Any] = []

@@ -29,10 +29,10 @@ from connectors.salesforce_people import (
 )
 from connectors.salesforce_search import people_queries
 from connectors.salesforce_settings import IdentityFields
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.salesforce.soql import query as soql
 from syncd.model import CrmRef, IdentityKey, PeopleQuery, PersonRecord, Profile
 from syncd.resolver.evidence import name_search
-from syncd.sandbox import soql
-from syncd.sandbox.salesforce_api import SalesforceSandbox
 
 X = IdentityFields(user_id="X_User_Id__c", handle="X_Handle__c")
 HOSTILE = [

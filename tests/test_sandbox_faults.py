@@ -16,10 +16,10 @@ import pytest
 import requests
 from x_sandbox_support import TOKEN, get, spec
 
-from syncd.sandbox.faults import FaultRule
-from syncd.sandbox.salesforce_api import SalesforceSandbox
-from syncd.sandbox.server import CONTROL_PATH, Request
-from syncd.sandbox.x_api import ENDPOINTS, XSandbox
+from sandbox.faults import FaultRule
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.server import CONTROL_PATH, Request
+from sandbox.x.api import ENDPOINTS, XSandbox
 
 V = "61.0"
 QUICK_STOP = 0.005  # seconds stop() may wait; a server per test adds up otherwise

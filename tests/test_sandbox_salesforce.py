@@ -31,11 +31,11 @@ from simple_salesforce.exceptions import (
 from simple_salesforce.format import format_soql
 
 from connectors._http import RewritingAdapter, mount
-from syncd.sandbox import soql
-from syncd.sandbox.salesforce_api import SalesforceSandbox
-from syncd.sandbox.salesforce_schema import id18, make_id, normalize_id
-from syncd.sandbox.soql_bind import bind
-from syncd.sandbox.soql_eval import Matcher, run
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.salesforce.schema import id18, make_id, normalize_id
+from sandbox.salesforce.soql import query as soql
+from sandbox.salesforce.soql.bind import bind
+from sandbox.salesforce.soql.evaluate import Matcher, run
 
 CASSETTES = Path(__file__).parent / "fixtures" / "cumulusci"
 V = "61.0"

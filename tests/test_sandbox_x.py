@@ -21,7 +21,7 @@ import yaml
 from x_sandbox_support import FIXTURES, TOKEN, Clock, get, recorded, spec
 
 from connectors._http import RewritingAdapter, mount
-from syncd.sandbox.x_api import XSandbox
+from sandbox.x.api import XSandbox
 
 # What academictwitteR asked X for (fixtures/x-api-v2-json): every field, every expansion.
 FULL_POST = {

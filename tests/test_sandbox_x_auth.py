@@ -16,7 +16,7 @@ import tweepy
 from x_sandbox_support import TOKEN, Clock, get, spec
 
 from connectors._http import RewritingAdapter, mount
-from syncd.sandbox.x_api import XSandbox
+from sandbox.x.api import XSandbox
 
 CLIENT = "syncd-test-client"
 CALLBACK = "http://127.0.0.1/callback"

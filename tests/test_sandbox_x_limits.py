@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from syncd.sandbox.x_api import ENDPOINTS, RATE_LIMIT_DEFAULTS, XSandbox
+from sandbox.x.api import ENDPOINTS, RATE_LIMIT_DEFAULTS, XSandbox
 
 TOKEN = "limits-bearer"
 TINY = dict.fromkeys(RATE_LIMIT_DEFAULTS, 1)

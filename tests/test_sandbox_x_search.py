@@ -20,7 +20,7 @@ import yaml
 from x_sandbox_support import FIXTURES, TOKEN, Clock, get, recorded, spec
 
 from connectors._http import RewritingAdapter, mount
-from syncd.sandbox.x_api import XSandbox
+from sandbox.x.api import XSandbox
 
 RECENT, ALL = "/2/tweets/search/recent", "/2/tweets/search/all"
 COUNTS_RECENT, COUNTS_ALL = "/2/tweets/counts/recent", "/2/tweets/counts/all"

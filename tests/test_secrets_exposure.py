@@ -21,13 +21,13 @@ from click.testing import CliRunner
 from e2e_support import Daemon, config_text, tasks, wait_for
 
 from connectors.x_token_file import UserToken, write_private
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.seed import seed
+from sandbox.x.api import XSandbox
 from syncd import config as config_mod
 from syncd.app import App
 from syncd.cli import cli
 from syncd.errors import SyncdError
-from syncd.sandbox.salesforce_api import SalesforceSandbox
-from syncd.sandbox.seed import seed
-from syncd.sandbox.x_api import XSandbox
 
 X_BEARER = "xbearer-S3CRET-a1b2c3d4e5"
 SF_PASSWORD = "sfpass-S3CRET-f6g7h8"

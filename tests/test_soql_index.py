@@ -11,11 +11,12 @@ import random
 
 import pytest
 
-from syncd.sandbox import soql, soql_index
-from syncd.sandbox.salesforce_api import SalesforceSandbox
-from syncd.sandbox.soql_bind import bind
-from syncd.sandbox.soql_eval import run
-from syncd.sandbox.soql_paths import PathSchema, paths_of, with_paths
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.salesforce.soql import index as soql_index
+from sandbox.salesforce.soql import query as soql
+from sandbox.salesforce.soql.bind import bind
+from sandbox.salesforce.soql.evaluate import run
+from sandbox.salesforce.soql.paths import PathSchema, paths_of, with_paths
 
 FIRST = ["Ada", "ada", "Ben", "Chloé", "Émile", "Jo", "JO", "Straße", "Zoë", "O'Neil", None]
 LAST = ["Smith", "smith", "Smithers", "Scott", "Ng", "Østby", "Lindqvist", "50%_off", ""]

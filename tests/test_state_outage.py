@@ -25,6 +25,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from sandbox.seed import seed
 from syncd import config, logs
 from syncd.app import App
 from syncd.cli import cli
@@ -32,7 +33,6 @@ from syncd.daemon import Daemon, open_waiting
 from syncd.errors import StateUnavailable
 from syncd.health import verdict
 from syncd.job_health import OUTAGE_MAX_WAIT, StateOutage
-from syncd.sandbox.seed import seed
 from syncd.state.db import Database, Timeouts, unavailable
 
 SECRET = "my parcel never came, order 4471-zebra"  # a post's text: never in a log

@@ -22,11 +22,11 @@ from sqlalchemy import select
 
 from connectors.salesforce import SalesforceCrm
 from connectors.x import XSource
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.seed import seed
 from syncd import logs
 from syncd.cli import cli
 from syncd.errors import AuthError, TransientError
-from syncd.sandbox.salesforce_api import SalesforceSandbox
-from syncd.sandbox.seed import seed
 from syncd.secrets import masked
 from syncd.state.tables import parked
 

@@ -19,6 +19,8 @@ from prometheus_client import generate_latest
 from sqlalchemy import select
 
 from connectors.x import XSource
+from sandbox.seed import set_up_org
+from sandbox.x.api import XSandbox
 from syncd.app import App
 from syncd.backfill.runner import Runner
 from syncd.cli import cli
@@ -28,8 +30,6 @@ from syncd.errors import ExternalError, MalformedAnswer
 from syncd.metrics import Metrics
 from syncd.model import Account, Stream
 from syncd.pipeline import Pipeline, PipelineSettings
-from syncd.sandbox.seed import set_up_org
-from syncd.sandbox.x_api import XSandbox
 from syncd.state import backfills
 from syncd.state.db import Database
 from syncd.state.tables import interactions

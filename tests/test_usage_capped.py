@@ -21,6 +21,9 @@ from prometheus_client import generate_latest
 from rich.console import Console
 from x_sandbox_support import Clock
 
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.seed import set_up_org
+from sandbox.x.api import XSandbox
 from syncd import config
 from syncd.app import App, Job
 from syncd.backfill.runner import BackfillSource, Runner
@@ -28,9 +31,6 @@ from syncd.budget import BudgetHeld, Standing
 from syncd.cli.budget_view import print_budgets
 from syncd.daemon import Daemon
 from syncd.model import Stream
-from syncd.sandbox.salesforce_api import SalesforceSandbox
-from syncd.sandbox.seed import set_up_org
-from syncd.sandbox.x_api import XSandbox
 from syncd.state import backfills, usage
 from syncd.state.backfills import QUEUED, RUNNING
 from syncd.state.status import status

@@ -16,14 +16,14 @@ from fake_crm import NoExtras
 from sqlalchemy import select
 
 from connectors.x import XSource
+from sandbox.seed import set_up_org
+from sandbox.server import Request
+from sandbox.x.api import XSandbox
 from syncd.backfill.runner import Runner
 from syncd.cli import cli
 from syncd.errors import PaginationLoop
 from syncd.model import Account, Segment, Stream
 from syncd.pipeline import Pipeline, PipelineSettings
-from syncd.sandbox.seed import set_up_org
-from syncd.sandbox.server import Request
-from syncd.sandbox.x_api import XSandbox
 from syncd.state import backfills
 from syncd.state import gaps as gap_state
 from syncd.state.db import Database

@@ -15,10 +15,10 @@ from click.testing import CliRunner, Result
 from e2e_support import config_text
 
 from connectors.x import XSource
+from sandbox.x.api import XSandbox
 from syncd import config as config_mod
 from syncd.cli import cli
 from syncd.model import Cursor, Stream
-from syncd.sandbox.x_api import XSandbox
 
 CLIENT = "syncd-cli-client"
 CALLBACK = "http://127.0.0.1/callback"

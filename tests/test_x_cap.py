@@ -12,10 +12,10 @@ from openapi_schema_validator import OAS30Validator
 from x_sandbox_support import TOKEN, Clock, get, spec
 
 from connectors.x import XSource
+from sandbox.x.api import XSandbox
+from sandbox.x.cap import cap_period
 from syncd.errors import UsageCapped
 from syncd.model import Account, Cursor, ProjectUsage, Stream
-from syncd.sandbox.x_api import XSandbox
-from syncd.sandbox.x_cap import cap_period
 
 START = datetime(2027, 3, 9, 12, 0, tzinfo=UTC)
 ALL_FIELDS = (

@@ -25,6 +25,8 @@ import vcr
 
 import connectors
 from connectors.x import EXPANSIONS, TWEET_FIELDS, XSettings, XSource, parse_page
+from sandbox.server import Request, Response, SandboxServer
+from sandbox.x.api import XSandbox
 from syncd.errors import (
     AuthError,
     ExternalError,
@@ -36,8 +38,6 @@ from syncd.errors import (
     UsageCapped,
 )
 from syncd.model import Account, Author, Cursor, Direction, Interaction, Page, RateInfo, Stream
-from syncd.sandbox.server import Request, Response, SandboxServer
-from syncd.sandbox.x_api import XSandbox
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TOKEN = "AAAA-test-bearer-0123456789-SECRET"

@@ -13,8 +13,8 @@ import pytest
 from e2e_support import World, make_world, poll_once, tasks
 
 from connectors.x_parse import parse_page, unescape_text
+from sandbox.seed import seed
 from syncd.model import Account, Cursor, Stream
-from syncd.sandbox.seed import seed
 
 FIXTURES = Path(__file__).parent / "fixtures" / "x-api-v2-json"
 ADIL = Account("x", "adil_iis", "1145936974064177152")

@@ -22,11 +22,11 @@ import pytest
 from connectors.x import XSettings, XSource
 from connectors.x_auth import OAuth1UserAuth, OAuth2UserAuth
 from connectors.x_token_file import UserToken, write_private
+from sandbox.server import Response, SandboxServer
+from sandbox.x.api import XSandbox
 from syncd import config as config_mod
 from syncd.errors import AuthError, SyncdError, TransientError
 from syncd.model import Account, Cursor, Segment, Stream
-from syncd.sandbox.server import Response, SandboxServer
-from syncd.sandbox.x_api import XSandbox
 from syncd.secrets import Secret
 
 ROOT = Path(__file__).parent.parent

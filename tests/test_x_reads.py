@@ -14,8 +14,8 @@ from e2e_support import World, make_world, poll_once, tasks
 from sqlalchemy import update
 
 from connectors.x_authors import RecentProfiles, complete
+from sandbox.seed import seed
 from syncd.model import Account, Author, Stream
-from syncd.sandbox.seed import seed
 from syncd.state.db import Database
 from syncd.state.profiles import fresh_profiles
 from syncd.state.tables import identities

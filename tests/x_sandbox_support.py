@@ -14,7 +14,7 @@ from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from referencing import Registry
 from referencing.jsonschema import DRAFT4
 
-from syncd.sandbox.x_api import XSandbox
+from sandbox.x.api import XSandbox
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TOKEN = "sandbox-x-bearer"

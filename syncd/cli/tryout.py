@@ -18,7 +18,7 @@ from syncd.cli.base import cli, user_errors
 @user_errors
 def sandbox(x_port: int, salesforce_port: int, seed: bool) -> None:
     """Run the X and Salesforce stand-ins in the foreground and print their URLs."""
-    from syncd.sandbox.run import serve
+    from sandbox.run import serve
 
     serve(x_port=x_port, salesforce_port=salesforce_port, seed_world=seed)
 

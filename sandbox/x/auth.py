@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
-from syncd.sandbox.server import Request, Response
+from sandbox.server import Request, Response
 
 JsonObject = dict[str, object]
 X_ORIGINS = ("https://api.twitter.com", "https://api.x.com")

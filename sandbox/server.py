@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
-from syncd.sandbox.faults import COMMON_KINDS, PHASES, FaultRule, Faults, Kind
+from sandbox.faults import COMMON_KINDS, PHASES, FaultRule, Faults, Kind
 
 CONTROL_PATH = "/__sandbox/faults"
 

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from syncd.sandbox.server import Request
-from syncd.sandbox.x_store import ID_PATTERN
+from sandbox.server import Request
+from sandbox.x.store import ID_PATTERN
 
 
 class InvalidRequest(Exception):

@@ -1,6 +1,6 @@
 """Records of the Salesforce stand-in: tables, the validation of one write, and writes.
 
-Not locked by itself: :class:`~syncd.sandbox.salesforce_api.SalesforceSandbox` calls it
+Not locked by itself: :class:`~sandbox.salesforce.api.SalesforceSandbox` calls it
 under its lock. External-id values are indexed (exactly, for upsert matching, and
 case-folded, for SOQL ``=``/``IN``), so a 200-record upsert into 100k Tasks costs 200 dict
 look-ups, not 200 scans. sObject Collections build on this in :mod:`.salesforce_collections`.
@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from syncd.sandbox import soql_index
-from syncd.sandbox.salesforce_schema import (
+from sandbox.salesforce.schema import (
     COMMON_FIELDS,
     COMPUTED,
     READ_ONLY,
@@ -26,9 +25,10 @@ from syncd.sandbox.salesforce_schema import (
     make_id,
     normalize_id,
 )
-from syncd.sandbox.soql import Condition
-from syncd.sandbox.soql_eval import index_hint
-from syncd.sandbox.soql_index import FieldIndex
+from sandbox.salesforce.soql import index as soql_index
+from sandbox.salesforce.soql.evaluate import index_hint
+from sandbox.salesforce.soql.index import FieldIndex
+from sandbox.salesforce.soql.query import Condition
 
 Rec = dict[str, Any]
 

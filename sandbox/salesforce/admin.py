@@ -2,7 +2,7 @@
 
 Seeding, reading and deleting records directly (no API call, not counted), and merging
 records as a user merging duplicates in Setup would. Mixed into
-:class:`~syncd.sandbox.salesforce_api.SalesforceSandbox`, which owns ``lock`` and ``store``.
+:class:`~sandbox.salesforce.api.SalesforceSandbox`, which owns ``lock`` and ``store``.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from syncd.sandbox.salesforce_schema import normalize_id
-from syncd.sandbox.salesforce_store import DmlError, RequestError, SalesforceStore
+from sandbox.salesforce.schema import normalize_id
+from sandbox.salesforce.store import DmlError, RequestError, SalesforceStore
 
 # Objects Salesforce can merge; the losers keep the winner's id in MasterRecordId.
 MERGEABLE = ("Account", "Contact", "Lead")

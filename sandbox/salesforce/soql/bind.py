@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Protocol
 
-from syncd.sandbox.salesforce_schema import normalize_id
-from syncd.sandbox.soql import (
+from sandbox.salesforce.schema import normalize_id
+from sandbox.salesforce.soql.query import (
     BoolOp,
     Condition,
     FieldRef,

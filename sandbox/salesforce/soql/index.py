@@ -21,10 +21,10 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from syncd.sandbox.soql import BoolOp, Comparison, Condition, Literal, Not
+from sandbox.salesforce.soql.query import BoolOp, Comparison, Condition, Literal, Not
 
 if TYPE_CHECKING:
-    from syncd.sandbox.salesforce_store import Table
+    from sandbox.salesforce.store import Table
 
 # Below this many records a scan is as cheap as building an index.
 MIN_RECORDS = 256

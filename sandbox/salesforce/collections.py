@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from syncd.sandbox.salesforce_schema import normalize_id
-from syncd.sandbox.salesforce_store import (
+from sandbox.salesforce.schema import normalize_id
+from sandbox.salesforce.store import (
     Plan,
     RequestError,
     SalesforceStore,

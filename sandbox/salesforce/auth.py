@@ -22,8 +22,8 @@ from xml.sax.saxutils import escape
 
 import jwt
 
-from syncd.sandbox.salesforce_schema import API_VERSIONS
-from syncd.sandbox.server import Request, Response
+from sandbox.salesforce.schema import API_VERSIONS
+from sandbox.server import Request, Response
 
 LOGIN_AUDIENCES = ("https://login.salesforce.com", "https://test.salesforce.com")
 _ENVELOPE = (

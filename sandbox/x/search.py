@@ -19,11 +19,11 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from syncd.sandbox import x_params as xp
-from syncd.sandbox import x_render as xr
-from syncd.sandbox.server import Request
-from syncd.sandbox.x_search_query import Plan, QueryError, parse
-from syncd.sandbox.x_store import JsonObject, StoredPost, XStore, format_time
+from sandbox.server import Request
+from sandbox.x import params as xp
+from sandbox.x import render as xr
+from sandbox.x.search_query import Plan, QueryError, parse
+from sandbox.x.store import JsonObject, StoredPost, XStore, format_time
 
 RECENT_REACH = timedelta(days=7)
 ARCHIVE_DEFAULT_SPAN = timedelta(days=30)

@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from syncd.sandbox.faults import FaultRule
-from syncd.sandbox.server import Request, Response
-from syncd.sandbox.x_store import JsonObject, StoredPost, StoredUser, XStore
+from sandbox.faults import FaultRule
+from sandbox.server import Request, Response
+from sandbox.x.store import JsonObject, StoredPost, StoredUser, XStore
 
 DEFAULT_POST_FIELDS = ("id", "text", "edit_history_tweet_ids")
 DEFAULT_USER_FIELDS = ("id", "name", "username")

@@ -12,11 +12,11 @@ from __future__ import annotations
 import calendar
 from datetime import UTC, date, datetime, time, timedelta
 
-from syncd.sandbox import x_params as xp
-from syncd.sandbox.server import Request
-from syncd.sandbox.x_render import SANDBOX_CLIENT_ID
-from syncd.sandbox.x_store import JsonObject
-from syncd.sandbox.x_usage import Usage
+from sandbox.server import Request
+from sandbox.x import params as xp
+from sandbox.x.render import SANDBOX_CLIENT_ID
+from sandbox.x.store import JsonObject
+from sandbox.x.usage import Usage
 
 SANDBOX_PROJECT_ID = "1369785403853424"
 USAGE_FIELDS = frozenset(

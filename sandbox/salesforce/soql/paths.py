@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from syncd.sandbox.salesforce_schema import REFERENCES, normalize_id
-from syncd.sandbox.salesforce_store import SalesforceStore, Table
-from syncd.sandbox.soql import BoolOp, Condition, Not, Query
+from sandbox.salesforce.schema import REFERENCES, normalize_id
+from sandbox.salesforce.soql.query import BoolOp, Condition, Not, Query
+from sandbox.salesforce.store import SalesforceStore, Table
 
 # Fields a polymorphic relationship offers (the "Name" object), with their types.
 _NAME_FIELDS = {"Id": "id", "Name": "string", "Type": "string"}

@@ -1,4 +1,4 @@
-"""Evaluating a bound SOQL query (:mod:`syncd.sandbox.soql_bind`) against stored records.
+"""Evaluating a bound SOQL query (:mod:`sandbox.salesforce.soql.bind`) against stored records.
 
 Semantics follow Salesforce rather than Python: text compares case-insensitively with ``=``,
 ``IN`` and ``LIKE``; ``!=`` matches nulls; record ids compare in their 18-character form;
@@ -12,9 +12,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from syncd.sandbox.salesforce_schema import normalize_id
-from syncd.sandbox.salesforce_schema import parse_stamp as to_datetime
-from syncd.sandbox.soql import (
+from sandbox.salesforce.schema import normalize_id
+from sandbox.salesforce.schema import parse_stamp as to_datetime
+from sandbox.salesforce.soql.query import (
     BoolOp,
     Comparison,
     Condition,

@@ -25,14 +25,14 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import ClassVar, Literal
 
-from syncd.sandbox import x_cap as xc
-from syncd.sandbox import x_params as xp
-from syncd.sandbox import x_render as xr
-from syncd.sandbox import x_search as xs
-from syncd.sandbox.faults import FaultRule, Kind, kinds, reason
-from syncd.sandbox.server import Handler, Request, Response, SandboxServer
-from syncd.sandbox.x_auth import Principal, XAuth
-from syncd.sandbox.x_store import (
+from sandbox.faults import FaultRule, Kind, kinds, reason
+from sandbox.server import Handler, Request, Response, SandboxServer
+from sandbox.x import cap as xc
+from sandbox.x import params as xp
+from sandbox.x import render as xr
+from sandbox.x import search as xs
+from sandbox.x.auth import Principal, XAuth
+from sandbox.x.store import (
     ID_PATTERN,
     USERNAME_PATTERN,
     JsonObject,
@@ -40,7 +40,7 @@ from syncd.sandbox.x_store import (
     StoredUser,
     XStore,
 )
-from syncd.sandbox.x_usage import UNBILLED_ENDPOINTS, Usage
+from sandbox.x.usage import UNBILLED_ENDPOINTS, Usage
 
 RATE_LIMIT_DEFAULTS: dict[str, int] = {
     "mentions": 450,

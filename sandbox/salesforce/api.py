@@ -25,24 +25,23 @@ from functools import partial
 from typing import Any, Self
 from urllib.parse import unquote
 
-from syncd.sandbox import salesforce_composite as composite
-from syncd.sandbox import salesforce_meta as meta
-from syncd.sandbox import soql
-from syncd.sandbox.salesforce_admin import OrgAdmin
-from syncd.sandbox.salesforce_auth import Authenticator, Credentials, Org
-from syncd.sandbox.salesforce_collections import (
+from sandbox.salesforce import composite, meta
+from sandbox.salesforce.admin import OrgAdmin
+from sandbox.salesforce.auth import Authenticator, Credentials, Org
+from sandbox.salesforce.collections import (
     create_many,
     delete_many,
     parse_collection,
     upsert_many,
 )
-from syncd.sandbox.salesforce_faults import OrgFaults, data_endpoint
-from syncd.sandbox.salesforce_schema import API_VERSIONS, make_id
-from syncd.sandbox.salesforce_store import DmlError, RequestError, SalesforceStore, Table
-from syncd.sandbox.server import Handler, Request, Response
-from syncd.sandbox.soql_bind import bind
-from syncd.sandbox.soql_eval import run
-from syncd.sandbox.soql_paths import PathSchema, paths_of, project, with_paths
+from sandbox.salesforce.faults import OrgFaults, data_endpoint
+from sandbox.salesforce.schema import API_VERSIONS, make_id
+from sandbox.salesforce.soql import query as soql
+from sandbox.salesforce.soql.bind import bind
+from sandbox.salesforce.soql.evaluate import run
+from sandbox.salesforce.soql.paths import PathSchema, paths_of, project, with_paths
+from sandbox.salesforce.store import DmlError, RequestError, SalesforceStore, Table
+from sandbox.server import Handler, Request, Response
 
 NOT_FOUND = [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}]
 MAX_CURSORS = 10  # Salesforce keeps ten open query cursors per user, dropping the oldest

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from syncd.sandbox.salesforce_store import RequestError
-from syncd.sandbox.server import Request, Response
+from sandbox.salesforce.store import RequestError
+from sandbox.server import Request, Response
 
 MAX_SUBREQUESTS = 25
 MAX_QUERIES = 5  # query, queryAll and sObject Collections subrequests per composite

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from syncd.sandbox.x_store import StoredPost, XStore
+from sandbox.x.store import StoredPost, XStore
 
 MAX_QUERY_LENGTH = 4096  # the spec's maxLength (Enterprise); Pro allows 1024, Basic 512
 _TOKEN = re.compile(r'\s*(?:(?P<paren>[()])|(?P<neg>-)|(?P<quote>"[^"]*"?)|(?P<word>[^\s()"]+))')

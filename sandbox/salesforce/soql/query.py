@@ -9,8 +9,8 @@ literals (TODAY, LAST_N_DAYS:n …). Errors carry the real error codes and the r
 The parser is strict where Salesforce is strict: mixing AND and OR without parentheses is
 rejected, string escapes other than SOQL's are rejected. That is what makes it useful for
 catching SOQL injection: a value escaped the way real SOQL requires stays one literal here.
-Binding to an org's schema is :mod:`syncd.sandbox.soql_bind`, evaluation
-:mod:`syncd.sandbox.soql_eval`.
+Binding to an org's schema is :mod:`sandbox.salesforce.soql.bind`, evaluation
+:mod:`sandbox.salesforce.soql.evaluate`.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Literal
 
-from syncd.sandbox.salesforce_api import SalesforceSandbox
-from syncd.sandbox.x_api import XSandbox
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.x.api import XSandbox
 
 BRAND_HANDLES = ("acme", "acmesupport")
 

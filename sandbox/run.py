@@ -8,10 +8,10 @@ import threading
 
 import click
 
-from syncd.sandbox.salesforce_api import SalesforceSandbox
-from syncd.sandbox.seed import next_post, seed
-from syncd.sandbox.server import CONTROL_PATH
-from syncd.sandbox.x_api import XSandbox
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.seed import next_post, seed
+from sandbox.server import CONTROL_PATH
+from sandbox.x.api import XSandbox
 
 X_BEARER = "sandbox-x-bearer"
 

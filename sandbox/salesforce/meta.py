@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from syncd.sandbox.salesforce_schema import (
+from sandbox.salesforce.schema import (
     API_VERSIONS,
     COMPUTED,
     READ_ONLY,
@@ -19,7 +19,7 @@ from syncd.sandbox.salesforce_schema import (
     label_of,
     version_label,
 )
-from syncd.sandbox.salesforce_store import SalesforceStore, Table
+from sandbox.salesforce.store import SalesforceStore, Table
 
 _SIZED = ("string", "combobox", "picklist", "email", "url", "phone")
 _LONG = 32_000  # Description fields are long text areas

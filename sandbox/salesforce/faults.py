@@ -1,6 +1,6 @@
 """Faults of the Salesforce stand-in: its own kinds, and bodies shaped like the real org's.
 
-:class:`OrgFaults` is the base of :class:`~syncd.sandbox.salesforce_api.SalesforceSandbox`;
+:class:`OrgFaults` is the base of :class:`~sandbox.salesforce.api.SalesforceSandbox`;
 the kinds and endpoint names are listed in :mod:`.faults`. Error bodies follow what the REST
 API sends: ``[{"message", "errorCode"}]`` for a refused request, ``{"success": false, "errors":
 [{"statusCode", "message", "fields"}]}`` for one record of an sObject Collections call. What
@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from syncd.sandbox.faults import FaultRule, Kind, kinds, reason
-from syncd.sandbox.salesforce_auth import soap_fault
-from syncd.sandbox.salesforce_collections import ROLLED_BACK, check_size
-from syncd.sandbox.server import Handler, Request, Response, SandboxServer
+from sandbox.faults import FaultRule, Kind, kinds, reason
+from sandbox.salesforce.auth import soap_fault
+from sandbox.salesforce.collections import ROLLED_BACK, check_size
+from sandbox.server import Handler, Request, Response, SandboxServer
 
 # Every endpoint that needs a session; "login" and "versions" do not.
 DATA_ENDPOINTS = frozenset(

@@ -1,0 +1,1 @@
+"""The Salesforce stand-in: REST, SOAP login, sObject Collections, Composite, describe."""

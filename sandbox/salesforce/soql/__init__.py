@@ -1,0 +1,1 @@
+"""SOQL for the stand-in: parse (query), bind, evaluate, indexes, relationship paths."""

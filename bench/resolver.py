@@ -51,7 +51,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from connectors.salesforce import SalesforceCrm
+from connectors.salesforce.crm import SalesforceCrm
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.server import Request
 from syncd.model import Account, Author, Cursor, Direction, Interaction, Page, Stream

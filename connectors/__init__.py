@@ -9,11 +9,11 @@ if TYPE_CHECKING:
     from syncd.connector import Crm, Source
 
 SOURCES: dict[str, str] = {
-    "x": "connectors.x:XSource",
+    "x": "connectors.x.source:XSource",
 }
 
 CRMS: dict[str, str] = {
-    "salesforce": "connectors.salesforce:SalesforceCrm",
+    "salesforce": "connectors.salesforce.crm:SalesforceCrm",
 }
 
 

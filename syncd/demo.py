@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from connectors.salesforce import SalesforceCrm
+from connectors.salesforce.crm import SalesforceCrm
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import BRAND_HANDLES, World, next_post, seed
 from sandbox.x.api import XSandbox

@@ -22,8 +22,8 @@ import yaml
 from vcr.request import Request as VcrRequest
 from vcr.serializers import compat
 
-from connectors.salesforce import SalesforceCrm
-from connectors.salesforce_settings import SalesforceSettings
+from connectors.salesforce.crm import SalesforceCrm
+from connectors.salesforce.settings import SalesforceSettings
 from sandbox.server import Request, Response, SandboxServer
 from syncd.model import CrmRef, Direction, HistoryRecord, IdentityKey
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from connectors.salesforce_people import id18
-from connectors.salesforce_settings import SalesforceSettings
+from connectors.salesforce.people import id18
+from connectors.salesforce.settings import SalesforceSettings
 
 BASE = {
     "type": "salesforce",

@@ -11,8 +11,8 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from connectors.x_parse import parse_page
-from connectors.x_usage import USAGE_CAP_RECHECK, cap_resume, parse_usage
+from connectors.x.parse import parse_page
+from connectors.x.usage import USAGE_CAP_RECHECK, cap_resume, parse_usage
 from syncd import config
 from syncd.budget import Budget, Ledger, Prices, ReadCounts, budgets, period, standing
 from syncd.cli import cli

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 from e2e_support import World, config_text
 
-from connectors.salesforce_check import verify_field
-from connectors.salesforce_fields import specs
-from connectors.salesforce_settings import SalesforceSettings
+from connectors.salesforce.settings import SalesforceSettings
+from connectors.salesforce.setup.check import verify_field
+from connectors.salesforce.setup.fields import specs
 from sandbox.salesforce import meta
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import ORG_FIELDS, set_up_org

@@ -14,8 +14,8 @@ from e2e_support import World, make_world, poll_once, tasks
 from sqlalchemy import select, update
 from x_sandbox_support import recorded
 
-from connectors.x import XSource
-from connectors.x_parse import parse_lookup
+from connectors.x.parse import parse_lookup
+from connectors.x.source import XSource
 from sandbox.seed import seed
 from syncd.cli import cli
 from syncd.state.db import Database

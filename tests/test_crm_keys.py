@@ -11,8 +11,8 @@ import pytest
 from test_pipeline import BRAND, Clock, ScriptedSource, seed_cursor, two_page_walk
 from test_salesforce_people import crm, sb  # noqa: F401  (the sandbox fixture)
 
-import connectors.salesforce_keys as sf_keys
-from connectors.salesforce import SalesforceCrm
+import connectors.salesforce.keys as sf_keys
+from connectors.salesforce.crm import SalesforceCrm
 from sandbox.salesforce.api import SalesforceSandbox
 from syncd.errors import TransientError
 from syncd.model import CrmRef, IdentityKey, KeyOnFile, KeysOnFile, Stream

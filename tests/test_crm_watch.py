@@ -10,7 +10,7 @@ from test_pipeline import Clock, FakeCrm, ScriptedSource, seed_cursor, two_page_
 from test_resolve_stage import BRAND
 from test_salesforce_people import crm, sb  # noqa: F401  (the sandbox fixture)
 
-import connectors.salesforce_watch as sf_watch
+import connectors.salesforce.watch as sf_watch
 from sandbox.salesforce.api import SalesforceSandbox
 from syncd.errors import AuthError, TransientError
 from syncd.model import CrmRef, PeopleChanges, PersonRecord, Stream

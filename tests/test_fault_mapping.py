@@ -18,8 +18,8 @@ import pytest
 from salesforce_support import record, settings
 from x_sandbox_support import TOKEN, Clock
 
-from connectors.salesforce import RATE_LIMIT_PAUSE, SalesforceCrm
-from connectors.x import XSource
+from connectors.salesforce.crm import RATE_LIMIT_PAUSE, SalesforceCrm
+from connectors.x.source import XSource
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.x.api import XSandbox
 from syncd.errors import AuthError, RateLimited, TransientError

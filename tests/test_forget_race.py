@@ -17,7 +17,7 @@ import pytest
 from e2e_support import World, make_world, poll_once, tasks
 from sqlalchemy import select
 
-from connectors.salesforce import SalesforceCrm
+from connectors.salesforce.crm import SalesforceCrm
 from sandbox.seed import seed
 from syncd import config, forgetting
 from syncd.app import App

@@ -17,8 +17,8 @@ import pytest
 from fake_crm import NoExtras
 from sqlalchemy import select
 
-from connectors.x import XSource
-from connectors.x_backfill import RECENT_REACH, plan_gap, posted_at
+from connectors.x.backfill import RECENT_REACH, plan_gap, posted_at
+from connectors.x.source import XSource
 from sandbox.x.api import XSandbox
 from sandbox.x.store import snowflake
 from syncd.backfill.runner import Runner

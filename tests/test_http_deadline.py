@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from connectors._http import RewritingAdapter, mount
-from connectors.x import XSource
+from connectors.x.source import XSource
 from syncd.errors import TransientError
 
 BODY = b'{"data": "' + b"x" * 200 + b'"}'

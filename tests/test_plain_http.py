@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from test_config_errors import Case, check, edit
 
 from connectors._http import PlainHttpRefused, RewritingAdapter, mount
-from connectors.x import XSource
+from connectors.x.source import XSource
 from syncd.cli import cli
 from syncd.errors import TransientError
 from syncd.urls import is_loopback_host, require_tls

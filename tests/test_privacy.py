@@ -16,7 +16,7 @@ from e2e_support import World, make_world, poll_once, tasks
 from salesforce_support import settings as sf_settings
 from sqlalchemy import Text, cast, insert, select, text
 
-from connectors.salesforce import SalesforceCrm
+from connectors.salesforce.crm import SalesforceCrm
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import seed
 from syncd import config

@@ -64,7 +64,7 @@ from property_support import (
 )
 from sqlalchemy import event, func, select
 
-from connectors.x_parse import parse_page
+from connectors.x.parse import parse_page
 from syncd.errors import TransientError
 from syncd.model import Account, Cursor, Direction, Page, Quarantined, Stream
 from syncd.pipeline import Pipeline, PipelineSettings

@@ -19,7 +19,7 @@ from test_pipeline import (
 )
 from test_salesforce_people import crm, sb  # noqa: F401  (the sandbox fixture)
 
-from connectors.salesforce import SalesforceCrm
+from connectors.salesforce.crm import SalesforceCrm
 from sandbox.salesforce.api import SalesforceSandbox
 from syncd.model import CrmRef, Cursor, Page, PersonRecord, Stream
 from syncd.pipeline import Pipeline, PipelineSettings

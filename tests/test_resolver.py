@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from fake_crm import NoExtras
 
-from connectors.salesforce_lookup import match_rows, settle
-from connectors.salesforce_settings import IdentityFields
+from connectors.salesforce.lookup import match_rows, settle
+from connectors.salesforce.settings import IdentityFields
 from syncd.model import (
     CrmRef,
     IdentityKey,

@@ -13,8 +13,8 @@ import pytest
 from test_salesforce_people import crm, sb  # noqa: F401  (the sandbox fixture)
 from test_sandbox_salesforce import V, login, raw
 
-import connectors.salesforce_composite as composite
-from connectors.salesforce_composite import Answer, query_many
+import connectors.salesforce.composite as composite
+from connectors.salesforce.composite import Answer, query_many
 from sandbox.salesforce.api import SalesforceSandbox
 from syncd.model import PeopleQuery
 

@@ -40,7 +40,7 @@ from simple_salesforce.exceptions import (
 )
 
 from connectors import crm_class
-from connectors.salesforce import (
+from connectors.salesforce.crm import (
     SOQL_URL_BUDGET,
     SalesforceCrm,
     classify,
@@ -49,7 +49,7 @@ from connectors.salesforce import (
     soql_quote,
     task_record,
 )
-from connectors.salesforce_settings import IdentityFields
+from connectors.salesforce.settings import IdentityFields
 from sandbox.server import Response
 from syncd.errors import (
     AuthError,

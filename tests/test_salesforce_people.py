@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from salesforce_support import key, settings
 
-from connectors.salesforce import SalesforceCrm
-from connectors.salesforce_composite import STATEMENT_BUDGET
-from connectors.salesforce_lookup import MAX_VALUE
-from connectors.salesforce_people import (
+from connectors.salesforce.composite import STATEMENT_BUDGET
+from connectors.salesforce.crm import SalesforceCrm
+from connectors.salesforce.lookup import MAX_VALUE
+from connectors.salesforce.people import (
     CANDIDATE_LIMIT,
     id18,
     lead_fields,
@@ -27,8 +27,8 @@ from connectors.salesforce_people import (
     prepared,
     survivor_soql,
 )
-from connectors.salesforce_search import people_queries
-from connectors.salesforce_settings import IdentityFields
+from connectors.salesforce.search import people_queries
+from connectors.salesforce.settings import IdentityFields
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.salesforce.soql import query as soql
 from syncd.model import CrmRef, IdentityKey, PeopleQuery, PersonRecord, Profile

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 from e2e_support import config_text
 
-from connectors.x_token_file import TokenFile, TokenFileProblem, UserToken
+from connectors.x.token_file import TokenFile, TokenFileProblem, UserToken
 from syncd.cli import cli
 from syncd.state.db import Database, StateError
 from syncd.state.lock import AlreadyRunning, InstanceLock

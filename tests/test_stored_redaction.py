@@ -20,8 +20,8 @@ from e2e_support import World, make_world, poll_once
 from salesforce_support import settings as sf_settings
 from sqlalchemy import select
 
-from connectors.salesforce import SalesforceCrm
-from connectors.x import XSource
+from connectors.salesforce.crm import SalesforceCrm
+from connectors.x.source import XSource
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import seed
 from syncd import logs

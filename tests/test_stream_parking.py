@@ -18,7 +18,7 @@ from fake_crm import NoExtras
 from prometheus_client import generate_latest
 from sqlalchemy import select
 
-from connectors.x import XSource
+from connectors.x.source import XSource
 from sandbox.seed import set_up_org
 from sandbox.x.api import XSandbox
 from syncd.app import App

@@ -15,7 +15,7 @@ from e2e_support import World, make_world, poll_once
 from fake_crm import NoExtras
 from sqlalchemy import select
 
-from connectors.x import XSource
+from connectors.x.source import XSource
 from sandbox.seed import set_up_org
 from sandbox.server import Request
 from sandbox.x.api import XSandbox

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 from e2e_support import config_text
 
-from connectors.x import XSource
+from connectors.x.source import XSource
 from sandbox.x.api import XSandbox
 from syncd import config as config_mod
 from syncd.cli import cli

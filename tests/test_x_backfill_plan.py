@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from connectors.x_backfill import END_MARGIN, RECENT_MARGIN, RECENT_REACH, plan, search_query
+from connectors.x.backfill import END_MARGIN, RECENT_MARGIN, RECENT_REACH, plan, search_query
 from syncd.backfill.estimate import WINDOW_SECONDS, duration, estimate
 from syncd.model import Account, Page, PostCount, Segment, Stream
 

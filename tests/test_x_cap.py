@@ -11,7 +11,7 @@ import pytest
 from openapi_schema_validator import OAS30Validator
 from x_sandbox_support import TOKEN, Clock, get, spec
 
-from connectors.x import XSource
+from connectors.x.source import XSource
 from sandbox.x.api import XSandbox
 from sandbox.x.cap import cap_period
 from syncd.errors import UsageCapped

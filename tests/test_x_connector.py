@@ -1,4 +1,5 @@
-"""connectors.x: parsing real recorded X bodies, tweepy replay, error classification, bad items.
+"""connectors.x.source: parsing real recorded X bodies, tweepy replay, error classification, bad
+items.
 
 Everything is offline: recorded bodies and cassettes under tests/fixtures/, and loopback HTTP
 servers started in-process.
@@ -24,7 +25,7 @@ import pytest
 import vcr
 
 import connectors
-from connectors.x import EXPANSIONS, TWEET_FIELDS, XSettings, XSource, parse_page
+from connectors.x.source import EXPANSIONS, TWEET_FIELDS, XSettings, XSource, parse_page
 from sandbox.server import Request, Response, SandboxServer
 from sandbox.x.api import XSandbox
 from syncd.errors import (

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from e2e_support import World, make_world, poll_once, tasks
 
-from connectors.x_parse import parse_page, unescape_text
+from connectors.x.parse import parse_page, unescape_text
 from sandbox.seed import seed
 from syncd.model import Account, Cursor, Stream
 

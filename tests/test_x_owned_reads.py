@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from connectors.x import XSettings, XSource
-from connectors.x_auth import OAuth1UserAuth, OAuth2UserAuth
-from connectors.x_token_file import UserToken, write_private
+from connectors.x.auth import OAuth1UserAuth, OAuth2UserAuth
+from connectors.x.source import XSettings, XSource
+from connectors.x.token_file import UserToken, write_private
 from sandbox.server import Response, SandboxServer
 from sandbox.x.api import XSandbox
 from syncd import config as config_mod

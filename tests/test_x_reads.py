@@ -13,7 +13,7 @@ import pytest
 from e2e_support import World, make_world, poll_once, tasks
 from sqlalchemy import update
 
-from connectors.x_authors import RecentProfiles, complete
+from connectors.x.authors import RecentProfiles, complete
 from sandbox.seed import seed
 from syncd.model import Account, Author, Stream
 from syncd.state.db import Database

@@ -102,7 +102,7 @@ def fields(ctx: click.Context, out: Path | None) -> None:
     """The custom fields syncd needs as a Metadata API package (package.xml, objects/*.object
     and a permission set granting access to them), named as configured, or by the defaults
     when there is no config file. Deploy with `sf project deploy start --metadata-dir DIR`."""
-    from connectors.salesforce_package import PERMISSION_SET, package
+    from connectors.salesforce.setup.package import PERMISSION_SET, package
 
     files = package(_salesforce_settings(ctx))
     if out is None:
@@ -122,7 +122,7 @@ def fields(ctx: click.Context, out: Path | None) -> None:
 
 
 def _salesforce_settings(ctx: click.Context) -> Any:
-    from connectors.salesforce_settings import SalesforceSettings
+    from connectors.salesforce.settings import SalesforceSettings
 
     explicit = ctx.obj["config"] is not None or config_mod.default_path() != Path(
         config_mod.DEFAULT_PATH

@@ -12,8 +12,8 @@ from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Se
 from typing import Any, TypeVar
 from urllib.parse import quote_plus
 
-from connectors.salesforce_records import BATCH, SYSTEM, bare_handle
-from connectors.salesforce_settings import IdentityFields
+from connectors.salesforce.records import BATCH, SYSTEM, bare_handle
+from connectors.salesforce.settings import IdentityFields
 from syncd.model import CrmRef, IdentityKey, Match
 
 __all__ = [
@@ -22,7 +22,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-# The connector's one logger name, so logging set up for connectors.salesforce covers this too.
+# The connector's one logger name, so logging set up for connectors.salesforce.crm covers this too.
 log = logging.getLogger("connectors.salesforce")
 
 # URI + headers of one request may not exceed 16,384 bytes (help article 000386264; the

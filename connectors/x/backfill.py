@@ -4,7 +4,7 @@ The timelines reach only the newest posts (mentions: 800; a user's own posts: 3,
 a window is read by search where the configured access allows: recent search covers the
 last 7 days, full-archive search everything. What no configured endpoint fully reaches is
 read through the timeline as far as it goes, and the plan says so. Mixed into
-:class:`connectors.x.XSource`, which owns the client and the error mapping (``_call``).
+:class:`connectors.x.source.XSource`, which owns the client and the error mapping (``_call``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from connectors.x_fields import TWEET_FIELDS
-from connectors.x_parse import NETWORK, TIMELINE_HORIZONS, parse_page
+from connectors.x.fields import TWEET_FIELDS
+from connectors.x.parse import NETWORK, TIMELINE_HORIZONS, parse_page
 from syncd.connector import KnownAuthors
 from syncd.errors import MalformedAnswer, PaginationLoop
 from syncd.model import Account, Author, Cursor, GapPlan, Page, PostCount, Segment, Stream

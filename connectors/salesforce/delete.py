@@ -6,7 +6,7 @@ author asked to be forgotten (``syncd forget --crm``). Both go through sObject C
 never creates). A record that is already gone counts as done, so a retry after a crash
 halfway through a batch is harmless.
 
-Mixed into :class:`connectors.salesforce.SalesforceCrm`, which owns the session (``_run``:
+Mixed into :class:`connectors.salesforce.crm.SalesforceCrm`, which owns the session (``_run``:
 error mapping and one re-login per public call).
 """
 
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from simple_salesforce.api import Salesforce
 
-from connectors.salesforce_records import BATCH, collection_items, describe_errors
-from connectors.salesforce_settings import SalesforceSettings
+from connectors.salesforce.records import BATCH, collection_items, describe_errors
+from connectors.salesforce.settings import SalesforceSettings
 from syncd.connector import RecordOutcome
 
 T = TypeVar("T")

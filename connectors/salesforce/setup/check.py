@@ -1,8 +1,8 @@
 """``syncd check`` for Salesforce: log in, run one query, and hold each object's describe
-against the fields syncd needs (:mod:`connectors.salesforce_fields`).
+against the fields syncd needs (:mod:`connectors.salesforce.setup.fields`).
 
 The verification (:func:`verify_object`) is pure, over describe answers, so it is tested
-without an org. Mixed into :class:`connectors.salesforce.SalesforceCrm`, which owns the
+without an org. Mixed into :class:`connectors.salesforce.crm.SalesforceCrm`, which owns the
 session (``_run``: error mapping, secrets scrubbed from messages).
 """
 
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from simple_salesforce.api import Salesforce
 
-from connectors.salesforce_fields import FieldSpec, ObjectSpec, objects
-from connectors.salesforce_settings import SalesforceSettings
+from connectors.salesforce.settings import SalesforceSettings
+from connectors.salesforce.setup.fields import FieldSpec, ObjectSpec, objects
 from syncd.connector import CheckRow
 from syncd.errors import AuthError, ExternalError, NotFound, RateLimited, TransientError
 

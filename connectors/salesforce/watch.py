@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connectors.salesforce_lookup import soql_quote
-from connectors.salesforce_people import CANDIDATE_LIMIT, SHAPES, id18, person_fields
-from connectors.salesforce_settings import IdentityFields
+from connectors.salesforce.lookup import soql_quote
+from connectors.salesforce.people import CANDIDATE_LIMIT, SHAPES, id18, person_fields
+from connectors.salesforce.settings import IdentityFields
 
 EPOCH = "1970-01-01T00:00:00.000+0000"
 MAX_EXCLUDED = 200  # ids a query leaves out by name; more (a bulk load) are dropped in Python

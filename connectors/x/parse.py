@@ -2,7 +2,8 @@
 
 Pure, so recorded bodies are tested without a client. Posts become interactions, or
 quarantined items when unreadable; expanded users become authors; ``meta`` becomes the next
-cursor; rate headers become :class:`~syncd.model.RateInfo`. :mod:`connectors.x` does the HTTP.
+cursor; rate headers become :class:`~syncd.model.RateInfo`. :mod:`connectors.x.source` does
+the HTTP.
 
 The contract, on any JSON at all (tests/test_properties.py): a body that is not a timeline
 page raises :class:`~syncd.errors.MalformedAnswer` (a TransientError: the pipeline parks a
@@ -36,7 +37,7 @@ from syncd.model import (
 
 __all__ = ["NETWORK", "TIMELINE_HORIZONS", "parse_lookup", "parse_page"]
 
-# Here rather than in connectors.x so that translation depends on nothing client-side.
+# Here rather than in connectors.x.source so that translation depends on nothing client-side.
 NETWORK = "x"
 _T = TypeVar("_T")
 _MAX_MESSAGE = 500

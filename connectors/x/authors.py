@@ -14,8 +14,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from connectors.x_fields import USER_FIELDS
-from connectors.x_parse import is_x_id, parse_author, reply_target
+from connectors.x.fields import USER_FIELDS
+from connectors.x.parse import is_x_id, parse_author, reply_target
 from syncd.connector import KnownAuthors
 from syncd.model import Account, Author, Stream
 

@@ -5,7 +5,7 @@ The endpoint answers (app bearer token, 50 requests per 15 minutes) with ``proje
 (posts read this billing period), ``project_cap`` (the monthly cap), ``cap_reset_day`` (the
 day of the month the cap resets) and, asked for, ``daily_project_usage`` (per UTC day). Spec
 2.159 types the counts as integers, spec 2.167 and the API itself as numeric strings: both
-are read. Mixed into :class:`connectors.x.XSource`, which owns the client and ``_call``.
+are read. Mixed into :class:`connectors.x.source.XSource`, which owns the client and ``_call``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from connectors.x_parse import NETWORK
+from connectors.x.parse import NETWORK
 from syncd.errors import TransientError
 from syncd.model import ProjectUsage
 

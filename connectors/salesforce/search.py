@@ -2,7 +2,7 @@
 per person object as the URL allows.
 
 Each value becomes a :class:`Term`; a chunk of terms is one query, cut only by the
-statement budget (:data:`~connectors.salesforce_composite.STATEMENT_BUDGET`: the queries
+statement budget (:data:`~connectors.salesforce.composite.STATEMENT_BUDGET`: the queries
 travel in a composite request's body, not in a URL). A query whose answer fills the row cap
 is asked again in halves by the caller (:func:`halves`), so packing values tightly never
 loses a candidate. Name pairs sharing a one-letter side are written once per
@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from connectors.salesforce_composite import STATEMENT_BUDGET
-from connectors.salesforce_lookup import askable, soql_quote
-from connectors.salesforce_people import (
+from connectors.salesforce.composite import STATEMENT_BUDGET
+from connectors.salesforce.lookup import askable, soql_quote
+from connectors.salesforce.people import (
     CANDIDATE_LIMIT,
     PERSON_PREFIXES,
     PHONE_TAIL,
@@ -28,7 +28,7 @@ from connectors.salesforce_people import (
     like,
     person_fields,
 )
-from connectors.salesforce_settings import IdentityFields
+from connectors.salesforce.settings import IdentityFields
 from syncd.model import PeopleQuery
 
 

@@ -1,6 +1,6 @@
 """Salesforce identity resolution, the pure half: SOQL for personas, candidate people and
 survivors of merges, the rows read back as domain objects, and the Lead made for an unknown
-author. Tested without an org; :mod:`connectors.salesforce_identity` runs them.
+author. Tested without an org; :mod:`connectors.salesforce.identity` runs them.
 
 Every author-derived string reaches SOQL through :func:`soql_quote` (``like=True`` inside a
 LIKE pattern, so ``%`` and ``_`` stay literal); object and field names come from validated
@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.salesforce_lookup import (
+from connectors.salesforce.lookup import (
     askable,
     chunks,
     handle_values,
@@ -26,8 +26,8 @@ from connectors.salesforce_lookup import (
     soql_quote,
     url_cost,
 )
-from connectors.salesforce_records import bare_handle, clip
-from connectors.salesforce_settings import IdentityFields, SalesforceSettings
+from connectors.salesforce.records import bare_handle, clip
+from connectors.salesforce.settings import IdentityFields, SalesforceSettings
 from syncd.model import CrmRef, IdentityKey, PeopleQuery, PersonRecord, Profile
 from syncd.resolver.evidence import fold
 

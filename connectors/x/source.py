@@ -3,7 +3,7 @@
 tweepy is used unmodified. ``return_type=dict`` hands back the JSON only, so a ``requests``
 response hook keeps the ``x-rate-limit-*`` headers, and a URL-rewriting adapter points the
 client at ``api_base_url`` (the sandbox, a proxy). Turning a body into domain objects is the
-pure :func:`~connectors.x_parse.parse_page`, re-exported here. Nothing here retries or sleeps:
+pure :func:`~connectors.x.parse.parse_page`, re-exported here. Nothing here retries or sleeps:
 errors are classified (:func:`_classify`) and the pipeline decides.
 """
 
@@ -23,12 +23,12 @@ import tweepy
 from pydantic import Field, ValidationInfo, field_validator
 
 from connectors._http import RewritingAdapter, mount
-from connectors.x_auth import OAuth1UserAuth, OAuth2UserAuth, OwnedReads, UserAuth, check_user_auth
-from connectors.x_authors import RecentProfiles, complete
-from connectors.x_backfill import _SNOWFLAKE_EPOCH_MS, SearchAccess, XBackfill
-from connectors.x_fields import EXPANSIONS, TWEET_FIELDS, USER_FIELDS
-from connectors.x_parse import NETWORK, clip, is_x_id, parse_lookup, parse_page, reset_at
-from connectors.x_usage import XUsage, cap_resume
+from connectors.x.auth import OAuth1UserAuth, OAuth2UserAuth, OwnedReads, UserAuth, check_user_auth
+from connectors.x.authors import RecentProfiles, complete
+from connectors.x.backfill import _SNOWFLAKE_EPOCH_MS, SearchAccess, XBackfill
+from connectors.x.fields import EXPANSIONS, TWEET_FIELDS, USER_FIELDS
+from connectors.x.parse import NETWORK, clip, is_x_id, parse_lookup, parse_page, reset_at
+from connectors.x.usage import XUsage, cap_resume
 from syncd.connector import (
     CheckRow,
     ConnectorSettings,
@@ -73,7 +73,7 @@ _LOOKUP_BATCH = 100  # most usernames GET /2/users/by (and ids GET /2/tweets) ta
 # treated as unknown instead of failing every other handle in the batch.
 _USERNAME = re.compile(r"[A-Za-z0-9_]{1,15}")  # fullmatch: "$" would take "acme\n"
 # X sends no Retry-After; without x-rate-limit-reset a 15-minute window is the safe guess. A
-# usage cap (billing) lasts until the cap period resets: see connectors.x_usage.cap_resume.
+# usage cap (billing) lasts until the cap period resets: see connectors.x.usage.cap_resume.
 _RATE_WINDOW = timedelta(minutes=15)
 
 # tweepy logs every request's headers, bearer token included, at DEBUG. A service that turns on
@@ -94,7 +94,7 @@ class XSettings(SourceSettings):
     type: Literal["x"]
     bearer_token: SecretRef
     # Per account (by handle): user credentials its own timelines are read with, billed as
-    # owned reads ([sources.user_auth.HANDLE], connectors.x_auth).
+    # owned reads ([sources.user_auth.HANDLE], connectors.x.auth).
     user_auth: dict[str, UserAuth] = Field(default_factory=dict)
     api_base_url: str = "https://api.x.com"
     page_size: int = Field(default=100, ge=5, le=100)  # max_results: X accepts 5..100
@@ -135,8 +135,8 @@ class XSettings(SourceSettings):
 
 class XSource(XBackfill, XUsage):
     """Reads the ``mentions`` and ``replies`` streams of brand accounts (app bearer token, or
-    an account's own user token where configured: :mod:`connectors.x_auth`), and past windows
-    of them for backfills (:mod:`connectors.x_backfill`)."""
+    an account's own user token where configured: :mod:`connectors.x.auth`), and past windows
+    of them for backfills (:mod:`connectors.x.backfill`)."""
 
     network: ClassVar[str] = NETWORK
     Settings: ClassVar[type[ConnectorSettings]] = XSettings
@@ -253,7 +253,7 @@ class XSource(XBackfill, XUsage):
 
     def expanded(self, known: KnownAuthors | None) -> dict[str, Any]:
         """What a page asks X to expand: nothing when state knows authors (they are looked up
-        after, only those it lacks: :mod:`connectors.x_authors`), else everything."""
+        after, only those it lacks: :mod:`connectors.x.authors`), else everything."""
         return {} if known else {"expansions": EXPANSIONS, "user_fields": USER_FIELDS}
 
     def authors_of(

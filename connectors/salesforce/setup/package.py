@@ -1,5 +1,5 @@
 """A Metadata API package that creates the custom fields syncd needs (``syncd salesforce
-fields``), derived from the configured names (:mod:`connectors.salesforce_fields`).
+fields``), derived from the configured names (:mod:`connectors.salesforce.setup.fields`).
 
 Metadata API format (``sf project deploy start --metadata-dir DIR``, or Workbench: zip the
 directory): ``package.xml``, one ``objects/<Object>.object`` per object holding only the new
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape
 
-from connectors.salesforce_fields import FieldSpec, specs
-from connectors.salesforce_settings import SalesforceSettings
+from connectors.salesforce.settings import SalesforceSettings
+from connectors.salesforce.setup.fields import FieldSpec, specs
 
 __all__ = ["PERMISSION_SET", "package", "package_object"]
 

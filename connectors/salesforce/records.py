@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import Any
 
-from connectors.salesforce_settings import SalesforceSettings
+from connectors.salesforce.settings import SalesforceSettings
 from syncd.errors import TransientError
 from syncd.model import Direction, HistoryRecord, WriteResult
 

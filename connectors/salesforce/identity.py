@@ -1,8 +1,8 @@
 """Salesforce identity resolution, the calls: what the resolver asks a CRM beyond ``lookup``.
 
-Mixed into :class:`connectors.salesforce.SalesforceCrm`, which owns the session (``_run``:
+Mixed into :class:`connectors.salesforce.crm.SalesforceCrm`, which owns the session (``_run``:
 error mapping and one re-login per public call). Queries and row reading are in
-:mod:`connectors.salesforce_people`; every method batches values 200 to a query at most.
+:mod:`connectors.salesforce.people`; every method batches values 200 to a query at most.
 """
 
 from __future__ import annotations
@@ -15,11 +15,8 @@ from urllib.parse import quote
 
 from simple_salesforce.api import Salesforce
 
-from connectors import salesforce_composite as composite
-from connectors import salesforce_keys as keys
-from connectors import salesforce_search as search
-from connectors import salesforce_watch as watch
-from connectors.salesforce_people import (
+from connectors.salesforce import composite, keys, search, watch
+from connectors.salesforce.people import (
     CANDIDATE_LIMIT,
     MAX_HOPS,
     PROVIDERS,
@@ -39,8 +36,8 @@ from connectors.salesforce_people import (
     persona_soql,
     survivor_soql,
 )
-from connectors.salesforce_records import SYSTEM
-from connectors.salesforce_settings import _API_NAME, IdentityFields, SalesforceSettings
+from connectors.salesforce.records import SYSTEM
+from connectors.salesforce.settings import _API_NAME, IdentityFields, SalesforceSettings
 from syncd.errors import ExternalError
 from syncd.model import (
     CrmRef,
@@ -117,7 +114,7 @@ class SalesforceIdentity:
         Off unless ``social_personas`` is set (then: no call at all). One query per chunk of
         at most 200 keys per network, ``Provider = 'Twitter' AND (ExternalId IN (…) OR Name
         IN (…))``; a key takes the personas with its user id, else those with its handle and
-        no user id (see :func:`~connectors.salesforce_people.match_personas`), whose parent
+        no user id (see :func:`~connectors.salesforce.people.match_personas`), whose parent
         holds no other user id of the network (one query per object for such parents).
         """
         if not self.settings.social_personas:
@@ -151,7 +148,7 @@ class SalesforceIdentity:
         """Every Contact and Lead matching any value of ``query``, for scoring.
 
         Per person object, one query per chunk of values that fits the statement budget
-        (see :mod:`connectors.salesforce_search`): an OR of ``Email IN (…)``, phone
+        (see :mod:`connectors.salesforce.search`): an OR of ``Email IN (…)``, phone
         patterns, name pairs, prefixes of one-word names and domains (e-mail and (Account)
         website). The queries go up to five to a composite call (a batch of 200 authors:
         one query per object, one call for both). A query whose answer fills the 2,000-row
@@ -193,7 +190,7 @@ class SalesforceIdentity:
         """Contacts and (unconverted) Leads created or changed since ``mark``.
 
         Per object, one query for at most 2,000 rows by ``SystemModstamp``, oldest change
-        first (see :mod:`connectors.salesforce_watch`), all in ONE composite call (one API
+        first (see :mod:`connectors.salesforce.watch`), all in ONE composite call (one API
         call a check: the daemon checks every few seconds while authors are held); when the
         cap is hit the answer is incomplete (``complete=False``) and the mark moves to the
         last row read. A watch with no mark reads only the newest stamp; an object with no
@@ -228,7 +225,7 @@ class SalesforceIdentity:
     def keys_on_file(self, after: str | None) -> KeysPage:
         """One page of the Contacts and (unconverted) Leads with any network's user id or
         handle field set: at most 2,000 records, one query (see
-        :mod:`connectors.salesforce_keys`); objects follow one another in
+        :mod:`connectors.salesforce.keys`); objects follow one another in
         ``person_objects`` order, an object with none costing one query."""
         every = self.settings.identity_fields
         objects = [o for o in self.settings.person_objects if o in SHAPES]

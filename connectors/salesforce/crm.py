@@ -8,8 +8,8 @@ username + password without a security token although its ``SalesforceLogin`` ha
 session: it cannot re-login, and :meth:`SalesforceCrm._run` allows one re-login per public call.
 
 This module is the session and the error table. What needs no org lives beside it and is
-re-exported here: SOQL and matching in :mod:`connectors.salesforce_lookup`, Task entries and
-upsert answers in :mod:`connectors.salesforce_records`.
+re-exported here: SOQL and matching in :mod:`connectors.salesforce.lookup`, Task entries and
+upsert answers in :mod:`connectors.salesforce.records`.
 """
 
 from __future__ import annotations
@@ -41,10 +41,9 @@ from simple_salesforce.exceptions import (
 from simple_salesforce.login import SalesforceLogin
 
 from connectors._http import RewritingAdapter, mount
-from connectors.salesforce_check import SalesforceCheck
-from connectors.salesforce_delete import SalesforceRemoval
-from connectors.salesforce_identity import SalesforceIdentity
-from connectors.salesforce_lookup import (
+from connectors.salesforce.delete import SalesforceRemoval
+from connectors.salesforce.identity import SalesforceIdentity
+from connectors.salesforce.lookup import (
     SOQL_URL_BUDGET,
     key_chunks,
     lookup_soql,
@@ -52,7 +51,7 @@ from connectors.salesforce_lookup import (
     settle,
     soql_quote,
 )
-from connectors.salesforce_records import (
+from connectors.salesforce.records import (
     BATCH,
     DESCRIPTION_MAX,
     SUBJECT_MAX,
@@ -61,7 +60,8 @@ from connectors.salesforce_records import (
     parse_upsert_results,
     task_record,
 )
-from connectors.salesforce_settings import SalesforceSettings
+from connectors.salesforce.settings import SalesforceSettings
+from connectors.salesforce.setup.check import SalesforceCheck
 from syncd.connector import ConnectorSettings, Crm
 from syncd.errors import AuthError, ExternalError, NotFound, RateLimited, TransientError
 from syncd.model import HistoryRecord, IdentityKey, Match, WriteResult
@@ -196,8 +196,8 @@ class SalesforceCrm(SalesforceIdentity, SalesforceRemoval, SalesforceCheck):
     """Implements :class:`syncd.connector.Crm`. Logs in lazily, on the first call.
 
     Identity resolution's calls (personas, find_people, survivors, upsert_lead) are in
-    :mod:`connectors.salesforce_identity`; deleting and marking history in
-    :mod:`connectors.salesforce_delete`; ``check`` in :mod:`connectors.salesforce_check`.
+    :mod:`connectors.salesforce.identity`; deleting and marking history in
+    :mod:`connectors.salesforce.delete`; ``check`` in :mod:`connectors.salesforce.setup.check`.
     """
 
     Settings: ClassVar[type[ConnectorSettings]] = SalesforceSettings

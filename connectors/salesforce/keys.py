@@ -13,10 +13,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from connectors.salesforce_lookup import soql_quote
-from connectors.salesforce_people import SHAPES, field, id18
-from connectors.salesforce_records import bare_handle
-from connectors.salesforce_settings import IdentityFields
+from connectors.salesforce.lookup import soql_quote
+from connectors.salesforce.people import SHAPES, field, id18
+from connectors.salesforce.records import bare_handle
+from connectors.salesforce.settings import IdentityFields
 from syncd.model import CrmRef, KeyOnFile, KeysOnFile
 
 KEYS_PAGE = 2000  # rows per query: Salesforce's own batch size, so one call per page

@@ -2,8 +2,8 @@
 have them?) and ``syncd salesforce fields`` (a package that creates them) are derived from.
 
 Names come from the configuration; types and lengths follow what
-:func:`connectors.salesforce_records.task_record` and
-:func:`connectors.salesforce_people.lead_fields` write (DESIGN.md, "What lands in Salesforce").
+:func:`connectors.salesforce.records.task_record` and
+:func:`connectors.salesforce.people.lead_fields` write (DESIGN.md, "What lands in Salesforce").
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from connectors.salesforce_settings import SalesforceSettings
+from connectors.salesforce.settings import SalesforceSettings
 
 __all__ = ["FieldSpec", "ObjectSpec", "objects", "specs"]
 

@@ -1,0 +1,1 @@
+"""Salesforce CRM: Task history, identity look-ups and candidates, change watch, deletes."""

@@ -1,0 +1,1 @@
+"""Setting an org up for syncd: `syncd check` and the Metadata API package of its fields."""

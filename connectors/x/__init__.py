@@ -1,0 +1,1 @@
+"""X (Twitter) API v2 source: tweepy client, parsing, authors, backfill search, usage, user auth."""

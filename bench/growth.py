@@ -44,10 +44,10 @@ from workload import UNLIMITED, Feeder, WriteClock, seed
 
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.x.api import XSandbox
-from syncd.app import App
 from syncd.config import load
-from syncd.metrics import StateView
 from syncd.model import IdentityKey
+from syncd.service.app import App
+from syncd.service.metrics import StateView
 from syncd.state import crm_keys, outbox
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from syncd.connector import Crm, Source
+    from syncd.contracts import Crm, Source
 
 SOURCES: dict[str, str] = {
     "x": "connectors.x.source:XSource",

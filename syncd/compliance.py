@@ -30,7 +30,7 @@ from typing import Literal, TypeVar
 
 from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 
-from syncd.connector import Crm, RecordOutcome, Source
+from syncd.contracts import Crm, RecordOutcome, Source
 from syncd.errors import ExternalError
 from syncd.state.db import Database
 from syncd.state.ingest import PENDING

@@ -32,7 +32,7 @@ from syncd.config_problems import (
     unknown_key,
     validate,
 )
-from syncd.connector import (
+from syncd.contracts import (
     ConnectorSettings,
     Duration,
     DurationOrZero,
@@ -107,7 +107,7 @@ class DaemonSection(_Section):
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str | None) -> str | None:
-        from syncd.health import parse_listen  # imported late: config loads before the daemon
+        from syncd.service.http import parse_listen  # imported late: config loads before the daemon
 
         if value is not None:
             parse_listen(value)

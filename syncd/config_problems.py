@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from syncd.connector import (
+from syncd.contracts import (
     toml_kind,
 )
 from syncd.secrets import Secret

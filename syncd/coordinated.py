@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import partial
 
-from syncd.connector import Crm, Source
+from syncd.contracts import Crm, Source
 from syncd.model import Account, Stream
 from syncd.pipeline import Clock, DeliverResult, Pipeline, PipelineSettings, PollResult, utcnow
 from syncd.resolver.stage import ResolveResult

@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from syncd.connector import Crm
+from syncd.contracts import Crm
 from syncd.errors import UserError
 from syncd.history import build_record
 from syncd.state import privacy, suppression

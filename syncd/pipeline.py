@@ -23,7 +23,7 @@ from tenacity import (
 )
 
 from syncd import compliance
-from syncd.connector import Crm, KnownAuthors, Source, Starting
+from syncd.contracts import Crm, KnownAuthors, Source, Starting
 from syncd.errors import (
     ExternalError,
     MalformedAnswer,

@@ -13,8 +13,8 @@ import pytest
 from alembic import command
 from sqlalchemy import inspect
 
-from syncd.budget import Budget, BudgetHeld, CappedSource
-from syncd.budget_guard import USAGE_INTERVAL, BudgetGuard
+from syncd.budget.guard import USAGE_INTERVAL, BudgetGuard
+from syncd.budget.ledger import Budget, BudgetHeld, CappedSource
 from syncd.errors import TransientError, UsageCapped
 from syncd.model import ProjectUsage, Reads
 from syncd.state import usage

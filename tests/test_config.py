@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from syncd import config, config_problems
-from syncd.connector import parse_duration, start_moment
+from syncd.contracts import parse_duration, start_moment
 from syncd.errors import ConfigError
 from syncd.secrets import Secret
 

@@ -14,9 +14,9 @@ from e2e_support import World, make_world, poll_once, tasks
 
 from sandbox.seed import Customer, seed
 from syncd import config as config_mod
-from syncd.app import App
-from syncd.daemon import Daemon
 from syncd.model import PeopleChanges
+from syncd.service.app import App
+from syncd.service.daemon import Daemon
 
 
 @pytest.fixture

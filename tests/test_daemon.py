@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from syncd.daemon import AUTH_FAILURES_TO_PARK, Daemon
 from syncd.errors import AuthError, RateLimited, TransientError
+from syncd.service.daemon import AUTH_FAILURES_TO_PARK, Daemon
 
 
 class Scripted:

@@ -20,10 +20,10 @@ from sqlalchemy import select
 from connectors.salesforce.crm import SalesforceCrm
 from sandbox.seed import seed
 from syncd import config, forgetting
-from syncd.app import App
-from syncd.connector import Crm
+from syncd.contracts import Crm
 from syncd.model import HistoryRecord, WriteResult
 from syncd.pipeline import DeliverResult, Pipeline
+from syncd.service.app import App
 from syncd.state.coordination import shared
 from syncd.state.db import Database
 from syncd.state.tables import deliveries, metadata

@@ -1,4 +1,4 @@
-"""A gap's way through :func:`syncd.gaps.recover`, on SQLite and PostgreSQL, with a source
+"""A gap's way through :func:`syncd.backfill.gaps.recover`, on SQLite and PostgreSQL, with a source
 whose plans the test sets: queued as a backfill job, planned again while nobody started it,
 withdrawn when nothing reaches it any more, reported once, settled when its job ends."""
 
@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from syncd.gaps import REPLAN_AFTER, recover
+from syncd.backfill.gaps import REPLAN_AFTER, recover
 from syncd.model import Account, GapPlan, Segment, Stream
 from syncd.state import backfills, ingest
 from syncd.state import gaps as st

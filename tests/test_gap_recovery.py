@@ -22,10 +22,10 @@ from prometheus_client import generate_latest
 
 from sandbox.seed import Customer, seed
 from syncd import config as config_mod
-from syncd.app import App
 from syncd.cli import cli
-from syncd.metrics import Metrics
 from syncd.model import Stream
+from syncd.service.app import App
+from syncd.service.metrics import Metrics
 from syncd.state import backfills
 
 

@@ -21,9 +21,9 @@ from connectors.x.backfill import RECENT_REACH, plan_gap, posted_at
 from connectors.x.source import XSource
 from sandbox.x.api import XSandbox
 from sandbox.x.store import snowflake
+from syncd.backfill.gaps import recover
 from syncd.backfill.runner import Runner
 from syncd.errors import TransientError
-from syncd.gaps import recover
 from syncd.model import Account, Page, Stream
 from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.state import gaps, ingest

@@ -21,10 +21,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sandbox.seed import seed
 from syncd import config
-from syncd.daemon import Daemon as SyncDaemon
 from syncd.errors import ConfigError
-from syncd.health import HealthServer, Run, parse_listen, verdict
-from syncd.sdnotify import Heartbeat, heartbeat_seconds, watchdog_seconds
+from syncd.service.daemon import Daemon as SyncDaemon
+from syncd.service.http import HealthServer, Run, parse_listen, verdict
+from syncd.service.sdnotify import Heartbeat, heartbeat_seconds, watchdog_seconds
 
 
 def get(url: str) -> tuple[int, str]:
@@ -241,7 +241,7 @@ def test_a_stuck_job_fails_healthz_naming_it_until_it_finishes(
 
 
 def test_metrics_show_each_run_in_progress_and_whether_it_is_stuck() -> None:
-    from syncd.metrics import _job_runs
+    from syncd.service.metrics import _job_runs
 
     runs = [Run("write", started=100.0, limit=900.0), Run("resolve", started=50.0, limit=60.0)]
     families = {m.name: m for m in _job_runs(runs, now=160.0)}
@@ -333,8 +333,8 @@ def test_watchdog_interval_is_half_the_timeout_and_only_for_this_process(
 
 
 def test_metrics_count_job_results_by_network_and_direction() -> None:
-    from syncd.metrics import Metrics
     from syncd.model import Stream
+    from syncd.service.metrics import Metrics
 
     crm = SimpleNamespace(name="salesforce", type="salesforce")
     app: Any = SimpleNamespace(settings=SimpleNamespace(crm=crm), crm=object())

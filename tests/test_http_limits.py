@@ -24,7 +24,7 @@ from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import set_up_org
 from sandbox.x.api import XSandbox
 from syncd.cli import cli
-from syncd.health import HealthServer, Limits, is_loopback
+from syncd.service.http import HealthServer, Limits, is_loopback
 
 # Short server bounds keep the tests quick; the clients' own waits are generous (2 loaded
 # cores), and only bound how long a failing test takes to say so.

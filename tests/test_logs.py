@@ -13,7 +13,7 @@ import pytest
 from e2e_support import Daemon, World, make_world, tasks, wait_for
 
 from sandbox.seed import seed
-from syncd import logs
+from syncd.service import logs
 
 
 def record(level: int, msg: str, *args: object, exc: bool = False) -> logging.LogRecord:

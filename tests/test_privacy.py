@@ -20,8 +20,8 @@ from connectors.salesforce.crm import SalesforceCrm
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import seed
 from syncd import config
-from syncd.app import App
 from syncd.cli import cli
+from syncd.service.app import App
 from syncd.state.db import Database
 from syncd.state.tables import identity_handles, interactions, metadata, quarantine
 

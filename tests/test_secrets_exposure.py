@@ -25,9 +25,9 @@ from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import seed
 from sandbox.x.api import XSandbox
 from syncd import config as config_mod
-from syncd.app import App
 from syncd.cli import cli
 from syncd.errors import SyncdError
+from syncd.service.app import App
 
 X_BEARER = "xbearer-S3CRET-a1b2c3d4e5"
 SF_PASSWORD = "sfpass-S3CRET-f6g7h8"

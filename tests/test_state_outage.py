@@ -26,13 +26,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from sandbox.seed import seed
-from syncd import config, logs
-from syncd.app import App
+from syncd import config
 from syncd.cli import cli
-from syncd.daemon import Daemon, open_waiting
 from syncd.errors import StateUnavailable
-from syncd.health import verdict
-from syncd.job_health import OUTAGE_MAX_WAIT, StateOutage
+from syncd.service import logs
+from syncd.service.app import App
+from syncd.service.daemon import Daemon, open_waiting
+from syncd.service.http import verdict
+from syncd.service.jobs import OUTAGE_MAX_WAIT, StateOutage
 from syncd.state.db import Database, Timeouts, unavailable
 
 SECRET = "my parcel never came, order 4471-zebra"  # a post's text: never in a log

@@ -24,10 +24,10 @@ from connectors.salesforce.crm import SalesforceCrm
 from connectors.x.source import XSource
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import seed
-from syncd import logs
 from syncd.cli import cli
 from syncd.errors import AuthError, TransientError
 from syncd.secrets import masked
+from syncd.service import logs
 from syncd.state.tables import parked
 
 FIRST, SECOND = "bearer-first-HALF-0123", "bearer-second-HALF-4567"

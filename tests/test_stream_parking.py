@@ -21,15 +21,15 @@ from sqlalchemy import select
 from connectors.x.source import XSource
 from sandbox.seed import set_up_org
 from sandbox.x.api import XSandbox
-from syncd.app import App
 from syncd.backfill.runner import Runner
 from syncd.cli import cli
 from syncd.config import load
-from syncd.daemon import Daemon
 from syncd.errors import ExternalError, MalformedAnswer
-from syncd.metrics import Metrics
 from syncd.model import Account, Stream
 from syncd.pipeline import Pipeline, PipelineSettings
+from syncd.service.app import App
+from syncd.service.daemon import Daemon
+from syncd.service.metrics import Metrics
 from syncd.state import backfills
 from syncd.state.db import Database
 from syncd.state.tables import interactions

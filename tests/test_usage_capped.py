@@ -25,12 +25,12 @@ from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import set_up_org
 from sandbox.x.api import XSandbox
 from syncd import config
-from syncd.app import App, Job
 from syncd.backfill.runner import BackfillSource, Runner
-from syncd.budget import BudgetHeld, Standing
+from syncd.budget.ledger import BudgetHeld, Standing
 from syncd.cli.budget_view import print_budgets
-from syncd.daemon import Daemon
 from syncd.model import Stream
+from syncd.service.app import App, Job
+from syncd.service.daemon import Daemon
 from syncd.state import backfills, usage
 from syncd.state.backfills import QUEUED, RUNNING
 from syncd.state.status import status

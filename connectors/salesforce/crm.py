@@ -62,7 +62,7 @@ from connectors.salesforce.records import (
 )
 from connectors.salesforce.settings import SalesforceSettings
 from connectors.salesforce.setup.check import SalesforceCheck
-from syncd.connector import ConnectorSettings, Crm
+from syncd.contracts import ConnectorSettings, Crm
 from syncd.errors import AuthError, ExternalError, NotFound, RateLimited, TransientError
 from syncd.model import HistoryRecord, IdentityKey, Match, WriteResult
 from syncd.secrets import Secret, masked
@@ -193,7 +193,7 @@ class _Budget:
 
 
 class SalesforceCrm(SalesforceIdentity, SalesforceRemoval, SalesforceCheck):
-    """Implements :class:`syncd.connector.Crm`. Logs in lazily, on the first call.
+    """Implements :class:`syncd.contracts.Crm`. Logs in lazily, on the first call.
 
     Identity resolution's calls (personas, find_people, survivors, upsert_lead) are in
     :mod:`connectors.salesforce.identity`; deleting and marking history in

@@ -20,7 +20,7 @@ from simple_salesforce.api import Salesforce
 
 from connectors.salesforce.records import BATCH, collection_items, describe_errors
 from connectors.salesforce.settings import SalesforceSettings
-from syncd.connector import RecordOutcome
+from syncd.contracts import RecordOutcome
 
 T = TypeVar("T")
 

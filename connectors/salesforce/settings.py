@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FilePath, model_validator
 
-from syncd.connector import ConnectorSettings, Duration
+from syncd.contracts import ConnectorSettings, Duration
 from syncd.secrets import SecretRef
 from syncd.urls import require_tls
 

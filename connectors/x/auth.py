@@ -26,7 +26,7 @@ from connectors.x.oauth2 import RefreshingToken, TokenEndpoint
 from connectors.x.parse import NETWORK
 from connectors.x.token_file import TokenFile
 from syncd.config_problems import did_you_mean
-from syncd.connector import CheckRow
+from syncd.contracts import CheckRow
 from syncd.errors import AuthError, ExternalError
 from syncd.model import Account
 from syncd.secrets import SecretRef, masked

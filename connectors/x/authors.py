@@ -16,7 +16,7 @@ from typing import Any
 
 from connectors.x.fields import USER_FIELDS
 from connectors.x.parse import is_x_id, parse_author, reply_target
-from syncd.connector import KnownAuthors
+from syncd.contracts import KnownAuthors
 from syncd.model import Account, Author, Stream
 
 LOOKUP_BATCH = 100  # ids GET /2/users and GET /2/tweets take in one call

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from connectors.x.fields import TWEET_FIELDS
 from connectors.x.parse import NETWORK, TIMELINE_HORIZONS, parse_page
-from syncd.connector import KnownAuthors
+from syncd.contracts import KnownAuthors
 from syncd.errors import MalformedAnswer, PaginationLoop
 from syncd.model import Account, Author, Cursor, GapPlan, Page, PostCount, Segment, Stream
 

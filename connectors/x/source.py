@@ -29,7 +29,7 @@ from connectors.x.backfill import _SNOWFLAKE_EPOCH_MS, SearchAccess, XBackfill
 from connectors.x.fields import EXPANSIONS, TWEET_FIELDS, USER_FIELDS
 from connectors.x.parse import NETWORK, clip, is_x_id, parse_lookup, parse_page, reset_at
 from connectors.x.usage import XUsage, cap_resume
-from syncd.connector import (
+from syncd.contracts import (
     CheckRow,
     ConnectorSettings,
     Duration,
@@ -54,7 +54,7 @@ from syncd.secrets import SecretRef, masked
 from syncd.urls import require_tls
 
 if TYPE_CHECKING:
-    from syncd.connector import Backfiller, Source, Starting
+    from syncd.contracts import Backfiller, Source, Starting
 
 __all__ = [
     "EXPANSIONS",
@@ -105,7 +105,7 @@ class XSettings(SourceSettings):
     # X serves full-archive search one request per second; only a stand-in wants less.
     full_archive_interval: DurationOrZero = 1.0
     price_per_post: float = Field(default=0.005, ge=0.0)  # dollars per post read, estimates
-    # The monthly budget (syncd.budget): posts, dollars at these prices, or both.
+    # The monthly budget (syncd.budget.ledger): posts, dollars at these prices, or both.
     price_per_user: float = Field(default=0.010, ge=0.0)  # dollars per user object read
     price_per_owned_post: float = Field(default=0.001, ge=0.0)  # read with a user's own token
     budget_posts: int | None = Field(default=None, gt=0)

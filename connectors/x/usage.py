@@ -28,7 +28,7 @@ USAGE_CAP_RECHECK = timedelta(hours=1)
 
 
 class XUsage:
-    """``project_usage`` of the budget guard's contract (:class:`syncd.connector.UsageReporter`)."""
+    """``project_usage`` of the budget guard's contract (:class:`syncd.contracts.UsageReporter`)."""
 
     if TYPE_CHECKING:
         client: Any

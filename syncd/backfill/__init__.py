@@ -3,5 +3,5 @@
 :mod:`.estimate` says what a window will cost before anything is read; :mod:`.runner` works
 a job one request at a time, storing each page with the job's position in one transaction,
 so an interrupted job resumes from its last stored page. The jobs live in
-:mod:`syncd.state.backfills`; the endpoints are the source's (:class:`~syncd.connector.Backfiller`).
+:mod:`syncd.state.backfills`; the endpoints are the source's (:class:`~syncd.contracts.Backfiller`).
 """

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from syncd.connector import Backfiller
+from syncd.contracts import Backfiller
 from syncd.model import Account, PostCount, Segment
 
 WINDOW_SECONDS = 15 * 60  # X's rate-limit window

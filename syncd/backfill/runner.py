@@ -16,9 +16,9 @@ from datetime import datetime
 from functools import partial
 from typing import Protocol
 
-from syncd.budget import BudgetHeld
-from syncd.budget_guard import BudgetGuard
-from syncd.connector import Backfiller, Source
+from syncd.budget.guard import BudgetGuard
+from syncd.budget.ledger import BudgetHeld
+from syncd.contracts import Backfiller, Source
 from syncd.errors import ExternalError, MalformedAnswer, NotFound, PaginationLoop, UsageCapped
 from syncd.model import Account, Page, Segment
 from syncd.pipeline import Pipeline

@@ -14,13 +14,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from syncd.app import App
 from syncd.backfill.estimate import Estimate, estimate
 from syncd.backfill.foreground import Report, work
 from syncd.backfill.runner import BackfillSource, Runner
 from syncd.cli.base import cli, settings, state, user_errors
 from syncd.errors import UserError
 from syncd.model import Stream
+from syncd.service.app import App
 from syncd.state import backfills
 from syncd.state.backfills import CANCELLED, DONE, PAUSED, QUEUED, RUNNING, Job
 

@@ -12,9 +12,10 @@ from typing import Any, TypeVar
 import click
 from sqlalchemy import Connection
 
-from syncd import __version__, logs
+from syncd import __version__
 from syncd import config as config_mod
 from syncd.errors import UserError
+from syncd.service import logs
 
 F = TypeVar("F", bound=Callable[..., Any])
 

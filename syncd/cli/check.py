@@ -20,9 +20,9 @@ from rich.table import Table
 import connectors
 from syncd import config as config_mod
 from syncd.cli.base import cli, config_path, settings, user_errors
-from syncd.connector import CheckRow
+from syncd.contracts import CheckRow
 from syncd.errors import UserError
-from syncd.health import exposure_warning, is_loopback, parse_listen
+from syncd.service.http import exposure_warning, is_loopback, parse_listen
 
 
 def _run_checks(ctx: click.Context) -> list[tuple[str, CheckRow]]:

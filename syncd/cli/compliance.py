@@ -10,8 +10,8 @@ from dataclasses import asdict
 
 import click
 
-from syncd.app import App
 from syncd.cli.base import cli, settings, user_errors
+from syncd.service.app import App
 
 
 @cli.group()

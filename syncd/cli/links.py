@@ -18,14 +18,13 @@ from rich.console import Console
 from rich.table import Table
 
 import connectors
-from syncd import review
 from syncd.cli.base import cli, state, user_errors
 from syncd.cli.text import literal, printable
 from syncd.config import Settings
-from syncd.connector import Crm
+from syncd.contracts import Crm
 from syncd.errors import UserError
 from syncd.model import CrmRef, IdentityKey, PersonRecord
-from syncd.resolver import Candidate
+from syncd.resolver import Candidate, review
 from syncd.state import authors
 
 

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 import click
 from rich.console import Console
 
-from syncd import review
 from syncd.cli.base import settings as load_settings
 from syncd.cli.base import user_errors
 from syncd.cli.links import (
@@ -27,9 +26,9 @@ from syncd.cli.links import (
 )
 from syncd.cli.text import literal
 from syncd.config import Settings
-from syncd.connector import Crm
+from syncd.contracts import Crm
 from syncd.errors import UserError
-from syncd.resolver import Candidate
+from syncd.resolver import Candidate, review
 from syncd.state import authors
 from syncd.state.db import Database
 

@@ -17,12 +17,12 @@ from rich.console import Console
 from rich.table import Table
 
 from syncd import config as config_mod
-from syncd import logs
-from syncd.app import App
-from syncd.budget import budgets
+from syncd.budget.ledger import budgets
 from syncd.cli.base import cli, config_path, settings, state, user_errors
 from syncd.cli.budget_view import print_budgets
 from syncd.cli.text import literal as escape  # rich's escape, and no terminal controls
+from syncd.service import logs
+from syncd.service.app import App
 from syncd.state.status import Gaps
 
 EXIT_INCOMPLETE = 1  # `poll --once`: something did not go through
@@ -43,7 +43,7 @@ def run(ctx: click.Context) -> None:
     SIGHUP reloads the configuration. Only one daemon may run on a SQLite state database;
     on PostgreSQL several share the work.
     """
-    from syncd.daemon import Daemon, open_waiting
+    from syncd.service.daemon import Daemon, open_waiting
     from syncd.state.lock import InstanceLock
 
     # Until the daemon installs its own handlers, a stop request unwinds start-up cleanly

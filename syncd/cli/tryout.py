@@ -7,8 +7,8 @@ import sys
 import click
 from rich.console import Console
 
-from syncd import logs
 from syncd.cli.base import cli, user_errors
+from syncd.service import logs
 
 
 @cli.command()
@@ -52,7 +52,7 @@ def demo(
     customers: int, posts: int, seconds: float, state_url: str | None, show: int, log_level: str
 ) -> None:
     """Run the real daemon against the built-in sandbox and print what reached the CRM."""
-    from syncd.demo import run_demo
+    from syncd.service.demo import run_demo
 
     logs.setup(log_level, "human")
     sys.exit(

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Literal
 
-from syncd.connector import Crm
+from syncd.contracts import Crm
 from syncd.model import CrmRef, IdentityKey, Match, PeopleQuery, PersonRecord, Profile
 from syncd.resolver import scoring
 from syncd.resolver.evidence import (

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from syncd.connector import Crm
+from syncd.contracts import Crm
 from syncd.errors import AuthError, ExternalError
 from syncd.model import CrmRef, IdentityKey, KeysOnFile, KeysPage, Match
 from syncd.resolver.chain import Lookup

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Literal
 
-from syncd.connector import Crm
+from syncd.contracts import Crm
 from syncd.errors import AuthError, ExternalError
 from syncd.model import CrmRef, PeopleChanges
 from syncd.resolver import on_file

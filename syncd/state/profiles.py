@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, select
 
-from syncd.connector import KnownAuthors
+from syncd.contracts import KnownAuthors
 from syncd.model import Author
 from syncd.state.db import Database
 from syncd.state.tables import identities

@@ -24,7 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from syncd.logs import redact_stored
+from syncd.service.logs import redact_stored
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -51,7 +51,7 @@ class UtcDateTime(TypeDecorator[datetime]):
 class RedactedText(TypeDecorator[str]):
     """Text from outside (an API's error, a refusal's reason) stored with the configured
     secrets and credential-shaped text taken out, as from log lines
-    (:func:`syncd.logs.redact_stored`): ``syncd status`` shows what is stored."""
+    (:func:`syncd.service.logs.redact_stored`): ``syncd status`` shows what is stored."""
 
     impl = Text
     cache_ok = True
@@ -418,7 +418,7 @@ gaps = Table(
 
 # Resources a source's pages returned, per UTC day, as the network bills them (X: posts,
 # posts read with the account's own token, user objects): the local count of the read budget
-# (syncd.budget). Incremented in the transaction that stores each page, by an upsert, so
+# (syncd.budget.ledger). Incremented in the transaction that stores each page, by an upsert, so
 # instances sharing PostgreSQL add up instead of overwriting each other.
 api_reads = Table(
     "api_reads",

@@ -16,7 +16,7 @@ from simple_salesforce.api import Salesforce
 
 from connectors.salesforce.settings import SalesforceSettings
 from connectors.salesforce.setup.fields import FieldSpec, ObjectSpec, objects
-from syncd.connector import CheckRow
+from syncd.contracts import CheckRow
 from syncd.errors import AuthError, ExternalError, NotFound, RateLimited, TransientError
 
 __all__ = ["SalesforceCheck", "verify_field", "verify_object"]

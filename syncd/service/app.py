@@ -15,17 +15,17 @@ from datetime import datetime, timedelta
 from typing import cast
 
 import connectors
+from syncd.backfill.gaps import GapPass
+from syncd.backfill.gaps import recover as recover_gaps
 from syncd.backfill.runner import BackfillSource, Runner
-from syncd.budget import BudgetHeld, budgets
-from syncd.budget_guard import BudgetGuard
+from syncd.budget.guard import BudgetGuard
+from syncd.budget.ledger import BudgetHeld, budgets
 from syncd.compliance import ComplianceReport
 from syncd.compliance import run as run_compliance
 from syncd.config import Settings
-from syncd.connector import Crm, Source, SourceSettings
+from syncd.contracts import Crm, Source, SourceSettings
 from syncd.coordinated import CoordinatedPipeline
 from syncd.errors import ExternalError, NotFound, RateLimited, UsageCapped
-from syncd.gaps import GapPass
-from syncd.gaps import recover as recover_gaps
 from syncd.model import Account, Stream
 from syncd.pipeline import Clock, DeliverResult, Pipeline, PollResult, utcnow
 from syncd.resolver.stage import ResolveResult, check_wanted
@@ -130,7 +130,7 @@ class App:
         )
         # What the writer looks a long-waiting delivery's post up on (deleted meanwhile?).
         self.pipeline.sources = {name: source for name, (_, source) in self.sources.items()}
-        # The read budget of each source billed per resource (see syncd.budget_guard).
+        # The read budget of each source billed per resource (see syncd.budget.guard).
         self.guard = BudgetGuard(
             self.db,
             budgets(settings.sources),
@@ -194,7 +194,7 @@ class App:
         return None
 
     def recover_gaps(self) -> GapPass:
-        """Settle, plan and report the gaps live walks left (see :mod:`syncd.gaps`)."""
+        """Settle, plan and report the gaps live walks left (see :mod:`syncd.backfill.gaps`)."""
         sources = {name: source for name, (_, source) in self.sources.items()}
         return recover_gaps(self.db, sources, self.pipeline.clock())
 

@@ -1,4 +1,5 @@
-"""The gap gauges of ``/metrics`` (see :mod:`syncd.metrics`): gaps by state, posts recovered."""
+"""The gap gauges of ``/metrics`` (see :mod:`syncd.service.metrics`): gaps by state, posts
+recovered."""
 
 from __future__ import annotations
 

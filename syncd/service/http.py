@@ -31,7 +31,7 @@ from waitress.parser import HTTPRequestParser
 from waitress.server import TcpWSGIServer
 
 from syncd.errors import ConfigError
-from syncd.sdnotify import Heartbeat, heartbeat_seconds
+from syncd.service.sdnotify import Heartbeat, heartbeat_seconds
 
 log = logging.getLogger("syncd.health")
 

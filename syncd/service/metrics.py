@@ -30,17 +30,17 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import func, select
 
-from syncd.budget_metrics import BudgetCollector
-from syncd.gap_metrics import gap_metrics
-from syncd.health import Run
+from syncd.backfill.gap_metrics import gap_metrics
+from syncd.budget.metrics import BudgetCollector
 from syncd.model import Direction, Stream
+from syncd.service.http import Run
 from syncd.state import backfills
 from syncd.state import gaps as gap_state
 from syncd.state.admin import parked_names
 from syncd.state.tables import cursors, deliveries, interactions
 
 if TYPE_CHECKING:
-    from syncd.app import App, Job
+    from syncd.service.app import App, Job
 
 log = logging.getLogger("syncd.metrics")
 

@@ -17,7 +17,7 @@ from syncd.errors import AuthError, ExternalError, StateUnavailable, StreamParke
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from syncd.app import App
+    from syncd.service.app import App
 
 log = logging.getLogger("syncd.daemon")
 

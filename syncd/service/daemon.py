@@ -34,8 +34,7 @@ from typing import Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from syncd.app import App, Job, UnknownAccounts
-from syncd.budget import CappedSource
+from syncd.budget.ledger import CappedSource
 from syncd.config import Settings
 from syncd.errors import (
     AuthError,
@@ -45,10 +44,11 @@ from syncd.errors import (
     StreamParked,
     UserError,
 )
-from syncd.health import HealthServer, Run, serve
-from syncd.job_health import JobHealth, Parking, StateOutage
-from syncd.metrics import Metrics, status_line
-from syncd.sdnotify import Heartbeat, heartbeat_seconds, notify
+from syncd.service.app import App, Job, UnknownAccounts
+from syncd.service.http import HealthServer, Run, serve
+from syncd.service.jobs import JobHealth, Parking, StateOutage
+from syncd.service.metrics import Metrics, status_line
+from syncd.service.sdnotify import Heartbeat, heartbeat_seconds, notify
 from syncd.state.db import unavailable
 
 __all__ = ["Daemon", "notify"]

@@ -1,16 +1,16 @@
 """The budget guard: keeps each source billed per resource within its monthly budget, and off
-the network once the network capped it (see :mod:`syncd.budget` for the figures).
+the network once the network capped it (see :mod:`syncd.budget.ledger` for the figures).
 
 - Before a poll: while the source is capped the poll is refused before any request
-  (:class:`~syncd.budget.CappedSource`, whose ``resume_at`` the daemon moves the job to); a
+  (:class:`~syncd.budget.ledger.CappedSource`, whose ``resume_at`` the daemon moves the job to); a
   cap whose reset has come is lifted; the network's usage figures are read when due, at most
   every :data:`USAGE_INTERVAL` whichever instance asks.
 - When the network answers ``usage-capped``: the whole source is capped until the cap's
   reset (its reset day from the usage figures; a daily cap at midnight UTC; else the
   connector's guess), logged once, kept in state for every instance and ``syncd status``.
 - After a poll, and before each backfill request: where the source stands; each threshold
-  crossed is logged once (one instance logs it); from :data:`~syncd.budget.PAUSE_AT` percent,
-  or while capped, a backfill step is refused (:class:`~syncd.budget.BudgetHeld`). Live polls
+  crossed is logged once (one instance logs it); from :data:`~syncd.budget.ledger.PAUSE_AT` percent,
+  or while capped, a backfill step is refused (:class:`~syncd.budget.ledger.BudgetHeld`). Live polls
   never are, short of the network's cap.
 """
 
@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, time, timedelta
 
-from syncd.budget import (
+from syncd.budget.ledger import (
     PAUSE_AT,
     SPENT_AT,
     WARN_AT,
@@ -31,7 +31,7 @@ from syncd.budget import (
     Standing,
     period,
 )
-from syncd.connector import Source, UsageReporter
+from syncd.contracts import Source, UsageReporter
 from syncd.errors import ExternalError, UsageCapped
 from syncd.state import usage
 from syncd.state.db import Database

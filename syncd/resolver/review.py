@@ -15,7 +15,7 @@ from datetime import datetime
 from rapidfuzz import fuzz
 from sqlalchemy import Connection
 
-from syncd.connector import Crm
+from syncd.contracts import Crm
 from syncd.errors import UserError
 from syncd.model import CrmRef, PeopleQuery, PersonRecord
 from syncd.resolver import Candidate

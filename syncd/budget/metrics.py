@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from syncd.budget import Standing
+from syncd.budget.ledger import Standing
 from syncd.state import usage
 
 if TYPE_CHECKING:
-    from syncd.app import App
+    from syncd.service.app import App
 
 log = logging.getLogger("syncd.metrics")
 MAX_AGE = 10.0

@@ -307,7 +307,7 @@ class Starting(Protocol):
 @runtime_checkable
 class UsageReporter(Protocol):
     """A source whose network counts the app's reads against a billing cap and says so
-    (optional: the budget guard asks at most every 15 minutes, see :mod:`syncd.budget_guard`)."""
+    (optional: the budget guard asks at most every 15 minutes, see :mod:`syncd.budget.guard`)."""
 
     def project_usage(self) -> ProjectUsage:
         """The network's own figures for the app's project this billing period."""

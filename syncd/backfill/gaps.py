@@ -2,7 +2,7 @@
 
 A gap is noticed in the page transaction that ends a cut walk (:mod:`syncd.state.horizon`).
 Each pass here, run before the daemon's backfill work and by ``syncd poll --once`` (which then
-reads the queued searches itself, :meth:`syncd.app.App.close_gaps`):
+reads the queued searches itself, :meth:`syncd.service.app.App.close_gaps`):
 
 - settles gaps whose recovery job ended (closed, or open again if it failed);
 - plans the open ones with their source (no network call): a gap something reaches becomes a
@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
-from syncd.connector import GapCloser, Source
+from syncd.contracts import GapCloser, Source
 from syncd.model import Account, GapPlan, Stream
 from syncd.state import backfills
 from syncd.state import gaps as st

@@ -25,8 +25,8 @@ from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import BRAND_HANDLES, World, next_post, seed
 from sandbox.x.api import XSandbox
 from syncd import config as config_mod
-from syncd.app import App
-from syncd.daemon import Daemon
+from syncd.service.app import App
+from syncd.service.daemon import Daemon
 from syncd.state import outbox
 from syncd.state.status import status as read_status
 

@@ -9,7 +9,7 @@ its pages returned, :mod:`syncd.state.usage`) and the network's (``GET /2/usage/
 syncd's own misses the project's other apps, the network's lags. At :data:`WARN_AT` percent
 of the budget (or of the network's cap) syncd warns; at :data:`PAUSE_AT` backfills, gap
 recovery among them, wait for the next period; live polling goes on until the network
-refuses. :mod:`syncd.budget_guard` acts on this.
+refuses. :mod:`syncd.budget.guard` acts on this.
 """
 
 from __future__ import annotations

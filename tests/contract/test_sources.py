@@ -1,0 +1,98 @@
+"""SourceContract, run against the X connector on the X stand-in and against the fake source."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import cast
+
+import pytest
+from fake_source import FakeNetwork, FakeSource, Fault
+
+from connectors.x.source import XSource
+from sandbox.x.api import XSandbox
+from syncd.contracts import Source
+
+from .source import SourceContract
+
+X_TOKEN = "contract-x-bearer"
+
+
+class XWorld:
+    """The X API v2 stand-in (sandbox/x/), read by the real connector."""
+
+    page_size = 5  # the least X accepts
+    faults = frozenset({"rate_limit", "transient", "malformed", "bad_item"})
+    _endpoints = ("mentions", "user_tweets")
+
+    def __init__(self, sandbox: XSandbox) -> None:
+        self.sandbox = sandbox
+
+    def make_source(self, *, valid_credentials: bool = True) -> Source:
+        token = X_TOKEN if valid_credentials else "revoked-bearer"
+        return XSource(token, api_base_url=self.sandbox.url, page_size=self.page_size)
+
+    def add_user(self, handle: str) -> str:
+        return str(self.sandbox.add_user(handle)["id"])
+
+    def add_post(self, author_id: str, text: str, *, in_reply_to: str | None = None) -> str:
+        return str(self.sandbox.add_post(author_id, text, in_reply_to=in_reply_to)["id"])
+
+    def delete_post(self, post_id: str) -> None:
+        self.sandbox.delete_post(post_id)
+
+    def rename_user(self, user_id: str, handle: str) -> None:
+        # The stand-in has no rename in its API: its store is changed as X's would be.
+        with self.sandbox.lock:
+            store = self.sandbox.store
+            user = store.users[user_id]
+            del store._by_username[user.username.lower()]
+            user.username = handle
+            store._by_username[handle.lower()] = user_id
+
+    def fail_next(self, fault: str) -> None:
+        kind, options = ("status", {"status": 503}) if fault == "transient" else (fault, {})
+        for endpoint in self._endpoints:  # whichever of them the stream reads
+            self.sandbox.inject(kind, endpoint=endpoint, count=1, **options)
+
+
+class TestXSource(SourceContract):
+    @pytest.fixture
+    def source_world(self) -> Iterator[XWorld]:
+        with XSandbox(bearer_token=X_TOKEN) as sandbox:
+            yield XWorld(sandbox)
+
+
+class FakeWorld:
+    """tests/fake_source.py: an in-memory network and its source."""
+
+    page_size = 5
+    faults = frozenset({"rate_limit", "transient", "malformed", "bad_item"})
+
+    def __init__(self) -> None:
+        self.network = FakeNetwork()
+
+    def make_source(self, *, valid_credentials: bool = True) -> Source:
+        token = None if valid_credentials else "revoked"
+        return FakeSource(self.network, token=token, page_size=self.page_size)
+
+    def add_user(self, handle: str) -> str:
+        return self.network.add_user(handle).id
+
+    def add_post(self, author_id: str, text: str, *, in_reply_to: str | None = None) -> str:
+        return self.network.add_post(author_id, text, in_reply_to=in_reply_to).id
+
+    def delete_post(self, post_id: str) -> None:
+        self.network.delete_post(post_id)
+
+    def rename_user(self, user_id: str, handle: str) -> None:
+        self.network.users[user_id].handle = handle
+
+    def fail_next(self, fault: str) -> None:
+        assert fault in self.faults
+        self.network.faults.append(cast(Fault, fault))
+
+
+class TestFakeSource(SourceContract):
+    @pytest.fixture
+    def source_world(self) -> FakeWorld:
+        return FakeWorld()

@@ -44,7 +44,7 @@ from workload import UNLIMITED, Feeder, WriteClock, seed
 
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.x.api import XSandbox
-from syncd.config import load
+from syncd.config.settings import load
 from syncd.model import IdentityKey
 from syncd.service.app import App
 from syncd.service.metrics import StateView

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 from test_config_errors import edit
 
-from syncd import config
 from syncd.cli import cli
+from syncd.config import settings as config
 
 CRED = (
     ('bearer_token = "env:T_X_BEARER"', 'bearer_token = "cred:x_bearer_token"'),

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 
 from connectors.x.parse import parse_page
 from connectors.x.usage import USAGE_CAP_RECHECK, cap_resume, parse_usage
-from syncd import config
 from syncd.budget.ledger import Budget, Ledger, Prices, ReadCounts, budgets, period, standing
 from syncd.cli import cli
+from syncd.config import settings as config
 from syncd.errors import TransientError
 from syncd.model import Account, Cursor, ProjectUsage, Reads, Stream
 

@@ -199,7 +199,7 @@ handle = "Twitter_Handle__c"
 
 
 def settings_of(w: World) -> SalesforceSettings:
-    from syncd import config
+    from syncd.config import settings as config
 
     crm = config.load(w.config).crm
     assert isinstance(crm, SalesforceSettings)

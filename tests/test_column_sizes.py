@@ -16,7 +16,7 @@ from test_crm_keys import k, linked_to, person, stage_on, x
 from test_salesforce_people import crm, sb  # noqa: F401  (the sandbox fixture)
 
 from sandbox.salesforce.api import SalesforceSandbox
-from syncd import config
+from syncd.config import settings as config
 from syncd.errors import ConfigError
 from syncd.state import crm_keys
 from syncd.state.db import Database

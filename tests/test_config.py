@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from syncd import config, config_problems
+from syncd.config import problems as config_problems
+from syncd.config import settings as config
 from syncd.contracts import parse_duration, start_moment
 from syncd.errors import ConfigError
 from syncd.secrets import Secret

@@ -13,7 +13,7 @@ import pytest
 from e2e_support import World, make_world, poll_once, tasks
 
 from sandbox.seed import Customer, seed
-from syncd import config as config_mod
+from syncd.config import settings as config_mod
 from syncd.model import PeopleChanges
 from syncd.service.app import App
 from syncd.service.daemon import Daemon

@@ -115,7 +115,7 @@ def test_a_delivery_written_soon_after_its_read_costs_no_lookup(world: World) ->
 
 
 def test_before_write_is_a_compliance_setting() -> None:
-    from syncd.config import ComplianceSection
+    from syncd.config.settings import ComplianceSection
 
     assert ComplianceSection().before_write == 600.0
     assert ComplianceSection(before_write="0s").before_write == 0.0  # type: ignore[arg-type]

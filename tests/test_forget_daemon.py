@@ -18,8 +18,8 @@ from sqlalchemy import insert, select
 
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import seed
-from syncd import config
 from syncd.cli import cli
+from syncd.config import settings as config
 from syncd.state.db import Database
 from syncd.state.tables import interactions, metadata, quarantine
 

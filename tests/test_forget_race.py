@@ -19,7 +19,8 @@ from sqlalchemy import select
 
 from connectors.salesforce.crm import SalesforceCrm
 from sandbox.seed import seed
-from syncd import config, forgetting
+from syncd import forgetting
+from syncd.config import settings as config
 from syncd.contracts import Crm
 from syncd.model import HistoryRecord, WriteResult
 from syncd.pipeline import DeliverResult, Pipeline

@@ -21,8 +21,8 @@ from e2e_support import Daemon, World, make_world, tasks, wait_for
 from prometheus_client import generate_latest
 
 from sandbox.seed import Customer, seed
-from syncd import config as config_mod
 from syncd.cli import cli
+from syncd.config import settings as config_mod
 from syncd.model import Stream
 from syncd.service.app import App
 from syncd.service.metrics import Metrics

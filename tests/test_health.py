@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from sandbox.seed import seed
-from syncd import config
+from syncd.config import settings as config
 from syncd.errors import ConfigError
 from syncd.service.daemon import Daemon as SyncDaemon
 from syncd.service.http import HealthServer, Run, parse_listen, verdict

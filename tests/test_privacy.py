@@ -19,8 +19,8 @@ from sqlalchemy import Text, cast, insert, select, text
 from connectors.salesforce.crm import SalesforceCrm
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import seed
-from syncd import config
 from syncd.cli import cli
+from syncd.config import settings as config
 from syncd.service.app import App
 from syncd.state.db import Database
 from syncd.state.tables import identity_handles, interactions, metadata, quarantine

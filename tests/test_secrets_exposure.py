@@ -24,8 +24,8 @@ from connectors.x.token_file import UserToken, write_private
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import seed
 from sandbox.x.api import XSandbox
-from syncd import config as config_mod
 from syncd.cli import cli
+from syncd.config import settings as config_mod
 from syncd.errors import SyncdError
 from syncd.service.app import App
 

@@ -26,8 +26,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from sandbox.seed import seed
-from syncd import config
 from syncd.cli import cli
+from syncd.config import settings as config
 from syncd.errors import StateUnavailable
 from syncd.service import logs
 from syncd.service.app import App

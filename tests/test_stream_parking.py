@@ -23,7 +23,7 @@ from sandbox.seed import set_up_org
 from sandbox.x.api import XSandbox
 from syncd.backfill.runner import Runner
 from syncd.cli import cli
-from syncd.config import load
+from syncd.config.settings import load
 from syncd.errors import ExternalError, MalformedAnswer
 from syncd.model import Account, Stream
 from syncd.pipeline import Pipeline, PipelineSettings

@@ -162,7 +162,7 @@ def test_a_long_walk_stops_at_the_page_bound_and_goes_on_next_poll(walk: Walk) -
 def test_the_page_bound_is_a_daemon_setting(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from syncd.config import load
+    from syncd.config.settings import load
 
     for name in "TPS":
         monkeypatch.setenv(name, "secret")

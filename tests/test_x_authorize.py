@@ -16,8 +16,8 @@ from e2e_support import config_text
 
 from connectors.x.source import XSource
 from sandbox.x.api import XSandbox
-from syncd import config as config_mod
 from syncd.cli import cli
+from syncd.config import settings as config_mod
 from syncd.model import Cursor, Stream
 
 CLIENT = "syncd-cli-client"

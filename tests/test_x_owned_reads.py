@@ -24,7 +24,7 @@ from connectors.x.source import XSettings, XSource
 from connectors.x.token_file import UserToken, write_private
 from sandbox.server import Response, SandboxServer
 from sandbox.x.api import XSandbox
-from syncd import config as config_mod
+from syncd.config import settings as config_mod
 from syncd.errors import AuthError, SyncdError, TransientError
 from syncd.model import Account, Cursor, Segment, Stream
 from syncd.secrets import Secret

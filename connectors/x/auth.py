@@ -25,7 +25,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from connectors.x.oauth2 import RefreshingToken, TokenEndpoint
 from connectors.x.parse import NETWORK
 from connectors.x.token_file import TokenFile
-from syncd.config_problems import did_you_mean
+from syncd.config.problems import did_you_mean
 from syncd.contracts import CheckRow
 from syncd.errors import AuthError, ExternalError
 from syncd.model import Account

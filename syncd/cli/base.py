@@ -13,7 +13,7 @@ import click
 from sqlalchemy import Connection
 
 from syncd import __version__
-from syncd import config as config_mod
+from syncd.config import settings as config_mod
 from syncd.errors import UserError
 from syncd.service import logs
 

@@ -18,8 +18,8 @@ from rich.markup import escape
 from rich.table import Table
 
 import connectors
-from syncd import config as config_mod
 from syncd.cli.base import cli, config_path, settings, user_errors
+from syncd.config import settings as config_mod
 from syncd.contracts import CheckRow
 from syncd.errors import UserError
 from syncd.service.http import exposure_warning, is_loopback, parse_listen

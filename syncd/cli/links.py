@@ -20,7 +20,7 @@ from rich.table import Table
 import connectors
 from syncd.cli.base import cli, state, user_errors
 from syncd.cli.text import literal, printable
-from syncd.config import Settings
+from syncd.config.settings import Settings
 from syncd.contracts import Crm
 from syncd.errors import UserError
 from syncd.model import CrmRef, IdentityKey, PersonRecord

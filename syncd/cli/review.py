@@ -25,7 +25,7 @@ from syncd.cli.links import (
     who,
 )
 from syncd.cli.text import literal
-from syncd.config import Settings
+from syncd.config.settings import Settings
 from syncd.contracts import Crm
 from syncd.errors import UserError
 from syncd.resolver import Candidate, review

@@ -16,11 +16,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from syncd import config as config_mod
 from syncd.budget.ledger import budgets
 from syncd.cli.base import cli, config_path, settings, state, user_errors
 from syncd.cli.budget_view import print_budgets
 from syncd.cli.text import literal as escape  # rich's escape, and no terminal controls
+from syncd.config import settings as config_mod
 from syncd.service import logs
 from syncd.service.app import App
 from syncd.state.status import Gaps

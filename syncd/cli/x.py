@@ -13,7 +13,7 @@ from syncd.errors import UserError
 if TYPE_CHECKING:
     from connectors.x.auth import OAuth2UserAuth
     from connectors.x.source import XSettings
-    from syncd.config import Settings
+    from syncd.config.settings import Settings
 
 
 @cli.group("x")

@@ -22,7 +22,7 @@ from syncd.budget.guard import BudgetGuard
 from syncd.budget.ledger import BudgetHeld, budgets
 from syncd.compliance import ComplianceReport
 from syncd.compliance import run as run_compliance
-from syncd.config import Settings
+from syncd.config.settings import Settings
 from syncd.contracts import Crm, Source, SourceSettings
 from syncd.coordinated import CoordinatedPipeline
 from syncd.errors import ExternalError, NotFound, RateLimited, UsageCapped

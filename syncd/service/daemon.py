@@ -35,7 +35,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from syncd.budget.ledger import CappedSource
-from syncd.config import Settings
+from syncd.config.settings import Settings
 from syncd.errors import (
     AuthError,
     ExternalError,

@@ -24,7 +24,7 @@ from connectors.salesforce.crm import SalesforceCrm
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import BRAND_HANDLES, World, next_post, seed
 from sandbox.x.api import XSandbox
-from syncd import config as config_mod
+from syncd.config import settings as config_mod
 from syncd.service.app import App
 from syncd.service.daemon import Daemon
 from syncd.state import outbox

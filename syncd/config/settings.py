@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 import connectors
-from syncd.config_problems import (
+from syncd.config.problems import (
     Problems,
     dates,
     did_you_mean,

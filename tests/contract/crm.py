@@ -9,9 +9,9 @@ Protocol and the domain types document is asserted (``syncd/contracts.py``,
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 import pytest
 
@@ -30,6 +30,8 @@ from syncd.model import (
     Profile,
     WriteResult,
 )
+
+from .base import Contract
 
 MAX_PAGES = 50
 
@@ -71,25 +73,15 @@ class CrmWorld(Protocol):
         ...
 
 
-class CrmContract:
-    """Subclass as ``TestXxxCrm(CrmContract)`` and provide ``crm_world``.
-
-    ``known_gaps`` maps a test's name to why this implementation is known to break it: the
-    test then runs as a strict xfail, so fixing the implementation fails the suite until the
-    entry goes.
+class CrmContract(Contract):
+    """Subclass as ``TestXxxCrm(CrmContract)`` and provide ``crm_world``; what an
+    implementation is known to lack goes in ``known_gaps`` (see :class:`~contract.base.Contract`).
     """
-
-    known_gaps: ClassVar[Mapping[str, str]] = {}
 
     @pytest.fixture
     def crm_world(self) -> CrmWorld:
         raise NotImplementedError("a CrmContract subclass provides the crm_world fixture")
 
-    @pytest.fixture(autouse=True)
-    def _known_gap(self, request: pytest.FixtureRequest) -> None:
-        reason = self.known_gaps.get(request.function.__name__)
-        if reason is not None:
-            request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
 
     @pytest.fixture
     def crm(self, crm_world: CrmWorld) -> Iterator[Crm]:

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping
 from datetime import timedelta
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 import pytest
 
 from syncd.contracts import CheckRow, ConnectorSettings, Source
 from syncd.errors import AuthError, ExternalError, MalformedAnswer, RateLimited, TransientError
 from syncd.model import Account, Author, Cursor, Direction, Interaction, Page, Stream
+
+from .base import Contract
 
 MAX_PAGES = 50  # a walk longer than this is a walk that never ends
 
@@ -67,25 +69,15 @@ def post_ids(pages: list[Page]) -> list[str]:
     return [i.post_id for page in pages for i in page.interactions]
 
 
-class SourceContract:
-    """Subclass as ``TestXxxSource(SourceContract)`` and provide ``source_world``.
-
-    ``known_gaps`` maps a test's name to why this implementation is known to break it: the
-    test then runs as a strict xfail, so fixing the implementation fails the suite until the
-    entry goes.
+class SourceContract(Contract):
+    """Subclass as ``TestXxxSource(SourceContract)`` and provide ``source_world``; what an
+    implementation is known to lack goes in ``known_gaps`` (see :class:`~contract.base.Contract`).
     """
-
-    known_gaps: ClassVar[Mapping[str, str]] = {}
 
     @pytest.fixture
     def source_world(self) -> SourceWorld:
         raise NotImplementedError("a SourceContract subclass provides the source_world fixture")
 
-    @pytest.fixture(autouse=True)
-    def _known_gap(self, request: pytest.FixtureRequest) -> None:
-        reason = self.known_gaps.get(request.function.__name__)
-        if reason is not None:
-            request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
 
     @pytest.fixture
     def source(self, source_world: SourceWorld) -> Iterator[Source]:

@@ -10,9 +10,9 @@ The adapter's timeout is a deadline for the whole request instead (connecting, s
 answer's headers and body): every read of its connections waits at most for what is left.
 
 Every request and every redirect passes through the adapter, which refuses to send anything
-over plain ``http://`` to a host other than this one (:mod:`syncd.urls`): requests keeps a 307's
-body (a login's password, a refresh token) when it follows the redirect, and an API can
-answer with an address of its own (Salesforce's instance).
+over plain ``http://`` to a host other than this one (:mod:`syncd.contracts.urls`): requests
+keeps a 307's body (a login's password, a refresh token) when it follows the redirect, and an
+API can answer with an address of its own (Salesforce's instance).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from syncd.urls import LOOPBACK_ONLY, plain_http_to_elsewhere
+from syncd.contracts.urls import LOOPBACK_ONLY, plain_http_to_elsewhere
 
 if TYPE_CHECKING:  # urllib3 defines these protocols for type checkers only
     from urllib3._base_connection import BaseHTTPConnection, BaseHTTPSConnection

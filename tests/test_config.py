@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from syncd.config import problems as config_problems
 from syncd.config import settings as config
 from syncd.contracts import parse_duration, start_moment
+from syncd.contracts.secrets import Secret
 from syncd.errors import ConfigError
-from syncd.secrets import Secret
 
 ROOT = Path(__file__).parent.parent
 

@@ -19,7 +19,6 @@ from fake_crm import NoExtras
 from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.exc import OperationalError
 
-from syncd.coordinated import CoordinatedPipeline
 from syncd.errors import TransientError
 from syncd.model import (
     Account,
@@ -32,7 +31,8 @@ from syncd.model import (
     Stream,
     WriteResult,
 )
-from syncd.pipeline import CLAIM_BATCHES, PipelineSettings
+from syncd.pipeline.coordination import CoordinatedPipeline
+from syncd.pipeline.poll import CLAIM_BATCHES, PipelineSettings
 from syncd.state import ingest, outbox
 from syncd.state.coordination import (
     JobLocks,

@@ -16,7 +16,7 @@ from connectors.salesforce.crm import SalesforceCrm
 from sandbox.salesforce.api import SalesforceSandbox
 from syncd.errors import TransientError
 from syncd.model import CrmRef, IdentityKey, KeyOnFile, KeysOnFile, Stream
-from syncd.pipeline import Pipeline, PipelineSettings
+from syncd.pipeline.poll import Pipeline, PipelineSettings
 from syncd.resolver import on_file
 from syncd.resolver.stage import ResolveSettings
 from syncd.state import crm_keys

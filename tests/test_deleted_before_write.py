@@ -15,7 +15,7 @@ from e2e_support import World, make_world, poll_once, tasks
 from sqlalchemy import select, update
 
 from sandbox.seed import seed
-from syncd.compliance import DELETED, DELETED_CODE
+from syncd.compliance.deleted import DELETED, DELETED_CODE
 from syncd.state.db import Database
 from syncd.state.tables import deliveries, interactions, post_checks
 

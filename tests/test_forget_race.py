@@ -19,11 +19,11 @@ from sqlalchemy import select
 
 from connectors.salesforce.crm import SalesforceCrm
 from sandbox.seed import seed
-from syncd import forgetting
+from syncd.compliance import forget as forgetting
 from syncd.config import settings as config
 from syncd.contracts import Crm
 from syncd.model import HistoryRecord, WriteResult
-from syncd.pipeline import DeliverResult, Pipeline
+from syncd.pipeline.poll import DeliverResult, Pipeline
 from syncd.service.app import App
 from syncd.state.coordination import shared
 from syncd.state.db import Database

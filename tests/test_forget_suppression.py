@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from syncd import forgetting
+from syncd.compliance import forget as forgetting
 from syncd.model import (
     Account,
     Author,

@@ -33,7 +33,7 @@ from syncd.model import (
     Stream,
     WriteResult,
 )
-from syncd.pipeline import Pipeline, PipelineSettings
+from syncd.pipeline.poll import Pipeline, PipelineSettings
 from syncd.state import ingest as st
 from syncd.state.db import Database
 from syncd.state.tables import deliveries, identities, interactions, links, quarantine

@@ -21,8 +21,8 @@ from test_config_errors import Case, check, edit
 from connectors._http import PlainHttpRefused, RewritingAdapter, mount
 from connectors.x.source import XSource
 from syncd.cli import cli
+from syncd.contracts.urls import is_loopback_host, require_tls
 from syncd.errors import TransientError
-from syncd.urls import is_loopback_host, require_tls
 
 
 @pytest.mark.parametrize(

@@ -67,7 +67,7 @@ from sqlalchemy import event, func, select
 from connectors.x.parse import parse_page
 from syncd.errors import TransientError
 from syncd.model import Account, Cursor, Direction, Page, Quarantined, Stream
-from syncd.pipeline import Pipeline, PipelineSettings
+from syncd.pipeline.poll import Pipeline, PipelineSettings
 from syncd.resolver.stage import ResolveSettings
 from syncd.state import ingest as st_ingest
 from syncd.state import outbox

@@ -25,8 +25,8 @@ from connectors.x.source import XSource
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import seed
 from syncd.cli import cli
+from syncd.contracts.secrets import masked
 from syncd.errors import AuthError, TransientError
-from syncd.secrets import masked
 from syncd.service import logs
 from syncd.state.tables import parked
 

@@ -25,9 +25,9 @@ from connectors.x.token_file import UserToken, write_private
 from sandbox.server import Response, SandboxServer
 from sandbox.x.api import XSandbox
 from syncd.config import settings as config_mod
+from syncd.contracts.secrets import Secret
 from syncd.errors import AuthError, SyncdError, TransientError
 from syncd.model import Account, Cursor, Segment, Stream
-from syncd.secrets import Secret
 
 ROOT = Path(__file__).parent.parent
 APP = "app-bearer-S3CRET-0123456789"

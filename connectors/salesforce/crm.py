@@ -63,9 +63,9 @@ from connectors.salesforce.records import (
 from connectors.salesforce.settings import SalesforceSettings
 from connectors.salesforce.setup.check import SalesforceCheck
 from syncd.contracts import ConnectorSettings, Crm
+from syncd.contracts.secrets import Secret, masked
 from syncd.errors import AuthError, ExternalError, NotFound, RateLimited, TransientError
 from syncd.model import HistoryRecord, IdentityKey, Match, WriteResult
-from syncd.secrets import Secret, masked
 
 __all__ = [
     "BATCH",

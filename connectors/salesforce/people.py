@@ -28,8 +28,8 @@ from connectors.salesforce.lookup import (
 )
 from connectors.salesforce.records import bare_handle, clip
 from connectors.salesforce.settings import IdentityFields, SalesforceSettings
+from syncd.contracts.text import fold
 from syncd.model import CrmRef, IdentityKey, PeopleQuery, PersonRecord, Profile
-from syncd.resolver.evidence import fold
 
 # Network → SocialPersona.Provider picklist value.
 PROVIDERS = {

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FilePath, model_validator
 
 from syncd.contracts import ConnectorSettings, Duration
-from syncd.secrets import SecretRef
-from syncd.urls import require_tls
+from syncd.contracts.secrets import SecretRef
+from syncd.contracts.urls import require_tls
 
 # Matched whole (fullmatch): with re.match, "$" would also accept a name ending in a newline.
 _API_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")

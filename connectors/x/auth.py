@@ -25,11 +25,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from connectors.x.oauth2 import RefreshingToken, TokenEndpoint
 from connectors.x.parse import NETWORK
 from connectors.x.token_file import TokenFile
-from syncd.config.problems import did_you_mean
 from syncd.contracts import CheckRow
+from syncd.contracts.secrets import SecretRef, masked
+from syncd.contracts.text import did_you_mean
 from syncd.errors import AuthError, ExternalError
 from syncd.model import Account
-from syncd.secrets import SecretRef, masked
 
 T = TypeVar("T")
 # What reads an account's timelines: called with a tweepy client and its ``user_auth`` flag

@@ -31,8 +31,8 @@ from connectors.x.token_file import (
     read_private,
     write_private,
 )
+from syncd.contracts.files import UnsafeFile
 from syncd.errors import ExternalError, UserError
-from syncd.private_files import UnsafeFile
 
 AUTHORIZE_URL = "https://x.com/i/oauth2/authorize"
 # How long a started authorization may wait for its answer. X's codes themselves live only

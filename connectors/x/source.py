@@ -39,6 +39,8 @@ from syncd.contracts import (
     parse_start,
     start_moment,
 )
+from syncd.contracts.secrets import SecretRef, masked
+from syncd.contracts.urls import require_tls
 from syncd.errors import (
     AuthError,
     ExternalError,
@@ -50,8 +52,6 @@ from syncd.errors import (
     UsageCapped,
 )
 from syncd.model import Account, Author, Cursor, Page, Stream
-from syncd.secrets import SecretRef, masked
-from syncd.urls import require_tls
 
 if TYPE_CHECKING:
     from syncd.contracts import Backfiller, Source, Starting

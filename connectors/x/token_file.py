@@ -4,7 +4,7 @@ syncd rewrites the file on every refresh: whole, 0600, by rename, so a reader (a
 process, an admin) sees the old pair or the new one and a crash leaves no half. A lock file
 beside it serialises refreshes across processes (:mod:`connectors.x.oauth2`). ``syncd x
 authorize`` runs as root in the service user's directory: nothing there is opened through a
-link, and only files syncd itself made are chowned (:mod:`syncd.private_files`).
+link, and only files syncd itself made are chowned (:mod:`syncd.contracts.files`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from connectors.x.parse import is_x_id
-from syncd import private_files
+from syncd.contracts import files as private_files
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from syncd.budget.ledger import BudgetHeld
 from syncd.contracts import Backfiller, Source
 from syncd.errors import ExternalError, MalformedAnswer, NotFound, PaginationLoop, UsageCapped
 from syncd.model import Account, Page, Segment
-from syncd.pipeline import Pipeline
+from syncd.pipeline.poll import Pipeline
 from syncd.state import backfills, usage
 from syncd.state import ingest as st
 from syncd.state.backfills import DONE, PAUSED, QUEUED, RUNNING, Job, LeaseLost

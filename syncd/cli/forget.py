@@ -8,8 +8,8 @@ from typing import Any
 import click
 
 import connectors
-from syncd import forgetting
 from syncd.cli.base import cli, settings, user_errors
+from syncd.compliance import forget as forgetting
 from syncd.errors import UserError
 from syncd.state import privacy
 from syncd.state.db import Database

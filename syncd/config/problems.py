@@ -7,7 +7,6 @@ line, and nothing given to a secret field (or the userinfo of a URL) is ever ech
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 import tomllib
@@ -23,7 +22,8 @@ from pydantic import BaseModel, ValidationError
 from syncd.contracts import (
     toml_kind,
 )
-from syncd.secrets import Secret
+from syncd.contracts.secrets import Secret
+from syncd.contracts.text import did_you_mean
 
 PLACEHOLDER = "CHANGE_ME"
 PLACEHOLDER_MESSAGE = f"is still {PLACEHOLDER} from config.example.toml: set a real value"
@@ -246,17 +246,6 @@ def unknown_key(
     if 0 < len(known) <= 8:
         return "unknown key (known: " + ", ".join(known) + ")"
     return "unknown key"
-
-
-def did_you_mean(word: Any, known: Any) -> str:
-    if not isinstance(word, str):
-        return ""
-    options = [str(k) for k in known]
-    by_lower = {o.lower(): o for o in options}
-    if word.lower() in by_lower:  # "info" for "INFO": difflib scores case apart
-        return f"; did you mean {by_lower[word.lower()]!r}?"
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 _QUOTE_LIMIT = 60

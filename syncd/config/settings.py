@@ -24,7 +24,6 @@ import connectors
 from syncd.config.problems import (
     Problems,
     dates,
-    did_you_mean,
     join,
     placeholders,
     tidy,
@@ -39,11 +38,12 @@ from syncd.contracts import (
     SourceSettings,
     toml_kind,
 )
+from syncd.contracts.secrets import DEFAULT_CREDENTIALS_DIRECTORY, credentials_fallback
+from syncd.contracts.text import did_you_mean
 from syncd.errors import ConfigError
-from syncd.pipeline import PipelineSettings
+from syncd.pipeline.poll import PipelineSettings
 from syncd.resolver.chain import MATCHERS, Matcher, Policy
 from syncd.resolver.stage import ResolveSettings, Unmatched
-from syncd.secrets import DEFAULT_CREDENTIALS_DIRECTORY, credentials_fallback
 from syncd.state.db import Timeouts
 from syncd.state.tables import NAME_MAX
 

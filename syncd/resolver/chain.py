@@ -19,11 +19,11 @@ from functools import partial
 from typing import Literal
 
 from syncd.contracts import Crm
+from syncd.contracts.text import fold
 from syncd.model import CrmRef, IdentityKey, Match, PeopleQuery, PersonRecord, Profile
 from syncd.resolver import scoring
 from syncd.resolver.evidence import (
     emails,
-    fold,
     name_search,
     own_domain,
     phone_digits,

@@ -11,6 +11,8 @@ import re
 import unicodedata
 from urllib.parse import urlsplit
 
+from syncd.contracts.text import fold
+
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 # A phone as people write it: optional +, then digits with spaces, dots, dashes, brackets.
 _PHONE = re.compile(r"(?<![\w+])(\+?\d[\d\s().-]{6,}\d)(?!\w)")
@@ -40,12 +42,6 @@ NICKNAMES = {
 }  # fmt: skip
 _TOKEN = re.compile(r"[^\W\d_]+", re.UNICODE)
 _NUMBER = re.compile(r"\d+")
-
-
-def fold(text: str) -> str:
-    """Lower-case, accents dropped: 'Zoë Müller' → 'zoe muller'."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
 def name_tokens(name: str | None) -> list[str]:

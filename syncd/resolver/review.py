@@ -16,10 +16,11 @@ from rapidfuzz import fuzz
 from sqlalchemy import Connection
 
 from syncd.contracts import Crm
+from syncd.contracts.text import fold
 from syncd.errors import UserError
 from syncd.model import CrmRef, PeopleQuery, PersonRecord
 from syncd.resolver import Candidate
-from syncd.resolver.evidence import emails, fold, phone_digits
+from syncd.resolver.evidence import emails, phone_digits
 from syncd.state import authors, linking
 
 MANUAL = "manual"  # the matcher of a link a person made by picking the record

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from rapidfuzz import fuzz
 from rapidfuzz.distance import OSA
 
+from syncd.contracts.text import fold
 from syncd.model import PersonRecord, Profile
 from syncd.resolver.evidence import (
     emails,
-    fold,
     name_initials,
     name_numbers,
     name_tokens,

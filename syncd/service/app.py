@@ -20,14 +20,14 @@ from syncd.backfill.gaps import recover as recover_gaps
 from syncd.backfill.runner import BackfillSource, Runner
 from syncd.budget.guard import BudgetGuard
 from syncd.budget.ledger import BudgetHeld, budgets
-from syncd.compliance import ComplianceReport
-from syncd.compliance import run as run_compliance
+from syncd.compliance.deleted import ComplianceReport
+from syncd.compliance.deleted import run as run_compliance
 from syncd.config.settings import Settings
 from syncd.contracts import Crm, Source, SourceSettings
-from syncd.coordinated import CoordinatedPipeline
 from syncd.errors import ExternalError, NotFound, RateLimited, UsageCapped
 from syncd.model import Account, Stream
-from syncd.pipeline import Clock, DeliverResult, Pipeline, PollResult, utcnow
+from syncd.pipeline.coordination import CoordinatedPipeline
+from syncd.pipeline.poll import Clock, DeliverResult, Pipeline, PollResult, utcnow
 from syncd.resolver.stage import ResolveResult, check_wanted
 from syncd.state import admin, backfills, privacy
 from syncd.state import gaps as gap_state

@@ -27,7 +27,7 @@ from typing import Any, TextIO
 from pydantic import BaseModel
 from sqlalchemy.exc import StatementError
 
-from syncd.secrets import MIN_MASKED, Secret, mask_forms
+from syncd.contracts.secrets import MIN_MASKED, Secret, mask_forms
 
 _PRIORITY = {  # syslog priorities, as sd-daemon(3) prefixes them
     logging.CRITICAL: 2,

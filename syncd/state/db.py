@@ -28,7 +28,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, Operationa
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import NullPool
 
-from syncd import private_files
+from syncd.contracts import files as private_files
 from syncd.errors import StateUnavailable, UserError
 
 log = logging.getLogger("syncd.state")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from syncd import private_files
+from syncd.contracts import files as private_files
 from syncd.errors import UserError
 
 

@@ -1,7 +1,7 @@
 """Privacy in state: forgetting one person on request, and pruning old raw payloads.
 
 Forgetting runs in steps, each its own transaction (the CRM calls between them are the
-caller's, :mod:`syncd.forgetting`):
+caller's, :mod:`syncd.compliance.forget`):
 
 1. :func:`begin`: the person goes on the suppression list (ingest stores nothing of theirs
    again), their deliveries not yet written are marked ``forgotten`` (no writer takes them

@@ -1,7 +1,10 @@
 """The two contracts every connector implements. The core depends on these, never on a connector.
 
 Connectors do no database work and no sleeping: they translate one API exchange into domain
-objects and raise the errors of :mod:`syncd.errors`.
+objects and raise the errors of :mod:`syncd.errors`. This package is also all a connector may
+use of the core besides :mod:`syncd.model` and :mod:`syncd.errors`: how its settings carry
+secrets (:mod:`.secrets`), where plain HTTP may go (:mod:`.urls`), how it keeps a private file
+(:mod:`.files`) and the shared text helpers (:mod:`.text`).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from syncd import compliance
+from syncd.compliance import deleted as compliance
 from syncd.contracts import Crm, KnownAuthors, Source, Starting
 from syncd.errors import (
     ExternalError,
@@ -31,8 +31,8 @@ from syncd.errors import (
     StreamParked,
     TransientError,
 )
-from syncd.history import build_record
 from syncd.model import Account, CrmRef, Cursor, Page, Stream, WriteResult
+from syncd.pipeline.history import build_record
 from syncd.resolver import stage
 from syncd.resolver.stage import ResolveResult, ResolveSettings
 from syncd.state import crm_keys, linking, outbox, privacy, profiles, suppression, usage, walks
@@ -97,7 +97,7 @@ class PipelineSettings:
     max_pages_per_walk: int = 100
     # A delivery whose post was last seen standing longer ago than this is looked up on its
     # network before its write ([compliance] before_write; None: never), see
-    # syncd.compliance.before_write.
+    # syncd.compliance.deleted.before_write.
     check_before_write: timedelta | None = None
 
 

@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
+# The Salesforce stand-in fixture (``sb``) many modules share; a module may define its own.
+pytest_plugins = ["support.salesforce"]
+
 PG_URL = os.environ.get("SYNCD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _pg_available() -> bool:

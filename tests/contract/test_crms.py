@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from typing import cast
 
 import pytest
-from property_support import FakeCrm
-from salesforce_support import settings
+from support.properties import FakeCrm
+from support.salesforce import settings
 
 from connectors.salesforce.crm import SalesforceCrm
 from sandbox.salesforce.api import SalesforceSandbox

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import cast
 
 import pytest
-from fake_source import FakeNetwork, FakeSource, Fault
+from support.fake_source import FakeNetwork, FakeSource, Fault
 
 from connectors.x.source import XSource
 from sandbox.x.api import XSandbox

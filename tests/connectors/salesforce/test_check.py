@@ -1,0 +1,305 @@
+"""``syncd check`` and ``syncd salesforce fields`` against the X and Salesforce stand-ins."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from support.e2e import World, config_text
+
+from connectors.salesforce.settings import SalesforceSettings
+from connectors.salesforce.setup.check import verify_field
+from connectors.salesforce.setup.fields import specs
+from sandbox.salesforce import meta
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.seed import ORG_FIELDS, set_up_org
+from sandbox.x.api import XSandbox
+from syncd.cli import cli
+
+NS = {"md": "http://soap.sforce.com/2006/04/metadata"}
+BRANDS = ("acme", "acmesupport")
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("E2E_X_BEARER", "e2e-bearer")
+    monkeypatch.setenv("E2E_SF_PASSWORD", "sandbox-password")
+    monkeypatch.setenv("E2E_SF_TOKEN", "sandbox-token")
+
+
+def make(tmp_path: Path, sf: SalesforceSandbox, x: XSandbox, extra: str = "") -> World:
+    for handle in BRANDS:
+        x.add_user(handle, handle.title())
+    path = tmp_path / "config.toml"
+    path.write_text(config_text(f"sqlite:///{tmp_path}/state.db", x.url, sf.url, BRANDS) + extra)
+    return World(x, sf, path)
+
+
+@pytest.fixture
+def blank(tmp_path: Path, env: None) -> Iterator[World]:
+    """An org with no custom field at all, not even the external id."""
+    with XSandbox(bearer_token="e2e-bearer") as x, SalesforceSandbox(external_ids={}) as sf:
+        yield make(tmp_path, sf, x)
+
+
+@pytest.fixture
+def world(tmp_path: Path, env: None) -> Iterator[World]:
+    """An org set up as the README says (the stand-in's default external id included)."""
+    with XSandbox(bearer_token="e2e-bearer") as x, SalesforceSandbox() as sf:
+        set_up_org(sf)
+        yield make(tmp_path, sf, x)
+
+
+def run(w: World, *args: str, code: int | None = None) -> str:
+    result = CliRunner().invoke(cli, ["--config", str(w.config), *args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    if code is not None:
+        assert result.exit_code == code, result.output
+    return result.output
+
+
+def checks(w: World, code: int) -> dict[tuple[str, str], dict[str, Any]]:
+    answer = json.loads(run(w, "check", "--json", code=code))
+    assert answer["ok"] is (code == 0)
+    return {(c["target"], c["item"]): c for c in answer["checks"]}
+
+
+def failed(rows: dict[tuple[str, str], dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {item: c for (_, item), c in rows.items() if not c["ok"]}
+
+
+def test_an_org_set_up_as_documented_is_all_ok(world: World) -> None:
+    rows = checks(world, 0)
+    assert not failed(rows)
+    assert {("acme-x", "@acme"), ("acme-x", "@acmesupport"), ("salesforce", "login")} <= set(rows)
+    assert rows[("salesforce", "Task.Social_Post_Id__c")]["detail"].endswith("External ID, Unique")
+    for obj in ("Contact", "Lead"):
+        assert rows[("salesforce", f"{obj}.X_User_Id__c")]["ok"]
+    output = run(world, "check", code=0)
+    assert "all OK" in output and "FAIL" not in output
+    assert "sandbox-password" not in output and "e2e-bearer" not in output
+
+
+def test_a_blank_org_fails_for_every_custom_field(blank: World) -> None:
+    bad = failed(checks(blank, 1))
+    custom = {s.path for s in specs(settings_of(blank)) if s.custom and s.needed}
+    assert set(bad) == custom
+    assert bad["Task.Social_Post_Id__c"]["fix"].startswith(
+        "create Task.Social_Post_Id__c: Text(255), External ID, Unique (case-insensitive)"
+    )
+
+
+def set_up(sf: SalesforceSandbox, **odd: dict[str, Any] | None) -> None:
+    """The org of README's field list, but ``odd`` fields (``Task__Social_Handle__c``)
+    made otherwise, or not at all (None)."""
+    for sobject, fields in ORG_FIELDS.items():
+        for name, (type_, external_id) in fields.items():
+            kwargs = odd.get(
+                f"{sobject}__{name}", {"field_type": type_, "external_id": external_id}
+            )
+            if kwargs is not None:
+                sf.add_field(sobject, name, **kwargs)
+
+
+def test_a_missing_field_fails_with_the_field_to_create(blank: World) -> None:
+    blank.sf.add_field("Task", "Social_Post_Id__c", external_id=True, unique=True)
+    set_up(blank.sf, Task__Social_Handle__c=None)
+    bad = failed(checks(blank, 1))
+    assert set(bad) == {"Task.Social_Handle__c"}
+    assert bad["Task.Social_Handle__c"]["fix"].startswith("create Task.Social_Handle__c: Text(255)")
+    output = run(blank, "check", code=1)
+    assert "FAIL" in output and "create Task.Social_Handle__c: Text(255)" in output
+
+
+def test_an_external_id_that_is_not_external_id_and_unique_fails(blank: World) -> None:
+    set_up_org(blank.sf)
+    blank.sf.add_field("Task", "Social_Post_Id__c")  # plain text
+    bad = failed(checks(blank, 1))
+    assert set(bad) == {"Task.Social_Post_Id__c"}
+    row = bad["Task.Social_Post_Id__c"]
+    assert row["detail"] == "is not External ID and Unique"
+    assert row["fix"] == (
+        "edit Task.Social_Post_Id__c: tick External ID and Unique (case-insensitive)"
+    )
+
+
+def test_an_external_id_that_is_not_unique_fails(blank: World) -> None:
+    set_up_org(blank.sf)
+    blank.sf.add_field("Task", "Social_Post_Id__c", external_id=True)
+    bad = failed(checks(blank, 1))
+    assert bad["Task.Social_Post_Id__c"]["detail"] == "is not Unique"
+
+
+def test_wrong_types_lengths_and_access_fail_with_their_fix(blank: World) -> None:
+    blank.sf.add_field("Task", "Social_Post_Id__c", external_id=True, unique=True)
+    set_up(
+        blank.sf,
+        Task__Social_Network__c={"length": 5},
+        Task__Social_Handle__c={"field_type": "double"},
+        Task__Social_Conversation_Id__c={"editable": False},
+        Contact__X_Handle__c={"field_type": "textarea", "length": 32_000},
+    )
+    bad = failed(checks(blank, 1))
+    assert set(bad) == {
+        "Task.Social_Network__c",
+        "Task.Social_Handle__c",
+        "Task.Social_Conversation_Id__c",
+        "Contact.X_Handle__c",
+    }
+    assert "raise its length to 40" in bad["Task.Social_Network__c"]["fix"]
+    assert "replace it with Text(255)" in bad["Task.Social_Handle__c"]["fix"]
+    assert "read-only" in bad["Task.Social_Conversation_Id__c"]["detail"]
+    assert "cannot be filtered" in bad["Contact.X_Handle__c"]["detail"]
+
+
+def test_wrong_credentials_are_a_failed_row(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("E2E_SF_PASSWORD", "not-the-password")
+    monkeypatch.setenv("E2E_X_BEARER", "not-the-token")
+    rows = checks(world, 1)
+    assert set(failed(rows)) == {"users lookup", "login"}
+    login = rows[("salesforce", "login")]
+    assert "INVALID_LOGIN" in login["detail"] and "password" in login["fix"]
+    assert "bearer_token" in rows[("acme-x", "users lookup")]["fix"]
+    output = run(world, "check", code=1)
+    assert "Traceback" not in output
+    assert "not-the-password" not in output and "not-the-token" not in output
+
+
+def test_an_unreachable_host_is_a_failed_row(tmp_path: Path, env: None) -> None:
+    with XSandbox(bearer_token="e2e-bearer") as x, SalesforceSandbox() as sf:
+        dead = sf.url  # nothing listens there once the stand-in has stopped
+    path = tmp_path / "config.toml"
+    path.write_text(config_text(f"sqlite:///{tmp_path}/s.db", dead, dead, BRANDS))
+    w = World(x, sf, path)
+    rows = checks(w, 1)
+    assert set(failed(rows)) == {"users lookup", "login"}
+    assert "login_url" in rows[("salesforce", "login")]["fix"]
+
+
+def test_a_config_problem_exits_2_naming_the_key(world: World) -> None:
+    world.config.write_text(world.config.read_text().replace("page_size = 20", "page_size = 2"))
+    assert "sources[0].page_size" in run(world, "check", code=2)
+
+
+# -- syncd salesforce fields ------------------------------------------------------------------
+RENAMED = """
+[crm.task_fields]
+handle = "Customer_Handle__c"
+
+[crm.identity_fields.x]
+user_id = "Twitter_Id__c"
+handle = "Twitter_Handle__c"
+"""
+
+
+def settings_of(w: World) -> SalesforceSettings:
+    from syncd.config import settings as config
+
+    crm = config.load(w.config).crm
+    assert isinstance(crm, SalesforceSettings)
+    return crm
+
+
+def test_the_package_names_every_configured_field(world: World) -> None:
+    world.config.write_text(world.config.read_text() + RENAMED)
+    printed = run(world, "salesforce", "fields", code=0)
+    files = {
+        head.split(" <==")[0]: ET.fromstring(body.split("\n", 1)[1].encode())
+        for head, body in (part.split("\n", 1) for part in printed.split("==> ")[1:])
+    }
+    assert set(files) == {
+        "package.xml",
+        "objects/Activity.object",
+        "objects/Contact.object",
+        "objects/Lead.object",
+        "permissionsets/Syncd_Integration.permissionset",
+    }
+    members = {m.text for m in files["package.xml"].iterfind(".//md:members", NS)}
+    wanted = {
+        ("Activity" if s.sobject == "Task" else s.sobject) + "." + s.name
+        for s in specs(settings_of(world))
+        if s.custom
+    }
+    assert "Activity.Customer_Handle__c" in wanted and "Lead.Twitter_Id__c" in wanted
+    assert wanted | {"Syncd_Integration"} == members
+    for obj in ("Activity", "Contact", "Lead"):
+        names = {
+            f.text for f in files[f"objects/{obj}.object"].iterfind("md:fields/md:fullName", NS)
+        }
+        assert names == {m.split(".")[1] for m in wanted if m.startswith(obj + ".")}
+    granted = {
+        f.text
+        for f in files["permissionsets/Syncd_Integration.permissionset"].iterfind(".//md:field", NS)
+    }
+    assert granted == wanted
+
+
+def test_the_package_creates_what_the_check_accepts(blank: World, tmp_path: Path) -> None:
+    out = tmp_path / "pkg"
+    run(blank, "salesforce", "fields", "--out", str(out), code=0)
+    types = {"Text": "string", "Url": "url", "Picklist": "picklist"}
+    for path in (out / "objects").iterdir():
+        sobject = "Task" if path.stem == "Activity" else path.stem
+        for f in ET.parse(path).getroot().iterfind("md:fields", NS):
+            text = {e.tag.split("}")[1]: e.text or "" for e in f}
+            blank.sf.add_field(
+                sobject,
+                text["fullName"],
+                types[text["type"]],
+                length=int(text["length"]) if "length" in text else None,
+                external_id=text["externalId"] == "true",
+                unique=text.get("unique") == "true",
+            )
+    assert not failed(checks(blank, 0))
+
+
+def test_without_a_config_the_package_uses_the_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("SYNCD_CONFIG", raising=False)
+    if Path("/etc/syncd/config.toml").exists():
+        pytest.skip("this machine has a syncd config")
+    result = CliRunner().invoke(cli, ["salesforce", "fields", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    package = ET.parse(tmp_path / "package.xml").getroot()
+    members = {m.text for m in package.iterfind(".//md:members", NS)}
+    assert {"Activity.Social_Post_Id__c", "Contact.X_User_Id__c", "Lead.X_Handle__c"} <= members
+    assert package.findtext("md:version", "", NS) == "61.0"
+
+
+# -- the verification, without an org -------------------------------------------------------
+def test_a_picklist_without_the_values_syncd_writes_fails() -> None:
+    settings = SalesforceSettings.model_construct(type="salesforce")
+    direction = next(s for s in specs(settings) if s.name == "Social_Direction__c")
+    field = {
+        "name": "Social_Direction__c",
+        "type": "picklist",
+        "createable": True,
+        "updateable": True,
+        "picklistValues": [{"value": "Inbound", "active": True}, {"value": "Out", "active": True}],
+    }
+    row = verify_field(direction, field)
+    assert not row.ok and row.fix.endswith("add the value(s) Outbound")
+    field["picklistValues"] = [{"value": "Inbound"}, {"value": "Outbound"}]
+    assert verify_field(direction, field).ok
+
+
+def test_the_stand_in_describes_fields_as_setup_made_them(world: World) -> None:
+    world.sf.add_field("Lead", "Score__c", length=12, editable=False)
+    table = world.sf.store.table("Lead")
+    assert table is not None
+    fields = {f["name"]: f for f in meta.describe("", table)["fields"]}
+    score = fields["Score__c"]
+    assert (score["length"], score["byteLength"], score["createable"]) == (12, 36, False)
+    assert fields["X_User_Id__c"]["externalId"] and not fields["X_User_Id__c"]["unique"]
+    assert not fields["Description"]["filterable"]  # a long text area
+    assert not fields["Name"]["createable"] and fields["LastName"]["createable"]
+    # keyed as a real describe: sorted, with the attributes a check reads
+    assert list(score) == sorted(score)
+    assert {"type", "soapType", "nillable", "custom", "idLookup", "referenceTo"} <= set(score)

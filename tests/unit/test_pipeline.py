@@ -1,0 +1,309 @@
+"""The pipeline's transactional rules, on SQLite and PostgreSQL, with scripted connectors.
+
+The connectors here are in-memory scripts so each rule can be pinned exactly; the same rules
+are exercised through real HTTP, tweepy and simple-salesforce in test_end_to_end.py.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from support.pipeline import (
+    BRAND,
+    T0,
+    Clock,
+    FakeCrm,
+    ScriptedSource,
+    author,
+    count,
+    make,
+    post,
+    seed_cursor,
+    two_page_walk,
+)
+
+from syncd.errors import ExternalError, TransientError
+from syncd.model import (
+    Account,
+    CrmRef,
+    Cursor,
+    Direction,
+    HistoryRecord,
+    Page,
+    Quarantined,
+    Stream,
+    WriteResult,
+)
+from syncd.pipeline.poll import Pipeline, PipelineSettings
+from syncd.state import ingest as st
+from syncd.state.db import Database
+from syncd.state.tables import deliveries, identities, interactions, links, quarantine
+
+
+def test_walk_stores_pages_and_moves_cursor_only_at_the_end(db: Database) -> None:
+    seed_cursor(db, "100")
+    source = ScriptedSource(two_page_walk())
+    pipeline = make(db, FakeCrm({}))
+    result = pipeline.poll("src", source, BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    assert (result.pages, result.new, result.queued) == (2, 3, 3)
+    with db.connect() as conn:
+        assert st.load_cursor(conn, "src", "acme", Stream.MENTIONS) == Cursor(since_id="205")
+    assert count(db, interactions) == 3
+    assert count(db, deliveries) == 3
+    assert count(db, identities) == 2
+
+
+def test_crash_mid_walk_resumes_from_the_stored_page(db: Database) -> None:
+    seed_cursor(db, "100")
+    script = two_page_walk()
+    script[Cursor("100", "p2", "205")] = TransientError("connection reset")
+    pipeline = make(db, FakeCrm({}))
+    with pytest.raises(TransientError):
+        pipeline.poll("src", ScriptedSource(script), BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    with db.connect() as conn:
+        # The first page is stored, with the cursor naming the second: since_id not yet moved.
+        assert st.load_cursor(conn, "src", "acme", Stream.MENTIONS) == Cursor("100", "p2", "205")
+    assert count(db, interactions) == 2
+
+    source = ScriptedSource(two_page_walk())
+    result = pipeline.poll("src", source, BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    assert source.calls == [Cursor("100", "p2", "205")]  # only the missing page is read again
+    assert result.new == 1
+    assert count(db, interactions) == 3
+
+
+def test_shutdown_stops_between_pages_and_the_next_start_resumes(db: Database) -> None:
+    seed_cursor(db, "100")
+    pipeline = make(db, FakeCrm({}))
+    source = ScriptedSource(two_page_walk())
+    pipeline.stopping.set()
+    first = pipeline.poll("src", source, BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    assert (first.pages, first.new) == (1, 2)
+    with db.connect() as conn:
+        assert st.load_cursor(conn, "src", "acme", Stream.MENTIONS).in_walk
+    pipeline.stopping.clear()
+    second = pipeline.poll("src", source, BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    assert (second.pages, second.new) == (1, 1)
+    assert source.calls[-1] == Cursor("100", "p2", "205")
+
+
+def test_replayed_page_adds_nothing(db: Database) -> None:
+    seed_cursor(db, "100")
+    pipeline = make(db, FakeCrm({}))
+    pipeline.poll("src", ScriptedSource(two_page_walk()), BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    seed_cursor(db, "100")  # as if the cursor had not been saved
+    again = pipeline.poll("src", ScriptedSource(two_page_walk()), BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    assert (again.seen, again.new, again.queued) == (3, 0, 0)
+    assert count(db, interactions) == 3
+    assert count(db, deliveries) == 3
+
+
+def test_refused_pagination_token_restarts_the_walk(db: Database) -> None:
+    seed_cursor(db, "100", Cursor("100", "stale", "999"))
+    script = two_page_walk()
+    script[Cursor("100", "stale", "999")] = ExternalError("invalid token", status=400)
+    source = ScriptedSource(script)
+    result = make(db, FakeCrm({})).poll("src", source, BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    assert source.calls[0] == Cursor("100", "stale", "999")
+    assert source.calls[1] == Cursor(since_id="100")
+    assert result.new == 3
+
+
+def test_brand_counterparts_and_bad_items(db: Database) -> None:
+    with db.transaction() as conn:
+        st.store_accounts(conn, "src", [BRAND, Account("x", "acmesupport", "101")], T0)
+    page = Page(
+        interactions=(post("301", "7"), post("302", "101")),  # 302: another brand account
+        authors=(author("7", "alice"), author("101", "acmesupport")),
+        next_cursor=Cursor(since_id="302"),
+        quarantined=(Quarantined("x", "created_at is not a date", {"id": "303"}, "303"),),
+    )
+    result = make(db, FakeCrm({})).poll(
+        "src",
+        ScriptedSource({Cursor(): page}),
+        BRAND,
+        Stream.MENTIONS,  # type: ignore[arg-type]
+    )
+    assert (result.new, result.queued, result.quarantined) == (2, 1, 1)
+    with db.connect() as conn:
+        row = conn.execute(select(quarantine)).mappings().one()
+    assert row["reason"] == "created_at is not a date"
+    assert row["raw"] == {"id": "303"}
+
+
+def test_handles_follow_renames_but_identity_stays(db: Database) -> None:
+    pages = {
+        Cursor(): Page((post("401", "7"),), (author("7", "alice"),), Cursor(since_id="401")),
+        Cursor(since_id="401"): Page(
+            (post("402", "7"),), (author("7", "alice_new"),), Cursor(since_id="402")
+        ),
+    }
+    pipeline = make(db, FakeCrm({}))
+    source = ScriptedSource(pages)
+    pipeline.poll("src", source, BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    pipeline.poll("src", source, BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    with db.connect() as conn:
+        rows = conn.execute(select(identities.c.user_id, identities.c.handle)).all()
+    assert rows == [("7", "alice_new")]
+
+
+def test_resolve_holds_unknown_authors_and_writes_when_a_link_appears(db: Database) -> None:
+    seed_cursor(db, "100")
+    clock = Clock()
+    crm = FakeCrm({"7": "003A"})  # alice is a Contact; bob (8) is unknown
+    pipeline = make(db, crm, clock)
+    pipeline.poll("src", ScriptedSource(two_page_walk()), BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+
+    resolved = pipeline.resolve()
+    assert (resolved.looked_up, resolved.linked, resolved.unmatched) == (2, 1, 1)
+    assert len(crm.lookups) == 1  # one batched look-up, not one per author
+    delivered = pipeline.deliver()
+    assert delivered.written == 2
+    assert sorted(crm.store) == ["x:203", "x:205"]
+    # Oldest first, with the subject the CRM shows.
+    assert [r.external_id for r in crm.upserts[0]] == ["x:203", "x:205"]
+    assert crm.upserts[0][0].subject == "X mention from @alice"
+    assert crm.upserts[0][0].who == CrmRef("Contact", "003A")
+
+    # bob is not asked about again before his back-off has passed ...
+    assert pipeline.resolve().looked_up == 0
+    crm.people["8"] = "003B"
+    clock.now += timedelta(minutes=6)
+    # ... then he is, and his held mention goes out.
+    assert pipeline.resolve().linked == 1
+    assert pipeline.deliver().written == 1
+    assert sorted(crm.store) == ["x:203", "x:204", "x:205"]
+    assert pipeline.deliver().attempted == 0
+    assert count(db, deliveries, deliveries.c.state == "written") == 3
+
+
+def test_outbound_reply_lands_in_the_customer_history(db: Database) -> None:
+    reply = post("501", "100", direction=Direction.OUTBOUND, counterpart="7")
+    page = Page((reply,), (author("100", "acme"), author("7", "alice")), Cursor(since_id="501"))
+    crm = FakeCrm({"7": "003A"})
+    pipeline = make(db, crm)
+    with db.transaction() as conn:
+        st.store_accounts(conn, "src", [BRAND], T0)
+    pipeline.poll("src", ScriptedSource({Cursor(): page}), BRAND, Stream.REPLIES)  # type: ignore[arg-type]
+    pipeline.resolve()
+    pipeline.deliver()
+    record = crm.store["x:501"]
+    assert record.subject == "X reply from @acme to @alice"
+    assert record.direction is Direction.OUTBOUND
+    assert record.who.id == "003A"
+
+
+def test_per_record_errors_retry_relink_or_dead_letter(db: Database) -> None:
+    seed_cursor(db, "100")
+    clock = Clock()
+    crm = FakeCrm({"7": "003A", "8": "003B"})
+    pipeline = make(db, crm, clock)
+    pipeline.poll("src", ScriptedSource(two_page_walk()), BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    pipeline.resolve()
+    crm.errors = {
+        "x:203": "UNABLE_TO_LOCK_ROW",
+        "x:204": "ENTITY_IS_DELETED",
+        "x:205": "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+    }
+    result = pipeline.deliver()
+    assert (result.written, result.retrying, result.relinking, result.dead) == (0, 1, 1, 1)
+    with db.connect() as conn:
+        dead = (
+            conn.execute(select(deliveries.c.last_error_code).where(deliveries.c.state == "dead"))
+            .scalars()
+            .all()
+        )
+        bob_links = conn.execute(
+            select(func.count())
+            .select_from(links)
+            .join(identities, identities.c.id == links.c.identity_id)
+            .where(identities.c.user_id == "8")
+        ).scalar_one()
+        attempts = dict(
+            conn.execute(
+                select(interactions.c.post_id, deliveries.c.attempts).join(
+                    interactions, interactions.c.id == deliveries.c.interaction_id
+                )
+            ).all()
+        )
+    assert dead == ["FIELD_CUSTOM_VALIDATION_EXCEPTION"]
+    assert bob_links == 0  # the deleted Contact's link is gone; bob goes back to resolution
+    # A lock counts against the record's attempts; its person being merged away does not.
+    assert (attempts["203"], attempts["204"]) == (1, 0)
+
+    crm.people["8"] = "003C"  # the survivor
+    pipeline.resolve()
+    clock.now += timedelta(minutes=1)
+    result = pipeline.deliver()
+    assert result.written == 2
+    assert crm.store["x:204"].who.id == "003C"
+    assert "x:205" not in crm.store
+
+
+class FailingCrm(FakeCrm):
+    """Refuses its ``fail_at``-th upsert call (counting from 1) outright."""
+
+    def __init__(self, people: Mapping[str, str], fail_at: int) -> None:
+        super().__init__(people)
+        self.fail_at = fail_at
+
+    def upsert_history(self, records: Sequence[HistoryRecord]) -> list[WriteResult]:
+        if len(self.upserts) + 1 == self.fail_at:
+            self.upserts.append([])
+            raise ExternalError("the CRM is down", system="crm", status=503)
+        return super().upsert_history(records)
+
+
+def test_a_failed_batch_keeps_what_the_batches_before_it_wrote(db: Database) -> None:
+    seed_cursor(db, "100")
+    crm = FailingCrm({"7": "003A", "8": "003B"}, fail_at=2)
+    settings = PipelineSettings(retries=0, write_batch=1)
+    pipeline = Pipeline(db, "sf", crm, settings, clock=Clock())  # type: ignore[arg-type]
+    pipeline.poll("src", ScriptedSource(two_page_walk()), BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    pipeline.resolve()
+    with pytest.raises(ExternalError):
+        pipeline.deliver()
+    # The first batch's answer is stored (answers are stored a few batches at a time).
+    assert count(db, deliveries, deliveries.c.state == "written") == 1
+    assert pipeline.deliver().written == 2
+    sent = [r.external_id for batch in crm.upserts for r in batch]
+    assert sorted(sent) == ["x:203", "x:204", "x:205"]  # none sent twice
+
+
+def test_a_read_never_holds_the_write_lock(db: Database) -> None:
+    seed_cursor(db, "100")
+    with db.connect() as reading:
+        before = reading.execute(select(func.count()).select_from(interactions)).scalar_one()
+        # A writer (here the same thread) commits while the read is open...
+        with db.transaction() as conn:
+            st.store_page(
+                conn,
+                source="src",
+                network="x",
+                account=BRAND,
+                page=Page((post("301", "7"),), (author("7", "alice"),), Cursor()),
+                crms=["sf"],
+                brand_ids=set(),
+                now=T0,
+            )
+        # ... and the read goes on seeing its snapshot.
+        assert reading.execute(select(func.count()).select_from(interactions)).scalar_one() == (
+            before if db.dialect == "sqlite" else before + 1
+        )
+    assert count(db, interactions) == before + 1
+
+
+def test_sqlite_state_file_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "state.db"
+    database = Database(f"sqlite:///{path}")
+    database.upgrade()
+    database.upgrade()  # idempotent
+    assert database.revision() is not None
+    database.dispose()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600

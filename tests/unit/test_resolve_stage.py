@@ -1,0 +1,173 @@
+"""The resolve stage in the pipeline: unmatched policies, provenance, review, merges."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from support.pipeline import (
+    BRAND,
+    Clock,
+    FakeCrm,
+    ScriptedSource,
+    author,
+    count,
+    post,
+    seed_cursor,
+    two_page_walk,
+)
+from support.salesforce import crm
+
+from connectors.salesforce.crm import SalesforceCrm
+from sandbox.salesforce.api import SalesforceSandbox
+from syncd.model import CrmRef, Cursor, Page, PersonRecord, Stream
+from syncd.pipeline.poll import Pipeline, PipelineSettings
+from syncd.resolver.stage import ResolveSettings
+from syncd.state import authors, linking
+from syncd.state.db import Database
+from syncd.state.tables import deliveries, link_events, links
+
+
+def pipeline_with(db: Database, crm: FakeCrm, unmatched: str = "hold") -> Pipeline:
+    settings = PipelineSettings(retries=0, resolve=ResolveSettings(unmatched={"x": unmatched}))  # type: ignore[dict-item]
+    return Pipeline(db, "sf", crm, settings, clock=Clock())  # type: ignore[arg-type]
+
+
+def walked(db: Database, crm: FakeCrm, unmatched: str = "hold") -> Pipeline:
+    seed_cursor(db, "100")
+    p = pipeline_with(db, crm, unmatched)
+    p.poll("src", ScriptedSource(two_page_walk()), BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    return p
+
+
+def events(db: Database) -> list[dict[str, Any]]:
+    with db.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(link_events.select().order_by("id"))]
+
+
+def test_a_link_records_its_matcher_score_reasons_and_maker(db: Database) -> None:
+    p = walked(db, FakeCrm({"7": "003A"}))
+    p.resolve()
+    with db.connect() as conn:
+        (info,) = authors.links_list(conn, "sf")
+        history = authors.history(conn, "sf", info.identity_id)
+    assert info.link is not None
+    assert (info.link.matcher, info.link.score, info.created_by) == ("crm_user_id", 1.0, "resolver")
+    assert info.link.reasons == ("user id 7 on file",)
+    assert [(e["action"], e["crm_id"], e["actor"]) for e in history] == [
+        ("link", "003A", "resolver")
+    ]
+
+
+def test_unmatched_hold_keeps_the_author_waiting(db: Database) -> None:
+    p = walked(db, FakeCrm({"7": "003A"}))
+    r = p.resolve()
+    assert (r.linked, r.unmatched, r.leads, r.skipped) == (1, 1, 0, 0)
+    assert count(db, deliveries, deliveries.c.state == "pending") == 3
+
+
+def test_unmatched_lead_creates_one_lead_and_writes_to_it(db: Database) -> None:
+    crm = FakeCrm({"7": "003A"})
+    p = walked(db, crm, "lead")
+    r = p.resolve()
+    assert (r.linked, r.leads) == (1, 1)
+    assert list(crm.leads) == ["8"]
+    p.deliver()
+    assert crm.store["x:204"].who == crm.leads["8"]
+    assert [e["matcher"] for e in events(db)] == ["crm_user_id", "lead_created"]
+
+
+def test_unmatched_skip_keeps_the_interactions_but_never_writes_them(db: Database) -> None:
+    crm = FakeCrm({"7": "003A"})
+    p = walked(db, crm, "skip")
+    assert p.resolve().skipped == 1
+    p.deliver()
+    assert "x:204" not in crm.store
+    assert count(db, deliveries, deliveries.c.state == "skipped") == 1
+    assert count(db, deliveries, deliveries.c.state == "written") == 2
+
+
+def test_unsure_matches_wait_in_the_review_queue_and_rejections_stick(db: Database) -> None:
+    crm = FakeCrm({"7": "003A"})
+    crm.person_records = [
+        PersonRecord(CrmRef("Contact", "003B1", "Bob"), first_name="Bob"),
+        PersonRecord(CrmRef("Contact", "003B2", "Bob"), first_name="Bob"),
+    ]
+    p = walked(db, crm)
+    assert p.resolve().review == 1
+    with db.connect() as conn:
+        (review,) = authors.reviews(conn, "sf")
+    assert review.key.user_id == "8"
+    assert {c.ref.id for _, c in review.candidates} == {"003B1", "003B2"}
+    first_id = review.candidates[0][0]
+    with db.transaction() as conn:
+        assert linking.reject(conn, "sf", [first_id], "admin", Clock()()) == 1
+        left = authors.reviews(conn, "sf")[0].candidates
+    assert len(left) == 1 and left[0][0] != first_id
+    assert events(db)[-1]["action"] == "reject"
+
+
+@pytest.mark.parametrize("survivor", [CrmRef("Contact", "003Z", "Alice (merged)"), None])
+def test_a_merged_contact_is_followed_and_a_deleted_one_re_resolved(
+    db: Database, survivor: CrmRef | None
+) -> None:
+    crm = FakeCrm({"7": "003A", "8": "003B"})
+    p = walked(db, crm)
+    p.resolve()
+    crm.errors = {"x:203": "ENTITY_IS_DELETED", "x:205": "ENTITY_IS_DELETED"}
+    crm.merged = {"003A": survivor}
+    first = p.deliver()
+    assert first.relinking == 2 and first.dead == 0
+    if survivor is not None:
+        p.deliver()  # the held records go to the survivor at once
+        assert crm.store["x:203"].who == survivor
+        assert [e["action"] for e in events(db)][-1] == "merge"
+    else:
+        assert "x:203" not in crm.store
+        assert [e["action"] for e in events(db)][-1] == "unlink"
+        crm.people["7"] = "003C"  # a rep re-creates alice
+        p.resolve()
+        p.deliver()
+        assert crm.store["x:203"].who.id == "003C"
+
+
+# -- a recycled handle (issue 16, item 6) ----------------------------------------------------
+def _newcomer_mentions(db: Database, client: SalesforceCrm, copy: bool) -> Pipeline:
+    """X user 999 took the handle @janedoe and mentions the brand; with ``copy`` the stage
+    decides from its local copy of the CRM's ids and handles, else it asks the CRM."""
+    seed_cursor(db, "100")
+    page = Page((post("205", "999"),), (author("999", "janedoe"),), Cursor(since_id="205"))
+    check = timedelta(minutes=5) if copy else timedelta(0)
+    settings = PipelineSettings(retries=0, resolve=ResolveSettings(crm_check=check))
+    p = Pipeline(db, "sf", client, settings, clock=Clock())
+    p.poll("src", ScriptedSource({Cursor(since_id="100"): page}), BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    return p
+
+
+@pytest.mark.parametrize("copy", [True, False], ids=["local copy", "crm look-up"])
+def test_a_handle_held_under_another_user_id_goes_to_review_never_linked(
+    db: Database,
+    sb: SalesforceSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    copy: bool,
+) -> None:
+    jane = sb.insert(
+        "Contact",
+        {"FirstName": "Jane", "LastName": "Doe", "X_User_Id__c": "111", "X_Handle__c": "janedoe"},
+    )
+    client = crm(sb)
+    asked: list[object] = []
+    real = client.lookup
+    monkeypatch.setattr(client, "lookup", lambda keys: asked.append(keys) or real(keys))
+    r = _newcomer_mentions(db, client, copy).resolve()
+    assert (r.linked, r.review) == (0, 1)
+    assert bool(asked) is not copy  # the path under test answered
+    with db.connect() as conn:
+        assert count(db, links) == 0
+        (review,) = authors.reviews(conn, "sf")
+    ((_, candidate),) = review.candidates
+    assert (candidate.ref.id, candidate.matcher) == (jane, "crm_handle")
+    assert candidate.reasons[0] == (
+        "holds X user id 111, not this author's 999: the handle @janedoe may have changed owners"
+    )

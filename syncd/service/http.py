@@ -54,8 +54,10 @@ class Watched(Protocol):
     """What /healthz looks at (the daemon)."""
 
     heartbeat: Heartbeat
-    parked: set[str]
     stopping: threading.Event
+
+    @property
+    def parked(self) -> set[str]: ...
 
     def runs(self) -> Sequence[Run]: ...
 

@@ -102,34 +102,36 @@ def test_the_daemon_asks_the_crm_every_write_interval_while_an_author_is_held(
     job = daemon.scheduler.get_job("crm-check")
     assert job is not None and job.trigger.interval == timedelta(seconds=7)
 
-    daemon._check_crm()  # the first check: where the watch starts from
-    daemon._resolve()
+    daemon.jobs["crm-check"].run()  # the first check: where the watch starts from
+    daemon.jobs["resolve"].run()
     assert asked(daemon) == 1
-    daemon._check_crm()  # nobody is held: the CRM is not asked
-    daemon._resolve()
+    daemon.jobs["crm-check"].run()  # nobody is held: the CRM is not asked
+    daemon.jobs["resolve"].run()
     assert asked(daemon) == 1
 
     who = stranger(world)
     post = world.x.add_post(who.user_id, "@acme hello?")
-    daemon._setup_source("acme-x")
+    daemon.jobs["setup:acme-x"].run()
     (mentions,) = [j for j in daemon.app.jobs("acme-x") if j.stream == "mentions"]
-    daemon._poll(mentions)
+    daemon.jobs[mentions.id].run()
     # A round past the daemon's gathering of new authors (up to 10 s, for a fuller search):
     # nobody matches them, so they are held, for an hour on their own back-off.
     assert daemon.app.pipeline.resolve(check_crm=False).unmatched == 1
     assert daemon.app.crm_check_wanted()
-    daemon._resolve()  # the resolver's own rounds do not ask the CRM: only the check does
+    daemon.jobs[
+        "resolve"
+    ].run()  # the resolver's own rounds do not ask the CRM: only the check does
     assert asked(daemon) == 1
 
     contact = becomes_a_contact(world, who)
-    daemon._resolve()
+    daemon.jobs["resolve"].run()
     assert asked(daemon) == 1 and not tasks(world.sf)  # the check's tick is what links them
-    daemon._check_crm()
-    daemon._resolve()
+    daemon.jobs["crm-check"].run()
+    daemon.jobs["resolve"].run()
     assert asked(daemon) == 2
-    daemon._write()
+    daemon.jobs["write"].run()
     assert tasks(world.sf)[f"x:{post['id']}"]["WhoId"] == contact
 
-    daemon._check_crm()  # linked: nobody is held any more
-    daemon._resolve()
+    daemon.jobs["crm-check"].run()  # linked: nobody is held any more
+    daemon.jobs["resolve"].run()
     assert asked(daemon) == 2

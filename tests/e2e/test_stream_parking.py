@@ -124,13 +124,13 @@ def test_the_daemon_pauses_only_that_stream_logs_once_and_resumes_it(
     daemon = Daemon(app)
     daemon.start(paused=True)  # jobs run only when the test calls them
     try:
-        daemon._setup_source("acme-x")
+        daemon.jobs["setup:acme-x"].run()
         jobs = {j.stream: j for j in app.jobs("acme-x")}
         mentions, replies = jobs["mentions"], jobs["replies"]
         world.x.inject("malformed", endpoint="mentions", rate=1.0)
         for _ in range(UNREADABLE_TO_PARK):
-            daemon._poll(mentions)
-            daemon._poll(replies)
+            daemon.jobs[mentions.id].run()
+            daemon.jobs[replies.id].run()
         assert STREAM in daemon.parked
         assert daemon.scheduler.get_job(mentions.id).next_run_time is None
         assert daemon.scheduler.get_job(replies.id).next_run_time is not None
@@ -139,11 +139,11 @@ def test_the_daemon_pauses_only_that_stream_logs_once_and_resumes_it(
 
         world.x.clear_faults()
         _run(world, "resume", STREAM)
-        daemon._check_parked()
+        daemon.jobs.check_parked()
         assert STREAM not in daemon.parked
         assert daemon.scheduler.get_job(mentions.id).next_run_time is not None
-        daemon._poll(mentions)
-        assert daemon.health[mentions.id].failing is None
+        daemon.jobs[mentions.id].run()
+        assert daemon.jobs[mentions.id].failing is None
     finally:
         daemon.shutdown()
         app.close()

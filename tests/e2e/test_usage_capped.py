@@ -125,7 +125,7 @@ def world(
         daemon = Daemon(app)
         daemon.start(paused=True)  # the test runs each job by hand
         try:
-            daemon._setup_source("acme-x")
+            daemon.jobs["setup:acme-x"].run()
             yield World(x, sf, clock, app, daemon, str(brand), [str(f) for f in fans], asked)
         finally:
             daemon.shutdown()
@@ -183,16 +183,16 @@ def test_a_capped_source_asks_nothing_until_the_reset_then_everything_arrives(
         jobs = w.jobs()
         backfill = queue_backfill(w)
 
-        w.daemon._poll(jobs[Stream.MENTIONS])
+        w.daemon.jobs[jobs[Stream.MENTIONS].id].run()
         # The usage figures (the reset day) first, then the first page: 5 posts, the cap.
         assert w.asked.count("usage_tweets") == 1
         assert w.asked.index("usage_tweets") < w.asked.index("mentions")
         assert w.next_run(jobs[Stream.MENTIONS]) == RESET
         asked = len(w.asked)
         for _ in range(3):  # every job of the source, again and again: not one request
-            w.daemon._poll(jobs[Stream.MENTIONS])
-            w.daemon._poll(jobs[Stream.REPLIES])
-            w.daemon._backfill()
+            w.daemon.jobs[jobs[Stream.MENTIONS].id].run()
+            w.daemon.jobs[jobs[Stream.REPLIES].id].run()
+            w.daemon.jobs["backfill"].run()
         assert len(w.asked) == asked
         assert w.next_run(jobs[Stream.REPLIES]) == RESET
         assert job_status(w, backfill) == QUEUED
@@ -217,14 +217,16 @@ def test_a_capped_source_asks_nothing_until_the_reset_then_everything_arrives(
 
         w.clock.now = RESET + timedelta(seconds=1)
         w.x.project_cap = 1000  # all 8 fit in the new period
-        w.daemon._poll(jobs[Stream.MENTIONS])  # the walk goes on from its stored page
-        w.daemon._poll(jobs[Stream.REPLIES])
+        w.daemon.jobs[jobs[Stream.MENTIONS].id].run()  # the walk goes on from its stored page
+        w.daemon.jobs[jobs[Stream.REPLIES].id].run()
         assert {"usage_tweets", "mentions", "user_tweets"} <= set(w.asked[asked:])
         w.app.pipeline.resolve()
         w.app.pipeline.deliver()
         assert set(tasks(w.sf)) == {f"x:{p}" for p in posts}
         before = read(w)
-        w.daemon._backfill()  # the backfill goes on too, its pages counted like the polls'
+        w.daemon.jobs[
+            "backfill"
+        ].run()  # the backfill goes on too, its pages counted like the polls'
         assert "search_recent" in w.asked[asked:]
         assert read(w).month.posts - before.month.posts == len(posts)
         assert len([r for r in caplog.records if "cap has reset" in r.getMessage()]) == 1
@@ -241,15 +243,15 @@ def test_90_percent_pauses_backfills_while_live_polling_goes_on(
         mentions = w.jobs()[Stream.MENTIONS]
         for n in range(8):
             w.mention(n)
-        w.daemon._poll(mentions)  # 8 of 10 posts
-        w.daemon._poll(mentions)  # nothing new: nothing said again
+        w.daemon.jobs[mentions.id].run()  # 8 of 10 posts
+        w.daemon.jobs[mentions.id].run()  # nothing new: nothing said again
         w.clock.advance(minutes=1)
         backfill = queue_backfill(w)
         w.mention(8)
-        w.daemon._poll(mentions)  # 9 of 10: backfills pause
+        w.daemon.jobs[mentions.id].run()  # 9 of 10: backfills pause
         asked = len(w.asked)
-        w.daemon._backfill()
-        w.daemon._backfill()
+        w.daemon.jobs["backfill"].run()
+        w.daemon.jobs["backfill"].run()
         assert len(w.asked) == asked  # not one search
         assert job_status(w, backfill) == QUEUED
         # `syncd backfill` in the foreground works the job with the same runner: refused,
@@ -262,11 +264,11 @@ def test_90_percent_pauses_backfills_while_live_polling_goes_on(
         assert job_status(w, backfill) == QUEUED and len(w.asked) == asked
 
         late = [w.mention(n) for n in (9, 10)]
-        w.daemon._poll(mentions)  # live polling goes on, past the budget
+        w.daemon.jobs[mentions.id].run()  # live polling goes on, past the budget
         with w.app.db.connect() as conn:
             stored = {s.since_id for s in status(conn, "salesforce").streams}
         assert max(late, key=int) in stored
-        w.daemon._backfill()
+        w.daemon.jobs["backfill"].run()
         assert job_status(w, backfill) == QUEUED
 
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from syncd.errors import AuthError, RateLimited, TransientError
-from syncd.service.daemon import AUTH_FAILURES_TO_PARK, Daemon
+from syncd.service.daemon import Daemon
+from syncd.service.jobs import AUTH_FAILURES_TO_PARK
 
 
 class Scripted:
@@ -67,7 +68,7 @@ def test_rate_limit_moves_only_that_job_to_the_reset_time(daemon: Daemon) -> Non
     resume = datetime.now(UTC) + timedelta(minutes=7)
     daemon.app.pipeline.resolve.script = [RateLimited("429", resume_at=resume)]  # type: ignore[attr-defined]
     write_next = daemon.scheduler.get_job("write").next_run_time
-    daemon._resolve()
+    daemon.jobs["resolve"].run()
     assert daemon.scheduler.get_job("resolve").next_run_time == resume
     assert daemon.scheduler.get_job("write").next_run_time == write_next
     assert not daemon.stopping.is_set()
@@ -79,9 +80,9 @@ def test_auth_failures_park_the_crm_after_three_and_resume_undoes_it(
     caplog.set_level(logging.INFO)
     daemon.app.pipeline.deliver.script = [AuthError("bad password")] * AUTH_FAILURES_TO_PARK  # type: ignore[attr-defined]
     for _ in range(AUTH_FAILURES_TO_PARK - 1):
-        daemon._write()
+        daemon.jobs["write"].run()
     assert "crm" not in daemon.parked
-    daemon._write()
+    daemon.jobs["write"].run()
     assert "crm" in daemon.parked
     assert "bad password" in daemon.app.parked_table["crm"]  # type: ignore[attr-defined]
     # The resolver shares the CRM login: it is paused with the writer.
@@ -92,13 +93,13 @@ def test_auth_failures_park_the_crm_after_three_and_resume_undoes_it(
     assert len(warnings) == 1  # logged when it started, not once per attempt
     assert len(errors) == 1 and "syncd resume crm" in errors[0].getMessage()
 
-    daemon._check_parked()  # still parked in state: nothing changes
+    daemon.jobs.check_parked()  # still parked in state: nothing changes
     assert daemon.scheduler.get_job("write").next_run_time is None
     daemon.app.parked_table.clear()  # type: ignore[attr-defined]  # what `syncd resume` does
-    daemon._check_parked()
+    daemon.jobs.check_parked()
     assert "crm" not in daemon.parked
     assert daemon.scheduler.get_job("write").next_run_time is not None
-    assert daemon.health["write"].auth_failures == 0
+    assert daemon.jobs["write"].auth_failures == 0
     assert "crm resumed" in caplog.text
 
 
@@ -108,14 +109,14 @@ def test_failure_logged_once_and_recovery_once(
     caplog.set_level(logging.INFO, logger="syncd")
     daemon.app.pipeline.resolve.script = [TransientError("503")] * 4  # type: ignore[attr-defined]
     for _ in range(5):
-        daemon._resolve()
+        daemon.jobs["resolve"].run()
     messages = [r.getMessage() for r in caplog.records if r.name == "syncd.resolver"]
     assert messages == ["resolver failing (TransientError): 503", "resolver recovered"]
 
 
 def test_an_unexpected_error_stops_the_daemon(daemon: Daemon) -> None:
     daemon.app.pipeline.deliver.script = [KeyError("bug")]  # type: ignore[attr-defined]
-    daemon._write()
+    daemon.jobs["write"].run()
     assert daemon.stopping.is_set()
     assert isinstance(daemon.fatal, KeyError)
 

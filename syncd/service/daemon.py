@@ -184,11 +184,9 @@ class Daemon:
         if self.app.crm_check_seconds:
             # The CRM is asked which people changed on this cadence (a write interval by
             # default), not the resolver's: a held author's new Contact is used within it.
-            built.append(
-                CrmCheckJob(jobs, resolver, interval=self.app.crm_check_seconds, park=CRM_PARK)
-            )
-        return [
-            *built,
+            interval = self.app.crm_check_seconds
+            built.append(CrmCheckJob(jobs, resolver, interval=interval, park=CRM_PARK))
+        built.append(
             Chore(
                 jobs,
                 "write",
@@ -197,8 +195,10 @@ class Daemon:
                 logger=logging.getLogger("syncd.writer"),
                 what="CRM writer",
                 park=CRM_PARK,
-            ),
-            BackfillJob(jobs, interval=settings.backfill.interval, park=BACKFILL_PARK),
+            )
+        )
+        built.append(BackfillJob(jobs, interval=settings.backfill.interval, park=BACKFILL_PARK))
+        built.append(
             Chore(
                 jobs,
                 "compliance",
@@ -207,7 +207,9 @@ class Daemon:
                 logger=logging.getLogger("syncd.compliance"),
                 what="compliance check",
                 park=CRM_PARK,
-            ),
+            )
+        )
+        built.append(
             Chore(
                 jobs,
                 "prune",
@@ -216,8 +218,9 @@ class Daemon:
                 logger=logging.getLogger("syncd.privacy"),
                 what="payload pruning",
                 park=CRM_PARK,
-            ),
-        ]
+            )
+        )
+        return built
 
     def shutdown(self, deadline: float | None = None) -> None:
         """Stop every job after the page or batch in hand, waiting at most ``deadline`` s."""

@@ -227,7 +227,9 @@ class ScheduledJob(ABC):
         self.park = park
         self.failing: str | None = None  # the error class of the failure under way
         self.auth_failures = 0  # in a row
-        self.parks: set[str] = set()  # the names it is paused under
+        # The names it is paused under; replaced, never changed in place, as /healthz reads
+        # it from another thread.
+        self.parks: frozenset[str] = frozenset()
         self.started: float | None = None  # time.monotonic() of the run in progress
 
     @property
@@ -331,7 +333,7 @@ class ScheduledJob(ABC):
     def pause(self, name: str) -> None:
         """Park this job under ``name``; it runs again once every name it is parked under
         is resumed."""
-        self.parks.add(name)
+        self.parks = self.parks | {name}
         if self._scheduled() is not None:
             self.jobs.scheduler.pause_job(self.id)
 
@@ -339,7 +341,7 @@ class ScheduledJob(ABC):
         """``name`` was resumed: credentials read afresh, so the failures start over."""
         if name not in self.parks:
             return
-        self.parks.discard(name)
+        self.parks = self.parks - {name}
         self.auth_failures = 0
         if not self.parks and self._scheduled() is not None:
             self.jobs.scheduler.resume_job(self.id)

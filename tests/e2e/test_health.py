@@ -215,7 +215,7 @@ def test_a_stuck_job_fails_healthz_naming_it_until_it_finishes(
         return SimpleNamespace(written=0, retrying=0, dead=0, relinking=0)
 
     d = stuck_daemon(write_interval, deliver)
-    writer = threading.Thread(target=d._write)
+    writer = threading.Thread(target=d.jobs["write"].run)
     try:
         writer.start()
         assert entered.wait(60)

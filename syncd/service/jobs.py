@@ -189,7 +189,7 @@ class Jobs:
             return
         for name in sorted(parked - still):
             for job in self:
-                job.unpark(name)
+                job.resume(name)
             log.info("%s resumed", name)
 
     def runs(self, stuck_after: float) -> list[Run]:
@@ -337,7 +337,7 @@ class ScheduledJob(ABC):
         if self._scheduled() is not None:
             self.jobs.scheduler.pause_job(self.id)
 
-    def unpark(self, name: str) -> None:
+    def resume(self, name: str) -> None:
         """``name`` was resumed: credentials read afresh, so the failures start over."""
         if name not in self.parks:
             return

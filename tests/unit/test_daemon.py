@@ -124,3 +124,23 @@ def test_an_unexpected_error_stops_the_daemon(daemon: Daemon) -> None:
 def test_shutdown_tells_the_pipeline_to_stop_between_pages(daemon: Daemon) -> None:
     daemon.shutdown()
     assert daemon.app.pipeline.stopping.is_set()
+
+
+def test_a_job_paused_under_two_names_runs_again_only_once_both_are_resumed(
+    daemon: Daemon,
+) -> None:
+    # A stream parked for unreadable answers whose account is then parked for its login.
+    table = daemon.app.parked_table  # type: ignore[attr-defined]
+    table.update({"crm": "AuthError", "crm:stream": "unreadable"})
+    write = daemon.jobs["write"]
+    write.pause("crm:stream")
+    write.pause("crm")
+    assert daemon.parked == {"crm", "crm:stream"}
+    del table["crm"]
+    daemon.jobs.check_parked()
+    assert daemon.parked == {"crm:stream"}
+    assert daemon.scheduler.get_job("write").next_run_time is None
+    table.clear()
+    daemon.jobs.check_parked()
+    assert daemon.parked == set()
+    assert daemon.scheduler.get_job("write").next_run_time is not None

@@ -1,5 +1,4 @@
-"""Setup checks: ``syncd check`` (is every outside system usable?) and ``syncd salesforce
-fields`` (the metadata package that creates the fields syncd needs).
+"""Setup checks: ``syncd check`` (is every outside system usable?).
 
 The checks themselves are the connectors' (``check()`` of the Source and Crm contracts);
 this module runs them and prints what they say.
@@ -9,8 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
-from typing import Any
 
 import click
 from rich.console import Console
@@ -19,9 +16,7 @@ from rich.table import Table
 
 import connectors
 from syncd.cli.base import cli, config_path, settings, user_errors
-from syncd.config import settings as config_mod
 from syncd.contracts import CheckRow
-from syncd.errors import UserError
 from syncd.service.http import exposure_warning, is_loopback, parse_listen
 
 
@@ -81,56 +76,3 @@ def _print(rows: list[tuple[str, CheckRow]], ok: bool) -> None:
             click.echo(f"  {target} {r.item}: {r.fix or r.detail}")
     else:
         click.echo("all OK")
-
-
-# -- salesforce ------------------------------------------------------------------------------
-@cli.group()
-def salesforce() -> None:
-    """Salesforce setup helpers."""
-
-
-@salesforce.command("fields")
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Write the package into this directory instead of printing it.",
-)
-@click.pass_context
-@user_errors
-def fields(ctx: click.Context, out: Path | None) -> None:
-    """The custom fields syncd needs as a Metadata API package (package.xml, objects/*.object
-    and a permission set granting access to them), named as configured, or by the defaults
-    when there is no config file. Deploy with `sf project deploy start --metadata-dir DIR`."""
-    from connectors.salesforce.setup.package import PERMISSION_SET, package
-
-    files = package(_salesforce_settings(ctx))
-    if out is None:
-        for path, text in files.items():
-            click.echo(f"==> {path} <==")
-            click.echo(text)
-        return
-    for path, text in files.items():
-        target = out / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-        click.echo(f"wrote {target}")
-    click.echo(
-        f"deploy: sf project deploy start --metadata-dir {out}\n"
-        f"then assign the permission set {PERMISSION_SET} to the integration user"
-    )
-
-
-def _salesforce_settings(ctx: click.Context) -> Any:
-    from connectors.salesforce.settings import SalesforceSettings
-
-    explicit = ctx.obj["config"] is not None or config_mod.default_path() != Path(
-        config_mod.DEFAULT_PATH
-    )
-    if not explicit and not config_path(ctx).exists():
-        # An admin preparing an org may have no config yet: the documented defaults.
-        return SalesforceSettings.model_construct(type="salesforce")
-    crm = settings(ctx).crm
-    if not isinstance(crm, SalesforceSettings):
-        raise UserError(f"the configured CRM is {crm.type!r}, not salesforce")
-    return crm

@@ -1,7 +1,7 @@
 """Setup checks: ``syncd check`` (is every outside system usable?).
 
-The checks themselves are the connectors' (``check()`` of the Source and Crm contracts);
-this module runs them and prints what they say.
+The checks themselves are the connectors' (``check()`` of the Source and Crm contracts), run
+by :mod:`syncd.service.checks`; this module prints what they say.
 """
 
 from __future__ import annotations
@@ -14,31 +14,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-import connectors
 from syncd.cli.base import cli, config_path, settings, user_errors
 from syncd.contracts import CheckRow
-from syncd.service.http import exposure_warning, is_loopback, parse_listen
-
-
-def _run_checks(ctx: click.Context) -> list[tuple[str, CheckRow]]:
-    loaded = settings(ctx)  # a config problem exits 2 here, naming the key
-    rows = [("config", CheckRow(str(config_path(ctx)), True, "valid"))]
-    listen = loaded.daemon.listen
-    if listen is not None and not is_loopback(parse_listen(listen)[0]):
-        # Said, not failed: a proxy in front may well control who reads it.
-        rows.append(("config", CheckRow("daemon.listen", True, exposure_warning(listen))))
-    for s in loaded.sources:
-        source = connectors.source_class(s.type).from_settings(s)
-        try:
-            rows += [(s.name, r) for r in source.check(s.accounts)]
-        finally:
-            source.close()
-    crm = connectors.crm_class(loaded.crm.type).from_settings(loaded.crm)
-    try:
-        rows += [(loaded.crm.name, r) for r in crm.check()]
-    finally:
-        crm.close()
-    return rows
+from syncd.service.checks import run_checks
 
 
 @cli.command("check")
@@ -48,7 +26,8 @@ def _run_checks(ctx: click.Context) -> list[tuple[str, CheckRow]]:
 def check(ctx: click.Context, as_json: bool) -> None:
     """Check the config, then reach every source and the CRM: log in, read once, and verify
     the objects and fields syncd uses exist as it needs them. Exit 0 only if all is OK."""
-    rows = _run_checks(ctx)
+    loaded = settings(ctx)  # a config problem exits 2 here, naming the key
+    rows = run_checks(loaded, config_path(ctx))
     ok = all(r.ok for _, r in rows)
     if as_json:
         checks = [

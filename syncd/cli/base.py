@@ -56,7 +56,7 @@ class _Syncd(click.Group):
         own = super().get_command(ctx, cmd_name)
         if own is not None or cmd_name not in connectors.COMMANDS:
             return own
-        return connectors.command_group(cmd_name)(CommandContext(ctx))
+        return connectors.command_group(cmd_name)(_ConnectorContext(ctx))
 
     def invoke(self, ctx: click.Context) -> Any:
         # A connector's commands raise UserError too, without this module's decorator.
@@ -93,7 +93,7 @@ def cli(
     ctx.obj = {"config": config_path, "log_level": log_level, "log_format": log_format}
 
 
-class CommandContext:
+class _ConnectorContext:
     """The :class:`syncd.contracts.commands.CommandContext` handed to connectors' commands:
     the configuration as the root options (``--config`` and the log overrides) name it."""
 

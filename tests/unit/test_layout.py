@@ -178,3 +178,15 @@ def test_naming_finds_a_system_named_in_code(probe: str) -> None:
 )
 def test_naming_leaves_comments_docstrings_and_other_words(clean: str) -> None:
     assert naming(clean) == []
+
+
+def test_the_core_reaches_connectors_only_through_the_registry() -> None:
+    reached: dict[str, set[str]] = {}
+    for f in sorted((ROOT / "syncd").rglob("*.py")):
+        where = str(f.relative_to(ROOT))
+        if where in NAMING_ALLOWED_FILES:
+            continue
+        modules = {m for m in imported_modules(f) if m.startswith("connectors.")}
+        if modules:
+            reached[where] = modules
+    assert reached == {}

@@ -1,4 +1,5 @@
-"""Registry of connectors: the config's ``type`` → class, imported only when used."""
+"""Registry of connectors: the config's ``type`` → class, imported only when used; and the
+command groups connectors add to ``syncd``, built only when asked for."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from syncd.contracts import Crm, Source
+    from syncd.contracts.commands import CommandGroup
 
 SOURCES: dict[str, str] = {
     "x": "connectors.x.source:XSource",
@@ -15,6 +17,15 @@ SOURCES: dict[str, str] = {
 CRMS: dict[str, str] = {
     "salesforce": "connectors.salesforce.crm:SalesforceCrm",
 }
+
+# ``syncd NAME …`` → the function building that group (see syncd.contracts.commands).
+COMMANDS: dict[str, str] = {
+    "x": "connectors.x.commands:group",
+    "salesforce": "connectors.salesforce.commands:group",
+}
+
+# The loggers of the libraries connectors drive, which say too much below WARNING.
+LIBRARY_LOGGERS: tuple[str, ...] = ("tweepy", "simple_salesforce")
 
 
 def _load(table: dict[str, str], kind: str, type_: str) -> Any:
@@ -35,3 +46,8 @@ def source_class(type_: str) -> type[Source]:
 def crm_class(type_: str) -> type[Crm]:
     cls: type[Crm] = _load(CRMS, "crm", type_)
     return cls
+
+
+def command_group(name: str) -> CommandGroup:
+    build: CommandGroup = _load(COMMANDS, "command", name)
+    return build

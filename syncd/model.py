@@ -357,13 +357,14 @@ class Segment:
     until: datetime
     query: str | None = None
     page_size: int = 100
-    requests_per_window: int = 0  # the endpoint's rate limit per 15 minutes (0: unknown)
+    requests_per_window: int = 0  # the endpoint's rate limit per rate_window (0: unknown)
     horizon: int | None = None
     note: str | None = None
     min_interval: float = 0.0  # seconds between two requests, if the endpoint wants spacing
     # Post id bounds, both exclusive, inside the time window: a gap's exact edges.
     since_id: str | None = None
     until_id: str | None = None
+    rate_window: float = 0.0  # seconds the endpoint's rate limit counts requests over
 
     def as_json(self) -> JsonObject:
         return {
@@ -379,6 +380,7 @@ class Segment:
             "min_interval": self.min_interval,
             "since_id": self.since_id,
             "until_id": self.until_id,
+            "rate_window": self.rate_window,
         }
 
     @classmethod
@@ -396,6 +398,7 @@ class Segment:
             min_interval=float(value.get("min_interval") or 0.0),
             since_id=value.get("since_id"),
             until_id=value.get("until_id"),
+            rate_window=float(value.get("rate_window") or 0.0),
         )
 
 

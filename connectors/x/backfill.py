@@ -28,7 +28,8 @@ RECENT_REACH = timedelta(days=7)
 # the 7 days when the request arrives: margins, so a plan made now still holds then.
 END_MARGIN = timedelta(seconds=30)
 RECENT_MARGIN = timedelta(minutes=10)
-# (page size, requests per 15 minutes with an app token), from X's documented limits.
+# (page size, requests per RATE_WINDOW with an app token), from X's documented limits.
+RATE_WINDOW = 15 * 60.0
 ROUTES: dict[str, tuple[int, int]] = {
     "search_recent": (100, 450),
     "search_all": (500, 300),
@@ -151,7 +152,16 @@ def _segment(
 ) -> Segment:
     page_size, per_window = ROUTES[route]
     return Segment(
-        stream, route, since, until, query, page_size, per_window, HORIZONS.get(route), note
+        stream,
+        route,
+        since,
+        until,
+        query,
+        page_size,
+        per_window,
+        HORIZONS.get(route),
+        note,
+        rate_window=RATE_WINDOW,
     )
 
 

@@ -140,6 +140,7 @@ class XSource(XBackfill, XUsage):
 
     network: ClassVar[str] = NETWORK
     Settings: ClassVar[type[ConnectorSettings]] = XSettings
+    rate_limit_headers: ClassVar[tuple[str, str]] = ("x-rate-limit-remaining", "x-rate-limit-limit")
 
     def __init__(
         self,

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from syncd.contracts import Backfiller
 from syncd.model import Account, PostCount, Segment
 
-WINDOW_SECONDS = 15 * 60  # X's rate-limit window
 LATENCY = 0.25  # seconds per request when the rate limit does not bind
 LOOKUP_ROUND = 200  # authors per resolver round (one query per object per look-up kind)
 LOOKUP_KINDS = 2  # the id/handle fields look-up and the candidate search
@@ -45,7 +44,7 @@ class Estimate:
         return self.posts * self.price_per_post
 
     @property
-    def x_requests(self) -> int:
+    def source_requests(self) -> int:
         return sum(s.requests for s in self.segments)
 
     @property
@@ -77,7 +76,7 @@ class Estimate:
             "exact": self.exact,
             "price_per_post": self.price_per_post,
             "cost": round(self.cost, 2),
-            "x_requests": self.x_requests,
+            "source_requests": self.source_requests,
             "counting_requests": self.counting_requests,
             "crm_writes": self.crm_writes,
             "crm_lookups_at_most": self.crm_lookups,
@@ -87,13 +86,13 @@ class Estimate:
 
 
 def duration(segment: Segment, requests: int) -> float:
-    """Seconds ``requests`` take at the endpoint's rate limit (a full window per batch of
-    ``requests_per_window`` beyond the first), and its minimum spacing."""
+    """Seconds ``requests`` take at the endpoint's rate limit (a full ``rate_window`` per
+    batch of ``requests_per_window`` beyond the first), and its minimum spacing."""
     spacing = max(LATENCY, segment.min_interval)
     waits = 0
     if segment.requests_per_window:
         waits = max(0, math.ceil(requests / segment.requests_per_window) - 1)
-    return requests * spacing + waits * WINDOW_SECONDS
+    return requests * spacing + waits * segment.rate_window
 
 
 def estimate(

@@ -30,21 +30,21 @@ BANDS = (SPENT_AT, PAUSE_AT, WARN_AT)
 
 @dataclass(frozen=True)
 class Prices:
-    """Dollars per resource read (X's pay-per-use prices by default)."""
+    """Dollars per resource read, as the source's settings declare them (MeteredSettings)."""
 
-    post: float = 0.005
-    user: float = 0.010
-    owned_post: float = 0.001
+    post: float
+    user: float
+    owned_post: float
 
 
 @dataclass(frozen=True)
 class Budget:
     """A source's monthly budget: posts (owned ones included), dollars, both, or neither
-    (then only the network's own cap counts)."""
+    (then only the network's own cap counts); reads cost ``prices``."""
 
+    prices: Prices
     posts: int | None = None
     dollars: float | None = None
-    prices: Prices = Prices()
 
 
 @runtime_checkable

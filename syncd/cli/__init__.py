@@ -4,8 +4,8 @@ Commands live in modules by audience: :mod:`.service` (running it), :mod:`.admin
 admin inspects and repairs), :mod:`.links` and :mod:`.review` (who each author is in the
 CRM), :mod:`.tryout` (sandbox and demo), :mod:`.forget` and :mod:`.compliance` (privacy
 requests, posts deleted on the network, payload retention), :mod:`.check` (is the setup
-usable: ``syncd check``, ``syncd salesforce fields``), :mod:`.x` (X user tokens for owned reads:
-``syncd x authorize``).
+usable: ``syncd check``). Each connector may add a group of its own setup helpers through the
+registry (see :mod:`syncd.contracts.commands`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from syncd.cli import (
     review,
     service,
     tryout,
-    x,
 )
 from syncd.cli.base import cli
 
@@ -36,7 +35,6 @@ __all__ = [
     "review",
     "service",
     "tryout",
-    "x",
 ]
 
 

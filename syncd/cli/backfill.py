@@ -14,10 +14,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from syncd.backfill.estimate import Estimate, estimate
+from syncd.backfill import plan
+from syncd.backfill.estimate import Estimate
 from syncd.backfill.foreground import Report, work
 from syncd.backfill.runner import BackfillSource, Runner
 from syncd.cli.base import cli, settings, state, user_errors
+from syncd.contracts.text import label
 from syncd.errors import UserError
 from syncd.model import Stream
 from syncd.service.app import App
@@ -94,10 +96,7 @@ def backfill(
         raise click.UsageError(f"missing {', '.join(missing)} (or a subcommand: list, resume …)")
     assert source_name and account and since
     loaded = settings(ctx)
-    src = next((s for s in loaded.sources if s.name == source_name), None)
-    if src is None:
-        names = ", ".join(s.name for s in loaded.sources)
-        raise UserError(f"no source {source_name!r} in the config (sources: {names})")
+    src = plan.source_settings(loaded.sources, source_name)
     wanted = _streams(streams) or list(src.streams)
     start, end = _utc(since), _utc(until) or datetime.now(UTC)
     assert start is not None
@@ -107,63 +106,49 @@ def backfill(
     try:
         app.open()
         _, source = app.sources[source_name]
-        if not hasattr(source, "plan_backfill"):
-            raise UserError(f"source {source_name!r} ({src.type}) cannot backfill")
-        bsource = cast(BackfillSource, source)
-        found, unknown = app.pipeline.accounts(source_name, bsource, [account])
-        if unknown:
-            raise UserError(f"{source.network} knows no account {account!r}")
-        brand = found[0]
-        segments = bsource.plan_backfill(brand, wanted, start, end, datetime.now(UTC))
-        if not segments:
-            raise UserError("nothing to read: the window is empty (or in the future)")
-        price = float(getattr(src, "price_per_post", 0.0))
-        objects = len(getattr(loaded.crm, "person_objects", ("Contact", "Lead")))
-        est = estimate(
-            bsource,
-            brand,
-            segments,
-            price_per_post=price,
+        made = plan.make(
+            app.pipeline,
+            source_name,
+            source,
+            src,
+            loaded.crm,
+            account=account,
+            streams=wanted,
+            since=start,
+            until=end,
+            now=datetime.now(UTC),
             write_batch=loaded.writer.batch_size,
-            person_objects=objects,
         )
+        est = made.estimate
         if as_json:
             click.echo(json.dumps({"estimate": est.as_json()}))
         else:
-            _print_estimate(Console(highlight=False), source_name, brand.handle, est)
+            _print_estimate(
+                Console(highlight=False),
+                source_name,
+                made.account.handle,
+                est,
+                network=source.network,
+                crm=loaded.crm.type,
+            )
         if dry_run:
             return
         threshold = loaded.backfill.confirm_above
         if est.cost > threshold and not yes:
             click.confirm(
                 f"This reads about {est.posts:,} posts, {_money(est.cost)} at "
-                f"${price:g}/post (over the {_money(threshold)} threshold). Go on?",
+                f"${est.price_per_post:g}/post (over the {_money(threshold)} threshold). Go on?",
                 abort=True,
                 err=True,
             )
-        owner = None if queue else backfills.me()
-        with app.db.transaction() as conn:
-            job_id = backfills.create(
-                conn,
-                source=source_name,
-                network=source.network,
-                account=brand.handle,
-                since=start,
-                until=end,
-                streams=[str(s) for s in wanted],
-                plan=segments,
-                estimate=est.as_json(),
-                status=QUEUED if queue else RUNNING,
-                now=datetime.now(UTC),
-                owner=owner,
-            )
+        job_id = plan.create_job(app.db, made, queue=queue, now=datetime.now(UTC))
         if queue:
             click.echo(f"queued as backfill {job_id}: the running daemon works it")
             return
         runner = Runner(
             app.pipeline,
             source_name,
-            bsource,
+            made.source,
             job_id,
             reserve=loaded.backfill.reserve,
             guard=app.guard,
@@ -173,7 +158,9 @@ def backfill(
         app.close()
 
 
-def _print_estimate(console: Console, source: str, handle: str, est: Estimate) -> None:
+def _print_estimate(
+    console: Console, source: str, handle: str, est: Estimate, *, network: str, crm: str
+) -> None:
     table = Table("stream", "window (UTC)", "endpoint", "query", "posts", "requests", "time")
     for s in est.segments:
         seg = s.segment
@@ -194,8 +181,9 @@ def _print_estimate(console: Console, source: str, handle: str, est: Estimate) -
         f"${est.price_per_post:g}/post ({est.counting_requests} request(s) spent counting)"
     )
     console.print(
-        f"Salesforce calls: {est.crm_writes:,} writes of up to {est.write_batch} + at most "
-        f"{est.crm_lookups:,} look-ups   time: about {_duration(est.seconds)} at X's rate limits"
+        f"{label(crm)} calls: {est.crm_writes:,} writes of up to {est.write_batch} + at most "
+        f"{est.crm_lookups:,} look-ups   time: about {_duration(est.seconds)} at "
+        f"{label(network)}'s rate limits"
     )
     for note in est.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")

@@ -1,4 +1,5 @@
-"""The command group and what every command shares: settings, logging, user errors."""
+"""The command group and what every command shares: settings, logging, user errors; and the
+groups connectors add to it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any, TypeVar
 import click
 from sqlalchemy import Connection
 
+import connectors
 from syncd import __version__
 from syncd.config import settings as config_mod
 from syncd.errors import UserError
@@ -43,7 +45,25 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group()
+class _Syncd(click.Group):
+    """syncd's own commands, and the group each connector adds (``connectors.COMMANDS``),
+    built only when named, or listed by ``--help``."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *connectors.COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        own = super().get_command(ctx, cmd_name)
+        if own is not None or cmd_name not in connectors.COMMANDS:
+            return own
+        return connectors.command_group(cmd_name)(_ConnectorContext(ctx))
+
+    def invoke(self, ctx: click.Context) -> Any:
+        # A connector's commands raise UserError too, without this module's decorator.
+        return user_errors(super().invoke)(ctx)
+
+
+@click.group(cls=_Syncd)
 @click.version_option(__version__, prog_name="syncd")
 @click.option(
     "--config",
@@ -71,6 +91,25 @@ def cli(
 ) -> None:
     """syncd: social conversations into CRM history."""
     ctx.obj = {"config": config_path, "log_level": log_level, "log_format": log_format}
+
+
+class _ConnectorContext:
+    """The :class:`syncd.contracts.commands.CommandContext` handed to connectors' commands:
+    the configuration as the root options (``--config`` and the log overrides) name it."""
+
+    def __init__(self, root: click.Context) -> None:
+        self._root = root
+
+    def settings(self) -> config_mod.Settings:
+        return settings(self._root)
+
+    def settings_if_any(self) -> config_mod.Settings | None:
+        named = self._root.obj["config"] is not None or config_mod.default_path() != Path(
+            config_mod.DEFAULT_PATH
+        )
+        if not named and not config_path(self._root).exists():
+            return None
+        return self.settings()
 
 
 def config_path(ctx: click.Context) -> Path:

@@ -16,7 +16,11 @@ from syncd.state.db import Database
 
 
 @cli.command()
-@click.option("--network", default="x", show_default=True, help="The person's network.")
+@click.option(
+    "--network",
+    default=None,
+    help="The person's network (default: the one the configured sources read).",
+)
 @click.option(
     "--user", "user", required=True, help="Their handle (current or former, '@' optional) or id."
 )
@@ -39,7 +43,7 @@ from syncd.state.db import Database
 @user_errors
 def forget(
     ctx: click.Context,
-    network: str,
+    network: str | None,
     user: str,
     with_crm: bool,
     unsuppress: bool,
@@ -59,6 +63,11 @@ def forget(
     waited for (several instances) or undone by the writer that made them.
     """
     loaded = settings(ctx)
+    if network is None:
+        read = loaded.networks()
+        if len(read) != 1:
+            raise click.UsageError(f"the sources read {', '.join(read)}: choose with --network")
+        network = read[0]
     db = Database(loaded.state.url, timeouts=loaded.state.timeouts())
     try:
         db.upgrade()

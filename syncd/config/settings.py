@@ -238,6 +238,10 @@ class Settings:
         check = self.resolver.crm_check_interval
         return self.daemon.write_interval if check is None else check
 
+    def networks(self) -> list[str]:
+        """The networks the configured sources read, in config order, each once."""
+        return list(dict.fromkeys(connectors.source_class(s.type).network for s in self.sources))
+
     def pipeline(self) -> PipelineSettings:
         return PipelineSettings(
             max_pages_per_walk=self.daemon.max_pages_per_walk,
@@ -254,10 +258,7 @@ class Settings:
                 policies={n: r.policy() for n, r in self.resolver.networks.items()},
                 unmatched={
                     n: self.resolver.networks.get(n, self.resolver).unmatched
-                    for n in {
-                        *self.resolver.networks,
-                        *(connectors.source_class(s.type).network for s in self.sources),
-                    }
+                    for n in {*self.resolver.networks, *self.networks()}
                 },
                 batch=self.resolver.batch_size,
                 backoff=timedelta(seconds=self.resolver.retry_after),

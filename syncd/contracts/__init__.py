@@ -317,6 +317,14 @@ class UsageReporter(Protocol):
         ...
 
 
+@runtime_checkable
+class RateLimited(Protocol):
+    """A source whose answers say where it stands in its rate limit (optional: /metrics shows
+    it): the response headers holding the requests left in the window, and the window's size."""
+
+    rate_limit_headers: ClassVar[tuple[str, str]]
+
+
 @dataclass(frozen=True)
 class RecordOutcome:
     """What became of one CRM history record asked to be deleted or marked: ``ok`` also when

@@ -23,3 +23,9 @@ def did_you_mean(word: Any, known: Any) -> str:
         return f"; did you mean {by_lower[word.lower()]!r}?"
     close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def label(name: str) -> str:
+    """How a network or an outside system is named to people: its type or network id,
+    capitalized ('x' → 'X', 'mastodon' → 'Mastodon', 'salesforce' → 'Salesforce')."""
+    return name.title()

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
+from syncd.contracts.text import label
 from syncd.model import Direction, HistoryRecord
 from syncd.state.outbox import ReadyDelivery
-
-NETWORK_LABELS = {"x": "X", "mastodon": "Mastodon", "bluesky": "Bluesky"}
-
-
-def network_label(network: str) -> str:
-    return NETWORK_LABELS.get(network, network.title())
 
 
 def subject(network: str, direction: Direction, brand: str, handle: str | None) -> str:
     """``X mention from @handle`` / ``X reply from @brand to @handle``."""
     who = f"@{handle}" if handle else "an unknown user"
-    label = network_label(network)
+    name = label(network)
     if direction is Direction.OUTBOUND:
-        return f"{label} reply from @{brand} to {who}"
-    return f"{label} mention from {who}"
+        return f"{name} reply from @{brand} to {who}"
+    return f"{name} mention from {who}"
 
 
 def build_record(d: ReadyDelivery) -> HistoryRecord:

@@ -19,7 +19,7 @@ from functools import partial
 from typing import Literal
 
 from syncd.contracts import Crm
-from syncd.contracts.text import fold
+from syncd.contracts.text import fold, label
 from syncd.model import CrmRef, IdentityKey, Match, PeopleQuery, PersonRecord, Profile
 from syncd.resolver import scoring
 from syncd.resolver.evidence import (
@@ -215,15 +215,11 @@ def _other_owner(ref: CrmRef, key: IdentityKey, held: str) -> Candidate:
     """The record holds this handle under another user id: the handle changed owners (X
     hands a released handle to anyone), or the record is wrong. Never a link; a person
     decides, told why."""
-    network = NETWORK_NAMES.get(key.network, key.network)
     why = (
-        f"holds {network} user id {held}, not this author's {key.user_id}: "
+        f"holds {label(key.network)} user id {held}, not this author's {key.user_id}: "
         f"the handle @{(key.handle or '').lstrip('@')} may have changed owners"
     )
     return Candidate(ref, scoring.OTHER_OWNER, "crm_handle", (why,), review_only=True)
-
-
-NETWORK_NAMES = {"x": "X", "twitter": "X"}
 
 
 def _by_persona(crm: Crm, todo: Mapping[int, Profile], offer: Offer) -> None:

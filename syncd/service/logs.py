@@ -27,6 +27,7 @@ from typing import Any, TextIO
 from pydantic import BaseModel
 from sqlalchemy.exc import StatementError
 
+import connectors
 from syncd.contracts.secrets import MIN_MASKED, Secret, mask_forms
 
 _PRIORITY = {  # syslog priorities, as sd-daemon(3) prefixes them
@@ -214,7 +215,7 @@ def setup(level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None) 
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Library chatter (every HTTP connection) is noise at INFO.
-    for noisy in ("urllib3", "apscheduler", "tweepy", "simple_salesforce", "alembic"):
+    for noisy in ("urllib3", "apscheduler", *connectors.LIBRARY_LOGGERS, "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     scheduler = logging.getLogger("apscheduler.scheduler")
     if not any(isinstance(f, _BusyJobFilter) for f in scheduler.filters):

@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 
 from syncd.backfill.gap_metrics import gap_metrics
 from syncd.budget.metrics import BudgetCollector
+from syncd.contracts import RateLimited
 from syncd.model import Direction, Stream
 from syncd.service.http import Run
 from syncd.state import backfills
@@ -169,17 +170,24 @@ class ApiStats:
         self.calls: dict[tuple[str, str, str, str], int] = {}  # api, client, endpoint, code
         self.remaining: dict[tuple[str, str, str], tuple[int, int | None]] = {}
 
-    def hook(self, api: str, client: str) -> Callable[..., None]:
+    def hook(
+        self, api: str, client: str, rate_headers: tuple[str, str] | None = None
+    ) -> Callable[..., None]:
+        """The response hook counting ``client``'s calls; with ``rate_headers`` (the names of
+        the headers holding the requests left and the window's size), its rate limit too."""
+
         def on_response(response: requests.Response, *args: Any, **kwargs: Any) -> None:
             # Ids in paths (/2/users/123/mentions) would make one series per account.
             endpoint = _NUMERIC.sub("/:id", urlsplit(response.url).path) or "/"
             code = f"{response.status_code // 100}xx"
-            remaining = _int(response.headers.get("x-rate-limit-remaining"))
+            remaining = limit = None
+            if rate_headers is not None:
+                remaining = _int(response.headers.get(rate_headers[0]))
+                limit = _int(response.headers.get(rate_headers[1]))
             with self._lock:
                 key = (api, client, endpoint, code)
                 self.calls[key] = self.calls.get(key, 0) + 1
                 if remaining is not None:
-                    limit = _int(response.headers.get("x-rate-limit-limit"))
                     self.remaining[(api, client, endpoint)] = (remaining, limit)
 
         return on_response
@@ -251,7 +259,8 @@ class Metrics:
             session = getattr(getattr(source, "client", None), "session", None)
             if isinstance(session, requests.Session) and session not in self._hooked:
                 self._hooked.add(session)
-                session.hooks["response"].append(self.api.hook(source.network, name))
+                headers = source.rate_limit_headers if isinstance(source, RateLimited) else None
+                session.hooks["response"].append(self.api.hook(source.network, name, headers))
 
     def observe(self, job_id: str, job: Job | None, result: Any) -> None:
         """Count what a job's successful run returned."""

@@ -139,6 +139,16 @@ def test_dry_run_estimates_and_reads_nothing(world: World) -> None:
     assert not world.sf.records("Task")
 
 
+def test_the_printed_estimate_names_the_network_and_the_crm(world: World) -> None:
+    old_mentions(world, 30)
+    out = syncd(world, "backfill", "--source", "acme-x", "--account", "acme", "--since",
+                since(), "--streams", "mentions", "--dry-run")  # fmt: skip
+    assert "backfill acme-x @acme" in out
+    assert "Salesforce calls: 1 writes of up to 200" in " ".join(out.split())
+    assert "at X's rate limits" in " ".join(out.split())
+    assert not world.sf.records("Task")
+
+
 def test_over_the_threshold_it_asks_first(world: World) -> None:
     old_mentions(world, 60)
     text = world.config.read_text() + "\n[backfill]\nconfirm_above = 0.01\n"

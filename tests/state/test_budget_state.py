@@ -14,11 +14,14 @@ from alembic import command
 from sqlalchemy import inspect
 
 from syncd.budget.guard import USAGE_INTERVAL, BudgetGuard
-from syncd.budget.ledger import Budget, BudgetHeld, CappedSource
+from syncd.budget.ledger import Budget, BudgetHeld, CappedSource, Prices
 from syncd.errors import TransientError, UsageCapped
 from syncd.model import ProjectUsage, Reads
 from syncd.state import usage
 from syncd.state.db import Database, alembic_config
+
+# X's pay-per-use prices, as an X source's settings declare them by default.
+PRICES = Prices(post=0.005, user=0.010, owned_post=0.001)
 
 
 class Clock:
@@ -52,7 +55,7 @@ def add(db: Database, reads: Reads, now: datetime, source: str = "acme-x") -> No
 
 
 def guard(db: Database, x: FakeX, clock: Clock, budget: Budget | None = None) -> BudgetGuard:
-    return BudgetGuard(db, {"acme-x": budget or Budget()}, {"acme-x": x}, clock)  # type: ignore[dict-item]
+    return BudgetGuard(db, {"acme-x": budget or Budget(PRICES)}, {"acme-x": x}, clock)  # type: ignore[dict-item]
 
 
 # -- local counts ------------------------------------------------------------------------------
@@ -68,7 +71,7 @@ def test_counts_go_to_the_utc_day_and_add_up_over_the_period(db: Database) -> No
         day1 = usage.reads(conn, "acme-x", date(2027, 3, 9), date(2027, 3, 9))
         day2 = usage.reads(conn, "acme-x", date(2027, 3, 10), date(2027, 3, 10))
         both = usage.reads(conn, "acme-x", date(2027, 3, 1), date(2027, 3, 31))
-        late = usage.standing(conn, "acme-x", Budget(), before_midnight + timedelta(hours=1))
+        late = usage.standing(conn, "acme-x", Budget(PRICES), before_midnight + timedelta(hours=1))
     assert (day1.posts, day1.users, day1.owned_posts) == (6, 3, 0)
     assert (day2.posts, day2.users, day2.owned_posts) == (1, 0, 7)
     assert (both.posts, both.users, both.owned_posts) == (7, 3, 7)
@@ -82,7 +85,7 @@ def test_the_period_starts_on_the_networks_reset_day(db: Database) -> None:
     x, clock = FakeX(), Clock(datetime(2027, 3, 10, 8, tzinfo=UTC))
     guard(db, x, clock).refresh("acme-x")  # learns cap_reset_day = 10
     with db.connect() as conn:
-        st = usage.standing(conn, "acme-x", Budget(), clock())
+        st = usage.standing(conn, "acme-x", Budget(PRICES), clock())
     assert st.period_start == date(2027, 3, 10)
     assert st.resets_at == datetime(2027, 4, 10, tzinfo=UTC)
     assert st.month.posts == 3
@@ -154,7 +157,7 @@ def test_each_threshold_is_logged_once_per_crossing(
 ) -> None:
     caplog.set_level(logging.INFO, logger="syncd.budget")
     x, clock = FakeX(), Clock(datetime(2027, 3, 9, 12, tzinfo=UTC))
-    first, second = (guard(db, x, clock, Budget(posts=100)) for _ in range(2))
+    first, second = (guard(db, x, clock, Budget(PRICES, posts=100)) for _ in range(2))
     add(db, Reads(posts=79), clock())
     first.review("acme-x")
     assert not caplog.records

@@ -20,6 +20,8 @@ from syncd.errors import TransientError
 from syncd.model import Account, Cursor, ProjectUsage, Reads, Stream
 
 T = datetime(2027, 3, 9, 12, 0, tzinfo=UTC)
+# X's pay-per-use prices, as an X source's settings declare them by default.
+PRICES = Prices(post=0.005, user=0.010, owned_post=0.001)
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, sec: int = 0) -> datetime:
@@ -48,7 +50,7 @@ def test_the_period_runs_from_one_reset_day_to_the_next(
 # -- where a source stands ----------------------------------------------------------------------
 def test_cost_prices_each_resource_and_owned_posts_at_their_own_price() -> None:
     month = ReadCounts(posts=1000, users=200, owned_posts=3000)
-    st = standing("x", Budget(dollars=100.0), Ledger(), ReadCounts(), month, T)
+    st = standing("x", Budget(PRICES, dollars=100.0), Ledger(), ReadCounts(), month, T)
     assert st.cost == pytest.approx(1000 * 0.005 + 200 * 0.010 + 3000 * 0.001)
     assert st.posts_used == 4000  # owned posts are posts read too
     assert st.percent == pytest.approx(st.cost)  # of $100
@@ -59,19 +61,22 @@ def test_cost_prices_each_resource_and_owned_posts_at_their_own_price() -> None:
 def test_usage_is_the_larger_of_the_local_count_and_the_networks() -> None:
     month = ReadCounts(posts=1000, users=10)
     ahead = Ledger(read_at=T - timedelta(hours=1), project_posts=1500, project_cap=2000)
-    st = standing("x", Budget(posts=10_000), ahead, ReadCounts(), month, T)
+    st = standing("x", Budget(PRICES, posts=10_000), ahead, ReadCounts(), month, T)
     assert st.posts_used == 1500
     # Posts only the network counted cost the post price too.
     assert st.cost == pytest.approx(1500 * 0.005 + 10 * 0.010)
     assert st.percent == pytest.approx(15.0)
     assert st.cap_percent == pytest.approx(75.0)
     behind = Ledger(read_at=T - timedelta(hours=1), project_posts=400, project_cap=2000)
-    assert standing("x", Budget(posts=10_000), behind, ReadCounts(), month, T).posts_used == 1000
+    assert (
+        standing("x", Budget(PRICES, posts=10_000), behind, ReadCounts(), month, T).posts_used
+        == 1000
+    )
 
 
 def test_network_figures_of_an_earlier_period_do_not_count() -> None:
     old = Ledger(read_at=utc(2027, 2, 28), project_posts=9000, project_cap=10_000)
-    st = standing("x", Budget(posts=10_000), old, ReadCounts(), ReadCounts(posts=5), T)
+    st = standing("x", Budget(PRICES, posts=10_000), old, ReadCounts(), ReadCounts(posts=5), T)
     assert st.posts_used == 5 and st.network_posts is None and st.cap_percent is None
     assert not st.backfills_paused
 
@@ -81,23 +86,27 @@ def test_network_figures_of_an_earlier_period_do_not_count() -> None:
     [(79, 0, False), (80, 80, False), (89, 80, False), (90, 90, True), (100, 100, True)],
 )
 def test_thresholds(posts: int, band: int, paused: bool) -> None:
-    st = standing("x", Budget(posts=100), Ledger(), ReadCounts(), ReadCounts(posts=posts), T)
+    st = standing(
+        "x", Budget(PRICES, posts=100), Ledger(), ReadCounts(), ReadCounts(posts=posts), T
+    )
     assert (st.band, st.backfills_paused) == (band, paused)
 
 
 def test_the_higher_of_posts_dollars_and_the_network_cap_decides() -> None:
     month = ReadCounts(posts=100, users=900)  # $0.50 of posts, $9 of users
-    st = standing("x", Budget(posts=1000, dollars=10.0), Ledger(), ReadCounts(), month, T)
+    st = standing("x", Budget(PRICES, posts=1000, dollars=10.0), Ledger(), ReadCounts(), month, T)
     assert st.percent == pytest.approx(95.0) and st.backfills_paused
     capped_soon = Ledger(read_at=T, project_posts=95, project_cap=100)
-    no_budget = standing("x", Budget(), capped_soon, ReadCounts(), ReadCounts(), T)
+    no_budget = standing("x", Budget(PRICES), capped_soon, ReadCounts(), ReadCounts(), T)
     assert no_budget.percent is None and no_budget.band == 90 and no_budget.backfills_paused
 
 
 def test_a_cap_counts_until_it_ends() -> None:
     cap = Ledger(capped_until=T + timedelta(hours=12), capped_reason="429")
-    assert standing("x", Budget(), cap, ReadCounts(), ReadCounts(), T).capped_until is not None
-    over = standing("x", Budget(), cap, ReadCounts(), ReadCounts(), T + timedelta(hours=12))
+    assert (
+        standing("x", Budget(PRICES), cap, ReadCounts(), ReadCounts(), T).capped_until is not None
+    )
+    over = standing("x", Budget(PRICES), cap, ReadCounts(), ReadCounts(), T + timedelta(hours=12))
     assert over.capped_until is None and over.capped_reason is None
 
 

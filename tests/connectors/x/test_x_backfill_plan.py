@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from connectors.x.backfill import END_MARGIN, RECENT_MARGIN, RECENT_REACH, plan, search_query
-from syncd.backfill.estimate import WINDOW_SECONDS, duration, estimate
+from syncd.backfill.estimate import duration, estimate
 from syncd.model import Account, Page, PostCount, Segment, Stream
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -89,15 +89,15 @@ def test_the_estimate_prices_posts_and_counts_requests_calls_and_time() -> None:
     segs = plan("all", ACME, [Stream.MENTIONS], NOW - timedelta(days=400), NOW, NOW)
     est = estimate(Counted(200_000), ACME, segs, price_per_post=0.005)
     assert est.posts == 200_000 and est.exact and est.cost == pytest.approx(1000.0)
-    assert est.x_requests == 400 and est.counting_requests == 3  # 500 posts per request
+    assert est.source_requests == 400 and est.counting_requests == 3  # 500 posts per request
     assert est.crm_writes == 1000  # 200 Tasks per collections call
     assert est.crm_lookups == 1000 * 2 * 2  # at most: every author new, 2 kinds × 2 objects
     # 300 requests per 15 minutes, one per second: 400 requests wait one window.
-    assert est.seconds == pytest.approx(400 * 1.0 + WINDOW_SECONDS)
+    assert est.seconds == pytest.approx(400 * 1.0 + 15 * 60)  # a window is 15 minutes
     assert est.as_json()["segments"][0]["requests"] == 400
 
 
 def test_time_grows_by_a_window_per_rate_limit_batch() -> None:
     (seg,) = plan("recent", ACME, [Stream.MENTIONS], NOW - timedelta(days=1), NOW, NOW)
     assert duration(seg, 450) == pytest.approx(450 * 0.25)
-    assert duration(seg, 451) == pytest.approx(451 * 0.25 + WINDOW_SECONDS)
+    assert duration(seg, 451) == pytest.approx(451 * 0.25 + 15 * 60)

@@ -7,21 +7,22 @@ from typing import TYPE_CHECKING
 
 import click
 
-from syncd.cli.base import cli, settings, user_errors
 from syncd.errors import UserError
 
 if TYPE_CHECKING:
     from connectors.x.auth import OAuth2UserAuth
     from connectors.x.source import XSettings
-    from syncd.config.settings import Settings
+    from syncd.contracts.commands import CommandContext, Configured
 
 
-@cli.group("x")
-def x_group() -> None:
-    """X helpers."""
+def group(context: CommandContext) -> click.Group:
+    """``syncd x``, its commands handed ``context`` as their click context's object."""
+    return click.Group(
+        "x", commands=[authorize], help="X helpers.", context_settings={"obj": context}
+    )
 
 
-@x_group.command("authorize")
+@click.command("authorize")
 @click.argument("account")
 @click.option("--source", "source_name", help="The X source, when several list ACCOUNT.")
 @click.option(
@@ -29,10 +30,9 @@ def x_group() -> None:
     help="Finish the waiting authorization with the address X sent the browser to (scripts).",
 )
 @click.option("--code", help="Finish the waiting authorization with only its code (scripts).")
-@click.pass_context
-@user_errors
+@click.pass_obj
 def authorize(
-    ctx: click.Context,
+    context: CommandContext,
     account: str,
     source_name: str | None,
     redirect_url: str | None,
@@ -47,7 +47,7 @@ def authorize(
     if redirect_url is not None and code is not None:
         raise click.UsageError("give --redirect-url or --code, not both")
     handle = account.strip().removeprefix("@")
-    source, auth = _oauth2_account(settings(ctx), handle, source_name)
+    source, auth = _oauth2_account(context.settings(), handle, source_name)
     session = session_for(source.api_base_url, source.timeout)
     try:
         flow = Authorization(handle, auth, session)
@@ -81,7 +81,7 @@ def authorize(
 
 
 def _oauth2_account(
-    loaded: Settings, handle: str, source_name: str | None
+    loaded: Configured, handle: str, source_name: str | None
 ) -> tuple[XSettings, OAuth2UserAuth]:
     """The X source listing ``handle`` and its ``[sources.user_auth.HANDLE]`` table."""
     from connectors.x.auth import OAuth2UserAuth

@@ -15,7 +15,7 @@ from functools import partial
 
 from syncd.contracts import Crm, Source
 from syncd.model import Account, Stream
-from syncd.pipeline.poll import Clock, DeliverResult, Pipeline, PipelineSettings, PollResult, utcnow
+from syncd.pipeline import Clock, DeliverResult, Pipeline, PipelineSettings, PollResult, utcnow
 from syncd.resolver.stage import ResolveResult
 from syncd.state.coordination import JobLocks, conflicts_transient
 from syncd.state.db import Database

@@ -28,7 +28,7 @@ from support.pipeline import (
     two_page_walk,
 )
 
-from syncd.errors import ExternalError, TransientError
+from syncd.errors import ExternalError, PaginationExpired, TransientError
 from syncd.model import (
     Account,
     CrmRef,
@@ -40,7 +40,7 @@ from syncd.model import (
     Stream,
     WriteResult,
 )
-from syncd.pipeline.poll import Pipeline, PipelineSettings
+from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.state import ingest as st
 from syncd.state.db import Database
 from syncd.state.tables import deliveries, identities, interactions, links, quarantine
@@ -107,7 +107,7 @@ def test_replayed_page_adds_nothing(db: Database) -> None:
 def test_refused_pagination_token_restarts_the_walk(db: Database) -> None:
     seed_cursor(db, "100", Cursor("100", "stale", "999"))
     script = two_page_walk()
-    script[Cursor("100", "stale", "999")] = ExternalError("invalid token", status=400)
+    script[Cursor("100", "stale", "999")] = PaginationExpired("invalid token", status=400)
     source = ScriptedSource(script)
     result = make(db, FakeCrm({})).poll("src", source, BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
     assert source.calls[0] == Cursor("100", "stale", "999")

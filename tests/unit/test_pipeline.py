@@ -115,6 +115,20 @@ def test_refused_pagination_token_restarts_the_walk(db: Database) -> None:
     assert result.new == 3
 
 
+def test_only_the_source_says_a_pagination_token_expired(db: Database) -> None:
+    """A 400 the source did not call an expired token is any refusal: the walk is not
+    restarted, and keeps its place."""
+    seed_cursor(db, "100", Cursor("100", "stale", "999"))
+    script = two_page_walk()
+    script[Cursor("100", "stale", "999")] = ExternalError("bad request", status=400)
+    source = ScriptedSource(script)
+    with pytest.raises(ExternalError, match="bad request"):
+        make(db, FakeCrm({})).poll("src", source, BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    assert source.calls == [Cursor("100", "stale", "999")]
+    with db.connect() as conn:
+        assert st.load_cursor(conn, "src", "acme", Stream.MENTIONS) == Cursor("100", "stale", "999")
+
+
 def test_brand_counterparts_and_bad_items(db: Database) -> None:
     with db.transaction() as conn:
         st.store_accounts(conn, "src", [BRAND, Account("x", "acmesupport", "101")], T0)

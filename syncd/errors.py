@@ -14,6 +14,8 @@
     │   │   └── UsageCapped  the project's billing cap: the whole source waits for its reset
     │   ├── TransientError   bounded jittered retries (idempotent calls only), else next round
     │   │   └── MalformedAnswer  a whole answer unreadable: a stream parks after 5 in a row
+    │   ├── PaginationExpired  the network refused a page token it sent: the walk starts
+    │   │                    again from its since_id (once a poll), a backfill segment anew
     │   ├── PaginationLoop   the network repeated a page token: the walk stops, said once
     │   ├── StreamParked     one stream is parked (unreadable answers) until ``syncd resume``
     │   ├── BadItem          one item is malformed: quarantine it, carry on with the rest
@@ -25,8 +27,9 @@
 
 A per-record CRM refusal inside a successful call is not an exception: it comes back as a
 failed :class:`~syncd.model.WriteResult` and is retried, dead-lettered or re-resolved by its
-code. The database driver's own errors reach the runner unconverted (a transaction's retry of
-a conflict must still see them): the daemon and the commands classify them at the top with
+:class:`~syncd.model.Refusal`, which the CRM's connector reads from the CRM's code. The
+database driver's own errors reach the runner unconverted (a transaction's retry of a
+conflict must still see them): the daemon and the commands classify them at the top with
 :func:`syncd.state.db.unavailable`, and a transient one counts as :class:`StateUnavailable`.
 Anything else that escapes is a bug: the daemon stops with exit code 70.
 
@@ -143,6 +146,12 @@ class MalformedAnswer(TransientError):
     """A whole answer could not be read: its body does not parse, or breaks the API's schema
     (not one bad item: see :class:`BadItem`). Once may be a proxy's hiccup; the same answer
     every time never passes, so the pipeline parks the stream after a few in a row."""
+
+
+class PaginationExpired(ExternalError):
+    """The network refused a page token it had sent (X answers 400 to one that expired):
+    the pages after it can only be read by walking again from the start. Only the connector
+    can tell this refusal from any other bad request, so it raises this one."""
 
 
 class PaginationLoop(ExternalError):

@@ -326,6 +326,15 @@ class HistoryRecord:
     conversation_id: str | None = None
 
 
+class Refusal(enum.StrEnum):
+    """What a CRM's refusal of one history record means to the writer. Only the CRM's
+    connector can tell from the CRM's own codes, so it says it with each failed result."""
+
+    FINAL = "final"  # the record itself is refused: a dead letter, for a person to look at
+    RETRY = "retry"  # the CRM could not take it now (a locked row, an overload): try later
+    GONE = "gone"  # the person it points at was deleted or merged away: resolve again
+
+
 @dataclass(frozen=True)
 class WriteResult:
     """The CRM's answer for one record of an upsert batch."""
@@ -336,6 +345,9 @@ class WriteResult:
     created: bool | None = None
     error_code: str | None = None
     error_message: str | None = None
+    # Read only when not ok. FINAL unless the connector knows better: an unknown refusal is
+    # dead-lettered, never retried blindly.
+    refusal: Refusal = Refusal.FINAL
 
 
 LookupResult = Mapping[IdentityKey, Match]

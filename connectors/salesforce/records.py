@@ -12,7 +12,7 @@ from typing import Any
 
 from connectors.salesforce.settings import SalesforceSettings
 from syncd.errors import TransientError
-from syncd.model import Direction, HistoryRecord, WriteResult
+from syncd.model import Direction, HistoryRecord, Refusal, WriteResult
 
 __all__ = [
     "BATCH",
@@ -20,12 +20,25 @@ __all__ = [
     "SUBJECT_MAX",
     "SYSTEM",
     "parse_upsert_results",
+    "refusal",
     "task_record",
 ]
 
 SYSTEM = "salesforce"
 BATCH = 200  # sObject Collections take at most 200 records; IN-lists are cut the same way
 SUBJECT_MAX, DESCRIPTION_MAX = 255, 32_000
+# Per-record errors worth another try later; any other code is final (a dead letter).
+RETRYABLE_RECORD_ERRORS = frozenset(
+    {
+        "UNABLE_TO_LOCK_ROW",
+        "REQUEST_RUNNING_TOO_LONG",
+        "SERVER_UNAVAILABLE",
+        "API_TEMPORARILY_UNAVAILABLE",
+    }
+)
+# The person the record points at is gone (deleted, or merged into another): the author is
+# resolved again instead of the record failing.
+GONE_RECORD_ERRORS = frozenset({"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"})
 
 
 def _u16(text: str) -> int:
@@ -100,6 +113,15 @@ def collection_items(keys: Sequence[str], body: Any, action: str) -> list[Mappin
     return [item if isinstance(item, Mapping) else {} for item in body]
 
 
+def refusal(code: str) -> Refusal:
+    """What Salesforce's refusal of one record means to the writer, by its status code."""
+    if code in GONE_RECORD_ERRORS:
+        return Refusal.GONE
+    if code in RETRYABLE_RECORD_ERRORS:
+        return Refusal.RETRY
+    return Refusal.FINAL
+
+
 def parse_upsert_results(external_ids: Sequence[str], body: Any) -> list[WriteResult]:
     """One WriteResult per record from an sObject Collections answer, in request order."""
     results = []
@@ -111,5 +133,9 @@ def parse_upsert_results(external_ids: Sequence[str], body: Any) -> list[WriteRe
             continue
         code, message = describe_errors(item.get("errors") or [])
         error_code, error_message = code or "UNKNOWN_ERROR", message or "no reason given"
-        results.append(WriteResult(external_id, False, crm_id, None, error_code, error_message))
+        results.append(
+            WriteResult(
+                external_id, False, crm_id, None, error_code, error_message, refusal(error_code)
+            )
+        )
     return results

@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from connectors.x.fields import TWEET_FIELDS
-from connectors.x.parse import NETWORK, TIMELINE_HORIZONS, parse_page
+from connectors.x.parse import NETWORK, TIMELINE_HORIZONS, expired_token, parse_page
 from syncd.contracts import KnownAuthors
-from syncd.errors import MalformedAnswer, PaginationLoop
+from syncd.errors import ExternalError, MalformedAnswer, PaginationLoop
 from syncd.model import Account, Author, Cursor, GapPlan, Page, PostCount, Segment, Stream
 
 SearchAccess = Literal["none", "recent", "all"]
@@ -297,7 +297,12 @@ class XBackfill:
             params["pagination_token"] = token
             if not mentions:
                 params["exclude"] = ["retweets"]
-        body, headers = self._call(method, **params)
+        try:
+            body, headers = self._call(method, **params)
+        except ExternalError as exc:
+            if expired := expired_token(exc, token):
+                raise expired from exc
+            raise
         body, profiles = self.authors_of(body, account, segment.stream, known)
         return parse_page(
             body,

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeGuard, TypeVar
 
-from syncd.errors import MalformedAnswer
+from syncd.errors import ExternalError, MalformedAnswer, PaginationExpired
 from syncd.model import (
     Account,
     Author,
@@ -329,6 +329,15 @@ def reset_at(headers: Mapping[str, str]) -> datetime | None:
         return datetime.fromtimestamp(seconds, UTC) if seconds is not None else None
     except (OverflowError, OSError, ValueError):
         return None
+
+
+def expired_token(error: ExternalError, token: str | None) -> PaginationExpired | None:
+    """``error`` as a refused page token, when it is one: X answers a request carrying a
+    ``pagination_token`` (or search's ``next_token``) it no longer takes with a 400, whose
+    message names no reason the caller could tell apart from any other bad request."""
+    if token is None or error.status != 400:
+        return None
+    return PaginationExpired(str(error), system=error.system, status=error.status)
 
 
 def _int(value: str | None) -> int | None:

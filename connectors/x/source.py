@@ -27,7 +27,15 @@ from connectors.x.auth import OAuth1UserAuth, OAuth2UserAuth, OwnedReads, UserAu
 from connectors.x.authors import RecentProfiles, complete
 from connectors.x.backfill import _SNOWFLAKE_EPOCH_MS, SearchAccess, XBackfill
 from connectors.x.fields import EXPANSIONS, TWEET_FIELDS, USER_FIELDS
-from connectors.x.parse import NETWORK, clip, is_x_id, parse_lookup, parse_page, reset_at
+from connectors.x.parse import (
+    NETWORK,
+    clip,
+    expired_token,
+    is_x_id,
+    parse_lookup,
+    parse_page,
+    reset_at,
+)
 from connectors.x.usage import XUsage, cap_resume
 from syncd.contracts import (
     CheckRow,
@@ -141,6 +149,7 @@ class XSource(XBackfill, XUsage):
     network: ClassVar[str] = NETWORK
     Settings: ClassVar[type[ConnectorSettings]] = XSettings
     rate_limit_headers: ClassVar[tuple[str, str]] = ("x-rate-limit-remaining", "x-rate-limit-limit")
+    post_check_batch: ClassVar[int] = _LOOKUP_BATCH
 
     def __init__(
         self,
@@ -238,7 +247,12 @@ class XSource(XBackfill, XUsage):
             return self._call(getattr(client, method), user_auth=user_auth, **params)
 
         # With the account's own user token where it has one (owned reads), else the app's.
-        body, headers = self._owned.read(account, read)
+        try:
+            body, headers = self._owned.read(account, read)
+        except ExternalError as exc:
+            if expired := expired_token(exc, cursor.pagination_token):
+                raise expired from exc
+            raise
         owned = self._owned.covers(account)
         body, profiles = self.authors_of(body, account, stream, known)
         return parse_page(
@@ -399,7 +413,7 @@ def _classify(exc: Exception) -> SyncdError:
         return NotFound(message, system=NETWORK, status=status)
     if status >= 500:
         return TransientError(message, system=NETWORK, status=status)
-    # 400 (a rejected pagination token: the pipeline restarts the walk) and any other 4xx.
+    # 400 (with a page token sent: expired_token, where the call knows it) and any other 4xx.
     return ExternalError(message, system=NETWORK, status=status)
 
 

@@ -19,9 +19,16 @@ from typing import Protocol
 from syncd.budget.guard import BudgetGuard
 from syncd.budget.ledger import BudgetHeld
 from syncd.contracts import Backfiller, Source
-from syncd.errors import ExternalError, MalformedAnswer, NotFound, PaginationLoop, UsageCapped
+from syncd.errors import (
+    ExternalError,
+    MalformedAnswer,
+    NotFound,
+    PaginationExpired,
+    PaginationLoop,
+    UsageCapped,
+)
 from syncd.model import Account, Page, Segment
-from syncd.pipeline.poll import Pipeline
+from syncd.pipeline import Pipeline
 from syncd.state import backfills, usage
 from syncd.state import ingest as st
 from syncd.state.backfills import DONE, PAUSED, QUEUED, RUNNING, Job, LeaseLost
@@ -127,7 +134,7 @@ class Runner:
         except ExternalError as exc:
             if isinstance(exc, UsageCapped) and self.guard is not None:
                 raise self._hold(self.guard.backfill_capped(self.source_name, exc)) from exc
-            if exc.status != 400 or job.token is None:
+            if not isinstance(exc, PaginationExpired) or job.token is None:
                 raise
             # An expired page token: read the segment again from its start; stored posts
             # are not stored twice.

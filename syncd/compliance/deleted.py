@@ -1,8 +1,8 @@
 """Posts deleted on the network must not stand in the CRM as if they had not been.
 
 One run re-checks the posts written to the CRM within ``horizon`` that were not checked (or
-written) in the last ``interval`` (the network asked in batches of 100: X's
-``GET /2/tweets?ids=``), then
+written) in the last ``interval`` (the network asked in batches of its source's
+``post_check_batch``), then
 applies ``action`` to the CRM records of those found deleted: ``delete`` them, or ``mark``
 them (a status field says "Deleted", the text is blanked). Each check is stored
 (``post_checks``) in its own transaction, so a run cut short resumes where it stopped; a
@@ -45,7 +45,6 @@ DELETED_CODE = "DELETED_ON_NETWORK"
 UNWRITTEN = "unwritten"  # post_checks.action: nothing reached the CRM, nothing to act on
 
 Action = Literal["delete", "mark"]
-BATCH = 100  # ids per network lookup (X's GET /2/tweets takes at most 100)
 _READ = 1000  # due posts read from state at a time
 
 
@@ -93,11 +92,12 @@ def run(
         after = due[-1].interaction_id
         for source_name, posts in _by_source(due, sources).items():
             source = sources.get(source_name)
-            for start in range(0, len(posts), BATCH):
-                batch = posts[start : start + BATCH]
-                if source is None:
-                    report.errors.setdefault(source_name, "no configured source for its network")
-                    break
+            if source is None:
+                report.errors.setdefault(source_name, "no configured source for its network")
+                continue
+            size = source.post_check_batch
+            for start in range(0, len(posts), size):
+                batch = posts[start : start + size]
                 try:
                     alive, deleted = source.lookup_posts([p.post_id for p in batch])
                 except ExternalError as exc:  # one source failing must not stop the others
@@ -236,7 +236,7 @@ def before_write(
 ) -> set[int]:
     """Of ``delivery_ids`` (about to be written), those not to write: their post was found
     deleted on the network. Asked only for posts last seen standing (read, or checked)
-    before ``seen_before``, one look-up per 100 per source; each is recorded as a compliance
+    before ``seen_before``, batched as each source takes them; each is recorded as a compliance
     check would be, and the deleted ones' deliveries end ``deleted`` with the reason (only
     while ``owner`` still claims them, on PostgreSQL). A source that cannot answer decides
     nothing: its posts are written, and :func:`run` deals with them after; ``failing`` (the

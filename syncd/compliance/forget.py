@@ -10,7 +10,7 @@ The steps (state's side is :mod:`syncd.state.privacy`):
    deliveries are released or lapse, and holds the resolver's job lock so no Lead is being
    created for them meanwhile. A writer that stores an answer after this (past its lease,
    or on SQLite, where nothing is claimed) sees that someone was forgotten since it read
-   its batch and deletes the record itself (:meth:`syncd.pipeline.poll.Pipeline._store_answers`);
+   its batch and deletes the record itself (:meth:`syncd.pipeline.deliver.Writer._store_answers`);
 3. with the CRM: the records syncd wrote for them and the Lead it created for them are
    deleted, and others' records that named them are written again, redacted;
 4. one transaction deletes every row of theirs, after checking that no writer stored a

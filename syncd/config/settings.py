@@ -41,7 +41,7 @@ from syncd.contracts import (
 from syncd.contracts.secrets import DEFAULT_CREDENTIALS_DIRECTORY, credentials_fallback
 from syncd.contracts.text import did_you_mean
 from syncd.errors import ConfigError
-from syncd.pipeline.poll import PipelineSettings
+from syncd.pipeline import PipelineSettings
 from syncd.resolver.chain import MATCHERS, Matcher, Policy
 from syncd.resolver.stage import ResolveSettings, Unmatched
 from syncd.state.db import Timeouts

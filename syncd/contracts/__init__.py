@@ -216,6 +216,9 @@ class Source(Protocol):
 
     network: ClassVar[str]
     Settings: ClassVar[type[ConnectorSettings]]
+    # Most post ids one :meth:`lookup_posts` call takes: the compliance check asks in batches
+    # of it, each stored before the next is asked.
+    post_check_batch: ClassVar[int]
 
     @classmethod
     def from_settings(cls, settings: Any) -> Self: ...
@@ -233,8 +236,8 @@ class Source(Protocol):
 
     def lookup_posts(self, post_ids: Sequence[str]) -> tuple[set[str], set[str]]:
         """Which of these posts still stand and which the network says are deleted, batched
-        (X: 100 ids a call). An id in neither set could not be told (e.g. a protected post):
-        ask again later, never act on it."""
+        (:attr:`post_check_batch` ids a call). An id in neither set could not be told (e.g. a
+        protected post): ask again later, never act on it."""
         ...
 
     def check(self, handles: Sequence[str]) -> Sequence[CheckRow]:

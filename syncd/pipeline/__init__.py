@@ -1,6 +1,100 @@
 """The flow of one interaction: poll a page into state, resolve its author, deliver it to the CRM.
 
-``poll`` holds the Pipeline (one transaction per page with its cursor), ``history`` turns a stored
-interaction into the CRM's history record, ``coordination`` runs the same pipeline under the job
-locks several instances share.
+:class:`Pipeline` holds the three stages over what they share (``context``): a ``poll`` stage
+(:class:`~syncd.pipeline.poll.Poller`, one transaction per page with its cursor), the resolver
+(:mod:`syncd.resolver.stage`) and a ``deliver`` stage (:class:`~syncd.pipeline.deliver.Writer`).
+``history`` turns a stored interaction into the CRM's history record; ``coordination`` runs the
+same pipeline under the job locks several instances share.
 """
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from syncd.contracts import Crm, KnownAuthors, Source
+from syncd.model import Account, Stream
+from syncd.pipeline.context import Clock, Context, PipelineSettings, utcnow
+from syncd.pipeline.deliver import DeliverResult, Writer
+from syncd.pipeline.poll import Poller, PollResult
+from syncd.resolver import stage
+from syncd.resolver.stage import ResolveResult
+from syncd.state.db import Database
+
+__all__ = [
+    "Clock",
+    "DeliverResult",
+    "Pipeline",
+    "PipelineSettings",
+    "PollResult",
+    "utcnow",
+]
+
+
+class Pipeline:
+    """One CRM's flow, from every source: the daemon's jobs and the commands run its stages."""
+
+    def __init__(
+        self,
+        db: Database,
+        crm_name: str,
+        crm: Crm,
+        settings: PipelineSettings | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.context = Context(db, crm_name, settings or PipelineSettings(), clock)
+        self.db = db
+        self.crm_name = crm_name
+        self.crm = crm  # the resolver's; the writer holds its own
+        self.settings = self.context.settings
+        self.clock = clock
+        self.stopping = self.context.stopping
+        self.retrying = self.context.retrying
+        self.poller = Poller(self.context)
+        self.writer = Writer(self.context, crm)
+
+    # -- poll ----------------------------------------------------------------------------
+    def poll(
+        self, source_name: str, source: Source, account: Account, stream: Stream
+    ) -> PollResult:
+        """Walk one stream from its stored cursor: see :meth:`Poller.poll`."""
+        return self.poller.poll(source_name, source, account, stream)
+
+    def accounts(
+        self, source_name: str, source: Source, handles: Sequence[str]
+    ) -> tuple[list[Account], list[str]]:
+        """Brand accounts with their immutable ids, and the handles the network does not know."""
+        return self.poller.accounts(source_name, source, handles)
+
+    def known_authors(self, network: str) -> KnownAuthors:
+        """Authors whose profiles state holds: a source reads only the others."""
+        return self.poller.known_authors(network)
+
+    def record_poll_error(self, source_name: str, account: str, stream: Stream, error: str) -> None:
+        self.poller.record_poll_error(source_name, account, stream, error)
+
+    # -- resolve -------------------------------------------------------------------------
+    def resolve(
+        self, gather: timedelta = timedelta(0), *, check_crm: bool | None = None
+    ) -> ResolveResult:
+        """Offer held authors to the resolver chain, in batches; see syncd.resolver.stage.
+        ``gather``: new authors' candidate search may wait this long for a full batch
+        (the daemon's, which runs again soon; a one-off cycle must not wait). ``check_crm``:
+        ask the CRM which people changed now (True), when its interval passed (None), or
+        not in this run (False)."""
+        return stage.run(
+            self.db,
+            self.crm_name,
+            self.crm,
+            self.settings.resolve,
+            self.clock,
+            self.retrying,
+            self.stopping.is_set,
+            gather=gather,
+            check_crm=check_crm,
+        )
+
+    # -- deliver -------------------------------------------------------------------------
+    def deliver(self, max_batches: int | None = None) -> DeliverResult:
+        """Drain ready deliveries to the CRM in batches, oldest first (the :class:`Writer`)."""
+        return self.writer.deliver(max_batches)

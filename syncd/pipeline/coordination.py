@@ -15,13 +15,17 @@ from functools import partial
 
 from syncd.contracts import Crm, Source
 from syncd.model import Account, Stream
-from syncd.pipeline.poll import Clock, DeliverResult, Pipeline, PipelineSettings, PollResult, utcnow
+from syncd.pipeline import Clock, DeliverResult, Pipeline, PipelineSettings, PollResult, utcnow
 from syncd.resolver.stage import ResolveResult
 from syncd.state.coordination import JobLocks, conflicts_transient
 from syncd.state.db import Database
 
 
 class CoordinatedPipeline(Pipeline):
+    """A Pipeline whose three runs take their job lock first (the writer: retries a conflict
+    as transient). A subclass, not a holder: the app, the daemon and the backfill runner use
+    the rest of the pipeline (stop flag, clock, accounts, retries, its stages) as it is."""
+
     def __init__(
         self,
         db: Database,

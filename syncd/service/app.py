@@ -26,8 +26,8 @@ from syncd.config.settings import Settings
 from syncd.contracts import Crm, Source, SourceSettings
 from syncd.errors import ExternalError, NotFound, RateLimited, UsageCapped
 from syncd.model import Account, Stream
+from syncd.pipeline import Clock, DeliverResult, Pipeline, PollResult, utcnow
 from syncd.pipeline.coordination import CoordinatedPipeline
-from syncd.pipeline.poll import Clock, DeliverResult, Pipeline, PollResult, utcnow
 from syncd.resolver.stage import ResolveResult, check_wanted
 from syncd.state import admin, backfills, privacy
 from syncd.state import gaps as gap_state
@@ -129,7 +129,7 @@ class App:
             locks=self.locks,
         )
         # What the writer looks a long-waiting delivery's post up on (deleted meanwhile?).
-        self.pipeline.sources = {name: source for name, (_, source) in self.sources.items()}
+        self.pipeline.writer.sources = {name: source for name, (_, source) in self.sources.items()}
         # The read budget of each source billed per resource (see syncd.budget.guard).
         self.guard = BudgetGuard(
             self.db,

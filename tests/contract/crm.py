@@ -28,6 +28,7 @@ from syncd.model import (
     PeopleQuery,
     PersonRecord,
     Profile,
+    Refusal,
     WriteResult,
 )
 
@@ -192,6 +193,8 @@ class CrmContract(Contract):
         assert [r.external_id for r in results] == [r.external_id for r in records]
         assert [r.ok for r in results] == [True, False, True]
         assert results[1].error_code
+        # The connector says what the refusal means: the person is gone, resolve again.
+        assert results[1].refusal is Refusal.GONE
         assert crm_world.history_count(records[1].external_id) == 0
 
     # -- people for the resolver ---------------------------------------------------------------

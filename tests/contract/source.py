@@ -100,6 +100,9 @@ class SourceContract(Contract):
         assert callable(type(source).from_settings)
         for name in ("resolve_accounts", "fetch", "lookup_posts", "check", "close"):
             assert callable(getattr(source, name)), name
+        # The compliance check asks lookup_posts in batches of this, each stored in turn.
+        batch = type(source).post_check_batch
+        assert isinstance(batch, int) and batch >= 1
 
     # -- resolve_accounts ----------------------------------------------------------------------
     def test_resolve_accounts_finds_known_handles_only(
@@ -272,9 +275,8 @@ class SourceContract(Contract):
         fan = source_world.add_user("fan")
         kept, gone = self.mentions(source_world, fan, 2)
         source_world.delete_post(gone)
-        # Ids no post has, in the same shape (older than every post here): at least three
-        # batches of a network's usual 100.
-        filler = [str(int(kept) - 1 - k) for k in range(250)]
+        # Ids no post has, in the same shape (older than every post here): over two batches.
+        filler = [str(int(kept) - 1 - k) for k in range(2 * source.post_check_batch + 50)]
         asked = [*filler[:120], kept, *filler[120:], gone]
         alive, deleted = source.lookup_posts(asked)
         assert kept in alive and gone in deleted

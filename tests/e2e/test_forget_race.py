@@ -23,7 +23,7 @@ from syncd.compliance import forget as forgetting
 from syncd.config import settings as config
 from syncd.contracts import Crm
 from syncd.model import HistoryRecord, WriteResult
-from syncd.pipeline.poll import DeliverResult, Pipeline
+from syncd.pipeline import DeliverResult, Pipeline
 from syncd.service.app import App
 from syncd.state.coordination import shared
 from syncd.state.db import Database
@@ -81,7 +81,7 @@ def test_a_write_under_way_when_forget_runs_leaves_nothing_behind(world: World) 
     loaded = config.load(world.config)
     app = App(loaded)
     held = HeldWriter(app.crm)
-    app.pipeline.crm = held  # type: ignore[assignment]
+    app.pipeline.writer.crm = held  # type: ignore[assignment]
     other_db = Database(loaded.state.url)  # forget's, as another process's would be
     crm = SalesforceCrm.from_settings(loaded.crm)
     try:

@@ -26,7 +26,7 @@ from syncd.cli import cli
 from syncd.config.settings import load
 from syncd.errors import ExternalError, MalformedAnswer
 from syncd.model import Account, Stream
-from syncd.pipeline.poll import Pipeline, PipelineSettings
+from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.service.app import App
 from syncd.service.daemon import Daemon
 from syncd.service.metrics import Metrics

@@ -23,7 +23,7 @@ from syncd.backfill.runner import Runner
 from syncd.cli import cli
 from syncd.errors import PaginationLoop
 from syncd.model import Account, Segment, Stream
-from syncd.pipeline.poll import Pipeline, PipelineSettings
+from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.state import backfills
 from syncd.state import gaps as gap_state
 from syncd.state.db import Database

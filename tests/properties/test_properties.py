@@ -67,7 +67,7 @@ from support.properties import (
 from connectors.x.parse import parse_page
 from syncd.errors import TransientError
 from syncd.model import Account, Cursor, Direction, Page, Quarantined, Stream
-from syncd.pipeline.poll import Pipeline, PipelineSettings
+from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.resolver.stage import ResolveSettings
 from syncd.state import ingest as st_ingest
 from syncd.state import outbox
@@ -606,7 +606,7 @@ def test_the_machine_notices_a_double_write(tmp_path: Path) -> None:
                     crm.upsert_history(records)
                     return crm.upsert_history(records)
 
-            pipeline.crm = Twice()  # type: ignore[assignment]
+            pipeline.writer.crm = Twice()  # type: ignore[assignment]
             return pipeline
 
     Stuttering.url = url

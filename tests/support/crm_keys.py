@@ -8,7 +8,7 @@ from datetime import timedelta
 from connectors.salesforce.crm import SalesforceCrm
 from support.pipeline import BRAND, Clock, ScriptedSource, seed_cursor, two_page_walk
 from syncd.model import CrmRef, IdentityKey, KeyOnFile, KeysOnFile, Stream
-from syncd.pipeline.poll import Pipeline, PipelineSettings
+from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.resolver.stage import ResolveSettings
 from syncd.state.db import Database
 from syncd.state.tables import links

@@ -112,6 +112,7 @@ class FakeSource:
 
     network: ClassVar[str] = NETWORK
     Settings: ClassVar[type[ConnectorSettings]] = FakeSettings
+    post_check_batch: ClassVar[int] = 100
     networks: ClassVar[dict[str, FakeNetwork]] = {}  # from_settings finds its world by name
 
     def __init__(self, world: FakeNetwork, *, token: str | None = None, page_size: int = 5) -> None:
@@ -170,9 +171,9 @@ class FakeSource:
         alive: set[str] = set()
         deleted: set[str] = set()
         ids = list(dict.fromkeys(post_ids))
-        for start in range(0, len(ids), 100):  # batched, as networks are
+        for start in range(0, len(ids), self.post_check_batch):  # batched, as networks are
             self._call()
-            for post_id in ids[start : start + 100]:
+            for post_id in ids[start : start + self.post_check_batch]:
                 if post_id in self.world.posts and post_id not in self.world.deleted:
                     alive.add(post_id)
                 else:  # as X, a post never made reads as "not found": deleted

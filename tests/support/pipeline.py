@@ -20,10 +20,11 @@ from syncd.model import (
     Interaction,
     Match,
     Page,
+    Refusal,
     Stream,
     WriteResult,
 )
-from syncd.pipeline.poll import Pipeline, PipelineSettings
+from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.state import ingest as st
 from syncd.state.db import Database
 
@@ -82,6 +83,11 @@ class ScriptedSource:
         pass
 
 
+# What the fake's error codes mean, as a CRM connector reads its own (Salesforce's here);
+# any other code is final.
+REFUSALS = {"UNABLE_TO_LOCK_ROW": Refusal.RETRY, "ENTITY_IS_DELETED": Refusal.GONE}
+
+
 class FakeCrm(NoExtras):
     """Knows some people by X user id; records every upsert; answers per-record errors on cue."""
 
@@ -106,7 +112,8 @@ class FakeCrm(NoExtras):
         for r in records:
             code = self.errors.pop(r.external_id, None)
             if code:
-                out.append(WriteResult(r.external_id, False, error_code=code, error_message=code))
+                refusal = REFUSALS.get(code, Refusal.FINAL)
+                out.append(WriteResult(r.external_id, False, None, None, code, code, refusal))
             else:
                 created = r.external_id not in self.store
                 self.store[r.external_id] = r

@@ -32,6 +32,7 @@ from syncd.model import (
     Match,
     Page,
     Quarantined,
+    Refusal,
     Stream,
     WriteResult,
 )
@@ -498,10 +499,10 @@ class FakeCrm(NoExtras):
             # Never invented: every record points at someone this CRM once knew.
             assert r.who.id in set(self.people.values()) | self.deleted, r
             if r.who.id in self.deleted:
-                out.append(_failed(r, "ENTITY_IS_DELETED"))
+                out.append(_failed(r, "ENTITY_IS_DELETED", Refusal.GONE))
             elif r.external_id in self.lock_errors:
                 self.lock_errors.discard(r.external_id)
-                out.append(_failed(r, "UNABLE_TO_LOCK_ROW"))
+                out.append(_failed(r, "UNABLE_TO_LOCK_ROW", Refusal.RETRY))
             else:
                 created = r.external_id not in self.records
                 if created:
@@ -519,8 +520,8 @@ class FakeCrm(NoExtras):
         pass
 
 
-def _failed(r: HistoryRecord, code: str) -> WriteResult:
-    return WriteResult(r.external_id, False, error_code=code, error_message=code)
+def _failed(r: HistoryRecord, code: str, refusal: Refusal) -> WriteResult:
+    return WriteResult(r.external_id, False, error_code=code, error_message=code, refusal=refusal)
 
 
 class Clock:

@@ -31,8 +31,9 @@ from syncd.model import (
     Stream,
     WriteResult,
 )
+from syncd.pipeline import PipelineSettings
 from syncd.pipeline.coordination import CoordinatedPipeline
-from syncd.pipeline.poll import CLAIM_BATCHES, PipelineSettings
+from syncd.pipeline.deliver import CLAIM_BATCHES
 from syncd.state import ingest, outbox
 from syncd.state.coordination import (
     JobLocks,
@@ -192,7 +193,7 @@ def test_two_writers_share_the_ready_deliveries_without_sending_any_twice(
     slow, fast = GatedCrm(gate), GatedCrm()
     first = CoordinatedPipeline(db, "sf", slow, settings, locks=JobLocks(db.url))  # type: ignore[arg-type]
     second = CoordinatedPipeline(db, "sf", fast, settings, locks=JobLocks(db.url))  # type: ignore[arg-type]
-    second.owner = "another-host:1:beef"  # as another process would be
+    second.writer.owner = "another-host:1:beef"  # as another process would be
     worker = threading.Thread(target=first.deliver)
     worker.start()
     try:

@@ -13,7 +13,7 @@ import connectors.salesforce.watch as sf_watch
 from sandbox.salesforce.api import SalesforceSandbox
 from syncd.errors import AuthError, TransientError
 from syncd.model import CrmRef, PeopleChanges, PersonRecord, Stream
-from syncd.pipeline.poll import Pipeline, PipelineSettings
+from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.resolver.stage import ResolveSettings
 from syncd.state.db import Database
 

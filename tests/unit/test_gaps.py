@@ -25,7 +25,7 @@ from syncd.backfill.gaps import recover
 from syncd.backfill.runner import Runner
 from syncd.errors import TransientError
 from syncd.model import Account, Page, Stream
-from syncd.pipeline.poll import Pipeline, PipelineSettings
+from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.state import gaps, ingest
 from syncd.state.db import Database
 from syncd.state.tables import cursors, interactions

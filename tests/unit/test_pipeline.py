@@ -28,7 +28,7 @@ from support.pipeline import (
     two_page_walk,
 )
 
-from syncd.errors import ExternalError, TransientError
+from syncd.errors import ExternalError, PaginationExpired, TransientError
 from syncd.model import (
     Account,
     CrmRef,
@@ -40,7 +40,7 @@ from syncd.model import (
     Stream,
     WriteResult,
 )
-from syncd.pipeline.poll import Pipeline, PipelineSettings
+from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.state import ingest as st
 from syncd.state.db import Database
 from syncd.state.tables import deliveries, identities, interactions, links, quarantine
@@ -107,12 +107,26 @@ def test_replayed_page_adds_nothing(db: Database) -> None:
 def test_refused_pagination_token_restarts_the_walk(db: Database) -> None:
     seed_cursor(db, "100", Cursor("100", "stale", "999"))
     script = two_page_walk()
-    script[Cursor("100", "stale", "999")] = ExternalError("invalid token", status=400)
+    script[Cursor("100", "stale", "999")] = PaginationExpired("invalid token", status=400)
     source = ScriptedSource(script)
     result = make(db, FakeCrm({})).poll("src", source, BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
     assert source.calls[0] == Cursor("100", "stale", "999")
     assert source.calls[1] == Cursor(since_id="100")
     assert result.new == 3
+
+
+def test_only_the_source_says_a_pagination_token_expired(db: Database) -> None:
+    """A 400 the source did not call an expired token is any refusal: the walk is not
+    restarted, and keeps its place."""
+    seed_cursor(db, "100", Cursor("100", "stale", "999"))
+    script = two_page_walk()
+    script[Cursor("100", "stale", "999")] = ExternalError("bad request", status=400)
+    source = ScriptedSource(script)
+    with pytest.raises(ExternalError, match="bad request"):
+        make(db, FakeCrm({})).poll("src", source, BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    assert source.calls == [Cursor("100", "stale", "999")]
+    with db.connect() as conn:
+        assert st.load_cursor(conn, "src", "acme", Stream.MENTIONS) == Cursor("100", "stale", "999")
 
 
 def test_brand_counterparts_and_bad_items(db: Database) -> None:

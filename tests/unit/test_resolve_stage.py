@@ -22,7 +22,7 @@ from support.salesforce import crm
 from connectors.salesforce.crm import SalesforceCrm
 from sandbox.salesforce.api import SalesforceSandbox
 from syncd.model import CrmRef, Cursor, Page, PersonRecord, Stream
-from syncd.pipeline.poll import Pipeline, PipelineSettings
+from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.resolver.stage import ResolveSettings
 from syncd.state import authors, linking
 from syncd.state.db import Database

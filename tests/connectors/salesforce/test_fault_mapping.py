@@ -23,7 +23,7 @@ from connectors.x.source import XSource
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.x.api import XSandbox
 from syncd.errors import AuthError, RateLimited, TransientError
-from syncd.model import Account, Cursor, IdentityKey, Stream
+from syncd.model import Account, Cursor, IdentityKey, Refusal, Stream
 
 TIMEOUT = 0.8  # generous: a loaded CI machine must not time out a healthy call
 QUICK_STOP = 0.005  # seconds stop() may wait; a server per test adds up otherwise
@@ -294,17 +294,17 @@ def test_lock_row_is_transient(
 
 
 @pytest.mark.parametrize(
-    "code",
+    ("code", "refusal"),
     [
-        "DUPLICATE_VALUE",
-        "FIELD_CUSTOM_VALIDATION_EXCEPTION",
-        "ENTITY_IS_DELETED",
-        "INVALID_CROSS_REFERENCE_KEY",
-        "UNABLE_TO_LOCK_ROW",
+        ("DUPLICATE_VALUE", Refusal.FINAL),
+        ("FIELD_CUSTOM_VALIDATION_EXCEPTION", Refusal.FINAL),
+        ("ENTITY_IS_DELETED", Refusal.GONE),
+        ("INVALID_CROSS_REFERENCE_KEY", Refusal.GONE),
+        ("UNABLE_TO_LOCK_ROW", Refusal.RETRY),
     ],
 )
 def test_record_errors_fail_only_their_record(
-    sf: SalesforceSandbox, crm: SalesforceCrm, jack: str, code: str
+    sf: SalesforceSandbox, crm: SalesforceCrm, jack: str, code: str, refusal: Refusal
 ) -> None:
     records = [record(n, jack) for n in range(4)]
     sf.inject("record_error", code=code, count=2)
@@ -314,6 +314,7 @@ def test_record_errors_fail_only_their_record(
     assert [r.external_id for r in results] == [r.external_id for r in records]
     failed = results[0]
     assert failed.error_code == code and failed.error_message and failed.crm_id is None
+    assert failed.refusal is refusal  # what the writer does with it: the connector's to say
     assert stored(sf) == sorted(r.external_id for r in records[2:])
 
 
@@ -340,3 +341,4 @@ def test_a_deleted_contact_fails_its_tasks_naturally(
     sf.delete("Contact", gone, purge=purge)
     results = crm.upsert_history([record(1, jack), record(2, gone), record(3, jack)])
     assert [(r.ok, r.error_code) for r in results] == [(True, None), (False, code), (True, None)]
+    assert results[1].refusal is Refusal.GONE  # the author is resolved again

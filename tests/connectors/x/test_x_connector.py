@@ -33,12 +33,23 @@ from syncd.errors import (
     ExternalError,
     MalformedAnswer,
     NotFound,
+    PaginationExpired,
     RateLimited,
     SyncdError,
     TransientError,
     UsageCapped,
 )
-from syncd.model import Account, Author, Cursor, Direction, Interaction, Page, RateInfo, Stream
+from syncd.model import (
+    Account,
+    Author,
+    Cursor,
+    Direction,
+    Interaction,
+    Page,
+    RateInfo,
+    Segment,
+    Stream,
+)
 
 TOKEN = "AAAA-test-bearer-0123456789-SECRET"
 
@@ -901,5 +912,35 @@ def test_sandbox_rate_limit_suspension_and_bad_token() -> None:
                 account, Stream.REPLIES, Cursor()
             )
         assert "wrong-token" not in str(denied.value)
+    finally:
+        sandbox.stop()
+
+
+def test_a_refused_page_token_is_pagination_expired() -> None:
+    """X answers 400 to a page token it does not take: with one sent, the source says the walk
+    (or the backfill segment) must start again; the same 400 without one is a bad request."""
+    sandbox = XSandbox(bearer_token=TOKEN).start()
+    try:
+        brand = sandbox.add_user("acme")
+        account = Account("x", "acme", brand["id"])
+        source = XSource(TOKEN, api_base_url=sandbox.url)
+        with pytest.raises(PaginationExpired) as walk:
+            source.fetch(account, Stream.MENTIONS, Cursor("5", "stale", "9"))
+        now = datetime.now(UTC)
+        search = Segment(
+            Stream.MENTIONS,
+            "search_recent",
+            now - timedelta(days=1),
+            now - timedelta(minutes=1),
+            "@acme",
+        )
+        with pytest.raises(PaginationExpired) as segment:
+            source.fetch_segment(account, search, "garbage!")
+        for error in (walk.value, segment.value):
+            assert (error.system, error.status) == ("x", 400)
+            # Chained to X's own answer, as classified: no tweepy exception behind it.
+            assert type(error.__cause__) is ExternalError
+            assert_no_token(error.__cause__)
+        assert type(fetch_error(source, "x")) is ExternalError  # no token: not an expiry
     finally:
         sandbox.stop()

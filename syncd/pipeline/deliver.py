@@ -1,0 +1,307 @@
+"""Delivering: ready deliveries written to the CRM in batches, and the CRM's answers stored.
+
+What a refused record means (try again, re-resolve its author, or dead-letter it) is the CRM
+connector's to say (:class:`~syncd.model.Refusal`); the writer acts on it. Network calls never
+happen inside a database transaction, so a slow CRM never holds a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+
+from syncd.compliance import deleted as compliance
+from syncd.contracts import Crm, Source
+from syncd.errors import ExternalError
+from syncd.model import CrmRef, Refusal, WriteResult
+from syncd.pipeline.context import Context
+from syncd.pipeline.history import build_record
+from syncd.state import crm_keys, linking, outbox, privacy, suppression
+from syncd.state.coordination import owner_id, retry_conflicts, shared
+
+log = logging.getLogger("syncd.pipeline")
+
+PREFETCH_BATCHES = 25  # write batches read from the outbox at once (SQLite)
+# Write batches whose answers are stored in one transaction. Each store waits its turn for
+# the database's one writer; per batch of 200, the backfill's writer waited on the page
+# fetcher most of its time. A crash loses only the note of what was written: the records
+# are upserts on their external ids, and are sent again.
+STORE_BATCHES = 5
+# Write batches claimed at once on PostgreSQL, where several instances write: one store's
+# worth, so a claim ends in the one transaction that stores its answers. Fewer than
+# PREFETCH_BATCHES: a claim must be written well within the lease (5 CRM calls, seconds,
+# against the default 60 s), and a backlog is shared out in bites the other instances can
+# take beside it; re-sorting the ready set per 5 batches is cheap on PostgreSQL's indexes.
+CLAIM_BATCHES = STORE_BATCHES
+
+
+@dataclass(frozen=True)
+class _Answered:
+    """A batch written to the CRM, with its answers, and where each person the CRM said was
+    gone went (None: deleted)."""
+
+    ready: Sequence[outbox.ReadyDelivery]
+    answers: Sequence[WriteResult]
+    moved: Mapping[CrmRef, CrmRef | None]
+    relink: bool  # some person was gone: links change once the answers are stored
+
+
+@dataclass
+class DeliverResult:
+    attempted: int = 0
+    written: int = 0
+    retrying: int = 0
+    dead: int = 0
+    relinking: int = 0
+
+
+class Writer:
+    """Takes ready deliveries, writes them to one CRM in batches, stores the CRM's answers,
+    and deletes what was written for someone forgotten meanwhile."""
+
+    def __init__(self, context: Context, crm: Crm) -> None:
+        self.db = context.db
+        self.crm_name = context.crm_name
+        self.crm = crm
+        self.settings = context.settings
+        self.clock = context.clock
+        self.stopping = context.stopping
+        self.retrying = context.retrying
+        # On PostgreSQL several instances write; each claims what it writes, as this process.
+        self.claims = shared(self.db.dialect)
+        self.owner = owner_id()
+        # The sources a delivery's post is looked up on before its write (set by the app).
+        self.sources: Mapping[str, Source] = {}
+        self._unchecked: set[str] = set()  # sources failing those look-ups (said once)
+
+    def deliver(self, max_batches: int | None = None) -> DeliverResult:
+        """Drain ready deliveries to the CRM in batches, oldest first."""
+        result = DeliverResult()
+        batches = 0
+        size = self.settings.write_batch
+        while (max_batches is None or batches < max_batches) and not self.stopping.is_set():
+            room = None if max_batches is None else max_batches - batches
+            # Read before the take: a forget from now on is seen when the answers are stored.
+            since = self._forgets()
+            ready = self._take(size, room)
+            if not ready:
+                return result
+            chunks = [ready[start : start + size] for start in range(0, len(ready), size)]
+            if room is not None:
+                chunks = chunks[:room]
+            done = 0
+            try:
+                done = self._write_batches(chunks, result, since=since)
+            finally:
+                if self.claims and done < len(chunks):
+                    # Stopping, a failure, or links changed under the rest: what was not
+                    # stored is handed back for others to take now, not after the lease.
+                    self._release(ready)
+            batches += done
+        return result
+
+    def _take(self, size: int, room: int | None) -> list[outbox.ReadyDelivery]:
+        """The next deliveries to write: read (SQLite), or claimed for this process."""
+        now = self.clock()
+        if not self.claims:
+            # Read several batches at once: ordering the ready set oldest first costs one
+            # sort of it per read, which per batch of 200 made a large backlog quadratic.
+            with self.db.connect() as conn:
+                return outbox.ready_deliveries(conn, self.crm_name, now, size * PREFETCH_BATCHES)
+        limit = size * min(CLAIM_BATCHES, room or CLAIM_BATCHES)
+        until = now + timedelta(seconds=self.settings.lease)
+        with self.db.transaction() as conn:
+            return outbox.claim(conn, self.crm_name, now, limit, self.owner, until)
+
+    def _release(self, ready: Sequence[outbox.ReadyDelivery]) -> None:
+        try:
+            with self.db.transaction() as conn:
+                outbox.release(conn, [d.delivery_id for d in ready], self.owner)
+        except Exception:  # harmless: the claims lapse with the lease instead
+            log.debug("claimed deliveries not handed back", exc_info=True)
+
+    def _forgets(self) -> int:
+        with self.db.connect() as conn:
+            return suppression.generation(conn)
+
+    def _write_batches(
+        self,
+        chunks: Sequence[Sequence[outbox.ReadyDelivery]],
+        result: DeliverResult,
+        *,
+        since: int | None = None,
+    ) -> int:
+        """Write batches in order, storing their answers every :data:`STORE_BATCHES` and
+        before returning; stop early on shutdown, or when links changed under the rest
+        (the caller reads again). Returns how many were written."""
+        answered: list[_Answered] = []  # written to the CRM, not yet stored
+        done = 0
+        try:
+            for chunk in chunks:
+                if self.stopping.is_set():
+                    break
+                answered.append(self._write_batch(chunk))
+                done += 1
+                relink = answered[-1].relink
+                if relink or len(answered) >= STORE_BATCHES:
+                    stored, answered = answered, []
+                    self._store_answers(stored, result, since=since)
+                if relink:
+                    break
+        finally:
+            # Also when a later batch failed: what the CRM took is noted, not sent again.
+            self._store_answers(answered, result, since=since)
+        return done
+
+    def _write_batch(self, ready: Sequence[outbox.ReadyDelivery]) -> _Answered:
+        """Write one batch; its answers, and where the people gone from the CRM went."""
+        ready = self._still_posted(ready)
+        if not ready:
+            return _Answered((), (), {}, False)
+        records = [build_record(d) for d in ready]
+        # Safe to retry: every record is an upsert on its external id.
+        answers = self.retrying(partial(self.crm.upsert_history, records))
+        if len(answers) != len(records):
+            raise RuntimeError(f"CRM returned {len(answers)} results for {len(records)} records")
+        # A record whose person was merged away follows the survivor; the look-up is a
+        # network call, so it is made before the transaction that stores the answers.
+        gone = {
+            d.who
+            for d, a in zip(ready, answers, strict=True)
+            if not a.ok and a.refusal is Refusal.GONE
+        }
+        moved = self.retrying(partial(self.crm.survivors, sorted(gone, key=str))) if gone else {}
+        return _Answered(ready, answers, moved, bool(gone))
+
+    def _still_posted(
+        self, ready: Sequence[outbox.ReadyDelivery]
+    ) -> Sequence[outbox.ReadyDelivery]:
+        """The batch without the deliveries whose post was deleted on its network while they
+        waited (held authors, a backlog): those are never written. Only posts last seen
+        standing over ``check_before_write`` ago are asked about, in their source's batches."""
+        age = self.settings.check_before_write
+        if age is None or not self.sources or not ready:
+            return ready
+        now = self.clock()
+        skip = compliance.before_write(
+            self.db,
+            self.sources,
+            [d.delivery_id for d in ready],
+            seen_before=now - age,
+            now=now,
+            owner=self.owner if self.claims else None,
+            failing=self._unchecked,
+        )
+        return [d for d in ready if d.delivery_id not in skip] if skip else ready
+
+    def _store_answers(
+        self, answered: Sequence[_Answered], result: DeliverResult, *, since: int | None = None
+    ) -> None:
+        """Store the answers to written batches, in one transaction. Only the last batch
+        may have met people gone from the CRM (the writer stores as soon as one does).
+        ``since``: the count of forgets before the batches were read; when someone was
+        forgotten meanwhile, records written for them are deleted here (see
+        :func:`syncd.state.privacy.after_write`)."""
+        if not answered:
+            return
+        now = self.clock()
+        written: list[tuple[int, str | None]] = []
+        sent: list[tuple[int, str | None, str]] = []  # written, with the text written
+        orphans: list[str] = []  # records written for someone forgotten meanwhile
+        # Each refusal with its code, message, when it is due again (None: dead letter), and
+        # whether it counts as an attempt (a person gone does not: the record was fine).
+        failed: list[tuple[int, str | None, str, datetime | None, bool]] = []
+        gone: list[int] = []
+        follow: dict[CrmRef, CrmRef] = {}
+        moved = {k: v for batch in answered for k, v in batch.moved.items()}
+        for d, a in ((d, a) for b in answered for d, a in zip(b.ready, b.answers, strict=True)):
+            result.attempted += 1
+            if a.ok:
+                written.append((d.delivery_id, a.crm_id))
+                sent.append((d.delivery_id, a.crm_id, d.text))
+                continue
+            message = a.error_message or "unknown error"
+            retry_at: datetime | None = None  # None: dead letter
+            if a.refusal is Refusal.GONE:
+                # Due at once: written to the survivor of a merge on the next batch, or,
+                # when the person was deleted, once the author is linked again.
+                survivor = moved.get(d.who)
+                if survivor is not None:
+                    follow[d.who] = survivor
+                else:
+                    gone.append(d.identity_id)
+                retry_at = now
+                result.relinking += 1
+            elif a.refusal is Refusal.RETRY and d.attempts + 1 < self.settings.record_max_attempts:
+                retry_at = now + timedelta(seconds=min(30 * 2**d.attempts, 3600))
+                result.retrying += 1
+            else:
+                result.dead += 1
+                log.warning(
+                    "dead-lettered %s:%s: %s %s", d.network, d.post_id, a.error_code, message
+                )
+            failed.append(
+                (d.delivery_id, a.error_code, message, retry_at, a.refusal is not Refusal.GONE)
+            )
+        owner = self.owner if self.claims else None
+
+        def store() -> None:
+            with self.db.transaction() as conn:
+                # In id order, as mark_written goes: writers never wait on each other in
+                # opposite orders.
+                for delivery_id, code, message, retry_at, counted in sorted(
+                    failed, key=lambda f: f[0]
+                ):
+                    outbox.mark_failed(
+                        conn,
+                        delivery_id,
+                        code=code,
+                        message=message,
+                        now=now,
+                        retry_at=retry_at,
+                        counted=counted,
+                        owner=owner,
+                    )
+                outbox.mark_written(conn, written, now, owner)
+                if since is not None and suppression.generation(conn) != since:
+                    orphans[:] = privacy.after_write(conn, sent, now)
+                linking.follow(conn, self.crm_name, follow.items(), now)
+                # The resolver's copy of ids and handles must not link anyone to them again.
+                crm_keys.forget(conn, self.crm_name, (ref.id for ref in moved))
+                linking.unlink(
+                    conn, self.crm_name, gone, "writer", now, note="the CRM record was deleted"
+                )
+
+        retry_conflicts(store)  # nothing outside the database happens in it: safe to redo
+        result.written += len(written)
+        if orphans:
+            self._delete_forgotten(orphans)
+
+    def _delete_forgotten(self, record_ids: Sequence[str]) -> None:
+        """Delete records just written for people forgotten while they were being written:
+        ``syncd forget`` may already have returned (it waits for claims it can see, not for
+        a writer past its lease, nor on SQLite, where nothing is claimed)."""
+        try:
+            outcomes = self.retrying(partial(self.crm.delete_history, record_ids))
+        except ExternalError as exc:
+            log.error(
+                "%d record(s) written for a person forgotten meanwhile could not be deleted"
+                " (%s): delete %s in the CRM",
+                len(record_ids),
+                exc,
+                ", ".join(record_ids),
+            )
+            return
+        refused = [o.record_id for o in outcomes if not o.ok]
+        if refused:
+            log.error(
+                "the CRM refused to delete %d record(s) written for a person forgotten"
+                " meanwhile: delete %s in the CRM",
+                len(refused),
+                ", ".join(refused),
+            )
+        if done := len(record_ids) - len(refused):
+            log.info("deleted %d record(s) written for a person forgotten meanwhile", done)

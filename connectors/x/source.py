@@ -5,7 +5,7 @@
 (the HTTP side: clients, credentials, errors) and reads through it; authors are completed by
 :mod:`connectors.x.authors`, past windows read by :mod:`connectors.x.backfill`, the usage figures
 by :mod:`connectors.x.usage`. Turning a body into domain objects is the pure
-:func:`~connectors.x.parse.parse_page`, re-exported here.
+:func:`~connectors.x.parse.parse_page`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from connectors.x.auth.auth import OAuth1UserAuth, OAuth2UserAuth, UserAuth, che
 from connectors.x.authors import Authors
 from connectors.x.backfill import _SNOWFLAKE_EPOCH_MS, SearchAccess, XBackfill
 from connectors.x.client import XClient
-from connectors.x.fields import EXPANSIONS, TWEET_FIELDS, USER_FIELDS
+from connectors.x.fields import TWEET_FIELDS
 from connectors.x.parse import NETWORK, TIMELINE_HORIZONS, is_x_id, parse_lookup, parse_page
 from connectors.x.usage import project_usage
 from syncd.contracts import (
@@ -51,17 +51,9 @@ from syncd.model import (
 )
 
 if TYPE_CHECKING:
-    from syncd.contracts import Backfiller, Source, Starting
+    from syncd.contracts import Backfiller, GapCloser, Source, Starting, UsageReporter
 
-__all__ = [
-    "EXPANSIONS",
-    "NETWORK",
-    "TWEET_FIELDS",
-    "USER_FIELDS",
-    "XSettings",
-    "XSource",
-    "parse_page",
-]
+__all__ = ["XSettings", "XSource"]
 
 _LOOKUP_BATCH = 100  # most usernames GET /2/users/by (and ids GET /2/tweets) take in one call
 # X rejects a whole lookup batch (400) if one username breaks its pattern, so such a handle is
@@ -306,7 +298,9 @@ class XSource:
         self.client.close()
 
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the contracts are structural: have mypy hold the class to them
     _: type[Source] = XSource
     _b: type[Backfiller] = XSource
+    _g: type[GapCloser] = XSource
     _s: type[Starting] = XSource
+    _u: type[UsageReporter] = XSource

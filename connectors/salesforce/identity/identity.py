@@ -1,7 +1,7 @@
 """Salesforce identity resolution, the calls: what the resolver asks a CRM beyond ``lookup``.
 
-Mixed into :class:`connectors.salesforce.crm.SalesforceCrm`, which owns the session (``_run``:
-error mapping and one re-login per public call). Queries and row reading are in
+Calls through the CRM's :class:`~connectors.salesforce.session.SalesforceSession` (error
+mapping and one re-login per public call). Queries and row reading are in
 :mod:`connectors.salesforce.identity.people`; every method batches values 200 to a query at most.
 """
 

@@ -137,7 +137,7 @@ for _name in ("requests_oauthlib.oauth1_auth", "oauthlib.oauth1.rfc5849"):
 
 # -- credentials ------------------------------------------------------------------------------
 def _tweepy_client(session: requests.Session, **credentials: str | None) -> Any:
-    # Never wait_on_rate_limit (see connectors.x.source); the session carries the rewriting adapter.
+    # Never wait_on_rate_limit (see connectors.x.client); the session carries the rewriting adapter.
     client = tweepy.Client(**credentials, return_type=dict, wait_on_rate_limit=False)
     client.session.close()
     client.session = session

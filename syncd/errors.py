@@ -34,7 +34,7 @@ conflict must still see them): the daemon and the commands classify them at the 
 Anything else that escapes is a bug: the daemon stops with exit code 70.
 
 Connectors map what their libraries raise onto this tree in one table each
-(``connectors.x.source._classify``, ``connectors.salesforce.crm.classify``).
+(``connectors.x.client.classify``, ``connectors.salesforce.session.classify``).
 """
 
 from __future__ import annotations

@@ -1,225 +1,58 @@
 """Salesforce CRM: finds Contacts and Leads by social identity, upserts history as Tasks.
 
-simple-salesforce 1.12 is used unmodified, but never with its own login: ``Salesforce(username=…)``
-re-logs-in by itself on ``INVALID_SESSION_ID`` (up to four times per request through
-``restful``/``query``, without limit through ``sf.Obj.*``, upstream issue #804), and it refuses a
-username + password without a security token although its ``SalesforceLogin`` handles that
-(IP-allow-listed orgs). So we log in with ``SalesforceLogin`` and hand ``Salesforce`` only the
-session: it cannot re-login, and :meth:`SalesforceCrm._run` allows one re-login per public call.
-
-This module is the session and the error table. What needs no org lives beside it and is
-re-exported here: SOQL and matching in :mod:`connectors.salesforce.lookup`, Task entries and
-upsert answers in :mod:`connectors.salesforce.records`.
+:class:`SalesforceCrm` is what the core sees (:class:`syncd.contracts.Crm`). It holds one
+:class:`~connectors.salesforce.session.SalesforceSession` (login, the calls, the error table)
+and the parts that call through it: identity resolution
+(:mod:`connectors.salesforce.identity.identity`), deleting and marking history
+(:mod:`connectors.salesforce.delete`) and ``check`` (:mod:`connectors.salesforce.setup.check`).
+What needs no org lives beside them: SOQL and matching in
+:mod:`connectors.salesforce.identity.lookup`, Task entries and upsert answers in
+:mod:`connectors.salesforce.records`.
 """
 
 from __future__ import annotations
 
-import html
-import json
 import logging
-import re
-import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
-from urllib.parse import urlsplit
-from xml.parsers.expat import ExpatError
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-import jwt
-import requests
-from simple_salesforce.api import Salesforce
-from simple_salesforce.exceptions import (
-    SalesforceAuthenticationFailed,
-    SalesforceError,
-    SalesforceExpiredSession,
-    SalesforceMalformedRequest,
-    SalesforceRefusedRequest,
-    SalesforceResourceNotFound,
-)
-from simple_salesforce.login import SalesforceLogin
-
-from connectors._http import RewritingAdapter, mount
 from connectors.salesforce.delete import SalesforceRemoval
-from connectors.salesforce.identity import SalesforceIdentity
-from connectors.salesforce.lookup import (
-    SOQL_URL_BUDGET,
-    key_chunks,
-    lookup_soql,
-    match_rows,
-    settle,
-    soql_quote,
-)
-from connectors.salesforce.records import (
-    BATCH,
-    DESCRIPTION_MAX,
-    SUBJECT_MAX,
-    SYSTEM,
-    describe_errors,
-    parse_upsert_results,
-    task_record,
-)
+from connectors.salesforce.identity.identity import SalesforceIdentity
+from connectors.salesforce.identity.lookup import key_chunks, lookup_soql, match_rows, settle
+from connectors.salesforce.records import BATCH, SYSTEM, parse_upsert_results, task_record
+from connectors.salesforce.session import Budget, SalesforceSession
 from connectors.salesforce.settings import SalesforceSettings
 from connectors.salesforce.setup.check import SalesforceCheck
-from syncd.contracts import ConnectorSettings, Crm
-from syncd.contracts.secrets import Secret, masked
-from syncd.errors import AuthError, ExternalError, NotFound, RateLimited, TransientError
-from syncd.model import HistoryRecord, IdentityKey, Match, WriteResult
+from syncd.contracts import CheckRow, ConnectorSettings, Crm, RecordOutcome
+from syncd.model import (
+    CrmRef,
+    HistoryRecord,
+    IdentityKey,
+    KeysPage,
+    Match,
+    PeopleChanges,
+    PeopleQuery,
+    PersonRecord,
+    Profile,
+    WriteResult,
+)
 
-__all__ = [
-    "BATCH",
-    "DESCRIPTION_MAX",
-    "RATE_LIMIT_PAUSE",
-    "SOQL_URL_BUDGET",
-    "SUBJECT_MAX",
-    "SYSTEM",
-    "SalesforceCrm",
-    "SalesforceSettings",
-    "classify",
-    "lookup_soql",
-    "match_rows",
-    "parse_upsert_results",
-    "soql_quote",
-    "task_record",
-]
+__all__ = ["SalesforceCrm", "SalesforceSettings"]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-# The API allocation is a rolling 24 h window: Salesforce names no reset time.
-RATE_LIMIT_PAUSE = timedelta(hours=1)
-
-_API_USAGE = re.compile(r"(?:^|[^-])api-usage=(\d+)/(\d+)")
-_LOGIN_PATHS = ("/services/Soap/u/", "/services/oauth2/token")
 
 
-# -- errors --------------------------------------------------------------------------------
-
-
-def _shorten(text: str, limit: int = 1000) -> str:
-    # A query error quotes the whole query before saying what is wrong: keep both ends.
-    text = text.strip()
-    return text if len(text) <= limit else f"{text[:200]} … {text[200 - limit :]}"
-
-
-def _error_details(content: Any) -> tuple[str | None, str]:
-    """Error code and message of a body simple-salesforce kept as JSON, text or bytes."""
-    if isinstance(content, bytes | str):
-        try:
-            content = json.loads(content)
-        except ValueError:
-            text = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
-            return None, _shorten(text)
-    content = [content] if isinstance(content, Mapping) else content
-    if isinstance(content, list) and content:
-        code, message = describe_errors(content)
-        return code, _shorten(message)
-    return None, _shorten(str(content))
-
-
-# What the runner must do, by exception and Salesforce error code (None: any); first match wins.
-# A 5xx is transient whatever raised it; anything else unlisted is a plain ExternalError.
-_ERROR_TABLE: tuple[tuple[type[SalesforceError], str | None, type[ExternalError]], ...] = (
-    (SalesforceAuthenticationFailed, "REQUEST_LIMIT_EXCEEDED", RateLimited),
-    (SalesforceAuthenticationFailed, "LOGIN_RATE_EXCEEDED", RateLimited),
-    # The login service failing, not the credentials: SOAP faults (sent with HTTP 500, as is
-    # INVALID_LOGIN, so the status cannot tell) and OAuth's "retry your request".
-    (SalesforceAuthenticationFailed, "UNKNOWN_EXCEPTION", TransientError),
-    (SalesforceAuthenticationFailed, "SERVER_UNAVAILABLE", TransientError),
-    (SalesforceAuthenticationFailed, "unknown_error", TransientError),
-    (SalesforceAuthenticationFailed, None, AuthError),
-    (SalesforceExpiredSession, None, AuthError),
-    (SalesforceRefusedRequest, "REQUEST_LIMIT_EXCEEDED", RateLimited),  # a bare 403 otherwise
-    (SalesforceRefusedRequest, None, AuthError),  # insufficient access
-    (SalesforceMalformedRequest, "UNABLE_TO_LOCK_ROW", TransientError),
-    (SalesforceMalformedRequest, None, ExternalError),  # INVALID_FIELD …: a setup problem
-    (SalesforceResourceNotFound, None, NotFound),
-)
-_TRANSIENT = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
-)
-_UNREADABLE = (requests.exceptions.JSONDecodeError, json.JSONDecodeError, ExpatError)
-
-
-def classify(exc: BaseException, action: str) -> ExternalError | None:
-    """Map what simple-salesforce and requests raise; ``None``: not an outside failure, a bug."""
-    if isinstance(exc, _TRANSIENT + _UNREADABLE):
-        why = "unreadable response" if isinstance(exc, _UNREADABLE) else type(exc).__name__
-        return TransientError(f"salesforce {action}: {why}: {exc}", system=SYSTEM)
-    if not isinstance(exc, SalesforceError):
-        return None
-    code: str | None
-    if isinstance(exc, SalesforceAuthenticationFailed):
-        # Its code is Salesforce's exception code, or the HTTP status of an unparsable answer.
-        code = None if exc.code is None else str(exc.code)
-        status = exc.code if isinstance(exc.code, int) else None
-        detail = f"login failed: {_shorten(exc.auth_message)}"
-    else:
-        (code, detail), status = _error_details(exc.content), exc.status
-    kind = next((k for c, e, k in _ERROR_TABLE if isinstance(exc, c) and e in (None, code)), None)
-    if status is not None and status >= 500:
-        kind = TransientError
-    elif isinstance(exc, SalesforceAuthenticationFailed) and status is not None and status < 400:
-        # The token endpoint said 200 with a body that is not JSON: unreadable, not refused.
-        kind = TransientError
-    where = f"HTTP {status} " if status else ""
-    text = f"salesforce {action}: {where}{code + ': ' if code else ''}{detail}"
-    if kind is RateLimited:
-        resume_at = datetime.now(UTC) + RATE_LIMIT_PAUSE
-        return RateLimited(text, resume_at=resume_at, system=SYSTEM, status=status)
-    return (kind or ExternalError)(text, system=SYSTEM, status=status)
-
-
-def _records(sf: Salesforce, soql: str, include_archived: bool = False) -> list[dict[str, Any]]:
-    return list(sf.query_all(soql, include_deleted=include_archived)["records"])
-
-
-def _patch(sf: Salesforce, path: str, payload: dict[str, Any]) -> Any:
-    return sf.restful(path, method="PATCH", json=payload)
-
-
-@dataclass
-class _Budget:
-    """One public call's allowance of re-logins: never loop on a dead session (issue #804)."""
-
-    relogins: int = 1
-
-
-# -- the connector -------------------------------------------------------------------------
-
-
-class SalesforceCrm(SalesforceIdentity, SalesforceRemoval, SalesforceCheck):
-    """Implements :class:`syncd.contracts.Crm`. Logs in lazily, on the first call.
-
-    Identity resolution's calls (personas, find_people, survivors, upsert_lead) are in
-    :mod:`connectors.salesforce.identity`; deleting and marking history in
-    :mod:`connectors.salesforce.delete`; ``check`` in :mod:`connectors.salesforce.setup.check`.
-    """
+class SalesforceCrm:
+    """Implements :class:`syncd.contracts.Crm`. Logs in lazily, on the first call."""
 
     Settings: ClassVar[type[ConnectorSettings]] = SalesforceSettings
 
     def __init__(self, settings: SalesforceSettings) -> None:
         self.settings = settings
-        self.api_calls = 0  # REST calls made (logins excluded: they do not count against it)
-        self.api_usage: tuple[int, int] | None = None  # last Sforce-Limit-Info api-usage=N/M
-        self.logins = 0
-        self._login_status = 0
-        # The resolver and the writer run in different scheduler threads; one session, one
-        # login, so calls take turns.
-        self._lock = threading.RLock()
-        self._sf: Salesforce | None = None
-        self._secrets: dict[str, set[str]] = {}  # values to scrub from every message
-        self._adapter = RewritingAdapter({}, timeout=settings.timeout)
-        self._session = requests.Session()
-        mount(self._session, self._adapter)
-        self._session.hooks["response"].append(self._on_response)
-        self._domain, login_target = settings.login_route
-        if login_target:  # any login host but a *.salesforce.com one goes through the adapter
-            self._adapter.add("https://login.salesforce.com", login_target)
+        self.session = SalesforceSession(settings)
+        self.identity = SalesforceIdentity(self.session, settings)
+        self.removal = SalesforceRemoval(self.session, settings)
+        self.checker = SalesforceCheck(self.session, settings)
 
     @classmethod
     def from_settings(cls, settings: Any) -> Self:
@@ -232,9 +65,24 @@ class SalesforceCrm(SalesforceIdentity, SalesforceRemoval, SalesforceCheck):
         user = f", username={s.username!r}" if s.username else ""
         return f"SalesforceCrm({s.name!r}, login_url={s.login_url!r}, auth={s.auth_method}{user})"
 
+    # The service's metrics, the demo and the benches read these off the CRM.
+    @property
+    def api_calls(self) -> int:
+        """REST calls made (logins excluded: they do not count against the allocation)."""
+        return self.session.api_calls
+
+    @property
+    def api_usage(self) -> tuple[int, int] | None:
+        """The org's last reported API usage (``Sforce-Limit-Info: api-usage=N/M``)."""
+        return self.session.api_usage
+
+    @property
+    def logins(self) -> int:
+        return self.session.logins
+
     # -- the Crm contract --------------------------------------------------------------------
     def lookup(self, keys: Sequence[IdentityKey]) -> dict[IdentityKey, Match]:
-        budget = _Budget()
+        budget = Budget()
         found: dict[IdentityKey, Match] = {}
         by_network: dict[str, list[IdentityKey]] = {}
         for key in dict.fromkeys(keys):
@@ -250,7 +98,7 @@ class SalesforceCrm(SalesforceIdentity, SalesforceRemoval, SalesforceCheck):
                 undecided: list[IdentityKey] = []
                 for chunk in key_chunks(pending):
                     soql = lookup_soql(obj, fields, chunk)
-                    rows = self._run(f"lookup {obj}", partial(_records, soql=soql), budget)
+                    rows = self.session.query(f"lookup {obj}", soql, budget)
                     decided = match_rows(obj, fields, chunk, rows, ids_only=found)
                     undecided += settle(found, chunk, decided)
                 if not (pending := undecided):
@@ -258,14 +106,14 @@ class SalesforceCrm(SalesforceIdentity, SalesforceRemoval, SalesforceCheck):
         return found
 
     def upsert_history(self, records: Sequence[HistoryRecord]) -> list[WriteResult]:
-        s, budget = self.settings, _Budget()
+        s, budget = self.settings, Budget()
         path = f"composite/sobjects/{s.history_object}/{s.external_id_field}"
         results: list[WriteResult] = []
         for start in range(0, len(records), BATCH):
             chunk = records[start : start + BATCH]
             payload = {"allOrNone": False, "records": [task_record(r, s) for r in chunk]}
-            patch = partial(_patch, path=path, payload=payload)
-            body = self._run(f"upsert {s.history_object}", patch, budget)
+            action = f"upsert {s.history_object}"
+            body = self.session.restful(action, path, budget, method="PATCH", json=payload)
             results += parse_upsert_results([r.external_id for r in chunk], body)
         return results
 
@@ -276,120 +124,39 @@ class SalesforceCrm(SalesforceIdentity, SalesforceRemoval, SalesforceCheck):
         backfill writes such Tasks): ``include_archived`` asks queryAll, which also answers
         deleted records, so filter ``IsDeleted = false`` where that matters.
         """
-        run = partial(_records, soql=soql, include_archived=include_archived)
-        return self._run("query", run, _Budget())
+        return self.session.query("query", soql, Budget(), include_deleted=include_archived)
+
+    # -- identity resolution -----------------------------------------------------------------
+    def personas(self, keys: Sequence[IdentityKey]) -> dict[IdentityKey, list[CrmRef]]:
+        return self.identity.personas(keys)
+
+    def find_people(self, query: PeopleQuery) -> list[PersonRecord]:
+        return self.identity.find_people(query)
+
+    def people_changes(self, mark: str | None) -> PeopleChanges:
+        return self.identity.people_changes(mark)
+
+    def keys_on_file(self, after: str | None) -> KeysPage:
+        return self.identity.keys_on_file(after)
+
+    def survivors(self, refs: Sequence[CrmRef]) -> dict[CrmRef, CrmRef | None]:
+        return self.identity.survivors(refs)
+
+    def upsert_lead(self, profile: Profile) -> CrmRef:
+        return self.identity.upsert_lead(profile)
+
+    # -- removal and check -------------------------------------------------------------------
+    def delete_history(self, record_ids: Sequence[str]) -> list[RecordOutcome]:
+        return self.removal.delete_history(record_ids)
+
+    def mark_history_deleted(self, record_ids: Sequence[str]) -> list[RecordOutcome]:
+        return self.removal.mark_history_deleted(record_ids)
+
+    def check(self) -> list[CheckRow]:
+        return self.checker.check()
 
     def close(self) -> None:
-        self._sf = None
-        self._session.close()
-
-    # -- session -----------------------------------------------------------------------------
-    @staticmethod
-    def _budget() -> _Budget:
-        return _Budget()
-
-    def _run(self, action: str, op: Callable[[Salesforce], T], budget: _Budget) -> T:
-        with self._lock:
-            return self._run_locked(action, op, budget)
-
-    def _run_locked(self, action: str, op: Callable[[Salesforce], T], budget: _Budget) -> T:
-        try:
-            try:
-                return op(self._client())
-            except SalesforceExpiredSession:
-                if budget.relogins <= 0 or self.settings.auth_method == "session":
-                    raise
-                budget.relogins -= 1
-                log.info("%s: session expired, logging in again", SYSTEM)
-                self._sf = None
-                return op(self._client())
-        except Exception as exc:
-            mapped = classify(exc, action)
-            if mapped is None:
-                raise
-            mapped.args = (self._scrub(str(mapped)),)
-            # The original carries URLs and raw bodies: keep it out of tracebacks.
-            raise mapped from None
-
-    def _client(self) -> Salesforce:
-        if self._sf is None:
-            session_id, instance = self._login()
-            self._secrets["session"] = {session_id}
-            self._sf = Salesforce(
-                session_id=session_id,
-                instance=instance,
-                session=self._session,
-                version=self.settings.api_version,
-                object_pairs_hook=dict,
-            )
-        return self._sf
-
-    def _login(self) -> tuple[str, str]:
-        s = self.settings
-        if s.auth_method == "session":
-            assert s.session_id is not None and s.instance_url is not None
-            host = urlsplit(s.instance_url).netloc
-            if s.instance_url != f"https://{host}":  # simple-salesforce knows only https://host
-                self._adapter.add(f"https://{host}", s.instance_url)
-            return self._reveal("session_id", s.session_id), host
-        if s.auth_method == "jwt":
-            assert s.private_key_file is not None
-            try:  # read here, not by the library, so only key problems say "private key"
-                key = s.private_key_file.read_text(encoding="utf-8")
-            except (OSError, UnicodeError) as exc:
-                raise AuthError(
-                    f"salesforce private_key_file {s.private_key_file} cannot be read ({exc})",
-                    system=SYSTEM,
-                ) from None
-            kwargs: dict[str, Any] = {"consumer_key": s.consumer_key, "privatekey": key}
-        else:
-            assert s.password is not None
-            kwargs = {"password": self._reveal("password", s.password)}
-            if s.security_token is not None:
-                kwargs["security_token"] = self._reveal("security_token", s.security_token)
-        self.logins += 1
-        try:
-            session_id, instance = SalesforceLogin(
-                username=s.username,
-                sf_version=s.api_version,
-                domain=self._domain,
-                session=self._session,
-                **kwargs,
-            )
-        except SalesforceAuthenticationFailed as exc:
-            # An error page that parses as XML loses its HTTP status in simple-salesforce
-            # (code None); a 5xx without a Salesforce exception code is an outage.
-            if exc.code is None and self._login_status >= 500:
-                raise SalesforceAuthenticationFailed(self._login_status, exc.auth_message) from None
-            raise
-        except jwt.PyJWTError as exc:
-            raise AuthError(
-                f"salesforce private_key_file {s.private_key_file} cannot sign a JWT ({exc})",
-                system=SYSTEM,
-            ) from None
-        if s.login_url.startswith("http://"):  # a stand-in answers with its own http address
-            self._adapter.add(f"https://{instance}", f"http://{instance}")
-        return session_id, instance
-
-    def _reveal(self, name: str, secret: Secret) -> str:
-        try:
-            value = secret.reveal()
-        except ValueError as exc:
-            raise AuthError(f"salesforce {name}: {exc}", system=SYSTEM) from None
-        # The SOAP login sends the password XML-escaped; an echo may show either form.
-        self._secrets[name] = {value, html.escape(value)}
-        return value
-
-    def _scrub(self, text: str) -> str:
-        return masked(text, {value for values in self._secrets.values() for value in values}, "***")
-
-    def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        if any(p in urlsplit(response.url).path for p in _LOGIN_PATHS):
-            self._login_status = response.status_code
-            return
-        self.api_calls += 1
-        if m := _API_USAGE.search(response.headers.get("Sforce-Limit-Info", "")):
-            self.api_usage = (int(m.group(1)), int(m.group(2)))
+        self.session.close()
 
 
 if TYPE_CHECKING:  # the contract is structural: have mypy hold the class to it

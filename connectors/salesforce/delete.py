@@ -6,36 +6,23 @@ author asked to be forgotten (``syncd forget --crm``). Both go through sObject C
 never creates). A record that is already gone counts as done, so a retry after a crash
 halfway through a batch is harmless.
 
-Mixed into :class:`connectors.salesforce.crm.SalesforceCrm`, which owns the session (``_run``:
-error mapping and one re-login per public call).
+Calls through the CRM's :class:`~connectors.salesforce.session.SalesforceSession` (error
+mapping and one re-login per public call).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
-
-from simple_salesforce.api import Salesforce
+from collections.abc import Sequence
+from typing import Any
 
 from connectors.salesforce.records import BATCH, collection_items, describe_errors
+from connectors.salesforce.session import Budget, SalesforceSession
 from connectors.salesforce.settings import SalesforceSettings
 from syncd.contracts import RecordOutcome
-
-T = TypeVar("T")
 
 # What a delete or an update of a record that is no longer there answers: in the recycle bin,
 # purged (or never there), or (upsert on Id) not found. The goal is met either way.
 GONE = frozenset({"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY", "NOT_FOUND"})
-
-
-def _delete(sf: Salesforce, ids: Sequence[str]) -> Any:
-    params = {"ids": ",".join(ids), "allOrNone": "false"}
-    return sf.restful("composite/sobjects", method="DELETE", params=params)
-
-
-def _patch(sf: Salesforce, path: str, payload: dict[str, Any]) -> Any:
-    return sf.restful(path, method="PATCH", json=payload)
 
 
 def parse_outcomes(record_ids: Sequence[str], body: Any, action: str) -> list[RecordOutcome]:
@@ -58,20 +45,19 @@ def parse_outcomes(record_ids: Sequence[str], body: Any, action: str) -> list[Re
 class SalesforceRemoval:
     """``delete_history`` and ``mark_history_deleted`` of the Crm contract."""
 
-    settings: SalesforceSettings
-
-    if TYPE_CHECKING:
-
-        def _run(self, action: str, op: Callable[[Salesforce], T], budget: Any) -> T: ...
-
-        def _budget(self) -> Any: ...
+    def __init__(self, session: SalesforceSession, settings: SalesforceSettings) -> None:
+        self.session = session
+        self.settings = settings
 
     def delete_history(self, record_ids: Sequence[str]) -> list[RecordOutcome]:
-        budget, out = self._budget(), []
+        budget, out = Budget(), []
         ids = list(dict.fromkeys(record_ids))
         for start in range(0, len(ids), BATCH):
             chunk = ids[start : start + BATCH]
-            body = self._run("delete history", partial(_delete, ids=chunk), budget)
+            params = {"ids": ",".join(chunk), "allOrNone": "false"}
+            body = self.session.restful(
+                "delete history", "composite/sobjects", budget, method="DELETE", params=params
+            )
             out += parse_outcomes(chunk, body, "delete history")
         by_id = {o.record_id: o for o in out}
         return [by_id[i] for i in record_ids]
@@ -79,7 +65,7 @@ class SalesforceRemoval:
     def mark_history_deleted(self, record_ids: Sequence[str]) -> list[RecordOutcome]:
         """Set the post-status field to ``deleted_status`` and blank the Description (the
         post's text): the Task stays on the timeline, saying the post is gone."""
-        s, budget, out = self.settings, self._budget(), []
+        s, budget, out = self.settings, Budget(), []
         ids = list(dict.fromkeys(record_ids))
         path = f"composite/sobjects/{s.history_object}/Id"
         for start in range(0, len(ids), BATCH):
@@ -94,7 +80,7 @@ class SalesforceRemoval:
                 for record_id in chunk
             ]
             payload = {"allOrNone": False, "records": records}
-            body = self._run("mark history", partial(_patch, path=path, payload=payload), budget)
+            body = self.session.restful("mark history", path, budget, method="PATCH", json=payload)
             out += parse_outcomes(chunk, body, "mark history")
         by_id = {o.record_id: o for o in out}
         return [by_id[i] for i in record_ids]

@@ -14,7 +14,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from connectors.x.fields import USER_FIELDS
+from connectors.x.client import XClient
+from connectors.x.fields import EXPANSIONS, USER_FIELDS
 from connectors.x.parse import is_x_id, parse_author, reply_target
 from syncd.contracts import KnownAuthors
 from syncd.model import Account, Author, Stream
@@ -43,6 +44,36 @@ class RecentProfiles:
             self._profiles.move_to_end(author.user_id)
         while len(self._profiles) > self._size:
             self._profiles.popitem(last=False)
+
+
+class Authors:
+    """The authors' side of every page the source reads, walks and backfills alike."""
+
+    def __init__(self, client: XClient) -> None:
+        self._client = client
+        self._recent = RecentProfiles()
+
+    def expansions(self, known: KnownAuthors | None) -> dict[str, Any]:
+        """What a page asks X to expand: nothing when state knows authors (they are looked up
+        after, only those it lacks), else everything."""
+        return {} if known else {"expansions": EXPANSIONS, "user_fields": USER_FIELDS}
+
+    def complete(
+        self, body: Any, account: Account, stream: Stream, known: KnownAuthors | None
+    ) -> tuple[Any, dict[str, Author]]:
+        """``body`` and the known profiles, as :func:`complete`; a page read with the
+        expansions (``known`` None) is complete already."""
+        if known is None:
+            return body, {}
+        return complete(
+            body,
+            account=account,
+            stream=stream,
+            known=known,
+            call=self._client.call,
+            client=self._client.app,
+            recent=self._recent,
+        )
 
 
 def complete(

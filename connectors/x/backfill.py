@@ -3,23 +3,25 @@
 The timelines reach only the newest posts (mentions: 800; a user's own posts: 3,200), so
 a window is read by search where the configured access allows: recent search covers the
 last 7 days, full-archive search everything. What no configured endpoint fully reaches is
-read through the timeline as far as it goes, and the plan says so. Mixed into
-:class:`connectors.x.source.XSource`, which owns the client and the error mapping (``_call``).
+read through the timeline as far as it goes, and the plan says so. :class:`XBackfill` reads
+through the source's :class:`~connectors.x.client.XClient`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+from connectors.x.authors import Authors
+from connectors.x.client import XClient
 from connectors.x.fields import TWEET_FIELDS
 from connectors.x.parse import NETWORK, TIMELINE_HORIZONS, expired_token, parse_page
 from syncd.contracts import KnownAuthors
 from syncd.errors import ExternalError, MalformedAnswer, PaginationLoop
-from syncd.model import Account, Author, Cursor, GapPlan, Page, PostCount, Segment, Stream
+from syncd.model import Account, Cursor, GapPlan, Page, PostCount, Segment, Stream
 
 SearchAccess = Literal["none", "recent", "all"]
 
@@ -171,25 +173,22 @@ def _iso(moment: datetime) -> str:
 
 class XBackfill:
     """``plan_backfill``, ``count_posts`` and ``fetch_segment`` of the Backfiller contract,
-    and ``plan_gap`` of the GapCloser one."""
+    and ``plan_gap`` of the GapCloser one. A timeline segment is cut at the source's
+    ``horizons`` (how many of the newest posts each timeline reaches), passed in because a
+    stand-in's differ from X's."""
 
-    search_access: SearchAccess
-    full_archive_interval: float
-    # How many of the newest posts each timeline reaches: X's numbers (a stand-in may differ).
-    horizons: Mapping[Stream, int] = TIMELINE_HORIZONS
-
-    if TYPE_CHECKING:
-        client: Any
-
-        def _call(
-            self, method: Callable[..., Any], **params: Any
-        ) -> tuple[Any, Mapping[str, str]]: ...
-
-        def expanded(self, known: KnownAuthors | None) -> dict[str, Any]: ...
-
-        def authors_of(
-            self, body: Any, account: Account, stream: Stream, known: KnownAuthors | None
-        ) -> tuple[Any, dict[str, Author]]: ...
+    def __init__(
+        self,
+        client: XClient,
+        authors: Authors,
+        *,
+        search_access: SearchAccess,
+        full_archive_interval: float,
+    ) -> None:
+        self.client = client
+        self.authors = authors
+        self.search_access: SearchAccess = search_access
+        self.full_archive_interval = full_archive_interval
 
     def plan_backfill(
         self,
@@ -222,12 +221,14 @@ class XBackfill:
             full_archive_interval=self.full_archive_interval,
         )
 
-    def count_posts(self, account: Account, segment: Segment) -> PostCount:
+    def count_posts(
+        self, account: Account, segment: Segment, horizons: Mapping[Stream, int]
+    ) -> PostCount:
         """Search segments ask the counts endpoint (day buckets); timelines are sampled:
         one page of the window, extrapolated over its span, capped at the horizon."""
         if segment.route in SEARCH_ROUTES:
             return self._counted(segment)
-        page = self.fetch_segment(account, segment, None)
+        page = self.fetch_segment(account, segment, None, None, horizons)
         posts = len(page.interactions) + len(page.quarantined)
         if page.next_cursor.pagination_token is None:
             return PostCount(posts, exact=True)
@@ -239,7 +240,8 @@ class XBackfill:
 
     def _counted(self, segment: Segment) -> PostCount:
         recent = segment.route == "search_recent"
-        method = self.client.get_recent_tweets_count if recent else self.client.get_all_tweets_count
+        app = self.client.app
+        method = app.get_recent_tweets_count if recent else app.get_all_tweets_count
         params: dict[str, Any] = {
             "query": segment.query,
             "start_time": _iso(segment.since),
@@ -249,7 +251,7 @@ class XBackfill:
         total, requests = 0, 0
         followed: set[str] = set()  # a token coming back would count the same days again
         while requests < COUNT_PAGES_MAX:
-            body, _ = self._call(method, **params)
+            body, _ = self.client.call(method, **params)
             requests += 1
             meta = body.get("meta") if isinstance(body, dict) else None
             if not isinstance(meta, dict) or not isinstance(meta.get("total_tweet_count"), int):
@@ -272,38 +274,40 @@ class XBackfill:
         account: Account,
         segment: Segment,
         token: str | None,
-        known: KnownAuthors | None = None,
+        known: KnownAuthors | None,
+        horizons: Mapping[Stream, int],
     ) -> Page:
         params: dict[str, Any] = {
             "start_time": _iso(segment.since),
             "end_time": _iso(segment.until),
             "max_results": segment.page_size,
             "tweet_fields": TWEET_FIELDS,
-            **self.expanded(known),
+            **self.authors.expansions(known),
         }
         if segment.since_id is not None:
             params["since_id"] = segment.since_id
         if segment.until_id is not None:
             params["until_id"] = segment.until_id
+        app = self.client.app
         if segment.route in SEARCH_ROUTES:
             search = segment.route == "search_recent"
-            method = self.client.search_recent_tweets if search else self.client.search_all_tweets
+            method = app.search_recent_tweets if search else app.search_all_tweets
             params["query"] = segment.query
             params["next_token"] = token
         else:
             mentions = segment.route == "mentions_timeline"
-            method = self.client.get_users_mentions if mentions else self.client.get_users_tweets
+            method = app.get_users_mentions if mentions else app.get_users_tweets
             params["id"] = account.user_id
             params["pagination_token"] = token
             if not mentions:
                 params["exclude"] = ["retweets"]
         try:
-            body, headers = self._call(method, **params)
+            body, headers = self.client.call(method, **params)
         except ExternalError as exc:
             if expired := expired_token(exc, token):
                 raise expired from exc
             raise
-        body, profiles = self.authors_of(body, account, segment.stream, known)
+        body, profiles = self.authors.complete(body, account, segment.stream, known)
         return parse_page(
             body,
             account=account,
@@ -311,5 +315,5 @@ class XBackfill:
             cursor=Cursor(pagination_token=token),
             headers=headers,
             known=profiles,
-            horizon=None if segment.route in SEARCH_ROUTES else self.horizons[segment.stream],
+            horizon=None if segment.route in SEARCH_ROUTES else horizons[segment.stream],
         )

@@ -1,5 +1,5 @@
 """X helpers: ``syncd x authorize ACCOUNT`` gives syncd an account's own OAuth 2.0 user token,
-so its mentions and posts are read as owned reads (see :mod:`connectors.x.authorize`)."""
+so its mentions and posts are read as owned reads (see :mod:`connectors.x.auth.authorize`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import click
 from syncd.errors import UserError
 
 if TYPE_CHECKING:
-    from connectors.x.auth import OAuth2UserAuth
+    from connectors.x.auth.auth import OAuth2UserAuth
     from connectors.x.source import XSettings
     from syncd.contracts.commands import CommandContext, Configured
 
@@ -42,7 +42,7 @@ def authorize(
     token, which X bills as owned reads. Prints an address to open signed in to X as ACCOUNT;
     after approving, paste the address X sends the browser to. ACCOUNT needs a
     [sources.user_auth.ACCOUNT] table with type = "oauth2". No token is ever printed."""
-    from connectors.x.authorize import Authorization, session_for
+    from connectors.x.auth.authorize import Authorization, session_for
 
     if redirect_url is not None and code is not None:
         raise click.UsageError("give --redirect-url or --code, not both")
@@ -84,7 +84,7 @@ def _oauth2_account(
     loaded: Configured, handle: str, source_name: str | None
 ) -> tuple[XSettings, OAuth2UserAuth]:
     """The X source listing ``handle`` and its ``[sources.user_auth.HANDLE]`` table."""
-    from connectors.x.auth import OAuth2UserAuth
+    from connectors.x.auth.auth import OAuth2UserAuth
     from connectors.x.source import XSettings
 
     found = [

@@ -2,7 +2,7 @@
 
 Pure, so recorded bodies are tested without a client. Posts become interactions, or
 quarantined items when unreadable; expanded users become authors; ``meta`` becomes the next
-cursor; rate headers become :class:`~syncd.model.RateInfo`. :mod:`connectors.x.source` does
+cursor; rate headers become :class:`~syncd.model.RateInfo`. :mod:`connectors.x.client` does
 the HTTP.
 
 The contract, on any JSON at all (tests/test_properties.py): a body that is not a timeline

@@ -5,12 +5,11 @@ The endpoint answers (app bearer token, 50 requests per 15 minutes) with ``proje
 (posts read this billing period), ``project_cap`` (the monthly cap), ``cap_reset_day`` (the
 day of the month the cap resets) and, asked for, ``daily_project_usage`` (per UTC day). Spec
 2.159 types the counts as integers, spec 2.167 and the API itself as numeric strings: both
-are read. Mixed into :class:`connectors.x.source.XSource`, which owns the client and ``_call``.
+are read, through the app client (:class:`connectors.x.client.XClient`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,9 @@ from connectors.x.parse import NETWORK
 from syncd.errors import TransientError
 from syncd.model import ProjectUsage
 
+if TYPE_CHECKING:  # the client imports cap_resume from here
+    from connectors.x.client import XClient
+
 USAGE_ROUTE = "/2/usage/tweets"
 USAGE_FIELDS = "cap_reset_day,daily_project_usage,project_cap,project_usage"
 # A monthly cap's refusal says nothing of when the cap resets (the x-rate-limit-reset it may
@@ -27,24 +29,15 @@ USAGE_FIELDS = "cap_reset_day,daily_project_usage,project_cap,project_usage"
 USAGE_CAP_RECHECK = timedelta(hours=1)
 
 
-class XUsage:
-    """``project_usage`` of the budget guard's contract (:class:`syncd.contracts.UsageReporter`)."""
-
-    if TYPE_CHECKING:
-        client: Any
-
-        def _call(
-            self, method: Callable[..., Any], **params: Any
-        ) -> tuple[Any, Mapping[str, str]]: ...
-
-    def project_usage(self) -> ProjectUsage:
-        body, _ = self._call(_get_usage, client=self.client)
-        return parse_usage(body)
+def project_usage(client: XClient) -> ProjectUsage:
+    """The app's usage figures now: one ``GET /2/usage/tweets`` with the app bearer token."""
+    body, _ = client.call(_get_usage, client=client.app)
+    return parse_usage(body)
 
 
 def _get_usage(client: Any) -> Any:
     # tweepy 4.17 has no method for this endpoint; its generic request() sends the app bearer
-    # token and raises its usual HTTP exceptions, which _call classifies like any other.
+    # token and raises its usual HTTP exceptions, which XClient.call classifies like any other.
     response = client.request("GET", USAGE_ROUTE, params={"usage.fields": USAGE_FIELDS, "days": 1})
     return response.json()
 

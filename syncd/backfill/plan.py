@@ -13,7 +13,7 @@ from syncd.backfill.runner import BackfillSource
 from syncd.contracts import ConnectorSettings, Source, SourceSettings
 from syncd.errors import UserError
 from syncd.model import Account, Segment, Stream
-from syncd.pipeline.poll import Pipeline
+from syncd.pipeline import Pipeline
 from syncd.state import backfills
 from syncd.state.backfills import QUEUED, RUNNING
 from syncd.state.db import Database

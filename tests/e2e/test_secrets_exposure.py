@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 from support.e2e import Daemon, config_text, tasks, wait_for
 
-from connectors.x.token_file import UserToken, write_private
+from connectors.x.auth.token_file import UserToken, write_private
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import seed
 from sandbox.x.api import XSandbox

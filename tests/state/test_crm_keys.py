@@ -12,7 +12,7 @@ from support.crm_keys import T, k, linked_to, person, stage_on, x
 from support.pipeline import Clock
 from support.salesforce import crm
 
-import connectors.salesforce.keys as sf_keys
+import connectors.salesforce.identity.keys as sf_keys
 from sandbox.salesforce.api import SalesforceSandbox
 from syncd.errors import TransientError
 from syncd.resolver import on_file

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 from support.e2e import config_text
 
-from connectors.x.token_file import TokenFile, TokenFileProblem, UserToken
+from connectors.x.auth.token_file import TokenFile, TokenFileProblem, UserToken
 from syncd.cli import cli
 from syncd.state.db import Database, StateError
 from syncd.state.lock import AlreadyRunning, InstanceLock

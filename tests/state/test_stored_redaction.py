@@ -114,7 +114,7 @@ def test_every_line_of_a_secret_is_masked_and_a_short_one_never() -> None:
 def test_a_one_letter_bearer_token_does_not_mask_the_x_error() -> None:
     source = XSource("a", api_base_url="http://127.0.0.1:9", timeout=5)
     try:
-        error = source._redact(TransientError("X API 503: a backend failed, try again"))
+        error = source.client.redact(TransientError("X API 503: a backend failed, try again"))
     finally:
         source.close()
     assert str(error) == "X API 503: a backend failed, try again"

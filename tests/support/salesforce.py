@@ -170,7 +170,7 @@ class FakeSf:
 
 def crm_with(fake: FakeSf, **overrides: Any) -> SalesforceCrm:
     crm = SalesforceCrm.from_settings(settings(**overrides))
-    crm._sf = fake  # type: ignore[assignment]  # skip the login: the fake is "logged in"
+    crm.session._sf = fake  # type: ignore[assignment]  # skip the login: the fake is "logged in"
     return crm
 
 

@@ -9,7 +9,7 @@ import pytest
 from support.pipeline import BRAND, Clock, FakeCrm, ScriptedSource, seed_cursor, two_page_walk
 from support.salesforce import crm
 
-import connectors.salesforce.watch as sf_watch
+import connectors.salesforce.identity.watch as sf_watch
 from sandbox.salesforce.api import SalesforceSandbox
 from syncd.errors import AuthError, TransientError
 from syncd.model import CrmRef, PeopleChanges, PersonRecord, Stream

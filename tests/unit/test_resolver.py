@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from support.fake_crm import NoExtras
 
-from connectors.salesforce.lookup import match_rows, settle
+from connectors.salesforce.identity.lookup import match_rows, settle
 from connectors.salesforce.settings import IdentityFields
 from syncd.model import (
     CrmRef,

@@ -2,18 +2,16 @@
 against the fields syncd needs (:mod:`connectors.salesforce.setup.fields`).
 
 The verification (:func:`verify_object`) is pure, over describe answers, so it is tested
-without an org. Mixed into :class:`connectors.salesforce.crm.SalesforceCrm`, which owns the
-session (``_run``: error mapping, secrets scrubbed from messages).
+without an org. :class:`SalesforceCheck` asks through the CRM's
+:class:`~connectors.salesforce.session.SalesforceSession` (error mapping, secrets scrubbed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
-from simple_salesforce.api import Salesforce
-
+from connectors.salesforce.session import Budget, SalesforceSession
 from connectors.salesforce.settings import SalesforceSettings
 from connectors.salesforce.setup.fields import FieldSpec, ObjectSpec, objects
 from syncd.contracts import CheckRow
@@ -21,17 +19,8 @@ from syncd.errors import AuthError, ExternalError, NotFound, RateLimited, Transi
 
 __all__ = ["SalesforceCheck", "verify_field", "verify_object"]
 
-T = TypeVar("T")
 # Field-level security hides a field from describe altogether, so "missing" may mean "hidden".
 _FLS = "give the integration user Edit access to it, e.g. in a permission set"
-
-
-def _describe(sf: Salesforce, sobject: str) -> Any:
-    return sf.restful(f"sobjects/{sobject}/describe")
-
-
-def _sample(sf: Salesforce, soql: str) -> Any:
-    return sf.query(soql)
 
 
 def _ticked(field: Mapping[str, Any], key: str) -> bool:
@@ -153,40 +142,33 @@ def _login_fix(exc: ExternalError, settings: SalesforceSettings) -> str:
 class SalesforceCheck:
     """``check`` of the Crm contract."""
 
-    settings: SalesforceSettings
-    api_usage: tuple[int, int] | None
-
-    if TYPE_CHECKING:
-
-        def _run(self, action: str, op: Callable[[Salesforce], T], budget: Any) -> T: ...
-
-        def _budget(self) -> Any: ...
+    def __init__(self, session: SalesforceSession, settings: SalesforceSettings) -> None:
+        self.session = session
+        self.settings = settings
 
     def check(self) -> list[CheckRow]:
         """Login, one ``LIMIT 1`` query, then one describe per object syncd uses. A login
         that fails ends the check there: nothing else can be asked."""
-        s, budget = self.settings, self._budget()
+        s, budget = self.settings, Budget()
         who = s.username or s.instance_url or "the session"
         try:
-            self._run("login", lambda sf: None, budget)
+            self.session.run("login", lambda sf: None, budget)
         except ExternalError as exc:
             return [CheckRow("login", False, str(exc), _login_fix(exc, s))]
         rows = [CheckRow("login", True, f"{who} at {s.login_url}")]
         soql = f"SELECT Id FROM {s.person_objects[0]} LIMIT 1"
         try:
-            self._run("query", partial(_sample, soql=soql), budget)
-            usage = (
-                f"; API usage {self.api_usage[0]:,}/{self.api_usage[1]:,}" if self.api_usage else ""
-            )
+            self.session.run("query", lambda sf: sf.query(soql), budget)
+            used = self.session.api_usage
+            usage = f"; API usage {used[0]:,}/{used[1]:,}" if used else ""
             rows.append(CheckRow("query", True, f"{soql} answered{usage}"))
         except ExternalError as exc:
             rows.append(CheckRow("query", False, str(exc), _login_fix(exc, s)))
         for spec in objects(s):
             answer: Mapping[str, Any] | ExternalError
             try:
-                answer = self._run(
-                    f"describe {spec.name}", partial(_describe, sobject=spec.name), budget
-                )
+                path = f"sobjects/{spec.name}/describe"
+                answer = self.session.restful(f"describe {spec.name}", path, budget)
             except ExternalError as exc:
                 answer = exc
             rows += verify_object(spec, answer)

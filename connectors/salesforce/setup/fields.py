@@ -3,7 +3,8 @@ have them?) and ``syncd salesforce fields`` (a package that creates them) are de
 
 Names come from the configuration; types and lengths follow what
 :func:`connectors.salesforce.records.task_record` and
-:func:`connectors.salesforce.people.lead_fields` write (DESIGN.md, "What lands in Salesforce").
+:func:`connectors.salesforce.identity.people.lead_fields` write (DESIGN.md, "What lands in
+Salesforce").
 """
 
 from __future__ import annotations

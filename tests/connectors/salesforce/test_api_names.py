@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from connectors.salesforce.people import id18
+from connectors.salesforce.identity.people import id18
 from connectors.salesforce.settings import SalesforceSettings
 
 BASE = {

@@ -18,7 +18,8 @@ import pytest
 from support.salesforce import record, settings
 from support.x_sandbox import TOKEN, Clock
 
-from connectors.salesforce.crm import RATE_LIMIT_PAUSE, SalesforceCrm
+from connectors.salesforce.crm import SalesforceCrm
+from connectors.salesforce.session import RATE_LIMIT_PAUSE
 from connectors.x.source import XSource
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.x.api import XSandbox

@@ -40,15 +40,10 @@ from support.salesforce import (
 )
 
 from connectors import crm_class
-from connectors.salesforce.crm import (
-    SOQL_URL_BUDGET,
-    SalesforceCrm,
-    classify,
-    lookup_soql,
-    parse_upsert_results,
-    soql_quote,
-    task_record,
-)
+from connectors.salesforce.crm import SalesforceCrm
+from connectors.salesforce.identity.lookup import SOQL_URL_BUDGET, lookup_soql, soql_quote
+from connectors.salesforce.records import parse_upsert_results, task_record
+from connectors.salesforce.session import classify
 from connectors.salesforce.settings import IdentityFields
 from sandbox.server import Response
 from syncd.errors import (
@@ -476,7 +471,7 @@ def test_repr_never_shows_a_secret() -> None:
 def test_login_domains_and_rewrites() -> None:
     def routed(url: str) -> tuple[str, dict[str, str]]:
         crm = SalesforceCrm.from_settings(settings(login_url=url))
-        return crm._domain, crm._adapter.rewrites
+        return crm.session.domain, crm.session.adapter.rewrites
 
     assert routed("https://login.salesforce.com") == ("login", {})
     assert routed("https://test.salesforce.com/") == ("test", {})
@@ -926,7 +921,7 @@ def test_sandbox_permanently_dead_session(sandbox: Any) -> None:
         if "/services/Soap/" in response.url:  # every session dies the moment it is issued
             sandbox.expire_sessions()
 
-    crm._session.hooks["response"].append(kill_new_sessions)
+    crm.session.http.hooks["response"].append(kill_new_sessions)
     with pytest.raises(AuthError, match="INVALID_SESSION_ID"):
         crm.upsert_history([record(1, ids["jack"])])
     assert sandbox.logins == 2 and sandbox.records("Task") == []

@@ -16,8 +16,8 @@ from support.salesforce import crm, key
 
 from connectors.salesforce.composite import STATEMENT_BUDGET
 from connectors.salesforce.crm import SalesforceCrm
-from connectors.salesforce.lookup import MAX_VALUE
-from connectors.salesforce.people import (
+from connectors.salesforce.identity.lookup import MAX_VALUE
+from connectors.salesforce.identity.people import (
     CANDIDATE_LIMIT,
     id18,
     lead_fields,
@@ -26,7 +26,7 @@ from connectors.salesforce.people import (
     prepared,
     survivor_soql,
 )
-from connectors.salesforce.search import people_queries
+from connectors.salesforce.identity.search import people_queries
 from connectors.salesforce.settings import IdentityFields
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.salesforce.soql import query as soql

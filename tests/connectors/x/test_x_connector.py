@@ -25,7 +25,9 @@ import vcr
 from support import FIXTURES
 
 import connectors
-from connectors.x.source import EXPANSIONS, TWEET_FIELDS, XSettings, XSource, parse_page
+from connectors.x.fields import EXPANSIONS, TWEET_FIELDS
+from connectors.x.parse import parse_page
+from connectors.x.source import XSettings, XSource
 from sandbox.server import Request, Response, SandboxServer
 from sandbox.x.api import XSandbox
 from syncd.errors import (

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from support import ROOT
 
-from connectors.x.auth import OAuth1UserAuth, OAuth2UserAuth
+from connectors.x.auth.auth import OAuth1UserAuth, OAuth2UserAuth
+from connectors.x.auth.token_file import UserToken, write_private
 from connectors.x.source import XSettings, XSource
-from connectors.x.token_file import UserToken, write_private
 from sandbox.server import Response, SandboxServer
 from sandbox.x.api import XSandbox
 from syncd.config import settings as config_mod
@@ -427,11 +427,11 @@ def test_settings_key_user_auth_by_handle(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert isinstance(acme, OAuth2UserAuth) and acme.redirect_uri == "http://127.0.0.1/callback"
     src = XSource.from_settings(settings)
     try:
-        assert src._owned.covers(Account("x", "Acme", "1"))
-        assert not src._owned.covers(Account("x", "other", "2"))
+        assert src.client.owned.covers(Account("x", "Acme", "1"))
+        assert not src.client.owned.covers(Account("x", "other", "2"))
     finally:
         src.close()
-    assert "consumer-secret" not in repr(settings) + repr(src) + repr(src._owned)
+    assert "consumer-secret" not in repr(settings) + repr(src) + repr(src.client.owned)
 
 
 def test_the_documented_user_auth_tables_parse(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -488,7 +488,7 @@ def test_no_user_secret_reaches_a_log_line_an_error_or_a_repr(
                 bad.fetch(account(sandbox, "globex"), Stream.MENTIONS, Cursor())
             bad.close()
         texts += [caplog.text, str(info.value), repr(info.value), str(info2.value)]
-        texts += [repr(src), repr(src._owned), repr(src.__dict__)]
+        texts += [repr(src), repr(src.client.owned), repr(src.__dict__), repr(src.client.__dict__)]
     finally:
         src.close()
     assert "oauth_signature" in caplog.text and "Bearer [redacted]" in caplog.text

@@ -2,7 +2,7 @@
 
 syncd rewrites the file on every refresh: whole, 0600, by rename, so a reader (another syncd
 process, an admin) sees the old pair or the new one and a crash leaves no half. A lock file
-beside it serialises refreshes across processes (:mod:`connectors.x.oauth2`). ``syncd x
+beside it serialises refreshes across processes (:mod:`connectors.x.auth.oauth2`). ``syncd x
 authorize`` runs as root in the service user's directory: nothing there is opened through a
 link, and only files syncd itself made are chowned (:mod:`syncd.contracts.files`).
 """

@@ -13,8 +13,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from connectors.salesforce.lookup import soql_quote
-from connectors.salesforce.people import SHAPES, field, id18
+from connectors.salesforce.identity.lookup import soql_quote
+from connectors.salesforce.identity.people import SHAPES, field, id18
 from connectors.salesforce.records import bare_handle
 from connectors.salesforce.settings import IdentityFields
 from syncd.model import CrmRef, KeyOnFile, KeysOnFile

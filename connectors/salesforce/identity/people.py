@@ -1,6 +1,6 @@
 """Salesforce identity resolution, the pure half: SOQL for personas, candidate people and
 survivors of merges, the rows read back as domain objects, and the Lead made for an unknown
-author. Tested without an org; :mod:`connectors.salesforce.identity` runs them.
+author. Tested without an org; :mod:`connectors.salesforce.identity.identity` runs them.
 
 Every author-derived string reaches SOQL through :func:`soql_quote` (``like=True`` inside a
 LIKE pattern, so ``%`` and ``_`` stay literal); object and field names come from validated
@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.salesforce.lookup import (
+from connectors.salesforce.identity.lookup import (
     askable,
     chunks,
     handle_values,

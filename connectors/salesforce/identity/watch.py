@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connectors.salesforce.lookup import soql_quote
-from connectors.salesforce.people import CANDIDATE_LIMIT, SHAPES, id18, person_fields
+from connectors.salesforce.identity.lookup import soql_quote
+from connectors.salesforce.identity.people import CANDIDATE_LIMIT, SHAPES, id18, person_fields
 from connectors.salesforce.settings import IdentityFields
 
 EPOCH = "1970-01-01T00:00:00.000+0000"

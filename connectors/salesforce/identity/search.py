@@ -16,8 +16,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from connectors.salesforce.composite import STATEMENT_BUDGET
-from connectors.salesforce.lookup import askable, soql_quote
-from connectors.salesforce.people import (
+from connectors.salesforce.identity.lookup import askable, soql_quote
+from connectors.salesforce.identity.people import (
     CANDIDATE_LIMIT,
     PERSON_PREFIXES,
     PHONE_TAIL,

@@ -22,9 +22,9 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 import requests
 
 from connectors._http import RewritingAdapter, mount
-from connectors.x.auth import OAuth2UserAuth
-from connectors.x.oauth2 import SCOPES, Clock, TokenEndpoint, whoami
-from connectors.x.token_file import (
+from connectors.x.auth.auth import OAuth2UserAuth
+from connectors.x.auth.oauth2 import SCOPES, Clock, TokenEndpoint, whoami
+from connectors.x.auth.token_file import (
     TokenFile,
     TokenFileProblem,
     UserToken,

@@ -5,7 +5,7 @@ posts read with that account's own user token at $0.001 ("owned reads"). An X so
 therefore carry, per brand account, OAuth 1.0a user context (``type = "oauth1"``: the app's
 consumer key pair and the account's access token pair) or an OAuth 2.0 user token
 (``type = "oauth2"``: a client id, and tokens in a file syncd refreshes, see
-:mod:`connectors.x.oauth2`). :class:`OwnedReads` picks, per account, the client that reads
+:mod:`connectors.x.auth.oauth2`). :class:`OwnedReads` picks, per account, the client that reads
 its timelines; everything else (search, lookups) stays on the app token.
 """
 
@@ -22,9 +22,9 @@ import requests
 import tweepy
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from connectors.x.oauth2 import RefreshingToken, TokenEndpoint
+from connectors.x.auth.oauth2 import RefreshingToken, TokenEndpoint
+from connectors.x.auth.token_file import TokenFile
 from connectors.x.parse import NETWORK
-from connectors.x.token_file import TokenFile
 from syncd.contracts import CheckRow
 from syncd.contracts.secrets import SecretRef, masked
 from syncd.contracts.text import did_you_mean
@@ -137,7 +137,7 @@ for _name in ("requests_oauthlib.oauth1_auth", "oauthlib.oauth1.rfc5849"):
 
 # -- credentials ------------------------------------------------------------------------------
 def _tweepy_client(session: requests.Session, **credentials: str | None) -> Any:
-    # Never wait_on_rate_limit (see connectors.x.source); the session carries the rewriting adapter.
+    # Never wait_on_rate_limit (see connectors.x.client); the session carries the rewriting adapter.
     client = tweepy.Client(**credentials, return_type=dict, wait_on_rate_limit=False)
     client.session.close()
     client.session = session

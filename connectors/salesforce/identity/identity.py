@@ -1,22 +1,23 @@
 """Salesforce identity resolution, the calls: what the resolver asks a CRM beyond ``lookup``.
 
-Mixed into :class:`connectors.salesforce.crm.SalesforceCrm`, which owns the session (``_run``:
-error mapping and one re-login per public call). Queries and row reading are in
-:mod:`connectors.salesforce.people`; every method batches values 200 to a query at most.
+Calls through the CRM's :class:`~connectors.salesforce.session.SalesforceSession` (error
+mapping and one re-login per public call). Queries and row reading are in
+:mod:`connectors.salesforce.identity.people`; every method batches values 200 to a query at most.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 from simple_salesforce.api import Salesforce
 
-from connectors.salesforce import composite, keys, search, watch
-from connectors.salesforce.people import (
+from connectors.salesforce import composite
+from connectors.salesforce.identity import keys, search, watch
+from connectors.salesforce.identity.people import (
     CANDIDATE_LIMIT,
     MAX_HOPS,
     PROVIDERS,
@@ -37,6 +38,7 @@ from connectors.salesforce.people import (
     survivor_soql,
 )
 from connectors.salesforce.records import SYSTEM
+from connectors.salesforce.session import Budget, SalesforceSession
 from connectors.salesforce.settings import _API_NAME, IdentityFields, SalesforceSettings
 from syncd.errors import ExternalError
 from syncd.model import (
@@ -51,19 +53,6 @@ from syncd.model import (
 )
 
 log = logging.getLogger("connectors.salesforce")
-T = TypeVar("T")
-
-
-def _rows(sf: Salesforce, soql: str, deleted: bool = False) -> list[dict[str, Any]]:
-    return list(sf.query_all(soql, include_deleted=deleted)["records"])
-
-
-def _upsert(sf: Salesforce, path: str, payload: dict[str, Any]) -> Any:
-    return sf.restful(path, method="PATCH", json=payload)
-
-
-def _get(sf: Salesforce, path: str) -> Any:
-    return sf.restful(path, params={"fields": "Id"})
 
 
 def _ask(
@@ -95,18 +84,12 @@ def _each(sf: Salesforce, soqls: Sequence[str]) -> list[list[dict[str, Any]]]:
 
 
 class SalesforceIdentity:
-    """``personas``, ``find_people``, ``survivors`` and ``upsert_lead`` of the Crm contract."""
+    """``personas``, ``find_people``, ``people_changes``, ``keys_on_file``, ``survivors`` and
+    ``upsert_lead`` of the Crm contract."""
 
-    settings: SalesforceSettings
-
-    if TYPE_CHECKING:
-
-        def _run(self, action: str, op: Callable[[Salesforce], T], budget: Any) -> T: ...
-
-        def _budget(self) -> Any: ...
-
-    def _select(self, action: str, soql: str, budget: Any, deleted: bool = False) -> list[Any]:
-        return self._run(action, partial(_rows, soql=soql, deleted=deleted), budget)
+    def __init__(self, session: SalesforceSession, settings: SalesforceSettings) -> None:
+        self.session = session
+        self.settings = settings
 
     def personas(self, keys: Sequence[IdentityKey]) -> dict[IdentityKey, list[CrmRef]]:
         """SocialPersona records naming these authors, as their Contact/Lead parents.
@@ -114,12 +97,12 @@ class SalesforceIdentity:
         Off unless ``social_personas`` is set (then: no call at all). One query per chunk of
         at most 200 keys per network, ``Provider = 'Twitter' AND (ExternalId IN (…) OR Name
         IN (…))``; a key takes the personas with its user id, else those with its handle and
-        no user id (see :func:`~connectors.salesforce.people.match_personas`), whose parent
+        no user id (see :func:`~connectors.salesforce.identity.people.match_personas`), whose parent
         holds no other user id of the network (one query per object for such parents).
         """
         if not self.settings.social_personas:
             return {}
-        budget, found = self._budget(), {}
+        budget, found = Budget(), {}
         by_network: dict[str, list[IdentityKey]] = {}
         for key in dict.fromkeys(keys):
             by_network.setdefault(key.network, []).append(key)
@@ -131,14 +114,14 @@ class SalesforceIdentity:
             objects, fields = self.settings.person_objects, self.settings.identity_fields
             user_id_field = fields[network].user_id if network in fields else None
             for chunk in persona_chunks(pending):
-                rows = self._select("personas", persona_soql(provider, chunk), budget)
+                rows = self.session.query("personas", persona_soql(provider, chunk), budget)
                 held: dict[str, str] = {}
                 for obj, ids in handle_parents(chunk, rows, objects).items():
                     if user_id_field is None:
                         break  # no field to hold another id in
                     for part in id_chunks(ids):
                         soql = held_soql(obj, user_id_field, part)
-                        for row in self._select(f"persona parents {obj}", soql, budget):
+                        for row in self.session.query(f"persona parents {obj}", soql, budget):
                             if other := str(field(row, user_id_field) or "").strip():
                                 held[id18(field(row, "Id")) or ""] = other
                 found.update(match_personas(chunk, rows, objects, held))
@@ -148,7 +131,7 @@ class SalesforceIdentity:
         """Every Contact and Lead matching any value of ``query``, for scoring.
 
         Per person object, one query per chunk of values that fits the statement budget
-        (see :mod:`connectors.salesforce.search`): an OR of ``Email IN (…)``, phone
+        (see :mod:`connectors.salesforce.identity.search`): an OR of ``Email IN (…)``, phone
         patterns, name pairs, prefixes of one-word names and domains (e-mail and (Account)
         website). The queries go up to five to a composite call (a batch of 200 authors:
         one query per object, one call for both). A query whose answer fills the 2,000-row
@@ -158,7 +141,7 @@ class SalesforceIdentity:
         """
         if not query:
             return []
-        budget, fields = self._budget(), identity_fields(self.settings)
+        budget, fields = Budget(), identity_fields(self.settings)
         found: dict[tuple[str, str], PersonRecord] = {}
         pending: list[tuple[str, list[search.Term]]] = []
         for obj in self.settings.person_objects:
@@ -170,7 +153,7 @@ class SalesforceIdentity:
             batch, pending = pending[: composite.MAX_QUERIES], pending[composite.MAX_QUERIES :]
             ask = partial(_ask, batch=batch, fields=fields)
             for (obj, chunk), answer in zip(
-                batch, self._run("find people", ask, budget), strict=True
+                batch, self.session.run("find people", ask, budget), strict=True
             ):
                 if len(chunk) > 1 and (answer.error or len(answer.rows) >= CANDIDATE_LIMIT):
                     pending += [(obj, half) for half in search.halves(chunk)]
@@ -190,13 +173,13 @@ class SalesforceIdentity:
         """Contacts and (unconverted) Leads created or changed since ``mark``.
 
         Per object, one query for at most 2,000 rows by ``SystemModstamp``, oldest change
-        first (see :mod:`connectors.salesforce.watch`), all in ONE composite call (one API
+        first (see :mod:`connectors.salesforce.identity.watch`), all in ONE composite call (one API
         call a check: the daemon checks every few seconds while authors are held); when the
         cap is hit the answer is incomplete (``complete=False``) and the mark moves to the
         last row read. A watch with no mark reads only the newest stamp; an object with no
         rows starts from the epoch, so its first record counts.
         """
-        budget, fields = self._budget(), identity_fields(self.settings)
+        budget, fields = Budget(), identity_fields(self.settings)
         every = self.settings.identity_fields
         seen = watch.read(mark) if mark is not None else None
         people: list[PersonRecord] = []
@@ -211,7 +194,7 @@ class SalesforceIdentity:
             watch.changes_soql(obj, fields, since, keys.key_columns(every))
             for _, obj, since in asked
         ]
-        answers = self._run("changes", partial(_each, soqls=soqls), budget) if soqls else []
+        answers = self.session.run("changes", partial(_each, soqls=soqls), budget) if soqls else []
         for (rank, obj, since), rows in zip(asked, answers, strict=True):
             if since is None:
                 marks[obj] = watch.start_mark(rows)
@@ -225,17 +208,17 @@ class SalesforceIdentity:
     def keys_on_file(self, after: str | None) -> KeysPage:
         """One page of the Contacts and (unconverted) Leads with any network's user id or
         handle field set: at most 2,000 records, one query (see
-        :mod:`connectors.salesforce.keys`); objects follow one another in
+        :mod:`connectors.salesforce.identity.keys`); objects follow one another in
         ``person_objects`` order, an object with none costing one query."""
         every = self.settings.identity_fields
         objects = [o for o in self.settings.person_objects if o in SHAPES]
         if not every or not objects:
             return KeysPage()  # no field to copy: an empty copy, complete
-        budget = self._budget()
+        budget = Budget()
         obj, after_id = keys.read_cursor(after, objects)
         while obj is not None:
             rank = self.settings.person_objects.index(obj)
-            rows = self._select(f"keys {obj}", keys.keys_soql(obj, every, after_id), budget)
+            rows = self.session.query(f"keys {obj}", keys.keys_soql(obj, every, after_id), budget)
             people = tuple(keys.keys_of(obj, rank, every, r) for r in rows)
             if len(rows) >= keys.KEYS_PAGE:
                 return KeysPage(people, keys.cursor(obj, people[-1].ref.id))
@@ -253,7 +236,7 @@ class SalesforceIdentity:
         ``SELECT Id, Name, IsDeleted, MasterRecordId FROM Contact WHERE Id IN (…)``. A
         converted Lead is followed to its Contact, since a Task can no longer name it.
         """
-        budget = self._budget()
+        budget = Budget()
         result: dict[CrmRef, CrmRef | None] = {}
         pending: dict[tuple[str, str], list[CrmRef]] = {}
         for ref in dict.fromkeys(refs):
@@ -272,10 +255,10 @@ class SalesforceIdentity:
             for obj, ids in by_object.items():
                 rows: dict[str, Mapping[str, Any]] = {}
                 for chunk in id_chunks(ids):
-                    for row in self._select(
-                        f"survivors {obj}", survivor_soql(obj, chunk), budget, True
-                    ):
-                        rows[id18(row.get("Id")) or ""] = row
+                    soql = survivor_soql(obj, chunk)
+                    action = f"survivors {obj}"
+                    for hit in self.session.query(action, soql, budget, include_deleted=True):
+                        rows[id18(hit.get("Id")) or ""] = hit
                 for rid in ids:
                     origins, row = pending[(obj, rid)], rows.get(rid)
                     where = next_hop(obj, row)
@@ -309,13 +292,13 @@ class SalesforceIdentity:
                 f"salesforce upsert Lead: no identity_fields for network {profile.key.network!r}",
                 system=SYSTEM,
             )
-        budget = self._budget()
+        budget = Budget()
         path = f"sobjects/Lead/{fields.user_id}/{quote(profile.key.user_id, safe='')}"
         payload = lead_fields(profile, self.settings, fields)
-        body = self._run("upsert Lead", partial(_upsert, path=path, payload=payload), budget)
+        body = self.session.restful("upsert Lead", path, budget, method="PATCH", json=payload)
         lead_id = body.get("id") if isinstance(body, Mapping) else None
         if not lead_id:  # API versions before 46.0 answer an update with 204, no body
-            found = self._run("upsert Lead", partial(_get, path=path), budget)
+            found = self.session.restful("upsert Lead", path, budget, params={"fields": "Id"})
             lead_id = found.get("Id") if isinstance(found, Mapping) else None
         if not lead_id:
             raise ExternalError("salesforce upsert Lead: the answer names no Lead", system=SYSTEM)

@@ -18,8 +18,8 @@ from typing import Any
 
 import requests
 
+from connectors.x.auth.token_file import TokenFile, TokenFileProblem, UserToken
 from connectors.x.parse import NETWORK, clip, is_x_id, reset_at
-from connectors.x.token_file import TokenFile, TokenFileProblem, UserToken
 from syncd.errors import AuthError, ExternalError, RateLimited, TransientError
 
 # The library origin the rewriting adapter knows, as for tweepy's own requests.

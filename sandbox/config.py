@@ -71,12 +71,12 @@ def syncd_config(
     source_name: str = "acme-x",
     source: Mapping[str, TomlValue] | None = None,
     crm: Mapping[str, TomlValue] | None = None,
-    **tables: Mapping[str, TomlValue],
+    tables: Mapping[str, Mapping[str, TomlValue]] | None = None,
 ) -> str:
     """syncd's configuration for the stand-ins at these URLs: one X source, the Salesforce CRM.
 
     ``source`` and ``crm`` add keys to those two (a mapping value is a sub-table, e.g.
-    ``user_auth``); each of ``tables`` is a top-level table (``daemon={"jitter": "0s"}``).
+    ``user_auth``); ``tables`` are the top-level ones (``{"daemon": {"jitter": "0s"}}``).
     Tables come in the order given, after ``[state]``; ``[crm]`` is always the last, so text
     appended to the result belongs to it.
     """
@@ -98,7 +98,7 @@ def syncd_config(
         **(crm or {}),
     }
     parts = [_table("state", {"url": state_url})]
-    parts += [_table(name, keys) for name, keys in tables.items()]
+    parts += [_table(name, keys) for name, keys in (tables or {}).items()]
     parts += [_table("sources", x_source, header="[[sources]]"), _table("crm", salesforce)]
     return "\n".join(parts)
 

@@ -75,9 +75,11 @@ def config_text(
         salesforce_url=sf_url,
         accounts=accounts,
         secrets=SECRETS,
-        daemon={"write_interval": "1s", "resolve_interval": "1s", "jitter": "100ms"},
-        # crm_check_interval: how soon a person's new id or handle is used.
-        resolver={"retry_after": "1s", "crm_check_interval": "1s"},
+        tables={
+            "daemon": {"write_interval": "1s", "resolve_interval": "1s", "jitter": "100ms"},
+            # crm_check_interval: how soon a person's new id or handle is used.
+            "resolver": {"retry_after": "1s", "crm_check_interval": "1s"},
+        },
         # start: tests post before the first poll, some of it hours back.
         source={"interval": "1s", "page_size": 20, "start": "1d"},
     )

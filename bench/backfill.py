@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from common import SECRETS
+from common import SECRETS, salesforce_standin, x_standin
 from sqlalchemy import func, select
 
 from sandbox.config import syncd_config
@@ -118,10 +118,8 @@ def run(n: int, authors: int, access: str, seed: int, keep: bool) -> Report:
     rng = random.Random(seed)
     with (
         tempfile.TemporaryDirectory() as tmp,
-        XSandbox(bearer_token=SECRETS.x_bearer, limits_lifted=True) as x,
-        SalesforceSandbox(
-            password=SECRETS.salesforce_password, security_token=SECRETS.salesforce_token
-        ) as sf,
+        x_standin(limits_lifted=True) as x,
+        salesforce_standin() as sf,
     ):
         assert isinstance(x, XSandbox) and isinstance(sf, SalesforceSandbox)
         customers = people(x, sf, authors, rng)

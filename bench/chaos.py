@@ -47,7 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common import SECRETS
+from common import SECRETS, salesforce_standin, x_standin
 from sqlalchemy import func, select
 
 from sandbox.config import syncd_config
@@ -251,10 +251,8 @@ def run(
 
     big = {"mentions": 10**7, "user_tweets": 10**7, "user_lookup": 10**7, "tweet_lookup": 10**7}
     with (
-        XSandbox(bearer_token=SECRETS.x_bearer, rate_limits=big) as x,
-        SalesforceSandbox(
-            password=SECRETS.salesforce_password, security_token=SECRETS.salesforce_token
-        ) as sf,
+        x_standin(rate_limits=big) as x,
+        salesforce_standin() as sf,
     ):
         assert isinstance(x, XSandbox) and isinstance(sf, SalesforceSandbox)
         world = seed(x, sf, customers=customers, rng_seed=rng_seed)

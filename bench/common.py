@@ -36,6 +36,19 @@ from sandbox.x.api import XSandbox
 # a benchmark starts its stand-ins with them and puts them into syncd's environment.
 SECRETS = Secrets(x_bearer="bench-bearer")
 
+
+def x_standin(**options: Any) -> XSandbox:
+    """The X stand-in, taking :data:`SECRETS`' bearer token; ``options`` as XSandbox takes them."""
+    return XSandbox(bearer_token=SECRETS.x_bearer, **options)
+
+
+def salesforce_standin() -> SalesforceSandbox:
+    """The Salesforce stand-in, taking :data:`SECRETS`' password and security token."""
+    return SalesforceSandbox(
+        password=SECRETS.salesforce_password, security_token=SECRETS.salesforce_token
+    )
+
+
 # X's own limits would make this a measure of X (450 mention requests per 15 minutes per
 # app): lifted in the stand-in. The 800-mention horizon stays, and is reported if crossed.
 UNLIMITED = {

@@ -40,11 +40,19 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from common import SECRETS, UNLIMITED, Feeder, Options, WriteClock, daemon_config, seed
+from common import (
+    SECRETS,
+    UNLIMITED,
+    Feeder,
+    Options,
+    WriteClock,
+    daemon_config,
+    salesforce_standin,
+    seed,
+    x_standin,
+)
 from sqlalchemy import Engine, event
 
-from sandbox.salesforce.api import SalesforceSandbox
-from sandbox.x.api import XSandbox
 from syncd.config.settings import load
 from syncd.model import IdentityKey
 from syncd.service.app import App
@@ -250,10 +258,8 @@ def measure(opts: Options, size: int, new: int, explain: bool) -> tuple[Row, dic
     started = time.perf_counter()
     with (
         tempfile.TemporaryDirectory() as tmp,
-        XSandbox(bearer_token=SECRETS.x_bearer, rate_limits=UNLIMITED) as x,
-        SalesforceSandbox(
-            password=SECRETS.salesforce_password, security_token=SECRETS.salesforce_token
-        ) as sf,
+        x_standin(rate_limits=UNLIMITED) as x,
+        salesforce_standin() as sf,
     ):
         people = seed(
             x, sf, accounts=opts.accounts, authors=opts.authors, linked=opts.linked, seed=opts.seed

@@ -37,14 +37,15 @@ from common import (
     Options,
     WriteClock,
     percentile,
+    salesforce_standin,
     seed,
     show_naive,
+    x_standin,
 )
 from simple_salesforce import Salesforce
 
 from connectors._http import RewritingAdapter, mount
 from sandbox.config import SALESFORCE_USERNAME
-from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.x.api import XSandbox
 
 FIELDS = ["created_at", "author_id", "in_reply_to_user_id", "conversation_id"]
@@ -117,15 +118,12 @@ def run(opts: Options, n: int) -> NaiveReport:
     # X's horizon it would lose most of it; measured is how long it takes to catch up.
     far = 10**9
     with (
-        XSandbox(
-            bearer_token=SECRETS.x_bearer,
+        x_standin(
             rate_limits=UNLIMITED,
             mentions_horizon=far,
             timeline_horizon=far,
         ) as x,
-        SalesforceSandbox(
-            password=SECRETS.salesforce_password, security_token=SECRETS.salesforce_token
-        ) as sf,
+        salesforce_standin() as sf,
     ):
         assert isinstance(x, XSandbox)
         people = seed(

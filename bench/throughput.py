@@ -46,12 +46,13 @@ from common import (
     WriteClock,
     daemon_config,
     percentile,
+    salesforce_standin,
     seed,
     show_naive,
+    x_standin,
 )
 from sqlalchemy import create_engine, func, select, text
 
-from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.x.api import XSandbox
 from syncd.state.db import Database
 from syncd.state.tables import interactions
@@ -129,10 +130,8 @@ def _stored(url: str) -> int:
 def run_syncd(opts: Options, instances: int, tmp: Path) -> Report:
     report = Report(instances=instances, interactions=opts.interactions)
     with (
-        XSandbox(bearer_token=SECRETS.x_bearer, rate_limits=UNLIMITED) as x,
-        SalesforceSandbox(
-            password=SECRETS.salesforce_password, security_token=SECRETS.salesforce_token
-        ) as sf,
+        x_standin(rate_limits=UNLIMITED) as x,
+        salesforce_standin() as sf,
     ):
         assert isinstance(x, XSandbox)
         people = seed(

@@ -38,11 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import SECRETS, UNLIMITED, People, seed
+from common import SECRETS, UNLIMITED, People, salesforce_standin, seed, x_standin
 from sqlalchemy import select
 
 from sandbox.config import TomlValue, syncd_config
-from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.x.api import XSandbox
 from syncd.state.db import Database
 from syncd.state.tables import identities, interactions
@@ -163,10 +162,8 @@ def run(o: Options) -> Report:
     report = Report()
     with (
         tempfile.TemporaryDirectory() as tmp_dir,
-        XSandbox(bearer_token=SECRETS.x_bearer, rate_limits=RATES, search_lag=1.0) as x,
-        SalesforceSandbox(
-            password=SECRETS.salesforce_password, security_token=SECRETS.salesforce_token
-        ) as sf,
+        x_standin(rate_limits=RATES, search_lag=1.0) as x,
+        salesforce_standin() as sf,
     ):
         assert isinstance(x, XSandbox)
         tmp = Path(tmp_dir)

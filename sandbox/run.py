@@ -123,11 +123,15 @@ class Sandbox:
             )
         self.secrets = secrets or Secrets()
         self.x = XSandbox(port=ports.get("x", 0), bearer_token=self.secrets.x_bearer)
-        self.salesforce = SalesforceSandbox(
-            port=ports.get("salesforce", 0),
-            password=self.secrets.salesforce_password,
-            security_token=self.secrets.salesforce_token,
-        )
+        try:
+            self.salesforce = SalesforceSandbox(
+                port=ports.get("salesforce", 0),
+                password=self.secrets.salesforce_password,
+                security_token=self.secrets.salesforce_token,
+            )
+        except BaseException:  # a port taken: the X stand-in's is bound already
+            self.x.stop()
+            raise
         self.accounts: tuple[str, ...] = BRAND_HANDLES
         self.world: World | None = None
         self._stack = contextlib.ExitStack()

@@ -33,8 +33,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from common import SECRETS, salesforce_standin, x_standin
 from sqlalchemy import func, select
 
+from sandbox.config import syncd_config
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import set_up_org
 from sandbox.x.api import XSandbox
@@ -48,29 +50,6 @@ Author = tuple[str, bool]  # X user id, known to the CRM
 # the estimate instead.
 TARGET_RATE = 2000.0  # interactions per second, end to end
 TARGET_RSS_MB = 250.0
-
-CONFIG = """
-[state]
-url = "sqlite:///{state}"
-
-[[sources]]
-name = "x"
-type = "x"
-bearer_token = "env:BENCH_X_BEARER"
-api_base_url = "{x_url}"
-accounts = ["acme"]
-search_access = "{access}"
-# X serves one full-archive request per second (500 posts/s at most); the stand-in is told
-# not to, so the figures are syncd's own capacity.
-full_archive_interval = "0s"
-
-[crm]
-type = "salesforce"
-login_url = "{sf_url}"
-username = "integration@sandbox.example"
-password = "env:BENCH_SF_PASSWORD"
-security_token = "env:BENCH_SF_TOKEN"
-"""
 
 
 @dataclass
@@ -135,22 +114,33 @@ def mentions(x: XSandbox, people: list[Author], n: int, rng: random.Random) -> i
 
 def run(n: int, authors: int, access: str, seed: int, keep: bool) -> Report:
     report = Report(n, authors)
-    env = os.environ | {
-        "BENCH_X_BEARER": "bench-bearer",
-        "BENCH_SF_PASSWORD": "sandbox-password",
-        "BENCH_SF_TOKEN": "sandbox-token",
-    }
+    env = os.environ | SECRETS.environ()
     rng = random.Random(seed)
     with (
         tempfile.TemporaryDirectory() as tmp,
-        XSandbox(bearer_token="bench-bearer", limits_lifted=True) as x,
-        SalesforceSandbox() as sf,
+        x_standin(limits_lifted=True) as x,
+        salesforce_standin() as sf,
     ):
         assert isinstance(x, XSandbox) and isinstance(sf, SalesforceSandbox)
         customers = people(x, sf, authors, rng)
         state = Path(tmp) / "state.db"
         config = Path(tmp) / "config.toml"
-        config.write_text(CONFIG.format(state=state, x_url=x.url, sf_url=sf.url, access=access))
+        config.write_text(
+            syncd_config(
+                state_url=f"sqlite:///{state}",
+                x_url=x.url,
+                salesforce_url=sf.url,
+                accounts=["acme"],
+                secrets=SECRETS,
+                source_name="x",
+                source={
+                    "search_access": access,
+                    # X serves one full-archive request per second (500 posts/s at most); the
+                    # stand-in is told not to, so the figures are syncd's own capacity.
+                    "full_archive_interval": "0s",
+                },
+            )
+        )
         since = (datetime.now(UTC) - timedelta(days=366)).strftime("%Y-%m-%d")
         # BENCH_PYSPY=FILE profiles the child with py-spy (not a dependency: pip install it).
         spy = os.environ.get("BENCH_PYSPY")

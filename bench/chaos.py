@@ -47,52 +47,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from common import SECRETS, salesforce_standin, x_standin
 from sqlalchemy import func, select
 
+from sandbox.config import syncd_config
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import BRAND_HANDLES, World, next_post, seed
 from sandbox.x.api import XSandbox
 from syncd.state.db import Database
 from syncd.state.tables import cursors, deliveries, gaps, interactions
-
-CONFIG = """
-[state]
-url = "{state_url}"
-
-[daemon]
-write_interval = "500ms"
-resolve_interval = "1s"
-jitter = "100ms"
-# On PostgreSQL a killed child's claimed deliveries wait out its lease before the restarted
-# one (a new owner) takes them: short, so a run is not mostly waiting.
-lease = "5s"
-
-[resolver]
-retry_after = "1s"
-max_retry_after = "2s"
-
-[writer]
-retries = 3
-
-[[sources]]
-name = "x"
-type = "x"
-bearer_token = "env:CHAOS_X_BEARER"
-api_base_url = "{x_url}"
-accounts = {accounts}
-interval = "1s"
-timeout = "{timeout}s"
-# The moment before the first post is played: each stream's first walk reads back to it.
-start = "{start}"
-
-[crm]
-type = "salesforce"
-login_url = "{sf_url}"
-username = "integration@sandbox.example"
-password = "env:CHAOS_SF_PASSWORD"
-security_token = "env:CHAOS_SF_TOKEN"
-timeout = "{timeout}s"
-"""
 
 KILL_KINDS = ("ingest", "crm-batch", "crm-answered", "timer")
 CLIENT_TIMEOUT = 2.0  # seconds; a "stall" fault waits longer than this
@@ -288,8 +251,8 @@ def run(
 
     big = {"mentions": 10**7, "user_tweets": 10**7, "user_lookup": 10**7, "tweet_lookup": 10**7}
     with (
-        XSandbox(bearer_token="chaos-x-bearer", rate_limits=big) as x,
-        SalesforceSandbox() as sf,
+        x_standin(rate_limits=big) as x,
+        salesforce_standin() as sf,
     ):
         assert isinstance(x, XSandbox) and isinstance(sf, SalesforceSandbox)
         world = seed(x, sf, customers=customers, rng_seed=rng_seed)
@@ -297,22 +260,39 @@ def run(
         for c in world.customers:
             if c.crm_id is None:
                 c.crm_id = sf.insert("Contact", {"LastName": c.last, "X_User_Id__c": c.user_id})
-        os.environ.update(
-            CHAOS_X_BEARER="chaos-x-bearer",
-            CHAOS_SF_PASSWORD="sandbox-password",
-            CHAOS_SF_TOKEN="sandbox-token",
-        )
+        os.environ.update(SECRETS.environ())
         config = workdir / "config.toml"
         # Posts are played from the next instant on, and each has a later id than this start.
         start = datetime.now(UTC)
         config.write_text(
-            CONFIG.format(
+            syncd_config(
                 state_url=state_url or f"sqlite:///{workdir / 'state.db'}",
                 x_url=x.url,
-                sf_url=sf.url,
-                accounts=json.dumps(list(BRAND_HANDLES)),
-                timeout=CLIENT_TIMEOUT,
-                start=start.isoformat(timespec="milliseconds"),
+                salesforce_url=sf.url,
+                accounts=BRAND_HANDLES,
+                secrets=SECRETS,
+                source_name="x",
+                source={
+                    "interval": "1s",
+                    "timeout": f"{CLIENT_TIMEOUT}s",
+                    # The moment before the first post is played: each stream's first walk
+                    # reads back to it.
+                    "start": start.isoformat(timespec="milliseconds"),
+                },
+                crm={"timeout": f"{CLIENT_TIMEOUT}s"},
+                tables={
+                    "daemon": {
+                        "write_interval": "500ms",
+                        "resolve_interval": "1s",
+                        "jitter": "100ms",
+                        # On PostgreSQL a killed child's claimed deliveries wait out its lease
+                        # before the restarted one (a new owner) takes them: short, so a run is
+                        # not mostly waiting.
+                        "lease": "5s",
+                    },
+                    "resolver": {"retry_after": "1s", "max_retry_after": "2s"},
+                    "writer": {"retries": 3},
+                },
             )
         )
         log = workdir / "syncd.log"

@@ -1,10 +1,11 @@
-"""Per-interaction cost by state size (issue 7): ``python bench/throughput.py --scale``.
+"""Per-interaction cost by state size (issue 7): ``python bench/growth.py``, or
+``python bench/throughput.py --scale``, which hands over to it with its workload options.
 
 For each size N (10k, 100k, 1M), a fresh SQLite state database is brought where a running
 service stands (one untimed ``App.cycle``: brands known, cursors at the head, the CRM's ids
 copied), then filled in bulk, timed apart, with N written interactions and N/5 authors (80 %
 linked; the rest held, with 2 % of N deliveries pending). NEW mentions are then posted at once
-to the stand-ins of :mod:`workload` and ``App.cycle`` (poll, resolve, deliver) runs in this
+to the stand-ins of :mod:`common` and ``App.cycle`` (poll, resolve, deliver) runs in this
 process until every linked one is in the CRM stand-in. Per interaction: wall and CPU (this
 process: syncd and the stand-ins), time in the state database, statements. The outbox's and
 resolver's hot queries and the daemon's metrics snapshot are timed at every size, and their
@@ -21,6 +22,7 @@ wall time also shows other work on the machine) and every linked post was writte
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -36,22 +38,26 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from common import (
+    SECRETS,
+    UNLIMITED,
+    Feeder,
+    Options,
+    WriteClock,
+    daemon_config,
+    salesforce_standin,
+    seed,
+    x_standin,
+)
 from sqlalchemy import Engine, event
-from throughput import BEARER, CONFIG, ENV
-from workload import UNLIMITED, Feeder, WriteClock, seed
 
-from sandbox.salesforce.api import SalesforceSandbox
-from sandbox.x.api import XSandbox
 from syncd.config.settings import load
 from syncd.model import IdentityKey
 from syncd.service.app import App
 from syncd.service.metrics import StateView
 from syncd.state import crm_keys, outbox
-
-if TYPE_CHECKING:
-    from throughput import Options
 
 SIZES = (10_000, 100_000, 1_000_000)
 NEW = 5_000
@@ -252,8 +258,8 @@ def measure(opts: Options, size: int, new: int, explain: bool) -> tuple[Row, dic
     started = time.perf_counter()
     with (
         tempfile.TemporaryDirectory() as tmp,
-        XSandbox(bearer_token=BEARER, rate_limits=UNLIMITED) as x,
-        SalesforceSandbox() as sf,
+        x_standin(rate_limits=UNLIMITED) as x,
+        salesforce_standin() as sf,
     ):
         people = seed(
             x, sf, accounts=opts.accounts, authors=opts.authors, linked=opts.linked, seed=opts.seed
@@ -262,9 +268,8 @@ def measure(opts: Options, size: int, new: int, explain: bool) -> tuple[Row, dic
         path = Path(tmp) / "state.db"
         config = Path(tmp) / "config.toml"
         brands = [handle for handle, _ in people.brands]
-        config.write_text(CONFIG.format(state=f"sqlite:///{path}", x_url=x.url, sf_url=sf.url,
-                                        accounts=json.dumps(brands), poll=opts.poll))  # fmt: skip
-        os.environ.update(ENV)
+        config.write_text(daemon_config(f"sqlite:///{path}", x.url, sf.url, brands, opts.poll))
+        os.environ.update(SECRETS.environ())
         app = App(load(config))
         try:
             app.open()
@@ -349,3 +354,11 @@ def main(opts: Options, as_json: bool = False) -> int:
     else:
         show(rows, plans, good, why)
     return 0 if good else 1
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    Options.add_arguments(parser)
+    parser.add_argument("--json", action="store_true")
+    ns = parser.parse_args()
+    sys.exit(main(Options.from_args(ns), as_json=ns.json))

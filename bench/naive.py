@@ -9,64 +9,61 @@ right is reported as it is (posts by people the CRM lacks are simply dropped). I
 has no 800-mention horizon, or it would lose most of a burst: its wall time is how long it
 takes to catch up.
 
-Its wall time is bound by two Salesforce calls per post, so a run on fewer posts
-(``--naive-interactions``) projects linearly to the full count; the projection is labelled.
+Its wall time is bound by two Salesforce calls per post, so a run on fewer posts than
+``--interactions`` projects linearly to that count; the projection is labelled.
+``bench/throughput.py`` runs this script beside syncd on the same workload
+(``--naive-interactions``) and prints the ratios.
+
+    python bench/naive.py                      # 5,000 interactions
+    python bench/naive.py 5000 --interactions 100000 --json
 """
 
 from __future__ import annotations
 
-import os
+import argparse
+import json
 import threading
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict
+from typing import Any
 
 import requests
 import tweepy
+from common import (
+    SECRETS,
+    UNLIMITED,
+    Feeder,
+    NaiveReport,
+    Options,
+    WriteClock,
+    percentile,
+    salesforce_standin,
+    seed,
+    show_naive,
+    x_standin,
+)
 from simple_salesforce import Salesforce
-from workload import UNLIMITED, Feeder, WriteClock, percentile, seed
 
 from connectors._http import RewritingAdapter, mount
-from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.config import SALESFORCE_USERNAME
 from sandbox.x.api import XSandbox
 
-if TYPE_CHECKING:
-    from throughput import Options
-
-BEARER = "bench-bearer"
 FIELDS = ["created_at", "author_id", "in_reply_to_user_id", "conversation_id"]
-
-
-@dataclass
-class Report:
-    interactions: int = 0
-    full: int = 0  # the count it is projected to
-    written: int = 0
-    expected_written: int = 0
-    seconds: float = 0.0
-    projected_seconds: float = 0.0
-    rate: float = 0.0
-    x_requests: int = 0
-    sf_calls: int = 0
-    sf_per_1000: float = 0.0
-    p50: float = 0.0
-    p95: float = 0.0
-    complete: bool = False
 
 
 class NaiveSync:
     """The sample's route: poll, and for each post look up and create."""
 
     def __init__(self, x_url: str, sf_url: str, brands: list[tuple[str, str]]) -> None:
-        self.client = tweepy.Client(bearer_token=BEARER)
+        self.client = tweepy.Client(bearer_token=SECRETS.x_bearer)
         mount(self.client.session, RewritingAdapter({"https://api.twitter.com": x_url}))
         session = requests.Session()
         adapter = RewritingAdapter({"https://login.salesforce.com": sf_url})
         mount(session, adapter)
         self.sf = Salesforce(
-            username="integration@sandbox.example",
-            password="sandbox-password",
-            security_token="sandbox-token",
+            username=SALESFORCE_USERNAME,
+            password=SECRETS.salesforce_password,
+            security_token=SECRETS.salesforce_token,
             session=session,
         )
         adapter.add(f"https://{self.sf.sf_instance}", sf_url)
@@ -115,16 +112,18 @@ class NaiveSync:
             )
 
 
-def run(opts: Options, n: int) -> Report:
-    report = Report(interactions=n, full=opts.interactions)
+def run(opts: Options, n: int) -> NaiveReport:
+    report = NaiveReport(interactions=n, full=opts.interactions)
     # No 800-mention horizon here: one call pair per post falls far behind a burst, and with
     # X's horizon it would lose most of it; measured is how long it takes to catch up.
     far = 10**9
     with (
-        XSandbox(
-            bearer_token=BEARER, rate_limits=UNLIMITED, mentions_horizon=far, timeline_horizon=far
+        x_standin(
+            rate_limits=UNLIMITED,
+            mentions_horizon=far,
+            timeline_horizon=far,
         ) as x,
-        SalesforceSandbox() as sf,
+        salesforce_standin() as sf,
     ):
         assert isinstance(x, XSandbox)
         people = seed(
@@ -170,23 +169,20 @@ def run(opts: Options, n: int) -> Report:
     return report
 
 
-def show(r: Report) -> None:
-    print(f"naive pattern: {r.interactions:,} interactions, one look-up and one create per post")
-    print(f"  written              {r.written:,} of {r.expected_written:,}")
-    print(f"  seconds              {r.seconds:.1f}" + (
-        f" (projected to {r.full:,}: {r.projected_seconds:,.0f})" if r.full != r.interactions
-        else ""))  # fmt: skip
-    print(f"  interactions/s       {r.rate:,.0f}")
-    print(f"  X requests           {r.x_requests:,}")
-    print(f"  Salesforce calls     {r.sf_calls:,} ({r.sf_per_1000:,.0f} per 1,000)")
-    print(f"  latency p50 / p95    {r.p50:.1f} s / {r.p95:.1f} s")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("count", type=int, nargs="?", default=5000, help="Interactions run.")
+    Options.add_arguments(parser)
+    parser.set_defaults(interactions=None)  # the count it is projected to: default, the run's
+    parser.add_argument("--json", action="store_true", help="One JSON object, no table.")
+    ns = parser.parse_args(argv)
+    ns.interactions = ns.interactions or ns.count
+    report = run(Options.from_args(ns), ns.count)
+    if ns.json:
+        print(json.dumps(asdict(report)))
+    else:
+        show_naive(report)
 
 
 if __name__ == "__main__":
-    import sys
-
-    sys.path.insert(0, os.path.dirname(__file__))
-    from throughput import Options
-
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
-    show(run(Options(interactions=count), count))
+    main()

@@ -1,6 +1,6 @@
 """Live throughput, measured against the naive way: 10 brands, 100,000 interactions arriving.
 
-Both stand-ins run in this process (:mod:`workload`); ``syncd run`` runs as child processes
+Both stand-ins run in this process (:mod:`common`); ``syncd run`` runs as child processes
 (one per ``--instances``) against them, as a service would, and the posts arrive while it
 runs. Measured for syncd: interactions/s end to end (from the first post's creation to the
 last CRM write), X requests, X posts read per new interaction (as returned, and as X bills:
@@ -8,8 +8,9 @@ once per UTC day), Salesforce API calls per 1,000 interactions (look-ups include
 latency from a post's creation to its CRM write, the daemon's peak RSS and CPU, and the
 stand-ins' own CPU (they must not be the bottleneck).
 
-Then the naive pattern of the integration samples (:mod:`naive`: per post, one look-up query
-and one create call) runs on the same workload, and the ratios are printed.
+Then the naive pattern of the integration samples (``bench/naive.py``, run as a script of its
+own: per post, one look-up query and one create call) runs on the same workload, and the
+ratios are printed. ``--scale`` hands over to ``bench/growth.py``.
 
     python bench/throughput.py                              # 100,000 interactions
     python bench/throughput.py --interactions 20000 --no-naive
@@ -36,14 +37,22 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from common import (
+    SECRETS,
+    UNLIMITED,
+    Feeder,
+    NaiveReport,
+    Options,
+    WriteClock,
+    daemon_config,
+    percentile,
+    salesforce_standin,
+    seed,
+    show_naive,
+    x_standin,
+)
 from sqlalchemy import create_engine, func, select, text
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import naive
-from workload import UNLIMITED, Feeder, WriteClock, percentile, seed
-
-from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.x.api import XSandbox
 from syncd.state.db import Database
 from syncd.state.tables import interactions
@@ -54,53 +63,7 @@ TARGET_SF_PER_1000 = 6.0
 TARGET_POSTS_PER_NEW = 1.02
 TARGET_LATENCY_SLACK = 2.0  # p95 latency ≤ poll interval + this
 TARGET_RSS_MB = 200.0
-BEARER = "bench-bearer"
-ENV = {
-    "BENCH_X_BEARER": BEARER,
-    "BENCH_SF_PASSWORD": "sandbox-password",
-    "BENCH_SF_TOKEN": "sandbox-token",
-}
-
-CONFIG = """
-[state]
-url = "{state}"
-
-[logging]
-level = "WARNING"
-
-[daemon]
-write_interval = "{poll}s"
-resolve_interval = "{poll}s"
-jitter = "0s"
-lease = "30s"
-
-[[sources]]
-name = "x"
-type = "x"
-bearer_token = "env:BENCH_X_BEARER"
-api_base_url = "{x_url}"
-accounts = {accounts}
-interval = "{poll}s"
-
-[crm]
-type = "salesforce"
-login_url = "{sf_url}"
-username = "integration@sandbox.example"
-password = "env:BENCH_SF_PASSWORD"
-security_token = "env:BENCH_SF_TOKEN"
-"""
-
-
-@dataclass
-class Options:
-    interactions: int = 100_000
-    accounts: int = 10
-    authors: int = 20_000
-    linked: float = 0.8
-    rate: float = 3_000.0
-    poll: float = 1.0
-    seed: int = 7
-    state: str | None = None  # a PostgreSQL URL; None: SQLite in a temporary directory
+HERE = Path(__file__).resolve().parent
 
 
 @dataclass
@@ -167,8 +130,8 @@ def _stored(url: str) -> int:
 def run_syncd(opts: Options, instances: int, tmp: Path) -> Report:
     report = Report(instances=instances, interactions=opts.interactions)
     with (
-        XSandbox(bearer_token=BEARER, rate_limits=UNLIMITED) as x,
-        SalesforceSandbox() as sf,
+        x_standin(rate_limits=UNLIMITED) as x,
+        salesforce_standin() as sf,
     ):
         assert isinstance(x, XSandbox)
         people = seed(
@@ -177,11 +140,9 @@ def run_syncd(opts: Options, instances: int, tmp: Path) -> Report:
         clock = WriteClock(sf)
         url, schema = _fresh_state(opts, tmp, f"{instances}")
         config = tmp / f"config-{instances}.toml"
-        accounts = json.dumps([handle for handle, _ in people.brands])
-        config.write_text(
-            CONFIG.format(state=url, x_url=x.url, sf_url=sf.url, accounts=accounts, poll=opts.poll)
-        )
-        env = os.environ | ENV
+        accounts = [handle for handle, _ in people.brands]
+        config.write_text(daemon_config(url, x.url, sf.url, accounts, opts.poll))
+        env = os.environ | SECRETS.environ()
         base = [sys.executable, "-m", "syncd", "--config", str(config)]
         # As a live service would have: the brands' ids known, the CRM's people loaded.
         subprocess.run([*base, "poll", "--once"], env=env, check=True, capture_output=True)
@@ -301,7 +262,7 @@ def ok(r: Report, o: Options) -> dict[str, bool]:
     }
 
 
-def show(r: Report, o: Options, baseline: naive.Report | None) -> None:
+def show(r: Report, o: Options, baseline: NaiveReport | None) -> None:
     def mark(good: bool) -> str:
         return "ok" if good else "MISSED"
 
@@ -338,7 +299,7 @@ def show(r: Report, o: Options, baseline: naive.Report | None) -> None:
         print(f"  error: {e}")
     if baseline is None:
         return
-    naive.show(baseline)
+    show_naive(baseline)
     speedup = baseline.projected_seconds / r.seconds if r.seconds else 0.0
     sf_ratio = r.sf_per_1000 / baseline.sf_per_1000 if baseline.sf_per_1000 else 0.0
     print("syncd / naive")
@@ -348,17 +309,21 @@ def show(r: Report, o: Options, baseline: naive.Report | None) -> None:
     print(f"  p95 latency          {r.p95 / baseline.p95 if baseline.p95 else 0:.4f}")
 
 
+def _naive(opts: Options, n: int) -> NaiveReport:
+    """``bench/naive.py`` on ``n`` of the workload's interactions, projected to all of them."""
+    done = subprocess.run(
+        [sys.executable, HERE / "naive.py", str(n), *opts.argv(), "--json"],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    return NaiveReport(**json.loads(done.stdout.splitlines()[-1]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--interactions", type=int, default=100_000)
-    parser.add_argument("--accounts", type=int, default=10)
-    parser.add_argument("--authors", type=int, default=20_000)
-    parser.add_argument("--linked", type=float, default=0.8)
-    parser.add_argument("--rate", type=float, default=3_000.0, help="Arrivals per second.")
-    parser.add_argument("--poll", type=float, default=1.0, help="Poll interval, seconds.")
-    parser.add_argument("--seed", type=int, default=7)
+    Options.add_arguments(parser)
     parser.add_argument("--instances", default="1", help="e.g. 1,2,3 (PostgreSQL only above 1)")
-    parser.add_argument("--state", help="A PostgreSQL URL; default: SQLite, temporary.")
     parser.add_argument("--naive", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument(
         "--naive-interactions",
@@ -370,20 +335,12 @@ def main() -> None:
     parser.add_argument("--scale", action="store_true", help="Per-interaction cost by state size.")
     parser.add_argument("--json", action="store_true")
     ns = parser.parse_args()
-    opts = Options(
-        interactions=ns.interactions,
-        accounts=ns.accounts,
-        authors=ns.authors,
-        linked=ns.linked,
-        rate=ns.rate,
-        poll=ns.poll,
-        seed=ns.seed,
-        state=ns.state,
-    )
+    opts = Options.from_args(ns)
     if ns.scale:
-        import growth
-
-        raise SystemExit(growth.main(opts, as_json=ns.json))
+        json_flag = ["--json"] if ns.json else []
+        raise SystemExit(
+            subprocess.call([sys.executable, HERE / "growth.py", *opts.argv(), *json_flag])
+        )
     counts = [int(c) for c in ns.instances.split(",")]
     if max(counts) > 1 and not (opts.state or "").startswith("postgresql"):
         parser.error("--instances above 1 needs --state postgresql+psycopg://… (SQLite state "
@@ -397,7 +354,7 @@ def main() -> None:
     if ns.naive:
         n = ns.naive_interactions or opts.interactions
         print(f"the naive pattern on {n:,} interactions …", file=sys.stderr)
-        baseline = naive.run(opts, n)
+        baseline = _naive(opts, n)
     good = all(all(ok(r, opts).values()) for r in reports)
     if baseline is not None:
         good = good and baseline.projected_seconds >= TARGET_SPEEDUP * reports[0].seconds

@@ -38,13 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common import SECRETS, UNLIMITED, People, salesforce_standin, seed, x_standin
 from sqlalchemy import select
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from workload import UNLIMITED, People, seed
-
-from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.config import TomlValue, syncd_config
 from sandbox.x.api import XSandbox
 from syncd.state.db import Database
 from syncd.state.tables import identities, interactions
@@ -55,57 +52,20 @@ PRICES = {"post": 0.005, "owned_post": 0.001, "user": 0.010}
 DAY = 24 * 3600.0
 OUTBOUND_SHARE = 0.05
 STALL_SECONDS = 60.0  # nothing new stored this long (gap recovery waits ~30 s for search)
-BEARER = "xcost-bearer"
 CONSUMER = ("xcost-consumer-key", "xcost-consumer-secret")
-ENV = {
-    "XCOST_X_BEARER": BEARER,
-    "XCOST_SF_PASSWORD": "sandbox-password",
-    "XCOST_SF_TOKEN": "sandbox-token",
-    "XCOST_CONSUMER_KEY": CONSUMER[0],
-    "XCOST_CONSUMER_SECRET": CONSUMER[1],
-}
+CONSUMER_ENV = {"XCOST_CONSUMER_KEY": CONSUMER[0], "XCOST_CONSUMER_SECRET": CONSUMER[1]}
 RATES = UNLIMITED | {"users_me": 10**7}
 
-CONFIG = """
-[state]
-url = "{state}"
 
-[logging]
-level = "WARNING"
-
-[daemon]
-write_interval = "1s"
-resolve_interval = "1s"
-jitter = "0s"
-
-[backfill]
-interval = "1s"
-
-[[sources]]
-name = "x"
-type = "x"
-bearer_token = "env:XCOST_X_BEARER"
-api_base_url = "{x_url}"
-accounts = {accounts}
-interval = "1s"
-search_access = "recent"
-{user_auth}
-[crm]
-type = "salesforce"
-login_url = "{sf_url}"
-username = "integration@sandbox.example"
-password = "env:XCOST_SF_PASSWORD"
-security_token = "env:XCOST_SF_TOKEN"
-"""
-
-USER_AUTH = """
-[sources.user_auth.{handle}]
-type = "oauth1"
-consumer_key = "env:XCOST_CONSUMER_KEY"
-consumer_secret = "env:XCOST_CONSUMER_SECRET"
-access_token = "env:XCOST_TOKEN_{n}"
-access_token_secret = "env:XCOST_TOKEN_SECRET_{n}"
-"""
+def user_auth(n: int) -> dict[str, str]:
+    """The ``n``-th owned brand account's OAuth 1.0a credentials, as environment references."""
+    return {
+        "type": "oauth1",
+        "consumer_key": "env:XCOST_CONSUMER_KEY",
+        "consumer_secret": "env:XCOST_CONSUMER_SECRET",
+        "access_token": f"env:XCOST_TOKEN_{n}",
+        "access_token_secret": f"env:XCOST_TOKEN_SECRET_{n}",
+    }
 
 
 @dataclass
@@ -202,25 +162,39 @@ def run(o: Options) -> Report:
     report = Report()
     with (
         tempfile.TemporaryDirectory() as tmp_dir,
-        XSandbox(bearer_token=BEARER, rate_limits=RATES, search_lag=1.0) as x,
-        SalesforceSandbox() as sf,
+        x_standin(rate_limits=RATES, search_lag=1.0) as x,
+        salesforce_standin() as sf,
     ):
         assert isinstance(x, XSandbox)
         tmp = Path(tmp_dir)
         people = seed(x, sf, accounts=o.brands, authors=o.authors, linked=0.8, seed=o.seed)
-        env = os.environ | ENV
+        env = os.environ | SECRETS.environ() | CONSUMER_ENV
         x.auth.add_consumer(*CONSUMER)
-        user_auth = ""
+        owned: dict[str, TomlValue] = {}
         for n, (handle, uid) in enumerate(people.brands[: o.owned]):
             token, secret = x.auth.issue_oauth1_token(CONSUMER[0], uid)
             env |= {f"XCOST_TOKEN_{n}": token, f"XCOST_TOKEN_SECRET_{n}": secret}
-            user_auth += USER_AUTH.format(handle=handle, n=n)
+            owned[handle] = user_auth(n)
         state = f"sqlite:///{tmp / 'state.db'}"
         config = tmp / "config.toml"
-        accounts = json.dumps([h for h, _ in people.brands])
         config.write_text(
-            CONFIG.format(
-                state=state, x_url=x.url, sf_url=sf.url, accounts=accounts, user_auth=user_auth
+            syncd_config(
+                state_url=state,
+                x_url=x.url,
+                salesforce_url=sf.url,
+                accounts=[h for h, _ in people.brands],
+                secrets=SECRETS,
+                source_name="x",
+                source={
+                    "interval": "1s",
+                    "search_access": "recent",
+                    **({"user_auth": owned} if owned else {}),
+                },
+                tables={
+                    "logging": {"level": "WARNING"},
+                    "daemon": {"write_interval": "1s", "resolve_interval": "1s", "jitter": "0s"},
+                    "backfill": {"interval": "1s"},
+                },
             )
         )
         base = [sys.executable, "-m", "syncd", "--config", str(config)]

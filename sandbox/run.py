@@ -1,37 +1,301 @@
-"""``syncd sandbox``: both stand-ins in the foreground, for trying syncd by hand."""
+"""The whole sandbox, running: every stand-in, the demo world, posts played, what reached the CRM.
+
+:class:`Sandbox` is what ``syncd demo`` and ``syncd sandbox`` hold, so that neither names a
+network: it starts the stand-ins declared in :mod:`sandbox.config`, seeds the demo brand and
+its customers (:mod:`sandbox.seed`), renders syncd's configuration for them, plays posts over
+time as customers and the brand would, and reads back, as an admin would with SOQL, what syncd
+wrote into the CRM.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 import click
 
+from sandbox.config import STANDINS, Secrets, TomlValue, syncd_config
 from sandbox.salesforce.api import SalesforceSandbox
-from sandbox.seed import next_post, seed
-from sandbox.server import CONTROL_PATH
+from sandbox.seed import BRAND_HANDLES, World, next_post, seed
+from sandbox.server import CONTROL_PATH, SandboxServer
 from sandbox.x.api import XSandbox
 
-X_BEARER = "sandbox-x-bearer"
+API_VERSION = "61.0"
+# What syncd writes for each interaction, read back in the order a rep's timeline shows it.
+READBACK = (
+    "SELECT Id, WhoId, Subject, Description, ActivityDate, Social_Post_Id__c, "
+    "Social_Direction__c FROM Task ORDER BY ActivityDate"
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One interaction in a customer's CRM timeline."""
+
+    date: str
+    outbound: bool  # the brand's post, not the customer's
+    subject: str
+    text: str  # its first line, whitespace collapsed
+
+
+@dataclass(frozen=True)
+class Timeline:
+    title: str  # the customer as the world knows them, or the CRM id of a stranger
+    record_id: str
+    entries: tuple[Entry, ...]  # oldest post first
+
+
+@dataclass(frozen=True)
+class Readback:
+    """What reached the CRM: one timeline per person, the busiest first."""
+
+    timelines: tuple[Timeline, ...]
+    records: int
+    duplicates: int  # records sharing one post's external id
+    label: str  # how the records are named in a report
+    via: str  # how they were read
+
+
+class Player(threading.Thread):
+    """Posts mentions and brand replies over time, as customers and the brand would.
+
+    Midway, a rep creates a Contact for a customer the CRM did not know: everything held for
+    that author must then be written, oldest first, without anyone replaying anything.
+    """
+
+    def __init__(self, sandbox: Sandbox, world: World, posts: int, seconds: float) -> None:
+        super().__init__(name="demo-player", daemon=True)
+        self.sandbox, self.world = sandbox, world
+        self.posts, self.seconds = posts, seconds
+        self.done_at: datetime | None = None
+        self.late_contact: str | None = None
+        self.counts = {"mention": 0, "reply": 0}
+
+    def run(self) -> None:
+        rng = random.Random(11)
+        pause = self.seconds / max(self.posts, 1)
+        for n in range(self.posts):
+            kind, _ = next_post(self.sandbox.x, self.world, rng)
+            self.counts[kind] += 1
+            if n == self.posts // 2:
+                self._rep_adds_a_contact()
+            time.sleep(pause)
+        self.done_at = datetime.now(UTC)
+
+    def _rep_adds_a_contact(self) -> None:
+        unknown = self.world.by_kind("unknown")
+        if unknown:
+            c = unknown[0]
+            c.crm_id = self.sandbox.salesforce.insert(
+                "Contact", {"FirstName": c.first, "LastName": c.last, "X_User_Id__c": c.user_id}
+            )
+            c.kind = "contact_by_id"
+            self.late_contact = c.handle
+
+    def played(self) -> str:
+        return f"{self.counts['mention']} mentions, {self.counts['reply']} brand replies"
+
+    def late_link(self) -> tuple[str, str]:
+        """The report's row for the rep's Contact."""
+        return (
+            "linked late (rep added Contact)",
+            f"@{self.late_contact}" if self.late_contact else "-",
+        )
+
+
+class Sandbox:
+    """Every stand-in, on loopback; a context manager that starts and stops them all."""
+
+    def __init__(self, *, ports: Mapping[str, int] | None = None, secrets: Secrets | None = None):
+        ports = dict(ports or {})
+        if unknown := set(ports) - {s.name for s in STANDINS}:
+            raise ValueError(
+                f"no stand-in {sorted(unknown)}; there are {[s.name for s in STANDINS]}"
+            )
+        self.secrets = secrets or Secrets()
+        self.x = XSandbox(port=ports.get("x", 0), bearer_token=self.secrets.x_bearer)
+        try:
+            self.salesforce = SalesforceSandbox(
+                port=ports.get("salesforce", 0),
+                password=self.secrets.salesforce_password,
+                security_token=self.secrets.salesforce_token,
+            )
+        except BaseException:  # a port taken: the X stand-in's is bound already
+            self.x.stop()
+            raise
+        self.accounts: tuple[str, ...] = BRAND_HANDLES
+        self.world: World | None = None
+        self._stack = contextlib.ExitStack()
+
+    @property
+    def servers(self) -> dict[str, SandboxServer]:
+        """Each stand-in by its name in :data:`sandbox.config.STANDINS`."""
+        return {"x": self.x, "salesforce": self.salesforce}
+
+    def __enter__(self) -> Sandbox:
+        with contextlib.ExitStack() as stack:
+            for server in self.servers.values():
+                stack.enter_context(server)
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def describe(self) -> str:
+        """``X stand-in http://127.0.0.1:…  Salesforce stand-in …``"""
+        servers = self.servers
+        return "  ".join(f"{s.title} stand-in {servers[s.name].url}" for s in STANDINS)
+
+    @property
+    def crm_title(self) -> str:
+        return next(s.title for s in STANDINS if s.name == "salesforce")
+
+    # -- syncd's view --------------------------------------------------------------------
+    def environ(self) -> dict[str, str]:
+        """The secrets the configuration names, for syncd's environment."""
+        return self.secrets.environ()
+
+    def config(
+        self,
+        state_url: str,
+        *,
+        source: Mapping[str, TomlValue] | None = None,
+        tables: Mapping[str, Mapping[str, TomlValue]] | None = None,
+    ) -> str:
+        """syncd's configuration for this sandbox, reading the brand's accounts."""
+        return syncd_config(
+            state_url=state_url,
+            x_url=self.x.url,
+            salesforce_url=self.salesforce.url,
+            accounts=self.accounts,
+            secrets=self.secrets,
+            source=source,
+            crm={"api_version": API_VERSION},
+            tables=tables,
+        )
+
+    # -- the world -----------------------------------------------------------------------
+    def seed(self, customers: int = 300) -> World:
+        self.world = seed(self.x, self.salesforce, customers)
+        return self.world
+
+    def seeded(self) -> str:
+        """Who the world holds, and how the CRM knows them."""
+        w = self._world()
+        return (
+            f"seeded {len(w.customers)} customers: "
+            f"{len(w.by_kind('contact_by_id'))} Contacts by X id, "
+            f"{len(w.by_kind('contact_by_handle'))} by handle only, "
+            f"{len(w.by_kind('lead'))} Leads, "
+            f"{len(w.by_kind('unknown'))} unknown to the CRM"
+        )
+
+    def post(self, rng: random.Random) -> None:
+        next_post(self.x, self._world(), rng)
+
+    def play(self, posts: int, seconds: float) -> Player:
+        """Start playing ``posts`` posts over ``seconds``."""
+        player = Player(self, self._world(), posts, seconds)
+        player.start()
+        return player
+
+    def _world(self) -> World:
+        if self.world is None:
+            raise RuntimeError("the sandbox is not seeded: call seed() first")
+        return self.world
+
+    # -- what happened -------------------------------------------------------------------
+    def requests(self) -> list[tuple[str, str]]:
+        """The API requests each stand-in served, as a report's rows."""
+        return [
+            ("X API requests", str(self.x.request_count)),
+            ("Salesforce API calls", str(self.salesforce.api_calls)),
+        ]
+
+    def readback(self) -> Readback:
+        """The CRM's timelines, read with SOQL over its REST API, as an admin would."""
+        tasks = self._soql(READBACK)
+        by_who: dict[str, list[dict[str, Any]]] = {}
+        for t in tasks:
+            by_who.setdefault(str(t["WhoId"]), []).append(t)
+        names = {c.crm_id: c for c in self._world().customers if c.crm_id}
+        timelines = []
+        for who, items in sorted(by_who.items(), key=lambda kv: -len(kv[1])):
+            c = names.get(who)
+            items.sort(key=lambda t: int(str(t["Social_Post_Id__c"]).split(":")[1]))
+            entries = tuple(
+                Entry(
+                    date=str(t["ActivityDate"]),
+                    outbound=t["Social_Direction__c"] == "Outbound",
+                    subject=str(t["Subject"]),
+                    text=" ".join(str(t["Description"]).split("\n")[0].split()),
+                )
+                for t in items
+            )
+            title = f"{c.first} {c.last} (@{c.handle})" if c else who
+            timelines.append(Timeline(title, who, entries))
+        external_ids = [t["Social_Post_Id__c"] for t in tasks]
+        return Readback(
+            timelines=tuple(timelines),
+            records=len(tasks),
+            duplicates=len(external_ids) - len(set(external_ids)),
+            label=f"Tasks in {self.crm_title} (SOQL)",
+            via="SOQL",
+        )
+
+    def _soql(self, query: str) -> list[dict[str, Any]]:
+        creds = self.salesforce.auth.creds
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": creds.consumer_key,
+            "client_secret": creds.consumer_secret,
+        }
+        token = _json(f"{self.salesforce.url}/services/oauth2/token", data=form)
+        headers = {"Authorization": f"Bearer {token['access_token']}"}
+        q = urllib.parse.urlencode({"q": query})
+        page = _json(f"{token['instance_url']}/services/data/v{API_VERSION}/query?{q}", headers)
+        records: list[dict[str, Any]] = page["records"]
+        while not page["done"]:
+            page = _json(f"{token['instance_url']}{page['nextRecordsUrl']}", headers)
+            records += page["records"]
+        return records
+
+
+def _json(
+    url: str, headers: dict[str, str] | None = None, data: dict[str, str] | None = None
+) -> Any:
+    body = urllib.parse.urlencode(data).encode() if data is not None else None
+    req = urllib.request.Request(url, data=body, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.load(resp)
 
 
 def serve(
-    *, x_port: int = 0, salesforce_port: int = 0, seed_world: bool = True, post_every: float = 2.0
+    *, ports: Mapping[str, int] | None = None, seed_world: bool = True, post_every: float = 2.0
 ) -> None:
-    x = XSandbox(port=x_port, bearer_token=X_BEARER)
-    sf = SalesforceSandbox(port=salesforce_port)
+    """``syncd sandbox``: every stand-in in the foreground, for trying syncd by hand."""
     stop = threading.Event()
-    with x, sf:
-        click.echo(f"X API v2 stand-in:      {x.url}   (bearer token: {X_BEARER})")
+    with Sandbox(ports=ports) as sandbox:
+        x, sf, secrets = sandbox.x, sandbox.salesforce, sandbox.secrets
+        click.echo(f"X API v2 stand-in:      {x.url}   (bearer token: {secrets.x_bearer})")
         click.echo(f"Salesforce stand-in:    {sf.url}   (login_url)")
-        click.echo("  username integration@sandbox.example, password sandbox-password,")
-        click.echo("  security token sandbox-token")
+        click.echo(f"  username {sf.auth.creds.username}, password {secrets.salesforce_password},")
+        click.echo(f"  security token {secrets.salesforce_token}")
         click.echo(f"fault injection:        POST/GET/DELETE {x.url}{CONTROL_PATH}")
         click.echo(f"                        POST/GET/DELETE {sf.url}{CONTROL_PATH}")
         click.echo('  e.g. {"kind": "status", "endpoint": "mentions", "status": 503, "count": 3}')
         if seed_world:
-            world = seed(x, sf)
+            world = sandbox.seed()
             click.echo(
                 f"seeded brand @acme and @acmesupport with {len(world.customers)} customers;"
                 f" a new mention or reply every {post_every:g}s"
@@ -39,7 +303,7 @@ def serve(
             rng = random.Random()
             with contextlib.suppress(KeyboardInterrupt):
                 while not stop.wait(post_every):
-                    next_post(x, world, rng)
+                    sandbox.post(rng)
         else:
             with contextlib.suppress(KeyboardInterrupt):
                 stop.wait()

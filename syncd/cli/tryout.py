@@ -3,24 +3,42 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 from rich.console import Console
 
+from sandbox.config import STANDINS
 from syncd.cli.base import cli, user_errors
 from syncd.service import logs
 
 
+def _port_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--<name>-port`` for each stand-in the sandbox declares."""
+    for standin in reversed(STANDINS):
+        command = click.option(
+            f"--{standin.name}-port",
+            f"{standin.name}_port",
+            type=int,
+            default=0,
+            help=f"Port of the {standin.title} stand-in (0: any).",
+        )(command)
+    return command
+
+
 @cli.command()
-@click.option("--x-port", type=int, default=0, help="Port of the X API stand-in (0: any).")
-@click.option("--salesforce-port", type=int, default=0, help="Port of the Salesforce stand-in.")
+@_port_options
 @click.option("--seed/--no-seed", default=True, help="Load the demo brand and customers.")
 @user_errors
-def sandbox(x_port: int, salesforce_port: int, seed: bool) -> None:
-    """Run the X and Salesforce stand-ins in the foreground and print their URLs."""
+def sandbox(seed: bool, **ports: int) -> None:
+    """Run every stand-in of the sandbox in the foreground and print their URLs."""
     from sandbox.run import serve
 
-    serve(x_port=x_port, salesforce_port=salesforce_port, seed_world=seed)
+    serve(
+        ports={s.name: ports[f"{s.name}_port"] for s in STANDINS},
+        seed_world=seed,
+    )
 
 
 @cli.command()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,40 +16,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from sandbox.config import Secrets, syncd_config
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.x.api import XSandbox
 from syncd.cli import cli
 
-CONFIG = """
-[state]
-url = "{state_url}"
-
-[daemon]
-write_interval = "1s"
-resolve_interval = "1s"
-jitter = "100ms"
-
-[resolver]
-retry_after = "1s"
-crm_check_interval = "1s"  # how soon a person's new id or handle is used
-
-[[sources]]
-name = "acme-x"
-type = "x"
-bearer_token = "env:E2E_X_BEARER"
-api_base_url = "{x_url}"
-accounts = {accounts}
-interval = "1s"
-page_size = 20
-start = "1d"  # tests post before the first poll, some of it hours back
-
-[crm]
-type = "salesforce"
-login_url = "{sf_url}"
-username = "integration@sandbox.example"
-password = "env:E2E_SF_PASSWORD"
-security_token = "env:E2E_SF_TOKEN"
-"""
+# The tests' own secret names: tests set and break them one by one (a wrong password, a
+# secret from a file), so they are part of what the tests say.
+SECRETS = Secrets(prefix="E2E", x_bearer="e2e-bearer")
 
 
 @dataclass
@@ -68,10 +41,9 @@ def make_world(
     *,
     accounts: tuple[str, ...] = ("acme", "acmesupport"),
 ) -> Iterator[World]:
-    monkeypatch.setenv("E2E_X_BEARER", "e2e-bearer")
-    monkeypatch.setenv("E2E_SF_PASSWORD", "sandbox-password")
-    monkeypatch.setenv("E2E_SF_TOKEN", "sandbox-token")
-    with XSandbox(bearer_token="e2e-bearer") as x, SalesforceSandbox() as sf:
+    for name, value in SECRETS.environ().items():
+        monkeypatch.setenv(name, value)
+    with XSandbox(bearer_token=SECRETS.x_bearer) as x, SalesforceSandbox() as sf:
         assert isinstance(x, XSandbox) and isinstance(sf, SalesforceSandbox)
         path = tmp_path / "config.toml"
         path.write_text(config_text(state_url, x.url, sf.url, accounts))
@@ -97,8 +69,19 @@ def tasks(sf: SalesforceSandbox) -> dict[str, dict[str, object]]:
 def config_text(
     state_url: str, x_url: str, sf_url: str, accounts: tuple[str, ...] = ("acme", "acmesupport")
 ) -> str:
-    return CONFIG.format(
-        state_url=state_url, x_url=x_url, sf_url=sf_url, accounts=json.dumps(list(accounts))
+    return syncd_config(
+        state_url=state_url,
+        x_url=x_url,
+        salesforce_url=sf_url,
+        accounts=accounts,
+        secrets=SECRETS,
+        tables={
+            "daemon": {"write_interval": "1s", "resolve_interval": "1s", "jitter": "100ms"},
+            # crm_check_interval: how soon a person's new id or handle is used.
+            "resolver": {"retry_after": "1s", "crm_check_interval": "1s"},
+        },
+        # start: tests post before the first poll, some of it hours back.
+        source={"interval": "1s", "page_size": 20, "start": "1d"},
     )
 
 

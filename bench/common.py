@@ -1,26 +1,53 @@
-"""The live workload the throughput benchmarks share: brands, customers, and posts arriving.
+"""What the benchmarks share: the stand-ins' secrets, the live workload, and how it is measured.
 
-Both stand-ins run in the benchmark's process. ``seed`` creates ``accounts`` brand accounts
-with a few posts each, and ``authors`` customers, a share of them Contacts carrying their X
-user id (linked). ``Feeder`` then posts ``interactions`` at ``rate`` per second, in small
-ticks, as a thread: mentions of a random brand (one in five a reply to one of its posts), and
-now and then a brand's reply to a recent mention (outbound history). Every post's creation is
-timed on the wall clock, and every Task the Salesforce stand-in stores is timed too, so the
-latency from a post's creation to its CRM write is measured, not guessed.
+Each benchmark is a script of its own (``python bench/<name>.py``) and imports no other: what
+two of them need lives here. The stand-ins run in the benchmark's process, and syncd gets its
+configuration for them from :func:`sandbox.config.syncd_config`, its secrets from
+:data:`SECRETS`.
+
+The live workload of the throughput benchmarks (:mod:`throughput`, :mod:`naive`, :mod:`growth`,
+:mod:`xcost`): ``seed`` creates ``accounts`` brand accounts with a few posts each, and
+``authors`` customers, a share of them Contacts carrying their X user id (linked). ``Feeder``
+then posts ``interactions`` at ``rate`` per second, in small ticks, as a thread: mentions of a
+random brand (one in five a reply to one of its posts), and now and then a brand's reply to a
+recent mention (outbound history). Every post's creation is timed on the wall clock, and every
+Task the Salesforce stand-in stores is timed too, so the latency from a post's creation to its
+CRM write is measured, not guessed. :class:`Options` is that workload's shape, one set of
+command-line options for every script that runs it.
 """
 
 from __future__ import annotations
 
+import argparse
 import random
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+from sandbox.config import Secrets, syncd_config
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import FIRST, LAST, set_up_org
 from sandbox.x.api import XSandbox
+
+# The stand-ins' secrets, under the environment names the rendered configuration reads:
+# a benchmark starts its stand-ins with them and puts them into syncd's environment.
+SECRETS = Secrets(x_bearer="bench-bearer")
+
+
+def x_standin(**options: Any) -> XSandbox:
+    """The X stand-in, taking :data:`SECRETS`' bearer token; ``options`` as XSandbox takes them."""
+    return XSandbox(bearer_token=SECRETS.x_bearer, **options)
+
+
+def salesforce_standin() -> SalesforceSandbox:
+    """The Salesforce stand-in, taking :data:`SECRETS`' password and security token."""
+    return SalesforceSandbox(
+        password=SECRETS.salesforce_password, security_token=SECRETS.salesforce_token
+    )
+
 
 # X's own limits would make this a measure of X (450 mention requests per 15 minutes per
 # app): lifted in the stand-in. The 800-mention horizon stays, and is reported if crossed.
@@ -47,6 +74,71 @@ def surname(rng: random.Random) -> str:
         return rng.choice(LAST)
     c, v = rng.choice, rng.choice
     return (c(_C) + v(_V) + c(_C) + v(_V) + c("nrsl")).capitalize()
+
+
+@dataclass
+class Options:
+    """The live workload: how many interactions, brands, authors, how fast, how often polled."""
+
+    interactions: int = 100_000
+    accounts: int = 10
+    authors: int = 20_000
+    linked: float = 0.8
+    rate: float = 3_000.0
+    poll: float = 1.0
+    seed: int = 7
+    state: str | None = None  # a PostgreSQL URL; None: SQLite in a temporary directory
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--interactions", type=int, default=Options.interactions)
+        parser.add_argument("--accounts", type=int, default=Options.accounts)
+        parser.add_argument("--authors", type=int, default=Options.authors)
+        parser.add_argument("--linked", type=float, default=Options.linked)
+        parser.add_argument("--rate", type=float, default=Options.rate, help="Arrivals per second.")
+        parser.add_argument(
+            "--poll", type=float, default=Options.poll, help="Poll interval, seconds."
+        )
+        parser.add_argument("--seed", type=int, default=Options.seed)
+        parser.add_argument("--state", help="A PostgreSQL URL; default: SQLite, temporary.")
+
+    @classmethod
+    def from_args(cls, ns: argparse.Namespace) -> Options:
+        return cls(**{f.name: getattr(ns, f.name) for f in fields(cls)})
+
+    def argv(self) -> list[str]:
+        """These options as :meth:`add_arguments` reads them, for another benchmark's run."""
+        out: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                out.append(f"--{f.name}={value}")
+        return out
+
+
+def daemon_config(
+    state_url: str, x_url: str, sf_url: str, accounts: Sequence[str], poll: float
+) -> str:
+    """syncd as the throughput workload runs it: every job at the poll interval, no jitter."""
+    every = f"{poll}s"
+    return syncd_config(
+        state_url=state_url,
+        x_url=x_url,
+        salesforce_url=sf_url,
+        accounts=accounts,
+        secrets=SECRETS,
+        source_name="x",
+        source={"interval": every},
+        tables={
+            "logging": {"level": "WARNING"},
+            "daemon": {
+                "write_interval": every,
+                "resolve_interval": every,
+                "jitter": "0s",
+                "lease": "30s",
+            },
+        },
+    )
 
 
 @dataclass
@@ -182,3 +274,34 @@ def percentile(values: list[float], q: float) -> float:
         return 0.0
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@dataclass
+class NaiveReport:
+    """The naive pattern's figures (:mod:`naive`), which :mod:`throughput` sets syncd's against."""
+
+    interactions: int = 0
+    full: int = 0  # the count it is projected to
+    written: int = 0
+    expected_written: int = 0
+    seconds: float = 0.0
+    projected_seconds: float = 0.0
+    rate: float = 0.0
+    x_requests: int = 0
+    sf_calls: int = 0
+    sf_per_1000: float = 0.0
+    p50: float = 0.0
+    p95: float = 0.0
+    complete: bool = False
+
+
+def show_naive(r: NaiveReport) -> None:
+    print(f"naive pattern: {r.interactions:,} interactions, one look-up and one create per post")
+    print(f"  written              {r.written:,} of {r.expected_written:,}")
+    print(f"  seconds              {r.seconds:.1f}" + (
+        f" (projected to {r.full:,}: {r.projected_seconds:,.0f})" if r.full != r.interactions
+        else ""))  # fmt: skip
+    print(f"  interactions/s       {r.rate:,.0f}")
+    print(f"  X requests           {r.x_requests:,}")
+    print(f"  Salesforce calls     {r.sf_calls:,} ({r.sf_per_1000:,.0f} per 1,000)")
+    print(f"  latency p50 / p95    {r.p50:.1f} s / {r.p95:.1f} s")

@@ -1,0 +1,129 @@
+"""The sandbox as syncd sees it: the stand-ins it runs, and the one syncd configuration for them.
+
+``syncd demo``, the benchmarks and the tests all run syncd against the stand-ins; each used to
+write its own copy of this TOML, and the copies drifted apart. Text only: the sandbox imports
+nothing of syncd, so what is rendered here is the file a user would write, and syncd's own
+loader judges it wherever it is read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+TomlValue = str | int | float | bool | Sequence[str] | Mapping[str, "TomlValue"]
+
+
+@dataclass(frozen=True)
+class StandIn:
+    name: str  # how options and ports are keyed: ``--<name>-port``
+    title: str  # how a person is told about it: "<title> stand-in"
+
+
+# Declared here rather than beside the servers so that a command line can offer one port
+# option per stand-in without importing (and paying for) the servers themselves.
+STANDINS = (StandIn("x", "X"), StandIn("salesforce", "Salesforce"))
+
+SALESFORCE_USERNAME = "integration@sandbox.example"
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """The stand-ins' secrets, and the environment variables the configuration reads them from.
+
+    The configuration names ``env:<prefix>_X_BEARER`` and so on, never a value, as a real one
+    would; whoever starts syncd puts :meth:`environ` into its environment.
+    """
+
+    prefix: str = "SYNCD_SANDBOX"
+    x_bearer: str = field(default="sandbox-x-bearer", repr=False)
+    salesforce_password: str = field(default="sandbox-password", repr=False)
+    salesforce_token: str = field(default="sandbox-token", repr=False)
+
+    @property
+    def x_bearer_env(self) -> str:
+        return f"{self.prefix}_X_BEARER"
+
+    @property
+    def salesforce_password_env(self) -> str:
+        return f"{self.prefix}_SF_PASSWORD"
+
+    @property
+    def salesforce_token_env(self) -> str:
+        return f"{self.prefix}_SF_TOKEN"
+
+    def environ(self) -> dict[str, str]:
+        return {
+            self.x_bearer_env: self.x_bearer,
+            self.salesforce_password_env: self.salesforce_password,
+            self.salesforce_token_env: self.salesforce_token,
+        }
+
+
+def syncd_config(
+    *,
+    state_url: str,
+    x_url: str,
+    salesforce_url: str,
+    accounts: Sequence[str],
+    secrets: Secrets | None = None,
+    source_name: str = "acme-x",
+    source: Mapping[str, TomlValue] | None = None,
+    crm: Mapping[str, TomlValue] | None = None,
+    tables: Mapping[str, Mapping[str, TomlValue]] | None = None,
+) -> str:
+    """syncd's configuration for the stand-ins at these URLs: one X source, the Salesforce CRM.
+
+    ``source`` and ``crm`` add keys to those two (a mapping value is a sub-table, e.g.
+    ``user_auth``); ``tables`` are the top-level ones (``{"daemon": {"jitter": "0s"}}``).
+    Tables come in the order given, after ``[state]``; ``[crm]`` is always the last, so text
+    appended to the result belongs to it.
+    """
+    secrets = secrets or Secrets()
+    x_source: dict[str, TomlValue] = {
+        "name": source_name,
+        "type": "x",
+        "bearer_token": f"env:{secrets.x_bearer_env}",
+        "api_base_url": x_url,
+        "accounts": list(accounts),
+        **(source or {}),
+    }
+    salesforce: dict[str, TomlValue] = {
+        "type": "salesforce",
+        "login_url": salesforce_url,
+        "username": SALESFORCE_USERNAME,
+        "password": f"env:{secrets.salesforce_password_env}",
+        "security_token": f"env:{secrets.salesforce_token_env}",
+        **(crm or {}),
+    }
+    parts = [_table("state", {"url": state_url})]
+    parts += [_table(name, keys) for name, keys in (tables or {}).items()]
+    parts += [_table("sources", x_source, header="[[sources]]"), _table("crm", salesforce)]
+    return "\n".join(parts)
+
+
+def _table(path: str, keys: Mapping[str, TomlValue], header: str | None = None) -> str:
+    lines: list[str] = []
+    subtables: list[str] = []
+    for key, value in keys.items():
+        if isinstance(value, Mapping):
+            subtables.append(_table(f"{path}.{key}", value))
+        else:
+            lines.append(f"{key} = {_value(value)}")
+    if lines or not subtables:  # a table holding only tables needs no header of its own
+        lines.insert(0, header or f"[{path}]")
+        subtables.insert(0, "\n".join(lines) + "\n")
+    return "\n".join(subtables)
+
+
+def _value(value: TomlValue) -> str:
+    if isinstance(value, bool):  # before int: a bool is one
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a TOML basic string
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, Mapping):
+        raise TypeError("a table is rendered as a sub-table, not as a value")
+    return "[" + ", ".join(_value(v) for v in value) + "]"

@@ -67,9 +67,6 @@ def test_connectors_use_only_the_contract_of_the_core() -> None:
 # connector's to declare, found through the registry. Names in words, whichever case.
 NAMED = {"x", "twitter", "salesforce"}
 _NAMED_WORD = re.compile(r"(?<![A-Za-z0-9])(x|twitter|salesforce)(?![A-Za-z0-9])", re.IGNORECASE)
-# Until the sandbox part of issue 17 makes the demo and the stand-ins' commands network-agnostic;
-# the lead removes these once it is merged.
-NAMING_ALLOWED_FILES = {"syncd/service/demo.py", "syncd/cli/tryout.py"}
 # Websites, not networks: a profile that links to x.com says nothing of who its author is,
 # whichever network the profile is on, as with instagram.com or gmail.com beside them.
 NAMING_ALLOWED = {
@@ -129,8 +126,6 @@ def test_the_core_names_no_network_and_no_crm() -> None:
     named: dict[str, list[str]] = {}
     for f in sorted((ROOT / "syncd").rglob("*.py")):
         where = str(f.relative_to(ROOT))
-        if where in NAMING_ALLOWED_FILES:
-            continue
         hits = [
             h
             for h in naming(f.read_text(), where)
@@ -184,8 +179,6 @@ def test_the_core_reaches_connectors_only_through_the_registry() -> None:
     reached: dict[str, set[str]] = {}
     for f in sorted((ROOT / "syncd").rglob("*.py")):
         where = str(f.relative_to(ROOT))
-        if where in NAMING_ALLOWED_FILES:
-            continue
         modules = {m for m in imported_modules(f) if m.startswith("connectors.")}
         if modules:
             reached[where] = modules

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.exc import OperationalError
 from support.fake_crm import FakeCrm
+from support.fake_source import FakeXSource, Script
 
 from syncd.errors import TransientError
 from syncd.model import (
@@ -282,13 +283,6 @@ def test_instances_on_another_schema_do_not_exclude_each_other(
         admin.dispose()
 
 
-class NoSource:
-    network = "x"
-
-    def fetch(self, *args: Any) -> Page:
-        raise AssertionError("polled while another instance holds the stream")
-
-
 @PG_ONLY
 def test_a_poll_another_instance_is_running_is_skipped_quietly(
     db: Database, locks: tuple[JobLocks, JobLocks], caplog: pytest.LogCaptureFixture
@@ -296,9 +290,11 @@ def test_a_poll_another_instance_is_running_is_skipped_quietly(
     caplog.set_level(logging.DEBUG, logger="syncd")
     one, two = locks
     pipeline = CoordinatedPipeline(db, "sf", GatedCrm(), locks=two)
+    source = FakeXSource(Script.of(BRAND, {}))
     with one.hold("poll:src:acme:mentions"), one.hold("resolve"):
-        result = pipeline.poll("src", NoSource(), BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+        result = pipeline.poll("src", source, BRAND, Stream.MENTIONS)
         assert (result.pages, result.seen) == (0, 0)
+        assert source.fetched == []  # not polled while another instance holds the stream
         assert pipeline.resolve().looked_up == 0
     assert [r.levelname for r in caplog.records if "skipped" in r.getMessage()] == [
         "DEBUG",

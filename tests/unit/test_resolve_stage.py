@@ -23,18 +23,18 @@ from connectors.salesforce.crm import SalesforceCrm
 from sandbox.salesforce.api import SalesforceSandbox
 from syncd.model import CrmRef, Cursor, Page, PersonRecord, Stream
 from syncd.pipeline.poll import Pipeline, PipelineSettings
-from syncd.resolver.stage import ResolveSettings
+from syncd.resolver.stage import ResolveSettings, Unmatched
 from syncd.state import authors, linking
 from syncd.state.db import Database
 from syncd.state.tables import deliveries, link_events, links
 
 
-def pipeline_with(db: Database, crm: FakeCrm, unmatched: str = "hold") -> Pipeline:
-    settings = PipelineSettings(retries=0, resolve=ResolveSettings(unmatched={"x": unmatched}))  # type: ignore[dict-item]
+def pipeline_with(db: Database, crm: FakeCrm, unmatched: Unmatched = "hold") -> Pipeline:
+    settings = PipelineSettings(retries=0, resolve=ResolveSettings(unmatched={"x": unmatched}))
     return Pipeline(db, "sf", crm, settings, clock=Clock())
 
 
-def walked(db: Database, crm: FakeCrm, unmatched: str = "hold") -> Pipeline:
+def walked(db: Database, crm: FakeCrm, unmatched: Unmatched = "hold") -> Pipeline:
     seed_cursor(db, "100")
     p = pipeline_with(db, crm, unmatched)
     p.poll("src", scripted(two_page_walk()), BRAND, Stream.MENTIONS)

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 from syncd.contracts import CheckRow, ConnectorSettings, RecordOutcome
 from syncd.errors import AuthError, RateLimited, TransientError
@@ -31,6 +31,9 @@ from syncd.model import (
     Profile,
     WriteResult,
 )
+
+if TYPE_CHECKING:
+    from syncd.contracts import Crm
 
 SYSTEM = "fake-crm"
 Fault = Literal["rate_limit", "transient"]
@@ -215,3 +218,7 @@ class FakeCrm:
             raise RateLimited("fake: request limit", resume_at=resume, system=SYSTEM, status=403)
         if fault == "transient":
             raise TransientError("fake: 503", system=SYSTEM, status=503)
+
+
+if TYPE_CHECKING:
+    _: type[Crm] = FakeCrm

@@ -1,5 +1,5 @@
 """CrmContract, run against the Salesforce connector on the Salesforce stand-in and against the
-in-memory CRM the property tests use (tests/property_support.py, on tests/fake_crm.py)."""
+in-memory CRM the other tests use (tests/support/fake_crm.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import cast
 
 import pytest
-from support.properties import FakeCrm
+from support.fake_crm import FakeCrm, Fault
 from support.salesforce import settings
 
 from connectors.salesforce.crm import SalesforceCrm
@@ -77,23 +77,19 @@ class TestSalesforceCrm(CrmContract):
             yield SalesforceWorld(sandbox)
 
 
-class PropertyFakeWorld:
-    """property_support.FakeCrm: upserts by external id, knows people by user id, answers
-    ENTITY_IS_DELETED for a deleted person; the rest from fake_crm.NoExtras."""
+class FakeCrmWorld:
+    """support.fake_crm.FakeCrm: upserts by external id, knows people by user id and by
+    handle, answers ENTITY_IS_DELETED for a deleted person."""
 
     network = "x"
-    faults: frozenset[str] = frozenset()
+    faults = frozenset({"rate_limit", "transient"})
 
     def __init__(self) -> None:
         self.crm = FakeCrm()
-        self.crm._extras()  # NoExtras makes its lists on first use; the world fills them first
 
     def make_crm(self, *, valid_credentials: bool = True) -> Crm:
-        if not valid_credentials:
-            pytest.skip("the fake CRM has no credentials to refuse")
-        # One state: every instance is the same object. Not a Crm to the type checker (no
-        # Settings, check…: see known_gaps below), so cast.
-        return cast(Crm, self.crm)
+        # One org: every instance with valid credentials is the same object.
+        return self.crm if valid_credentials else FakeCrm(refuse_login=True)
 
     def add_person(
         self,
@@ -106,14 +102,16 @@ class PropertyFakeWorld:
     ) -> CrmRef:
         ref = CrmRef("Contact", f"003{len(self.crm.person_records):015d}")
         if user_id is not None:
-            self.crm.people[user_id] = ref.id
+            self.crm.people[user_id] = ref
+        elif handle is not None:  # the handle field matches only where no user id is on file
+            self.crm.handles[handle.lower()] = ref
         self.crm.person_records.append(
             PersonRecord(ref, first, last, email, user_id=user_id, handle=handle)
         )
         return ref
 
     def delete_person(self, ref: CrmRef) -> None:
-        self.crm.people = {u: c for u, c in self.crm.people.items() if c != ref.id}
+        self.crm.people = {u: p for u, p in self.crm.people.items() if p != ref}
         self.crm.deleted.add(ref.id)
         self.crm.merged[ref.id] = None
 
@@ -121,22 +119,11 @@ class PropertyFakeWorld:
         return int(external_id in self.crm.records)
 
     def fail_next(self, fault: str) -> None:
-        raise AssertionError("no faults declared")
+        assert fault in self.faults
+        self.crm.faults.append(cast(Fault, fault))
 
 
-class TestPropertyFakeCrm(CrmContract):
-    # Findings: where this fake falls short of the Crm Protocol (strict xfails: fixing the fake
-    # makes them pass, and the entry must then go).
-    known_gaps = {
-        "test_declares_its_settings": (
-            "no Settings, from_settings, delete_history, mark_history_deleted or check"
-        ),
-        "test_lookup_falls_back_to_the_handle": "lookup matches user ids only, never a handle",
-        "test_delete_history_answers_each_id_and_is_done_when_gone": "no delete_history",
-        "test_mark_history_deleted_answers_each_id": "no mark_history_deleted",
-        "test_check_answers_rows": "no check",
-    }
-
+class TestFakeCrm(CrmContract):
     @pytest.fixture
-    def crm_world(self) -> PropertyFakeWorld:
-        return PropertyFakeWorld()
+    def crm_world(self) -> FakeCrmWorld:
+        return FakeCrmWorld()

@@ -63,7 +63,7 @@ class TestXSource(SourceContract):
 
 
 class FakeWorld:
-    """tests/fake_source.py: an in-memory network and its source."""
+    """support.fake_source: an in-memory network and the fake source that reads it."""
 
     page_size = 5
     faults = frozenset({"rate_limit", "transient", "malformed", "bad_item"})

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
-from support.fake_crm import NoExtras
+from support.fake_crm import FakeCrm
 
 from connectors.x.source import XSource
 from sandbox.x.api import XSandbox
@@ -30,7 +30,7 @@ def _stored(db: Database) -> set[str]:
 
 
 def _pipeline(db: Database) -> Pipeline:
-    return Pipeline(db, "sf", NoExtras(), PipelineSettings(retries=0))  # type: ignore[arg-type]
+    return Pipeline(db, "sf", FakeCrm(), PipelineSettings(retries=0))
 
 
 def test_a_walk_whose_stored_token_is_refused_reads_again_from_since_id(db: Database) -> None:

@@ -16,10 +16,11 @@ from click.testing import CliRunner
 from prometheus_client import generate_latest
 from sqlalchemy import select
 from support.e2e import World, make_world, poll_once
-from support.fake_crm import NoExtras
+from support.fake_crm import FakeCrm
 
 from connectors.x.source import XSource
 from sandbox.seed import set_up_org
+from sandbox.server import Request
 from sandbox.x.api import XSandbox
 from syncd.backfill.runner import Runner
 from syncd.cli import cli
@@ -58,11 +59,11 @@ def world(state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
 def _requests(world: World) -> dict[str, int]:
     counted: dict[str, int] = {"mentions": 0, "user_tweets": 0}
 
-    def count(endpoint: str) -> None:
-        counted[endpoint] += 1
+    def count(req: Request) -> None:
+        counted[req.endpoint] += 1
 
     for endpoint in counted:
-        world.x.on_request(endpoint, lambda _req, e=endpoint: count(e))
+        world.x.on_request(endpoint, count)
     return counted
 
 
@@ -126,7 +127,7 @@ def test_the_daemon_pauses_only_that_stream_logs_once_and_resumes_it(
     try:
         daemon.jobs["setup:acme-x"].run()
         jobs = {j.stream: j for j in app.jobs("acme-x")}
-        mentions, replies = jobs["mentions"], jobs["replies"]
+        mentions, replies = jobs[Stream.MENTIONS], jobs[Stream.REPLIES]
         world.x.inject("malformed", endpoint="mentions", rate=1.0)
         for _ in range(UNREADABLE_TO_PARK):
             daemon.jobs[mentions.id].run()
@@ -160,7 +161,7 @@ def test_a_backfill_whose_answers_are_unreadable_every_time_is_paused(db: Databa
             for i in range(30)
         }
         source = XSource(TOKEN, api_base_url=x.url)
-        pipeline = Pipeline(db, "sf", NoExtras(), PipelineSettings(retries=0))  # type: ignore[arg-type]
+        pipeline = Pipeline(db, "sf", FakeCrm(), PipelineSettings(retries=0))
         try:
             pipeline.accounts("x", source, ["acme"])
             since = now - timedelta(days=1)
@@ -175,7 +176,7 @@ def test_a_backfill_whose_answers_are_unreadable_every_time_is_paused(db: Databa
             asked: list[str] = []
             x.on_request("search_recent", lambda req: asked.append(req.path))
             x.inject("malformed", endpoint="search_recent", rate=1.0)
-            runner = Runner(pipeline, "x", source, job_id)  # type: ignore[arg-type]
+            runner = Runner(pipeline, "x", source, job_id)
             assert runner.claim()
             for _ in range(UNREADABLE_TO_PARK - 1):
                 with pytest.raises(MalformedAnswer):

@@ -5,7 +5,7 @@ token too. Real walks: tweepy against the X sandbox, on SQLite and PostgreSQL.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 from support.e2e import World, make_world, poll_once
-from support.fake_crm import NoExtras
+from support.fake_crm import FakeCrm
 
 from connectors.x.source import XSource
 from sandbox.seed import set_up_org
@@ -23,7 +23,7 @@ from syncd.backfill.runner import Runner
 from syncd.cli import cli
 from syncd.errors import PaginationLoop
 from syncd.model import Account, Segment, Stream
-from syncd.pipeline import Pipeline, PipelineSettings
+from syncd.pipeline import Pipeline, PipelineSettings, PollResult
 from syncd.state import backfills
 from syncd.state import gaps as gap_state
 from syncd.state.db import Database
@@ -113,7 +113,7 @@ class Walk:
         self.account = Account("x", "acme", self.brand)
         self.source = XSource(TOKEN, api_base_url=x.url, page_size=10)
         settings = PipelineSettings(retries=0, max_pages_per_walk=max_pages)
-        self.pipeline = Pipeline(db, "sf", NoExtras(), settings)  # type: ignore[arg-type]
+        self.pipeline = Pipeline(db, "sf", FakeCrm(), settings)
 
     def mentions(self, n: int) -> list[str]:
         return [str(self.x.add_post(self.fan, f"@acme hello {i}")["id"]) for i in range(n)]
@@ -130,7 +130,9 @@ def walk(db: Database) -> Iterator[Walk]:
 
 
 def test_a_long_walk_stops_at_the_page_bound_and_goes_on_next_poll(walk: Walk) -> None:
-    poll = lambda: walk.pipeline.poll("x", walk.source, walk.account, Stream.MENTIONS)  # noqa: E731
+    poll: Callable[[], PollResult] = lambda: walk.pipeline.poll(  # noqa: E731
+        "x", walk.source, walk.account, Stream.MENTIONS
+    )
     poll()  # the first walk: nothing yet
     first = walk.mentions(5)
     assert poll().pages == 1
@@ -214,7 +216,7 @@ def test_a_backfill_walk_stops_on_a_repeated_token_and_pauses(walk: Walk) -> Non
 
     walk.x.on_request("search_recent", count)
     walk.x.inject("repeat_token", endpoint="search_recent", rate=1.0)
-    runner = Runner(walk.pipeline, "x", walk.source, job_id)  # type: ignore[arg-type]
+    runner = Runner(walk.pipeline, "x", walk.source, job_id)
     assert runner.claim()
     with pytest.raises(PaginationLoop):
         while not runner.step().done:

@@ -37,7 +37,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from sqlalchemy import event, func, select
-from support.fake_crm import NoExtras
+from support.fake_crm import Crash, FakeCrm, as_ref
+from support.fake_source import FakeXSource
 from support.properties import (
     ADIL,
     BRAND_IDS,
@@ -48,10 +49,8 @@ from support.properties import (
     REPLACEMENTS,
     T0,
     Clock,
-    Crash,
-    FakeCrm,
-    FakeX,
     StatementCrasher,
+    Walks,
     accounts,
     as_json,
     cursors,
@@ -374,8 +373,9 @@ class DeliveryMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.x = FakeX()
-        self.crm = FakeCrm()
+        self.walks = Walks()
+        self.x = FakeXSource(self.walks.script)
+        self.crm = FakeCrm(strict=True)
         self.clock = Clock()
         # Crashes that happened while the CRM was receiving a record: each allows one rewrite.
         self.interrupted: Counter[str] = Counter()
@@ -398,7 +398,7 @@ class DeliveryMachine(RuleBasedStateMachine):
             record_max_attempts=1_000,
             resolve=ResolveSettings(batch=2),
         )
-        return Pipeline(self.db, CRM, self.crm, settings_, clock=self.clock)  # type: ignore[arg-type]
+        return Pipeline(self.db, CRM, self.crm, settings_, clock=self.clock)
 
     def _run(self, call: Callable[[Pipeline], object], crash_at: int | None) -> None:
         """Run one job; a crash restarts the process. ``crash_at`` None leaves the crasher as
@@ -425,7 +425,7 @@ class DeliveryMachine(RuleBasedStateMachine):
             return st_ingest.load_cursor(conn, SOURCE, account.handle, Stream.MENTIONS)
 
     def _poll(self, account: Account) -> Callable[[Pipeline], object]:
-        return lambda p: p.poll(SOURCE, self.x, account, Stream.MENTIONS)  # type: ignore[arg-type]
+        return lambda p: p.poll(SOURCE, self.x, account, Stream.MENTIONS)
 
     # -- rules ---------------------------------------------------------------------------
     @initialize(known=st.sets(st.sampled_from(CUSTOMERS), min_size=1))
@@ -443,10 +443,11 @@ class DeliveryMachine(RuleBasedStateMachine):
         self, account: Account, pages: list[list[int]], crash_at: int | None, fail_fetch: int | None
     ) -> None:
         # Resuming a walk (or one whose first page was lost) replays it; otherwise a new one.
-        self.x.plan(account, self._cursor(account), pages)
-        self.x.fail_at = fail_fetch
+        self.walks.plan(account, self._cursor(account), pages)
+        if fail_fetch is not None:  # that many fetches answer, then the connection resets
+            self.walks.script.faults[:] = [*[None] * fail_fetch, "transient"]
         self._run(self._poll(account), crash_at)
-        self.x.fail_at = None
+        self.walks.script.faults.clear()
 
     @rule(crash_at=crash_points, crm_crash=st.none() | st.integers(0, 4))
     def resolve_and_deliver(self, crash_at: int | None, crm_crash: int | None) -> None:
@@ -472,7 +473,9 @@ class DeliveryMachine(RuleBasedStateMachine):
         self, max_batches: int | None, crash_at: int | None, crm_crash: int | None, locked: set[int]
     ) -> None:
         """Drain some batches; ``locked`` records answer UNABLE_TO_LOCK_ROW once."""
-        self.crm.lock_errors |= {f"x:{universe_post(i, BRANDS[0]).post_id}" for i in locked}
+        self.crm.errors.update(
+            (f"x:{universe_post(i, BRANDS[0]).post_id}", "UNABLE_TO_LOCK_ROW") for i in locked
+        )
         if crm_crash is not None:
             self.crm.crash_after = crm_crash
         self._run(lambda p: p.deliver(max_batches), crash_at)
@@ -487,7 +490,7 @@ class DeliveryMachine(RuleBasedStateMachine):
         if old is None:
             self.crm.people[customer] = f"003{customer}"
         elif merged:
-            self.crm.deleted.add(old)
+            self.crm.deleted.add(as_ref(old).id)
             self.crm.people[customer] = f"{old}m"
 
     @rule(minutes=st.integers(1, 400), restart=st.booleans())
@@ -513,14 +516,14 @@ class DeliveryMachine(RuleBasedStateMachine):
                 )
             ).scalars()
             bad = conn.execute(select(quarantine.c.item_id)).scalars().all()
-        assert set(stored) <= self.x.served
+        assert set(stored) <= self.walks.script.served
         assert not set(queued) & BRAND_IDS, "a brand-to-brand post was queued for the CRM"
         for post_id, crm_id in written:
             assert crm_id == self.crm.crm_ids[f"x:{post_id}"]
         assert all(n == 1 for n in self.crm.created.values())
         for external_id, n in self.crm.stores.items():
             assert n <= 1 + self.interrupted[external_id], f"{external_id} written {n} times"
-        assert set(bad) <= self.x.served_bad
+        assert set(bad) <= self.walks.script.served_bad
         assert len(bad) == len(set(bad)), f"an unreadable item quarantined twice: {bad}"
 
     def teardown(self) -> None:
@@ -537,7 +540,7 @@ class DeliveryMachine(RuleBasedStateMachine):
             self.crm.people.setdefault(customer, f"003{customer}")
         self.pipeline = self._start()
         for account in BRANDS:
-            self.x.plan(account, self._cursor(account), [])
+            self.walks.plan(account, self._cursor(account), [])
             self._poll(account)(self.pipeline)
             assert not self._cursor(account).in_walk
         for _ in range(6):
@@ -557,9 +560,9 @@ class DeliveryMachine(RuleBasedStateMachine):
             held = outbox.held_count(conn, CRM)
             n_bad = conn.execute(select(func.count()).select_from(quarantine)).scalar_one()
         # Every post ever served is exactly one interaction ...
-        assert sorted(stored) == sorted(self.x.served)
+        assert sorted(stored) == sorted(self.walks.script.served)
         # ... every customer interaction one delivery, written, and one CRM record ...
-        customers = customer_posts(self.x.served)
+        customers = customer_posts(self.walks.script.served)
         assert sorted(p for p, _, _ in states) == sorted(customers)
         assert [s for _, s, _ in states if s != outbox.WRITTEN] == []
         assert set(self.crm.records) == {f"x:{p}" for p in customers}
@@ -567,7 +570,7 @@ class DeliveryMachine(RuleBasedStateMachine):
         # ... created once; and nothing is left waiting.
         assert all(self.crm.created[f"x:{p}"] == 1 for p in customers)
         assert ready == [] and held == 0
-        assert n_bad == len(self.x.served_bad)
+        assert n_bad == len(self.walks.script.served_bad)
 
 
 def test_each_interaction_is_delivered_exactly_once(state_url: str) -> None:
@@ -598,7 +601,7 @@ def test_the_machine_notices_a_double_write(tmp_path: Path) -> None:
             pipeline = super()._start()
             crm = self.crm
 
-            class Twice(NoExtras):
+            class Twice(FakeCrm):
                 def lookup(self, keys: Any) -> Any:
                     return crm.lookup(keys)
 
@@ -606,7 +609,7 @@ def test_the_machine_notices_a_double_write(tmp_path: Path) -> None:
                     crm.upsert_history(records)
                     return crm.upsert_history(records)
 
-            pipeline.writer.crm = Twice()  # type: ignore[assignment]
+            pipeline.writer.crm = Twice()
             return pipeline
 
     Stuttering.url = url

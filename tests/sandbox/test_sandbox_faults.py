@@ -496,7 +496,7 @@ def test_create_collections_take_record_errors_too(sf: SalesforceSandbox) -> Non
 @pytest.mark.parametrize(("kind", "heard"), HEARD)
 def test_phase_after_really_stores(sf: SalesforceSandbox, kind: str, heard: str) -> None:
     sid = session(sf)
-    options = {"seconds": 0.5} if kind == "stall" else {}
+    options: dict[str, Any] = {"seconds": 0.5} if kind == "stall" else {}
     sf.inject(kind, endpoint="composite", phase="after", **options)
     try:
         answer = str(upsert(sf, sid, tasks("x:1"), timeout=0.25).status_code)
@@ -510,7 +510,8 @@ def test_phase_after_really_stores(sf: SalesforceSandbox, kind: str, heard: str)
 @pytest.mark.parametrize(("kind", "heard"), HEARD)
 def test_phase_before_stores_nothing(sf: SalesforceSandbox, kind: str, heard: str) -> None:
     sid = session(sf)
-    sf.inject(kind, endpoint="composite", **({"seconds": 0.5} if kind == "stall" else {}))
+    options: dict[str, Any] = {"seconds": 0.5} if kind == "stall" else {}
+    sf.inject(kind, endpoint="composite", **options)
     try:
         answer = str(upsert(sf, sid, tasks("x:1"), timeout=0.25).status_code)
     except requests.RequestException as exc:

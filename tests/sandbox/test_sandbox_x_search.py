@@ -17,7 +17,8 @@ import pytest
 import requests
 import tweepy
 import yaml
-from support.x_sandbox import FIXTURES, TOKEN, Clock, get, recorded, spec
+from support import FIXTURES
+from support.x_sandbox import TOKEN, Clock, get, recorded, spec
 
 from connectors._http import RewritingAdapter, mount
 from sandbox.x.api import XSandbox

@@ -110,7 +110,7 @@ def test_ids_and_handles_come_from_the_copy_not_a_query_per_batch(
     alice = sb.insert("Contact", {"LastName": "Alice", "X_User_Id__c": "7"})
     client = crm(sb)
     asked: list[object] = []
-    monkeypatch.setattr(client, "lookup", lambda keys: asked.append(keys) or {})
+    monkeypatch.setattr(client, "lookup", lambda keys: asked.append(keys) or {})  # type: ignore[func-returns-value]
     p, clock = stage_on(db, client)
     r = p.resolve()
     assert (r.linked, r.unmatched) == (1, 1) and asked == []
@@ -135,7 +135,7 @@ def test_new_authors_unknown_to_the_copy_wait_for_a_fuller_search_batch(
     client = crm(sb)
     searches: list[object] = []
     real = client.find_people
-    monkeypatch.setattr(client, "find_people", lambda q: searches.append(q) or real(q))
+    monkeypatch.setattr(client, "find_people", lambda q: searches.append(q) or real(q))  # type: ignore[func-returns-value]
     p, clock = stage_on(db, client)
     # The daemon's resolver gathers: Alice, on file, is linked at once; Bob, new and
     # unknown, waits for company before anyone searches for him.

@@ -84,7 +84,7 @@ def test_a_lock_held_past_the_timeout_is_an_outage_and_a_bug_is_not(state_url: s
             with db.connect() as conn:  # the [state] timeouts, beside the URL's own options
                 assert conn.exec_driver_sql("SHOW lock_timeout").scalar() == "200ms"
                 assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "10min"
-                assert conn.exec_driver_sql("SHOW search_path").scalar().startswith("t_")
+                assert conn.exec_driver_sql("SHOW search_path").scalar_one().startswith("t_")
         insert = text(
             "INSERT INTO crm_keys (crm, record_id, object, rank, stamp, network, handle, seen_at)"
             " VALUES ('sf', '003A', 'Contact', 0, 't', 'x', :handle, CURRENT_TIMESTAMP)"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from connectors.salesforce.crm import SalesforceCrm
-from support.pipeline import BRAND, Clock, ScriptedSource, seed_cursor, two_page_walk
+from support.pipeline import BRAND, Clock, scripted, seed_cursor, two_page_walk
 from syncd.model import CrmRef, IdentityKey, KeyOnFile, KeysOnFile, Stream
 from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.resolver.stage import ResolveSettings
@@ -35,7 +35,7 @@ def stage_on(db: Database, client: SalesforceCrm) -> tuple[Pipeline, Clock]:
     clock = Clock()
     resolve = ResolveSettings(backoff=timedelta(hours=1), crm_check=timedelta(minutes=5))
     p = Pipeline(db, "sf", client, PipelineSettings(retries=0, resolve=resolve), clock=clock)
-    p.poll("src", ScriptedSource(two_page_walk()), BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    p.poll("src", scripted(two_page_walk()), BRAND, Stream.MENTIONS)
     return p, clock
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -57,8 +58,8 @@ def poll_once(w: World) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def tasks(sf: SalesforceSandbox) -> dict[str, dict[str, object]]:
-    out: dict[str, dict[str, object]] = {}
+def tasks(sf: SalesforceSandbox) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
     for t in sf.records("Task"):
         key = str(t["Social_Post_Id__c"])
         assert key not in out, f"duplicate Task for {key}"

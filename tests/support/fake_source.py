@@ -1,22 +1,28 @@
-"""An in-memory social network and a :class:`~syncd.contracts.Source` that reads it.
+"""The in-memory :class:`~syncd.contracts.Source` every test that needs a network but not X's
+stand-in uses; ``tests/contract/test_sources.py`` holds it to the same suite as the real
+connector.
 
-:class:`FakeNetwork` is the world (users, posts, deletions, a failure queued for the next
-call); :class:`FakeSource` reads it as a connector reads its API: a walk newest first, pages of
-``page_size``, a page token naming where the next page starts and the walk's newest id carried
-as ``pending_since_id`` until the last page. Several sources may read one network, so a walk
-resumed by a new instance from a stored cursor goes on where the old one stopped.
+A :class:`FakeSource` reads a world through an API of its own: a token the world may refuse,
+failures queued for the next calls, calls counted. Two worlds:
 
-Post and user ids are decimal strings that grow with time, as X's do; the network name is
-``"fake"`` so nothing mistakes it for a real one.
+- :class:`FakeNetwork`, users and posts, read as a connector reads its API: a walk newest
+  first, pages of ``page_size``, a page token naming where the next page starts and the
+  walk's newest id carried as ``pending_since_id`` until the last page. Several sources may
+  read one network, so a walk resumed by a new instance from a stored cursor goes on where
+  the old one stopped. Post and user ids are decimal strings that grow with time, as X's do;
+  the network name is ``"fake"`` so nothing mistakes it for a real one.
+- :class:`Script`, pages a test wrote, answered by the cursor that asks for them: for driving
+  the pipeline through exactly the walks a test is about. Those pages are X-shaped, so
+  :class:`FakeXSource` reads them under X's name.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self
 
 from syncd.contracts import CheckRow, ConnectorSettings, KnownAuthors, SourceSettings
 from syncd.errors import AuthError, MalformedAnswer, RateLimited, SyncdError, TransientError
@@ -65,7 +71,7 @@ class FakeNetwork:
     users: dict[str, FakeUser] = field(default_factory=dict)
     posts: dict[str, FakePost] = field(default_factory=dict)
     deleted: set[str] = field(default_factory=set)
-    faults: list[Fault] = field(default_factory=list)  # the next calls' failures, in order
+    faults: list[Fault | None] = field(default_factory=list)  # the next calls' fates, in order
     calls: int = 0
     _ids: Any = field(default_factory=lambda: itertools.count(1_000_000_001))
 
@@ -100,42 +106,24 @@ class FakeNetwork:
         live = [p for p in self.posts.values() if p.id not in self.deleted]
         return sorted(live, key=lambda p: int(p.id), reverse=True)
 
+    def stands(self, post_id: str) -> bool:
+        # As X, a post never made reads as "not found": deleted.
+        return post_id in self.posts and post_id not in self.deleted
 
-class FakeSettings(SourceSettings):
-    type: Literal["fake"]
-    token: str = "fake-token"
-    page_size: int = 5
-
-
-class FakeSource:
-    """Reads a :class:`FakeNetwork`; satisfies :class:`syncd.contracts.Source`."""
-
-    network: ClassVar[str] = NETWORK
-    Settings: ClassVar[type[ConnectorSettings]] = FakeSettings
-    post_check_batch: ClassVar[int] = 100
-    networks: ClassVar[dict[str, FakeNetwork]] = {}  # from_settings finds its world by name
-
-    def __init__(self, world: FakeNetwork, *, token: str | None = None, page_size: int = 5) -> None:
-        self.world = world
-        self.token = world.token if token is None else token
-        self.page_size = page_size
-        self.closed = False
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> Self:
-        world = cls.networks.setdefault(settings.name, FakeNetwork())
-        return cls(world, token=settings.token, page_size=settings.page_size)
-
-    # -- the Source contract -----------------------------------------------------------------
-    def resolve_accounts(self, handles: Sequence[str]) -> dict[str, Account]:
-        self._call()
-        found = {h: self.world.by_handle(h) for h in handles}
+    def accounts(self, handles: Sequence[str]) -> dict[str, Account]:
+        found = {h: self.by_handle(h) for h in handles}
         return {h: Account(NETWORK, u.handle, u.id) for h, u in found.items() if u is not None}
 
-    def fetch(
-        self, account: Account, stream: Stream, cursor: Cursor, known: KnownAuthors | None = None
+    def read(
+        self,
+        account: Account,
+        stream: Stream,
+        cursor: Cursor,
+        *,
+        page_size: int,
+        known: KnownAuthors | None,
+        bad_item: bool,
     ) -> Page:
-        fault = self._call()
         since = int(cursor.since_id) if cursor.since_id else 0
         below = int(cursor.pagination_token) if cursor.pagination_token else None
         posts = [
@@ -143,13 +131,13 @@ class FakeSource:
             for p in self._timeline(account, stream)
             if int(p.id) > since and (below is None or int(p.id) < below)
         ]
-        read, rest = posts[: self.page_size], posts[self.page_size :]
+        read, rest = posts[:page_size], posts[page_size:]
         pending = cursor.pending_since_id or (read[0].id if read else None)
         if rest:
             following = Cursor(cursor.since_id, read[-1].id, pending)
         else:
             following = Cursor(since_id=pending or cursor.since_id)
-        bad = read[:1] if fault == "bad_item" else []
+        bad = read[:1] if bad_item else []
         kept = [p for p in read if p not in bad]
         interactions = [self._interaction(account, stream, p) for p in kept]
         wanted = {i.author_id for i in interactions} | {i.counterpart_id for i in interactions}
@@ -167,6 +155,164 @@ class FakeSource:
             reads=Reads(posts=len(read), users=len(authors)),
         )
 
+    def _timeline(self, account: Account, stream: Stream) -> list[FakePost]:
+        if stream is Stream.MENTIONS:
+            return [p for p in self.standing() if account.user_id in p.mentions]
+        return [
+            p
+            for p in self.standing()
+            if p.author_id == account.user_id and self._replied_to(p) not in (None, p.author_id)
+        ]
+
+    def _replied_to(self, post: FakePost) -> str | None:
+        parent = self.posts.get(post.in_reply_to or "")
+        return parent.author_id if parent else None
+
+    def _interaction(self, account: Account, stream: Stream, post: FakePost) -> Interaction:
+        inbound = stream is Stream.MENTIONS
+        counterpart = post.author_id if inbound else self._replied_to(post)
+        assert counterpart is not None
+        handle = self.users[post.author_id].handle
+        return Interaction(
+            network=NETWORK,
+            post_id=post.id,
+            account=account.handle,
+            stream=stream,
+            direction=Direction.INBOUND if inbound else Direction.OUTBOUND,
+            author_id=post.author_id,
+            counterpart_id=counterpart,
+            text=post.text,
+            created_at=post.created_at,
+            url=f"https://fake.example/{handle}/{post.id}",
+            conversation_id=self._root(post),
+            in_reply_to_post_id=post.in_reply_to,
+            raw={"id": post.id, "text": post.text},
+        )
+
+    def _root(self, post: FakePost) -> str:
+        while post.in_reply_to in self.posts:
+            post = self.posts[post.in_reply_to]
+        return post.id
+
+    def _author(self, user_id: str) -> Author:
+        user = self.users[user_id]
+        return Author(NETWORK, user.id, user.handle, user.name)
+
+
+@dataclass
+class Script:
+    """Pages a test wrote, answered by the (account handle, cursor) that asks for them; a
+    scripted exception is raised instead. Asked again with a cursor it already answered, it
+    answers the same again: the network re-serving a request whose result was never stored.
+    A cursor nobody scripted is a KeyError: the pipeline lost or invented one."""
+
+    brands: dict[str, Account] = field(default_factory=dict)  # handle → account
+    pages: dict[tuple[str, Cursor], Page | Exception] = field(default_factory=dict)
+    token: str = "fake-token"
+    faults: list[Fault | None] = field(default_factory=list)
+    calls: int = 0
+    deleted: set[str] = field(default_factory=set)
+    served: set[str] = field(default_factory=set)  # post ids answered
+    served_bad: set[str] = field(default_factory=set)  # item ids answered as quarantined
+
+    @classmethod
+    def of(cls, account: Account, pages: Mapping[Cursor, Page | Exception]) -> Script:
+        """One account's pages, by cursor."""
+        script = cls(brands={account.handle: account})
+        script.pages.update({(account.handle, c): answer for c, answer in pages.items()})
+        return script
+
+    def stands(self, post_id: str) -> bool:
+        return post_id in self.served and post_id not in self.deleted
+
+    def accounts(self, handles: Sequence[str]) -> dict[str, Account]:
+        return {h: self.brands[h] for h in handles if h in self.brands}
+
+    def read(
+        self,
+        account: Account,
+        stream: Stream,
+        cursor: Cursor,
+        *,
+        page_size: int,
+        known: KnownAuthors | None,
+        bad_item: bool,
+    ) -> Page:
+        answer = self.pages[(account.handle, cursor)]
+        if isinstance(answer, Exception):
+            raise answer
+        self.served.update(i.post_id for i in answer.interactions)
+        self.served_bad.update(q.item_id or "" for q in answer.quarantined)
+        return answer
+
+
+class World(Protocol):
+    """What a :class:`FakeSource` reads: the network's state behind its API."""
+
+    token: str  # the one token the API accepts
+    faults: list[Fault | None]  # the next calls' failures, in order (None: that one answers)
+    calls: int
+
+    def accounts(self, handles: Sequence[str]) -> dict[str, Account]: ...
+
+    def read(
+        self,
+        account: Account,
+        stream: Stream,
+        cursor: Cursor,
+        *,
+        page_size: int,
+        known: KnownAuthors | None,
+        bad_item: bool,
+    ) -> Page: ...
+
+    def stands(self, post_id: str) -> bool: ...
+
+
+class FakeSettings(SourceSettings):
+    type: Literal["fake"]
+    token: str = "fake-token"
+    page_size: int = 5
+
+
+class FakeSource:
+    """Reads a :class:`World`; satisfies :class:`syncd.contracts.Source`."""
+
+    network: ClassVar[str] = NETWORK
+    Settings: ClassVar[type[ConnectorSettings]] = FakeSettings
+    post_check_batch: ClassVar[int] = 100
+    networks: ClassVar[dict[str, FakeNetwork]] = {}  # from_settings finds its world by name
+
+    def __init__(self, world: World, *, token: str | None = None, page_size: int = 5) -> None:
+        self.world = world
+        self.token = world.token if token is None else token
+        self.page_size = page_size
+        self.fetched: list[Cursor] = []  # every cursor asked for, in order
+        self.closed = False
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Self:
+        world = cls.networks.setdefault(settings.name, FakeNetwork())
+        return cls(world, token=settings.token, page_size=settings.page_size)
+
+    def resolve_accounts(self, handles: Sequence[str]) -> dict[str, Account]:
+        self._call()
+        return self.world.accounts(handles)
+
+    def fetch(
+        self, account: Account, stream: Stream, cursor: Cursor, known: KnownAuthors | None = None
+    ) -> Page:
+        self.fetched.append(cursor)
+        fault = self._call()
+        return self.world.read(
+            account,
+            stream,
+            cursor,
+            page_size=self.page_size,
+            known=known,
+            bad_item=fault == "bad_item",
+        )
+
     def lookup_posts(self, post_ids: Sequence[str]) -> tuple[set[str], set[str]]:
         alive: set[str] = set()
         deleted: set[str] = set()
@@ -174,10 +320,7 @@ class FakeSource:
         for start in range(0, len(ids), self.post_check_batch):  # batched, as networks are
             self._call()
             for post_id in ids[start : start + self.post_check_batch]:
-                if post_id in self.world.posts and post_id not in self.world.deleted:
-                    alive.add(post_id)
-                else:  # as X, a post never made reads as "not found": deleted
-                    deleted.add(post_id)
+                (alive if self.world.stands(post_id) else deleted).add(post_id)
         return alive, deleted
 
     def check(self, handles: Sequence[str]) -> list[CheckRow]:
@@ -198,64 +341,27 @@ class FakeSource:
     def close(self) -> None:
         self.closed = True
 
-    # -- the network's side ------------------------------------------------------------------
     def _call(self) -> Fault | None:
         """One API call: refused with a bad token, or failing as queued."""
         self.world.calls += 1
         if self.token != self.world.token:
-            raise AuthError("fake: 401 Unauthorized", system=NETWORK, status=401)
+            raise AuthError("fake: 401 Unauthorized", system=self.network, status=401)
         fault = self.world.faults.pop(0) if self.world.faults else None
         if fault == "rate_limit":
             resume = datetime.now(UTC) + timedelta(minutes=15)
-            raise RateLimited("fake: 429", resume_at=resume, system=NETWORK, status=429)
+            raise RateLimited("fake: 429", resume_at=resume, system=self.network, status=429)
         if fault == "transient":
-            raise TransientError("fake: 503", system=NETWORK, status=503)
+            raise TransientError("fake: 503", system=self.network, status=503)
         if fault == "malformed":
-            raise MalformedAnswer("fake: the body is not JSON", system=NETWORK)
+            raise MalformedAnswer("fake: the body is not JSON", system=self.network)
         return fault
 
-    def _timeline(self, account: Account, stream: Stream) -> list[FakePost]:
-        if stream is Stream.MENTIONS:
-            return [p for p in self.world.standing() if account.user_id in p.mentions]
-        return [
-            p
-            for p in self.world.standing()
-            if p.author_id == account.user_id and self._replied_to(p) not in (None, p.author_id)
-        ]
 
-    def _replied_to(self, post: FakePost) -> str | None:
-        parent = self.world.posts.get(post.in_reply_to or "")
-        return parent.author_id if parent else None
+class FakeXSource(FakeSource):
+    """The fake under X's name, for scripts of X-shaped pages: the pipeline stores what it reads
+    under its source's network, and those tests assert X's external ids (``x:<post id>``)."""
 
-    def _interaction(self, account: Account, stream: Stream, post: FakePost) -> Interaction:
-        inbound = stream is Stream.MENTIONS
-        counterpart = post.author_id if inbound else self._replied_to(post)
-        assert counterpart is not None
-        handle = self.world.users[post.author_id].handle
-        return Interaction(
-            network=NETWORK,
-            post_id=post.id,
-            account=account.handle,
-            stream=stream,
-            direction=Direction.INBOUND if inbound else Direction.OUTBOUND,
-            author_id=post.author_id,
-            counterpart_id=counterpart,
-            text=post.text,
-            created_at=post.created_at,
-            url=f"https://fake.example/{handle}/{post.id}",
-            conversation_id=self._root(post),
-            in_reply_to_post_id=post.in_reply_to,
-            raw={"id": post.id, "text": post.text},
-        )
-
-    def _root(self, post: FakePost) -> str:
-        while post.in_reply_to in self.world.posts:
-            post = self.world.posts[post.in_reply_to]
-        return post.id
-
-    def _author(self, user_id: str) -> Author:
-        user = self.world.users[user_id]
-        return Author(NETWORK, user.id, user.handle, user.name)
+    network: ClassVar[str] = "x"
 
 
 if TYPE_CHECKING:

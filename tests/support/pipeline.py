@@ -1,28 +1,23 @@
-"""A scripted source, a CRM fake and a clock for driving the Pipeline by hand."""
+"""Scripted walks, and a clock, for driving the Pipeline by hand with the fakes."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 
-from support.fake_crm import NoExtras
+from support.fake_crm import FakeCrm
+from support.fake_source import FakeXSource, Script
 from syncd.model import (
     Account,
     Author,
-    CrmRef,
     Cursor,
     Direction,
-    HistoryRecord,
-    IdentityKey,
     Interaction,
-    Match,
     Page,
-    Refusal,
     Stream,
-    WriteResult,
 )
 from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.state import ingest as st
@@ -60,68 +55,9 @@ def author(user_id: str, handle: str) -> Author:
     return Author("x", user_id, handle, handle.title())
 
 
-class ScriptedSource:
-    """Answers fetch() from a script: cursor → Page, or an exception to raise."""
-
-    network = "x"
-
-    def __init__(self, script: Mapping[Cursor, Page | Exception]) -> None:
-        self.script = dict(script)
-        self.calls: list[Cursor] = []
-
-    def resolve_accounts(self, handles: Sequence[str]) -> dict[str, Account]:
-        return {h: BRAND for h in handles if h == "acme"}
-
-    def fetch(self, account: Account, stream: Stream, cursor: Cursor, known: object = None) -> Page:
-        self.calls.append(cursor)
-        answer = self.script[cursor]
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    def close(self) -> None:
-        pass
-
-
-# What the fake's error codes mean, as a CRM connector reads its own (Salesforce's here);
-# any other code is final.
-REFUSALS = {"UNABLE_TO_LOCK_ROW": Refusal.RETRY, "ENTITY_IS_DELETED": Refusal.GONE}
-
-
-class FakeCrm(NoExtras):
-    """Knows some people by X user id; records every upsert; answers per-record errors on cue."""
-
-    def __init__(self, people: Mapping[str, str]) -> None:
-        self.people = dict(people)  # x user id → Contact id
-        self.lookups: list[list[IdentityKey]] = []
-        self.upserts: list[list[HistoryRecord]] = []
-        self.store: dict[str, HistoryRecord] = {}
-        self.errors: dict[str, str] = {}  # external id → error code to answer once
-
-    def lookup(self, keys: Sequence[IdentityKey]) -> dict[IdentityKey, Match]:
-        self.lookups.append(list(keys))
-        return {
-            k: Match(CrmRef("Contact", self.people[k.user_id]), "crm_user_id")
-            for k in keys
-            if k.user_id in self.people
-        }
-
-    def upsert_history(self, records: Sequence[HistoryRecord]) -> list[WriteResult]:
-        self.upserts.append(list(records))
-        out = []
-        for r in records:
-            code = self.errors.pop(r.external_id, None)
-            if code:
-                refusal = REFUSALS.get(code, Refusal.FINAL)
-                out.append(WriteResult(r.external_id, False, None, None, code, code, refusal))
-            else:
-                created = r.external_id not in self.store
-                self.store[r.external_id] = r
-                out.append(WriteResult(r.external_id, True, f"00T{r.external_id[-6:]}", created))
-        return out
-
-    def close(self) -> None:
-        pass
+def scripted(pages: Mapping[Cursor, Page | Exception]) -> FakeXSource:
+    """A source answering the brand's walks from ``pages``, by cursor."""
+    return FakeXSource(Script.of(BRAND, pages))
 
 
 class Clock:
@@ -164,7 +100,7 @@ def seed_cursor(db: Database, since_id: str, cursor: Cursor | None = None) -> No
 
 
 def make(db: Database, crm: FakeCrm, clock: Clock | None = None) -> Pipeline:
-    return Pipeline(db, "sf", crm, PipelineSettings(retries=0), clock=clock or Clock())  # type: ignore[arg-type]
+    return Pipeline(db, "sf", crm, PipelineSettings(retries=0), clock=clock or Clock())
 
 
 def count(db: Database, table: Any, *where: Any) -> int:

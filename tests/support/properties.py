@@ -1,14 +1,14 @@
-"""Strategies and fakes for tests/test_properties.py.
+"""Strategies and scripts for tests/properties/test_properties.py.
 
-Two halves: JSON strategies and fixture mutations for the X page parser, and the in-memory
-X and CRM stand-ins (with crash injection) for the ingest/deliver state machine.
+Two halves: JSON strategies and fixture mutations for the X page parser, and the walks the
+fake X answers and the crashes injected into the database for the ingest/deliver state
+machine (the CRM side is :class:`support.fake_crm.FakeCrm`).
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,23 +18,17 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, event
 
 from support import FIXTURES
-from support.fake_crm import NoExtras
-from syncd.errors import TransientError
+from support.fake_crm import Crash
+from support.fake_source import Script
 from syncd.model import (
     Account,
     Author,
-    CrmRef,
     Cursor,
     Direction,
-    HistoryRecord,
-    IdentityKey,
     Interaction,
-    Match,
     Page,
     Quarantined,
-    Refusal,
     Stream,
-    WriteResult,
 )
 
 RECORDINGS = FIXTURES / "x-api-v2-json"
@@ -314,10 +308,6 @@ def mutated_recordings(draw: st.DrawFn) -> dict[str, Any]:
 
 
 # == the state-machine half ===================================================================
-class Crash(Exception):
-    """A process death. Not a SyncdError: nothing in syncd may catch and survive it."""
-
-
 class StatementCrasher:
     """Raises :class:`Crash` just before the n-th SQL statement run on an engine.
 
@@ -395,27 +385,22 @@ def customer_posts(post_ids: set[str]) -> set[str]:
 
 
 @dataclass
-class FakeX:
-    """Serves scripted walks. A walk is a chain of pages keyed by the cursor that asks for them.
+class Walks:
+    """Scripts the fake X's walks of the brands' mentions, each a chain of pages keyed by the
+    cursor that asks for them. Pages may overlap, repeat posts, run in any order and repeat
+    posts of earlier walks; the pipeline must not care."""
 
-    Asked again with a cursor it already answered, it answers the same page again: that is X
-    re-serving a request whose result the pipeline never stored. Pages may overlap, repeat
-    posts, run in any order and repeat posts of earlier walks; the pipeline must not care.
-    """
-
-    network = "x"
-    walks: dict[tuple[str, Cursor], Page] = field(default_factory=dict)
-    served: set[str] = field(default_factory=set)
-    served_bad: set[str] = field(default_factory=set)
-    fail_at: int | None = None  # fetches to answer before one fails (connection reset)
-    walk_count: int = 0
+    script: Script = field(default_factory=lambda: Script(brands={a.handle: a for a in BRANDS}))
+    count: int = 0
 
     def plan(self, account: Account, start: Cursor, pages: Sequence[Sequence[int]]) -> None:
-        """Script a walk from ``start`` unless one is scripted already (then it is replayed)."""
-        if (account.handle, start) in self.walks:
+        """Script a walk from ``start``, its pages the universe's posts of these indexes (a
+        negative index: an item that cannot be translated), unless one is scripted already:
+        then it is replayed."""
+        if (account.handle, start) in self.script.pages:
             return
-        self.walk_count += 1
-        walk = self.walk_count
+        self.count += 1
+        walk = self.count
         end = Cursor(since_id=str(walk))  # opaque to the pipeline; unique per walk
         cursor = start
         for n, indexes in enumerate(pages or [[]]):
@@ -432,96 +417,13 @@ class FakeX:
             with_authors = (walk + n) % 3 != 0
             author_ids = sorted({i.author_id for i in items}) if with_authors else []
             authors = tuple(Author("x", uid, f"user{uid}") for uid in author_ids)
-            self.walks[(account.handle, cursor)] = Page(
+            self.script.pages[(account.handle, cursor)] = Page(
                 interactions=items,
                 authors=authors,
                 next_cursor=following,
                 quarantined=tuple(bad_item(-i) for i in indexes if i < 0),
             )
             cursor = following
-
-    def resolve_accounts(self, handles: Sequence[str]) -> dict[str, Account]:
-        return {a.handle: a for a in BRANDS if a.handle in handles}
-
-    def fetch(self, account: Account, stream: Stream, cursor: Cursor, known: object = None) -> Page:
-        if self.fail_at is not None:
-            self.fail_at -= 1
-            if self.fail_at < 0:
-                self.fail_at = None
-                raise TransientError("connection reset", system="x")
-        # A cursor nobody handed out means the pipeline lost or invented one.
-        page = self.walks[(account.handle, cursor)]
-        self.served.update(i.post_id for i in page.interactions)
-        self.served_bad.update(q.item_id or "" for q in page.quarantined)
-        return page
-
-    def close(self) -> None:
-        pass
-
-
-@dataclass
-class FakeCrm(NoExtras):
-    """Upsert by external id, counting creations and stores; knows people by X user id.
-
-    ``crash_after`` makes the CRM take that many more records (over one call or several), then
-    die before answering: it has them, the local commit never happens. ``deleted`` Contacts
-    answer ENTITY_IS_DELETED, as after a merge in Salesforce.
-    """
-
-    people: dict[str, str] = field(default_factory=dict)  # x user id → Contact id
-    deleted: set[str] = field(default_factory=set)
-    records: dict[str, HistoryRecord] = field(default_factory=dict)
-    crm_ids: dict[str, str] = field(default_factory=dict)
-    created: Counter[str] = field(default_factory=Counter)
-    stores: Counter[str] = field(default_factory=Counter)
-    lock_errors: set[str] = field(default_factory=set)  # external ids to answer once with a lock
-    crash_after: int | None = None
-    sent: list[str] = field(default_factory=list)  # external ids received since last cleared
-    received: int = 0  # records received, ever
-
-    def lookup(self, keys: Sequence[IdentityKey]) -> dict[IdentityKey, Match]:
-        return {
-            k: Match(CrmRef("Contact", self.people[k.user_id]), "crm_user_id")
-            for k in keys
-            if k.user_id in self.people
-        }
-
-    def upsert_history(self, records: Sequence[HistoryRecord]) -> list[WriteResult]:
-        out: list[WriteResult] = []
-        for r in records:
-            if self.crash_after == 0:
-                self.crash_after = None
-                raise Crash("CRM took part of the batch, then the connection died")
-            if self.crash_after is not None:
-                self.crash_after -= 1
-            self.sent.append(r.external_id)
-            self.received += 1
-            # Never invented: every record points at someone this CRM once knew.
-            assert r.who.id in set(self.people.values()) | self.deleted, r
-            if r.who.id in self.deleted:
-                out.append(_failed(r, "ENTITY_IS_DELETED", Refusal.GONE))
-            elif r.external_id in self.lock_errors:
-                self.lock_errors.discard(r.external_id)
-                out.append(_failed(r, "UNABLE_TO_LOCK_ROW", Refusal.RETRY))
-            else:
-                created = r.external_id not in self.records
-                if created:
-                    self.created[r.external_id] += 1
-                    self.crm_ids[r.external_id] = f"00T{len(self.crm_ids):06d}"
-                self.records[r.external_id] = r
-                self.stores[r.external_id] += 1
-                out.append(WriteResult(r.external_id, True, self.crm_ids[r.external_id], created))
-        if self.crash_after == 0:
-            self.crash_after = None
-            raise Crash("CRM took the whole batch, then the connection died")
-        return out
-
-    def close(self) -> None:
-        pass
-
-
-def _failed(r: HistoryRecord, code: str, refusal: Refusal) -> WriteResult:
-    return WriteResult(r.external_id, False, error_code=code, error_message=code, refusal=refusal)
 
 
 class Clock:

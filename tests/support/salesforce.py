@@ -198,7 +198,7 @@ def sf_error(status: int, code: str, message: str) -> Response:
 
 
 class FakeOrg(SandboxServer):
-    """Login, query and collections upsert, plus faults queued in :attr:`faults`.
+    """Login, query and collections upsert, plus faults queued in :attr:`queued`.
 
     A queued fault answers the next data request (login requests are never faulted unless
     :attr:`login_faults` holds one). ``revoke_every_session`` makes every session die at once.
@@ -221,7 +221,7 @@ class FakeOrg(SandboxServer):
         self.logins = 0
         self.sessions: set[str] = set()
         self.revoke_every_session = False
-        self.faults: list[Response | Callable[[Request], Response]] = []
+        self.queued: list[Response | Callable[[Request], Response]] = []
         self.login_faults: list[Response] = []
         self.queries: list[str] = []
         self.upserts: list[tuple[str, list[dict[str, Any]]]] = []
@@ -272,8 +272,8 @@ class FakeOrg(SandboxServer):
         auth = (req.header("Authorization") or "").removeprefix("Bearer ")
         if self.revoke_every_session or auth not in self.sessions:
             return sf_error(401, "INVALID_SESSION_ID", "Session expired or invalid")
-        if self.faults:
-            fault = self.faults.pop(0)
+        if self.queued:
+            fault = self.queued.pop(0)
             return fault(req) if callable(fault) else fault
         return None
 

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.exc import OperationalError
-from support.fake_crm import NoExtras
+from support.fake_crm import FakeCrm
+from support.fake_source import FakeXSource, Script
 
 from syncd.errors import TransientError
 from syncd.model import (
@@ -159,28 +160,21 @@ def test_only_the_claimer_stores_an_answer_and_storing_ends_the_claim(db: Databa
         assert ids(outbox.ready_deliveries(conn, "sf", later, 10, owner="C")) == set(every[1:])
 
 
-class GatedCrm(NoExtras):
+class GatedCrm(FakeCrm):
     """Accepts every record; the first call waits for ``gate`` (a slow CRM in another
     instance), so the test can act while its claim is held."""
 
     def __init__(self, gate: threading.Event | None = None) -> None:
+        super().__init__()
         self.gate = gate
         self.calling = threading.Event()
-        self.sent: list[str] = []
-
-    def lookup(self, keys: Any) -> dict[Any, Any]:
-        return {}
 
     def upsert_history(self, records: Sequence[HistoryRecord]) -> list[WriteResult]:
         self.calling.set()
         if self.gate is not None:
             assert self.gate.wait(30)
             self.gate = None
-        self.sent += [r.external_id for r in records]
-        return [WriteResult(r.external_id, True, f"00T{r.external_id[-4:]}") for r in records]
-
-    def close(self) -> None:
-        pass
+        return super().upsert_history(records)
 
 
 @PG_ONLY
@@ -191,8 +185,8 @@ def test_two_writers_share_the_ready_deliveries_without_sending_any_twice(
     settings = PipelineSettings(write_batch=2)
     gate = threading.Event()
     slow, fast = GatedCrm(gate), GatedCrm()
-    first = CoordinatedPipeline(db, "sf", slow, settings, locks=JobLocks(db.url))  # type: ignore[arg-type]
-    second = CoordinatedPipeline(db, "sf", fast, settings, locks=JobLocks(db.url))  # type: ignore[arg-type]
+    first = CoordinatedPipeline(db, "sf", slow, settings, locks=JobLocks(db.url))
+    second = CoordinatedPipeline(db, "sf", fast, settings, locks=JobLocks(db.url))
     second.writer.owner = "another-host:1:beef"  # as another process would be
     worker = threading.Thread(target=first.deliver)
     worker.start()
@@ -220,7 +214,7 @@ def test_a_stopped_writer_hands_its_claim_back_at_once(db: Database) -> None:
     pipeline = CoordinatedPipeline(
         db,
         "sf",
-        crm,  # type: ignore[arg-type]
+        crm,
         PipelineSettings(write_batch=2),
         clock=lambda: T0,
         locks=JobLocks(db.url),
@@ -290,23 +284,18 @@ def test_instances_on_another_schema_do_not_exclude_each_other(
         admin.dispose()
 
 
-class NoSource:
-    network = "x"
-
-    def fetch(self, *args: Any) -> Page:
-        raise AssertionError("polled while another instance holds the stream")
-
-
 @PG_ONLY
 def test_a_poll_another_instance_is_running_is_skipped_quietly(
     db: Database, locks: tuple[JobLocks, JobLocks], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="syncd")
     one, two = locks
-    pipeline = CoordinatedPipeline(db, "sf", GatedCrm(), locks=two)  # type: ignore[arg-type]
+    pipeline = CoordinatedPipeline(db, "sf", GatedCrm(), locks=two)
+    source = FakeXSource(Script.of(BRAND, {}))
     with one.hold("poll:src:acme:mentions"), one.hold("resolve"):
-        result = pipeline.poll("src", NoSource(), BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+        result = pipeline.poll("src", source, BRAND, Stream.MENTIONS)
         assert (result.pages, result.seen) == (0, 0)
+        assert source.fetched == []  # not polled while another instance holds the stream
         assert pipeline.resolve().looked_up == 0
     assert [r.levelname for r in caplog.records if "skipped" in r.getMessage()] == [
         "DEBUG",

@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from support.pipeline import BRAND, Clock, FakeCrm, ScriptedSource, seed_cursor, two_page_walk
+from support.fake_crm import FakeCrm
+from support.pipeline import BRAND, Clock, scripted, seed_cursor, two_page_walk
 from support.salesforce import crm
 
 import connectors.salesforce.identity.watch as sf_watch
+from connectors.salesforce.identity.people import id18
 from sandbox.salesforce.api import SalesforceSandbox
 from syncd.errors import AuthError, TransientError
 from syncd.model import CrmRef, PeopleChanges, PersonRecord, Stream
@@ -46,8 +48,8 @@ def held_bob(
     seed_cursor(db, "100")
     clock = Clock()
     resolve = ResolveSettings(backoff=timedelta(hours=1), crm_check=check)
-    p = Pipeline(db, "sf", crm, PipelineSettings(retries=0, resolve=resolve), clock=clock)  # type: ignore[arg-type]
-    p.poll("src", ScriptedSource(two_page_walk()), BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    p = Pipeline(db, "sf", crm, PipelineSettings(retries=0, resolve=resolve), clock=clock)
+    p.poll("src", scripted(two_page_walk()), BRAND, Stream.MENTIONS)
     r = p.resolve()
     assert (r.linked, r.unmatched, r.woken) == (1, 1, 0)
     return p, clock
@@ -66,7 +68,7 @@ def test_a_new_person_wakes_the_held_author_they_could_be(db: Database) -> None:
     r = p.resolve()
     assert (r.woken, r.linked) == (1, 1)
     p.deliver()
-    assert crm.store["x:204"].who.id == "003BOB"
+    assert crm.records["x:204"].who.id == "003BOB"
     assert crm.marks == [None, "m0"]  # the mark handed back is the one stored
 
 
@@ -145,22 +147,20 @@ def test_salesforce_reports_people_created_or_changed_since_the_mark(
         # One API call a check, however many person objects: a query each, one composite.
         assert not bulk.complete and client.api_calls - before == 1
         rest = client.people_changes(bulk.mark)
-        names = [p.ref.name for p in (*bulk.people, *rest.people)]
+        names = [p.ref.name or "" for p in (*bulk.people, *rest.people)]
         assert sorted(names) == ["Bulk0", "Bulk1", "Bulk2", "Lea Ray"]  # none lost, none twice
         assert rest.complete
 
 
-def test_a_page_of_changes_all_at_one_seen_second_moves_the_mark_on() -> None:
+def test_a_page_of_changes_all_at_one_seen_second_moves_the_mark_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     at = "2026-11-22T18:00:00.000+0000"
     rows = [{"Id": f"003{n:012d}", "SystemModstamp": at} for n in range(3)]
-    mark = sf_watch.Watermark(at, tuple(sf_watch.id18(r["Id"]) or "" for r in rows))
+    mark = sf_watch.Watermark(at, tuple(id18(r["Id"]) or "" for r in rows))
     fresh, after, whole = sf_watch.advance(mark, rows[:2])  # a capped page, nothing new
     assert fresh == [] and whole  # under the real cap: whole, nothing new, mark kept
     assert after == mark
-    old_cap = sf_watch.CANDIDATE_LIMIT
-    sf_watch.CANDIDATE_LIMIT = 2
-    try:
-        fresh, after, whole = sf_watch.advance(mark, rows[:2])
-    finally:
-        sf_watch.CANDIDATE_LIMIT = old_cap
+    monkeypatch.setattr(sf_watch, "CANDIDATE_LIMIT", 2)
+    fresh, after, whole = sf_watch.advance(mark, rows[:2])
     assert fresh == [] and not whole and after.stamp == "2026-11-22T18:00:01.000+0000"

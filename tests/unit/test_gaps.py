@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from support.fake_crm import NoExtras
+from support.fake_crm import FakeCrm
 
 from connectors.x.backfill import RECENT_REACH, plan_gap, posted_at
 from connectors.x.source import XSource
@@ -69,7 +69,7 @@ class World:
         self.pipeline = self.restart()
 
     def restart(self) -> Pipeline:
-        self.pipeline = Pipeline(self.db, "sf", NoExtras(), PipelineSettings(retries=0))  # type: ignore[arg-type]
+        self.pipeline = Pipeline(self.db, "sf", FakeCrm(), PipelineSettings(retries=0))
         self.source.pipeline = self.pipeline
         return self.pipeline
 
@@ -259,7 +259,7 @@ def test_a_page_retried_mid_walk_makes_it_a_suspected_gap_but_not_the_first_one(
     with XSandbox(bearer_token=TOKEN, mentions_horizon=HORIZON) as x:
         world = World(x, db)
         settings = PipelineSettings(retries=1, retry_max_wait=0.01)
-        world.pipeline = Pipeline(db, "sf", NoExtras(), settings)  # type: ignore[arg-type]
+        world.pipeline = Pipeline(db, "sf", FakeCrm(), settings)
         try:
             world.mentions(5)
             x.inject("status", endpoint="mentions", status=503, count=1)

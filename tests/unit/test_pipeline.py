@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from support.fake_crm import FakeCrm
 from support.pipeline import (
     BRAND,
     T0,
     Clock,
-    FakeCrm,
-    ScriptedSource,
     author,
     count,
     make,
     post,
+    scripted,
     seed_cursor,
     two_page_walk,
 )
@@ -48,9 +48,9 @@ from syncd.state.tables import deliveries, identities, interactions, links, quar
 
 def test_walk_stores_pages_and_moves_cursor_only_at_the_end(db: Database) -> None:
     seed_cursor(db, "100")
-    source = ScriptedSource(two_page_walk())
+    source = scripted(two_page_walk())
     pipeline = make(db, FakeCrm({}))
-    result = pipeline.poll("src", source, BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    result = pipeline.poll("src", source, BRAND, Stream.MENTIONS)
     assert (result.pages, result.new, result.queued) == (2, 3, 3)
     with db.connect() as conn:
         assert st.load_cursor(conn, "src", "acme", Stream.MENTIONS) == Cursor(since_id="205")
@@ -65,15 +65,15 @@ def test_crash_mid_walk_resumes_from_the_stored_page(db: Database) -> None:
     script[Cursor("100", "p2", "205")] = TransientError("connection reset")
     pipeline = make(db, FakeCrm({}))
     with pytest.raises(TransientError):
-        pipeline.poll("src", ScriptedSource(script), BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+        pipeline.poll("src", scripted(script), BRAND, Stream.MENTIONS)
     with db.connect() as conn:
         # The first page is stored, with the cursor naming the second: since_id not yet moved.
         assert st.load_cursor(conn, "src", "acme", Stream.MENTIONS) == Cursor("100", "p2", "205")
     assert count(db, interactions) == 2
 
-    source = ScriptedSource(two_page_walk())
-    result = pipeline.poll("src", source, BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
-    assert source.calls == [Cursor("100", "p2", "205")]  # only the missing page is read again
+    source = scripted(two_page_walk())
+    result = pipeline.poll("src", source, BRAND, Stream.MENTIONS)
+    assert source.fetched == [Cursor("100", "p2", "205")]  # only the missing page is read again
     assert result.new == 1
     assert count(db, interactions) == 3
 
@@ -81,24 +81,24 @@ def test_crash_mid_walk_resumes_from_the_stored_page(db: Database) -> None:
 def test_shutdown_stops_between_pages_and_the_next_start_resumes(db: Database) -> None:
     seed_cursor(db, "100")
     pipeline = make(db, FakeCrm({}))
-    source = ScriptedSource(two_page_walk())
+    source = scripted(two_page_walk())
     pipeline.stopping.set()
-    first = pipeline.poll("src", source, BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    first = pipeline.poll("src", source, BRAND, Stream.MENTIONS)
     assert (first.pages, first.new) == (1, 2)
     with db.connect() as conn:
         assert st.load_cursor(conn, "src", "acme", Stream.MENTIONS).in_walk
     pipeline.stopping.clear()
-    second = pipeline.poll("src", source, BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    second = pipeline.poll("src", source, BRAND, Stream.MENTIONS)
     assert (second.pages, second.new) == (1, 1)
-    assert source.calls[-1] == Cursor("100", "p2", "205")
+    assert source.fetched[-1] == Cursor("100", "p2", "205")
 
 
 def test_replayed_page_adds_nothing(db: Database) -> None:
     seed_cursor(db, "100")
     pipeline = make(db, FakeCrm({}))
-    pipeline.poll("src", ScriptedSource(two_page_walk()), BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    pipeline.poll("src", scripted(two_page_walk()), BRAND, Stream.MENTIONS)
     seed_cursor(db, "100")  # as if the cursor had not been saved
-    again = pipeline.poll("src", ScriptedSource(two_page_walk()), BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    again = pipeline.poll("src", scripted(two_page_walk()), BRAND, Stream.MENTIONS)
     assert (again.seen, again.new, again.queued) == (3, 0, 0)
     assert count(db, interactions) == 3
     assert count(db, deliveries) == 3
@@ -108,10 +108,10 @@ def test_refused_pagination_token_restarts_the_walk(db: Database) -> None:
     seed_cursor(db, "100", Cursor("100", "stale", "999"))
     script = two_page_walk()
     script[Cursor("100", "stale", "999")] = PaginationExpired("invalid token", status=400)
-    source = ScriptedSource(script)
-    result = make(db, FakeCrm({})).poll("src", source, BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
-    assert source.calls[0] == Cursor("100", "stale", "999")
-    assert source.calls[1] == Cursor(since_id="100")
+    source = scripted(script)
+    result = make(db, FakeCrm({})).poll("src", source, BRAND, Stream.MENTIONS)
+    assert source.fetched[0] == Cursor("100", "stale", "999")
+    assert source.fetched[1] == Cursor(since_id="100")
     assert result.new == 3
 
 
@@ -121,10 +121,10 @@ def test_only_the_source_says_a_pagination_token_expired(db: Database) -> None:
     seed_cursor(db, "100", Cursor("100", "stale", "999"))
     script = two_page_walk()
     script[Cursor("100", "stale", "999")] = ExternalError("bad request", status=400)
-    source = ScriptedSource(script)
+    source = scripted(script)
     with pytest.raises(ExternalError, match="bad request"):
-        make(db, FakeCrm({})).poll("src", source, BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
-    assert source.calls == [Cursor("100", "stale", "999")]
+        make(db, FakeCrm({})).poll("src", source, BRAND, Stream.MENTIONS)
+    assert source.fetched == [Cursor("100", "stale", "999")]
     with db.connect() as conn:
         assert st.load_cursor(conn, "src", "acme", Stream.MENTIONS) == Cursor("100", "stale", "999")
 
@@ -140,9 +140,9 @@ def test_brand_counterparts_and_bad_items(db: Database) -> None:
     )
     result = make(db, FakeCrm({})).poll(
         "src",
-        ScriptedSource({Cursor(): page}),
+        scripted({Cursor(): page}),
         BRAND,
-        Stream.MENTIONS,  # type: ignore[arg-type]
+        Stream.MENTIONS,
     )
     assert (result.new, result.queued, result.quarantined) == (2, 1, 1)
     with db.connect() as conn:
@@ -159,9 +159,9 @@ def test_handles_follow_renames_but_identity_stays(db: Database) -> None:
         ),
     }
     pipeline = make(db, FakeCrm({}))
-    source = ScriptedSource(pages)
-    pipeline.poll("src", source, BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
-    pipeline.poll("src", source, BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    source = scripted(pages)
+    pipeline.poll("src", source, BRAND, Stream.MENTIONS)
+    pipeline.poll("src", source, BRAND, Stream.MENTIONS)
     with db.connect() as conn:
         rows = conn.execute(select(identities.c.user_id, identities.c.handle)).all()
     assert rows == [("7", "alice_new")]
@@ -172,14 +172,14 @@ def test_resolve_holds_unknown_authors_and_writes_when_a_link_appears(db: Databa
     clock = Clock()
     crm = FakeCrm({"7": "003A"})  # alice is a Contact; bob (8) is unknown
     pipeline = make(db, crm, clock)
-    pipeline.poll("src", ScriptedSource(two_page_walk()), BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    pipeline.poll("src", scripted(two_page_walk()), BRAND, Stream.MENTIONS)
 
     resolved = pipeline.resolve()
     assert (resolved.looked_up, resolved.linked, resolved.unmatched) == (2, 1, 1)
     assert len(crm.lookups) == 1  # one batched look-up, not one per author
     delivered = pipeline.deliver()
     assert delivered.written == 2
-    assert sorted(crm.store) == ["x:203", "x:205"]
+    assert sorted(crm.records) == ["x:203", "x:205"]
     # Oldest first, with the subject the CRM shows.
     assert [r.external_id for r in crm.upserts[0]] == ["x:203", "x:205"]
     assert crm.upserts[0][0].subject == "X mention from @alice"
@@ -192,7 +192,7 @@ def test_resolve_holds_unknown_authors_and_writes_when_a_link_appears(db: Databa
     # ... then he is, and his held mention goes out.
     assert pipeline.resolve().linked == 1
     assert pipeline.deliver().written == 1
-    assert sorted(crm.store) == ["x:203", "x:204", "x:205"]
+    assert sorted(crm.records) == ["x:203", "x:204", "x:205"]
     assert pipeline.deliver().attempted == 0
     assert count(db, deliveries, deliveries.c.state == "written") == 3
 
@@ -204,10 +204,10 @@ def test_outbound_reply_lands_in_the_customer_history(db: Database) -> None:
     pipeline = make(db, crm)
     with db.transaction() as conn:
         st.store_accounts(conn, "src", [BRAND], T0)
-    pipeline.poll("src", ScriptedSource({Cursor(): page}), BRAND, Stream.REPLIES)  # type: ignore[arg-type]
+    pipeline.poll("src", scripted({Cursor(): page}), BRAND, Stream.REPLIES)
     pipeline.resolve()
     pipeline.deliver()
-    record = crm.store["x:501"]
+    record = crm.records["x:501"]
     assert record.subject == "X reply from @acme to @alice"
     assert record.direction is Direction.OUTBOUND
     assert record.who.id == "003A"
@@ -218,7 +218,7 @@ def test_per_record_errors_retry_relink_or_dead_letter(db: Database) -> None:
     clock = Clock()
     crm = FakeCrm({"7": "003A", "8": "003B"})
     pipeline = make(db, crm, clock)
-    pipeline.poll("src", ScriptedSource(two_page_walk()), BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    pipeline.poll("src", scripted(two_page_walk()), BRAND, Stream.MENTIONS)
     pipeline.resolve()
     crm.errors = {
         "x:203": "UNABLE_TO_LOCK_ROW",
@@ -256,8 +256,8 @@ def test_per_record_errors_retry_relink_or_dead_letter(db: Database) -> None:
     clock.now += timedelta(minutes=1)
     result = pipeline.deliver()
     assert result.written == 2
-    assert crm.store["x:204"].who.id == "003C"
-    assert "x:205" not in crm.store
+    assert crm.records["x:204"].who.id == "003C"
+    assert "x:205" not in crm.records
 
 
 class FailingCrm(FakeCrm):
@@ -278,8 +278,8 @@ def test_a_failed_batch_keeps_what_the_batches_before_it_wrote(db: Database) -> 
     seed_cursor(db, "100")
     crm = FailingCrm({"7": "003A", "8": "003B"}, fail_at=2)
     settings = PipelineSettings(retries=0, write_batch=1)
-    pipeline = Pipeline(db, "sf", crm, settings, clock=Clock())  # type: ignore[arg-type]
-    pipeline.poll("src", ScriptedSource(two_page_walk()), BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    pipeline = Pipeline(db, "sf", crm, settings, clock=Clock())
+    pipeline.poll("src", scripted(two_page_walk()), BRAND, Stream.MENTIONS)
     pipeline.resolve()
     with pytest.raises(ExternalError):
         pipeline.deliver()

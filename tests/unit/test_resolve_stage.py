@@ -6,14 +6,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from support.fake_crm import FakeCrm
 from support.pipeline import (
     BRAND,
     Clock,
-    FakeCrm,
-    ScriptedSource,
     author,
     count,
     post,
+    scripted,
     seed_cursor,
     two_page_walk,
 )
@@ -23,21 +23,21 @@ from connectors.salesforce.crm import SalesforceCrm
 from sandbox.salesforce.api import SalesforceSandbox
 from syncd.model import CrmRef, Cursor, Page, PersonRecord, Stream
 from syncd.pipeline import Pipeline, PipelineSettings
-from syncd.resolver.stage import ResolveSettings
+from syncd.resolver.stage import ResolveSettings, Unmatched
 from syncd.state import authors, linking
 from syncd.state.db import Database
 from syncd.state.tables import deliveries, link_events, links
 
 
-def pipeline_with(db: Database, crm: FakeCrm, unmatched: str = "hold") -> Pipeline:
-    settings = PipelineSettings(retries=0, resolve=ResolveSettings(unmatched={"x": unmatched}))  # type: ignore[dict-item]
-    return Pipeline(db, "sf", crm, settings, clock=Clock())  # type: ignore[arg-type]
+def pipeline_with(db: Database, crm: FakeCrm, unmatched: Unmatched = "hold") -> Pipeline:
+    settings = PipelineSettings(retries=0, resolve=ResolveSettings(unmatched={"x": unmatched}))
+    return Pipeline(db, "sf", crm, settings, clock=Clock())
 
 
-def walked(db: Database, crm: FakeCrm, unmatched: str = "hold") -> Pipeline:
+def walked(db: Database, crm: FakeCrm, unmatched: Unmatched = "hold") -> Pipeline:
     seed_cursor(db, "100")
     p = pipeline_with(db, crm, unmatched)
-    p.poll("src", ScriptedSource(two_page_walk()), BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    p.poll("src", scripted(two_page_walk()), BRAND, Stream.MENTIONS)
     return p
 
 
@@ -74,7 +74,7 @@ def test_unmatched_lead_creates_one_lead_and_writes_to_it(db: Database) -> None:
     assert (r.linked, r.leads) == (1, 1)
     assert list(crm.leads) == ["8"]
     p.deliver()
-    assert crm.store["x:204"].who == crm.leads["8"]
+    assert crm.records["x:204"].who == crm.leads["8"]
     assert [e["matcher"] for e in events(db)] == ["crm_user_id", "lead_created"]
 
 
@@ -83,7 +83,7 @@ def test_unmatched_skip_keeps_the_interactions_but_never_writes_them(db: Databas
     p = walked(db, crm, "skip")
     assert p.resolve().skipped == 1
     p.deliver()
-    assert "x:204" not in crm.store
+    assert "x:204" not in crm.records
     assert count(db, deliveries, deliveries.c.state == "skipped") == 1
     assert count(db, deliveries, deliveries.c.state == "written") == 2
 
@@ -121,15 +121,15 @@ def test_a_merged_contact_is_followed_and_a_deleted_one_re_resolved(
     assert first.relinking == 2 and first.dead == 0
     if survivor is not None:
         p.deliver()  # the held records go to the survivor at once
-        assert crm.store["x:203"].who == survivor
+        assert crm.records["x:203"].who == survivor
         assert [e["action"] for e in events(db)][-1] == "merge"
     else:
-        assert "x:203" not in crm.store
+        assert "x:203" not in crm.records
         assert [e["action"] for e in events(db)][-1] == "unlink"
         crm.people["7"] = "003C"  # a rep re-creates alice
         p.resolve()
         p.deliver()
-        assert crm.store["x:203"].who.id == "003C"
+        assert crm.records["x:203"].who.id == "003C"
 
 
 # -- a recycled handle (issue 16, item 6) ----------------------------------------------------
@@ -141,7 +141,7 @@ def _newcomer_mentions(db: Database, client: SalesforceCrm, copy: bool) -> Pipel
     check = timedelta(minutes=5) if copy else timedelta(0)
     settings = PipelineSettings(retries=0, resolve=ResolveSettings(crm_check=check))
     p = Pipeline(db, "sf", client, settings, clock=Clock())
-    p.poll("src", ScriptedSource({Cursor(since_id="100"): page}), BRAND, Stream.MENTIONS)  # type: ignore[arg-type]
+    p.poll("src", scripted({Cursor(since_id="100"): page}), BRAND, Stream.MENTIONS)
     return p
 
 
@@ -159,7 +159,7 @@ def test_a_handle_held_under_another_user_id_goes_to_review_never_linked(
     client = crm(sb)
     asked: list[object] = []
     real = client.lookup
-    monkeypatch.setattr(client, "lookup", lambda keys: asked.append(keys) or real(keys))
+    monkeypatch.setattr(client, "lookup", lambda keys: asked.append(keys) or real(keys))  # type: ignore[func-returns-value]
     r = _newcomer_mentions(db, client, copy).resolve()
     assert (r.linked, r.review) == (0, 1)
     assert bool(asked) is not copy  # the path under test answered

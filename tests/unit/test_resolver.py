@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from support.fake_crm import NoExtras
+from support.fake_crm import FakeCrm
 
 from connectors.salesforce.identity.lookup import match_rows, settle
 from connectors.salesforce.settings import IdentityFields
@@ -16,7 +16,6 @@ from syncd.model import (
     KeyOnFile,
     KeysOnFile,
     Match,
-    PeopleQuery,
     PersonRecord,
     Profile,
 )
@@ -37,35 +36,6 @@ ADA2 = CrmRef("Contact", "003ADA2", "Ada Okafor")
 BEN = CrmRef("Contact", "003BEN", "Ben Lindqvist")
 
 
-class Crm(NoExtras):
-    def __init__(
-        self,
-        by_id: dict[str, CrmRef] | None = None,
-        by_handle: dict[str, CrmRef] | None = None,
-        people: Sequence[PersonRecord] = (),
-    ) -> None:
-        self.by_id = by_id or {}
-        self.by_handle = by_handle or {}
-        self.person_records = list(people)
-        self.calls: list[str] = []
-        self.queries: list[PeopleQuery] = []
-
-    def lookup(self, keys: Sequence[IdentityKey]) -> dict[IdentityKey, Match]:
-        self.calls.append("lookup")
-        out = {}
-        for k in keys:
-            if k.user_id in self.by_id:
-                out[k] = Match(self.by_id[k.user_id], "crm_user_id")
-            elif (k.handle or "").lower() in self.by_handle:
-                out[k] = Match(self.by_handle[(k.handle or "").lower()], "crm_handle")
-        return out
-
-    def find_people(self, query: PeopleQuery) -> list[PersonRecord]:
-        self.calls.append("find_people")
-        self.queries.append(query)
-        return list(self.person_records)
-
-
 def profile(
     uid: str = "1", handle: str = "ada", name: str | None = "Ada Okafor", **kw: object
 ) -> Profile:
@@ -77,14 +47,14 @@ def person(ref: CrmRef, first: str, last: str, **kw: object) -> PersonRecord:
 
 
 def test_the_user_id_on_file_links_without_asking_anything_else() -> None:
-    crm = Crm(by_id={"1": ADA})
+    crm = FakeCrm({"1": ADA})
     d = resolve(crm, {10: profile()}, Policy())[10]
     assert d.link is not None and d.link.ref == ADA and d.link.matcher == "crm_user_id"
     assert crm.calls == ["lookup"]  # decided: the name search never ran
 
 
 def test_a_handle_on_file_links_and_a_former_handle_too() -> None:
-    crm = Crm(by_handle={"ada_old": ADA})
+    crm = FakeCrm(handles={"ada_old": ADA})
     renamed = profile(handle="ada_new", past_handles=("ada_old",))
     d = resolve(crm, {10: renamed}, Policy())[10]
     assert d.link is not None and d.link.ref == ADA
@@ -92,7 +62,7 @@ def test_a_handle_on_file_links_and_a_former_handle_too() -> None:
 
 
 def test_a_name_alone_is_never_enough_to_link() -> None:
-    crm = Crm(people=[person(ADA, "Ada", "Okafor")])
+    crm = FakeCrm(person_records=[person(ADA, "Ada", "Okafor")])
     d = resolve(crm, {10: profile()}, Policy())[10]
     assert d.link is None
     assert [c.ref for c in d.review] == [ADA]
@@ -100,8 +70,8 @@ def test_a_name_alone_is_never_enough_to_link() -> None:
 
 
 def test_a_name_with_a_matching_website_and_company_links() -> None:
-    crm = Crm(
-        people=[
+    crm = FakeCrm(
+        person_records=[
             person(
                 ADA,
                 "Ada",
@@ -118,7 +88,7 @@ def test_a_name_with_a_matching_website_and_company_links() -> None:
 
 
 def test_homonyms_go_to_review_never_to_a_guess() -> None:
-    crm = Crm(people=[person(ADA, "Ada", "Okafor"), person(ADA2, "Ada", "Okafor")])
+    crm = FakeCrm(person_records=[person(ADA, "Ada", "Okafor"), person(ADA2, "Ada", "Okafor")])
     d = resolve(crm, {10: profile()}, Policy(auto_link=0.7))[10]
     assert d.link is None  # equal scores: the margin rule refuses
     assert {c.ref for c in d.review} == {ADA, ADA2}
@@ -127,13 +97,13 @@ def test_homonyms_go_to_review_never_to_a_guess() -> None:
 def test_a_record_holding_another_user_id_is_someone_else() -> None:
     other = person(ADA, "Ada", "Okafor", user_id="999")
     assert score(profile(), other) is None
-    assert resolve(Crm(people=[other]), {10: profile()}, Policy())[10].review == ()
+    assert resolve(FakeCrm(person_records=[other]), {10: profile()}, Policy())[10].review == ()
 
 
 def test_contact_points_in_the_bio_link() -> None:
     by_mail = person(ADA, "A.", "O.", email="ada@okafor.example")
     by_phone = person(BEN, "Ben", "L", phone="+44 20 7946 0958")
-    crm = Crm(people=[by_mail, by_phone])
+    crm = FakeCrm(person_records=[by_mail, by_phone])
     profiles = {
         10: profile(name=None, description="mail me: ada@okafor.example"),
         11: profile("2", "benl", name=None, description="call 020 7946 0958"),
@@ -145,13 +115,13 @@ def test_contact_points_in_the_bio_link() -> None:
 
 
 def test_a_rejected_candidate_is_never_offered_again() -> None:
-    crm = Crm(by_id={"1": ADA})
+    crm = FakeCrm({"1": ADA})
     d = resolve(crm, {10: profile()}, Policy(), rejected={10: {ADA.id}})[10]
     assert d.link is None and d.review == ()
 
 
 def test_matchers_can_be_turned_off_and_the_search_is_one_call_per_batch() -> None:
-    crm = Crm(by_id={"1": ADA}, people=[person(BEN, "Ben", "Lindqvist")])
+    crm = FakeCrm({"1": ADA}, person_records=[person(BEN, "Ben", "Lindqvist")])
     only_names = Policy(matchers=("fuzzy_name",))
     profiles = {i: profile(str(i), f"h{i}", "Ben Lindqvist") for i in range(50)}
     decisions = resolve(crm, profiles, only_names)
@@ -189,7 +159,7 @@ def test_a_one_word_name_keeps_its_prefixes(name: str | None, prefixes: set[str]
 
 def test_the_batched_search_carries_every_authors_pairs_and_prefixes() -> None:
     jim = person(CrmRef("Contact", "003JIM"), "James", "Smith")
-    crm = Crm(people=[jim, person(CrmRef("Contact", "003MARY"), "Mary", "Smith")])
+    crm = FakeCrm(person_records=[jim, person(CrmRef("Contact", "003MARY"), "Mary", "Smith")])
     profiles = {1: profile("1", "jim", "Jim Smith"), 2: profile("2", "cher", "Cher")}
     decisions = resolve(crm, profiles, Policy(matchers=("fuzzy_name",)))
     (query,) = crm.queries
@@ -216,7 +186,8 @@ def test_crm_changes_affect_the_authors_the_search_would_find_them_by() -> None:
 
 
 def test_unmatched_authors_have_no_candidates() -> None:
-    d = resolve(Crm(people=[person(BEN, "Ben", "Lindqvist")]), {10: profile()}, Policy())[10]
+    crm = FakeCrm(person_records=[person(BEN, "Ben", "Lindqvist")])
+    d = resolve(crm, {10: profile()}, Policy())[10]
     assert d.link is None and d.review == ()
 
 
@@ -287,7 +258,7 @@ def jane_in_salesforce(lead_999: bool = False) -> Callable[[Sequence[IdentityKey
 def test_a_recycled_handle_goes_to_review_with_why_never_to_the_previous_owner(
     ask: Callable[..., Callable[[Sequence[IdentityKey]], Any]],
 ) -> None:
-    crm = Crm()
+    crm = FakeCrm()
     crm.persona_refs = {"999": [JANE]}  # even a persona naming her does not make it a link
     d = resolve(crm, {10: profile("999", "janedoe", "Jane Doe")}, Policy(), lookup=ask())[10]
     assert d.link is None
@@ -297,9 +268,9 @@ def test_a_recycled_handle_goes_to_review_with_why_never_to_the_previous_owner(
     assert candidate.reasons[0] == OTHER_OWNER_WHY
     # Even where a link needs no more than the review floor.
     lax = Policy(auto_link=0.5, margin=0.0)
-    assert resolve(Crm(), {10: profile("999", "janedoe")}, lax, lookup=ask())[10].link is None
+    assert resolve(FakeCrm(), {10: profile("999", "janedoe")}, lax, lookup=ask())[10].link is None
     # Jane herself (user 111) is still linked by her id.
-    mine = resolve(Crm(), {10: profile("111", "janedoe")}, Policy(), lookup=ask())[10]
+    mine = resolve(FakeCrm(), {10: profile("111", "janedoe")}, Policy(), lookup=ask())[10]
     assert mine.link is not None and mine.link.ref == JANE and mine.link.matcher == "crm_user_id"
 
 
@@ -307,7 +278,7 @@ def test_a_recycled_handle_goes_to_review_with_why_never_to_the_previous_owner(
 def test_a_later_object_holding_the_authors_own_id_beats_another_owners_handle(
     ask: Callable[..., Callable[[Sequence[IdentityKey]], Any]],
 ) -> None:
-    d = resolve(Crm(), {10: profile("999", "janedoe")}, Policy(), lookup=ask(True))[10]
+    d = resolve(FakeCrm(), {10: profile("999", "janedoe")}, Policy(), lookup=ask(True))[10]
     assert d.link is not None and d.link.ref == NEW_JANE and d.link.matcher == "crm_user_id"
 
 
@@ -317,13 +288,12 @@ def customers(*numbers: int) -> list[PersonRecord]:
 
 
 def test_names_differing_in_a_number_or_a_word_are_no_candidates() -> None:
-    crm = Crm(people=customers(21, 22, 23, 24, 25))
+    crm = FakeCrm(person_records=customers(21, 22, 23, 24, 25))
     d = resolve(crm, {10: profile("33", "c33", "Customer 33")}, Policy())[10]
     assert d.link is None and d.review == ()  # was: Customer 21..25, each at 0.78
     assert score(profile(name="Customer 33"), customers(21)[0]) is None
-    (same,) = resolve(Crm(people=customers(33)), {10: profile(name="Customer 33")}, Policy())[
-        10
-    ].review
+    crm = FakeCrm(person_records=customers(33))
+    (same,) = resolve(crm, {10: profile(name="Customer 33")}, Policy())[10].review
     assert same.ref.id == "003C33" and same.score == pytest.approx(0.78)
     assert name_similarity("Christine Powell", "Christian Powell") is None  # another word
     assert name_similarity("John A. Smith", "John B. Smith") is None  # other initials
@@ -343,18 +313,18 @@ SMITHS = [
 
 
 def test_a_stranger_with_a_common_name_and_nothing_else_is_not_queued() -> None:
-    crm = Crm(people=SMITHS)
+    crm = FakeCrm(person_records=SMITHS)
     d = resolve(crm, {10: profile("9", "jsmith", "John Smith")}, Policy())[10]
     assert d.link is None and d.review == ()  # three namesakes: nothing to choose on
     # One namesake, but the profile says it lives elsewhere.
-    ada = Crm(people=[person(ADA, "Ada", "Okafor", city="Lagos")])
+    ada = FakeCrm(person_records=[person(ADA, "Ada", "Okafor", city="Lagos")])
     elsewhere = profile(name="Ada Okafor", location="Tokyo, Japan")
     assert resolve(ada, {10: elsewhere}, Policy())[10].review == ()
     assert [c.ref for c in resolve(ada, {10: profile()}, Policy())[10].review] == [ADA]
 
 
 def test_a_customer_with_corroboration_is_still_queued_alone() -> None:
-    crm = Crm(people=SMITHS)
+    crm = FakeCrm(person_records=SMITHS)
     at_acme = profile("9", "jsmith", "John Smith", description="Ops lead at Acme Labs")
     in_leeds = profile("8", "jsmiht", "Jon Smiht", location="Leeds, UK")
     d = resolve(crm, {10: at_acme, 11: in_leeds}, Policy())

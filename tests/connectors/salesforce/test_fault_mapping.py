@@ -133,7 +133,7 @@ def test_x_429_without_reset_waits_a_window(x: XSandbox, source: XSource, acme: 
 def test_x_faults_by_rate_classify_every_time(x: XSandbox, source: XSource, acme: Account) -> None:
     x.faults.seed = 5
     x.inject("status", endpoint="mentions", rate=0.5, status=502)
-    outcomes = []
+    outcomes: list[int | None] = []
     for _ in range(12):
         try:
             outcomes.append(mentions(source, acme))

@@ -736,7 +736,7 @@ def test_http_errors_are_classified(
     org: FakeOrg, fault: Any, expected: type[ExternalError], text: str
 ) -> None:
     crm = on(org)
-    org.faults.append(fault)
+    org.queued.append(fault)
     with pytest.raises(expected, match=text) as err:
         crm.upsert_history([record(1, "003WHO")])
     assert type(err.value) is expected and err.value.status == fault.status
@@ -745,10 +745,10 @@ def test_http_errors_are_classified(
 
 def test_unreadable_answers_are_transient(org: FakeOrg) -> None:
     crm = on(org)
-    org.faults.append(Response.text("<html>maintenance</html>", 200, "text/html"))
+    org.queued.append(Response.text("<html>maintenance</html>", 200, "text/html"))
     with pytest.raises(TransientError, match="unreadable response"):
         crm.query("SELECT Id FROM Task")
-    org.faults.append(Response.json({"not": "a list"}))
+    org.queued.append(Response.json({"not": "a list"}))
     with pytest.raises(TransientError, match="expected 1 results, got dict"):
         crm.upsert_history([record(1, "003WHO")])
 

@@ -4,11 +4,13 @@ and what a plan costs, from the counts and the rate limits. Pure: no HTTP."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 
 import pytest
 
 from connectors.x.backfill import END_MARGIN, RECENT_MARGIN, RECENT_REACH, plan, search_query
 from syncd.backfill.estimate import duration, estimate
+from syncd.contracts import KnownAuthors
 from syncd.model import Account, Page, PostCount, Segment, Stream
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -70,7 +72,7 @@ def test_segments_survive_the_trip_through_state() -> None:
 class Counted:
     """A source whose counts are given, as the counts endpoint would answer."""
 
-    network = "x"
+    network: ClassVar[str] = "x"
 
     def __init__(self, posts: int) -> None:
         self.posts = posts
@@ -81,7 +83,13 @@ class Counted:
     def count_posts(self, account: Account, segment: Segment) -> PostCount:
         return PostCount(self.posts, exact=True, requests=3)
 
-    def fetch_segment(self, account: Account, segment: Segment, token: str | None) -> Page:
+    def fetch_segment(
+        self,
+        account: Account,
+        segment: Segment,
+        token: str | None,
+        known: KnownAuthors | None = None,
+    ) -> Page:
         raise NotImplementedError
 
 
@@ -94,7 +102,8 @@ def test_the_estimate_prices_posts_and_counts_requests_calls_and_time() -> None:
     assert est.crm_lookups == 1000 * 2 * 2  # at most: every author new, 2 kinds × 2 objects
     # 300 requests per 15 minutes, one per second: 400 requests wait one window.
     assert est.seconds == pytest.approx(400 * 1.0 + 15 * 60)  # a window is 15 minutes
-    assert est.as_json()["segments"][0]["requests"] == 400
+    segments = est.as_json()["segments"]
+    assert isinstance(segments, list) and segments[0]["requests"] == 400
 
 
 def test_time_grows_by_a_window_per_rate_limit_batch() -> None:

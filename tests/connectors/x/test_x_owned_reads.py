@@ -46,9 +46,9 @@ def sandbox() -> Iterator[XSandbox]:
 
 
 @pytest.fixture
-def calls(sandbox: XSandbox) -> list[tuple[str, str]]:
+def calls(sandbox: XSandbox) -> list[tuple[str, str | None]]:
     """(endpoint, Authorization header) of every request the stand-in serves."""
-    seen: list[tuple[str, str]] = []
+    seen: list[tuple[str, str | None]] = []
     sandbox.on_request("*", lambda req: seen.append((req.endpoint, req.header("authorization"))))
     return seen
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from syncd.budget.ledger import Standing
+from syncd.model import Standing
 from syncd.state import usage
 
 if TYPE_CHECKING:

@@ -18,8 +18,7 @@ from sqlalchemy import Connection
 from syncd.contracts import Crm
 from syncd.contracts.text import fold
 from syncd.errors import UserError
-from syncd.model import CrmRef, PeopleQuery, PersonRecord
-from syncd.resolver import Candidate
+from syncd.model import Candidate, CrmRef, PeopleQuery, PersonRecord
 from syncd.resolver.evidence import emails, phone_digits
 from syncd.state import authors, linking
 

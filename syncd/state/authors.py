@@ -12,8 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, or_, select
 
-from syncd.model import IdentityKey, Profile
-from syncd.resolver import Candidate
+from syncd.model import Candidate, IdentityKey, Profile
 from syncd.state.ingest import PENDING
 from syncd.state.linking import OPEN, as_candidate, profiles
 from syncd.state.tables import (

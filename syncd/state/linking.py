@@ -13,8 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, delete, or_, select, update
 
-from syncd.model import CrmRef, IdentityKey, Profile
-from syncd.resolver import Candidate
+from syncd.model import Candidate, CrmRef, IdentityKey, Profile
 from syncd.state.ingest import insert_for
 from syncd.state.tables import candidates, identities, identity_handles, link_events, links
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, func, select
 
-from syncd.budget.ledger import Budget, Standing
+from syncd.model import Budget, Standing
 from syncd.state import backfills, usage
 from syncd.state import gaps as gap_state
 from syncd.state.admin import Parked, parked_list

@@ -25,10 +25,10 @@ from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import set_up_org
 from sandbox.x.api import XSandbox
 from syncd.backfill.runner import BackfillSource, Runner
-from syncd.budget.ledger import BudgetHeld, Standing
+from syncd.budget.ledger import BudgetHeld
 from syncd.cli.budget_view import print_budgets
 from syncd.config import settings as config
-from syncd.model import Stream
+from syncd.model import Standing, Stream
 from syncd.service.app import App, Job
 from syncd.service.daemon import Daemon
 from syncd.state import backfills, usage

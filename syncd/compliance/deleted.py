@@ -32,15 +32,12 @@ from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 
 from syncd.contracts import Crm, RecordOutcome, Source
 from syncd.errors import ExternalError
+from syncd.model import DeliveryState
 from syncd.state.db import Database
-from syncd.state.ingest import PENDING
-from syncd.state.outbox import WRITTEN
 from syncd.state.tables import deliveries, interactions, post_checks
 
 log = logging.getLogger("syncd.compliance")
 
-# A delivery whose post the network said was deleted before it was written: never written.
-DELETED = "deleted"
 DELETED_CODE = "DELETED_ON_NETWORK"
 UNWRITTEN = "unwritten"  # post_checks.action: nothing reached the CRM, nothing to act on
 
@@ -119,7 +116,10 @@ def _due(
     i, d, c = interactions, deliveries, post_checks
     stmt = (
         select(i.c.id, i.c.network, i.c.post_id, i.c.source)
-        .join(d, and_(d.c.interaction_id == i.c.id, d.c.crm == crm, d.c.state == WRITTEN))
+        .join(
+            d,
+            and_(d.c.interaction_id == i.c.id, d.c.crm == crm, d.c.state == DeliveryState.WRITTEN),
+        )
         .outerjoin(c, c.c.interaction_id == i.c.id)
         .where(
             i.c.id > after,
@@ -217,6 +217,7 @@ def _done(conn: Connection, ids: list[int], action: str, now: datetime) -> None:
 
 
 # -- before a write ------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class _Pending(_Due):
@@ -324,12 +325,12 @@ def _unwritten(
         return
     d = deliveries
     for p in sorted(gone, key=lambda p: p.delivery_id):  # in id order, as the writer goes
-        stmt = update(d).where(d.c.id == p.delivery_id, d.c.state == PENDING)
+        stmt = update(d).where(d.c.id == p.delivery_id, d.c.state == DeliveryState.PENDING)
         if owner is not None:
             stmt = stmt.where(d.c.claimed_by == owner).values(claimed_by=None, claim_until=None)
         conn.execute(
             stmt.values(
-                state=DELETED,
+                state=DeliveryState.DELETED,
                 last_error_code=DELETED_CODE,
                 last_error=f"deleted on {p.network} before it was written: not written",
                 next_attempt_at=None,

@@ -32,7 +32,7 @@ from sqlalchemy import func, select
 
 from syncd.backfill.gap_metrics import gap_metrics
 from syncd.budget.metrics import BudgetCollector
-from syncd.model import Direction, Stream
+from syncd.model import DeliveryState, Direction, Stream
 from syncd.service.http import Run
 from syncd.state import backfills
 from syncd.state import gaps as gap_state
@@ -61,7 +61,7 @@ class Snapshot:
     gaps: gap_state.Counts = field(default_factory=lambda: gap_state.Counts({}, {}))
 
     def pending(self, crm: str) -> int:
-        return sum(n for (c, _, _, s), n in self.deliveries.items() if c == crm and s == "pending")
+        return sum(n for (c, _, _, s), n in self.deliveries.items() if c == crm and s == DeliveryState.PENDING)
 
     def latest_success(self) -> datetime | None:
         return max((t for t in self.last_success.values() if t is not None), default=None)

@@ -18,15 +18,12 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, case, exists, func, or_, select, update
 
-from syncd.model import Segment
-from syncd.state.ingest import PENDING
-from syncd.state.outbox import WRITTEN
+from syncd.model import BackfillState, DeliveryState, Segment
 from syncd.state.tables import backfills, deliveries, interactions, links
 
-QUEUED, RUNNING, PAUSED, DONE, CANCELLED, FAILED = (
-    "queued", "running", "paused", "done", "cancelled", "failed",
-)  # fmt: skip
-ACTIVE = (QUEUED, RUNNING, PAUSED)
+WORKABLE = (BackfillState.QUEUED, BackfillState.RUNNING)  # what the daemon picks up
+ACTIVE = (*WORKABLE, BackfillState.PAUSED)
+ENDED = (BackfillState.DONE, BackfillState.CANCELLED, BackfillState.FAILED)
 LEASE = timedelta(seconds=60)
 
 
@@ -150,7 +147,7 @@ def claim(
             backfills.c.id == job_id
         )
     ).first()
-    allowed = (QUEUED, RUNNING, PAUSED) if paused_too else (QUEUED, RUNNING)
+    allowed = ACTIVE if paused_too else WORKABLE
     if row is None or row.status not in allowed:
         return False
     if row.lease_owner != owner and not _free(row.lease_owner, row.lease_until, now):
@@ -164,7 +161,9 @@ def claim(
                 backfills.c.lease_owner == row.lease_owner,
             )
         )
-        .values(status=RUNNING, lease_owner=owner, lease_until=now + LEASE, updated_at=now)
+        .values(
+            status=BackfillState.RUNNING, lease_owner=owner, lease_until=now + LEASE, updated_at=now
+        )
     )
     return bool(done.rowcount)
 
@@ -173,7 +172,7 @@ def claimable(conn: Connection, now: datetime) -> list[int]:
     """Jobs the daemon may work: queued, or running under a lease that lapsed."""
     rows = conn.execute(
         select(backfills.c.id, backfills.c.lease_owner, backfills.c.lease_until)
-        .where(backfills.c.status.in_((QUEUED, RUNNING)))
+        .where(backfills.c.status.in_(WORKABLE))
         .order_by(backfills.c.id)
     ).all()
     return [r.id for r in rows if _free(r.lease_owner, r.lease_until, now)]
@@ -196,7 +195,7 @@ def advance(
     done = conn.execute(
         update(backfills)
         .where(backfills.c.id == job.id, backfills.c.lease_owner == owner)
-        .where(backfills.c.status == RUNNING)
+        .where(backfills.c.status == BackfillState.RUNNING)
         .values(
             segment=segment,
             token=token,
@@ -236,7 +235,7 @@ def withdraw(conn: Connection, job_id: int, reason: str, now: datetime) -> bool:
     done = conn.execute(
         update(backfills)
         .where(_unstarted(job_id))
-        .values(status=CANCELLED, error=reason, updated_at=now, finished_at=now)
+        .values(status=BackfillState.CANCELLED, error=reason, updated_at=now, finished_at=now)
     )
     return bool(done.rowcount)
 
@@ -244,7 +243,7 @@ def withdraw(conn: Connection, job_id: int, reason: str, now: datetime) -> bool:
 def _unstarted(job_id: int) -> Any:
     return and_(
         backfills.c.id == job_id,
-        backfills.c.status == QUEUED,
+        backfills.c.status == BackfillState.QUEUED,
         backfills.c.lease_owner.is_(None),
         backfills.c.requests == 0,
     )
@@ -271,7 +270,7 @@ def finish(
     stmt = update(backfills).where(backfills.c.id == job_id, backfills.c.status.in_(ACTIVE))
     if owner is not None:
         stmt = stmt.where(backfills.c.lease_owner == owner)
-    ended = status in (DONE, CANCELLED, FAILED)
+    ended = status in ENDED
     done = conn.execute(
         stmt.values(
             status=status,
@@ -297,14 +296,14 @@ def progress(conn: Connection, crm: str, job_id: int) -> Progress:
     other way, SQLite walked every delivery to the CRM, those of earlier jobs too."""
     mine = select(interactions.c.id).where(interactions.c.backfill_id == job_id)
     linked = exists().where(links.c.identity_id == deliveries.c.identity_id, links.c.crm == crm)
-    pending = deliveries.c.state == PENDING
+    pending = deliveries.c.state == DeliveryState.PENDING
 
     def count(condition: Any) -> Any:
         return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
     row = conn.execute(
         select(
-            count(deliveries.c.state == WRITTEN),
+            count(deliveries.c.state == DeliveryState.WRITTEN),
             count(and_(pending, ~linked)),
             count(and_(pending, linked)),
         ).where(deliveries.c.crm == crm, deliveries.c.interaction_id.in_(mine))

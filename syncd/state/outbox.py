@@ -35,17 +35,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from syncd.model import CrmRef, Direction, IdentityKey
+from syncd.model import CrmRef, DeliveryState, Direction, IdentityKey
 from syncd.state.coordination import shared
-from syncd.state.ingest import PENDING, insert_for
+from syncd.state.ingest import insert_for
 from syncd.state.tables import crm_watch, deliveries, identities, interactions, links
-
-WRITTEN = "written"
-DEAD = "dead"
-SKIPPED = "skipped"  # the author matched no one and the network's unmatched policy is "skip"
-# The author was forgotten (``syncd forget``): never written; a writer that was writing it
-# when forget began stores the record id it got (forget deletes the record) and keeps this.
-FORGOTTEN = "forgotten"
 
 
 # -- resolution ----------------------------------------------------------------------------
@@ -61,7 +54,7 @@ def _waiting_authors(crm: str) -> Select[tuple[int]]:
     """The authors of pending deliveries for ``crm``, read from the index alone."""
     return (
         select(deliveries.c.identity_id)
-        .where(deliveries.c.crm == crm, deliveries.c.state == PENDING)
+        .where(deliveries.c.crm == crm, deliveries.c.state == DeliveryState.PENDING)
         .distinct()
     )
 
@@ -195,10 +188,10 @@ def skip(conn: Connection, crm: str, identity_id: int, now: datetime) -> int:
         update(deliveries)
         .where(
             deliveries.c.crm == crm,
-            deliveries.c.state == PENDING,
+            deliveries.c.state == DeliveryState.PENDING,
             deliveries.c.identity_id == identity_id,
         )
-        .values(state=SKIPPED, updated_at=now)
+        .values(state=DeliveryState.SKIPPED, updated_at=now)
     )
     return int(conn.execute(stmt).rowcount)
 
@@ -241,7 +234,7 @@ def _ready(conn: Connection, crm: str, now: datetime, limit: int) -> Select[Any]
         as_written()
         .where(
             deliveries.c.crm == crm,
-            deliveries.c.state == PENDING,
+            deliveries.c.state == DeliveryState.PENDING,
             _member(conn, deliveries.c.identity_id, linked_authors),
             or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
         )
@@ -366,7 +359,10 @@ def mark_written(
         update(deliveries)
         .where(deliveries.c.id == bindparam("delivery_id"))
         .values(
-            state=case((deliveries.c.state == FORGOTTEN, FORGOTTEN), else_=WRITTEN),
+            state=case(
+                (deliveries.c.state == DeliveryState.FORGOTTEN, DeliveryState.FORGOTTEN),
+                else_=DeliveryState.WRITTEN,
+            ),
             crm_record_id=bindparam("crm_id"),
             attempts=deliveries.c.attempts + 1,
             last_error=None,
@@ -401,8 +397,8 @@ def mark_failed(
         .where(deliveries.c.id == delivery_id)
         .values(
             state=case(
-                (deliveries.c.state == FORGOTTEN, FORGOTTEN),
-                else_=PENDING if retry_at is not None else DEAD,
+                (deliveries.c.state == DeliveryState.FORGOTTEN, DeliveryState.FORGOTTEN),
+                else_=DeliveryState.PENDING if retry_at is not None else DeliveryState.DEAD,
             ),
             attempts=deliveries.c.attempts + (1 if counted else 0),
             last_error_code=code,

@@ -8,13 +8,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, func, select
 
-from syncd.model import Budget, Standing
+from syncd.model import Budget, GapState, Standing
 from syncd.state import backfills, usage
 from syncd.state import gaps as gap_state
 from syncd.state.admin import Parked, parked_list
 from syncd.state.authors import review_count
 from syncd.state.coordination import shared
-from syncd.state.horizon import OPEN
 from syncd.state.outbox import delivery_counts, held_count
 from syncd.state.tables import cursors, deliveries, interactions, quarantine
 
@@ -135,9 +134,9 @@ def _gaps(conn: Connection) -> Gaps:
     counts = gap_state.counts(conn)
     unclosed = [
         GapStatus(**{f: getattr(g, f) for f in GapStatus.__dataclass_fields__})
-        for g in gap_state.listing(conn, (OPEN, gap_state.CLOSING, gap_state.UNCLOSABLE))
+        for g in gap_state.listing(conn, (GapState.OPEN, GapState.CLOSING, GapState.UNCLOSABLE))
     ]
-    closed = sum(n for (*_, state), n in counts.by_state.items() if state == gap_state.CLOSED)
+    closed = sum(n for (*_, state), n in counts.by_state.items() if state == GapState.CLOSED)
     return Gaps(unclosed, closed, sum(counts.recovered.values()))
 
 

@@ -165,7 +165,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     console.print(
         f"held identities (no CRM match yet): {st.held_identities}   "
         f"waiting for review: {st.review}   "
-        f"quarantined items: {st.quarantined}   dead letters: {st.deliveries.get(DeliveryState.DEAD, 0)}"
+        f"quarantined items: {st.quarantined}   "
+        f"dead letters: {st.deliveries.get(DeliveryState.DEAD, 0)}"
     )
     for b in st.backfills:
         of = f" of ~{b.estimated:,}" if b.estimated is not None else ""

@@ -61,7 +61,9 @@ class Snapshot:
     gaps: gap_state.Counts = field(default_factory=lambda: gap_state.Counts({}, {}))
 
     def pending(self, crm: str) -> int:
-        return sum(n for (c, _, _, s), n in self.deliveries.items() if c == crm and s == DeliveryState.PENDING)
+        return sum(
+            n for (c, _, _, s), n in self.deliveries.items() if c == crm and s == DeliveryState.PENDING
+        )
 
     def latest_success(self) -> datetime | None:
         return max((t for t in self.last_success.values() if t is not None), default=None)

@@ -408,10 +408,3 @@ def mark_failed(
         )
     )
     conn.execute(_by_claimer(stmt, owner))
-
-
-def delivery_counts(conn: Connection) -> dict[tuple[str, str], int]:
-    stmt = select(deliveries.c.crm, deliveries.c.state, func.count()).group_by(
-        deliveries.c.crm, deliveries.c.state
-    )
-    return {(crm, state): int(n) for crm, state, n in conn.execute(stmt)}

@@ -15,9 +15,9 @@ from sqlalchemy import select, update
 from support.e2e import World, make_world, poll_once, tasks
 
 from sandbox.seed import seed
-from syncd.compliance.deleted import DELETED_CODE
 from syncd.model import DeliveryState
 from syncd.state.db import Database
+from syncd.state.post_checks import DELETED_CODE
 from syncd.state.tables import deliveries, interactions, post_checks
 
 

@@ -25,6 +25,7 @@ from syncd.pipeline.poll import Pipeline
 from syncd.state import backfills, usage
 from syncd.state import ingest as st
 from syncd.state.backfills import Job, LeaseLost
+from syncd.state.coordination import owner_id
 from syncd.state.walks import UNREADABLE_TO_PARK
 
 log = logging.getLogger("syncd.backfill")
@@ -61,7 +62,7 @@ class Runner:
         self.source_name = source_name
         self.source = source
         self.job_id = job_id
-        self.owner = owner or backfills.me()
+        self.owner = owner or owner_id()
         self.reserve = reserve
         self.guard = guard  # the read budget: refuses a step once it is nearly spent
         self._account: Account | None = None

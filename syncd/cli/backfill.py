@@ -23,6 +23,7 @@ from syncd.model import BackfillState, Stream
 from syncd.service.app import App
 from syncd.state import backfills
 from syncd.state.backfills import Job
+from syncd.state.coordination import owner_id
 
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]
 BAR_TEXT = (
@@ -141,7 +142,7 @@ def backfill(
                 abort=True,
                 err=True,
             )
-        owner = None if queue else backfills.me()
+        owner = None if queue else owner_id()
         with app.db.transaction() as conn:
             job_id = backfills.create(
                 conn,

@@ -36,9 +36,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from syncd.model import CrmRef, DeliveryState, Direction, IdentityKey
-from syncd.state.coordination import shared
+from syncd.state.coordination import Lease, shared
 from syncd.state.ingest import insert_for
 from syncd.state.tables import crm_watch, deliveries, identities, interactions, links
+
+# A writer's hold on the deliveries it is writing (PostgreSQL; SQLite never claims).
+CLAIM = Lease(deliveries.c.claimed_by, deliveries.c.claim_until)
 
 
 # -- resolution ----------------------------------------------------------------------------
@@ -272,8 +275,7 @@ def as_written() -> Select[Any]:
 
 def _unclaimed(now: datetime, owner: str | None) -> ColumnElement[bool]:
     """Not under another process's claim (a lapsed one is nobody's)."""
-    free = or_(deliveries.c.claim_until.is_(None), deliveries.c.claim_until <= now)
-    return free if owner is None else or_(free, deliveries.c.claimed_by == owner)
+    return CLAIM.free(now) if owner is None else CLAIM.open_to(owner, now)
 
 
 def rows(result: Iterable[Any]) -> list[ReadyDelivery]:
@@ -320,7 +322,7 @@ def claim(
         conn.execute(
             update(deliveries)
             .where(deliveries.c.id.in_([d.delivery_id for d in ready]))
-            .values(claimed_by=owner, claim_until=until)
+            .values(**CLAIM.take(owner, until))
         )
     return ready
 
@@ -331,8 +333,8 @@ def release(conn: Connection, delivery_ids: Sequence[int], owner: str) -> None:
     if delivery_ids:
         conn.execute(
             update(deliveries)
-            .where(deliveries.c.id.in_(sorted(delivery_ids)), deliveries.c.claimed_by == owner)
-            .values(claimed_by=None, claim_until=None)
+            .where(deliveries.c.id.in_(sorted(delivery_ids)), CLAIM.held_by(owner))
+            .values(**CLAIM.release())
         )
 
 
@@ -342,7 +344,7 @@ def _by_claimer(stmt: Update, owner: str | None) -> Update:
     that process's to store: this one's could undo what it stored."""
     if owner is None:
         return stmt
-    return stmt.where(deliveries.c.claimed_by == owner).values(claimed_by=None, claim_until=None)
+    return stmt.where(CLAIM.held_by(owner)).values(**CLAIM.release())
 
 
 def mark_written(

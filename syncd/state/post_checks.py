@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 
 from syncd.model import DeliveryState
+from syncd.state.outbox import CLAIM
 from syncd.state.tables import deliveries, interactions, post_checks
 
 DELETED_CODE = "DELETED_ON_NETWORK"  # last_error_code of a delivery whose post went first
@@ -177,7 +178,7 @@ def unwritten(
     for p in sorted(gone, key=lambda p: p.delivery_id):  # in id order, as the writer goes
         stmt = update(d).where(d.c.id == p.delivery_id, d.c.state == DeliveryState.PENDING)
         if owner is not None:
-            stmt = stmt.where(d.c.claimed_by == owner).values(claimed_by=None, claim_until=None)
+            stmt = stmt.where(CLAIM.held_by(owner)).values(**CLAIM.release())
         conn.execute(
             stmt.values(
                 state=DeliveryState.DELETED,

@@ -264,9 +264,7 @@ def claimed(
             for s in range(0, len(others), _CHUNK)
         ),
     )
-    stmt = select(func.max(deliveries.c.claim_until)).where(
-        touched, deliveries.c.claimed_by.is_not(None), deliveries.c.claim_until > now
-    )
+    stmt = select(func.max(outbox.CLAIM.until)).where(touched, outbox.CLAIM.held(now))
     until: datetime | None = conn.scalar(stmt)
     return until
 

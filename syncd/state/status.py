@@ -22,7 +22,7 @@ from syncd.state import gaps as gap_state
 from syncd.state.admin import Parked, parked_list
 from syncd.state.authors import review_count
 from syncd.state.coordination import shared
-from syncd.state.outbox import held_count
+from syncd.state.outbox import CLAIM, held_count
 from syncd.state.tables import cursors, deliveries, interactions, quarantine
 
 StreamKey = tuple[str, str, str]  # (source, account, stream)
@@ -219,9 +219,9 @@ def _claims(conn: Connection, crm: str) -> dict[str, int]:
     if not shared(conn):  # SQLite never claims: no need to read every delivery for it
         return {}
     stmt = (
-        select(deliveries.c.claimed_by, func.count())
-        .where(deliveries.c.crm == crm, deliveries.c.claim_until > func.now())
-        .group_by(deliveries.c.claimed_by)
+        select(CLAIM.owner, func.count())
+        .where(deliveries.c.crm == crm, CLAIM.held(func.now()))
+        .group_by(CLAIM.owner)
     )
     return {owner: int(n) for owner, n in conn.execute(stmt)}
 

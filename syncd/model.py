@@ -1,6 +1,9 @@
 """Frozen domain types shared by the core and every connector.
 
 Connectors translate API pages into these; the core never sees a network's or a CRM's own shapes.
+The states stored in state (as StrEnums), the resolver's candidates and the read budget's pure
+figures are here too: state stores them and its read model reports them, and it imports
+nothing of the layers above it.
 """
 
 from __future__ import annotations

@@ -1,14 +1,18 @@
 """Frozen domain types shared by the core and every connector.
 
 Connectors translate API pages into these; the core never sees a network's or a CRM's own shapes.
+The states stored in state (as StrEnums), the resolver's candidates and the read budget's pure
+figures are here too: state stores them and its read model reports them, and it imports
+nothing of the layers above it.
 """
 
 from __future__ import annotations
 
+import calendar
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any, Literal
 
 JsonObject = dict[str, Any]
@@ -24,6 +28,54 @@ class Stream(enum.StrEnum):
 class Direction(enum.StrEnum):
     INBOUND = "inbound"
     OUTBOUND = "outbound"
+
+
+# -- states as stored ----------------------------------------------------------------------
+# Stored as their values (the members are str), so a row reads the same whichever version
+# wrote it: a value never changes once released.
+
+
+class DeliveryState(enum.StrEnum):
+    """Where one interaction stands with one CRM (``deliveries.state``)."""
+
+    PENDING = "pending"  # written once its author has a link
+    WRITTEN = "written"  # in the CRM history; crm_record_id holds the record
+    DEAD = "dead"  # refused for good: a dead letter, for an admin
+    SKIPPED = "skipped"  # the author matched no one and the network's unmatched policy is "skip"
+    # The author was forgotten (``syncd forget``): never written; a writer that was writing it
+    # when forget began stores the record id it got (forget deletes the record) and keeps this.
+    FORGOTTEN = "forgotten"
+    DELETED = "deleted"  # the network said the post was deleted before it was written
+    DROPPED = "dropped"  # a dead letter an admin dropped
+
+
+class BackfillState(enum.StrEnum):
+    """A backfill job's ``status``."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    DONE = "done"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+class GapState(enum.StrEnum):
+    """A gap's ``state``: recovered by a backfill job, or out of reach."""
+
+    OPEN = "open"
+    CLOSING = "closing"  # a backfill job reads it
+    CLOSED = "closed"
+    UNCLOSABLE = "unclosable"  # no configured search reaches it
+
+
+class ReviewState(enum.StrEnum):
+    """A review queue candidate's ``state``."""
+
+    OPEN = "open"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    STALE = "stale"
 
 
 @dataclass(frozen=True)
@@ -435,3 +487,190 @@ class PostCount:
     posts: int
     exact: bool
     requests: int = 1  # what finding out cost
+
+
+# -- resolution ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A CRM person the resolver (or the review queue) offers for one author."""
+
+    ref: CrmRef
+    score: float
+    matcher: str
+    reasons: tuple[str, ...]
+    review_only: bool = False  # never linked by the resolver, always shown for review
+    name_only: bool = False  # found by a name and nothing else
+
+
+@dataclass(frozen=True)
+class Decision:
+    """``link`` when sure; else ``review`` (best first), possibly empty: unmatched."""
+
+    link: Candidate | None = None
+    review: tuple[Candidate, ...] = ()
+
+
+# -- the read budget -----------------------------------------------------------------------
+# Pure figures (see syncd.budget.ledger for what they mean and syncd.budget.guard for what is
+# done with them): here because state stores them and the read model reports them.
+
+WARN_AT = 80  # percent: a warning, once per crossing
+PAUSE_AT = 90  # percent: backfills (and gap recovery) wait for the next period
+SPENT_AT = 100  # percent: said once more; live polling still goes on
+BANDS = (SPENT_AT, PAUSE_AT, WARN_AT)
+
+
+@dataclass(frozen=True)
+class Prices:
+    """Dollars per resource read, as the source's settings declare them (MeteredSettings)."""
+
+    post: float
+    user: float
+    owned_post: float
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A source's monthly budget: posts (owned ones included), dollars, both, or neither
+    (then only the network's own cap counts); reads cost ``prices``."""
+
+    prices: Prices
+    posts: int | None = None
+    dollars: float | None = None
+
+
+def period(now: datetime, reset_day: int | None) -> tuple[datetime, datetime]:
+    """The billing period holding ``now``: from the last reset to the next, each at 00:00 UTC
+    on ``reset_day`` (a month's last day when it is shorter); calendar months when unknown."""
+    day = reset_day or 1
+    this = _reset(now.year, now.month, day)
+    if now >= this:
+        year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
+        return this, _reset(year, month, day)
+    year, month = (now.year - 1, 12) if now.month == 1 else (now.year, now.month - 1)
+    return _reset(year, month, day), this
+
+
+def _reset(year: int, month: int, day: int) -> datetime:
+    last = calendar.monthrange(year, month)[1]
+    return datetime.combine(date(year, month, min(day, last)), time(), UTC)
+
+
+@dataclass(frozen=True)
+class ReadCounts:
+    """Resources read over some UTC days, as syncd counted them."""
+
+    posts: int = 0
+    users: int = 0
+    owned_posts: int = 0
+
+    def cost(self, prices: Prices) -> float:
+        return (
+            self.posts * prices.post
+            + self.users * prices.user
+            + self.owned_posts * prices.owned_post
+        )
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """What state keeps per source beside its daily counts: the network's last figures, the
+    cap (``capped_until``), and the highest threshold said, when (``alerted_at``)."""
+
+    checked_at: datetime | None = None  # when a usage read was last started (any instance)
+    read_at: datetime | None = None  # when the network last answered one
+    project_posts: int | None = None
+    project_cap: int | None = None
+    cap_reset_day: int | None = None
+    project_day: date | None = None  # the network's latest day, and its count
+    project_day_posts: int | None = None
+    capped_until: datetime | None = None
+    capped_reason: str | None = None
+    alert_level: int = 0
+    alerted_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Where a source stands in its billing period: for the guard, status and metrics."""
+
+    source: str
+    period_start: date
+    resets_at: datetime
+    today: ReadCounts
+    today_cost: float
+    month: ReadCounts  # this billing period, as syncd counted
+    posts_used: int  # the larger of syncd's count and the network's
+    cost: float  # this period, dollars; posts only the network counted at the post price
+    network_posts: int | None  # the network's count this period (None: not known)
+    network_cap: int | None
+    network_today: int | None
+    network_read_at: datetime | None
+    budget_posts: int | None
+    budget_dollars: float | None
+    percent: float | None  # of the configured budget (None: none configured)
+    cap_percent: float | None  # of the network's cap (None: not known)
+    capped_until: datetime | None  # the network refuses until then (None: not capped)
+    capped_reason: str | None
+    backfills_paused: bool
+
+    @property
+    def pressure(self) -> float:
+        """The higher of the two percentages: what thresholds are measured on."""
+        return max(self.percent or 0.0, self.cap_percent or 0.0)
+
+    @property
+    def band(self) -> int:
+        """The highest threshold reached (0: none)."""
+        return next((b for b in BANDS if self.pressure >= b), 0)
+
+
+def standing(
+    source: str,
+    budget: Budget,
+    ledger: Ledger,
+    today: ReadCounts,
+    month: ReadCounts,
+    now: datetime,
+) -> Standing:
+    start, end = period(now, ledger.cap_reset_day)
+    # The network's figures count only when read in this period: last period's are not ours.
+    current = ledger.read_at is not None and ledger.read_at >= start
+    network_posts = ledger.project_posts if current else None
+    network_cap = ledger.project_cap if current else None
+    counted = month.posts + month.owned_posts
+    used = max(counted, network_posts or 0)
+    # Posts the network counted beyond syncd's own (other apps, a lost count) at the full price.
+    cost = month.cost(budget.prices) + (used - counted) * budget.prices.post
+    shares = [
+        100.0 * used / budget.posts if budget.posts else None,
+        100.0 * cost / budget.dollars if budget.dollars else None,
+    ]
+    known = [s for s in shares if s is not None]
+    percent = max(known) if known else None
+    cap_percent = 100.0 * used / network_cap if network_cap else None
+    capped = ledger.capped_until if ledger.capped_until and ledger.capped_until > now else None
+    pressure = max(percent or 0.0, cap_percent or 0.0)
+    return Standing(
+        source=source,
+        period_start=start.date(),
+        resets_at=end,
+        today=today,
+        today_cost=today.cost(budget.prices),
+        month=month,
+        posts_used=used,
+        cost=cost,
+        network_posts=network_posts,
+        network_cap=network_cap,
+        network_today=ledger.project_day_posts if ledger.project_day == now.date() else None,
+        network_read_at=ledger.read_at,
+        budget_posts=budget.posts,
+        budget_dollars=budget.dollars,
+        percent=percent,
+        cap_percent=cap_percent,
+        capped_until=capped,
+        capped_reason=ledger.capped_reason if capped else None,
+        backfills_paused=capped is not None or pressure >= PAUSE_AT,
+    )

@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 
 from syncd.backfill.runner import Runner
 from syncd.errors import RateLimited
+from syncd.model import BackfillState
 from syncd.state import backfills
-from syncd.state.backfills import PAUSED, Job, Progress
+from syncd.state.backfills import Job, Progress
 
 log = logging.getLogger("syncd.backfill")
 DRAIN_IDLE = 0.2  # seconds a worker thread rests when it found nothing to do
@@ -136,7 +137,7 @@ def work(runner: Runner, report: Reporter, *, every: float = 0.5) -> Job:
     except KeyboardInterrupt:
         runner.pipeline.stopping.set()
         workers.finish()
-        runner.release(PAUSED)
+        runner.release(BackfillState.PAUSED)
         with runner.db.connect() as conn:
             paused = backfills.get(conn, runner.job_id)
         assert paused is not None

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from syncd.model import GapState
 from syncd.state import gaps as gap_state
 
 
@@ -19,7 +20,7 @@ def gap_metrics(counts: gap_state.Counts) -> Iterator[Metric]:
     )
     streams = sorted({key[:3] for key in counts.by_state})
     for stream in streams:  # every state of a stream with gaps, zeros included
-        for state in gap_state.STATES:
+        for state in GapState:
             gaps.add_metric([*stream, state], counts.by_state.get((*stream, state), 0))
     yield gaps
     recovered = GaugeMetricFamily(

@@ -22,11 +22,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection
 
 from syncd.contracts import GapCloser, Source
-from syncd.model import Account, GapPlan, Stream
+from syncd.model import Account, BackfillState, GapPlan, GapState, Stream
 from syncd.state import backfills
 from syncd.state import gaps as st
 from syncd.state.db import Database
-from syncd.state.horizon import OPEN
 from syncd.state.ingest import stored_accounts
 
 log = logging.getLogger("syncd.gaps")
@@ -57,13 +56,13 @@ def recover(db: Database, sources: Mapping[str, Source], now: datetime) -> GapPa
             settled = st.settle(conn, now)
         for gap in settled:
             _said(gap)
-            if gap.state == st.CLOSED:
+            if gap.state == GapState.CLOSED:
                 done.closed.append(gap.id)
     with db.connect() as conn:
-        todo = st.listing(conn, (OPEN, st.CLOSING, st.UNCLOSABLE))
+        todo = st.listing(conn, (GapState.OPEN, GapState.CLOSING, GapState.UNCLOSABLE))
         jobs = {g.id: backfills.get(conn, g.backfill_id) for g in todo if g.backfill_id}
         accounts = {name: stored_accounts(conn, name) for name in {g.source for g in todo}}
-    report = any(g.state == st.UNCLOSABLE and g.reported_at is None for g in todo)
+    report = any(g.state == GapState.UNCLOSABLE and g.reported_at is None for g in todo)
     for gap in todo:
         source = sources.get(gap.source)
         account = accounts[gap.source].get(gap.account.lower())
@@ -71,15 +70,15 @@ def recover(db: Database, sources: Mapping[str, Source], now: datetime) -> GapPa
             done.no_source.append(gap.id)
             continue  # a source taken out of the config: its gaps wait for it
         job = jobs.get(gap.id)
-        if gap.state == st.CLOSING and not _replannable(job, now):
+        if gap.state == GapState.CLOSING and not _replannable(job, now):
             continue
-        if gap.state == st.UNCLOSABLE and gap.backfill_id is not None:
+        if gap.state == GapState.UNCLOSABLE and gap.backfill_id is not None:
             continue  # partly recovered already: the rest was out of reach
         plan = _plan(source, account, gap, now)
         if plan.ready_at is not None and not plan.segments:
             done.not_ready[gap.id] = plan.ready_at
             continue  # too recent for search yet
-        if gap.state == st.UNCLOSABLE and not plan.segments:
+        if gap.state == GapState.UNCLOSABLE and not plan.segments:
             continue  # still out of reach (the config may change: it is planned each pass)
         try:
             with db.transaction() as conn:
@@ -101,12 +100,12 @@ def recover(db: Database, sources: Mapping[str, Source], now: datetime) -> GapPa
 
 
 def _said(gap: st.Gap) -> None:
-    if gap.state == st.CLOSED:
+    if gap.state == GapState.CLOSED:
         log.info(
             "%s: gap %d in @%s's %s closed: %d post(s) recovered",
             gap.source, gap.id, gap.account, gap.stream, gap.recovered,
         )  # fmt: skip
-    elif gap.state == OPEN:
+    elif gap.state == GapState.OPEN:
         log.warning("%s: recovering gap %d failed; it will be tried again", gap.source, gap.id)
 
 
@@ -120,7 +119,7 @@ def _replannable(job: backfills.Job | None, now: datetime) -> bool:
     """A recovery job nobody started yet, whose plan may have gone stale."""
     return (
         job is not None
-        and job.status == backfills.QUEUED
+        and job.status == BackfillState.QUEUED
         and job.lease_owner is None
         and job.requests == 0
         and now - job.updated_at >= REPLAN_AFTER
@@ -161,7 +160,7 @@ def _apply(
         streams=streams,
         plan=plan.segments,
         estimate=None,
-        status=backfills.QUEUED,
+        status=BackfillState.QUEUED,
         now=now,
     )
     if not st.start_recovery(conn, gap, job_id, reason, now):

@@ -12,10 +12,10 @@ from syncd.backfill.estimate import Estimate, estimate
 from syncd.backfill.runner import BackfillSource
 from syncd.contracts import ConnectorSettings, Source, SourceSettings
 from syncd.errors import UserError
-from syncd.model import Account, Segment, Stream
+from syncd.model import Account, BackfillState, Segment, Stream
 from syncd.pipeline import Pipeline
 from syncd.state import backfills
-from syncd.state.backfills import QUEUED, RUNNING
+from syncd.state.coordination import owner_id
 from syncd.state.db import Database
 
 PERSON_OBJECTS = 2  # when the CRM does not say: a contact and a lead, as most CRMs keep them
@@ -97,7 +97,7 @@ def create_job(db: Database, plan: Plan, *, queue: bool, now: datetime) -> int:
             streams=[str(s) for s in plan.streams],
             plan=plan.segments,
             estimate=plan.estimate.as_json(),
-            status=QUEUED if queue else RUNNING,
+            status=BackfillState.QUEUED if queue else BackfillState.RUNNING,
             now=now,
-            owner=None if queue else backfills.me(),
+            owner=None if queue else owner_id(),
         )

@@ -27,11 +27,12 @@ from syncd.errors import (
     PaginationLoop,
     UsageCapped,
 )
-from syncd.model import Account, Page, Segment
+from syncd.model import Account, BackfillState, Page, Segment
 from syncd.pipeline import Pipeline
 from syncd.state import backfills, usage
 from syncd.state import ingest as st
-from syncd.state.backfills import DONE, PAUSED, QUEUED, RUNNING, Job, LeaseLost
+from syncd.state.backfills import Job, LeaseLost
+from syncd.state.coordination import owner_id
 from syncd.state.walks import UNREADABLE_TO_PARK
 
 log = logging.getLogger("syncd.backfill")
@@ -68,7 +69,7 @@ class Runner:
         self.source_name = source_name
         self.source = source
         self.job_id = job_id
-        self.owner = owner or backfills.me()
+        self.owner = owner or owner_id()
         self.reserve = reserve
         self.guard = guard  # the read budget: refuses a step once it is nearly spent
         self._account: Account | None = None
@@ -96,7 +97,7 @@ class Runner:
     def job(self) -> Job:
         with self.db.connect() as conn:
             job = backfills.get(conn, self.job_id)
-        if job is None or job.status != RUNNING or job.lease_owner != self.owner:
+        if job is None or job.status != BackfillState.RUNNING or job.lease_owner != self.owner:
             raise LeaseLost(f"backfill {self.job_id} is not held by this process")
         return job
 
@@ -120,7 +121,7 @@ class Runner:
         job = self.job()
         segment = job.current
         if segment is None:
-            self.release(DONE)
+            self.release(BackfillState.DONE)
             return Step(job, done=True)
         account = self.account(job)
         if self.guard is not None:  # at 90 % of the budget, or capped: BudgetHeld
@@ -171,7 +172,9 @@ class Runner:
                     f"backfill {job.id}: the API sent a page token this segment already "
                     "followed; paused at the page before"
                 )
-                backfills.finish(conn, job.id, PAUSED, self.clock(), owner=self.owner, error=error)
+                backfills.finish(
+                    conn, job.id, BackfillState.PAUSED, self.clock(), owner=self.owner, error=error
+                )
             else:
                 job = backfills.advance(
                     conn,
@@ -183,7 +186,9 @@ class Runner:
                     now=self.clock(),
                 )
                 if job.current is None:
-                    backfills.finish(conn, job.id, DONE, self.clock(), owner=self.owner)
+                    backfills.finish(
+                        conn, job.id, BackfillState.DONE, self.clock(), owner=self.owner
+                    )
         if looped:
             raise PaginationLoop(error, system=self.source.network)
         wait = self.pacing(segment, page, time.monotonic() - started)
@@ -204,14 +209,14 @@ class Runner:
                 f"backfill {job.id}: {UNREADABLE_TO_PARK} unreadable answers in a row, the "
                 f"last: {exc}; paused"
             )
-            self.release(PAUSED, error)
+            self.release(BackfillState.PAUSED, error)
             raise ExternalError(error, system=self.source.network) from None
         self._unreadable = 0
         return page
 
     def _hold(self, held: BudgetHeld) -> BudgetHeld:
         """Back to the queue, where the daemon takes the job up once the budget allows."""
-        self.release(QUEUED)
+        self.release(BackfillState.QUEUED)
         return held
 
     def pacing(self, segment: Segment, page: Page, spent: float = 0.0) -> float:

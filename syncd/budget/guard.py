@@ -1,5 +1,5 @@
 """The budget guard: keeps each source billed per resource within its monthly budget, and off
-the network once the network capped it (see :mod:`syncd.budget.ledger` for the figures).
+the network once the network capped it (see the figures in :mod:`syncd.model`).
 
 - Before a poll: while the source is capped the poll is refused before any request
   (:class:`~syncd.budget.ledger.CappedSource`, whose ``resume_at`` the daemon moves the job to); a
@@ -9,7 +9,7 @@ the network once the network capped it (see :mod:`syncd.budget.ledger` for the f
   reset (its reset day from the usage figures; a daily cap at midnight UTC; else the
   connector's guess), logged once, kept in state for every instance and ``syncd status``.
 - After a poll, and before each backfill request: where the source stands; each threshold
-  crossed is logged once (one instance logs it); from :data:`~syncd.budget.ledger.PAUSE_AT` percent,
+  crossed is logged once (one instance logs it); from :data:`~syncd.model.PAUSE_AT` percent,
   or while capped, a backfill step is refused (:class:`~syncd.budget.ledger.BudgetHeld`). Live polls
   never are, short of the network's cap.
 """
@@ -20,19 +20,10 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, time, timedelta
 
-from syncd.budget.ledger import (
-    PAUSE_AT,
-    SPENT_AT,
-    WARN_AT,
-    Budget,
-    BudgetHeld,
-    CappedSource,
-    Ledger,
-    Standing,
-    period,
-)
+from syncd.budget.ledger import BudgetHeld, CappedSource
 from syncd.contracts import Source, UsageReporter
 from syncd.errors import ExternalError, UsageCapped
+from syncd.model import PAUSE_AT, SPENT_AT, WARN_AT, Budget, Ledger, Standing, period
 from syncd.state import usage
 from syncd.state.db import Database
 

@@ -1,7 +1,8 @@
 """The read budget on ``/metrics``: per source billed per resource, what it read today and this
 billing period, the estimated cost, the budget and the share used, the network's own figures,
 and whether backfills are paused or the network capped it. Read from state at scrape time
-(the truth every instance shares), reused for :data:`MAX_AGE` seconds."""
+(the truth every instance shares) through the read model ``syncd status`` reads too, reused
+for :data:`MAX_AGE` seconds."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from syncd.budget.ledger import Standing
-from syncd.state import usage
+from syncd.model import Standing
+from syncd.state import status as read_model
 
 if TYPE_CHECKING:
     from syncd.service.app import App
@@ -36,10 +37,7 @@ class BudgetCollector:
             app = self._app()
             now = app.pipeline.clock()
             with app.db.connect() as conn:
-                found = [
-                    usage.standing(conn, name, budget, now)
-                    for name, budget in sorted(app.guard.budgets.items())
-                ]
+                found = read_model.standings(conn, app.guard.budgets, now)
             self._cached = (time.monotonic(), found)
             return found
 

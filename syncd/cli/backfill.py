@@ -21,10 +21,10 @@ from syncd.backfill.runner import BackfillSource, Runner
 from syncd.cli.base import cli, settings, state, user_errors
 from syncd.contracts.text import label
 from syncd.errors import UserError
-from syncd.model import Stream
+from syncd.model import BackfillState, Stream
 from syncd.service.app import App
 from syncd.state import backfills
-from syncd.state.backfills import CANCELLED, DONE, PAUSED, QUEUED, RUNNING, Job
+from syncd.state.backfills import Job
 
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]
 BAR_TEXT = (
@@ -216,7 +216,7 @@ def _run(runner: Runner, as_json: bool) -> None:
                 rate=f"{r.rate:,.0f}", eta=eta, wait=wait,
             )  # fmt: skip
             return
-        if time.monotonic() - last_line[0] < LINE_EVERY and job.status == RUNNING:
+        if time.monotonic() - last_line[0] < LINE_EVERY and job.status == BackfillState.RUNNING:
             return  # a log, not a terminal: a line every few seconds is enough
         last_line[0] = time.monotonic()
         share = f" of ~{total:,}" if isinstance(total, int) else ""
@@ -239,10 +239,10 @@ def _run(runner: Runner, as_json: bool) -> None:
         raise UserError(
             f"backfill {runner.job_id} stopped: it is now {gone.status if gone else 'gone'}"
         ) from None
-    if job.status == PAUSED:
+    if job.status == BackfillState.PAUSED:
         click.echo(f"backfill {job.id} paused: `syncd backfill resume {job.id}` goes on", err=True)
         raise SystemExit(130)
-    if job.status == DONE:
+    if job.status == BackfillState.DONE:
         click.echo(f"backfill {job.id} done: {job.read:,} read, {job.new:,} new", err=True)
 
 
@@ -266,7 +266,7 @@ def _busy(runner: Runner) -> str:
         job = backfills.get(conn, runner.job_id)
     if job is None:
         return f"no backfill {runner.job_id} (see `syncd backfill list`)"
-    if job.status in (DONE, CANCELLED, "failed"):
+    if job.status in (BackfillState.DONE, BackfillState.CANCELLED, BackfillState.FAILED):
         return f"backfill {job.id} is {job.status}"
     until = f" until {job.lease_until:%H:%M:%S} UTC" if job.lease_until else ""
     return f"backfill {job.id} is being worked by {job.lease_owner}{until}; wait, or cancel it"
@@ -332,7 +332,7 @@ def resume(ctx: click.Context, job_id: int, queue: bool, as_json: bool) -> None:
             raise UserError(f"no backfill {job_id} (see `syncd backfill list`)")
         if queue:
             with app.db.transaction() as conn:
-                backfills.finish(conn, job_id, QUEUED, datetime.now(UTC))
+                backfills.finish(conn, job_id, BackfillState.QUEUED, datetime.now(UTC))
             click.echo(f"backfill {job_id} queued: the running daemon works it")
             return
         if job.source not in app.sources:
@@ -361,6 +361,6 @@ def cancel(ctx: click.Context, job_id: int) -> None:
         job = backfills.get(conn, job_id)
         if job is None:
             raise UserError(f"no backfill {job_id} (see `syncd backfill list`)")
-        if not backfills.finish(conn, job_id, CANCELLED, datetime.now(UTC)):
+        if not backfills.finish(conn, job_id, BackfillState.CANCELLED, datetime.now(UTC)):
             raise UserError(f"backfill {job_id} is already {job.status}")
     click.echo(f"backfill {job_id} cancelled after {job.read:,} posts read")

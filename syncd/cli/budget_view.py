@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.markup import escape
 
-from syncd.budget.ledger import PAUSE_AT, ReadCounts, Standing
+from syncd.model import PAUSE_AT, ReadCounts, Standing
 
 
 def print_budgets(console: Console, standings: Sequence[Standing]) -> None:

@@ -23,8 +23,8 @@ from syncd.cli.text import literal, printable
 from syncd.config.settings import Settings
 from syncd.contracts import Crm
 from syncd.errors import UserError
-from syncd.model import CrmRef, IdentityKey, PersonRecord
-from syncd.resolver import Candidate, review
+from syncd.model import Candidate, CrmRef, IdentityKey, PersonRecord
+from syncd.resolver import review
 from syncd.state import authors
 
 

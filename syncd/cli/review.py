@@ -28,7 +28,8 @@ from syncd.cli.text import literal
 from syncd.config.settings import Settings
 from syncd.contracts import Crm
 from syncd.errors import UserError
-from syncd.resolver import Candidate, review
+from syncd.model import Candidate
+from syncd.resolver import review
 from syncd.state import authors
 from syncd.state.db import Database
 

@@ -21,6 +21,7 @@ from syncd.cli.base import cli, config_path, settings, state, user_errors
 from syncd.cli.budget_view import print_budgets
 from syncd.cli.text import literal as escape  # rich's escape, and no terminal controls
 from syncd.config import settings as config_mod
+from syncd.model import DeliveryState, GapState
 from syncd.service import logs
 from syncd.service.app import App
 from syncd.state.status import Gaps
@@ -164,7 +165,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     console.print(
         f"held identities (no CRM match yet): {st.held_identities}   "
         f"waiting for review: {st.review}   "
-        f"quarantined items: {st.quarantined}   dead letters: {st.deliveries.get('dead', 0)}"
+        f"quarantined items: {st.quarantined}   "
+        f"dead letters: {st.deliveries.get(DeliveryState.DEAD, 0)}"
     )
     for b in st.backfills:
         of = f" of ~{b.estimated:,}" if b.estimated is not None else ""
@@ -233,7 +235,7 @@ def _print_gaps(console: Console, gaps: Gaps) -> None:
     """Posts a live walk could not reach: being recovered, or out of reach (with why)."""
     for g in gaps.unclosed:
         where = f"gap {g.id} {g.source} @{g.account} {g.stream} after id {g.since_id}, before id "
-        if g.state == "unclosable":
+        if g.state == GapState.UNCLOSABLE:
             got = f" ({g.recovered:,} recovered)" if g.recovered else ""
             console.print(
                 f"[red]UNCLOSABLE[/] {where}{g.until_id}{got}: {escape(g.reason or '')}",

@@ -5,7 +5,8 @@ written) in the last ``interval`` (the network asked in batches of its source's
 ``post_check_batch``), then
 applies ``action`` to the CRM records of those found deleted: ``delete`` them, or ``mark``
 them (a status field says "Deleted", the text is blanked). Each check is stored
-(``post_checks``) in its own transaction, so a run cut short resumes where it stopped; a
+(:mod:`syncd.state.post_checks`, which holds every statement of this job) in its own
+transaction, so a run cut short resumes where it stopped; a
 post found deleted is never asked again, and once its CRM record is dealt with it is never
 touched again. Its text and raw payload are emptied in state too.
 
@@ -28,24 +29,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, TypeVar
 
-from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
-
 from syncd.contracts import Crm, RecordOutcome, Source
 from syncd.errors import ExternalError
+from syncd.state import post_checks
 from syncd.state.db import Database
-from syncd.state.ingest import PENDING
-from syncd.state.outbox import WRITTEN
-from syncd.state.tables import deliveries, interactions, post_checks
+from syncd.state.post_checks import DuePost
 
 log = logging.getLogger("syncd.compliance")
 
-# A delivery whose post the network said was deleted before it was written: never written.
-DELETED = "deleted"
-DELETED_CODE = "DELETED_ON_NETWORK"
-UNWRITTEN = "unwritten"  # post_checks.action: nothing reached the CRM, nothing to act on
-
 Action = Literal["delete", "mark"]
-_READ = 1000  # due posts read from state at a time
 
 
 @dataclass
@@ -58,15 +50,7 @@ class ComplianceReport:
     errors: dict[str, str] = field(default_factory=dict)  # source → why it was not asked
 
 
-@dataclass(frozen=True)
-class _Due:
-    interaction_id: int
-    network: str
-    post_id: str
-    source: str
-
-
-_D = TypeVar("_D", bound=_Due)
+_D = TypeVar("_D", bound=DuePost)
 
 
 def run(
@@ -86,7 +70,7 @@ def run(
     after = 0
     while not stopping():
         with db.connect() as conn:
-            due = _due(conn, crm_name, now - horizon, now - interval, after)
+            due = post_checks.due(conn, crm_name, now - horizon, now - interval, after)
         if not due:
             break
         after = due[-1].interaction_id
@@ -108,33 +92,9 @@ def run(
                 report.deleted += len(gone)
                 report.undecided += sum(p.post_id not in (alive | deleted) for p in batch)
                 with db.transaction() as conn:
-                    _record(conn, [p.interaction_id for p in batch], set(gone), now)
+                    post_checks.record(conn, [p.interaction_id for p in batch], set(gone), now)
     _act(db, crm_name, crm, action, now, report)
     return report
-
-
-def _due(
-    conn: Connection, crm: str, since: datetime, asked_before: datetime, after: int
-) -> list[_Due]:
-    i, d, c = interactions, deliveries, post_checks
-    stmt = (
-        select(i.c.id, i.c.network, i.c.post_id, i.c.source)
-        .join(d, and_(d.c.interaction_id == i.c.id, d.c.crm == crm, d.c.state == WRITTEN))
-        .outerjoin(c, c.c.interaction_id == i.c.id)
-        .where(
-            i.c.id > after,
-            d.c.written_at >= since,
-            # A post was seen standing when it was read: first asked ``interval`` after its
-            # write, not at once (X bills every post a look-up returns).
-            or_(
-                and_(c.c.interaction_id.is_(None), d.c.written_at <= asked_before),
-                and_(c.c.deleted_at.is_(None), c.c.checked_at <= asked_before),
-            ),
-        )
-        .order_by(i.c.id)
-        .limit(_READ)
-    )
-    return [_Due(r.id, r.network, r.post_id, r.source) for r in conn.execute(stmt)]
 
 
 def _by_source(due: Sequence[_D], sources: Mapping[str, Source]) -> dict[str, list[_D]]:
@@ -150,37 +110,11 @@ def _by_source(due: Sequence[_D], sources: Mapping[str, Source]) -> dict[str, li
     return out
 
 
-def _record(conn: Connection, checked: list[int], gone: set[int], now: datetime) -> None:
-    c = post_checks
-    known = set(conn.scalars(select(c.c.interaction_id).where(c.c.interaction_id.in_(checked))))
-    new = [
-        {"interaction_id": i, "checked_at": now, "deleted_at": now if i in gone else None}
-        for i in checked
-        if i not in known
-    ]
-    if new:
-        conn.execute(insert(c), new)
-    old = [{"iid": i, "deleted": now if i in gone else None} for i in checked if i in known]
-    if old:
-        stmt = (
-            update(c)
-            .where(c.c.interaction_id == bindparam("iid"))
-            .values(checked_at=now, deleted_at=bindparam("deleted"))
-        )
-        conn.execute(stmt, old)
-
-
 def _act(
     db: Database, crm_name: str, crm: Crm, action: Action, now: datetime, report: ComplianceReport
 ) -> None:
-    c, d = post_checks, deliveries
     with db.connect() as conn:
-        rows = conn.execute(
-            select(c.c.interaction_id, d.c.crm_record_id)
-            .join(d, and_(d.c.interaction_id == c.c.interaction_id, d.c.crm == crm_name))
-            .where(c.c.deleted_at.is_not(None), c.c.acted_at.is_(None))
-            .order_by(c.c.interaction_id)
-        ).all()
+        rows = post_checks.unacted(conn, crm_name)
     records = {r.crm_record_id: r.interaction_id for r in rows if r.crm_record_id}
     unrecorded = [r.interaction_id for r in rows if not r.crm_record_id]
     apply = crm.delete_history if action == "delete" else crm.mark_history_deleted
@@ -194,34 +128,17 @@ def _act(
         report.acted += len(done)
         report.failed += len(refused)
         with db.transaction() as conn:
-            _done(conn, done, action, now)
+            post_checks.acted(conn, done, action, now)
             for iid, why in refused:
-                conn.execute(update(c).where(c.c.interaction_id == iid).values(error=why[:2000]))
+                post_checks.refused(conn, iid, why)
     if unrecorded:  # written without a record id: nothing in the CRM to reach
         with db.transaction() as conn:
-            _done(conn, unrecorded, action, now)
+            post_checks.acted(conn, unrecorded, action, now)
     if report.failed:
         log.warning("compliance: the CRM refused %d record(s); retried next run", report.failed)
 
 
-def _done(conn: Connection, ids: list[int], action: str, now: datetime) -> None:
-    if not ids:
-        return
-    conn.execute(
-        update(post_checks)
-        .where(post_checks.c.interaction_id.in_(ids))
-        .values(acted_at=now, action=action, error=None)
-    )
-    # The post is gone from the network: its text and payload go from state too.
-    conn.execute(update(interactions).where(interactions.c.id.in_(ids)).values(text="", raw={}))
-
-
 # -- before a write ------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Pending(_Due):
-    delivery_id: int
-    deleted: bool  # already found deleted on the network (by a check before)
 
 
 def before_write(
@@ -243,7 +160,7 @@ def before_write(
     caller's, kept between calls) holds such sources, so it is said once while it lasts."""
     failing = set() if failing is None else failing
     with db.connect() as conn:
-        due = _pending(conn, delivery_ids, seen_before)
+        due = post_checks.pending(conn, delivery_ids, seen_before)
     if not due:
         return set()
     gone = [p for p in due if p.deleted]
@@ -275,76 +192,8 @@ def before_write(
         gone += hit
     with db.transaction() as conn:
         if checked:
-            _record(conn, checked, found, now)
-        _unwritten(conn, gone, now, owner)
+            post_checks.record(conn, checked, found, now)
+        post_checks.unwritten(conn, gone, now, owner)
     if gone:
         log.info("%d post(s) deleted on the network before their write: not written", len(gone))
     return {p.delivery_id for p in gone}
-
-
-def _pending(
-    conn: Connection, delivery_ids: Sequence[int], seen_before: datetime
-) -> list[_Pending]:
-    i, d, c = interactions, deliveries, post_checks
-    rows = conn.execute(
-        select(
-            d.c.id,
-            i.c.id.label("interaction_id"),
-            i.c.network,
-            i.c.post_id,
-            i.c.source,
-            i.c.fetched_at,
-            c.c.checked_at,
-            c.c.deleted_at,
-        )
-        .join(i, i.c.id == d.c.interaction_id)
-        .outerjoin(c, c.c.interaction_id == i.c.id)
-        .where(d.c.id.in_(list(delivery_ids)))
-        .order_by(d.c.id)
-    )
-    out = []
-    for r in rows:
-        seen = max(r.fetched_at, r.checked_at) if r.checked_at is not None else r.fetched_at
-        if r.deleted_at is not None or seen < seen_before:
-            out.append(
-                _Pending(
-                    r.interaction_id, r.network, r.post_id, r.source, r.id, r.deleted_at is not None
-                )
-            )
-    return out
-
-
-def _unwritten(
-    conn: Connection, gone: Sequence[_Pending], now: datetime, owner: str | None
-) -> None:
-    """The deliveries of posts deleted before their write end ``deleted``; their checks are
-    acted on (nothing in the CRM), and the text and payload go from state as for any post
-    deleted on the network."""
-    if not gone:
-        return
-    d = deliveries
-    for p in sorted(gone, key=lambda p: p.delivery_id):  # in id order, as the writer goes
-        stmt = update(d).where(d.c.id == p.delivery_id, d.c.state == PENDING)
-        if owner is not None:
-            stmt = stmt.where(d.c.claimed_by == owner).values(claimed_by=None, claim_until=None)
-        conn.execute(
-            stmt.values(
-                state=DELETED,
-                last_error_code=DELETED_CODE,
-                last_error=f"deleted on {p.network} before it was written: not written",
-                next_attempt_at=None,
-                updated_at=now,
-            )
-        )
-    ids = [p.interaction_id for p in gone]
-    known = set(
-        conn.scalars(
-            select(post_checks.c.interaction_id).where(post_checks.c.interaction_id.in_(ids))
-        )
-    )
-    new = [
-        {"interaction_id": i, "checked_at": now, "deleted_at": now} for i in ids if i not in known
-    ]
-    if new:
-        conn.execute(insert(post_checks), new)
-    _done(conn, ids, UNWRITTEN, now)

@@ -5,6 +5,6 @@ CRM person against it, :mod:`.chain` runs the configured matchers batched and de
 link, ask a person (the review queue), or nobody.
 """
 
-from syncd.resolver.chain import MATCHERS, Candidate, Decision, Policy, decide, resolve
+from syncd.resolver.chain import MATCHERS, Policy, decide, resolve
 
-__all__ = ["MATCHERS", "Candidate", "Decision", "Policy", "decide", "resolve"]
+__all__ = ["MATCHERS", "Policy", "decide", "resolve"]

@@ -20,7 +20,16 @@ from typing import Literal
 
 from syncd.contracts import Crm
 from syncd.contracts.text import fold, label
-from syncd.model import CrmRef, IdentityKey, Match, PeopleQuery, PersonRecord, Profile
+from syncd.model import (
+    Candidate,
+    CrmRef,
+    Decision,
+    IdentityKey,
+    Match,
+    PeopleQuery,
+    PersonRecord,
+    Profile,
+)
 from syncd.resolver import scoring
 from syncd.resolver.evidence import (
     emails,
@@ -47,24 +56,6 @@ class Policy:
     margin: float = 0.1
     review_floor: float = 0.6
     max_candidates: int = 5
-
-
-@dataclass(frozen=True)
-class Candidate:
-    ref: CrmRef
-    score: float
-    matcher: str
-    reasons: tuple[str, ...]
-    review_only: bool = False  # never linked by the resolver, always shown for review
-    name_only: bool = False  # found by a name and nothing else
-
-
-@dataclass(frozen=True)
-class Decision:
-    """``link`` when sure; else ``review`` (best first), possibly empty: unmatched."""
-
-    link: Candidate | None = None
-    review: tuple[Candidate, ...] = ()
 
 
 @dataclass

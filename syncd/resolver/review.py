@@ -18,8 +18,7 @@ from sqlalchemy import Connection
 from syncd.contracts import Crm
 from syncd.contracts.text import fold
 from syncd.errors import UserError
-from syncd.model import CrmRef, PeopleQuery, PersonRecord
-from syncd.resolver import Candidate
+from syncd.model import Candidate, CrmRef, PeopleQuery, PersonRecord, ReviewState
 from syncd.resolver.evidence import emails, phone_digits
 from syncd.state import authors, linking
 
@@ -67,7 +66,7 @@ def accept(
     if found is None:
         raise UserError(f"no candidate {candidate_id} (see `syncd links list --review`)")
     identity_id, c, state = found
-    if state == linking.REJECTED:
+    if state == ReviewState.REJECTED:
         raise UserError(
             f"candidate {candidate_id} was rejected; to link that record anyway use "
             f"`syncd links add #{identity_id} {c.ref.id}`"
@@ -83,7 +82,7 @@ def reject(
     undecided = []
     for i in candidate_ids:
         found = linking.candidate(conn, crm, i)
-        if found is not None and found[2] in (linking.OPEN, linking.STALE):
+        if found is not None and found[2] in (ReviewState.OPEN, ReviewState.STALE):
             undecided.append(i)
     linking.reject(conn, crm, undecided, who, now)
     return sorted(set(candidate_ids) - set(undecided))

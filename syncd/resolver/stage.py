@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 from syncd.contracts import Crm
 from syncd.errors import AuthError, ExternalError
-from syncd.model import CrmRef, PeopleChanges
+from syncd.model import Candidate, CrmRef, PeopleChanges
 from syncd.resolver import on_file
-from syncd.resolver.chain import Candidate, Lookup, Policy, affected, resolve
+from syncd.resolver.chain import Lookup, Policy, affected, resolve
 from syncd.state import crm_keys, linking, outbox, privacy
 from syncd.state.db import Database
 

@@ -25,16 +25,15 @@ from syncd.compliance.deleted import run as run_compliance
 from syncd.config.settings import Settings
 from syncd.contracts import Crm, Source, SourceSettings
 from syncd.errors import ExternalError, NotFound, RateLimited, UsageCapped
-from syncd.model import Account, Stream
+from syncd.model import Account, BackfillState, GapState, Stream
 from syncd.pipeline import Clock, DeliverResult, Pipeline, PollResult, utcnow
 from syncd.pipeline.coordination import CoordinatedPipeline
 from syncd.resolver.stage import ResolveResult, check_wanted
 from syncd.state import admin, backfills, privacy
 from syncd.state import gaps as gap_state
-from syncd.state.backfills import QUEUED, LeaseLost
+from syncd.state.backfills import LeaseLost
 from syncd.state.coordination import JobLocks
 from syncd.state.db import Database
-from syncd.state.horizon import OPEN
 
 log = logging.getLogger("syncd")
 
@@ -214,7 +213,7 @@ class App:
                 found = self.recover_gaps()
         why: dict[int, str] = {}
         with self.db.connect() as conn:
-            closing = gap_state.listing(conn, (gap_state.CLOSING,))
+            closing = gap_state.listing(conn, (GapState.CLOSING,))
         for gap in closing:
             if gap.backfill_id is not None and gap.source in self.sources:
                 problem = self._search_now(gap.source, gap.backfill_id)
@@ -222,10 +221,10 @@ class App:
                     why[gap.id] = problem
         settled = self.recover_gaps()  # gaps whose search ended: closed
         with self.db.connect() as conn:
-            left = gap_state.listing(conn, (OPEN, gap_state.CLOSING, gap_state.UNCLOSABLE))
+            left = gap_state.listing(conn, (GapState.OPEN, GapState.CLOSING, GapState.UNCLOSABLE))
         open_gaps: list[OpenGap] = []
         for gap in left:
-            if gap.state == gap_state.UNCLOSABLE:
+            if gap.state == GapState.UNCLOSABLE:
                 if gap.updated_at < since:
                     continue  # found unclosable before this run: reported then
                 reason = gap.reason or "no configured access reaches it"
@@ -279,7 +278,7 @@ class App:
                 except RateLimited as exc:
                     wait = (exc.resume_at - self.pipeline.clock()).total_seconds()
                     if wait > ONCE_WAIT_SECONDS:
-                        runner.release(QUEUED)
+                        runner.release(BackfillState.QUEUED)
                         return (
                             f"its search (backfill {job_id}) is rate-limited until "
                             f"{exc.resume_at:%Y-%m-%d %H:%M:%S} UTC"
@@ -292,7 +291,7 @@ class App:
                     )
                     return None
                 if step.wait > ONCE_WAIT_SECONDS:
-                    runner.release(QUEUED)
+                    runner.release(BackfillState.QUEUED)
                     return (
                         f"its search (backfill {job_id}) must wait {step.wait:.0f} s for "
                         "the rate limit"
@@ -304,18 +303,18 @@ class App:
         except LeaseLost:
             return f"its search (backfill {job_id}) was taken over by another process"
         except ExternalError as exc:
-            runner.release(QUEUED)
+            runner.release(BackfillState.QUEUED)
             return f"its search (backfill {job_id}) failed: {type(exc).__name__}: {exc}"
         except BaseException:  # interrupted: the job is not left under this process's lease
-            runner.release(QUEUED)
+            runner.release(BackfillState.QUEUED)
             raise
-        runner.release(QUEUED)
+        runner.release(BackfillState.QUEUED)
         return f"stopped before its search (backfill {job_id}) ended"
 
     def release_backfill(self) -> None:
         """On shutdown: hand the job in hand back to the queue, where it stood."""
         if self._backfill is not None:
-            self._backfill.release(QUEUED)
+            self._backfill.release(BackfillState.QUEUED)
             self._backfill = None
 
     def open(self) -> None:

@@ -7,8 +7,9 @@ Two kinds of figures:
   code; API calls and rate-limit headers are counted by a ``requests`` response hook on each
   source's HTTP session, and read from the CRM connector's own counters;
 - gauges read from the state database when scraped (deliveries by state, poll lag, backfill
-  progress, parked accounts, gaps): the database is the truth, shared with ``syncd status``
-  and with any other process. They are cached for :data:`STATE_MAX_AGE` so a burst of
+  progress, parked accounts, gaps): the database is the truth, shared with any other
+  process, and read through the read model ``syncd status`` reads it through
+  (:mod:`syncd.state.status`). They are cached for :data:`STATE_MAX_AGE` so a burst of
   scrapes, or a scrape beside the sd_notify status line, costs one set of queries.
 """
 
@@ -20,25 +21,20 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from sqlalchemy import func, select
 
 from syncd.backfill.gap_metrics import gap_metrics
 from syncd.budget.metrics import BudgetCollector
 from syncd.contracts import RateLimited
 from syncd.model import Direction, Stream
 from syncd.service.http import Run
-from syncd.state import backfills
-from syncd.state import gaps as gap_state
-from syncd.state.admin import parked_names
-from syncd.state.tables import cursors, deliveries, interactions
+from syncd.state import status as read_model
+from syncd.state.status import Snapshot
 
 if TYPE_CHECKING:
     from syncd.service.app import App, Job
@@ -48,24 +44,6 @@ log = logging.getLogger("syncd.metrics")
 STATE_MAX_AGE = 10.0  # seconds a state snapshot is reused
 _DIRECTION = {Stream.MENTIONS: Direction.INBOUND, Stream.REPLIES: Direction.OUTBOUND}
 _NUMERIC = re.compile(r"/\d+(?=/|$)")
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What the state database says, at ``taken``."""
-
-    taken: datetime
-    deliveries: dict[tuple[str, str, str, str], int]  # (crm, network, direction, state) → n
-    last_success: dict[tuple[str, str, str], datetime | None]  # (source, account, stream)
-    backfills: list[dict[str, Any]] = field(default_factory=list)
-    parked: set[str] = field(default_factory=set)
-    gaps: gap_state.Counts = field(default_factory=lambda: gap_state.Counts({}, {}))
-
-    def pending(self, crm: str) -> int:
-        return sum(n for (c, _, _, s), n in self.deliveries.items() if c == crm and s == "pending")
-
-    def latest_success(self) -> datetime | None:
-        return max((t for t in self.last_success.values() if t is not None), default=None)
 
 
 class StateView:
@@ -94,57 +72,8 @@ class StateView:
 
     def _read(self) -> Snapshot:
         app = self._app()
-        crm = app.settings.crm.name
-        now = app.pipeline.clock()
         with app.db.connect() as conn:
-            stmt = (
-                select(
-                    deliveries.c.crm,
-                    interactions.c.network,
-                    interactions.c.direction,
-                    deliveries.c.state,
-                    func.count(),
-                )
-                .join(interactions, interactions.c.id == deliveries.c.interaction_id)
-                .group_by(
-                    deliveries.c.crm,
-                    interactions.c.network,
-                    interactions.c.direction,
-                    deliveries.c.state,
-                )
-            )
-            counts = {(c, n, d, s): int(k) for c, n, d, s, k in conn.execute(stmt)}
-            last = {
-                (r.source, r.account, r.stream): r.last_success_at
-                for r in conn.execute(
-                    select(
-                        cursors.c.source,
-                        cursors.c.account,
-                        cursors.c.stream,
-                        cursors.c.last_success_at,
-                    )
-                )
-            }
-            jobs = []
-            for job in backfills.jobs(conn, active_only=True):
-                p = backfills.progress(conn, crm, job.id)
-                estimated = (job.estimate or {}).get("posts")
-                jobs.append(
-                    {
-                        "id": str(job.id),
-                        "source": job.source,
-                        "account": job.account,
-                        "status": job.status,
-                        "read": job.read,
-                        "new": job.new,
-                        "written": p.written,
-                        "held": p.held,
-                        "estimated": estimated if isinstance(estimated, int) else None,
-                    }
-                )
-            parked = parked_names(conn)
-            gap_counts = gap_state.counts(conn)
-        return Snapshot(now, counts, last, jobs, parked, gap_counts)
+            return read_model.snapshot(conn, app.settings.crm.name, app.pipeline.clock())
 
 
 def status_line(state: StateView, crm: str, parked: set[str]) -> str | None:
@@ -400,11 +329,18 @@ def _state_metrics(snap: Snapshot) -> Iterator[Metric]:
         labels=["id", "source", "account", "status"],
     )  # fmt: skip
     for job in snap.backfills:
-        ids = [job["id"], job["source"], job["account"]]
-        status.add_metric([*ids, job["status"]], 1)
-        for what in ("read", "new", "written", "held", "estimated"):
-            if job[what] is not None:
-                progress.add_metric([*ids, what], job[what])
+        ids = [str(job.id), job.source, job.account]
+        status.add_metric([*ids, job.status], 1)
+        figures: tuple[tuple[str, int | None], ...] = (
+            ("read", job.read),
+            ("new", job.new),
+            ("written", job.written),
+            ("held", job.held),
+            ("estimated", job.estimated),
+        )
+        for what, value in figures:
+            if value is not None:
+                progress.add_metric([*ids, what], value)
     yield progress
     yield status
     parked = GaugeMetricFamily(

@@ -14,11 +14,9 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, update
 
-from syncd.state.ingest import PENDING, insert_for
-from syncd.state.outbox import DEAD
+from syncd.model import DeliveryState
+from syncd.state.ingest import insert_for
 from syncd.state.tables import deliveries, interactions, parked, quarantine
-
-DROPPED = "dropped"
 
 
 # -- quarantine ----------------------------------------------------------------------------
@@ -82,7 +80,7 @@ def _dead_select(crm: str) -> Any:
             deliveries.c.updated_at,
         )
         .join(interactions, interactions.c.id == deliveries.c.interaction_id)
-        .where(deliveries.c.crm == crm, deliveries.c.state == DEAD)
+        .where(deliveries.c.crm == crm, deliveries.c.state == DeliveryState.DEAD)
     )
 
 
@@ -92,7 +90,9 @@ def dead_letters(conn: Connection, crm: str, *, limit: int = 100) -> list[DeadLe
 
 
 def dead_count(conn: Connection, crm: str) -> int:
-    stmt = select(func.count()).where(deliveries.c.crm == crm, deliveries.c.state == DEAD)
+    stmt = select(func.count()).where(
+        deliveries.c.crm == crm, deliveries.c.state == DeliveryState.DEAD
+    )
     return int(conn.execute(stmt).scalar_one())
 
 
@@ -102,21 +102,25 @@ def retry_dead(conn: Connection, crm: str, ids: Sequence[int] | None, now: datet
     They go back to ``pending``, so the usual readiness rule applies: written at once when the
     author is linked, held otherwise.
     """
-    stmt = update(deliveries).where(deliveries.c.crm == crm, deliveries.c.state == DEAD)
+    stmt = update(deliveries).where(
+        deliveries.c.crm == crm, deliveries.c.state == DeliveryState.DEAD
+    )
     if ids is not None:
         stmt = stmt.where(deliveries.c.id.in_(list(ids)))
     result = conn.execute(
-        stmt.values(state=PENDING, attempts=0, next_attempt_at=None, updated_at=now)
+        stmt.values(state=DeliveryState.PENDING, attempts=0, next_attempt_at=None, updated_at=now)
     )
     return int(result.rowcount)
 
 
 def drop_dead(conn: Connection, crm: str, ids: Sequence[int] | None, now: datetime) -> int:
     """Give up on dead letters for good; the rows stay, marked ``dropped``."""
-    stmt = update(deliveries).where(deliveries.c.crm == crm, deliveries.c.state == DEAD)
+    stmt = update(deliveries).where(
+        deliveries.c.crm == crm, deliveries.c.state == DeliveryState.DEAD
+    )
     if ids is not None:
         stmt = stmt.where(deliveries.c.id.in_(list(ids)))
-    return int(conn.execute(stmt.values(state=DROPPED, updated_at=now)).rowcount)
+    return int(conn.execute(stmt.values(state=DeliveryState.DROPPED, updated_at=now)).rowcount)
 
 
 # -- parked accounts -----------------------------------------------------------------------

@@ -12,10 +12,8 @@ from typing import Any
 
 from sqlalchemy import Connection, func, or_, select
 
-from syncd.model import IdentityKey, Profile
-from syncd.resolver import Candidate
-from syncd.state.ingest import PENDING
-from syncd.state.linking import OPEN, as_candidate, profiles
+from syncd.model import Candidate, DeliveryState, IdentityKey, Profile, ReviewState
+from syncd.state.linking import as_candidate, profiles
 from syncd.state.tables import (
     candidates,
     deliveries,
@@ -122,7 +120,7 @@ def reviews(
     its candidates, best first."""
     waiting = (
         select(candidates.c.identity_id)
-        .where(candidates.c.crm == crm, candidates.c.state == OPEN)
+        .where(candidates.c.crm == crm, candidates.c.state == ReviewState.OPEN)
         .where(candidates.c.identity_id > after)
         .where(
             ~select(links.c.id)
@@ -144,7 +142,7 @@ def reviews(
             identities.c.display_name,
         )
         .join(identities, identities.c.id == candidates.c.identity_id)
-        .where(candidates.c.crm == crm, candidates.c.state == OPEN)
+        .where(candidates.c.crm == crm, candidates.c.state == ReviewState.OPEN)
         .where(candidates.c.identity_id.in_(waiting.scalar_subquery()))
         .order_by(candidates.c.identity_id, candidates.c.score.desc(), candidates.c.id)
     )
@@ -162,7 +160,7 @@ def reviews(
 def review_count(conn: Connection, crm: str) -> int:
     stmt = (
         select(func.count(func.distinct(candidates.c.identity_id)))
-        .where(candidates.c.crm == crm, candidates.c.state == OPEN)
+        .where(candidates.c.crm == crm, candidates.c.state == ReviewState.OPEN)
         .where(
             ~select(links.c.id)
             .where(links.c.identity_id == candidates.c.identity_id, links.c.crm == crm)
@@ -219,7 +217,7 @@ def author(conn: Connection, crm: str, identity_id: int, posts: int = 3) -> Auth
         .where(
             interactions.c.counterpart_identity_id == identity_id,
             deliveries.c.crm == crm,
-            deliveries.c.state == PENDING,
+            deliveries.c.state == DeliveryState.PENDING,
         )
     ).scalar_one()
     return Author(

@@ -1,16 +1,15 @@
 """Backfill jobs in state: created with their plan, claimed by one process at a time, advanced
 page by page in the transaction that stores the page.
 
-A job is worked by whoever holds its lease (``host:pid`` and an expiry renewed with every
-page). A process that dies (SIGKILL, a reboot) leaves a lease that expires, or that the same
-host sees belongs to no live process: another process then takes the job over from the last
-stored page. Ctrl-C pauses a job (kept until resumed by hand); cancelling ends it.
+A job is worked by whoever holds its lease (an :func:`~syncd.state.coordination.owner_id`
+and an expiry renewed with every page). A process that dies (SIGKILL, a reboot) leaves a
+lease that expires, or that the same host sees belongs to no live process: another process
+then takes the job over from the last stored page. Ctrl-C pauses a job (kept until resumed by
+hand); cancelling ends it.
 """
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,43 +17,19 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, case, exists, func, or_, select, update
 
-from syncd.model import Segment
-from syncd.state.ingest import PENDING
-from syncd.state.outbox import WRITTEN
+from syncd.model import BackfillState, DeliveryState, Segment
+from syncd.state.coordination import Lease
 from syncd.state.tables import backfills, deliveries, interactions, links
 
-QUEUED, RUNNING, PAUSED, DONE, CANCELLED, FAILED = (
-    "queued", "running", "paused", "done", "cancelled", "failed",
-)  # fmt: skip
-ACTIVE = (QUEUED, RUNNING, PAUSED)
+WORKABLE = (BackfillState.QUEUED, BackfillState.RUNNING)  # what the daemon picks up
+ACTIVE = (*WORKABLE, BackfillState.PAUSED)
+ENDED = (BackfillState.DONE, BackfillState.CANCELLED, BackfillState.FAILED)
 LEASE = timedelta(seconds=60)
+_lease = Lease(backfills.c.lease_owner, backfills.c.lease_until)
 
 
 class LeaseLost(Exception):
     """Another process took the job over: this one must stop working it."""
-
-
-def me() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _dead(owner: str | None) -> bool:
-    """Whether a lease belongs to a process of this host that no longer runs."""
-    host, _, pid = (owner or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        return False
-    return False
-
-
-def _free(owner: str | None, until: datetime | None, now: datetime) -> bool:
-    """Nobody holds the lease: none, lapsed, or its holder died on this host."""
-    return owner is None or until is None or until <= now or _dead(owner)
 
 
 @dataclass(frozen=True)
@@ -119,8 +94,7 @@ def create(
             plan=[s.as_json() for s in plan],
             estimate=estimate,
             status=status,
-            lease_owner=owner,
-            lease_until=now + LEASE if owner else None,
+            **(_lease.take(owner, now + LEASE) if owner else _lease.release()),
             created_at=now,
             updated_at=now,
         )
@@ -150,21 +124,17 @@ def claim(
             backfills.c.id == job_id
         )
     ).first()
-    allowed = (QUEUED, RUNNING, PAUSED) if paused_too else (QUEUED, RUNNING)
+    allowed = ACTIVE if paused_too else WORKABLE
     if row is None or row.status not in allowed:
         return False
-    if row.lease_owner != owner and not _free(row.lease_owner, row.lease_until, now):
+    if row.lease_owner != owner and not Lease.lapsed(row.lease_owner, row.lease_until, now):
         return False
     done = conn.execute(
         update(backfills)
         .where(backfills.c.id == job_id)
-        .where(
-            or_(
-                backfills.c.lease_owner.is_(None),
-                backfills.c.lease_owner == row.lease_owner,
-            )
-        )
-        .values(status=RUNNING, lease_owner=owner, lease_until=now + LEASE, updated_at=now)
+        # Unless another process took it meanwhile: still as read.
+        .where(or_(_lease.owner.is_(None), _lease.held_by(row.lease_owner)))
+        .values(status=BackfillState.RUNNING, **_lease.take(owner, now + LEASE), updated_at=now)
     )
     return bool(done.rowcount)
 
@@ -173,10 +143,10 @@ def claimable(conn: Connection, now: datetime) -> list[int]:
     """Jobs the daemon may work: queued, or running under a lease that lapsed."""
     rows = conn.execute(
         select(backfills.c.id, backfills.c.lease_owner, backfills.c.lease_until)
-        .where(backfills.c.status.in_((QUEUED, RUNNING)))
+        .where(backfills.c.status.in_(WORKABLE))
         .order_by(backfills.c.id)
     ).all()
-    return [r.id for r in rows if _free(r.lease_owner, r.lease_until, now)]
+    return [r.id for r in rows if Lease.lapsed(r.lease_owner, r.lease_until, now)]
 
 
 def advance(
@@ -195,15 +165,15 @@ def advance(
     segment = job.segment + (1 if token is None else 0)
     done = conn.execute(
         update(backfills)
-        .where(backfills.c.id == job.id, backfills.c.lease_owner == owner)
-        .where(backfills.c.status == RUNNING)
+        .where(backfills.c.id == job.id, _lease.held_by(owner))
+        .where(backfills.c.status == BackfillState.RUNNING)
         .values(
             segment=segment,
             token=token,
             read=backfills.c.read + read,
             new=backfills.c.new + new,
             requests=backfills.c.requests + 1,
-            lease_until=now + LEASE,
+            **_lease.renew(now + LEASE),
             updated_at=now,
         )
     )
@@ -236,7 +206,7 @@ def withdraw(conn: Connection, job_id: int, reason: str, now: datetime) -> bool:
     done = conn.execute(
         update(backfills)
         .where(_unstarted(job_id))
-        .values(status=CANCELLED, error=reason, updated_at=now, finished_at=now)
+        .values(status=BackfillState.CANCELLED, error=reason, updated_at=now, finished_at=now)
     )
     return bool(done.rowcount)
 
@@ -244,8 +214,8 @@ def withdraw(conn: Connection, job_id: int, reason: str, now: datetime) -> bool:
 def _unstarted(job_id: int) -> Any:
     return and_(
         backfills.c.id == job_id,
-        backfills.c.status == QUEUED,
-        backfills.c.lease_owner.is_(None),
+        backfills.c.status == BackfillState.QUEUED,
+        _lease.owner.is_(None),
         backfills.c.requests == 0,
     )
 
@@ -253,8 +223,8 @@ def _unstarted(job_id: int) -> Any:
 def restart_segment(conn: Connection, job: Job, owner: str, now: datetime) -> None:
     conn.execute(
         update(backfills)
-        .where(backfills.c.id == job.id, backfills.c.lease_owner == owner)
-        .values(token=None, lease_until=now + LEASE, updated_at=now)
+        .where(backfills.c.id == job.id, _lease.held_by(owner))
+        .values(token=None, **_lease.renew(now + LEASE), updated_at=now)
     )
 
 
@@ -270,14 +240,13 @@ def finish(
     """End or pause a job (releasing the lease); with ``owner``, only if it still holds it."""
     stmt = update(backfills).where(backfills.c.id == job_id, backfills.c.status.in_(ACTIVE))
     if owner is not None:
-        stmt = stmt.where(backfills.c.lease_owner == owner)
-    ended = status in (DONE, CANCELLED, FAILED)
+        stmt = stmt.where(_lease.held_by(owner))
+    ended = status in ENDED
     done = conn.execute(
         stmt.values(
             status=status,
             error=error,
-            lease_owner=None,
-            lease_until=None,
+            **_lease.release(),
             updated_at=now,
             finished_at=now if ended else None,
         )
@@ -297,14 +266,14 @@ def progress(conn: Connection, crm: str, job_id: int) -> Progress:
     other way, SQLite walked every delivery to the CRM, those of earlier jobs too."""
     mine = select(interactions.c.id).where(interactions.c.backfill_id == job_id)
     linked = exists().where(links.c.identity_id == deliveries.c.identity_id, links.c.crm == crm)
-    pending = deliveries.c.state == PENDING
+    pending = deliveries.c.state == DeliveryState.PENDING
 
     def count(condition: Any) -> Any:
         return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
     row = conn.execute(
         select(
-            count(deliveries.c.state == WRITTEN),
+            count(deliveries.c.state == DeliveryState.WRITTEN),
             count(and_(pending, ~linked)),
             count(and_(pending, linked)),
         ).where(deliveries.c.crm == crm, deliveries.c.interaction_id.in_(mine))

@@ -12,8 +12,10 @@ no-op there. On PostgreSQL:
   harmless, and otherwise turned into a transient failure: the job runs again next interval
   instead of stopping the daemon as a bug would.
 
-Deliveries are shared row by row with claims instead (``syncd.state.outbox``), each process
-claiming under :func:`owner_id`.
+Deliveries and backfill jobs are shared row by row instead, under a :class:`Lease`: a row
+held by one process (:func:`owner_id`) until a time, which another process may take once it
+lapses (a delivery's claim, ``syncd.state.outbox``; a backfill's lease,
+``syncd.state.backfills``).
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from functools import update_wrapper
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Column, ColumnElement, Connection, Engine, and_, create_engine, or_, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
@@ -61,6 +65,62 @@ def owner_id() -> str:
     if _owner is None or _owner[0] != os.getpid():  # a forked child is another owner
         _owner = (os.getpid(), f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}")
     return _owner[1]
+
+
+def gone(owner: str) -> bool:
+    """Whether ``owner`` names a process of this host that no longer runs (its lease can be
+    taken at once). Reads ``host:pid`` too, as leases were named before :func:`owner_id`."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A row held by one process until a time, in two columns of its table: who holds it
+    (an :func:`owner_id`) and until when. A lapsed lease is nobody's; its holder finds out
+    when a statement it guards with :meth:`held_by` changes nothing."""
+
+    owner: Column[Any]
+    until: Column[Any]
+
+    def free(self, now: datetime) -> ColumnElement[bool]:
+        """Held by nobody: never taken, released, or lapsed."""
+        return or_(self.until.is_(None), self.until <= now)
+
+    def held(self, now: datetime | ColumnElement[Any]) -> ColumnElement[bool]:
+        """Held by somebody at ``now``."""
+        return and_(self.owner.is_not(None), self.until > now)
+
+    def open_to(self, owner: str, now: datetime) -> ColumnElement[bool]:
+        """``owner`` may take it: free, or already its own."""
+        return or_(self.free(now), self.owner == owner)
+
+    def held_by(self, owner: str) -> ColumnElement[bool]:
+        return self.owner == owner
+
+    def take(self, owner: str, until: datetime) -> dict[str, Any]:
+        """The values that give the lease to ``owner`` until ``until``."""
+        return {self.owner.key: owner, self.until.key: until}
+
+    def renew(self, until: datetime) -> dict[str, Any]:
+        return {self.until.key: until}
+
+    def release(self) -> dict[str, Any]:
+        return {self.owner.key: None, self.until.key: None}
+
+    @staticmethod
+    def lapsed(owner: str | None, until: datetime | None, now: datetime) -> bool:
+        """For a row read: nobody holds it (none, lapsed, or its holder died on this host)."""
+        return owner is None or until is None or until <= now or gone(owner)
 
 
 def shared(conn_or_dialect: Connection | str) -> bool:

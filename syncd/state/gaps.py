@@ -10,13 +10,10 @@ from typing import Any
 
 from sqlalchemy import Connection, func, or_, select, update
 
+from syncd.model import BackfillState, GapState
 from syncd.state import backfills
-from syncd.state.horizon import OPEN
 from syncd.state.tables import backfills as backfills_table
 from syncd.state.tables import gaps
-
-CLOSING, CLOSED, UNCLOSABLE = "closing", "closed", "unclosable"
-STATES = (OPEN, CLOSING, CLOSED, UNCLOSABLE)
 
 
 @dataclass(frozen=True)
@@ -44,7 +41,7 @@ def _gap(row: Any) -> Gap:
 
 
 # -- reading -------------------------------------------------------------------------------
-def listing(conn: Connection, states: Sequence[str] = STATES) -> list[Gap]:
+def listing(conn: Connection, states: Sequence[str] = tuple(GapState)) -> list[Gap]:
     rows = conn.execute(select(gaps).where(gaps.c.state.in_(states)).order_by(gaps.c.id))
     return [_gap(r) for r in rows]
 
@@ -91,8 +88,8 @@ def start_recovery(
         conn,
         gap,
         now,
-        states=(OPEN, UNCLOSABLE),
-        state=CLOSING,
+        states=(GapState.OPEN, GapState.UNCLOSABLE),
+        state=GapState.CLOSING,
         backfill_id=job_id,
         reason=unreachable,
         reported_at=None,
@@ -100,26 +97,31 @@ def start_recovery(
 
 
 def replan(conn: Connection, gap: Gap, unreachable: str | None, now: datetime) -> bool:
-    return _move(conn, gap, now, states=(CLOSING,), reason=unreachable)
+    return _move(conn, gap, now, states=(GapState.CLOSING,), reason=unreachable)
 
 
 def give_up(conn: Connection, gap: Gap, reason: str, now: datetime) -> bool:
     """No configured access reaches the gap: it stays, reported (and is planned again each
     pass, should the configuration change)."""
     return _move(
-        conn, gap, now, states=(OPEN, CLOSING), state=UNCLOSABLE, reason=reason, backfill_id=None
+        conn,
+        gap,
+        now,
+        states=(GapState.OPEN, GapState.CLOSING),
+        state=GapState.UNCLOSABLE,
+        reason=reason,
+        backfill_id=None,
     )
 
 
 def settling(conn: Connection) -> bool:
     """Whether some gap's recovery job ended (or is gone) and the gap must follow."""
-    ended = (backfills.DONE, backfills.FAILED, backfills.CANCELLED)
     row = conn.execute(
         select(gaps.c.id)
         .select_from(gaps.outerjoin(backfills_table, backfills_table.c.id == gaps.c.backfill_id))
         .where(
-            gaps.c.state == CLOSING,
-            or_(backfills_table.c.id.is_(None), backfills_table.c.status.in_(ended)),
+            gaps.c.state == GapState.CLOSING,
+            or_(backfills_table.c.id.is_(None), backfills_table.c.status.in_(backfills.ENDED)),
         )
         .limit(1)
     ).first()
@@ -130,20 +132,24 @@ def settle(conn: Connection, now: datetime) -> list[Gap]:
     """Gaps whose recovery job ended: closed (or unclosable when part of it was out of reach)
     once the job is done, open again if it failed, unclosable if an admin cancelled it."""
     changed: list[Gap] = []
-    for gap in listing(conn, (CLOSING,)):
+    for gap in listing(conn, (GapState.CLOSING,)):
         job = backfills.get(conn, gap.backfill_id) if gap.backfill_id is not None else None
-        status = job.status if job is not None else backfills.CANCELLED
-        if status == backfills.DONE and job is not None:
-            state = UNCLOSABLE if gap.reason else CLOSED
+        status = job.status if job is not None else BackfillState.CANCELLED
+        if status == BackfillState.DONE and job is not None:
+            state = GapState.UNCLOSABLE if gap.reason else GapState.CLOSED
             values: dict[str, Any] = {"state": state, "recovered": job.new, "closed_at": now}
-        elif status == backfills.FAILED:
-            values = {"state": OPEN, "backfill_id": None}
-        elif status == backfills.CANCELLED:
+        elif status == BackfillState.FAILED:
+            values = {"state": GapState.OPEN, "backfill_id": None}
+        elif status == BackfillState.CANCELLED:
             why = f"its recovery (backfill {gap.backfill_id}) was cancelled"
-            values = {"state": UNCLOSABLE, "reason": why, "recovered": job.new if job else 0}
+            values = {
+                "state": GapState.UNCLOSABLE,
+                "reason": why,
+                "recovered": job.new if job else 0,
+            }
         else:
             continue
-        if _move(conn, gap, now, states=(CLOSING,), **values):
+        if _move(conn, gap, now, states=(GapState.CLOSING,), **values):
             changed.append(_gap(conn.execute(select(gaps).where(gaps.c.id == gap.id)).one()))
     return changed
 
@@ -152,12 +158,16 @@ def take_unreported(conn: Connection, now: datetime) -> list[Gap]:
     """Unclosable gaps not yet reported, now marked reported: each is told once, by one
     instance."""
     out = []
-    for gap in listing(conn, (UNCLOSABLE,)):
+    for gap in listing(conn, (GapState.UNCLOSABLE,)):
         if gap.reported_at is not None:
             continue
         done = conn.execute(
             update(gaps)
-            .where(gaps.c.id == gap.id, gaps.c.state == UNCLOSABLE, gaps.c.reported_at.is_(None))
+            .where(
+                gaps.c.id == gap.id,
+                gaps.c.state == GapState.UNCLOSABLE,
+                gaps.c.reported_at.is_(None),
+            )
             .values(reported_at=now)
         )
         if done.rowcount:

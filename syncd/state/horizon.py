@@ -21,10 +21,9 @@ from datetime import datetime
 from sqlalchemy import Connection, Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from syncd.model import Cursor, Page, Stream
+from syncd.model import Cursor, GapState, Page, Stream
 from syncd.state.tables import cursors, gaps
 
-OPEN = "open"
 NO_WALK = {"walk_seen": 0, "walk_oldest_id": None}  # a cursor's progress between walks
 
 
@@ -79,7 +78,7 @@ def walk_step(
             "since_id": since,
             "until_id": oldest,
             "walk_seen": seen,
-            "state": OPEN,
+            "state": GapState.OPEN,
             "detected_at": now,
             "updated_at": now,
         }

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Insert, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from syncd.model import Account, Author, Cursor, Page, Quarantined, Stream
+from syncd.model import Account, Author, Cursor, DeliveryState, Page, Quarantined, Stream
 from syncd.state import horizon, suppression
 from syncd.state.coordination import redone_on_conflict
 from syncd.state.tables import (
@@ -29,8 +29,6 @@ from syncd.state.tables import (
     interactions,
     quarantine,
 )
-
-PENDING = "pending"
 
 
 def insert_for(conn: Connection, table: Table) -> Any:
@@ -390,7 +388,7 @@ def store_page(
             "interaction_id": row_id,
             "identity_id": identity_ids[by_post[post_id].counterpart_id],
             "crm": crm,
-            "state": PENDING,
+            "state": DeliveryState.PENDING,
             "attempts": 0,
             "created_at": now,
             "updated_at": now,

@@ -13,12 +13,9 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, delete, or_, select, update
 
-from syncd.model import CrmRef, IdentityKey, Profile
-from syncd.resolver import Candidate
+from syncd.model import Candidate, CrmRef, IdentityKey, Profile, ReviewState
 from syncd.state.ingest import insert_for
 from syncd.state.tables import candidates, identities, identity_handles, link_events, links
-
-OPEN, ACCEPTED, REJECTED, STALE = "open", "accepted", "rejected", "stale"
 
 
 def _event_row(
@@ -98,7 +95,7 @@ def rejected(conn: Connection, crm: str, identity_ids: Sequence[int]) -> dict[in
     for i, crm_id in conn.execute(
         select(candidates.c.identity_id, candidates.c.crm_id).where(
             candidates.c.crm == crm,
-            candidates.c.state == REJECTED,
+            candidates.c.state == ReviewState.REJECTED,
             candidates.c.identity_id.in_(list(identity_ids)),
         )
     ):
@@ -178,10 +175,13 @@ def link_many(
         .where(
             candidates.c.identity_id == bindparam("ident"),
             candidates.c.crm == crm,
-            candidates.c.state == OPEN,
+            candidates.c.state == ReviewState.OPEN,
         )
         .values(
-            state=case((candidates.c.crm_id == bindparam("chosen"), ACCEPTED), else_=STALE),
+            state=case(
+                (candidates.c.crm_id == bindparam("chosen"), ReviewState.ACCEPTED),
+                else_=ReviewState.STALE,
+            ),
             decided_at=now,
             decided_by=actor,
         ),
@@ -271,9 +271,9 @@ def queue(
             "matcher": ins.excluded.matcher,
             "crm_name": ins.excluded.crm_name,
         },
-        where=candidates.c.state == OPEN,
+        where=candidates.c.state == ReviewState.OPEN,
     )
-    conn.execute(stmt, [_candidate_row(identity_id, crm, c, OPEN, now) for c in found])
+    conn.execute(stmt, [_candidate_row(identity_id, crm, c, ReviewState.OPEN, now) for c in found])
     return len(found)
 
 
@@ -294,7 +294,7 @@ def reject(
         select(candidates).where(
             candidates.c.crm == crm,
             candidates.c.id.in_(list(candidate_ids)),
-            or_(candidates.c.state == OPEN, candidates.c.state == STALE),
+            or_(candidates.c.state == ReviewState.OPEN, candidates.c.state == ReviewState.STALE),
         )
     ).all()
     for r in rows:
@@ -304,7 +304,7 @@ def reject(
         conn.execute(
             update(candidates)
             .where(candidates.c.id.in_([r.id for r in rows]))
-            .values(state=REJECTED, decided_at=now, decided_by=actor)
+            .values(state=ReviewState.REJECTED, decided_at=now, decided_by=actor)
         )
     return len(rows)
 
@@ -324,10 +324,10 @@ def forbid(
     conn.execute(
         ins.on_conflict_do_update(
             index_elements=["identity_id", "crm", "crm_id"],
-            set_={"state": REJECTED, "decided_at": now, "decided_by": actor},
+            set_={"state": ReviewState.REJECTED, "decided_at": now, "decided_by": actor},
         ),
         {
-            **_candidate_row(identity_id, crm, c, REJECTED, now),
+            **_candidate_row(identity_id, crm, c, ReviewState.REJECTED, now),
             "decided_at": now,
             "decided_by": actor,
         },

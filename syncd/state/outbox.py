@@ -35,17 +35,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from syncd.model import CrmRef, Direction, IdentityKey
-from syncd.state.coordination import shared
-from syncd.state.ingest import PENDING, insert_for
+from syncd.model import CrmRef, DeliveryState, Direction, IdentityKey
+from syncd.state.coordination import Lease, shared
+from syncd.state.ingest import insert_for
 from syncd.state.tables import crm_watch, deliveries, identities, interactions, links
 
-WRITTEN = "written"
-DEAD = "dead"
-SKIPPED = "skipped"  # the author matched no one and the network's unmatched policy is "skip"
-# The author was forgotten (``syncd forget``): never written; a writer that was writing it
-# when forget began stores the record id it got (forget deletes the record) and keeps this.
-FORGOTTEN = "forgotten"
+# A writer's hold on the deliveries it is writing (PostgreSQL; SQLite never claims).
+CLAIM = Lease(deliveries.c.claimed_by, deliveries.c.claim_until)
 
 
 # -- resolution ----------------------------------------------------------------------------
@@ -61,7 +57,7 @@ def _waiting_authors(crm: str) -> Select[tuple[int]]:
     """The authors of pending deliveries for ``crm``, read from the index alone."""
     return (
         select(deliveries.c.identity_id)
-        .where(deliveries.c.crm == crm, deliveries.c.state == PENDING)
+        .where(deliveries.c.crm == crm, deliveries.c.state == DeliveryState.PENDING)
         .distinct()
     )
 
@@ -195,10 +191,10 @@ def skip(conn: Connection, crm: str, identity_id: int, now: datetime) -> int:
         update(deliveries)
         .where(
             deliveries.c.crm == crm,
-            deliveries.c.state == PENDING,
+            deliveries.c.state == DeliveryState.PENDING,
             deliveries.c.identity_id == identity_id,
         )
-        .values(state=SKIPPED, updated_at=now)
+        .values(state=DeliveryState.SKIPPED, updated_at=now)
     )
     return int(conn.execute(stmt).rowcount)
 
@@ -241,7 +237,7 @@ def _ready(conn: Connection, crm: str, now: datetime, limit: int) -> Select[Any]
         as_written()
         .where(
             deliveries.c.crm == crm,
-            deliveries.c.state == PENDING,
+            deliveries.c.state == DeliveryState.PENDING,
             _member(conn, deliveries.c.identity_id, linked_authors),
             or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
         )
@@ -279,8 +275,7 @@ def as_written() -> Select[Any]:
 
 def _unclaimed(now: datetime, owner: str | None) -> ColumnElement[bool]:
     """Not under another process's claim (a lapsed one is nobody's)."""
-    free = or_(deliveries.c.claim_until.is_(None), deliveries.c.claim_until <= now)
-    return free if owner is None else or_(free, deliveries.c.claimed_by == owner)
+    return CLAIM.free(now) if owner is None else CLAIM.open_to(owner, now)
 
 
 def rows(result: Iterable[Any]) -> list[ReadyDelivery]:
@@ -327,7 +322,7 @@ def claim(
         conn.execute(
             update(deliveries)
             .where(deliveries.c.id.in_([d.delivery_id for d in ready]))
-            .values(claimed_by=owner, claim_until=until)
+            .values(**CLAIM.take(owner, until))
         )
     return ready
 
@@ -338,8 +333,8 @@ def release(conn: Connection, delivery_ids: Sequence[int], owner: str) -> None:
     if delivery_ids:
         conn.execute(
             update(deliveries)
-            .where(deliveries.c.id.in_(sorted(delivery_ids)), deliveries.c.claimed_by == owner)
-            .values(claimed_by=None, claim_until=None)
+            .where(deliveries.c.id.in_(sorted(delivery_ids)), CLAIM.held_by(owner))
+            .values(**CLAIM.release())
         )
 
 
@@ -349,7 +344,7 @@ def _by_claimer(stmt: Update, owner: str | None) -> Update:
     that process's to store: this one's could undo what it stored."""
     if owner is None:
         return stmt
-    return stmt.where(deliveries.c.claimed_by == owner).values(claimed_by=None, claim_until=None)
+    return stmt.where(CLAIM.held_by(owner)).values(**CLAIM.release())
 
 
 def mark_written(
@@ -366,7 +361,10 @@ def mark_written(
         update(deliveries)
         .where(deliveries.c.id == bindparam("delivery_id"))
         .values(
-            state=case((deliveries.c.state == FORGOTTEN, FORGOTTEN), else_=WRITTEN),
+            state=case(
+                (deliveries.c.state == DeliveryState.FORGOTTEN, DeliveryState.FORGOTTEN),
+                else_=DeliveryState.WRITTEN,
+            ),
             crm_record_id=bindparam("crm_id"),
             attempts=deliveries.c.attempts + 1,
             last_error=None,
@@ -401,8 +399,8 @@ def mark_failed(
         .where(deliveries.c.id == delivery_id)
         .values(
             state=case(
-                (deliveries.c.state == FORGOTTEN, FORGOTTEN),
-                else_=PENDING if retry_at is not None else DEAD,
+                (deliveries.c.state == DeliveryState.FORGOTTEN, DeliveryState.FORGOTTEN),
+                else_=DeliveryState.PENDING if retry_at is not None else DeliveryState.DEAD,
             ),
             attempts=deliveries.c.attempts + (1 if counted else 0),
             last_error_code=code,
@@ -412,10 +410,3 @@ def mark_failed(
         )
     )
     conn.execute(_by_claimer(stmt, owner))
-
-
-def delivery_counts(conn: Connection) -> dict[tuple[str, str], int]:
-    stmt = select(deliveries.c.crm, deliveries.c.state, func.count()).group_by(
-        deliveries.c.crm, deliveries.c.state
-    )
-    return {(crm, state): int(n) for crm, state, n in conn.execute(stmt)}

@@ -40,9 +40,9 @@ from sqlalchemy import (
 )
 from sqlalchemy import update as sql_update
 
+from syncd.model import DeliveryState
 from syncd.state import outbox, suppression
-from syncd.state.ingest import PENDING
-from syncd.state.outbox import FORGOTTEN, WRITTEN, ReadyDelivery
+from syncd.state.outbox import ReadyDelivery
 from syncd.state.tables import (
     accounts,
     candidates,
@@ -194,10 +194,10 @@ def begin(conn: Connection, person: Person, now: datetime) -> list[int]:
         sql_update(deliveries)
         .where(
             deliveries.c.interaction_id.in_(_theirs(person)),
-            deliveries.c.state != WRITTEN,
-            deliveries.c.state != FORGOTTEN,
+            deliveries.c.state != DeliveryState.WRITTEN,
+            deliveries.c.state != DeliveryState.FORGOTTEN,
         )
-        .values(state=FORGOTTEN, next_attempt_at=None, updated_at=now)
+        .values(state=DeliveryState.FORGOTTEN, next_attempt_at=None, updated_at=now)
     )
     return redact_others(conn, person)
 
@@ -264,9 +264,7 @@ def claimed(
             for s in range(0, len(others), _CHUNK)
         ),
     )
-    stmt = select(func.max(deliveries.c.claim_until)).where(
-        touched, deliveries.c.claimed_by.is_not(None), deliveries.c.claim_until > now
-    )
+    stmt = select(func.max(outbox.CLAIM.until)).where(touched, outbox.CLAIM.held(now))
     until: datetime | None = conn.scalar(stmt)
     return until
 
@@ -310,7 +308,7 @@ def after_write(
         }
         for delivery_id, record_id, text in chunk:
             state = found.get(delivery_id)
-            if state is None or state[0] == FORGOTTEN:
+            if state is None or state[0] == DeliveryState.FORGOTTEN:
                 if record_id:
                     orphans.append(record_id)
             elif state[1] != text:
@@ -319,9 +317,10 @@ def after_write(
         conn.execute(
             sql_update(deliveries)
             .where(
-                deliveries.c.id.in_(again[start : start + _CHUNK]), deliveries.c.state == WRITTEN
+                deliveries.c.id.in_(again[start : start + _CHUNK]),
+                deliveries.c.state == DeliveryState.WRITTEN,
             )
-            .values(state=PENDING, next_attempt_at=None, updated_at=now)
+            .values(state=DeliveryState.PENDING, next_attempt_at=None, updated_at=now)
         )
     return orphans
 

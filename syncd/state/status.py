@@ -1,4 +1,12 @@
-"""Read-only summaries of state for ``syncd status`` and the demo."""
+"""The read model: what ``syncd status`` (and the demo) and ``/metrics`` say about state.
+
+Both read through the functions here, so a stream's last success, an active backfill's
+progress, a parked name or a gap count is one query whichever of them shows it, and the two
+can never disagree. Deliveries are the one figure each counts its own way, both defined here:
+``syncd status`` by state, from the ``(crm, state)`` index alone; ``/metrics`` by network and
+direction too, which joins every delivery to its interaction (6.5 s at a million,
+bench/growth.py): a cost the daemon's cached snapshot pays, a status command need not.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +16,17 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, func, select
 
-from syncd.budget.ledger import Budget, Standing
+from syncd.model import Budget, DeliveryState, GapState, Standing
 from syncd.state import backfills, usage
 from syncd.state import gaps as gap_state
 from syncd.state.admin import Parked, parked_list
 from syncd.state.authors import review_count
 from syncd.state.coordination import shared
-from syncd.state.horizon import OPEN
-from syncd.state.outbox import delivery_counts, held_count
+from syncd.state.outbox import CLAIM, held_count
 from syncd.state.tables import cursors, deliveries, interactions, quarantine
+
+StreamKey = tuple[str, str, str]  # (source, account, stream)
+DeliveryKey = tuple[str, str, str, str]  # (crm, network, direction, state)
 
 
 @dataclass(frozen=True)
@@ -95,7 +105,60 @@ def status(
     budgets: Mapping[str, Budget] | None = None,
     now: datetime | None = None,
 ) -> Status:
-    streams = [
+    """Everything ``syncd status`` shows."""
+    by_state = {state: n for (c, state), n in delivery_counts(conn).items() if c == crm}
+    return Status(
+        streams=streams(conn),
+        interactions=int(conn.execute(select(func.count()).select_from(interactions)).scalar_one()),
+        deliveries=by_state,
+        held_identities=held_count(conn, crm),
+        review=review_count(conn, crm),
+        quarantined=int(conn.execute(select(func.count()).select_from(quarantine)).scalar_one()),
+        parked=parked_list(conn),
+        backfills=active_backfills(conn, crm),
+        claims=_claims(conn, crm),
+        gaps=_gaps(conn),
+        budgets=standings(conn, budgets or {}, now or datetime.now(UTC)),
+    )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What ``/metrics`` (and the sd_notify status line) shows of state, as of ``taken``."""
+
+    taken: datetime
+    deliveries: dict[DeliveryKey, int]
+    last_success: dict[StreamKey, datetime | None]
+    backfills: list[BackfillStatus] = field(default_factory=list)
+    parked: set[str] = field(default_factory=set)
+    gaps: gap_state.Counts = field(default_factory=lambda: gap_state.Counts({}, {}))
+
+    def pending(self, crm: str) -> int:
+        return sum(
+            n
+            for (c, _, _, state), n in self.deliveries.items()
+            if c == crm and state == DeliveryState.PENDING
+        )
+
+    def latest_success(self) -> datetime | None:
+        return max((t for t in self.last_success.values() if t is not None), default=None)
+
+
+def snapshot(conn: Connection, crm: str, now: datetime) -> Snapshot:
+    """Everything ``/metrics`` reads from state at once."""
+    return Snapshot(
+        taken=now,
+        deliveries=deliveries_by_kind(conn),
+        last_success={(s.source, s.account, s.stream): s.last_success_at for s in streams(conn)},
+        backfills=active_backfills(conn, crm),
+        parked={p.name for p in parked_list(conn)},
+        gaps=gap_state.counts(conn),
+    )
+
+
+# -- the parts -----------------------------------------------------------------------------
+def streams(conn: Connection) -> list[StreamStatus]:
+    return [
         StreamStatus(
             source=r.source,
             account=r.account,
@@ -112,32 +175,43 @@ def status(
             select(cursors).order_by(cursors.c.source, cursors.c.account, cursors.c.stream)
         )
     ]
-    by_state = {state: n for (c, state), n in delivery_counts(conn).items() if c == crm}
-    return Status(
-        streams=streams,
-        interactions=int(conn.execute(select(func.count()).select_from(interactions)).scalar_one()),
-        deliveries=by_state,
-        held_identities=held_count(conn, crm),
-        review=review_count(conn, crm),
-        quarantined=int(conn.execute(select(func.count()).select_from(quarantine)).scalar_one()),
-        parked=parked_list(conn),
-        backfills=[_backfill(conn, crm, j) for j in backfills.jobs(conn, active_only=True)],
-        claims=_claims(conn, crm),
-        gaps=_gaps(conn),
-        budgets=[
-            usage.standing(conn, name, budget, now or datetime.now(UTC))
-            for name, budget in sorted((budgets or {}).items())
-        ],
+
+
+def delivery_counts(conn: Connection) -> dict[tuple[str, str], int]:
+    """Deliveries by (crm, state)."""
+    stmt = select(deliveries.c.crm, deliveries.c.state, func.count()).group_by(
+        deliveries.c.crm, deliveries.c.state
     )
+    return {(crm, state): int(n) for crm, state, n in conn.execute(stmt)}
+
+
+def deliveries_by_kind(conn: Connection) -> dict[DeliveryKey, int]:
+    """Deliveries by (crm, network, direction, state)."""
+    d, i = deliveries, interactions
+    stmt = (
+        select(d.c.crm, i.c.network, i.c.direction, d.c.state, func.count())
+        .join(i, i.c.id == d.c.interaction_id)
+        .group_by(d.c.crm, i.c.network, i.c.direction, d.c.state)
+    )
+    return {(c, n, dr, s): int(k) for c, n, dr, s, k in conn.execute(stmt)}
+
+
+def active_backfills(conn: Connection, crm: str) -> list[BackfillStatus]:
+    return [_backfill(conn, crm, j) for j in backfills.jobs(conn, active_only=True)]
+
+
+def standings(conn: Connection, budgets: Mapping[str, Budget], now: datetime) -> list[Standing]:
+    """Where each metered source stands in its billing period, by source name."""
+    return [usage.standing(conn, name, budget, now) for name, budget in sorted(budgets.items())]
 
 
 def _gaps(conn: Connection) -> Gaps:
     counts = gap_state.counts(conn)
     unclosed = [
         GapStatus(**{f: getattr(g, f) for f in GapStatus.__dataclass_fields__})
-        for g in gap_state.listing(conn, (OPEN, gap_state.CLOSING, gap_state.UNCLOSABLE))
+        for g in gap_state.listing(conn, (GapState.OPEN, GapState.CLOSING, GapState.UNCLOSABLE))
     ]
-    closed = sum(n for (*_, state), n in counts.by_state.items() if state == gap_state.CLOSED)
+    closed = sum(n for (*_, state), n in counts.by_state.items() if state == GapState.CLOSED)
     return Gaps(unclosed, closed, sum(counts.recovered.values()))
 
 
@@ -145,9 +219,9 @@ def _claims(conn: Connection, crm: str) -> dict[str, int]:
     if not shared(conn):  # SQLite never claims: no need to read every delivery for it
         return {}
     stmt = (
-        select(deliveries.c.claimed_by, func.count())
-        .where(deliveries.c.crm == crm, deliveries.c.claim_until > func.now())
-        .group_by(deliveries.c.claimed_by)
+        select(CLAIM.owner, func.count())
+        .where(deliveries.c.crm == crm, CLAIM.held(func.now()))
+        .group_by(CLAIM.owner)
     )
     return {owner: int(n) for owner, n in conn.execute(stmt)}
 

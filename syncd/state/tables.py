@@ -363,7 +363,7 @@ backfills = Table(
     Column("new", Integer, nullable=False, server_default="0"),  # of them, not stored before
     Column("requests", Integer, nullable=False, server_default="0"),
     Column("error", RedactedText),
-    Column("lease_owner", String(200)),  # "host:pid" of the process working it
+    Column("lease_owner", String(200)),  # the owner_id ("host:pid:nonce") of the process working it
     Column("lease_until", UtcDateTime()),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),

@@ -14,9 +14,8 @@ from typing import Any
 
 from sqlalchemy import Connection, func, or_, select, update
 
-from syncd.budget.ledger import Budget, Ledger, ReadCounts, Standing, period
-from syncd.budget.ledger import standing as stand
-from syncd.model import ProjectUsage, Reads
+from syncd.model import Budget, Ledger, ProjectUsage, ReadCounts, Reads, Standing, period
+from syncd.model import standing as stand
 from syncd.state.ingest import insert_for
 from syncd.state.tables import api_reads, source_budgets
 

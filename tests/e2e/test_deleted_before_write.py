@@ -15,8 +15,9 @@ from sqlalchemy import select, update
 from support.e2e import World, make_world, poll_once, tasks
 
 from sandbox.seed import seed
-from syncd.compliance.deleted import DELETED, DELETED_CODE
+from syncd.model import DeliveryState
 from syncd.state.db import Database
+from syncd.state.post_checks import DELETED_CODE
 from syncd.state.tables import deliveries, interactions, post_checks
 
 
@@ -94,7 +95,7 @@ def test_a_held_authors_post_deleted_before_their_contact_appears_is_never_writt
             ).one()
     finally:
         db.dispose()
-    assert (row.state, row.last_error_code) == (DELETED, DELETED_CODE)
+    assert (row.state, row.last_error_code) == (DeliveryState.DELETED, DELETED_CODE)
     assert "deleted on x before it was written" in (row.last_error or "")
     assert row.text == ""  # gone from state too, as for any post deleted on the network
     assert row.deleted_at is not None and row.acted_at is not None and row.action == "unwritten"

@@ -13,7 +13,7 @@ from support.fake_crm import FakeCrm
 from connectors.x.source import XSource
 from sandbox.x.api import XSandbox
 from syncd.backfill.runner import Runner
-from syncd.model import Account, Cursor, Page, Stream
+from syncd.model import Account, BackfillState, Cursor, Page, Stream
 from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.state import backfills
 from syncd.state import ingest as st
@@ -93,7 +93,7 @@ def test_a_backfill_segment_whose_token_is_refused_starts_again(db: Database) ->
                     streams=["mentions"],
                     plan=plan,
                     estimate=None,
-                    status=backfills.QUEUED,
+                    status=BackfillState.QUEUED,
                     now=now,
                 )
             runner = Runner(pipeline, "x", source, job_id)
@@ -114,4 +114,4 @@ def test_a_backfill_segment_whose_token_is_refused_starts_again(db: Database) ->
     assert set(posted) <= _stored(db)
     with db.connect() as conn:
         job = backfills.get(conn, job_id)
-    assert job is not None and job.status == backfills.DONE
+    assert job is not None and job.status == BackfillState.DONE

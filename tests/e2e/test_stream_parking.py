@@ -26,7 +26,7 @@ from syncd.backfill.runner import Runner
 from syncd.cli import cli
 from syncd.config.settings import load
 from syncd.errors import ExternalError, MalformedAnswer
-from syncd.model import Account, Stream
+from syncd.model import Account, BackfillState, Stream
 from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.service.app import App
 from syncd.service.daemon import Daemon
@@ -170,7 +170,7 @@ def test_a_backfill_whose_answers_are_unreadable_every_time_is_paused(db: Databa
             with db.transaction() as conn:
                 job_id = backfills.create(
                     conn, source="x", network="x", account="acme", since=since, until=now,
-                    streams=["mentions"], plan=plan, estimate=None, status=backfills.QUEUED,
+                    streams=["mentions"], plan=plan, estimate=None, status=BackfillState.QUEUED,
                     now=now,
                 )  # fmt: skip
             asked: list[str] = []
@@ -186,7 +186,7 @@ def test_a_backfill_whose_answers_are_unreadable_every_time_is_paused(db: Databa
             assert len(asked) == UNREADABLE_TO_PARK
             with db.connect() as conn:
                 job = backfills.get(conn, job_id)
-            assert job is not None and job.status == backfills.PAUSED
+            assert job is not None and job.status == BackfillState.PAUSED
             assert job.error is not None and "unreadable answers in a row" in job.error
 
             x.clear_faults()

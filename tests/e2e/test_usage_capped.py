@@ -25,14 +25,13 @@ from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import set_up_org
 from sandbox.x.api import XSandbox
 from syncd.backfill.runner import BackfillSource, Runner
-from syncd.budget.ledger import BudgetHeld, Standing
+from syncd.budget.ledger import BudgetHeld
 from syncd.cli.budget_view import print_budgets
 from syncd.config import settings as config
-from syncd.model import Stream
+from syncd.model import BackfillState, Standing, Stream
 from syncd.service.app import App, Job
 from syncd.service.daemon import Daemon
 from syncd.state import backfills, usage
-from syncd.state.backfills import QUEUED, RUNNING
 from syncd.state.status import status
 
 START = datetime(2027, 3, 9, 12, 0, tzinfo=UTC)
@@ -150,7 +149,7 @@ def queue_backfill(w: World) -> int:
             streams=["mentions"],
             plan=plan,
             estimate=None,
-            status=QUEUED,
+            status=BackfillState.QUEUED,
             now=now,
         )
 
@@ -195,7 +194,7 @@ def test_a_capped_source_asks_nothing_until_the_reset_then_everything_arrives(
             w.daemon.jobs["backfill"].run()
         assert len(w.asked) == asked
         assert w.next_run(jobs[Stream.REPLIES]) == RESET
-        assert job_status(w, backfill) == QUEUED
+        assert job_status(w, backfill) == BackfillState.QUEUED
 
         with w.app.db.connect() as conn:
             st = status(conn, "salesforce", w.app.guard.budgets, now=w.clock())
@@ -253,15 +252,15 @@ def test_90_percent_pauses_backfills_while_live_polling_goes_on(
         w.daemon.jobs["backfill"].run()
         w.daemon.jobs["backfill"].run()
         assert len(w.asked) == asked  # not one search
-        assert job_status(w, backfill) == QUEUED
+        assert job_status(w, backfill) == BackfillState.QUEUED
         # `syncd backfill` in the foreground works the job with the same runner: refused,
         # and the job handed back to the queue.
         source = cast(BackfillSource, w.app.sources["acme-x"][1])
         runner = Runner(w.app.pipeline, "acme-x", source, backfill, guard=w.app.guard)
-        assert runner.claim() and job_status(w, backfill) == RUNNING
+        assert runner.claim() and job_status(w, backfill) == BackfillState.RUNNING
         with pytest.raises(BudgetHeld, match=r"90% pauses backfills.*queued for the daemon"):
             runner.step()
-        assert job_status(w, backfill) == QUEUED and len(w.asked) == asked
+        assert job_status(w, backfill) == BackfillState.QUEUED and len(w.asked) == asked
 
         late = [w.mention(n) for n in (9, 10)]
         w.daemon.jobs[mentions.id].run()  # live polling goes on, past the budget
@@ -269,7 +268,7 @@ def test_90_percent_pauses_backfills_while_live_polling_goes_on(
             stored = {s.since_id for s in status(conn, "salesforce").streams}
         assert max(late, key=int) in stored
         w.daemon.jobs["backfill"].run()
-        assert job_status(w, backfill) == QUEUED
+        assert job_status(w, backfill) == BackfillState.QUEUED
 
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 3, warnings

@@ -22,7 +22,7 @@ from sandbox.x.api import XSandbox
 from syncd.backfill.runner import Runner
 from syncd.cli import cli
 from syncd.errors import PaginationLoop
-from syncd.model import Account, Segment, Stream
+from syncd.model import Account, BackfillState, Segment, Stream
 from syncd.pipeline import Pipeline, PipelineSettings, PollResult
 from syncd.state import backfills
 from syncd.state import gaps as gap_state
@@ -204,7 +204,7 @@ def test_a_backfill_walk_stops_on_a_repeated_token_and_pauses(walk: Walk) -> Non
             streams=["mentions"],
             plan=segments,
             estimate=None,
-            status=backfills.QUEUED,
+            status=BackfillState.QUEUED,
             now=now,
         )
     sent: list[str | None] = []
@@ -224,7 +224,7 @@ def test_a_backfill_walk_stops_on_a_repeated_token_and_pauses(walk: Walk) -> Non
     assert len(sent) <= 3 and sent.count(sent[1]) <= 2
     with walk.db.connect() as conn:
         job = backfills.get(conn, job_id)
-    assert job is not None and job.status == backfills.PAUSED
+    assert job is not None and job.status == BackfillState.PAUSED
     assert job.error is not None and "already followed" in job.error
     assert job.token == sent[1]  # it takes up at the page that looped, none skipped
 

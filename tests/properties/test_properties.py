@@ -65,7 +65,7 @@ from support.properties import (
 
 from connectors.x.parse import parse_page
 from syncd.errors import TransientError
-from syncd.model import Account, Cursor, Direction, Page, Quarantined, Stream
+from syncd.model import Account, Cursor, DeliveryState, Direction, Page, Quarantined, Stream
 from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.resolver.stage import ResolveSettings
 from syncd.state import ingest as st_ingest
@@ -508,7 +508,7 @@ class DeliveryMachine(RuleBasedStateMachine):
             written = conn.execute(
                 select(interactions.c.post_id, deliveries.c.crm_record_id)
                 .join(deliveries, deliveries.c.interaction_id == interactions.c.id)
-                .where(deliveries.c.state == outbox.WRITTEN)
+                .where(deliveries.c.state == DeliveryState.WRITTEN)
             ).all()
             queued = conn.execute(
                 select(interactions.c.author_id).join(
@@ -564,7 +564,7 @@ class DeliveryMachine(RuleBasedStateMachine):
         # ... every customer interaction one delivery, written, and one CRM record ...
         customers = customer_posts(self.walks.script.served)
         assert sorted(p for p, _, _ in states) == sorted(customers)
-        assert [s for _, s, _ in states if s != outbox.WRITTEN] == []
+        assert [s for _, s, _ in states if s != DeliveryState.WRITTEN] == []
         assert set(self.crm.records) == {f"x:{p}" for p in customers}
         assert {f"x:{p}": c for p, _, c in states} == self.crm.crm_ids
         # ... created once; and nothing is left waiting.

@@ -14,9 +14,9 @@ from alembic import command
 from sqlalchemy import inspect
 
 from syncd.budget.guard import USAGE_INTERVAL, BudgetGuard
-from syncd.budget.ledger import Budget, BudgetHeld, CappedSource, Prices
+from syncd.budget.ledger import BudgetHeld, CappedSource
 from syncd.errors import TransientError, UsageCapped
-from syncd.model import ProjectUsage, Reads
+from syncd.model import Budget, Prices, ProjectUsage, Reads
 from syncd.state import usage
 from syncd.state.db import Database, alembic_config
 

@@ -13,11 +13,23 @@ from click.testing import CliRunner
 
 from connectors.x.parse import parse_page
 from connectors.x.usage import USAGE_CAP_RECHECK, cap_resume, parse_usage
-from syncd.budget.ledger import Budget, Ledger, Prices, ReadCounts, budgets, period, standing
+from syncd.budget.ledger import budgets
 from syncd.cli import cli
 from syncd.config import settings as config
 from syncd.errors import TransientError
-from syncd.model import Account, Cursor, ProjectUsage, Reads, Stream
+from syncd.model import (
+    Account,
+    Budget,
+    Cursor,
+    Ledger,
+    Prices,
+    ProjectUsage,
+    ReadCounts,
+    Reads,
+    Stream,
+    period,
+    standing,
+)
 
 T = datetime(2027, 3, 9, 12, 0, tzinfo=UTC)
 # X's pay-per-use prices, as an X source's settings declare them by default.

@@ -131,7 +131,8 @@ def test_a_follow_is_not_a_mention(sb: MastodonSandbox) -> None:
     brand, fan = sb.add_account("brand"), sb.add_account("fan")
     sb.add_notification(brand.id, "follow", fan.id)
     sb.add_status(fan.id, "@brand hi")
-    both = get(sb, "/api/v1/notifications", **{"types[]": ["follow", "mention"]}).json()
+    query: dict[str, Any] = {"types[]": ["follow", "mention"]}
+    both = get(sb, "/api/v1/notifications", **query).json()
     assert [n["type"] for n in both] == ["mention", "follow"]
     follow = next(n for n in both if n["type"] == "follow")
     assert "status" not in follow

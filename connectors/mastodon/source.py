@@ -11,13 +11,16 @@ newest page of that range and leave a hole when more than a page arrived. The wa
 reaches the stored id (the endpoints have no horizon), so it never leaves a gap.
 
 Notification ids are a sequence, not a time, so this source cannot turn ``start`` into an id
-(:class:`syncd.contracts.Starting`): a stream's first walk reads what the instance still holds.
+(:class:`syncd.contracts.Starting`). It honours ``start`` in the first walk itself instead: with
+no stored id, the walk reads newest first (``max_id``) until a post made before ``start``, and
+its end stores the newest id it saw, so nothing made after ``start`` is skipped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
@@ -35,7 +38,15 @@ from connectors.mastodon.parse import (
     rate_info,
     replied_to,
 )
-from syncd.contracts import CheckRow, ConnectorSettings, Duration, KnownAuthors, SourceSettings
+from syncd.contracts import (
+    CheckRow,
+    ConnectorSettings,
+    Duration,
+    KnownAuthors,
+    SourceSettings,
+    parse_start,
+    start_moment,
+)
 from syncd.contracts.secrets import SecretRef
 from syncd.contracts.urls import require_tls
 from syncd.errors import AuthError, ExternalError, MalformedAnswer, NotFound, RateLimited
@@ -49,6 +60,7 @@ __all__ = ["MastodonSettings", "MastodonSource"]
 
 NOTIFICATIONS_LIMIT = 80  # GET /api/v1/notifications: limit up to 80
 STATUSES_LIMIT = 40  # GET /api/v1/accounts/:id/statuses: limit up to 40
+_BACK = "back:"  # the page position of a first walk, read newest first back to `start`
 MANY_IDS = 20  # ids a GET /api/v1/statuses?id[]= or /api/v1/accounts?id[]= call takes
 # The notification policy's filters that hide a stranger's mention (a customer is a stranger
 # to the brand): "filter" moves it to notification requests, "drop" discards it.
@@ -117,7 +129,9 @@ class MastodonSource:
         page_size: int = NOTIFICATIONS_LIMIT,
         timeout: float = 30.0,
         domain: str | None = None,
+        start: str = "now",
     ) -> None:
+        self.start = parse_start(start)
         self.api_base_url = api_base_url.rstrip("/")
         self.domain = domain or (urlsplit(self.api_base_url).netloc.lower())
         self.page_size = page_size
@@ -134,6 +148,7 @@ class MastodonSource:
             page_size=settings.page_size,
             timeout=settings.timeout,
             domain=settings.domain,
+            start=settings.start,
         )
 
     # -- accounts ----------------------------------------------------------------------------
@@ -211,7 +226,10 @@ class MastodonSource:
         """One request of a walk and the cursor after it (see the module's docstring)."""
         limit = int(params["limit"])
         since = cursor.since_id
-        if cursor.pagination_token is None:
+        token = cursor.pagination_token
+        if since is None and (token is None or token.startswith(_BACK)):
+            return self._first_walk(read, params, cursor)
+        if token is None:
             _, body, headers = self.client.call(read, **params)
             items = self._items(body)
             ids = self._ids(items)
@@ -222,9 +240,8 @@ class MastodonSource:
                 kept = [i for i in items if self._after(i, since)]
                 return kept, headers, Cursor(since_id=newest)
             oldest = min(ids, key=id_key)
-            token = f"{since or '0'}:{oldest}"
-            return items, headers, Cursor(since, token, pending_since_id=newest)
-        low, _, high = cursor.pagination_token.partition(":")
+            return items, headers, Cursor(since, f"{since}:{oldest}", pending_since_id=newest)
+        low, _, high = token.partition(":")
         if not (is_id(low) and is_id(high)):
             raise MalformedAnswer("a stored Mastodon page position is unreadable", system=NETWORK)
         result, body, headers = self.client.call(read, **params, min_id=low, max_id=high)
@@ -240,6 +257,50 @@ class MastodonSource:
             raise MalformedAnswer("Mastodon's Link header does not move forward", system=NETWORK)
         token = f"{following}:{high}"
         return items, headers, Cursor(since, token, cursor.pending_since_id)
+
+    def _first_walk(
+        self, read: Callable[..., Any], params: dict[str, Any], cursor: Cursor
+    ) -> tuple[list[Any], Mapping[str, str], Cursor]:
+        """A stream's first walk: newest first (``max_id``) back to the configured ``start``,
+        whose moment the page position carries, so a walk resumed later keeps it. Its end
+        stores the newest id it saw (``"0"`` when the stream was empty: everything is new)."""
+        token = cursor.pagination_token
+        if token is None:
+            moment = start_moment(self.start, datetime.now(UTC))
+            _, body, headers = self.client.call(read, **params)
+            newest: str | None = None
+        else:
+            below, _, stamp = token.removeprefix(_BACK).partition(":")
+            try:
+                moment = datetime.fromtimestamp(float(stamp), UTC)
+            except (ValueError, OverflowError):
+                below = ""
+            if not is_id(below):
+                raise MalformedAnswer(
+                    "a stored Mastodon page position is unreadable", system=NETWORK
+                )
+            _, body, headers = self.client.call(read, **params, max_id=below)
+            newest = cursor.pending_since_id
+        items = self._items(body)
+        ids = self._ids(items)
+        newest = newest or (max(ids, key=id_key) if ids else None)
+        kept = [i for i in items if not self._before(i, moment)]
+        if len(items) < int(params["limit"]) or len(kept) < len(items) or not ids:
+            return kept, headers, Cursor(since_id=newest or "0")
+        oldest = min(ids, key=id_key)
+        position = f"{_BACK}{oldest}:{moment.timestamp()}"
+        return kept, headers, Cursor(None, position, pending_since_id=newest)
+
+    @staticmethod
+    def _before(item: Any, moment: datetime) -> bool:
+        """Made before ``moment`` (an item whose time cannot be read is not: it goes on to
+        be quarantined with the reason)."""
+        value = item.get("created_at") if isinstance(item, dict) else None
+        try:
+            made = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        return made.tzinfo is not None and made < moment
 
     @staticmethod
     def _items(body: Any) -> list[Any]:

@@ -42,7 +42,7 @@ def world(
             + "\n[[sources]]\n"
             + 'name = "acme-mastodon"\ntype = "mastodon"\n'
             + f'api_base_url = "{m.url}"\naccess_token = "env:E2E_MASTODON_TOKEN"\n'
-            + 'accounts = ["acme"]\ninterval = "1s"\npage_size = 5\n'
+            + 'accounts = ["acme"]\ninterval = "1s"\npage_size = 5\nstart = "1d"\n'
         )
         assert SECRETS.x_bearer not in w.config.read_text()
         yield w, m

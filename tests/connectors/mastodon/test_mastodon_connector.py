@@ -41,8 +41,10 @@ class World:
         self.queries: list[tuple[str, dict[str, list[str]]]] = []
         sb.on_request("*", lambda req: self.queries.append((req.endpoint, dict(req.multi))))
 
-    def source(self, page_size: int = 5, token: str = TOKEN) -> MastodonSource:
-        return MastodonSource(token, api_base_url=self.sb.url, page_size=page_size)
+    def source(
+        self, page_size: int = 5, token: str = TOKEN, start: str = "2000-01-01"
+    ) -> MastodonSource:
+        return MastodonSource(token, api_base_url=self.sb.url, page_size=page_size, start=start)
 
     def mention(self, author: MAccount, text: str = "@acme help") -> str:
         return self.sb.add_status(author.id, text).uri
@@ -144,6 +146,52 @@ def test_more_than_a_page_since_the_stored_id_is_read_whole_and_forward(world: W
     newest = max((n.id for n in world.sb.notifications), key=int)
     assert pages[-1].next_cursor == Cursor(since_id=newest)
     assert all(p.horizon is None for p in pages)
+
+
+def test_a_first_walk_reads_back_to_start_and_no_further(world: World) -> None:
+    clock = [datetime(2026, 11, 1, 8, 0, tzinfo=UTC)]
+    world.sb.clock = lambda: clock[0]
+    old = [world.mention(world.fan, f"@acme old {k}") for k in range(4)]
+    clock[0] = datetime(2026, 11, 3, 8, 0, tzinfo=UTC)
+    recent = [world.mention(world.fan, f"@acme recent {k}") for k in range(7)]
+    source = world.source(page_size=3, start="2026-11-02")
+    world.queries.clear()
+    pages = walk(source, world.account, Stream.MENTIONS, Cursor())
+    assert sorted(read(pages)) == sorted(recent) and not set(old) & set(read(pages))
+    # Newest first (max_id), then the end stores the newest id seen.
+    asked = [q for e, q in world.queries if e == "notifications"]
+    assert "max_id" not in asked[0] and all("max_id" in q for q in asked[1:])
+    assert all("min_id" not in q for q in asked)
+    newest = max((n.id for n in world.sb.notifications), key=int)
+    assert pages[-1].next_cursor == Cursor(since_id=newest)
+    assert pages[0].next_cursor.pending_since_id == newest
+    # A later poll reads what came after, forward from there.
+    later = world.mention(world.fan, "@acme later")
+    assert read(walk(source, world.account, Stream.MENTIONS, pages[-1].next_cursor)) == [later]
+
+
+def test_a_first_walk_from_now_reads_nothing_old_and_loses_nothing_new(world: World) -> None:
+    world.mention(world.fan, "@acme before syncd")
+    source = world.source(start="now")
+    first = walk(source, world.account, Stream.MENTIONS, Cursor())
+    assert read(first) == [] and first[-1].next_cursor.since_id is not None
+    # An empty replies stream stores "0": whatever comes is after it.
+    empty = walk(source, world.account, Stream.REPLIES, Cursor())
+    assert empty[-1].next_cursor == Cursor(since_id="0")
+    asked = world.sb.add_status(world.fan.id, "@acme new")
+    answer = world.sb.add_status(world.acme.id, "@fan@example.social yes", in_reply_to=asked.id)
+    assert read(walk(source, world.account, Stream.MENTIONS, first[-1].next_cursor)) == [asked.uri]
+    assert read(walk(source, world.account, Stream.REPLIES, empty[-1].next_cursor)) == [answer.uri]
+
+
+def test_a_first_walk_resumes_with_its_start(world: World) -> None:
+    posted = [world.mention(world.fan, f"@acme {k}") for k in range(7)]
+    first = world.source(page_size=3).fetch(world.account, Stream.MENTIONS, Cursor())
+    assert first.next_cursor.in_walk and first.next_cursor.since_id is None
+    # Another process, configured "now", goes on with the start the walk began with.
+    again = world.source(page_size=3, start="now")
+    rest = walk(again, world.account, Stream.MENTIONS, first.next_cursor)
+    assert sorted(read([first, *rest])) == sorted(posted)
 
 
 def test_an_idle_poll_is_one_unpaginated_request(world: World) -> None:

@@ -3,16 +3,21 @@ Mastodon.py through ``syncd poll --once``, into the Salesforce stand-in, on both
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import update
 from support.e2e import SECRETS, World, make_world, poll_once, tasks
 
 from sandbox.mastodon.api import MastodonSandbox
 from sandbox.seed import set_up_org
 from syncd.cli import cli
+from syncd.state.db import Database
+from syncd.state.tables import deliveries
 
 TOKEN = "e2e-mastodon-token"
 # A Mastodon post is its status uri and a person their actor uri (the keys), and a
@@ -105,3 +110,42 @@ def test_check_covers_the_mastodon_source(world: tuple[World, MastodonSandbox]) 
     result = CliRunner().invoke(cli, ["--config", str(w.config), "check"])
     assert result.exit_code != 0
     assert "notification policy" in result.output and "for_not_following=accept" in result.output
+
+
+def test_a_status_deleted_on_the_instance_loses_its_task(
+    world: tuple[World, MastodonSandbox],
+) -> None:
+    w, m = world
+    m.add_account("acme")
+    # A customer of the brand's own instance: ids short enough for the state on both backends.
+    pat = m.add_account("pat", note="pat@example.com")
+    w.sf.insert("Contact", {"FirstName": "Pat", "LastName": "Doe", "Email": "pat@example.com"})
+    doomed = m.add_status(pat.id, "@acme my order number is 12345")
+    kept = m.add_status(pat.id, "@acme thanks, sorted")
+    for _ in range(2):
+        code, output = poll_once(w)
+        assert code == 0, output
+    assert {f"mastodon:{doomed.uri}", f"mastodon:{kept.uri}"} <= set(tasks(w.sf))
+    # Written two days ago: a post is first asked about a day after it was seen standing.
+    db = Database(state_url_of(w))
+    try:
+        with db.transaction() as conn:
+            conn.execute(
+                update(deliveries).values(written_at=datetime.now(UTC) - timedelta(days=2))
+            )
+    finally:
+        db.dispose()
+    m.delete_status(doomed.id)
+    result = CliRunner().invoke(cli, ["--config", str(w.config), "compliance", "run", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["deleted"], report["acted"], report["failed"]) == (1, 1, 0)
+    after = tasks(w.sf)
+    assert f"mastodon:{doomed.uri}" not in after and f"mastodon:{kept.uri}" in after
+
+
+def state_url_of(w: World) -> str:
+    for line in w.config.read_text().splitlines():
+        if line.startswith("url = "):
+            return str(json.loads(line.removeprefix("url = ")))
+    raise AssertionError("no state url")

@@ -18,6 +18,7 @@ its end stores the newest id it saw, so nothing made after ``start`` is skipped.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
+from connectors.mastodon import backfill
 from connectors.mastodon.client import MastodonClient
 from connectors.mastodon.parse import (
     NETWORK,
@@ -50,11 +52,11 @@ from syncd.contracts import (
 from syncd.contracts.secrets import SecretRef
 from syncd.contracts.urls import require_tls
 from syncd.errors import AuthError, ExternalError, MalformedAnswer, NotFound, RateLimited
-from syncd.model import Account, Author, Cursor, Page, Stream
+from syncd.model import Account, Author, Cursor, Page, PostCount, Segment, Stream
 
 if TYPE_CHECKING:
+    from syncd.contracts import Backfiller, Source
     from syncd.contracts import RateLimited as RateLimitedSource
-    from syncd.contracts import Source
 
 __all__ = ["MastodonSettings", "MastodonSource"]
 
@@ -191,6 +193,14 @@ class MastodonSource:
     def fetch(
         self, account: Account, stream: Stream, cursor: Cursor, known: KnownAuthors | None = None
     ) -> Page:
+        read, params = self._endpoint(account, stream)
+        items, headers, next_cursor = self._step(read, params, cursor)
+        return self._page(items, headers, next_cursor, account, stream)
+
+    def _endpoint(
+        self, account: Account, stream: Stream
+    ) -> tuple[Callable[..., Any], dict[str, Any]]:
+        """The Mastodon.py method reading ``stream`` of the token's account, and its params."""
         me = self.me()
         if me.uri != account.user_id:
             raise AuthError(
@@ -203,7 +213,17 @@ class MastodonSource:
             read = self.client.api.account_statuses
             limit = min(self.page_size, STATUSES_LIMIT)
             params = {"id": me.local_id, "exclude_reblogs": True, "limit": limit}
-        items, headers, next_cursor = self._step(read, params, cursor)
+        return read, params
+
+    def _page(
+        self,
+        items: list[Any],
+        headers: Mapping[str, str],
+        next_cursor: Cursor,
+        account: Account,
+        stream: Stream,
+    ) -> Page:
+        me = self.me()
         if stream is Stream.MENTIONS:
             translated = parse_mentions(items, account, self.domain)
         else:
@@ -359,6 +379,61 @@ class MastodonSource:
                     found[str(raw["id"])] = (raw["uri"], raw)
         return found
 
+    # -- backfills (Backfiller) --------------------------------------------------------------
+    def plan_backfill(
+        self,
+        account: Account,
+        streams: Sequence[Stream],
+        since: datetime,
+        until: datetime,
+        now: datetime,
+    ) -> list[Segment]:
+        return backfill.plan(streams, since, until, now, self.page_size)
+
+    def count_posts(self, account: Account, segment: Segment) -> PostCount:
+        """No counts endpoint: one page of the window, extrapolated over its span."""
+        page = self.fetch_segment(account, segment, None)
+        posts = len(page.interactions) + len(page.quarantined)
+        if page.next_cursor.pagination_token is None:
+            return PostCount(posts, exact=True)
+        oldest = min((i.created_at for i in page.interactions), default=segment.until)
+        covered = max((segment.until - oldest).total_seconds(), 1.0)
+        span = (segment.until - segment.since).total_seconds()
+        return PostCount(math.ceil(posts * span / covered), exact=False)
+
+    def fetch_segment(
+        self,
+        account: Account,
+        segment: Segment,
+        token: str | None,
+        known: KnownAuthors | None = None,
+    ) -> Page:
+        """One page of the window, newest first: ``token`` is the ``max_id`` to read below."""
+        read, params = self._endpoint(account, segment.stream)
+        params["limit"] = segment.page_size
+        if token is not None:
+            if not is_id(token):
+                raise MalformedAnswer(
+                    "a stored Mastodon page position is unreadable", system=NETWORK
+                )
+            params["max_id"] = token
+        elif segment.stream is Stream.REPLIES:
+            params["max_id"] = backfill.status_id_at(segment.until)
+        _, body, headers = self.client.call(read, **params)
+        items = self._items(body)
+        ids = self._ids(items)
+        times = [t for i in items if (t := backfill.made_at(i)) is not None]
+        more = (
+            len(items) >= segment.page_size
+            and bool(ids)
+            and min(times, default=segment.since) >= segment.since
+        )
+        following = min(ids, key=id_key) if more else None
+        kept = [i for i in items if backfill.inside(i, segment)]
+        return self._page(
+            kept, headers, Cursor(pagination_token=following), account, segment.stream
+        )
+
     # -- compliance and check ----------------------------------------------------------------
     def local_id(self, uri: str) -> str | None:
         """The local id of a status of this instance, from its uri (``…/statuses/<id>``, the
@@ -462,3 +537,4 @@ class MastodonSource:
 if TYPE_CHECKING:  # the contracts are structural: have mypy hold the class to them
     _: type[Source] = MastodonSource
     _r: type[RateLimitedSource] = MastodonSource
+    _b: type[Backfiller] = MastodonSource

@@ -127,7 +127,6 @@ class MastodonSandbox(SandboxServer):
         }
         self._ids = itertools.count(1)
         self._notification_ids = itertools.count(1)  # a sequence, as Mastodon's are
-        self._last_ms = 0
         self._windows: dict[tuple[str, str], _Window] = {}
         self._caller = threading.local()
         for method, pattern, handler, endpoint in (
@@ -156,9 +155,9 @@ class MastodonSandbox(SandboxServer):
         return urlsplit(self.url).netloc
 
     def _snowflake(self) -> str:
-        """A status or account id: milliseconds << 16 and a sequence, as Mastodon's."""
-        ms = max(int(self.clock().timestamp() * 1000), self._last_ms)
-        self._last_ms = ms
+        """A status or account id: the clock's milliseconds << 16 and a sequence, as
+        Mastodon's (a status made at an earlier time has a smaller id, as an import does)."""
+        ms = int(self.clock().timestamp() * 1000)
         return str((ms << 16) + next(self._ids) % 65536)
 
     def add_account(

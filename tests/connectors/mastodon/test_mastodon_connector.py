@@ -8,7 +8,7 @@ import json
 import re
 import tomllib
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from sandbox.mastodon.api import MAccount, MastodonSandbox
 from sandbox.server import Request
 from syncd.config import settings as config_mod
 from syncd.errors import AuthError, MalformedAnswer, RateLimited, TransientError
-from syncd.model import Account, Cursor, Direction, Page, Stream
+from syncd.model import Account, Cursor, Direction, Page, PostCount, Segment, Stream
 
 TOKEN = "mastodon-token-0123456789-SECRET"
 ROOT = Path(__file__).resolve().parents[3]
@@ -447,3 +447,62 @@ def test_requests_carry_the_token_only_as_a_bearer_header(world: World) -> None:
     (req,) = seen
     assert req.header("authorization") == f"Bearer {TOKEN}"
     assert TOKEN not in json.dumps(req.multi)
+
+
+# -- backfills -------------------------------------------------------------------------------
+def segment_walk(source: MastodonSource, account: Account, segment: Segment) -> list[Page]:
+    pages = [source.fetch_segment(account, segment, None)]
+    while pages[-1].next_cursor.pagination_token is not None:
+        assert len(pages) < 50
+        pages.append(source.fetch_segment(account, segment, pages[-1].next_cursor.pagination_token))
+    return pages
+
+
+def test_a_backfill_reads_both_streams_of_a_past_window(world: World) -> None:
+    clock = [datetime(2026, 10, 1, 9, 0, tzinfo=UTC)]
+    world.sb.clock = lambda: clock[0]
+    by_day: dict[int, tuple[str, str]] = {}
+    for day in range(1, 11):  # one mention and one reply each day, 1-10 October
+        clock[0] = datetime(2026, 10, day, 9, 0, tzinfo=UTC)
+        asked = world.sb.add_status(world.fan.id, f"@acme day {day}")
+        answer = world.sb.add_status(world.acme.id, "@fan@example.social ok", in_reply_to=asked.id)
+        by_day[day] = (asked.uri, answer.uri)
+    source = world.source(page_size=3)
+    since, until = datetime(2026, 10, 3, tzinfo=UTC), datetime(2026, 10, 8, tzinfo=UTC)
+    now = datetime(2026, 10, 20, tzinfo=UTC)
+    mentions, replies = source.plan_backfill(
+        world.account, [Stream.MENTIONS, Stream.REPLIES], since, until, now
+    )
+    assert (mentions.route, replies.route) == ("mentions_timeline", "user_timeline")
+    assert mentions.min_interval >= 3.0 and mentions.rate_window == 900.0
+    assert mentions.horizon is None and mentions.note
+    world.queries.clear()
+    got_mentions = read(segment_walk(source, world.account, mentions))
+    got_replies = read(segment_walk(source, world.account, replies))
+    assert sorted(got_mentions) == sorted(by_day[d][0] for d in range(3, 8))
+    assert sorted(got_replies) == sorted(by_day[d][1] for d in range(3, 8))
+    # The statuses walk starts at the window's end (ids are times); the notifications walk
+    # at the newest, both newest first by max_id.
+    first_statuses = next(q for e, q in world.queries if e == "account_statuses")
+    assert int(first_statuses["max_id"][0]) >> 16 == int(until.timestamp() * 1000)
+    assert all("min_id" not in q for _, q in world.queries)
+
+
+def test_a_backfill_count_is_exact_for_one_page_and_sampled_beyond(world: World) -> None:
+    for k in range(2):
+        world.mention(world.fan, f"@acme {k}")
+    source = world.source(page_size=5)
+    now = datetime.now(UTC)
+    (segment,) = source.plan_backfill(
+        world.account, [Stream.MENTIONS], now - timedelta(days=1), now + timedelta(minutes=1), now
+    )
+    assert source.count_posts(world.account, segment) == PostCount(2, exact=True)
+    for k in range(8):
+        world.mention(world.fan, f"@acme more {k}")
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    (segment,) = source.plan_backfill(
+        world.account, [Stream.MENTIONS], now - timedelta(days=1), now, now
+    )
+    count = source.count_posts(world.account, segment)
+    assert not count.exact and count.posts >= 5
+    assert source.plan_backfill(world.account, [Stream.MENTIONS], now, now, now) == []

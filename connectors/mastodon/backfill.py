@@ -33,7 +33,12 @@ NOTE = {
 
 
 def plan(
-    streams: Sequence[Stream], since: datetime, until: datetime, now: datetime, page_size: int
+    streams: Sequence[Stream],
+    since: datetime,
+    until: datetime,
+    now: datetime,
+    page_size: int,
+    min_interval: float = MIN_INTERVAL,
 ) -> list[Segment]:
     """One segment per stream for ``[since, min(until, now))``."""
     end = min(until, now)
@@ -49,7 +54,7 @@ def plan(
             page_size=min(page_size, limits[stream]),
             requests_per_window=PAGINATED_LIMIT,
             rate_window=RATE_WINDOW,
-            min_interval=MIN_INTERVAL,
+            min_interval=min_interval,
             note=NOTE[stream],
         )
         for stream in streams

@@ -44,6 +44,7 @@ from syncd.contracts import (
     CheckRow,
     ConnectorSettings,
     Duration,
+    DurationOrZero,
     KnownAuthors,
     SourceSettings,
     parse_start,
@@ -84,6 +85,9 @@ class MastodonSettings(SourceSettings):
     interval: Duration = 60.0
     page_size: int = Field(default=NOTIFICATIONS_LIMIT, ge=1, le=NOTIFICATIONS_LIMIT)
     timeout: Duration = 30.0
+    # Seconds between two backfill requests: half the paginated budget (300 per 15 minutes)
+    # by default, the rest left to live polls; only a stand-in wants less.
+    backfill_interval: DurationOrZero = backfill.MIN_INTERVAL
     # The domain of the instance's accounts (``user@domain``) when it is not api_base_url's
     # host (an instance with a separate web domain).
     domain: str | None = None
@@ -132,8 +136,10 @@ class MastodonSource:
         timeout: float = 30.0,
         domain: str | None = None,
         start: str = "now",
+        backfill_interval: float = backfill.MIN_INTERVAL,
     ) -> None:
         self.start = parse_start(start)
+        self.backfill_interval = backfill_interval
         self.api_base_url = api_base_url.rstrip("/")
         self.domain = domain or (urlsplit(self.api_base_url).netloc.lower())
         self.page_size = page_size
@@ -151,6 +157,7 @@ class MastodonSource:
             timeout=settings.timeout,
             domain=settings.domain,
             start=settings.start,
+            backfill_interval=settings.backfill_interval,
         )
 
     # -- accounts ----------------------------------------------------------------------------
@@ -388,7 +395,7 @@ class MastodonSource:
         until: datetime,
         now: datetime,
     ) -> list[Segment]:
-        return backfill.plan(streams, since, until, now, self.page_size)
+        return backfill.plan(streams, since, until, now, self.page_size, self.backfill_interval)
 
     def count_posts(self, account: Account, segment: Segment) -> PostCount:
         """No counts endpoint: one page of the window, extrapolated over its span."""

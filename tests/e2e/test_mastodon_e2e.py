@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import update
+from sqlalchemy import select, update
 from support.e2e import SECRETS, World, make_world, poll_once, tasks
 
 from sandbox.mastodon.api import MastodonSandbox
 from sandbox.seed import set_up_org
 from syncd.cli import cli
 from syncd.state.db import Database
-from syncd.state.tables import deliveries
+from syncd.state.tables import deliveries, interactions
 
 TOKEN = "e2e-mastodon-token"
 # A Mastodon post is its status uri and a person their actor uri (the keys), and a
@@ -149,3 +149,41 @@ def state_url_of(w: World) -> str:
         if line.startswith("url = "):
             return str(json.loads(line.removeprefix("url = ")))
     raise AssertionError("no state url")
+
+
+def test_backfill_reads_a_past_window_once(world: tuple[World, MastodonSandbox]) -> None:
+    w, m = world
+    w.config.write_text(w.config.read_text() + 'backfill_interval = "0s"\n')
+    acme = m.add_account("acme")
+    pat = m.add_account("pat", note="pat@example.com")
+    w.sf.insert("Contact", {"FirstName": "Pat", "LastName": "Doe", "Email": "pat@example.com"})
+    code, output = poll_once(w)  # the first walk: from now on
+    assert code == 0, output
+    real = m.clock
+    days_ago = datetime.now(UTC) - timedelta(days=3)
+    m.clock = lambda: days_ago  # posted three days ago (an import, or before syncd ran)
+    old = [m.add_status(pat.id, f"@acme old question {k}") for k in range(7)]
+    answer = m.add_status(acme.id, "@pat sorted", in_reply_to=old[0].id)
+    m.clock = real
+    since = (datetime.now(UTC) - timedelta(days=5)).strftime("%Y-%m-%d")
+    args = ["backfill", "--source", "acme-mastodon", "--account", "acme", "--since", since]
+    result = CliRunner().invoke(cli, ["--config", str(w.config), *args])
+    assert result.exit_code == 0, result.output
+    db = Database(state_url_of(w))
+    try:
+        with db.connect() as conn:
+            read = conn.execute(
+                select(interactions.c.post_id).where(interactions.c.backfill_id.is_not(None))
+            ).scalars()
+            assert set(read) == {s.uri for s in [*old, answer]}  # the backfill read them all
+    finally:
+        db.dispose()
+    for _ in range(2):  # the resolver's link, then the write
+        code, output = poll_once(w)
+        assert code == 0, output
+    got = {k for k in tasks(w.sf) if k.startswith("mastodon:")}
+    assert got == {f"mastodon:{s.uri}" for s in [*old, answer]}
+    again = CliRunner().invoke(cli, ["--config", str(w.config), *args])
+    assert again.exit_code == 0, again.output
+    poll_once(w)
+    assert {k for k in tasks(w.sf) if k.startswith("mastodon:")} == got

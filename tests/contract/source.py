@@ -25,7 +25,13 @@ MAX_PAGES = 50  # a walk longer than this is a walk that never ends
 
 
 class SourceWorld(Protocol):
-    """A network one source connector reads, as the suite drives it."""
+    """A network one source connector reads, as the suite drives it.
+
+    Two verbs are optional, for networks unlike X: ``shown_handle(handle)``, the handle a page
+    shows for a user made as ``handle`` (Mastodon: ``handle@domain``), and
+    ``absent_post_ids(like, n)``, ``n`` post ids no post has in the shape of ``like`` (a
+    network whose post ids are URIs); see :func:`shown_handle` and :func:`absent_post_ids`.
+    """
 
     page_size: int  # what the sources it makes read per page (the walks below exceed it)
     # What :meth:`fail_next` can do: "rate_limit", "transient", "malformed", "bad_item".

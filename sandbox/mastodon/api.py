@@ -133,7 +133,6 @@ class MastodonSandbox(SandboxServer):
             ("GET", "/api/v1/accounts/verify_credentials", self._verify, "verify_credentials"),
             ("GET", "/api/v1/accounts/lookup", self._lookup, "account_lookup"),
             ("GET", "/api/v1/accounts/{id}/statuses", self._account_statuses, "account_statuses"),
-            ("GET", "/api/v1/accounts/{id}", self._account, "account"),
             ("GET", "/api/v1/accounts", self._many_accounts, "accounts"),
             ("GET", "/api/v1/notifications", self._notifications, "notifications"),
             ("GET", "/api/v1/statuses/{id}", self._status, "status"),
@@ -389,12 +388,6 @@ class MastodonSandbox(SandboxServer):
 
     def _lookup(self, req: Request) -> Response:
         account = self.by_acct(req.query.get("acct", ""))
-        if account is None:
-            return Response.json({"error": "Record not found"}, 404)
-        return Response.json(self.render_account(account))
-
-    def _account(self, req: Request) -> Response:
-        account = self.accounts.get(req.params["id"])
         if account is None:
             return Response.json({"error": "Record not found"}, 404)
         return Response.json(self.render_account(account))

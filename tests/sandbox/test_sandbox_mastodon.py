@@ -233,3 +233,17 @@ def test_the_policy_has_the_documented_fields(sb: MastodonSandbox) -> None:
         "for_limited_accounts", "summary",
     }  # fmt: skip
     assert {policy[k] for k in policy if k != "summary"} <= {"accept", "filter", "drop"}
+
+
+def test_batched_reads_leave_out_what_is_missing(sb: MastodonSandbox) -> None:
+    # Not recorded: docs.joinmastodon.org methods/statuses#index and methods/accounts#index.
+    brand, fan = sb.add_account("brand"), sb.add_account("fan")
+    kept, gone = sb.add_status(fan.id, "kept"), sb.add_status(fan.id, "gone")
+    sb.delete_status(gone.id)
+    query: dict[str, Any] = {"id[]": [gone.id, kept.id, "1"]}
+    statuses = get(sb, "/api/v1/statuses", **query).json()
+    assert [s["id"] for s in statuses] == [kept.id]
+    _, real, _ = recorded("test_status_reply", "POST", r"/api/v1/statuses", nth=1)
+    assert_same_shape(statuses, [real], "statuses")
+    query = {"id[]": [fan.id, "1", brand.id]}
+    assert [a["id"] for a in get(sb, "/api/v1/accounts", **query).json()] == [fan.id, brand.id]

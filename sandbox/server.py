@@ -42,6 +42,8 @@ class Request:
     target_bytes: int = 0  # the request line's target (path and query) as sent
     header_bytes: int = 0  # the header block as sent
     subrequest: bool = False  # inside a composite call, which alone is counted
+    # Every value of each parameter, for repeated ones (Mastodon's ``types[]=…&types[]=…``).
+    multi: dict[str, list[str]] = field(default_factory=dict)
 
     def json(self) -> Any:
         return json.loads(self.body.decode("utf-8")) if self.body else None
@@ -299,11 +301,13 @@ class SandboxServer:
                 parts = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+                multi = parse_qs(parts.query, keep_blank_values=True)
+                query = {k: v[0] for k, v in multi.items()}
                 req = Request(
                     method=self.command,
                     path=parts.path,
                     query=query,
+                    multi=multi,
                     headers={k.lower(): v for k, v in self.headers.items()},
                     body=body,
                     target_bytes=len(self.path.encode("latin-1", "replace")),

@@ -25,7 +25,13 @@ MAX_PAGES = 50  # a walk longer than this is a walk that never ends
 
 
 class SourceWorld(Protocol):
-    """A network one source connector reads, as the suite drives it."""
+    """A network one source connector reads, as the suite drives it.
+
+    Two verbs are optional, for networks unlike X: ``shown_handle(handle)``, the handle a page
+    shows for a user made as ``handle`` (Mastodon: ``handle@domain``), and
+    ``absent_post_ids(like, n)``, ``n`` post ids no post has in the shape of ``like`` (a
+    network whose post ids are URIs); see :func:`shown_handle` and :func:`absent_post_ids`.
+    """
 
     page_size: int  # what the sources it makes read per page (the walks below exceed it)
     # What :meth:`fail_next` can do: "rate_limit", "transient", "malformed", "bad_item".
@@ -55,6 +61,22 @@ class SourceWorld(Protocol):
         ...
 
 
+def shown_handle(world: SourceWorld, handle: str) -> str:
+    """The handle a page shows for a user the world made as ``handle``: the same, unless the
+    world says otherwise (``shown_handle``: Mastodon shows ``user@domain``)."""
+    shown = getattr(world, "shown_handle", None)
+    return handle if shown is None else str(shown(handle))
+
+
+def absent_post_ids(world: SourceWorld, like: str, n: int) -> list[str]:
+    """``n`` ids no post has, in the shape of ``like``: below it as numbers, unless the world
+    says otherwise (``absent_post_ids``: a network whose post ids are URIs)."""
+    absent = getattr(world, "absent_post_ids", None)
+    if absent is not None:
+        return list(absent(like, n))
+    return [str(int(like) - 1 - k) for k in range(n)]
+
+
 def walk(source: Source, account: Account, stream: Stream, cursor: Cursor) -> list[Page]:
     """The pages of one walk from ``cursor``, as the pipeline reads them."""
     pages: list[Page] = []
@@ -77,7 +99,6 @@ class SourceContract(Contract):
     @pytest.fixture
     def source_world(self) -> SourceWorld:
         raise NotImplementedError("a SourceContract subclass provides the source_world fixture")
-
 
     @pytest.fixture
     def source(self, source_world: SourceWorld) -> Iterator[Source]:
@@ -154,7 +175,7 @@ class SourceContract(Contract):
         # Without ``known``, the page describes its authors.
         authors = {a.user_id: a for a in page.authors}
         assert all(isinstance(a, Author) and a.network == source.network for a in page.authors)
-        assert authors[fan].handle == "fan"
+        assert authors[fan].handle == shown_handle(source_world, "fan")
         assert page.walk_complete and page.next_cursor.since_id is not None
         assert page.quarantined == ()
 
@@ -171,7 +192,8 @@ class SourceContract(Contract):
         pages = walk(source, brand, Stream.MENTIONS, Cursor())
         by_post = {i.post_id: i for p in pages for i in p.interactions}
         assert by_post[before].author_id == by_post[after].author_id == fan
-        assert {a.handle for p in pages for a in p.authors if a.user_id == fan} == {"fan_renamed"}
+        shown = {a.handle for p in pages for a in p.authors if a.user_id == fan}
+        assert shown == {shown_handle(source_world, "fan_renamed")}
 
     def test_a_walk_reads_every_post_once_and_ends(
         self, source_world: SourceWorld, source: Source, brand: Account
@@ -276,7 +298,7 @@ class SourceContract(Contract):
         kept, gone = self.mentions(source_world, fan, 2)
         source_world.delete_post(gone)
         # Ids no post has, in the same shape (older than every post here): over two batches.
-        filler = [str(int(kept) - 1 - k) for k in range(2 * source.post_check_batch + 50)]
+        filler = absent_post_ids(source_world, kept, 2 * source.post_check_batch + 50)
         asked = [*filler[:120], kept, *filler[120:], gone]
         alive, deleted = source.lookup_posts(asked)
         assert kept in alive and gone in deleted

@@ -8,7 +8,9 @@ from typing import cast
 import pytest
 from support.fake_source import FakeNetwork, FakeSource, Fault
 
+from connectors.mastodon.source import MastodonSource
 from connectors.x.source import XSource
+from sandbox.mastodon.api import MastodonSandbox
 from sandbox.x.api import XSandbox
 from syncd.contracts import Source
 
@@ -60,6 +62,72 @@ class TestXSource(SourceContract):
     def source_world(self) -> Iterator[XWorld]:
         with XSandbox(bearer_token=X_TOKEN) as sandbox:
             yield XWorld(sandbox)
+
+
+MASTODON_TOKEN = "contract-mastodon-token"
+
+
+class MastodonWorld:
+    """The Mastodon stand-in (sandbox/mastodon/), read by the real connector with Mastodon.py.
+    Users are accounts of the instance; a user's id is its actor uri, a post's its status uri;
+    the source's token is the brand's, @acme: an instance's token always has its account, so
+    @acme exists from the start, and the suite's add_user("acme") is given it."""
+
+    page_size = 5
+    faults = frozenset({"rate_limit", "transient", "malformed", "bad_item"})
+    _endpoints = ("notifications", "account_statuses")
+
+    def __init__(self, sandbox: MastodonSandbox) -> None:
+        self.sandbox = sandbox
+        sandbox.add_token(MASTODON_TOKEN, "acme")
+        # The suite's brand must see every mention: the policy syncd check asks for.
+        sandbox.policy.update(for_private_mentions="accept", for_limited_accounts="accept")
+        self._accounts: dict[str, str] = {}  # actor uri → local id
+        self._statuses: dict[str, str] = {}  # status uri → local id
+        self.add_user("acme")
+
+    def make_source(self, *, valid_credentials: bool = True) -> Source:
+        token = MASTODON_TOKEN if valid_credentials else "revoked-token"
+        # The suite posts before its first walk, which must read it all: a start long ago.
+        return MastodonSource(
+            token, api_base_url=self.sandbox.url, page_size=self.page_size, start="2000-01-01"
+        )
+
+    def shown_handle(self, handle: str) -> str:
+        return f"{handle}@{self.sandbox.host}"
+
+    def absent_post_ids(self, like: str, n: int) -> list[str]:
+        head, _, last = like.rpartition("/")
+        return [f"{head}/{int(last) - 1 - k}" for k in range(n)]
+
+    def add_user(self, handle: str) -> str:
+        account = self.sandbox.by_acct(handle) or self.sandbox.add_account(handle)
+        self._accounts[account.uri] = account.id
+        return account.uri
+
+    def add_post(self, author_id: str, text: str, *, in_reply_to: str | None = None) -> str:
+        parent = self._statuses[in_reply_to] if in_reply_to else None
+        status = self.sandbox.add_status(self._accounts[author_id], text, in_reply_to=parent)
+        self._statuses[status.uri] = status.id
+        return status.uri
+
+    def delete_post(self, post_id: str) -> None:
+        self.sandbox.delete_status(self._statuses[post_id])
+
+    def rename_user(self, user_id: str, handle: str) -> None:
+        self.sandbox.move_account(self._accounts[user_id], handle)
+
+    def fail_next(self, fault: str) -> None:
+        kind, options = ("status", {"status": 503}) if fault == "transient" else (fault, {})
+        for endpoint in self._endpoints:  # whichever of them the stream reads
+            self.sandbox.inject(kind, endpoint=endpoint, count=1, **options)
+
+
+class TestMastodonSource(SourceContract):
+    @pytest.fixture
+    def source_world(self) -> Iterator[MastodonWorld]:
+        with MastodonSandbox() as sandbox:
+            yield MastodonWorld(sandbox)
 
 
 class FakeWorld:

@@ -13,8 +13,11 @@ from click.testing import CliRunner
 from support import ROOT
 from support.config import BASE, Case, check, edit
 
+import connectors
 from syncd.cli import cli
 from syncd.errors import ConfigError
+
+KNOWN = sorted(connectors.SOURCES)  # the source types the registry offers, as messages list them
 
 SOURCE_BLOCK = BASE[BASE.index("[[sources]]") : BASE.index("[crm]")]
 CRM_BLOCK = BASE[BASE.index("[crm]") :]
@@ -52,7 +55,7 @@ CASES = [
     Case(
         "missing-sources",
         BASE.replace(SOURCE_BLOCK, ""),
-        [("sources", "is required: add a [[sources]] table (type = x)")],
+        [("sources", f"is required: add a [[sources]] table (type = {', '.join(KNOWN)})")],
     ),
     Case(
         "sources-single-brackets",
@@ -63,12 +66,12 @@ CASES = [
     Case(
         "source-missing-type",
         edit(('type = "x"\n', "")),
-        [("sources[0].type", "is required: one of 'x'")],
+        [("sources[0].type", "is required: one of " + ", ".join(repr(k) for k in KNOWN))],
     ),
     Case(
         "unknown-source-type",
         edit(('type = "x"', 'type = "twitter"')),
-        [("sources[0].type", "unknown source type 'twitter' (known: x)")],
+        [("sources[0].type", f"unknown source type 'twitter' (known: {', '.join(KNOWN)})")],
     ),
     Case(
         "unknown-crm-type",

@@ -1,0 +1,1 @@
+"""The Mastodon source (Mastodon.py): a brand account's mentions and its own replies."""

@@ -42,6 +42,7 @@ class Request:
     target_bytes: int = 0  # the request line's target (path and query) as sent
     header_bytes: int = 0  # the header block as sent
     subrequest: bool = False  # inside a composite call, which alone is counted
+    multi: dict[str, list[str]] = field(default_factory=dict)  # every value of each parameter
 
     def json(self) -> Any:
         return json.loads(self.body.decode("utf-8")) if self.body else None
@@ -299,8 +300,10 @@ class SandboxServer:
                 parts = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+                multi = parse_qs(parts.query, keep_blank_values=True)
+                query = {k: v[0] for k, v in multi.items()}
                 req = Request(
+                    multi=multi,
                     method=self.command,
                     path=parts.path,
                     query=query,

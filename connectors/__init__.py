@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 SOURCES: dict[str, str] = {
     "x": "connectors.x.source:XSource",
+    "bluesky": "connectors.bluesky.source:BlueskySource",
 }
 
 CRMS: dict[str, str] = {
@@ -25,7 +26,7 @@ COMMANDS: dict[str, str] = {
 }
 
 # The loggers of the libraries connectors drive, which say too much below WARNING.
-LIBRARY_LOGGERS: tuple[str, ...] = ("tweepy", "simple_salesforce")
+LIBRARY_LOGGERS: tuple[str, ...] = ("tweepy", "simple_salesforce", "httpx", "atproto_client")
 
 
 def _load(table: dict[str, str], kind: str, type_: str) -> Any:

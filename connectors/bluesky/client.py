@@ -105,7 +105,9 @@ class SessionStore:
                     os.unlink(tmp)
                 raise
         except (private_files.UnsafeFile, OSError) as exc:
-            raise ExternalError(f"cannot keep the session in {self.path}: {exc}", system=NETWORK) from None
+            raise ExternalError(
+                f"cannot keep the session in {self.path}: {exc}", system=NETWORK
+            ) from None
 
 
 class BlueskyClient:
@@ -151,9 +153,14 @@ class BlueskyClient:
                 else:
                     self._login()
             except (AtProtocolError, ValueError) as exc:
-                raise self.redact(classify(exc) if isinstance(exc, AtProtocolError) else AuthError(
-                    "the stored session is not a session string: remove the session file", system=NETWORK
-                )) from None
+                raise self.redact(
+                    classify(exc)
+                    if isinstance(exc, AtProtocolError)
+                    else AuthError(
+                        "the stored session is not a session string: remove the session file",
+                        system=NETWORK,
+                    )
+                ) from None
             self._logged_in = True
 
     def _login(self) -> None:
@@ -187,9 +194,13 @@ class BlueskyClient:
             except (AtProtocolError, httpx.HTTPError) as exc:
                 raise self.redact(classify(exc)) from None
             except ValueError:  # pydantic_core.from_json: a JSON body cut short
-                raise MalformedAnswer(f"Bluesky sent a {nsid} body that is not JSON", system=NETWORK) from None
+                raise MalformedAnswer(
+                    f"Bluesky sent a {nsid} body that is not JSON", system=NETWORK
+                ) from None
             if not isinstance(response.content, dict):
-                raise MalformedAnswer(f"Bluesky sent a {nsid} body that is not JSON", system=NETWORK)
+                raise MalformedAnswer(
+                    f"Bluesky sent a {nsid} body that is not JSON", system=NETWORK
+                )
             return response.content, response.headers
         raise AuthError("Bluesky kept refusing a freshly refreshed session", system=NETWORK)
 
@@ -200,7 +211,9 @@ class BlueskyClient:
                 # name, and the SDK calls it only before expiry, never after a refusal.
                 self.sdk._refresh_and_set_session()
             except (BadRequestError, UnauthorizedError, LoginRequiredError) as exc:
-                if isinstance(exc, RequestErrorBase) and _error_name(exc) not in _SESSION_REFUSED | {""}:
+                if isinstance(exc, RequestErrorBase) and _error_name(
+                    exc
+                ) not in _SESSION_REFUSED | {""}:
                     raise self.redact(classify(exc)) from None
                 try:
                     self._login()
@@ -292,4 +305,3 @@ def params(model: type[Any], **values: Any) -> Any:
 
 
 LEXICON = models  # the SDK's generated lexicon models, for the source's parameters
-

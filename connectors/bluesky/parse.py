@@ -44,7 +44,9 @@ REASONS = ("mention", "reply", "quote")
 # A did:plc uri is about 70; a did:web one can be longer than any such key: quarantined.
 EXTERNAL_ID_MAX = 255
 _DID = re.compile(r"did:[a-z]+:[A-Za-z0-9._:%-]{1,2048}")
-_POST_URI = re.compile(r"at://(did:[a-z]+:[A-Za-z0-9._:%-]+)/app\.bsky\.feed\.post/([A-Za-z0-9._~:-]{1,512})")
+_POST_URI = re.compile(
+    r"at://(did:[a-z]+:[A-Za-z0-9._:%-]+)/app\.bsky\.feed\.post/([A-Za-z0-9._~:-]{1,512})"
+)
 _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")  # NUL and lone surrogates: unstorable text
 _HANDLE_MAX, _NAME_MAX, _TOKEN_MAX = 100, 200, 500
 _MAX_REASON = 300
@@ -246,7 +248,11 @@ def _page(
             interactions.append(found)
     for found in interactions:
         raw = found.raw
-        views = (raw.get("author"), _dig(raw, "post", "author"), _dig(raw, "reply", "parent", "author"))
+        views = (
+            raw.get("author"),
+            _dig(raw, "post", "author"),
+            _dig(raw, "reply", "parent", "author"),
+        )
         for view in views:
             if view is None:
                 continue
@@ -332,7 +338,9 @@ def parse_notifications(
         post = _post(item.get("uri"), item.get("author"), item.get("record"))
         if post.author.user_id == account.user_id:
             return None  # the brand's own post (a self-quote)
-        return _interaction(post, account, Stream.MENTIONS, Direction.INBOUND, post.author.user_id, item)
+        return _interaction(
+            post, account, Stream.MENTIONS, Direction.INBOUND, post.author.user_id, item
+        )
 
     return _page(
         items,

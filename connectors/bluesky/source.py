@@ -166,7 +166,9 @@ class BlueskySource:
     def resolve_accounts(self, handles: Sequence[str]) -> dict[str, Account]:
         """Handles (or DIDs) → accounts by ``getProfiles``, 25 a call; the DID is the key."""
         names = {h: self._qualified(h) for h in handles}
-        ask = [n for n in dict.fromkeys(names.values()) if _HANDLE.fullmatch(n) or _DID.fullmatch(n)]
+        ask = [
+            n for n in dict.fromkeys(names.values()) if _HANDLE.fullmatch(n) or _DID.fullmatch(n)
+        ]
         found: dict[str, str] = {}
         for start in range(0, len(ask), _PROFILES_BATCH):
             batch = ask[start : start + _PROFILES_BATCH]
@@ -176,7 +178,9 @@ class BlueskySource:
             )
             profiles = body.get("profiles")
             if not isinstance(profiles, list):
-                raise MalformedAnswer("Bluesky sent an unreadable getProfiles answer", system=NETWORK)
+                raise MalformedAnswer(
+                    "Bluesky sent an unreadable getProfiles answer", system=NETWORK
+                )
             for profile in profiles:
                 did = profile.get("did") if isinstance(profile, dict) else None
                 if not isinstance(did, str) or not _DID.fullmatch(did) or len(did) > 64:
@@ -186,7 +190,11 @@ class BlueskySource:
                 if isinstance(handle, str):
                     found[handle.lower()] = did
         # Unknown, deactivated and taken-down accounts are absent from the answer.
-        return {given: Account(NETWORK, given, found[name]) for given, name in names.items() if name in found}
+        return {
+            given: Account(NETWORK, given, found[name])
+            for given, name in names.items()
+            if name in found
+        }
 
     def fetch(
         self, account: Account, stream: Stream, cursor: Cursor, known: KnownAuthors | None = None
@@ -222,7 +230,9 @@ class BlueskySource:
                 cursor=cursor.pagination_token,
             ),
         )
-        return parse_feed(body, account=account, cursor=cursor, overlap=self.overlap, headers=headers)
+        return parse_feed(
+            body, account=account, cursor=cursor, overlap=self.overlap, headers=headers
+        )
 
     # -- compliance and check --------------------------------------------------------------
     def lookup_posts(self, post_ids: Sequence[str]) -> tuple[set[str], set[str]]:
@@ -244,7 +254,9 @@ class BlueskySource:
             for uri in batch:
                 if uri not in alive:
                     state = self._thread_state(uri)
-                    (alive if state == "alive" else deleted if state == "deleted" else set()).add(uri)
+                    (alive if state == "alive" else deleted if state == "deleted" else set()).add(
+                        uri
+                    )
         return alive, deleted
 
     def _thread_state(self, uri: str) -> str:
@@ -284,7 +296,7 @@ class BlueskySource:
                     CheckRow(
                         f"@{handle}",
                         False,
-                        f"Bluesky knows no account @{self._qualified(handle)} (or it is taken down)",
+                        f"Bluesky knows no @{self._qualified(handle)} (or it is taken down)",
                         "correct the handle in accounts",
                     )
                 )

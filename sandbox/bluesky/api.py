@@ -53,7 +53,9 @@ def _now() -> datetime:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
 
 
 def _b64(data: bytes) -> str:
@@ -144,18 +146,34 @@ class BlueskySandbox(SandboxServer):
         self._tid = 0
         self._tid_lock = threading.Lock()
         x = "/xrpc/"
-        self.route("POST", x + "com.atproto.server.createSession", self._create_session, "createSession")
-        self.route("POST", x + "com.atproto.server.refreshSession", self._refresh_session, "refreshSession")
-        self.route("GET", x + "app.bsky.actor.getProfiles", self._authed(self._get_profiles), "getProfiles")
+        self.route(
+            "POST", x + "com.atproto.server.createSession", self._create_session, "createSession"
+        )
+        self.route(
+            "POST", x + "com.atproto.server.refreshSession", self._refresh_session, "refreshSession"
+        )
+        self.route(
+            "GET", x + "app.bsky.actor.getProfiles", self._authed(self._get_profiles), "getProfiles"
+        )
         self.route(
             "GET",
             x + "app.bsky.notification.listNotifications",
             self._authed(self._list_notifications),
             "listNotifications",
         )
-        self.route("GET", x + "app.bsky.feed.getAuthorFeed", self._authed(self._author_feed), "getAuthorFeed")
+        self.route(
+            "GET",
+            x + "app.bsky.feed.getAuthorFeed",
+            self._authed(self._author_feed),
+            "getAuthorFeed",
+        )
         self.route("GET", x + "app.bsky.feed.getPosts", self._authed(self._get_posts), "getPosts")
-        self.route("GET", x + "app.bsky.feed.getPostThread", self._authed(self._post_thread), "getPostThread")
+        self.route(
+            "GET",
+            x + "app.bsky.feed.getPostThread",
+            self._authed(self._post_thread),
+            "getPostThread",
+        )
 
     # -- the world ---------------------------------------------------------------------------
     def add_user(self, handle: str, *, password: str | None = None, display_name: str = "") -> User:
@@ -195,7 +213,9 @@ class BlueskySandbox(SandboxServer):
             parent = self.posts.get(in_reply_to) if in_reply_to else None
             root = (parent.root or parent.uri) if parent else None
             self._seq += 1
-            post = Post(uri, cid, did, text, created_at or now, now, in_reply_to, root, mentions, quote)
+            post = Post(
+                uri, cid, did, text, created_at or now, now, in_reply_to, root, mentions, quote
+            )
             post.seq = self._seq
             self.posts[uri] = post
             self._notify(post)
@@ -209,7 +229,9 @@ class BlueskySandbox(SandboxServer):
                 return
             told.add(recipient)
             self._seq += 1
-            self.notifications.append(Notification(post.uri, recipient, reason, subject, post.sort_at, self._seq))
+            self.notifications.append(
+                Notification(post.uri, recipient, reason, subject, post.sort_at, self._seq)
+            )
 
         # One notification per recipient: a reply that also mentions them is a mention.
         for did in post.mentions:
@@ -236,7 +258,12 @@ class BlueskySandbox(SandboxServer):
     # -- sessions ----------------------------------------------------------------------------
     def _jwt(self, did: str, scope: str, exp: datetime) -> str:
         header = _b64(json.dumps({"typ": "at+jwt", "alg": "ES256K"}).encode())
-        claims = {"scope": scope, "sub": did, "iat": int(self.clock().timestamp()), "exp": int(exp.timestamp())}
+        claims = {
+            "scope": scope,
+            "sub": did,
+            "iat": int(self.clock().timestamp()),
+            "exp": int(exp.timestamp()),
+        }
         if scope == "com.atproto.refresh":
             claims["jti"] = secrets.token_urlsafe(16)
         payload = _b64(json.dumps(claims).encode())
@@ -260,7 +287,11 @@ class BlueskySandbox(SandboxServer):
             "id": user.did,
             "alsoKnownAs": [f"at://{user.handle}"],
             "service": [
-                {"id": "#atproto_pds", "type": "AtprotoPersonalDataServer", "serviceEndpoint": self.url}
+                {
+                    "id": "#atproto_pds",
+                    "type": "AtprotoPersonalDataServer",
+                    "serviceEndpoint": self.url,
+                }
             ],
         }
         return {
@@ -284,7 +315,9 @@ class BlueskySandbox(SandboxServer):
             in_window = [t for t in recent if t > now - timedelta(minutes=5)]
             if len(in_window) >= 30 or len(recent) >= 300:
                 first = (in_window if len(in_window) >= 30 else recent)[0]
-                reset = first + (timedelta(minutes=5) if len(in_window) >= 30 else timedelta(days=1))
+                reset = first + (
+                    timedelta(minutes=5) if len(in_window) >= 30 else timedelta(days=1)
+                )
                 headers = {
                     **_JSON,
                     "RateLimit-Limit": "30" if len(in_window) >= 30 else "300",
@@ -292,7 +325,9 @@ class BlueskySandbox(SandboxServer):
                     "RateLimit-Reset": str(math.ceil(reset.timestamp())),
                     "RateLimit-Policy": "30;w=300" if len(in_window) >= 30 else "300;w=86400",
                 }
-                return Response.json({"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"}, 429, headers)
+                return Response.json(
+                    {"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"}, 429, headers
+                )
             recent.append(now)
             if user is None or user.password is None or password != user.password:
                 return _error(401, "AuthenticationRequired", "Invalid identifier or password")
@@ -321,7 +356,11 @@ class BlueskySandbox(SandboxServer):
                     return limited
                 session = self.sessions.get(token or "")
                 if session is None:
-                    return _error(401, "InvalidToken", "Bad token scope" if token else "Authentication Required")
+                    return _error(
+                        401,
+                        "InvalidToken",
+                        "Bad token scope" if token else "Authentication Required",
+                    )
                 if session.access_exp <= self.clock():
                     return _error(400, "ExpiredToken", "Token has expired")
                 answer = fn(req, session.did)
@@ -335,7 +374,9 @@ class BlueskySandbox(SandboxServer):
         self._window = [t for t in self._window if t > now - _WINDOW]
         if len(self._window) >= self.requests_per_window:
             return Response.json(
-                {"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"}, 429, self._rate_headers()
+                {"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"},
+                429,
+                self._rate_headers(),
             )
         self._window.append(now)
         return None
@@ -374,7 +415,11 @@ class BlueskySandbox(SandboxServer):
         return view
 
     def _record(self, post: Post) -> JsonObject:
-        record: JsonObject = {"$type": "app.bsky.feed.post", "createdAt": _iso(post.created_at), "text": post.text}
+        record: JsonObject = {
+            "$type": "app.bsky.feed.post",
+            "createdAt": _iso(post.created_at),
+            "text": post.text,
+        }
         facets = []
         for did in post.mentions:
             handle = self.users[did].handle
@@ -407,7 +452,9 @@ class BlueskySandbox(SandboxServer):
             "author": self._profile(self.users[post.did], basic=True),
             "record": self._record(post),
             "bookmarkCount": 0,
-            "replyCount": sum(1 for p in self.posts.values() if p.parent == post.uri and not p.deleted),
+            "replyCount": sum(
+                1 for p in self.posts.values() if p.parent == post.uri and not p.deleted
+            ),
             "repostCount": 0,
             "likeCount": 0,
             "quoteCount": 0,
@@ -433,11 +480,18 @@ class BlueskySandbox(SandboxServer):
     def _get_profiles(self, req: Request, viewer: str) -> JsonObject | Response:
         actors = req.multi.get("actors", [])
         if not actors or len(actors) > 25:
-            return _error(400, "InvalidRequest", "Error: actors must not have more than 25 elements")
+            return _error(
+                400, "InvalidRequest", "Error: actors must not have more than 25 elements"
+            )
         found = []
         for actor in actors:
-            if not (actor.startswith("did:") or re.fullmatch(r"([a-z0-9-]+\.)+[a-z][a-z0-9-]*", actor.lower())):
-                return _error(400, "InvalidRequest", "Error: actors/0 must be a valid did or a handle")
+            if not (
+                actor.startswith("did:")
+                or re.fullmatch(r"([a-z0-9-]+\.)+[a-z][a-z0-9-]*", actor.lower())
+            ):
+                return _error(
+                    400, "InvalidRequest", "Error: actors/0 must be a valid did or a handle"
+                )
             user = self.users.get(actor) or self.user_by_handle(actor)
             if user is not None:
                 found.append(self._profile(user, detailed=True))
@@ -451,12 +505,18 @@ class BlueskySandbox(SandboxServer):
 
     def _list_notifications(self, req: Request, viewer: str) -> JsonObject | Response:
         if "seenAt" in req.query:  # found by testing the real API: the parameter is refused
-            return _error(400, "InvalidRequest", "Error: Params must have the property \"seenAt\" removed")
+            return _error(
+                400, "InvalidRequest", 'Error: Params must have the property "seenAt" removed'
+            )
         limit = self._limit(req)
         if isinstance(limit, Response):
             return limit
         reasons = set(req.multi.get("reasons", []))
-        mine = [n for n in self.notifications if n.recipient == viewer and (not reasons or n.reason in reasons)]
+        mine = [
+            n
+            for n in self.notifications
+            if n.recipient == viewer and (not reasons or n.reason in reasons)
+        ]
         mine.sort(key=lambda n: (n.sort_at, n.seq), reverse=True)
         page, nxt = _paginate(mine, req.query.get("cursor"), limit, lambda n: (n.sort_at, n.seq))
         if isinstance(page, Response):
@@ -488,8 +548,8 @@ class BlueskySandbox(SandboxServer):
         if user is None:
             return _error(400, "InvalidRequest", "Profile not found")
         if req.query.get("filter", "posts_with_replies") not in (
-            "posts_with_replies", "posts_no_replies", "posts_with_media", "posts_and_author_threads",
-            "posts_with_video",
+            "posts_with_replies", "posts_no_replies", "posts_with_media",
+            "posts_and_author_threads", "posts_with_video",
         ):  # fmt: skip
             return _error(400, "InvalidRequest", "Error: filter must be one of the known values")
         limit = self._limit(req)
@@ -506,7 +566,10 @@ class BlueskySandbox(SandboxServer):
         for post in page:
             item: JsonObject = {"post": self._post_view(post)}
             if post.parent is not None:
-                item["reply"] = {"root": self._ref_view(post.root or post.parent), "parent": self._ref_view(post.parent)}
+                item["reply"] = {
+                    "root": self._ref_view(post.root or post.parent),
+                    "parent": self._ref_view(post.parent),
+                }
             feed.append(item)
         body: JsonObject = {"feed": feed}
         if nxt:
@@ -529,7 +592,9 @@ class BlueskySandbox(SandboxServer):
         if view["$type"] == "app.bsky.feed.defs#blockedPost":
             return {"thread": view}
         view.pop("$type")
-        return {"thread": {"$type": "app.bsky.feed.defs#threadViewPost", "post": view, "replies": []}}
+        return {
+            "thread": {"$type": "app.bsky.feed.defs#threadViewPost", "post": view, "replies": []}
+        }
 
     # -- faults ------------------------------------------------------------------------------
     def fault_response(
@@ -543,7 +608,9 @@ class BlueskySandbox(SandboxServer):
                 "RateLimit-Reset": str(math.ceil(self.clock().timestamp() + (rule.seconds or 0.0))),
                 "RateLimit-Policy": f"{self.requests_per_window};w={int(_WINDOW)}",
             }
-            return Response.json({"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"}, 429, headers)
+            return Response.json(
+                {"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"}, 429, headers
+            )
         if rule.kind == "expired_token":
             return _error(400, "ExpiredToken", "Token has expired")
         if rule.kind == "bad_item":
@@ -553,7 +620,9 @@ class BlueskySandbox(SandboxServer):
             if key and body[key]:
                 first = body[key][0]
                 target = first.get("post", first)
-                target.pop("author", None) if rule.how == "missing" else target.update(author="nobody")
+                target.pop("author", None) if rule.how == "missing" else target.update(
+                    author="nobody"
+                )
             return Response(done.status, json.dumps(body).encode(), done.headers)
         return super().fault_response(rule, req, handler, answered)
 
@@ -568,19 +637,19 @@ class BlueskySandbox(SandboxServer):
 def _paginate(
     items: list[Any], cursor: str | None, limit: int, key: Callable[[Any], tuple[datetime, int]]
 ) -> tuple[list[Any] | Response, str | None]:
-    """A page after the opaque ``cursor`` (``<sort time ms>::<tie>``); the cursor of the next
+    """A page after the opaque ``cursor`` (``<sort time µs>::<tie>``); the cursor of the next
     page only when more remain."""
     if cursor:
-        ms, sep, tie = cursor.partition("::")
-        if not sep or not ms.isdigit() or not tie.isdigit():
+        micros, sep, tie = cursor.partition("::")
+        if not sep or not micros.isdigit() or not tie.isdigit():
             return _error(400, "InvalidRequest", "Malformed cursor"), None
-        after = (int(ms), int(tie))
+        after = (int(micros), int(tie))
         items = [i for i in items if (_ms(key(i)[0]), key(i)[1]) < after]
     page = items[:limit]
     nxt = None
     if len(items) > limit:
-        at, tie = key(page[-1])
-        nxt = f"{_ms(at)}::{tie}"
+        last_at, last_tie = key(page[-1])
+        nxt = f"{_ms(last_at)}::{last_tie}"
     return page, nxt
 
 

@@ -104,7 +104,9 @@ class BlueskyWorld:
             user = self.sandbox.user_by_handle(f"{name}.bsky.social")
             if user is not None:
                 mentions.append(user.did)
-        post = self.sandbox.add_post(author_id, text, in_reply_to=in_reply_to, mentions=tuple(mentions))
+        post = self.sandbox.add_post(
+            author_id, text, in_reply_to=in_reply_to, mentions=tuple(mentions)
+        )
         return post.uri
 
     def delete_post(self, post_id: str) -> None:
@@ -143,7 +145,8 @@ class TestBlueskySource(SourceContract):
 
     @pytest.fixture
     def source_world(self, tmp_path: Path) -> Iterator[BlueskyWorld]:
-        with BlueskySandbox() as sandbox:
+        sandbox = BlueskySandbox()
+        with sandbox:
             yield BlueskyWorld(sandbox, tmp_path)
 
 

@@ -52,7 +52,7 @@ CASES = [
     Case(
         "missing-sources",
         BASE.replace(SOURCE_BLOCK, ""),
-        [("sources", "is required: add a [[sources]] table (type = x)")],
+        [("sources", "is required: add a [[sources]] table (type = bluesky, x)")],
     ),
     Case(
         "sources-single-brackets",
@@ -63,12 +63,12 @@ CASES = [
     Case(
         "source-missing-type",
         edit(('type = "x"\n', "")),
-        [("sources[0].type", "is required: one of 'x'")],
+        [("sources[0].type", "is required: one of 'bluesky', 'x'")],
     ),
     Case(
         "unknown-source-type",
         edit(('type = "x"', 'type = "twitter"')),
-        [("sources[0].type", "unknown source type 'twitter' (known: x)")],
+        [("sources[0].type", "unknown source type 'twitter' (known: bluesky, x)")],
     ),
     Case(
         "unknown-crm-type",

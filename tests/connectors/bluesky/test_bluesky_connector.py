@@ -65,7 +65,7 @@ class World:
 
 
 def _route(nsid: str, method: str = "POST") -> str:
-    return f"{method} ^/xrpc/{nsid.replace('.', r'.')}/?$"
+    return f"{method} ^/xrpc/{nsid}/?$"  # the stand-in's route pattern, as it counts them
 
 
 @pytest.fixture

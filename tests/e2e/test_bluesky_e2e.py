@@ -1,0 +1,108 @@
+"""End to end with a Bluesky source beside X: the Bluesky stand-in, the X and Salesforce ones,
+``syncd poll --once`` → Tasks keyed ``bluesky:<at-uri>``, once per post, on the same Contact.
+
+The Salesforce identity fields for Bluesky are not there yet (issue 18, the lead's part), so
+the customer is linked by hand (``syncd links add``), as an admin would without them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy.exc import DataError
+from support.e2e import World, make_world, poll_once, tasks
+
+from sandbox.bluesky.api import BlueskySandbox
+from sandbox.seed import seed
+from syncd.cli import cli
+
+PASSWORD = "e2e-bluesky-app-password"
+
+
+@pytest.fixture
+def worlds(
+    state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[World, BlueskySandbox]]:
+    monkeypatch.setenv("E2E_BLUESKY_APP_PASSWORD", PASSWORD)
+    bluesky = BlueskySandbox()
+    with make_world(state_url, tmp_path, monkeypatch, accounts=("acme",)) as w, bluesky:
+        text = w.config.read_text()
+        head, sep, crm = text.partition("\n[crm]")
+        source = "\n".join(
+            [
+                "[[sources]]",
+                'name = "acme-bluesky"',
+                'type = "bluesky"',
+                f"service = {json.dumps(bluesky.url)}",
+                'identifier = "acme.bsky.social"',
+                'app_password = "env:E2E_BLUESKY_APP_PASSWORD"',
+                f"session_file = {json.dumps(str(tmp_path / 'bluesky.session'))}",
+                'accounts = ["acme.bsky.social"]',
+                'interval = "1s"',
+                "page_size = 3",
+                'start = "1d"',
+            ]
+        )
+        w.config.write_text(f"{head}\n{source}\n{sep}{crm}")
+        yield w, bluesky
+
+
+def run(world: World, *args: str) -> Any:
+    result = CliRunner().invoke(cli, ["--config", str(world.config), *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_poll_once_writes_bluesky_posts_once_to_the_linked_contact(
+    worlds: tuple[World, BlueskySandbox], state_url: str, request: pytest.FixtureRequest
+) -> None:
+    if state_url.startswith("postgresql"):
+        # A post id is an at-uri (about 70 characters for a did:plc author) and the state's
+        # interactions.post_id (and in_reply_to_post_id, conversation_id, quarantine.item_id)
+        # are VARCHAR(64): PostgreSQL refuses the page. SQLite does not enforce lengths.
+        # The core's columns must widen (a migration); then this passes and the mark goes.
+        reason = "state post-id columns are VARCHAR(64); an at-uri is longer"
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=True, raises=DataError))
+    world, bluesky = worlds
+    seed(world.x, world.sf, customers=4)  # the X brand account and the org's fields
+    brand = bluesky.add_user("acme.bsky.social", password=PASSWORD).did
+    fan = bluesky.add_user("zelda.bsky.social", display_name="Zelda Quist").did
+    contact = world.sf.insert("Contact", {"LastName": "Quist", "FirstName": "Zelda"})
+    asked = [
+        bluesky.add_post(fan, f"@acme order {n} is late", mentions=(brand,)).uri for n in range(4)
+    ]
+    answer = bluesky.add_post(brand, "@zelda on it", in_reply_to=asked[0]).uri
+
+    code, output = poll_once(world)
+    assert not any(k.startswith("bluesky:") for k in tasks(world.sf))  # held: nobody knows her
+    assert code == 0, output
+
+    done = run(world, "links", "add", fan, contact)
+    assert done["link"]["matcher"] == "manual"
+    code, output = poll_once(world)
+    assert code == 0, output
+    written = {k: t for k, t in tasks(world.sf).items() if k.startswith("bluesky:")}
+    assert set(written) == {f"bluesky:{u}" for u in [*asked, answer]}
+    assert {t["WhoId"] for t in written.values()} == {contact}
+    assert {t["Social_Network__c"] for t in written.values()} == {"bluesky"}
+    directions = {k: t["Social_Direction__c"] for k, t in written.items()}
+    assert directions[f"bluesky:{answer}"] == "Outbound"
+    rkey = asked[1].rsplit("/", 1)[1]
+    assert written[f"bluesky:{asked[1]}"]["Social_Post_URL__c"] == (
+        f"https://bsky.app/profile/{fan}/post/{rkey}"
+    )
+
+    # Again, with one more: the overlap reads the last hour again and nothing is written twice;
+    # the session kept on disk is used, never a new login.
+    later = bluesky.add_post(fan, "@acme any news?", mentions=(brand,)).uri
+    code, output = poll_once(world)
+    assert code == 0, output
+    written = {k: t for k, t in tasks(world.sf).items() if k.startswith("bluesky:")}
+    assert set(written) == {f"bluesky:{u}" for u in [*asked, answer, later]}
+    logins = bluesky.requests_by_route.get("POST ^/xrpc/com.atproto.server.createSession/?$")
+    assert logins == 1

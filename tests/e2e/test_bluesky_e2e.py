@@ -8,18 +8,23 @@ the customer is linked by hand (``syncd links add``), as an admin would without 
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import update
 from sqlalchemy.exc import DataError
 from support.e2e import World, make_world, poll_once, tasks
 
 from sandbox.bluesky.api import BlueskySandbox
 from sandbox.seed import seed
 from syncd.cli import cli
+from syncd.state.db import Database
+from syncd.state.tables import deliveries
 
 PASSWORD = "e2e-bluesky-app-password"
 
@@ -65,7 +70,7 @@ def worlds(
 def run(world: World, *args: str) -> Any:
     result = CliRunner().invoke(cli, ["--config", str(world.config), *args, "--json"])
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)
 
 
 def test_poll_once_writes_bluesky_posts_once_to_the_linked_contact(
@@ -136,3 +141,42 @@ def test_check_status_and_forget_with_the_bluesky_source(
     bluesky.add_post(fan, "@acme again", mentions=(brand,))
     assert poll_once(world)[0] == 0
     assert run(world, "status")["interactions"] == 0
+
+
+def test_a_post_deleted_on_bluesky_loses_its_task_and_a_blocked_one_keeps_it(
+    worlds: tuple[World, BlueskySandbox],
+) -> None:
+    world, bluesky = worlds
+    seed(world.x, world.sf, customers=1)
+    brand = bluesky.add_user("acme.bsky.social", password=PASSWORD).did
+    fan = bluesky.add_user("zelda.bsky.social").did
+    contact = world.sf.insert("Contact", {"LastName": "Quist", "FirstName": "Zelda"})
+    doomed, hidden, kept = (
+        bluesky.add_post(fan, f"@acme {n}", mentions=(brand,)).uri for n in range(3)
+    )
+    assert poll_once(world)[0] == 0
+    run(world, "links", "add", fan, contact)
+    assert poll_once(world)[0] == 0
+    assert {f"bluesky:{u}" for u in (doomed, hidden, kept)} <= set(tasks(world.sf))
+    # Written two days ago: compliance asks about a post a day after it was seen standing.
+    database = Database(world_state_url(world))
+    try:
+        with database.transaction() as conn:
+            conn.execute(
+                update(deliveries).values(written_at=datetime.now(UTC) - timedelta(days=2))
+            )
+    finally:
+        database.dispose()
+    bluesky.delete_post(doomed)
+    bluesky.blocked.add(hidden)
+    report = run(world, "compliance", "run")
+    assert (report["deleted"], report["undecided"], report["failed"]) == (1, 1, 0), report
+    after = tasks(world.sf)
+    assert f"bluesky:{doomed}" not in after
+    assert {f"bluesky:{hidden}", f"bluesky:{kept}"} <= set(after)
+
+
+def world_state_url(world: World) -> str:
+    url = tomllib.loads(world.config.read_text())["state"]["url"]
+    assert isinstance(url, str)
+    return url

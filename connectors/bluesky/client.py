@@ -183,7 +183,7 @@ class BlueskyClient:
         headers. A server-side ``ExpiredToken`` refreshes the session once and asks again; a
         refused refresh token logs in (once a process); anything else is classified."""
         self.ensure_session()
-        for attempt in range(3):
+        for attempt in range(2):
             try:
                 response = self.sdk.invoke_query(nsid, params=params)
             except BadRequestError as exc:

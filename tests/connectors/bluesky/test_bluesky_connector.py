@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
@@ -450,3 +451,16 @@ def test_an_at_uri_too_long_for_the_crm_key_is_quarantined() -> None:
         {"notifications": [note]}, account=brand, cursor=Cursor(), overlap=timedelta(0), headers={}
     )
     assert page.interactions == () and str(EXTERNAL_ID_MAX) in page.quarantined[0].reason
+
+
+def test_plain_http_goes_to_loopback_only_redirects_included(world: World) -> None:
+    source = world.source()
+    hooks = source.client.sdk.request._client.event_hooks["request"]
+    for url in ("http://pds.example.com/xrpc/x", "http://10.0.0.1/xrpc/x"):
+        with pytest.raises(httpx.UnsupportedProtocol):
+            for hook in hooks:
+                hook(httpx.Request("GET", url))
+    for hook in hooks:  # loopback and TLS pass
+        hook(httpx.Request("GET", "http://127.0.0.1:1/xrpc/x"))
+        hook(httpx.Request("GET", "https://pds.example.com/xrpc/x"))
+    source.close()

@@ -5,7 +5,9 @@ in), rate limits, errors classified, bad items quarantined, compliance lookups, 
 from __future__ import annotations
 
 import json
+import re
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +22,7 @@ import connectors
 from connectors.bluesky.parse import EXTERNAL_ID_MAX, Mark, author_of, parse_notifications, post_url
 from connectors.bluesky.source import BlueskySettings, BlueskySource
 from sandbox.bluesky.api import BlueskySandbox
+from syncd.config import settings as config_mod
 from syncd.contracts import Source
 from syncd.errors import (
     AuthError,
@@ -29,7 +32,8 @@ from syncd.errors import (
 )
 from syncd.model import Account, Cursor, Direction, Page, Stream
 
-FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "atproto"
+ROOT = Path(__file__).parent.parent.parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "atproto"
 PASSWORD = "connector-app-password"
 
 
@@ -464,3 +468,24 @@ def test_plain_http_goes_to_loopback_only_redirects_included(world: World) -> No
         hook(httpx.Request("GET", "http://127.0.0.1:1/xrpc/x"))
         hook(httpx.Request("GET", "https://pds.example.com/xrpc/x"))
     source.close()
+
+
+def test_the_documented_bluesky_table_parses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """config.example.toml documents the Bluesky source commented out: uncommented, it is a
+    valid configuration with the defaults it says."""
+    lines, inside = [], False
+    for line in (ROOT / "config.example.toml").read_text().splitlines():
+        inside = inside or line.startswith("# A Bluesky source")
+        if inside and re.match(r"# (\[\[sources\]\]|\w+ = )", line):
+            line = line.removeprefix("# ")
+        lines.append(line)
+    text = "\n".join(lines).replace('["CHANGE_ME"]', '["acme"]')
+    text = text.replace("CHANGE_ME@", "someone@")
+    for name in ("X_BEARER_TOKEN", "SF_PASSWORD", "SF_TOKEN", "BLUESKY_APP_PASSWORD"):
+        monkeypatch.setenv(name, f"value-of-{name}")
+    sources = config_mod.parse(tomllib.loads(text), ROOT / "config.example.toml").sources
+    (bluesky,) = [s for s in sources if isinstance(s, BlueskySettings)]
+    assert bluesky.accounts == ["acme.bsky.social"] and bluesky.identifier == "acme.bsky.social"
+    assert bluesky.session_file == Path("/var/lib/syncd/bluesky-acme.session")
+    assert (bluesky.page_size, bluesky.overlap, bluesky.interval) == (50, 3600.0, 60.0)
+    assert bluesky.app_password.reveal() == "value-of-BLUESKY_APP_PASSWORD"

@@ -254,7 +254,8 @@ def _page(
             _dig(raw, "reply", "parent", "author"),
         )
         for view in views:
-            if view is None:
+            # A blocked parent's author (blockedAuthor) has a DID but no handle: not a profile.
+            if not isinstance(view, dict) or "handle" not in view:
                 continue
             try:
                 author = author_of(view)

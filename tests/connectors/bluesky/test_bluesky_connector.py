@@ -318,10 +318,15 @@ def test_replies_are_attributed_to_the_parents_author_even_when_it_is_gone(
     second = world.sandbox.add_post(world.brand.user_id, "done", in_reply_to=gone).uri
     own = world.sandbox.add_post(world.brand.user_id, "thread start").uri
     world.sandbox.add_post(world.brand.user_id, "thread 2/2", in_reply_to=own)  # its own thread
+    blocked = world.mention("@acme and then blocked us")
+    third = world.sandbox.add_post(world.brand.user_id, "sorry", in_reply_to=blocked).uri
     world.sandbox.delete_post(gone)
+    world.sandbox.blocked.add(blocked)
     pages = walk(source, world.brand, Stream.REPLIES, Cursor())
     replies = {i.post_id: i for p in pages for i in p.interactions}
-    assert set(replies) == {answer, second}
+    assert set(replies) == {answer, second, third}
+    # The blocked parent's author has no handle in its view: never a profile without one.
+    assert all(a.handle for p in pages for a in p.authors)
     assert all(r.direction is Direction.OUTBOUND for r in replies.values())
     assert {r.counterpart_id for r in replies.values()} == {world.fan}
     assert any(

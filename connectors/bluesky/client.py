@@ -42,6 +42,7 @@ from atproto_client.models.common import XrpcError
 from atproto_client.request import Request
 from atproto_core.exceptions import AtProtocolError
 
+from connectors._http import DeadlineTransport
 from connectors.bluesky.parse import NETWORK
 from syncd.contracts import files as private_files
 from syncd.contracts.secrets import masked
@@ -131,7 +132,11 @@ class BlueskyClient:
         # Every request and every redirect (the SDK follows them) is refused over plain HTTP
         # to anything but this host: a redirect keeps a refresh token's Authorization header.
         # The SDK's Request hands these to the httpx.Client it builds.
-        request = Request(timeout=timeout, event_hooks={"request": [_refuse_plain_http]})
+        request = Request(
+            timeout=timeout,
+            transport=DeadlineTransport(timeout),  # the timeout bounds each whole request
+            event_hooks={"request": [_refuse_plain_http]},
+        )
         self.sdk = Client(base_url=service, request=request)
         self.sdk.on_session_change(self._keep)
 
@@ -147,20 +152,25 @@ class BlueskyClient:
             if self._logged_in:
                 return
             stored = self._store.read()
+            unusable = AuthError(
+                f"the session kept in {self._store.path} is not one syncd wrote (or its tokens "
+                "do not decode): remove the file, and syncd logs in once",
+                system=NETWORK,
+            )
             try:
                 if stored is not None:
                     self.sdk.login(session_string=stored, fetch_bsky_profile=False)
+                    # The SDK reads the tokens' expiry before every call: check them now.
+                    session = self.sdk._session
+                    _ = (session.access_jwt_payload.exp, session.refresh_jwt_payload.exp)
                 else:
                     self._login()
-            except (AtProtocolError, ValueError) as exc:
-                raise self.redact(
-                    classify(exc)
-                    if isinstance(exc, AtProtocolError)
-                    else AuthError(
-                        "the stored session is not a session string: remove the session file",
-                        system=NETWORK,
-                    )
-                ) from None
+            except ValueError:
+                raise unusable from None
+            except AtProtocolError as exc:
+                if stored is not None and not isinstance(exc, RequestErrorBase):
+                    raise unusable from None
+                raise self.redact(classify(exc)) from None
             self._logged_in = True
 
     def _login(self) -> None:

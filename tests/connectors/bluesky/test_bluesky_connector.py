@@ -494,3 +494,18 @@ def test_the_documented_bluesky_table_parses(monkeypatch: pytest.MonkeyPatch) ->
     assert bluesky.session_file == Path("/var/lib/syncd/bluesky-acme.session")
     assert (bluesky.page_size, bluesky.overlap, bluesky.interval) == (50, 3600.0, 60.0)
     assert bluesky.app_password.reveal() == "value-of-BLUESKY_APP_PASSWORD"
+
+
+@pytest.mark.parametrize(
+    "kept", ["not a session", "acme.bsky.social:::did:plc:x:::a.b.c:::d.e.f:::https://pds.test"]
+)
+def test_a_kept_session_syncd_did_not_write_is_an_auth_error_saying_what_to_do(
+    world: World, kept: str
+) -> None:
+    world.session_file.write_text(kept + "\n")
+    world.session_file.chmod(0o600)
+    source = world.source()
+    with pytest.raises(AuthError, match="remove the file"):
+        source.fetch(world.brand, Stream.MENTIONS, Cursor())
+    source.close()
+    assert world.logins() == 0  # never a login behind the admin's back

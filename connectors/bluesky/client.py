@@ -62,7 +62,7 @@ __all__ = ["BlueskyClient", "SessionStore", "classify"]
 # The PDS counts 3,000 requests per 5 minutes per IP; a 429 without RateLimit-Reset waits that.
 RATE_WINDOW = timedelta(minutes=5)
 # The server-side refusals of an access token the client still thought good.
-_EXPIRED = frozenset({"ExpiredToken"})
+_EXPIRED = frozenset({"ExpiredToken", "InvalidToken"})
 _SESSION_REFUSED = frozenset({"ExpiredToken", "InvalidToken", "AccountTakedown"})
 
 
@@ -196,7 +196,9 @@ class BlueskyClient:
         for attempt in range(2):
             try:
                 response = self.sdk.invoke_query(nsid, params=params)
-            except BadRequestError as exc:
+            except (BadRequestError, UnauthorizedError) as exc:
+                # 400 ExpiredToken: the server's clock says expired where the SDK's did not;
+                # 401 InvalidToken: the access token was revoked. A refresh mends both.
                 if attempt == 0 and _error_name(exc) in _EXPIRED:
                     self._renew()
                     continue
@@ -221,16 +223,30 @@ class BlueskyClient:
                 # name, and the SDK calls it only before expiry, never after a refusal.
                 self.sdk._refresh_and_set_session()
             except (BadRequestError, UnauthorizedError, LoginRequiredError) as exc:
-                if isinstance(exc, RequestErrorBase) and _error_name(
-                    exc
-                ) not in _SESSION_REFUSED | {""}:
+                name = _error_name(exc) if isinstance(exc, RequestErrorBase) else ""
+                if name not in _SESSION_REFUSED | {""}:
                     raise self.redact(classify(exc)) from None
+                if self._kept_by_another():
+                    return
                 try:
                     self._login()
                 except AtProtocolError as again:
                     raise self.redact(classify(again)) from None
             except AtProtocolError as exc:
                 raise self.redact(classify(exc)) from None
+
+    def _kept_by_another(self) -> bool:
+        """Whether another process sharing the session file refreshed first (the server then
+        refuses the refresh token it rotated out): its session, from the file, is used."""
+        stored = self._store.read()
+        session = self.sdk._session
+        if stored is None or (session is not None and stored == session.encode()):
+            return False
+        try:
+            self.sdk.login(session_string=stored, fetch_bsky_profile=False)
+        except (AtProtocolError, ValueError):
+            return False
+        return True
 
     def redact(self, error: SyncdError) -> SyncdError:
         """``error`` with the app password and the session's tokens masked out."""

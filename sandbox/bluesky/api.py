@@ -341,7 +341,8 @@ class BlueskySandbox(SandboxServer):
                 return _error(400, "InvalidToken", "Token could not be verified")
             if session.refresh_exp <= self.clock():
                 return _error(400, "ExpiredToken", "Token has expired")
-            self.sessions.pop(session.access, None)
+            # The old access token stays good until it expires (a JWT); the refresh token is
+            # rotated: used once, refused after (the PDS's grace period is not modelled).
             user = self.users[session.did]
             answer = self._issue(user)
             answer.pop("active")
@@ -356,11 +357,9 @@ class BlueskySandbox(SandboxServer):
                     return limited
                 session = self.sessions.get(token or "")
                 if session is None:
-                    return _error(
-                        401,
-                        "InvalidToken",
-                        "Bad token scope" if token else "Authentication Required",
-                    )
+                    if token is None:
+                        return _error(401, "AuthMissing", "Authentication Required")
+                    return _error(401, "InvalidToken", "Bad token scope")
                 if session.access_exp <= self.clock():
                     return _error(400, "ExpiredToken", "Token has expired")
                 answer = fn(req, session.did)

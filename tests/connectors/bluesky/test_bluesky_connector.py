@@ -192,6 +192,18 @@ def test_a_refused_refresh_token_logs_in_once_and_no_more(world: World) -> None:
     assert world.logins() == 2 and "logged in once already" in str(info.value)
 
 
+def test_two_processes_sharing_the_session_file_refresh_without_logging_in(world: World) -> None:
+    one, two = world.source(), world.source()  # e.g. two instances on one PostgreSQL state
+    one.fetch(world.brand, Stream.MENTIONS, Cursor())
+    two.fetch(world.brand, Stream.MENTIONS, Cursor())
+    world.sandbox.expire_sessions()
+    one.fetch(world.brand, Stream.MENTIONS, Cursor())  # refreshes: the refresh token rotates
+    two.fetch(world.brand, Stream.MENTIONS, Cursor())  # its refresh is refused: the file's
+    one.close()
+    two.close()
+    assert (world.logins(), world.refreshes()) == (1, 2)
+
+
 def test_a_wrong_password_is_an_auth_error_without_the_password(world: World) -> None:
     refused = world.source(password="hunter2-wrong")
     with pytest.raises(AuthError) as info:

@@ -283,9 +283,23 @@ class BlueskySandbox(SandboxServer):
         self._refresh[session.refresh] = session
         # The didDoc names the PDS; this stand-in is its own PDS (an http loopback URL).
         did_doc = {
-            "@context": ["https://www.w3.org/ns/did/v1"],
+            "@context": [
+                "https://www.w3.org/ns/did/v1",
+                "https://w3id.org/security/multikey/v1",
+                "https://w3id.org/security/suites/secp256k1-2019/v1",
+            ],
             "id": user.did,
             "alsoKnownAs": [f"at://{user.handle}"],
+            "verificationMethod": [
+                {
+                    "id": f"{user.did}#atproto",
+                    "type": "Multikey",
+                    "controller": user.did,
+                    # A signing key's shape; the stand-in signs nothing with it.
+                    "publicKeyMultibase": "zQ3sh"
+                    + hashlib.sha256(user.did.encode()).hexdigest()[:44],
+                }
+            ],
             "service": [
                 {
                     "id": "#atproto_pds",

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from atproto_client import Client, models
 from atproto_client.exceptions import BadRequestError, RateLimitExceededError, UnauthorizedError
+from atproto_core.did_doc import DidDocument, is_valid_did_doc
 
 from sandbox.bluesky.api import BlueskySandbox
 
@@ -336,3 +337,24 @@ def test_a_refresh_token_is_used_once(sandbox: BlueskySandbox, world: dict[str, 
     assert again.status_code == 400
     with pytest.raises(BadRequestError):
         Client(base_url=sandbox.url).com.atproto.server.refresh_session(headers=auth)
+
+
+def test_the_session_names_the_pds_in_a_did_document_like_the_recorded_one(
+    sandbox: BlueskySandbox, world: dict[str, str]
+) -> None:
+    recorded = _load("did_doc.json")["didDoc"]
+    created = httpx.post(
+        f"{sandbox.url}/xrpc/com.atproto.server.createSession",
+        json={"identifier": "acme.bsky.social", "password": PASSWORD},
+    ).json()
+    served = created["didDoc"]
+    assert set(served) == set(recorded)
+    assert [set(s) for s in served["service"]] == [set(s) for s in recorded["service"]]
+    assert served["service"][0]["type"] == recorded["service"][0]["type"]
+    assert served["verificationMethod"][0]["id"] == f"{served['id']}#atproto"
+    # The SDK reads both alike, and moves to the PDS the document names.
+    assert is_valid_did_doc(recorded) and is_valid_did_doc(served)
+    assert DidDocument.from_dict(recorded).get_pds_endpoint() == (
+        "https://shimeji.us-east.host.bsky.network"
+    )
+    assert DidDocument.from_dict(served).get_pds_endpoint() == sandbox.url

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 SOURCES: dict[str, str] = {
     "x": "connectors.x.source:XSource",
     "mastodon": "connectors.mastodon.source:MastodonSource",
+    "bluesky": "connectors.bluesky.source:BlueskySource",
 }
 
 CRMS: dict[str, str] = {
@@ -26,7 +27,13 @@ COMMANDS: dict[str, str] = {
 }
 
 # The loggers of the libraries connectors drive, which say too much below WARNING.
-LIBRARY_LOGGERS: tuple[str, ...] = ("tweepy", "simple_salesforce", "mastodon")
+LIBRARY_LOGGERS: tuple[str, ...] = (
+    "tweepy",
+    "simple_salesforce",
+    "mastodon",
+    "httpx",
+    "atproto_client",
+)
 
 
 def _load(table: dict[str, str], kind: str, type_: str) -> Any:

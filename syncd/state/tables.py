@@ -79,6 +79,12 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 # warning (syncd.state.crm_keys). X's values are bounded by its connector.
 NAME_MAX = 100
 KEY_MAX = 255
+# A network's ids: X's are 19 digits, but a Mastodon status or actor URI and a Bluesky
+# at-uri run to 70-200 characters; the CRM's external id (network:id) caps them at 255 anyway.
+ID_MAX = 255
+# SQLite enforces no length and cannot rebuild a table others reference: there the columns
+# keep the 64 they were created with (migration 0016 widens them on PostgreSQL only).
+NetworkId = String(ID_MAX).with_variant(String(64), "sqlite")
 
 # Brand accounts: the handle from config, the immutable id resolved once.
 accounts = Table(
@@ -88,7 +94,7 @@ accounts = Table(
     Column("source", String(100), nullable=False),
     Column("network", String(32), nullable=False),
     Column("handle", String(100), nullable=False),
-    Column("user_id", String(64), nullable=False),
+    Column("user_id", NetworkId, nullable=False),
     Column("resolved_at", UtcDateTime(), nullable=False),
     UniqueConstraint("source", "handle", name="uq_accounts_source_handle"),
 )
@@ -99,7 +105,7 @@ identities = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("network", String(32), nullable=False),
-    Column("user_id", String(64), nullable=False),
+    Column("user_id", NetworkId, nullable=False),
     Column("handle", String(100)),
     Column("display_name", String(200)),
     Column("description", Text),
@@ -192,18 +198,18 @@ interactions = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("network", String(32), nullable=False),
-    Column("post_id", String(64), nullable=False),
+    Column("post_id", NetworkId, nullable=False),
     Column("source", String(100), nullable=False),
     Column("account", String(100), nullable=False),
     Column("stream", String(32), nullable=False),
     Column("direction", String(16), nullable=False),
-    Column("author_id", String(64), nullable=False),
+    Column("author_id", NetworkId, nullable=False),
     Column("counterpart_identity_id", Id, ForeignKey("identities.id"), nullable=False),
     Column("text", Text, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("url", String(500), nullable=False),
-    Column("conversation_id", String(64)),
-    Column("in_reply_to_post_id", String(64)),
+    Column("conversation_id", NetworkId),
+    Column("in_reply_to_post_id", NetworkId),
     Column("raw", JSON, nullable=False),
     Column("fetched_at", UtcDateTime(), nullable=False),
     # The backfill job that stored it first (None: the live poller), for its progress.
@@ -220,13 +226,13 @@ cursors = Table(
     Column("source", String(100), primary_key=True),
     Column("account", String(100), primary_key=True),
     Column("stream", String(32), primary_key=True),
-    Column("since_id", String(64)),
+    Column("since_id", NetworkId),
     Column("pagination_token", String(500)),
-    Column("pending_since_id", String(64)),
+    Column("pending_since_id", NetworkId),
     # What the walk under way has seen so far (posts, oldest id), for telling at its end whether
     # it stopped at since_id or at the API's horizon; moves with the page like the token.
     Column("walk_seen", Integer, nullable=False, server_default="0"),
-    Column("walk_oldest_id", String(64)),
+    Column("walk_oldest_id", NetworkId),
     Column("last_success_at", UtcDateTime()),
     Column("last_attempt_at", UtcDateTime()),
     Column("last_error", RedactedText),
@@ -275,7 +281,7 @@ quarantine = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("source", String(100), nullable=False),
     Column("network", String(32), nullable=False),
-    Column("item_id", String(64)),
+    Column("item_id", NetworkId),
     Column("reason", RedactedText, nullable=False),
     Column("raw", JSON, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
@@ -398,8 +404,8 @@ gaps = Table(
     Column("network", String(32), nullable=False),
     Column("account", String(100), nullable=False),
     Column("stream", String(32), nullable=False),
-    Column("since_id", String(64), nullable=False),
-    Column("until_id", String(64), nullable=False),
+    Column("since_id", NetworkId, nullable=False),
+    Column("until_id", NetworkId, nullable=False),
     Column("walk_seen", Integer, nullable=False),  # posts the cut walk returned
     Column("state", String(16), nullable=False),  # open closing closed unclosable
     Column("reason", RedactedText),

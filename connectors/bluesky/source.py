@@ -1,0 +1,323 @@
+"""The Bluesky source: the brand account's mentions, replies and quotes (its notifications)
+and its own replies (its author feed), read with the atproto SDK.
+
+:class:`BlueskySource` is what the core sees (:class:`syncd.contracts.Source`, ``Starting``,
+``RateLimited``). It holds a :class:`~connectors.bluesky.client.BlueskyClient` (the SDK, the
+stored session, errors); turning an answer into domain objects is the pure
+:mod:`connectors.bluesky.parse`. A source is one login, so it reads one brand account.
+
+Never called: ``updateSeen`` (it would mark the brand's notifications read for its staff),
+and ``listNotifications`` is never sent ``seenAt`` (the server refuses it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, Field, field_validator
+
+from connectors.bluesky.client import LEXICON, BlueskyClient, SessionStore, params
+from connectors.bluesky.parse import (
+    NETWORK,
+    REASONS,
+    Mark,
+    parse_feed,
+    parse_notifications,
+    post_url,
+)
+from syncd.contracts import (
+    CheckRow,
+    ConnectorSettings,
+    Duration,
+    DurationOrZero,
+    KnownAuthors,
+    SourceSettings,
+    parse_start,
+    start_moment,
+)
+from syncd.contracts.secrets import SecretRef
+from syncd.contracts.urls import require_tls
+from syncd.errors import AuthError, ExternalError, MalformedAnswer, NotFound, RateLimited
+from syncd.model import Account, Cursor, Page, Stream
+
+if TYPE_CHECKING:
+    from syncd.contracts import RateLimited as RateLimitedSource
+    from syncd.contracts import Source, Starting
+
+__all__ = ["BlueskySettings", "BlueskySource"]
+
+_PROFILES_BATCH = 25  # app.bsky.actor.getProfiles: at most 25 actors
+_POSTS_BATCH = 25  # app.bsky.feed.getPosts: at most 25 uris
+# The atproto handle syntax: a domain name. getProfiles refuses a whole batch (400) for one
+# actor that is neither a handle nor a DID, so such a name is unknown instead.
+_HANDLE = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+)
+_DID = re.compile(r"did:[a-z]+:[A-Za-z0-9._:%-]{1,2048}")
+
+
+def _absolute(path: Path) -> Path:
+    if not path.is_absolute():
+        raise ValueError("must be an absolute path, e.g. '/var/lib/syncd/bluesky-acme.session'")
+    if path.is_dir():
+        raise ValueError("is a directory: name the file syncd keeps the session in")
+    return path
+
+
+class BlueskySettings(SourceSettings):
+    type: Literal["bluesky"]
+    service: str = "https://bsky.social"  # the brand's PDS (or the entryway that finds it)
+    identifier: str  # the brand account's handle or DID, as it logs in
+    app_password: SecretRef  # an app password (Settings → App Passwords), never the main one
+    # Where the session (access and refresh JWTs) is kept between polls and restarts: logins
+    # are limited to 30 per 5 minutes and 300 a day, so syncd logs in only when none is kept.
+    session_file: Annotated[Path, AfterValidator(_absolute)]
+    # A configured handle without a dot is taken as <name>.<handle_domain>, as the app does.
+    handle_domain: str = "bsky.social"
+    page_size: int = Field(default=50, ge=1, le=100)  # limit: the lexicons allow 1..100
+    timeout: Duration = 30.0
+    # How far past the stored mark a walk reads, for backdated posts the appview sorts below
+    # it (by their older createdAt); what it reads twice is absorbed by the unique key.
+    overlap: DurationOrZero = 3600.0
+
+    @field_validator("service")
+    @classmethod
+    def _absolute_http(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            raise ValueError("must be an absolute http(s) URL, e.g. https://bsky.social")
+        return require_tls(value.strip()).rstrip("/")
+
+    @field_validator("accounts")
+    @classmethod
+    def _one_account(cls, value: list[str]) -> list[str]:
+        if len(value) != 1:
+            raise ValueError(
+                "a Bluesky source logs in as one account and reads its notifications: give "
+                "exactly one (another account is another [[sources]] table)"
+            )
+        return value
+
+
+class BlueskySource:
+    """Reads the ``mentions`` stream (notifications: mention, reply, quote) and the
+    ``replies`` stream (the brand's own replies) of the logged-in brand account."""
+
+    network: ClassVar[str] = NETWORK
+    Settings: ClassVar[type[ConnectorSettings]] = BlueskySettings
+    post_check_batch: ClassVar[int] = _POSTS_BATCH
+    rate_limit_headers: ClassVar[tuple[str, str]] = ("ratelimit-remaining", "ratelimit-limit")
+
+    def __init__(
+        self,
+        *,
+        identifier: str,
+        app_password: str,
+        session_file: Path,
+        service: str = "https://bsky.social",
+        handle_domain: str = "bsky.social",
+        page_size: int = 50,
+        timeout: float = 30.0,
+        overlap: float = 3600.0,
+        start: str = "now",
+    ) -> None:
+        self.service = service
+        self.handle_domain = handle_domain.strip(".")
+        self.page_size = page_size
+        self.overlap = timedelta(seconds=overlap)
+        self.start = parse_start(start)
+        self.client = BlueskyClient(
+            service=service,
+            identifier=self._qualified(identifier),
+            app_password=app_password,
+            session=SessionStore(session_file),
+            timeout=timeout,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: BlueskySettings) -> Self:
+        return cls(
+            identifier=settings.identifier,
+            app_password=settings.app_password.reveal(),
+            session_file=settings.session_file,
+            service=settings.service,
+            handle_domain=settings.handle_domain,
+            page_size=settings.page_size,
+            timeout=settings.timeout,
+            overlap=settings.overlap,
+            start=settings.start,
+        )
+
+    def _qualified(self, handle: str) -> str:
+        name = handle.strip().removeprefix("@")
+        if name.startswith("did:") or "." in name or not name:
+            return name.lower() if not name.startswith("did:") else name
+        return f"{name}.{self.handle_domain}".lower()
+
+    def start_after(self, now: datetime) -> str:
+        """A mark at the configured ``start``: a first walk reads back to it (and the overlap)."""
+        return Mark(start_moment(self.start, now)).text()
+
+    def resolve_accounts(self, handles: Sequence[str]) -> dict[str, Account]:
+        """Handles (or DIDs) → accounts by ``getProfiles``, 25 a call; the DID is the key."""
+        names = {h: self._qualified(h) for h in handles}
+        ask = [
+            n for n in dict.fromkeys(names.values()) if _HANDLE.fullmatch(n) or _DID.fullmatch(n)
+        ]
+        found: dict[str, str] = {}
+        for start in range(0, len(ask), _PROFILES_BATCH):
+            batch = ask[start : start + _PROFILES_BATCH]
+            body, _ = self.client.query(
+                "app.bsky.actor.getProfiles",
+                params(LEXICON.AppBskyActorGetProfiles.Params, actors=batch),
+            )
+            profiles = body.get("profiles")
+            if not isinstance(profiles, list):
+                raise MalformedAnswer(
+                    "Bluesky sent an unreadable getProfiles answer", system=NETWORK
+                )
+            for profile in profiles:
+                did = profile.get("did") if isinstance(profile, dict) else None
+                if not isinstance(did, str) or not _DID.fullmatch(did) or len(did) > 64:
+                    continue
+                found[did] = did
+                handle = profile.get("handle")
+                if isinstance(handle, str):
+                    found[handle.lower()] = did
+        # Unknown, deactivated and taken-down accounts are absent from the answer.
+        return {
+            given: Account(NETWORK, given, found[name])
+            for given, name in names.items()
+            if name in found
+        }
+
+    def fetch(
+        self, account: Account, stream: Stream, cursor: Cursor, known: KnownAuthors | None = None
+    ) -> Page:
+        # ``known`` changes nothing: every Bluesky answer carries its authors' profiles, free.
+        if stream is Stream.MENTIONS:
+            self.client.ensure_session()
+            if self.client.did() != account.user_id:
+                raise AuthError(
+                    f"this source is logged in as {self.client.did()}, not @{account.handle} "
+                    f"({account.user_id}): notifications are the logged-in account's own",
+                    system=NETWORK,
+                )
+            body, headers = self.client.query(
+                "app.bsky.notification.listNotifications",
+                params(
+                    LEXICON.AppBskyNotificationListNotifications.Params,
+                    reasons=list(REASONS),
+                    limit=self.page_size,
+                    cursor=cursor.pagination_token,
+                ),
+            )
+            return parse_notifications(
+                body, account=account, cursor=cursor, overlap=self.overlap, headers=headers
+            )
+        body, headers = self.client.query(
+            "app.bsky.feed.getAuthorFeed",
+            params(
+                LEXICON.AppBskyFeedGetAuthorFeed.Params,
+                actor=account.user_id,
+                filter="posts_with_replies",
+                limit=self.page_size,
+                cursor=cursor.pagination_token,
+            ),
+        )
+        return parse_feed(
+            body, account=account, cursor=cursor, overlap=self.overlap, headers=headers
+        )
+
+    # -- compliance and check --------------------------------------------------------------
+    def lookup_posts(self, post_ids: Sequence[str]) -> tuple[set[str], set[str]]:
+        """Standing posts by ``getPosts`` (25 a call); each post it leaves out is asked of
+        ``getPostThread``, which tells a deleted post (``NotFound``, ``notFoundPost``) from
+        one hidden by a block (``blockedPost``: neither, asked again later)."""
+        uris = [u for u in dict.fromkeys(post_ids) if post_url(u) is not None]
+        alive: set[str] = set()
+        deleted: set[str] = set()
+        for start in range(0, len(uris), _POSTS_BATCH):
+            batch = uris[start : start + _POSTS_BATCH]
+            body, _ = self.client.query(
+                "app.bsky.feed.getPosts", params(LEXICON.AppBskyFeedGetPosts.Params, uris=batch)
+            )
+            posts = body.get("posts")
+            if not isinstance(posts, list):
+                raise MalformedAnswer("Bluesky sent an unreadable getPosts answer", system=NETWORK)
+            alive |= {p["uri"] for p in posts if isinstance(p, dict) and p.get("uri") in batch}
+            for uri in batch:
+                if uri not in alive:
+                    state = self._thread_state(uri)
+                    (alive if state == "alive" else deleted if state == "deleted" else set()).add(
+                        uri
+                    )
+        return alive, deleted
+
+    def _thread_state(self, uri: str) -> str:
+        try:
+            body, _ = self.client.query(
+                "app.bsky.feed.getPostThread",
+                params(LEXICON.AppBskyFeedGetPostThread.Params, uri=uri, depth=0, parent_height=0),
+            )
+        except NotFound:
+            return "deleted"
+        kind = body.get("thread", {}).get("$type") if isinstance(body.get("thread"), dict) else None
+        if kind == "app.bsky.feed.defs#threadViewPost":
+            return "alive"
+        if kind == "app.bsky.feed.defs#notFoundPost":
+            return "deleted"
+        return "unknown"  # blockedPost, or a shape not known: never acted on
+
+    def check(self, handles: Sequence[str]) -> list[CheckRow]:
+        """Log in (from the kept session where there is one) and look the handles up."""
+        try:
+            self.client.ensure_session()
+            found = self.resolve_accounts(handles)
+        except ExternalError as exc:
+            if isinstance(exc, AuthError):
+                fix = "check identifier and app_password (an app password, not the main one)"
+            elif isinstance(exc, RateLimited):
+                fix = "wait for Bluesky's rate limit to reset"
+            else:
+                fix = f"check service ({self.service}) and that this host reaches it"
+            return [CheckRow("session", False, str(exc), fix)]
+        me = self.client.did()
+        rows = [CheckRow("session", True, f"{self.service} accepted the session of {me}")]
+        for handle in handles:
+            account = found.get(handle)
+            if account is None:
+                rows.append(
+                    CheckRow(
+                        f"@{handle}",
+                        False,
+                        f"Bluesky knows no @{self._qualified(handle)} (or it is taken down)",
+                        "correct the handle in accounts",
+                    )
+                )
+            elif account.user_id != me:
+                rows.append(
+                    CheckRow(
+                        f"@{handle}",
+                        False,
+                        f"{account.user_id} is not the logged-in account {me}",
+                        "set identifier and app_password to that account's",
+                    )
+                )
+            else:
+                rows.append(CheckRow(f"@{handle}", True, f"DID {account.user_id}"))
+        return rows
+
+    def close(self) -> None:
+        self.client.close()
+
+
+if TYPE_CHECKING:  # the contracts are structural: have mypy hold the class to them
+    _: type[Source] = BlueskySource
+    _s: type[Starting] = BlueskySource
+    _r: type[RateLimitedSource] = BlueskySource

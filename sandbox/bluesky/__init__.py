@@ -1,0 +1,1 @@
+"""A stand-in for the Bluesky XRPC API (PDS and appview), written from the lexicons."""

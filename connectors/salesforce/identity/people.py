@@ -40,6 +40,11 @@ PROVIDERS = {
     "linkedin": "LinkedIn",
     "youtube": "YouTube",
 }
+# Provider is a restricted picklist with no value for most networks (none for Mastodon or
+# Bluesky): their personas are Provider "Other", the network named in MediaProvider, free
+# text, which is how Salesforce's own inbound handler matches them (MediaProvider + ExternalId,
+# then MediaProvider + Name). SOQL's "=" ignores case, so "mastodon" also finds "Mastodon".
+OTHER = "Other"
 # Key prefixes of the person objects a persona's ParentId may name.
 PERSON_PREFIXES = {"003": "Contact", "00Q": "Lead"}
 CANDIDATE_LIMIT = 2000  # rows per candidate query: more is a too-vague query, not a person
@@ -92,16 +97,28 @@ def in_list(name: str, values: Sequence[str]) -> str:
 
 
 # -- SocialPersona ---------------------------------------------------------------------------
-def persona_soql(provider: str, keys: Sequence[IdentityKey]) -> str:
-    """ONE query for a chunk of keys: personas by external user id or by handle."""
+def persona_provider(network: str) -> tuple[str, str | None]:
+    """``(Provider, MediaProvider)`` of a network's personas: its own picklist value, or
+    :data:`OTHER` with the network's name as MediaProvider."""
+    provider = PROVIDERS.get(network)
+    return (provider, None) if provider is not None else (OTHER, network)
+
+
+def persona_soql(network: str, keys: Sequence[IdentityKey]) -> str:
+    """ONE query for a chunk of one network's keys: personas by external user id or by
+    handle."""
     ids = list(dict.fromkeys(k.user_id for k in keys if askable(k.user_id)))
     names = list(dict.fromkeys(v for k in keys for v in handle_values(k)))
     parts = [in_list("ExternalId", ids)] if ids else []
     parts += [in_list("Name", names)] if names else []
     where = " OR ".join(parts)
+    provider, media = persona_provider(network)
+    which = f"Provider = {soql_quote(provider)}"
+    if media is not None:
+        which += f" AND MediaProvider = {soql_quote(media)}"
     return (
         "SELECT Id, Name, ExternalId, ParentId, Parent.Name, IsDefault FROM SocialPersona "
-        f"WHERE Provider = {soql_quote(provider)} AND ({where})"
+        f"WHERE {which} AND ({where})"
     )
 
 

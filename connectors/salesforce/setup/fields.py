@@ -12,9 +12,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from connectors.salesforce.identity.people import persona_provider
 from connectors.salesforce.settings import SalesforceSettings
 
 __all__ = ["FieldSpec", "ObjectSpec", "objects", "specs"]
+
+# The shortest identity fields (user id, handle) a check accepts, per network: what its
+# connector keys people on must fit, or a Lead upserted for an author is refused with
+# STRING_TOO_LONG. X: numeric ids (19 digits, room left), 15-character handles. Mastodon:
+# actor URIs up to 246 characters (the connector refuses longer: "mastodon:<uri>" must fit
+# 255) and user@domain handles. Bluesky: DIDs up to 64 (the connector refuses longer) and
+# domain-name handles. Other networks: X's, as before.
+_IDENTITY_MIN = {"mastodon": (246, 64), "bluesky": (64, 64)}
+_IDENTITY_MIN_OTHER = (32, 16)
 
 # Describe types a value syncd writes as text can land in. A long text area is a textarea too,
 # but SOQL cannot filter on it, which is why looked-up fields also demand ``filterable``.
@@ -129,17 +139,25 @@ def specs(settings: SalesforceSettings) -> list[FieldSpec]:
     for obj in s.person_objects:
         for network, ids in s.identity_fields.items():
             key = f"[crm.identity_fields.{network}]"
+            id_min, handle_min = _IDENTITY_MIN.get(network, _IDENTITY_MIN_OTHER)
             out += [
                 # External ID: indexed, so look-ups stay fast on a big org, and the key
                 # unmatched = "lead" upserts Leads on. Not unique: an org may hold a
                 # duplicate Contact until someone merges it.
                 FieldSpec(obj, ids.user_id, f"{key} user_id",
                           f"The author's immutable {network} user id",
-                          min_length=32, accepts=frozenset({"string"}), external_id=True,
+                          min_length=id_min, accepts=frozenset({"string"}), external_id=True,
                           filterable=True, written=False),
                 FieldSpec(obj, ids.handle, f"{key} handle", f"The author's {network} handle",
-                          min_length=16, filterable=True, written=False),
+                          min_length=handle_min, filterable=True, written=False),
             ]  # fmt: skip
+    if s.social_personas and any(persona_provider(n)[1] for n in s.identity_fields):
+        # Personas of a network the Provider picklist lacks are told apart by MediaProvider.
+        out.append(
+            FieldSpec("SocialPersona", "MediaProvider", "[crm] social_personas",
+                      "names the network of a persona whose Provider is Other",
+                      kind="Standard", filterable=True, written=False)
+        )  # fmt: skip
     return out
 
 

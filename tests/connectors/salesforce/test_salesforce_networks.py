@@ -113,6 +113,12 @@ def test_the_package_creates_each_networks_fields(monkeypatch: pytest.MonkeyPatc
     # The longest actor URI syncd keys (246 characters) must fit the org's field.
     assert uri.min_length == 246 and uri.length == 255
     assert by_path["Lead.Bluesky_DID__c"].external_id
+    # The Task fields a check accepts: as always for X alone; full length once a network
+    # with URI keys and user@domain handles is read ("mastodon:<uri>" runs to 255).
+    task = ("Task.Social_Post_Id__c", "Task.Social_Handle__c", "Task.Social_Conversation_Id__c")
+    x_paths = {s.path: s for s in specs(plain.for_networks(["x"]))}
+    assert [x_paths[p].min_length for p in task] == [64, 16, 32]
+    assert [by_path[p].min_length for p in task] == [255, 255, 255]
 
 
 def test_personas_of_an_unlisted_provider_need_media_provider(

@@ -64,10 +64,11 @@ def _ask(
     sf: Salesforce,
     batch: Sequence[tuple[str, Sequence[search.Term]]],
     fields: IdentityFields | None,
+    also: Sequence[str] = (),
 ) -> list[composite.Answer]:
     """Candidate queries in one composite call. An error is raised here, inside the call (so
     an expired session logs in again and the error is mapped), unless halving can help."""
-    soqls = [search.people_soql(obj, fields, chunk) for obj, chunk in batch]
+    soqls = [search.people_soql(obj, fields, chunk, also) for obj, chunk in batch]
     answers = composite.query_many(sf, soqls)
     for (_, chunk), answer in zip(batch, answers, strict=True):
         if answer.error is not None:
@@ -145,6 +146,8 @@ class SalesforceIdentity:
         if not query:
             return []
         budget, fields = Budget(), identity_fields(self.settings)
+        every = self.settings.identity_fields
+        also = keys.key_columns(every) if len(every) > 1 else []
         found: dict[tuple[str, str], PersonRecord] = {}
         pending: list[tuple[str, list[search.Term]]] = []
         for obj in self.settings.person_objects:
@@ -154,7 +157,7 @@ class SalesforceIdentity:
             pending += [(obj, chunk) for chunk in search.people_chunks(obj, query)]
         while pending:
             batch, pending = pending[: composite.MAX_QUERIES], pending[composite.MAX_QUERIES :]
-            ask = partial(_ask, batch=batch, fields=fields)
+            ask = partial(_ask, batch=batch, fields=fields, also=also)
             for (obj, chunk), answer in zip(
                 batch, self.session.run("find people", ask, budget), strict=True
             ):
@@ -167,7 +170,7 @@ class SalesforceIdentity:
                         "not scored", SYSTEM, len(answer.rows), obj,
                     )  # fmt: skip
                 for row in answer.rows:
-                    person = person_record(obj, fields, row, query)
+                    person = person_record(obj, fields, row, query, every)
                     if person is not None:
                         found.setdefault((obj, person.ref.id), person)
         return list(found.values())
@@ -204,7 +207,9 @@ class SalesforceIdentity:
                 continue
             fresh, marks[obj], whole = watch.advance(since, rows)
             complete = complete and whole
-            people += [p for r in fresh if (p := person_record(obj, fields, r)) is not None]
+            people += [
+                p for r in fresh if (p := person_record(obj, fields, r, every=every)) is not None
+            ]
             on_file += [keys.keys_of(obj, rank, every, r) for r in fresh]
         return PeopleChanges(tuple(people), watch.write(marks), complete, tuple(on_file))
 

@@ -29,7 +29,7 @@ from connectors.salesforce.identity.lookup import (
 from connectors.salesforce.records import bare_handle, clip
 from connectors.salesforce.settings import IdentityFields, SalesforceSettings
 from syncd.contracts.text import fold
-from syncd.model import CrmRef, IdentityKey, PeopleQuery, PersonRecord, Profile
+from syncd.model import CrmRef, IdentityKey, KeyOnFile, PeopleQuery, PersonRecord, Profile
 
 # Network → SocialPersona.Provider picklist value.
 PROVIDERS = {
@@ -314,14 +314,27 @@ def row_matches(person: PersonRecord, query: PeopleQuery, phones: Sequence[str])
     return prepared(query).matches(person, phones)
 
 
+def keys_held(every: Mapping[str, IdentityFields], row: Mapping[str, Any]) -> tuple[KeyOnFile, ...]:
+    """Each network's user id and handle a row holds (networks with neither left out)."""
+    keys = []
+    for network, f in sorted(every.items()):
+        user_id, handle = _text(field(row, f.user_id)), bare_handle(_text(field(row, f.handle)))
+        if user_id or handle:
+            keys.append(KeyOnFile(network, user_id, handle))
+    return tuple(keys)
+
+
 def person_record(
     obj: str,
     fields: IdentityFields | None,
     row: Mapping[str, Any],
     query: PeopleQuery | None = None,
+    every: Mapping[str, IdentityFields] | None = None,
 ) -> PersonRecord | None:
     """A row as the resolver scores it; with a ``query``, None when no value of it really
-    matches the row (and the phone shown is the one that matched)."""
+    matches the row (and the phone shown is the one that matched). Given ``every`` network's
+    fields, and more than one, the record carries each network's keys, so an author is scored
+    on its own network's (a Contact holding an X user id is no other Mastodon user)."""
     shape = SHAPES[obj]
     phones = [p for p in (_text(field(row, "Phone")), _text(field(row, "MobilePhone"))) if p]
     wanted = prepared(query) if query is not None else None
@@ -337,6 +350,7 @@ def person_record(
         website=_text(field(row, shape.website)),
         user_id=_text(field(row, fields.user_id)) if fields else None,
         handle=bare_handle(_text(field(row, fields.handle))) if fields else None,
+        keys=keys_held(every, row) if every and len(every) > 1 else (),
     )
     return person if wanted is None or wanted.matches(person, matched) else None
 

@@ -9,6 +9,7 @@ Through the real simple-salesforce against the stand-in, as an org set up by
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,7 +21,8 @@ from connectors.salesforce.setup.fields import specs
 from connectors.salesforce.setup.package import package
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import set_up_org
-from syncd.model import CrmRef, IdentityKey, Profile
+from syncd.model import CrmRef, IdentityKey, PeopleQuery, Profile
+from syncd.resolver import scoring
 
 PAT_URI = "https://mastodon.example.social/users/pat"
 PAT_ACCT = "pat@mastodon.example.social"
@@ -273,3 +275,35 @@ def test_x_personas_are_asked_as_before(sb: SalesforceSandbox) -> None:
     found = crm(sb, ["x"], social_personas=True).personas([IdentityKey("x", "12", "jack")])
     assert [r.id for r in found[IdentityKey("x", "12", "jack")]] == [jack]
     assert all("MediaProvider" not in q for q in seen)
+
+
+# -- candidates ------------------------------------------------------------------------------
+
+
+def test_a_candidate_is_scored_by_the_authors_own_networks_keys(sb: SalesforceSandbox) -> None:
+    """Pat's Contact holds an X user id: a Mastodon author is not "another X user", and is
+    scored on what they share (the e-mail in the bio); an X author of another id still is."""
+    pat = sb.insert(
+        "Contact",
+        {"LastName": "Doe", "FirstName": "Pat", "Email": "pat@example.com",
+         "X_User_Id__c": "12", "Mastodon_Actor_URI__c": "https://other.example/users/pat"},
+    )  # fmt: skip
+    client = crm(sb)
+    (person,) = client.find_people(PeopleQuery(emails=frozenset({"pat@example.com"})))
+    assert person.ref.id == pat
+    bio = "write to pat@example.com"
+    fan = Profile(key=bluesky("pat.example.com"), display_name="Pat Doe", description=bio)
+    scored = scoring.score(fan, person)
+    assert scored is not None and scored.matcher == "contact_points"
+    # Mastodon: the record holds another actor URI, so it is not this author.
+    assert scoring.score(Profile(key=mastodon(), description=bio), person) is None
+    assert scoring.score(Profile(key=IdentityKey("x", "99"), description=bio), person) is None
+    same = scoring.score(Profile(key=IdentityKey("x", "12"), description=bio), person)
+    assert same is not None and same.matcher == "crm_user_id"
+    mark = client.people_changes(None).mark
+    later = datetime.now(UTC) + timedelta(seconds=5)  # a stamp after the mark's
+    sb.clock = lambda: later
+    sb.update("Contact", pat, {"Bluesky_DID__c": PAT_DID, "Bluesky_Handle__c": "@" + PAT_BSKY})
+    (changed,) = client.people_changes(mark).people
+    again = scoring.score(fan, changed)
+    assert again is not None and again.matcher == "crm_user_id"

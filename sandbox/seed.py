@@ -115,9 +115,19 @@ class World:
 
 # The custom fields syncd's default configuration uses, typed as `syncd salesforce fields`
 # creates them, so `syncd check` passes against a seeded stand-in: name → (type, External ID).
+# Each network's person fields (user id: External ID), as `syncd salesforce fields` makes them
+# for a config reading X, Mastodon and Bluesky.
+_PERSON_FIELDS = {
+    "X_User_Id__c": ("string", True),
+    "X_Handle__c": ("string", False),
+    "Mastodon_Actor_URI__c": ("string", True),
+    "Mastodon_Account__c": ("string", False),
+    "Bluesky_DID__c": ("string", True),
+    "Bluesky_Handle__c": ("string", False),
+}
 ORG_FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
-    "Contact": {"X_User_Id__c": ("string", True), "X_Handle__c": ("string", False)},
-    "Lead": {"X_User_Id__c": ("string", True), "X_Handle__c": ("string", False)},
+    "Contact": dict(_PERSON_FIELDS),
+    "Lead": dict(_PERSON_FIELDS),
     "Task": {
         "Social_Network__c": ("string", False),
         "Social_Direction__c": ("picklist", False),

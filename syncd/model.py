@@ -277,6 +277,17 @@ class PersonRecord:
     website: str | None = None  # the Contact's Account website, the Lead's Website
     user_id: str | None = None  # the network user-id field, if set
     handle: str | None = None  # the network handle field, if set
+    # A CRM holding several networks' fields: each network's, and then an author is scored
+    # on its own network's alone (user_id and handle above are one network's, for display).
+    # Empty: user_id and handle are the author's network's.
+    keys: tuple[KeyOnFile, ...] = ()
+
+    def own(self, network: str) -> tuple[str | None, str | None]:
+        """The user id and handle this record holds for ``network``."""
+        if not self.keys:
+            return self.user_id, self.handle
+        mine = next((k for k in self.keys if k.network == network), None)
+        return (mine.user_id, mine.handle) if mine is not None else (None, None)
 
 
 @dataclass(frozen=True)

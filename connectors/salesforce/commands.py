@@ -57,12 +57,14 @@ def fields(context: CommandContext, out: Path | None) -> None:
 
 
 def _salesforce_settings(context: CommandContext) -> SalesforceSettings:
-    from connectors.salesforce.settings import SalesforceSettings
+    from connectors.salesforce.settings import IDENTITY_DEFAULTS, SalesforceSettings
 
     loaded = context.settings_if_any()
     if loaded is None:
-        # An admin preparing an org may have no config yet: the documented defaults.
-        return SalesforceSettings.model_construct(type="salesforce")
+        # An admin preparing an org may have no config yet: the documented defaults, with
+        # every network's identity fields (which networks will be read is not known yet).
+        default = SalesforceSettings.model_construct(type="salesforce")
+        return default.for_networks(list(IDENTITY_DEFAULTS))
     crm = loaded.crm
     if not isinstance(crm, SalesforceSettings):
         raise UserError(f"the configured CRM is {crm.type!r}, not salesforce")

@@ -7,6 +7,7 @@ way. Names are checked to be plain API names: they are pasted into SOQL and URL 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
@@ -62,6 +63,19 @@ class IdentityFields(_Strict):
     handle: ApiName
 
 
+# The documented default fields of each network syncd reads, taken for a network the sources
+# read and ``[crm.identity_fields]`` does not name. The user id is what the network's
+# connector keys a person on, the one value that never changes: X's numeric id, Mastodon's
+# actor URI (an account's numeric id is local to the instance answering), Bluesky's DID. The
+# handle is what people type into a CRM: X's @name, Mastodon's acct made absolute
+# (user@domain), Bluesky's handle (a domain name).
+IDENTITY_DEFAULTS: dict[str, IdentityFields] = {
+    "x": IdentityFields(user_id="X_User_Id__c", handle="X_Handle__c"),
+    "mastodon": IdentityFields(user_id="Mastodon_Actor_URI__c", handle="Mastodon_Account__c"),
+    "bluesky": IdentityFields(user_id="Bluesky_DID__c", handle="Bluesky_Handle__c"),
+}
+
+
 # The keys of each auth method, for the validation messages.
 _PASSWORD = ("username", "password", "security_token")
 _SESSION = ("instance_url", "session_id")
@@ -93,8 +107,10 @@ class SalesforceSettings(ConnectorSettings):
     deleted_status: str = "Deleted"  # task_fields.post_status of a post deleted on the network
     task_fields: TaskFields = TaskFields()
     person_objects: list[ApiName] = Field(default=["Contact", "Lead"], min_length=1)
+    # Filled in by for_networks(): the networks the sources read and this table does not name
+    # get their IDENTITY_DEFAULTS. Without sources to go by (settings built in code), X's.
     identity_fields: dict[str, IdentityFields] = Field(
-        default_factory=lambda: {"x": IdentityFields(user_id="X_User_Id__c", handle="X_Handle__c")}
+        default_factory=lambda: {"x": IDENTITY_DEFAULTS["x"]}
     )
     # Also look authors up in the standard SocialPersona object (by ExternalId, then Name).
     social_personas: bool = False
@@ -133,6 +149,25 @@ class SalesforceSettings(ConnectorSettings):
         if keys is _SESSION and self.username is not None:
             raise ValueError("username is not used with instance_url + session_id auth")
         return self
+
+    def for_networks(self, networks: Sequence[str]) -> Self:
+        """Identity fields for exactly the networks read: those ``[crm.identity_fields]``
+        names as given, every other one in use by its documented default. With no
+        ``identity_fields`` table at all, only the networks read are looked up, so an X-only
+        config asks for X's two fields, as it always did, and a Mastodon-only one never for
+        X's. A network with no default and no table is left out (its look-ups are skipped,
+        with a warning)."""
+        if not networks:  # nothing to go by (a config always has sources)
+            return self
+        given = self.identity_fields if "identity_fields" in self.model_fields_set else {}
+        fields = dict(given)
+        for network in networks:
+            if network not in fields and network in IDENTITY_DEFAULTS:
+                fields[network] = IDENTITY_DEFAULTS[network]
+        if fields == self.identity_fields:
+            return self
+        # model_copy skips validation: the fields are IdentityFields already.
+        return self.model_copy(update={"identity_fields": fields})
 
     @property
     def auth_method(self) -> Literal["password", "session", "jwt"]:

@@ -116,6 +116,7 @@ STANDARD_OBJECTS: dict[str, StandardObject] = {
         _fields(
             "Name Provider:picklist ExternalPostId Handle Content:textarea Posted:datetime "
             "PostUrl:url MessageType:picklist IsOutbound:boolean PersonaId:reference "
+            "MediaProvider MediaType "
             "WhoId:reference ReplyToId:reference ParentId:reference OwnerId:reference"
         ),
         ("Name",),
@@ -124,7 +125,7 @@ STANDARD_OBJECTS: dict[str, StandardObject] = {
         "0SP",
         _fields(
             "Name Provider:picklist ExternalId ParentId:reference ProfileUrl:url RealName "
-            "ExternalPictureURL:url IsDefault:boolean Bio:textarea"
+            "ExternalPictureURL:url IsDefault:boolean Bio:textarea MediaProvider MediaType"
         ),
         ("Name", "Provider", "ParentId"),
         (("IsDefault", False),),

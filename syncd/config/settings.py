@@ -335,6 +335,8 @@ def parse(raw: dict[str, Any], path: Path) -> Settings:
     problems = tidy(left + problems, left, raw)
     if problems or crm is None:
         raise ConfigError(problems or [("crm", "is invalid")], source=path)
+    networks = dict.fromkeys(connectors.source_class(s.type).network for s in sources)
+    crm = crm.for_networks(list(networks))
     return Settings(
         path=path,
         state=state,

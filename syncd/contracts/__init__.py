@@ -50,6 +50,15 @@ class ConnectorSettings(BaseModel):
     name: str
     type: str
 
+    def for_networks(self, networks: Sequence[str]) -> Self:
+        """These settings for a deployment whose sources read ``networks`` (config order).
+
+        Called once the whole config is read: a CRM connector whose per-network settings have
+        documented defaults fills them in here for the networks in use, and only for those,
+        so a network nobody reads never asks the CRM for fields it need not have. Unchanged
+        by default."""
+        return self
+
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$")
 # Two or more number+unit groups ("1h30", "1h30m"): a common guess, not a supported form.

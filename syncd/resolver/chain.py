@@ -268,8 +268,12 @@ def affected(profiles: Mapping[int, Profile], people: Sequence[PersonRecord]) ->
     """The authors some of these (new or changed) CRM people could now match: same user
     id or handle on file, or a value the candidate search would find them by."""
     index = _Index(people)
-    ids = {p.user_id for p in people if p.user_id}
-    handles = {p.handle.casefold() for p in people if p.handle}
+    # Every network's ids and handles the records hold (one network's when they say no more).
+    held = [(k.user_id, k.handle) for p in people for k in p.keys] + [
+        (p.user_id, p.handle) for p in people if not p.keys
+    ]
+    ids = {u for u, _ in held if u}
+    handles = {h.casefold() for _, h in held if h}
     out: set[int] = set()
     for i, prof in profiles.items():
         own = {h.casefold() for h in (prof.key.handle, *prof.past_handles) if h}

@@ -56,7 +56,7 @@ class Scored:
 
 def contradicts(profile: Profile, person: PersonRecord) -> bool:
     """The record names another user of this network: it is not this author."""
-    held = (person.user_id or "").strip()
+    held = (person.own(profile.key.network)[0] or "").strip()
     return bool(held) and held != profile.key.user_id
 
 
@@ -65,9 +65,10 @@ def score(profile: Profile, person: PersonRecord) -> Scored | None:
     if contradicts(profile, person):
         return None
     found: list[tuple[float, str, str]] = []  # (score, matcher, reason)
-    if (person.user_id or "").strip() == profile.key.user_id:
+    user_id, handle = person.own(profile.key.network)
+    if (user_id or "").strip() == profile.key.user_id:
         found.append((USER_ID, "crm_user_id", f"user id {profile.key.user_id} on file"))
-    on_file = _bare(person.handle)
+    on_file = _bare(handle)
     if on_file:
         if on_file == _bare(profile.key.handle):
             found.append((HANDLE, "crm_handle", f"handle @{on_file} on file"))

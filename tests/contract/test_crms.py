@@ -11,6 +11,7 @@ from support.fake_crm import FakeCrm, Fault
 from support.salesforce import settings
 
 from connectors.salesforce.crm import SalesforceCrm
+from connectors.salesforce.settings import IDENTITY_DEFAULTS
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import set_up_org
 from syncd.contracts import Crm
@@ -21,17 +22,20 @@ from .crm import CrmContract
 
 class SalesforceWorld:
     """The Salesforce stand-in (sandbox/salesforce/), set up as an admin does for syncd, and
-    written to by the real connector."""
+    written to by the real connector, configured as for sources reading ``network``: its
+    people carry that network's identity fields, by their documented defaults."""
 
-    network = "x"
     faults = frozenset({"rate_limit", "transient"})
 
-    def __init__(self, sandbox: SalesforceSandbox) -> None:
+    def __init__(self, sandbox: SalesforceSandbox, network: str = "x") -> None:
         self.sandbox = sandbox
+        self.network = network
+        self.fields = IDENTITY_DEFAULTS[network]
 
     def make_crm(self, *, valid_credentials: bool = True) -> Crm:
         password = "env:SF_PASSWORD" if valid_credentials else "env:SF_WRONG_PASSWORD"
-        return SalesforceCrm.from_settings(settings(login_url=self.sandbox.url, password=password))
+        configured = settings(login_url=self.sandbox.url, password=password)
+        return SalesforceCrm.from_settings(configured.for_networks([self.network]))
 
     def add_person(
         self,
@@ -44,7 +48,7 @@ class SalesforceWorld:
     ) -> CrmRef:
         values = {
             "LastName": last, "FirstName": first, "Email": email,
-            "X_User_Id__c": user_id, "X_Handle__c": handle,
+            self.fields.user_id: user_id, self.fields.handle: handle,
         }  # fmt: skip
         fields = {k: v for k, v in values.items() if v is not None}
         return CrmRef("Contact", self.sandbox.insert("Contact", fields))
@@ -64,17 +68,32 @@ class SalesforceWorld:
 
 
 class TestSalesforceCrm(CrmContract):
+    network = "x"
+
     @pytest.fixture
     def crm_world(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[SalesforceWorld]:
         monkeypatch.setenv("SF_PASSWORD", "sandbox-password")
         monkeypatch.setenv("SF_TOKEN", "sandbox-token")
         monkeypatch.setenv("SF_WRONG_PASSWORD", "not-the-password")
+        lead_key = IDENTITY_DEFAULTS[self.network].user_id
         sandbox = SalesforceSandbox(
-            external_ids={"Task": ["Social_Post_Id__c"], "Lead": ["X_User_Id__c"]}
+            external_ids={"Task": ["Social_Post_Id__c"], "Lead": [lead_key]}
         )
         set_up_org(sandbox)
         with sandbox:
-            yield SalesforceWorld(sandbox)
+            yield SalesforceWorld(sandbox, self.network)
+
+
+class TestSalesforceCrmMastodon(TestSalesforceCrm):
+    """The same contract for authors of Mastodon, by its own person fields."""
+
+    network = "mastodon"
+
+
+class TestSalesforceCrmBluesky(TestSalesforceCrm):
+    """The same contract for authors of Bluesky, by its own person fields."""
+
+    network = "bluesky"
 
 
 class FakeCrmWorld:

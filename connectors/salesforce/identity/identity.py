@@ -8,6 +8,7 @@ mapping and one re-login per public call). Queries and row reading are in
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -20,7 +21,6 @@ from connectors.salesforce.identity import keys, search, watch
 from connectors.salesforce.identity.people import (
     CANDIDATE_LIMIT,
     MAX_HOPS,
-    PROVIDERS,
     SHAPES,
     field,
     handle_parents,
@@ -37,10 +37,10 @@ from connectors.salesforce.identity.people import (
     persona_soql,
     survivor_soql,
 )
-from connectors.salesforce.records import SYSTEM
+from connectors.salesforce.records import SYSTEM, parse_upsert_results
 from connectors.salesforce.session import Budget, SalesforceSession
 from connectors.salesforce.settings import _API_NAME, IdentityFields, SalesforceSettings
-from syncd.errors import ExternalError
+from syncd.errors import ExternalError, TransientError
 from syncd.model import (
     CrmRef,
     IdentityKey,
@@ -50,19 +50,25 @@ from syncd.model import (
     PeopleQuery,
     PersonRecord,
     Profile,
+    Refusal,
 )
 
 log = logging.getLogger("connectors.salesforce")
+
+# A user id the single-record upsert URL carries as it is (X's numeric ids): anything else
+# (a URI's "/", a DID's ":") goes in the body of a collections upsert instead.
+_PATH_SAFE = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _ask(
     sf: Salesforce,
     batch: Sequence[tuple[str, Sequence[search.Term]]],
     fields: IdentityFields | None,
+    also: Sequence[str] = (),
 ) -> list[composite.Answer]:
     """Candidate queries in one composite call. An error is raised here, inside the call (so
     an expired session logs in again and the error is mapped), unless halving can help."""
-    soqls = [search.people_soql(obj, fields, chunk) for obj, chunk in batch]
+    soqls = [search.people_soql(obj, fields, chunk, also) for obj, chunk in batch]
     answers = composite.query_many(sf, soqls)
     for (_, chunk), answer in zip(batch, answers, strict=True):
         if answer.error is not None:
@@ -96,9 +102,11 @@ class SalesforceIdentity:
 
         Off unless ``social_personas`` is set (then: no call at all). One query per chunk of
         at most 200 keys per network, ``Provider = 'Twitter' AND (ExternalId IN (…) OR Name
-        IN (…))``; a key takes the personas with its user id, else those with its handle and
-        no user id (see :func:`~connectors.salesforce.identity.people.match_personas`), whose parent
-        holds no other user id of the network (one query per object for such parents).
+        IN (…))`` (a network the Provider picklist lacks: ``Provider = 'Other' AND
+        MediaProvider = 'mastodon' AND …``); a key takes the personas with its user id, else
+        those with its handle and no user id (see
+        :func:`~connectors.salesforce.identity.people.match_personas`), whose parent holds no
+        other user id of the network (one query per object for such parents).
         """
         if not self.settings.social_personas:
             return {}
@@ -107,14 +115,10 @@ class SalesforceIdentity:
         for key in dict.fromkeys(keys):
             by_network.setdefault(key.network, []).append(key)
         for network, pending in by_network.items():
-            provider = PROVIDERS.get(network)
-            if provider is None:
-                log.warning("%s: no SocialPersona provider for network %r", SYSTEM, network)
-                continue
             objects, fields = self.settings.person_objects, self.settings.identity_fields
             user_id_field = fields[network].user_id if network in fields else None
             for chunk in persona_chunks(pending):
-                rows = self.session.query("personas", persona_soql(provider, chunk), budget)
+                rows = self.session.query("personas", persona_soql(network, chunk), budget)
                 held: dict[str, str] = {}
                 for obj, ids in handle_parents(chunk, rows, objects).items():
                     if user_id_field is None:
@@ -142,6 +146,8 @@ class SalesforceIdentity:
         if not query:
             return []
         budget, fields = Budget(), identity_fields(self.settings)
+        every = self.settings.identity_fields
+        also = keys.key_columns(every) if len(every) > 1 else []
         found: dict[tuple[str, str], PersonRecord] = {}
         pending: list[tuple[str, list[search.Term]]] = []
         for obj in self.settings.person_objects:
@@ -151,7 +157,7 @@ class SalesforceIdentity:
             pending += [(obj, chunk) for chunk in search.people_chunks(obj, query)]
         while pending:
             batch, pending = pending[: composite.MAX_QUERIES], pending[composite.MAX_QUERIES :]
-            ask = partial(_ask, batch=batch, fields=fields)
+            ask = partial(_ask, batch=batch, fields=fields, also=also)
             for (obj, chunk), answer in zip(
                 batch, self.session.run("find people", ask, budget), strict=True
             ):
@@ -164,7 +170,7 @@ class SalesforceIdentity:
                         "not scored", SYSTEM, len(answer.rows), obj,
                     )  # fmt: skip
                 for row in answer.rows:
-                    person = person_record(obj, fields, row, query)
+                    person = person_record(obj, fields, row, query, every)
                     if person is not None:
                         found.setdefault((obj, person.ref.id), person)
         return list(found.values())
@@ -201,7 +207,9 @@ class SalesforceIdentity:
                 continue
             fresh, marks[obj], whole = watch.advance(since, rows)
             complete = complete and whole
-            people += [p for r in fresh if (p := person_record(obj, fields, r)) is not None]
+            people += [
+                p for r in fresh if (p := person_record(obj, fields, r, every=every)) is not None
+            ]
             on_file += [keys.keys_of(obj, rank, every, r) for r in fresh]
         return PeopleChanges(tuple(people), watch.write(marks), complete, tuple(on_file))
 
@@ -293,8 +301,10 @@ class SalesforceIdentity:
                 system=SYSTEM,
             )
         budget = Budget()
-        path = f"sobjects/Lead/{fields.user_id}/{quote(profile.key.user_id, safe='')}"
         payload = lead_fields(profile, self.settings, fields)
+        if not _PATH_SAFE.fullmatch(profile.key.user_id):
+            return self._upsert_lead_by_body(fields.user_id, profile.key.user_id, payload, budget)
+        path = f"sobjects/Lead/{fields.user_id}/{quote(profile.key.user_id, safe='')}"
         body = self.session.restful("upsert Lead", path, budget, method="PATCH", json=payload)
         lead_id = body.get("id") if isinstance(body, Mapping) else None
         if not lead_id:  # API versions before 46.0 answer an update with 204, no body
@@ -303,3 +313,23 @@ class SalesforceIdentity:
         if not lead_id:
             raise ExternalError("salesforce upsert Lead: the answer names no Lead", system=SYSTEM)
         return CrmRef("Lead", str(lead_id), lead_name(payload))
+
+    def _upsert_lead_by_body(
+        self, id_field: str, user_id: str, payload: Mapping[str, Any], budget: Budget
+    ) -> CrmRef:
+        """The same upsert as an sObject Collections one (``PATCH
+        composite/sobjects/Lead/<field>``), the user id in the body: for an id the URL path
+        cannot carry, such as a Mastodon actor URI (Salesforce answers NOT_FOUND to a value
+        with a "/" in the path, even encoded) or a DID."""
+        record = {"attributes": {"type": "Lead"}, id_field: user_id, **payload}
+        body = self.session.restful(
+            "upsert Lead", f"composite/sobjects/Lead/{id_field}", budget, method="PATCH",
+            json={"allOrNone": True, "records": [record]},
+        )  # fmt: skip
+        (result,) = parse_upsert_results([user_id], body)
+        if not result.ok or not result.crm_id:
+            code = result.error_code or "UNKNOWN_ERROR"
+            why = result.error_message or "the answer names no Lead"
+            kind = TransientError if result.refusal is Refusal.RETRY else ExternalError
+            raise kind(f"salesforce upsert Lead: {code}: {why}", system=SYSTEM)
+        return CrmRef("Lead", str(result.crm_id), lead_name(payload))

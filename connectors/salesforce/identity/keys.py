@@ -14,10 +14,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from connectors.salesforce.identity.lookup import soql_quote
-from connectors.salesforce.identity.people import SHAPES, field, id18
-from connectors.salesforce.records import bare_handle
+from connectors.salesforce.identity.people import SHAPES, field, id18, keys_held
 from connectors.salesforce.settings import IdentityFields
-from syncd.model import CrmRef, KeyOnFile, KeysOnFile
+from syncd.model import CrmRef, KeysOnFile
 
 KEYS_PAGE = 2000  # rows per query: Salesforce's own batch size, so one call per page
 
@@ -52,14 +51,9 @@ def keys_of(
     obj: str, rank: int, fields: Mapping[str, IdentityFields], row: Mapping[str, Any]
 ) -> KeysOnFile:
     """What one row carries, per network (networks with neither field set left out)."""
-    keys = []
-    for network, f in sorted(fields.items()):
-        user_id, handle = _text(field(row, f.user_id)), bare_handle(_text(field(row, f.handle)))
-        if user_id or handle:
-            keys.append(KeyOnFile(network, user_id, handle))
     rid = id18(field(row, "Id")) or str(field(row, "Id"))
     ref = CrmRef(obj, rid, _text(field(row, "Name")))
-    return KeysOnFile(ref, tuple(keys), rank, str(field(row, "SystemModstamp") or ""))
+    return KeysOnFile(ref, keys_held(fields, row), rank, str(field(row, "SystemModstamp") or ""))
 
 
 def cursor(obj: str, after: str | None) -> str:

@@ -29,7 +29,7 @@ from connectors.salesforce.identity.lookup import (
 from connectors.salesforce.records import bare_handle, clip
 from connectors.salesforce.settings import IdentityFields, SalesforceSettings
 from syncd.contracts.text import fold
-from syncd.model import CrmRef, IdentityKey, PeopleQuery, PersonRecord, Profile
+from syncd.model import CrmRef, IdentityKey, KeyOnFile, PeopleQuery, PersonRecord, Profile
 
 # Network → SocialPersona.Provider picklist value.
 PROVIDERS = {
@@ -40,6 +40,11 @@ PROVIDERS = {
     "linkedin": "LinkedIn",
     "youtube": "YouTube",
 }
+# Provider is a restricted picklist with no value for most networks (none for Mastodon or
+# Bluesky): their personas are Provider "Other", the network named in MediaProvider, free
+# text, which is how Salesforce's own inbound handler matches them (MediaProvider + ExternalId,
+# then MediaProvider + Name). SOQL's "=" ignores case, so "mastodon" also finds "Mastodon".
+OTHER = "Other"
 # Key prefixes of the person objects a persona's ParentId may name.
 PERSON_PREFIXES = {"003": "Contact", "00Q": "Lead"}
 CANDIDATE_LIMIT = 2000  # rows per candidate query: more is a too-vague query, not a person
@@ -92,16 +97,28 @@ def in_list(name: str, values: Sequence[str]) -> str:
 
 
 # -- SocialPersona ---------------------------------------------------------------------------
-def persona_soql(provider: str, keys: Sequence[IdentityKey]) -> str:
-    """ONE query for a chunk of keys: personas by external user id or by handle."""
+def persona_provider(network: str) -> tuple[str, str | None]:
+    """``(Provider, MediaProvider)`` of a network's personas: its own picklist value, or
+    :data:`OTHER` with the network's name as MediaProvider."""
+    provider = PROVIDERS.get(network)
+    return (provider, None) if provider is not None else (OTHER, network)
+
+
+def persona_soql(network: str, keys: Sequence[IdentityKey]) -> str:
+    """ONE query for a chunk of one network's keys: personas by external user id or by
+    handle."""
     ids = list(dict.fromkeys(k.user_id for k in keys if askable(k.user_id)))
     names = list(dict.fromkeys(v for k in keys for v in handle_values(k)))
     parts = [in_list("ExternalId", ids)] if ids else []
     parts += [in_list("Name", names)] if names else []
     where = " OR ".join(parts)
+    provider, media = persona_provider(network)
+    which = f"Provider = {soql_quote(provider)}"
+    if media is not None:
+        which += f" AND MediaProvider = {soql_quote(media)}"
     return (
         "SELECT Id, Name, ExternalId, ParentId, Parent.Name, IsDefault FROM SocialPersona "
-        f"WHERE Provider = {soql_quote(provider)} AND ({where})"
+        f"WHERE {which} AND ({where})"
     )
 
 
@@ -297,14 +314,27 @@ def row_matches(person: PersonRecord, query: PeopleQuery, phones: Sequence[str])
     return prepared(query).matches(person, phones)
 
 
+def keys_held(every: Mapping[str, IdentityFields], row: Mapping[str, Any]) -> tuple[KeyOnFile, ...]:
+    """Each network's user id and handle a row holds (networks with neither left out)."""
+    keys = []
+    for network, f in sorted(every.items()):
+        user_id, handle = _text(field(row, f.user_id)), bare_handle(_text(field(row, f.handle)))
+        if user_id or handle:
+            keys.append(KeyOnFile(network, user_id, handle))
+    return tuple(keys)
+
+
 def person_record(
     obj: str,
     fields: IdentityFields | None,
     row: Mapping[str, Any],
     query: PeopleQuery | None = None,
+    every: Mapping[str, IdentityFields] | None = None,
 ) -> PersonRecord | None:
     """A row as the resolver scores it; with a ``query``, None when no value of it really
-    matches the row (and the phone shown is the one that matched)."""
+    matches the row (and the phone shown is the one that matched). Given ``every`` network's
+    fields, and more than one, the record carries each network's keys, so an author is scored
+    on its own network's (a Contact holding an X user id is no other Mastodon user)."""
     shape = SHAPES[obj]
     phones = [p for p in (_text(field(row, "Phone")), _text(field(row, "MobilePhone"))) if p]
     wanted = prepared(query) if query is not None else None
@@ -320,6 +350,7 @@ def person_record(
         website=_text(field(row, shape.website)),
         user_id=_text(field(row, fields.user_id)) if fields else None,
         handle=bare_handle(_text(field(row, fields.handle))) if fields else None,
+        keys=keys_held(every, row) if every and len(every) > 1 else (),
     )
     return person if wanted is None or wanted.matches(person, matched) else None
 

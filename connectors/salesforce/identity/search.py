@@ -120,8 +120,11 @@ def halves(chunk: Sequence[Term]) -> list[list[Term]]:
     return [list(chunk[:mid]), list(chunk[mid:])]
 
 
-def people_soql(obj: str, fields: IdentityFields | None, chunk: Sequence[Term]) -> str:
-    """ONE candidate query for a chunk of terms against one person object."""
+def people_soql(
+    obj: str, fields: IdentityFields | None, chunk: Sequence[Term], also: Sequence[str] = ()
+) -> str:
+    """ONE candidate query for a chunk of terms against one person object; ``also``: more
+    columns (every network's id and handle fields)."""
     shape = SHAPES[obj]
     emails = [t.text for t in chunk if t.kind == "email"]
     ids = [t.text for t in chunk if t.kind == "id"]
@@ -139,7 +142,8 @@ def people_soql(obj: str, fields: IdentityFields | None, chunk: Sequence[Term]) 
     where = " OR ".join(parts)
     if shape.only:
         where = f"{shape.only} AND ({where})"
-    return f"SELECT {person_fields(obj, fields)} FROM {obj} WHERE {where} LIMIT {CANDIDATE_LIMIT}"
+    select = person_fields(obj, fields, also)
+    return f"SELECT {select} FROM {obj} WHERE {where} LIMIT {CANDIDATE_LIMIT}"
 
 
 def people_queries(obj: str, fields: IdentityFields | None, query: PeopleQuery) -> Iterator[str]:

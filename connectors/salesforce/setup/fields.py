@@ -12,9 +12,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from connectors.salesforce.identity.people import persona_provider
 from connectors.salesforce.settings import SalesforceSettings
 
 __all__ = ["FieldSpec", "ObjectSpec", "objects", "specs"]
+
+# The shortest identity fields (user id, handle) a check accepts, per network: what its
+# connector keys people on must fit, or a Lead upserted for an author is refused with
+# STRING_TOO_LONG. X: numeric ids (19 digits, room left), 15-character handles. Mastodon:
+# actor URIs up to 246 characters (the connector refuses longer: "mastodon:<uri>" must fit
+# 255) and user@domain handles. Bluesky: DIDs up to 64 (the connector refuses longer) and
+# domain-name handles. Other networks: X's, as before.
+_IDENTITY_MIN = {"mastodon": (246, 64), "bluesky": (64, 64)}
+_IDENTITY_MIN_OTHER = (32, 16)
+# Networks whose post keys, handles and thread ids fit the shorter Task fields a check has
+# always accepted.
+_SHORT_KEYS = frozenset({"x", "twitter"})
 
 # Describe types a value syncd writes as text can land in. A long text area is a textarea too,
 # but SOQL cannot filter on it, which is why looked-up fields also demand ``filterable``.
@@ -78,12 +91,17 @@ def specs(settings: SalesforceSettings) -> list[FieldSpec]:
     """Every field, custom and standard, syncd uses with these settings."""
     s, task = settings, settings.history_object
     f = s.task_fields
+    # X's keys are short (x:<19 digits>); Mastodon's and Bluesky's are URIs, written up to
+    # the 255 characters a Text field holds ("mastodon:<uri>", "bluesky:<at-uri>"), handles
+    # are user@domain or domain names, threads at-uris: once such a network is read, only
+    # full-length fields take every value.
+    wide = any(network not in _SHORT_KEYS for network in s.identity_fields)
     out = [
         FieldSpec(
             task, s.external_id_field, "[crm] external_id_field",
             "syncd's id of the post (x:<post id>): every write is an upsert on it",
-            min_length=64, accepts=frozenset({"string"}), external_id=True, unique=True,
-            filterable=True,
+            min_length=255 if wide else 64, accepts=frozenset({"string"}), external_id=True,
+            unique=True, filterable=True,
         ),
         FieldSpec(task, f.network, "[crm] task_fields.network", "Social network (x)",
                   length=40, min_length=16),
@@ -94,11 +112,12 @@ def specs(settings: SalesforceSettings) -> list[FieldSpec]:
             values=("Inbound", "Outbound"),
         ),
         FieldSpec(task, f.handle, "[crm] task_fields.handle", "The customer's @handle",
-                  min_length=16),
+                  min_length=255 if wide else 16),
         FieldSpec(task, f.post_url, "[crm] task_fields.post_url", "Link to the post",
                   kind="Url", min_length=100, accepts=_TEXT | {"url"}),
         FieldSpec(task, f.conversation_id, "[crm] task_fields.conversation_id",
-                  "The network's id of the thread the post belongs to", min_length=32),
+                  "The network's id of the thread the post belongs to",
+                  min_length=255 if wide else 32),
     ]  # fmt: skip
     # Only where a deployment marks posts deleted on the network, so not needed by a check.
     if status := getattr(f, "post_status", None):
@@ -129,17 +148,25 @@ def specs(settings: SalesforceSettings) -> list[FieldSpec]:
     for obj in s.person_objects:
         for network, ids in s.identity_fields.items():
             key = f"[crm.identity_fields.{network}]"
+            id_min, handle_min = _IDENTITY_MIN.get(network, _IDENTITY_MIN_OTHER)
             out += [
                 # External ID: indexed, so look-ups stay fast on a big org, and the key
                 # unmatched = "lead" upserts Leads on. Not unique: an org may hold a
                 # duplicate Contact until someone merges it.
                 FieldSpec(obj, ids.user_id, f"{key} user_id",
                           f"The author's immutable {network} user id",
-                          min_length=32, accepts=frozenset({"string"}), external_id=True,
+                          min_length=id_min, accepts=frozenset({"string"}), external_id=True,
                           filterable=True, written=False),
                 FieldSpec(obj, ids.handle, f"{key} handle", f"The author's {network} handle",
-                          min_length=16, filterable=True, written=False),
+                          min_length=handle_min, filterable=True, written=False),
             ]  # fmt: skip
+    if s.social_personas and any(persona_provider(n)[1] for n in s.identity_fields):
+        # Personas of a network the Provider picklist lacks are told apart by MediaProvider.
+        out.append(
+            FieldSpec("SocialPersona", "MediaProvider", "[crm] social_personas",
+                      "names the network of a persona whose Provider is Other",
+                      kind="Standard", filterable=True, written=False)
+        )  # fmt: skip
     return out
 
 

@@ -270,7 +270,88 @@ def test_without_a_config_the_package_uses_the_defaults(
     package = ET.parse(tmp_path / "package.xml").getroot()
     members = {m.text for m in package.iterfind(".//md:members", NS)}
     assert {"Activity.Social_Post_Id__c", "Contact.X_User_Id__c", "Lead.X_Handle__c"} <= members
+    # Which networks will be read is not known yet: every network's person fields.
+    for obj in ("Contact", "Lead"):
+        assert {f"{obj}.Mastodon_Actor_URI__c", f"{obj}.Mastodon_Account__c"} <= members
+        assert {f"{obj}.Bluesky_DID__c", f"{obj}.Bluesky_Handle__c"} <= members
     assert package.findtext("md:version", "", NS) == "61.0"
+
+
+# Sources of the other networks, after the [crm] table (TOML takes them there too): only read
+# for their network here, never reached.
+FEDIVERSE = """
+[[sources]]
+name = "acme-mastodon"
+type = "mastodon"
+api_base_url = "https://mastodon.example"
+access_token = "env:E2E_X_BEARER"
+accounts = ["acme"]
+
+[[sources]]
+name = "acme-bluesky"
+type = "bluesky"
+identifier = "acme.bsky.social"
+app_password = "env:E2E_X_BEARER"
+accounts = ["acme.bsky.social"]
+session_file = "/var/lib/syncd/bluesky-acme.session"  # never opened here
+"""
+PERSON_FIELDS = {
+    "x": {"X_User_Id__c", "X_Handle__c"},
+    "mastodon": {"Mastodon_Actor_URI__c", "Mastodon_Account__c"},
+    "bluesky": {"Bluesky_DID__c", "Bluesky_Handle__c"},
+}
+
+
+def person_members(w: World) -> set[str]:
+    printed = run(w, "salesforce", "fields", code=0)
+    package = printed.split("==> package.xml <==\n", 1)[1].split("==> ", 1)[0]
+    members = {m.text or "" for m in ET.fromstring(package.encode()).iterfind(".//md:members", NS)}
+    return {m for m in members if m.startswith(("Contact.", "Lead."))}
+
+
+def test_an_x_only_config_needs_only_x_person_fields(world: World) -> None:
+    assert person_members(world) == {
+        f"{o}.{f}" for o in ("Contact", "Lead") for f in PERSON_FIELDS["x"]
+    }
+    assert set(settings_of(world).identity_fields) == {"x"}
+
+
+def test_each_network_read_brings_its_person_fields(world: World) -> None:
+    world.config.write_text(world.config.read_text() + FEDIVERSE)
+    every = set().union(*PERSON_FIELDS.values())
+    assert person_members(world) == {f"{o}.{f}" for o in ("Contact", "Lead") for f in every}
+    crm = settings_of(world)
+    assert crm.identity_fields["mastodon"].user_id == "Mastodon_Actor_URI__c"
+    assert crm.identity_fields["bluesky"].handle == "Bluesky_Handle__c"
+
+
+def test_an_org_lacking_a_read_networks_fields_fails_the_check(world: World) -> None:
+    """The org is set up for X alone; the config now also reads Mastodon and Bluesky, so the
+    CRM's check names every missing field, with the key that names it."""
+    from connectors.salesforce.crm import SalesforceCrm
+
+    bare = SalesforceSandbox()
+    for sobject, fields in ORG_FIELDS.items():
+        for name, (type_, external_id) in fields.items():
+            if not name.startswith(("Mastodon_", "Bluesky_")):
+                bare.add_field(sobject, name, type_, external_id=external_id)
+    crm = settings_of(world)  # X only: the check passes
+    world.config.write_text(world.config.read_text() + FEDIVERSE)
+    wider = settings_of(world)
+    with bare:
+        url = {"login_url": bare.url}
+        ok = SalesforceCrm.from_settings(crm.model_copy(update=url)).check()
+        assert all(r.ok for r in ok if "." in r.item)
+        rows = SalesforceCrm.from_settings(wider.model_copy(update=url)).check()
+    bad = {r.item: r for r in rows if not r.ok}
+    assert set(bad) == {
+        f"{o}.{f}"
+        for o in ("Contact", "Lead")
+        for f in PERSON_FIELDS["mastodon"] | PERSON_FIELDS["bluesky"]
+    }
+    assert bad["Contact.Mastodon_Actor_URI__c"].fix.startswith(
+        "create Contact.Mastodon_Actor_URI__c: Text(255), External ID"
+    )
 
 
 # -- the verification, without an org -------------------------------------------------------

@@ -504,7 +504,7 @@ def test_generated_soql_keeps_each_value_one_literal(hostile: str) -> None:
     literal is the value itself (a LIKE pattern: the value, its wildcards literal). (A value
     longer than a text field holds is not asked at all: see the test above.)"""
     hostile = hostile[: MAX_VALUE - 1]  # "@" + it still fits
-    text = persona_soql("Twitter", [key(hostile, hostile)])
+    text = persona_soql("x", [key(hostile, hostile)])
     bare = hostile.strip().removeprefix("@")
     values = [v.value for c in _comparisons(soql.parse(text).where) for v in c.values]
     assert values == ["Twitter", hostile, bare, f"@{bare}"]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connectors.bluesky.parse import NETWORK, Mark, parse_time
+from connectors.bluesky.parse import NETWORK, Mark, parse_time, sort_at
 from syncd.errors import MalformedAnswer
 from syncd.model import GapPlan, PostCount, Segment, Stream
 
@@ -148,6 +148,24 @@ def estimate(posts: int, more: bool, oldest: datetime | None, segment: Segment) 
     covered = max((segment.until - (oldest or segment.until)).total_seconds(), 1.0)
     span = (segment.until - segment.since).total_seconds()
     return PostCount(math.ceil(posts * span / covered), exact=False)
+
+
+def feed_oldest(body: Any) -> datetime | None:
+    """The oldest sort time on an author feed page. The feed is ordered by sort time (the
+    older of index and creation time, so a backdated post sorts by when it says it was
+    written), which a post view's ``indexedAt`` alone does not tell; a repost sorts by when
+    it was reposted."""
+    items = body.get("feed") if isinstance(body, dict) else None
+    times: list[datetime] = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        reason = item.get("reason")
+        reposted = parse_time(reason.get("indexedAt")) if isinstance(reason, dict) else None
+        at = reposted or sort_at(item.get("post"))
+        if at is not None:
+            times.append(at)
+    return min(times, default=None)
 
 
 def hits_total(body: Any) -> int | None:

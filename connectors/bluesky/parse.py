@@ -279,7 +279,7 @@ def _page(
         end = Cursor(since_id=pending or cursor.since_id)
         # A walk that ran out of pages before it reached its mark may have missed posts (the
         # network dropped older notifications, or the mark's own post was deleted and the
-        # rest with it): a gap, said as a walk cut at a horizon of one, below.
+        # rest with it): a gap, said on the walk's last page (``Page.cut``).
         cut = (
             not stopped
             and walk.mark is not None
@@ -310,9 +310,8 @@ def _result(
         quarantined=tuple(quarantined),
         returned=len(items),
         oldest_id=oldest.text() if oldest else None,
-        # The core's only way for a page to say "this walk did not reach its since_id" is a
-        # horizon the walk's count reaches: a cut walk's last page says horizon 1.
-        horizon=1 if cut else None,
+        # The endpoints have no horizon; a walk that ran out before its mark says so outright.
+        cut=cut,
     )
 
 

@@ -327,8 +327,7 @@ class BlueskySource:
             overlap=timedelta(0),
             headers=headers,
         )
-        mark = Mark.parse(page.oldest_id) if page.oldest_id else None
-        oldest = mark.at if mark else None
+        oldest = backfill.feed_oldest(body)
         more = oldest is None or oldest >= segment.since
         token = page.next_cursor.pagination_token if more else None
         kept = tuple(i for i in page.interactions if segment.since <= i.created_at < segment.until)

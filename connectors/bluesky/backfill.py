@@ -4,9 +4,10 @@
   (inclusive) and ``until`` (exclusive) on the posts' sort time, ``sort=latest``. Search finds
   a post only by its mention facet: a reply or a quote that does not name the brand (which
   ``listNotifications`` tells live) is not found, and the plan says so. Bluesky's search service
-  (Palomar, bluesky-social/indigo ``search/handlers.go``) reads the cursor as an offset and
-  refuses one over 10,000, so one query reaches its newest 10,000 hits: a window holding more is
-  read as successive queries, each ending (``until``) at the oldest post the previous one read.
+  (Palomar, bluesky-social/indigo ``search/``) reads the cursor as an offset and refuses one
+  over 10,000, or a page whose offset and size pass 10,000, so one query reaches its newest
+  10,000 hits: a window holding more is read as successive queries, each ending (``until``) at
+  the oldest post the previous one read.
 - ``replies``: ``app.bsky.feed.getAuthorFeed`` (``posts_with_replies``), the live poll's
   endpoint, walked from the newest post back to the window's start: it reaches back as far as
   the account's posts go, and pages newer than the window are read and passed over.
@@ -38,7 +39,9 @@ RATE_WINDOW = 300.0
 REQUESTS_PER_WINDOW = 3000
 MIN_INTERVAL = 1.0  # a backfill takes at most a tenth of the per-IP limit
 SEARCH_DEPTH = 10_000  # the deepest offset Bluesky's search accepts as a cursor
-SEARCH_QUERY = "*"  # q is required; the mentions filter does the selecting
+# q is required; the mentions filter does the selecting. "*" is what Palomar itself searches
+# for when a query holds only filters.
+SEARCH_QUERY = "*"
 # until is exclusive: a next query ends just after the oldest sort time read, so posts sharing
 # it are read again (the unique key absorbs them) rather than skipped.
 _TICK = timedelta(milliseconds=1)

@@ -299,7 +299,8 @@ class BlueskySource:
         )
         page, oldest = parse_search(body, account=account, headers=headers)
         cursor = body.get("cursor") if isinstance(body, dict) else None
-        if cursor is not None and (not isinstance(cursor, str) or len(cursor) > 500):
+        # Kept inside the job's stored token (500 characters) with the query's until and count.
+        if cursor is not None and (not isinstance(cursor, str) or len(cursor) > 400):
             raise MalformedAnswer("Bluesky sent an unreadable search cursor", system=NETWORK)
         following = at.following(cursor or None, page.returned, oldest, segment)
         nxt = Cursor(pagination_token=following.text() if following else None)

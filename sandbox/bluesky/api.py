@@ -45,8 +45,9 @@ __all__ = ["BlueskySandbox"]
 JsonObject = dict[str, Any]
 _JSON = {"Content-Type": "application/json; charset=utf-8"}
 _WINDOW = 300.0  # seconds: the PDS's per-IP window
-# Bluesky's search service (Palomar, bluesky-social/indigo search/handlers.go) reads the cursor
-# as an offset into the hits and refuses one over 10,000 ("can't paginate so deep").
+# Bluesky's search service (Palomar, bluesky-social/indigo search/) reads the cursor as an
+# offset into the hits and refuses one over 10,000 ("can't paginate so deep"), and a page
+# whose offset plus size passes 10,000.
 SEARCH_DEPTH = 10_000
 ACCESS_LIFETIME = timedelta(hours=2)
 REFRESH_LIFETIME = timedelta(days=60)
@@ -604,7 +605,8 @@ class BlueskySandbox(SandboxServer):
 
     def _search_posts(self, req: Request, viewer: str) -> JsonObject | Response:
         # The lexicon (app.bsky.feed.searchPosts) requires q; the query syntax is the
-        # service's: here "*" matches every post and other words must all be in the text.
+        # service's: "*" matches every post (Palomar's own query when only filters are
+        # given) and other words must all be in the text.
         q = req.query.get("q", "").strip()
         if not q:
             return _error(400, "InvalidRequest", 'Error: Params must have the property "q"')
@@ -619,6 +621,10 @@ class BlueskySandbox(SandboxServer):
             return _error(
                 400, "InvalidRequest", "invalid value for 'cursor' (can't paginate so deep)"
             )
+        if offset + limit > self.search_depth:
+            # The search backend refuses a page ending past its depth too (checkParams); the
+            # status the AppView gives that is not documented: 400 here.
+            return _error(400, "InvalidRequest", "disallowed size/offset parameters")
         bounds: list[datetime | None] = []
         for name in ("since", "until"):
             value = req.query.get(name)

@@ -149,6 +149,9 @@ def test_the_service_refuses_a_cursor_deeper_than_it_goes(world: World) -> None:
     deep = backfill.SearchToken(segment.until, 3, "6").text()
     with pytest.raises(Exception, match="paginate so deep"):
         source.fetch_segment(world.brand, segment, deep)
+    ending_past = backfill.SearchToken(segment.until, 2, "2").text()  # 2 + a page of 3 > 4
+    with pytest.raises(Exception, match="disallowed size/offset"):
+        source.fetch_segment(world.brand, segment, ending_past)
     source.close()
 
 

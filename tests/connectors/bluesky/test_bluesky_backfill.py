@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from connectors.bluesky import backfill
-from connectors.bluesky.parse import Mark
+from connectors.bluesky.parse import Mark, parse_search
 from connectors.bluesky.source import BlueskySource
 from sandbox.bluesky.api import BlueskySandbox
 from syncd.contracts import Backfiller, GapCloser
+from syncd.errors import MalformedAnswer
 from syncd.model import Account, Page, Segment, Stream
 
 PASSWORD = "backfill-app-password"
@@ -240,3 +241,29 @@ def test_a_search_token_narrows_only_when_the_next_page_would_be_too_deep() -> N
     assert deep.following("10000", 100, WEEK_AGO, segment) is None  # the window's start
     with pytest.raises(Exception, match="unreadable"):
         backfill.SearchToken.parse("garbage", segment)
+
+
+def test_a_search_answer_keeps_good_hits_and_quarantines_a_bad_one() -> None:
+    brand = Account("bluesky", "acme.bsky.social", "did:plc:acme")
+    fan = {"did": "did:plc:fan", "handle": "fan.bsky.social"}
+    good = {
+        "uri": "at://did:plc:fan/app.bsky.feed.post/3kgood",
+        "author": fan,
+        "record": {"text": "@acme hi", "createdAt": "2026-11-01T10:00:00.000Z"},
+        "indexedAt": "2026-11-01T10:00:01.000Z",
+    }
+    backdated = {
+        **good,
+        "uri": "at://did:plc:fan/app.bsky.feed.post/3kold",
+        "record": {"text": "@acme old", "createdAt": "2026-10-01T10:00:00.000Z"},
+    }
+    bad = {**good, "uri": "at://did:plc:fan/app.bsky.feed.post/3kbad", "author": {"x": 1}}
+    page, oldest = parse_search(
+        {"posts": [good, backdated, bad], "cursor": "3"}, account=brand, headers={}
+    )
+    assert [i.post_id for i in page.interactions] == [good["uri"], backdated["uri"]]
+    assert [q.item_id for q in page.quarantined] == [bad["uri"]] and page.returned == 3
+    # Search sorts a backdated post by the time it says it was written.
+    assert oldest == datetime(2026, 10, 1, 10, tzinfo=UTC)
+    with pytest.raises(MalformedAnswer):
+        parse_search({"hits": []}, account=brand, headers={})

@@ -211,6 +211,10 @@ class Page:
     returned: int = 0
     oldest_id: str | None = None
     horizon: int | None = None
+    # Set on a walk's last page when the source knows the walk ended without meeting its
+    # since_id (the endpoint ran out of pages first, e.g. it dropped older items): a gap,
+    # whatever the walk saw. The horizon is for endpoints that never say so.
+    cut: bool = False
     # The resources the answer carried, for the budget: counted in the page's transaction.
     reads: Reads = Reads()
 

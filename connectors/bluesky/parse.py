@@ -34,7 +34,15 @@ from syncd.model import (
     Stream,
 )
 
-__all__ = ["NETWORK", "Mark", "parse_feed", "parse_notifications", "post_url", "rate_info"]
+__all__ = [
+    "NETWORK",
+    "Mark",
+    "parse_feed",
+    "parse_notifications",
+    "parse_search",
+    "post_url",
+    "rate_info",
+]
 
 NETWORK = "bluesky"
 # The notifications read as history: a reply that also mentions the brand comes once, as
@@ -271,7 +279,7 @@ def _page(
         end = Cursor(since_id=pending or cursor.since_id)
         # A walk that ran out of pages before it reached its mark may have missed posts (the
         # network dropped older notifications, or the mark's own post was deleted and the
-        # rest with it): a gap, said as a walk cut at a horizon of one, below.
+        # rest with it): a gap, said on the walk's last page (``Page.cut``).
         cut = (
             not stopped
             and walk.mark is not None
@@ -302,9 +310,8 @@ def _result(
         quarantined=tuple(quarantined),
         returned=len(items),
         oldest_id=oldest.text() if oldest else None,
-        # The core's only way for a page to say "this walk did not reach its since_id" is a
-        # horizon the walk's count reaches: a cut walk's last page says horizon 1.
-        horizon=1 if cut else None,
+        # The endpoints have no horizon; a walk that ran out before its mark says so outright.
+        cut=cut,
     )
 
 
@@ -397,6 +404,58 @@ def parse_feed(
         overlap=overlap,
         headers=headers,
     )
+
+
+def sort_at(view: Any) -> datetime | None:
+    """A post view's sort time, as search filters and orders by it: the older of its index
+    time and its ``createdAt`` (a post view does not carry it)."""
+    if not isinstance(view, dict):
+        return None
+    indexed = parse_time(view.get("indexedAt"))
+    created = parse_time(_dig(view, "record", "createdAt"))
+    times = [t for t in (indexed, created) if t is not None]
+    return min(times) if times else None
+
+
+def parse_search(
+    body: Any, *, account: Account, headers: Mapping[str, str]
+) -> tuple[Page, datetime | None]:
+    """A ``searchPosts`` answer (asked with ``mentions=<the brand>``) as posts of the
+    ``mentions`` stream, and the oldest sort time it held. The page's cursor is left to the
+    caller, which knows the window it reads."""
+    posts = _body(body, "posts", "searchPosts")
+    interactions: list[Interaction] = []
+    quarantined: list[Quarantined] = []
+    authors: dict[str, Author] = {}
+    oldest: datetime | None = None
+    for view in posts:
+        at = sort_at(view)
+        if at is not None:
+            oldest = at if oldest is None else min(oldest, at)
+        uri = view.get("uri") if isinstance(view, dict) else None
+        try:
+            if not isinstance(view, dict):
+                raise _Bad("search hit is not a post view")
+            post = _post(uri, view.get("author"), view.get("record"))
+            if post.author.user_id == account.user_id:
+                continue  # the brand naming itself: not a customer's post
+            found = _interaction(
+                post, account, Stream.MENTIONS, Direction.INBOUND, post.author.user_id, view
+            )
+        except _Bad as exc:
+            quarantined.append(_quarantine(view, str(exc), uri))
+            continue
+        authors.setdefault(post.author.user_id, post.author)
+        interactions.append(found)
+    page = Page(
+        interactions=tuple(interactions),
+        authors=tuple(authors.values()),
+        next_cursor=Cursor(),
+        rate=rate_info(headers),
+        quarantined=tuple(quarantined),
+        returned=len(posts),
+    )
+    return page, oldest
 
 
 def _interaction(

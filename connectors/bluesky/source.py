@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Self
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, field_validator
 
+from connectors.bluesky import backfill
 from connectors.bluesky.client import LEXICON, BlueskyClient, SessionStore, params
 from connectors.bluesky.parse import (
     NETWORK,
@@ -28,6 +30,7 @@ from connectors.bluesky.parse import (
     Mark,
     parse_feed,
     parse_notifications,
+    parse_search,
     post_url,
 )
 from syncd.contracts import (
@@ -43,11 +46,11 @@ from syncd.contracts import (
 from syncd.contracts.secrets import SecretRef
 from syncd.contracts.urls import require_tls
 from syncd.errors import AuthError, ExternalError, MalformedAnswer, NotFound, RateLimited
-from syncd.model import Account, Cursor, Page, Stream
+from syncd.model import Account, Cursor, GapPlan, Page, PostCount, Segment, Stream
 
 if TYPE_CHECKING:
+    from syncd.contracts import Backfiller, GapCloser, Source, Starting
     from syncd.contracts import RateLimited as RateLimitedSource
-    from syncd.contracts import Source, Starting
 
 __all__ = ["BlueskySettings", "BlueskySource"]
 
@@ -112,6 +115,7 @@ class BlueskySource:
     Settings: ClassVar[type[ConnectorSettings]] = BlueskySettings
     post_check_batch: ClassVar[int] = _POSTS_BATCH
     rate_limit_headers: ClassVar[tuple[str, str]] = ("ratelimit-remaining", "ratelimit-limit")
+    shared_routes: ClassVar[frozenset[str]] = backfill.SHARED_ROUTES
 
     def __init__(
         self,
@@ -234,6 +238,103 @@ class BlueskySource:
             body, account=account, cursor=cursor, overlap=self.overlap, headers=headers
         )
 
+    # -- backfills and gaps (Backfiller, GapCloser) ------------------------------------------
+    def plan_backfill(
+        self,
+        account: Account,
+        streams: Sequence[Stream],
+        since: datetime,
+        until: datetime,
+        now: datetime,
+    ) -> list[Segment]:
+        return backfill.plan(streams, since, until, now, self.page_size)
+
+    def plan_gap(
+        self, account: Account, stream: Stream, since_id: str, until_id: str, now: datetime
+    ) -> GapPlan:
+        return backfill.plan_gap(stream, since_id, until_id, self.overlap, self.page_size)
+
+    def count_posts(self, account: Account, segment: Segment) -> PostCount:
+        """A search's ``hitsTotal`` where it sends one; else one page, extrapolated."""
+        if segment.route == backfill.SEARCH:
+            body, page, oldest = self._search(account, segment, None)
+            total = backfill.hits_total(body)
+            more = page.next_cursor.pagination_token is not None
+            if total is not None:
+                return PostCount(total, exact=not more)
+        else:
+            page, oldest = self._feed(account, segment, None)
+            more = page.next_cursor.pagination_token is not None
+        posts = len(page.interactions) + len(page.quarantined)
+        return backfill.estimate(posts, more, oldest, segment)
+
+    def fetch_segment(
+        self,
+        account: Account,
+        segment: Segment,
+        token: str | None,
+        known: KnownAuthors | None = None,
+    ) -> Page:
+        if segment.route == backfill.SEARCH:
+            return self._search(account, segment, token)[1]
+        return self._feed(account, segment, token)[0]
+
+    def _search(
+        self, account: Account, segment: Segment, token: str | None
+    ) -> tuple[object, Page, datetime | None]:
+        """One page of the brand's mentions in the segment, newest first."""
+        at = backfill.SearchToken.parse(token, segment)
+        body, headers = self.client.query(
+            "app.bsky.feed.searchPosts",
+            params(
+                LEXICON.AppBskyFeedSearchPosts.Params,
+                q=segment.query or backfill.SEARCH_QUERY,
+                mentions=account.user_id,
+                since=backfill.iso(segment.since),
+                until=backfill.iso(at.until),
+                sort="latest",
+                limit=segment.page_size,
+                cursor=at.cursor,
+            ),
+        )
+        page, oldest = parse_search(body, account=account, headers=headers)
+        cursor = body.get("cursor") if isinstance(body, dict) else None
+        # Kept inside the job's stored token (500 characters) with the query's until and count.
+        if cursor is not None and (not isinstance(cursor, str) or len(cursor) > 400):
+            raise MalformedAnswer("Bluesky sent an unreadable search cursor", system=NETWORK)
+        following = at.following(cursor or None, page.returned, oldest, segment)
+        nxt = Cursor(pagination_token=following.text() if following else None)
+        return body, replace(page, next_cursor=nxt), oldest
+
+    def _feed(
+        self, account: Account, segment: Segment, token: str | None
+    ) -> tuple[Page, datetime | None]:
+        """One page of the brand's author feed, kept to the segment's window; the walk ends
+        at the first page reaching below the window's start."""
+        body, headers = self.client.query(
+            "app.bsky.feed.getAuthorFeed",
+            params(
+                LEXICON.AppBskyFeedGetAuthorFeed.Params,
+                actor=account.user_id,
+                filter="posts_with_replies",
+                limit=segment.page_size,
+                cursor=token,
+            ),
+        )
+        page = parse_feed(
+            body,
+            account=account,
+            cursor=Cursor(pagination_token=token),
+            overlap=timedelta(0),
+            headers=headers,
+        )
+        oldest = backfill.feed_oldest(body)
+        more = oldest is None or oldest >= segment.since
+        token = page.next_cursor.pagination_token if more else None
+        kept = tuple(i for i in page.interactions if segment.since <= i.created_at < segment.until)
+        page = replace(page, interactions=kept, next_cursor=Cursor(pagination_token=token))
+        return page, oldest
+
     # -- compliance and check --------------------------------------------------------------
     def lookup_posts(self, post_ids: Sequence[str]) -> tuple[set[str], set[str]]:
         """Standing posts by ``getPosts`` (25 a call); each post it leaves out is asked of
@@ -321,3 +422,5 @@ if TYPE_CHECKING:  # the contracts are structural: have mypy hold the class to t
     _: type[Source] = BlueskySource
     _s: type[Starting] = BlueskySource
     _r: type[RateLimitedSource] = BlueskySource
+    _b: type[Backfiller] = BlueskySource
+    _g: type[GapCloser] = BlueskySource

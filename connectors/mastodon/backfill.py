@@ -23,6 +23,7 @@ PAGINATED_LIMIT = 300  # paginated requests per RATE_WINDOW per account
 MIN_INTERVAL = 2 * RATE_WINDOW / PAGINATED_LIMIT  # half the budget: live polls keep the rest
 # The routes are the live polls' own endpoints, whose rate limit a backfill shares.
 ROUTES = {Stream.MENTIONS: "mentions_timeline", Stream.REPLIES: "user_timeline"}
+SHARED_ROUTES = frozenset(ROUTES.values())
 NOTE = {
     Stream.MENTIONS: (
         "mention notifications, as far back as the instance keeps them (a notification of a "

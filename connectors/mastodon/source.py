@@ -126,6 +126,7 @@ class MastodonSource:
     Settings: ClassVar[type[ConnectorSettings]] = MastodonSettings
     rate_limit_headers: ClassVar[tuple[str, str]] = ("x-ratelimit-remaining", "x-ratelimit-limit")
     post_check_batch: ClassVar[int] = MANY_IDS
+    shared_routes: ClassVar[frozenset[str]] = backfill.SHARED_ROUTES
 
     def __init__(
         self,

@@ -43,6 +43,8 @@ HORIZONS = {
     "user_timeline": TIMELINE_HORIZONS[Stream.REPLIES],
 }
 SEARCH_ROUTES = ("search_recent", "search_all")
+# The timelines are the live polls' own endpoints: a backfill reading them shares their limit.
+SHARED_ROUTES = frozenset({"mentions_timeline", "user_timeline"})
 # X's ids are snowflakes: milliseconds since this moment, shifted left by 22 bits.
 _SNOWFLAKE_EPOCH_MS = 1288834974657
 COUNT_PAGES_MAX = 50  # counts pages read for one estimate (a day bucket each: years)

@@ -21,7 +21,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from connectors.x.auth.auth import OAuth1UserAuth, OAuth2UserAuth, UserAuth, check_user_auth
 from connectors.x.authors import Authors
-from connectors.x.backfill import _SNOWFLAKE_EPOCH_MS, SearchAccess, XBackfill
+from connectors.x.backfill import _SNOWFLAKE_EPOCH_MS, SHARED_ROUTES, SearchAccess, XBackfill
 from connectors.x.client import XClient
 from connectors.x.fields import TWEET_FIELDS
 from connectors.x.parse import (
@@ -120,6 +120,7 @@ class XSource:
     Settings: ClassVar[type[ConnectorSettings]] = XSettings
     rate_limit_headers: ClassVar[tuple[str, str]] = ("x-rate-limit-remaining", "x-rate-limit-limit")
     post_check_batch: ClassVar[int] = _LOOKUP_BATCH
+    shared_routes: ClassVar[frozenset[str]] = SHARED_ROUTES
     # How many of the newest posts each timeline reaches: X's numbers (a stand-in may differ).
     horizons: Mapping[Stream, int] = TIMELINE_HORIZONS
 

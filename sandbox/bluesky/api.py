@@ -12,7 +12,9 @@ so. Served under ``/xrpc/<nsid>``:
   (``reasons`` filter, limit 1..100, opaque cursor, ``seenAt`` refused with 400),
   ``app.bsky.feed.getAuthorFeed`` (``posts_with_replies``), ``app.bsky.feed.getPosts`` (≤ 25
   uris, missing posts left out), ``app.bsky.feed.getPostThread`` (400 ``NotFound`` for a
-  deleted post; a blocked one is a ``blockedPost``).
+  deleted post; a blocked one is a ``blockedPost``), ``app.bsky.feed.searchPosts`` (``q``,
+  ``mentions``, ``author``, ``since`` inclusive and ``until`` exclusive on the sort time,
+  ``sort``, ``cursor``: an offset, refused past 10,000 as Bluesky's search service does).
 - Every answer carries ``RateLimit-Limit/-Remaining/-Reset/-Policy``: 3,000 requests per 5
   minutes per IP; past it, 429.
 
@@ -43,6 +45,10 @@ __all__ = ["BlueskySandbox"]
 JsonObject = dict[str, Any]
 _JSON = {"Content-Type": "application/json; charset=utf-8"}
 _WINDOW = 300.0  # seconds: the PDS's per-IP window
+# Bluesky's search service (Palomar, bluesky-social/indigo search/) reads the cursor as an
+# offset into the hits and refuses one over 10,000 ("can't paginate so deep"), and a page
+# whose offset plus size passes 10,000.
+SEARCH_DEPTH = 10_000
 ACCESS_LIFETIME = timedelta(hours=2)
 REFRESH_LIFETIME = timedelta(days=60)
 _B32 = "234567abcdefghijklmnopqrstuvwxyz"  # base32-sortable, the TID alphabet
@@ -130,10 +136,12 @@ class BlueskySandbox(SandboxServer):
         *,
         clock: Callable[[], datetime] | None = None,
         requests_per_window: int = 3000,
+        search_depth: int = SEARCH_DEPTH,
     ) -> None:
         super().__init__(host, port)
         self.clock = clock or _now
         self.requests_per_window = requests_per_window
+        self.search_depth = search_depth  # the deepest cursor (offset) search accepts
         self.users: dict[str, User] = {}
         self.posts: dict[str, Post] = {}
         self.notifications: list[Notification] = []
@@ -166,6 +174,12 @@ class BlueskySandbox(SandboxServer):
             x + "app.bsky.feed.getAuthorFeed",
             self._authed(self._author_feed),
             "getAuthorFeed",
+        )
+        self.route(
+            "GET",
+            x + "app.bsky.feed.searchPosts",
+            self._authed(self._search_posts),
+            "searchPosts",
         )
         self.route("GET", x + "app.bsky.feed.getPosts", self._authed(self._get_posts), "getPosts")
         self.route(
@@ -589,6 +603,63 @@ class BlueskySandbox(SandboxServer):
             body["cursor"] = nxt
         return body
 
+    def _search_posts(self, req: Request, viewer: str) -> JsonObject | Response:
+        # The lexicon (app.bsky.feed.searchPosts) requires q; the query syntax is the
+        # service's: "*" matches every post (Palomar's own query when only filters are
+        # given) and other words must all be in the text.
+        q = req.query.get("q", "").strip()
+        if not q:
+            return _error(400, "InvalidRequest", 'Error: Params must have the property "q"')
+        limit = self._limit(req, 25)
+        if isinstance(limit, Response):
+            return limit
+        raw = req.query.get("cursor", "").strip()
+        if raw and not raw.isdigit():
+            return _error(400, "InvalidRequest", f"invalid value for 'cursor': {raw}")
+        offset = int(raw or 0)
+        if offset > self.search_depth:
+            return _error(
+                400, "InvalidRequest", "invalid value for 'cursor' (can't paginate so deep)"
+            )
+        if offset + limit > self.search_depth:
+            # The search backend refuses a page ending past its depth too (checkParams); the
+            # status the AppView gives that is not documented: 400 here.
+            return _error(400, "InvalidRequest", "disallowed size/offset parameters")
+        bounds: list[datetime | None] = []
+        for name in ("since", "until"):
+            value = req.query.get(name)
+            moment = _moment(value) if value else None
+            if value and moment is None:
+                return _error(400, "InvalidRequest", f"Error: {name} must be a valid datetime")
+            bounds.append(moment)
+        since, until = bounds
+        who: list[str | None] = []
+        for name in ("mentions", "author"):
+            actor = req.query.get(name)
+            user = (self.users.get(actor) or self.user_by_handle(actor)) if actor else None
+            if actor and user is None:
+                return {"posts": [], "hitsTotal": 0}  # an unknown actor matches nothing
+            who.append(user.did if user else None)
+        mentions, author = who
+        words = [w.lower() for w in q.split() if w != "*"]
+        hits = [
+            p
+            for p in self.posts.values()
+            if not p.deleted
+            and p.uri not in self.blocked
+            and (mentions is None or mentions in p.mentions)
+            and (author is None or p.did == author)
+            and (since is None or p.sort_at >= since)
+            and (until is None or p.sort_at < until)
+            and all(w in p.text.lower() for w in words)
+        ]
+        hits.sort(key=lambda p: (p.sort_at, p.seq), reverse=True)  # "latest" (and "top" here)
+        page = hits[offset : offset + limit]
+        body: JsonObject = {"posts": [self._post_view(p) for p in page], "hitsTotal": len(hits)}
+        if offset + limit < len(hits):
+            body["cursor"] = str(offset + limit)
+        return body
+
     def _get_posts(self, req: Request, viewer: str) -> JsonObject | Response:
         uris = req.multi.get("uris", [])
         if len(uris) > 25:
@@ -664,6 +735,15 @@ def _paginate(
         last_at, last_tie = key(page[-1])
         nxt = f"{_ms(last_at)}::{last_tie}"
     return page, nxt
+
+
+def _moment(value: str) -> datetime | None:
+    """A searchPosts bound: a datetime with a zone, or an ISO date (midnight UTC)."""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _ms(moment: datetime) -> int:

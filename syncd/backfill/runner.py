@@ -2,7 +2,8 @@
 
 The same :class:`Runner` serves ``syncd backfill`` (a foreground loop that also resolves and
 writes, with progress) and the daemon (a step at a time between live polls). Pacing follows
-the rate headers: a timeline endpoint, shared with live polling, is left a reserve.
+the rate headers: a route whose limit live polls share (the source's ``shared_routes``) is
+left a reserve.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from syncd.state.coordination import owner_id
 from syncd.state.walks import UNREADABLE_TO_PARK
 
 log = logging.getLogger("syncd.backfill")
-SHARED_ROUTES = frozenset({"mentions_timeline", "user_timeline"})  # live polls use them too
 
 
 class BackfillSource(Source, Backfiller, Protocol):
@@ -227,7 +227,8 @@ class Runner:
         rate = page.rate
         if rate is None or rate.remaining is None or rate.reset_at is None:
             return wait
-        floor = math.ceil((rate.limit or 0) * self.reserve) if segment.route in SHARED_ROUTES else 0
+        shared = segment.route in self.source.shared_routes
+        floor = math.ceil((rate.limit or 0) * self.reserve) if shared else 0
         if rate.remaining <= floor:
             wait = max(wait, (rate.reset_at - self.clock()).total_seconds())
         return max(wait, 0.0)

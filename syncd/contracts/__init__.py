@@ -262,6 +262,9 @@ class Backfiller(Protocol):
     """A source that can also read a past window (optional: ``syncd backfill`` checks)."""
 
     network: ClassVar[str]
+    # The routes of its segments whose rate limit live polls spend too: a backfill on one of
+    # them leaves polls a reserve of the window (empty: every backfill route has its own).
+    shared_routes: ClassVar[frozenset[str]]
 
     def plan_backfill(
         self,

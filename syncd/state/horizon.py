@@ -4,7 +4,8 @@ A timeline endpoint may reach only its newest N posts (the source says so on eac
 the network never says when a walk was cut there. A walk after a since_id that returned
 about N posts may have ended at the horizon: what lies between the since_id and the oldest
 post it saw may be missing, a gap (:func:`suspect` says how many posts make one; a walk that
-paused on its way is one whatever it saw). What the
+paused on its way is one whatever it saw). A source that can tell a walk ended short of its
+since_id says so outright (``Page.cut``): a gap whatever the walk saw. What the
 walk has seen so far (posts, oldest id) is kept on its cursor row
 and advanced in every page's transaction, so a walk spread over runs and restarts is judged
 whole. Nothing else here: :mod:`syncd.state.gaps` takes gaps on from there.
@@ -68,7 +69,7 @@ def walk_step(
         return seen, oldest
     since = row.since_id if row is not None else None
     # Without a since_id (a source with no start) a walk reads what the timeline holds: no gap.
-    cut = page.horizon is not None and (stalled or suspect(seen, page.horizon))
+    cut = page.cut or (page.horizon is not None and (stalled or suspect(seen, page.horizon)))
     if since is not None and oldest is not None and cut:
         values = {
             "source": source,

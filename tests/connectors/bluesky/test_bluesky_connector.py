@@ -241,7 +241,7 @@ def test_walks_page_back_to_the_mark_and_never_mark_notifications_read(
     assert all(p["reasons"] == ["mention", "reply", "quote"] for p in seen_params)
     assert not any("seenAt" in p for p in seen_params)
     assert not any("updateSeen" in route for route in world.sandbox.requests_by_route)
-    assert all(p.horizon is None for p in again)
+    assert not any(p.cut for p in again)
 
 
 def test_without_overlap_a_walk_stops_at_the_mark(world: World) -> None:
@@ -286,9 +286,9 @@ def test_a_walk_that_never_meets_its_mark_is_a_gap(world: World, source: Bluesky
     # A mark from two hours on (before the overlap's reach) that no notification meets.
     far = Mark(datetime.now(UTC) - timedelta(hours=2), "0123456789abcdef").text()
     pages = walk(source, world.brand, Stream.MENTIONS, Cursor(since_id=far))
-    assert read(pages) == [fresh] and pages[-1].horizon == 1 and pages[-1].oldest_id is not None
+    assert read(pages) == [fresh] and pages[-1].cut and pages[-1].oldest_id is not None
     met = walk(source, world.brand, Stream.MENTIONS, done)
-    assert met[-1].horizon is None or read(met) == [fresh]
+    assert not met[-1].cut or read(met) == [fresh]
 
 
 def test_a_first_walk_reads_back_to_start(world: World) -> None:
@@ -298,7 +298,7 @@ def test_a_first_walk_reads_back_to_start(world: World) -> None:
     recent = world.mention("@acme now")
     since = source.start_after(datetime.now(UTC))
     pages = walk(source, world.brand, Stream.MENTIONS, Cursor(since_id=since))
-    assert read(pages) == [recent] and pages[-1].horizon is None
+    assert read(pages) == [recent] and not pages[-1].cut
     source.close()
 
 

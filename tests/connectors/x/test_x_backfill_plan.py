@@ -73,6 +73,7 @@ class Counted:
     """A source whose counts are given, as the counts endpoint would answer."""
 
     network: ClassVar[str] = "x"
+    shared_routes: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, posts: int) -> None:
         self.posts = posts

@@ -178,3 +178,22 @@ def test_read_back_is_a_query_of_the_crm() -> None:
     assert timeline.record_id == who.crm_id and who.handle in timeline.title
     (entry,) = timeline.entries
     assert (entry.date, entry.outbound, entry.text) == ("2026-01-02", False, "first line")
+
+
+def test_the_demo_plays_and_reports_every_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from syncd.service.demo import run_demo
+
+    for name in Secrets().environ():  # the demo puts them into the environment: undone after
+        monkeypatch.delenv(name, raising=False)
+    console = Console(record=True, width=200)
+    code = run_demo(customers=12, posts=40, seconds=2, state_url=None, show=12, console=console)
+    out = console.export_text()
+    assert code == 0, out
+    for label in ("X mention from", "Mastodon mention from", "Bluesky mention from"):
+        assert label in out
+    assert "(0 duplicates)" in out
+    by_network = next(line for line in out.splitlines() if "by network" in line)
+    for network in ("x", "mastodon", "bluesky"):
+        assert f" {network} " in by_network

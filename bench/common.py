@@ -34,7 +34,37 @@ from sandbox.x.api import XSandbox
 
 # The stand-ins' secrets, under the environment names the rendered configuration reads:
 # a benchmark starts its stand-ins with them and puts them into syncd's environment.
-SECRETS = Secrets(x_bearer="bench-bearer")
+SECRETS = Secrets(
+    x_bearer="bench-bearer",
+    mastodon_token="bench-mastodon-token",
+    bluesky_password="bench-bluesky-app-password",
+)
+
+
+NETWORKS = ("x", "mastodon", "bluesky")
+
+
+def networks_arg(parser: argparse.ArgumentParser) -> None:
+    """``--networks x,mastodon,bluesky``: where the brand and its customers are, X always.
+
+    The default, X alone, keeps a run's figures comparable with those before the other
+    networks were played.
+    """
+
+    def parse(text: str) -> tuple[str, ...]:
+        chosen = {n.strip() for n in text.split(",") if n.strip()}
+        if "x" not in chosen or chosen - set(NETWORKS):
+            raise argparse.ArgumentTypeError(
+                f"a comma-separated list of {', '.join(NETWORKS)}, x among them: {text!r}"
+            )
+        return tuple(n for n in NETWORKS if n in chosen)
+
+    parser.add_argument(
+        "--networks",
+        type=parse,
+        default=("x",),
+        help="Networks the brand is on, comma-separated: x (default), mastodon, bluesky.",
+    )
 
 
 def x_standin(**options: Any) -> XSandbox:

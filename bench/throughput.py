@@ -109,6 +109,7 @@ class Report:
     networks: list[str] = field(default_factory=lambda: ["x"])
     stored_by_network: dict[str, int] = field(default_factory=dict)
     requests_by_network: dict[str, int] = field(default_factory=dict)  # beside X's
+    p95_by_network: dict[str, float] = field(default_factory=dict)
     complete: bool = False
     errors: list[str] = field(default_factory=list)
 
@@ -231,6 +232,12 @@ def run_syncd(
         report.rate = report.stored / report.seconds if report.seconds else 0.0
         latencies = [clock.written[p] - feeder.created[p] for p in linked if p in clock.written]
         report.p50, report.p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
+        if len(networks) > 1:
+            by_network: dict[str, list[float]] = {}
+            for p in linked & clock.written.keys():
+                network = p.split(":", 1)[0] if ":" in p else "x"  # X's are bare ids
+                by_network.setdefault(network, []).append(clock.written[p] - feeder.created[p])
+            report.p95_by_network = {n: percentile(v, 0.95) for n, v in by_network.items()}
         report.x_requests = x.request_count
         report.x_by_endpoint = _by_endpoint(x.requests_by_route)
         report.posts_returned, report.posts_billed = x.usage.posts_returned, x.usage.posts_billed
@@ -325,6 +332,8 @@ def show(r: Report, o: Options, baseline: NaiveReport | None) -> None:
         stored = ", ".join(f"{n} {c:,}" for n, c in sorted(r.stored_by_network.items()))
         asked = ", ".join(f"{n} {c:,}" for n, c in r.requests_by_network.items())
         print(f"  networks             {', '.join(r.networks)}: stored {stored}; requests {asked}")
+        p95 = ", ".join(f"{n} {v:.2f} s" for n, v in sorted(r.p95_by_network.items()))
+        print(f"  p95 latency by network  {p95}")
     print(f"  seconds              {r.seconds:.1f}")
     print(f"  interactions/s       {r.rate:,.0f}   target ≥ {TARGET_RATE:,.0f}  {mark(k['rate'])}")
     by = ", ".join(f"{e} {n:,}" for e, n in sorted(r.x_by_endpoint.items(), key=lambda i: -i[1]))

@@ -64,11 +64,11 @@ class Secrets:
 
     @property
     def mastodon_token_env(self) -> str:
-        return f"{self.prefix}_MASTODON_TOKEN"
+        return f"{self.prefix}_MASTODON_ACCESS_TOKEN"
 
     @property
     def bluesky_password_env(self) -> str:
-        return f"{self.prefix}_BLUESKY_APP_PASSWORD"
+        return f"{self.prefix}_BLUESKY_PASSWORD"
 
     def environ(self) -> dict[str, str]:
         return {

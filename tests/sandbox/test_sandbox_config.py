@@ -64,14 +64,14 @@ def test_secrets_are_named_not_written() -> None:
     text = render(secrets=secrets, sources=others)
     doc = tomllib.loads(text)
     assert doc["sources"][0]["bearer_token"] == "env:T_X_BEARER"
-    assert doc["sources"][1]["access_token"] == "env:T_MASTODON_TOKEN"
-    assert doc["sources"][2]["app_password"] == "env:T_BLUESKY_APP_PASSWORD"
+    assert doc["sources"][1]["access_token"] == "env:T_MASTODON_ACCESS_TOKEN"
+    assert doc["sources"][2]["app_password"] == "env:T_BLUESKY_PASSWORD"
     assert doc["crm"]["password"] == "env:T_SF_PASSWORD"
     assert doc["crm"]["security_token"] == "env:T_SF_TOKEN"
     assert secrets.environ() == {
         "T_X_BEARER": "b",
-        "T_MASTODON_TOKEN": "m",
-        "T_BLUESKY_APP_PASSWORD": "a",
+        "T_MASTODON_ACCESS_TOKEN": "m",
+        "T_BLUESKY_PASSWORD": "a",
         "T_SF_PASSWORD": "p",
         "T_SF_TOKEN": "t",
     }

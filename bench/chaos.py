@@ -26,6 +26,13 @@ recovered by search, which the report counts beside the walks the X stand-in cut
 
     python bench/chaos.py                      # 5,000 interactions, 50 kills, 0 % and 20 %
     python bench/chaos.py --interactions 300 --kills 10 --fault-rate 0.2 --json
+    python bench/chaos.py --networks x,mastodon,bluesky   # the brand on all three networks
+
+``--networks`` (default ``x``, so figures stay comparable with earlier runs) starts the
+Mastodon and Bluesky stand-ins too, with the brand and its customers on them
+(:mod:`sandbox.seed`), plays posts on each, and injects faults into each (their own kinds:
+Mastodon's 429 with an ISO reset, Bluesky's expired access token). The same assertions hold
+for every network's posts.
 """
 
 from __future__ import annotations
@@ -47,12 +54,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common import SECRETS, salesforce_standin, x_standin
+from common import SECRETS, networks_arg, salesforce_standin, x_standin
 from sqlalchemy import func, select
 
-from sandbox.config import syncd_config
+from sandbox.bluesky.api import BlueskySandbox
+from sandbox.config import TomlValue, bluesky_source, mastodon_source, syncd_config
+from sandbox.mastodon.api import MastodonSandbox
 from sandbox.salesforce.api import SalesforceSandbox
-from sandbox.seed import BRAND_HANDLES, World, next_post, seed
+from sandbox.seed import BLUESKY_BRAND, BRAND_HANDLES, MASTODON_BRAND, World, on_file, play, seed
+from sandbox.server import SandboxServer
 from sandbox.x.api import XSandbox
 from syncd.state.db import Database
 from syncd.state.tables import cursors, deliveries, gaps, interactions
@@ -78,15 +88,41 @@ SF_FAULTS: list[tuple[str, dict[str, Any]]] = [
     ("session_expired", {}),
     ("lock_row", {}),
 ]
+# The other networks' own kinds beside the common ones: Mastodon's 429 (an ISO reset a
+# second away), Bluesky's 429 and its access token expiring server-side.
+MASTODON_FAULTS: list[tuple[str, dict[str, Any]]] = [
+    ("status", {"status": 500}),
+    ("status", {"status": 503}),
+    ("stall", {"seconds": CLIENT_TIMEOUT + 1}),
+    ("drop", {}),
+    ("malformed", {}),
+    ("rate_limit", {"seconds": 1}),
+]
+BLUESKY_FAULTS: list[tuple[str, dict[str, Any]]] = [
+    ("status", {"status": 502}),
+    ("stall", {"seconds": CLIENT_TIMEOUT + 1}),
+    ("drop", {}),
+    ("malformed", {}),
+    ("rate_limit", {"seconds": 1}),
+    ("expired_token", {}),
+]
+# The reads a kill "mid-ingest" follows, per network: its timelines or notifications.
+PAGES = {
+    "x": ("mentions", "user_tweets"),
+    "mastodon": ("notifications", "account_statuses"),
+    "bluesky": ("listNotifications", "getAuthorFeed"),
+}
 
 
 @dataclass
 class Report:
     interactions: int
     fault_rate: float
+    networks: list[str] = field(default_factory=lambda: ["x"])
+    played: dict[str, int] = field(default_factory=dict)  # posts played per network
     kills: int = 0
     kills_by_kind: dict[str, int] = field(default_factory=dict)
-    requests: int = 0  # API requests both stand-ins served, faulted ones included
+    requests: int = 0  # API requests every stand-in served, faulted ones included
     faults_injected: int = 0
     faults_by_kind: dict[str, int] = field(default_factory=dict)
     lost: int = 0
@@ -100,7 +136,7 @@ class Report:
     gaps_closed: int = 0
     recovered: int = 0  # posts gap searches found that no walk had read
     first_poll_after: float = 0.0  # seconds from the first post to the first page stored
-    lost_by_kind: dict[str, int] = field(default_factory=dict)  # mention / reply
+    lost_by_kind: dict[str, int] = field(default_factory=dict)  # network mention / reply
     lost_sample: list[str] = field(default_factory=list)
 
     @property
@@ -109,23 +145,24 @@ class Report:
 
 
 class Player(threading.Thread):
-    """Posts ``n`` mentions and brand replies over ``seconds``; remembers every id."""
+    """Posts ``n`` mentions and brand replies over ``seconds`` on the world's networks;
+    remembers each as the CRM keys it (``x:<id>``, ``mastodon:<uri>``, ``bluesky:<at-uri>``)."""
 
     def __init__(self, x: XSandbox, world: World, n: int, seconds: float, rng_seed: int) -> None:
         super().__init__(name="chaos-player", daemon=True)
         self.x, self.world, self.n, self.seconds = x, world, n, seconds
         self.rng = random.Random(rng_seed)
         self.post_ids: list[str] = []
-        self.kinds: dict[str, str] = {}  # post id → mention / reply
+        self.kinds: dict[str, str] = {}  # external id → "<network> mention" / "… reply"
         self.done = threading.Event()
 
     def run(self) -> None:
         pause = self.seconds / max(self.n, 1)
         start = time.monotonic()
         for i in range(self.n):
-            kind, post_id = next_post(self.x, self.world, self.rng)
-            self.post_ids.append(post_id)
-            self.kinds[post_id] = kind
+            played = play(self.x, self.world, self.rng)
+            self.post_ids.append(played.external_id)
+            self.kinds[played.external_id] = f"{played.network} {played.kind}"
             # Keep to the schedule without drifting when add_post is slow.
             time.sleep(max(0.0, start + (i + 1) * pause - time.monotonic()))
         self.done.set()
@@ -161,8 +198,13 @@ class Child:
 class Killer:
     """Arms one kill of a chosen kind against the current child; fires once."""
 
-    def __init__(self, x: XSandbox, sf: SalesforceSandbox, rng: random.Random) -> None:
-        self.x, self.sf, self.rng = x, sf, rng
+    def __init__(
+        self,
+        networks: dict[str, SandboxServer],
+        sf: SalesforceSandbox,
+        rng: random.Random,
+    ) -> None:
+        self.networks, self.sf, self.rng = networks, sf, rng
         self.fired = threading.Event()
         self.fired_kind = ""
         self.child: Child | None = None
@@ -171,11 +213,13 @@ class Killer:
     def arm(self, child: Child, kind: str, timer: float) -> None:
         self.child = child
         self.fired.clear()
-        self.x.remove_hooks()
+        for server in self.networks.values():
+            server.remove_hooks()
         self.sf.remove_hooks()
         if kind == "ingest":
-            for endpoint in ("mentions", "user_tweets"):
-                self.x.on_request(endpoint, self._after_page, phase="after")
+            for network, server in self.networks.items():
+                for endpoint in PAGES[network]:
+                    server.on_request(endpoint, self._after_page, phase="after")
         elif kind in ("crm-batch", "crm-answered"):
             phase = "before" if kind == "crm-batch" else "after"
             self.sf.on_request("composite", lambda _r: self._kill(child, kind), phase=phase)
@@ -220,7 +264,7 @@ def _gaps(db: Database) -> tuple[int, int, int, datetime | None]:
 
 
 def _faults(
-    server: XSandbox | SalesforceSandbox, menu: list[tuple[str, dict[str, Any]]], total_rate: float
+    server: SandboxServer, menu: list[tuple[str, dict[str, Any]]], total_rate: float
 ) -> None:
     # A request meets the rules one after another; k rules at rate r fail 1-(1-r)^k of calls.
     rate = 1 - (1 - total_rate) ** (1 / len(menu))
@@ -240,8 +284,9 @@ def run(
     state_url: str | None,
     converge_timeout: float,
     quiet: bool,
+    networks: tuple[str, ...] = ("x",),
 ) -> Report:
-    report = Report(interactions=interactions, fault_rate=fault_rate)
+    report = Report(interactions=interactions, fault_rate=fault_rate, networks=list(networks))
     rng = random.Random(rng_seed)
     started = time.monotonic()
 
@@ -250,20 +295,56 @@ def run(
             print(*parts, file=sys.stderr, flush=True)
 
     big = {"mentions": 10**7, "user_tweets": 10**7, "user_lookup": 10**7, "tweet_lookup": 10**7}
-    with (
-        x_standin(rate_limits=big) as x,
-        salesforce_standin() as sf,
-    ):
+    with contextlib.ExitStack() as stack:
+        x = stack.enter_context(x_standin(rate_limits=big))
+        sf = stack.enter_context(salesforce_standin())
         assert isinstance(x, XSandbox) and isinstance(sf, SalesforceSandbox)
-        world = seed(x, sf, customers=customers, rng_seed=rng_seed)
+        # The networks' own limits lifted as X's are: this measures crash safety, not them.
+        mastodon: MastodonSandbox | None = None
+        bluesky: BlueskySandbox | None = None
+        if "mastodon" in networks:
+            lifted = {"all": (10**7, 300.0), "paginated": (10**7, 900.0)}
+            mastodon = MastodonSandbox(limits=lifted)
+            stack.enter_context(mastodon)
+        if "bluesky" in networks:
+            bluesky = BlueskySandbox(requests_per_window=10**7)
+            stack.enter_context(bluesky)
+        servers: dict[str, SandboxServer] = {"x": x}
+        servers.update({"mastodon": mastodon} if mastodon else {})
+        servers.update({"bluesky": bluesky} if bluesky else {})
+        world = seed(
+            x,
+            sf,
+            customers=customers,
+            rng_seed=rng_seed,
+            mastodon=mastodon,
+            bluesky=bluesky,
+            secrets=SECRETS,
+        )
         # Every author is a known customer: each interaction has exactly one right answer.
         for c in world.customers:
             if c.crm_id is None:
-                c.crm_id = sf.insert("Contact", {"LastName": c.last, "X_User_Id__c": c.user_id})
+                fields = {"LastName": c.last, **on_file(c)}
+                if c.networks != {"x"}:  # found by e-mail on the others (sandbox.seed)
+                    fields["Email"] = c.email
+                c.crm_id = sf.insert("Contact", fields)
         os.environ.update(SECRETS.environ())
         config = workdir / "config.toml"
         # Posts are played from the next instant on, and each has a later id than this start.
         start = datetime.now(UTC)
+        keys: dict[str, TomlValue] = {
+            "interval": "1s",
+            "timeout": f"{CLIENT_TIMEOUT}s",
+            "start": start.isoformat(timespec="milliseconds"),
+        }
+        others: list[dict[str, TomlValue]] = []
+        if mastodon is not None:
+            others.append(mastodon_source(mastodon.url, MASTODON_BRAND, secrets=SECRETS, keys=keys))
+        if bluesky is not None:
+            session = str(workdir / "bluesky.session")
+            others.append(
+                bluesky_source(bluesky.url, BLUESKY_BRAND, session, secrets=SECRETS, keys=keys)
+            )
         config.write_text(
             syncd_config(
                 state_url=state_url or f"sqlite:///{workdir / 'state.db'}",
@@ -293,6 +374,7 @@ def run(
                     "resolver": {"retry_after": "1s", "max_retry_after": "2s"},
                     "writer": {"retries": 3},
                 },
+                sources=others,
             )
         )
         log = workdir / "syncd.log"
@@ -301,10 +383,16 @@ def run(
             sf.faults.seed = rng_seed + 1
             _faults(x, X_FAULTS, fault_rate)
             _faults(sf, SF_FAULTS, fault_rate)
+            if mastodon is not None:
+                mastodon.faults.seed = rng_seed + 2
+                _faults(mastodon, MASTODON_FAULTS, fault_rate)
+            if bluesky is not None:
+                bluesky.faults.seed = rng_seed + 3
+                _faults(bluesky, BLUESKY_FAULTS, fault_rate)
 
         player = Player(x, world, interactions, seconds, rng_seed)
         player.start()
-        killer = Killer(x, sf, rng)
+        killer = Killer(servers, sf, rng)
         # Spread the kills over the arrival time; the child lives 0.3–2x that gap.
         gap = seconds / max(kills, 1)
         for n in range(kills):
@@ -321,14 +409,16 @@ def run(
             report.kills += 1
             child.wait()
             say(f"kill {report.kills}/{kills}: {fired}")
-        x.remove_hooks()
+        for server in servers.values():
+            server.remove_hooks()
         sf.remove_hooks()
         player.join()
+        report.played = dict(Counter(e.split(":", 1)[0] for e in player.post_ids))
 
         # The last child runs until everything played has reached the CRM.
         last = Child(config, log)
         t0, born = time.monotonic(), datetime.now(UTC)
-        expected = set(f"x:{p}" for p in player.post_ids)
+        expected = set(player.post_ids)
         db = Database(state_url or f"sqlite:///{workdir / 'state.db'}")
         while time.monotonic() - t0 < converge_timeout:
             got = {str(t["Social_Post_Id__c"]) for t in sf.records("Task")}
@@ -344,14 +434,16 @@ def run(
         counts = Counter(str(t["Social_Post_Id__c"]) for t in sf.records("Task"))
         lost = sorted(e for e in expected if counts[e] == 0)
         report.lost = len(lost)
-        report.lost_by_kind = dict(Counter(player.kinds[e.removeprefix("x:")] for e in lost))
+        report.lost_by_kind = dict(Counter(player.kinds[e] for e in lost))
         report.lost_sample = lost[:10]
         report.duplicated = sum(n - 1 for e, n in counts.items() if e in expected and n > 1)
         report.unexpected = sum(n for e, n in counts.items() if e not in expected)
-        report.faults_injected = x.faults.injected + sf.faults.injected
-        report.requests = x.request_count + sf.request_count
-        by_kind: Counter[str] = Counter(x.faults.injected_by_kind)
-        by_kind.update(sf.faults.injected_by_kind)
+        everyone = [*servers.values(), sf]
+        report.faults_injected = sum(s.faults.injected for s in everyone)
+        report.requests = sum(s.request_count for s in everyone)
+        by_kind: Counter[str] = Counter()
+        for server in everyone:
+            by_kind.update(server.faults.injected_by_kind)
         report.faults_by_kind = dict(by_kind)
         report.tracebacks = log.read_text().count("Traceback")
         report.horizon_cuts = x.store.horizon_cuts
@@ -371,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seconds", type=float, default=None, help="Arrival time of the posts.")
     parser.add_argument("--customers", type=int, default=200)
+    networks_arg(parser)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--state", default=None, help="State URL (default: a temp SQLite file).")
     parser.add_argument("--converge-timeout", type=float, default=300.0)
@@ -393,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
             state_url=args.state,
             converge_timeout=args.converge_timeout,
             quiet=args.json,
+            networks=args.networks,
         )
         ok = ok and report.ok
         if args.json:
@@ -410,6 +504,9 @@ def _print(r: Report, workdir: Path) -> None:
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(r.kills_by_kind.items()))
     faults = ", ".join(f"{k} {v}" for k, v in sorted(r.faults_by_kind.items())) or "none"
     print(f"chaos: {r.interactions} interactions, fault rate {r.fault_rate:.0%}")
+    if r.networks != ["x"]:
+        played = ", ".join(f"{n} {k}" for n, k in r.played.items())
+        print(f"  networks           {', '.join(r.networks)} (played: {played})")
     print(f"  kills              {r.kills} ({kinds})")
     share = r.faults_injected / r.requests if r.requests else 0.0
     print(f"  API requests       {r.requests}")

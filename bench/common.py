@@ -27,14 +27,46 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from sandbox.config import Secrets, syncd_config
+from sandbox.bluesky.api import BlueskySandbox
+from sandbox.config import Secrets, TomlValue, bluesky_source, mastodon_source, syncd_config
+from sandbox.mastodon.api import MastodonSandbox
 from sandbox.salesforce.api import SalesforceSandbox
-from sandbox.seed import FIRST, LAST, set_up_org
+from sandbox.seed import BLUESKY_BRAND, CUSTOMER_INSTANCE, FIRST, LAST, MASTODON_BRAND, set_up_org
 from sandbox.x.api import XSandbox
 
 # The stand-ins' secrets, under the environment names the rendered configuration reads:
 # a benchmark starts its stand-ins with them and puts them into syncd's environment.
-SECRETS = Secrets(x_bearer="bench-bearer")
+SECRETS = Secrets(
+    x_bearer="bench-bearer",
+    mastodon_token="bench-mastodon-token",
+    bluesky_password="bench-bluesky-app-password",
+)
+
+
+NETWORKS = ("x", "mastodon", "bluesky")
+
+
+def networks_arg(parser: argparse.ArgumentParser) -> None:
+    """``--networks x,mastodon,bluesky``: where the brand and its customers are, X always.
+
+    The default, X alone, keeps a run's figures comparable with those before the other
+    networks were played.
+    """
+
+    def parse(text: str) -> tuple[str, ...]:
+        chosen = {n.strip() for n in text.split(",") if n.strip()}
+        if "x" not in chosen or chosen - set(NETWORKS):
+            raise argparse.ArgumentTypeError(
+                f"a comma-separated list of {', '.join(NETWORKS)}, x among them: {text!r}"
+            )
+        return tuple(n for n in NETWORKS if n in chosen)
+
+    parser.add_argument(
+        "--networks",
+        type=parse,
+        default=("x",),
+        help="Networks the brand is on, comma-separated: x (default), mastodon, bluesky.",
+    )
 
 
 def x_standin(**options: Any) -> XSandbox:
@@ -117,11 +149,29 @@ class Options:
 
 
 def daemon_config(
-    state_url: str, x_url: str, sf_url: str, accounts: Sequence[str], poll: float
+    state_url: str,
+    x_url: str,
+    sf_url: str,
+    accounts: Sequence[str],
+    poll: float,
+    elsewhere: Elsewhere | None = None,
+    session_file: str = "",
 ) -> str:
-    """syncd as the throughput workload runs it: every job at the poll interval, no jitter."""
+    """syncd as the throughput workload runs it: every job at the poll interval, no jitter;
+    with ``elsewhere``, a source for the brand's account on each other network too (the
+    Bluesky session kept in ``session_file``)."""
     every = f"{poll}s"
+    others: list[dict[str, TomlValue]] = []
+    keys: dict[str, TomlValue] = {"interval": every}
+    if elsewhere is not None and elsewhere.mastodon is not None:
+        others.append(
+            mastodon_source(elsewhere.mastodon.url, MASTODON_BRAND, secrets=SECRETS, keys=keys)
+        )
+    if elsewhere is not None and elsewhere.bluesky is not None:
+        url = elsewhere.bluesky.url
+        others.append(bluesky_source(url, BLUESKY_BRAND, session_file, secrets=SECRETS, keys=keys))
     return syncd_config(
+        sources=others,
         state_url=state_url,
         x_url=x_url,
         salesforce_url=sf_url,
@@ -183,16 +233,90 @@ def seed(
     return People(brands, posts, people)
 
 
+# The other networks' own limits would make a run a measure of them: lifted as X's are.
+MASTODON_UNLIMITED = {"all": (10**7, 300.0), "paginated": (10**7, 900.0)}
+BLUESKY_UNLIMITED = 10**7
+
+
+@dataclass
+class Elsewhere:
+    """The brand and customers on the networks beside X (``--networks``): one brand account
+    on each, and customers of that network alone, found in the CRM by the e-mail address
+    their profile shows (the CRM has no identity fields for those networks here)."""
+
+    mastodon: MastodonSandbox | None
+    bluesky: BlueskySandbox | None
+    brand: dict[str, str] = field(default_factory=dict)  # network → account id / DID
+    authors: dict[str, list[tuple[str, str, bool]]] = field(default_factory=dict)
+    # network → (account id / DID, Mastodon acct or Bluesky handle, linked in the CRM)
+
+    @property
+    def networks(self) -> list[str]:
+        return [n for n, s in (("mastodon", self.mastodon), ("bluesky", self.bluesky)) if s]
+
+
+def seed_elsewhere(
+    sf: SalesforceSandbox,
+    mastodon: MastodonSandbox | None,
+    bluesky: BlueskySandbox | None,
+    *,
+    authors: int,
+    linked: float,
+    seed: int,
+) -> Elsewhere:
+    """``authors`` customers on each of ``mastodon`` and ``bluesky``, a ``linked`` share of
+    them Contacts; after :func:`seed`, whose Account and fields it uses."""
+    rng = random.Random(seed + 1)  # its own: X's people stay as they were
+    company = sf.insert("Account", {"Name": "Customers elsewhere"})
+    out = Elsewhere(mastodon, bluesky)
+    if mastodon is not None:
+        mastodon.add_token(SECRETS.mastodon_token, MASTODON_BRAND)
+        out.brand["mastodon"] = mastodon.add_account(MASTODON_BRAND).id
+        mastodon.policy.update(for_private_mentions="accept", for_limited_accounts="accept")
+    if bluesky is not None:
+        brand = bluesky.add_user(BLUESKY_BRAND, password=SECRETS.bluesky_password)
+        out.brand["bluesky"] = brand.did
+    for network in out.networks:
+        people: list[tuple[str, str, bool]] = []
+        for i in range(authors):
+            first, last = rng.choice(FIRST), surname(rng)
+            name = f"{first[:5]}{last[:4]}{i}".lower()
+            email = f"{name}@{network}.mail.example"
+            bio = f"Reach me at {email}"
+            if network == "mastodon" and mastodon is not None:
+                account = mastodon.add_account(
+                    name, domain=CUSTOMER_INSTANCE, display_name=f"{first} {last}", note=bio
+                )
+                key, handle = account.id, f"{name}@{CUSTOMER_INSTANCE}"
+            else:
+                assert bluesky is not None
+                user = bluesky.add_user(f"{name}.bsky.social", display_name=f"{first} {last}")
+                user.description = bio
+                key, handle = user.did, user.handle
+            known = rng.random() < linked
+            if known:
+                sf.insert(
+                    "Contact",
+                    {"FirstName": first, "LastName": last, "AccountId": company, "Email": email},
+                )
+            people.append((key, handle, known))
+        out.authors[network] = people
+    return out
+
+
 @dataclass
 class Feeder:
-    """Posts ``total`` interactions at ``rate`` per second, in a thread."""
+    """Posts ``total`` interactions at ``rate`` per second, in a thread; with ``elsewhere``,
+    spread over X and the other networks alike."""
 
     x: XSandbox
     people: People
     total: int
     rate: float
     seed: int
-    created: dict[str, float] = field(default_factory=dict)  # post id → wall-clock time
+    elsewhere: Elsewhere | None = None
+    # post id (X) or external id ("mastodon:<uri>", "bluesky:<at-uri>") → wall-clock time
+    created: dict[str, float] = field(default_factory=dict)
     linked: set[str] = field(default_factory=set)  # post ids a linked customer is party to
     cpu_seconds: float = 0.0
     first: float = 0.0
@@ -214,6 +338,9 @@ class Feeder:
         rng = random.Random(self.seed)
         cpu = time.thread_time()
         recent: deque[tuple[str, str, str, bool]] = deque(maxlen=500)  # mention, brand, author
+        # network → its recent mentions: (status id or at-uri, author's handle, linked)
+        elsewhere: dict[str, deque[tuple[str, str, bool]]] = {}
+        networks = ["x", *(self.elsewhere.networks if self.elsewhere else [])]
         started = time.monotonic()
         sent = 0
         self.first = time.time()
@@ -221,7 +348,14 @@ class Feeder:
             due = min(self.total, int((time.monotonic() - started) * self.rate) + 1)
             with self.x.lock:  # one burst at a time, as a reader would see it land
                 while sent < due:
-                    self._post(rng, recent)
+                    # X alone draws nothing more: its posts stay those of earlier runs.
+                    network = rng.choice(networks) if len(networks) > 1 else "x"
+                    if network == "x":
+                        self._post(rng, recent)
+                    else:
+                        self._post_elsewhere(
+                            network, rng, elsewhere.setdefault(network, deque(maxlen=500))
+                        )
                     sent += 1
             pause = started + sent / self.rate - time.monotonic()
             if pause > 0:
@@ -250,6 +384,38 @@ class Feeder:
         self.created[pid] = time.time()
         if known:
             self.linked.add(pid)
+
+    def _post_elsewhere(
+        self, network: str, rng: random.Random, recent: deque[tuple[str, str, bool]]
+    ) -> None:
+        there = self.elsewhere
+        assert there is not None
+        brand = there.brand[network]
+        if recent and rng.random() < OUTBOUND_SHARE:  # the brand answers a recent mention
+            parent, handle, known = recent[rng.randrange(len(recent))]
+            if network == "mastodon" and there.mastodon is not None:
+                text = f"@{handle} thanks, we are on it"
+                uri = there.mastodon.add_status(brand, text, in_reply_to=parent).uri
+            else:
+                assert there.bluesky is not None
+                uri = there.bluesky.add_post(brand, "thanks, we are on it", in_reply_to=parent).uri
+        else:
+            people = there.authors[network]
+            author, handle, known = people[rng.randrange(len(people))]
+            text = f"@{MASTODON_BRAND if network == 'mastodon' else BLUESKY_BRAND} question"
+            text += f" {len(self.created)}"
+            if network == "mastodon" and there.mastodon is not None:
+                status = there.mastodon.add_status(author, text)
+                parent_id, uri = status.id, status.uri
+            else:
+                assert there.bluesky is not None
+                post = there.bluesky.add_post(author, text, mentions=(brand,))
+                parent_id = uri = post.uri
+            recent.append((parent_id, handle, known))
+        key = f"{network}:{uri}"
+        self.created[key] = time.time()
+        if known:
+            self.linked.add(key)
 
 
 class WriteClock:

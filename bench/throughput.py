@@ -16,6 +16,12 @@ ratios are printed. ``--scale`` hands over to ``bench/growth.py``.
     python bench/throughput.py --interactions 20000 --no-naive
     python bench/throughput.py --instances 1,2,3 --state postgresql+psycopg://postgres@127.0.0.1/test
     python bench/throughput.py --scale                      # per-interaction cost at 10k…1M rows
+    python bench/throughput.py --networks x,mastodon,bluesky --no-naive
+
+``--networks`` (default ``x``: the figures stay comparable with earlier runs) spreads the
+interactions evenly over X and the brand's accounts on the Mastodon and Bluesky stand-ins
+(one brand account there each, ``--authors`` customers of their own on each). The X figures
+then count X's share; the naive pattern reads X alone, so it is left out.
 
 Exit status 0 only if every target is met.
 """
@@ -23,6 +29,7 @@ Exit status 0 only if every target is met.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -38,21 +45,28 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from common import (
+    BLUESKY_UNLIMITED,
+    MASTODON_UNLIMITED,
     SECRETS,
     UNLIMITED,
+    Elsewhere,
     Feeder,
     NaiveReport,
     Options,
     WriteClock,
     daemon_config,
+    networks_arg,
     percentile,
     salesforce_standin,
     seed,
+    seed_elsewhere,
     show_naive,
     x_standin,
 )
 from sqlalchemy import create_engine, func, select, text
 
+from sandbox.bluesky.api import BlueskySandbox
+from sandbox.mastodon.api import MastodonSandbox
 from sandbox.x.api import XSandbox
 from syncd.state.db import Database
 from syncd.state.tables import interactions
@@ -92,6 +106,10 @@ class Report:
     daemon_cpu: float = 0.0
     standin_cpu: float = 0.0
     horizon_cuts: int = 0
+    networks: list[str] = field(default_factory=lambda: ["x"])
+    stored_by_network: dict[str, int] = field(default_factory=dict)
+    requests_by_network: dict[str, int] = field(default_factory=dict)  # beside X's
+    p95_by_network: dict[str, float] = field(default_factory=dict)
     complete: bool = False
     errors: list[str] = field(default_factory=list)
 
@@ -119,29 +137,52 @@ def _drop(opts: Options, schema: str | None) -> None:
 
 
 def _stored(url: str) -> int:
+    return sum(_stored_by_network(url).values())
+
+
+def _stored_by_network(url: str) -> dict[str, int]:
     db = Database(url)
     try:
         with db.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(interactions)).scalar_one())
+            rows = conn.execute(
+                select(interactions.c.network, func.count()).group_by(interactions.c.network)
+            ).all()
+            return {str(network): int(n) for network, n in rows}
     finally:
         db.dispose()
 
 
-def run_syncd(opts: Options, instances: int, tmp: Path) -> Report:
-    report = Report(instances=instances, interactions=opts.interactions)
-    with (
-        x_standin(rate_limits=UNLIMITED) as x,
-        salesforce_standin() as sf,
-    ):
+def run_syncd(
+    opts: Options, instances: int, tmp: Path, networks: tuple[str, ...] = ("x",)
+) -> Report:
+    report = Report(instances=instances, interactions=opts.interactions, networks=list(networks))
+    with contextlib.ExitStack() as stack:
+        x = stack.enter_context(x_standin(rate_limits=UNLIMITED))
+        sf = stack.enter_context(salesforce_standin())
         assert isinstance(x, XSandbox)
         people = seed(
             x, sf, accounts=opts.accounts, authors=opts.authors, linked=opts.linked, seed=opts.seed
         )
+        elsewhere: Elsewhere | None = None
+        if len(networks) > 1:
+            mastodon = bluesky = None
+            if "mastodon" in networks:
+                mastodon = MastodonSandbox(limits=MASTODON_UNLIMITED)
+                stack.enter_context(mastodon)
+            if "bluesky" in networks:
+                bluesky = BlueskySandbox(requests_per_window=BLUESKY_UNLIMITED)
+                stack.enter_context(bluesky)
+            elsewhere = seed_elsewhere(
+                sf, mastodon, bluesky, authors=opts.authors, linked=opts.linked, seed=opts.seed
+            )
         clock = WriteClock(sf)
         url, schema = _fresh_state(opts, tmp, f"{instances}")
         config = tmp / f"config-{instances}.toml"
         accounts = [handle for handle, _ in people.brands]
-        config.write_text(daemon_config(url, x.url, sf.url, accounts, opts.poll))
+        session = str(tmp / f"bluesky-{instances}.session")
+        config.write_text(
+            daemon_config(url, x.url, sf.url, accounts, opts.poll, elsewhere, session)
+        )
         env = os.environ | SECRETS.environ()
         base = [sys.executable, "-m", "syncd", "--config", str(config)]
         # As a live service would have: the brands' ids known, the CRM's people loaded.
@@ -155,7 +196,7 @@ def run_syncd(opts: Options, instances: int, tmp: Path) -> Report:
         spy = _profile(daemons[0].pid)
         try:
             time.sleep(opts.poll + 1.0)  # every stream polled once: the walks start from here
-            feeder = Feeder(x, people, opts.interactions, opts.rate, opts.seed)
+            feeder = Feeder(x, people, opts.interactions, opts.rate, opts.seed, elsewhere)
             feeder.start()
             report.complete = _wait(feeder, clock, url, daemons, opts)
         finally:
@@ -179,7 +220,8 @@ def run_syncd(opts: Options, instances: int, tmp: Path) -> Report:
         report.daemon_cpu = sum(u.ru_utime + u.ru_stime for u in rusage)
         busy = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
         report.standin_cpu = busy - feeder.cpu_seconds
-        report.stored = _stored(url)
+        report.stored_by_network = _stored_by_network(url)
+        report.stored = sum(report.stored_by_network.values())
         linked = feeder.linked
         report.expected_written = len(linked)
         report.written = len(linked & clock.written.keys())
@@ -190,17 +232,29 @@ def run_syncd(opts: Options, instances: int, tmp: Path) -> Report:
         report.rate = report.stored / report.seconds if report.seconds else 0.0
         latencies = [clock.written[p] - feeder.created[p] for p in linked if p in clock.written]
         report.p50, report.p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
+        if len(networks) > 1:
+            by_network: dict[str, list[float]] = {}
+            for p in linked & clock.written.keys():
+                network = p.split(":", 1)[0] if ":" in p else "x"  # X's are bare ids
+                by_network.setdefault(network, []).append(clock.written[p] - feeder.created[p])
+            report.p95_by_network = {n: percentile(v, 0.95) for n, v in by_network.items()}
         report.x_requests = x.request_count
         report.x_by_endpoint = _by_endpoint(x.requests_by_route)
         report.posts_returned, report.posts_billed = x.usage.posts_returned, x.usage.posts_billed
         report.users_returned = x.usage.users_returned
+        # X's reads per new X interaction: the other networks' are not X's to bill.
+        x_new = max(report.stored_by_network.get("x", 0), 1)
+        report.posts_per_new = report.posts_returned / x_new
+        report.billed_posts_per_new = report.posts_billed / x_new
         new = max(report.stored, 1)
-        report.posts_per_new = report.posts_returned / new
-        report.billed_posts_per_new = report.posts_billed / new
         report.sf_calls = sf.api_calls
         report.sf_by_endpoint = _by_endpoint(sf.requests_by_route)
         report.sf_per_1000 = sf.api_calls * 1000 / new
         report.horizon_cuts = x.store.horizon_cuts
+        if elsewhere is not None:
+            for name, server in (("mastodon", elsewhere.mastodon), ("bluesky", elsewhere.bluesky)):
+                if server is not None:
+                    report.requests_by_network[name] = server.request_count
         _drop(opts, schema)
     return report
 
@@ -274,6 +328,12 @@ def show(r: Report, o: Options, baseline: NaiveReport | None) -> None:
     )
     print(f"  stored / written     {r.stored:,} / {r.written:,} of {r.expected_written:,} "
           f"(duplicates in the CRM: {r.duplicates})  {mark(k['complete'])}")  # fmt: skip
+    if r.networks != ["x"]:
+        stored = ", ".join(f"{n} {c:,}" for n, c in sorted(r.stored_by_network.items()))
+        asked = ", ".join(f"{n} {c:,}" for n, c in r.requests_by_network.items())
+        print(f"  networks             {', '.join(r.networks)}: stored {stored}; requests {asked}")
+        p95 = ", ".join(f"{n} {v:.2f} s" for n, v in sorted(r.p95_by_network.items()))
+        print(f"  p95 latency by network  {p95}")
     print(f"  seconds              {r.seconds:.1f}")
     print(f"  interactions/s       {r.rate:,.0f}   target ≥ {TARGET_RATE:,.0f}  {mark(k['rate'])}")
     by = ", ".join(f"{e} {n:,}" for e, n in sorted(r.x_by_endpoint.items(), key=lambda i: -i[1]))
@@ -333,6 +393,7 @@ def main() -> None:
         "(it is bound by two calls per post). Default: the same number as syncd.",
     )
     parser.add_argument("--scale", action="store_true", help="Per-interaction cost by state size.")
+    networks_arg(parser)
     parser.add_argument("--json", action="store_true")
     ns = parser.parse_args()
     opts = Options.from_args(ns)
@@ -342,6 +403,9 @@ def main() -> None:
             subprocess.call([sys.executable, HERE / "growth.py", *opts.argv(), *json_flag])
         )
     counts = [int(c) for c in ns.instances.split(",")]
+    if ns.networks != ("x",) and ns.naive:
+        print("the naive pattern reads X alone: left out with --networks", file=sys.stderr)
+        ns.naive = False
     if max(counts) > 1 and not (opts.state or "").startswith("postgresql"):
         parser.error("--instances above 1 needs --state postgresql+psycopg://… (SQLite state "
                      "is single-instance)")  # fmt: skip
@@ -349,7 +413,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for n in counts:
             print(f"syncd with {n} instance(s) …", file=sys.stderr)
-            reports.append(run_syncd(opts, n, Path(tmp)))
+            reports.append(run_syncd(opts, n, Path(tmp), ns.networks))
     baseline = None
     if ns.naive:
         n = ns.naive_interactions or opts.interactions

@@ -23,7 +23,14 @@ class StandIn:
 
 # Declared here rather than beside the servers so that a command line can offer one port
 # option per stand-in without importing (and paying for) the servers themselves.
-STANDINS = (StandIn("x", "X"), StandIn("salesforce", "Salesforce"))
+STANDINS = (
+    StandIn("x", "X"),
+    StandIn("mastodon", "Mastodon"),
+    StandIn("bluesky", "Bluesky"),
+    StandIn("salesforce", "Salesforce"),
+)
+# The networks among them, in the order their sources are rendered and a demo names them.
+NETWORKS = ("x", "mastodon", "bluesky")
 
 SALESFORCE_USERNAME = "integration@sandbox.example"
 
@@ -40,6 +47,8 @@ class Secrets:
     x_bearer: str = field(default="sandbox-x-bearer", repr=False)
     salesforce_password: str = field(default="sandbox-password", repr=False)
     salesforce_token: str = field(default="sandbox-token", repr=False)
+    mastodon_token: str = field(default="sandbox-mastodon-token", repr=False)
+    bluesky_password: str = field(default="sandbox-bluesky-app-password", repr=False)
 
     @property
     def x_bearer_env(self) -> str:
@@ -53,12 +62,67 @@ class Secrets:
     def salesforce_token_env(self) -> str:
         return f"{self.prefix}_SF_TOKEN"
 
+    @property
+    def mastodon_token_env(self) -> str:
+        return f"{self.prefix}_MASTODON_ACCESS_TOKEN"
+
+    @property
+    def bluesky_password_env(self) -> str:
+        return f"{self.prefix}_BLUESKY_PASSWORD"
+
     def environ(self) -> dict[str, str]:
         return {
             self.x_bearer_env: self.x_bearer,
+            self.mastodon_token_env: self.mastodon_token,
+            self.bluesky_password_env: self.bluesky_password,
             self.salesforce_password_env: self.salesforce_password,
             self.salesforce_token_env: self.salesforce_token,
         }
+
+
+def mastodon_source(
+    url: str,
+    account: str,
+    *,
+    secrets: Secrets | None = None,
+    name: str = "acme-mastodon",
+    keys: Mapping[str, TomlValue] | None = None,
+) -> dict[str, TomlValue]:
+    """A ``[[sources]]`` table for the Mastodon stand-in: the brand's ``account`` on it, read
+    with its access token (a token is one account's, so one account per source)."""
+    secrets = secrets or Secrets()
+    return {
+        "name": name,
+        "type": "mastodon",
+        "api_base_url": url,
+        "access_token": f"env:{secrets.mastodon_token_env}",
+        "accounts": [account],
+        **(keys or {}),
+    }
+
+
+def bluesky_source(
+    url: str,
+    handle: str,
+    session_file: str,
+    *,
+    secrets: Secrets | None = None,
+    name: str = "acme-bluesky",
+    keys: Mapping[str, TomlValue] | None = None,
+) -> dict[str, TomlValue]:
+    """A ``[[sources]]`` table for the Bluesky stand-in: the brand's ``handle``, logged in with
+    its app password once; the session is kept in ``session_file`` (absolute) between polls."""
+    secrets = secrets or Secrets()
+    return {
+        "name": name,
+        "type": "bluesky",
+        "service": url,
+        "identifier": handle,
+        "app_password": f"env:{secrets.bluesky_password_env}",
+        "session_file": session_file,
+        "accounts": [handle],
+        **(keys or {}),
+    }
 
 
 def syncd_config(
@@ -72,11 +136,14 @@ def syncd_config(
     source: Mapping[str, TomlValue] | None = None,
     crm: Mapping[str, TomlValue] | None = None,
     tables: Mapping[str, Mapping[str, TomlValue]] | None = None,
+    sources: Sequence[Mapping[str, TomlValue]] = (),
 ) -> str:
     """syncd's configuration for the stand-ins at these URLs: one X source, the Salesforce CRM.
 
     ``source`` and ``crm`` add keys to those two (a mapping value is a sub-table, e.g.
-    ``user_auth``); ``tables`` are the top-level ones (``{"daemon": {"jitter": "0s"}}``).
+    ``user_auth``); ``tables`` are the top-level ones (``{"daemon": {"jitter": "0s"}}``);
+    ``sources`` are further ``[[sources]]`` tables after the X one (:func:`mastodon_source`,
+    :func:`bluesky_source`).
     Tables come in the order given, after ``[state]``; ``[crm]`` is always the last, so text
     appended to the result belongs to it.
     """
@@ -99,7 +166,8 @@ def syncd_config(
     }
     parts = [_table("state", {"url": state_url})]
     parts += [_table(name, keys) for name, keys in (tables or {}).items()]
-    parts += [_table("sources", x_source, header="[[sources]]"), _table("crm", salesforce)]
+    parts += [_table("sources", table, header="[[sources]]") for table in (x_source, *sources)]
+    parts.append(_table("crm", salesforce))
     return "\n".join(parts)
 
 

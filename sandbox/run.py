@@ -12,20 +12,42 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import tempfile
 import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
 
-from sandbox.config import STANDINS, Secrets, TomlValue, syncd_config
+from sandbox.bluesky.api import BlueskySandbox
+from sandbox.config import (
+    NETWORKS,
+    STANDINS,
+    Secrets,
+    TomlValue,
+    bluesky_source,
+    mastodon_source,
+    syncd_config,
+)
+from sandbox.mastodon.api import MastodonSandbox
 from sandbox.salesforce.api import SalesforceSandbox
-from sandbox.seed import BRAND_HANDLES, World, next_post, seed
+from sandbox.seed import (
+    BLUESKY_BRAND,
+    BRAND_HANDLES,
+    MASTODON_BRAND,
+    Played,
+    World,
+    on_file,
+    play,
+    seed,
+)
 from sandbox.server import CONTROL_PATH, SandboxServer
 from sandbox.x.api import XSandbox
 
@@ -33,7 +55,7 @@ API_VERSION = "61.0"
 # What syncd writes for each interaction, read back in the order a rep's timeline shows it.
 READBACK = (
     "SELECT Id, WhoId, Subject, Description, ActivityDate, Social_Post_Id__c, "
-    "Social_Direction__c FROM Task ORDER BY ActivityDate"
+    "Social_Direction__c, Social_Network__c FROM Task ORDER BY ActivityDate"
 )
 
 
@@ -63,6 +85,11 @@ class Readback:
     duplicates: int  # records sharing one post's external id
     label: str  # how the records are named in a report
     via: str  # how they were read
+    by_network: dict[str, int] = field(default_factory=dict)  # records per Social_Network__c
+
+    def networks(self) -> str:
+        """``x 120, mastodon 41, bluesky 39``: the records of each network, as a report row."""
+        return ", ".join(f"{n} {k}" for n, k in self.by_network.items()) or "-"
 
 
 class Player(threading.Thread):
@@ -79,13 +106,15 @@ class Player(threading.Thread):
         self.done_at: datetime | None = None
         self.late_contact: str | None = None
         self.counts = {"mention": 0, "reply": 0}
+        self.networks: Counter[str] = Counter()
 
     def run(self) -> None:
         rng = random.Random(11)
         pause = self.seconds / max(self.posts, 1)
         for n in range(self.posts):
-            kind, _ = next_post(self.sandbox.x, self.world, rng)
-            self.counts[kind] += 1
+            played = self.sandbox.post(rng)
+            self.counts[played.kind] += 1
+            self.networks[played.network] += 1
             if n == self.posts // 2:
                 self._rep_adds_a_contact()
             time.sleep(pause)
@@ -95,14 +124,19 @@ class Player(threading.Thread):
         unknown = self.world.by_kind("unknown")
         if unknown:
             c = unknown[0]
+            # On file as an X author, with the address their other profiles carry.
             c.crm_id = self.sandbox.salesforce.insert(
-                "Contact", {"FirstName": c.first, "LastName": c.last, "X_User_Id__c": c.user_id}
+                "Contact",
+                {"FirstName": c.first, "LastName": c.last, "Email": c.email, **on_file(c)},
             )
             c.kind = "contact_by_id"
             self.late_contact = c.handle
 
     def played(self) -> str:
-        return f"{self.counts['mention']} mentions, {self.counts['reply']} brand replies"
+        said = f"{self.counts['mention']} mentions, {self.counts['reply']} brand replies"
+        if len(self.networks) > 1:
+            said += " (" + ", ".join(f"{n} {k}" for n, k in self.networks.items()) + ")"
+        return said
 
     def late_link(self) -> tuple[str, str]:
         """The report's row for the rep's Contact."""
@@ -113,33 +147,73 @@ class Player(threading.Thread):
 
 
 class Sandbox:
-    """Every stand-in, on loopback; a context manager that starts and stops them all."""
+    """Every stand-in, on loopback; a context manager that starts and stops them all.
 
-    def __init__(self, *, ports: Mapping[str, int] | None = None, secrets: Secrets | None = None):
+    ``networks`` are those of :data:`sandbox.config.NETWORKS` it runs (X always): the brand
+    and its customers are on each, and syncd's configuration reads each.
+    """
+
+    def __init__(
+        self,
+        *,
+        ports: Mapping[str, int] | None = None,
+        secrets: Secrets | None = None,
+        networks: Sequence[str] = NETWORKS,
+    ):
         ports = dict(ports or {})
         if unknown := set(ports) - {s.name for s in STANDINS}:
             raise ValueError(
                 f"no stand-in {sorted(unknown)}; there are {[s.name for s in STANDINS]}"
             )
+        if "x" not in networks or set(networks) - set(NETWORKS):
+            raise ValueError(f"networks: x and any of {list(NETWORKS[1:])}, not {list(networks)}")
         self.secrets = secrets or Secrets()
-        self.x = XSandbox(port=ports.get("x", 0), bearer_token=self.secrets.x_bearer)
-        try:
+        self.mastodon: MastodonSandbox | None = None
+        self.bluesky: BlueskySandbox | None = None
+        built: list[SandboxServer] = []
+        try:  # each binds its port when built: one taken, and those bound already are let go
+            self.x = XSandbox(port=ports.get("x", 0), bearer_token=self.secrets.x_bearer)
+            built.append(self.x)
+            if "mastodon" in networks:
+                self.mastodon = MastodonSandbox(port=ports.get("mastodon", 0))
+                built.append(self.mastodon)
+            if "bluesky" in networks:
+                self.bluesky = BlueskySandbox(port=ports.get("bluesky", 0))
+                built.append(self.bluesky)
             self.salesforce = SalesforceSandbox(
                 port=ports.get("salesforce", 0),
                 password=self.secrets.salesforce_password,
                 security_token=self.secrets.salesforce_token,
             )
-        except BaseException:  # a port taken: the X stand-in's is bound already
-            self.x.stop()
+        except BaseException:
+            for server in built:
+                server.stop()
             raise
         self.accounts: tuple[str, ...] = BRAND_HANDLES
         self.world: World | None = None
+        # Where syncd keeps the Bluesky session between polls: the sandbox's, gone with it.
+        self._tmp = tempfile.TemporaryDirectory(prefix="syncd-sandbox-")
         self._stack = contextlib.ExitStack()
 
     @property
+    def networks(self) -> tuple[str, ...]:
+        return tuple(n for n in NETWORKS if n in self.servers)
+
+    @property
     def servers(self) -> dict[str, SandboxServer]:
-        """Each stand-in by its name in :data:`sandbox.config.STANDINS`."""
-        return {"x": self.x, "salesforce": self.salesforce}
+        """Each stand-in it runs by its name in :data:`sandbox.config.STANDINS`."""
+        servers: dict[str, SandboxServer] = {"x": self.x}
+        if self.mastodon is not None:
+            servers["mastodon"] = self.mastodon
+        if self.bluesky is not None:
+            servers["bluesky"] = self.bluesky
+        servers["salesforce"] = self.salesforce
+        return servers
+
+    @property
+    def account_count(self) -> int:
+        """The brand accounts syncd reads, over every network: each has every stream."""
+        return len(self.accounts) + len(self.networks) - 1  # one account on each other network
 
     def __enter__(self) -> Sandbox:
         with contextlib.ExitStack() as stack:
@@ -150,11 +224,14 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
+        self._tmp.cleanup()
 
     def describe(self) -> str:
         """``X stand-in http://127.0.0.1:…  Salesforce stand-in …``"""
         servers = self.servers
-        return "  ".join(f"{s.title} stand-in {servers[s.name].url}" for s in STANDINS)
+        return "  ".join(
+            f"{s.title} stand-in {servers[s.name].url}" for s in STANDINS if s.name in servers
+        )
 
     @property
     def crm_title(self) -> str:
@@ -172,7 +249,22 @@ class Sandbox:
         source: Mapping[str, TomlValue] | None = None,
         tables: Mapping[str, Mapping[str, TomlValue]] | None = None,
     ) -> str:
-        """syncd's configuration for this sandbox, reading the brand's accounts."""
+        """syncd's configuration for this sandbox, reading the brand's accounts on every
+        network it runs; ``source``'s keys go to each source."""
+        others: list[Mapping[str, TomlValue]] = []
+        if self.mastodon is not None:
+            others.append(
+                mastodon_source(
+                    self.mastodon.url, MASTODON_BRAND, secrets=self.secrets, keys=source
+                )
+            )
+        if self.bluesky is not None:
+            session = str(Path(self._tmp.name) / "bluesky.session")
+            others.append(
+                bluesky_source(
+                    self.bluesky.url, BLUESKY_BRAND, session, secrets=self.secrets, keys=source
+                )
+            )
         return syncd_config(
             state_url=state_url,
             x_url=self.x.url,
@@ -182,26 +274,44 @@ class Sandbox:
             source=source,
             crm={"api_version": API_VERSION},
             tables=tables,
+            sources=others,
         )
 
     # -- the world -----------------------------------------------------------------------
     def seed(self, customers: int = 300) -> World:
-        self.world = seed(self.x, self.salesforce, customers)
+        self.world = seed(
+            self.x,
+            self.salesforce,
+            customers,
+            mastodon=self.mastodon,
+            bluesky=self.bluesky,
+            secrets=self.secrets,
+        )
         return self.world
 
     def seeded(self) -> str:
         """Who the world holds, and how the CRM knows them."""
         w = self._world()
-        return (
+        said = (
             f"seeded {len(w.customers)} customers: "
             f"{len(w.by_kind('contact_by_id'))} Contacts by X id, "
             f"{len(w.by_kind('contact_by_handle'))} by handle only, "
             f"{len(w.by_kind('lead'))} Leads, "
             f"{len(w.by_kind('unknown'))} unknown to the CRM"
         )
+        if len(self.networks) > 1:
+            on = Counter(len(c.networks) for c in w.customers)
+            each = ", ".join(f"{n} {len(w.on(n))}" for n in self.networks)
+            said += (
+                f"\n  on {each}; {on[1]} on one network, {on[2]} on two, {on[3]} on all three"
+                "\n  (the CRM has no Mastodon or Bluesky fields: they link by the e-mail address"
+                " their profile shows,\n  and a person on several networks is on file by X handle,"
+                " not X id)"
+            )
+        return said
 
-    def post(self, rng: random.Random) -> None:
-        next_post(self.x, self._world(), rng)
+    def post(self, rng: random.Random) -> Played:
+        return play(self.x, self._world(), rng)
 
     def play(self, posts: int, seconds: float) -> Player:
         """Start playing ``posts`` posts over ``seconds``."""
@@ -217,10 +327,12 @@ class Sandbox:
     # -- what happened -------------------------------------------------------------------
     def requests(self) -> list[tuple[str, str]]:
         """The API requests each stand-in served, as a report's rows."""
-        return [
-            ("X API requests", str(self.x.request_count)),
-            ("Salesforce API calls", str(self.salesforce.api_calls)),
+        titles = {s.name: s.title for s in STANDINS}
+        rows = [
+            (f"{titles[name]} API requests", str(self.servers[name].request_count))
+            for name in self.networks
         ]
+        return [*rows, ("Salesforce API calls", str(self.salesforce.api_calls))]
 
     def readback(self) -> Readback:
         """The CRM's timelines, read with SOQL over its REST API, as an admin would."""
@@ -229,10 +341,13 @@ class Sandbox:
         for t in tasks:
             by_who.setdefault(str(t["WhoId"]), []).append(t)
         names = {c.crm_id: c for c in self._world().customers if c.crm_id}
+        order = self._world().played
         timelines = []
         for who, items in sorted(by_who.items(), key=lambda kv: -len(kv[1])):
             c = names.get(who)
-            items.sort(key=lambda t: int(str(t["Social_Post_Id__c"]).split(":")[1]))
+            # In the order played (a Mastodon or Bluesky id is no number to sort by); what
+            # was not played comes by date.
+            items.sort(key=lambda t: (str(t["ActivityDate"]), order.get(t["Social_Post_Id__c"], 0)))
             entries = tuple(
                 Entry(
                     date=str(t["ActivityDate"]),
@@ -251,6 +366,7 @@ class Sandbox:
             duplicates=len(external_ids) - len(set(external_ids)),
             label=f"Tasks in {self.crm_title} (SOQL)",
             via="SOQL",
+            by_network=dict(Counter(str(t.get("Social_Network__c") or "-") for t in tasks)),
         )
 
     def _soql(self, query: str) -> list[dict[str, Any]]:
@@ -288,16 +404,32 @@ def serve(
     with Sandbox(ports=ports) as sandbox:
         x, sf, secrets = sandbox.x, sandbox.salesforce, sandbox.secrets
         click.echo(f"X API v2 stand-in:      {x.url}   (bearer token: {secrets.x_bearer})")
+        if sandbox.mastodon is not None:
+            click.echo(
+                f"Mastodon stand-in:      {sandbox.mastodon.url}   (api_base_url;"
+                f" @{MASTODON_BRAND}'s access token: {secrets.mastodon_token})"
+            )
+        if sandbox.bluesky is not None:
+            click.echo(
+                f"Bluesky stand-in:       {sandbox.bluesky.url}   (service; {BLUESKY_BRAND}'s"
+                f" app password: {secrets.bluesky_password})"
+            )
         click.echo(f"Salesforce stand-in:    {sf.url}   (login_url)")
         click.echo(f"  username {sf.auth.creds.username}, password {secrets.salesforce_password},")
         click.echo(f"  security token {secrets.salesforce_token}")
-        click.echo(f"fault injection:        POST/GET/DELETE {x.url}{CONTROL_PATH}")
-        click.echo(f"                        POST/GET/DELETE {sf.url}{CONTROL_PATH}")
+        for n, server in enumerate(sandbox.servers.values()):
+            label = "fault injection:" if n == 0 else ""
+            click.echo(f"{label:<24}POST/GET/DELETE {server.url}{CONTROL_PATH}")
         click.echo('  e.g. {"kind": "status", "endpoint": "mentions", "status": 503, "count": 3}')
         if seed_world:
             world = sandbox.seed()
+            brand = "@acme and @acmesupport on X"
+            if sandbox.mastodon is not None:
+                brand += f", @{MASTODON_BRAND} on Mastodon"
+            if sandbox.bluesky is not None:
+                brand += f", @{BLUESKY_BRAND} on Bluesky"
             click.echo(
-                f"seeded brand @acme and @acmesupport with {len(world.customers)} customers;"
+                f"seeded brand {brand} with {len(world.customers)} customers;"
                 f" a new mention or reply every {post_every:g}s"
             )
             rng = random.Random()

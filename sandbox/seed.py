@@ -4,18 +4,42 @@ Deterministic (seeded) so two demo runs tell the same story. Some customers are 
 matched by their X user id, some only by handle (typed by a rep, with '@' and odd casing),
 some are Leads, and some are unknown to the CRM: their posts are held, never invented into
 Contacts.
+
+Given the Mastodon and Bluesky stand-ins too, the brand has one account on each and every
+customer is present on one, two or all three networks. The CRM has no Mastodon or Bluesky
+identity fields here: a customer's profile there carries the e-mail address their Contact or
+Lead holds (as people write "reach me at …" in a bio), and the resolver links on it. Someone
+the CRM does not know has an address it does not hold, and stays held on every network.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sandbox.bluesky.api import BlueskySandbox
+from sandbox.config import Secrets
+from sandbox.mastodon.api import MastodonSandbox
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.x.api import XSandbox
 
 BRAND_HANDLES = ("acme", "acmesupport")
+MASTODON_BRAND = "acme"  # a local account of the Mastodon stand-in, read with its own token
+BLUESKY_BRAND = "acme.bsky.social"
+# Customers' Mastodon home: another instance, as most customers' is (user@domain, their own URI).
+CUSTOMER_INSTANCE = "social.example"
+# Who is on which network besides X, for a world of several: (networks, weight).
+PRESENCE: tuple[tuple[frozenset[str], int], ...] = (
+    (frozenset({"x"}), 35),
+    (frozenset({"x", "mastodon"}), 15),
+    (frozenset({"x", "bluesky"}), 15),
+    (frozenset({"x", "mastodon", "bluesky"}), 10),
+    (frozenset({"mastodon"}), 10),
+    (frozenset({"bluesky"}), 10),
+    (frozenset({"mastodon", "bluesky"}), 5),
+)
 
 FIRST = [
     "Ada",
@@ -101,6 +125,17 @@ class Customer:
     last: str
     kind: Kind
     crm_id: str | None = None
+    networks: frozenset[str] = frozenset({"x"})
+    mastodon_id: str | None = None  # the account id on the Mastodon stand-in
+    bluesky_did: str | None = None
+
+    @property
+    def email(self) -> str:
+        return f"{self.handle}@mail.example"
+
+    @property
+    def mastodon_acct(self) -> str:
+        return f"{self.handle}@{CUSTOMER_INSTANCE}"
 
 
 @dataclass
@@ -108,9 +143,33 @@ class World:
     brand_ids: dict[str, str]
     customers: list[Customer] = field(default_factory=list)
     recent_mentions: list[str] = field(default_factory=list)  # candidates for a brand reply
+    mastodon: MastodonSandbox | None = None
+    bluesky: BlueskySandbox | None = None
+    mastodon_brand: str | None = None  # the brand's account id there
+    bluesky_brand: str | None = None  # the brand's DID
+    # Mentions on Mastodon (status id, author's acct) and Bluesky (at-uri): reply candidates.
+    recent_mastodon: list[tuple[str, str]] = field(default_factory=list)
+    recent_bluesky: list[str] = field(default_factory=list)
+    played: dict[str, int] = field(default_factory=dict)  # external id → order of play
 
     def by_kind(self, kind: Kind) -> list[Customer]:
         return [c for c in self.customers if c.kind == kind]
+
+    @property
+    def networks(self) -> tuple[str, ...]:
+        """The networks posts are played on, X first."""
+        others = (("mastodon", self.mastodon), ("bluesky", self.bluesky))
+        return ("x", *(name for name, server in others if server is not None))
+
+    def on(self, network: str) -> list[Customer]:
+        return [c for c in self.customers if network in c.networks]
+
+
+@dataclass(frozen=True)
+class Played:
+    kind: str  # "mention" (a customer's) or "reply" (the brand's)
+    network: str
+    external_id: str  # as syncd keys the CRM record: "<network>:<post id or uri>"
 
 
 # The custom fields syncd's default configuration uses, typed as `syncd salesforce fields`
@@ -146,8 +205,21 @@ def set_up_org(sf: SalesforceSandbox) -> None:
             sf.add_field(sobject, name, type_, external_id=external_id)
 
 
-def seed(x: XSandbox, sf: SalesforceSandbox, customers: int = 300, rng_seed: int = 7) -> World:
-    """Brand accounts and ``customers`` people; every fourth-ish kind is guaranteed present."""
+def seed(
+    x: XSandbox,
+    sf: SalesforceSandbox,
+    customers: int = 300,
+    rng_seed: int = 7,
+    *,
+    mastodon: MastodonSandbox | None = None,
+    bluesky: BlueskySandbox | None = None,
+    secrets: Secrets | None = None,
+) -> World:
+    """Brand accounts and ``customers`` people; every fourth-ish kind is guaranteed present.
+
+    With ``mastodon`` and/or ``bluesky``, the brand and customers are there too (see the
+    module's doc); the brand's token and app password are ``secrets``'.
+    """
     rng = random.Random(rng_seed)
     set_up_org(sf)
     world = World(
@@ -159,6 +231,8 @@ def seed(x: XSandbox, sf: SalesforceSandbox, customers: int = 300, rng_seed: int
     account_id = sf.insert("Account", {"Name": "Acme Customers", "Website": "https://acme.example"})
     weights = (55, 15, 15, 15)  # percent of customers of each kind
     kinds: list[Kind] = [k for k, w in zip(KINDS, weights, strict=True) for _ in range(w)]
+    present = {"x"} | {n for n, s in (("mastodon", mastodon), ("bluesky", bluesky)) if s}
+    presence = _presence(customers, present, rng_seed) if len(present) > 1 else None
     for i in range(customers):
         first, last = rng.choice(FIRST), rng.choice(LAST)
         handle = f"{first.lower()}{last.lower()[:4]}{i}"
@@ -171,16 +245,13 @@ def seed(x: XSandbox, sf: SalesforceSandbox, customers: int = 300, rng_seed: int
         # The first four customers cover every kind, so even a tiny world tells the whole story.
         kind = KINDS[i] if i < len(KINDS) else rng.choice(kinds)
         c = Customer(user["id"], handle, first, last, kind)
+        if presence is not None:
+            c.networks = presence[i]
         fields = {"FirstName": first, "LastName": last, "Email": f"{handle}@mail.example"}
         if c.kind == "contact_by_id":
             c.crm_id = sf.insert(
                 "Contact",
-                {
-                    **fields,
-                    "AccountId": account_id,
-                    "X_User_Id__c": c.user_id,
-                    "X_Handle__c": handle,
-                },
+                {**fields, "AccountId": account_id, **on_file(c), "X_Handle__c": handle},
             )
         elif c.kind == "contact_by_handle":
             # Typed in by a rep: leading '@' and different case. Matched case-insensitively.
@@ -188,15 +259,133 @@ def seed(x: XSandbox, sf: SalesforceSandbox, customers: int = 300, rng_seed: int
                 "Contact", {**fields, "AccountId": account_id, "X_Handle__c": "@" + handle.upper()}
             )
         elif c.kind == "lead":
-            c.crm_id = sf.insert(
-                "Lead", {**fields, "Company": f"{last} GmbH", "X_User_Id__c": c.user_id}
-            )
+            c.crm_id = sf.insert("Lead", {**fields, "Company": f"{last} GmbH", **on_file(c)})
         world.customers.append(c)
+    if presence is not None:
+        _seed_networks(world, mastodon, bluesky, secrets or Secrets())
     return world
+
+
+def on_file(c: Customer) -> dict[str, str]:
+    """The X identity a CRM record of ``c`` holds so that every network ``c`` is on links.
+
+    The CRM has no Mastodon or Bluesky identity fields here, and the resolver reads X's as
+    the person's: a record holding an X user id "names another user" for a Mastodon or
+    Bluesky author and is never their match. Someone on X alone is on file by X user id, as
+    ever; someone also elsewhere by X handle, and found there by e-mail address.
+    """
+    if c.networks == {"x"}:
+        return {"X_User_Id__c": c.user_id}
+    return {"X_Handle__c": c.handle} if "x" in c.networks else {}
+
+
+def _presence(customers: int, present: set[str], rng_seed: int) -> list[frozenset[str]]:
+    """The networks each customer is on."""
+    # An RNG of its own: the X world's draws stay as they were.
+    rng = random.Random(rng_seed + 1)
+    patterns = [(p & present, w) for p, w in PRESENCE if p & present]
+    draw = [p for p, w in patterns for _ in range(w)]
+    # The first customers, one of each kind, show each network beside X; the one the CRM does
+    # not know (and a rep adds midway) is on all of them.
+    others = [n for n in ("mastodon", "bluesky") if n in present]
+    everywhere = frozenset(present)
+    first = [everywhere, frozenset({"x", others[0]}), frozenset({"x", others[-1]}), everywhere]
+    return [first[i] if i < len(first) else rng.choice(draw) for i in range(customers)]
+
+
+def _seed_networks(
+    world: World,
+    mastodon: MastodonSandbox | None,
+    bluesky: BlueskySandbox | None,
+    secrets: Secrets,
+) -> None:
+    world.mastodon, world.bluesky = mastodon, bluesky
+    if mastodon is not None:
+        mastodon.add_token(secrets.mastodon_token, MASTODON_BRAND)
+        world.mastodon_brand = mastodon.add_account(MASTODON_BRAND, display_name="Acme Inc").id
+        # Mentions from strangers are what the brand needs to see (`syncd check` says so).
+        mastodon.policy.update(for_private_mentions="accept", for_limited_accounts="accept")
+    if bluesky is not None:
+        brand = bluesky.add_user(
+            BLUESKY_BRAND, password=secrets.bluesky_password, display_name="Acme Inc"
+        )
+        world.bluesky_brand = brand.did
+    for c in world.customers:
+        bio = f"Customer since 2019. Reach me at {c.email}"
+        if mastodon is not None and "mastodon" in c.networks:
+            c.mastodon_id = mastodon.add_account(
+                c.handle,
+                domain=CUSTOMER_INSTANCE,
+                display_name=f"{c.first} {c.last}",
+                note=bio,
+            ).id
+        if bluesky is not None and "bluesky" in c.networks:
+            user = bluesky.add_user(f"{c.handle}.bsky.social", display_name=f"{c.first} {c.last}")
+            user.description = bio
+            c.bluesky_did = user.did
 
 
 def next_post(x: XSandbox, world: World, rng: random.Random) -> tuple[str, str]:
     """Add one post: mostly customer mentions, sometimes a brand reply to a recent mention."""
+    return _x_post(x, world, rng, world.customers)
+
+
+def play(x: XSandbox, world: World, rng: random.Random) -> Played:
+    """Add one post on one of the world's networks, as :func:`next_post` does on X.
+
+    A world of X alone plays exactly :func:`next_post`'s posts, so its figures stay comparable.
+    """
+    networks = world.networks
+    network = networks[0] if len(networks) == 1 else rng.choice(networks)
+    if network == "mastodon":
+        kind, uri = _mastodon_post(world, rng)
+    elif network == "bluesky":
+        kind, uri = _bluesky_post(world, rng)
+    else:
+        customers = world.customers if len(networks) == 1 else world.on("x")
+        kind, uri = _x_post(x, world, rng, customers)
+    external_id = f"{network}:{uri}"
+    world.played[external_id] = len(world.played)
+    return Played(kind, network, external_id)
+
+
+def _mastodon_post(world: World, rng: random.Random) -> tuple[str, str]:
+    m, brand = world.mastodon, world.mastodon_brand
+    assert m is not None and brand is not None
+    recent = world.recent_mastodon
+    if recent and rng.random() < 0.3:
+        status_id, acct = recent.pop(rng.randrange(len(recent)))
+        text = rng.choice(REPLIES).format(n=rng.randint(10000, 99999))
+        return ("reply", m.add_status(brand, f"@{acct} {text}", in_reply_to=status_id).uri)
+    customer = rng.choice(world.on("mastodon"))
+    assert customer.mastodon_id is not None
+    text = rng.choice(MENTIONS).format(brand=MASTODON_BRAND, n=rng.randint(10000, 99999))
+    status = m.add_status(customer.mastodon_id, text)
+    recent.append((status.id, customer.mastodon_acct))
+    del recent[:-50]
+    return ("mention", status.uri)
+
+
+def _bluesky_post(world: World, rng: random.Random) -> tuple[str, str]:
+    b, brand = world.bluesky, world.bluesky_brand
+    assert b is not None and brand is not None
+    recent = world.recent_bluesky
+    if recent and rng.random() < 0.3:
+        parent = recent.pop(rng.randrange(len(recent)))
+        text = rng.choice(REPLIES).format(n=rng.randint(10000, 99999))
+        return ("reply", b.add_post(brand, text, in_reply_to=parent).uri)
+    customer = rng.choice(world.on("bluesky"))
+    assert customer.bluesky_did is not None
+    text = rng.choice(MENTIONS).format(brand=BLUESKY_BRAND, n=rng.randint(10000, 99999))
+    post = b.add_post(customer.bluesky_did, text, mentions=(brand,))
+    recent.append(post.uri)
+    del recent[:-50]
+    return ("mention", post.uri)
+
+
+def _x_post(
+    x: XSandbox, world: World, rng: random.Random, customers: Sequence[Customer]
+) -> tuple[str, str]:
     recent = world.recent_mentions
     if recent and rng.random() < 0.3:
         parent_id = recent.pop(rng.randrange(len(recent)))
@@ -204,7 +393,7 @@ def next_post(x: XSandbox, world: World, rng: random.Random) -> tuple[str, str]:
         text = rng.choice(REPLIES).format(n=rng.randint(10000, 99999))
         post = x.add_post(world.brand_ids[brand], text, in_reply_to=parent_id)
         return ("reply", post["id"])
-    customer = rng.choice(world.customers)
+    customer = rng.choice(customers)
     if rng.random() < 0.05:
         # Mentions both brand accounts: one interaction, not two.
         text = f"@{BRAND_HANDLES[0]} @{BRAND_HANDLES[1]} is anyone there?"

@@ -55,7 +55,7 @@ def run_demo(
                     },
                     "resolver": {"retry_after": "1s", "max_retry_after": "2s"},
                 },
-                # start: the player starts a moment before the daemon's first poll.
+                # Every source's: the player starts a moment before the daemon's first poll.
                 source={"streams": list(STREAMS), "interval": "1s", "start": "1m"},
             )
         )
@@ -65,7 +65,7 @@ def run_demo(
         app.open()
         console.print(f"playing {posts} posts over {seconds:g}s while the daemon runs …")
         player = sandbox.play(posts, seconds)
-        streams = len(sandbox.accounts) * len(STREAMS)
+        streams = sandbox.account_count * len(STREAMS)  # every account of every network
         deadline = time.monotonic() + seconds + CATCH_UP_TIMEOUT
         daemon = Daemon(
             app,
@@ -112,6 +112,7 @@ def _report(
         ("interactions fetched", str(st.interactions)),
         (f"written to {sandbox.crm_title}", str(st.deliveries.get("written", 0))),
         (crm.label, f"{crm.records} ({crm.duplicates} duplicates)"),
+        ("by network", crm.networks()),
         (
             "held (author not in CRM)",
             f"{st.deliveries.get('pending', 0)} interactions from {st.held_identities} authors",

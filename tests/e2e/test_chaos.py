@@ -18,8 +18,13 @@ BENCH = ROOT / "bench" / "chaos.py"
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("fault_rate", [0.0, 0.2])
-def test_no_interaction_is_lost_or_duplicated_across_kills(fault_rate: float) -> None:
+@pytest.mark.parametrize(
+    ("fault_rate", "networks"),
+    [(0.0, "x"), (0.2, "x"), (0.2, "x,mastodon,bluesky")],
+)
+def test_no_interaction_is_lost_or_duplicated_across_kills(
+    fault_rate: float, networks: str
+) -> None:
     done = subprocess.run(
         [
             sys.executable,
@@ -28,6 +33,7 @@ def test_no_interaction_is_lost_or_duplicated_across_kills(fault_rate: float) ->
             "--kills=10",
             f"--fault-rate={fault_rate}",
             "--seconds=12",
+            f"--networks={networks}",
             "--json",
         ],
         capture_output=True,
@@ -37,6 +43,8 @@ def test_no_interaction_is_lost_or_duplicated_across_kills(fault_rate: float) ->
     assert done.stdout, done.stderr
     report = json.loads(done.stdout.splitlines()[-1])
     assert report["kills"] == 10
+    # Posts were played on every network asked for, and only there.
+    assert sorted(report["played"]) == sorted(networks.split(","))
     assert report["lost"] == 0, report
     assert report["duplicated"] == 0, report
     assert report["unexpected"] == 0, report

@@ -3,13 +3,14 @@ that runs them all for ``syncd demo`` and ``syncd sandbox``."""
 
 from __future__ import annotations
 
+import random
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sandbox.config import STANDINS, Secrets, syncd_config
+from sandbox.config import STANDINS, Secrets, bluesky_source, mastodon_source, syncd_config
 from sandbox.run import Sandbox
 from syncd.config.settings import load
 
@@ -48,13 +49,36 @@ def test_values_and_tables_are_toml() -> None:
 
 
 def test_secrets_are_named_not_written() -> None:
-    secrets = Secrets(prefix="T", x_bearer="b", salesforce_password="p", salesforce_token="t")
-    doc = tomllib.loads(render(secrets=secrets))
+    secrets = Secrets(
+        prefix="T",
+        x_bearer="b",
+        salesforce_password="p",
+        salesforce_token="t",
+        mastodon_token="m",
+        bluesky_password="a",
+    )
+    others = [
+        mastodon_source("http://127.0.0.1:3", "acme", secrets=secrets),
+        bluesky_source("http://127.0.0.1:4", "acme.bsky.social", "/s", secrets=secrets),
+    ]
+    text = render(secrets=secrets, sources=others)
+    doc = tomllib.loads(text)
     assert doc["sources"][0]["bearer_token"] == "env:T_X_BEARER"
+    assert doc["sources"][1]["access_token"] == "env:T_MASTODON_ACCESS_TOKEN"
+    assert doc["sources"][2]["app_password"] == "env:T_BLUESKY_PASSWORD"
     assert doc["crm"]["password"] == "env:T_SF_PASSWORD"
     assert doc["crm"]["security_token"] == "env:T_SF_TOKEN"
-    assert secrets.environ() == {"T_X_BEARER": "b", "T_SF_PASSWORD": "p", "T_SF_TOKEN": "t"}
-    assert "sandbox-password" not in repr(Secrets()) and "sandbox-x-bearer" not in repr(Secrets())
+    assert secrets.environ() == {
+        "T_X_BEARER": "b",
+        "T_MASTODON_ACCESS_TOKEN": "m",
+        "T_BLUESKY_PASSWORD": "a",
+        "T_SF_PASSWORD": "p",
+        "T_SF_TOKEN": "t",
+    }
+    for value in secrets.environ().values():
+        assert f'"{value}"' not in text
+    for secret in ("sandbox-password", "sandbox-x-bearer", "sandbox-mastodon", "sandbox-bluesky"):
+        assert secret not in repr(Secrets())
 
 
 def test_syncd_loads_the_sandbox_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,13 +94,60 @@ def test_syncd_loads_the_sandbox_config(tmp_path: Path, monkeypatch: pytest.Monk
             )
         )
         settings = load(path)
+        assert sandbox.account_count == 4  # two X accounts, one on each other network
     assert settings.daemon.jitter == pytest.approx(0.1)
-    assert len(settings.sources) == 1
+    assert [s.name for s in settings.sources] == ["acme-x", "acme-mastodon", "acme-bluesky"]
+    assert all(s.interval == pytest.approx(1.0) for s in settings.sources)
+
+
+def test_an_x_only_sandbox_is_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with Sandbox(networks=("x",)) as sandbox:
+        assert set(sandbox.servers) == {"x", "salesforce"}
+        for name, value in sandbox.environ().items():
+            monkeypatch.setenv(name, value)
+        path = tmp_path / "config.toml"
+        path.write_text(sandbox.config(f"sqlite:///{tmp_path}/state.db"))
+        assert len(load(path).sources) == 1
+        world = sandbox.seed(8)
+        assert all(c.networks == {"x"} for c in world.customers)
+        rng = random.Random(1)
+        played = {sandbox.post(rng).network for _ in range(10)}
+    assert played == {"x"}
+    with pytest.raises(ValueError, match="networks"):
+        Sandbox(networks=("mastodon",))
+
+
+def test_the_world_spans_three_networks_and_the_crm_can_link_each() -> None:
+    with Sandbox() as sandbox:
+        world = sandbox.seed(40)
+        assert world.mastodon is sandbox.mastodon and world.bluesky is sandbox.bluesky
+        sizes = {len(c.networks) for c in world.customers}
+        assert sizes == {1, 2, 3}
+        for c in world.customers:
+            assert (c.mastodon_id is not None) == ("mastodon" in c.networks)
+            assert (c.bluesky_did is not None) == ("bluesky" in c.networks)
+        # A record holding an X user id would contradict a Mastodon or Bluesky author.
+        for sobject in ("Contact", "Lead"):
+            for rec in sandbox.salesforce.records(sobject):
+                c = next(c for c in world.customers if c.crm_id == rec["Id"])
+                if c.networks != {"x"}:
+                    assert not rec.get("X_User_Id__c"), c
+                    assert rec["Email"] == c.email, c
+                elif c.kind in ("contact_by_id", "lead"):
+                    assert rec["X_User_Id__c"] == c.user_id, c
+        rng = random.Random(3)
+        played = [sandbox.post(rng) for _ in range(60)]
+    assert {p.network for p in played} == {"x", "mastodon", "bluesky"}
+    assert {p.kind for p in played} == {"mention", "reply"}
+    for p in played:
+        assert p.external_id.startswith(f"{p.network}:")
+    assert list(world.played) == [p.external_id for p in played]
 
 
 def test_the_composite_runs_every_declared_standin() -> None:
     with Sandbox() as sandbox:
         assert set(sandbox.servers) == {s.name for s in STANDINS}
+        assert sandbox.networks == ("x", "mastodon", "bluesky")
         described = sandbox.describe()
         for s in STANDINS:
             assert f"{s.title} stand-in {sandbox.servers[s.name].url}" in described
@@ -107,3 +178,22 @@ def test_read_back_is_a_query_of_the_crm() -> None:
     assert timeline.record_id == who.crm_id and who.handle in timeline.title
     (entry,) = timeline.entries
     assert (entry.date, entry.outbound, entry.text) == ("2026-01-02", False, "first line")
+
+
+def test_the_demo_plays_and_reports_every_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from syncd.service.demo import run_demo
+
+    for name in Secrets().environ():  # the demo puts them into the environment: undone after
+        monkeypatch.delenv(name, raising=False)
+    console = Console(record=True, width=200)
+    code = run_demo(customers=12, posts=40, seconds=2, state_url=None, show=12, console=console)
+    out = console.export_text()
+    assert code == 0, out
+    for label in ("X mention from", "Mastodon mention from", "Bluesky mention from"):
+        assert label in out
+    assert "(0 duplicates)" in out
+    by_network = next(line for line in out.splitlines() if "by network" in line)
+    for network in ("x", "mastodon", "bluesky"):
+        assert f" {network} " in by_network

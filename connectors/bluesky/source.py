@@ -18,7 +18,6 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Self
-from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, field_validator
 
@@ -44,7 +43,7 @@ from syncd.contracts import (
     start_moment,
 )
 from syncd.contracts.secrets import SecretRef
-from syncd.contracts.urls import require_tls
+from syncd.contracts.urls import base_url
 from syncd.errors import AuthError, ExternalError, MalformedAnswer, NotFound, RateLimited
 from syncd.model import Account, Cursor, GapPlan, Page, PostCount, Segment, Stream
 
@@ -91,10 +90,7 @@ class BlueskySettings(SourceSettings):
     @field_validator("service")
     @classmethod
     def _absolute_http(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
-            raise ValueError("must be an absolute http(s) URL, e.g. https://bsky.social")
-        return require_tls(value.strip()).rstrip("/")
+        return base_url(value, "https://bsky.social")
 
     @field_validator("accounts")
     @classmethod

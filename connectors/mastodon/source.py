@@ -51,7 +51,7 @@ from syncd.contracts import (
     start_moment,
 )
 from syncd.contracts.secrets import SecretRef
-from syncd.contracts.urls import require_tls
+from syncd.contracts.urls import base_url
 from syncd.errors import AuthError, ExternalError, MalformedAnswer, NotFound, RateLimited
 from syncd.model import Account, Author, Cursor, Page, PostCount, Segment, Stream
 
@@ -95,10 +95,7 @@ class MastodonSettings(SourceSettings):
     @field_validator("api_base_url")
     @classmethod
     def _absolute_http(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
-            raise ValueError("must be an absolute http(s) URL, e.g. https://mastodon.social")
-        return require_tls(value.strip()).rstrip("/")
+        return base_url(value, "https://mastodon.social")
 
     @field_validator("accounts")
     @classmethod

@@ -15,7 +15,6 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
-from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -44,7 +43,7 @@ from syncd.contracts import (
     start_moment,
 )
 from syncd.contracts.secrets import SecretRef
-from syncd.contracts.urls import require_tls
+from syncd.contracts.urls import base_url
 from syncd.errors import AuthError, ExternalError, MalformedAnswer, RateLimited
 from syncd.model import (
     Account,
@@ -92,16 +91,7 @@ class XSettings(SourceSettings):
     @field_validator("api_base_url")
     @classmethod
     def _absolute_http(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        try:
-            ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
-        except ValueError:  # a malformed port
-            ok = False
-        if not ok or parts.query or parts.fragment:
-            raise ValueError(
-                "must be an absolute http(s) URL without a query, e.g. https://api.x.com"
-            )
-        return require_tls(value.strip()).rstrip("/")
+        return base_url(value, "https://api.x.com")
 
     @field_validator("user_auth")
     @classmethod

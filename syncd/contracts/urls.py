@@ -50,3 +50,17 @@ def require_tls(url: str) -> str:
             f"({LOOPBACK_ONLY})"
         )
     return url
+
+
+def base_url(value: str, example: str) -> str:
+    """A connector's base URL as configured: absolute http(s), a host and a valid port, no
+    query or fragment (paths are appended to it), TLS unless to this host; no trailing slash.
+    ValueError (the config reports it under the key) otherwise."""
+    parts = urlsplit(value.strip())
+    try:
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a malformed port
+        ok = False
+    if not ok or parts.query or parts.fragment:
+        raise ValueError(f"must be an absolute http(s) URL without a query, e.g. {example}")
+    return require_tls(value.strip()).rstrip("/")

@@ -76,6 +76,10 @@ class Writer:
         # The sources a delivery's post is looked up on before its write (set by the app).
         self.sources: Mapping[str, Source] = {}
         self._unchecked: set[str] = set()  # sources failing those look-ups (said once)
+        # A process of this host that died holding claims (killed mid-batch) is seen on the
+        # first claim: its deliveries are taken now, not after its lease. Once is enough:
+        # a death later is rare and its lease lapses anyway.
+        self._swept = False
 
     def deliver(self, max_batches: int | None = None) -> DeliverResult:
         """Drain ready deliveries to the CRM in batches, oldest first."""
@@ -114,6 +118,10 @@ class Writer:
         limit = size * min(CLAIM_BATCHES, room or CLAIM_BATCHES)
         until = now + timedelta(seconds=self.settings.lease)
         with self.db.transaction() as conn:
+            if not self._swept:
+                self._swept = True
+                if freed := outbox.release_dead_claims(conn, now):
+                    log.info("took over %d deliveries claimed by a process that died", freed)
             return outbox.claim(conn, self.crm_name, now, limit, self.owner, until)
 
     def _release(self, ready: Sequence[outbox.ReadyDelivery]) -> None:

@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from syncd.model import CrmRef, DeliveryState, Direction, IdentityKey
-from syncd.state.coordination import Lease, shared
+from syncd.state.coordination import Lease, gone, shared
 from syncd.state.ingest import insert_for
 from syncd.state.tables import crm_watch, deliveries, identities, interactions, links
 
@@ -325,6 +325,25 @@ def claim(
             .values(**CLAIM.take(owner, until))
         )
     return ready
+
+
+def release_dead_claims(conn: Connection, now: datetime) -> int:
+    """Hand back the claims of processes of this host that no longer run (a SIGKILL, an OOM
+    kill), so a restarted writer takes their deliveries now rather than after their lease.
+    Returns how many deliveries were freed. Claims of other hosts are left to lapse: whether
+    their holder runs cannot be told from here."""
+    holders = conn.execute(
+        select(deliveries.c.claimed_by).where(CLAIM.held(now)).distinct()
+    ).scalars()
+    dead = sorted(h for h in holders if h is not None and gone(h))
+    if not dead:
+        return 0
+    freed = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.claimed_by.in_(dead), CLAIM.held(now))
+        .values(**CLAIM.release())
+    )
+    return freed.rowcount or 0
 
 
 def release(conn: Connection, delivery_ids: Sequence[int], owner: str) -> None:

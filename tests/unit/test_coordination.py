@@ -7,6 +7,9 @@ these pin each rule with two connections or two pipelines in one process.
 from __future__ import annotations
 
 import logging
+import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -224,6 +227,38 @@ def test_a_stopped_writer_hands_its_claim_back_at_once(db: Database) -> None:
         # Only what one batch needs was claimed; nothing stays claimed after it.
         assert conn.execute(select(deliveries.c.claimed_by).distinct()).scalars().all() == [None]
         assert ids(outbox.ready_deliveries(conn, "sf", T0, 10, owner="C")) == set(every[2:])
+
+
+def _dead_owner() -> str:
+    """An owner id of this host whose process has ended."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    return f"{socket.gethostname()}:{child.stdout.strip()}:dead"
+
+
+@PG_ONLY
+def test_a_writer_takes_over_at_once_what_a_dead_process_of_this_host_claimed(
+    db: Database,
+) -> None:
+    every = linked(db, 6)
+    dead = _dead_owner()
+    elsewhere = "another-host:1:alive"  # whether it runs cannot be told: its claim stays
+    with db.transaction() as conn:
+        outbox.claim(conn, "sf", T0, 3, dead, T0 + LEASE)
+        outbox.claim(conn, "sf", T0, 2, elsewhere, T0 + LEASE)
+    pipeline = CoordinatedPipeline(
+        db, "sf", GatedCrm(), PipelineSettings(write_batch=10), clock=lambda: T0,
+        locks=JobLocks(db.url),
+    )  # fmt: skip
+    # Well inside the dead process's lease: its three are written now, the other host's not.
+    assert pipeline.deliver().written == 4
+    with db.connect() as conn:
+        held = conn.execute(
+            select(deliveries.c.id, deliveries.c.claimed_by).where(
+                deliveries.c.claimed_by.is_not(None)
+            )
+        ).all()
+    assert [(r.id, r.claimed_by) for r in held] == [(i, elsewhere) for i in every[3:5]]
 
 
 @pytest.mark.parametrize("state_url", ["sqlite", "postgresql"], indirect=True)

@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 import connectors
 from syncd import __version__
 from syncd.config import settings as config_mod
+from syncd.contracts import redaction
 from syncd.errors import UserError
 from syncd.service import logs
 
@@ -122,7 +123,7 @@ def settings(ctx: click.Context) -> config_mod.Settings:
         ctx.obj["log_level"] or loaded.logging.level,
         ctx.obj["log_format"] or loaded.logging.format,
     )
-    logs.protect_settings(loaded)
+    redaction.protect_settings(loaded)
     return loaded
 
 

@@ -21,8 +21,8 @@ from syncd.cli.base import cli, config_path, settings, state, user_errors
 from syncd.cli.budget_view import print_budgets
 from syncd.cli.text import literal as escape  # rich's escape, and no terminal controls
 from syncd.config import settings as config_mod
+from syncd.contracts import redaction
 from syncd.model import DeliveryState, GapState
-from syncd.service import logs
 from syncd.service.app import App
 from syncd.state.status import Gaps
 
@@ -71,7 +71,7 @@ def run(ctx: click.Context) -> None:
 
 def _reload(path: Path) -> config_mod.Settings:
     loaded = config_mod.load(path)
-    logs.protect_settings(loaded)  # rotated credentials are new values to keep out of logs
+    redaction.protect_settings(loaded)  # rotated credentials are new values to keep out of logs
     return loaded
 
 

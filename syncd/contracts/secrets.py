@@ -40,7 +40,7 @@ DEFAULT_CREDENTIALS_DIRECTORY = Path("/etc/syncd/credentials")
 # keeps it (see credentials_fallback), so a reveal much later reads from the same place.
 _FALLBACK: ContextVar[Path | None] = ContextVar("syncd_credentials_fallback", default=None)
 # Shorter values are not masked as substrings: "a" would blank every "a" of a line, and a
-# short value is a guessable one anyway (config warns: syncd.service.logs.protect_settings).
+# short value is a guessable one anyway (config warns: syncd.contracts.redaction.protect_settings).
 MIN_MASKED = 8
 
 

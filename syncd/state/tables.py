@@ -24,7 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from syncd.service.logs import redact_stored
+from syncd.contracts.redaction import redact_stored
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -51,7 +51,7 @@ class UtcDateTime(TypeDecorator[datetime]):
 class RedactedText(TypeDecorator[str]):
     """Text from outside (an API's error, a refusal's reason) stored with the configured
     secrets and credential-shaped text taken out, as from log lines
-    (:func:`syncd.service.logs.redact_stored`): ``syncd status`` shows what is stored."""
+    (:func:`syncd.contracts.redaction.redact_stored`): ``syncd status`` shows what is stored."""
 
     impl = Text
     cache_ok = True

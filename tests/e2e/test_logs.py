@@ -13,6 +13,7 @@ import pytest
 from support.e2e import Daemon, World, make_world, tasks, wait_for
 
 from sandbox.seed import seed
+from syncd.contracts import redaction
 from syncd.service import logs
 
 
@@ -77,15 +78,15 @@ def test_human_lines_have_a_timestamp_and_the_level() -> None:
 def test_configured_secrets_and_credential_shapes_are_redacted(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    logs.protect(["s3cret-value-1", "ab"])  # too short to redact safely: ignored
-    text = logs.redact(
+    redaction.protect(["s3cret-value-1", "ab"])  # too short to redact safely: ignored
+    text = redaction.redact(
         "login with s3cret-value-1; Authorization: Bearer AAAA%2Fxyz; "
         "sid 00D5g000004XYZa!AQ4AQFAKESESSION; ?password=pw123&pagination_token=next1"
     )
     assert "s3cret-value-1" not in text and "AAAA" not in text and "FAKESESSION" not in text
     assert "pw123" not in text
     assert "pagination_token=next1" in text  # not a credential
-    assert "ab" in logs.redact("tab")
+    assert "ab" in redaction.redact("tab")
 
 
 @pytest.fixture

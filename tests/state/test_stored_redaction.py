@@ -25,9 +25,9 @@ from connectors.x.source import XSource
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import seed
 from syncd.cli import cli
+from syncd.contracts import redaction
 from syncd.contracts.secrets import masked
 from syncd.errors import AuthError, TransientError
-from syncd.service import logs
 from syncd.state.tables import parked
 
 FIRST, SECOND = "bearer-first-HALF-0123", "bearer-second-HALF-4567"
@@ -67,7 +67,7 @@ def test_a_token_with_a_line_break_never_reaches_state_or_status(
 
 
 def test_error_text_is_redacted_on_its_way_into_state(db: Any) -> None:
-    logs.protect(["parked-secret\nwith-a-line-break"])
+    redaction.protect(["parked-secret\nwith-a-line-break"])
     reason = (
         "credentials refused: parked-secret\nwith-a-line-break, quoted "
         "'parked-secret\\nwith-a-line-break'; Authorization: Bearer AAAA-token-1234"
@@ -87,7 +87,7 @@ def test_error_text_is_redacted_on_its_way_into_state(db: Any) -> None:
 
 def test_a_secret_cut_by_a_writers_clip_is_taken_out_too(db: Any) -> None:
     secret = "clipped-secret-value-0123456789"
-    logs.protect([secret])
+    redaction.protect([secret])
     reason = ("x" * 1980 + f" {secret} and more")[:2000]  # as admin.park clips it
     assert reason.endswith(" clipped-secret-valu")
     with db.transaction() as conn:
@@ -107,8 +107,8 @@ def test_every_line_of_a_secret_is_masked_and_a_short_one_never() -> None:
     assert masked("repr: 'line-one-of-it\\r\\nline-two-of-it'", [value]) == "repr: '[redacted]'"
     # Too short to tell from ordinary text: masking "a" would blank every "a".
     assert masked("a banana, and a saga", ["a", "abc"]) == "a banana, and a saga"
-    logs.protect(["a"])
-    assert logs.redact("a banana") == "a banana"
+    redaction.protect(["a"])
+    assert redaction.redact("a banana") == "a banana"
 
 
 def test_a_one_letter_bearer_token_does_not_mask_the_x_error() -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextvars
 import io
+import re
 import socket
 import ssl
 import time
@@ -34,12 +35,15 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from syncd.contracts import ResponseObserver
 from syncd.contracts.urls import LOOPBACK_ONLY, plain_http_to_elsewhere
 
 if TYPE_CHECKING:  # urllib3 defines these protocols for type checkers only
     from urllib3._base_connection import BaseHTTPConnection, BaseHTTPSConnection
 
 DEFAULT_TIMEOUT = 30.0
+# A numeric path segment after a name is an id (/users/123); one after none is a version (/2).
+_ID_SEGMENT = re.compile(r"(?<=[A-Za-z])/\d+(?=/|$)")
 _Conn = TypeVar("_Conn")
 # When the request this thread is making must be over (time.monotonic()), if it has a deadline.
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
@@ -306,3 +310,41 @@ class DeadlineTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self._inner.close()
+
+
+# -- answers reported (syncd.contracts.ObservedResponses) ----------------------------------------
+def route(url: str) -> str:
+    """The path of ``url`` with its ids as ``:id`` (``/2/users/:id/mentions``): ids in paths
+    would make one metric series per account or post."""
+    return _ID_SEGMENT.sub("/:id", urlsplit(url).path) or "/"
+
+
+class ResponseReporter:
+    """The callbacks a source's ``observe_responses`` was given, told of each answer by a
+    hook on whatever client the connector makes its requests with (:meth:`requests_hook` for
+    a ``requests`` session's ``response`` hooks, :meth:`httpx_hook` for an httpx client's
+    ``response`` event hooks). One reporter a source: every client it builds, now or later,
+    is given the same hook, so a callback added once hears them all."""
+
+    def __init__(self) -> None:
+        # Replaced whole, never changed in place: hooks on other threads read it unlocked.
+        self._callbacks: tuple[ResponseObserver, ...] = ()
+
+    def add(self, callback: ResponseObserver) -> None:
+        if callback not in self._callbacks:
+            self._callbacks = (*self._callbacks, callback)
+
+    def requests_hook(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self._tell(response.url, response.status_code, response.headers)
+
+    def httpx_hook(self, response: httpx.Response) -> None:
+        self._tell(str(response.request.url), response.status_code, response.headers)
+
+    def _tell(self, url: str, status: int, headers: Mapping[str, str]) -> None:
+        callbacks = self._callbacks
+        if not callbacks:
+            return
+        path = route(url)
+        lowered = {name.lower(): value for name, value in headers.items()}
+        for callback in callbacks:
+            callback(path, status, lowered)

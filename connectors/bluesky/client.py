@@ -42,8 +42,9 @@ from atproto_client.models.common import XrpcError
 from atproto_client.request import Request
 from atproto_core.exceptions import AtProtocolError
 
-from connectors._http import DeadlineTransport
+from connectors._http import DeadlineTransport, ResponseReporter
 from connectors.bluesky.parse import NETWORK
+from syncd.contracts import ResponseObserver
 from syncd.contracts import files as private_files
 from syncd.contracts.secrets import masked
 from syncd.contracts.urls import plain_http_to_elsewhere
@@ -129,13 +130,18 @@ class BlueskyClient:
         self._lock = threading.Lock()
         self._logged_in = False
         self._logins = 0
+        self._reporter = ResponseReporter()
         # Every request and every redirect (the SDK follows them) is refused over plain HTTP
         # to anything but this host: a redirect keeps a refresh token's Authorization header.
-        # The SDK's Request hands these to the httpx.Client it builds.
+        # The SDK's Request hands these to the httpx.Client it builds, and keeps them for
+        # any it builds again (Request.clone): the answers' reporter goes with them.
         request = Request(
             timeout=timeout,
             transport=DeadlineTransport(timeout),  # the timeout bounds each whole request
-            event_hooks={"request": [_refuse_plain_http]},
+            event_hooks={
+                "request": [_refuse_plain_http],
+                "response": [self._reporter.httpx_hook],
+            },
         )
         self.sdk = Client(base_url=service, request=request)
         self.sdk.on_session_change(self._keep)
@@ -188,6 +194,10 @@ class BlueskyClient:
         return session.did if session is not None else None
 
     # -- requests ---------------------------------------------------------------------------
+    def observe_responses(self, callback: ResponseObserver) -> None:
+        """``callback`` told of every answer: queries, logins, refreshes."""
+        self._reporter.add(callback)
+
     def query(self, nsid: str, params: Any) -> tuple[Any, Mapping[str, str]]:
         """``nsid`` queried with ``params`` (a lexicon params model): the JSON body and the
         headers. A server-side ``ExpiredToken`` refreshes the session once and asks again; a

@@ -38,6 +38,7 @@ from syncd.contracts import (
     Duration,
     DurationOrZero,
     KnownAuthors,
+    ResponseObserver,
     SourceSettings,
     parse_start,
     start_moment,
@@ -48,7 +49,7 @@ from syncd.errors import AuthError, ExternalError, MalformedAnswer, NotFound, Ra
 from syncd.model import Account, Cursor, GapPlan, Page, PostCount, Segment, Stream
 
 if TYPE_CHECKING:
-    from syncd.contracts import Backfiller, GapCloser, Source, Starting
+    from syncd.contracts import Backfiller, GapCloser, ObservedResponses, Source, Starting
     from syncd.contracts import RateLimited as RateLimitedSource
 
 __all__ = ["BlueskySettings", "BlueskySource"]
@@ -410,6 +411,10 @@ class BlueskySource:
                 rows.append(CheckRow(f"@{handle}", True, f"DID {account.user_id}"))
         return rows
 
+    def observe_responses(self, callback: ResponseObserver) -> None:
+        """Every answer the service sends (logins and refreshes too), for /metrics."""
+        self.client.observe_responses(callback)
+
     def close(self) -> None:
         self.client.close()
 
@@ -420,3 +425,4 @@ if TYPE_CHECKING:  # the contracts are structural: have mypy hold the class to t
     _r: type[RateLimitedSource] = BlueskySource
     _b: type[Backfiller] = BlueskySource
     _g: type[GapCloser] = BlueskySource
+    _o: type[ObservedResponses] = BlueskySource

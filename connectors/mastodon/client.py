@@ -26,8 +26,9 @@ from mastodon.errors import (
     MastodonUnauthorizedError,
 )
 
-from connectors._http import RewritingAdapter, mount
+from connectors._http import ResponseReporter, RewritingAdapter, mount
 from connectors.mastodon.parse import NETWORK, clip, reset_at
+from syncd.contracts import ResponseObserver
 from syncd.contracts.secrets import masked
 from syncd.errors import (
     AuthError,
@@ -55,7 +56,8 @@ class MastodonClient:
         # When the instance said no request is left in its window (X-RateLimit-Remaining: 0),
         # until its X-RateLimit-Reset: calls wait for it instead of drawing a 429.
         self._spent_until: datetime | None = None
-        self.session.hooks["response"].append(self._remember)
+        self._reporter = ResponseReporter()
+        self.session.hooks["response"] += [self._remember, self._reporter.requests_hook]
         self.api: Any = Mastodon(
             access_token=access_token,
             api_base_url=api_base_url,
@@ -101,6 +103,10 @@ class MastodonClient:
                 f"Mastodon sent a body that is not JSON: {clip(str(exc))}", system=NETWORK
             ) from None
         return result, body, headers
+
+    def observe_responses(self, callback: ResponseObserver) -> None:
+        """``callback`` told of every answer Mastodon.py gets on this client's session."""
+        self._reporter.add(callback)
 
     def _pace(self, headers: Mapping[str, str]) -> None:
         remaining = headers.get("x-ratelimit-remaining")

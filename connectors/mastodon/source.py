@@ -46,6 +46,7 @@ from syncd.contracts import (
     Duration,
     DurationOrZero,
     KnownAuthors,
+    ResponseObserver,
     SourceSettings,
     parse_start,
     start_moment,
@@ -56,7 +57,7 @@ from syncd.errors import AuthError, ExternalError, MalformedAnswer, NotFound, Ra
 from syncd.model import Account, Author, Cursor, Page, PostCount, Segment, Stream
 
 if TYPE_CHECKING:
-    from syncd.contracts import Backfiller, Source
+    from syncd.contracts import Backfiller, ObservedResponses, Source
     from syncd.contracts import RateLimited as RateLimitedSource
 
 __all__ = ["MastodonSettings", "MastodonSource"]
@@ -535,6 +536,10 @@ class MastodonSource:
             )
         return CheckRow(item, True, "mentions from strangers are accepted")
 
+    def observe_responses(self, callback: ResponseObserver) -> None:
+        """Every answer the instance sends, for /metrics."""
+        self.client.observe_responses(callback)
+
     def close(self) -> None:
         self.client.close()
 
@@ -543,3 +548,4 @@ if TYPE_CHECKING:  # the contracts are structural: have mypy hold the class to t
     _: type[Source] = MastodonSource
     _r: type[RateLimitedSource] = MastodonSource
     _b: type[Backfiller] = MastodonSource
+    _o: type[ObservedResponses] = MastodonSource

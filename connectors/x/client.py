@@ -19,10 +19,11 @@ from typing import Any
 import requests
 import tweepy
 
-from connectors._http import RewritingAdapter, mount
+from connectors._http import ResponseReporter, RewritingAdapter, mount
 from connectors.x.auth.auth import OAuth1UserAuth, OAuth2UserAuth, OwnedReads
 from connectors.x.parse import NETWORK, clip, reset_at
 from connectors.x.usage import cap_resume
+from syncd.contracts import ResponseObserver
 from syncd.contracts.secrets import masked
 from syncd.errors import (
     AuthError,
@@ -79,14 +80,20 @@ class XClient:
         mount(self.app.session, self._adapter)
         # Jobs for several accounts of one source run in parallel threads on these sessions.
         self._local = threading.local()
-        self.app.session.hooks["response"].append(self._remember)
+        self._reporter = ResponseReporter()
+        self.app.session.hooks["response"] += [self._remember, self._reporter.requests_hook]
         self.owned = OwnedReads(self.app, user_auth, self._new_session)
 
     @property
     def session(self) -> requests.Session:
-        """The app client's HTTP session (the service's metrics hook their call counter here)."""
+        """The app client's HTTP session."""
         session: requests.Session = self.app.session
         return session
+
+    def observe_responses(self, callback: ResponseObserver) -> None:
+        """``callback`` told of every answer of every session: the app's and each account's
+        (its reads and its OAuth 2.0 token refreshes)."""
+        self._reporter.add(callback)
 
     def call(self, method: Callable[..., Any], **params: Any) -> tuple[Any, Mapping[str, str]]:
         """``method(**params)`` (a tweepy client's), its body and its response's headers; what
@@ -130,7 +137,7 @@ class XClient:
         """A session like the app client's (same adapter, same hook), for one account."""
         session = requests.Session()
         mount(session, self._adapter)
-        session.hooks["response"].append(self._remember)
+        session.hooks["response"] += [self._remember, self._reporter.requests_hook]
         return session
 
 

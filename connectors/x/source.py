@@ -38,6 +38,7 @@ from syncd.contracts import (
     Duration,
     DurationOrZero,
     KnownAuthors,
+    ResponseObserver,
     SourceSettings,
     parse_start,
     start_moment,
@@ -57,7 +58,15 @@ from syncd.model import (
 )
 
 if TYPE_CHECKING:
-    from syncd.contracts import Backfiller, GapCloser, Source, Starting, UsageReporter
+    from syncd.contracts import (
+        Backfiller,
+        GapCloser,
+        ObservedResponses,
+        Source,
+        Starting,
+        UsageReporter,
+    )
+    from syncd.contracts import RateLimited as RateLimitedSource
 
 __all__ = ["XSettings", "XSource"]
 
@@ -299,6 +308,10 @@ class XSource:
         call = self.client.call
         return rows + self.client.owned.check(found, lambda c, ua: call(c.get_me, user_auth=ua)[0])
 
+    def observe_responses(self, callback: ResponseObserver) -> None:
+        """Every answer of the app's client and of each account's, for /metrics."""
+        self.client.observe_responses(callback)
+
     def close(self) -> None:
         self.client.close()
 
@@ -309,3 +322,5 @@ if TYPE_CHECKING:  # the contracts are structural: have mypy hold the class to t
     _g: type[GapCloser] = XSource
     _s: type[Starting] = XSource
     _u: type[UsageReporter] = XSource
+    _r: type[RateLimitedSource] = XSource
+    _o: type[ObservedResponses] = XSource

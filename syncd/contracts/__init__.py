@@ -335,9 +335,32 @@ class UsageReporter(Protocol):
 @runtime_checkable
 class RateLimited(Protocol):
     """A source whose answers say where it stands in its rate limit (optional: /metrics shows
-    it): the response headers holding the requests left in the window, and the window's size."""
+    it, from what :class:`ObservedResponses` reports): the response headers holding the
+    requests left in the window, and the window's size, named in lower case."""
 
     rate_limit_headers: ClassVar[tuple[str, str]]
+
+
+# One answer a network sent: its route (the request's path with its ids replaced, such as
+# ``/2/users/:id/mentions``: one series per endpoint, not one per account or post), its HTTP
+# status and its headers, their names in lower case.
+ResponseObserver = Callable[[str, int, Mapping[str, str]], None]
+
+
+@runtime_checkable
+class ObservedResponses(Protocol):
+    """A source that tells of each answer its network sends (optional: /metrics counts its
+    API calls, and reads its :class:`RateLimited` headers, only through this). The core
+    cannot know which HTTP library a connector uses, nor how many clients it holds: the
+    connector reports from its own transport, every request included (logins, token
+    refreshes, retries of its own, each answer of a redirect)."""
+
+    def observe_responses(self, callback: ResponseObserver) -> None:
+        """Call ``callback`` with each answer from now on, on the thread that made the
+        request, for as long as the source lives (a client it rebuilds keeps reporting).
+        Given the same callback again, it is still called once an answer. The callback must
+        be quick and must not raise: it runs inside the connector's call."""
+        ...
 
 
 @dataclass(frozen=True)

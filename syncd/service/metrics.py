@@ -4,8 +4,9 @@ Two kinds of figures:
 
 - counters fed by what the daemon's jobs already get back (``PollResult``, ``ResolveResult``,
   ``DeliverResult``) and by the errors they raise, so the pipeline itself carries no metrics
-  code; API calls and rate-limit headers are counted by a ``requests`` response hook on each
-  source's HTTP session, and read from the CRM connector's own counters;
+  code; API calls and rate-limit headers are counted from what each source reports of its
+  answers (:class:`syncd.contracts.ObservedResponses`, from whatever HTTP library its
+  connector uses), and read from the CRM connector's own counters;
 - gauges read from the state database when scraped (deliveries by state, poll lag, backfill
   progress, parked accounts, gaps): the database is the truth, shared with any other
   process, and read through the read model ``syncd status`` reads it through
@@ -16,21 +17,18 @@ Two kinds of figures:
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
-import requests
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from syncd.backfill.gap_metrics import gap_metrics
 from syncd.budget.metrics import BudgetCollector
-from syncd.contracts import RateLimited
+from syncd.contracts import ObservedResponses, RateLimited, ResponseObserver
 from syncd.model import Direction, Stream
 from syncd.service.http import Run
 from syncd.state import status as read_model
@@ -43,7 +41,6 @@ log = logging.getLogger("syncd.metrics")
 
 STATE_MAX_AGE = 10.0  # seconds a state snapshot is reused
 _DIRECTION = {Stream.MENTIONS: Direction.INBOUND, Stream.REPLIES: Direction.OUTBOUND}
-_NUMERIC = re.compile(r"/\d+(?=/|$)")
 
 
 class StateView:
@@ -99,20 +96,18 @@ class ApiStats:
         self.calls: dict[tuple[str, str, str, str], int] = {}  # api, client, endpoint, code
         self.remaining: dict[tuple[str, str, str], tuple[int, int | None]] = {}
 
-    def hook(
+    def observer(
         self, api: str, client: str, rate_headers: tuple[str, str] | None = None
-    ) -> Callable[..., None]:
-        """The response hook counting ``client``'s calls; with ``rate_headers`` (the names of
-        the headers holding the requests left and the window's size), its rate limit too."""
+    ) -> ResponseObserver:
+        """What counts ``client``'s calls; with ``rate_headers`` (the names of the headers
+        holding the requests left and the window's size), its rate limit too."""
 
-        def on_response(response: requests.Response, *args: Any, **kwargs: Any) -> None:
-            # Ids in paths (/2/users/123/mentions) would make one series per account.
-            endpoint = _NUMERIC.sub("/:id", urlsplit(response.url).path) or "/"
-            code = f"{response.status_code // 100}xx"
+        def on_response(endpoint: str, status: int, headers: Mapping[str, str]) -> None:
+            code = f"{status // 100}xx"
             remaining = limit = None
             if rate_headers is not None:
-                remaining = _int(response.headers.get(rate_headers[0]))
-                limit = _int(response.headers.get(rate_headers[1]))
+                remaining = _int(headers.get(rate_headers[0].lower()))
+                limit = _int(headers.get(rate_headers[1].lower()))
             with self._lock:
                 key = (api, client, endpoint, code)
                 self.calls[key] = self.calls.get(key, 0) + 1
@@ -144,8 +139,8 @@ class Metrics:
         self._app = app
         self._last_tick = last_tick
         self._runs = runs
-        # Weak: a session of an app dropped on reload must not be kept, nor its id reused.
-        self._hooked: weakref.WeakSet[requests.Session] = weakref.WeakSet()
+        # Weak: a source of an app dropped on reload must not be kept, nor its id reused.
+        self._observed: weakref.WeakSet[ObservedResponses] = weakref.WeakSet()
         reg = self.registry
         self.fetched = Counter(
             "syncd_interactions_fetched",
@@ -183,13 +178,13 @@ class Metrics:
         reg.register(BudgetCollector(app))  # reads, cost and budget per metered source
 
     def attach(self, app: App) -> None:
-        """Count the API calls of ``app``'s sources (once per HTTP session)."""
+        """Count the API calls of ``app``'s sources that report their answers (once each:
+        attached again after a reload, a source kept is not counted twice)."""
         for name, (_, source) in app.sources.items():
-            session = getattr(getattr(source, "client", None), "session", None)
-            if isinstance(session, requests.Session) and session not in self._hooked:
-                self._hooked.add(session)
+            if isinstance(source, ObservedResponses) and source not in self._observed:
+                self._observed.add(source)
                 headers = source.rate_limit_headers if isinstance(source, RateLimited) else None
-                session.hooks["response"].append(self.api.hook(source.network, name, headers))
+                source.observe_responses(self.api.observer(source.network, name, headers))
 
     def observe(self, job_id: str, job: Job | None, result: Any) -> None:
         """Count what a job's successful run returned."""

@@ -4,20 +4,27 @@ A connector gets the whole suite by one subclass that provides the ``source_worl
 a :class:`SourceWorld`, the network it reads (a loopback stand-in, or a fake's own state) with
 the few verbs the suite needs to put posts in it and to make the next call fail. Only what the
 Protocol and the domain types document is asserted (``syncd/contracts.py``,
-``syncd/model.py``, ``syncd/errors.py``), never one network's particulars.
+``syncd/model.py``, ``syncd/errors.py``), never one network's particulars: where networks
+differ in shape (their handles, their post ids, a walk that reads an overlap) the suite asks
+the world, and every source passes the same tests.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
+from sqlalchemy import select
 
 from syncd.contracts import CheckRow, ConnectorSettings, Source
 from syncd.errors import AuthError, ExternalError, MalformedAnswer, RateLimited, TransientError
 from syncd.model import Account, Author, Cursor, Direction, Interaction, Page, Stream
+from syncd.state.db import Database
+from syncd.state.ingest import ingest_page
+from syncd.state.tables import deliveries, interactions
 
 from .base import Contract
 
@@ -27,22 +34,32 @@ MAX_PAGES = 50  # a walk longer than this is a walk that never ends
 class SourceWorld(Protocol):
     """A network one source connector reads, as the suite drives it.
 
-    Two verbs are optional, for networks unlike X: ``shown_handle(handle)``, the handle a page
-    shows for a user made as ``handle`` (Mastodon: ``handle@domain``), and
-    ``absent_post_ids(like, n)``, ``n`` post ids no post has in the shape of ``like`` (a
-    network whose post ids are URIs); see :func:`shown_handle` and :func:`absent_post_ids`.
+    The suite names its users with lower-case letters, digits and ``_`` ("fan",
+    "fan_renamed"); each world makes of a name the handle its network would have
+    (:meth:`handle`), and makes post ids in its network's shape (:meth:`absent_post_ids`).
     """
 
     page_size: int  # what the sources it makes read per page (the walks below exceed it)
     # What :meth:`fail_next` can do: "rate_limit", "transient", "malformed", "bad_item".
     faults: frozenset[str]
+    # Whether a walk from a stored since_id also reads again posts it read before, at and
+    # just below the mark (Bluesky: an overlap, for backdated posts the appview sorts below
+    # it). The suite then asserts what it reads again is only that, and that storing it
+    # adds nothing: no post is delivered twice.
+    overlap: bool
 
     def make_source(self, *, valid_credentials: bool = True) -> Source:
         """A new connector instance reading this world (refused by it when not valid)."""
         ...
 
-    def add_user(self, handle: str) -> str:
-        """A new user; its immutable user id."""
+    def handle(self, name: str) -> str:
+        """The handle, valid on this network, of the user the suite made (or renamed) as
+        ``name``, as the network's pages show it (X: ``name``; Mastodon: ``name@domain``;
+        Bluesky, whose handles are domain names: ``fan-renamed.bsky.social``)."""
+        ...
+
+    def add_user(self, name: str) -> str:
+        """A new user, its handle made of ``name`` (:meth:`handle`); its immutable user id."""
         ...
 
     def add_post(self, author_id: str, text: str, *, in_reply_to: str | None = None) -> str:
@@ -51,30 +68,20 @@ class SourceWorld(Protocol):
 
     def delete_post(self, post_id: str) -> None: ...
 
-    def rename_user(self, user_id: str, handle: str) -> None:
-        """Give a user a new handle (raise NotImplementedError where the world cannot)."""
+    def rename_user(self, user_id: str, name: str) -> None:
+        """Give a user the handle made of ``name`` (raise NotImplementedError where the world
+        cannot)."""
+        ...
+
+    def absent_post_ids(self, like: str, n: int) -> list[str]:
+        """``n`` post ids no post has, in the shape of ``like`` (a post's id) and older than
+        it: numbers below it, where post ids are numbers; URIs, where they are URIs."""
         ...
 
     def fail_next(self, fault: str) -> None:
         """Make the next read fail so: a 429 with a reset, a 5xx, an unreadable body, or a
         page whose first item cannot be translated."""
         ...
-
-
-def shown_handle(world: SourceWorld, handle: str) -> str:
-    """The handle a page shows for a user the world made as ``handle``: the same, unless the
-    world says otherwise (``shown_handle``: Mastodon shows ``user@domain``)."""
-    shown = getattr(world, "shown_handle", None)
-    return handle if shown is None else str(shown(handle))
-
-
-def absent_post_ids(world: SourceWorld, like: str, n: int) -> list[str]:
-    """``n`` ids no post has, in the shape of ``like``: below it as numbers, unless the world
-    says otherwise (``absent_post_ids``: a network whose post ids are URIs)."""
-    absent = getattr(world, "absent_post_ids", None)
-    if absent is not None:
-        return list(absent(like, n))
-    return [str(int(like) - 1 - k) for k in range(n)]
 
 
 def walk(source: Source, account: Account, stream: Stream, cursor: Cursor) -> list[Page]:
@@ -89,6 +96,45 @@ def walk(source: Source, account: Account, stream: Stream, cursor: Cursor) -> li
 
 def post_ids(pages: list[Page]) -> list[str]:
     return [i.post_id for page in pages for i in page.interactions]
+
+
+class State:
+    """A state database the suite stores walks in, as the pipeline does: one transaction a
+    page, the cursor with it, the unique (network, post id) key, one delivery a new post."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = Database(f"sqlite:///{path}")
+        self.db.upgrade()
+
+    def store(self, source: Source, account: Account, stream: Stream, pages: list[Page]) -> int:
+        """The walk's pages stored; how many of their posts were new."""
+        new = 0
+        for page in pages:
+            with self.db.transaction() as conn:
+                stored = ingest_page(
+                    conn,
+                    source="contract",
+                    network=source.network,
+                    account=account,
+                    stream=stream,
+                    page=page,
+                    crms=["crm"],
+                    brand_ids={account.user_id},
+                    now=datetime.now(UTC),
+                )
+            new += stored.new
+        return new
+
+    def delivered(self) -> list[str]:
+        """The post id of each delivery queued, in no order: a post twice is delivered twice."""
+        query = select(interactions.c.post_id).join(
+            deliveries, deliveries.c.interaction_id == interactions.c.id
+        )
+        with self.db.connect() as conn:
+            return [str(row[0]) for row in conn.execute(query)]
+
+    def close(self) -> None:
+        self.db.dispose()
 
 
 class SourceContract(Contract):
@@ -175,7 +221,7 @@ class SourceContract(Contract):
         # Without ``known``, the page describes its authors.
         authors = {a.user_id: a for a in page.authors}
         assert all(isinstance(a, Author) and a.network == source.network for a in page.authors)
-        assert authors[fan].handle == shown_handle(source_world, "fan")
+        assert authors[fan].handle == source_world.handle("fan")
         assert page.walk_complete and page.next_cursor.since_id is not None
         assert page.quarantined == ()
 
@@ -193,7 +239,7 @@ class SourceContract(Contract):
         by_post = {i.post_id: i for p in pages for i in p.interactions}
         assert by_post[before].author_id == by_post[after].author_id == fan
         shown = {a.handle for p in pages for a in p.authors if a.user_id == fan}
-        assert shown == {shown_handle(source_world, "fan_renamed")}
+        assert shown == {source_world.handle("fan_renamed")}
 
     def test_a_walk_reads_every_post_once_and_ends(
         self, source_world: SourceWorld, source: Source, brand: Account
@@ -230,20 +276,41 @@ class SourceContract(Contract):
         read = post_ids([first, *rest])
         assert len(read) == len(set(read)) and set(read) == set(posted)
 
-    def test_a_stored_since_id_reads_only_newer_posts(
-        self, source_world: SourceWorld, source: Source, brand: Account
+    def test_a_stored_since_id_brings_only_newer_posts(
+        self, source_world: SourceWorld, source: Source, brand: Account, tmp_path: Path
     ) -> None:
         fan = source_world.add_user("fan")
-        self.mentions(source_world, fan, 3)
-        done = walk(source, brand, Stream.MENTIONS, Cursor())[-1].next_cursor
-        newer = self.mentions(source_world, fan, 2)
-        pages = walk(source, brand, Stream.MENTIONS, done)
-        assert sorted(post_ids(pages)) == sorted(newer)
-        after = pages[-1].next_cursor
-        assert after.since_id is not None and after.since_id != done.since_id
-        # Nothing new: no interactions, and the cursor to store stays where it was.
-        idle = walk(source, brand, Stream.MENTIONS, after)
-        assert post_ids(idle) == [] and idle[-1].next_cursor == Cursor(since_id=after.since_id)
+        older = self.mentions(source_world, fan, 3)
+        state = State(tmp_path / "contract-state.db")
+        try:
+            first = walk(source, brand, Stream.MENTIONS, Cursor())
+            assert state.store(source, brand, Stream.MENTIONS, first) == len(older)
+            done = first[-1].next_cursor
+            newer = self.mentions(source_world, fan, 2)
+            pages = walk(source, brand, Stream.MENTIONS, done)
+            read = post_ids(pages)
+            assert len(read) == len(set(read)), "a post came twice in one walk"
+            if source_world.overlap:
+                # What it reads again is what it had read, and it does read some: the world
+                # says it walks an overlap, which is what storing must absorb here.
+                assert set(newer) < set(read) <= set(newer) | set(older)
+            else:
+                assert sorted(read) == sorted(newer)
+            assert state.store(source, brand, Stream.MENTIONS, pages) == len(newer)
+            after = pages[-1].next_cursor
+            assert after.since_id is not None and after.since_id != done.since_id
+            # Nothing new: nothing new stored, and the cursor to store stays where it was.
+            idle = walk(source, brand, Stream.MENTIONS, after)
+            assert idle[-1].next_cursor == Cursor(since_id=after.since_id)
+            if source_world.overlap:
+                assert set(post_ids(idle)) <= set(newer) | set(older)
+            else:
+                assert post_ids(idle) == []
+            assert state.store(source, brand, Stream.MENTIONS, idle) == 0
+            # Each post delivered once, however often a walk read it.
+            assert sorted(state.delivered()) == sorted(older + newer)
+        finally:
+            state.close()
 
     def test_replies_stream_holds_the_brands_replies_to_others(
         self, source_world: SourceWorld, source: Source, brand: Account
@@ -298,7 +365,7 @@ class SourceContract(Contract):
         kept, gone = self.mentions(source_world, fan, 2)
         source_world.delete_post(gone)
         # Ids no post has, in the same shape (older than every post here): over two batches.
-        filler = absent_post_ids(source_world, kept, 2 * source.post_check_batch + 50)
+        filler = source_world.absent_post_ids(kept, 2 * source.post_check_batch + 50)
         asked = [*filler[:120], kept, *filler[120:], gone]
         alive, deleted = source.lookup_posts(asked)
         assert kept in alive and gone in deleted

@@ -1,11 +1,12 @@
-"""SourceContract, run against the X connector on the X stand-in and against the fake source."""
+"""SourceContract, run against each source connector on its stand-in (X, Mastodon, Bluesky)
+and against the fake source: every one passes the same tests."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import pytest
 from support.fake_source import FakeNetwork, FakeSource, Fault
@@ -18,9 +19,14 @@ from sandbox.mastodon.api import MastodonSandbox
 from sandbox.x.api import XSandbox
 from syncd.contracts import Source
 
-from .source import SourceContract
+from .source import SourceContract, SourceWorld
 
 X_TOKEN = "contract-x-bearer"
+
+
+def numbers_below(like: str, n: int) -> list[str]:
+    """``n`` post ids below ``like``, for a network whose post ids are numbers."""
+    return [str(int(like) - 1 - k) for k in range(n)]
 
 
 class XWorld:
@@ -28,6 +34,7 @@ class XWorld:
 
     page_size = 5  # the least X accepts
     faults = frozenset({"rate_limit", "transient", "malformed", "bad_item"})
+    overlap = False  # since_id: exactly the newer posts
     _endpoints = ("mentions", "user_tweets")
 
     def __init__(self, sandbox: XSandbox) -> None:
@@ -37,8 +44,14 @@ class XWorld:
         token = X_TOKEN if valid_credentials else "revoked-bearer"
         return XSource(token, api_base_url=self.sandbox.url, page_size=self.page_size)
 
-    def add_user(self, handle: str) -> str:
-        return str(self.sandbox.add_user(handle)["id"])
+    def handle(self, name: str) -> str:
+        return name  # the suite's names are X usernames as they are
+
+    def absent_post_ids(self, like: str, n: int) -> list[str]:
+        return numbers_below(like, n)
+
+    def add_user(self, name: str) -> str:
+        return str(self.sandbox.add_user(self.handle(name))["id"])
 
     def add_post(self, author_id: str, text: str, *, in_reply_to: str | None = None) -> str:
         return str(self.sandbox.add_post(author_id, text, in_reply_to=in_reply_to)["id"])
@@ -46,8 +59,9 @@ class XWorld:
     def delete_post(self, post_id: str) -> None:
         self.sandbox.delete_post(post_id)
 
-    def rename_user(self, user_id: str, handle: str) -> None:
+    def rename_user(self, user_id: str, name: str) -> None:
         # The stand-in has no rename in its API: its store is changed as X's would be.
+        handle = self.handle(name)
         with self.sandbox.lock:
             store = self.sandbox.store
             user = store.users[user_id]
@@ -79,6 +93,7 @@ class MastodonWorld:
 
     page_size = 5
     faults = frozenset({"rate_limit", "transient", "malformed", "bad_item"})
+    overlap = False  # a walk reads forward from the stored id, and no further
     _endpoints = ("notifications", "account_statuses")
 
     def __init__(self, sandbox: MastodonSandbox) -> None:
@@ -97,15 +112,15 @@ class MastodonWorld:
             token, api_base_url=self.sandbox.url, page_size=self.page_size, start="2000-01-01"
         )
 
-    def shown_handle(self, handle: str) -> str:
-        return f"{handle}@{self.sandbox.host}"
+    def handle(self, name: str) -> str:
+        return f"{name}@{self.sandbox.host}"  # a local account, shown with its domain
 
     def absent_post_ids(self, like: str, n: int) -> list[str]:
         head, _, last = like.rpartition("/")
         return [f"{head}/{int(last) - 1 - k}" for k in range(n)]
 
-    def add_user(self, handle: str) -> str:
-        account = self.sandbox.by_acct(handle) or self.sandbox.add_account(handle)
+    def add_user(self, name: str) -> str:
+        account = self.sandbox.by_acct(name) or self.sandbox.add_account(name)
         self._accounts[account.uri] = account.id
         return account.uri
 
@@ -118,8 +133,8 @@ class MastodonWorld:
     def delete_post(self, post_id: str) -> None:
         self.sandbox.delete_status(self._statuses[post_id])
 
-    def rename_user(self, user_id: str, handle: str) -> None:
-        self.sandbox.move_account(self._accounts[user_id], handle)
+    def rename_user(self, user_id: str, name: str) -> None:
+        self.sandbox.move_account(self._accounts[user_id], name)
 
     def fail_next(self, fault: str) -> None:
         kind, options = ("status", {"status": 503}) if fault == "transient" else (fault, {})
@@ -137,10 +152,13 @@ class TestMastodonSource(SourceContract):
 class BlueskyWorld:
     """The Bluesky XRPC stand-in (sandbox/bluesky/), read by the real connector through the
     atproto SDK, logged in as the brand ``acme``. Handles are domain names there: a name the
-    suite gives ("acme") is ``acme.bsky.social``, as the connector reads a configured one."""
+    suite gives ("acme") is ``acme.bsky.social``, as the connector reads a configured one.
+    A post's id is its at-uri, whose record key is a TID (a time, base32-sortable)."""
 
     page_size = 5
     faults = frozenset({"rate_limit", "transient", "malformed", "bad_item"})
+    # A walk reads an hour past its mark, for backdated posts the appview sorts below it.
+    overlap = True
     _endpoints = ("listNotifications", "getAuthorFeed")
     password = "contract-app-password"
 
@@ -160,10 +178,19 @@ class BlueskyWorld:
             page_size=self.page_size,
         )
 
-    def add_user(self, handle: str) -> str:
-        if handle == "acme":
+    def handle(self, name: str) -> str:
+        # A domain name's labels take letters, digits and hyphens: no "_".
+        return f"{name.replace('_', '-')}.bsky.social"
+
+    def absent_post_ids(self, like: str, n: int) -> list[str]:
+        head, _, rkey = like.rpartition("/")
+        tid = sum(_S32.index(c) << (5 * (12 - k)) for k, c in enumerate(rkey))
+        return [f"{head}/{_tid(tid - 1 - k)}" for k in range(n)]
+
+    def add_user(self, name: str) -> str:
+        if name == "acme":
             return self.brand
-        return self.sandbox.add_user(f"{handle}.bsky.social").did
+        return self.sandbox.add_user(self.handle(name)).did
 
     def add_post(self, author_id: str, text: str, *, in_reply_to: str | None = None) -> str:
         # A client writes "@name" as a mention facet naming the DID; the world does so.
@@ -180,10 +207,9 @@ class BlueskyWorld:
     def delete_post(self, post_id: str) -> None:
         self.sandbox.delete_post(post_id)
 
-    def rename_user(self, user_id: str, handle: str) -> None:
-        # Handles are domain names: the suite's "fan_renamed" is none (see known_gaps).
+    def rename_user(self, user_id: str, name: str) -> None:
         with self.sandbox.lock:
-            self.sandbox.users[user_id].handle = handle.replace("_", "-") + ".bsky.social"
+            self.sandbox.users[user_id].handle = self.handle(name)
 
     def fail_next(self, fault: str) -> None:
         kind, options = ("status", {"status": 503}) if fault == "transient" else (fault, {})
@@ -191,26 +217,14 @@ class BlueskyWorld:
             self.sandbox.inject(kind, endpoint=endpoint, count=1, **options)
 
 
-class TestBlueskySource(SourceContract):
-    known_gaps = {
-        "test_first_page_translates_mentions": (
-            "asserts an author's handle is the bare 'fan': a Bluesky handle is a domain name "
-            "('fan.bsky.social')"
-        ),
-        "test_author_id_survives_a_rename": (
-            "renames to 'fan_renamed', which no Bluesky handle can be (no '_', a domain name)"
-        ),
-        "test_a_stored_since_id_reads_only_newer_posts": (
-            "a Bluesky walk reads an overlap (an hour by default) past its mark, because the "
-            "appview sorts a backdated post below it; the unique key absorbs the repeats "
-            "(tests/connectors/bluesky tests both)"
-        ),
-        "test_lookup_posts_takes_more_ids_than_one_call": (
-            "makes filler post ids with int(post id): Bluesky post ids are at-uris (batching "
-            "over 25-uri calls is tested in tests/connectors/bluesky)"
-        ),
-    }
+_S32 = "234567abcdefghijklmnopqrstuvwxyz"  # the TID alphabet, in sort order
 
+
+def _tid(value: int) -> str:
+    return "".join(_S32[(value >> (5 * (12 - k))) & 31] for k in range(13))
+
+
+class TestBlueskySource(SourceContract):
     @pytest.fixture
     def source_world(self, tmp_path: Path) -> Iterator[BlueskyWorld]:
         sandbox = BlueskySandbox()
@@ -223,6 +237,7 @@ class FakeWorld:
 
     page_size = 5
     faults = frozenset({"rate_limit", "transient", "malformed", "bad_item"})
+    overlap = False
 
     def __init__(self) -> None:
         self.network = FakeNetwork()
@@ -231,8 +246,14 @@ class FakeWorld:
         token = None if valid_credentials else "revoked"
         return FakeSource(self.network, token=token, page_size=self.page_size)
 
-    def add_user(self, handle: str) -> str:
-        return self.network.add_user(handle).id
+    def handle(self, name: str) -> str:
+        return name
+
+    def absent_post_ids(self, like: str, n: int) -> list[str]:
+        return numbers_below(like, n)
+
+    def add_user(self, name: str) -> str:
+        return self.network.add_user(self.handle(name)).id
 
     def add_post(self, author_id: str, text: str, *, in_reply_to: str | None = None) -> str:
         return self.network.add_post(author_id, text, in_reply_to=in_reply_to).id
@@ -240,8 +261,8 @@ class FakeWorld:
     def delete_post(self, post_id: str) -> None:
         self.network.delete_post(post_id)
 
-    def rename_user(self, user_id: str, handle: str) -> None:
-        self.network.users[user_id].handle = handle
+    def rename_user(self, user_id: str, name: str) -> None:
+        self.network.users[user_id].handle = self.handle(name)
 
     def fail_next(self, fault: str) -> None:
         assert fault in self.faults
@@ -252,3 +273,9 @@ class TestFakeSource(SourceContract):
     @pytest.fixture
     def source_world(self) -> FakeWorld:
         return FakeWorld()
+
+
+if TYPE_CHECKING:  # have mypy hold every world to what the suite asks of it
+
+    def _worlds(x: XWorld, m: MastodonWorld, b: BlueskyWorld, f: FakeWorld) -> list[SourceWorld]:
+        return [x, m, b, f]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 import socket
 import threading
@@ -353,3 +354,62 @@ def test_metrics_count_job_results_by_network_and_direction() -> None:
     assert value("syncd_errors_total", {"job": "write", "error": "TimeoutError"}) == 1
     # No state database behind this app: the scrape still answers, and says so.
     assert value("syncd_state_up") == 0
+
+
+def test_metrics_count_every_networks_api_calls_and_rate_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One poll of each network's stand-in: each call it served is counted under its network
+    and source, whatever HTTP library the connector uses, with the quota its answers said."""
+    from prometheus_client import generate_latest
+
+    from sandbox.run import Sandbox
+    from syncd.service.app import App
+    from syncd.service.metrics import Metrics
+
+    with Sandbox() as sandbox:
+        for name, value in sandbox.environ().items():
+            monkeypatch.setenv(name, value)
+        sandbox.seed(6)
+        rng = random.Random(5)
+        for _ in range(12):
+            sandbox.post(rng)
+        path = tmp_path / "config.toml"
+        path.write_text(
+            sandbox.config(f"sqlite:///{tmp_path / 'state.db'}", source={"start": "1d"})
+        )
+        app = App(config.load(path))
+        app.open()
+        metrics = Metrics(lambda: app, lambda: None)
+        try:
+            metrics.attach(app)
+            metrics.attach(app)  # as after a reload that kept the sources: counted once
+            report = app.cycle()
+            scraped = samples(generate_latest(metrics.registry).decode())
+        finally:
+            app.close()
+        served = {n: sandbox.servers[n].request_count for n in sandbox.networks}
+    assert not report.errors, report.errors
+    sources = {"x": "acme-x", "mastodon": "acme-mastodon", "bluesky": "acme-bluesky"}
+    calls = scraped["syncd_api_calls_total"]
+    for network, source in sources.items():
+        mine = [(labels, v) for labels, v in calls if labels["api"] == network]
+        assert {labels["client"] for labels, _ in mine} == {source}
+        assert sum(v for _, v in mine) == served[network], (network, mine)
+    # Each network's mentions read, by route (ids folded), with the quota its answer left.
+    reads = {
+        "x": "/2/users/:id/mentions",
+        "mastodon": "/api/v1/notifications",
+        "bluesky": "/xrpc/app.bsky.notification.listNotifications",
+    }
+    for gauge in ("syncd_api_rate_limit_remaining", "syncd_api_rate_limit"):
+        shown = {(labels["api"], labels["endpoint"]): v for labels, v in scraped[gauge]}
+        for network, endpoint in reads.items():
+            assert (network, endpoint) in shown, (gauge, network, sorted(shown))
+    remaining = {
+        (labels["api"], labels["endpoint"]): v
+        for labels, v in scraped["syncd_api_rate_limit_remaining"]
+    }
+    size = {(labels["api"], labels["endpoint"]): v for labels, v in scraped["syncd_api_rate_limit"]}
+    for network, endpoint in reads.items():
+        assert 0 <= remaining[network, endpoint] < size[network, endpoint]

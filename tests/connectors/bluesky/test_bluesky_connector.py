@@ -8,7 +8,7 @@ import json
 import re
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -190,6 +190,51 @@ def test_a_refused_refresh_token_logs_in_once_and_no_more(world: World) -> None:
         source.fetch(world.brand, Stream.MENTIONS, Cursor())
     source.close()
     assert world.logins() == 2 and "logged in once already" in str(info.value)
+
+
+def test_every_answer_is_reported_across_a_new_login_and_a_rebuilt_http_client(
+    world: World,
+) -> None:
+    seen: list[tuple[str, int, dict[str, str]]] = []
+
+    def observe(route: str, status: int, headers: Mapping[str, str]) -> None:
+        seen.append((route, status, dict(headers)))
+
+    earlier = world.source()  # an earlier process logged in; this one imports its session
+    earlier.fetch(world.brand, Stream.MENTIONS, Cursor())
+    earlier.close()
+    served = world.sandbox.request_count
+    source = world.source()
+    source.observe_responses(observe)
+    source.observe_responses(observe)  # given again (a reload's attach): still told once
+    world.mention()
+    source.fetch(world.brand, Stream.MENTIONS, Cursor())
+    with world.sandbox.lock:  # the refresh token revoked: the client logs in again
+        world.sandbox._refresh.clear()
+    world.sandbox.expire_sessions()
+    source.fetch(world.brand, Stream.MENTIONS, Cursor())
+    assert world.logins() == 2
+    # The SDK builds its httpx client again from what it was given (Request.clone): the
+    # answers of the new one are still reported.
+    source.client.sdk._request = source.client.sdk.request.clone()
+    source.fetch(world.brand, Stream.REPLIES, Cursor())
+    source.close()
+    assert len(seen) == world.sandbox.request_count - served  # every answer, each once
+    routes = [(route, status) for route, status, _ in seen]
+    notifications = "/xrpc/app.bsky.notification.listNotifications"
+    assert routes == [
+        (notifications, 200),
+        (notifications, 400),  # ExpiredToken
+        ("/xrpc/com.atproto.server.refreshSession", 400),  # refused: a new login
+        ("/xrpc/com.atproto.server.createSession", 200),
+        (notifications, 200),
+        ("/xrpc/app.bsky.feed.getAuthorFeed", 200),
+    ]
+    # Header names come in lower case, as RateLimited names them (the stand-in's answers
+    # spell them RateLimit-Remaining).
+    remaining, limit = BlueskySource.rate_limit_headers
+    answered = [h for _, status, h in seen if status == 200]
+    assert all(int(h[limit]) > int(h[remaining]) >= 0 for h in answered)
 
 
 def test_two_processes_sharing_the_session_file_refresh_without_logging_in(world: World) -> None:

@@ -262,6 +262,29 @@ def test_refusals_of_a_standard_token_endpoint(
     assert "S3CRET" not in str(info.value)
 
 
+def test_every_answer_is_reported_the_accounts_sessions_and_token_refreshes_included(
+    sandbox: XSandbox, calls: list[tuple[str, str]], tmp_path: Path
+) -> None:
+    seen: list[tuple[str, int, dict[str, str]]] = []
+    write_token(sandbox, tmp_path / "x-acme.json", "acme", expires_in=60)  # refreshed first
+    acme, globex = account(sandbox, "acme"), account(sandbox, "globex")
+    src = source(sandbox, acme=oauth2(tmp_path / "x-acme.json"))
+    src.observe_responses(lambda route, status, headers: seen.append((route, status, {**headers})))
+    try:
+        src.fetch(acme, Stream.MENTIONS, Cursor())
+        src.fetch(globex, Stream.MENTIONS, Cursor())
+    finally:
+        src.close()
+    assert [c[0] for c in calls] == ["oauth2_token", "mentions", "mentions"]
+    assert [(route, status) for route, status, _ in seen] == [
+        ("/2/oauth2/token", 200),
+        ("/2/users/:id/mentions", 200),  # with acme's own token
+        ("/2/users/:id/mentions", 200),  # with the app's
+    ]
+    remaining, limit = XSource.rate_limit_headers
+    assert all(int(h[limit]) > int(h[remaining]) >= 0 for _, _, h in seen[1:])
+
+
 @pytest.mark.parametrize(("kind", "options"), [("status", {"status": 503}), ("malformed", {})])
 def test_a_token_endpoint_failure_is_transient_and_the_next_poll_refreshes(
     sandbox: XSandbox, tmp_path: Path, kind: str, options: dict[str, Any]

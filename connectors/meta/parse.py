@@ -65,7 +65,6 @@ NETWORKS = (NETWORK_FACEBOOK, NETWORK_INSTAGRAM)
 # digits, scoped ones "<digits>:<digits>"), so it can never be taken for a person.
 UNKNOWN_AUTHOR = "unknown-author"
 _EXTERNAL_ID = 255  # a CRM external id: "<network>:<post id>" in 255 characters
-_MAX_ID = 120  # the longest Graph id accepted (Messenger's m_… ids run to ~90 characters)
 
 
 def clip(text: str, limit: int = 300) -> str:
@@ -145,7 +144,7 @@ def _bad(network: str, reason: str) -> BadItem:
 def _id(value: Any, what: str, network: str) -> str:
     if not isinstance(value, str) or not value:
         raise _bad(network, f"{what} is missing")
-    if len(value) > _MAX_ID or any(c.isspace() for c in value):
+    if len(value) > _EXTERNAL_ID or any(c.isspace() for c in value):
         raise _bad(network, f"{what} is not a Graph id: {clip(value, 60)!r}")
     return value
 
@@ -281,14 +280,14 @@ def _interaction(
     in_reply_to: str | None,
     raw: Mapping[str, Any],
 ) -> Interaction:
-    brand = scoped_id(account.user_id, account.user_id)
     return Interaction(
         network=network,
         post_id=post_id,
         account=account.handle,
         stream=Stream.REPLIES if outbound else Stream.MENTIONS,
         direction=Direction.OUTBOUND if outbound else Direction.INBOUND,
-        author_id=brand if outbound else (author.user_id if author else UNKNOWN_AUTHOR),
+        # The brand as every connector names it: its account's own id, unscoped.
+        author_id=account.user_id if outbound else (author.user_id if author else UNKNOWN_AUTHOR),
         counterpart_id=counterpart.user_id if counterpart else UNKNOWN_AUTHOR,
         text=text,
         created_at=created_at,

@@ -638,11 +638,12 @@ class MetaSandbox(SandboxServer):
         calls.append(now)
         used = len(calls)
         pct = used * 100 // max(budget, 1)
-        if used < budget:
+        if used <= budget:
             return pct, 0
-        # Access returns once enough calls leave the window to be under budget.
-        oldest_to_leave = calls[used - budget]
-        return pct, max(1, math.ceil((oldest_to_leave + window - now) / 60))
+        # The next call goes through once enough calls left the window for it to fit: this
+        # one counted too, so a client that keeps calling keeps pushing access back.
+        leaves = calls[used - budget]
+        return pct, max(1, math.ceil((leaves + window - now) / 60))
 
     def usage(self, bucket: str, owner: str) -> int:
         """The percentage of ``bucket`` (pages, instagram, messenger, app) used by ``owner``."""
@@ -1756,18 +1757,7 @@ class MetaSandbox(SandboxServer):
         if token.type == "PAGE":
             data["profile_id"] = token.page_id
         data["scopes"] = list(token.scopes)
-        data["granular_scopes"] = [
-            {
-                "scope": s,
-                **(
-                    {"target_ids": [token.page_id]}
-                    if token.page_id and s.startswith("pages_")
-                    else {}
-                ),
-            }
-            for s in token.scopes
-            if s != "public_profile"
-        ]
+        data["granular_scopes"] = [{"scope": s} for s in token.scopes if s != "public_profile"]
         data["user_id"] = token.user_id
         if not valid:
             subcode = token.invalid_subcode or 463

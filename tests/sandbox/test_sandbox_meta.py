@@ -296,9 +296,29 @@ def test_without_advanced_access_from_is_withheld_for_people_without_a_role(
     # Their Messenger threads are not listed at all; a role holder's is.
     sb.add_message(page.id, w.ann, "help")
     sb.add_message(page.id, tester, "test")
-    threads = get(sb, f"/{page.id}/conversations", "standard-token", fields="participants")
-    names = {p["name"] for t in threads.json()["data"] for p in t["participants"]["data"]}
-    assert names == {"Tess Tester", "Standard"}
+
+    def names() -> set[str]:
+        threads = get(sb, f"/{page.id}/conversations", "standard-token", fields="participants")
+        return {p["name"] for t in threads.json()["data"] for p in t["participants"]["data"]}
+
+    assert names() == {"Tess Tester", "Standard"}
+    # App Review passed: everyone shows.
+    sb.set_advanced_access(page.id, True)
+    assert names() == {"Tess Tester", "Ann Customer", "Standard"}
+    again = get(sb, f"/{stranger.id}", "standard-token", fields="from").json()
+    assert again["from"]["name"] == "Ann Customer"
+
+
+def test_a_user_token_reads_no_comments_and_no_people(w: World) -> None:
+    post, (c1, *_) = _thread(w)
+    # "/comments ... returns empty data if you read it with a User access token"; "User
+    # information will not be in included in responses unless you make the request with a
+    # Page access token" (Graph reference: object comments, Page feed).
+    assert get(w.sb, f"/{post}/comments", USER_TOKEN).json() == {"data": []}
+    assert get(w.sb, f"/{c1}/comments", USER_TOKEN).json() == {"data": []}
+    visit = w.sb.add_visitor_post(w.page.id, w.ann, "hello")
+    assert "from" not in get(w.sb, f"/{visit.id}", USER_TOKEN, fields="from").json()
+    assert "from" in get(w.sb, f"/{visit.id}", fields="from").json()
 
 
 def test_from_withheld_on_one_item(w: World) -> None:

@@ -1,0 +1,389 @@
+"""The world behind the Meta stand-in: Pages, people, posts, comments, Messenger threads,
+Instagram accounts, media and comments, and the tokens that read them.
+
+Identity as Meta hands it out: a person has a different id on every Page (the Page-scoped id,
+the same number in comments and in Messenger on that Page) and a different IGSID for every
+Instagram account; nobody has a handle on Facebook, and an Instagram username can change.
+The store assigns those ids the first time a person acts on a Page or an account.
+
+Every object carries a ``seq`` (the order it was made) beside its time, so items made in the
+same second keep a stable order. Deleting marks an object; the API then answers it as gone.
+The caller holds the server's lock (the helpers on :class:`sandbox.meta.api.MetaSandbox` do).
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+# Who wrote something: the Page itself, a Facebook person, an Instagram account of ours, or an
+# Instagram person. (kind, key): ("page", page id), ("person", person key), ("account", IG
+# user id), ("iguser", IG person key).
+Actor = tuple[Literal["page", "person", "account", "iguser"], str]
+
+
+@dataclass
+class Person:
+    """A Facebook user. ``has_role``: an admin, developer or tester of the app, whom an app
+    with Standard Access still sees."""
+
+    key: str
+    name: str
+    has_role: bool = False
+    ids: dict[str, str] = field(default_factory=dict)  # page id -> Page-scoped id
+    uid: str = ""  # the id of their own timeline (posts that tag a Page live there)
+
+
+@dataclass
+class Page:
+    id: str
+    name: str
+    category: str = "Product/service"
+    # The app has Advanced Access (App Review done): people without a role on the app are
+    # visible. Without it, Graph leaves out ``from`` on their comments and posts and does not
+    # list their Messenger threads (research/meta.md §0.6, §1d, §1f.5).
+    advanced_access: bool = True
+    instagram_account: str | None = None
+
+
+@dataclass
+class Post:
+    id: str
+    page_id: str  # the Page it is on, or, for a post that tags a Page, the Page tagged
+    author: Actor
+    message: str
+    created: datetime
+    updated: datetime
+    seq: int
+    kind: Literal["page", "visitor", "tagged"] = "page"
+    deleted: bool = False
+    withhold_from: bool = False
+
+
+@dataclass
+class Comment:
+    id: str
+    post_id: str
+    parent_id: str | None  # the top-level comment a reply belongs to
+    author: Actor
+    message: str
+    created: datetime
+    seq: int
+    deleted: bool = False
+    hidden: bool = False
+    withhold_from: bool = False
+
+
+@dataclass
+class Message:
+    id: str
+    conversation_id: str
+    sender: Actor
+    text: str
+    created: datetime
+    seq: int
+
+
+@dataclass
+class Conversation:
+    id: str
+    page_id: str
+    person_key: str
+    created: datetime
+    seq: int
+    messages: list[Message] = field(default_factory=list)  # oldest first
+    link_id: str = ""
+
+    @property
+    def updated(self) -> datetime:
+        return self.messages[-1].created if self.messages else self.created
+
+
+@dataclass
+class IGAccount:
+    """An Instagram professional account linked to one of our Pages."""
+
+    id: str
+    username: str
+    name: str
+    page_id: str
+
+
+@dataclass
+class IGUser:
+    """An Instagram person; ``ids``: the IGSID per professional account."""
+
+    key: str
+    username: str
+    ids: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Media:
+    id: str
+    owner: Actor  # ("account", id) for ours, ("iguser", key) for someone else's
+    caption: str
+    created: datetime
+    seq: int
+    shortcode: str
+    media_type: str = "IMAGE"
+    media_product_type: str = "FEED"
+    tagged: set[str] = field(default_factory=set)  # our account ids tagged in it
+    deleted: bool = False
+
+
+@dataclass
+class IGComment:
+    id: str
+    media_id: str
+    parent_id: str | None
+    author: Actor
+    text: str
+    created: datetime
+    seq: int
+    deleted: bool = False
+    hidden: bool = False
+    withhold_from: bool = False
+
+
+@dataclass
+class Token:
+    value: str
+    type: Literal["PAGE", "USER"]
+    user_id: str  # the person who issued it (a Page admin)
+    page_id: str | None = None
+    scopes: tuple[str, ...] = ()
+    expires_at: datetime | None = None  # None: never (a long-lived Page token)
+    invalid_subcode: int | None = None  # 460, 492, ...: invalidated for good
+    issued_at: datetime | None = None
+
+
+PAGE_SCOPES = (
+    "pages_show_list",
+    "pages_read_engagement",
+    "pages_read_user_content",
+    "pages_manage_metadata",
+    "pages_messaging",
+    "instagram_basic",
+    "instagram_manage_comments",
+    "instagram_manage_messages",
+    "public_profile",
+)
+
+
+class Store:
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self.clock = clock
+        self.pages: dict[str, Page] = {}
+        self.people: dict[str, Person] = {}
+        self.posts: dict[str, Post] = {}
+        self.comments: dict[str, Comment] = {}
+        self.conversations: dict[str, Conversation] = {}
+        self.messages: dict[str, Message] = {}
+        self.ig_accounts: dict[str, IGAccount] = {}
+        self.ig_users: dict[str, IGUser] = {}
+        self.media: dict[str, Media] = {}
+        self.ig_comments: dict[str, IGComment] = {}
+        self.tokens: dict[str, Token] = {}
+        self._seq = itertools.count(1)
+        self._numbers = itertools.count(1)
+        self._by_scoped: dict[str, tuple[str, str]] = {}  # scoped id -> (person key, page id)
+        self._by_igsid: dict[str, tuple[str, str]] = {}  # IGSID -> (IG person key, account id)
+
+    # -- ids -----------------------------------------------------------------------------
+    def seq(self) -> int:
+        return next(self._seq)
+
+    def number(self, prefix: str, digits: int) -> str:
+        """A fresh numeric id of ``digits`` digits starting with ``prefix``."""
+        n = next(self._numbers)
+        return prefix + str(n).rjust(digits - len(prefix), "0")
+
+    def scoped_id(self, person: Person, page_id: str) -> str:
+        if page_id not in person.ids:
+            person.ids[page_id] = self.number("2", 16)
+            self._by_scoped[person.ids[page_id]] = (person.key, page_id)
+        return person.ids[page_id]
+
+    def igsid(self, user: IGUser, account_id: str) -> str:
+        if account_id not in user.ids:
+            user.ids[account_id] = self.number("9", 16)
+            self._by_igsid[user.ids[account_id]] = (user.key, account_id)
+        return user.ids[account_id]
+
+    def person_by_scoped(self, scoped: str) -> tuple[Person, str] | None:
+        hit = self._by_scoped.get(scoped)
+        return None if hit is None else (self.people[hit[0]], hit[1])
+
+    def when(self, at: datetime | None) -> datetime:
+        return (at or self.clock()).replace(microsecond=0)
+
+    # -- Facebook ------------------------------------------------------------------------
+    def add_page(self, name: str, *, advanced_access: bool = True) -> Page:
+        page = Page(self.number("1", 15), name, advanced_access=advanced_access)
+        self.pages[page.id] = page
+        return page
+
+    def add_person(self, name: str, *, has_role: bool = False) -> Person:
+        key = f"p{len(self.people) + 1}"
+        person = Person(key, name, has_role, uid=self.number("1", 15))
+        self.people[key] = person
+        return person
+
+    def add_post(
+        self,
+        page_id: str,
+        message: str,
+        *,
+        author: Actor | None = None,
+        kind: Literal["page", "visitor", "tagged"] = "page",
+        at: datetime | None = None,
+    ) -> Post:
+        moment = self.when(at)
+        who = author or ("page", page_id)
+        # A post that tags a Page lives on its author's own timeline.
+        tagging = kind == "tagged" and who[0] == "person"
+        owner = self.people[who[1]].uid if tagging else page_id
+        post = Post(
+            f"{owner}_{self.number('1', 17)}",
+            page_id,
+            who,
+            message,
+            moment,
+            moment,
+            self.seq(),
+            kind,
+        )
+        self.posts[post.id] = post
+        return post
+
+    def add_comment(
+        self,
+        post_id: str,
+        message: str,
+        *,
+        author: Actor,
+        parent_id: str | None = None,
+        at: datetime | None = None,
+    ) -> Comment:
+        post = self.posts[post_id]
+        if parent_id is not None:
+            # Facebook shows two levels: a reply to a reply belongs to the top-level comment.
+            parent = self.comments[parent_id]
+            parent_id = parent.parent_id or parent.id
+        moment = self.when(at)
+        suffix = post.id.split("_", 1)[1]
+        comment = Comment(
+            f"{suffix}_{self.number('1', 17)}",
+            post_id,
+            parent_id,
+            author,
+            message,
+            moment,
+            self.seq(),
+        )
+        self.comments[comment.id] = comment
+        # "The time the post was last updated, which occurs when the post was created,
+        # edited, or a User comments on a post" (Graph reference, Page feed).
+        post.updated = max(post.updated, moment)
+        return comment
+
+    def conversation_with(self, page_id: str, person: Person) -> Conversation:
+        for conv in self.conversations.values():
+            if conv.page_id == page_id and conv.person_key == person.key:
+                return conv
+        self.scoped_id(person, page_id)
+        conv = Conversation(
+            f"t_{self.number('1', 15)}",
+            page_id,
+            person.key,
+            self.when(None),
+            self.seq(),
+            link_id=self.number("2", 16),
+        )
+        self.conversations[conv.id] = conv
+        return conv
+
+    def add_message(
+        self, conv: Conversation, text: str, *, from_page: bool = False, at: datetime | None = None
+    ) -> Message:
+        sender: Actor = ("page", conv.page_id) if from_page else ("person", conv.person_key)
+        message = Message(
+            "m_" + secrets.token_urlsafe(48)[:64], conv.id, sender, text, self.when(at), self.seq()
+        )
+        conv.messages.append(message)
+        conv.messages.sort(key=lambda m: (m.created, m.seq))
+        self.messages[message.id] = message
+        return message
+
+    # -- Instagram -----------------------------------------------------------------------
+    def add_ig_account(self, page_id: str, username: str, name: str = "") -> IGAccount:
+        account = IGAccount(self.number("17841", 17), username, name or username, page_id)
+        self.ig_accounts[account.id] = account
+        self.pages[page_id].instagram_account = account.id
+        return account
+
+    def add_ig_user(self, username: str) -> IGUser:
+        key = f"u{len(self.ig_users) + 1}"
+        self.ig_users[key] = IGUser(key, username)
+        return self.ig_users[key]
+
+    def add_media(
+        self,
+        owner: Actor,
+        caption: str,
+        *,
+        tagged: set[str] | None = None,
+        at: datetime | None = None,
+    ) -> Media:
+        media = Media(
+            self.number("178", 17),
+            owner,
+            caption,
+            self.when(at),
+            self.seq(),
+            secrets.token_urlsafe(8)[:11],
+            tagged=set(tagged or ()),
+        )
+        self.media[media.id] = media
+        return media
+
+    def add_ig_comment(
+        self,
+        media_id: str,
+        text: str,
+        *,
+        author: Actor,
+        parent_id: str | None = None,
+        at: datetime | None = None,
+    ) -> IGComment:
+        if parent_id is not None:
+            # "replies to a reply attach to the top-level comment" (research/meta.md §2).
+            parent = self.ig_comments[parent_id]
+            parent_id = parent.parent_id or parent.id
+        comment = IGComment(
+            self.number("179", 17), media_id, parent_id, author, text, self.when(at), self.seq()
+        )
+        self.ig_comments[comment.id] = comment
+        return comment
+
+    # -- tokens --------------------------------------------------------------------------
+    def add_token(
+        self,
+        value: str,
+        kind: Literal["PAGE", "USER"],
+        *,
+        user_id: str,
+        page_id: str | None = None,
+        scopes: tuple[str, ...] = PAGE_SCOPES,
+        lifetime: timedelta | None = None,
+    ) -> Token:
+        now = self.clock()
+        expires = None if lifetime is None else now + lifetime
+        token = Token(value, kind, user_id, page_id, scopes, expires, issued_at=now)
+        self.tokens[value] = token
+        return token

@@ -124,6 +124,10 @@ class Interaction:
     conversation_id: str | None = None
     in_reply_to_post_id: str | None = None
     raw: JsonObject = field(default_factory=dict, compare=False, hash=False)
+    # The network's own address for reading this post again where its key cannot serve (a
+    # status of another instance is known to the one that read it by a local id its uri does
+    # not tell); kept in state and handed back to Source.lookup_posts. None: the key serves.
+    ref: str | None = None
 
     @property
     def external_id(self) -> str:

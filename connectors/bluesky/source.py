@@ -13,7 +13,7 @@ and ``listNotifications`` is never sent ``seenAt`` (the server refuses it).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -333,10 +333,13 @@ class BlueskySource:
         return page, oldest
 
     # -- compliance and check --------------------------------------------------------------
-    def lookup_posts(self, post_ids: Sequence[str]) -> tuple[set[str], set[str]]:
+    def lookup_posts(
+        self, post_ids: Sequence[str], refs: Mapping[str, str] | None = None
+    ) -> tuple[set[str], set[str]]:
         """Standing posts by ``getPosts`` (25 a call); each post it leaves out is asked of
         ``getPostThread``, which tells a deleted post (``NotFound``, ``notFoundPost``) from
-        one hidden by a block (``blockedPost``: neither, asked again later)."""
+        one hidden by a block (``blockedPost``: neither, asked again later). An at-uri
+        names its post for any server, so Bluesky sets no refs and ``refs`` is not read."""
         uris = [u for u in dict.fromkeys(post_ids) if post_url(u) is not None]
         alive: set[str] = set()
         deleted: set[str] = set()

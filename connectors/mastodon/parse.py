@@ -5,7 +5,9 @@ Identity: an account's ``id`` is local to the instance that answers; the person 
 handle, which changes when the account moves). A post is its status ``uri``, so its external
 id is ``mastodon:<uri>``; a CRM external id holds 255 characters, so a uri longer than
 :data:`MAX_URI` cannot be written once-only and its item is quarantined, never truncated (two
-long uris cut alike would be one record).
+long uris cut alike would be one record). Its ``ref`` is where the answering (the brand's)
+instance reads it again, :func:`status_ref`: a status of another instance can be asked about
+there only by the id that instance gave it, which its uri does not tell.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any
+from urllib.parse import urlsplit
 
 from syncd.errors import BadItem
 from syncd.model import Account, Author, Direction, Interaction, Quarantined, RateInfo, Stream
@@ -283,7 +286,28 @@ def _interaction(
         url=url,
         in_reply_to_post_id=in_reply_to,
         raw=_json(status),
+        ref=status_ref(account, status.get("id")),
     )
+
+
+def instance_of(actor_uri: str) -> str:
+    """The instance an actor of it lives on, as its uri's host (``mastodon.social``)."""
+    return urlsplit(actor_uri).netloc.lower()
+
+
+def status_ref(account: Account, local_id: Any) -> str | None:
+    """``<instance>/<id>``: the id the brand account's instance gave a status, with that
+    instance, so an id is never asked of another one (a second Mastodon source, or the brand
+    moved to a new instance), where it would name nothing or another status."""
+    if not is_id(local_id):
+        return None
+    return f"{instance_of(account.user_id)}/{local_id}"
+
+
+def ref_id(ref: str | None, instance: str) -> str | None:
+    """The status id a :func:`status_ref` gives, if it is one of ``instance``'s."""
+    where, _, local = (ref or "").rpartition("/")
+    return local if where == instance and is_id(local) else None
 
 
 def _json(raw: Any) -> dict[str, Any]:

@@ -33,11 +33,13 @@ from connectors.mastodon.parse import (
     NETWORK,
     Translated,
     id_key,
+    instance_of,
     is_id,
     parse_author,
     parse_mentions,
     parse_replies,
     rate_info,
+    ref_id,
     replied_to,
 )
 from syncd.contracts import (
@@ -450,14 +452,27 @@ class MastodonSource:
         head, _, last = parts.path.rstrip("/").rpartition("/")
         return last if head.endswith("/statuses") and is_id(last) else None
 
-    def lookup_posts(self, post_ids: Sequence[str]) -> tuple[set[str], set[str]]:
-        """Standing and deleted statuses of this instance, by uri: those a batched
-        ``GET /api/v1/statuses?id[]=`` leaves out are asked one by one, and a 404 says
-        deleted (a status hidden from the brand is left out too, and answers otherwise).
-        A status of another instance has no id here that its uri tells: it is in neither set."""
+    def lookup_posts(
+        self, post_ids: Sequence[str], refs: Mapping[str, str] | None = None
+    ) -> tuple[set[str], set[str]]:
+        """Standing and deleted statuses, by uri, asked of this (the brand's) instance by
+        their id here: the ``ref`` a status was read with (the ``id`` this instance gave it;
+        one another instance gave is not used), else, for a status of this instance, the id
+        its uri ends in. A batched
+        ``GET /api/v1/statuses?id[]=`` answers the standing ones; each it leaves out is asked
+        alone, and a 404 says deleted.
+
+        That holds for another instance's status too: this instance keeps its own copy, which
+        goes when the author's Delete activity reaches it, and answers from that copy, never
+        asking the author's instance, so one that is down cannot make a standing status look
+        deleted. A 404 also answers a status this instance no longer shows the brand (its
+        author blocks the brand, a moderator removed it): Mastodon does not tell those apart.
+        A status of another instance with no ref (read before refs were kept, its payload
+        since emptied) has no id here that its uri tells: it is in neither set."""
+        here = instance_of(self.me().uri) if refs else ""
         by_local: dict[str, str] = {}
         for uri in dict.fromkeys(post_ids):
-            local = self.local_id(uri)
+            local = ref_id((refs or {}).get(uri), here) or self.local_id(uri)
             if local is not None:
                 by_local[local] = uri
         alive: set[str] = set()

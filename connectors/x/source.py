@@ -265,9 +265,12 @@ class XSource:
         return project_usage(self.client)
 
     # -- compliance and check --------------------------------------------------------------
-    def lookup_posts(self, post_ids: Sequence[str]) -> tuple[set[str], set[str]]:
+    def lookup_posts(
+        self, post_ids: Sequence[str], refs: Mapping[str, str] | None = None
+    ) -> tuple[set[str], set[str]]:
         """Alive and deleted posts by ``GET /2/tweets?ids=``, 100 a call; no expansions,
-        since only presence matters (each post returned is still billed as a read)."""
+        since only presence matters (each post returned is still billed as a read). A post's
+        id is its address everywhere, so X sets no refs and ``refs`` is not read."""
         ids = [i for i in dict.fromkeys(post_ids) if is_x_id(i)]
         alive: set[str] = set()
         deleted: set[str] = set()

@@ -192,7 +192,9 @@ class MastodonSandbox(SandboxServer):
 
     def add_status(self, account_id: str, text: str, *, in_reply_to: str | None = None) -> MStatus:
         """A status; ``@user`` or ``@user@domain`` in ``text`` mentions (and notifies) that
-        account of this instance, as Mastodon's mention processing does."""
+        account of this instance, as Mastodon's mention processing does. An account of
+        another domain's status is this instance's copy of one federated to it: ``id`` is
+        this instance's, its uri and url carry the id its own instance gave it."""
         with self.lock:
             author = self.accounts[account_id]
             status_id = self._snowflake()
@@ -200,8 +202,11 @@ class MastodonSandbox(SandboxServer):
                 uri = f"{self.url}/users/{author.username}/statuses/{status_id}"
                 url = f"{self.url}/@{author.username}/{status_id}"
             else:
-                uri = f"https://{author.domain}/users/{author.username}/statuses/{status_id}"
-                url = f"https://{author.domain}/@{author.username}/{status_id}"
+                # Its own instance's id, not this one's: this instance knows the status by a
+                # local id of its own that the uri does not tell.
+                theirs = self._snowflake()
+                uri = f"https://{author.domain}/users/{author.username}/statuses/{theirs}"
+                url = f"https://{author.domain}/@{author.username}/{theirs}"
             parent = self.statuses.get(in_reply_to) if in_reply_to else None
             mentioned = []
             for m in _MENTION.finditer(text):
@@ -239,7 +244,9 @@ class MastodonSandbox(SandboxServer):
             return note
 
     def delete_status(self, status_id: str) -> None:
-        """Gone: 404 from then on, and its notifications leave the list (as Mastodon's do)."""
+        """Gone: 404 from then on, and its notifications leave the list (as Mastodon's do).
+        For a status of another domain (by its id here) this is its author deleting it on
+        their instance: the Delete activity federates and this instance removes its copy."""
         with self.lock:
             self.statuses.pop(status_id, None)
             self.notifications = [n for n in self.notifications if n.status_id != status_id]

@@ -83,7 +83,7 @@ def run(
             for start in range(0, len(posts), size):
                 batch = posts[start : start + size]
                 try:
-                    alive, deleted = source.lookup_posts([p.post_id for p in batch])
+                    alive, deleted = _lookup(source, batch)
                 except ExternalError as exc:  # one source failing must not stop the others
                     report.errors[source_name] = f"{type(exc).__name__}: {exc}"
                     break
@@ -95,6 +95,14 @@ def run(
                     post_checks.record(conn, [p.interaction_id for p in batch], set(gone), now)
     _act(db, crm_name, crm, action, now, report)
     return report
+
+
+def _lookup(source: Source, posts: Sequence[DuePost]) -> tuple[set[str], set[str]]:
+    """The source asked about ``posts``, with the refs of those read with one (a post of
+    another server known where it was read by an id its key does not tell)."""
+    refs = {p.post_id: p.ref for p in posts if p.ref is not None}
+    ids = [p.post_id for p in posts]
+    return source.lookup_posts(ids, refs) if refs else source.lookup_posts(ids)
 
 
 def _by_source(due: Sequence[_D], sources: Mapping[str, Source]) -> dict[str, list[_D]]:
@@ -172,7 +180,7 @@ def before_write(
         if source is None or not ask:
             continue
         try:
-            _, deleted = source.lookup_posts([p.post_id for p in ask])
+            _, deleted = _lookup(source, ask)
         except ExternalError as exc:
             if source_name not in failing:  # said once while it lasts, not per batch
                 failing.add(source_name)

@@ -243,10 +243,17 @@ class Source(Protocol):
         With ``known``, only the profiles of authors it lacks are read (networks bill them)."""
         ...
 
-    def lookup_posts(self, post_ids: Sequence[str]) -> tuple[set[str], set[str]]:
+    def lookup_posts(
+        self, post_ids: Sequence[str], refs: Mapping[str, str] | None = None
+    ) -> tuple[set[str], set[str]]:
         """Which of these posts still stand and which the network says are deleted, batched
         (:attr:`post_check_batch` ids a call). An id in neither set could not be told (e.g. a
-        protected post): ask again later, never act on it."""
+        protected post): ask again later, never act on it.
+
+        ``refs``: post id → the ``ref`` its interaction was read with
+        (:attr:`syncd.model.Interaction.ref`), for the posts that have one. A source that
+        sets no refs ignores it; the core passes it only when some post has a ref, so a
+        source written before refs existed keeps working."""
         ...
 
     def check(self, handles: Sequence[str]) -> Sequence[CheckRow]:

@@ -376,6 +376,7 @@ def store_page(
                 "conversation_id": i.conversation_id,
                 "in_reply_to_post_id": i.in_reply_to_post_id,
                 "raw": i.raw,
+                "ref": i.ref,
                 "fetched_at": now,
                 "backfill_id": backfill_id,
             }

@@ -30,6 +30,7 @@ class DuePost:
     network: str
     post_id: str
     source: str
+    ref: str | None  # Interaction.ref: how the network reads it where post_id cannot serve
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def due(
     before it and not found deleted."""
     i, d, c = interactions, deliveries, post_checks
     stmt = (
-        select(i.c.id, i.c.network, i.c.post_id, i.c.source)
+        select(i.c.id, i.c.network, i.c.post_id, i.c.source, i.c.ref)
         .join(
             d,
             and_(d.c.interaction_id == i.c.id, d.c.crm == crm, d.c.state == DeliveryState.WRITTEN),
@@ -73,7 +74,7 @@ def due(
         .order_by(i.c.id)
         .limit(READ)
     )
-    return [DuePost(r.id, r.network, r.post_id, r.source) for r in conn.execute(stmt)]
+    return [DuePost(r.id, r.network, r.post_id, r.source, r.ref) for r in conn.execute(stmt)]
 
 
 def record(conn: Connection, checked: Sequence[int], gone: set[int], now: datetime) -> None:
@@ -145,6 +146,7 @@ def pending(
             i.c.network,
             i.c.post_id,
             i.c.source,
+            i.c.ref,
             i.c.fetched_at,
             c.c.checked_at,
             c.c.deleted_at,
@@ -160,7 +162,13 @@ def pending(
         if r.deleted_at is not None or seen < seen_before:
             out.append(
                 PendingPost(
-                    r.interaction_id, r.network, r.post_id, r.source, r.id, r.deleted_at is not None
+                    r.interaction_id,
+                    r.network,
+                    r.post_id,
+                    r.source,
+                    r.ref,
+                    r.id,
+                    r.deleted_at is not None,
                 )
             )
     return out

@@ -211,6 +211,9 @@ interactions = Table(
     Column("conversation_id", NetworkId),
     Column("in_reply_to_post_id", NetworkId),
     Column("raw", JSON, nullable=False),
+    # Interaction.ref: how the network reads the post again where post_id cannot serve. Not a
+    # payload: kept when the raw payload is emptied, so a post can still be checked then.
+    Column("ref", String(ID_MAX)),
     Column("fetched_at", UtcDateTime(), nullable=False),
     # The backfill job that stored it first (None: the live poller), for its progress.
     Column("backfill_id", Id),

@@ -134,6 +134,41 @@ def test_a_status_deleted_on_the_instance_loses_its_task(
     assert f"mastodon:{doomed.uri}" not in after and f"mastodon:{kept.uri}" in after
 
 
+def test_a_remote_customers_status_deleted_on_their_instance_loses_its_task(
+    world: tuple[World, MastodonSandbox],
+) -> None:
+    w, m = world
+    m.add_account("acme")
+    # Most customers are on other instances: the brand's knows their statuses by a local id
+    # their uri does not tell.
+    pat = m.add_account("pat", domain="mastodon.example.social", note="pat@example.com")
+    w.sf.insert("Contact", {"FirstName": "Pat", "LastName": "Doe", "Email": "pat@example.com"})
+    doomed = m.add_status(pat.id, "@acme my order number is 12345")
+    kept = m.add_status(pat.id, "@acme thanks, sorted")
+    assert doomed.id not in doomed.uri
+    for _ in range(2):
+        code, output = poll_once(w)
+        assert code == 0, output
+    assert {f"mastodon:{doomed.uri}", f"mastodon:{kept.uri}"} <= set(tasks(w.sf))
+    db = Database(state_url_of(w))
+    try:
+        with db.transaction() as conn:
+            conn.execute(
+                update(deliveries).values(written_at=datetime.now(UTC) - timedelta(days=2))
+            )
+    finally:
+        db.dispose()
+    # Pat deletes it on mastodon.example.social; the Delete reaches the brand's instance.
+    m.delete_status(doomed.id)
+    result = CliRunner().invoke(cli, ["--config", str(w.config), "compliance", "run", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["checked"], report["deleted"], report["undecided"]) == (2, 1, 0)
+    assert (report["acted"], report["failed"]) == (1, 0)
+    after = tasks(w.sf)
+    assert f"mastodon:{doomed.uri}" not in after and f"mastodon:{kept.uri}" in after
+
+
 def state_url_of(w: World) -> str:
     for line in w.config.read_text().splitlines():
         if line.startswith("url = "):

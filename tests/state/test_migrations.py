@@ -14,7 +14,7 @@ from sqlalchemy import inspect, select, text
 
 from syncd.state.db import Database, alembic_config
 from syncd.state.lock import AlreadyRunning, InstanceLock
-from syncd.state.tables import cursors, deliveries, identities, interactions, metadata
+from syncd.state.tables import accounts, cursors, deliveries, identities, interactions, metadata
 
 
 def test_migrations_match_the_table_definitions(state_url: str) -> None:
@@ -188,3 +188,78 @@ def test_deliveries_stored_before_0008_learn_their_author(state_url: str) -> Non
     finally:
         db.dispose()
     assert sorted(got) == [("201", ids["8"]), ("202", ids["7"])]
+
+
+def test_0017_takes_the_ref_of_posts_read_before_from_their_payload(state_url: str) -> None:
+    db = Database(state_url)
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    remote = "https://other.example/users/pat/statuses/777"
+    payloads = {
+        remote: {"id": "110", "uri": remote},  # a status of another instance: its id here
+        "https://social.example/users/pat/statuses/111": {"id": "111"},  # one of the brand's
+        "https://other.example/users/pat/statuses/778": {},  # emptied (retention, forget)
+        "https://other.example/users/pat/statuses/779": {"id": 112},  # not text: not an id
+        "9001": {"id": "9001", "text": "hi"},  # an X post: its id is its key
+    }
+    try:
+        with db.engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0016")
+            conn.execute(
+                accounts.insert(),
+                [
+                    {
+                        "source": "m",
+                        "network": "mastodon",
+                        "handle": "acme",
+                        "user_id": "https://Social.Example/users/acme",
+                        "resolved_at": now,
+                    },
+                    {
+                        "source": "xs",
+                        "network": "x",
+                        "handle": "acme",
+                        "user_id": "100",
+                        "resolved_at": now,
+                    },
+                ],
+            )
+            person = conn.execute(
+                identities.insert()
+                .values(network="mastodon", user_id="p", first_seen_at=now, updated_at=now)
+                .returning(identities.c.id)
+            ).scalar_one()
+            for post_id, raw in payloads.items():
+                conn.execute(
+                    interactions.insert().values(
+                        network="x" if post_id == "9001" else "mastodon",
+                        post_id=post_id,
+                        source="xs" if post_id == "9001" else "m",
+                        account="acme",
+                        stream="mentions",
+                        direction="inbound",
+                        text="hi",
+                        url="https://example.com/",
+                        author_id="p",
+                        counterpart_identity_id=person,
+                        created_at=now,
+                        fetched_at=now,
+                        raw=raw,
+                    )
+                )
+            command.upgrade(alembic_config(conn), "0017")
+        with db.connect() as conn:
+            refs = dict(conn.execute(select(interactions.c.post_id, interactions.c.ref)).all())
+        assert refs == {
+            remote: "social.example/110",
+            "https://social.example/users/pat/statuses/111": "social.example/111",
+            "https://other.example/users/pat/statuses/778": None,
+            "https://other.example/users/pat/statuses/779": None,
+            "9001": None,
+        }
+        with db.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0016")
+        assert "ref" not in _columns(db, "interactions")
+        db.upgrade()
+        assert "ref" in _columns(db, "interactions")
+    finally:
+        db.dispose()

@@ -61,6 +61,9 @@ class FakePost:
     created_at: datetime
     in_reply_to: str | None = None  # the replied-to post's id
     mentions: tuple[str, ...] = ()  # user ids of the handles the text names
+    # Set: the post is read again only by this address, not by its id (Interaction.ref), as
+    # a Mastodon status of another instance is.
+    ref: str | None = None
 
 
 @dataclass
@@ -84,7 +87,14 @@ class FakeNetwork:
         wanted = handle.strip().removeprefix("@").lower()
         return next((u for u in self.users.values() if u.handle.lower() == wanted), None)
 
-    def add_post(self, author_id: str, text: str, *, in_reply_to: str | None = None) -> FakePost:
+    def add_post(
+        self,
+        author_id: str,
+        text: str,
+        *,
+        in_reply_to: str | None = None,
+        ref: str | None = None,
+    ) -> FakePost:
         n = next(self._ids)
         mentioned = [self.by_handle(w) for w in text.split() if w.startswith("@")]
         post = FakePost(
@@ -94,6 +104,7 @@ class FakeNetwork:
             T0 + timedelta(seconds=n - 1_000_000_000),
             in_reply_to,
             tuple(u.id for u in mentioned if u is not None),
+            ref,
         )
         self.posts[post.id] = post
         return post
@@ -106,9 +117,13 @@ class FakeNetwork:
         live = [p for p in self.posts.values() if p.id not in self.deleted]
         return sorted(live, key=lambda p: int(p.id), reverse=True)
 
-    def stands(self, post_id: str) -> bool:
-        # As X, a post never made reads as "not found": deleted.
-        return post_id in self.posts and post_id not in self.deleted
+    def stands(self, post_id: str, ref: str | None = None) -> bool | None:
+        """As X, a post never made reads as "not found": deleted. A post read by its ref
+        cannot be told without it (None)."""
+        post = self.posts.get(post_id)
+        if post is not None and post.ref is not None and post.ref != ref:
+            return None
+        return post is not None and post_id not in self.deleted
 
     def accounts(self, handles: Sequence[str]) -> dict[str, Account]:
         found = {h: self.by_handle(h) for h in handles}
@@ -187,6 +202,7 @@ class FakeNetwork:
             conversation_id=self._root(post),
             in_reply_to_post_id=post.in_reply_to,
             raw={"id": post.id, "text": post.text},
+            ref=post.ref,
         )
 
     def _root(self, post: FakePost) -> str:
@@ -222,7 +238,7 @@ class Script:
         script.pages.update({(account.handle, c): answer for c, answer in pages.items()})
         return script
 
-    def stands(self, post_id: str) -> bool:
+    def stands(self, post_id: str, ref: str | None = None) -> bool | None:
         return post_id in self.served and post_id not in self.deleted
 
     def accounts(self, handles: Sequence[str]) -> dict[str, Account]:
@@ -266,7 +282,9 @@ class World(Protocol):
         bad_item: bool,
     ) -> Page: ...
 
-    def stands(self, post_id: str) -> bool: ...
+    def stands(self, post_id: str, ref: str | None = None) -> bool | None:
+        """Whether the post stands; None when it cannot be told (its ref is needed)."""
+        ...
 
 
 class FakeSettings(SourceSettings):
@@ -288,6 +306,8 @@ class FakeSource:
         self.token = world.token if token is None else token
         self.page_size = page_size
         self.fetched: list[Cursor] = []  # every cursor asked for, in order
+        # Every lookup_posts call: the ids, and the refs given (None: none passed).
+        self.looked_up: list[tuple[list[str], dict[str, str] | None]] = []
         self.closed = False
 
     @classmethod
@@ -313,14 +333,19 @@ class FakeSource:
             bad_item=fault == "bad_item",
         )
 
-    def lookup_posts(self, post_ids: Sequence[str]) -> tuple[set[str], set[str]]:
+    def lookup_posts(
+        self, post_ids: Sequence[str], refs: Mapping[str, str] | None = None
+    ) -> tuple[set[str], set[str]]:
+        self.looked_up.append((list(post_ids), None if refs is None else dict(refs)))
         alive: set[str] = set()
         deleted: set[str] = set()
         ids = list(dict.fromkeys(post_ids))
         for start in range(0, len(ids), self.post_check_batch):  # batched, as networks are
             self._call()
             for post_id in ids[start : start + self.post_check_batch]:
-                (alive if self.world.stands(post_id) else deleted).add(post_id)
+                stands = self.world.stands(post_id, (refs or {}).get(post_id))
+                if stands is not None:
+                    (alive if stands else deleted).add(post_id)
         return alive, deleted
 
     def check(self, handles: Sequence[str]) -> list[CheckRow]:

@@ -93,6 +93,8 @@ def test_a_recorded_mention_translates() -> None:
     assert mention.text == "@mastodonpy_test hello!"  # markup gone
     assert mention.created_at == datetime(2026, 8, 1, 13, 51, 42, 823000, tzinfo=UTC)
     assert mention.url == status["url"] and mention.direction is Direction.INBOUND
+    # Where the brand's instance reads it again: the id it gave the status, with the instance.
+    assert mention.ref == f"localhost:3000/{status['id']}"
     (author,) = out.authors
     # A local acct ("admin") made absolute; keyed on the actor uri.
     assert (author.user_id, author.handle) == (status["account"]["uri"], "admin@localhost:3000")
@@ -215,8 +217,8 @@ def test_other_notification_types_are_not_history(world: World) -> None:
 
 def test_a_deleted_status_leaves_the_walk(world: World) -> None:
     source = world.source()
-    kept, gone = world.mention(world.fan), world.mention(world.fan, "@acme oops")
-    world.sb.delete_status(gone.rsplit("/", 1)[1])
+    kept, gone = world.mention(world.fan), world.sb.add_status(world.fan.id, "@acme oops")
+    world.sb.delete_status(gone.id)
     assert read(walk(source, world.account, Stream.MENTIONS, Cursor())) == [kept]
 
 
@@ -358,6 +360,39 @@ def test_lookup_posts_tells_deleted_from_standing(world: World) -> None:
     assert (alive, deleted) == ({kept}, {gone})
     # One batched read, and the one it left out asked alone: its 404 says deleted.
     assert [e for e, _ in world.queries] == ["statuses", "status"]
+
+
+def test_a_status_of_another_instance_is_checked_by_the_id_the_brands_instance_gave_it(
+    world: World,
+) -> None:
+    source = world.source()
+    kept = world.sb.add_status(world.fan.id, "@acme still here")
+    gone = world.sb.add_status(world.fan.id, "@acme my order number is 12345")
+    page = source.fetch(world.account, Stream.MENTIONS, Cursor())
+    refs = {i.post_id: i.ref for i in page.interactions if i.ref is not None}
+    assert refs == {s.uri: f"{world.sb.host}/{s.id}" for s in (kept, gone)}
+    assert gone.id not in gone.uri  # the uri tells nothing of the id here
+    # The author deletes it on example.social; the Delete reaches the brand's instance.
+    world.sb.delete_status(gone.id)
+    world.queries.clear()
+    # example.social does not even resolve: the brand's instance answers from its own copy.
+    alive, deleted = source.lookup_posts([kept.uri, gone.uri], refs)
+    assert (alive, deleted) == ({kept.uri}, {gone.uri})
+    assert [e for e, _ in world.queries] == ["statuses", "status"]
+    assert world.queries[0][1]["id[]"] == [kept.id, gone.id]
+    # Without its ref such a status cannot be told, and is never taken for deleted.
+    assert source.lookup_posts([kept.uri, gone.uri]) == (set(), set())
+
+
+def test_a_ref_another_instance_gave_is_never_asked_here(world: World) -> None:
+    source = world.source()
+    remote = world.sb.add_status(world.fan.id, "@acme hello")
+    # Read on another instance (another source, or before the brand moved): an id there names
+    # nothing here, and a 404 for it must not say deleted.
+    refs = {remote.uri: "mastodon.example/1234567890"}
+    world.queries.clear()
+    assert source.lookup_posts([remote.uri], refs) == (set(), set())
+    assert "status" not in [e for e, _ in world.queries]
 
 
 # -- check -----------------------------------------------------------------------------------

@@ -12,6 +12,34 @@
   endpoint, walked from the newest post back to the window's start: it reaches back as far as
   the account's posts go, and pages newer than the window are read and passed over.
 
+Gaps in ``mentions`` (a walk of the notifications that ran out before its mark) are read by
+three segments, one per reason the notifications list:
+
+- ``mention``: the search above, between the gap's marks;
+- ``reply``: ``post_replies`` walks the brand's author feed (as ``replies`` does) for its
+  posts sorted from ``lookback`` before the gap's start up to its end (the segment's ``query``
+  holds that first moment) and reads each one's thread (``getPostThread``, ``depth`` 4,
+  ``parentHeight`` 0): the appview notifies a reply to the authors of its ancestors up to 4
+  levels above it (:data:`~connectors.bluesky.parse.REPLY_NOTIFY_DEPTH`), so a reply the
+  brand heard of lies at most 4 levels below one of its posts; the replies sorted in the
+  gap's window are kept. A post whose ``replyCount`` is 0 is not asked about.
+- ``quote``: ``post_quotes`` walks the same posts and reads each one's quotes
+  (``getQuotes``, newest first by sort time) down to the gap's start. A post whose
+  ``quoteCount`` is 0 is not asked about.
+
+What these cannot reach, said in the segments' notes: replies to and quotes of the brand's
+posts made before the lookback, and of its posts deleted since (a deleted post is not on
+its feed, and the appview no longer lists its thread or quotes). Such posts may not exist at
+all, and every part of the gap's window is read, so the gap closes with the note (as an X
+gap read by search closes, with what search itself does not hold unsaid) rather than
+staying unclosable; a larger ``gap_lookback`` reaches further back.
+
+A brand-post segment's position (the job's stored token) is the author feed page being
+walked and the brand post on it to read next (its sort time, its record key and the
+``getQuotes`` cursor); the brand posts of the pages last read are kept in memory, so each step
+makes one request. After a restart (nothing in memory) the post named is read, then its page
+again, as a step of its own, and the walk goes on with the page's posts sorted before it.
+
 No counts endpoint: a search's ``hitsTotal`` (which the lexicon says may be rounded) or one
 page extrapolated. Requests are limited per IP (3,000 per 5 minutes) for polls and backfills
 alike, so a backfill leaves live polls a reserve (``shared_routes``) and asks at most one
@@ -20,21 +48,28 @@ request a second.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connectors.bluesky.parse import NETWORK, Mark, parse_time, sort_at
+from connectors.bluesky.parse import NETWORK, BrandPost, Mark, parse_time, sort_at
 from syncd.errors import MalformedAnswer
 from syncd.model import GapPlan, PostCount, Segment, Stream
 
 SEARCH = "search_posts"
 AUTHOR_FEED = "author_feed"
+POST_REPLIES = "post_replies"  # the brand's posts by its author feed, each one's thread
+POST_QUOTES = "post_quotes"  # the brand's posts by its author feed, each one's quotes
+BRAND_POST_ROUTES = (POST_REPLIES, POST_QUOTES)
 ROUTES = {Stream.MENTIONS: SEARCH, Stream.REPLIES: AUTHOR_FEED}
-# Both endpoints count against the one per-IP limit live polls spend too.
-SHARED_ROUTES = frozenset({SEARCH, AUTHOR_FEED})
+# Every endpoint counts against the one per-IP limit live polls spend too.
+SHARED_ROUTES = frozenset({SEARCH, AUTHOR_FEED, *BRAND_POST_ROUTES})
+# How far before a gap's start the brand's posts are scanned for replies and quotes landing
+# in the gap (``gap_lookback``): replies and quotes come mostly within days of the post.
+GAP_LOOKBACK = timedelta(days=30)
 RATE_WINDOW = 300.0
 REQUESTS_PER_WINDOW = 3000
 MIN_INTERVAL = 1.0  # a backfill takes at most a tenth of the per-IP limit
@@ -54,10 +89,24 @@ NOTE = {
     ),
     Stream.REPLIES: "the account's own replies, through its author feed, as far back as they go",
 }
-UNSEARCHABLE = (
-    "replies to and quotes of the account's posts that do not mention it: search finds posts "
-    "only by their mention, and the notifications that listed them no longer reach back there"
+GAP_SEARCH_NOTE = (
+    "posts mentioning the account, by search: as far back as Bluesky's search index holds "
+    "(its newest 10,000 hits a query; syncd narrows the window and asks again)"
 )
+
+
+def _brand_post_note(route: str, scan_from: datetime) -> str:
+    what = (
+        "replies (up to 4 levels below one of the account's posts, as Bluesky notifies "
+        "them), by each post's thread"
+        if route == POST_REPLIES
+        else "quotes of the account's posts, by each post's quotes"
+    )
+    return (
+        f"{what}, for its posts made since {iso(scan_from)} (gap_lookback before the gap), "
+        "found through its author feed; not reached: those of its posts made before then, or "
+        "deleted since"
+    )
 
 
 def iso(moment: datetime) -> str:
@@ -90,18 +139,106 @@ def plan(
 
 
 def plan_gap(
-    stream: Stream, since_id: str, until_id: str, overlap: timedelta, page_size: int
+    stream: Stream,
+    since_id: str,
+    until_id: str,
+    overlap: timedelta,
+    page_size: int,
+    lookback: timedelta = GAP_LOOKBACK,
 ) -> GapPlan:
     """The window between two marks of a walk (``since_id``: the stored mark the walk never
     met; ``until_id``: the oldest item it read). The start reaches back ``overlap`` further,
-    as live walks do, for backdated posts sorted below the mark."""
+    as live walks do, for backdated posts sorted below the mark. A ``mentions`` gap is read
+    by search and through the brand's posts made from ``lookback`` before it (see the
+    module's docstring)."""
     start, end = Mark.parse(since_id), Mark.parse(until_id)
     if start is None or end is None:
         raise MalformedAnswer("a Bluesky gap without its marks", system=NETWORK)
     segment = _segment(stream, start.at - overlap, end.at + _TICK, page_size)
-    if stream is Stream.MENTIONS:
-        return GapPlan((segment,), unreachable=UNSEARCHABLE)
-    return GapPlan((segment,))
+    if stream is not Stream.MENTIONS:
+        return GapPlan((segment,))
+    # Search finds a post only by its mention: the replies and quotes that name no one are
+    # read through the brand's posts they answer or quote.
+    scan_from = segment.since - lookback
+    brand_posts = tuple(
+        Segment(
+            stream=stream,
+            route=route,
+            since=segment.since,
+            until=segment.until,
+            query=iso(scan_from),
+            page_size=page_size,
+            requests_per_window=REQUESTS_PER_WINDOW,
+            note=_brand_post_note(route, scan_from),
+            min_interval=MIN_INTERVAL,
+            rate_window=RATE_WINDOW,
+        )
+        for route in BRAND_POST_ROUTES
+    )
+    return GapPlan((replace(segment, note=GAP_SEARCH_NOTE), *brand_posts))
+
+
+def scan_from(segment: Segment) -> datetime:
+    """The first moment of the brand posts a brand-post segment reads about."""
+    at = parse_time(segment.query)
+    if at is None:
+        raise MalformedAnswer("a Bluesky brand-post segment without its start", system=NETWORK)
+    return at
+
+
+def wanted(post: BrandPost, route: str) -> bool:
+    """Whether a brand post is asked about on ``route``: not when its view counts no reply
+    (or quote); a post whose view leaves the count out is asked."""
+    count = post.replies if route == POST_REPLIES else post.quotes
+    return count is None or count > 0
+
+
+@dataclass(frozen=True)
+class PostScanToken:
+    """Where a brand-post segment stands, on the author feed page read with ``feed`` (None:
+    the first page). With ``rkey``: that brand post (sorted at ``at``) is read next, its
+    quotes from ``sub`` (a ``getQuotes`` cursor). Without: the page is read next, and the
+    walk goes on with its first post sorted before ``at`` (None: its first post)."""
+
+    feed: str | None = None
+    at: datetime | None = None
+    rkey: str | None = None
+    sub: str | None = None
+
+    def text(self) -> str:
+        # Whole microseconds: a record's createdAt may carry them, and the walk resumes
+        # below this very time.
+        when = self.at.isoformat() if self.at is not None else None
+        text = json.dumps([self.feed, when, self.rkey, self.sub], separators=(",", ":"))
+        if len(text) > _TOKEN_MAX:
+            raise MalformedAnswer("a Bluesky position too long to keep", system=NETWORK)
+        return text
+
+    @classmethod
+    def parse(cls, text: str | None) -> PostScanToken:
+        if text is None:
+            return cls()
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        unreadable = MalformedAnswer(
+            "a stored Bluesky post scan position is unreadable", system=NETWORK
+        )
+        if (
+            not isinstance(value, list)
+            or len(value) != 4
+            or not all(v is None or isinstance(v, str) for v in value)
+        ):
+            raise unreadable
+        feed, when, rkey, sub = value
+        at = parse_time(when) if when is not None else None
+        if (when is not None or rkey is not None) and at is None:
+            raise unreadable
+        return cls(feed, at, rkey, sub)
+
+
+_TOKEN_MAX = 500  # the job's stored token
 
 
 @dataclass(frozen=True)

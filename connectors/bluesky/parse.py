@@ -36,12 +36,17 @@ from syncd.model import (
 
 __all__ = [
     "NETWORK",
+    "BrandPost",
     "Mark",
+    "brand_posts",
     "parse_feed",
     "parse_notifications",
+    "parse_post_views",
     "parse_search",
     "post_url",
+    "quote_views",
     "rate_info",
+    "thread_replies",
 ]
 
 NETWORK = "bluesky"
@@ -424,21 +429,57 @@ def parse_search(
     ``mentions`` stream, and the oldest sort time it held. The page's cursor is left to the
     caller, which knows the window it reads."""
     posts = _body(body, "posts", "searchPosts")
+    return _views_page(posts, account=account, headers=headers, what="search hit")
+
+
+def parse_post_views(
+    views: list[Any],
+    *,
+    account: Account,
+    since: datetime,
+    until: datetime,
+    headers: Mapping[str, str],
+) -> tuple[Page, datetime | None]:
+    """Replies to and quotes of the brand's posts (post views, from ``getPostThread`` or
+    ``getQuotes``) as posts of the ``mentions`` stream, kept to those sorted in ``[since,
+    until)`` and to those the brand's notifications list: not its own, and not by an account
+    it mutes or that a block stands between (``listNotifications`` leaves those out). Also
+    the oldest sort time among the views."""
+    return _views_page(
+        views, account=account, headers=headers, what="post", window=(since, until), heard=True
+    )
+
+
+def _views_page(
+    views: list[Any],
+    *,
+    account: Account,
+    headers: Mapping[str, str],
+    what: str,
+    window: tuple[datetime, datetime] | None = None,
+    heard: bool = False,
+) -> tuple[Page, datetime | None]:
     interactions: list[Interaction] = []
     quarantined: list[Quarantined] = []
     authors: dict[str, Author] = {}
     oldest: datetime | None = None
-    for view in posts:
+    for view in views:
         at = sort_at(view)
         if at is not None:
             oldest = at if oldest is None else min(oldest, at)
+            if window is not None and not window[0] <= at < window[1]:
+                continue
         uri = view.get("uri") if isinstance(view, dict) else None
         try:
             if not isinstance(view, dict):
-                raise _Bad("search hit is not a post view")
+                raise _Bad(f"{what} is not a post view")
+            if window is not None and at is None:
+                raise _Bad("post view has no valid indexedAt or createdAt")
             post = _post(uri, view.get("author"), view.get("record"))
             if post.author.user_id == account.user_id:
                 continue  # the brand naming itself: not a customer's post
+            if heard and _unheard(view.get("author")):
+                continue
             found = _interaction(
                 post, account, Stream.MENTIONS, Direction.INBOUND, post.author.user_id, view
             )
@@ -453,9 +494,112 @@ def parse_search(
         next_cursor=Cursor(),
         rate=rate_info(headers),
         quarantined=tuple(quarantined),
-        returned=len(posts),
+        returned=len(views),
     )
     return page, oldest
+
+
+def _unheard(author: Any) -> bool:
+    """An author whose posts never reach the brand's notifications: one it mutes (itself or
+    by a list), blocks or is blocked by (the appview's ``listNotifications`` drops them)."""
+    viewer = author.get("viewer") if isinstance(author, dict) else None
+    if not isinstance(viewer, dict):
+        return False
+    return bool(
+        viewer.get("muted")
+        or viewer.get("mutedByList")
+        or viewer.get("blocking")
+        or viewer.get("blockingByList")
+        or viewer.get("blockedBy")
+    )
+
+
+# The depth of the replies that notify an ancestor's author: the appview notifies the
+# authors of a reply's ancestors at heights 1 to 4 (``REPLY_NOTIF_DEPTH = 5``, ``height <
+# REPLY_NOTIF_DEPTH``: bluesky-social/atproto, packages/bsky/src/data-plane/server/indexing/
+# plugins/post.ts), so a brand post hears of the replies up to 4 levels below it.
+REPLY_NOTIFY_DEPTH = 4
+
+
+def thread_replies(body: Any, *, depth: int = REPLY_NOTIFY_DEPTH) -> list[Any]:
+    """The post views of a ``getPostThread`` answer's replies that notify the anchor's
+    author: those at most ``depth`` levels below it, leaving out what lies below a reply the
+    thread's root author hid (the appview stops notifying ancestors above a hidden reply; the
+    hidden reply itself still notifies). ``blockedPost`` and ``notFoundPost`` entries have no
+    post to read: the notifications leave them out too."""
+    thread = body.get("thread") if isinstance(body, dict) else None
+    if not isinstance(thread, dict):
+        raise MalformedAnswer("Bluesky sent an unreadable getPostThread answer", system=NETWORK)
+    if thread.get("$type", _THREAD_VIEW) != _THREAD_VIEW:
+        return []  # the anchor itself blocked or gone
+    listed = _dig(body, "threadgate", "record", "hiddenReplies")
+    hidden = {u for u in listed if isinstance(u, str)} if isinstance(listed, list) else set()
+    found: list[Any] = []
+    level: list[Any] = [thread]
+    for _ in range(depth):
+        below: list[Any] = []
+        for node in level:
+            replies = node.get("replies")
+            for reply in replies if isinstance(replies, list) else []:
+                if not isinstance(reply, dict) or reply.get("$type", _THREAD_VIEW) != _THREAD_VIEW:
+                    continue
+                view = reply.get("post")
+                # A reply without its post view is kept as it came, to be quarantined.
+                found.append(view if isinstance(view, dict) else reply)
+                if not isinstance(view, dict) or view.get("uri") not in hidden:
+                    below.append(reply)
+        level = below
+    return found
+
+
+_THREAD_VIEW = "app.bsky.feed.defs#threadViewPost"
+
+
+def quote_views(body: Any) -> tuple[list[Any], str | None]:
+    """A ``getQuotes`` answer: its post views (newest first) and the next page's cursor."""
+    posts = _body(body, "posts", "getQuotes")
+    cursor = body.get("cursor")
+    if cursor is not None and (not isinstance(cursor, str) or len(cursor) > _CURSOR_MAX):
+        raise MalformedAnswer("Bluesky sent an unreadable getQuotes cursor", system=NETWORK)
+    return posts, cursor or None
+
+
+@dataclass(frozen=True)
+class BrandPost:
+    """One of the brand's own posts on an author feed page, with what it was answered by."""
+
+    uri: str
+    at: datetime  # its sort time
+    replies: int | None  # replyCount, quoteCount: None when the view leaves them out
+    quotes: int | None
+
+
+def brand_posts(body: Any, *, account: Account) -> tuple[list[BrandPost], str | None]:
+    """The brand's own posts (its replies included, reposts left out) on a ``getAuthorFeed``
+    page, newest first, and the next page's cursor."""
+    items = _body(body, "feed", "getAuthorFeed")
+    out: list[BrandPost] = []
+    for item in items:
+        if not isinstance(item, dict) or item.get("reason") is not None:
+            continue  # a repost (or a pin): another author's post, or one listed again
+        view = item.get("post")
+        uri = view.get("uri") if isinstance(view, dict) else None
+        at = sort_at(view)
+        if uri_did(uri) != account.user_id or at is None or not isinstance(uri, str):
+            continue
+        out.append(BrandPost(uri, at, _count(view, "replyCount"), _count(view, "quoteCount")))
+    cursor = body.get("cursor") if isinstance(body, dict) else None
+    if cursor is not None and (not isinstance(cursor, str) or len(cursor) > _CURSOR_MAX):
+        raise MalformedAnswer("Bluesky sent an unreadable getAuthorFeed cursor", system=NETWORK)
+    return out, cursor or None
+
+
+_CURSOR_MAX = 200  # two cursors and a record key share a stored 500-character position
+
+
+def _count(view: Any, key: str) -> int | None:
+    value = view.get(key) if isinstance(view, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _interaction(

@@ -13,8 +13,10 @@ and ``listNotifications`` is never sent ``seenAt`` (the server refuses it).
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Self
@@ -26,11 +28,18 @@ from connectors.bluesky.client import LEXICON, BlueskyClient, SessionStore, para
 from connectors.bluesky.parse import (
     NETWORK,
     REASONS,
+    REPLY_NOTIFY_DEPTH,
+    BrandPost,
     Mark,
+    brand_posts,
     parse_feed,
     parse_notifications,
+    parse_post_views,
     parse_search,
     post_url,
+    quote_views,
+    rate_info,
+    thread_replies,
 )
 from syncd.contracts import (
     CheckRow,
@@ -46,7 +55,16 @@ from syncd.contracts import (
 from syncd.contracts.secrets import SecretRef
 from syncd.contracts.urls import base_url
 from syncd.errors import AuthError, ExternalError, MalformedAnswer, NotFound, RateLimited
-from syncd.model import Account, Cursor, GapPlan, Page, PostCount, Segment, Stream
+from syncd.model import (
+    Account,
+    Cursor,
+    GapPlan,
+    Page,
+    PostCount,
+    RateInfo,
+    Segment,
+    Stream,
+)
 
 if TYPE_CHECKING:
     from syncd.contracts import Backfiller, GapCloser, ObservedResponses, Source, Starting
@@ -87,6 +105,10 @@ class BlueskySettings(SourceSettings):
     # How far past the stored mark a walk reads, for backdated posts the appview sorts below
     # it (by their older createdAt); what it reads twice is absorbed by the unique key.
     overlap: DurationOrZero = 3600.0
+    # How far before a mentions gap the brand's posts are scanned for the replies and quotes
+    # inside it (search finds a post only by its mention): those answering older posts are
+    # not recovered. Each scanned post answered or quoted costs a request or more.
+    gap_lookback: DurationOrZero = backfill.GAP_LOOKBACK.total_seconds()
 
     @field_validator("service")
     @classmethod
@@ -126,11 +148,18 @@ class BlueskySource:
         timeout: float = 30.0,
         overlap: float = 3600.0,
         start: str = "now",
+        gap_lookback: float = backfill.GAP_LOOKBACK.total_seconds(),
     ) -> None:
         self.service = service
         self.handle_domain = handle_domain.strip(".")
         self.page_size = page_size
         self.overlap = timedelta(seconds=overlap)
+        self.gap_lookback = timedelta(seconds=gap_lookback)
+        # The brand posts of the author feed pages brand-post segments read last, so that
+        # a step asks one thing (see connectors.bluesky.backfill); a few pages: the segments
+        # of the jobs in hand.
+        self._scans: OrderedDict[tuple[str, ...], _FeedScan] = OrderedDict()
+        self._scans_lock = threading.Lock()
         self.start = parse_start(start)
         self.client = BlueskyClient(
             service=service,
@@ -152,6 +181,7 @@ class BlueskySource:
             timeout=settings.timeout,
             overlap=settings.overlap,
             start=settings.start,
+            gap_lookback=settings.gap_lookback,
         )
 
     def _qualified(self, handle: str) -> str:
@@ -249,7 +279,9 @@ class BlueskySource:
     def plan_gap(
         self, account: Account, stream: Stream, since_id: str, until_id: str, now: datetime
     ) -> GapPlan:
-        return backfill.plan_gap(stream, since_id, until_id, self.overlap, self.page_size)
+        return backfill.plan_gap(
+            stream, since_id, until_id, self.overlap, self.page_size, self.gap_lookback
+        )
 
     def count_posts(self, account: Account, segment: Segment) -> PostCount:
         """A search's ``hitsTotal`` where it sends one; else one page, extrapolated."""
@@ -259,6 +291,15 @@ class BlueskySource:
             more = page.next_cursor.pagination_token is not None
             if total is not None:
                 return PostCount(total, exact=not more)
+        elif segment.route in backfill.BRAND_POST_ROUTES:
+            # What the first feed page's posts count (direct replies, quotes), whenever they
+            # came: a rough figure, never exact.
+            scan, _ = self._read_feed(account, segment, None)
+            counts = [
+                (p.replies if segment.route == backfill.POST_REPLIES else p.quotes) or 0
+                for p in scan.posts
+            ]
+            return PostCount(sum(counts), exact=False)
         else:
             page, oldest = self._feed(account, segment, None)
             more = page.next_cursor.pagination_token is not None
@@ -274,6 +315,8 @@ class BlueskySource:
     ) -> Page:
         if segment.route == backfill.SEARCH:
             return self._search(account, segment, token)[1]
+        if segment.route in backfill.BRAND_POST_ROUTES:
+            return self._brand_post_step(account, segment, token)
         return self._feed(account, segment, token)[0]
 
     def _search(
@@ -331,6 +374,113 @@ class BlueskySource:
         kept = tuple(i for i in page.interactions if segment.since <= i.created_at < segment.until)
         page = replace(page, interactions=kept, next_cursor=Cursor(pagination_token=token))
         return page, oldest
+
+    def _brand_post_step(self, account: Account, segment: Segment, token: str | None) -> Page:
+        """One request of a brand-post segment: an author feed page (which names the brand
+        posts to read), or one brand post's thread or quotes page."""
+        at = backfill.PostScanToken.parse(token)
+        if at.rkey is None:
+            scan, headers = self._read_feed(account, segment, at.feed)
+            after = [p for p in scan.wanted(segment.route) if at.at is None or p.at < at.at]
+            first = self._first(at.feed, after[0]) if after else self._page_after(scan)
+            return _empty(first, rate_info(headers))
+        uri = f"at://{account.user_id}/app.bsky.feed.post/{at.rkey}"
+        sub: str | None = None
+        if segment.route == backfill.POST_REPLIES:
+            views, headers = self._thread(uri)
+        else:
+            views, sub, headers = self._quotes(uri, segment, at.sub)
+        page, oldest = parse_post_views(
+            views, account=account, since=segment.since, until=segment.until, headers=headers
+        )
+        nxt: backfill.PostScanToken | None
+        if sub is not None and oldest is not None and oldest >= segment.since:
+            nxt = replace(at, sub=sub)  # more of its quotes inside the window
+        else:
+            nxt = self._next_post(account, segment, at)
+        return replace(page, next_cursor=Cursor(pagination_token=nxt.text() if nxt else None))
+
+    def _thread(self, uri: str) -> tuple[list[object], dict[str, str]]:
+        try:
+            body, headers = self.client.query(
+                "app.bsky.feed.getPostThread",
+                params(
+                    LEXICON.AppBskyFeedGetPostThread.Params,
+                    uri=uri,
+                    depth=REPLY_NOTIFY_DEPTH,
+                    parent_height=0,
+                ),
+            )
+        except NotFound:
+            return [], {}  # the brand post was deleted since its feed page was read
+        return thread_replies(body), dict(headers)
+
+    def _quotes(
+        self, uri: str, segment: Segment, cursor: str | None
+    ) -> tuple[list[object], str | None, dict[str, str]]:
+        body, headers = self.client.query(
+            "app.bsky.feed.getQuotes",
+            params(
+                LEXICON.AppBskyFeedGetQuotes.Params,
+                uri=uri,
+                limit=segment.page_size,
+                cursor=cursor,
+            ),
+        )
+        views, nxt = quote_views(body)
+        return views, nxt, dict(headers)
+
+    def _next_post(
+        self, account: Account, segment: Segment, at: backfill.PostScanToken
+    ) -> backfill.PostScanToken | None:
+        """The position after brand post ``at``: the next wanted post of its page, from the
+        page kept in memory; else the page is to be read again (after a restart)."""
+        scan = self._scans.get(_scan_key(account, segment, at.feed))
+        wanted = scan.wanted(segment.route) if scan is not None else []
+        keys = [_rkey(p.uri) for p in wanted]
+        if scan is None or at.rkey not in keys:
+            return backfill.PostScanToken(at.feed, at.at)
+        rest = wanted[keys.index(at.rkey) + 1 :]
+        return self._first(at.feed, rest[0]) if rest else self._page_after(scan)
+
+    @staticmethod
+    def _first(feed: str | None, post: BrandPost) -> backfill.PostScanToken:
+        return backfill.PostScanToken(feed, post.at, _rkey(post.uri))
+
+    @staticmethod
+    def _page_after(scan: _FeedScan) -> backfill.PostScanToken | None:
+        return backfill.PostScanToken(scan.next) if scan.next is not None else None
+
+    def _read_feed(
+        self, account: Account, segment: Segment, cursor: str | None
+    ) -> tuple[_FeedScan, dict[str, str]]:
+        """An author feed page's brand posts sorted in the segment's scan (from its start to
+        the gap's end), kept in memory; ``next`` is None where the walk ends (the page
+        reached below the scan's start, or the feed's end)."""
+        body, headers = self.client.query(
+            "app.bsky.feed.getAuthorFeed",
+            params(
+                LEXICON.AppBskyFeedGetAuthorFeed.Params,
+                actor=account.user_id,
+                filter="posts_with_replies",
+                limit=segment.page_size,
+                cursor=cursor,
+            ),
+        )
+        posts, nxt = brand_posts(body, account=account)
+        start = backfill.scan_from(segment)
+        oldest = backfill.feed_oldest(body)
+        if oldest is not None and oldest < start:
+            nxt = None
+        kept = tuple(p for p in posts if start <= p.at < segment.until)
+        scan = _FeedScan(kept, nxt)
+        with self._scans_lock:
+            key = _scan_key(account, segment, cursor)
+            self._scans[key] = scan
+            self._scans.move_to_end(key)
+            while len(self._scans) > _SCANS_KEPT:
+                self._scans.popitem(last=False)
+        return scan, dict(headers)
 
     # -- compliance and check --------------------------------------------------------------
     def lookup_posts(
@@ -420,6 +570,36 @@ class BlueskySource:
 
     def close(self) -> None:
         self.client.close()
+
+
+_SCANS_KEPT = 8
+
+
+@dataclass(frozen=True)
+class _FeedScan:
+    posts: tuple[BrandPost, ...]
+    next: str | None
+
+    def wanted(self, route: str) -> list[BrandPost]:
+        return [p for p in self.posts if backfill.wanted(p, route)]
+
+
+def _scan_key(account: Account, segment: Segment, cursor: str | None) -> tuple[str, ...]:
+    return (account.user_id, segment.query or "", backfill.iso(segment.until), cursor or "")
+
+
+def _rkey(uri: str) -> str:
+    return uri.rsplit("/", 1)[1]
+
+
+def _empty(token: backfill.PostScanToken | None, rate: RateInfo | None) -> Page:
+    """A step that read where to go on (a feed page), no post."""
+    return Page(
+        interactions=(),
+        authors=(),
+        next_cursor=Cursor(pagination_token=token.text() if token else None),
+        rate=rate,
+    )
 
 
 if TYPE_CHECKING:  # the contracts are structural: have mypy hold the class to them

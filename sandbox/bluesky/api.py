@@ -12,15 +12,22 @@ so. Served under ``/xrpc/<nsid>``:
   (``reasons`` filter, limit 1..100, opaque cursor, ``seenAt`` refused with 400),
   ``app.bsky.feed.getAuthorFeed`` (``posts_with_replies``), ``app.bsky.feed.getPosts`` (≤ 25
   uris, missing posts left out), ``app.bsky.feed.getPostThread`` (400 ``NotFound`` for a
-  deleted post; a blocked one is a ``blockedPost``), ``app.bsky.feed.searchPosts`` (``q``,
+  deleted post; a blocked one is a ``blockedPost``; the reply tree ``depth`` levels down,
+  newest first, a blocked reply a ``blockedPost``, a deleted one left out with what lies
+  below it; the parents ``parentHeight`` levels up, a deleted one a ``notFoundPost``),
+  ``app.bsky.feed.getQuotes`` (``uri``, limit 1..100, an opaque cursor; newest first by sort
+  time, blocked and deleted quotes left out), ``app.bsky.feed.searchPosts`` (``q``,
   ``mentions``, ``author``, ``since`` inclusive and ``until`` exclusive on the sort time,
   ``sort``, ``cursor``: an offset, refused past 10,000 as Bluesky's search service does).
 - Every answer carries ``RateLimit-Limit/-Remaining/-Reset/-Policy``: 3,000 requests per 5
   minutes per IP; past it, 429.
 
 Notifications sort by the older of a post's index time and its ``createdAt``, so a backdated
-post lands below newer ones; a reply that also mentions someone notifies them once, as a
-mention. Nothing here imports syncd: a mistake syncd makes about the API cannot be here too.
+post lands below newer ones. As the appview indexes them (bluesky-social/atproto,
+packages/bsky/src/data-plane/server/indexing/plugins/post.ts): a post notifies each account
+once, first for a mention, then for a quote, then for a reply; a reply notifies the authors
+of its ancestors up to 4 levels above it (``REPLY_NOTIF_DEPTH`` 5, ``height < 5``).
+Nothing here imports syncd: a mistake syncd makes about the API cannot be here too.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ SEARCH_DEPTH = 10_000
 ACCESS_LIFETIME = timedelta(hours=2)
 REFRESH_LIFETIME = timedelta(days=60)
 _B32 = "234567abcdefghijklmnopqrstuvwxyz"  # base32-sortable, the TID alphabet
+REPLY_NOTIF_DEPTH = 5  # the appview's: ancestors at heights 1..4 hear of a reply
 
 
 def _now() -> datetime:
@@ -188,6 +196,7 @@ class BlueskySandbox(SandboxServer):
             self._authed(self._post_thread),
             "getPostThread",
         )
+        self.route("GET", x + "app.bsky.feed.getQuotes", self._authed(self._quotes), "getQuotes")
 
     # -- the world ---------------------------------------------------------------------------
     def add_user(self, handle: str, *, password: str | None = None, display_name: str = "") -> User:
@@ -247,15 +256,17 @@ class BlueskySandbox(SandboxServer):
                 Notification(post.uri, recipient, reason, subject, post.sort_at, self._seq)
             )
 
-        # One notification per recipient: a reply that also mentions them is a mention.
+        # One notification per recipient, in the appview's order: mentions, the quoted post's
+        # author, then the authors of the ancestors (a reply that mentions them is a mention).
         for did in post.mentions:
             tell(did, "mention", None)
-        if post.parent is not None:
-            parent = self.posts.get(post.parent)
-            tell(parent.did if parent else None, "reply", post.parent)
         if post.quote is not None:
             quoted = self.posts.get(post.quote)
             tell(quoted.did if quoted else None, "quote", post.quote)
+        ancestor, height = self.posts.get(post.parent or ""), 1
+        while ancestor is not None and height < REPLY_NOTIF_DEPTH:
+            tell(ancestor.did, "reply", ancestor.uri)
+            ancestor, height = self.posts.get(ancestor.parent or ""), height + 1
 
     def delete_post(self, uri: str) -> None:
         with self.lock:
@@ -469,22 +480,65 @@ class BlueskySandbox(SandboxServer):
                 "parent": {"cid": parent.cid if parent else "", "uri": post.parent},
                 "root": {"cid": root.cid if root else "", "uri": post.root or post.parent},
             }
+        if post.quote is not None:
+            quoted = self.posts.get(post.quote)
+            record["embed"] = {
+                "$type": "app.bsky.embed.record",
+                "record": {"cid": quoted.cid if quoted else "", "uri": post.quote},
+            }
         return record
+
+    def _counts(self, post: Post) -> JsonObject:
+        live = [p for p in self.posts.values() if not p.deleted]
+        return {
+            "replyCount": sum(1 for p in live if p.parent == post.uri),
+            "repostCount": 0,
+            "likeCount": 0,
+            "quoteCount": sum(1 for p in live if p.quote == post.uri),
+        }
+
+    def _embed_view(self, uri: str) -> JsonObject:
+        # Shape of the recorded embed (thread_view_post_with_embed_media.json, its record).
+        quoted = self.posts.get(uri)
+        if quoted is None or quoted.deleted:
+            inner: JsonObject = {
+                "$type": "app.bsky.embed.record#viewNotFound", "uri": uri, "notFound": True,
+            }  # fmt: skip
+        elif uri in self.blocked:
+            inner = {
+                "$type": "app.bsky.embed.record#viewBlocked",
+                "uri": uri,
+                "blocked": True,
+                "author": {"did": quoted.did, "viewer": {"blockedBy": True}},
+            }
+        else:
+            inner = {
+                "$type": "app.bsky.embed.record#viewRecord",
+                "uri": quoted.uri,
+                "cid": quoted.cid,
+                "author": self._profile(self.users[quoted.did], basic=True),
+                "value": self._record(quoted),
+                "labels": [],
+                **self._counts(quoted),
+                "indexedAt": _iso(quoted.indexed_at),
+                "embeds": [],
+            }
+        return {"$type": "app.bsky.embed.record#view", "record": inner}
 
     def _post_view(self, post: Post) -> JsonObject:
         # Shape of the recorded post view (thread_view_post_with_embed_media.json).
-        return {
+        view: JsonObject = {
             "uri": post.uri,
             "cid": post.cid,
             "author": self._profile(self.users[post.did], basic=True),
             "record": self._record(post),
+        }
+        if post.quote is not None:
+            view["embed"] = self._embed_view(post.quote)
+        return {
+            **view,
             "bookmarkCount": 0,
-            "replyCount": sum(
-                1 for p in self.posts.values() if p.parent == post.uri and not p.deleted
-            ),
-            "repostCount": 0,
-            "likeCount": 0,
-            "quoteCount": 0,
+            **self._counts(post),
             "indexedAt": _iso(post.indexed_at),
             "viewer": {"bookmarked": False, "threadMuted": False, "embeddingDisabled": False},
             "labels": [],
@@ -669,16 +723,82 @@ class BlueskySandbox(SandboxServer):
 
     def _post_thread(self, req: Request, viewer: str) -> JsonObject | Response:
         uri = req.query.get("uri", "")
+        levels: list[int] = []
+        for name, default in (("depth", 6), ("parentHeight", 80)):  # the lexicon's defaults
+            raw = req.query.get(name, str(default))
+            if not raw.isdigit() or int(raw) > 1000:
+                return _error(400, "InvalidRequest", f"Error: {name} must be 0..1000")
+            levels.append(int(raw))
+        depth, height = levels
         post = self.posts.get(uri)
         if post is None or post.deleted:
             return _error(400, "NotFound", f"Post not found: {uri}")
         view = self._ref_view(uri)
         if view["$type"] == "app.bsky.feed.defs#blockedPost":
             return {"thread": view}
-        view.pop("$type")
-        return {
-            "thread": {"$type": "app.bsky.feed.defs#threadViewPost", "post": view, "replies": []}
+        thread = self._thread_view(post, depth)
+        parent = self._parent_view(post, height)
+        if parent is not None:
+            thread["parent"] = parent
+        return {"thread": thread}
+
+    def _thread_view(self, post: Post, depth: int) -> JsonObject:
+        """A post and its replies ``depth`` levels down (the appview's ``threadReplies``)."""
+        thread: JsonObject = {
+            "$type": "app.bsky.feed.defs#threadViewPost",
+            "post": self._post_view(post),
         }
+        if depth < 1:
+            return thread
+        children = [p for p in self.posts.values() if p.parent == post.uri and not p.deleted]
+        children.sort(key=lambda p: (p.sort_at, p.seq), reverse=True)
+        replies: list[JsonObject] = []
+        for child in children:
+            if child.uri in self.blocked:
+                replies.append(self._ref_view(child.uri))  # a blockedPost
+            else:
+                replies.append(self._thread_view(child, depth - 1))
+        thread["replies"] = replies
+        return thread
+
+    def _parent_view(self, post: Post, height: int) -> JsonObject | None:
+        if height < 1 or post.parent is None:
+            return None
+        view = self._ref_view(post.parent)
+        if view["$type"] != "app.bsky.feed.defs#postView":
+            return view  # notFoundPost or blockedPost
+        parent = self.posts[post.parent]
+        thread: JsonObject = {
+            "$type": "app.bsky.feed.defs#threadViewPost",
+            "post": self._post_view(parent),
+        }
+        above = self._parent_view(parent, height - 1)
+        if above is not None:
+            thread["parent"] = above
+        return thread
+
+    def _quotes(self, req: Request, viewer: str) -> JsonObject | Response:
+        uri = req.query.get("uri", "")
+        if not uri:
+            return _error(400, "InvalidRequest", 'Error: Params must have the property "uri"')
+        limit = self._limit(req)
+        if isinstance(limit, Response):
+            return limit
+        quotes = [
+            p
+            for p in self.posts.values()
+            if p.quote == uri and not p.deleted and p.uri not in self.blocked
+        ]
+        quotes.sort(key=lambda p: (p.sort_at, p.seq), reverse=True)
+        page, nxt = _paginate(quotes, req.query.get("cursor"), limit, lambda p: (p.sort_at, p.seq))
+        if isinstance(page, Response):
+            return page
+        body: JsonObject = {"uri": uri, "posts": [self._post_view(p) for p in page]}
+        if "cid" in req.query:
+            body["cid"] = req.query["cid"]
+        if nxt:
+            body["cursor"] = nxt
+        return body
 
     # -- faults ------------------------------------------------------------------------------
     def fault_response(

@@ -223,30 +223,32 @@ def test_backfill_reads_old_mentions_by_search_and_old_replies_from_the_feed(
     assert {k for k in tasks(world.sf) if k.startswith("bluesky:")} == set(written)
 
 
-def test_a_walk_that_never_meets_its_mark_is_a_gap_recovered_by_search(
+def test_a_walk_that_never_meets_its_mark_is_a_gap_recovered_with_its_replies_and_quotes(
     worlds: tuple[World, BlueskySandbox],
 ) -> None:
     world, bluesky = worlds
     brand, fan, _, first = linked_fan(world, bluesky)
+    news = bluesky.add_post(brand, "our new shop opens today").uri  # not a reply: no history
     assert poll_once(world)[0] == 0
     missed = bluesky.add_post(fan, "@acme while you were away", mentions=(brand,)).uri
+    # A reply and a quote naming no one: search cannot find them, the brand's post can.
+    reply = bluesky.add_post(fan, "congratulations!", in_reply_to=news).uri
+    quote = bluesky.add_post(fan, "go and see it", quote=news).uri
     # The network drops the older notifications before the next poll: the walk runs out of
-    # pages before it meets its mark, and only search still finds the missed post.
+    # pages before it meets its mark.
     with bluesky.lock:
         bluesky.notifications.clear()
     fresh = bluesky.add_post(fan, "@acme hello again", mentions=(brand,)).uri
-    outputs = []
-    for _ in range(3):
-        code, output = poll_once(world)
-        outputs.append(output)
-        # Search finds the missed mention; it cannot find a reply or quote that names no one,
-        # so the gap is reported as partly out of reach (which fails `poll --once`) rather
-        # than closed.
-        assert code == 0 or "unclosable" in output, output
+    code, output = poll_once(world)
+    assert code == 0, output  # the gap closed in this run: nothing left open
+    assert "searching through backfill 1" in output and "unclosable" not in output
     written = {k for k in tasks(world.sf) if k.startswith("bluesky:")}
-    assert written == {f"bluesky:{u}" for u in (first, missed, fresh)}
-    told = "".join(outputs)
-    assert "searching through backfill 1" in told
-    assert "do not mention it" in told and "unclosable (backfill 1)" in told
-    assert bluesky.requests_by_route.get("GET ^/xrpc/app.bsky.feed.searchPosts/?$", 0) >= 1
-    assert run(world, "status")["interactions"] == 3
+    assert written == {f"bluesky:{u}" for u in (first, missed, reply, quote, fresh)}
+    calls = bluesky.requests_by_route
+    for nsid in ("searchPosts", "getPostThread", "getQuotes"):
+        assert calls.get(f"GET ^/xrpc/app.bsky.feed.{nsid}/?$", 0) >= 1
+    again = poll_once(world)
+    assert again[0] == 0, again[1]
+    assert {k for k in tasks(world.sf) if k.startswith("bluesky:")} == written  # once each
+    status = run(world, "status")
+    assert status["interactions"] == 5

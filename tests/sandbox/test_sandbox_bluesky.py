@@ -1,6 +1,7 @@
 """The Bluesky stand-in against the real API: its answers are checked against the lexicons and
-the recorded bodies in fixtures/atproto/ (from the atproto SDK, MIT: LICENSE beside them), and
-the real client library (the atproto SDK, with its generated models) talks to it."""
+the recorded bodies in fixtures/atproto/ (from the atproto SDK, MIT: LICENSE beside them; the
+getQuotes lexicon from bluesky-social/atproto, LICENSE.bluesky-social-atproto), and the real
+client library (the atproto SDK, with its generated models) talks to it."""
 
 from __future__ import annotations
 
@@ -358,3 +359,132 @@ def test_the_session_names_the_pds_in_a_did_document_like_the_recorded_one(
         "https://shimeji.us-east.host.bsky.network"
     )
     assert DidDocument.from_dict(served).get_pds_endpoint() == sandbox.url
+
+
+# -- threads, quotes and the notifications they make -----------------------------------------
+def chain(sandbox: BlueskySandbox, under: str, authors: list[str]) -> list[str]:
+    """Replies one under another below ``under``, by ``authors`` in turn."""
+    uris: list[str] = []
+    for n, did in enumerate(authors):
+        uris.append(
+            sandbox.add_post(did, f"level {n + 1}", in_reply_to=uris[-1] if uris else under).uri
+        )
+    return uris
+
+
+def test_a_thread_is_its_reply_tree_to_the_depth_asked(
+    sandbox: BlueskySandbox, world: dict[str, str]
+) -> None:
+    other = sandbox.add_user("other.bsky.social").did
+    root = sandbox.add_post(world["fan"], "root")
+    news = sandbox.add_post(world["brand"], "news", in_reply_to=root.uri)
+    deep = chain(sandbox, news.uri, [world["fan"], other, world["fan"], other])
+    side = sandbox.add_post(other, "side", in_reply_to=news.uri)
+    blocked = sandbox.add_post(other, "blocked one", in_reply_to=news.uri)
+    gone = sandbox.add_post(other, "deleted", in_reply_to=news.uri)
+    orphan_post = sandbox.add_post(world["fan"], "under the deleted one", in_reply_to=gone.uri)
+    sandbox.blocked.add(blocked.uri)
+    sandbox.delete_post(gone.uri)
+    client = login(sandbox)
+    nsid = "app.bsky.feed.getPostThread"
+    body = raw(sandbox, client, nsid, uri=news.uri, depth=3, parentHeight=0).json()
+    assert conforms(body, output(nsid), nsid) == []
+    thread = body["thread"]
+    assert "parent" not in thread  # parentHeight 0
+    kinds = [(r["$type"].rsplit("#", 1)[1], r.get("post", r).get("uri")) for r in thread["replies"]]
+    # Newest first; a blocked reply is a blockedPost; a deleted one is left out, and so is
+    # what lies below it.
+    assert kinds == [
+        ("blockedPost", blocked.uri), ("threadViewPost", side.uri), ("threadViewPost", deep[0]),
+    ]  # fmt: skip
+    level, seen = thread["replies"][2], []
+    while level.get("replies"):
+        (level,) = level["replies"]
+        seen.append(level["post"]["uri"])
+    assert seen == deep[1:3]  # three levels below the anchor, not the fourth
+    assert "replies" not in level  # depth spent: the lexicon's optional replies left out
+    # The parent, as far up as asked; a deleted one is a notFoundPost.
+    up = raw(sandbox, client, nsid, uri=deep[1], depth=0, parentHeight=2).json()["thread"]
+    assert up["parent"]["post"]["uri"] == deep[0]
+    assert up["parent"]["parent"]["post"]["uri"] == news.uri
+    assert "parent" not in up["parent"]["parent"]
+    assert conforms({"thread": up}, output(nsid), nsid) == []
+    orphan = raw(sandbox, client, nsid, uri=orphan_post.uri).json()
+    assert orphan["thread"]["parent"] == {
+        "$type": "app.bsky.feed.defs#notFoundPost", "uri": gone.uri, "notFound": True,
+    }  # fmt: skip
+    bad = raw(sandbox, client, nsid, uri=news.uri, depth=1001)
+    assert (bad.status_code, bad.json()["error"]) == (400, "InvalidRequest")
+    # The SDK reads the tree into its models.
+    typed = client.app.bsky.feed.get_post_thread(
+        models.AppBskyFeedGetPostThread.Params(uri=news.uri, depth=4, parent_height=0)
+    )
+    assert isinstance(typed.thread, models.AppBskyFeedDefs.ThreadViewPost)
+    assert typed.thread.replies is not None and len(typed.thread.replies) == 3
+
+
+def test_quotes_page_newest_first_and_conform_to_their_lexicon(
+    sandbox: BlueskySandbox, world: dict[str, str]
+) -> None:
+    news = sandbox.add_post(world["brand"], "news")
+    quotes = [sandbox.add_post(world["fan"], f"look {n}", quote=news.uri).uri for n in range(5)]
+    hidden = sandbox.add_post(world["fan"], "blocked quote", quote=news.uri)
+    gone = sandbox.add_post(world["fan"], "deleted quote", quote=news.uri)
+    sandbox.blocked.add(hidden.uri)
+    sandbox.delete_post(gone.uri)
+    client = login(sandbox)
+    nsid = "app.bsky.feed.getQuotes"
+    seen: list[str] = []
+    cursor = None
+    for _ in range(4):
+        extra: dict[str, str] = {"cursor": cursor} if cursor else {}
+        body = raw(sandbox, client, nsid, uri=news.uri, limit=2, **extra).json()
+        assert conforms(body, output(nsid), nsid) == []
+        assert body["uri"] == news.uri
+        seen += [p["uri"] for p in body["posts"]]
+        cursor = body.get("cursor")
+        if cursor is None:
+            break
+    assert seen == quotes[::-1]
+    view = raw(sandbox, client, nsid, uri=news.uri, limit=1).json()["posts"][0]
+    # A quote embeds the quoted post, in its record and its view (as recorded).
+    recorded = _load("thread_view_post_with_embed_media.json")["thread"]["post"]
+    assert view["record"]["embed"]["record"]["uri"] == news.uri
+    assert view["embed"]["$type"] == "app.bsky.embed.record#view"
+    assert set(view["embed"]["record"]) - {"quoteCount"} == set(
+        recorded["embed"]["record"]["record"]
+    )
+    assert view["embed"]["record"]["value"]["text"] == "news"
+    counted = raw(sandbox, client, "app.bsky.feed.getPosts", uris=[news.uri]).json()["posts"][0]
+    assert counted["quoteCount"] == 6  # the blocked one counts; the deleted one does not
+    assert raw(sandbox, client, nsid, uri=news.uri, limit=101).status_code == 400
+    typed = client.app.bsky.feed.get_quotes(
+        models.AppBskyFeedGetQuotes.Params(uri=news.uri, limit=100)
+    )
+    assert [p.uri for p in typed.posts] == quotes[::-1]
+
+
+def test_a_reply_notifies_its_ancestors_up_to_four_levels_and_a_quote_its_author(
+    sandbox: BlueskySandbox, world: dict[str, str]
+) -> None:
+    other = sandbox.add_user("other.bsky.social").did
+    news = sandbox.add_post(world["brand"], "news")
+    deep = chain(sandbox, news.uri, [world["fan"], other, world["fan"], other, world["fan"]])
+    quote = sandbox.add_post(other, "look", quote=news.uri, in_reply_to=deep[0])
+    client = login(sandbox)
+    notes = raw(sandbox, client, "app.bsky.notification.listNotifications", limit=100).json()
+    told = {n["uri"]: (n["reason"], n.get("reasonSubject")) for n in n_list(notes)}
+    # As the appview (REPLY_NOTIF_DEPTH 5): levels 1 to 4 below the brand's post tell it,
+    # the fifth does not; one notification a post, a quote before a reply.
+    assert told == {
+        deep[0]: ("reply", news.uri),
+        deep[1]: ("reply", news.uri),
+        deep[2]: ("reply", news.uri),
+        deep[3]: ("reply", news.uri),
+        quote.uri: ("quote", news.uri),
+    }
+
+
+def n_list(body: dict[str, Any]) -> list[dict[str, Any]]:
+    notes: list[dict[str, Any]] = body["notifications"]
+    return notes

@@ -7,11 +7,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from connectors.bluesky import backfill
-from connectors.bluesky.parse import Mark, parse_search
+from connectors.bluesky.parse import Mark, parse_post_views, parse_search, thread_replies
 from connectors.bluesky.source import BlueskySource
 from sandbox.bluesky.api import BlueskySandbox
 from syncd.contracts import Backfiller, GapCloser
@@ -204,7 +205,7 @@ def test_counts_take_the_search_hits_total(world: World, source: BlueskySource) 
     assert source.count_posts(world.brand, replies).posts == 0
 
 
-def test_a_gap_in_the_mentions_is_planned_as_a_search_between_its_marks(
+def test_a_gap_in_the_mentions_is_planned_as_a_search_and_scans_of_the_brands_posts(
     world: World, source: BlueskySource
 ) -> None:
     lost = world.mention(NOW - timedelta(hours=3), "@acme lost")
@@ -212,17 +213,246 @@ def test_a_gap_in_the_mentions_is_planned_as_a_search_between_its_marks(
     since = Mark.of(NOW - timedelta(hours=5), "at://x").text()
     until = Mark.of(NOW - timedelta(hours=2), "at://y").text()
     plan = source.plan_gap(world.brand, Stream.MENTIONS, since, until, NOW)
-    (segment,) = plan.segments
-    assert segment.route == "search_posts"
+    search, replies, quotes = plan.segments
+    assert (search.route, replies.route, quotes.route) == (
+        "search_posts", "post_replies", "post_quotes",
+    )  # fmt: skip
     # Back by the overlap, as live walks read, for backdated posts below the mark.
-    assert segment.since == NOW - timedelta(hours=5) - source.overlap
-    assert segment.until > NOW - timedelta(hours=2)
-    assert plan.unreachable is not None and "do not mention" in plan.unreachable
-    assert posts(read_segment(source, world.brand, segment)) == [lost]
-    replies = source.plan_gap(world.brand, Stream.REPLIES, since, until, NOW)
-    assert [s.route for s in replies.segments] == ["author_feed"] and replies.unreachable is None
+    assert search.since == NOW - timedelta(hours=5) - source.overlap
+    assert search.until > NOW - timedelta(hours=2)
+    # Replies and quotes in the same window, found through the brand's posts made from the
+    # lookback (30 days by default) before it; what lies beyond is said, and the gap closes.
+    assert (replies.since, replies.until) == (quotes.since, quotes.until) == (
+        search.since, search.until,
+    )  # fmt: skip
+    assert backfill.scan_from(replies) == search.since - timedelta(days=30)
+    assert replies.note is not None and "made before" in replies.note
+    assert "deleted since" in replies.note and "4 levels" in replies.note
+    assert quotes.note is not None and "quotes" in quotes.note
+    assert plan.unreachable is None
+    assert {replies.route, quotes.route} <= source.shared_routes  # the per-IP limit polls use
+    assert Segment.from_json(replies.as_json()) == replies
+    assert posts(read_segment(source, world.brand, search)) == [lost]
+    replies_gap = source.plan_gap(world.brand, Stream.REPLIES, since, until, NOW)
+    assert [s.route for s in replies_gap.segments] == ["author_feed"]
+    assert replies_gap.unreachable is None
     with pytest.raises(Exception, match="not a Bluesky mark"):
         source.plan_gap(world.brand, Stream.MENTIONS, "1234", until, NOW)
+
+
+def gap_plan(source: BlueskySource, world: World, start: datetime, end: datetime) -> list[Segment]:
+    since, until = Mark.of(start, "at://x").text(), Mark.of(end, "at://y").text()
+    return list(source.plan_gap(world.brand, Stream.MENTIONS, since, until, NOW).segments)
+
+
+def notified(world: World, since: datetime, until: datetime) -> set[str]:
+    """What the brand's notifications (mention, reply, quote) held in the window."""
+    return {
+        n.uri
+        for n in world.sandbox.notifications
+        if n.recipient == world.brand.user_id and since <= n.sort_at < until
+    }
+
+
+def test_a_gap_recovers_the_replies_and_quotes_its_notifications_held(
+    world: World, source: BlueskySource
+) -> None:
+    sb, brand, fan = world.sandbox, world.brand.user_id, world.fan
+    other = sb.add_user("other.bsky.social").did
+    start, end = NOW - timedelta(hours=6), NOW - timedelta(hours=2)
+    inside = NOW - timedelta(hours=4)
+
+    def post(did: str, text: str, at: datetime, **kw: str) -> str:
+        return sb.add_post(did, text, created_at=at, **kw).uri  # type: ignore[arg-type]
+
+    # Brand posts: one made days before the gap, one in it, one after it.
+    old_news = post(brand, "old news", NOW - timedelta(days=3))
+    news = post(brand, "news", inside - timedelta(minutes=30))
+    post(brand, "later news", NOW - timedelta(minutes=30))
+    for n in range(8):  # more brand posts than a feed page, none answered
+        post(brand, f"filler {n}", NOW - timedelta(days=1, minutes=n))
+    # Inside the window: a plain reply, a thread going 5 levels down (the fifth level does
+    # not notify the brand), the brand's own answer, a reply to that answer, quotes.
+    plain = post(fan, "agreed", inside, in_reply_to=old_news)
+    deep = [post(fan, "1", inside, in_reply_to=news)]
+    for n, who in enumerate([other, fan, other, fan], start=2):
+        deep.append(post(who, str(n), inside + timedelta(minutes=n), in_reply_to=deep[-1]))
+    answer = post(brand, "thanks", inside, in_reply_to=plain)
+    to_answer = post(other, "you're welcome", inside, in_reply_to=answer)
+    quoted = post(other, "look at this", inside, quote=old_news)
+    quoted_news = post(fan, "and this", inside, quote=news)
+    mention = world.mention(inside, "@acme hi")
+    # Outside the window: a reply and a quote before it.
+    post(fan, "early", start - timedelta(hours=3), in_reply_to=old_news)
+    post(fan, "early quote", start - timedelta(hours=3), quote=old_news)
+    plan = gap_plan(source, world, start, end)
+    window = (plan[0].since, plan[0].until)
+    found: set[str] = set()
+    for segment in plan:
+        found |= set(posts(read_segment(source, world.brand, segment)))
+    expected = {plain, *deep[:4], to_answer, quoted, quoted_news, mention}
+    assert found == expected
+    assert found == notified(world, *window)  # exactly what the notifications held
+    assert deep[4] not in found and answer not in found
+    # The scans asked only about posts answered or quoted: a thread for each of the three
+    # answered posts, quotes for the two quoted ones.
+    assert world.calls("app.bsky.feed.getPostThread") == 3
+    assert world.calls("app.bsky.feed.getQuotes") == 2
+    # A plan's estimate: what the first feed page's posts count, never exact.
+    counted = source.count_posts(world.brand, plan[2])
+    assert counted.posts >= 1 and not counted.exact
+
+
+def test_replies_to_posts_older_than_the_lookback_are_not_reached(
+    world: World, source: BlueskySource, tmp_path: Path
+) -> None:
+    sb, brand = world.sandbox, world.brand.user_id
+    start, end = NOW - timedelta(hours=6), NOW - timedelta(hours=2)
+    ancient = sb.add_post(brand, "ancient", created_at=NOW - timedelta(days=40)).uri
+    for n in range(12):  # older still: the feed walk stops before them
+        sb.add_post(brand, f"older {n}", created_at=NOW - timedelta(days=41 + n))
+    reply = sb.add_post(
+        world.fan, "late answer", in_reply_to=ancient, created_at=NOW - timedelta(hours=4)
+    ).uri
+    quote = sb.add_post(
+        world.fan, "late quote", quote=ancient, created_at=NOW - timedelta(hours=4)
+    ).uri
+    found = {
+        p
+        for s in gap_plan(source, world, start, end)
+        for p in posts(read_segment(source, world.brand, s))
+    }
+    assert found == set()  # 40 days before: beyond the default 30
+    # The walk stopped at the first feed page reaching below the lookback: two segments,
+    # each reading the one page of 3 that holds "ancient" and two older posts.
+    assert world.calls("app.bsky.feed.getAuthorFeed") == 2
+    assert world.calls("app.bsky.feed.getPostThread") == 0
+    longer = BlueskySource(
+        identifier="acme.bsky.social",
+        app_password=PASSWORD,
+        session_file=world.session_file,
+        service=sb.url,
+        page_size=3,
+        gap_lookback=timedelta(days=45).total_seconds(),
+    )
+    try:
+        plan = gap_plan(longer, world, start, end)
+        assert (
+            plan[1].note is not None
+            and backfill.iso(start - longer.overlap - timedelta(days=45)) in plan[1].note
+        )
+        found = {p for s in plan for p in posts(read_segment(longer, world.brand, s))}
+    finally:
+        longer.close()
+    assert found == {reply, quote}
+
+
+def test_a_brand_post_scan_goes_on_from_its_stored_position_after_a_restart(
+    world: World, source: BlueskySource
+) -> None:
+    sb, brand = world.sandbox, world.brand.user_id
+    start, end = NOW - timedelta(hours=6), NOW - timedelta(hours=2)
+    answered = [
+        sb.add_post(brand, f"news {n}", created_at=NOW - timedelta(days=1, hours=n)).uri
+        for n in range(7)
+    ]
+    replies = {
+        sb.add_post(world.fan, f"re {n}", in_reply_to=uri, created_at=NOW - timedelta(hours=4)).uri
+        for n, uri in enumerate(answered)
+    }
+    segment = gap_plan(source, world, start, end)[1]
+    pages = [source.fetch_segment(world.brand, segment, None)]
+    for _ in range(4):  # part way: a feed page and some of its posts' threads
+        pages.append(
+            source.fetch_segment(world.brand, segment, pages[-1].next_cursor.pagination_token)
+        )
+    token = pages[-1].next_cursor.pagination_token
+    assert token is not None
+    # The post the position names is deleted meanwhile, and another process (its memory
+    # empty) takes the job up: the page is read again, and the walk goes on past that post.
+    stored = backfill.PostScanToken.parse(token)
+    assert stored.rkey is not None
+    gone = f"at://{brand}/app.bsky.feed.post/{stored.rkey}"
+    sb.delete_post(gone)
+    other = world.source()
+    try:
+        rest = [other.fetch_segment(world.brand, segment, token)]
+        while (nxt := rest[-1].next_cursor.pagination_token) is not None:
+            assert len(rest) < 30
+            rest.append(other.fetch_segment(world.brand, segment, nxt))
+    finally:
+        other.close()
+    found = set(posts(pages)) | set(posts(rest))
+    lost_with_it = {p.uri for p in sb.posts.values() if p.parent == gone}
+    assert found == replies - lost_with_it
+    # One request a step, the restart's included: the page is read again as a step of its own.
+    asked = world.calls("app.bsky.feed.getAuthorFeed") + world.calls("app.bsky.feed.getPostThread")
+    assert asked == len(pages) + len(rest)
+    with pytest.raises(MalformedAnswer):
+        backfill.PostScanToken.parse("garbage")
+
+
+def test_a_thread_answer_yields_the_replies_that_notify_the_anchors_author() -> None:
+    brand = Account("bluesky", "acme.bsky.social", "did:plc:acme")
+
+    def view(name: str, did: str = "did:plc:fan", **viewer: bool) -> dict[str, Any]:
+        return {
+            "uri": f"at://{did}/app.bsky.feed.post/{name}",
+            "author": {"did": did, "handle": "fan.bsky.social", "viewer": viewer},
+            "record": {"text": name, "createdAt": "2026-11-01T10:00:00.000Z"},
+            "indexedAt": "2026-11-01T10:00:01.000Z",
+        }
+
+    def node(post: dict[str, Any], *replies: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "$type": "app.bsky.feed.defs#threadViewPost",
+            "post": post,
+            "replies": list(replies),
+        }
+
+    blocked = {
+        "$type": "app.bsky.feed.defs#blockedPost",
+        "uri": "at://did:plc:x/app.bsky.feed.post/b",
+        "blocked": True,
+        "author": {"did": "did:plc:x"},
+    }
+    hidden = view("hidden")
+    body = {
+        "thread": node(
+            view("anchor", "did:plc:acme"),
+            node(
+                view("a1"), node(view("a2"), node(view("a3"), node(view("a4"), node(view("a5")))))
+            ),
+            node(hidden, node(view("below-hidden"))),
+            node(view("muted", "did:plc:muted", muted=True)),
+            node(view("mine", "did:plc:acme"), node(view("re-mine"))),
+            blocked,
+        ),
+        "threadgate": {"record": {"hiddenReplies": [hidden["uri"]]}},
+    }
+    views = thread_replies(body)
+    names = [v["uri"].rsplit("/", 1)[1] for v in views]
+    # Four levels down (not a5); the hidden reply itself but not what lies below it (the
+    # appview stops notifying above a hidden reply); no blockedPost.
+    assert sorted(names) == sorted(["a1", "a2", "a3", "a4", "hidden", "muted", "mine", "re-mine"])
+    page, _ = parse_post_views(
+        views,
+        account=brand,
+        since=datetime(2026, 11, 1, tzinfo=UTC),
+        until=datetime(2026, 11, 2, tzinfo=UTC),
+        headers={},
+    )
+    kept = sorted(i.post_id.rsplit("/", 1)[1] for i in page.interactions)
+    # The brand's own post is not a customer's; a muted author never reaches the brand.
+    assert kept == sorted(["a1", "a2", "a3", "a4", "hidden", "re-mine"])
+    assert {i.stream for i in page.interactions} == {Stream.MENTIONS}
+    late, _ = parse_post_views(
+        views, account=brand, since=datetime(2026, 11, 2, tzinfo=UTC), until=NOW, headers={}
+    )
+    assert late.interactions == ()  # outside the window
+    assert thread_replies({"thread": blocked}) == []
+    with pytest.raises(MalformedAnswer):
+        thread_replies({"posts": []})
 
 
 def test_a_search_token_narrows_only_when_the_next_page_would_be_too_deep() -> None:

@@ -25,6 +25,7 @@ from support.e2e import SECRETS, Daemon, World, config_text, make_world, poll_on
 from sandbox.bluesky.api import BlueskySandbox
 from sandbox.config import TomlValue, bluesky_source, mastodon_source
 from sandbox.mastodon.api import MastodonSandbox
+from sandbox.run import Sandbox
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import set_up_org
 from syncd.cli import cli
@@ -301,3 +302,51 @@ def test_the_daemon_writes_every_network_then_stops_cleanly(three: Three) -> Non
     assert "Traceback" not in daemon.log
     assert set(tasks(three.sf)) == expected
     assert {t["WhoId"] for t in tasks(three.sf).values()} == {three.pat.contact}
+
+
+# -- the demo's world ------------------------------------------------------------------------
+@pytest.mark.parametrize("state_url", ["sqlite"], indirect=True)  # no backend's business
+def test_the_seeded_world_links_by_identity_fields_and_by_evidence(
+    state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`syncd demo`'s customers: found on Mastodon and Bluesky through the CRM's identity
+    fields (ids, or the handles a rep typed), and some only by the address in their profile."""
+    with Sandbox() as sandbox:
+        for name, value in sandbox.environ().items():
+            monkeypatch.setenv(name, value)
+        config = tmp_path / "config.toml"
+        config.write_text(sandbox.config(state_url, source={"interval": "1s", "start": "1d"}))
+        world = sandbox.seed(16)
+        assert sandbox.mastodon is not None and sandbox.bluesky is not None
+        for c in world.customers:  # one mention on each network they are on
+            if "x" in c.networks:
+                sandbox.x.add_post(c.user_id, "@acme hello")
+            if c.mastodon_id is not None:
+                sandbox.mastodon.add_status(c.mastodon_id, "@acme hello")
+            if c.bluesky_did is not None:
+                sandbox.bluesky.add_post(
+                    c.bluesky_did, "@acme.bsky.social hello", mentions=(str(world.bluesky_brand),)
+                )
+        run = CliRunner()
+        for _ in range(2):  # read and link, then write
+            done = run.invoke(cli, ["--config", str(config), "poll", "--once"])
+            assert done.exit_code == 0, done.output
+        listed = run.invoke(cli, ["--config", str(config), "links", "list", "--json"])
+        assert listed.exit_code == 0, listed.output
+    links = {(k["network"], k["user_id"]): k["link"] for k in json.loads(listed.stdout)}
+    expected: dict[tuple[str, str], tuple[str | None, str]] = {}
+    for c in world.customers:
+        if c.kind == "unknown":
+            continue  # held on every network
+        by_field = "crm_handle" if c.kind == "contact_by_handle" else "crm_user_id"
+        ids = {"x": c.user_id, "mastodon": c.mastodon_uri, "bluesky": c.bluesky_did}
+        for network in c.networks:
+            user_id = ids[network]
+            assert user_id is not None
+            other = network != "x" and c.by_evidence
+            expected[(network, user_id)] = (c.crm_id, "contact_points" if other else by_field)
+    got = {k: (v["id"], v["matcher"]) for k, v in links.items()}
+    assert got == expected
+    matchers = {(n, m) for (n, _), (_, m) in expected.items()}
+    for network in ("mastodon", "bluesky"):  # each path shows on each network
+        assert {(network, "crm_user_id"), (network, "contact_points")} <= matchers, matchers

@@ -325,7 +325,7 @@ def run(
         for c in world.customers:
             if c.crm_id is None:
                 fields = {"LastName": c.last, **on_file(c)}
-                if c.networks != {"x"}:  # found by e-mail on the others (sandbox.seed)
+                if c.networks != {"x"}:  # some are found by it there (sandbox.seed)
                     fields["Email"] = c.email
                 c.crm_id = sf.insert("Contact", fields)
         os.environ.update(SECRETS.environ())

@@ -302,11 +302,13 @@ class Sandbox:
         if len(self.networks) > 1:
             on = Counter(len(c.networks) for c in w.customers)
             each = ", ".join(f"{n} {len(w.on(n))}" for n in self.networks)
+            known = [c for c in w.customers if c.kind != "unknown" and c.networks != {"x"}]
+            evidence = sum(c.by_evidence for c in known)
             said += (
                 f"\n  on {each}; {on[1]} on one network, {on[2]} on two, {on[3]} on all three"
-                "\n  (the CRM has no Mastodon or Bluesky fields: they link by the e-mail address"
-                " their profile shows,\n  and a person on several networks is on file by X handle,"
-                " not X id)"
+                "\n  (the CRM holds each network's id and handle fields for the people it knows"
+                f" there;\n  {evidence} of the {len(known)} it knows beyond X are not on file"
+                " there and link by the e-mail address their profile shows)"
             )
         return said
 

@@ -6,10 +6,15 @@ some are Leads, and some are unknown to the CRM: their posts are held, never inv
 Contacts.
 
 Given the Mastodon and Bluesky stand-ins too, the brand has one account on each and every
-customer is present on one, two or all three networks. The CRM has no Mastodon or Bluesky
-identity fields here: a customer's profile there carries the e-mail address their Contact or
-Lead holds (as people write "reach me at …" in a bio), and the resolver links on it. Someone
-the CRM does not know has an address it does not hold, and stays held on every network.
+customer is present on one, two or all three networks. The CRM has each network's identity
+fields, as `syncd salesforce fields` creates them, filled in for the customers it knows there,
+as an org running syncd has them: a record holds the immutable id of each network its person
+is on (X user id, Mastodon actor URI, Bluesky DID) and that network's handle, or, for the
+Contacts known "by handle only", the handles a rep typed. Some customers' Mastodon and Bluesky
+accounts are not on file (:attr:`Customer.by_evidence`): their profile there carries the
+e-mail address their Contact or Lead holds (as people write "reach me at …" in a bio), and
+the resolver links on that. Someone the CRM does not know has an address it does not hold,
+and stays held on every network.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ MASTODON_BRAND = "acme"  # a local account of the Mastodon stand-in, read with i
 BLUESKY_BRAND = "acme.bsky.social"
 # Customers' Mastodon home: another instance, as most customers' is (user@domain, their own URI).
 CUSTOMER_INSTANCE = "social.example"
+# Of the customers on Mastodon or Bluesky, the share whose accounts there the CRM does not hold:
+# found by the e-mail address their profile shows.
+BY_EVIDENCE = 0.3
 # Who is on which network besides X, for a world of several: (networks, weight).
 PRESENCE: tuple[tuple[frozenset[str], int], ...] = (
     (frozenset({"x"}), 35),
@@ -127,7 +135,11 @@ class Customer:
     crm_id: str | None = None
     networks: frozenset[str] = frozenset({"x"})
     mastodon_id: str | None = None  # the account id on the Mastodon stand-in
+    mastodon_uri: str | None = None  # its actor URI, the same on every instance
     bluesky_did: str | None = None
+    # The CRM does not hold their Mastodon or Bluesky account: linked there by the e-mail
+    # address their profile shows, not by an identity field.
+    by_evidence: bool = False
 
     @property
     def email(self) -> str:
@@ -136,6 +148,10 @@ class Customer:
     @property
     def mastodon_acct(self) -> str:
         return f"{self.handle}@{CUSTOMER_INSTANCE}"
+
+    @property
+    def bluesky_handle(self) -> str:
+        return f"{self.handle}.bsky.social"
 
 
 @dataclass
@@ -233,6 +249,10 @@ def seed(
     kinds: list[Kind] = [k for k, w in zip(KINDS, weights, strict=True) for _ in range(w)]
     present = {"x"} | {n for n, s in (("mastodon", mastodon), ("bluesky", bluesky)) if s}
     presence = _presence(customers, present, rng_seed) if len(present) > 1 else None
+    if presence is not None:
+        _seed_brand(world, mastodon, bluesky, secrets or Secrets())
+    # An RNG of its own, as for the presence: the X world's draws stay as they were.
+    evidence = random.Random(rng_seed + 2)
     for i in range(customers):
         first, last = rng.choice(FIRST), rng.choice(LAST)
         handle = f"{first.lower()}{last.lower()[:4]}{i}"
@@ -247,36 +267,50 @@ def seed(
         c = Customer(user["id"], handle, first, last, kind)
         if presence is not None:
             c.networks = presence[i]
+            # The third (a Lead on X and Bluesky) is always one of them, so even a tiny world
+            # shows an author linked by the address in their profile.
+            c.by_evidence = i == 2 or (i >= len(KINDS) and evidence.random() < BY_EVIDENCE)
+            _join_networks(c, world)
         fields = {"FirstName": first, "LastName": last, "Email": f"{handle}@mail.example"}
         if c.kind == "contact_by_id":
+            x_handle = {"X_Handle__c": handle} if "x" in c.networks else {}
             c.crm_id = sf.insert(
-                "Contact",
-                {**fields, "AccountId": account_id, **on_file(c), "X_Handle__c": handle},
+                "Contact", {**fields, "AccountId": account_id, **on_file(c), **x_handle}
             )
         elif c.kind == "contact_by_handle":
-            # Typed in by a rep: leading '@' and different case. Matched case-insensitively.
-            c.crm_id = sf.insert(
-                "Contact", {**fields, "AccountId": account_id, "X_Handle__c": "@" + handle.upper()}
-            )
+            c.crm_id = sf.insert("Contact", {**fields, "AccountId": account_id, **typed(c)})
         elif c.kind == "lead":
             c.crm_id = sf.insert("Lead", {**fields, "Company": f"{last} GmbH", **on_file(c)})
         world.customers.append(c)
-    if presence is not None:
-        _seed_networks(world, mastodon, bluesky, secrets or Secrets())
     return world
 
 
 def on_file(c: Customer) -> dict[str, str]:
-    """The X identity a CRM record of ``c`` holds so that every network ``c`` is on links.
+    """The identity fields a CRM record of ``c`` holds, as `syncd salesforce fields` names
+    them: for each network ``c`` is on, its immutable id (X user id, Mastodon actor URI,
+    Bluesky DID), and Mastodon's and Bluesky's handle beside it (X's is added by the caller
+    where the record has it). A customer found by evidence has no Mastodon or Bluesky field."""
+    fields = {"X_User_Id__c": c.user_id} if "x" in c.networks else {}
+    if c.by_evidence:
+        return fields
+    if c.mastodon_uri is not None:
+        fields |= {"Mastodon_Actor_URI__c": c.mastodon_uri, "Mastodon_Account__c": c.mastodon_acct}
+    if c.bluesky_did is not None:
+        fields |= {"Bluesky_DID__c": c.bluesky_did, "Bluesky_Handle__c": c.bluesky_handle}
+    return fields
 
-    The CRM has no Mastodon or Bluesky identity fields here, and the resolver reads X's as
-    the person's: a record holding an X user id "names another user" for a Mastodon or
-    Bluesky author and is never their match. Someone on X alone is on file by X user id, as
-    ever; someone also elsewhere by X handle, and found there by e-mail address.
-    """
-    if c.networks == {"x"}:
-        return {"X_User_Id__c": c.user_id}
-    return {"X_Handle__c": c.handle} if "x" in c.networks else {}
+
+def typed(c: Customer) -> dict[str, str]:
+    """The handles a rep typed into a Contact: no ids, a leading '@' and odd casing, as people
+    write them (matched without case, with or without '@')."""
+    fields = {"X_Handle__c": "@" + c.handle.upper()} if "x" in c.networks else {}
+    if c.by_evidence:
+        return fields
+    if c.mastodon_uri is not None:
+        fields["Mastodon_Account__c"] = f"@{c.handle.capitalize()}@{CUSTOMER_INSTANCE}"
+    if c.bluesky_did is not None:
+        fields["Bluesky_Handle__c"] = "@" + c.bluesky_handle
+    return fields
 
 
 def _presence(customers: int, present: set[str], rng_seed: int) -> list[frozenset[str]]:
@@ -293,7 +327,7 @@ def _presence(customers: int, present: set[str], rng_seed: int) -> list[frozense
     return [first[i] if i < len(first) else rng.choice(draw) for i in range(customers)]
 
 
-def _seed_networks(
+def _seed_brand(
     world: World,
     mastodon: MastodonSandbox | None,
     bluesky: BlueskySandbox | None,
@@ -310,19 +344,20 @@ def _seed_networks(
             BLUESKY_BRAND, password=secrets.bluesky_password, display_name="Acme Inc"
         )
         world.bluesky_brand = brand.did
-    for c in world.customers:
-        bio = f"Customer since 2019. Reach me at {c.email}"
-        if mastodon is not None and "mastodon" in c.networks:
-            c.mastodon_id = mastodon.add_account(
-                c.handle,
-                domain=CUSTOMER_INSTANCE,
-                display_name=f"{c.first} {c.last}",
-                note=bio,
-            ).id
-        if bluesky is not None and "bluesky" in c.networks:
-            user = bluesky.add_user(f"{c.handle}.bsky.social", display_name=f"{c.first} {c.last}")
-            user.description = bio
-            c.bluesky_did = user.did
+
+
+def _join_networks(c: Customer, world: World) -> None:
+    """``c``'s accounts on the networks besides X they are on."""
+    bio = f"Customer since 2019. Reach me at {c.email}"
+    if world.mastodon is not None and "mastodon" in c.networks:
+        account = world.mastodon.add_account(
+            c.handle, domain=CUSTOMER_INSTANCE, display_name=f"{c.first} {c.last}", note=bio
+        )
+        c.mastodon_id, c.mastodon_uri = account.id, account.uri
+    if world.bluesky is not None and "bluesky" in c.networks:
+        user = world.bluesky.add_user(c.bluesky_handle, display_name=f"{c.first} {c.last}")
+        user.description = bio
+        c.bluesky_did = user.did
 
 
 def next_post(x: XSandbox, world: World, rng: random.Random) -> tuple[str, str]:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from sandbox.config import Secrets, syncd_config
+from sandbox.config import Secrets, TomlValue, syncd_config
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.x.api import XSandbox
 from syncd.cli import cli
@@ -68,8 +68,15 @@ def tasks(sf: SalesforceSandbox) -> dict[str, dict[str, Any]]:
 
 
 def config_text(
-    state_url: str, x_url: str, sf_url: str, accounts: tuple[str, ...] = ("acme", "acmesupport")
+    state_url: str,
+    x_url: str,
+    sf_url: str,
+    accounts: tuple[str, ...] = ("acme", "acmesupport"),
+    *,
+    sources: Sequence[Mapping[str, TomlValue]] = (),
 ) -> str:
+    """The tests' config: the X source and the CRM, and ``sources`` after the X one
+    (:func:`sandbox.config.mastodon_source`, :func:`sandbox.config.bluesky_source`)."""
     return syncd_config(
         state_url=state_url,
         x_url=x_url,
@@ -83,6 +90,7 @@ def config_text(
         },
         # start: tests post before the first poll, some of it hours back.
         source={"interval": "1s", "page_size": 20, "start": "1d"},
+        sources=sources,
     )
 
 

@@ -137,11 +137,6 @@ class Interaction:
     def external_id(self) -> str:
         return f"{self.network}:{self.post_id}"
 
-    @property
-    def author_withheld(self) -> bool:
-        """The customer side is not known: the network withheld who it is."""
-        return self.counterpart_id is None
-
 
 @dataclass(frozen=True)
 class Quarantined:

@@ -1,8 +1,9 @@
 """Storing what a source read: accounts, cursors, and the one transaction per page.
 
 ``ingest_page`` is the heart of "nothing lost, nothing duplicated": the page's interactions,
-its authors, one delivery per new interaction and the advanced cursor are written together or
-not at all. Replaying a page after a crash is harmless: interactions are unique on
+its authors, one delivery per new interaction (none for a post whose author the network
+withheld), the advanced cursor and the stream's marks it changed are written together or not
+at all. Replaying a page after a crash is harmless: interactions are unique on
 (network, post id) and inserted with ON CONFLICT DO NOTHING, and a bad item read again is not
 quarantined again.
 """

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import delete, event
 from support.fake_crm import FakeCrm
 from support.fake_source import NETWORK, FakeSource, FakeThreads
 from support.pipeline import Clock, count
@@ -22,7 +22,7 @@ from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.state import ingest as st
 from syncd.state import walks
 from syncd.state.db import Database
-from syncd.state.tables import deliveries, interactions, stream_marks
+from syncd.state.tables import cursors, deliveries, interactions, stream_marks
 
 
 class Threads:
@@ -161,3 +161,14 @@ def test_a_mark_key_too_long_for_its_column_moves_nothing(db: Database) -> None:
         )
     with db.connect() as conn:
         assert st.load_cursor(conn, "src", "acme", Stream.MENTIONS) == Cursor()
+
+
+def test_marks_go_with_their_cursor_row(db: Database) -> None:
+    """Whatever removes a stream's cursor row (a source taken out of state) takes its marks
+    with it: each mark names its cursor row, on delete cascade."""
+    w = Threads(db)
+    w.poll()
+    assert count(db, stream_marks) == 3
+    with db.transaction() as conn:
+        conn.execute(delete(cursors).where(cursors.c.source == "src"))
+    assert count(db, stream_marks) == 0

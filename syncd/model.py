@@ -109,6 +109,14 @@ class Interaction:
 
     ``counterpart_id`` is the customer side: the author of an inbound mention, or the user the
     brand replied to for an outbound reply.
+
+    None where the network withholds who wrote it (Meta leaves ``from`` out for an app without
+    Advanced Access, and on a person's post tagging a Page): ``author_id`` is then None for the
+    item itself, ``counterpart_id`` for it and for the brand's replies to it. Such an
+    interaction is stored once like any other but has no identity and no delivery: nothing
+    links it to a person, so it is never written to a CRM (``syncd status`` counts them).
+    Never guessed: a name or username is not an id, and one placeholder id would make all
+    such strangers one person.
     """
 
     network: str
@@ -116,8 +124,8 @@ class Interaction:
     account: str  # brand handle whose stream surfaced it
     stream: Stream
     direction: Direction
-    author_id: str
-    counterpart_id: str
+    author_id: str | None
+    counterpart_id: str | None
     text: str
     created_at: datetime  # timezone-aware UTC
     url: str
@@ -152,15 +160,36 @@ class Cursor:
     progress, ``pagination_token`` names the next page and ``pending_since_id`` the value
     ``since_id`` takes once the walk ends; both are stored with each page so a crash replays
     at most one page.
+
+    ``marks`` are the stream's per-object marks as stored with it (read-only, loaded with the
+    cursor): where the source stands in each object it re-reads, e.g. the last comment read
+    under each post of a watch window, or the newest message of each thread. Opaque to the
+    core; a source changes them through :attr:`Page.marks`, never here.
     """
 
     since_id: str | None = None
     pagination_token: str | None = None
     pending_since_id: str | None = None
+    # Compared, not hashed: a cursor stays usable as a key (a test's scripted walk).
+    marks: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     @property
     def in_walk(self) -> bool:
         return self.pagination_token is not None
+
+
+MARK_KEY_MAX = 255  # characters of a mark's key (an object id); its value has no bound
+
+
+def merge_marks(marks: Mapping[str, str], changes: Mapping[str, str | None]) -> dict[str, str]:
+    """``marks`` with a page's changes applied: a None value removes its key."""
+    merged = dict(marks)
+    for key, value in changes.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
 
 
 @dataclass(frozen=True)
@@ -221,6 +250,10 @@ class Page:
     cut: bool = False
     # The resources the answer carried, for the budget: counted in the page's transaction.
     reads: Reads = Reads()
+    # The stream's per-object marks this page changed (see Cursor.marks), stored with its
+    # cursor in the page's transaction; None removes a mark (an object that left the source's
+    # window). Only a live walk's pages keep marks: a backfill's are not stored.
+    marks: Mapping[str, str | None] = field(default_factory=dict, hash=False)
 
     @property
     def walk_complete(self) -> bool:

@@ -35,11 +35,11 @@ left out.
 Withheld authors. Meta leaves ``from`` out where the app lacks Advanced Access or the item is
 a user's post tagging the Page ("the from field will only be returned if the user making the
 request is the same user who created the post" [doc: page/tagged]; IG comments before
-2021-10 and default fields [recording: IG comments_p1, comment_missing_user.json]). The model
-has no author-less interaction yet, so such items are translated with :data:`UNKNOWN_AUTHOR`
-as author and counterpart and returned apart, in :attr:`Translated.withheld`, never among
-``interactions``: nothing is guessed (a username is not an id) and nothing is attributed to a
-person until the model can store an interaction without one.
+2021-10 and default fields [recording: IG comments_p1, comment_missing_user.json]). Such an
+item is an ordinary interaction whose ``author_id`` and ``counterpart_id`` are None (and a
+brand reply to it has None as its ``counterpart_id``), with no author: the core stores it
+once, links it to no one and writes it to no CRM (:class:`syncd.model.Interaction`). Nothing
+is guessed: a username or a name is not an id.
 
 Text. The message or caption as written; when there is none, what was sent instead
 (attachments, stickers, media), described in brackets: ``[photo: <url>]``, ``[sticker]``,
@@ -61,9 +61,6 @@ from syncd.model import Account, Author, Direction, Interaction, Quarantined, St
 NETWORK_FACEBOOK = "facebook"
 NETWORK_INSTAGRAM = "instagram"
 NETWORKS = (NETWORK_FACEBOOK, NETWORK_INSTAGRAM)
-# The author of an item whose ``from`` Meta withheld: not an id any network gives (ids are
-# digits, scoped ones "<digits>:<digits>"), so it can never be taken for a person.
-UNKNOWN_AUTHOR = "unknown-author"
 _EXTERNAL_ID = 255  # a CRM external id: "<network>:<post id>" in 255 characters
 
 
@@ -87,15 +84,14 @@ def split_scoped(value: str) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class Translated:
-    """One answer translated. ``withheld`` are items whose author Meta did not say (see the
-    module docstring): not for a customer's history until the model can store them.
-    ``posted_by`` maps each item id read to its author (None: withheld), so the brand's
-    replies on a later page can be attributed to the person they answer."""
+    """One answer translated. Items whose author Meta did not say are among
+    ``interactions``, with None for an author (see the module docstring). ``posted_by`` maps
+    each item id read to its author (None: withheld), so the brand's replies on a later page
+    can be attributed to the person they answer."""
 
     interactions: tuple[Interaction, ...] = ()
     authors: tuple[Author, ...] = ()
     quarantined: tuple[Quarantined, ...] = ()
-    withheld: tuple[Interaction, ...] = ()
     posted_by: Mapping[str, Author | None] = field(default_factory=dict)
 
 
@@ -107,7 +103,6 @@ class _Out:
         self.interactions: list[Interaction] = []
         self.authors: dict[str, Author] = {}
         self.quarantined: list[Quarantined] = []
-        self.withheld: list[Interaction] = []
         self.posted_by: dict[str, Author | None] = {}
 
     def bad(self, raw: Any, exc: BadItem) -> None:
@@ -121,17 +116,18 @@ class _Out:
             )
         )
 
-    def add(self, interaction: Interaction, *people: Author) -> None:
+    def add(self, interaction: Interaction, *people: Author | None) -> None:
+        """The interaction, and the people it names whom Meta said (None: withheld)."""
         self.interactions.append(interaction)
         for person in people:
-            self.authors[person.user_id] = person
+            if person is not None:
+                self.authors[person.user_id] = person
 
     def done(self) -> Translated:
         return Translated(
             tuple(self.interactions),
             tuple(self.authors.values()),
             tuple(self.quarantined),
-            tuple(self.withheld),
             dict(self.posted_by),
         )
 
@@ -287,8 +283,8 @@ def _interaction(
         stream=Stream.REPLIES if outbound else Stream.MENTIONS,
         direction=Direction.OUTBOUND if outbound else Direction.INBOUND,
         # The brand as every connector names it: its account's own id, unscoped.
-        author_id=account.user_id if outbound else (author.user_id if author else UNKNOWN_AUTHOR),
-        counterpart_id=counterpart.user_id if counterpart else UNKNOWN_AUTHOR,
+        author_id=account.user_id if outbound else (author.user_id if author else None),
+        counterpart_id=counterpart.user_id if counterpart else None,
         text=text,
         created_at=created_at,
         url=url,
@@ -296,20 +292,6 @@ def _interaction(
         in_reply_to_post_id=in_reply_to,
         raw=dict(raw),
     )
-
-
-def _place(
-    out: _Out,
-    interaction: Interaction,
-    author: Author | None,
-    counterpart: Author | None,
-) -> None:
-    """An interaction with a known person goes to ``interactions``, one without to
-    ``withheld``."""
-    if counterpart is None:
-        out.withheld.append(interaction)
-    else:
-        out.add(interaction, *(p for p in (author, counterpart) if p is not None))
 
 
 # -- Facebook comments -------------------------------------------------------------------------
@@ -396,7 +378,7 @@ def parse_fb_comments(
                 in_reply_to=parent or post_id,
                 raw=raw,
             )
-            _place(out, interaction, None if outbound else author, counterpart)
+            out.add(interaction, None if outbound else author, counterpart)
         except BadItem as exc:
             out.bad(raw, exc)
     return out.done()
@@ -406,7 +388,8 @@ def parse_fb_comments(
 def parse_fb_posts(items: Sequence[Any], account: Account) -> Translated:
     """Posts by others on or about the Page (``/{page-id}/visitor_posts``, ``/tagged``, the
     ``/feed`` entries not by the Page) → inbound interactions. A user's post tagging the Page
-    comes without ``from`` [doc: page/tagged]: withheld. The Page's own posts are skipped."""
+    comes without ``from`` [doc: page/tagged]: its author withheld. The Page's own posts are
+    skipped."""
     network = NETWORK_FACEBOOK
     out = _Out(network)
     for raw in items:
@@ -435,7 +418,7 @@ def parse_fb_posts(items: Sequence[Any], account: Account) -> Translated:
                 in_reply_to=None,
                 raw=raw,
             )
-            _place(out, interaction, author, author)
+            out.add(interaction, author, author)
         except BadItem as exc:
             out.bad(raw, exc)
     return out.done()
@@ -507,7 +490,7 @@ def parse_messages(
                 in_reply_to=None,
                 raw=raw,
             )
-            _place(out, interaction, None if outbound else author, counterpart)
+            out.add(interaction, None if outbound else author, counterpart)
         except BadItem as exc:
             out.bad(raw, exc)
     return out.done()
@@ -612,7 +595,7 @@ def parse_ig_comments(
                 in_reply_to=parent or media,
                 raw=raw,
             )
-            _place(out, interaction, None if outbound else author, counterpart)
+            out.add(interaction, None if outbound else author, counterpart)
         except BadItem as exc:
             out.bad(raw, exc)
     return out.done()
@@ -628,7 +611,7 @@ def parse_ig_media(items: Sequence[Any], account: Account) -> Translated:
     """Media by others that tag the account (``/{ig-user-id}/tags``) or @mention it in the
     caption (``mentioned_media``) → inbound interactions. Meta gives such media no owner id
     (``username`` at most [doc]; none in the recordings [recording: tagged_medias.json,
-    mentioned_media.json]): they are withheld. Without a caption the media type is the
+    mentioned_media.json]): their author is withheld. Without a caption the media type is the
     text (``[image]``)."""
     network = NETWORK_INSTAGRAM
     out = _Out(network)
@@ -661,7 +644,7 @@ def parse_ig_media(items: Sequence[Any], account: Account) -> Translated:
                 in_reply_to=None,
                 raw=raw,
             )
-            _place(out, interaction, author, author)
+            out.add(interaction, author, author)
         except BadItem as exc:
             out.bad(raw, exc)
     return out.done()

@@ -168,6 +168,12 @@ def status(ctx: click.Context, as_json: bool) -> None:
         f"quarantined items: {st.quarantined}   "
         f"dead letters: {st.deliveries.get(DeliveryState.DEAD, 0)}"
     )
+    if st.withheld:
+        counts = ", ".join(f"{w.source} ({w.network}) {w.interactions}" for w in st.withheld)
+        console.print(
+            f"author withheld by the network (stored, never written to the CRM): {counts}",
+            highlight=False,
+        )
     for b in st.backfills:
         of = f" of ~{b.estimated:,}" if b.estimated is not None else ""
         by = f" by {b.lease_owner}" if b.lease_owner else ""

@@ -240,7 +240,24 @@ class Source(Protocol):
         self, account: Account, stream: Stream, cursor: Cursor, known: KnownAuthors | None = None
     ) -> Page:
         """Read one page of ``stream`` after ``cursor``. The page carries the cursor to store.
-        With ``known``, only the profiles of authors it lacks are read (networks bill them)."""
+        With ``known``, only the profiles of authors it lacks are read (networks bill them).
+
+        Where the network withholds who wrote an item, its interaction has None for
+        ``author_id`` and ``counterpart_id`` (a brand reply to it: None for
+        ``counterpart_id``) and no author on the page: it is stored, linked to no one and
+        never written to a CRM. A username or a name never stands in for the missing id.
+
+        A source that re-reads objects on every walk (a watch window of posts whose new
+        comments it reads, a thread per conversation) keeps where it stands in each as a
+        per-object mark: ``cursor.marks`` holds them as stored (the walk's earlier pages'
+        changes included), and the page says what it changed in :attr:`Page.marks` (None
+        removes a mark, e.g. a post that left the window). They are stored with the page's
+        cursor in one transaction, so they never run ahead of the pages stored: a page read
+        again after a crash is read with the marks it was first read with. A mark's key is at
+        most :data:`~syncd.model.MARK_KEY_MAX` characters, its value any length; both are the
+        network's object ids and positions, never a person's id, name or words (``forget``
+        does not look in them). ``next_cursor.marks`` is not read. A backfill's pages
+        (:meth:`Backfiller.fetch_segment`) keep no marks."""
         ...
 
     def lookup_posts(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import NoReturn, TypeVar
 
@@ -18,7 +18,7 @@ from syncd.errors import (
     PaginationLoop,
     StreamParked,
 )
-from syncd.model import Account, Cursor, Page, Stream
+from syncd.model import Account, Cursor, Page, Stream, merge_marks
 from syncd.pipeline.context import Context
 from syncd.state import ingest as st
 from syncd.state import profiles, usage, walks
@@ -95,7 +95,8 @@ class Poller:
                 # A first walk reads back to the configured start, kept should it be cut.
                 now = self.clock()
                 first = source.start_after(now)
-                cursor = first_start(conn, source_name, account.handle, stream, first, now)
+                started = first_start(conn, source_name, account.handle, stream, first, now)
+                cursor = replace(started, marks=cursor.marks)
             # Brand accounts do not change during a walk: read once, not once per page.
             brand_ids = st.brand_user_ids(conn, source.network)
         if why is not None:
@@ -173,7 +174,9 @@ class Poller:
                 return result
             if page.walk_complete or self.stopping.is_set():
                 return result
-            cursor = page.next_cursor
+            # The next page is asked with the marks as now stored: this page's changes on
+            # those the walk began with (a source sets Page.marks, not next_cursor.marks).
+            cursor = replace(page.next_cursor, marks=merge_marks(cursor.marks, page.marks))
             if token is not None:
                 followed.add(token)
 
@@ -218,7 +221,8 @@ class Poller:
     ) -> NoReturn:
         """The page sent back a token this walk already followed: its posts are kept, the
         cursor stays where it was (nothing after it is skipped: the walk takes up there once
-        the API answers sanely), and the walk stops with the error."""
+        the API answers sanely), and so do the stream's marks (the page is read again then),
+        and the walk stops with the error."""
         with self.db.transaction() as conn:
             stored = st.store_page(
                 conn,

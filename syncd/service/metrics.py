@@ -8,10 +8,11 @@ Two kinds of figures:
   answers (:class:`syncd.contracts.ObservedResponses`, from whatever HTTP library its
   connector uses), and read from the CRM connector's own counters;
 - gauges read from the state database when scraped (deliveries by state, poll lag, backfill
-  progress, parked accounts, gaps): the database is the truth, shared with any other
-  process, and read through the read model ``syncd status`` reads it through
-  (:mod:`syncd.state.status`). They are cached for :data:`STATE_MAX_AGE` so a burst of
-  scrapes, or a scrape beside the sd_notify status line, costs one set of queries.
+  progress, parked accounts, gaps, interactions whose author the network withheld): the
+  database is the truth, shared with any other process, and read through the read model
+  ``syncd status`` reads it through (:mod:`syncd.state.status`). They are cached for
+  :data:`STATE_MAX_AGE` so a burst of scrapes, or a scrape beside the sd_notify status line,
+  costs one set of queries.
 """
 
 from __future__ import annotations
@@ -347,4 +348,13 @@ def _state_metrics(snap: Snapshot) -> Iterator[Metric]:
     for name in sorted(snap.parked):
         parked.add_metric([name], 1)
     yield parked
+    withheld = GaugeMetricFamily(
+        "syncd_interactions_author_withheld",
+        "Interactions stored whose author the network withheld: linked to no one, never "
+        "written to the CRM.",
+        labels=["source", "network"],
+    )
+    for w in snap.withheld:
+        withheld.add_metric([w.source, w.network], w.interactions)
+    yield withheld
     yield from gap_metrics(snap.gaps)

@@ -132,7 +132,7 @@ class Database:
         from syncd.state.coordination import lock_migrations
 
         try:
-            with self.engine.begin() as conn:
+            with self.migration() as conn:
                 if self.dialect == "postgresql":
                     # A migration may rewrite a large table: not a stuck statement. Waiting
                     # for a lock stays bounded (another instance migrating, an old one's
@@ -146,6 +146,32 @@ class Database:
             if not isinstance(exc, OperationalError):
                 raise
             raise StateError(f"cannot open the state database: {_first_line(exc)}") from None
+
+    @contextmanager
+    def migration(self) -> Iterator[Connection]:
+        """The transaction migrations run in. On SQLite, foreign keys are not enforced while
+        it runs: a migration that rebuilds a table others reference (the only way SQLite
+        changes a column) could not drop the old table otherwise. That is the procedure
+        SQLite documents for such changes, ending as it says: every reference is checked
+        before the transaction commits, and a broken one rolls it all back."""
+        sqlite = self.dialect == "sqlite"
+        with self.engine.connect() as conn:
+            if sqlite:  # a no-op inside a transaction: set before it begins
+                _foreign_keys(conn, enforced=False)
+            try:
+                with conn.begin():
+                    yield conn
+                    if sqlite:
+                        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                        if broken:
+                            tables = sorted({str(row[0]) for row in broken})
+                            raise StateError(
+                                "a migration left rows pointing at rows that do not exist, "
+                                f"in {', '.join(tables)}: nothing was changed"
+                            )
+            finally:
+                if sqlite:
+                    _foreign_keys(conn, enforced=True)
 
     def revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
@@ -249,6 +275,14 @@ def _first_line(exc: DBAPIError) -> str:
     text = str(exc.orig).strip().splitlines()
     first = text[0] if text else type(exc.orig).__name__
     return first if len(first) <= 300 else first[:299] + "…"
+
+
+def _foreign_keys(conn: Connection, *, enforced: bool) -> None:
+    """Turn SQLite's foreign key enforcement on or off for this connection, outside any
+    transaction (the driver's own connection: through SQLAlchemy the statement would begin
+    one first)."""
+    raw: Any = conn.connection.dbapi_connection
+    raw.execute(f"PRAGMA foreign_keys={'ON' if enforced else 'OFF'}")
 
 
 def _sqlite_pragmas(engine: Engine, busy_timeout: float) -> None:

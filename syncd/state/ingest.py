@@ -1,23 +1,33 @@
 """Storing what a source read: accounts, cursors, and the one transaction per page.
 
 ``ingest_page`` is the heart of "nothing lost, nothing duplicated": the page's interactions,
-its authors, one delivery per new interaction and the advanced cursor are written together or
-not at all. Replaying a page after a crash is harmless: interactions are unique on
+its authors, one delivery per new interaction (none for a post whose author the network
+withheld), the advanced cursor and the stream's marks it changed are written together or not
+at all. Replaying a page after a crash is harmless: interactions are unique on
 (network, post id) and inserted with ON CONFLICT DO NOTHING, and a bad item read again is not
 quarantined again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, func, select, update
+from sqlalchemy import Connection, Insert, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from syncd.model import Account, Author, Cursor, DeliveryState, Page, Quarantined, Stream
+from syncd.model import (
+    MARK_KEY_MAX,
+    Account,
+    Author,
+    Cursor,
+    DeliveryState,
+    Page,
+    Quarantined,
+    Stream,
+)
 from syncd.state import horizon, suppression
 from syncd.state.coordination import redone_on_conflict
 from syncd.state.tables import (
@@ -28,6 +38,7 @@ from syncd.state.tables import (
     identity_handles,
     interactions,
     quarantine,
+    stream_marks,
 )
 
 
@@ -73,6 +84,7 @@ def brand_user_ids(conn: Connection, network: str) -> set[str]:
 
 # -- cursors -------------------------------------------------------------------------------
 def load_cursor(conn: Connection, source: str, account: str, stream: Stream) -> Cursor:
+    """The stream's cursor with its marks (:attr:`Cursor.marks`)."""
     row = (
         conn.execute(
             select(
@@ -87,12 +99,74 @@ def load_cursor(conn: Connection, source: str, account: str, stream: Stream) -> 
         .first()
     )
     if row is None:
-        return Cursor()
+        return Cursor()  # marks live and die with their cursor row: none without one
     return Cursor(
         since_id=row["since_id"],
         pagination_token=row["pagination_token"],
         pending_since_id=row["pending_since_id"],
+        marks=load_marks(conn, source, account, stream),
     )
+
+
+def load_marks(conn: Connection, source: str, account: str, stream: Stream) -> dict[str, str]:
+    """The stream's per-object marks: one query, on the table's primary key."""
+    rows = conn.execute(
+        select(stream_marks.c.key, stream_marks.c.value).where(
+            stream_marks.c.source == source,
+            stream_marks.c.account == account,
+            stream_marks.c.stream == str(stream),
+        )
+    )
+    return {key: value for key, value in rows}
+
+
+def save_marks(
+    conn: Connection,
+    source: str,
+    account: str,
+    stream: Stream,
+    changes: Mapping[str, str | None],
+    now: datetime,
+) -> None:
+    """Apply a page's mark changes (None: the mark goes), in the page's transaction, after
+    its cursor row is saved (each mark names that row)."""
+    too_long = [k for k in changes if not k or len(k) > MARK_KEY_MAX]
+    if too_long:
+        # A connector's bug: refused alike on both backends, before any row is written.
+        raise ValueError(
+            f"a mark's key must be 1 to {MARK_KEY_MAX} characters: "
+            f"{len(too_long)} of this page's are not"
+        )
+    stream_key = (
+        stream_marks.c.source == source,
+        stream_marks.c.account == account,
+        stream_marks.c.stream == str(stream),
+    )
+    gone = sorted(k for k, v in changes.items() if v is None)
+    for chunk in _chunks(gone, 500):
+        conn.execute(delete(stream_marks).where(*stream_key, stream_marks.c.key.in_(chunk)))
+    # Sorted so concurrent transactions lock rows in one order.
+    rows = [
+        {
+            "source": source,
+            "account": account,
+            "stream": str(stream),
+            "key": k,
+            "value": v,
+            "updated_at": now,
+        }
+        for k, v in sorted(changes.items())
+        if v is not None
+    ]
+    if rows:
+        ins = insert_for(conn, stream_marks)
+        conn.execute(
+            ins.on_conflict_do_update(
+                index_elements=["source", "account", "stream", "key"],
+                set_={"value": ins.excluded.value, "updated_at": ins.excluded.updated_at},
+            ),
+            rows,
+        )
 
 
 def _save_cursor(
@@ -320,6 +394,8 @@ def ingest_page(
         walk_complete=page.walk_complete,
         walk=walk,
     )
+    if page.marks:
+        save_marks(conn, source, account.handle, stream, page.marks, now)
     return stored
 
 
@@ -351,7 +427,7 @@ def store_page(
     first = {i.post_id: i for i in reversed(page.interactions)}
     items = sorted(first.values(), key=lambda i: i.post_id)
     identity_ids = upsert_identities(
-        conn, network, page.authors, (i.counterpart_id for i in items), now
+        conn, network, page.authors, (i.counterpart_id for i in items if i.counterpart_id), now
     )
     new_rows: list[tuple[int, str]] = []
     if items:
@@ -369,7 +445,10 @@ def store_page(
                 "stream": str(i.stream),
                 "direction": str(i.direction),
                 "author_id": i.author_id,
-                "counterpart_identity_id": identity_ids[i.counterpart_id],
+                # None: the network withheld who it is. No identity stands in for them.
+                "counterpart_identity_id": (
+                    None if i.counterpart_id is None else identity_ids[i.counterpart_id]
+                ),
                 "text": i.text,
                 "created_at": i.created_at,
                 "url": i.url,
@@ -383,11 +462,11 @@ def store_page(
             for i in items
         ]
         new_rows = [(r[0], r[1]) for r in conn.execute(stmt, params)]
-    by_post = {i.post_id: i for i in items}
+    customer = {i.post_id: i.counterpart_id for i in items}
     outbox = [
         {
             "interaction_id": row_id,
-            "identity_id": identity_ids[by_post[post_id].counterpart_id],
+            "identity_id": identity_ids[counterpart],
             "crm": crm,
             "state": DeliveryState.PENDING,
             "attempts": 0,
@@ -395,8 +474,9 @@ def store_page(
             "updated_at": now,
         }
         for row_id, post_id in new_rows
-        # Brand-to-brand posts are kept but belong in no customer's history.
-        if by_post[post_id].counterpart_id not in brand_ids
+        # Brand-to-brand posts are kept but belong in no customer's history, nor do posts
+        # whose author the network withheld: nobody's history can be told.
+        if (counterpart := customer[post_id]) is not None and counterpart not in brand_ids
         for crm in crm_names
     ]
     if outbox:

@@ -52,7 +52,40 @@ def due(
 ) -> list[DuePost]:
     """Posts written to ``crm`` since ``since`` to ask about, from interaction id ``after``
     on, :data:`READ` at most: never asked and written before ``asked_before``, or asked
-    before it and not found deleted."""
+    before it and not found deleted. Posts whose author the network withheld are asked
+    the same way, counted from when they were read: written nowhere, but their words are
+    kept in state, and go once deleted on the network."""
+    found = _due_written(conn, crm, since, asked_before, after) + _due_withheld(
+        conn, since, asked_before, after
+    )
+    return sorted(found, key=lambda p: p.interaction_id)[:READ]
+
+
+def _due_withheld(
+    conn: Connection, since: datetime, asked_before: datetime, after: int
+) -> list[DuePost]:
+    i, c = interactions, post_checks
+    stmt = (
+        select(i.c.id, i.c.network, i.c.post_id, i.c.source, i.c.ref)
+        .outerjoin(c, c.c.interaction_id == i.c.id)
+        .where(
+            i.c.counterpart_identity_id.is_(None),
+            i.c.id > after,
+            i.c.fetched_at >= since,
+            or_(
+                and_(c.c.interaction_id.is_(None), i.c.fetched_at <= asked_before),
+                and_(c.c.deleted_at.is_(None), c.c.checked_at <= asked_before),
+            ),
+        )
+        .order_by(i.c.id)
+        .limit(READ)
+    )
+    return [DuePost(r.id, r.network, r.post_id, r.source, r.ref) for r in conn.execute(stmt)]
+
+
+def _due_written(
+    conn: Connection, crm: str, since: datetime, asked_before: datetime, after: int
+) -> list[DuePost]:
     i, d, c = interactions, deliveries, post_checks
     stmt = (
         select(i.c.id, i.c.network, i.c.post_id, i.c.source, i.c.ref)
@@ -79,7 +112,8 @@ def due(
 
 def record(conn: Connection, checked: Sequence[int], gone: set[int], now: datetime) -> None:
     """Store that the posts of ``checked`` were asked about at ``now``, those of ``gone``
-    found deleted."""
+    found deleted. A deleted post whose author was withheld is dealt with at once: nothing of
+    it is in a CRM, and its text and payload go from state."""
     c = post_checks
     known = set(conn.scalars(select(c.c.interaction_id).where(c.c.interaction_id.in_(checked))))
     new = [
@@ -97,6 +131,12 @@ def record(conn: Connection, checked: Sequence[int], gone: set[int], now: dateti
             .values(checked_at=now, deleted_at=bindparam("deleted"))
         )
         conn.execute(stmt, old)
+    withheld = conn.scalars(
+        select(interactions.c.id).where(
+            interactions.c.id.in_(sorted(gone)), interactions.c.counterpart_identity_id.is_(None)
+        )
+    ).all()
+    acted(conn, withheld, UNWRITTEN, now)
 
 
 def unacted(conn: Connection, crm: str) -> list[Unacted]:

@@ -84,6 +84,16 @@ class Gaps:
 
 
 @dataclass(frozen=True)
+class Withheld:
+    """Interactions of one source whose author the network withheld: stored, never linked to
+    anyone nor written to a CRM (see :class:`syncd.model.Interaction`)."""
+
+    source: str
+    network: str
+    interactions: int
+
+
+@dataclass(frozen=True)
 class Status:
     streams: list[StreamStatus]
     interactions: int
@@ -97,6 +107,7 @@ class Status:
     gaps: Gaps
     # Per source billed per resource: reads today and this period, cost, budget, cap.
     budgets: list[Standing] = field(default_factory=list)
+    withheld: list[Withheld] = field(default_factory=list)  # sources with any, by name
 
 
 def status(
@@ -119,6 +130,7 @@ def status(
         claims=_claims(conn, crm),
         gaps=_gaps(conn),
         budgets=standings(conn, budgets or {}, now or datetime.now(UTC)),
+        withheld=withheld(conn),
     )
 
 
@@ -132,6 +144,7 @@ class Snapshot:
     backfills: list[BackfillStatus] = field(default_factory=list)
     parked: set[str] = field(default_factory=set)
     gaps: gap_state.Counts = field(default_factory=lambda: gap_state.Counts({}, {}))
+    withheld: list[Withheld] = field(default_factory=list)
 
     def pending(self, crm: str) -> int:
         return sum(
@@ -153,6 +166,7 @@ def snapshot(conn: Connection, crm: str, now: datetime) -> Snapshot:
         backfills=active_backfills(conn, crm),
         parked={p.name for p in parked_list(conn)},
         gaps=gap_state.counts(conn),
+        withheld=withheld(conn),
     )
 
 
@@ -194,6 +208,19 @@ def deliveries_by_kind(conn: Connection) -> dict[DeliveryKey, int]:
         .group_by(d.c.crm, i.c.network, i.c.direction, d.c.state)
     )
     return {(c, n, dr, s): int(k) for c, n, dr, s, k in conn.execute(stmt)}
+
+
+def withheld(conn: Connection) -> list[Withheld]:
+    """Interactions whose author the network withheld, per source and network (from the
+    counterpart index: only those rows are read)."""
+    i = interactions
+    stmt = (
+        select(i.c.source, i.c.network, func.count())
+        .where(i.c.counterpart_identity_id.is_(None))
+        .group_by(i.c.source, i.c.network)
+        .order_by(i.c.source, i.c.network)
+    )
+    return [Withheld(source, network, int(n)) for source, network, n in conn.execute(stmt)]
 
 
 def active_backfills(conn: Connection, crm: str) -> list[BackfillStatus]:

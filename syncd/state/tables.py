@@ -14,6 +14,7 @@ from sqlalchemy import (
     Dialect,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -203,8 +204,10 @@ interactions = Table(
     Column("account", String(100), nullable=False),
     Column("stream", String(32), nullable=False),
     Column("direction", String(16), nullable=False),
-    Column("author_id", NetworkId, nullable=False),
-    Column("counterpart_identity_id", Id, ForeignKey("identities.id"), nullable=False),
+    # Both NULL where the network withheld who wrote it (syncd.model.Interaction): such a
+    # row has no identity and no delivery, ever. author_id is the brand's id on its replies.
+    Column("author_id", NetworkId),
+    Column("counterpart_identity_id", Id, ForeignKey("identities.id")),
     Column("text", Text, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("url", String(500), nullable=False),
@@ -246,6 +249,28 @@ cursors = Table(
     # Why the last poll left its walk before the end (the [daemon] max_pages_per_walk bound),
     # for `syncd status`; None once a walk ends.
     Column("walk_stopped", Text),
+)
+
+# A stream's per-object marks (syncd.model.Cursor.marks): where its source stands in each
+# object it re-reads (a post's comments, a thread's messages). Loaded with the cursor, changed
+# in the transaction that stores the page (and the cursor) that moved them, and gone with
+# their cursor row. ``value`` is unbounded: a network's paging cursor runs to hundreds of
+# characters.
+stream_marks = Table(
+    "stream_marks",
+    metadata,
+    Column("source", String(100), primary_key=True),
+    Column("account", String(100), primary_key=True),
+    Column("stream", String(32), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    ForeignKeyConstraint(
+        ["source", "account", "stream"],
+        ["cursors.source", "cursors.account", "cursors.stream"],
+        name="fk_stream_marks_cursors",
+        ondelete="CASCADE",
+    ),
 )
 
 # The outbox: one row per interaction × CRM. "pending" rows are written once their

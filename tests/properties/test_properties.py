@@ -122,7 +122,7 @@ def check_page(body: dict[str, Any], page: Page, account: Account, stream: Strea
         fates[id(item.raw)] += 1
         assert item.raw.get("id") == item.post_id
         for value in (item.post_id, item.author_id, item.counterpart_id):
-            assert X_ID.fullmatch(value), value
+            assert value is not None and X_ID.fullmatch(value), value  # X always says who
         for opt in (item.conversation_id, item.in_reply_to_post_id):
             assert opt is None or X_ID.fullmatch(opt)
         assert clean(item.text) and clean(item.url) and len(item.url) <= 500

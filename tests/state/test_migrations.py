@@ -10,11 +10,21 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, select, text
+from sqlalchemy import Connection, func, inspect, select, text
+from sqlalchemy.exc import IntegrityError
 
 from syncd.state.db import Database, alembic_config
 from syncd.state.lock import AlreadyRunning, InstanceLock
-from syncd.state.tables import accounts, cursors, deliveries, identities, interactions, metadata
+from syncd.state.tables import (
+    accounts,
+    cursors,
+    deliveries,
+    identities,
+    interactions,
+    metadata,
+    post_checks,
+    stream_marks,
+)
 
 
 def test_migrations_match_the_table_definitions(state_url: str) -> None:
@@ -263,3 +273,98 @@ def test_0017_takes_the_ref_of_posts_read_before_from_their_payload(state_url: s
         assert "ref" in _columns(db, "interactions")
     finally:
         db.dispose()
+
+
+def test_0018_lets_an_interaction_go_without_author_and_keeps_marks(state_url: str) -> None:
+    """SQLite rebuilds ``interactions`` (referenced by deliveries and post checks) to let its
+    author columns be NULL: every row and every reference comes through, and references are
+    enforced again after. A downgrade drops the author-less rows an older syncd cannot hold."""
+    db = Database(state_url)
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    try:
+        with db.migration() as conn:
+            command.upgrade(alembic_config(conn), "0016")
+            known = _interaction(conn, "201", "7", now)
+            conn.execute(
+                deliveries.insert().values(
+                    interaction_id=known,
+                    identity_id=_identity(conn, "7"),
+                    crm="sf",
+                    state="written",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            conn.execute(post_checks.insert().values(interaction_id=known, checked_at=now))
+        with db.migration() as conn:
+            command.upgrade(alembic_config(conn), "0018")
+        assert db.revision() == "0018"
+        assert "stream_marks" in _tables(db)
+        with db.transaction() as conn:
+            withheld = _interaction(conn, "202", None, now)
+            conn.execute(
+                cursors.insert().values(
+                    source="src", account="acme", stream="mentions", updated_at=now
+                )
+            )
+            conn.execute(
+                stream_marks.insert().values(
+                    source="src", account="acme", stream="mentions", key="p1", value="c" * 400,
+                    updated_at=now,
+                )
+            )  # fmt: skip
+        with db.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(deliveries)).scalar_one() == 1
+            assert conn.execute(select(post_checks.c.interaction_id)).scalars().all() == [known]
+        with pytest.raises(IntegrityError), db.transaction() as conn:
+            conn.execute(post_checks.insert().values(interaction_id=known + 999, checked_at=now))
+        with db.migration() as conn:
+            command.downgrade(alembic_config(conn), "0016")
+        assert "stream_marks" not in _tables(db)
+        with db.connect() as conn:
+            ids = conn.execute(select(interactions.c.id)).scalars().all()
+        assert ids == [known] and withheld not in ids
+        db.upgrade()
+        assert db.revision() == _head()
+    finally:
+        db.dispose()
+
+
+def _identity(conn: Connection, user_id: str) -> int:
+    found = conn.execute(
+        select(identities.c.id).where(identities.c.user_id == user_id)
+    ).scalar_one_or_none()
+    if found is not None:
+        return int(found)
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    return int(
+        conn.execute(
+            identities.insert()
+            .values(network="x", user_id=user_id, first_seen_at=now, updated_at=now)
+            .returning(identities.c.id)
+        ).scalar_one()
+    )
+
+
+def _interaction(conn: Connection, post_id: str, author: str | None, now: datetime) -> int:
+    return int(
+        conn.execute(
+            interactions.insert()
+            .values(
+                network="x",
+                post_id=post_id,
+                source="x",
+                account="acme",
+                stream="mentions",
+                direction="inbound",
+                text="hi",
+                url="https://x.com/",
+                author_id=author,
+                counterpart_identity_id=_identity(conn, author) if author else None,
+                created_at=now,
+                fetched_at=now,
+                raw={},
+            )
+            .returning(interactions.c.id)
+        ).scalar_one()
+    )

@@ -11,9 +11,15 @@ failures queued for the next calls, calls counted. Two worlds:
   read one network, so a walk resumed by a new instance from a stored cursor goes on where
   the old one stopped. Post and user ids are decimal strings that grow with time, as X's do;
   the network name is ``"fake"`` so nothing mistakes it for a real one.
+- :class:`FakeThreads`, threads of posts a walk re-reads, keeping a mark per thread with the
+  stream's cursor (:attr:`~syncd.model.Page.marks`), as a network whose new comments land on
+  old posts is read.
 - :class:`Script`, pages a test wrote, answered by the cursor that asks for them: for driving
   the pipeline through exactly the walks a test is about. Those pages are X-shaped, so
   :class:`FakeXSource` reads them under X's name.
+
+A post may be ``withheld``: the network does not say who wrote it (as Meta leaves ``from``
+out for an app without Advanced Access), and it is read without an author.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ class FakePost:
     # Set: the post is read again only by this address, not by its id (Interaction.ref), as
     # a Mastodon status of another instance is.
     ref: str | None = None
+    withheld: bool = False  # the API does not say who wrote it
 
 
 @dataclass
@@ -94,6 +101,7 @@ class FakeNetwork:
         *,
         in_reply_to: str | None = None,
         ref: str | None = None,
+        withheld: bool = False,
     ) -> FakePost:
         n = next(self._ids)
         mentioned = [self.by_handle(w) for w in text.split() if w.startswith("@")]
@@ -105,6 +113,7 @@ class FakeNetwork:
             in_reply_to,
             tuple(u.id for u in mentioned if u is not None),
             ref,
+            withheld,
         )
         self.posts[post.id] = post
         return post
@@ -155,7 +164,7 @@ class FakeNetwork:
         bad = read[:1] if bad_item else []
         kept = [p for p in read if p not in bad]
         interactions = [self._interaction(account, stream, p) for p in kept]
-        wanted = {i.author_id for i in interactions} | {i.counterpart_id for i in interactions}
+        wanted = {u for i in interactions for u in (i.author_id, i.counterpart_id) if u}
         have = known(wanted) if known is not None and wanted else {}
         authors = [self._author(uid) for uid in sorted(wanted) if uid not in have]
         return Page(
@@ -187,6 +196,9 @@ class FakeNetwork:
         inbound = stream is Stream.MENTIONS
         counterpart = post.author_id if inbound else self._replied_to(post)
         assert counterpart is not None
+        customer = post if inbound else self.posts.get(post.in_reply_to or "")
+        if customer is not None and customer.withheld:
+            counterpart = None  # the API does not say who the customer is
         handle = self.users[post.author_id].handle
         return Interaction(
             network=NETWORK,
@@ -194,7 +206,7 @@ class FakeNetwork:
             account=account.handle,
             stream=stream,
             direction=Direction.INBOUND if inbound else Direction.OUTBOUND,
-            author_id=post.author_id,
+            author_id=None if post.withheld else post.author_id,
             counterpart_id=counterpart,
             text=post.text,
             created_at=post.created_at,
@@ -213,6 +225,123 @@ class FakeNetwork:
     def _author(self, user_id: str) -> Author:
         user = self.users[user_id]
         return Author(NETWORK, user.id, user.handle, user.name)
+
+
+@dataclass
+class FakeThreads:
+    """Threads of posts to the brand (a post's comments, a conversation's messages), all
+    re-read by every walk of ``mentions``: ``page_size`` threads a page, in the order they
+    were opened, the page token naming the thread the next page starts at. Of each thread a
+    walk reads only the posts after the thread's mark, and the newest of them becomes its
+    mark (:attr:`Page.marks`); once a walk has passed every thread, the marks of threads
+    closed since go. A stream's walk thus ends with no since_id to keep: the marks are where
+    it stands. Other streams read nothing."""
+
+    token: str = "fake-token"
+    users: dict[str, FakeUser] = field(default_factory=dict)
+    threads: dict[str, list[FakePost]] = field(default_factory=dict)  # oldest post first
+    closed: set[str] = field(default_factory=set)
+    deleted: set[str] = field(default_factory=set)
+    faults: list[Fault | None] = field(default_factory=list)
+    calls: int = 0
+    _ids: Any = field(default_factory=lambda: itertools.count(2_000_000_001))
+
+    def add_user(self, handle: str) -> FakeUser:
+        user = FakeUser(str(next(self._ids)), handle, handle.title())
+        self.users[user.id] = user
+        return user
+
+    def open_thread(self) -> str:
+        thread = str(next(self._ids))
+        self.threads[thread] = []
+        return thread
+
+    def add_post(self, thread: str, author_id: str, *, withheld: bool = False) -> FakePost:
+        n = next(self._ids)
+        post = FakePost(
+            str(n),
+            author_id,
+            f"post {n} in {thread}",
+            T0 + timedelta(seconds=n - 2_000_000_000),
+            in_reply_to=thread,
+            withheld=withheld,
+        )
+        self.threads[thread].append(post)
+        return post
+
+    def accounts(self, handles: Sequence[str]) -> dict[str, Account]:
+        wanted = {h.strip().removeprefix("@").lower(): h for h in handles}
+        return {
+            wanted[u.handle.lower()]: Account(NETWORK, u.handle, u.id)
+            for u in self.users.values()
+            if u.handle.lower() in wanted
+        }
+
+    def stands(self, post_id: str, ref: str | None = None) -> bool | None:
+        posts = {p.id for thread in self.threads.values() for p in thread}
+        return post_id in posts and post_id not in self.deleted
+
+    def read(
+        self,
+        account: Account,
+        stream: Stream,
+        cursor: Cursor,
+        *,
+        page_size: int,
+        known: KnownAuthors | None,
+        bad_item: bool,
+    ) -> Page:
+        if stream is not Stream.MENTIONS:
+            return Page((), (), Cursor())
+        opened = [t for t in self.threads if t not in self.closed]
+        start = opened.index(cursor.pagination_token) if cursor.pagination_token else 0
+        batch, rest = opened[start : start + page_size], opened[start + page_size :]
+        posts: list[FakePost] = []
+        marks: dict[str, str | None] = {}
+        for thread in batch:
+            after = int(cursor.marks.get(thread, "0"))
+            new = [
+                p
+                for p in self.threads[thread]
+                if int(p.id) > after and p.id not in self.deleted and p.author_id != account.user_id
+            ]
+            if new:
+                posts += new
+                marks[thread] = new[-1].id
+        if not rest:  # the walk passed every open thread: the others' marks are not needed
+            marks.update({t: None for t in cursor.marks if t not in opened})
+        interactions = tuple(
+            Interaction(
+                network=NETWORK,
+                post_id=p.id,
+                account=account.handle,
+                stream=stream,
+                direction=Direction.INBOUND,
+                author_id=None if p.withheld else p.author_id,
+                counterpart_id=None if p.withheld else p.author_id,
+                text=p.text,
+                created_at=p.created_at,
+                url=f"https://fake.example/t/{p.in_reply_to}/{p.id}",
+                conversation_id=p.in_reply_to,
+                raw={"id": p.id, "text": p.text},
+            )
+            for p in posts
+        )
+        people = sorted({p.author_id for p in posts if not p.withheld})
+        have = known(people) if known is not None and people else {}
+        authors = tuple(
+            Author(NETWORK, u, self.users[u].handle, self.users[u].name)
+            for u in people
+            if u not in have
+        )
+        return Page(
+            interactions=interactions,
+            authors=authors,
+            next_cursor=Cursor(pagination_token=rest[0]) if rest else Cursor(),
+            returned=len(posts),
+            reads=Reads(posts=len(posts), users=len(authors)),
+            marks=marks,
+        )
 
 
 @dataclass

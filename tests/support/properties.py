@@ -415,7 +415,7 @@ class Walks:
             items = tuple(universe_post(i, account) for i in indexes if i >= 0)
             # Some pages carry no user expansions: identities then come from the posts alone.
             with_authors = (walk + n) % 3 != 0
-            author_ids = sorted({i.author_id for i in items}) if with_authors else []
+            author_ids = sorted({i.author_id for i in items if i.author_id}) if with_authors else []
             authors = tuple(Author("x", uid, f"user{uid}") for uid in author_ids)
             self.script.pages[(account.handle, cursor)] = Page(
                 interactions=items,

@@ -18,7 +18,7 @@ from support import FIXTURES
 from connectors.meta.parse import (
     NETWORK_FACEBOOK,
     NETWORK_INSTAGRAM,
-    UNKNOWN_AUTHOR,
+    Translated,
     conversation_url,
     mentioned,
     parse_fb_comments,
@@ -29,7 +29,7 @@ from connectors.meta.parse import (
     scoped_id,
     split_scoped,
 )
-from syncd.model import Account, Author, Direction, Stream
+from syncd.model import Account, Author, Direction, Interaction, Stream
 
 META = FIXTURES / "meta"
 FB = "python-facebook/facebook"
@@ -45,11 +45,21 @@ def body(path: str) -> Any:
     return json.loads((META / path).read_text(encoding="utf-8"))
 
 
+def withheld(got: Translated) -> list[Interaction]:
+    """The interactions whose author Meta withheld: no author, and no customer to attribute
+    them (or the brand's reply to them) to."""
+    return [i for i in got.interactions if i.counterpart_id is None]
+
+
+def known(got: Translated) -> list[Interaction]:
+    return [i for i in got.interactions if i.counterpart_id is not None]
+
+
 # -- identity ---------------------------------------------------------------------------------
 def test_scoped_ids_round_trip_and_refuse_other_text() -> None:
     assert scoped_id("2121008874780932", PERSON) == f"2121008874780932:{PERSON}"
     assert split_scoped(f"2121008874780932:{PERSON}") == ("2121008874780932", PERSON)
-    for bad in ("2711636948859886", ":1", "1:", "1:2:3", UNKNOWN_AUTHOR):
+    for bad in ("2711636948859886", ":1", "1:", "1:2:3", "unknown-author"):
         with pytest.raises(ValueError):
             split_scoped(bad)
 
@@ -71,7 +81,7 @@ def test_a_comment_by_a_person_is_inbound_keyed_on_the_page_scoped_id() -> None:
     assert item.url == comment["permalink_url"]
     assert item.account == "MyLife"
     assert item.in_reply_to_post_id == item.conversation_id == "2121008874780932_2954961744718970"
-    assert got.quarantined == () and got.withheld == ()
+    assert got.quarantined == () and withheld(got) == []
 
 
 def test_the_same_person_under_two_pages_is_two_identities() -> None:
@@ -95,7 +105,7 @@ def test_comments_without_ids_are_quarantined_with_the_reason() -> None:
     recorded = body(f"{FB}/apidata/comments/comments_p1.json")["data"]
     got = parse_fb_comments(recorded, PAGE)
     assert len(got.quarantined) == len(recorded) == 10
-    assert got.interactions == got.withheld == ()
+    assert got.interactions == ()
     assert all("moderate the Page" in q.reason for q in got.quarantined)
     assert got.quarantined[0].raw == recorded[0]
 
@@ -142,6 +152,15 @@ def test_a_page_reply_to_a_comment_read_earlier_uses_what_was_read() -> None:
     [item] = later.interactions
     assert item.counterpart_id == f"{PAGE.user_id}:7"
     assert later.authors[0].display_name == "A"
+    # A reply to a comment Meta gave no author: the Page's, addressed to no one known.
+    faceless = parse_fb_comments([reply], PAGE, parents={"1_2": None})
+    [item] = faceless.interactions
+    assert (item.direction, item.author_id, item.counterpart_id) == (
+        Direction.OUTBOUND,
+        PAGE.user_id,
+        None,
+    )
+    assert faceless.authors == ()
     unknown = parse_fb_comments([reply], PAGE)
     assert unknown.interactions == ()
     assert (
@@ -158,7 +177,7 @@ def test_the_page_talking_to_no_one_or_to_itself_is_left_out() -> None:
     }
     to_itself = own | {"id": "1_3", "parent": {"id": "1_2"}}
     got = parse_fb_comments([own, to_itself], PAGE)
-    assert got.interactions == got.withheld == () and got.quarantined == ()
+    assert got.interactions == () and got.quarantined == ()
 
 
 def test_a_comment_without_from_is_withheld_not_guessed() -> None:
@@ -167,9 +186,9 @@ def test_a_comment_without_from_is_withheld_not_guessed() -> None:
     del comment["from"]
     page = Account(NETWORK_FACEBOOK, "p", "1234567890123")
     got = parse_fb_comments([comment], page, post_id=recorded["id"])
-    assert got.interactions == () and got.authors == ()
-    [held] = got.withheld
-    assert held.author_id == held.counterpart_id == UNKNOWN_AUTHOR
+    assert got.authors == ()
+    [held] = got.interactions
+    assert held.author_id is None and held.counterpart_id is None
     assert held.text == "grandioses grau"
     assert got.posted_by == {"123456789_9876543": None}
 
@@ -223,12 +242,13 @@ def test_visitor_posts_are_inbound_and_tagging_posts_without_from_are_withheld()
     own = post | {"id": "19292868552_1", "from": {"id": PAGE.user_id, "name": "MyLife"}}
     tagging = post | {"id": "19292868552_2"}  # a user's post tagging the Page: no from
     got = parse_fb_posts([visitor, own, tagging], PAGE)
-    [item] = got.interactions
+    [item] = known(got)
     assert item.author_id == f"{PAGE.user_id}:55"
     assert item.url == post["permalink_url"] and item.text == post["message"]
     assert item.conversation_id == post["id"]
-    [held] = got.withheld
-    assert held.post_id == "19292868552_2" and held.counterpart_id == UNKNOWN_AUTHOR
+    [held] = withheld(got)
+    assert held.post_id == "19292868552_2" and held.author_id is None
+    assert [a.user_id for a in got.authors] == [item.author_id]
 
 
 def test_a_post_without_words_is_its_attachments() -> None:
@@ -282,7 +302,7 @@ def test_an_attachment_withheld_in_the_eu_keeps_its_notice() -> None:
     got = parse_messages([recorded], PAGE)
     assert "created_time is missing" in got.quarantined[0].reason
     dated = recorded | {"created_time": "2021-02-03T10:00:00+0000"}
-    [held] = parse_messages([dated], PAGE).withheld
+    [held] = withheld(parse_messages([dated], PAGE))
     assert held.text.startswith("[attachment: Media not available due to new privacy rules")
 
 
@@ -316,13 +336,13 @@ def test_instagram_comments_as_recorded_have_no_author() -> None:
     ]
     for items in pages:
         got = parse_ig_comments(items, Account(NETWORK_INSTAGRAM, "brand", "1"))
-        assert got.interactions == () and got.quarantined == ()
-        assert len(got.withheld) == len(items)
-        assert all(w.counterpart_id == UNKNOWN_AUTHOR for w in got.withheld)
+        assert known(got) == [] and got.quarantined == () and got.authors == ()
+        assert len(withheld(got)) == len(items)
+        assert all(w.author_id is None for w in withheld(got))
     # comment_missing_user.json: the username is kept in raw, never made a key.
-    [held] = parse_ig_comments(
-        [body("restfb/instagram/comment_missing_user.json")], IG_ACCOUNT
-    ).withheld
+    [held] = withheld(
+        parse_ig_comments([body("restfb/instagram/comment_missing_user.json")], IG_ACCOUNT)
+    )
     assert held.raw["username"] == "bincyshiona"
     assert held.conversation_id == "17866467940233520"
 
@@ -332,8 +352,8 @@ def test_the_accounts_own_comment_and_its_replies() -> None:
     # nested reply. The comment answers no one; the reply, as recorded, has no author.
     recorded = body(f"{IG}/models/ig_comment.json")
     got = parse_ig_comments([recorded], IG_ACCOUNT)
-    assert got.interactions == ()
-    [reply] = got.withheld
+    assert known(got) == []
+    [reply] = withheld(got)
     assert reply.post_id == "17845747489952795"
     assert reply.in_reply_to_post_id == recorded["id"]
     # The same reply written by a person, and the account answering them.
@@ -357,26 +377,28 @@ def test_the_brands_username_alone_marks_its_comment() -> None:
     # comment_fields.json: the username is the recorder's own account.
     own = body(f"{IG}/apidata/comments/comment_fields.json")
     got = parse_ig_comments([own], IG_ACCOUNT)
-    assert got.interactions == got.withheld == ()
+    assert got.interactions == ()
     assert got.posted_by[own["id"]] is not None
 
 
 def test_tagged_and_mentioned_media_are_withheld_with_their_permalink() -> None:
     media = body(f"{IG}/apidata/users/tagged_medias.json")["data"]
     got = parse_ig_media(media, IG_ACCOUNT)
-    assert got.interactions == () and got.quarantined == ()
-    assert [w.text for w in got.withheld][:2] == ["publish test", "Cat test"]
-    assert got.withheld[0].url == "https://www.instagram.com/p/CMeo7rcJvTi/"
-    assert got.withheld[-1].text == "[image]"  # no caption recorded
-    [mention] = parse_ig_media(
-        mentioned(body(f"{IG}/apidata/users/mentioned_media.json"), "mentioned_media"),
-        IG_ACCOUNT,
-    ).withheld
+    assert known(got) == [] and got.quarantined == ()
+    assert [w.text for w in withheld(got)][:2] == ["publish test", "Cat test"]
+    assert withheld(got)[0].url == "https://www.instagram.com/p/CMeo7rcJvTi/"
+    assert withheld(got)[-1].text == "[image]"  # no caption recorded
+    [mention] = withheld(
+        parse_ig_media(
+            mentioned(body(f"{IG}/apidata/users/mentioned_media.json"), "mentioned_media"),
+            IG_ACCOUNT,
+        )
+    )
     assert mention.post_id == "17889114512354744" and mention.url == ""
     assert mentioned({"id": "1"}, "mentioned_media") == []
 
 
 def test_a_mentioned_comment_is_withheld() -> None:
     comment = mentioned(body(f"{IG}/apidata/users/mentioned_comment.json"), "mentioned_comment")
-    [held] = parse_ig_comments(comment, Account(NETWORK_INSTAGRAM, "brand", "1")).withheld
+    [held] = withheld(parse_ig_comments(comment, Account(NETWORK_INSTAGRAM, "brand", "1")))
     assert held.text == "@ikroskun good" and held.post_id == "17967008497439572"

@@ -341,9 +341,9 @@ def brand_post_count(
             exact=False,
             reads=1 + sum(asks(p) for p in scanned),
             basis=(
-                f"{counted}the account's {len(scanned)} posts made since {iso(start)} (all "
-                f"on the newest page of its feed); extrapolated: the window's share of "
-                f"their {kind}"
+                f"{counted}the account's {len(scanned)} posts made since "
+                f"{start:%Y-%m-%d %H:%M} UTC (all on the newest page of its feed); "
+                f"extrapolated: the window's share of their {kind}"
             ),
         )
     if not posts or oldest is None:
@@ -367,7 +367,7 @@ def brand_post_count(
         reads=pages + asked,
         basis=(
             f"{counted}its {len(posts)} posts on the newest page of its feed (made since "
-            f"{iso(oldest)}, {rate * 86_400:.1f} a day, {each:.1f} {kind} each); "
+            f"{oldest:%Y-%m-%d %H:%M} UTC, {rate * 86_400:.1f} a day, {each:.1f} {kind} each); "
             f"extrapolated: that rate over the window for its {kind}, and over the "
             f"{_days(scan)} scanned for the requests (~{math.ceil(scanning):,} posts, "
             f"{pages:,} feed pages, {asked:,} {'threads' if replies else 'quotes pages'})"

@@ -105,9 +105,10 @@ class BlueskySettings(SourceSettings):
     # How far past the stored mark a walk reads, for backdated posts the appview sorts below
     # it (by their older createdAt); what it reads twice is absorbed by the unique key.
     overlap: DurationOrZero = 3600.0
-    # How far before a mentions gap the brand's posts are scanned for the replies and quotes
-    # inside it (search finds a post only by its mention): those answering older posts are
-    # not recovered. Each scanned post answered or quoted costs a request or more.
+    # How far before a mentions backfill's window (or a gap) the brand's posts are scanned
+    # for the replies and quotes inside it (search finds a post only by its mention): those
+    # answering older posts are not recovered. Each scanned post answered or quoted costs a
+    # request or more.
     gap_lookback: DurationOrZero = backfill.GAP_LOOKBACK.total_seconds()
 
     @field_validator("service")

@@ -539,6 +539,12 @@ class PostCount:
     posts: int
     exact: bool
     requests: int = 1  # what finding out cost
+    # The requests reading the segment takes, where the source can tell better than a page
+    # per ``page_size`` posts (an endpoint asked once per item found, not once per page).
+    reads: int | None = None
+    # What was counted and what extrapolated, in words, where the count is not a plain
+    # total: the estimate shows it beside the segments' notes.
+    basis: str | None = None
 
 
 # -- resolution ----------------------------------------------------------------------------

@@ -1,36 +1,37 @@
 """Bluesky backfills and gap recovery: which endpoint reaches which part of a past window.
 
-- ``mentions``: ``app.bsky.feed.searchPosts`` with ``mentions=<the brand's DID>``, ``since``
-  (inclusive) and ``until`` (exclusive) on the posts' sort time, ``sort=latest``. Search finds
-  a post only by its mention facet: a reply or a quote that does not name the brand (which
-  ``listNotifications`` tells live) is not found, and the plan says so. Bluesky's search service
-  (Palomar, bluesky-social/indigo ``search/``) reads the cursor as an offset and refuses one
-  over 10,000, or a page whose offset and size pass 10,000, so one query reaches its newest
-  10,000 hits: a window holding more is read as successive queries, each ending (``until``) at
-  the oldest post the previous one read.
+- ``mentions``: what the live poll reads of the window (the notifications of reason
+  mention, reply and quote), by three segments, one per reason:
+
+  - ``mention``: ``app.bsky.feed.searchPosts`` with ``mentions=<the brand's DID>``, ``since``
+    (inclusive) and ``until`` (exclusive) on the posts' sort time, ``sort=latest``. Search
+    finds a post only by its mention facet, so the replies and quotes that name no one are
+    the next two segments'. Bluesky's search service (Palomar, bluesky-social/indigo
+    ``search/``) reads the cursor as an offset and refuses one over 10,000, or a page whose
+    offset and size pass 10,000, so one query reaches its newest 10,000 hits: a window
+    holding more is read as successive queries, each ending (``until``) at the oldest post
+    the previous one read.
+  - ``reply``: ``post_replies`` walks the brand's author feed (as ``replies`` does) for its
+    posts sorted from ``lookback`` before the window's start up to its end (the segment's
+    ``query`` holds that first moment) and reads each one's thread (``getPostThread``,
+    ``depth`` 4, ``parentHeight`` 0): the appview notifies a reply to the authors of its
+    ancestors up to 4 levels above it (:data:`~connectors.bluesky.parse.REPLY_NOTIFY_DEPTH`),
+    so a reply the brand heard of lies at most 4 levels below one of its posts; the replies
+    sorted in the window are kept. A post whose ``replyCount`` is 0 is not asked about.
+  - ``quote``: ``post_quotes`` walks the same posts and reads each one's quotes
+    (``getQuotes``, newest first by sort time) down to the window's start. A post whose
+    ``quoteCount`` is 0 is not asked about.
+
 - ``replies``: ``app.bsky.feed.getAuthorFeed`` (``posts_with_replies``), the live poll's
   endpoint, walked from the newest post back to the window's start: it reaches back as far as
   the account's posts go, and pages newer than the window are read and passed over.
 
-Gaps in ``mentions`` (a walk of the notifications that ran out before its mark) are read by
-three segments, one per reason the notifications list:
-
-- ``mention``: the search above, between the gap's marks;
-- ``reply``: ``post_replies`` walks the brand's author feed (as ``replies`` does) for its
-  posts sorted from ``lookback`` before the gap's start up to its end (the segment's ``query``
-  holds that first moment) and reads each one's thread (``getPostThread``, ``depth`` 4,
-  ``parentHeight`` 0): the appview notifies a reply to the authors of its ancestors up to 4
-  levels above it (:data:`~connectors.bluesky.parse.REPLY_NOTIFY_DEPTH`), so a reply the
-  brand heard of lies at most 4 levels below one of its posts; the replies sorted in the
-  gap's window are kept. A post whose ``replyCount`` is 0 is not asked about.
-- ``quote``: ``post_quotes`` walks the same posts and reads each one's quotes
-  (``getQuotes``, newest first by sort time) down to the gap's start. A post whose
-  ``quoteCount`` is 0 is not asked about.
-
-What these cannot reach, said in the segments' notes: replies to and quotes of the brand's
+A backfill's window and a gap's (a walk of the notifications that ran out before its mark,
+read between the marks) are planned alike, with the same ``gap_lookback``. What the
+brand-post segments cannot reach, said in their notes: replies to and quotes of the brand's
 posts made before the lookback, and of its posts deleted since (a deleted post is not on
 its feed, and the appview no longer lists its thread or quotes). Such posts may not exist at
-all, and every part of the gap's window is read, so the gap closes with the note (as an X
+all, and every part of the gap's window is read, so a gap closes with the note (as an X
 gap read by search closes, with what search itself does not hold unsaid) rather than
 staying unclosable; a larger ``gap_lookback`` reaches further back.
 
@@ -41,9 +42,15 @@ makes one request. After a restart (nothing in memory) the post named is read, t
 again, as a step of its own, and the walk goes on with the page's posts sorted before it.
 
 No counts endpoint: a search's ``hitsTotal`` (which the lexicon says may be rounded) or one
-page extrapolated. Requests are limited per IP (3,000 per 5 minutes) for polls and backfills
-alike, so a backfill leaves live polls a reserve (``shared_routes``) and asks at most one
-request a second.
+page extrapolated. A brand-post segment is estimated from the newest page of the author feed
+(:func:`brand_post_count`): its posts' ``replyCount`` (or ``quoteCount``) and how often they
+were made, extrapolated over the window, and the requests that scan takes (a feed page per
+``page_size`` posts back to the lookback, then a thread or a quotes page per post asked
+about), which are many more than a page per post found.
+
+Requests are limited per IP (3,000 per 5 minutes) for polls and backfills alike, so a
+backfill leaves live polls a reserve (``shared_routes``) and asks at most one request a
+second.
 """
 
 from __future__ import annotations
@@ -67,8 +74,8 @@ BRAND_POST_ROUTES = (POST_REPLIES, POST_QUOTES)
 ROUTES = {Stream.MENTIONS: SEARCH, Stream.REPLIES: AUTHOR_FEED}
 # Every endpoint counts against the one per-IP limit live polls spend too.
 SHARED_ROUTES = frozenset({SEARCH, AUTHOR_FEED, *BRAND_POST_ROUTES})
-# How far before a gap's start the brand's posts are scanned for replies and quotes landing
-# in the gap (``gap_lookback``): replies and quotes come mostly within days of the post.
+# How far before a gap's (or a backfill's) start the brand's posts are scanned for replies
+# and quotes landing in it (``gap_lookback``): they come mostly within days of the post.
 GAP_LOOKBACK = timedelta(days=30)
 RATE_WINDOW = 300.0
 REQUESTS_PER_WINDOW = 3000
@@ -84,18 +91,13 @@ _TICK = timedelta(milliseconds=1)
 NOTE = {
     Stream.MENTIONS: (
         "posts mentioning the account, by search: as far back as Bluesky's search index "
-        "holds (its newest 10,000 hits a query; syncd narrows the window and asks again); "
-        "replies and quotes that do not mention the account are not found by search"
+        "holds (its newest 10,000 hits a query; syncd narrows the window and asks again)"
     ),
     Stream.REPLIES: "the account's own replies, through its author feed, as far back as they go",
 }
-GAP_SEARCH_NOTE = (
-    "posts mentioning the account, by search: as far back as Bluesky's search index holds "
-    "(its newest 10,000 hits a query; syncd narrows the window and asks again)"
-)
 
 
-def _brand_post_note(route: str, scan_from: datetime) -> str:
+def _brand_post_note(route: str, scan_from: datetime, where: str) -> str:
     what = (
         "replies (up to 4 levels below one of the account's posts, as Bluesky notifies "
         "them), by each post's thread"
@@ -103,7 +105,7 @@ def _brand_post_note(route: str, scan_from: datetime) -> str:
         else "quotes of the account's posts, by each post's quotes"
     )
     return (
-        f"{what}, for its posts made since {iso(scan_from)} (gap_lookback before the gap), "
+        f"{what}, for its posts made since {iso(scan_from)} (gap_lookback before the {where}), "
         "found through its author feed; not reached: those of its posts made before then, or "
         "deleted since"
     )
@@ -129,13 +131,44 @@ def _segment(stream: Stream, since: datetime, until: datetime, page_size: int) -
 
 
 def plan(
-    streams: Sequence[Stream], since: datetime, until: datetime, now: datetime, page_size: int
+    streams: Sequence[Stream],
+    since: datetime,
+    until: datetime,
+    now: datetime,
+    page_size: int,
+    lookback: timedelta = GAP_LOOKBACK,
 ) -> list[Segment]:
-    """One segment per stream for ``[since, min(until, now))``."""
+    """The segments reading ``[since, min(until, now))``: ``replies`` by the author feed,
+    ``mentions`` by search and through the brand's posts made from ``lookback`` before the
+    window (see the module's docstring)."""
     end = min(until, now)
     if end <= since:
         return []
-    return [_segment(stream, since, end, page_size) for stream in streams]
+    out: list[Segment] = []
+    for stream in streams:
+        segment = _segment(stream, since, end, page_size)
+        if stream is Stream.MENTIONS:
+            out.extend(_mentions(segment, lookback, "window"))
+        else:
+            out.append(segment)
+    return out
+
+
+def _mentions(search: Segment, lookback: timedelta, where: str) -> tuple[Segment, ...]:
+    """A mentions window's segments: ``search`` and the brand-post scans beside it."""
+    # Search finds a post only by its mention: the replies and quotes that name no one are
+    # read through the brand's posts they answer or quote.
+    scan_from = search.since - lookback
+    brand_posts = tuple(
+        replace(
+            search,
+            route=route,
+            query=iso(scan_from),
+            note=_brand_post_note(route, scan_from, where),
+        )
+        for route in BRAND_POST_ROUTES
+    )
+    return (search, *brand_posts)
 
 
 def plan_gap(
@@ -157,25 +190,7 @@ def plan_gap(
     segment = _segment(stream, start.at - overlap, end.at + _TICK, page_size)
     if stream is not Stream.MENTIONS:
         return GapPlan((segment,))
-    # Search finds a post only by its mention: the replies and quotes that name no one are
-    # read through the brand's posts they answer or quote.
-    scan_from = segment.since - lookback
-    brand_posts = tuple(
-        Segment(
-            stream=stream,
-            route=route,
-            since=segment.since,
-            until=segment.until,
-            query=iso(scan_from),
-            page_size=page_size,
-            requests_per_window=REQUESTS_PER_WINDOW,
-            note=_brand_post_note(route, scan_from),
-            min_interval=MIN_INTERVAL,
-            rate_window=RATE_WINDOW,
-        )
-        for route in BRAND_POST_ROUTES
-    )
-    return GapPlan((replace(segment, note=GAP_SEARCH_NOTE), *brand_posts))
+    return GapPlan(_mentions(segment, lookback, "gap"))
 
 
 def scan_from(segment: Segment) -> datetime:
@@ -288,6 +303,85 @@ def estimate(posts: int, more: bool, oldest: datetime | None, segment: Segment) 
     covered = max((segment.until - (oldest or segment.until)).total_seconds(), 1.0)
     span = (segment.until - segment.since).total_seconds()
     return PostCount(math.ceil(posts * span / covered), exact=False)
+
+
+def brand_post_count(
+    posts: Sequence[BrandPost],
+    more: bool,
+    oldest: datetime | None,
+    segment: Segment,
+    now: datetime,
+) -> PostCount:
+    """A brand-post segment's estimate from the newest page of the account's author feed:
+    ``posts`` (its own on the page), ``more`` (the feed goes on) and ``oldest`` (the page's
+    oldest sort time, reposts included). Never exact: which replies (or quotes) land in the
+    window only reading them tells; and ``replyCount`` counts direct replies, not the levels
+    below that the threads are read to."""
+    replies = segment.route == POST_REPLIES
+    kind, field = ("replies", "replyCount") if replies else ("quotes", "quoteCount")
+    start = scan_from(segment)
+    window = _seconds(segment.until - segment.since)
+    scan = _seconds(segment.until - start)
+
+    def drew(post: BrandPost) -> int:
+        return (post.replies if replies else post.quotes) or 0
+
+    def asks(post: BrandPost) -> int:  # a thread, or the quotes' pages
+        if not wanted(post, segment.route):
+            return 0
+        return 1 if replies else max(1, math.ceil(drew(post) / segment.page_size))
+
+    counted = f"{segment.route}: counted: the {field} of "
+    if not more or (oldest is not None and oldest < start):
+        # The walk ends on this page: the posts scanned and asked about are known.
+        scanned = [p for p in posts if start <= p.at < segment.until]
+        found = math.ceil(sum(drew(p) for p in scanned) * window / scan)
+        return PostCount(
+            found,
+            exact=False,
+            reads=1 + sum(asks(p) for p in scanned),
+            basis=(
+                f"{counted}the account's {len(scanned)} posts made since "
+                f"{start:%Y-%m-%d %H:%M} UTC (all on the newest page of its feed); "
+                f"extrapolated: the window's share of their {kind}"
+            ),
+        )
+    if not posts or oldest is None:
+        return PostCount(
+            0,
+            exact=False,
+            basis=(
+                f"{segment.route}: the newest page of the account's feed holds none of its "
+                "own posts: nothing to count or extrapolate from"
+            ),
+        )
+    covered = _seconds(now - oldest)  # the newest page holds every post since its oldest
+    rate = len(posts) / covered  # of its own posts, a second
+    pages = math.ceil(_seconds(now - start) / covered)  # the walk: newest page to lookback
+    scanning = rate * scan
+    asked = math.ceil(scanning * sum(asks(p) for p in posts) / len(posts))
+    each = sum(drew(p) for p in posts) / len(posts)
+    return PostCount(
+        math.ceil(rate * window * each),
+        exact=False,
+        reads=pages + asked,
+        basis=(
+            f"{counted}its {len(posts)} posts on the newest page of its feed (made since "
+            f"{oldest:%Y-%m-%d %H:%M} UTC, {rate * 86_400:.1f} a day, {each:.1f} {kind} each); "
+            f"extrapolated: that rate over the window for its {kind}, and over the "
+            f"{_days(scan)} scanned for the requests (~{math.ceil(scanning):,} posts, "
+            f"{pages:,} feed pages, {asked:,} {'threads' if replies else 'quotes pages'})"
+        ),
+    )
+
+
+def _seconds(span: timedelta) -> float:
+    return max(span.total_seconds(), 1.0)
+
+
+def _days(seconds: float) -> str:
+    days = seconds / 86_400
+    return f"{days:.0f} days" if days >= 2 else f"{seconds / 3600:.0f} hours"
 
 
 def feed_oldest(body: Any) -> datetime | None:

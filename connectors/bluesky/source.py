@@ -17,9 +17,9 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AfterValidator, Field, field_validator
 
@@ -105,9 +105,10 @@ class BlueskySettings(SourceSettings):
     # How far past the stored mark a walk reads, for backdated posts the appview sorts below
     # it (by their older createdAt); what it reads twice is absorbed by the unique key.
     overlap: DurationOrZero = 3600.0
-    # How far before a mentions gap the brand's posts are scanned for the replies and quotes
-    # inside it (search finds a post only by its mention): those answering older posts are
-    # not recovered. Each scanned post answered or quoted costs a request or more.
+    # How far before a mentions backfill's window (or a gap) the brand's posts are scanned
+    # for the replies and quotes inside it (search finds a post only by its mention): those
+    # answering older posts are not recovered. Each scanned post answered or quoted costs a
+    # request or more.
     gap_lookback: DurationOrZero = backfill.GAP_LOOKBACK.total_seconds()
 
     @field_validator("service")
@@ -251,16 +252,7 @@ class BlueskySource:
             return parse_notifications(
                 body, account=account, cursor=cursor, overlap=self.overlap, headers=headers
             )
-        body, headers = self.client.query(
-            "app.bsky.feed.getAuthorFeed",
-            params(
-                LEXICON.AppBskyFeedGetAuthorFeed.Params,
-                actor=account.user_id,
-                filter="posts_with_replies",
-                limit=self.page_size,
-                cursor=cursor.pagination_token,
-            ),
-        )
+        body, headers = self._author_feed(account, self.page_size, cursor.pagination_token)
         return parse_feed(
             body, account=account, cursor=cursor, overlap=self.overlap, headers=headers
         )
@@ -274,7 +266,7 @@ class BlueskySource:
         until: datetime,
         now: datetime,
     ) -> list[Segment]:
-        return backfill.plan(streams, since, until, now, self.page_size)
+        return backfill.plan(streams, since, until, now, self.page_size, self.gap_lookback)
 
     def plan_gap(
         self, account: Account, stream: Stream, since_id: str, until_id: str, now: datetime
@@ -284,7 +276,8 @@ class BlueskySource:
         )
 
     def count_posts(self, account: Account, segment: Segment) -> PostCount:
-        """A search's ``hitsTotal`` where it sends one; else one page, extrapolated."""
+        """A search's ``hitsTotal`` where it sends one; else one page, extrapolated (for a
+        brand-post segment, the requests it takes too: see ``backfill.brand_post_count``)."""
         if segment.route == backfill.SEARCH:
             body, page, oldest = self._search(account, segment, None)
             total = backfill.hits_total(body)
@@ -292,14 +285,12 @@ class BlueskySource:
             if total is not None:
                 return PostCount(total, exact=not more)
         elif segment.route in backfill.BRAND_POST_ROUTES:
-            # What the first feed page's posts count (direct replies, quotes), whenever they
-            # came: a rough figure, never exact.
-            scan, _ = self._read_feed(account, segment, None)
-            counts = [
-                (p.replies if segment.route == backfill.POST_REPLIES else p.quotes) or 0
-                for p in scan.posts
-            ]
-            return PostCount(sum(counts), exact=False)
+            # The newest feed page's posts: their counts and how often they were made.
+            body, _ = self._author_feed(account, segment.page_size, None)
+            own, nxt = brand_posts(body, account=account)
+            oldest = backfill.feed_oldest(body)
+            now = datetime.now(UTC)
+            return backfill.brand_post_count(own, nxt is not None, oldest, segment, now)
         else:
             page, oldest = self._feed(account, segment, None)
             more = page.next_cursor.pagination_token is not None
@@ -351,16 +342,7 @@ class BlueskySource:
     ) -> tuple[Page, datetime | None]:
         """One page of the brand's author feed, kept to the segment's window; the walk ends
         at the first page reaching below the window's start."""
-        body, headers = self.client.query(
-            "app.bsky.feed.getAuthorFeed",
-            params(
-                LEXICON.AppBskyFeedGetAuthorFeed.Params,
-                actor=account.user_id,
-                filter="posts_with_replies",
-                limit=segment.page_size,
-                cursor=token,
-            ),
-        )
+        body, headers = self._author_feed(account, segment.page_size, token)
         page = parse_feed(
             body,
             account=account,
@@ -374,6 +356,21 @@ class BlueskySource:
         kept = tuple(i for i in page.interactions if segment.since <= i.created_at < segment.until)
         page = replace(page, interactions=kept, next_cursor=Cursor(pagination_token=token))
         return page, oldest
+
+    def _author_feed(
+        self, account: Account, limit: int, cursor: str | None
+    ) -> tuple[Any, Mapping[str, str]]:
+        """One page of the brand's author feed, its own replies included."""
+        return self.client.query(
+            "app.bsky.feed.getAuthorFeed",
+            params(
+                LEXICON.AppBskyFeedGetAuthorFeed.Params,
+                actor=account.user_id,
+                filter="posts_with_replies",
+                limit=limit,
+                cursor=cursor,
+            ),
+        )
 
     def _brand_post_step(self, account: Account, segment: Segment, token: str | None) -> Page:
         """One request of a brand-post segment: an author feed page (which names the brand
@@ -457,16 +454,7 @@ class BlueskySource:
         """An author feed page's brand posts sorted in the segment's scan (from its start to
         the gap's end), kept in memory; ``next`` is None where the walk ends (the page
         reached below the scan's start, or the feed's end)."""
-        body, headers = self.client.query(
-            "app.bsky.feed.getAuthorFeed",
-            params(
-                LEXICON.AppBskyFeedGetAuthorFeed.Params,
-                actor=account.user_id,
-                filter="posts_with_replies",
-                limit=segment.page_size,
-                cursor=cursor,
-            ),
-        )
+        body, headers = self._author_feed(account, segment.page_size, cursor)
         posts, nxt = brand_posts(body, account=account)
         start = backfill.scan_from(segment)
         oldest = backfill.feed_oldest(body)

@@ -109,7 +109,9 @@ def estimate(
     for segment in segments:
         count = source.count_posts(account, segment)
         counting += count.requests
-        requests = max(1, math.ceil(count.posts / segment.page_size))
+        pages = math.ceil(count.posts / segment.page_size)
+        requests = max(1, pages if count.reads is None else count.reads)
         out.append(SegmentEstimate(segment, count, requests, duration(segment, requests)))
-    notes = list(dict.fromkeys(s.note for s in segments if s.note))
+    said = [s.note for s in segments] + [s.count.basis for s in out]
+    notes = list(dict.fromkeys(n for n in said if n))
     return Estimate(out, price_per_post, write_batch, person_objects, counting, notes)

@@ -201,18 +201,30 @@ def test_backfill_reads_old_mentions_by_search_and_old_replies_from_the_feed(
     answer = bluesky.add_post(
         brand, "@zelda sorted", in_reply_to=asked[0], created_at=days_ago + timedelta(hours=6)
     ).uri
+    # A reply and a quote naming no one, of a brand post made before the window (within
+    # gap_lookback): search cannot find them, the brand's post can.
+    news = bluesky.add_post(
+        brand, "our spring range is out", created_at=days_ago - timedelta(days=3)
+    ).uri
+    reply = bluesky.add_post(
+        fan, "love the colours", in_reply_to=news, created_at=days_ago + timedelta(hours=7)
+    ).uri
+    quote = bluesky.add_post(
+        fan, "finally", quote=news, created_at=days_ago + timedelta(hours=8)
+    ).uri
     assert poll_once(world)[0] == 0
     # Sorted older than start (1 day): the notifications walk leaves them to a backfill.
-    assert not {f"bluesky:{u}" for u in asked} & set(tasks(world.sf))
+    assert not {f"bluesky:{u}" for u in [*asked, reply, quote]} & set(tasks(world.sf))
     since = (datetime.now(UTC) - timedelta(days=4)).strftime("%Y-%m-%d")
     args = ["backfill", "--source", "acme-bluesky", "--account", "acme.bsky.social"]
     result = CliRunner().invoke(
         cli, ["--config", str(world.config), *args, "--since", since, "--yes", "--json"]
     )
     assert result.exit_code == 0, result.output
-    assert "search_posts" in result.output and "author_feed" in result.output
+    for route in ("search_posts", "post_replies", "post_quotes", "author_feed"):
+        assert route in result.output
     written = {k: t for k, t in tasks(world.sf).items() if k.startswith("bluesky:")}
-    assert set(written) == {f"bluesky:{u}" for u in [hello, *asked, answer]}
+    assert set(written) == {f"bluesky:{u}" for u in [hello, *asked, answer, reply, quote]}
     assert {t["WhoId"] for t in written.values()} == {contact}
     assert bluesky.requests_by_route.get("GET ^/xrpc/app.bsky.feed.searchPosts/?$", 0) >= 2
     # The same window again: read again, written once (tasks() fails on a duplicate).

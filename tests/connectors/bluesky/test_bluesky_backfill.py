@@ -1,6 +1,7 @@
 """connectors.bluesky backfills and gap plans against the loopback stand-in: mentions of a past
-window by ``searchPosts`` (its 10,000-hit depth passed by narrowing the window), the brand's
-replies by its author feed back to the window, counts, and the plans of gaps."""
+window by ``searchPosts`` (its 10,000-hit depth passed by narrowing the window) and the replies
+and quotes naming no one through the brand's posts, the brand's replies by its author feed
+back to the window, counts and estimates, and the plans of gaps."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from connectors.bluesky import backfill
 from connectors.bluesky.parse import Mark, parse_post_views, parse_search, thread_replies
 from connectors.bluesky.source import BlueskySource
 from sandbox.bluesky.api import BlueskySandbox
+from syncd.backfill.estimate import estimate
 from syncd.contracts import Backfiller, GapCloser
 from syncd.errors import MalformedAnswer
 from syncd.model import Account, Page, Segment, Stream
@@ -78,24 +80,40 @@ def posts(pages: list[Page]) -> list[str]:
     return [i.post_id for p in pages for i in p.interactions]
 
 
-def test_the_plan_reads_mentions_by_search_and_replies_by_the_author_feed(
+def test_the_plan_reads_mentions_by_search_and_the_brands_posts_and_replies_by_the_feed(
     source: BlueskySource,
 ) -> None:
     backfiller: Backfiller = source
     assert isinstance(source, GapCloser)
     account = Account("bluesky", "acme.bsky.social", "did:plc:acme")
-    mentions, replies = backfiller.plan_backfill(
+    mentions, post_replies, post_quotes, replies = backfiller.plan_backfill(
         account, [Stream.MENTIONS, Stream.REPLIES], WEEK_AGO, NOW + timedelta(days=1), NOW
     )
-    assert (mentions.route, replies.route) == ("search_posts", "author_feed")
-    assert mentions.until == NOW and mentions.since == WEEK_AGO  # never past now
-    # The plan says how far search reaches and what it cannot find.
+    assert [s.route for s in (mentions, post_replies, post_quotes, replies)] == [
+        "search_posts", "post_replies", "post_quotes", "author_feed",
+    ]  # fmt: skip
+    # What the live poll reads of the window: its mentions by search, the replies and
+    # quotes naming no one through the brand's posts; all in the same window, never past now.
+    for segment in (mentions, post_replies, post_quotes, replies):
+        assert (segment.since, segment.until) == (WEEK_AGO, NOW)
+    assert {s.stream for s in (mentions, post_replies, post_quotes)} == {Stream.MENTIONS}
+    # The brand's posts are scanned from gap_lookback (30 days) before the window.
+    assert backfill.scan_from(post_replies) == backfill.scan_from(post_quotes)
+    assert backfill.scan_from(post_replies) == WEEK_AGO - timedelta(days=30)
+    # The plan says how far search reaches and what the scans cannot.
     assert mentions.note is not None and "10,000" in mentions.note
-    assert "do not mention" in mentions.note
+    assert post_replies.note is not None and "before the window" in post_replies.note
+    assert "made before then, or deleted since" in post_replies.note
+    assert post_quotes.note is not None and "quotes" in post_quotes.note
     assert replies.note is not None and "author feed" in replies.note
-    assert {mentions.route, replies.route} <= source.shared_routes  # the per-IP limit polls use
+    assert {s.route for s in (mentions, post_replies, post_quotes, replies)} <= (
+        source.shared_routes
+    )  # the per-IP limit polls use
     assert backfiller.plan_backfill(account, [Stream.MENTIONS], NOW, NOW, NOW) == []
     assert Segment.from_json(mentions.as_json()) == mentions
+    assert Segment.from_json(post_quotes.as_json()) == post_quotes
+    (only,) = backfiller.plan_backfill(account, [Stream.REPLIES], WEEK_AGO, NOW, NOW)
+    assert only == replies
 
 
 def test_mentions_of_a_past_window_are_read_by_search_newest_first(
@@ -113,7 +131,7 @@ def test_mentions_of_a_past_window_are_read_by_search_newest_first(
         mentions=(world.brand.user_id,),
         created_at=WEEK_AGO + timedelta(hours=3),
     )
-    (segment,) = source.plan_backfill(
+    segment, *_ = source.plan_backfill(
         world.brand, [Stream.MENTIONS], WEEK_AGO, WEEK_AGO + timedelta(days=1), NOW
     )
     pages = read_segment(source, world.brand, segment)
@@ -134,7 +152,7 @@ def test_a_window_deeper_than_search_goes_is_read_as_narrower_queries(
     world.sandbox.search_depth = 4
     monkeypatch.setattr(backfill, "SEARCH_DEPTH", 4)
     inside = [world.mention(WEEK_AGO + timedelta(minutes=m)) for m in range(1, 12)]
-    (segment,) = source.plan_backfill(
+    segment, *_ = source.plan_backfill(
         world.brand, [Stream.MENTIONS], WEEK_AGO, WEEK_AGO + timedelta(hours=1), NOW
     )
     pages = read_segment(source, world.brand, segment)
@@ -147,7 +165,7 @@ def test_a_window_deeper_than_search_goes_is_read_as_narrower_queries(
 def test_the_service_refuses_a_cursor_deeper_than_it_goes(world: World) -> None:
     world.sandbox.search_depth = 4
     source = world.source()
-    (segment,) = source.plan_backfill(world.brand, [Stream.MENTIONS], WEEK_AGO, NOW, NOW)
+    segment, *_ = source.plan_backfill(world.brand, [Stream.MENTIONS], WEEK_AGO, NOW, NOW)
     deep = backfill.SearchToken(segment.until, 3, "6").text()
     with pytest.raises(Exception, match="paginate so deep"):
         source.fetch_segment(world.brand, segment, deep)
@@ -197,7 +215,7 @@ def test_replies_are_read_from_the_author_feed_back_to_the_window(
 def test_counts_take_the_search_hits_total(world: World, source: BlueskySource) -> None:
     for h in range(1, 8):
         world.mention(WEEK_AGO + timedelta(hours=h))
-    mentions, replies = source.plan_backfill(
+    mentions, *_, replies = source.plan_backfill(
         world.brand, [Stream.MENTIONS, Stream.REPLIES], WEEK_AGO, NOW, NOW
     )
     counted = source.count_posts(world.brand, mentions)
@@ -301,6 +319,84 @@ def test_a_gap_recovers_the_replies_and_quotes_its_notifications_held(
     # A plan's estimate: what the first feed page's posts count, never exact.
     counted = source.count_posts(world.brand, plan[2])
     assert counted.posts >= 1 and not counted.exact
+
+
+def test_a_backfill_of_a_window_reads_the_replies_and_quotes_that_name_no_one(
+    world: World, source: BlueskySource
+) -> None:
+    sb, brand, fan = world.sandbox, world.brand.user_id, world.fan
+    other = sb.add_user("other.bsky.social").did
+    since, until = WEEK_AGO, WEEK_AGO + timedelta(days=1)
+    inside = since + timedelta(hours=6)
+
+    def post(did: str, text: str, at: datetime, **kw: str) -> str:
+        return sb.add_post(did, text, created_at=at, **kw).uri  # type: ignore[arg-type]
+
+    # The brand's posts: one ten days before the window (within gap_lookback), one in it,
+    # and more after it than a feed page holds.
+    old_news = post(brand, "old news", since - timedelta(days=10))
+    news = post(brand, "news", inside - timedelta(hours=1))
+    for n in range(5):
+        post(brand, f"filler {n}", NOW - timedelta(hours=n + 1))
+    # In the window: a plain reply and a quote naming no one, a reply to a reply, a mention.
+    plain = post(fan, "agreed", inside, in_reply_to=old_news)
+    quote = post(fan, "look at this", inside, quote=old_news)
+    below = post(other, "me too", inside + timedelta(minutes=5), in_reply_to=plain)
+    quoted_news = post(other, "and this", inside, quote=news)
+    mention = world.mention(inside, "@acme hi")
+    # Outside it: a reply before, a quote after.
+    post(fan, "early", since - timedelta(hours=2), in_reply_to=old_news)
+    post(fan, "late quote", until + timedelta(hours=2), quote=news)
+    plan = source.plan_backfill(world.brand, [Stream.MENTIONS], since, until, NOW)
+    assert [s.route for s in plan] == ["search_posts", "post_replies", "post_quotes"]
+    read = {s.route: posts(read_segment(source, world.brand, s)) for s in plan}
+    assert read["search_posts"] == [mention]  # search alone finds none of the others
+    found = [p for route in read.values() for p in route]
+    assert sorted(found) == sorted([plain, quote, below, quoted_news, mention])  # once each
+    assert set(found) == notified(world, since, until)  # what the live poll would have read
+
+
+def test_a_brand_post_scan_is_estimated_by_its_requests_and_says_what_it_extrapolated(
+    world: World, source: BlueskySource
+) -> None:
+    sb, brand, fan = world.sandbox, world.brand.user_id, world.fan
+    for day in range(40):  # a post a day, each answered twice and quoted once within hours
+        made = NOW - timedelta(days=day, hours=12)
+        uri = sb.add_post(brand, f"news {day}", created_at=made).uri
+        sb.add_post(fan, "re", in_reply_to=uri, created_at=made + timedelta(hours=1))
+        sb.add_post(fan, "re again", in_reply_to=uri, created_at=made + timedelta(hours=2))
+        sb.add_post(fan, "look", quote=uri, created_at=made + timedelta(hours=3))
+    since, until = NOW - timedelta(days=5), NOW - timedelta(days=4)
+    plan = source.plan_backfill(world.brand, [Stream.MENTIONS], since, until, NOW)
+    est = estimate(source, world.brand, plan, price_per_post=0.0)
+    for seg, asked_of in zip(est.segments[1:], ("getPostThread", "getQuotes"), strict=True):
+        nsids = ("app.bsky.feed.getAuthorFeed", f"app.bsky.feed.{asked_of}")
+        before = sum(world.calls(n) for n in nsids)
+        found = posts(read_segment(source, world.brand, seg.segment))
+        spent = sum(world.calls(n) for n in nsids) - before
+        # 12 feed pages back to the lookback, then one request for each of the 31 posts
+        # made between it and the window's end: far more than a page per post found (the
+        # two replies to, and the quote of, the post made in the window).
+        assert spent == 43 and len(found) == (2 if asked_of == "getPostThread" else 1)
+        assert spent / 2 <= seg.requests <= spent * 2
+        assert seg.count.posts <= 2 * max(len(found), 1) and not seg.count.exact
+        basis = seg.count.basis
+        assert basis is not None and basis in est.notes
+        assert "counted" in basis and "extrapolated" in basis
+        assert ("replyCount" if asked_of == "getPostThread" else "quoteCount") in basis
+    # A feed read in one page: the posts scanned and asked about are counted, not guessed.
+    whole = world.source(page_size=100)
+    nsids = ("app.bsky.feed.getAuthorFeed", "app.bsky.feed.getPostThread")
+    try:
+        segment = whole.plan_backfill(world.brand, [Stream.MENTIONS], since, until, NOW)[1]
+        counted = whole.count_posts(world.brand, segment)
+        before = sum(world.calls(n) for n in nsids)
+        read_segment(whole, world.brand, segment)
+        spent = sum(world.calls(n) for n in nsids) - before
+    finally:
+        whole.close()
+    assert counted.reads == spent == 1 + 31
+    assert counted.basis is not None and "all on the newest page" in counted.basis
 
 
 def test_replies_to_posts_older_than_the_lookback_are_not_reached(
@@ -457,6 +553,7 @@ def test_a_thread_answer_yields_the_replies_that_notify_the_anchors_author() -> 
 
 def test_a_search_token_narrows_only_when_the_next_page_would_be_too_deep() -> None:
     segment = backfill.plan([Stream.MENTIONS], WEEK_AGO, NOW, NOW, 100)[0]
+    assert segment.route == backfill.SEARCH
     start = backfill.SearchToken.parse(None, segment)
     assert start == backfill.SearchToken(NOW)
     nxt = start.following("100", 100, NOW - timedelta(hours=1), segment)

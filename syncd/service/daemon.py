@@ -32,7 +32,9 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from syncd.config.settings import Settings
+from syncd.contracts import WebhookEndpoint, WebhookSource
 from syncd.errors import StateUnavailable, UserError
+from syncd.model import WebhookHint
 from syncd.service.app import App
 from syncd.service.http import HealthServer, Run, serve
 from syncd.service.jobs import (
@@ -47,6 +49,7 @@ from syncd.service.jobs import (
 )
 from syncd.service.metrics import Metrics, status_line
 from syncd.service.sdnotify import Heartbeat, heartbeat_seconds, notify
+from syncd.state import hints
 
 __all__ = ["Daemon", "notify"]
 
@@ -81,6 +84,25 @@ def open_waiting(app: App, sleep: Callable[[float], None] = time.sleep) -> None:
             continue
         outage.passed("start-up")
         return
+
+
+class SourceWebhooks:
+    """The listener's webhooks: the daemon's current sources (a reload's included), their
+    hints stored in the state database, one transaction per delivery."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    def endpoint(self, source: str) -> WebhookEndpoint | None:
+        found = self.daemon.app.sources.get(source)
+        if found is None or not isinstance(found[1], WebhookSource):
+            return None
+        return found[1].webhook()
+
+    def store(self, source: str, received: Sequence[WebhookHint]) -> int:
+        app = self.daemon.app
+        with app.db.transaction() as conn:
+            return hints.add(conn, source, received, app.pipeline.clock())
 
 
 class Daemon:
@@ -284,7 +306,9 @@ class Daemon:
     def _serve(self) -> None:
         listen = self.app.settings.daemon.listen
         if listen is not None and self.server is None:  # a reload keeps the first listener
-            self.server = serve(listen, self, self.metrics.registry, self.app.settings.path)
+            self.server = serve(
+                listen, self, self.metrics.registry, self.app.settings.path, SourceWebhooks(self)
+            )
 
     def _status(self) -> None:
         if os.environ.get("NOTIFY_SOCKET"):

@@ -32,9 +32,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from syncd.config.settings import Settings
-from syncd.contracts import WebhookEndpoint, WebhookSource
 from syncd.errors import StateUnavailable, UserError
-from syncd.model import WebhookHint
 from syncd.service.app import App
 from syncd.service.http import HealthServer, Run, serve
 from syncd.service.jobs import (
@@ -49,7 +47,7 @@ from syncd.service.jobs import (
 )
 from syncd.service.metrics import Metrics, status_line
 from syncd.service.sdnotify import Heartbeat, heartbeat_seconds, notify
-from syncd.state import hints
+from syncd.service.webhooks import SourceWebhooks
 
 __all__ = ["Daemon", "notify"]
 
@@ -84,25 +82,6 @@ def open_waiting(app: App, sleep: Callable[[float], None] = time.sleep) -> None:
             continue
         outage.passed("start-up")
         return
-
-
-class SourceWebhooks:
-    """The listener's webhooks: the daemon's current sources (a reload's included), their
-    hints stored in the state database, one transaction per delivery."""
-
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-
-    def endpoint(self, source: str) -> WebhookEndpoint | None:
-        found = self.daemon.app.sources.get(source)
-        if found is None or not isinstance(found[1], WebhookSource):
-            return None
-        return found[1].webhook()
-
-    def store(self, source: str, received: Sequence[WebhookHint]) -> int:
-        app = self.daemon.app
-        with app.db.transaction() as conn:
-            return hints.add(conn, source, received, app.pipeline.clock())
 
 
 class Daemon:
@@ -307,8 +286,16 @@ class Daemon:
         listen = self.app.settings.daemon.listen
         if listen is not None and self.server is None:  # a reload keeps the first listener
             self.server = serve(
-                listen, self, self.metrics.registry, self.app.settings.path, SourceWebhooks(self)
+                listen, self, self.metrics.registry, self.app.settings.path, self._webhooks()
             )
+
+    def _webhooks(self) -> SourceWebhooks:
+        # Through the daemon's current app: a reload's sources and database are served.
+        return SourceWebhooks(
+            lambda: {name: source for name, (_, source) in self.app.sources.items()},
+            lambda: self.app.db,
+            lambda: self.app.pipeline.clock(),
+        )
 
     def _status(self) -> None:
         if os.environ.get("NOTIFY_SOCKET"):

@@ -52,10 +52,8 @@ def add(conn: Connection, source: str, hints: Iterable[WebhookHint], now: dateti
     stmt = insert_for(conn, webhook_hints).on_conflict_do_nothing(
         index_elements=["source", "object_id", "kind"]
     )
-    new = 0
-    for row in rows:  # rowcount per row: an executemany's is not reliable on every driver
-        new += conn.execute(stmt, row).rowcount
-    return new
+    # The rows inserted come back; a rowcount is not told alike by every driver.
+    return len(conn.execute(stmt.returning(webhook_hints.c.id), rows).all())
 
 
 def untaken(

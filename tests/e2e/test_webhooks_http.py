@@ -5,19 +5,22 @@ before they are read, and only configured webhook sources answered."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 import requests
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select
+from support.fake_source import (
+    FakeNetwork,
+    FakeSource,
+    FakeWebhook,
+    FakeWebhookSource,
+    fake_signature,
+)
 
-from syncd.contracts import WebhookEndpoint
-from syncd.model import WebhookHint
 from syncd.service.http import HealthServer, Limits
 from syncd.service.webhooks import SourceWebhooks
 from syncd.state.db import Database
@@ -30,40 +33,18 @@ NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
 
 def sign(body: bytes) -> str:
-    return hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-
-
-class FakeHook:
-    """A network's endpoint: a token to echo a challenge for, a body signed in a header,
-    each line of the body ``account object kind`` a hint."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[bytes, dict[str, str]]] = []
-
-    def subscribe(self, params: Mapping[str, str]) -> str | None:
-        ok = hmac.compare_digest(params.get("token", "").encode(), TOKEN.encode())
-        return params.get("challenge") if ok else None
-
-    def receive(self, body: bytes, headers: Mapping[str, str]) -> Sequence[WebhookHint] | None:
-        self.received.append((body, dict(headers)))
-        if not hmac.compare_digest(headers.get("x-fake-signature", ""), sign(body)):
-            return None
-        return [WebhookHint(*line.split()) for line in body.decode().splitlines() if line]
-
-
-class HookedSource:
-    def __init__(self, hook: WebhookEndpoint | None) -> None:
-        self.hook = hook
-
-    def webhook(self) -> WebhookEndpoint | None:
-        return self.hook
+    return fake_signature(body, SECRET)
 
 
 class Listener:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.hook = FakeHook()
-        sources = {"acme-fake": HookedSource(self.hook), "quiet": HookedSource(None), "x": 1}
+        self.hook = FakeWebhook(TOKEN, SECRET)
+        sources = {
+            "acme-fake": FakeWebhookSource(FakeNetwork(), self.hook),
+            "quiet": FakeWebhookSource(FakeNetwork(), None),  # configured without a webhook
+            "plain": FakeSource(FakeNetwork()),  # a source that has none at all
+        }
         hooks = SourceWebhooks(lambda: sources, lambda: db, lambda: NOW)
         limits = Limits(body_bytes=BODY_BYTES)
         self.server = HealthServer(
@@ -162,7 +143,7 @@ def test_only_configured_webhook_sources_answer_and_other_methods_are_refused(
 ) -> None:
     base = f"{listener.server.url}/webhooks"
     body = b"1 2 kind\n"
-    for url in (f"{base}/nobody", f"{base}/quiet", f"{base}/x", f"{base}/", f"{base}/a/b"):
+    for url in (f"{base}/nobody", f"{base}/quiet", f"{base}/plain", f"{base}/", f"{base}/a/b"):
         assert listener.post(body, url=url).status_code == 404, url
         assert (
             requests.get(url, params={"token": TOKEN, "challenge": "1"}, timeout=10).status_code

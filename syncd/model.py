@@ -152,6 +152,25 @@ class Quarantined:
     item_id: str | None = None
 
 
+HINT_ID_MAX = 255  # characters of a webhook hint's object id
+HINT_KIND_MAX = 64  # characters of its kind
+
+
+@dataclass(frozen=True)
+class WebhookHint:
+    """An object a source's webhook said changed, for its poller to read through the API.
+
+    Never content: whatever else a delivery said is dropped, so a forged or replayed one can
+    add nothing the API does not confirm. ``account_id`` is the brand account's network id
+    (:attr:`Account.user_id`) the delivery was for, ``object_id`` the network's id of the
+    object, ``kind`` what the source needs to read it (e.g. ``mentions:comment``): both
+    opaque to the core, which stores each (source, object_id, kind) once."""
+
+    account_id: str
+    object_id: str
+    kind: str
+
+
 @dataclass(frozen=True)
 class Cursor:
     """Where a stream's walk stands.
@@ -172,6 +191,9 @@ class Cursor:
     pending_since_id: str | None = None
     # Compared, not hashed: a cursor stays usable as a key (a test's scripted walk).
     marks: Mapping[str, str] = field(default_factory=dict, hash=False)
+    # The account's webhook hints not yet taken (oldest first, a bounded batch), for a
+    # source with a webhook; it says which it read in Page.taken_hints (see Source.fetch).
+    hints: tuple[WebhookHint, ...] = field(default=(), hash=False)
 
     @property
     def in_walk(self) -> bool:
@@ -254,6 +276,10 @@ class Page:
     # cursor in the page's transaction; None removes a mark (an object that left the source's
     # window). Only a live walk's pages keep marks: a backfill's are not stored.
     marks: Mapping[str, str | None] = field(default_factory=dict, hash=False)
+    # The hints of Cursor.hints this page read through the API (what the API returned for
+    # them is on this page, or the API said they are gone): marked taken in the page's
+    # transaction, so a hint is never taken without what it led to being stored.
+    taken_hints: tuple[WebhookHint, ...] = ()
 
     @property
     def walk_complete(self) -> bool:

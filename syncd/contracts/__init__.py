@@ -38,6 +38,7 @@ from syncd.model import (
     ProjectUsage,
     Segment,
     Stream,
+    WebhookHint,
     WriteResult,
 )
 
@@ -257,7 +258,12 @@ class Source(Protocol):
         most :data:`~syncd.model.MARK_KEY_MAX` characters, its value any length; both are the
         network's object ids and positions, never a person's id, name or words (``forget``
         does not look in them). ``next_cursor.marks`` is not read. A backfill's pages
-        (:meth:`Backfiller.fetch_segment`) keep no marks."""
+        (:meth:`Backfiller.fetch_segment`) keep no marks.
+
+        A :class:`WebhookSource` finds its account's untaken webhook hints in
+        ``cursor.hints`` and names those it read in :attr:`Page.taken_hints` of the page
+        carrying what the API returned for them, stored in that page's transaction (see
+        :class:`WebhookSource`). ``next_cursor.hints`` is not read."""
         ...
 
     def lookup_posts(
@@ -384,6 +390,51 @@ class ObservedResponses(Protocol):
         request, for as long as the source lives (a client it rebuilds keeps reporting).
         Given the same callback again, it is still called once an answer. The callback must
         be quick and must not raise: it runs inside the connector's call."""
+        ...
+
+
+class WebhookEndpoint(Protocol):
+    """What a source's webhook answers on the HTTP listener, at ``/webhooks/<source name>``
+    (``[daemon] listen``). The listener bounds the body, refuses other methods, stores the
+    hints and answers; the endpoint does the network's checks, in constant time, and makes
+    no API call (the network waits for the answer: a few seconds at most).
+
+    Hints, never content: whatever a delivery says besides which objects changed is
+    dropped. The poller hands a stream's walk the account's untaken hints
+    (:attr:`~syncd.model.Cursor.hints`) and the source reads each object through the API;
+    a forged or replayed delivery can add nothing the API does not confirm."""
+
+    def subscribe(self, params: Mapping[str, str]) -> str | None:
+        """A ``GET`` (the network's subscription check), its query parameters (the first
+        value of each): the text to answer 200 with, or None to refuse it (403)."""
+        ...
+
+    def receive(self, body: bytes, headers: Mapping[str, str]) -> Sequence[WebhookHint] | None:
+        """A ``POST``, its exact body bytes and its headers (names in lower case): the hints
+        it names, possibly none, or None when it is refused (unsigned, wrongly signed: 403,
+        nothing stored). Each hint's ``account_id`` is the brand account's network id; the
+        listener stores them in one transaction and answers 200."""
+        ...
+
+
+@runtime_checkable
+class WebhookSource(Protocol):
+    """A source that can receive its network's webhooks (optional: a source without it is
+    only polled). Storing, taking and the listener are the core's; the source says what to
+    answer and which hints a delivery names, and reads them in :meth:`Source.fetch`.
+
+    The contract of a hint, from delivery to CRM: the listener stores each (source, object
+    id, kind) once, in one transaction per delivery; every walk of the account's streams is
+    offered the untaken ones in ``cursor.hints`` (a bounded batch, oldest first, the same
+    all walk long less those taken); the stream a hint belongs to reads its object through
+    the API and names it in :attr:`~syncd.model.Page.taken_hints` of the page that carries
+    what the API returned (or, when the API says the object is gone or is not the
+    account's, of any page of that walk); the poller marks it taken in that page's
+    transaction. A crash before leaves it untaken, offered again; a hint no stream takes
+    is offered again on every walk. A backfill's pages take none."""
+
+    def webhook(self) -> WebhookEndpoint | None:
+        """The endpoint, or None when the source's settings configure no webhook."""
         ...
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import NoReturn, TypeVar
 
-from syncd.contracts import KnownAuthors, Source, Starting
+from syncd.contracts import KnownAuthors, Source, Starting, WebhookSource
 from syncd.errors import (
     MalformedAnswer,
     PaginationExpired,
@@ -20,8 +20,8 @@ from syncd.errors import (
 )
 from syncd.model import Account, Cursor, Page, Stream, merge_marks
 from syncd.pipeline.context import Context
+from syncd.state import hints, profiles, usage, walks
 from syncd.state import ingest as st
-from syncd.state import profiles, usage, walks
 from syncd.state.horizon import first_start
 
 log = logging.getLogger("syncd.pipeline")
@@ -97,6 +97,9 @@ class Poller:
                 first = source.start_after(now)
                 started = first_start(conn, source_name, account.handle, stream, first, now)
                 cursor = replace(started, marks=cursor.marks)
+            if isinstance(source, WebhookSource):
+                # Read at the walk's start; one delivery arriving mid-walk waits for the next.
+                cursor = replace(cursor, hints=hints.untaken(conn, source_name, account.user_id))
             # Brand accounts do not change during a walk: read once, not once per page.
             brand_ids = st.brand_user_ids(conn, source.network)
         if why is not None:
@@ -132,7 +135,8 @@ class Poller:
                 )
                 with self.db.transaction() as conn:
                     st.reset_walk(conn, source_name, account.handle, stream, self.clock())
-                    cursor = st.load_cursor(conn, source_name, account.handle, stream)
+                    reloaded = st.load_cursor(conn, source_name, account.handle, stream)
+                cursor = replace(reloaded, hints=cursor.hints)
                 restarted = True
                 followed.clear()
                 stalled = False  # the walk starts again from since_id, all of it in reach
@@ -176,7 +180,13 @@ class Poller:
                 return result
             # The next page is asked with the marks as now stored: this page's changes on
             # those the walk began with (a source sets Page.marks, not next_cursor.marks).
-            cursor = replace(page.next_cursor, marks=merge_marks(cursor.marks, page.marks))
+            taken = set(page.taken_hints)
+            # Likewise the hints: those this page took are stored as taken, not offered again.
+            cursor = replace(
+                page.next_cursor,
+                marks=merge_marks(cursor.marks, page.marks),
+                hints=tuple(h for h in cursor.hints if h not in taken),
+            )
             if token is not None:
                 followed.add(token)
 

@@ -47,6 +47,7 @@ from syncd.service.jobs import (
 )
 from syncd.service.metrics import Metrics, status_line
 from syncd.service.sdnotify import Heartbeat, heartbeat_seconds, notify
+from syncd.service.webhooks import SourceWebhooks
 
 __all__ = ["Daemon", "notify"]
 
@@ -284,7 +285,17 @@ class Daemon:
     def _serve(self) -> None:
         listen = self.app.settings.daemon.listen
         if listen is not None and self.server is None:  # a reload keeps the first listener
-            self.server = serve(listen, self, self.metrics.registry, self.app.settings.path)
+            self.server = serve(
+                listen, self, self.metrics.registry, self.app.settings.path, self._webhooks()
+            )
+
+    def _webhooks(self) -> SourceWebhooks:
+        # Through the daemon's current app: a reload's sources and database are served.
+        return SourceWebhooks(
+            lambda: {name: source for name, (_, source) in self.app.sources.items()},
+            lambda: self.app.db,
+            lambda: self.app.pipeline.clock(),
+        )
 
     def _status(self) -> None:
         if os.environ.get("NOTIFY_SOCKET"):

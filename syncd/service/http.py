@@ -1,4 +1,5 @@
-"""The optional HTTP listener of ``syncd run`` (``[daemon] listen``): /healthz and /metrics.
+"""The optional HTTP listener of ``syncd run`` (``[daemon] listen``): /healthz, /metrics and
+each webhook source's ``/webhooks/<source name>``.
 
 Served by waitress, not a thread per connection: with the stdlib's ``http.server``, 130
 connections that never sent a request exhausted the daemon's file descriptors and unfinished
@@ -7,6 +8,12 @@ and bounds what a client can hold (:class:`Limits`): connections open at once, h
 seconds a connection may stay silent; syncd adds the seconds a request may take to arrive, so
 a client trickling a byte at a time is cut off too. The endpoints are unauthenticated and
 metrics name accounts and CRM objects: a listen address that is not loopback is warned about.
+
+A webhook (:class:`syncd.contracts.WebhookSource`) is answered here, plain HTTP behind the
+operator's TLS reverse proxy: a ``GET`` is the network's subscription check; a ``POST`` body
+over ``Limits.body_bytes`` is refused (413) by waitress from its Content-Length, before it is
+read; a refused signature stores nothing (403); a delivery's hints are stored in one
+transaction and answered 200 at once, no API call made (the poller reads them later).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Protocol, cast
+from urllib.parse import parse_qsl
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -30,7 +38,9 @@ from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import TcpWSGIServer
 
+from syncd.contracts import WebhookEndpoint
 from syncd.errors import ConfigError
+from syncd.model import WebhookHint
 from syncd.service.sdnotify import Heartbeat, heartbeat_seconds
 
 log = logging.getLogger("syncd.health")
@@ -146,6 +156,22 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class Webhooks(Protocol):
+    """What the listener's ``/webhooks/<source>`` needs of the daemon."""
+
+    def endpoint(self, source: str) -> WebhookEndpoint | None:
+        """The configured source's webhook; None: no such source, or it has none (404)."""
+        ...
+
+    def store(self, source: str, hints: Sequence[WebhookHint]) -> int:
+        """Store one delivery's hints in one transaction; how many were new. Raises when the
+        state database cannot take them (the answer is then 503: the network sends again)."""
+        ...
+
+
+WEBHOOKS = "/webhooks/"
+
+
 @dataclass(frozen=True)
 class Limits:
     """What clients can hold of the listener, whatever they send (or do not). Whole seconds:
@@ -156,6 +182,9 @@ class Limits:
     request_seconds: int = 10  # a request (line and headers) must arrive whole within this
     header_bytes: int = 8192  # request line and headers; more: 431 and the connection closed
     threads: int = 4  # requests answered at once: a slow /metrics leaves /healthz free
+    # A webhook delivery's body (Meta batches at most 1,000 changes, well under this); only
+    # /webhooks/ takes a body at all, and only with webhooks served.
+    body_bytes: int = 1 << 20
     check_seconds: int = 1  # how often connections are checked against the limits
 
 
@@ -194,8 +223,10 @@ class HealthServer:
         check: Callable[[], tuple[int, dict[str, Any]]],
         registry: CollectorRegistry,
         limits: Limits = Limits(),
+        webhooks: Webhooks | None = None,
     ) -> None:
         self.listen = listen
+        self.webhooks = webhooks
         self.host, self.port = parse_listen(listen)
         self._check = check
         self._metrics = make_wsgi_app(registry)
@@ -232,7 +263,8 @@ class HealthServer:
             channel_timeout=limits.idle_seconds,
             cleanup_interval=limits.check_seconds,
             max_request_header_size=limits.header_bytes,
-            max_request_body_size=0,  # GET only: any body is refused (413)
+            # Without webhooks GET only: any body is refused (413).
+            max_request_body_size=limits.body_bytes if self.webhooks is not None else 0,
             asyncore_use_poll=True,  # select() cannot watch a descriptor numbered over 1023
             log_socket_errors=False,  # a client hanging up is not the operator's concern
             ident="syncd",
@@ -290,6 +322,11 @@ class HealthServer:
             return start_response(status, [*headers, ("Cache-Control", "no-store")], exc_info)
 
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
+        if path.startswith(WEBHOOKS) and self.webhooks is not None:
+            return self._webhook(self.webhooks, path[len(WEBHOOKS) :], environ, no_store)
+        if _has_body(environ):
+            text = b"no request body here\n"
+            return _answer(no_store, "413 Content Too Large", "text/plain", text)
         if method not in ("GET", "HEAD"):
             text = b"GET or HEAD only\n"
             return _answer(no_store, "405 Method Not Allowed", "text/plain", text, GET_HEAD)
@@ -301,6 +338,61 @@ class HealthServer:
             return cast("Iterable[bytes]", self._metrics(environ, no_store))
         text = b"not found: try /healthz or /metrics\n"
         return _answer(no_store, "404 Not Found", "text/plain", text)
+
+    def _webhook(
+        self,
+        webhooks: Webhooks,
+        name: str,
+        environ: WSGIEnvironment,
+        start_response: Callable[..., Callable[[bytes], object]],
+    ) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"]
+        endpoint = webhooks.endpoint(name) if name and "/" not in name else None
+        if endpoint is None:
+            text = b"no webhook here\n"
+            return _answer(start_response, "404 Not Found", "text/plain", text)
+        if method in ("GET", "HEAD"):
+            params = dict(reversed(parse_qsl(environ.get("QUERY_STRING", ""))))  # first wins
+            echo = endpoint.subscribe(params)
+            if echo is None:
+                return _answer(start_response, "403 Forbidden", "text/plain", b"refused\n")
+            return _answer(start_response, "200 OK", "text/plain", echo.encode())
+        if method != "POST":
+            text = b"GET, HEAD or POST only\n"
+            allow = [("Allow", "GET, HEAD, POST")]
+            return _answer(start_response, "405 Method Not Allowed", "text/plain", text, allow)
+        # waitress has read the whole body already, bounded by Limits.body_bytes.
+        body = environ["wsgi.input"].read()
+        hints = endpoint.receive(body, _headers(environ))
+        if hints is None:
+            log.warning("webhook %s: a delivery was refused (its signature does not check)", name)
+            return _answer(start_response, "403 Forbidden", "text/plain", b"refused\n")
+        try:
+            new = webhooks.store(name, hints) if hints else 0
+        except Exception:
+            log.error("webhook %s: could not store a delivery's hints", name, exc_info=True)
+            text = b"not stored, send again\n"
+            return _answer(start_response, "503 Service Unavailable", "text/plain", text)
+        log.debug("webhook %s: %d hints, %d new", name, len(hints), new)
+        return _answer(start_response, "200 OK", "text/plain", b"ok\n")
+
+
+def _has_body(environ: WSGIEnvironment) -> bool:
+    length = environ.get("CONTENT_LENGTH") or "0"
+    return not length.isdigit() or int(length) > 0
+
+
+def _headers(environ: WSGIEnvironment) -> dict[str, str]:
+    """The request's headers, their names in lower case with dashes (``x-hub-signature-256``)."""
+    found = {
+        key[5:].replace("_", "-").lower(): str(value)
+        for key, value in environ.items()
+        if key.startswith("HTTP_")
+    }
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            found[key.replace("_", "-").lower()] = str(environ[key])
+    return found
 
 
 GET_HEAD = [("Allow", "GET, HEAD")]
@@ -319,10 +411,14 @@ def _answer(
 
 
 def serve(
-    listen: str, daemon: Watched, registry: CollectorRegistry, config: object
+    listen: str,
+    daemon: Watched,
+    registry: CollectorRegistry,
+    config: object,
+    webhooks: Webhooks | None = None,
 ) -> HealthServer:
     """Start the listener for ``daemon``; a port that cannot be bound is a config problem."""
-    server = HealthServer(listen, lambda: verdict(daemon), registry)
+    server = HealthServer(listen, lambda: verdict(daemon), registry, webhooks=webhooks)
     try:
         server.start()
     except OSError as exc:

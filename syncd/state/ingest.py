@@ -2,10 +2,10 @@
 
 ``ingest_page`` is the heart of "nothing lost, nothing duplicated": the page's interactions,
 its authors, one delivery per new interaction (none for a post whose author the network
-withheld), the advanced cursor and the stream's marks it changed are written together or not
-at all. Replaying a page after a crash is harmless: interactions are unique on
-(network, post id) and inserted with ON CONFLICT DO NOTHING, and a bad item read again is not
-quarantined again.
+withheld), the advanced cursor, the stream's marks it changed and the webhook hints it read
+are written together or not at all. Replaying a page after a crash is harmless: interactions
+are unique on (network, post id) and inserted with ON CONFLICT DO NOTHING, and a bad item read
+again is not quarantined again.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from syncd.model import (
     Quarantined,
     Stream,
 )
-from syncd.state import horizon, suppression
+from syncd.state import hints, horizon, suppression
 from syncd.state.coordination import redone_on_conflict
 from syncd.state.tables import (
     accounts,
@@ -396,6 +396,8 @@ def ingest_page(
     )
     if page.marks:
         save_marks(conn, source, account.handle, stream, page.marks, now)
+    if page.taken_hints:
+        hints.take(conn, source, page.taken_hints, now)
     return stored
 
 

@@ -273,6 +273,25 @@ stream_marks = Table(
     ),
 )
 
+# Objects a source's webhook said changed (syncd.model.WebhookHint), for its poller to read
+# through the API: one row per (source, object, kind), so a delivery Meta sends again (or a
+# replayed one) adds nothing. ``taken_at`` is set in the transaction that stores the page
+# the object was read into; until then the hint is offered to every walk of its account.
+webhook_hints = Table(
+    "webhook_hints",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("source", String(100), nullable=False),
+    # The brand account's network id (accounts.user_id) the delivery was for.
+    Column("account", String(ID_MAX), nullable=False),
+    Column("object_id", String(ID_MAX), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
+    Column("taken_at", UtcDateTime()),
+    UniqueConstraint("source", "object_id", "kind", name="uq_webhook_hints_source_object_id_kind"),
+    Index("ix_webhook_hints_untaken", "source", "account", "taken_at"),
+)
+
 # The outbox: one row per interaction × CRM. "pending" rows are written once their
 # counterpart has a link; "written" holds the CRM record id; "dead" needs an admin.
 deliveries = Table(

@@ -24,6 +24,7 @@ from syncd.state.tables import (
     metadata,
     post_checks,
     stream_marks,
+    webhook_hints,
 )
 
 
@@ -368,3 +369,29 @@ def _interaction(conn: Connection, post_id: str, author: str | None, now: dateti
             .returning(interactions.c.id)
         ).scalar_one()
     )
+
+
+def test_0019_adds_the_webhook_hint_store_and_takes_it_away_again(state_url: str) -> None:
+    """One row per (source, object, kind), whatever the account or time: a delivery sent
+    again is refused by the database itself, not only by the code that inserts."""
+    db = Database(state_url)
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    row = {"source": "src", "account": "1", "object_id": "9", "kind": "k", "received_at": now}
+    try:
+        with db.migration() as conn:
+            command.upgrade(alembic_config(conn), "0018")
+        assert "webhook_hints" not in _tables(db)
+        with db.migration() as conn:
+            command.upgrade(alembic_config(conn), "0019")
+        with db.transaction() as conn:
+            conn.execute(webhook_hints.insert().values(**row))
+            conn.execute(webhook_hints.insert().values(**{**row, "kind": "other"}))
+        with pytest.raises(IntegrityError), db.transaction() as conn:
+            conn.execute(webhook_hints.insert().values(**{**row, "account": "2"}))
+        with db.migration() as conn:
+            command.downgrade(alembic_config(conn), "0018")
+        assert "webhook_hints" not in _tables(db)
+        db.upgrade()
+        assert db.revision() == _head()
+    finally:
+        db.dispose()

@@ -20,17 +20,32 @@ failures queued for the next calls, calls counted. Two worlds:
 
 A post may be ``withheld``: the network does not say who wrote it (as Meta leaves ``from``
 out for an app without Advanced Access), and it is read without an author.
+
+A post may be ``unpolled``: no timeline shows it (as an Instagram caption mentioning the
+brand), only a webhook tells of it. :class:`FakeWebhookSource` has a webhook
+(:class:`FakeWebhook`: a verify token, an HMAC-SHA256 signature of the body, one hint a body
+line ``account object kind``), and a mentions walk's first page reads the posts its ``mention``
+hints name, through the "API": a post that exists, stands and mentions the account is read,
+and every mention hint is taken, confirmed or not; hints of other kinds are left.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self
 
-from syncd.contracts import CheckRow, ConnectorSettings, KnownAuthors, SourceSettings
+from syncd.contracts import (
+    CheckRow,
+    ConnectorSettings,
+    KnownAuthors,
+    SourceSettings,
+    WebhookEndpoint,
+)
 from syncd.errors import AuthError, MalformedAnswer, RateLimited, SyncdError, TransientError
 from syncd.model import (
     Account,
@@ -42,10 +57,11 @@ from syncd.model import (
     Quarantined,
     Reads,
     Stream,
+    WebhookHint,
 )
 
 if TYPE_CHECKING:
-    from syncd.contracts import Source
+    from syncd.contracts import Source, WebhookSource
 
 NETWORK = "fake"
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -71,6 +87,7 @@ class FakePost:
     # a Mastodon status of another instance is.
     ref: str | None = None
     withheld: bool = False  # the API does not say who wrote it
+    unpolled: bool = False  # in no timeline: read only when a webhook hint names it
 
 
 @dataclass
@@ -102,6 +119,7 @@ class FakeNetwork:
         in_reply_to: str | None = None,
         ref: str | None = None,
         withheld: bool = False,
+        unpolled: bool = False,
     ) -> FakePost:
         n = next(self._ids)
         mentioned = [self.by_handle(w) for w in text.split() if w.startswith("@")]
@@ -114,6 +132,7 @@ class FakeNetwork:
             tuple(u.id for u in mentioned if u is not None),
             ref,
             withheld,
+            unpolled,
         )
         self.posts[post.id] = post
         return post
@@ -163,6 +182,8 @@ class FakeNetwork:
             following = Cursor(since_id=pending or cursor.since_id)
         bad = read[:1] if bad_item else []
         kept = [p for p in read if p not in bad]
+        hinted, taken = self._hinted(account, stream, cursor)
+        kept += [p for p in hinted if p not in kept]
         interactions = [self._interaction(account, stream, p) for p in kept]
         wanted = {u for i in interactions for u in (i.author_id, i.counterpart_id) if u}
         have = known(wanted) if known is not None and wanted else {}
@@ -176,12 +197,29 @@ class FakeNetwork:
             ),
             returned=len(read),
             oldest_id=read[-1].id if read else None,
-            reads=Reads(posts=len(read), users=len(authors)),
+            reads=Reads(posts=len(read) + len(hinted), users=len(authors)),
+            taken_hints=taken,
         )
+
+    def _hinted(
+        self, account: Account, stream: Stream, cursor: Cursor
+    ) -> tuple[list[FakePost], tuple[WebhookHint, ...]]:
+        """The posts a mentions walk's first page reads for its mention hints, and the hints
+        it took: each one read, whether the API confirmed it or not."""
+        if stream is not Stream.MENTIONS or cursor.in_walk:
+            return [], ()
+        taken = tuple(h for h in cursor.hints if h.kind == "mention")
+        found = [self.posts.get(h.object_id) for h in taken]
+        confirmed = [
+            p
+            for p in found
+            if p is not None and p.id not in self.deleted and account.user_id in p.mentions
+        ]
+        return confirmed, taken
 
     def _timeline(self, account: Account, stream: Stream) -> list[FakePost]:
         if stream is Stream.MENTIONS:
-            return [p for p in self.standing() if account.user_id in p.mentions]
+            return [p for p in self.standing() if account.user_id in p.mentions and not p.unpolled]
         return [
             p
             for p in self.standing()
@@ -518,5 +556,48 @@ class FakeXSource(FakeSource):
     network: ClassVar[str] = "x"
 
 
+def fake_signature(body: bytes, secret: str) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class FakeWebhook:
+    """The fake network's webhook endpoint: a ``GET`` with the verify ``token`` gets its
+    ``challenge`` back; a ``POST`` signed in ``X-Fake-Signature`` (HMAC-SHA256 of the body)
+    names one hint a line, ``account object kind``."""
+
+    def __init__(self, verify_token: str, secret: str) -> None:
+        self._token = verify_token
+        self._secret = secret
+        self.received: list[tuple[bytes, dict[str, str]]] = []  # every POST, as handed over
+
+    def __repr__(self) -> str:
+        return "FakeWebhook()"
+
+    def subscribe(self, params: Mapping[str, str]) -> str | None:
+        ok = hmac.compare_digest(params.get("token", "").encode(), self._token.encode())
+        return params.get("challenge") if ok else None
+
+    def receive(self, body: bytes, headers: Mapping[str, str]) -> Sequence[WebhookHint] | None:
+        self.received.append((body, dict(headers)))
+        expected = fake_signature(body, self._secret)
+        if not hmac.compare_digest(headers.get("x-fake-signature", ""), expected):
+            return None
+        lines = body.decode("utf-8", "replace").splitlines()
+        return [WebhookHint(*line.split()) for line in lines if len(line.split()) == 3]
+
+
+class FakeWebhookSource(FakeSource):
+    """The fake with a webhook (None: its settings configure none)."""
+
+    def __init__(self, world: World, hook: FakeWebhook | None, *, page_size: int = 5) -> None:
+        super().__init__(world, page_size=page_size)
+        self.hook = hook
+
+    def webhook(self) -> WebhookEndpoint | None:
+        return self.hook
+
+
 if TYPE_CHECKING:
     _: type[Source] = FakeSource
+    _hooked: type[WebhookSource] = FakeWebhookSource
+    _endpoint: type[WebhookEndpoint] = FakeWebhook

@@ -330,12 +330,18 @@ class _Collected:
     newest: datetime | None = None
     gap: str | None = None  # the newest Messenger message beyond reach (a gap), when any
 
-    def add(self, translated: Translated, stream: Stream, floor: datetime | None = None) -> None:
+    def add(
+        self,
+        translated: Translated,
+        stream: Stream,
+        floor: datetime | None = None,
+        skip: frozenset[str] = frozenset(),
+    ) -> None:
         """The stream's interactions (inbound for mentions, outbound for replies), those
-        made before ``floor`` left out (read again, known already)."""
+        made before ``floor`` and those in ``skip`` (read at it before) left out."""
         direction = Direction.INBOUND if stream is Stream.MENTIONS else Direction.OUTBOUND
         for item in translated.interactions:
-            if item.direction is not direction:
+            if item.direction is not direction or item.post_id in skip:
                 continue
             if floor is not None and item.created_at < floor:
                 continue
@@ -371,6 +377,12 @@ def _after(page: GraphPage, network: str) -> str | None:
     if not isinstance(after, str) or not after:
         raise MalformedAnswer("Meta sent a next page without an after cursor", system=network)
     return after
+
+
+def _replies(comment: Mapping[str, Any]) -> list[Any]:
+    replies = comment.get("replies")
+    data = replies.get("data") if isinstance(replies, dict) else None
+    return data if isinstance(data, list) else []
 
 
 def _since(resumed: _Token | None, read_to: str, floor: datetime) -> int:
@@ -1102,6 +1114,7 @@ class InstagramSource(_MetaSource):
                 made,
                 count,
                 was_count,
+                mark,
             )
             if more is not None:
                 return _Token("posts", after=after, post=media_id, comments=more, since=since)
@@ -1124,6 +1137,7 @@ class InstagramSource(_MetaSource):
         made: int,
         count: int,
         was_count: str,
+        mark: str | None,
     ) -> str | None:
         """One page (50) of a moved media's comments, replies expanded: all of them, since
         a new reply sits under an old comment; those made before ``since`` are left out."""
@@ -1138,27 +1152,33 @@ class InstagramSource(_MetaSource):
             media_id=media_id,
             media_url=str(media.get("permalink") or ""),
         )
-        got.add(translated, stream, floor=datetime.fromtimestamp(since, UTC))
-        stamps = [
-            t
-            for c in answer.data
-            if isinstance(c, dict)
-            for t in [
-                _data_time(c, "timestamp"),
-                *(
-                    _data_time(r, "timestamp")
-                    for r in (c.get("replies") or {}).get("data", [])
-                    if isinstance(c.get("replies"), dict)
-                ),
-            ]
-            if t is not None
-        ]
+        _, _, read_to, read_ids = _mark_fields(got.marks.get(key) or mark, 4)
+        at_mark = frozenset(read_ids.split(",")) if read_to == str(since) and read_ids else None
+        got.add(
+            translated,
+            stream,
+            floor=datetime.fromtimestamp(since, UTC),
+            skip=at_mark or frozenset(),
+        )
+        # The newest second read, and the comments of that second (read again next time,
+        # by the floor, and left out by id).
+        stamped: list[tuple[int, str]] = []
+        for raw in answer.data:
+            if not isinstance(raw, dict):
+                continue
+            for item in [raw, *_replies(raw)]:
+                at = _data_time(item, "timestamp")
+                if at is not None and isinstance(item.get("id"), str):
+                    stamped.append((at, item["id"]))
+        newest = max([since, *(at for at, _ in stamped)])
+        if read_to and _int(read_to) is not None and (_int(read_to) or 0) > newest:
+            newest = _int(read_to) or newest
+        ids_then = set(read_ids.split(",")) if read_to == str(newest) and read_ids else set()
+        ids_then |= {i for at, i in stamped if at == newest}
         more = _after(answer, self.network)
-        _, _, read_to = _mark_fields(got.marks.get(key), 3)
-        newest = max([since, *stamps, *([_int(read_to) or 0] if read_to else [])])
         # The count is kept once every page was read: a stop between pages reads it again.
         kept = str(count) if more is None else (was_count or "-1")
-        got.marks[key] = f"{made}|{kept}|{newest}"
+        got.marks[key] = f"{made}|{kept}|{newest}|{','.join(sorted(ids_then))}"
         return more
 
     def _tags_step(

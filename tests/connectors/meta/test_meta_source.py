@@ -427,6 +427,10 @@ def test_instagram_reads_only_media_whose_comment_count_moved(
     (out,) = [i for p in core.walk(source, acme, Stream.REPLIES) for i in p.interactions]
     assert out.post_id == reply.id and out.direction is Direction.OUTBOUND
     assert out.counterpart_id == f"{account.id}:{sandbox.igsid(fan, account.id)}"
+    # Nothing moved: no media is asked for its comments.
+    calls.clear()
+    assert set(ids(core.walk(source, acme))) <= {tagger.id}
+    assert calls.count("/comments") == 0
 
 
 # -- settings and registry -------------------------------------------------------------------------

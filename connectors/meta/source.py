@@ -101,12 +101,14 @@ from syncd.model import (
     GapPlan,
     Interaction,
     Page,
+    PostCount,
     Quarantined,
+    Segment,
     Stream,
 )
 
 if TYPE_CHECKING:
-    from syncd.contracts import GapCloser, ObservedResponses, Source, Starting
+    from syncd.contracts import Backfiller, GapCloser, ObservedResponses, Source, Starting
 
 __all__ = ["FacebookSettings", "FacebookSource", "InstagramSettings", "InstagramSource"]
 
@@ -122,6 +124,14 @@ _OBJECT_ID = re.compile(r"[A-Za-z0-9_.:=-]{1,200}")
 _TOKEN_MAX = 500  # cursors.pagination_token
 POST_FIELDS = "id,created_time,updated_time,from,message,permalink_url,status_type"
 COMMENT_FIELDS = "id,from,message,created_time,parent{id,from},permalink_url"
+BACKFILL_ROUTE = "page_comments"
+# Seconds between two backfill steps: the Page's budget is the live polls' too (4800 calls
+# a day per engaged user), and each step may make several calls.
+BACKFILL_INTERVAL = 2.0
+BACKFILL_NOTE = (
+    "comments and replies on the Page's posts of the watch window, and visitor and tagged "
+    "posts; comments on older posts and Messenger messages are not read"
+)
 THREAD_FIELDS = "id,updated_time,link,participants"
 MESSAGE_FIELDS = "id,created_time,from,to,message"
 MEDIA_FIELDS = "id,timestamp,comments_count,permalink,caption,media_type"
@@ -336,14 +346,18 @@ class _Collected:
         stream: Stream,
         floor: datetime | None = None,
         skip: frozenset[str] = frozenset(),
+        until: datetime | None = None,
     ) -> None:
         """The stream's interactions (inbound for mentions, outbound for replies), those
-        made before ``floor`` and those in ``skip`` (read at it before) left out."""
+        made before ``floor`` or from ``until`` on, and those in ``skip`` (read at the floor
+        before) left out."""
         direction = Direction.INBOUND if stream is Stream.MENTIONS else Direction.OUTBOUND
         for item in translated.interactions:
             if item.direction is not direction or item.post_id in skip:
                 continue
             if floor is not None and item.created_at < floor:
+                continue
+            if until is not None and item.created_at >= until:
                 continue
             self.interactions.append(item)
             for person in (item.author_id, item.counterpart_id):
@@ -608,6 +622,8 @@ class FacebookSource(_MetaSource):
 
     network: ClassVar[str] = NETWORK_FACEBOOK
     Settings: ClassVar[type[ConnectorSettings]] = FacebookSettings
+    # Backfill steps spend the Page's budget, which live polls spend too.
+    shared_routes: ClassVar[frozenset[str]] = frozenset({BACKFILL_ROUTE})
 
     def __init__(self, access_token: str, *, page_id: str, messenger: bool = True, **kw: Any):
         super().__init__(access_token, account_id=page_id, **kw)
@@ -673,15 +689,22 @@ class FacebookSource(_MetaSource):
         token: _Token | None,
         got: _Collected,
         now: datetime,
+        segment: Segment | None = None,
     ) -> _Token | None:
+        """One feed page and the comments of its moved posts; with ``segment`` (a backfill),
+        every post's comments inside the segment's window, and no marks."""
         window = now - self.watch_window
-        floor = self._floor(cursor, now)
+        marks = cursor.marks if segment is None else {}
+        floor = self._floor(cursor, now) if segment is None else segment.since
+        until = segment.until if segment is not None else None
         after = token.after if token is not None else None
         params: dict[str, str | int] = {
             "fields": POST_FIELDS,
             "limit": self.page_size,
             "since": int(window.timestamp()),
         }
+        if until is not None:
+            params["until"] = int(until.timestamp())
         if after is not None:
             params["after"] = after
         listing = self._list(f"{self.page_id}/feed", params)
@@ -696,9 +719,15 @@ class FacebookSource(_MetaSource):
             fresh = [
                 i
                 for i in others.interactions
-                if f"post:{i.post_id}" not in cursor.marks or i.post_id == resume
+                if f"post:{i.post_id}" not in marks or i.post_id == resume
             ]
-            got.add(replace(others, interactions=tuple(fresh)), stream)
+            bounds = (segment.since, segment.until) if segment is not None else (None, None)
+            got.add(
+                replace(others, interactions=tuple(fresh)),
+                stream,
+                floor=bounds[0],
+                until=bounds[1],
+            )
         for post in posts:
             post_id = post.get("id")
             if not isinstance(post_id, str) or not _OBJECT_ID.fullmatch(post_id):
@@ -708,7 +737,7 @@ class FacebookSource(_MetaSource):
             if made is None or updated is None or made < int(window.timestamp()):
                 continue
             key = f"post:{post_id}"
-            mark = cursor.marks.get(key)
+            mark = marks.get(key)
             _, was_updated, read_to, last_id = _mark_fields(mark, 4)
             part = token is not None and token.post == post_id and token.comments is not None
             if not part and mark is not None and (_int(was_updated) or 0) >= updated:
@@ -726,6 +755,7 @@ class FacebookSource(_MetaSource):
                 made,
                 updated,
                 mark,
+                until,
             )
             if more is not None:
                 return _Token("posts", after=after, post=post_id, comments=more, since=since)
@@ -733,6 +763,8 @@ class FacebookSource(_MetaSource):
         oldest = min((t for p in posts if (t := _data_time(p, "created_time"))), default=None)
         if nxt is not None and (oldest is None or oldest >= int(window.timestamp())):
             return _Token("posts", after=nxt)
+        if segment is not None:
+            return None
         got.marks.update(self._window_drop(cursor.marks, "post:", now))
         if self.messenger:
             return _Token("threads")
@@ -751,9 +783,11 @@ class FacebookSource(_MetaSource):
         made: int,
         updated: int,
         mark: str | None,
+        until: datetime | None = None,
     ) -> str | None:
-        """One page of a moved post's comments (all levels, oldest first) from ``since``;
-        its mark moved to the newest read. The next page's cursor, or None when read."""
+        """One page of a moved post's comments (all levels, oldest first) from ``since``
+        (to ``until``, a backfill's end); its mark moved to the newest read. The next page's
+        cursor, or None when read."""
         params: dict[str, str | int] = {
             "fields": COMMENT_FIELDS,
             "filter": "stream",
@@ -761,6 +795,8 @@ class FacebookSource(_MetaSource):
             "since": since,
             "limit": self.page_size,
         }
+        if until is not None:
+            params["until"] = int(until.timestamp())
         if after is not None:
             params["after"] = after
         post_id = str(post["id"])
@@ -778,7 +814,7 @@ class FacebookSource(_MetaSource):
             post_url=str(post.get("permalink_url") or ""),
             parents=_parents(items, self.page_id),
         )
-        got.add(translated, stream)
+        got.add(translated, stream, until=until)
         _, was_updated, read_to, was_last = _mark_fields(mark, 4)
         newest_at, newest_id = read_to or str(since), was_last
         stamped = [(t, str(c["id"])) for c in items if (t := _data_time(c, "created_time"))]
@@ -788,6 +824,74 @@ class FacebookSource(_MetaSource):
         moved = str(updated) if more is None else (was_updated or "0")
         got.marks[key] = f"{made}|{moved}|{newest_at}|{newest_id}"
         return more
+
+    # backfill (Backfiller)
+    def plan_backfill(
+        self,
+        account: Account,
+        streams: Sequence[Stream],
+        since: datetime,
+        until: datetime,
+        now: datetime,
+    ) -> list[Segment]:
+        """One segment a stream: the comments made in the window on the Page's posts of the
+        watch window (and, for mentions, its visitor and tagged posts). Graph lists a
+        post's comments by time, but reaches posts only through the feed, so the window
+        starts no earlier than the watch window, and Messenger (only a thread's 20 newest
+        messages have details) is not read. No network call."""
+        start, end = max(since, now - self.watch_window), min(until, now)
+        if end <= start:
+            return []
+        note = BACKFILL_NOTE
+        if since < start:
+            note += f"; nothing before {start:%Y-%m-%d %H:%M} UTC (the watch window's start)"
+        return [
+            Segment(
+                stream=stream,
+                route=BACKFILL_ROUTE,
+                since=start,
+                until=end,
+                page_size=self.page_size,
+                min_interval=BACKFILL_INTERVAL,
+                note=note,
+            )
+            for stream in streams
+        ]
+
+    def count_posts(self, account: Account, segment: Segment) -> PostCount:
+        """No counts endpoint: what the first step finds, exact when it is the whole."""
+        page = self.fetch_segment(account, segment, None)
+        found = len(page.interactions) + len(page.quarantined)
+        return PostCount(found, exact=page.next_cursor.pagination_token is None)
+
+    def fetch_segment(
+        self,
+        account: Account,
+        segment: Segment,
+        token: str | None,
+        known: KnownAuthors | None = None,
+    ) -> Page:
+        """One feed page of the watch window and its posts' comments inside the segment (a
+        post with more than a page of them: the token says where it stopped)."""
+        self._guard(account)
+        if segment.route != BACKFILL_ROUTE:
+            raise MalformedAnswer(f"no Meta backfill route {segment.route!r}", system=self.network)
+        position = _Token.parse(token, self.network) if token is not None else None
+        got = _Collected()
+        following = self._posts_step(
+            account, segment.stream, Cursor(), position, got, self.clock(), segment=segment
+        )
+        if following is not None:
+            following = replace(following, step=(position.step if position else 0) + 1)
+        return Page(
+            interactions=tuple(got.interactions),
+            authors=tuple(got.authors.values()),
+            next_cursor=Cursor(
+                pagination_token=following.text(self.network) if following else None
+            ),
+            quarantined=tuple(got.quarantined),
+            returned=len(got.interactions) + len(got.quarantined),
+        )
 
     # Messenger
     def _threads_step(
@@ -1266,6 +1370,7 @@ if TYPE_CHECKING:  # the contracts are structural: have mypy hold the classes to
     _f: type[Source] = FacebookSource
     _fs: type[Starting] = FacebookSource
     _fg: type[GapCloser] = FacebookSource
+    _fb: type[Backfiller] = FacebookSource
     _fo: type[ObservedResponses] = FacebookSource
     _i: type[Source] = InstagramSource
     _is: type[Starting] = InstagramSource

@@ -29,7 +29,16 @@ from connectors.meta.source import (
 from sandbox.meta.api import MetaSandbox
 from sandbox.meta.store import Page as SandboxPage
 from syncd.errors import AuthError, RateLimited
-from syncd.model import Account, Cursor, Direction, GapState, Page, Stream, merge_marks
+from syncd.model import (
+    Account,
+    Cursor,
+    Direction,
+    GapState,
+    Page,
+    Segment,
+    Stream,
+    merge_marks,
+)
 from syncd.state import gaps
 from syncd.state.db import Database
 from syncd.state.ingest import ingest_page, load_cursor
@@ -324,6 +333,52 @@ def test_messenger_reads_new_messages_and_a_busy_thread_is_an_unclosable_gap(
     later = sandbox.add_message(page.id, fan, "still there?")
     assert ids(core.walk(source, acme)) == [later.id]
     assert len(core.gaps()) == 1
+
+
+# -- backfill ------------------------------------------------------------------------------------
+def segment_pages(source: FacebookSource, account: Account, segment: Segment) -> list[Page]:
+    pages: list[Page] = []
+    token: str | None = None
+    while not pages or token is not None:
+        assert len(pages) < 20, "the segment never ends"
+        pages.append(source.fetch_segment(account, segment, token))
+        assert pages[-1].marks == {}
+        token = pages[-1].next_cursor.pagination_token
+    return pages
+
+
+def test_a_backfill_reads_the_windows_comments_on_the_watched_posts(
+    sandbox: MetaSandbox, page: SandboxPage, clock: Clock, calls: Calls
+) -> None:
+    now = clock.now
+    fan = sandbox.add_person("Ann Fan")
+    ancient = sandbox.add_post(page.id, "Last year", at=now - timedelta(days=200))
+    post = sandbox.add_post(page.id, "Summer sale", at=now - timedelta(days=60))
+    before = sandbox.add_comment(post.id, fan, "too early", at=now - timedelta(days=40))
+    inside = [
+        sandbox.add_comment(post.id, fan, f"in {n}", at=now - timedelta(days=20, minutes=n))
+        for n in range(7)
+    ]
+    answer = sandbox.add_reply(inside[0].id, page, "thanks", at=now - timedelta(days=19))
+    sandbox.add_comment(ancient.id, fan, "on an old post", at=now - timedelta(days=20))
+    after = sandbox.add_comment(post.id, fan, "too late", at=now - timedelta(days=2))
+    source = facebook(sandbox, page, clock, calls)
+    acme = brand(page)
+    since, until = now - timedelta(days=30), now - timedelta(days=10)
+    (mentions, replies) = source.plan_backfill(
+        acme, [Stream.MENTIONS, Stream.REPLIES], since, until, now
+    )
+    assert (mentions.since, mentions.until) == (since, until)
+    # The watch window bounds a longer one, and the plan says so.
+    (longer,) = source.plan_backfill(acme, [Stream.MENTIONS], now - timedelta(days=120), until, now)
+    assert longer.since == now - timedelta(days=90)
+    assert longer.note and "watch window's start" in longer.note
+    read = ids(segment_pages(source, acme, mentions))
+    assert sorted(read) == sorted(c.id for c in inside)
+    assert before.id not in read and after.id not in read
+    (out,) = [i for p in segment_pages(source, acme, replies) for i in p.interactions]
+    assert out.post_id == answer.id and out.direction is Direction.OUTBOUND
+    assert source.plan_backfill(acme, [Stream.MENTIONS], since, now - timedelta(days=95), now) == []
 
 
 # -- errors ---------------------------------------------------------------------------------------

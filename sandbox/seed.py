@@ -191,7 +191,7 @@ class Played:
 # The custom fields syncd's default configuration uses, typed as `syncd salesforce fields`
 # creates them, so `syncd check` passes against a seeded stand-in: name → (type, External ID).
 # Each network's person fields (user id: External ID), as `syncd salesforce fields` makes them
-# for a config reading X, Mastodon and Bluesky.
+# for a config reading X, Mastodon, Bluesky, Facebook and Instagram.
 _PERSON_FIELDS = {
     "X_User_Id__c": ("string", True),
     "X_Handle__c": ("string", False),
@@ -199,6 +199,9 @@ _PERSON_FIELDS = {
     "Mastodon_Account__c": ("string", False),
     "Bluesky_DID__c": ("string", True),
     "Bluesky_Handle__c": ("string", False),
+    "Facebook_PSID__c": ("string", True),
+    "Instagram_IGSID__c": ("string", True),
+    "Instagram_Username__c": ("string", False),
 }
 ORG_FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
     "Contact": dict(_PERSON_FIELDS),

@@ -96,7 +96,7 @@ class SalesforceCrm:
             # (unless the Contact holds the handle under another user id: see settle).
             for obj in self.settings.person_objects:
                 undecided: list[IdentityKey] = []
-                for chunk in key_chunks(pending):
+                for chunk in key_chunks(pending, fields):
                     soql = lookup_soql(obj, fields, chunk)
                     rows = self.session.query(f"lookup {obj}", soql, budget)
                     decided = match_rows(obj, fields, chunk, rows, ids_only=found)

@@ -57,10 +57,37 @@ class TaskFields(_Strict):
 
 
 class IdentityFields(_Strict):
-    """The person-object fields holding one network's immutable user id and its handle."""
+    """The person-object fields holding one network's immutable user id and its handle
+    (None for a network with no handle: Facebook).
+
+    ``scope``, only for a network whose connector keys an author as ``<scope>:<id>``
+    (:data:`SCOPED`): the brand account (Facebook Page id, Instagram account id) that a bare
+    id in ``user_id`` belongs to. A rep or another integration stores the PSID or IGSID as
+    Meta gives it, without its Page; such a value is read as ``<scope>:<value>``. Without a
+    scope a bare value matches nothing: the same number can be another person's id under
+    another Page, so it is never taken for one.
+    """
 
     user_id: ApiName
-    handle: ApiName
+    handle: ApiName | None = None
+    scope: str | None = Field(default=None, pattern=r"^[0-9]{1,64}$")
+
+    def on_file(self, value: str | None) -> str | None:
+        """A ``user_id`` field's value as syncd keys it: ``<scope>:<value>`` for a bare id
+        when a scope is set, else as held."""
+        text = (value or "").strip()
+        if not text:
+            return None
+        if self.scope is not None and ":" not in text:
+            return f"{self.scope}:{text}"
+        return text
+
+    def bare(self, user_id: str) -> str | None:
+        """The bare id a rep would have typed for ``user_id``, when it is of this scope."""
+        scope, sep, rest = user_id.strip().partition(":")
+        if self.scope is None or not sep or scope != self.scope or not rest or ":" in rest:
+            return None
+        return rest
 
 
 # The documented default fields of each network syncd reads, taken for a network the sources
@@ -73,7 +100,20 @@ IDENTITY_DEFAULTS: dict[str, IdentityFields] = {
     "x": IdentityFields(user_id="X_User_Id__c", handle="X_Handle__c"),
     "mastodon": IdentityFields(user_id="Mastodon_Actor_URI__c", handle="Mastodon_Account__c"),
     "bluesky": IdentityFields(user_id="Bluesky_DID__c", handle="Bluesky_Handle__c"),
+    # Meta's ids are scoped to the brand account: the connector keys an author as
+    # "<page-id>:<psid>" / "<ig-account-id>:<igsid>", and that is what these fields hold (a
+    # bare id only with the field's ``scope``). Facebook has no handle; an Instagram
+    # username is mutable, evidence like any handle, never the key.
+    "facebook": IdentityFields(user_id="Facebook_PSID__c", handle=None),
+    "instagram": IdentityFields(user_id="Instagram_IGSID__c", handle="Instagram_Username__c"),
 }
+
+# Networks whose user ids carry the brand account they are scoped to (``<scope>:<id>``),
+# and the MessagingEndUser.MessageType of their Salesforce messaging channels.
+SCOPED = frozenset({"facebook", "instagram"})
+MESSAGE_TYPES = {"facebook": "Facebook", "instagram": "Instagram"}
+# Networks with no handle at all: their identity fields are the user id alone.
+NO_HANDLE = frozenset({"facebook"})
 
 
 # The keys of each auth method, for the validation messages.
@@ -114,6 +154,9 @@ class SalesforceSettings(ConnectorSettings):
     )
     # Also look authors up in the standard SocialPersona object (by ExternalId, then Name).
     social_personas: bool = False
+    # Where the org uses Salesforce messaging (the MessagingEndUser object exists): look up
+    # Facebook and Instagram authors' ids there too, with the social persona matcher.
+    messaging_end_users: bool = True
     # Leads made for unknown authors (only when the resolver is configured to make them):
     # Salesforce requires a Company, and LeadSource says where the Lead came from.
     lead_company: str = Field(default="Unknown (from social)", min_length=1, max_length=255)
@@ -148,6 +191,13 @@ class SalesforceSettings(ConnectorSettings):
             raise ValueError(f"{' + '.join(required)} auth is missing: {', '.join(missing)}")
         if keys is _SESSION and self.username is not None:
             raise ValueError("username is not used with instance_url + session_id auth")
+        for network, fields in self.identity_fields.items():
+            if fields.handle is None and network not in NO_HANDLE:
+                raise ValueError(f"identity_fields.{network}: handle is missing")
+            if fields.scope is not None and network not in SCOPED:
+                raise ValueError(
+                    f"identity_fields.{network}.scope: only for {', '.join(sorted(SCOPED))}"
+                )
         return self
 
     def for_networks(self, networks: Sequence[str]) -> Self:

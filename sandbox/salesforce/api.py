@@ -69,6 +69,7 @@ class SalesforceSandbox(OrgAdmin, OrgFaults):
         jwt_public_key_pem: bytes | None = None,
         external_ids: dict[str, list[str]] | None = None,
         daily_api_limit: int = 100_000,
+        messaging: bool = False,
     ) -> None:
         super().__init__(host, port)
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # tests may move time
@@ -78,6 +79,8 @@ class SalesforceSandbox(OrgAdmin, OrgFaults):
         self.store = SalesforceStore(
             {"Task": ["Social_Post_Id__c"]} if external_ids is None else external_ids,
             clock=lambda: self.clock(),
+            # Salesforce messaging set up: MessagingChannel and MessagingEndUser exist.
+            features=frozenset({"messaging"}) if messaging else frozenset(),
         )
         self._sessions: set[str] = set()
         self._cursors: OrderedDict[str, tuple[list[dict[str, Any]], int]] = OrderedDict()

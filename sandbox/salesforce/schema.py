@@ -130,6 +130,28 @@ STANDARD_OBJECTS: dict[str, StandardObject] = {
         ("Name", "Provider", "ParentId"),
         (("IsDefault", False),),
     ),
+    # Salesforce messaging (Messenger, Instagram, SMS, WhatsApp): present only in an org
+    # that uses it (GATED); fields as the object reference lists them.
+    "MessagingChannel": StandardObject(
+        "0Mj",
+        _fields(
+            "DeveloperName MasterLabel MessageType:picklist MessagingPlatformKey "
+            "IsActive:boolean Language:picklist"
+        ),
+        ("DeveloperName", "MasterLabel", "MessageType", "MessagingPlatformKey"),
+        (("IsActive", True),),
+    ),
+    "MessagingEndUser": StandardObject(
+        "0PA",
+        _fields(
+            "Name MessageType:picklist MessagingPlatformKey MessagingChannelId:reference "
+            "ContactId:reference AccountId:reference LeadId:reference IsoCountryCode Locale "
+            "HasInitialResponseSent:boolean IsFullyOptedIn:boolean "
+            "MessagingConsentStatus:picklist OwnerId:reference"
+        ),
+        ("Name", "MessageType", "MessagingChannelId", "MessagingPlatformKey"),
+        (("HasInitialResponseSent", False), ("IsFullyOptedIn", False)),
+    ),
     "User": StandardObject(
         "005", _fields("Username Name FirstName LastName Email:email IsActive:boolean")
     ),
@@ -153,6 +175,9 @@ STANDARD_OBJECTS: dict[str, StandardObject] = {
         ("Name", "StageName", "CloseDate"),
     ),
 }
+
+# Objects an org has only with a feature turned on (SalesforceSandbox(messaging=True)).
+GATED = {"MessagingChannel": "messaging", "MessagingEndUser": "messaging"}
 
 # Fields the platform computes: writing them is INVALID_FIELD_FOR_INSERT_UPDATE.
 READ_ONLY = {
@@ -178,6 +203,10 @@ REFERENCES: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
     ("SocialPost", "PersonaId"): ("Persona ID", ("SocialPersona",)),
     ("SocialPersona", "ParentId"): ("Parent ID", ("Account", "Contact", "Lead")),
     ("Contact", "AccountId"): ("Account ID", ("Account",)),
+    ("MessagingEndUser", "MessagingChannelId"): ("Messaging Channel ID", ("MessagingChannel",)),
+    ("MessagingEndUser", "ContactId"): ("Contact ID", ("Contact",)),
+    ("MessagingEndUser", "AccountId"): ("Account ID", ("Account",)),
+    ("MessagingEndUser", "LeadId"): ("Lead ID", ("Lead",)),
 }
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from sandbox.salesforce.schema import (
     COMMON_FIELDS,
     COMPUTED,
+    GATED,
     READ_ONLY,
     REFERENCES,
     STANDARD_OBJECTS,
@@ -144,9 +145,13 @@ class Plan:
 
 class SalesforceStore:
     def __init__(
-        self, external_ids: Mapping[str, Sequence[str]], clock: Callable[[], datetime]
+        self,
+        external_ids: Mapping[str, Sequence[str]],
+        clock: Callable[[], datetime],
+        features: frozenset[str] = frozenset(),
     ) -> None:
         self.clock = clock
+        self.features = features  # org features on: objects of GATED exist only with theirs
         # Called with (sObject, record) after every insert or update: benchmarks time writes
         # finer than CreatedDate's whole seconds.
         self.on_apply: Callable[[str, Rec], None] | None = None
@@ -191,6 +196,8 @@ class SalesforceStore:
         if table is not None:
             return table
         std = next((k for k in STANDARD_OBJECTS if k.lower() == name.lower()), None)
+        if std is not None and std in GATED and GATED[std] not in self.features:
+            return None  # an org without the feature knows no such object
         if std is None and not (create and name.endswith("__c")):
             return None
         if std is not None:
@@ -222,7 +229,7 @@ class SalesforceStore:
 
     def tables(self) -> list[Table]:
         for name in STANDARD_OBJECTS:
-            self.table(name)
+            self.table(name)  # a gated object without its feature stays absent
         return sorted(self._tables.values(), key=lambda t: t.name)
 
     def by_prefix(self, record_id: str) -> Table | None:

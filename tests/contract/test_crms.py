@@ -47,9 +47,10 @@ class SalesforceWorld:
         handle: str | None = None,
     ) -> CrmRef:
         values = {
-            "LastName": last, "FirstName": first, "Email": email,
-            self.fields.user_id: user_id, self.fields.handle: handle,
+            "LastName": last, "FirstName": first, "Email": email, self.fields.user_id: user_id,
         }  # fmt: skip
+        if self.fields.handle:
+            values[self.fields.handle] = handle
         fields = {k: v for k, v in values.items() if v is not None}
         return CrmRef("Contact", self.sandbox.insert("Contact", fields))
 

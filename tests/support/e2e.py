@@ -41,10 +41,15 @@ def make_world(
     monkeypatch: pytest.MonkeyPatch,
     *,
     accounts: tuple[str, ...] = ("acme", "acmesupport"),
+    messaging: bool = False,
 ) -> Iterator[World]:
+    """``messaging``: the org uses Salesforce messaging (has MessagingEndUser)."""
     for name, value in SECRETS.environ().items():
         monkeypatch.setenv(name, value)
-    with XSandbox(bearer_token=SECRETS.x_bearer) as x, SalesforceSandbox() as sf:
+    with (
+        XSandbox(bearer_token=SECRETS.x_bearer) as x,
+        SalesforceSandbox(messaging=messaging) as sf,
+    ):
         assert isinstance(x, XSandbox) and isinstance(sf, SalesforceSandbox)
         path = tmp_path / "config.toml"
         path.write_text(config_text(state_url, x.url, sf.url, accounts))

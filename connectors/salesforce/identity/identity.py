@@ -18,6 +18,7 @@ from simple_salesforce.api import Salesforce
 
 from connectors.salesforce import composite
 from connectors.salesforce.identity import keys, search, watch
+from connectors.salesforce.identity.messaging import MessagingEndUsers
 from connectors.salesforce.identity.people import (
     CANDIDATE_LIMIT,
     MAX_HOPS,
@@ -96,39 +97,54 @@ class SalesforceIdentity:
     def __init__(self, session: SalesforceSession, settings: SalesforceSettings) -> None:
         self.session = session
         self.settings = settings
+        self.messaging = MessagingEndUsers(session, settings)
 
     def personas(self, keys: Sequence[IdentityKey]) -> dict[IdentityKey, list[CrmRef]]:
+        """The people the org's own persona records name for these authors: SocialPersona
+        records (with ``social_personas``) and, for Facebook and Instagram authors where
+        the org uses Salesforce messaging, MessagingEndUser records linked to a Contact
+        (see :mod:`connectors.salesforce.identity.messaging`; ``messaging_end_users``)."""
+        found = self._social_personas(keys) if self.settings.social_personas else {}
+        if self.settings.messaging_end_users:
+            for key, refs in self.messaging.people(keys).items():
+                mine = found.setdefault(key, [])
+                mine += [r for r in refs if r.id not in {m.id for m in mine}]
+        return found
+
+    def _social_personas(self, keys: Sequence[IdentityKey]) -> dict[IdentityKey, list[CrmRef]]:
         """SocialPersona records naming these authors, as their Contact/Lead parents.
 
-        Off unless ``social_personas`` is set (then: no call at all). One query per chunk of
-        at most 200 keys per network, ``Provider = 'Twitter' AND (ExternalId IN (…) OR Name
-        IN (…))`` (a network the Provider picklist lacks: ``Provider = 'Other' AND
-        MediaProvider = 'mastodon' AND …``); a key takes the personas with its user id, else
-        those with its handle and no user id (see
-        :func:`~connectors.salesforce.identity.people.match_personas`), whose parent holds no
-        other user id of the network (one query per object for such parents).
+        One query per chunk of at most 200 keys per network, ``Provider = 'Twitter' AND
+        (ExternalId IN (…) OR Name IN (…))`` (a network the Provider picklist lacks:
+        ``Provider = 'Other' AND MediaProvider = 'mastodon' AND …``; Facebook and Instagram
+        have their own values, and a scoped id is also asked bare when its field names the
+        scope); a key takes the personas with its user id, else those with its handle and
+        no user id (see :func:`~connectors.salesforce.identity.people.match_personas`),
+        whose parent holds no other user id of the network (one query per object for such
+        parents).
         """
-        if not self.settings.social_personas:
-            return {}
         budget, found = Budget(), {}
         by_network: dict[str, list[IdentityKey]] = {}
         for key in dict.fromkeys(keys):
             by_network.setdefault(key.network, []).append(key)
         for network, pending in by_network.items():
-            objects, fields = self.settings.person_objects, self.settings.identity_fields
-            user_id_field = fields[network].user_id if network in fields else None
-            for chunk in persona_chunks(pending):
-                rows = self.session.query("personas", persona_soql(network, chunk), budget)
+            objects, every = self.settings.person_objects, self.settings.identity_fields
+            fields = every.get(network)
+            user_id_field = fields.user_id if fields is not None else None
+            for chunk in persona_chunks(pending, fields):
+                soql = persona_soql(network, chunk, fields)
+                rows = self.session.query("personas", soql, budget)
                 held: dict[str, str] = {}
-                for obj, ids in handle_parents(chunk, rows, objects).items():
-                    if user_id_field is None:
+                for obj, ids in handle_parents(chunk, rows, objects, fields).items():
+                    if user_id_field is None or fields is None:
                         break  # no field to hold another id in
                     for part in id_chunks(ids):
                         soql = held_soql(obj, user_id_field, part)
                         for row in self.session.query(f"persona parents {obj}", soql, budget):
-                            if other := str(field(row, user_id_field) or "").strip():
+                            other = fields.on_file(str(field(row, user_id_field) or ""))
+                            if other:
                                 held[id18(field(row, "Id")) or ""] = other
-                found.update(match_personas(chunk, rows, objects, held))
+                found.update(match_personas(chunk, rows, objects, held, fields))
         return found
 
     def find_people(self, query: PeopleQuery) -> list[PersonRecord]:

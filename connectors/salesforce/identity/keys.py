@@ -26,7 +26,8 @@ def key_columns(fields: Mapping[str, IdentityFields]) -> list[str]:
     unique: dict[str, str] = {}
     for f in fields.values():
         for name in (f.user_id, f.handle):
-            unique.setdefault(name.lower(), name)
+            if name:
+                unique.setdefault(name.lower(), name)
     return list(unique.values())
 
 

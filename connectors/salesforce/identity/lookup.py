@@ -61,19 +61,27 @@ def handle_values(key: IdentityKey) -> list[str]:
     return [v for v in (bare, f"@{bare}") if askable(v)] if bare else []
 
 
-def _lookup_values(key: IdentityKey) -> list[str]:
-    return ([key.user_id] if askable(key.user_id) else []) + handle_values(key)
+def id_values(key: IdentityKey, fields: IdentityFields | None = None) -> list[str]:
+    """The user id as syncd keys it, and the bare id a field of its scope may hold."""
+    bare = fields.bare(key.user_id) if fields is not None else None
+    return [v for v in (key.user_id, bare) if v and askable(v)]
+
+
+def _lookup_values(key: IdentityKey, fields: IdentityFields | None = None) -> list[str]:
+    handles = handle_values(key) if fields is None or fields.handle else []
+    return id_values(key, fields) + handles
 
 
 def lookup_soql(obj: str, fields: IdentityFields, keys: Sequence[IdentityKey]) -> str:
     """ONE query for a chunk of keys against one person object."""
-    user_ids = dict.fromkeys(k.user_id for k in keys if askable(k.user_id))
-    handles = dict.fromkeys(v for k in keys for v in handle_values(k))
+    user_ids = dict.fromkeys(v for k in keys for v in id_values(k, fields))
+    handles = dict.fromkeys(v for k in keys for v in handle_values(k)) if fields.handle else {}
     parts = [f"{fields.user_id} IN ({', '.join(map(soql_quote, user_ids))})"] if user_ids else []
     if handles:
         parts.append(f"{fields.handle} IN ({', '.join(map(soql_quote, handles))})")
     where = " OR ".join(parts)
-    return f"SELECT Id, Name, {fields.user_id}, {fields.handle} FROM {obj} WHERE {where}"
+    select = ", ".join(["Id", "Name", fields.user_id, *([fields.handle] if fields.handle else [])])
+    return f"SELECT {select} FROM {obj} WHERE {where}"
 
 
 def chunks(items: Iterable[T], cost: Callable[[T], int]) -> Iterator[list[T]]:
@@ -97,10 +105,14 @@ def url_cost(text: str) -> int:
     return len(quote_plus(text)) + 4
 
 
-def key_chunks(keys: Sequence[IdentityKey]) -> Iterator[list[IdentityKey]]:
+def key_chunks(
+    keys: Sequence[IdentityKey], fields: IdentityFields | None = None
+) -> Iterator[list[IdentityKey]]:
     """Chunks of the keys that have a value to ask by."""
-    askable_keys = [k for k in keys if _lookup_values(k)]
-    return chunks(askable_keys, lambda k: sum(url_cost(soql_quote(v)) for v in _lookup_values(k)))
+    askable_keys = [k for k in keys if _lookup_values(k, fields)]
+    return chunks(
+        askable_keys, lambda k: sum(url_cost(soql_quote(v)) for v in _lookup_values(k, fields))
+    )
 
 
 def match_rows(
@@ -124,10 +136,11 @@ def match_rows(
         # Salesforce answers with each field's own casing, whatever casing the query used.
         values = {str(k).lower(): v for k, v in row.items()}
         ref = CrmRef(obj, str(values["id"]), values.get("name"))
-        user_id = str(values.get(fields.user_id.lower()) or "").strip()
+        user_id = fields.on_file(str(values.get(fields.user_id.lower()) or "")) or ""
         if user_id:
             by_user_id.setdefault(user_id, {})[ref.id] = ref
-        if handle := bare_handle(values.get(fields.handle.lower())):
+        held_handle = values.get(fields.handle.lower()) if fields.handle else None
+        if handle := bare_handle(held_handle):
             by_handle.setdefault(handle.casefold(), {})[ref.id] = (ref, user_id)
     decided: dict[IdentityKey, Match | None] = {}
     for key in keys:

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.salesforce.identity.lookup import (
-    askable,
     chunks,
     handle_values,
+    id_values,
     key_chunks,
     soql_quote,
     url_cost,
@@ -104,10 +104,12 @@ def persona_provider(network: str) -> tuple[str, str | None]:
     return (provider, None) if provider is not None else (OTHER, network)
 
 
-def persona_soql(network: str, keys: Sequence[IdentityKey]) -> str:
-    """ONE query for a chunk of one network's keys: personas by external user id or by
-    handle."""
-    ids = list(dict.fromkeys(k.user_id for k in keys if askable(k.user_id)))
+def persona_soql(
+    network: str, keys: Sequence[IdentityKey], fields: IdentityFields | None = None
+) -> str:
+    """ONE query for a chunk of one network's keys: personas by external user id (and the
+    bare id of a scoped one, given the network's ``fields`` with a scope) or by handle."""
+    ids = list(dict.fromkeys(v for k in keys for v in id_values(k, fields)))
     names = list(dict.fromkeys(v for k in keys for v in handle_values(k)))
     parts = [in_list("ExternalId", ids)] if ids else []
     parts += [in_list("Name", names)] if names else []
@@ -122,8 +124,10 @@ def persona_soql(network: str, keys: Sequence[IdentityKey]) -> str:
     )
 
 
-def persona_chunks(keys: Sequence[IdentityKey]) -> Iterator[list[IdentityKey]]:
-    return key_chunks(keys)  # a persona is asked by the values a look-up asks by
+def persona_chunks(
+    keys: Sequence[IdentityKey], fields: IdentityFields | None = None
+) -> Iterator[list[IdentityKey]]:
+    return key_chunks(keys, fields)  # a persona is asked by the values a look-up asks by
 
 
 def match_personas(
@@ -131,6 +135,7 @@ def match_personas(
     rows: Sequence[Mapping[str, Any]],
     objects: Sequence[str],
     held: Mapping[str, str] | None = None,
+    fields: IdentityFields | None = None,
 ) -> dict[IdentityKey, list[CrmRef]]:
     """The people each key's personas belong to: by ExternalId; failing that, by handle, but
     only personas with no ExternalId (one with another id is another user, who had the handle
@@ -138,7 +143,7 @@ def match_personas(
     holds), only parents holding no other user id. Default personas first; only Contact and
     Lead parents among ``objects``."""
     found: dict[IdentityKey, list[CrmRef]] = {}
-    for key, (hits, by_handle) in _persona_hits(keys, rows).items():
+    for key, (hits, by_handle) in _persona_hits(keys, rows, fields).items():
         refs: dict[str, CrmRef] = {}
         for row in hits:
             parent = id18(field(row, "ParentId"))
@@ -155,12 +160,15 @@ def match_personas(
 
 
 def handle_parents(
-    keys: Sequence[IdentityKey], rows: Sequence[Mapping[str, Any]], objects: Sequence[str]
+    keys: Sequence[IdentityKey],
+    rows: Sequence[Mapping[str, Any]],
+    objects: Sequence[str],
+    fields: IdentityFields | None = None,
 ) -> dict[str, list[str]]:
     """Per object, the parents of personas that match a key by handle only: whether they
     hold another user id is asked before they count (see :func:`match_personas`)."""
     out: dict[str, list[str]] = {}
-    for hits, by_handle in _persona_hits(keys, rows).values():
+    for hits, by_handle in _persona_hits(keys, rows, fields).values():
         for row in hits if by_handle else ():
             parent = id18(field(row, "ParentId"))
             obj = PERSON_PREFIXES.get((parent or "")[:3])
@@ -175,13 +183,19 @@ def held_soql(obj: str, user_id_field: str, ids: Sequence[str]) -> str:
 
 
 def _persona_hits(
-    keys: Sequence[IdentityKey], rows: Sequence[Mapping[str, Any]]
+    keys: Sequence[IdentityKey],
+    rows: Sequence[Mapping[str, Any]],
+    fields: IdentityFields | None = None,
 ) -> dict[IdentityKey, tuple[list[Mapping[str, Any]], bool]]:
-    """Each key's persona rows (default first), and whether they matched by handle only."""
+    """Each key's persona rows (default first), and whether they matched by handle only. A
+    bare ExternalId of a scoped network is read in the fields' scope, as a field's is."""
     by_id: dict[str, list[Mapping[str, Any]]] = {}
     by_name: dict[str, list[Mapping[str, Any]]] = {}
     for row in sorted(rows, key=lambda r: field(r, "IsDefault") is not True):
-        if external := _text(field(row, "ExternalId")):
+        external = _text(field(row, "ExternalId"))
+        if external and fields is not None:
+            external = fields.on_file(external)
+        if external:
             by_id.setdefault(external, []).append(row)
         elif name := bare_handle(_text(field(row, "Name"))):
             by_name.setdefault(name.casefold(), []).append(row)
@@ -227,7 +241,7 @@ def person_fields(obj: str, fields: IdentityFields | None, also: Sequence[str] =
     shape = SHAPES[obj]
     names = ["Id", "Name", "FirstName", "LastName", "Email", "Phone", "MobilePhone"]
     names += [shape.city, shape.company, shape.website]
-    names += [fields.user_id, fields.handle] if fields else []
+    names += [n for n in (fields.user_id, fields.handle) if n] if fields else []
     names += also
     unique: dict[str, str] = {}
     for name in names:  # a configured field may repeat a standard one in another casing
@@ -318,7 +332,8 @@ def keys_held(every: Mapping[str, IdentityFields], row: Mapping[str, Any]) -> tu
     """Each network's user id and handle a row holds (networks with neither left out)."""
     keys = []
     for network, f in sorted(every.items()):
-        user_id, handle = _text(field(row, f.user_id)), bare_handle(_text(field(row, f.handle)))
+        user_id = f.on_file(_text(field(row, f.user_id)))
+        handle = bare_handle(_text(field(row, f.handle))) if f.handle else None
         if user_id or handle:
             keys.append(KeyOnFile(network, user_id, handle))
     return tuple(keys)
@@ -348,8 +363,8 @@ def person_record(
         city=_text(field(row, shape.city)),
         company=_text(field(row, shape.company)),
         website=_text(field(row, shape.website)),
-        user_id=_text(field(row, fields.user_id)) if fields else None,
-        handle=bare_handle(_text(field(row, fields.handle))) if fields else None,
+        user_id=fields.on_file(_text(field(row, fields.user_id))) if fields else None,
+        handle=bare_handle(_text(field(row, fields.handle))) if fields and fields.handle else None,
         keys=keys_held(every, row) if every and len(every) > 1 else (),
     )
     return person if wanted is None or wanted.matches(person, matched) else None
@@ -406,8 +421,9 @@ def lead_fields(
         "Company": settings.lead_company,
         "LeadSource": settings.lead_source,
         "Description": profile.description or None,
-        fields.handle: handle,
     }
+    if fields.handle:
+        payload[fields.handle] = handle
     payload = {
         k: clip(v, _LEAD_MAX.get(k, 255)) if isinstance(v, str) else v for k, v in payload.items()
     }

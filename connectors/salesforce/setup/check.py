@@ -92,6 +92,13 @@ def _picklist_problems(spec: FieldSpec, field: Mapping[str, Any], fixes: list[st
 
 def verify_object(spec: ObjectSpec, describe: Mapping[str, Any] | ExternalError) -> list[CheckRow]:
     """Rows for one object: the object itself, then each field syncd needs on it."""
+    if isinstance(describe, NotFound) and spec.optional:
+        detail = (
+            f"no object {spec.name}: the org does not use Salesforce messaging (or the "
+            "integration user cannot read it); Facebook and Instagram authors are matched "
+            "by the identity fields only"
+        )
+        return [CheckRow(spec.name, True, detail)]
     if isinstance(describe, ExternalError):
         if isinstance(describe, NotFound):
             detail = (

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from connectors.salesforce.identity.people import persona_provider
-from connectors.salesforce.settings import SalesforceSettings
+from connectors.salesforce.settings import MESSAGE_TYPES, SCOPED, SalesforceSettings
 
 __all__ = ["FieldSpec", "ObjectSpec", "objects", "specs"]
 
@@ -23,7 +23,11 @@ __all__ = ["FieldSpec", "ObjectSpec", "objects", "specs"]
 # actor URIs up to 246 characters (the connector refuses longer: "mastodon:<uri>" must fit
 # 255) and user@domain handles. Bluesky: DIDs up to 64 (the connector refuses longer) and
 # domain-name handles. Other networks: X's, as before.
-_IDENTITY_MIN = {"mastodon": (246, 64), "bluesky": (64, 64)}
+# Facebook and Instagram: "<page-or-account-id>:<psid-or-igsid>", two Graph ids of up to
+# about 20 digits each; Instagram usernames are at most 30 characters.
+_IDENTITY_MIN = {
+    "mastodon": (246, 64), "bluesky": (64, 64), "facebook": (64, 0), "instagram": (64, 30),
+}  # fmt: skip
 _IDENTITY_MIN_OTHER = (32, 16)
 # Networks whose post keys, handles and thread ids fit the shorter Task fields a check has
 # always accepted.
@@ -85,6 +89,7 @@ class ObjectSpec:
     purpose: str
     writes: bool = False  # syncd creates and updates its records
     fields: tuple[FieldSpec, ...] = ()
+    optional: bool = False  # an org without it is told what it misses, not failed
 
 
 def specs(settings: SalesforceSettings) -> list[FieldSpec]:
@@ -149,17 +154,21 @@ def specs(settings: SalesforceSettings) -> list[FieldSpec]:
         for network, ids in s.identity_fields.items():
             key = f"[crm.identity_fields.{network}]"
             id_min, handle_min = _IDENTITY_MIN.get(network, _IDENTITY_MIN_OTHER)
-            out += [
-                # External ID: indexed, so look-ups stay fast on a big org, and the key
-                # unmatched = "lead" upserts Leads on. Not unique: an org may hold a
-                # duplicate Contact until someone merges it.
+            scoped = " (<page or account id>:<id>)" if network in SCOPED else ""
+            # External ID: indexed, so look-ups stay fast on a big org, and the key
+            # unmatched = "lead" upserts Leads on. Not unique: an org may hold a
+            # duplicate Contact until someone merges it.
+            out.append(
                 FieldSpec(obj, ids.user_id, f"{key} user_id",
-                          f"The author's immutable {network} user id",
+                          f"The author's immutable {network} user id{scoped}",
                           min_length=id_min, accepts=frozenset({"string"}), external_id=True,
-                          filterable=True, written=False),
-                FieldSpec(obj, ids.handle, f"{key} handle", f"The author's {network} handle",
-                          min_length=handle_min, filterable=True, written=False),
-            ]  # fmt: skip
+                          filterable=True, written=False)
+            )  # fmt: skip
+            if ids.handle:  # Facebook has none
+                out.append(
+                    FieldSpec(obj, ids.handle, f"{key} handle", f"The author's {network} handle",
+                              min_length=handle_min, filterable=True, written=False)
+                )  # fmt: skip
     if s.social_personas and any(persona_provider(n)[1] for n in s.identity_fields):
         # Personas of a network the Provider picklist lacks are told apart by MediaProvider.
         out.append(
@@ -167,7 +176,32 @@ def specs(settings: SalesforceSettings) -> list[FieldSpec]:
                       "names the network of a persona whose Provider is Other",
                       kind="Standard", filterable=True, written=False)
         )  # fmt: skip
+    if messaging(s):
+        # Salesforce's own object: present only where the org uses messaging, so its
+        # absence is reported, not failed (see objects()).
+        out += [
+            FieldSpec(MESSAGING, name, "[crm] messaging_end_users",
+                      "the Messenger / Instagram id, its network, channel and Contact",
+                      kind="Standard", accepts=types, filterable=True, written=False,
+                      needed=False)
+            for name, types in (
+                ("MessagingPlatformKey", frozenset({"string"})),
+                ("MessageType", frozenset({"picklist"})),
+                ("MessagingChannelId", frozenset({"reference"})),
+                ("ContactId", frozenset({"reference"})),
+            )
+        ]  # fmt: skip
     return out
+
+
+MESSAGING = "MessagingEndUser"
+
+
+def messaging(settings: SalesforceSettings) -> bool:
+    """Whether syncd looks authors up in MessagingEndUser with these settings."""
+    return settings.messaging_end_users and any(
+        n in MESSAGE_TYPES for n in settings.identity_fields
+    )
 
 
 def objects(settings: SalesforceSettings) -> list[ObjectSpec]:
@@ -180,10 +214,14 @@ def objects(settings: SalesforceSettings) -> list[ObjectSpec]:
     ]  # fmt: skip
     if settings.social_personas:
         named.append(("SocialPersona", "[crm] social_personas", "authors' persona records", False))
+    if messaging(settings):
+        named.append((MESSAGING, "[crm] messaging_end_users",
+                      "Messenger and Instagram ids Salesforce messaging linked to Contacts",
+                      False))  # fmt: skip
     out: list[ObjectSpec] = []
     for name, key, purpose, writes in named:
         if any(o.name == name for o in out):
             continue
         mine = tuple(f for f in fields if f.sobject == name)
-        out.append(ObjectSpec(name, key, purpose, writes, mine))
+        out.append(ObjectSpec(name, key, purpose, writes, mine, optional=name == MESSAGING))
     return out

@@ -224,7 +224,11 @@ def test_backfill_reads_a_past_window_of_each_source(three: Three) -> None:
         segments = json.loads(output.splitlines()[0])["estimate"]["segments"]
         assert {s["stream"] for s in segments} == {"mentions", "replies"}, segments
         assert all(s["since"].startswith(since) for s in segments), segments
-        notes[network] = {s["stream"]: s["note"] for s in segments}
+        notes[network] = {}
+        for s in segments:  # Bluesky's mentions are three segments: search, threads, quotes
+            notes[network][s["stream"]] = " ".join(
+                filter(None, (notes[network].get(s["stream"]), s["note"]))
+            )
         assert set(old[network]) <= set(tasks(three.sf)), (network, output)
     assert set(tasks(three.sf)) == by_network(now) | by_network(old)
     # Mastodon reads its notifications and statuses back to the date; Bluesky as far as
@@ -234,6 +238,9 @@ def test_backfill_reads_a_past_window_of_each_source(three: Three) -> None:
     )
     assert "own statuses, as far back as they go" in notes["mastodon"]["replies"]
     assert "as far back as Bluesky's search index holds" in notes["bluesky"]["mentions"]
+    assert (
+        "replies (up to 4 levels below one of the account's posts" in notes["bluesky"]["mentions"]
+    )
     assert "author feed, as far back as they go" in notes["bluesky"]["replies"]
     jobs = three.json("backfill", "list", "--all")
     assert {(j["source"], j["status"]) for j in jobs} == {(s, "done") for s in SOURCES.values()}

@@ -15,7 +15,7 @@ from support.fake_source import FakeNetwork, FakeSource, Fault
 
 from connectors.bluesky.source import BlueskySource
 from connectors.mastodon.source import MastodonSource
-from connectors.meta.source import FacebookSource
+from connectors.meta.facebook import FacebookSource
 from connectors.x.source import XSource
 from sandbox.bluesky.api import BlueskySandbox
 from sandbox.mastodon.api import MastodonSandbox

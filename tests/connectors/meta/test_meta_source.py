@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from connectors import source_class
-from connectors.meta.source import (
+from connectors.meta.facebook import (
     FacebookSettings,
     FacebookSource,
     InstagramSettings,

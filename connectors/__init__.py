@@ -15,7 +15,7 @@ SOURCES: dict[str, str] = {
     "mastodon": "connectors.mastodon.source:MastodonSource",
     "bluesky": "connectors.bluesky.source:BlueskySource",
     "facebook": "connectors.meta.facebook:FacebookSource",
-    "instagram": "connectors.meta.facebook:InstagramSource",
+    "instagram": "connectors.meta.instagram:InstagramSource",
 }
 
 CRMS: dict[str, str] = {

@@ -5,12 +5,13 @@ threads, walked as :mod:`.walk` describes; its check. The backfill's plan is
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from connectors.meta import backfill
+from connectors.meta import backfill, hints
 from connectors.meta.client import PermissionDenied
 from connectors.meta.parse import (
     NETWORK_FACEBOOK,
@@ -40,7 +41,14 @@ from syncd.errors import ExternalError, MalformedAnswer
 from syncd.model import Account, Author, Cursor, Page, PostCount, Segment, Stream
 
 if TYPE_CHECKING:
-    from syncd.contracts import Backfiller, GapCloser, ObservedResponses, Source, Starting
+    from syncd.contracts import (
+        Backfiller,
+        GapCloser,
+        ObservedResponses,
+        Source,
+        Starting,
+        WebhookSource,
+    )
 
 __all__ = ["FacebookSource"]
 
@@ -48,6 +56,8 @@ MESSAGE_DETAILS = 20  # "you can only get details about the 20 most recent messa
 MESSAGES_PAGE = 25  # one messages call: more than the 20 with details, to see a gap
 POST_FIELDS = "id,created_time,updated_time,from,message,permalink_url,status_type"
 COMMENT_FIELDS = "id,from,message,created_time,parent{id,from},permalink_url"
+# A Page object id as webhooks give it: digits, "_"-joined for a post or a comment.
+_FB_ID = re.compile(r"\d{1,40}(?:_\d{1,40}){0,2}")
 THREAD_FIELDS = "id,updated_time,link,participants"
 MESSAGE_FIELDS = "id,created_time,from,to,message"
 
@@ -104,6 +114,7 @@ class FacebookSource(MetaSource):
             api_base_url=settings.api_base_url,
             start=settings.start,
             pace_at=settings.pace_at,
+            webhook=settings.webhook,
         )
 
     def resolve_accounts(self, handles: Sequence[str]) -> dict[str, Account]:
@@ -138,7 +149,43 @@ class FacebookSource(MetaSource):
             following = self._threads_step(account, stream, cursor, token, got, now)
         else:
             raise MalformedAnswer("a stored Meta walk position is unreadable", system=self.network)
-        return self._page(got, cursor, token, following, now)
+        hinted, taken = hints.read(self._hint_readers(), account, stream, cursor)
+        return hints.merged(self._page(got, cursor, token, following, now), hinted, taken)
+
+    # webhook hints (WebhookSource)
+    def _hint_readers(self) -> dict[str, hints.Reader]:
+        return {
+            "facebook:feed:comment": lambda a, i, got: self._hinted_comment(a, i, got, True),
+            "facebook:mention:comment": lambda a, i, got: self._hinted_comment(a, i, got, False),
+            "facebook:feed:post": self._hinted_post,
+            "facebook:mention:post": self._hinted_post,
+        }
+
+    def _hinted_comment(
+        self, account: Account, comment_id: str, got: Collected, on_page: bool
+    ) -> None:
+        """``GET /{comment-id}`` with the walk's comment fields. A comment's id is
+        ``{post}_{comment}``: on the Page's feed its post is ``{page}_{post}``; a mention
+        is on someone else's post, which the id does not name fully."""
+        if not _FB_ID.fullmatch(comment_id):
+            return
+        body = self._get(comment_id, {"fields": COMMENT_FIELDS})
+        if body.get("id") != comment_id:
+            return
+        post_id = f"{self.page_id}_{comment_id.split('_')[0]}" if on_page else None
+        translated = parse_fb_comments(
+            [body], account, post_id=post_id, parents=_parents([body], self.page_id)
+        )
+        got.add(translated, Stream.MENTIONS)
+
+    def _hinted_post(self, account: Account, post_id: str, got: Collected) -> None:
+        """``GET /{post-id}`` with the walk's post fields: a visitor post, or a post
+        mentioning the Page (its author withheld, as on ``/tagged``)."""
+        if not _FB_ID.fullmatch(post_id):
+            return
+        body = self._get(post_id, {"fields": POST_FIELDS})
+        if body.get("id") == post_id:
+            got.add(parse_fb_posts([body], account), Stream.MENTIONS)
 
     # posts and their comments
     def _posts_step(
@@ -470,13 +517,12 @@ class FacebookSource(MetaSource):
             )
         rows.append(self._authors_row())
         rows.append(
-            CheckRow(
-                "webhooks",
-                True,
+            self._webhook_row(
+                "the Page's feed and mention fields",
                 "polling reads the Page's posts, comments, visitor and tagged posts and "
-                "Messenger; mentions of the Page in comments elsewhere reach syncd only by the "
-                "Page 'mention' webhook (and Messenger messages beyond a thread's 20 newest "
-                "only by the 'messages' webhook)",
+                "Messenger; mentions of the Page in comments and posts elsewhere reach syncd "
+                "only by the Page 'mention' webhook (and Messenger messages beyond a thread's "
+                "20 newest only by the 'messages' webhook, which syncd does not read)",
             )
         )
         for handle in handles:
@@ -549,3 +595,4 @@ if TYPE_CHECKING:  # the contracts are structural: have mypy hold the class to t
     _fg: type[GapCloser] = FacebookSource
     _fb: type[Backfiller] = FacebookSource
     _fo: type[ObservedResponses] = FacebookSource
+    _fw: type[WebhookSource] = FacebookSource

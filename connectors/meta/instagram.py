@@ -4,12 +4,19 @@ walked as :mod:`.walk` describes; its check."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+from connectors.meta import hints
 from connectors.meta.client import PermissionDenied
-from connectors.meta.parse import NETWORK_INSTAGRAM, parse_ig_comments, parse_ig_media
+from connectors.meta.parse import (
+    NETWORK_INSTAGRAM,
+    mentioned,
+    parse_ig_comments,
+    parse_ig_media,
+)
 from connectors.meta.settings import IG_COMMENTS_MAX, InstagramSettings
 from connectors.meta.walk import (
     OBJECT_ID,
@@ -26,10 +33,10 @@ from connectors.meta.walk import (
 )
 from syncd.contracts import CheckRow, ConnectorSettings, KnownAuthors
 from syncd.errors import ExternalError, MalformedAnswer
-from syncd.model import Account, Cursor, Page, Stream
+from syncd.model import Account, Author, Cursor, Page, Stream
 
 if TYPE_CHECKING:
-    from syncd.contracts import ObservedResponses, Source, Starting
+    from syncd.contracts import ObservedResponses, Source, Starting, WebhookSource
 
 __all__ = ["InstagramSource"]
 
@@ -37,6 +44,9 @@ MEDIA_FIELDS = "id,timestamp,comments_count,permalink,caption,media_type"
 _IG_COMMENT = "id,text,timestamp,from,username,parent_id,user"
 IG_COMMENT_FIELDS = f"{_IG_COMMENT},replies{{{_IG_COMMENT}}}"
 TAG_FIELDS = "id,caption,media_type,timestamp,permalink,username"
+# mentioned_comment's fields [doc: IG user mentioned_comment; recording: mentioned_comment.json].
+MENTIONED_COMMENT_FIELDS = "id,text,timestamp,username,media"
+_IG_ID = re.compile(r"[0-9]{1,40}")
 
 
 # -- Instagram -----------------------------------------------------------------------------------
@@ -67,6 +77,7 @@ class InstagramSource(MetaSource):
             instagram_login=settings.instagram_login,
             start=settings.start,
             pace_at=settings.pace_at,
+            webhook=settings.webhook,
         )
 
     def resolve_accounts(self, handles: Sequence[str]) -> dict[str, Account]:
@@ -100,7 +111,64 @@ class InstagramSource(MetaSource):
             following = self._tags_step(account, cursor, token, got, now)
         else:
             raise MalformedAnswer("a stored Meta walk position is unreadable", system=self.network)
-        return self._page(got, cursor, token, following, now)
+        hinted, taken = hints.read(self._hint_readers(), account, stream, cursor)
+        return hints.merged(self._page(got, cursor, token, following, now), hinted, taken)
+
+    # webhook hints (WebhookSource)
+    def _hint_readers(self) -> dict[str, hints.Reader]:
+        return {
+            "instagram:mentions:comment": self._mentioned_comment,
+            "instagram:mentions:media": self._mentioned_media,
+            "instagram:comments:comment": self._hinted_comment,
+            "instagram:live_comments:comment": self._hinted_comment,
+        }
+
+    def _mentioned_comment(self, account: Account, comment_id: str, got: Collected) -> None:
+        """A comment @mentioning the account on someone else's media: ``GET
+        /{ig-user-id}?fields=mentioned_comment.comment_id(<id>){…}``, the id the ``mentions``
+        webhook gave [doc: IG mentions guide]. Meta names no commenter id there (a username
+        at most): the author is withheld, never guessed from the username."""
+        if not _IG_ID.fullmatch(comment_id):
+            return
+        fields = f"mentioned_comment.comment_id({comment_id}){{{MENTIONED_COMMENT_FIELDS}}}"
+        body = self._get(self.ig_user_id, {"fields": fields})
+        items = [c for c in mentioned(body, "mentioned_comment") if c.get("id") == comment_id]
+        self._add_comments(account, items, got)
+
+    def _mentioned_media(self, account: Account, media_id: str, got: Collected) -> None:
+        """Someone else's media @mentioning the account in its caption: ``GET
+        /{ig-user-id}?fields=mentioned_media.media_id(<id>){…}`` [doc: IG mentions guide]."""
+        if not _IG_ID.fullmatch(media_id):
+            return
+        fields = f"mentioned_media.media_id({media_id}){{{TAG_FIELDS}}}"
+        body = self._get(self.ig_user_id, {"fields": fields})
+        items = [m for m in mentioned(body, "mentioned_media") if m.get("id") == media_id]
+        got.add(parse_ig_media(items, account), Stream.MENTIONS)
+
+    def _hinted_comment(self, account: Account, comment_id: str, got: Collected) -> None:
+        """A comment on the account's media: ``GET /{ig-comment-id}``."""
+        if not _IG_ID.fullmatch(comment_id):
+            return
+        body = self._get(comment_id, {"fields": f"{_IG_COMMENT},media"})
+        if body.get("id") == comment_id:
+            self._add_comments(account, [body], got)
+
+    def _add_comments(self, account: Account, items: list[Any], got: Collected) -> None:
+        # The comment answered, when any, is not read here: its author is not known (None),
+        # which keeps the brand's own reply from being taken for an unreadable one; the
+        # mentions stream keeps people's comments only, the replies walk reads the brand's.
+        parents: dict[str, Author | None] = {
+            c["parent_id"]: None for c in items if isinstance(c.get("parent_id"), str)
+        }
+        media = items[0].get("media") if items else None
+        media_id = media.get("id") if isinstance(media, dict) else None
+        translated = parse_ig_comments(
+            items,
+            account,
+            media_id=media_id if isinstance(media_id, str) else None,
+            parents=parents,
+        )
+        got.add(translated, Stream.MENTIONS)
 
     def _media_step(
         self,
@@ -266,9 +334,8 @@ class InstagramSource(MetaSource):
         except ExternalError as exc:
             rows.append(CheckRow("media and comments", False, str(exc), fix_for(exc, "Page token")))
         rows.append(
-            CheckRow(
-                "webhooks",
-                True,
+            self._webhook_row(
+                "the Instagram account's mentions and comments fields",
                 "polling reads comments on the account's media and media tagging it; "
                 "@mentions in other people's captions and comments reach syncd only by the "
                 "Instagram 'mentions' webhook",
@@ -294,3 +361,4 @@ if TYPE_CHECKING:  # the contracts are structural: have mypy hold the class to t
     _i: type[Source] = InstagramSource
     _is: type[Starting] = InstagramSource
     _io: type[ObservedResponses] = InstagramSource
+    _iw: type[WebhookSource] = InstagramSource

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from connectors.meta.client import DEFAULT_VERSION
+from connectors.meta.receiver import WebhookSettings
 from syncd.contracts import Duration, SourceSettings
 from syncd.contracts.secrets import SecretRef
 from syncd.contracts.urls import base_url
@@ -41,6 +42,8 @@ class _MetaSettings(SourceSettings):
     api_base_url: str | None = None
     # Meta's usage percentages rise across a poll's calls: they pause at this figure.
     pace_at: float = Field(default=90.0, gt=0, le=100)
+    # Meta's webhooks ([sources.webhook]): mentions no poll can see arrive only by them.
+    webhook: WebhookSettings | None = None
 
     @field_validator("graph_version")
     @classmethod

@@ -54,8 +54,16 @@ from typing import Any, ClassVar
 from connectors._http import ResponseReporter
 from connectors.meta.client import DEFAULT_VERSION, GraphClient, GraphPage, PermissionDenied
 from connectors.meta.parse import Translated
+from connectors.meta.receiver import MetaWebhook, WebhookSettings
 from connectors.meta.settings import FEED_MAX, WATCH_WINDOW, valid_version
-from syncd.contracts import ConnectorSettings, ResponseObserver, parse_start, start_moment
+from syncd.contracts import (
+    CheckRow,
+    ConnectorSettings,
+    ResponseObserver,
+    WebhookEndpoint,
+    parse_start,
+    start_moment,
+)
 from syncd.errors import AuthError, BadItem, ExternalError, MalformedAnswer, NotFound, RateLimited
 from syncd.model import (
     Account,
@@ -277,8 +285,10 @@ class MetaSource:
         start: str = "now",
         pace_at: float = 90.0,
         clock: Callable[[], datetime] | None = None,
+        webhook: WebhookSettings | None = None,
     ) -> None:
         self.account_id = account_id
+        self.webhook_settings = webhook
         # The walk's own time (its start, the watch window): a test's clock may stand in.
         self.clock = clock or (lambda: datetime.now(UTC))
         self.watch_window = timedelta(seconds=watch_window)
@@ -310,6 +320,30 @@ class MetaSource:
 
     def close(self) -> None:
         self.client.close()
+
+    def webhook(self) -> WebhookEndpoint | None:
+        """The endpoint Meta's deliveries reach, when ``[sources.webhook]`` is set."""
+        if self.webhook_settings is None:
+            return None
+        return MetaWebhook.from_settings(self.webhook_settings)
+
+    def _webhook_row(self, fields: str, missed: str) -> CheckRow:
+        """Whether the webhook is configured, and what is missed without it. Configured, it
+        cannot be reached from here: Meta's dashboard says whether deliveries arrive."""
+        if self.webhook_settings is not None:
+            return CheckRow(
+                "webhooks",
+                True,
+                f"configured: subscribe the app to {fields} with the callback URL "
+                "https://<this host>/webhooks/<source name> (the App Dashboard's test delivery "
+                "shows whether it reaches syncd)",
+            )
+        return CheckRow(
+            "webhooks",
+            True,
+            f"not configured: {missed}; to read them, add [sources.webhook] (verify_token, "
+            f"app_secret) and subscribe the app to {fields}",
+        )
 
     def plan_gap(
         self, account: Account, stream: Stream, since_id: str, until_id: str, now: datetime

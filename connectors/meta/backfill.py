@@ -24,12 +24,19 @@ from syncd.model import Cursor, Page, PostCount, Segment, Stream
 
 # Facebook: comments on the Page's posts (and visitor and tagged posts) of the window.
 PAGE_COMMENTS = "page_comments"
-# Seconds between two backfill steps: the account's budget is the live polls' too (4800
-# calls a day per engaged user on a Page), and each step may make several calls.
+# Seconds between two backfill steps: the account's budget is the live polls' too (on a
+# Page, 4800 calls a day per engaged user), and each step may make several calls.
 INTERVAL = 2.0
 PAGE_NOTE = (
     "comments and replies on the Page's posts of the watch window, and visitor and tagged "
     "posts; comments on older posts and Messenger messages are not read"
+)
+# Instagram: comments on the account's media (and media tagging it) of the window.
+ACCOUNT_MEDIA = "account_media"
+MEDIA_NOTE = (
+    "comments and replies on the account's media of the watch window, and media tagging "
+    "it; comments on older media, @mentions in other people's captions and comments "
+    "(webhook only) and DMs are not read"
 )
 
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from connectors.meta import hints
+from connectors.meta import backfill, hints
 from connectors.meta.client import PermissionDenied
 from connectors.meta.parse import (
     NETWORK_INSTAGRAM,
@@ -33,10 +33,10 @@ from connectors.meta.walk import (
 )
 from syncd.contracts import CheckRow, ConnectorSettings, KnownAuthors
 from syncd.errors import ExternalError, MalformedAnswer
-from syncd.model import Account, Author, Cursor, Page, Stream
+from syncd.model import Account, Author, Cursor, Page, PostCount, Segment, Stream
 
 if TYPE_CHECKING:
-    from syncd.contracts import ObservedResponses, Source, Starting, WebhookSource
+    from syncd.contracts import Backfiller, ObservedResponses, Source, Starting, WebhookSource
 
 __all__ = ["InstagramSource"]
 
@@ -58,6 +58,8 @@ class InstagramSource(MetaSource):
 
     network: ClassVar[str] = NETWORK_INSTAGRAM
     Settings: ClassVar[type[ConnectorSettings]] = InstagramSettings
+    # Backfill steps spend the account's budget, which live polls spend too.
+    shared_routes: ClassVar[frozenset[str]] = frozenset({backfill.ACCOUNT_MEDIA})
 
     def __init__(self, access_token: str, *, ig_user_id: str, **kw: Any) -> None:
         super().__init__(access_token, account_id=ig_user_id, **kw)
@@ -178,9 +180,15 @@ class InstagramSource(MetaSource):
         token: WalkToken | None,
         got: Collected,
         now: datetime,
+        segment: Segment | None = None,
     ) -> WalkToken | None:
+        """One page of the account's media and the comments of those whose count moved;
+        with ``segment`` (a backfill), every media's comments inside the segment's window,
+        and no marks kept."""
         window = int((now - self.watch_window).timestamp())
-        floor = self._floor(cursor, now)
+        marks = cursor.marks if segment is None else {}
+        floor = self._floor(cursor, now) if segment is None else segment.since
+        until = segment.until if segment is not None else None
         after = token.after if token is not None else None
         params: dict[str, str | int] = {"fields": MEDIA_FIELDS, "limit": self.page_size}
         if after is not None:
@@ -199,8 +207,10 @@ class InstagramSource(MetaSource):
                 continue
             if made is None or made < window or not isinstance(count, int):
                 continue
+            if until is not None and made >= int(until.timestamp()):
+                continue  # made after the segment: none of its comments is in it
             key = f"media:{media_id}"
-            mark = cursor.marks.get(key)
+            mark = marks.get(key)
             _, was_count, read_to = mark_fields(mark, 3)
             part = token is not None and token.post == media_id and token.comments is not None
             if not part and mark is not None and as_int(was_count) == count:
@@ -221,6 +231,7 @@ class InstagramSource(MetaSource):
                 count,
                 was_count,
                 mark,
+                until,
             )
             if more is not None:
                 return WalkToken("posts", after=after, post=media_id, comments=more, since=since)
@@ -228,7 +239,8 @@ class InstagramSource(MetaSource):
         oldest = min((t for m in media if (t := data_time(m, "timestamp"))), default=None)
         if nxt is not None and (oldest is None or oldest >= window):
             return WalkToken("posts", after=nxt)
-        got.marks.update(self._window_drop(cursor.marks, "media:", now))
+        if segment is None:
+            got.marks.update(self._window_drop(cursor.marks, "media:", now))
         return WalkToken("tags") if stream is Stream.MENTIONS else None
 
     def _ig_comments(
@@ -244,6 +256,7 @@ class InstagramSource(MetaSource):
         count: int,
         was_count: str,
         mark: str | None,
+        until: datetime | None = None,
     ) -> str | None:
         """One page (50) of a moved media's comments, replies expanded: all of them, since
         a new reply sits under an old comment; those made before ``since`` are left out."""
@@ -265,6 +278,7 @@ class InstagramSource(MetaSource):
             stream,
             floor=datetime.fromtimestamp(since, UTC),
             skip=at_mark or frozenset(),
+            until=until,
         )
         # The newest second read, and the comments of that second (read again next time,
         # by the floor, and left out by id).
@@ -288,22 +302,84 @@ class InstagramSource(MetaSource):
         return more
 
     def _tags_step(
-        self, account: Account, cursor: Cursor, token: WalkToken, got: Collected, now: datetime
+        self,
+        account: Account,
+        cursor: Cursor,
+        token: WalkToken,
+        got: Collected,
+        now: datetime,
+        segment: Segment | None = None,
     ) -> WalkToken | None:
         """Media of others tagging the account, newest first, back to the floor (a tag
-        carries the media's time, not the tagging's)."""
-        floor = self._floor(cursor, now)
+        carries the media's time, not the tagging's); a backfill's: inside its segment."""
+        floor = self._floor(cursor, now) if segment is None else segment.since
+        until = segment.until if segment is not None else None
         params: dict[str, str | int] = {"fields": TAG_FIELDS, "limit": self.page_size}
         if token.after is not None:
             params["after"] = token.after
         listing = self._list(f"{self.ig_user_id}/tags", params)
         items = [m for m in listing.data if isinstance(m, dict)]
-        got.add(parse_ig_media(items, account), Stream.MENTIONS, floor=floor)
+        got.add(parse_ig_media(items, account), Stream.MENTIONS, floor=floor, until=until)
         nxt = after_cursor(listing, self.network)
         oldest = min((t for m in items if (t := data_time(m, "timestamp"))), default=None)
         if nxt is not None and oldest is not None and oldest >= int(floor.timestamp()):
             return WalkToken("tags", after=nxt)
         return None
+
+    # backfill (Backfiller)
+    def plan_backfill(
+        self,
+        account: Account,
+        streams: Sequence[Stream],
+        since: datetime,
+        until: datetime,
+        now: datetime,
+    ) -> list[Segment]:
+        """One segment a stream: the comments made in the window on the account's media of
+        the watch window (and, for mentions, media tagging it made in the window). ``/media``
+        reaches further back (its 10,000 newest), but an old media's comments are read
+        whole, 50 a call, to find the few in the window: the watch window bounds the cost,
+        as the live walk's. No network call."""
+        return backfill.plan(
+            backfill.ACCOUNT_MEDIA,
+            backfill.MEDIA_NOTE,
+            streams,
+            since,
+            until,
+            now,
+            self.watch_window,
+            self.page_size,
+        )
+
+    def count_posts(self, account: Account, segment: Segment) -> PostCount:
+        return backfill.count(self.fetch_segment(account, segment, None))
+
+    def fetch_segment(
+        self,
+        account: Account,
+        segment: Segment,
+        token: str | None,
+        known: KnownAuthors | None = None,
+    ) -> Page:
+        """One media page of the watch window and its media's comments inside the segment
+        (a media with more than 50: the token says where it stopped), then, for mentions,
+        the tags of the segment, a page a step."""
+        self._guard(account)
+        backfill.check_route(segment, self.shared_routes, self.network)
+        at = backfill.position(token, self.network)
+        got = Collected()
+        now = self.clock()
+        if at is None or at.phase == "posts":
+            following = self._media_step(
+                account, segment.stream, Cursor(), at, got, now, segment=segment
+            )
+        elif at.phase == "tags":
+            following = self._tags_step(account, Cursor(), at, got, now, segment=segment)
+        else:
+            raise MalformedAnswer(
+                "a stored Meta backfill position is unreadable", system=self.network
+            )
+        return backfill.step_page(got, at, following, self.network)
 
     def check(self, handles: Sequence[str]) -> list[CheckRow]:
         """The account is readable with the token, its media and comments are, and the
@@ -361,4 +437,5 @@ if TYPE_CHECKING:  # the contracts are structural: have mypy hold the class to t
     _i: type[Source] = InstagramSource
     _is: type[Starting] = InstagramSource
     _io: type[ObservedResponses] = InstagramSource
+    _ib: type[Backfiller] = InstagramSource
     _iw: type[WebhookSource] = InstagramSource

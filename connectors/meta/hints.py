@@ -67,7 +67,7 @@ def merged(page: Page, got: Collected, taken: tuple[WebhookHint, ...]) -> Page:
     """The walk's page with what the hints read: stored in its transaction, the hints taken
     in it. What the walk's own reading found on this page is kept once. The page's cursor
     and its oldest are the walk's: a hinted object may be of any age."""
-    if not taken:
+    if not taken and not got.warnings:
         return page
     read_here = {i.post_id for i in page.interactions}
     fresh = [i for i in got.interactions if i.post_id not in read_here]

@@ -14,6 +14,7 @@ comment by id; ``check`` says whether the webhook is configured and what is miss
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -29,6 +30,7 @@ from connectors.meta.settings import FacebookSettings, InstagramSettings
 from sandbox.meta.api import MetaSandbox
 from syncd.model import Account, Cursor, Stream, WebhookHint
 from syncd.pipeline import Pipeline, PipelineSettings
+from syncd.pipeline.poll import PollResult
 from syncd.service.http import HealthServer
 from syncd.service.webhooks import SourceWebhooks
 from syncd.state import hints
@@ -106,8 +108,8 @@ class Brand:
     def url(self) -> str:
         return f"{self.server.url}/webhooks/{NAME}"
 
-    def poll(self) -> None:
-        self.pipeline.poll(NAME, self.source, self.account, Stream.MENTIONS)
+    def poll(self) -> PollResult:
+        return self.pipeline.poll(NAME, self.source, self.account, Stream.MENTIONS)
 
     def stored(self, post_id: str) -> int:
         with self.db.connect() as conn:
@@ -185,7 +187,8 @@ def test_a_hint_the_api_cannot_answer_now_is_left_for_the_next_walk(
         hints.add(conn, NAME, [hint], brand.clock())
     # Every page of the walk offers the hint; each read of it is answered unreadably.
     sandbox.inject("malformed", endpoint="node", count=10)
-    brand.poll()
+    result = brand.poll()
+    assert any("webhook hint is left for later" in w for w in result.warnings)
     assert sandbox.faults.injected >= 1
     sandbox.faults.clear()
     assert brand.stored(shot.id) == 0
@@ -201,23 +204,32 @@ def test_a_page_feed_hint_reads_the_comment_by_id(
     sandbox, clock = graph
     page = sandbox.add_page("Acme", token=TOKEN)
     fan = sandbox.add_person("Ann Fan")
-    post = sandbox.add_post(page.id, "Launch")
-    comment = sandbox.add_comment(post.id, fan, "where is my order?")
+    post = sandbox.add_post(page.id, "Launch", at=clock.now - timedelta(days=3))
+    comment = sandbox.add_comment(
+        post.id, fan, "where is my order?", at=clock.now - timedelta(days=2)
+    )
     source = FacebookSource(
         TOKEN, page_id=page.id, api_base_url=sandbox.url, messenger=False, clock=clock
     )
     acme = Account("facebook", "Acme", page.id)
     hint = WebhookHint(page.id, comment.id, "facebook:feed:comment")
     gone = WebhookHint(page.id, f"{post.id.split('_')[-1]}_999", "facebook:mention:comment")
-    # A walk whose since_id is now reads no post: only the hint brings the comment.
-    cursor = Cursor(since_id=source.start_after(clock()), hints=(hint, gone))
-    first = source.fetch(acme, Stream.MENTIONS, Cursor(since_id="2100-01-01T00:00:00Z"))
-    assert first.interactions == ()
+    # A walk from now reads no comment of two days ago: only the hint brings it.
+    quiet = Cursor(since_id=source.start_after(clock()))
+    assert source.fetch(acme, Stream.MENTIONS, quiet).interactions == ()
+    cursor = replace(quiet, hints=(hint, gone))
     page_read = source.fetch(acme, Stream.MENTIONS, cursor)
-    assert [i.post_id for i in page_read.interactions].count(comment.id) == 1
+    assert [i.post_id for i in page_read.interactions] == [comment.id]
     assert page_read.taken_hints == (hint, gone)
     replies = source.fetch(acme, Stream.REPLIES, cursor)
     assert replies.taken_hints == ()  # the mentions walk reads hints
+    # A post elsewhere naming the Page (the 'mention' field): read by id, author and all.
+    elsewhere = sandbox.add_page("Elsewhere")
+    shout = sandbox.add_visitor_post(elsewhere.id, fan, "@Acme still waiting")
+    told = WebhookHint(page.id, shout.id, "facebook:mention:post")
+    read = source.fetch(acme, Stream.MENTIONS, replace(cursor, hints=(told,)))
+    assert [i.post_id for i in read.interactions if i.post_id == shout.id] == [shout.id]
+    assert read.taken_hints == (told,)
     source.close()
 
 

@@ -7,6 +7,7 @@ Instagram professional account (comments, tags, mentions, DMs), over the Graph A
   both sources share (:class:`~connectors.meta.walk.MetaSource`);
 - :mod:`.facebook`, :mod:`.instagram`: the two sources, each its endpoints and its check;
 - :mod:`.backfill`: what part of a past window Graph reaches, as backfill segments;
+- :mod:`.hints`: how a walk reads the objects webhook deliveries named;
 - :mod:`.client` the Graph client (pacing, errors), :mod:`.parse` the translation;
 - :mod:`.webhook` the webhook receiver's pure checks, :mod:`.receiver` the endpoint the HTTP
   listener serves."""

@@ -1,7 +1,7 @@
 """The Facebook Page source: comments and replies on the Page's posts of the watch window
 (read when a post's ``updated_time`` moved), visitor and tagged posts, and Messenger
-threads, walked as :mod:`.walk` describes; its check. The backfill's plan is
-:mod:`.backfill`'s."""
+threads, walked as :mod:`.walk` describes; the objects its webhook hints name, read by id
+(:mod:`.hints`); its backfill's steps (the plan is :mod:`.backfill`'s); its check."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The Instagram professional account source: comments and replies on the account's media of
 the watch window (read when a media's ``comments_count`` changed) and media tagging it,
-walked as :mod:`.walk` describes; its check."""
+walked as :mod:`.walk` describes; the objects its webhook hints name, read by id
+(:mod:`.hints`); its backfill's steps (the plan is :mod:`.backfill`'s); its check."""
 
 from __future__ import annotations
 

@@ -14,8 +14,8 @@ SOURCES: dict[str, str] = {
     "x": "connectors.x.source:XSource",
     "mastodon": "connectors.mastodon.source:MastodonSource",
     "bluesky": "connectors.bluesky.source:BlueskySource",
-    "facebook": "connectors.meta.source:FacebookSource",
-    "instagram": "connectors.meta.source:InstagramSource",
+    "facebook": "connectors.meta.facebook:FacebookSource",
+    "instagram": "connectors.meta.instagram:InstagramSource",
 }
 
 CRMS: dict[str, str] = {

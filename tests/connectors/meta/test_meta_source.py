@@ -1,4 +1,4 @@
-"""connectors.meta.source against the Graph stand-in (sandbox/meta/), its pages stored by the
+"""connectors.meta's sources against the Graph stand-in (sandbox/meta/), its pages stored by the
 core's own ingest (one transaction a page, the cursor and the marks with it), as the poller
 stores them.
 
@@ -20,12 +20,9 @@ from pathlib import Path
 import pytest
 
 from connectors import source_class
-from connectors.meta.source import (
-    FacebookSettings,
-    FacebookSource,
-    InstagramSettings,
-    InstagramSource,
-)
+from connectors.meta.facebook import FacebookSource
+from connectors.meta.instagram import InstagramSource
+from connectors.meta.settings import FacebookSettings, InstagramSettings
 from sandbox.meta.api import MetaSandbox
 from sandbox.meta.store import Page as SandboxPage
 from syncd.errors import AuthError, RateLimited

@@ -1,0 +1,442 @@
+"""The Instagram professional account source: comments and replies on the account's media of
+the watch window (read when a media's ``comments_count`` changed) and media tagging it,
+walked as :mod:`.walk` describes; the objects its webhook hints name, read by id
+(:mod:`.hints`); its backfill's steps (the plan is :mod:`.backfill`'s); its check."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from connectors.meta import backfill, hints
+from connectors.meta.client import PermissionDenied
+from connectors.meta.parse import (
+    NETWORK_INSTAGRAM,
+    mentioned,
+    parse_ig_comments,
+    parse_ig_media,
+)
+from connectors.meta.settings import IG_COMMENTS_MAX, InstagramSettings
+from connectors.meta.walk import (
+    OBJECT_ID,
+    Collected,
+    MetaSource,
+    WalkToken,
+    after_cursor,
+    as_int,
+    data_time,
+    fix_for,
+    mark_fields,
+    read_from,
+    replies_of,
+)
+from syncd.contracts import CheckRow, ConnectorSettings, KnownAuthors
+from syncd.errors import ExternalError, MalformedAnswer
+from syncd.model import Account, Author, Cursor, Page, PostCount, Segment, Stream
+
+if TYPE_CHECKING:
+    from syncd.contracts import Backfiller, ObservedResponses, Source, Starting, WebhookSource
+
+__all__ = ["InstagramSource"]
+
+MEDIA_FIELDS = "id,timestamp,comments_count,permalink,caption,media_type"
+_IG_COMMENT = "id,text,timestamp,from,username,parent_id,user"
+IG_COMMENT_FIELDS = f"{_IG_COMMENT},replies{{{_IG_COMMENT}}}"
+TAG_FIELDS = "id,caption,media_type,timestamp,permalink,username"
+# mentioned_comment's fields [doc: IG user mentioned_comment; recording: mentioned_comment.json].
+MENTIONED_COMMENT_FIELDS = "id,text,timestamp,username,media"
+_IG_ID = re.compile(r"[0-9]{1,40}")
+
+
+# -- Instagram -----------------------------------------------------------------------------------
+class InstagramSource(MetaSource):
+    """An Instagram professional account: ``mentions`` are people's comments and replies on
+    its media in the watch window and media tagging it; ``replies`` the account's own
+    replies to them. @mentions in other people's captions and comments are not listed by
+    any endpoint: only the ``mentions`` webhook names them."""
+
+    network: ClassVar[str] = NETWORK_INSTAGRAM
+    Settings: ClassVar[type[ConnectorSettings]] = InstagramSettings
+    # Backfill steps spend the account's budget, which live polls spend too.
+    shared_routes: ClassVar[frozenset[str]] = frozenset({backfill.ACCOUNT_MEDIA})
+
+    def __init__(self, access_token: str, *, ig_user_id: str, **kw: Any) -> None:
+        super().__init__(access_token, account_id=ig_user_id, **kw)
+        self.ig_user_id = ig_user_id
+
+    @classmethod
+    def from_settings(cls, settings: InstagramSettings) -> Self:
+        return cls(
+            settings.access_token.reveal(),
+            ig_user_id=settings.ig_user_id,
+            app_secret=settings.app_secret.reveal() if settings.app_secret else None,
+            graph_version=settings.graph_version,
+            watch_window=settings.watch_window,
+            page_size=settings.page_size,
+            timeout=settings.timeout,
+            api_base_url=settings.api_base_url,
+            instagram_login=settings.instagram_login,
+            start=settings.start,
+            pace_at=settings.pace_at,
+            webhook=settings.webhook,
+        )
+
+    def resolve_accounts(self, handles: Sequence[str]) -> dict[str, Account]:
+        """The account, by its username or id (``GET /{ig-user-id}?fields=id,username``);
+        the handle kept is its username, which the brand's own comments carry."""
+        body = self._get(self.ig_user_id, {"fields": "id,username"})
+        if body.get("id") != self.ig_user_id:
+            raise MalformedAnswer("Meta answered for another account", system=self.network)
+        username = body.get("username") if isinstance(body.get("username"), str) else None
+        found: dict[str, Account] = {}
+        for handle in handles:
+            given = handle.strip().removeprefix("@")
+            if username is not None and given.lower() in (username.lower(), self.ig_user_id):
+                found[handle] = Account(self.network, username, self.ig_user_id)
+        return found
+
+    def fetch(
+        self, account: Account, stream: Stream, cursor: Cursor, known: KnownAuthors | None = None
+    ) -> Page:
+        self._guard(account)
+        now = self.clock()
+        token = (
+            WalkToken.parse(cursor.pagination_token, self.network)
+            if cursor.pagination_token is not None
+            else None
+        )
+        got = Collected()
+        if token is None or token.phase == "posts":
+            following = self._media_step(account, stream, cursor, token, got, now)
+        elif token.phase == "tags":
+            following = self._tags_step(account, cursor, token, got, now)
+        else:
+            raise MalformedAnswer("a stored Meta walk position is unreadable", system=self.network)
+        hinted, taken = hints.read(self._hint_readers(), account, stream, cursor)
+        return hints.merged(self._page(got, cursor, token, following, now), hinted, taken)
+
+    # webhook hints (WebhookSource)
+    def _hint_readers(self) -> dict[str, hints.Reader]:
+        return {
+            "instagram:mentions:comment": self._mentioned_comment,
+            "instagram:mentions:media": self._mentioned_media,
+            "instagram:comments:comment": self._hinted_comment,
+            "instagram:live_comments:comment": self._hinted_comment,
+        }
+
+    def _mentioned_comment(self, account: Account, comment_id: str, got: Collected) -> None:
+        """A comment @mentioning the account on someone else's media: ``GET
+        /{ig-user-id}?fields=mentioned_comment.comment_id(<id>){…}``, the id the ``mentions``
+        webhook gave [doc: IG mentions guide]. Meta names no commenter id there (a username
+        at most): the author is withheld, never guessed from the username."""
+        if not _IG_ID.fullmatch(comment_id):
+            return
+        fields = f"mentioned_comment.comment_id({comment_id}){{{MENTIONED_COMMENT_FIELDS}}}"
+        body = self._get(self.ig_user_id, {"fields": fields})
+        items = [c for c in mentioned(body, "mentioned_comment") if c.get("id") == comment_id]
+        self._add_comments(account, items, got)
+
+    def _mentioned_media(self, account: Account, media_id: str, got: Collected) -> None:
+        """Someone else's media @mentioning the account in its caption: ``GET
+        /{ig-user-id}?fields=mentioned_media.media_id(<id>){…}`` [doc: IG mentions guide]."""
+        if not _IG_ID.fullmatch(media_id):
+            return
+        fields = f"mentioned_media.media_id({media_id}){{{TAG_FIELDS}}}"
+        body = self._get(self.ig_user_id, {"fields": fields})
+        items = [m for m in mentioned(body, "mentioned_media") if m.get("id") == media_id]
+        got.add(parse_ig_media(items, account), Stream.MENTIONS)
+
+    def _hinted_comment(self, account: Account, comment_id: str, got: Collected) -> None:
+        """A comment on the account's media: ``GET /{ig-comment-id}``."""
+        if not _IG_ID.fullmatch(comment_id):
+            return
+        body = self._get(comment_id, {"fields": f"{_IG_COMMENT},media"})
+        if body.get("id") == comment_id:
+            self._add_comments(account, [body], got)
+
+    def _add_comments(self, account: Account, items: list[Any], got: Collected) -> None:
+        # The comment answered, when any, is not read here: its author is not known (None),
+        # which keeps the brand's own reply from being taken for an unreadable one; the
+        # mentions stream keeps people's comments only, the replies walk reads the brand's.
+        parents: dict[str, Author | None] = {
+            c["parent_id"]: None for c in items if isinstance(c.get("parent_id"), str)
+        }
+        media = items[0].get("media") if items else None
+        media_id = media.get("id") if isinstance(media, dict) else None
+        translated = parse_ig_comments(
+            items,
+            account,
+            media_id=media_id if isinstance(media_id, str) else None,
+            parents=parents,
+        )
+        got.add(translated, Stream.MENTIONS)
+
+    def _media_step(
+        self,
+        account: Account,
+        stream: Stream,
+        cursor: Cursor,
+        token: WalkToken | None,
+        got: Collected,
+        now: datetime,
+        segment: Segment | None = None,
+    ) -> WalkToken | None:
+        """One page of the account's media and the comments of those whose count moved;
+        with ``segment`` (a backfill), every media's comments inside the segment's window,
+        and no marks kept."""
+        window = int((now - self.watch_window).timestamp())
+        marks = cursor.marks if segment is None else {}
+        floor = self._floor(cursor, now) if segment is None else segment.since
+        until = segment.until if segment is not None else None
+        after = token.after if token is not None else None
+        params: dict[str, str | int] = {"fields": MEDIA_FIELDS, "limit": self.page_size}
+        if after is not None:
+            params["after"] = after
+        listing = self._list(f"{self.ig_user_id}/media", params)
+        media = [m for m in listing.data if isinstance(m, dict)]
+        resume = token.post if token is not None else None
+        if resume is not None:
+            ids = [m.get("id") for m in media]
+            media = media[ids.index(resume) :] if resume in ids else media
+        for item in media:
+            media_id = item.get("id")
+            made = data_time(item, "timestamp")
+            count = item.get("comments_count")
+            if not isinstance(media_id, str) or not OBJECT_ID.fullmatch(media_id):
+                continue
+            if made is None or made < window or not isinstance(count, int):
+                continue
+            if until is not None and made >= int(until.timestamp()):
+                continue  # made after the segment: none of its comments is in it
+            key = f"media:{media_id}"
+            mark = marks.get(key)
+            _, was_count, read_to = mark_fields(mark, 3)
+            part = token is not None and token.post == media_id and token.comments is not None
+            if not part and mark is not None and as_int(was_count) == count:
+                continue  # no comment came or went
+            if not part and count == 0:
+                got.marks[key] = f"{made}|0|{read_to or int(floor.timestamp())}"
+                continue
+            since = read_from(token if part else None, read_to, floor)
+            more = self._ig_comments(
+                account,
+                stream,
+                item,
+                since,
+                token.comments if part and token is not None else None,
+                got,
+                key,
+                made,
+                count,
+                was_count,
+                mark,
+                until,
+            )
+            if more is not None:
+                return WalkToken("posts", after=after, post=media_id, comments=more, since=since)
+        nxt = after_cursor(listing, self.network)
+        oldest = min((t for m in media if (t := data_time(m, "timestamp"))), default=None)
+        if nxt is not None and (oldest is None or oldest >= window):
+            return WalkToken("posts", after=nxt)
+        if segment is None:
+            got.marks.update(self._window_drop(cursor.marks, "media:", now))
+        return WalkToken("tags") if stream is Stream.MENTIONS else None
+
+    def _ig_comments(
+        self,
+        account: Account,
+        stream: Stream,
+        media: Mapping[str, Any],
+        since: int,
+        after: str | None,
+        got: Collected,
+        key: str,
+        made: int,
+        count: int,
+        was_count: str,
+        mark: str | None,
+        until: datetime | None = None,
+    ) -> str | None:
+        """One page (50) of a moved media's comments, replies expanded: all of them, since
+        a new reply sits under an old comment; those made before ``since`` are left out."""
+        params: dict[str, str | int] = {"fields": IG_COMMENT_FIELDS, "limit": IG_COMMENTS_MAX}
+        if after is not None:
+            params["after"] = after
+        media_id = str(media["id"])
+        answer = self._list(f"{media_id}/comments", params)
+        translated = parse_ig_comments(
+            list(answer.data),
+            account,
+            media_id=media_id,
+            media_url=str(media.get("permalink") or ""),
+        )
+        _, _, read_to, read_ids = mark_fields(got.marks.get(key) or mark, 4)
+        at_mark = frozenset(read_ids.split(",")) if read_to == str(since) and read_ids else None
+        got.add(
+            translated,
+            stream,
+            floor=datetime.fromtimestamp(since, UTC),
+            skip=at_mark or frozenset(),
+            until=until,
+        )
+        # The newest second read, and the comments of that second (read again next time,
+        # by the floor, and left out by id).
+        stamped: list[tuple[int, str]] = []
+        for raw in answer.data:
+            if not isinstance(raw, dict):
+                continue
+            for item in [raw, *replies_of(raw)]:
+                at = data_time(item, "timestamp")
+                if at is not None and isinstance(item.get("id"), str):
+                    stamped.append((at, item["id"]))
+        newest = max([since, *(at for at, _ in stamped)])
+        if read_to and as_int(read_to) is not None and (as_int(read_to) or 0) > newest:
+            newest = as_int(read_to) or newest
+        ids_then = set(read_ids.split(",")) if read_to == str(newest) and read_ids else set()
+        ids_then |= {i for at, i in stamped if at == newest}
+        more = after_cursor(answer, self.network)
+        # The count is kept once every page was read: a stop between pages reads it again.
+        kept = str(count) if more is None else (was_count or "-1")
+        got.marks[key] = f"{made}|{kept}|{newest}|{','.join(sorted(ids_then))}"
+        return more
+
+    def _tags_step(
+        self,
+        account: Account,
+        cursor: Cursor,
+        token: WalkToken,
+        got: Collected,
+        now: datetime,
+        segment: Segment | None = None,
+    ) -> WalkToken | None:
+        """Media of others tagging the account, newest first, back to the floor (a tag
+        carries the media's time, not the tagging's); a backfill's: inside its segment."""
+        floor = self._floor(cursor, now) if segment is None else segment.since
+        until = segment.until if segment is not None else None
+        params: dict[str, str | int] = {"fields": TAG_FIELDS, "limit": self.page_size}
+        if token.after is not None:
+            params["after"] = token.after
+        listing = self._list(f"{self.ig_user_id}/tags", params)
+        items = [m for m in listing.data if isinstance(m, dict)]
+        got.add(parse_ig_media(items, account), Stream.MENTIONS, floor=floor, until=until)
+        nxt = after_cursor(listing, self.network)
+        oldest = min((t for m in items if (t := data_time(m, "timestamp"))), default=None)
+        if nxt is not None and oldest is not None and oldest >= int(floor.timestamp()):
+            return WalkToken("tags", after=nxt)
+        return None
+
+    # backfill (Backfiller)
+    def plan_backfill(
+        self,
+        account: Account,
+        streams: Sequence[Stream],
+        since: datetime,
+        until: datetime,
+        now: datetime,
+    ) -> list[Segment]:
+        """One segment a stream: the comments made in the window on the account's media of
+        the watch window (and, for mentions, media tagging it made in the window). ``/media``
+        reaches further back (its 10,000 newest), but an old media's comments are read
+        whole, 50 a call, to find the few in the window: the watch window bounds the cost,
+        as the live walk's. No network call."""
+        return backfill.plan(
+            backfill.ACCOUNT_MEDIA,
+            backfill.MEDIA_NOTE,
+            streams,
+            since,
+            until,
+            now,
+            self.watch_window,
+            self.page_size,
+        )
+
+    def count_posts(self, account: Account, segment: Segment) -> PostCount:
+        return backfill.count(self.fetch_segment(account, segment, None))
+
+    def fetch_segment(
+        self,
+        account: Account,
+        segment: Segment,
+        token: str | None,
+        known: KnownAuthors | None = None,
+    ) -> Page:
+        """One media page of the watch window and its media's comments inside the segment
+        (a media with more than 50: the token says where it stopped), then, for mentions,
+        the tags of the segment, a page a step."""
+        self._guard(account)
+        backfill.check_route(segment, self.shared_routes, self.network)
+        at = backfill.position(token, self.network)
+        got = Collected()
+        now = self.clock()
+        if at is None or at.phase == "posts":
+            following = self._media_step(
+                account, segment.stream, Cursor(), at, got, now, segment=segment
+            )
+        elif at.phase == "tags":
+            following = self._tags_step(account, Cursor(), at, got, now, segment=segment)
+        else:
+            raise MalformedAnswer(
+                "a stored Meta backfill position is unreadable", system=self.network
+            )
+        return backfill.step_page(got, at, following, self.network)
+
+    def check(self, handles: Sequence[str]) -> list[CheckRow]:
+        """The account is readable with the token, its media and comments are, and the
+        handles name it."""
+        try:
+            me = self._get(self.ig_user_id, {"fields": "id,username"})
+        except ExternalError as exc:
+            return [CheckRow("Instagram account", False, str(exc), fix_for(exc, "Page token"))]
+        username = str(me.get("username") or "")
+        rows = [CheckRow("Instagram account", True, f"@{username} ({self.ig_user_id})")]
+        try:
+            self._list(
+                f"{self.ig_user_id}/media",
+                {"fields": "id,comments.limit(1){id}", "limit": 1},
+            )
+            rows.append(CheckRow("media and comments", True, "readable"))
+        except PermissionDenied as exc:
+            rows.append(
+                CheckRow(
+                    "media and comments",
+                    False,
+                    str(exc),
+                    "grant instagram_basic and instagram_manage_comments (Instagram Login: "
+                    "instagram_business_basic, instagram_business_manage_comments) and issue "
+                    "a new token",
+                )
+            )
+        except ExternalError as exc:
+            rows.append(CheckRow("media and comments", False, str(exc), fix_for(exc, "Page token")))
+        rows.append(
+            self._webhook_row(
+                "the Instagram account's mentions and comments fields",
+                "polling reads comments on the account's media and media tagging it; "
+                "@mentions in other people's captions and comments reach syncd only by the "
+                "Instagram 'mentions' webhook",
+            )
+        )
+        for handle in handles:
+            given = handle.strip().removeprefix("@")
+            if given.lower() in (username.lower(), self.ig_user_id):
+                rows.append(CheckRow(handle, True, f"@{username} ({self.ig_user_id})"))
+            else:
+                rows.append(
+                    CheckRow(
+                        handle,
+                        False,
+                        f"{handle} is not this source's account (@{username})",
+                        "set accounts to the account's username",
+                    )
+                )
+        return rows
+
+
+if TYPE_CHECKING:  # the contracts are structural: have mypy hold the class to them
+    _i: type[Source] = InstagramSource
+    _is: type[Starting] = InstagramSource
+    _io: type[ObservedResponses] = InstagramSource
+    _ib: type[Backfiller] = InstagramSource
+    _iw: type[WebhookSource] = InstagramSource

@@ -39,7 +39,8 @@ items' times are Meta's; what that reads again is absorbed by the unique key.
 Messenger details are given only for a thread's 20 newest messages [doc: messenger
 conversations]: when a thread gained more than that since its mark, the older ones are
 beyond reach of any poll, and the walk ends ``cut`` (a gap, which :meth:`plan_gap` calls
-unclosable: no endpoint gives them; only Meta's ``messages`` webhook delivers each one).
+unclosable: no endpoint gives them; Meta's ``messages`` webhook, which syncd does not read yet,
+is the only way to them).
 """
 
 from __future__ import annotations
@@ -354,8 +355,8 @@ class MetaSource:
             unreachable=(
                 "Messenger gives the details of a thread's 20 newest messages only: the "
                 "older ones that arrived between two polls cannot be read by any API call. "
-                "Poll more often (interval), or subscribe the app to the Page's messages "
-                "webhook, which delivers each message as it is sent"
+                "Poll busy Pages more often (interval): syncd does not read Meta's "
+                "'messages' webhook"
             )
         )
 

@@ -18,6 +18,7 @@ transaction and answered 200 at once, no API call made (the poller reads them la
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
@@ -298,7 +299,9 @@ class HealthServer:
         if server is None or thread is None:
             return
         self._stopping.set()
-        server.pull_trigger()
+        if thread.is_alive():
+            with contextlib.suppress(OSError):  # the loop closed its trigger on its way out
+                server.pull_trigger()
         thread.join(2.0)
         # Answers in progress are abandoned (daemon threads); the process is stopping.
         server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)

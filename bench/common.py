@@ -40,32 +40,38 @@ SECRETS = Secrets(
     x_bearer="bench-bearer",
     mastodon_token="bench-mastodon-token",
     bluesky_password="bench-bluesky-app-password",
+    meta_page_token="bench-meta-page-token",
 )
 
 
-NETWORKS = ("x", "mastodon", "bluesky")
+NETWORKS = ("x", "mastodon", "bluesky", "facebook", "instagram")
+# Names --networks takes for several networks at once.
+SHORTHANDS = {"meta": ("facebook", "instagram")}
 
 
 def networks_arg(parser: argparse.ArgumentParser) -> None:
-    """``--networks x,mastodon,bluesky``: where the brand and its customers are, X always.
+    """``--networks x,mastodon,bluesky,facebook,instagram`` (``meta``: Facebook and
+    Instagram): where the brand and its customers are. X is always among them (the world is
+    seeded there), named or not.
 
     The default, X alone, keeps a run's figures comparable with those before the other
     networks were played.
     """
 
     def parse(text: str) -> tuple[str, ...]:
-        chosen = {n.strip() for n in text.split(",") if n.strip()}
-        if "x" not in chosen or chosen - set(NETWORKS):
-            raise argparse.ArgumentTypeError(
-                f"a comma-separated list of {', '.join(NETWORKS)}, x among them: {text!r}"
-            )
+        named = {n.strip() for n in text.split(",") if n.strip()}
+        chosen = {"x"} | {m for n in named for m in SHORTHANDS.get(n, (n,))}
+        if not named or chosen - set(NETWORKS):
+            names = ", ".join((*NETWORKS, *SHORTHANDS))
+            raise argparse.ArgumentTypeError(f"a comma-separated list of {names}: {text!r}")
         return tuple(n for n in NETWORKS if n in chosen)
 
     parser.add_argument(
         "--networks",
         type=parse,
         default=("x",),
-        help="Networks the brand is on, comma-separated: x (default), mastodon, bluesky.",
+        help="Networks the brand is on, comma-separated: x (default, always), mastodon, "
+        "bluesky, facebook, instagram, meta (the last two).",
     )
 
 

@@ -205,6 +205,7 @@ class World:
     recent_facebook: list[str] = field(default_factory=list)
     recent_instagram: list[tuple[str, str]] = field(default_factory=list)
     withheld: int = 0  # comments played without ``from``
+    withhold: float = WITHHELD  # the share of comments played without ``from``
 
     def by_kind(self, kind: Kind) -> list[Customer]:
         return [c for c in self.customers if c.kind == kind]
@@ -568,7 +569,7 @@ def _facebook_post(world: World, rng: random.Random) -> tuple[str, str]:
         meta.add_message(page.id, customer.facebook, said)
         conv = meta.conversation(page.id, customer.facebook)
         return ("mention", conv.messages[-1].id)
-    withheld = rng.random() < WITHHELD
+    withheld = rng.random() < world.withhold
     world.withheld += withheld
     comment = meta.add_comment(
         rng.choice(world.page_posts), customer.facebook, said, withhold_from=withheld
@@ -591,7 +592,7 @@ def _instagram_post(world: World, rng: random.Random) -> tuple[str, str]:
     assert customer.instagram is not None
     media_id = rng.choice(world.media)
     said = rng.choice(MENTIONS).format(brand=META_INSTAGRAM, n=rng.randint(10000, 99999))
-    withheld = rng.random() < WITHHELD
+    withheld = rng.random() < world.withhold
     world.withheld += withheld
     comment = meta.add_ig_comment(media_id, customer.instagram, said, withhold_from=withheld)
     recent.append((comment.id, media_id))

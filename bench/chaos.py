@@ -27,12 +27,20 @@ recovered by search, which the report counts beside the walks the X stand-in cut
     python bench/chaos.py                      # 5,000 interactions, 50 kills, 0 % and 20 %
     python bench/chaos.py --interactions 300 --kills 10 --fault-rate 0.2 --json
     python bench/chaos.py --networks x,mastodon,bluesky   # the brand on all three networks
+    python bench/chaos.py --networks meta       # X, the Facebook Page and Instagram account
 
 ``--networks`` (default ``x``, so figures stay comparable with earlier runs) starts the
 Mastodon and Bluesky stand-ins too, with the brand and its customers on them
 (:mod:`sandbox.seed`), plays posts on each, and injects faults into each (their own kinds:
 Mastodon's 429 with an ISO reset, Bluesky's expired access token). The same assertions hold
-for every network's posts.
+for every network's posts. ``facebook`` and ``instagram`` (``meta``: both) start the Meta
+stand-in: customers comment on the Page's posts and the account's media, weeks-old ones as
+well as new (a comment on an old post moves its ``updated_time``, not its place), write on
+Messenger, and the brand answers; its faults are Graph's throttles with the usage headers
+(a few, each pausing the account for the minute ``estimated_time_to_regain_access`` says),
+expired Page tokens (190/463) and transient 500s, besides the common ones. Every author is
+known (the CRM holds their Page-scoped id or IGSID) and Meta withholds no ``from``, so each
+post has exactly one right answer.
 """
 
 from __future__ import annotations
@@ -58,10 +66,29 @@ from common import SECRETS, networks_arg, salesforce_standin, x_standin
 from sqlalchemy import func, select
 
 from sandbox.bluesky.api import BlueskySandbox
-from sandbox.config import TomlValue, bluesky_source, mastodon_source, syncd_config
+from sandbox.config import (
+    TomlValue,
+    bluesky_source,
+    facebook_source,
+    instagram_source,
+    mastodon_source,
+    meta_identity_fields,
+    syncd_config,
+)
 from sandbox.mastodon.api import MastodonSandbox
+from sandbox.meta.api import BUDGETS as META_BUDGETS
+from sandbox.meta.api import MetaSandbox
 from sandbox.salesforce.api import SalesforceSandbox
-from sandbox.seed import BLUESKY_BRAND, BRAND_HANDLES, MASTODON_BRAND, World, on_file, play, seed
+from sandbox.seed import (
+    BLUESKY_BRAND,
+    BRAND_HANDLES,
+    MASTODON_BRAND,
+    World,
+    meta_on_file,
+    on_file,
+    play,
+    seed,
+)
 from sandbox.server import SandboxServer
 from sandbox.x.api import XSandbox
 from syncd.state.db import Database
@@ -106,11 +133,28 @@ BLUESKY_FAULTS: list[tuple[str, dict[str, Any]]] = [
     ("rate_limit", {"seconds": 1}),
     ("expired_token", {}),
 ]
-# The reads a kill "mid-ingest" follows, per network: its timelines or notifications.
+# Meta's: transient 500s, expired Page tokens (190/463, now and then: three in a row would
+# park the account until the next child starts) and the common ones. Its throttles are
+# injected a few times, not at a rate: each pauses the account for a whole minute.
+META_FAULTS: list[tuple[str, dict[str, Any]]] = [
+    ("status", {"status": 500}),
+    ("status", {"status": 503}),
+    ("stall", {"seconds": CLIENT_TIMEOUT + 1}),
+    ("drop", {}),
+    ("malformed", {}),
+    ("expired_token", {}),
+]
+META_THROTTLES: list[dict[str, Any]] = [
+    {"error_code": 80001, "minutes": 1},  # the Page's budget
+    {"error_code": 80002, "minutes": 1},  # the Instagram account's
+    {"error_code": 613, "minutes": 1},
+]
+# The reads a kill "mid-ingest" follows, per stand-in: its timelines or notifications.
 PAGES = {
     "x": ("mentions", "user_tweets"),
     "mastodon": ("notifications", "account_statuses"),
     "bluesky": ("listNotifications", "getAuthorFeed"),
+    "meta": ("feed", "media", "comments"),
 }
 
 
@@ -309,9 +353,15 @@ def run(
         if "bluesky" in networks:
             bluesky = BlueskySandbox(requests_per_window=10**7)
             stack.enter_context(bluesky)
+        meta_networks = tuple(n for n in networks if n in ("facebook", "instagram"))
+        meta: MetaSandbox | None = None
+        if meta_networks:
+            meta = MetaSandbox(budgets={k: (10**7, w) for k, (_, w) in META_BUDGETS.items()})
+            stack.enter_context(meta)
         servers: dict[str, SandboxServer] = {"x": x}
         servers.update({"mastodon": mastodon} if mastodon else {})
         servers.update({"bluesky": bluesky} if bluesky else {})
+        servers.update({"meta": meta} if meta else {})
         world = seed(
             x,
             sf,
@@ -320,7 +370,10 @@ def run(
             mastodon=mastodon,
             bluesky=bluesky,
             secrets=SECRETS,
+            meta=meta,
+            meta_networks=meta_networks,
         )
+        world.withhold = 0.0  # an author-less comment is written nowhere: no right answer
         # Every author is a known customer: each interaction has exactly one right answer.
         for c in world.customers:
             if c.crm_id is None:
@@ -328,6 +381,9 @@ def run(
                 if c.networks != {"x"}:  # some are found by it there (sandbox.seed)
                     fields["Email"] = c.email
                 c.crm_id = sf.insert("Contact", fields)
+            elif (c.by_evidence or c.kind == "contact_by_handle") and (ids := meta_on_file(c)):
+                # Meta gives no e-mail and a name never links: their ids are on file.
+                sf.update("Contact" if c.kind != "lead" else "Lead", c.crm_id, ids)
         os.environ.update(SECRETS.environ())
         config = workdir / "config.toml"
         # Posts are played from the next instant on, and each has a later id than this start.
@@ -345,6 +401,13 @@ def run(
             others.append(
                 bluesky_source(bluesky.url, BLUESKY_BRAND, session, secrets=SECRETS, keys=keys)
             )
+        if meta is not None and world.page is not None and "facebook" in meta_networks:
+            others.append(facebook_source(meta.url, world.page.id, secrets=SECRETS, keys=keys))
+        if meta is not None and world.instagram is not None and "instagram" in meta_networks:
+            account = world.instagram
+            others.append(
+                instagram_source(meta.url, account.id, account.username, secrets=SECRETS, keys=keys)
+            )
         config.write_text(
             syncd_config(
                 state_url=state_url or f"sqlite:///{workdir / 'state.db'}",
@@ -360,7 +423,7 @@ def run(
                     # reads back to it.
                     "start": start.isoformat(timespec="milliseconds"),
                 },
-                crm={"timeout": f"{CLIENT_TIMEOUT}s"},
+                crm={"timeout": f"{CLIENT_TIMEOUT}s", **meta_identity_fields(meta_networks)},
                 tables={
                     "daemon": {
                         "write_interval": "500ms",
@@ -389,6 +452,11 @@ def run(
             if bluesky is not None:
                 bluesky.faults.seed = rng_seed + 3
                 _faults(bluesky, BLUESKY_FAULTS, fault_rate)
+            if meta is not None:
+                meta.faults.seed = rng_seed + 4
+                _faults(meta, META_FAULTS, fault_rate)
+                for options in META_THROTTLES:
+                    meta.inject("throttle", endpoint="*", count=1, **options)
 
         player = Player(x, world, interactions, seconds, rng_seed)
         player.start()

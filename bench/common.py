@@ -25,13 +25,36 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from typing import Any
 
 from sandbox.bluesky.api import BlueskySandbox
-from sandbox.config import Secrets, TomlValue, bluesky_source, mastodon_source, syncd_config
+from sandbox.config import (
+    META_IDENTITY_FIELDS,
+    Secrets,
+    TomlValue,
+    bluesky_source,
+    facebook_source,
+    instagram_source,
+    mastodon_source,
+    meta_identity_fields,
+    syncd_config,
+)
 from sandbox.mastodon.api import MastodonSandbox
+from sandbox.meta.api import BUDGETS as META_BUDGETS
+from sandbox.meta.api import MetaSandbox
 from sandbox.salesforce.api import SalesforceSandbox
-from sandbox.seed import BLUESKY_BRAND, CUSTOMER_INSTANCE, FIRST, LAST, MASTODON_BRAND, set_up_org
+from sandbox.seed import (
+    BLUESKY_BRAND,
+    CUSTOMER_INSTANCE,
+    FIRST,
+    LAST,
+    MASTODON_BRAND,
+    META_ORG_FIELDS,
+    MetaBrand,
+    meta_brand,
+    set_up_org,
+)
 from sandbox.x.api import XSandbox
 
 # The stand-ins' secrets, under the environment names the rendered configuration reads:
@@ -40,32 +63,38 @@ SECRETS = Secrets(
     x_bearer="bench-bearer",
     mastodon_token="bench-mastodon-token",
     bluesky_password="bench-bluesky-app-password",
+    meta_page_token="bench-meta-page-token",
 )
 
 
-NETWORKS = ("x", "mastodon", "bluesky")
+NETWORKS = ("x", "mastodon", "bluesky", "facebook", "instagram")
+# Names --networks takes for several networks at once.
+SHORTHANDS = {"meta": ("facebook", "instagram")}
 
 
 def networks_arg(parser: argparse.ArgumentParser) -> None:
-    """``--networks x,mastodon,bluesky``: where the brand and its customers are, X always.
+    """``--networks x,mastodon,bluesky,facebook,instagram`` (``meta``: Facebook and
+    Instagram): where the brand and its customers are. X is always among them (the world is
+    seeded there), named or not.
 
     The default, X alone, keeps a run's figures comparable with those before the other
     networks were played.
     """
 
     def parse(text: str) -> tuple[str, ...]:
-        chosen = {n.strip() for n in text.split(",") if n.strip()}
-        if "x" not in chosen or chosen - set(NETWORKS):
-            raise argparse.ArgumentTypeError(
-                f"a comma-separated list of {', '.join(NETWORKS)}, x among them: {text!r}"
-            )
+        named = {n.strip() for n in text.split(",") if n.strip()}
+        chosen = {"x"} | {m for n in named for m in SHORTHANDS.get(n, (n,))}
+        if not named or chosen - set(NETWORKS):
+            names = ", ".join((*NETWORKS, *SHORTHANDS))
+            raise argparse.ArgumentTypeError(f"a comma-separated list of {names}: {text!r}")
         return tuple(n for n in NETWORKS if n in chosen)
 
     parser.add_argument(
         "--networks",
         type=parse,
         default=("x",),
-        help="Networks the brand is on, comma-separated: x (default), mastodon, bluesky.",
+        help="Networks the brand is on, comma-separated: x (default, always), mastodon, "
+        "bluesky, facebook, instagram, meta (the last two).",
     )
 
 
@@ -170,6 +199,19 @@ def daemon_config(
     if elsewhere is not None and elsewhere.bluesky is not None:
         url = elsewhere.bluesky.url
         others.append(bluesky_source(url, BLUESKY_BRAND, session_file, secrets=SECRETS, keys=keys))
+    meta = elsewhere.meta if elsewhere is not None else None
+    brand = elsewhere.meta_brand if elsewhere is not None else None
+    meta_networks = (
+        [n for n in elsewhere.networks if n in META_IDENTITY_FIELDS] if elsewhere else []
+    )
+    if meta is not None and brand is not None:
+        if "facebook" in meta_networks:
+            others.append(facebook_source(meta.url, brand.page.id, secrets=SECRETS, keys=keys))
+        if "instagram" in meta_networks:
+            account = brand.instagram
+            others.append(
+                instagram_source(meta.url, account.id, account.username, secrets=SECRETS, keys=keys)
+            )
     return syncd_config(
         sources=others,
         state_url=state_url,
@@ -179,6 +221,7 @@ def daemon_config(
         secrets=SECRETS,
         source_name="x",
         source={"interval": every},
+        crm=meta_identity_fields(meta_networks),
         tables={
             "logging": {"level": "WARNING"},
             "daemon": {
@@ -236,23 +279,34 @@ def seed(
 # The other networks' own limits would make a run a measure of them: lifted as X's are.
 MASTODON_UNLIMITED = {"all": (10**7, 300.0), "paginated": (10**7, 900.0)}
 BLUESKY_UNLIMITED = 10**7
+META_UNLIMITED = {bucket: (10**7, window) for bucket, (_, window) in META_BUDGETS.items()}
+# How old the Meta brand's posts are, in days: comments land on the old ones as on the new.
+META_POST_AGES = (45, 7, 1)
 
 
 @dataclass
 class Elsewhere:
     """The brand and customers on the networks beside X (``--networks``): one brand account
-    on each, and customers of that network alone, found in the CRM by the e-mail address
-    their profile shows (the CRM has no identity fields for those networks here)."""
+    on each, and customers of that network alone. On Mastodon and Bluesky the CRM finds them
+    by the e-mail address their profile shows (it has no identity fields for those networks
+    here); on Facebook and Instagram, which show no address, by the Page-scoped id or IGSID
+    their Contact holds (:data:`sandbox.config.META_IDENTITY_FIELDS`)."""
 
     mastodon: MastodonSandbox | None
     bluesky: BlueskySandbox | None
+    meta: MetaSandbox | None = None
+    meta_networks: tuple[str, ...] = ()
+    meta_brand: MetaBrand | None = None
     brand: dict[str, str] = field(default_factory=dict)  # network → account id / DID
     authors: dict[str, list[tuple[str, str, bool]]] = field(default_factory=dict)
-    # network → (account id / DID, Mastodon acct or Bluesky handle, linked in the CRM)
+    # network → (account id / DID / Meta person key, Mastodon acct or Bluesky handle or
+    # name, linked in the CRM)
+    posts: dict[str, list[str]] = field(default_factory=dict)  # the Page's posts, its media
 
     @property
     def networks(self) -> list[str]:
-        return [n for n, s in (("mastodon", self.mastodon), ("bluesky", self.bluesky)) if s]
+        named = [n for n, s in (("mastodon", self.mastodon), ("bluesky", self.bluesky)) if s]
+        return [*named, *(self.meta_networks if self.meta else ())]
 
 
 def seed_elsewhere(
@@ -263,12 +317,15 @@ def seed_elsewhere(
     authors: int,
     linked: float,
     seed: int,
+    meta: MetaSandbox | None = None,
+    meta_networks: Sequence[str] = (),
 ) -> Elsewhere:
-    """``authors`` customers on each of ``mastodon`` and ``bluesky``, a ``linked`` share of
-    them Contacts; after :func:`seed`, whose Account and fields it uses."""
+    """``authors`` customers on each of ``mastodon``, ``bluesky`` and ``meta_networks`` (on
+    ``meta``), a ``linked`` share of them Contacts; after :func:`seed`, whose Account and
+    fields it uses."""
     rng = random.Random(seed + 1)  # its own: X's people stay as they were
     company = sf.insert("Account", {"Name": "Customers elsewhere"})
-    out = Elsewhere(mastodon, bluesky)
+    out = Elsewhere(mastodon, bluesky, meta, tuple(meta_networks) if meta else ())
     if mastodon is not None:
         mastodon.add_token(SECRETS.mastodon_token, MASTODON_BRAND)
         out.brand["mastodon"] = mastodon.add_account(MASTODON_BRAND).id
@@ -276,6 +333,8 @@ def seed_elsewhere(
     if bluesky is not None:
         brand = bluesky.add_user(BLUESKY_BRAND, password=SECRETS.bluesky_password)
         out.brand["bluesky"] = brand.did
+    if meta is not None and out.meta_networks:
+        _seed_meta_brand(sf, meta, out)
     for network in out.networks:
         people: list[tuple[str, str, bool]] = []
         for i in range(authors):
@@ -283,25 +342,68 @@ def seed_elsewhere(
             name = f"{first[:5]}{last[:4]}{i}".lower()
             email = f"{name}@{network}.mail.example"
             bio = f"Reach me at {email}"
+            on_file: dict[str, str] = {}
             if network == "mastodon" and mastodon is not None:
                 account = mastodon.add_account(
                     name, domain=CUSTOMER_INSTANCE, display_name=f"{first} {last}", note=bio
                 )
                 key, handle = account.id, f"{name}@{CUSTOMER_INSTANCE}"
-            else:
-                assert bluesky is not None
+            elif network == "bluesky" and bluesky is not None:
                 user = bluesky.add_user(f"{name}.bsky.social", display_name=f"{first} {last}")
                 user.description = bio
                 key, handle = user.did, user.handle
+            else:
+                key, handle, on_file = _meta_person(meta, out, network, name, f"{first} {last}")
             known = rng.random() < linked
             if known:
                 sf.insert(
                     "Contact",
-                    {"FirstName": first, "LastName": last, "AccountId": company, "Email": email},
+                    {
+                        "FirstName": first,
+                        "LastName": last,
+                        "AccountId": company,
+                        "Email": email,
+                        **on_file,
+                    },
                 )
             people.append((key, handle, known))
         out.authors[network] = people
     return out
+
+
+def _seed_meta_brand(sf: SalesforceSandbox, meta: MetaSandbox, out: Elsewhere) -> None:
+    """The brand's Page and Instagram account with posts of the last weeks, and the CRM
+    fields holding Meta's ids."""
+    for sobject, named in META_ORG_FIELDS.items():
+        for name, (type_, external_id) in named.items():
+            sf.add_field(sobject, name, type_, external_id=external_id)
+    brand = out.meta_brand = meta_brand(meta, SECRETS)
+    out.brand["facebook"], out.brand["instagram"] = brand.page.id, brand.instagram.id
+    now = time.time()
+    for days in META_POST_AGES:
+        at = datetime.fromtimestamp(now - days * 86400.0, UTC)
+        post = meta.add_post(brand.page.id, f"news of {days} days ago", at=at)
+        out.posts.setdefault("facebook", []).append(post.id)
+        media = meta.add_media(brand.instagram.id, f"photo of {days} days ago", at=at)
+        out.posts.setdefault("instagram", []).append(media.id)
+
+
+def _meta_person(
+    meta: MetaSandbox | None, out: Elsewhere, network: str, name: str, full_name: str
+) -> tuple[str, str, dict[str, str]]:
+    """A Facebook or Instagram customer: (their key on the stand-in, their name or
+    username, the CRM fields holding their id as syncd keys it)."""
+    assert meta is not None and out.meta_brand is not None
+    fields = META_IDENTITY_FIELDS[network]
+    if network == "facebook":
+        person = meta.add_person(full_name)
+        page = out.meta_brand.page.id
+        scoped = f"{page}:{meta.scoped_id(person, page)}"
+        return person.key, full_name, {fields["user_id"]: scoped, fields["handle"]: full_name}
+    user = meta.add_ig_user(f"{name}.ig")
+    account = out.meta_brand.instagram.id
+    igsid = f"{account}:{meta.igsid(user, account)}"
+    return user.key, user.username, {fields["user_id"]: igsid, fields["handle"]: user.username}
 
 
 @dataclass
@@ -391,6 +493,9 @@ class Feeder:
         there = self.elsewhere
         assert there is not None
         brand = there.brand[network]
+        if network in ("facebook", "instagram"):
+            self._post_on_meta(network, rng, recent)
+            return
         if recent and rng.random() < OUTBOUND_SHARE:  # the brand answers a recent mention
             parent, handle, known = recent[rng.randrange(len(recent))]
             if network == "mastodon" and there.mastodon is not None:
@@ -413,6 +518,38 @@ class Feeder:
                 parent_id = uri = post.uri
             recent.append((parent_id, handle, known))
         key = f"{network}:{uri}"
+        self.created[key] = time.time()
+        if known:
+            self.linked.add(key)
+
+    def _post_on_meta(
+        self, network: str, rng: random.Random, recent: deque[tuple[str, str, bool]]
+    ) -> None:
+        """A customer's comment on one of the brand's posts (old ones too), or the brand's
+        reply to a recent one."""
+        there = self.elsewhere
+        assert there is not None and there.meta is not None and there.meta_brand is not None
+        meta, brand = there.meta, there.meta_brand
+        store = meta.store
+        if recent and rng.random() < OUTBOUND_SHARE:
+            parent, handle, known = recent[rng.randrange(len(recent))]
+            if network == "facebook":
+                item_id = meta.add_reply(parent, brand.page, "thanks, we are on it").id
+            else:
+                media = store.ig_comments[parent].media_id
+                answer = meta.add_ig_comment(media, brand.instagram, "on it", reply_to=parent)
+                item_id = answer.id
+        else:
+            people = there.authors[network]
+            author, handle, known = people[rng.randrange(len(people))]
+            text = f"question {len(self.created)}"
+            post = rng.choice(there.posts[network])
+            if network == "facebook":
+                item_id = meta.add_comment(post, store.people[author], text).id
+            else:
+                item_id = meta.add_ig_comment(post, store.ig_users[author], text).id
+            recent.append((item_id, handle, known))
+        key = f"{network}:{item_id}"
         self.created[key] = time.time()
         if known:
             self.linked.add(key)

@@ -17,10 +17,13 @@ ratios are printed. ``--scale`` hands over to ``bench/growth.py``.
     python bench/throughput.py --instances 1,2,3 --state postgresql+psycopg://postgres@127.0.0.1/test
     python bench/throughput.py --scale                      # per-interaction cost at 10k…1M rows
     python bench/throughput.py --networks x,mastodon,bluesky --no-naive
+    python bench/throughput.py --networks meta --no-naive  # X, a Facebook Page, Instagram
 
 ``--networks`` (default ``x``: the figures stay comparable with earlier runs) spreads the
 interactions evenly over X and the brand's accounts on the Mastodon and Bluesky stand-ins
-(one brand account there each, ``--authors`` customers of their own on each). The X figures
+and its Facebook Page and Instagram account on the Meta stand-in (one brand account there
+each, ``--authors`` customers of their own on each; on Meta they comment on the brand's
+posts of the last weeks). The X figures
 then count X's share; the naive pattern reads X alone, so it is left out.
 
 Exit status 0 only if every target is met.
@@ -47,6 +50,7 @@ from pathlib import Path
 from common import (
     BLUESKY_UNLIMITED,
     MASTODON_UNLIMITED,
+    META_UNLIMITED,
     SECRETS,
     UNLIMITED,
     Elsewhere,
@@ -67,6 +71,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from sandbox.bluesky.api import BlueskySandbox
 from sandbox.mastodon.api import MastodonSandbox
+from sandbox.meta.api import MetaSandbox
 from sandbox.x.api import XSandbox
 from syncd.state.db import Database
 from syncd.state.tables import interactions
@@ -172,8 +177,20 @@ def run_syncd(
             if "bluesky" in networks:
                 bluesky = BlueskySandbox(requests_per_window=BLUESKY_UNLIMITED)
                 stack.enter_context(bluesky)
+            meta_networks = tuple(n for n in networks if n in ("facebook", "instagram"))
+            meta = None
+            if meta_networks:
+                meta = MetaSandbox(budgets=META_UNLIMITED)
+                stack.enter_context(meta)
             elsewhere = seed_elsewhere(
-                sf, mastodon, bluesky, authors=opts.authors, linked=opts.linked, seed=opts.seed
+                sf,
+                mastodon,
+                bluesky,
+                authors=opts.authors,
+                linked=opts.linked,
+                seed=opts.seed,
+                meta=meta,
+                meta_networks=meta_networks,
             )
         clock = WriteClock(sf)
         url, schema = _fresh_state(opts, tmp, f"{instances}")
@@ -252,7 +269,11 @@ def run_syncd(
         report.sf_per_1000 = sf.api_calls * 1000 / new
         report.horizon_cuts = x.store.horizon_cuts
         if elsewhere is not None:
-            for name, server in (("mastodon", elsewhere.mastodon), ("bluesky", elsewhere.bluesky)):
+            for name, server in (
+                ("mastodon", elsewhere.mastodon),
+                ("bluesky", elsewhere.bluesky),
+                ("meta", elsewhere.meta),
+            ):
                 if server is not None:
                     report.requests_by_network[name] = server.request_count
         _drop(opts, schema)

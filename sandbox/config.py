@@ -27,10 +27,24 @@ STANDINS = (
     StandIn("x", "X"),
     StandIn("mastodon", "Mastodon"),
     StandIn("bluesky", "Bluesky"),
+    StandIn("meta", "Meta"),
     StandIn("salesforce", "Salesforce"),
 )
-# The networks among them, in the order their sources are rendered and a demo names them.
-NETWORKS = ("x", "mastodon", "bluesky")
+# The networks the stand-ins serve, in the order their sources are rendered and a demo names
+# them. One stand-in may serve several: Meta's Graph API is both Facebook's and Instagram's.
+NETWORKS = ("x", "mastodon", "bluesky", "facebook", "instagram")
+# The stand-in serving each network (its name in STANDINS).
+STANDIN_OF = {"x": "x", "mastodon": "mastodon", "bluesky": "bluesky"} | {
+    "facebook": "meta",
+    "instagram": "meta",
+}
+# The CRM fields the demo org keeps the Meta ids in: the Page-scoped id and the IGSID, as
+# syncd keys them ("<page or account id>:<id>"), the name or username beside them. Rendered
+# as ``[crm.identity_fields.<network>]`` (they are not defaults of the CRM connector).
+META_IDENTITY_FIELDS: Mapping[str, Mapping[str, str]] = {
+    "facebook": {"user_id": "Facebook_PSID__c", "handle": "Facebook_Name__c"},
+    "instagram": {"user_id": "Instagram_IGSID__c", "handle": "Instagram_Username__c"},
+}
 
 SALESFORCE_USERNAME = "integration@sandbox.example"
 
@@ -49,6 +63,8 @@ class Secrets:
     salesforce_token: str = field(default="sandbox-token", repr=False)
     mastodon_token: str = field(default="sandbox-mastodon-token", repr=False)
     bluesky_password: str = field(default="sandbox-bluesky-app-password", repr=False)
+    # The Facebook Page's access token; it reads the Page's Instagram account too.
+    meta_page_token: str = field(default="sandbox-meta-page-token", repr=False)
 
     @property
     def x_bearer_env(self) -> str:
@@ -70,9 +86,14 @@ class Secrets:
     def bluesky_password_env(self) -> str:
         return f"{self.prefix}_BLUESKY_PASSWORD"
 
+    @property
+    def meta_page_token_env(self) -> str:
+        return f"{self.prefix}_META_PAGE_TOKEN"
+
     def environ(self) -> dict[str, str]:
         return {
             self.x_bearer_env: self.x_bearer,
+            self.meta_page_token_env: self.meta_page_token,
             self.mastodon_token_env: self.mastodon_token,
             self.bluesky_password_env: self.bluesky_password,
             self.salesforce_password_env: self.salesforce_password,
@@ -123,6 +144,57 @@ def bluesky_source(
         "accounts": [handle],
         **(keys or {}),
     }
+
+
+def facebook_source(
+    url: str,
+    page_id: str,
+    *,
+    secrets: Secrets | None = None,
+    name: str = "acme-facebook",
+    keys: Mapping[str, TomlValue] | None = None,
+) -> dict[str, TomlValue]:
+    """A ``[[sources]]`` table for the Meta stand-in's Facebook Page ``page_id``, read with
+    its Page token (a Page token reads its own Page only, so one Page per source)."""
+    secrets = secrets or Secrets()
+    return {
+        "name": name,
+        "type": "facebook",
+        "api_base_url": url,
+        "page_id": page_id,
+        "access_token": f"env:{secrets.meta_page_token_env}",
+        **(keys or {}),
+    }
+
+
+def instagram_source(
+    url: str,
+    ig_user_id: str,
+    username: str,
+    *,
+    secrets: Secrets | None = None,
+    name: str = "acme-instagram",
+    keys: Mapping[str, TomlValue] | None = None,
+) -> dict[str, TomlValue]:
+    """A ``[[sources]]`` table for the Meta stand-in's Instagram account ``ig_user_id``
+    (``username``), read with the token of the Page it is linked to."""
+    secrets = secrets or Secrets()
+    return {
+        "name": name,
+        "type": "instagram",
+        "api_base_url": url,
+        "ig_user_id": ig_user_id,
+        "accounts": [username],
+        "access_token": f"env:{secrets.meta_page_token_env}",
+        **(keys or {}),
+    }
+
+
+def meta_identity_fields(networks: Sequence[str]) -> dict[str, TomlValue]:
+    """``crm`` keys naming :data:`META_IDENTITY_FIELDS` for those of ``networks`` that are
+    Meta's (nothing when none is)."""
+    chosen = {n: dict(META_IDENTITY_FIELDS[n]) for n in networks if n in META_IDENTITY_FIELDS}
+    return {"identity_fields": chosen} if chosen else {}
 
 
 def syncd_config(

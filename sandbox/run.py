@@ -29,21 +29,28 @@ import click
 from sandbox.bluesky.api import BlueskySandbox
 from sandbox.config import (
     NETWORKS,
+    STANDIN_OF,
     STANDINS,
     Secrets,
     TomlValue,
     bluesky_source,
+    facebook_source,
+    instagram_source,
     mastodon_source,
+    meta_identity_fields,
     syncd_config,
 )
 from sandbox.mastodon.api import MastodonSandbox
+from sandbox.meta.api import MetaSandbox
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import (
     BLUESKY_BRAND,
     BRAND_HANDLES,
     MASTODON_BRAND,
+    MetaBrand,
     Played,
     World,
+    meta_brand,
     on_file,
     play,
     seed,
@@ -57,6 +64,8 @@ READBACK = (
     "SELECT Id, WhoId, Subject, Description, ActivityDate, Social_Post_Id__c, "
     "Social_Direction__c, Social_Network__c FROM Task ORDER BY ActivityDate"
 )
+# How a timeline names each network's records.
+NETWORK_TAGS = {"x": "X", "mastodon": "Ma", "bluesky": "Bs", "facebook": "FB", "instagram": "IG"}
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,7 @@ class Entry:
     outbound: bool  # the brand's post, not the customer's
     subject: str
     text: str  # its first line, whitespace collapsed
+    network: str = "-"  # Social_Network__c
 
 
 @dataclass(frozen=True)
@@ -170,6 +180,9 @@ class Sandbox:
         self.secrets = secrets or Secrets()
         self.mastodon: MastodonSandbox | None = None
         self.bluesky: BlueskySandbox | None = None
+        self.meta: MetaSandbox | None = None
+        # Of Meta's networks, those played and read (the stand-in serves both regardless).
+        self.meta_networks = tuple(n for n in networks if STANDIN_OF[n] == "meta")
         built: list[SandboxServer] = []
         try:  # each binds its port when built: one taken, and those bound already are let go
             self.x = XSandbox(port=ports.get("x", 0), bearer_token=self.secrets.x_bearer)
@@ -180,6 +193,12 @@ class Sandbox:
             if "bluesky" in networks:
                 self.bluesky = BlueskySandbox(port=ports.get("bluesky", 0))
                 built.append(self.bluesky)
+            self.meta_brand: MetaBrand | None = None
+            if self.meta_networks:
+                self.meta = MetaSandbox(port=ports.get("meta", 0))
+                built.append(self.meta)
+                # Made now: the configuration names the Page and the account by their ids.
+                self.meta_brand = meta_brand(self.meta, self.secrets)
             self.salesforce = SalesforceSandbox(
                 port=ports.get("salesforce", 0),
                 password=self.secrets.salesforce_password,
@@ -197,7 +216,12 @@ class Sandbox:
 
     @property
     def networks(self) -> tuple[str, ...]:
-        return tuple(n for n in NETWORKS if n in self.servers)
+        servers = self.servers
+        return tuple(
+            n
+            for n in NETWORKS
+            if STANDIN_OF[n] in servers and (STANDIN_OF[n] != "meta" or n in self.meta_networks)
+        )
 
     @property
     def servers(self) -> dict[str, SandboxServer]:
@@ -207,6 +231,8 @@ class Sandbox:
             servers["mastodon"] = self.mastodon
         if self.bluesky is not None:
             servers["bluesky"] = self.bluesky
+        if self.meta is not None:
+            servers["meta"] = self.meta
         servers["salesforce"] = self.salesforce
         return servers
 
@@ -265,6 +291,22 @@ class Sandbox:
                     self.bluesky.url, BLUESKY_BRAND, session, secrets=self.secrets, keys=source
                 )
             )
+        if self.meta is not None and self.meta_brand is not None:
+            page, account = self.meta_brand.page, self.meta_brand.instagram
+            if "facebook" in self.meta_networks:
+                others.append(
+                    facebook_source(self.meta.url, page.id, secrets=self.secrets, keys=source)
+                )
+            if "instagram" in self.meta_networks:
+                others.append(
+                    instagram_source(
+                        self.meta.url,
+                        account.id,
+                        account.username,
+                        secrets=self.secrets,
+                        keys=source,
+                    )
+                )
         return syncd_config(
             state_url=state_url,
             x_url=self.x.url,
@@ -272,7 +314,7 @@ class Sandbox:
             accounts=self.accounts,
             secrets=self.secrets,
             source=source,
-            crm={"api_version": API_VERSION},
+            crm={"api_version": API_VERSION, **meta_identity_fields(self.meta_networks)},
             tables=tables,
             sources=others,
         )
@@ -286,6 +328,9 @@ class Sandbox:
             mastodon=self.mastodon,
             bluesky=self.bluesky,
             secrets=self.secrets,
+            meta=self.meta,
+            meta_networks=self.meta_networks,
+            brand=self.meta_brand,
         )
         return self.world
 
@@ -299,9 +344,11 @@ class Sandbox:
             f"{len(w.by_kind('lead'))} Leads, "
             f"{len(w.by_kind('unknown'))} unknown to the CRM"
         )
-        if len(self.networks) > 1:
+        if set(self.networks) & {"mastodon", "bluesky"}:
             on = Counter(len(c.networks) for c in w.customers)
-            each = ", ".join(f"{n} {len(w.on(n))}" for n in self.networks)
+            each = ", ".join(
+                f"{n} {len(w.on(n))}" for n in self.networks if n in ("x", "mastodon", "bluesky")
+            )
             known = [c for c in w.customers if c.kind != "unknown" and c.networks != {"x"}]
             evidence = sum(c.by_evidence for c in known)
             said += (
@@ -309,6 +356,26 @@ class Sandbox:
                 "\n  (the CRM holds each network's id and handle fields for the people it knows"
                 f" there;\n  {evidence} of the {len(known)} it knows beyond X are not on file"
                 " there and link by the e-mail address their profile shows)"
+            )
+        if self.meta_networks:
+            fb = [c for c in w.customers if c.facebook is not None]
+            ig = [c for c in w.customers if c.instagram is not None]
+            fb_ids = sum(
+                c.crm_id is not None and not c.by_evidence
+                for c in fb
+                if c.kind != "contact_by_handle"
+            )
+            ig_ids = sum(
+                c.crm_id is not None and not c.by_evidence
+                for c in ig
+                if c.kind != "contact_by_handle"
+            )
+            typed_ig = sum(c.kind == "contact_by_handle" and not c.by_evidence for c in ig)
+            said += (
+                f"\n  on Facebook {len(fb)} (the CRM holds the Page-scoped id of {fb_ids}; the"
+                " rest it knows by name at most, which never links: review or held),"
+                f"\n  on Instagram {len(ig)} (the IGSID of {ig_ids}, a username a rep typed for"
+                f" {typed_ig}); some comments come without an author (Meta withholds it)"
             )
         return said
 
@@ -329,10 +396,10 @@ class Sandbox:
     # -- what happened -------------------------------------------------------------------
     def requests(self) -> list[tuple[str, str]]:
         """The API requests each stand-in served, as a report's rows."""
-        titles = {s.name: s.title for s in STANDINS}
         rows = [
-            (f"{titles[name]} API requests", str(self.servers[name].request_count))
-            for name in self.networks
+            (f"{s.title} API requests", str(self.servers[s.name].request_count))
+            for s in STANDINS
+            if s.name in self.servers and s.name != "salesforce"
         ]
         return [*rows, ("Salesforce API calls", str(self.salesforce.api_calls))]
 
@@ -356,6 +423,7 @@ class Sandbox:
                     outbound=t["Social_Direction__c"] == "Outbound",
                     subject=str(t["Subject"]),
                     text=" ".join(str(t["Description"]).split("\n")[0].split()),
+                    network=str(t.get("Social_Network__c") or "-"),
                 )
                 for t in items
             )
@@ -416,6 +484,12 @@ def serve(
                 f"Bluesky stand-in:       {sandbox.bluesky.url}   (service; {BLUESKY_BRAND}'s"
                 f" app password: {secrets.bluesky_password})"
             )
+        if sandbox.meta is not None and sandbox.meta_brand is not None:
+            page, account = sandbox.meta_brand.page, sandbox.meta_brand.instagram
+            click.echo(
+                f"Meta Graph stand-in:    {sandbox.meta.url}   (api_base_url; Page {page.id}"
+                f" and Instagram account {account.id}, Page token: {secrets.meta_page_token})"
+            )
         click.echo(f"Salesforce stand-in:    {sf.url}   (login_url)")
         click.echo(f"  username {sf.auth.creds.username}, password {secrets.salesforce_password},")
         click.echo(f"  security token {secrets.salesforce_token}")
@@ -430,6 +504,9 @@ def serve(
                 brand += f", @{MASTODON_BRAND} on Mastodon"
             if sandbox.bluesky is not None:
                 brand += f", @{BLUESKY_BRAND} on Bluesky"
+            if sandbox.meta_brand is not None:
+                page, account = sandbox.meta_brand.page, sandbox.meta_brand.instagram
+                brand += f", the Page {page.name} and @{account.username} on Instagram"
             click.echo(
                 f"seeded brand {brand} with {len(world.customers)} customers;"
                 f" a new mention or reply every {post_every:g}s"

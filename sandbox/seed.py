@@ -15,6 +15,16 @@ accounts are not on file (:attr:`Customer.by_evidence`): their profile there car
 e-mail address their Contact or Lead holds (as people write "reach me at …" in a bio), and
 the resolver links on that. Someone the CRM does not know has an address it does not hold,
 and stays held on every network.
+
+Given the Meta stand-in too, the brand has a Facebook Page and the Instagram account linked to
+it, each with posts of the last weeks (comments land on old posts as on new ones), and some
+customers are on Facebook (comments and replies on the Page's posts, a Messenger thread) or
+Instagram (comments on the media). Meta gives no handle and no e-mail address: the CRM knows a
+Facebook author only by the Page-scoped id, an Instagram one by the IGSID (or a username a rep
+typed), and the fields holding them are filled for the Contacts and Leads that have them on
+file (:data:`sandbox.config.META_IDENTITY_FIELDS`). Everyone else is known there by name
+alone, which never links: they go to review or are held. Some comments come without ``from``
+(Meta withholds it from an app without Advanced Access): stored with no author, never linked.
 """
 
 from __future__ import annotations
@@ -22,11 +32,14 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from sandbox.bluesky.api import BlueskySandbox
-from sandbox.config import Secrets
+from sandbox.config import META_IDENTITY_FIELDS, Secrets
 from sandbox.mastodon.api import MastodonSandbox
+from sandbox.meta.api import MetaSandbox
+from sandbox.meta.store import IGAccount, IGUser, Page, Person
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.x.api import XSandbox
 
@@ -38,6 +51,16 @@ CUSTOMER_INSTANCE = "social.example"
 # Of the customers on Mastodon or Bluesky, the share whose accounts there the CRM does not hold:
 # found by the e-mail address their profile shows.
 BY_EVIDENCE = 0.3
+# The Meta brand: a Page and the Instagram account linked to it.
+META_PAGE = "Acme"
+META_INSTAGRAM = "acme"
+# Of the customers, the share on Facebook and on Instagram (drawn apart from the other networks).
+ON_FACEBOOK = 0.35
+ON_INSTAGRAM = 0.3
+# Of their comments, the share Meta gives without ``from``.
+WITHHELD = 0.1
+# How old the brand's posts on Facebook and Instagram are, in days: comments land on all.
+META_POST_AGES = (60, 21, 3)
 # Who is on which network besides X, for a world of several: (networks, weight).
 PRESENCE: tuple[tuple[frozenset[str], int], ...] = (
     (frozenset({"x"}), 35),
@@ -137,6 +160,11 @@ class Customer:
     mastodon_id: str | None = None  # the account id on the Mastodon stand-in
     mastodon_uri: str | None = None  # its actor URI, the same on every instance
     bluesky_did: str | None = None
+    facebook: Person | None = None  # their Facebook user on the Meta stand-in
+    instagram: IGUser | None = None
+    # Their ids under the brand's Page and Instagram account, as syncd keys them.
+    facebook_id: str | None = None
+    instagram_id: str | None = None
     # The CRM does not hold their Mastodon or Bluesky account: linked there by the e-mail
     # address their profile shows, not by an identity field.
     by_evidence: bool = False
@@ -167,6 +195,17 @@ class World:
     recent_mastodon: list[tuple[str, str]] = field(default_factory=list)
     recent_bluesky: list[str] = field(default_factory=list)
     played: dict[str, int] = field(default_factory=dict)  # external id → order of play
+    meta: MetaSandbox | None = None
+    meta_networks: tuple[str, ...] = ()  # "facebook" and/or "instagram"
+    page: Page | None = None
+    instagram: IGAccount | None = None
+    page_posts: list[str] = field(default_factory=list)  # the Page's posts, oldest first
+    media: list[str] = field(default_factory=list)  # the Instagram account's media
+    # Comments (Facebook: comment id; Instagram: comment id, media id) the brand may answer.
+    recent_facebook: list[str] = field(default_factory=list)
+    recent_instagram: list[tuple[str, str]] = field(default_factory=list)
+    withheld: int = 0  # comments played without ``from``
+    withhold: float = WITHHELD  # the share of comments played without ``from``
 
     def by_kind(self, kind: Kind) -> list[Customer]:
         return [c for c in self.customers if c.kind == kind]
@@ -175,7 +214,11 @@ class World:
     def networks(self) -> tuple[str, ...]:
         """The networks posts are played on, X first."""
         others = (("mastodon", self.mastodon), ("bluesky", self.bluesky))
-        return ("x", *(name for name, server in others if server is not None))
+        return (
+            "x",
+            *(name for name, server in others if server is not None),
+            *self.meta_networks,
+        )
 
     def on(self, network: str) -> list[Customer]:
         return [c for c in self.customers if network in c.networks]
@@ -216,9 +259,26 @@ ORG_FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
 }
 
 
-def set_up_org(sf: SalesforceSandbox) -> None:
-    """Create the custom fields an admin would create before installing syncd."""
-    for sobject, fields in ORG_FIELDS.items():
+# The Meta identity fields (a demo org's own, named in the configuration), on both person objects.
+_META_FIELDS = {
+    f[key]: ("string", key == "user_id") for f in META_IDENTITY_FIELDS.values() for key in f
+}
+META_ORG_FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
+    "Contact": dict(_META_FIELDS),
+    "Lead": dict(_META_FIELDS),
+}
+
+
+def set_up_org(sf: SalesforceSandbox, *, meta: bool = False) -> None:
+    """Create the custom fields an admin would create before installing syncd; with ``meta``,
+    those holding Facebook's and Instagram's ids too."""
+    _add_fields(sf, ORG_FIELDS)
+    if meta:
+        _add_fields(sf, META_ORG_FIELDS)
+
+
+def _add_fields(sf: SalesforceSandbox, org: dict[str, dict[str, tuple[str, bool]]]) -> None:
+    for sobject, fields in org.items():
         for name, (type_, external_id) in fields.items():
             # External ID without Unique: describe says so, upserts do not use it.
             sf.add_field(sobject, name, type_, external_id=external_id)
@@ -233,14 +293,19 @@ def seed(
     mastodon: MastodonSandbox | None = None,
     bluesky: BlueskySandbox | None = None,
     secrets: Secrets | None = None,
+    meta: MetaSandbox | None = None,
+    meta_networks: Sequence[str] = ("facebook", "instagram"),
+    brand: MetaBrand | None = None,
 ) -> World:
     """Brand accounts and ``customers`` people; every fourth-ish kind is guaranteed present.
 
     With ``mastodon`` and/or ``bluesky``, the brand and customers are there too (see the
-    module's doc); the brand's token and app password are ``secrets``'.
+    module's doc); the brand's token and app password are ``secrets``'. With ``meta``, the
+    brand's Page and Instagram account (``brand``, made already, or made here), and customers
+    on ``meta_networks`` of them.
     """
     rng = random.Random(rng_seed)
-    set_up_org(sf)
+    set_up_org(sf, meta=meta is not None)
     world = World(
         brand_ids={
             h: x.add_user(h, f"Acme {'Support' if 'support' in h else 'Inc'}")["id"]
@@ -256,6 +321,9 @@ def seed(
         _seed_brand(world, mastodon, bluesky, secrets or Secrets())
     # An RNG of its own, as for the presence: the X world's draws stay as they were.
     evidence = random.Random(rng_seed + 2)
+    on_meta = random.Random(rng_seed + 3)
+    if meta is not None:
+        _seed_meta(world, meta, meta_networks, secrets or Secrets(), brand)
     for i in range(customers):
         first, last = rng.choice(FIRST), rng.choice(LAST)
         handle = f"{first.lower()}{last.lower()[:4]}{i}"
@@ -274,6 +342,8 @@ def seed(
             # shows an author linked by the address in their profile.
             c.by_evidence = i == 2 or (i >= len(KINDS) and evidence.random() < BY_EVIDENCE)
             _join_networks(c, world)
+        if meta is not None:
+            _join_meta(c, world, on_meta, first=i < len(KINDS))
         fields = {"FirstName": first, "LastName": last, "Email": f"{handle}@mail.example"}
         if c.kind == "contact_by_id":
             x_handle = {"X_Handle__c": handle} if "x" in c.networks else {}
@@ -300,6 +370,18 @@ def on_file(c: Customer) -> dict[str, str]:
         fields |= {"Mastodon_Actor_URI__c": c.mastodon_uri, "Mastodon_Account__c": c.mastodon_acct}
     if c.bluesky_did is not None:
         fields |= {"Bluesky_DID__c": c.bluesky_did, "Bluesky_Handle__c": c.bluesky_handle}
+    return fields | meta_on_file(c)
+
+
+def meta_on_file(c: Customer) -> dict[str, str]:
+    """The Meta ids a CRM record of ``c`` holds: the Page-scoped id (with their name) and the
+    IGSID (with their username), keyed as syncd keys them, ``<page or account id>:<id>``."""
+    fb, ig = META_IDENTITY_FIELDS["facebook"], META_IDENTITY_FIELDS["instagram"]
+    fields: dict[str, str] = {}
+    if c.facebook is not None and c.facebook_id is not None:
+        fields |= {fb["user_id"]: c.facebook_id, fb["handle"]: c.facebook.name}
+    if c.instagram is not None and c.instagram_id is not None:
+        fields |= {ig["user_id"]: c.instagram_id, ig["handle"]: c.instagram.username}
     return fields
 
 
@@ -313,6 +395,8 @@ def typed(c: Customer) -> dict[str, str]:
         fields["Mastodon_Account__c"] = f"@{c.handle.capitalize()}@{CUSTOMER_INSTANCE}"
     if c.bluesky_did is not None:
         fields["Bluesky_Handle__c"] = "@" + c.bluesky_handle
+    if c.instagram is not None:
+        fields[META_IDENTITY_FIELDS["instagram"]["handle"]] = "@" + c.instagram.username
     return fields
 
 
@@ -363,6 +447,52 @@ def _join_networks(c: Customer, world: World) -> None:
         c.bluesky_did = user.did
 
 
+@dataclass(frozen=True)
+class MetaBrand:
+    page: Page
+    instagram: IGAccount
+
+
+def meta_brand(meta: MetaSandbox, secrets: Secrets) -> MetaBrand:
+    """The brand's Page, read with its Page token, and the Instagram account linked to it."""
+    page = meta.add_page(META_PAGE, token=secrets.meta_page_token)
+    return MetaBrand(page, meta.add_instagram_account(page.id, META_INSTAGRAM, "Acme Inc"))
+
+
+def _seed_meta(
+    world: World,
+    meta: MetaSandbox,
+    networks: Sequence[str],
+    secrets: Secrets,
+    brand: MetaBrand | None,
+) -> None:
+    """The brand on Meta (``brand``, or made now), with posts of the last weeks."""
+    world.meta = meta
+    world.meta_networks = tuple(n for n in ("facebook", "instagram") if n in networks)
+    brand = brand or meta_brand(meta, secrets)
+    world.page, world.instagram = brand.page, brand.instagram
+    now = datetime.now(UTC)
+    for days in META_POST_AGES:
+        at = now - timedelta(days=days)
+        world.page_posts.append(
+            meta.add_post(world.page.id, f"Acme news, {days} days ago", at=at).id
+        )
+        world.media.append(meta.add_media(world.instagram.id, f"New in store ({days}d)", at=at).id)
+
+
+def _join_meta(c: Customer, world: World, rng: random.Random, *, first: bool) -> None:
+    """``c`` on Facebook and Instagram, by draw (the first customers, one of each kind, on
+    every one the world plays)."""
+    meta, page, account = world.meta, world.page, world.instagram
+    assert meta is not None and page is not None and account is not None
+    if "facebook" in world.meta_networks and (first or rng.random() < ON_FACEBOOK):
+        c.facebook = meta.add_person(f"{c.first} {c.last}")
+        c.facebook_id = f"{page.id}:{meta.scoped_id(c.facebook, page.id)}"
+    if "instagram" in world.meta_networks and (first or rng.random() < ON_INSTAGRAM):
+        c.instagram = meta.add_ig_user(f"{c.handle}.ig")
+        c.instagram_id = f"{account.id}:{meta.igsid(c.instagram, account.id)}"
+
+
 def next_post(x: XSandbox, world: World, rng: random.Random) -> tuple[str, str]:
     """Add one post: mostly customer mentions, sometimes a brand reply to a recent mention."""
     return _x_post(x, world, rng, world.customers)
@@ -379,6 +509,10 @@ def play(x: XSandbox, world: World, rng: random.Random) -> Played:
         kind, uri = _mastodon_post(world, rng)
     elif network == "bluesky":
         kind, uri = _bluesky_post(world, rng)
+    elif network == "facebook":
+        kind, uri = _facebook_post(world, rng)
+    elif network == "instagram":
+        kind, uri = _instagram_post(world, rng)
     else:
         customers = world.customers if len(networks) == 1 else world.on("x")
         kind, uri = _x_post(x, world, rng, customers)
@@ -419,6 +553,54 @@ def _bluesky_post(world: World, rng: random.Random) -> tuple[str, str]:
     recent.append(post.uri)
     del recent[:-50]
     return ("mention", post.uri)
+
+
+def _facebook_post(world: World, rng: random.Random) -> tuple[str, str]:
+    """A customer's comment on one of the Page's posts (old ones too) or Messenger message,
+    or the Page's reply to a recent comment."""
+    meta, page = world.meta, world.page
+    assert meta is not None and page is not None
+    recent = world.recent_facebook
+    text = rng.choice(REPLIES).format(n=rng.randint(10000, 99999))
+    if recent and rng.random() < 0.3:
+        parent = recent.pop(rng.randrange(len(recent)))
+        return ("reply", meta.add_reply(parent, page, text).id)
+    customer = rng.choice([c for c in world.customers if c.facebook is not None])
+    assert customer.facebook is not None
+    said = rng.choice(MENTIONS).format(brand=META_PAGE, n=rng.randint(10000, 99999))
+    if rng.random() < 0.2:
+        meta.add_message(page.id, customer.facebook, said)
+        conv = meta.conversation(page.id, customer.facebook)
+        return ("mention", conv.messages[-1].id)
+    withheld = rng.random() < world.withhold
+    world.withheld += withheld
+    comment = meta.add_comment(
+        rng.choice(world.page_posts), customer.facebook, said, withhold_from=withheld
+    )
+    recent.append(comment.id)
+    del recent[:-50]
+    return ("mention", comment.id)
+
+
+def _instagram_post(world: World, rng: random.Random) -> tuple[str, str]:
+    """A customer's comment on one of the account's media, or the account's reply to one."""
+    meta, account = world.meta, world.instagram
+    assert meta is not None and account is not None
+    recent = world.recent_instagram
+    if recent and rng.random() < 0.3:
+        comment_id, media_id = recent.pop(rng.randrange(len(recent)))
+        text = rng.choice(REPLIES).format(n=rng.randint(10000, 99999))
+        return ("reply", meta.add_ig_comment(media_id, account, text, reply_to=comment_id).id)
+    customer = rng.choice([c for c in world.customers if c.instagram is not None])
+    assert customer.instagram is not None
+    media_id = rng.choice(world.media)
+    said = rng.choice(MENTIONS).format(brand=META_INSTAGRAM, n=rng.randint(10000, 99999))
+    withheld = rng.random() < world.withhold
+    world.withheld += withheld
+    comment = meta.add_ig_comment(media_id, customer.instagram, said, withhold_from=withheld)
+    recent.append((comment.id, media_id))
+    del recent[:-50]
+    return ("mention", comment.id)
 
 
 def _x_post(

@@ -123,6 +123,10 @@ def _report(
             "held (author not in CRM)",
             f"{st.deliveries.get('pending', 0)} interactions from {st.held_identities} authors",
         ),
+        (
+            "author withheld by the network",
+            ", ".join(f"{w.network} {w.interactions}" for w in st.withheld) or "0",
+        ),
         ("dead-lettered", str(st.deliveries.get("dead", 0))),
         ("quarantined", str(st.quarantined)),
         player.late_link(),
@@ -143,7 +147,8 @@ def _timelines(console: Console, crm: Readback, show: int) -> None:
         console.print(f"\n[bold]{escape(timeline.title)}[/]  {timeline.record_id}")
         for e in timeline.entries:
             console.print(
-                f"  {e.date} {'→' if e.outbound else '←'} {escape(e.subject):<42.42} "
+                f"  {e.date} {escape(e.network):<9.9} {'→' if e.outbound else '←'} "
+                f"{escape(e.subject):<42.42} "
                 f"{escape(e.text):.60}",
                 no_wrap=True,
                 overflow="ellipsis",

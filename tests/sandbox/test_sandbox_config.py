@@ -10,7 +10,16 @@ from typing import Any
 
 import pytest
 
-from sandbox.config import STANDINS, Secrets, bluesky_source, mastodon_source, syncd_config
+from sandbox.config import (
+    META_IDENTITY_FIELDS,
+    STANDINS,
+    Secrets,
+    bluesky_source,
+    facebook_source,
+    instagram_source,
+    mastodon_source,
+    syncd_config,
+)
 from sandbox.run import Sandbox
 from syncd.config.settings import load
 
@@ -56,22 +65,28 @@ def test_secrets_are_named_not_written() -> None:
         salesforce_token="t",
         mastodon_token="m",
         bluesky_password="a",
+        meta_page_token="f",
     )
     others = [
         mastodon_source("http://127.0.0.1:3", "acme", secrets=secrets),
         bluesky_source("http://127.0.0.1:4", "acme.bsky.social", "/s", secrets=secrets),
+        facebook_source("http://127.0.0.1:5", "123", secrets=secrets),
+        instagram_source("http://127.0.0.1:5", "17841", "acme", secrets=secrets),
     ]
     text = render(secrets=secrets, sources=others)
     doc = tomllib.loads(text)
     assert doc["sources"][0]["bearer_token"] == "env:T_X_BEARER"
     assert doc["sources"][1]["access_token"] == "env:T_MASTODON_ACCESS_TOKEN"
     assert doc["sources"][2]["app_password"] == "env:T_BLUESKY_PASSWORD"
+    assert doc["sources"][3]["access_token"] == "env:T_META_PAGE_TOKEN"
+    assert doc["sources"][4]["access_token"] == "env:T_META_PAGE_TOKEN"
     assert doc["crm"]["password"] == "env:T_SF_PASSWORD"
     assert doc["crm"]["security_token"] == "env:T_SF_TOKEN"
     assert secrets.environ() == {
         "T_X_BEARER": "b",
         "T_MASTODON_ACCESS_TOKEN": "m",
         "T_BLUESKY_PASSWORD": "a",
+        "T_META_PAGE_TOKEN": "f",
         "T_SF_PASSWORD": "p",
         "T_SF_TOKEN": "t",
     }
@@ -94,9 +109,24 @@ def test_syncd_loads_the_sandbox_config(tmp_path: Path, monkeypatch: pytest.Monk
             )
         )
         settings = load(path)
-        assert sandbox.account_count == 4  # two X accounts, one on each other network
+        assert sandbox.account_count == 6  # two X accounts, one on each other network
+        brand = sandbox.meta_brand
+        assert brand is not None
     assert settings.daemon.jitter == pytest.approx(0.1)
-    assert [s.name for s in settings.sources] == ["acme-x", "acme-mastodon", "acme-bluesky"]
+    assert [s.name for s in settings.sources] == [
+        "acme-x",
+        "acme-mastodon",
+        "acme-bluesky",
+        "acme-facebook",
+        "acme-instagram",
+    ]
+    facebook, instagram = settings.sources[3:]
+    assert getattr(facebook, "page_id", None) == brand.page.id
+    assert getattr(instagram, "ig_user_id", None) == brand.instagram.id
+    # The CRM fields holding Meta's ids are named: the connector has no default for them.
+    fields = getattr(settings.crm, "identity_fields", {})
+    for network, named in META_IDENTITY_FIELDS.items():
+        assert fields[network].user_id == named["user_id"], network
     assert all(s.interval == pytest.approx(1.0) for s in settings.sources)
 
 
@@ -160,17 +190,56 @@ def test_the_world_spans_three_networks_and_the_crm_can_link_each() -> None:
         assert {c.by_evidence for c in beyond_x} == {True, False}
         rng = random.Random(3)
         played = [sandbox.post(rng) for _ in range(60)]
-    assert {p.network for p in played} == {"x", "mastodon", "bluesky"}
+    assert {p.network for p in played} == {"x", "mastodon", "bluesky", "facebook", "instagram"}
     assert {p.kind for p in played} == {"mention", "reply"}
     for p in played:
         assert p.external_id.startswith(f"{p.network}:")
     assert list(world.played) == [p.external_id for p in played]
 
 
+def test_meta_customers_link_by_their_ids_or_not_at_all() -> None:
+    """Facebook and Instagram: the CRM holds the Page-scoped id or IGSID of the people it
+    has them for, a username a rep typed at most for Contacts known by handle, and nothing
+    else (a name never links); some comments come without an author."""
+    fb, ig = META_IDENTITY_FIELDS["facebook"], META_IDENTITY_FIELDS["instagram"]
+    with Sandbox(networks=("x", "facebook", "instagram")) as sandbox:
+        assert sandbox.mastodon is None and sandbox.meta is not None
+        world = sandbox.seed(40)
+        brand = sandbox.meta_brand
+        assert brand is not None
+        on_fb = [c for c in world.customers if c.facebook is not None]
+        on_ig = [c for c in world.customers if c.instagram is not None]
+        assert on_fb and on_ig and len(on_fb) < len(world.customers)
+        records = {
+            r["Id"]: r
+            for sobject in ("Contact", "Lead")
+            for r in sandbox.salesforce.records(sobject)
+        }
+        for c in world.customers:
+            held = records[c.crm_id] if c.crm_id else {}
+            has_ids = c.kind in ("contact_by_id", "lead") and not c.by_evidence
+            want_fb = c.facebook_id if has_ids and c.facebook else None
+            assert held.get(fb["user_id"]) == want_fb, c
+            assert want_fb is None or want_fb.startswith(f"{brand.page.id}:"), c
+            want_ig = c.instagram_id if has_ids and c.instagram else None
+            assert held.get(ig["user_id"]) == want_ig, c
+            if c.kind == "contact_by_handle" and c.instagram and not c.by_evidence:
+                assert held.get(ig["handle"]) == "@" + c.instagram.username, c
+        rng = random.Random(5)
+        played = [sandbox.post(rng) for _ in range(120)]
+        meta = sandbox.meta
+        comments_on_old = {
+            cm.post_id for cm in meta.store.comments.values() if cm.post_id == world.page_posts[0]
+        }
+    assert {p.network for p in played} == {"x", "facebook", "instagram"}
+    assert world.withheld > 0
+    assert comments_on_old  # the Page's oldest post (weeks old) is commented on too
+
+
 def test_the_composite_runs_every_declared_standin() -> None:
     with Sandbox() as sandbox:
         assert set(sandbox.servers) == {s.name for s in STANDINS}
-        assert sandbox.networks == ("x", "mastodon", "bluesky")
+        assert sandbox.networks == ("x", "mastodon", "bluesky", "facebook", "instagram")
         described = sandbox.describe()
         for s in STANDINS:
             assert f"{s.title} stand-in {sandbox.servers[s.name].url}" in described
@@ -227,12 +296,21 @@ def test_the_demo_plays_and_reports_every_network(monkeypatch: pytest.MonkeyPatc
     code = run_demo(customers=12, posts=40, seconds=2, state_url=None, show=12, console=console)
     out = console.export_text()
     assert code == 0, out
-    for label in ("X mention from", "Mastodon mention from", "Bluesky mention from"):
+    for label in (
+        "X mention from",
+        "Mastodon mention from",
+        "Bluesky mention from",
+        "Facebook mention from",
+        "Instagram mention from",
+    ):
         assert label in out
     assert "(0 duplicates)" in out
     by_network = next(line for line in out.splitlines() if "by network" in line)
-    for network in ("x", "mastodon", "bluesky"):
+    for network in ("x", "mastodon", "bluesky", "facebook", "instagram"):
         assert f" {network} " in by_network
+    # Each timeline entry names its network.
+    assert any(line.split()[1:2] == ["instagram"] for line in out.splitlines() if "←" in line)
+    assert any("author withheld by the network" in line for line in out.splitlines())
 
 
 def on_record(rec: dict[str, Any]) -> dict[str, str]:

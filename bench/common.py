@@ -399,7 +399,7 @@ def _meta_person(
         person = meta.add_person(full_name)
         page = out.meta_brand.page.id
         scoped = f"{page}:{meta.scoped_id(person, page)}"
-        return person.key, full_name, {fields["user_id"]: scoped, fields["handle"]: full_name}
+        return person.key, full_name, {fields["user_id"]: scoped}
     user = meta.add_ig_user(f"{name}.ig")
     account = out.meta_brand.instagram.id
     igsid = f"{account}:{meta.igsid(user, account)}"

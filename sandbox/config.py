@@ -39,10 +39,12 @@ STANDIN_OF = {"x": "x", "mastodon": "mastodon", "bluesky": "bluesky"} | {
     "instagram": "meta",
 }
 # The CRM fields the demo org keeps the Meta ids in: the Page-scoped id and the IGSID, as
-# syncd keys them ("<page or account id>:<id>"), the name or username beside them. Rendered
-# as ``[crm.identity_fields.<network>]`` (they are not defaults of the CRM connector).
+# syncd keys them ("<page or account id>:<id>"), the username beside the IGSID. The CRM
+# connector's defaults, rendered as ``[crm.identity_fields.<network>]`` all the same so the
+# demo's configuration shows where they come from.
 META_IDENTITY_FIELDS: Mapping[str, Mapping[str, str]] = {
-    "facebook": {"user_id": "Facebook_PSID__c", "handle": "Facebook_Name__c"},
+    # No handle: Facebook gives none, and a name is not one (it never links on its own).
+    "facebook": {"user_id": "Facebook_PSID__c"},
     "instagram": {"user_id": "Instagram_IGSID__c", "handle": "Instagram_Username__c"},
 }
 

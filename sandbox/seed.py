@@ -374,12 +374,12 @@ def on_file(c: Customer) -> dict[str, str]:
 
 
 def meta_on_file(c: Customer) -> dict[str, str]:
-    """The Meta ids a CRM record of ``c`` holds: the Page-scoped id (with their name) and the
+    """The Meta ids a CRM record of ``c`` holds: the Page-scoped id and the
     IGSID (with their username), keyed as syncd keys them, ``<page or account id>:<id>``."""
     fb, ig = META_IDENTITY_FIELDS["facebook"], META_IDENTITY_FIELDS["instagram"]
     fields: dict[str, str] = {}
     if c.facebook is not None and c.facebook_id is not None:
-        fields |= {fb["user_id"]: c.facebook_id, fb["handle"]: c.facebook.name}
+        fields |= {fb["user_id"]: c.facebook_id}
     if c.instagram is not None and c.instagram_id is not None:
         fields |= {ig["user_id"]: c.instagram_id, ig["handle"]: c.instagram.username}
     return fields

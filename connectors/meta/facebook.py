@@ -34,6 +34,7 @@ from connectors.meta.walk import (
     fix_for,
     iso,
     mark_fields,
+    moved_mark,
     read_from,
 )
 from syncd.contracts import CheckRow, ConnectorSettings, KnownAuthors
@@ -328,7 +329,7 @@ class FacebookSource(MetaSource):
         if stamped:
             newest_at, newest_id = str(stamped[-1][0]), stamped[-1][1]
         more = after_cursor(answer, self.network)
-        moved = str(updated) if more is None else (was_updated or "0")
+        moved = moved_mark(updated, self.clock()) if more is None else (was_updated or "0")
         got.marks[key] = f"{made}|{moved}|{newest_at}|{newest_id}"
         return more
 
@@ -475,7 +476,7 @@ class FacebookSource(MetaSource):
             ((t, str(m["id"])) for m in detailed if (t := data_time(m, "created_time"))), None
         )
         read_to, read_id = (str(newest[0]), newest[1]) if newest else (str(since), last_id)
-        got.marks[key] = f"{updated}|{read_to}|{read_id}"
+        got.marks[key] = f"{moved_mark(updated, self.clock())}|{read_to}|{read_id}"
 
     # check
     def check(self, handles: Sequence[str]) -> list[CheckRow]:

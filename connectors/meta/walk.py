@@ -224,6 +224,17 @@ class Collected:
             self.quarantined.extend(translated.quarantined)
 
 
+def moved_mark(updated: int, now: datetime) -> str:
+    """What a mark keeps of an object's ``updated_time`` once everything it listed was read.
+    Graph's times are whole seconds: a comment (or message) arriving in the second of the
+    read, after it, leaves ``updated_time`` as it was, and a mark holding it would pass the
+    object over until something else moved it. So a recent object's mark keeps the second
+    before, and the next walk reads it again (one call, from where its comments were read)
+    until it is :data:`SKEW` old, past any clock difference between this host and Meta."""
+    settled = now.timestamp() - updated >= SKEW.total_seconds()
+    return str(updated if settled else updated - 1)
+
+
 def mark_fields(value: str | None, n: int) -> list[str]:
     parts = (value or "").split("|")
     return (parts + [""] * n)[:n]

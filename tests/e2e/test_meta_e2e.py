@@ -145,13 +145,15 @@ def test_poll_backfill_check_status_forget_and_compliance(meta: Meta) -> None:
     crm_ids = {written[f"facebook:{on_old.id}"]["WhoId"], written[f"instagram:{ig.id}"]["WhoId"]}
     assert crm_ids == {known.crm_id}
 
-    # Only posts that moved are read again: one new comment, one post's comments asked for.
+    # The post the new comment moved is read again. (So are, once more, posts that moved
+    # within ten minutes of the last read, for a comment of the same second: every post here;
+    # that only unmoved posts are passed over is tests/connectors/meta's, on a clock it sets.)
     asked: list[str] = []
     m.on_request("comments", lambda req: asked.append(req.params["id"]), phase="before")
     late = m.add_comment(middle, known.facebook, "and another thing")
     meta.poll()
     assert f"facebook:{late.id}" in tasks(sf)
-    assert set(asked) == {middle}, asked
+    assert middle in asked, asked
     m.remove_hooks()
 
     since = (datetime.now(UTC) - timedelta(days=14)).strftime("%Y-%m-%d")

@@ -23,6 +23,7 @@ from connectors import source_class
 from connectors.meta.facebook import FacebookSource
 from connectors.meta.instagram import InstagramSource
 from connectors.meta.settings import FacebookSettings, InstagramSettings
+from connectors.meta.walk import SKEW
 from sandbox.meta.api import MetaSandbox
 from sandbox.meta.store import Page as SandboxPage
 from syncd.errors import AuthError, RateLimited
@@ -206,6 +207,10 @@ def test_a_comment_on_an_old_post_is_read_and_only_moved_posts_are_asked(
     # Every post in the window was new to the walk: each asked once for its comments.
     assert calls.count("/comments") == 8
 
+    # Posts that moved just before a read are read once more when they are older than any
+    # clock difference (see the test below); then they are settled.
+    clock.advance(SKEW)
+    assert ids(core.walk(source, acme)) == []
     calls.clear()
     late = sandbox.add_comment(old.id, fan, "Is the autumn sale still on?")
     pages = core.walk(source, acme)
@@ -217,6 +222,29 @@ def test_a_comment_on_an_old_post_is_read_and_only_moved_posts_are_asked(
     assert calls.count("/comments") == 1
     assert calls.count("/feed") == 2
 
+    clock.advance(SKEW)
+    assert ids(core.walk(source, acme)) == []  # the moved post, settled
+    calls.clear()
+    assert ids(core.walk(source, acme)) == []
+    assert calls.count("/comments") == 0
+
+
+def test_a_comment_in_the_second_of_the_last_read_is_not_passed_over(
+    sandbox: MetaSandbox, page: SandboxPage, clock: Clock, core: Core, calls: Calls
+) -> None:
+    """Graph's times are whole seconds: a comment made after the read, in its second, leaves
+    the post's updated_time as the mark holds it."""
+    fan = sandbox.add_person("Ann Fan")
+    post = sandbox.add_post(page.id, "News")
+    first = sandbox.add_comment(post.id, fan, "When does it ship?")
+    source = facebook(sandbox, page, clock, calls)
+    acme = brand(page)
+    assert ids(core.walk(source, acme)) == [first.id]
+    same_second = sandbox.add_comment(post.id, fan, "And to Norway?", at=first.created)
+    assert ids(core.walk(source, acme)) == [same_second.id]
+    # Once the post is older than any clock difference, it is passed over again.
+    clock.advance(SKEW)
+    assert ids(core.walk(source, acme)) == []
     calls.clear()
     assert ids(core.walk(source, acme)) == []
     assert calls.count("/comments") == 0

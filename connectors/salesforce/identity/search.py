@@ -12,7 +12,7 @@ nearly halves what a batch of names costs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
 
 from connectors.salesforce.composite import STATEMENT_BUDGET
@@ -99,11 +99,16 @@ def _cost(term: Term, groups: set[str]) -> int:
     return len(term.text) + 4 + extra
 
 
-def people_chunks(obj: str, query: PeopleQuery) -> Iterator[list[Term]]:
-    """The query's terms for ``obj`` in runs whose statement stays within budget."""
+def people_chunks(
+    obj: str, query: PeopleQuery, leave_out: Container[str] = ()
+) -> Iterator[list[Term]]:
+    """The query's terms for ``obj`` in runs whose statement stays within budget, but
+    those whose text is in ``leave_out``."""
     chunk: list[Term] = []
     size, groups = 0, set[str]()
     for term in terms(query, SHAPES[obj], obj):
+        if term.text in leave_out:
+            continue
         if chunk and size + _cost(term, groups) > STATEMENT_BUDGET:
             yield chunk
             chunk, size, groups = [], 0, set()

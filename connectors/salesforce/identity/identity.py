@@ -106,6 +106,10 @@ class SalesforceIdentity:
         # every batch would cost a cascade of halved queries and 2,000 rows each time, for
         # an arbitrary 2,000 of its people (the answer is cut at the cap).
         self._crowded: dict[tuple[str, str], float] = {}
+        # Per object, the rows a candidate term found in recent searches: the next batch's
+        # terms are spread over as many queries as keep each answer under the cap, so the
+        # search is one composite call, not one whose answer fills the cap, then its halves.
+        self._rows_per_term: dict[str, float] = {}
 
     def personas(self, keys: Sequence[IdentityKey]) -> dict[IdentityKey, list[CrmRef]]:
         """SocialPersona records naming these authors, as their Contact/Lead parents.
@@ -148,9 +152,12 @@ class SalesforceIdentity:
         (see :mod:`connectors.salesforce.identity.search`): an OR of ``Email IN (…)``, phone
         patterns, name pairs, prefixes of one-word names and domains (e-mail and (Account)
         website). The queries go up to five to a composite call (a batch of 200 authors:
-        one query per object, one call for both). A query whose answer fills the 2,000-row
-        cap, or that Salesforce finds too complicated, is asked again in halves, so no
-        candidate is cut off; a single value that alone fills the cap is warned about.
+        one query per object, one call for both). Once earlier answers tell how many rows a
+        value finds, a batch's values are spread over as many queries as keep each answer
+        near half the cap, so a batch whose candidates are many is still one call. A query
+        whose answer fills the 2,000-row cap, or that Salesforce finds too complicated, is
+        asked again in halves, so no candidate is cut off; a single value that alone fills
+        the cap is warned about.
         Rows a loose pattern let through are dropped. An empty query makes no call. A domain
         that alone fills the cap is scored this once (as far as the cap goes), then left out
         of this client's searches for :data:`CROWDED_FOR`.
@@ -169,7 +176,9 @@ class SalesforceIdentity:
                 log.warning("%s: find_people knows no fields of %s; skipped", SYSTEM, obj)
                 continue
             crowded = {text for o, text in self._crowded if o == obj}
-            pending += [(obj, chunk) for chunk in search.people_chunks(obj, query, crowded)]
+            rate = self._rows_per_term.get(obj, 0.0)
+            pending += [(obj, chunk) for chunk in search.people_chunks(obj, query, crowded, rate)]
+        seen: dict[str, list[int]] = {}  # per object: terms and rows of whole answers
         while pending:
             batch, pending = pending[: composite.MAX_QUERIES], pending[composite.MAX_QUERIES :]
             ask = partial(_ask, batch=batch, fields=fields, also=also)
@@ -179,6 +188,10 @@ class SalesforceIdentity:
                 if len(chunk) > 1 and (answer.error or len(answer.rows) >= CANDIDATE_LIMIT):
                     pending += [(obj, half) for half in search.halves(chunk)]
                     continue
+                if answer.error is None and len(answer.rows) < CANDIDATE_LIMIT:
+                    terms_rows = seen.setdefault(obj, [0, 0])
+                    terms_rows[0] += len(chunk)
+                    terms_rows[1] += len(answer.rows)
                 if len(answer.rows) >= CANDIDATE_LIMIT and chunk[0].kind == "domain":
                     self._crowded[(obj, chunk[0].text)] = now + CROWDED_FOR
                     log.warning(
@@ -196,6 +209,9 @@ class SalesforceIdentity:
                     person = person_record(obj, fields, row, query, every)
                     if person is not None:
                         found.setdefault((obj, person.ref.id), person)
+        for obj, (n, rows) in seen.items():
+            rate = rows / n
+            self._rows_per_term[obj] = (self._rows_per_term.get(obj, rate) + rate) / 2
         return list(found.values())
 
     def people_changes(self, mark: str | None) -> PeopleChanges:

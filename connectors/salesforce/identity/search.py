@@ -12,6 +12,7 @@ nearly halves what a batch of names costs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -100,15 +101,24 @@ def _cost(term: Term, groups: set[str]) -> int:
 
 
 def people_chunks(
-    obj: str, query: PeopleQuery, leave_out: Container[str] = ()
+    obj: str, query: PeopleQuery, leave_out: Container[str] = (), rows_per_term: float = 0.0
 ) -> Iterator[list[Term]]:
-    """The query's terms for ``obj`` in runs whose statement stays within budget, but
-    those whose text is in ``leave_out``."""
+    """The query's terms for ``obj`` (but those whose text is in ``leave_out``) in runs whose
+    statement stays within budget. Given how many rows a term finds (``rows_per_term``, as
+    earlier answers went), the terms are first dealt out to as many queries as keep each
+    answer near half the row cap, every k-th term to one (the e-mails, which find one row
+    each, and the name pairs, which find many, spread alike), so a batch is asked at once
+    rather than in a query that fills the cap and is asked again in halves."""
+    chosen = [t for t in terms(query, SHAPES[obj], obj) if t.text not in leave_out]
+    parts = max(1, math.ceil(len(chosen) * rows_per_term / (CANDIDATE_LIMIT // 2)))
+    for share in (chosen[i::parts] for i in range(min(parts, len(chosen)))):
+        yield from _within_budget(share)
+
+
+def _within_budget(chosen: Sequence[Term]) -> Iterator[list[Term]]:
     chunk: list[Term] = []
     size, groups = 0, set[str]()
-    for term in terms(query, SHAPES[obj], obj):
-        if term.text in leave_out:
-            continue
+    for term in chosen:
         if chunk and size + _cost(term, groups) > STATEMENT_BUDGET:
             yield chunk
             chunk, size, groups = [], 0, set()

@@ -358,3 +358,21 @@ def test_the_session_names_the_pds_in_a_did_document_like_the_recorded_one(
         "https://shimeji.us-east.host.bsky.network"
     )
     assert DidDocument.from_dict(served).get_pds_endpoint() == sandbox.url
+
+
+def test_the_expired_token_fault_answers_only_what_an_access_token_asks(
+    sandbox: BlueskySandbox, world: dict[str, str]
+) -> None:
+    """A rule for every endpoint still logs in and refreshes (a password and a refresh JWT
+    are not access tokens: an ExpiredToken there would send a client to log in again), and
+    answers an access-token call with ExpiredToken."""
+    rule = sandbox.inject("expired_token", endpoint="*", rate=1.0)
+    client = login(sandbox)  # createSession, untouched
+    refreshed = httpx.post(
+        f"{sandbox.url}/xrpc/com.atproto.server.refreshSession",
+        headers={"Authorization": f"Bearer {client._session.refresh_jwt}"},
+    )
+    assert refreshed.status_code == 200 and rule.fired == 0
+    notes = raw(sandbox, client, "app.bsky.notification.listNotifications")
+    assert (notes.status_code, notes.json()["error"]) == (400, "ExpiredToken")
+    assert sandbox.faults.injected_by_kind == {"expired_token": 1}

@@ -154,7 +154,8 @@ class SalesforceIdentity:
         website). The queries go up to five to a composite call (a batch of 200 authors:
         one query per object, one call for both). Once earlier answers tell how many rows a
         value finds, a batch's values are spread over as many queries as keep each answer
-        near half the cap, so a batch whose candidates are many is still one call. A query
+        within three quarters of the cap, so a batch whose candidates are many is still one
+        call. A query
         whose answer fills the 2,000-row cap, or that Salesforce finds too complicated, is
         asked again in halves, so no candidate is cut off; a single value that alone fills
         the cap is warned about.

@@ -105,12 +105,14 @@ def people_chunks(
 ) -> Iterator[list[Term]]:
     """The query's terms for ``obj`` (but those whose text is in ``leave_out``) in runs whose
     statement stays within budget. Given how many rows a term finds (``rows_per_term``, as
-    earlier answers went), the terms are first dealt out to as many queries as keep each
-    answer near half the row cap, every k-th term to one (the e-mails, which find one row
+    earlier answers went), terms expected to fill the row cap are first dealt out to as
+    many queries as keep each answer within three quarters of it (room for a batch that
+    finds more than the last), every k-th term to one (the e-mails, which find one row
     each, and the name pairs, which find many, spread alike), so a batch is asked at once
     rather than in a query that fills the cap and is asked again in halves."""
     chosen = [t for t in terms(query, SHAPES[obj], obj) if t.text not in leave_out]
-    parts = max(1, math.ceil(len(chosen) * rows_per_term / (CANDIDATE_LIMIT // 2)))
+    expected = len(chosen) * rows_per_term
+    parts = math.ceil(expected / (CANDIDATE_LIMIT * 3 // 4)) if expected >= CANDIDATE_LIMIT else 1
     for share in (chosen[i::parts] for i in range(min(parts, len(chosen)))):
         yield from _within_budget(share)
 

@@ -169,6 +169,9 @@ class Report:
     requests: int = 0  # API requests every stand-in served, faulted ones included
     faults_injected: int = 0
     faults_by_kind: dict[str, int] = field(default_factory=dict)
+    faults_by_network: dict[str, dict[str, int]] = field(default_factory=dict)  # "salesforce" too
+    # Bluesky sessions refreshed: the client's answer to an expired token (and to its expiry).
+    bluesky_refreshes: int = 0
     lost: int = 0
     duplicated: int = 0
     unexpected: int = 0  # Tasks for no interaction at all
@@ -310,10 +313,9 @@ def _gaps(db: Database) -> tuple[int, int, int, datetime | None]:
 def _faults(
     server: SandboxServer, menu: list[tuple[str, dict[str, Any]]], total_rate: float
 ) -> None:
-    # A request meets the rules one after another; k rules at rate r fail 1-(1-r)^k of calls.
-    rate = 1 - (1 - total_rate) ** (1 / len(menu))
-    for kind, options in menu:
-        server.inject(kind, endpoint="*", rate=rate, **options)
+    # Each kind an equal share of the calls (one rate for all favoured the first kinds: a
+    # rule is drawn only for calls every rule before it let pass).
+    server.inject_mix(menu, total_rate)
 
 
 def run(
@@ -513,6 +515,13 @@ def run(
         for server in everyone:
             by_kind.update(server.faults.injected_by_kind)
         report.faults_by_kind = dict(by_kind)
+        named = {**servers, "salesforce": sf}
+        report.faults_by_network = {
+            name: dict(sorted(s.faults.injected_by_kind.items())) for name, s in named.items()
+        }
+        if bluesky is not None:
+            refresh = "POST ^/xrpc/com.atproto.server.refreshSession/?$"
+            report.bluesky_refreshes = bluesky.requests_by_route.get(refresh, 0)
         report.tracebacks = log.read_text().count("Traceback")
         report.horizon_cuts = x.store.horizon_cuts
     report.total_seconds = round(time.monotonic() - started, 1)
@@ -579,6 +588,12 @@ def _print(r: Report, workdir: Path) -> None:
     share = r.faults_injected / r.requests if r.requests else 0.0
     print(f"  API requests       {r.requests}")
     print(f"  faults injected    {r.faults_injected} ({share:.0%} of requests: {faults})")
+    if r.networks != ["x"]:
+        for name, fired in r.faults_by_network.items():
+            kinds_fired = ", ".join(f"{k} {v}" for k, v in fired.items()) or "none"
+            print(f"    {name:<16} {kinds_fired}")
+        if "bluesky" in r.networks:
+            print(f"    bluesky sessions refreshed {r.bluesky_refreshes}")
     print(f"  lost               {r.lost}")
     if r.lost:
         print(f"    by kind {r.lost_by_kind}, e.g. {', '.join(r.lost_sample)}")

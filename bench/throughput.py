@@ -41,11 +41,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from common import (
     BLUESKY_UNLIMITED,
@@ -72,6 +74,8 @@ from sqlalchemy import create_engine, func, select, text
 from sandbox.bluesky.api import BlueskySandbox
 from sandbox.mastodon.api import MastodonSandbox
 from sandbox.meta.api import MetaSandbox
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.server import Request
 from sandbox.x.api import XSandbox
 from syncd.state.db import Database
 from syncd.state.tables import interactions
@@ -105,6 +109,10 @@ class Report:
     sf_calls: int = 0
     sf_by_endpoint: dict[str, int] = field(default_factory=dict)
     sf_per_1000: float = 0.0
+    # Salesforce calls by what they do (a composite call by what its queries are):
+    # the look-ups, the candidate search, the change watch, the copy of the keys, writes.
+    sf_by_kind: dict[str, int] = field(default_factory=dict)
+    sf_queries_by_kind: dict[str, int] = field(default_factory=dict)  # queries, composite's too
     p50: float = 0.0
     p95: float = 0.0
     peak_rss_mb: float = 0.0
@@ -193,6 +201,7 @@ def run_syncd(
                 meta_networks=meta_networks,
             )
         clock = WriteClock(sf)
+        kinds = CallKinds(sf)
         url, schema = _fresh_state(opts, tmp, f"{instances}")
         config = tmp / f"config-{instances}.toml"
         accounts = [handle for handle, _ in people.brands]
@@ -267,6 +276,8 @@ def run_syncd(
         report.sf_calls = sf.api_calls
         report.sf_by_endpoint = _by_endpoint(sf.requests_by_route)
         report.sf_per_1000 = sf.api_calls * 1000 / new
+        report.sf_by_kind = dict(kinds.calls.most_common())
+        report.sf_queries_by_kind = dict(kinds.queries.most_common())
         report.horizon_cuts = x.store.horizon_cuts
         if elsewhere is not None:
             for name, server in (
@@ -278,6 +289,62 @@ def run_syncd(
                     report.requests_by_network[name] = server.request_count
         _drop(opts, schema)
     return report
+
+
+def soql_kind(soql: str) -> str:
+    """What a query the resolver or writer sends is for, by its shape (see
+    connectors/salesforce/identity/)."""
+    q = " ".join(soql.split())
+    if "FROM SocialPersona" in q:
+        return "personas"
+    if "MasterRecordId" in q:
+        return "survivors"
+    if "SystemModstamp" in q and "ORDER BY SystemModstamp" in q:
+        return "changes"
+    if "ORDER BY Id LIMIT" in q:
+        return "keys copy"
+    if re.search(r"LIMIT \d+$", q):
+        return "candidates"
+    if re.match(r"SELECT Id, \w+ FROM \w+ WHERE Id IN", q):
+        return "persona parents"
+    if " IN (" in q:
+        return "lookup"
+    return "other query"
+
+
+class CallKinds:
+    """Counts the Salesforce stand-in's calls (as billed: a composite is one) by kind, and
+    every query by kind, composite subrequests included."""
+
+    def __init__(self, sf: SalesforceSandbox) -> None:
+        self.calls: Counter[str] = Counter()
+        self.queries: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        sf.on_request("*", self._see)
+
+    def _see(self, req: Request) -> None:
+        if req.endpoint == "query":
+            kind = soql_kind(req.query.get("q", ""))
+            with self._lock:
+                self.queries[kind] += 1
+                if not req.subrequest:
+                    self.calls[kind] += 1
+            return
+        if req.subrequest:
+            return
+        if req.endpoint == "composite_request":
+            subs = (req.json() or {}).get("compositeRequest") or []
+            kinds = sorted(
+                {
+                    soql_kind(parse_qs(urlsplit(str(s.get("url"))).query).get("q", [""])[0])
+                    for s in subs
+                }
+            )
+            kind = "+".join(kinds)
+        else:
+            kind = f"{req.method} {req.endpoint} {req.params.get('sobject', '')}".strip()
+        with self._lock:
+            self.calls[kind] += 1
 
 
 def _by_endpoint(routes: dict[str, int]) -> dict[str, int]:
@@ -367,6 +434,10 @@ def show(r: Report, o: Options, baseline: NaiveReport | None) -> None:
           f"target ≤ {TARGET_SF_PER_1000:g}  {mark(k['sf'])}")  # fmt: skip
     top = sorted(r.sf_by_endpoint.items(), key=lambda i: -i[1])
     print("    " + ", ".join(f"{e} {n:,}" for e, n in top))
+    print("    calls by kind: " + ", ".join(f"{k} {n:,}" for k, n in r.sf_by_kind.items()))
+    print(
+        "    queries by kind: " + ", ".join(f"{k} {n:,}" for k, n in r.sf_queries_by_kind.items())
+    )
     print(f"  latency p50 / p95    {r.p50:.2f} s / {r.p95:.2f} s   "
           f"target p95 ≤ {o.poll + TARGET_LATENCY_SLACK:g} s  {mark(k['latency'])}")  # fmt: skip
     print(f"  peak RSS             {r.peak_rss_mb:.0f} MB   target ≤ {TARGET_RSS_MB:.0f} MB  "

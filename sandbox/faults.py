@@ -4,7 +4,9 @@ A rule names a *kind* of failure, an *endpoint* (a short stable route name, or `
 every route of that server) and how often it fires: ``count`` (the next N matching requests,
 or N records for per-record kinds), ``rate`` (each matching request or record with that
 probability, drawn from a seeded ``random.Random`` so a run replays exactly), or both (at that
-rate, at most N times). With neither, ``count=1``. Exhausted rules drop out of :attr:`Faults.rules`.
+rate, at most N times). With neither, ``count=1``. Exhausted rules drop out of
+:attr:`Faults.rules`. A *mix* (``server.inject_mix(menu, rate)``) is several kinds failing
+``rate`` of the requests between them, each kind an equal share.
 
 Tests call ``server.inject(kind, endpoint=…, count=…, rate=…, **options)``; other processes use
 the control endpoint ``/__sandbox/faults`` of the same server (``POST`` a JSON rule, ``GET`` the
@@ -65,7 +67,7 @@ from __future__ import annotations
 import random
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from http import HTTPStatus
 from typing import Any
@@ -154,6 +156,29 @@ class Faults:
             rule.id = self._serial
             self._rules.append(rule)
         return rule
+
+    def add_mix(
+        self, menu: Sequence[tuple[str, Mapping[str, Any]]], rate: float, endpoint: str = "*"
+    ) -> list[FaultRule]:
+        """Rules for several kinds that together fail ``rate`` of the requests, each kind
+        an equal share (``rate / len(menu)``), whatever its place in ``menu``.
+
+        A request meets the rules one after another (those of phase "before", then those of
+        "after", each in the order added) and the first that fires answers it: a rule is
+        drawn only for the requests every rule before it let pass. The same rate for all
+        would have the last kind fail the fewest requests; here each rule's own rate is its
+        share over what the rules drawn before it leave. A kind that applies to fewer
+        endpoints fails its share of those.
+        """
+        if not menu or not 0.0 < rate <= 1.0:
+            raise ValueError(f"a mix needs kinds and a rate in (0, 1], not {len(menu)}, {rate}")
+        share = rate / len(menu)
+        order = sorted(range(len(menu)), key=lambda i: menu[i][1].get("phase") == "after")
+        drawn_before = {i: n for n, i in enumerate(order)}
+        return [
+            self.add(kind, endpoint=endpoint, rate=share / (1 - drawn_before[i] * share), **options)
+            for i, (kind, options) in enumerate(menu)
+        ]
 
     def clear(self) -> None:
         """Remove every rule; the counters of what already fired stay."""

@@ -19,7 +19,7 @@ import re
 import socket
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
@@ -163,6 +163,13 @@ class SandboxServer:
         rule is live: its ``count`` goes down and its ``fired`` up as it fires.
         """
         return self._fault_rules.add(kind, endpoint=endpoint, count=count, rate=rate, **options)
+
+    def inject_mix(
+        self, menu: Sequence[tuple[str, Mapping[str, Any]]], rate: float, endpoint: str = "*"
+    ) -> list[FaultRule]:
+        """Make ``rate`` of the requests to ``endpoint`` fail, each kind of ``menu`` (kind,
+        options) an equal share of them (see :meth:`.faults.Faults.add_mix`)."""
+        return self._fault_rules.add_mix(menu, rate, endpoint)
 
     def clear_faults(self) -> None:
         self._fault_rules.clear()

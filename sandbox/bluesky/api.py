@@ -22,6 +22,11 @@ so. Served under ``/xrpc/<nsid>``:
 - Every answer carries ``RateLimit-Limit/-Remaining/-Reset/-Policy``: 3,000 requests per 5
   minutes per IP; past it, 429.
 
+Faults (:mod:`sandbox.faults`), beside the common kinds: ``rate_limit`` (429 with a reset
+``seconds`` away), ``bad_item`` (a page's first item without its author, or a wrong one) and
+``expired_token`` (400 ``ExpiredToken`` to a still-valid access JWT, as a PDS whose clock runs
+ahead says it; only on the endpoints that take one, :data:`AUTHED`).
+
 Notifications sort by the older of a post's index time and its ``createdAt``, so a backdated
 post lands below newer ones. As the appview indexes them (bluesky-social/atproto,
 packages/bsky/src/data-plane/server/indexing/plugins/post.ts): a post notifies each account
@@ -127,13 +132,28 @@ class Session:
     logins: list[datetime] = field(default_factory=list)
 
 
+# The endpoints that take the access JWT. ExpiredToken is the PDS's answer to an access token
+# past its expiry: createSession takes a password, and a refused refreshSession (its refresh
+# JWT expired or revoked) is another failure, met by logging in again, which is limited.
+AUTHED = frozenset(
+    {
+        "getProfiles",
+        "listNotifications",
+        "getAuthorFeed",
+        "searchPosts",
+        "getPosts",
+        "getPostThread",
+    }
+)
+
+
 class BlueskySandbox(SandboxServer):
     name = "bluesky-sandbox"
     fault_kinds: ClassVar[Mapping[str, Kind]] = kinds(
         {
             "rate_limit": Kind(frozenset({"seconds"}), {"seconds": 300.0}),
             "bad_item": Kind(frozenset({"how"}), {"how": "missing"}),
-            "expired_token": Kind(),
+            "expired_token": Kind(endpoints=AUTHED),
         }
     )
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from syncd.contracts import Crm
 from syncd.errors import AuthError, ExternalError
-from syncd.model import Candidate, CrmRef, PeopleChanges
+from syncd.model import Candidate, CrmRef, PeopleChanges, Profile
 from syncd.resolver import on_file
 from syncd.resolver.chain import Lookup, Policy, affected, resolve
 from syncd.state import crm_keys, linking, outbox, privacy
@@ -101,13 +101,15 @@ def run(
         if not todo or (lookup is not None and _gathering(todo, settings.batch, clock(), gather)):
             return result
         decisions = {}
-        for network in sorted({p.key.network for p in profiles.values()}):
-            mine = {i: p for i, p in profiles.items() if p.key.network == network}
-            decisions.update(
-                retrying(
-                    partial(resolve, crm, mine, settings.policy_for(network), rejected, lookup)
-                )
-            )
+        # One chain run for every network that shares a policy (the usual case: all of
+        # them): its look-ups and candidate search are then one set of batched CRM calls for
+        # the whole batch, not one set per network. The chain scores each author against
+        # its own network's ids, so mixing networks in one run links no one differently.
+        by_policy: dict[Policy, dict[int, Profile]] = {}
+        for i, p in profiles.items():
+            by_policy.setdefault(settings.policy_for(p.key.network), {})[i] = p
+        for policy, mine in by_policy.items():
+            decisions.update(retrying(partial(resolve, crm, mine, policy, rejected, lookup)))
         # Leads for authors nobody matched, where the network's policy says so. An upsert on
         # the network user id: a retry after a lost answer finds the same Lead.
         leads: dict[int, CrmRef] = {}

@@ -488,3 +488,21 @@ def test_a_reply_notifies_its_ancestors_up_to_four_levels_and_a_quote_its_author
 def n_list(body: dict[str, Any]) -> list[dict[str, Any]]:
     notes: list[dict[str, Any]] = body["notifications"]
     return notes
+
+
+def test_the_expired_token_fault_answers_only_what_an_access_token_asks(
+    sandbox: BlueskySandbox, world: dict[str, str]
+) -> None:
+    """A rule for every endpoint still logs in and refreshes (a password and a refresh JWT
+    are not access tokens: an ExpiredToken there would send a client to log in again), and
+    answers an access-token call with ExpiredToken."""
+    rule = sandbox.inject("expired_token", endpoint="*", rate=1.0)
+    client = login(sandbox)  # createSession, untouched
+    refreshed = httpx.post(
+        f"{sandbox.url}/xrpc/com.atproto.server.refreshSession",
+        headers={"Authorization": f"Bearer {client._session.refresh_jwt}"},
+    )
+    assert refreshed.status_code == 200 and rule.fired == 0
+    notes = raw(sandbox, client, "app.bsky.notification.listNotifications")
+    assert (notes.status_code, notes.json()["error"]) == (400, "ExpiredToken")
+    assert sandbox.faults.injected_by_kind == {"expired_token": 1}

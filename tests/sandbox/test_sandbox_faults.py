@@ -537,3 +537,24 @@ def test_deleted_and_purged_contacts_fail_their_tasks_naturally(sf: SalesforceSa
     assert [r["Id"] for r in everything["records"]] == [binned]
     with pytest.raises(KeyError):
         sf.delete("Contact", purged)
+
+
+def test_a_mix_fails_its_rate_each_kind_an_equal_share(x: XSandbox) -> None:
+    """Six kinds sharing 30 % of the requests: each fails 5 % of them, the last drawn as
+    often as the first (one rate for all had the last kind fail three quarters as many)."""
+    menu: list[tuple[str, dict[str, Any]]] = [
+        ("status", {"status": 500}),
+        ("stall", {"phase": "after"}),
+        ("drop", {}),
+        ("malformed", {"phase": "after"}),
+        ("rate_limit", {}),
+        ("bad_item", {}),
+    ]
+    x.faults.seed = 3
+    rules = x.inject_mix(menu, 0.3)
+    requests_made = 40_000
+    for _ in range(requests_made):  # as _handle draws: "before" first, "after" if none fired
+        x.faults.draw("mentions", "before") or x.faults.draw("mentions", "after")
+    shares = [r.fired / requests_made for r in rules]
+    assert sum(shares) == pytest.approx(0.3, abs=0.01)
+    assert all(share == pytest.approx(0.05, abs=0.005) for share in shares), shares

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -59,6 +60,8 @@ log = logging.getLogger("connectors.salesforce")
 # A user id the single-record upsert URL carries as it is (X's numeric ids): anything else
 # (a URI's "/", a DID's ":") goes in the body of a collections upsert instead.
 _PATH_SAFE = re.compile(r"[A-Za-z0-9_-]+")
+# How long a domain whose query alone filled the row cap is left out of candidate searches.
+CROWDED_FOR = 24 * 3600.0
 
 
 def _ask(
@@ -98,6 +101,17 @@ class SalesforceIdentity:
         self.session = session
         self.settings = settings
         self.messaging = MessagingEndUsers(session, settings)
+        self.clock = time.monotonic
+        # (object, domain term) → when it may be asked again: a domain that alone fills the
+        # row cap is shared by thousands of people (a mail provider no list names, a large
+        # employer), as useless for telling them apart as gmail.com; asking it again for
+        # every batch would cost a cascade of halved queries and 2,000 rows each time, for
+        # an arbitrary 2,000 of its people (the answer is cut at the cap).
+        self._crowded: dict[tuple[str, str], float] = {}
+        # Per object, the rows a candidate term found in recent searches: the next batch's
+        # terms are spread over as many queries as keep each answer under the cap, so the
+        # search is one composite call, not one whose answer fills the cap, then its halves.
+        self._rows_per_term: dict[str, float] = {}
 
     def personas(self, keys: Sequence[IdentityKey]) -> dict[IdentityKey, list[CrmRef]]:
         """The people the org's own persona records name for these authors: SocialPersona
@@ -154,13 +168,21 @@ class SalesforceIdentity:
         (see :mod:`connectors.salesforce.identity.search`): an OR of ``Email IN (…)``, phone
         patterns, name pairs, prefixes of one-word names and domains (e-mail and (Account)
         website). The queries go up to five to a composite call (a batch of 200 authors:
-        one query per object, one call for both). A query whose answer fills the 2,000-row
-        cap, or that Salesforce finds too complicated, is asked again in halves, so no
-        candidate is cut off; a single value that alone fills the cap is warned about.
-        Rows a loose pattern let through are dropped. An empty query makes no call.
+        one query per object, one call for both). Once earlier answers tell how many rows a
+        value finds, a batch's values are spread over as many queries as keep each answer
+        within three quarters of the cap, so a batch whose candidates are many is still one
+        call. A query
+        whose answer fills the 2,000-row cap, or that Salesforce finds too complicated, is
+        asked again in halves, so no candidate is cut off; a single value that alone fills
+        the cap is warned about.
+        Rows a loose pattern let through are dropped. An empty query makes no call. A domain
+        that alone fills the cap is scored this once (as far as the cap goes), then left out
+        of this client's searches for :data:`CROWDED_FOR`.
         """
         if not query:
             return []
+        now = self.clock()
+        self._crowded = {k: until for k, until in self._crowded.items() if until > now}
         budget, fields = Budget(), identity_fields(self.settings)
         every = self.settings.identity_fields
         also = keys.key_columns(every) if len(every) > 1 else []
@@ -170,7 +192,10 @@ class SalesforceIdentity:
             if obj not in SHAPES:
                 log.warning("%s: find_people knows no fields of %s; skipped", SYSTEM, obj)
                 continue
-            pending += [(obj, chunk) for chunk in search.people_chunks(obj, query)]
+            crowded = {text for o, text in self._crowded if o == obj}
+            rate = self._rows_per_term.get(obj, 0.0)
+            pending += [(obj, chunk) for chunk in search.people_chunks(obj, query, crowded, rate)]
+        seen: dict[str, list[int]] = {}  # per object: terms and rows of whole answers
         while pending:
             batch, pending = pending[: composite.MAX_QUERIES], pending[composite.MAX_QUERIES :]
             ask = partial(_ask, batch=batch, fields=fields, also=also)
@@ -180,7 +205,19 @@ class SalesforceIdentity:
                 if len(chunk) > 1 and (answer.error or len(answer.rows) >= CANDIDATE_LIMIT):
                     pending += [(obj, half) for half in search.halves(chunk)]
                     continue
-                if len(answer.rows) >= CANDIDATE_LIMIT:
+                if answer.error is None and len(answer.rows) < CANDIDATE_LIMIT:
+                    terms_rows = seen.setdefault(obj, [0, 0])
+                    terms_rows[0] += len(chunk)
+                    terms_rows[1] += len(answer.rows)
+                if len(answer.rows) >= CANDIDATE_LIMIT and chunk[0].kind == "domain":
+                    self._crowded[(obj, chunk[0].text)] = now + CROWDED_FOR
+                    log.warning(
+                        "%s: %d %ss share one e-mail or website domain, the cap: too many to "
+                        "tell apart, some are not scored, and the domain is left out of "
+                        "candidate searches for %d hours", SYSTEM, len(answer.rows), obj,
+                        CROWDED_FOR // 3600,
+                    )  # fmt: skip
+                elif len(answer.rows) >= CANDIDATE_LIMIT:
                     log.warning(
                         "%s: %d %ss match one value of a candidate query, the cap: some are "
                         "not scored", SYSTEM, len(answer.rows), obj,
@@ -189,6 +226,9 @@ class SalesforceIdentity:
                     person = person_record(obj, fields, row, query, every)
                     if person is not None:
                         found.setdefault((obj, person.ref.id), person)
+        for obj, (n, rows) in seen.items():
+            rate = rows / n
+            self._rows_per_term[obj] = (self._rows_per_term.get(obj, rate) + rate) / 2
         return list(found.values())
 
     def people_changes(self, mark: str | None) -> PeopleChanges:

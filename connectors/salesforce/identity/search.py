@@ -12,7 +12,8 @@ nearly halves what a batch of names costs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
 
 from connectors.salesforce.composite import STATEMENT_BUDGET
@@ -99,11 +100,27 @@ def _cost(term: Term, groups: set[str]) -> int:
     return len(term.text) + 4 + extra
 
 
-def people_chunks(obj: str, query: PeopleQuery) -> Iterator[list[Term]]:
-    """The query's terms for ``obj`` in runs whose statement stays within budget."""
+def people_chunks(
+    obj: str, query: PeopleQuery, leave_out: Container[str] = (), rows_per_term: float = 0.0
+) -> Iterator[list[Term]]:
+    """The query's terms for ``obj`` (but those whose text is in ``leave_out``) in runs whose
+    statement stays within budget. Given how many rows a term finds (``rows_per_term``, as
+    earlier answers went), terms expected to fill the row cap are first dealt out to as
+    many queries as keep each answer within three quarters of it (room for a batch that
+    finds more than the last), every k-th term to one (the e-mails, which find one row
+    each, and the name pairs, which find many, spread alike), so a batch is asked at once
+    rather than in a query that fills the cap and is asked again in halves."""
+    chosen = [t for t in terms(query, SHAPES[obj], obj) if t.text not in leave_out]
+    expected = len(chosen) * rows_per_term
+    parts = math.ceil(expected / (CANDIDATE_LIMIT * 3 // 4)) if expected >= CANDIDATE_LIMIT else 1
+    for share in (chosen[i::parts] for i in range(min(parts, len(chosen)))):
+        yield from _within_budget(share)
+
+
+def _within_budget(chosen: Sequence[Term]) -> Iterator[list[Term]]:
     chunk: list[Term] = []
     size, groups = 0, set[str]()
-    for term in terms(query, SHAPES[obj], obj):
+    for term in chosen:
         if chunk and size + _cost(term, groups) > STATEMENT_BUDGET:
             yield chunk
             chunk, size, groups = [], 0, set()

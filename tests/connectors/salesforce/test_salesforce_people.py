@@ -561,3 +561,62 @@ def test_a_name_pair_is_one_and_of_two_literal_prefixes(hostile: str) -> None:
         assert pattern and pattern.fullmatch(hostile + "tail")
         assert not pattern.fullmatch("z" + hostile)
         assert wild == hostile or not pattern.fullmatch(wild)
+
+
+# -- what a batch's search costs ---------------------------------------------------------------
+def _lower_cap(monkeypatch: pytest.MonkeyPatch, cap: int) -> None:
+    from connectors.salesforce.identity import identity, search
+
+    monkeypatch.setattr(identity, "CANDIDATE_LIMIT", cap)
+    monkeypatch.setattr(search, "CANDIDATE_LIMIT", cap)
+
+
+def test_a_batch_is_sized_by_the_rows_earlier_values_found(
+    sb: SalesforceSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each surname prefix finds three Contacts: a first batch of 20 fills the (lowered) cap
+    of 40 rows and is asked again in halves; a later batch like it is spread over queries
+    that stay under the cap from the start: one call, and every candidate still found."""
+    _lower_cap(monkeypatch, 40)
+    client = crm(sb, person_objects=["Contact"])
+    prefixes = [f"q{a}{b}" for a in "aeiou" for b in "bdgklmnprt"][:40]
+    for p in prefixes:
+        for n in range(3):
+            contact(sb, f"{p.capitalize()}son{n}")
+
+    def batch(part: list[str]) -> PeopleQuery:
+        return PeopleQuery(name_prefixes=frozenset(part))
+
+    first, first_calls = calls(client, lambda: client.find_people(batch(prefixes[:20])))
+    later, later_calls = calls(client, lambda: client.find_people(batch(prefixes[20:])))
+    assert (len(first), len(later)) == (60, 60)
+    assert first_calls == 2  # the whole batch filled the cap: its halves, in one more call
+    assert later_calls == 1
+
+
+def test_a_crowded_domain_is_asked_once_then_left_out_for_a_day(
+    sb: SalesforceSandbox, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _lower_cap(monkeypatch, 10)
+    client = crm(sb, person_objects=["Contact"])
+    for n in range(12):
+        contact(sb, f"Worker{n}", Email=f"w{n}@bigcorp.example")
+    alice = contact(sb, "Alice", Email="alice@bigcorp.example")
+    now = [1000.0]
+    client.identity.clock = lambda: now[0]
+    seen = soql_counter(sb)
+
+    def asked() -> int:
+        return sum("bigcorp.example%'" in q for q in seen)
+
+    query = PeopleQuery(
+        emails=frozenset({"alice@bigcorp.example"}), domains=frozenset({"bigcorp.example"})
+    )
+    with caplog.at_level(logging.WARNING, "connectors.salesforce"):
+        client.find_people(query)
+    assert asked() == 2 and "left out of candidate searches" in caplog.text  # then alone
+    again = client.find_people(query)
+    assert asked() == 2 and [p.ref.id for p in again] == [alice]  # the e-mail still finds her
+    now[0] += 24 * 3600
+    client.find_people(query)
+    assert asked() == 4  # a day on, asked again (the CRM may have changed)

@@ -20,7 +20,8 @@ BENCH = ROOT / "bench" / "chaos.py"
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(
     ("fault_rate", "networks"),
-    [(0.0, "x"), (0.2, "x"), (0.2, "x,mastodon,bluesky")],
+    # Faults on X are in the three-network run: an X-only one with faults would repeat it.
+    [(0.0, "x"), (0.2, "x,mastodon,bluesky")],
 )
 def test_no_interaction_is_lost_or_duplicated_across_kills(
     fault_rate: float, networks: str

@@ -173,8 +173,8 @@ class BlueskyClient:
                     self._login()
             except ValueError:
                 raise unusable from None
-            except AtProtocolError as exc:
-                if stored is not None and not isinstance(exc, RequestErrorBase):
+            except (AtProtocolError, httpx.HTTPError) as exc:
+                if stored is not None and not isinstance(exc, RequestErrorBase | httpx.HTTPError):
                     raise unusable from None
                 raise self.redact(classify(exc)) from None
             self._logged_in = True
@@ -240,9 +240,10 @@ class BlueskyClient:
                     return
                 try:
                     self._login()
-                except AtProtocolError as again:
+                except (AtProtocolError, httpx.HTTPError) as again:
                     raise self.redact(classify(again)) from None
-            except AtProtocolError as exc:
+            # The SDK lets the transport's own errors (a dropped connection) through as they are.
+            except (AtProtocolError, httpx.HTTPError) as exc:
                 raise self.redact(classify(exc)) from None
 
     def _kept_by_another(self) -> bool:
@@ -254,7 +255,7 @@ class BlueskyClient:
             return False
         try:
             self.sdk.login(session_string=stored, fetch_bsky_profile=False)
-        except (AtProtocolError, ValueError):
+        except (AtProtocolError, httpx.HTTPError, ValueError):
             return False
         return True
 

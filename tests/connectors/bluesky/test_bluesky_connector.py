@@ -171,6 +171,21 @@ def test_an_expired_token_is_refreshed_once_and_the_call_made_again(
     assert (world.logins(), world.refreshes()) == (1, 1)
 
 
+def test_a_refresh_cut_off_by_the_network_is_a_transient_failure(
+    world: World, source: BlueskySource
+) -> None:
+    """The SDK lets a dropped connection through as httpx's own error: during the refresh an
+    ExpiredToken asks for, it must still be a failure the runner retries, not a crash."""
+    uri = world.mention()
+    source.fetch(world.brand, Stream.MENTIONS, Cursor())
+    world.sandbox.expire_sessions()
+    world.sandbox.inject("drop", endpoint="refreshSession", count=1)
+    with pytest.raises(TransientError):
+        source.fetch(world.brand, Stream.MENTIONS, Cursor())
+    assert read([source.fetch(world.brand, Stream.MENTIONS, Cursor())]) == [uri]
+    assert world.logins() == 1
+
+
 def test_a_refused_refresh_token_logs_in_once_and_no_more(world: World) -> None:
     first = world.source()
     first.fetch(world.brand, Stream.MENTIONS, Cursor())  # an earlier process logged in

@@ -107,15 +107,7 @@ class FacebookSource(MetaSource):
             settings.access_token.reveal(),
             page_id=settings.page_id,
             messenger=settings.messenger,
-            app_secret=settings.app_secret.reveal() if settings.app_secret else None,
-            graph_version=settings.graph_version,
-            watch_window=settings.watch_window,
-            page_size=settings.page_size,
-            timeout=settings.timeout,
-            api_base_url=settings.api_base_url,
-            start=settings.start,
-            pace_at=settings.pace_at,
-            webhook=settings.webhook,
+            **settings.source_options(),
         )
 
     def resolve_accounts(self, handles: Sequence[str]) -> dict[str, Account]:

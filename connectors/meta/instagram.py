@@ -71,16 +71,8 @@ class InstagramSource(MetaSource):
         return cls(
             settings.access_token.reveal(),
             ig_user_id=settings.ig_user_id,
-            app_secret=settings.app_secret.reveal() if settings.app_secret else None,
-            graph_version=settings.graph_version,
-            watch_window=settings.watch_window,
-            page_size=settings.page_size,
-            timeout=settings.timeout,
-            api_base_url=settings.api_base_url,
             instagram_login=settings.instagram_login,
-            start=settings.start,
-            pace_at=settings.pace_at,
-            webhook=settings.webhook,
+            **settings.source_options(),
         )
 
     def resolve_accounts(self, handles: Sequence[str]) -> dict[str, Account]:

@@ -65,6 +65,20 @@ class _MetaSettings(SourceSettings):
             )
         return value
 
+    def source_options(self) -> dict[str, Any]:
+        """The keyword arguments every Meta source takes from its settings."""
+        return {
+            "app_secret": self.app_secret.reveal() if self.app_secret else None,
+            "graph_version": self.graph_version,
+            "watch_window": self.watch_window,
+            "page_size": self.page_size,
+            "timeout": self.timeout,
+            "api_base_url": self.api_base_url,
+            "start": self.start,
+            "pace_at": self.pace_at,
+            "webhook": self.webhook,
+        }
+
 
 def _default_accounts(data: Any, id_key: str) -> Any:
     """``accounts`` defaults to the one account the source reads, by its id."""

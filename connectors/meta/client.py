@@ -428,6 +428,14 @@ class GraphClient:
         body, _ = self._get(path, list((params or {}).items()))
         return body
 
+    def debug_token(self) -> dict[str, Any]:
+        """``GET /debug_token?input_token=<this token>``: what Meta says of the token itself
+        (its type, app, permissions, expiry) [doc: graph-api/reference/debug_token]. The
+        endpoint takes the token inspected only as ``input_token``; it is masked in every
+        error like the token it is, and the request's URL is never logged (urllib3's logger
+        is kept at WARNING)."""
+        return self.get("debug_token", {"input_token": self._token})
+
     def page(
         self,
         path: str,

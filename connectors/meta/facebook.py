@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from connectors.meta import backfill, hints
-from connectors.meta.client import PermissionDenied
+from connectors.meta.check import facebook_check
 from connectors.meta.parse import (
     NETWORK_FACEBOOK,
     clip,
@@ -31,14 +31,13 @@ from connectors.meta.walk import (
     after_cursor,
     as_int,
     data_time,
-    fix_for,
     iso,
     mark_fields,
     moved_mark,
     read_from,
 )
 from syncd.contracts import CheckRow, ConnectorSettings, KnownAuthors
-from syncd.errors import ExternalError, MalformedAnswer
+from syncd.errors import MalformedAnswer
 from syncd.model import Account, Author, Cursor, Page, PostCount, Segment, Stream
 
 if TYPE_CHECKING:
@@ -472,115 +471,8 @@ class FacebookSource(MetaSource):
 
     # check
     def check(self, handles: Sequence[str]) -> list[CheckRow]:
-        """The token is a Page token of this Page (``/me`` answers as the Page), what each
-        stream reads is readable (the permissions it needs named), whether Meta withholds
-        authors (App Review), and the handles."""
-        try:
-            me = self._get("me", {"fields": "id,name"})
-        except ExternalError as exc:
-            return [CheckRow("Page token", False, str(exc), fix_for(exc, "Page token"))]
-        if me.get("id") != self.page_id:
-            return [
-                CheckRow(
-                    "Page token",
-                    False,
-                    f"the token answers as {clip(str(me.get('id')), 40)}, not as Page "
-                    f"{self.page_id}: it is a user token or another Page's",
-                    "issue a Page access token of this Page (GET /me/accounts with a Page "
-                    "admin's long-lived user token gives it) and set access_token to it",
-                )
-            ]
-        rows = [CheckRow("Page token", True, f"a Page token of {me.get('name')} ({self.page_id})")]
-        rows.append(
-            self._probe(
-                "posts and comments",
-                f"{self.page_id}/feed",
-                {"fields": "id,comments.limit(5){from}", "limit": 5},
-                "pages_read_engagement, pages_read_user_content, pages_show_list",
-            )
-        )
-        if self.messenger:
-            rows.append(
-                self._probe(
-                    "Messenger",
-                    f"{self.page_id}/conversations",
-                    {"platform": "messenger", "fields": "id", "limit": 1},
-                    "pages_messaging, pages_manage_metadata, pages_read_engagement",
-                )
-            )
-        rows.append(self._authors_row())
-        rows.append(
-            self._webhook_row(
-                "the Page's feed and mention fields",
-                "polling reads the Page's posts, comments, visitor and tagged posts and "
-                "Messenger; mentions of the Page in comments and posts elsewhere reach syncd "
-                "only by the Page 'mention' webhook (and Messenger messages beyond a thread's "
-                "20 newest only by the 'messages' webhook, which syncd does not read)",
-            )
-        )
-        for handle in handles:
-            given = handle.strip().removeprefix("@")
-            name = str(me.get("name") or "")
-            if given == self.page_id or given.lower() == name.lower():
-                rows.append(CheckRow(handle, True, f"Page {self.page_id}"))
-            else:
-                rows.append(
-                    CheckRow(
-                        handle,
-                        False,
-                        f"{handle} is not this source's Page ({name}, {self.page_id})",
-                        "set accounts to the Page's id or name",
-                    )
-                )
-        return rows
-
-    def _probe(self, item: str, path: str, params: Mapping[str, str | int], needs: str) -> CheckRow:
-        try:
-            self._list(path, params)
-        except PermissionDenied as exc:
-            named = ", ".join(exc.permissions) or needs
-            return CheckRow(
-                item,
-                False,
-                str(exc),
-                f"grant the app {named} (it needs {needs}) and issue a new Page token",
-            )
-        except ExternalError as exc:
-            return CheckRow(item, False, str(exc), fix_for(exc, "Page token"))
-        return CheckRow(item, True, f"readable (uses {needs})")
-
-    def _authors_row(self) -> CheckRow:
-        """Whether the recent comments carry ``from``: without Advanced Access Meta leaves
-        it out for people with no role on the app."""
-        try:
-            listing = self._list(
-                f"{self.page_id}/feed",
-                {"fields": "id,comments.limit(25){from}", "limit": 10},
-            )
-        except ExternalError as exc:
-            return CheckRow("comment authors", False, str(exc), fix_for(exc, "Page token"))
-        comments = [
-            c
-            for p in listing.data
-            if isinstance(p, dict) and isinstance(p.get("comments"), dict)
-            for c in p["comments"].get("data", [])
-            if isinstance(c, dict)
-        ]
-        withheld = sum(1 for c in comments if "from" not in c)
-        if withheld:
-            return CheckRow(
-                "comment authors",
-                False,
-                f"Meta withheld the author of {withheld} of {len(comments)} recent comments: "
-                "the app lacks Advanced Access, so people without a role on it are faceless "
-                "(stored, linked to no one, counted in syncd status)",
-                "submit the app for App Review (pages_read_user_content, pages_messaging with "
-                "Advanced Access; Business Verification), then issue a new Page token",
-            )
-        return CheckRow(
-            "comment authors", True, f"Meta named the author of all {len(comments)} recent comments"
-        )
-
+        """What ``syncd check`` reports of this Page (:func:`.check.facebook_check`)."""
+        return facebook_check(self, self.page_id, self.messenger, handles)
 
 if TYPE_CHECKING:  # the contracts are structural: have mypy hold the class to them
     _f: type[Source] = FacebookSource

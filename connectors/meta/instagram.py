@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from connectors.meta import backfill, hints
-from connectors.meta.client import PermissionDenied
+from connectors.meta.check import instagram_check
 from connectors.meta.parse import (
     NETWORK_INSTAGRAM,
     mentioned,
@@ -27,13 +27,12 @@ from connectors.meta.walk import (
     after_cursor,
     as_int,
     data_time,
-    fix_for,
     mark_fields,
     read_from,
     replies_of,
 )
 from syncd.contracts import CheckRow, ConnectorSettings, KnownAuthors
-from syncd.errors import ExternalError, MalformedAnswer
+from syncd.errors import MalformedAnswer
 from syncd.model import Account, Author, Cursor, Page, PostCount, Segment, Stream
 
 if TYPE_CHECKING:
@@ -375,56 +374,8 @@ class InstagramSource(MetaSource):
         return backfill.step_page(got, at, following, self.network)
 
     def check(self, handles: Sequence[str]) -> list[CheckRow]:
-        """The account is readable with the token, its media and comments are, and the
-        handles name it."""
-        try:
-            me = self._get(self.ig_user_id, {"fields": "id,username"})
-        except ExternalError as exc:
-            return [CheckRow("Instagram account", False, str(exc), fix_for(exc, "Page token"))]
-        username = str(me.get("username") or "")
-        rows = [CheckRow("Instagram account", True, f"@{username} ({self.ig_user_id})")]
-        try:
-            self._list(
-                f"{self.ig_user_id}/media",
-                {"fields": "id,comments.limit(1){id}", "limit": 1},
-            )
-            rows.append(CheckRow("media and comments", True, "readable"))
-        except PermissionDenied as exc:
-            rows.append(
-                CheckRow(
-                    "media and comments",
-                    False,
-                    str(exc),
-                    "grant instagram_basic and instagram_manage_comments (Instagram Login: "
-                    "instagram_business_basic, instagram_business_manage_comments) and issue "
-                    "a new token",
-                )
-            )
-        except ExternalError as exc:
-            rows.append(CheckRow("media and comments", False, str(exc), fix_for(exc, "Page token")))
-        rows.append(
-            self._webhook_row(
-                "the Instagram account's mentions and comments fields",
-                "polling reads comments on the account's media and media tagging it; "
-                "@mentions in other people's captions and comments reach syncd only by the "
-                "Instagram 'mentions' webhook",
-            )
-        )
-        for handle in handles:
-            given = handle.strip().removeprefix("@")
-            if given.lower() in (username.lower(), self.ig_user_id):
-                rows.append(CheckRow(handle, True, f"@{username} ({self.ig_user_id})"))
-            else:
-                rows.append(
-                    CheckRow(
-                        handle,
-                        False,
-                        f"{handle} is not this source's account (@{username})",
-                        "set accounts to the account's username",
-                    )
-                )
-        return rows
-
+        """What ``syncd check`` reports of this account (:func:`.check.instagram_check`)."""
+        return instagram_check(self, self.ig_user_id, handles)
 
 if TYPE_CHECKING:  # the contracts are structural: have mypy hold the class to them
     _i: type[Source] = InstagramSource

@@ -53,19 +53,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from connectors._http import ResponseReporter
-from connectors.meta.client import DEFAULT_VERSION, GraphClient, GraphPage, PermissionDenied
+from connectors.meta.client import DEFAULT_VERSION, GraphClient, GraphPage
 from connectors.meta.parse import Translated
 from connectors.meta.receiver import MetaWebhook, WebhookSettings
 from connectors.meta.settings import FEED_MAX, WATCH_WINDOW, valid_version
 from syncd.contracts import (
-    CheckRow,
     ConnectorSettings,
     ResponseObserver,
     WebhookEndpoint,
     parse_start,
     start_moment,
 )
-from syncd.errors import AuthError, BadItem, ExternalError, MalformedAnswer, NotFound, RateLimited
+from syncd.errors import AuthError, BadItem, ExternalError, MalformedAnswer, NotFound
 from syncd.model import (
     Account,
     Author,
@@ -301,6 +300,7 @@ class MetaSource:
     ) -> None:
         self.account_id = account_id
         self.webhook_settings = webhook
+        self.instagram_login = instagram_login
         # The walk's own time (its start, the watch window): a test's clock may stand in.
         self.clock = clock or (lambda: datetime.now(UTC))
         self.watch_window = timedelta(seconds=watch_window)
@@ -338,24 +338,6 @@ class MetaSource:
         if self.webhook_settings is None:
             return None
         return MetaWebhook.from_settings(self.webhook_settings)
-
-    def _webhook_row(self, fields: str, missed: str) -> CheckRow:
-        """Whether the webhook is configured, and what is missed without it. Configured, it
-        cannot be reached from here: Meta's dashboard says whether deliveries arrive."""
-        if self.webhook_settings is not None:
-            return CheckRow(
-                "webhooks",
-                True,
-                f"configured: subscribe the app to {fields} with the callback URL "
-                "https://<this host>/webhooks/<source name> (the App Dashboard's test delivery "
-                "shows whether it reaches syncd)",
-            )
-        return CheckRow(
-            "webhooks",
-            True,
-            f"not configured: {missed}; to read them, add [sources.webhook] (verify_token, "
-            f"app_secret) and subscribe the app to {fields}",
-        )
 
     def plan_gap(
         self, account: Account, stream: Stream, since_id: str, until_id: str, now: datetime
@@ -480,12 +462,3 @@ class MetaSource:
                     dropped[key] = None
         return dropped
 
-
-def fix_for(exc: ExternalError, token_name: str) -> str:
-    if isinstance(exc, AuthError):
-        return f"issue a new {token_name} and set access_token to it"
-    if isinstance(exc, RateLimited):
-        return "wait for Meta's usage to fall (syncd paces itself on it)"
-    if isinstance(exc, PermissionDenied):
-        return "grant the permissions named and issue a new token"
-    return "check api_base_url and that this host reaches Graph"

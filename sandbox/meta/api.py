@@ -26,7 +26,11 @@ that answered):
   ``mentioned_comment.comment_id(…)``), ``/{ig-user-id}/media``, ``/{ig-user-id}/tags``,
   ``/{ig-media-id}``, ``/{ig-media-id}/comments`` (top-level only, newest first, at most 50
   a call), ``/{ig-comment-id}``, ``/{ig-comment-id}/replies``.
-- ``/me``, ``/me/accounts`` (user token: the Pages with their tokens), ``/debug_token``.
+- ``/me``, ``/me/accounts`` (user token: the Pages with their tokens), ``/debug_token``
+  (``granular_scopes`` with ``target_ids`` when a grant names some Pages or accounts only:
+  :meth:`MetaSandbox.grant`), ``/{page-id}/subscribed_apps`` (the apps subscribed to the
+  Page's webhooks and their fields, to a Page token with pages_manage_metadata:
+  :meth:`MetaSandbox.subscribe_app`).
 - Tokens as ``access_token`` or ``Authorization: Bearer``/``OAuth``; ``appsecret_proof``
   checked when sent (required when ``require_appsecret_proof``). No token: code 104; unknown:
   190; expired: 190/463; invalidated: 190 with its subcode (460 password changed, 492 Page
@@ -164,6 +168,7 @@ class MetaSandbox(GraphViews, SandboxServer):
         v = "/{version}"
         for pattern, endpoint in (
             (v + "/debug_token", "debug_token"),
+            (v + "/{id}/subscribed_apps", "subscribed_apps"),
             (v + "/{id}/accounts", "accounts"),
             (v + "/{id}/feed", "feed"),
             (v + "/{id}/posts", "posts"),
@@ -237,6 +242,69 @@ class MetaSandbox(GraphViews, SandboxServer):
     def expire_token(self, value: str) -> None:
         with self.lock:
             self.store.tokens[value].expires_at = self.clock() - timedelta(seconds=1)
+
+    def grant(
+        self,
+        value: str,
+        *,
+        scopes: tuple[str, ...] | None = None,
+        targets: Mapping[str, tuple[str, ...]] | None = None,
+        expires_at: datetime | None = None,
+        data_access_until: datetime | None = None,
+    ) -> Token:
+        """What ``debug_token`` says of a token: its permissions, those granted for some
+        Pages or accounts only (``targets``, permission -> ids), when it expires, when the
+        app's access to the data lapses. Unnamed: left as they are."""
+        with self.lock:
+            token = self.store.tokens[value]
+            if scopes is not None:
+                token.scopes = scopes
+            if targets is not None:
+                token.targets = dict(targets)
+            if expires_at is not None:
+                token.expires_at = expires_at
+            if data_access_until is not None:
+                token.data_access_expires_at = data_access_until
+            return token
+
+    def subscribe_app(
+        self, page_id: str, fields: Iterable[str], *, app_id: str | None = None, name: str = ""
+    ) -> None:
+        """An app subscribed to the Page's webhook ``fields`` (this stand-in's app unless
+        ``app_id`` names another); no fields: unsubscribed."""
+        with self.lock:
+            apps = self.store.pages[page_id].subscribed_apps
+            app = app_id or self.app_id
+            wanted = tuple(fields)
+            if wanted:
+                apps[app] = (name or (self.app_name if app == self.app_id else app), wanted)
+            else:
+                apps.pop(app, None)
+
+    def _subscribed_apps(self, target: str, ctx: Ctx) -> JsonObject:
+        """``GET /{page-id}/subscribed_apps``: "A Page access token … The
+        pages_manage_metadata permission" [doc: page/subscribed_apps]."""
+        page = self.store.pages.get(target)
+        if page is None:
+            raise errors.not_found(target)
+        if ctx.token.type != "PAGE" or ctx.token.page_id != target:
+            raise GraphError(
+                210, "(#210) A page access token is required to request this resource."
+            )
+        if "pages_manage_metadata" not in ctx.token.scopes:
+            raise GraphError(
+                200,
+                "(#200) Requires pages_manage_metadata permission to manage the object",
+            )
+        data = [
+            {
+                "name": name,
+                "id": app_id,
+                "subscribed_fields": list(fields),
+            }
+            for app_id, (name, fields) in page.subscribed_apps.items()
+        ]
+        return {"data": data}
 
     def add_person(self, name: str, *, has_role: bool = False) -> Person:
         with self.lock:
@@ -642,6 +710,8 @@ class MetaSandbox(GraphViews, SandboxServer):
         if endpoint == "debug_token":
             return self._debug_token(req.query, ctx)
         target = self._resolve_id(req.params["id"], ctx)
+        if endpoint == "subscribed_apps":
+            return self._subscribed_apps(target, ctx)
         specs = self._fields(req.query.get("fields"))
         if endpoint == "node":
             return self._node(target, specs, ctx)

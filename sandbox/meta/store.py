@@ -48,6 +48,8 @@ class Page:
     # list their Messenger threads (research/meta.md §0.6, §1d, §1f.5).
     advanced_access: bool = True
     instagram_account: str | None = None
+    # The apps subscribed to the Page's webhooks: app id -> (app name, subscribed fields).
+    subscribed_apps: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -160,6 +162,11 @@ class Token:
     expires_at: datetime | None = None  # None: never (a long-lived Page token)
     invalid_subcode: int | None = None  # 460, 492, ...: invalidated for good
     issued_at: datetime | None = None
+    # A permission granted for these Page or Instagram account ids only (debug_token's
+    # granular_scopes target_ids); one not named here applies to all.
+    targets: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # When the app's access to the data lapses; None: 90 days after issue.
+    data_access_expires_at: datetime | None = None
 
 
 PAGE_SCOPES = (

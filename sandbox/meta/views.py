@@ -1126,16 +1126,21 @@ class GraphViews:
         expired = token.expires_at is not None and token.expires_at <= now
         valid = token.invalid_subcode is None and not expired
         issued = token.issued_at or now
+        data_access = token.data_access_expires_at or issued + timedelta(days=90)
         data.update(
             type=token.type,
-            data_access_expires_at=int((issued + timedelta(days=90)).timestamp()),
+            data_access_expires_at=int(data_access.timestamp()),
             expires_at=0 if token.expires_at is None else int(token.expires_at.timestamp()),
             is_valid=valid,
         )
         if token.type == "PAGE":
             data["profile_id"] = token.page_id
         data["scopes"] = list(token.scopes)
-        data["granular_scopes"] = [{"scope": s} for s in token.scopes if s != "public_profile"]
+        data["granular_scopes"] = [
+            {"scope": s, **({"target_ids": list(token.targets[s])} if s in token.targets else {})}
+            for s in token.scopes
+            if s != "public_profile"
+        ]
         data["user_id"] = token.user_id
         if not valid:
             subcode = token.invalid_subcode or 463

@@ -174,6 +174,17 @@ def test_poll_backfill_check_status_forget_and_compliance(meta: Meta) -> None:
     authors = rows[("acme-facebook", "comment authors")]
     assert not authors["ok"] and "App Review" in authors["fix"], authors
     assert [k for k, r in rows.items() if not r["ok"]] == [("acme-facebook", "comment authors")]
+    # What Meta says of the token itself, for both sources: the Page's long-lived token.
+    assert rows[("acme-instagram", "Page token")]["ok"], rows
+    for name in ("acme-facebook", "acme-instagram"):
+        assert rows[(name, "token expiry")]["detail"].startswith("never expires"), rows
+    # Meta's data access for the token lapses in a week: both sources fail, with the fix.
+    m.grant(SECRETS.meta_page_token, data_access_until=datetime.now(UTC) + timedelta(days=7))
+    lapsing = {(r["target"], r["item"]): r for r in meta.json("check", ok=False)["checks"]}
+    for name in ("acme-facebook", "acme-instagram"):
+        row = lapsing[(name, "data access")]
+        assert not row["ok"] and "log in through the app again" in row["fix"], row
+    m.grant(SECRETS.meta_page_token, data_access_until=datetime.now(UTC) + timedelta(days=90))
 
     status = meta.json("status")
     assert {(w["network"], w["interactions"]) for w in status["withheld"]} == {("facebook", 1)}

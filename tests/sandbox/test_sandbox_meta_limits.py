@@ -102,6 +102,54 @@ def test_debug_token_has_the_recorded_shape(w: World, clock: Clock) -> None:
     assert dead["is_valid"] is False and dead["error"]["subcode"] == 492
 
 
+def test_debug_token_tells_a_grant_and_its_ends_in_the_recorded_shape(
+    w: World, clock: Clock
+) -> None:
+    real = recorded("python-facebook/base/token_info.json")
+    w.sb.grant(
+        PAGE_TOKEN,
+        scopes=("pages_show_list", "pages_manage_metadata", "public_profile"),
+        targets={"pages_show_list": (w.page.id, "199999999999999")},
+        expires_at=clock.now + timedelta(days=3),
+        data_access_until=clock.now + timedelta(days=5),
+    )
+    data = get(w.sb, "/debug_token", PAGE_TOKEN, input_token=PAGE_TOKEN).json()["data"]
+    # Named by the debug_token reference, not recorded: a Page token's Page, and the Pages
+    # or accounts a permission was granted for ("if permission applies to all, targets will
+    # not be shown").
+    grants = [{k: v for k, v in g.items() if k != "target_ids"} for g in data["granular_scopes"]]
+    ours = {k: v for k, v in data.items() if k != "profile_id"} | {"granular_scopes": grants}
+    assert_same_shape({"data": ours}, real, "debug_token")
+    assert set(real["data"]) - set(data) == set()  # every recorded key is answered
+    assert data["granular_scopes"] == [
+        {"scope": "pages_show_list", "target_ids": [w.page.id, "199999999999999"]},
+        {"scope": "pages_manage_metadata"},
+    ]
+    assert data["expires_at"] == int((clock.now + timedelta(days=3)).timestamp())
+    assert data["data_access_expires_at"] == int((clock.now + timedelta(days=5)).timestamp())
+
+
+def test_subscribed_apps_lists_the_pages_webhook_apps_to_its_page_token(w: World) -> None:
+    assert get(w.sb, f"/{w.page.id}/subscribed_apps").json() == {"data": []}
+    w.sb.subscribe_app(w.page.id, ["feed", "mention"])
+    w.sb.subscribe_app(w.page.id, ["leadgen"], app_id="999000999000999", name="Other app")
+    (ours, other) = get(w.sb, f"/{w.page.id}/subscribed_apps").json()["data"]
+    assert ours == {
+        "name": w.sb.app_name,
+        "id": w.sb.app_id,
+        "subscribed_fields": ["feed", "mention"],
+    }
+    assert other["id"] == "999000999000999" and other["subscribed_fields"] == ["leadgen"]
+    w.sb.subscribe_app(w.page.id, [])
+    assert [a["id"] for a in get(w.sb, "/me/subscribed_apps").json()["data"]] == [other["id"]]
+    # A Page token with pages_manage_metadata only [doc: page/subscribed_apps].
+    user = get(w.sb, f"/{w.page.id}/subscribed_apps", USER_TOKEN).json()["error"]
+    assert user["code"] == 210
+    w.sb.grant(PAGE_TOKEN, scopes=("pages_show_list",))
+    denied = get(w.sb, f"/{w.page.id}/subscribed_apps").json()["error"]
+    assert denied["code"] == 200 and "pages_manage_metadata" in denied["message"]
+
+
 def test_appsecret_proof_is_checked_when_sent_and_required_when_set(clock: Clock) -> None:
     with _sandbox(clock, require_appsecret_proof=True) as sb:
         world(sb, clock)

@@ -251,6 +251,7 @@ def test_check_says_whether_the_webhook_is_configured_and_what_is_missed(
         clock=clock,
         webhook=hooked(monkeypatch, sandbox),
     )
+    sandbox.subscribe_app(page.id, ["feed"])  # Instagram's webhooks need the linked Page's
     rows = {r.item: r for r in with_hook.check(["acme"])}
     assert rows["webhooks"].ok and rows["webhooks"].detail.startswith("configured")
     assert with_hook.webhook() is not None

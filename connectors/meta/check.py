@@ -158,10 +158,10 @@ def _when(stamp: int) -> datetime:
 
 
 def _left(at: datetime, now: datetime) -> str:
-    days = (at - now).total_seconds() / 86400
-    if days < 0:
+    days = int((at - now).total_seconds() // 86400)
+    if at <= now:
         return "already past"
-    return f"in {days:.0f} days" if days >= 1 else "within a day"
+    return "within a day" if days < 1 else f"in {days} day{'s' if days > 1 else ''}"
 
 
 def _expiry_rows(info: TokenInfo, now: datetime) -> list[CheckRow]:
@@ -426,7 +426,10 @@ def facebook_check(
         return [CheckRow("Page token", False, str(exc), fix_for(exc, "Page token"))]
     if info is not None and not info.valid:
         return [CheckRow("Page token", False, f"Meta says: {info.problem}", PAGE_TOKEN_FIX)]
-    if info is not None and (info.type != "PAGE" or info.profile_id != page_id):
+    # A Page token without profile_id is left to /me.
+    if info is not None and (
+        info.type != "PAGE" or (info.profile_id is not None and info.profile_id != page_id)
+    ):
         whose = (
             f"Page {clip(str(info.profile_id), 40)}'s"
             if info.type == "PAGE"
@@ -527,6 +530,7 @@ def instagram_check(source: MetaSource, ig_user_id: str, handles: Sequence[str])
     token_name = "Instagram token" if source.instagram_login else "Page token"
     rows: list[CheckRow] = []
     info: TokenInfo | None = None
+    why = ""
     page_id: str | None = None
     if source.instagram_login:
         rows += _instagram_login_token(source, ig_user_id)
@@ -545,7 +549,8 @@ def instagram_check(source: MetaSource, ig_user_id: str, handles: Sequence[str])
     except ExternalError as exc:
         return [*rows, CheckRow("Instagram account", False, str(exc), fix_for(exc, token_name))]
     username = str(me.get("username") or "")
-    rows.append(CheckRow("Instagram account", True, f"@{username} ({ig_user_id})"))
+    unread = _not_inspected(why) if info is None and not source.instagram_login else ""
+    rows.append(CheckRow("Instagram account", True, f"@{username} ({ig_user_id}){unread}"))
     if info is not None and page_id is not None:
         rows += _expiry_rows(info, source.clock())
         ids = {"pages_": page_id, "instagram_": ig_user_id}
@@ -626,7 +631,7 @@ def _instagram_login_token(source: MetaSource, ig_user_id: str) -> list[CheckRow
     except ExternalError as exc:
         return [CheckRow("Instagram token", False, str(exc), fix_for(exc, "Instagram token"))]
     username = clip(str(me.get("username") or ""), 60)
-    if ig_user_id not in (me.get("user_id"), me.get("id")):
+    if ig_user_id not in (str(me.get("user_id")), str(me.get("id"))):
         return [
             CheckRow(
                 "Instagram token",

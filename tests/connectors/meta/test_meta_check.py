@@ -163,13 +163,17 @@ def test_a_token_or_its_data_access_ending_within_two_weeks_fails_with_the_fix(
 
 def test_a_token_meta_will_not_inspect_falls_back_to_me(graph: Graph) -> None:
     sandbox, page, clock = graph.sandbox, graph.page, graph.clock
-    sandbox.faults.add("status", endpoint="debug_token", status=503)
+    sandbox.faults.add("status", endpoint="debug_token", status=503, count=2)
     rows = facebook_rows(sandbox, page, clock)
     token = rows["Page token"]
     assert token.ok and page.id in token.detail
     assert "Meta would not inspect it" in token.detail and "not checked" in token.detail
     assert "token expiry" not in rows and "permissions: posts and comments" not in rows
     assert rows["posts and comments"].ok  # the probes still run
+    account = sandbox.add_instagram_account(page.id, "acme")
+    rows = instagram_rows(sandbox, account.id, clock)
+    assert "Page token" not in rows and failing(rows) == []
+    assert "Meta would not inspect it" in rows["Instagram account"].detail
 
 
 # -- webhooks -------------------------------------------------------------------------------------

@@ -27,8 +27,16 @@ from connectors.meta.facebook import FacebookSource
 from connectors.meta.receiver import WebhookSettings, hint_kind
 from sandbox.meta.api import MetaSandbox
 from sandbox.meta.store import Message
-from syncd.model import Account, Cursor, Direction, Interaction, Page, Stream, WebhookHint
-from syncd.model import merge_marks
+from syncd.model import (
+    Account,
+    Cursor,
+    Direction,
+    Interaction,
+    Page,
+    Stream,
+    WebhookHint,
+    merge_marks,
+)
 from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.service.http import HealthServer
 from syncd.service.webhooks import SourceWebhooks

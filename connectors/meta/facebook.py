@@ -112,6 +112,10 @@ def _since_mark(
     return fresh, False
 
 
+def _tag_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _data_of(value: Any) -> list[Any]:
     data = value.get("data") if isinstance(value, dict) else None
     return data if isinstance(data, list) else []
@@ -201,16 +205,21 @@ class FacebookSource(MetaSource):
         ``{post}_{comment}``: on the Page's feed its post is ``{page}_{post}``, which Graph
         answers only when the post is the Page's (one more call: the comment names no Page,
         and a forged delivery may name any comment the token can read); a mention is on
-        someone else's post, which the id does not name fully."""
+        someone else's post, which the id does not name fully, and must tag the Page."""
         if not _FB_ID.fullmatch(comment_id):
             return
-        body = self._get(comment_id, {"fields": COMMENT_FIELDS})
+        kind = "facebook:feed:comment" if on_page else "facebook:mention:comment"
+        hint = WebhookHint(self.page_id, comment_id, kind)
+        fields = COMMENT_FIELDS if on_page else f"{COMMENT_FIELDS},message_tags"
+        body = self._get(comment_id, {"fields": fields})
         if body.get("id") != comment_id:
             return
         post_id = f"{self.page_id}_{comment_id.split('_')[0]}" if on_page else None
         if post_id is not None and not self._pages_post(post_id):
-            kind = "facebook:feed:comment"
-            self._drop_hint(WebhookHint(self.page_id, comment_id, kind), "not on the Page's post")
+            self._drop_hint(hint, "not on the Page's post")
+            return
+        if not on_page and not self._tags_page(body):
+            self._drop_hint(hint, "does not tag the Page")
             return
         translated = parse_fb_comments(
             [body], account, post_id=post_id, parents=_parents([body], self.page_id)
@@ -223,19 +232,34 @@ class FacebookSource(MetaSource):
         except (NotFound, PermissionDenied):
             return False
 
+    def _tags_page(self, body: Mapping[str, Any]) -> bool:
+        """Whether a post or comment tags the Page (``message_tags``, as an @mention of it
+        does [doc: Post and Comment references])."""
+        return any(
+            isinstance(t, dict) and t.get("id") == self.page_id
+            for t in _tag_list(body.get("message_tags"))
+        )
+
     def _hinted_post(self, account: Account, post_id: str, got: Collected, on_page: bool) -> None:
         """``GET /{post-id}`` with the walk's post fields: a visitor post, or a post
         mentioning the Page (its author withheld, as on ``/tagged``). A post of the Page's
-        feed has an id ``{page}_{post}``: another is not the Page's."""
+        feed has an id ``{page}_{post}``: another is not the Page's; a post elsewhere must
+        tag the Page."""
         if not _FB_ID.fullmatch(post_id):
             return
+        kind = "facebook:feed:post" if on_page else "facebook:mention:post"
+        hint = WebhookHint(self.page_id, post_id, kind)
         if on_page and not post_id.startswith(f"{self.page_id}_"):
-            kind = "facebook:feed:post"
-            self._drop_hint(WebhookHint(self.page_id, post_id, kind), "not on the Page's feed")
+            self._drop_hint(hint, "not on the Page's feed")
             return
-        body = self._get(post_id, {"fields": POST_FIELDS})
-        if body.get("id") == post_id:
-            got.add(parse_fb_posts([body], account), Stream.MENTIONS)
+        fields = POST_FIELDS if on_page else f"{POST_FIELDS},message_tags"
+        body = self._get(post_id, {"fields": fields})
+        if body.get("id") != post_id:
+            return
+        if not on_page and not self._tags_page(body):
+            self._drop_hint(hint, "does not tag the Page")
+            return
+        got.add(parse_fb_posts([body], account), Stream.MENTIONS)
 
     def _hinted_message(
         self,

@@ -189,13 +189,20 @@ def test_a_forged_hint_for_another_page_s_objects_adds_nothing(
     )
     forged = (
         WebhookHint(page.id, comment.id, "facebook:feed:comment"),
+        WebhookHint(page.id, comment.id, "facebook:mention:comment"),  # names no Page
         WebhookHint(page.id, theirs.id, "facebook:feed:post"),
+        WebhookHint(page.id, theirs.id, "facebook:mention:post"),
         WebhookHint(page.id, elsewhere.id, "facebook:messages:message"),
     )
     read_page = Walker(source, Account("facebook", "Acme", page.id)).page(forged)
     assert read_page.interactions == ()
     assert read_page.taken_hints == forged
-    assert sum(source.dropped_hints.values()) == 3
+    assert sum(source.dropped_hints.values()) == len(forged)
+    # A comment there that does @mention the Page is the mention it says.
+    shout = sandbox.add_comment(theirs.id, fan, "@acme still waiting")
+    told = WebhookHint(page.id, shout.id, "facebook:mention:comment")
+    heard = Walker(source, Account("facebook", "Acme", page.id)).page((told,))
+    assert [i.post_id for i in heard.interactions] == [shout.id]
     # The Page's own post and comment read by the same hints are kept.
     ours = sandbox.add_post(page.id, "Launch", at=clock.now - timedelta(days=1))
     mine = sandbox.add_comment(ours.id, fan, "where is it?", at=clock.now - timedelta(hours=1))

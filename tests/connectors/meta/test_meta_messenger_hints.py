@@ -12,7 +12,6 @@ hint rows are pruned.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -20,11 +19,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 from support.fake_crm import FakeCrm
+from support.meta import GraphClock, hooked
 from support.pipeline import Clock as PipelineClock
 
 from connectors.meta import webhook
 from connectors.meta.facebook import FacebookSource
-from connectors.meta.receiver import WebhookSettings, hint_kind
+from connectors.meta.receiver import hint_kind
 from sandbox.meta.api import MetaSandbox
 from sandbox.meta.store import Message
 from syncd.model import (
@@ -46,24 +46,6 @@ from syncd.state.tables import interactions, webhook_hints
 
 TOKEN = "EAAB-page-token-messenger"
 NAME = "acme-fb"
-
-
-class GraphClock:
-    """The stand-in's and the source's clock: one second on at each reading."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
-
-
-@pytest.fixture
-def graph() -> Iterator[tuple[MetaSandbox, GraphClock]]:
-    clock = GraphClock()
-    with MetaSandbox(clock=clock) as server:
-        yield server, clock
 
 
 def hint_of(sandbox: MetaSandbox, message: Message) -> WebhookHint:
@@ -94,7 +76,7 @@ class Walker:
 
 
 def busy_thread(
-    graph: tuple[MetaSandbox, GraphClock], hooked: bool
+    graph: tuple[MetaSandbox, GraphClock], webhook_on: bool
 ) -> tuple[MetaSandbox, Walker, list[Message], list[Page]]:
     """A thread gaining 30 messages between two thread walks: ten arrive before a walk's
     first page (which reads the hints), twenty more before its thread page. Every sixth is
@@ -107,10 +89,10 @@ def busy_thread(
     walker = Walker(source, Account("facebook", "Acme", page.id))
     walker.walk()
     sent = [sandbox.add_message(page.id, fan, f"a{n}", from_page=n % 6 == 5) for n in range(10)]
-    first = walker.page(tuple(hint_of(sandbox, m) for m in sent) if hooked else ())
+    first = walker.page(tuple(hint_of(sandbox, m) for m in sent) if webhook_on else ())
     assert not first.walk_complete  # the feed's page: the threads come next
     later = [sandbox.add_message(page.id, fan, f"b{n}", from_page=n % 6 == 5) for n in range(20)]
-    offered = tuple(hint_of(sandbox, m) for m in later) if hooked else ()
+    offered = tuple(hint_of(sandbox, m) for m in later) if webhook_on else ()
     second = walker.page(offered)
     assert second.walk_complete
     return sandbox, walker, sent + later, [first, second]
@@ -123,7 +105,7 @@ def read(pages: list[Page]) -> dict[str, Interaction]:
 def test_a_busy_thread_loses_nothing_with_the_webhook_on(
     graph: tuple[MetaSandbox, GraphClock],
 ) -> None:
-    sandbox, walker, sent, pages = busy_thread(graph, hooked=True)
+    sandbox, walker, sent, pages = busy_thread(graph, webhook_on=True)
     got = read(pages)
     assert set(got) == {m.id for m in sent}
     assert not pages[-1].cut  # every message beyond the 20 newest was read by its hint
@@ -147,7 +129,7 @@ def test_a_busy_thread_loses_nothing_with_the_webhook_on(
 def test_without_the_webhook_the_busy_thread_is_a_gap_as_before(
     graph: tuple[MetaSandbox, GraphClock],
 ) -> None:
-    _, _, sent, pages = busy_thread(graph, hooked=False)
+    _, _, sent, pages = busy_thread(graph, webhook_on=False)
     assert pages[-1].cut
     assert any("a gap" in w for w in pages[-1].warnings)
     assert len(read(pages)) < len(sent)
@@ -227,11 +209,7 @@ def test_a_replayed_messages_delivery_is_stored_once_and_brings_the_poll_forward
     db: Database, graph: tuple[MetaSandbox, GraphClock], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sandbox, clock = graph
-    monkeypatch.setenv("META_VERIFY_TOKEN", "meta-verify-token-1234567890")
-    monkeypatch.setenv("META_APP_SECRET", sandbox.app_secret)
-    settings = WebhookSettings.model_validate(
-        {"verify_token": "env:META_VERIFY_TOKEN", "app_secret": "env:META_APP_SECRET"}
-    )
+    settings = hooked(monkeypatch, sandbox)
     page = sandbox.add_page("Acme", token=TOKEN)
     fan = sandbox.add_person("Ann Fan")
     source = FacebookSource(

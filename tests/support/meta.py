@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,6 +23,14 @@ class GraphClock:
     def __call__(self) -> datetime:
         self.now += timedelta(seconds=1)
         return self.now
+
+
+@contextmanager
+def graph_server() -> Iterator[tuple[MetaSandbox, GraphClock]]:
+    """The Graph stand-in and its clock (the source under test reads the same clock)."""
+    clock = GraphClock()
+    with MetaSandbox(clock=clock) as server:
+        yield server, clock
 
 
 def hooked(monkeypatch: pytest.MonkeyPatch, sandbox: MetaSandbox) -> WebhookSettings:

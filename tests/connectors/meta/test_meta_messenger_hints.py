@@ -12,6 +12,7 @@ hint rows are pruned.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -19,7 +20,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 from support.fake_crm import FakeCrm
-from support.meta import GraphClock, hooked
+from support.meta import GraphClock, graph_server, hooked
 from support.pipeline import Clock as PipelineClock
 
 from connectors.meta import webhook
@@ -46,6 +47,12 @@ from syncd.state.tables import interactions, webhook_hints
 
 TOKEN = "EAAB-page-token-messenger"
 NAME = "acme-fb"
+
+
+@pytest.fixture
+def graph() -> Iterator[tuple[MetaSandbox, GraphClock]]:
+    with graph_server() as both:
+        yield both
 
 
 def hint_of(sandbox: MetaSandbox, message: Message) -> WebhookHint:

@@ -65,7 +65,10 @@ THREAD_FIELDS = "id,updated_time,link,participants"
 MESSAGE_FIELDS = "id,created_time,from,to,message"
 # A message read by a webhook hint is marked ``msg:<id>`` (its creation time) in the mentions
 # walk's marks, until a thread walk passes it: a message beyond a thread's 20 newest that was
-# read so is no gap.
+# read so is no gap. Only the mentions walk reads hints (a hint is taken once), so only its
+# marks know them: the replies walk of such a thread still records its gap, though the hints
+# stored the Page's own messages too. Deciding so keeps a gap from ever being hidden; the
+# other way would take a hint per stream, each message read twice.
 HINTED = "msg:"
 # Message ids a busy thread's walk lists beyond its first page, to learn whether hints read
 # them all (pages of MESSAGES_PAGE): past that, the walk calls it a gap without asking on.
@@ -281,7 +284,9 @@ class FacebookSource(MetaSource):
         try:
             body = self._get(message_id, {"fields": MESSAGE_FIELDS})
         except NotFound:
-            self._drop_hint(hint, "Meta no longer details it (older than its thread's 20 newest)")
+            # Graph's answer for a message older than its thread's 20 newest, and for an
+            # unsent one or another Page's: none of them can be read again.
+            self._drop_hint(hint, "Graph answers it as deleted (beyond its thread's 20 newest?)")
             return
         sender = body.get("from")
         parties = [sender, *_data_of(body.get("to"))]

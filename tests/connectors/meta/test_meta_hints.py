@@ -154,6 +154,7 @@ def test_a_forged_hint_for_an_object_the_api_does_not_have_stores_nothing(
     brand.poll()
     assert brand.stored(forged.object_id) == 0
     assert brand.untaken() == ()  # the API confirmed nothing: taken, nothing to ask again
+    assert sum(brand.source.dropped_hints.values()) == 1  # said and counted
 
 
 def test_a_hint_the_api_cannot_answer_now_is_left_for_the_next_walk(

@@ -89,8 +89,9 @@ class Hint:
     """An object a delivery says changed, for the poller to read through the API.
 
     ``account_id`` is the delivery's entry id (the Page or the Instagram account), ``item``
-    what ``object_id`` is (``comment``, ``post``, ``media``), ``parent_id`` the post or media
-    it is on, ``verb`` what Meta says happened (Page fields only; ``remove``: deleted)."""
+    what ``object_id`` is (``comment``, ``post``, ``media``, ``message``), ``parent_id`` the
+    post or media it is on, ``verb`` what Meta says happened (Page ``feed`` and ``mention``
+    only; ``remove``: deleted)."""
 
     network: str
     account_id: str

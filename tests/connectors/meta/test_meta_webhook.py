@@ -232,7 +232,10 @@ def test_a_message_to_the_page_and_odd_events_beside_it() -> None:
     path_like = copy.deepcopy(inbound)
     path_like["message"]["mid"] = "../me/accounts"
     echo["entry"][0]["messaging"] = [inbound, read_receipt, path_like, "junk"]
-    echo["entry"][0]["standby"] = [copy.deepcopy(inbound)]  # another app owns the thread
+    standby = copy.deepcopy(inbound)  # another app owns the thread: Meta says so apart
+    standby["message"]["mid"] = "qT7ywaKpO9kkQR7Gv-nM8LIfLZDamVrALniheUYEDdHJXjDXEAyaS1xxONzb2Iv"
+    echo["entry"][0]["standby"] = [standby]
     assert hints(echo) == [
-        Hint("facebook", "12345654332", "messages", "message", inbound["message"]["mid"])
+        Hint("facebook", "12345654332", "messages", "message", inbound["message"]["mid"]),
+        Hint("facebook", "12345654332", "messages", "message", standby["message"]["mid"]),
     ]

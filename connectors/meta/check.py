@@ -58,7 +58,7 @@ INSTAGRAM_NEEDS = (
 WEBHOOK_NEEDS = ("pages_manage_metadata",)
 # The webhook fields whose deliveries syncd reads (connectors.meta.receiver).
 PAGE_FIELDS = ("feed", "mention")
-MESSENGER_FIELDS = ("messages",)
+MESSENGER_FIELDS = ("messages", "message_echoes")
 INSTAGRAM_FIELDS = ("comments", "mentions")
 PAGE_TOKEN_FIX = (
     "issue a Page access token of this Page (GET /me/accounts with a Page admin's long-lived "
@@ -494,11 +494,11 @@ def facebook_check(
     if source.webhook_settings is None:
         rows.append(
             _unconfigured(
-                "the Page's feed and mention fields",
+                "the Page's feed, mention, messages and message_echoes fields",
                 "polling reads the Page's posts, comments, visitor and tagged posts and "
                 "Messenger; mentions of the Page in comments and posts elsewhere reach syncd "
                 "only by the Page 'mention' webhook (and Messenger messages beyond a thread's "
-                "20 newest only by the 'messages' webhook, which syncd does not read)",
+                "20 newest between two polls only by the 'messages' webhook)",
             )
         )
     else:

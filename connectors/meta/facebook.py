@@ -6,13 +6,15 @@ threads, walked as :mod:`.walk` describes; the objects its webhook hints name, r
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from connectors.meta import backfill, hints
 from connectors.meta.check import facebook_check
+from connectors.meta.client import PermissionDenied
 from connectors.meta.parse import (
     NETWORK_FACEBOOK,
     clip,
@@ -36,9 +38,10 @@ from connectors.meta.walk import (
     moved_mark,
     read_from,
 )
+from connectors.meta.webhook import MESSAGE_ID
 from syncd.contracts import CheckRow, ConnectorSettings, KnownAuthors
-from syncd.errors import MalformedAnswer
-from syncd.model import Account, Author, Cursor, Page, PostCount, Segment, Stream
+from syncd.errors import MalformedAnswer, NotFound
+from syncd.model import Account, Author, Cursor, Page, PostCount, Segment, Stream, WebhookHint
 
 if TYPE_CHECKING:
     from syncd.contracts import (
@@ -60,6 +63,21 @@ COMMENT_FIELDS = "id,from,message,created_time,parent{id,from},permalink_url"
 _FB_ID = re.compile(r"\d{1,40}(?:_\d{1,40}){0,2}")
 THREAD_FIELDS = "id,updated_time,link,participants"
 MESSAGE_FIELDS = "id,created_time,from,to,message"
+# A message read by a webhook hint is marked ``msg:<id>`` (its creation time) in the mentions
+# walk's marks, until a thread walk passes it: a message beyond a thread's 20 newest that was
+# read so is no gap. Only the mentions walk reads hints (a hint is taken once), so only its
+# marks know them: the replies walk of such a thread still records its gap, though the hints
+# stored the Page's own messages too. Deciding so keeps a gap from ever being hidden; the
+# other way would take a hint per stream, each message read twice.
+HINTED = "msg:"
+# Message ids a busy thread's walk lists beyond its first page, to learn whether hints read
+# them all (pages of MESSAGES_PAGE): past that, the walk calls it a gap without asking on.
+MESSAGE_ID_PAGES = 4
+_HINT_KINDS_MESSAGE = (
+    "facebook:messages:message",
+    "facebook:message_echoes:message",
+    "facebook:message_edits:message",
+)
 
 
 def _parents(items: Iterable[Any], page_id: str) -> dict[str, Author | None]:
@@ -81,6 +99,29 @@ def _parents(items: Iterable[Any], page_id: str) -> dict[str, Author | None]:
         else:
             found[parent["id"]] = None
     return found
+
+
+def _since_mark(
+    items: Sequence[dict[str, Any]], since: int, last_id: str
+) -> tuple[list[dict[str, Any]], bool]:
+    """A thread's messages (newest first) newer than its mark, and whether the mark (the
+    last message read, or its time) was reached."""
+    fresh: list[dict[str, Any]] = []
+    for message in items:
+        at = data_time(message, "created_time")
+        if message.get("id") == last_id or (at is not None and at < since):
+            return fresh, True
+        fresh.append(message)
+    return fresh, False
+
+
+def _tag_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _data_of(value: Any) -> list[Any]:
+    data = value.get("data") if isinstance(value, dict) else None
+    return data if isinstance(data, list) else []
 
 
 # -- Facebook ------------------------------------------------------------------------------------
@@ -134,50 +175,157 @@ class FacebookSource(MetaSource):
             if cursor.pagination_token is not None
             else None
         )
-        got = Collected()
+        # Hints first: a message they read is no gap to the thread walk of this same fetch.
+        hinted, taken = hints.read(
+            self._hint_readers(), account, stream, cursor, dropped=self._drop_hint
+        )
+        got = Collected(marks=dict(hinted.marks))
         if token is None or token.phase == "posts":
             following = self._posts_step(account, stream, cursor, token, got, now)
         elif token.phase == "threads":
             following = self._threads_step(account, stream, cursor, token, got, now)
         else:
             raise MalformedAnswer("a stored Meta walk position is unreadable", system=self.network)
-        hinted, taken = hints.read(self._hint_readers(), account, stream, cursor)
         return hints.merged(self._page(got, cursor, token, following, now), hinted, taken)
 
     # webhook hints (WebhookSource)
     def _hint_readers(self) -> dict[str, hints.Reader]:
-        return {
+        threads: dict[str, tuple[str, str, list[Any]] | None] = {}  # per fetch: PSID → thread
+        readers: dict[str, hints.Reader] = {
             "facebook:feed:comment": lambda a, i, got: self._hinted_comment(a, i, got, True),
             "facebook:mention:comment": lambda a, i, got: self._hinted_comment(a, i, got, False),
-            "facebook:feed:post": self._hinted_post,
-            "facebook:mention:post": self._hinted_post,
+            "facebook:feed:post": lambda a, i, got: self._hinted_post(a, i, got, True),
+            "facebook:mention:post": lambda a, i, got: self._hinted_post(a, i, got, False),
         }
+        for kind in _HINT_KINDS_MESSAGE:
+            readers[kind] = partial(self._hinted_message, kind=kind, threads=threads)
+        return readers
 
     def _hinted_comment(
         self, account: Account, comment_id: str, got: Collected, on_page: bool
     ) -> None:
         """``GET /{comment-id}`` with the walk's comment fields. A comment's id is
-        ``{post}_{comment}``: on the Page's feed its post is ``{page}_{post}``; a mention
-        is on someone else's post, which the id does not name fully."""
+        ``{post}_{comment}``: on the Page's feed its post is ``{page}_{post}``, which Graph
+        answers only when the post is the Page's (one more call: the comment names no Page,
+        and a forged delivery may name any comment the token can read); a mention is on
+        someone else's post, which the id does not name fully, and must tag the Page."""
         if not _FB_ID.fullmatch(comment_id):
             return
-        body = self._get(comment_id, {"fields": COMMENT_FIELDS})
+        kind = "facebook:feed:comment" if on_page else "facebook:mention:comment"
+        hint = WebhookHint(self.page_id, comment_id, kind)
+        fields = COMMENT_FIELDS if on_page else f"{COMMENT_FIELDS},message_tags"
+        body = self._get(comment_id, {"fields": fields})
         if body.get("id") != comment_id:
             return
         post_id = f"{self.page_id}_{comment_id.split('_')[0]}" if on_page else None
+        if post_id is not None and not self._pages_post(post_id):
+            self._drop_hint(hint, "not on the Page's post")
+            return
+        if not on_page and not self._tags_page(body):
+            self._drop_hint(hint, "does not tag the Page")
+            return
         translated = parse_fb_comments(
             [body], account, post_id=post_id, parents=_parents([body], self.page_id)
         )
         got.add(translated, Stream.MENTIONS)
 
-    def _hinted_post(self, account: Account, post_id: str, got: Collected) -> None:
+    def _pages_post(self, post_id: str) -> bool:
+        try:
+            return self._get(post_id, {"fields": "id"}).get("id") == post_id
+        except (NotFound, PermissionDenied):
+            return False
+
+    def _tags_page(self, body: Mapping[str, Any]) -> bool:
+        """Whether a post or comment tags the Page (``message_tags``, as an @mention of it
+        does [doc: Post and Comment references])."""
+        return any(
+            isinstance(t, dict) and t.get("id") == self.page_id
+            for t in _tag_list(body.get("message_tags"))
+        )
+
+    def _hinted_post(self, account: Account, post_id: str, got: Collected, on_page: bool) -> None:
         """``GET /{post-id}`` with the walk's post fields: a visitor post, or a post
-        mentioning the Page (its author withheld, as on ``/tagged``)."""
+        mentioning the Page (its author withheld, as on ``/tagged``). A post of the Page's
+        feed has an id ``{page}_{post}``: another is not the Page's; a post elsewhere must
+        tag the Page."""
         if not _FB_ID.fullmatch(post_id):
             return
-        body = self._get(post_id, {"fields": POST_FIELDS})
-        if body.get("id") == post_id:
-            got.add(parse_fb_posts([body], account), Stream.MENTIONS)
+        kind = "facebook:feed:post" if on_page else "facebook:mention:post"
+        hint = WebhookHint(self.page_id, post_id, kind)
+        if on_page and not post_id.startswith(f"{self.page_id}_"):
+            self._drop_hint(hint, "not on the Page's feed")
+            return
+        fields = POST_FIELDS if on_page else f"{POST_FIELDS},message_tags"
+        body = self._get(post_id, {"fields": fields})
+        if body.get("id") != post_id:
+            return
+        if not on_page and not self._tags_page(body):
+            self._drop_hint(hint, "does not tag the Page")
+            return
+        got.add(parse_fb_posts([body], account), Stream.MENTIONS)
+
+    def _hinted_message(
+        self,
+        account: Account,
+        message_id: str,
+        got: Collected,
+        kind: str,
+        threads: dict[str, tuple[str, str, list[Any]] | None],
+    ) -> None:
+        """``GET /{message-id}`` with the thread walk's message fields [research §1d], kept
+        as the walk keeps it: the same id, the thread (``/{page-id}/conversations?user_id=
+        <PSID>``, once per person a fetch), the person it is with; stored whichever side
+        wrote it (the Page's own: outbound, attributed to the person answered). Graph answers
+        a message older than its thread's 20 newest as deleted: dropped, said and counted,
+        never an error (the walk it is read in would stop for nothing it can change)."""
+        hint = WebhookHint(self.page_id, message_id, kind)
+        if not MESSAGE_ID.fullmatch(message_id):
+            return
+        try:
+            body = self._get(message_id, {"fields": MESSAGE_FIELDS})
+        except NotFound:
+            # Graph's answer for a message older than its thread's 20 newest, and for an
+            # unsent one or another Page's: none of them can be read again.
+            self._drop_hint(hint, "Graph answers it as deleted (beyond its thread's 20 newest?)")
+            return
+        sender = body.get("from")
+        parties = [sender, *_data_of(body.get("to"))]
+        ids = [p.get("id") for p in parties if isinstance(p, dict)]
+        if self.page_id not in ids:
+            self._drop_hint(hint, "not a conversation of this Page")
+            return
+        person = next((i for i in ids if isinstance(i, str) and i != self.page_id), None)
+        if person is not None and person not in threads:
+            threads[person] = self._thread_of(person)
+        thread_id, url, people = threads.get(person or "") or (None, "", [])
+        translated = parse_messages(
+            [body],
+            account,
+            conversation_id=thread_id,
+            conversation_url=url,
+            participants=people,
+        )
+        for stream in (Stream.MENTIONS, Stream.REPLIES):
+            got.add(translated, stream)
+        at = data_time(body, "created_time")
+        if translated.interactions and isinstance(body.get("id"), str) and at is not None:
+            got.marks[f"{HINTED}{body['id']}"] = str(at)
+
+    def _thread_of(self, person: str) -> tuple[str, str, list[Any]] | None:
+        """The Page's thread with a person (its id, link and participants), as the thread
+        walk reads them; None when Graph lists none (the Requests folder after 30 days)."""
+        listing = self._list(
+            f"{self.page_id}/conversations",
+            {"platform": "messenger", "user_id": person, "fields": THREAD_FIELDS, "limit": 1},
+        )
+        thread = next((t for t in listing.data if isinstance(t, dict)), None)
+        if thread is None or not isinstance(thread.get("id"), str):
+            return None
+        return (
+            thread["id"],
+            conversation_url(thread.get("link")),
+            _data_of(thread.get("participants")),
+        )
 
     # posts and their comments
     def _posts_step(
@@ -390,6 +538,8 @@ class FacebookSource(MetaSource):
             params["after"] = token.after
         listing = self._list(f"{self.page_id}/conversations", params)
         threads = [t for t in listing.data if isinstance(t, dict)]
+        marks = {**cursor.marks, **got.marks}
+        hinted = {k[len(HINTED) :] for k, v in marks.items() if k.startswith(HINTED) and v}
         for thread in threads:
             thread_id = thread.get("id")
             updated = data_time(thread, "updated_time")
@@ -405,14 +555,16 @@ class FacebookSource(MetaSource):
             if mark is not None and (as_int(was_updated) or 0) >= updated:
                 continue
             since = as_int(read_to) if mark is not None and as_int(read_to) is not None else floor
-            self._messages(account, stream, thread, since or 0, last_id, got, key, updated)
+            self._messages(account, stream, thread, since or 0, last_id, got, key, updated, hinted)
         nxt = after_cursor(listing, self.network)
         oldest = min((t for th in threads if (t := data_time(th, "updated_time"))), default=None)
         if nxt is not None and oldest is not None and oldest >= floor:
             return WalkToken("threads", after=nxt)
         edge = int((now - self.watch_window).timestamp())
-        for key, value in cursor.marks.items():
-            if key.startswith("thread:"):
+        for key, value in marks.items():
+            # A hinted message's mark whose thread no walk passed (its thread left the
+            # window unread): gone with the window too.
+            if key.startswith(("thread:", HINTED)) and value:
                 moved = as_int(mark_fields(value, 1)[0])
                 if moved is not None and moved < edge:
                     got.marks[key] = None
@@ -428,25 +580,29 @@ class FacebookSource(MetaSource):
         got: Collected,
         key: str,
         updated: int,
+        hinted: Collection[str] = (),
     ) -> None:
         """A moved thread's messages newer than its mark, newest first, one call: Graph
-        details only the 20 newest, so more than that since the mark is a gap."""
+        details only the 20 newest, so more than that since the mark is a gap, unless the
+        webhook's hints read every one of them (``hinted``: their ids)."""
         thread_id = str(thread["id"])
         answer = self._list(
             f"{thread_id}/messages", {"fields": MESSAGE_FIELDS, "limit": MESSAGES_PAGE}
         )
         items = [m for m in answer.data if isinstance(m, dict)]
-        fresh: list[dict[str, Any]] = []
-        reached = False
-        for message in items:
-            at = data_time(message, "created_time")
-            if message.get("id") == last_id or (at is not None and at < since):
-                reached = True
-                break
-            fresh.append(message)
+        fresh, reached = _since_mark(items, since, last_id)
         detailed = [m for m in fresh if "from" in m or "message" in m]
         beyond = [m for m in fresh if m not in detailed]
-        if beyond or (not reached and answer.next_query is not None):
+        more = not reached and answer.next_query is not None
+        if (beyond or more) and hinted and all(m.get("id") in hinted for m in beyond):
+            listed = self._hinted_beyond(thread_id, answer, since, last_id, hinted) if more else []
+            if listed is not None:
+                beyond, more = [], False
+                fresh = fresh + listed
+        for message in fresh:
+            if message.get("id") in hinted:
+                got.marks[f"{HINTED}{message['id']}"] = None  # the thread's mark passes it
+        if beyond or more:
             stamps = [t for m in beyond or fresh if (t := data_time(m, "created_time"))]
             got.gap = iso(datetime.fromtimestamp(max(stamps) if stamps else updated, UTC))
             got.warnings.append(
@@ -468,6 +624,31 @@ class FacebookSource(MetaSource):
         )
         read_to, read_id = (str(newest[0]), newest[1]) if newest else (str(since), last_id)
         got.marks[key] = f"{moved_mark(updated, self.clock())}|{read_to}|{read_id}"
+
+    def _hinted_beyond(
+        self, thread_id: str, answer: Any, since: int, last_id: str, hinted: Collection[str]
+    ) -> list[dict[str, Any]] | None:
+        """The thread's messages past the first page down to its mark, by id, when hints
+        read every one of them (at most :data:`MESSAGE_ID_PAGES` more calls); None when one
+        was not, or the mark is further back: a gap, as without the webhook."""
+        listed: list[dict[str, Any]] = []
+        page = answer
+        for _ in range(MESSAGE_ID_PAGES):
+            after = after_cursor(page, self.network)
+            if after is None:
+                return listed  # the thread's first message reached
+            page = self._list(
+                f"{thread_id}/messages",
+                {"fields": "id,created_time", "limit": MESSAGES_PAGE, "after": after},
+            )
+            items = [m for m in page.data if isinstance(m, dict)]
+            fresh, reached = _since_mark(items, since, last_id)
+            if any(m.get("id") not in hinted for m in fresh):
+                return None
+            listed += fresh
+            if reached:
+                return listed
+        return None
 
     # check
     def check(self, handles: Sequence[str]) -> list[CheckRow]:

@@ -12,7 +12,14 @@ refused token ends the fetch as for any call.
 Only the ``mentions`` stream reads hints: what a webhook alone tells of (the brand
 @-mentioned in someone else's Instagram caption or comment, the Page mentioned elsewhere)
 is people writing to the brand. A hinted object the brand wrote is left to the ``replies``
-walk, which reads it where its poll finds it (the comments of a moved post).
+walk, which reads it where its poll finds it (the comments of a moved post). Messenger is
+the exception: a hinted message is stored whichever side wrote it (the interaction carries
+its own stream), since a thread's older messages are beyond any later walk.
+
+A hinted object the API returns but that does not concern the account (a comment on another
+Page's post, a conversation of another Page: a forged delivery may name any object the token
+can read) is dropped by its reader; the reader says so through ``dropped`` (logged and
+counted by the source), as does :func:`read` for an object the API refuses.
 
 Kinds (``network:field:item``, :func:`connectors.meta.receiver.hint_kind`) a source does not
 read, or an id of the wrong shape, are taken with nothing read: left untaken they would be
@@ -35,10 +42,16 @@ PER_PAGE = 25
 
 # Reads the hinted object into the collection; raises the client's errors.
 Reader = Callable[[Account, str, Collected], None]
+# Told of a hint taken with nothing stored: the hint and why (for a log line and a count).
+Dropped = Callable[[WebhookHint, str], None]
 
 
 def read(
-    readers: Mapping[str, Reader], account: Account, stream: Stream, cursor: Cursor
+    readers: Mapping[str, Reader],
+    account: Account,
+    stream: Stream,
+    cursor: Cursor,
+    dropped: Dropped | None = None,
 ) -> tuple[Collected, tuple[WebhookHint, ...]]:
     """What this page reads of the walk's untaken hints, and the hints it took."""
     got = Collected()
@@ -54,8 +67,10 @@ def read(
             continue
         try:
             reader(account, hint.object_id, got)
-        except (NotFound, PermissionDenied, BadItem):
-            pass  # the API confirms nothing: taken, nothing stored
+        except (NotFound, PermissionDenied, BadItem) as exc:
+            # The API confirms nothing: taken, nothing stored.
+            if dropped is not None:
+                dropped(hint, f"the API refused it ({type(exc).__name__})")
         except TransientError as exc:
             got.warnings.append(f"a webhook hint is left for later: {exc}")
             break
@@ -74,6 +89,7 @@ def merged(page: Page, got: Collected, taken: tuple[WebhookHint, ...]) -> Page:
     authors = {a.user_id: a for a in (*page.authors, *got.authors.values())}
     return replace(
         page,
+        marks={**got.marks, **page.marks},
         interactions=(*page.interactions, *fresh),
         authors=tuple(authors.values()),
         quarantined=(*page.quarantined, *got.quarantined),

@@ -105,7 +105,9 @@ class InstagramSource(MetaSource):
             following = self._tags_step(account, cursor, token, got, now)
         else:
             raise MalformedAnswer("a stored Meta walk position is unreadable", system=self.network)
-        hinted, taken = hints.read(self._hint_readers(), account, stream, cursor)
+        hinted, taken = hints.read(
+            self._hint_readers(), account, stream, cursor, dropped=self._drop_hint
+        )
         return hints.merged(self._page(got, cursor, token, following, now), hinted, taken)
 
     # webhook hints (WebhookSource)

@@ -39,14 +39,17 @@ items' times are Meta's; what that reads again is absorbed by the unique key.
 Messenger details are given only for a thread's 20 newest messages [doc: messenger
 conversations]: when a thread gained more than that since its mark, the older ones are
 beyond reach of any poll, and the walk ends ``cut`` (a gap, which :meth:`plan_gap` calls
-unclosable: no endpoint gives them; Meta's ``messages`` webhook, which syncd does not read yet,
-is the only way to them).
+unclosable: no endpoint gives them). Meta's ``messages`` webhook is the only way to them: each
+message it names is read by id while it is still among the 20 newest (:mod:`.hints`), and a
+walk finding only such messages beyond reach records no gap (:mod:`.facebook`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -54,7 +57,7 @@ from typing import Any, ClassVar
 
 from connectors._http import ResponseReporter
 from connectors.meta.client import DEFAULT_VERSION, GraphClient, GraphPage
-from connectors.meta.parse import Translated
+from connectors.meta.parse import Translated, clip
 from connectors.meta.receiver import MetaWebhook, WebhookSettings
 from connectors.meta.settings import FEED_MAX, WATCH_WINDOW, valid_version
 from syncd.contracts import (
@@ -75,7 +78,10 @@ from syncd.model import (
     Page,
     Quarantined,
     Stream,
+    WebhookHint,
 )
+
+log = logging.getLogger("connectors.meta")
 
 # This host's clock against Meta's: the floor of objects without a mark is read this early.
 SKEW = timedelta(minutes=10)
@@ -301,6 +307,9 @@ class MetaSource:
         self.account_id = account_id
         self.webhook_settings = webhook
         self.instagram_login = instagram_login
+        # Webhook hints taken with nothing stored, by why: the API refused the object, or it
+        # does not concern this account (a forged or misdirected delivery).
+        self.dropped_hints: Counter[str] = Counter()
         # The walk's own time (its start, the watch window): a test's clock may stand in.
         self.clock = clock or (lambda: datetime.now(UTC))
         self.watch_window = timedelta(seconds=watch_window)
@@ -339,6 +348,17 @@ class MetaSource:
             return None
         return MetaWebhook.from_settings(self.webhook_settings)
 
+    def _drop_hint(self, hint: WebhookHint, why: str) -> None:
+        """A hint taken with nothing stored: said (ids only) and counted."""
+        self.dropped_hints[why] += 1
+        log.info(
+            "%s webhook hint %s %s dropped: %s",
+            self.network,
+            clip(hint.kind, 64),
+            clip(hint.object_id, 80),
+            why,
+        )
+
     def plan_gap(
         self, account: Account, stream: Stream, since_id: str, until_id: str, now: datetime
     ) -> GapPlan:
@@ -348,8 +368,8 @@ class MetaSource:
             unreachable=(
                 "Messenger gives the details of a thread's 20 newest messages only: the "
                 "older ones that arrived between two polls cannot be read by any API call. "
-                "Poll busy Pages more often (interval): syncd does not read Meta's "
-                "'messages' webhook"
+                "Subscribe the app to the Page's 'messages' and 'message_echoes' webhook "
+                "fields ([sources.webhook]), or poll busy Pages more often (interval)"
             )
         )
 

@@ -21,7 +21,15 @@ in ``shared/research/meta.md`` §4; [recording] ``tests/fixtures/meta/restfb/``)
   mention-comment-add.json]; Instagram ``mentions`` (``media_id``, and ``comment_id`` for a
   comment; the recording has both equal) [recording: instagram/wh-mentions.json]; Instagram
   ``comments`` / ``live_comments`` (``id``, ``media.id``, ``parent_id``) [doc: changelog
-  2021-10-20].
+  2021-10-20]; Messenger (the Page's ``messages``, ``message_echoes`` and ``message_edits``
+  fields): ``entry[].messaging[]`` (``standby[]`` when another app owns the thread), each
+  event ``sender.id`` / ``recipient.id`` (the person's PSID and the Page), ``timestamp`` and
+  ``message.mid``, ``message.is_echo`` on a message the Page sent, ``message.is_deleted`` on
+  an unsent one, ``message_edit.mid`` on an edit [recording: messaging-message-basic-echo.json,
+  messaging-message-edits.json, messaging-message-isdeleted.json; doc: Messenger Platform
+  webhook events reference, messages / message_echoes]. A ``mid`` has several shapes
+  (``mid.<digits>:<hex>``, ``m_…``, bare base64url), so it is checked for its characters only;
+  the poller asks Graph for it and keeps the id Graph answers with.
 """
 
 from __future__ import annotations
@@ -40,6 +48,9 @@ SIGNATURE_HEADER = "X-Hub-Signature-256"
 # ({post}_{comment}) [recording: the webhooks]; Instagram ids are digits.
 _FB_ID = re.compile(r"\d{1,40}(?:_\d{1,40}){0,2}")
 _IG_ID = re.compile(r"\d{1,40}")
+# A Messenger message id as webhooks give it: letters, digits and ``._:$-`` (no ``/``, ``?``,
+# ``&`` or ``%``: it becomes a Graph path).
+MESSAGE_ID = re.compile(r"[A-Za-z0-9_.:$-]{1,200}")
 _CHALLENGE = re.compile(r"[0-9A-Za-z_-]{1,128}")
 _SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")
 _VERBS = frozenset({"add", "edited", "edit", "remove", "hide", "unhide", "block", "unblock"})
@@ -78,8 +89,9 @@ class Hint:
     """An object a delivery says changed, for the poller to read through the API.
 
     ``account_id`` is the delivery's entry id (the Page or the Instagram account), ``item``
-    what ``object_id`` is (``comment``, ``post``, ``media``), ``parent_id`` the post or media
-    it is on, ``verb`` what Meta says happened (Page fields only; ``remove``: deleted)."""
+    what ``object_id`` is (``comment``, ``post``, ``media``, ``message``), ``parent_id`` the
+    post or media it is on, ``verb`` what Meta says happened (Page ``feed`` and ``mention``
+    only; ``remove``: deleted)."""
 
     network: str
     account_id: str
@@ -95,6 +107,14 @@ def _fb(value: Any) -> str | None:
 
 
 def _ig(value: Any) -> str | None:
+    return value if isinstance(value, str) and _IG_ID.fullmatch(value) else None
+
+
+def _entry_id(value: Any) -> str | None:
+    """An entry's id: the Page's or the Instagram account's. Meta's references send a string;
+    restfb's Messenger recordings a number, taken as its digits."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        value = str(value)
     return value if isinstance(value, str) and _IG_ID.fullmatch(value) else None
 
 
@@ -132,6 +152,27 @@ def _instagram_hints(account: str, field: str, value: Mapping[str, Any]) -> list
     return []
 
 
+def _messaging_hints(account: str, events: Any) -> list[Hint]:
+    """Messenger events naming a message: a message to the Page or one it sent (an echo), or
+    an edit. An unsent message (``is_deleted``) names nothing left to read; reads, deliveries,
+    reactions and postbacks are no interaction."""
+    found: list[Hint] = []
+    for event in events if isinstance(events, list) else []:
+        if not isinstance(event, dict):
+            continue
+        message, edit = event.get("message"), event.get("message_edit")
+        if isinstance(message, dict) and message.get("is_deleted") is not True:
+            field = "message_echoes" if message.get("is_echo") is True else "messages"
+            mid = message.get("mid")
+        elif isinstance(edit, dict):
+            field, mid = "message_edits", edit.get("mid")
+        else:
+            continue
+        if isinstance(mid, str) and MESSAGE_ID.fullmatch(mid):
+            found.append(Hint(NETWORK_FACEBOOK, account, field, "message", mid))
+    return found
+
+
 def hints(payload: Any) -> list[Hint]:
     """The object ids a (signed) delivery names, each once, in order; whatever else it says
     is ignored, and an entry or change of another shape is skipped."""
@@ -145,9 +186,12 @@ def hints(payload: Any) -> list[Hint]:
     for entry in entries if isinstance(entries, list) else []:
         if not isinstance(entry, dict):
             continue
-        account = entry.get("id")
-        if not isinstance(account, str) or not _IG_ID.fullmatch(account):
+        account = _entry_id(entry.get("id"))
+        if account is None:
             continue
+        if kind == "page":
+            for events in ("messaging", "standby"):
+                found += _messaging_hints(account, entry.get(events))
         changes = entry.get("changes")
         for change in changes if isinstance(changes, list) else []:
             if not isinstance(change, dict) or not isinstance(change.get("value"), dict):

@@ -531,6 +531,22 @@ class MetaSandbox(GraphViews, SandboxServer):
                 page_id, post_id=post.id, message=post.message, created_time=post.created
             )
 
+    def message_event(self, message_id: str) -> JsonObject:
+        """The Page's Messenger delivery for a message: ``messages`` when the person wrote
+        it, ``message_echoes`` when the Page did."""
+        with self.lock:
+            message = self.store.messages[message_id]
+            conv = self.store.conversations[message.conversation_id]
+            person = self.store.people[conv.person_key]
+            return webhooks.page_message(
+                conv.page_id,
+                psid=self.store.scoped_id(person, conv.page_id),
+                mid=message.id,
+                text=message.text,
+                created_time=message.created,
+                from_page=message.sender[0] == "page",
+            )
+
     def instagram_mention_event(
         self, account_id: str, media_id: str, comment_id: str | None = None
     ) -> JsonObject:

@@ -30,6 +30,7 @@ from sandbox.meta.store import (
     Store,
     Token,
 )
+from sandbox.meta.tags import page_tags
 
 JsonObject = dict[str, Any]
 DEFAULT_LIMIT = 25  # Graph's page size when ``limit`` is not sent
@@ -436,6 +437,9 @@ class GraphViews:
             "status_type": lambda p, f, c: status_type[p.kind],
             "is_published": lambda p, f, c: True,
             "tagged_time": lambda p, f, c: _fb_time(p.created) if p.kind == "tagged" else ABSENT,
+            "message_tags": lambda p, f, c: (
+                page_tags(p.message, self.store.pages.values()) or ABSENT
+            ),
         }
         return self._render("Post", post, specs, ctx, ("created_time", "message", "id"), fields)
 
@@ -478,6 +482,7 @@ class GraphViews:
             "can_like": lambda cm, f, c: True,
             "can_remove": lambda cm, f, c: True,
             "can_reply_privately": lambda cm, f, c: cm.author[0] == "person",
+            "message_tags": lambda cm, f, c: page_tags(cm.message, s.pages.values()) or ABSENT,
         }
         return self._render(
             "Comment", comment, specs, ctx, ("created_time", "from", "message", "id"), fields

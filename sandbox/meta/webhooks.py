@@ -9,7 +9,9 @@ arrive twice: :meth:`WebhookSender.replay` sends a delivery's exact bytes again.
 
 Payload shapes as recorded by restfb (``tests/fixtures/meta/restfb/``): Page ``feed`` comment
 add/remove (``webhooks/feed-comment-*.json``), Page ``mention`` of a post or a comment
-(``webhooks/mention-*.json``), Instagram ``mentions`` (``instagram/wh-mentions.json``). The
+(``webhooks/mention-*.json``), Instagram ``mentions`` (``instagram/wh-mentions.json``),
+Messenger ``messages`` and ``message_echoes`` (``webhooks/messaging-message-basic-echo.json``,
+with the ids as strings, as Meta's messages reference shows them). The
 Instagram ``comments`` field has no recording under a permissive licence; its shape follows
 Meta's changelog of 2021-10-20 and the Instagram webhooks reference (``id``, ``text``,
 ``from {id, username}``, ``media {id, media_product_type}``, ``parent_id`` for a reply).
@@ -220,4 +222,34 @@ def instagram_comment(
             }
         ],
         "object": "instagram",
+    }
+
+
+def page_message(
+    page_id: str,
+    *,
+    psid: str,
+    mid: str,
+    text: str,
+    created_time: datetime,
+    from_page: bool = False,
+    at: datetime | None = None,
+) -> JsonObject:
+    """Messenger ``messages`` (a person wrote to the Page) or, ``from_page``,
+    ``message_echoes`` (the Page wrote): ``entry[].messaging[]`` with the sender, the
+    recipient, the time in milliseconds and the message's ``mid``."""
+    message: JsonObject = {"mid": mid, "text": text}
+    if from_page:
+        message.update(is_echo=True, app_id=1517776481860111)
+    sender, recipient = (page_id, psid) if from_page else (psid, page_id)
+    event: JsonObject = {
+        "sender": {"id": sender},
+        "recipient": {"id": recipient},
+        "timestamp": int(created_time.timestamp() * 1000),
+        "message": message,
+    }
+    moment = at or created_time
+    return {
+        "object": "page",
+        "entry": [{"id": page_id, "time": int(moment.timestamp() * 1000), "messaging": [event]}],
     }

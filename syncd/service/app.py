@@ -29,7 +29,7 @@ from syncd.model import Account, BackfillState, GapState, Stream
 from syncd.pipeline import Clock, DeliverResult, Pipeline, PollResult, utcnow
 from syncd.pipeline.coordination import CoordinatedPipeline
 from syncd.resolver.stage import ResolveResult, check_wanted
-from syncd.state import admin, backfills, privacy
+from syncd.state import admin, backfills, hints, privacy
 from syncd.state import gaps as gap_state
 from syncd.state.backfills import LeaseLost
 from syncd.state.coordination import JobLocks
@@ -354,20 +354,34 @@ class App:
 
     # -- privacy and compliance ------------------------------------------------------------
     def prune(self) -> dict[str, int]:
-        """Empty raw payloads older than ``[privacy] payload_retention`` (0: keep them all);
-        payloads emptied per table. The daemon runs it daily, one instance at a time."""
+        """Empty raw payloads older than ``[privacy] payload_retention`` (0: keep them all)
+        and delete stale webhook hints; the rows emptied or deleted per table
+        (``webhook_hints`` only when some were). The daemon runs it daily, one instance at a
+        time."""
         return self.locks.run("prune", self._prune) or {}
 
     def _prune(self) -> dict[str, int]:
+        counts = self._prune_hints()
         retention = self.settings.privacy.payload_retention
         if not retention:
-            return {}
+            return counts
         before = self.pipeline.clock() - timedelta(seconds=retention)
         with self.db.transaction() as conn:
-            counts = privacy.prune_payloads(conn, before)
-        if any(counts.values()):
-            log.info("pruned raw payloads older than %s: %s", before.isoformat(), counts)
-        return counts
+            payloads = privacy.prune_payloads(conn, before)
+        if any(payloads.values()):
+            log.info("pruned raw payloads older than %s: %s", before.isoformat(), payloads)
+        return {**counts, **payloads}
+
+    def _prune_hints(self) -> dict[str, int]:
+        """Webhook hints no poll will take, or taken long ago (:func:`syncd.state.hints.
+        prune`): without it a source or account dropped from the configuration leaves its
+        deliveries' rows for ever."""
+        with self.db.transaction() as conn:
+            gone = hints.prune(conn, self.pipeline.clock())
+        if not gone:
+            return {}
+        log.info("pruned %d webhook hints taken long ago or never taken", gone)
+        return {"webhook_hints": gone}
 
     def compliance(self) -> ComplianceReport:
         """Re-check recently written posts on their network and delete (or mark) the CRM

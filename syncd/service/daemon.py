@@ -295,6 +295,8 @@ class Daemon:
             lambda: {name: source for name, (_, source) in self.app.sources.items()},
             lambda: self.app.db,
             lambda: self.app.pipeline.clock(),
+            # Through the current jobs too: a reload's scheduler is the one told.
+            lambda source: self.jobs.hinted(source),
         )
 
     def _status(self) -> None:

@@ -30,6 +30,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from syncd.budget.ledger import CappedSource
 from syncd.errors import AuthError, ExternalError, RateLimited, StateUnavailable, StreamParked
+from syncd.model import Stream
 from syncd.service.app import App, Job, UnknownAccounts
 from syncd.service.http import Run
 from syncd.service.metrics import Metrics
@@ -40,6 +41,10 @@ log = logging.getLogger("syncd.daemon")
 T = TypeVar("T")
 
 AUTH_FAILURES_TO_PARK = 3
+# A source's webhook brings its mentions polls forward at most this often: a hint of a
+# Messenger message is read while it is among its thread's 20 newest, and a flood of
+# deliveries costs one early walk, not one each (pacing and rate limits hold as always).
+HINT_POLL_SECONDS = 30.0
 # New authors the CRM copy does not know wait up to this long for a full batch before
 # their candidate search (see syncd.resolver.stage); the resolver runs again soon anyway.
 SEARCH_GATHER = timedelta(seconds=10)
@@ -124,6 +129,8 @@ class Jobs:
         self.stopping = stopping
         self.bug = bug  # an unexpected exception: the daemon stops rather than run on unsure
         self._jobs: dict[str, ScheduledJob] = {}
+        self._hinted: dict[str, float] = {}  # source → time.monotonic() of its early poll
+        self._hinted_lock = threading.Lock()  # the HTTP listener's threads call hinted()
 
     def add(self, job: ScheduledJob, *, jitter: float | None = None) -> None:
         """Schedule ``job`` every its interval, its first run now."""
@@ -154,6 +161,23 @@ class Jobs:
         job = self._jobs.get(job_id)
         if job is not None:
             job.run_soon()
+
+    def hinted(self, source: str, now: float | None = None) -> bool:
+        """A webhook delivery stored new hints for ``source``: bring its mentions polls
+        (the walks that read hints) forward, at most once in :data:`HINT_POLL_SECONDS` a
+        source, so a flood of deliveries makes one early poll, not one each. A parked poll,
+        or one waiting out a rate limit, keeps its time. Whether polls were brought forward."""
+        moment = time.monotonic() if now is None else now
+        with self._hinted_lock:
+            last = self._hinted.get(source)
+            if last is not None and moment - last < HINT_POLL_SECONDS:
+                return False
+            self._hinted[source] = moment
+        for job in self:
+            target = job.target if isinstance(job, PollJob) else None
+            if target is not None and (target.source, target.stream) == (source, Stream.MENTIONS):
+                self.run_soon(job.id)
+        return True
 
     @property
     def parked(self) -> set[str]:
@@ -231,6 +255,8 @@ class ScheduledJob(ABC):
         # it from another thread.
         self.parks: frozenset[str] = frozenset()
         self.started: float | None = None  # time.monotonic() of the run in progress
+        # Until when a rate limit holds it: nothing brings it forward before then.
+        self.held_until: datetime | None = None
 
     @property
     def app(self) -> App:
@@ -258,7 +284,8 @@ class ScheduledJob(ABC):
                 self._failed(exc)
             self.record(exc)
             # This job only; the scheduler's other jobs carry on.
-            self.run_at(max(exc.resume_at, datetime.now(UTC) + timedelta(seconds=1)))
+            self.held_until = max(exc.resume_at, datetime.now(UTC) + timedelta(seconds=1))
+            self.run_at(self.held_until)
             return None
         except self.passes:
             raise
@@ -295,6 +322,7 @@ class ScheduledJob(ABC):
             self.logger.info("%s recovered", self.what)
         self.failing = None
         self.auth_failures = 0
+        self.held_until = None
         jobs.outage.passed(self.id)
         self.observe(result)
         return result
@@ -325,10 +353,11 @@ class ScheduledJob(ABC):
         if self.parks:
             return
         job = self._scheduled()
-        if job is not None:
-            soon = datetime.now(UTC) + timedelta(milliseconds=200)
-            if job.next_run_time is None or job.next_run_time > soon:
-                job.modify(next_run_time=soon)
+        soon = datetime.now(UTC) + timedelta(milliseconds=200)
+        if self.held_until is not None and self.held_until > soon:
+            return
+        if job is not None and (job.next_run_time is None or job.next_run_time > soon):
+            job.modify(next_run_time=soon)
 
     def pause(self, name: str) -> None:
         """Park this job under ``name``; it runs again once every name it is parked under

@@ -21,10 +21,13 @@ class SourceWebhooks:
         sources: Callable[[], Mapping[str, object]],
         db: Callable[[], Database],
         clock: Callable[[], datetime],
+        hinted: Callable[[str], object] | None = None,
     ) -> None:
         self._sources = sources
         self._db = db
         self._clock = clock
+        # Told a source's name once a delivery stored new hints (the daemon polls it early).
+        self._hinted = hinted
 
     def endpoint(self, source: str) -> WebhookEndpoint | None:
         found = self._sources().get(source)
@@ -32,4 +35,7 @@ class SourceWebhooks:
 
     def store(self, source: str, received: Sequence[WebhookHint]) -> int:
         with self._db().transaction() as conn:
-            return hints.add(conn, source, received, self._clock())
+            new = hints.add(conn, source, received, self._clock())
+        if new and self._hinted is not None:
+            self._hinted(source)
+        return new

@@ -6,17 +6,30 @@ again adds nothing) and read by the poller at the start of a walk (:func:`untake
 marked taken (:func:`take`) only in the transaction that stores the page the source read the
 object into, so a hint outlives a restart until what it led to is stored, and a hint whose
 object the API does not confirm adds nothing but its own row.
+
+Rows do not stay for ever (:func:`prune`, run with the daemon's daily pruning): a taken hint
+is kept :data:`TAKEN_KEEP`, long enough that a delivery Meta sends again finds it and adds
+nothing; one never taken for :data:`UNTAKEN_KEEP` is of an account no poller reads (its
+source or account left the configuration, or is parked that long) and goes too. The bound is
+by age, not by this instance's configuration: instances sharing the state database may poll
+different sources, and one must not delete another's hints.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy import Connection, and_, delete, or_, select, update
 
 from syncd.model import HINT_ID_MAX, HINT_KIND_MAX, WebhookHint
 from syncd.state.tables import webhook_hints
+
+# Meta retries a delivery it got no answer to for hours; a replay weeks later is read again
+# through the API (once more), which stores nothing twice.
+TAKEN_KEEP = timedelta(days=7)
+# A hint whose account no poll took in this long will not be: no walk reads it.
+UNTAKEN_KEEP = timedelta(days=14)
 
 # The most hints one walk is offered: a flood of deliveries is read a batch a walk, oldest
 # first, instead of making one walk's first page unbounded.
@@ -96,3 +109,21 @@ def take(conn: Connection, source: str, hints: Sequence[WebhookHint], now: datet
         )
         taken += result.rowcount
     return taken
+
+
+def prune(conn: Connection, now: datetime) -> int:
+    """Delete hints taken more than :data:`TAKEN_KEEP` ago and hints never taken in
+    :data:`UNTAKEN_KEEP`; how many were deleted."""
+    taken_before, received_before = now - TAKEN_KEEP, now - UNTAKEN_KEEP
+    result = conn.execute(
+        delete(webhook_hints).where(
+            or_(
+                webhook_hints.c.taken_at < taken_before,
+                and_(
+                    webhook_hints.c.taken_at.is_(None),
+                    webhook_hints.c.received_at < received_before,
+                ),
+            )
+        )
+    )
+    return result.rowcount

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 from syncd.errors import AuthError, RateLimited, TransientError
+from syncd.model import Account, Stream
+from syncd.service.app import Job
 from syncd.service.daemon import Daemon
-from syncd.service.jobs import AUTH_FAILURES_TO_PARK
+from syncd.service.jobs import AUTH_FAILURES_TO_PARK, HINT_POLL_SECONDS, PollJob
 
 
 class Scripted:
@@ -144,3 +146,53 @@ def test_a_job_paused_under_two_names_runs_again_only_once_both_are_resumed(
     daemon.jobs.check_parked()
     assert daemon.parked == set()
     assert daemon.scheduler.get_job("write").next_run_time is not None
+
+
+def test_a_stored_hint_brings_the_source_s_mentions_polls_forward_once_a_while(
+    daemon: Daemon,
+) -> None:
+    acme = Account("facebook", "Acme", "111")
+    polls = {
+        (source, stream): PollJob(daemon.jobs, Job(source, acme, stream), interval=300.0)
+        for source in ("acme-fb", "other")
+        for stream in (Stream.MENTIONS, Stream.REPLIES)
+    }
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    for job in polls.values():
+        daemon.jobs.add(job)
+        job.run_at(later)
+
+    def next_run(source: str, stream: Stream) -> datetime | None:
+        found = daemon.scheduler.get_job(polls[(source, stream)].id).next_run_time
+        return None if found is None else found.astimezone(UTC)
+
+    assert daemon.jobs.hinted("acme-fb", now=1000.0)
+    assert next_run("acme-fb", Stream.MENTIONS) < later - timedelta(minutes=4)  # type: ignore[operator]
+    assert next_run("acme-fb", Stream.REPLIES) == later  # reads no hint
+    assert next_run("other", Stream.MENTIONS) == later
+    # A flood of deliveries makes one early poll, not one each.
+    polls[("acme-fb", Stream.MENTIONS)].run_at(later)
+    assert not daemon.jobs.hinted("acme-fb", now=1000.0 + HINT_POLL_SECONDS - 1)
+    assert next_run("acme-fb", Stream.MENTIONS) == later
+    # A rate limit holds the poll to its reset; parking holds it until resumed.
+    held = datetime.now(UTC) + timedelta(minutes=7)
+    mentions = polls[("acme-fb", Stream.MENTIONS)]
+    mentions.held_until = held
+    mentions.run_at(held)
+    assert daemon.jobs.hinted("acme-fb", now=1000.0 + HINT_POLL_SECONDS)
+    assert next_run("acme-fb", Stream.MENTIONS) == held
+    mentions.held_until = None
+    mentions.pause("acme-fb:Acme")
+    assert daemon.jobs.hinted("acme-fb", now=1000.0 + 2 * HINT_POLL_SECONDS)
+    assert next_run("acme-fb", Stream.MENTIONS) is None
+
+
+def test_a_rate_limited_job_is_not_brought_forward_by_other_work(daemon: Daemon) -> None:
+    resume = datetime.now(UTC) + timedelta(minutes=7)
+    daemon.app.pipeline.resolve.script = [RateLimited("429", resume_at=resume)]  # type: ignore[attr-defined]
+    daemon.jobs["resolve"].run()
+    daemon.jobs.run_soon("resolve")  # a poll queued work for it
+    assert daemon.scheduler.get_job("resolve").next_run_time == resume
+    daemon.jobs["resolve"].run()  # it ran (at its reset): nothing holds it any more
+    daemon.jobs.run_soon("resolve")
+    assert daemon.scheduler.get_job("resolve").next_run_time < resume

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 from support.fake_crm import FakeCrm
+from support.meta import VERIFY, GraphClock, graph_server, hooked
 from support.pipeline import Clock as PipelineClock
 
 from connectors.meta.facebook import FacebookSource
@@ -38,34 +39,13 @@ from syncd.state.db import Database
 from syncd.state.tables import interactions
 
 TOKEN = "EAAB-page-token-hints"
-VERIFY = "meta-verify-token-9876543210"
 NAME = "acme-ig"
-
-
-class GraphClock:
-    """The stand-in's and the source's clock: one second on at each reading."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
 
 
 @pytest.fixture
 def graph() -> Iterator[tuple[MetaSandbox, GraphClock]]:
-    clock = GraphClock()
-    with MetaSandbox(clock=clock) as server:
-        yield server, clock
-
-
-def hooked(monkeypatch: pytest.MonkeyPatch, sandbox: MetaSandbox) -> WebhookSettings:
-    monkeypatch.setenv("META_VERIFY_TOKEN", VERIFY)
-    monkeypatch.setenv("META_APP_SECRET", sandbox.app_secret)
-    return WebhookSettings.model_validate(
-        {"verify_token": "env:META_VERIFY_TOKEN", "app_secret": "env:META_APP_SECRET"}
-    )
+    with graph_server() as both:
+        yield both
 
 
 class Brand:
@@ -174,6 +154,7 @@ def test_a_forged_hint_for_an_object_the_api_does_not_have_stores_nothing(
     brand.poll()
     assert brand.stored(forged.object_id) == 0
     assert brand.untaken() == ()  # the API confirmed nothing: taken, nothing to ask again
+    assert sum(brand.source.dropped_hints.values()) == 1  # said and counted
 
 
 def test_a_hint_the_api_cannot_answer_now_is_left_for_the_next_walk(

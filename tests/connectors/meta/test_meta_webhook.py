@@ -194,3 +194,48 @@ def test_a_repeated_change_is_one_hint() -> None:
     twice = delivery("webhooks/feed-comment-add-211.json")
     twice["entry"].append(copy.deepcopy(twice["entry"][0]))
     assert len(hints(twice)) == 1
+
+
+# -- Messenger ----------------------------------------------------------------------------------
+def test_messenger_deliveries_name_their_message() -> None:
+    # An echo is the Page's own message (message_echoes); an edit names the edited message;
+    # the recordings give the entry id as a number, taken as its digits.
+    assert hints(delivery("webhooks/messaging-message-basic-echo.json")) == [
+        Hint(
+            "facebook",
+            "12345654332",
+            "message_echoes",
+            "message",
+            "mid.1457764197618:41d102a3e1ae206a38",
+        )
+    ]
+    assert hints(delivery("webhooks/messaging-message-edits.json")) == [
+        Hint(
+            "facebook",
+            "12345654332",
+            "message_edits",
+            "message",
+            "mid.1457764197618:41d102a3e1ae206a38",
+        )
+    ]
+    # An unsent message leaves nothing to read.
+    assert hints(delivery("webhooks/messaging-message-isdeleted.json")) == []
+
+
+def test_a_message_to_the_page_and_odd_events_beside_it() -> None:
+    echo = delivery("webhooks/messaging-message-basic-echo.json")
+    event = echo["entry"][0]["messaging"][0]
+    inbound = copy.deepcopy(event)
+    del inbound["message"]["is_echo"]
+    inbound["message"]["mid"] = "m_AG5Hz2Uq7tuwNEhXfYYKj8mJEM_QPpz5jdCK48PnKAjSdjfipqxqMvK8ma6A"
+    read_receipt = {"sender": event["sender"], "read": {"watermark": 1458668856253}}
+    path_like = copy.deepcopy(inbound)
+    path_like["message"]["mid"] = "../me/accounts"
+    echo["entry"][0]["messaging"] = [inbound, read_receipt, path_like, "junk"]
+    standby = copy.deepcopy(inbound)  # another app owns the thread: Meta says so apart
+    standby["message"]["mid"] = "qT7ywaKpO9kkQR7Gv-nM8LIfLZDamVrALniheUYEDdHJXjDXEAyaS1xxONzb2Iv"
+    echo["entry"][0]["standby"] = [standby]
+    assert hints(echo) == [
+        Hint("facebook", "12345654332", "messages", "message", inbound["message"]["mid"]),
+        Hint("facebook", "12345654332", "messages", "message", standby["message"]["mid"]),
+    ]

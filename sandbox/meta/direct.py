@@ -67,10 +67,21 @@ class DirectViews(GraphViews):
             account = self._direct_account(target, ctx)
             if account is None:
                 return None
-            return self._direct_threads(account, specs, params, ctx, path, link_params)
+            threads = self._direct_threads(account, params, ctx)
+            return self._direct_page(
+                threads, lambda t: self.render_direct_thread(t, specs, ctx), ctx, path, link_params
+            )
         if endpoint == "messages" and target in s.direct_threads:
             thread = self._direct_visible(s.direct_threads[target], ctx)
-            return self._direct_messages(thread, specs, params, ctx, path, link_params)
+            newest_first = list(reversed(thread.messages))
+            detailed = {m.id for m in newest_first[:MESSAGE_DETAILS]}
+            return self._direct_page(
+                newest_first,
+                lambda m: self.render_direct_message(m, specs, ctx, details=m.id in detailed),
+                ctx,
+                path,
+                link_params,
+            )
         if endpoint == "node" and target in s.direct_threads:
             thread = self._direct_visible(s.direct_threads[target], ctx)
             return self.render_direct_thread(thread, specs, ctx)
@@ -129,15 +140,8 @@ class DirectViews(GraphViews):
         return thread
 
     # -- edges -------------------------------------------------------------------------------
-    def _direct_threads(
-        self,
-        account_id: str,
-        specs: list[FieldSpec] | None,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
+    def _direct_threads(self, account_id: str, params: dict[str, str], ctx: Ctx) -> list[Any]:
+        """The account's threads listed for this token, most recently active first."""
         s = self.store
         threads = [
             t
@@ -150,45 +154,28 @@ class DirectViews(GraphViews):
             raise GraphError(
                 100, "(#100) Time-based pagination is not available for the conversations endpoint"
             )
-        threads.sort(key=lambda t: (t.updated, t.seq), reverse=True)
-        listing = Listing(
-            threads,
-            params,
-            True,
-            "cursor",
-            EDGE_MAX,
-            lambda t: _key(t.updated, t.seq),
-            path,
-            link_params,
-        )
-        return self._list_answer(listing, ctx, lambda t: self.render_direct_thread(t, specs, ctx))
+        return sorted(threads, key=lambda t: (t.updated, t.seq), reverse=True)
 
-    def _direct_messages(
+    def _direct_page(
         self,
-        thread: DirectThread,
-        specs: list[FieldSpec] | None,
-        params: dict[str, str],
+        items: list[Any],
+        render: Callable[[Any], JsonObject],
         ctx: Ctx,
         path: str,
         link_params: dict[str, str],
     ) -> JsonObject:
-        newest_first = list(reversed(thread.messages))
-        detailed = {m.id for m in newest_first[:MESSAGE_DETAILS]}
+        """One page of ``items`` (newest first), cursor paging as Messenger's is recorded."""
         listing = Listing(
-            newest_first,
-            params,
+            items,
+            dict(ctx.query),
             True,
             "cursor",
             EDGE_MAX,
-            lambda m: _key(m.created, m.seq),
+            lambda i: _key(i.updated if isinstance(i, DirectThread) else i.created, i.seq),
             path,
             link_params,
         )
-        return self._list_answer(
-            listing,
-            ctx,
-            lambda m: self.render_direct_message(m, specs, ctx, details=m.id in detailed),
-        )
+        return self._list_answer(listing, ctx, render)
 
     # -- rendering ---------------------------------------------------------------------------
     def _direct_party(self, who: Actor, account_id: str) -> JsonObject:

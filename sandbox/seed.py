@@ -583,7 +583,8 @@ def _facebook_post(world: World, rng: random.Random) -> tuple[str, str]:
 
 
 def _instagram_post(world: World, rng: random.Random) -> tuple[str, str]:
-    """A customer's comment on one of the account's media, or the account's reply to one."""
+    """A customer's comment on one of the account's media or Direct message, or the
+    account's reply to a recent comment."""
     meta, account = world.meta, world.instagram
     assert meta is not None and account is not None
     recent = world.recent_instagram
@@ -595,6 +596,8 @@ def _instagram_post(world: World, rng: random.Random) -> tuple[str, str]:
     assert customer.instagram is not None
     media_id = rng.choice(world.media)
     said = rng.choice(MENTIONS).format(brand=META_INSTAGRAM, n=rng.randint(10000, 99999))
+    if rng.random() < 0.2:
+        return ("mention", meta.add_direct_message(account.id, customer.instagram, said).id)
     withheld = rng.random() < world.withhold
     world.withheld += withheld
     comment = meta.add_ig_comment(media_id, customer.instagram, said, withhold_from=withheld)

@@ -6,6 +6,7 @@ Instagram professional account (comments, tags, mentions, DMs), over the Graph A
 - :mod:`.walk`: how a walk reads (the watch window, the marks, the walk's token) and what
   both sources share (:class:`~connectors.meta.walk.MetaSource`);
 - :mod:`.facebook`, :mod:`.instagram`: the two sources, each its endpoints and its check;
+- :mod:`.threads`: how a walk reads an inbox (Messenger, Instagram Direct);
 - :mod:`.backfill`: what part of a past window Graph reaches, as backfill segments;
 - :mod:`.hints`: how a walk reads the objects webhook deliveries named;
 - :mod:`.client` the Graph client (pacing, errors), :mod:`.parse` the translation;

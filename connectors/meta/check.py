@@ -40,6 +40,7 @@ from syncd.contracts import CheckRow
 from syncd.errors import AuthError, ExternalError, RateLimited
 
 if TYPE_CHECKING:
+    from connectors.meta.threads import Inbox
     from connectors.meta.walk import MetaSource
 
 __all__ = ["facebook_check", "fix_for", "instagram_check"]
@@ -523,7 +524,9 @@ def facebook_check(
 
 
 # -- Instagram -------------------------------------------------------------------------------------
-def instagram_check(source: MetaSource, ig_user_id: str, handles: Sequence[str]) -> list[CheckRow]:
+def instagram_check(
+    source: MetaSource, ig_user_id: str, inbox: Inbox | None, handles: Sequence[str]
+) -> list[CheckRow]:
     """The token reads the account (a Page token of its linked Page, or an Instagram Login
     token of it), valid long enough, with the permissions reading needs; its media and
     comments are readable; the webhook subscription; the handles name it."""
@@ -573,6 +576,8 @@ def instagram_check(source: MetaSource, ig_user_id: str, handles: Sequence[str])
         )
     except ExternalError as exc:
         rows.append(CheckRow("media and comments", False, str(exc), fix_for(exc, token_name)))
+    if inbox is not None:
+        rows.append(_inbox_row(source, inbox, "Instagram Direct"))
     rows.append(_instagram_webhook_row(source, page_id, info))
     rows += _handle_rows(
         handles,
@@ -687,3 +692,23 @@ def _instagram_webhook_row(
         "subscribed at app level (App Dashboard, Webhooks, Instagram), which a Page token "
         "cannot read",
     )
+
+
+def _inbox_row(source: MetaSource, inbox: Inbox, item: str) -> CheckRow:
+    """``syncd check``'s row for the inbox: one thread asked for, the permissions it takes
+    named when Meta refuses."""
+    try:
+        source._list(inbox.path, {"platform": inbox.platform, "fields": "id", "limit": 1})
+    except PermissionDenied as exc:
+        named = ", ".join(exc.permissions) or inbox.needs
+        return CheckRow(
+            item,
+            False,
+            str(exc),
+            f"grant the app {named} (it needs {inbox.needs}; App Review for customers' "
+            f"threads) and issue a new {source.client.token_name}, or set "
+            f"{inbox.setting} = false",
+        )
+    except ExternalError as exc:
+        return CheckRow(item, False, str(exc), fix_for(exc, source.client.token_name))
+    return CheckRow(item, True, f"readable (uses {inbox.needs})")

@@ -1,7 +1,8 @@
 """The Instagram professional account source: comments and replies on the account's media of
-the watch window (read when a media's ``comments_count`` changed) and media tagging it,
-walked as :mod:`.walk` describes; the objects its webhook hints name, read by id
-(:mod:`.hints`); its backfill's steps (the plan is :mod:`.backfill`'s); its check."""
+the watch window (read when a media's ``comments_count`` changed), media tagging it and its
+Direct threads, walked as :mod:`.walk` and :mod:`.threads` describe; the objects its webhook
+hints name, read by id (:mod:`.hints`); its backfill's steps (the plan is :mod:`.backfill`'s);
+its check."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from connectors.meta.parse import (
     parse_ig_media,
 )
 from connectors.meta.settings import IG_COMMENTS_MAX, InstagramSettings
+from connectors.meta.threads import THREADS, Inbox, walk_threads
 from connectors.meta.walk import (
     OBJECT_ID,
     Collected,
@@ -47,23 +49,52 @@ TAG_FIELDS = "id,caption,media_type,timestamp,permalink,username"
 # mentioned_comment's fields [doc: IG user mentioned_comment; recording: mentioned_comment.json].
 MENTIONED_COMMENT_FIELDS = "id,text,timestamp,username,media"
 _IG_ID = re.compile(r"[0-9]{1,40}")
+# Direct through the Conversations API. ``me`` is the Page with a Page token (Facebook Login:
+# "GET /{page-id}/conversations?platform=instagram") and the account with an Instagram User
+# token (Instagram Login: "/me/conversations"), so one path serves both hosts and the source
+# needs no Page id [doc: messenger conversations; IG conversations-api]. No ``link``: the
+# Instagram Login reference lists none for a conversation.
+DIRECT_PATH = "me/conversations"
+DIRECT_THREAD_FIELDS = "id,updated_time,participants"
 
 
 # -- Instagram -----------------------------------------------------------------------------------
 class InstagramSource(MetaSource):
     """An Instagram professional account: ``mentions`` are people's comments and replies on
-    its media in the watch window and media tagging it; ``replies`` the account's own
-    replies to them. @mentions in other people's captions and comments are not listed by
-    any endpoint: only the ``mentions`` webhook names them."""
+    its media in the watch window, media tagging it and their Direct messages; ``replies``
+    the account's own replies and messages answering them. @mentions in other people's
+    captions and comments are not listed by any endpoint: only the ``mentions`` webhook
+    names them."""
 
     network: ClassVar[str] = NETWORK_INSTAGRAM
     Settings: ClassVar[type[ConnectorSettings]] = InstagramSettings
     # Backfill steps spend the account's budget, which live polls spend too.
     shared_routes: ClassVar[frozenset[str]] = frozenset({backfill.ACCOUNT_MEDIA})
 
-    def __init__(self, access_token: str, *, ig_user_id: str, **kw: Any) -> None:
-        super().__init__(access_token, account_id=ig_user_id, **kw)
+    def __init__(
+        self,
+        access_token: str,
+        *,
+        ig_user_id: str,
+        direct: bool = True,
+        instagram_login: bool = False,
+        **kw: Any,
+    ) -> None:
+        super().__init__(access_token, account_id=ig_user_id, instagram_login=instagram_login, **kw)
         self.ig_user_id = ig_user_id
+        self.direct = direct
+        self.inbox = Inbox(
+            platform="instagram",
+            path=DIRECT_PATH,
+            fields=DIRECT_THREAD_FIELDS,
+            thread="Instagram Direct thread",
+            setting="direct",
+            needs=(
+                "instagram_business_manage_messages"
+                if instagram_login
+                else "instagram_manage_messages, pages_manage_metadata"
+            ),
+        )
 
     @classmethod
     def from_settings(cls, settings: InstagramSettings) -> Self:
@@ -71,6 +102,7 @@ class InstagramSource(MetaSource):
             settings.access_token.reveal(),
             ig_user_id=settings.ig_user_id,
             instagram_login=settings.instagram_login,
+            direct=settings.direct,
             **settings.source_options(),
         )
 
@@ -103,12 +135,22 @@ class InstagramSource(MetaSource):
             following = self._media_step(account, stream, cursor, token, got, now)
         elif token.phase == "tags":
             following = self._tags_step(account, cursor, token, got, now)
+        elif token.phase == THREADS:
+            following = walk_threads(self, self.inbox, account, stream, cursor, token, got, now)
         else:
             raise MalformedAnswer("a stored Meta walk position is unreadable", system=self.network)
         hinted, taken = hints.read(
             self._hint_readers(), account, stream, cursor, dropped=self._drop_hint
         )
         return hints.merged(self._page(got, cursor, token, following, now), hinted, taken)
+
+    def lookup_posts(
+        self, post_ids: Sequence[str], refs: Mapping[str, str] | None = None
+    ) -> tuple[set[str], set[str]]:
+        """As :meth:`MetaSource.lookup_posts`, for media and comments (numeric ids) only: a
+        Direct message's id is not numeric, and Graph answers "does not exist" for one older
+        than its thread's 20 newest, which is not a deletion."""
+        return super().lookup_posts([i for i in post_ids if _IG_ID.fullmatch(i)], refs)
 
     # webhook hints (WebhookSource)
     def _hint_readers(self) -> dict[str, hints.Reader]:
@@ -235,7 +277,14 @@ class InstagramSource(MetaSource):
             return WalkToken("posts", after=nxt)
         if segment is None:
             got.marks.update(self._window_drop(cursor.marks, "media:", now))
-        return WalkToken("tags") if stream is Stream.MENTIONS else None
+        if stream is Stream.MENTIONS:
+            return WalkToken("tags")
+        return self._after_posts(segment)
+
+    def _after_posts(self, segment: Segment | None) -> WalkToken | None:
+        """What a stream's walk reads once the account's posts are read: Direct, when read
+        (a backfill does not: only a thread's 20 newest messages are detailed)."""
+        return WalkToken(THREADS) if self.direct and segment is None else None
 
     def _ig_comments(
         self,
@@ -318,7 +367,7 @@ class InstagramSource(MetaSource):
         oldest = min((t for m in items if (t := data_time(m, "timestamp"))), default=None)
         if nxt is not None and oldest is not None and oldest >= int(floor.timestamp()):
             return WalkToken("tags", after=nxt)
-        return None
+        return self._after_posts(segment)
 
     # backfill (Backfiller)
     def plan_backfill(
@@ -377,7 +426,9 @@ class InstagramSource(MetaSource):
 
     def check(self, handles: Sequence[str]) -> list[CheckRow]:
         """What ``syncd check`` reports of this account (:func:`.check.instagram_check`)."""
-        return instagram_check(self, self.ig_user_id, handles)
+        return instagram_check(
+            self, self.ig_user_id, self.inbox if self.direct else None, handles
+        )
 
 if TYPE_CHECKING:  # the contracts are structural: have mypy hold the class to them
     _i: type[Source] = InstagramSource

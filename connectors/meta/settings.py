@@ -113,6 +113,10 @@ class InstagramSettings(_MetaSettings):
     ig_user_id: str
     # An Instagram Login token on graph.instagram.com instead of the linked Page's token.
     instagram_login: bool = False
+    # Read the account's Instagram Direct threads (instagram_manage_messages, Instagram
+    # Login: instagram_business_manage_messages; Advanced Access for customers). On, as
+    # Facebook's messenger: a message is the plainest thing a customer sends a brand.
+    direct: bool = True
     page_size: int = Field(default=IG_COMMENTS_MAX, ge=1, le=FEED_MAX)
 
     @model_validator(mode="before")

@@ -26,6 +26,9 @@ that answered):
   ``mentioned_comment.comment_id(…)``), ``/{ig-user-id}/media``, ``/{ig-user-id}/tags``,
   ``/{ig-media-id}``, ``/{ig-media-id}/comments`` (top-level only, newest first, at most 50
   a call), ``/{ig-comment-id}``, ``/{ig-comment-id}/replies``.
+- Instagram Direct (``platform=instagram``) through the Page, and through an Instagram User
+  token (Instagram Login: ``me`` is the account, which reads its media, comments and
+  Direct): :mod:`sandbox.meta.direct`, shaped on Messenger's recordings (none of Direct exists).
 - ``/me``, ``/me/accounts`` (user token: the Pages with their tokens), ``/debug_token``
   (``granular_scopes`` with ``target_ids`` when a grant names some Pages or accounts only:
   :meth:`MetaSandbox.grant`), ``/{page-id}/subscribed_apps`` (the apps subscribed to the
@@ -49,10 +52,10 @@ that answered):
   continue to increase your call count").
 - Faults: :mod:`sandbox.meta.faults`. Webhook deliveries: :mod:`sandbox.meta.webhooks`.
 
-Not served: writes (POST/DELETE), the Batch API and ``?ids=``, Instagram Direct
-(``platform=instagram``, no recording exists) and graph.instagram.com's Instagram Login,
-reactions beyond an empty summary, attachments, Page Public Content Access on other Pages,
-the Conversations API's 2 calls a second, unversioned paths. Fields Graph has but the
+Not served: writes (POST/DELETE), the Batch API and ``?ids=``, a separate host for
+graph.instagram.com (one server answers both), reactions beyond an empty summary,
+attachments, Page Public Content Access on other Pages, the Conversations API's 2 calls a
+second, unversioned paths. Fields Graph has but the
 stand-in does not model (``attachments``, ``full_picture``, ``shares``, ...) are left out of
 answers, as Graph leaves out fields without a value; a field Graph does not have is refused
 with "(#100) Tried accessing nonexisting field".
@@ -73,13 +76,17 @@ from typing import Any, ClassVar, Literal
 
 from sandbox.faults import FaultRule, Kind
 from sandbox.meta import errors, webhooks
+from sandbox.meta.direct import DirectViews
 from sandbox.meta.errors import GraphError
 from sandbox.meta.faults import META_KINDS, MetaFaultRule, MetaFaults
 from sandbox.meta.fields import FieldSpec, FieldSyntaxError, parse_fields
 from sandbox.meta.store import (
+    INSTAGRAM_LOGIN_SCOPES,
     Actor,
     Comment,
     Conversation,
+    DirectMessage,
+    DirectThread,
     IGAccount,
     IGComment,
     IGUser,
@@ -91,7 +98,7 @@ from sandbox.meta.store import (
     Store,
     Token,
 )
-from sandbox.meta.views import Ctx, GraphViews
+from sandbox.meta.views import Ctx
 from sandbox.meta.webhooks import WebhookSender
 from sandbox.server import Handler, Request, Response, SandboxServer
 
@@ -136,7 +143,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class MetaSandbox(GraphViews, SandboxServer):
+class MetaSandbox(DirectViews, SandboxServer):
     name = "meta-sandbox"
     fault_kinds: ClassVar[Mapping[str, Kind]] = META_KINDS
 
@@ -407,6 +414,35 @@ class MetaSandbox(GraphViews, SandboxServer):
     def conversation(self, page_id: str, person: Person) -> Conversation:
         with self.lock:
             return self.store.conversation_with(page_id, person)
+
+    def add_direct_message(
+        self,
+        account_id: str,
+        user: IGUser,
+        text: str,
+        *,
+        from_account: bool = False,
+        at: datetime | None = None,
+    ) -> DirectMessage:
+        """An Instagram Direct message between our account and the person (their thread is
+        made on first use); ``from_account``: the account's answer."""
+        with self.lock:
+            thread = self.store.direct_thread_with(account_id, user)
+            return self.store.add_direct_message(thread, text, from_account=from_account, at=at)
+
+    def direct_thread(self, account_id: str, user: IGUser) -> DirectThread:
+        with self.lock:
+            return self.store.direct_thread_with(account_id, user)
+
+    def add_instagram_login_token(
+        self, value: str, account_id: str, *, scopes: tuple[str, ...] = INSTAGRAM_LOGIN_SCOPES
+    ) -> Token:
+        """An Instagram User token of the account (Instagram Login, graph.instagram.com):
+        ``me`` is the account, and it reads the account's media, comments and Direct."""
+        with self.lock:
+            return self.store.add_token(
+                value, "INSTAGRAM", user_id=account_id, scopes=scopes, lifetime=timedelta(days=60)
+            )
 
     def add_instagram_account(self, page_id: str, username: str, name: str = "") -> IGAccount:
         with self.lock:
@@ -729,6 +765,8 @@ class MetaSandbox(GraphViews, SandboxServer):
         if endpoint == "subscribed_apps":
             return self._subscribed_apps(target, ctx)
         specs = self._fields(req.query.get("fields"))
+        if (direct := self._serve_direct_request(endpoint, target, specs, req, ctx)) is not None:
+            return direct
         if endpoint == "node":
             return self._node(target, specs, ctx)
         if endpoint == "accounts":
@@ -760,6 +798,13 @@ class MetaSandbox(GraphViews, SandboxServer):
         return edges[edge](
             self._object(owner_type, target), specs, dict(req.query), ctx, path, link_params
         )
+
+    def _serve_direct_request(
+        self, endpoint: str, target: str, specs: list[FieldSpec] | None, req: Request, ctx: Ctx
+    ) -> JsonObject | None:
+        path = f"/{ctx.version}/{req.params['id']}/{endpoint}"
+        link_params = {k: v for k, v in req.query.items() if k not in _CURSOR_PARAMS}
+        return self.serve_direct(endpoint, target, specs, ctx, path, link_params)
 
     def _fields(self, text: str | None) -> list[FieldSpec] | None:
         if text is None or not text.strip():

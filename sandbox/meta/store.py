@@ -106,6 +106,32 @@ class Conversation:
 
 
 @dataclass
+class DirectMessage:
+    id: str
+    thread_id: str
+    sender: Actor  # ("account", IG user id) or ("iguser", IG person key)
+    text: str
+    created: datetime
+    seq: int
+
+
+@dataclass
+class DirectThread:
+    """An Instagram Direct conversation between one of our accounts and an Instagram person."""
+
+    id: str
+    account_id: str
+    user_key: str
+    created: datetime
+    seq: int
+    messages: list[DirectMessage] = field(default_factory=list)  # oldest first
+
+    @property
+    def updated(self) -> datetime:
+        return self.messages[-1].created if self.messages else self.created
+
+
+@dataclass
 class IGAccount:
     """An Instagram professional account linked to one of our Pages."""
 
@@ -155,7 +181,8 @@ class IGComment:
 @dataclass
 class Token:
     value: str
-    type: Literal["PAGE", "USER"]
+    # INSTAGRAM: an Instagram User token (Instagram Login); ``user_id`` is then the account's.
+    type: Literal["PAGE", "USER", "INSTAGRAM"]
     user_id: str  # the person who issued it (a Page admin)
     page_id: str | None = None
     scopes: tuple[str, ...] = ()
@@ -180,6 +207,12 @@ PAGE_SCOPES = (
     "instagram_manage_messages",
     "public_profile",
 )
+# Instagram Login's scopes ("the old business_* values replaced", research/meta.md §2).
+INSTAGRAM_LOGIN_SCOPES = (
+    "instagram_business_basic",
+    "instagram_business_manage_comments",
+    "instagram_business_manage_messages",
+)
 
 
 class Store:
@@ -195,6 +228,8 @@ class Store:
         self.ig_users: dict[str, IGUser] = {}
         self.media: dict[str, Media] = {}
         self.ig_comments: dict[str, IGComment] = {}
+        self.direct_threads: dict[str, DirectThread] = {}
+        self.direct_messages: dict[str, DirectMessage] = {}
         self.tokens: dict[str, Token] = {}
         self._seq = itertools.count(1)
         self._numbers = itertools.count(1)
@@ -378,11 +413,50 @@ class Store:
         self.ig_comments[comment.id] = comment
         return comment
 
+    def direct_thread_with(self, account_id: str, user: IGUser) -> DirectThread:
+        for thread in self.direct_threads.values():
+            if thread.account_id == account_id and thread.user_key == user.key:
+                return thread
+        self.igsid(user, account_id)
+        # Shaped as Meta's published Instagram conversation ids (base64 text, no recording).
+        thread = DirectThread(
+            "aWdfZAG06" + secrets.token_urlsafe(30)[:40],
+            account_id,
+            user.key,
+            self.when(None),
+            self.seq(),
+        )
+        self.direct_threads[thread.id] = thread
+        return thread
+
+    def add_direct_message(
+        self,
+        thread: DirectThread,
+        text: str,
+        *,
+        from_account: bool = False,
+        at: datetime | None = None,
+    ) -> DirectMessage:
+        ours: Actor = ("account", thread.account_id)
+        sender: Actor = ours if from_account else ("iguser", thread.user_key)
+        message = DirectMessage(
+            "aWdfZAG1faXRlbToxOklH" + secrets.token_urlsafe(48)[:60],
+            thread.id,
+            sender,
+            text,
+            self.when(at),
+            self.seq(),
+        )
+        thread.messages.append(message)
+        thread.messages.sort(key=lambda m: (m.created, m.seq))
+        self.direct_messages[message.id] = message
+        return message
+
     # -- tokens --------------------------------------------------------------------------
     def add_token(
         self,
         value: str,
-        kind: Literal["PAGE", "USER"],
+        kind: Literal["PAGE", "USER", "INSTAGRAM"],
         *,
         user_id: str,
         page_id: str | None = None,

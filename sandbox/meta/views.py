@@ -245,7 +245,7 @@ class GraphViews:
                 # error that the message has been deleted" (Messenger Conversations API).
                 raise gone
         if instagram:
-            mine = s.pages[page_id].instagram_account if page_id in s.pages else None
+            mine = self._viewer_account(ctx)
             if type_ == "IGUser" and object_id != mine:
                 raise gone
             if type_ in ("IGMedia", "IGComment"):
@@ -565,6 +565,8 @@ class GraphViews:
         return self.store.igsid(user, account_id or ""), user.username
 
     def _viewer_account(self, ctx: Ctx) -> str | None:
+        if ctx.token.type == "INSTAGRAM":
+            return ctx.token.user_id  # Instagram Login: the token is the account's own
         page = self.store.pages.get(ctx.token.page_id or "")
         return page.instagram_account if page else None
 

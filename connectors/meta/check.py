@@ -697,6 +697,7 @@ def _instagram_webhook_row(
 def _inbox_row(source: MetaSource, inbox: Inbox, item: str) -> CheckRow:
     """``syncd check``'s row for the inbox: one thread asked for, the permissions it takes
     named when Meta refuses."""
+    token_name = "Instagram token" if source.instagram_login else "Page token"
     try:
         source._list(inbox.path, {"platform": inbox.platform, "fields": "id", "limit": 1})
     except PermissionDenied as exc:
@@ -706,9 +707,9 @@ def _inbox_row(source: MetaSource, inbox: Inbox, item: str) -> CheckRow:
             False,
             str(exc),
             f"grant the app {named} (it needs {inbox.needs}; App Review for customers' "
-            f"threads) and issue a new {source.client.token_name}, or set "
+            f"threads) and issue a new {token_name}, or set "
             f"{inbox.setting} = false",
         )
     except ExternalError as exc:
-        return CheckRow(item, False, str(exc), fix_for(exc, source.client.token_name))
+        return CheckRow(item, False, str(exc), fix_for(exc, token_name))
     return CheckRow(item, True, f"readable (uses {inbox.needs})")

@@ -582,7 +582,7 @@ class GraphViews:
 
             return value
 
-        fields: Mapping[str, Callable[[Any, FieldSpec, Ctx], Any]] = {
+        fields: dict[str, Callable[[Any, FieldSpec, Ctx], Any]] = {
             "id": lambda a, f, c: a.id,
             "username": lambda a, f, c: a.username,
             "name": lambda a, f, c: a.name,
@@ -594,6 +594,10 @@ class GraphViews:
             "mentioned_media": mentioned("media"),
             "mentioned_comment": mentioned("comment"),
         }
+        if ctx.token.type == "INSTAGRAM":
+            # graph.instagram.com's /me names the professional account's id as user_id
+            # [doc: Instagram API with Instagram Login, get started]; Graph's IGUser has none.
+            fields["user_id"] = lambda a, f, c: a.id
         return self._render("IGUser", account, specs, ctx, ("id",), fields)
 
     def _mentioned(

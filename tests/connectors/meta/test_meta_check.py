@@ -253,7 +253,7 @@ class InstagramGraph:
     def page(self, path: str, params: Mapping[str, str | int] | None = None) -> GraphPage:
         if path == "me/subscribed_apps":
             data: list[Any] = [{"subscribed_fields": self.subscribed}] if self.subscribed else []
-        elif path == f"{self.user_id}/media":
+        elif path in (f"{self.user_id}/media", "me/conversations"):
             data = []
         else:
             raise NotFound(f"no {path} here")

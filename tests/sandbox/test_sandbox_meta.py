@@ -277,6 +277,20 @@ def test_deleted_objects_answer_the_recorded_error_and_leave_lists(w: World) -> 
     assert get(w.sb, f"/{w.page.id}/feed").json() == {"data": []}
 
 
+def test_comments_of_a_deleted_post_or_media_answer_as_deleted(w: World) -> None:
+    post, (c1, _c2, r1, _r2) = _thread(w)
+    _account, media, (c0, _i1, _i2) = _instagram(w)
+    reply = w.sb.add_ig_comment(media, w.sb.store.ig_users["u1"], "reply", reply_to=c0)
+    w.sb.delete(post)
+    w.sb.delete(media)
+    for object_id, type_ in ((c1, "GraphMethodException"), (r1, "GraphMethodException")):
+        error = get(w.sb, f"/{object_id}").json()["error"]
+        assert (error["code"], error["error_subcode"], error["type"]) == (100, 33, type_)
+    for object_id in (c0, reply.id):
+        error = get(w.sb, f"/{object_id}").json()["error"]
+        assert (error["code"], error["error_subcode"], error["type"]) == (100, 33, "IGApiException")
+
+
 # -- from withheld ---------------------------------------------------------------------------
 def test_without_advanced_access_from_is_withheld_for_people_without_a_role(
     w: World, clock: Clock

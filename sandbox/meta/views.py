@@ -166,23 +166,33 @@ class Ctx:
     withhold: bool = False  # the withheld_from fault: act as an app without Advanced Access
 
 
+def _created(item: Any) -> tuple[int, int]:
+    return _key(item.created, item.seq)
+
+
 @dataclass
 class Listing:
-    """The paging of one list: its items in order and the parameters that choose the page."""
+    """The paging of one list: its items (put in ``key`` order, newest first when
+    ``descending``) and the parameters that choose the page."""
 
     items: list[Any]
     params: Mapping[str, str]
-    descending: bool
-    style: Literal["cursor", "feed", "time", "ig"]
-    limit_max: int
-    key: Callable[[Any], tuple[int, int]]
     link: str  # the path of the edge, for next/previous
     link_params: dict[str, str]
+    style: Literal["cursor", "feed", "time", "ig"] = "cursor"
+    descending: bool = True
+    limit_max: int = EDGE_MAX
+    key: Callable[[Any], tuple[int, int]] = _created
     default_limit: int = DEFAULT_LIMIT
 
 
 Edge = Callable[[Any, Any, dict[str, str], Ctx, str, dict[str, str]], JsonObject]
 ABSENT: Any = object()
+
+
+def _live_replies(comments: Mapping[str, Any], parent_id: str) -> list[Any]:
+    """The replies to a Facebook or an Instagram comment that are not deleted."""
+    return [c for c in comments.values() if c.parent_id == parent_id and not c.deleted]
 
 
 def _select(value: Any, spec: FieldSpec) -> Any:
@@ -312,10 +322,10 @@ class GraphViews:
     def _edges(self, type_: str) -> Mapping[str, Edge]:
         table: dict[str, dict[str, Edge]] = {
             "Page": {
-                "feed": self._feed,
-                "posts": self._posts,
-                "visitor_posts": self._visitor_posts,
-                "tagged": self._tagged,
+                "feed": self._page_posts(("page", "visitor", "tagged"), "feed"),
+                "posts": self._page_posts(("page",), "time"),
+                "visitor_posts": self._page_posts(("visitor",), "feed"),
+                "tagged": self._page_posts(("tagged",), "feed"),
                 "conversations": self._conversations,
             },
             "Post": {"comments": self._post_comments, "reactions": self._reactions},
@@ -494,9 +504,7 @@ class GraphViews:
         ]
 
     def _replies_of(self, comment: Comment) -> list[Comment]:
-        return [
-            c for c in self.store.comments.values() if c.parent_id == comment.id and not c.deleted
-        ]
+        return _live_replies(self.store.comments, comment.id)
 
     def render_conversation(
         self, conv: Conversation, specs: list[FieldSpec] | None, ctx: Ctx
@@ -675,10 +683,10 @@ class GraphViews:
 
     # -- edges -----------------------------------------------------------------------------------
     def _listing(self, listing: Listing, ctx: Ctx) -> tuple[list[Any], JsonObject | None]:
-        """One page of ``listing.items`` (already in order) and its ``paging``, shaped as
-        recorded for that style."""
+        """One page of ``listing.items`` and its ``paging``, shaped as recorded for that
+        style."""
         params = listing.params
-        items = listing.items
+        items = sorted(listing.items, key=listing.key, reverse=listing.descending)
         since, until = params.get("since"), params.get("until")
         if since:
             low = _moment(since, "since")
@@ -763,80 +771,27 @@ class GraphViews:
             body["summary"] = summary
         return body
 
-    def _page_posts(
-        self,
-        page: Page,
-        specs: list[FieldSpec] | None,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-        kinds: tuple[str, ...],
-        style: Literal["feed", "time"],
-    ) -> JsonObject:
-        posts = [
-            p
-            for p in self.store.posts.values()
-            if p.page_id == page.id and p.kind in kinds and not p.deleted
-        ]
-        posts.sort(key=lambda p: (p.created, p.seq), reverse=True)
-        listing = Listing(
-            posts,
-            params,
-            True,
-            style,
-            FEED_MAX,
-            lambda p: _key(p.created, p.seq),
-            path,
-            link_params,
-        )
-        return self._list_answer(listing, ctx, lambda p: self.render_post(p, specs, ctx))
+    def _page_posts(self, kinds: tuple[str, ...], style: Literal["feed", "time"]) -> Edge:
+        """``/feed``, ``/posts``, ``/visitor_posts``, ``/tagged``: the Page's posts of those
+        kinds, newest first, in that paging style (``/posts`` pages by time, as recorded)."""
 
-    def _feed(
-        self,
-        page: Page,
-        specs: Any,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
-        return self._page_posts(
-            page, specs, params, ctx, path, link_params, ("page", "visitor", "tagged"), "feed"
-        )
+        def edge(
+            page: Page,
+            specs: Any,
+            params: dict[str, str],
+            ctx: Ctx,
+            path: str,
+            link_params: dict[str, str],
+        ) -> JsonObject:
+            posts = [
+                p
+                for p in self.store.posts.values()
+                if p.page_id == page.id and p.kind in kinds and not p.deleted
+            ]
+            listing = Listing(posts, params, path, link_params, style, limit_max=FEED_MAX)
+            return self._list_answer(listing, ctx, lambda p: self.render_post(p, specs, ctx))
 
-    def _posts(
-        self,
-        page: Page,
-        specs: Any,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
-        return self._page_posts(page, specs, params, ctx, path, link_params, ("page",), "time")
-
-    def _visitor_posts(
-        self,
-        page: Page,
-        specs: Any,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
-        return self._page_posts(page, specs, params, ctx, path, link_params, ("visitor",), "feed")
-
-    def _tagged(
-        self,
-        page: Page,
-        specs: Any,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
-        return self._page_posts(page, specs, params, ctx, path, link_params, ("tagged",), "feed")
+        return edge
 
     def _comment_list(
         self,
@@ -852,24 +807,14 @@ class GraphViews:
             raise GraphError(
                 100, "(#100) param order must be one of {CHRONOLOGICAL, REVERSE_CHRONOLOGICAL}"
             )
-        descending = order == "reverse_chronological"
-        comments = sorted(comments, key=lambda c: (c.created, c.seq), reverse=descending)
         summary = None
         if params.get("summary", "").lower() in ("true", "1", "total_count"):
             # Without filter=stream or an order a recorded summary says "ranked"
             # (restfb v5_0/post-with-comment.json); the stand-in serves it chronologically.
             shown = order or ("chronological" if params.get("filter") == "stream" else "ranked")
             summary = {"order": shown, "total_count": len(comments), "can_comment": True}
-        listing = Listing(
-            comments,
-            params,
-            descending,
-            "cursor",
-            EDGE_MAX,
-            lambda c: _key(c.created, c.seq),
-            path,
-            link_params,
-        )
+        descending = order == "reverse_chronological"
+        listing = Listing(comments, params, path, link_params, descending=descending)
         return self._list_answer(
             listing, ctx, lambda c: self.render_comment(c, specs, ctx), summary
         )
@@ -944,21 +889,12 @@ class GraphViews:
                 for c in convs
                 if self.store.scoped_id(self.store.people[c.person_key], page.id) == user
             ]
-        convs.sort(key=lambda c: (c.updated, c.seq), reverse=True)
         if params.get("since") or params.get("until"):
             raise GraphError(
                 100, "(#100) Time-based pagination is not available for the conversations endpoint"
             )
-        listing = Listing(
-            convs,
-            params,
-            True,
-            "cursor",
-            EDGE_MAX,
-            lambda c: _key(c.updated, c.seq),
-            path,
-            link_params,
-        )
+        # Most recently active first.
+        listing = Listing(convs, params, path, link_params, key=lambda c: _key(c.updated, c.seq))
         return self._list_answer(listing, ctx, lambda c: self.render_conversation(c, specs, ctx))
 
     def _messages(
@@ -970,18 +906,8 @@ class GraphViews:
         path: str,
         link_params: dict[str, str],
     ) -> JsonObject:
-        newest_first = list(reversed(conv.messages))
-        detailed = {m.id for m in newest_first[:MESSAGE_DETAILS]}
-        listing = Listing(
-            newest_first,
-            params,
-            True,
-            "cursor",
-            EDGE_MAX,
-            lambda m: _key(m.created, m.seq),
-            path,
-            link_params,
-        )
+        detailed = {m.id for m in conv.messages[-MESSAGE_DETAILS:]}
+        listing = Listing(conv.messages, params, path, link_params)
         return self._list_answer(
             listing, ctx, lambda m: self.render_message(m, specs, ctx, details=m.id in detailed)
         )
@@ -1000,17 +926,7 @@ class GraphViews:
             for m in self.store.media.values()
             if m.owner == ("account", account.id) and not m.deleted
         ]
-        media.sort(key=lambda m: (m.created, m.seq), reverse=True)
-        listing = Listing(
-            media,
-            params,
-            True,
-            "cursor",
-            EDGE_MAX,
-            lambda m: _key(m.created, m.seq),
-            path,
-            link_params,
-        )
+        listing = Listing(media, params, path, link_params)
         return self._list_answer(listing, ctx, lambda m: self.render_media(m, specs, ctx))
 
     def _ig_tags(
@@ -1023,17 +939,7 @@ class GraphViews:
         link_params: dict[str, str],
     ) -> JsonObject:
         media = [m for m in self.store.media.values() if account.id in m.tagged and not m.deleted]
-        media.sort(key=lambda m: (m.created, m.seq), reverse=True)
-        listing = Listing(
-            media,
-            params,
-            True,
-            "cursor",
-            EDGE_MAX,
-            lambda m: _key(m.created, m.seq),
-            path,
-            link_params,
-        )
+        listing = Listing(media, params, path, link_params)
         return self._list_answer(listing, ctx, lambda m: self.render_media(m, specs, ctx))
 
     def _ig_comments_edge(
@@ -1047,17 +953,7 @@ class GraphViews:
     ) -> JsonObject:
         # "Returns only top-level comments", newest first since v3.2, "a maximum of 50".
         top = [c for c in self._live_ig_comments(media) if c.parent_id is None]
-        top.sort(key=lambda c: (c.created, c.seq), reverse=True)
-        listing = Listing(
-            top,
-            params,
-            True,
-            "ig",
-            IG_COMMENTS_MAX,
-            lambda c: _key(c.created, c.seq),
-            path,
-            link_params,
-        )
+        listing = Listing(top, params, path, link_params, "ig", limit_max=IG_COMMENTS_MAX)
         return self._list_answer(listing, ctx, lambda c: self.render_ig_comment(c, specs, ctx))
 
     def _ig_replies(
@@ -1070,21 +966,9 @@ class GraphViews:
         link_params: dict[str, str],
     ) -> JsonObject:
         # The order of replies is not documented; oldest first here.
-        replies = [
-            c
-            for c in self.store.ig_comments.values()
-            if c.parent_id == comment.id and not c.deleted
-        ]
-        replies.sort(key=lambda c: (c.created, c.seq))
+        replies = _live_replies(self.store.ig_comments, comment.id)
         listing = Listing(
-            replies,
-            params,
-            False,
-            "ig",
-            IG_COMMENTS_MAX,
-            lambda c: _key(c.created, c.seq),
-            path,
-            link_params,
+            replies, params, path, link_params, "ig", descending=False, limit_max=IG_COMMENTS_MAX
         )
         return self._list_answer(listing, ctx, lambda c: self.render_ig_comment(c, specs, ctx))
 

@@ -190,6 +190,16 @@ Edge = Callable[[Any, Any, dict[str, str], Ctx, str, dict[str, str]], JsonObject
 ABSENT: Any = object()
 
 
+def _live_thread(comments: Mapping[str, Any], under: Callable[[Any], bool]) -> list[Any]:
+    """The Facebook or Instagram comments ``under`` a post or media, and their replies, that
+    are not deleted and do not answer a deleted comment."""
+    return [
+        c
+        for c in comments.values()
+        if under(c) and not c.deleted and not (c.parent_id and comments[c.parent_id].deleted)
+    ]
+
+
 def _live_replies(comments: Mapping[str, Any], parent_id: str) -> list[Any]:
     """The replies to a Facebook or an Instagram comment that are not deleted."""
     return [c for c in comments.values() if c.parent_id == parent_id and not c.deleted]
@@ -234,15 +244,15 @@ class GraphViews:
         obj = self._object(type_, object_id)
         if getattr(obj, "deleted", False):
             raise gone
-        if type_ == "Comment":
-            if obj.parent_id and s.comments[obj.parent_id].deleted:
-                raise gone
-            if s.posts[obj.post_id].deleted:
-                raise gone
-        if type_ == "IGComment":
-            if obj.parent_id and s.ig_comments[obj.parent_id].deleted:
-                raise gone
-            if s.media[obj.media_id].deleted:
+        if type_ in ("Comment", "IGComment"):
+            # A comment goes with its deleted post or media, a reply with its deleted comment.
+            comments: Mapping[str, Comment | IGComment]
+            comments, owner = (
+                (s.comments, s.posts[obj.post_id])
+                if type_ == "Comment"
+                else (s.ig_comments, s.media[obj.media_id])
+            )
+            if owner.deleted or (obj.parent_id and comments[obj.parent_id].deleted):
                 raise gone
         page_id = ctx.token.page_id
         if type_ in ("Conversation", "Message"):
@@ -494,14 +504,7 @@ class GraphViews:
         )
 
     def _live_comments(self, post: Post) -> list[Comment]:
-        s = self.store
-        return [
-            c
-            for c in s.comments.values()
-            if c.post_id == post.id
-            and not c.deleted
-            and not (c.parent_id and s.comments[c.parent_id].deleted)
-        ]
+        return _live_thread(self.store.comments, lambda c: c.post_id == post.id)
 
     def _replies_of(self, comment: Comment) -> list[Comment]:
         return _live_replies(self.store.comments, comment.id)
@@ -615,14 +618,7 @@ class GraphViews:
         return self.render_ig_comment(comment, sub, ctx)
 
     def _live_ig_comments(self, media: Media) -> list[IGComment]:
-        s = self.store
-        return [
-            c
-            for c in s.ig_comments.values()
-            if c.media_id == media.id
-            and not c.deleted
-            and not (c.parent_id and s.ig_comments[c.parent_id].deleted)
-        ]
+        return _live_thread(self.store.ig_comments, lambda c: c.media_id == media.id)
 
     def render_media(self, media: Media, specs: list[FieldSpec] | None, ctx: Ctx) -> JsonObject:
         viewer = self._viewer_account(ctx)

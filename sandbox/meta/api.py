@@ -284,14 +284,13 @@ class MetaSandbox(GraphViews, SandboxServer):
         withhold_from: bool = False,
     ) -> Comment:
         with self.lock:
-            comment = self.store.add_comment(
+            return self.store.add_comment(
                 post_id,
                 message,
                 author=self._actor(author, self.store.posts[post_id].page_id),
                 at=at,
+                withhold_from=withhold_from,
             )
-            comment.withhold_from = withhold_from
-            return comment
 
     def add_reply(
         self,
@@ -305,15 +304,14 @@ class MetaSandbox(GraphViews, SandboxServer):
         with self.lock:
             parent = self.store.comments[comment_id]
             page_id = self.store.posts[parent.post_id].page_id
-            reply = self.store.add_comment(
+            return self.store.add_comment(
                 parent.post_id,
                 message,
                 author=self._actor(author, page_id),
                 parent_id=comment_id,
                 at=at,
+                withhold_from=withhold_from,
             )
-            reply.withhold_from = withhold_from
-            return reply
 
     def _actor(self, who: Person | Page, page_id: str) -> Actor:
         if isinstance(who, Page):
@@ -393,11 +391,9 @@ class MetaSandbox(GraphViews, SandboxServer):
                 owner = self.store.media[media_id].owner
                 if owner[0] == "account":
                     self.store.igsid(author, owner[1])
-            comment = self.store.add_ig_comment(
-                media_id, text, author=actor, parent_id=reply_to, at=at
+            return self.store.add_ig_comment(
+                media_id, text, author=actor, parent_id=reply_to, at=at, withhold_from=withhold_from
             )
-            comment.withhold_from = withhold_from
-            return comment
 
     def delete(self, object_id: str) -> None:
         """Delete a post, comment, reply, media or Instagram comment: gone from every list,

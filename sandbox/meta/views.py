@@ -223,19 +223,22 @@ class GraphViews:
     link_base: str  # the server's URL, for paging links
 
     # -- visibility ------------------------------------------------------------------------------
-    def _object(self, type_: str, object_id: str) -> Any:
+    def _tables(self) -> tuple[tuple[str, Mapping[str, Any]], ...]:
+        """The store's objects by Graph node type, in the order an id is looked up."""
         s = self.store
-        table: Mapping[str, Mapping[str, Any]] = {
-            "Page": s.pages,
-            "Post": s.posts,
-            "Comment": s.comments,
-            "Conversation": s.conversations,
-            "Message": s.messages,
-            "IGUser": s.ig_accounts,
-            "IGMedia": s.media,
-            "IGComment": s.ig_comments,
-        }
-        return table[type_][object_id]
+        return (
+            ("Page", s.pages),
+            ("Post", s.posts),
+            ("Comment", s.comments),
+            ("Conversation", s.conversations),
+            ("Message", s.messages),
+            ("IGUser", s.ig_accounts),
+            ("IGMedia", s.media),
+            ("IGComment", s.ig_comments),
+        )
+
+    def _object(self, type_: str, object_id: str) -> Any:
+        return dict(self._tables())[type_][object_id]
 
     def _check_visible(self, type_: str, object_id: str, ctx: Ctx) -> None:
         s = self.store
@@ -348,19 +351,9 @@ class GraphViews:
         return table.get(type_, {})
 
     def _node(self, object_id: str, specs: list[FieldSpec] | None, ctx: Ctx) -> JsonObject:
-        s = self.store
         if object_id == ctx.token.user_id and ctx.token.type == "USER":
             return {"name": self._user_name(ctx.token.user_id), "id": object_id}
-        for type_, table in (
-            ("Page", s.pages),
-            ("Post", s.posts),
-            ("Comment", s.comments),
-            ("Conversation", s.conversations),
-            ("Message", s.messages),
-            ("IGUser", s.ig_accounts),
-            ("IGMedia", s.media),
-            ("IGComment", s.ig_comments),
-        ):
+        for type_, table in self._tables():
             if object_id in table:
                 self._check_visible(type_, object_id, ctx)
                 return self._render_any(type_, table[object_id], specs, ctx)

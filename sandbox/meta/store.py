@@ -372,6 +372,9 @@ class Store:
         at: datetime | None = None,
         withhold_from: bool = False,
     ) -> IGComment:
+        # Not one with add_comment: a Facebook comment's id carries its post's and the comment
+        # moves the post's updated_time; an Instagram comment's id is its own and its media
+        # keeps no such time.
         parent_id = _top_level(self.ig_comments, parent_id)
         comment = IGComment(
             self.number("179", 17),

@@ -344,7 +344,10 @@ class GraphViews:
             "Post": {"comments": self._post_comments, "reactions": self._reactions},
             "Comment": {"comments": self._replies, "reactions": self._reactions},
             "Conversation": {"messages": self._messages},
-            "IGUser": {"media": self._ig_media_edge, "tags": self._ig_tags},
+            "IGUser": {
+                "media": self._account_media(lambda m, a: m.owner == ("account", a.id)),
+                "tags": self._account_media(lambda m, a: a.id in m.tagged),
+            },
             "IGMedia": {"comments": self._ig_comments_edge},
             "IGComment": {"replies": self._ig_replies},
         }
@@ -901,35 +904,23 @@ class GraphViews:
             listing, ctx, lambda m: self.render_message(m, specs, ctx, details=m.id in detailed)
         )
 
-    def _ig_media_edge(
-        self,
-        account: IGAccount,
-        specs: Any,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
-        media = [
-            m
-            for m in self.store.media.values()
-            if m.owner == ("account", account.id) and not m.deleted
-        ]
-        listing = Listing(media, params, path, link_params)
-        return self._list_answer(listing, ctx, lambda m: self.render_media(m, specs, ctx))
+    def _account_media(self, chosen: Callable[[Media, IGAccount], bool]) -> Edge:
+        """``/media`` (the account's own posts) and ``/tags`` (others' posts that tag it):
+        the media ``chosen`` for the account, newest first."""
 
-    def _ig_tags(
-        self,
-        account: IGAccount,
-        specs: Any,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
-        media = [m for m in self.store.media.values() if account.id in m.tagged and not m.deleted]
-        listing = Listing(media, params, path, link_params)
-        return self._list_answer(listing, ctx, lambda m: self.render_media(m, specs, ctx))
+        def edge(
+            account: IGAccount,
+            specs: Any,
+            params: dict[str, str],
+            ctx: Ctx,
+            path: str,
+            link_params: dict[str, str],
+        ) -> JsonObject:
+            media = [m for m in self.store.media.values() if chosen(m, account) and not m.deleted]
+            listing = Listing(media, params, path, link_params)
+            return self._list_answer(listing, ctx, lambda m: self.render_media(m, specs, ctx))
+
+        return edge
 
     def _ig_comments_edge(
         self,

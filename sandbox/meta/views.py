@@ -636,6 +636,8 @@ class GraphViews:
     def render_ig_comment(
         self, comment: IGComment, specs: list[FieldSpec] | None, ctx: Ctx
     ) -> JsonObject:
+        # Beside render_comment, not one with it: Graph's IG Comment has other fields (text,
+        # timestamp, hidden, from{id,username}, no parent or permalink); _render is shared.
         media = self.store.media[comment.media_id]
         account = media.owner[1] if media.owner[0] == "account" else self._viewer_account(ctx)
 

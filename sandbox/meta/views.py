@@ -170,15 +170,11 @@ def _created(item: Any) -> tuple[int, int]:
     return _key(item.created, item.seq)
 
 
-@dataclass
-class Listing:
-    """The paging of one list: its items (put in ``key`` order, newest first when
-    ``descending``) and the parameters that choose the page."""
+@dataclass(frozen=True)
+class Paging:
+    """How one edge pages: the ``paging`` shape recorded for it, its order (``key``, newest
+    first when ``descending``) and the most one page holds."""
 
-    items: list[Any]
-    params: Mapping[str, str]
-    link: str  # the path of the edge, for next/previous
-    link_params: dict[str, str]
     style: Literal["cursor", "feed", "time", "ig"] = "cursor"
     descending: bool = True
     limit_max: int = EDGE_MAX
@@ -186,7 +182,21 @@ class Listing:
     default_limit: int = DEFAULT_LIMIT
 
 
+@dataclass
+class Listing:
+    """One list to page: its items (in any order) and the parameters that choose the page."""
+
+    items: list[Any]
+    params: Mapping[str, str]
+    link: str  # the path of the edge, for next/previous
+    link_params: dict[str, str]
+    paging: Paging = Paging()
+
+
 Edge = Callable[[Any, Any, dict[str, str], Ctx, str, dict[str, str]], JsonObject]
+# What a listed edge lists, from its owner, the request's parameters and context.
+Items = Callable[[Any, dict[str, str], Ctx], list[Any]]
+Render = Callable[[Any, list[FieldSpec] | None, Ctx], JsonObject]
 ABSENT: Any = object()
 
 
@@ -262,7 +272,7 @@ class GraphViews:
             conv = obj if type_ == "Conversation" else s.conversations[obj.conversation_id]
             if conv.page_id != page_id or not self._thread_visible(conv, ctx):
                 raise gone
-            if type_ == "Message" and obj not in conv.messages[-MESSAGE_DETAILS:]:
+            if type_ == "Message" and not self._detailed(obj):
                 # "If you query a message that is older than the last 20, you will see an
                 # error that the message has been deleted" (Messenger Conversations API).
                 raise gone
@@ -339,17 +349,45 @@ class GraphViews:
                 "posts": self._page_posts(("page",), "time"),
                 "visitor_posts": self._page_posts(("visitor",), "feed"),
                 "tagged": self._page_posts(("tagged",), "feed"),
-                "conversations": self._conversations,
+                # Most recently active first.
+                "conversations": self._list_edge(
+                    self._conversations,
+                    self.render_conversation,
+                    Paging(key=lambda c: _key(c.updated, c.seq)),
+                ),
             },
-            "Post": {"comments": self._post_comments, "reactions": self._reactions},
-            "Comment": {"comments": self._replies, "reactions": self._reactions},
-            "Conversation": {"messages": self._messages},
+            "Post": {
+                "comments": self._comment_edge(self._post_comments),
+                "reactions": self._reactions,
+            },
+            "Comment": {
+                "comments": self._comment_edge(self._replies),
+                "reactions": self._reactions,
+            },
+            "Conversation": {
+                "messages": self._list_edge(
+                    lambda conv, params, ctx: conv.messages,
+                    lambda m, specs, ctx: self.render_message(
+                        m, specs, ctx, details=self._detailed(m)
+                    ),
+                )
+            },
             "IGUser": {
-                "media": self._account_media(lambda m, a: m.owner == ("account", a.id)),
-                "tags": self._account_media(lambda m, a: a.id in m.tagged),
+                "media": self._list_edge(self._ig_media, self.render_media),
+                "tags": self._list_edge(self._ig_tags, self.render_media),
             },
-            "IGMedia": {"comments": self._ig_comments_edge},
-            "IGComment": {"replies": self._ig_replies},
+            # "Returns only top-level comments", newest first since v3.2, "a maximum of 50".
+            "IGMedia": {
+                "comments": self._list_edge(
+                    self._ig_comments, self.render_ig_comment, Paging("ig", True, IG_COMMENTS_MAX)
+                )
+            },
+            # The order of replies is not documented; oldest first here.
+            "IGComment": {
+                "replies": self._list_edge(
+                    self._ig_replies, self.render_ig_comment, Paging("ig", False, IG_COMMENTS_MAX)
+                )
+            },
         }
         return table.get(type_, {})
 
@@ -679,34 +717,34 @@ class GraphViews:
     def _listing(self, listing: Listing, ctx: Ctx) -> tuple[list[Any], JsonObject | None]:
         """One page of ``listing.items`` and its ``paging``, shaped as recorded for that
         style."""
-        params = listing.params
-        items = sorted(listing.items, key=listing.key, reverse=listing.descending)
+        params, shape = listing.params, listing.paging
+        items = sorted(listing.items, key=shape.key, reverse=shape.descending)
         since, until = params.get("since"), params.get("until")
         if since:
             low = _moment(since, "since")
-            items = [i for i in items if listing.key(i)[0] >= low]
+            items = [i for i in items if shape.key(i)[0] >= low]
         if until:
             high = _moment(until, "until")
-            items = [i for i in items if listing.key(i)[0] <= high]
+            items = [i for i in items if shape.key(i)[0] <= high]
         raw_limit = params.get("limit", "")
         try:
-            limit = int(raw_limit) if raw_limit != "" else listing.default_limit
+            limit = int(raw_limit) if raw_limit != "" else shape.default_limit
         except ValueError:
             raise GraphError(100, "(#100) Param limit must be a number") from None
-        limit = max(0, min(limit, listing.limit_max))
+        limit = max(0, min(limit, shape.limit_max))
 
         def beyond(item: Any, anchor: tuple[int, int]) -> bool:
-            k = listing.key(item)
-            return k < anchor if listing.descending else k > anchor
+            k = shape.key(item)
+            return k < anchor if shape.descending else k > anchor
 
         def ahead(item: Any, anchor: tuple[int, int]) -> bool:
-            k = listing.key(item)
-            return k > anchor if listing.descending else k < anchor
+            k = shape.key(item)
+            return k > anchor if shape.descending else k < anchor
 
         after = params.get("after")
         before = params.get("before")
         token = params.get("__paging_token")
-        if listing.style == "time" and token:
+        if shape.style == "time" and token:
             # The time-based links carry their anchor item in __paging_token (recorded:
             # next = until + token, previous = since + token + __previous).
             after, before = (None, token) if params.get("__previous") else (token, None)
@@ -724,24 +762,24 @@ class GraphViews:
         if not page:
             return page, None
         more = end < len(items)
-        first, last = _cursor(listing.key(page[0])), _cursor(listing.key(page[-1]))
+        first, last = _cursor(shape.key(page[0])), _cursor(shape.key(page[-1]))
 
         def link(**extra: str) -> str:
             return f"{self.link_base}{listing.link}?{urlencode({**listing.link_params, **extra})}"
 
         paging: JsonObject = {}
-        if listing.style == "ig":
+        if shape.style == "ig":
             if not more:
                 return page, None
             return page, {"cursors": {"after": last}, "next": link(limit=str(limit), after=last)}
-        if listing.style == "time":
-            first_at, last_at = listing.key(page[0])[0], listing.key(page[-1])[0]
+        if shape.style == "time":
+            first_at, last_at = shape.key(page[0])[0], shape.key(page[-1])[0]
             paging["previous"] = link(since=str(first_at), __paging_token=first, __previous="1")
             if more:
                 paging["next"] = link(until=str(last_at), __paging_token=last)
             return page, paging
         cursors = {"before": first, "after": last}
-        if listing.style == "feed" and not more:
+        if shape.style == "feed" and not more:
             cursors = {"before": first}
         paging["cursors"] = cursors
         if start > 0:
@@ -765,63 +803,69 @@ class GraphViews:
             body["summary"] = summary
         return body
 
-    def _page_posts(self, kinds: tuple[str, ...], style: Literal["feed", "time"]) -> Edge:
-        """``/feed``, ``/posts``, ``/visitor_posts``, ``/tagged``: the Page's posts of those
-        kinds, newest first, in that paging style (``/posts`` pages by time, as recorded)."""
+    def _list_edge(self, items: Items, render: Render, paging: Paging = Paging()) -> Edge:
+        """An edge that lists ``items`` of its owner, each drawn by ``render``, paged as
+        ``paging`` says."""
 
         def edge(
-            page: Page,
+            owner: Any,
             specs: Any,
             params: dict[str, str],
             ctx: Ctx,
             path: str,
             link_params: dict[str, str],
         ) -> JsonObject:
-            posts = [
+            listing = Listing(items(owner, params, ctx), params, path, link_params, paging)
+            return self._list_answer(listing, ctx, lambda i: render(i, specs, ctx))
+
+        return edge
+
+    def _page_posts(self, kinds: tuple[str, ...], style: Literal["feed", "time"]) -> Edge:
+        """``/feed``, ``/posts``, ``/visitor_posts``, ``/tagged``: the Page's posts of those
+        kinds, newest first, in that paging style (``/posts`` pages by time, as recorded)."""
+
+        def posts(page: Page, params: dict[str, str], ctx: Ctx) -> list[Post]:
+            return [
                 p
                 for p in self.store.posts.values()
                 if p.page_id == page.id and p.kind in kinds and not p.deleted
             ]
-            listing = Listing(posts, params, path, link_params, style, limit_max=FEED_MAX)
-            return self._list_answer(listing, ctx, lambda p: self.render_post(p, specs, ctx))
+
+        return self._list_edge(posts, self.render_post, Paging(style, limit_max=FEED_MAX))
+
+    def _comment_edge(self, items: Items) -> Edge:
+        """``/comments`` of a post or a comment: ``order`` and ``summary`` as Graph reads them."""
+
+        def edge(
+            owner: Any,
+            specs: Any,
+            params: dict[str, str],
+            ctx: Ctx,
+            path: str,
+            link_params: dict[str, str],
+        ) -> JsonObject:
+            comments = items(owner, params, ctx)  # its own parameters are checked first
+            order = params.get("order", "")
+            if order not in ("", "chronological", "reverse_chronological"):
+                raise GraphError(
+                    100, "(#100) param order must be one of {CHRONOLOGICAL, REVERSE_CHRONOLOGICAL}"
+                )
+            summary = None
+            if params.get("summary", "").lower() in ("true", "1", "total_count"):
+                # Without filter=stream or an order a recorded summary says "ranked"
+                # (restfb v5_0/post-with-comment.json); the stand-in serves it chronologically.
+                stream = params.get("filter") == "stream"
+                shown = order or ("chronological" if stream else "ranked")
+                summary = {"order": shown, "total_count": len(comments), "can_comment": True}
+            paging = Paging(descending=order == "reverse_chronological")
+            listing = Listing(comments, params, path, link_params, paging)
+            return self._list_answer(
+                listing, ctx, lambda c: self.render_comment(c, specs, ctx), summary
+            )
 
         return edge
 
-    def _comment_list(
-        self,
-        comments: list[Comment],
-        specs: list[FieldSpec] | None,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
-        order = params.get("order", "")
-        if order not in ("", "chronological", "reverse_chronological"):
-            raise GraphError(
-                100, "(#100) param order must be one of {CHRONOLOGICAL, REVERSE_CHRONOLOGICAL}"
-            )
-        summary = None
-        if params.get("summary", "").lower() in ("true", "1", "total_count"):
-            # Without filter=stream or an order a recorded summary says "ranked"
-            # (restfb v5_0/post-with-comment.json); the stand-in serves it chronologically.
-            shown = order or ("chronological" if params.get("filter") == "stream" else "ranked")
-            summary = {"order": shown, "total_count": len(comments), "can_comment": True}
-        descending = order == "reverse_chronological"
-        listing = Listing(comments, params, path, link_params, descending=descending)
-        return self._list_answer(
-            listing, ctx, lambda c: self.render_comment(c, specs, ctx), summary
-        )
-
-    def _post_comments(
-        self,
-        post: Post,
-        specs: Any,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
+    def _post_comments(self, post: Post, params: dict[str, str], ctx: Ctx) -> list[Comment]:
         filter_ = params.get("filter", "toplevel")
         if filter_ not in ("toplevel", "stream"):
             raise GraphError(100, "(#100) param filter must be one of {TOPLEVEL, STREAM}")
@@ -829,19 +873,10 @@ class GraphViews:
         comments = [] if ctx.token.type == "USER" else self._live_comments(post)
         if filter_ == "toplevel":
             comments = [c for c in comments if c.parent_id is None]
-        return self._comment_list(comments, specs, params, ctx, path, link_params)
+        return comments
 
-    def _replies(
-        self,
-        comment: Comment,
-        specs: Any,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
-        replies = [] if ctx.token.type == "USER" else self._replies_of(comment)
-        return self._comment_list(replies, specs, params, ctx, path, link_params)
+    def _replies(self, comment: Comment, params: dict[str, str], ctx: Ctx) -> list[Comment]:
+        return [] if ctx.token.type == "USER" else self._replies_of(comment)
 
     def _reactions(
         self,
@@ -858,15 +893,7 @@ class GraphViews:
             body["summary"] = {"total_count": 0}
         return body
 
-    def _conversations(
-        self,
-        page: Page,
-        specs: Any,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
+    def _conversations(self, page: Page, params: dict[str, str], ctx: Ctx) -> list[Conversation]:
         platform = params.get("platform", "messenger")
         if platform != "messenger":
             raise GraphError(100, f"(#100) platform={platform} is not served by this stand-in")
@@ -887,72 +914,28 @@ class GraphViews:
             raise GraphError(
                 100, "(#100) Time-based pagination is not available for the conversations endpoint"
             )
-        # Most recently active first.
-        listing = Listing(convs, params, path, link_params, key=lambda c: _key(c.updated, c.seq))
-        return self._list_answer(listing, ctx, lambda c: self.render_conversation(c, specs, ctx))
+        return convs
 
-    def _messages(
-        self,
-        conv: Conversation,
-        specs: Any,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
-        detailed = {m.id for m in conv.messages[-MESSAGE_DETAILS:]}
-        listing = Listing(conv.messages, params, path, link_params)
-        return self._list_answer(
-            listing, ctx, lambda m: self.render_message(m, specs, ctx, details=m.id in detailed)
-        )
+    def _detailed(self, message: Message) -> bool:
+        """Whether Graph still gives the message's details: one of the thread's 20 newest."""
+        conv = self.store.conversations[message.conversation_id]
+        return message in conv.messages[-MESSAGE_DETAILS:]
 
-    def _account_media(self, chosen: Callable[[Media, IGAccount], bool]) -> Edge:
-        """``/media`` (the account's own posts) and ``/tags`` (others' posts that tag it):
-        the media ``chosen`` for the account, newest first."""
+    def _ig_media(self, account: IGAccount, params: dict[str, str], ctx: Ctx) -> list[Media]:
+        return [
+            m
+            for m in self.store.media.values()
+            if m.owner == ("account", account.id) and not m.deleted
+        ]
 
-        def edge(
-            account: IGAccount,
-            specs: Any,
-            params: dict[str, str],
-            ctx: Ctx,
-            path: str,
-            link_params: dict[str, str],
-        ) -> JsonObject:
-            media = [m for m in self.store.media.values() if chosen(m, account) and not m.deleted]
-            listing = Listing(media, params, path, link_params)
-            return self._list_answer(listing, ctx, lambda m: self.render_media(m, specs, ctx))
+    def _ig_tags(self, account: IGAccount, params: dict[str, str], ctx: Ctx) -> list[Media]:
+        return [m for m in self.store.media.values() if account.id in m.tagged and not m.deleted]
 
-        return edge
+    def _ig_comments(self, media: Media, params: dict[str, str], ctx: Ctx) -> list[IGComment]:
+        return [c for c in self._live_ig_comments(media) if c.parent_id is None]
 
-    def _ig_comments_edge(
-        self,
-        media: Media,
-        specs: Any,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
-        # "Returns only top-level comments", newest first since v3.2, "a maximum of 50".
-        top = [c for c in self._live_ig_comments(media) if c.parent_id is None]
-        listing = Listing(top, params, path, link_params, "ig", limit_max=IG_COMMENTS_MAX)
-        return self._list_answer(listing, ctx, lambda c: self.render_ig_comment(c, specs, ctx))
-
-    def _ig_replies(
-        self,
-        comment: IGComment,
-        specs: Any,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
-        # The order of replies is not documented; oldest first here.
-        replies = _live_replies(self.store.ig_comments, comment.id)
-        listing = Listing(
-            replies, params, path, link_params, "ig", descending=False, limit_max=IG_COMMENTS_MAX
-        )
-        return self._list_answer(listing, ctx, lambda c: self.render_ig_comment(c, specs, ctx))
+    def _ig_replies(self, comment: IGComment, params: dict[str, str], ctx: Ctx) -> list[IGComment]:
+        return _live_replies(self.store.ig_comments, comment.id)
 
     # -- /me/accounts and /debug_token -----------------------------------------------------------
     def _accounts(self, target: str, specs: list[FieldSpec] | None, ctx: Ctx) -> JsonObject:

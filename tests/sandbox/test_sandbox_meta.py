@@ -209,6 +209,18 @@ def test_comment_order_filter_and_replies(w: World) -> None:
     assert get(w.sb, f"/{post}/comments", filter="sideways").json()["error"]["code"] == 100
 
 
+def test_comment_filter_and_order_are_refused_filter_first(w: World) -> None:
+    post, _ = _thread(w)
+
+    def message(**params: str) -> str:
+        return str(get(w.sb, f"/{post}/comments", **params).json()["error"]["message"])
+
+    filter_error = "(#100) param filter must be one of {TOPLEVEL, STREAM}"
+    order_error = "(#100) param order must be one of {CHRONOLOGICAL, REVERSE_CHRONOLOGICAL}"
+    assert message(order="sideways") == order_error
+    assert message(filter="sideways", order="sideways") == filter_error
+
+
 def test_comment_node_has_the_recorded_shape(w: World) -> None:
     _, (c1, *_) = _thread(w)
     real = merged(

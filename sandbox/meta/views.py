@@ -844,7 +844,7 @@ class GraphViews:
             path: str,
             link_params: dict[str, str],
         ) -> JsonObject:
-            comments = items(owner, params, ctx)  # its own parameters are checked first
+            comments = items(owner, params, ctx)  # a bad filter is refused before a bad order
             order = params.get("order", "")
             if order not in ("", "chronological", "reverse_chronological"):
                 raise GraphError(

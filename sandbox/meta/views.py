@@ -803,9 +803,16 @@ class GraphViews:
             body["summary"] = summary
         return body
 
-    def _list_edge(self, items: Items, render: Render, paging: Paging = Paging()) -> Edge:
+    def _list_edge(
+        self,
+        items: Items,
+        render: Render,
+        paging: Paging | Callable[[Mapping[str, str]], Paging] = Paging(),
+        summary: Callable[[list[Any], Mapping[str, str]], JsonObject | None] | None = None,
+    ) -> Edge:
         """An edge that lists ``items`` of its owner, each drawn by ``render``, paged as
-        ``paging`` says."""
+        ``paging`` (or ``paging`` of the request's parameters) says, with the ``summary`` of
+        all its items when there is one."""
 
         def edge(
             owner: Any,
@@ -815,8 +822,15 @@ class GraphViews:
             path: str,
             link_params: dict[str, str],
         ) -> JsonObject:
-            listing = Listing(items(owner, params, ctx), params, path, link_params, paging)
-            return self._list_answer(listing, ctx, lambda i: render(i, specs, ctx))
+            listed = items(owner, params, ctx)
+            chosen = paging if isinstance(paging, Paging) else paging(params)
+            listing = Listing(listed, params, path, link_params, chosen)
+            return self._list_answer(
+                listing,
+                ctx,
+                lambda i: render(i, specs, ctx),
+                None if summary is None else summary(listed, params),
+            )
 
         return edge
 
@@ -836,34 +850,29 @@ class GraphViews:
     def _comment_edge(self, items: Items) -> Edge:
         """``/comments`` of a post or a comment: ``order`` and ``summary`` as Graph reads them."""
 
-        def edge(
-            owner: Any,
-            specs: Any,
-            params: dict[str, str],
-            ctx: Ctx,
-            path: str,
-            link_params: dict[str, str],
-        ) -> JsonObject:
-            comments = items(owner, params, ctx)  # a bad filter is refused before a bad order
-            order = params.get("order", "")
-            if order not in ("", "chronological", "reverse_chronological"):
+        def ordered(owner: Any, params: dict[str, str], ctx: Ctx) -> list[Comment]:
+            comments: list[Comment] = items(owner, params, ctx)  # a bad filter is refused first
+            if params.get("order", "") not in ("", "chronological", "reverse_chronological"):
                 raise GraphError(
                     100, "(#100) param order must be one of {CHRONOLOGICAL, REVERSE_CHRONOLOGICAL}"
                 )
-            summary = None
-            if params.get("summary", "").lower() in ("true", "1", "total_count"):
-                # Without filter=stream or an order a recorded summary says "ranked"
-                # (restfb v5_0/post-with-comment.json); the stand-in serves it chronologically.
-                stream = params.get("filter") == "stream"
-                shown = order or ("chronological" if stream else "ranked")
-                summary = {"order": shown, "total_count": len(comments), "can_comment": True}
-            paging = Paging(descending=order == "reverse_chronological")
-            listing = Listing(comments, params, path, link_params, paging)
-            return self._list_answer(
-                listing, ctx, lambda c: self.render_comment(c, specs, ctx), summary
-            )
+            return comments
 
-        return edge
+        def summary(comments: list[Any], params: Mapping[str, str]) -> JsonObject | None:
+            if params.get("summary", "").lower() not in ("true", "1", "total_count"):
+                return None
+            # Without filter=stream or an order a recorded summary says "ranked"
+            # (restfb v5_0/post-with-comment.json); the stand-in serves it chronologically.
+            stream = params.get("filter") == "stream"
+            shown = params.get("order") or ("chronological" if stream else "ranked")
+            return {"order": shown, "total_count": len(comments), "can_comment": True}
+
+        return self._list_edge(
+            ordered,
+            self.render_comment,
+            lambda params: Paging(descending=params.get("order") == "reverse_chronological"),
+            summary,
+        )
 
     def _post_comments(self, post: Post, params: dict[str, str], ctx: Ctx) -> list[Comment]:
         filter_ = params.get("filter", "toplevel")

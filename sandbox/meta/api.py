@@ -359,14 +359,13 @@ class MetaSandbox(DirectViews, SandboxServer):
         withhold_from: bool = False,
     ) -> Comment:
         with self.lock:
-            comment = self.store.add_comment(
+            return self.store.add_comment(
                 post_id,
                 message,
                 author=self._actor(author, self.store.posts[post_id].page_id),
                 at=at,
+                withhold_from=withhold_from,
             )
-            comment.withhold_from = withhold_from
-            return comment
 
     def add_reply(
         self,
@@ -380,15 +379,14 @@ class MetaSandbox(DirectViews, SandboxServer):
         with self.lock:
             parent = self.store.comments[comment_id]
             page_id = self.store.posts[parent.post_id].page_id
-            reply = self.store.add_comment(
+            return self.store.add_comment(
                 parent.post_id,
                 message,
                 author=self._actor(author, page_id),
                 parent_id=comment_id,
                 at=at,
+                withhold_from=withhold_from,
             )
-            reply.withhold_from = withhold_from
-            return reply
 
     def _actor(self, who: Person | Page, page_id: str) -> Actor:
         if isinstance(who, Page):
@@ -497,11 +495,9 @@ class MetaSandbox(DirectViews, SandboxServer):
                 owner = self.store.media[media_id].owner
                 if owner[0] == "account":
                     self.store.igsid(author, owner[1])
-            comment = self.store.add_ig_comment(
-                media_id, text, author=actor, parent_id=reply_to, at=at
+            return self.store.add_ig_comment(
+                media_id, text, author=actor, parent_id=reply_to, at=at, withhold_from=withhold_from
             )
-            comment.withhold_from = withhold_from
-            return comment
 
     def delete(self, object_id: str) -> None:
         """Delete a post, comment, reply, media or Instagram comment: gone from every list,
@@ -633,28 +629,12 @@ class MetaSandbox(DirectViews, SandboxServer):
         """Count the call; the usage headers, and the throttle code when a budget is spent."""
         now = self.clock().timestamp()
         app_pct, app_wait = self._count("app", self.app_id, now)
-        headers = {
-            "X-App-Usage": _header(
-                {"call_count": app_pct, "total_cputime": app_pct, "total_time": app_pct}
-            )
-        }
+        headers = {"X-App-Usage": _app_usage(app_pct)}
         if token.type == "USER":
             # User tokens meet the Platform Rate Limits; BUC applies to Page tokens.
             return headers, (4 if app_wait else None)
         pct, wait = self._count(usage, owner, now)
-        headers["X-Business-Use-Case-Usage"] = _header(
-            {
-                owner: [
-                    {
-                        "type": usage,
-                        "call_count": pct,
-                        "total_cputime": pct,
-                        "total_time": pct,
-                        "estimated_time_to_regain_access": wait,
-                    }
-                ]
-            }
-        )
+        headers["X-Business-Use-Case-Usage"] = _buc_usage(owner, usage, pct, wait)
         return headers, (THROTTLE_CODE[usage] if wait else None)
 
     # -- requests ----------------------------------------------------------------------------
@@ -771,23 +751,12 @@ class MetaSandbox(DirectViews, SandboxServer):
             return self._node(target, specs, ctx)
         if endpoint == "accounts":
             return self._accounts(target, specs, ctx)
-        s = self.store
         edge = endpoint
-        if target in s.pages:
-            owner_type = "Page"
-        elif target in s.posts:
-            owner_type = "Post"
-        elif target in s.comments:
-            owner_type = "Comment"
-        elif target in s.conversations:
-            owner_type = "Conversation"
-        elif target in s.ig_accounts:
-            owner_type = "IGUser"
-        elif target in s.media:
-            owner_type = "IGMedia"
-        elif target in s.ig_comments:
-            owner_type = "IGComment"
-        else:
+        # Only the types that have edges: an edge path under a message id is an unknown id.
+        owner_type = next(
+            (t for t, table in self._tables() if target in table and self._edges(t)), None
+        )
+        if owner_type is None:
             raise errors.not_found(target)
         self._check_visible(owner_type, target, ctx)
         edges = self._edges(owner_type)
@@ -905,20 +874,8 @@ class MetaSandbox(DirectViews, SandboxServer):
             owner = raw if usage == "instagram" and raw in self.store.ig_accounts else page_id
             minutes = rule.minutes or 5
         headers = {
-            "X-App-Usage": _header({"call_count": 100, "total_cputime": 100, "total_time": 100}),
-            "X-Business-Use-Case-Usage": _header(
-                {
-                    owner: [
-                        {
-                            "type": usage,
-                            "call_count": 100,
-                            "total_cputime": 100,
-                            "total_time": 100,
-                            "estimated_time_to_regain_access": minutes,
-                        }
-                    ]
-                }
-            ),
+            "X-App-Usage": _app_usage(100),
+            "X-Business-Use-Case-Usage": _buc_usage(owner, usage, 100, minutes),
         }
         return self._error(errors.throttle(code), headers)
 
@@ -939,6 +896,28 @@ class MetaSandbox(DirectViews, SandboxServer):
 def _header(value: Any) -> str:
     """A usage header's JSON, compact as recorded (``{"call_count":2,...}``)."""
     return json.dumps(value, separators=(",", ":"))
+
+
+def _app_usage(pct: int) -> str:
+    return _header({"call_count": pct, "total_cputime": pct, "total_time": pct})
+
+
+def _buc_usage(owner: str, usage: Usage, pct: int, minutes: int) -> str:
+    """``X-Business-Use-Case-Usage`` for one Page or Instagram account, ``minutes`` until it
+    may call again."""
+    return _header(
+        {
+            owner: [
+                {
+                    "type": usage,
+                    "call_count": pct,
+                    "total_cputime": pct,
+                    "total_time": pct,
+                    "estimated_time_to_regain_access": minutes,
+                }
+            ]
+        }
+    )
 
 
 def _expired_version(version: str) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -215,6 +215,17 @@ INSTAGRAM_LOGIN_SCOPES = (
 )
 
 
+def _top_level(
+    comments: Mapping[str, Comment] | Mapping[str, IGComment], parent_id: str | None
+) -> str | None:
+    """The comment a reply belongs to: Facebook shows two levels, and on Instagram "replies to
+    a reply attach to the top-level comment" (research/meta.md §2)."""
+    if parent_id is None:
+        return None
+    parent = comments[parent_id]
+    return parent.parent_id or parent.id
+
+
 class Store:
     def __init__(self, clock: Callable[[], datetime]) -> None:
         self.clock = clock
@@ -311,12 +322,10 @@ class Store:
         author: Actor,
         parent_id: str | None = None,
         at: datetime | None = None,
+        withhold_from: bool = False,
     ) -> Comment:
         post = self.posts[post_id]
-        if parent_id is not None:
-            # Facebook shows two levels: a reply to a reply belongs to the top-level comment.
-            parent = self.comments[parent_id]
-            parent_id = parent.parent_id or parent.id
+        parent_id = _top_level(self.comments, parent_id)
         moment = self.when(at)
         suffix = post.id.split("_", 1)[1]
         comment = Comment(
@@ -327,6 +336,7 @@ class Store:
             message,
             moment,
             self.seq(),
+            withhold_from=withhold_from,
         )
         self.comments[comment.id] = comment
         # "The time the post was last updated, which occurs when the post was created,
@@ -402,13 +412,21 @@ class Store:
         author: Actor,
         parent_id: str | None = None,
         at: datetime | None = None,
+        withhold_from: bool = False,
     ) -> IGComment:
-        if parent_id is not None:
-            # "replies to a reply attach to the top-level comment" (research/meta.md §2).
-            parent = self.ig_comments[parent_id]
-            parent_id = parent.parent_id or parent.id
+        # Not one with add_comment: a Facebook comment's id carries its post's and the comment
+        # moves the post's updated_time; an Instagram comment's id is its own and its media
+        # keeps no such time.
+        parent_id = _top_level(self.ig_comments, parent_id)
         comment = IGComment(
-            self.number("179", 17), media_id, parent_id, author, text, self.when(at), self.seq()
+            self.number("179", 17),
+            media_id,
+            parent_id,
+            author,
+            text,
+            self.when(at),
+            self.seq(),
+            withhold_from=withhold_from,
         )
         self.ig_comments[comment.id] = comment
         return comment

@@ -167,23 +167,53 @@ class Ctx:
     withhold: bool = False  # the withheld_from fault: act as an app without Advanced Access
 
 
-@dataclass
-class Listing:
-    """The paging of one list: its items in order and the parameters that choose the page."""
+def _created(item: Any) -> tuple[int, int]:
+    return _key(item.created, item.seq)
 
-    items: list[Any]
-    params: Mapping[str, str]
-    descending: bool
-    style: Literal["cursor", "feed", "time", "ig"]
-    limit_max: int
-    key: Callable[[Any], tuple[int, int]]
-    link: str  # the path of the edge, for next/previous
-    link_params: dict[str, str]
+
+@dataclass(frozen=True)
+class Paging:
+    """How one edge pages: the ``paging`` shape recorded for it, its order (``key``, newest
+    first when ``descending``) and the most one page holds."""
+
+    style: Literal["cursor", "feed", "time", "ig"] = "cursor"
+    descending: bool = True
+    limit_max: int = EDGE_MAX
+    key: Callable[[Any], tuple[int, int]] = _created
     default_limit: int = DEFAULT_LIMIT
 
 
+@dataclass
+class Listing:
+    """One list to page: its items (in any order) and the parameters that choose the page."""
+
+    items: list[Any]
+    params: Mapping[str, str]
+    link: str  # the path of the edge, for next/previous
+    link_params: dict[str, str]
+    paging: Paging = Paging()
+
+
 Edge = Callable[[Any, Any, dict[str, str], Ctx, str, dict[str, str]], JsonObject]
+# What a listed edge lists, from its owner, the request's parameters and context.
+Items = Callable[[Any, dict[str, str], Ctx], list[Any]]
+Render = Callable[[Any, list[FieldSpec] | None, Ctx], JsonObject]
 ABSENT: Any = object()
+
+
+def _live_thread(comments: Mapping[str, Any], under: Callable[[Any], bool]) -> list[Any]:
+    """The Facebook or Instagram comments ``under`` a post or media, and their replies, that
+    are not deleted and do not answer a deleted comment."""
+    return [
+        c
+        for c in comments.values()
+        if under(c) and not c.deleted and not (c.parent_id and comments[c.parent_id].deleted)
+    ]
+
+
+def _live_replies(comments: Mapping[str, Any], parent_id: str) -> list[Any]:
+    """The replies to a Facebook or an Instagram comment that are not deleted."""
+    return [c for c in comments.values() if c.parent_id == parent_id and not c.deleted]
 
 
 def _select(value: Any, spec: FieldSpec) -> Any:
@@ -204,19 +234,22 @@ class GraphViews:
     link_base: str  # the server's URL, for paging links
 
     # -- visibility ------------------------------------------------------------------------------
-    def _object(self, type_: str, object_id: str) -> Any:
+    def _tables(self) -> tuple[tuple[str, Mapping[str, Any]], ...]:
+        """The store's objects by Graph node type, in the order an id is looked up."""
         s = self.store
-        table: Mapping[str, Mapping[str, Any]] = {
-            "Page": s.pages,
-            "Post": s.posts,
-            "Comment": s.comments,
-            "Conversation": s.conversations,
-            "Message": s.messages,
-            "IGUser": s.ig_accounts,
-            "IGMedia": s.media,
-            "IGComment": s.ig_comments,
-        }
-        return table[type_][object_id]
+        return (
+            ("Page", s.pages),
+            ("Post", s.posts),
+            ("Comment", s.comments),
+            ("Conversation", s.conversations),
+            ("Message", s.messages),
+            ("IGUser", s.ig_accounts),
+            ("IGMedia", s.media),
+            ("IGComment", s.ig_comments),
+        )
+
+    def _object(self, type_: str, object_id: str) -> Any:
+        return dict(self._tables())[type_][object_id]
 
     def _check_visible(self, type_: str, object_id: str, ctx: Ctx) -> None:
         s = self.store
@@ -225,22 +258,22 @@ class GraphViews:
         obj = self._object(type_, object_id)
         if getattr(obj, "deleted", False):
             raise gone
-        if type_ == "Comment":
-            if obj.parent_id and s.comments[obj.parent_id].deleted:
-                raise gone
-            if s.posts[obj.post_id].deleted:
-                raise gone
-        if type_ == "IGComment":
-            if obj.parent_id and s.ig_comments[obj.parent_id].deleted:
-                raise gone
-            if s.media[obj.media_id].deleted:
+        if type_ in ("Comment", "IGComment"):
+            # A comment goes with its deleted post or media, a reply with its deleted comment.
+            comments: Mapping[str, Comment | IGComment]
+            comments, owner = (
+                (s.comments, s.posts[obj.post_id])
+                if type_ == "Comment"
+                else (s.ig_comments, s.media[obj.media_id])
+            )
+            if owner.deleted or (obj.parent_id and comments[obj.parent_id].deleted):
                 raise gone
         page_id = ctx.token.page_id
         if type_ in ("Conversation", "Message"):
             conv = obj if type_ == "Conversation" else s.conversations[obj.conversation_id]
             if conv.page_id != page_id or not self._thread_visible(conv, ctx):
                 raise gone
-            if type_ == "Message" and obj not in conv.messages[-MESSAGE_DETAILS:]:
+            if type_ == "Message" and not self._detailed(obj):
                 # "If you query a message that is older than the last 20, you will see an
                 # error that the message has been deleted" (Messenger Conversations API).
                 raise gone
@@ -313,35 +346,56 @@ class GraphViews:
     def _edges(self, type_: str) -> Mapping[str, Edge]:
         table: dict[str, dict[str, Edge]] = {
             "Page": {
-                "feed": self._feed,
-                "posts": self._posts,
-                "visitor_posts": self._visitor_posts,
-                "tagged": self._tagged,
-                "conversations": self._conversations,
+                "feed": self._page_posts(("page", "visitor", "tagged"), "feed"),
+                "posts": self._page_posts(("page",), "time"),
+                "visitor_posts": self._page_posts(("visitor",), "feed"),
+                "tagged": self._page_posts(("tagged",), "feed"),
+                # Most recently active first.
+                "conversations": self._list_edge(
+                    self._conversations,
+                    self.render_conversation,
+                    Paging(key=lambda c: _key(c.updated, c.seq)),
+                ),
             },
-            "Post": {"comments": self._post_comments, "reactions": self._reactions},
-            "Comment": {"comments": self._replies, "reactions": self._reactions},
-            "Conversation": {"messages": self._messages},
-            "IGUser": {"media": self._ig_media_edge, "tags": self._ig_tags},
-            "IGMedia": {"comments": self._ig_comments_edge},
-            "IGComment": {"replies": self._ig_replies},
+            "Post": {
+                "comments": self._comment_edge(self._post_comments),
+                "reactions": self._reactions,
+            },
+            "Comment": {
+                "comments": self._comment_edge(self._replies),
+                "reactions": self._reactions,
+            },
+            "Conversation": {
+                "messages": self._list_edge(
+                    lambda conv, params, ctx: conv.messages,
+                    lambda m, specs, ctx: self.render_message(
+                        m, specs, ctx, details=self._detailed(m)
+                    ),
+                )
+            },
+            "IGUser": {
+                "media": self._list_edge(self._ig_media, self.render_media),
+                "tags": self._list_edge(self._ig_tags, self.render_media),
+            },
+            # "Returns only top-level comments", newest first since v3.2, "a maximum of 50".
+            "IGMedia": {
+                "comments": self._list_edge(
+                    self._ig_comments, self.render_ig_comment, Paging("ig", True, IG_COMMENTS_MAX)
+                )
+            },
+            # The order of replies is not documented; oldest first here.
+            "IGComment": {
+                "replies": self._list_edge(
+                    self._ig_replies, self.render_ig_comment, Paging("ig", False, IG_COMMENTS_MAX)
+                )
+            },
         }
         return table.get(type_, {})
 
     def _node(self, object_id: str, specs: list[FieldSpec] | None, ctx: Ctx) -> JsonObject:
-        s = self.store
         if object_id == ctx.token.user_id and ctx.token.type == "USER":
             return {"name": self._user_name(ctx.token.user_id), "id": object_id}
-        for type_, table in (
-            ("Page", s.pages),
-            ("Post", s.posts),
-            ("Comment", s.comments),
-            ("Conversation", s.conversations),
-            ("Message", s.messages),
-            ("IGUser", s.ig_accounts),
-            ("IGMedia", s.media),
-            ("IGComment", s.ig_comments),
-        ):
+        for type_, table in self._tables():
             if object_id in table:
                 self._check_visible(type_, object_id, ctx)
                 return self._render_any(type_, table[object_id], specs, ctx)
@@ -489,19 +543,10 @@ class GraphViews:
         )
 
     def _live_comments(self, post: Post) -> list[Comment]:
-        s = self.store
-        return [
-            c
-            for c in s.comments.values()
-            if c.post_id == post.id
-            and not c.deleted
-            and not (c.parent_id and s.comments[c.parent_id].deleted)
-        ]
+        return _live_thread(self.store.comments, lambda c: c.post_id == post.id)
 
     def _replies_of(self, comment: Comment) -> list[Comment]:
-        return [
-            c for c in self.store.comments.values() if c.parent_id == comment.id and not c.deleted
-        ]
+        return _live_replies(self.store.comments, comment.id)
 
     def render_conversation(
         self, conv: Conversation, specs: list[FieldSpec] | None, ctx: Ctx
@@ -618,14 +663,7 @@ class GraphViews:
         return self.render_ig_comment(comment, sub, ctx)
 
     def _live_ig_comments(self, media: Media) -> list[IGComment]:
-        s = self.store
-        return [
-            c
-            for c in s.ig_comments.values()
-            if c.media_id == media.id
-            and not c.deleted
-            and not (c.parent_id and s.ig_comments[c.parent_id].deleted)
-        ]
+        return _live_thread(self.store.ig_comments, lambda c: c.media_id == media.id)
 
     def render_media(self, media: Media, specs: list[FieldSpec] | None, ctx: Ctx) -> JsonObject:
         viewer = self._viewer_account(ctx)
@@ -647,6 +685,8 @@ class GraphViews:
     def render_ig_comment(
         self, comment: IGComment, specs: list[FieldSpec] | None, ctx: Ctx
     ) -> JsonObject:
+        # Beside render_comment, not one with it: Graph's IG Comment has other fields (text,
+        # timestamp, hidden, from{id,username}, no parent or permalink); _render is shared.
         media = self.store.media[comment.media_id]
         account = media.owner[1] if media.owner[0] == "account" else self._viewer_account(ctx)
 
@@ -686,36 +726,36 @@ class GraphViews:
 
     # -- edges -----------------------------------------------------------------------------------
     def _listing(self, listing: Listing, ctx: Ctx) -> tuple[list[Any], JsonObject | None]:
-        """One page of ``listing.items`` (already in order) and its ``paging``, shaped as
-        recorded for that style."""
-        params = listing.params
-        items = listing.items
+        """One page of ``listing.items`` and its ``paging``, shaped as recorded for that
+        style."""
+        params, shape = listing.params, listing.paging
+        items = sorted(listing.items, key=shape.key, reverse=shape.descending)
         since, until = params.get("since"), params.get("until")
         if since:
             low = _moment(since, "since")
-            items = [i for i in items if listing.key(i)[0] >= low]
+            items = [i for i in items if shape.key(i)[0] >= low]
         if until:
             high = _moment(until, "until")
-            items = [i for i in items if listing.key(i)[0] <= high]
+            items = [i for i in items if shape.key(i)[0] <= high]
         raw_limit = params.get("limit", "")
         try:
-            limit = int(raw_limit) if raw_limit != "" else listing.default_limit
+            limit = int(raw_limit) if raw_limit != "" else shape.default_limit
         except ValueError:
             raise GraphError(100, "(#100) Param limit must be a number") from None
-        limit = max(0, min(limit, listing.limit_max))
+        limit = max(0, min(limit, shape.limit_max))
 
         def beyond(item: Any, anchor: tuple[int, int]) -> bool:
-            k = listing.key(item)
-            return k < anchor if listing.descending else k > anchor
+            k = shape.key(item)
+            return k < anchor if shape.descending else k > anchor
 
         def ahead(item: Any, anchor: tuple[int, int]) -> bool:
-            k = listing.key(item)
-            return k > anchor if listing.descending else k < anchor
+            k = shape.key(item)
+            return k > anchor if shape.descending else k < anchor
 
         after = params.get("after")
         before = params.get("before")
         token = params.get("__paging_token")
-        if listing.style == "time" and token:
+        if shape.style == "time" and token:
             # The time-based links carry their anchor item in __paging_token (recorded:
             # next = until + token, previous = since + token + __previous).
             after, before = (None, token) if params.get("__previous") else (token, None)
@@ -733,24 +773,24 @@ class GraphViews:
         if not page:
             return page, None
         more = end < len(items)
-        first, last = _cursor(listing.key(page[0])), _cursor(listing.key(page[-1]))
+        first, last = _cursor(shape.key(page[0])), _cursor(shape.key(page[-1]))
 
         def link(**extra: str) -> str:
             return f"{self.link_base}{listing.link}?{urlencode({**listing.link_params, **extra})}"
 
         paging: JsonObject = {}
-        if listing.style == "ig":
+        if shape.style == "ig":
             if not more:
                 return page, None
             return page, {"cursors": {"after": last}, "next": link(limit=str(limit), after=last)}
-        if listing.style == "time":
-            first_at, last_at = listing.key(page[0])[0], listing.key(page[-1])[0]
+        if shape.style == "time":
+            first_at, last_at = shape.key(page[0])[0], shape.key(page[-1])[0]
             paging["previous"] = link(since=str(first_at), __paging_token=first, __previous="1")
             if more:
                 paging["next"] = link(until=str(last_at), __paging_token=last)
             return page, paging
         cursors = {"before": first, "after": last}
-        if listing.style == "feed" and not more:
+        if shape.style == "feed" and not more:
             cursors = {"before": first}
         paging["cursors"] = cursors
         if start > 0:
@@ -774,126 +814,78 @@ class GraphViews:
             body["summary"] = summary
         return body
 
-    def _page_posts(
+    def _list_edge(
         self,
-        page: Page,
-        specs: list[FieldSpec] | None,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-        kinds: tuple[str, ...],
-        style: Literal["feed", "time"],
-    ) -> JsonObject:
-        posts = [
-            p
-            for p in self.store.posts.values()
-            if p.page_id == page.id and p.kind in kinds and not p.deleted
-        ]
-        posts.sort(key=lambda p: (p.created, p.seq), reverse=True)
-        listing = Listing(
-            posts,
-            params,
-            True,
-            style,
-            FEED_MAX,
-            lambda p: _key(p.created, p.seq),
-            path,
-            link_params,
-        )
-        return self._list_answer(listing, ctx, lambda p: self.render_post(p, specs, ctx))
+        items: Items,
+        render: Render,
+        paging: Paging | Callable[[Mapping[str, str]], Paging] = Paging(),
+        summary: Callable[[list[Any], Mapping[str, str]], JsonObject | None] | None = None,
+    ) -> Edge:
+        """An edge that lists ``items`` of its owner, each drawn by ``render``, paged as
+        ``paging`` (or ``paging`` of the request's parameters) says, with the ``summary`` of
+        all its items when there is one."""
 
-    def _feed(
-        self,
-        page: Page,
-        specs: Any,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
-        return self._page_posts(
-            page, specs, params, ctx, path, link_params, ("page", "visitor", "tagged"), "feed"
-        )
-
-    def _posts(
-        self,
-        page: Page,
-        specs: Any,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
-        return self._page_posts(page, specs, params, ctx, path, link_params, ("page",), "time")
-
-    def _visitor_posts(
-        self,
-        page: Page,
-        specs: Any,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
-        return self._page_posts(page, specs, params, ctx, path, link_params, ("visitor",), "feed")
-
-    def _tagged(
-        self,
-        page: Page,
-        specs: Any,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
-        return self._page_posts(page, specs, params, ctx, path, link_params, ("tagged",), "feed")
-
-    def _comment_list(
-        self,
-        comments: list[Comment],
-        specs: list[FieldSpec] | None,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
-        order = params.get("order", "")
-        if order not in ("", "chronological", "reverse_chronological"):
-            raise GraphError(
-                100, "(#100) param order must be one of {CHRONOLOGICAL, REVERSE_CHRONOLOGICAL}"
+        def edge(
+            owner: Any,
+            specs: Any,
+            params: dict[str, str],
+            ctx: Ctx,
+            path: str,
+            link_params: dict[str, str],
+        ) -> JsonObject:
+            listed = items(owner, params, ctx)
+            chosen = paging if isinstance(paging, Paging) else paging(params)
+            listing = Listing(listed, params, path, link_params, chosen)
+            return self._list_answer(
+                listing,
+                ctx,
+                lambda i: render(i, specs, ctx),
+                None if summary is None else summary(listed, params),
             )
-        descending = order == "reverse_chronological"
-        comments = sorted(comments, key=lambda c: (c.created, c.seq), reverse=descending)
-        summary = None
-        if params.get("summary", "").lower() in ("true", "1", "total_count"):
+
+        return edge
+
+    def _page_posts(self, kinds: tuple[str, ...], style: Literal["feed", "time"]) -> Edge:
+        """``/feed``, ``/posts``, ``/visitor_posts``, ``/tagged``: the Page's posts of those
+        kinds, newest first, in that paging style (``/posts`` pages by time, as recorded)."""
+
+        def posts(page: Page, params: dict[str, str], ctx: Ctx) -> list[Post]:
+            return [
+                p
+                for p in self.store.posts.values()
+                if p.page_id == page.id and p.kind in kinds and not p.deleted
+            ]
+
+        return self._list_edge(posts, self.render_post, Paging(style, limit_max=FEED_MAX))
+
+    def _comment_edge(self, items: Items) -> Edge:
+        """``/comments`` of a post or a comment: ``order`` and ``summary`` as Graph reads them."""
+
+        def ordered(owner: Any, params: dict[str, str], ctx: Ctx) -> list[Comment]:
+            comments: list[Comment] = items(owner, params, ctx)  # a bad filter is refused first
+            if params.get("order", "") not in ("", "chronological", "reverse_chronological"):
+                raise GraphError(
+                    100, "(#100) param order must be one of {CHRONOLOGICAL, REVERSE_CHRONOLOGICAL}"
+                )
+            return comments
+
+        def summary(comments: list[Any], params: Mapping[str, str]) -> JsonObject | None:
+            if params.get("summary", "").lower() not in ("true", "1", "total_count"):
+                return None
             # Without filter=stream or an order a recorded summary says "ranked"
             # (restfb v5_0/post-with-comment.json); the stand-in serves it chronologically.
-            shown = order or ("chronological" if params.get("filter") == "stream" else "ranked")
-            summary = {"order": shown, "total_count": len(comments), "can_comment": True}
-        listing = Listing(
-            comments,
-            params,
-            descending,
-            "cursor",
-            EDGE_MAX,
-            lambda c: _key(c.created, c.seq),
-            path,
-            link_params,
-        )
-        return self._list_answer(
-            listing, ctx, lambda c: self.render_comment(c, specs, ctx), summary
+            stream = params.get("filter") == "stream"
+            shown = params.get("order") or ("chronological" if stream else "ranked")
+            return {"order": shown, "total_count": len(comments), "can_comment": True}
+
+        return self._list_edge(
+            ordered,
+            self.render_comment,
+            lambda params: Paging(descending=params.get("order") == "reverse_chronological"),
+            summary,
         )
 
-    def _post_comments(
-        self,
-        post: Post,
-        specs: Any,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
+    def _post_comments(self, post: Post, params: dict[str, str], ctx: Ctx) -> list[Comment]:
         filter_ = params.get("filter", "toplevel")
         if filter_ not in ("toplevel", "stream"):
             raise GraphError(100, "(#100) param filter must be one of {TOPLEVEL, STREAM}")
@@ -901,19 +893,10 @@ class GraphViews:
         comments = [] if ctx.token.type == "USER" else self._live_comments(post)
         if filter_ == "toplevel":
             comments = [c for c in comments if c.parent_id is None]
-        return self._comment_list(comments, specs, params, ctx, path, link_params)
+        return comments
 
-    def _replies(
-        self,
-        comment: Comment,
-        specs: Any,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
-        replies = [] if ctx.token.type == "USER" else self._replies_of(comment)
-        return self._comment_list(replies, specs, params, ctx, path, link_params)
+    def _replies(self, comment: Comment, params: dict[str, str], ctx: Ctx) -> list[Comment]:
+        return [] if ctx.token.type == "USER" else self._replies_of(comment)
 
     def _reactions(
         self,
@@ -930,15 +913,7 @@ class GraphViews:
             body["summary"] = {"total_count": 0}
         return body
 
-    def _conversations(
-        self,
-        page: Page,
-        specs: Any,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
+    def _conversations(self, page: Page, params: dict[str, str], ctx: Ctx) -> list[Conversation]:
         platform = params.get("platform", "messenger")
         if platform != "messenger":
             raise GraphError(100, f"(#100) platform={platform} is not served by this stand-in")
@@ -955,149 +930,32 @@ class GraphViews:
                 for c in convs
                 if self.store.scoped_id(self.store.people[c.person_key], page.id) == user
             ]
-        convs.sort(key=lambda c: (c.updated, c.seq), reverse=True)
         if params.get("since") or params.get("until"):
             raise GraphError(
                 100, "(#100) Time-based pagination is not available for the conversations endpoint"
             )
-        listing = Listing(
-            convs,
-            params,
-            True,
-            "cursor",
-            EDGE_MAX,
-            lambda c: _key(c.updated, c.seq),
-            path,
-            link_params,
-        )
-        return self._list_answer(listing, ctx, lambda c: self.render_conversation(c, specs, ctx))
+        return convs
 
-    def _messages(
-        self,
-        conv: Conversation,
-        specs: Any,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
-        newest_first = list(reversed(conv.messages))
-        detailed = {m.id for m in newest_first[:MESSAGE_DETAILS]}
-        listing = Listing(
-            newest_first,
-            params,
-            True,
-            "cursor",
-            EDGE_MAX,
-            lambda m: _key(m.created, m.seq),
-            path,
-            link_params,
-        )
-        return self._list_answer(
-            listing, ctx, lambda m: self.render_message(m, specs, ctx, details=m.id in detailed)
-        )
+    def _detailed(self, message: Message) -> bool:
+        """Whether Graph still gives the message's details: one of the thread's 20 newest."""
+        conv = self.store.conversations[message.conversation_id]
+        return message in conv.messages[-MESSAGE_DETAILS:]
 
-    def _ig_media_edge(
-        self,
-        account: IGAccount,
-        specs: Any,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
-        media = [
+    def _ig_media(self, account: IGAccount, params: dict[str, str], ctx: Ctx) -> list[Media]:
+        return [
             m
             for m in self.store.media.values()
             if m.owner == ("account", account.id) and not m.deleted
         ]
-        media.sort(key=lambda m: (m.created, m.seq), reverse=True)
-        listing = Listing(
-            media,
-            params,
-            True,
-            "cursor",
-            EDGE_MAX,
-            lambda m: _key(m.created, m.seq),
-            path,
-            link_params,
-        )
-        return self._list_answer(listing, ctx, lambda m: self.render_media(m, specs, ctx))
 
-    def _ig_tags(
-        self,
-        account: IGAccount,
-        specs: Any,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
-        media = [m for m in self.store.media.values() if account.id in m.tagged and not m.deleted]
-        media.sort(key=lambda m: (m.created, m.seq), reverse=True)
-        listing = Listing(
-            media,
-            params,
-            True,
-            "cursor",
-            EDGE_MAX,
-            lambda m: _key(m.created, m.seq),
-            path,
-            link_params,
-        )
-        return self._list_answer(listing, ctx, lambda m: self.render_media(m, specs, ctx))
+    def _ig_tags(self, account: IGAccount, params: dict[str, str], ctx: Ctx) -> list[Media]:
+        return [m for m in self.store.media.values() if account.id in m.tagged and not m.deleted]
 
-    def _ig_comments_edge(
-        self,
-        media: Media,
-        specs: Any,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
-        # "Returns only top-level comments", newest first since v3.2, "a maximum of 50".
-        top = [c for c in self._live_ig_comments(media) if c.parent_id is None]
-        top.sort(key=lambda c: (c.created, c.seq), reverse=True)
-        listing = Listing(
-            top,
-            params,
-            True,
-            "ig",
-            IG_COMMENTS_MAX,
-            lambda c: _key(c.created, c.seq),
-            path,
-            link_params,
-        )
-        return self._list_answer(listing, ctx, lambda c: self.render_ig_comment(c, specs, ctx))
+    def _ig_comments(self, media: Media, params: dict[str, str], ctx: Ctx) -> list[IGComment]:
+        return [c for c in self._live_ig_comments(media) if c.parent_id is None]
 
-    def _ig_replies(
-        self,
-        comment: IGComment,
-        specs: Any,
-        params: dict[str, str],
-        ctx: Ctx,
-        path: str,
-        link_params: dict[str, str],
-    ) -> JsonObject:
-        # The order of replies is not documented; oldest first here.
-        replies = [
-            c
-            for c in self.store.ig_comments.values()
-            if c.parent_id == comment.id and not c.deleted
-        ]
-        replies.sort(key=lambda c: (c.created, c.seq))
-        listing = Listing(
-            replies,
-            params,
-            False,
-            "ig",
-            IG_COMMENTS_MAX,
-            lambda c: _key(c.created, c.seq),
-            path,
-            link_params,
-        )
-        return self._list_answer(listing, ctx, lambda c: self.render_ig_comment(c, specs, ctx))
+    def _ig_replies(self, comment: IGComment, params: dict[str, str], ctx: Ctx) -> list[IGComment]:
+        return _live_replies(self.store.ig_comments, comment.id)
 
     # -- /me/accounts and /debug_token -----------------------------------------------------------
     def _accounts(self, target: str, specs: list[FieldSpec] | None, ctx: Ctx) -> JsonObject:

@@ -209,6 +209,18 @@ def test_comment_order_filter_and_replies(w: World) -> None:
     assert get(w.sb, f"/{post}/comments", filter="sideways").json()["error"]["code"] == 100
 
 
+def test_comment_filter_and_order_are_refused_filter_first(w: World) -> None:
+    post, _ = _thread(w)
+
+    def message(**params: str) -> str:
+        return str(get(w.sb, f"/{post}/comments", **params).json()["error"]["message"])
+
+    filter_error = "(#100) param filter must be one of {TOPLEVEL, STREAM}"
+    order_error = "(#100) param order must be one of {CHRONOLOGICAL, REVERSE_CHRONOLOGICAL}"
+    assert message(order="sideways") == order_error
+    assert message(filter="sideways", order="sideways") == filter_error
+
+
 def test_comment_node_has_the_recorded_shape(w: World) -> None:
     _, (c1, *_) = _thread(w)
     real = merged(
@@ -275,6 +287,20 @@ def test_deleted_objects_answer_the_recorded_error_and_leave_lists(w: World) -> 
     w.sb.delete(post)
     assert get(w.sb, f"/{post}/comments").json()["error"]["code"] == 100
     assert get(w.sb, f"/{w.page.id}/feed").json() == {"data": []}
+
+
+def test_comments_of_a_deleted_post_or_media_answer_as_deleted(w: World) -> None:
+    post, (c1, _c2, r1, _r2) = _thread(w)
+    _account, media, (c0, _i1, _i2) = _instagram(w)
+    reply = w.sb.add_ig_comment(media, w.sb.store.ig_users["u1"], "reply", reply_to=c0)
+    w.sb.delete(post)
+    w.sb.delete(media)
+    for object_id, type_ in ((c1, "GraphMethodException"), (r1, "GraphMethodException")):
+        error = get(w.sb, f"/{object_id}").json()["error"]
+        assert (error["code"], error["error_subcode"], error["type"]) == (100, 33, type_)
+    for object_id in (c0, reply.id):
+        error = get(w.sb, f"/{object_id}").json()["error"]
+        assert (error["code"], error["error_subcode"], error["type"]) == (100, 33, "IGApiException")
 
 
 # -- from withheld ---------------------------------------------------------------------------

@@ -38,7 +38,8 @@ request is the same user who created the post" [doc: page/tagged]; IG comments b
 2021-10 and default fields [recording: IG comments_p1, comment_missing_user.json]). Such an
 item is an ordinary interaction whose ``author_id`` and ``counterpart_id`` are None (and a
 brand reply to it has None as its ``counterpart_id``), with no author: the core stores it
-once, links it to no one and writes it to no CRM (:class:`syncd.model.Interaction`). Nothing
+once, links it to no one and writes it to no CRM until a later read of the same item gives
+``from`` (:class:`syncd.model.Interaction`). Nothing
 is guessed: a username or a name is not an id.
 
 Text. The message or caption as written; when there is none, what was sent instead

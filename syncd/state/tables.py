@@ -205,7 +205,8 @@ interactions = Table(
     Column("stream", String(32), nullable=False),
     Column("direction", String(16), nullable=False),
     # Both NULL where the network withheld who wrote it (syncd.model.Interaction): such a
-    # row has no identity and no delivery, ever. author_id is the brand's id on its replies.
+    # row has no identity and no delivery until a later read names its author and fills
+    # them in. author_id is the brand's id on its replies.
     Column("author_id", NetworkId),
     Column("counterpart_identity_id", Id, ForeignKey("identities.id")),
     Column("text", Text, nullable=False),

@@ -113,6 +113,44 @@ def test_a_withheld_author_is_stored_once_with_no_identity_and_no_delivery(
         assert read_model.snapshot(conn, "sf", T0).withheld == [Withheld("src", NETWORK, 3)]
 
 
+def test_an_author_named_on_a_later_read_fills_the_stored_post_in(db: Database) -> None:
+    # First read without its author (no Advanced Access yet), read again once the network
+    # names them: the stored post gains its author and customer, and is written once.
+    w = World(db)
+    stranger = w.strangers[0]
+    crm = FakeCrm({stranger.id: "003STRANGER"})
+    w.pipeline = Pipeline(db, "sf", crm, PipelineSettings(retries=0), clock=w.clock)
+    assert w.poll() == 5
+    assert count(db, deliveries) == 2
+    for post in w.withheld:
+        post.withheld = False
+    w.rewind()
+    assert w.poll() == 0  # nothing new: the same posts, now with their authors
+    mention, reply = w.row(w.withheld[0].id), w.row(w.reply.id)
+    with db.connect() as conn:
+        named = conn.execute(
+            select(identities.c.id, identities.c.handle).where(
+                identities.c.user_id == stranger.id
+            )
+        ).one()
+    assert (mention.author_id, mention.counterpart_identity_id) == (stranger.id, named.id)
+    assert (reply.author_id, reply.counterpart_identity_id) == (w.account.user_id, named.id)
+    assert named.handle == stranger.handle
+    assert count(db, deliveries) == 5  # both strangers' mentions, the answer to the first
+    with db.connect() as conn:
+        assert read_model.status(conn, "sf").withheld == []
+
+    w.pipeline.resolve()
+    w.pipeline.deliver()
+    w.rewind()
+    assert w.poll() == 0  # a third read changes nothing: one delivery each, written once
+    assert count(db, deliveries) == 5
+    w.pipeline.deliver()
+    sent = [r.external_id for batch in crm.upserts for r in batch]
+    theirs = [f"{NETWORK}:{w.withheld[0].id}", f"{NETWORK}:{w.reply.id}"]
+    assert sorted(i for i in sent if i in theirs) == sorted(theirs)
+
+
 def test_status_json_and_metrics_show_the_withheld_count(
     db: Database, state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

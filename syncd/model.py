@@ -80,11 +80,15 @@ class ReviewState(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Account:
-    """A brand account on a network, with the immutable id resolved once and stored."""
+    """A brand account on a network, with the immutable id resolved once and stored.
+
+    ``display_name``: how the brand is named to people where its handle is no name (a
+    Facebook Page configured by its id); None: the handle serves."""
 
     network: str
     handle: str
     user_id: str
+    display_name: str | None = None
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,12 @@ def insert_for(conn: Connection, table: Table) -> Any:
 def stored_accounts(conn: Connection, source: str) -> dict[str, Account]:
     rows = conn.execute(select(accounts).where(accounts.c.source == source)).mappings()
     return {
-        r["handle"].lower(): Account(network=r["network"], handle=r["handle"], user_id=r["user_id"])
+        r["handle"].lower(): Account(
+            network=r["network"],
+            handle=r["handle"],
+            user_id=r["user_id"],
+            display_name=r["display_name"],
+        )
         for r in rows
     }
 
@@ -70,12 +75,18 @@ def store_accounts(conn: Connection, source: str, found: Iterable[Account], now:
             "network": a.network,
             "handle": a.handle,
             "user_id": a.user_id,
+            "display_name": a.display_name,
             "resolved_at": now,
         }
         for a in found
     ]
     if rows:
-        stmt: Insert = insert_for(conn, accounts).on_conflict_do_nothing()
+        ins = insert_for(conn, accounts)
+        # Resolved again only to learn its name (poller.accounts): the id stays as stored.
+        name = func.coalesce(ins.excluded.display_name, accounts.c.display_name)
+        stmt: Insert = ins.on_conflict_do_update(
+            index_elements=["source", "handle"], set_={"display_name": name}
+        )
         conn.execute(stmt, rows)
 
 

@@ -97,6 +97,8 @@ accounts = Table(
     Column("handle", String(100), nullable=False),
     Column("user_id", NetworkId, nullable=False),
     Column("resolved_at", UtcDateTime(), nullable=False),
+    # Account.display_name: the brand's name in CRM history where its handle is no name.
+    Column("display_name", String(200)),
     UniqueConstraint("source", "handle", name="uq_accounts_source_handle"),
 )
 

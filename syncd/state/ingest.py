@@ -539,19 +539,26 @@ def _named_late(
     named = {
         i.post_id: i for i in items if i.counterpart_id is not None and i.post_id not in inserted
     }
-    faceless: list[str] = []
+    faceless: list[tuple[str, str]] = []
     for chunk in _chunks(sorted(named), 500):
-        faceless += conn.scalars(
-            select(interactions.c.post_id).where(
-                interactions.c.network == network,
-                interactions.c.post_id.in_(chunk),
-                interactions.c.counterpart_identity_id.is_(None),
+        faceless += [
+            (r.post_id, r.direction)
+            for r in conn.execute(
+                select(interactions.c.post_id, interactions.c.direction).where(
+                    interactions.c.network == network,
+                    interactions.c.post_id.in_(chunk),
+                    interactions.c.counterpart_identity_id.is_(None),
+                )
             )
-        )
+        ]
     filled: list[tuple[int, str]] = []
-    for post_id in sorted(faceless):  # one order of row locks, as the insert's
+    for post_id, direction in sorted(faceless):  # one order of row locks, as the insert's
         item = named[post_id]
         assert item.counterpart_id is not None
+        if direction != str(item.direction):
+            # Taken for a person's when read without its author, and the brand's now (or
+            # the other way): the customer it now names is not that post's. Left as stored.
+            continue
         row_id = conn.execute(
             update(interactions)
             .where(

@@ -80,11 +80,15 @@ class ReviewState(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Account:
-    """A brand account on a network, with the immutable id resolved once and stored."""
+    """A brand account on a network, with the immutable id resolved once and stored.
+
+    ``display_name``: how the brand is named to people where its handle is no name (a
+    Facebook Page configured by its id); None: the handle serves."""
 
     network: str
     handle: str
     user_id: str
+    display_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,9 @@ class Interaction:
     Advanced Access, and on a person's post tagging a Page): ``author_id`` is then None for the
     item itself, ``counterpart_id`` for it and for the brand's replies to it. Such an
     interaction is stored once like any other but has no identity and no delivery: nothing
-    links it to a person, so it is never written to a CRM (``syncd status`` counts them).
+    links it to a person, so it is not written to a CRM (``syncd status`` counts them). A
+    later read of the same post that names the author fills the stored one in (author,
+    customer) and gives it its delivery then.
     Never guessed: a name or username is not an id, and one placeholder id would make all
     such strangers one person.
     """

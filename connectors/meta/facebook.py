@@ -161,7 +161,7 @@ class FacebookSource(MetaSource):
         for handle in handles:
             given = handle.strip().removeprefix("@")
             if given == self.page_id or (name is not None and given.lower() == name.lower()):
-                found[handle] = Account(self.network, given, self.page_id)
+                found[handle] = Account(self.network, given, self.page_id, display_name=name)
         return found
 
     def fetch(

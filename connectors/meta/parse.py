@@ -38,7 +38,8 @@ request is the same user who created the post" [doc: page/tagged]; IG comments b
 2021-10 and default fields [recording: IG comments_p1, comment_missing_user.json]). Such an
 item is an ordinary interaction whose ``author_id`` and ``counterpart_id`` are None (and a
 brand reply to it has None as its ``counterpart_id``), with no author: the core stores it
-once, links it to no one and writes it to no CRM (:class:`syncd.model.Interaction`). Nothing
+once, links it to no one and writes it to no CRM until a later read of the same item gives
+``from`` (:class:`syncd.model.Interaction`). Nothing
 is guessed: a username or a name is not an id.
 
 Text. The message or caption as written; when there is none, what was sent instead
@@ -49,10 +50,10 @@ the rest of its page goes through.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from syncd.errors import BadItem
@@ -62,6 +63,7 @@ NETWORK_FACEBOOK = "facebook"
 NETWORK_INSTAGRAM = "instagram"
 NETWORKS = (NETWORK_FACEBOOK, NETWORK_INSTAGRAM)
 _EXTERNAL_ID = 255  # a CRM external id: "<network>:<post id>" in 255 characters
+_C = TypeVar("_C")  # what an item's place in an answer says of it (an IG reply's parent)
 
 
 def clip(text: str, limit: int = 300) -> str:
@@ -261,9 +263,32 @@ def _is_brand(person: Author | None, account: Account) -> bool:
     return person is not None and person.user_id == scoped_id(account.user_id, account.user_id)
 
 
-def _interaction(
-    network: str,
+def _each(
+    out: _Out,
+    items: Iterable[tuple[Any, _C]],
+    what: str,
+    one: Callable[[Mapping[str, Any], _C], None],
+) -> Translated:
+    """Each item (with what its place says of it) translated by ``one``; an item that is no
+    object, or that ``one`` refuses, quarantined with the reason, the rest going through."""
+    for raw, context in items:
+        try:
+            if not isinstance(raw, dict):
+                raise _bad(out.network, f"{what} is not an object")
+            one(raw, context)
+        except BadItem as exc:
+            out.bad(raw, exc)
+    return out.done()
+
+
+def _alone(items: Sequence[Any]) -> Iterable[tuple[Any, None]]:
+    return ((raw, None) for raw in items)
+
+
+def _keep(
+    out: _Out,
     account: Account,
+    raw: Mapping[str, Any],
     *,
     post_id: str,
     author: Author | None,
@@ -274,9 +299,11 @@ def _interaction(
     url: str,
     conversation_id: str | None,
     in_reply_to: str | None,
-    raw: Mapping[str, Any],
-) -> Interaction:
-    return Interaction(
+) -> None:
+    """The item as an interaction, with the people it names: its author when inbound (the
+    brand is no customer), and the person it is attributed to."""
+    network = out.network
+    interaction = Interaction(
         network=network,
         post_id=post_id,
         account=account.handle,
@@ -291,6 +318,85 @@ def _interaction(
         conversation_id=conversation_id,
         in_reply_to_post_id=in_reply_to,
         raw=dict(raw),
+    )
+    out.add(interaction, None if outbound else author, counterpart)
+
+
+def _by_others(
+    out: _Out,
+    account: Account,
+    raw: Mapping[str, Any],
+    *,
+    post_id: str,
+    author: Author | None,
+    text: str,
+    created_at: datetime,
+    url: str,
+) -> None:
+    """A post of someone else's about the brand (a visitor post, a tagging media): inbound,
+    its own conversation."""
+    _keep(
+        out,
+        account,
+        raw,
+        post_id=post_id,
+        author=author,
+        counterpart=author,
+        outbound=False,
+        text=text,
+        created_at=created_at,
+        url=url,
+        conversation_id=post_id,
+        in_reply_to=None,
+    )
+
+
+def _comment(
+    out: _Out,
+    account: Account,
+    raw: Mapping[str, Any],
+    known: Mapping[str, Author | None],
+    *,
+    comment_id: str,
+    author: Author | None,
+    outbound: bool,
+    parent: str | None,
+    on: str | None,
+    text: str,
+    created_at: datetime,
+    url: str,
+    brand: str,
+) -> None:
+    """A comment or reply on ``on`` (a Page post, a media): a person's is inbound; the
+    brand's is attributed to the author of the comment it answers, read earlier (``known``),
+    and left out when it answers no one or the brand itself (``brand`` names the brand in
+    the reason an unread parent quarantines it with)."""
+    if outbound:
+        if parent is None:
+            return  # the brand commenting on its own post: answering no one
+        if parent not in known:
+            raise _bad(
+                out.network,
+                f"the comment this {brand} reply answers ({clip(parent, 60)}) was not read",
+            )
+        counterpart = known[parent]
+        if _is_brand(counterpart, account):
+            return  # the brand answering itself
+    else:
+        counterpart = author
+    _keep(
+        out,
+        account,
+        raw,
+        post_id=comment_id,
+        author=author,
+        counterpart=counterpart,
+        outbound=outbound,
+        text=text,
+        created_at=created_at,
+        url=url,
+        conversation_id=on,
+        in_reply_to=parent or on,
     )
 
 
@@ -330,58 +436,39 @@ def parse_fb_comments(
     network = NETWORK_FACEBOOK
     out = _Out(network)
     known: dict[str, Author | None] = dict(parents or {})
-    for raw in items:
-        try:
-            if not isinstance(raw, dict):
-                raise _bad(network, "comment is not an object")
-            if "id" not in raw:
-                # Page Public Content Access answers without comment ids (v11.0+) for Pages
-                # the token cannot moderate [doc: object/comments; recording: comments_p1].
-                raise _bad(
-                    network,
-                    "comment without an id: Meta gives comment ids only to a token that can "
-                    "moderate the Page (a Page access token of the brand's own Page)",
-                )
-            comment_id = _post_id(raw.get("id"), "comment id", network)
-            author = _person(raw.get("from"), account.user_id, network)
-            known[comment_id] = author
-            out.posted_by[comment_id] = author
-            created = _time(raw.get("created_time"), "created_time", network)
-            text = _fb_text(raw, network)
-            parent = _fb_parent(raw, comment_id)
-            url = _url(raw.get("permalink_url")) or post_url
-            outbound = _is_brand(author, account)
-            if outbound:
-                if parent is None:
-                    continue  # the Page commenting on a post: answering no one
-                if parent not in known:
-                    raise _bad(
-                        network,
-                        f"the comment this Page reply answers ({clip(parent, 60)}) was not read",
-                    )
-                counterpart = known[parent]
-                if _is_brand(counterpart, account):
-                    continue  # the Page answering itself
-            else:
-                counterpart = author
-            interaction = _interaction(
+
+    def one(raw: Mapping[str, Any], _: None) -> None:
+        if "id" not in raw:
+            # Page Public Content Access answers without comment ids (v11.0+) for Pages
+            # the token cannot moderate [doc: object/comments; recording: comments_p1].
+            raise _bad(
                 network,
-                account,
-                post_id=comment_id,
-                author=author,
-                counterpart=counterpart,
-                outbound=outbound,
-                text=text,
-                created_at=created,
-                url=url,
-                conversation_id=post_id,
-                in_reply_to=parent or post_id,
-                raw=raw,
+                "comment without an id: Meta gives comment ids only to a token that can "
+                "moderate the Page (a Page access token of the brand's own Page)",
             )
-            out.add(interaction, None if outbound else author, counterpart)
-        except BadItem as exc:
-            out.bad(raw, exc)
-    return out.done()
+        comment_id = _post_id(raw.get("id"), "comment id", network)
+        author = _person(raw.get("from"), account.user_id, network)
+        known[comment_id] = author
+        out.posted_by[comment_id] = author
+        created = _time(raw.get("created_time"), "created_time", network)
+        text = _fb_text(raw, network)
+        _comment(
+            out,
+            account,
+            raw,
+            known,
+            comment_id=comment_id,
+            author=author,
+            outbound=_is_brand(author, account),
+            parent=_fb_parent(raw, comment_id),
+            on=post_id,
+            text=text,
+            created_at=created,
+            url=_url(raw.get("permalink_url")) or post_url,
+            brand="Page",
+        )
+
+    return _each(out, _alone(items), "comment", one)
 
 
 # -- Facebook posts by others ------------------------------------------------------------------
@@ -392,36 +479,26 @@ def parse_fb_posts(items: Sequence[Any], account: Account) -> Translated:
     skipped."""
     network = NETWORK_FACEBOOK
     out = _Out(network)
-    for raw in items:
-        try:
-            if not isinstance(raw, dict):
-                raise _bad(network, "post is not an object")
-            post_id = _post_id(raw.get("id"), "post id", network)
-            author = _person(raw.get("from"), account.user_id, network)
-            out.posted_by[post_id] = author
-            if _is_brand(author, account):
-                continue
-            created = _time(
-                raw.get("created_time") or raw.get("tagged_time"), "created_time", network
-            )
-            interaction = _interaction(
-                network,
-                account,
-                post_id=post_id,
-                author=author,
-                counterpart=author,
-                outbound=False,
-                text=_fb_text(raw, network),
-                created_at=created,
-                url=_url(raw.get("permalink_url")),
-                conversation_id=post_id,
-                in_reply_to=None,
-                raw=raw,
-            )
-            out.add(interaction, author, author)
-        except BadItem as exc:
-            out.bad(raw, exc)
-    return out.done()
+
+    def one(raw: Mapping[str, Any], _: None) -> None:
+        post_id = _post_id(raw.get("id"), "post id", network)
+        author = _person(raw.get("from"), account.user_id, network)
+        out.posted_by[post_id] = author
+        if _is_brand(author, account):
+            return
+        created = _time(raw.get("created_time") or raw.get("tagged_time"), "created_time", network)
+        _by_others(
+            out,
+            account,
+            raw,
+            post_id=post_id,
+            author=author,
+            text=_fb_text(raw, network),
+            created_at=created,
+            url=_url(raw.get("permalink_url")),
+        )
+
+    return _each(out, _alone(items), "post", one)
 
 
 # -- messages (Messenger; Instagram Direct through the Page) ------------------------------------
@@ -456,44 +533,40 @@ def parse_messages(
             continue
         if person is not None and not _is_brand(person, account):
             others.append(person)
-    for raw in items:
-        try:
-            if not isinstance(raw, dict):
-                raise _bad(network, "message is not an object")
-            message_id = _post_id(raw.get("id"), "message id", network)
-            created = _time(raw.get("created_time"), "created_time", network)
-            author = _person(raw.get("from"), account.user_id, network)
-            out.posted_by[message_id] = author
-            text = _text(raw.get("message")) or describe_message_attachments(raw)
-            if text is None:
-                raise _bad(network, "no message text and no attachment")
-            outbound = _is_brand(author, account)
-            if outbound:
-                counterpart = _other_participant(raw, account, network) or (
-                    others[0] if len(others) == 1 else None
-                )
-                if counterpart is None:
-                    raise _bad(network, "a brand message whose recipient is not said")
-            else:
-                counterpart = author
-            interaction = _interaction(
-                network,
-                account,
-                post_id=message_id,
-                author=author,
-                counterpart=counterpart,
-                outbound=outbound,
-                text=text,
-                created_at=created,
-                url=conversation_url,
-                conversation_id=conversation_id,
-                in_reply_to=None,
-                raw=raw,
+
+    def one(raw: Mapping[str, Any], _: None) -> None:
+        message_id = _post_id(raw.get("id"), "message id", network)
+        created = _time(raw.get("created_time"), "created_time", network)
+        author = _person(raw.get("from"), account.user_id, network)
+        out.posted_by[message_id] = author
+        text = _text(raw.get("message")) or describe_message_attachments(raw)
+        if text is None:
+            raise _bad(network, "no message text and no attachment")
+        outbound = _is_brand(author, account)
+        if outbound:
+            counterpart = _other_participant(raw, account, network) or (
+                others[0] if len(others) == 1 else None
             )
-            out.add(interaction, None if outbound else author, counterpart)
-        except BadItem as exc:
-            out.bad(raw, exc)
-    return out.done()
+            if counterpart is None:
+                raise _bad(network, "a brand message whose recipient is not said")
+        else:
+            counterpart = author
+        _keep(
+            out,
+            account,
+            raw,
+            post_id=message_id,
+            author=author,
+            counterpart=counterpart,
+            outbound=outbound,
+            text=text,
+            created_at=created,
+            url=conversation_url,
+            conversation_id=conversation_id,
+            in_reply_to=None,
+        )
+
+    return _each(out, _alone(items), "message", one)
 
 
 def conversation_url(link: Any) -> str:
@@ -546,59 +619,43 @@ def parse_ig_comments(
     network = NETWORK_INSTAGRAM
     out = _Out(network)
     known: dict[str, Author | None] = dict(parents or {})
-    for raw, nested_in in _ig_flat(items):
-        try:
-            if not isinstance(raw, dict):
-                raise _bad(network, "comment is not an object")
-            comment_id = _post_id(raw.get("id"), "comment id", network)
-            author = _person(raw.get("from"), account.user_id, network)
-            if author is not None and author.handle is None and _text(raw.get("username")):
-                author = Author(network, author.user_id, handle=raw["username"])
-            outbound = _ig_brand(raw, author, account)
-            known[comment_id] = author if not outbound else _brand_author(account)
-            out.posted_by[comment_id] = known[comment_id]
-            created = _time(raw.get("timestamp"), "timestamp", network)
-            text = _text(raw.get("text"))
-            if text is None:
-                raise _bad(network, "comment without text")
-            parent = raw.get("parent_id") if isinstance(raw.get("parent_id"), str) else nested_in
-            on_media = raw.get("media")
-            media = (
-                on_media.get("id")
-                if isinstance(on_media, dict) and isinstance(on_media.get("id"), str)
-                else media_id
-            )
-            if outbound:
-                if parent is None:
-                    continue  # the brand commenting on a media: answering no one
-                if parent not in known:
-                    raise _bad(
-                        network,
-                        f"the comment this brand reply answers ({clip(parent, 60)}) was not read",
-                    )
-                counterpart = known[parent]
-                if _is_brand(counterpart, account):
-                    continue
-            else:
-                counterpart = author
-            interaction = _interaction(
-                network,
-                account,
-                post_id=comment_id,
-                author=author,
-                counterpart=counterpart,
-                outbound=outbound,
-                text=text,
-                created_at=created,
-                url=media_url,
-                conversation_id=media,
-                in_reply_to=parent or media,
-                raw=raw,
-            )
-            out.add(interaction, None if outbound else author, counterpart)
-        except BadItem as exc:
-            out.bad(raw, exc)
-    return out.done()
+
+    def one(raw: Mapping[str, Any], nested_in: str | None) -> None:
+        comment_id = _post_id(raw.get("id"), "comment id", network)
+        author = _person(raw.get("from"), account.user_id, network)
+        if author is not None and author.handle is None and _text(raw.get("username")):
+            author = Author(network, author.user_id, handle=raw["username"])
+        outbound = _ig_brand(raw, author, account)
+        known[comment_id] = author if not outbound else _brand_author(account)
+        out.posted_by[comment_id] = known[comment_id]
+        created = _time(raw.get("timestamp"), "timestamp", network)
+        text = _text(raw.get("text"))
+        if text is None:
+            raise _bad(network, "comment without text")
+        parent = raw.get("parent_id") if isinstance(raw.get("parent_id"), str) else nested_in
+        on_media = raw.get("media")
+        media = (
+            on_media.get("id")
+            if isinstance(on_media, dict) and isinstance(on_media.get("id"), str)
+            else media_id
+        )
+        _comment(
+            out,
+            account,
+            raw,
+            known,
+            comment_id=comment_id,
+            author=author,
+            outbound=outbound,
+            parent=parent,
+            on=media,
+            text=text,
+            created_at=created,
+            url=media_url,
+            brand="brand",
+        )
+
+    return _each(out, _ig_flat(items), "comment", one)
 
 
 def _brand_author(account: Account) -> Author:
@@ -615,39 +672,31 @@ def parse_ig_media(items: Sequence[Any], account: Account) -> Translated:
     text (``[image]``)."""
     network = NETWORK_INSTAGRAM
     out = _Out(network)
-    for raw in items:
-        try:
-            if not isinstance(raw, dict):
-                raise _bad(network, "media is not an object")
-            media_id = _post_id(raw.get("id"), "media id", network)
-            created = _time(raw.get("timestamp"), "timestamp", network)
-            caption = _text(raw.get("caption"))
-            kind = raw.get("media_type")
-            text = caption or (f"[{_words(kind)}]" if isinstance(kind, str) and kind else None)
-            if text is None:
-                raise _bad(network, "media without caption or type")
-            author = _person(raw.get("from"), account.user_id, network)
-            out.posted_by[media_id] = author
-            if _is_brand(author, account) or raw.get("username") == account.handle:
-                continue
-            interaction = _interaction(
-                network,
-                account,
-                post_id=media_id,
-                author=author,
-                counterpart=author,
-                outbound=False,
-                text=text,
-                created_at=created,
-                url=_url(raw.get("permalink")),
-                conversation_id=media_id,
-                in_reply_to=None,
-                raw=raw,
-            )
-            out.add(interaction, author, author)
-        except BadItem as exc:
-            out.bad(raw, exc)
-    return out.done()
+
+    def one(raw: Mapping[str, Any], _: None) -> None:
+        media_id = _post_id(raw.get("id"), "media id", network)
+        created = _time(raw.get("timestamp"), "timestamp", network)
+        caption = _text(raw.get("caption"))
+        kind = raw.get("media_type")
+        text = caption or (f"[{_words(kind)}]" if isinstance(kind, str) and kind else None)
+        if text is None:
+            raise _bad(network, "media without caption or type")
+        author = _person(raw.get("from"), account.user_id, network)
+        out.posted_by[media_id] = author
+        if _is_brand(author, account) or raw.get("username") == account.handle:
+            return
+        _by_others(
+            out,
+            account,
+            raw,
+            post_id=media_id,
+            author=author,
+            text=text,
+            created_at=created,
+            url=_url(raw.get("permalink")),
+        )
+
+    return _each(out, _alone(items), "media", one)
 
 
 def mentioned(body: Any, field_name: str) -> list[Any]:

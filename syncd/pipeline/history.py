@@ -7,13 +7,23 @@ from syncd.model import Direction, HistoryRecord
 from syncd.state.outbox import ReadyDelivery
 
 
-def subject(network: str, direction: Direction, brand: str, handle: str | None) -> str:
-    """``X mention from @handle`` / ``X reply from @brand to @handle``."""
-    who = f"@{handle}" if handle else "an unknown user"
-    name = label(network)
+def subject(
+    network: str,
+    direction: Direction,
+    brand: str,
+    handle: str | None,
+    *,
+    name: str | None = None,
+    brand_name: str | None = None,
+) -> str:
+    """``X mention from @handle`` / ``X reply from @brand to @handle``. Where a network gives
+    a person no handle but a name (Facebook), the name; a brand account with a name (a
+    Facebook Page, configured by its id), its name rather than ``@<id>``."""
+    who = f"@{handle}" if handle else (name or "an unknown user")
+    network_name = label(network)
     if direction is Direction.OUTBOUND:
-        return f"{name} reply from @{brand} to {who}"
-    return f"{name} mention from {who}"
+        return f"{network_name} reply from {brand_name or '@' + brand} to {who}"
+    return f"{network_name} mention from {who}"
 
 
 def build_record(d: ReadyDelivery) -> HistoryRecord:
@@ -22,7 +32,9 @@ def build_record(d: ReadyDelivery) -> HistoryRecord:
         who=d.who,
         network=d.network,
         direction=d.direction,
-        subject=subject(d.network, d.direction, d.account, d.handle),
+        subject=subject(
+            d.network, d.direction, d.account, d.handle, name=d.name, brand_name=d.brand_name
+        ),
         description=d.text,
         occurred_at=d.created_at,
         handle=d.handle,

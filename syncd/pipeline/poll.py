@@ -68,7 +68,14 @@ class Poller:
         and the handles the network does not know."""
         with self.db.transaction() as conn:
             known = st.stored_accounts(conn, source_name)
-        missing = [h for h in handles if h.lower() not in known]
+        # An account configured by its bare id, stored without a name (before names were
+        # kept), is asked again for the name its CRM history shows instead of the id.
+        missing = [
+            h
+            for h in handles
+            if (a := known.get(h.lower())) is None
+            or (a.display_name is None and a.handle == a.user_id)
+        ]
         if missing:
             found = self.retrying(lambda: source.resolve_accounts(missing))
             with self.db.transaction() as conn:

@@ -5,7 +5,9 @@ its authors, one delivery per new interaction (none for a post whose author the 
 withheld), the advanced cursor, the stream's marks it changed and the webhook hints it read
 are written together or not at all. Replaying a page after a crash is harmless: interactions
 are unique on (network, post id) and inserted with ON CONFLICT DO NOTHING, and a bad item read
-again is not quarantined again.
+again is not quarantined again. The one change a post read again makes is to a post stored
+without its customer (the network withheld who wrote it) that the page names: it is filled
+in, and given its delivery then.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from syncd.model import (
     Author,
     Cursor,
     DeliveryState,
+    Interaction,
     Page,
     Quarantined,
     Stream,
@@ -55,7 +58,12 @@ def insert_for(conn: Connection, table: Table) -> Any:
 def stored_accounts(conn: Connection, source: str) -> dict[str, Account]:
     rows = conn.execute(select(accounts).where(accounts.c.source == source)).mappings()
     return {
-        r["handle"].lower(): Account(network=r["network"], handle=r["handle"], user_id=r["user_id"])
+        r["handle"].lower(): Account(
+            network=r["network"],
+            handle=r["handle"],
+            user_id=r["user_id"],
+            display_name=r["display_name"],
+        )
         for r in rows
     }
 
@@ -67,12 +75,18 @@ def store_accounts(conn: Connection, source: str, found: Iterable[Account], now:
             "network": a.network,
             "handle": a.handle,
             "user_id": a.user_id,
+            "display_name": a.display_name,
             "resolved_at": now,
         }
         for a in found
     ]
     if rows:
-        stmt: Insert = insert_for(conn, accounts).on_conflict_do_nothing()
+        ins = insert_for(conn, accounts)
+        # Resolved again only to learn its name (poller.accounts): the id stays as stored.
+        name = func.coalesce(ins.excluded.display_name, accounts.c.display_name)
+        stmt: Insert = ins.on_conflict_do_update(
+            index_elements=["source", "handle"], set_={"display_name": name}
+        )
         conn.execute(stmt, rows)
 
 
@@ -432,6 +446,7 @@ def store_page(
         conn, network, page.authors, (i.counterpart_id for i in items if i.counterpart_id), now
     )
     new_rows: list[tuple[int, str]] = []
+    named: list[tuple[int, str]] = []
     if items:
         stmt = (
             insert_for(conn, interactions)
@@ -464,6 +479,7 @@ def store_page(
             for i in items
         ]
         new_rows = [(r[0], r[1]) for r in conn.execute(stmt, params)]
+        named = _named_late(conn, network, items, identity_ids, {p for _, p in new_rows})
     customer = {i.post_id: i.counterpart_id for i in items}
     outbox = [
         {
@@ -475,7 +491,7 @@ def store_page(
             "created_at": now,
             "updated_at": now,
         }
-        for row_id, post_id in new_rows
+        for row_id, post_id in (*new_rows, *named)
         # Brand-to-brand posts are kept but belong in no customer's history, nor do posts
         # whose author the network withheld: nobody's history can be told.
         if (counterpart := customer[post_id]) is not None and counterpart not in brand_ids
@@ -506,6 +522,59 @@ def store_page(
         quarantined=len(page.quarantined),
         suppressed=dropped,
     )
+
+
+def _named_late(
+    conn: Connection,
+    network: str,
+    items: list[Interaction],
+    identity_ids: Mapping[str, int],
+    inserted: set[str],
+) -> list[tuple[int, str]]:
+    """Posts stored before without their customer (the network withheld who it was) that this
+    page names: they gain their author and customer (returned, to be given deliveries as
+    new rows are). Only a row still without its customer is changed, so a post is filled in
+    once, by whichever transaction gets there first, and a known customer is never replaced.
+    """
+    named = {
+        i.post_id: i for i in items if i.counterpart_id is not None and i.post_id not in inserted
+    }
+    faceless: list[tuple[str, str]] = []
+    for chunk in _chunks(sorted(named), 500):
+        faceless += [
+            (r.post_id, r.direction)
+            for r in conn.execute(
+                select(interactions.c.post_id, interactions.c.direction).where(
+                    interactions.c.network == network,
+                    interactions.c.post_id.in_(chunk),
+                    interactions.c.counterpart_identity_id.is_(None),
+                )
+            )
+        ]
+    filled: list[tuple[int, str]] = []
+    for post_id, direction in sorted(faceless):  # one order of row locks, as the insert's
+        item = named[post_id]
+        assert item.counterpart_id is not None
+        if direction != str(item.direction):
+            # Taken for a person's when read without its author, and the brand's now (or
+            # the other way): the customer it now names is not that post's. Left as stored.
+            continue
+        row_id = conn.execute(
+            update(interactions)
+            .where(
+                interactions.c.network == network,
+                interactions.c.post_id == post_id,
+                interactions.c.counterpart_identity_id.is_(None),
+            )
+            .values(
+                author_id=func.coalesce(interactions.c.author_id, item.author_id),
+                counterpart_identity_id=identity_ids[item.counterpart_id],
+            )
+            .returning(interactions.c.id)
+        ).scalar_one_or_none()
+        if row_id is not None:
+            filled.append((row_id, post_id))
+    return filled
 
 
 def _not_yet_quarantined(conn: Connection, items: Iterable[Quarantined]) -> list[Quarantined]:

@@ -38,7 +38,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from syncd.model import CrmRef, DeliveryState, Direction, IdentityKey
 from syncd.state.coordination import Lease, gone, shared
 from syncd.state.ingest import insert_for
-from syncd.state.tables import crm_watch, deliveries, identities, interactions, links
+from syncd.state.tables import accounts, crm_watch, deliveries, identities, interactions, links
 
 # A writer's hold on the deliveries it is writing (PostgreSQL; SQLite never claims).
 CLAIM = Lease(deliveries.c.claimed_by, deliveries.c.claim_until)
@@ -222,6 +222,8 @@ class ReadyDelivery:
     conversation_id: str | None
     handle: str | None
     who: CrmRef
+    name: str | None = None  # the person's display name, where the network gives one
+    brand_name: str | None = None  # Account.display_name of the brand account that read it
 
 
 def _ready(conn: Connection, crm: str, now: datetime, limit: int) -> Select[Any]:
@@ -263,6 +265,8 @@ def as_written() -> Select[Any]:
             interactions.c.conversation_id,
             identities.c.id.label("identity_id"),
             identities.c.handle,
+            identities.c.display_name,
+            accounts.c.display_name.label("brand_name"),
             links.c.crm_object,
             links.c.crm_id,
             links.c.crm_name,
@@ -270,6 +274,14 @@ def as_written() -> Select[Any]:
         .join(interactions, interactions.c.id == deliveries.c.interaction_id)
         .join(identities, identities.c.id == deliveries.c.identity_id)
         .join(links, and_(links.c.identity_id == identities.c.id, links.c.crm == deliveries.c.crm))
+        # Outer: the brand's name is for reading; a record is written without it.
+        .outerjoin(
+            accounts,
+            and_(
+                accounts.c.source == interactions.c.source,
+                accounts.c.handle == interactions.c.account,
+            ),
+        )
     )
 
 
@@ -294,6 +306,8 @@ def rows(result: Iterable[Any]) -> list[ReadyDelivery]:
             conversation_id=r.conversation_id,
             handle=r.handle,
             who=CrmRef(r.crm_object, r.crm_id, r.crm_name),
+            name=r.display_name,
+            brand_name=r.brand_name,
         )
         for r in result
     ]

@@ -97,6 +97,8 @@ accounts = Table(
     Column("handle", String(100), nullable=False),
     Column("user_id", NetworkId, nullable=False),
     Column("resolved_at", UtcDateTime(), nullable=False),
+    # Account.display_name: the brand's name in CRM history where its handle is no name.
+    Column("display_name", String(200)),
     UniqueConstraint("source", "handle", name="uq_accounts_source_handle"),
 )
 
@@ -205,7 +207,8 @@ interactions = Table(
     Column("stream", String(32), nullable=False),
     Column("direction", String(16), nullable=False),
     # Both NULL where the network withheld who wrote it (syncd.model.Interaction): such a
-    # row has no identity and no delivery, ever. author_id is the brand's id on its replies.
+    # row has no identity and no delivery until a later read names its author and fills
+    # them in. author_id is the brand's id on its replies.
     Column("author_id", NetworkId),
     Column("counterpart_identity_id", Id, ForeignKey("identities.id")),
     Column("text", Text, nullable=False),

@@ -212,6 +212,29 @@ def test_poll_backfill_check_status_forget_and_compliance(meta: Meta) -> None:
     assert f"instagram:{ig.id}" not in tasks(sf)
 
 
+def test_meta_tasks_name_the_people_and_the_brand_as_meta_shows_them(meta: Meta) -> None:
+    # Facebook gives names (no handle), Instagram usernames; the Page is configured by its
+    # id, which is no name to show a rep.
+    m, sf = meta.meta, meta.world.sf
+    known = meta.customer("contact_by_id")
+    assert known.facebook and known.instagram
+    page = m.store.pages[meta.page]
+    account = m.store.ig_accounts[meta.account]
+    comment = m.add_comment(meta.demo.page_posts[-1], known.facebook, "fb hello")
+    answer = m.add_reply(comment.id, page, "We are on it")
+    ig = m.add_ig_comment(meta.demo.media[0], known.instagram, "ig hello")
+    ig_answer = m.add_ig_comment(meta.demo.media[0], account, "ig answer", reply_to=ig.id)
+    meta.poll()
+    subjects = {k: t["Subject"] for k, t in tasks(sf).items()}
+    name, username = known.facebook.name, known.instagram.username
+    assert subjects[f"facebook:{comment.id}"] == f"Facebook mention from {name}"
+    assert subjects[f"facebook:{answer.id}"] == f"Facebook reply from {page.name} to {name}"
+    assert subjects[f"instagram:{ig.id}"] == f"Instagram mention from @{username}"
+    assert subjects[f"instagram:{ig_answer.id}"] == (
+        f"Instagram reply from @{account.username} to @{username}"
+    )
+
+
 def test_the_daemon_writes_meta_comments_and_stops_cleanly(meta: Meta) -> None:
     known = meta.customer("contact_by_id")
     assert known.facebook and known.instagram

@@ -395,3 +395,34 @@ def test_0019_adds_the_webhook_hint_store_and_takes_it_away_again(state_url: str
         assert db.revision() == _head()
     finally:
         db.dispose()
+
+
+def test_0020_keeps_a_name_beside_each_brand_account_and_takes_it_away_again(
+    state_url: str,
+) -> None:
+    """Accounts stored before have no name (the poller asks for it); a downgrade keeps them."""
+    db = Database(state_url)
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    row = {"source": "fb", "network": "facebook", "handle": "1", "user_id": "1"}
+    try:
+        with db.migration() as conn:
+            command.upgrade(alembic_config(conn), "0019")
+            insert = "INSERT INTO accounts (source, network, handle, user_id, resolved_at) "
+            conn.execute(
+                text(insert + "VALUES (:source, :network, :handle, :user_id, :at)"),
+                {**row, "at": now},
+            )
+        with db.migration() as conn:
+            command.upgrade(alembic_config(conn), "0020")
+        with db.transaction() as conn:
+            assert conn.execute(select(accounts.c.display_name)).scalar_one() is None
+            conn.execute(accounts.update().values(display_name="Acme"))
+        with db.migration() as conn:
+            command.downgrade(alembic_config(conn), "0019")
+        assert "display_name" not in _columns(db, "accounts")
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM accounts")).scalar_one() == 1
+        db.upgrade()
+        assert db.revision() == _head()
+    finally:
+        db.dispose()

@@ -321,3 +321,27 @@ def test_sqlite_state_file_is_private(tmp_path: Path) -> None:
     assert database.revision() is not None
     database.dispose()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+class _Named:
+    """A source that names its account: a Facebook Page configured by its id."""
+
+    network = "facebook"
+
+    def __init__(self, name: str | None) -> None:
+        self.name, self.asked = name, 0
+
+    def resolve_accounts(self, handles: Sequence[str]) -> dict[str, Account]:
+        self.asked += 1
+        return {h: Account("facebook", h, h, display_name=self.name) for h in handles}
+
+
+def test_an_account_stored_by_its_id_without_a_name_is_asked_for_its_name(db: Database) -> None:
+    pipeline = Pipeline(db, "sf", FakeCrm({}), PipelineSettings())
+    with db.transaction() as conn:  # as stored before names were kept
+        st.store_accounts(conn, "fb", [Account("facebook", "100", "100")], T0)
+    source = _Named("Acme")
+    [found], _ = pipeline.accounts("fb", source, ["100"])  # type: ignore[arg-type]
+    assert (found.user_id, found.display_name, source.asked) == ("100", "Acme", 1)
+    [again], _ = pipeline.accounts("fb", source, ["100"])  # type: ignore[arg-type]
+    assert again == found and source.asked == 1  # named now: read from state

@@ -26,7 +26,7 @@ from support.pipeline import T0, Clock, count
 from syncd.cli import cli
 from syncd.compliance import deleted
 from syncd.compliance import forget as forgetting
-from syncd.model import Account, Cursor, Page, Stream
+from syncd.model import Account, Author, Cursor, Direction, Interaction, Page, Stream
 from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.service.metrics import _state_metrics
 from syncd.state import ingest as st
@@ -111,6 +111,78 @@ def test_a_withheld_author_is_stored_once_with_no_identity_and_no_delivery(
     with db.connect() as conn:
         assert read_model.status(conn, "sf").withheld == [Withheld("src", NETWORK, 3)]
         assert read_model.snapshot(conn, "sf", T0).withheld == [Withheld("src", NETWORK, 3)]
+
+
+def test_an_author_named_on_a_later_read_fills_the_stored_post_in(db: Database) -> None:
+    # First read without its author (no Advanced Access yet), read again once the network
+    # names them: the stored post gains its author and customer, and is written once.
+    w = World(db)
+    stranger = w.strangers[0]
+    crm = FakeCrm({stranger.id: "003STRANGER"})
+    w.pipeline = Pipeline(db, "sf", crm, PipelineSettings(retries=0), clock=w.clock)
+    assert w.poll() == 5
+    assert count(db, deliveries) == 2
+    for post in w.withheld:
+        post.withheld = False
+    w.rewind()
+    assert w.poll() == 0  # nothing new: the same posts, now with their authors
+    mention, reply = w.row(w.withheld[0].id), w.row(w.reply.id)
+    with db.connect() as conn:
+        named = conn.execute(
+            select(identities.c.id, identities.c.handle).where(identities.c.user_id == stranger.id)
+        ).one()
+    assert (mention.author_id, mention.counterpart_identity_id) == (stranger.id, named.id)
+    assert (reply.author_id, reply.counterpart_identity_id) == (w.account.user_id, named.id)
+    assert named.handle == stranger.handle
+    assert count(db, deliveries) == 5  # both strangers' mentions, the answer to the first
+    with db.connect() as conn:
+        assert read_model.status(conn, "sf").withheld == []
+
+    w.pipeline.resolve()
+    w.pipeline.deliver()
+    w.rewind()
+    assert w.poll() == 0  # a third read changes nothing: one delivery each, written once
+    assert count(db, deliveries) == 5
+    w.pipeline.deliver()
+    sent = [r.external_id for batch in crm.upserts for r in batch]
+    theirs = [f"{NETWORK}:{w.withheld[0].id}", f"{NETWORK}:{w.reply.id}"]
+    assert sorted(i for i in sent if i in theirs) == sorted(theirs)
+
+
+def test_a_post_read_again_as_the_brands_does_not_name_a_customer_for_it(db: Database) -> None:
+    # Read without its author, the brand's own comment was taken for a person's (inbound);
+    # read again with it, it is the brand answering someone. That someone did not write it.
+    w = World(db)
+    w.poll()
+    post = w.withheld[0]
+    stored = w.row(post.id)
+    assert stored.direction == str(Direction.INBOUND)
+    answer = Interaction(
+        network=NETWORK,
+        post_id=post.id,
+        account=w.account.handle,
+        stream=Stream.REPLIES,
+        direction=Direction.OUTBOUND,
+        author_id=w.account.user_id,
+        counterpart_id=w.alice.id,
+        text=stored.text,
+        created_at=stored.created_at,
+        url=stored.url,
+    )
+    with db.transaction() as conn:
+        st.store_page(
+            conn,
+            source="src",
+            network=NETWORK,
+            account=w.account,
+            page=Page((answer,), (Author(NETWORK, w.alice.id, "alice"),), Cursor()),
+            crms=["sf"],
+            brand_ids={w.account.user_id},
+            now=T0,
+        )
+    again = w.row(post.id)
+    assert (again.author_id, again.counterpart_identity_id) == (None, None)
+    assert count(db, deliveries) == 2
 
 
 def test_status_json_and_metrics_show_the_withheld_count(

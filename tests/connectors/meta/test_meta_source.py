@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from connectors import source_class
 from connectors.meta.facebook import FacebookSource
@@ -40,6 +41,7 @@ from syncd.model import (
 from syncd.state import gaps
 from syncd.state.db import Database
 from syncd.state.ingest import ingest_page, load_cursor
+from syncd.state.tables import deliveries, identities, interactions
 
 TOKEN = "meta-source-page-token"
 SOURCE = "acme-facebook"
@@ -311,6 +313,40 @@ def test_a_withheld_author_is_stored_without_one(
     authors = rows["comment authors"]
     assert not authors.ok and "Advanced Access" in authors.detail
     assert "App Review" in authors.fix
+
+
+def test_authors_withheld_before_app_review_are_named_by_a_backfill_after_it(
+    sandbox: MetaSandbox, clock: Clock, core: Core, calls: Calls
+) -> None:
+    page = sandbox.add_page("Acme", token=TOKEN, advanced_access=False)
+    stranger = sandbox.add_person("No Role")
+    post = sandbox.add_post(page.id, "Launch", at=clock.now - timedelta(hours=3))
+    comment = sandbox.add_comment(post.id, stranger, "Hello?", at=clock.now - timedelta(hours=2))
+    answer = sandbox.add_reply(comment.id, page, "Hi!", at=clock.now - timedelta(hours=1))
+    source = facebook(sandbox, page, clock, calls)
+    acme = brand(page)
+    for stream in (Stream.MENTIONS, Stream.REPLIES):
+        core.walk(source, acme, stream)
+    with core.db.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(deliveries)) == 0
+
+    sandbox.set_advanced_access(page.id, True)  # App Review passed
+    now = clock.now
+    for segment in source.plan_backfill(
+        acme, [Stream.MENTIONS, Stream.REPLIES], now - timedelta(days=1), now, now
+    ):
+        for pg in segment_pages(source, acme, segment):
+            core.store(source, acme, segment.stream, pg)
+    person = f"{page.id}:{sandbox.scoped_id(stranger, page.id)}"
+    with core.db.connect() as conn:
+        rows = conn.execute(
+            select(interactions.c.post_id, interactions.c.author_id, identities.c.user_id)
+            .join(identities, identities.c.id == interactions.c.counterpart_identity_id)
+            .order_by(interactions.c.created_at)
+        ).all()
+        written = conn.scalar(select(func.count()).select_from(deliveries))
+    assert [tuple(r) for r in rows] == [(comment.id, person, person), (answer.id, page.id, person)]
+    assert written == 2
 
 
 def test_posts_leaving_the_window_drop_their_marks(

@@ -38,6 +38,7 @@ from sandbox.meta.views import (
     GraphViews,
     JsonObject,
     Listing,
+    Paging,
     _fb_time,
     _key,
 )
@@ -168,12 +169,14 @@ class DirectViews(GraphViews):
         listing = Listing(
             items,
             dict(ctx.query),
-            True,
-            "cursor",
-            EDGE_MAX,
-            lambda i: _key(i.updated if isinstance(i, DirectThread) else i.created, i.seq),
             path,
             link_params,
+            Paging(
+                "cursor",
+                True,
+                EDGE_MAX,
+                lambda i: _key(i.updated if isinstance(i, DirectThread) else i.created, i.seq),
+            ),
         )
         return self._list_answer(listing, ctx, render)
 

@@ -14,6 +14,7 @@ from connectors.meta import backfill, hints
 from connectors.meta.client import PermissionDenied
 from connectors.meta.parse import (
     NETWORK_INSTAGRAM,
+    clip,
     mentioned,
     parse_ig_comments,
     parse_ig_media,
@@ -28,6 +29,7 @@ from connectors.meta.walk import (
     as_int,
     data_time,
     fix_for,
+    left_for_next_walk,
     mark_fields,
     read_from,
     replies_of,
@@ -212,20 +214,26 @@ class InstagramSource(MetaSource):
                 got.marks[key] = f"{made}|0|{read_to or int(floor.timestamp())}"
                 continue
             since = read_from(token if part else None, read_to, floor)
-            more = self._ig_comments(
-                account,
-                stream,
-                item,
-                since,
-                token.comments if part and token is not None else None,
-                got,
-                key,
-                made,
-                count,
-                was_count,
-                mark,
-                until,
-            )
+            # Not read: from where its comments were read to, its count not reached.
+            _, _, kept, kept_ids = mark_fields(mark, 4)
+            left = f"{made}|-1|{kept if as_int(kept) is not None else since}|{kept_ids}"
+            more = None
+            what = f"the comments of media {clip(media_id, 60)}"
+            with left_for_next_walk(got, key, left, what, live=segment is None):
+                more = self._ig_comments(
+                    account,
+                    stream,
+                    item,
+                    since,
+                    token.comments if part and token is not None else None,
+                    got,
+                    key,
+                    made,
+                    count,
+                    was_count,
+                    mark,
+                    until,
+                )
             if more is not None:
                 return WalkToken("posts", after=after, post=media_id, comments=more, since=since)
         nxt = after_cursor(listing, self.network)

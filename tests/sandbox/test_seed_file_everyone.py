@@ -13,11 +13,12 @@ from sandbox.x.api import XSandbox
 
 
 def test_every_customer_on_meta_is_on_file_by_their_meta_ids_found_by_evidence_too() -> None:
+    bluesky = BlueskySandbox()  # its __enter__ is typed as the base server's
     with (
         XSandbox() as x,
         SalesforceSandbox() as sf,
         MastodonSandbox() as mastodon,
-        BlueskySandbox() as bluesky,
+        bluesky,
         MetaSandbox() as meta,
     ):
         # Mastodon and Bluesky: their customers are the ones found by evidence.

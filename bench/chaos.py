@@ -318,6 +318,7 @@ class TokenExpiry(threading.Thread):
                 + (self.parked or ["--all"]),
                 capture_output=True,
                 env=os.environ.copy(),
+                timeout=120,
             )
             self.resumed = bool(self.parked) and resume.returncode == 0
         except BaseException:

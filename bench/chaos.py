@@ -37,10 +37,14 @@ for every network's posts. ``facebook`` and ``instagram`` (``meta``: both) start
 stand-in: customers comment on the Page's posts and the account's media, weeks-old ones as
 well as new (a comment on an old post moves its ``updated_time``, not its place), write on
 Messenger, and the brand answers; its faults are Graph's throttles with the usage headers
-(a few, each pausing the account for the minute ``estimated_time_to_regain_access`` says),
-expired Page tokens (190/463) and transient 500s, besides the common ones. Every author is
-known (the CRM holds their Page-scoped id or IGSID) and Meta withholds no ``from``, so each
-post has exactly one right answer.
+(a few, each pausing the account for the minute ``estimated_time_to_regain_access`` says)
+and transient 500s, besides the common ones. Halfway through the posts the Page token
+expires, once and for good as a real one does (190/463), and the run plays the admin once
+both accounts are parked: a new token in the credential file, ``syncd resume``; what was
+posted meanwhile must arrive like the rest. Every author is known (the CRM holds their
+Page-scoped id or IGSID) and Meta withholds no ``from``, so each post has exactly one right
+answer. No stream may be parked on unreadable answers: a fault drawn at random is no answer
+broken every time.
 """
 
 from __future__ import annotations
@@ -57,13 +61,15 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from common import SECRETS, networks_arg, salesforce_standin, x_standin
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import OperationalError
 
 from sandbox.bluesky.api import BlueskySandbox
 from sandbox.config import (
@@ -84,15 +90,14 @@ from sandbox.seed import (
     BRAND_HANDLES,
     MASTODON_BRAND,
     World,
-    meta_on_file,
-    on_file,
+    file_everyone,
     play,
     seed,
 )
 from sandbox.server import SandboxServer
 from sandbox.x.api import XSandbox
 from syncd.state.db import Database
-from syncd.state.tables import cursors, deliveries, gaps, interactions
+from syncd.state.tables import cursors, deliveries, gaps, interactions, parked
 
 KILL_KINDS = ("ingest", "crm-batch", "crm-answered", "timer")
 CLIENT_TIMEOUT = 2.0  # seconds; a "stall" fault waits longer than this
@@ -133,16 +138,16 @@ BLUESKY_FAULTS: list[tuple[str, dict[str, Any]]] = [
     ("rate_limit", {"seconds": 1}),
     ("expired_token", {}),
 ]
-# Meta's: transient 500s, expired Page tokens (190/463, now and then: three in a row would
-# park the account until the next child starts) and the common ones. Its throttles are
-# injected a few times, not at a rate: each pauses the account for a whole minute.
+# Meta's: transient 500s and the common ones. Its throttles are injected a few times, not at
+# a rate: each pauses the account for a whole minute. An expired Page token (190/463) is no
+# transient fault (Meta never takes it back: an admin issues a new one), so it is not drawn
+# at random: the token expires once, for good, and the run plays the admin (TokenExpiry).
 META_FAULTS: list[tuple[str, dict[str, Any]]] = [
     ("status", {"status": 500}),
     ("status", {"status": 503}),
     ("stall", {"seconds": CLIENT_TIMEOUT + 1}),
     ("drop", {}),
     ("malformed", {}),
-    ("expired_token", {}),
 ]
 META_THROTTLES: list[dict[str, Any]] = [
     {"error_code": 80001, "minutes": 1},  # the Page's budget
@@ -185,10 +190,25 @@ class Report:
     first_poll_after: float = 0.0  # seconds from the first post to the first page stored
     lost_by_kind: dict[str, int] = field(default_factory=dict)  # network mention / reply
     lost_sample: list[str] = field(default_factory=list)
+    # The Meta token's expiry (TokenExpiry): the accounts parked on it, seconds from the
+    # expiry until all were, whether `syncd resume` (after the new token) succeeded, and the
+    # posts made while they were parked.
+    token_parked: list[str] = field(default_factory=list)
+    token_parked_after: float = 0.0
+    token_resumed: bool | None = None  # None: no Meta network in the run
+    posted_while_parked: int = 0
+    # Streams the daemon parked on unreadable answers ("… parked: 5 unreadable answers …").
+    unreadable_parks: int = 0
 
     @property
     def ok(self) -> bool:
-        return self.lost == 0 and self.duplicated == 0 and self.unexpected == 0
+        return (
+            self.lost == 0
+            and self.duplicated == 0
+            and self.unexpected == 0
+            and self.token_resumed is not False
+            and self.unreadable_parks == 0
+        )
 
 
 class Player(threading.Thread):
@@ -201,6 +221,7 @@ class Player(threading.Thread):
         self.rng = random.Random(rng_seed)
         self.post_ids: list[str] = []
         self.kinds: dict[str, str] = {}  # external id → "<network> mention" / "… reply"
+        self.halfway = threading.Event()
         self.done = threading.Event()
 
     def run(self) -> None:
@@ -210,6 +231,8 @@ class Player(threading.Thread):
             played = play(self.x, self.world, self.rng)
             self.post_ids.append(played.external_id)
             self.kinds[played.external_id] = f"{played.network} {played.kind}"
+            if i + 1 >= self.n // 2:
+                self.halfway.set()
             # Keep to the schedule without drifting when add_post is slow.
             time.sleep(max(0.0, start + (i + 1) * pause - time.monotonic()))
         self.done.set()
@@ -240,6 +263,113 @@ class Child:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         return self.wait()
+
+
+class TokenExpiry(threading.Thread):
+    """Meta's Page token expires once, mid-run, and an admin does what the log and README
+    say: once ``syncd status`` shows the accounts parked, a new Page token is issued,
+    written over the credential file the config names, and ``syncd resume`` names the
+    accounts. Each Meta account gets a post from a known customer while parked: nothing
+    made meanwhile may be lost (the cursor and marks wait, parked, where they were)."""
+
+    RENEWED = "chaos-renewed-meta-page-token"
+    PARK_WAIT = 120.0  # seconds; a child killed meanwhile resumes all, and parks them again
+
+    def __init__(
+        self,
+        meta: MetaSandbox,
+        world: World,
+        *,
+        token: str,
+        token_file: Path,
+        config: Path,
+        state_url: str,
+        sources: list[str],
+        start: threading.Event,
+        rng: random.Random,
+    ) -> None:
+        super().__init__(name="chaos-token-expiry", daemon=True)
+        self.meta, self.world, self.token, self.token_file = meta, world, token, token_file
+        self.config, self.state_url, self.sources = config, state_url, sources
+        self.start_event, self.rng = start, rng
+        self.done = threading.Event()
+        self.parked: list[str] = []
+        self.parked_after = 0.0
+        self.resumed: bool | None = None
+        self.kinds: dict[str, str] = {}  # external id → kind, of the posts made while parked
+
+    def run(self) -> None:
+        try:
+            self.start_event.wait()
+            # Once each Meta source has stored a walk: the accounts are parked mid-run, their
+            # cursors and marks kept, not before their set-up.
+            self._wait(self._walked)
+            self.meta.expire_token(self.token)
+            expired = time.monotonic()
+            self.parked = self._wait_parked()
+            self.parked_after = round(time.monotonic() - expired, 1)
+            self._post_while_parked()
+            page = self.world.page
+            assert page is not None
+            self.meta.add_token(self.RENEWED, page.id)
+            self.token_file.write_text(self.RENEWED)
+            resume = subprocess.run(
+                [sys.executable, "-m", "syncd", "--config", str(self.config), "resume"]
+                + (self.parked or ["--all"]),
+                capture_output=True,
+                env=os.environ.copy(),
+                timeout=120,
+            )
+            self.resumed = bool(self.parked) and resume.returncode == 0
+        except BaseException:
+            self.resumed = False  # the run fails, rather than pass without the episode
+            raise
+        finally:
+            self.done.set()
+
+    def _wait_parked(self) -> list[str]:
+        """The Meta accounts, once all are parked at once (none: the wait ran out)."""
+        return self._wait(self._parked) or []
+
+    def _wait(self, check: Callable[[Connection], list[str] | None]) -> list[str] | None:
+        """``check``'s answer once it gives one, asked every 0.25 s (None: the wait ran out)."""
+        db = Database(self.state_url)
+        try:
+            deadline = time.monotonic() + self.PARK_WAIT
+            while time.monotonic() < deadline:
+                with contextlib.suppress(OperationalError), db.connect() as conn:
+                    if (found := check(conn)) is not None:  # no tables before the first child
+                        return found
+                time.sleep(0.25)
+            return None
+        finally:
+            db.dispose()
+
+    def _walked(self, conn: Connection) -> list[str] | None:
+        done = conn.execute(
+            select(cursors.c.source).where(cursors.c.last_success_at.is_not(None))
+        ).scalars()
+        return [] if set(self.sources) <= set(done) else None
+
+    def _parked(self, conn: Connection) -> list[str] | None:
+        rows = conn.execute(select(parked.c.name).where(parked.c.kind == "auth")).scalars()
+        names = sorted(str(n) for n in rows if str(n).split(":", 1)[0] in self.sources)
+        # An account ("acme-facebook:<page id>"), or a source whose set-up was refused.
+        return names if {n.split(":", 1)[0] for n in names} == set(self.sources) else None
+
+    def _post_while_parked(self) -> None:
+        w, meta, rng = self.world, self.meta, self.rng
+        text = "still waiting for an answer"
+        if "facebook" in w.meta_networks:
+            c = rng.choice([c for c in w.customers if c.facebook is not None])
+            assert c.facebook is not None
+            made = meta.add_comment(rng.choice(w.page_posts), c.facebook, text)
+            self.kinds[f"facebook:{made.id}"] = "facebook mention while parked"
+        if "instagram" in w.meta_networks:
+            c = rng.choice([c for c in w.customers if c.instagram is not None])
+            assert c.instagram is not None
+            ig = meta.add_ig_comment(rng.choice(w.media), c.instagram, text)
+            self.kinds[f"instagram:{ig.id}"] = "instagram mention while parked"
 
 
 class Killer:
@@ -376,16 +506,7 @@ def run(
             meta_networks=meta_networks,
         )
         world.withhold = 0.0  # an author-less comment is written nowhere: no right answer
-        # Every author is a known customer: each interaction has exactly one right answer.
-        for c in world.customers:
-            if c.crm_id is None:
-                fields = {"LastName": c.last, **on_file(c)}
-                if c.networks != {"x"}:  # some are found by it there (sandbox.seed)
-                    fields["Email"] = c.email
-                c.crm_id = sf.insert("Contact", fields)
-            elif (c.by_evidence or c.kind == "contact_by_handle") and (ids := meta_on_file(c)):
-                # Meta gives no e-mail and a name never links: their ids are on file.
-                sf.update("Contact" if c.kind != "lead" else "Lead", c.crm_id, ids)
+        file_everyone(world, sf)  # every author a known customer: one right answer each
         os.environ.update(SECRETS.environ())
         config = workdir / "config.toml"
         # Posts are played from the next instant on, and each has a later id than this start.
@@ -403,13 +524,16 @@ def run(
             others.append(
                 bluesky_source(bluesky.url, BLUESKY_BRAND, session, secrets=SECRETS, keys=keys)
             )
+        # The Page token in a credential file, as README has an admin keep it: TokenExpiry
+        # writes the new one there.
+        token_file = workdir / "meta-page-token"
+        token_file.write_text(SECRETS.meta_page_token)
+        meta_keys = {**keys, "access_token": f"file:{token_file}"}
         if meta is not None and world.page is not None and "facebook" in meta_networks:
-            others.append(facebook_source(meta.url, world.page.id, secrets=SECRETS, keys=keys))
+            others.append(facebook_source(meta.url, world.page.id, keys=meta_keys))
         if meta is not None and world.instagram is not None and "instagram" in meta_networks:
             account = world.instagram
-            others.append(
-                instagram_source(meta.url, account.id, account.username, secrets=SECRETS, keys=keys)
-            )
+            others.append(instagram_source(meta.url, account.id, account.username, keys=meta_keys))
         config.write_text(
             syncd_config(
                 state_url=state_url or f"sqlite:///{workdir / 'state.db'}",
@@ -461,6 +585,20 @@ def run(
                     meta.inject("throttle", endpoint="*", count=1, **options)
 
         player = Player(x, world, interactions, seconds, rng_seed)
+        expiry: TokenExpiry | None = None
+        if meta is not None:
+            expiry = TokenExpiry(
+                meta,
+                world,
+                token=SECRETS.meta_page_token,
+                token_file=token_file,
+                config=config,
+                state_url=state_url or f"sqlite:///{workdir / 'state.db'}",
+                sources=[str(s["name"]) for s in others if s["type"] in meta_networks],
+                start=player.halfway,
+                rng=random.Random(rng_seed + 5),
+            )
+            expiry.start()
         player.start()
         killer = Killer(servers, sf, rng)
         # Spread the kills over the arrival time; the child lives 0.3–2x that gap.
@@ -485,16 +623,27 @@ def run(
         player.join()
         report.played = dict(Counter(e.split(":", 1)[0] for e in player.post_ids))
 
-        # The last child runs until everything played has reached the CRM.
+        # The last child runs until everything played has reached the CRM (and the Meta
+        # token's admin is done: what was posted while its accounts were parked, too).
         last = Child(config, log)
         t0, born = time.monotonic(), datetime.now(UTC)
-        expected = set(player.post_ids)
+        kinds = dict(player.kinds)
         db = Database(state_url or f"sqlite:///{workdir / 'state.db'}")
         while time.monotonic() - t0 < converge_timeout:
+            ready = expiry is None or expiry.done.is_set()
+            expected = set(player.post_ids) | (set(expiry.kinds) if expiry else set())
             got = {str(t["Social_Post_Id__c"]) for t in sf.records("Task")}
-            if expected <= got and _settled(db, born):
+            if ready and expected <= got and _settled(db, born):
                 break
             time.sleep(0.25)
+        if expiry is not None:
+            kinds |= expiry.kinds
+            report.token_parked, report.token_resumed = expiry.parked, expiry.resumed
+            report.token_parked_after = expiry.parked_after
+            report.posted_while_parked = len(expiry.kinds)
+            if not expiry.done.is_set():
+                report.token_resumed = False
+        expected = set(kinds)
         report.gaps, report.gaps_closed, report.recovered, first = _gaps(db)
         report.first_poll_after = round((first - start).total_seconds(), 1) if first else -1.0
         db.dispose()
@@ -504,7 +653,7 @@ def run(
         counts = Counter(str(t["Social_Post_Id__c"]) for t in sf.records("Task"))
         lost = sorted(e for e in expected if counts[e] == 0)
         report.lost = len(lost)
-        report.lost_by_kind = dict(Counter(player.kinds[e] for e in lost))
+        report.lost_by_kind = dict(Counter(kinds[e] for e in lost))
         report.lost_sample = lost[:10]
         report.duplicated = sum(n - 1 for e, n in counts.items() if e in expected and n > 1)
         report.unexpected = sum(n for e, n in counts.items() if e not in expected)
@@ -522,7 +671,9 @@ def run(
         if bluesky is not None:
             refresh = "POST ^/xrpc/com.atproto.server.refreshSession/?$"
             report.bluesky_refreshes = bluesky.requests_by_route.get(refresh, 0)
-        report.tracebacks = log.read_text().count("Traceback")
+        text = log.read_text()
+        report.tracebacks = text.count("Traceback")
+        report.unreadable_parks = text.count("unreadable answers in a row")
         report.horizon_cuts = x.store.horizon_cuts
     report.total_seconds = round(time.monotonic() - started, 1)
     return report
@@ -602,6 +753,14 @@ def _print(r: Report, workdir: Path) -> None:
     print(f"  seconds to converge {r.converge_seconds} (after the last kill)")
     print(f"  total seconds      {r.total_seconds}")
     print(f"  tracebacks in log  {r.tracebacks}   log: {workdir / 'syncd.log'}")
+    print(f"  streams parked on unreadable answers {r.unreadable_parks}")
+    if r.token_resumed is not None:
+        parked_names = ", ".join(r.token_parked) or "none (never all at once)"
+        print(
+            f"  Meta token expired once: parked {parked_names} {r.token_parked_after} s later; "
+            f"new token and `syncd resume`: {'ok' if r.token_resumed else 'FAILED'}; "
+            f"{r.posted_while_parked} post(s) made while parked"
+        )
     print(f"  first page stored  {r.first_poll_after} s after the first post (start)")
     print(
         f"  horizon            {r.horizon_cuts} walk(s) cut by the X stand-in; {r.gaps} gap(s) "

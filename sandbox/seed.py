@@ -385,6 +385,23 @@ def meta_on_file(c: Customer) -> dict[str, str]:
     return fields
 
 
+def file_everyone(world: World, sf: SalesforceSandbox) -> None:
+    """Every customer of ``world`` known to the CRM by each of their networks' ids, so each
+    interaction has exactly one right answer (the chaos benchmark's world): one not in the
+    CRM gets a Contact holding them (and the e-mail an evidence match would use), and one
+    found there by evidence or by a typed handle gets their Meta ids, which Meta's answers
+    never lead to (no e-mail, and a name never links on its own)."""
+    for c in world.customers:
+        if c.crm_id is None:
+            # meta_on_file beside on_file: one found by evidence has no Meta ids in on_file.
+            fields = {"LastName": c.last, **on_file(c), **meta_on_file(c)}
+            if c.networks != {"x"}:  # some are found by it there (see the module's doc)
+                fields["Email"] = c.email
+            c.crm_id = sf.insert("Contact", fields)
+        elif (c.by_evidence or c.kind == "contact_by_handle") and (ids := meta_on_file(c)):
+            sf.update("Contact" if c.kind != "lead" else "Lead", c.crm_id, ids)
+
+
 def typed(c: Customer) -> dict[str, str]:
     """The handles a rep typed into a Contact: no ids, a leading '@' and odd casing, as people
     write them (matched without case, with or without '@')."""

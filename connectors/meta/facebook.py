@@ -34,6 +34,7 @@ from connectors.meta.walk import (
     as_int,
     data_time,
     iso,
+    left_for_next_walk,
     mark_fields,
     moved_mark,
     read_from,
@@ -390,20 +391,26 @@ class FacebookSource(MetaSource):
             if not part and mark is not None and (as_int(was_updated) or 0) >= updated:
                 continue  # not moved since its comments were read
             since = read_from(token if part else None, read_to, floor)
-            more = self._comments(
-                account,
-                stream,
-                post,
-                since,
-                last_id if not part else "",
-                token.comments if part and token is not None else None,
-                got,
-                key,
-                made,
-                updated,
-                mark,
-                until,
-            )
+            # Not read: from where its comments were read to, its updated_time not reached.
+            kept = read_to if as_int(read_to) is not None else str(since)
+            left = f"{made}|{updated - 1}|{kept}|{last_id}"
+            more = None
+            what = f"the comments of post {clip(post_id, 60)}"
+            with left_for_next_walk(got, key, left, what, live=segment is None):
+                more = self._comments(
+                    account,
+                    stream,
+                    post,
+                    since,
+                    last_id if not part else "",
+                    token.comments if part and token is not None else None,
+                    got,
+                    key,
+                    made,
+                    updated,
+                    mark,
+                    until,
+                )
             if more is not None:
                 return WalkToken("posts", after=after, post=post_id, comments=more, since=since)
         nxt = after_cursor(listing, self.network)
@@ -555,7 +562,11 @@ class FacebookSource(MetaSource):
             if mark is not None and (as_int(was_updated) or 0) >= updated:
                 continue
             since = as_int(read_to) if mark is not None and as_int(read_to) is not None else floor
-            self._messages(account, stream, thread, since or 0, last_id, got, key, updated, hinted)
+            left = f"{updated - 1}|{since or 0}|{last_id}"  # not read: its messages from since
+            with left_for_next_walk(got, key, left, f"Messenger thread {clip(thread_id, 40)}"):
+                self._messages(
+                    account, stream, thread, since or 0, last_id, got, key, updated, hinted
+                )
         nxt = after_cursor(listing, self.network)
         oldest = min((t for th in threads if (t := data_time(th, "updated_time"))), default=None)
         if nxt is not None and oldest is not None and oldest >= floor:
@@ -563,8 +574,8 @@ class FacebookSource(MetaSource):
         edge = int((now - self.watch_window).timestamp())
         for key, value in marks.items():
             # A hinted message's mark whose thread no walk passed (its thread left the
-            # window unread): gone with the window too.
-            if key.startswith(("thread:", HINTED)) and value:
+            # window unread): gone with the window too. Not one this walk read.
+            if key.startswith(("thread:", HINTED)) and value and key not in got.marks:
                 moved = as_int(mark_fields(value, 1)[0])
                 if moved is not None and moved < edge:
                     got.marks[key] = None

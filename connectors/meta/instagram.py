@@ -15,6 +15,7 @@ from connectors.meta import backfill, hints
 from connectors.meta.check import instagram_check
 from connectors.meta.parse import (
     NETWORK_INSTAGRAM,
+    clip,
     mentioned,
     parse_ig_comments,
     parse_ig_media,
@@ -29,6 +30,7 @@ from connectors.meta.walk import (
     after_cursor,
     as_int,
     data_time,
+    left_for_next_walk,
     mark_fields,
     read_from,
     replies_of,
@@ -255,20 +257,26 @@ class InstagramSource(MetaSource):
                 got.marks[key] = f"{made}|0|{read_to or int(floor.timestamp())}"
                 continue
             since = read_from(token if part else None, read_to, floor)
-            more = self._ig_comments(
-                account,
-                stream,
-                item,
-                since,
-                token.comments if part and token is not None else None,
-                got,
-                key,
-                made,
-                count,
-                was_count,
-                mark,
-                until,
-            )
+            # Not read: from where its comments were read to, its count not reached.
+            _, _, kept, kept_ids = mark_fields(mark, 4)
+            left = f"{made}|-1|{kept if as_int(kept) is not None else since}|{kept_ids}"
+            more = None
+            what = f"the comments of media {clip(media_id, 60)}"
+            with left_for_next_walk(got, key, left, what, live=segment is None):
+                more = self._ig_comments(
+                    account,
+                    stream,
+                    item,
+                    since,
+                    token.comments if part and token is not None else None,
+                    got,
+                    key,
+                    made,
+                    count,
+                    was_count,
+                    mark,
+                    until,
+                )
             if more is not None:
                 return WalkToken("posts", after=after, post=media_id, comments=more, since=since)
         nxt = after_cursor(listing, self.network)

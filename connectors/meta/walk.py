@@ -23,7 +23,9 @@ one page of its comments; when a post has more comments than a page the fetch st
 and the token says where (the feed page to read again, the post, the comments cursor), so a
 crash replays that one page. The walk's token is compact JSON (a phase, Graph's ``after``
 cursor, a post id, a comments cursor, a step count), never a whole ``next`` link: the stored
-token holds 500 characters.
+token holds 500 characters. A moved object whose own call fails for a moment (a 5xx, a
+timeout, an unreadable answer) is left to the next walk by its mark, and the fetch goes on
+with the others (:func:`left_for_next_walk`): the listing's failure alone fails the fetch.
 
 Both streams read the same objects: ``mentions`` keeps what people wrote (inbound),
 ``replies`` what the brand wrote answering them (outbound, attributed by
@@ -50,7 +52,8 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -67,7 +70,14 @@ from syncd.contracts import (
     parse_start,
     start_moment,
 )
-from syncd.errors import AuthError, BadItem, ExternalError, MalformedAnswer, NotFound
+from syncd.errors import (
+    AuthError,
+    BadItem,
+    ExternalError,
+    MalformedAnswer,
+    NotFound,
+    TransientError,
+)
 from syncd.model import (
     Account,
     Author,
@@ -259,6 +269,29 @@ def after_cursor(page: GraphPage, network: str) -> str | None:
     if not isinstance(after, str) or not after:
         raise MalformedAnswer("Meta sent a next page without an after cursor", system=network)
     return after
+
+
+@contextmanager
+def left_for_next_walk(
+    got: Collected, key: str, mark: str, what: str, *, live: bool = True
+) -> Iterator[None]:
+    """Around the one call that reads a moved object's comments (or a thread's messages):
+    a transient failure of it (a 5xx, a timeout, an unreadable answer) leaves that object to
+    the next walk, ``mark`` saying where its reading stands and that it moved, and the fetch
+    goes on with the others. A walk makes one such call per moved object, so failing the
+    whole fetch on one of them would repeat them all, and one object's unreadable answer,
+    counted against the stream, would park it while Meta answers every other call; the
+    listing's own answer still counts (nothing of the page can be read without it). A
+    throttle or a refused token ends the fetch as for any call, and so does any failure of a
+    backfill's step (``live`` false): it keeps no marks, and its runner retries the step."""
+    try:
+        yield
+    except TransientError as exc:
+        if not live:
+            raise
+        got.marks[key] = mark
+        got.warnings.append(f"{what} left for the next walk: {exc}")
+        log.warning("%s left for the next walk: %s", what, exc)
 
 
 def replies_of(comment: Mapping[str, Any]) -> list[Any]:

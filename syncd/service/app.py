@@ -430,6 +430,17 @@ class App:
         with self.db.transaction() as conn:
             return admin.unpark(conn)
 
+    def reconnect(self, source_name: str) -> None:
+        """Build ``source_name``'s source again from its settings, its credentials read
+        afresh: an account resumed after its admin replaced a refused token (a credential
+        file, a systemd credential) polls with the new one, as after a reload. The old
+        source is not closed: a poll of another of its accounts may still be using it."""
+        settings, _ = self.sources[source_name]
+        fresh = connectors.source_class(settings.type).from_settings(settings)
+        self.sources[source_name] = (settings, fresh)
+        self.pipeline.writer.sources = {name: source for name, (_, source) in self.sources.items()}
+        self.guard.sources[source_name] = fresh
+
     def poll(self, job: Job) -> PollResult:
         _, source = self.sources[job.source]
         self.guard.before_poll(job.source)  # refused while capped; X's usage read when due

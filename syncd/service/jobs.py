@@ -212,9 +212,26 @@ class Jobs:
             log.debug("could not read parked accounts", exc_info=True)
             return
         for name in sorted(parked - still):
+            self._reconnect(name)
             for job in self:
                 job.resume(name)
             log.info("%s resumed", name)
+
+    def _reconnect(self, name: str) -> None:
+        """The sources of the accounts parked under ``name`` read their credentials again:
+        the point of resuming an account parked on refused credentials is its new ones."""
+        sources = {
+            job.target.source if isinstance(job, PollJob) else job.source
+            for job in self
+            if isinstance(job, PollJob | SetupJob) and job.park == name
+        }
+        for source in sorted(sources):
+            try:
+                self.app.reconnect(source)
+            except Exception as exc:  # resumed regardless: its polls say what is wrong
+                log.error("%s: its credentials could not be read again: %s", source, exc)
+        if sources:
+            self.metrics.attach(self.app)  # the new sources' answers are counted too
 
     def runs(self, stuck_after: float) -> list[Run]:
         """The job runs in progress, each with how long it may last before it is stuck."""

@@ -31,6 +31,7 @@ from sandbox.meta.api import MetaSandbox
 from sandbox.seed import Customer, seed
 from sandbox.seed import World as Demo
 from syncd.cli import cli
+from syncd.state import admin
 from syncd.state.db import Database
 from syncd.state.tables import deliveries
 
@@ -41,6 +42,7 @@ class Meta:
     meta: MetaSandbox
     demo: Demo
     state_url: str
+    token_file: Path  # the Page token, as an admin keeps it: a file the config names
 
     @property
     def page(self) -> str:
@@ -78,6 +80,9 @@ def meta(state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
         demo = seed(w.x, w.sf, customers=4, meta=m, secrets=SECRETS)
         assert demo.page is not None and demo.instagram is not None
         keys: dict[str, TomlValue] = {"interval": "1s", "start": "1d"}
+        token_file = tmp_path / "meta-page-token"
+        token_file.write_text(SECRETS.meta_page_token)
+        token = {"access_token": f"file:{token_file}"}
         w.config.write_text(
             syncd_config(
                 state_url=state_url,
@@ -92,18 +97,17 @@ def meta(state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
                 source=keys,
                 crm={"identity_fields": {n: dict(f) for n, f in META_IDENTITY_FIELDS.items()}},
                 sources=[
-                    facebook_source(m.url, demo.page.id, secrets=SECRETS, keys=keys),
+                    facebook_source(m.url, demo.page.id, keys={**keys, **token}),
                     instagram_source(
                         m.url,
                         demo.instagram.id,
                         demo.instagram.username,
-                        secrets=SECRETS,
-                        keys=keys,
+                        keys={**keys, **token},
                     ),
                 ],
             )
         )
-        yield Meta(w, m, demo, state_url)
+        yield Meta(w, m, demo, state_url, token_file)
 
 
 def written_days_ago(state_url: str, days: int) -> None:
@@ -115,6 +119,15 @@ def written_days_ago(state_url: str, days: int) -> None:
             conn.execute(
                 update(deliveries).values(written_at=datetime.now(UTC) - timedelta(days=days))
             )
+    finally:
+        db.dispose()
+
+
+def parked_names(state_url: str) -> set[str]:
+    db = Database(state_url)
+    try:
+        with db.connect() as conn:
+            return admin.parked_names(conn)
     finally:
         db.dispose()
 
@@ -248,3 +261,32 @@ def test_the_daemon_writes_meta_comments_and_stops_cleanly(meta: Meta) -> None:
         code = daemon.stop()
     assert code == 0, daemon.log
     assert "Traceback" not in daemon.log
+
+
+def test_an_expired_page_token_parks_both_accounts_and_a_new_one_resumed_loses_nothing(
+    meta: Meta,
+) -> None:
+    """As README tells the admin: issue a new Page token, replace the credential file, `syncd
+    resume` the names `syncd status` shows; what was posted meanwhile reaches the CRM."""
+    known = meta.customer("contact_by_id")
+    assert known.facebook and known.instagram
+    page, posts, media = meta.page, meta.demo.page_posts, meta.demo.media
+    daemon = Daemon(meta.world.config)
+    try:
+        before = meta.meta.add_comment(posts[0], known.facebook, "before it expired")
+        wait_for(lambda: f"facebook:{before.id}" in tasks(meta.world.sf), 30, "the first write")
+        meta.meta.expire_token(SECRETS.meta_page_token)
+        names = {f"acme-facebook:{page}", "acme-instagram:acme"}
+        wait_for(lambda: names <= parked_names(meta.state_url), 30, "both accounts parked")
+        fb = meta.meta.add_comment(posts[1], known.facebook, "while it was refused")
+        ig = meta.meta.add_ig_comment(media[0], known.instagram, "while it was refused")
+        meta.meta.add_token("renewed-meta-page-token", page)
+        meta.token_file.write_text("renewed-meta-page-token")
+        meta.syncd("resume", *sorted(names))
+        want = {f"facebook:{fb.id}", f"instagram:{ig.id}"}
+        wait_for(lambda: want <= set(tasks(meta.world.sf)), 30, "the writes after the resume")
+        assert not names & parked_names(meta.state_url)
+    finally:
+        code = daemon.stop()
+    assert code == 0, daemon.log
+    assert "issue a new Page token" in daemon.log

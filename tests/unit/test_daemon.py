@@ -196,3 +196,45 @@ def test_a_rate_limited_job_is_not_brought_forward_by_other_work(daemon: Daemon)
     daemon.jobs["resolve"].run()  # it ran (at its reset): nothing holds it any more
     daemon.jobs.run_soon("resolve")
     assert daemon.scheduler.get_job("resolve").next_run_time < resume
+
+
+def test_resuming_a_source_whose_set_up_was_refused_reads_its_credentials_again() -> None:
+    """`syncd resume` after the admin replaced a refused token: the source is built again
+    (its credentials read afresh) before its job runs, as a reload or a restart would."""
+    parked: dict[str, str] = {}
+    reconnected: list[str] = []
+    refused = Scripted()
+    refused.script = [AuthError("token expired")] * AUTH_FAILURES_TO_PARK
+    app = SimpleNamespace(
+        jobs=refused,
+        settings=SimpleNamespace(
+            daemon=SimpleNamespace(write_interval=60.0, resolve_interval=60.0, jitter=0.0),
+            backfill=SimpleNamespace(interval=60.0),
+            compliance=SimpleNamespace(interval=86400.0),
+        ),
+        pipeline=SimpleNamespace(
+            resolve=Scripted(), deliver=Scripted(), stopping=threading.Event()
+        ),
+        sources={"page": (SimpleNamespace(interval=60.0), object())},
+        park=lambda name, reason, failures: parked.__setitem__(name, reason),
+        parked=lambda: set(parked),
+        unpark_all=lambda: [],
+        reconnect=reconnected.append,
+        backfill_tick=Scripted(),
+        release_backfill=lambda: None,
+        compliance=Scripted(),
+        prune=Scripted(),
+        crm_check_seconds=0.0,
+    )
+    daemon = Daemon(app)  # type: ignore[arg-type]
+    daemon.start(paused=True)
+    try:
+        for _ in range(AUTH_FAILURES_TO_PARK):
+            daemon.jobs["setup:page"].run()
+        assert "page" in daemon.parked and reconnected == []
+        parked.clear()  # what `syncd resume page` does
+        daemon.jobs.check_parked()
+        assert reconnected == ["page"]
+        assert "page" not in daemon.parked
+    finally:
+        daemon.shutdown()

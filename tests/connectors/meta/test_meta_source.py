@@ -396,6 +396,59 @@ def test_messenger_reads_new_messages_and_a_busy_thread_is_an_unclosable_gap(
     assert len(core.gaps()) == 1
 
 
+# -- one object's call failing ----------------------------------------------------------------
+def test_one_threads_unreadable_answer_leaves_it_to_the_next_walk_and_the_others_are_read(
+    sandbox: MetaSandbox, page: SandboxPage, clock: Clock, core: Core, calls: Calls
+) -> None:
+    made = [
+        sandbox.add_message(page.id, sandbox.add_person(name), "Where is my order?").id
+        for name in ("Ann Fan", "Bob Fan")
+    ]
+    # Older than the floor of the walk after next: only its mark brings the one left back.
+    clock.advance(SKEW * 2)
+    source = facebook(sandbox, page, clock, calls, messenger=True)
+    acme = brand(page)
+    sandbox.inject("malformed", endpoint="messages", count=1)
+    pages = core.walk(source, acme)
+    (read,) = ids(pages)
+    assert any("left for the next walk" in w for p in pages for w in p.warnings)
+    assert sorted([read, *ids(core.walk(source, acme))]) == sorted(made)
+
+
+def test_one_posts_failed_comments_call_leaves_it_to_the_next_walk_and_the_others_are_read(
+    sandbox: MetaSandbox, page: SandboxPage, clock: Clock, core: Core, calls: Calls
+) -> None:
+    fan = sandbox.add_person("Ann Fan")
+    older, newer = [sandbox.add_post(page.id, f"News {n}") for n in range(2)]
+    # The feed lists the newer post first: its call fails, and the walk ends at the comment
+    # it read, later than the floor of the next walk's: only its mark brings the one left back.
+    left = sandbox.add_comment(newer.id, fan, "Price?")
+    clock.advance(SKEW * 2)
+    read = sandbox.add_comment(older.id, fan, "In blue?")
+    source = facebook(sandbox, page, clock, calls)
+    acme = brand(page)
+    sandbox.inject("status", endpoint="comments", count=1, status=500)
+    assert ids(core.walk(source, acme)) == [read.id]
+    assert ids(core.walk(source, acme)) == [left.id]
+
+
+def test_one_medias_failed_comments_call_leaves_it_to_the_next_walk_and_the_others_are_read(
+    sandbox: MetaSandbox, page: SandboxPage, clock: Clock, core: Core
+) -> None:
+    account = sandbox.add_instagram_account(page.id, "acme")
+    fan = sandbox.add_ig_user("ann")
+    media = [sandbox.add_media(account.id, f"post {n}") for n in range(2)]
+    made = [sandbox.add_ig_comment(m.id, fan, "love it").id for m in media]
+    clock.advance(SKEW * 2)
+    source = InstagramSource(
+        TOKEN, ig_user_id=account.id, api_base_url=sandbox.url, start="1d", clock=clock
+    )
+    acme = Account("instagram", "acme", account.id)
+    sandbox.inject("malformed", endpoint="comments", count=1)
+    (read,) = ids(core.walk(source, acme))
+    assert sorted([read, *ids(core.walk(source, acme))]) == sorted(made)
+
+
 # -- backfill ------------------------------------------------------------------------------------
 def segment_pages(source: FacebookSource, account: Account, segment: Segment) -> list[Page]:
     pages: list[Page] = []

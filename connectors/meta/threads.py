@@ -33,6 +33,7 @@ from connectors.meta.walk import (
     as_int,
     data_time,
     iso,
+    left_for_next_walk,
     mark_fields,
     moved_mark,
 )
@@ -127,14 +128,18 @@ def walk_threads(
         if mark is not None and (as_int(was_updated) or 0) >= updated:
             continue
         since = as_int(read_to) if mark is not None and as_int(read_to) is not None else floor
-        _messages(source, inbox, account, stream, thread, since or 0, last_id, got, key, updated)
+        left = f"{updated - 1}|{since or 0}|{last_id}"  # not read: its messages from since
+        with left_for_next_walk(got, key, left, f"{inbox.thread} {clip(thread_id, 40)}"):
+            _messages(
+                source, inbox, account, stream, thread, since or 0, last_id, got, key, updated
+            )
     nxt = after_cursor(listing, source.network)
     oldest = min((t for th in threads if (t := data_time(th, "updated_time"))), default=None)
     if nxt is not None and oldest is not None and oldest >= floor:
         return WalkToken(THREADS, after=nxt)
     edge = int((now - source.watch_window).timestamp())
     for key, value in cursor.marks.items():
-        if key.startswith(_MARK):
+        if key.startswith(_MARK) and key not in got.marks:  # not one this walk read
             moved = as_int(mark_fields(value, 1)[0])
             if moved is not None and moved < edge:
                 got.marks[key] = None

@@ -355,3 +355,21 @@ def test_the_stand_in_serves_direct_by_page_and_by_instagram_login(
     assert not any("from" in m or "message" in m for m in listed_messages[20:])
     gone = graph(sandbox, messages[0].id, TOKEN, fields="id").json()["error"]
     assert gone["code"] == 100 and gone["error_subcode"] == 33
+
+
+def test_one_threads_unreadable_answer_leaves_it_to_the_next_walk_and_the_others_are_read(
+    sandbox: MetaSandbox, ig: IGAccount, clock: Clock, core: Core
+) -> None:
+    made = [
+        sandbox.add_direct_message(ig.id, sandbox.add_ig_user(name), "Where is my order?").id
+        for name in ("ann.fan", "bob.fan")
+    ]
+    # Older than the floor of the walk after next: only its mark brings the one left back.
+    clock.now += timedelta(minutes=20)
+    source = instagram(sandbox, ig, clock)
+    acme = brand(ig)
+    sandbox.inject("malformed", endpoint="messages", count=1)
+    pages = core.walk(source, acme)
+    (one,) = read(pages)
+    assert any("left for the next walk" in w for p in pages for w in p.warnings)
+    assert sorted([one, *read(core.walk(source, acme))]) == sorted(made)

@@ -53,7 +53,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from connectors._http import ResponseReporter
 from connectors.meta.client import DEFAULT_VERSION, GraphClient, GraphPage
@@ -62,7 +62,9 @@ from connectors.meta.receiver import MetaWebhook, WebhookSettings
 from connectors.meta.settings import FEED_MAX, WATCH_WINDOW, valid_version
 from syncd.contracts import (
     ConnectorSettings,
+    DroppedHints,
     ResponseObserver,
+    UsageRatios,
     WebhookEndpoint,
     parse_start,
     start_moment,
@@ -339,6 +341,11 @@ class MetaSource:
         """Every answer Graph sends this source's client, for /metrics."""
         self._reporter.add(callback)
 
+    def usage_ratios(self) -> Mapping[str, float]:
+        """How much of Meta's allowances the app, the Page and its use cases have used, for
+        /metrics (:class:`syncd.contracts.UsageRatios`)."""
+        return self.client.usage_ratios()
+
     def close(self) -> None:
         self.client.close()
 
@@ -482,3 +489,7 @@ class MetaSource:
                     dropped[key] = None
         return dropped
 
+
+if TYPE_CHECKING:  # the contracts are structural: have mypy hold both Meta sources to them
+    _u: type[UsageRatios] = MetaSource
+    _d: type[DroppedHints] = MetaSource

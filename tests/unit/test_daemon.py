@@ -208,8 +208,9 @@ def test_a_poll_s_page_warnings_are_said_once_while_they_last_and_their_end_once
     denied = "Direct threads not read: Meta refused for want of a permission"
     gap = "Messenger thread t_1: more than 20 messages arrived since the last poll"
     cut = "walk stopped after 5 pages"
-    daemon.app.poll = Scripted()  # type: ignore[attr-defined]
-    daemon.app.poll.script = [  # type: ignore[attr-defined]
+    poll = Scripted()
+    daemon.app.poll = poll  # type: ignore[method-assign]
+    poll.script = [
         PollResult(warnings=[denied, gap, denied]),  # twice in one walk: two pages said it
         PollResult(warnings=[denied]),
         PollResult(warnings=[], stopped=cut),  # the pages that bring it were not read
@@ -219,9 +220,7 @@ def test_a_poll_s_page_warnings_are_said_once_while_they_last_and_their_end_once
     ]
     for _ in range(6):
         job.run()
-    said = [
-        (r.levelno, r.getMessage()) for r in caplog.records if r.name == "syncd.facebook.Acme"
-    ]
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "syncd.facebook.Acme"]
     assert said == [
         (logging.WARNING, f"mentions poll: {denied}"),
         (logging.WARNING, f"mentions poll: {gap}"),

@@ -7,6 +7,9 @@ Two kinds of figures:
   code; API calls and rate-limit headers are counted from what each source reports of its
   answers (:class:`syncd.contracts.ObservedResponses`, from whatever HTTP library its
   connector uses), and read from the CRM connector's own counters;
+- what a source says of itself when scraped, where it tells (the optional
+  :class:`syncd.contracts.UsageRatios` and :class:`syncd.contracts.DroppedHints`): the share
+  of each allowance its network says is used, and the webhook hints it dropped;
 - gauges read from the state database when scraped (deliveries by state, poll lag, backfill
   progress, parked accounts, gaps, interactions whose author the network withheld): the
   database is the truth, shared with any other process, and read through the read model

@@ -20,9 +20,11 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from support.e2e import Daemon, World, make_world, tasks, wait_for
 
+from sandbox.run import Sandbox
 from sandbox.seed import seed
 from syncd.config import settings as config
 from syncd.errors import ConfigError
+from syncd.service.app import App
 from syncd.service.daemon import Daemon as SyncDaemon
 from syncd.service.http import HealthServer, Run, parse_listen, verdict
 from syncd.service.sdnotify import Heartbeat, heartbeat_seconds, watchdog_seconds
@@ -356,6 +358,17 @@ def test_metrics_count_job_results_by_network_and_direction() -> None:
     assert value("syncd_state_up") == 0
 
 
+def sandbox_app(sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> App:
+    """An app, opened, of every stand-in's source, reading back a day."""
+    for name, value in sandbox.environ().items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "config.toml"
+    path.write_text(sandbox.config(f"sqlite:///{tmp_path / 'state.db'}", source={"start": "1d"}))
+    app = App(config.load(path))
+    app.open()
+    return app
+
+
 def test_metrics_count_every_networks_api_calls_and_rate_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -363,23 +376,14 @@ def test_metrics_count_every_networks_api_calls_and_rate_limit(
     and source, whatever HTTP library the connector uses, with the quota its answers said."""
     from prometheus_client import generate_latest
 
-    from sandbox.run import Sandbox
-    from syncd.service.app import App
     from syncd.service.metrics import Metrics
 
     with Sandbox() as sandbox:
-        for name, value in sandbox.environ().items():
-            monkeypatch.setenv(name, value)
         sandbox.seed(6)
         rng = random.Random(5)
         for _ in range(12):
             sandbox.post(rng)
-        path = tmp_path / "config.toml"
-        path.write_text(
-            sandbox.config(f"sqlite:///{tmp_path / 'state.db'}", source={"start": "1d"})
-        )
-        app = App(config.load(path))
-        app.open()
+        app = sandbox_app(sandbox, tmp_path, monkeypatch)
         metrics = Metrics(lambda: app, lambda: None)
         try:
             metrics.attach(app)
@@ -422,23 +426,14 @@ def test_metrics_show_how_much_of_meta_s_allowances_is_used_and_the_hints_droppe
 ) -> None:
     """Read from the sources when /metrics is scraped over HTTP: the share of each allowance
     Meta's usage headers said, and the webhook hints taken with nothing stored, by reason."""
-    from sandbox.run import Sandbox
     from syncd.model import WebhookHint
-    from syncd.service.app import App
     from syncd.service.metrics import Metrics
     from syncd.state import hints
     from syncd.state.ingest import stored_accounts
 
     with Sandbox() as sandbox:
-        for name, value in sandbox.environ().items():
-            monkeypatch.setenv(name, value)
         sandbox.seed(3)
-        path = tmp_path / "config.toml"
-        path.write_text(
-            sandbox.config(f"sqlite:///{tmp_path / 'state.db'}", source={"start": "1d"})
-        )
-        app = App(config.load(path))
-        app.open()
+        app = sandbox_app(sandbox, tmp_path, monkeypatch)
         metrics = Metrics(lambda: app, lambda: None)
         server = HealthServer("127.0.0.1:0", lambda: (200, {}), metrics.registry)
         server.start()

@@ -160,6 +160,24 @@ class Usage:
             waits.append(self.ad_account_reset)
         return max(waits, default=None)
 
+    def ratios(self) -> dict[str, float]:
+        """Each figure this answer gave as a share of its allowance (Meta's percentages over
+        100): ``app.<figure>``, ``page.<figure>`` and ``buc.<use case type>.<figure>``; of
+        two business objects of one use case, the higher (the one nearer its throttle)."""
+        out = {f"app.{k}": v / 100 for k, v in self.app.items()}
+        out.update({f"page.{k}": v / 100 for k, v in self.page.items()})
+        for entry in self.business:
+            figures = {
+                "call_count": entry.call_count,
+                "total_cputime": entry.total_cputime,
+                "total_time": entry.total_time,
+            }
+            for figure, value in figures.items():
+                if value is not None:
+                    key = f"buc.{clip(entry.type or 'unknown', 40)}.{figure}"
+                    out[key] = max(out.get(key, 0.0), value / 100)
+        return out
+
     def wait(self, pace_at: float = PACE_AT) -> timedelta | None:
         """How long to make no call, when this answer says so (None: carry on)."""
         regain = self.regain
@@ -417,6 +435,9 @@ class GraphClient:
         self._pause_reason = ""
         self._versions_said: set[str] = set()
         self.usage: Usage | None = None  # the last answer's
+        # Each usage figure as the latest answer that gave it said (/metrics): an answer
+        # without the headers (a refused token's) leaves the figures standing.
+        self._ratios: dict[str, float] = {}
 
     def __repr__(self) -> str:
         return f"GraphClient({self.base!r}, version={self.version!r})"
@@ -476,6 +497,11 @@ class GraphClient:
                 )
             seen.add(current.next_query)
             after = current.next_query
+
+    def usage_ratios(self) -> dict[str, float]:
+        """Each usage figure's latest share of its allowance (see :meth:`Usage.ratios`)."""
+        with self._lock:
+            return dict(self._ratios)
 
     def close(self) -> None:
         self.session.close()
@@ -557,6 +583,7 @@ class GraphClient:
         wait = usage.wait(self.pace_at)
         with self._lock:
             self.usage = usage
+            self._ratios.update(usage.ratios())
             if wait is not None:
                 self._paused_until = now + wait
                 self._pause_reason = (

@@ -16,7 +16,6 @@ same ids its comments carry, so the resolver meets one person in both)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,7 +47,6 @@ __all__ = [
     "walk_threads",
 ]
 
-log = logging.getLogger(__name__)
 
 MESSAGE_DETAILS = 20  # "you can only get details about the 20 most recent messages"
 MESSAGES_PAGE = 25  # one messages call: more than the 20 with details, to see a gap
@@ -109,7 +107,6 @@ def walk_threads(
             f"it needs {inbox.needs}); grant it and issue a new token, or set "
             f"{inbox.setting} = false"
         )
-        log.warning("%s %s: %s", source.network, account.handle, said)
         got.warnings.append(said)
         return None
     threads = [t for t in listing.data if isinstance(t, dict)]

@@ -56,7 +56,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from connectors._http import ResponseReporter
 from connectors.meta.client import DEFAULT_VERSION, GraphClient, GraphPage
@@ -65,7 +65,9 @@ from connectors.meta.receiver import MetaWebhook, WebhookSettings
 from connectors.meta.settings import FEED_MAX, WATCH_WINDOW, valid_version
 from syncd.contracts import (
     ConnectorSettings,
+    DroppedHints,
     ResponseObserver,
+    UsageRatios,
     WebhookEndpoint,
     parse_start,
     start_moment,
@@ -290,8 +292,7 @@ def left_for_next_walk(
         if not live:
             raise
         got.marks[key] = mark
-        got.warnings.append(f"{what} left for the next walk: {exc}")
-        log.warning("%s left for the next walk: %s", what, exc)
+        got.warnings.append(f"{what} left for the next walk: {exc}")  # the poll logs it
 
 
 def replies_of(comment: Mapping[str, Any]) -> list[Any]:
@@ -371,6 +372,11 @@ class MetaSource:
     def observe_responses(self, callback: ResponseObserver) -> None:
         """Every answer Graph sends this source's client, for /metrics."""
         self._reporter.add(callback)
+
+    def usage_ratios(self) -> Mapping[str, float]:
+        """How much of Meta's allowances the app, the Page and its use cases have used, for
+        /metrics (:class:`syncd.contracts.UsageRatios`)."""
+        return self.client.usage_ratios()
 
     def close(self) -> None:
         self.client.close()
@@ -515,3 +521,7 @@ class MetaSource:
                     dropped[key] = None
         return dropped
 
+
+if TYPE_CHECKING:  # the contracts are structural: have mypy hold both Meta sources to them
+    _u: type[UsageRatios] = MetaSource
+    _d: type[DroppedHints] = MetaSource

@@ -7,12 +7,14 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
 import click
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 
@@ -24,7 +26,7 @@ from syncd.config import settings as config_mod
 from syncd.contracts import redaction
 from syncd.model import DeliveryState, GapState
 from syncd.service.app import App
-from syncd.state.status import Gaps
+from syncd.state.status import Gaps, StreamStatus
 
 EXIT_INCOMPLETE = 1  # `poll --once`: something did not go through
 
@@ -143,20 +145,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(asdict(st), default=str, indent=2))
         return
     console = Console()
-    table = Table("source", "account", "stream", "since_id", "last success (UTC)", "last error")
-    for s in st.streams:
-        table.add_row(
-            s.source,
-            s.account,
-            s.stream + (" (mid-walk)" if s.in_walk else ""),
-            s.since_id or "-",
-            _when(s.last_success_at),
-            # A walk the page bound stopped is no error, but it is still under way.
-            escape(s.last_error or s.walk_stopped or ""),
-        )
-    for column in table.columns[:5]:
-        column.no_wrap = True
-    console.print(table)
+    _print_streams(console, st.streams)
     states = ", ".join(f"{k} {v}" for k, v in sorted(st.deliveries.items())) or "none"
     console.print(f"interactions: {st.interactions}   deliveries: {states}")
     if st.claims:
@@ -227,6 +216,51 @@ def resume(ctx: click.Context, names: tuple[str, ...], all_: bool) -> None:
     if not done:
         raise UserError("nothing to resume: " + (", ".join(sorted(parked)) or "nothing is parked"))
     click.echo("resumed: " + ", ".join(done))
+
+
+_HEADERS = ("source", "account", "stream", "since_id", "last success (UTC)", "last error")
+_ERROR_MIN = 10  # columns the last error wraps in, at the least, in the wide table
+
+
+def _print_streams(console: Console, streams: Sequence[StreamStatus]) -> None:
+    """One row a stream; on a terminal too narrow for that row's fixed columns, one table a
+    source, under its name, each stream's since_id and last error under its last success:
+    every name is shown whole either way."""
+    rows = [
+        (
+            escape(s.source),
+            escape(s.account),
+            s.stream + (" (mid-walk)" if s.in_walk else ""),
+            escape(s.since_id or "-"),
+            _when(s.last_success_at),
+            # A walk the page bound stopped is no error, but it is still under way.
+            escape(s.last_error or s.walk_stopped or ""),
+        )
+        for s in streams
+    ]
+    # Each column takes its widest cell plus a space each side and a rule: the five kept
+    # on one line, and room for the error to wrap in.
+    fixed = [max([cell_len(h), *(cell_len(r[i]) for r in rows)]) for i, h in enumerate(_HEADERS)]
+    if sum(fixed[:5]) + _ERROR_MIN + 3 * len(_HEADERS) + 1 <= console.width:
+        table = Table(*_HEADERS)
+        for row in rows:
+            table.add_row(*row)
+        for column in table.columns[:5]:
+            column.no_wrap = True
+        console.print(table)
+        return
+    by_source: dict[str, list[tuple[str, ...]]] = {}
+    for row in rows:
+        by_source.setdefault(row[0], []).append(row[1:])
+    for source, mine in by_source.items():
+        table = Table("account", "stream", _HEADERS[4], title=f"[bold]{source}[/]")
+        table.title_justify = "left"
+        for account, stream, since_id, when, error in mine:
+            details = f"{when}\nsince_id {since_id}" + (f"\nlast error: {error}" if error else "")
+            table.add_row(account, stream, details)
+        table.columns[0].no_wrap = table.columns[1].no_wrap = True
+        table.columns[2].overflow = "fold"  # an unbroken since_id or error still shows whole
+        console.print(table)
 
 
 def _park_name(given: str, parked: set[str]) -> str:

@@ -371,6 +371,34 @@ class RateLimited(Protocol):
     rate_limit_headers: ClassVar[tuple[str, str]]
 
 
+@runtime_checkable
+class UsageRatios(Protocol):
+    """A source whose answers say how much of an allowance the app has used as a share of
+    it, rather than as the requests left in a window (optional: /metrics shows them, which
+    :class:`RateLimited`'s two headers cannot say)."""
+
+    def usage_ratios(self) -> Mapping[str, float]:
+        """Each figure's share of its allowance used, 0 to 1 (over 1 when the network lets
+        it run over), as the latest answer that gave it said; empty until one did. A
+        figure's name stays the same from answer to answer and names no account or person
+        (such as ``app.call_count``). No network call: it is read when /metrics is scraped,
+        on another thread than the one polling."""
+        ...
+
+
+@runtime_checkable
+class DroppedHints(Protocol):
+    """A :class:`WebhookSource` that counts the hints it took with nothing stored, by why:
+    the API refused the object, or it does not concern the account (a forged or misdirected
+    delivery). Optional: /metrics shows them."""
+
+    @property
+    def dropped_hints(self) -> Mapping[str, int]:
+        """Hints dropped since the source was made, by reason: a short fixed text per kind
+        of reason, never an id. Read when /metrics is scraped, on another thread."""
+        ...
+
+
 # One answer a network sent: its route (the request's path with its ids replaced, such as
 # ``/2/users/:id/mentions``: one series per endpoint, not one per account or post), its HTTP
 # status and its headers, their names in lower case.

@@ -31,6 +31,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from syncd.budget.ledger import CappedSource
 from syncd.errors import AuthError, ExternalError, RateLimited, StateUnavailable, StreamParked
 from syncd.model import Stream
+from syncd.pipeline.poll import PollResult
 from syncd.service.app import App, Job, UnknownAccounts
 from syncd.service.http import Run
 from syncd.service.metrics import Metrics
@@ -463,15 +464,32 @@ class PollJob(ScheduledJob):
             park=target.park_name,
         )
         self.target = target
+        # The pages' warnings said and still standing: each is said once when it comes, and
+        # once when a whole walk no longer brings it, not on every poll.
+        self.warned: frozenset[str] = frozenset()
 
     def run(self) -> None:
         result = self.attempt(partial(self.app.poll, self.target))
+        if result is not None:
+            self._say_warnings(result)
         if result is not None and result.queued:
             self.logger.debug(
                 "%s: %d new, %d queued", self.target.stream, result.new, result.queued
             )
             self.jobs.run_soon("resolve")
             self.jobs.run_soon("write")
+
+    def _say_warnings(self, result: PollResult) -> None:
+        now = frozenset(result.warnings)
+        for warning in sorted(now - self.warned):
+            self.logger.warning("%s poll: %s", self.target.stream, warning)
+        if result.stopped is not None:
+            # A walk cut short did not read the pages that may still bring the others.
+            self.warned |= now
+            return
+        for warning in sorted(self.warned - now):
+            self.logger.info("%s poll no longer warns: %s", self.target.stream, warning)
+        self.warned = now
 
     def observe(self, result: object) -> None:
         self.jobs.metrics.observe(self.id, self.target, result)

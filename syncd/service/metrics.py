@@ -7,6 +7,9 @@ Two kinds of figures:
   code; API calls and rate-limit headers are counted from what each source reports of its
   answers (:class:`syncd.contracts.ObservedResponses`, from whatever HTTP library its
   connector uses), and read from the CRM connector's own counters;
+- what a source says of itself when scraped, where it tells (the optional
+  :class:`syncd.contracts.UsageRatios` and :class:`syncd.contracts.DroppedHints`): the share
+  of each allowance its network says is used, and the webhook hints it dropped;
 - gauges read from the state database when scraped (deliveries by state, poll lag, backfill
   progress, parked accounts, gaps, interactions whose author the network withheld): the
   database is the truth, shared with any other process, and read through the read model
@@ -29,7 +32,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from syncd.backfill.gap_metrics import gap_metrics
 from syncd.budget.metrics import BudgetCollector
-from syncd.contracts import ObservedResponses, RateLimited, ResponseObserver
+from syncd.contracts import (
+    DroppedHints,
+    ObservedResponses,
+    RateLimited,
+    ResponseObserver,
+    UsageRatios,
+)
 from syncd.model import Direction, Stream
 from syncd.service.http import Run
 from syncd.state import status as read_model
@@ -218,6 +227,7 @@ class _Collector:
 
     def collect(self) -> Iterator[Metric]:
         yield from self._api()
+        yield from _source_figures(self.m._app())
         yield from _job_runs(self.m._runs(), time.monotonic())
         tick = self.m._last_tick()
         if tick is not None:
@@ -270,6 +280,33 @@ class _Collector:
             remaining.add_metric([app.settings.crm.type, name, "daily"], size - used)
             limit.add_metric([app.settings.crm.type, name, "daily"], size)
         return [calls, remaining, limit]
+
+
+def _source_figures(app: App) -> Iterator[Metric]:
+    """What sources say of themselves beyond their answers' headers: the share of each
+    allowance used, and the webhook hints dropped (each only from a source that tells)."""
+    ratio = GaugeMetricFamily(
+        "syncd_source_usage_ratio",
+        "Share of an allowance the source's network says the app has used (1: all of it), "
+        "per figure, from the latest answer that gave it.",
+        labels=["source", "figure"],
+    )
+    dropped = CounterMetricFamily(
+        "syncd_webhook_hints_dropped",
+        "Webhook hints taken with nothing stored: the API refused the object, or it does "
+        "not concern the account (a forged or misdirected delivery).",
+        labels=["source", "reason"],
+    )
+    for name, (_, source) in sorted(app.sources.items()):
+        if isinstance(source, UsageRatios):
+            for figure, value in sorted(source.usage_ratios().items()):
+                ratio.add_metric([name, figure], value)
+        if isinstance(source, DroppedHints):
+            # A copy first: the poll threads count on while the scrape reads.
+            for reason, n in sorted(dict(source.dropped_hints).items()):
+                dropped.add_metric([name, reason], n)
+    yield ratio
+    yield dropped
 
 
 def _job_runs(runs: Sequence[Run], now: float) -> Iterator[Metric]:

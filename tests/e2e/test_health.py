@@ -20,9 +20,11 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from support.e2e import Daemon, World, make_world, tasks, wait_for
 
+from sandbox.run import Sandbox
 from sandbox.seed import seed
 from syncd.config import settings as config
 from syncd.errors import ConfigError
+from syncd.service.app import App
 from syncd.service.daemon import Daemon as SyncDaemon
 from syncd.service.http import HealthServer, Run, parse_listen, verdict
 from syncd.service.sdnotify import Heartbeat, heartbeat_seconds, watchdog_seconds
@@ -338,7 +340,7 @@ def test_metrics_count_job_results_by_network_and_direction() -> None:
     from syncd.service.metrics import Metrics
 
     crm = SimpleNamespace(name="salesforce", type="salesforce")
-    app: Any = SimpleNamespace(settings=SimpleNamespace(crm=crm), crm=object())
+    app: Any = SimpleNamespace(settings=SimpleNamespace(crm=crm), crm=object(), sources={})
     m = Metrics(lambda: app, lambda: None)
     job: Any = SimpleNamespace(account=SimpleNamespace(network="x"), stream=Stream.REPLIES)
     m.observe("poll:acme-x:acme:replies", job, SimpleNamespace(seen=5, new=2, quarantined=1))
@@ -356,6 +358,17 @@ def test_metrics_count_job_results_by_network_and_direction() -> None:
     assert value("syncd_state_up") == 0
 
 
+def sandbox_app(sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> App:
+    """An app, opened, of every stand-in's source, reading back a day."""
+    for name, value in sandbox.environ().items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "config.toml"
+    path.write_text(sandbox.config(f"sqlite:///{tmp_path / 'state.db'}", source={"start": "1d"}))
+    app = App(config.load(path))
+    app.open()
+    return app
+
+
 def test_metrics_count_every_networks_api_calls_and_rate_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -363,23 +376,14 @@ def test_metrics_count_every_networks_api_calls_and_rate_limit(
     and source, whatever HTTP library the connector uses, with the quota its answers said."""
     from prometheus_client import generate_latest
 
-    from sandbox.run import Sandbox
-    from syncd.service.app import App
     from syncd.service.metrics import Metrics
 
     with Sandbox() as sandbox:
-        for name, value in sandbox.environ().items():
-            monkeypatch.setenv(name, value)
         sandbox.seed(6)
         rng = random.Random(5)
         for _ in range(12):
             sandbox.post(rng)
-        path = tmp_path / "config.toml"
-        path.write_text(
-            sandbox.config(f"sqlite:///{tmp_path / 'state.db'}", source={"start": "1d"})
-        )
-        app = App(config.load(path))
-        app.open()
+        app = sandbox_app(sandbox, tmp_path, monkeypatch)
         metrics = Metrics(lambda: app, lambda: None)
         try:
             metrics.attach(app)
@@ -415,3 +419,52 @@ def test_metrics_count_every_networks_api_calls_and_rate_limit(
     size = {(labels["api"], labels["endpoint"]): v for labels, v in scraped["syncd_api_rate_limit"]}
     for network, endpoint in reads.items():
         assert 0 <= remaining[network, endpoint] < size[network, endpoint]
+
+
+def test_metrics_show_how_much_of_meta_s_allowances_is_used_and_the_hints_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read from the sources when /metrics is scraped over HTTP: the share of each allowance
+    Meta's usage headers said, and the webhook hints taken with nothing stored, by reason."""
+    from syncd.model import WebhookHint
+    from syncd.service.metrics import Metrics
+    from syncd.state import hints
+    from syncd.state.ingest import stored_accounts
+
+    with Sandbox() as sandbox:
+        sandbox.seed(3)
+        app = sandbox_app(sandbox, tmp_path, monkeypatch)
+        metrics = Metrics(lambda: app, lambda: None)
+        server = HealthServer("127.0.0.1:0", lambda: (200, {}), metrics.registry)
+        server.start()
+        try:
+            metrics.attach(app)
+            before = samples(get(f"{server.url}/metrics")[1])
+            assert not app.cycle().errors
+            with app.db.transaction() as conn:
+                brand = next(iter(stored_accounts(conn, "acme-instagram").values()))
+                forged = WebhookHint(
+                    brand.user_id, "17999999999999999", "instagram:mentions:comment"
+                )
+                hints.add(conn, "acme-instagram", [forged], app.pipeline.clock())
+            assert not app.cycle().errors
+            code, body = get(f"{server.url}/metrics")
+        finally:
+            server.stop()
+            app.close()
+    assert code == 200
+    scraped = samples(body)
+    assert "syncd_source_usage_ratio" not in before  # no answer has said any yet
+    shown = scraped["syncd_source_usage_ratio"]
+    ratios = {(labels["source"], labels["figure"]): v for labels, v in shown}
+    for source in ("acme-facebook", "acme-instagram"):
+        for figure in ("call_count", "total_cputime", "total_time"):
+            assert 0 < ratios[source, f"app.{figure}"] <= 1, (source, figure, ratios)
+    # A Page token's answers say each business use case's figures too (under 1% here).
+    for figure in ("call_count", "total_cputime", "total_time"):
+        assert 0 <= ratios["acme-facebook", f"buc.pages.{figure}"] < 1, ratios
+    assert {s for s, _ in ratios} == {"acme-facebook", "acme-instagram"}  # only Meta's say
+    dropped = scraped["syncd_webhook_hints_dropped_total"]
+    assert dropped == [
+        ({"source": "acme-instagram", "reason": "the API refused it (NotFound)"}, 1.0)
+    ]

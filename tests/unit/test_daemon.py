@@ -13,6 +13,7 @@ import pytest
 
 from syncd.errors import AuthError, RateLimited, TransientError
 from syncd.model import Account, Stream
+from syncd.pipeline.poll import PollResult
 from syncd.service.app import Job
 from syncd.service.daemon import Daemon
 from syncd.service.jobs import AUTH_FAILURES_TO_PARK, HINT_POLL_SECONDS, PollJob
@@ -238,3 +239,33 @@ def test_resuming_a_source_whose_set_up_was_refused_reads_its_credentials_again(
         assert "page" not in daemon.parked
     finally:
         daemon.shutdown()
+
+
+def test_a_poll_s_page_warnings_are_said_once_while_they_last_and_their_end_once(
+    daemon: Daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="syncd")
+    acme = Account("facebook", "Acme", "111")
+    job = PollJob(daemon.jobs, Job("acme-fb", acme, Stream.MENTIONS), interval=300.0)
+    denied = "Direct threads not read: Meta refused for want of a permission"
+    gap = "Messenger thread t_1: more than 20 messages arrived since the last poll"
+    cut = "walk stopped after 5 pages"
+    poll = Scripted()
+    daemon.app.poll = poll  # type: ignore[method-assign]
+    poll.script = [
+        PollResult(warnings=[denied, gap, denied]),  # twice in one walk: two pages said it
+        PollResult(warnings=[denied]),
+        PollResult(warnings=[], stopped=cut),  # the pages that bring it were not read
+        PollResult(warnings=[denied]),
+        PollResult(),
+        PollResult(),
+    ]
+    for _ in range(6):
+        job.run()
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "syncd.facebook.Acme"]
+    assert said == [
+        (logging.WARNING, f"mentions poll: {denied}"),
+        (logging.WARNING, f"mentions poll: {gap}"),
+        (logging.INFO, f"mentions poll no longer warns: {gap}"),
+        (logging.INFO, f"mentions poll no longer warns: {denied}"),
+    ]

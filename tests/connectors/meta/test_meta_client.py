@@ -270,6 +270,35 @@ def test_usage_headers_as_recorded_and_documented() -> None:
     assert read_usage({}).wait() is None
 
 
+def test_usage_ratios_keep_each_figure_s_latest_share_the_higher_of_one_use_case(
+    graph: _Server,
+) -> None:
+    two_pages = json.dumps(
+        {
+            "1": [{"type": "pages", "call_count": 12, "total_cputime": 3, "total_time": 4}],
+            "2": [{"type": "pages", "call_count": 40, "total_cputime": 1, "total_time": 2}],
+        }
+    )
+    app = '{"call_count":7,"total_cputime":2,"total_time":5}'
+    graph.answers += [
+        answer({"id": "1"}, headers={"X-App-Usage": app, "X-Business-Use-Case-Usage": two_pages}),
+        answer({"id": "1"}, headers={"X-App-Usage": '{"call_count":9}'}),
+        answer({"id": "1"}),  # no usage headers: the figures stand as last said
+    ]
+    client = client_for(graph)
+    assert client.usage_ratios() == {}
+    for _ in range(3):
+        client.get("me")
+    assert client.usage_ratios() == {
+        "app.call_count": 0.09,
+        "app.total_cputime": 0.02,
+        "app.total_time": 0.05,
+        "buc.pages.call_count": 0.40,
+        "buc.pages.total_cputime": 0.03,
+        "buc.pages.total_time": 0.04,
+    }
+
+
 def test_past_the_threshold_the_next_call_waits_for_the_regain_time(graph: _Server) -> None:
     hot = BUC.replace('"call_count":1', '"call_count":95').replace(
         '"estimated_time_to_regain_access":0', '"estimated_time_to_regain_access":7'

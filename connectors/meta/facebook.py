@@ -1,14 +1,15 @@
 """The Facebook Page source: comments and replies on the Page's posts of the watch window
 (read when a post's ``updated_time`` moved), visitor and tagged posts, and Messenger
-threads, walked as :mod:`.walk` describes; the objects its webhook hints name, read by id
-(:mod:`.hints`); its backfill's steps (the plan is :mod:`.backfill`'s); its check."""
+threads, walked as :mod:`.walk` and :mod:`.threads` describe; the objects its webhook hints
+name, read by id (:mod:`.hints`); its backfill's steps (the plan is :mod:`.backfill`'s); its
+check."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -17,14 +18,19 @@ from connectors.meta.check import facebook_check
 from connectors.meta.client import PermissionDenied
 from connectors.meta.parse import (
     NETWORK_FACEBOOK,
-    clip,
-    conversation_url,
     parse_fb_comments,
     parse_fb_posts,
-    parse_messages,
     scoped_id,
 )
 from connectors.meta.settings import FacebookSettings
+from connectors.meta.threads import (
+    THREAD_FIELDS,
+    THREADS,
+    Inbox,
+    Threads,
+    read_hinted,
+    walk_threads,
+)
 from connectors.meta.walk import (
     OBJECT_ID,
     Collected,
@@ -33,12 +39,10 @@ from connectors.meta.walk import (
     after_cursor,
     as_int,
     data_time,
-    iso,
     mark_fields,
     moved_mark,
     read_from,
 )
-from connectors.meta.webhook import MESSAGE_ID
 from syncd.contracts import CheckRow, ConnectorSettings, KnownAuthors
 from syncd.errors import MalformedAnswer, NotFound
 from syncd.model import Account, Author, Cursor, Page, PostCount, Segment, Stream, WebhookHint
@@ -55,24 +59,10 @@ if TYPE_CHECKING:
 
 __all__ = ["FacebookSource"]
 
-MESSAGE_DETAILS = 20  # "you can only get details about the 20 most recent messages"
-MESSAGES_PAGE = 25  # one messages call: more than the 20 with details, to see a gap
 POST_FIELDS = "id,created_time,updated_time,from,message,permalink_url,status_type"
 COMMENT_FIELDS = "id,from,message,created_time,parent{id,from},permalink_url"
 # A Page object id as webhooks give it: digits, "_"-joined for a post or a comment.
 _FB_ID = re.compile(r"\d{1,40}(?:_\d{1,40}){0,2}")
-THREAD_FIELDS = "id,updated_time,link,participants"
-MESSAGE_FIELDS = "id,created_time,from,to,message"
-# A message read by a webhook hint is marked ``msg:<id>`` (its creation time) in the mentions
-# walk's marks, until a thread walk passes it: a message beyond a thread's 20 newest that was
-# read so is no gap. Only the mentions walk reads hints (a hint is taken once), so only its
-# marks know them: the replies walk of such a thread still records its gap, though the hints
-# stored the Page's own messages too. Deciding so keeps a gap from ever being hidden; the
-# other way would take a hint per stream, each message read twice.
-HINTED = "msg:"
-# Message ids a busy thread's walk lists beyond its first page, to learn whether hints read
-# them all (pages of MESSAGES_PAGE): past that, the walk calls it a gap without asking on.
-MESSAGE_ID_PAGES = 4
 _HINT_KINDS_MESSAGE = (
     "facebook:messages:message",
     "facebook:message_echoes:message",
@@ -101,27 +91,8 @@ def _parents(items: Iterable[Any], page_id: str) -> dict[str, Author | None]:
     return found
 
 
-def _since_mark(
-    items: Sequence[dict[str, Any]], since: int, last_id: str
-) -> tuple[list[dict[str, Any]], bool]:
-    """A thread's messages (newest first) newer than its mark, and whether the mark (the
-    last message read, or its time) was reached."""
-    fresh: list[dict[str, Any]] = []
-    for message in items:
-        at = data_time(message, "created_time")
-        if message.get("id") == last_id or (at is not None and at < since):
-            return fresh, True
-        fresh.append(message)
-    return fresh, False
-
-
 def _tag_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
-
-
-def _data_of(value: Any) -> list[Any]:
-    data = value.get("data") if isinstance(value, dict) else None
-    return data if isinstance(data, list) else []
 
 
 # -- Facebook ------------------------------------------------------------------------------------
@@ -140,6 +111,14 @@ class FacebookSource(MetaSource):
         super().__init__(access_token, account_id=page_id, **kw)
         self.page_id = page_id
         self.messenger = messenger
+        self.inbox = Inbox(
+            platform="messenger",
+            path=f"{page_id}/conversations",
+            fields=THREAD_FIELDS,
+            thread="Messenger thread",
+            setting="messenger",
+            needs="pages_messaging, pages_manage_metadata, pages_read_engagement",
+        )
 
     @classmethod
     def from_settings(cls, settings: FacebookSettings) -> Self:
@@ -182,15 +161,15 @@ class FacebookSource(MetaSource):
         got = Collected(marks=dict(hinted.marks))
         if token is None or token.phase == "posts":
             following = self._posts_step(account, stream, cursor, token, got, now)
-        elif token.phase == "threads":
-            following = self._threads_step(account, stream, cursor, token, got, now)
+        elif token.phase == THREADS:
+            following = walk_threads(self, self.inbox, account, stream, cursor, token, got, now)
         else:
             raise MalformedAnswer("a stored Meta walk position is unreadable", system=self.network)
         return hints.merged(self._page(got, cursor, token, following, now), hinted, taken)
 
     # webhook hints (WebhookSource)
     def _hint_readers(self) -> dict[str, hints.Reader]:
-        threads: dict[str, tuple[str, str, list[Any]] | None] = {}  # per fetch: PSID → thread
+        threads: Threads = {}  # per fetch: PSID → thread
         readers: dict[str, hints.Reader] = {
             "facebook:feed:comment": lambda a, i, got: self._hinted_comment(a, i, got, True),
             "facebook:mention:comment": lambda a, i, got: self._hinted_comment(a, i, got, False),
@@ -198,7 +177,7 @@ class FacebookSource(MetaSource):
             "facebook:mention:post": lambda a, i, got: self._hinted_post(a, i, got, False),
         }
         for kind in _HINT_KINDS_MESSAGE:
-            readers[kind] = partial(self._hinted_message, kind=kind, threads=threads)
+            readers[kind] = partial(read_hinted, self, self.inbox, kind=kind, threads=threads)
         return readers
 
     def _hinted_comment(
@@ -263,69 +242,6 @@ class FacebookSource(MetaSource):
             self._drop_hint(hint, "does not tag the Page")
             return
         got.add(parse_fb_posts([body], account), Stream.MENTIONS)
-
-    def _hinted_message(
-        self,
-        account: Account,
-        message_id: str,
-        got: Collected,
-        kind: str,
-        threads: dict[str, tuple[str, str, list[Any]] | None],
-    ) -> None:
-        """``GET /{message-id}`` with the thread walk's message fields [research §1d], kept
-        as the walk keeps it: the same id, the thread (``/{page-id}/conversations?user_id=
-        <PSID>``, once per person a fetch), the person it is with; stored whichever side
-        wrote it (the Page's own: outbound, attributed to the person answered). Graph answers
-        a message older than its thread's 20 newest as deleted: dropped, said and counted,
-        never an error (the walk it is read in would stop for nothing it can change)."""
-        hint = WebhookHint(self.page_id, message_id, kind)
-        if not MESSAGE_ID.fullmatch(message_id):
-            return
-        try:
-            body = self._get(message_id, {"fields": MESSAGE_FIELDS})
-        except NotFound:
-            # Graph's answer for a message older than its thread's 20 newest, and for an
-            # unsent one or another Page's: none of them can be read again.
-            self._drop_hint(hint, "Graph answers it as deleted (beyond its thread's 20 newest?)")
-            return
-        sender = body.get("from")
-        parties = [sender, *_data_of(body.get("to"))]
-        ids = [p.get("id") for p in parties if isinstance(p, dict)]
-        if self.page_id not in ids:
-            self._drop_hint(hint, "not a conversation of this Page")
-            return
-        person = next((i for i in ids if isinstance(i, str) and i != self.page_id), None)
-        if person is not None and person not in threads:
-            threads[person] = self._thread_of(person)
-        thread_id, url, people = threads.get(person or "") or (None, "", [])
-        translated = parse_messages(
-            [body],
-            account,
-            conversation_id=thread_id,
-            conversation_url=url,
-            participants=people,
-        )
-        for stream in (Stream.MENTIONS, Stream.REPLIES):
-            got.add(translated, stream)
-        at = data_time(body, "created_time")
-        if translated.interactions and isinstance(body.get("id"), str) and at is not None:
-            got.marks[f"{HINTED}{body['id']}"] = str(at)
-
-    def _thread_of(self, person: str) -> tuple[str, str, list[Any]] | None:
-        """The Page's thread with a person (its id, link and participants), as the thread
-        walk reads them; None when Graph lists none (the Requests folder after 30 days)."""
-        listing = self._list(
-            f"{self.page_id}/conversations",
-            {"platform": "messenger", "user_id": person, "fields": THREAD_FIELDS, "limit": 1},
-        )
-        thread = next((t for t in listing.data if isinstance(t, dict)), None)
-        if thread is None or not isinstance(thread.get("id"), str):
-            return None
-        return (
-            thread["id"],
-            conversation_url(thread.get("link")),
-            _data_of(thread.get("participants")),
-        )
 
     # posts and their comments
     def _posts_step(
@@ -414,7 +330,7 @@ class FacebookSource(MetaSource):
             return None
         got.marks.update(self._window_drop(cursor.marks, "post:", now))
         if self.messenger:
-            return WalkToken("threads")
+            return WalkToken(THREADS)
         return None
 
     def _comments(
@@ -517,138 +433,6 @@ class FacebookSource(MetaSource):
             account, segment.stream, Cursor(), at, got, self.clock(), segment=segment
         )
         return backfill.step_page(got, at, following, self.network)
-
-    # Messenger
-    def _threads_step(
-        self,
-        account: Account,
-        stream: Stream,
-        cursor: Cursor,
-        token: WalkToken,
-        got: Collected,
-        now: datetime,
-    ) -> WalkToken | None:
-        floor = int(self._floor(cursor, now).timestamp())
-        params: dict[str, str | int] = {
-            "platform": "messenger",
-            "fields": THREAD_FIELDS,
-            "limit": self.page_size,
-        }
-        if token.after is not None:
-            params["after"] = token.after
-        listing = self._list(f"{self.page_id}/conversations", params)
-        threads = [t for t in listing.data if isinstance(t, dict)]
-        marks = {**cursor.marks, **got.marks}
-        hinted = {k[len(HINTED) :] for k, v in marks.items() if k.startswith(HINTED) and v}
-        for thread in threads:
-            thread_id = thread.get("id")
-            updated = data_time(thread, "updated_time")
-            if not isinstance(thread_id, str) or not OBJECT_ID.fullmatch(thread_id):
-                continue
-            if updated is None:
-                continue
-            key = f"thread:{thread_id}"
-            mark = cursor.marks.get(key)
-            was_updated, read_to, last_id = mark_fields(mark, 3)
-            if mark is None and updated < floor:
-                continue
-            if mark is not None and (as_int(was_updated) or 0) >= updated:
-                continue
-            since = as_int(read_to) if mark is not None and as_int(read_to) is not None else floor
-            self._messages(account, stream, thread, since or 0, last_id, got, key, updated, hinted)
-        nxt = after_cursor(listing, self.network)
-        oldest = min((t for th in threads if (t := data_time(th, "updated_time"))), default=None)
-        if nxt is not None and oldest is not None and oldest >= floor:
-            return WalkToken("threads", after=nxt)
-        edge = int((now - self.watch_window).timestamp())
-        for key, value in marks.items():
-            # A hinted message's mark whose thread no walk passed (its thread left the
-            # window unread): gone with the window too.
-            if key.startswith(("thread:", HINTED)) and value:
-                moved = as_int(mark_fields(value, 1)[0])
-                if moved is not None and moved < edge:
-                    got.marks[key] = None
-        return None
-
-    def _messages(
-        self,
-        account: Account,
-        stream: Stream,
-        thread: Mapping[str, Any],
-        since: int,
-        last_id: str,
-        got: Collected,
-        key: str,
-        updated: int,
-        hinted: Collection[str] = (),
-    ) -> None:
-        """A moved thread's messages newer than its mark, newest first, one call: Graph
-        details only the 20 newest, so more than that since the mark is a gap, unless the
-        webhook's hints read every one of them (``hinted``: their ids)."""
-        thread_id = str(thread["id"])
-        answer = self._list(
-            f"{thread_id}/messages", {"fields": MESSAGE_FIELDS, "limit": MESSAGES_PAGE}
-        )
-        items = [m for m in answer.data if isinstance(m, dict)]
-        fresh, reached = _since_mark(items, since, last_id)
-        detailed = [m for m in fresh if "from" in m or "message" in m]
-        beyond = [m for m in fresh if m not in detailed]
-        more = not reached and answer.next_query is not None
-        if (beyond or more) and hinted and all(m.get("id") in hinted for m in beyond):
-            listed = self._hinted_beyond(thread_id, answer, since, last_id, hinted) if more else []
-            if listed is not None:
-                beyond, more = [], False
-                fresh = fresh + listed
-        for message in fresh:
-            if message.get("id") in hinted:
-                got.marks[f"{HINTED}{message['id']}"] = None  # the thread's mark passes it
-        if beyond or more:
-            stamps = [t for m in beyond or fresh if (t := data_time(m, "created_time"))]
-            got.gap = iso(datetime.fromtimestamp(max(stamps) if stamps else updated, UTC))
-            got.warnings.append(
-                f"Messenger thread {clip(thread_id, 40)}: more than {MESSAGE_DETAILS} messages "
-                "arrived since the last poll; Graph details only the 20 newest (a gap)"
-            )
-        participants = thread.get("participants")
-        people = participants.get("data") if isinstance(participants, dict) else None
-        translated = parse_messages(
-            detailed,
-            account,
-            conversation_id=thread_id,
-            conversation_url=conversation_url(thread.get("link")),
-            participants=people if isinstance(people, list) else (),
-        )
-        got.add(translated, stream)
-        newest = next(
-            ((t, str(m["id"])) for m in detailed if (t := data_time(m, "created_time"))), None
-        )
-        read_to, read_id = (str(newest[0]), newest[1]) if newest else (str(since), last_id)
-        got.marks[key] = f"{moved_mark(updated, self.clock())}|{read_to}|{read_id}"
-
-    def _hinted_beyond(
-        self, thread_id: str, answer: Any, since: int, last_id: str, hinted: Collection[str]
-    ) -> list[dict[str, Any]] | None:
-        """The thread's messages past the first page down to its mark, by id, when hints
-        read every one of them (at most :data:`MESSAGE_ID_PAGES` more calls); None when one
-        was not, or the mark is further back: a gap, as without the webhook."""
-        listed: list[dict[str, Any]] = []
-        page = answer
-        for _ in range(MESSAGE_ID_PAGES):
-            after = after_cursor(page, self.network)
-            if after is None:
-                return listed  # the thread's first message reached
-            page = self._list(
-                f"{thread_id}/messages",
-                {"fields": "id,created_time", "limit": MESSAGES_PAGE, "after": after},
-            )
-            items = [m for m in page.data if isinstance(m, dict)]
-            fresh, reached = _since_mark(items, since, last_id)
-            if any(m.get("id") not in hinted for m in fresh):
-                return None
-            listed += fresh
-            if reached:
-                return listed
-        return None
 
     # check
     def check(self, handles: Sequence[str]) -> list[CheckRow]:

@@ -41,7 +41,7 @@ conversations]: when a thread gained more than that since its mark, the older on
 beyond reach of any poll, and the walk ends ``cut`` (a gap, which :meth:`plan_gap` calls
 unclosable: no endpoint gives them). Meta's ``messages`` webhook is the only way to them: each
 message it names is read by id while it is still among the 20 newest (:mod:`.hints`), and a
-walk finding only such messages beyond reach records no gap (:mod:`.facebook`).
+walk finding only such messages beyond reach records no gap (:mod:`.threads`).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from connectors.meta import backfill, hints
@@ -20,7 +21,7 @@ from connectors.meta.parse import (
     parse_ig_media,
 )
 from connectors.meta.settings import IG_COMMENTS_MAX, InstagramSettings
-from connectors.meta.threads import THREADS, Inbox, walk_threads
+from connectors.meta.threads import THREADS, Inbox, Threads, read_hinted, walk_threads
 from connectors.meta.walk import (
     OBJECT_ID,
     Collected,
@@ -130,7 +131,11 @@ class InstagramSource(MetaSource):
             if cursor.pagination_token is not None
             else None
         )
-        got = Collected()
+        # Hints first: a message they read is no gap to the thread walk of this same fetch.
+        hinted, taken = hints.read(
+            self._hint_readers(), account, stream, cursor, dropped=self._drop_hint
+        )
+        got = Collected(marks=dict(hinted.marks))
         if token is None or token.phase == "posts":
             following = self._media_step(account, stream, cursor, token, got, now)
         elif token.phase == "tags":
@@ -139,9 +144,6 @@ class InstagramSource(MetaSource):
             following = walk_threads(self, self.inbox, account, stream, cursor, token, got, now)
         else:
             raise MalformedAnswer("a stored Meta walk position is unreadable", system=self.network)
-        hinted, taken = hints.read(
-            self._hint_readers(), account, stream, cursor, dropped=self._drop_hint
-        )
         return hints.merged(self._page(got, cursor, token, following, now), hinted, taken)
 
     def lookup_posts(
@@ -154,11 +156,14 @@ class InstagramSource(MetaSource):
 
     # webhook hints (WebhookSource)
     def _hint_readers(self) -> dict[str, hints.Reader]:
+        threads: Threads = {}  # per fetch: IGSID → thread
+        kind = "instagram:messages:message"
         return {
             "instagram:mentions:comment": self._mentioned_comment,
             "instagram:mentions:media": self._mentioned_media,
             "instagram:comments:comment": self._hinted_comment,
             "instagram:live_comments:comment": self._hinted_comment,
+            kind: partial(read_hinted, self, self.inbox, kind=kind, threads=threads),
         }
 
     def _mentioned_comment(self, account: Account, comment_id: str, got: Collected) -> None:

@@ -23,18 +23,12 @@ from connectors.meta.parse import (
     scoped_id,
 )
 from connectors.meta.settings import FacebookSettings
-from connectors.meta.threads import (
-    THREAD_FIELDS,
-    THREADS,
-    Inbox,
-    Threads,
-    read_hinted,
-    walk_threads,
-)
+from connectors.meta.threads import THREAD_FIELDS, Inbox, Threads, inbox_phase, read_hinted
 from connectors.meta.walk import (
     OBJECT_ID,
     Collected,
     MetaSource,
+    Phase,
     WalkToken,
     after_cursor,
     as_int,
@@ -43,9 +37,9 @@ from connectors.meta.walk import (
     moved_mark,
     read_from,
 )
-from syncd.contracts import CheckRow, ConnectorSettings, KnownAuthors
+from syncd.contracts import CheckRow, ConnectorSettings
 from syncd.errors import MalformedAnswer, NotFound
-from syncd.model import Account, Author, Cursor, Page, PostCount, Segment, Stream, WebhookHint
+from syncd.model import Account, Author, Cursor, Segment, Stream, WebhookHint
 
 if TYPE_CHECKING:
     from syncd.contracts import (
@@ -104,8 +98,11 @@ class FacebookSource(MetaSource):
 
     network: ClassVar[str] = NETWORK_FACEBOOK
     Settings: ClassVar[type[ConnectorSettings]] = FacebookSettings
-    # Backfill steps spend the Page's budget, which live polls spend too.
-    shared_routes: ClassVar[frozenset[str]] = frozenset({backfill.PAGE_COMMENTS})
+    # A backfill reads the posts phase: the comments made in the window on the Page's posts
+    # of the watch window, and, for mentions, its visitor and tagged posts; not Messenger.
+    backfill_route: ClassVar[str] = backfill.PAGE_COMMENTS
+    backfill_note: ClassVar[str] = backfill.PAGE_NOTE
+    shared_routes: ClassVar[frozenset[str]] = frozenset({backfill_route})
 
     def __init__(self, access_token: str, *, page_id: str, messenger: bool = True, **kw: Any):
         super().__init__(access_token, account_id=page_id, **kw)
@@ -118,6 +115,10 @@ class FacebookSource(MetaSource):
             thread="Messenger thread",
             setting="messenger",
             needs="pages_messaging, pages_manage_metadata, pages_read_engagement",
+        )
+        self.phases = (
+            Phase("posts", self._posts_step),
+            inbox_phase(self, self.inbox, on=messenger),
         )
 
     @classmethod
@@ -142,30 +143,6 @@ class FacebookSource(MetaSource):
             if given == self.page_id or (name is not None and given.lower() == name.lower()):
                 found[handle] = Account(self.network, given, self.page_id, display_name=name)
         return found
-
-    def fetch(
-        self, account: Account, stream: Stream, cursor: Cursor, known: KnownAuthors | None = None
-    ) -> Page:
-        # ``known`` changes nothing: Graph gives each comment's author with it, free.
-        self._guard(account)
-        now = self.clock()
-        token = (
-            WalkToken.parse(cursor.pagination_token, self.network)
-            if cursor.pagination_token is not None
-            else None
-        )
-        # Hints first: a message they read is no gap to the thread walk of this same fetch.
-        hinted, taken = hints.read(
-            self._hint_readers(), account, stream, cursor, dropped=self._drop_hint
-        )
-        got = Collected(marks=dict(hinted.marks))
-        if token is None or token.phase == "posts":
-            following = self._posts_step(account, stream, cursor, token, got, now)
-        elif token.phase == THREADS:
-            following = walk_threads(self, self.inbox, account, stream, cursor, token, got, now)
-        else:
-            raise MalformedAnswer("a stored Meta walk position is unreadable", system=self.network)
-        return hints.merged(self._page(got, cursor, token, following, now), hinted, taken)
 
     # webhook hints (WebhookSource)
     def _hint_readers(self) -> dict[str, hints.Reader]:
@@ -252,7 +229,7 @@ class FacebookSource(MetaSource):
         token: WalkToken | None,
         got: Collected,
         now: datetime,
-        segment: Segment | None = None,
+        segment: Segment | None,
     ) -> WalkToken | None:
         """One feed page and the comments of its moved posts; with ``segment`` (a backfill),
         every post's comments inside the segment's window, and no marks."""
@@ -326,11 +303,8 @@ class FacebookSource(MetaSource):
         oldest = min((t for p in posts if (t := data_time(p, "created_time"))), default=None)
         if nxt is not None and (oldest is None or oldest >= int(window.timestamp())):
             return WalkToken("posts", after=nxt)
-        if segment is not None:
-            return None
-        got.marks.update(self._window_drop(cursor.marks, "post:", now))
-        if self.messenger:
-            return WalkToken(THREADS)
+        if segment is None:
+            got.marks.update(self._window_drop(cursor.marks, "post:", now))
         return None
 
     def _comments(
@@ -387,52 +361,6 @@ class FacebookSource(MetaSource):
         moved = moved_mark(updated, self.clock()) if more is None else (was_updated or "0")
         got.marks[key] = f"{made}|{moved}|{newest_at}|{newest_id}"
         return more
-
-    # backfill (Backfiller)
-    def plan_backfill(
-        self,
-        account: Account,
-        streams: Sequence[Stream],
-        since: datetime,
-        until: datetime,
-        now: datetime,
-    ) -> list[Segment]:
-        """One segment a stream: the comments made in the window on the Page's posts of the
-        watch window (and, for mentions, its visitor and tagged posts). Graph lists a
-        post's comments by time, but reaches posts only through the feed, so the window
-        starts no earlier than the watch window, and Messenger (only a thread's 20 newest
-        messages have details) is not read. No network call."""
-        return backfill.plan(
-            backfill.PAGE_COMMENTS,
-            backfill.PAGE_NOTE,
-            streams,
-            since,
-            until,
-            now,
-            self.watch_window,
-            self.page_size,
-        )
-
-    def count_posts(self, account: Account, segment: Segment) -> PostCount:
-        return backfill.count(self.fetch_segment(account, segment, None))
-
-    def fetch_segment(
-        self,
-        account: Account,
-        segment: Segment,
-        token: str | None,
-        known: KnownAuthors | None = None,
-    ) -> Page:
-        """One feed page of the watch window and its posts' comments inside the segment (a
-        post with more than a page of them: the token says where it stopped)."""
-        self._guard(account)
-        backfill.check_route(segment, self.shared_routes, self.network)
-        at = backfill.position(token, self.network)
-        got = Collected()
-        following = self._posts_step(
-            account, segment.stream, Cursor(), at, got, self.clock(), segment=segment
-        )
-        return backfill.step_page(got, at, following, self.network)
 
     # check
     def check(self, handles: Sequence[str]) -> list[CheckRow]:

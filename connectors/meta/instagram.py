@@ -21,11 +21,12 @@ from connectors.meta.parse import (
     parse_ig_media,
 )
 from connectors.meta.settings import IG_COMMENTS_MAX, InstagramSettings
-from connectors.meta.threads import THREADS, Inbox, Threads, read_hinted, walk_threads
+from connectors.meta.threads import Inbox, Threads, inbox_phase, read_hinted
 from connectors.meta.walk import (
     OBJECT_ID,
     Collected,
     MetaSource,
+    Phase,
     WalkToken,
     after_cursor,
     as_int,
@@ -34,9 +35,9 @@ from connectors.meta.walk import (
     read_from,
     replies_of,
 )
-from syncd.contracts import CheckRow, ConnectorSettings, KnownAuthors
+from syncd.contracts import CheckRow, ConnectorSettings
 from syncd.errors import MalformedAnswer
-from syncd.model import Account, Author, Cursor, Page, PostCount, Segment, Stream
+from syncd.model import Account, Author, Cursor, Segment, Stream
 
 if TYPE_CHECKING:
     from syncd.contracts import Backfiller, ObservedResponses, Source, Starting, WebhookSource
@@ -69,8 +70,13 @@ class InstagramSource(MetaSource):
 
     network: ClassVar[str] = NETWORK_INSTAGRAM
     Settings: ClassVar[type[ConnectorSettings]] = InstagramSettings
-    # Backfill steps spend the account's budget, which live polls spend too.
-    shared_routes: ClassVar[frozenset[str]] = frozenset({backfill.ACCOUNT_MEDIA})
+    # A backfill reads the media and tags phases: the comments made in the window on the
+    # account's media of the watch window, and, for mentions, media tagging it made in the
+    # window; not Direct. ``/media`` reaches further back (its 10,000 newest), but an old
+    # media's comments are read whole, 50 a call, to find the few in the window.
+    backfill_route: ClassVar[str] = backfill.ACCOUNT_MEDIA
+    backfill_note: ClassVar[str] = backfill.MEDIA_NOTE
+    shared_routes: ClassVar[frozenset[str]] = frozenset({backfill_route})
 
     def __init__(
         self,
@@ -96,6 +102,11 @@ class InstagramSource(MetaSource):
                 else "instagram_manage_messages, pages_manage_metadata"
             ),
         )
+        self.phases = (
+            Phase("posts", self._media_step),
+            Phase("tags", self._tags_step, streams=frozenset({Stream.MENTIONS})),
+            inbox_phase(self, self.inbox, on=direct),
+        )
 
     @classmethod
     def from_settings(cls, settings: InstagramSettings) -> Self:
@@ -120,31 +131,6 @@ class InstagramSource(MetaSource):
             if username is not None and given.lower() in (username.lower(), self.ig_user_id):
                 found[handle] = Account(self.network, username, self.ig_user_id)
         return found
-
-    def fetch(
-        self, account: Account, stream: Stream, cursor: Cursor, known: KnownAuthors | None = None
-    ) -> Page:
-        self._guard(account)
-        now = self.clock()
-        token = (
-            WalkToken.parse(cursor.pagination_token, self.network)
-            if cursor.pagination_token is not None
-            else None
-        )
-        # Hints first: a message they read is no gap to the thread walk of this same fetch.
-        hinted, taken = hints.read(
-            self._hint_readers(), account, stream, cursor, dropped=self._drop_hint
-        )
-        got = Collected(marks=dict(hinted.marks))
-        if token is None or token.phase == "posts":
-            following = self._media_step(account, stream, cursor, token, got, now)
-        elif token.phase == "tags":
-            following = self._tags_step(account, cursor, token, got, now)
-        elif token.phase == THREADS:
-            following = walk_threads(self, self.inbox, account, stream, cursor, token, got, now)
-        else:
-            raise MalformedAnswer("a stored Meta walk position is unreadable", system=self.network)
-        return hints.merged(self._page(got, cursor, token, following, now), hinted, taken)
 
     def lookup_posts(
         self, post_ids: Sequence[str], refs: Mapping[str, str] | None = None
@@ -221,7 +207,7 @@ class InstagramSource(MetaSource):
         token: WalkToken | None,
         got: Collected,
         now: datetime,
-        segment: Segment | None = None,
+        segment: Segment | None,
     ) -> WalkToken | None:
         """One page of the account's media and the comments of those whose count moved;
         with ``segment`` (a backfill), every media's comments inside the segment's window,
@@ -282,14 +268,7 @@ class InstagramSource(MetaSource):
             return WalkToken("posts", after=nxt)
         if segment is None:
             got.marks.update(self._window_drop(cursor.marks, "media:", now))
-        if stream is Stream.MENTIONS:
-            return WalkToken("tags")
-        return self._after_posts(segment)
-
-    def _after_posts(self, segment: Segment | None) -> WalkToken | None:
-        """What a stream's walk reads once the account's posts are read: Direct, when read
-        (a backfill does not: only a thread's 20 newest messages are detailed)."""
-        return WalkToken(THREADS) if self.direct and segment is None else None
+        return None
 
     def _ig_comments(
         self,
@@ -352,18 +331,19 @@ class InstagramSource(MetaSource):
     def _tags_step(
         self,
         account: Account,
+        stream: Stream,
         cursor: Cursor,
-        token: WalkToken,
+        token: WalkToken | None,
         got: Collected,
         now: datetime,
-        segment: Segment | None = None,
+        segment: Segment | None,
     ) -> WalkToken | None:
         """Media of others tagging the account, newest first, back to the floor (a tag
         carries the media's time, not the tagging's); a backfill's: inside its segment."""
         floor = self._floor(cursor, now) if segment is None else segment.since
         until = segment.until if segment is not None else None
         params: dict[str, str | int] = {"fields": TAG_FIELDS, "limit": self.page_size}
-        if token.after is not None:
+        if token is not None and token.after is not None:
             params["after"] = token.after
         listing = self._list(f"{self.ig_user_id}/tags", params)
         items = [m for m in listing.data if isinstance(m, dict)]
@@ -372,62 +352,7 @@ class InstagramSource(MetaSource):
         oldest = min((t for m in items if (t := data_time(m, "timestamp"))), default=None)
         if nxt is not None and oldest is not None and oldest >= int(floor.timestamp()):
             return WalkToken("tags", after=nxt)
-        return self._after_posts(segment)
-
-    # backfill (Backfiller)
-    def plan_backfill(
-        self,
-        account: Account,
-        streams: Sequence[Stream],
-        since: datetime,
-        until: datetime,
-        now: datetime,
-    ) -> list[Segment]:
-        """One segment a stream: the comments made in the window on the account's media of
-        the watch window (and, for mentions, media tagging it made in the window). ``/media``
-        reaches further back (its 10,000 newest), but an old media's comments are read
-        whole, 50 a call, to find the few in the window: the watch window bounds the cost,
-        as the live walk's. No network call."""
-        return backfill.plan(
-            backfill.ACCOUNT_MEDIA,
-            backfill.MEDIA_NOTE,
-            streams,
-            since,
-            until,
-            now,
-            self.watch_window,
-            self.page_size,
-        )
-
-    def count_posts(self, account: Account, segment: Segment) -> PostCount:
-        return backfill.count(self.fetch_segment(account, segment, None))
-
-    def fetch_segment(
-        self,
-        account: Account,
-        segment: Segment,
-        token: str | None,
-        known: KnownAuthors | None = None,
-    ) -> Page:
-        """One media page of the watch window and its media's comments inside the segment
-        (a media with more than 50: the token says where it stopped), then, for mentions,
-        the tags of the segment, a page a step."""
-        self._guard(account)
-        backfill.check_route(segment, self.shared_routes, self.network)
-        at = backfill.position(token, self.network)
-        got = Collected()
-        now = self.clock()
-        if at is None or at.phase == "posts":
-            following = self._media_step(
-                account, segment.stream, Cursor(), at, got, now, segment=segment
-            )
-        elif at.phase == "tags":
-            following = self._tags_step(account, Cursor(), at, got, now, segment=segment)
-        else:
-            raise MalformedAnswer(
-                "a stored Meta backfill position is unreadable", system=self.network
-            )
-        return backfill.step_page(got, at, following, self.network)
+        return None
 
     def check(self, handles: Sequence[str]) -> list[CheckRow]:
         """What ``syncd check`` reports of this account (:func:`.check.instagram_check`)."""

@@ -34,6 +34,7 @@ from connectors.meta.walk import (
     OBJECT_ID,
     Collected,
     MetaSource,
+    Phase,
     WalkToken,
     after_cursor,
     as_int,
@@ -44,7 +45,7 @@ from connectors.meta.walk import (
 )
 from connectors.meta.webhook import MESSAGE_ID
 from syncd.errors import NotFound
-from syncd.model import Account, Cursor, Stream, WebhookHint
+from syncd.model import Account, Cursor, Segment, Stream, WebhookHint
 
 __all__ = [
     "HINTED",
@@ -56,6 +57,7 @@ __all__ = [
     "THREAD_FIELDS",
     "Inbox",
     "Threads",
+    "inbox_phase",
     "read_hinted",
     "walk_threads",
 ]
@@ -103,6 +105,24 @@ class Inbox:
     thread: str
     setting: str
     needs: str
+
+
+def inbox_phase(source: MetaSource, inbox: Inbox, *, on: bool) -> Phase:
+    """The inbox as a phase of the source's walk (``on``: its setting), after the posts; a
+    backfill does not read it (only a thread's 20 newest messages are detailed)."""
+
+    def step(
+        account: Account,
+        stream: Stream,
+        cursor: Cursor,
+        token: WalkToken | None,
+        got: Collected,
+        now: datetime,
+        segment: Segment | None,
+    ) -> WalkToken | None:
+        return walk_threads(source, inbox, account, stream, cursor, token, got, now)
+
+    return Phase(THREADS, step, on=on, backfill=False)
 
 
 def walk_threads(

@@ -56,12 +56,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from connectors._http import ResponseReporter
+from connectors.meta import backfill, hints
 from connectors.meta.client import DEFAULT_VERSION, GraphClient, GraphPage
 from connectors.meta.parse import Translated, clip
 from connectors.meta.receiver import MetaWebhook, WebhookSettings
 from connectors.meta.settings import FEED_MAX, WATCH_WINDOW, valid_version
 from syncd.contracts import (
     ConnectorSettings,
+    KnownAuthors,
     ResponseObserver,
     WebhookEndpoint,
     parse_start,
@@ -76,7 +78,9 @@ from syncd.model import (
     GapPlan,
     Interaction,
     Page,
+    PostCount,
     Quarantined,
+    Segment,
     Stream,
     WebhookHint,
 )
@@ -280,12 +284,40 @@ def data_time(item: Any, name: str) -> int | None:
     return graph_time(item.get(name)) if isinstance(item, dict) else None
 
 
+# -- a walk's phases ------------------------------------------------------------------------------
+# One page of a phase read into the collection (a backfill's: inside its segment, keeping no
+# marks): the token to go on from inside the phase, or None once the phase is read.
+Step = Callable[
+    [Account, Stream, Cursor, WalkToken | None, Collected, datetime, Segment | None],
+    WalkToken | None,
+]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One part of a source's walk (:attr:`MetaSource.phases`, walked in order): ``name`` is
+    the token's phase while it is read, ``step`` reads a page of it; ``streams``: the streams
+    whose walks read it; ``on``: whether the source's settings read it; ``backfill``: whether
+    a backfill reads it too (an inbox is not: Graph details only a thread's 20 newest)."""
+
+    name: str
+    step: Step
+    streams: frozenset[Stream] = frozenset(Stream)
+    on: bool = True
+    backfill: bool = True
+
+
 # -- the shared part -------------------------------------------------------------------------------
 class MetaSource:
     network: ClassVar[str]
     Settings: ClassVar[type[ConnectorSettings]]
     # lookup_posts asks Graph one object a call (a batch saves round trips, not quota).
     post_check_batch: ClassVar[int] = 50
+    # A backfill's one route (its steps spend the account's budget, which live polls spend
+    # too: ``shared_routes``) and what its plan says it reads.
+    backfill_route: ClassVar[str]
+    backfill_note: ClassVar[str]
+    shared_routes: ClassVar[frozenset[str]]
 
     def __init__(
         self,
@@ -326,6 +358,8 @@ class MetaSource:
         )
         self._reporter = ResponseReporter()
         self.client.session.hooks["response"].append(self._reporter.requests_hook)
+        # The walk, in order; each source names its own from its settings.
+        self.phases: tuple[Phase, ...] = ()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.account_id!r})"
@@ -347,6 +381,27 @@ class MetaSource:
         if self.webhook_settings is None:
             return None
         return MetaWebhook.from_settings(self.webhook_settings)
+
+    def fetch(
+        self, account: Account, stream: Stream, cursor: Cursor, known: KnownAuthors | None = None
+    ) -> Page:
+        """One page of the walk (:meth:`_step`), with what the webhook's hints read."""
+        # ``known`` changes nothing: Graph gives each comment's author with it, free.
+        self._guard(account)
+        now = self.clock()
+        token = self._position(cursor.pagination_token)
+        # Hints first: a message they read is no gap to the thread walk of this same fetch.
+        hinted = Collected()
+        taken = hints.read(
+            self._hint_readers(), account, stream, cursor, hinted, dropped=self._drop_hint
+        )
+        got = Collected(marks=dict(hinted.marks))
+        following = self._step(account, stream, cursor, token, got, now, None)
+        return hints.merged(self._page(got, cursor, token, following, now), hinted, taken)
+
+    def _hint_readers(self) -> Mapping[str, hints.Reader]:
+        """The reader of each hint kind the source reads (another kind is taken unread)."""
+        return {}
 
     def _drop_hint(self, hint: WebhookHint, why: str) -> None:
         """A hint taken with nothing stored: said (ids only) and counted."""
@@ -373,6 +428,50 @@ class MetaSource:
             )
         )
 
+    # backfill (Backfiller)
+    def plan_backfill(
+        self,
+        account: Account,
+        streams: Sequence[Stream],
+        since: datetime,
+        until: datetime,
+        now: datetime,
+    ) -> list[Segment]:
+        """One segment a stream: what the walk's phases a backfill reads hold from the
+        window (:attr:`backfill_note`). Graph lists a post's comments by time, but reaches
+        posts only through the feed (``/media``), newest first, and an old post's comments
+        cost as much as a recent one's: the window starts no earlier than the watch window,
+        as the live walk's. No network call."""
+        return backfill.plan(
+            self.backfill_route,
+            self.backfill_note,
+            streams,
+            since,
+            until,
+            now,
+            self.watch_window,
+            self.page_size,
+        )
+
+    def count_posts(self, account: Account, segment: Segment) -> PostCount:
+        return backfill.count(self.fetch_segment(account, segment, None))
+
+    def fetch_segment(
+        self,
+        account: Account,
+        segment: Segment,
+        token: str | None,
+        known: KnownAuthors | None = None,
+    ) -> Page:
+        """One step of a backfill: a page of the phase it stands in, inside the segment (a
+        post with more comments than a page: the token says where it stopped)."""
+        self._guard(account)
+        backfill.check_route(segment, self.shared_routes, self.network)
+        at = self._position(token)
+        got = Collected()
+        following = self._step(account, segment.stream, Cursor(), at, got, self.clock(), segment)
+        return backfill.step_page(got, at, following, self.network)
+
     def lookup_posts(
         self, post_ids: Sequence[str], refs: Mapping[str, str] | None = None
     ) -> tuple[set[str], set[str]]:
@@ -395,6 +494,38 @@ class MetaSource:
             if body.get("id") == post_id:
                 alive.add(post_id)
         return alive, deleted
+
+    # -- the walk ------------------------------------------------------------------------
+    def _position(self, token: str | None) -> WalkToken | None:
+        return WalkToken.parse(token, self.network) if token is not None else None
+
+    def _step(
+        self,
+        account: Account,
+        stream: Stream,
+        cursor: Cursor,
+        token: WalkToken | None,
+        got: Collected,
+        now: datetime,
+        segment: Segment | None,
+    ) -> WalkToken | None:
+        """A page of the phase the token stands in (none: the first), and the token to go on
+        from: inside that phase, else the next phase this walk reads (None: the walk's end).
+        A stored phase the settings no longer read is read to its end (the walk was in it)."""
+        phases = [p for p in self.phases if segment is None or p.backfill]
+        names = [p.name for p in phases]
+        name = token.phase if token is not None else names[0]
+        if name not in names:
+            what = "walk" if segment is None else "backfill"
+            raise MalformedAnswer(
+                f"a stored Meta {what} position is unreadable", system=self.network
+            )
+        at = names.index(name)
+        following = phases[at].step(account, stream, cursor, token, got, now, segment)
+        if following is not None:
+            return following
+        nxt = next((p for p in phases[at + 1 :] if p.on and stream in p.streams), None)
+        return WalkToken(nxt.name) if nxt is not None else None
 
     # -- shared reading ------------------------------------------------------------------
     def _get(self, path: str, params: Mapping[str, str | int]) -> dict[str, Any]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
-from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from connectors.meta import backfill, hints
@@ -23,12 +21,13 @@ from connectors.meta.parse import (
     scoped_id,
 )
 from connectors.meta.settings import FacebookSettings
-from connectors.meta.threads import THREAD_FIELDS, Inbox, Threads, inbox_phase, read_hinted
+from connectors.meta.threads import THREAD_FIELDS, Inbox, inbox_phase, message_readers
 from connectors.meta.walk import (
     OBJECT_ID,
     Collected,
     MetaSource,
     Phase,
+    Walk,
     WalkToken,
     after_cursor,
     as_int,
@@ -39,7 +38,7 @@ from connectors.meta.walk import (
 )
 from syncd.contracts import CheckRow, ConnectorSettings
 from syncd.errors import MalformedAnswer, NotFound
-from syncd.model import Account, Author, Cursor, Segment, Stream, WebhookHint
+from syncd.model import Account, Author, Stream, WebhookHint
 
 if TYPE_CHECKING:
     from syncd.contracts import (
@@ -146,16 +145,13 @@ class FacebookSource(MetaSource):
 
     # webhook hints (WebhookSource)
     def _hint_readers(self) -> dict[str, hints.Reader]:
-        threads: Threads = {}  # per fetch: PSID → thread
-        readers: dict[str, hints.Reader] = {
+        return {
             "facebook:feed:comment": lambda a, i, got: self._hinted_comment(a, i, got, True),
             "facebook:mention:comment": lambda a, i, got: self._hinted_comment(a, i, got, False),
             "facebook:feed:post": lambda a, i, got: self._hinted_post(a, i, got, True),
             "facebook:mention:post": lambda a, i, got: self._hinted_post(a, i, got, False),
+            **message_readers(self, self.inbox, _HINT_KINDS_MESSAGE),
         }
-        for kind in _HINT_KINDS_MESSAGE:
-            readers[kind] = partial(read_hinted, self, self.inbox, kind=kind, threads=threads)
-        return readers
 
     def _hinted_comment(
         self, account: Account, comment_id: str, got: Collected, on_page: bool
@@ -221,52 +217,24 @@ class FacebookSource(MetaSource):
         got.add(parse_fb_posts([body], account), Stream.MENTIONS)
 
     # posts and their comments
-    def _posts_step(
-        self,
-        account: Account,
-        stream: Stream,
-        cursor: Cursor,
-        token: WalkToken | None,
-        got: Collected,
-        now: datetime,
-        segment: Segment | None,
-    ) -> WalkToken | None:
-        """One feed page and the comments of its moved posts; with ``segment`` (a backfill),
+    def _posts_step(self, w: Walk) -> WalkToken | None:
+        """One feed page and the comments of its moved posts; with a segment (a backfill),
         every post's comments inside the segment's window, and no marks."""
-        window = now - self.watch_window
-        marks = cursor.marks if segment is None else {}
-        floor = self._floor(cursor, now) if segment is None else segment.since
-        until = segment.until if segment is not None else None
-        after = token.after if token is not None else None
-        params: dict[str, str | int] = {
-            "fields": POST_FIELDS,
-            "limit": self.page_size,
-            "since": int(window.timestamp()),
-        }
-        if until is not None:
-            params["until"] = int(until.timestamp())
-        if after is not None:
-            params["after"] = after
+        window = int((w.now - self.watch_window).timestamp())
+        until = int(w.until.timestamp()) if w.until is not None else None
+        params = w.listing(POST_FIELDS, self.page_size, since=window, until=until)
         listing = self._list(f"{self.page_id}/feed", params)
-        posts = [p for p in listing.data if isinstance(p, dict)]
-        resume = token.post if token is not None else None
-        if resume is not None:
-            ids = [p.get("id") for p in posts]
-            # The post left part-read: from it on (gone from the page: the page again).
-            posts = posts[ids.index(resume) :] if resume in ids else posts
-        others = parse_fb_posts(posts, account)
-        if stream is Stream.MENTIONS:
+        posts = w.resumed(listing)
+        others = parse_fb_posts(posts, w.account)
+        if w.stream is Stream.MENTIONS:
             fresh = [
                 i
                 for i in others.interactions
-                if f"post:{i.post_id}" not in marks or i.post_id == resume
+                if f"post:{i.post_id}" not in w.marks or w.part_read(i.post_id)
             ]
-            bounds = (segment.since, segment.until) if segment is not None else (None, None)
-            got.add(
-                replace(others, interactions=tuple(fresh)),
-                stream,
-                floor=bounds[0],
-                until=bounds[1],
+            start = w.segment.since if w.segment is not None else None
+            w.got.add(
+                replace(others, interactions=tuple(fresh)), w.stream, floor=start, until=w.until
             )
         for post in posts:
             post_id = post.get("id")
@@ -274,57 +242,38 @@ class FacebookSource(MetaSource):
                 continue
             made = data_time(post, "created_time")
             updated = data_time(post, "updated_time")
-            if made is None or updated is None or made < int(window.timestamp()):
+            if made is None or updated is None or made < window:
                 continue
             key = f"post:{post_id}"
-            mark = marks.get(key)
+            mark = w.marks.get(key)
             _, was_updated, read_to, last_id = mark_fields(mark, 4)
-            part = token is not None and token.post == post_id and token.comments is not None
+            part = w.part_read(post_id)
             if not part and mark is not None and (as_int(was_updated) or 0) >= updated:
                 continue  # not moved since its comments were read
-            since = read_from(token if part else None, read_to, floor)
-            more = self._comments(
-                account,
-                stream,
-                post,
-                since,
-                last_id if not part else "",
-                token.comments if part and token is not None else None,
-                got,
-                key,
-                made,
-                updated,
-                mark,
-                until,
-            )
+            since = read_from(w.token if part else None, read_to, w.floor)
+            more = self._comments(w, post, since, "" if part else last_id, key, made, updated)
             if more is not None:
-                return WalkToken("posts", after=after, post=post_id, comments=more, since=since)
-        nxt = after_cursor(listing, self.network)
-        oldest = min((t for p in posts if (t := data_time(p, "created_time"))), default=None)
-        if nxt is not None and (oldest is None or oldest >= int(window.timestamp())):
-            return WalkToken("posts", after=nxt)
-        if segment is None:
-            got.marks.update(self._window_drop(cursor.marks, "post:", now))
-        return None
+                return w.stopped_in(post_id, more, since)
+        following = self._next_page(w, listing, posts, "created_time", window, undated=True)
+        if following is None and w.segment is None:
+            w.got.marks.update(self._window_drop(w.cursor.marks, "post:", w.now))
+        return following
 
     def _comments(
         self,
-        account: Account,
-        stream: Stream,
+        w: Walk,
         post: Mapping[str, Any],
         since: int,
         last_id: str,
-        after: str | None,
-        got: Collected,
         key: str,
         made: int,
         updated: int,
-        mark: str | None,
-        until: datetime | None = None,
     ) -> str | None:
         """One page of a moved post's comments (all levels, oldest first) from ``since``
-        (to ``until``, a backfill's end); its mark moved to the newest read. The next page's
-        cursor, or None when read."""
+        (to a backfill's end), from where the walk stopped in them; its mark moved to the
+        newest read. The next page's cursor, or None when read."""
+        post_id = str(post["id"])
+        after = w.comments_at(post_id)
         params: dict[str, str | int] = {
             "fields": COMMENT_FIELDS,
             "filter": "stream",
@@ -332,11 +281,10 @@ class FacebookSource(MetaSource):
             "since": since,
             "limit": self.page_size,
         }
-        if until is not None:
-            params["until"] = int(until.timestamp())
+        if w.until is not None:
+            params["until"] = int(w.until.timestamp())
         if after is not None:
             params["after"] = after
-        post_id = str(post["id"])
         answer = self._list(f"{post_id}/comments", params)
         items = [c for c in answer.data if isinstance(c, dict)]
         if after is None and last_id:
@@ -346,20 +294,20 @@ class FacebookSource(MetaSource):
                 items = items[ids.index(last_id) + 1 :]
         translated = parse_fb_comments(
             items,
-            account,
+            w.account,
             post_id=post_id,
             post_url=str(post.get("permalink_url") or ""),
             parents=_parents(items, self.page_id),
         )
-        got.add(translated, stream, until=until)
-        _, was_updated, read_to, was_last = mark_fields(mark, 4)
+        w.got.add(translated, w.stream, until=w.until)
+        _, was_updated, read_to, was_last = mark_fields(w.marks.get(key), 4)
         newest_at, newest_id = read_to or str(since), was_last
         stamped = [(t, str(c["id"])) for c in items if (t := data_time(c, "created_time"))]
         if stamped:
             newest_at, newest_id = str(stamped[-1][0]), stamped[-1][1]
         more = after_cursor(answer, self.network)
         moved = moved_mark(updated, self.clock()) if more is None else (was_updated or "0")
-        got.marks[key] = f"{made}|{moved}|{newest_at}|{newest_id}"
+        w.got.marks[key] = f"{made}|{moved}|{newest_at}|{newest_id}"
         return more
 
     # check

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from connectors.meta import backfill, hints
@@ -21,12 +20,13 @@ from connectors.meta.parse import (
     parse_ig_media,
 )
 from connectors.meta.settings import IG_COMMENTS_MAX, InstagramSettings
-from connectors.meta.threads import Inbox, Threads, inbox_phase, read_hinted
+from connectors.meta.threads import Inbox, inbox_phase, message_readers
 from connectors.meta.walk import (
     OBJECT_ID,
     Collected,
     MetaSource,
     Phase,
+    Walk,
     WalkToken,
     after_cursor,
     as_int,
@@ -37,7 +37,7 @@ from connectors.meta.walk import (
 )
 from syncd.contracts import CheckRow, ConnectorSettings
 from syncd.errors import MalformedAnswer
-from syncd.model import Account, Author, Cursor, Segment, Stream
+from syncd.model import Account, Author, Stream
 
 if TYPE_CHECKING:
     from syncd.contracts import Backfiller, ObservedResponses, Source, Starting, WebhookSource
@@ -142,14 +142,12 @@ class InstagramSource(MetaSource):
 
     # webhook hints (WebhookSource)
     def _hint_readers(self) -> dict[str, hints.Reader]:
-        threads: Threads = {}  # per fetch: IGSID → thread
-        kind = "instagram:messages:message"
         return {
             "instagram:mentions:comment": self._mentioned_comment,
             "instagram:mentions:media": self._mentioned_media,
             "instagram:comments:comment": self._hinted_comment,
             "instagram:live_comments:comment": self._hinted_comment,
-            kind: partial(read_hinted, self, self.inbox, kind=kind, threads=threads),
+            **message_readers(self, self.inbox, ("instagram:messages:message",)),
         }
 
     def _mentioned_comment(self, account: Account, comment_id: str, got: Collected) -> None:
@@ -199,33 +197,13 @@ class InstagramSource(MetaSource):
         )
         got.add(translated, Stream.MENTIONS)
 
-    def _media_step(
-        self,
-        account: Account,
-        stream: Stream,
-        cursor: Cursor,
-        token: WalkToken | None,
-        got: Collected,
-        now: datetime,
-        segment: Segment | None,
-    ) -> WalkToken | None:
+    def _media_step(self, w: Walk) -> WalkToken | None:
         """One page of the account's media and the comments of those whose count moved;
-        with ``segment`` (a backfill), every media's comments inside the segment's window,
+        with a segment (a backfill), every media's comments inside the segment's window,
         and no marks kept."""
-        window = int((now - self.watch_window).timestamp())
-        marks = cursor.marks if segment is None else {}
-        floor = self._floor(cursor, now) if segment is None else segment.since
-        until = segment.until if segment is not None else None
-        after = token.after if token is not None else None
-        params: dict[str, str | int] = {"fields": MEDIA_FIELDS, "limit": self.page_size}
-        if after is not None:
-            params["after"] = after
-        listing = self._list(f"{self.ig_user_id}/media", params)
-        media = [m for m in listing.data if isinstance(m, dict)]
-        resume = token.post if token is not None else None
-        if resume is not None:
-            ids = [m.get("id") for m in media]
-            media = media[ids.index(resume) :] if resume in ids else media
+        window = int((w.now - self.watch_window).timestamp())
+        listing = self._list(f"{self.ig_user_id}/media", w.listing(MEDIA_FIELDS, self.page_size))
+        media = w.resumed(listing)
         for item in media:
             media_id = item.get("id")
             made = data_time(item, "timestamp")
@@ -234,78 +212,54 @@ class InstagramSource(MetaSource):
                 continue
             if made is None or made < window or not isinstance(count, int):
                 continue
-            if until is not None and made >= int(until.timestamp()):
+            if w.until is not None and made >= int(w.until.timestamp()):
                 continue  # made after the segment: none of its comments is in it
             key = f"media:{media_id}"
-            mark = marks.get(key)
+            mark = w.marks.get(key)
             _, was_count, read_to = mark_fields(mark, 3)
-            part = token is not None and token.post == media_id and token.comments is not None
+            part = w.part_read(media_id)
             if not part and mark is not None and as_int(was_count) == count:
                 continue  # no comment came or went
             if not part and count == 0:
-                got.marks[key] = f"{made}|0|{read_to or int(floor.timestamp())}"
+                w.got.marks[key] = f"{made}|0|{read_to or int(w.floor.timestamp())}"
                 continue
-            since = read_from(token if part else None, read_to, floor)
-            more = self._ig_comments(
-                account,
-                stream,
-                item,
-                since,
-                token.comments if part and token is not None else None,
-                got,
-                key,
-                made,
-                count,
-                was_count,
-                mark,
-                until,
-            )
+            since = read_from(w.token if part else None, read_to, w.floor)
+            more = self._ig_comments(w, item, since, key, made, count)
             if more is not None:
-                return WalkToken("posts", after=after, post=media_id, comments=more, since=since)
-        nxt = after_cursor(listing, self.network)
-        oldest = min((t for m in media if (t := data_time(m, "timestamp"))), default=None)
-        if nxt is not None and (oldest is None or oldest >= window):
-            return WalkToken("posts", after=nxt)
-        if segment is None:
-            got.marks.update(self._window_drop(cursor.marks, "media:", now))
-        return None
+                return w.stopped_in(media_id, more, since)
+        following = self._next_page(w, listing, media, "timestamp", window, undated=True)
+        if following is None and w.segment is None:
+            w.got.marks.update(self._window_drop(w.cursor.marks, "media:", w.now))
+        return following
 
     def _ig_comments(
-        self,
-        account: Account,
-        stream: Stream,
-        media: Mapping[str, Any],
-        since: int,
-        after: str | None,
-        got: Collected,
-        key: str,
-        made: int,
-        count: int,
-        was_count: str,
-        mark: str | None,
-        until: datetime | None = None,
+        self, w: Walk, media: Mapping[str, Any], since: int, key: str, made: int, count: int
     ) -> str | None:
         """One page (50) of a moved media's comments, replies expanded: all of them, since
-        a new reply sits under an old comment; those made before ``since`` are left out."""
+        a new reply sits under an old comment; those made before ``since`` are left out.
+        From where the walk stopped in them."""
+        media_id = str(media["id"])
         params: dict[str, str | int] = {"fields": IG_COMMENT_FIELDS, "limit": IG_COMMENTS_MAX}
+        after = w.comments_at(media_id)
         if after is not None:
             params["after"] = after
-        media_id = str(media["id"])
         answer = self._list(f"{media_id}/comments", params)
         translated = parse_ig_comments(
             list(answer.data),
-            account,
+            w.account,
             media_id=media_id,
             media_url=str(media.get("permalink") or ""),
         )
-        _, _, read_to, read_ids = mark_fields(got.marks.get(key) or mark, 4)
+        mark = w.marks.get(key)
+        _, was_count, _, _ = mark_fields(mark, 4)
+        _, _, read_to, read_ids = mark_fields(w.got.marks.get(key) or mark, 4)
         at_mark = frozenset(read_ids.split(",")) if read_to == str(since) and read_ids else None
-        got.add(
+        w.got.add(
             translated,
-            stream,
+            w.stream,
             floor=datetime.fromtimestamp(since, UTC),
             skip=at_mark or frozenset(),
-            until=until,
+            until=w.until,
         )
         # The newest second read, and the comments of that second (read again next time,
         # by the floor, and left out by id).
@@ -325,34 +279,17 @@ class InstagramSource(MetaSource):
         more = after_cursor(answer, self.network)
         # The count is kept once every page was read: a stop between pages reads it again.
         kept = str(count) if more is None else (was_count or "-1")
-        got.marks[key] = f"{made}|{kept}|{newest}|{','.join(sorted(ids_then))}"
+        w.got.marks[key] = f"{made}|{kept}|{newest}|{','.join(sorted(ids_then))}"
         return more
 
-    def _tags_step(
-        self,
-        account: Account,
-        stream: Stream,
-        cursor: Cursor,
-        token: WalkToken | None,
-        got: Collected,
-        now: datetime,
-        segment: Segment | None,
-    ) -> WalkToken | None:
+    def _tags_step(self, w: Walk) -> WalkToken | None:
         """Media of others tagging the account, newest first, back to the floor (a tag
         carries the media's time, not the tagging's); a backfill's: inside its segment."""
-        floor = self._floor(cursor, now) if segment is None else segment.since
-        until = segment.until if segment is not None else None
-        params: dict[str, str | int] = {"fields": TAG_FIELDS, "limit": self.page_size}
-        if token is not None and token.after is not None:
-            params["after"] = token.after
-        listing = self._list(f"{self.ig_user_id}/tags", params)
-        items = [m for m in listing.data if isinstance(m, dict)]
-        got.add(parse_ig_media(items, account), Stream.MENTIONS, floor=floor, until=until)
-        nxt = after_cursor(listing, self.network)
-        oldest = min((t for m in items if (t := data_time(m, "timestamp"))), default=None)
-        if nxt is not None and oldest is not None and oldest >= int(floor.timestamp()):
-            return WalkToken("tags", after=nxt)
-        return None
+        listing = self._list(f"{self.ig_user_id}/tags", w.listing(TAG_FIELDS, self.page_size))
+        items = w.resumed(listing)
+        w.got.add(parse_ig_media(items, w.account), Stream.MENTIONS, floor=w.floor, until=w.until)
+        edge = int(w.floor.timestamp())
+        return self._next_page(w, listing, items, "timestamp", edge, undated=False)
 
     def check(self, handles: Sequence[str]) -> list[CheckRow]:
         """What ``syncd check`` reports of this account (:func:`.check.instagram_check`)."""

@@ -26,8 +26,10 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
+from connectors.meta import hints
 from connectors.meta.client import GraphPage, PermissionDenied
 from connectors.meta.parse import clip, conversation_url, parse_messages
 from connectors.meta.walk import (
@@ -35,6 +37,7 @@ from connectors.meta.walk import (
     Collected,
     MetaSource,
     Phase,
+    Walk,
     WalkToken,
     after_cursor,
     as_int,
@@ -45,7 +48,7 @@ from connectors.meta.walk import (
 )
 from connectors.meta.webhook import MESSAGE_ID
 from syncd.errors import NotFound
-from syncd.model import Account, Cursor, Segment, Stream, WebhookHint
+from syncd.model import Account, Stream, WebhookHint
 
 __all__ = [
     "HINTED",
@@ -58,6 +61,7 @@ __all__ = [
     "Inbox",
     "Threads",
     "inbox_phase",
+    "message_readers",
     "read_hinted",
     "walk_threads",
 ]
@@ -110,43 +114,16 @@ class Inbox:
 def inbox_phase(source: MetaSource, inbox: Inbox, *, on: bool) -> Phase:
     """The inbox as a phase of the source's walk (``on``: its setting), after the posts; a
     backfill does not read it (only a thread's 20 newest messages are detailed)."""
-
-    def step(
-        account: Account,
-        stream: Stream,
-        cursor: Cursor,
-        token: WalkToken | None,
-        got: Collected,
-        now: datetime,
-        segment: Segment | None,
-    ) -> WalkToken | None:
-        return walk_threads(source, inbox, account, stream, cursor, token, got, now)
-
-    return Phase(THREADS, step, on=on, backfill=False)
+    return Phase(THREADS, partial(walk_threads, source, inbox), on=on, backfill=False)
 
 
-def walk_threads(
-    source: MetaSource,
-    inbox: Inbox,
-    account: Account,
-    stream: Stream,
-    cursor: Cursor,
-    token: WalkToken | None,
-    got: Collected,
-    now: datetime,
-) -> WalkToken | None:
+def walk_threads(source: MetaSource, inbox: Inbox, w: Walk) -> WalkToken | None:
     """One page of the inbox's threads and the new messages of those that moved; the next
     page's token, or None at the walk's end. A refusal for want of a permission ends the
     walk with a warning: the inbox is not read, what the walk read before it stands (a raise
     would leave the walk's token on this phase, and every later poll would stop here)."""
-    floor = int(source._floor(cursor, now).timestamp())
-    params: dict[str, str | int] = {
-        "platform": inbox.platform,
-        "fields": inbox.fields,
-        "limit": source.page_size,
-    }
-    if token is not None and token.after is not None:
-        params["after"] = token.after
+    floor = int(w.floor.timestamp())
+    params = w.listing(inbox.fields, source.page_size, platform=inbox.platform)
     try:
         listing = source._list(inbox.path, params)
     except PermissionDenied as exc:
@@ -156,12 +133,12 @@ def walk_threads(
             f"it needs {inbox.needs}); grant it and issue a new token, or set "
             f"{inbox.setting} = false"
         )
-        log.warning("%s %s: %s", source.network, account.handle, said)
-        got.warnings.append(said)
+        log.warning("%s %s: %s", source.network, w.account.handle, said)
+        w.got.warnings.append(said)
         return None
     threads = [t for t in listing.data if isinstance(t, dict)]
     # Hinted messages: those of earlier fetches (stored marks) and of this one's hints.
-    marks = {**cursor.marks, **got.marks}
+    marks = {**w.cursor.marks, **w.got.marks}
     hinted = {k[len(HINTED) :] for k, v in marks.items() if k.startswith(HINTED) and v}
     for thread in threads:
         thread_id = thread.get("id")
@@ -171,28 +148,25 @@ def walk_threads(
         if updated is None:
             continue
         key = f"{_MARK}{thread_id}"
-        mark = cursor.marks.get(key)
+        mark = w.cursor.marks.get(key)
         was_updated, read_to, last_id = mark_fields(mark, 3)
         if mark is None and updated < floor:
             continue
         if mark is not None and (as_int(was_updated) or 0) >= updated:
             continue
         since = as_int(read_to) if mark is not None and as_int(read_to) is not None else floor
-        _messages(
-            source, inbox, account, stream, thread, since or 0, last_id, got, key, updated, hinted
-        )
-    nxt = after_cursor(listing, source.network)
-    oldest = min((t for th in threads if (t := data_time(th, "updated_time"))), default=None)
-    if nxt is not None and oldest is not None and oldest >= floor:
-        return WalkToken(THREADS, after=nxt)
-    edge = int((now - source.watch_window).timestamp())
+        _messages(source, inbox, w, thread, since or 0, last_id, key, updated, hinted)
+    following = source._next_page(w, listing, threads, "updated_time", floor, undated=False)
+    if following is not None:
+        return following
+    edge = int((w.now - source.watch_window).timestamp())
     for key, value in marks.items():
         # A hinted message's mark whose thread no walk passed (its thread left the window
         # unread): gone with the window too.
         if key.startswith((_MARK, HINTED)) and value:
             moved = as_int(mark_fields(value, 1)[0])
             if moved is not None and moved < edge:
-                got.marks[key] = None
+                w.got.marks[key] = None
     return None
 
 
@@ -213,12 +187,10 @@ def _since_mark(
 def _messages(
     source: MetaSource,
     inbox: Inbox,
-    account: Account,
-    stream: Stream,
+    w: Walk,
     thread: Mapping[str, Any],
     since: int,
     last_id: str,
-    got: Collected,
     key: str,
     updated: int,
     hinted: Collection[str],
@@ -242,11 +214,11 @@ def _messages(
             fresh = fresh + listed
     for message in fresh:
         if message.get("id") in hinted:
-            got.marks[f"{HINTED}{message['id']}"] = None  # the thread's mark passes it
+            w.got.marks[f"{HINTED}{message['id']}"] = None  # the thread's mark passes it
     if beyond or more:
         stamps = [t for m in beyond or fresh if (t := data_time(m, "created_time"))]
-        got.gap = iso(datetime.fromtimestamp(max(stamps) if stamps else updated, UTC))
-        got.warnings.append(
+        w.got.gap = iso(datetime.fromtimestamp(max(stamps) if stamps else updated, UTC))
+        w.got.warnings.append(
             f"{inbox.thread} {clip(thread_id, 40)}: more than {MESSAGE_DETAILS} messages "
             "arrived since the last poll; Graph details only the 20 newest (a gap)"
         )
@@ -254,18 +226,18 @@ def _messages(
     people = participants.get("data") if isinstance(participants, dict) else None
     translated = parse_messages(
         detailed,
-        account,
+        w.account,
         network=source.network,
         conversation_id=thread_id,
         conversation_url=conversation_url(thread.get("link")),
         participants=people if isinstance(people, list) else (),
     )
-    got.add(translated, stream)
+    w.got.add(translated, w.stream)
     newest = next(
         ((t, str(m["id"])) for m in detailed if (t := data_time(m, "created_time"))), None
     )
     read_to, read_id = (str(newest[0]), newest[1]) if newest else (str(since), last_id)
-    got.marks[key] = f"{moved_mark(updated, source.clock())}|{read_to}|{read_id}"
+    w.got.marks[key] = f"{moved_mark(updated, source.clock())}|{read_to}|{read_id}"
 
 
 def _hinted_beyond(
@@ -300,6 +272,15 @@ def _hinted_beyond(
 
 
 # -- messages named by the webhook -------------------------------------------------------------
+def message_readers(
+    source: MetaSource, inbox: Inbox, kinds: Sequence[str]
+) -> dict[str, hints.Reader]:
+    """A reader (:func:`read_hinted`) for each hint kind naming one of the inbox's messages,
+    sharing one fetch's thread lookups (one a person)."""
+    threads: Threads = {}
+    return {kind: partial(read_hinted, source, inbox, kind=kind, threads=threads) for kind in kinds}
+
+
 def read_hinted(
     source: MetaSource,
     inbox: Inbox,

@@ -285,12 +285,69 @@ def data_time(item: Any, name: str) -> int | None:
 
 
 # -- a walk's phases ------------------------------------------------------------------------------
-# One page of a phase read into the collection (a backfill's: inside its segment, keeping no
-# marks): the token to go on from inside the phase, or None once the phase is read.
-Step = Callable[
-    [Account, Stream, Cursor, WalkToken | None, Collected, datetime, Segment | None],
-    WalkToken | None,
-]
+@dataclass(frozen=True)
+class Walk:
+    """What one step of a walk reads with: the account and stream walked, the stored cursor,
+    the token it stands at (None: a walk's first page), the phase it reads, ``floor`` (where
+    objects without a mark are read from), the clock's ``now``; a backfill's ``segment``
+    (read inside its window, keeping no marks). ``got`` gathers what it reads."""
+
+    account: Account
+    stream: Stream
+    cursor: Cursor
+    token: WalkToken | None
+    phase: str
+    got: Collected
+    now: datetime
+    floor: datetime
+    segment: Segment | None = None
+
+    @property
+    def marks(self) -> Mapping[str, str]:
+        """The stored marks the step goes by: none for a backfill."""
+        return self.cursor.marks if self.segment is None else {}
+
+    @property
+    def until(self) -> datetime | None:
+        """A backfill's end: nothing made from then on is kept."""
+        return self.segment.until if self.segment is not None else None
+
+    def listing(self, fields: str, limit: int, **more: str | int | None) -> dict[str, str | int]:
+        """A listing call's parameters: the fields, the page size, ``more`` (those not
+        None), and Graph's cursor of the page the token stands at."""
+        params: dict[str, str | int] = {"fields": fields, "limit": limit}
+        params.update({k: v for k, v in more.items() if v is not None})
+        if self.token is not None and self.token.after is not None:
+            params["after"] = self.token.after
+        return params
+
+    def resumed(self, listing: GraphPage) -> list[dict[str, Any]]:
+        """The objects of a listing page, from the one whose comments the token left
+        part-read on (gone from the page: the whole page again)."""
+        items = [i for i in listing.data if isinstance(i, dict)]
+        resume = self.token.post if self.token is not None else None
+        ids = [i.get("id") for i in items]
+        return items[ids.index(resume) :] if resume is not None and resume in ids else items
+
+    def comments_at(self, object_id: str) -> str | None:
+        """The comments cursor the token stopped at inside this object (None: not inside it)."""
+        token = self.token
+        return token.comments if token is not None and token.post == object_id else None
+
+    def part_read(self, object_id: str) -> bool:
+        """Whether the token stopped inside this object's comments."""
+        return self.comments_at(object_id) is not None
+
+    def stopped_in(self, object_id: str, comments: str, since: int) -> WalkToken:
+        """The token of a walk stopping inside an object's comments: the same listing page,
+        the object, the comments' cursor and the lower bound they were asked with."""
+        after = self.token.after if self.token is not None else None
+        return WalkToken(self.phase, after=after, post=object_id, comments=comments, since=since)
+
+
+# One page of a phase read (:class:`Walk`): the token to go on from inside the phase, or None
+# once the phase is read.
+Step = Callable[[Walk], WalkToken | None]
 
 
 @dataclass(frozen=True)
@@ -521,11 +578,31 @@ class MetaSource:
                 f"a stored Meta {what} position is unreadable", system=self.network
             )
         at = names.index(name)
-        following = phases[at].step(account, stream, cursor, token, got, now, segment)
+        floor = self._floor(cursor, now) if segment is None else segment.since
+        walk = Walk(account, stream, cursor, token, name, got, now, floor, segment)
+        following = phases[at].step(walk)
         if following is not None:
             return following
         nxt = next((p for p in phases[at + 1 :] if p.on and stream in p.streams), None)
         return WalkToken(nxt.name) if nxt is not None else None
+
+    def _next_page(
+        self,
+        w: Walk,
+        listing: GraphPage,
+        items: Sequence[Any],
+        field: str,
+        edge: int,
+        *,
+        undated: bool,
+    ) -> WalkToken | None:
+        """The token of the listing's next page, while the listing reaches back past
+        ``edge``: its oldest object (by ``field``) made at or after it, or, on a page with
+        no dated object, ``undated``. None: the phase is read."""
+        nxt = after_cursor(listing, self.network)
+        oldest = min((t for i in items if (t := data_time(i, field))), default=None)
+        reaches = undated if oldest is None else oldest >= edge
+        return WalkToken(w.phase, after=nxt) if nxt is not None and reaches else None
 
     # -- shared reading ------------------------------------------------------------------
     def _get(self, path: str, params: Mapping[str, str | int]) -> dict[str, Any]:

@@ -13,15 +13,10 @@ message adds nothing; a delivery through the listener is stored once.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from prometheus_client import CollectorRegistry
-from sqlalchemy import func, select
-from support.fake_crm import FakeCrm
-from support.meta import GraphClock, graph_server, hooked
-from support.pipeline import Clock as PipelineClock
+from support.meta import GraphClock, Walker, graph_server, hooked, listening, stored
 
 from connectors.meta import webhook
 from connectors.meta.instagram import InstagramSource
@@ -30,20 +25,14 @@ from sandbox.meta.api import MetaSandbox
 from sandbox.meta.store import DirectMessage, IGAccount
 from syncd.model import (
     Account,
-    Cursor,
     Direction,
     Interaction,
     Page,
     Stream,
     WebhookHint,
-    merge_marks,
 )
-from syncd.pipeline import Pipeline, PipelineSettings
-from syncd.service.http import HealthServer
-from syncd.service.webhooks import SourceWebhooks
 from syncd.state import hints
 from syncd.state.db import Database
-from syncd.state.tables import interactions
 
 TOKEN = "EAAB-page-token-direct-hints"
 NAME = "acme-ig"
@@ -64,27 +53,6 @@ def hint_of(sandbox: MetaSandbox, message: DirectMessage) -> WebhookHint:
     """The hint the receiver stores for the stand-in's delivery of ``message``."""
     (found,) = webhook.hints(sandbox.direct_message_event(message.id))
     return WebhookHint(found.account_id, found.object_id, hint_kind(found))
-
-
-class Walker:
-    """An account's mentions walk, page by page, the cursor carried as the poller carries it."""
-
-    def __init__(self, source: InstagramSource, account: Account) -> None:
-        self.source = source
-        self.account = account
-        self.cursor = Cursor(since_id=source.start_after(source.clock()))
-
-    def page(self, offered: tuple[WebhookHint, ...] = ()) -> Page:
-        cursor = replace(self.cursor, hints=offered)
-        page = self.source.fetch(self.account, Stream.MENTIONS, cursor)
-        self.cursor = replace(page.next_cursor, marks=merge_marks(cursor.marks, page.marks))
-        return page
-
-    def walk(self) -> list[Page]:
-        pages = [self.page()]
-        while not pages[-1].walk_complete:
-            pages.append(self.page())
-        return pages
 
 
 def test_a_direct_delivery_is_a_message_hint_of_the_account(
@@ -203,13 +171,6 @@ def test_a_direct_message_past_the_twenty_newest_or_another_accounts_is_dropped(
     source.close()
 
 
-def stored(db: Database, post_id: str) -> int:
-    with db.connect() as conn:
-        return int(
-            conn.execute(select(func.count()).where(interactions.c.post_id == post_id)).scalar_one()
-        )
-
-
 def test_a_direct_delivery_through_the_listener_is_stored_once(
     db: Database, graph: tuple[MetaSandbox, GraphClock], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -221,31 +182,20 @@ def test_a_direct_delivery_through_the_listener_is_stored_once(
         TOKEN, ig_user_id=ig.id, api_base_url=sandbox.url, clock=clock, webhook=settings
     )
     account = Account("instagram", "acme", ig.id)
-    pipeline = Pipeline(db, "sf", FakeCrm({}), PipelineSettings(retries=0), clock=PipelineClock())
-    woken: list[str] = []
-    sources = {NAME: source}
-    server = HealthServer(
-        "127.0.0.1:0",
-        lambda: (200, {}),
-        CollectorRegistry(),
-        webhooks=SourceWebhooks(lambda: sources, lambda: db, pipeline.clock, woken.append),
-    )
-    server.start()
     try:
-        url = f"{server.url}/webhooks/{NAME}"
-        pipeline.poll(NAME, source, account, Stream.MENTIONS)
-        message = sandbox.add_direct_message(ig.id, fan, "is my order on its way?")
-        sender = sandbox.webhooks()
-        delivery = sender.prepare(sandbox.direct_message_event(message.id))
-        assert sender.send(url, delivery).status_code == 200
-        assert woken == [NAME]
-        pipeline.poll(NAME, source, account, Stream.MENTIONS)
-        assert stored(db, message.id) == 1
-        assert sender.replay(url, delivery).status_code == 200
-        pipeline.poll(NAME, source, account, Stream.MENTIONS)
-        assert stored(db, message.id) == 1
-        with db.connect() as conn:
-            assert hints.untaken(conn, NAME, ig.id) == ()
+        with listening(db, NAME, source) as heard:
+            heard.pipeline.poll(NAME, source, account, Stream.MENTIONS)
+            message = sandbox.add_direct_message(ig.id, fan, "is my order on its way?")
+            sender = sandbox.webhooks()
+            delivery = sender.prepare(sandbox.direct_message_event(message.id))
+            assert sender.send(heard.url, delivery).status_code == 200
+            assert heard.woken == [NAME]
+            heard.pipeline.poll(NAME, source, account, Stream.MENTIONS)
+            assert stored(db, message.id) == 1
+            assert sender.replay(heard.url, delivery).status_code == 200
+            heard.pipeline.poll(NAME, source, account, Stream.MENTIONS)
+            assert stored(db, message.id) == 1
+            with db.connect() as conn:
+                assert hints.untaken(conn, NAME, ig.id) == ()
     finally:
-        server.stop()
         source.close()

@@ -88,7 +88,7 @@ def test_a_busy_thread_loses_nothing_with_the_webhook_on(
     assert not pages[-1].cut  # every message beyond the 20 newest was read by its hint
     assert not any("a gap" in w for p in pages for w in p.warnings)
     assert [len(p.taken_hints) for p in pages] == [10, 20]
-    thread = sandbox.conversation(walker.source.page_id, sandbox.store.people[sent[0].sender[1]])
+    thread = sandbox.conversation(walker.account.user_id, sandbox.store.people[sent[0].sender[1]])
     fan_id = next(i.author_id for i in got.values() if i.direction is Direction.INBOUND)
     for message in sent:
         item = got[message.id]

@@ -6,7 +6,10 @@ Two source types, ``facebook`` (:mod:`.facebook`) and ``instagram`` (:mod:`.inst
 source's network is a class-level name the core keys accounts, identities and brand ids on,
 and the two networks have different settings (:mod:`.settings`). What they share is here:
 the walk's token, the marks, what one fetch gathers, and :class:`MetaSource` (the client,
-``lookup_posts``, ``plan_gap``, the page a fetch returns).
+``lookup_posts``, ``plan_gap``, the page a fetch returns, and the fetch and backfill steps
+themselves). A source's walk is data: its :class:`Phase` tuple (Facebook: the Page's posts,
+then Messenger; Instagram: its media, media tagging it, then Direct), each phase a step
+function over a :class:`Walk`, with the streams and backfills that read it.
 
 Walks. Meta has no "what is new" endpoint: new comments land on old posts, and the feed is
 ordered by creation, not activity [doc: page/feed; research §0.4]. So each walk re-scans a

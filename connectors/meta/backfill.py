@@ -17,10 +17,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from connectors.meta.walk import Collected, WalkToken
 from syncd.errors import MalformedAnswer
 from syncd.model import Cursor, Page, PostCount, Segment, Stream
+
+if TYPE_CHECKING:  # a source's backfill steps are the walk's (walk.py imports this module)
+    from connectors.meta.walk import Collected, WalkToken
 
 # Facebook: comments on the Page's posts (and visitor and tagged posts) of the window.
 PAGE_COMMENTS = "page_comments"
@@ -74,10 +77,6 @@ def plan(
 def check_route(segment: Segment, routes: frozenset[str], network: str) -> None:
     if segment.route not in routes:
         raise MalformedAnswer(f"no Meta backfill route {segment.route!r}", system=network)
-
-
-def position(token: str | None, network: str) -> WalkToken | None:
-    return WalkToken.parse(token, network) if token is not None else None
 
 
 def step_page(

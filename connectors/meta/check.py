@@ -61,6 +61,7 @@ WEBHOOK_NEEDS = ("pages_manage_metadata",)
 PAGE_FIELDS = ("feed", "mention")
 MESSENGER_FIELDS = ("messages", "message_echoes")
 INSTAGRAM_FIELDS = ("comments", "mentions")
+DIRECT_FIELDS = ("messages",)  # Instagram's: the account's own messages come on it too
 PAGE_TOKEN_FIX = (
     "issue a Page access token of this Page (GET /me/accounts with a Page admin's long-lived "
     "user token gives it) and set access_token to it"
@@ -370,18 +371,19 @@ def _page_subscription_row(
     )
 
 
-def _instagram_login_subscription_row(source: MetaSource) -> CheckRow:
+def _instagram_login_subscription_row(source: MetaSource, needed: Sequence[str]) -> CheckRow:
     """The fields the account is subscribed to for the token's app (``/me/subscribed_apps``
-    on graph.instagram.com): notifications come only once it is subscribed to one."""
+    on graph.instagram.com), against those it needs: notifications come only once it is
+    subscribed to one."""
     try:
         listing = source._list("me/subscribed_apps", {})
     except ExternalError as exc:
         return CheckRow("webhooks", False, f"configured: {exc}", fix_for(exc, "Instagram token"))
     fields = sorted({f for a in listing.data if isinstance(a, dict) for f in _fields_of(a)})
-    missing = [f for f in INSTAGRAM_FIELDS if f not in fields]
+    missing = [f for f in needed if f not in fields]
     subscribe = (
         "subscribe the account with its token (POST /me/subscribed_apps?subscribed_fields="
-        f"{','.join(INSTAGRAM_FIELDS)} on graph.instagram.com) and the app to the same "
+        f"{','.join(needed)} on graph.instagram.com) and the app to the same "
         f"fields in the App Dashboard (Webhooks, Instagram); {CALLBACK}"
     )
     if missing:
@@ -578,7 +580,7 @@ def instagram_check(
         rows.append(CheckRow("media and comments", False, str(exc), fix_for(exc, token_name)))
     if inbox is not None:
         rows.append(_inbox_row(source, inbox, "Instagram Direct"))
-    rows.append(_instagram_webhook_row(source, page_id, info))
+    rows.append(_instagram_webhook_row(source, page_id, info, direct=inbox is not None))
     rows += _handle_rows(
         handles,
         [username, ig_user_id],
@@ -664,22 +666,30 @@ def _instagram_login_token(source: MetaSource, ig_user_id: str) -> list[CheckRow
 
 
 def _instagram_webhook_row(
-    source: MetaSource, page_id: str | None, info: TokenInfo | None
+    source: MetaSource, page_id: str | None, info: TokenInfo | None, *, direct: bool
 ) -> CheckRow:
+    needed = (*INSTAGRAM_FIELDS, *(DIRECT_FIELDS if direct else ()))
+    named = f"{', '.join(needed[:-1])} and {needed[-1]} fields"
     about = (
         "polling reads comments on the account's media and media tagging it; "
         "@mentions in other people's captions and comments reach syncd only by the "
         "Instagram 'mentions' webhook"
+        + (
+            " (and Direct messages beyond a thread's 20 newest between two polls only by "
+            "the 'messages' webhook)"
+            if direct
+            else ""
+        )
     )
     if source.webhook_settings is None:
-        return _unconfigured("the Instagram account's mentions and comments fields", about)
+        return _unconfigured(f"the Instagram account's {named}", about)
     if source.instagram_login:
-        return _instagram_login_subscription_row(source)
+        return _instagram_login_subscription_row(source, needed)
     if page_id is None:
         return CheckRow(
             "webhooks",
             True,
-            "configured: subscribe the app to the Instagram comments and mentions fields in "
+            f"configured: subscribe the app to the Instagram {named} in "
             "the App Dashboard and on the linked Page (POST /{page-id}/subscribed_apps, any "
             f"field; which Page is not known: the token could not be inspected); {CALLBACK}",
         )
@@ -688,7 +698,7 @@ def _instagram_webhook_row(
         page_id,
         info,
         (),
-        "that enables the account's Instagram webhooks; its comments and mentions fields are "
+        f"that enables the account's Instagram webhooks; its {named} are "
         "subscribed at app level (App Dashboard, Webhooks, Instagram), which a Page token "
         "cannot read",
     )

@@ -1,15 +1,14 @@
 """The Facebook Page source: comments and replies on the Page's posts of the watch window
 (read when a post's ``updated_time`` moved), visitor and tagged posts, and Messenger
-threads, walked as :mod:`.walk` describes; the objects its webhook hints name, read by id
-(:mod:`.hints`); its backfill's steps (the plan is :mod:`.backfill`'s); its check."""
+threads, walked as :mod:`.walk` and :mod:`.threads` describe; the objects its webhook hints
+name, read by id (:mod:`.hints`); its backfill's steps (the plan is :mod:`.backfill`'s); its
+check."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
-from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from connectors.meta import backfill, hints
@@ -18,31 +17,30 @@ from connectors.meta.client import PermissionDenied
 from connectors.meta.parse import (
     NETWORK_FACEBOOK,
     clip,
-    conversation_url,
     parse_fb_comments,
     parse_fb_posts,
-    parse_messages,
     scoped_id,
 )
 from connectors.meta.settings import FacebookSettings
+from connectors.meta.threads import THREAD_FIELDS, Inbox, inbox_phase, message_readers
 from connectors.meta.walk import (
     OBJECT_ID,
     Collected,
     MetaSource,
+    Phase,
+    Walk,
     WalkToken,
     after_cursor,
     as_int,
     data_time,
-    iso,
     left_for_next_walk,
     mark_fields,
     moved_mark,
     read_from,
 )
-from connectors.meta.webhook import MESSAGE_ID
-from syncd.contracts import CheckRow, ConnectorSettings, KnownAuthors
+from syncd.contracts import CheckRow, ConnectorSettings
 from syncd.errors import MalformedAnswer, NotFound
-from syncd.model import Account, Author, Cursor, Page, PostCount, Segment, Stream, WebhookHint
+from syncd.model import Account, Author, Stream, WebhookHint
 
 if TYPE_CHECKING:
     from syncd.contracts import (
@@ -56,24 +54,10 @@ if TYPE_CHECKING:
 
 __all__ = ["FacebookSource"]
 
-MESSAGE_DETAILS = 20  # "you can only get details about the 20 most recent messages"
-MESSAGES_PAGE = 25  # one messages call: more than the 20 with details, to see a gap
 POST_FIELDS = "id,created_time,updated_time,from,message,permalink_url,status_type"
 COMMENT_FIELDS = "id,from,message,created_time,parent{id,from},permalink_url"
 # A Page object id as webhooks give it: digits, "_"-joined for a post or a comment.
 _FB_ID = re.compile(r"\d{1,40}(?:_\d{1,40}){0,2}")
-THREAD_FIELDS = "id,updated_time,link,participants"
-MESSAGE_FIELDS = "id,created_time,from,to,message"
-# A message read by a webhook hint is marked ``msg:<id>`` (its creation time) in the mentions
-# walk's marks, until a thread walk passes it: a message beyond a thread's 20 newest that was
-# read so is no gap. Only the mentions walk reads hints (a hint is taken once), so only its
-# marks know them: the replies walk of such a thread still records its gap, though the hints
-# stored the Page's own messages too. Deciding so keeps a gap from ever being hidden; the
-# other way would take a hint per stream, each message read twice.
-HINTED = "msg:"
-# Message ids a busy thread's walk lists beyond its first page, to learn whether hints read
-# them all (pages of MESSAGES_PAGE): past that, the walk calls it a gap without asking on.
-MESSAGE_ID_PAGES = 4
 _HINT_KINDS_MESSAGE = (
     "facebook:messages:message",
     "facebook:message_echoes:message",
@@ -102,27 +86,8 @@ def _parents(items: Iterable[Any], page_id: str) -> dict[str, Author | None]:
     return found
 
 
-def _since_mark(
-    items: Sequence[dict[str, Any]], since: int, last_id: str
-) -> tuple[list[dict[str, Any]], bool]:
-    """A thread's messages (newest first) newer than its mark, and whether the mark (the
-    last message read, or its time) was reached."""
-    fresh: list[dict[str, Any]] = []
-    for message in items:
-        at = data_time(message, "created_time")
-        if message.get("id") == last_id or (at is not None and at < since):
-            return fresh, True
-        fresh.append(message)
-    return fresh, False
-
-
 def _tag_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
-
-
-def _data_of(value: Any) -> list[Any]:
-    data = value.get("data") if isinstance(value, dict) else None
-    return data if isinstance(data, list) else []
 
 
 # -- Facebook ------------------------------------------------------------------------------------
@@ -134,13 +99,28 @@ class FacebookSource(MetaSource):
 
     network: ClassVar[str] = NETWORK_FACEBOOK
     Settings: ClassVar[type[ConnectorSettings]] = FacebookSettings
-    # Backfill steps spend the Page's budget, which live polls spend too.
-    shared_routes: ClassVar[frozenset[str]] = frozenset({backfill.PAGE_COMMENTS})
+    # A backfill reads the posts phase: the comments made in the window on the Page's posts
+    # of the watch window, and, for mentions, its visitor and tagged posts; not Messenger.
+    backfill_route: ClassVar[str] = backfill.PAGE_COMMENTS
+    backfill_note: ClassVar[str] = backfill.PAGE_NOTE
+    shared_routes: ClassVar[frozenset[str]] = frozenset({backfill_route})
 
     def __init__(self, access_token: str, *, page_id: str, messenger: bool = True, **kw: Any):
         super().__init__(access_token, account_id=page_id, **kw)
         self.page_id = page_id
         self.messenger = messenger
+        self.inbox = Inbox(
+            platform="messenger",
+            path=f"{page_id}/conversations",
+            fields=THREAD_FIELDS,
+            thread="Messenger thread",
+            setting="messenger",
+            needs="pages_messaging, pages_manage_metadata, pages_read_engagement",
+        )
+        self.phases = (
+            Phase("posts", self._posts_step),
+            inbox_phase(self, self.inbox, on=messenger),
+        )
 
     @classmethod
     def from_settings(cls, settings: FacebookSettings) -> Self:
@@ -165,42 +145,15 @@ class FacebookSource(MetaSource):
                 found[handle] = Account(self.network, given, self.page_id, display_name=name)
         return found
 
-    def fetch(
-        self, account: Account, stream: Stream, cursor: Cursor, known: KnownAuthors | None = None
-    ) -> Page:
-        # ``known`` changes nothing: Graph gives each comment's author with it, free.
-        self._guard(account)
-        now = self.clock()
-        token = (
-            WalkToken.parse(cursor.pagination_token, self.network)
-            if cursor.pagination_token is not None
-            else None
-        )
-        # Hints first: a message they read is no gap to the thread walk of this same fetch.
-        hinted, taken = hints.read(
-            self._hint_readers(), account, stream, cursor, dropped=self._drop_hint
-        )
-        got = Collected(marks=dict(hinted.marks))
-        if token is None or token.phase == "posts":
-            following = self._posts_step(account, stream, cursor, token, got, now)
-        elif token.phase == "threads":
-            following = self._threads_step(account, stream, cursor, token, got, now)
-        else:
-            raise MalformedAnswer("a stored Meta walk position is unreadable", system=self.network)
-        return hints.merged(self._page(got, cursor, token, following, now), hinted, taken)
-
     # webhook hints (WebhookSource)
     def _hint_readers(self) -> dict[str, hints.Reader]:
-        threads: dict[str, tuple[str, str, list[Any]] | None] = {}  # per fetch: PSID → thread
-        readers: dict[str, hints.Reader] = {
+        return {
             "facebook:feed:comment": lambda a, i, got: self._hinted_comment(a, i, got, True),
             "facebook:mention:comment": lambda a, i, got: self._hinted_comment(a, i, got, False),
             "facebook:feed:post": lambda a, i, got: self._hinted_post(a, i, got, True),
             "facebook:mention:post": lambda a, i, got: self._hinted_post(a, i, got, False),
+            **message_readers(self, self.inbox, _HINT_KINDS_MESSAGE),
         }
-        for kind in _HINT_KINDS_MESSAGE:
-            readers[kind] = partial(self._hinted_message, kind=kind, threads=threads)
-        return readers
 
     def _hinted_comment(
         self, account: Account, comment_id: str, got: Collected, on_page: bool
@@ -265,116 +218,25 @@ class FacebookSource(MetaSource):
             return
         got.add(parse_fb_posts([body], account), Stream.MENTIONS)
 
-    def _hinted_message(
-        self,
-        account: Account,
-        message_id: str,
-        got: Collected,
-        kind: str,
-        threads: dict[str, tuple[str, str, list[Any]] | None],
-    ) -> None:
-        """``GET /{message-id}`` with the thread walk's message fields [research §1d], kept
-        as the walk keeps it: the same id, the thread (``/{page-id}/conversations?user_id=
-        <PSID>``, once per person a fetch), the person it is with; stored whichever side
-        wrote it (the Page's own: outbound, attributed to the person answered). Graph answers
-        a message older than its thread's 20 newest as deleted: dropped, said and counted,
-        never an error (the walk it is read in would stop for nothing it can change)."""
-        hint = WebhookHint(self.page_id, message_id, kind)
-        if not MESSAGE_ID.fullmatch(message_id):
-            return
-        try:
-            body = self._get(message_id, {"fields": MESSAGE_FIELDS})
-        except NotFound:
-            # Graph's answer for a message older than its thread's 20 newest, and for an
-            # unsent one or another Page's: none of them can be read again.
-            self._drop_hint(hint, "Graph answers it as deleted (beyond its thread's 20 newest?)")
-            return
-        sender = body.get("from")
-        parties = [sender, *_data_of(body.get("to"))]
-        ids = [p.get("id") for p in parties if isinstance(p, dict)]
-        if self.page_id not in ids:
-            self._drop_hint(hint, "not a conversation of this Page")
-            return
-        person = next((i for i in ids if isinstance(i, str) and i != self.page_id), None)
-        if person is not None and person not in threads:
-            threads[person] = self._thread_of(person)
-        thread_id, url, people = threads.get(person or "") or (None, "", [])
-        translated = parse_messages(
-            [body],
-            account,
-            conversation_id=thread_id,
-            conversation_url=url,
-            participants=people,
-        )
-        for stream in (Stream.MENTIONS, Stream.REPLIES):
-            got.add(translated, stream)
-        at = data_time(body, "created_time")
-        if translated.interactions and isinstance(body.get("id"), str) and at is not None:
-            got.marks[f"{HINTED}{body['id']}"] = str(at)
-
-    def _thread_of(self, person: str) -> tuple[str, str, list[Any]] | None:
-        """The Page's thread with a person (its id, link and participants), as the thread
-        walk reads them; None when Graph lists none (the Requests folder after 30 days)."""
-        listing = self._list(
-            f"{self.page_id}/conversations",
-            {"platform": "messenger", "user_id": person, "fields": THREAD_FIELDS, "limit": 1},
-        )
-        thread = next((t for t in listing.data if isinstance(t, dict)), None)
-        if thread is None or not isinstance(thread.get("id"), str):
-            return None
-        return (
-            thread["id"],
-            conversation_url(thread.get("link")),
-            _data_of(thread.get("participants")),
-        )
-
     # posts and their comments
-    def _posts_step(
-        self,
-        account: Account,
-        stream: Stream,
-        cursor: Cursor,
-        token: WalkToken | None,
-        got: Collected,
-        now: datetime,
-        segment: Segment | None = None,
-    ) -> WalkToken | None:
-        """One feed page and the comments of its moved posts; with ``segment`` (a backfill),
+    def _posts_step(self, w: Walk) -> WalkToken | None:
+        """One feed page and the comments of its moved posts; with a segment (a backfill),
         every post's comments inside the segment's window, and no marks."""
-        window = now - self.watch_window
-        marks = cursor.marks if segment is None else {}
-        floor = self._floor(cursor, now) if segment is None else segment.since
-        until = segment.until if segment is not None else None
-        after = token.after if token is not None else None
-        params: dict[str, str | int] = {
-            "fields": POST_FIELDS,
-            "limit": self.page_size,
-            "since": int(window.timestamp()),
-        }
-        if until is not None:
-            params["until"] = int(until.timestamp())
-        if after is not None:
-            params["after"] = after
+        window = int((w.now - self.watch_window).timestamp())
+        until = int(w.until.timestamp()) if w.until is not None else None
+        params = w.listing(POST_FIELDS, self.page_size, since=window, until=until)
         listing = self._list(f"{self.page_id}/feed", params)
-        posts = [p for p in listing.data if isinstance(p, dict)]
-        resume = token.post if token is not None else None
-        if resume is not None:
-            ids = [p.get("id") for p in posts]
-            # The post left part-read: from it on (gone from the page: the page again).
-            posts = posts[ids.index(resume) :] if resume in ids else posts
-        others = parse_fb_posts(posts, account)
-        if stream is Stream.MENTIONS:
+        posts = w.resumed(listing)
+        others = parse_fb_posts(posts, w.account)
+        if w.stream is Stream.MENTIONS:
             fresh = [
                 i
                 for i in others.interactions
-                if f"post:{i.post_id}" not in marks or i.post_id == resume
+                if f"post:{i.post_id}" not in w.marks or w.part_read(i.post_id)
             ]
-            bounds = (segment.since, segment.until) if segment is not None else (None, None)
-            got.add(
-                replace(others, interactions=tuple(fresh)),
-                stream,
-                floor=bounds[0],
-                until=bounds[1],
+            start = w.segment.since if w.segment is not None else None
+            w.got.add(
+                replace(others, interactions=tuple(fresh)), w.stream, floor=start, until=w.until
             )
         for post in posts:
             post_id = post.get("id")
@@ -382,66 +244,44 @@ class FacebookSource(MetaSource):
                 continue
             made = data_time(post, "created_time")
             updated = data_time(post, "updated_time")
-            if made is None or updated is None or made < int(window.timestamp()):
+            if made is None or updated is None or made < window:
                 continue
             key = f"post:{post_id}"
-            mark = marks.get(key)
+            mark = w.marks.get(key)
             _, was_updated, read_to, last_id = mark_fields(mark, 4)
-            part = token is not None and token.post == post_id and token.comments is not None
+            part = w.part_read(post_id)
             if not part and mark is not None and (as_int(was_updated) or 0) >= updated:
                 continue  # not moved since its comments were read
-            since = read_from(token if part else None, read_to, floor)
+            since = read_from(w.token if part else None, read_to, w.floor)
             # Not read: from where its comments were read to, its updated_time not reached.
             kept = read_to if as_int(read_to) is not None else str(since)
             left = f"{made}|{updated - 1}|{kept}|{last_id}"
             more = None
             what = f"the comments of post {clip(post_id, 60)}"
-            with left_for_next_walk(got, key, left, what, live=segment is None):
-                more = self._comments(
-                    account,
-                    stream,
-                    post,
-                    since,
-                    last_id if not part else "",
-                    token.comments if part and token is not None else None,
-                    got,
-                    key,
-                    made,
-                    updated,
-                    mark,
-                    until,
-                )
+            with left_for_next_walk(w.got, key, left, what, live=w.segment is None):
+                more = self._comments(w, post, since, "" if part else last_id, key, made, updated)
             if more is not None:
-                return WalkToken("posts", after=after, post=post_id, comments=more, since=since)
-        nxt = after_cursor(listing, self.network)
-        oldest = min((t for p in posts if (t := data_time(p, "created_time"))), default=None)
-        if nxt is not None and (oldest is None or oldest >= int(window.timestamp())):
-            return WalkToken("posts", after=nxt)
-        if segment is not None:
-            return None
-        got.marks.update(self._window_drop(cursor.marks, "post:", now))
-        if self.messenger:
-            return WalkToken("threads")
-        return None
+                return w.stopped_in(post_id, more, since)
+        following = self._next_page(w, listing, posts, "created_time", window, undated=True)
+        if following is None and w.segment is None:
+            w.got.marks.update(self._window_drop(w.cursor.marks, "post:", w.now))
+        return following
 
     def _comments(
         self,
-        account: Account,
-        stream: Stream,
+        w: Walk,
         post: Mapping[str, Any],
         since: int,
         last_id: str,
-        after: str | None,
-        got: Collected,
         key: str,
         made: int,
         updated: int,
-        mark: str | None,
-        until: datetime | None = None,
     ) -> str | None:
         """One page of a moved post's comments (all levels, oldest first) from ``since``
-        (to ``until``, a backfill's end); its mark moved to the newest read. The next page's
-        cursor, or None when read."""
+        (to a backfill's end), from where the walk stopped in them; its mark moved to the
+        newest read. The next page's cursor, or None when read."""
+        post_id = str(post["id"])
+        after = w.comments_at(post_id)
         params: dict[str, str | int] = {
             "fields": COMMENT_FIELDS,
             "filter": "stream",
@@ -449,11 +289,10 @@ class FacebookSource(MetaSource):
             "since": since,
             "limit": self.page_size,
         }
-        if until is not None:
-            params["until"] = int(until.timestamp())
+        if w.until is not None:
+            params["until"] = int(w.until.timestamp())
         if after is not None:
             params["after"] = after
-        post_id = str(post["id"])
         answer = self._list(f"{post_id}/comments", params)
         items = [c for c in answer.data if isinstance(c, dict)]
         if after is None and last_id:
@@ -463,203 +302,21 @@ class FacebookSource(MetaSource):
                 items = items[ids.index(last_id) + 1 :]
         translated = parse_fb_comments(
             items,
-            account,
+            w.account,
             post_id=post_id,
             post_url=str(post.get("permalink_url") or ""),
             parents=_parents(items, self.page_id),
         )
-        got.add(translated, stream, until=until)
-        _, was_updated, read_to, was_last = mark_fields(mark, 4)
+        w.got.add(translated, w.stream, until=w.until)
+        _, was_updated, read_to, was_last = mark_fields(w.marks.get(key), 4)
         newest_at, newest_id = read_to or str(since), was_last
         stamped = [(t, str(c["id"])) for c in items if (t := data_time(c, "created_time"))]
         if stamped:
             newest_at, newest_id = str(stamped[-1][0]), stamped[-1][1]
         more = after_cursor(answer, self.network)
         moved = moved_mark(updated, self.clock()) if more is None else (was_updated or "0")
-        got.marks[key] = f"{made}|{moved}|{newest_at}|{newest_id}"
+        w.got.marks[key] = f"{made}|{moved}|{newest_at}|{newest_id}"
         return more
-
-    # backfill (Backfiller)
-    def plan_backfill(
-        self,
-        account: Account,
-        streams: Sequence[Stream],
-        since: datetime,
-        until: datetime,
-        now: datetime,
-    ) -> list[Segment]:
-        """One segment a stream: the comments made in the window on the Page's posts of the
-        watch window (and, for mentions, its visitor and tagged posts). Graph lists a
-        post's comments by time, but reaches posts only through the feed, so the window
-        starts no earlier than the watch window, and Messenger (only a thread's 20 newest
-        messages have details) is not read. No network call."""
-        return backfill.plan(
-            backfill.PAGE_COMMENTS,
-            backfill.PAGE_NOTE,
-            streams,
-            since,
-            until,
-            now,
-            self.watch_window,
-            self.page_size,
-        )
-
-    def count_posts(self, account: Account, segment: Segment) -> PostCount:
-        return backfill.count(self.fetch_segment(account, segment, None))
-
-    def fetch_segment(
-        self,
-        account: Account,
-        segment: Segment,
-        token: str | None,
-        known: KnownAuthors | None = None,
-    ) -> Page:
-        """One feed page of the watch window and its posts' comments inside the segment (a
-        post with more than a page of them: the token says where it stopped)."""
-        self._guard(account)
-        backfill.check_route(segment, self.shared_routes, self.network)
-        at = backfill.position(token, self.network)
-        got = Collected()
-        following = self._posts_step(
-            account, segment.stream, Cursor(), at, got, self.clock(), segment=segment
-        )
-        return backfill.step_page(got, at, following, self.network)
-
-    # Messenger
-    def _threads_step(
-        self,
-        account: Account,
-        stream: Stream,
-        cursor: Cursor,
-        token: WalkToken,
-        got: Collected,
-        now: datetime,
-    ) -> WalkToken | None:
-        floor = int(self._floor(cursor, now).timestamp())
-        params: dict[str, str | int] = {
-            "platform": "messenger",
-            "fields": THREAD_FIELDS,
-            "limit": self.page_size,
-        }
-        if token.after is not None:
-            params["after"] = token.after
-        listing = self._list(f"{self.page_id}/conversations", params)
-        threads = [t for t in listing.data if isinstance(t, dict)]
-        marks = {**cursor.marks, **got.marks}
-        hinted = {k[len(HINTED) :] for k, v in marks.items() if k.startswith(HINTED) and v}
-        for thread in threads:
-            thread_id = thread.get("id")
-            updated = data_time(thread, "updated_time")
-            if not isinstance(thread_id, str) or not OBJECT_ID.fullmatch(thread_id):
-                continue
-            if updated is None:
-                continue
-            key = f"thread:{thread_id}"
-            mark = cursor.marks.get(key)
-            was_updated, read_to, last_id = mark_fields(mark, 3)
-            if mark is None and updated < floor:
-                continue
-            if mark is not None and (as_int(was_updated) or 0) >= updated:
-                continue
-            since = as_int(read_to) if mark is not None and as_int(read_to) is not None else floor
-            left = f"{updated - 1}|{since or 0}|{last_id}"  # not read: its messages from since
-            with left_for_next_walk(got, key, left, f"Messenger thread {clip(thread_id, 40)}"):
-                self._messages(
-                    account, stream, thread, since or 0, last_id, got, key, updated, hinted
-                )
-        nxt = after_cursor(listing, self.network)
-        oldest = min((t for th in threads if (t := data_time(th, "updated_time"))), default=None)
-        if nxt is not None and oldest is not None and oldest >= floor:
-            return WalkToken("threads", after=nxt)
-        edge = int((now - self.watch_window).timestamp())
-        for key, value in marks.items():
-            # A hinted message's mark whose thread no walk passed (its thread left the
-            # window unread): gone with the window too. Not one this walk read.
-            if key.startswith(("thread:", HINTED)) and value and key not in got.marks:
-                moved = as_int(mark_fields(value, 1)[0])
-                if moved is not None and moved < edge:
-                    got.marks[key] = None
-        return None
-
-    def _messages(
-        self,
-        account: Account,
-        stream: Stream,
-        thread: Mapping[str, Any],
-        since: int,
-        last_id: str,
-        got: Collected,
-        key: str,
-        updated: int,
-        hinted: Collection[str] = (),
-    ) -> None:
-        """A moved thread's messages newer than its mark, newest first, one call: Graph
-        details only the 20 newest, so more than that since the mark is a gap, unless the
-        webhook's hints read every one of them (``hinted``: their ids)."""
-        thread_id = str(thread["id"])
-        answer = self._list(
-            f"{thread_id}/messages", {"fields": MESSAGE_FIELDS, "limit": MESSAGES_PAGE}
-        )
-        items = [m for m in answer.data if isinstance(m, dict)]
-        fresh, reached = _since_mark(items, since, last_id)
-        detailed = [m for m in fresh if "from" in m or "message" in m]
-        beyond = [m for m in fresh if m not in detailed]
-        more = not reached and answer.next_query is not None
-        if (beyond or more) and hinted and all(m.get("id") in hinted for m in beyond):
-            listed = self._hinted_beyond(thread_id, answer, since, last_id, hinted) if more else []
-            if listed is not None:
-                beyond, more = [], False
-                fresh = fresh + listed
-        for message in fresh:
-            if message.get("id") in hinted:
-                got.marks[f"{HINTED}{message['id']}"] = None  # the thread's mark passes it
-        if beyond or more:
-            stamps = [t for m in beyond or fresh if (t := data_time(m, "created_time"))]
-            got.gap = iso(datetime.fromtimestamp(max(stamps) if stamps else updated, UTC))
-            got.warnings.append(
-                f"Messenger thread {clip(thread_id, 40)}: more than {MESSAGE_DETAILS} messages "
-                "arrived since the last poll; Graph details only the 20 newest (a gap)"
-            )
-        participants = thread.get("participants")
-        people = participants.get("data") if isinstance(participants, dict) else None
-        translated = parse_messages(
-            detailed,
-            account,
-            conversation_id=thread_id,
-            conversation_url=conversation_url(thread.get("link")),
-            participants=people if isinstance(people, list) else (),
-        )
-        got.add(translated, stream)
-        newest = next(
-            ((t, str(m["id"])) for m in detailed if (t := data_time(m, "created_time"))), None
-        )
-        read_to, read_id = (str(newest[0]), newest[1]) if newest else (str(since), last_id)
-        got.marks[key] = f"{moved_mark(updated, self.clock())}|{read_to}|{read_id}"
-
-    def _hinted_beyond(
-        self, thread_id: str, answer: Any, since: int, last_id: str, hinted: Collection[str]
-    ) -> list[dict[str, Any]] | None:
-        """The thread's messages past the first page down to its mark, by id, when hints
-        read every one of them (at most :data:`MESSAGE_ID_PAGES` more calls); None when one
-        was not, or the mark is further back: a gap, as without the webhook."""
-        listed: list[dict[str, Any]] = []
-        page = answer
-        for _ in range(MESSAGE_ID_PAGES):
-            after = after_cursor(page, self.network)
-            if after is None:
-                return listed  # the thread's first message reached
-            page = self._list(
-                f"{thread_id}/messages",
-                {"fields": "id,created_time", "limit": MESSAGES_PAGE, "after": after},
-            )
-            items = [m for m in page.data if isinstance(m, dict)]
-            fresh, reached = _since_mark(items, since, last_id)
-            if any(m.get("id") not in hinted for m in fresh):
-                return None
-            listed += fresh
-            if reached:
-                return listed
-        return None
 
     # check
     def check(self, handles: Sequence[str]) -> list[CheckRow]:

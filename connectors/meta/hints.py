@@ -30,18 +30,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from connectors.meta.client import PermissionDenied
-from connectors.meta.walk import Collected
 from syncd.errors import BadItem, NotFound, TransientError
 from syncd.model import Account, Cursor, Page, Stream, WebhookHint
+
+if TYPE_CHECKING:  # the walk's fetch reads hints (walk.py imports this module)
+    from connectors.meta.walk import Collected
 
 # Hints one page reads (one call each): a flood of deliveries is read over the walk's pages
 # and the next walks, not in one page's transaction.
 PER_PAGE = 25
 
 # Reads the hinted object into the collection; raises the client's errors.
-Reader = Callable[[Account, str, Collected], None]
+Reader = Callable[[Account, str, "Collected"], None]
 # Told of a hint taken with nothing stored: the hint and why (for a log line and a count).
 Dropped = Callable[[WebhookHint, str], None]
 
@@ -51,13 +54,13 @@ def read(
     account: Account,
     stream: Stream,
     cursor: Cursor,
+    got: Collected,
     dropped: Dropped | None = None,
-) -> tuple[Collected, tuple[WebhookHint, ...]]:
-    """What this page reads of the walk's untaken hints, and the hints it took."""
-    got = Collected()
+) -> tuple[WebhookHint, ...]:
+    """This page's reading of the walk's untaken hints, into ``got``; the hints it took."""
     taken: list[WebhookHint] = []
     if stream is not Stream.MENTIONS:
-        return got, ()
+        return ()
     for hint in cursor.hints:
         if len(taken) >= PER_PAGE:
             break
@@ -75,7 +78,7 @@ def read(
             got.warnings.append(f"a webhook hint is left for later: {exc}")
             break
         taken.append(hint)
-    return got, tuple(taken)
+    return tuple(taken)
 
 
 def merged(page: Page, got: Collected, taken: tuple[WebhookHint, ...]) -> Page:

@@ -21,11 +21,13 @@ from connectors.meta.parse import (
     parse_ig_media,
 )
 from connectors.meta.settings import IG_COMMENTS_MAX, InstagramSettings
-from connectors.meta.threads import THREADS, Inbox, walk_threads
+from connectors.meta.threads import Inbox, inbox_phase, message_readers
 from connectors.meta.walk import (
     OBJECT_ID,
     Collected,
     MetaSource,
+    Phase,
+    Walk,
     WalkToken,
     after_cursor,
     as_int,
@@ -35,9 +37,9 @@ from connectors.meta.walk import (
     read_from,
     replies_of,
 )
-from syncd.contracts import CheckRow, ConnectorSettings, KnownAuthors
+from syncd.contracts import CheckRow, ConnectorSettings
 from syncd.errors import MalformedAnswer
-from syncd.model import Account, Author, Cursor, Page, PostCount, Segment, Stream
+from syncd.model import Account, Author, Stream
 
 if TYPE_CHECKING:
     from syncd.contracts import Backfiller, ObservedResponses, Source, Starting, WebhookSource
@@ -70,8 +72,13 @@ class InstagramSource(MetaSource):
 
     network: ClassVar[str] = NETWORK_INSTAGRAM
     Settings: ClassVar[type[ConnectorSettings]] = InstagramSettings
-    # Backfill steps spend the account's budget, which live polls spend too.
-    shared_routes: ClassVar[frozenset[str]] = frozenset({backfill.ACCOUNT_MEDIA})
+    # A backfill reads the media and tags phases: the comments made in the window on the
+    # account's media of the watch window, and, for mentions, media tagging it made in the
+    # window; not Direct. ``/media`` reaches further back (its 10,000 newest), but an old
+    # media's comments are read whole, 50 a call, to find the few in the window.
+    backfill_route: ClassVar[str] = backfill.ACCOUNT_MEDIA
+    backfill_note: ClassVar[str] = backfill.MEDIA_NOTE
+    shared_routes: ClassVar[frozenset[str]] = frozenset({backfill_route})
 
     def __init__(
         self,
@@ -96,6 +103,11 @@ class InstagramSource(MetaSource):
                 if instagram_login
                 else "instagram_manage_messages, pages_manage_metadata"
             ),
+        )
+        self.phases = (
+            Phase("posts", self._media_step),
+            Phase("tags", self._tags_step, streams=frozenset({Stream.MENTIONS})),
+            inbox_phase(self, self.inbox, on=direct),
         )
 
     @classmethod
@@ -122,30 +134,6 @@ class InstagramSource(MetaSource):
                 found[handle] = Account(self.network, username, self.ig_user_id)
         return found
 
-    def fetch(
-        self, account: Account, stream: Stream, cursor: Cursor, known: KnownAuthors | None = None
-    ) -> Page:
-        self._guard(account)
-        now = self.clock()
-        token = (
-            WalkToken.parse(cursor.pagination_token, self.network)
-            if cursor.pagination_token is not None
-            else None
-        )
-        got = Collected()
-        if token is None or token.phase == "posts":
-            following = self._media_step(account, stream, cursor, token, got, now)
-        elif token.phase == "tags":
-            following = self._tags_step(account, cursor, token, got, now)
-        elif token.phase == THREADS:
-            following = walk_threads(self, self.inbox, account, stream, cursor, token, got, now)
-        else:
-            raise MalformedAnswer("a stored Meta walk position is unreadable", system=self.network)
-        hinted, taken = hints.read(
-            self._hint_readers(), account, stream, cursor, dropped=self._drop_hint
-        )
-        return hints.merged(self._page(got, cursor, token, following, now), hinted, taken)
-
     def lookup_posts(
         self, post_ids: Sequence[str], refs: Mapping[str, str] | None = None
     ) -> tuple[set[str], set[str]]:
@@ -161,6 +149,7 @@ class InstagramSource(MetaSource):
             "instagram:mentions:media": self._mentioned_media,
             "instagram:comments:comment": self._hinted_comment,
             "instagram:live_comments:comment": self._hinted_comment,
+            **message_readers(self, self.inbox, ("instagram:messages:message",)),
         }
 
     def _mentioned_comment(self, account: Account, comment_id: str, got: Collected) -> None:
@@ -210,33 +199,13 @@ class InstagramSource(MetaSource):
         )
         got.add(translated, Stream.MENTIONS)
 
-    def _media_step(
-        self,
-        account: Account,
-        stream: Stream,
-        cursor: Cursor,
-        token: WalkToken | None,
-        got: Collected,
-        now: datetime,
-        segment: Segment | None = None,
-    ) -> WalkToken | None:
+    def _media_step(self, w: Walk) -> WalkToken | None:
         """One page of the account's media and the comments of those whose count moved;
-        with ``segment`` (a backfill), every media's comments inside the segment's window,
+        with a segment (a backfill), every media's comments inside the segment's window,
         and no marks kept."""
-        window = int((now - self.watch_window).timestamp())
-        marks = cursor.marks if segment is None else {}
-        floor = self._floor(cursor, now) if segment is None else segment.since
-        until = segment.until if segment is not None else None
-        after = token.after if token is not None else None
-        params: dict[str, str | int] = {"fields": MEDIA_FIELDS, "limit": self.page_size}
-        if after is not None:
-            params["after"] = after
-        listing = self._list(f"{self.ig_user_id}/media", params)
-        media = [m for m in listing.data if isinstance(m, dict)]
-        resume = token.post if token is not None else None
-        if resume is not None:
-            ids = [m.get("id") for m in media]
-            media = media[ids.index(resume) :] if resume in ids else media
+        window = int((w.now - self.watch_window).timestamp())
+        listing = self._list(f"{self.ig_user_id}/media", w.listing(MEDIA_FIELDS, self.page_size))
+        media = w.resumed(listing)
         for item in media:
             media_id = item.get("id")
             made = data_time(item, "timestamp")
@@ -245,91 +214,60 @@ class InstagramSource(MetaSource):
                 continue
             if made is None or made < window or not isinstance(count, int):
                 continue
-            if until is not None and made >= int(until.timestamp()):
+            if w.until is not None and made >= int(w.until.timestamp()):
                 continue  # made after the segment: none of its comments is in it
             key = f"media:{media_id}"
-            mark = marks.get(key)
+            mark = w.marks.get(key)
             _, was_count, read_to = mark_fields(mark, 3)
-            part = token is not None and token.post == media_id and token.comments is not None
+            part = w.part_read(media_id)
             if not part and mark is not None and as_int(was_count) == count:
                 continue  # no comment came or went
             if not part and count == 0:
-                got.marks[key] = f"{made}|0|{read_to or int(floor.timestamp())}"
+                w.got.marks[key] = f"{made}|0|{read_to or int(w.floor.timestamp())}"
                 continue
-            since = read_from(token if part else None, read_to, floor)
+            since = read_from(w.token if part else None, read_to, w.floor)
             # Not read: from where its comments were read to, its count not reached.
             _, _, kept, kept_ids = mark_fields(mark, 4)
             left = f"{made}|-1|{kept if as_int(kept) is not None else since}|{kept_ids}"
             more = None
             what = f"the comments of media {clip(media_id, 60)}"
-            with left_for_next_walk(got, key, left, what, live=segment is None):
-                more = self._ig_comments(
-                    account,
-                    stream,
-                    item,
-                    since,
-                    token.comments if part and token is not None else None,
-                    got,
-                    key,
-                    made,
-                    count,
-                    was_count,
-                    mark,
-                    until,
-                )
+            with left_for_next_walk(w.got, key, left, what, live=w.segment is None):
+                more = self._ig_comments(w, item, since, key, made, count)
             if more is not None:
-                return WalkToken("posts", after=after, post=media_id, comments=more, since=since)
-        nxt = after_cursor(listing, self.network)
-        oldest = min((t for m in media if (t := data_time(m, "timestamp"))), default=None)
-        if nxt is not None and (oldest is None or oldest >= window):
-            return WalkToken("posts", after=nxt)
-        if segment is None:
-            got.marks.update(self._window_drop(cursor.marks, "media:", now))
-        if stream is Stream.MENTIONS:
-            return WalkToken("tags")
-        return self._after_posts(segment)
-
-    def _after_posts(self, segment: Segment | None) -> WalkToken | None:
-        """What a stream's walk reads once the account's posts are read: Direct, when read
-        (a backfill does not: only a thread's 20 newest messages are detailed)."""
-        return WalkToken(THREADS) if self.direct and segment is None else None
+                return w.stopped_in(media_id, more, since)
+        following = self._next_page(w, listing, media, "timestamp", window, undated=True)
+        if following is None and w.segment is None:
+            w.got.marks.update(self._window_drop(w.cursor.marks, "media:", w.now))
+        return following
 
     def _ig_comments(
-        self,
-        account: Account,
-        stream: Stream,
-        media: Mapping[str, Any],
-        since: int,
-        after: str | None,
-        got: Collected,
-        key: str,
-        made: int,
-        count: int,
-        was_count: str,
-        mark: str | None,
-        until: datetime | None = None,
+        self, w: Walk, media: Mapping[str, Any], since: int, key: str, made: int, count: int
     ) -> str | None:
         """One page (50) of a moved media's comments, replies expanded: all of them, since
-        a new reply sits under an old comment; those made before ``since`` are left out."""
+        a new reply sits under an old comment; those made before ``since`` are left out.
+        From where the walk stopped in them."""
+        media_id = str(media["id"])
         params: dict[str, str | int] = {"fields": IG_COMMENT_FIELDS, "limit": IG_COMMENTS_MAX}
+        after = w.comments_at(media_id)
         if after is not None:
             params["after"] = after
-        media_id = str(media["id"])
         answer = self._list(f"{media_id}/comments", params)
         translated = parse_ig_comments(
             list(answer.data),
-            account,
+            w.account,
             media_id=media_id,
             media_url=str(media.get("permalink") or ""),
         )
-        _, _, read_to, read_ids = mark_fields(got.marks.get(key) or mark, 4)
+        mark = w.marks.get(key)
+        _, was_count, _, _ = mark_fields(mark, 4)
+        _, _, read_to, read_ids = mark_fields(w.got.marks.get(key) or mark, 4)
         at_mark = frozenset(read_ids.split(",")) if read_to == str(since) and read_ids else None
-        got.add(
+        w.got.add(
             translated,
-            stream,
+            w.stream,
             floor=datetime.fromtimestamp(since, UTC),
             skip=at_mark or frozenset(),
-            until=until,
+            until=w.until,
         )
         # The newest second read, and the comments of that second (read again next time,
         # by the floor, and left out by id).
@@ -349,88 +287,17 @@ class InstagramSource(MetaSource):
         more = after_cursor(answer, self.network)
         # The count is kept once every page was read: a stop between pages reads it again.
         kept = str(count) if more is None else (was_count or "-1")
-        got.marks[key] = f"{made}|{kept}|{newest}|{','.join(sorted(ids_then))}"
+        w.got.marks[key] = f"{made}|{kept}|{newest}|{','.join(sorted(ids_then))}"
         return more
 
-    def _tags_step(
-        self,
-        account: Account,
-        cursor: Cursor,
-        token: WalkToken,
-        got: Collected,
-        now: datetime,
-        segment: Segment | None = None,
-    ) -> WalkToken | None:
+    def _tags_step(self, w: Walk) -> WalkToken | None:
         """Media of others tagging the account, newest first, back to the floor (a tag
         carries the media's time, not the tagging's); a backfill's: inside its segment."""
-        floor = self._floor(cursor, now) if segment is None else segment.since
-        until = segment.until if segment is not None else None
-        params: dict[str, str | int] = {"fields": TAG_FIELDS, "limit": self.page_size}
-        if token.after is not None:
-            params["after"] = token.after
-        listing = self._list(f"{self.ig_user_id}/tags", params)
-        items = [m for m in listing.data if isinstance(m, dict)]
-        got.add(parse_ig_media(items, account), Stream.MENTIONS, floor=floor, until=until)
-        nxt = after_cursor(listing, self.network)
-        oldest = min((t for m in items if (t := data_time(m, "timestamp"))), default=None)
-        if nxt is not None and oldest is not None and oldest >= int(floor.timestamp()):
-            return WalkToken("tags", after=nxt)
-        return self._after_posts(segment)
-
-    # backfill (Backfiller)
-    def plan_backfill(
-        self,
-        account: Account,
-        streams: Sequence[Stream],
-        since: datetime,
-        until: datetime,
-        now: datetime,
-    ) -> list[Segment]:
-        """One segment a stream: the comments made in the window on the account's media of
-        the watch window (and, for mentions, media tagging it made in the window). ``/media``
-        reaches further back (its 10,000 newest), but an old media's comments are read
-        whole, 50 a call, to find the few in the window: the watch window bounds the cost,
-        as the live walk's. No network call."""
-        return backfill.plan(
-            backfill.ACCOUNT_MEDIA,
-            backfill.MEDIA_NOTE,
-            streams,
-            since,
-            until,
-            now,
-            self.watch_window,
-            self.page_size,
-        )
-
-    def count_posts(self, account: Account, segment: Segment) -> PostCount:
-        return backfill.count(self.fetch_segment(account, segment, None))
-
-    def fetch_segment(
-        self,
-        account: Account,
-        segment: Segment,
-        token: str | None,
-        known: KnownAuthors | None = None,
-    ) -> Page:
-        """One media page of the watch window and its media's comments inside the segment
-        (a media with more than 50: the token says where it stopped), then, for mentions,
-        the tags of the segment, a page a step."""
-        self._guard(account)
-        backfill.check_route(segment, self.shared_routes, self.network)
-        at = backfill.position(token, self.network)
-        got = Collected()
-        now = self.clock()
-        if at is None or at.phase == "posts":
-            following = self._media_step(
-                account, segment.stream, Cursor(), at, got, now, segment=segment
-            )
-        elif at.phase == "tags":
-            following = self._tags_step(account, Cursor(), at, got, now, segment=segment)
-        else:
-            raise MalformedAnswer(
-                "a stored Meta backfill position is unreadable", system=self.network
-            )
-        return backfill.step_page(got, at, following, self.network)
+        listing = self._list(f"{self.ig_user_id}/tags", w.listing(TAG_FIELDS, self.page_size))
+        items = w.resumed(listing)
+        w.got.add(parse_ig_media(items, w.account), Stream.MENTIONS, floor=w.floor, until=w.until)
+        edge = int(w.floor.timestamp())
+        return self._next_page(w, listing, items, "timestamp", edge, undated=False)
 
     def check(self, handles: Sequence[str]) -> list[CheckRow]:
         """What ``syncd check`` reports of this account (:func:`.check.instagram_check`)."""

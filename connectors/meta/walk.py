@@ -6,7 +6,10 @@ Two source types, ``facebook`` (:mod:`.facebook`) and ``instagram`` (:mod:`.inst
 source's network is a class-level name the core keys accounts, identities and brand ids on,
 and the two networks have different settings (:mod:`.settings`). What they share is here:
 the walk's token, the marks, what one fetch gathers, and :class:`MetaSource` (the client,
-``lookup_posts``, ``plan_gap``, the page a fetch returns).
+``lookup_posts``, ``plan_gap``, the page a fetch returns, and the fetch and backfill steps
+themselves). A source's walk is data: its :class:`Phase` tuple (Facebook: the Page's posts,
+then Messenger; Instagram: its media, media tagging it, then Direct), each phase a step
+function over a :class:`Walk`, with the streams and backfills that read it.
 
 Walks. Meta has no "what is new" endpoint: new comments land on old posts, and the feed is
 ordered by creation, not activity [doc: page/feed; research §0.4]. So each walk re-scans a
@@ -43,7 +46,7 @@ conversations]: when a thread gained more than that since its mark, the older on
 beyond reach of any poll, and the walk ends ``cut`` (a gap, which :meth:`plan_gap` calls
 unclosable: no endpoint gives them). Meta's ``messages`` webhook is the only way to them: each
 message it names is read by id while it is still among the 20 newest (:mod:`.hints`), and a
-walk finding only such messages beyond reach records no gap (:mod:`.facebook`).
+walk finding only such messages beyond reach records no gap (:mod:`.threads`).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from connectors._http import ResponseReporter
+from connectors.meta import backfill, hints
 from connectors.meta.client import DEFAULT_VERSION, GraphClient, GraphPage
 from connectors.meta.parse import Translated, clip
 from connectors.meta.receiver import MetaWebhook, WebhookSettings
@@ -66,6 +70,7 @@ from connectors.meta.settings import FEED_MAX, WATCH_WINDOW, valid_version
 from syncd.contracts import (
     ConnectorSettings,
     DroppedHints,
+    KnownAuthors,
     ResponseObserver,
     UsageRatios,
     WebhookEndpoint,
@@ -88,7 +93,9 @@ from syncd.model import (
     GapPlan,
     Interaction,
     Page,
+    PostCount,
     Quarantined,
+    Segment,
     Stream,
     WebhookHint,
 )
@@ -314,12 +321,97 @@ def data_time(item: Any, name: str) -> int | None:
     return graph_time(item.get(name)) if isinstance(item, dict) else None
 
 
+# -- a walk's phases ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Walk:
+    """What one step of a walk reads with: the account and stream walked, the stored cursor,
+    the token it stands at (None: a walk's first page), the phase it reads, ``floor`` (where
+    objects without a mark are read from), the clock's ``now``; a backfill's ``segment``
+    (read inside its window, keeping no marks). ``got`` gathers what it reads."""
+
+    account: Account
+    stream: Stream
+    cursor: Cursor
+    token: WalkToken | None
+    phase: str
+    got: Collected
+    now: datetime
+    floor: datetime
+    segment: Segment | None = None
+
+    @property
+    def marks(self) -> Mapping[str, str]:
+        """The stored marks the step goes by: none for a backfill."""
+        return self.cursor.marks if self.segment is None else {}
+
+    @property
+    def until(self) -> datetime | None:
+        """A backfill's end: nothing made from then on is kept."""
+        return self.segment.until if self.segment is not None else None
+
+    def listing(self, fields: str, limit: int, **more: str | int | None) -> dict[str, str | int]:
+        """A listing call's parameters: the fields, the page size, ``more`` (those not
+        None), and Graph's cursor of the page the token stands at."""
+        params: dict[str, str | int] = {"fields": fields, "limit": limit}
+        params.update({k: v for k, v in more.items() if v is not None})
+        if self.token is not None and self.token.after is not None:
+            params["after"] = self.token.after
+        return params
+
+    def resumed(self, listing: GraphPage) -> list[dict[str, Any]]:
+        """The objects of a listing page, from the one whose comments the token left
+        part-read on (gone from the page: the whole page again)."""
+        items = [i for i in listing.data if isinstance(i, dict)]
+        resume = self.token.post if self.token is not None else None
+        ids = [i.get("id") for i in items]
+        return items[ids.index(resume) :] if resume is not None and resume in ids else items
+
+    def comments_at(self, object_id: str) -> str | None:
+        """The comments cursor the token stopped at inside this object (None: not inside it)."""
+        token = self.token
+        return token.comments if token is not None and token.post == object_id else None
+
+    def part_read(self, object_id: str) -> bool:
+        """Whether the token stopped inside this object's comments."""
+        return self.comments_at(object_id) is not None
+
+    def stopped_in(self, object_id: str, comments: str, since: int) -> WalkToken:
+        """The token of a walk stopping inside an object's comments: the same listing page,
+        the object, the comments' cursor and the lower bound they were asked with."""
+        after = self.token.after if self.token is not None else None
+        return WalkToken(self.phase, after=after, post=object_id, comments=comments, since=since)
+
+
+# One page of a phase read (:class:`Walk`): the token to go on from inside the phase, or None
+# once the phase is read.
+Step = Callable[[Walk], WalkToken | None]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One part of a source's walk (:attr:`MetaSource.phases`, walked in order): ``name`` is
+    the token's phase while it is read, ``step`` reads a page of it; ``streams``: the streams
+    whose walks read it; ``on``: whether the source's settings read it; ``backfill``: whether
+    a backfill reads it too (an inbox is not: Graph details only a thread's 20 newest)."""
+
+    name: str
+    step: Step
+    streams: frozenset[Stream] = frozenset(Stream)
+    on: bool = True
+    backfill: bool = True
+
+
 # -- the shared part -------------------------------------------------------------------------------
 class MetaSource:
     network: ClassVar[str]
     Settings: ClassVar[type[ConnectorSettings]]
     # lookup_posts asks Graph one object a call (a batch saves round trips, not quota).
     post_check_batch: ClassVar[int] = 50
+    # A backfill's one route (its steps spend the account's budget, which live polls spend
+    # too: ``shared_routes``) and what its plan says it reads.
+    backfill_route: ClassVar[str]
+    backfill_note: ClassVar[str]
+    shared_routes: ClassVar[frozenset[str]]
 
     def __init__(
         self,
@@ -360,6 +452,8 @@ class MetaSource:
         )
         self._reporter = ResponseReporter()
         self.client.session.hooks["response"].append(self._reporter.requests_hook)
+        # The walk, in order; each source names its own from its settings.
+        self.phases: tuple[Phase, ...] = ()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.account_id!r})"
@@ -387,6 +481,27 @@ class MetaSource:
             return None
         return MetaWebhook.from_settings(self.webhook_settings)
 
+    def fetch(
+        self, account: Account, stream: Stream, cursor: Cursor, known: KnownAuthors | None = None
+    ) -> Page:
+        """One page of the walk (:meth:`_step`), with what the webhook's hints read."""
+        # ``known`` changes nothing: Graph gives each comment's author with it, free.
+        self._guard(account)
+        now = self.clock()
+        token = self._position(cursor.pagination_token)
+        # Hints first: a message they read is no gap to the thread walk of this same fetch.
+        hinted = Collected()
+        taken = hints.read(
+            self._hint_readers(), account, stream, cursor, hinted, dropped=self._drop_hint
+        )
+        got = Collected(marks=dict(hinted.marks))
+        following = self._step(account, stream, cursor, token, got, now, None)
+        return hints.merged(self._page(got, cursor, token, following, now), hinted, taken)
+
+    def _hint_readers(self) -> Mapping[str, hints.Reader]:
+        """The reader of each hint kind the source reads (another kind is taken unread)."""
+        return {}
+
     def _drop_hint(self, hint: WebhookHint, why: str) -> None:
         """A hint taken with nothing stored: said (ids only) and counted."""
         self.dropped_hints[why] += 1
@@ -412,6 +527,50 @@ class MetaSource:
             )
         )
 
+    # backfill (Backfiller)
+    def plan_backfill(
+        self,
+        account: Account,
+        streams: Sequence[Stream],
+        since: datetime,
+        until: datetime,
+        now: datetime,
+    ) -> list[Segment]:
+        """One segment a stream: what the walk's phases a backfill reads hold from the
+        window (:attr:`backfill_note`). Graph lists a post's comments by time, but reaches
+        posts only through the feed (``/media``), newest first, and an old post's comments
+        cost as much as a recent one's: the window starts no earlier than the watch window,
+        as the live walk's. No network call."""
+        return backfill.plan(
+            self.backfill_route,
+            self.backfill_note,
+            streams,
+            since,
+            until,
+            now,
+            self.watch_window,
+            self.page_size,
+        )
+
+    def count_posts(self, account: Account, segment: Segment) -> PostCount:
+        return backfill.count(self.fetch_segment(account, segment, None))
+
+    def fetch_segment(
+        self,
+        account: Account,
+        segment: Segment,
+        token: str | None,
+        known: KnownAuthors | None = None,
+    ) -> Page:
+        """One step of a backfill: a page of the phase it stands in, inside the segment (a
+        post with more comments than a page: the token says where it stopped)."""
+        self._guard(account)
+        backfill.check_route(segment, self.shared_routes, self.network)
+        at = self._position(token)
+        got = Collected()
+        following = self._step(account, segment.stream, Cursor(), at, got, self.clock(), segment)
+        return backfill.step_page(got, at, following, self.network)
+
     def lookup_posts(
         self, post_ids: Sequence[str], refs: Mapping[str, str] | None = None
     ) -> tuple[set[str], set[str]]:
@@ -434,6 +593,58 @@ class MetaSource:
             if body.get("id") == post_id:
                 alive.add(post_id)
         return alive, deleted
+
+    # -- the walk ------------------------------------------------------------------------
+    def _position(self, token: str | None) -> WalkToken | None:
+        return WalkToken.parse(token, self.network) if token is not None else None
+
+    def _step(
+        self,
+        account: Account,
+        stream: Stream,
+        cursor: Cursor,
+        token: WalkToken | None,
+        got: Collected,
+        now: datetime,
+        segment: Segment | None,
+    ) -> WalkToken | None:
+        """A page of the phase the token stands in (none: the first), and the token to go on
+        from: inside that phase, else the next phase this walk reads (None: the walk's end).
+        A stored phase the settings no longer read is read to its end (the walk was in it)."""
+        phases = [p for p in self.phases if segment is None or p.backfill]
+        names = [p.name for p in phases]
+        name = token.phase if token is not None else names[0]
+        if name not in names:
+            what = "walk" if segment is None else "backfill"
+            raise MalformedAnswer(
+                f"a stored Meta {what} position is unreadable", system=self.network
+            )
+        at = names.index(name)
+        floor = self._floor(cursor, now) if segment is None else segment.since
+        walk = Walk(account, stream, cursor, token, name, got, now, floor, segment)
+        following = phases[at].step(walk)
+        if following is not None:
+            return following
+        nxt = next((p for p in phases[at + 1 :] if p.on and stream in p.streams), None)
+        return WalkToken(nxt.name) if nxt is not None else None
+
+    def _next_page(
+        self,
+        w: Walk,
+        listing: GraphPage,
+        items: Sequence[Any],
+        field: str,
+        edge: int,
+        *,
+        undated: bool,
+    ) -> WalkToken | None:
+        """The token of the listing's next page, while the listing reaches back past
+        ``edge``: its oldest object (by ``field``) made at or after it, or, on a page with
+        no dated object, ``undated``. None: the phase is read."""
+        nxt = after_cursor(listing, self.network)
+        oldest = min((t for i in items if (t := data_time(i, field))), default=None)
+        reaches = undated if oldest is None else oldest >= edge
+        return WalkToken(w.phase, after=nxt) if nxt is not None and reaches else None
 
     # -- shared reading ------------------------------------------------------------------
     def _get(self, path: str, params: Mapping[str, str | int]) -> dict[str, Any]:

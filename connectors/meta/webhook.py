@@ -29,7 +29,14 @@ in ``shared/research/meta.md`` §4; [recording] ``tests/fixtures/meta/restfb/``)
   messaging-message-edits.json, messaging-message-isdeleted.json; doc: Messenger Platform
   webhook events reference, messages / message_echoes]. A ``mid`` has several shapes
   (``mid.<digits>:<hex>``, ``m_…``, bare base64url), so it is checked for its characters only;
-  the poller asks Graph for it and keeps the id Graph answers with.
+  the poller asks Graph for it and keeps the id Graph answers with. Instagram messaging (the
+  Instagram ``messages`` field): the same ``entry[].messaging[]`` (and ``standby[]``) on
+  ``object: instagram``, the entry's id the Instagram account, ``sender.id`` /
+  ``recipient.id`` the person's IGSID and the account, ``message.mid``; the account's own
+  messages come on the same field with ``message.is_echo`` [doc: Instagram Platform webhook
+  notification examples, messaging payload; Instagram messaging webhooks reference (the
+  ``messages`` field: "is_echo flag will be present to indicate that the message is sent from
+  the Instagram account itself")]. No recording under a permissive licence.
 """
 
 from __future__ import annotations
@@ -152,24 +159,26 @@ def _instagram_hints(account: str, field: str, value: Mapping[str, Any]) -> list
     return []
 
 
-def _messaging_hints(account: str, events: Any) -> list[Hint]:
-    """Messenger events naming a message: a message to the Page or one it sent (an echo), or
-    an edit. An unsent message (``is_deleted``) names nothing left to read; reads, deliveries,
-    reactions and postbacks are no interaction."""
+def _messaging_hints(network: str, account: str, events: Any) -> list[Hint]:
+    """Messaging events naming a message: a message to the account or one it sent (an echo),
+    or (Messenger only) an edit. Instagram delivers its echoes under the ``messages`` field,
+    Messenger under ``message_echoes``. An unsent message (``is_deleted``) names nothing left
+    to read; reads, deliveries, reactions and postbacks are no interaction."""
     found: list[Hint] = []
     for event in events if isinstance(events, list) else []:
         if not isinstance(event, dict):
             continue
         message, edit = event.get("message"), event.get("message_edit")
         if isinstance(message, dict) and message.get("is_deleted") is not True:
-            field = "message_echoes" if message.get("is_echo") is True else "messages"
+            echo = message.get("is_echo") is True and network == NETWORK_FACEBOOK
+            field = "message_echoes" if echo else "messages"
             mid = message.get("mid")
-        elif isinstance(edit, dict):
+        elif isinstance(edit, dict) and network == NETWORK_FACEBOOK:
             field, mid = "message_edits", edit.get("mid")
         else:
             continue
         if isinstance(mid, str) and MESSAGE_ID.fullmatch(mid):
-            found.append(Hint(NETWORK_FACEBOOK, account, field, "message", mid))
+            found.append(Hint(network, account, field, "message", mid))
     return found
 
 
@@ -189,9 +198,9 @@ def hints(payload: Any) -> list[Hint]:
         account = _entry_id(entry.get("id"))
         if account is None:
             continue
-        if kind == "page":
-            for events in ("messaging", "standby"):
-                found += _messaging_hints(account, entry.get(events))
+        network = NETWORK_FACEBOOK if kind == "page" else NETWORK_INSTAGRAM
+        for events in ("messaging", "standby"):
+            found += _messaging_hints(network, account, entry.get(events))
         changes = entry.get("changes")
         for change in changes if isinstance(changes, list) else []:
             if not isinstance(change, dict) or not isinstance(change.get("value"), dict):

@@ -579,6 +579,22 @@ class MetaSandbox(DirectViews, SandboxServer):
                 from_page=message.sender[0] == "page",
             )
 
+    def direct_message_event(self, message_id: str) -> JsonObject:
+        """The Instagram account's ``messages`` delivery for a Direct message, whichever
+        side wrote it (the account's own: ``is_echo``)."""
+        with self.lock:
+            message = self.store.direct_messages[message_id]
+            thread = self.store.direct_threads[message.thread_id]
+            user = self.store.ig_users[thread.user_key]
+            return webhooks.direct_message(
+                thread.account_id,
+                igsid=self.store.igsid(user, thread.account_id),
+                mid=message.id,
+                text=message.text,
+                created_time=message.created,
+                from_account=message.sender[0] == "account",
+            )
+
     def instagram_mention_event(
         self, account_id: str, media_id: str, comment_id: str | None = None
     ) -> JsonObject:

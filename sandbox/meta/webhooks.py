@@ -11,7 +11,9 @@ Payload shapes as recorded by restfb (``tests/fixtures/meta/restfb/``): Page ``f
 add/remove (``webhooks/feed-comment-*.json``), Page ``mention`` of a post or a comment
 (``webhooks/mention-*.json``), Instagram ``mentions`` (``instagram/wh-mentions.json``),
 Messenger ``messages`` and ``message_echoes`` (``webhooks/messaging-message-basic-echo.json``,
-with the ids as strings, as Meta's messages reference shows them). The
+with the ids as strings, as Meta's messages reference shows them). Instagram ``messages``
+(Direct) has no recording either: Messenger's event on the Instagram object, echoes on the
+same field, as Meta's Instagram messaging webhooks reference shows it. The
 Instagram ``comments`` field has no recording under a permissive licence; its shape follows
 Meta's changelog of 2021-10-20 and the Instagram webhooks reference (``id``, ``text``,
 ``from {id, username}``, ``media {id, media_product_type}``, ``parent_id`` for a reply).
@@ -238,10 +240,44 @@ def page_message(
     """Messenger ``messages`` (a person wrote to the Page) or, ``from_page``,
     ``message_echoes`` (the Page wrote): ``entry[].messaging[]`` with the sender, the
     recipient, the time in milliseconds and the message's ``mid``."""
+    return _messaging("page", page_id, psid, mid, text, created_time, from_page, at)
+
+
+def direct_message(
+    account_id: str,
+    *,
+    igsid: str,
+    mid: str,
+    text: str,
+    created_time: datetime,
+    from_account: bool = False,
+    at: datetime | None = None,
+) -> JsonObject:
+    """Instagram ``messages``: a person wrote to the account or, ``from_account``, the
+    account wrote (``is_echo``, on the same field) [doc: Instagram Platform webhook examples,
+    messaging payload; Instagram messaging webhooks]. Not recorded: Meta's documented shape,
+    Messenger's ``messaging[]`` on the Instagram object."""
+    return _messaging("instagram", account_id, igsid, mid, text, created_time, from_account, at)
+
+
+def _messaging(
+    kind: Literal["page", "instagram"],
+    account_id: str,
+    person: str,
+    mid: str,
+    text: str,
+    created_time: datetime,
+    echo: bool,
+    at: datetime | None,
+) -> JsonObject:
+    """One ``entry[].messaging[]`` event: the sender, the recipient, the time in
+    milliseconds and the message's ``mid`` (``is_echo`` when the account wrote it)."""
     message: JsonObject = {"mid": mid, "text": text}
-    if from_page:
-        message.update(is_echo=True, app_id=1517776481860111)
-    sender, recipient = (page_id, psid) if from_page else (psid, page_id)
+    if echo:
+        message["is_echo"] = True
+        if kind == "page":
+            message["app_id"] = 1517776481860111
+    sender, recipient = (account_id, person) if echo else (person, account_id)
     event: JsonObject = {
         "sender": {"id": sender},
         "recipient": {"id": recipient},
@@ -250,6 +286,6 @@ def page_message(
     }
     moment = at or created_time
     return {
-        "object": "page",
-        "entry": [{"id": page_id, "time": int(moment.timestamp() * 1000), "messaging": [event]}],
+        "object": kind,
+        "entry": [{"id": account_id, "time": int(moment.timestamp() * 1000), "messaging": [event]}],
     }

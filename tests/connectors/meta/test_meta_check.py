@@ -272,14 +272,21 @@ def test_an_instagram_login_token_is_named_and_its_renewal_left_to_the_admin(
     account = "17841400000000042"
     clock = Clock()
 
-    def rows(graph: InstagramGraph, ig_user_id: str = account) -> dict[str, CheckRow]:
+    def rows(
+        graph: InstagramGraph, ig_user_id: str = account, direct: bool = True
+    ) -> dict[str, CheckRow]:
         source = InstagramSource(
-            TOKEN, ig_user_id=ig_user_id, instagram_login=True, clock=clock, webhook=webhook
+            TOKEN,
+            ig_user_id=ig_user_id,
+            instagram_login=True,
+            clock=clock,
+            webhook=webhook,
+            direct=direct,
         )
         monkeypatch.setattr(source, "client", graph)
         return {r.item: r for r in source.check(["acme"])}
 
-    found = rows(InstagramGraph(account, ["comments", "mentions"]))
+    found = rows(InstagramGraph(account, ["comments", "mentions", "messages"]))
     assert failing(found) == []
     assert found["Instagram token"].detail == f"an Instagram Login token of @acme ({account})"
     expiry = found["token expiry"]
@@ -289,5 +296,10 @@ def test_an_instagram_login_token_is_named_and_its_renewal_left_to_the_admin(
     unsubscribed = rows(InstagramGraph(account, ["comments"]))["webhooks"]
     assert not unsubscribed.ok and "not to mentions" in unsubscribed.detail
     assert "POST /me/subscribed_apps" in unsubscribed.fix
+    # Direct read: its messages beyond a thread's 20 newest come by the 'messages' field only.
+    no_messages = rows(InstagramGraph(account, ["comments", "mentions"]))["webhooks"]
+    assert not no_messages.ok and "not to messages" in no_messages.detail
+    assert "subscribed_fields=comments,mentions,messages" in no_messages.fix
+    assert rows(InstagramGraph(account, ["comments", "mentions"]), direct=False)["webhooks"].ok
     (other,) = rows(InstagramGraph("17841400000000099", []), account).values()
     assert not other.ok and "not account 17841400000000042's" in other.detail

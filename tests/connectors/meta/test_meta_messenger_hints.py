@@ -13,15 +13,11 @@ hint rows are pruned.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from prometheus_client import CollectorRegistry
-from sqlalchemy import func, select
-from support.fake_crm import FakeCrm
-from support.meta import GraphClock, graph_server, hooked
-from support.pipeline import Clock as PipelineClock
+from sqlalchemy import select
+from support.meta import GraphClock, Walker, graph_server, hooked, listening, stored
 
 from connectors.meta import webhook
 from connectors.meta.facebook import FacebookSource
@@ -30,20 +26,15 @@ from sandbox.meta.api import MetaSandbox
 from sandbox.meta.store import Message
 from syncd.model import (
     Account,
-    Cursor,
     Direction,
     Interaction,
     Page,
     Stream,
     WebhookHint,
-    merge_marks,
 )
-from syncd.pipeline import Pipeline, PipelineSettings
-from syncd.service.http import HealthServer
-from syncd.service.webhooks import SourceWebhooks
 from syncd.state import hints
 from syncd.state.db import Database
-from syncd.state.tables import interactions, webhook_hints
+from syncd.state.tables import webhook_hints
 
 TOKEN = "EAAB-page-token-messenger"
 NAME = "acme-fb"
@@ -59,27 +50,6 @@ def hint_of(sandbox: MetaSandbox, message: Message) -> WebhookHint:
     """The hint the receiver stores for the stand-in's delivery of ``message``."""
     (found,) = webhook.hints(sandbox.message_event(message.id))
     return WebhookHint(found.account_id, found.object_id, hint_kind(found))
-
-
-class Walker:
-    """A Page's mentions walk, page by page, the cursor carried as the poller carries it."""
-
-    def __init__(self, source: FacebookSource, account: Account) -> None:
-        self.source = source
-        self.account = account
-        self.cursor = Cursor(since_id=source.start_after(source.clock()))
-
-    def page(self, offered: tuple[WebhookHint, ...] = ()) -> Page:
-        cursor = replace(self.cursor, hints=offered)
-        page = self.source.fetch(self.account, Stream.MENTIONS, cursor)
-        self.cursor = replace(page.next_cursor, marks=merge_marks(cursor.marks, page.marks))
-        return page
-
-    def walk(self) -> list[Page]:
-        pages = [self.page()]
-        while not pages[-1].walk_complete:
-            pages.append(self.page())
-        return pages
 
 
 def busy_thread(
@@ -118,7 +88,7 @@ def test_a_busy_thread_loses_nothing_with_the_webhook_on(
     assert not pages[-1].cut  # every message beyond the 20 newest was read by its hint
     assert not any("a gap" in w for p in pages for w in p.warnings)
     assert [len(p.taken_hints) for p in pages] == [10, 20]
-    thread = sandbox.conversation(walker.source.page_id, sandbox.store.people[sent[0].sender[1]])
+    thread = sandbox.conversation(walker.account.user_id, sandbox.store.people[sent[0].sender[1]])
     fan_id = next(i.author_id for i in got.values() if i.direction is Direction.INBOUND)
     for message in sent:
         item = got[message.id]
@@ -205,13 +175,6 @@ def test_a_forged_hint_for_another_page_s_objects_adds_nothing(
 
 
 # -- through the listener and the pipeline -------------------------------------------------------
-def stored(db: Database, post_id: str) -> int:
-    with db.connect() as conn:
-        return int(
-            conn.execute(select(func.count()).where(interactions.c.post_id == post_id)).scalar_one()
-        )
-
-
 def test_a_replayed_messages_delivery_is_stored_once_and_brings_the_poll_forward_once(
     db: Database, graph: tuple[MetaSandbox, GraphClock], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -223,34 +186,23 @@ def test_a_replayed_messages_delivery_is_stored_once_and_brings_the_poll_forward
         TOKEN, page_id=page.id, api_base_url=sandbox.url, clock=clock, webhook=settings
     )
     account = Account("facebook", "Acme", page.id)
-    pipeline = Pipeline(db, "sf", FakeCrm({}), PipelineSettings(retries=0), clock=PipelineClock())
-    woken: list[str] = []
-    sources = {NAME: source}
-    server = HealthServer(
-        "127.0.0.1:0",
-        lambda: (200, {}),
-        CollectorRegistry(),
-        webhooks=SourceWebhooks(lambda: sources, lambda: db, pipeline.clock, woken.append),
-    )
-    server.start()
     try:
-        url = f"{server.url}/webhooks/{NAME}"
-        pipeline.poll(NAME, source, account, Stream.MENTIONS)
-        message = sandbox.add_message(page.id, fan, "is my order on its way?")
-        sender = sandbox.webhooks()
-        delivery = sender.prepare(sandbox.message_event(message.id))
-        assert sender.send(url, delivery).status_code == 200
-        assert woken == [NAME]
-        pipeline.poll(NAME, source, account, Stream.MENTIONS)
-        assert stored(db, message.id) == 1
-        assert sender.replay(url, delivery).status_code == 200
-        assert woken == [NAME]  # nothing new: no early poll
-        pipeline.poll(NAME, source, account, Stream.MENTIONS)
-        assert stored(db, message.id) == 1
-        with db.connect() as conn:
-            assert hints.untaken(conn, NAME, page.id) == ()
+        with listening(db, NAME, source) as heard:
+            heard.pipeline.poll(NAME, source, account, Stream.MENTIONS)
+            message = sandbox.add_message(page.id, fan, "is my order on its way?")
+            sender = sandbox.webhooks()
+            delivery = sender.prepare(sandbox.message_event(message.id))
+            assert sender.send(heard.url, delivery).status_code == 200
+            assert heard.woken == [NAME]
+            heard.pipeline.poll(NAME, source, account, Stream.MENTIONS)
+            assert stored(db, message.id) == 1
+            assert sender.replay(heard.url, delivery).status_code == 200
+            assert heard.woken == [NAME]  # nothing new: no early poll
+            heard.pipeline.poll(NAME, source, account, Stream.MENTIONS)
+            assert stored(db, message.id) == 1
+            with db.connect() as conn:
+                assert hints.untaken(conn, NAME, page.id) == ()
     finally:
-        server.stop()
         source.close()
 
 

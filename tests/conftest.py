@@ -113,3 +113,11 @@ def db(request: pytest.FixtureRequest, state_url: str) -> Iterator[Any]:
     finally:
         database.dispose()
         schemas.take_back(schema)
+
+
+@pytest.fixture
+def migrated_url(db: Any, state_url: str) -> str:
+    """``state_url`` with the schema already there (``db``'s): for tests of what syncd does
+    with its state, not of how its first start creates it, the CLI's upgrade has nothing to do.
+    """
+    return state_url

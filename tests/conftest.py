@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from support.databases import MigratedSchemas, schema_url
 
 # The Salesforce stand-in fixture (``sb``) many modules share; a module may define its own.
 pytest_plugins = ["support.salesforce"]
@@ -38,6 +41,14 @@ def pg_available() -> bool:
     return _PG
 
 
+@pytest.fixture(scope="session")
+def _pg_admin() -> Iterator[Engine]:
+    """One connection pool for making and dropping the tests' schemas."""
+    admin = create_engine(PG_URL)
+    yield admin
+    admin.dispose()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A state database URL, empty, on each backend. PostgreSQL gets a throwaway schema."""
@@ -49,23 +60,64 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             pytest.fail(f"PostgreSQL required but not reachable at {PG_URL}")
         pytest.skip(f"PostgreSQL not reachable at {PG_URL}")
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL)
+    admin: Engine = request.getfixturevalue("_pg_admin")
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+        yield schema_url(PG_URL, schema)
     finally:
+        # ``db`` may have taken the schema back to reuse it.
         with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A state database file migrated once: ``db`` copies it instead of migrating again."""
+    from syncd.state.db import Database
+
+    path = tmp_path_factory.mktemp("template") / "state.db"
+    database = Database(f"sqlite:///{path}")
+    database.upgrade()
+    database.dispose()  # closes the last connection: the WAL is folded into the file
+    return path
+
+
+@pytest.fixture(scope="session")
+def _migrated_schemas(_pg_admin: Engine) -> Iterator[MigratedSchemas]:
+    schemas = MigratedSchemas(_pg_admin, PG_URL)
+    yield schemas
+    schemas.drop_all()
 
 
 @pytest.fixture
-def db(state_url: str) -> Iterator[Any]:
-    """A migrated state database on each backend."""
+def db(request: pytest.FixtureRequest, state_url: str) -> Iterator[Any]:
+    """A migrated state database on each backend, at ``state_url``."""
     from syncd.state.db import Database
 
+    url = make_url(state_url)
+    if url.get_backend_name() == "sqlite":
+        template: Path = request.getfixturevalue("_sqlite_template")
+        assert url.database is not None
+        shutil.copyfile(template, url.database)
+        database = Database(state_url)
+        yield database
+        database.dispose()
+        return
+    schemas: MigratedSchemas = request.getfixturevalue("_migrated_schemas")
+    schema = str(url.query["options"]).removeprefix("-csearch_path=")
+    schemas.lend(schema)
     database = Database(state_url)
-    database.upgrade()
-    yield database
-    database.dispose()
+    try:
+        yield database
+    finally:
+        database.dispose()
+        schemas.take_back(schema)
+
+
+@pytest.fixture
+def migrated_url(db: Any, state_url: str) -> str:
+    """``state_url`` with the schema already there (``db``'s): for tests of what syncd does
+    with its state, not of how its first start creates it, the CLI's upgrade has nothing to do.
+    """
+    return state_url

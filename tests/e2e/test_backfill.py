@@ -27,8 +27,8 @@ DAYS_AGO = 20
 
 
 @pytest.fixture
-def world(state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    with make_world(state_url, tmp_path, monkeypatch) as w:
+def world(migrated_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    with make_world(migrated_url, tmp_path, monkeypatch) as w:
         text = w.config.read_text().replace(
             "page_size = 20", 'page_size = 20\nsearch_access = "none"'
         )

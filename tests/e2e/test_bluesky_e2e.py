@@ -30,13 +30,13 @@ PASSWORD = "e2e-bluesky-app-password"
 
 @pytest.fixture
 def worlds(
-    state_url: str,
+    migrated_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[tuple[World, BlueskySandbox]]:
     monkeypatch.setenv("E2E_BLUESKY_APP_PASSWORD", PASSWORD)
     bluesky = BlueskySandbox()
-    with make_world(state_url, tmp_path, monkeypatch, accounts=("acme",)) as w, bluesky:
+    with make_world(migrated_url, tmp_path, monkeypatch, accounts=("acme",)) as w, bluesky:
         text = w.config.read_text()
         head, sep, crm = text.partition("\n[crm]")
         source = "\n".join(

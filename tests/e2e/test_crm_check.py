@@ -20,8 +20,8 @@ from syncd.service.daemon import Daemon
 
 
 @pytest.fixture
-def world(state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    with make_world(state_url, tmp_path, monkeypatch, accounts=("acme",)) as w:
+def world(migrated_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    with make_world(migrated_url, tmp_path, monkeypatch, accounts=("acme",)) as w:
         # A held author is asked about again only after an hour on their own back-off: only
         # the CRM change check can link them sooner. The check follows the defaults.
         text = w.config.read_text().replace('retry_after = "1s"', 'retry_after = "1h"')

@@ -33,8 +33,8 @@ KAY_ID, KAY, KAY_NAME = "4242424242424242", "kay_forgetme", "Kay Forget"
 
 
 @pytest.fixture
-def world(state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    with make_world(state_url, tmp_path, monkeypatch) as w:
+def world(migrated_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    with make_world(migrated_url, tmp_path, monkeypatch) as w:
         w.config.write_text(
             w.config.read_text().replace("[resolver]\n", '[resolver]\nunmatched = "lead"\n', 1)
         )

@@ -37,8 +37,8 @@ def configure(world: World, *lines: str) -> None:
 
 
 @pytest.fixture
-def world(state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    with make_world(state_url, tmp_path, monkeypatch, accounts=("acme",)) as w:
+def world(migrated_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    with make_world(migrated_url, tmp_path, monkeypatch, accounts=("acme",)) as w:
         w.config.write_text(w.config.read_text().replace("page_size = 20", "page_size = 100"))
         yield w
 

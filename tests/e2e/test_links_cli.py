@@ -18,8 +18,8 @@ from syncd.cli import cli
 
 
 @pytest.fixture
-def world(state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    with make_world(state_url, tmp_path, monkeypatch) as w:
+def world(migrated_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    with make_world(migrated_url, tmp_path, monkeypatch) as w:
         seed(w.x, w.sf, customers=4)
         yield w
 

@@ -24,10 +24,10 @@ TOKEN = "e2e-mastodon-token"
 
 @pytest.fixture
 def world(
-    state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    migrated_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[World, MastodonSandbox]]:
     monkeypatch.setenv("E2E_MASTODON_TOKEN", TOKEN)
-    with make_world(state_url, tmp_path, monkeypatch) as w, MastodonSandbox() as m:
+    with make_world(migrated_url, tmp_path, monkeypatch) as w, MastodonSandbox() as m:
         m.add_token(TOKEN, "acme")
         set_up_org(w.sf)
         for handle in ("acme", "acmesupport"):  # the X source's brand accounts

@@ -29,8 +29,8 @@ KAY_ID, KAY = "4242424242424242", "kay_forgetme"
 
 
 @pytest.fixture
-def world(state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    with make_world(state_url, tmp_path, monkeypatch) as w:
+def world(migrated_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    with make_world(migrated_url, tmp_path, monkeypatch) as w:
         yield w
 
 

@@ -47,9 +47,9 @@ def _run(world: World, *args: str) -> str:
 
 
 @pytest.fixture
-def world(state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+def world(migrated_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.setenv("COLUMNS", "400")  # status's table, one line a row
-    with make_world(state_url, tmp_path, monkeypatch, accounts=("acme",)) as w:
+    with make_world(migrated_url, tmp_path, monkeypatch, accounts=("acme",)) as w:
         set_up_org(w.sf)
         # One attempt a poll, so each poll is one unreadable answer (no back-off sleeps).
         w.config.write_text(w.config.read_text() + "\n[writer]\nretries = 0\n")

@@ -111,9 +111,9 @@ class Three:
 
 
 @pytest.fixture
-def three(state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Three]:
+def three(migrated_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Three]:
     with (
-        make_world(state_url, tmp_path, monkeypatch, accounts=(BRAND["x"],)) as w,
+        make_world(migrated_url, tmp_path, monkeypatch, accounts=(BRAND["x"],)) as w,
         MastodonSandbox() as m,
         BlueskySandbox() as b,
     ):
@@ -127,7 +127,7 @@ def three(state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
             bluesky_source(b.url, BRAND["bluesky"], session, secrets=SECRETS, keys=keys),
         ]
         w.config.write_text(
-            config_text(state_url, w.x.url, w.sf.url, (BRAND["x"],), sources=sources)
+            config_text(migrated_url, w.x.url, w.sf.url, (BRAND["x"],), sources=sources)
         )
         set_up_org(w.sf)
         brand = {"x": w.x.add_user(BRAND["x"], "Acme Inc")["id"]}
@@ -148,7 +148,7 @@ def three(state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
         )  # fmt: skip
         w.sf.insert("Contact", {"FirstName": "Pat", "LastName": "Doe"})
         pat = Customer(x_id, fedi.id, fedi.uri, sky, contact)
-        yield Three(w, m, b, brand, pat, state_url)
+        yield Three(w, m, b, brand, pat, migrated_url)
 
 
 def by_network(ids: dict[str, list[str]]) -> set[str]:

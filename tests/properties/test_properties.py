@@ -313,13 +313,10 @@ def test_parsed_pages_can_be_stored_on_postgresql(
 
 
 @pytest.fixture
-def postgres_db(state_url: str) -> Any:
+def postgres_db(state_url: str, request: pytest.FixtureRequest) -> Any:
     if not state_url.startswith("postgresql"):
         pytest.skip("the SQLite variant is test_parsed_pages_can_be_stored_on_sqlite")
-    database = Database(state_url)
-    database.upgrade()
-    yield database
-    database.dispose()
+    return request.getfixturevalue("db")
 
 
 # == 2. the state machine =====================================================================
@@ -573,12 +570,11 @@ class DeliveryMachine(RuleBasedStateMachine):
         assert n_bad == len(self.walks.script.served_bad)
 
 
-def test_each_interaction_is_delivered_exactly_once(state_url: str) -> None:
-    migrate(state_url)
-    on_sqlite = state_url.startswith("sqlite")
+def test_each_interaction_is_delivered_exactly_once(migrated_url: str) -> None:
+    on_sqlite = migrated_url.startswith("sqlite")
 
     class Machine(DeliveryMachine):
-        url = state_url
+        url = migrated_url
 
     run_state_machine_as_test(
         Machine,

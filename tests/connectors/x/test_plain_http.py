@@ -166,7 +166,8 @@ class _Server(ThreadingHTTPServer):
 
 
 def serving(server: _Server) -> Iterator[_Server]:
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # serve_forever checks for shutdown every poll interval: 0.5 s by default, per test.
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         yield server

@@ -23,8 +23,8 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from connectors.salesforce.identity.lookup import askable, chunks, soql_quote, url_cost
-from connectors.salesforce.identity.people import field, id18
+from connectors.salesforce.identity.lookup import askable, chunks, field, soql_quote, url_cost
+from connectors.salesforce.identity.people import id18
 from connectors.salesforce.records import SYSTEM
 from connectors.salesforce.session import Budget, SalesforceSession
 from connectors.salesforce.settings import MESSAGE_TYPES, SalesforceSettings

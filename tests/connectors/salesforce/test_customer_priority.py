@@ -1,0 +1,251 @@
+"""Priority by customer, never by channel (``[crm.priority]``), against the Salesforce stand-in.
+
+The same complaint from a premier customer and a standard one, each on X and on Mastodon: the
+premier's Tasks are High on both networks, the standard's Low on both, whatever network the
+complaint came from. The tier is on the Contact's Account (``Account.CustomerPriority__c``,
+the field new Developer Edition orgs ship with), read by the queries that find the person:
+resolving and writing cost the same calls with the priority as without it. A tier changed on
+the Account reaches the next record through the change watch, in the same one call a check.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from support.salesforce import crm
+
+from connectors.salesforce.settings import IDENTITY_DEFAULTS
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.server import Request
+from syncd.model import Account, Author, Cursor, Direction, Interaction, Page, Stream
+from syncd.pipeline import Pipeline, PipelineSettings
+from syncd.resolver.stage import ResolveSettings
+from syncd.state.db import Database
+from syncd.state.ingest import ingest_page
+
+NETWORKS = ("x", "mastodon")
+T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+COMPLAINT = "@acme my order never arrived"
+PRIORITY = {
+    "field": "Account.CustomerPriority__c",
+    "task": {"High": "High", "Medium": "Normal", "Low": "Low"},
+    "case": {"High": "High", "Medium": "Medium", "Low": "Low"},
+    "default": "Medium",
+}
+
+
+@dataclass
+class Clock:
+    now: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def tick(self) -> None:
+        self.now += timedelta(minutes=1)
+
+
+@dataclass
+class Customer:
+    name: str
+    tier: str | None  # the Account's CustomerPriority__c
+    account: str = ""
+    contact: str = ""
+
+    def user_id(self, network: str) -> str:
+        handle = self.name.lower()
+        return "1" + str(sum(map(ord, handle))) if network == "x" else (
+            f"https://social.example/users/{handle}"
+        )  # fmt: skip
+
+
+def _world(sb: SalesforceSandbox, customers: list[Customer]) -> None:
+    sb.add_field("Account", "CustomerPriority__c")
+    for obj in ("Contact", "Lead"):
+        for name in ("Mastodon_Actor_URI__c", "Mastodon_Account__c"):
+            sb.add_field(obj, name)
+    for c in customers:
+        account: dict[str, Any] = {"Name": f"{c.name} Ltd"}
+        if c.tier is not None:
+            account["CustomerPriority__c"] = c.tier
+        c.account = sb.insert("Account", account)
+        c.contact = sb.insert(
+            "Contact",
+            {
+                "LastName": c.name,
+                "AccountId": c.account,
+                "X_User_Id__c": c.user_id("x"),
+                "Mastodon_Actor_URI__c": c.user_id("mastodon"),
+            },
+        )
+
+
+def _complain(db: Database, customers: list[Customer], serial: int, clock: Clock) -> int:
+    """The same complaint from every customer on every network; returns the last post id."""
+    for network in NETWORKS:
+        items, people = [], []
+        for c in customers:
+            serial += 1
+            user_id = c.user_id(network)
+            people.append(Author(network, user_id, c.name.lower(), c.name))
+            items.append(
+                Interaction(network, str(serial), "acme", Stream.MENTIONS, Direction.INBOUND,
+                            user_id, user_id, COMPLAINT, clock(), f"https://{network}.example/{serial}")
+            )  # fmt: skip
+        with db.transaction() as conn:
+            ingest_page(
+                conn, source=network, network=network, account=Account(network, "acme", "1"),
+                stream=Stream.MENTIONS, page=Page(tuple(items), tuple(people),
+                Cursor(since_id=str(serial))), crms=["sf"], brand_ids={"1"}, now=clock(),
+            )  # fmt: skip
+    return serial
+
+
+def _counted(sb: SalesforceSandbox) -> Counter[str]:
+    """The API calls the org counts, by what they ask."""
+    calls: Counter[str] = Counter()
+
+    def kind(soql: str) -> str:
+        if "ORDER BY Id" in soql:
+            return "keys copy"
+        return "changes" if "SystemModstamp" in soql else "lookup"
+
+    def see(req: Request) -> None:
+        if req.endpoint == "query" and not req.subrequest:
+            calls[kind(req.query.get("q", ""))] += 1
+        elif req.endpoint == "composite_request":
+            subs = req.json()["compositeRequest"]
+            calls[
+                "+".join(sorted({kind(parse_qs(urlsplit(s["url"]).query)["q"][0]) for s in subs}))
+            ] += 1
+        elif not req.subrequest and req.endpoint != "login":
+            calls[f"{req.method} {req.endpoint}"] += 1
+
+    sb.on_request("*", see)
+    return calls
+
+
+def _pipeline(
+    db: Database, sb: SalesforceSandbox, clock: Clock, check: timedelta, priority: Any
+) -> Pipeline:
+    fields = {n: IDENTITY_DEFAULTS[n].model_dump() for n in NETWORKS}
+    client = crm(sb, identity_fields=fields, priority=priority)
+    settings = PipelineSettings(resolve=ResolveSettings(crm_check=check))
+    return Pipeline(db, "sf", client, settings, clock)
+
+
+def _priorities(sb: SalesforceSandbox, after: int = 0) -> dict[tuple[str, str], str]:
+    """Each Task's (WhoId, network) → Priority, for the posts after ``after``."""
+    out = {}
+    for t in sb.records("Task"):
+        network, post = str(t["Social_Post_Id__c"]).split(":", 1)
+        if int(post) > after:
+            out[(t["WhoId"], network)] = t["Priority"]
+    return out
+
+
+PREMIER, STANDARD, UNMAPPED, EMPTY = (
+    Customer("Premier", "High"), Customer("Standard", "Low"),
+    Customer("Platinum", "Platinum"), Customer("Blank", None),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "check", [timedelta(seconds=10), timedelta(0)], ids=["keys-copy", "look-ups"]
+)
+@pytest.mark.parametrize("priority", [PRIORITY, None], ids=["priority", "none"])
+def test_the_same_complaint_gets_the_customers_priority_on_every_network_at_no_extra_call(
+    db: Database, sb: SalesforceSandbox, check: timedelta, priority: Any
+) -> None:
+    customers = [
+        Customer(c.name, c.tier) for c in (PREMIER, STANDARD, UNMAPPED, EMPTY)
+    ]  # fresh ids per run
+    premier, standard, unmapped, empty = customers
+    clock = Clock()
+    sb.clock = clock
+    _world(sb, customers)
+    _complain(db, customers, 0, clock)
+    calls = _counted(sb)
+    pipeline = _pipeline(db, sb, clock, check, priority)
+
+    assert pipeline.resolve(check_crm=True).linked == len(customers) * len(NETWORKS)
+    assert pipeline.deliver().written == len(customers) * len(NETWORKS)
+
+    got = _priorities(sb)
+    if priority is None:  # no mapping: the org's own default, the same for everyone
+        assert set(got.values()) == {"Normal"}
+    else:
+        assert got == {
+            **{(premier.contact, n): "High" for n in NETWORKS},
+            **{(standard.contact, n): "Low" for n in NETWORKS},
+            # A value the map does not name, and no value: the configured default's.
+            **{(unmapped.contact, n): "Normal" for n in NETWORKS},
+            **{(empty.contact, n): "Normal" for n in NETWORKS},
+        }
+    # The priority rides on the queries that find the person: the same calls either way.
+    write = {"PATCH composite": 1}
+    if check:  # the local copy (a page per object) and the change watch's start
+        assert calls == {"keys copy": 2, "changes": 1, **write}, calls
+    else:  # one look-up per network, Contacts answering every author
+        assert calls == {"lookup": 2, **write}, calls
+    assert sum(calls.values()) == sb.api_calls
+
+
+def test_a_tier_changed_on_the_account_is_the_next_records_priority_on_every_network(
+    db: Database, sb: SalesforceSandbox
+) -> None:
+    customers = [Customer(c.name, c.tier) for c in (PREMIER, STANDARD)]
+    premier, standard = customers
+    clock = Clock()
+    sb.clock = clock
+    _world(sb, customers)
+    last = _complain(db, customers, 0, clock)
+    pipeline = _pipeline(db, sb, clock, timedelta(seconds=10), PRIORITY)
+    pipeline.resolve(check_crm=True)
+    pipeline.deliver()
+    assert _priorities(sb)[(standard.contact, "mastodon")] == "Low"
+
+    clock.tick()
+    sb.update("Account", standard.account, {"CustomerPriority__c": "High"})  # upgraded
+    sb.update("Account", premier.account, {"CustomerPriority__c": "Medium"})  # downgraded
+    clock.tick()
+    _complain(db, customers, last, clock)
+    calls = _counted(sb)
+    pipeline.resolve(check_crm=True)
+    pipeline.deliver()
+
+    assert _priorities(sb, after=last) == {
+        **{(standard.contact, n): "High" for n in NETWORKS},
+        **{(premier.contact, n): "Normal" for n in NETWORKS},
+    }
+    # The watch asks for changed Contacts, Leads and Contacts' Accounts in one call.
+    assert calls == {"changes": 1, "PATCH composite": 1}, calls
+
+
+def test_a_tier_held_on_the_contact_is_watched_on_the_contact(
+    db: Database, sb: SalesforceSandbox
+) -> None:
+    sb.add_field("Contact", "Tier__c")
+    customer = Customer("Solo", None)
+    clock = Clock()
+    sb.clock = clock
+    _world(sb, [customer])
+    sb.update("Contact", customer.contact, {"Tier__c": "Low"})
+    last = _complain(db, [customer], 0, clock)
+    pipeline = _pipeline(db, sb, clock, timedelta(seconds=10), {**PRIORITY, "field": "Tier__c"})
+    pipeline.resolve(check_crm=True)
+    pipeline.deliver()
+    assert set(_priorities(sb).values()) == {"Low"}
+
+    clock.tick()
+    sb.update("Contact", customer.contact, {"Tier__c": "High"})
+    clock.tick()
+    _complain(db, [customer], last, clock)
+    pipeline.resolve(check_crm=True)
+    pipeline.deliver()
+    assert set(_priorities(sb, after=last).values()) == {"High"}

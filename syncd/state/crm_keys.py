@@ -19,7 +19,7 @@ from sqlalchemy import Connection, and_, delete, select, update
 from syncd.model import CrmRef, IdentityKey, KeyOnFile, KeysOnFile, KeysPage
 from syncd.state import suppression
 from syncd.state.ingest import insert_for
-from syncd.state.linking import stored_priority
+from syncd.state.linking import refresh_priorities, stored_priority
 from syncd.state.tables import crm_key_loads, crm_keys
 
 log = logging.getLogger("syncd.resolver")
@@ -52,8 +52,11 @@ def begin_load(conn: Connection, crm: str, started_at: datetime) -> None:
 
 
 def store_page(conn: Connection, crm: str, page: KeysPage, now: datetime) -> bool:
-    """Store one page of a load and where the load stands; True when that ended it."""
+    """Store one page of a load and where the load stands; True when that ended it. The
+    people's priority values go to their links too: the daily reload is what gives links
+    made before priorities were configured (or a change the watch missed) their value."""
     put(conn, crm, page.people, now)
+    refresh_priorities(conn, crm, [p.ref for p in page.people])
     where = crm_key_loads.c.crm == crm
     if page.next is not None:
         conn.execute(update(crm_key_loads).where(where).values(cursor=page.next))

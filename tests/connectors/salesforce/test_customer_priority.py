@@ -24,7 +24,8 @@ from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.server import Request
 from syncd.model import Account, Author, Cursor, Direction, Interaction, Page, Stream
 from syncd.pipeline import Pipeline, PipelineSettings
-from syncd.resolver.stage import ResolveSettings
+from syncd.resolver import on_file
+from syncd.resolver.stage import ResolveSettings, check_wanted
 from syncd.state.db import Database
 from syncd.state.ingest import ingest_page
 
@@ -191,6 +192,8 @@ def test_the_same_complaint_gets_the_customers_priority_on_every_network_at_no_e
     write = {"PATCH composite": 1}
     if check:  # the local copy (a page per object) and the change watch's start
         assert calls == {"keys copy": 2, "changes": 1, **write}, calls
+        # Nobody is held: the daemon's cadence asks the CRM only to keep priorities current.
+        assert check_wanted(db, "sf", clock()) is (priority is not None)
     else:  # one look-up per network, Contacts answering every author
         assert calls == {"lookup": 2, **write}, calls
     assert sum(calls.values()) == sb.api_calls
@@ -248,4 +251,26 @@ def test_a_tier_held_on_the_contact_is_watched_on_the_contact(
     _complain(db, [customer], last, clock)
     pipeline.resolve(check_crm=True)
     pipeline.deliver()
+    assert set(_priorities(sb, after=last).values()) == {"High"}
+
+
+def test_links_made_before_priorities_were_configured_get_them_from_the_next_keys_load(
+    db: Database, sb: SalesforceSandbox
+) -> None:
+    customer = Customer("Early", "High")
+    clock = Clock()
+    sb.clock = clock
+    _world(sb, [customer])
+    last = _complain(db, [customer], 0, clock)
+    before = _pipeline(db, sb, clock, timedelta(seconds=10), None)
+    before.resolve(check_crm=True)
+    before.deliver()
+    assert set(_priorities(sb).values()) == {"Normal"}  # the org's default: none configured
+
+    clock.tick()
+    on_file.reload_soon(db, "sf", clock())  # as the daily reload does
+    after = _pipeline(db, sb, clock, timedelta(seconds=10), PRIORITY)
+    _complain(db, [customer], last, clock)
+    after.resolve(check_crm=True)
+    after.deliver()
     assert set(_priorities(sb, after=last).values()) == {"High"}

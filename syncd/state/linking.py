@@ -276,7 +276,12 @@ def follow(
             conn.execute(
                 update(links)
                 .where(links.c.identity_id == identity_id, links.c.crm == crm)
-                .values(crm_object=new.object, crm_id=new.id, crm_name=new.name)
+                .values(
+                    crm_object=new.object,
+                    crm_id=new.id,
+                    crm_name=new.name,
+                    crm_priority=stored_priority(new),
+                )
             )
             why = (f"{old.object} {old.id} was merged into {new.id}",)
             _event(

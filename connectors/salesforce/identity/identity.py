@@ -19,7 +19,7 @@ from simple_salesforce.api import Salesforce
 
 from connectors.salesforce import composite
 from connectors.salesforce.identity import keys, search, watch
-from connectors.salesforce.identity.lookup import field
+from connectors.salesforce.identity.lookup import field, priority_of
 from connectors.salesforce.identity.messaging import MessagingEndUsers
 from connectors.salesforce.identity.people import (
     CANDIDATE_LIMIT,
@@ -344,7 +344,7 @@ class SalesforceIdentity:
             for obj, ids in by_object.items():
                 rows: dict[str, Mapping[str, Any]] = {}
                 for chunk in id_chunks(ids):
-                    soql = survivor_soql(obj, chunk)
+                    soql = survivor_soql(obj, chunk, self.settings.priority_column(obj))
                     action = f"survivors {obj}"
                     for hit in self.session.query(action, soql, budget, include_deleted=True):
                         rows[id18(hit.get("Id")) or ""] = hit
@@ -355,7 +355,8 @@ class SalesforceIdentity:
                         following.setdefault(where, []).extend(origins)
                     elif where is True and row is not None and hop > 0:
                         name = row.get("Name")
-                        result.update((o, CrmRef(obj, rid, name)) for o in origins)
+                        tier = priority_of(row, self.settings.priority_column(obj))
+                        result.update((o, CrmRef(obj, rid, name, tier)) for o in origins)
                     elif where is not True:
                         result.update((o, None) for o in origins)
             pending = following

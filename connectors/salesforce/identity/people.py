@@ -371,11 +371,11 @@ SURVIVOR_FIELDS = {
 }
 
 
-def survivor_soql(obj: str, ids: Sequence[str]) -> str:
-    """ONE queryAll for a chunk of ids: deleted rows too, with the record they merged into."""
-    return (
-        f"SELECT {SURVIVOR_FIELDS.get(obj, 'Id, IsDeleted')} FROM {obj} WHERE {in_list('Id', ids)}"
-    )
+def survivor_soql(obj: str, ids: Sequence[str], priority: str | None = None) -> str:
+    """ONE queryAll for a chunk of ids: deleted rows too, with the record they merged into
+    (and the customer's ``priority`` field, which a survivor's links take)."""
+    select = SURVIVOR_FIELDS.get(obj, "Id, IsDeleted") + (f", {priority}" if priority else "")
+    return f"SELECT {select} FROM {obj} WHERE {in_list('Id', ids)}"
 
 
 def id_chunks(ids: Sequence[str]) -> Iterator[list[str]]:

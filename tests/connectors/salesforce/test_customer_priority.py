@@ -22,7 +22,16 @@ from support.salesforce import crm
 from connectors.salesforce.settings import IDENTITY_DEFAULTS
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.server import Request
-from syncd.model import Account, Author, Cursor, Direction, Interaction, Page, Stream
+from syncd.model import (
+    Account,
+    Author,
+    Cursor,
+    Direction,
+    IdentityKey,
+    Interaction,
+    Page,
+    Stream,
+)
 from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.resolver import on_file
 from syncd.resolver.stage import ResolveSettings, check_wanted
@@ -274,3 +283,49 @@ def test_links_made_before_priorities_were_configured_get_them_from_the_next_key
     after.resolve(check_crm=True)
     after.deliver()
     assert set(_priorities(sb, after=last).values()) == {"High"}
+
+
+def test_a_customer_merged_into_a_premier_contact_takes_the_survivors_priority(
+    db: Database, sb: SalesforceSandbox
+) -> None:
+    duplicate, premier = Customer("Dupe", "Low"), Customer("Kept", "High")
+    clock = Clock()
+    sb.clock = clock
+    _world(sb, [duplicate, premier])
+    last = _complain(db, [duplicate], 0, clock)
+    pipeline = _pipeline(db, sb, clock, timedelta(0), PRIORITY)
+    pipeline.resolve()
+    pipeline.deliver()
+    assert set(_priorities(sb).values()) == {"Low"}
+
+    sb.merge("Contact", premier.contact, [duplicate.contact])  # a rep merges the duplicate
+    _complain(db, [duplicate], last, clock)
+    pipeline.resolve()
+    pipeline.deliver()  # the Contact is gone: the link follows the merge, with its priority
+    pipeline.deliver()
+    assert _priorities(sb, after=last) == {(premier.contact, n): "High" for n in NETWORKS}
+
+
+def test_a_messaging_end_users_contact_carries_its_accounts_tier(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SF_PASSWORD", "sandbox-password")
+    monkeypatch.setenv("SF_TOKEN", "sandbox-token")
+    with SalesforceSandbox(messaging=True) as msb:
+        msb.add_field("Account", "CustomerPriority__c")
+        account = msb.insert("Account", {"Name": "Premier Ltd", "CustomerPriority__c": "High"})
+        contact = msb.insert("Contact", {"LastName": "Doe", "AccountId": account})
+        page = msb.insert(
+            "MessagingChannel",
+            {"DeveloperName": "Facebook_1", "MasterLabel": "Facebook", "MessageType": "Facebook",
+             "MessagingPlatformKey": "1"},
+        )  # fmt: skip
+        msb.insert(
+            "MessagingEndUser",
+            {"Name": "7", "MessageType": "Facebook", "MessagingChannelId": page,
+             "MessagingPlatformKey": "7", "ContactId": contact},
+        )  # fmt: skip
+        key = IdentityKey("facebook", "1:7", None)
+        client = crm(msb, priority=PRIORITY).identity
+        (ref,) = client.personas([key])[key]
+        assert (ref.id, ref.priority) == (contact, "High")

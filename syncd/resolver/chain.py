@@ -14,7 +14,7 @@ only when no other candidate has evidence and at most :data:`NAMESAKES` share th
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Literal
 
@@ -78,11 +78,8 @@ class _Pool:
         extra = tuple(r for r in (other.reasons if other else ()) if r not in best.reasons)
         score = min(best.score, scoring.OTHER_OWNER) if best.review_only else best.score
         alone = best.name_only and (other is None or other.name_only)
-        ref = best.ref
-        if ref.priority is None and other is not None:  # a persona's finding carries none
-            ref = replace(ref, priority=other.ref.priority)
         self.by_id[c.ref.id] = Candidate(
-            ref, score, best.matcher, best.reasons + extra, best.review_only, alone
+            best.ref, score, best.matcher, best.reasons + extra, best.review_only, alone
         )
 
     def ranked(self) -> list[Candidate]:

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from support.salesforce import crm
+from support.salesforce import crm, settings
 
 from connectors.salesforce.settings import IDENTITY_DEFAULTS
 from sandbox.salesforce.api import SalesforceSandbox
@@ -329,3 +329,28 @@ def test_a_messaging_end_users_contact_carries_its_accounts_tier(
         client = crm(msb, priority=PRIORITY).identity
         (ref,) = client.personas([key])[key]
         assert (ref.id, ref.priority) == (contact, "High")
+
+
+def test_a_value_maps_to_task_and_case_priority_whatever_its_case(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SF_PASSWORD", "p")
+    monkeypatch.setenv("SF_TOKEN", "t")
+    mapped = settings(priority={**PRIORITY, "lead_field": "Rating"})
+    assert [mapped.task_priority(v) for v in ("high", " Low ", "MEDIUM")] == [
+        "High",
+        "Low",
+        "Normal",
+    ]
+    assert [mapped.case_priority(v) for v in ("high", "Gold", None)] == ["High", "Medium", "Medium"]
+    assert [mapped.priority_column(o) for o in ("Contact", "Lead", "Account")] == [
+        "Account.CustomerPriority__c", "Rating", None,
+    ]  # fmt: skip
+    # Without a default, an unmapped value leaves the priority to the org; a map not given
+    # sets nothing at all; without [crm.priority], nothing is read or set.
+    bare = settings(priority={"task": {"Gold": "High"}})
+    assert (bare.task_priority("Gold"), bare.task_priority("Silver")) == ("High", None)
+    assert bare.case_priority("Gold") is None
+    assert (
+        settings().task_priority("High") is None and settings().priority_column("Contact") is None
+    )

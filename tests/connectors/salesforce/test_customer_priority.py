@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from sqlalchemy import select
 from support.salesforce import crm, settings
 
 from connectors.salesforce.settings import IDENTITY_DEFAULTS
@@ -33,10 +34,11 @@ from syncd.model import (
     Stream,
 )
 from syncd.pipeline import Pipeline, PipelineSettings
-from syncd.resolver import on_file
+from syncd.resolver import on_file, review
 from syncd.resolver.stage import ResolveSettings, check_wanted
 from syncd.state.db import Database
 from syncd.state.ingest import ingest_page
+from syncd.state.tables import candidates
 
 NETWORKS = ("x", "mastodon")
 T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
@@ -354,3 +356,32 @@ def test_a_value_maps_to_task_and_case_priority_whatever_its_case(
     assert (
         settings().task_priority("High") is None and settings().priority_column("Contact") is None
     )
+
+
+def test_a_review_item_takes_a_changed_tier_and_its_link_carries_it(
+    db: Database, sb: SalesforceSandbox
+) -> None:
+    customer = Customer("Queued", "Low")
+    clock = Clock()
+    sb.clock = clock
+    _world(sb, [])
+    customer.account = sb.insert("Account", {"Name": "Queued Ltd", "CustomerPriority__c": "Low"})
+    customer.contact = sb.insert("Contact", {"LastName": "Queued", "AccountId": customer.account})
+    _complain(db, [customer], 0, clock)
+    pipeline = _pipeline(db, sb, clock, timedelta(seconds=10), PRIORITY)
+    # No id on file: the candidate search finds the Contact by name alone, for a person to
+    # decide, and reads the tier with it.
+    assert pipeline.resolve(check_crm=True).review == len(NETWORKS)
+    with db.connect() as conn:
+        assert [p for (p,) in conn.execute(select(candidates.c.crm_priority))] == ["Low", "Low"]
+
+    clock.tick()
+    sb.update("Account", customer.account, {"CustomerPriority__c": "High"})
+    clock.tick()
+    pipeline.resolve(check_crm=True)  # the watch sees the Account change
+    with db.transaction() as conn:
+        ids = [i for (i,) in conn.execute(select(candidates.c.id))]
+        for candidate_id in ids:
+            review.accept(conn, "sf", candidate_id, "admin", clock(), None)
+    pipeline.deliver()
+    assert _priorities(sb) == {(customer.contact, n): "High" for n in NETWORKS}

@@ -311,6 +311,10 @@ class CrmRef:
     object: str  # "Contact", "Lead", …
     id: str
     name: str | None = None
+    # The customer's priority value as the CRM holds it (a tier, an SLA level; None: none
+    # read), read by the same query that found the person and mapped to a record's
+    # priority by the CRM's connector: opaque here. Not part of which record this is.
+    priority: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

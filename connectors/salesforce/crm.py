@@ -97,9 +97,10 @@ class SalesforceCrm:
             for obj in self.settings.person_objects:
                 undecided: list[IdentityKey] = []
                 for chunk in key_chunks(pending, fields):
-                    soql = lookup_soql(obj, fields, chunk)
+                    priority = self.settings.priority_column(obj)
+                    soql = lookup_soql(obj, fields, chunk, priority)
                     rows = self.session.query(f"lookup {obj}", soql, budget)
-                    decided = match_rows(obj, fields, chunk, rows, ids_only=found)
+                    decided = match_rows(obj, fields, chunk, rows, found, priority)
                     undecided += settle(found, chunk, decided)
                 if not (pending := undecided):
                     break

@@ -71,7 +71,7 @@ def task_record(record: HistoryRecord, settings: SalesforceSettings) -> dict[str
         when = when.replace(tzinfo=UTC)
     suffix = f"\n\n{record.url}" if record.url else ""
     handle = bare_handle(record.handle)
-    return {
+    entry = {
         "attributes": {"type": settings.history_object},
         settings.external_id_field: record.external_id,
         "Subject": clip(record.subject, SUBJECT_MAX),
@@ -86,6 +86,10 @@ def task_record(record: HistoryRecord, settings: SalesforceSettings) -> dict[str
         fields.post_url: record.url,
         fields.conversation_id: record.conversation_id,
     }
+    # From who the customer is, the same on every network (never from the network).
+    if (priority := settings.task_priority(record.who.priority)) is not None:
+        entry["Priority"] = priority
+    return entry
 
 
 def describe_errors(errors: Sequence[Any]) -> tuple[str | None, str]:

@@ -11,7 +11,16 @@ from collections.abc import Sequence
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FilePath, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    FilePath,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from syncd.contracts import ConnectorSettings, Duration
 from syncd.contracts.secrets import SecretRef
@@ -90,6 +99,93 @@ class IdentityFields(_Strict):
         return rest
 
 
+def _field_path(value: str) -> str:
+    parts = value.split(".")
+    if len(parts) > 2 or not all(_API_NAME.fullmatch(p) for p in parts):
+        raise ValueError(
+            f"{value!r} is not a field of the person or of its Account "
+            "(a field API name, or Account.<field>)"
+        )
+    return value
+
+
+FieldPath = Annotated[str, AfterValidator(_field_path)]
+# A picklist value as the API takes it: non-empty, at most 255 characters.
+PicklistValue = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class PrioritySettings(_Strict):
+    """``[crm.priority]``: a record's priority comes from who the customer is, never from
+    the network they wrote on. ``field`` is read on the Contact (a field of its own, or of
+    its Account: ``Account.CustomerPriority__c``), ``lead_field`` on a Lead (Leads have no
+    Account; unset: a Lead's records get the default). Their values map to Task.Priority
+    (``task``) and Case.Priority (``case``); ``default`` is the value taken for a person
+    whose value is empty or maps to nothing (unset: the record carries no priority and the
+    org's picklist default applies). Values match whatever their case."""
+
+    field: FieldPath = "Account.CustomerPriority__c"
+    lead_field: ApiName | None = None
+    task: dict[str, PicklistValue] = Field(default_factory=dict)
+    case: dict[str, PicklistValue] = Field(default_factory=dict)
+    default: str | None = None
+
+    @field_validator("task", "case")
+    @classmethod
+    def _distinct(cls, value: dict[str, str]) -> dict[str, str]:
+        folded: dict[str, str] = {}
+        for key in value:
+            if not key.strip():
+                raise ValueError("a customer value to map is empty")
+            if (same := folded.setdefault(key.strip().casefold(), key)) != key:
+                raise ValueError(f"{same!r} and {key!r} are the same value (case is ignored)")
+        return value
+
+    @field_validator("default")
+    @classmethod
+    def _mapped(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        for name in ("task", "case"):
+            mapping = info.data.get(name)
+            if mapping and _mapped(mapping, value) is None:
+                raise ValueError(
+                    f"{value!r} is not a value the {name} map names "
+                    f"({', '.join(map(repr, mapping))})"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _something_mapped(self) -> Self:
+        if not self.task and not self.case:
+            raise ValueError("maps nothing: give task (and/or case), customer value = priority")
+        return self
+
+    def column(self, obj: str) -> str | None:
+        """Where ``obj``'s priority value is read (None: not on that object)."""
+        return self.field if obj == "Contact" else self.lead_field if obj == "Lead" else None
+
+    def task_priority(self, value: str | None) -> str | None:
+        """Task.Priority for a customer's value."""
+        return self._pick(self.task, value)
+
+    def case_priority(self, value: str | None) -> str | None:
+        """Case.Priority for a customer's value."""
+        return self._pick(self.case, value)
+
+    def _pick(self, mapping: dict[str, str], value: str | None) -> str | None:
+        if not mapping:
+            return None
+        found = _mapped(mapping, value) if value else None
+        if found is None and self.default is not None:
+            found = _mapped(mapping, self.default)
+        return found
+
+
+def _mapped(mapping: dict[str, str], value: str) -> str | None:
+    wanted = value.strip().casefold()
+    return next((v for k, v in mapping.items() if k.strip().casefold() == wanted), None)
+
+
 # The documented default fields of each network syncd reads, taken for a network the sources
 # read and ``[crm.identity_fields]`` does not name. The user id is what the network's
 # connector keys a person on, the one value that never changes: X's numeric id, Mastodon's
@@ -152,6 +248,8 @@ class SalesforceSettings(ConnectorSettings):
     identity_fields: dict[str, IdentityFields] = Field(
         default_factory=lambda: {"x": IDENTITY_DEFAULTS["x"]}
     )
+    # Priority by customer (None: records carry no priority; see PrioritySettings).
+    priority: PrioritySettings | None = None
     # Also look authors up in the standard SocialPersona object (by ExternalId, then Name).
     social_personas: bool = False
     # Where the org uses Salesforce messaging (the MessagingEndUser object exists): look up
@@ -218,6 +316,18 @@ class SalesforceSettings(ConnectorSettings):
             return self
         # model_copy skips validation: the fields are IdentityFields already.
         return self.model_copy(update={"identity_fields": fields})
+
+    def priority_column(self, obj: str) -> str | None:
+        """The field ``obj``'s priority value is read from, None when none is configured."""
+        return self.priority.column(obj) if self.priority is not None else None
+
+    def task_priority(self, value: str | None) -> str | None:
+        """Task.Priority for a customer's priority value; None: leave it to the org."""
+        return self.priority.task_priority(value) if self.priority is not None else None
+
+    def case_priority(self, value: str | None) -> str | None:
+        """Case.Priority for a customer's priority value; None: leave it to the org."""
+        return self.priority.case_priority(value) if self.priority is not None else None
 
     @property
     def auth_method(self) -> Literal["password", "session", "jwt"]:

@@ -212,12 +212,15 @@ def _link_on_file(
 
 def check_wanted(db: Database, crm_name: str, now: datetime) -> bool:
     """Whether asking the CRM which people changed can do any good now: some held author
-    waits for a later retry (a new person could be them), or the watch has not started
-    (its first answer is where it starts from). The daemon's cadence asks only then, so a
-    CRM is not asked every few seconds for nobody."""
+    waits for a later retry (a new person could be them), a link carries the person's
+    priority value (a change to it is what their next records carry), or the watch has not
+    started (its first answer is where it starts from). The daemon's cadence asks only then,
+    so a CRM is not asked every few seconds for nobody."""
     with db.connect() as conn:
         mark, _ = outbox.crm_mark(conn, crm_name)
-        return mark is None or bool(outbox.held_waiting(conn, crm_name, now, 0, 1))
+        if mark is None or linking.priorities_held(conn, crm_name):
+            return True
+        return bool(outbox.held_waiting(conn, crm_name, now, 0, 1))
 
 
 def watch(
@@ -262,6 +265,10 @@ def watch(
                 woken += outbox.wake(conn, ids)
     with db.transaction() as conn:
         crm_keys.put(conn, crm_name, changes.on_file, now)
+        # A changed person's priority value is what their authors' next records carry.
+        linking.refresh_priorities(
+            conn, crm_name, [p.ref for p in changes.people] + [k.ref for k in changes.on_file]
+        )
         outbox.store_crm_mark(conn, crm_name, changes.mark, now)
     if not changes.complete:
         on_file.reload_soon(db, crm_name, now)  # faster than many watch rounds

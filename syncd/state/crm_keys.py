@@ -19,6 +19,7 @@ from sqlalchemy import Connection, and_, delete, select, update
 from syncd.model import CrmRef, IdentityKey, KeyOnFile, KeysOnFile, KeysPage
 from syncd.state import suppression
 from syncd.state.ingest import insert_for
+from syncd.state.linking import refresh_priorities, stored_priority
 from syncd.state.tables import crm_key_loads, crm_keys
 
 log = logging.getLogger("syncd.resolver")
@@ -51,8 +52,11 @@ def begin_load(conn: Connection, crm: str, started_at: datetime) -> None:
 
 
 def store_page(conn: Connection, crm: str, page: KeysPage, now: datetime) -> bool:
-    """Store one page of a load and where the load stands; True when that ended it."""
+    """Store one page of a load and where the load stands; True when that ended it. The
+    people's priority values go to their links too: the daily reload is what gives links
+    made before priorities were configured (or a change the watch missed) their value."""
     put(conn, crm, page.people, now)
+    refresh_priorities(conn, crm, [p.ref for p in page.people])
     where = crm_key_loads.c.crm == crm
     if page.next is not None:
         conn.execute(update(crm_key_loads).where(where).values(cursor=page.next))
@@ -91,6 +95,7 @@ def put(conn: Connection, crm: str, people: Sequence[KeysOnFile], now: datetime)
             "record_id": p.ref.id,
             "object": p.ref.object,
             "name": p.ref.name,
+            "priority": stored_priority(p.ref),
             "rank": p.rank,
             "stamp": p.stamp,
             "network": k.network,
@@ -133,7 +138,7 @@ def find(conn: Connection, crm: str, keys: Sequence[IdentityKey]) -> list[KeysOn
             # Sorted here, not by ORDER BY: without statistics SQLite then walked every
             # key of the CRM in record order instead of using the user id or handle index.
             for r in sorted(conn.execute(stmt), key=lambda r: (r.record_id, r.id)):
-                ref = CrmRef(r.object, r.record_id, r.name)
+                ref = CrmRef(r.object, r.record_id, r.name, r.priority)
                 entry = people.setdefault(r.record_id, (ref, r.rank, r.stamp, []))
                 carried = KeyOnFile(r.network, r.user_id, r.handle)
                 if carried not in entry[3]:

@@ -15,7 +15,15 @@ from sqlalchemy import Connection, bindparam, case, delete, or_, select, update
 
 from syncd.model import Candidate, CrmRef, IdentityKey, Profile, ReviewState
 from syncd.state.ingest import insert_for
-from syncd.state.tables import candidates, identities, identity_handles, link_events, links
+from syncd.state.tables import (
+    PRIORITY_MAX,
+    candidates,
+    crm_keys,
+    identities,
+    identity_handles,
+    link_events,
+    links,
+)
 
 
 def _event_row(
@@ -59,9 +67,16 @@ def _event(
     )
 
 
+def stored_priority(ref: CrmRef) -> str | None:
+    """A person's priority value as a row holds it: one too long to be any mapping's value is
+    none (the record gets the default, as for an unmapped value)."""
+    value = (ref.priority or "").strip()
+    return value if value and len(value) <= PRIORITY_MAX else None
+
+
 def as_candidate(r: Any) -> Candidate:
     """A link or candidate row as the resolver's Candidate."""
-    ref = CrmRef(r.crm_object, r.crm_id, r.crm_name)
+    ref = CrmRef(r.crm_object, r.crm_id, r.crm_name, r.crm_priority)
     return Candidate(ref, r.score or 0.0, r.matcher, tuple(r.reasons or ()))
 
 
@@ -156,6 +171,7 @@ def link_many(
                 "crm_object": c.ref.object,
                 "crm_id": c.ref.id,
                 "crm_name": c.ref.name,
+                "crm_priority": stored_priority(c.ref),
                 "matcher": c.matcher,
                 "score": c.score,
                 "reasons": list(c.reasons),
@@ -215,6 +231,38 @@ def unlink(
     return [r.identity_id for r in rows]
 
 
+def priorities_held(conn: Connection, crm: str) -> bool:
+    """Whether any link carries a priority value (the CRM reports customers' priorities)."""
+    stmt = select(links.c.id).where(links.c.crm == crm, links.c.crm_priority.is_not(None))
+    return conn.execute(stmt.limit(1)).first() is not None
+
+
+def refresh_priorities(conn: Connection, crm: str, people: Iterable[CrmRef]) -> None:
+    """Take the priority values the CRM reports for these people (the change watch's) into
+    their links, review items and the local copy of CRM keys: every author linked to one
+    person gets the new value, whatever network they write from."""
+    latest = [{"rid": ref.id, "value": stored_priority(ref)} for ref in people]
+    if not latest:
+        return
+    for rid, value in (
+        (links.c.crm_id, links.c.crm_priority),
+        (candidates.c.crm_id, candidates.c.crm_priority),
+        (crm_keys.c.record_id, crm_keys.c.priority),
+    ):
+        table = value.table
+        conn.execute(
+            update(table)
+            .where(
+                table.c.crm == crm,
+                rid == bindparam("rid"),
+                # Most changes are to other fields: those rows are not rewritten.
+                value.is_distinct_from(bindparam("value")),
+            )
+            .values({value.name: bindparam("value")}),
+            latest,
+        )
+
+
 def follow(
     conn: Connection, crm: str, moves: Iterable[tuple[CrmRef, CrmRef]], now: datetime
 ) -> int:
@@ -228,7 +276,12 @@ def follow(
             conn.execute(
                 update(links)
                 .where(links.c.identity_id == identity_id, links.c.crm == crm)
-                .values(crm_object=new.object, crm_id=new.id, crm_name=new.name)
+                .values(
+                    crm_object=new.object,
+                    crm_id=new.id,
+                    crm_name=new.name,
+                    crm_priority=stored_priority(new),
+                )
             )
             why = (f"{old.object} {old.id} was merged into {new.id}",)
             _event(
@@ -248,6 +301,7 @@ def _candidate_row(
         "crm_object": c.ref.object,
         "crm_id": c.ref.id,
         "crm_name": c.ref.name,
+        "crm_priority": stored_priority(c.ref),
         "matcher": c.matcher,
         "score": c.score,
         "reasons": list(c.reasons),
@@ -270,6 +324,7 @@ def queue(
             "reasons": ins.excluded.reasons,
             "matcher": ins.excluded.matcher,
             "crm_name": ins.excluded.crm_name,
+            "crm_priority": ins.excluded.crm_priority,
         },
         where=candidates.c.state == ReviewState.OPEN,
     )

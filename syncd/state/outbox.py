@@ -270,6 +270,7 @@ def as_written() -> Select[Any]:
             links.c.crm_object,
             links.c.crm_id,
             links.c.crm_name,
+            links.c.crm_priority,
         )
         .join(interactions, interactions.c.id == deliveries.c.interaction_id)
         .join(identities, identities.c.id == deliveries.c.identity_id)
@@ -305,7 +306,7 @@ def rows(result: Iterable[Any]) -> list[ReadyDelivery]:
             url=r.url,
             conversation_id=r.conversation_id,
             handle=r.handle,
-            who=CrmRef(r.crm_object, r.crm_id, r.crm_name),
+            who=CrmRef(r.crm_object, r.crm_id, r.crm_name, r.crm_priority),
             name=r.display_name,
             brand_name=r.brand_name,
         )

@@ -80,6 +80,9 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 # warning (syncd.state.crm_keys). X's values are bounded by its connector.
 NAME_MAX = 100
 KEY_MAX = 255
+# A customer's priority value: a picklist value (255 at most) or short text; a longer value
+# is no value any mapping names, and is stored as none.
+PRIORITY_MAX = 255
 # A network's ids: X's are 19 digits, but a Mastodon status or actor URI and a Bluesky
 # at-uri run to 70-200 characters; the CRM's external id (network:id) caps them at 255 anyway.
 ID_MAX = 255
@@ -136,6 +139,8 @@ links = Table(
     Column("crm_object", String(64), nullable=False),
     Column("crm_id", String(64), nullable=False),
     Column("crm_name", String(300)),
+    # The customer's priority value (CrmRef.priority), kept current by the change watch.
+    Column("crm_priority", String(PRIORITY_MAX)),
     Column("matcher", String(64), nullable=False),
     Column("score", Float),
     Column("reasons", JSON),
@@ -175,6 +180,7 @@ candidates = Table(
     Column("crm_object", String(64), nullable=False),
     Column("crm_id", String(64), nullable=False),
     Column("crm_name", String(300)),
+    Column("crm_priority", String(PRIORITY_MAX)),  # as links.crm_priority
     Column("matcher", String(64), nullable=False),
     Column("score", Float, nullable=False),
     Column("reasons", JSON, nullable=False),
@@ -376,6 +382,7 @@ crm_keys = Table(
     Column("record_id", String(40), nullable=False),
     Column("object", String(100), nullable=False),
     Column("name", Text),
+    Column("priority", String(PRIORITY_MAX)),  # the customer's priority value (CrmRef.priority)
     Column("rank", Integer, nullable=False),  # the CRM's object order: Contacts before Leads
     Column("stamp", String(40), nullable=False),  # when the CRM record last changed
     Column("network", String(32), nullable=False),

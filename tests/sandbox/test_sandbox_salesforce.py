@@ -809,6 +809,35 @@ def test_record_ids() -> None:
 
 
 # -- relationship fields, SocialPersona, merges ------------------------------------------------
+def test_a_relationship_path_walks_several_lookups() -> None:
+    """Up to five, as in a real org: a MessagingEndUser's Contact's Account."""
+    with SalesforceSandbox(messaging=True) as sb:
+        acme = sb.insert("Account", {"Name": "Acme", "Website": "https://acme.com"})
+        ann = sb.insert("Contact", {"LastName": "Lee", "AccountId": acme})
+        sf = login(sb)
+        chan = sb.insert(
+            "MessagingChannel",
+            {"DeveloperName": "Facebook_1", "MasterLabel": "Facebook", "MessageType": "Facebook",
+             "MessagingPlatformKey": "1"},
+        )  # fmt: skip
+        for contact in (ann, None):
+            values = {"Name": "7", "MessageType": "Facebook", "MessagingChannelId": chan,
+                      "MessagingPlatformKey": "7", "ContactId": contact}  # fmt: skip
+            sb.insert("MessagingEndUser", {k: v for k, v in values.items() if v is not None})
+        rows = sf.query(
+            "SELECT Contact.Name, Contact.Account.Name FROM MessagingEndUser "
+            "WHERE Contact.Account.Website LIKE '%acme%' OR ContactId = null "
+            "ORDER BY Contact.Account.Name"
+        )["records"]
+        assert rows[0]["Contact"] is None
+        assert rows[1]["Contact"]["Name"] == "Lee"
+        assert rows[1]["Contact"]["Account"]["Name"] == "Acme"
+        assert rows[1]["Contact"]["Account"]["attributes"]["type"] == "Account"
+        with pytest.raises(SalesforceMalformedRequest) as err:
+            sf.query("SELECT Contact.Account.Nope FROM MessagingEndUser")
+        assert body(err)[0]["errorCode"] == "INVALID_FIELD"
+
+
 def test_relationship_fields_nest_like_the_real_api(sb: SalesforceSandbox) -> None:
     acme = sb.insert("Account", {"Name": "Acme", "Website": "https://acme.com"})
     ann = sb.insert("Contact", {"LastName": "Lee", "AccountId": acme})
@@ -842,6 +871,7 @@ def test_relationship_fields_nest_like_the_real_api(sb: SalesforceSandbox) -> No
     for text in (
         "SELECT Account.Nope FROM Contact",
         "SELECT Parent.Email FROM SocialPersona",  # polymorphic: Name fields only
+        "SELECT Parent.Account.Name FROM SocialPersona",  # nor a path through it
         "SELECT Acount.Name FROM Contact",
     ):
         with pytest.raises(SalesforceMalformedRequest) as err:

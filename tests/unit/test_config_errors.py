@@ -138,6 +138,32 @@ CASES = [
         BASE + "[crm.task_fields]\nnetwrk = 'Network__c'\n",
         [("crm.task_fields.netwrk", "unknown key; did you mean 'network'?")],
     ),
+    # -- [crm.priority] ---------------------------------------------------------------------
+    Case(
+        "priority-default-unmapped",
+        BASE + '[crm.priority]\ntask = { High = "High", Low = "Low" }\ndefault = "Gold"\n',
+        [("crm.priority.default", "'Gold' is not a value the task map names ('High', 'Low')")],
+    ),
+    Case(
+        "priority-maps-nothing",
+        BASE + '[crm.priority]\nfield = "Account.SLA__c"\n',
+        [("crm.priority", "maps nothing: give task (and/or case)")],
+    ),
+    Case(
+        "priority-field-path",
+        BASE + '[crm.priority]\nfield = "Account.Owner.Tier__c"\ntask = { A = "High" }\n',
+        [("crm.priority.field", "is not a field of the person or of its Account")],
+    ),
+    Case(
+        "priority-same-value-twice",
+        BASE + '[crm.priority]\ntask = { High = "High", high = "Normal" }\n',
+        [("crm.priority.task", "'High' and 'high' are the same value (case is ignored)")],
+    ),
+    Case(
+        "priority-per-network",
+        BASE + '[crm.priority]\ntask = { High = "High" }\nx = "High"\n',
+        [("crm.priority.x", "unknown key")],
+    ),
     # -- wrong types ----------------------------------------------------------------------
     Case(
         "string-for-int",

@@ -19,12 +19,12 @@ from simple_salesforce.api import Salesforce
 
 from connectors.salesforce import composite
 from connectors.salesforce.identity import keys, search, watch
+from connectors.salesforce.identity.lookup import field, priority_of
 from connectors.salesforce.identity.messaging import MessagingEndUsers
 from connectors.salesforce.identity.people import (
     CANDIDATE_LIMIT,
     MAX_HOPS,
     SHAPES,
-    field,
     handle_parents,
     held_soql,
     id18,
@@ -68,11 +68,12 @@ def _ask(
     sf: Salesforce,
     batch: Sequence[tuple[str, Sequence[search.Term]]],
     fields: IdentityFields | None,
-    also: Sequence[str] = (),
+    also: Mapping[str, Sequence[str]],
 ) -> list[composite.Answer]:
-    """Candidate queries in one composite call. An error is raised here, inside the call (so
-    an expired session logs in again and the error is mapped), unless halving can help."""
-    soqls = [search.people_soql(obj, fields, chunk, also) for obj, chunk in batch]
+    """Candidate queries in one composite call (``also``: each object's more columns). An
+    error is raised here, inside the call (so an expired session logs in again and the
+    error is mapped), unless halving can help."""
+    soqls = [search.people_soql(obj, fields, chunk, also.get(obj, ())) for obj, chunk in batch]
     answers = composite.query_many(sf, soqls)
     for (_, chunk), answer in zip(batch, answers, strict=True):
         if answer.error is not None:
@@ -112,6 +113,11 @@ class SalesforceIdentity:
         # terms are spread over as many queries as keep each answer under the cap, so the
         # search is one composite call, not one whose answer fills the cap, then its halves.
         self._rows_per_term: dict[str, float] = {}
+
+    def _priority(self, obj: str) -> list[str]:
+        """The customer's priority field as one more column of ``obj``'s queries."""
+        column = self.settings.priority_column(obj)
+        return [column] if column else []
 
     def personas(self, keys: Sequence[IdentityKey]) -> dict[IdentityKey, list[CrmRef]]:
         """The people the org's own persona records name for these authors: SocialPersona
@@ -185,7 +191,8 @@ class SalesforceIdentity:
         self._crowded = {k: until for k, until in self._crowded.items() if until > now}
         budget, fields = Budget(), identity_fields(self.settings)
         every = self.settings.identity_fields
-        also = keys.key_columns(every) if len(every) > 1 else []
+        columns = keys.key_columns(every) if len(every) > 1 else []
+        also = {obj: columns + self._priority(obj) for obj in self.settings.person_objects}
         found: dict[tuple[str, str], PersonRecord] = {}
         pending: list[tuple[str, list[search.Term]]] = []
         for obj in self.settings.person_objects:
@@ -223,7 +230,9 @@ class SalesforceIdentity:
                         "not scored", SYSTEM, len(answer.rows), obj,
                     )  # fmt: skip
                 for row in answer.rows:
-                    person = person_record(obj, fields, row, query, every)
+                    person = person_record(
+                        obj, fields, row, query, every, self.settings.priority_column(obj)
+                    )
                     if person is not None:
                         found.setdefault((obj, person.ref.id), person)
         for obj, (n, rows) in seen.items():
@@ -247,26 +256,40 @@ class SalesforceIdentity:
         people: list[PersonRecord] = []
         on_file: list[KeysOnFile] = []
         complete, marks = True, {}
-        asked: list[tuple[int, str, watch.Watermark | None]] = []
+        asked: list[tuple[int, str, str, str, watch.Watermark | None]] = []
         for rank, obj in enumerate(self.settings.person_objects):
             if obj in SHAPES:
                 since = seen.get(obj, watch.Watermark(watch.EPOCH)) if seen is not None else None
-                asked.append((rank, obj, since))
+                asked.append((rank, obj, obj, "SystemModstamp", since))
+            column = self.settings.priority_column(obj) or ""
+            if obj in SHAPES and column.lower().startswith("account."):
+                # The customer's priority on their Account: Accounts changed are watched
+                # too, in the same call. A mark from before starts at the newest change.
+                at = f"{obj}.Account"
+                since = seen.get(at) if seen is not None else None
+                asked.append((rank, obj, at, "Account.SystemModstamp", since))
         soqls = [
-            watch.changes_soql(obj, fields, since, keys.key_columns(every))
-            for _, obj, since in asked
+            watch.changes_soql(
+                obj, fields, since, keys.key_columns(every) + self._priority(obj), stamp
+            )
+            for _, obj, _, stamp, since in asked
         ]
         answers = self.session.run("changes", partial(_each, soqls=soqls), budget) if soqls else []
-        for (rank, obj, since), rows in zip(asked, answers, strict=True):
+        for (rank, obj, at, stamp, since), answer in zip(asked, answers, strict=True):
+            rows = watch.restamped(answer, stamp)
             if since is None:
-                marks[obj] = watch.start_mark(rows)
+                marks[at] = watch.start_mark(rows)
                 continue
-            fresh, marks[obj], whole = watch.advance(since, rows)
+            fresh, marks[at], whole = watch.advance(since, rows)
             complete = complete and whole
+            priority = self.settings.priority_column(obj)
             people += [
-                p for r in fresh if (p := person_record(obj, fields, r, every=every)) is not None
+                p
+                for r in fresh
+                if (p := person_record(obj, fields, r, every=every, priority=priority)) is not None
             ]
-            on_file += [keys.keys_of(obj, rank, every, r) for r in fresh]
+            if at == obj:  # an Account's stamp says nothing of the person's own keys
+                on_file += [keys.keys_of(obj, rank, every, r, priority) for r in fresh]
         return PeopleChanges(tuple(people), watch.write(marks), complete, tuple(on_file))
 
     def keys_on_file(self, after: str | None) -> KeysPage:
@@ -282,8 +305,10 @@ class SalesforceIdentity:
         obj, after_id = keys.read_cursor(after, objects)
         while obj is not None:
             rank = self.settings.person_objects.index(obj)
-            rows = self.session.query(f"keys {obj}", keys.keys_soql(obj, every, after_id), budget)
-            people = tuple(keys.keys_of(obj, rank, every, r) for r in rows)
+            priority = self.settings.priority_column(obj)
+            soql = keys.keys_soql(obj, every, after_id, priority)
+            rows = self.session.query(f"keys {obj}", soql, budget)
+            people = tuple(keys.keys_of(obj, rank, every, r, priority) for r in rows)
             if len(rows) >= keys.KEYS_PAGE:
                 return KeysPage(people, keys.cursor(obj, people[-1].ref.id))
             following = objects[objects.index(obj) + 1 :]
@@ -319,7 +344,7 @@ class SalesforceIdentity:
             for obj, ids in by_object.items():
                 rows: dict[str, Mapping[str, Any]] = {}
                 for chunk in id_chunks(ids):
-                    soql = survivor_soql(obj, chunk)
+                    soql = survivor_soql(obj, chunk, self.settings.priority_column(obj))
                     action = f"survivors {obj}"
                     for hit in self.session.query(action, soql, budget, include_deleted=True):
                         rows[id18(hit.get("Id")) or ""] = hit
@@ -330,7 +355,8 @@ class SalesforceIdentity:
                         following.setdefault(where, []).extend(origins)
                     elif where is True and row is not None and hop > 0:
                         name = row.get("Name")
-                        result.update((o, CrmRef(obj, rid, name)) for o in origins)
+                        tier = priority_of(row, self.settings.priority_column(obj))
+                        result.update((o, CrmRef(obj, rid, name, tier)) for o in origins)
                     elif where is not True:
                         result.update((o, None) for o in origins)
             pending = following

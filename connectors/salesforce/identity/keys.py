@@ -13,8 +13,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from connectors.salesforce.identity.lookup import soql_quote
-from connectors.salesforce.identity.people import SHAPES, field, id18, keys_held
+from connectors.salesforce.identity.lookup import field, priority_of, soql_quote
+from connectors.salesforce.identity.people import SHAPES, id18, keys_held
 from connectors.salesforce.settings import IdentityFields
 from syncd.model import CrmRef, KeysOnFile
 
@@ -31,15 +31,20 @@ def key_columns(fields: Mapping[str, IdentityFields]) -> list[str]:
     return list(unique.values())
 
 
-def keys_soql(obj: str, fields: Mapping[str, IdentityFields], after: str | None) -> str:
-    """ONE page of ``obj`` records with any network's id or handle set, in id order."""
+def keys_soql(
+    obj: str, fields: Mapping[str, IdentityFields], after: str | None, priority: str | None = None
+) -> str:
+    """ONE page of ``obj`` records with any network's id or handle set, in id order, with
+    the customer's ``priority`` field when one is configured."""
     columns = key_columns(fields)
     where = "(" + " OR ".join(f"{c} != null" for c in columns) + ")"
     if only := SHAPES[obj].only:
         where = f"{only} AND {where}"
     if after:
         where += f" AND Id > {soql_quote(after)}"
-    select = ", ".join(["Id", "Name", *columns, "SystemModstamp"])
+    select = ", ".join(
+        ["Id", "Name", *columns, *([priority] if priority else []), "SystemModstamp"]
+    )
     return f"SELECT {select} FROM {obj} WHERE {where} ORDER BY Id LIMIT {KEYS_PAGE}"
 
 
@@ -49,11 +54,16 @@ def _text(value: Any) -> str | None:
 
 
 def keys_of(
-    obj: str, rank: int, fields: Mapping[str, IdentityFields], row: Mapping[str, Any]
+    obj: str,
+    rank: int,
+    fields: Mapping[str, IdentityFields],
+    row: Mapping[str, Any],
+    priority: str | None = None,
 ) -> KeysOnFile:
-    """What one row carries, per network (networks with neither field set left out)."""
+    """What one row carries, per network (networks with neither field set left out), and
+    the customer's priority value read from ``priority``."""
     rid = id18(field(row, "Id")) or str(field(row, "Id"))
-    ref = CrmRef(obj, rid, _text(field(row, "Name")))
+    ref = CrmRef(obj, rid, _text(field(row, "Name")), priority_of(row, priority))
     return KeysOnFile(ref, keys_held(fields, row), rank, str(field(row, "SystemModstamp") or ""))
 
 

@@ -49,6 +49,26 @@ def soql_quote(value: str, *, like: bool = False) -> str:
     return f"'{escaped}'"
 
 
+def field(row: Mapping[str, Any], path: str) -> Any:
+    """A row's value at ``path`` (``Account.Name``), whatever casing the answer used."""
+    value: Any = row
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        if part in value:  # answers spell fields as asked, nearly always: no scan
+            value = value[part]
+            continue
+        value = next((v for k, v in value.items() if str(k).lower() == part.lower()), None)
+    return value
+
+
+def priority_of(row: Mapping[str, Any], path: str | None) -> str | None:
+    """The customer's priority value a row holds at ``path`` (None: not asked, or empty)."""
+    value = field(row, path) if path else None
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
 def askable(value: str) -> bool:
     """Whether a value can be in a Salesforce text field at all (none holds more than 255
     characters): a longer one matches nothing, and alone could overflow a query URL."""
@@ -72,15 +92,19 @@ def _lookup_values(key: IdentityKey, fields: IdentityFields | None = None) -> li
     return id_values(key, fields) + handles
 
 
-def lookup_soql(obj: str, fields: IdentityFields, keys: Sequence[IdentityKey]) -> str:
-    """ONE query for a chunk of keys against one person object."""
+def lookup_soql(
+    obj: str, fields: IdentityFields, keys: Sequence[IdentityKey], priority: str | None = None
+) -> str:
+    """ONE query for a chunk of keys against one person object; with the customer's
+    ``priority`` field (a path: ``Account.CustomerPriority__c``), so the match carries it."""
     user_ids = dict.fromkeys(v for k in keys for v in id_values(k, fields))
     handles = dict.fromkeys(v for k in keys for v in handle_values(k)) if fields.handle else {}
     parts = [f"{fields.user_id} IN ({', '.join(map(soql_quote, user_ids))})"] if user_ids else []
     if handles:
         parts.append(f"{fields.handle} IN ({', '.join(map(soql_quote, handles))})")
     where = " OR ".join(parts)
-    select = ", ".join(["Id", "Name", fields.user_id, *([fields.handle] if fields.handle else [])])
+    columns = ["Id", "Name", fields.user_id, *([fields.handle] if fields.handle else [])]
+    select = ", ".join(columns + ([priority] if priority else []))
     return f"SELECT {select} FROM {obj} WHERE {where}"
 
 
@@ -121,6 +145,7 @@ def match_rows(
     keys: Sequence[IdentityKey],
     rows: Sequence[Mapping[str, Any]],
     ids_only: Container[IdentityKey] = (),
+    priority: str | None = None,
 ) -> dict[IdentityKey, Match | None]:
     """Decide each key against one object's rows; ``None`` marks an ambiguous key.
 
@@ -128,14 +153,15 @@ def match_rows(
     never guessed. A handle on a record holding another user id is no match: the answer says
     so (``held_user_id``), for a person to look at. Keys in ``ids_only`` (an earlier object
     held their handle under another id) are decided by user id alone. Keys absent from the
-    result matched nothing here.
+    result matched nothing here. ``priority``: the field the query read the customer's
+    priority value from, carried by each match.
     """
     by_user_id: dict[str, dict[str, CrmRef]] = {}
     by_handle: dict[str, dict[str, tuple[CrmRef, str]]] = {}
     for row in rows:
         # Salesforce answers with each field's own casing, whatever casing the query used.
         values = {str(k).lower(): v for k, v in row.items()}
-        ref = CrmRef(obj, str(values["id"]), values.get("name"))
+        ref = CrmRef(obj, str(values["id"]), values.get("name"), priority_of(row, priority))
         user_id = fields.on_file(str(values.get(fields.user_id.lower()) or "")) or ""
         if user_id:
             by_user_id.setdefault(user_id, {})[ref.id] = ref

@@ -23,8 +23,15 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from connectors.salesforce.identity.lookup import askable, chunks, soql_quote, url_cost
-from connectors.salesforce.identity.people import field, id18
+from connectors.salesforce.identity.lookup import (
+    askable,
+    chunks,
+    field,
+    priority_of,
+    soql_quote,
+    url_cost,
+)
+from connectors.salesforce.identity.people import id18
 from connectors.salesforce.records import SYSTEM
 from connectors.salesforce.session import Budget, SalesforceSession
 from connectors.salesforce.settings import MESSAGE_TYPES, SalesforceSettings
@@ -57,12 +64,16 @@ def end_user_chunks(keys: Sequence[IdentityKey]) -> Iterator[list[IdentityKey]]:
     return chunks(scoped, lambda k: url_cost(soql_quote(k.user_id)))
 
 
-def end_user_soql(message_type: str, keys: Sequence[IdentityKey]) -> str:
+def end_user_soql(
+    message_type: str, keys: Sequence[IdentityKey], priority: str | None = None
+) -> str:
     """ONE query for a chunk of one network's keys: the end users with a Contact holding
-    any of their bare ids, with the channel each belongs to."""
+    any of their bare ids, with the channel each belongs to (and the Contact's ``priority``
+    field: ``Account.CustomerPriority__c`` is asked as ``Contact.Account.…``)."""
     ids = ", ".join(map(soql_quote, _bare_ids(keys)))
+    tier = f"Contact.{priority}, " if priority else ""
     return (
-        "SELECT Id, MessagingPlatformKey, ContactId, Contact.Name, "
+        f"SELECT Id, MessagingPlatformKey, ContactId, Contact.Name, {tier}"
         f"MessagingChannel.MessagingPlatformKey FROM {OBJECT} "
         f"WHERE MessageType = {soql_quote(message_type)} AND ContactId != null "
         f"AND MessagingPlatformKey IN ({ids})"
@@ -70,7 +81,7 @@ def end_user_soql(message_type: str, keys: Sequence[IdentityKey]) -> str:
 
 
 def match_end_users(
-    keys: Sequence[IdentityKey], rows: Sequence[Mapping[str, Any]]
+    keys: Sequence[IdentityKey], rows: Sequence[Mapping[str, Any]], priority: str | None = None
 ) -> dict[IdentityKey, list[CrmRef]]:
     """The Contacts each key's end users are linked to: records whose platform key is the
     key's bare id AND whose channel is the key's scope. Several Contacts stay several (the
@@ -83,7 +94,8 @@ def match_end_users(
         if not (bare and scope and contact):
             continue
         name = field(row, "Contact.Name")
-        ref = CrmRef("Contact", contact, str(name) if name else None)
+        tier = priority_of(row, f"Contact.{priority}" if priority else None)
+        ref = CrmRef("Contact", contact, str(name) if name else None, tier)
         by_scoped.setdefault(f"{scope}:{bare}", {})[contact] = ref
     found: dict[IdentityKey, list[CrmRef]] = {}
     for key in keys:
@@ -130,8 +142,10 @@ class MessagingEndUsers:
         if not self.present(budget):
             return {}
         found: dict[IdentityKey, list[CrmRef]] = {}
+        priority = self.settings.priority_column("Contact")
         for kind, pending in by_type.items():
             for chunk in end_user_chunks(pending):
-                rows = self.session.query(f"lookup {OBJECT}", end_user_soql(kind, chunk), budget)
-                found.update(match_end_users(chunk, rows))
+                soql = end_user_soql(kind, chunk, priority)
+                rows = self.session.query(f"lookup {OBJECT}", soql, budget)
+                found.update(match_end_users(chunk, rows, priority))
         return found

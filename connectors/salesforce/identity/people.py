@@ -20,9 +20,11 @@ from typing import Any
 
 from connectors.salesforce.identity.lookup import (
     chunks,
+    field,
     handle_values,
     id_values,
     key_chunks,
+    priority_of,
     soql_quote,
     url_cost,
 )
@@ -66,19 +68,6 @@ def id18(value: object) -> str | None:
         suffix += _CHECKSUM[bits]
     full = value[:15] + suffix
     return full if len(value) == 15 or value == full else None
-
-
-def field(row: Mapping[str, Any], path: str) -> Any:
-    """A row's value at ``path`` (``Account.Name``), whatever casing the answer used."""
-    value: Any = row
-    for part in path.split("."):
-        if not isinstance(value, Mapping):
-            return None
-        if part in value:  # answers spell fields as asked, nearly always: no scan
-            value = value[part]
-            continue
-        value = next((v for k, v in value.items() if str(k).lower() == part.lower()), None)
-    return value
 
 
 def _text(value: Any) -> str | None:
@@ -345,17 +334,21 @@ def person_record(
     row: Mapping[str, Any],
     query: PeopleQuery | None = None,
     every: Mapping[str, IdentityFields] | None = None,
+    priority: str | None = None,
 ) -> PersonRecord | None:
     """A row as the resolver scores it; with a ``query``, None when no value of it really
     matches the row (and the phone shown is the one that matched). Given ``every`` network's
     fields, and more than one, the record carries each network's keys, so an author is scored
-    on its own network's (a Contact holding an X user id is no other Mastodon user)."""
+    on its own network's (a Contact holding an X user id is no other Mastodon user).
+    ``priority``: the field holding the customer's priority value, carried by the ref."""
     shape = SHAPES[obj]
     phones = [p for p in (_text(field(row, "Phone")), _text(field(row, "MobilePhone"))) if p]
     wanted = prepared(query) if query is not None else None
     matched = [p for p in phones if wanted and wanted.phone(p)]
     person = PersonRecord(
-        ref=CrmRef(obj, str(field(row, "Id")), _text(field(row, "Name"))),
+        ref=CrmRef(
+            obj, str(field(row, "Id")), _text(field(row, "Name")), priority_of(row, priority)
+        ),
         first_name=_text(field(row, "FirstName")),
         last_name=_text(field(row, "LastName")),
         email=_text(field(row, "Email")),
@@ -378,11 +371,11 @@ SURVIVOR_FIELDS = {
 }
 
 
-def survivor_soql(obj: str, ids: Sequence[str]) -> str:
-    """ONE queryAll for a chunk of ids: deleted rows too, with the record they merged into."""
-    return (
-        f"SELECT {SURVIVOR_FIELDS.get(obj, 'Id, IsDeleted')} FROM {obj} WHERE {in_list('Id', ids)}"
-    )
+def survivor_soql(obj: str, ids: Sequence[str], priority: str | None = None) -> str:
+    """ONE queryAll for a chunk of ids: deleted rows too, with the record they merged into
+    (and the customer's ``priority`` field, which a survivor's links take)."""
+    select = SURVIVOR_FIELDS.get(obj, "Id, IsDeleted") + (f", {priority}" if priority else "")
+    return f"SELECT {select} FROM {obj} WHERE {in_list('Id', ids)}"
 
 
 def id_chunks(ids: Sequence[str]) -> Iterator[list[str]]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connectors.salesforce.identity.lookup import soql_quote
+from connectors.salesforce.identity.lookup import field, soql_quote
 from connectors.salesforce.identity.people import CANDIDATE_LIMIT, SHAPES, id18, person_fields
 from connectors.salesforce.settings import IdentityFields
 
@@ -45,25 +45,41 @@ def literal(moment: datetime) -> str:
 
 
 def changes_soql(
-    obj: str, fields: IdentityFields | None, since: Watermark | None, also: Sequence[str] = ()
+    obj: str,
+    fields: IdentityFields | None,
+    since: Watermark | None,
+    also: Sequence[str] = (),
+    stamp: str = "SystemModstamp",
 ) -> str:
     """People of ``obj`` changed at or after the mark, oldest change first; without a mark,
     only the newest stamp (where a new watch starts). ``also``: more columns (every
-    network's id and handle fields)."""
+    network's id and handle fields). ``stamp``: the change stamp watched, the person's own
+    or their Account's (``Account.SystemModstamp``: a change to an Account field, such as
+    the customer's priority, stamps the Account, not its Contacts)."""
+    own = stamp == "SystemModstamp"
     if since is None:
-        return f"SELECT Id, SystemModstamp FROM {obj} ORDER BY SystemModstamp DESC LIMIT 1"
+        where = "" if own else f" WHERE {stamp} != null"
+        return f"SELECT Id, {stamp} FROM {obj}{where} ORDER BY {stamp} DESC LIMIT 1"
     at = literal(parse_stamp(since.stamp))
-    where = f"SystemModstamp >= {at}"
+    where = f"{stamp} >= {at}"
     if 0 < len(since.seen) <= MAX_EXCLUDED:  # so the seen ones do not fill the page again
         # Only at that very stamp: a seen record changed again later must be reported.
         seen = ", ".join(soql_quote(i) for i in since.seen)
-        where += f" AND (SystemModstamp > {at} OR Id NOT IN ({seen}))"
+        where += f" AND ({stamp} > {at} OR Id NOT IN ({seen}))"
     if only := SHAPES[obj].only:
         where = f"{only} AND {where}"
     return (
-        f"SELECT {person_fields(obj, fields, also)}, SystemModstamp FROM {obj} WHERE {where} "
-        f"ORDER BY SystemModstamp, Id LIMIT {CANDIDATE_LIMIT}"
+        f"SELECT {person_fields(obj, fields, also)}, {stamp} FROM {obj} WHERE {where} "
+        f"ORDER BY {stamp}, Id LIMIT {CANDIDATE_LIMIT}"
     )
+
+
+def restamped(rows: Sequence[Mapping[str, Any]], stamp: str) -> list[Mapping[str, Any]]:
+    """Rows of a watch on another stamp than the person's own, stamped with the watched
+    one, as :func:`advance` and :func:`start_mark` read them."""
+    if stamp == "SystemModstamp":
+        return list(rows)
+    return [{**row, "SystemModstamp": field(row, stamp)} for row in rows]
 
 
 def advance(

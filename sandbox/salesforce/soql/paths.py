@@ -3,7 +3,8 @@
 A child-to-parent path names a lookup by its relationship name (the field without its ``Id``
 suffix: ``AccountId`` → ``Account``, ``ParentId`` → ``Parent``) and then a field of the record
 it points to. Only the lookups the stand-in knows (``salesforce_schema.REFERENCES``) can be
-walked, one level deep, as most real queries do. A polymorphic lookup (SocialPersona's
+walked, up to five levels deep as in a real org (``Contact.Account.Name`` from a
+MessagingEndUser). A polymorphic lookup (SocialPersona's
 ``ParentId`` names an Account, a Contact or a Lead) offers only the fields of the ``Name``
 object (Id, Name, Type), as in a real org.
 
@@ -21,6 +22,7 @@ from sandbox.salesforce.schema import REFERENCES, normalize_id
 from sandbox.salesforce.soql.query import BoolOp, Condition, Not, Query
 from sandbox.salesforce.store import SalesforceStore, Table
 
+MAX_DEPTH = 5  # relationships one child-to-parent path may walk
 # Fields a polymorphic relationship offers (the "Name" object), with their types.
 _NAME_FIELDS = {"Id": "id", "Name": "string", "Type": "string"}
 
@@ -57,22 +59,27 @@ class PathSchema:
 
     def _resolve(self, sobject: str, path: str) -> tuple[str, str] | None:
         """``(canonical path, field type)``, or None when the path names nothing."""
-        parts = path.split(".")
-        if len(parts) != 2:
+        *rels, last = path.split(".")
+        if not 1 <= len(rels) <= MAX_DEPTH:
             return None
-        rel = _relationship(sobject, parts[0])
-        if rel is None:
-            return None
-        field, targets = rel
-        head = field[:-2]  # the relationship name: the lookup field without "Id"
-        if len(targets) > 1:
-            name = next((n for n in _NAME_FIELDS if n.lower() == parts[1].lower()), None)
-            return (f"{head}.{name}", _NAME_FIELDS[name]) if name else None
-        target = self.store.table(targets[0])
-        name = target.fields.get(parts[1].lower()) if target else None
+        heads, current = [], sobject
+        for i, part in enumerate(rels):
+            rel = _relationship(current, part)
+            if rel is None:
+                return None
+            field, targets = rel
+            heads.append(field[:-2])  # the relationship name: the lookup field without "Id"
+            if len(targets) > 1:  # a polymorphic parent: its Name fields, and no further
+                name = next((n for n in _NAME_FIELDS if n.lower() == last.lower()), None)
+                if name is None or i != len(rels) - 1:
+                    return None
+                return ".".join([*heads, name]), _NAME_FIELDS[name]
+            current = targets[0]
+        target = self.store.table(current)
+        name = target.fields.get(last.lower()) if target else None
         if target is None or name is None:
             return None
-        return f"{head}.{name}", target.types.get(name, "string")
+        return ".".join([*heads, name]), target.types.get(name, "string")
 
 
 def paths_of(query: Query) -> list[str]:
@@ -103,6 +110,35 @@ def _parent(store: SalesforceStore, table: Table, rec: Mapping[str, Any], rel: s
     return (target, parent) if parent is not None else None
 
 
+def _ancestor(
+    store: SalesforceStore, table: Table, rec: Mapping[str, Any], rels: Sequence[str]
+) -> Any:
+    """The live record at the end of a chain of relationships, and its table; None where a
+    lookup on the way is empty."""
+    found: Any = (table, rec)
+    for rel in rels:
+        found = _parent(store, found[0], found[1], rel)
+        if found is None:
+            return None
+    return found
+
+
+def _cached(
+    store: SalesforceStore,
+    table: Table,
+    rec: Mapping[str, Any],
+    rels: Sequence[str],
+    parents: dict[tuple[Any, ...], Any],
+) -> Any:
+    """:func:`_ancestor`, remembered by the first lookup's value: the rest of the chain
+    follows from it."""
+    lookup = _relationship(table.name, rels[0])
+    key = (*rels, rec.get(lookup[0]) if lookup else None)
+    if key not in parents:
+        parents[key] = _ancestor(store, table, rec, rels)
+    return parents[key]
+
+
 def with_paths(
     store: SalesforceStore, table: Table, rows: Sequence[Mapping[str, Any]], paths: Sequence[str]
 ) -> list[Mapping[str, Any]]:
@@ -113,19 +149,15 @@ def with_paths(
     # Parents by (relationship, lookup value): records share few parents (a company's
     # Contacts one Account), and finding the parent (the id's checksum, its table) again
     # for every record and path cost a scan several times its matching.
-    parents: dict[tuple[str, Any], Any] = {}
+    parents: dict[tuple[Any, ...], Any] = {}
     walks = []
     for path in paths:
-        rel, field = path.split(".")
-        found_rel = _relationship(table.name, rel)
-        walks.append((path, rel, field, found_rel[0] if found_rel else None))
+        *rels, field = path.split(".")
+        walks.append((path, rels, field))
     for rec in rows:
         extra: dict[str, Any] = {}
-        for path, rel, field, lookup in walks:
-            key = (rel, rec.get(lookup) if lookup else None)
-            if key not in parents:
-                parents[key] = _parent(store, table, rec, rel)
-            found = parents[key]
+        for path, rels, field in walks:
+            found = _cached(store, table, rec, rels, parents)
             if found is None:
                 extra[path] = None
             elif field == "Type":
@@ -142,35 +174,33 @@ def project(
     rec: Mapping[str, Any],
     fields: Sequence[str],
     url: Callable[[str, str], str],
-    parents: dict[tuple[str, Any], Any] | None = None,
+    parents: dict[tuple[Any, ...], Any] | None = None,
 ) -> dict[str, Any]:
-    """One record of a query answer: the selected fields, relationships nested. ``parents``
-    remembers parents across the rows of one answer (many rows share one Account)."""
+    """One record of a query answer: the selected fields, relationships nested (each level
+    of a longer path in its parent). ``parents`` remembers parents across the rows of one
+    answer (many rows share one Account)."""
     out: dict[str, Any] = {"attributes": {"type": table.name, "url": url(table.name, rec["Id"])}}
+    remembered = {} if parents is None else parents
     for name in fields:
         if "." not in name:
             out[name] = rec.get(name)
             continue
-        rel, field = name.split(".")
-        if parents is None:
-            found = _parent(store, table, rec, rel)
-        else:
-            lookup = _relationship(table.name, rel)
-            key = (rel, rec.get(lookup[0]) if lookup else None)
-            if key not in parents:
-                parents[key] = _parent(store, table, rec, rel)
-            found = parents[key]
-        if found is None:
-            out[rel] = None
-            continue
-        target, parent = found
-        polymorphic = len((_relationship(table.name, rel) or ("", ()))[1]) > 1
-        nested = out.get(rel) or {
-            "attributes": {
-                "type": "Name" if polymorphic else target.name,
-                "url": url(target.name, parent["Id"]),
+        *rels, field = name.split(".")
+        level, child = out, table
+        for depth, rel in enumerate(rels):
+            found = _cached(store, table, rec, rels[: depth + 1], remembered)
+            if found is None:
+                level[rel] = None
+                break
+            target, parent = found
+            polymorphic = len((_relationship(child.name, rel) or ("", ()))[1]) > 1
+            nested = level.get(rel) or {
+                "attributes": {
+                    "type": "Name" if polymorphic else target.name,
+                    "url": url(target.name, parent["Id"]),
+                }
             }
-        }
-        nested[field] = target.name if field == "Type" else parent.get(field)
-        out[rel] = nested
+            level[rel], level, child = nested, nested, target
+        else:
+            level[field] = child.name if field == "Type" else parent.get(field)
     return out

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from sandbox.salesforce.schema import normalize_id
+from sandbox.salesforce.schema import Picklist, normalize_id
 from sandbox.salesforce.store import DmlError, RequestError, SalesforceStore
 
 # Objects Salesforce can merge; the losers keep the winner's id in MasterRecordId.
@@ -79,6 +79,22 @@ class OrgAdmin:
             if not editable:
                 attrs.update(createable=False, updateable=False)
             table.attrs[known] = attrs
+
+    def set_picklist(
+        self, sobject: str, field: str, values: Sequence[str], *, restricted: bool | None = None
+    ) -> None:
+        """Replace a standard picklist's values (``restricted``: also change whether other
+        values are refused), as an admin editing it in Setup would; ValueError for a field
+        that is no picklist of the stand-in's."""
+        with self.lock:
+            old = self.store.picklists.get((sobject, field))
+            if old is None:
+                raise ValueError(f"{sobject}.{field} is not a picklist of the stand-in")
+            self.store.picklists[(sobject, field)] = Picklist(
+                tuple(values),
+                old.restricted if restricted is None else restricted,
+                tuple(v for v in old.closed if v in values),
+            )
 
     def records(self, sobject: str) -> list[dict[str, Any]]:
         """Copies of the live (not deleted) records of ``sobject``, in creation order."""

@@ -375,7 +375,7 @@ def test_the_stand_in_describes_fields_as_setup_made_them(world: World) -> None:
     world.sf.add_field("Lead", "Score__c", length=12, editable=False)
     table = world.sf.store.table("Lead")
     assert table is not None
-    fields = {f["name"]: f for f in meta.describe("", table)["fields"]}
+    fields = {f["name"]: f for f in meta.describe("", table, world.sf.store)["fields"]}
     score = fields["Score__c"]
     assert (score["length"], score["byteLength"], score["createable"]) == (12, 36, False)
     assert fields["X_User_Id__c"]["externalId"] and not fields["X_User_Id__c"]["unique"]

@@ -52,6 +52,7 @@ class OrgAdmin:
         length: int | None = None,
         external_id: bool = False,
         unique: bool = False,
+        case_sensitive: bool | None = None,
         editable: bool = True,
     ) -> None:
         """Define a custom field before any record carries it, as Setup would.
@@ -60,7 +61,9 @@ class OrgAdmin:
         with INVALID_FIELD, as it would in an org that lacks the field. ``field_type`` is
         describe's name (string, textarea, url, picklist …). ``external_id`` with ``unique``
         makes it an upsert key, as ``external_ids=`` does; either alone, and ``length`` and
-        ``editable`` (False: read-only for the API user), only change what describe says.
+        ``editable`` (False: read-only for the API user), only change what describe says, as
+        does ``case_sensitive`` (an upsert key is described case-sensitive unless False;
+        matching stays exact).
         """
         with self.lock:
             table = self.store.table(sobject, create=True)
@@ -76,6 +79,8 @@ class OrgAdmin:
                 attrs.update(externalId=external_id, unique=unique)
             if length is not None:
                 attrs["length"] = length
+            if case_sensitive is not None:
+                attrs["caseSensitive"] = case_sensitive
             if not editable:
                 attrs.update(createable=False, updateable=False)
             table.attrs[known] = attrs

@@ -55,6 +55,10 @@ class FieldSpec:
     accepts: frozenset[str] = _TEXT  # describe types that work
     external_id: bool = False
     unique: bool = False
+    # Unique values told apart by case ("Treat ABC and abc as different values"): Bluesky
+    # rkeys and Mastodon URLs differ by case alone. False: case-insensitive, as the Task's
+    # x:<digits> keys have always been created.
+    case_sensitive: bool = False
     filterable: bool = False  # syncd filters on it in SOQL
     written: bool = True  # syncd writes it: the user needs create and edit access
     values: tuple[str, ...] = ()  # picklist values syncd writes
@@ -63,6 +67,10 @@ class FieldSpec:
     @property
     def custom(self) -> bool:
         return self.kind != "Standard"
+
+    @property
+    def case(self) -> str:
+        return "case-sensitive" if self.case_sensitive else "case-insensitive"
 
     @property
     def path(self) -> str:
@@ -78,7 +86,7 @@ class FieldSpec:
             head = f"Text({self.length})"
         flags = ["External ID"] if self.external_id else []
         if self.unique:
-            flags.append("Unique (case-insensitive)")
+            flags.append(f"Unique ({self.case})")
         return ", ".join([head, *flags])
 
 
@@ -92,10 +100,9 @@ class ObjectSpec:
     optional: bool = False  # an org without it is told what it misses, not failed
 
 
-def specs(settings: SalesforceSettings) -> list[FieldSpec]:
-    """Every field, custom and standard, syncd uses with these settings."""
-    s, task = settings, settings.history_object
-    f = s.task_fields
+def _task_specs(s: SalesforceSettings) -> list[FieldSpec]:
+    """The history object's fields (``[crm] history`` with ``task``)."""
+    task, f = s.history_object, s.task_fields
     # X's keys are short (x:<19 digits>); Mastodon's and Bluesky's are URIs, written up to
     # the 255 characters a Text field holds ("mastodon:<uri>", "bluesky:<at-uri>"), handles
     # are user@domain or domain names, threads at-uris: once such a network is read, only
@@ -150,6 +157,13 @@ def specs(settings: SalesforceSettings) -> list[FieldSpec]:
                   values=(s.task_status,) if name == "Status" else ())
         for name, types, length in standard
     ]  # fmt: skip
+    return out
+
+
+def specs(settings: SalesforceSettings) -> list[FieldSpec]:
+    """Every field, custom and standard, syncd uses with these settings."""
+    s = settings
+    out = _task_specs(s) if "task" in s.history else []
     for obj in s.person_objects:
         for network, ids in s.identity_fields.items():
             key = f"[crm.identity_fields.{network}]"
@@ -169,13 +183,16 @@ def specs(settings: SalesforceSettings) -> list[FieldSpec]:
                     FieldSpec(obj, ids.handle, f"{key} handle", f"The author's {network} handle",
                               min_length=handle_min, filterable=True, written=False)
                 )  # fmt: skip
-    if s.social_personas and any(persona_provider(n)[1] for n in s.identity_fields):
+    written = SOCIAL_POST in s.history  # then listed among the fields written, below
+    if s.social_personas and not written and any(persona_provider(n)[1] for n in s.identity_fields):
         # Personas of a network the Provider picklist lacks are told apart by MediaProvider.
         out.append(
             FieldSpec("SocialPersona", "MediaProvider", "[crm] social_personas",
                       "names the network of a persona whose Provider is Other",
                       kind="Standard", filterable=True, written=False)
         )  # fmt: skip
+    if SOCIAL_POST in s.history:
+        out += social_post_specs(s)
     if messaging(s):
         # Salesforce's own object: present only where the org uses messaging, so its
         # absence is reported, not failed (see objects()).
@@ -195,6 +212,55 @@ def specs(settings: SalesforceSettings) -> list[FieldSpec]:
 
 
 MESSAGING = "MessagingEndUser"
+SOCIAL_POST = "social_post"
+# Social Customer Service's objects: an org without it answers INVALID_TYPE / NOT_FOUND.
+SOCIAL_OBJECTS = ("SocialPost", "SocialPersona")
+
+
+def social_post_specs(settings: SalesforceSettings) -> list[FieldSpec]:
+    """The key fields syncd upserts SocialPost and SocialPersona on, and the standard fields
+    it writes there (``[crm] history`` with ``social_post``)."""
+    key = "[crm] history"
+    out = [
+        FieldSpec(
+            obj, name, f"[crm] {setting}",
+            f"syncd's key of the {what}: every write is an upsert on it",
+            min_length=255, accepts=frozenset({"string"}), external_id=True, unique=True,
+            case_sensitive=True, filterable=True,
+        )
+        for obj, name, setting, what in (
+            ("SocialPost", settings.social_post_key_field, "social_post_key_field", "post"),
+            ("SocialPersona", settings.social_persona_key_field, "social_persona_key_field",
+             "author's persona"),
+        )
+    ]  # fmt: skip
+    # Provider is a restricted picklist: each network read needs its value (Other for those
+    # the picklist lacks, MediaProvider then naming the network).
+    providers = tuple(dict.fromkeys(persona_provider(n)[0] for n in settings.identity_fields))
+    written = (
+        ("SocialPost", "Name", frozenset({"string"}), ()),
+        ("SocialPost", "Posted", frozenset({"datetime"}), ()),
+        ("SocialPost", "Content", frozenset({"textarea"}), ()),
+        ("SocialPost", "Handle", frozenset({"string"}), ()),
+        ("SocialPost", "PostUrl", frozenset({"url", "string"}), ()),
+        ("SocialPost", "Provider", frozenset({"picklist"}), providers),
+        ("SocialPost", "MediaProvider", frozenset({"string"}), ()),
+        ("SocialPost", "MessageType", frozenset({"picklist"}), ()),
+        ("SocialPost", "IsOutbound", frozenset({"boolean"}), ()),
+        ("SocialPost", "ExternalPostId", frozenset({"string"}), ()),
+        ("SocialPost", "WhoId", frozenset({"reference"}), ()),
+        ("SocialPersona", "Name", frozenset({"string"}), ()),
+        ("SocialPersona", "Provider", frozenset({"picklist"}), providers),
+        ("SocialPersona", "MediaProvider", frozenset({"string"}), ()),
+        ("SocialPersona", "ExternalId", frozenset({"string"}), ()),
+        ("SocialPersona", "ParentId", frozenset({"reference"}), ()),
+    )
+    out += [
+        FieldSpec(obj, name, key, "written on every record", kind="Standard", accepts=types,
+                  values=values)
+        for obj, name, types, values in written
+    ]  # fmt: skip
+    return out
 
 
 def messaging(settings: SalesforceSettings) -> bool:
@@ -208,7 +274,10 @@ def objects(settings: SalesforceSettings) -> list[ObjectSpec]:
     """The objects syncd uses, each with its fields, in the order a check reports them."""
     fields = specs(settings)
     named = [
-        (settings.history_object, "[crm] history_object", "where history is written", True),
+        *([(settings.history_object, "[crm] history_object", "where history is written", True)]
+          if "task" in settings.history else []),
+        *((o, "[crm] history", "where history is written (Social Customer Service)", True)
+          for o in (SOCIAL_OBJECTS if SOCIAL_POST in settings.history else ())),
         *((o, "[crm] person_objects", "where authors are looked up", False)
           for o in settings.person_objects),
     ]  # fmt: skip

@@ -35,6 +35,11 @@ def verify_field(spec: FieldSpec, field: Mapping[str, Any] | None) -> CheckRow:
     if field is None:
         if spec.custom:
             fix = f"create {spec.path}: {spec.setup()} (if it exists: {_FLS})"
+        elif spec.kind == "Org":
+            fix = (
+                f"check {spec.key}: name a field the org has (if it exists: give the "
+                "integration user Read access to it, e.g. in a permission set)"
+            )
         elif spec.key == "[crm] history_object":
             fix = f"point {spec.key} at an object with the standard field {spec.name} (Task)"
         else:  # a standard field of a standard object: hidden by field-level security

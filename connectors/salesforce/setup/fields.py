@@ -10,7 +10,7 @@ Salesforce").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from connectors.salesforce.identity.people import persona_provider
 from connectors.salesforce.settings import MESSAGE_TYPES, SCOPED, SalesforceSettings
@@ -46,7 +46,9 @@ class FieldSpec:
     name: str
     key: str  # the configuration key that names it, so a message can offer renaming instead
     purpose: str
-    kind: Literal["Text", "Url", "Picklist", "Standard"] = "Text"
+    # Standard: Salesforce's own field; Org: one of the org's that syncd reads and never
+    # creates (the customer's priority); the others are custom fields the package creates.
+    kind: Literal["Text", "Url", "Picklist", "Standard", "Org"] = "Text"
     length: int = 255  # what the package creates (Text)
     # The shortest text field a check accepts: what syncd writes for X, with room for the
     # networks to come (a longer id, a user@server handle); shorter ones refuse writes
@@ -66,7 +68,7 @@ class FieldSpec:
 
     @property
     def custom(self) -> bool:
-        return self.kind != "Standard"
+        return self.kind not in ("Standard", "Org")
 
     @property
     def case(self) -> str:
@@ -193,6 +195,7 @@ def specs(settings: SalesforceSettings) -> list[FieldSpec]:
         )  # fmt: skip
     if SOCIAL_POST in s.history:
         out += social_post_specs(s)
+    out += priority_specs(getattr(s, "priority", None), s)
     if messaging(s):
         # Salesforce's own object: present only where the org uses messaging, so its
         # absence is reported, not failed (see objects()).
@@ -270,6 +273,36 @@ def messaging(settings: SalesforceSettings) -> bool:
     )
 
 
+def priority_specs(section: Any, settings: SalesforceSettings) -> list[FieldSpec]:
+    """``[crm.priority]``: the field the customer's priority is read from (on the Contact, or
+    ``Account.<field>``; ``lead_field`` on the Lead), and the Task.Priority values its map
+    writes. ``section`` is read by attribute: it is the priority setting's own (None: not
+    configured)."""
+    field = getattr(section, "field", None)
+    if not isinstance(field, str):
+        return []
+    key = "[crm.priority]"
+    read = frozenset({"picklist", "string", "combobox", "textarea", "boolean", "double"})
+    obj, _, name = field.rpartition(".")
+    places = [(obj or "Contact", name, f"{key} field")]
+    if isinstance(lead := getattr(section, "lead_field", None), str):
+        places.append(("Lead", lead, f"{key} lead_field"))
+    out = [
+        FieldSpec(where, column, setting, "the customer's priority (by customer, never by "
+                  "network)", kind="Org", accepts=read, written=False)
+        for where, column, setting in places
+    ]  # fmt: skip
+    task_map = getattr(section, "task", None)
+    if "task" in settings.history and isinstance(task_map, dict) and task_map:
+        values = tuple(dict.fromkeys(str(v) for v in task_map.values()))
+        out.append(
+            FieldSpec(settings.history_object, "Priority", f"{key} task",
+                      "the customer's priority, mapped", kind="Standard",
+                      accepts=frozenset({"picklist"}), values=values)
+        )  # fmt: skip
+    return out
+
+
 def objects(settings: SalesforceSettings) -> list[ObjectSpec]:
     """The objects syncd uses, each with its fields, in the order a check reports them."""
     fields = specs(settings)
@@ -283,6 +316,11 @@ def objects(settings: SalesforceSettings) -> list[ObjectSpec]:
     ]  # fmt: skip
     if settings.social_personas:
         named.append(("SocialPersona", "[crm] social_personas", "authors' persona records", False))
+    named += [
+        (f.sobject, f.key, "where the customer's priority is read", False)
+        for f in fields
+        if f.kind == "Org"
+    ]
     if messaging(settings):
         named.append((MESSAGING, "[crm] messaging_end_users",
                       "Messenger and Instagram ids Salesforce messaging linked to Contacts",

@@ -6,6 +6,7 @@ import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -491,3 +492,34 @@ def test_a_provider_picklist_lacking_a_networks_value_fails() -> None:
     assert verify_field(provider, None).fix == (
         "give the integration user access to SocialPost.Provider (field-level security)"
     )
+
+
+def test_the_priority_field_and_its_task_values_are_checked(world: World) -> None:
+    """``[crm.priority]`` (the priority feature's setting, given here by its attributes): the
+    field the customer's priority is read from exists, and Task.Priority holds every value
+    its map writes."""
+    from connectors.salesforce.crm import SalesforceCrm
+
+    section = SimpleNamespace(
+        field="Account.CustomerPriority__c",
+        lead_field="Rating__c",
+        task={"High": "High", "Medium": "Normal", "Low": "Someday"},
+    )
+    crm = settings_of(world).model_copy(update={"priority": section})
+
+    def rows() -> dict[str, Any]:
+        return {r.item: r for r in SalesforceCrm.from_settings(crm).check()}
+
+    bad = {item: r for item, r in rows().items() if not r.ok}
+    assert set(bad) == {"Account.CustomerPriority__c", "Lead.Rating__c", "Task.Priority"}
+    assert bad["Account.CustomerPriority__c"].fix.startswith(
+        "check [crm.priority] field: name a field the org has"
+    )
+    assert bad["Lead.Rating__c"].fix.startswith("check [crm.priority] lead_field:")
+    assert bad["Task.Priority"].fix == "fix Task.Priority: add the value(s) Someday"
+    world.sf.add_field("Account", "CustomerPriority__c", "picklist")
+    world.sf.add_field("Lead", "Rating__c", "picklist")
+    world.sf.set_picklist("Task", "Priority", ["High", "Normal", "Low", "Someday"])
+    checked = rows()
+    assert all(r.ok for r in checked.values())
+    assert {"Account", "Account.CustomerPriority__c", "Task.Priority"} <= set(checked)

@@ -95,6 +95,11 @@ def describe(base: str, table: Table, store: SalesforceStore) -> dict[str, Any]:
     return {**brief(base, table), "fields": fields}
 
 
+def _required(table: Table) -> tuple[str, ...]:
+    std = STANDARD_OBJECTS.get(table.name)
+    return std.required if std else ()
+
+
 def _values(table: Table, name: str, picklist: Picklist | None) -> list[dict[str, Any]]:
     """``picklistValues`` as a real describe lists them, the object's default marked."""
     if picklist is None:
@@ -126,7 +131,8 @@ def field(
         "label": label_of(name),
         "length": length,
         "name": name,
-        "nillable": name not in ("Id", "IsDeleted"),
+        # required on create: not nillable, as a real describe says of them
+        "nillable": name not in ("Id", "IsDeleted", *_required(table)),
         "picklistValues": _values(table, name, picklist),
         "referenceTo": list(targets),
         "restrictedPicklist": bool(picklist and picklist.restricted),

@@ -50,6 +50,10 @@ def test_required_fields_of_the_social_objects(sb: SalesforceSandbox) -> None:
     with pytest.raises(SalesforceMalformedRequest) as err:
         sf.SocialPersona.create({"Name": "ann"})
     assert errors(err)[0]["fields"] == ["Provider", "ParentId"]
+    described = {f["name"]: f["nillable"] for f in sf.SocialPersona.describe()["fields"]}
+    assert [n for n in ("Name", "Provider", "ParentId", "ExternalId") if not described[n]] == [
+        "Name", "Provider", "ParentId",
+    ]  # fmt: skip
     post = sf.SocialPost.create({"Name": "Post from ann", "Posted": POSTED})["id"]
     assert sf.SocialPost.get(post)["IsOutbound"] is False
 

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from sandbox.salesforce.schema import normalize_id
+from sandbox.salesforce.schema import Picklist, normalize_id
 from sandbox.salesforce.store import DmlError, RequestError, SalesforceStore
 
 # Objects Salesforce can merge; the losers keep the winner's id in MasterRecordId.
@@ -52,6 +52,7 @@ class OrgAdmin:
         length: int | None = None,
         external_id: bool = False,
         unique: bool = False,
+        case_sensitive: bool | None = None,
         editable: bool = True,
     ) -> None:
         """Define a custom field before any record carries it, as Setup would.
@@ -60,7 +61,9 @@ class OrgAdmin:
         with INVALID_FIELD, as it would in an org that lacks the field. ``field_type`` is
         describe's name (string, textarea, url, picklist …). ``external_id`` with ``unique``
         makes it an upsert key, as ``external_ids=`` does; either alone, and ``length`` and
-        ``editable`` (False: read-only for the API user), only change what describe says.
+        ``editable`` (False: read-only for the API user), only change what describe says, as
+        does ``case_sensitive`` (an upsert key is described case-sensitive unless False;
+        matching stays exact).
         """
         with self.lock:
             table = self.store.table(sobject, create=True)
@@ -76,9 +79,27 @@ class OrgAdmin:
                 attrs.update(externalId=external_id, unique=unique)
             if length is not None:
                 attrs["length"] = length
+            if case_sensitive is not None:
+                attrs["caseSensitive"] = case_sensitive
             if not editable:
                 attrs.update(createable=False, updateable=False)
             table.attrs[known] = attrs
+
+    def set_picklist(
+        self, sobject: str, field: str, values: Sequence[str], *, restricted: bool | None = None
+    ) -> None:
+        """Replace a standard picklist's values (``restricted``: also change whether other
+        values are refused), as an admin editing it in Setup would; ValueError for a field
+        that is no picklist of the stand-in's."""
+        with self.lock:
+            old = self.store.picklists.get((sobject, field))
+            if old is None:
+                raise ValueError(f"{sobject}.{field} is not a picklist of the stand-in")
+            self.store.picklists[(sobject, field)] = Picklist(
+                tuple(values),
+                old.restricted if restricted is None else restricted,
+                tuple(v for v in old.closed if v in values),
+            )
 
     def records(self, sobject: str) -> list[dict[str, Any]]:
         """Copies of the live (not deleted) records of ``sobject``, in creation order."""

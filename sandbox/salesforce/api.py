@@ -70,6 +70,7 @@ class SalesforceSandbox(OrgAdmin, OrgFaults):
         external_ids: dict[str, list[str]] | None = None,
         daily_api_limit: int = 100_000,
         messaging: bool = False,
+        social: bool = True,
     ) -> None:
         super().__init__(host, port)
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # tests may move time
@@ -79,8 +80,13 @@ class SalesforceSandbox(OrgAdmin, OrgFaults):
         self.store = SalesforceStore(
             {"Task": ["Social_Post_Id__c"]} if external_ids is None else external_ids,
             clock=lambda: self.clock(),
-            # Salesforce messaging set up: MessagingChannel and MessagingEndUser exist.
-            features=frozenset({"messaging"}) if messaging else frozenset(),
+            # Salesforce messaging set up: MessagingChannel and MessagingEndUser exist. Social
+            # Customer Service on (the default: syncd's SocialPersona look-ups and SocialPost
+            # history need it): SocialPost and SocialPersona exist; social=False is an org
+            # without it.
+            features=frozenset(
+                name for name, on in (("messaging", messaging), ("social", social)) if on
+            ),
         )
         self._sessions: set[str] = set()
         self._cursors: OrderedDict[str, tuple[list[dict[str, Any]], int]] = OrderedDict()
@@ -238,7 +244,7 @@ class SalesforceSandbox(OrgAdmin, OrgFaults):
         return Response.json({"objectDescribe": info, "recentItems": []})
 
     def _describe(self, req: Request) -> Response:
-        return Response.json(meta.describe(self._url(req), self._table(req)))
+        return Response.json(meta.describe(self._url(req), self._table(req), self.store))
 
     # -- single records -------------------------------------------------------------------
     def _full(self, req: Request, table: Table, rec: dict[str, Any]) -> dict[str, Any]:

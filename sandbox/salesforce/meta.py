@@ -16,6 +16,8 @@ from sandbox.salesforce.schema import (
     COMPUTED,
     READ_ONLY,
     REFERENCES,
+    STANDARD_OBJECTS,
+    Picklist,
     label_of,
     version_label,
 )
@@ -87,12 +89,32 @@ def global_describe(base: str, store: SalesforceStore) -> dict[str, Any]:
     return {"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": sobjects}
 
 
-def describe(base: str, table: Table) -> dict[str, Any]:
+def describe(base: str, table: Table, store: SalesforceStore) -> dict[str, Any]:
     locked = READ_ONLY | COMPUTED.get(table.name, frozenset())
-    return {**brief(base, table), "fields": [field(table, n, locked) for n in table.types]}
+    fields = [field(table, n, locked, store.picklists.get((table.name, n))) for n in table.types]
+    return {**brief(base, table), "fields": fields}
 
 
-def field(table: Table, name: str, locked: frozenset[str] | set[str]) -> dict[str, Any]:
+def _required(table: Table) -> tuple[str, ...]:
+    std = STANDARD_OBJECTS.get(table.name)
+    return std.required if std else ()
+
+
+def _values(table: Table, name: str, picklist: Picklist | None) -> list[dict[str, Any]]:
+    """``picklistValues`` as a real describe lists them, the object's default marked."""
+    if picklist is None:
+        return []
+    std = STANDARD_OBJECTS.get(table.name)
+    default = dict(std.defaults).get(name) if std else None
+    return [
+        {"active": True, "defaultValue": v == default, "label": v, "validFor": None, "value": v}
+        for v in picklist.values
+    ]
+
+
+def field(
+    table: Table, name: str, locked: frozenset[str] | set[str], picklist: Picklist | None = None
+) -> dict[str, Any]:
     """One ``fields[]`` entry, with the keys (and key order) of a real describe."""
     type_ = table.types[name]
     ext = name in table.external
@@ -109,9 +131,11 @@ def field(table: Table, name: str, locked: frozenset[str] | set[str]) -> dict[st
         "label": label_of(name),
         "length": length,
         "name": name,
-        "nillable": name not in ("Id", "IsDeleted"),
-        "picklistValues": [],
+        # required on create: not nillable, as a real describe says of them
+        "nillable": name not in ("Id", "IsDeleted", *_required(table)),
+        "picklistValues": _values(table, name, picklist),
         "referenceTo": list(targets),
+        "restrictedPicklist": bool(picklist and picklist.restricted),
         "soapType": _SOAP.get(type_, "xsd:string"),
         "type": type_,
         "unique": ext,

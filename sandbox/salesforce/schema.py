@@ -111,15 +111,19 @@ STANDARD_OBJECTS: dict[str, StandardObject] = {
         ),
         defaults=(("Status", "Not Started"), ("Priority", "Normal"), ("TaskSubtype", "Task")),
     ),
+    # Social Customer Service: present only in an org that has it (GATED). Required fields,
+    # lookups and picklists as the object reference and a real org's describe list them
+    # (../shared/research/salesforce-social.md §2.3, §2.4).
     "SocialPost": StandardObject(
         "0ST",
         _fields(
             "Name Provider:picklist ExternalPostId Handle Content:textarea Posted:datetime "
             "PostUrl:url MessageType:picklist IsOutbound:boolean PersonaId:reference "
-            "MediaProvider MediaType "
+            "MediaProvider MediaType Headline ResponseContextExternalId Status:picklist "
             "WhoId:reference ReplyToId:reference ParentId:reference OwnerId:reference"
         ),
-        ("Name",),
+        ("Name", "Posted"),
+        (("IsOutbound", False),),
     ),
     "SocialPersona": StandardObject(
         "0SP",
@@ -158,13 +162,17 @@ STANDARD_OBJECTS: dict[str, StandardObject] = {
     "Organization": StandardObject(
         "00D", _fields("Name IsSandbox:boolean InstanceName OrganizationType:picklist")
     ),
+    # Nothing is required on create; Status defaults to the org's default CaseStatus, and
+    # IsClosed and ClosedDate follow Status.
     "Case": StandardObject(
         "500",
         _fields(
-            "Subject Description:textarea Status:picklist ContactId:reference "
-            "AccountId:reference OwnerId:reference"
+            "CaseNumber Subject Description:textarea Status:picklist Origin:picklist "
+            "Priority:picklist Type:picklist Reason:picklist IsClosed:boolean "
+            "ClosedDate:datetime IsEscalated:boolean ContactId:reference AccountId:reference "
+            "ParentId:reference SourceId:reference OwnerId:reference"
         ),
-        defaults=(("Status", "New"),),
+        defaults=(("Status", "New"), ("Priority", "Medium"), ("IsEscalated", False)),
     ),
     "Opportunity": StandardObject(
         "006",
@@ -176,8 +184,16 @@ STANDARD_OBJECTS: dict[str, StandardObject] = {
     ),
 }
 
-# Objects an org has only with a feature turned on (SalesforceSandbox(messaging=True)).
-GATED = {"MessagingChannel": "messaging", "MessagingEndUser": "messaging"}
+# Objects an org has only with a feature turned on (SalesforceSandbox(messaging=True),
+# SalesforceSandbox(social=False) for an org without Social Customer Service). Without it the
+# object is unknown to the org, as an unknown name is: SOQL answers INVALID_TYPE ("sObject type
+# 'SocialPost' is not supported"), REST calls naming it 404 NOT_FOUND.
+GATED = {
+    "MessagingChannel": "messaging",
+    "MessagingEndUser": "messaging",
+    "SocialPost": "social",
+    "SocialPersona": "social",
+}
 
 # Fields the platform computes: writing them is INVALID_FIELD_FOR_INSERT_UPDATE.
 READ_ONLY = {
@@ -194,14 +210,58 @@ COMPUTED: dict[str, frozenset[str]] = {
     "Lead": frozenset({"Name"}),
     "User": frozenset({"Name"}),
     "Task": frozenset({"IsClosed", "IsArchived"}),
+    "Case": frozenset({"CaseNumber", "IsClosed", "ClosedDate"}),
+}
+
+
+@dataclass(frozen=True)
+class Picklist:
+    values: tuple[str, ...]
+    # Restricted: a value not in the list is refused (INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST);
+    # otherwise any text is stored, as Salesforce does for an unrestricted picklist.
+    restricted: bool = False
+    closed: tuple[str, ...] = ()  # Case.Status: the values whose CaseStatus IsClosed
+
+
+# SocialPost.Provider / SocialPersona.Provider as a real org's describe lists them: no
+# Mastodon, Bluesky or Threads (such networks are "Other" + MediaProvider).
+SOCIAL_PROVIDERS = (
+    "Twitter", "Facebook", "LinkedIn", "YouTube", "Klout", "Rypple", "GooglePlus", "SinaWeibo",
+    "WeChat", "Line", "WhatsApp", "Pinterest", "Instagram", "vKontakte", "Azure", "Skype",
+    "Telegram", "Snapchat", "Messenger", "Kik", "KakaoTalk", "QQ", "SMS", "Spark",
+    "InstagramBusiness", "GoogleRtc", "Other",
+)  # fmt: skip
+# Picklists with the values a new org has; an admin may change them (OrgAdmin.set_picklist).
+# Case and Task picklists are not restricted by default (object reference), the social
+# objects' Provider is; MessageType is taken as restricted too, so a value syncd makes up
+# fails here rather than in an org that restricts it.
+PICKLISTS: dict[tuple[str, str], Picklist] = {
+    ("SocialPost", "Provider"): Picklist(SOCIAL_PROVIDERS, restricted=True),
+    ("SocialPersona", "Provider"): Picklist(SOCIAL_PROVIDERS, restricted=True),
+    ("SocialPost", "MessageType"): Picklist(
+        ("Post", "Comment", "Private", "Retweet", "Reply", "Direct", "Tweet"), restricted=True
+    ),
+    ("Case", "Origin"): Picklist(("Phone", "Email", "Web")),
+    ("Case", "Priority"): Picklist(("High", "Medium", "Low")),
+    ("Case", "Status"): Picklist(("New", "Working", "Escalated", "Closed"), closed=("Closed",)),
+    ("Task", "Priority"): Picklist(("High", "Normal", "Low")),
+    ("Task", "Status"): Picklist(
+        ("Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred"),
+        closed=("Completed",),
+    ),
 }
 
 # Lookups the stand-in enforces, with the label real error messages use.
 REFERENCES: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
     ("Task", "WhoId"): ("Name ID", ("Contact", "Lead")),
-    ("SocialPost", "WhoId"): ("Name ID", ("Contact", "Lead")),
+    ("SocialPost", "WhoId"): ("Name ID", ("Account", "Contact", "Lead")),
     ("SocialPost", "PersonaId"): ("Persona ID", ("SocialPersona",)),
-    ("SocialPersona", "ParentId"): ("Parent ID", ("Account", "Contact", "Lead")),
+    ("SocialPost", "ReplyToId"): ("Reply To ID", ("SocialPost",)),
+    ("SocialPost", "ParentId"): ("Parent ID", ("Case",)),
+    ("SocialPersona", "ParentId"): ("Parent ID", ("Account", "Contact", "Lead", "SocialPost")),
+    ("Case", "ContactId"): ("Contact ID", ("Contact",)),
+    ("Case", "AccountId"): ("Account ID", ("Account",)),
+    ("Case", "ParentId"): ("Parent Case ID", ("Case",)),
     ("Contact", "AccountId"): ("Account ID", ("Account",)),
     ("MessagingEndUser", "MessagingChannelId"): ("Messaging Channel ID", ("MessagingChannel",)),
     ("MessagingEndUser", "ContactId"): ("Contact ID", ("Contact",)),

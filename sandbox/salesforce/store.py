@@ -18,11 +18,14 @@ from sandbox.salesforce.schema import (
     COMMON_FIELDS,
     COMPUTED,
     GATED,
+    PICKLISTS,
     READ_ONLY,
     REFERENCES,
     STANDARD_OBJECTS,
+    Picklist,
     coerce,
     infer_type,
+    label_of,
     make_id,
     normalize_id,
 )
@@ -152,6 +155,8 @@ class SalesforceStore:
     ) -> None:
         self.clock = clock
         self.features = features  # org features on: objects of GATED exist only with theirs
+        self.picklists: dict[tuple[str, str], Picklist] = dict(PICKLISTS)  # Setup may edit
+        self._case_number = 1000
         # Called with (sObject, record) after every insert or update: benchmarks time writes
         # finer than CreatedDate's whole seconds.
         self.on_apply: Callable[[str, Rec], None] | None = None
@@ -387,6 +392,17 @@ class SalesforceStore:
                 )
             )
         for name, value in fields.items():
+            picklist = self.picklists.get((table.name, name))
+            allowed = picklist.values if picklist is not None and picklist.restricted else None
+            # matched exactly, as Salesforce does: "twitter" is not "Twitter"
+            if check and allowed is not None and value not in (None, "", *allowed):
+                errors.append(
+                    SaveError(
+                        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                        f"{label_of(name)}: bad value for restricted picklist field: {value}",
+                        (name,),
+                    )
+                )
             if check and value is not None and (table.name, name) in REFERENCES:
                 error = self._check_reference(table.name, name, value)
                 if isinstance(error, SaveError):
@@ -462,9 +478,19 @@ class SalesforceStore:
             rec["Name"] = (
                 " ".join(p for p in (rec.get("FirstName"), rec.get("LastName")) if p) or None
             )
-        if table.name == "Task":
-            rec["IsClosed"] = rec.get("Status") == "Completed"
-            rec["IsArchived"] = False
+        if table.name in ("Task", "Case"):
+            closed = rec.get("Status") in self.picklists[(table.name, "Status")].closed
+            if table.name == "Case":
+                if closed and not rec.get("IsClosed"):
+                    rec["ClosedDate"] = now
+                elif not closed:
+                    rec["ClosedDate"] = None
+                if plan.existing is None:
+                    self._case_number += 1
+                    rec["CaseNumber"] = f"{self._case_number:08d}"
+            else:
+                rec["IsArchived"] = False
+            rec["IsClosed"] = closed
         table.index(rec, add=True)
         if self.on_apply is not None:
             self.on_apply(table.name, rec)

@@ -866,7 +866,7 @@ def test_relationship_fields_nest_like_the_real_api(sb: SalesforceSandbox) -> No
     assert row["Parent"]["Name"] == "Lee" and row["Parent"]["Type"] == "Contact"
     assert row["Parent"]["attributes"]["type"] == "Name" and row["IsDefault"] is False
     fields = {f["name"]: f for f in sf.SocialPersona.describe()["fields"]}
-    assert fields["ParentId"]["referenceTo"] == ["Account", "Contact", "Lead"]
+    assert fields["ParentId"]["referenceTo"] == ["Account", "Contact", "Lead", "SocialPost"]
     assert sf.SocialPersona.get(persona)["ExternalId"] == "1"
     for text in (
         "SELECT Account.Nope FROM Contact",

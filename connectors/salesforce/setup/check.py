@@ -13,7 +13,7 @@ from typing import Any
 
 from connectors.salesforce.session import Budget, SalesforceSession
 from connectors.salesforce.settings import SalesforceSettings
-from connectors.salesforce.setup.fields import FieldSpec, ObjectSpec, objects
+from connectors.salesforce.setup.fields import SOCIAL_OBJECTS, FieldSpec, ObjectSpec, objects
 from syncd.contracts import CheckRow
 from syncd.errors import AuthError, ExternalError, NotFound, RateLimited, TransientError
 
@@ -35,8 +35,15 @@ def verify_field(spec: FieldSpec, field: Mapping[str, Any] | None) -> CheckRow:
     if field is None:
         if spec.custom:
             fix = f"create {spec.path}: {spec.setup()} (if it exists: {_FLS})"
-        else:
+        elif spec.kind == "Org":
+            fix = (
+                f"check {spec.key}: name a field the org has (if it exists: give the "
+                "integration user Read access to it, e.g. in a permission set)"
+            )
+        elif spec.key == "[crm] history_object":
             fix = f"point {spec.key} at an object with the standard field {spec.name} (Task)"
+        else:  # a standard field of a standard object: hidden by field-level security
+            fix = f"give the integration user access to {spec.path} (field-level security)"
         return CheckRow(spec.path, False, f"no field {spec.name} on {spec.sobject}", fix)
     problems: list[str] = []
     fixes: list[str] = []
@@ -57,7 +64,11 @@ def verify_field(spec: FieldSpec, field: Mapping[str, Any] | None) -> CheckRow:
     missing = [label for key, label, want in wanted if want and not _ticked(field, key)]
     if missing:
         problems.append(f"is not {' and '.join(missing)}")
-        fixes.append("tick " + " and ".join(missing).replace("Unique", "Unique (case-insensitive)"))
+        fixes.append("tick " + " and ".join(missing).replace("Unique", f"Unique ({spec.case})"))
+    elif spec.case_sensitive and field.get("caseSensitive") is False:
+        # Two keys differing by case alone would be taken for one record.
+        problems.append("is Unique case-insensitively, syncd's keys differ by case")
+        fixes.append('make it Unique case-sensitively (treat "ABC" and "abc" as different values)')
     if spec.filterable and field.get("filterable") is False:
         problems.append("cannot be filtered in SOQL (a long text area?)")
         fixes.append(f"replace it with {spec.setup()}")
@@ -99,6 +110,8 @@ def verify_object(spec: ObjectSpec, describe: Mapping[str, Any] | ExternalError)
             "by the identity fields only"
         )
         return [CheckRow(spec.name, True, detail)]
+    if isinstance(describe, NotFound) and spec.name in SOCIAL_OBJECTS:
+        return [_no_social_object(spec)]
     if isinstance(describe, ExternalError):
         if isinstance(describe, NotFound):
             detail = (
@@ -129,6 +142,26 @@ def verify_object(spec: ObjectSpec, describe: Mapping[str, Any] | ExternalError)
     }
     rows += [verify_field(f, by_name.get(f.name.lower())) for f in spec.fields]
     return rows
+
+
+def _no_social_object(spec: ObjectSpec) -> CheckRow:
+    """An org without Social Customer Service knows no SocialPost or SocialPersona (SOQL:
+    INVALID_TYPE, describe: NOT_FOUND); what to enable, or what to configure instead."""
+    detail = (
+        f"no object {spec.name} ({spec.purpose}): the org does not have Social Customer Service, "
+        "or the integration user cannot read it"
+    )
+    instead = (
+        'set [crm] history = ["task"]' if spec.key == "[crm] history" else
+        "set [crm] social_personas = false"
+    )  # fmt: skip
+    fix = (
+        "turn on Social Customer Service (Setup > Social Customer Service; an org that does "
+        'not offer it needs the "Social Objects" org permission from Salesforce Support), '
+        f"grant Read{', Create, Edit' if spec.writes else ''} on Social Posts and Social "
+        f"Personas to the integration user (a permission set), or {instead}"
+    )
+    return CheckRow(spec.name, False, detail, fix)
 
 
 def _login_fix(exc: ExternalError, settings: SalesforceSettings) -> str:

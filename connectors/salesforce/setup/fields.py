@@ -10,7 +10,7 @@ Salesforce").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from connectors.salesforce.identity.people import persona_provider
 from connectors.salesforce.settings import MESSAGE_TYPES, SCOPED, SalesforceSettings
@@ -46,7 +46,9 @@ class FieldSpec:
     name: str
     key: str  # the configuration key that names it, so a message can offer renaming instead
     purpose: str
-    kind: Literal["Text", "Url", "Picklist", "Standard"] = "Text"
+    # Standard: Salesforce's own field; Org: one of the org's that syncd reads and never
+    # creates (the customer's priority); the others are custom fields the package creates.
+    kind: Literal["Text", "Url", "Picklist", "Standard", "Org"] = "Text"
     length: int = 255  # what the package creates (Text)
     # The shortest text field a check accepts: what syncd writes for X, with room for the
     # networks to come (a longer id, a user@server handle); shorter ones refuse writes
@@ -55,6 +57,10 @@ class FieldSpec:
     accepts: frozenset[str] = _TEXT  # describe types that work
     external_id: bool = False
     unique: bool = False
+    # Unique values told apart by case ("Treat ABC and abc as different values"): Bluesky
+    # rkeys and Mastodon URLs differ by case alone. False: case-insensitive, as the Task's
+    # x:<digits> keys have always been created.
+    case_sensitive: bool = False
     filterable: bool = False  # syncd filters on it in SOQL
     written: bool = True  # syncd writes it: the user needs create and edit access
     values: tuple[str, ...] = ()  # picklist values syncd writes
@@ -62,7 +68,11 @@ class FieldSpec:
 
     @property
     def custom(self) -> bool:
-        return self.kind != "Standard"
+        return self.kind not in ("Standard", "Org")
+
+    @property
+    def case(self) -> str:
+        return "case-sensitive" if self.case_sensitive else "case-insensitive"
 
     @property
     def path(self) -> str:
@@ -78,7 +88,7 @@ class FieldSpec:
             head = f"Text({self.length})"
         flags = ["External ID"] if self.external_id else []
         if self.unique:
-            flags.append("Unique (case-insensitive)")
+            flags.append(f"Unique ({self.case})")
         return ", ".join([head, *flags])
 
 
@@ -92,10 +102,9 @@ class ObjectSpec:
     optional: bool = False  # an org without it is told what it misses, not failed
 
 
-def specs(settings: SalesforceSettings) -> list[FieldSpec]:
-    """Every field, custom and standard, syncd uses with these settings."""
-    s, task = settings, settings.history_object
-    f = s.task_fields
+def _task_specs(s: SalesforceSettings) -> list[FieldSpec]:
+    """The history object's fields (``[crm] history`` with ``task``)."""
+    task, f = s.history_object, s.task_fields
     # X's keys are short (x:<19 digits>); Mastodon's and Bluesky's are URIs, written up to
     # the 255 characters a Text field holds ("mastodon:<uri>", "bluesky:<at-uri>"), handles
     # are user@domain or domain names, threads at-uris: once such a network is read, only
@@ -150,6 +159,13 @@ def specs(settings: SalesforceSettings) -> list[FieldSpec]:
                   values=(s.task_status,) if name == "Status" else ())
         for name, types, length in standard
     ]  # fmt: skip
+    return out
+
+
+def specs(settings: SalesforceSettings) -> list[FieldSpec]:
+    """Every field, custom and standard, syncd uses with these settings."""
+    s = settings
+    out = _task_specs(s) if "task" in s.history else []
     for obj in s.person_objects:
         for network, ids in s.identity_fields.items():
             key = f"[crm.identity_fields.{network}]"
@@ -169,13 +185,18 @@ def specs(settings: SalesforceSettings) -> list[FieldSpec]:
                     FieldSpec(obj, ids.handle, f"{key} handle", f"The author's {network} handle",
                               min_length=handle_min, filterable=True, written=False)
                 )  # fmt: skip
-    if s.social_personas and any(persona_provider(n)[1] for n in s.identity_fields):
+    written = SOCIAL_POST in s.history  # then listed among the fields written, below
+    if s.social_personas and not written and any(persona_provider(n)[1] for n in s.identity_fields):
         # Personas of a network the Provider picklist lacks are told apart by MediaProvider.
         out.append(
             FieldSpec("SocialPersona", "MediaProvider", "[crm] social_personas",
                       "names the network of a persona whose Provider is Other",
                       kind="Standard", filterable=True, written=False)
         )  # fmt: skip
+    if SOCIAL_POST in s.history:
+        out += social_post_specs(s)
+    out += priority_specs(getattr(s, "priority", None), s)
+    out += case_specs(getattr(s, "cases", None), getattr(s, "priority", None), s)
     if messaging(s):
         # Salesforce's own object: present only where the org uses messaging, so its
         # absence is reported, not failed (see objects()).
@@ -195,6 +216,87 @@ def specs(settings: SalesforceSettings) -> list[FieldSpec]:
 
 
 MESSAGING = "MessagingEndUser"
+SOCIAL_POST = "social_post"
+# Social Customer Service's objects: an org without it answers INVALID_TYPE / NOT_FOUND.
+SOCIAL_OBJECTS = ("SocialPost", "SocialPersona")
+
+
+def social_post_specs(settings: SalesforceSettings) -> list[FieldSpec]:
+    """The key fields syncd upserts SocialPost and SocialPersona on, and the standard fields
+    it writes there (``[crm] history`` with ``social_post``)."""
+    key = "[crm] history"
+    out = [
+        FieldSpec(
+            obj, name, f"[crm] {setting}",
+            f"syncd's key of the {what}: every write is an upsert on it",
+            min_length=255, accepts=frozenset({"string"}), external_id=True, unique=True,
+            case_sensitive=True, filterable=True,
+        )
+        for obj, name, setting, what in (
+            ("SocialPost", settings.social_post_key_field, "social_post_key_field", "post"),
+            ("SocialPersona", settings.social_persona_key_field, "social_persona_key_field",
+             "author's persona"),
+        )
+    ]  # fmt: skip
+    # Provider is a restricted picklist: each network read needs its value (Other for those
+    # the picklist lacks, MediaProvider then naming the network).
+    providers = tuple(dict.fromkeys(persona_provider(n)[0] for n in settings.identity_fields))
+    written = (
+        ("SocialPost", "Name", frozenset({"string"}), ()),
+        ("SocialPost", "Posted", frozenset({"datetime"}), ()),
+        ("SocialPost", "Content", frozenset({"textarea"}), ()),
+        ("SocialPost", "Handle", frozenset({"string"}), ()),
+        ("SocialPost", "PostUrl", frozenset({"url", "string"}), ()),
+        ("SocialPost", "Provider", frozenset({"picklist"}), providers),
+        ("SocialPost", "MediaProvider", frozenset({"string"}), ()),
+        ("SocialPost", "MessageType", frozenset({"picklist"}), ()),
+        ("SocialPost", "IsOutbound", frozenset({"boolean"}), ()),
+        ("SocialPost", "ExternalPostId", frozenset({"string"}), ()),
+        ("SocialPost", "WhoId", frozenset({"reference"}), ()),
+        ("SocialPersona", "Name", frozenset({"string"}), ()),
+        ("SocialPersona", "Provider", frozenset({"picklist"}), providers),
+        ("SocialPersona", "MediaProvider", frozenset({"string"}), ()),
+        ("SocialPersona", "ExternalId", frozenset({"string"}), ()),
+        ("SocialPersona", "ParentId", frozenset({"reference"}), ()),
+    )
+    out += [
+        FieldSpec(obj, name, key, "written on every record", kind="Standard", accepts=types,
+                  values=values)
+        for obj, name, types, values in written
+    ]  # fmt: skip
+    return out
+
+
+def case_origin(network: str) -> str:
+    """Case.Origin of a Case opened from a network: the SocialPersona Provider of those that
+    have one (as Salesforce's own handler sets it), else the network's name (Mastodon), which
+    reports can tell apart where Provider's Other could not."""
+    provider, media = persona_provider(network)
+    return provider if media is None else network.capitalize()
+
+
+def case_specs(cases: Any, priority: Any, settings: SalesforceSettings) -> list[FieldSpec]:
+    """Case fields syncd writes when Cases are configured (``cases``, read by attribute: the
+    Cases setting's own; None: not configured): an Origin value per network read, and the
+    Case.Priority values ``[crm.priority] case`` maps to."""
+    if not cases:
+        return []
+    key = "[crm.cases]"
+    origins = tuple(dict.fromkeys(case_origin(n) for n in settings.identity_fields))
+    case_map = getattr(priority, "case", None)
+    priorities = tuple(dict.fromkeys(str(v) for v in case_map.values())) if case_map else ()
+    written = (
+        ("Subject", frozenset({"string"}), (), key),
+        ("Origin", frozenset({"picklist"}), origins, key),
+        ("ContactId", frozenset({"reference"}), (), key),
+        ("Status", frozenset({"picklist"}), (), key),
+        ("Priority", frozenset({"picklist"}), priorities, "[crm.priority] case"),
+    )
+    return [
+        FieldSpec("Case", name, setting, "written on every Case", kind="Standard",
+                  accepts=types, values=values)
+        for name, types, values, setting in written
+    ]  # fmt: skip
 
 
 def messaging(settings: SalesforceSettings) -> bool:
@@ -204,16 +306,56 @@ def messaging(settings: SalesforceSettings) -> bool:
     )
 
 
+def priority_specs(section: Any, settings: SalesforceSettings) -> list[FieldSpec]:
+    """``[crm.priority]``: the field the customer's priority is read from (on the Contact, or
+    ``Account.<field>``; ``lead_field`` on the Lead), and the Task.Priority values its map
+    writes. ``section`` is read by attribute: it is the priority setting's own (None: not
+    configured)."""
+    field = getattr(section, "field", None)
+    if not isinstance(field, str):
+        return []
+    key = "[crm.priority]"
+    read = frozenset({"picklist", "string", "combobox", "textarea", "boolean", "double"})
+    obj, _, name = field.rpartition(".")
+    places = [(obj or "Contact", name, f"{key} field")]
+    if isinstance(lead := getattr(section, "lead_field", None), str):
+        places.append(("Lead", lead, f"{key} lead_field"))
+    out = [
+        FieldSpec(where, column, setting, "the customer's priority (by customer, never by "
+                  "network)", kind="Org", accepts=read, written=False)
+        for where, column, setting in places
+    ]  # fmt: skip
+    task_map = getattr(section, "task", None)
+    if "task" in settings.history and isinstance(task_map, dict) and task_map:
+        values = tuple(dict.fromkeys(str(v) for v in task_map.values()))
+        out.append(
+            FieldSpec(settings.history_object, "Priority", f"{key} task",
+                      "the customer's priority, mapped", kind="Standard",
+                      accepts=frozenset({"picklist"}), values=values)
+        )  # fmt: skip
+    return out
+
+
 def objects(settings: SalesforceSettings) -> list[ObjectSpec]:
     """The objects syncd uses, each with its fields, in the order a check reports them."""
     fields = specs(settings)
     named = [
-        (settings.history_object, "[crm] history_object", "where history is written", True),
+        *([(settings.history_object, "[crm] history_object", "where history is written", True)]
+          if "task" in settings.history else []),
+        *((o, "[crm] history", "where history is written (Social Customer Service)", True)
+          for o in (SOCIAL_OBJECTS if SOCIAL_POST in settings.history else ())),
         *((o, "[crm] person_objects", "where authors are looked up", False)
           for o in settings.person_objects),
     ]  # fmt: skip
     if settings.social_personas:
         named.append(("SocialPersona", "[crm] social_personas", "authors' persona records", False))
+    if any(f.sobject == "Case" for f in fields):
+        named.append(("Case", "[crm.cases]", "where conversations become Cases", True))
+    named += [
+        (f.sobject, f.key, "where the customer's priority is read", False)
+        for f in fields
+        if f.kind == "Org"
+    ]
     if messaging(settings):
         named.append((MESSAGING, "[crm] messaging_end_users",
                       "Messenger and Instagram ids Salesforce messaging linked to Contacts",

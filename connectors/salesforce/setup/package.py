@@ -54,8 +54,9 @@ def _field(spec: FieldSpec) -> str:
         lines += [_tag("type", "Text", 8), _tag("length", spec.length, 8)]
         lines.append(_tag("unique", spec.unique, 8))
         if spec.unique:
-            # External ids compare case-insensitively, like the x:<id> keys syncd makes.
-            lines.append(_tag("caseSensitive", False, 8))
+            # The Task's x:<id> keys compare case-insensitively, as they always have; the
+            # social objects' keys hold case-meaningful ids (Bluesky rkeys, Mastodon URLs).
+            lines.append(_tag("caseSensitive", spec.case_sensitive, 8))
     elif spec.kind == "Url":
         lines.append(_tag("type", "Url", 8))
     else:

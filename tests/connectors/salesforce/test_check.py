@@ -6,6 +6,7 @@ import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -375,7 +376,7 @@ def test_the_stand_in_describes_fields_as_setup_made_them(world: World) -> None:
     world.sf.add_field("Lead", "Score__c", length=12, editable=False)
     table = world.sf.store.table("Lead")
     assert table is not None
-    fields = {f["name"]: f for f in meta.describe("", table)["fields"]}
+    fields = {f["name"]: f for f in meta.describe("", table, world.sf.store)["fields"]}
     score = fields["Score__c"]
     assert (score["length"], score["byteLength"], score["createable"]) == (12, 36, False)
     assert fields["X_User_Id__c"]["externalId"] and not fields["X_User_Id__c"]["unique"]
@@ -384,3 +385,166 @@ def test_the_stand_in_describes_fields_as_setup_made_them(world: World) -> None:
     # keyed as a real describe: sorted, with the attributes a check reads
     assert list(score) == sorted(score)
     assert {"type", "soapType", "nillable", "custom", "idLookup", "referenceTo"} <= set(score)
+
+
+# -- Social Customer Service: SocialPost history ----------------------------------------------
+def social_history(w: World, history: str = '["task", "social_post"]') -> None:
+    text = w.config.read_text().replace("[crm]\n", f"[crm]\nhistory = {history}\n", 1)
+    w.config.write_text(text)
+
+
+def test_social_post_history_needs_the_key_fields_case_sensitive(blank: World) -> None:
+    """The package adds a Unique, case-sensitive External ID key to SocialPost and
+    SocialPersona; the check fails without them, and once made as the package says, passes."""
+    social_history(blank)
+    pkg = blank.config.parent / "pkg"
+    run(blank, "salesforce", "fields", "--out", str(pkg), code=0)
+    made: dict[str, dict[str, dict[str, str]]] = {}
+    for path in (pkg / "objects").iterdir():
+        made[path.stem] = {
+            text["fullName"]: text
+            for text in (
+                {e.tag.split("}")[1]: e.text or "" for e in f}
+                for f in ET.parse(path).getroot().iterfind("md:fields", NS)
+            )
+        }
+    for obj in ("SocialPost", "SocialPersona"):
+        key = made[obj]["Syncd_Key__c"]
+        flags = (key["type"], key["length"], key["externalId"], key["unique"])
+        assert flags == ("Text", "255", "true", "true")
+        assert key["caseSensitive"] == "true"
+    assert made["Activity"]["Social_Post_Id__c"]["caseSensitive"] == "false"  # as before
+    members = {
+        m.text for m in ET.parse(pkg / "package.xml").getroot().iterfind(".//md:members", NS)
+    }
+    assert {"SocialPost.Syncd_Key__c", "SocialPersona.Syncd_Key__c"} <= members
+    bad = failed(checks(blank, 1))
+    assert bad["SocialPost.Syncd_Key__c"]["fix"] == (
+        "create SocialPost.Syncd_Key__c: Text(255), External ID, Unique (case-sensitive) "
+        "(if it exists: give the integration user Edit access to it, e.g. in a permission set)"
+    )
+    assert "SocialPersona.Syncd_Key__c" in bad and "SocialPost" not in bad
+    types = {"Text": "string", "Url": "url", "Picklist": "picklist"}
+    for obj, fields in made.items():
+        for name, text in fields.items():
+            blank.sf.add_field(
+                "Task" if obj == "Activity" else obj,
+                name,
+                types[text["type"]],
+                length=int(text["length"]) if "length" in text else None,
+                external_id=text["externalId"] == "true",
+                unique=text.get("unique") == "true",
+                case_sensitive=text.get("caseSensitive") == "true",
+            )
+    assert not failed(checks(blank, 0))
+    # a key made case-insensitive would take two keys differing by case for one record
+    blank.sf.add_field(
+        "SocialPost", "Syncd_Key__c", external_id=True, unique=True, case_sensitive=False
+    )
+    (row,) = failed(checks(blank, 1)).values()
+    assert row["item"] == "SocialPost.Syncd_Key__c"
+    assert row["fix"].startswith("edit SocialPost.Syncd_Key__c: make it Unique case-sensitively")
+
+
+def test_an_org_without_social_customer_service_is_told_what_to_enable(
+    tmp_path: Path, env: None
+) -> None:
+    with XSandbox(bearer_token="e2e-bearer") as x, SalesforceSandbox(social=False) as sf:
+        set_up_org(sf)
+        w = make(tmp_path, sf, x)
+        social_history(w, '["social_post"]')
+        bad = failed(checks(w, 1))
+    assert set(bad) == {"SocialPost", "SocialPersona"}
+    post = bad["SocialPost"]
+    assert "does not have Social Customer Service" in post["detail"]
+    assert "turn on Social Customer Service" in post["fix"]
+    assert '"Social Objects" org permission' in post["fix"]
+    assert post["fix"].endswith('or set [crm] history = ["task"]')
+    # history without Tasks needs no Task field: the blank Task of an org is no failure
+    assert not any(item.startswith("Task") for item in bad)
+
+
+def test_social_personas_lookups_in_an_org_without_the_object(tmp_path: Path, env: None) -> None:
+    with XSandbox(bearer_token="e2e-bearer") as x, SalesforceSandbox(social=False) as sf:
+        set_up_org(sf)
+        w = make(tmp_path, sf, x)
+        w.config.write_text(
+            w.config.read_text().replace("[crm]\n", "[crm]\nsocial_personas = true\n", 1)
+        )
+        bad = failed(checks(w, 1))
+    assert set(bad) == {"SocialPersona"}
+    assert bad["SocialPersona"]["fix"].endswith("or set [crm] social_personas = false")
+
+
+def test_a_provider_picklist_lacking_a_networks_value_fails() -> None:
+    settings = SalesforceSettings.model_construct(type="salesforce", history=["social_post"])
+    provider = next(s for s in specs(settings) if s.path == "SocialPost.Provider")
+    assert provider.values == ("Twitter",)  # the X-only default
+    field = {
+        "name": "Provider",
+        "type": "picklist",
+        "createable": True,
+        "updateable": True,
+        "picklistValues": [{"value": "Facebook", "active": True}, {"value": "Other"}],
+    }
+    row = verify_field(provider, field)
+    assert not row.ok and row.fix == "fix SocialPost.Provider: add the value(s) Twitter"
+    assert verify_field(provider, None).fix == (
+        "give the integration user access to SocialPost.Provider (field-level security)"
+    )
+
+
+def test_the_priority_field_and_its_task_values_are_checked(world: World) -> None:
+    """``[crm.priority]`` (the priority feature's setting, given here by its attributes): the
+    field the customer's priority is read from exists, and Task.Priority holds every value
+    its map writes."""
+    from connectors.salesforce.crm import SalesforceCrm
+
+    section = SimpleNamespace(
+        field="Account.CustomerPriority__c",
+        lead_field="Rating__c",
+        task={"High": "High", "Medium": "Normal", "Low": "Someday"},
+    )
+    crm = settings_of(world).model_copy(update={"priority": section})
+
+    def rows() -> dict[str, Any]:
+        return {r.item: r for r in SalesforceCrm.from_settings(crm).check()}
+
+    bad = {item: r for item, r in rows().items() if not r.ok}
+    assert set(bad) == {"Account.CustomerPriority__c", "Lead.Rating__c", "Task.Priority"}
+    assert bad["Account.CustomerPriority__c"].fix.startswith(
+        "check [crm.priority] field: name a field the org has"
+    )
+    assert bad["Lead.Rating__c"].fix.startswith("check [crm.priority] lead_field:")
+    assert bad["Task.Priority"].fix == "fix Task.Priority: add the value(s) Someday"
+    world.sf.add_field("Account", "CustomerPriority__c", "picklist")
+    world.sf.add_field("Lead", "Rating__c", "picklist")
+    world.sf.set_picklist("Task", "Priority", ["High", "Normal", "Low", "Someday"])
+    checked = rows()
+    assert all(r.ok for r in checked.values())
+    assert {"Account", "Account.CustomerPriority__c", "Task.Priority"} <= set(checked)
+
+
+def test_cases_need_an_origin_per_network_and_the_mapped_priorities(world: World) -> None:
+    """With Cases configured (the Cases setting's own, given here as any set value): Case.Origin
+    has a value for each network read, Case.Priority each value ``[crm.priority] case`` maps
+    to; each missing one is named."""
+    from connectors.salesforce.crm import SalesforceCrm
+
+    world.config.write_text(world.config.read_text() + FEDIVERSE)
+    section = SimpleNamespace(field="Account.Rating", case={"Hot": "High", "Cold": "Whenever"})
+    crm = settings_of(world).model_copy(
+        update={"priority": section, "cases": SimpleNamespace(open="all_inbound")}
+    )
+
+    def bad() -> dict[str, Any]:
+        return {r.item: r for r in SalesforceCrm.from_settings(crm).check() if not r.ok}
+
+    world.sf.add_field("Account", "Rating", "picklist")
+    assert {item: r.fix for item, r in bad().items()} == {
+        "Case.Origin": "fix Case.Origin: add the value(s) Twitter, Mastodon, Bluesky",
+        "Case.Priority": "fix Case.Priority: add the value(s) Whenever",
+    }
+    world.sf.set_picklist("Case", "Origin", ["Phone", "Web", "Twitter", "Mastodon", "Bluesky"])
+    world.sf.set_picklist("Case", "Priority", ["High", "Medium", "Low", "Whenever"])
+    assert not bad()

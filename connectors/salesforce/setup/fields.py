@@ -195,8 +195,8 @@ def specs(settings: SalesforceSettings) -> list[FieldSpec]:
         )  # fmt: skip
     if SOCIAL_POST in s.history:
         out += social_post_specs(s)
-    out += priority_specs(getattr(s, "priority", None), s)
-    out += case_specs(getattr(s, "cases", None), getattr(s, "priority", None), s)
+    out += priority_specs(s)
+    out += case_specs(getattr(s, "cases", None), s.priority, s)
     if messaging(s):
         # Salesforce's own object: present only where the org uses messaging, so its
         # absence is reported, not failed (see objects()).
@@ -306,28 +306,26 @@ def messaging(settings: SalesforceSettings) -> bool:
     )
 
 
-def priority_specs(section: Any, settings: SalesforceSettings) -> list[FieldSpec]:
+def priority_specs(settings: SalesforceSettings) -> list[FieldSpec]:
     """``[crm.priority]``: the field the customer's priority is read from (on the Contact, or
     ``Account.<field>``; ``lead_field`` on the Lead), and the Task.Priority values its map
-    writes. ``section`` is read by attribute: it is the priority setting's own (None: not
-    configured)."""
-    field = getattr(section, "field", None)
-    if not isinstance(field, str):
+    writes."""
+    section = settings.priority
+    if section is None:
         return []
     key = "[crm.priority]"
     read = frozenset({"picklist", "string", "combobox", "textarea", "boolean", "double"})
-    obj, _, name = field.rpartition(".")
+    obj, _, name = section.field.rpartition(".")
     places = [(obj or "Contact", name, f"{key} field")]
-    if isinstance(lead := getattr(section, "lead_field", None), str):
-        places.append(("Lead", lead, f"{key} lead_field"))
+    if section.lead_field is not None:
+        places.append(("Lead", section.lead_field, f"{key} lead_field"))
     out = [
         FieldSpec(where, column, setting, "the customer's priority (by customer, never by "
                   "network)", kind="Org", accepts=read, written=False)
         for where, column, setting in places
     ]  # fmt: skip
-    task_map = getattr(section, "task", None)
-    if "task" in settings.history and isinstance(task_map, dict) and task_map:
-        values = tuple(dict.fromkeys(str(v) for v in task_map.values()))
+    if "task" in settings.history and section.task:
+        values = tuple(dict.fromkeys(str(v) for v in section.task.values()))
         out.append(
             FieldSpec(settings.history_object, "Priority", f"{key} task",
                       "the customer's priority, mapped", kind="Standard",

@@ -495,12 +495,13 @@ def test_a_provider_picklist_lacking_a_networks_value_fails() -> None:
 
 
 def test_the_priority_field_and_its_task_values_are_checked(world: World) -> None:
-    """``[crm.priority]`` (the priority feature's setting, given here by its attributes): the
+    """``[crm.priority]``: the
     field the customer's priority is read from exists, and Task.Priority holds every value
     its map writes."""
     from connectors.salesforce.crm import SalesforceCrm
+    from connectors.salesforce.settings import PrioritySettings
 
-    section = SimpleNamespace(
+    section = PrioritySettings(
         field="Account.CustomerPriority__c",
         lead_field="Rating__c",
         task={"High": "High", "Medium": "Normal", "Low": "Someday"},
@@ -530,9 +531,10 @@ def test_cases_need_an_origin_per_network_and_the_mapped_priorities(world: World
     has a value for each network read, Case.Priority each value ``[crm.priority] case`` maps
     to; each missing one is named."""
     from connectors.salesforce.crm import SalesforceCrm
+    from connectors.salesforce.settings import PrioritySettings
 
     world.config.write_text(world.config.read_text() + FEDIVERSE)
-    section = SimpleNamespace(field="Account.Rating", case={"Hot": "High", "Cold": "Whenever"})
+    section = PrioritySettings(field="Account.Rating", case={"Hot": "High", "Cold": "Whenever"})
     crm = settings_of(world).model_copy(
         update={"priority": section, "cases": SimpleNamespace(open="all_inbound")}
     )

@@ -25,6 +25,11 @@ class Stream(enum.StrEnum):
     REPLIES = "replies"  # the brand account's own replies to other people (outbound)
 
 
+# The history target of a CRM that names none (Crm.history_targets), and of every delivery
+# stored before CRMs had several: the one record per interaction they wrote then.
+DEFAULT_TARGET = "task"
+
+
 class Direction(enum.StrEnum):
     INBOUND = "inbound"
     OUTBOUND = "outbound"
@@ -460,6 +465,9 @@ class HistoryRecord:
     handle: str | None
     url: str
     conversation_id: str | None = None
+    # Which of the CRM's history targets (Crm.history_targets) the record is written to.
+    target: str = DEFAULT_TARGET
+    in_reply_to: str | None = None  # the network's id of the post this one answers
 
 
 class Refusal(enum.StrEnum):

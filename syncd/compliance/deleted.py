@@ -129,11 +129,13 @@ def _act(
     ids = list(records)
     for start in range(0, len(ids), 200):
         outcomes: Sequence[RecordOutcome] = apply(ids[start : start + 200])
-        done = [records[o.record_id] for o in outcomes if o.ok]
         refused = [
             (records[o.record_id], f"{o.error_code}: {o.error}") for o in outcomes if not o.ok
         ]
-        report.acted += len(done)
+        # A post written to several targets is acted on once all its records are.
+        held = {iid for iid, _ in refused}
+        done = [records[o.record_id] for o in outcomes if o.ok and records[o.record_id] not in held]
+        report.acted += sum(o.ok for o in outcomes)
         report.failed += len(refused)
         with db.transaction() as conn:
             post_checks.acted(conn, done, action, now)

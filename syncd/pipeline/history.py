@@ -40,4 +40,6 @@ def build_record(d: ReadyDelivery) -> HistoryRecord:
         handle=d.handle,
         url=d.url,
         conversation_id=d.conversation_id,
+        target=d.target,
+        in_reply_to=d.in_reply_to,
     )

@@ -31,6 +31,7 @@ from connectors.salesforce.records import (
 from connectors.salesforce.session import Budget, SalesforceSession
 from connectors.salesforce.settings import SalesforceSettings
 from connectors.salesforce.setup.check import SalesforceCheck
+from connectors.salesforce.social_posts import write_by_query
 from syncd.contracts import CheckRow, ConnectorSettings, Crm, RecordOutcome
 from syncd.model import (
     CrmRef,
@@ -145,13 +146,17 @@ class SalesforceCrm:
                 continue
             obj, key_field, build = TARGETS[target](s)
             path = f"composite/sobjects/{obj}/{key_field}"
+            by_query = target == "social_post" and s.social_post_match == "query"
             for start in range(0, len(indexes), BATCH):
                 chunk = [records[i] for i in indexes[start : start + BATCH]]
-                payload = {"allOrNone": False, "records": [build(r, s) for r in chunk]}
-                body = self.session.restful(
-                    f"upsert {obj}", path, budget, method="PATCH", json=payload
-                )
-                answers = parse_upsert_results([r.external_id for r in chunk], body)
+                if by_query:
+                    answers = write_by_query(self.session, s, chunk, budget)
+                else:
+                    payload = {"allOrNone": False, "records": [build(r, s) for r in chunk]}
+                    body = self.session.restful(
+                        f"upsert {obj}", path, budget, method="PATCH", json=payload
+                    )
+                    answers = parse_upsert_results([r.external_id for r in chunk], body)
                 for i, answer in zip(indexes[start : start + BATCH], answers, strict=True):
                     results[i] = answer
         return [r for r in results if r is not None]

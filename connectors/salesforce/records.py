@@ -131,15 +131,19 @@ def message_type(record: HistoryRecord) -> str:
     return answered if record.in_reply_to else started
 
 
-def social_post_record(record: HistoryRecord, settings: SalesforceSettings) -> dict[str, Any]:
+def social_post_record(
+    record: HistoryRecord, settings: SalesforceSettings, *, keyed: bool = True
+) -> dict[str, Any]:
     """The sObject Collections entry for one history record as a SocialPost, upserted on
-    ``social_post_key_field`` with the Task's external id. The persona, the post it replies
-    to and its Case (PersonaId, ReplyToId, ParentId) are not set."""
+    ``social_post_key_field`` with the Task's external id (``keyed=False``: without it, for
+    an org that has no such field). The persona, the post it replies to and its Case
+    (PersonaId, ReplyToId, ParentId) are not set."""
     provider, media = persona_provider(record.network)
     handle = bare_handle(record.handle)
+    key = {settings.social_post_key_field: record.external_id} if keyed else {}
     return {
         "attributes": {"type": SOCIAL_POST},
-        settings.social_post_key_field: record.external_id,
+        **key,
         "Name": clip(record.subject, NAME_MAX),
         "Posted": _utc(record.occurred_at).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "Content": clip(record.description, DESCRIPTION_MAX),

@@ -148,6 +148,9 @@ class SalesforceSettings(ConnectorSettings):
     # SocialPost's Unique, case-sensitive External ID field its upserts are keyed on (the
     # Task's key format: "<network>:<post id>"); `syncd salesforce fields` creates it.
     social_post_key_field: ApiName = "Syncd_Key__c"
+    # "query": for an org whose admin cannot add that field, SocialPosts are found by
+    # ExternalPostId + Provider (as Salesforce's inbound handler did) and updated, or created.
+    social_post_match: Literal["key", "query"] = "key"
     history_object: ApiName = "Task"
     external_id_field: ApiName = "Social_Post_Id__c"
     task_status: str = "Completed"

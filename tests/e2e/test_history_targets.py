@@ -5,6 +5,7 @@ both."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -206,3 +207,34 @@ def test_a_social_post_the_org_refuses_is_a_dead_letter_of_its_own(world: World)
     assert poll_once(world)[0] == 0
     assert set(social_posts(world.sf)) == set(tasks(world.sf))
     assert f"x:{complaint}" in social_posts(world.sf)
+
+
+def test_without_a_key_field_a_create_answered_503_after_it_was_applied_is_not_made_twice(
+    state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An org whose admin cannot add the key field (``social_post_match = "query"``): the
+    write sent again finds the SocialPost the first one made, by the post's network id."""
+    with make_world(state_url, tmp_path, monkeypatch) as w:
+        w.config.write_text(
+            w.config.read_text()
+            + 'history = ["task", "social_post"]\nsocial_post_match = "query"\n'
+        )
+        complaint, answer, _ = a_conversation(w)
+        failed: list[str] = []
+
+        def fail_once(req: Request) -> None:
+            if req.method == "POST" and "SocialPost" in req.body.decode() and not failed:
+                failed.append(req.path)
+                w.sf.inject("status", endpoint="composite", phase="after", status=503, count=1)
+
+        w.sf.on_request("composite", fail_once, phase="after")
+        code, output = poll_once(w)
+        assert code == 0, output
+        assert failed  # the create was applied, answered 503, and sent again
+
+        made = Counter(str(post["ExternalPostId"]) for post in w.sf.records("SocialPost"))
+        assert made == {complaint: 1, answer: 1}
+        assert set(tasks(w.sf)) == {f"x:{complaint}", f"x:{answer}"}
+
+        assert poll_once(w)[0] == 0  # a second run writes nothing new
+        assert len(w.sf.records("SocialPost")) == 2

@@ -144,3 +144,33 @@ def test_a_deleted_post_s_task_and_social_post_are_marked_each_their_way(
     assert post is not None and task is not None
     assert (post["Status"], post["Content"]) == ("DELETED", None)
     assert (task["Social_Post_Status__c"], task["Description"]) == ("Deleted", None)
+
+
+def test_without_a_key_field_social_posts_are_found_by_their_network_id(
+    org: SalesforceSandbox,
+) -> None:
+    """``social_post_match = "query"``: a write sent again updates what the first made, and
+    ids that differ only in case (Bluesky rkeys) stay two posts."""
+    org.add_field("SocialPost", "Syncd_Key__c")  # not an upsert key: never written here
+    who = org.insert("Contact", {"LastName": "Ng"})
+    crm = SalesforceCrm.from_settings(
+        settings(login_url=org.url, history=["social_post"], social_post_match="query")
+    )
+    base = "at://did:plc:ab/app.bsky.feed.post/"
+    recs = [
+        replace(record(n, who), target="social_post", network="bluesky", external_id=f"bluesky:{u}")
+        for n, u in enumerate((base + "3kAbc", base + "3kabc", base + "3kxyz"))
+    ]
+    calls = crm.api_calls
+    first = crm.upsert_history(recs[:2])
+    assert crm.api_calls - calls == 2  # the query, the create
+    assert [(r.ok, r.created) for r in first] == [(True, True)] * 2
+    again = crm.upsert_history(recs)
+    assert [r.created for r in again] == [False, False, True]
+    assert [r.crm_id for r in again[:2]] == [r.crm_id for r in first]
+    posts = org.records("SocialPost")
+    assert sorted(p["ExternalPostId"] for p in posts) == sorted(
+        u.split(":", 1)[1] for u in (r.external_id for r in recs)
+    )
+    assert all(p.get("Syncd_Key__c") is None for p in posts)
+    assert {(p["Provider"], p["MediaProvider"]) for p in posts} == {("Other", "bluesky")}

@@ -15,7 +15,7 @@ from functools import partial
 
 from syncd.compliance import deleted as compliance
 from syncd.contracts import Crm, Source
-from syncd.errors import ExternalError
+from syncd.errors import AuthError, ExternalError, RateLimited
 from syncd.model import CrmRef, Refusal, WriteResult
 from syncd.pipeline.context import Context
 from syncd.pipeline.history import build_record
@@ -177,7 +177,8 @@ class Writer:
                     answered.append(self._write_batch(chunk))
                 except ExternalError as exc:
                     failures[chunk[0].target] = exc
-                    if failures.keys() >= targets:
+                    # Refused credentials or a rate limit stop the CRM as a whole.
+                    if isinstance(exc, AuthError | RateLimited) or failures.keys() >= targets:
                         raise
                     log.warning("%s history not written this round: %s", chunk[0].target, exc)
                     continue

@@ -28,7 +28,7 @@ from support.pipeline import (
     two_page_walk,
 )
 
-from syncd.errors import ExternalError, PaginationExpired, TransientError
+from syncd.errors import ExternalError, PaginationExpired, RateLimited, TransientError
 from syncd.model import (
     Account,
     CrmRef,
@@ -335,6 +335,20 @@ def test_each_target_is_one_delivery_and_one_target_down_holds_back_no_other(
     ]
     assert set(crm.created.values()) == {1}  # each record made once
     assert pipeline.deliver().written == 0
+
+
+def test_a_rate_limit_on_one_target_stops_the_others_too(db: Database) -> None:
+    """A rate limit (or refused credentials) is the CRM's as a whole, not one target's."""
+    seed_cursor(db, "100")
+    crm = FakeCrm({"7": "003A", "8": "003B"}, targets=("task", "social_post"))
+    pipeline = Pipeline(db, "sf", crm, PipelineSettings(retries=0), clock=Clock())
+    pipeline.poll("src", scripted(two_page_walk()), BRAND, Stream.MENTIONS)
+    pipeline.resolve()
+    crm.faults.append("rate_limit")
+    with pytest.raises(RateLimited):
+        pipeline.deliver()
+    assert crm.received == 0  # the second target's batch was not sent
+    assert pipeline.deliver().written == 6
 
 
 def test_a_read_never_holds_the_write_lock(db: Database) -> None:

@@ -468,6 +468,9 @@ class HistoryRecord:
     # Which of the CRM's history targets (Crm.history_targets) the record is written to.
     target: str = DEFAULT_TARGET
     in_reply_to: str | None = None  # the network's id of the post this one answers
+    # The brand account that read it: its name where it has one (a Facebook Page), else its
+    # handle. The author of an outbound record.
+    brand: str | None = None
 
 
 class Refusal(enum.StrEnum):

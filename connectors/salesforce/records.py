@@ -147,7 +147,8 @@ def social_post_record(
         "Name": clip(record.subject, NAME_MAX),
         "Posted": _utc(record.occurred_at).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "Content": clip(record.description, DESCRIPTION_MAX),
-        "Handle": handle if record.direction is Direction.INBOUND else None,
+        # Who wrote it: the customer, or on the brand's replies the brand.
+        "Handle": handle if record.direction is Direction.INBOUND else record.brand,
         "PostUrl": record.url or None,
         "Provider": provider,
         "MediaProvider": media,

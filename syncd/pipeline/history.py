@@ -42,4 +42,5 @@ def build_record(d: ReadyDelivery) -> HistoryRecord:
         conversation_id=d.conversation_id,
         target=d.target,
         in_reply_to=d.in_reply_to,
+        brand=d.brand_name or d.account,
     )

@@ -89,6 +89,7 @@ def test_each_interaction_is_one_task_and_one_social_post_and_a_rerun_writes_not
     assert inbound["Handle"] and inbound["Posted"] and inbound["PostUrl"]
     reply = posts[f"x:{answer}"]
     assert (reply["MessageType"], reply["IsOutbound"], reply["WhoId"]) == ("Reply", True, contact)
+    assert reply["Handle"] == "acme"  # the brand wrote it
 
     status = json.loads(invoke(world, "status", "--json").stdout)["targets"]
     assert set(status) == {"task", "social_post"}

@@ -78,10 +78,12 @@ def test_message_type_is_the_network_word(network: str, started: str, answered: 
     assert message_type(replace(rec, in_reply_to="42")) == answered
 
 
-def test_the_brand_s_reply_is_outbound_and_names_no_handle() -> None:
-    rec = record(1, "003", direction=Direction.OUTBOUND, in_reply_to="1399688059608702976")
+def test_the_brand_s_reply_is_outbound_and_the_brand_s() -> None:
+    rec = record(
+        1, "003", direction=Direction.OUTBOUND, in_reply_to="1399688059608702976", brand="acme"
+    )
     post = social_post_record(rec, settings())
-    assert (post["IsOutbound"], post["MessageType"], post["Handle"]) == (True, "Reply", None)
+    assert (post["IsOutbound"], post["MessageType"], post["Handle"]) == (True, "Reply", "acme")
     naive = social_post_record(replace(rec, occurred_at=datetime(2024, 5, 1, 12)), settings())
     assert naive["Posted"] == "2024-05-01T12:00:00Z"
     assert datetime.fromisoformat(naive["Posted"]) == datetime(2024, 5, 1, 12, tzinfo=UTC)

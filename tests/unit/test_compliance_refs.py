@@ -22,7 +22,9 @@ from syncd.state.tables import deliveries, interactions
 DAY = timedelta(days=1)
 
 
-def read_in(db: Database, net: FakeNetwork, source: FakeSource) -> Account:
+def read_in(
+    db: Database, net: FakeNetwork, source: FakeSource, targets: Sequence[str] = ("task",)
+) -> Account:
     account = net.accounts(["acme"])["acme"]
     page = source.fetch(account, Stream.MENTIONS, Cursor())
     with db.transaction() as conn:
@@ -36,6 +38,7 @@ def read_in(db: Database, net: FakeNetwork, source: FakeSource) -> Account:
             crms=["sf"],
             brand_ids={account.user_id},
             now=T0,
+            targets=targets,
         )
     return account
 
@@ -143,20 +146,8 @@ def test_a_post_written_to_two_targets_is_acted_on_once_both_records_are(db: Dat
     fan = net.by_handle("fan")
     assert fan is not None
     doomed = net.add_post(fan.id, "@acme my card number is 4111")
-    account = net.accounts(["acme"])["acme"]
+    read_in(db, net, source, ("task", "social_post"))
     with db.transaction() as conn:
-        ingest.ingest_page(
-            conn,
-            source="src",
-            network="fake",
-            account=account,
-            stream=Stream.MENTIONS,
-            page=source.fetch(account, Stream.MENTIONS, Cursor()),
-            crms=["sf"],
-            brand_ids={account.user_id},
-            now=T0,
-            targets=("task", "social_post"),
-        )
         for target, prefix in (("task", "00T"), ("social_post", "0ST")):
             conn.execute(
                 update(deliveries)

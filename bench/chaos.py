@@ -19,15 +19,19 @@ seconds the last child took to converge.
 What it asserts (exit status 0 only if all hold): the source's ``start`` is the moment before
 the player's first post, so every post played is after it; each one (mention or brand reply)
 reached Salesforce as exactly one Task (lost 0, duplicated 0), and no Task stands for anything
-else (unexpected 0). The first child may start seconds after the first posts (a loaded machine
-starts Python slowly, and kills come early), and posts arrive faster than X's 800-mention
-horizon allows a late or interrupted walk to reach: what such a walk could not reach is a gap,
-recovered by search, which the report counts beside the walks the X stand-in cut.
+else (unexpected 0); with ``--history task,social_post``, as exactly one Task and one
+SocialPost, counted per target. The first child may start seconds after the first posts (a
+loaded machine starts Python slowly, and kills come early), and posts arrive faster than X's
+800-mention horizon allows a late or interrupted walk to reach: what such a walk could not
+reach is a gap, recovered by search, which the report counts beside the walks the X stand-in
+cut.
 
     python bench/chaos.py                      # 5,000 interactions, 50 kills, 0 % and 20 %
     python bench/chaos.py --interactions 300 --kills 10 --fault-rate 0.2 --json
     python bench/chaos.py --networks x,mastodon,bluesky   # the brand on all three networks
     python bench/chaos.py --networks meta       # X, the Facebook Page and Instagram account
+    python bench/chaos.py --history task,social_post   # a Task and a SocialPost per post
+    python bench/chaos.py --history task,social_post --social-post-match query  # no key field
 
 ``--networks`` (default ``x``, so figures stay comparable with earlier runs) starts the
 Mastodon and Bluesky stand-ins too, with the brand and its customers on them
@@ -180,6 +184,10 @@ class Report:
     lost: int = 0
     duplicated: int = 0
     unexpected: int = 0  # Tasks for no interaction at all
+    history: list[str] = field(default_factory=lambda: ["task"])  # [crm] history
+    social_post_match: str = "key"  # [crm] social_post_match
+    # Per history target: lost, duplicated and unexpected records (summed in the three above).
+    by_target: dict[str, dict[str, int]] = field(default_factory=dict)
     converge_seconds: float = 0.0
     total_seconds: float = 0.0
     tracebacks: int = 0
@@ -461,8 +469,16 @@ def run(
     converge_timeout: float,
     quiet: bool,
     networks: tuple[str, ...] = ("x",),
+    history: tuple[str, ...] = ("task",),
+    social_post_match: str = "key",
 ) -> Report:
-    report = Report(interactions=interactions, fault_rate=fault_rate, networks=list(networks))
+    report = Report(
+        interactions=interactions,
+        fault_rate=fault_rate,
+        networks=list(networks),
+        history=list(history),
+        social_post_match=social_post_match,
+    )
     rng = random.Random(rng_seed)
     started = time.monotonic()
 
@@ -507,6 +523,14 @@ def run(
         )
         world.withhold = 0.0  # an author-less comment is written nowhere: no right answer
         file_everyone(world, sf)  # every author a known customer: one right answer each
+        if "social_post" in history and social_post_match == "key":
+            # As `syncd salesforce fields` makes it: the SocialPost upsert key.
+            sf.add_field("SocialPost", SOCIAL_POST_KEY, external_id=True, unique=True)
+        targets: dict[str, TomlValue] = (
+            {"history": list(history), "social_post_match": social_post_match}
+            if history != ("task",)
+            else {}
+        )
         os.environ.update(SECRETS.environ())
         config = workdir / "config.toml"
         # Posts are played from the next instant on, and each has a later id than this start.
@@ -549,7 +573,11 @@ def run(
                     # reads back to it.
                     "start": start.isoformat(timespec="milliseconds"),
                 },
-                crm={"timeout": f"{CLIENT_TIMEOUT}s", **meta_identity_fields(meta_networks)},
+                crm={
+                    "timeout": f"{CLIENT_TIMEOUT}s",
+                    **meta_identity_fields(meta_networks),
+                    **targets,
+                },
                 tables={
                     "daemon": {
                         "write_interval": "500ms",
@@ -632,8 +660,8 @@ def run(
         while time.monotonic() - t0 < converge_timeout:
             ready = expiry is None or expiry.done.is_set()
             expected = set(player.post_ids) | (set(expiry.kinds) if expiry else set())
-            got = {str(t["Social_Post_Id__c"]) for t in sf.records("Task")}
-            if ready and expected <= got and _settled(db, born):
+            got = [set(_records(sf, t, social_post_match)) for t in history]
+            if ready and all(expected <= g for g in got) and _settled(db, born):
                 break
             time.sleep(0.25)
         if expiry is not None:
@@ -650,13 +678,21 @@ def run(
         report.converge_seconds = round(time.monotonic() - t0, 1)
         if (code := last.terminate()) != 0:
             say(f"the last child exited with {code}")
-        counts = Counter(str(t["Social_Post_Id__c"]) for t in sf.records("Task"))
-        lost = sorted(e for e in expected if counts[e] == 0)
-        report.lost = len(lost)
-        report.lost_by_kind = dict(Counter(kinds[e] for e in lost))
-        report.lost_sample = lost[:10]
-        report.duplicated = sum(n - 1 for e, n in counts.items() if e in expected and n > 1)
-        report.unexpected = sum(n for e, n in counts.items() if e not in expected)
+        lost_kinds: Counter[str] = Counter()
+        for target in history:
+            counts = _records(sf, target, social_post_match)
+            lost = sorted(e for e in expected if counts[e] == 0)
+            lost_kinds.update(kinds[e] for e in lost)
+            report.lost_sample += [f"{e} ({target})" for e in lost[:10]]
+            report.by_target[target] = {
+                "lost": len(lost),
+                "duplicated": sum(n - 1 for e, n in counts.items() if e in expected and n > 1),
+                "unexpected": sum(n for e, n in counts.items() if e not in expected),
+            }
+        report.lost_by_kind = dict(lost_kinds)
+        report.lost_sample = report.lost_sample[:10]
+        for key in ("lost", "duplicated", "unexpected"):
+            setattr(report, key, sum(t[key] for t in report.by_target.values()))
         everyone = [*servers.values(), sf]
         report.faults_injected = sum(s.faults.injected for s in everyone)
         report.requests = sum(s.request_count for s in everyone)
@@ -679,6 +715,24 @@ def run(
     return report
 
 
+SOCIAL_POST_KEY = "Syncd_Key__c"  # [crm] social_post_key_field's default
+# SocialPost.Provider → the network syncd names ("Other": MediaProvider names it).
+_NETWORKS = {"Twitter": "x", "Facebook": "facebook", "Instagram": "instagram"}
+
+
+def _records(sf: SalesforceSandbox, target: str, match: str) -> Counter[str]:
+    """The records of one history target in the org, by the post's key (``x:<id>``)."""
+    if target == "task":
+        return Counter(str(t["Social_Post_Id__c"]) for t in sf.records("Task"))
+    if match == "key":
+        return Counter(str(p[SOCIAL_POST_KEY]) for p in sf.records("SocialPost"))
+    # No key field: a SocialPost is told by its network and the network's post id.
+    return Counter(
+        f"{_NETWORKS.get(p['Provider'], p['MediaProvider'])}:{p['ExternalPostId']}"
+        for p in sf.records("SocialPost")
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--interactions", type=int, default=5000)
@@ -692,6 +746,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None, help="Arrival time of the posts.")
     parser.add_argument("--customers", type=int, default=200)
     networks_arg(parser)
+    parser.add_argument(
+        "--history",
+        default="task",
+        help="[crm] history: task, social_post or task,social_post (default: task).",
+    )
+    parser.add_argument(
+        "--social-post-match",
+        choices=("key", "query"),
+        default="key",
+        help='[crm] social_post_match ("query": an org without the SocialPost key field).',
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--state", default=None, help="State URL (default: a temp SQLite file).")
     parser.add_argument("--converge-timeout", type=float, default=300.0)
@@ -715,6 +780,8 @@ def main(argv: list[str] | None = None) -> int:
             converge_timeout=args.converge_timeout,
             quiet=args.json,
             networks=args.networks,
+            history=tuple(args.history.split(",")),
+            social_post_match=args.social_post_match,
         )
         ok = ok and report.ok
         if args.json:
@@ -745,6 +812,10 @@ def _print(r: Report, workdir: Path) -> None:
             print(f"    {name:<16} {kinds_fired}")
         if "bluesky" in r.networks:
             print(f"    bluesky sessions refreshed {r.bluesky_refreshes}")
+    if r.history != ["task"]:
+        print(f"  history            {', '.join(r.history)} (SocialPost by {r.social_post_match})")
+        for target, got in r.by_target.items():
+            print(f"    {target:<16} " + ", ".join(f"{k} {v}" for k, v in got.items()))
     print(f"  lost               {r.lost}")
     if r.lost:
         print(f"    by kind {r.lost_by_kind}, e.g. {', '.join(r.lost_sample)}")
@@ -767,9 +838,11 @@ def _print(r: Report, workdir: Path) -> None:
         f"recorded, {r.gaps_closed} closed, {r.recovered} post(s) recovered by search"
     )
     verdict = "holds" if r.ok else "FAILS"
+    names = {"task": "one Task", "social_post": "one SocialPost"}
+    records = " and ".join(names[t] for t in r.history)
     print(
         f"  asserted: every one of the {r.interactions} posts played after start reached "
-        f"Salesforce as exactly one Task, and no other Task exists: {verdict}"
+        f"Salesforce as exactly {records}, and no other exists: {verdict}"
     )
 
 

@@ -185,6 +185,7 @@ def daemon_config(
     poll: float,
     elsewhere: Elsewhere | None = None,
     session_file: str = "",
+    history: Sequence[str] = ("task",),
 ) -> str:
     """syncd as the throughput workload runs it: every job at the poll interval, no jitter;
     with ``elsewhere``, a source for the brand's account on each other network too (the
@@ -221,7 +222,10 @@ def daemon_config(
         secrets=SECRETS,
         source_name="x",
         source={"interval": every},
-        crm=meta_identity_fields(meta_networks),
+        crm={
+            **meta_identity_fields(meta_networks),
+            **({"history": list(history)} if tuple(history) != ("task",) else {}),
+        },
         tables={
             "logging": {"level": "WARNING"},
             "daemon": {
@@ -555,19 +559,34 @@ class Feeder:
             self.linked.add(key)
 
 
-class WriteClock:
-    """Times every Task the Salesforce stand-in stores, by its external id."""
+SOCIAL_POST_KEY = "Syncd_Key__c"  # [crm] social_post_key_field's default
 
-    def __init__(self, sf: SalesforceSandbox, field_name: str = "Social_Post_Id__c") -> None:
+
+class WriteClock:
+    """Times every post the Salesforce stand-in stores, by its external id: once its Task is
+    stored, or with ``social_posts``, once its Task and its SocialPost both are."""
+
+    def __init__(
+        self,
+        sf: SalesforceSandbox,
+        field_name: str = "Social_Post_Id__c",
+        *,
+        social_posts: bool = False,
+    ) -> None:
         self.written: dict[str, float] = {}
         self.writes = 0  # stores, repeats included
         self._field = field_name
+        keys = {"Task": field_name} | ({"SocialPost": SOCIAL_POST_KEY} if social_posts else {})
+        seen: dict[str, set[str]] = {}
 
         def on_apply(sobject: str, rec: dict[str, Any]) -> None:
-            if sobject == "Task":
+            if sobject in keys:
                 self.writes += 1
-                key = str(rec.get(self._field) or "")
-                self.written.setdefault(key.removeprefix("x:"), time.time())
+                key = str(rec.get(keys[sobject]) or "").removeprefix("x:")
+                objects = seen.setdefault(key, set())
+                objects.add(sobject)
+                if len(objects) == len(keys):
+                    self.written.setdefault(key, time.time())
 
         sf.store.on_apply = on_apply
 

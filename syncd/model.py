@@ -25,6 +25,11 @@ class Stream(enum.StrEnum):
     REPLIES = "replies"  # the brand account's own replies to other people (outbound)
 
 
+# The history target of a CRM that names none (Crm.history_targets), and of every delivery
+# stored before CRMs had several: the one record per interaction they wrote then.
+DEFAULT_TARGET = "task"
+
+
 class Direction(enum.StrEnum):
     INBOUND = "inbound"
     OUTBOUND = "outbound"
@@ -464,6 +469,12 @@ class HistoryRecord:
     handle: str | None
     url: str
     conversation_id: str | None = None
+    # Which of the CRM's history targets (Crm.history_targets) the record is written to.
+    target: str = DEFAULT_TARGET
+    in_reply_to: str | None = None  # the network's id of the post this one answers
+    # The brand account that read it: its name where it has one (a Facebook Page), else its
+    # handle. The author of an outbound record.
+    brand: str | None = None
 
 
 class Refusal(enum.StrEnum):

@@ -1,4 +1,5 @@
-"""Salesforce CRM: finds Contacts and Leads by social identity, upserts history as Tasks.
+"""Salesforce CRM: finds Contacts and Leads by social identity, upserts history as Tasks and/or
+SocialPosts.
 
 :class:`SalesforceCrm` is what the core sees (:class:`syncd.contracts.Crm`). It holds one
 :class:`~connectors.salesforce.session.SalesforceSession` (login, the calls, the error table)
@@ -13,16 +14,24 @@ What needs no org lives beside them: SOQL and matching in
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from connectors.salesforce.delete import SalesforceRemoval
 from connectors.salesforce.identity.identity import SalesforceIdentity
 from connectors.salesforce.identity.lookup import key_chunks, lookup_soql, match_rows, settle
-from connectors.salesforce.records import BATCH, SYSTEM, parse_upsert_results, task_record
+from connectors.salesforce.records import (
+    BATCH,
+    SOCIAL_POST,
+    SYSTEM,
+    parse_upsert_results,
+    social_post_record,
+    task_record,
+)
 from connectors.salesforce.session import Budget, SalesforceSession
 from connectors.salesforce.settings import SalesforceSettings
 from connectors.salesforce.setup.check import SalesforceCheck
+from connectors.salesforce.social_posts import write_by_query
 from syncd.contracts import CheckRow, ConnectorSettings, Crm, RecordOutcome
 from syncd.model import (
     CrmRef,
@@ -34,12 +43,21 @@ from syncd.model import (
     PeopleQuery,
     PersonRecord,
     Profile,
+    Refusal,
     WriteResult,
 )
 
 __all__ = ["SalesforceCrm", "SalesforceSettings"]
 
 log = logging.getLogger(__name__)
+
+Build = Callable[[HistoryRecord, SalesforceSettings], dict[str, Any]]
+# Each history target ([crm] history): its object, the field its upserts are keyed on, and
+# how a record reads there.
+TARGETS: dict[str, Callable[[SalesforceSettings], tuple[str, str, Build]]] = {
+    "task": lambda s: (s.history_object, s.external_id_field, task_record),
+    "social_post": lambda s: (SOCIAL_POST, s.social_post_key_field, social_post_record),
+}
 
 
 class SalesforceCrm:
@@ -106,17 +124,43 @@ class SalesforceCrm:
                     break
         return found
 
+    @property
+    def history_targets(self) -> tuple[str, ...]:
+        return tuple(self.settings.history)
+
     def upsert_history(self, records: Sequence[HistoryRecord]) -> list[WriteResult]:
+        """Each target's records upserted on its object's key field, 200 a call (the writer
+        sends one target a batch: one call); results in the order of ``records``."""
         s, budget = self.settings, Budget()
-        path = f"composite/sobjects/{s.history_object}/{s.external_id_field}"
-        results: list[WriteResult] = []
-        for start in range(0, len(records), BATCH):
-            chunk = records[start : start + BATCH]
-            payload = {"allOrNone": False, "records": [task_record(r, s) for r in chunk]}
-            action = f"upsert {s.history_object}"
-            body = self.session.restful(action, path, budget, method="PATCH", json=payload)
-            results += parse_upsert_results([r.external_id for r in chunk], body)
-        return results
+        by_target: dict[str, list[int]] = {}
+        for i, r in enumerate(records):
+            by_target.setdefault(r.target, []).append(i)
+        results: list[WriteResult | None] = [None] * len(records)
+        for target, indexes in by_target.items():
+            if target not in TARGETS:
+                for i in indexes:
+                    key = records[i].external_id
+                    message = f"no history target {target!r} in Salesforce"
+                    results[i] = WriteResult(
+                        key, False, None, None, "UNKNOWN_TARGET", message, Refusal.FINAL
+                    )
+                continue
+            obj, key_field, build = TARGETS[target](s)
+            path = f"composite/sobjects/{obj}/{key_field}"
+            by_query = target == "social_post" and s.social_post_match == "query"
+            for start in range(0, len(indexes), BATCH):
+                chunk = [records[i] for i in indexes[start : start + BATCH]]
+                if by_query:
+                    answers = write_by_query(self.session, s, chunk, budget)
+                else:
+                    payload = {"allOrNone": False, "records": [build(r, s) for r in chunk]}
+                    body = self.session.restful(
+                        f"upsert {obj}", path, budget, method="PATCH", json=payload
+                    )
+                    answers = parse_upsert_results([r.external_id for r in chunk], body)
+                for i, answer in zip(indexes[start : start + BATCH], answers, strict=True):
+                    results[i] = answer
+        return [r for r in results if r is not None]
 
     def query(self, soql: str, *, include_archived: bool = False) -> list[dict[str, Any]]:
         """Every record of a SOQL query (follows nextRecordsUrl).

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from connectors.salesforce.records import BATCH, collection_items, describe_errors
+from connectors.salesforce.records import BATCH, SOCIAL_POST, collection_items, describe_errors
 from connectors.salesforce.session import Budget, SalesforceSession
 from connectors.salesforce.settings import SalesforceSettings
 from syncd.contracts import RecordOutcome
@@ -23,6 +23,7 @@ from syncd.contracts import RecordOutcome
 # What a delete or an update of a record that is no longer there answers: in the recycle bin,
 # purged (or never there), or (upsert on Id) not found. The goal is met either way.
 GONE = frozenset({"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY", "NOT_FOUND"})
+SOCIAL_POST_PREFIX = "0ST"  # the key prefix of SocialPost record ids
 
 
 def parse_outcomes(record_ids: Sequence[str], body: Any, action: str) -> list[RecordOutcome]:
@@ -63,24 +64,28 @@ class SalesforceRemoval:
         return [by_id[i] for i in record_ids]
 
     def mark_history_deleted(self, record_ids: Sequence[str]) -> list[RecordOutcome]:
-        """Set the post-status field to ``deleted_status`` and blank the Description (the
-        post's text): the Task stays on the timeline, saying the post is gone."""
+        """A Task: set the post-status field to ``deleted_status`` and blank the Description
+        (the post's text); it stays on the timeline, saying the post is gone. A SocialPost
+        (told by its id's key prefix): Status ``DELETED``, the Content blanked."""
         s, budget, out = self.settings, Budget(), []
-        ids = list(dict.fromkeys(record_ids))
-        path = f"composite/sobjects/{s.history_object}/Id"
-        for start in range(0, len(ids), BATCH):
-            chunk = ids[start : start + BATCH]
-            records = [
-                {
-                    "attributes": {"type": s.history_object},
-                    "Id": record_id,
-                    s.task_fields.post_status: s.deleted_status,
-                    "Description": None,
-                }
-                for record_id in chunk
-            ]
-            payload = {"allOrNone": False, "records": records}
-            body = self.session.restful("mark history", path, budget, method="PATCH", json=payload)
-            out += parse_outcomes(chunk, body, "mark history")
+        by_object: dict[str, list[str]] = {}
+        for record_id in dict.fromkeys(record_ids):
+            social = record_id.startswith(SOCIAL_POST_PREFIX)
+            by_object.setdefault(SOCIAL_POST if social else s.history_object, []).append(record_id)
+        for obj, ids in by_object.items():
+            marks: dict[str, Any] = (
+                {"Status": "DELETED", "Content": None}
+                if obj == SOCIAL_POST
+                else {s.task_fields.post_status: s.deleted_status, "Description": None}
+            )
+            path = f"composite/sobjects/{obj}/Id"
+            for start in range(0, len(ids), BATCH):
+                chunk = ids[start : start + BATCH]
+                records = [{"attributes": {"type": obj}, "Id": i, **marks} for i in chunk]
+                payload = {"allOrNone": False, "records": records}
+                body = self.session.restful(
+                    "mark history", path, budget, method="PATCH", json=payload
+                )
+                out += parse_outcomes(chunk, body, "mark history")
         by_id = {o.record_id: o for o in out}
         return [by_id[i] for i in record_ids]

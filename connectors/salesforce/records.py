@@ -7,7 +7,7 @@ Salesforce counts them, in UTF-16 units.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from connectors.salesforce.settings import SalesforceSettings
@@ -17,10 +17,13 @@ from syncd.model import Direction, HistoryRecord, Refusal, WriteResult
 __all__ = [
     "BATCH",
     "DESCRIPTION_MAX",
+    "SOCIAL_POST",
     "SUBJECT_MAX",
     "SYSTEM",
+    "message_type",
     "parse_upsert_results",
     "refusal",
+    "social_post_record",
     "task_record",
 ]
 
@@ -58,6 +61,33 @@ def clip(text: str, limit: int) -> str:
     return "".join(out) + "…"
 
 
+# Network → SocialPersona and SocialPost Provider picklist value.
+PROVIDERS = {
+    "x": "Twitter",
+    "twitter": "Twitter",
+    "facebook": "Facebook",
+    "instagram": "Instagram",
+    "linkedin": "LinkedIn",
+    "youtube": "YouTube",
+}
+# Provider is a restricted picklist with no value for most networks (none for Mastodon or
+# Bluesky): their personas are Provider "Other", the network named in MediaProvider, free
+# text, which is how Salesforce's own inbound handler matches them (MediaProvider + ExternalId,
+# then MediaProvider + Name). SOQL's "=" ignores case, so "mastodon" also finds "Mastodon".
+OTHER = "Other"
+
+
+def persona_provider(network: str) -> tuple[str, str | None]:
+    """``(Provider, MediaProvider)`` of a network's personas: its own picklist value, or
+    :data:`OTHER` with the network's name as MediaProvider."""
+    provider = PROVIDERS.get(network)
+    return (provider, None) if provider is not None else (OTHER, network)
+
+
+def _utc(when: datetime) -> datetime:
+    return (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).astimezone(UTC)
+
+
 def bare_handle(handle: str | None) -> str | None:
     bare = (handle or "").strip().removeprefix("@")
     return bare or None
@@ -66,9 +96,7 @@ def bare_handle(handle: str | None) -> str | None:
 def task_record(record: HistoryRecord, settings: SalesforceSettings) -> dict[str, Any]:
     """The sObject Collections entry for one history record."""
     fields = settings.task_fields
-    when = record.occurred_at
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
+    when = _utc(record.occurred_at)
     suffix = f"\n\n{record.url}" if record.url else ""
     handle = bare_handle(record.handle)
     entry = {
@@ -90,6 +118,50 @@ def task_record(record: HistoryRecord, settings: SalesforceSettings) -> dict[str
     if (priority := settings.task_priority(record.who.priority)) is not None:
         entry["Priority"] = priority
     return entry
+
+
+# SocialPost.MessageType by network, for a post that starts a thread and for one that answers
+# another (the words Social Customer Service used for each network's posts).
+_MESSAGE_TYPES = {"x": ("Tweet", "Reply"), "facebook": ("Post", "Comment")}
+_MESSAGE_TYPES["twitter"] = _MESSAGE_TYPES["x"]
+_MESSAGE_TYPES["instagram"] = _MESSAGE_TYPES["facebook"]
+_THREAD_TYPES = ("Post", "Reply")  # the fediverse, Bluesky and any other network
+SOCIAL_POST = "SocialPost"
+NAME_MAX = 255
+
+
+def message_type(record: HistoryRecord) -> str:
+    started, answered = _MESSAGE_TYPES.get(record.network, _THREAD_TYPES)
+    return answered if record.in_reply_to else started
+
+
+def social_post_record(
+    record: HistoryRecord, settings: SalesforceSettings, *, keyed: bool = True
+) -> dict[str, Any]:
+    """The sObject Collections entry for one history record as a SocialPost, upserted on
+    ``social_post_key_field`` with the Task's external id (``keyed=False``: without it, for
+    an org that has no such field). The persona, the post it replies to and its Case
+    (PersonaId, ReplyToId, ParentId) are not set."""
+    provider, media = persona_provider(record.network)
+    handle = bare_handle(record.handle)
+    key = {settings.social_post_key_field: record.external_id} if keyed else {}
+    return {
+        "attributes": {"type": SOCIAL_POST},
+        **key,
+        "Name": clip(record.subject, NAME_MAX),
+        "Posted": _utc(record.occurred_at).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "Content": clip(record.description, DESCRIPTION_MAX),
+        # Who wrote it: the customer, or on the brand's replies the brand.
+        "Handle": handle if record.direction is Direction.INBOUND else record.brand,
+        "PostUrl": record.url or None,
+        "Provider": provider,
+        "MediaProvider": media,
+        "MessageType": message_type(record),
+        "IsOutbound": record.direction is Direction.OUTBOUND,
+        # The network's own id: the external id is "<network>:<post id>".
+        "ExternalPostId": record.external_id.partition(":")[2] or record.external_id,
+        "WhoId": record.who.id,
+    }
 
 
 def describe_errors(errors: Sequence[Any]) -> tuple[str | None, str]:

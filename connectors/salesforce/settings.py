@@ -237,6 +237,16 @@ class SalesforceSettings(ConnectorSettings):
     consumer_key: str | None = None
     private_key_file: FilePath | None = None
 
+    # Where each interaction is written: a Task (on the person's activity timeline), a
+    # SocialPost (Social Customer Service: the Case feed and related lists, no timeline), or
+    # both, each once, through its own delivery.
+    history: list[Literal["task", "social_post"]] = ["task"]
+    # SocialPost's Unique, case-sensitive External ID field its upserts are keyed on (the
+    # Task's key format: "<network>:<post id>"); `syncd salesforce fields` creates it.
+    social_post_key_field: ApiName = "Syncd_Key__c"
+    # "query": for an org whose admin cannot add that field, SocialPosts are found by
+    # ExternalPostId + Provider (as Salesforce's inbound handler did) and updated, or created.
+    social_post_match: Literal["key", "query"] = "key"
     history_object: ApiName = "Task"
     external_id_field: ApiName = "Social_Post_Id__c"
     # Where each interaction's history is written: Tasks (on the activity timeline) and/or
@@ -290,6 +300,8 @@ class SalesforceSettings(ConnectorSettings):
         if len(methods) > 1:
             mixed = ", ".join(sorted(given))
             raise ValueError(f"auth methods are mixed (keys given: {mixed}): {choices}")
+        if not self.history or len(set(self.history)) != len(self.history):
+            raise ValueError('history: "task", "social_post" or both, each once')
         keys = methods[0]
         required = [k for k in keys if k != "security_token"]
         missing = [k for k in required if getattr(self, k) is None]

@@ -160,6 +160,7 @@ class Runner:
                 account=account,
                 page=page,
                 crms=[self.pipeline.crm_name],
+                targets=self.pipeline.context.targets,
                 brand_ids=self._brand_ids or set(),
                 now=self.clock(),
                 backfill_id=job.id,

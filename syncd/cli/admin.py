@@ -14,6 +14,7 @@ from rich.table import Table
 
 from syncd.cli.base import cli, state, user_errors
 from syncd.errors import UserError
+from syncd.model import DEFAULT_TARGET
 from syncd.state import admin
 
 
@@ -92,7 +93,8 @@ def deadletter_list(ctx: click.Context, limit: int, as_json: bool) -> None:
     for d in letters:
         table.add_row(
             str(d.delivery_id),
-            f"{d.network}:{d.post_id}",
+            # Which record it was, where the CRM writes several per post.
+            f"{d.network}:{d.post_id}" + ("" if d.target == DEFAULT_TARGET else f" {d.target}"),
             d.account,
             str(d.attempts),
             d.error_code or "?",

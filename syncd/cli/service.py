@@ -148,6 +148,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
     _print_streams(console, st.streams)
     states = ", ".join(f"{k} {v}" for k, v in sorted(st.deliveries.items())) or "none"
     console.print(f"interactions: {st.interactions}   deliveries: {states}")
+    if len(st.targets) > 1:  # several history targets: where each stands
+        for target, by_state in sorted(st.targets.items()):
+            line = ", ".join(f"{k} {v}" for k, v in sorted(by_state.items()))
+            console.print(f"  {target}: {line}", highlight=False)
     if st.claims:
         claims = ", ".join(f"{owner} {n}" for owner, n in sorted(st.claims.items()))
         console.print(f"being written (claimed by instance): {claims}", highlight=False)

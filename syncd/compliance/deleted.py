@@ -23,7 +23,7 @@ minutes after it was read is found by :func:`run` after its write, like any othe
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -127,13 +127,20 @@ def _act(
     unrecorded = [r.interaction_id for r in rows if not r.crm_record_id]
     apply = crm.delete_history if action == "delete" else crm.mark_history_deleted
     ids = list(records)
+    # A post written to several targets (a Task and a SocialPost) is acted on once all its
+    # records are: its records left to answer, and the posts one of whose was refused.
+    left = Counter(records.values())
+    held: set[int] = set()
     for start in range(0, len(ids), 200):
         outcomes: Sequence[RecordOutcome] = apply(ids[start : start + 200])
-        done = [records[o.record_id] for o in outcomes if o.ok]
         refused = [
             (records[o.record_id], f"{o.error_code}: {o.error}") for o in outcomes if not o.ok
         ]
-        report.acted += len(done)
+        left.subtract(records[o.record_id] for o in outcomes)
+        held.update(iid for iid, _ in refused)
+        answered = dict.fromkeys(records[o.record_id] for o in outcomes)
+        done = [iid for iid in answered if left[iid] == 0 and iid not in held]
+        report.acted += sum(o.ok for o in outcomes)
         report.failed += len(refused)
         with db.transaction() as conn:
             post_checks.acted(conn, done, action, now)

@@ -489,8 +489,16 @@ class Crm(Protocol):
         """Find CRM people for identity keys, batched. Keys with no match are absent."""
         ...
 
+    @property
+    def history_targets(self) -> Sequence[str]:
+        """The history targets this CRM writes each interaction to, by names of its own
+        (Salesforce: ``task``, ``social_post``). The core keeps one delivery per interaction
+        and target and hands each record its target (``HistoryRecord.target``)."""
+        ...
+
     def upsert_history(self, records: Sequence[HistoryRecord]) -> Sequence[WriteResult]:
-        """Upsert history records by external id; one result per record, in order."""
+        """Upsert history records by external id, each to its ``target``; one result per
+        record, in order."""
         ...
 
     def personas(self, keys: Sequence[IdentityKey]) -> Mapping[IdentityKey, Sequence[CrmRef]]:
@@ -528,8 +536,8 @@ class Crm(Protocol):
         ...
 
     def delete_history(self, record_ids: Sequence[str]) -> Sequence[RecordOutcome]:
-        """Delete history records syncd wrote (by CRM record id), batched; one outcome per
-        id, in order. A record already deleted counts as done."""
+        """Delete history records syncd wrote (by CRM record id, of any of its targets),
+        batched; one outcome per id, in order. A record already deleted counts as done."""
         ...
 
     def mark_history_deleted(self, record_ids: Sequence[str]) -> Sequence[RecordOutcome]:

@@ -42,7 +42,9 @@ class Pipeline:
         settings: PipelineSettings | None = None,
         clock: Clock = utcnow,
     ) -> None:
-        self.context = Context(db, crm_name, settings or PipelineSettings(), clock)
+        self.context = Context(
+            db, crm_name, settings or PipelineSettings(), clock, tuple(crm.history_targets)
+        )
         self.db = db
         self.crm_name = crm_name
         self.crm = crm  # the resolver's; the writer holds its own

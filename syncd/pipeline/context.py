@@ -17,6 +17,7 @@ from tenacity import (
 )
 
 from syncd.errors import TransientError
+from syncd.model import DEFAULT_TARGET
 from syncd.resolver.stage import ResolveSettings
 from syncd.state.db import Database
 
@@ -57,6 +58,9 @@ class Context:
     crm_name: str
     settings: PipelineSettings
     clock: Clock
+    # The CRM's history targets (Crm.history_targets): each interaction is one delivery per
+    # target, written, retried and dead-lettered on its own.
+    targets: tuple[str, ...] = (DEFAULT_TARGET,)
     # Set on shutdown: loops stop between pages and batches. Each page and batch is its
     # own transaction, so what was done is kept and the next start resumes from there.
     stopping: threading.Event = field(default_factory=threading.Event)

@@ -15,7 +15,7 @@ from functools import partial
 
 from syncd.compliance import deleted as compliance
 from syncd.contracts import Crm, Source
-from syncd.errors import ExternalError
+from syncd.errors import AuthError, ExternalError, RateLimited
 from syncd.model import CrmRef, Refusal, WriteResult
 from syncd.pipeline.context import Context
 from syncd.pipeline.history import build_record
@@ -58,6 +58,21 @@ class DeliverResult:
     relinking: int = 0
 
 
+def _batches(
+    ready: Sequence[outbox.ReadyDelivery], size: int
+) -> list[Sequence[outbox.ReadyDelivery]]:
+    """Write batches of ``size``, each of one history target (a CRM writes each target to
+    its own object, one call per batch), targets in the order their oldest delivery comes."""
+    by_target: dict[str, list[outbox.ReadyDelivery]] = {}
+    for d in ready:
+        by_target.setdefault(d.target, []).append(d)
+    return [
+        group[start : start + size]
+        for group in by_target.values()
+        for start in range(0, len(group), size)
+    ]
+
+
 class Writer:
     """Takes ready deliveries, writes them to one CRM in batches, stores the CRM's answers,
     and deletes what was written for someone forgotten meanwhile."""
@@ -93,7 +108,7 @@ class Writer:
             ready = self._take(size, room)
             if not ready:
                 return result
-            chunks = [ready[start : start + size] for start in range(0, len(ready), size)]
+            chunks = _batches(ready, size)
             if room is not None:
                 chunks = chunks[:room]
             done = 0
@@ -147,11 +162,26 @@ class Writer:
         (the caller reads again). Returns how many were written."""
         answered: list[_Answered] = []  # written to the CRM, not yet stored
         done = 0
+        # A target the CRM failed to take a batch for (its object missing, a call failing
+        # past its retries) holds back no other target: their batches go on, and the first
+        # failure is raised once they are written.
+        failures: dict[str, ExternalError] = {}
+        targets = {chunk[0].target for chunk in chunks if chunk}
         try:
             for chunk in chunks:
                 if self.stopping.is_set():
                     break
-                answered.append(self._write_batch(chunk))
+                if chunk and chunk[0].target in failures:
+                    continue
+                try:
+                    answered.append(self._write_batch(chunk))
+                except ExternalError as exc:
+                    failures[chunk[0].target] = exc
+                    # Refused credentials or a rate limit stop the CRM as a whole.
+                    if isinstance(exc, AuthError | RateLimited) or failures.keys() >= targets:
+                        raise
+                    log.warning("%s history not written this round: %s", chunk[0].target, exc)
+                    continue
                 done += 1
                 relink = answered[-1].relink
                 if relink or len(answered) >= STORE_BATCHES:
@@ -162,6 +192,8 @@ class Writer:
         finally:
             # Also when a later batch failed: what the CRM took is noted, not sent again.
             self._store_answers(answered, result, since=since)
+        if failures:
+            raise next(iter(failures.values()))
         return done
 
     def _write_batch(self, ready: Sequence[outbox.ReadyDelivery]) -> _Answered:

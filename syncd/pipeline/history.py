@@ -40,4 +40,7 @@ def build_record(d: ReadyDelivery) -> HistoryRecord:
         handle=d.handle,
         url=d.url,
         conversation_id=d.conversation_id,
+        target=d.target,
+        in_reply_to=d.in_reply_to,
+        brand=d.brand_name or d.account,
     )

@@ -51,6 +51,7 @@ class Poller:
     def __init__(self, context: Context) -> None:
         self.db = context.db
         self.crm_name = context.crm_name
+        self.targets = context.targets
         self.settings = context.settings
         self.clock = context.clock
         self.stopping = context.stopping
@@ -167,6 +168,7 @@ class Poller:
                     stream=stream,
                     page=page,
                     crms=[self.crm_name],
+                    targets=self.targets,
                     brand_ids=brand_ids,
                     now=self.clock(),
                     stalled=stalled,
@@ -248,6 +250,7 @@ class Poller:
                 account=account,
                 page=page,
                 crms=[self.crm_name],
+                targets=self.targets,
                 brand_ids=brand_ids,
                 now=self.clock(),
             )

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, update
 
-from syncd.model import DeliveryState
+from syncd.model import DEFAULT_TARGET, DeliveryState
 from syncd.state.ingest import insert_for
 from syncd.state.tables import deliveries, interactions, parked, quarantine
 
@@ -64,6 +64,7 @@ class DeadLetter:
     error_code: str | None
     error: str | None
     updated_at: datetime
+    target: str = DEFAULT_TARGET  # which of the CRM's history targets it was for
 
 
 def _dead_select(crm: str) -> Any:
@@ -78,6 +79,7 @@ def _dead_select(crm: str) -> Any:
             deliveries.c.last_error_code.label("error_code"),
             deliveries.c.last_error.label("error"),
             deliveries.c.updated_at,
+            deliveries.c.target,
         )
         .join(interactions, interactions.c.id == deliveries.c.interaction_id)
         .where(deliveries.c.crm == crm, deliveries.c.state == DeliveryState.DEAD)

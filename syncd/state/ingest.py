@@ -12,7 +12,7 @@ in, and given its delivery then.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Insert, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from syncd.model import (
+    DEFAULT_TARGET,
     MARK_KEY_MAX,
     Account,
     Author,
@@ -380,6 +381,7 @@ def ingest_page(
     brand_ids: set[str],
     now: datetime,
     stalled: bool = False,
+    targets: Sequence[str] = (DEFAULT_TARGET,),
 ) -> IngestResult:
     """Store one page and advance the cursor (noting a gap at the end of a walk the
     endpoint's horizon cut), in the caller's transaction. ``stalled``: the walk this page
@@ -393,6 +395,7 @@ def ingest_page(
         crms=crms,
         brand_ids=brand_ids,
         now=now,
+        targets=targets,
     )
     # Read before the cursor moves: it tells whether this page ends a walk the horizon cut.
     walk = horizon.walk_step(
@@ -431,9 +434,11 @@ def store_page(
     brand_ids: set[str],
     now: datetime,
     backfill_id: int | None = None,
+    targets: Sequence[str] = (DEFAULT_TARGET,),
 ) -> IngestResult:
     """Store one page's interactions, authors, deliveries and bad items (not where the walk
-    stands: the caller keeps that in the same transaction, a cursor or a backfill job)."""
+    stands: the caller keeps that in the same transaction, a cursor or a backfill job).
+    ``targets``: the CRMs' history targets, one delivery per interaction and target."""
     crm_names = list(crms)
     # People forgotten on request stay forgotten: asked in this transaction, so a page read
     # while `syncd forget` ran is screened by the list it committed, or undone by it.
@@ -486,6 +491,7 @@ def store_page(
             "interaction_id": row_id,
             "identity_id": identity_ids[counterpart],
             "crm": crm,
+            "target": target,
             "state": DeliveryState.PENDING,
             "attempts": 0,
             "created_at": now,
@@ -496,6 +502,7 @@ def store_page(
         # whose author the network withheld: nobody's history can be told.
         if (counterpart := customer[post_id]) is not None and counterpart not in brand_ids
         for crm in crm_names
+        for target in targets
     ]
     if outbox:
         conn.execute(insert_for(conn, deliveries).on_conflict_do_nothing(), outbox)

@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from syncd.model import CrmRef, DeliveryState, Direction, IdentityKey
+from syncd.model import DEFAULT_TARGET, CrmRef, DeliveryState, Direction, IdentityKey
 from syncd.state.coordination import Lease, gone, shared
 from syncd.state.ingest import insert_for
 from syncd.state.tables import accounts, crm_watch, deliveries, identities, interactions, links
@@ -224,6 +224,8 @@ class ReadyDelivery:
     who: CrmRef
     name: str | None = None  # the person's display name, where the network gives one
     brand_name: str | None = None  # Account.display_name of the brand account that read it
+    target: str = DEFAULT_TARGET  # which of the CRM's history targets it is written to
+    in_reply_to: str | None = None  # the network's id of the post it answers
 
 
 def _ready(conn: Connection, crm: str, now: datetime, limit: int) -> Select[Any]:
@@ -255,6 +257,7 @@ def as_written() -> Select[Any]:
         select(
             deliveries.c.id,
             deliveries.c.attempts,
+            deliveries.c.target,
             interactions.c.network,
             interactions.c.post_id,
             interactions.c.account,
@@ -263,6 +266,7 @@ def as_written() -> Select[Any]:
             interactions.c.created_at,
             interactions.c.url,
             interactions.c.conversation_id,
+            interactions.c.in_reply_to_post_id,
             identities.c.id.label("identity_id"),
             identities.c.handle,
             identities.c.display_name,
@@ -309,6 +313,8 @@ def rows(result: Iterable[Any]) -> list[ReadyDelivery]:
             who=CrmRef(r.crm_object, r.crm_id, r.crm_name, r.crm_priority),
             name=r.display_name,
             brand_name=r.brand_name,
+            target=r.target,
+            in_reply_to=r.in_reply_to_post_id,
         )
         for r in result
     ]

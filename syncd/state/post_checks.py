@@ -104,6 +104,8 @@ def _due_written(
                 and_(c.c.deleted_at.is_(None), c.c.checked_at <= asked_before),
             ),
         )
+        # Once per post, however many of the CRM's targets it was written to.
+        .distinct()
         .order_by(i.c.id)
         .limit(READ)
     )
@@ -118,7 +120,7 @@ def record(conn: Connection, checked: Sequence[int], gone: set[int], now: dateti
     known = set(conn.scalars(select(c.c.interaction_id).where(c.c.interaction_id.in_(checked))))
     new = [
         {"interaction_id": i, "checked_at": now, "deleted_at": now if i in gone else None}
-        for i in checked
+        for i in dict.fromkeys(checked)  # a post of several deliveries (targets) once
         if i not in known
     ]
     if new:

@@ -108,6 +108,8 @@ class Status:
     # Per source billed per resource: reads today and this period, cost, budget, cap.
     budgets: list[Standing] = field(default_factory=list)
     withheld: list[Withheld] = field(default_factory=list)  # sources with any, by name
+    # The configured CRM's deliveries by history target, then state (Crm.history_targets).
+    targets: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def status(
@@ -131,7 +133,22 @@ def status(
         gaps=_gaps(conn),
         budgets=standings(conn, budgets or {}, now or datetime.now(UTC)),
         withheld=withheld(conn),
+        targets=by_target(conn, crm),
     )
+
+
+def by_target(conn: Connection, crm: str) -> dict[str, dict[str, int]]:
+    """``crm``'s deliveries by (target, state)."""
+    d = deliveries
+    stmt = (
+        select(d.c.target, d.c.state, func.count())
+        .where(d.c.crm == crm)
+        .group_by(d.c.target, d.c.state)
+    )
+    out: dict[str, dict[str, int]] = {}
+    for target, state, n in conn.execute(stmt):
+        out.setdefault(target, {})[state] = int(n)
+    return out
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 
 from syncd.contracts.redaction import redact_stored
+from syncd.model import DEFAULT_TARGET
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -313,6 +314,9 @@ deliveries = Table(
     # row, so a large held backlog stays cheap to step over.
     Column("identity_id", Id, ForeignKey("identities.id"), nullable=False),
     Column("crm", String(100), nullable=False),
+    # Which of the CRM's history targets (Crm.history_targets) this delivery writes: each
+    # interaction is one delivery per target, so one target's failure holds back no other.
+    Column("target", String(32), nullable=False, server_default=DEFAULT_TARGET),
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("last_error_code", String(100)),
@@ -326,7 +330,9 @@ deliveries = Table(
     # to the CRM now, and until when; a claim past its time is anyone's again.
     Column("claimed_by", Text),
     Column("claim_until", UtcDateTime()),
-    UniqueConstraint("interaction_id", "crm", name="uq_deliveries_interaction_id_crm"),
+    UniqueConstraint(
+        "interaction_id", "crm", "target", name="uq_deliveries_interaction_id_crm_target"
+    ),
     Index("ix_deliveries_crm_state_identity_id", "crm", "state", "identity_id"),
 )
 

@@ -19,12 +19,18 @@ BENCH = ROOT / "bench" / "chaos.py"
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(
-    ("fault_rate", "networks"),
+    ("fault_rate", "networks", "history"),
     # Faults on X are in the three-network run: an X-only one with faults would repeat it.
-    [(0.0, "x"), (0.2, "x,mastodon,bluesky")],
+    # A Task and a SocialPost per post, in an org without the SocialPost key field: the
+    # writes sent again after a fault must find what the first ones made.
+    [
+        (0.0, "x", []),
+        (0.2, "x,mastodon,bluesky", []),
+        (0.2, "x", ["--history=task,social_post", "--social-post-match=query"]),
+    ],
 )
 def test_no_interaction_is_lost_or_duplicated_across_kills(
-    fault_rate: float, networks: str
+    fault_rate: float, networks: str, history: list[str]
 ) -> None:
     done = subprocess.run(
         [
@@ -35,6 +41,7 @@ def test_no_interaction_is_lost_or_duplicated_across_kills(
             f"--fault-rate={fault_rate}",
             "--seconds=12",
             f"--networks={networks}",
+            *history,
             "--json",
         ],
         capture_output=True,
@@ -50,6 +57,8 @@ def test_no_interaction_is_lost_or_duplicated_across_kills(
     assert report["duplicated"] == 0, report
     assert report["unexpected"] == 0, report
     assert report["tracebacks"] == 0, report
+    if history:
+        assert set(report["by_target"]) == {"task", "social_post"}
     if fault_rate:
         assert report["faults_injected"] > 0
     assert done.returncode == 0, done.stderr

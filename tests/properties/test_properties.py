@@ -65,7 +65,16 @@ from support.properties import (
 
 from connectors.x.parse import parse_page
 from syncd.errors import TransientError
-from syncd.model import Account, Cursor, DeliveryState, Direction, Page, Quarantined, Stream
+from syncd.model import (
+    DEFAULT_TARGET,
+    Account,
+    Cursor,
+    DeliveryState,
+    Direction,
+    Page,
+    Quarantined,
+    Stream,
+)
 from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.resolver.stage import ResolveSettings
 from syncd.state import ingest as st_ingest
@@ -367,12 +376,13 @@ class DeliveryMachine(RuleBasedStateMachine):
     """One state database, one fake X and one fake CRM; Pipelines come and go with crashes."""
 
     url: ClassVar[str]
+    targets: ClassVar[tuple[str, ...]] = (DEFAULT_TARGET,)  # the CRM's history targets
 
     def __init__(self) -> None:
         super().__init__()
         self.walks = Walks()
         self.x = FakeXSource(self.walks.script)
-        self.crm = FakeCrm(strict=True)
+        self.crm = FakeCrm(strict=True, targets=self.targets)
         self.clock = Clock()
         # Crashes that happened while the CRM was receiving a record: each allows one rewrite.
         self.interrupted: Counter[str] = Counter()
@@ -416,6 +426,11 @@ class DeliveryMachine(RuleBasedStateMachine):
             self.crasher.active = False
             if crash_at is not None:
                 self.crasher.arm(None)
+
+    @staticmethod
+    def _key(post_id: str, target: str) -> str:
+        """Where the fake CRM keeps the record of a post on a target (:func:`record_key`)."""
+        return f"x:{post_id}" if target == DEFAULT_TARGET else f"{target}|x:{post_id}"
 
     def _cursor(self, account: Account) -> Cursor:
         with self.db.connect() as conn:
@@ -471,7 +486,9 @@ class DeliveryMachine(RuleBasedStateMachine):
     ) -> None:
         """Drain some batches; ``locked`` records answer UNABLE_TO_LOCK_ROW once."""
         self.crm.errors.update(
-            (f"x:{universe_post(i, BRANDS[0]).post_id}", "UNABLE_TO_LOCK_ROW") for i in locked
+            (self._key(universe_post(i, BRANDS[0]).post_id, target), "UNABLE_TO_LOCK_ROW")
+            for i in locked
+            for target in self.targets
         )
         if crm_crash is not None:
             self.crm.crash_after = crm_crash
@@ -503,7 +520,7 @@ class DeliveryMachine(RuleBasedStateMachine):
         with self.db.connect() as conn:
             stored = conn.execute(select(interactions.c.post_id)).scalars().all()
             written = conn.execute(
-                select(interactions.c.post_id, deliveries.c.crm_record_id)
+                select(interactions.c.post_id, deliveries.c.target, deliveries.c.crm_record_id)
                 .join(deliveries, deliveries.c.interaction_id == interactions.c.id)
                 .where(deliveries.c.state == DeliveryState.WRITTEN)
             ).all()
@@ -515,8 +532,8 @@ class DeliveryMachine(RuleBasedStateMachine):
             bad = conn.execute(select(quarantine.c.item_id)).scalars().all()
         assert set(stored) <= self.walks.script.served
         assert not set(queued) & BRAND_IDS, "a brand-to-brand post was queued for the CRM"
-        for post_id, crm_id in written:
-            assert crm_id == self.crm.crm_ids[f"x:{post_id}"]
+        for post_id, target, crm_id in written:
+            assert crm_id == self.crm.crm_ids[self._key(post_id, target)]
         assert all(n == 1 for n in self.crm.created.values())
         for external_id, n in self.crm.stores.items():
             assert n <= 1 + self.interrupted[external_id], f"{external_id} written {n} times"
@@ -549,7 +566,12 @@ class DeliveryMachine(RuleBasedStateMachine):
         with self.db.connect() as conn:
             stored = conn.execute(select(interactions.c.post_id)).scalars().all()
             states = conn.execute(
-                select(interactions.c.post_id, deliveries.c.state, deliveries.c.crm_record_id)
+                select(
+                    interactions.c.post_id,
+                    deliveries.c.target,
+                    deliveries.c.state,
+                    deliveries.c.crm_record_id,
+                )
                 .join(deliveries, deliveries.c.interaction_id == interactions.c.id)
                 .where(deliveries.c.crm == CRM)
             ).all()
@@ -558,14 +580,18 @@ class DeliveryMachine(RuleBasedStateMachine):
             n_bad = conn.execute(select(func.count()).select_from(quarantine)).scalar_one()
         # Every post ever served is exactly one interaction ...
         assert sorted(stored) == sorted(self.walks.script.served)
-        # ... every customer interaction one delivery, written, and one CRM record ...
+        # ... every customer interaction one delivery per target, written, and one CRM
+        # record per target ...
         customers = customer_posts(self.walks.script.served)
-        assert sorted(p for p, _, _ in states) == sorted(customers)
-        assert [s for _, s, _ in states if s != DeliveryState.WRITTEN] == []
-        assert set(self.crm.records) == {f"x:{p}" for p in customers}
-        assert {f"x:{p}": c for p, _, c in states} == self.crm.crm_ids
+        assert sorted((p, t) for p, t, _, _ in states) == sorted(
+            (p, t) for p in customers for t in self.targets
+        )
+        assert [s for _, _, s, _ in states if s != DeliveryState.WRITTEN] == []
+        keys = {self._key(p, t) for p in customers for t in self.targets}
+        assert set(self.crm.records) == keys
+        assert {self._key(p, t): c for p, t, _, c in states} == self.crm.crm_ids
         # ... created once; and nothing is left waiting.
-        assert all(self.crm.created[f"x:{p}"] == 1 for p in customers)
+        assert all(self.crm.created[k] == 1 for k in keys)
         assert ready == [] and held == 0
         assert n_bad == len(self.walks.script.served_bad)
 
@@ -580,6 +606,28 @@ def test_each_interaction_is_delivered_exactly_once(migrated_url: str) -> None:
         Machine,
         settings=settings(
             max_examples=60 if on_sqlite else 15,
+            stateful_step_count=25,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
+
+
+def test_each_interaction_is_delivered_exactly_once_to_each_of_two_targets(
+    state_url: str,
+) -> None:
+    """The same, with a CRM that writes every interaction twice over (a Task and a
+    SocialPost): each is one delivery, written once, whatever crashes in between."""
+    migrate(state_url)
+
+    class Machine(DeliveryMachine):
+        url = state_url
+        targets = (DEFAULT_TARGET, "social_post")
+
+    run_state_machine_as_test(
+        Machine,
+        settings=settings(
+            max_examples=30 if state_url.startswith("sqlite") else 8,
             stateful_step_count=25,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],

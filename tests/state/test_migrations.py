@@ -426,3 +426,53 @@ def test_0020_keeps_a_name_beside_each_brand_account_and_takes_it_away_again(
         assert db.revision() == _head()
     finally:
         db.dispose()
+
+
+def test_0021_makes_every_delivery_a_task_and_takes_a_second_target_away_again(
+    state_url: str,
+) -> None:
+    """Deliveries stored before were the one record a CRM wrote: target "task". After it,
+    an interaction has one delivery per target; a downgrade keeps only the Tasks'."""
+    db = Database(state_url)
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    try:
+        with db.migration() as conn:
+            command.upgrade(alembic_config(conn), "0020")
+            who = conn.execute(
+                identities.insert().returning(identities.c.id),
+                {"network": "x", "user_id": "7", "first_seen_at": now, "updated_at": now},
+            ).scalar_one()
+            post = {
+                "network": "x", "source": "x", "account": "acme", "stream": "mentions",
+                "direction": "inbound", "author_id": "7", "counterpart_identity_id": who,
+                "text": "hi", "created_at": now, "url": "https://x.com/i/1", "raw": {},
+                "fetched_at": now,
+            }  # fmt: skip
+            iid = conn.execute(
+                interactions.insert().returning(interactions.c.id), {**post, "post_id": "1"}
+            ).scalar_one()
+            conn.execute(
+                text(
+                    "INSERT INTO deliveries (interaction_id, identity_id, crm, state, attempts,"
+                    " created_at, updated_at) VALUES (:i, :w, 'sf', 'written', 1, :now, :now)"
+                ),
+                {"i": iid, "w": who, "now": now},
+            )
+        with db.migration() as conn:
+            command.upgrade(alembic_config(conn), "0021")
+        row = {"interaction_id": iid, "identity_id": who, "crm": "sf", "state": "pending"}
+        with db.transaction() as conn:
+            assert conn.execute(select(deliveries.c.target)).scalars().all() == ["task"]
+            stamps = {"created_at": now, "updated_at": now}
+            conn.execute(deliveries.insert(), {**row, **stamps, "target": "social_post"})
+        with pytest.raises(IntegrityError), db.transaction() as conn:
+            conn.execute(deliveries.insert(), {**row, **stamps, "target": "social_post"})
+        with db.migration() as conn:
+            command.downgrade(alembic_config(conn), "0020")
+        assert "target" not in _columns(db, "deliveries")
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT state FROM deliveries")).scalars().all() == ["written"]
+        db.upgrade()
+        assert db.revision() == _head()
+    finally:
+        db.dispose()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 from syncd.contracts import CheckRow, ConnectorSettings, RecordOutcome
 from syncd.errors import AuthError, RateLimited, TransientError
 from syncd.model import (
+    DEFAULT_TARGET,
     CrmRef,
     HistoryRecord,
     IdentityKey,
@@ -54,6 +55,14 @@ class FakeCrmSettings(ConnectorSettings):
     type: Literal["fake"]
 
 
+def record_key(record: HistoryRecord) -> str:
+    """Where the fake keeps a record: by external id, prefixed by any target but the first
+    (each target is its own object, with its own records under the same external id)."""
+    if record.target == DEFAULT_TARGET:
+        return record.external_id
+    return f"{record.target}|{record.external_id}"
+
+
 def as_ref(person: Person) -> CrmRef:
     return person if isinstance(person, CrmRef) else CrmRef("Contact", person)
 
@@ -63,11 +72,12 @@ class FakeCrm:
 
     ``people`` finds a person by the author's user id, ``handles`` (lower case) by handle when
     no user id matches; ``person_records`` is every candidate ``find_people`` answers, whatever
-    the query. ``errors`` answers an external id's next upsert with that error code (once);
-    a record for a person in ``deleted`` is refused with ENTITY_IS_DELETED, as after a merge in
-    Salesforce. ``crash_after`` takes that many more records, over one call or several, then
-    dies before answering: the CRM has them, the caller never hears. ``strict`` asserts that
-    every record names a person this CRM knows or once knew (the property tests' invariant).
+    the query. ``errors`` answers a record key's (:func:`record_key`) next upsert with that
+    error code (once); a record for a person in ``deleted`` is refused with
+    ENTITY_IS_DELETED, as after a merge in Salesforce. ``crash_after`` takes that many more
+    records, over one call or several, then dies before answering: the CRM has them, the
+    caller never hears. ``strict`` asserts that every record names a person this CRM knows
+    or once knew (the property tests' invariant). ``targets``: its history targets.
     """
 
     Settings: ClassVar[type[ConnectorSettings]] = FakeCrmSettings
@@ -80,7 +90,9 @@ class FakeCrm:
         person_records: Iterable[PersonRecord] = (),
         refuse_login: bool = False,
         strict: bool = False,
+        targets: Sequence[str] = (DEFAULT_TARGET,),
     ) -> None:
+        self.history_targets = tuple(targets)
         self.people: dict[str, Person] = dict(people or {})  # user id → person
         self.handles: dict[str, Person] = dict(handles or {})  # handle, lower case → person
         self.person_records = list(person_records)
@@ -166,23 +178,24 @@ class FakeCrm:
                 raise Crash("CRM took part of the batch, then the connection died")
             if self.crash_after is not None:
                 self.crash_after -= 1
-            self.sent.append(r.external_id)
+            key = record_key(r)
+            self.sent.append(key)
             self.received += 1
             if self.strict:  # never invented: every record names someone this CRM knew
                 assert r.who.id in {as_ref(p).id for p in self.people.values()} | self.deleted, r
             code = "ENTITY_IS_DELETED" if r.who.id in self.deleted else None
-            code = code or self.errors.pop(r.external_id, None)
+            code = code or self.errors.pop(key, None)
             if code:
                 refusal = REFUSALS.get(code, Refusal.FINAL)
                 out.append(WriteResult(r.external_id, False, None, None, code, code, refusal))
                 continue
-            created = r.external_id not in self.records
+            created = key not in self.records
             if created:
-                self.created[r.external_id] += 1
-                self.crm_ids[r.external_id] = f"00T{next(self._record_ids):06d}"
-            self.records[r.external_id] = r
-            self.stores[r.external_id] += 1
-            out.append(WriteResult(r.external_id, True, self.crm_ids[r.external_id], created))
+                self.created[key] += 1
+                self.crm_ids[key] = f"00T{next(self._record_ids):06d}"
+            self.records[key] = r
+            self.stores[key] += 1
+            out.append(WriteResult(r.external_id, True, self.crm_ids[key], created))
         if self.crash_after == 0:
             self.crash_after = None
             raise Crash("CRM took the whole batch, then the connection died")

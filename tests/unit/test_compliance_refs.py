@@ -13,6 +13,7 @@ from support.fake_crm import FakeCrm
 from support.fake_source import T0, FakeNetwork, FakeSource
 
 from syncd.compliance import deleted as compliance
+from syncd.contracts import RecordOutcome
 from syncd.model import Account, Cursor, DeliveryState, Stream
 from syncd.state import ingest
 from syncd.state.db import Database
@@ -21,7 +22,9 @@ from syncd.state.tables import deliveries, interactions
 DAY = timedelta(days=1)
 
 
-def read_in(db: Database, net: FakeNetwork, source: FakeSource) -> Account:
+def read_in(
+    db: Database, net: FakeNetwork, source: FakeSource, targets: Sequence[str] = ("task",)
+) -> Account:
     account = net.accounts(["acme"])["acme"]
     page = source.fetch(account, Stream.MENTIONS, Cursor())
     with db.transaction() as conn:
@@ -35,6 +38,7 @@ def read_in(db: Database, net: FakeNetwork, source: FakeSource) -> Account:
             crms=["sf"],
             brand_ids={account.user_id},
             now=T0,
+            targets=targets,
         )
     return account
 
@@ -117,3 +121,54 @@ def test_a_post_deleted_before_its_write_is_found_by_its_ref(db: Database) -> No
     )
     assert held == set(pending)
     assert source.looked_up == [([remote.id], {remote.id: "here/1"})]
+
+
+class RefusingCrm(FakeCrm):
+    """Refuses to delete the records whose id starts with ``refuse`` (a second target's)."""
+
+    def __init__(self, refuse: str | None) -> None:
+        super().__init__()
+        self.refuse = refuse
+        self.asked: list[str] = []
+
+    def delete_history(self, record_ids: Sequence[str]) -> list[RecordOutcome]:
+        self.asked += record_ids
+        return [
+            RecordOutcome(i, False, "INSUFFICIENT_ACCESS", "no")
+            if self.refuse and i.startswith(self.refuse)
+            else RecordOutcome(i, True)
+            for i in record_ids
+        ]
+
+
+def test_a_post_written_to_two_targets_is_acted_on_once_both_records_are(db: Database) -> None:
+    net, source = world()
+    fan = net.by_handle("fan")
+    assert fan is not None
+    doomed = net.add_post(fan.id, "@acme my card number is 4111")
+    read_in(db, net, source, ("task", "social_post"))
+    with db.transaction() as conn:
+        for target, prefix in (("task", "00T"), ("social_post", "0ST")):
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.target == target)
+                .values(state=DeliveryState.WRITTEN, written_at=T0, crm_record_id=prefix + "1")
+            )
+    net.delete_post(doomed.id)
+
+    def run(crm: FakeCrm) -> compliance.ComplianceReport:
+        return compliance.run(
+            db, "sf", crm, {"src": source}, horizon=30 * DAY, interval=DAY,
+            action="delete", now=T0 + 2 * DAY,
+        )  # fmt: skip
+
+    refusing = RefusingCrm("0ST")
+    report = run(refusing)
+    assert (report.checked, report.deleted, report.acted, report.failed) == (1, 1, 1, 1)
+    assert sorted(refusing.asked) == ["00T1", "0ST1"]
+    # Not done: the next run deletes both again (the Task's delete is harmless twice).
+    willing = RefusingCrm(None)
+    report = run(willing)
+    assert (report.acted, report.failed) == (2, 0)
+    assert sorted(willing.asked) == ["00T1", "0ST1"]
+    assert run(RefusingCrm(None)).acted == 0

@@ -28,7 +28,7 @@ from support.pipeline import (
     two_page_walk,
 )
 
-from syncd.errors import ExternalError, PaginationExpired, TransientError
+from syncd.errors import ExternalError, PaginationExpired, RateLimited, TransientError
 from syncd.model import (
     Account,
     CrmRef,
@@ -288,6 +288,67 @@ def test_a_failed_batch_keeps_what_the_batches_before_it_wrote(db: Database) -> 
     assert pipeline.deliver().written == 2
     sent = [r.external_id for batch in crm.upserts for r in batch]
     assert sorted(sent) == ["x:203", "x:204", "x:205"]  # none sent twice
+
+
+class TargetDownCrm(FakeCrm):
+    """Writes two history targets; fails every call carrying ``down``'s records outright."""
+
+    def __init__(self, people: Mapping[str, str], down: str | None) -> None:
+        super().__init__(people, targets=("task", "social_post"))
+        self.down = down
+
+    def upsert_history(self, records: Sequence[HistoryRecord]) -> list[WriteResult]:
+        if any(r.target == self.down for r in records):
+            self.upserts.append([])
+            raise ExternalError(f"no {self.down} in this CRM", system="crm", status=503)
+        return super().upsert_history(records)
+
+
+def test_each_target_is_one_delivery_and_one_target_down_holds_back_no_other(
+    db: Database,
+) -> None:
+    seed_cursor(db, "100")
+    crm = TargetDownCrm({"7": "003A", "8": "003B"}, down="social_post")
+    pipeline = Pipeline(db, "sf", crm, PipelineSettings(retries=0), clock=Clock())
+    assert pipeline.poll("src", scripted(two_page_walk()), BRAND, Stream.MENTIONS).queued == 6
+    pipeline.resolve()
+    with pytest.raises(ExternalError):
+        pipeline.deliver()
+    # The Tasks are written, in their own batch, though the SocialPost batch failed.
+    assert sorted(crm.records) == ["x:203", "x:204", "x:205"]
+    assert all(len({r.target for r in batch}) <= 1 for batch in crm.upserts)
+    with db.connect() as conn:
+        states = conn.execute(
+            select(deliveries.c.target, deliveries.c.state).order_by(deliveries.c.id)
+        ).all()
+    assert sorted(states) == [("social_post", "pending")] * 3 + [("task", "written")] * 3
+
+    crm.down = None
+    assert pipeline.deliver().written == 3
+    assert sorted(crm.records) == [
+        "social_post|x:203",
+        "social_post|x:204",
+        "social_post|x:205",
+        "x:203",
+        "x:204",
+        "x:205",
+    ]
+    assert set(crm.created.values()) == {1}  # each record made once
+    assert pipeline.deliver().written == 0
+
+
+def test_a_rate_limit_on_one_target_stops_the_others_too(db: Database) -> None:
+    """A rate limit (or refused credentials) is the CRM's as a whole, not one target's."""
+    seed_cursor(db, "100")
+    crm = FakeCrm({"7": "003A", "8": "003B"}, targets=("task", "social_post"))
+    pipeline = Pipeline(db, "sf", crm, PipelineSettings(retries=0), clock=Clock())
+    pipeline.poll("src", scripted(two_page_walk()), BRAND, Stream.MENTIONS)
+    pipeline.resolve()
+    crm.faults.append("rate_limit")
+    with pytest.raises(RateLimited):
+        pipeline.deliver()
+    assert crm.received == 0  # the second target's batch was not sent
+    assert pipeline.deliver().written == 6
 
 
 def test_a_read_never_holds_the_write_lock(db: Database) -> None:

@@ -28,25 +28,11 @@ from connectors.salesforce.identity.lookup import (
     soql_quote,
     url_cost,
 )
-from connectors.salesforce.records import bare_handle, clip
+from connectors.salesforce.records import bare_handle, clip, persona_provider
 from connectors.salesforce.settings import IdentityFields, SalesforceSettings
 from syncd.contracts.text import fold
 from syncd.model import CrmRef, IdentityKey, KeyOnFile, PeopleQuery, PersonRecord, Profile
 
-# Network → SocialPersona.Provider picklist value.
-PROVIDERS = {
-    "x": "Twitter",
-    "twitter": "Twitter",
-    "facebook": "Facebook",
-    "instagram": "Instagram",
-    "linkedin": "LinkedIn",
-    "youtube": "YouTube",
-}
-# Provider is a restricted picklist with no value for most networks (none for Mastodon or
-# Bluesky): their personas are Provider "Other", the network named in MediaProvider, free
-# text, which is how Salesforce's own inbound handler matches them (MediaProvider + ExternalId,
-# then MediaProvider + Name). SOQL's "=" ignores case, so "mastodon" also finds "Mastodon".
-OTHER = "Other"
 # Key prefixes of the person objects a persona's ParentId may name.
 PERSON_PREFIXES = {"003": "Contact", "00Q": "Lead"}
 CANDIDATE_LIMIT = 2000  # rows per candidate query: more is a too-vague query, not a person
@@ -86,13 +72,6 @@ def in_list(name: str, values: Sequence[str]) -> str:
 
 
 # -- SocialPersona ---------------------------------------------------------------------------
-def persona_provider(network: str) -> tuple[str, str | None]:
-    """``(Provider, MediaProvider)`` of a network's personas: its own picklist value, or
-    :data:`OTHER` with the network's name as MediaProvider."""
-    provider = PROVIDERS.get(network)
-    return (provider, None) if provider is not None else (OTHER, network)
-
-
 def persona_soql(
     network: str, keys: Sequence[IdentityKey], fields: IdentityFields | None = None
 ) -> str:

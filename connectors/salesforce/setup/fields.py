@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from connectors.salesforce.identity.people import persona_provider
+from connectors.salesforce.records import persona_provider
 from connectors.salesforce.settings import MESSAGE_TYPES, SCOPED, SalesforceSettings
 
 __all__ = ["FieldSpec", "ObjectSpec", "objects", "specs"]

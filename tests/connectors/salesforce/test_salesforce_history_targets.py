@@ -1,0 +1,178 @@
+"""Salesforce history targets: a record as a SocialPost, the targets each upserted on their own
+object, and a deleted post's records marked on each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+from support.salesforce import record, settings
+
+from connectors.salesforce.crm import SalesforceCrm
+from connectors.salesforce.records import message_type, social_post_record
+from sandbox.salesforce.api import SalesforceSandbox
+from syncd.model import Direction
+
+PASSWORD, TOKEN = "sandbox-password", "sandbox-token"
+
+
+@pytest.fixture(autouse=True)
+def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SF_PASSWORD", PASSWORD)
+    monkeypatch.setenv("SF_TOKEN", TOKEN)
+
+
+def test_history_defaults_to_tasks_and_takes_each_target_once() -> None:
+    assert settings().history == ["task"]
+    assert settings(history=["task", "social_post"]).history == ["task", "social_post"]
+    for wrong in ([], ["task", "task"], ["note"]):
+        with pytest.raises(ValidationError):
+            settings(history=wrong)
+
+
+def test_a_mention_as_a_social_post() -> None:
+    rec = record(1, "003WHO", handle="@jack", description="where is my order?")
+    rec = replace(rec, subject="X mention from @jack", url="https://x.com/jack/status/1")
+    post = social_post_record(rec, settings())
+    assert post == {
+        "attributes": {"type": "SocialPost"},
+        "Syncd_Key__c": "x:1399688059608702977",
+        "Name": "X mention from @jack",
+        "Posted": "2024-05-01T12:00:00Z",
+        "Content": "where is my order?",
+        "Handle": "jack",
+        "PostUrl": "https://x.com/jack/status/1",
+        "Provider": "Twitter",
+        "MediaProvider": None,
+        "MessageType": "Tweet",
+        "IsOutbound": False,
+        "ExternalPostId": "1399688059608702977",
+        "WhoId": "003WHO",
+    }
+
+
+def test_networks_the_provider_picklist_lacks_are_other_with_their_name() -> None:
+    rec = record(1, "003", network="mastodon", external_id="mastodon:https://m.example/1")
+    post = social_post_record(rec, settings(social_post_key_field="Post_Key__c"))
+    assert (post["Provider"], post["MediaProvider"]) == ("Other", "mastodon")
+    assert post["Post_Key__c"] == "mastodon:https://m.example/1"
+    assert post["ExternalPostId"] == "https://m.example/1"
+
+
+@pytest.mark.parametrize(
+    ("network", "started", "answered"),
+    [
+        ("x", "Tweet", "Reply"),
+        ("facebook", "Post", "Comment"),
+        ("instagram", "Post", "Comment"),
+        ("bluesky", "Post", "Reply"),
+        ("mastodon", "Post", "Reply"),
+    ],
+)
+def test_message_type_is_the_network_word(network: str, started: str, answered: str) -> None:
+    rec = record(1, "003", network=network)
+    assert message_type(rec) == started
+    assert message_type(replace(rec, in_reply_to="42")) == answered
+
+
+def test_the_brand_s_reply_is_outbound_and_the_brand_s() -> None:
+    rec = record(
+        1, "003", direction=Direction.OUTBOUND, in_reply_to="1399688059608702976", brand="acme"
+    )
+    post = social_post_record(rec, settings())
+    assert (post["IsOutbound"], post["MessageType"], post["Handle"]) == (True, "Reply", "acme")
+    naive = social_post_record(replace(rec, occurred_at=datetime(2024, 5, 1, 12)), settings())
+    assert naive["Posted"] == "2024-05-01T12:00:00Z"
+    assert datetime.fromisoformat(naive["Posted"]) == datetime(2024, 5, 1, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def org() -> Iterator[SalesforceSandbox]:
+    sb = SalesforceSandbox(
+        username="integration@sandbox.example",
+        password=PASSWORD,
+        security_token=TOKEN,
+        external_ids={"Task": ["Social_Post_Id__c"], "SocialPost": ["Syncd_Key__c"]},
+    )
+    sb.start()
+    try:
+        yield sb
+    finally:
+        sb.stop()
+
+
+def test_both_targets_upserted_in_one_call_each_and_deleted_by_id(
+    org: SalesforceSandbox,
+) -> None:
+    who = org.insert("Contact", {"LastName": "Ng"})
+    crm = SalesforceCrm.from_settings(settings(login_url=org.url, history=["task", "social_post"]))
+    assert crm.history_targets == ("task", "social_post")
+    recs = [record(n, who) for n in range(3)]
+    mixed = [r for rec in recs for r in (rec, replace(rec, target="social_post"))]
+    calls = crm.api_calls
+    results = crm.upsert_history(mixed)
+    assert crm.api_calls - calls == 2  # one per target, whatever the order of the records
+    assert [r.external_id for r in results] == [r.external_id for r in mixed]
+    assert all(r.ok and r.created for r in results)
+    ids = [r.crm_id for r in results]
+    assert [i[:3] for i in ids if i] == ["00T", "0ST"] * 3
+    again = crm.upsert_history(mixed)
+    assert [r.crm_id for r in again] == ids and not any(r.created for r in again)
+    assert len(org.records("SocialPost")) == 3 and len(org.records("Task")) == 3
+
+    unknown = crm.upsert_history([replace(recs[0], target="note")])
+    assert (unknown[0].ok, unknown[0].error_code) == (False, "UNKNOWN_TARGET")
+
+    outcomes = crm.delete_history([i for i in ids[:2] if i])
+    assert all(o.ok for o in outcomes)
+    assert len(org.records("SocialPost")) == 2 and len(org.records("Task")) == 2
+
+
+def test_a_deleted_post_s_task_and_social_post_are_marked_each_their_way(
+    org: SalesforceSandbox,
+) -> None:
+    org.add_field("Task", "Social_Post_Status__c")
+    org.add_field("SocialPost", "Status", "picklist")
+    who = org.insert("Contact", {"LastName": "Ng"})
+    crm = SalesforceCrm.from_settings(settings(login_url=org.url, history=["social_post", "task"]))
+    rec = record(1, who)
+    results = crm.upsert_history([replace(rec, target="social_post"), rec])
+    post_id, task_id = (r.crm_id or "" for r in results)
+    assert all(o.ok for o in crm.mark_history_deleted([task_id, post_id]))
+    post, task = org.get("SocialPost", post_id), org.get("Task", task_id)
+    assert post is not None and task is not None
+    assert (post["Status"], post["Content"]) == ("DELETED", None)
+    assert (task["Social_Post_Status__c"], task["Description"]) == ("Deleted", None)
+
+
+def test_without_a_key_field_social_posts_are_found_by_their_network_id(
+    org: SalesforceSandbox,
+) -> None:
+    """``social_post_match = "query"``: a write sent again updates what the first made, and
+    ids that differ only in case (Bluesky rkeys) stay two posts."""
+    org.add_field("SocialPost", "Syncd_Key__c")  # not an upsert key: never written here
+    who = org.insert("Contact", {"LastName": "Ng"})
+    crm = SalesforceCrm.from_settings(
+        settings(login_url=org.url, history=["social_post"], social_post_match="query")
+    )
+    base = "at://did:plc:ab/app.bsky.feed.post/"
+    recs = [
+        replace(record(n, who), target="social_post", network="bluesky", external_id=f"bluesky:{u}")
+        for n, u in enumerate((base + "3kAbc", base + "3kabc", base + "3kxyz"))
+    ]
+    calls = crm.api_calls
+    first = crm.upsert_history(recs[:2])
+    assert crm.api_calls - calls == 2  # the query, the create
+    assert [(r.ok, r.created) for r in first] == [(True, True)] * 2
+    again = crm.upsert_history(recs)
+    assert [r.created for r in again] == [False, False, True]
+    assert [r.crm_id for r in again[:2]] == [r.crm_id for r in first]
+    posts = org.records("SocialPost")
+    assert sorted(p["ExternalPostId"] for p in posts) == sorted(
+        u.split(":", 1)[1] for u in (r.external_id for r in recs)
+    )
+    assert all(p.get("Syncd_Key__c") is None for p in posts)
+    assert {(p["Provider"], p["MediaProvider"]) for p in posts} == {("Other", "bluesky")}

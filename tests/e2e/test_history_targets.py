@@ -1,0 +1,241 @@
+"""``[crm] history = ["task", "social_post"]`` end to end: every interaction is one Task and one
+SocialPost, each written once, whatever fails on the way, and compliance and ``forget`` reach
+both."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import update
+from support.e2e import World, make_world, poll_once, tasks
+
+from sandbox.salesforce.api import SalesforceSandbox
+from sandbox.seed import seed
+from sandbox.server import Request
+from syncd.cli import cli
+from syncd.state.db import Database
+from syncd.state.tables import deliveries
+
+KEY = "Syncd_Key__c"  # [crm] social_post_key_field's default
+
+
+@pytest.fixture
+def world(state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    with make_world(state_url, tmp_path, monkeypatch) as w:
+        # As `syncd salesforce fields` makes it: the SocialPost upsert key.
+        w.sf.add_field("SocialPost", KEY, external_id=True, unique=True)
+        # [crm] is the config's last table.
+        w.config.write_text(w.config.read_text() + 'history = ["task", "social_post"]\n')
+        yield w
+
+
+def social_posts(sf: SalesforceSandbox) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for post in sf.records("SocialPost"):
+        key = str(post[KEY])
+        assert key not in out, f"duplicate SocialPost for {key}"
+        out[key] = post
+    return out
+
+
+def invoke(w: World, *args: str) -> Any:
+    result = CliRunner().invoke(cli, ["--config", str(w.config), *args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def a_conversation(w: World) -> tuple[str, str, str]:
+    """A linked customer's complaint and the brand's answer; the customer's Contact id."""
+    people = seed(w.x, w.sf, customers=4)
+    c = next(c for c in people.customers if c.kind == "contact_by_id")
+    assert c.crm_id is not None
+    complaint = w.x.add_post(c.user_id, "@acme my order 4471 never arrived")["id"]
+    answer = w.x.add_post(
+        people.brand_ids["acme"],
+        f"@{c.handle} sorry to hear that, we are on it",
+        in_reply_to=complaint,
+    )["id"]
+    return complaint, answer, c.crm_id
+
+
+def test_each_interaction_is_one_task_and_one_social_post_and_a_rerun_writes_nothing(
+    world: World,
+) -> None:
+    complaint, answer, contact = a_conversation(world)
+    code, output = poll_once(world)
+    assert code == 0, output
+
+    posts, written = social_posts(world.sf), tasks(world.sf)
+    assert set(posts) == set(written)
+    assert {f"x:{complaint}", f"x:{answer}"} <= set(posts)
+    inbound = posts[f"x:{complaint}"]
+    assert inbound["Name"] == written[f"x:{complaint}"]["Subject"]
+    assert (inbound["Provider"], inbound["MessageType"], inbound["IsOutbound"]) == (
+        "Twitter",
+        "Tweet",
+        False,
+    )
+    assert inbound["ExternalPostId"] == complaint and inbound["WhoId"] == contact
+    assert inbound["Content"] == "@acme my order 4471 never arrived"
+    assert inbound["Handle"] and inbound["Posted"] and inbound["PostUrl"]
+    reply = posts[f"x:{answer}"]
+    assert (reply["MessageType"], reply["IsOutbound"], reply["WhoId"]) == ("Reply", True, contact)
+    assert reply["Handle"] == "acme"  # the brand wrote it
+
+    status = json.loads(invoke(world, "status", "--json").stdout)["targets"]
+    assert set(status) == {"task", "social_post"}
+    assert status["task"] == status["social_post"] == {"written": len(posts)}
+
+    writes = _writes(world.sf)
+    assert poll_once(world)[0] == 0
+    assert social_posts(world.sf) == posts and tasks(world.sf) == written
+    assert _writes(world.sf) == writes  # no upsert sent again
+
+
+def _writes(sf: SalesforceSandbox) -> int:
+    return sum(n for route, n in sf.requests_by_route.items() if route.startswith("PATCH"))
+
+
+def test_a_social_post_write_answered_503_after_it_was_applied_is_not_made_twice(
+    world: World,
+) -> None:
+    complaint, answer, _ = a_conversation(world)
+    failed: list[str] = []
+
+    def fail_once(req: Request) -> None:
+        if "/SocialPost/" in req.path and not failed:
+            failed.append(req.path)
+            world.sf.inject("status", endpoint="composite", phase="after", status=503, count=1)
+
+    world.sf.on_request("composite", fail_once, phase="after")
+    code, output = poll_once(world)
+    assert code == 0, output
+    assert failed  # the SocialPost batch was applied, then answered 503, and sent again
+
+    posts, written = social_posts(world.sf), tasks(world.sf)  # each asserts no duplicate
+    assert {f"x:{complaint}", f"x:{answer}"} <= set(posts)
+    assert set(posts) == set(written)
+
+
+def test_a_target_the_org_refuses_holds_back_no_other(world: World) -> None:
+    """SocialPost refused (the object's write fails outright): the Tasks are written, and the
+    SocialPosts follow once the org takes them."""
+    complaint, answer, _ = a_conversation(world)
+
+    def refuse(req: Request) -> None:
+        if "/SocialPost/" in req.path:
+            world.sf.inject("status", endpoint="composite", status=503, count=1)
+
+    world.sf.on_request("composite", refuse, phase="before")
+    poll_once(world)
+    assert {f"x:{complaint}", f"x:{answer}"} <= set(tasks(world.sf))
+    assert not social_posts(world.sf)
+
+    world.sf.remove_hooks()
+    assert poll_once(world)[0] == 0
+    assert set(social_posts(world.sf)) == set(tasks(world.sf))
+
+
+def test_compliance_deletes_both_records_of_a_deleted_post(world: World) -> None:
+    complaint, answer, _ = a_conversation(world)
+    assert poll_once(world)[0] == 0
+    db = Database(_url(world))
+    try:
+        with db.transaction() as conn:  # written two days ago: due for a compliance check
+            conn.execute(
+                update(deliveries).values(written_at=datetime.now(UTC) - timedelta(days=2))
+            )
+    finally:
+        db.dispose()
+    world.x.delete_post(complaint)
+
+    report = json.loads(invoke(world, "compliance", "run", "--json").stdout)
+    assert (report["deleted"], report["acted"], report["failed"]) == (1, 2, 0)
+    assert f"x:{complaint}" not in tasks(world.sf)
+    assert f"x:{complaint}" not in social_posts(world.sf)
+    assert f"x:{answer}" in tasks(world.sf) and f"x:{answer}" in social_posts(world.sf)
+
+
+def test_forget_with_crm_deletes_the_persons_tasks_and_social_posts(world: World) -> None:
+    people = seed(world.x, world.sf, customers=4)
+    c = next(c for c in people.customers if c.kind == "contact_by_id")
+    other = next(o for o in people.customers if o.kind == "contact_by_handle")
+    mine = world.x.add_post(c.user_id, "@acme please delete my data")["id"]
+    theirs = world.x.add_post(other.user_id, "@acme love the new release")["id"]
+    assert poll_once(world)[0] == 0
+    assert {f"x:{mine}", f"x:{theirs}"} <= set(social_posts(world.sf))
+
+    invoke(world, "forget", "--user", c.user_id, "--crm", "--yes")
+    assert f"x:{mine}" not in social_posts(world.sf) and f"x:{mine}" not in tasks(world.sf)
+    assert f"x:{theirs}" in social_posts(world.sf) and f"x:{theirs}" in tasks(world.sf)
+
+
+def _url(w: World) -> str:
+    for line in w.config.read_text().splitlines():
+        if line.startswith("url = "):
+            return str(json.loads(line.removeprefix("url = ")))
+    raise AssertionError("no state url in the config")
+
+
+def test_a_social_post_the_org_refuses_is_a_dead_letter_of_its_own(world: World) -> None:
+    complaint, _, _ = a_conversation(world)
+
+    def refuse_one(req: Request) -> None:
+        if "/SocialPost/" in req.path:
+            world.sf.remove_hooks()
+            world.sf.inject(
+                "record_error", endpoint="composite", code="FIELD_CUSTOM_VALIDATION_EXCEPTION"
+            )
+
+    world.sf.on_request("composite", refuse_one, phase="before")
+    poll_once(world)  # exits "incomplete": a record was dead-lettered
+    letters = json.loads(invoke(world, "deadletter", "list", "--json").stdout)
+    assert [(d["target"], d["error_code"]) for d in letters] == [
+        ("social_post", "FIELD_CUSTOM_VALIDATION_EXCEPTION")
+    ]
+    assert set(tasks(world.sf)) - set(social_posts(world.sf)) == {f"x:{letters[0]['post_id']}"}
+
+    invoke(world, "deadletter", "retry", "--all")
+    assert poll_once(world)[0] == 0
+    assert set(social_posts(world.sf)) == set(tasks(world.sf))
+    assert f"x:{complaint}" in social_posts(world.sf)
+
+
+def test_without_a_key_field_a_create_answered_503_after_it_was_applied_is_not_made_twice(
+    state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An org whose admin cannot add the key field (``social_post_match = "query"``): the
+    write sent again finds the SocialPost the first one made, by the post's network id."""
+    with make_world(state_url, tmp_path, monkeypatch) as w:
+        w.config.write_text(
+            w.config.read_text()
+            + 'history = ["task", "social_post"]\nsocial_post_match = "query"\n'
+        )
+        complaint, answer, _ = a_conversation(w)
+        failed: list[str] = []
+
+        def fail_once(req: Request) -> None:
+            if req.method == "POST" and "SocialPost" in req.body.decode() and not failed:
+                failed.append(req.path)
+                w.sf.inject("status", endpoint="composite", phase="after", status=503, count=1)
+
+        w.sf.on_request("composite", fail_once, phase="after")
+        code, output = poll_once(w)
+        assert code == 0, output
+        assert failed  # the create was applied, answered 503, and sent again
+
+        made = Counter(str(post["ExternalPostId"]) for post in w.sf.records("SocialPost"))
+        assert made == {complaint: 1, answer: 1}
+        assert set(tasks(w.sf)) == {f"x:{complaint}", f"x:{answer}"}
+
+        assert poll_once(w)[0] == 0  # a second run writes nothing new
+        assert len(w.sf.records("SocialPost")) == 2

@@ -249,13 +249,8 @@ class SalesforceSettings(ConnectorSettings):
     social_post_match: Literal["key", "query"] = "key"
     history_object: ApiName = "Task"
     external_id_field: ApiName = "Social_Post_Id__c"
-    # Where each interaction's history is written: Tasks (on the activity timeline) and/or
-    # Social Customer Service's SocialPost (with a SocialPersona per author).
-    history: list[Literal["task", "social_post"]] = ["task"]
-    # Unique, case-sensitive External ID text fields syncd upserts SocialPost and SocialPersona
-    # records on (`syncd salesforce fields` creates them; the standard ExternalPostId and
-    # ExternalId are plain text, no upsert key).
-    social_post_key_field: ApiName = "Syncd_Key__c"
+    # SocialPersona's Unique, case-sensitive External ID field (`syncd salesforce fields`
+    # creates it; the standard ExternalId is plain text, no upsert key).
     social_persona_key_field: ApiName = "Syncd_Key__c"
     task_status: str = "Completed"
     deleted_status: str = "Deleted"  # task_fields.post_status of a post deleted on the network

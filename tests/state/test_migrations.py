@@ -428,7 +428,7 @@ def test_0020_keeps_a_name_beside_each_brand_account_and_takes_it_away_again(
         db.dispose()
 
 
-def test_0021_makes_every_delivery_a_task_and_takes_a_second_target_away_again(
+def test_0022_makes_every_delivery_a_task_and_takes_a_second_target_away_again(
     state_url: str,
 ) -> None:
     """Deliveries stored before were the one record a CRM wrote: target "task". After it,
@@ -437,7 +437,7 @@ def test_0021_makes_every_delivery_a_task_and_takes_a_second_target_away_again(
     now = datetime(2026, 12, 6, tzinfo=UTC)
     try:
         with db.migration() as conn:
-            command.upgrade(alembic_config(conn), "0020")
+            command.upgrade(alembic_config(conn), "0021")
             who = conn.execute(
                 identities.insert().returning(identities.c.id),
                 {"network": "x", "user_id": "7", "first_seen_at": now, "updated_at": now},
@@ -459,7 +459,7 @@ def test_0021_makes_every_delivery_a_task_and_takes_a_second_target_away_again(
                 {"i": iid, "w": who, "now": now},
             )
         with db.migration() as conn:
-            command.upgrade(alembic_config(conn), "0021")
+            command.upgrade(alembic_config(conn), "0022")
         row = {"interaction_id": iid, "identity_id": who, "crm": "sf", "state": "pending"}
         with db.transaction() as conn:
             assert conn.execute(select(deliveries.c.target)).scalars().all() == ["task"]
@@ -468,7 +468,7 @@ def test_0021_makes_every_delivery_a_task_and_takes_a_second_target_away_again(
         with pytest.raises(IntegrityError), db.transaction() as conn:
             conn.execute(deliveries.insert(), {**row, **stamps, "target": "social_post"})
         with db.migration() as conn:
-            command.downgrade(alembic_config(conn), "0020")
+            command.downgrade(alembic_config(conn), "0021")
         assert "target" not in _columns(db, "deliveries")
         with db.engine.connect() as conn:
             assert conn.execute(text("SELECT state FROM deliveries")).scalars().all() == ["written"]

@@ -4,8 +4,8 @@ A CRM may write each interaction to several history targets (Salesforce: a Task 
 SocialPost); each is its own delivery, claimed, retried and dead-lettered on its own. Every
 delivery stored before was the one record a CRM wrote then: target ``task``.
 
-Revision ID: 0021
-Revises: 0020
+Revision ID: 0022
+Revises: 0021
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0021"
-down_revision = "0020"
+revision = "0022"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from connectors.salesforce.delete import SalesforceRemoval
 from connectors.salesforce.identity.identity import SalesforceIdentity
 from connectors.salesforce.identity.lookup import key_chunks, lookup_soql, match_rows, settle
+from connectors.salesforce.personas import with_personas
 from connectors.salesforce.records import (
     BATCH,
     SOCIAL_POST,
@@ -149,7 +151,18 @@ class SalesforceCrm:
             path = f"composite/sobjects/{obj}/{key_field}"
             by_query = target == "social_post" and s.social_post_match == "query"
             for start in range(0, len(indexes), BATCH):
-                chunk = [records[i] for i in indexes[start : start + BATCH]]
+                part = indexes[start : start + BATCH]
+                chunk = [records[i] for i in part]
+                refused: dict[int, WriteResult] = {}
+                if target == "social_post":
+                    # The authors' personas first: each post names its author's.
+                    chunk, refused = with_personas(self.session, s, chunk, budget)
+                    for j, answer in refused.items():
+                        results[part[j]] = answer
+                    part = [i for j, i in enumerate(part) if j not in refused]
+                    chunk = [r for j, r in enumerate(chunk) if j not in refused]
+                if not chunk:
+                    continue
                 if by_query:
                     answers = write_by_query(self.session, s, chunk, budget)
                 else:
@@ -158,8 +171,9 @@ class SalesforceCrm:
                         f"upsert {obj}", path, budget, method="PATCH", json=payload
                     )
                     answers = parse_upsert_results([r.external_id for r in chunk], body)
-                for i, answer in zip(indexes[start : start + BATCH], answers, strict=True):
-                    results[i] = answer
+                for i, r, answer in zip(part, chunk, answers, strict=True):
+                    persona = r.author.persona_id if r.author is not None else None
+                    results[i] = replace(answer, persona_id=persona) if answer.ok else answer
         return [r for r in results if r is not None]
 
     def query(self, soql: str, *, include_archived: bool = False) -> list[dict[str, Any]]:

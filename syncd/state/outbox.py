@@ -226,6 +226,9 @@ class ReadyDelivery:
     brand_name: str | None = None  # Account.display_name of the brand account that read it
     target: str = DEFAULT_TARGET  # which of the CRM's history targets it is written to
     in_reply_to: str | None = None  # the network's id of the post it answers
+    user_id: str | None = None  # the network's id of the person's account
+    # The CRM's record for that account, while it is under the person linked (links.persona_id)
+    persona_id: str | None = None
 
 
 def _ready(conn: Connection, crm: str, now: datetime, limit: int) -> Select[Any]:
@@ -270,11 +273,14 @@ def as_written() -> Select[Any]:
             identities.c.id.label("identity_id"),
             identities.c.handle,
             identities.c.display_name,
+            identities.c.user_id,
             accounts.c.display_name.label("brand_name"),
             links.c.crm_object,
             links.c.crm_id,
             links.c.crm_name,
             links.c.crm_priority,
+            links.c.persona_id,
+            links.c.persona_parent_id,
         )
         .join(interactions, interactions.c.id == deliveries.c.interaction_id)
         .join(identities, identities.c.id == deliveries.c.identity_id)
@@ -315,6 +321,8 @@ def rows(result: Iterable[Any]) -> list[ReadyDelivery]:
             brand_name=r.brand_name,
             target=r.target,
             in_reply_to=r.in_reply_to_post_id,
+            user_id=r.user_id,
+            persona_id=r.persona_id if r.persona_parent_id == r.crm_id else None,
         )
         for r in result
     ]
@@ -415,6 +423,27 @@ def mark_written(
         )
     )
     conn.execute(_by_claimer(stmt, owner), params)
+
+
+def remember_personas(conn: Connection, crm: str, written: Iterable[tuple[int, str, str]]) -> None:
+    """Keep each ``(identity_id, persona_id, parent_id)``: the CRM's record for the identity's
+    account, written under that person. A link moved meanwhile keeps none (written again)."""
+    params = [
+        {"b_identity": i, "b_persona": p, "b_parent": parent}
+        for i, p, parent in sorted(set(written))
+    ]
+    if not params:
+        return
+    conn.execute(
+        update(links)
+        .where(
+            links.c.identity_id == bindparam("b_identity"),
+            links.c.crm == crm,
+            links.c.crm_id == bindparam("b_parent"),
+        )
+        .values(persona_id=bindparam("b_persona"), persona_parent_id=bindparam("b_parent")),
+        params,
+    )
 
 
 def mark_failed(

@@ -142,6 +142,11 @@ links = Table(
     Column("crm_name", String(300)),
     # The customer's priority value (CrmRef.priority), kept current by the change watch.
     Column("crm_priority", String(PRIORITY_MAX)),
+    # The CRM's record for the identity's account (a Salesforce SocialPersona) and the person
+    # it was written under: current while that is still crm_id, written again once not (a
+    # relink, a merge followed).
+    Column("persona_id", String(64)),
+    Column("persona_parent_id", String(64)),
     Column("matcher", String(64), nullable=False),
     Column("score", Float),
     Column("reasons", JSON),

@@ -29,8 +29,9 @@ KEY = "Syncd_Key__c"  # [crm] social_post_key_field's default
 @pytest.fixture
 def world(state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     with make_world(state_url, tmp_path, monkeypatch) as w:
-        # As `syncd salesforce fields` makes it: the SocialPost upsert key.
+        # As `syncd salesforce fields` makes them: the SocialPost and SocialPersona upsert keys.
         w.sf.add_field("SocialPost", KEY, external_id=True, unique=True)
+        w.sf.add_field("SocialPersona", KEY, external_id=True, unique=True)
         # [crm] is the config's last table.
         w.config.write_text(w.config.read_text() + 'history = ["task", "social_post"]\n')
         yield w

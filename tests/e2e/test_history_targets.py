@@ -17,7 +17,7 @@ from sqlalchemy import update
 from support.e2e import World, make_world, poll_once, tasks
 
 from sandbox.salesforce.api import SalesforceSandbox
-from sandbox.seed import seed
+from sandbox.seed import Customer, seed
 from sandbox.server import Request
 from syncd.cli import cli
 from syncd.state.db import Database
@@ -54,14 +54,24 @@ def invoke(w: World, *args: str) -> Any:
     return result
 
 
-def a_conversation(w: World) -> tuple[str, str, str]:
-    """A linked customer's complaint and the brand's answer; the customer's Contact id."""
+def a_customer(w: World) -> tuple[Customer, str]:
+    """A customer the resolver links to a Contact by their X id, and the brand's X id."""
     people = seed(w.x, w.sf, customers=4)
     c = next(c for c in people.customers if c.kind == "contact_by_id")
     assert c.crm_id is not None
+    return c, people.brand_ids["acme"]
+
+
+def a_conversation(w: World) -> tuple[str, str, str]:
+    """A linked customer's complaint and the brand's answer; the customer's Contact id."""
+    return _conversation(w, *a_customer(w))
+
+
+def _conversation(w: World, c: Customer, brand: str) -> tuple[str, str, str]:
+    assert c.crm_id is not None
     complaint = w.x.add_post(c.user_id, "@acme my order 4471 never arrived")["id"]
     answer = w.x.add_post(
-        people.brand_ids["acme"],
+        brand,
         f"@{c.handle} sorry to hear that, we are on it",
         in_reply_to=complaint,
     )["id"]
@@ -240,3 +250,105 @@ def test_without_a_key_field_a_create_answered_503_after_it_was_applied_is_not_m
 
         assert poll_once(w)[0] == 0  # a second run writes nothing new
         assert len(w.sf.records("SocialPost")) == 2
+
+
+# -- SocialPersonas ------------------------------------------------------------------------
+def _persona_calls(sf: SalesforceSandbox) -> list[str]:
+    """Each request about SocialPersonas from now on (queries and writes), as it was sent."""
+    calls: list[str] = []
+
+    def note(req: Request) -> None:
+        what = f"{req.method} {req.path} {req.query.get('q', '')}"
+        if "SocialPersona" in what:
+            calls.append(what)
+
+    sf.on_request("*", note)
+    return calls
+
+
+def _personas(sf: SalesforceSandbox) -> list[dict[str, Any]]:
+    return list(sf.records("SocialPersona"))
+
+
+def test_one_persona_per_author_named_by_every_social_post_and_written_once(
+    world: World,
+) -> None:
+    c, brand = a_customer(world)
+    complaint, answer, contact = _conversation(world, c, brand)
+    more = [world.x.add_post(c.user_id, f"@acme still waiting, day {n}")["id"] for n in (1, 2)]
+    calls = _persona_calls(world.sf)
+    assert poll_once(world)[0] == 0
+
+    (persona,) = _personas(world.sf)
+    assert (persona["ParentId"], persona["Provider"], persona["ExternalId"]) == (
+        contact,
+        "Twitter",
+        c.user_id,
+    )
+    assert persona["Name"] == c.handle and persona[KEY] == f"x:{c.user_id}"
+    posts = social_posts(world.sf)
+    assert {posts[f"x:{p}"]["PersonaId"] for p in (complaint, answer, *more)} == {persona["Id"]}
+    assert len(calls) == 2  # one look-up, one write, for all four posts
+
+    # Later posts of the same author: the persona is known, not asked about nor written.
+    later = world.x.add_post(c.user_id, "@acme any news?")["id"]
+    calls.clear()
+    assert poll_once(world)[0] == 0
+    assert social_posts(world.sf)[f"x:{later}"]["PersonaId"] == persona["Id"]
+    assert calls == [] and len(_personas(world.sf)) == 1
+
+
+def test_a_persona_the_org_has_is_reused_not_made_again(world: World) -> None:
+    """Salesforce's own inbound handler made the persona (under a Contact of its own): it is
+    found by Provider + ExternalId and moved under the linked person."""
+    c, _ = a_customer(world)
+    assert c.crm_id is not None
+    stray = world.sf.insert("Contact", {"LastName": c.handle})
+    theirs = world.sf.insert(
+        "SocialPersona",
+        {"Name": c.handle, "Provider": "Twitter", "ExternalId": c.user_id, "ParentId": stray},
+    )
+    post = world.x.add_post(c.user_id, "@acme hello again")["id"]
+    assert poll_once(world)[0] == 0
+
+    (persona,) = _personas(world.sf)
+    assert (persona["Id"], persona["ParentId"]) == (theirs, c.crm_id)
+    assert social_posts(world.sf)[f"x:{post}"]["PersonaId"] == theirs
+
+
+def test_a_relinked_author_s_persona_moves_to_the_new_person(world: World) -> None:
+    c, brand = a_customer(world)
+    _, _, contact = _conversation(world, c, brand)
+    assert poll_once(world)[0] == 0
+    (persona,) = _personas(world.sf)
+    other = world.sf.insert("Contact", {"LastName": "Other"})
+    invoke(world, "links", "add", f"@{c.handle}", other)
+    later = world.x.add_post(c.user_id, "@acme this is my new account manager's contact")["id"]
+    assert poll_once(world)[0] == 0
+
+    (moved,) = _personas(world.sf)
+    assert (moved["Id"], moved["ParentId"]) == (persona["Id"], other)
+    posts = social_posts(world.sf)
+    assert posts[f"x:{later}"]["PersonaId"] == persona["Id"]
+    assert posts[f"x:{later}"]["WhoId"] == other and contact != other
+
+
+def test_a_persona_write_answered_503_after_it_was_applied_makes_no_second_persona(
+    world: World,
+) -> None:
+    complaint, answer, _ = a_conversation(world)
+    failed: list[str] = []
+
+    def fail_once(req: Request) -> None:
+        if "/SocialPersona/" in req.path and not failed:
+            failed.append(req.path)
+            world.sf.inject("status", endpoint="composite", phase="after", status=503, count=1)
+
+    world.sf.on_request("composite", fail_once, phase="after")
+    code, output = poll_once(world)
+    assert code == 0, output
+    assert failed  # the persona was made, answered 503, and the batch sent again
+
+    (persona,) = _personas(world.sf)
+    posts = social_posts(world.sf)
+    assert {posts[f"x:{p}"]["PersonaId"] for p in (complaint, answer)} == {persona["Id"]}

@@ -489,6 +489,8 @@ class HistoryRecord:
     # handle. The author of an outbound record.
     brand: str | None = None
     author: Persona | None = None
+    # The CRM's record of this target for the post it answers (in_reply_to), once written.
+    reply_to_id: str | None = None
 
 
 class Refusal(enum.StrEnum):
@@ -516,6 +518,9 @@ class WriteResult:
     # The CRM's record for the author's account the record was written with (Persona): kept,
     # so the next records of the same author are written without writing it again.
     persona_id: str | None = None
+    # Written without the record of the post it answers (not written yet), which the CRM
+    # links it to: written again once that one is.
+    awaits_reply_to: bool = False
 
 
 LookupResult = Mapping[IdentityKey, Match]

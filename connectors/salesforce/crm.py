@@ -62,6 +62,18 @@ TARGETS: dict[str, Callable[[SalesforceSettings], tuple[str, str, Build]]] = {
 }
 
 
+def _noted(answer: WriteResult, record: HistoryRecord) -> WriteResult:
+    """A SocialPost's answer with what the writer keeps: the persona it was written with, and
+    whether it answers a post whose SocialPost was not known (its ReplyToId is to come)."""
+    if not answer.ok:
+        return answer
+    return replace(
+        answer,
+        persona_id=record.author.persona_id if record.author is not None else None,
+        awaits_reply_to=bool(record.in_reply_to) and record.reply_to_id is None,
+    )
+
+
 class SalesforceCrm:
     """Implements :class:`syncd.contracts.Crm`. Logs in lazily, on the first call."""
 
@@ -172,8 +184,7 @@ class SalesforceCrm:
                     )
                     answers = parse_upsert_results([r.external_id for r in chunk], body)
                 for i, r, answer in zip(part, chunk, answers, strict=True):
-                    persona = r.author.persona_id if r.author is not None else None
-                    results[i] = replace(answer, persona_id=persona) if answer.ok else answer
+                    results[i] = _noted(answer, r) if target == "social_post" else answer
         return [r for r in results if r is not None]
 
     def query(self, soql: str, *, include_archived: bool = False) -> list[dict[str, Any]]:

@@ -143,8 +143,9 @@ def social_post_record(
 ) -> dict[str, Any]:
     """The sObject Collections entry for one history record as a SocialPost, upserted on
     ``social_post_key_field`` with the Task's external id (``keyed=False``: without it, for
-    an org that has no such field). PersonaId is the author's persona where the record
-    carries it; the post it replies to and its Case (ReplyToId, ParentId) are not set."""
+    an org that has no such field). PersonaId and ReplyToId where the record carries them
+    (its author's persona, the SocialPost of the post it answers); its Case (ParentId) is
+    not set."""
     provider, media = persona_provider(record.network)
     handle = bare_handle(record.handle)
     key = {settings.social_post_key_field: record.external_id} if keyed else {}
@@ -166,6 +167,8 @@ def social_post_record(
         "WhoId": record.who.id,
         # Left out, never cleared, while the author's persona is not known.
         **({"PersonaId": persona} if (persona := _persona_id(record)) else {}),
+        # The post it answers, once written (the writer sends this one again then).
+        **({"ReplyToId": record.reply_to_id} if record.reply_to_id else {}),
     }
 
 

@@ -42,6 +42,7 @@ def build_record(d: ReadyDelivery) -> HistoryRecord:
         conversation_id=d.conversation_id,
         target=d.target,
         in_reply_to=d.in_reply_to,
+        reply_to_id=d.reply_to_id,
         brand=d.brand_name or d.account,
         author=(
             Persona(d.user_id, d.handle, d.name, persona_id=d.persona_id)

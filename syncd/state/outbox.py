@@ -229,6 +229,8 @@ class ReadyDelivery:
     user_id: str | None = None  # the network's id of the person's account
     # The CRM's record for that account, while it is under the person linked (links.persona_id)
     persona_id: str | None = None
+    # The CRM's record of the same target for the post it answers, where written.
+    reply_to_id: str | None = None
 
 
 def _ready(conn: Connection, crm: str, now: datetime, limit: int) -> Select[Any]:
@@ -250,6 +252,25 @@ def _ready(conn: Connection, crm: str, now: datetime, limit: int) -> Select[Any]
         )
         .order_by(interactions.c.created_at, deliveries.c.id)
         .limit(limit)
+    )
+
+
+def _reply_to_record() -> Any:
+    """The CRM record written for the post a delivery's post answers, on the same target."""
+    parent, answered = deliveries.alias("parent"), interactions.alias("answered")
+    return (
+        select(parent.c.crm_record_id)
+        .join(answered, answered.c.id == parent.c.interaction_id)
+        .where(
+            answered.c.network == interactions.c.network,
+            answered.c.post_id == interactions.c.in_reply_to_post_id,
+            parent.c.crm == deliveries.c.crm,
+            parent.c.target == deliveries.c.target,
+            parent.c.crm_record_id.is_not(None),
+        )
+        .limit(1)
+        .correlate(deliveries, interactions)
+        .scalar_subquery()
     )
 
 
@@ -281,6 +302,7 @@ def as_written() -> Select[Any]:
             links.c.crm_priority,
             links.c.persona_id,
             links.c.persona_parent_id,
+            _reply_to_record().label("reply_to_id"),
         )
         .join(interactions, interactions.c.id == deliveries.c.interaction_id)
         .join(identities, identities.c.id == deliveries.c.identity_id)
@@ -323,6 +345,7 @@ def rows(result: Iterable[Any]) -> list[ReadyDelivery]:
             in_reply_to=r.in_reply_to_post_id,
             user_id=r.user_id,
             persona_id=r.persona_id if r.persona_parent_id == r.crm_id else None,
+            reply_to_id=r.reply_to_id,
         )
         for r in result
     ]
@@ -414,6 +437,7 @@ def mark_written(
                 else_=DeliveryState.WRITTEN,
             ),
             crm_record_id=bindparam("crm_id"),
+            awaits_reply_to=False,
             attempts=deliveries.c.attempts + 1,
             last_error=None,
             last_error_code=None,
@@ -423,6 +447,53 @@ def mark_written(
         )
     )
     conn.execute(_by_claimer(stmt, owner), params)
+
+
+def await_replies(conn: Connection, delivery_ids: Iterable[int]) -> None:
+    """Note written deliveries whose record lacks the one of the post it answers."""
+    ids = sorted(set(delivery_ids))
+    for start in range(0, len(ids), 500):
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_(ids[start : start + 500]))
+            .values(awaits_reply_to=True)
+        )
+
+
+def rewrite_replies(conn: Connection, written: Iterable[int], now: datetime) -> int:
+    """Make pending again the written deliveries that wait for a just written one (the post
+    they answer, on the same CRM and target): their records are written again with it."""
+    ids = sorted(set(written))
+    if not ids:
+        return 0
+    child, parent, answered = interactions.alias("child"), deliveries.alias("p"), interactions
+    waiting = (
+        select(deliveries.c.id)
+        .join(child, child.c.id == deliveries.c.interaction_id)
+        .join(answered, answered.c.post_id == child.c.in_reply_to_post_id)
+        .join(
+            parent,
+            and_(
+                parent.c.interaction_id == answered.c.id,
+                parent.c.crm == deliveries.c.crm,
+                parent.c.target == deliveries.c.target,
+            ),
+        )
+        .where(
+            deliveries.c.awaits_reply_to.is_(True),
+            deliveries.c.state == DeliveryState.WRITTEN,
+            answered.c.network == child.c.network,
+            parent.c.id.in_(ids),
+        )
+    )
+    again = sorted(set(conn.scalars(waiting)))
+    for start in range(0, len(again), 500):
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_(again[start : start + 500]))
+            .values(state=DeliveryState.PENDING, next_attempt_at=None, updated_at=now)
+        )
+    return len(again)
 
 
 def remember_personas(conn: Connection, crm: str, written: Iterable[tuple[int, str, str]]) -> None:

@@ -352,3 +352,63 @@ def test_a_persona_write_answered_503_after_it_was_applied_makes_no_second_perso
     (persona,) = _personas(world.sf)
     posts = social_posts(world.sf)
     assert {posts[f"x:{p}"]["PersonaId"] for p in (complaint, answer)} == {persona["Id"]}
+
+
+# -- ReplyToId -----------------------------------------------------------------------------
+def _social_post_writes(sf: SalesforceSandbox) -> list[int]:
+    """The number of SocialPosts each write sends from now on."""
+    sizes: list[int] = []
+
+    def note(req: Request) -> None:
+        if "/SocialPost/" in req.path:
+            sizes.append(len(req.json()["records"]))
+
+    sf.on_request("composite", note)
+    return sizes
+
+
+def test_a_reply_written_after_the_post_it_answers_names_it_at_once(world: World) -> None:
+    c, brand = a_customer(world)
+    complaint = world.x.add_post(c.user_id, "@acme my parcel is lost")["id"]
+    assert poll_once(world)[0] == 0
+    answer = world.x.add_post(brand, f"@{c.handle} we found it", in_reply_to=complaint)["id"]
+    writes = _social_post_writes(world.sf)
+    assert poll_once(world)[0] == 0
+
+    posts = social_posts(world.sf)
+    assert posts[f"x:{answer}"]["ReplyToId"] == posts[f"x:{complaint}"]["Id"]
+    assert posts[f"x:{complaint}"].get("ReplyToId") is None
+    assert writes == [1]  # the answer, once
+
+
+def test_a_reply_written_with_the_post_it_answers_is_given_it_after(world: World) -> None:
+    complaint, answer, _ = a_conversation(world)
+    writes = _social_post_writes(world.sf)
+    assert poll_once(world)[0] == 0
+
+    posts = social_posts(world.sf)
+    assert posts[f"x:{answer}"]["ReplyToId"] == posts[f"x:{complaint}"]["Id"]
+    assert writes == [2, 1]  # both, then the answer again with the complaint's id
+    assert poll_once(world)[0] == 0
+    assert writes == [2, 1]  # and never again
+
+
+def test_a_reply_written_before_the_post_it_answers_is_given_it_when_that_is_written(
+    world: World,
+) -> None:
+    """The post answered is a held author's (not linked yet): the reply to it, a linked
+    customer's, is written first, and again once the held author is linked and written."""
+    people = seed(world.x, world.sf, customers=4)
+    stranger = next(c for c in people.customers if c.kind == "unknown")
+    c = next(c for c in people.customers if c.kind == "contact_by_id")
+    first = world.x.add_post(stranger.user_id, "@acme is the shop open on sunday?")["id"]
+    reply = world.x.add_post(c.user_id, "@acme it is, till 4", in_reply_to=first)["id"]
+    assert poll_once(world)[0] == 0
+    posts = social_posts(world.sf)
+    assert f"x:{first}" not in posts and posts[f"x:{reply}"].get("ReplyToId") is None
+
+    contact = world.sf.insert("Contact", {"LastName": stranger.last})
+    invoke(world, "links", "add", f"@{stranger.handle}", contact)
+    assert poll_once(world)[0] == 0
+    posts = social_posts(world.sf)
+    assert posts[f"x:{reply}"]["ReplyToId"] == posts[f"x:{first}"]["Id"]

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Connection,
     Exists,
     Select,
+    Table,
     Update,
     and_,
     any_,
@@ -160,13 +161,14 @@ def held_waiting(conn: Connection, crm: str, now: datetime, after: int, limit: i
 
 def wake(conn: Connection, identity_ids: Iterable[int]) -> int:
     """Make identities due for resolution now; their back-off count is kept."""
-    ids = sorted(set(identity_ids))
+    return _update_ids(conn, identities, identity_ids, resolve_after=None)
+
+
+def _update_ids(conn: Connection, table: Table, row_ids: Iterable[int], **values: Any) -> int:
+    """Set ``values`` on the rows of ``table`` with these ids, 500 a statement."""
+    ids = sorted(set(row_ids))
     for start in range(0, len(ids), 500):
-        conn.execute(
-            update(identities)
-            .where(identities.c.id.in_(ids[start : start + 500]))
-            .values(resolve_after=None)
-        )
+        conn.execute(update(table).where(table.c.id.in_(ids[start : start + 500])).values(values))
     return len(ids)
 
 
@@ -451,13 +453,7 @@ def mark_written(
 
 def await_replies(conn: Connection, delivery_ids: Iterable[int]) -> None:
     """Note written deliveries whose record lacks the one of the post it answers."""
-    ids = sorted(set(delivery_ids))
-    for start in range(0, len(ids), 500):
-        conn.execute(
-            update(deliveries)
-            .where(deliveries.c.id.in_(ids[start : start + 500]))
-            .values(awaits_reply_to=True)
-        )
+    _update_ids(conn, deliveries, delivery_ids, awaits_reply_to=True)
 
 
 def rewrite_replies(conn: Connection, written: Iterable[int], now: datetime) -> int:
@@ -486,14 +482,10 @@ def rewrite_replies(conn: Connection, written: Iterable[int], now: datetime) -> 
             parent.c.id.in_(ids),
         )
     )
-    again = sorted(set(conn.scalars(waiting)))
-    for start in range(0, len(again), 500):
-        conn.execute(
-            update(deliveries)
-            .where(deliveries.c.id.in_(again[start : start + 500]))
-            .values(state=DeliveryState.PENDING, next_attempt_at=None, updated_at=now)
-        )
-    return len(again)
+    again = conn.scalars(waiting)
+    return _update_ids(
+        conn, deliveries, again, state=DeliveryState.PENDING, next_attempt_at=None, updated_at=now
+    )
 
 
 def remember_personas(conn: Connection, crm: str, written: Iterable[tuple[int, str, str]]) -> None:

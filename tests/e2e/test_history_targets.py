@@ -112,6 +112,19 @@ def test_each_interaction_is_one_task_and_one_social_post_and_a_rerun_writes_not
     assert _writes(world.sf) == writes  # no upsert sent again
 
 
+def _fail_after_apply(sf: SalesforceSandbox, path: str) -> list[str]:
+    """The first write to ``path`` is applied, then answered 503; the list says it was."""
+    failed: list[str] = []
+
+    def fail_once(req: Request) -> None:
+        if path in req.path and not failed:
+            failed.append(req.path)
+            sf.inject("status", endpoint="composite", phase="after", status=503, count=1)
+
+    sf.on_request("composite", fail_once, phase="after")
+    return failed
+
+
 def _writes(sf: SalesforceSandbox) -> int:
     return sum(n for route, n in sf.requests_by_route.items() if route.startswith("PATCH"))
 
@@ -120,14 +133,7 @@ def test_a_social_post_write_answered_503_after_it_was_applied_is_not_made_twice
     world: World,
 ) -> None:
     complaint, answer, _ = a_conversation(world)
-    failed: list[str] = []
-
-    def fail_once(req: Request) -> None:
-        if "/SocialPost/" in req.path and not failed:
-            failed.append(req.path)
-            world.sf.inject("status", endpoint="composite", phase="after", status=503, count=1)
-
-    world.sf.on_request("composite", fail_once, phase="after")
+    failed = _fail_after_apply(world.sf, "/SocialPost/")
     code, output = poll_once(world)
     assert code == 0, output
     assert failed  # the SocialPost batch was applied, then answered 503, and sent again
@@ -337,14 +343,7 @@ def test_a_persona_write_answered_503_after_it_was_applied_makes_no_second_perso
     world: World,
 ) -> None:
     complaint, answer, _ = a_conversation(world)
-    failed: list[str] = []
-
-    def fail_once(req: Request) -> None:
-        if "/SocialPersona/" in req.path and not failed:
-            failed.append(req.path)
-            world.sf.inject("status", endpoint="composite", phase="after", status=503, count=1)
-
-    world.sf.on_request("composite", fail_once, phase="after")
+    failed = _fail_after_apply(world.sf, "/SocialPersona/")
     code, output = poll_once(world)
     assert code == 0, output
     assert failed  # the persona was made, answered 503, and the batch sent again

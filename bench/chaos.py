@@ -524,8 +524,9 @@ def run(
         world.withhold = 0.0  # an author-less comment is written nowhere: no right answer
         file_everyone(world, sf)  # every author a known customer: one right answer each
         if "social_post" in history and social_post_match == "key":
-            # As `syncd salesforce fields` makes it: the SocialPost upsert key.
-            sf.add_field("SocialPost", SOCIAL_POST_KEY, external_id=True, unique=True)
+            # As `syncd salesforce fields` makes them: the SocialPost and SocialPersona keys.
+            for sobject in ("SocialPost", "SocialPersona"):
+                sf.add_field(sobject, SOCIAL_POST_KEY, external_id=True, unique=True)
         targets: dict[str, TomlValue] = (
             {"history": list(history), "social_post_match": social_post_match}
             if history != ("task",)

@@ -182,7 +182,7 @@ def test_compliance_deletes_both_records_of_a_deleted_post(world: World) -> None
     assert f"x:{answer}" in tasks(world.sf) and f"x:{answer}" in social_posts(world.sf)
 
 
-def test_forget_with_crm_deletes_the_persons_tasks_and_social_posts(world: World) -> None:
+def test_forget_with_crm_deletes_the_persons_tasks_social_posts_and_persona(world: World) -> None:
     people = seed(world.x, world.sf, customers=4)
     c = next(c for c in people.customers if c.kind == "contact_by_id")
     other = next(o for o in people.customers if o.kind == "contact_by_handle")
@@ -191,9 +191,14 @@ def test_forget_with_crm_deletes_the_persons_tasks_and_social_posts(world: World
     assert poll_once(world)[0] == 0
     assert {f"x:{mine}", f"x:{theirs}"} <= set(social_posts(world.sf))
 
+    personas = {p["ExternalId"]: p["Id"] for p in _personas(world.sf)}
+    assert set(personas) == {c.user_id, other.user_id}
+
     invoke(world, "forget", "--user", c.user_id, "--crm", "--yes")
     assert f"x:{mine}" not in social_posts(world.sf) and f"x:{mine}" not in tasks(world.sf)
     assert f"x:{theirs}" in social_posts(world.sf) and f"x:{theirs}" in tasks(world.sf)
+    # Their SocialPersona too (their handle, name and id); the other customer's stays.
+    assert [p["Id"] for p in _personas(world.sf)] == [personas[other.user_id]]
 
 
 def _url(w: World) -> str:

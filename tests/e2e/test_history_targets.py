@@ -344,6 +344,22 @@ def test_a_relinked_author_s_persona_moves_to_the_new_person(world: World) -> No
     assert posts[f"x:{later}"]["WhoId"] == other and contact != other
 
 
+def test_a_merged_away_person_s_persona_follows_the_survivor(world: World) -> None:
+    c, brand = a_customer(world)
+    _, _, contact = _conversation(world, c, brand)
+    assert poll_once(world)[0] == 0
+    (persona,) = _personas(world.sf)
+    survivor = world.sf.insert("Contact", {"LastName": "Survivor"})
+    world.sf.merge("Contact", survivor, [contact])
+    later = world.x.add_post(c.user_id, "@acme after the merge")["id"]
+    assert poll_once(world)[0] == 0
+
+    (moved,) = _personas(world.sf)
+    assert (moved["Id"], moved["ParentId"]) == (persona["Id"], survivor)
+    post = social_posts(world.sf)[f"x:{later}"]
+    assert (post["PersonaId"], post["WhoId"]) == (persona["Id"], survivor)
+
+
 def test_a_persona_write_answered_503_after_it_was_applied_makes_no_second_persona(
     world: World,
 ) -> None:

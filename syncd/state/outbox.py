@@ -39,7 +39,15 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from syncd.model import DEFAULT_TARGET, CrmRef, DeliveryState, Direction, IdentityKey
 from syncd.state.coordination import Lease, gone, shared
 from syncd.state.ingest import insert_for
-from syncd.state.tables import accounts, crm_watch, deliveries, identities, interactions, links
+from syncd.state.tables import (
+    accounts,
+    crm_watch,
+    deliveries,
+    identities,
+    interactions,
+    links,
+    post_checks,
+)
 
 # A writer's hold on the deliveries it is writing (PostgreSQL; SQLite never claims).
 CLAIM = Lease(deliveries.c.claimed_by, deliveries.c.claim_until)
@@ -258,7 +266,8 @@ def _ready(conn: Connection, crm: str, now: datetime, limit: int) -> Select[Any]
 
 
 def _reply_to_record() -> Any:
-    """The CRM record written for the post a delivery's post answers, on the same target."""
+    """The CRM record written for the post a delivery's post answers, on the same target,
+    unless that post was deleted on its network (compliance deletes or marks its records)."""
     parent, answered = deliveries.alias("parent"), interactions.alias("answered")
     return (
         select(parent.c.crm_record_id)
@@ -269,6 +278,9 @@ def _reply_to_record() -> Any:
             parent.c.crm == deliveries.c.crm,
             parent.c.target == deliveries.c.target,
             parent.c.crm_record_id.is_not(None),
+            ~exists().where(
+                post_checks.c.interaction_id == answered.c.id, post_checks.c.deleted_at.is_not(None)
+            ),
         )
         .limit(1)
         .correlate(deliveries, interactions)

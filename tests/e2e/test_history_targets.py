@@ -162,17 +162,22 @@ def test_a_target_the_org_refuses_holds_back_no_other(world: World) -> None:
     assert set(social_posts(world.sf)) == set(tasks(world.sf))
 
 
-def test_compliance_deletes_both_records_of_a_deleted_post(world: World) -> None:
-    complaint, answer, _ = a_conversation(world)
-    assert poll_once(world)[0] == 0
-    db = Database(_url(world))
+def _written_two_days_ago(w: World) -> None:
+    """Every delivery so far written two days ago: due for a compliance check."""
+    db = Database(_url(w))
     try:
-        with db.transaction() as conn:  # written two days ago: due for a compliance check
+        with db.transaction() as conn:
             conn.execute(
                 update(deliveries).values(written_at=datetime.now(UTC) - timedelta(days=2))
             )
     finally:
         db.dispose()
+
+
+def test_compliance_deletes_both_records_of_a_deleted_post(world: World) -> None:
+    complaint, answer, _ = a_conversation(world)
+    assert poll_once(world)[0] == 0
+    _written_two_days_ago(world)
     world.x.delete_post(complaint)
 
     report = json.loads(invoke(world, "compliance", "run", "--json").stdout)
@@ -432,3 +437,18 @@ def test_a_reply_written_before_the_post_it_answers_is_given_it_when_that_is_wri
     assert poll_once(world)[0] == 0
     posts = social_posts(world.sf)
     assert posts[f"x:{reply}"]["ReplyToId"] == posts[f"x:{first}"]["Id"]
+
+
+def test_a_reply_to_a_post_deleted_since_is_written_without_it(world: World) -> None:
+    c, brand = a_customer(world)
+    complaint = world.x.add_post(c.user_id, "@acme my parcel is lost")["id"]
+    assert poll_once(world)[0] == 0
+    answer = world.x.add_post(brand, f"@{c.handle} we found it", in_reply_to=complaint)["id"]
+    _written_two_days_ago(world)
+    world.x.delete_post(complaint)
+    assert json.loads(invoke(world, "compliance", "run", "--json").stdout)["deleted"] == 1
+    assert poll_once(world)[0] == 0
+
+    posts = social_posts(world.sf)
+    assert f"x:{complaint}" not in posts
+    assert posts[f"x:{answer}"].get("ReplyToId") is None

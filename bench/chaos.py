@@ -524,8 +524,9 @@ def run(
         world.withhold = 0.0  # an author-less comment is written nowhere: no right answer
         file_everyone(world, sf)  # every author a known customer: one right answer each
         if "social_post" in history and social_post_match == "key":
-            # As `syncd salesforce fields` makes it: the SocialPost upsert key.
-            sf.add_field("SocialPost", SOCIAL_POST_KEY, external_id=True, unique=True)
+            # As `syncd salesforce fields` makes them: the SocialPost and SocialPersona keys.
+            for sobject in ("SocialPost", "SocialPersona"):
+                sf.add_field(sobject, SOCIAL_POST_KEY, external_id=True, unique=True)
         targets: dict[str, TomlValue] = (
             {"history": list(history), "social_post_match": social_post_match}
             if history != ("task",)
@@ -684,9 +685,12 @@ def run(
             lost = sorted(e for e in expected if counts[e] == 0)
             lost_kinds.update(kinds[e] for e in lost)
             report.lost_sample += [f"{e} ({target})" for e in lost[:10]]
+            # A SocialPost's persona made twice (one author, network and user id) counts too.
+            twice = _persona_duplicates(sf) if target == "social_post" else 0
             report.by_target[target] = {
                 "lost": len(lost),
-                "duplicated": sum(n - 1 for e, n in counts.items() if e in expected and n > 1),
+                "duplicated": twice
+                + sum(n - 1 for e, n in counts.items() if e in expected and n > 1),
                 "unexpected": sum(n for e, n in counts.items() if e not in expected),
             }
         report.lost_by_kind = dict(lost_kinds)
@@ -716,6 +720,17 @@ def run(
 
 
 SOCIAL_POST_KEY = "Syncd_Key__c"  # [crm] social_post_key_field's default
+
+
+def _persona_duplicates(sf: SalesforceSandbox) -> int:
+    """SocialPersonas beyond one per network account."""
+    made = Counter(
+        (p.get("Provider"), str(p.get("MediaProvider") or "").casefold(), p.get("ExternalId"))
+        for p in sf.records("SocialPersona")
+    )
+    return sum(n - 1 for n in made.values() if n > 1)
+
+
 # SocialPost.Provider → the network syncd names ("Other": MediaProvider names it).
 _NETWORKS = {"Twitter": "x", "Facebook": "facebook", "Instagram": "instagram"}
 

@@ -212,8 +212,9 @@ def run_syncd(
                 meta_networks=meta_networks,
             )
         social_posts = "social_post" in history
-        if social_posts:  # as `syncd salesforce fields` makes it: the SocialPost upsert key
-            sf.add_field("SocialPost", SOCIAL_POST_KEY, external_id=True, unique=True)
+        if social_posts:  # as `syncd salesforce fields` makes them: the upsert keys
+            for sobject in ("SocialPost", "SocialPersona"):
+                sf.add_field(sobject, SOCIAL_POST_KEY, external_id=True, unique=True)
         # A post is written once all its records are (its Task, its SocialPost).
         clock = WriteClock(sf, social_posts=social_posts)
         kinds = CallKinds(sf)

@@ -456,6 +456,19 @@ class PeopleQuery:
 
 
 @dataclass(frozen=True)
+class Persona:
+    """The network account a history record is about (the person linked, whichever way the
+    post went), for a CRM that keeps a record per account (a Salesforce SocialPersona)."""
+
+    user_id: str  # the network's immutable id for the account
+    handle: str | None = None
+    name: str | None = None
+    # The CRM's record for the account, written before with the record's person as its
+    # parent: not written again. None: written (or found) with this record.
+    persona_id: str | None = None
+
+
+@dataclass(frozen=True)
 class HistoryRecord:
     """One interaction ready to be appended to a CRM person's history."""
 
@@ -475,6 +488,9 @@ class HistoryRecord:
     # The brand account that read it: its name where it has one (a Facebook Page), else its
     # handle. The author of an outbound record.
     brand: str | None = None
+    author: Persona | None = None
+    # The CRM's record of this target for the post it answers (in_reply_to), once written.
+    reply_to_id: str | None = None
 
 
 class Refusal(enum.StrEnum):
@@ -499,6 +515,12 @@ class WriteResult:
     # Read only when not ok. FINAL unless the connector knows better: an unknown refusal is
     # dead-lettered, never retried blindly.
     refusal: Refusal = Refusal.FINAL
+    # The CRM's record for the author's account the record was written with (Persona): kept,
+    # so the next records of the same author are written without writing it again.
+    persona_id: str | None = None
+    # Written without the record of the post it answers (not written yet), which the CRM
+    # links it to: written again once that one is.
+    awaits_reply_to: bool = False
 
 
 LookupResult = Mapping[IdentityKey, Match]

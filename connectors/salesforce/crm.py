@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from connectors.salesforce.delete import SalesforceRemoval
 from connectors.salesforce.identity.identity import SalesforceIdentity
 from connectors.salesforce.identity.lookup import key_chunks, lookup_soql, match_rows, settle
+from connectors.salesforce.personas import with_personas
 from connectors.salesforce.records import (
     BATCH,
     SOCIAL_POST,
@@ -58,6 +60,18 @@ TARGETS: dict[str, Callable[[SalesforceSettings], tuple[str, str, Build]]] = {
     "task": lambda s: (s.history_object, s.external_id_field, task_record),
     "social_post": lambda s: (SOCIAL_POST, s.social_post_key_field, social_post_record),
 }
+
+
+def _noted(answer: WriteResult, record: HistoryRecord) -> WriteResult:
+    """A SocialPost's answer with what the writer keeps: the persona it was written with, and
+    whether it answers a post whose SocialPost was not known (its ReplyToId is to come)."""
+    if not answer.ok:
+        return answer
+    return replace(
+        answer,
+        persona_id=record.author.persona_id if record.author is not None else None,
+        awaits_reply_to=bool(record.in_reply_to) and record.reply_to_id is None,
+    )
 
 
 class SalesforceCrm:
@@ -149,7 +163,18 @@ class SalesforceCrm:
             path = f"composite/sobjects/{obj}/{key_field}"
             by_query = target == "social_post" and s.social_post_match == "query"
             for start in range(0, len(indexes), BATCH):
-                chunk = [records[i] for i in indexes[start : start + BATCH]]
+                part = indexes[start : start + BATCH]
+                chunk = [records[i] for i in part]
+                refused: dict[int, WriteResult] = {}
+                if target == "social_post":
+                    # The authors' personas first: each post names its author's.
+                    chunk, refused = with_personas(self.session, s, chunk, budget)
+                    for j, answer in refused.items():
+                        results[part[j]] = answer
+                    part = [i for j, i in enumerate(part) if j not in refused]
+                    chunk = [r for j, r in enumerate(chunk) if j not in refused]
+                if not chunk:
+                    continue
                 if by_query:
                     answers = write_by_query(self.session, s, chunk, budget)
                 else:
@@ -158,8 +183,8 @@ class SalesforceCrm:
                         f"upsert {obj}", path, budget, method="PATCH", json=payload
                     )
                     answers = parse_upsert_results([r.external_id for r in chunk], body)
-                for i, answer in zip(indexes[start : start + BATCH], answers, strict=True):
-                    results[i] = answer
+                for i, r, answer in zip(part, chunk, answers, strict=True):
+                    results[i] = _noted(answer, r) if target == "social_post" else answer
         return [r for r in results if r is not None]
 
     def query(self, soql: str, *, include_archived: bool = False) -> list[dict[str, Any]]:

@@ -12,16 +12,19 @@ from typing import Any
 
 from connectors.salesforce.settings import SalesforceSettings
 from syncd.errors import TransientError
-from syncd.model import Direction, HistoryRecord, Refusal, WriteResult
+from syncd.model import Direction, HistoryRecord, Persona, Refusal, WriteResult
 
 __all__ = [
     "BATCH",
     "DESCRIPTION_MAX",
+    "SOCIAL_PERSONA",
     "SOCIAL_POST",
     "SUBJECT_MAX",
     "SYSTEM",
     "message_type",
     "parse_upsert_results",
+    "persona_key",
+    "persona_record",
     "refusal",
     "social_post_record",
     "task_record",
@@ -140,8 +143,9 @@ def social_post_record(
 ) -> dict[str, Any]:
     """The sObject Collections entry for one history record as a SocialPost, upserted on
     ``social_post_key_field`` with the Task's external id (``keyed=False``: without it, for
-    an org that has no such field). The persona, the post it replies to and its Case
-    (PersonaId, ReplyToId, ParentId) are not set."""
+    an org that has no such field). PersonaId and ReplyToId where the record carries them
+    (its author's persona, the SocialPost of the post it answers); its Case (ParentId) is
+    not set."""
     provider, media = persona_provider(record.network)
     handle = bare_handle(record.handle)
     key = {settings.social_post_key_field: record.external_id} if keyed else {}
@@ -161,6 +165,43 @@ def social_post_record(
         # The network's own id: the external id is "<network>:<post id>".
         "ExternalPostId": record.external_id.partition(":")[2] or record.external_id,
         "WhoId": record.who.id,
+        # Left out, never cleared, while the author's persona is not known.
+        **({"PersonaId": persona} if (persona := _persona_id(record)) else {}),
+        # The post it answers, once written (the writer sends this one again then).
+        **({"ReplyToId": record.reply_to_id} if record.reply_to_id else {}),
+    }
+
+
+def _persona_id(record: HistoryRecord) -> str | None:
+    return record.author.persona_id if record.author is not None else None
+
+
+SOCIAL_PERSONA = "SocialPersona"
+
+
+def persona_key(record: HistoryRecord) -> str | None:
+    """The author's SocialPersona key: ``<network>:<user id>`` (None: no author)."""
+    return f"{record.network}:{record.author.user_id}" if record.author is not None else None
+
+
+def persona_record(
+    record: HistoryRecord, author: Persona, settings: SalesforceSettings, *, keyed: bool = True
+) -> dict[str, Any]:
+    """The sObject Collections entry for the SocialPersona of a record's author, under the
+    record's person, upserted on ``social_persona_key_field`` (``keyed=False``: without it)."""
+    provider, media = persona_provider(record.network)
+    handle = bare_handle(author.handle)
+    key = {settings.social_persona_key_field: persona_key(record)} if keyed else {}
+    return {
+        "attributes": {"type": SOCIAL_PERSONA},
+        **key,
+        # The handle, or the name where a network gives none (Facebook).
+        "Name": clip(handle or author.name or author.user_id, NAME_MAX),
+        "RealName": clip(author.name, NAME_MAX) if author.name else None,
+        "Provider": provider,
+        "MediaProvider": media,
+        "ExternalId": author.user_id,
+        "ParentId": record.who.id,
     }
 
 

@@ -29,19 +29,19 @@ def _match(entry: dict[str, Any]) -> Match:
     return entry.get("Provider"), entry.get("MediaProvider"), entry.get("ExternalPostId")
 
 
-def _queries(post_ids: Sequence[str]) -> list[str]:
-    """``ExternalPostId IN (…)`` queries, each within a query URL's budget."""
+def in_queries(select: str, field: str, values: Sequence[str]) -> list[str]:
+    """``<select><field> IN (…)`` queries, each within a query URL's budget."""
     out: list[str] = []
     chunk: list[str] = []
-    used = url_cost(_SELECT)
-    for quoted in (soql_quote(p) for p in dict.fromkeys(post_ids)):
+    used = url_cost(select)
+    for quoted in (soql_quote(v) for v in dict.fromkeys(values)):
         if chunk and used + url_cost(quoted) > SOQL_URL_BUDGET:
-            out.append(f"{_SELECT}ExternalPostId IN ({', '.join(chunk)})")
-            chunk, used = [], url_cost(_SELECT)
+            out.append(f"{select}{field} IN ({', '.join(chunk)})")
+            chunk, used = [], url_cost(select)
         chunk.append(quoted)
         used += url_cost(quoted)
     if chunk:
-        out.append(f"{_SELECT}ExternalPostId IN ({', '.join(chunk)})")
+        out.append(f"{select}{field} IN ({', '.join(chunk)})")
     return out
 
 
@@ -55,7 +55,7 @@ def write_by_query(
     entries = [social_post_record(r, settings, keyed=False) for r in records]
     found: dict[Match, str] = {}
     post_ids = [str(e["ExternalPostId"]) for e in entries]
-    for soql in _queries(post_ids):
+    for soql in in_queries(_SELECT, "ExternalPostId", post_ids):
         for row in session.query("find SocialPost", soql, budget):
             # SOQL compares without case: a Bluesky rkey differing only in case is another post.
             found.setdefault(_match(row), str(row["Id"]))

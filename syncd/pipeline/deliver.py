@@ -255,6 +255,8 @@ class Writer:
         # whether it counts as an attempt (a person gone does not: the record was fine).
         failed: list[tuple[int, str | None, str, datetime | None, bool]] = []
         gone: list[int] = []
+        personas: list[tuple[int, str, str]] = []  # (identity, persona, its parent)
+        awaiting: list[int] = []  # written without the record of the post they answer
         follow: dict[CrmRef, CrmRef] = {}
         moved = {k: v for batch in answered for k, v in batch.moved.items()}
         for d, a in ((d, a) for b in answered for d, a in zip(b.ready, b.answers, strict=True)):
@@ -262,6 +264,10 @@ class Writer:
             if a.ok:
                 written.append((d.delivery_id, a.crm_id))
                 sent.append((d.delivery_id, a.crm_id, d.text))
+                if a.persona_id is not None and a.persona_id != d.persona_id:
+                    personas.append((d.identity_id, a.persona_id, d.who.id))
+                if a.awaits_reply_to:
+                    awaiting.append(d.delivery_id)
                 continue
             message = a.error_message or "unknown error"
             retry_at: datetime | None = None  # None: dead letter
@@ -306,6 +312,10 @@ class Writer:
                         owner=owner,
                     )
                 outbox.mark_written(conn, written, now, owner)
+                outbox.remember_personas(conn, self.crm_name, personas)
+                outbox.await_replies(conn, awaiting)
+                # Answers written before the posts they answer: again, now with them.
+                outbox.rewrite_replies(conn, (d for d, _ in written), now)
                 if since is not None and suppression.generation(conn) != since:
                     orphans[:] = privacy.after_write(conn, sent, now)
                 linking.follow(conn, self.crm_name, follow.items(), now)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from syncd.contracts.text import label
-from syncd.model import Direction, HistoryRecord
+from syncd.model import Direction, HistoryRecord, Persona
 from syncd.state.outbox import ReadyDelivery
 
 
@@ -42,5 +42,11 @@ def build_record(d: ReadyDelivery) -> HistoryRecord:
         conversation_id=d.conversation_id,
         target=d.target,
         in_reply_to=d.in_reply_to,
+        reply_to_id=d.reply_to_id,
         brand=d.brand_name or d.account,
+        author=(
+            Persona(d.user_id, d.handle, d.name, persona_id=d.persona_id)
+            if d.user_id is not None
+            else None
+        ),
     )

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Connection,
     Exists,
     Select,
+    Table,
     Update,
     and_,
     any_,
@@ -38,7 +39,15 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from syncd.model import DEFAULT_TARGET, CrmRef, DeliveryState, Direction, IdentityKey
 from syncd.state.coordination import Lease, gone, shared
 from syncd.state.ingest import insert_for
-from syncd.state.tables import accounts, crm_watch, deliveries, identities, interactions, links
+from syncd.state.tables import (
+    accounts,
+    crm_watch,
+    deliveries,
+    identities,
+    interactions,
+    links,
+    post_checks,
+)
 
 # A writer's hold on the deliveries it is writing (PostgreSQL; SQLite never claims).
 CLAIM = Lease(deliveries.c.claimed_by, deliveries.c.claim_until)
@@ -160,13 +169,14 @@ def held_waiting(conn: Connection, crm: str, now: datetime, after: int, limit: i
 
 def wake(conn: Connection, identity_ids: Iterable[int]) -> int:
     """Make identities due for resolution now; their back-off count is kept."""
-    ids = sorted(set(identity_ids))
+    return _update_ids(conn, identities, identity_ids, resolve_after=None)
+
+
+def _update_ids(conn: Connection, table: Table, row_ids: Iterable[int], **values: Any) -> int:
+    """Set ``values`` on the rows of ``table`` with these ids, 500 a statement."""
+    ids = sorted(set(row_ids))
     for start in range(0, len(ids), 500):
-        conn.execute(
-            update(identities)
-            .where(identities.c.id.in_(ids[start : start + 500]))
-            .values(resolve_after=None)
-        )
+        conn.execute(update(table).where(table.c.id.in_(ids[start : start + 500])).values(values))
     return len(ids)
 
 
@@ -226,6 +236,11 @@ class ReadyDelivery:
     brand_name: str | None = None  # Account.display_name of the brand account that read it
     target: str = DEFAULT_TARGET  # which of the CRM's history targets it is written to
     in_reply_to: str | None = None  # the network's id of the post it answers
+    user_id: str | None = None  # the network's id of the person's account
+    # The CRM's record for that account, while it is under the person linked (links.persona_id)
+    persona_id: str | None = None
+    # The CRM's record of the same target for the post it answers, where written.
+    reply_to_id: str | None = None
 
 
 def _ready(conn: Connection, crm: str, now: datetime, limit: int) -> Select[Any]:
@@ -250,6 +265,29 @@ def _ready(conn: Connection, crm: str, now: datetime, limit: int) -> Select[Any]
     )
 
 
+def _reply_to_record() -> Any:
+    """The CRM record written for the post a delivery's post answers, on the same target,
+    unless that post was deleted on its network (compliance deletes or marks its records)."""
+    parent, answered = deliveries.alias("parent"), interactions.alias("answered")
+    return (
+        select(parent.c.crm_record_id)
+        .join(answered, answered.c.id == parent.c.interaction_id)
+        .where(
+            answered.c.network == interactions.c.network,
+            answered.c.post_id == interactions.c.in_reply_to_post_id,
+            parent.c.crm == deliveries.c.crm,
+            parent.c.target == deliveries.c.target,
+            parent.c.crm_record_id.is_not(None),
+            ~exists().where(
+                post_checks.c.interaction_id == answered.c.id, post_checks.c.deleted_at.is_not(None)
+            ),
+        )
+        .limit(1)
+        .correlate(deliveries, interactions)
+        .scalar_subquery()
+    )
+
+
 def as_written() -> Select[Any]:
     """Deliveries with what the writer sends for each (the post, its author, the linked CRM
     person), to be narrowed by the caller; read with :func:`rows`."""
@@ -270,11 +308,15 @@ def as_written() -> Select[Any]:
             identities.c.id.label("identity_id"),
             identities.c.handle,
             identities.c.display_name,
+            identities.c.user_id,
             accounts.c.display_name.label("brand_name"),
             links.c.crm_object,
             links.c.crm_id,
             links.c.crm_name,
             links.c.crm_priority,
+            links.c.persona_id,
+            links.c.persona_parent_id,
+            _reply_to_record().label("reply_to_id"),
         )
         .join(interactions, interactions.c.id == deliveries.c.interaction_id)
         .join(identities, identities.c.id == deliveries.c.identity_id)
@@ -315,6 +357,9 @@ def rows(result: Iterable[Any]) -> list[ReadyDelivery]:
             brand_name=r.brand_name,
             target=r.target,
             in_reply_to=r.in_reply_to_post_id,
+            user_id=r.user_id,
+            persona_id=r.persona_id if r.persona_parent_id == r.crm_id else None,
+            reply_to_id=r.reply_to_id,
         )
         for r in result
     ]
@@ -406,6 +451,7 @@ def mark_written(
                 else_=DeliveryState.WRITTEN,
             ),
             crm_record_id=bindparam("crm_id"),
+            awaits_reply_to=False,
             attempts=deliveries.c.attempts + 1,
             last_error=None,
             last_error_code=None,
@@ -415,6 +461,64 @@ def mark_written(
         )
     )
     conn.execute(_by_claimer(stmt, owner), params)
+
+
+def await_replies(conn: Connection, delivery_ids: Iterable[int]) -> None:
+    """Note written deliveries whose record lacks the one of the post it answers."""
+    _update_ids(conn, deliveries, delivery_ids, awaits_reply_to=True)
+
+
+def rewrite_replies(conn: Connection, written: Iterable[int], now: datetime) -> int:
+    """Make pending again the written deliveries that wait for a just written one (the post
+    they answer, on the same CRM and target): their records are written again with it."""
+    ids = sorted(set(written))
+    if not ids:
+        return 0
+    child, parent, answered = interactions.alias("child"), deliveries.alias("p"), interactions
+    waiting = (
+        select(deliveries.c.id)
+        .join(child, child.c.id == deliveries.c.interaction_id)
+        .join(answered, answered.c.post_id == child.c.in_reply_to_post_id)
+        .join(
+            parent,
+            and_(
+                parent.c.interaction_id == answered.c.id,
+                parent.c.crm == deliveries.c.crm,
+                parent.c.target == deliveries.c.target,
+            ),
+        )
+        .where(
+            deliveries.c.awaits_reply_to.is_(True),
+            deliveries.c.state == DeliveryState.WRITTEN,
+            answered.c.network == child.c.network,
+            parent.c.id.in_(ids),
+        )
+    )
+    again = conn.scalars(waiting)
+    return _update_ids(
+        conn, deliveries, again, state=DeliveryState.PENDING, next_attempt_at=None, updated_at=now
+    )
+
+
+def remember_personas(conn: Connection, crm: str, written: Iterable[tuple[int, str, str]]) -> None:
+    """Keep each ``(identity_id, persona_id, parent_id)``: the CRM's record for the identity's
+    account, written under that person. A link moved meanwhile keeps none (written again)."""
+    params = [
+        {"b_identity": i, "b_persona": p, "b_parent": parent}
+        for i, p, parent in sorted(set(written))
+    ]
+    if not params:
+        return
+    conn.execute(
+        update(links)
+        .where(
+            links.c.identity_id == bindparam("b_identity"),
+            links.c.crm == crm,
+            links.c.crm_id == bindparam("b_parent"),
+        )
+        .values(persona_id=bindparam("b_persona"), persona_parent_id=bindparam("b_parent")),
+        params,
+    )
 
 
 def mark_failed(

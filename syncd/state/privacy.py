@@ -146,13 +146,20 @@ def _theirs(person: Person) -> Select[tuple[int]]:
 
 def crm_records(conn: Connection, person: Person, crm: str) -> list[str]:
     """The ids of the CRM records syncd wrote for the person's interactions (whatever the
-    delivery's state: a forgotten one a writer was writing keeps the record id it stored)."""
+    delivery's state: a forgotten one a writer was writing keeps the record id it stored),
+    then their account's record (links.persona_id: a SocialPersona), once nothing names it."""
     stmt = select(deliveries.c.crm_record_id).where(
         deliveries.c.crm == crm,
         deliveries.c.crm_record_id.is_not(None),
         deliveries.c.interaction_id.in_(_theirs(person)),
     )
-    return [r for r in conn.scalars(stmt.order_by(deliveries.c.id)) if r]
+    persona = select(links.c.persona_id).where(
+        links.c.identity_id == person.identity_id,
+        links.c.crm == crm,
+        links.c.persona_id.is_not(None),
+    )
+    records = [r for r in conn.scalars(stmt.order_by(deliveries.c.id)) if r]
+    return records + [p for p in conn.scalars(persona) if p and p not in records]
 
 
 def created_leads(conn: Connection, person: Person, crm: str) -> list[str]:

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 
 from syncd.contracts.redaction import redact_stored
@@ -142,6 +144,11 @@ links = Table(
     Column("crm_name", String(300)),
     # The customer's priority value (CrmRef.priority), kept current by the change watch.
     Column("crm_priority", String(PRIORITY_MAX)),
+    # The CRM's record for the identity's account (a Salesforce SocialPersona) and the person
+    # it was written under: current while that is still crm_id, written again once not (a
+    # relink, a merge followed).
+    Column("persona_id", String(64)),
+    Column("persona_parent_id", String(64)),
     Column("matcher", String(64), nullable=False),
     Column("score", Float),
     Column("reasons", JSON),
@@ -322,6 +329,9 @@ deliveries = Table(
     Column("last_error_code", String(100)),
     Column("last_error", RedactedText),
     Column("crm_record_id", String(64)),
+    # Written before the delivery of the post it answers (WriteResult.awaits_reply_to):
+    # pending again once that one is written.
+    Column("awaits_reply_to", Boolean, nullable=False, server_default=false()),
     Column("next_attempt_at", UtcDateTime()),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),

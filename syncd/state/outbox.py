@@ -470,31 +470,44 @@ def await_replies(conn: Connection, delivery_ids: Iterable[int]) -> None:
 
 def rewrite_replies(conn: Connection, written: Iterable[int], now: datetime) -> int:
     """Make pending again the written deliveries that wait for a just written one (the post
-    they answer, on the same CRM and target): their records are written again with it."""
+    they answer, on the same CRM and target): their records are written again with it. Read
+    from the waiting side (a partial index holds only them), so a batch with none waiting
+    costs one index look-up, however many deliveries there are."""
     ids = sorted(set(written))
     if not ids:
         return 0
-    child, parent, answered = interactions.alias("child"), deliveries.alias("p"), interactions
-    waiting = (
-        select(deliveries.c.id)
-        .join(child, child.c.id == deliveries.c.interaction_id)
-        .join(answered, answered.c.post_id == child.c.in_reply_to_post_id)
-        .join(
-            parent,
-            and_(
-                parent.c.interaction_id == answered.c.id,
-                parent.c.crm == deliveries.c.crm,
-                parent.c.target == deliveries.c.target,
-            ),
+    waiting = conn.execute(
+        select(
+            deliveries.c.id,
+            deliveries.c.crm,
+            deliveries.c.target,
+            interactions.c.network,
+            interactions.c.in_reply_to_post_id,
         )
+        .join(interactions, interactions.c.id == deliveries.c.interaction_id)
         .where(
             deliveries.c.awaits_reply_to.is_(True),
             deliveries.c.state == DeliveryState.WRITTEN,
-            answered.c.network == child.c.network,
-            parent.c.id.in_(ids),
         )
-    )
-    again = conn.scalars(waiting)
+    ).all()
+    if not waiting:
+        return 0
+    parent, answered = deliveries.alias("p"), interactions.alias("answered")
+    just_written: set[tuple[str, str, str, str]] = set()
+    for start in range(0, len(ids), 500):
+        just_written.update(
+            (r.network, r.post_id, r.crm, r.target)
+            for r in conn.execute(
+                select(answered.c.network, answered.c.post_id, parent.c.crm, parent.c.target)
+                .join(answered, answered.c.id == parent.c.interaction_id)
+                .where(parent.c.id.in_(ids[start : start + 500]))
+            )
+        )
+    again = [
+        w.id
+        for w in waiting
+        if (w.network, w.in_reply_to_post_id, w.crm, w.target) in just_written
+    ]
     return _update_ids(
         conn, deliveries, again, state=DeliveryState.PENDING, next_attempt_at=None, updated_at=now
     )

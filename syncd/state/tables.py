@@ -25,6 +25,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 
 from syncd.contracts.redaction import redact_stored
@@ -344,6 +345,14 @@ deliveries = Table(
         "interaction_id", "crm", "target", name="uq_deliveries_interaction_id_crm_target"
     ),
     Index("ix_deliveries_crm_state_identity_id", "crm", "state", "identity_id"),
+    # The few written deliveries waiting for the record of the post they answer: looked for
+    # after every written batch, so found without reading the rest.
+    Index(
+        "ix_deliveries_awaits_reply_to",
+        "id",
+        sqlite_where=text("awaits_reply_to"),
+        postgresql_where=text("awaits_reply_to"),
+    ),
 )
 
 # API items that could not be translated, kept whole with the reason.

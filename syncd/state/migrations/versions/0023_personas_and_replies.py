@@ -28,9 +28,17 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("awaits_reply_to", sa.Boolean(), nullable=False, server_default=sa.false())
         )
+    op.create_index(
+        "ix_deliveries_awaits_reply_to",
+        "deliveries",
+        ["id"],
+        sqlite_where=sa.text("awaits_reply_to"),
+        postgresql_where=sa.text("awaits_reply_to"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_deliveries_awaits_reply_to", table_name="deliveries")
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.drop_column("awaits_reply_to")
     with op.batch_alter_table("links", schema=None) as batch_op:

@@ -12,21 +12,26 @@ message adds nothing; a delivery through the listener is stored once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from support.meta import GraphClock, Walker, graph_server, hooked, listening, stored
+from support.meta import (
+    GraphClock,
+    Walker,
+    by_id,
+    hint_from,
+    hooked,
+    listening,
+    stored,
+)
 
 from connectors.meta import webhook
 from connectors.meta.instagram import InstagramSource
-from connectors.meta.receiver import hint_kind
 from sandbox.meta.api import MetaSandbox
 from sandbox.meta.store import DirectMessage, IGAccount
 from syncd.model import (
     Account,
     Direction,
-    Interaction,
     Page,
     Stream,
     WebhookHint,
@@ -38,12 +43,6 @@ TOKEN = "EAAB-page-token-direct-hints"
 NAME = "acme-ig"
 
 
-@pytest.fixture
-def graph() -> Iterator[tuple[MetaSandbox, GraphClock]]:
-    with graph_server() as both:
-        yield both
-
-
 def account_of(sandbox: MetaSandbox) -> IGAccount:
     page = sandbox.add_page("Acme", token=TOKEN)
     return sandbox.add_instagram_account(page.id, "acme")
@@ -51,8 +50,7 @@ def account_of(sandbox: MetaSandbox) -> IGAccount:
 
 def hint_of(sandbox: MetaSandbox, message: DirectMessage) -> WebhookHint:
     """The hint the receiver stores for the stand-in's delivery of ``message``."""
-    (found,) = webhook.hints(sandbox.direct_message_event(message.id))
-    return WebhookHint(found.account_id, found.object_id, hint_kind(found))
+    return hint_from(sandbox.direct_message_event(message.id))
 
 
 def test_a_direct_delivery_is_a_message_hint_of_the_account(
@@ -105,15 +103,11 @@ def busy_thread(
     return sandbox, walker, sent + later, pages
 
 
-def read(pages: list[Page]) -> dict[str, Interaction]:
-    return {i.post_id: i for p in pages for i in p.interactions}
-
-
 def test_a_busy_direct_thread_loses_nothing_with_the_webhook_on(
     graph: tuple[MetaSandbox, GraphClock],
 ) -> None:
     sandbox, walker, sent, pages = busy_thread(graph, webhook_on=True)
-    got = read(pages)
+    got = by_id(pages)
     assert set(got) == {m.id for m in sent}
     assert not pages[-1].cut  # every message beyond the 20 newest was read by its hint
     assert not any("a gap" in w for p in pages for w in p.warnings)
@@ -142,7 +136,7 @@ def test_without_the_webhook_the_busy_direct_thread_is_a_gap_as_before(
     _, _, sent, pages = busy_thread(graph, webhook_on=False)
     assert pages[-1].cut
     assert any("Instagram Direct thread" in w and "a gap" in w for w in pages[-1].warnings)
-    assert len(read(pages)) < len(sent)
+    assert len(by_id(pages)) < len(sent)
 
 
 def test_a_direct_message_past_the_twenty_newest_or_another_accounts_is_dropped(

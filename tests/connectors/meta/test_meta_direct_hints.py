@@ -15,27 +15,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from support.meta import (
-    GraphClock,
-    Walker,
-    by_id,
-    hint_from,
-    hooked,
-    listening,
-    stored,
-)
+from support.meta import GraphClock, Walker, by_id, hint_from, hooked, listening, stored
 
 from connectors.meta import webhook
 from connectors.meta.instagram import InstagramSource
 from sandbox.meta.api import MetaSandbox
-from sandbox.meta.store import DirectMessage, IGAccount
-from syncd.model import (
-    Account,
-    Direction,
-    Page,
-    Stream,
-    WebhookHint,
-)
+from sandbox.meta.store import DirectMessage, IGAccount, IGUser
+from syncd.model import Account, Direction, Page, Stream, WebhookHint
 from syncd.state import hints
 from syncd.state.db import Database
 
@@ -43,9 +29,10 @@ TOKEN = "EAAB-page-token-direct-hints"
 NAME = "acme-ig"
 
 
-def account_of(sandbox: MetaSandbox) -> IGAccount:
+def account_and_fan(sandbox: MetaSandbox) -> tuple[IGAccount, IGUser]:
+    """The brand's Instagram account and a person who writes to it."""
     page = sandbox.add_page("Acme", token=TOKEN)
-    return sandbox.add_instagram_account(page.id, "acme")
+    return sandbox.add_instagram_account(page.id, "acme"), sandbox.add_ig_user("ann.fan")
 
 
 def hint_of(sandbox: MetaSandbox, message: DirectMessage) -> WebhookHint:
@@ -57,8 +44,7 @@ def test_a_direct_delivery_is_a_message_hint_of_the_account(
     graph: tuple[MetaSandbox, GraphClock],
 ) -> None:
     sandbox, _ = graph
-    ig = account_of(sandbox)
-    fan = sandbox.add_ig_user("ann.fan")
+    ig, fan = account_and_fan(sandbox)
     asked = sandbox.add_direct_message(ig.id, fan, "is it in stock?")
     answered = sandbox.add_direct_message(ig.id, fan, "yes", from_account=True)
     delivery = sandbox.direct_message_event(answered.id)
@@ -80,8 +66,7 @@ def busy_thread(
     walk's first page (which reads the hints), twenty more before its thread page. Every
     sixth is the account's answer (its echo delivered too)."""
     sandbox, clock = graph
-    ig = account_of(sandbox)
-    fan = sandbox.add_ig_user("ann.fan")
+    ig, fan = account_and_fan(sandbox)
     sandbox.add_direct_message(ig.id, fan, "hello", at=clock.now - timedelta(hours=1))
     source = InstagramSource(TOKEN, ig_user_id=ig.id, api_base_url=sandbox.url, clock=clock)
     walker = Walker(source, Account("instagram", "acme", ig.id))
@@ -143,8 +128,7 @@ def test_a_direct_message_past_the_twenty_newest_or_another_accounts_is_dropped(
     graph: tuple[MetaSandbox, GraphClock],
 ) -> None:
     sandbox, clock = graph
-    ig = account_of(sandbox)
-    fan = sandbox.add_ig_user("ann.fan")
+    ig, fan = account_and_fan(sandbox)
     early = sandbox.add_direct_message(ig.id, fan, "first")
     for n in range(20):  # the hinted message falls out of the 20 newest before it is read
         sandbox.add_direct_message(ig.id, fan, f"then {n}")
@@ -170,8 +154,7 @@ def test_a_direct_delivery_through_the_listener_is_stored_once(
 ) -> None:
     sandbox, clock = graph
     settings = hooked(monkeypatch, sandbox)
-    ig = account_of(sandbox)
-    fan = sandbox.add_ig_user("ann.fan")
+    ig, fan = account_and_fan(sandbox)
     source = InstagramSource(
         TOKEN, ig_user_id=ig.id, api_base_url=sandbox.url, clock=clock, webhook=settings
     )

@@ -16,26 +16,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
-from support.meta import (
-    GraphClock,
-    Walker,
-    by_id,
-    hint_from,
-    hooked,
-    listening,
-    stored,
-)
+from support.meta import GraphClock, Walker, by_id, hint_from, hooked, listening, stored
 
 from connectors.meta.facebook import FacebookSource
 from sandbox.meta.api import MetaSandbox
 from sandbox.meta.store import Message
-from syncd.model import (
-    Account,
-    Direction,
-    Page,
-    Stream,
-    WebhookHint,
-)
+from syncd.model import Account, Direction, Page, Stream, WebhookHint
 from syncd.state import hints
 from syncd.state.db import Database
 from syncd.state.tables import webhook_hints

@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from support.databases import MigratedSchemas, schema_url
 
 # The Salesforce stand-in fixture (``sb``) many modules share; a module may define its own.
-pytest_plugins = ["support.salesforce"]
+pytest_plugins = ["support.salesforce", "support.meta"]
 
 PG_URL = os.environ.get("SYNCD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

@@ -31,7 +31,6 @@ from sandbox.meta.errors import GraphError
 from sandbox.meta.fields import FieldSpec
 from sandbox.meta.store import Actor, DirectMessage, DirectThread
 from sandbox.meta.views import (
-    ABSENT,
     EDGE_MAX,
     MESSAGE_DETAILS,
     Ctx,
@@ -216,15 +215,12 @@ class DirectViews(GraphViews):
             if message.sender[0] == "iguser"
             else ("iguser", thread.user_key)
         )
-
-        def detail(value: Callable[[DirectMessage], Any]) -> Callable[[Any, FieldSpec, Ctx], Any]:
-            return lambda m, f, c: value(m) if details else ABSENT
-
-        fields: Mapping[str, Callable[[Any, FieldSpec, Ctx], Any]] = {
-            "id": lambda m, f, c: m.id,
-            "created_time": lambda m, f, c: _fb_time(m.created),
-            "from": detail(lambda m: self._direct_party(m.sender, thread.account_id)),
-            "to": detail(lambda m: {"data": [self._direct_party(other, thread.account_id)]}),
-            "message": detail(lambda m: m.text),
-        }
-        return self._render("IGMessage", message, specs, ctx, ("id", "created_time"), fields)
+        return self._render_message(
+            "IGMessage",
+            message,
+            lambda who: self._direct_party(who, thread.account_id),
+            other,
+            specs,
+            ctx,
+            details=details,
+        )

@@ -431,6 +431,9 @@ class Store:
         self.ig_comments[comment.id] = comment
         return comment
 
+    # Not one with conversation_with/add_message though they read alike: a Messenger thread
+    # has a link_id and its people a Page-scoped id, a Direct thread's id is base64 text and
+    # its people IGSIDs, and the two messages' ids and senders are kept in their own types.
     def direct_thread_with(self, account_id: str, user: IGUser) -> DirectThread:
         for thread in self.direct_threads.values():
             if thread.account_id == account_id and thread.user_key == user.key:

@@ -21,6 +21,7 @@ from sandbox.meta.store import (
     Actor,
     Comment,
     Conversation,
+    DirectMessage,
     IGAccount,
     IGComment,
     Media,
@@ -585,19 +586,46 @@ class GraphViews:
         other: Actor = (
             ("page", conv.page_id) if message.sender[0] == "person" else ("person", conv.person_key)
         )
+        return self._render_message(
+            "Message",
+            message,
+            lambda who: self._messenger_party(who, conv.page_id),
+            other,
+            specs,
+            ctx,
+            details=details,
+            tags={"data": [{"name": "inbox"}, {"name": "source:mobile"}]},
+        )
 
-        def detail(value: Callable[[Message], Any]) -> Callable[[Any, FieldSpec, Ctx], Any]:
+    def _render_message(
+        self,
+        type_name: str,
+        message: Message | DirectMessage,
+        party: Callable[[Actor], JsonObject],
+        other: Actor,
+        specs: list[FieldSpec] | None,
+        ctx: Ctx,
+        *,
+        details: bool,
+        tags: JsonObject | None = None,
+    ) -> JsonObject:
+        """A Messenger or Instagram Direct message: Graph gives both the same fields (an
+        Instagram message has no ``tags``); without ``details`` (past its thread's 20 newest)
+        only its id and time."""
+
+        def detail(value: Callable[[Any], Any]) -> Callable[[Any, FieldSpec, Ctx], Any]:
             return lambda m, f, c: value(m) if details else ABSENT
 
-        fields: Mapping[str, Callable[[Any, FieldSpec, Ctx], Any]] = {
+        fields: dict[str, Callable[[Any, FieldSpec, Ctx], Any]] = {
             "id": lambda m, f, c: m.id,
             "created_time": lambda m, f, c: _fb_time(m.created),
-            "from": detail(lambda m: self._messenger_party(m.sender, conv.page_id)),
-            "to": detail(lambda m: {"data": [self._messenger_party(other, conv.page_id)]}),
+            "from": detail(lambda m: party(m.sender)),
+            "to": detail(lambda m: {"data": [party(other)]}),
             "message": detail(lambda m: m.text),
-            "tags": detail(lambda m: {"data": [{"name": "inbox"}, {"name": "source:mobile"}]}),
         }
-        return self._render("Message", message, specs, ctx, ("id", "created_time"), fields)
+        if tags is not None:
+            fields["tags"] = detail(lambda m: tags)
+        return self._render(type_name, message, specs, ctx, ("id", "created_time"), fields)
 
     # Instagram --------------------------------------------------------------------------------
     def _ig_author(self, author: Actor, account_id: str | None) -> tuple[str, str]:

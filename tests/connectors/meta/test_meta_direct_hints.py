@@ -12,25 +12,16 @@ message adds nothing; a delivery through the listener is stored once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from support.meta import GraphClock, Walker, graph_server, hooked, listening, stored
+from support.meta import GraphClock, Walker, by_id, hint_from, hooked, listening, stored
 
 from connectors.meta import webhook
 from connectors.meta.instagram import InstagramSource
-from connectors.meta.receiver import hint_kind
 from sandbox.meta.api import MetaSandbox
-from sandbox.meta.store import DirectMessage, IGAccount
-from syncd.model import (
-    Account,
-    Direction,
-    Interaction,
-    Page,
-    Stream,
-    WebhookHint,
-)
+from sandbox.meta.store import DirectMessage, IGAccount, IGUser
+from syncd.model import Account, Direction, Page, Stream, WebhookHint
 from syncd.state import hints
 from syncd.state.db import Database
 
@@ -38,29 +29,22 @@ TOKEN = "EAAB-page-token-direct-hints"
 NAME = "acme-ig"
 
 
-@pytest.fixture
-def graph() -> Iterator[tuple[MetaSandbox, GraphClock]]:
-    with graph_server() as both:
-        yield both
-
-
-def account_of(sandbox: MetaSandbox) -> IGAccount:
+def account_and_fan(sandbox: MetaSandbox) -> tuple[IGAccount, IGUser]:
+    """The brand's Instagram account and a person who writes to it."""
     page = sandbox.add_page("Acme", token=TOKEN)
-    return sandbox.add_instagram_account(page.id, "acme")
+    return sandbox.add_instagram_account(page.id, "acme"), sandbox.add_ig_user("ann.fan")
 
 
 def hint_of(sandbox: MetaSandbox, message: DirectMessage) -> WebhookHint:
     """The hint the receiver stores for the stand-in's delivery of ``message``."""
-    (found,) = webhook.hints(sandbox.direct_message_event(message.id))
-    return WebhookHint(found.account_id, found.object_id, hint_kind(found))
+    return hint_from(sandbox.direct_message_event(message.id))
 
 
 def test_a_direct_delivery_is_a_message_hint_of_the_account(
     graph: tuple[MetaSandbox, GraphClock],
 ) -> None:
     sandbox, _ = graph
-    ig = account_of(sandbox)
-    fan = sandbox.add_ig_user("ann.fan")
+    ig, fan = account_and_fan(sandbox)
     asked = sandbox.add_direct_message(ig.id, fan, "is it in stock?")
     answered = sandbox.add_direct_message(ig.id, fan, "yes", from_account=True)
     delivery = sandbox.direct_message_event(answered.id)
@@ -82,8 +66,7 @@ def busy_thread(
     walk's first page (which reads the hints), twenty more before its thread page. Every
     sixth is the account's answer (its echo delivered too)."""
     sandbox, clock = graph
-    ig = account_of(sandbox)
-    fan = sandbox.add_ig_user("ann.fan")
+    ig, fan = account_and_fan(sandbox)
     sandbox.add_direct_message(ig.id, fan, "hello", at=clock.now - timedelta(hours=1))
     source = InstagramSource(TOKEN, ig_user_id=ig.id, api_base_url=sandbox.url, clock=clock)
     walker = Walker(source, Account("instagram", "acme", ig.id))
@@ -105,15 +88,11 @@ def busy_thread(
     return sandbox, walker, sent + later, pages
 
 
-def read(pages: list[Page]) -> dict[str, Interaction]:
-    return {i.post_id: i for p in pages for i in p.interactions}
-
-
 def test_a_busy_direct_thread_loses_nothing_with_the_webhook_on(
     graph: tuple[MetaSandbox, GraphClock],
 ) -> None:
     sandbox, walker, sent, pages = busy_thread(graph, webhook_on=True)
-    got = read(pages)
+    got = by_id(pages)
     assert set(got) == {m.id for m in sent}
     assert not pages[-1].cut  # every message beyond the 20 newest was read by its hint
     assert not any("a gap" in w for p in pages for w in p.warnings)
@@ -142,15 +121,14 @@ def test_without_the_webhook_the_busy_direct_thread_is_a_gap_as_before(
     _, _, sent, pages = busy_thread(graph, webhook_on=False)
     assert pages[-1].cut
     assert any("Instagram Direct thread" in w and "a gap" in w for w in pages[-1].warnings)
-    assert len(read(pages)) < len(sent)
+    assert len(by_id(pages)) < len(sent)
 
 
 def test_a_direct_message_past_the_twenty_newest_or_another_accounts_is_dropped(
     graph: tuple[MetaSandbox, GraphClock],
 ) -> None:
     sandbox, clock = graph
-    ig = account_of(sandbox)
-    fan = sandbox.add_ig_user("ann.fan")
+    ig, fan = account_and_fan(sandbox)
     early = sandbox.add_direct_message(ig.id, fan, "first")
     for n in range(20):  # the hinted message falls out of the 20 newest before it is read
         sandbox.add_direct_message(ig.id, fan, f"then {n}")
@@ -176,8 +154,7 @@ def test_a_direct_delivery_through_the_listener_is_stored_once(
 ) -> None:
     sandbox, clock = graph
     settings = hooked(monkeypatch, sandbox)
-    ig = account_of(sandbox)
-    fan = sandbox.add_ig_user("ann.fan")
+    ig, fan = account_and_fan(sandbox)
     source = InstagramSource(
         TOKEN, ig_user_id=ig.id, api_base_url=sandbox.url, clock=clock, webhook=settings
     )

@@ -21,7 +21,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 from support.fake_crm import FakeCrm
-from support.meta import VERIFY, GraphClock, graph_server, hooked
+from support.meta import VERIFY, GraphClock, hooked
 from support.pipeline import Clock as PipelineClock
 
 from connectors.meta.facebook import FacebookSource
@@ -40,12 +40,6 @@ from syncd.state.tables import interactions
 
 TOKEN = "EAAB-page-token-hints"
 NAME = "acme-ig"
-
-
-@pytest.fixture
-def graph() -> Iterator[tuple[MetaSandbox, GraphClock]]:
-    with graph_server() as both:
-        yield both
 
 
 class Brand:

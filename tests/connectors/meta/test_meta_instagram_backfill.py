@@ -6,36 +6,15 @@ watch window is cut to it, and the plan says so.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-import pytest
+from support.meta import GraphClock
 
 from connectors.meta.instagram import InstagramSource
 from sandbox.meta.api import MetaSandbox
 from syncd.model import Account, Direction, Page, Segment, Stream
 
 TOKEN = "EAAB-page-token-ig-backfill"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def sandbox(clock: Clock) -> Iterator[MetaSandbox]:
-    with MetaSandbox(clock=clock) as server:
-        yield server
 
 
 def steps(source: InstagramSource, account: Account, segment: Segment) -> list[Page]:
@@ -50,7 +29,7 @@ def steps(source: InstagramSource, account: Account, segment: Segment) -> list[P
 
 
 def test_an_instagram_backfill_reads_the_windows_comments_and_tags(
-    sandbox: MetaSandbox, clock: Clock
+    sandbox: MetaSandbox, clock: GraphClock
 ) -> None:
     now = clock.now
     page = sandbox.add_page("Acme", token=TOKEN)

@@ -11,120 +11,23 @@ newest is never judged deleted.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import requests
+from support.meta import Calls, Core, GraphClock, ids
 
 from connectors.meta.instagram import InstagramSource
 from connectors.meta.settings import InstagramSettings
 from sandbox.meta.api import MetaSandbox
 from sandbox.meta.store import PAGE_SCOPES, IGAccount
-from syncd.model import Account, Cursor, Direction, GapState, Page, Stream, merge_marks
-from syncd.state import gaps
+from syncd.model import Account, Direction, GapState, Stream
 from syncd.state.db import Database
-from syncd.state.ingest import ingest_page, load_cursor
 
 TOKEN = "EAAB-page-token-ig-direct"
 IG_TOKEN = "IGAA-instagram-login-token-direct"
 SOURCE = "acme-instagram"
-
-
-class Clock:
-    """One second on at each reading (Graph's times are whole seconds), shared by the
-    stand-in and the source."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
-
-
-class Calls:
-    """The routes the source called (ObservedResponses)."""
-
-    def __init__(self) -> None:
-        self.routes: Counter[str] = Counter()
-
-    def __call__(self, route: str, status: int, headers: Mapping[str, str]) -> None:
-        self.routes[route.rsplit("/", 1)[-1]] += 1
-
-
-class Core:
-    """The poller's storing: each page in one transaction, the next read with the marks
-    as stored. ``new`` counts the interactions stored for the first time."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self.new = 0
-
-    def walk(
-        self,
-        source: InstagramSource,
-        account: Account,
-        stream: Stream = Stream.MENTIONS,
-        *,
-        stop_after: int | None = None,
-    ) -> list[Page]:
-        """One walk from the stored cursor; ``stop_after`` pages: the process dies after
-        reading the next one, before storing it."""
-        with self.db.transaction() as conn:
-            cursor = load_cursor(conn, SOURCE, account.handle, stream)
-        if cursor.since_id is None and not cursor.in_walk:
-            cursor = Cursor(since_id=source.start_after(source.clock()), marks=cursor.marks)
-        pages: list[Page] = []
-        while True:
-            assert len(pages) < 50, "the walk never ends"
-            page = source.fetch(account, stream, cursor)
-            pages.append(page)
-            if stop_after is not None and len(pages) > stop_after:
-                return pages
-            with self.db.transaction() as conn:
-                stored = ingest_page(
-                    conn,
-                    source=SOURCE,
-                    network=source.network,
-                    account=account,
-                    stream=stream,
-                    page=page,
-                    crms=["crm"],
-                    brand_ids={account.user_id},
-                    now=datetime.now(UTC),
-                )
-            self.new += stored.new
-            if page.walk_complete:
-                return pages
-            nxt = page.next_cursor
-            cursor = Cursor(
-                nxt.since_id,
-                nxt.pagination_token,
-                nxt.pending_since_id,
-                merge_marks(cursor.marks, page.marks),
-            )
-
-    def gaps(self) -> list[gaps.Gap]:
-        with self.db.connect() as conn:
-            return gaps.listing(conn)
-
-
-def read(pages: list[Page]) -> list[str]:
-    return [i.post_id for p in pages for i in p.interactions]
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def sandbox(clock: Clock) -> Iterator[MetaSandbox]:
-    with MetaSandbox(clock=clock) as server:
-        yield server
 
 
 @pytest.fixture
@@ -135,11 +38,11 @@ def ig(sandbox: MetaSandbox) -> IGAccount:
 
 @pytest.fixture
 def core(db: Database) -> Core:
-    return Core(db)
+    return Core(db, SOURCE)
 
 
 def instagram(
-    sandbox: MetaSandbox, ig: IGAccount, clock: Clock, calls: Calls | None = None, **kw: Any
+    sandbox: MetaSandbox, ig: IGAccount, clock: GraphClock, calls: Calls | None = None, **kw: Any
 ) -> InstagramSource:
     options: dict[str, Any] = {"page_size": 5, "start": "1d", **kw}
     source = InstagramSource(
@@ -159,7 +62,7 @@ def brand(ig: IGAccount) -> Account:
 
 
 def test_a_message_is_a_mention_and_the_answer_a_reply_to_that_person(
-    sandbox: MetaSandbox, ig: IGAccount, clock: Clock, core: Core
+    sandbox: MetaSandbox, ig: IGAccount, clock: GraphClock, core: Core
 ) -> None:
     fan = sandbox.add_ig_user("ann.fan")
     media = sandbox.add_media(ig.id, "new drop")
@@ -168,7 +71,7 @@ def test_a_message_is_a_mention_and_the_answer_a_reply_to_that_person(
     source = instagram(sandbox, ig, clock)
     acme = brand(ig)
     pages = core.walk(source, acme)
-    assert sorted(read(pages)) == sorted([comment.id, hello.id])
+    assert sorted(ids(pages)) == sorted([comment.id, hello.id])
     by_id = {i.post_id: i for p in pages for i in p.interactions}
     person = f"{ig.id}:{sandbox.igsid(fan, ig.id)}"
     dm = by_id[hello.id]
@@ -185,26 +88,26 @@ def test_a_message_is_a_mention_and_the_answer_a_reply_to_that_person(
     assert reply.post_id == answer.id and reply.direction is Direction.OUTBOUND
     assert reply.author_id == ig.id and reply.counterpart_id == person
     # Nothing new: once its mark settled (SKEW on), the thread is not asked again.
-    assert read(core.walk(source, acme)) == []
+    assert ids(core.walk(source, acme)) == []
     clock.now += timedelta(minutes=11)
-    assert read(core.walk(source, acme)) == []
+    assert ids(core.walk(source, acme)) == []
     calls = Calls()
     source.observe_responses(calls)
-    assert read(core.walk(source, acme)) == []
-    assert calls.routes["conversations"] == 1 and calls.routes["messages"] == 0
+    assert ids(core.walk(source, acme)) == []
+    assert calls.count("/conversations") == 1 and calls.count("/messages") == 0
 
 
 def test_more_than_twenty_messages_between_polls_is_a_gap_nothing_closes(
-    sandbox: MetaSandbox, ig: IGAccount, clock: Clock, core: Core
+    sandbox: MetaSandbox, ig: IGAccount, clock: GraphClock, core: Core
 ) -> None:
     fan = sandbox.add_ig_user("busy")
     first = sandbox.add_direct_message(ig.id, fan, "hello")
     source = instagram(sandbox, ig, clock)
     acme = brand(ig)
-    assert read(core.walk(source, acme)) == [first.id]
+    assert ids(core.walk(source, acme)) == [first.id]
     burst = [sandbox.add_direct_message(ig.id, fan, f"msg {n}") for n in range(25)]
     pages = core.walk(source, acme)
-    assert sorted(read(pages)) == sorted(m.id for m in burst[-20:])
+    assert sorted(ids(pages)) == sorted(m.id for m in burst[-20:])
     assert pages[-1].cut and pages[-1].walk_complete
     assert any("Instagram Direct thread" in w and "20" in w for p in pages for w in p.warnings)
     (gap,) = core.gaps()
@@ -212,12 +115,12 @@ def test_more_than_twenty_messages_between_polls_is_a_gap_nothing_closes(
     plan = source.plan_gap(acme, Stream.MENTIONS, gap.since_id, gap.until_id, clock.now)
     assert plan.segments == () and plan.unreachable
     later = sandbox.add_direct_message(ig.id, fan, "still there?")
-    assert read(core.walk(source, acme)) == [later.id]
+    assert ids(core.walk(source, acme)) == [later.id]
     assert len(core.gaps()) == 1
 
 
 def test_without_the_messaging_permission_direct_stops_and_says_which(
-    sandbox: MetaSandbox, ig: IGAccount, clock: Clock, core: Core
+    sandbox: MetaSandbox, ig: IGAccount, clock: GraphClock, core: Core
 ) -> None:
     scopes = tuple(s for s in PAGE_SCOPES if s != "instagram_manage_messages")
     sandbox.add_token("EAAB-no-messages", ig.page_id, scopes=scopes)
@@ -229,7 +132,7 @@ def test_without_the_messaging_permission_direct_stops_and_says_which(
     acme = brand(ig)
     pages = core.walk(source, acme)
     # The comments are read and stored; the walk ends instead of stopping on the inbox.
-    assert read(pages) == [comment.id] and pages[-1].walk_complete
+    assert ids(pages) == [comment.id] and pages[-1].walk_complete
     (said,) = [w for p in pages for w in p.warnings]
     assert "instagram_manage_messages" in said and "direct = false" in said
     rows = {r.item: r for r in source.check(["acme"])}
@@ -238,11 +141,11 @@ def test_without_the_messaging_permission_direct_stops_and_says_which(
     assert rows["media and comments"].ok
     # The next poll reads comments again, not stuck on the inbox.
     later = sandbox.add_ig_comment(media.id, fan, "again")
-    assert read(core.walk(source, acme)) == [later.id]
+    assert ids(core.walk(source, acme)) == [later.id]
 
 
 def test_an_instagram_login_token_reads_direct_at_me(
-    sandbox: MetaSandbox, ig: IGAccount, clock: Clock, core: Core
+    sandbox: MetaSandbox, ig: IGAccount, clock: GraphClock, core: Core
 ) -> None:
     sandbox.add_instagram_login_token(IG_TOKEN, ig.id)
     fan = sandbox.add_ig_user("ann")
@@ -251,10 +154,10 @@ def test_an_instagram_login_token_reads_direct_at_me(
     source = instagram(sandbox, ig, clock, calls, token=IG_TOKEN, instagram_login=True)
     assert source.client.token_name == "Instagram token"
     pages = core.walk(source, brand(ig))
-    assert read(pages) == [hello.id]
+    assert ids(pages) == [hello.id]
     (dm,) = [i for p in pages for i in p.interactions]
     assert dm.author_id == f"{ig.id}:{sandbox.igsid(fan, ig.id)}"
-    assert calls.routes["conversations"] == 1
+    assert calls.count("/conversations") == 1
     rows = {r.item: r for r in source.check(["acme"])}
     assert rows["Instagram Direct"].ok
     assert "instagram_business_manage_messages" in rows["Instagram Direct"].detail
@@ -268,7 +171,7 @@ def test_an_instagram_login_token_reads_direct_at_me(
 
 
 def test_a_walk_dying_between_pages_of_threads_stores_each_message_once(
-    sandbox: MetaSandbox, ig: IGAccount, clock: Clock, core: Core
+    sandbox: MetaSandbox, ig: IGAccount, clock: GraphClock, core: Core
 ) -> None:
     fans = [sandbox.add_ig_user(f"fan{n}") for n in range(3)]
     sent = [sandbox.add_direct_message(ig.id, fan, f"hi from {n}") for n, fan in enumerate(fans)]
@@ -276,23 +179,23 @@ def test_a_walk_dying_between_pages_of_threads_stores_each_message_once(
     acme = brand(ig)
     # media (empty), tags (empty), then one thread a page: die on the second thread's page.
     died = core.walk(source, acme, stop_after=3)
-    assert read(died[-1:]) == [sent[1].id]  # read, never stored
+    assert ids(died[-1:]) == [sent[1].id]  # read, never stored
     assert core.new == 1
     core.walk(source, acme)
     assert core.new == 3
-    assert read(core.walk(source, acme)) == []
+    assert ids(core.walk(source, acme)) == []
     assert core.new == 3
 
 
 def test_direct_off_asks_nothing_of_the_inbox(
-    sandbox: MetaSandbox, ig: IGAccount, clock: Clock, core: Core
+    sandbox: MetaSandbox, ig: IGAccount, clock: GraphClock, core: Core
 ) -> None:
     fan = sandbox.add_ig_user("ann")
     sandbox.add_direct_message(ig.id, fan, "hello")
     calls = Calls()
     source = instagram(sandbox, ig, clock, calls, direct=False)
-    assert read(core.walk(source, brand(ig))) == []
-    assert calls.routes["conversations"] == 0
+    assert ids(core.walk(source, brand(ig))) == []
+    assert calls.count("/conversations") == 0
     assert "Instagram Direct" not in {r.item for r in source.check(["acme"])}
 
 
@@ -306,7 +209,7 @@ def test_direct_is_read_unless_the_setting_says_not(monkeypatch: pytest.MonkeyPa
 
 
 def test_a_message_past_the_twenty_newest_is_never_judged_deleted(
-    sandbox: MetaSandbox, ig: IGAccount, clock: Clock
+    sandbox: MetaSandbox, ig: IGAccount, clock: GraphClock
 ) -> None:
     fan = sandbox.add_ig_user("ann")
     old = sandbox.add_direct_message(ig.id, fan, "first")
@@ -358,7 +261,7 @@ def test_the_stand_in_serves_direct_by_page_and_by_instagram_login(
 
 
 def test_one_threads_unreadable_answer_leaves_it_to_the_next_walk_and_the_others_are_read(
-    sandbox: MetaSandbox, ig: IGAccount, clock: Clock, core: Core
+    sandbox: MetaSandbox, ig: IGAccount, clock: GraphClock, core: Core
 ) -> None:
     made = [
         sandbox.add_direct_message(ig.id, sandbox.add_ig_user(name), "Where is my order?").id
@@ -370,6 +273,6 @@ def test_one_threads_unreadable_answer_leaves_it_to_the_next_walk_and_the_others
     acme = brand(ig)
     sandbox.inject("malformed", endpoint="messages", count=1)
     pages = core.walk(source, acme)
-    (one,) = read(pages)
+    (one,) = ids(pages)
     assert any("left for the next walk" in w for p in pages for w in p.warnings)
-    assert sorted([one, *read(core.walk(source, acme))]) == sorted(made)
+    assert sorted([one, *ids(core.walk(source, acme))]) == sorted(made)

@@ -12,26 +12,16 @@ hint rows are pruned.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
-from support.meta import GraphClock, Walker, graph_server, hooked, listening, stored
+from support.meta import GraphClock, Walker, by_id, hint_from, hooked, listening, stored
 
-from connectors.meta import webhook
 from connectors.meta.facebook import FacebookSource
-from connectors.meta.receiver import hint_kind
 from sandbox.meta.api import MetaSandbox
 from sandbox.meta.store import Message
-from syncd.model import (
-    Account,
-    Direction,
-    Interaction,
-    Page,
-    Stream,
-    WebhookHint,
-)
+from syncd.model import Account, Direction, Page, Stream, WebhookHint
 from syncd.state import hints
 from syncd.state.db import Database
 from syncd.state.tables import webhook_hints
@@ -40,16 +30,9 @@ TOKEN = "EAAB-page-token-messenger"
 NAME = "acme-fb"
 
 
-@pytest.fixture
-def graph() -> Iterator[tuple[MetaSandbox, GraphClock]]:
-    with graph_server() as both:
-        yield both
-
-
 def hint_of(sandbox: MetaSandbox, message: Message) -> WebhookHint:
     """The hint the receiver stores for the stand-in's delivery of ``message``."""
-    (found,) = webhook.hints(sandbox.message_event(message.id))
-    return WebhookHint(found.account_id, found.object_id, hint_kind(found))
+    return hint_from(sandbox.message_event(message.id))
 
 
 def busy_thread(
@@ -75,15 +58,11 @@ def busy_thread(
     return sandbox, walker, sent + later, [first, second]
 
 
-def read(pages: list[Page]) -> dict[str, Interaction]:
-    return {i.post_id: i for p in pages for i in p.interactions}
-
-
 def test_a_busy_thread_loses_nothing_with_the_webhook_on(
     graph: tuple[MetaSandbox, GraphClock],
 ) -> None:
     sandbox, walker, sent, pages = busy_thread(graph, webhook_on=True)
-    got = read(pages)
+    got = by_id(pages)
     assert set(got) == {m.id for m in sent}
     assert not pages[-1].cut  # every message beyond the 20 newest was read by its hint
     assert not any("a gap" in w for p in pages for w in p.warnings)
@@ -109,7 +88,7 @@ def test_without_the_webhook_the_busy_thread_is_a_gap_as_before(
     _, _, sent, pages = busy_thread(graph, webhook_on=False)
     assert pages[-1].cut
     assert any("a gap" in w for w in pages[-1].warnings)
-    assert len(read(pages)) < len(sent)
+    assert len(by_id(pages)) < len(sent)
 
 
 def test_a_message_graph_no_longer_details_is_dropped_and_counted(

@@ -13,12 +13,13 @@ Instagram reads only media whose comment count moved; check and lookup_posts.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from support.meta import Calls, Core, GraphClock, ids
 
 from connectors import source_class
 from connectors.meta.facebook import FacebookSource
@@ -36,127 +37,12 @@ from syncd.model import (
     Page,
     Segment,
     Stream,
-    merge_marks,
 )
-from syncd.state import gaps
 from syncd.state.db import Database
-from syncd.state.ingest import ingest_page, load_cursor
 from syncd.state.tables import deliveries, identities, interactions
 
 TOKEN = "meta-source-page-token"
 SOURCE = "acme-facebook"
-
-
-class Clock:
-    """One second on at each reading (Graph's times are whole seconds), and moved on at will:
-    shared by the stand-in and the source."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
-
-
-class Calls:
-    """Each answer the source reports (ObservedResponses), by route."""
-
-    def __init__(self) -> None:
-        self.routes: Counter[str] = Counter()
-
-    def __call__(self, route: str, status: int, headers: Mapping[str, str]) -> None:
-        self.routes[route.split("/", 2)[-1]] += 1
-
-    def clear(self) -> None:
-        self.routes.clear()
-
-    def count(self, suffix: str) -> int:
-        return sum(n for route, n in self.routes.items() if route.endswith(suffix))
-
-
-class Core:
-    """State as the poller keeps it: a walk reads with the stored cursor and marks, and each
-    page is stored in one transaction."""
-
-    def __init__(self, path: Path) -> None:
-        self.db = Database(f"sqlite:///{path}")
-        self.db.upgrade()
-
-    def cursor(self, account: Account, stream: Stream) -> Cursor:
-        with self.db.transaction() as conn:
-            return load_cursor(conn, SOURCE, account.handle, stream)
-
-    def store(
-        self, source: FacebookSource | InstagramSource, account: Account, stream: Stream, page: Page
-    ) -> None:
-        with self.db.transaction() as conn:
-            ingest_page(
-                conn,
-                source=SOURCE,
-                network=source.network,
-                account=account,
-                stream=stream,
-                page=page,
-                crms=["crm"],
-                brand_ids={account.user_id},
-                now=datetime.now(UTC),
-            )
-
-    def walk(
-        self,
-        source: FacebookSource | InstagramSource,
-        account: Account,
-        stream: Stream = Stream.MENTIONS,
-        *,
-        stop_after: int | None = None,
-    ) -> list[Page]:
-        """One walk from the stored cursor, each page stored; ``stop_after`` pages: the
-        process dies after reading the next one, before storing it."""
-        cursor = self.cursor(account, stream)
-        if cursor.since_id is None and not cursor.in_walk:
-            cursor = Cursor(since_id=source.start_after(source.clock()), marks=cursor.marks)
-        pages: list[Page] = []
-        while True:
-            assert len(pages) < 50, "the walk never ends"
-            page = source.fetch(account, stream, cursor)
-            pages.append(page)
-            if stop_after is not None and len(pages) > stop_after:
-                return pages  # read, never stored
-            self.store(source, account, stream, page)
-            if page.walk_complete:
-                return pages
-            cursor = Cursor(
-                page.next_cursor.since_id,
-                page.next_cursor.pagination_token,
-                page.next_cursor.pending_since_id,
-                merge_marks(cursor.marks, page.marks),
-            )
-
-    def gaps(self) -> list[gaps.Gap]:
-        with self.db.connect() as conn:
-            return gaps.listing(conn)
-
-    def close(self) -> None:
-        self.db.dispose()
-
-
-def ids(pages: list[Page]) -> list[str]:
-    return [i.post_id for p in pages for i in p.interactions]
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def sandbox(clock: Clock) -> Iterator[MetaSandbox]:
-    with MetaSandbox(clock=clock) as server:
-        yield server
 
 
 @pytest.fixture
@@ -166,9 +52,10 @@ def page(sandbox: MetaSandbox) -> SandboxPage:
 
 @pytest.fixture
 def core(tmp_path: Path) -> Iterator[Core]:
-    state = Core(tmp_path / "state.db")
-    yield state
-    state.close()
+    db = Database(f"sqlite:///{tmp_path / 'state.db'}")
+    db.upgrade()
+    yield Core(db, SOURCE)
+    db.dispose()
 
 
 @pytest.fixture
@@ -177,7 +64,7 @@ def calls() -> Calls:
 
 
 def facebook(
-    sandbox: MetaSandbox, page: SandboxPage, clock: Clock, calls: Calls, **kw: object
+    sandbox: MetaSandbox, page: SandboxPage, clock: GraphClock, calls: Calls, **kw: object
 ) -> FacebookSource:
     options: dict[str, object] = {"page_size": 5, "start": "1d", "messenger": False, **kw}
     source = FacebookSource(
@@ -197,7 +84,7 @@ def brand(page: SandboxPage) -> Account:
 
 # -- Facebook: comments ------------------------------------------------------------------------
 def test_a_comment_on_an_old_post_is_read_and_only_moved_posts_are_asked(
-    sandbox: MetaSandbox, page: SandboxPage, clock: Clock, core: Core, calls: Calls
+    sandbox: MetaSandbox, page: SandboxPage, clock: GraphClock, core: Core, calls: Calls
 ) -> None:
     fan = sandbox.add_person("Ann Fan")
     old = sandbox.add_post(page.id, "Autumn sale", at=clock.now - timedelta(days=30))
@@ -232,7 +119,7 @@ def test_a_comment_on_an_old_post_is_read_and_only_moved_posts_are_asked(
 
 
 def test_a_comment_in_the_second_of_the_last_read_is_not_passed_over(
-    sandbox: MetaSandbox, page: SandboxPage, clock: Clock, core: Core, calls: Calls
+    sandbox: MetaSandbox, page: SandboxPage, clock: GraphClock, core: Core, calls: Calls
 ) -> None:
     """Graph's times are whole seconds: a comment made after the read, in its second, leaves
     the post's updated_time as the mark holds it."""
@@ -253,7 +140,7 @@ def test_a_comment_in_the_second_of_the_last_read_is_not_passed_over(
 
 
 def test_a_crash_between_pages_reads_one_page_again(
-    sandbox: MetaSandbox, page: SandboxPage, clock: Clock, core: Core, calls: Calls
+    sandbox: MetaSandbox, page: SandboxPage, clock: GraphClock, core: Core, calls: Calls
 ) -> None:
     post = sandbox.add_post(page.id, "Launch")
     people = [sandbox.add_person(f"Fan {n}") for n in range(12)]
@@ -275,7 +162,7 @@ def test_a_crash_between_pages_reads_one_page_again(
 
 
 def test_the_pages_reply_is_outbound_to_the_person_it_answers(
-    sandbox: MetaSandbox, page: SandboxPage, clock: Clock, core: Core, calls: Calls
+    sandbox: MetaSandbox, page: SandboxPage, clock: GraphClock, core: Core, calls: Calls
 ) -> None:
     fan = sandbox.add_person("Ann Fan")
     post = sandbox.add_post(page.id, "Launch")
@@ -297,7 +184,7 @@ def test_the_pages_reply_is_outbound_to_the_person_it_answers(
 
 
 def test_a_withheld_author_is_stored_without_one(
-    sandbox: MetaSandbox, clock: Clock, core: Core, calls: Calls
+    sandbox: MetaSandbox, clock: GraphClock, core: Core, calls: Calls
 ) -> None:
     page = sandbox.add_page("Acme", token=TOKEN, advanced_access=False)
     stranger = sandbox.add_person("No Role")
@@ -316,7 +203,7 @@ def test_a_withheld_author_is_stored_without_one(
 
 
 def test_authors_withheld_before_app_review_are_named_by_a_backfill_after_it(
-    sandbox: MetaSandbox, clock: Clock, core: Core, calls: Calls
+    sandbox: MetaSandbox, clock: GraphClock, core: Core, calls: Calls
 ) -> None:
     page = sandbox.add_page("Acme", token=TOKEN, advanced_access=False)
     stranger = sandbox.add_person("No Role")
@@ -350,7 +237,7 @@ def test_authors_withheld_before_app_review_are_named_by_a_backfill_after_it(
 
 
 def test_posts_leaving_the_window_drop_their_marks(
-    sandbox: MetaSandbox, page: SandboxPage, clock: Clock, core: Core, calls: Calls
+    sandbox: MetaSandbox, page: SandboxPage, clock: GraphClock, core: Core, calls: Calls
 ) -> None:
     old = sandbox.add_post(page.id, "Old", at=clock.now - timedelta(days=80))
     recent = sandbox.add_post(page.id, "Recent")
@@ -365,7 +252,7 @@ def test_posts_leaving_the_window_drop_their_marks(
 
 # -- Facebook: Messenger -------------------------------------------------------------------------
 def test_messenger_reads_new_messages_and_a_busy_thread_is_an_unclosable_gap(
-    sandbox: MetaSandbox, page: SandboxPage, clock: Clock, core: Core, calls: Calls
+    sandbox: MetaSandbox, page: SandboxPage, clock: GraphClock, core: Core, calls: Calls
 ) -> None:
     fan = sandbox.add_person("Ann Fan")
     hello = sandbox.add_message(page.id, fan, "Hello, my order?")
@@ -398,7 +285,7 @@ def test_messenger_reads_new_messages_and_a_busy_thread_is_an_unclosable_gap(
 
 # -- one object's call failing ----------------------------------------------------------------
 def test_one_threads_unreadable_answer_leaves_it_to_the_next_walk_and_the_others_are_read(
-    sandbox: MetaSandbox, page: SandboxPage, clock: Clock, core: Core, calls: Calls
+    sandbox: MetaSandbox, page: SandboxPage, clock: GraphClock, core: Core, calls: Calls
 ) -> None:
     made = [
         sandbox.add_message(page.id, sandbox.add_person(name), "Where is my order?").id
@@ -416,7 +303,7 @@ def test_one_threads_unreadable_answer_leaves_it_to_the_next_walk_and_the_others
 
 
 def test_one_posts_failed_comments_call_leaves_it_to_the_next_walk_and_the_others_are_read(
-    sandbox: MetaSandbox, page: SandboxPage, clock: Clock, core: Core, calls: Calls
+    sandbox: MetaSandbox, page: SandboxPage, clock: GraphClock, core: Core, calls: Calls
 ) -> None:
     fan = sandbox.add_person("Ann Fan")
     older, newer = [sandbox.add_post(page.id, f"News {n}") for n in range(2)]
@@ -433,7 +320,7 @@ def test_one_posts_failed_comments_call_leaves_it_to_the_next_walk_and_the_other
 
 
 def test_one_medias_failed_comments_call_leaves_it_to_the_next_walk_and_the_others_are_read(
-    sandbox: MetaSandbox, page: SandboxPage, clock: Clock, core: Core
+    sandbox: MetaSandbox, page: SandboxPage, clock: GraphClock, core: Core
 ) -> None:
     account = sandbox.add_instagram_account(page.id, "acme")
     fan = sandbox.add_ig_user("ann")
@@ -462,7 +349,7 @@ def segment_pages(source: FacebookSource, account: Account, segment: Segment) ->
 
 
 def test_a_backfill_reads_the_windows_comments_on_the_watched_posts(
-    sandbox: MetaSandbox, page: SandboxPage, clock: Clock, calls: Calls
+    sandbox: MetaSandbox, page: SandboxPage, clock: GraphClock, calls: Calls
 ) -> None:
     now = clock.now
     fan = sandbox.add_person("Ann Fan")
@@ -497,7 +384,7 @@ def test_a_backfill_reads_the_windows_comments_on_the_watched_posts(
 
 # -- errors ---------------------------------------------------------------------------------------
 def test_a_throttle_raises_rate_limited_until_meta_says(
-    sandbox: MetaSandbox, page: SandboxPage, clock: Clock, calls: Calls
+    sandbox: MetaSandbox, page: SandboxPage, clock: GraphClock, calls: Calls
 ) -> None:
     sandbox.add_post(page.id, "Launch")
     source = facebook(sandbox, page, clock, calls)
@@ -517,7 +404,7 @@ def test_a_throttle_raises_rate_limited_until_meta_says(
 
 
 def test_an_expired_token_is_an_auth_error_naming_the_fix(
-    sandbox: MetaSandbox, page: SandboxPage, clock: Clock, calls: Calls
+    sandbox: MetaSandbox, page: SandboxPage, clock: GraphClock, calls: Calls
 ) -> None:
     source = facebook(sandbox, page, clock, calls)
     sandbox.expire_token(TOKEN)
@@ -531,7 +418,7 @@ def test_an_expired_token_is_an_auth_error_naming_the_fix(
 
 # -- check and compliance --------------------------------------------------------------------------
 def test_check_names_the_token_the_scopes_and_the_webhook_hint(
-    sandbox: MetaSandbox, page: SandboxPage, clock: Clock, calls: Calls
+    sandbox: MetaSandbox, page: SandboxPage, clock: GraphClock, calls: Calls
 ) -> None:
     source = facebook(sandbox, page, clock, calls, messenger=True)
     rows = {r.item: r for r in source.check(["Acme", "Other"])}
@@ -550,7 +437,7 @@ def test_check_names_the_token_the_scopes_and_the_webhook_hint(
 
 
 def test_lookup_posts_tells_deleted_comments_and_never_judges_messages(
-    sandbox: MetaSandbox, page: SandboxPage, clock: Clock, calls: Calls
+    sandbox: MetaSandbox, page: SandboxPage, clock: GraphClock, calls: Calls
 ) -> None:
     fan = sandbox.add_person("Ann Fan")
     post = sandbox.add_post(page.id, "Launch")
@@ -565,7 +452,7 @@ def test_lookup_posts_tells_deleted_comments_and_never_judges_messages(
 
 # -- Instagram -------------------------------------------------------------------------------------
 def test_instagram_reads_only_media_whose_comment_count_moved(
-    sandbox: MetaSandbox, page: SandboxPage, clock: Clock, core: Core, calls: Calls
+    sandbox: MetaSandbox, page: SandboxPage, clock: GraphClock, core: Core, calls: Calls
 ) -> None:
     account = sandbox.add_instagram_account(page.id, "acme")
     fan = sandbox.add_ig_user("ann")

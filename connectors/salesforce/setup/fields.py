@@ -10,7 +10,7 @@ Salesforce").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from connectors.salesforce.records import persona_provider
 from connectors.salesforce.settings import MESSAGE_TYPES, SCOPED, SalesforceSettings
@@ -196,7 +196,6 @@ def specs(settings: SalesforceSettings) -> list[FieldSpec]:
     if SOCIAL_POST in s.history:
         out += social_post_specs(s)
     out += priority_specs(s)
-    out += case_specs(getattr(s, "cases", None), s.priority, s)
     if messaging(s):
         # Salesforce's own object: present only where the org uses messaging, so its
         # absence is reported, not failed (see objects()).
@@ -267,38 +266,6 @@ def social_post_specs(settings: SalesforceSettings) -> list[FieldSpec]:
     return out
 
 
-def case_origin(network: str) -> str:
-    """Case.Origin of a Case opened from a network: the SocialPersona Provider of those that
-    have one (as Salesforce's own handler sets it), else the network's name (Mastodon), which
-    reports can tell apart where Provider's Other could not."""
-    provider, media = persona_provider(network)
-    return provider if media is None else network.capitalize()
-
-
-def case_specs(cases: Any, priority: Any, settings: SalesforceSettings) -> list[FieldSpec]:
-    """Case fields syncd writes when Cases are configured (``cases``, read by attribute: the
-    Cases setting's own; None: not configured): an Origin value per network read, and the
-    Case.Priority values ``[crm.priority] case`` maps to."""
-    if not cases:
-        return []
-    key = "[crm.cases]"
-    origins = tuple(dict.fromkeys(case_origin(n) for n in settings.identity_fields))
-    case_map = getattr(priority, "case", None)
-    priorities = tuple(dict.fromkeys(str(v) for v in case_map.values())) if case_map else ()
-    written = (
-        ("Subject", frozenset({"string"}), (), key),
-        ("Origin", frozenset({"picklist"}), origins, key),
-        ("ContactId", frozenset({"reference"}), (), key),
-        ("Status", frozenset({"picklist"}), (), key),
-        ("Priority", frozenset({"picklist"}), priorities, "[crm.priority] case"),
-    )
-    return [
-        FieldSpec("Case", name, setting, "written on every Case", kind="Standard",
-                  accepts=types, values=values)
-        for name, types, values, setting in written
-    ]  # fmt: skip
-
-
 def messaging(settings: SalesforceSettings) -> bool:
     """Whether syncd looks authors up in MessagingEndUser with these settings."""
     return settings.messaging_end_users and any(
@@ -347,8 +314,6 @@ def objects(settings: SalesforceSettings) -> list[ObjectSpec]:
     ]  # fmt: skip
     if settings.social_personas:
         named.append(("SocialPersona", "[crm] social_personas", "authors' persona records", False))
-    if any(f.sobject == "Case" for f in fields):
-        named.append(("Case", "[crm.cases]", "where conversations become Cases", True))
     named += [
         (f.sobject, f.key, "where the customer's priority is read", False)
         for f in fields

@@ -6,7 +6,6 @@ import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -524,29 +523,3 @@ def test_the_priority_field_and_its_task_values_are_checked(world: World) -> Non
     checked = rows()
     assert all(r.ok for r in checked.values())
     assert {"Account", "Account.CustomerPriority__c", "Task.Priority"} <= set(checked)
-
-
-def test_cases_need_an_origin_per_network_and_the_mapped_priorities(world: World) -> None:
-    """With Cases configured (the Cases setting's own, given here as any set value): Case.Origin
-    has a value for each network read, Case.Priority each value ``[crm.priority] case`` maps
-    to; each missing one is named."""
-    from connectors.salesforce.crm import SalesforceCrm
-    from connectors.salesforce.settings import PrioritySettings
-
-    world.config.write_text(world.config.read_text() + FEDIVERSE)
-    section = PrioritySettings(field="Account.Rating", case={"Hot": "High", "Cold": "Whenever"})
-    crm = settings_of(world).model_copy(
-        update={"priority": section, "cases": SimpleNamespace(open="all_inbound")}
-    )
-
-    def bad() -> dict[str, Any]:
-        return {r.item: r for r in SalesforceCrm.from_settings(crm).check() if not r.ok}
-
-    world.sf.add_field("Account", "Rating", "picklist")
-    assert {item: r.fix for item, r in bad().items()} == {
-        "Case.Origin": "fix Case.Origin: add the value(s) Twitter, Mastodon, Bluesky",
-        "Case.Priority": "fix Case.Priority: add the value(s) Whenever",
-    }
-    world.sf.set_picklist("Case", "Origin", ["Phone", "Web", "Twitter", "Mastodon", "Bluesky"])
-    world.sf.set_picklist("Case", "Priority", ["High", "Medium", "Low", "Whenever"])
-    assert not bad()

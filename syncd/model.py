@@ -147,6 +147,14 @@ class Interaction:
     # status of another instance is known to the one that read it by a local id its uri does
     # not tell); kept in state and handed back to Source.lookup_posts. None: the key serves.
     ref: str | None = None
+    # Who wrote the post this one answers, where the network says (X's in_reply_to_user_id,
+    # Mastodon's in_reply_to_account_id, the DID in a Bluesky parent's URI, the Page or
+    # account whose post a Meta comment is under): whether a post answers the brand, which
+    # decides whether it may open a Case ([crm.cases] open = "replies").
+    in_reply_to_user_id: str | None = None
+    # A private message (Messenger, Instagram Direct), not a public post: it reads as one
+    # in the CRM (SocialPost.MessageType Private/Direct).
+    private: bool = False
 
     @property
     def external_id(self) -> str:

@@ -476,6 +476,8 @@ def store_page(
                 "url": i.url,
                 "conversation_id": i.conversation_id,
                 "in_reply_to_post_id": i.in_reply_to_post_id,
+                "in_reply_to_user_id": i.in_reply_to_user_id,
+                "private": i.private,
                 "raw": i.raw,
                 "ref": i.ref,
                 "fetched_at": now,

@@ -231,6 +231,8 @@ interactions = Table(
     Column("url", String(500), nullable=False),
     Column("conversation_id", NetworkId),
     Column("in_reply_to_post_id", NetworkId),
+    Column("in_reply_to_user_id", NetworkId),  # Interaction.in_reply_to_user_id
+    Column("private", Boolean, nullable=False, server_default=false()),  # a private message
     Column("raw", JSON, nullable=False),
     # Interaction.ref: how the network reads the post again where post_id cannot serve. Not a
     # payload: kept when the raw payload is emptied, so a post can still be checked then.

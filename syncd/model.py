@@ -12,7 +12,7 @@ import calendar
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
 JsonObject = dict[str, Any]
@@ -499,6 +499,8 @@ class HistoryRecord:
     author: Persona | None = None
     # The CRM's record of this target for the post it answers (in_reply_to), once written.
     reply_to_id: str | None = None
+    # The CRM's case of the conversation the post belongs to (None: none).
+    case_id: str | None = None
 
 
 class Refusal(enum.StrEnum):
@@ -532,6 +534,67 @@ class WriteResult:
 
 
 LookupResult = Mapping[IdentityKey, Match]
+
+
+# -- cases ---------------------------------------------------------------------------------
+# A CRM that works conversations as cases (a Salesforce Case) says how through its
+# CasePolicy; the core groups posts into conversations by it, and asks the CRM to open, join
+# or reopen each conversation's case (Crm.file_cases) before their records are written.
+
+
+class CaseOpening(enum.StrEnum):
+    """Which inbound posts open a case (posts of an open conversation join it whatever this
+    says; the brand's own posts never open one)."""
+
+    ALL = "all"  # every inbound post from a linked customer
+    REPLIES = "replies"  # only posts answering the brand (one of its posts or replies)
+    NONE = "none"  # none: posts only join cases opened before
+
+
+@dataclass(frozen=True)
+class CasePolicy:
+    opening: CaseOpening
+    # A post with no reply chain to a case joins its author's latest case if that case's
+    # last post is at most this old when it is written.
+    join_window: timedelta
+    # The CRM person objects a case can be opened for (a Salesforce Case names a Contact,
+    # never a Lead): posts of people linked to another object open none.
+    owners: frozenset[str]
+
+
+@dataclass(frozen=True)
+class CaseRequest:
+    """A post that needs its conversation's case: one to open (``case_id`` None), or the
+    case its conversation has (``case_id``), which the CRM joins, reopens when it was closed
+    since, or replaces with a new one under ``key`` when it was closed too long ago."""
+
+    key: str  # the post's external id: the key a case it opens is upserted on
+    who: CrmRef
+    network: str
+    subject: str
+    description: str
+    occurred_at: datetime
+    url: str
+    case_id: str | None = None
+
+
+class CaseOutcome(enum.StrEnum):
+    JOINED = "joined"  # the case given, as it was (open, or closed after this post)
+    REOPENED = "reopened"  # the case given, closed since and reopened for this post
+    OPENED = "opened"  # a new case under the request's key
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """The CRM's answer for one :class:`CaseRequest`."""
+
+    key: str
+    ok: bool
+    case_id: str | None = None
+    outcome: CaseOutcome | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    refusal: Refusal = Refusal.FINAL
 
 
 @dataclass(frozen=True)

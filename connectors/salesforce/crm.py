@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+from connectors.salesforce import cases
 from connectors.salesforce.delete import SalesforceRemoval
 from connectors.salesforce.identity.identity import SalesforceIdentity
 from connectors.salesforce.identity.lookup import key_chunks, lookup_soql, match_rows, settle
@@ -36,6 +37,9 @@ from connectors.salesforce.setup.check import SalesforceCheck
 from connectors.salesforce.social_posts import write_by_query
 from syncd.contracts import CheckRow, ConnectorSettings, Crm, RecordOutcome
 from syncd.model import (
+    CasePolicy,
+    CaseRequest,
+    CaseResult,
     CrmRef,
     HistoryRecord,
     IdentityKey,
@@ -186,6 +190,15 @@ class SalesforceCrm:
                 for i, r, answer in zip(part, chunk, answers, strict=True):
                     results[i] = _noted(answer, r) if target == "social_post" else answer
         return [r for r in results if r is not None]
+
+    @property
+    def case_policy(self) -> CasePolicy | None:
+        """How conversations become Cases ([crm.cases]); None: no Cases."""
+        return cases.policy(self.settings.cases) if self.settings.cases is not None else None
+
+    def file_cases(self, requests: Sequence[CaseRequest]) -> list[CaseResult]:
+        """Each post's Case joined, reopened or opened (:mod:`connectors.salesforce.cases`)."""
+        return cases.file_cases(self.session, self.settings, requests, Budget())
 
     def query(self, soql: str, *, include_archived: bool = False) -> list[dict[str, Any]]:
         """Every record of a SOQL query (follows nextRecordsUrl).

@@ -120,6 +120,9 @@ def task_record(record: HistoryRecord, settings: SalesforceSettings) -> dict[str
     # From who the customer is, the same on every network (never from the network).
     if (priority := settings.task_priority(record.who.priority)) is not None:
         entry["Priority"] = priority
+    # The conversation's Case: left out, never cleared, where it has none.
+    if record.case_id is not None:
+        entry["WhatId"] = record.case_id
     return entry
 
 
@@ -143,9 +146,9 @@ def social_post_record(
 ) -> dict[str, Any]:
     """The sObject Collections entry for one history record as a SocialPost, upserted on
     ``social_post_key_field`` with the Task's external id (``keyed=False``: without it, for
-    an org that has no such field). PersonaId and ReplyToId where the record carries them
-    (its author's persona, the SocialPost of the post it answers); its Case (ParentId) is
-    not set."""
+    an org that has no such field). PersonaId, ReplyToId and ParentId where the record
+    carries them (its author's persona, the SocialPost of the post it answers, the
+    conversation's Case)."""
     provider, media = persona_provider(record.network)
     handle = bare_handle(record.handle)
     key = {settings.social_post_key_field: record.external_id} if keyed else {}
@@ -169,6 +172,8 @@ def social_post_record(
         **({"PersonaId": persona} if (persona := _persona_id(record)) else {}),
         # The post it answers, once written (the writer sends this one again then).
         **({"ReplyToId": record.reply_to_id} if record.reply_to_id else {}),
+        # The conversation's Case ([crm.cases]).
+        **({"ParentId": record.case_id} if record.case_id else {}),
     }
 
 

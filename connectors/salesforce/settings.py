@@ -181,6 +181,26 @@ class PrioritySettings(_Strict):
         return found
 
 
+class CaseSettings(_Strict):
+    """``[crm.cases]``: social conversations worked as Cases, the way Social Customer
+    Service's inbound handler worked them. An inbound post from a customer linked to a
+    Contact opens a Case (``open``: every such post, only those answering the brand, or
+    none), or joins its conversation's: the Case of the post it answers, else its author's
+    latest Case whose last post is at most ``join_window`` old. A Case closed since is
+    reopened (Status ``reopen_status``) when the post came within ``reopen_window`` of its
+    closing, else the post opens a new one. The brand's replies join the Case of the post
+    they answer. Cases are upserted on ``key_field`` (a Unique, case-sensitive External ID
+    field that `syncd salesforce fields` adds); Origin is the network (``origin`` maps a
+    network to another value); Priority comes from ``[crm.priority] case``."""
+
+    open: Literal["all", "replies", "none"] = "all"
+    join_window: Duration = 24 * 3600.0
+    reopen_window: Duration = 5 * 86400.0  # the inbound handler's default: 5 days
+    reopen_status: PicklistValue = "New"
+    key_field: ApiName = "Syncd_Key__c"
+    origin: dict[str, PicklistValue] = Field(default_factory=dict)
+
+
 def _mapped(mapping: dict[str, str], value: str) -> str | None:
     wanted = value.strip().casefold()
     return next((v for k, v in mapping.items() if k.strip().casefold() == wanted), None)
@@ -263,6 +283,8 @@ class SalesforceSettings(ConnectorSettings):
     )
     # Priority by customer (None: records carry no priority; see PrioritySettings).
     priority: PrioritySettings | None = None
+    # Conversations as Cases (None: no Cases; see CaseSettings).
+    cases: CaseSettings | None = None
     # Also look authors up in the standard SocialPersona object (by ExternalId, then Name).
     social_personas: bool = False
     # Where the org uses Salesforce messaging (the MessagingEndUser object exists): look up

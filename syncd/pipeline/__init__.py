@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from syncd.contracts import Crm, KnownAuthors, Source
 from syncd.model import Account, Stream
+from syncd.pipeline.cases import CaseFiler, CasesResult
 from syncd.pipeline.context import Clock, Context, PipelineSettings, utcnow
 from syncd.pipeline.deliver import DeliverResult, Writer
 from syncd.pipeline.poll import Poller, PollResult
@@ -22,6 +23,7 @@ from syncd.resolver.stage import ResolveResult
 from syncd.state.db import Database
 
 __all__ = [
+    "CasesResult",
     "Clock",
     "DeliverResult",
     "Pipeline",
@@ -54,6 +56,10 @@ class Pipeline:
         self.retrying = self.context.retrying
         self.poller = Poller(self.context)
         self.writer = Writer(self.context, crm)
+        # A CRM that works conversations as cases has each one's case filed before its
+        # records are written.
+        policy = getattr(crm, "case_policy", None)
+        self.cases = CaseFiler(self.context, crm, policy) if policy is not None else None
 
     # -- poll ----------------------------------------------------------------------------
     def poll(
@@ -98,5 +104,22 @@ class Pipeline:
 
     # -- deliver -------------------------------------------------------------------------
     def deliver(self, max_batches: int | None = None) -> DeliverResult:
-        """Drain ready deliveries to the CRM in batches, oldest first (the :class:`Writer`)."""
-        return self.writer.deliver(max_batches)
+        """Drain ready deliveries to the CRM in batches, oldest first (the :class:`Writer`);
+        with cases, each round's cases filed first (see :meth:`file_cases`)."""
+        if self.cases is None:
+            return self.writer.deliver(max_batches)
+        total = DeliverResult()
+        while not self.stopping.is_set():
+            filed = self.file_cases()
+            done = self.writer.deliver(max_batches)
+            for name in vars(total):
+                setattr(total, name, getattr(total, name) + getattr(done, name))
+            # One round for a bounded run; else until no case waits and nothing was written.
+            if max_batches is not None or (not filed.decided and not done.attempted):
+                break
+        return total
+
+    def file_cases(self) -> CasesResult:
+        """Decide one write batch's worth of waiting interactions' cases and file them with
+        the CRM (:class:`~syncd.pipeline.cases.CaseFiler`); nothing without cases."""
+        return self.cases.file() if self.cases is not None else CasesResult()

@@ -15,7 +15,15 @@ from functools import partial
 
 from syncd.contracts import Crm, Source
 from syncd.model import Account, Stream
-from syncd.pipeline import Clock, DeliverResult, Pipeline, PipelineSettings, PollResult, utcnow
+from syncd.pipeline import (
+    CasesResult,
+    Clock,
+    DeliverResult,
+    Pipeline,
+    PipelineSettings,
+    PollResult,
+    utcnow,
+)
 from syncd.resolver.stage import ResolveResult
 from syncd.state.coordination import JobLocks, conflicts_transient
 from syncd.state.db import Database
@@ -54,3 +62,9 @@ class CoordinatedPipeline(Pipeline):
 
     def deliver(self, max_batches: int | None = None) -> DeliverResult:
         return conflicts_transient(partial(super().deliver, max_batches))
+
+    def file_cases(self) -> CasesResult:
+        # One instance decides at a time: two deciding the same customer's posts at once
+        # could each open a case for one conversation.
+        result = self.locks.run("cases", super().file_cases)
+        return CasesResult() if result is None else result

@@ -88,6 +88,9 @@ class Writer:
         # On PostgreSQL several instances write; each claims what it writes, as this process.
         self.claims = shared(self.db.dialect)
         self.owner = owner_id()
+        # The CRM works conversations as cases: only deliveries whose case is decided
+        # (syncd.pipeline.cases) are written.
+        self.cases = getattr(crm, "case_policy", None) is not None
         # The sources a delivery's post is looked up on before its write (set by the app).
         self.sources: Mapping[str, Source] = {}
         self._unchecked: set[str] = set()  # sources failing those look-ups (said once)
@@ -129,7 +132,9 @@ class Writer:
             # Read several batches at once: ordering the ready set oldest first costs one
             # sort of it per read, which per batch of 200 made a large backlog quadratic.
             with self.db.connect() as conn:
-                return outbox.ready_deliveries(conn, self.crm_name, now, size * PREFETCH_BATCHES)
+                return outbox.ready_deliveries(
+                    conn, self.crm_name, now, size * PREFETCH_BATCHES, cases=self.cases
+                )
         limit = size * min(CLAIM_BATCHES, room or CLAIM_BATCHES)
         until = now + timedelta(seconds=self.settings.lease)
         with self.db.transaction() as conn:
@@ -137,7 +142,9 @@ class Writer:
                 self._swept = True
                 if freed := outbox.release_dead_claims(conn, now):
                     log.info("took over %d deliveries claimed by a process that died", freed)
-            return outbox.claim(conn, self.crm_name, now, limit, self.owner, until)
+            return outbox.claim(
+                conn, self.crm_name, now, limit, self.owner, until, cases=self.cases
+            )
 
     def _release(self, ready: Sequence[outbox.ReadyDelivery]) -> None:
         try:

@@ -43,6 +43,7 @@ def build_record(d: ReadyDelivery) -> HistoryRecord:
         target=d.target,
         in_reply_to=d.in_reply_to,
         reply_to_id=d.reply_to_id,
+        case_id=d.case_id,
         brand=d.brand_name or d.account,
         author=(
             Persona(d.user_id, d.handle, d.name, persona_id=d.persona_id)

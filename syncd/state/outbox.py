@@ -41,6 +41,7 @@ from syncd.state.coordination import Lease, gone, shared
 from syncd.state.ingest import insert_for
 from syncd.state.tables import (
     accounts,
+    cases,
     crm_watch,
     deliveries,
     identities,
@@ -241,10 +242,15 @@ class ReadyDelivery:
     persona_id: str | None = None
     # The CRM's record of the same target for the post it answers, where written.
     reply_to_id: str | None = None
+    # The CRM's case of the post's conversation (None: none, or the CRM works none).
+    case_id: str | None = None
 
 
-def _ready(conn: Connection, crm: str, now: datetime, limit: int) -> Select[Any]:
-    """Pending deliveries whose counterpart is linked and which are due, oldest post first."""
+def _ready(
+    conn: Connection, crm: str, now: datetime, limit: int, *, cases: bool = False
+) -> Select[Any]:
+    """Pending deliveries whose counterpart is linked and which are due, oldest post first;
+    with ``cases`` (the CRM works conversations as cases), only those whose case is decided."""
     # Which waiting authors are linked is asked once per author, from the indexes: held
     # authors' deliveries (many, for authors the CRM lacks) are then never read, where
     # joining every pending delivery to its link read them all on every call.
@@ -252,17 +258,15 @@ def _ready(conn: Connection, crm: str, now: datetime, limit: int) -> Select[Any]
     linked_authors = select(waiting.c.identity_id).where(
         exists().where(links.c.identity_id == waiting.c.identity_id, links.c.crm == crm)
     )
-    return (
-        as_written()
-        .where(
-            deliveries.c.crm == crm,
-            deliveries.c.state == DeliveryState.PENDING,
-            _member(conn, deliveries.c.identity_id, linked_authors),
-            or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
-        )
-        .order_by(interactions.c.created_at, deliveries.c.id)
-        .limit(limit)
+    stmt = as_written().where(
+        deliveries.c.crm == crm,
+        deliveries.c.state == DeliveryState.PENDING,
+        _member(conn, deliveries.c.identity_id, linked_authors),
+        or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
     )
+    if cases:
+        stmt = stmt.where(deliveries.c.case_decided)
+    return stmt.order_by(interactions.c.created_at, deliveries.c.id).limit(limit)
 
 
 def _reply_to_record() -> Any:
@@ -317,6 +321,7 @@ def as_written() -> Select[Any]:
             links.c.persona_id,
             links.c.persona_parent_id,
             _reply_to_record().label("reply_to_id"),
+            cases.c.crm_case_id,
         )
         .join(interactions, interactions.c.id == deliveries.c.interaction_id)
         .join(identities, identities.c.id == deliveries.c.identity_id)
@@ -329,6 +334,7 @@ def as_written() -> Select[Any]:
                 accounts.c.handle == interactions.c.account,
             ),
         )
+        .outerjoin(cases, cases.c.id == deliveries.c.case_id)
     )
 
 
@@ -360,29 +366,44 @@ def rows(result: Iterable[Any]) -> list[ReadyDelivery]:
             user_id=r.user_id,
             persona_id=r.persona_id if r.persona_parent_id == r.crm_id else None,
             reply_to_id=r.reply_to_id,
+            case_id=r.crm_case_id,
         )
         for r in result
     ]
 
 
 def ready_deliveries(
-    conn: Connection, crm: str, now: datetime, limit: int, owner: str | None = None
+    conn: Connection,
+    crm: str,
+    now: datetime,
+    limit: int,
+    owner: str | None = None,
+    *,
+    cases: bool = False,
 ) -> list[ReadyDelivery]:
     """Pending deliveries whose counterpart is linked and which are due, oldest post first;
-    on PostgreSQL, not those another process (than ``owner``) has claimed."""
-    stmt = _ready(conn, crm, now, limit)
+    on PostgreSQL, not those another process (than ``owner``) has claimed; with ``cases``,
+    only those whose case is decided."""
+    stmt = _ready(conn, crm, now, limit, cases=cases)
     if shared(conn):  # SQLite never claims: no predicate to evaluate there
         stmt = stmt.where(_unclaimed(now, owner))
     return rows(conn.execute(stmt))
 
 
 def claim(
-    conn: Connection, crm: str, now: datetime, limit: int, owner: str, until: datetime
+    conn: Connection,
+    crm: str,
+    now: datetime,
+    limit: int,
+    owner: str,
+    until: datetime,
+    *,
+    cases: bool = False,
 ) -> list[ReadyDelivery]:
     """Claim up to ``limit`` ready deliveries for ``owner`` until ``until`` (PostgreSQL), in
     the caller's short transaction. Rows another writer is claiming this moment are skipped,
     not waited for, so writers never queue behind each other nor deadlock."""
-    stmt = _ready(conn, crm, now, limit).where(_unclaimed(now, owner))
+    stmt = _ready(conn, crm, now, limit, cases=cases).where(_unclaimed(now, owner))
     ready = rows(conn.execute(stmt.with_for_update(of=deliveries, skip_locked=True)))
     if ready:
         conn.execute(

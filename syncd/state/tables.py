@@ -314,6 +314,25 @@ webhook_hints = Table(
 
 # The outbox: one row per interaction × CRM. "pending" rows are written once their
 # counterpart has a link; "written" holds the CRM record id; "dead" needs an admin.
+# Conversations worked as cases in a CRM (Crm.case_policy): one row per case syncd opened,
+# under the key it was upserted on (the external id of the post that opened it). The
+# author's latest one takes posts outside any reply chain within the policy's join window.
+cases = Table(
+    "cases",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("crm", String(100), nullable=False),
+    Column("case_key", String(ID_MAX), nullable=False),
+    Column("identity_id", Id, ForeignKey("identities.id"), nullable=False),
+    Column("crm_case_id", String(64), nullable=False),
+    Column("opened_at", UtcDateTime(), nullable=False),  # the opening post's time
+    Column("last_post_at", UtcDateTime(), nullable=False),  # the latest post's time
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("crm", "case_key", name="uq_cases_crm_case_key"),
+    Index("ix_cases_crm_identity_id_last_post_at", "crm", "identity_id", "last_post_at"),
+)
+
 deliveries = Table(
     "deliveries",
     metadata,
@@ -335,6 +354,11 @@ deliveries = Table(
     # Written before the delivery of the post it answers (WriteResult.awaits_reply_to):
     # pending again once that one is written.
     Column("awaits_reply_to", Boolean, nullable=False, server_default=false()),
+    # Its conversation's case, where the CRM works conversations as cases (Crm.case_policy):
+    # decided once per interaction, for all its targets, before any is written. case_id
+    # None once decided: no case.
+    Column("case_decided", Boolean, nullable=False, server_default=false()),
+    Column("case_id", Id, ForeignKey("cases.id")),
     Column("next_attempt_at", UtcDateTime()),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),

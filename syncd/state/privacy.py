@@ -46,6 +46,7 @@ from syncd.state.outbox import ReadyDelivery
 from syncd.state.tables import (
     accounts,
     candidates,
+    cases,
     crm_keys,
     deliveries,
     identities,
@@ -147,7 +148,8 @@ def _theirs(person: Person) -> Select[tuple[int]]:
 def crm_records(conn: Connection, person: Person, crm: str) -> list[str]:
     """The ids of the CRM records syncd wrote for the person's interactions (whatever the
     delivery's state: a forgotten one a writer was writing keeps the record id it stored),
-    then their account's record (links.persona_id: a SocialPersona), once nothing names it."""
+    then their account's record (links.persona_id: a SocialPersona), once nothing names it,
+    then the cases opened for them."""
     stmt = select(deliveries.c.crm_record_id).where(
         deliveries.c.crm == crm,
         deliveries.c.crm_record_id.is_not(None),
@@ -159,7 +161,12 @@ def crm_records(conn: Connection, person: Person, crm: str) -> list[str]:
         links.c.persona_id.is_not(None),
     )
     records = [r for r in conn.scalars(stmt.order_by(deliveries.c.id)) if r]
-    return records + [p for p in conn.scalars(persona) if p and p not in records]
+    records += [p for p in conn.scalars(persona) if p and p not in records]
+    # The Cases their conversations opened ([crm.cases]): each holds their words.
+    theirs = select(cases.c.crm_case_id).where(
+        cases.c.identity_id == person.identity_id, cases.c.crm == crm
+    )
+    return records + [c for c in conn.scalars(theirs.order_by(cases.c.id)) if c not in records]
 
 
 def created_leads(conn: Connection, person: Person, crm: str) -> list[str]:
@@ -348,6 +355,10 @@ def forget(conn: Connection, person: Person) -> dict[str, int]:
     run("post_checks", delete(post_checks).where(post_checks.c.interaction_id.in_(theirs)))
     run("deliveries", delete(deliveries).where(deliveries.c.interaction_id.in_(theirs)))
     run("interactions", delete(interactions).where(interactions.c.id.in_(theirs)))
+    # Their cases: others' posts in them (none, unless relinked) no longer name one.
+    mine = select(cases.c.id).where(cases.c.identity_id == person.identity_id)
+    conn.execute(sql_update(deliveries).where(deliveries.c.case_id.in_(mine)).values(case_id=None))
+    run("cases", delete(cases).where(cases.c.identity_id == person.identity_id))
     if changed := len(redact_others(conn, person)):  # posts stored since step 1
         counts["interactions redacted"] = changed
     named = [

@@ -452,3 +452,49 @@ def test_a_reply_to_a_post_deleted_since_is_written_without_it(world: World) -> 
     posts = social_posts(world.sf)
     assert f"x:{complaint}" not in posts
     assert posts[f"x:{answer}"].get("ReplyToId") is None
+
+
+def test_with_cases_a_conversation_is_one_case_every_record_points_at_and_a_rerun_writes_nothing(
+    world: World,
+) -> None:
+    """``[crm.cases]`` through the CLI: the complaint opens a Case, the brand's answer joins
+    it; the Task's WhatId and the SocialPost's ParentId name it; a second poll writes nothing."""
+    world.sf.add_field("Case", KEY, external_id=True, unique=True)
+    world.config.write_text(world.config.read_text() + '\n[crm.cases]\nopen = "all"\n')
+    complaint, answer, contact = a_conversation(world)
+    code, output = poll_once(world)
+    assert code == 0, output
+
+    cases = world.sf.records("Case")
+    assert [(c[KEY], c["ContactId"], c["Origin"]) for c in cases] == [
+        (f"x:{complaint}", contact, "Twitter")
+    ]
+    posts, written = social_posts(world.sf), tasks(world.sf)
+    for key in (f"x:{complaint}", f"x:{answer}"):
+        assert written[key]["WhatId"] == posts[key]["ParentId"] == cases[0]["Id"]
+    assert posts[f"x:{answer}"]["ReplyToId"] == posts[f"x:{complaint}"]["Id"]
+
+    writes = _writes(world.sf)
+    assert poll_once(world)[0] == 0
+    assert world.sf.records("Case") == cases
+    assert _writes(world.sf) == writes
+
+
+def test_forget_with_crm_deletes_the_cases_opened_for_the_person(world: World) -> None:
+    world.sf.add_field("Case", KEY, external_id=True, unique=True)
+    world.config.write_text(world.config.read_text() + '\n[crm.cases]\nopen = "all"\n')
+    people = seed(world.x, world.sf, customers=4)
+    c = next(c for c in people.customers if c.kind == "contact_by_id")
+    other = next(o for o in people.customers if o.kind == "contact_by_handle")
+    mine = world.x.add_post(c.user_id, "@acme please delete my data")["id"]
+    theirs = world.x.add_post(other.user_id, "@acme my parcel is late")["id"]
+    assert poll_once(world)[0] == 0
+    assert {case[KEY] for case in world.sf.records("Case")} == {f"x:{mine}", f"x:{theirs}"}
+
+    invoke(world, "forget", "--user", c.user_id, "--crm", "--yes")
+    assert [case[KEY] for case in world.sf.records("Case")] == [f"x:{theirs}"]
+    # A later post of the other customer still joins their Case.
+    again = world.x.add_post(other.user_id, "@acme any news?")["id"]
+    assert poll_once(world)[0] == 0
+    assert [case[KEY] for case in world.sf.records("Case")] == [f"x:{theirs}"]
+    assert tasks(world.sf)[f"x:{again}"]["WhatId"] == world.sf.records("Case")[0]["Id"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from connectors.salesforce.cases import case_origin
 from connectors.salesforce.records import persona_provider
 from connectors.salesforce.settings import MESSAGE_TYPES, SCOPED, SalesforceSettings
 
@@ -196,6 +197,7 @@ def specs(settings: SalesforceSettings) -> list[FieldSpec]:
     if SOCIAL_POST in s.history:
         out += social_post_specs(s)
     out += priority_specs(s)
+    out += case_specs(s)
     if messaging(s):
         # Salesforce's own object: present only where the org uses messaging, so its
         # absence is reported, not failed (see objects()).
@@ -266,6 +268,45 @@ def social_post_specs(settings: SalesforceSettings) -> list[FieldSpec]:
     return out
 
 
+def case_specs(settings: SalesforceSettings) -> list[FieldSpec]:
+    """The Case key field syncd upserts Cases on, and the Case fields it writes and reads
+    (``[crm.cases]``; none without it): an Origin value per network read, the reopen
+    Status, and the Case.Priority values ``[crm.priority] case`` maps to."""
+    cases = settings.cases
+    if cases is None:
+        return []
+    key = "[crm.cases]"
+    out = [
+        FieldSpec(
+            "Case", cases.key_field, "[crm.cases] key_field",
+            "syncd's key of a conversation's Case (the post that opened it): every Case is "
+            "upserted on it",
+            min_length=255, accepts=frozenset({"string"}), external_id=True, unique=True,
+            case_sensitive=True, filterable=True,
+        )
+    ]  # fmt: skip
+    origins = tuple(dict.fromkeys(case_origin(n, cases) for n in settings.identity_fields))
+    case_map = settings.priority.case if settings.priority is not None else {}
+    priorities = tuple(dict.fromkeys(case_map.values()))
+    written = (
+        ("Subject", frozenset({"string"}), (), key, True),
+        ("Description", frozenset({"textarea"}), (), key, True),
+        ("Origin", frozenset({"picklist"}), origins, f"{key} origin", True),
+        ("ContactId", frozenset({"reference"}), (), key, True),
+        ("Status", frozenset({"picklist"}), (cases.reopen_status,),
+         f"{key} reopen_status", True),
+        ("Priority", frozenset({"picklist"}), priorities, "[crm.priority] case", True),
+        ("IsClosed", frozenset({"boolean"}), (), key, False),
+        ("ClosedDate", frozenset({"datetime"}), (), key, False),
+    )
+    out += [
+        FieldSpec("Case", name, setting, "written on every Case" if w else "read to reopen",
+                  kind="Standard", accepts=types, values=values, written=w)
+        for name, types, values, setting, w in written
+    ]  # fmt: skip
+    return out
+
+
 def messaging(settings: SalesforceSettings) -> bool:
     """Whether syncd looks authors up in MessagingEndUser with these settings."""
     return settings.messaging_end_users and any(
@@ -314,6 +355,8 @@ def objects(settings: SalesforceSettings) -> list[ObjectSpec]:
     ]  # fmt: skip
     if settings.social_personas:
         named.append(("SocialPersona", "[crm] social_personas", "authors' persona records", False))
+    if settings.cases is not None:
+        named.append(("Case", "[crm.cases]", "where conversations become Cases", True))
     named += [
         (f.sobject, f.key, "where the customer's priority is read", False)
         for f in fields

@@ -523,3 +523,37 @@ def test_the_priority_field_and_its_task_values_are_checked(world: World) -> Non
     checked = rows()
     assert all(r.ok for r in checked.values())
     assert {"Account", "Account.CustomerPriority__c", "Task.Priority"} <= set(checked)
+
+
+def test_cases_need_their_key_field_an_origin_per_network_and_the_mapped_priorities(
+    world: World,
+) -> None:
+    """With ``[crm.cases]``: the Case key field (Unique, case-sensitive External ID), an
+    Origin value for each network read, the reopen Status, and each Case.Priority value
+    ``[crm.priority] case`` maps to; each missing one is named with its fix."""
+    from connectors.salesforce.crm import SalesforceCrm
+    from connectors.salesforce.settings import CaseSettings, PrioritySettings
+
+    world.config.write_text(world.config.read_text() + FEDIVERSE)
+    section = PrioritySettings(field="Account.Rating", case={"Hot": "High", "Cold": "Whenever"})
+    crm = settings_of(world).model_copy(
+        update={"priority": section, "cases": CaseSettings(reopen_status="Reopened")}
+    )
+
+    def bad() -> dict[str, Any]:
+        return {r.item: r for r in SalesforceCrm.from_settings(crm).check() if not r.ok}
+
+    world.sf.add_field("Account", "Rating", "picklist")
+    # Closed orgs restrict Origin; the stand-in's default is the new org's unrestricted one.
+    world.sf.set_picklist("Case", "Origin", ["Phone", "Email", "Web"], restricted=True)
+    found = bad()
+    assert set(found) == {"Case.Syncd_Key__c", "Case.Origin", "Case.Status", "Case.Priority"}
+    assert found["Case.Origin"].fix == "fix Case.Origin: add the value(s) Twitter, Mastodon, Bluesky"
+    assert found["Case.Priority"].fix == "fix Case.Priority: add the value(s) Whenever"
+    assert "Reopened" in (found["Case.Status"].fix or "")
+    assert "Syncd_Key__c" in (found["Case.Syncd_Key__c"].fix or "")
+    world.sf.add_field("Case", "Syncd_Key__c", external_id=True, unique=True)
+    world.sf.set_picklist("Case", "Origin", ["Phone", "Web", "Twitter", "Mastodon", "Bluesky"])
+    world.sf.set_picklist("Case", "Priority", ["High", "Medium", "Low", "Whenever"])
+    world.sf.set_picklist("Case", "Status", ["New", "Reopened", "Closed"])
+    assert not bad()

@@ -32,6 +32,7 @@ cut.
     python bench/chaos.py --networks meta       # X, the Facebook Page and Instagram account
     python bench/chaos.py --history task,social_post   # a Task and a SocialPost per post
     python bench/chaos.py --history task,social_post --social-post-match query  # no key field
+    python bench/chaos.py --history task,social_post --cases   # and each conversation a Case
 
 ``--networks`` (default ``x``, so figures stay comparable with earlier runs) starts the
 Mastodon and Bluesky stand-ins too, with the brand and its customers on them
@@ -188,6 +189,15 @@ class Report:
     social_post_match: str = "key"  # [crm] social_post_match
     # Per history target: lost, duplicated and unexpected records (summed in the three above).
     by_target: dict[str, dict[str, int]] = field(default_factory=dict)
+    # [crm.cases]: Cases opened; posts a Case was lost for (an inbound post of a customer
+    # linked to a Contact whose records name no Case, or name a Case that does not exist, or
+    # whose Task and SocialPost name different ones); Cases duplicated (one key twice, or
+    # a Case no record names: a conversation opened twice and continued in the other).
+    cases: bool = False
+    cases_opened: int = 0
+    cases_lost: int = 0
+    cases_duplicated: int = 0
+    cases_lost_sample: list[str] = field(default_factory=list)
     converge_seconds: float = 0.0
     total_seconds: float = 0.0
     tracebacks: int = 0
@@ -216,6 +226,8 @@ class Report:
             and self.unexpected == 0
             and self.token_resumed is not False
             and self.unreadable_parks == 0
+            and self.cases_lost == 0
+            and self.cases_duplicated == 0
         )
 
 
@@ -471,6 +483,7 @@ def run(
     networks: tuple[str, ...] = ("x",),
     history: tuple[str, ...] = ("task",),
     social_post_match: str = "key",
+    cases: bool = False,
 ) -> Report:
     report = Report(
         interactions=interactions,
@@ -478,6 +491,7 @@ def run(
         networks=list(networks),
         history=list(history),
         social_post_match=social_post_match,
+        cases=cases,
     )
     rng = random.Random(rng_seed)
     started = time.monotonic()
@@ -532,6 +546,10 @@ def run(
             if history != ("task",)
             else {}
         )
+        if cases:
+            # As `syncd salesforce fields` makes it with [crm.cases]: the Case key.
+            sf.add_field("Case", SOCIAL_POST_KEY, external_id=True, unique=True)
+            targets["cases"] = {"open": "all"}
         os.environ.update(SECRETS.environ())
         config = workdir / "config.toml"
         # Posts are played from the next instant on, and each has a later id than this start.
@@ -695,6 +713,8 @@ def run(
             }
         report.lost_by_kind = dict(lost_kinds)
         report.lost_sample = report.lost_sample[:10]
+        if cases:
+            _check_cases(sf, report, expected, history)
         for key in ("lost", "duplicated", "unexpected"):
             setattr(report, key, sum(t[key] for t in report.by_target.values()))
         everyone = [*servers.values(), sf]
@@ -720,6 +740,34 @@ def run(
 
 
 SOCIAL_POST_KEY = "Syncd_Key__c"  # [crm] social_post_key_field's default
+
+
+def _check_cases(
+    sf: SalesforceSandbox, report: Report, expected: set[str], history: tuple[str, ...]
+) -> None:
+    """Every inbound post of a customer linked to a Contact is in a Case that exists, the
+    same one on its Task and its SocialPost; no Case twice, none that no record names."""
+    made = Counter(str(c[SOCIAL_POST_KEY]) for c in sf.records("Case"))
+    ids = {str(c["Id"]) for c in sf.records("Case")}
+    report.cases_opened = len(ids)
+    named: dict[str, set[str | None]] = {}
+    inbound: set[str] = set()
+    for t in sf.records("Task"):
+        key = str(t["Social_Post_Id__c"])
+        named.setdefault(key, set()).add(t.get("WhatId"))
+        # A Case names a Contact (Ids 003…); a Lead's posts have none.
+        if t.get("Social_Direction__c") == "Inbound" and str(t.get("WhoId")).startswith("003"):
+            inbound.add(key)
+    if "social_post" in history:
+        for post in sf.records("SocialPost"):
+            named.setdefault(str(post[SOCIAL_POST_KEY]), set()).add(post.get("ParentId"))
+    lost = sorted(
+        k for k in expected & inbound if len(named.get(k, set())) != 1 or not (named[k] <= ids)
+    )
+    report.cases_lost = len(lost)
+    report.cases_lost_sample = lost[:10]
+    used = {case for names in named.values() for case in names if case}
+    report.cases_duplicated = sum(n - 1 for n in made.values() if n > 1) + len(ids - used)
 
 
 def _persona_duplicates(sf: SalesforceSandbox) -> int:
@@ -772,6 +820,11 @@ def main(argv: list[str] | None = None) -> int:
         default="key",
         help='[crm] social_post_match ("query": an org without the SocialPost key field).',
     )
+    parser.add_argument(
+        "--cases",
+        action="store_true",
+        help='[crm.cases] open = "all": each conversation a Case, checked like the records.',
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--state", default=None, help="State URL (default: a temp SQLite file).")
     parser.add_argument("--converge-timeout", type=float, default=300.0)
@@ -797,6 +850,7 @@ def main(argv: list[str] | None = None) -> int:
             networks=args.networks,
             history=tuple(args.history.split(",")),
             social_post_match=args.social_post_match,
+            cases=args.cases,
         )
         ok = ok and report.ok
         if args.json:
@@ -831,6 +885,13 @@ def _print(r: Report, workdir: Path) -> None:
         print(f"  history            {', '.join(r.history)} (SocialPost by {r.social_post_match})")
         for target, got in r.by_target.items():
             print(f"    {target:<16} " + ", ".join(f"{k} {v}" for k, v in got.items()))
+    if r.cases:
+        print(
+            f"  cases              opened {r.cases_opened}, lost {r.cases_lost}, "
+            f"duplicated {r.cases_duplicated}"
+        )
+        if r.cases_lost:
+            print(f"    e.g. {', '.join(r.cases_lost_sample)}")
     print(f"  lost               {r.lost}")
     if r.lost:
         print(f"    by kind {r.lost_by_kind}, e.g. {', '.join(r.lost_sample)}")
@@ -855,9 +916,10 @@ def _print(r: Report, workdir: Path) -> None:
     verdict = "holds" if r.ok else "FAILS"
     names = {"task": "one Task", "social_post": "one SocialPost"}
     records = " and ".join(names[t] for t in r.history)
+    cases = " (each inbound post of a Contact in exactly one Case)" if r.cases else ""
     print(
         f"  asserted: every one of the {r.interactions} posts played after start reached "
-        f"Salesforce as exactly {records}, and no other exists: {verdict}"
+        f"Salesforce as exactly {records}{cases}, and no other exists: {verdict}"
     )
 
 

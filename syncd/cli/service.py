@@ -152,6 +152,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
         for target, by_state in sorted(st.targets.items()):
             line = ", ".join(f"{k} {v}" for k, v in sorted(by_state.items()))
             console.print(f"  {target}: {line}", highlight=False)
+    if st.cases:
+        console.print(f"cases opened for conversations: {st.cases}", highlight=False)
     if st.claims:
         claims = ", ".join(f"{owner} {n}" for owner, n in sorted(st.claims.items()))
         console.print(f"being written (claimed by instance): {claims}", highlight=False)

@@ -23,6 +23,7 @@ from syncd.state.admin import Parked, parked_list
 from syncd.state.authors import review_count
 from syncd.state.coordination import shared
 from syncd.state.outbox import CLAIM, held_count
+from syncd.state.tables import cases as cases_table
 from syncd.state.tables import cursors, deliveries, interactions, quarantine
 
 StreamKey = tuple[str, str, str]  # (source, account, stream)
@@ -110,6 +111,7 @@ class Status:
     withheld: list[Withheld] = field(default_factory=list)  # sources with any, by name
     # The configured CRM's deliveries by history target, then state (Crm.history_targets).
     targets: dict[str, dict[str, int]] = field(default_factory=dict)
+    cases: int = 0  # conversations syncd opened a case for in the configured CRM
 
 
 def status(
@@ -134,6 +136,11 @@ def status(
         budgets=standings(conn, budgets or {}, now or datetime.now(UTC)),
         withheld=withheld(conn),
         targets=by_target(conn, crm),
+        cases=int(
+            conn.execute(
+                select(func.count()).select_from(cases_table).where(cases_table.c.crm == crm)
+            ).scalar_one()
+        ),
     )
 
 

@@ -473,6 +473,8 @@ def test_with_cases_a_conversation_is_one_case_every_record_points_at_and_a_reru
     for key in (f"x:{complaint}", f"x:{answer}"):
         assert written[key]["WhatId"] == posts[key]["ParentId"] == cases[0]["Id"]
     assert posts[f"x:{answer}"]["ReplyToId"] == posts[f"x:{complaint}"]["Id"]
+    assert json.loads(invoke(world, "status", "--json").stdout)["cases"] == 1
+    assert "cases opened for conversations: 1" in invoke(world, "status").stdout
 
     writes = _writes(world.sf)
     assert poll_once(world)[0] == 0

@@ -109,14 +109,16 @@ class Pipeline:
         if self.cases is None:
             return self.writer.deliver(max_batches)
         total = DeliverResult()
-        while not self.stopping.is_set():
+        room = max_batches
+        while not self.stopping.is_set() and (room is None or room > 0):
             filed = self.file_cases()
-            done = self.writer.deliver(max_batches)
+            done = self.writer.deliver(room)
             for name in vars(total):
                 setattr(total, name, getattr(total, name) + getattr(done, name))
-            # One round for a bounded run; else until no case waits and nothing was written.
-            if max_batches is not None or (not filed.decided and not done.attempted):
-                break
+            if not filed.decided and not done.attempted:
+                break  # no case waits and nothing was ready
+            if room is not None:  # a bounded run counts the batches each round wrote
+                room -= max(1, -(-done.attempted // self.settings.write_batch))
         return total
 
     def file_cases(self) -> CasesResult:

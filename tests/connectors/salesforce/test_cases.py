@@ -330,3 +330,20 @@ def test_a_case_upsert_answered_503_after_it_was_applied_makes_no_second_case(
     assert failed
     case = world.cases()[f"x:{complaint}"]  # one, not two
     assert world.case_of("x", complaint) == (case["Id"], case["Id"])
+
+
+def test_a_bounded_write_run_decides_cases_round_by_round_until_its_batches_are_spent(
+    world: World,
+) -> None:
+    """The daemon's write job runs ``deliver(max_batches=50)``: Cases are decided a write
+    batch at a time, so one run takes every round its batches allow, not just the first."""
+    ada = world.customer("Ada")
+    for n in range(450):
+        world.post(ada, f"@acme complaint {n}")
+    world.pipeline.resolve(check_crm=True)
+    result = world.pipeline.deliver(max_batches=50)
+    assert result.written == 900  # a Task and a SocialPost each
+    assert len(world.cases()) == 1  # one customer's posts within a day: one conversation
+    assert {t.get("WhatId") for t in world.sb.records("Task")} == {
+        next(iter(world.cases().values()))["Id"]
+    }

@@ -35,7 +35,7 @@ from connectors.salesforce.session import Budget, SalesforceSession
 from connectors.salesforce.settings import SalesforceSettings
 from connectors.salesforce.setup.check import SalesforceCheck
 from connectors.salesforce.social_posts import write_by_query
-from syncd.contracts import CheckRow, ConnectorSettings, Crm, RecordOutcome
+from syncd.contracts import CaseFiling, CheckRow, ConnectorSettings, Crm, RecordOutcome
 from syncd.model import (
     CasePolicy,
     CaseRequest,
@@ -244,3 +244,4 @@ class SalesforceCrm:
 
 if TYPE_CHECKING:  # the contract is structural: have mypy hold the class to it
     _CONTRACT: type[Crm] = SalesforceCrm
+    _CASES: type[CaseFiling] = SalesforceCrm

@@ -22,6 +22,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from syncd.model import (
     Account,
     Author,
+    CasePolicy,
+    CaseRequest,
+    CaseResult,
     CrmRef,
     Cursor,
     GapPlan,
@@ -553,3 +556,20 @@ class Crm(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class CaseFiling(Protocol):
+    """A CRM that works conversations as cases (optional: a Salesforce Case per social
+    conversation). ``case_policy`` None: configured without cases. The core groups posts
+    into conversations by the policy and has each one's case filed before its records are
+    written (:mod:`syncd.pipeline.cases`), which then carry its id (HistoryRecord.case_id)."""
+
+    @property
+    def case_policy(self) -> CasePolicy | None: ...
+
+    def file_cases(self, requests: Sequence[CaseRequest]) -> Sequence[CaseResult]:
+        """Each request's case: joined as it is, reopened, or a new one opened under the
+        request's key (an upsert: sent again, it finds the one it made); one result per
+        request, in order. A case the CRM refuses is a failed result with its Refusal."""
+        ...

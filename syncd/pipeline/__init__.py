@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
-from syncd.contracts import Crm, KnownAuthors, Source
+from syncd.contracts import CaseFiling, Crm, KnownAuthors, Source
 from syncd.model import Account, Stream
 from syncd.pipeline.cases import CaseFiler, CasesResult
 from syncd.pipeline.context import Clock, Context, PipelineSettings, utcnow
@@ -58,8 +58,9 @@ class Pipeline:
         self.writer = Writer(self.context, crm)
         # A CRM that works conversations as cases has each one's case filed before its
         # records are written.
-        policy = getattr(crm, "case_policy", None)
-        self.cases = CaseFiler(self.context, crm, policy) if policy is not None else None
+        self.cases: CaseFiler | None = None
+        if isinstance(crm, CaseFiling) and (policy := crm.case_policy) is not None:
+            self.cases = CaseFiler(self.context, crm, policy)
 
     # -- poll ----------------------------------------------------------------------------
     def poll(

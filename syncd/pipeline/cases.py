@@ -25,7 +25,7 @@ from functools import partial
 
 from sqlalchemy import Connection
 
-from syncd.contracts import Crm
+from syncd.contracts import CaseFiling
 from syncd.model import (
     CaseOpening,
     CaseOutcome,
@@ -177,7 +177,7 @@ def _opens(w: state.Waiting, to_brand: bool, opening: CaseOpening) -> bool:
 class CaseFiler:
     """Decides the waiting interactions' cases and files them with one CRM."""
 
-    def __init__(self, context: Context, crm: Crm, policy: CasePolicy) -> None:
+    def __init__(self, context: Context, crm: CaseFiling, policy: CasePolicy) -> None:
         self.db = context.db
         self.crm_name = context.crm_name
         self.crm = crm
@@ -198,9 +198,8 @@ class CaseFiler:
             latest = state.latest(conn, self.crm_name, {w.identity_id for w in waiting})
         decided, conversations = plan(waiting, parents, latest, self.policy)
         requests = [c.request() for c in conversations]
-        file_cases = getattr(self.crm, "file_cases")  # noqa: B009 - Crm without cases has none
         answers: Sequence[CaseResult] = (
-            self.retrying(partial(file_cases, requests)) if requests else []
+            self.retrying(partial(self.crm.file_cases, requests)) if requests else []
         )
         if len(answers) != len(requests):
             raise RuntimeError(f"CRM answered {len(answers)} of {len(requests)} case requests")

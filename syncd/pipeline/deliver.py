@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from syncd.compliance import deleted as compliance
-from syncd.contracts import Crm, Source
+from syncd.contracts import CaseFiling, Crm, Source
 from syncd.errors import AuthError, ExternalError, RateLimited
 from syncd.model import CrmRef, Refusal, WriteResult
 from syncd.pipeline.context import Context
@@ -90,7 +90,7 @@ class Writer:
         self.owner = owner_id()
         # The CRM works conversations as cases: only deliveries whose case is decided
         # (syncd.pipeline.cases) are written.
-        self.cases = getattr(crm, "case_policy", None) is not None
+        self.cases = isinstance(crm, CaseFiling) and crm.case_policy is not None
         # The sources a delivery's post is looked up on before its write (set by the app).
         self.sources: Mapping[str, Source] = {}
         self._unchecked: set[str] = set()  # sources failing those look-ups (said once)

@@ -347,3 +347,16 @@ def test_a_bounded_write_run_decides_cases_round_by_round_until_its_batches_are_
     assert {t.get("WhatId") for t in world.sb.records("Task")} == {
         next(iter(world.cases().values()))["Id"]
     }
+
+
+def test_a_customer_answering_another_customers_post_opens_a_case_of_their_own(
+    world: World,
+) -> None:
+    ada, bob = world.customer("Ada"), world.customer("Bob")
+    complaint = world.post(ada, "@acme my parcel is lost")
+    me_too = world.post(bob, "@ada @acme mine too!", reply_to=complaint)
+    world.run()
+    cases = world.cases()
+    assert set(cases) == {f"x:{complaint}", f"x:{me_too}"}
+    assert cases[f"x:{me_too}"]["ContactId"] == bob.record
+    assert world.case_of("x", me_too)[0] == cases[f"x:{me_too}"]["Id"]

@@ -18,6 +18,7 @@ the key of the post that opens it, so the CRM finds the one it made.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -185,9 +186,16 @@ class CaseFiler:
         self.settings = context.settings
         self.clock = context.clock
         self.retrying = context.retrying
+        # The daemon's write job and a backfill's writer may both run a round: one at a
+        # time, or both could open a case for one conversation (instances: a job lock).
+        self._one_at_a_time = threading.Lock()
 
     def file(self, limit: int | None = None) -> CasesResult:
         """One round: up to ``limit`` (a write batch) waiting interactions decided."""
+        with self._one_at_a_time:
+            return self._file(limit)
+
+    def _file(self, limit: int | None) -> CasesResult:
         now = self.clock()
         with self.db.connect() as conn:
             waiting = state.waiting(conn, self.crm_name, now, limit or self.settings.write_batch)

@@ -471,6 +471,10 @@ class Persona:
     user_id: str  # the network's immutable id for the account
     handle: str | None = None
     name: str | None = None
+    # The url the network gave with the profile (identities.url, Author.url): the account's
+    # own page on Mastodon (its ``url``), a website the person links elsewhere (X). Which it
+    # is, is the CRM connector's to know by network. None: none given.
+    url: str | None = None
     # The CRM's record for the account, written before with the record's person as its
     # parent: not written again. None: written (or found) with this record.
     persona_id: str | None = None
@@ -501,6 +505,8 @@ class HistoryRecord:
     reply_to_id: str | None = None
     # The CRM's case of the conversation the post belongs to (None: none).
     case_id: str | None = None
+    # A private message (Messenger, Instagram Direct): Interaction.private.
+    private: bool = False
 
 
 class Refusal(enum.StrEnum):

@@ -612,6 +612,9 @@ def _interaction(
 ) -> Interaction:
     if len(counterpart) > 64:
         raise _Bad("the other party's DID is longer than the state's 64-character user ids")
+    # Who wrote the post answered: the DID its at-uri names (a DID longer than any user id
+    # the state keeps is nobody's it knows, the brand's included).
+    answered = uri_did(post.parent)
     return Interaction(
         network=NETWORK,
         post_id=post.uri,
@@ -625,5 +628,6 @@ def _interaction(
         url=post_url(post.uri) or "",
         conversation_id=post.root or post.uri,
         in_reply_to_post_id=post.parent,
+        in_reply_to_user_id=answered if answered is not None and len(answered) <= 64 else None,
         raw=raw,
     )

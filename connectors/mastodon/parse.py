@@ -166,8 +166,16 @@ class Translated:
     quarantined: tuple[Quarantined, ...]
 
 
-def parse_mentions(items: Sequence[Any], account: Account, domain: str) -> Translated:
-    """Mention notifications → inbound interactions (their status), authors and quarantine."""
+def parse_mentions(
+    items: Sequence[Any],
+    account: Account,
+    domain: str,
+    brand_local_id: str | None = None,
+    people: Mapping[str, Author] | None = None,
+) -> Translated:
+    """Mention notifications → inbound interactions (their status), authors and quarantine.
+    ``brand_local_id`` (the brand account's id on its instance) and ``people`` (local id →
+    author, those read before) name whom a status answers (:func:`answered`)."""
     interactions: list[Interaction] = []
     authors: dict[str, Author] = {}
     bad: list[Quarantined] = []
@@ -181,8 +189,17 @@ def parse_mentions(items: Sequence[Any], account: Account, domain: str) -> Trans
             if not isinstance(status, dict):
                 raise BadItem("mention without its status", system=NETWORK)
             author = parse_author(status.get("account"), domain)
+            local = status["account"].get("id")
+            known = {**(people or {}), **({str(local): author} if is_id(local) else {})}
             interactions.append(
-                _interaction(status, account, Stream.MENTIONS, author.user_id, author.user_id)
+                _interaction(
+                    status,
+                    account,
+                    Stream.MENTIONS,
+                    author.user_id,
+                    author.user_id,
+                    answered=answered(status, account, brand_local_id, known),
+                )
             )
             authors[author.user_id] = author
         except BadItem as exc:
@@ -207,6 +224,26 @@ def replied_to(status: Mapping[str, Any], brand_local_id: str) -> str | None:
         ):
             return str(mention["id"])
     return None
+
+
+def answered(
+    status: Mapping[str, Any],
+    account: Account,
+    brand_local_id: str | None,
+    people: Mapping[str, Author],
+) -> str | None:
+    """Who wrote the status this one answers, as syncd keys them (the actor uri): Mastodon
+    names them by ``in_reply_to_account_id``, an id local to the answering instance, which
+    is the brand's (``brand_local_id``) or one of ``people`` read before (the status's own
+    author, on a self-thread). Another account's uri its local id does not tell (a mention
+    gives its profile ``url``, never its uri): None, not a guess."""
+    target = status.get("in_reply_to_account_id")
+    if not is_id(target):
+        return None
+    if target == brand_local_id:
+        return account.user_id
+    person = people.get(str(target))
+    return person.user_id if person is not None else None
 
 
 def parse_replies(
@@ -244,6 +281,7 @@ def parse_replies(
                     account.user_id,
                     person.user_id,
                     parents.get(parent) if isinstance(parent, str) else None,
+                    answered=answered(raw, account, brand_local_id, people),
                 )
             )
             authors[person.user_id] = person
@@ -262,6 +300,8 @@ def _interaction(
     author_id: str,
     counterpart_id: str,
     in_reply_to: str | None = None,
+    *,
+    answered: str | None = None,
 ) -> Interaction:
     uri = _uri(status.get("uri"), "status.uri")
     content = status.get("content")
@@ -285,6 +325,9 @@ def _interaction(
         created_at=_time(status.get("created_at"), "status.created_at"),
         url=url,
         in_reply_to_post_id=in_reply_to,
+        in_reply_to_user_id=answered,
+        # A direct status (a private mention) is seen only by the accounts it mentions.
+        private=status.get("visibility") == "direct",
         raw=_json(status),
         ref=status_ref(account, status.get("id")),
     )

@@ -233,7 +233,7 @@ class MastodonSource:
     ) -> Page:
         me = self.me()
         if stream is Stream.MENTIONS:
-            translated = parse_mentions(items, account, self.domain)
+            translated = parse_mentions(items, account, self.domain, me.local_id, self._people)
         else:
             translated = self._replies(items, account, me)
         ids = [str(i["id"]) for i in items if isinstance(i, dict) and is_id(i.get("id"))]

@@ -172,22 +172,29 @@ class FacebookSource(MetaSource):
         if body.get("id") != comment_id:
             return
         post_id = f"{self.page_id}_{comment_id.split('_')[0]}" if on_page else None
-        if post_id is not None and not self._pages_post(post_id):
+        post = self._pages_post(post_id) if post_id is not None else None
+        if post_id is not None and post is None:
             self._drop_hint(hint, "not on the Page's post")
             return
         if not on_page and not self._tags_page(body):
             self._drop_hint(hint, "does not tag the Page")
             return
         translated = parse_fb_comments(
-            [body], account, post_id=post_id, parents=_parents([body], self.page_id)
+            [body],
+            account,
+            post_id=post_id,
+            parents=_parents([body], self.page_id),
+            post_from=post.get("from") if post is not None else None,
         )
         got.add(translated, Stream.MENTIONS)
 
-    def _pages_post(self, post_id: str) -> bool:
+    def _pages_post(self, post_id: str) -> Mapping[str, Any] | None:
+        """The Page's post (its id and author), or None when Graph does not answer it."""
         try:
-            return self._get(post_id, {"fields": "id"}).get("id") == post_id
+            body = self._get(post_id, {"fields": "id,from"})
         except (NotFound, PermissionDenied):
-            return False
+            return None
+        return body if body.get("id") == post_id else None
 
     def _tags_page(self, body: Mapping[str, Any]) -> bool:
         """Whether a post or comment tags the Page (``message_tags``, as an @mention of it
@@ -306,6 +313,7 @@ class FacebookSource(MetaSource):
             post_id=post_id,
             post_url=str(post.get("permalink_url") or ""),
             parents=_parents(items, self.page_id),
+            post_from=post.get("from"),
         )
         w.got.add(translated, w.stream, until=w.until)
         _, was_updated, read_to, was_last = mark_fields(w.marks.get(key), 4)

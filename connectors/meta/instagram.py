@@ -162,7 +162,7 @@ class InstagramSource(MetaSource):
         fields = f"mentioned_comment.comment_id({comment_id}){{{MENTIONED_COMMENT_FIELDS}}}"
         body = self._get(self.ig_user_id, {"fields": fields})
         items = [c for c in mentioned(body, "mentioned_comment") if c.get("id") == comment_id]
-        self._add_comments(account, items, got)
+        self._add_comments(account, items, got, own_media=False)
 
     def _mentioned_media(self, account: Account, media_id: str, got: Collected) -> None:
         """Someone else's media @mentioning the account in its caption: ``GET
@@ -180,9 +180,11 @@ class InstagramSource(MetaSource):
             return
         body = self._get(comment_id, {"fields": f"{_IG_COMMENT},media"})
         if body.get("id") == comment_id:
-            self._add_comments(account, [body], got)
+            self._add_comments(account, [body], got, own_media=True)
 
-    def _add_comments(self, account: Account, items: list[Any], got: Collected) -> None:
+    def _add_comments(
+        self, account: Account, items: list[Any], got: Collected, *, own_media: bool
+    ) -> None:
         # The comment answered, when any, is not read here: its author is not known (None),
         # which keeps the brand's own reply from being taken for an unreadable one; the
         # mentions stream keeps people's comments only, the replies walk reads the brand's.
@@ -196,6 +198,7 @@ class InstagramSource(MetaSource):
             account,
             media_id=media_id if isinstance(media_id, str) else None,
             parents=parents,
+            own_media=own_media,
         )
         got.add(translated, Stream.MENTIONS)
 
@@ -257,6 +260,7 @@ class InstagramSource(MetaSource):
             w.account,
             media_id=media_id,
             media_url=str(media.get("permalink") or ""),
+            own_media=True,
         )
         mark = w.marks.get(key)
         _, was_count, _, _ = mark_fields(mark, 4)

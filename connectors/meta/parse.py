@@ -263,6 +263,14 @@ def _is_brand(person: Author | None, account: Account) -> bool:
     return person is not None and person.user_id == scoped_id(account.user_id, account.user_id)
 
 
+def _user_id(person: Author | None, account: Account) -> str | None:
+    """A person as syncd keys them: the brand as every connector names it (its account's
+    own id, unscoped), anyone else by their scoped id; None when withheld or not read."""
+    if person is None:
+        return None
+    return account.user_id if _is_brand(person, account) else person.user_id
+
+
 def _each(
     out: _Out,
     items: Iterable[tuple[Any, _C]],
@@ -299,9 +307,12 @@ def _keep(
     url: str,
     conversation_id: str | None,
     in_reply_to: str | None,
+    answered: str | None = None,
+    private: bool = False,
 ) -> None:
     """The item as an interaction, with the people it names: its author when inbound (the
-    brand is no customer), and the person it is attributed to."""
+    brand is no customer), and the person it is attributed to. ``answered``: who wrote what
+    it answers (:attr:`Interaction.in_reply_to_user_id`); ``private``: a message."""
     network = out.network
     interaction = Interaction(
         network=network,
@@ -317,6 +328,8 @@ def _keep(
         url=url,
         conversation_id=conversation_id,
         in_reply_to_post_id=in_reply_to,
+        in_reply_to_user_id=answered,
+        private=private,
         raw=dict(raw),
     )
     out.add(interaction, None if outbound else author, counterpart)
@@ -366,11 +379,14 @@ def _comment(
     created_at: datetime,
     url: str,
     brand: str,
+    on_by: str | None,
 ) -> None:
     """A comment or reply on ``on`` (a Page post, a media): a person's is inbound; the
     brand's is attributed to the author of the comment it answers, read earlier (``known``),
     and left out when it answers no one or the brand itself (``brand`` names the brand in
-    the reason an unread parent quarantines it with)."""
+    the reason an unread parent quarantines it with). It answers the author of its parent
+    comment where Meta said who that is, else nobody known; a comment on ``on`` itself
+    answers ``on``'s author, ``on_by``, where the caller knows it."""
     if outbound:
         if parent is None:
             return  # the brand commenting on its own post: answering no one
@@ -397,6 +413,7 @@ def _comment(
         url=url,
         conversation_id=on,
         in_reply_to=parent or on,
+        answered=_user_id(known.get(parent), account) if parent is not None else on_by,
     )
 
 
@@ -427,15 +444,22 @@ def parse_fb_comments(
     post_id: str | None = None,
     post_url: str = "",
     parents: Mapping[str, Author | None] | None = None,
+    post_from: Any = None,
 ) -> Translated:
     """Comments and replies of one Page post (``/{post-id}/comments?filter=stream``, or a
     post's expanded ``comments``) → interactions. ``account.user_id`` is the Page id;
     ``parents`` the authors of comments read earlier (see :attr:`Translated.posted_by`).
     Chronological order [recording: comments_p1.json, filter=stream] puts a parent before
-    its replies within one answer."""
+    its replies within one answer. ``post_from``: the post's ``from`` as Graph gave it
+    (the Page on its own posts, a visitor on theirs; None: not read or withheld), whom a
+    top-level comment answers."""
     network = NETWORK_FACEBOOK
     out = _Out(network)
     known: dict[str, Author | None] = dict(parents or {})
+    try:
+        on_by = _user_id(_person(post_from, account.user_id, network), account)
+    except BadItem:
+        on_by = None  # an unreadable post author is nobody known; the comments still count
 
     def one(raw: Mapping[str, Any], _: None) -> None:
         if "id" not in raw:
@@ -466,6 +490,7 @@ def parse_fb_comments(
             created_at=created,
             url=_url(raw.get("permalink_url")) or post_url,
             brand="Page",
+            on_by=on_by,
         )
 
     return _each(out, _alone(items), "comment", one)
@@ -564,6 +589,8 @@ def parse_messages(
             url=conversation_url,
             conversation_id=conversation_id,
             in_reply_to=None,
+            # Graph's message names no message it answers: whom it answers is not said.
+            private=True,
         )
 
     return _each(out, _alone(items), "message", one)
@@ -610,12 +637,15 @@ def parse_ig_comments(
     media_id: str | None = None,
     media_url: str = "",
     parents: Mapping[str, Author | None] | None = None,
+    own_media: bool = False,
 ) -> Translated:
     """Comments of one media (``/{ig-media-id}/comments``, newest first, 50 a call [doc]),
     their replies (``/{ig-comment-id}/replies`` or expanded ``replies``) or a mentioned
     comment → interactions. ``account.user_id`` is the IG account id, ``account.handle`` its
     username. IG comments have no permalink: ``media_url`` (the media's ``permalink``) is
-    their address."""
+    their address. ``own_media``: the media is the account's own (its media walk, a
+    ``comments`` webhook), so a top-level comment answers the account; a comment on
+    someone else's media (a mention) answers an owner Meta does not name."""
     network = NETWORK_INSTAGRAM
     out = _Out(network)
     known: dict[str, Author | None] = dict(parents or {})
@@ -653,6 +683,7 @@ def parse_ig_comments(
             created_at=created,
             url=media_url,
             brand="brand",
+            on_by=account.user_id if own_media else None,
         )
 
     return _each(out, _ig_flat(items), "comment", one)

@@ -6,6 +6,7 @@ Salesforce counts them, in UTF-16 units.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,7 @@ __all__ = [
     "parse_upsert_results",
     "persona_key",
     "persona_record",
+    "profile_url",
     "refusal",
     "social_post_record",
     "task_record",
@@ -136,7 +138,15 @@ SOCIAL_POST = "SocialPost"
 NAME_MAX = 255
 
 
+# A private message: Messenger's is "Private", Instagram Direct's and any other network's
+# "Direct" (the picklist's two private kinds; research/salesforce-social.md §2.3).
+_PRIVATE_TYPES = {"facebook": "Private"}
+_DIRECT = "Direct"
+
+
 def message_type(record: HistoryRecord) -> str:
+    if record.private:
+        return _PRIVATE_TYPES.get(record.network, _DIRECT)
     started, answered = _MESSAGE_TYPES.get(record.network, _THREAD_TYPES)
     return answered if record.in_reply_to else started
 
@@ -207,7 +217,42 @@ def persona_record(
         "MediaProvider": media,
         "ExternalId": author.user_id,
         "ParentId": record.who.id,
+        # Left out where the network has no public page for the account (Facebook).
+        **({"ProfileUrl": url} if (url := profile_url(record.network, author)) else {}),
     }
+
+
+URL_MAX = 255  # a Salesforce URL field's length
+# Handles as they can stand in a profile address as they are (X: letters, digits and "_";
+# Instagram: also "."; a Bluesky handle is a domain name, its DID has ":" too).
+_X_HANDLE = re.compile(r"[A-Za-z0-9_]{1,50}")
+_IG_HANDLE = re.compile(r"[A-Za-z0-9._]{1,30}")
+_BSKY_ID = re.compile(r"did:[a-z]+:[A-Za-z0-9._:%-]+")
+
+
+def profile_url(network: str, author: Persona) -> str | None:
+    """The account's public profile page (SocialPersona.ProfileUrl): made from the handle
+    where the network's address is the handle (X, Instagram), from the DID on Bluesky (a
+    handle may change or stop verifying; the DID's page always resolves), and as the network
+    gave it on Mastodon (the account's ``url``: the instance is the account's own, never to
+    be guessed from a handle). None where there is none: Facebook's Page-scoped ids have no
+    public page, and a handle that cannot stand in an address is not made into one."""
+    handle = bare_handle(author.handle)
+    if network in ("x", "twitter"):
+        url = f"https://x.com/{handle}" if handle and _X_HANDLE.fullmatch(handle) else None
+    elif network == "instagram":
+        ig = handle is not None and _IG_HANDLE.fullmatch(handle) is not None
+        url = f"https://www.instagram.com/{handle}/" if ig else None
+    elif network == "bluesky":
+        did = _BSKY_ID.fullmatch(author.user_id) is not None
+        url = f"https://bsky.app/profile/{author.user_id}" if did else None
+    elif network == "mastodon":
+        given = author.url or ""
+        page = given.startswith(("https://", "http://")) and not any(c.isspace() for c in given)
+        url = given if page else None
+    else:
+        url = None
+    return url if url is not None and len(url) <= URL_MAX else None
 
 
 def describe_errors(errors: Sequence[Any]) -> tuple[str | None, str]:

@@ -219,6 +219,11 @@ def _translate(
     handle = author.handle if author else None
     path = f"{handle}/status" if handle and _URL_HANDLE.fullmatch(handle) else "i/web/status"
     conversation_id = post.get("conversation_id")
+    # Whom the post answers, as X names them; else the author of the replied-to post where X
+    # expanded it (a reply whose in_reply_to_user_id is missing).
+    answered = post.get("in_reply_to_user_id")
+    if not is_x_id(answered):
+        answered = referenced_authors.get(replied_to) if replied_to is not None else None
     return Interaction(
         network=NETWORK,
         post_id=post_id,
@@ -232,6 +237,7 @@ def _translate(
         url=f"https://x.com/{path}/{post_id}",
         conversation_id=conversation_id if is_x_id(conversation_id) else None,
         in_reply_to_post_id=replied_to,
+        in_reply_to_user_id=answered,
         raw=post,
     )
 

@@ -44,9 +44,10 @@ def build_record(d: ReadyDelivery) -> HistoryRecord:
         in_reply_to=d.in_reply_to,
         reply_to_id=d.reply_to_id,
         case_id=d.case_id,
+        private=d.private,
         brand=d.brand_name or d.account,
         author=(
-            Persona(d.user_id, d.handle, d.name, persona_id=d.persona_id)
+            Persona(d.user_id, d.handle, d.name, url=d.profile_url, persona_id=d.persona_id)
             if d.user_id is not None
             else None
         ),

@@ -244,6 +244,8 @@ class ReadyDelivery:
     reply_to_id: str | None = None
     # The CRM's case of the post's conversation (None: none, or the CRM works none).
     case_id: str | None = None
+    private: bool = False  # a private message (Interaction.private)
+    profile_url: str | None = None  # the url the person's profile gave (identities.url)
 
 
 def _ready(
@@ -309,10 +311,12 @@ def as_written() -> Select[Any]:
             interactions.c.url,
             interactions.c.conversation_id,
             interactions.c.in_reply_to_post_id,
+            interactions.c.private,
             identities.c.id.label("identity_id"),
             identities.c.handle,
             identities.c.display_name,
             identities.c.user_id,
+            identities.c.url.label("profile_url"),
             accounts.c.display_name.label("brand_name"),
             links.c.crm_object,
             links.c.crm_id,
@@ -367,6 +371,8 @@ def rows(result: Iterable[Any]) -> list[ReadyDelivery]:
             persona_id=r.persona_id if r.persona_parent_id == r.crm_id else None,
             reply_to_id=r.reply_to_id,
             case_id=r.crm_case_id,
+            private=bool(r.private),
+            profile_url=r.profile_url,
         )
         for r in result
     ]

@@ -89,7 +89,8 @@ class World:
             c.record = self.sb.insert("Lead", {"LastName": name, "Company": "Co", **ids})
         else:
             account = self.sb.insert(
-                "Account", {"Name": f"{name} Ltd", **({"CustomerPriority__c": tier} if tier else {})}
+                "Account",
+                {"Name": f"{name} Ltd", **({"CustomerPriority__c": tier} if tier else {})},
             )
             c.record = self.sb.insert("Contact", {"LastName": name, "AccountId": account, **ids})
         return c
@@ -286,7 +287,9 @@ def test_open_replies_opens_cases_only_for_posts_answering_the_brand(
     world = World(db, sb, open="replies")
     ada = world.customer("Ada")
     mention = world.post(ada, "@acme is great")
-    answer = world.post(ada, "@acme your last post: the link is broken", reply_to="77", to_user=BRAND)
+    answer = world.post(
+        ada, "@acme your last post: the link is broken", reply_to="77", to_user=BRAND
+    )
     world.run()
     assert list(world.cases()) == [f"x:{answer}"]
     assert world.case_of("x", mention) == (None, None)

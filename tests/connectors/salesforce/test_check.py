@@ -548,7 +548,8 @@ def test_cases_need_their_key_field_an_origin_per_network_and_the_mapped_priorit
     world.sf.set_picklist("Case", "Origin", ["Phone", "Email", "Web"], restricted=True)
     found = bad()
     assert set(found) == {"Case.Syncd_Key__c", "Case.Origin", "Case.Status", "Case.Priority"}
-    assert found["Case.Origin"].fix == "fix Case.Origin: add the value(s) Twitter, Mastodon, Bluesky"
+    origin = "fix Case.Origin: add the value(s) Twitter, Mastodon, Bluesky"
+    assert found["Case.Origin"].fix == origin
     assert found["Case.Priority"].fix == "fix Case.Priority: add the value(s) Whenever"
     assert "Reopened" in (found["Case.Status"].fix or "")
     assert "Syncd_Key__c" in (found["Case.Syncd_Key__c"].fix or "")

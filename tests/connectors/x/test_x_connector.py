@@ -105,6 +105,8 @@ def test_mentions_with_expansions() -> None:
         url="https://x.com/FOBLeh/status/1400118288307277824",
         conversation_id="1400118288307277824",
         in_reply_to_post_id=None,
+        # X names the first user a post starting with @handles answers (@MoHFW_INDIA).
+        in_reply_to_user_id="2596143056",
     )
     assert first.raw is body["data"][0]
     assert first.external_id == "x:1400118288307277824"

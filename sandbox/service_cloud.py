@@ -18,7 +18,7 @@ from typing import Any
 
 from sandbox.config import TomlValue
 from sandbox.salesforce.api import SalesforceSandbox
-from sandbox.seed import TIER_FIELD, TIERS
+from sandbox.seed import TIER_FIELD, TIERS, Customer, World
 
 # [crm] social_post_key_field and social_persona_key_field's default.
 KEY = "Syncd_Key__c"
@@ -31,11 +31,33 @@ LEAD, NO_TIER = "(Lead)", "(none)"
 Query = Callable[[str], list[dict[str, Any]]]
 
 
-def set_up(sf: SalesforceSandbox) -> None:
+def set_up(sf: SalesforceSandbox, world: World) -> None:
     """SocialPost's and SocialPersona's upsert keys, as `syncd salesforce fields` makes them:
-    Text(255), External ID, Unique, case-sensitive."""
+    Text(255), External ID, Unique, case-sensitive; and the X personas Social Studio left
+    (:func:`studio_personas`)."""
     for sobject in ("SocialPost", "SocialPersona"):
         sf.add_field(sobject, KEY, external_id=True, unique=True, case_sensitive=True)
+    for customer in studio_personas(world):
+        assert customer.crm_id is not None
+        # As Salesforce's inbound handler made them: no syncd key, Provider and ExternalId.
+        sf.insert(
+            "SocialPersona",
+            {
+                "Name": customer.handle,
+                "RealName": f"{customer.first} {customer.last}",
+                "Provider": "Twitter",
+                "ExternalId": customer.user_id,
+                "ParentId": customer.crm_id,
+            },
+        )
+
+
+def studio_personas(world: World) -> list[Customer]:
+    """The customers whose X persona the org holds from before syncd, as an org Social
+    Studio fed has them: the Contacts known by their X id (it made a persona for each X
+    author it handled). syncd reuses these rather than making its own; every other persona
+    (other networks, other customers) it makes."""
+    return [c for c in world.customers if c.kind == "contact_by_id" and "x" in c.networks]
 
 
 def crm_keys() -> dict[str, TomlValue]:

@@ -78,7 +78,7 @@ def test_the_service_cloud_demo_reports_what_the_org_holds(
 
     # Every interaction written is one Task and one SocialPost, each once.
     keys = [p[sc.KEY] for p in posts]
-    assert len(set(keys)) == len(keys) == back.posts == len(tasks) > 0
+    assert len(set(keys)) == len(keys) == back.posts == len(tasks) > 0, out
     assert set(keys) == {t["Social_Post_Id__c"] for t in tasks}
     assert back.duplicates == back.persona_duplicates == 0
     by_type: dict[str, Counter[str]] = defaultdict(Counter)
@@ -87,14 +87,19 @@ def test_the_service_cloud_demo_reports_what_the_org_holds(
     assert back.by_type == {n: dict(c) for n, c in by_type.items()}
     assert len(back.by_type) == 5  # every network of the sandbox
 
-    # One persona per author and network, all made by syncd (the org had none), each post on
-    # one of them.
-    assert seen["before"] == frozenset()
-    assert back.personas == back.personas_made == len(personas) > 0
-    assert back.personas_reused == 0
+    # One persona per author and network: those Social Studio left reused, the others made
+    # by syncd; each post on one of them.
+    studio = {p["Id"] for p in personas if not p.get(sc.KEY)}
+    assert seen["before"] == studio
+    people = {(c.user_id, c.crm_id) for c in seen["world"].customers}
+    assert all((p["ExternalId"], p["ParentId"]) in people for p in personas if p["Id"] in studio)
+    assert back.personas == len(personas) and back.personas_made == len(personas) - len(studio)
     persona_ids = {p["Id"] for p in personas}
     assert all(p["PersonaId"] in persona_ids for p in posts) and back.without_persona == 0
-    assert len({p[sc.KEY] for p in personas}) == len(personas)
+    named = {p["PersonaId"] for p in posts}
+    assert back.personas_reused == len(named & studio) > 0
+    made = [p[sc.KEY] for p in personas if p.get(sc.KEY)]
+    assert len(set(made)) == len(made) == back.personas_made > 0
 
     # Each brand reply names the customer's post it answers, on the same person.
     by_id = {p["Id"]: p for p in posts}
@@ -146,7 +151,10 @@ def test_the_service_cloud_demo_reports_what_the_org_holds(
     )
     total = next(line for line in lines if line.split()[:1] == ["all"])
     assert total.split()[-1] == str(back.posts)
-    assert f"{back.personas}: {back.personas_made} made by syncd" in out
+    assert (
+        f"{back.personas}: {back.personas_made} made by syncd, {len(studio)} the org held"
+        f" before ({back.personas_reused} reused)"
+    ) in " ".join(out.split())  # the cell may wrap
     assert f"{back.outbound_linked} of {back.outbound} name the post they answer" in out
     assert "SocialPosts 0, SocialPersonas 0" in out
     assert "one priority per tier on every network: yes" in out

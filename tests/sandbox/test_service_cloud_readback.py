@@ -9,8 +9,7 @@ from sandbox.run import Sandbox
 
 def test_cases_are_counted_by_origin_priority_posts_and_conversation() -> None:
     with Sandbox(networks=("x",)) as sandbox:
-        sandbox.seed(4)
-        sc.set_up(sandbox.salesforce)
+        sc.set_up(sandbox.salesforce, sandbox.seed(4))
         sf = sandbox.salesforce
         first = sf.insert("Case", {"Origin": "Web", "Priority": "High"})
         second = sf.insert("Case", {"Origin": "Web", "Priority": "High"})

@@ -274,9 +274,10 @@ class Sandbox:
         *,
         source: Mapping[str, TomlValue] | None = None,
         tables: Mapping[str, Mapping[str, TomlValue]] | None = None,
+        crm: Mapping[str, TomlValue] | None = None,
     ) -> str:
         """syncd's configuration for this sandbox, reading the brand's accounts on every
-        network it runs; ``source``'s keys go to each source."""
+        network it runs; ``source``'s keys go to each source, ``crm``'s to ``[crm]``."""
         others: list[Mapping[str, TomlValue]] = []
         if self.mastodon is not None:
             others.append(
@@ -314,7 +315,11 @@ class Sandbox:
             accounts=self.accounts,
             secrets=self.secrets,
             source=source,
-            crm={"api_version": API_VERSION, **meta_identity_fields(self.meta_networks)},
+            crm={
+                "api_version": API_VERSION,
+                **meta_identity_fields(self.meta_networks),
+                **(crm or {}),
+            },
             tables=tables,
             sources=others,
         )
@@ -402,6 +407,10 @@ class Sandbox:
             if s.name in self.servers and s.name != "salesforce"
         ]
         return [*rows, ("Salesforce API calls", str(self.salesforce.api_calls))]
+
+    def soql(self, query: str) -> list[dict[str, Any]]:
+        """Every record ``query`` selects, read over the CRM's REST API as an admin would."""
+        return self._soql(query)
 
     def readback(self) -> Readback:
         """The CRM's timelines, read with SOQL over its REST API, as an admin would."""

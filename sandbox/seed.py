@@ -59,6 +59,16 @@ ON_FACEBOOK = 0.35
 ON_INSTAGRAM = 0.3
 # Of their comments, the share Meta gives without ``from``.
 WITHHELD = 0.1
+# The customer's tier, held on their Account as a Developer Edition org ships it (a picklist
+# High/Medium/Low), which `[crm.priority]` reads: an Account per tier, and the share of
+# Contacts under each (Leads have no Account). The first customer, on every network, is a
+# premier one, so even a tiny world shows a tier followed across networks.
+TIER_FIELD = "CustomerPriority__c"
+TIERS: tuple[tuple[str, str, int], ...] = (
+    ("High", "Acme Premier Customers", 25),
+    ("Medium", "Acme Customers", 50),
+    ("Low", "Acme Basic Customers", 25),
+)
 # How old the brand's posts on Facebook and Instagram are, in days: comments land on all.
 META_POST_AGES = (60, 21, 3)
 # Who is on which network besides X, for a world of several: (networks, weight).
@@ -168,6 +178,7 @@ class Customer:
     # The CRM does not hold their Mastodon or Bluesky account: linked there by the e-mail
     # address their profile shows, not by an identity field.
     by_evidence: bool = False
+    tier: str | None = None  # their Account's TIER_FIELD (a Contact's; a Lead has none)
 
     @property
     def email(self) -> str:
@@ -312,7 +323,16 @@ def seed(
             for h in BRAND_HANDLES
         }
     )
-    account_id = sf.insert("Account", {"Name": "Acme Customers", "Website": "https://acme.example"})
+    sf.add_field("Account", TIER_FIELD, "picklist")
+    accounts = {
+        tier: sf.insert(
+            "Account", {"Name": name, "Website": "https://acme.example", TIER_FIELD: tier}
+        )
+        for tier, name, _ in TIERS
+    }
+    tiers = [tier for tier, _, weight in TIERS for _ in range(weight)]
+    # An RNG of its own, as for the presence: the X world's draws stay as they were.
+    tier_rng = random.Random(rng_seed + 4)
     weights = (55, 15, 15, 15)  # percent of customers of each kind
     kinds: list[Kind] = [k for k, w in zip(KINDS, weights, strict=True) for _ in range(w)]
     present = {"x"} | {n for n, s in (("mastodon", mastodon), ("bluesky", bluesky)) if s}
@@ -345,13 +365,14 @@ def seed(
         if meta is not None:
             _join_meta(c, world, on_meta, first=i < len(KINDS))
         fields = {"FirstName": first, "LastName": last, "Email": f"{handle}@mail.example"}
+        if c.kind in ("contact_by_id", "contact_by_handle"):
+            c.tier = TIERS[0][0] if i == 0 else tier_rng.choice(tiers)
+            fields["AccountId"] = accounts[c.tier]
         if c.kind == "contact_by_id":
             x_handle = {"X_Handle__c": handle} if "x" in c.networks else {}
-            c.crm_id = sf.insert(
-                "Contact", {**fields, "AccountId": account_id, **on_file(c), **x_handle}
-            )
+            c.crm_id = sf.insert("Contact", {**fields, **on_file(c), **x_handle})
         elif c.kind == "contact_by_handle":
-            c.crm_id = sf.insert("Contact", {**fields, "AccountId": account_id, **typed(c)})
+            c.crm_id = sf.insert("Contact", {**fields, **typed(c)})
         elif c.kind == "lead":
             c.crm_id = sf.insert("Lead", {**fields, "Company": f"{last} GmbH", **on_file(c)})
         world.customers.append(c)

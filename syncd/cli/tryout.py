@@ -65,9 +65,21 @@ def sandbox(seed: bool, **ports: int) -> None:
     default="WARNING",
     show_default=True,
 )
+@click.option(
+    "--service-cloud",
+    is_flag=True,
+    help="As a Service Cloud org: SocialPosts and SocialPersonas beside the Tasks, and a "
+    "priority that follows the customer's tier.",
+)
 @user_errors
 def demo(
-    customers: int, posts: int, seconds: float, state_url: str | None, show: int, log_level: str
+    customers: int,
+    posts: int,
+    seconds: float,
+    state_url: str | None,
+    show: int,
+    log_level: str,
+    service_cloud: bool,
 ) -> None:
     """Run the real daemon against the built-in sandbox and print what reached the CRM."""
     from syncd.service.demo import run_demo
@@ -80,6 +92,7 @@ def demo(
             seconds=seconds,
             state_url=state_url,
             show=show,
+            service_cloud=service_cloud,
             console=Console(width=None if sys.stdout.isatty() else 120),
         )
     )

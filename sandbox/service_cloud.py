@@ -32,10 +32,11 @@ Query = Callable[[str], list[dict[str, Any]]]
 
 
 def set_up(sf: SalesforceSandbox, world: World) -> None:
-    """SocialPost's and SocialPersona's upsert keys, as `syncd salesforce fields` makes them:
-    Text(255), External ID, Unique, case-sensitive; and the X personas Social Studio left
+    """SocialPost's, SocialPersona's and Case's upsert keys, as `syncd salesforce fields`
+    makes them: Text(255), External ID, Unique, case-sensitive; and the X personas Social
+    Studio left
     (:func:`studio_personas`)."""
-    for sobject in ("SocialPost", "SocialPersona"):
+    for sobject in ("SocialPost", "SocialPersona", "Case"):
         sf.add_field(sobject, KEY, external_id=True, unique=True, case_sensitive=True)
     for customer in studio_personas(world):
         assert customer.crm_id is not None
@@ -60,16 +61,22 @@ def studio_personas(world: World) -> list[Customer]:
     return [c for c in world.customers if c.kind == "contact_by_id" and "x" in c.networks]
 
 
+# Case.Priority for each tier: the stand-in's picklist (High, Medium, Low), as an org's.
+CASE_PRIORITY = {"High": "High", "Medium": "Medium", "Low": "Low"}
+
+
 def crm_keys() -> dict[str, TomlValue]:
-    """The ``[crm]`` keys of the Service Cloud mode: both history targets, and the priority
-    read from the customer's Account."""
+    """The ``[crm]`` keys of the Service Cloud mode: both history targets, the priority
+    read from the customer's Account, and each conversation a Case."""
     return {
         "history": ["task", "social_post"],
         "priority": {
             "field": f"Account.{TIER_FIELD}",
             "task": dict(TASK_PRIORITY),
+            "case": dict(CASE_PRIORITY),
             "default": DEFAULT_TIER,
         },
+        "cases": {"open": "all"},
     }
 
 

@@ -202,10 +202,9 @@ def _timelines(console: Console, crm: Readback, show: int) -> None:
 
 
 def cases_enabled(crm: object) -> bool:
-    """The configuration opens Cases (``[crm.cases] open`` other than ``"none"``). Read with
-    getattr: a CRM's settings without the table have no Cases to sum up."""
-    cases = getattr(crm, "cases", None)
-    return cases is not None and getattr(cases, "open", "none") != "none"
+    """The configuration works conversations as Cases (``[crm.cases]``). Read by attribute:
+    the CRM's settings are its connector's own."""
+    return getattr(crm, "cases", None) is not None
 
 
 def _tier_order(item: tuple[str, Any]) -> int:

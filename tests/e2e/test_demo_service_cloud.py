@@ -50,6 +50,7 @@ def _run(monkeypatch: pytest.MonkeyPatch, state_url: str) -> tuple[int, str, dic
             tasks=sf.records("Task"),
             contacts=sf.records("Contact"),
             accounts=sf.records("Account"),
+            cases=sf.records("Case"),
         )
         return back
 
@@ -140,7 +141,28 @@ def test_the_service_cloud_demo_reports_what_the_org_holds(
         back.across_networks == back.one_priority == sum(len(n) > 1 for n in networks_of.values())
     )
 
-    # What was printed is those figures, in 80 columns; no Cases without [crm.cases].
+    # Each conversation a Case ([crm.cases] open = "all"): a Contact's inbound posts each on
+    # one, the same on the Task (WhatId) and the SocialPost (ParentId); a Lead's on none;
+    # Case.Priority the customer's tier, on every network.
+    cases = {c["Id"]: c for c in seen["cases"]}
+    assert cases and all(c[sc.KEY] and c["ContactId"] for c in cases.values())
+    on_post = {p[sc.KEY]: p.get("ParentId") for p in posts}
+    for t in tasks:
+        key, what = t["Social_Post_Id__c"], t.get("WhatId")
+        assert on_post[key] == what, key
+        if t["WhoId"].startswith("00Q"):
+            assert what is None, key
+        elif t["Social_Direction__c"] == "Inbound":
+            assert what in cases, key
+    for case in cases.values():
+        want = tier.get(case["ContactId"]) or sc.DEFAULT_TIER
+        assert case["Priority"] == sc.CASE_PRIORITY[want], case
+    flat = " ".join(out.split())  # a title or a cell may wrap
+    assert f"Cases ({len(cases)}) by Origin and Priority" in flat
+    without = sum(t.get("WhatId") is None for t in tasks)
+    assert f"on no Case SocialPosts {without}, Tasks {without}" in flat
+
+    # What was printed is those figures, in 80 columns.
     lines = out.splitlines()
     assert (
         max(
@@ -158,12 +180,11 @@ def test_the_service_cloud_demo_reports_what_the_org_holds(
     assert f"{back.outbound_linked} of {back.outbound} name the post they answer" in out
     assert "SocialPosts 0, SocialPersonas 0" in out
     assert "one priority per tier on every network: yes" in out
-    assert "Cases (" not in out
 
 
-def test_cases_are_summed_up_only_when_the_config_opens_them() -> None:
-    assert not demo.cases_enabled(SimpleNamespace())  # no [crm.cases] setting at all
+def test_cases_are_summed_up_only_when_the_config_has_them() -> None:
+    from connectors.salesforce.settings import CaseSettings
+
+    assert not demo.cases_enabled(SimpleNamespace())  # a CRM without Cases at all
     assert not demo.cases_enabled(SimpleNamespace(cases=None))
-    assert not demo.cases_enabled(SimpleNamespace(cases=SimpleNamespace(open="none")))
-    assert demo.cases_enabled(SimpleNamespace(cases=SimpleNamespace(open="replies")))
-    assert demo.cases_enabled(SimpleNamespace(cases=SimpleNamespace(open="all")))
+    assert demo.cases_enabled(SimpleNamespace(cases=CaseSettings(open="replies")))

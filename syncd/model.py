@@ -542,6 +542,17 @@ class WriteResult:
 LookupResult = Mapping[IdentityKey, Match]
 
 
+@dataclass(frozen=True)
+class BulkProgress:
+    """Where a CRM's bulk job stands (:class:`syncd.contracts.BulkWriting`)."""
+
+    done: bool  # finished: its results can be read (whatever became of each record)
+    # Never closed: the writer stopped between making it and sending its records. It is
+    # aborted, and its records go out again.
+    unsent: bool = False
+    error: str | None = None  # the CRM's word on a job that failed as a whole
+
+
 # -- cases ---------------------------------------------------------------------------------
 # A CRM that works conversations as cases (a Salesforce Case) says how through its
 # CasePolicy; the core groups posts into conversations by it, and asks the CRM to open, join

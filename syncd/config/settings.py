@@ -160,6 +160,9 @@ class WriterSection(_Section):
     batch_size: int = Field(default=200, ge=1, le=200)  # sObject Collections carry ≤ 200
     retries: int = Field(default=3, ge=0, le=10)  # extra attempts on a transient failure
     max_attempts: int = Field(default=8, ge=1)  # per-record retryable errors before dead letter
+    # A target's backlog of this many ready records or more goes through a bulk job, where
+    # the CRM has them (Salesforce Bulk API 2.0); 0: never.
+    bulk_threshold: int = Field(default=10_000, ge=0)
 
 
 class BackfillSection(_Section):
@@ -253,6 +256,7 @@ class Settings:
             retries=self.writer.retries,
             write_batch=self.writer.batch_size,
             record_max_attempts=self.writer.max_attempts,
+            bulk_threshold=self.writer.bulk_threshold,
             resolve=ResolveSettings(
                 policy=self.resolver.policy(),
                 policies={n: r.policy() for n, r in self.resolver.networks.items()},

@@ -22,6 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from syncd.model import (
     Account,
     Author,
+    BulkProgress,
     CasePolicy,
     CaseRequest,
     CaseResult,
@@ -573,3 +574,36 @@ class CaseFiling(Protocol):
         request's key (an upsert: sent again, it finds the one it made); one result per
         request, in order. A case the CRM refuses is a failed result with its Refusal."""
         ...
+
+
+@runtime_checkable
+class BulkWriting(Protocol):
+    """A CRM that writes a large backlog of history in bulk jobs (optional: Salesforce's Bulk
+    API 2.0), at a few calls per job where batches cost one per 200 records. The writer
+    makes a job, stores its id, then sends the records, and reads the results on a later
+    run, once the job is done (:mod:`syncd.pipeline.bulk`)."""
+
+    @property
+    def bulk_targets(self) -> Sequence[str]:
+        """The history targets bulk jobs can write (others go in batches)."""
+        ...
+
+    def start_bulk(self, target: str) -> str:
+        """A new, empty job for ``target``'s records: its id."""
+        ...
+
+    def send_bulk(self, job_id: str, target: str, records: Sequence[HistoryRecord]) -> int:
+        """The job's records sent and the job closed: the CRM processes it from here. Returns
+        how many were sent: the first ones, as many as one job's upload holds."""
+        ...
+
+    def bulk_progress(self, job_id: str, target: str) -> BulkProgress: ...
+
+    def bulk_results(
+        self, job_id: str, target: str, records: Sequence[HistoryRecord]
+    ) -> Sequence[WriteResult]:
+        """A done job's result for each record, in order (a record it never processed is
+        a failed result to retry)."""
+        ...
+
+    def abort_bulk(self, job_id: str, target: str) -> None: ...

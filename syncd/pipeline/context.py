@@ -37,6 +37,9 @@ class PipelineSettings:
     # Matchers, thresholds, the unmatched policy, the resolution back-off.
     resolve: ResolveSettings = field(default_factory=ResolveSettings)
     record_max_attempts: int = 8  # per-record retryable errors before the dead letter
+    # Ready records of one target from which a bulk job writes them (0: never), where the
+    # CRM has bulk jobs (syncd.pipeline.bulk).
+    bulk_threshold: int = 10_000
     lease: float = 60.0  # seconds a claim on deliveries lasts (PostgreSQL, several instances)
     # A stored author profile younger than this is not read from the network again.
     profile_max_age: timedelta = timedelta(days=7)

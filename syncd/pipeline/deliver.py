@@ -14,9 +14,10 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from syncd.compliance import deleted as compliance
-from syncd.contracts import CaseFiling, Crm, Source
+from syncd.contracts import BulkWriting, CaseFiling, Crm, Source
 from syncd.errors import AuthError, ExternalError, RateLimited
 from syncd.model import CrmRef, Refusal, WriteResult
+from syncd.pipeline.bulk import BulkJobs
 from syncd.pipeline.context import Context
 from syncd.pipeline.history import build_record
 from syncd.state import crm_keys, linking, outbox, privacy, suppression
@@ -94,6 +95,14 @@ class Writer:
         # The sources a delivery's post is looked up on before its write (set by the app).
         self.sources: Mapping[str, Source] = {}
         self._unchecked: set[str] = set()  # sources failing those look-ups (said once)
+        # A large backlog of a target the CRM writes in bulk jobs goes there (its own
+        # module: a job lives across runs).
+        self.bulk: BulkJobs | None = None
+        self._bulk_result = DeliverResult()  # where a run's bulk answers are counted
+        if isinstance(crm, BulkWriting) and self.settings.bulk_threshold > 0:
+            self.bulk = BulkJobs(
+                context, crm, self.settings.bulk_threshold, self._store_bulk, cases=self.cases
+            )
         # A process of this host that died holding claims (killed mid-batch) is seen on the
         # first claim: its deliveries are taken now, not after its lease. Once is enough:
         # a death later is rare and its lease lapses anyway.
@@ -102,6 +111,9 @@ class Writer:
     def deliver(self, max_batches: int | None = None) -> DeliverResult:
         """Drain ready deliveries to the CRM in batches, oldest first."""
         result = DeliverResult()
+        self._bulk_result = result
+        if self.bulk is not None and not self.stopping.is_set():
+            self.bulk.run()
         batches = 0
         size = self.settings.write_batch
         while (max_batches is None or batches < max_batches) and not self.stopping.is_set():
@@ -213,6 +225,17 @@ class Writer:
         answers = self.retrying(partial(self.crm.upsert_history, records))
         if len(answers) != len(records):
             raise RuntimeError(f"CRM returned {len(answers)} results for {len(records)} records")
+        return self._answered(ready, answers)
+
+    def _store_bulk(
+        self, ready: Sequence[outbox.ReadyDelivery], answers: Sequence[WriteResult]
+    ) -> None:
+        """A bulk job's answers, stored as a batch's are (no claims: the job held them)."""
+        self._store_answers([self._answered(ready, answers)], self._bulk_result, owned=False)
+
+    def _answered(
+        self, ready: Sequence[outbox.ReadyDelivery], answers: Sequence[WriteResult]
+    ) -> _Answered:
         # A record whose person was merged away follows the survivor; the look-up is a
         # network call, so it is made before the transaction that stores the answers.
         gone = {
@@ -245,7 +268,12 @@ class Writer:
         return [d for d in ready if d.delivery_id not in skip] if skip else ready
 
     def _store_answers(
-        self, answered: Sequence[_Answered], result: DeliverResult, *, since: int | None = None
+        self,
+        answered: Sequence[_Answered],
+        result: DeliverResult,
+        *,
+        since: int | None = None,
+        owned: bool = True,
     ) -> None:
         """Store the answers to written batches, in one transaction. Only the last batch
         may have met people gone from the CRM (the writer stores as soon as one does).
@@ -299,7 +327,8 @@ class Writer:
             failed.append(
                 (d.delivery_id, a.error_code, message, retry_at, a.refusal is not Refusal.GONE)
             )
-        owner = self.owner if self.claims else None
+        # A bulk job's deliveries were held by the job, not claimed (owned=False).
+        owner = self.owner if self.claims and owned else None
 
         def store() -> None:
             with self.db.transaction() as conn:

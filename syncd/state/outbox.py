@@ -249,7 +249,13 @@ class ReadyDelivery:
 
 
 def _ready(
-    conn: Connection, crm: str, now: datetime, limit: int, *, cases: bool = False
+    conn: Connection,
+    crm: str,
+    now: datetime,
+    limit: int,
+    *,
+    cases: bool = False,
+    target: str | None = None,
 ) -> Select[Any]:
     """Pending deliveries whose counterpart is linked and which are due, oldest post first;
     with ``cases`` (the CRM works conversations as cases), only those whose case is decided."""
@@ -263,11 +269,15 @@ def _ready(
     stmt = as_written().where(
         deliveries.c.crm == crm,
         deliveries.c.state == DeliveryState.PENDING,
+        # A bulk job writes it (syncd.pipeline.bulk).
+        deliveries.c.bulk_job_id.is_(None),
         _member(conn, deliveries.c.identity_id, linked_authors),
         or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
     )
     if cases:
         stmt = stmt.where(deliveries.c.case_decided)
+    if target is not None:
+        stmt = stmt.where(deliveries.c.target == target)
     return stmt.order_by(interactions.c.created_at, deliveries.c.id).limit(limit)
 
 
@@ -386,11 +396,12 @@ def ready_deliveries(
     owner: str | None = None,
     *,
     cases: bool = False,
+    target: str | None = None,
 ) -> list[ReadyDelivery]:
     """Pending deliveries whose counterpart is linked and which are due, oldest post first;
     on PostgreSQL, not those another process (than ``owner``) has claimed; with ``cases``,
     only those whose case is decided."""
-    stmt = _ready(conn, crm, now, limit, cases=cases)
+    stmt = _ready(conn, crm, now, limit, cases=cases, target=target)
     if shared(conn):  # SQLite never claims: no predicate to evaluate there
         stmt = stmt.where(_unclaimed(now, owner))
     return rows(conn.execute(stmt))

@@ -333,6 +333,25 @@ cases = Table(
     Index("ix_cases_crm_identity_id_last_post_at", "crm", "identity_id", "last_post_at"),
 )
 
+# A CRM's bulk jobs writing a backlog of deliveries (Crm BulkWriting), kept from the moment
+# the CRM made the job: a writer stopped at any step finds it again.
+bulk_jobs = Table(
+    "bulk_jobs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("crm", String(100), nullable=False),
+    Column("target", String(32), nullable=False),
+    Column("job_id", String(64), nullable=False),  # the CRM's id of the job
+    # made (records assigned, maybe not sent) → sent (closed: the CRM processes it) → done
+    # (its results stored) or abandoned (never sent: aborted, records free again).
+    Column("state", String(16), nullable=False),
+    Column("records", Integer, nullable=False),
+    Column("error", RedactedText),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("crm", "job_id", name="uq_bulk_jobs_crm_job_id"),
+)
+
 deliveries = Table(
     "deliveries",
     metadata,
@@ -359,6 +378,9 @@ deliveries = Table(
     # None once decided: no case.
     Column("case_decided", Boolean, nullable=False, server_default=false()),
     Column("case_id", Id, ForeignKey("cases.id")),
+    # The bulk job writing it (syncd.pipeline.bulk): none of the writer's batches take it
+    # meanwhile.
+    Column("bulk_job_id", Id, ForeignKey("bulk_jobs.id")),
     Column("next_attempt_at", UtcDateTime()),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),

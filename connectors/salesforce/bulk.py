@@ -1,0 +1,190 @@
+"""Salesforce Bulk API 2.0 ingest jobs: many history records upserted in one job, on the same
+external id the sObject Collections upserts use.
+
+A job is made in steps the writer keeps in state between them (:class:`BulkJob`): created
+(its id stored before any record is uploaded, so a crash after it finds the job again),
+records uploaded as one CSV and the job closed, then polled until Salesforce is done, and
+its per-record results read back and matched to the records by their key. A job found
+still ``Open`` after a crash was never closed: it is aborted, and its records go out again
+(upserts on their keys: a record sent twice is one record). Bulk 2.0 costs a handful of
+calls per job, where Collections cost one per 200 records.
+
+simple-salesforce's one-call ``sf.bulk2.<Object>.upsert`` creates, uploads, closes and waits
+in one go, with no moment to store the job id: the steps here are its client's own
+(``SFBulk2Type._client``), taken one at a time.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from simple_salesforce.api import Salesforce
+
+from connectors.salesforce.records import refusal
+from connectors.salesforce.session import Budget, SalesforceSession
+from syncd.model import Refusal, WriteResult
+
+__all__ = ["BulkJob", "BulkStatus", "abort", "create", "fitting", "poll", "results", "upload"]
+
+# What Salesforce says of a job (GET /jobs/ingest/{id}: state).
+OPEN, UPLOAD_COMPLETE, IN_PROGRESS = "Open", "UploadComplete", "InProgress"
+JOB_COMPLETE, FAILED, ABORTED = "JobComplete", "Failed", "Aborted"
+DONE = frozenset({JOB_COMPLETE, FAILED, ABORTED})
+# An upload over 100 MB of CSV is refused (150 MB base64-encoded on the wire).
+MAX_UPLOAD_BYTES = 100_000_000
+
+
+@dataclass(frozen=True)
+class BulkJob:
+    id: str
+    sobject: str
+    key_field: str
+
+
+@dataclass(frozen=True)
+class BulkStatus:
+    state: str
+    processed: int = 0
+    failed: int = 0
+    error: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.state in DONE
+
+
+def _client(sf: Salesforce, sobject: str) -> Any:
+    return getattr(sf.bulk2, sobject)._client
+
+
+def create(session: SalesforceSession, sobject: str, key_field: str, budget: Budget) -> BulkJob:
+    """A new upsert job on ``key_field`` (no record in it yet)."""
+
+    def make(sf: Salesforce) -> Any:
+        return _client(sf, sobject).create_job("upsert", external_id_field=key_field)
+
+    answer = session.run(f"create {sobject} bulk job", make, budget)
+    return BulkJob(str(answer["id"]), sobject, key_field)
+
+
+def to_csv(entries: Sequence[Mapping[str, Any]]) -> str:
+    """sObject Collections entries as one Bulk 2.0 CSV: a column per field any entry has
+    (``attributes`` dropped), an empty cell for a field an entry leaves out. A None is
+    sent as ``#N/A``, Bulk's way of setting a field to null; booleans as true/false."""
+    columns: dict[str, None] = {}
+    for entry in entries:
+        columns.update(dict.fromkeys(k for k in entry if k != "attributes"))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for entry in entries:
+        writer.writerow([_cell(entry, c) for c in columns])
+    return out.getvalue()
+
+
+def _cell(entry: Mapping[str, Any], column: str) -> str:
+    if column not in entry:
+        return ""
+    value = entry[column]
+    if value is None:
+        return "#N/A"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def fitting(entries: Sequence[Mapping[str, Any]]) -> int:
+    """How many of ``entries``, from the first, one upload holds."""
+    if len(to_csv(entries).encode()) <= MAX_UPLOAD_BYTES:
+        return len(entries)
+    low, high = 0, len(entries)  # low fits, high does not
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (
+            (mid, high) if len(to_csv(entries[:mid]).encode()) <= MAX_UPLOAD_BYTES else (low, mid)
+        )
+    return low
+
+
+def upload(
+    session: SalesforceSession, job: BulkJob, entries: Sequence[Mapping[str, Any]], budget: Budget
+) -> None:
+    """The job's records uploaded, and the job closed for Salesforce to process."""
+    data = to_csv(entries)
+    if len(data.encode()) > MAX_UPLOAD_BYTES:
+        raise ValueError(f"{len(entries)} records exceed a Bulk 2.0 upload: send fewer a job")
+
+    def send(sf: Salesforce) -> None:
+        client = _client(sf, job.sobject)
+        client.upload_job_data(job.id, data)
+        client.close_job(job.id)
+
+    session.run(f"upload {job.sobject} bulk job", send, budget)
+
+
+def poll(session: SalesforceSession, job: BulkJob, budget: Budget) -> BulkStatus:
+    """Where the job stands."""
+
+    def ask(sf: Salesforce) -> Any:
+        return _client(sf, job.sobject).get_job(job.id, False)
+
+    info = session.run(f"poll {job.sobject} bulk job", ask, budget)
+    return BulkStatus(
+        str(info.get("state")),
+        int(info.get("numberRecordsProcessed") or 0),
+        int(info.get("numberRecordsFailed") or 0),
+        info.get("errorMessage") or None,
+    )
+
+
+def abort(session: SalesforceSession, job: BulkJob, budget: Budget) -> None:
+    def stop(sf: Salesforce) -> None:
+        _client(sf, job.sobject).abort_job(job.id, False)
+
+    session.run(f"abort {job.sobject} bulk job", stop, budget)
+
+
+def results(
+    session: SalesforceSession, job: BulkJob, keys: Sequence[str], budget: Budget
+) -> list[WriteResult]:
+    """One result per key, in order, from a finished job's successful, failed and
+    unprocessed records (matched by the key column). A key in none of them was never
+    processed: it is retried."""
+
+    def read(sf: Salesforce) -> tuple[str, str, str]:
+        kind = getattr(sf.bulk2, job.sobject)
+        return (
+            kind.get_successful_records(job.id),
+            kind.get_failed_records(job.id),
+            kind.get_unprocessed_records(job.id),
+        )
+
+    good, bad, untouched = session.run(f"results of {job.sobject} bulk job", read, budget)
+    found: dict[str, WriteResult] = {}
+    for row in csv.DictReader(io.StringIO(good)):
+        key = row.get(job.key_field) or ""
+        created = str(row.get("sf__Created", "")).lower() == "true"
+        found[key] = WriteResult(key, True, row.get("sf__Id") or None, created=created)
+    for row in csv.DictReader(io.StringIO(bad)):
+        key = row.get(job.key_field) or ""
+        code, _, message = str(row.get("sf__Error") or "").partition(":")
+        code = code.strip() or "UNKNOWN_ERROR"
+        found[key] = WriteResult(
+            key, False, None, None, code, message.strip() or "no reason given", refusal(code)
+        )
+    return [
+        found.get(key)
+        or WriteResult(
+            key, False, None, None, "NOT_PROCESSED", _untouched(key, untouched), Refusal.RETRY
+        )
+        for key in keys
+    ]
+
+
+def _untouched(key: str, unprocessed: str) -> str:
+    listed = any(row for row in csv.reader(io.StringIO(unprocessed)) if key in row)
+    return "the bulk job did not process it" + (" (listed as unprocessed)" if listed else "")

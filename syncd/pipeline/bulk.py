@@ -1,0 +1,144 @@
+"""Bulk jobs: a large backlog of one history target written through the CRM's bulk API, at a
+few calls per job where batches cost one per write batch (a CRM with BulkWriting).
+
+When a target's ready backlog reaches ``bulk_threshold`` (a backfill, a writer that was down)
+the writer has the CRM make a job, stores it with the deliveries it takes before sending
+anything, sends their records and closes the job; later runs ask how it stands (at most
+every :data:`POLL_EVERY`), and once it is done store each record's answer as a batch's are
+stored (written, retried, dead-lettered, re-resolved). The deliveries go back to the writer's
+batches afterwards: what was refused for a moment is retried there.
+
+A writer stopped at any step resumes from state: a job stored but never closed is aborted
+and its deliveries freed (their records go out again: upserts on their keys, so never
+twice); a closed one is followed to its results.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+
+from syncd.contracts import BulkWriting
+from syncd.errors import ExternalError
+from syncd.model import WriteResult
+from syncd.pipeline.context import Context
+from syncd.pipeline.history import build_record
+from syncd.state import bulk as state
+from syncd.state import outbox
+
+log = logging.getLogger("syncd.pipeline")
+
+POLL_EVERY = 15.0  # seconds between two looks at one job
+MAX_RECORDS = 100_000  # records one job takes (the CRM may send fewer: see send_bulk)
+
+Store = Callable[[Sequence[outbox.ReadyDelivery], Sequence[WriteResult]], None]
+
+
+class BulkJobs:
+    """One CRM's bulk jobs: started for a large backlog, followed to their results."""
+
+    def __init__(
+        self,
+        context: Context,
+        crm: BulkWriting,
+        threshold: int,
+        store: Store,
+        *,
+        cases: bool = False,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.db = context.db
+        self.crm_name = context.crm_name
+        self.crm = crm
+        self.threshold = threshold
+        self.store = store  # stores answers as the writer stores a batch's
+        self.cases = cases
+        self.clock = context.clock
+        self.retrying = context.retrying
+        self.monotonic = monotonic
+        self._looked: dict[int, float] = {}  # job row → when it was last asked about
+
+    def run(self) -> int:
+        """Follow the open jobs, then start one per target whose backlog is large enough.
+        Returns how many records' answers were stored."""
+        stored = 0
+        with self.db.connect() as conn:
+            jobs = state.open_jobs(conn, self.crm_name)
+        for job in jobs:
+            try:
+                stored += self._follow(job)
+            except ExternalError as exc:  # asked again on the next run
+                log.warning("bulk job %s (%s): %s", job.job_id, job.target, exc)
+        if any(j.state == state.SENT for j in jobs):
+            return stored  # one job at a time: the next waits for this one's answers
+        for target in self.crm.bulk_targets:
+            self._start(target)
+        return stored
+
+    def _follow(self, job: state.Job) -> int:
+        now = self.monotonic()
+        if now - self._looked.get(job.id, float("-inf")) < POLL_EVERY:
+            return 0
+        self._looked[job.id] = now
+        progress = self.retrying(partial(self.crm.bulk_progress, job.job_id, job.target))
+        if progress.unsent:
+            # Stopped before the records were sent and the job closed: another job sends them.
+            self.retrying(partial(self.crm.abort_bulk, job.job_id, job.target))
+            with self.db.transaction() as conn:
+                state.release(conn, job)
+                state.mark(conn, job, state.ABANDONED, self.clock(), "never sent: aborted")
+            log.info("bulk job %s (%s) was never sent: aborted", job.job_id, job.target)
+            return 0
+        if job.state == state.MADE:
+            with self.db.transaction() as conn:
+                state.mark(conn, job, state.SENT, self.clock())
+        if not progress.done:
+            return 0
+        with self.db.connect() as conn:
+            ready = state.held(conn, job)
+        records = [build_record(d) for d in ready]
+        answers = self.retrying(partial(self.crm.bulk_results, job.job_id, job.target, records))
+        if len(answers) != len(records):
+            raise RuntimeError(f"CRM answered {len(answers)} of {len(records)} bulk records")
+        self.store(ready, answers)
+        with self.db.transaction() as conn:
+            state.release(conn, job)
+            state.mark(conn, job, state.DONE, self.clock(), progress.error)
+        self._looked.pop(job.id, None)
+        written = sum(a.ok for a in answers)
+        log.info(
+            "bulk job %s (%s): %d of %d records written",
+            job.job_id,
+            job.target,
+            written,
+            len(answers),
+        )
+        return len(answers)
+
+    def _start(self, target: str) -> None:
+        now = self.clock()
+        with self.db.connect() as conn:
+            if state.ready_count(conn, self.crm_name, target, now) < self.threshold:
+                return
+            ready = outbox.ready_deliveries(
+                conn, self.crm_name, now, MAX_RECORDS, cases=self.cases, target=target
+            )
+        if len(ready) < self.threshold:
+            return  # the backlog is mostly held authors': batches take the rest
+        job_id = self.retrying(partial(self.crm.start_bulk, target))
+        with self.db.transaction() as conn:
+            job = state.store_job(
+                conn, self.crm_name, target, job_id, [d.delivery_id for d in ready], now
+            )
+            held = state.held(conn, job)
+        # Not retried: a send that failed after the CRM took the records could not be sent
+        # again to the same job. The job stays "made"; the next run aborts it and frees them.
+        sent = self.crm.send_bulk(job_id, target, [build_record(d) for d in held])
+        with self.db.transaction() as conn:
+            # What one upload could not hold goes back to the batches (or the next job).
+            state.release_ids(conn, job, [d.delivery_id for d in held[sent:]])
+            state.mark(conn, job, state.SENT, self.clock())
+        self._looked[job.id] = self.monotonic()
+        log.info("bulk job %s (%s): %d records sent", job_id, target, sent)

@@ -337,18 +337,33 @@ def test_faults_reach_the_poll_like_any_data_endpoint(sb: SalesforceSandbox) -> 
     assert fine.json()["state"] == "JobComplete"
 
 
-def test_a_line_ending_other_than_the_jobs_fails_it(sb: SalesforceSandbox) -> None:
+@pytest.mark.parametrize(("setting", "data_ending"), [("LF", "\r\n"), ("CRLF", "\n")])
+def test_a_line_ending_other_than_the_jobs_fails_it(
+    sb: SalesforceSandbox, setting: str, data_ending: str
+) -> None:
     sf = login(sb)
-    job_id = open_job(sb, sf, "Social_Post_Id__c,Subject\r\nl1,x\r\n", lineEnding="LF")
+    upload = data_ending.join(["Social_Post_Id__c,Subject", "l1,x", ""])
+    job_id = open_job(sb, sf, upload, lineEnding=setting)
     state(sb, sf, job_id, "UploadComplete")
 
     info = raw(sb, sf, "GET", f"jobs/ingest/{job_id}").json()
 
     assert info["state"] == "Failed"
     assert info["errorMessage"] == (
-        "ClientInputError : LineEnding is invalid on user data. Current LineEnding setting is LF"
+        "ClientInputError : LineEnding is invalid on user data. "
+        f"Current LineEnding setting is {setting}"
     )
     assert task_by_ext(sf, "l1") is None
+
+
+def test_a_crlf_job_keeps_a_line_break_inside_a_quoted_cell(sb: SalesforceSandbox) -> None:
+    sf = login(sb)
+    job_id = open_job(sb, sf, 'Social_Post_Id__c,Subject\r\nm1,"a\nb"\r\n', lineEnding="CRLF")
+    state(sb, sf, job_id, "UploadComplete")
+
+    saved = task_by_ext(sf, "m1")
+
+    assert saved is not None and saved["Subject"] == "a\nb"
 
 
 def test_unknown_jobs_and_a_finished_job_deleted(sb: SalesforceSandbox) -> None:
@@ -374,3 +389,24 @@ def test_an_upsert_job_needs_an_external_id_field(sb: SalesforceSandbox) -> None
 
     assert refused.status_code == 400 and refused.json()[0]["errorCode"] == "INVALIDJOB"
     assert unknown.status_code == 400 and unknown.json()[0]["errorCode"] == "INVALIDENTITY"
+
+
+def test_update_and_delete_jobs_name_their_records_by_id(sb: SalesforceSandbox) -> None:
+    sf = login(sb)
+    kept = sf.Task.create({EXT: "k1", "Subject": "old"})["id"]
+    dropped = sf.Task.create({EXT: "k2", "Subject": "old"})["id"]
+    missing = make_id("00T", 999_999)
+
+    [updated] = sf.bulk2.Task.update(
+        records=[{"Id": kept, "Subject": "new"}, {"Id": missing, "Subject": "x"}], wait=0
+    )
+    [deleted] = sf.bulk2.Task.delete(records=[{"Id": dropped}], wait=0)
+
+    [ok] = rows(sf.bulk2.Task.get_successful_records(updated["job_id"]))
+    assert (ok["sf__Id"], ok["sf__Created"]) == (kept, "false")
+    [failed] = rows(sf.bulk2.Task.get_failed_records(updated["job_id"]))
+    assert failed["sf__Id"] == missing  # a failed update names the record it meant
+    assert deleted["numberRecordsProcessed"] == 1 and deleted["numberRecordsFailed"] == 0
+    assert task_by_ext(sf, "k2") is None
+    kept_now = task_by_ext(sf, "k1")
+    assert kept_now is not None and kept_now["Subject"] == "new"

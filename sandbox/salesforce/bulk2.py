@@ -507,14 +507,18 @@ class Bulk2:
                 job.failed.append((self._row_id(job, row), _error_text(result["errors"]), row))
 
     def _row_id(self, job: Job, row: Row) -> str:
-        """sf__Id of a failed row: the record it named (update, delete), else empty."""
-        if job.operation in ("update", "delete", "hardDelete") and "Id" in job.header:
-            return (
-                row.values[job.header.index("Id")]
-                if job.header.index("Id") < len(row.values)
-                else ""
-            )
-        return ""
+        """sf__Id of a failed row (API 53.0 on): the record it named or its upsert key
+        matched, else empty."""
+        cells = dict(zip(job.header, row.values, strict=False))
+        if job.operation in ("update", "delete", "hardDelete"):
+            return cells.get("Id", "")
+        table = self.store.table(job.sobject)
+        key = job.external_id
+        if job.operation != "upsert" or table is None or key is None:
+            return ""
+        if key == "Id":
+            return cells.get("Id", "")
+        return table.exact.get(key, {}).get(cells.get(key, ""), "")
 
     def _purge(self, sobject: str, record_id: str) -> None:
         table = self.store.table(sobject)

@@ -410,3 +410,43 @@ def test_update_and_delete_jobs_name_their_records_by_id(sb: SalesforceSandbox) 
     assert task_by_ext(sf, "k2") is None
     kept_now = task_by_ext(sf, "k1")
     assert kept_now is not None and kept_now["Subject"] == "new"
+
+
+def test_a_failed_upsert_of_an_existing_record_names_it(sb: SalesforceSandbox) -> None:
+    sf = login(sb)
+    existing = sf.Task.create({EXT: "e1", "Subject": "x"})["id"]
+
+    [result] = sf.bulk2.Task.upsert(
+        records=[{EXT: "e1", "WhoId": make_id("001", 1)}], external_id_field=EXT, wait=0
+    )
+
+    [failed] = rows(sf.bulk2.Task.get_failed_records(result["job_id"]))
+    assert failed["sf__Id"] == existing
+
+
+def test_the_daily_record_allocation_fails_a_job_that_would_pass_it(sb: SalesforceSandbox) -> None:
+    sf = login(sb)
+    sb.bulk2.record_limit = 2
+    job_id = open_job(sb, sf, "Social_Post_Id__c\nr1\nr2\nr3\n")
+
+    state(sb, sf, job_id, "UploadComplete")
+
+    info = raw(sb, sf, "GET", f"jobs/ingest/{job_id}").json()
+    assert info["state"] == "Failed"
+    assert info["errorMessage"] == "ExceededQuota : Daily limit of Bulk API records exceeded"
+    assert len(rows(sf.bulk2.Task.get_unprocessed_records(job_id))) == 3
+    assert (sb.bulk2.records_used, sb.bulk2.batches_used) == (0, 0)
+
+
+def test_a_field_over_32000_characters_fails_its_record(sb: SalesforceSandbox) -> None:
+    sf = login(sb)
+    job_id = open_job(
+        sb, sf, f"Social_Post_Id__c,Description\nt1,{'x' * 32_001}\nt2,{'x' * 32_000}\n"
+    )
+
+    state(sb, sf, job_id, "UploadComplete")
+
+    [failed] = rows(sf.bulk2.Task.get_failed_records(job_id))
+    assert failed[EXT] == "t1"
+    assert failed["sf__Error"].startswith("STRING_TOO_LONG:Description:")
+    assert task_by_ext(sf, "t1") is None and task_by_ext(sf, "t2") is not None

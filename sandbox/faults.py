@@ -48,8 +48,11 @@ Salesforce (:mod:`.salesforce_api`) endpoints: ``login`` (SOAP login and OAuth t
 ``versions`` (/services/data), ``resources`` (/services/data/vXX.X), ``limits``, ``sobject``
 (everything under /sobjects: describe, CRUD, upsert by external id), ``query`` (query, queryAll
 and their cursors), ``composite`` (sObject Collections), ``composite_request`` (the Composite
-resource; its subrequests also meet the faults of their own endpoints). Its own kinds, on data
-endpoints only:
+resource; its subrequests also meet the faults of their own endpoints), and Bulk API 2.0 ingest
+(:mod:`.salesforce.bulk2`): ``bulk2_create`` (POST jobs/ingest), ``bulk2_list`` (GET
+jobs/ingest), ``bulk2_upload`` (PUT its batches), ``bulk2_state`` (PATCH: close or abort),
+``bulk2_job`` (GET a job: the poll), ``bulk2_delete`` and ``bulk2_results`` (the three result
+CSVs). Its own kinds, on data endpoints only:
 
 - ``session_expired``: every issued session dies; the request gets 401 INVALID_SESSION_ID and
   a new login works.

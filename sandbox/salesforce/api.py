@@ -28,6 +28,7 @@ from urllib.parse import unquote
 from sandbox.salesforce import composite, meta
 from sandbox.salesforce.admin import OrgAdmin
 from sandbox.salesforce.auth import Authenticator, Credentials, Org
+from sandbox.salesforce.bulk2 import Bulk2, parse_json
 from sandbox.salesforce.collections import (
     create_many,
     delete_many,
@@ -124,6 +125,23 @@ class SalesforceSandbox(OrgAdmin, OrgFaults):
             self.route(method, data + path, self._data(handler), data_endpoint(path))
         # Not "composite": that is sObject Collections', whose per-record faults do not fit.
         self.route("POST", data + "/composite", self._data(self._composite), "composite_request")
+        # Bulk API 2.0 ingest (:mod:`.bulk2`): every request is an API call like any other.
+        self.bulk2 = Bulk2(self.store, lambda: self.clock(), lambda: self.store.user_id)
+        ingest = data + "/jobs/ingest"
+        for method, path, handler, name in (
+            ("POST", "", self._bulk2_create, "bulk2_create"),
+            ("GET", "", self._bulk2_list, "bulk2_list"),
+            ("PUT", "/{job_id}/batches", self._bulk2_upload, "bulk2_upload"),
+            ("PATCH", "/{job_id}", self._bulk2_state, "bulk2_state"),
+            ("GET", "/{job_id}", self._bulk2_info, "bulk2_job"),
+            ("DELETE", "/{job_id}", self._bulk2_delete, "bulk2_delete"),
+            ("GET", "/{job_id}/successfulResults", self._bulk2_results, "bulk2_results"),
+            ("GET", "/{job_id}/failedResults", self._bulk2_results, "bulk2_results"),
+            # the guide spells it unprocessedrecords, simple-salesforce unprocessedRecords
+            ("GET", "/{job_id}/unprocessedrecords", self._bulk2_results, "bulk2_results"),
+            ("GET", "/{job_id}/unprocessedRecords", self._bulk2_results, "bulk2_results"),
+        ):
+            self.route(method, ingest + path, self._data(handler), name)
 
     def start(self) -> Self:
         super().start()
@@ -231,7 +249,10 @@ class SalesforceSandbox(OrgAdmin, OrgFaults):
         return Response.json({n: self._url(req, n) for n in names})
 
     def _limits(self, req: Request) -> Response:
-        return Response.json(meta.limits(self.store, self.api_calls, self.daily_api_limit))
+        batches = (self.bulk2.batch_limit, self.bulk2.batches_used)
+        return Response.json(
+            meta.limits(self.store, self.api_calls, self.daily_api_limit, bulk_batches=batches)
+        )
 
     def _record_count(self, req: Request) -> Response:
         return Response.json(meta.record_counts(self.store, req.query.get("sObjects", "")))
@@ -400,3 +421,30 @@ class SalesforceSandbox(OrgAdmin, OrgFaults):
         all_or_none = (req.query.get("allOrNone") or "false").lower() == "true"
         write = partial(delete_many, self.store)
         return Response.json(self.collection_results(ids, all_or_none, write))
+
+    # -- Bulk API 2.0 ingest ----------------------------------------------------------------
+    def _bulk2_create(self, req: Request) -> Response:
+        return Response.json(self.bulk2.create(parse_json(req.body), req.params["version"]))
+
+    def _bulk2_list(self, req: Request) -> Response:
+        return Response.json(self.bulk2.listing())
+
+    def _bulk2_upload(self, req: Request) -> Response:
+        self.bulk2.upload(req.params["job_id"], req.body)
+        return Response(201)
+
+    def _bulk2_state(self, req: Request) -> Response:
+        return Response.json(self.bulk2.set_state(req.params["job_id"], parse_json(req.body)))
+
+    def _bulk2_info(self, req: Request) -> Response:
+        return Response.json(self.bulk2.info(req.params["job_id"]))
+
+    def _bulk2_delete(self, req: Request) -> Response:
+        self.bulk2.delete(req.params["job_id"])
+        return Response(204)
+
+    def _bulk2_results(self, req: Request) -> Response:
+        tail = req.path.rstrip("/").rsplit("/", 1)[1].lower()
+        kind = {"successfulresults": "successful", "failedresults": "failed"}.get(tail)
+        text = self.bulk2.results(req.params["job_id"], kind or "unprocessed")
+        return Response.text(text, 200, "text/csv")

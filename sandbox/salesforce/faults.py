@@ -19,8 +19,20 @@ from sandbox.salesforce.collections import ROLLED_BACK, check_size
 from sandbox.server import Handler, Request, Response, SandboxServer
 
 # Every endpoint that needs a session; "login" and "versions" do not.
-DATA_ENDPOINTS = frozenset(
-    {"resources", "limits", "sobject", "query", "composite", "composite_request"}
+BULK2_ENDPOINTS = frozenset(
+    {
+        "bulk2_create",
+        "bulk2_list",
+        "bulk2_upload",
+        "bulk2_state",
+        "bulk2_job",
+        "bulk2_delete",
+        "bulk2_results",
+    }
+)
+DATA_ENDPOINTS = (
+    frozenset({"resources", "limits", "sobject", "query", "composite", "composite_request"})
+    | BULK2_ENDPOINTS
 )
 KINDS = kinds(
     {

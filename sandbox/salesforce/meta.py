@@ -43,7 +43,13 @@ def versions() -> list[dict[str, str]]:
     ]
 
 
-def limits(store: SalesforceStore, api_calls: int, daily_limit: int) -> dict[str, Any]:
+def limits(
+    store: SalesforceStore,
+    api_calls: int,
+    daily_limit: int,
+    bulk_batches: tuple[int, int] = (15_000, 0),
+) -> dict[str, Any]:
+    """``bulk_batches``: the daily Bulk API batch allocation and what the last 24 h used."""
     stored = sum(len(t.records) for t in store.tables())
 
     def pair(top: int, used: int = 0) -> dict[str, int]:
@@ -51,7 +57,7 @@ def limits(store: SalesforceStore, api_calls: int, daily_limit: int) -> dict[str
 
     return {
         "DailyApiRequests": pair(daily_limit, api_calls),
-        "DailyBulkApiBatches": pair(15_000),
+        "DailyBulkApiBatches": pair(*bulk_batches),
         "DailyBulkV2QueryJobs": pair(10_000),
         "DataStorageMB": pair(10_240, -(-stored * 2 // 1024)),  # a record costs about 2 KB
         "SingleEmail": pair(5_000),

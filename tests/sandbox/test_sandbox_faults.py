@@ -120,6 +120,13 @@ def test_endpoint_names_are_documented_and_stable(x: XSandbox, sf: SalesforceSan
         "query",
         "composite",
         "composite_request",
+        "bulk2_create",
+        "bulk2_list",
+        "bulk2_upload",
+        "bulk2_state",
+        "bulk2_job",
+        "bulk2_delete",
+        "bulk2_results",
     }
 
 

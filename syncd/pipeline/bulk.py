@@ -30,7 +30,9 @@ from syncd.state import outbox
 
 log = logging.getLogger("syncd.pipeline")
 
-POLL_EVERY = 15.0  # seconds between two looks at one job
+# Seconds before the first look at a job sent, doubled after each look that finds it still
+# processing, up to POLL_EVERY: a small job is answered soon, a large one costs few looks.
+FIRST_LOOK, POLL_EVERY = 1.0, 15.0
 MAX_RECORDS = 100_000  # records one job takes (the CRM may send fewer: see send_bulk)
 
 Store = Callable[[Sequence[outbox.ReadyDelivery], Sequence[WriteResult]], None]
@@ -58,7 +60,9 @@ class BulkJobs:
         self.clock = context.clock
         self.retrying = context.retrying
         self.monotonic = monotonic
-        self._looked: dict[int, float] = {}  # job row → when it was last asked about
+        self.stopping = context.stopping
+        # Job row → (when it may be asked about next, the wait after that).
+        self._next: dict[int, tuple[float, float]] = {}
 
     def run(self) -> int:
         """Follow the open jobs, then start one per target whose backlog is large enough.
@@ -77,11 +81,27 @@ class BulkJobs:
             self._start(target)
         return stored
 
+    def drain(self) -> int:
+        """Wait for the open jobs' answers (a run that writes everything: ``syncd poll
+        --once``, a backfill's last round); returns how many records' answers were stored.
+        Ends early on shutdown: the jobs are followed on the next start."""
+        stored = 0
+        while not self.stopping.is_set():
+            with self.db.connect() as conn:
+                jobs = state.open_jobs(conn, self.crm_name)
+            if not jobs:
+                break
+            due = min(self._next.get(j.id, (0.0, FIRST_LOOK))[0] for j in jobs)
+            self.stopping.wait(max(0.0, due - self.monotonic()))
+            stored += self.run()
+        return stored
+
     def _follow(self, job: state.Job) -> int:
         now = self.monotonic()
-        if now - self._looked.get(job.id, float("-inf")) < POLL_EVERY:
+        due, wait = self._next.get(job.id, (0.0, FIRST_LOOK))
+        if now < due:
             return 0
-        self._looked[job.id] = now
+        self._next[job.id] = (now + wait, min(2 * wait, POLL_EVERY))
         progress = self.retrying(partial(self.crm.bulk_progress, job.job_id, job.target))
         if progress.unsent:
             # Stopped before the records were sent and the job closed: another job sends them.
@@ -106,7 +126,7 @@ class BulkJobs:
         with self.db.transaction() as conn:
             state.release(conn, job)
             state.mark(conn, job, state.DONE, self.clock(), progress.error)
-        self._looked.pop(job.id, None)
+        self._next.pop(job.id, None)
         written = sum(a.ok for a in answers)
         log.info(
             "bulk job %s (%s): %d of %d records written",
@@ -140,5 +160,5 @@ class BulkJobs:
             # What one upload could not hold goes back to the batches (or the next job).
             state.release_ids(conn, job, [d.delivery_id for d in held[sent:]])
             state.mark(conn, job, state.SENT, self.clock())
-        self._looked[job.id] = self.monotonic()
+        self._next[job.id] = (self.monotonic() + FIRST_LOOK, 2 * FIRST_LOOK)
         log.info("bulk job %s (%s): %d records sent", job_id, target, sent)

@@ -122,7 +122,7 @@ class Writer:
             since = self._forgets()
             ready = self._take(size, room)
             if not ready:
-                return result
+                break
             chunks = _batches(ready, size)
             if room is not None:
                 chunks = chunks[:room]
@@ -135,6 +135,9 @@ class Writer:
                     # stored is handed back for others to take now, not after the lease.
                     self._release(ready)
             batches += done
+        if max_batches is None and self.bulk is not None:
+            # A run that writes everything waits for its bulk jobs' answers too.
+            self.bulk.drain()
         return result
 
     def _take(self, size: int, room: int | None) -> list[outbox.ReadyDelivery]:

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import Connection, func, select, update
 
 from syncd.model import DeliveryState
-from syncd.state.outbox import ReadyDelivery, as_written, rows
+from syncd.state.outbox import CLAIM, ReadyDelivery, as_written, rows
 from syncd.state.tables import bulk_jobs, deliveries
 
 MADE, SENT, DONE, ABANDONED = "made", "sent", "done", "abandoned"
@@ -60,7 +60,8 @@ def store_job(
     delivery_ids: Sequence[int],
     now: datetime,
 ) -> Job:
-    """A job the CRM made, holding these deliveries (only those still pending and free)."""
+    """A job the CRM made, holding these deliveries (only those still pending, in no other
+    job, and claimed by no writer)."""
     row_id = conn.execute(
         bulk_jobs.insert()
         .values(
@@ -83,6 +84,8 @@ def store_job(
                 deliveries.c.id.in_(chunk),
                 deliveries.c.state == DeliveryState.PENDING,
                 deliveries.c.bulk_job_id.is_(None),
+                # Not one another instance's writer is writing in a batch now.
+                CLAIM.free(now),
             )
             .values(bulk_job_id=row_id)
         ).rowcount

@@ -39,6 +39,7 @@ from sqlalchemy import func, select
 from sandbox.config import syncd_config
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import set_up_org
+from sandbox.server import Request
 from sandbox.x.api import XSandbox
 from syncd.state.db import Database
 from syncd.state.tables import interactions
@@ -50,6 +51,9 @@ Author = tuple[str, bool]  # X user id, known to the CRM
 # the estimate instead.
 TARGET_RATE = 2000.0  # interactions per second, end to end
 TARGET_RSS_MB = 250.0
+# Salesforce calls that write history, per 100,000 records written: Bulk API 2.0 jobs
+# ([writer] bulk_threshold), where sObject Collections would take 500.
+TARGET_WRITES_PER_100K = 20.0
 
 
 @dataclass
@@ -65,6 +69,10 @@ class Report:
     posts_per_request: float = 0.0
     sf_calls: int = 0
     sf_calls_per_1000: float = 0.0
+    # The calls that wrote history: Bulk 2.0 ingest requests and Task collection upserts.
+    sf_write_calls: int = 0
+    sf_bulk_calls: int = 0
+    sf_writes_per_100k: float = 0.0
     peak_rss_mb: float = 0.0
     duplicates: int = 0
     x_bound_seconds: float = 0.0  # the estimate: the same window at X's real rate limits
@@ -79,6 +87,7 @@ class Report:
             and self.rate >= TARGET_RATE
             and self.peak_rss_mb <= TARGET_RSS_MB
             and self.rate_limit_waits == 0
+            and self.sf_writes_per_100k <= TARGET_WRITES_PER_100K
         )
 
 
@@ -152,6 +161,17 @@ def run(n: int, authors: int, access: str, seed: int, keep: bool) -> Report:
         print(f"posting {n:,} mentions by {authors:,} authors …", file=sys.stderr)
         linked = mentions(x, customers, n, rng)
         x_before, sf_before = x.request_count, sf.api_calls
+        writes: Counter[str] = Counter()
+
+        def count_write(req: Request) -> None:
+            if req.subrequest:
+                return
+            if "/jobs/ingest" in req.path:
+                writes["bulk"] += 1
+            elif req.method == "PATCH" and "/composite/sobjects/Task/" in req.path:
+                writes["collections"] += 1
+
+        sf.on_request("*", count_write)
         args = ["backfill", "--source", "x", "--account", "acme", "--since", since]
         started = time.monotonic()
         stdout, code = _progress(
@@ -164,6 +184,8 @@ def run(n: int, authors: int, access: str, seed: int, keep: bool) -> Report:
         report.peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         report.x_requests = x.request_count - x_before
         report.sf_calls = sf.api_calls - sf_before
+        report.sf_bulk_calls = writes["bulk"]
+        report.sf_write_calls = writes["bulk"] + writes["collections"]
         lines = [json.loads(x) for x in stdout if x.startswith("{")]
         last = lines[-1]
         report.x_bound_seconds = lines[0].get("estimate", {}).get("seconds", 0.0)
@@ -186,6 +208,7 @@ def run(n: int, authors: int, access: str, seed: int, keep: bool) -> Report:
     report.rate = report.stored / report.seconds if report.seconds else 0.0
     report.posts_per_request = report.stored / max(report.x_requests, 1)
     report.sf_calls_per_1000 = report.sf_calls * 1000 / max(report.stored, 1)
+    report.sf_writes_per_100k = report.sf_write_calls * 100_000 / max(report.written, 1)
     return report
 
 
@@ -228,6 +251,11 @@ def show(r: Report) -> None:
         f"target 0  {mark(r.rate_limit_waits == 0)}"
     )
     print(f"  Salesforce calls   {r.sf_calls:,} ({r.sf_calls_per_1000:.1f} per 1,000)")
+    print(
+        f"  history writes     {r.sf_write_calls:,} calls ({r.sf_bulk_calls:,} Bulk 2.0), "
+        f"{r.sf_writes_per_100k:.1f} per 100,000 written   target ≤ "
+        f"{TARGET_WRITES_PER_100K:.0f}  {mark(r.sf_writes_per_100k <= TARGET_WRITES_PER_100K)}"
+    )
     print(
         f"  peak RSS           {r.peak_rss_mb:.0f} MB   target ≤ {TARGET_RSS_MB:.0f} MB  "
         f"{mark(r.peak_rss_mb <= TARGET_RSS_MB)}"

@@ -26,9 +26,18 @@ from simple_salesforce.api import Salesforce
 
 from connectors.salesforce.records import refusal
 from connectors.salesforce.session import Budget, SalesforceSession
-from syncd.model import Refusal, WriteResult
+from syncd.model import WriteResult
 
-__all__ = ["BulkJob", "BulkStatus", "abort", "create", "fitting", "poll", "results", "upload"]
+__all__ = [
+    "BulkJob",
+    "BulkStatus",
+    "Upload",
+    "abort",
+    "create",
+    "poll",
+    "results",
+    "upload",
+]
 
 # What Salesforce says of a job (GET /jobs/ingest/{id}: state).
 OPEN, UPLOAD_COMPLETE, IN_PROGRESS = "Open", "UploadComplete", "InProgress"
@@ -71,19 +80,37 @@ def create(session: SalesforceSession, sobject: str, key_field: str, budget: Bud
     return BulkJob(str(answer["id"]), sobject, key_field)
 
 
-def to_csv(entries: Sequence[Mapping[str, Any]]) -> str:
-    """sObject Collections entries as one Bulk 2.0 CSV: a column per field any entry has
-    (``attributes`` dropped), an empty cell for a field an entry leaves out. A None is
-    sent as ``#N/A``, Bulk's way of setting a field to null; booleans as true/false."""
-    columns: dict[str, None] = {}
-    for entry in entries:
-        columns.update(dict.fromkeys(k for k in entry if k != "attributes"))
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
-    for entry in entries:
-        writer.writerow([_cell(entry, c) for c in columns])
-    return out.getvalue()
+class Upload:
+    """One job's CSV, built a record at a time, holding no more than one upload may carry.
+
+    The columns are fixed up front (every field a record of the object may carry): an entry
+    without one leaves its cell empty, which Bulk 2.0 reads as "leave the field alone", as
+    leaving it out of an sObject Collections entry does; a None is sent as ``#N/A``, Bulk's
+    way of clearing a field; booleans as true/false."""
+
+    def __init__(self, columns: Sequence[str]) -> None:
+        self.columns = list(columns)
+        self._out = io.StringIO()
+        self._writer = csv.writer(self._out, lineterminator="\n")
+        self._writer.writerow(self.columns)
+        self.size = len(self._out.getvalue().encode())
+        self.records = 0
+
+    def add(self, entry: Mapping[str, Any]) -> bool:
+        """Add one entry; False (and nothing added) when it would make the upload too big."""
+        line = io.StringIO()
+        csv.writer(line, lineterminator="\n").writerow([_cell(entry, c) for c in self.columns])
+        text = line.getvalue()
+        size = len(text.encode())
+        if self.size + size > MAX_UPLOAD_BYTES:
+            return False
+        self._out.write(text)
+        self.size += size
+        self.records += 1
+        return True
+
+    def text(self) -> str:
+        return self._out.getvalue()
 
 
 def _cell(entry: Mapping[str, Any], column: str) -> str:
@@ -97,30 +124,14 @@ def _cell(entry: Mapping[str, Any], column: str) -> str:
     return str(value)
 
 
-def fitting(entries: Sequence[Mapping[str, Any]]) -> int:
-    """How many of ``entries``, from the first, one upload holds."""
-    if len(to_csv(entries).encode()) <= MAX_UPLOAD_BYTES:
-        return len(entries)
-    low, high = 0, len(entries)  # low fits, high does not
-    while high - low > 1:
-        mid = (low + high) // 2
-        low, high = (
-            (mid, high) if len(to_csv(entries[:mid]).encode()) <= MAX_UPLOAD_BYTES else (low, mid)
-        )
-    return low
-
-
-def upload(
-    session: SalesforceSession, job: BulkJob, entries: Sequence[Mapping[str, Any]], budget: Budget
-) -> None:
+def upload(session: SalesforceSession, job: BulkJob, data: Upload, budget: Budget) -> None:
     """The job's records uploaded, and the job closed for Salesforce to process."""
-    data = to_csv(entries)
-    if len(data.encode()) > MAX_UPLOAD_BYTES:
-        raise ValueError(f"{len(entries)} records exceed a Bulk 2.0 upload: send fewer a job")
+    if not data.records:
+        raise ValueError("a bulk job needs at least one record")
 
     def send(sf: Salesforce) -> None:
         client = _client(sf, job.sobject)
-        client.upload_job_data(job.id, data)
+        client.upload_job_data(job.id, data.text())
         client.close_job(job.id)
 
     session.run(f"upload {job.sobject} bulk job", send, budget)
@@ -148,22 +159,17 @@ def abort(session: SalesforceSession, job: BulkJob, budget: Budget) -> None:
     session.run(f"abort {job.sobject} bulk job", stop, budget)
 
 
-def results(
-    session: SalesforceSession, job: BulkJob, keys: Sequence[str], budget: Budget
-) -> list[WriteResult]:
-    """One result per key, in order, from a finished job's successful, failed and
-    unprocessed records (matched by the key column). A key in none of them was never
-    processed: it is retried."""
+def results(session: SalesforceSession, job: BulkJob, budget: Budget) -> dict[str, WriteResult]:
+    """A finished job's result for each record it processed, by the record's key (the key
+    column), from its successful and failed records. A record it did not process (its
+    unprocessed records: the job was aborted or failed part way) has none: the caller
+    retries it."""
 
-    def read(sf: Salesforce) -> tuple[str, str, str]:
+    def read(sf: Salesforce) -> tuple[str, str]:
         kind = getattr(sf.bulk2, job.sobject)
-        return (
-            kind.get_successful_records(job.id),
-            kind.get_failed_records(job.id),
-            kind.get_unprocessed_records(job.id),
-        )
+        return kind.get_successful_records(job.id), kind.get_failed_records(job.id)
 
-    good, bad, untouched = session.run(f"results of {job.sobject} bulk job", read, budget)
+    good, bad = session.run(f"results of {job.sobject} bulk job", read, budget)
     found: dict[str, WriteResult] = {}
     for row in csv.DictReader(io.StringIO(good)):
         key = row.get(job.key_field) or ""
@@ -171,20 +177,10 @@ def results(
         found[key] = WriteResult(key, True, row.get("sf__Id") or None, created=created)
     for row in csv.DictReader(io.StringIO(bad)):
         key = row.get(job.key_field) or ""
+        # "REQUIRED_FIELD_MISSING:Required fields are missing: [LastName]:LastName --"
         code, _, message = str(row.get("sf__Error") or "").partition(":")
         code = code.strip() or "UNKNOWN_ERROR"
         found[key] = WriteResult(
             key, False, None, None, code, message.strip() or "no reason given", refusal(code)
         )
-    return [
-        found.get(key)
-        or WriteResult(
-            key, False, None, None, "NOT_PROCESSED", _untouched(key, untouched), Refusal.RETRY
-        )
-        for key in keys
-    ]
-
-
-def _untouched(key: str, unprocessed: str) -> str:
-    listed = any(row for row in csv.reader(io.StringIO(unprocessed)) if key in row)
-    return "the bulk job did not process it" + (" (listed as unprocessed)" if listed else "")
+    return found

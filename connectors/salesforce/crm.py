@@ -14,7 +14,7 @@ What needs no org lives beside them: SOQL and matching in
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -29,6 +29,7 @@ from connectors.salesforce.records import (
     SYSTEM,
     parse_upsert_results,
     social_post_record,
+    task_columns,
     task_record,
 )
 from connectors.salesforce.session import Budget, SalesforceSession
@@ -217,21 +218,22 @@ class SalesforceCrm:
         job = self._bulk_job("", target)
         return bulk.create(self.session, job.sobject, job.key_field, Budget()).id
 
-    def send_bulk(self, job_id: str, target: str, records: Sequence[HistoryRecord]) -> int:
-        entries = [task_record(r, self.settings) for r in records]
-        n = bulk.fitting(entries)
-        bulk.upload(self.session, self._bulk_job(job_id, target), entries[:n], Budget())
-        return n
+    def send_bulk(self, job_id: str, target: str, records: Iterable[HistoryRecord]) -> int:
+        """The records as one CSV upload, as many as it holds (100 MB), and the job closed."""
+        job = self._bulk_job(job_id, target)
+        data = bulk.Upload(task_columns(self.settings))
+        for r in records:
+            if not data.add(task_record(r, self.settings)):
+                break
+        bulk.upload(self.session, job, data, Budget())
+        return data.records
 
     def bulk_progress(self, job_id: str, target: str) -> BulkProgress:
         status = bulk.poll(self.session, self._bulk_job(job_id, target), Budget())
         return BulkProgress(status.done, unsent=status.state == bulk.OPEN, error=status.error)
 
-    def bulk_results(
-        self, job_id: str, target: str, records: Sequence[HistoryRecord]
-    ) -> list[WriteResult]:
-        keys = [r.external_id for r in records]
-        return bulk.results(self.session, self._bulk_job(job_id, target), keys, Budget())
+    def bulk_results(self, job_id: str, target: str) -> dict[str, WriteResult]:
+        return bulk.results(self.session, self._bulk_job(job_id, target), Budget())
 
     def abort_bulk(self, job_id: str, target: str) -> None:
         bulk.abort(self.session, self._bulk_job(job_id, target), Budget())

@@ -98,6 +98,16 @@ def bare_handle(handle: str | None) -> str | None:
     return bare or None
 
 
+def task_columns(settings: SalesforceSettings) -> list[str]:
+    """Every field :func:`task_record` may write, in its order (a Bulk 2.0 job's columns)."""
+    f = settings.task_fields
+    return [
+        settings.external_id_field, "Subject", "Description", "ActivityDate", "Status",
+        "WhoId", f.network, f.direction, f.handle, f.post_url, f.conversation_id,
+        "Priority", "WhatId",
+    ]  # fmt: skip
+
+
 def task_record(record: HistoryRecord, settings: SalesforceSettings) -> dict[str, Any]:
     """The sObject Collections entry for one history record."""
     fields = settings.task_fields

@@ -69,7 +69,10 @@ class _Workers:
     resolver's, so what the last links release is written too."""
 
     def __init__(self, runner: Runner) -> None:
-        pipeline = runner.pipeline
+        pipeline = self.pipeline = runner.pipeline
+        # While the job fetches, records wait for bulk jobs of the most one takes (a CRM
+        # with bulk jobs: a few calls per job, where batches cost one per 200 records).
+        pipeline.writer.bulk_first = pipeline.writer.bulk is not None
         self.resolver = _Stage("resolver", runner, lambda: pipeline.resolve().linked)
         self.writer = _Stage("writer", runner, lambda: pipeline.deliver().attempted)
         self.both = (self.resolver, self.writer)
@@ -83,6 +86,8 @@ class _Workers:
         """Let both finish their last round, in order (also after a stop: they end soon)."""
         self.resolver.finish.set()
         self.resolver.join()
+        # The last round writes what is left, in a bulk job when enough is, else in batches.
+        self.pipeline.writer.bulk_first = False
         self.writer.finish.set()
         self.writer.join()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
@@ -592,18 +592,16 @@ class BulkWriting(Protocol):
         """A new, empty job for ``target``'s records: its id."""
         ...
 
-    def send_bulk(self, job_id: str, target: str, records: Sequence[HistoryRecord]) -> int:
-        """The job's records sent and the job closed: the CRM processes it from here. Returns
-        how many were sent: the first ones, as many as one job's upload holds."""
+    def send_bulk(self, job_id: str, target: str, records: Iterable[HistoryRecord]) -> int:
+        """The job's records sent and the job closed: the CRM processes it from here. Takes
+        the records in order, as many as one job's upload holds, and returns how many."""
         ...
 
     def bulk_progress(self, job_id: str, target: str) -> BulkProgress: ...
 
-    def bulk_results(
-        self, job_id: str, target: str, records: Sequence[HistoryRecord]
-    ) -> Sequence[WriteResult]:
-        """A done job's result for each record, in order (a record it never processed is
-        a failed result to retry)."""
+    def bulk_results(self, job_id: str, target: str) -> Mapping[str, WriteResult]:
+        """A done job's result for each record it processed, by the record's external id
+        (a record it did not process has none: the writer sends it again)."""
         ...
 
     def abort_bulk(self, job_id: str, target: str) -> None: ...

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 
 from syncd.contracts import BulkWriting
 from syncd.errors import ExternalError
-from syncd.model import WriteResult
+from syncd.model import HistoryRecord, Refusal, WriteResult
 from syncd.pipeline.context import Context
 from syncd.pipeline.history import build_record
 from syncd.state import bulk as state
@@ -34,8 +34,16 @@ log = logging.getLogger("syncd.pipeline")
 # processing, up to POLL_EVERY: a small job is answered soon, a large one costs few looks.
 FIRST_LOOK, POLL_EVERY = 1.0, 15.0
 MAX_RECORDS = 100_000  # records one job takes (the CRM may send fewer: see send_bulk)
+PAGE = 2_000  # deliveries read at once to send a job's records or store its answers
 
 Store = Callable[[Sequence[outbox.ReadyDelivery], Sequence[WriteResult]], None]
+
+
+def not_processed(key: str) -> WriteResult:
+    """The answer for a record a finished job did not process: sent again later."""
+    return WriteResult(
+        key, False, None, None, "NOT_PROCESSED", "the bulk job did not process it", Refusal.RETRY
+    )
 
 
 class BulkJobs:
@@ -64,9 +72,10 @@ class BulkJobs:
         # Job row → (when it may be asked about next, the wait after that).
         self._next: dict[int, tuple[float, float]] = {}
 
-    def run(self) -> int:
-        """Follow the open jobs, then start one per target whose backlog is large enough.
-        Returns how many records' answers were stored."""
+    def run(self, at_least: int | None = None) -> int:
+        """Follow the open jobs, then start one per target whose backlog is large enough
+        (``at_least`` records, else the threshold). Returns how many records' answers were
+        stored."""
         stored = 0
         with self.db.connect() as conn:
             jobs = state.open_jobs(conn, self.crm_name)
@@ -78,7 +87,7 @@ class BulkJobs:
         if any(j.state == state.SENT for j in jobs):
             return stored  # one job at a time: the next waits for this one's answers
         for target in self.crm.bulk_targets:
-            self._start(target)
+            self._start(target, at_least or self.threshold)
         return stored
 
     def drain(self) -> int:
@@ -116,49 +125,63 @@ class BulkJobs:
                 state.mark(conn, job, state.SENT, self.clock())
         if not progress.done:
             return 0
-        with self.db.connect() as conn:
-            ready = state.held(conn, job)
-        records = [build_record(d) for d in ready]
-        answers = self.retrying(partial(self.crm.bulk_results, job.job_id, job.target, records))
-        if len(answers) != len(records):
-            raise RuntimeError(f"CRM answered {len(answers)} of {len(records)} bulk records")
-        self.store(ready, answers)
+        answers = self.retrying(partial(self.crm.bulk_results, job.job_id, job.target))
+        # A page at a time: a job's records would not all fit in memory at once. A page
+        # stored before a stop is not read again (only pending deliveries are).
+        stored = written = 0
+        after = 0
+        while page := self._page(job, after):
+            after = page[-1].delivery_id
+            results = [
+                answers.get(key) or not_processed(key)
+                for key in (build_record(d).external_id for d in page)
+            ]
+            self.store(page, results)
+            stored += len(results)
+            written += sum(a.ok for a in results)
         with self.db.transaction() as conn:
             state.release(conn, job)
             state.mark(conn, job, state.DONE, self.clock(), progress.error)
         self._next.pop(job.id, None)
-        written = sum(a.ok for a in answers)
         log.info(
-            "bulk job %s (%s): %d of %d records written",
-            job.job_id,
-            job.target,
-            written,
-            len(answers),
+            "bulk job %s (%s): %d of %d records written", job.job_id, job.target, written, stored
         )
-        return len(answers)
+        return stored
 
-    def _start(self, target: str) -> None:
+    def _page(self, job: state.Job, after: int) -> list[outbox.ReadyDelivery]:
+        with self.db.connect() as conn:
+            return state.held(conn, job, after, PAGE)
+
+    def _records(self, job: state.Job, handed: list[int]) -> Iterator[HistoryRecord]:
+        """The job's records, a page of deliveries read at a time; ``handed`` collects
+        the deliveries whose record was taken, in order."""
+        after = 0
+        while page := self._page(job, after):
+            after = page[-1].delivery_id
+            for d in page:
+                handed.append(d.delivery_id)
+                yield build_record(d)
+
+    def _start(self, target: str, threshold: int) -> None:
         now = self.clock()
         with self.db.connect() as conn:
-            if state.ready_count(conn, self.crm_name, target, now) < self.threshold:
+            if state.ready_count(conn, self.crm_name, target, now) < threshold:
                 return
-            ready = outbox.ready_deliveries(
-                conn, self.crm_name, now, MAX_RECORDS, cases=self.cases, target=target
+            ids = outbox.ready_ids(
+                conn, self.crm_name, now, MAX_RECORDS, target=target, cases=self.cases
             )
-        if len(ready) < self.threshold:
+        if len(ids) < threshold:
             return  # the backlog is mostly held authors': batches take the rest
         job_id = self.retrying(partial(self.crm.start_bulk, target))
         with self.db.transaction() as conn:
-            job = state.store_job(
-                conn, self.crm_name, target, job_id, [d.delivery_id for d in ready], now
-            )
-            held = state.held(conn, job)
+            job = state.store_job(conn, self.crm_name, target, job_id, ids, now)
         # Not retried: a send that failed after the CRM took the records could not be sent
         # again to the same job. The job stays "made"; the next run aborts it and frees them.
-        sent = self.crm.send_bulk(job_id, target, [build_record(d) for d in held])
+        handed: list[int] = []
+        sent = self.crm.send_bulk(job_id, target, self._records(job, handed))
         with self.db.transaction() as conn:
             # What one upload could not hold goes back to the batches (or the next job).
-            state.release_ids(conn, job, [d.delivery_id for d in held[sent:]])
+            state.release_after(conn, job, handed[sent - 1] if sent else 0)
             state.mark(conn, job, state.SENT, self.clock())
         self._next[job.id] = (self.monotonic() + FIRST_LOOK, 2 * FIRST_LOOK)
         log.info("bulk job %s (%s): %d records sent", job_id, target, sent)

@@ -17,7 +17,7 @@ from syncd.compliance import deleted as compliance
 from syncd.contracts import BulkWriting, CaseFiling, Crm, Source
 from syncd.errors import AuthError, ExternalError, RateLimited
 from syncd.model import CrmRef, Refusal, WriteResult
-from syncd.pipeline.bulk import BulkJobs
+from syncd.pipeline.bulk import MAX_RECORDS, BulkJobs
 from syncd.pipeline.context import Context
 from syncd.pipeline.history import build_record
 from syncd.state import crm_keys, linking, outbox, privacy, suppression
@@ -99,6 +99,9 @@ class Writer:
         # module: a job lives across runs).
         self.bulk: BulkJobs | None = None
         self._bulk_result = DeliverResult()  # where a run's bulk answers are counted
+        # Set by a large backfill while it fetches: its records wait for bulk jobs of the
+        # most one job takes, rather than going out in batches as they come.
+        self.bulk_first = False
         if isinstance(crm, BulkWriting) and self.settings.bulk_threshold > 0:
             self.bulk = BulkJobs(
                 context, crm, self.settings.bulk_threshold, self._store_bulk, cases=self.cases
@@ -113,7 +116,7 @@ class Writer:
         result = DeliverResult()
         self._bulk_result = result
         if self.bulk is not None and not self.stopping.is_set():
-            self.bulk.run()
+            self.bulk.run(at_least=MAX_RECORDS if self.bulk_first else None)
         batches = 0
         size = self.settings.write_batch
         while (max_batches is None or batches < max_batches) and not self.stopping.is_set():
@@ -148,7 +151,12 @@ class Writer:
             # sort of it per read, which per batch of 200 made a large backlog quadratic.
             with self.db.connect() as conn:
                 return outbox.ready_deliveries(
-                    conn, self.crm_name, now, size * PREFETCH_BATCHES, cases=self.cases
+                    conn,
+                    self.crm_name,
+                    now,
+                    size * PREFETCH_BATCHES,
+                    cases=self.cases,
+                    skip_targets=self._for_bulk(),
                 )
         limit = size * min(CLAIM_BATCHES, room or CLAIM_BATCHES)
         until = now + timedelta(seconds=self.settings.lease)
@@ -158,8 +166,21 @@ class Writer:
                 if freed := outbox.release_dead_claims(conn, now):
                     log.info("took over %d deliveries claimed by a process that died", freed)
             return outbox.claim(
-                conn, self.crm_name, now, limit, self.owner, until, cases=self.cases
+                conn,
+                self.crm_name,
+                now,
+                limit,
+                self.owner,
+                until,
+                cases=self.cases,
+                skip_targets=self._for_bulk(),
             )
+
+    def _for_bulk(self) -> tuple[str, ...]:
+        """The targets batches leave to bulk jobs now (see :attr:`bulk_first`)."""
+        if self.bulk_first and isinstance(self.crm, BulkWriting):
+            return tuple(self.crm.bulk_targets)
+        return ()
 
     def _release(self, ready: Sequence[outbox.ReadyDelivery]) -> None:
         try:

@@ -93,9 +93,20 @@ def store_job(
     return Job(int(row_id), job_id, target, MADE, held)
 
 
-def held(conn: Connection, job: Job) -> list[ReadyDelivery]:
-    """The deliveries the job holds, as the writer sends them, in id order."""
-    stmt = as_written().where(deliveries.c.bulk_job_id == job.id).order_by(deliveries.c.id)
+def held(conn: Connection, job: Job, after: int, limit: int) -> list[ReadyDelivery]:
+    """Up to ``limit`` of the pending deliveries the job holds, as the writer sends them,
+    in id order from after ``after`` (a job's are read a page at a time: its records would
+    not all fit in memory at once)."""
+    stmt = (
+        as_written()
+        .where(
+            deliveries.c.bulk_job_id == job.id,
+            deliveries.c.state == DeliveryState.PENDING,
+            deliveries.c.id > after,
+        )
+        .order_by(deliveries.c.id)
+        .limit(limit)
+    )
     return rows(conn.execute(stmt))
 
 
@@ -115,14 +126,18 @@ def release(conn: Connection, job: Job) -> int:
     ).rowcount
 
 
-def release_ids(conn: Connection, job: Job, delivery_ids: Sequence[int]) -> None:
-    """These of the job's deliveries free again (the job could not take them)."""
-    for start in range(0, len(delivery_ids), 1000):
+def release_after(conn: Connection, job: Job, last: int) -> int:
+    """The job's deliveries after ``last`` (by id) free again: its upload could not hold
+    them."""
+    freed = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.bulk_job_id == job.id, deliveries.c.id > last)
+        .values(bulk_job_id=None)
+    ).rowcount
+    if freed:
         conn.execute(
-            update(deliveries)
-            .where(
-                deliveries.c.bulk_job_id == job.id,
-                deliveries.c.id.in_(sorted(delivery_ids[start : start + 1000])),
-            )
-            .values(bulk_job_id=None)
+            update(bulk_jobs)
+            .where(bulk_jobs.c.id == job.id)
+            .values(records=bulk_jobs.c.records - freed)
         )
+    return int(freed)

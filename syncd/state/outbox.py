@@ -256,6 +256,7 @@ def _ready(
     *,
     cases: bool = False,
     target: str | None = None,
+    skip_targets: Sequence[str] = (),
 ) -> Select[Any]:
     """Pending deliveries whose counterpart is linked and which are due, oldest post first;
     with ``cases`` (the CRM works conversations as cases), only those whose case is decided."""
@@ -278,6 +279,8 @@ def _ready(
         stmt = stmt.where(deliveries.c.case_decided)
     if target is not None:
         stmt = stmt.where(deliveries.c.target == target)
+    if skip_targets:
+        stmt = stmt.where(deliveries.c.target.not_in(skip_targets))
     return stmt.order_by(interactions.c.created_at, deliveries.c.id).limit(limit)
 
 
@@ -397,14 +400,24 @@ def ready_deliveries(
     *,
     cases: bool = False,
     target: str | None = None,
+    skip_targets: Sequence[str] = (),
 ) -> list[ReadyDelivery]:
     """Pending deliveries whose counterpart is linked and which are due, oldest post first;
     on PostgreSQL, not those another process (than ``owner``) has claimed; with ``cases``,
     only those whose case is decided."""
-    stmt = _ready(conn, crm, now, limit, cases=cases, target=target)
+    stmt = _ready(conn, crm, now, limit, cases=cases, target=target, skip_targets=skip_targets)
     if shared(conn):  # SQLite never claims: no predicate to evaluate there
         stmt = stmt.where(_unclaimed(now, owner))
     return rows(conn.execute(stmt))
+
+
+def ready_ids(
+    conn: Connection, crm: str, now: datetime, limit: int, *, target: str, cases: bool = False
+) -> list[int]:
+    """Up to ``limit`` ready deliveries of ``target`` (ids, oldest post first) that no
+    writer claims: what a bulk job takes (syncd.pipeline.bulk), without reading the rows."""
+    stmt = _ready(conn, crm, now, limit, cases=cases, target=target).where(CLAIM.free(now))
+    return [r.id for r in conn.execute(stmt)]
 
 
 def claim(
@@ -416,11 +429,14 @@ def claim(
     until: datetime,
     *,
     cases: bool = False,
+    skip_targets: Sequence[str] = (),
 ) -> list[ReadyDelivery]:
     """Claim up to ``limit`` ready deliveries for ``owner`` until ``until`` (PostgreSQL), in
     the caller's short transaction. Rows another writer is claiming this moment are skipped,
     not waited for, so writers never queue behind each other nor deadlock."""
-    stmt = _ready(conn, crm, now, limit, cases=cases).where(_unclaimed(now, owner))
+    stmt = _ready(conn, crm, now, limit, cases=cases, skip_targets=skip_targets).where(
+        _unclaimed(now, owner)
+    )
     ready = rows(conn.execute(stmt.with_for_update(of=deliveries, skip_locked=True)))
     if ready:
         conn.execute(

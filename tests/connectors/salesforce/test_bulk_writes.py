@@ -92,9 +92,9 @@ def test_a_backlog_is_one_bulk_job_of_a_handful_of_calls_whatever_its_size(
     assert second.written == posts and _jobs(db) == ["done"]
     assert _tasks(sb) == {f"x:{10_000 + i}": 1 for i in range(posts)}
     assert _states(db) == {DeliveryState.WRITTEN: posts}
-    # create, upload, close; a look at the job; its three result lists: never per record.
-    assert calls == {"bulk": 7}, calls
-    assert pipeline.deliver().attempted == 0 and calls == {"bulk": 7}
+    # create, upload, close; a look at the job; its two result lists: never per record.
+    assert calls == {"bulk": 6}, calls
+    assert pipeline.deliver().attempted == 0 and calls == {"bulk": 6}
 
 
 def test_a_run_that_writes_everything_waits_for_its_job(
@@ -106,7 +106,7 @@ def test_a_run_that_writes_everything_waits_for_its_job(
     sb.bulk2.in_progress_polls = 2
     calls = _bulk_calls(sb)
     assert pipeline.deliver().written == 200 and _jobs(db) == ["done"]
-    assert calls == {"bulk": 9}, calls  # three looks: InProgress twice, then done
+    assert calls == {"bulk": 8}, calls  # three looks: InProgress twice, then done
 
 
 def test_below_the_threshold_records_go_in_batches(db: Database, sb: SalesforceSandbox) -> None:
@@ -161,3 +161,42 @@ def test_records_the_org_refuses_in_a_job_are_dead_letters(
     with db.connect() as conn:
         codes = set(conn.scalars(select(deliveries.c.last_error_code)))
     assert codes == {"INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"}
+
+
+def test_records_one_upload_cannot_hold_go_out_afterwards(
+    db: Database, sb: SalesforceSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upload holds 100 MB of CSV: the records past it are freed and written after."""
+    from connectors.salesforce import bulk
+
+    monkeypatch.setattr(bulk, "MAX_UPLOAD_BYTES", 40_000)
+    pipeline = _world(db, sb, 400)
+    assert pipeline.deliver().written == 400
+    with db.connect() as conn:
+        sizes = list(conn.scalars(select(bulk_jobs.c.records).order_by(bulk_jobs.c.id)))
+    assert 0 < sizes[0] < 400  # the first job took what fitted
+    assert _tasks(sb) == {f"x:{10_000 + i}": 1 for i in range(400)}
+    assert _states(db) == {DeliveryState.WRITTEN: 400}
+
+
+def test_a_bulk_job_has_a_column_for_every_field_a_task_may_carry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dataclasses import replace
+
+    from support.salesforce import record, settings
+
+    from connectors.salesforce.records import task_columns, task_record
+    from syncd.model import CrmRef
+
+    monkeypatch.setenv("SF_PASSWORD", "pw")
+    monkeypatch.setenv("SF_TOKEN", "token")
+    s = settings(priority={"task": {"High": "High"}})
+    r = replace(
+        record(1, "003000000000001"),
+        who=CrmRef("Contact", "003000000000001", None, "High"),
+        case_id="500000000000001",
+    )
+    full = task_record(r, s)
+    assert "Priority" in full and "WhatId" in full
+    assert set(full) - {"attributes"} <= set(task_columns(s))

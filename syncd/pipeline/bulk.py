@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 
-from syncd.contracts import BulkWriting
+from syncd.contracts import BulkWriting, RecordOutcome
 from syncd.errors import ExternalError
 from syncd.model import HistoryRecord, Refusal, WriteResult
 from syncd.pipeline.context import Context
@@ -55,6 +55,7 @@ class BulkJobs:
         crm: BulkWriting,
         threshold: int,
         store: Store,
+        delete: Callable[[Sequence[str]], Sequence[RecordOutcome]],
         *,
         cases: bool = False,
         monotonic: Callable[[], float] = time.monotonic,
@@ -64,6 +65,7 @@ class BulkJobs:
         self.crm = crm
         self.threshold = threshold
         self.store = store  # stores answers as the writer stores a batch's
+        self.delete = delete  # the CRM's delete_history
         self.cases = cases
         self.clock = context.clock
         self.retrying = context.retrying
@@ -130,15 +132,16 @@ class BulkJobs:
         # stored before a stop is not read again (only pending deliveries are).
         stored = written = 0
         after = 0
+        seen: set[str] = set()
         while page := self._page(job, after):
             after = page[-1].delivery_id
-            results = [
-                answers.get(key) or not_processed(key)
-                for key in (build_record(d).external_id for d in page)
-            ]
+            keys = [build_record(d).external_id for d in page]
+            seen.update(keys)
+            results = [answers.get(key) or not_processed(key) for key in keys]
             self.store(page, results)
             stored += len(results)
             written += sum(a.ok for a in results)
+        self._forgotten_meanwhile(job, answers, seen)
         with self.db.transaction() as conn:
             state.release(conn, job)
             state.mark(conn, job, state.DONE, self.clock(), progress.error)
@@ -147,6 +150,44 @@ class BulkJobs:
             "bulk job %s (%s): %d of %d records written", job.job_id, job.target, written, stored
         )
         return stored
+
+    def _forgotten_meanwhile(
+        self, job: state.Job, answers: Mapping[str, WriteResult], seen: set[str]
+    ) -> None:
+        """Records the job wrote for posts state no longer holds: their person was forgotten
+        (``syncd forget``) while the job ran, and nothing names the records but the job's
+        answers. They are deleted now; a delete the CRM refuses is logged with the ids."""
+        # Written, not in this run's pages: stored before a stop (held), or forgotten.
+        rest = {k: a.crm_id for k, a in answers.items() if a.ok and a.crm_id and k not in seen}
+        if not rest:
+            return
+        with self.db.connect() as conn:
+            gone = state.unknown_posts(conn, list(rest))
+        ids = [rest[k] for k in gone if rest[k]]
+        if not ids:
+            return
+        try:
+            outcomes = self.retrying(partial(self.delete, ids))
+        except ExternalError as exc:
+            log.error(
+                "bulk job %s wrote %d record(s) for people forgotten meanwhile and they could "
+                "not be deleted (%s): delete %s in the CRM",
+                job.job_id,
+                len(ids),
+                exc,
+                ", ".join(i for i in ids if i),
+            )
+            return
+        refused = [o.record_id for o in outcomes if not o.ok]
+        if refused:
+            log.error(
+                "the CRM refused to delete %d record(s) written for people forgotten meanwhile:"
+                " delete %s in the CRM",
+                len(refused),
+                ", ".join(refused),
+            )
+        log.info("bulk job %s: deleted %d record(s) of people forgotten meanwhile", job.job_id,
+                 len(ids) - len(refused))  # fmt: skip
 
     def _page(self, job: state.Job, after: int) -> list[outbox.ReadyDelivery]:
         with self.db.connect() as conn:

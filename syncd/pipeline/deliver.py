@@ -104,7 +104,12 @@ class Writer:
         self.bulk_first = False
         if isinstance(crm, BulkWriting) and self.settings.bulk_threshold > 0:
             self.bulk = BulkJobs(
-                context, crm, self.settings.bulk_threshold, self._store_bulk, cases=self.cases
+                context,
+                crm,
+                self.settings.bulk_threshold,
+                self._store_bulk,
+                crm.delete_history,
+                cases=self.cases,
             )
         # A process of this host that died holding claims (killed mid-batch) is seen on the
         # first claim: its deliveries are taken now, not after its lease. Once is enough:

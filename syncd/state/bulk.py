@@ -16,7 +16,7 @@ from sqlalchemy import Connection, func, select, update
 
 from syncd.model import DeliveryState
 from syncd.state.outbox import CLAIM, ReadyDelivery, as_written, rows
-from syncd.state.tables import bulk_jobs, deliveries
+from syncd.state.tables import bulk_jobs, deliveries, interactions
 
 MADE, SENT, DONE, ABANDONED = "made", "sent", "done", "abandoned"
 
@@ -141,3 +141,22 @@ def release_after(conn: Connection, job: Job, last: int) -> int:
             .values(records=bulk_jobs.c.records - freed)
         )
     return int(freed)
+
+
+def unknown_posts(conn: Connection, keys: Sequence[str]) -> list[str]:
+    """The keys (``<network>:<post id>``, as history records carry them) of posts state
+    does not hold."""
+    wanted: dict[str, set[str]] = {}
+    for key in keys:
+        network, _, post_id = key.partition(":")
+        wanted.setdefault(network, set()).add(post_id)
+    held: set[str] = set()
+    for network, post_ids in wanted.items():
+        ordered = sorted(post_ids)
+        for start in range(0, len(ordered), 1000):
+            stmt = select(interactions.c.post_id).where(
+                interactions.c.network == network,
+                interactions.c.post_id.in_(ordered[start : start + 1000]),
+            )
+            held.update(f"{network}:{p}" for p in conn.scalars(stmt))
+    return [k for k in keys if k not in held]

@@ -200,3 +200,22 @@ def test_a_bulk_job_has_a_column_for_every_field_a_task_may_carry(
     full = task_record(r, s)
     assert "Priority" in full and "WhatId" in full
     assert set(full) - {"attributes"} <= set(task_columns(s))
+
+
+def test_records_a_job_wrote_for_someone_forgotten_meanwhile_are_deleted(
+    db: Database, sb: SalesforceSandbox
+) -> None:
+    from syncd.compliance import forget
+
+    pipeline = _world(db, sb, 200)
+    pipeline.deliver(max_batches=50)  # the job sent; its answers not yet taken
+    assert _jobs(db) == ["sent"]
+    forget.forget(
+        db, "x", "900", crm_name="sf", crm=pipeline.writer.crm, lease=1.0,
+        clock=lambda: T0 + timedelta(hours=1), wait=lambda _: None,
+    )  # fmt: skip
+    pipeline.writer.bulk._next.clear()  # type: ignore[union-attr]
+    pipeline.deliver()
+    assert _jobs(db) == ["done"]
+    # Person 0 wrote every fifth post: none of theirs is left, all the others are.
+    assert _tasks(sb) == {f"x:{10_000 + i}": 1 for i in range(200) if i % PEOPLE}

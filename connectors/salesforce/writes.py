@@ -164,6 +164,11 @@ class HistoryWrite:
     def run(self) -> list[WriteResult]:
         while jobs := self._next_jobs():
             self._send(jobs)
+        for i, result in enumerate(self.results):
+            # Every record is answered or its target failed; never one silently left out.
+            target = self.records[i].target
+            if result is None and target not in self.failures:
+                raise RuntimeError(f"{self.records[i].external_id} ({target}) was not sent")
         return finish(self.results, self.failures)
 
     # -- what goes next --------------------------------------------------------------------

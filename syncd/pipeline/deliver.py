@@ -39,8 +39,8 @@ CLAIM_BATCHES = STORE_BATCHES
 # Write batches handed to the CRM in one upsert_history call: a CRM that writes several
 # targets whose writes depend on each other (Salesforce: SocialPersonas, then the
 # SocialPosts naming them) overlaps one batch's later steps with the next one's earlier
-# ones, in fewer calls than batch by batch. A failed call is sent again as a whole (upserts);
-# what it answered before failing is kept (PartialWrite).
+# ones, in fewer calls than batch by batch. What a call answered before a part of it failed
+# is kept (PartialWrite), and only the rest is sent again.
 CALL_BATCHES = STORE_BATCHES
 
 
@@ -228,23 +228,22 @@ class Writer:
             # still unanswered goes again.
             todo = [i for i, a in enumerate(answers) if a is None]
             failed.clear()
+            partial_write: PartialWrite | None = None
             try:
                 got: Sequence[WriteResult | None] = self.crm.upsert_history(
                     [records[i] for i in todo]
                 )
             except PartialWrite as exc:
-                got = exc.results
+                got, partial_write = exc.results, exc
                 failed.update(exc.failures)
-                if len(got) == len(todo):
-                    for i, a in zip(todo, got, strict=True):
-                        answers[i] = a
-                if exc.transient:
-                    raise TransientError(str(exc), system=exc.system, status=exc.status) from exc
-                return
             if len(got) != len(todo):
                 raise RuntimeError(f"CRM returned {len(got)} results for {len(todo)} records")
             for i, a in zip(todo, got, strict=True):
                 answers[i] = a
+            if partial_write is not None and partial_write.transient:
+                raise TransientError(
+                    str(partial_write), system=partial_write.system, status=partial_write.status
+                )
 
         try:
             self.retrying(write)

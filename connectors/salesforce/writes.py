@@ -7,7 +7,7 @@ call carries up to five query and collections subrequests and counts as one call
 org's allocation, so each call here carries the next step of everything whose previous step
 is answered: persona look-ups first (the longest road), then persona writes, then
 SocialPosts and Tasks. A thousand interactions written to both targets, every author new,
-take five calls, not twenty.
+take four calls, not seventeen.
 
 Subrequests never refer to one another (``@{ref}``: their behaviour on a partial failure is
 not documented): each call is built from the answers to the calls before it. A subrequest

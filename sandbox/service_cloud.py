@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sandbox.config import TomlValue
+from sandbox.run import Sandbox
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.seed import TIER_FIELD, TIERS, Customer, World
 
@@ -29,6 +30,11 @@ DEFAULT_TIER = "Medium"  # a Lead (no Account) or a Contact whose Account holds 
 LEAD, NO_TIER = "(Lead)", "(none)"
 
 Query = Callable[[str], list[dict[str, Any]]]
+
+
+def set_up_org(sandbox: Sandbox, world: World) -> None:
+    """The sandbox's org as a Service Cloud org: see :func:`set_up`."""
+    set_up(sandbox.salesforce, world)
 
 
 def set_up(sf: SalesforceSandbox, world: World) -> None:

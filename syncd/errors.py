@@ -39,7 +39,12 @@ Connectors map what their libraries raise onto this tree in one table each
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the model imports nothing from here; only the annotations need it
+    from syncd.model import WriteResult
 
 
 class SyncdError(Exception):
@@ -140,6 +145,30 @@ class UsageCapped(RateLimited):
 
 class TransientError(ExternalError):
     """A failure that may pass: 5xx, timeouts, dropped connections, unreadable bodies."""
+
+
+class PartialWrite(ExternalError):
+    """A history write answered for some of its targets and failed as a whole for others
+    (one CRM call carrying several targets' records: an object missing from the org, a
+    part of the call failing past its retries). ``results``: one per record sent, in order,
+    None for a record of a failed target (not written: sent again later, as a failed call's
+    are); ``failures``: each failed target's error."""
+
+    def __init__(
+        self,
+        results: Sequence[WriteResult | None],
+        failures: Mapping[str, ExternalError],
+    ) -> None:
+        first = next(iter(failures.values()))
+        text = "; ".join(f"{target}: {exc}" for target, exc in failures.items())
+        super().__init__(text, system=first.system, status=first.status)
+        self.results = list(results)
+        self.failures = dict(failures)
+
+    @property
+    def transient(self) -> bool:
+        """Every failed target's error may pass: sending those records again may help."""
+        return all(isinstance(e, TransientError) for e in self.failures.values())
 
 
 class MalformedAnswer(TransientError):

@@ -4,7 +4,9 @@ A query sent as ``GET /query?q=…`` must fit, with the headers, in 16,384 bytes
 authors' names, URL-encoded. Inside a composite request the query travels in the JSON body,
 where only the SOQL statement limit (100,000 characters) applies, which is how Salesforce
 advises sending long queries (help article 000386264). One composite carries up to five
-queries, and counts as one call against the org's daily API allocation.
+queries, and counts as one call against the org's daily API allocation. The same call also
+carries sObject Collections writes (:mod:`connectors.salesforce.writes`): at most five query
+and collections subrequests together.
 """
 
 from __future__ import annotations
@@ -54,6 +56,26 @@ class Answer:
         return None
 
 
+def answers(sf: Salesforce, subs: Sequence[dict[str, Any]]) -> list[tuple[int, Any]]:
+    """One composite call: each subrequest's HTTP status and body, in order. A subrequest
+    left unanswered makes the call unreadable (retried), never matched up by guess."""
+    body = sf.restful("composite", method="POST", json={"compositeRequest": list(subs)})
+    by_ref = {r.get("referenceId"): r for r in (body or {}).get("compositeResponse") or []}
+    out: list[tuple[int, Any]] = []
+    for sub in subs:
+        answer = by_ref.get(sub["referenceId"])
+        if not isinstance(answer, dict):
+            raise SalesforceGeneralError(sub["url"], 502, "composite", b"no answer for a query")
+        out.append((int(answer.get("httpStatusCode") or 0), answer.get("body")))
+    return out
+
+
+def error(url: str, status: int, name: str, content: Any) -> SalesforceError:
+    """A failed subrequest as simple-salesforce raises the same request failing on its own:
+    the answer's parsed JSON as content, whatever its annotation says."""
+    return _ERRORS.get(status, SalesforceGeneralError)(url, status, name, cast(bytes, content))
+
+
 def query_many(sf: Salesforce, soqls: Sequence[str]) -> list[Answer]:
     """Run up to :data:`MAX_QUERIES` queries in one call; answers in the same order. A query
     whose answer has more rows than one batch is followed with ``queryMore`` (one more call
@@ -65,23 +87,14 @@ def query_many(sf: Salesforce, soqls: Sequence[str]) -> list[Answer]:
         {"method": "GET", "url": base + quote(soql, safe=""), "referenceId": f"q{i}"}
         for i, soql in enumerate(soqls)
     ]
-    body = sf.restful("composite", method="POST", json={"compositeRequest": subs})
-    by_ref = {r.get("referenceId"): r for r in (body or {}).get("compositeResponse") or []}
-    answers = []
-    for i, sub in enumerate(subs):
-        answer = by_ref.get(f"q{i}")
-        if not isinstance(answer, dict):
-            raise SalesforceGeneralError(sub["url"], 502, "composite", b"no answer for a query")
-        status, content = int(answer.get("httpStatusCode") or 0), answer.get("body")
+    out = []
+    for sub, (status, content) in zip(subs, answers(sf, subs), strict=True):
         if status != 200 or not isinstance(content, dict):
-            error = _ERRORS.get(status, SalesforceGeneralError)
-            # As simple-salesforce raises them: the answer's parsed JSON as content, whatever
-            # its annotation says.
-            answers.append(Answer([], error(sub["url"], status, "query", cast(bytes, content))))
+            out.append(Answer([], error(sub["url"], status, "query", content)))
             continue
         rows = list(content.get("records") or [])
         while not content.get("done", True) and content.get("nextRecordsUrl"):
             content = sf.query_more(content["nextRecordsUrl"], identifier_is_url=True)
             rows += content.get("records") or []
-        answers.append(Answer(rows))
-    return answers
+        out.append(Answer(rows))
+    return out

@@ -14,28 +14,18 @@ What needs no org lives beside them: SOQL and matching in
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from connectors.salesforce import bulk, cases
 from connectors.salesforce.delete import SalesforceRemoval
 from connectors.salesforce.identity.identity import SalesforceIdentity
 from connectors.salesforce.identity.lookup import key_chunks, lookup_soql, match_rows, settle
-from connectors.salesforce.personas import with_personas
-from connectors.salesforce.records import (
-    BATCH,
-    SOCIAL_POST,
-    SYSTEM,
-    parse_upsert_results,
-    social_post_record,
-    task_columns,
-    task_record,
-)
+from connectors.salesforce.records import SYSTEM, task_columns, task_record
 from connectors.salesforce.session import Budget, SalesforceSession
 from connectors.salesforce.settings import SalesforceSettings
 from connectors.salesforce.setup.check import SalesforceCheck
-from connectors.salesforce.social_posts import write_by_query
+from connectors.salesforce.writes import HistoryWrite, write_by_steps
 from syncd.contracts import BulkWriting, CaseFiling, CheckRow, ConnectorSettings, Crm, RecordOutcome
 from syncd.model import (
     BulkProgress,
@@ -51,33 +41,12 @@ from syncd.model import (
     PeopleQuery,
     PersonRecord,
     Profile,
-    Refusal,
     WriteResult,
 )
 
 __all__ = ["SalesforceCrm", "SalesforceSettings"]
 
 log = logging.getLogger(__name__)
-
-Build = Callable[[HistoryRecord, SalesforceSettings], dict[str, Any]]
-# Each history target ([crm] history): its object, the field its upserts are keyed on, and
-# how a record reads there.
-TARGETS: dict[str, Callable[[SalesforceSettings], tuple[str, str, Build]]] = {
-    "task": lambda s: (s.history_object, s.external_id_field, task_record),
-    "social_post": lambda s: (SOCIAL_POST, s.social_post_key_field, social_post_record),
-}
-
-
-def _noted(answer: WriteResult, record: HistoryRecord) -> WriteResult:
-    """A SocialPost's answer with what the writer keeps: the persona it was written with, and
-    whether it answers a post whose SocialPost was not known (its ReplyToId is to come)."""
-    if not answer.ok:
-        return answer
-    return replace(
-        answer,
-        persona_id=record.author.persona_id if record.author is not None else None,
-        awaits_reply_to=bool(record.in_reply_to) and record.reply_to_id is None,
-    )
 
 
 class SalesforceCrm:
@@ -149,49 +118,14 @@ class SalesforceCrm:
         return tuple(self.settings.history)
 
     def upsert_history(self, records: Sequence[HistoryRecord]) -> list[WriteResult]:
-        """Each target's records upserted on its object's key field, 200 a call (the writer
-        sends one target a batch: one call); results in the order of ``records``."""
-        s, budget = self.settings, Budget()
-        by_target: dict[str, list[int]] = {}
-        for i, r in enumerate(records):
-            by_target.setdefault(r.target, []).append(i)
-        results: list[WriteResult | None] = [None] * len(records)
-        for target, indexes in by_target.items():
-            if target not in TARGETS:
-                for i in indexes:
-                    key = records[i].external_id
-                    message = f"no history target {target!r} in Salesforce"
-                    results[i] = WriteResult(
-                        key, False, None, None, "UNKNOWN_TARGET", message, Refusal.FINAL
-                    )
-                continue
-            obj, key_field, build = TARGETS[target](s)
-            path = f"composite/sobjects/{obj}/{key_field}"
-            by_query = target == "social_post" and s.social_post_match == "query"
-            for start in range(0, len(indexes), BATCH):
-                part = indexes[start : start + BATCH]
-                chunk = [records[i] for i in part]
-                refused: dict[int, WriteResult] = {}
-                if target == "social_post":
-                    # The authors' personas first: each post names its author's.
-                    chunk, refused = with_personas(self.session, s, chunk, budget)
-                    for j, answer in refused.items():
-                        results[part[j]] = answer
-                    part = [i for j, i in enumerate(part) if j not in refused]
-                    chunk = [r for j, r in enumerate(chunk) if j not in refused]
-                if not chunk:
-                    continue
-                if by_query:
-                    answers = write_by_query(self.session, s, chunk, budget)
-                else:
-                    payload = {"allOrNone": False, "records": [build(r, s) for r in chunk]}
-                    body = self.session.restful(
-                        f"upsert {obj}", path, budget, method="PATCH", json=payload
-                    )
-                    answers = parse_upsert_results([r.external_id for r in chunk], body)
-                for i, r, answer in zip(part, chunk, answers, strict=True):
-                    results[i] = _noted(answer, r) if target == "social_post" else answer
-        return [r for r in results if r is not None]
+        """Each target's records upserted on its object's key field, 200 a subrequest, as
+        many subrequests a Composite call as their order allows (SocialPersonas before the
+        SocialPosts naming them: see :mod:`connectors.salesforce.writes`); results in the
+        order of ``records``. A target failing as a whole while another was written raises
+        :class:`syncd.errors.PartialWrite` with the written target's answers."""
+        if self.settings.social_post_match == "query":
+            return write_by_steps(self.session, self.settings, records)
+        return HistoryWrite(self.session, self.settings, records).run()
 
     @property
     def case_policy(self) -> CasePolicy | None:

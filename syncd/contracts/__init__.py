@@ -502,7 +502,9 @@ class Crm(Protocol):
 
     def upsert_history(self, records: Sequence[HistoryRecord]) -> Sequence[WriteResult]:
         """Upsert history records by external id, each to its ``target``; one result per
-        record, in order."""
+        record, in order. When some targets' records were answered and another target failed
+        as a whole, :class:`syncd.errors.PartialWrite` carries the answers (the writer keeps
+        them and sends the rest again)."""
         ...
 
     def personas(self, keys: Sequence[IdentityKey]) -> Mapping[IdentityKey, Sequence[CrmRef]]:

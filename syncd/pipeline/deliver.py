@@ -15,7 +15,7 @@ from functools import partial
 
 from syncd.compliance import deleted as compliance
 from syncd.contracts import BulkWriting, CaseFiling, Crm, Source
-from syncd.errors import AuthError, ExternalError, RateLimited
+from syncd.errors import AuthError, ExternalError, PartialWrite, RateLimited, TransientError
 from syncd.model import CrmRef, Refusal, WriteResult
 from syncd.pipeline.bulk import MAX_RECORDS, BulkJobs
 from syncd.pipeline.context import Context
@@ -37,6 +37,12 @@ STORE_BATCHES = 5
 # against the default 60 s), and a backlog is shared out in bites the other instances can
 # take beside it; re-sorting the ready set per 5 batches is cheap on PostgreSQL's indexes.
 CLAIM_BATCHES = STORE_BATCHES
+# Write batches handed to the CRM in one upsert_history call: a CRM that writes several
+# targets whose writes depend on each other (Salesforce: SocialPersonas, then the
+# SocialPosts naming them) overlaps one batch's later steps with the next one's earlier
+# ones, in fewer calls than batch by batch. What a call answered before a part of it failed
+# is kept (PartialWrite), and only the rest is sent again.
+CALL_BATCHES = STORE_BATCHES
 
 
 @dataclass(frozen=True)
@@ -62,16 +68,18 @@ class DeliverResult:
 def _batches(
     ready: Sequence[outbox.ReadyDelivery], size: int
 ) -> list[Sequence[outbox.ReadyDelivery]]:
-    """Write batches of ``size``, each of one history target (a CRM writes each target to
-    its own object, one call per batch), targets in the order their oldest delivery comes."""
-    by_target: dict[str, list[outbox.ReadyDelivery]] = {}
+    """Write batches of up to ``size`` deliveries of each history target, oldest first: the
+    n-th batch holds each target's n-th ``size``, so an interaction's records of every
+    target travel together (a CRM writes each target to its own object, and may carry
+    several objects' writes in one call)."""
+    batches: list[list[outbox.ReadyDelivery]] = []
+    taken: dict[str, int] = {}  # deliveries of each target placed so far
     for d in ready:
-        by_target.setdefault(d.target, []).append(d)
-    return [
-        group[start : start + size]
-        for group in by_target.values()
-        for start in range(0, len(group), size)
-    ]
+        n = taken[d.target] = taken.get(d.target, 0) + 1
+        while len(batches) < -(-n // size):
+            batches.append([])
+        batches[(n - 1) // size].append(d)
+    return list(batches)
 
 
 class Writer:
@@ -205,62 +213,96 @@ class Writer:
         *,
         since: int | None = None,
     ) -> int:
-        """Write batches in order, storing their answers every :data:`STORE_BATCHES` and
-        before returning; stop early on shutdown, or when links changed under the rest
-        (the caller reads again). Returns how many were written."""
+        """Write batches in order, :data:`CALL_BATCHES` to a CRM call, storing their answers
+        after each call; stop early on shutdown, or when links changed under the rest (the
+        caller reads again). Returns how many were written."""
         answered: list[_Answered] = []  # written to the CRM, not yet stored
         done = 0
-        # A target the CRM failed to take a batch for (its object missing, a call failing
-        # past its retries) holds back no other target: their batches go on, and the first
-        # failure is raised once they are written.
+        # A target the CRM failed to take (its object missing, a call failing past its
+        # retries) holds back no other target: their records go on, the failed target's are
+        # left out of the next calls, and the first failure is raised once they are written.
         failures: dict[str, ExternalError] = {}
-        targets = {chunk[0].target for chunk in chunks if chunk}
+        targets = {d.target for chunk in chunks for d in chunk}
         try:
-            for chunk in chunks:
+            for start in range(0, len(chunks), CALL_BATCHES):
                 if self.stopping.is_set():
                     break
-                if chunk and chunk[0].target in failures:
+                group = chunks[start : start + CALL_BATCHES]
+                batch = [d for chunk in group for d in chunk if d.target not in failures]
+                if not batch:
                     continue
                 try:
-                    answered.append(self._write_batch(chunk))
+                    written, failed = self._write_batch(batch)
                 except ExternalError as exc:
-                    failures[chunk[0].target] = exc
-                    # Refused credentials or a rate limit stop the CRM as a whole.
-                    if isinstance(exc, AuthError | RateLimited) or failures.keys() >= targets:
-                        raise
-                    log.warning("%s history not written this round: %s", chunk[0].target, exc)
-                    continue
-                done += 1
-                relink = answered[-1].relink
-                if relink or len(answered) >= STORE_BATCHES:
-                    stored, answered = answered, []
-                    self._store_answers(stored, result, since=since)
-                if relink:
+                    written, failed = None, dict.fromkeys({d.target for d in batch}, exc)
+                if written is not None:
+                    answered.append(written)
+                    done += len(group) if not failed else 0
+                for target, error in failed.items():
+                    failures.setdefault(target, error)
+                    log.warning("%s history not written this round: %s", target, error)
+                # Refused credentials or a rate limit stop the CRM as a whole.
+                stop: list[ExternalError] = [
+                    e for e in failed.values() if isinstance(e, AuthError | RateLimited)
+                ]
+                if stop or (failed and failures.keys() >= targets):
+                    raise (stop or list(failed.values()))[0]
+                stored, answered = answered, []
+                self._store_answers(stored, result, since=since)
+                if written is not None and written.relink:
                     break
         finally:
-            # Also when a later batch failed: what the CRM took is noted, not sent again.
+            # Also when a later call failed: what the CRM took is noted, not sent again.
             self._store_answers(answered, result, since=since)
         if failures:
             raise next(iter(failures.values()))
         return done
 
-    def _write_batch(self, ready: Sequence[outbox.ReadyDelivery]) -> _Answered:
-        """Write one batch; its answers, and where the people gone from the CRM went."""
+    def _write_batch(
+        self, ready: Sequence[outbox.ReadyDelivery]
+    ) -> tuple[_Answered, dict[str, ExternalError]]:
+        """Write one batch; its answers, where the people gone from the CRM went, and the
+        targets the CRM failed to take (their records unanswered, left out of the answers).
+        Raises when nothing was answered."""
         ready = self._still_posted(ready)
         if not ready:
-            return _Answered((), (), {}, False)
+            return _Answered((), (), {}, False), {}
         records = [build_record(d) for d in ready]
-        # Safe to retry: every record is an upsert on its external id.
-        answers = self.retrying(partial(self.crm.upsert_history, records))
-        if len(answers) != len(records):
-            raise RuntimeError(f"CRM returned {len(answers)} results for {len(records)} records")
-        return self._answered(ready, answers)
+        answers: list[WriteResult | None] = [None] * len(records)
+        failed: dict[str, ExternalError] = {}
 
-    def _store_bulk(
-        self, ready: Sequence[outbox.ReadyDelivery], answers: Sequence[WriteResult]
-    ) -> None:
-        """A bulk job's answers, stored as a batch's are (no claims: the job held them)."""
-        self._store_answers([self._answered(ready, answers)], self._bulk_result, owned=False)
+        def write() -> None:
+            # Safe to retry: every record is an upsert on its external id. Only what is
+            # still unanswered goes again.
+            todo = [i for i, a in enumerate(answers) if a is None]
+            failed.clear()
+            partial_write: PartialWrite | None = None
+            try:
+                got: Sequence[WriteResult | None] = self.crm.upsert_history(
+                    [records[i] for i in todo]
+                )
+            except PartialWrite as exc:
+                got, partial_write = exc.results, exc
+                failed.update(exc.failures)
+            if len(got) != len(todo):
+                raise RuntimeError(f"CRM returned {len(got)} results for {len(todo)} records")
+            for i, a in zip(todo, got, strict=True):
+                answers[i] = a
+            if partial_write is not None and partial_write.transient:
+                raise TransientError(
+                    str(partial_write), system=partial_write.system, status=partial_write.status
+                )
+
+        try:
+            self.retrying(write)
+        except ExternalError as exc:
+            if not any(a is not None for a in answers) or isinstance(exc, AuthError | RateLimited):
+                raise
+            # Some targets answered before the rest failed past their retries.
+            pending = {records[i].target for i, a in enumerate(answers) if a is None}
+            failed = {t: failed.get(t, exc) for t in pending}
+        pairs = [(d, a) for d, a in zip(ready, answers, strict=True) if a is not None]
+        return self._answered([d for d, _ in pairs], [a for _, a in pairs]), failed
 
     def _answered(
         self, ready: Sequence[outbox.ReadyDelivery], answers: Sequence[WriteResult]
@@ -274,6 +316,12 @@ class Writer:
         }
         moved = self.retrying(partial(self.crm.survivors, sorted(gone, key=str))) if gone else {}
         return _Answered(ready, answers, moved, bool(gone))
+
+    def _store_bulk(
+        self, ready: Sequence[outbox.ReadyDelivery], answers: Sequence[WriteResult]
+    ) -> None:
+        """A bulk job's answers, stored as a batch's are (no claims: the job held them)."""
+        self._store_answers([self._answered(ready, answers)], self._bulk_result, owned=False)
 
     def _still_posted(
         self, ready: Sequence[outbox.ReadyDelivery]

@@ -55,7 +55,7 @@ def run_demo(
         world = sandbox.seed(customers)
         personas_before = frozenset[str]()
         if service_cloud:
-            sc.set_up(sandbox.salesforce, world)
+            sc.set_up_org(sandbox, world)
             # Taken before syncd runs: what it finds then is the org's, the rest it made.
             personas_before = sc.persona_ids(sandbox.soql)
         os.environ.update(sandbox.environ())

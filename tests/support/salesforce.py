@@ -28,6 +28,7 @@ from vcr.serializers import compat
 from connectors._http import RewritingAdapter, mount
 from connectors.salesforce.crm import SalesforceCrm
 from connectors.salesforce.settings import SalesforceSettings
+from sandbox.salesforce import composite
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.server import Request, Response, SandboxServer
 from support import FIXTURES
@@ -214,6 +215,7 @@ class FakeOrg(SandboxServer):
         self.route("GET", "/services/data/{ver}/query", self._query)
         self.route("GET", "/services/data/{ver}/query/{locator}", self._query_more)
         self.route("PATCH", "/services/data/{ver}/composite/sobjects/{obj}/{field}", self._upsert)
+        self.route("POST", "/services/data/{ver}/composite", self._composite)
 
     def reset(self, password: str, token: str) -> None:
         """Forget every session, fault and call: one server serves a whole test module."""
@@ -300,6 +302,13 @@ class FakeOrg(SandboxServer):
         if (refused := self._guard(req)) is not None:
             return refused
         return self._page(self.pages.pop(req.params["locator"]), req.params["ver"])
+
+    def _composite(self, req: Request) -> Response:
+        """Subrequests one after the other, as the stand-in runs them (each may be faulted)."""
+        if (refused := self._guard(req)) is not None:
+            return refused
+        subs = composite.parse(req.json(), req.params["ver"].removeprefix("v"))
+        return self._limits(composite.run(subs, req, self.dispatch))
 
     def _upsert(self, req: Request) -> Response:
         if (refused := self._guard(req)) is not None:

@@ -28,7 +28,13 @@ from support.pipeline import (
     two_page_walk,
 )
 
-from syncd.errors import ExternalError, PaginationExpired, RateLimited, TransientError
+from syncd.errors import (
+    ExternalError,
+    PaginationExpired,
+    PartialWrite,
+    RateLimited,
+    TransientError,
+)
 from syncd.model import (
     Account,
     CrmRef,
@@ -41,6 +47,7 @@ from syncd.model import (
     WriteResult,
 )
 from syncd.pipeline import Pipeline, PipelineSettings
+from syncd.pipeline import deliver as writer
 from syncd.state import ingest as st
 from syncd.state.db import Database
 from syncd.state.tables import deliveries, identities, interactions, links, quarantine
@@ -274,7 +281,10 @@ class FailingCrm(FakeCrm):
         return super().upsert_history(records)
 
 
-def test_a_failed_batch_keeps_what_the_batches_before_it_wrote(db: Database) -> None:
+def test_a_failed_batch_keeps_what_the_batches_before_it_wrote(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer, "CALL_BATCHES", 1)  # a CRM call a batch
     seed_cursor(db, "100")
     crm = FailingCrm({"7": "003A", "8": "003B"}, fail_at=2)
     settings = PipelineSettings(retries=0, write_batch=1)
@@ -291,40 +301,55 @@ def test_a_failed_batch_keeps_what_the_batches_before_it_wrote(db: Database) -> 
 
 
 class TargetDownCrm(FakeCrm):
-    """Writes two history targets; fails every call carrying ``down``'s records outright."""
+    """Writes two history targets; ``down``'s records fail as a whole in every call (a CRM
+    without that object), the other target's beside them are written."""
 
-    def __init__(self, people: Mapping[str, str], down: str | None) -> None:
+    def __init__(
+        self, people: Mapping[str, str], down: str | None, error: type[ExternalError]
+    ) -> None:
         super().__init__(people, targets=("task", "social_post"))
         self.down = down
+        self.error = error
+        self.batches: list[list[HistoryRecord]] = []
 
     def upsert_history(self, records: Sequence[HistoryRecord]) -> list[WriteResult]:
-        if any(r.target == self.down for r in records):
-            self.upserts.append([])
-            raise ExternalError(f"no {self.down} in this CRM", system="crm", status=503)
-        return super().upsert_history(records)
+        self.batches.append(list(records))
+        if self.down is None:
+            return super().upsert_history(records)
+        failed = self.error(f"no {self.down} in this CRM", system="crm", status=404)
+        others = [r for r in records if r.target != self.down]
+        if not others:
+            raise failed
+        written = iter(super().upsert_history(others))
+        results = [None if r.target == self.down else next(written) for r in records]
+        raise PartialWrite(results, {self.down: failed})
 
 
 def test_each_target_is_one_delivery_and_one_target_down_holds_back_no_other(
     db: Database,
 ) -> None:
     seed_cursor(db, "100")
-    crm = TargetDownCrm({"7": "003A", "8": "003B"}, down="social_post")
+    crm = TargetDownCrm({"7": "003A", "8": "003B"}, down="social_post", error=ExternalError)
     pipeline = Pipeline(db, "sf", crm, PipelineSettings(retries=0), clock=Clock())
     assert pipeline.poll("src", scripted(two_page_walk()), BRAND, Stream.MENTIONS).queued == 6
     pipeline.resolve()
     with pytest.raises(ExternalError):
         pipeline.deliver()
-    # The Tasks are written, in their own batch, though the SocialPost batch failed.
+    # Both targets went in one call; the Tasks are written though the SocialPosts failed.
+    assert [{r.target for r in call} for call in crm.batches] == [{"task", "social_post"}]
     assert sorted(crm.records) == ["x:203", "x:204", "x:205"]
-    assert all(len({r.target for r in batch}) <= 1 for batch in crm.upserts)
     with db.connect() as conn:
         states = conn.execute(
-            select(deliveries.c.target, deliveries.c.state).order_by(deliveries.c.id)
+            select(deliveries.c.target, deliveries.c.state, deliveries.c.attempts).order_by(
+                deliveries.c.id
+            )
         ).all()
-    assert sorted(states) == [("social_post", "pending")] * 3 + [("task", "written")] * 3
+    # Not an attempt of the records: the target failed, as a call does.
+    assert sorted(states) == [("social_post", "pending", 0)] * 3 + [("task", "written", 1)] * 3
 
     crm.down = None
     assert pipeline.deliver().written == 3
+    assert [{r.target for r in call} for call in crm.batches[1:]] == [{"social_post"}]
     assert sorted(crm.records) == [
         "social_post|x:203",
         "social_post|x:204",
@@ -335,6 +360,31 @@ def test_each_target_is_one_delivery_and_one_target_down_holds_back_no_other(
     ]
     assert set(crm.created.values()) == {1}  # each record made once
     assert pipeline.deliver().written == 0
+
+
+def test_a_target_failing_for_a_moment_is_sent_again_without_the_other(db: Database) -> None:
+    """A transient failure of one target (a part of a Composite call answered 503) is retried
+    at once, with the records not answered only."""
+    seed_cursor(db, "100")
+    crm = TargetDownCrm({"7": "003A", "8": "003B"}, down="social_post", error=TransientError)
+    flaky = crm.upsert_history
+
+    def once(records: Sequence[HistoryRecord]) -> list[WriteResult]:
+        try:
+            return flaky(records)
+        finally:
+            crm.down = None
+
+    crm.upsert_history = once  # type: ignore[method-assign]
+    pipeline = Pipeline(db, "sf", crm, PipelineSettings(retries=1, retry_max_wait=0), clock=Clock())
+    pipeline.poll("src", scripted(two_page_walk()), BRAND, Stream.MENTIONS)
+    pipeline.resolve()
+    assert pipeline.deliver().written == 6
+    assert [{r.target for r in call} for call in crm.batches] == [
+        {"task", "social_post"},
+        {"social_post"},
+    ]
+    assert sorted(crm.sent) == sorted(crm.records) and set(crm.created.values()) == {1}
 
 
 def test_a_rate_limit_on_one_target_stops_the_others_too(db: Database) -> None:

@@ -16,6 +16,7 @@ from support.salesforce import record, settings
 from connectors.salesforce.crm import SalesforceCrm
 from connectors.salesforce.records import message_type, persona_record, social_post_record
 from sandbox.salesforce.api import SalesforceSandbox
+from syncd.errors import PartialWrite, TransientError
 from syncd.model import Direction, HistoryRecord, Persona, Refusal
 
 PASSWORD, TOKEN = "sandbox-password", "sandbox-token"
@@ -111,7 +112,7 @@ def org() -> Iterator[SalesforceSandbox]:
         sb.stop()
 
 
-def test_both_targets_upserted_in_one_call_each_and_deleted_by_id(
+def test_both_targets_upserted_in_one_call_and_deleted_by_id(
     org: SalesforceSandbox,
 ) -> None:
     who = org.insert("Contact", {"LastName": "Ng"})
@@ -121,7 +122,8 @@ def test_both_targets_upserted_in_one_call_each_and_deleted_by_id(
     mixed = [r for rec in recs for r in (rec, replace(rec, target="social_post"))]
     calls = crm.api_calls
     results = crm.upsert_history(mixed)
-    assert crm.api_calls - calls == 2  # one per target, whatever the order of the records
+    # One Composite call carries both targets' collections, whatever the order of the records.
+    assert crm.api_calls - calls == 1
     assert [r.external_id for r in results] == [r.external_id for r in mixed]
     assert all(r.ok and r.created for r in results)
     ids = [r.crm_id for r in results]
@@ -315,3 +317,100 @@ def test_a_persona_refused_refuses_its_author_s_posts_only(org: SalesforceSandbo
     # The person is gone: the writer resolves the author again, as for a post refused so.
     assert results[0].refusal is Refusal.GONE
     assert [p[KEY] for p in org.records("SocialPost")] == ["x:2"]
+
+
+# -- several targets and batches in few calls -------------------------------------------------
+def both(org: SalesforceSandbox, **kw: Any) -> SalesforceCrm:
+    return SalesforceCrm.from_settings(
+        settings(login_url=org.url, history=["social_post", "task"], **kw)
+    )
+
+
+def interactions(people: list[str], n: int) -> list[HistoryRecord]:
+    """``n`` posts by ``n`` authors new to the org, each as a SocialPost and as a Task."""
+    posts = [post(i, people[i % len(people)], "x", str(1000 + i), f"u{i}") for i in range(n)]
+    return [r for p in posts for r in (p, replace(p, target="task"))]
+
+
+def test_a_thousand_interactions_by_new_authors_to_both_targets_in_four_calls(
+    org: SalesforceSandbox,
+) -> None:
+    people = [org.insert("Contact", {"LastName": f"P{i}"}) for i in range(7)]
+    records = interactions(people, 1000)
+    crm = both(org)
+    calls = crm.api_calls
+    results = crm.upsert_history(records)
+    # The persona look-ups (2), then 5 persona upserts, then 5 SocialPost upserts, 5 Task
+    # upserts beside them: up to five a Composite call (17 calls one request a call).
+    assert crm.api_calls - calls == 4
+    assert [r.external_id for r in results] == [r.external_id for r in records]
+    assert all(r.ok and r.created for r in results)
+    personas = {p["ExternalId"]: p for p in org.records("SocialPersona")}
+    assert len(personas) == 1000
+    posts = {p[KEY]: p for p in org.records("SocialPost")}
+    assert len(posts) == 1000 and len(org.records("Task")) == 1000
+    for r, a in zip(records, results, strict=True):
+        if r.target == "social_post" and r.author is not None:
+            persona = personas[r.author.user_id]
+            assert posts[r.external_id]["PersonaId"] == persona["Id"] == a.persona_id
+            assert persona["ParentId"] == r.who.id
+
+
+def test_an_org_without_social_posts_still_takes_the_tasks() -> None:
+    sb = SalesforceSandbox(
+        username="integration@sandbox.example",
+        password=PASSWORD,
+        security_token=TOKEN,
+        external_ids={"Task": ["Social_Post_Id__c"]},
+        social=False,
+    )
+    sb.start()
+    try:
+        who = sb.insert("Contact", {"LastName": "Ng"})
+        crm = both(sb)
+        # Posts by new authors (the persona look-up fails) and one without an author (its
+        # SocialPost upsert fails).
+        no_author = record(9, who)
+        records = [
+            *interactions([who], 3),
+            replace(no_author, target="social_post"),
+            replace(no_author, target="task"),
+        ]
+        with pytest.raises(PartialWrite) as raised:
+            crm.upsert_history(records)
+        answered = raised.value.results
+        assert [a is not None and a.ok for a in answered] == [r.target == "task" for r in records]
+        assert set(raised.value.failures) == {"social_post"}
+        assert not raised.value.transient  # what to enable is a person's to do
+        assert len(sb.records("Task")) == 4
+    finally:
+        sb.stop()
+
+
+def test_a_subrequest_failing_after_its_write_leaves_its_records_to_send_again(
+    org: SalesforceSandbox,
+) -> None:
+    who = org.insert("Contact", {"LastName": "Ng"})
+    records = [replace(record(n, who), target=t) for n in range(3) for t in ("social_post", "task")]
+    crm = both(org)
+    # The first collections subrequest (the SocialPosts) is applied, then answered 503.
+    org.inject("status", endpoint="composite", status=503, phase="after", count=1)
+    with pytest.raises(PartialWrite) as raised:
+        crm.upsert_history(records)
+    assert raised.value.transient and set(raised.value.failures) == {"social_post"}
+    answered = raised.value.results
+    assert [a is not None for a in answered] == [r.target == "task" for r in records]
+    assert len(org.records("SocialPost")) == 3  # written, though not answered
+    again = [r for r, a in zip(records, answered, strict=True) if a is None]
+    results = crm.upsert_history(again)  # as the writer sends them again
+    assert all(r.ok and not r.created for r in results)
+    assert len(org.records("SocialPost")) == 3 and len(org.records("Task")) == 3
+
+
+def test_a_composite_failing_whole_answers_nothing(org: SalesforceSandbox) -> None:
+    who = org.insert("Contact", {"LastName": "Ng"})
+    records = [replace(record(n, who), target=t) for n in range(2) for t in ("social_post", "task")]
+    org.inject("status", endpoint="composite_request", status=503, count=1)
+    with pytest.raises(TransientError):
+        both(org).upsert_history(records)
+    assert both(org).upsert_history(records)[0].ok

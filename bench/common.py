@@ -103,10 +103,47 @@ def x_standin(**options: Any) -> XSandbox:
     return XSandbox(bearer_token=SECRETS.x_bearer, **options)
 
 
-def salesforce_standin() -> SalesforceSandbox:
-    """The Salesforce stand-in, taking :data:`SECRETS`' password and security token."""
+def salesforce_standin(**options: Any) -> SalesforceSandbox:
+    """The Salesforce stand-in, taking :data:`SECRETS`' password and security token;
+    ``options`` as SalesforceSandbox takes them."""
     return SalesforceSandbox(
-        password=SECRETS.salesforce_password, security_token=SECRETS.salesforce_token
+        password=SECRETS.salesforce_password, security_token=SECRETS.salesforce_token, **options
+    )
+
+
+# Each stand-in's delay per HTTP request, in seconds, by --latency. On loopback a call costs
+# well under a millisecond, so a pattern that makes a call per post looks cheaper than it is;
+# "real" is what a call to each API takes from a server near it (issue 21).
+LATENCIES: dict[str, dict[str, float]] = {
+    "none": {"x": 0.0, "mastodon": 0.0, "bluesky": 0.0, "meta": 0.0, "salesforce": 0.0},
+    "real": {"x": 0.15, "mastodon": 0.15, "bluesky": 0.15, "meta": 0.15, "salesforce": 0.2},
+}
+_API_NAMES = {
+    "x": "X",
+    "mastodon": "Mastodon",
+    "bluesky": "Bluesky",
+    "meta": "Meta",
+    "salesforce": "Salesforce",
+}
+
+
+def latency_arg(parser: argparse.ArgumentParser) -> None:
+    """``--latency none|real``: the stand-ins answer at once, or after a real API's delay."""
+    parser.add_argument(
+        "--latency",
+        choices=sorted(LATENCIES),
+        default="none",
+        help="Per-request delay of the stand-ins: none (default, loopback speed) or real "
+        "(X, Mastodon, Bluesky, Meta 150 ms, Salesforce 200 ms).",
+    )
+
+
+def describe_latency(latency: dict[str, float]) -> str:
+    """``X 150 ms, …, Salesforce 200 ms``, or ``none``."""
+    if not any(latency.values()):
+        return "none"
+    return ", ".join(
+        f"{_API_NAMES[api]} {seconds * 1000:.0f} ms" for api, seconds in latency.items()
     )
 
 
@@ -615,11 +652,15 @@ class NaiveReport:
     p50: float = 0.0
     p95: float = 0.0
     complete: bool = False
+    latency: dict[str, float] = field(default_factory=dict)  # per request, by stand-in
+    daily_api_limit: int = 0  # the Salesforce stand-in's allocation for the run
 
 
 def show_naive(r: NaiveReport) -> None:
-    print(f"naive pattern: {r.interactions:,} interactions, one look-up and one create per post")
-    print(f"  written              {r.written:,} of {r.expected_written:,}")
+    print(f"naive pattern: {r.interactions:,} interactions, one look-up and one create per post, "
+          f"API latency {describe_latency(r.latency)}")  # fmt: skip
+    print(f"  written              {r.written:,} of {r.expected_written:,} "
+          f"(Salesforce daily allocation {r.daily_api_limit:,})")  # fmt: skip
     print(f"  seconds              {r.seconds:.1f}" + (
         f" (projected to {r.full:,}: {r.projected_seconds:,.0f})" if r.full != r.interactions
         else ""))  # fmt: skip

@@ -16,6 +16,11 @@ Its wall time is bound by two Salesforce calls per post, so a run on fewer posts
 
     python bench/naive.py                      # 5,000 interactions
     python bench/naive.py 5000 --interactions 100000 --json
+    python bench/naive.py 1000 --latency real  # each call as slow as the real APIs'
+
+Its Salesforce stand-in gets the daily API allocation the run needs (two calls a post): with
+the default 100,000 a long run stops at REQUEST_LIMIT_EXCEEDED part way, and its figures would
+not be for the same work as syncd's.
 """
 
 from __future__ import annotations
@@ -30,12 +35,14 @@ from typing import Any
 import requests
 import tweepy
 from common import (
+    LATENCIES,
     SECRETS,
     UNLIMITED,
     Feeder,
     NaiveReport,
     Options,
     WriteClock,
+    latency_arg,
     percentile,
     salesforce_standin,
     seed,
@@ -112,8 +119,23 @@ class NaiveSync:
             )
 
 
-def run(opts: Options, n: int) -> NaiveReport:
-    report = NaiveReport(interactions=n, full=opts.interactions)
+# At most a look-up and a create per post; the margin covers nothing the route is known to
+# make, it only keeps a miscount from turning into a run cut short.
+CALLS_PER_POST = 2
+ALLOCATION_MARGIN = 1_000
+DEFAULT_ALLOCATION = 100_000  # the stand-in's default: an Enterprise org's base allocation
+
+
+def allocation(n: int) -> int:
+    """The daily API allocation the naive pattern needs for ``n`` posts."""
+    return max(DEFAULT_ALLOCATION, CALLS_PER_POST * n + ALLOCATION_MARGIN)
+
+
+def run(opts: Options, n: int, latency: str = "none") -> NaiveReport:
+    delays = LATENCIES[latency]
+    report = NaiveReport(
+        interactions=n, full=opts.interactions, latency=dict(delays), daily_api_limit=allocation(n)
+    )
     # No 800-mention horizon here: one call pair per post falls far behind a burst, and with
     # X's horizon it would lose most of it; measured is how long it takes to catch up.
     far = 10**9
@@ -122,8 +144,11 @@ def run(opts: Options, n: int) -> NaiveReport:
             rate_limits=UNLIMITED,
             mentions_horizon=far,
             timeline_horizon=far,
+            latency=delays["x"],
         ) as x,
-        salesforce_standin() as sf,
+        salesforce_standin(
+            latency=delays["salesforce"], daily_api_limit=report.daily_api_limit
+        ) as sf,
     ):
         assert isinstance(x, XSandbox)
         people = seed(
@@ -174,10 +199,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("count", type=int, nargs="?", default=5000, help="Interactions run.")
     Options.add_arguments(parser)
     parser.set_defaults(interactions=None)  # the count it is projected to: default, the run's
+    latency_arg(parser)
     parser.add_argument("--json", action="store_true", help="One JSON object, no table.")
     ns = parser.parse_args(argv)
     ns.interactions = ns.interactions or ns.count
-    report = run(Options.from_args(ns), ns.count)
+    report = run(Options.from_args(ns), ns.count, ns.latency)
     if ns.json:
         print(json.dumps(asdict(report)))
     else:

@@ -9,6 +9,11 @@ Every server can be made to fail on purpose (:mod:`.faults`): :meth:`SandboxServ
 Python, or the control endpoint :data:`CONTROL_PATH` over HTTP. :meth:`SandboxServer.on_request`
 runs a callback at a precise point of a request, so a benchmark can kill a client right after
 the server stored what it sent and before the answer leaves.
+
+``latency`` (seconds, default 0) makes every HTTP request wait that long before it is handled,
+as a real API's round trip does; the wait is in the request's own thread, so concurrent
+requests wait side by side, and a Composite call's subrequests (dispatched inside the one HTTP
+request) add none of their own.
 """
 
 from __future__ import annotations
@@ -86,8 +91,15 @@ class SandboxServer:
     poll_interval = 0.05
     fault_kinds: ClassVar[Mapping[str, Kind]] = COMMON_KINDS
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, latency: float = 0.0) -> None:
         self.lock = threading.RLock()
+        self.latency = latency  # settable: read again by each request
+        # What the latency cost, as applied (not as measured by a clock): requests delayed,
+        # their delays summed, and the most requests ever waiting at once.
+        self.latency_waits = 0
+        self.latency_seconds = 0.0
+        self.latency_peak = 0
+        self._latency_waiting = 0
         self._routes: list[tuple[str, re.Pattern[str], Handler, str]] = []
         self.request_count = 0
         self.requests_by_route: dict[str, int] = {}
@@ -99,6 +111,34 @@ class SandboxServer:
         self._httpd = _QuietServer((host, port), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
+
+    # -- latency -------------------------------------------------------------------------
+    @property
+    def latency(self) -> float:
+        return self._latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        if not seconds >= 0:  # NaN too: a wait of NaN seconds would not wait
+            raise ValueError(f"latency must be a number of seconds >= 0, not {seconds!r}")
+        self._latency = float(seconds)
+
+    def _wait_latency(self) -> None:
+        """One round trip's delay, in the serving thread and outside ``self.lock``: other
+        requests are served meanwhile. Cut short when the server stops."""
+        seconds = self._latency
+        if seconds <= 0:
+            return
+        with self.lock:
+            self.latency_waits += 1
+            self.latency_seconds += seconds
+            self._latency_waiting += 1
+            self.latency_peak = max(self.latency_peak, self._latency_waiting)
+        try:
+            self._stopping.wait(seconds)
+        finally:
+            with self.lock:
+                self._latency_waiting -= 1
 
     # -- routing -------------------------------------------------------------------------
     def route(self, method: str, pattern: str, handler: Handler, endpoint: str = "") -> None:
@@ -321,9 +361,12 @@ class SandboxServer:
                     header_bytes=len(self.headers.as_bytes()),
                 )
                 try:
-                    if req.path.startswith("/__sandbox/"):  # never faulted, never counted
+                    if req.path.startswith("/__sandbox/"):  # never faulted, counted, delayed
                         resp = server.control(req)
                     else:
+                        # Here, once per HTTP request: dispatch also runs each Composite
+                        # subrequest, which travels inside this request and adds no delay.
+                        server._wait_latency()
                         resp = server.dispatch(req)
                 except Exception as exc:  # a sandbox bug must show, not hang the client
                     resp = Response.json({"error": f"sandbox error: {exc!r}"}, 500)

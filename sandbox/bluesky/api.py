@@ -165,8 +165,9 @@ class BlueskySandbox(SandboxServer):
         clock: Callable[[], datetime] | None = None,
         requests_per_window: int = 3000,
         search_depth: int = SEARCH_DEPTH,
+        latency: float = 0.0,
     ) -> None:
-        super().__init__(host, port)
+        super().__init__(host, port, latency=latency)
         self.clock = clock or _now
         self.requests_per_window = requests_per_window
         self.search_depth = search_depth  # the deepest cursor (offset) search accepts

@@ -109,8 +109,9 @@ class MastodonSandbox(SandboxServer):
         *,
         clock: Callable[[], datetime] | None = None,
         limits: Mapping[str, tuple[int, float]] | None = None,
+        latency: float = 0.0,
     ) -> None:
-        super().__init__(host, port)
+        super().__init__(host, port, latency=latency)
         self.clock = clock or _utcnow
         self.limits = {**LIMITS, **(limits or {})}
         self.accounts: dict[str, MAccount] = {}

@@ -158,8 +158,9 @@ class MetaSandbox(DirectViews, SandboxServer):
         app_name: str = "syncd sandbox",
         app_secret: str = "sandbox-meta-app-secret",
         require_appsecret_proof: bool = False,
+        latency: float = 0.0,
     ) -> None:
-        super().__init__(host, port)
+        super().__init__(host, port, latency=latency)
         self.faults = self._fault_rules = MetaFaults(self.fault_kinds)
         self.clock = clock or _now
         self.store = Store(self.clock)

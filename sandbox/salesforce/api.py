@@ -72,8 +72,9 @@ class SalesforceSandbox(OrgAdmin, OrgFaults):
         daily_api_limit: int = 100_000,
         messaging: bool = False,
         social: bool = True,
+        latency: float = 0.0,
     ) -> None:
-        super().__init__(host, port)
+        super().__init__(host, port, latency=latency)
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # tests may move time
         self.daily_api_limit = daily_api_limit
         self.api_calls = 0  # REST calls counted against the daily limit (logins are free)

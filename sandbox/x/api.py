@@ -118,6 +118,7 @@ class XSandbox(SandboxServer):
         cap_reset_day: int = 1,
         cap_status: int = 429,
         limits_lifted: bool = False,
+        latency: float = 0.0,
     ) -> None:
         unknown = set(rate_limits or {}) - set(RATE_LIMIT_DEFAULTS)
         if unknown:
@@ -125,7 +126,7 @@ class XSandbox(SandboxServer):
                 f"unknown rate-limit keys {sorted(unknown)}; use {RATE_LIMIT_DEFAULTS}"
             )
         self.dialect = xr.Dialect.for_includes_key(includes_key)  # fail before binding a port
-        super().__init__(host, port)
+        super().__init__(host, port, latency=latency)
         self.mentions_horizon = mentions_horizon
         self.timeline_horizon = timeline_horizon
         self.rate_limits = {**RATE_LIMIT_DEFAULTS, **(rate_limits or {})}

@@ -223,6 +223,7 @@ def daemon_config(
     elsewhere: Elsewhere | None = None,
     session_file: str = "",
     history: Sequence[str] = ("task",),
+    cases: bool = False,
 ) -> str:
     """syncd as the throughput workload runs it: every job at the poll interval, no jitter;
     with ``elsewhere``, a source for the brand's account on each other network too (the
@@ -262,6 +263,8 @@ def daemon_config(
         crm={
             **meta_identity_fields(meta_networks),
             **({"history": list(history)} if tuple(history) != ("task",) else {}),
+            # [crm.cases]: each conversation a Case, opened or joined before its records.
+            **({"cases": {"open": "all"}} if cases else {}),
         },
         tables={
             "logging": {"level": "WARNING"},

@@ -130,6 +130,7 @@ class Report:
     horizon_cuts: int = 0
     networks: list[str] = field(default_factory=lambda: ["x"])
     history: list[str] = field(default_factory=lambda: ["task"])  # [crm] history
+    cases: int = -1  # Cases opened with [crm.cases] (-1: without)
     stored_by_network: dict[str, int] = field(default_factory=dict)
     requests_by_network: dict[str, int] = field(default_factory=dict)  # beside X's
     p95_by_network: dict[str, float] = field(default_factory=dict)
@@ -183,6 +184,7 @@ def run_syncd(
     networks: tuple[str, ...] = ("x",),
     history: tuple[str, ...] = ("task",),
     latency: str = "none",
+    cases: bool = False,
 ) -> Report:
     delay = LATENCIES[latency]
     report = Report(
@@ -226,9 +228,12 @@ def run_syncd(
                 meta_networks=meta_networks,
             )
         social_posts = "social_post" in history
-        if social_posts:  # as `syncd salesforce fields` makes them: the upsert keys
-            for sobject in ("SocialPost", "SocialPersona"):
-                sf.add_field(sobject, SOCIAL_POST_KEY, external_id=True, unique=True)
+        # As `syncd salesforce fields` makes them: the upsert keys.
+        keyed = (("SocialPost", "SocialPersona") if social_posts else ()) + (
+            ("Case",) if cases else ()
+        )
+        for sobject in keyed:
+            sf.add_field(sobject, SOCIAL_POST_KEY, external_id=True, unique=True)
         # A post is written once all its records are (its Task, its SocialPost).
         clock = WriteClock(sf, social_posts=social_posts)
         kinds = CallKinds(sf)
@@ -237,7 +242,9 @@ def run_syncd(
         accounts = [handle for handle, _ in people.brands]
         session = str(tmp / f"bluesky-{instances}.session")
         config.write_text(
-            daemon_config(url, x.url, sf.url, accounts, opts.poll, elsewhere, session, history)
+            daemon_config(
+                url, x.url, sf.url, accounts, opts.poll, elsewhere, session, history, cases
+            )
         )
         env = os.environ | SECRETS.environ()
         base = [sys.executable, "-m", "syncd", "--config", str(config)]
@@ -286,6 +293,10 @@ def run_syncd(
         if social_posts:
             per_post = Counter(str(p.get(SOCIAL_POST_KEY)) for p in sf.records("SocialPost"))
             report.duplicates += sum(n - 1 for n in per_post.values())
+        if cases:
+            made = Counter(str(c.get(SOCIAL_POST_KEY)) for c in sf.records("Case"))
+            report.cases = len(made)
+            report.duplicates += sum(n - 1 for n in made.values())
         ends = [clock.written[p] for p in linked if p in clock.written]
         report.seconds = (max(ends) if ends else time.time()) - feeder.first
         report.rate = report.stored / report.seconds if report.seconds else 0.0
@@ -471,6 +482,8 @@ def show(r: Report, o: Options, baseline: NaiveReport | None) -> None:
     print(f"  X user objects read  {r.users_returned:,}")
     if r.history != ["task"]:
         print(f"  history              {', '.join(r.history)} (each post written once to each)")
+    if r.cases >= 0:
+        print(f"  cases                {r.cases:,} opened ([crm.cases]: their calls are counted)")
     print(f"  Salesforce calls     {r.sf_calls:,} ({r.sf_per_1000:.2f} per 1,000)   "
           f"target ≤ {sf_target(r):g}  {mark(k['sf'])}")  # fmt: skip
     top = sorted(r.sf_by_endpoint.items(), key=lambda i: -i[1])
@@ -544,6 +557,11 @@ def main() -> None:
         default="task",
         help="[crm] history: task, social_post or task,social_post (default: task).",
     )
+    parser.add_argument(
+        "--cases",
+        action="store_true",
+        help='[crm.cases] open = "all": each conversation a Case (its calls are counted).',
+    )
     parser.add_argument("--json", action="store_true")
     ns = parser.parse_args()
     opts = Options.from_args(ns)
@@ -564,7 +582,9 @@ def main() -> None:
         for n in counts:
             print(f"syncd with {n} instance(s) …", file=sys.stderr)
             history = tuple(ns.history.split(","))
-            reports.append(run_syncd(opts, n, Path(tmp), ns.networks, history, ns.latency))
+            reports.append(
+                run_syncd(opts, n, Path(tmp), ns.networks, history, ns.latency, ns.cases)
+            )
     baseline = None
     if ns.naive:
         n = ns.naive_interactions or opts.interactions

@@ -14,8 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
+from simple_salesforce.api import Salesforce
+
+from connectors.salesforce import composite
 from connectors.salesforce.identity.watch import parse_stamp
 from connectors.salesforce.records import (
     BATCH,
@@ -159,24 +163,70 @@ def file_cases(
                 if answer.ok
                 else _refused(r, answer)
             )
-    for start in range(0, len(opens), BATCH):
-        part = opens[start : start + BATCH]
-        body = session.restful(
-            f"upsert {CASE}",
-            f"composite/sobjects/{CASE}/{cases.key_field}",
-            budget,
-            method="PATCH",
-            json={
-                "allOrNone": False,
-                "records": [case_record(requests[i], cases, settings) for i in part],
-            },
+    entries = [case_record(requests[i], cases, settings) for i in opens]
+    answers = _upsert(session, cases.key_field, [requests[i].key for i in opens], entries, budget)
+    for i, answer in zip(opens, answers, strict=True):
+        r = requests[i]
+        results[i] = (
+            CaseResult(r.key, True, answer.crm_id, CaseOutcome.OPENED)
+            if answer.ok and answer.crm_id
+            else _refused(r, answer)
         )
-        keys = [requests[i].key for i in part]
-        for i, answer in zip(part, parse_upsert_results(keys, body), strict=True):
-            r = requests[i]
-            results[i] = (
-                CaseResult(r.key, True, answer.crm_id, CaseOutcome.OPENED)
-                if answer.ok and answer.crm_id
-                else _refused(r, answer)
-            )
     return [r for r in results if r is not None]
+
+
+def _upsert(
+    session: SalesforceSession,
+    key_field: str,
+    keys: Sequence[str],
+    entries: Sequence[dict[str, Any]],
+    budget: Budget,
+) -> list[WriteResult]:
+    """Cases upserted on their key, 200 a collection and up to five collections a Composite
+    call (one call against the allocation); answers in order. A collection the call could
+    not carry fails the call, which is sent again whole: upserts on their keys."""
+    chunks = [
+        range(start, min(start + BATCH, len(entries))) for start in range(0, len(entries), BATCH)
+    ]
+    out: list[WriteResult] = []
+    for first in range(0, len(chunks), composite.MAX_QUERIES):
+        group = chunks[first : first + composite.MAX_QUERIES]
+        if len(group) == 1:  # one collection: a plain request
+            body = session.restful(
+                f"upsert {CASE}",
+                f"composite/sobjects/{CASE}/{key_field}",
+                budget,
+                method="PATCH",
+                json={"allOrNone": False, "records": [entries[i] for i in group[0]]},
+            )
+            out += parse_upsert_results([keys[i] for i in group[0]], body)
+            continue
+        out += session.run(
+            f"upsert {CASE}", partial(_composite, key_field, keys, entries, group), budget
+        )
+    return out
+
+
+def _composite(
+    key_field: str,
+    keys: Sequence[str],
+    entries: Sequence[dict[str, Any]],
+    group: Sequence[range],
+    sf: Salesforce,
+) -> list[WriteResult]:
+    url = f"/services/data/v{sf.sf_version}/composite/sobjects/{CASE}/{key_field}"
+    subs = [
+        {
+            "method": "PATCH",
+            "url": url,
+            "referenceId": f"cases{n}",
+            "body": {"allOrNone": False, "records": [entries[i] for i in chunk]},
+        }
+        for n, chunk in enumerate(group)
+    ]
+    out: list[WriteResult] = []
+    for chunk, (status, body) in zip(group, composite.answers(sf, subs), strict=True):
+        if status != 200:
+            raise composite.error(url, status, f"upsert {CASE}", body)
+        out += parse_upsert_results([keys[i] for i in chunk], body)
+    return out

@@ -44,6 +44,8 @@ from syncd.state.coordination import retry_conflicts
 
 log = logging.getLogger("syncd.pipeline")
 
+ROUND_BATCHES = 5  # write batches of interactions decided a round
+
 
 @dataclass
 class CasesResult:
@@ -191,14 +193,17 @@ class CaseFiler:
         self._one_at_a_time = threading.Lock()
 
     def file(self, limit: int | None = None) -> CasesResult:
-        """One round: up to ``limit`` (a write batch) waiting interactions decided."""
+        """One round: up to ``limit`` (five write batches) waiting interactions decided."""
         with self._one_at_a_time:
             return self._file(limit)
 
     def _file(self, limit: int | None) -> CasesResult:
         now = self.clock()
         with self.db.connect() as conn:
-            waiting = state.waiting(conn, self.crm_name, now, limit or self.settings.write_batch)
+            # A round's worth of the writer's calls: its Composite calls carry up to five
+            # batches, so a round of one batch would cost it four calls in five.
+            size = limit or self.settings.write_batch * ROUND_BATCHES
+            waiting = state.waiting(conn, self.crm_name, now, size)
             if not waiting:
                 return CasesResult()
             answered = {(w.network, w.in_reply_to) for w in waiting if w.in_reply_to}

@@ -55,7 +55,7 @@ class Customer:
 
     def user_id(self, network: str) -> str:
         return (
-            "2" + str(sum(map(ord, self.name)))
+            "2" + str(int.from_bytes(self.name.encode(), "big") % 10**15)
             if network == "x"
             else f"https://social.example/users/{self.name.lower()}"
         )
@@ -363,3 +363,19 @@ def test_a_customer_answering_another_customers_post_opens_a_case_of_their_own(
     assert set(cases) == {f"x:{complaint}", f"x:{me_too}"}
     assert cases[f"x:{me_too}"]["ContactId"] == bob.record
     assert world.case_of("x", me_too)[0] == cases[f"x:{me_too}"]["Id"]
+
+
+def test_many_new_cases_share_composite_calls_of_five_collections(world: World) -> None:
+    """450 conversations opened in a round: three collections of Cases in one Composite
+    call, which counts once against the org's allocation."""
+    people = [world.customer(f"C{n:03d}") for n in range(450)]
+    for c in people:
+        world.post(c, "@acme where is my order?")
+    world.pipeline.resolve(check_crm=True)
+    calls: list[tuple[str, bool]] = []
+    world.sb.on_request("*", lambda req: calls.append((req.path, req.subrequest)))
+    world.pipeline.file_cases()
+    assert len(world.cases()) == 450
+    outer = [p for p, sub in calls if not sub and "/composite" in p]
+    inner = [p for p, sub in calls if sub and "/Case/" in p]
+    assert len(outer) == 1 and len(inner) == 3, calls

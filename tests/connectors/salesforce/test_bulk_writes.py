@@ -98,10 +98,13 @@ def test_a_backlog_is_one_bulk_job_of_a_handful_of_calls_whatever_its_size(
 
 
 def test_a_run_that_writes_everything_waits_for_its_job(
-    db: Database, sb: SalesforceSandbox
+    db: Database, sb: SalesforceSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``syncd poll --once`` and a backfill's last round: every answer stored on return,
     a job still processing looked at again, a little later each time."""
+    from syncd.pipeline import bulk
+
+    monkeypatch.setattr(bulk, "FIRST_LOOK", 0.05)  # the same doubling, in less time
     pipeline = _world(db, sb, 200)
     sb.bulk2.in_progress_polls = 2
     calls = _bulk_calls(sb)

@@ -128,15 +128,19 @@ class Writer:
         """Drain ready deliveries to the CRM in batches, oldest first."""
         result = DeliverResult()
         self._bulk_result = result
+        # Read once a run: a backfill ending (bulk_first cleared by another thread) must not
+        # turn this run's batches onto the records its last round sends as a job.
+        bulk_first = self.bulk_first
+        skip = self._for_bulk(bulk_first)
         if self.bulk is not None and not self.stopping.is_set():
-            self.bulk.run(at_least=MAX_RECORDS if self.bulk_first else None)
+            self.bulk.run(at_least=MAX_RECORDS if bulk_first else None)
         batches = 0
         size = self.settings.write_batch
         while (max_batches is None or batches < max_batches) and not self.stopping.is_set():
             room = None if max_batches is None else max_batches - batches
             # Read before the take: a forget from now on is seen when the answers are stored.
             since = self._forgets()
-            ready = self._take(size, room)
+            ready = self._take(size, room, skip)
             if not ready:
                 break
             chunks = _batches(ready, size)
@@ -156,7 +160,9 @@ class Writer:
             self.bulk.drain()
         return result
 
-    def _take(self, size: int, room: int | None) -> list[outbox.ReadyDelivery]:
+    def _take(
+        self, size: int, room: int | None, skip: tuple[str, ...] = ()
+    ) -> list[outbox.ReadyDelivery]:
         """The next deliveries to write: read (SQLite), or claimed for this process."""
         now = self.clock()
         if not self.claims:
@@ -169,7 +175,7 @@ class Writer:
                     now,
                     size * PREFETCH_BATCHES,
                     cases=self.cases,
-                    skip_targets=self._for_bulk(),
+                    skip_targets=skip,
                 )
         limit = size * min(CLAIM_BATCHES, room or CLAIM_BATCHES)
         until = now + timedelta(seconds=self.settings.lease)
@@ -186,12 +192,12 @@ class Writer:
                 self.owner,
                 until,
                 cases=self.cases,
-                skip_targets=self._for_bulk(),
+                skip_targets=skip,
             )
 
-    def _for_bulk(self) -> tuple[str, ...]:
-        """The targets batches leave to bulk jobs now (see :attr:`bulk_first`)."""
-        if self.bulk_first and isinstance(self.crm, BulkWriting):
+    def _for_bulk(self, bulk_first: bool) -> tuple[str, ...]:
+        """The targets batches leave to bulk jobs (see :attr:`bulk_first`)."""
+        if bulk_first and isinstance(self.crm, BulkWriting):
             return tuple(self.crm.bulk_targets)
         return ()
 

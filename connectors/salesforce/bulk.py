@@ -110,7 +110,10 @@ class Upload:
         return True
 
     def text(self) -> str:
-        return self._out.getvalue()
+        """The CSV, once: the buffer is let go (a job's upload is held a few times over)."""
+        text = self._out.getvalue()
+        self._out.close()
+        return text
 
 
 def _cell(entry: Mapping[str, Any], column: str) -> str:
@@ -128,10 +131,11 @@ def upload(session: SalesforceSession, job: BulkJob, data: Upload, budget: Budge
     """The job's records uploaded, and the job closed for Salesforce to process."""
     if not data.records:
         raise ValueError("a bulk job needs at least one record")
+    text = data.text()
 
     def send(sf: Salesforce) -> None:
         client = _client(sf, job.sobject)
-        client.upload_job_data(job.id, data.text())
+        client.upload_job_data(job.id, text)
         client.close_job(job.id)
 
     session.run(f"upload {job.sobject} bulk job", send, budget)

@@ -33,7 +33,10 @@ log = logging.getLogger("syncd.pipeline")
 # Seconds before the first look at a job sent, doubled after each look that finds it still
 # processing, up to POLL_EVERY: a small job is answered soon, a large one costs few looks.
 FIRST_LOOK, POLL_EVERY = 1.0, 15.0
-MAX_RECORDS = 100_000  # records one job takes (the CRM may send fewer: see send_bulk)
+# Records one job takes (the CRM may send fewer: see send_bulk). A job's CSV is held in
+# memory a few times over while it is uploaded (about 40 MB per 100,000 Tasks): 50,000 keeps
+# a 200,000-record backfill near its memory target at 6 calls a job (24 per 200,000).
+MAX_RECORDS = 50_000
 PAGE = 2_000  # deliveries read at once to send a job's records or store its answers
 
 Store = Callable[[Sequence[outbox.ReadyDelivery], Sequence[WriteResult]], None]

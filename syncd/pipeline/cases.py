@@ -63,7 +63,7 @@ class _Conversation:
 
     identity_id: int
     case: state.Case | None
-    posts: list[state.Waiting] = field(default_factory=list)
+    posts: list[outbox.ReadyDelivery] = field(default_factory=list)
 
     @property
     def opened_at(self) -> datetime:
@@ -99,7 +99,7 @@ class _Conversation:
 
 
 def plan(
-    waiting: Sequence[state.Waiting],
+    waiting: Sequence[outbox.ReadyDelivery],
     parents: Mapping[tuple[str, str], state.Parent],
     latest: Mapping[int, Sequence[state.Case]],
     policy: CasePolicy,
@@ -121,7 +121,7 @@ def plan(
             mine.setdefault(case.identity_id, []).append(existing[case.id])
         return existing[case.id]
 
-    def chained(w: state.Waiting) -> tuple[_Conversation | None, bool]:
+    def chained(w: outbox.ReadyDelivery) -> tuple[_Conversation | None, bool]:
         """The conversation of the post ``w`` answers, if the same customer's; and whether
         that post is the brand's."""
         if w.in_reply_to is None:
@@ -139,7 +139,7 @@ def plan(
             return None, brand
         return take(parent.case), brand
 
-    def recent(w: state.Waiting) -> _Conversation | None:
+    def recent(w: outbox.ReadyDelivery) -> _Conversation | None:
         """The customer's latest case whose posts are within the join window of ``w``."""
         options = [*mine.get(w.identity_id, ())]
         options += [take(c) for c in latest.get(w.identity_id, ()) if c.id not in existing][:1]
@@ -166,7 +166,7 @@ def plan(
     return decided, [c for c in conversations if c.posts]
 
 
-def _opens(w: state.Waiting, to_brand: bool, opening: CaseOpening) -> bool:
+def _opens(w: outbox.ReadyDelivery, to_brand: bool, opening: CaseOpening) -> bool:
     if w.direction is not Direction.INBOUND or opening is CaseOpening.NONE:
         return False
     if opening is CaseOpening.ALL:

@@ -14,37 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, func, or_, select, update
+from sqlalchemy import Connection, and_, or_, select, update
 
-from syncd.model import CrmRef, DeliveryState, Direction
-from syncd.state.tables import accounts, cases, deliveries, identities, interactions, links
-
-
-@dataclass(frozen=True)
-class Waiting:
-    """An interaction whose case is to be decided, with what its request to the CRM says."""
-
-    interaction_id: int
-    identity_id: int  # the customer's (the author, or whom the brand answered)
-    attempts: int  # the most any of its deliveries has had
-    network: str
-    post_id: str
-    account: str
-    direction: Direction
-    text: str
-    created_at: datetime
-    url: str
-    handle: str | None
-    name: str | None
-    brand_name: str | None
-    who: CrmRef
-    in_reply_to: str | None
-    in_reply_to_user_id: str | None
-    brand_user_id: str | None  # the brand account's id on its network
-
-    @property
-    def external_id(self) -> str:
-        return f"{self.network}:{self.post_id}"
+from syncd.model import DeliveryState, Direction
+from syncd.state.outbox import ReadyDelivery, as_written, rows
+from syncd.state.tables import cases, deliveries, interactions
 
 
 @dataclass(frozen=True)
@@ -68,83 +42,26 @@ class Parent:
     case: Case | None
 
 
-def waiting(conn: Connection, crm: str, now: datetime, limit: int) -> list[Waiting]:
+def waiting(conn: Connection, crm: str, now: datetime, limit: int) -> list[ReadyDelivery]:
     """Up to ``limit`` interactions (oldest first) with a pending, due delivery to ``crm``
-    whose case is undecided and whose customer is linked."""
-    due = (
-        select(
-            deliveries.c.interaction_id,
-            func.min(deliveries.c.identity_id).label("identity_id"),
-            func.max(deliveries.c.attempts).label("attempts"),
-        )
+    whose case is undecided and whose customer is linked: one of its deliveries each, as
+    the writer reads them (the decision is stored for all of them)."""
+    stmt = (
+        as_written()  # joins the customer's link: only linked customers' come
         .where(
             deliveries.c.crm == crm,
             deliveries.c.state == DeliveryState.PENDING,
             ~deliveries.c.case_decided,
             or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
-            exists().where(links.c.identity_id == deliveries.c.identity_id, links.c.crm == crm),
         )
-        .group_by(deliveries.c.interaction_id)
-        .subquery()
+        .order_by(interactions.c.created_at, interactions.c.id, deliveries.c.id)
+        # An interaction has a delivery per history target: room for a few each.
+        .limit(limit * 4)
     )
-    stmt = (
-        select(
-            interactions.c.id,
-            due.c.identity_id,
-            due.c.attempts,
-            interactions.c.network,
-            interactions.c.post_id,
-            interactions.c.account,
-            interactions.c.direction,
-            interactions.c.text,
-            interactions.c.created_at,
-            interactions.c.url,
-            interactions.c.in_reply_to_post_id,
-            interactions.c.in_reply_to_user_id,
-            identities.c.handle,
-            identities.c.display_name,
-            accounts.c.display_name.label("brand_name"),
-            accounts.c.user_id.label("brand_user_id"),
-            links.c.crm_object,
-            links.c.crm_id,
-            links.c.crm_name,
-            links.c.crm_priority,
-        )
-        .join(due, due.c.interaction_id == interactions.c.id)
-        .join(identities, identities.c.id == due.c.identity_id)
-        .join(links, and_(links.c.identity_id == due.c.identity_id, links.c.crm == crm))
-        .outerjoin(
-            accounts,
-            and_(
-                accounts.c.source == interactions.c.source,
-                accounts.c.handle == interactions.c.account,
-            ),
-        )
-        .order_by(interactions.c.created_at, interactions.c.id)
-        .limit(limit)
-    )
-    return [
-        Waiting(
-            interaction_id=r.id,
-            identity_id=r.identity_id,
-            attempts=r.attempts,
-            network=r.network,
-            post_id=r.post_id,
-            account=r.account,
-            direction=Direction(r.direction),
-            text=r.text,
-            created_at=r.created_at,
-            url=r.url,
-            handle=r.handle,
-            name=r.display_name,
-            brand_name=r.brand_name,
-            who=CrmRef(r.crm_object, r.crm_id, r.crm_name, r.crm_priority),
-            in_reply_to=r.in_reply_to_post_id,
-            in_reply_to_user_id=r.in_reply_to_user_id,
-            brand_user_id=r.brand_user_id,
-        )
-        for r in conn.execute(stmt)
-    ]
+    first: dict[int, ReadyDelivery] = {}
+    for d in rows(conn.execute(stmt)):
+        first.setdefault(d.interaction_id, d)
+    return list(first.values())[:limit]
 
 
 def _case(r: Any) -> Case:  # a row with the cases table's columns

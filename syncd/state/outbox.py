@@ -246,6 +246,15 @@ class ReadyDelivery:
     case_id: str | None = None
     private: bool = False  # a private message (Interaction.private)
     profile_url: str | None = None  # the url the person's profile gave (identities.url)
+    interaction_id: int = 0
+    # Who wrote the post it answers (Interaction.in_reply_to_user_id), and the brand
+    # account's own id: whether it answers the brand (a case's opening rule).
+    in_reply_to_user_id: str | None = None
+    brand_user_id: str | None = None
+
+    @property
+    def external_id(self) -> str:
+        return f"{self.network}:{self.post_id}"
 
 
 def _ready(
@@ -324,13 +333,16 @@ def as_written() -> Select[Any]:
             interactions.c.url,
             interactions.c.conversation_id,
             interactions.c.in_reply_to_post_id,
+            interactions.c.in_reply_to_user_id,
             interactions.c.private,
+            deliveries.c.interaction_id,
             identities.c.id.label("identity_id"),
             identities.c.handle,
             identities.c.display_name,
             identities.c.user_id,
             identities.c.url.label("profile_url"),
             accounts.c.display_name.label("brand_name"),
+            accounts.c.user_id.label("brand_user_id"),
             links.c.crm_object,
             links.c.crm_id,
             links.c.crm_name,
@@ -386,6 +398,9 @@ def rows(result: Iterable[Any]) -> list[ReadyDelivery]:
             case_id=r.crm_case_id,
             private=bool(r.private),
             profile_url=r.profile_url,
+            interaction_id=r.interaction_id,
+            in_reply_to_user_id=r.in_reply_to_user_id,
+            brand_user_id=r.brand_user_id,
         )
         for r in result
     ]

@@ -454,13 +454,18 @@ def test_a_reply_to_a_post_deleted_since_is_written_without_it(world: World) -> 
     assert posts[f"x:{answer}"].get("ReplyToId") is None
 
 
+def _with_cases(w: World) -> None:
+    """``[crm.cases]`` on, and Case's key field as `syncd salesforce fields` makes it."""
+    w.sf.add_field("Case", KEY, external_id=True, unique=True)
+    w.config.write_text(w.config.read_text() + '\n[crm.cases]\nopen = "all"\n')
+
+
 def test_with_cases_a_conversation_is_one_case_every_record_points_at_and_a_rerun_writes_nothing(
     world: World,
 ) -> None:
     """``[crm.cases]`` through the CLI: the complaint opens a Case, the brand's answer joins
     it; the Task's WhatId and the SocialPost's ParentId name it; a second poll writes nothing."""
-    world.sf.add_field("Case", KEY, external_id=True, unique=True)
-    world.config.write_text(world.config.read_text() + '\n[crm.cases]\nopen = "all"\n')
+    _with_cases(world)
     complaint, answer, contact = a_conversation(world)
     code, output = poll_once(world)
     assert code == 0, output
@@ -483,8 +488,7 @@ def test_with_cases_a_conversation_is_one_case_every_record_points_at_and_a_reru
 
 
 def test_forget_with_crm_deletes_the_cases_opened_for_the_person(world: World) -> None:
-    world.sf.add_field("Case", KEY, external_id=True, unique=True)
-    world.config.write_text(world.config.read_text() + '\n[crm.cases]\nopen = "all"\n')
+    _with_cases(world)
     people = seed(world.x, world.sf, customers=4)
     c = next(c for c in people.customers if c.kind == "contact_by_id")
     other = next(o for o in people.customers if o.kind == "contact_by_handle")

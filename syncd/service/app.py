@@ -29,7 +29,7 @@ from syncd.model import Account, BackfillState, GapState, Stream
 from syncd.pipeline import Clock, DeliverResult, Pipeline, PollResult, utcnow
 from syncd.pipeline.coordination import CoordinatedPipeline
 from syncd.resolver.stage import ResolveResult, check_wanted
-from syncd.state import admin, backfills, hints, privacy
+from syncd.state import admin, backfills, hints, privacy, statistics
 from syncd.state import gaps as gap_state
 from syncd.state.backfills import LeaseLost
 from syncd.state.coordination import JobLocks
@@ -371,6 +371,21 @@ class App:
         if any(payloads.values()):
             log.info("pruned raw payloads older than %s: %s", before.isoformat(), payloads)
         return {**counts, **payloads}
+
+    def refresh_statistics(self) -> list[str]:
+        """Analyse the state tables that grew faster than PostgreSQL's autovacuum analyses
+        them (:mod:`syncd.state.statistics`); the names analysed. The daemon runs it every
+        few seconds, one instance at a time; on SQLite it does nothing."""
+        if self.db.dialect != "postgresql":
+            return []
+        return self.locks.run("statistics", self._refresh_statistics) or []
+
+    def _refresh_statistics(self) -> list[str]:
+        with self.db.transaction() as conn:
+            names = statistics.refresh(conn)
+        if names:
+            log.debug("analysed %s: they grew faster than autovacuum analyses", ", ".join(names))
+        return names
 
     def _prune_hints(self) -> dict[str, int]:
         """Webhook hints no poll will take, or taken long ago (:func:`syncd.state.hints.

@@ -60,6 +60,9 @@ PARK_CHECK_SECONDS = 2.0
 # systemd waits 90 s by default before SIGKILL; the issue promises exit within 10 s of SIGTERM.
 STOP_DEADLINE_SECONDS = 8.0
 PRUNE_SECONDS = 86400.0  # raw payloads past their retention are emptied daily
+# How often the state tables' growth is checked (app.refresh_statistics): a fast-growing
+# table is planned by stale statistics for at most this long, beside autovacuum's minute.
+STATISTICS_SECONDS = 5.0
 STATUS_SECONDS = 15.0  # how often `systemctl status` gets a fresh STATUS= line
 
 
@@ -218,6 +221,17 @@ class Daemon:
                 interval=PRUNE_SECONDS,
                 logger=logging.getLogger("syncd.privacy"),
                 what="payload pruning",
+                park=CRM_PARK,
+            )
+        )
+        built.append(
+            Chore(
+                jobs,
+                "statistics",
+                lambda app: app.refresh_statistics(),
+                interval=STATISTICS_SECONDS,
+                logger=logging.getLogger("syncd.state"),
+                what="state statistics",
                 park=CRM_PARK,
             )
         )

@@ -36,7 +36,6 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from sqlalchemy import Column, ColumnElement, Connection, Engine, and_, create_engine, or_, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import NullPool
 
 from syncd.errors import TransientError
 
@@ -133,12 +132,17 @@ class JobLocks:
     """Session advisory locks for jobs only one instance may run at a time."""
 
     def __init__(self, url: URL, options: dict[str, Any] | None = None) -> None:
-        # NullPool: each lock has a connection of its own, closed afterwards, so a lock can
-        # never linger in a pooled session whatever failed; a poll walk costs far more than
-        # the connect. ``options``: the state database's engine options (its timeouts).
+        # Each lock is held on a connection of its own, taken from a pool of them: a new
+        # connection per job run (the daemon's poll jobs run several a second) cost the
+        # server a backend process each. A connection goes back to the pool only after its
+        # lock was released; one that could not release it is closed, which releases it, so
+        # no lock lingers in a pooled session. No bound on how many: one per job at once.
+        # ``options``: the state database's engine options (its timeouts).
         self._engine: Engine | None = None
         if shared(url.get_backend_name()):
-            self._engine = create_engine(url, poolclass=NullPool, **(options or {}))
+            self._engine = create_engine(
+                url, pool_size=4, max_overflow=-1, pool_pre_ping=True, **(options or {})
+            )
 
     @contextmanager
     def hold(self, name: str) -> Iterator[bool]:
@@ -168,8 +172,9 @@ class JobLocks:
                             key,
                         )
                         conn.commit()
-                    except DBAPIError:  # closing the connection below unlocks it as well
+                    except DBAPIError:  # closing the connection unlocks it as well
                         log.debug("could not unlock job %s", name, exc_info=True)
+                        conn.invalidate()
 
     def run(self, name: str, call: Callable[[], T]) -> T | None:
         """``call()``, unless another instance is running the job ``name`` (None then: the

@@ -68,6 +68,12 @@ def store_page(conn: Connection, crm: str, page: KeysPage, now: datetime) -> boo
     conn.execute(
         update(crm_key_loads).where(where).values(cursor=None, started_at=None, loaded_at=now)
     )
+    if conn.dialect.name == "postgresql":
+        # The load rewrote the table, tens of thousands of rows at once. PostgreSQL plans by
+        # its statistics, which autovacuum refreshes a minute or more later: until then a
+        # copy loaded into an empty table is planned as empty, and every look-up by record
+        # or key scanned all of it.
+        conn.exec_driver_sql("ANALYZE crm_keys")
     return True
 
 

@@ -241,7 +241,7 @@ def refresh_priorities(conn: Connection, crm: str, people: Iterable[CrmRef]) -> 
     """Take the priority values the CRM reports for these people (the change watch's) into
     their links, review items and the local copy of CRM keys: every author linked to one
     person gets the new value, whatever network they write from."""
-    latest = [{"rid": ref.id, "value": stored_priority(ref)} for ref in people]
+    latest = {ref.id: stored_priority(ref) for ref in people}  # a person given twice: the last
     if not latest:
         return
     for rid, value in (
@@ -250,17 +250,27 @@ def refresh_priorities(conn: Connection, crm: str, people: Iterable[CrmRef]) -> 
         (crm_keys.c.record_id, crm_keys.c.priority),
     ):
         table = value.table
-        conn.execute(
-            update(table)
-            .where(
-                table.c.crm == crm,
-                rid == bindparam("rid"),
-                # Most changes are to other fields: those rows are not rewritten.
-                value.is_distinct_from(bindparam("value")),
-            )
-            .values({value.name: bindparam("value")}),
-            latest,
-        )
+        # Read, then rewrite only the rows whose value changed, one statement per value: a
+        # keys load gives thousands of people a page, most unchanged, and a statement per
+        # person cost PostgreSQL a round trip each.
+        changed: dict[str | None, set[str]] = {}
+        for chunk in _chunks(sorted(latest)):
+            held = conn.execute(select(rid, value).where(table.c.crm == crm, rid.in_(chunk)))
+            for record_id, old in held:
+                if old != (new := latest[record_id]):
+                    changed.setdefault(new, set()).add(record_id)
+        for new, ids in sorted(changed.items(), key=lambda item: item[0] or ""):
+            for chunk in _chunks(sorted(ids)):
+                conn.execute(
+                    update(table)
+                    .where(table.c.crm == crm, rid.in_(chunk))
+                    .values({value.name: new})
+                )
+
+
+def _chunks(items: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def follow(

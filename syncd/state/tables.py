@@ -156,6 +156,7 @@ links = Table(
     Column("created_by", String(100), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("identity_id", "crm", name="uq_links_identity_id_crm"),
+    Index("ix_links_crm_id", "crm", "crm_id"),
 )
 
 # The history of links: made, removed, followed to a merge survivor, a candidate rejected.
@@ -199,6 +200,7 @@ candidates = Table(
     Column("decided_by", String(100)),
     UniqueConstraint("identity_id", "crm", "crm_id", name="uq_candidates_identity_id_crm"),
     Index("ix_candidates_crm_state", "crm", "state"),
+    Index("ix_candidates_crm_id", "crm", "crm_id"),
 )
 
 # Every handle an identity has had: a renamed author is still the same person.

@@ -64,9 +64,16 @@ class Pipeline:
 
     # -- poll ----------------------------------------------------------------------------
     def poll(
-        self, source_name: str, source: Source, account: Account, stream: Stream
+        self,
+        source_name: str,
+        source: Source,
+        account: Account,
+        stream: Stream,
+        *,
+        every: timedelta | None = None,
     ) -> PollResult:
-        """Walk one stream from its stored cursor: see :meth:`Poller.poll`."""
+        """Walk one stream from its stored cursor: see :meth:`Poller.poll`. ``every``: the
+        poll job's interval (several instances share it; one alone polls at its interval)."""
         return self.poller.poll(source_name, source, account, stream)
 
     def accounts(

@@ -457,10 +457,11 @@ class App:
         self.guard.sources[source_name] = fresh
 
     def poll(self, job: Job) -> PollResult:
-        _, source = self.sources[job.source]
+        settings, source = self.sources[job.source]
         self.guard.before_poll(job.source)  # refused while capped; X's usage read when due
+        every = timedelta(seconds=settings.interval)
         try:
-            result = self.pipeline.poll(job.source, source, job.account, job.stream)
+            result = self.pipeline.poll(job.source, source, job.account, job.stream, every=every)
         except UsageCapped as exc:  # the whole source waits for the cap's reset
             raise self.guard.capped(job.source, exc) from exc
         self.guard.review(job.source)

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, and_, delete, select, update
 
 from syncd.model import CrmRef, IdentityKey, KeyOnFile, KeysOnFile, KeysPage
-from syncd.state import suppression
+from syncd.state import statistics, suppression
 from syncd.state.ingest import insert_for
 from syncd.state.linking import refresh_priorities, stored_priority
 from syncd.state.tables import crm_key_loads, crm_keys
@@ -60,6 +60,9 @@ def store_page(conn: Connection, crm: str, page: KeysPage, now: datetime) -> boo
     where = crm_key_loads.c.crm == crm
     if page.next is not None:
         conn.execute(update(crm_key_loads).where(where).values(cursor=page.next))
+        # A first load fills an empty table page by page, and each page's look-ups by
+        # record were planned as on an empty table: scans growing with every page.
+        statistics.refresh(conn, only=("crm_keys",))
         return False
     started = conn.execute(select(crm_key_loads.c.started_at).where(where)).scalar_one()
     # Whoever the load did not see is gone from the CRM or carries no key any more; people
@@ -69,10 +72,8 @@ def store_page(conn: Connection, crm: str, page: KeysPage, now: datetime) -> boo
         update(crm_key_loads).where(where).values(cursor=None, started_at=None, loaded_at=now)
     )
     if conn.dialect.name == "postgresql":
-        # The load rewrote the table, tens of thousands of rows at once. PostgreSQL plans by
-        # its statistics, which autovacuum refreshes a minute or more later: until then a
-        # copy loaded into an empty table is planned as empty, and every look-up by record
-        # or key scanned all of it.
+        # The load rewrote the table, tens of thousands of rows at once (see
+        # syncd.state.statistics): the resolver's look-ups are planned on its real size.
         conn.exec_driver_sql("ANALYZE crm_keys")
     return True
 

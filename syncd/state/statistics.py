@@ -14,6 +14,8 @@ this is PostgreSQL's alone.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import Connection, bindparam, text
 
 from syncd.state.coordination import shared
@@ -39,12 +41,13 @@ _STALE = text(
 ).bindparams(bindparam("names", expanding=True))
 
 
-def stale(conn: Connection) -> list[str]:
-    """The tables that changed by more than :data:`MIN_CHANGED` rows and :data:`SHARE` of
-    their size since PostgreSQL last analysed them (none on SQLite)."""
+def stale(conn: Connection, only: Sequence[str] = TABLES) -> list[str]:
+    """The tables (of :data:`TABLES`, or ``only`` those) that changed by more than
+    :data:`MIN_CHANGED` rows and :data:`SHARE` of their size since PostgreSQL last analysed
+    them (none on SQLite)."""
     if not shared(conn):
         return []
-    rows = conn.execute(_STALE, {"names": list(TABLES)})
+    rows = conn.execute(_STALE, {"names": [name for name in only if name in TABLES]})
     # reltuples is -1 for a table never analysed (PostgreSQL 14 and later): taken as empty.
     return sorted(
         str(name)
@@ -53,9 +56,9 @@ def stale(conn: Connection) -> list[str]:
     )
 
 
-def refresh(conn: Connection) -> list[str]:
+def refresh(conn: Connection, only: Sequence[str] = TABLES) -> list[str]:
     """Analyse the :func:`stale` tables; the names analysed."""
-    names = stale(conn)
+    names = stale(conn, only)
     for name in names:
         assert name in TABLES  # a fixed name, never an input: safe to put in the statement
         conn.exec_driver_sql(f'ANALYZE "{name}"')

@@ -163,6 +163,9 @@ class WriterSection(_Section):
     # A target's backlog of this many ready records or more goes through a bulk job, where
     # the CRM has them (Salesforce Bulk API 2.0); 0: never.
     bulk_threshold: int = Field(default=10_000, ge=0)
+    # A round that finds less than one CRM call's worth of records (five batches) waits for
+    # more while its oldest post is younger than this; "0s": never waits.
+    batch_wait: DurationOrZero = 1.0
 
 
 class BackfillSection(_Section):
@@ -257,6 +260,7 @@ class Settings:
             write_batch=self.writer.batch_size,
             record_max_attempts=self.writer.max_attempts,
             bulk_threshold=self.writer.bulk_threshold,
+            batch_wait=self.writer.batch_wait,
             resolve=ResolveSettings(
                 policy=self.resolver.policy(),
                 policies={n: r.policy() for n, r in self.resolver.networks.items()},

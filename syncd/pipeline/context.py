@@ -40,6 +40,9 @@ class PipelineSettings:
     # Ready records of one target from which a bulk job writes them (0: never), where the
     # CRM has bulk jobs (syncd.pipeline.bulk).
     bulk_threshold: int = 10_000
+    # Seconds a live write round holds back less than one CRM call's worth of records
+    # while its oldest post is younger than this, for more to join them (0: never).
+    batch_wait: float = 0.0
     lease: float = 60.0  # seconds a claim on deliveries lasts (PostgreSQL, several instances)
     # A stored author profile younger than this is not read from the network again.
     profile_max_age: timedelta = timedelta(days=7)

@@ -136,6 +136,7 @@ class Writer:
             self.bulk.run(at_least=MAX_RECORDS if bulk_first else None)
         batches = 0
         size = self.settings.write_batch
+        waited = False
         while (max_batches is None or batches < max_batches) and not self.stopping.is_set():
             room = None if max_batches is None else max_batches - batches
             # Read before the take: a forget from now on is seen when the answers are stored.
@@ -143,6 +144,15 @@ class Writer:
             ready = self._take(size, room, skip)
             if not ready:
                 break
+            # A bounded run (the daemon's) holds back a partial call while its posts are
+            # young, once: a run writing everything (poll --once, a backfill) never waits.
+            if max_batches is not None and not waited and (pause := self._young(ready)) > 0:
+                waited = True
+                if self.claims:
+                    self._release(ready)
+                if self.stopping.wait(pause):
+                    break
+                continue
             chunks = _batches(ready, size)
             if room is not None:
                 chunks = chunks[:room]
@@ -194,6 +204,18 @@ class Writer:
                 cases=self.cases,
                 skip_targets=skip,
             )
+
+    def _young(self, ready: Sequence[outbox.ReadyDelivery]) -> float:
+        """Seconds to wait for more records before writing ``ready``: while it is less than
+        one CRM call carries (:data:`CALL_BATCHES` full batches) and its oldest post is
+        younger than ``batch_wait``, until that post is as old. A busy stream's records
+        then go out in full calls rather than a call per poll, and no record waits past
+        ``batch_wait`` from its post (a post stamped ahead of this clock waits no longer)."""
+        wait = self.settings.batch_wait
+        if wait <= 0 or len(ready) >= self.settings.write_batch * CALL_BATCHES:
+            return 0.0
+        age = (self.clock() - min(d.created_at for d in ready)).total_seconds()
+        return min(wait, max(0.0, wait - age))
 
     def _for_bulk(self, bulk_first: bool) -> tuple[str, ...]:
         """The targets batches leave to bulk jobs (see :attr:`bulk_first`)."""

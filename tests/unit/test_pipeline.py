@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -456,3 +457,48 @@ def test_an_account_stored_by_its_id_without_a_name_is_asked_for_its_name(db: Da
     assert (found.user_id, found.display_name, source.asked) == ("100", "Acme", 1)
     [again], _ = pipeline.accounts("fb", source, ["100"])  # type: ignore[arg-type]
     assert again == found and source.asked == 1  # named now: read from state
+
+
+class _Waits(threading.Event):
+    """A stopping flag that notes the waits asked of it instead of sleeping."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.asked.append(timeout)
+        return self.is_set()
+
+
+@pytest.mark.parametrize("age", [0.25, 5.0])
+def test_a_partial_call_of_young_posts_waits_once_for_more(db: Database, age: float) -> None:
+    # [writer] batch_wait: a live round with fewer records than one CRM call carries holds
+    # them while its oldest post is younger than the wait, and only until it is that old.
+    seed_cursor(db, "100")
+    crm = FakeCrm({"7": "003A", "8": "003B"})
+    clock = Clock()
+    settings = PipelineSettings(retries=0, batch_wait=1.0)
+    pipeline = Pipeline(db, "sf", crm, settings, clock=clock)
+    pipeline.poll("src", scripted(two_page_walk()), BRAND, Stream.MENTIONS)
+    pipeline.resolve()
+    waits = _Waits()
+    pipeline.writer.stopping = waits
+    clock.now = T0 + timedelta(minutes=203, seconds=age)  # the oldest post, 203, is `age` old
+    assert pipeline.deliver(max_batches=50).written == 3
+    assert waits.asked == ([pytest.approx(0.75)] if age < 1.0 else [])
+    assert len(crm.upserts) == 1  # one call for all, after the wait
+
+
+def test_a_run_that_writes_everything_never_waits(db: Database) -> None:
+    seed_cursor(db, "100")
+    clock = Clock()
+    crm = FakeCrm({"7": "003A", "8": "003B"})
+    pipeline = Pipeline(db, "sf", crm, PipelineSettings(batch_wait=1.0), clock=clock)
+    pipeline.poll("src", scripted(two_page_walk()), BRAND, Stream.MENTIONS)
+    pipeline.resolve()
+    waits = _Waits()
+    pipeline.writer.stopping = waits
+    clock.now = T0 + timedelta(minutes=203)
+    assert pipeline.deliver().written == 3  # poll --once, a backfill: drained at once
+    assert waits.asked == []

@@ -149,6 +149,7 @@ class Report:
     # PostgreSQL: seconds syncd's sessions spent waiting for a lock, sampled from
     # pg_stat_activity every 50 ms, by what they waited for (row, transaction, advisory…).
     lock_waits: dict[str, float] = field(default_factory=dict)
+    server_cpu: float = 0.0  # PostgreSQL's CPU seconds during the run (local server only)
 
 
 def _fresh_state(opts: Options, tmp: Path, run: str) -> tuple[str, str | None]:
@@ -271,6 +272,7 @@ def run_syncd(
         ]
         spy = _profile(daemons[0].pid)
         waits = LockWaits(opts.state, schema)
+        server0 = server_cpu(opts.state)
         try:
             time.sleep(opts.poll + 1.0)  # every stream polled once: the walks start from here
             feeder = Feeder(x, people, opts.interactions, opts.rate, opts.seed, elsewhere)
@@ -292,6 +294,9 @@ def run_syncd(
             for log in logs:
                 log.close()
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        server1 = server_cpu(opts.state)
+        if server0 is not None and server1 is not None:
+            report.server_cpu = server1 - server0
         for i, d in enumerate(daemons):
             if d.returncode not in (0, -signal.SIGTERM):
                 report.errors.append(f"daemon {i} exited {d.returncode}")
@@ -387,6 +392,41 @@ class LockWaits(threading.Thread):
         if self.is_alive():
             self.join(5)
         return dict(self.seconds.most_common())
+
+
+def server_cpu(url: str | None) -> float | None:
+    """CPU seconds the local PostgreSQL server has used so far: its postmaster and every
+    process it started, ended ones included (reaped, they count in the postmaster's children
+    times). None on SQLite, or when the server is not on this machine."""
+    if url is None:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def fields(pid: int) -> list[str]:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+        return raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:  # its backend's parent, read while it lives
+            backend = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            postmaster = int(fields(backend)[1])
+    except OSError:
+        return None  # not on this machine
+    finally:
+        engine.dispose()
+    try:
+        own = fields(postmaster)
+        total = sum(int(v) for v in own[11:15])  # utime stime cutime cstime
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    f = fields(int(entry.name))
+                    if int(f[1]) == postmaster:
+                        total += int(f[11]) + int(f[12])
+    except OSError:
+        return None  # not on this machine
+    return total / tick
 
 
 def soql_kind(soql: str) -> str:
@@ -553,6 +593,10 @@ def show(r: Report, o: Options, baseline: NaiveReport | None) -> None:
     total = r.daemon_cpu + r.standin_cpu
     print(f"  CPU seconds          syncd {r.daemon_cpu:.1f}, stand-ins {r.standin_cpu:.1f} "
           f"({r.standin_cpu / total if total else 0:.0%} of both)")  # fmt: skip
+    per = 1000 / max(r.stored, 1)
+    server = f", PostgreSQL {r.server_cpu * per:.2f} s" if r.state == "postgresql" else ""
+    print(f"  CPU per 1,000        syncd {r.daemon_cpu * per:.2f} s{server}, stand-ins "
+          f"{r.standin_cpu * per:.2f} s (2 cores: 2 CPU-seconds a second in all)")  # fmt: skip
     if r.state == "postgresql":
         waited = sum(r.lock_waits.values())
         per = waited * 1000 / max(r.stored, 1)

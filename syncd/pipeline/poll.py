@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from functools import partial
 from typing import NoReturn, TypeVar
 
@@ -22,7 +23,7 @@ from syncd.model import Account, Cursor, Page, Stream, merge_marks
 from syncd.pipeline.context import Context
 from syncd.state import hints, profiles, usage, walks
 from syncd.state import ingest as st
-from syncd.state.horizon import first_start
+from syncd.state.horizon import first_start, suspect
 
 log = logging.getLogger("syncd.pipeline")
 
@@ -126,6 +127,7 @@ class Poller:
         # Tokens this walk followed: one coming back would read the same pages again, billed,
         # for as long as the API (or a proxy) keeps sending it.
         followed = {cursor.pagination_token} - {None}
+        pace = _Pace(self.clock())
         while True:
             fetch = partial(self._fetch, source_name, source, account, stream, cursor, known)
             attempts[0] = 0
@@ -148,8 +150,12 @@ class Poller:
                 restarted = True
                 followed.clear()
                 stalled = False  # the walk starts again from since_id, all of it in reach
+                pace = _Pace(self.clock())
                 continue
             stalled = stalled or (attempts[0] > 1 and cursor.in_walk)  # not before page one
+            pace.add(page)
+            if page.walk_complete and page.horizon is not None:
+                stalled = stalled or pace.outran(page.horizon, self.clock())
             token = page.next_cursor.pagination_token
             if token is not None and token in followed:
                 self._loop(source_name, source, account, stream, page, brand_ids, result)
@@ -267,3 +273,34 @@ class Poller:
     def record_poll_error(self, source_name: str, account: str, stream: Stream, error: str) -> None:
         with self.db.transaction() as conn:
             st.record_poll_error(conn, source_name, account, stream, error, self.clock())
+
+
+class _Pace:
+    """How fast a walk's posts came, and how long the walk took: posts arriving while it
+    ran push its oldest ones out of a timeline's reach, as many as arrived. A walk slowed
+    down (a busy state database, a slow network) while posts came fast ends at the horizon
+    having seen far fewer than :func:`~syncd.state.horizon.suspect` asks, and without this
+    its gap went unrecorded and its posts were lost: a walk whose posts and the posts that
+    came meanwhile (at the rate its own posts span) make a suspect walk is one."""
+
+    def __init__(self, began: datetime) -> None:
+        self.began = began
+        self.returned = 0
+        self.newest: datetime | None = None
+        self.oldest: datetime | None = None
+
+    def add(self, page: Page) -> None:
+        self.returned += page.returned
+        for item in page.interactions:
+            if self.newest is None or item.created_at > self.newest:
+                self.newest = item.created_at
+            if self.oldest is None or item.created_at < self.oldest:
+                self.oldest = item.created_at
+
+    def outran(self, horizon: int, now: datetime) -> bool:
+        if self.newest is None or self.oldest is None or not self.returned:
+            return False
+        # At least a second: posts made within one would make any walk look a flood.
+        span = max((self.newest - self.oldest).total_seconds(), 1.0)
+        arrived = self.returned / span * max((now - self.began).total_seconds(), 0.0)
+        return suspect(self.returned + int(arrived), horizon)

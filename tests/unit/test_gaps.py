@@ -220,6 +220,42 @@ def test_a_walk_cut_while_posts_arrive_is_a_gap_though_it_saw_fewer(world: World
     assert int(gap.since_id) < int(posted[0]) and int(gap.until_id) > int(posted[14])
 
 
+@pytest.mark.parametrize("slow", [True, False])
+def test_a_slow_walk_cut_by_posts_arriving_is_a_gap_though_it_saw_few(
+    world: World, slow: bool
+) -> None:
+    # A busy state database slowed a walk down while posts came fast: it ended at the
+    # horizon having seen fewer than half of it, its gap unrecorded, its oldest posts lost.
+    now = [datetime.now(UTC)]
+    world.pipeline = Pipeline(
+        world.db, "sf", FakeCrm(), PipelineSettings(retries=0), clock=lambda: now[0]
+    )
+    world.source.pipeline = world.pipeline
+    world.mentions(5)
+    world.poll()
+    posted = world.mentions(12, at=datetime.now(UTC) - 12 * SECOND)  # one a second
+
+    def meanwhile() -> None:
+        if slow and world.source.pages == 1:  # after the first page: a burst, a slow store
+            world.mentions(HORIZON - 10)
+            now[0] += 30 * SECOND
+
+    world.source.pages = 0
+    world.source.after_page = meanwhile
+    world.poll()
+    lost = set(posted) - world.stored()
+    if slow:
+        # 10 posts seen, spanning 9 s; at that pace 33 more came in the walk's 30 s.
+        assert lost  # the timeline's newest 30 moved past them during the walk
+        (gap,) = world.gaps()
+        assert gap.walk_seen == 10
+        assert all(int(gap.since_id) < int(p) < int(gap.until_id) for p in lost)
+    else:
+        # The same walk, quick and undisturbed: it reached since_id; no gap is suspected.
+        assert not lost
+        assert world.gaps() == []
+
+
 def test_a_walk_cut_across_a_restart_is_judged_whole(world: World) -> None:
     world.mentions(5)
     world.poll()

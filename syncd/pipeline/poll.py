@@ -127,8 +127,9 @@ class Poller:
         # Tokens this walk followed: one coming back would read the same pages again, billed,
         # for as long as the API (or a proxy) keeps sending it.
         followed = {cursor.pagination_token} - {None}
-        pace = _Pace(self.clock())
+        pace = _Pace()
         while True:
+            pace.asking(self.clock())
             fetch = partial(self._fetch, source_name, source, account, stream, cursor, known)
             attempts[0] = 0
             try:
@@ -150,12 +151,12 @@ class Poller:
                 restarted = True
                 followed.clear()
                 stalled = False  # the walk starts again from since_id, all of it in reach
-                pace = _Pace(self.clock())
+                pace = _Pace()
                 continue
             stalled = stalled or (attempts[0] > 1 and cursor.in_walk)  # not before page one
             pace.add(page)
             if page.walk_complete and page.horizon is not None:
-                stalled = stalled or pace.outran(page.horizon, self.clock())
+                stalled = stalled or pace.outran(page.horizon)
             token = page.next_cursor.pagination_token
             if token is not None and token in followed:
                 self._loop(source_name, source, account, stream, page, brand_ids, result)
@@ -276,18 +277,24 @@ class Poller:
 
 
 class _Pace:
-    """How fast a walk's posts came, and how long the walk took: posts arriving while it
-    ran push its oldest ones out of a timeline's reach, as many as arrived. A walk slowed
-    down (a busy state database, a slow network) while posts came fast ends at the horizon
-    having seen far fewer than :func:`~syncd.state.horizon.suspect` asks, and without this
-    its gap went unrecorded and its posts were lost: a walk whose posts and the posts that
-    came meanwhile (at the rate its own posts span) make a suspect walk is one."""
+    """How fast a walk's posts came, and how long it took from its first request to its
+    last: posts arriving in between push its oldest ones out of a timeline's reach, as many
+    as arrived. A walk slowed down (a busy state database, a slow network) while posts came
+    fast ends at the horizon having seen far fewer than :func:`~syncd.state.horizon.suspect`
+    asks; without this its gap went unrecorded and its posts were lost. A walk whose posts
+    and those that came meanwhile (at the pace its own posts span) make a suspect walk is
+    one. A walk of one page is judged by what it saw: nothing arrives inside one request."""
 
-    def __init__(self, began: datetime) -> None:
-        self.began = began
+    def __init__(self) -> None:
+        self.first: datetime | None = None  # when its first page was asked
+        self.last: datetime | None = None  # when its latest page was asked
         self.returned = 0
         self.newest: datetime | None = None
         self.oldest: datetime | None = None
+
+    def asking(self, now: datetime) -> None:
+        self.first = self.first or now
+        self.last = now
 
     def add(self, page: Page) -> None:
         self.returned += page.returned
@@ -297,10 +304,11 @@ class _Pace:
             if self.oldest is None or item.created_at < self.oldest:
                 self.oldest = item.created_at
 
-    def outran(self, horizon: int, now: datetime) -> bool:
-        if self.newest is None or self.oldest is None or not self.returned:
+    def outran(self, horizon: int) -> bool:
+        if None in (self.first, self.last, self.newest, self.oldest):
             return False
+        assert self.first and self.last and self.newest and self.oldest
         # At least a second: posts made within one would make any walk look a flood.
         span = max((self.newest - self.oldest).total_seconds(), 1.0)
-        arrived = self.returned / span * max((now - self.began).total_seconds(), 0.0)
-        return suspect(self.returned + int(arrived), horizon)
+        took = max((self.last - self.first).total_seconds(), 0.0)
+        return suspect(self.returned + int(self.returned / span * took), horizon)

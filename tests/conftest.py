@@ -41,6 +41,33 @@ def pg_available() -> bool:
     return _PG
 
 
+# The folders whose tests run a daemon, a benchmark or many generated examples: seconds to
+# minutes each, where most others take milliseconds.
+_LONG = ("e2e", "properties")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules of long tests spread evenly among the others, each module's tests together
+    and in their order. pytest-xdist (``--dist worksteal``) gives each worker a run of the
+    tests and an idle worker takes half of what another has left: spread, the long tests are
+    shared out and start early, where in folder order one worker's run held most of them and
+    a minute-long test could end the run. Every test makes its own state (tmp_path, a schema of
+    its own), so none depends on what ran before it."""
+    tests = Path(__file__).parent
+    modules: dict[Path, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.path, []).append(item)
+    long = [m for m in modules if m.relative_to(tests).parts[0] in _LONG]
+    short = [m for m in modules if m not in long]
+    total = sum(len(modules[m]) for m in short) or 1
+    place: dict[Path, float] = {m: (i + 0.5) / len(long) for i, m in enumerate(long)}
+    before = 0
+    for m in short:
+        place[m] = (before + len(modules[m]) / 2) / total
+        before += len(modules[m])
+    items[:] = [item for m in sorted(modules, key=place.__getitem__) for item in modules[m]]
+
+
 @pytest.fixture(scope="session")
 def _pg_admin() -> Iterator[Engine]:
     """One connection pool for making and dropping the tests' schemas."""

@@ -191,7 +191,7 @@ def test_the_daemon_works_a_queued_backfill_beside_live_polling(world: World) ->
         # The live poller reads these posts too (they are newer than its cursor): whichever
         # stores one first, it is one interaction and one record.
         assert job()["read"] == len(posts)
-        wait_for(lambda: len(tasks_per_post(world)) == len(posts), 30, "every post written")
+        wait_for(lambda: len(tasks_per_post(world)) == len(posts), 60, "every post written")
     finally:
         assert daemon.stop() == 0, daemon.log
     counts = tasks_per_post(world)

@@ -105,7 +105,7 @@ def test_the_daemon_recovers_5000_mentions_that_arrived_while_it_was_stopped(
     daemon = Daemon(world.config, "--log-level", "INFO")
     try:
         wait_for(lambda: len(tasks(world.sf)) == len(posted), 120, "every mention written")
-        wait_for(lambda: "closed: 4200 post(s) recovered" in daemon.log, 30, "the gap closed")
+        wait_for(lambda: "closed: 4200 post(s) recovered" in daemon.log, 60, "the gap closed")
     finally:
         assert daemon.stop() == 0, daemon.log
     assert set(tasks(world.sf)) == {f"x:{p}" for p in posted}  # tasks() fails on a duplicate

@@ -256,7 +256,7 @@ def test_the_daemon_writes_meta_comments_and_stops_cleanly(meta: Meta) -> None:
         fb = meta.meta.add_comment(meta.demo.page_posts[0], known.facebook, "hello from Facebook")
         ig = meta.meta.add_ig_comment(meta.demo.media[1], known.instagram, "hello from Instagram")
         want = {f"facebook:{fb.id}", f"instagram:{ig.id}"}
-        wait_for(lambda: want <= set(tasks(meta.world.sf)), 30, "the daemon's writes")
+        wait_for(lambda: want <= set(tasks(meta.world.sf)), 60, "the daemon's writes")
     finally:
         code = daemon.stop()
     assert code == 0, daemon.log
@@ -274,17 +274,17 @@ def test_an_expired_page_token_parks_both_accounts_and_a_new_one_resumed_loses_n
     daemon = Daemon(meta.world.config)
     try:
         before = meta.meta.add_comment(posts[0], known.facebook, "before it expired")
-        wait_for(lambda: f"facebook:{before.id}" in tasks(meta.world.sf), 30, "the first write")
+        wait_for(lambda: f"facebook:{before.id}" in tasks(meta.world.sf), 60, "the first write")
         meta.meta.expire_token(SECRETS.meta_page_token)
         names = {f"acme-facebook:{page}", "acme-instagram:acme"}
-        wait_for(lambda: names <= parked_names(meta.state_url), 30, "both accounts parked")
+        wait_for(lambda: names <= parked_names(meta.state_url), 60, "both accounts parked")
         fb = meta.meta.add_comment(posts[1], known.facebook, "while it was refused")
         ig = meta.meta.add_ig_comment(media[0], known.instagram, "while it was refused")
         meta.meta.add_token("renewed-meta-page-token", page)
         meta.token_file.write_text("renewed-meta-page-token")
         meta.syncd("resume", *sorted(names))
         want = {f"facebook:{fb.id}", f"instagram:{ig.id}"}
-        wait_for(lambda: want <= set(tasks(meta.world.sf)), 30, "the writes after the resume")
+        wait_for(lambda: want <= set(tasks(meta.world.sf)), 60, "the writes after the resume")
         assert not names & parked_names(meta.state_url)
     finally:
         code = daemon.stop()

@@ -215,9 +215,9 @@ def test_three_instances_share_the_work_and_survive_one_killed(
         )
         feeder = Feeder(x, people, POSTS, FEED_SECONDS)
         feeder.start()
-        wait_for(lambda: len(feeder.post_ids) >= POSTS // 3, 30, "a third of the posts")
+        wait_for(lambda: len(feeder.post_ids) >= POSTS // 3, 60, "a third of the posts")
         writes.armed.set()
-        wait_for(lambda: writes.killed is not None, 30, "a daemon to be killed mid-write")
+        wait_for(lambda: writes.killed is not None, 60, "a daemon to be killed mid-write")
         feeder.join(FEED_SECONDS * 3)
         expected = {f"x:{p}" for p in feeder.post_ids}
 

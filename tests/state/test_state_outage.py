@@ -188,11 +188,12 @@ def polled_every_stream(url: str) -> bool:
 def test_the_daemon_waits_out_a_locked_state_database_and_then_delivers(
     world: World, state_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     # As the daemon's log set-up leaves them (syncd.service.logs.setup): the HTTP libraries
     # log whole answers at DEBUG. Said here, or the test depends on one run before it.
     for library in ("urllib3", *connectors.LIBRARY_LOGGERS):
         caplog.set_level(logging.WARNING, logger=library)
+    # Last: set_level also sets caplog's handler to its level, which must take syncd's INFO.
+    caplog.set_level(logging.DEBUG)
     people = seed(world.x, world.sf, customers=4)
     customer = next(c for c in people.customers if c.kind == "contact_by_id")
     app = App(config.load(world.config))

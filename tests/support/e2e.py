@@ -99,7 +99,9 @@ def config_text(
     )
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
+    """Until ``predicate`` holds. The deadline only bounds a hang: under xdist, daemons and
+    stand-ins of other workers share the cores, and a step that takes 5 s alone took 30."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

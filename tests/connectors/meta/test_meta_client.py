@@ -500,12 +500,13 @@ def test_a_200_that_is_not_json_is_malformed(graph: _Server) -> None:
 
 
 def test_a_refused_connection_is_transient() -> None:
+    # Held bound, never listening, so the port refuses and cannot be given to anyone else.
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    client = GraphClient(TOKEN, api_base_url=f"http://127.0.0.1:{port}", timeout=2)
-    with pytest.raises(TransientError):
-        client.get("me")
+        client = GraphClient(TOKEN, api_base_url=f"http://127.0.0.1:{port}", timeout=2)
+        with pytest.raises(TransientError):
+            client.get("me")
 
 
 def test_secrets_never_reach_a_message(graph: _Server) -> None:

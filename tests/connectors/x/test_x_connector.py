@@ -663,9 +663,12 @@ def test_error_messages_carry_x_s_text(error_server: Loopback) -> None:
 
 
 def test_connection_refused_is_transient() -> None:
-    with socket.create_server(("127.0.0.1", 0)) as sock:
+    # Bound, never listening: the port refuses connections and no other test (or xdist
+    # worker) can be given it while this one counts on the refusal.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    error = fetch_error(source_for(f"http://127.0.0.1:{port}"))
+        error = fetch_error(source_for(f"http://127.0.0.1:{port}"))
     assert isinstance(error, TransientError)
     assert_no_token(error)
 

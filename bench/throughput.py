@@ -357,9 +357,10 @@ def run_syncd(
 
 
 class LockWaits(threading.Thread):
-    """Samples PostgreSQL's sessions of one bench schema every 50 ms: how many wait for a
-    lock, and for which kind (issue 21: several instances must not lose throughput to lock
-    waits). Reading pg_stat_activity costs the server little; nothing on SQLite."""
+    """Samples the sessions of the bench's PostgreSQL database every 50 ms: how many wait
+    for a lock, and for which kind (issue 21: several instances must not lose throughput to
+    lock waits). Every session of that database counts, so nothing else should use it
+    during a run. Reading pg_stat_activity costs the server little; nothing on SQLite."""
 
     EVERY = 0.05
 
@@ -373,7 +374,6 @@ class LockWaits(threading.Thread):
         if self.url is None or self.schema is None:
             return
         engine = create_engine(self.url)
-        # The daemons' sessions name the schema in their start-up options (search_path).
         query = text(
             "SELECT a.wait_event FROM pg_stat_activity a WHERE a.wait_event_type = 'Lock' "
             "AND a.datname = current_database() AND a.pid <> pg_backend_pid()"

@@ -26,7 +26,7 @@ from syncd.pipeline import (
 )
 from syncd.resolver.stage import ResolveResult
 from syncd.state import ingest as st
-from syncd.state.coordination import JobLocks, conflicts_transient, owner_id
+from syncd.state.coordination import JobLocks, conflicts_transient, owner_id, shared
 from syncd.state.db import Database
 
 
@@ -58,7 +58,12 @@ class CoordinatedPipeline(Pipeline):
         every: timedelta | None = None,
     ) -> PollResult:
         def walk() -> PollResult:
-            if every is not None and self._polled_by_another(source_name, account, stream, every):
+            # Only several instances sharing PostgreSQL state can have polled it meanwhile.
+            if (
+                every is not None
+                and shared(self.db.dialect)
+                and self._polled_by_another(source_name, account, stream, every)
+            ):
                 return PollResult()
             return super(CoordinatedPipeline, self).poll(source_name, source, account, stream)
 

@@ -423,9 +423,7 @@ def test_a_page_that_deadlocks_with_another_instance_is_stored_on_a_retry(
     assert "database conflict" in caplog.text
 
 
-@pytest.mark.parametrize(
-    "state_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
-)
+@PG_ONLY
 def test_a_stream_another_instance_polled_within_the_interval_is_left_to_it(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -64,16 +64,9 @@ class Pipeline:
 
     # -- poll ----------------------------------------------------------------------------
     def poll(
-        self,
-        source_name: str,
-        source: Source,
-        account: Account,
-        stream: Stream,
-        *,
-        every: timedelta | None = None,
+        self, source_name: str, source: Source, account: Account, stream: Stream
     ) -> PollResult:
-        """Walk one stream from its stored cursor: see :meth:`Poller.poll`. ``every``: the
-        poll job's interval (several instances share it; one alone polls at its interval)."""
+        """Walk one stream from its stored cursor: see :meth:`Poller.poll`."""
         return self.poller.poll(source_name, source, account, stream)
 
     def accounts(

@@ -25,8 +25,7 @@ from syncd.pipeline import (
     utcnow,
 )
 from syncd.resolver.stage import ResolveResult
-from syncd.state import ingest as st
-from syncd.state.coordination import JobLocks, conflicts_transient, owner_id, shared
+from syncd.state.coordination import JobLocks, conflicts_transient
 from syncd.state.db import Database
 
 
@@ -49,40 +48,11 @@ class CoordinatedPipeline(Pipeline):
         self.locks = locks
 
     def poll(
-        self,
-        source_name: str,
-        source: Source,
-        account: Account,
-        stream: Stream,
-        *,
-        every: timedelta | None = None,
+        self, source_name: str, source: Source, account: Account, stream: Stream
     ) -> PollResult:
-        def walk() -> PollResult:
-            # Only several instances sharing PostgreSQL state can have polled it meanwhile.
-            if (
-                every is not None
-                and shared(self.db.dialect)
-                and self._polled_by_another(source_name, account, stream, every)
-            ):
-                return PollResult()
-            return super(CoordinatedPipeline, self).poll(source_name, source, account, stream)
-
+        walk = partial(super().poll, source_name, source, account, stream)
         result = self.locks.run(f"poll:{source_name}:{account.handle}:{stream}", walk)
         return PollResult() if result is None else result
-
-    def _polled_by_another(
-        self, source_name: str, account: Account, stream: Stream, every: timedelta
-    ) -> bool:
-        """Another instance polled the stream less than ``every`` ago. Each instance's poll
-        job fires at the interval: without this, n instances polled every stream n times an
-        interval, and each walk found an nth of the posts at n times the cost. The instance
-        that polled last goes on polling; another takes over once its polls stop (the last
-        attempt ages past the interval)."""
-        with self.db.connect() as conn:
-            last, by = st.last_attempt(conn, source_name, account.handle, stream)
-        if last is None or by is None or by == owner_id():
-            return False
-        return self.clock() - last < every
 
     def resolve(
         self, gather: timedelta = timedelta(0), *, check_crm: bool | None = None

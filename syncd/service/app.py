@@ -457,11 +457,10 @@ class App:
         self.guard.sources[source_name] = fresh
 
     def poll(self, job: Job) -> PollResult:
-        settings, source = self.sources[job.source]
+        _, source = self.sources[job.source]
         self.guard.before_poll(job.source)  # refused while capped; X's usage read when due
-        every = timedelta(seconds=settings.interval)
         try:
-            result = self.pipeline.poll(job.source, source, job.account, job.stream, every=every)
+            result = self.pipeline.poll(job.source, source, job.account, job.stream)
         except UsageCapped as exc:  # the whole source waits for the cap's reset
             raise self.guard.capped(job.source, exc) from exc
         self.guard.review(job.source)

@@ -33,7 +33,7 @@ from syncd.model import (
     Stream,
 )
 from syncd.state import hints, horizon, suppression
-from syncd.state.coordination import owner_id, redone_on_conflict
+from syncd.state.coordination import redone_on_conflict
 from syncd.state.tables import (
     accounts,
     cursors,
@@ -123,21 +123,6 @@ def load_cursor(conn: Connection, source: str, account: str, stream: Stream) -> 
     )
 
 
-def last_attempt(
-    conn: Connection, source: str, account: str, stream: Stream
-) -> tuple[datetime | None, str | None]:
-    """When the stream was last polled (a page stored or an error met), and by which
-    process (:func:`~syncd.state.coordination.owner_id`)."""
-    row = conn.execute(
-        select(cursors.c.last_attempt_at, cursors.c.polled_by).where(
-            cursors.c.source == source,
-            cursors.c.account == account,
-            cursors.c.stream == str(stream),
-        )
-    ).first()
-    return (None, None) if row is None else (row[0], row[1])
-
-
 def load_marks(conn: Connection, source: str, account: str, stream: Stream) -> dict[str, str]:
     """The stream's per-object marks: one query, on the table's primary key."""
     rows = conn.execute(
@@ -217,7 +202,6 @@ def _save_cursor(
         "walk_seen": walk[0],
         "walk_oldest_id": walk[1],
         "last_attempt_at": now,
-        "polled_by": owner_id(),
         "updated_at": now,
     }
     if walk_complete:
@@ -247,12 +231,7 @@ def reset_walk(conn: Connection, source: str, account: str, stream: Stream, now:
 def record_poll_error(
     conn: Connection, source: str, account: str, stream: Stream, error: str, now: datetime
 ) -> None:
-    values = {
-        "last_attempt_at": now,
-        "polled_by": owner_id(),
-        "last_error": error[:2000],
-        "updated_at": now,
-    }
+    values = {"last_attempt_at": now, "last_error": error[:2000], "updated_at": now}
     stmt = insert_for(conn, cursors).values(
         source=source, account=account, stream=str(stream), **values
     )

@@ -263,9 +263,6 @@ cursors = Table(
     Column("walk_oldest_id", NetworkId),
     Column("last_success_at", UtcDateTime()),
     Column("last_attempt_at", UtcDateTime()),
-    # The process that made that attempt (coordination.owner_id): an instance's poll job
-    # leaves a stream another instance polls at the interval (pipeline/coordination.py).
-    Column("polled_by", Text),
     Column("last_error", RedactedText),
     Column("updated_at", UtcDateTime(), nullable=False),
     # Answers in a row that could not be read at all (a body that does not parse): the

@@ -421,39 +421,3 @@ def test_a_page_that_deadlocks_with_another_instance_is_stored_on_a_retry(
         stored = conn.execute(select(interactions.c.post_id)).scalars().all()
     assert sorted(stored) == ["100", "101", "102"]
     assert "database conflict" in caplog.text
-
-
-@PG_ONLY
-def test_a_stream_another_instance_polled_within_the_interval_is_left_to_it(
-    db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Each instance's poll job fires at the interval: n instances must not poll a stream n
-    # times an interval between them (each walk finding an nth of the posts).
-    now = [T0]
-    pipeline = CoordinatedPipeline(
-        db, "sf", GatedCrm(), clock=lambda: now[0], locks=JobLocks(db.url)
-    )
-    every = timedelta(seconds=60)
-    done = Cursor(since_id="10")
-    quiet = {c: Page((), (), next_cursor=done) for c in (Cursor(), done)}  # nothing new
-    source = FakeXSource(Script.of(BRAND, quiet))
-    first = pipeline.poll("src", source, BRAND, Stream.MENTIONS, every=every)
-    assert first.pages == 1  # nobody polled it before
-    with db.connect() as conn:
-        assert ingest.last_attempt(conn, "src", "acme", Stream.MENTIONS) == (T0, owner_id())
-    now[0] = T0 + timedelta(seconds=5)
-    assert pipeline.poll("src", source, BRAND, Stream.MENTIONS, every=every).pages == 1  # its own
-    # Another process polls it now: this one leaves it while that one keeps to the interval.
-    import syncd.state.ingest as ingest_module
-
-    monkeypatch.setattr(ingest_module, "owner_id", lambda: "elsewhere:1:ab")
-    assert pipeline.poll("src", source, BRAND, Stream.MENTIONS).pages == 1
-    monkeypatch.undo()
-    fetched = len(source.fetched)
-    now[0] = T0 + timedelta(seconds=30)
-    assert pipeline.poll("src", source, BRAND, Stream.MENTIONS, every=every).pages == 0
-    assert len(source.fetched) == fetched  # not asked
-    # The other stops polling: past one interval since its last attempt, this one takes over.
-    now[0] = T0 + timedelta(seconds=5 + 61)
-    assert pipeline.poll("src", source, BRAND, Stream.MENTIONS, every=every).pages == 1
-    assert len(source.fetched) == fetched + 1

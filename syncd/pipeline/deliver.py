@@ -44,6 +44,11 @@ CLAIM_BATCHES = STORE_BATCHES
 # is kept (PartialWrite), and only the rest is sent again.
 CALL_BATCHES = STORE_BATCHES
 
+# How far back a claim looks for replies another writer noted waiting while this one stored
+# the posts they answer (see Writer._take): the two stores overlap by a transaction's length;
+# a minute also covers hosts' clocks apart by less.
+REPLY_RACE = timedelta(minutes=1)
+
 
 @dataclass(frozen=True)
 class _Answered:
@@ -194,6 +199,9 @@ class Writer:
                 self._swept = True
                 if freed := outbox.release_dead_claims(conn, now):
                     log.info("took over %d deliveries claimed by a process that died", freed)
+            # Another writer's store of the posts they answer may have run beside the one
+            # that noted these waiting, each blind to the other's uncommitted rows.
+            outbox.rewrite_answered(conn, now, written_since=now - REPLY_RACE)
             return outbox.claim(
                 conn,
                 self.crm_name,
@@ -457,6 +465,8 @@ class Writer:
                 outbox.await_replies(conn, awaiting)
                 # Answers written before the posts they answer: again, now with them.
                 outbox.rewrite_replies(conn, (d for d, _ in written), now)
+                # Answers read before an earlier call's store wrote the posts they answer.
+                outbox.rewrite_answered(conn, now, ids=awaiting)
                 if since is not None and suppression.generation(conn) != since:
                     orphans[:] = privacy.after_write(conn, sent, now)
                 linking.follow(conn, self.crm_name, follow.items(), now)

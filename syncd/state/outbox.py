@@ -573,10 +573,41 @@ def rewrite_replies(conn: Connection, written: Iterable[int], now: datetime) -> 
             )
         )
     again = [
-        w.id
-        for w in waiting
-        if (w.network, w.in_reply_to_post_id, w.crm, w.target) in just_written
+        w.id for w in waiting if (w.network, w.in_reply_to_post_id, w.crm, w.target) in just_written
     ]
+    return _update_ids(
+        conn, deliveries, again, state=DeliveryState.PENDING, next_attempt_at=None, updated_at=now
+    )
+
+
+def rewrite_answered(
+    conn: Connection,
+    now: datetime,
+    *,
+    ids: Iterable[int] = (),
+    written_since: datetime | None = None,
+) -> int:
+    """Make pending again the waiting deliveries (``ids``, and those written since
+    ``written_since``) whose answered post's record is known by now: read before another
+    store wrote it (an earlier call of the same read, another writer's transaction), they
+    missed :func:`rewrite_replies`. Asked as the reader asks (:func:`_reply_to_record`), so
+    a reply to a post deleted since is never written again for it."""
+    wanted = sorted(set(ids))
+    if not wanted and written_since is None:
+        return 0
+    which = [deliveries.c.id.in_(wanted[i : i + 500]) for i in range(0, len(wanted), 500)]
+    if written_since is not None:
+        which.append(deliveries.c.written_at >= written_since)
+    again = conn.execute(
+        select(deliveries.c.id)
+        .join(interactions, interactions.c.id == deliveries.c.interaction_id)
+        .where(
+            deliveries.c.awaits_reply_to.is_(True),
+            deliveries.c.state == DeliveryState.WRITTEN,
+            or_(*which),
+            _reply_to_record().is_not(None),
+        )
+    ).scalars()
     return _update_ids(
         conn, deliveries, again, state=DeliveryState.PENDING, next_attempt_at=None, updated_at=now
     )

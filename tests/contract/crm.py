@@ -83,7 +83,6 @@ class CrmContract(Contract):
     def crm_world(self) -> CrmWorld:
         raise NotImplementedError("a CrmContract subclass provides the crm_world fixture")
 
-
     @pytest.fixture
     def crm(self, crm_world: CrmWorld) -> Iterator[Crm]:
         crm = crm_world.make_crm()

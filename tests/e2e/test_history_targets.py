@@ -418,6 +418,31 @@ def test_a_reply_written_with_the_post_it_answers_is_given_it_after(world: World
     assert writes == [2, 1]  # and never again
 
 
+def test_a_reply_read_with_the_post_it_answers_but_written_a_call_later_is_given_it(
+    world: World,
+) -> None:
+    """One read of the outbox holds both, in different CRM calls: the answer's record was
+    read before the complaint's call stored its id, so it is written without it, then again
+    with it in the same run, and never after."""
+    world.config.write_text(world.config.read_text() + "\n[writer]\nbatch_size = 1\n")
+    c, brand = a_customer(world)
+    complaint = world.x.add_post(c.user_id, "@acme my parcel is lost")["id"]
+    for n in range(6):  # five batches of one a call: the answer goes in the second
+        world.x.add_post(c.user_id, f"@acme and another thing, number {n}")
+    answer = world.x.add_post(brand, f"@{c.handle} we found it", in_reply_to=complaint)["id"]
+    writes = _social_post_writes(world.sf)
+    assert poll_once(world)[0] == 0
+
+    posts = social_posts(world.sf)
+    assert posts[f"x:{answer}"]["ReplyToId"] == posts[f"x:{complaint}"]["Id"]
+    # Each post once, the answer again where it was read early (SQLite reads 25 batches at
+    # once; PostgreSQL's writer claims one call's worth at a time, read after the store).
+    assert sum(writes) <= 8 + 1
+    sent = list(writes)
+    assert poll_once(world)[0] == 0
+    assert writes == sent
+
+
 def test_a_reply_written_before_the_post_it_answers_is_given_it_when_that_is_written(
     world: World,
 ) -> None:

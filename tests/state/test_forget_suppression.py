@@ -137,9 +137,12 @@ def test_forget_blocks_later_pages_and_redacts_others(db: Database) -> None:
     store(db, bob_naming_kay("203"))
     with db.connect() as conn:
         # Bob's post arrived before forget: stored as it came.
-        assert KAY in conn.execute(
-            select(interactions.c.text).where(interactions.c.post_id == "203")
-        ).scalar_one()
+        assert (
+            KAY
+            in conn.execute(
+                select(interactions.c.text).where(interactions.c.post_id == "203")
+            ).scalar_one()
+        )
 
     done = forget(db, f"@{KAY}")
     assert done.removed["interactions"] == 2 and done.redacted == 1

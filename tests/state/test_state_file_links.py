@@ -188,9 +188,7 @@ def test_as_root_a_hard_linked_database_is_not_chmodded(state_dir: Path, victim:
     assert victim.untouched()
 
 
-def test_the_instance_lock_never_truncates_through_a_link(
-    state_dir: Path, victim: Victim
-) -> None:
+def test_the_instance_lock_never_truncates_through_a_link(state_dir: Path, victim: Victim) -> None:
     plant(state_dir / "state.db.lock", victim.path)
 
     with pytest.raises(AlreadyRunning, match=r"state\.db\.lock is a symbolic link"):

@@ -211,6 +211,35 @@ def test_two_writers_share_the_ready_deliveries_without_sending_any_twice(
 
 
 @PG_ONLY
+def test_a_reply_noted_waiting_beside_the_store_of_its_post_is_taken_again(db: Database) -> None:
+    """Writer A stores the answered post while writer B notes the reply as written without
+    it: neither sees the other's uncommitted rows, so the reply waits; the next claim looks
+    back over the stores beside it and makes it pending, to be written with the post."""
+    parent, reply = linked(db, 2)
+    with db.transaction() as conn:
+        replied = select(deliveries.c.interaction_id).where(deliveries.c.id == reply)
+        conn.execute(
+            update(interactions)
+            .where(interactions.c.id == replied.scalar_subquery())
+            .values(in_reply_to_post_id="200")
+        )
+    later = T0 + timedelta(seconds=5)
+    with db.engine.connect() as a, db.engine.connect() as b, a.begin():
+        outbox.mark_written(a, [(parent, "0ST1")], later)
+        assert outbox.rewrite_replies(a, [parent], later) == 0  # B's note is not seen
+        with b.begin():
+            outbox.mark_written(b, [(reply, "0ST2")], later)
+            outbox.await_replies(b, [reply])
+            assert outbox.rewrite_answered(b, later, ids=[reply]) == 0  # nor A's write
+    with db.transaction() as conn:
+        assert outbox.rewrite_answered(conn, later, written_since=later - LEASE) == 1
+        state = conn.execute(select(deliveries.c.state).where(deliveries.c.id == reply))
+        assert state.scalar_one() == "pending"
+        ready = outbox.ready_deliveries(conn, "sf", later, 10)
+    assert [(d.delivery_id, d.reply_to_id) for d in ready] == [(reply, "0ST1")]
+
+
+@PG_ONLY
 def test_a_stopped_writer_hands_its_claim_back_at_once(db: Database) -> None:
     every = linked(db, 6)
     crm = GatedCrm()

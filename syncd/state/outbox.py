@@ -595,7 +595,9 @@ def rewrite_answered(
     wanted = sorted(set(ids))
     if not wanted and written_since is None:
         return 0
-    which = [deliveries.c.id.in_(wanted[i : i + 500]) for i in range(0, len(wanted), 500)]
+    which: list[ColumnElement[bool]] = [
+        deliveries.c.id.in_(wanted[i : i + 500]) for i in range(0, len(wanted), 500)
+    ]
     if written_since is not None:
         which.append(deliveries.c.written_at >= written_since)
     again = conn.execute(

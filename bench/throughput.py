@@ -57,6 +57,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -132,6 +133,8 @@ class Report:
     sf_queries_by_kind: dict[str, int] = field(default_factory=dict)  # queries, composite's too
     p50: float = 0.0
     p95: float = 0.0
+    p95_read: float = 0.0  # from the post to its poll's store
+    p95_after_read: float = 0.0  # from its store to its CRM write (resolve, write)
     peak_rss_mb: float = 0.0
     daemon_cpu: float = 0.0
     standin_cpu: float = 0.0
@@ -188,6 +191,24 @@ def _stored_by_network(url: str) -> dict[str, int]:
             return {str(network): int(n) for network, n in rows}
     finally:
         db.dispose()
+
+
+def _read_at(url: str) -> dict[str, float]:
+    """When the daemon stored each post (``fetched_at``), by the bench's key for it (X's bare
+    ids, other networks' ``network:id``), as epoch seconds."""
+    db = Database(url)
+    try:
+        with db.connect() as conn:
+            rows = conn.execute(
+                select(interactions.c.network, interactions.c.post_id, interactions.c.fetched_at)
+            ).all()
+    finally:
+        db.dispose()
+    out: dict[str, float] = {}
+    for network, post_id, at in rows:
+        key = post_id if network == "x" else f"{network}:{post_id}"
+        out[key] = (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+    return out
 
 
 def run_syncd(
@@ -323,6 +344,11 @@ def run_syncd(
         report.rate = report.stored / report.seconds if report.seconds else 0.0
         latencies = [clock.written[p] - feeder.created[p] for p in linked if p in clock.written]
         report.p50, report.p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
+        # Where the time goes: from the post to its poll's store, and from there to the CRM.
+        read_at = _read_at(url)
+        timed = [p for p in linked if p in clock.written and p in read_at]
+        report.p95_read = percentile([read_at[p] - feeder.created[p] for p in timed], 0.95)
+        report.p95_after_read = percentile([clock.written[p] - read_at[p] for p in timed], 0.95)
         if len(networks) > 1:
             by_network: dict[str, list[float]] = {}
             for p in linked & clock.written.keys():
@@ -588,6 +614,8 @@ def show(r: Report, o: Options, baseline: NaiveReport | None) -> None:
     )
     print(f"  latency p50 / p95    {r.p50:.2f} s / {r.p95:.2f} s   "
           f"target p95 ≤ {o.poll + TARGET_LATENCY_SLACK:g} s  {mark(k['latency'])}")  # fmt: skip
+    print(f"    p95 by stage: post → stored {r.p95_read:.2f} s, "
+          f"stored → written {r.p95_after_read:.2f} s")  # fmt: skip
     print(f"  peak RSS             {r.peak_rss_mb:.0f} MB   target ≤ {TARGET_RSS_MB:.0f} MB  "
           f"{mark(k['rss'])}")  # fmt: skip
     total = r.daemon_cpu + r.standin_cpu

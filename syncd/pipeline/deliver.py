@@ -215,14 +215,18 @@ class Writer:
 
     def _young(self, ready: Sequence[outbox.ReadyDelivery]) -> float:
         """Seconds to wait for more records before writing ``ready``: while it is less than
-        one CRM call carries (:data:`CALL_BATCHES` full batches) and its oldest post is
-        younger than ``batch_wait``, until that post is as old. A busy stream's records
-        then go out in full calls rather than a call per poll, and no record waits past
-        ``batch_wait`` from its post (a post stamped ahead of this clock waits no longer)."""
+        one CRM call carries (:data:`CALL_BATCHES` full batches) and its oldest record was
+        queued less than ``batch_wait`` ago, until it was queued that long ago. A busy
+        stream's records then go out in full calls rather than a call per poll, and no
+        record is held past ``batch_wait`` from its queueing. Timed from the queueing, on
+        this host's clock, not from the post: a post reaches the writer a poll interval or
+        more after it was made, so a wait timed from it would seldom hold anything, and a
+        network's clock or its whole-second stamps would decide it."""
         wait = self.settings.batch_wait
         if wait <= 0 or len(ready) >= self.settings.write_batch * CALL_BATCHES:
             return 0.0
-        age = (self.clock() - min(d.created_at for d in ready)).total_seconds()
+        oldest = min(d.queued_at or d.created_at for d in ready)
+        age = (self.clock() - oldest).total_seconds()
         return min(wait, max(0.0, wait - age))
 
     def _for_bulk(self, bulk_first: bool) -> tuple[str, ...]:

@@ -251,6 +251,9 @@ class ReadyDelivery:
     # account's own id: whether it answers the brand (a case's opening rule).
     in_reply_to_user_id: str | None = None
     brand_user_id: str | None = None
+    # When the delivery was queued (its post stored, or a backfill's page): how long its
+    # record has waited here, on this host's clock.
+    queued_at: datetime | None = None
 
     @property
     def external_id(self) -> str:
@@ -324,6 +327,7 @@ def as_written() -> Select[Any]:
             deliveries.c.id,
             deliveries.c.attempts,
             deliveries.c.target,
+            deliveries.c.created_at.label("queued_at"),
             interactions.c.network,
             interactions.c.post_id,
             interactions.c.account,
@@ -401,6 +405,7 @@ def rows(result: Iterable[Any]) -> list[ReadyDelivery]:
             interaction_id=r.interaction_id,
             in_reply_to_user_id=r.in_reply_to_user_id,
             brand_user_id=r.brand_user_id,
+            queued_at=r.queued_at,
         )
         for r in result
     ]

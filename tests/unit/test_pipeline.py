@@ -474,7 +474,8 @@ class _Waits(threading.Event):
 @pytest.mark.parametrize("age", [0.25, 5.0])
 def test_a_partial_call_of_young_posts_waits_once_for_more(db: Database, age: float) -> None:
     # [writer] batch_wait: a live round with fewer records than one CRM call carries holds
-    # them while its oldest post is younger than the wait, and only until it is that old.
+    # them while its oldest record was queued less than the wait ago, and only until then,
+    # whatever the posts' own stamps say (here hours ahead of this clock).
     seed_cursor(db, "100")
     crm = FakeCrm({"7": "003A", "8": "003B"})
     clock = Clock()
@@ -484,7 +485,7 @@ def test_a_partial_call_of_young_posts_waits_once_for_more(db: Database, age: fl
     pipeline.resolve()
     waits = _Waits()
     pipeline.writer.stopping = waits
-    clock.now = T0 + timedelta(minutes=203, seconds=age)  # the oldest post, 203, is `age` old
+    clock.now = T0 + timedelta(seconds=age)  # every record was queued at T0: `age` ago
     assert pipeline.deliver(max_batches=50).written == 3
     assert waits.asked == ([pytest.approx(0.75)] if age < 1.0 else [])
     assert len(crm.upserts) == 1  # one call for all, after the wait

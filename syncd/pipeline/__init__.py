@@ -103,6 +103,13 @@ class Pipeline:
             check_crm=check_crm,
         )
 
+    def link_on_file(self) -> ResolveResult:
+        """Link the due authors the local copy of the CRM's keys knows, with no network
+        call (see syncd.resolver.stage.link_on_file)."""
+        return stage.link_on_file(
+            self.db, self.crm_name, self.crm, self.settings.resolve, self.clock
+        )
+
     # -- deliver -------------------------------------------------------------------------
     def deliver(self, max_batches: int | None = None) -> DeliverResult:
         """Drain ready deliveries to the CRM in batches, oldest first (the :class:`Writer`);

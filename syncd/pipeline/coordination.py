@@ -60,6 +60,12 @@ class CoordinatedPipeline(Pipeline):
         result = self.locks.run("resolve", partial(super().resolve, gather, check_crm=check_crm))
         return ResolveResult() if result is None else result
 
+    def link_on_file(self) -> ResolveResult:
+        # One instance at a time, beside the resolver's own runs (links are made once
+        # whichever of them gets there first: see syncd.state.linking.link_many).
+        result = self.locks.run("link", super().link_on_file)
+        return ResolveResult() if result is None else result
+
     def deliver(self, max_batches: int | None = None) -> DeliverResult:
         return conflicts_transient(partial(super().deliver, max_batches))
 

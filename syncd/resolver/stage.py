@@ -157,6 +157,28 @@ def run(
 ON_FILE_BATCH = 2000  # authors tried against the local copy per transaction
 
 
+def link_on_file(
+    db: Database,
+    crm_name: str,
+    crm: Crm,
+    settings: ResolveSettings,
+    clock: Callable[[], datetime],
+) -> ResolveResult:
+    """Link the due authors the local copy of the CRM's ids and handles knows, and nothing
+    else: no network call, so a new author's posts need not wait behind the CRM calls of
+    a resolver run (its change check, the copy's reload, a candidate search), which can
+    take seconds. Until the copy is loaded the resolver's runs do it all."""
+    result = ResolveResult()
+    if not settings.crm_check:  # the copy is only as current as the watch keeps it
+        return result
+    with db.connect() as conn:
+        loaded = crm_keys.load_state(conn, crm_name).loaded_at is not None
+    if loaded:
+        lookup = on_file.lookup(db, crm_name)
+        _link_on_file(db, crm_name, crm, settings, clock, lookup, 0, result)
+    return result
+
+
 def _gathering(todo: list[outbox.Unresolved], batch: int, now: datetime, gather: timedelta) -> bool:
     """Wait for more authors before searching: the batch is not full, and every author in
     it is new (a retry is due by its back-off) and arrived within ``gather``. One call then

@@ -40,6 +40,7 @@ from syncd.service.jobs import (
     Chore,
     CrmCheckJob,
     Jobs,
+    LinkJob,
     ResolveJob,
     ScheduledJob,
     SetupJob,
@@ -185,6 +186,7 @@ class Daemon:
         ]
         resolver = ResolveJob(jobs, interval=settings.daemon.resolve_interval, park=CRM_PARK)
         built.append(resolver)
+        built.append(LinkJob(jobs, interval=settings.daemon.resolve_interval, park=CRM_PARK))
         if self.app.crm_check_seconds:
             # The CRM is asked which people changed on this cadence (a write interval by
             # default), not the resolver's: a held author's new Contact is used within it.

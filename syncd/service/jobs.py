@@ -163,6 +163,11 @@ class Jobs:
         if job is not None:
             job.run_soon()
 
+    def queued(self) -> None:
+        """New posts were queued: link their authors, resolve them, write what is ready."""
+        for job_id in ("link", "resolve", "write"):
+            self.run_soon(job_id)
+
     def hinted(self, source: str, now: float | None = None) -> bool:
         """A webhook delivery stored new hints for ``source``: bring its mentions polls
         (the walks that read hints) forward, at most once in :data:`HINT_POLL_SECONDS` a
@@ -476,8 +481,7 @@ class PollJob(ScheduledJob):
             self.logger.debug(
                 "%s: %d new, %d queued", self.target.stream, result.new, result.queued
             )
-            self.jobs.run_soon("resolve")
-            self.jobs.run_soon("write")
+            self.jobs.queued()
 
     def _say_warnings(self, result: PollResult) -> None:
         now = frozenset(result.warnings)
@@ -535,6 +539,28 @@ class ResolveJob(ScheduledJob):
                 return
 
 
+class LinkJob(ScheduledJob):
+    """Links new authors the local copy of the CRM's keys knows, with no network call, soon
+    after a poll queues their posts: a resolver run may be seconds into its CRM calls then
+    (a change check, the copy's reload, a candidate search), and their posts need not wait
+    for it. Authors the copy does not know are the resolver's."""
+
+    def __init__(self, jobs: Jobs, *, interval: float, park: str) -> None:
+        super().__init__(
+            jobs,
+            "link",
+            interval=interval,
+            logger=logging.getLogger("syncd.resolver"),
+            what="on-file linker",
+            park=park,
+        )
+
+    def run(self) -> None:
+        result = self.attempt(self.app.pipeline.link_on_file)
+        if result is not None and result.linked:
+            self.jobs.run_soon("write")
+
+
 class CrmCheckJob(ScheduledJob):
     """Has the resolver ask the CRM which people changed, at once, when that can help (a
     held author waits); this job reads the database only."""
@@ -576,7 +602,6 @@ class BackfillJob(ScheduledJob):
             return
         wait, new = result
         if new:
-            self.jobs.run_soon("resolve")
-            self.jobs.run_soon("write")
+            self.jobs.queued()
         if wait > self.interval:
             self.run_at(datetime.now(UTC) + timedelta(seconds=wait))

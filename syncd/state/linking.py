@@ -162,8 +162,14 @@ def link_many(
     replaced = [i for i in todo if i in current]
     for i in replaced:
         unlink(conn, crm, [i], actor, now, note=f"replaced by {todo[i].ref.id}")
-    conn.execute(
-        insert_for(conn, links),
+    # Two jobs may link the same new author at once (the on-file linker and a resolver
+    # run, on PostgreSQL in other instances): the first link stands, the other is no
+    # change, and only the links made here are noted as made.
+    ins = insert_for(conn, links)
+    made = conn.execute(
+        ins.on_conflict_do_nothing(index_elements=["identity_id", "crm"]).returning(
+            links.c.identity_id
+        ),
         [
             {
                 "identity_id": i,
@@ -180,7 +186,11 @@ def link_many(
             }
             for i, c in todo.items()
         ],
-    )
+    ).scalars()
+    made_ids = set(made)
+    todo = {i: c for i, c in todo.items() if i in made_ids}
+    if not todo:
+        return 0
     conn.execute(
         link_events.insert(),
         [_event_row(crm, i, "link", actor, now, c, note) for i, c in todo.items()],

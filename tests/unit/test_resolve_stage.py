@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select, text
 from support.fake_crm import FakeCrm
 from support.pipeline import (
     BRAND,
@@ -21,7 +24,7 @@ from support.salesforce import crm
 
 from connectors.salesforce.crm import SalesforceCrm
 from sandbox.salesforce.api import SalesforceSandbox
-from syncd.model import CrmRef, Cursor, Page, PersonRecord, Stream
+from syncd.model import Candidate, CrmRef, Cursor, Page, PersonRecord, Stream
 from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.resolver.stage import ResolveSettings, Unmatched
 from syncd.state import authors, linking
@@ -171,3 +174,73 @@ def test_a_handle_held_under_another_user_id_goes_to_review_never_linked(
     assert candidate.reasons[0] == (
         "holds X user id 111, not this author's 999: the handle @janedoe may have changed owners"
     )
+
+
+# -- the on-file linker ----------------------------------------------------------------------
+def test_the_on_file_linker_links_the_authors_the_copy_knows_without_a_call(
+    db: Database, sb: SalesforceSandbox
+) -> None:
+    """The daemon's "link" job: a new author the local copy knows is linked with no request
+    to the CRM; one it does not know is left to the resolver's search. Before the copy is
+    loaded it does nothing (the resolver loads it and decides)."""
+    known = sb.insert("Contact", {"LastName": "Known", "X_User_Id__c": "777"})
+    settings = PipelineSettings(retries=0, resolve=ResolveSettings(crm_check=timedelta(minutes=5)))
+    p = Pipeline(db, "sf", crm(sb), settings, clock=Clock())
+    seed_cursor(db, "100")
+    page = Page(
+        (post("205", "777"), post("206", "888")),
+        (author("777", "known"), author("888", "stranger")),
+        Cursor(since_id="206"),
+    )
+    p.poll("src", scripted({Cursor(since_id="100"): page}), BRAND, Stream.MENTIONS)
+    assert p.link_on_file().linked == 0  # no copy yet
+    assert count(db, links) == 0
+
+    p.resolve()  # loads the copy, links 777, holds 888 for later
+    with db.transaction() as conn:
+        conn.execute(links.delete())  # as if 777 were new since: due again
+        conn.execute(deliveries.update().values(state="pending"))
+    asked = sb.request_count
+    assert p.link_on_file().linked == 1
+    assert sb.request_count == asked
+    with db.connect() as conn:
+        linked = conn.execute(select(links.c.crm_id, links.c.created_by)).all()
+    assert linked == [(known, "resolver")]
+
+
+@pytest.mark.parametrize(
+    "state_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+def test_two_linkers_linking_one_author_at_once_make_one_link_and_one_event(
+    db: Database,
+) -> None:
+    """The on-file linker and a resolver run (another instance's too) link the same new
+    author at once: the second read no link, and its insert waits for the first's commit;
+    the first link stands, the second is no change, and one event says so."""
+    p = walked(db, FakeCrm())
+    with db.connect() as conn:
+        identity = conn.execute(select(deliveries.c.identity_id)).scalars().first()
+    assert identity is not None
+    pick = Candidate(CrmRef("Contact", "003A", "Alice"), 1.0, "crm_user_id", ("user id",))
+    second: list[int] = []
+
+    def other() -> None:
+        with db.engine.connect() as b, b.begin():
+            second.append(linking.link_many(b, "sf", [(identity, pick)], "resolver", p.clock()))
+
+    with db.engine.connect() as a:
+        with a.begin():
+            assert linking.link_many(a, "sf", [(identity, pick)], "resolver", p.clock()) == 1
+            worker = threading.Thread(target=other)
+            worker.start()
+            with db.engine.connect() as watch:  # until the other waits on this one's row
+                waiting = text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                )
+                while not watch.execute(waiting).scalar_one() and worker.is_alive():
+                    time.sleep(0.05)
+        worker.join(30)
+    assert second == [0]
+    assert count(db, links) == 1
+    assert [e["identity_id"] for e in events(db)] == [identity]

@@ -56,6 +56,8 @@ class Pipeline:
         self.retrying = self.context.retrying
         self.poller = Poller(self.context)
         self.writer = Writer(self.context, crm)
+        # The highest identity the on-file linker tried: each run tries only newer ones.
+        self._linked_after = 0
         # A CRM that works conversations as cases has each one's case filed before its
         # records are written.
         self.cases: CaseFiler | None = None
@@ -106,9 +108,10 @@ class Pipeline:
     def link_on_file(self) -> ResolveResult:
         """Link the due authors the local copy of the CRM's keys knows, with no network
         call (see syncd.resolver.stage.link_on_file)."""
-        return stage.link_on_file(
-            self.db, self.crm_name, self.crm, self.settings.resolve, self.clock
+        result, self._linked_after = stage.link_on_file(
+            self.db, self.crm_name, self.crm, self.settings.resolve, self.clock, self._linked_after
         )
+        return result
 
     # -- deliver -------------------------------------------------------------------------
     def deliver(self, max_batches: int | None = None) -> DeliverResult:

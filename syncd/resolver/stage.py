@@ -163,20 +163,25 @@ def link_on_file(
     crm: Crm,
     settings: ResolveSettings,
     clock: Callable[[], datetime],
-) -> ResolveResult:
-    """Link the due authors the local copy of the CRM's ids and handles knows, and nothing
-    else: no network call, so a new author's posts need not wait behind the CRM calls of
-    a resolver run (its change check, the copy's reload, a candidate search), which can
-    take seconds. Until the copy is loaded the resolver's runs do it all."""
+    after: int = 0,
+) -> tuple[ResolveResult, int]:
+    """Link the due authors above ``after`` that the local copy of the CRM's ids and
+    handles knows, and nothing else; returns the highest identity id tried, where the next
+    run starts. No network call, so a new author's posts need not wait behind the CRM calls
+    of a resolver run (its change check, the copy's reload, a candidate search), which can
+    take seconds. An author tried and not found waits for the resolver, which tries the
+    copy again on every run (the change watch may have brought their person since), as
+    does one this skipped (an identity committed after a higher one). Until the copy is
+    loaded the resolver does it all."""
     result = ResolveResult()
     if not settings.crm_check:  # the copy is only as current as the watch keeps it
-        return result
+        return result, after
     with db.connect() as conn:
         loaded = crm_keys.load_state(conn, crm_name).loaded_at is not None
-    if loaded:
-        lookup = on_file.lookup(db, crm_name)
-        _link_on_file(db, crm_name, crm, settings, clock, lookup, 0, result)
-    return result
+    if not loaded:
+        return result, after
+    lookup = on_file.lookup(db, crm_name)
+    return result, _link_on_file(db, crm_name, crm, settings, clock, lookup, after, result)
 
 
 def _gathering(todo: list[outbox.Unresolved], batch: int, now: datetime, gather: timedelta) -> bool:

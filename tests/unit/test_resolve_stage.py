@@ -207,6 +207,12 @@ def test_the_on_file_linker_links_the_authors_the_copy_knows_without_a_call(
         linked = conn.execute(select(links.c.crm_id, links.c.created_by)).all()
     assert linked == [(known, "resolver")]
 
+    # Tried once: an author it did not link is the resolver's, which asks the copy again.
+    with db.transaction() as conn:
+        conn.execute(links.delete())
+    assert p.link_on_file().linked == 0
+    assert p.resolve().linked == 1
+
 
 @pytest.mark.parametrize(
     "state_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True

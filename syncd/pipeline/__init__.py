@@ -86,13 +86,18 @@ class Pipeline:
 
     # -- resolve -------------------------------------------------------------------------
     def resolve(
-        self, gather: timedelta = timedelta(0), *, check_crm: bool | None = None
+        self,
+        gather: timedelta = timedelta(0),
+        *,
+        check_crm: bool | None = None,
+        on_file_first: bool = True,
     ) -> ResolveResult:
         """Offer held authors to the resolver chain, in batches; see syncd.resolver.stage.
         ``gather``: new authors' candidate search may wait this long for a full batch
         (the daemon's, which runs again soon; a one-off cycle must not wait). ``check_crm``:
         ask the CRM which people changed now (True), when its interval passed (None), or
-        not in this run (False)."""
+        not in this run (False). ``on_file_first``: False when the on-file linker
+        (:meth:`link_on_file`) runs beside it, as in the daemon."""
         return stage.run(
             self.db,
             self.crm_name,
@@ -103,6 +108,7 @@ class Pipeline:
             self.stopping.is_set,
             gather=gather,
             check_crm=check_crm,
+            on_file_first=on_file_first,
         )
 
     def link_on_file(self) -> ResolveResult:

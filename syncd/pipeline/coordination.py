@@ -55,9 +55,14 @@ class CoordinatedPipeline(Pipeline):
         return PollResult() if result is None else result
 
     def resolve(
-        self, gather: timedelta = timedelta(0), *, check_crm: bool | None = None
+        self,
+        gather: timedelta = timedelta(0),
+        *,
+        check_crm: bool | None = None,
+        on_file_first: bool = True,
     ) -> ResolveResult:
-        result = self.locks.run("resolve", partial(super().resolve, gather, check_crm=check_crm))
+        run = partial(super().resolve, gather, check_crm=check_crm, on_file_first=on_file_first)
+        result = self.locks.run("resolve", run)
         return ResolveResult() if result is None else result
 
     def link_on_file(self) -> ResolveResult:

@@ -69,11 +69,14 @@ def run(
     *,
     gather: timedelta = timedelta(0),
     check_crm: bool | None = None,
+    on_file_first: bool = True,
 ) -> ResolveResult:
     """Offer due authors to the resolver chain. ``check_crm``: ask the CRM which people
     changed first, now (True), once ``crm_check`` has passed since the last time (None), or
     not in this run (False: the daemon asks on a cadence of its own); never when the
-    interval is zero."""
+    interval is zero. ``on_file_first``: link every due author the copy knows before any
+    search; the daemon's on-file linker (:func:`link_on_file`) has tried the new ones, and
+    the chain asks the copy first for the rest anyway."""
     result = ResolveResult()
     lookup = None
     if settings.crm_check:  # the copy is only as current as the watch keeps it
@@ -85,7 +88,7 @@ def run(
             lookup = on_file.lookup(db, crm_name)
     on_file_after = 0  # identities above this id have not yet been tried against the copy
     while not stopping():
-        if lookup is not None:
+        if lookup is not None and on_file_first:
             # Authors the copy knows are linked before anyone waits on a candidate search
             # (a network call per batch): new authors' posts go out within seconds, however
             # many unknown authors queue for the search behind them.

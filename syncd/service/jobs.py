@@ -529,7 +529,11 @@ class ResolveJob(ScheduledJob):
             # cadence, not how often resolve runs, bounds what the check costs.
             check = self.check_due.is_set()
             self.check_due.clear()
-            gather = partial(self.app.pipeline.resolve, SEARCH_GATHER, check_crm=check)
+            # New authors the copy knows are the on-file linker's (LinkJob): this run's
+            # chain asks the copy first for the rest.
+            gather = partial(
+                self.app.pipeline.resolve, SEARCH_GATHER, check_crm=check, on_file_first=False
+            )
             result = self.attempt(gather)
             if result is not None and result.linked:
                 self.jobs.run_soon("write")

@@ -36,6 +36,7 @@ class Scripted:
 def daemon() -> Iterator[Daemon]:
     pipeline = SimpleNamespace(
         resolve=Scripted(),
+        link_on_file=Scripted(),
         deliver=Scripted(),
         record_poll_error=lambda *a: None,
         stopping=threading.Event(),
@@ -147,6 +148,28 @@ def test_a_job_paused_under_two_names_runs_again_only_once_both_are_resumed(
     daemon.jobs.check_parked()
     assert daemon.parked == set()
     assert daemon.scheduler.get_job("write").next_run_time is not None
+
+
+def test_queued_posts_bring_the_linker_resolver_and_writer_forward_and_a_link_the_writer(
+    daemon: Daemon,
+) -> None:
+    def soon(job_id: str) -> bool:
+        when = daemon.scheduler.get_job(job_id).next_run_time
+        return when is not None and when <= datetime.now(UTC) + timedelta(seconds=5)
+
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    for job_id in ("link", "resolve", "write"):
+        daemon.scheduler.get_job(job_id).modify(next_run_time=later)
+    assert not any(soon(j) for j in ("link", "resolve", "write"))
+    daemon.jobs.queued()
+    assert all(soon(j) for j in ("link", "resolve", "write"))
+
+    daemon.scheduler.get_job("write").modify(next_run_time=later)
+    daemon.jobs["link"].run()  # linked nobody: the writer keeps its time
+    assert not soon("write")
+    daemon.app.pipeline.link_on_file.script = [SimpleNamespace(linked=3)]  # type: ignore[attr-defined]
+    daemon.jobs["link"].run()
+    assert soon("write")
 
 
 def test_a_stored_hint_brings_the_source_s_mentions_polls_forward_once_a_while(

@@ -78,7 +78,7 @@ class _DeadlineSocket:
             return
         left = deadline - time.monotonic()
         if left <= 0:
-            raise TimeoutError("the request took longer than its timeout")
+            raise TimeoutError("timed out: the request took longer than its timeout")
         self._sock.settimeout(left if self._timeout is None else min(left, self._timeout))
 
     # Arguments pass through as given: a TLS socket's defaults differ from a plain one's.

@@ -615,6 +615,7 @@ class WriteClock:
     ) -> None:
         self.written: dict[str, float] = {}
         self.writes = 0  # stores, repeats included
+        self.firsts = 0  # stores of a record not stored before
         self._field = field_name
         keys = {"Task": field_name} | ({"SocialPost": SOCIAL_POST_KEY} if social_posts else {})
         seen: dict[str, set[str]] = {}
@@ -624,6 +625,8 @@ class WriteClock:
                 self.writes += 1
                 key = str(rec.get(keys[sobject]) or "").removeprefix("x:")
                 objects = seen.setdefault(key, set())
+                if sobject not in objects:
+                    self.firsts += 1
                 objects.add(sobject)
                 if len(objects) == len(keys):
                     self.written.setdefault(key, time.time())

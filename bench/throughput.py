@@ -15,8 +15,9 @@ ratios are printed. ``--scale`` hands over to ``bench/growth.py``.
 ``--state postgresql+psycopg://…`` runs the same workload on SQLite first, in the same run,
 and prints PostgreSQL's interactions/s as a ratio of SQLite's (target ≥ 0.9); with
 ``--instances 1,2,3``, each count's against one instance's (target ≥ 0.9), every instance's
-peak RSS against SQLite's, and the seconds sessions spent waiting for locks per 1,000
-interactions (sampled from ``pg_stat_activity``).
+peak RSS against SQLite's, the seconds sessions spent waiting for locks per 1,000
+interactions (sampled from ``pg_stat_activity``), and the claim conflicts: records the CRM
+was sent again after it had stored them (a writer whose claim lapsed under another's).
 
 ``--latency real`` makes every stand-in answer each HTTP request as late as the real API would
 (X, Mastodon, Bluesky, Meta 150 ms, Salesforce 200 ms; ``none``, the default, is loopback
@@ -154,6 +155,9 @@ class Report:
     # pg_stat_activity every 50 ms, by what they waited for (row, transaction, advisory…).
     lock_waits: dict[str, float] = field(default_factory=dict)
     server_cpu: float = 0.0  # PostgreSQL's CPU seconds during the run (local server only)
+    # Records the CRM was sent again after it had stored them: a writer whose claim lapsed
+    # under another's, an answer lost to a crash, a reply written again with its parent.
+    rewrites: int = 0
 
 
 def _fresh_state(opts: Options, tmp: Path, run: str) -> tuple[str, str | None]:
@@ -341,6 +345,7 @@ def run_syncd(
         linked = feeder.linked
         report.expected_written = len(linked)
         report.written = len(linked & clock.written.keys())
+        report.rewrites = clock.writes - clock.firsts
         per_post = Counter(str(t.get("Social_Post_Id__c")) for t in sf.records("Task"))
         report.duplicates = sum(n - 1 for n in per_post.values())
         if social_posts:
@@ -644,6 +649,9 @@ def show(r: Report, o: Options, baseline: NaiveReport | None) -> None:
         per = waited * 1000 / max(r.stored, 1)
         kinds = ", ".join(f"{k} {v:.1f} s" for k, v in r.lock_waits.items()) or "none seen"
         print(f"  lock waits           {waited:.1f} s in all, {per:.2f} s per 1,000 ({kinds})")
+    per = 1000 / max(r.stored, 1)
+    print(f"  claim conflicts      {r.rewrites:,} records sent again after they were stored "
+          f"({r.rewrites * per:.2f} per 1,000; polls duplicated show in X requests)")  # fmt: skip
     if r.horizon_cuts:
         print(f"  walks cut at X's 800-mention horizon: {r.horizon_cuts} (gap recovery searched)")
     for e in r.errors:
@@ -794,11 +802,13 @@ def main() -> None:
         for r in reports:
             show(r, opts, baseline if r is reports[0] else None)
         if len(reports) > 1 or sqlite is not None:
-            print("state        instances  interactions/s   p95 s  peak RSS MB  lock waits s/1,000")
+            print("state        instances  interactions/s   p95 s  peak RSS MB  lock waits s/1,000"
+                  "  sent again/1,000")  # fmt: skip
             for r in ([sqlite] if sqlite else []) + reports:
                 waits = sum(r.lock_waits.values()) * 1000 / max(r.stored, 1)
+                again = r.rewrites * 1000 / max(r.stored, 1)
                 print(f"  {r.state:<12} {r.instances:<8} {r.rate:>14,.0f} {r.p95:>7.2f} "
-                      f"{r.peak_rss_mb:>12.0f} {waits:>12.2f}")  # fmt: skip
+                      f"{r.peak_rss_mb:>12.0f} {waits:>12.2f} {again:>17.2f}")  # fmt: skip
             for what, ratio, target, met in scaling:
                 mark = "ok" if met else "MISSED"
                 print(f"  {what:<52} {ratio:.2f}×   target ≥ {target:g}×  {mark}")

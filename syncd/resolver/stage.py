@@ -158,6 +158,11 @@ def run(
 
 
 ON_FILE_BATCH = 2000  # authors tried against the local copy per transaction
+# The on-file linker starts each run this many identities below the highest it tried: on
+# PostgreSQL concurrent page transactions take identity ids in one order and may commit in
+# another, so an author stored a moment late can sit below ids already tried. Further
+# below, such an author is the resolver's (within its search's gathering time).
+LATE_IDS = 1000
 
 
 def link_on_file(
@@ -172,10 +177,10 @@ def link_on_file(
     handles knows, and nothing else; returns the highest identity id tried, where the next
     run starts. No network call, so a new author's posts need not wait behind the CRM calls
     of a resolver run (its change check, the copy's reload, a candidate search), which can
-    take seconds. An author tried and not found waits for the resolver, which tries the
-    copy again on every run (the change watch may have brought their person since), as
-    does one this skipped (an identity committed after a higher one). Until the copy is
-    loaded the resolver does it all."""
+    take seconds. An author tried and not found waits for the resolver, whose chain asks
+    the copy first (the change watch may have brought their person since), as does one
+    stored too late for this (see :data:`LATE_IDS`). Until the copy is loaded the resolver
+    does it all."""
     result = ResolveResult()
     if not settings.crm_check:  # the copy is only as current as the watch keeps it
         return result, after
@@ -184,7 +189,10 @@ def link_on_file(
     if not loaded:
         return result, after
     lookup = on_file.lookup(db, crm_name)
-    return result, _link_on_file(db, crm_name, crm, settings, clock, lookup, after, result)
+    start = max(0, after - LATE_IDS)
+    return result, max(
+        after, _link_on_file(db, crm_name, crm, settings, clock, lookup, start, result)
+    )
 
 
 def _gathering(todo: list[outbox.Unresolved], batch: int, now: datetime, gather: timedelta) -> bool:

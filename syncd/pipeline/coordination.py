@@ -1,7 +1,8 @@
 """The pipeline of one of several ``syncd run`` sharing PostgreSQL state.
 
-A stream's walk owns its cursor, and the resolver may create Leads: each runs in one instance
-at a time, under a job lock (:class:`~syncd.state.coordination.JobLocks`). An instance finding
+A stream's walk owns its cursor, the resolver may create Leads, and one linker trying the new
+authors against the copy of the CRM's keys is enough: each runs in one instance at a time,
+under a job lock (:class:`~syncd.state.coordination.JobLocks`). An instance finding
 one held skips that run empty-handed, quietly, and tries again at its next interval. On SQLite
 (single-instance) every lock is granted. The writer needs no lock: it claims deliveries row by
 row (``syncd.state.outbox``). A deadlock that escapes any of them fails that run as a transient
@@ -30,8 +31,8 @@ from syncd.state.db import Database
 
 
 class CoordinatedPipeline(Pipeline):
-    """A Pipeline whose three runs take their job lock first (the writer: retries a conflict
-    as transient). A subclass, not a holder: the app, the daemon and the backfill runner use
+    """A Pipeline whose polls, resolver, on-file linker and case filing take their job lock
+    first (the writer: retries a conflict as transient). A subclass, not a holder: the app, the daemon and the backfill runner use
     the rest of the pipeline (stop flag, clock, accounts, retries, its stages) as it is."""
 
     def __init__(

@@ -517,17 +517,21 @@ class CallKinds:
             return
         if req.endpoint == "composite_request":
             subs = (req.json() or {}).get("compositeRequest") or []
-            kinds = sorted(
-                {
-                    soql_kind(parse_qs(urlsplit(str(s.get("url"))).query).get("q", [""])[0])
-                    for s in subs
-                }
-            )
-            kind = "+".join(kinds)
+            kind = "+".join(sorted({_sub_kind(s) for s in subs}))
         else:
             kind = f"{req.method} {req.endpoint} {req.params.get('sobject', '')}".strip()
         with self._lock:
             self.calls[kind] += 1
+
+
+def _sub_kind(sub: dict[str, object]) -> str:
+    """A composite subrequest's kind: its query's, or the write it makes (``PATCH Task``)."""
+    url = urlsplit(str(sub.get("url")))
+    if q := parse_qs(url.query).get("q"):
+        return soql_kind(q[0])
+    parts = url.path.split("/sobjects/", 1)
+    sobject = parts[1].split("/", 1)[0] if len(parts) == 2 else url.path.rsplit("/", 1)[-1]
+    return f"{sub.get('method')} {sobject}"
 
 
 def _by_endpoint(routes: dict[str, int]) -> dict[str, int]:

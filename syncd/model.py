@@ -83,7 +83,7 @@ class ReviewState(enum.StrEnum):
     STALE = "stale"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Account:
     """A brand account on a network, with the immutable id resolved once and stored.
 
@@ -96,7 +96,7 @@ class Account:
     display_name: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Author:
     """A person (or brand) on a network, as a page describes them.
 
@@ -112,7 +112,7 @@ class Author:
     url: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Interaction:
     """One post that belongs in a customer's history.
 
@@ -161,7 +161,7 @@ class Interaction:
         return f"{self.network}:{self.post_id}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Quarantined:
     """An API item that could not be translated; kept with its raw payload and the reason."""
 
@@ -175,7 +175,7 @@ HINT_ID_MAX = 255  # characters of a webhook hint's object id
 HINT_KIND_MAX = 64  # characters of its kind
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WebhookHint:
     """An object a source's webhook said changed, for its poller to read through the API.
 
@@ -190,7 +190,7 @@ class WebhookHint:
     kind: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Cursor:
     """Where a stream's walk stands.
 
@@ -233,7 +233,7 @@ def merge_marks(marks: Mapping[str, str], changes: Mapping[str, str | None]) -> 
     return merged
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RateInfo:
     """Rate-limit figures a response carried (``x-rate-limit-*``, ``Sforce-Limit-Info`` …)."""
 
@@ -242,7 +242,7 @@ class RateInfo:
     reset_at: datetime | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reads:
     """What one API answer returned, counted as the network bills it (X: per post and per
     user object). ``owned``: the answer was the brand account's own timeline read with its
@@ -255,7 +255,7 @@ class Reads:
     owned: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProjectUsage:
     """What the network itself counts against the app's project this billing period (X:
     ``GET /2/usage/tweets``). ``reset_day`` is the day of the month (UTC) the cap resets;
@@ -268,7 +268,7 @@ class ProjectUsage:
     day_posts: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Page:
     """One API page translated: what to store, and the cursor to store with it."""
 
@@ -305,7 +305,7 @@ class Page:
         return not self.next_cursor.in_walk
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IdentityKey:
     """What the CRM is asked about an author: the immutable id, and the handle as a fallback."""
 
@@ -317,7 +317,7 @@ class IdentityKey:
 CrmObject = Literal["Contact", "Lead"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CrmRef:
     """A CRM person record."""
 
@@ -330,7 +330,7 @@ class CrmRef:
     priority: str | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Match:
     """A CRM person found for an identity key, and which field matched."""
 
@@ -341,7 +341,7 @@ class Match:
     held_user_id: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Profile:
     """What the resolver knows of an author: the key it asks by, and their public profile."""
 
@@ -353,7 +353,7 @@ class Profile:
     past_handles: tuple[str, ...] = ()  # handles this user id had before (renames)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PersonRecord:
     """A CRM person (Contact, Lead …) as the resolver scores it. Unknown fields are None."""
 
@@ -380,7 +380,7 @@ class PersonRecord:
         return (mine.user_id, mine.handle) if mine is not None else (None, None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PeopleChanges:
     """People created or changed in the CRM since a mark, so held authors are asked again.
 
@@ -397,7 +397,7 @@ class PeopleChanges:
     on_file: tuple[KeysOnFile, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeyOnFile:
     """One network's user id and handle as a CRM person's fields hold them."""
 
@@ -406,7 +406,7 @@ class KeyOnFile:
     handle: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeysOnFile:
     """The network user ids and handles one CRM person carries.
 
@@ -421,7 +421,7 @@ class KeysOnFile:
     stamp: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeysPage:
     """One page of every CRM person carrying a network id or handle; ``next`` asks for the
     following page (None: that was the last)."""
@@ -430,7 +430,7 @@ class KeysPage:
     next: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PeopleQuery:
     """A batched candidate search: every CRM person matching ANY of these, per object.
 
@@ -463,7 +463,7 @@ class PeopleQuery:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Persona:
     """The network account a history record is about (the person linked, whichever way the
     post went), for a CRM that keeps a record per account (a Salesforce SocialPersona)."""
@@ -480,7 +480,7 @@ class Persona:
     persona_id: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HistoryRecord:
     """One interaction ready to be appended to a CRM person's history."""
 
@@ -518,7 +518,7 @@ class Refusal(enum.StrEnum):
     GONE = "gone"  # the person it points at was deleted or merged away: resolve again
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WriteResult:
     """The CRM's answer for one record of an upsert batch."""
 
@@ -542,7 +542,7 @@ class WriteResult:
 LookupResult = Mapping[IdentityKey, Match]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BulkProgress:
     """Where a CRM's bulk job stands (:class:`syncd.contracts.BulkWriting`)."""
 
@@ -568,7 +568,7 @@ class CaseOpening(enum.StrEnum):
     NONE = "none"  # none: posts only join cases opened before
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CasePolicy:
     opening: CaseOpening
     # A post with no reply chain to a case joins its author's latest case if that case's
@@ -579,7 +579,7 @@ class CasePolicy:
     owners: frozenset[str]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CaseRequest:
     """A post that needs its conversation's case: one to open (``case_id`` None), or the
     case its conversation has (``case_id``), which the CRM joins, reopens when it was closed
@@ -601,7 +601,7 @@ class CaseOutcome(enum.StrEnum):
     OPENED = "opened"  # a new case under the request's key
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CaseResult:
     """The CRM's answer for one :class:`CaseRequest`."""
 
@@ -614,7 +614,7 @@ class CaseResult:
     refusal: Refusal = Refusal.FINAL
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Segment:
     """One part of a backfill window and the endpoint that reads it.
 
@@ -675,7 +675,7 @@ class Segment:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GapPlan:
     """How a source would read the posts a live walk could not reach (a gap).
 
@@ -689,7 +689,7 @@ class GapPlan:
     ready_at: datetime | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PostCount:
     """How many posts a segment holds: counted by the API (``exact``) or sampled."""
 
@@ -707,7 +707,7 @@ class PostCount:
 # -- resolution ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Candidate:
     """A CRM person the resolver (or the review queue) offers for one author."""
 
@@ -719,7 +719,7 @@ class Candidate:
     name_only: bool = False  # found by a name and nothing else
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     """``link`` when sure; else ``review`` (best first), possibly empty: unmatched."""
 
@@ -737,7 +737,7 @@ SPENT_AT = 100  # percent: said once more; live polling still goes on
 BANDS = (SPENT_AT, PAUSE_AT, WARN_AT)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Prices:
     """Dollars per resource read, as the source's settings declare them (MeteredSettings)."""
 
@@ -746,7 +746,7 @@ class Prices:
     owned_post: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Budget:
     """A source's monthly budget: posts (owned ones included), dollars, both, or neither
     (then only the network's own cap counts); reads cost ``prices``."""
@@ -773,7 +773,7 @@ def _reset(year: int, month: int, day: int) -> datetime:
     return datetime.combine(date(year, month, min(day, last)), time(), UTC)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReadCounts:
     """Resources read over some UTC days, as syncd counted them."""
 
@@ -789,7 +789,7 @@ class ReadCounts:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ledger:
     """What state keeps per source beside its daily counts: the network's last figures, the
     cap (``capped_until``), and the highest threshold said, when (``alerted_at``)."""
@@ -807,7 +807,7 @@ class Ledger:
     alerted_at: datetime | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Standing:
     """Where a source stands in its billing period: for the guard, status and metrics."""
 

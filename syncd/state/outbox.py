@@ -218,7 +218,7 @@ def held_count(conn: Connection, crm: str) -> int:
 
 
 # -- delivery ------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReadyDelivery:
     delivery_id: int
     identity_id: int

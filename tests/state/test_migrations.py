@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime
 
@@ -13,7 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from syncd.state.db import Database, alembic_config
+from syncd.state.db import Database, alembic_config, head_revision
 from syncd.state.lock import AlreadyRunning, InstanceLock
 from syncd.state.tables import (
     accounts,
@@ -40,6 +42,48 @@ def test_migrations_match_the_table_definitions(state_url: str) -> None:
         db.dispose()
     # alembic_version is ours to keep; anything else is drift between code and migrations.
     assert [d for d in diff if "alembic_version" not in repr(d)] == []
+
+
+def test_the_head_revision_read_from_the_file_names_is_alembics() -> None:
+    scripts = ScriptDirectory.from_config(alembic_config())
+    assert head_revision() == scripts.get_current_head()
+    for script in scripts.walk_revisions():
+        assert script.path is not None
+        assert script.revision == script.path.rsplit("/", 1)[-1][:4]
+
+
+# What `syncd run` does first: open the state database, migrating it if need be.
+_OPEN = """
+import sys
+from syncd.state.db import Database
+db = Database(sys.argv[1])
+db.upgrade()
+db.dispose()
+print(" ".join(sorted({m.split(".")[0] for m in sys.modules} & {"alembic", "mako"})))
+"""
+
+
+def _opened_with(url: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", _OPEN, url], capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+def test_a_schema_at_head_is_opened_without_alembic(state_url: str) -> None:
+    assert _opened_with(state_url) == "alembic mako"  # an empty database is migrated
+    db = Database(state_url)
+    try:
+        assert db.revision() == _head()
+        assert db.at_head()
+        with db.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "-1")
+        assert not db.at_head()
+        assert _opened_with(state_url) == "alembic mako"  # one migration behind
+        assert db.revision() == _head()
+    finally:
+        db.dispose()
+    assert _opened_with(state_url) == ""
 
 
 def test_one_instance_lock_per_sqlite_state_several_on_postgresql(state_url: str) -> None:

@@ -8,6 +8,8 @@ its results. A job costs the same handful of calls whatever its size.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +17,7 @@ import pytest
 from sqlalchemy import select
 from support.salesforce import crm
 
+from connectors.salesforce.bulk import _lines
 from sandbox.salesforce.api import SalesforceSandbox
 from sandbox.server import Request
 from syncd.errors import ExternalError
@@ -222,3 +225,18 @@ def test_records_a_job_wrote_for_someone_forgotten_meanwhile_are_deleted(
     assert _jobs(db) == ["done"]
     # Person 0 wrote every fifth post: none of theirs is left, all the others are.
     assert _tasks(sb) == {f"x:{10_000 + i}": 1 for i in range(200) if i % PEOPLE}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "a,b\n",
+        "a,b\n1,2",  # no newline at the end
+        'a,b\r\n"one\nline and\r\nanother",2\r\n',  # a quoted field over lines
+        'a,b\n"\u2028, ""quoted""",\n\n',
+    ],
+)
+def test_bulk_results_are_read_line_by_line_as_a_file_reads_them(text: str) -> None:
+    assert list(_lines(text)) == list(io.StringIO(text))
+    assert list(csv.DictReader(_lines(text))) == list(csv.DictReader(io.StringIO(text)))

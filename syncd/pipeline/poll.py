@@ -166,7 +166,13 @@ class Poller:
                     f"walk stopped after {result.pages + 1} pages ([daemon] "
                     "max_pages_per_walk); it goes on from there next poll"
                 )
-            with self.db.transaction() as conn:
+            # Replayable: a page lost to a crash is lost with the cursor move stored with it,
+            # so the stream reads the same page again from the cursor before it (X bills a
+            # post read again on the same UTC day once). Nothing outside state acts on a page
+            # before a commit that waited: the writer writes only deliveries it claimed in
+            # such a commit (which made every page before it durable), and a Lead for one of
+            # its authors is an upsert on the network's user id, found again.
+            with self.db.transaction(replayable=True) as conn:
                 stored = st.ingest_page(
                     conn,
                     source=source_name,

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, bindparam, case, delete, or_, select, update
 
 from syncd.model import Candidate, CrmRef, IdentityKey, Profile, ReviewState
 from syncd.state.ingest import insert_for
+from syncd.state.many import insert_many
 from syncd.state.tables import (
     PRIORITY_MAX,
     candidates,
@@ -162,7 +163,8 @@ def link_many(
     replaced = [i for i in todo if i in current]
     for i in replaced:
         unlink(conn, crm, [i], actor, now, note=f"replaced by {todo[i].ref.id}")
-    conn.execute(
+    insert_many(
+        conn,
         insert_for(conn, links),
         [
             {
@@ -181,7 +183,8 @@ def link_many(
             for i, c in todo.items()
         ],
     )
-    conn.execute(
+    insert_many(
+        conn,
         link_events.insert(),
         [_event_row(crm, i, "link", actor, now, c, note) for i, c in todo.items()],
     )

@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, Insert, bindparam, func, select
+from sqlalchemy import ColumnElement, Connection, CursorResult, Insert, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.types import TypeEngine
 
 
 def insert_many(
@@ -30,8 +31,27 @@ def insert_many(
         return conn.execute(stmt, list(rows))
     table = stmt.table
     names = list(rows[0])
+    # One dimension: a JSON column's value that is itself a list stays one value.
     arrays = [
-        bindparam(f"many_{n}", [r[n] for r in rows], type_=ARRAY(table.c[n].type)) for n in names
+        bindparam(f"many_{n}", [r[n] for r in rows], type_=ARRAY(table.c[n].type, dimensions=1))
+        for n in names
     ]
     given = func.unnest(*arrays).table_valued(*names).render_derived(name="v")
     return conn.execute(stmt.from_select(names, select(*(given.c[n] for n in names))))
+
+
+def given_rows(
+    conn: Connection, rows: Sequence[Mapping[str, Any]], types: Mapping[str, TypeEngine[Any]]
+) -> Mapping[str, ColumnElement[Any]]:
+    """The values of ``rows`` by column name, for an UPDATE or DELETE run for all of them:
+    on PostgreSQL columns of the rows unnested from arrays (one statement, as
+    :func:`insert_many`; execute it without parameters), elsewhere bound parameters (execute
+    it with ``rows``, an executemany)."""
+    if conn.dialect.name != "postgresql":
+        return {n: bindparam(n, type_=t) for n, t in types.items()}
+    arrays = [
+        bindparam(f"many_{n}", [r[n] for r in rows], type_=ARRAY(t, dimensions=1))
+        for n, t in types.items()
+    ]
+    given = func.unnest(*arrays).table_valued(*types).render_derived(name="v")
+    return {n: given.c[n] for n in types}

@@ -39,6 +39,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from syncd.model import DEFAULT_TARGET, CrmRef, DeliveryState, Direction, IdentityKey
 from syncd.state.coordination import Lease, gone, shared
 from syncd.state.ingest import insert_for
+from syncd.state.many import given_rows
 from syncd.state.tables import (
     accounts,
     cases,
@@ -511,15 +512,20 @@ def mark_written(
     params = [{"delivery_id": d, "crm_id": c} for d, c in sorted(done, key=lambda pair: pair[0])]
     if not params:
         return
+    given = given_rows(
+        conn,
+        params,
+        {"delivery_id": deliveries.c.id.type, "crm_id": deliveries.c.crm_record_id.type},
+    )
     stmt = (
         update(deliveries)
-        .where(deliveries.c.id == bindparam("delivery_id"))
+        .where(deliveries.c.id == given["delivery_id"])
         .values(
             state=case(
                 (deliveries.c.state == DeliveryState.FORGOTTEN, DeliveryState.FORGOTTEN),
                 else_=DeliveryState.WRITTEN,
             ),
-            crm_record_id=bindparam("crm_id"),
+            crm_record_id=given["crm_id"],
             awaits_reply_to=False,
             attempts=deliveries.c.attempts + 1,
             last_error=None,
@@ -529,7 +535,10 @@ def mark_written(
             updated_at=now,
         )
     )
-    conn.execute(_by_claimer(stmt, owner), params)
+    if shared(conn):
+        conn.execute(_by_claimer(stmt, owner))
+    else:
+        conn.execute(_by_claimer(stmt, owner), params)
 
 
 def await_replies(conn: Connection, delivery_ids: Iterable[int]) -> None:

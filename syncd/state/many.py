@@ -1,22 +1,38 @@
-"""Many rows in one INSERT whose text does not depend on how many there are.
+"""Many rows in one statement whose text does not depend on how many there are.
 
 Given a list of rows, SQLAlchemy sends PostgreSQL either one statement per row (an
 executemany: each parsed, bound and run by the server on its own) or, with RETURNING, one
 statement with a placeholder per value (insertmanyvalues: its text differs with every row
 count, so psycopg converts it again in Python for every page and the server plans it anew).
 Both cost a page of posts far more than its rows do. On PostgreSQL the rows are sent instead
-as one array per column, unnested by the server: one short statement per table, the same
-text every time, which psycopg caches and prepares. SQLite runs in the process and is given
-the list as before.
+as one JSON document, made by the json module's C encoder, that the server turns back into
+rows (``json_to_recordset``, typed as the table's columns): one short statement per table,
+the same text every time, which psycopg caches and prepares. Arrays, one per column, were
+tried first: psycopg quotes each element of a text array in Python, which cost as much as
+the placeholders it saved. SQLite runs in the process and is given the list as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime
+from functools import partial
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, CursorResult, Insert, bindparam, func, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Connection,
+    CursorResult,
+    Insert,
+    Text,
+    bindparam,
+    cast,
+    column,
+    func,
+    select,
+)
 from sqlalchemy.types import TypeEngine
 
 
@@ -31,27 +47,59 @@ def insert_many(
         return conn.execute(stmt, list(rows))
     table = stmt.table
     names = list(rows[0])
-    # One dimension: a JSON column's value that is itself a list stays one value.
-    arrays = [
-        bindparam(f"many_{n}", [r[n] for r in rows], type_=ARRAY(table.c[n].type, dimensions=1))
-        for n in names
-    ]
-    given = func.unnest(*arrays).table_valued(*names).render_derived(name="v")
-    return conn.execute(stmt.from_select(names, select(*(given.c[n] for n in names))))
+    given = given_rows(conn, rows, {n: table.c[n].type for n in names})
+    return conn.execute(stmt.from_select(names, select(*(given[n] for n in names))))
 
 
 def given_rows(
     conn: Connection, rows: Sequence[Mapping[str, Any]], types: Mapping[str, TypeEngine[Any]]
 ) -> Mapping[str, ColumnElement[Any]]:
-    """The values of ``rows`` by column name, for an UPDATE or DELETE run for all of them:
-    on PostgreSQL columns of the rows unnested from arrays (one statement, as
-    :func:`insert_many`; execute it without parameters), elsewhere bound parameters (execute
-    it with ``rows``, an executemany)."""
+    """The values of ``rows`` by column name, for a statement run for all of them: on
+    PostgreSQL columns of the rows sent as one document (execute the statement without
+    parameters), elsewhere bound parameters (execute it with ``rows``, an executemany)."""
     if conn.dialect.name != "postgresql":
         return {n: bindparam(n, type_=t) for n, t in types.items()}
-    arrays = [
-        bindparam(f"many_{n}", [r[n] for r in rows], type_=ARRAY(t, dimensions=1))
-        for n, t in types.items()
-    ]
-    given = func.unnest(*arrays).table_valued(*types).render_derived(name="v")
-    return {n: given.c[n] for n in types}
+    document = bindparam("many_rows", _document(conn, rows, types), type_=Text)
+    # A JSON column's value is sent as the text SQLAlchemy would bind (see _document).
+    sent = {n: Text() if isinstance(t, JSON) else t for n, t in types.items()}
+    given = (
+        func.json_to_recordset(cast(document, JSON))
+        .table_valued(*(column(n, t) for n, t in sent.items()))
+        .render_derived(name="v", with_types=True)
+    )
+    return {n: cast(given.c[n], t) if isinstance(t, JSON) else given.c[n] for n, t in types.items()}
+
+
+def _document(
+    conn: Connection, rows: Sequence[Mapping[str, Any]], types: Mapping[str, TypeEngine[Any]]
+) -> str:
+    """The rows as JSON, each value as its column's type binds it (a UTC datetime's check,
+    stored text's redaction). A JSON column's value is the JSON text SQLAlchemy binds (None
+    its null, unless the column keeps None as NULL), as a string: the server then stores
+    the same text, escapes included (a NUL or a lone surrogate a post's payload may carry
+    would not survive being taken out of the document as a value)."""
+    dialect = conn.dialect
+    serialize = getattr(dialect, "_json_serializer", None) or json.dumps
+    binds: dict[str, Callable[[Any], Any]] = {}
+    for n, t in types.items():
+        if isinstance(t, JSON):
+            binds[n] = partial(_json_text, serialize, t)
+        elif (bind := t.dialect_impl(dialect).bind_processor(dialect)) is not None:
+            binds[n] = bind
+    values = [dict(r) for r in rows]
+    for n, processor in binds.items():
+        for v in values:
+            v[n] = processor(v[n])
+    return json.dumps(values, default=_encode, separators=(",", ":"))
+
+
+def _json_text(serialize: Callable[[Any], str], t: JSON, value: Any) -> str | None:
+    if value is None or value is JSON.NULL:
+        return None if t.none_as_null and value is None else "null"
+    return serialize(value)
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"a {type(value).__name__} cannot be sent as a column's value")

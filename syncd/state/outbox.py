@@ -474,9 +474,11 @@ def claim(
     )
     ready = rows(conn.execute(stmt.with_for_update(of=deliveries, skip_locked=True)))
     if ready:
+        # An array (claims are PostgreSQL's alone): one statement text whatever the count.
+        ids = bindparam("ids", [d.delivery_id for d in ready], type_=ARRAY(BigInteger))
         conn.execute(
             update(deliveries)
-            .where(deliveries.c.id.in_([d.delivery_id for d in ready]))
+            .where(deliveries.c.id == any_(ids))
             .values(**CLAIM.take(owner, until))
         )
     return ready
@@ -554,10 +556,15 @@ def mark_written(
             updated_at=now,
         )
     )
-    if shared(conn):
-        conn.execute(_by_claimer(stmt, owner))
-    else:
+    if not shared(conn):
         conn.execute(_by_claimer(stmt, owner), params)
+        return
+    # The ids again, as an array: joined to the document's rows alone, the deliveries were
+    # planned on statistics from when the table was small as a scan of all of them per
+    # written row (0.3 s a call); by the array they are looked up, or the scan runs once.
+    ids = [p["delivery_id"] for p in params]
+    stmt = stmt.where(deliveries.c.id == any_(bindparam("ids", ids, type_=ARRAY(BigInteger))))
+    conn.execute(_by_claimer(stmt, owner))
 
 
 def await_replies(conn: Connection, delivery_ids: Iterable[int]) -> None:

@@ -420,6 +420,22 @@ def ingest_page(
     return stored
 
 
+@redone_on_conflict
+def store_authors(conn: Connection, *, network: str, page: Page, now: datetime) -> None:
+    """Store the page's new and changed authors (and the customers it names by id alone)
+    ahead of the page, in a transaction of their own (PostgreSQL's poll). Two streams read
+    the same new customer at once (their mention, the brand's reply): the second page's
+    insert of them waited for the first page's whole transaction to commit, a tenth of a
+    second and more under load; this short one commits first. Screened by the suppression
+    list as the page is, in this transaction: a person forgotten meanwhile is dropped by
+    the page's own screening, and their row stored here is one more the forget deletes
+    with theirs, as one the page itself had stored then. Stored again by the page (it
+    finds them stored and unchanged), so a page stored without this loses nothing."""
+    page, _ = suppression.screen(conn, network, page)
+    named = (i.counterpart_id for i in page.interactions if i.counterpart_id)
+    upsert_identities(conn, network, page.authors, named, now)
+
+
 # Instances storing pages of different accounts meet on shared authors and posts. Rows are
 # locked in one order, but a deadlock across statements stays possible: the page is redone.
 # It is the first work of its transaction (a poll's, a backfill's), so its savepoint undoes

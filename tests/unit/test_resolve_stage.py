@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,12 +21,12 @@ from support.salesforce import crm
 
 from connectors.salesforce.crm import SalesforceCrm
 from sandbox.salesforce.api import SalesforceSandbox
-from syncd.model import CrmRef, Cursor, Page, PersonRecord, Stream
+from syncd.model import Candidate, CrmRef, Cursor, Page, PersonRecord, Stream
 from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.resolver.stage import ResolveSettings, Unmatched
-from syncd.state import authors, linking
+from syncd.state import authors, ingest, linking
 from syncd.state.db import Database
-from syncd.state.tables import deliveries, link_events, links
+from syncd.state.tables import candidates, deliveries, link_events, links
 
 
 def pipeline_with(db: Database, crm: FakeCrm, unmatched: Unmatched = "hold") -> Pipeline:
@@ -171,3 +171,34 @@ def test_a_handle_held_under_another_user_id_goes_to_review_never_linked(
     assert candidate.reasons[0] == (
         "holds X user id 111, not this author's 999: the handle @janedoe may have changed owners"
     )
+
+
+def test_linking_many_accepts_each_ones_chosen_candidate_and_stales_the_rest(
+    db: Database,
+) -> None:
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+
+    def offered(person: str) -> Candidate:
+        return Candidate(CrmRef("Contact", person), 0.7, "fuzzy_name", ("same name",))
+
+    with db.transaction() as conn:
+        ids = ingest.upsert_identities(conn, "x", [], ["1", "2", "3"], now)
+        for uid in ("1", "2", "3"):
+            linking.queue(conn, "sf", ids[uid], [offered("003A"), offered("003B")], now)
+        linking.link_many(
+            conn, "sf", [(ids["1"], offered("003A")), (ids["2"], offered("003B"))], "admin", now
+        )
+    with db.connect() as conn:
+        states = {
+            (uid, r.crm_id): r.state
+            for uid in ("1", "2", "3")
+            for r in conn.execute(candidates.select().where(candidates.c.identity_id == ids[uid]))
+        }
+    assert states == {
+        ("1", "003A"): "accepted",
+        ("1", "003B"): "stale",
+        ("2", "003A"): "stale",
+        ("2", "003B"): "accepted",
+        ("3", "003A"): "open",
+        ("3", "003B"): "open",
+    }

@@ -32,8 +32,9 @@ from syncd.state.db import Database
 
 class CoordinatedPipeline(Pipeline):
     """A Pipeline whose polls, resolver, on-file linker and case filing take their job lock
-    first (the writer: retries a conflict as transient). A subclass, not a holder: the app, the daemon and the backfill runner use
-    the rest of the pipeline (stop flag, clock, accounts, retries, its stages) as it is."""
+    first (the writer: retries a conflict as transient). A subclass, not a holder: the app,
+    the daemon and the backfill runner use the rest of the pipeline (stop flag, clock,
+    accounts, retries, its stages) as it is."""
 
     def __init__(
         self,

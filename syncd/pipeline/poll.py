@@ -23,6 +23,7 @@ from syncd.model import Account, Cursor, Page, Stream, merge_marks
 from syncd.pipeline.context import Context
 from syncd.state import hints, profiles, usage, walks
 from syncd.state import ingest as st
+from syncd.state.coordination import shared
 from syncd.state.horizon import first_start, suspect
 
 log = logging.getLogger("syncd.pipeline")
@@ -166,7 +167,16 @@ class Poller:
                     f"walk stopped after {result.pages + 1} pages ([daemon] "
                     "max_pages_per_walk); it goes on from there next poll"
                 )
-            with self.db.transaction() as conn:
+            if shared(self.db.dialect) and page.interactions:
+                with self.db.transaction(replayable=True) as conn:
+                    st.store_authors(conn, network=source.network, page=page, now=self.clock())
+            # Replayable: a page lost to a crash is lost with the cursor move stored with it,
+            # so the stream reads the same page again from the cursor before it (X bills a
+            # post once per UTC day, however often it is read). Nothing outside state acts
+            # on a page before a commit that waited: the writer writes only deliveries it
+            # claimed in such a commit (which made every page before it durable), and a Lead
+            # for one of its authors is an upsert on the network's user id, found again.
+            with self.db.transaction(replayable=True) as conn:
                 stored = st.ingest_page(
                     conn,
                     source=source_name,

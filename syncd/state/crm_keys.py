@@ -20,6 +20,7 @@ from syncd.model import CrmRef, IdentityKey, KeyOnFile, KeysOnFile, KeysPage
 from syncd.state import statistics, suppression
 from syncd.state.ingest import insert_for
 from syncd.state.linking import refresh_priorities, stored_priority
+from syncd.state.many import insert_many
 from syncd.state.tables import crm_key_loads, crm_keys
 
 log = logging.getLogger("syncd.resolver")
@@ -116,7 +117,7 @@ def put(conn: Connection, crm: str, people: Sequence[KeysOnFile], now: datetime)
     rows = [fitted for row in rows if (fitted := _fitted(row)) is not None]
     rows = suppression.unforgotten_keys(conn, rows)  # forgotten people are not copied again
     if rows:
-        conn.execute(crm_keys.insert(), rows)
+        insert_many(conn, crm_keys.insert(), rows)
 
 
 def forget(conn: Connection, crm: str, record_ids: Iterable[str]) -> None:

@@ -119,9 +119,19 @@ class Database:
             raise StateError(f"state.url: cannot create {path}: {exc.strerror}") from None
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """One explicit transaction: committed on success, rolled back on any exception."""
+    def transaction(self, *, replayable: bool = False) -> Iterator[Connection]:
+        """One explicit transaction: committed on success, rolled back on any exception.
+
+        ``replayable``: losing the transaction whole to a crash is harmless, as its caller
+        says why; on PostgreSQL its commit then does not wait for the WAL to reach the disk
+        (``synchronous_commit = off``). A crash of the server or machine can lose such
+        commits made in the last moments (three ``wal_writer_delay``, 600 ms by default),
+        each whole, never a part of one, and only the latest: any later commit that did
+        wait flushed the WAL up to itself, every commit before it included. SQLite already
+        commits this way (``synchronous=NORMAL``)."""
         with self._writer, self.engine.begin() as conn:
+            if replayable and self.dialect == "postgresql":
+                conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
             yield conn
 
     def connect(self) -> Connection:

@@ -34,6 +34,7 @@ from syncd.model import (
 )
 from syncd.state import hints, horizon, suppression
 from syncd.state.coordination import redone_on_conflict
+from syncd.state.many import insert_many
 from syncd.state.tables import (
     accounts,
     cursors,
@@ -298,21 +299,25 @@ def upsert_identities(
             .where(identities.c.network == network, identities.c.user_id.in_(touched))
             .values(profile_read_at=now)
         )
+    # New and changed authors, and ids a page names without a profile (only the id is
+    # known), in one statement.
+    given: list[tuple[str, Author | None]] = [(a.user_id, a) for a in fresh]
+    given += [(uid, None) for uid in wanted - set(by_id) - set(ids)]
     rows = [
         {
             "network": network,
-            "user_id": a.user_id,
-            "handle": a.handle,
-            "display_name": a.display_name,
-            "description": a.description,
-            "location": a.location,
-            "url": a.url,
+            "user_id": uid,
+            "handle": a.handle if a else None,
+            "display_name": a.display_name if a else None,
+            "description": a.description if a else None,
+            "location": a.location if a else None,
+            "url": a.url if a else None,
             "first_seen_at": now,
             "updated_at": now,
-            "profile_read_at": now,
+            "profile_read_at": now if a else None,
         }
         # Sorted so concurrent transactions lock rows in one order (no deadlocks on PostgreSQL).
-        for a in sorted(fresh, key=lambda a: a.user_id)
+        for uid, a in sorted(given, key=lambda pair: pair[0])
     ]
     if rows:
         ins = insert_for(conn, identities)
@@ -321,20 +326,16 @@ def upsert_identities(
         }
         refresh["updated_at"] = ins.excluded.updated_at
         refresh["profile_read_at"] = ins.excluded.profile_read_at
-        conn.execute(
-            ins.on_conflict_do_update(index_elements=["network", "user_id"], set_=refresh), rows
-        )
-    missing = sorted(wanted - set(by_id) - set(ids))
-    if missing:
-        conn.execute(
-            insert_for(conn, identities).on_conflict_do_nothing(),
-            [
-                {"network": network, "user_id": uid, "first_seen_at": now, "updated_at": now}
-                for uid in missing
-            ],
-        )
-    new = sorted(wanted - set(ids))
-    for chunk in _chunks(new, 500):
+        stmt = ins.on_conflict_do_update(
+            index_elements=["network", "user_id"],
+            set_=refresh,
+            # An id without its profile, stored meanwhile by another page, is left as it is.
+            where=ins.excluded.profile_read_at.is_not(None),
+        ).returning(identities.c.user_id, identities.c.id)
+        ids.update({uid: row_id for uid, row_id in insert_many(conn, stmt, rows)})
+    # Only an id without its profile that another transaction stored meanwhile is not
+    # returned by the upsert.
+    for chunk in _chunks(sorted(wanted - set(ids)), 500):
         for uid, row_id in conn.execute(
             select(identities.c.user_id, identities.c.id).where(
                 identities.c.network == network, identities.c.user_id.in_(chunk)
@@ -357,7 +358,8 @@ def _remember_handles(conn: Connection, seen: list[tuple[int, str]], now: dateti
     if not seen:
         return
     ins = insert_for(conn, identity_handles)
-    conn.execute(
+    insert_many(
+        conn,
         ins.on_conflict_do_update(
             index_elements=["identity_id", "handle"],
             set_={"last_seen_at": ins.excluded.last_seen_at},
@@ -416,6 +418,22 @@ def ingest_page(
     if page.taken_hints:
         hints.take(conn, source, page.taken_hints, now)
     return stored
+
+
+@redone_on_conflict
+def store_authors(conn: Connection, *, network: str, page: Page, now: datetime) -> None:
+    """Store the page's new and changed authors (and the customers it names by id alone)
+    ahead of the page, in a transaction of their own (PostgreSQL's poll). Two streams read
+    the same new customer at once (their mention, the brand's reply): the second page's
+    insert of them waited for the first page's whole transaction to commit, a tenth of a
+    second and more under load; this short one commits first. Screened by the suppression
+    list as the page is, in this transaction: a person forgotten meanwhile is dropped by
+    the page's own screening, and their row stored here is one more the forget deletes
+    with theirs, as one the page itself had stored then. Stored again by the page (it
+    finds them stored and unchanged), so a page stored without this loses nothing."""
+    page, _ = suppression.screen(conn, network, page)
+    named = (i.counterpart_id for i in page.interactions if i.counterpart_id)
+    upsert_identities(conn, network, page.authors, named, now)
 
 
 # Instances storing pages of different accounts meet on shared authors and posts. Rows are
@@ -485,7 +503,7 @@ def store_page(
             }
             for i in items
         ]
-        new_rows = [(r[0], r[1]) for r in conn.execute(stmt, params)]
+        new_rows = [(r[0], r[1]) for r in insert_many(conn, stmt, params)]
         named = _named_late(conn, network, items, identity_ids, {p for _, p in new_rows})
     customer = {i.post_id: i.counterpart_id for i in items}
     outbox = [
@@ -507,7 +525,7 @@ def store_page(
         for target in targets
     ]
     if outbox:
-        conn.execute(insert_for(conn, deliveries).on_conflict_do_nothing(), outbox)
+        insert_many(conn, insert_for(conn, deliveries).on_conflict_do_nothing(), outbox)
     bad = _not_yet_quarantined(conn, page.quarantined)
     if bad:
         conn.execute(

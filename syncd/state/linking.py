@@ -11,10 +11,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, delete, or_, select, update
+from sqlalchemy import BigInteger, Connection, any_, bindparam, case, delete, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from syncd.model import Candidate, CrmRef, IdentityKey, Profile, ReviewState
+from syncd.state.coordination import shared
 from syncd.state.ingest import insert_for
+from syncd.state.many import given_rows, insert_many
 from syncd.state.tables import (
     PRIORITY_MAX,
     candidates,
@@ -166,7 +169,8 @@ def link_many(
     # run, on PostgreSQL in other instances): the first link stands, the other is no
     # change, and only the links made here are noted as made.
     ins = insert_for(conn, links)
-    made = conn.execute(
+    made = insert_many(
+        conn,
         ins.on_conflict_do_nothing(index_elements=["identity_id", "crm"]).returning(
             links.c.identity_id
         ),
@@ -191,28 +195,38 @@ def link_many(
     todo = {i: c for i, c in todo.items() if i in made_ids}
     if not todo:
         return 0
-    conn.execute(
+    insert_many(
+        conn,
         link_events.insert(),
         [_event_row(crm, i, "link", actor, now, c, note) for i, c in todo.items()],
     )
     # The linked candidate is accepted; the others are moot while this link stands.
-    conn.execute(
+    chosen = [{"ident": i, "chosen": c.ref.id} for i, c in todo.items()]
+    given = given_rows(
+        conn, chosen, {"ident": candidates.c.identity_id.type, "chosen": candidates.c.crm_id.type}
+    )
+    decide = (
         update(candidates)
         .where(
-            candidates.c.identity_id == bindparam("ident"),
+            candidates.c.identity_id == given["ident"],
             candidates.c.crm == crm,
             candidates.c.state == ReviewState.OPEN,
         )
         .values(
             state=case(
-                (candidates.c.crm_id == bindparam("chosen"), ReviewState.ACCEPTED),
+                (candidates.c.crm_id == given["chosen"], ReviewState.ACCEPTED),
                 else_=ReviewState.STALE,
             ),
             decided_at=now,
             decided_by=actor,
-        ),
-        [{"ident": i, "chosen": c.ref.id} for i, c in todo.items()],
+        )
     )
+    if shared(conn):
+        # The ids again, as an array, for the same reason as outbox.mark_written's.
+        deciding = bindparam("deciding", list(todo), type_=ARRAY(BigInteger))
+        conn.execute(decide.where(candidates.c.identity_id == any_(deciding)))
+    else:
+        conn.execute(decide, chosen)
     return len(todo)
 
 

@@ -39,6 +39,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from syncd.model import DEFAULT_TARGET, CrmRef, DeliveryState, Direction, IdentityKey
 from syncd.state.coordination import Lease, gone, shared
 from syncd.state.ingest import insert_for
+from syncd.state.many import given_rows
 from syncd.state.tables import (
     accounts,
     cases,
@@ -275,16 +276,12 @@ def _ready(
     # Which waiting authors are linked is asked once per author, from the indexes: held
     # authors' deliveries (many, for authors the CRM lacks) are then never read, where
     # joining every pending delivery to its link read them all on every call.
-    waiting = _waiting_authors(crm).subquery()
-    linked_authors = select(waiting.c.identity_id).where(
-        exists().where(links.c.identity_id == waiting.c.identity_id, links.c.crm == crm)
-    )
     stmt = as_written().where(
         deliveries.c.crm == crm,
         deliveries.c.state == DeliveryState.PENDING,
         # A bulk job writes it (syncd.pipeline.bulk).
         deliveries.c.bulk_job_id.is_(None),
-        _member(conn, deliveries.c.identity_id, linked_authors),
+        _linked_waiting(conn, crm),
         or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
     )
     if cases:
@@ -294,6 +291,29 @@ def _ready(
     if skip_targets:
         stmt = stmt.where(deliveries.c.target.not_in(skip_targets))
     return stmt.order_by(interactions.c.created_at, deliveries.c.id).limit(limit)
+
+
+def _linked_waiting(conn: Connection, crm: str) -> ColumnElement[bool]:
+    """The delivery's author is a waiting author (:func:`_waiting_authors`) with a link."""
+    if not shared(conn):
+        authors = _waiting_authors(crm).subquery()
+        linked_authors = select(authors.c.identity_id).where(
+            exists().where(links.c.identity_id == authors.c.identity_id, links.c.crm == crm)
+        )
+        return _member(conn, deliveries.c.identity_id, linked_authors)
+    # PostgreSQL is given each set as an array, asked for in turn. Joined in one statement,
+    # the waiting authors' links were planned, while the links table grew faster than its
+    # statistics (the first minutes of a new database), as a scan of every link per waiting
+    # author: 16 seconds of one call, the writer idle meanwhile.
+    waiting = [r[0] for r in conn.execute(_waiting_authors(crm))]
+    linked = conn.execute(
+        select(links.c.identity_id).where(
+            links.c.crm == crm,
+            links.c.identity_id == any_(bindparam("waiting", waiting, type_=ARRAY(BigInteger))),
+        )
+    )
+    found = [r[0] for r in linked]
+    return deliveries.c.identity_id == any_(bindparam("authors", found, type_=ARRAY(BigInteger)))
 
 
 def _reply_to_record() -> Any:
@@ -459,9 +479,11 @@ def claim(
     )
     ready = rows(conn.execute(stmt.with_for_update(of=deliveries, skip_locked=True)))
     if ready:
+        # An array (claims are PostgreSQL's alone): one statement text whatever the count.
+        ids = bindparam("ids", [d.delivery_id for d in ready], type_=ARRAY(BigInteger))
         conn.execute(
             update(deliveries)
-            .where(deliveries.c.id.in_([d.delivery_id for d in ready]))
+            .where(deliveries.c.id == any_(ids))
             .values(**CLAIM.take(owner, until))
         )
     return ready
@@ -516,15 +538,20 @@ def mark_written(
     params = [{"delivery_id": d, "crm_id": c} for d, c in sorted(done, key=lambda pair: pair[0])]
     if not params:
         return
+    given = given_rows(
+        conn,
+        params,
+        {"delivery_id": deliveries.c.id.type, "crm_id": deliveries.c.crm_record_id.type},
+    )
     stmt = (
         update(deliveries)
-        .where(deliveries.c.id == bindparam("delivery_id"))
+        .where(deliveries.c.id == given["delivery_id"])
         .values(
             state=case(
                 (deliveries.c.state == DeliveryState.FORGOTTEN, DeliveryState.FORGOTTEN),
                 else_=DeliveryState.WRITTEN,
             ),
-            crm_record_id=bindparam("crm_id"),
+            crm_record_id=given["crm_id"],
             awaits_reply_to=False,
             attempts=deliveries.c.attempts + 1,
             last_error=None,
@@ -534,7 +561,15 @@ def mark_written(
             updated_at=now,
         )
     )
-    conn.execute(_by_claimer(stmt, owner), params)
+    if not shared(conn):
+        conn.execute(_by_claimer(stmt, owner), params)
+        return
+    # The ids again, as an array: joined to the document's rows alone, the deliveries were
+    # planned on statistics from when the table was small as a scan of all of them per
+    # written row (0.3 s a call); by the array they are looked up, or the scan runs once.
+    ids = [p["delivery_id"] for p in params]
+    stmt = stmt.where(deliveries.c.id == any_(bindparam("ids", ids, type_=ARRAY(BigInteger))))
+    conn.execute(_by_claimer(stmt, owner))
 
 
 def await_replies(conn: Connection, delivery_ids: Iterable[int]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -28,9 +28,9 @@ from syncd.model import Candidate, CrmRef, Cursor, Page, PersonRecord, Stream
 from syncd.pipeline import Pipeline, PipelineSettings
 from syncd.resolver import stage
 from syncd.resolver.stage import ResolveSettings, Unmatched
-from syncd.state import authors, linking
+from syncd.state import authors, ingest, linking
 from syncd.state.db import Database
-from syncd.state.tables import deliveries, link_events, links
+from syncd.state.tables import candidates, deliveries, link_events, links
 
 
 def pipeline_with(db: Database, crm: FakeCrm, unmatched: Unmatched = "hold") -> Pipeline:
@@ -264,3 +264,34 @@ def test_two_linkers_linking_one_author_at_once_make_one_link_and_one_event(
     assert second == [0]
     assert count(db, links) == 1
     assert [e["identity_id"] for e in events(db)] == [identity]
+
+
+def test_linking_many_accepts_each_ones_chosen_candidate_and_stales_the_rest(
+    db: Database,
+) -> None:
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+
+    def offered(person: str) -> Candidate:
+        return Candidate(CrmRef("Contact", person), 0.7, "fuzzy_name", ("same name",))
+
+    with db.transaction() as conn:
+        ids = ingest.upsert_identities(conn, "x", [], ["1", "2", "3"], now)
+        for uid in ("1", "2", "3"):
+            linking.queue(conn, "sf", ids[uid], [offered("003A"), offered("003B")], now)
+        linking.link_many(
+            conn, "sf", [(ids["1"], offered("003A")), (ids["2"], offered("003B"))], "admin", now
+        )
+    with db.connect() as conn:
+        states = {
+            (uid, r.crm_id): r.state
+            for uid in ("1", "2", "3")
+            for r in conn.execute(candidates.select().where(candidates.c.identity_id == ids[uid]))
+        }
+    assert states == {
+        ("1", "003A"): "accepted",
+        ("1", "003B"): "stale",
+        ("2", "003A"): "stale",
+        ("2", "003B"): "accepted",
+        ("3", "003A"): "open",
+        ("3", "003B"): "open",
+    }

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from common import SECRETS, salesforce_standin, x_standin
+from common import SECRETS, salesforce_standin, service_environment, x_standin
 from sqlalchemy import func, select
 
 from sandbox.config import syncd_config
@@ -123,7 +123,7 @@ def mentions(x: XSandbox, people: list[Author], n: int, rng: random.Random) -> i
 
 def run(n: int, authors: int, access: str, seed: int, keep: bool) -> Report:
     report = Report(n, authors)
-    env = os.environ | SECRETS.environ()
+    env = os.environ | SECRETS.environ() | service_environment()
     rng = random.Random(seed)
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -258,7 +258,8 @@ def show(r: Report) -> None:
     )
     print(
         f"  peak RSS           {r.peak_rss_mb:.0f} MB   target ≤ {TARGET_RSS_MB:.0f} MB  "
-        f"{mark(r.peak_rss_mb <= TARGET_RSS_MB)}"
+        f"{mark(r.peak_rss_mb <= TARGET_RSS_MB)}  (as its systemd unit runs it: "
+        f"{' '.join(f'{k}={v}' for k, v in service_environment().items()) or 'no variables'})"
     )
 
 

@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sandbox.bluesky.api import BlueskySandbox
@@ -212,6 +213,19 @@ class Options:
             if value is not None:
                 out.append(f"--{f.name}={value}")
         return out
+
+
+def service_environment() -> dict[str, str]:
+    """The environment ``systemd/syncd.service`` gives the daemon (its ``Environment=``
+    lines, e.g. ``MALLOC_ARENA_MAX=2``): the benches run ``syncd`` as the service runs it,
+    read from the unit so the two cannot drift apart."""
+    unit = Path(__file__).resolve().parent.parent / "systemd" / "syncd.service"
+    pairs = (
+        line.removeprefix("Environment=").split("=", 1)
+        for line in unit.read_text().splitlines()
+        if line.startswith("Environment=")
+    )
+    return {key: value for key, value in pairs}
 
 
 def daemon_config(

@@ -83,6 +83,7 @@ from common import (
     salesforce_standin,
     seed,
     seed_elsewhere,
+    service_environment,
     show_naive,
     x_standin,
 )
@@ -296,7 +297,7 @@ def run_syncd(
                 url, x.url, sf.url, accounts, opts.poll, elsewhere, session, history, cases
             )
         )
-        env = os.environ | SECRETS.environ()
+        env = os.environ | SECRETS.environ() | service_environment()
         base = [sys.executable, "-m", "syncd", "--config", str(config)]
         # As a live service would have: the brands' ids known, the CRM's people loaded.
         subprocess.run([*base, "poll", "--once"], env=env, check=True, capture_output=True)
@@ -639,8 +640,9 @@ def show(r: Report, o: Options, baseline: NaiveReport | None) -> None:
           f"target p95 ≤ {o.poll + TARGET_LATENCY_SLACK:g} s  {mark(k['latency'])}")  # fmt: skip
     print(f"    p95 by stage: post → stored {r.p95_read:.2f} s, stored → author linked "
           f"{r.p95_linked:.2f} s, both → written {r.p95_after_linked:.2f} s")  # fmt: skip
+    unit = " ".join(f"{k}={v}" for k, v in service_environment().items())
     print(f"  peak RSS             {r.peak_rss_mb:.0f} MB   target ≤ {TARGET_RSS_MB:.0f} MB  "
-          f"{mark(k['rss'])}")  # fmt: skip
+          f"{mark(k['rss'])}  (as its systemd unit runs it: {unit or 'no variables'})")  # fmt: skip
     total = r.daemon_cpu + r.standin_cpu
     print(f"  CPU seconds          syncd {r.daemon_cpu:.1f}, stand-ins {r.standin_cpu:.1f} "
           f"({r.standin_cpu / total if total else 0:.0%} of both)")  # fmt: skip

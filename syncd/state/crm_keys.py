@@ -9,10 +9,10 @@ the people it did not see (deleted in the CRM, or no longer carrying any id or h
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Connection, and_, delete, select, update
 
@@ -20,13 +20,10 @@ from syncd.model import CrmRef, IdentityKey, KeyOnFile, KeysOnFile, KeysPage
 from syncd.state import statistics, suppression
 from syncd.state.ingest import insert_for
 from syncd.state.linking import refresh_priorities, stored_priority
-from syncd.state.many import insert_many
+from syncd.state.many import chunks, insert_many
 from syncd.state.tables import crm_key_loads, crm_keys
 
 log = logging.getLogger("syncd.resolver")
-
-T = TypeVar("T")
-CHUNK = 500  # values per IN list: far below any backend's bound-parameter limit
 
 
 @dataclass(frozen=True)
@@ -86,7 +83,7 @@ def put(conn: Connection, crm: str, people: Sequence[KeysOnFile], now: datetime)
     for p in people:
         if p.ref.id not in newest or p.stamp >= newest[p.ref.id].stamp:
             newest[p.ref.id] = p
-    for ids in _chunks(list(newest)):
+    for ids in chunks(list(newest)):
         held = conn.execute(
             select(crm_keys.c.record_id, crm_keys.c.stamp).where(
                 crm_keys.c.crm == crm, crm_keys.c.record_id.in_(ids)
@@ -95,7 +92,7 @@ def put(conn: Connection, crm: str, people: Sequence[KeysOnFile], now: datetime)
         for record_id, stamp in held:
             if record_id in newest and stamp > newest[record_id].stamp:
                 del newest[record_id]  # an older copy of this person: keep what is there
-    for ids in _chunks(list(newest)):
+    for ids in chunks(list(newest)):
         conn.execute(delete(crm_keys).where(crm_keys.c.crm == crm, crm_keys.c.record_id.in_(ids)))
     rows = [
         {
@@ -123,7 +120,7 @@ def put(conn: Connection, crm: str, people: Sequence[KeysOnFile], now: datetime)
 def forget(conn: Connection, crm: str, record_ids: Iterable[str]) -> None:
     """Drop people a write found gone (merged away or deleted), so no author links to them
     again before the change watch or the next load says where they went."""
-    for ids in _chunks(sorted(set(record_ids))):
+    for ids in chunks(sorted(set(record_ids))):
         conn.execute(delete(crm_keys).where(crm_keys.c.crm == crm, crm_keys.c.record_id.in_(ids)))
 
 
@@ -139,8 +136,8 @@ def find(conn: Connection, crm: str, keys: Sequence[IdentityKey]) -> list[KeysOn
     people: dict[str, tuple[CrmRef, int, str, list[KeyOnFile]]] = {}
     c = crm_keys.c
     for network, (ids, handles) in sorted(by_network.items()):
-        asks = [c.user_id.in_(chunk) for chunk in _chunks(sorted(ids))]
-        asks += [c.handle.in_(chunk) for chunk in _chunks(sorted(handles))]
+        asks = [c.user_id.in_(chunk) for chunk in chunks(sorted(ids))]
+        asks += [c.handle.in_(chunk) for chunk in chunks(sorted(handles))]
         for wanted in asks:
             stmt = select(crm_keys).where(and_(c.crm == crm, c.network == network, wanted))
             # Sorted here, not by ORDER BY: without statistics SQLite then walked every
@@ -191,8 +188,3 @@ def fold_handle(handle: str | None) -> str | None:
     """A handle as the copy keeps and compares it: no '@', case-folded."""
     bare = (handle or "").strip().removeprefix("@").casefold()
     return bare or None
-
-
-def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), CHUNK):
-        yield items[start : start + CHUNK]

@@ -34,7 +34,7 @@ from syncd.model import (
 )
 from syncd.state import hints, horizon, suppression
 from syncd.state.coordination import redone_on_conflict
-from syncd.state.many import insert_many
+from syncd.state.many import chunks, insert_many
 from syncd.state.tables import (
     accounts,
     cursors,
@@ -159,7 +159,7 @@ def save_marks(
         stream_marks.c.stream == str(stream),
     )
     gone = sorted(k for k, v in changes.items() if v is None)
-    for chunk in _chunks(gone, 500):
+    for chunk in chunks(gone):
         conn.execute(delete(stream_marks).where(*stream_key, stream_marks.c.key.in_(chunk)))
     # Sorted so concurrent transactions lock rows in one order.
     rows = [
@@ -270,7 +270,7 @@ def upsert_identities(
     ids: dict[str, int] = {}
     stored: dict[str, tuple[Any, ...]] = {}
     read_at: dict[str, datetime | None] = {}
-    for chunk in _chunks(sorted(wanted), 500):
+    for chunk in chunks(sorted(wanted)):
         for row in conn.execute(
             select(
                 identities.c.user_id,
@@ -335,7 +335,7 @@ def upsert_identities(
         ids.update({uid: row_id for uid, row_id in insert_many(conn, stmt, rows)})
     # Only an id without its profile that another transaction stored meanwhile is not
     # returned by the upsert.
-    for chunk in _chunks(sorted(wanted - set(ids)), 500):
+    for chunk in chunks(sorted(wanted - set(ids))):
         for uid, row_id in conn.execute(
             select(identities.c.user_id, identities.c.id).where(
                 identities.c.network == network, identities.c.user_id.in_(chunk)
@@ -567,7 +567,7 @@ def _named_late(
         i.post_id: i for i in items if i.counterpart_id is not None and i.post_id not in inserted
     }
     faceless: list[tuple[str, str]] = []
-    for chunk in _chunks(sorted(named), 500):
+    for chunk in chunks(sorted(named)):
         faceless += [
             (r.post_id, r.direction)
             for r in conn.execute(
@@ -614,7 +614,7 @@ def _not_yet_quarantined(conn: Connection, items: Iterable[Quarantined]) -> list
     todo = list(items)
     ids = sorted({q.item_id for q in todo if q.item_id is not None})
     known: set[tuple[str, str | None, str]] = set()
-    for chunk in _chunks(ids, 500):
+    for chunk in chunks(ids):
         known.update(
             (r.network, r.item_id, r.reason)
             for r in conn.execute(
@@ -632,8 +632,3 @@ def _not_yet_quarantined(conn: Connection, items: Iterable[Quarantined]) -> list
             known.add(key)  # and once per page, should the page repeat it
         fresh.append(q)
     return fresh
-
-
-def _chunks(seq: list[str], size: int) -> Iterable[list[str]]:
-    for start in range(0, len(seq), size):
-        yield seq[start : start + size]

@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from syncd.model import Candidate, CrmRef, IdentityKey, Profile, ReviewState
 from syncd.state.coordination import shared
 from syncd.state.ingest import insert_for
-from syncd.state.many import given_rows, insert_many
+from syncd.state.many import chunks, given_rows, insert_many
 from syncd.state.tables import (
     PRIORITY_MAX,
     candidates,
@@ -278,23 +278,18 @@ def refresh_priorities(conn: Connection, crm: str, people: Iterable[CrmRef]) -> 
         # keys load gives thousands of people a page, most unchanged, and a statement per
         # person cost PostgreSQL a round trip each.
         changed: dict[str | None, set[str]] = {}
-        for chunk in _chunks(sorted(latest)):
+        for chunk in chunks(sorted(latest)):
             held = conn.execute(select(rid, value).where(table.c.crm == crm, rid.in_(chunk)))
             for record_id, old in held:
                 if old != (new := latest[record_id]):
                     changed.setdefault(new, set()).add(record_id)
         for new, ids in sorted(changed.items(), key=lambda item: item[0] or ""):
-            for chunk in _chunks(sorted(ids)):
+            for chunk in chunks(sorted(ids)):
                 conn.execute(
                     update(table)
                     .where(table.c.crm == crm, rid.in_(chunk))
                     .values({value.name: new})
                 )
-
-
-def _chunks(items: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def follow(

@@ -1,4 +1,5 @@
-"""Many rows in one statement whose text does not depend on how many there are.
+"""Many rows in one statement whose text does not depend on how many there are, and many
+values over several statements (:func:`chunks`).
 
 Given a list of rows, SQLAlchemy sends PostgreSQL either one statement per row (an
 executemany: each parsed, bound and run by the server on its own) or, with RETURNING, one
@@ -15,10 +16,10 @@ the placeholders it saved. SQLite runs in the process and is given the list as b
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -103,3 +104,14 @@ def _encode(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
     raise TypeError(f"a {type(value).__name__} cannot be sent as a column's value")
+
+
+T = TypeVar("T")
+IN_LIST = 500  # values per IN list: far below any backend's bound-parameter limit
+
+
+def chunks(items: Sequence[T], size: int = IN_LIST) -> Iterator[Sequence[T]]:
+    """``items`` in slices of ``size``: one IN list each, where a statement would ask about
+    more values than one should carry."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

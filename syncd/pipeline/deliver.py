@@ -149,8 +149,9 @@ class Writer:
             ready = self._take(size, room, skip)
             if not ready:
                 break
-            # A bounded run (the daemon's) holds back a partial call while its posts are
-            # young, once: a run writing everything (poll --once, a backfill) never waits.
+            # A bounded run (the daemon's) holds back a partial call while its records are
+            # newly queued, once: a run writing everything (poll --once, a backfill) never
+            # waits.
             if max_batches is not None and not waited and (pause := self._young(ready)) > 0:
                 waited = True
                 if self.claims:

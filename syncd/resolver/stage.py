@@ -173,14 +173,14 @@ def link_on_file(
     clock: Callable[[], datetime],
     after: int = 0,
 ) -> tuple[ResolveResult, int]:
-    """Link the due authors above ``after`` that the local copy of the CRM's ids and
-    handles knows, and nothing else; returns the highest identity id tried, where the next
-    run starts. No network call, so a new author's posts need not wait behind the CRM calls
-    of a resolver run (its change check, the copy's reload, a candidate search), which can
-    take seconds. An author tried and not found waits for the resolver, whose chain asks
-    the copy first (the change watch may have brought their person since), as does one
-    stored too late for this (see :data:`LATE_IDS`). Until the copy is loaded the resolver
-    does it all."""
+    """Link the due authors from a little below ``after`` (:data:`LATE_IDS`) up that the local copy
+    of the CRM's ids and handles knows, and nothing else; returns the highest identity id
+    tried, which the next run starts from. No network call, so a new author's posts need not
+    wait behind the CRM calls of a resolver run (its change check, the copy's reload, a
+    candidate search), which can take seconds. An author tried and not found waits for the
+    resolver, whose chain asks the copy first (the change watch may have brought their
+    person since), as does one stored too late for this (see :data:`LATE_IDS`). Until the
+    copy is loaded the resolver does it all."""
     result = ResolveResult()
     if not settings.crm_check:  # the copy is only as current as the watch keeps it
         return result, after

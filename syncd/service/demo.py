@@ -122,7 +122,10 @@ def caught_up(app: App, player: Player, streams: int) -> bool:
     if player.done_at is None:
         return False
     now = datetime.now(UTC)
-    with app.db.connect() as conn:
+    # One moment for every read: read apart, a batch claimed between the look at the claims
+    # and the look at what is ready was in neither, and the demo stopped before its replies
+    # were written again with their ReplyToId.
+    with app.db.snapshot() as conn:
         st = read_status(conn, app.settings.crm.name)
         streams_done = len(st.streams) == streams and all(
             s.last_success_at is not None and s.last_success_at > player.done_at for s in st.streams

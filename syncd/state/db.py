@@ -142,6 +142,17 @@ class Database:
         conn.execution_options(**{SNAPSHOT: True})
         return conn
 
+    def snapshot(self) -> Connection:
+        """A connection whose reads all see one moment, until it is closed. On PostgreSQL a
+        connection from :meth:`connect` reads each statement at its own moment (READ
+        COMMITTED): a check made of several reads (nothing claimed, then nothing ready) can
+        then miss work that moved between them, a delivery claimed after the first read and
+        no longer ready at the second. SQLite's reading transactions are snapshots already."""
+        conn = self.connect()
+        if self.dialect == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        return conn
+
     def upgrade(self) -> None:
         """Apply every pending migration (idempotent). Instances starting together on
         PostgreSQL take turns: the second finds the schema at head and does nothing."""

@@ -164,9 +164,8 @@ class WriterSection(_Section):
     # the CRM has them (Salesforce Bulk API 2.0); 0: never.
     bulk_threshold: int = Field(default=10_000, ge=0)
     # A round that finds less than one CRM call's worth of records (five batches) waits for
-    # more while its oldest record was queued less than this ago; "0s" (the default): never
-    # waits.
-    batch_wait: DurationOrZero = 0.0
+    # more while its oldest record was queued less than this ago; "0s": never waits.
+    batch_wait: DurationOrZero = 1.0
 
 
 class BackfillSection(_Section):

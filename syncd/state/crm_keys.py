@@ -20,7 +20,7 @@ from syncd.model import CrmRef, IdentityKey, KeyOnFile, KeysOnFile, KeysPage
 from syncd.state import statistics, suppression
 from syncd.state.ingest import insert_for
 from syncd.state.linking import refresh_priorities, stored_priority
-from syncd.state.many import chunks, insert_many
+from syncd.state.many import chunks, insert_many, one_of
 from syncd.state.tables import crm_key_loads, crm_keys
 
 log = logging.getLogger("syncd.resolver")
@@ -54,7 +54,8 @@ def store_page(conn: Connection, crm: str, page: KeysPage, now: datetime) -> boo
     people's priority values go to their links too: the daily reload is what gives links
     made before priorities were configured (or a change the watch missed) their value."""
     put(conn, crm, page.people, now)
-    refresh_priorities(conn, crm, [p.ref for p in page.people])
+    # Not the copy's own: put wrote the page's values, or kept a newer version's.
+    refresh_priorities(conn, crm, [p.ref for p in page.people], copy=False)
     where = crm_key_loads.c.crm == crm
     if page.next is not None:
         conn.execute(update(crm_key_loads).where(where).values(cursor=page.next))
@@ -86,14 +87,16 @@ def put(conn: Connection, crm: str, people: Sequence[KeysOnFile], now: datetime)
     for ids in chunks(list(newest)):
         held = conn.execute(
             select(crm_keys.c.record_id, crm_keys.c.stamp).where(
-                crm_keys.c.crm == crm, crm_keys.c.record_id.in_(ids)
+                crm_keys.c.crm == crm, one_of(conn, crm_keys.c.record_id, ids)
             )
         )
         for record_id, stamp in held:
             if record_id in newest and stamp > newest[record_id].stamp:
                 del newest[record_id]  # an older copy of this person: keep what is there
     for ids in chunks(list(newest)):
-        conn.execute(delete(crm_keys).where(crm_keys.c.crm == crm, crm_keys.c.record_id.in_(ids)))
+        conn.execute(
+            delete(crm_keys).where(crm_keys.c.crm == crm, one_of(conn, crm_keys.c.record_id, ids))
+        )
     rows = [
         {
             "crm": crm,
@@ -121,7 +124,9 @@ def forget(conn: Connection, crm: str, record_ids: Iterable[str]) -> None:
     """Drop people a write found gone (merged away or deleted), so no author links to them
     again before the change watch or the next load says where they went."""
     for ids in chunks(sorted(set(record_ids))):
-        conn.execute(delete(crm_keys).where(crm_keys.c.crm == crm, crm_keys.c.record_id.in_(ids)))
+        conn.execute(
+            delete(crm_keys).where(crm_keys.c.crm == crm, one_of(conn, crm_keys.c.record_id, ids))
+        )
 
 
 def find(conn: Connection, crm: str, keys: Sequence[IdentityKey]) -> list[KeysOnFile]:
@@ -136,8 +141,8 @@ def find(conn: Connection, crm: str, keys: Sequence[IdentityKey]) -> list[KeysOn
     people: dict[str, tuple[CrmRef, int, str, list[KeyOnFile]]] = {}
     c = crm_keys.c
     for network, (ids, handles) in sorted(by_network.items()):
-        asks = [c.user_id.in_(chunk) for chunk in chunks(sorted(ids))]
-        asks += [c.handle.in_(chunk) for chunk in chunks(sorted(handles))]
+        asks = [one_of(conn, c.user_id, chunk) for chunk in chunks(sorted(ids))]
+        asks += [one_of(conn, c.handle, chunk) for chunk in chunks(sorted(handles))]
         for wanted in asks:
             stmt = select(crm_keys).where(and_(c.crm == crm, c.network == network, wanted))
             # Sorted here, not by ORDER BY: without statistics SQLite then walked every

@@ -34,7 +34,7 @@ from syncd.model import (
 )
 from syncd.state import hints, horizon, suppression
 from syncd.state.coordination import redone_on_conflict
-from syncd.state.many import chunks, insert_many
+from syncd.state.many import chunks, insert_many, one_of
 from syncd.state.tables import (
     accounts,
     cursors,
@@ -277,7 +277,7 @@ def upsert_identities(
                 identities.c.id,
                 identities.c.profile_read_at,
                 *(identities.c[c] for c in PROFILE),
-            ).where(identities.c.network == network, identities.c.user_id.in_(chunk))
+            ).where(identities.c.network == network, one_of(conn, identities.c.user_id, chunk))
         ):
             ids[row[0]] = row[1]
             read_at[row[0]] = row[2]
@@ -338,7 +338,7 @@ def upsert_identities(
     for chunk in chunks(sorted(wanted - set(ids))):
         for uid, row_id in conn.execute(
             select(identities.c.user_id, identities.c.id).where(
-                identities.c.network == network, identities.c.user_id.in_(chunk)
+                identities.c.network == network, one_of(conn, identities.c.user_id, chunk)
             )
         ):
             ids[uid] = row_id
@@ -573,7 +573,7 @@ def _named_late(
             for r in conn.execute(
                 select(interactions.c.post_id, interactions.c.direction).where(
                     interactions.c.network == network,
-                    interactions.c.post_id.in_(chunk),
+                    one_of(conn, interactions.c.post_id, chunk),
                     interactions.c.counterpart_identity_id.is_(None),
                 )
             )

@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from syncd.model import Candidate, CrmRef, IdentityKey, Profile, ReviewState
 from syncd.state.coordination import shared
 from syncd.state.ingest import insert_for
-from syncd.state.many import chunks, given_rows, insert_many
+from syncd.state.many import chunks, given_rows, insert_many, one_of
 from syncd.state.tables import (
     PRIORITY_MAX,
     candidates,
@@ -261,25 +261,31 @@ def priorities_held(conn: Connection, crm: str) -> bool:
     return conn.execute(stmt.limit(1)).first() is not None
 
 
-def refresh_priorities(conn: Connection, crm: str, people: Iterable[CrmRef]) -> None:
+def refresh_priorities(
+    conn: Connection, crm: str, people: Iterable[CrmRef], *, copy: bool = True
+) -> None:
     """Take the priority values the CRM reports for these people (the change watch's) into
-    their links, review items and the local copy of CRM keys: every author linked to one
-    person gets the new value, whatever network they write from."""
+    their links, review items and, with ``copy``, the local copy of CRM keys: every author
+    linked to one person gets the new value, whatever network they write from."""
     latest = {ref.id: stored_priority(ref) for ref in people}  # a person given twice: the last
     if not latest:
         return
-    for rid, value in (
+    columns = [
         (links.c.crm_id, links.c.crm_priority),
         (candidates.c.crm_id, candidates.c.crm_priority),
-        (crm_keys.c.record_id, crm_keys.c.priority),
-    ):
+    ]
+    if copy:
+        columns.append((crm_keys.c.record_id, crm_keys.c.priority))
+    for rid, value in columns:
         table = value.table
         # Read, then rewrite only the rows whose value changed, one statement per value: a
         # keys load gives thousands of people a page, most unchanged, and a statement per
         # person cost PostgreSQL a round trip each.
         changed: dict[str | None, set[str]] = {}
         for chunk in chunks(sorted(latest)):
-            held = conn.execute(select(rid, value).where(table.c.crm == crm, rid.in_(chunk)))
+            held = conn.execute(
+                select(rid, value).where(table.c.crm == crm, one_of(conn, rid, chunk))
+            )
             for record_id, old in held:
                 if old != (new := latest[record_id]):
                     changed.setdefault(new, set()).add(record_id)
@@ -287,7 +293,7 @@ def refresh_priorities(conn: Connection, crm: str, people: Iterable[CrmRef]) -> 
             for chunk in chunks(sorted(ids)):
                 conn.execute(
                     update(table)
-                    .where(table.c.crm == crm, rid.in_(chunk))
+                    .where(table.c.crm == crm, one_of(conn, rid, chunk))
                     .values({value.name: new})
                 )
 

@@ -28,12 +28,14 @@ from sqlalchemy import (
     CursorResult,
     Insert,
     Text,
+    any_,
     bindparam,
     cast,
     column,
     func,
     select,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import TypeEngine
 
 
@@ -108,6 +110,16 @@ def _encode(value: Any) -> Any:
 
 T = TypeVar("T")
 IN_LIST = 500  # values per IN list: far below any backend's bound-parameter limit
+
+
+def one_of(conn: Connection, col: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[bool]:
+    """``col`` is one of ``values`` (a chunk's worth). On PostgreSQL as ``= ANY`` of one array:
+    an IN list of 500 placeholders is converted by psycopg value by value and planned anew
+    for every length, and took 2.6 times as long as the array for 500 record ids of 16,000
+    (``bench``-sized CRM copy, client side included)."""
+    if conn.dialect.name != "postgresql":
+        return col.in_(values)
+    return col == any_(bindparam(None, list(values), type_=ARRAY(col.type)))
 
 
 def chunks(items: Sequence[T], size: int = IN_LIST) -> Iterator[Sequence[T]]:

@@ -55,6 +55,20 @@ def test_the_copy_replaces_people_whole_and_never_goes_back_in_time(db: Database
         assert crm_keys.find(conn, "other", [k("1")]) == []  # one copy per CRM
 
 
+def test_a_load_page_older_than_the_copy_leaves_its_priority_alone(db: Database) -> None:
+    """The change watch stored a newer version of the person (a new priority) while a load
+    was under way: the load's older page keeps neither its keys nor its priority."""
+    from syncd.model import CrmRef, KeysOnFile, KeysPage
+
+    now = Clock().now
+    newer = KeysOnFile(CrmRef("Contact", "003A", "Ann", "High"), (x("1"),), 0, LATER)
+    older = KeysOnFile(CrmRef("Contact", "003A", "Ann", "Low"), (x("1"),), 0, T)
+    with db.transaction() as conn:
+        crm_keys.put(conn, "sf", [newer], now)
+        crm_keys.store_page(conn, "sf", KeysPage((older,), "next"), now)
+        assert [p.ref.priority for p in crm_keys.find(conn, "sf", [k("1")])] == ["High"]
+
+
 # -- Salesforce ------------------------------------------------------------------------------
 def test_salesforce_lists_everyone_with_an_id_or_handle_page_by_page(
     sb: SalesforceSandbox,

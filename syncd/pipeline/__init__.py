@@ -66,9 +66,17 @@ class Pipeline:
 
     # -- poll ----------------------------------------------------------------------------
     def poll(
-        self, source_name: str, source: Source, account: Account, stream: Stream
+        self,
+        source_name: str,
+        source: Source,
+        account: Account,
+        stream: Stream,
+        *,
+        spacing: timedelta | None = None,
     ) -> PollResult:
-        """Walk one stream from its stored cursor: see :meth:`Poller.poll`."""
+        """Walk one stream from its stored cursor: see :meth:`Poller.poll`. ``spacing``:
+        the daemon's scheduled polls, which several instances share (their pipeline leaves
+        a stream another walked less than this ago); one instance alone walks regardless."""
         return self.poller.poll(source_name, source, account, stream)
 
     def accounts(

@@ -11,6 +11,7 @@ error, not as the bug that would stop the daemon.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from functools import partial
 
@@ -26,8 +27,11 @@ from syncd.pipeline import (
     utcnow,
 )
 from syncd.resolver.stage import ResolveResult
+from syncd.state import walks
 from syncd.state.coordination import JobLocks, conflicts_transient
 from syncd.state.db import Database
+
+log = logging.getLogger("syncd.pipeline")
 
 
 class CoordinatedPipeline(Pipeline):
@@ -50,9 +54,25 @@ class CoordinatedPipeline(Pipeline):
         self.locks = locks
 
     def poll(
-        self, source_name: str, source: Source, account: Account, stream: Stream
+        self,
+        source_name: str,
+        source: Source,
+        account: Account,
+        stream: Stream,
+        *,
+        spacing: timedelta | None = None,
     ) -> PollResult:
-        walk = partial(super().poll, source_name, source, account, stream)
+        def walk() -> PollResult:
+            if spacing is not None:
+                with self.db.transaction() as conn:
+                    turn = walks.take_turn(
+                        conn, source_name, account.handle, stream, self.clock(), spacing
+                    )
+                if not turn:
+                    log.debug("%s %s: another instance walked it moments ago", account, stream)
+                    return PollResult()
+            return super(CoordinatedPipeline, self).poll(source_name, source, account, stream)
+
         result = self.locks.run(f"poll:{source_name}:{account.handle}:{stream}", walk)
         return PollResult() if result is None else result
 

@@ -456,11 +456,15 @@ class App:
         self.pipeline.writer.sources = {name: source for name, (_, source) in self.sources.items()}
         self.guard.sources[source_name] = fresh
 
-    def poll(self, job: Job) -> PollResult:
+    def poll(self, job: Job, *, spacing: timedelta | None = None) -> PollResult:
+        """Poll one stream; ``spacing``: a scheduled poll, left to another instance that
+        walked the stream less than this ago (several instances on PostgreSQL)."""
         _, source = self.sources[job.source]
         self.guard.before_poll(job.source)  # refused while capped; X's usage read when due
         try:
-            result = self.pipeline.poll(job.source, source, job.account, job.stream)
+            result = self.pipeline.poll(
+                job.source, source, job.account, job.stream, spacing=spacing
+            )
         except UsageCapped as exc:  # the whole source waits for the cap's reset
             raise self.guard.capped(job.source, exc) from exc
         self.guard.review(job.source)

@@ -472,9 +472,21 @@ class PollJob(ScheduledJob):
         # The pages' warnings said and still standing: each is said once when it comes, and
         # once when a whole walk no longer brings it, not on every poll.
         self.warned: frozenset[str] = frozenset()
+        self.early = False  # brought forward (run_soon): not left to another instance
+
+    def run_soon(self) -> None:
+        # Brought forward for fresh hints: walks even if another instance just did (its
+        # walk may have begun before the hints were stored).
+        self.early = True
+        super().run_soon()
 
     def run(self) -> None:
-        result = self.attempt(partial(self.app.poll, self.target))
+        # Half the interval: instances polling on schedules of their own then walk a stream
+        # about once an interval between them, and this one's run that starts late still
+        # walks (see syncd.state.walks.take_turn).
+        early, self.early = self.early, False
+        spacing = None if early else timedelta(seconds=self.interval / 2)
+        result = self.attempt(partial(self.app.poll, self.target, spacing=spacing))
         if result is not None:
             self._say_warnings(result)
         if result is not None and result.queued:

@@ -271,6 +271,9 @@ cursors = Table(
     # Why the last poll left its walk before the end (the [daemon] max_pages_per_walk bound),
     # for `syncd status`; None once a walk ends.
     Column("walk_stopped", Text),
+    # When the last walk began, in whichever instance: several instances sharing the state
+    # take turns, one walk an interval between them (syncd.state.walks.take_turn).
+    Column("walk_started_at", UtcDateTime()),
 )
 
 # A stream's per-object marks (syncd.model.Cursor.marks): where its source stands in each

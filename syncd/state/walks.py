@@ -8,12 +8,13 @@ A parked stream is a row of the ``parked`` table (kind ``unreadable``) named
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Connection, and_, select, update
 
 from syncd.model import Stream
 from syncd.state import admin
+from syncd.state.coordination import shared
 from syncd.state.ingest import insert_for
 from syncd.state.tables import cursors, parked
 
@@ -84,3 +85,31 @@ def page_stored(
         .where(_where(source, account, stream))
         .values(unreadable=0, walk_stopped=stopped)
     )
+
+
+def take_turn(
+    conn: Connection, source: str, account: str, stream: Stream, now: datetime, spacing: timedelta
+) -> bool:
+    """Whether this instance walks the stream now: no walk began less than ``spacing`` ago
+    (marked as begun now when so). Asked under the stream's job lock, so two instances never
+    both find it free. With ``spacing`` half the poll interval, instances each polling on
+    their own schedule walk a stream about once an interval between them, whatever their
+    phases; one instance whose run starts late still walks. A lone SQLite instance never
+    waits on itself, and writes nothing for it."""
+    if not shared(conn):
+        return True
+    began = conn.execute(
+        select(cursors.c.walk_started_at).where(_where(source, account, stream))
+    ).scalar_one_or_none()
+    # A start ahead of this host's clock (another host's) counts as just now.
+    if began is not None and now - began < spacing:
+        return False
+    stmt = insert_for(conn, cursors).values(
+        source=source, account=account, stream=str(stream), walk_started_at=now, updated_at=now
+    )
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["source", "account", "stream"], set_={"walk_started_at": now}
+        )
+    )
+    return True

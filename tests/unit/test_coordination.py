@@ -48,7 +48,7 @@ from syncd.state.coordination import (
 )
 from syncd.state.db import Database
 from syncd.state.status import status
-from syncd.state.tables import deliveries, identities, interactions, links
+from syncd.state.tables import cursors, deliveries, identities, interactions, links
 
 BRAND = Account("x", "acme", "100")
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -365,6 +365,46 @@ def test_a_poll_another_instance_is_running_is_skipped_quietly(
         "DEBUG",
         "DEBUG",
     ]
+
+
+def test_instances_take_turns_at_a_stream_once_an_interval_between_them(
+    db: Database, locks: tuple[JobLocks, JobLocks]
+) -> None:
+    """Each instance polls on its own schedule: a scheduled poll (``spacing``, half the
+    interval) leaves a stream another instance began walking less than that ago. A poll
+    brought forward for fresh hints (no spacing) walks regardless. On SQLite (one
+    instance) nothing is left."""
+    now = [T0]
+    pg = db.dialect == "postgresql"
+    one, two = (
+        CoordinatedPipeline(db, "sf", GatedCrm(), clock=lambda: now[0], locks=held)
+        for held in locks
+    )
+    empty = {Cursor(): Page((), (), Cursor())}
+    source = FakeXSource(Script.of(BRAND, empty))
+    half = timedelta(milliseconds=500)
+
+    def walked(pipeline: CoordinatedPipeline, spacing: timedelta | None) -> bool:
+        before = len(source.fetched)
+        pipeline.poll("src", source, BRAND, Stream.MENTIONS, spacing=spacing)
+        return len(source.fetched) > before
+
+    assert walked(one, half)
+    now[0] = T0 + timedelta(milliseconds=300)
+    assert walked(two, half) is not pg  # the other instance began 0.3 s ago
+    assert walked(two, None)  # brought forward: walks
+    now[0] = T0 + timedelta(milliseconds=800)
+    assert walked(two, half)  # the last scheduled walk began 0.8 s ago (or 0.3 on SQLite)
+    now[0] = T0 + timedelta(milliseconds=1000)
+    assert walked(one, half) is not pg  # the other's began 0.2 s ago
+    now[0] = T0 + timedelta(milliseconds=1300)
+    assert walked(one, half)  # a late start of its own schedule still walks
+    other = Account("x", "globex", "200")  # streams take turns each on their own
+    assert walked(two, half) is not pg
+    one.poll("src", FakeXSource(Script.of(other, empty)), other, Stream.MENTIONS, spacing=half)
+    with db.connect() as conn:
+        began = {r.account: r.walk_started_at for r in conn.execute(select(cursors)) if r.account}
+    assert began == ({"acme": now[0], "globex": now[0]} if pg else {"acme": None, "globex": None})
 
 
 def test_on_sqlite_every_job_lock_is_granted(tmp_path: Any) -> None:

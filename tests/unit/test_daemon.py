@@ -211,6 +211,30 @@ def test_a_stored_hint_brings_the_source_s_mentions_polls_forward_once_a_while(
     assert next_run("acme-fb", Stream.MENTIONS) is None
 
 
+def test_a_scheduled_poll_may_be_left_to_another_instance_a_hinted_one_walks(
+    daemon: Daemon,
+) -> None:
+    """A scheduled run asks for its stream with half its interval as spacing (another
+    instance that began walking it less than that ago has it); a run brought forward for
+    fresh hints asks with none, once."""
+    acme = Account("facebook", "Acme", "111")
+    job = PollJob(daemon.jobs, Job("acme-fb", acme, Stream.MENTIONS), interval=300.0)
+    daemon.jobs.add(job)
+    job.run_at(datetime.now(UTC) + timedelta(minutes=5))
+    asked: list[timedelta | None] = []
+
+    def poll(target: Job, *, spacing: timedelta | None = None) -> PollResult:
+        asked.append(spacing)
+        return PollResult()
+
+    daemon.app.poll = poll  # type: ignore[method-assign,assignment]
+    job.run()
+    assert daemon.jobs.hinted("acme-fb", now=5000.0)
+    job.run()
+    job.run()
+    assert asked == [timedelta(seconds=150), None, timedelta(seconds=150)]
+
+
 def test_a_rate_limited_job_is_not_brought_forward_by_other_work(daemon: Daemon) -> None:
     resume = datetime.now(UTC) + timedelta(minutes=7)
     daemon.app.pipeline.resolve.script = [RateLimited("429", resume_at=resume)]  # type: ignore[attr-defined]

@@ -76,7 +76,7 @@ class Pipeline:
     ) -> PollResult:
         """Walk one stream from its stored cursor: see :meth:`Poller.poll`. ``spacing``:
         the daemon's scheduled polls, which several instances share (their pipeline leaves
-        a stream another walked less than this ago); one instance alone walks regardless."""
+        a stream another instance began walking less than this ago); one alone walks."""
         return self.poller.poll(source_name, source, account, stream)
 
     def accounts(

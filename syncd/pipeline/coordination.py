@@ -28,7 +28,7 @@ from syncd.pipeline import (
 )
 from syncd.resolver.stage import ResolveResult
 from syncd.state import walks
-from syncd.state.coordination import JobLocks, conflicts_transient
+from syncd.state.coordination import JobLocks, conflicts_transient, owner_id
 from syncd.state.db import Database
 
 log = logging.getLogger("syncd.pipeline")
@@ -49,9 +49,11 @@ class CoordinatedPipeline(Pipeline):
         clock: Clock = utcnow,
         *,
         locks: JobLocks,
+        owner: str | None = None,
     ) -> None:
         super().__init__(db, crm_name, crm, settings, clock)
         self.locks = locks
+        self.owner = owner or owner_id()  # which instance this is, to the others
 
     def poll(
         self,
@@ -66,10 +68,16 @@ class CoordinatedPipeline(Pipeline):
             if spacing is not None:
                 with self.db.transaction() as conn:
                     turn = walks.take_turn(
-                        conn, source_name, account.handle, stream, self.clock(), spacing
+                        conn,
+                        source_name,
+                        account.handle,
+                        stream,
+                        self.clock(),
+                        owner=self.owner,
+                        spacing=spacing,
                     )
                 if not turn:
-                    log.debug("%s %s: another instance walked it moments ago", account, stream)
+                    log.debug("%s %s: another instance walks it", account.handle, stream)
                     return PollResult()
             return super(CoordinatedPipeline, self).poll(source_name, source, account, stream)
 

@@ -458,7 +458,7 @@ class App:
 
     def poll(self, job: Job, *, spacing: timedelta | None = None) -> PollResult:
         """Poll one stream; ``spacing``: a scheduled poll, left to another instance that
-        walked the stream less than this ago (several instances on PostgreSQL)."""
+        began walking the stream less than this ago (several instances on PostgreSQL)."""
         _, source = self.sources[job.source]
         self.guard.before_poll(job.source)  # refused while capped; X's usage read when due
         try:

@@ -481,11 +481,11 @@ class PollJob(ScheduledJob):
         super().run_soon()
 
     def run(self) -> None:
-        # Half the interval: instances polling on schedules of their own then walk a stream
-        # about once an interval between them, and this one's run that starts late still
-        # walks (see syncd.state.walks.take_turn).
+        # Of several instances, the one walking a stream keeps it; the others leave it until
+        # it has not been walked for one and a half intervals (longer than an interval and
+        # its jitter): its instance stopped (see syncd.state.walks.take_turn).
         early, self.early = self.early, False
-        spacing = None if early else timedelta(seconds=self.interval / 2)
+        spacing = None if early else timedelta(seconds=self.interval * 1.5)
         result = self.attempt(partial(self.app.poll, self.target, spacing=spacing))
         if result is not None:
             self._say_warnings(result)

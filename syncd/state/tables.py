@@ -271,9 +271,11 @@ cursors = Table(
     # Why the last poll left its walk before the end (the [daemon] max_pages_per_walk bound),
     # for `syncd status`; None once a walk ends.
     Column("walk_stopped", Text),
-    # When the last walk began, in whichever instance: several instances sharing the state
-    # take turns, one walk an interval between them (syncd.state.walks.take_turn).
+    # When the last walk began, and which instance (owner_id) began it: of several instances
+    # sharing the state, one walks a stream at a time and keeps it while it polls
+    # (syncd.state.walks.take_turn).
     Column("walk_started_at", UtcDateTime()),
+    Column("walk_started_by", String(200)),
 )
 
 # A stream's per-object marks (syncd.model.Cursor.marks): where its source stands in each

@@ -88,28 +88,41 @@ def page_stored(
 
 
 def take_turn(
-    conn: Connection, source: str, account: str, stream: Stream, now: datetime, spacing: timedelta
+    conn: Connection,
+    source: str,
+    account: str,
+    stream: Stream,
+    now: datetime,
+    *,
+    owner: str,
+    spacing: timedelta,
 ) -> bool:
-    """Whether this instance walks the stream now: no walk began less than ``spacing`` ago
-    (marked as begun now when so). Asked under the stream's job lock, so two instances never
-    both find it free. With ``spacing`` half the poll interval, instances each polling on
-    their own schedule walk a stream about once an interval between them, whatever their
-    phases; one instance whose run starts late still walks. A lone SQLite instance never
-    waits on itself, and writes nothing for it."""
+    """Whether instance ``owner`` walks the stream now (marked as begun when so): it began
+    the last walk, or nobody began one less than ``spacing`` ago. Asked under the stream's
+    job lock, so two instances never both take it. With ``spacing`` longer than the poll
+    interval and its jitter, the instance walking a stream keeps it, once an interval, and
+    another takes over once it stops polling; a scheduled run of its own that starts late
+    still walks. A lone SQLite instance is never left out, and writes nothing for it."""
     if not shared(conn):
         return True
-    began = conn.execute(
-        select(cursors.c.walk_started_at).where(_where(source, account, stream))
-    ).scalar_one_or_none()
+    last = conn.execute(
+        select(cursors.c.walk_started_at, cursors.c.walk_started_by).where(
+            _where(source, account, stream)
+        )
+    ).first()
     # A start ahead of this host's clock (another host's) counts as just now.
-    if began is not None and now - began < spacing:
+    if (
+        last is not None
+        and last.walk_started_at is not None
+        and last.walk_started_by not in (None, owner)
+        and now - last.walk_started_at < spacing
+    ):
         return False
+    began = {"walk_started_at": now, "walk_started_by": owner}
     stmt = insert_for(conn, cursors).values(
-        source=source, account=account, stream=str(stream), walk_started_at=now, updated_at=now
+        source=source, account=account, stream=str(stream), updated_at=now, **began
     )
     conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["source", "account", "stream"], set_={"walk_started_at": now}
-        )
+        stmt.on_conflict_do_update(index_elements=["source", "account", "stream"], set_=began)
     )
     return True

@@ -367,44 +367,56 @@ def test_a_poll_another_instance_is_running_is_skipped_quietly(
     ]
 
 
-def test_instances_take_turns_at_a_stream_once_an_interval_between_them(
+def test_one_instance_walks_a_stream_and_another_takes_over_when_it_stops(
     db: Database, locks: tuple[JobLocks, JobLocks]
 ) -> None:
-    """Each instance polls on its own schedule: a scheduled poll (``spacing``, half the
-    interval) leaves a stream another instance began walking less than that ago. A poll
-    brought forward for fresh hints (no spacing) walks regardless. On SQLite (one
-    instance) nothing is left."""
+    """Each instance polls on its own schedule: a scheduled poll (``spacing``) leaves a
+    stream another instance began walking less than that ago, so the one walking it keeps
+    it, and another takes over once it stops. A poll brought forward for fresh hints (no
+    spacing) walks regardless. On SQLite (one instance) nothing is left."""
     now = [T0]
     pg = db.dialect == "postgresql"
     one, two = (
-        CoordinatedPipeline(db, "sf", GatedCrm(), clock=lambda: now[0], locks=held)
-        for held in locks
+        CoordinatedPipeline(db, "sf", GatedCrm(), clock=lambda: now[0], locks=held, owner=name)
+        for held, name in zip(locks, ("host:1:a", "host:2:b"), strict=True)
     )
     empty = {Cursor(): Page((), (), Cursor())}
     source = FakeXSource(Script.of(BRAND, empty))
-    half = timedelta(milliseconds=500)
+    spacing = timedelta(milliseconds=1500)  # one and a half of a 1 s interval
 
     def walked(pipeline: CoordinatedPipeline, spacing: timedelta | None) -> bool:
         before = len(source.fetched)
         pipeline.poll("src", source, BRAND, Stream.MENTIONS, spacing=spacing)
         return len(source.fetched) > before
 
-    assert walked(one, half)
-    now[0] = T0 + timedelta(milliseconds=300)
-    assert walked(two, half) is not pg  # the other instance began 0.3 s ago
-    assert walked(two, None)  # brought forward: walks
-    now[0] = T0 + timedelta(milliseconds=800)
-    assert walked(two, half)  # the last scheduled walk began 0.8 s ago (or 0.3 on SQLite)
-    now[0] = T0 + timedelta(milliseconds=1000)
-    assert walked(one, half) is not pg  # the other's began 0.2 s ago
-    now[0] = T0 + timedelta(milliseconds=1300)
-    assert walked(one, half)  # a late start of its own schedule still walks
-    other = Account("x", "globex", "200")  # streams take turns each on their own
-    assert walked(two, half) is not pg
-    one.poll("src", FakeXSource(Script.of(other, empty)), other, Stream.MENTIONS, spacing=half)
+    def at(ms: int) -> None:
+        now[0] = T0 + timedelta(milliseconds=ms)
+
+    assert walked(one, spacing)
+    at(500)
+    assert walked(two, spacing) is not pg  # the other instance walks it
+    assert walked(two, None)  # brought forward for hints: walks
+    at(900)
+    assert walked(one, spacing)  # its own run, started early or late: walks
+    at(1500)
+    assert walked(two, spacing) is not pg
+    at(2400)
+    assert walked(two, spacing)  # nobody walked it for 1.5 s: the first instance stopped
+    at(2900)
+    assert walked(one, spacing) is not pg  # now the second instance's
+    other = Account("x", "globex", "200")  # streams are taken each on their own
+    one.poll("src", FakeXSource(Script.of(other, empty)), other, Stream.MENTIONS, spacing=spacing)
     with db.connect() as conn:
-        began = {r.account: r.walk_started_at for r in conn.execute(select(cursors)) if r.account}
-    assert began == ({"acme": now[0], "globex": now[0]} if pg else {"acme": None, "globex": None})
+        began = {
+            r.account: (r.walk_started_by, r.walk_started_at) for r in conn.execute(select(cursors))
+        }
+    if pg:
+        assert began == {
+            "acme": ("host:2:b", T0 + timedelta(milliseconds=2400)),
+            "globex": ("host:1:a", now[0]),
+        }
+    else:
+        assert set(began.values()) == {(None, None)}
 
 
 def test_on_sqlite_every_job_lock_is_granted(tmp_path: Any) -> None:

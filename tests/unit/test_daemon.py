@@ -214,8 +214,8 @@ def test_a_stored_hint_brings_the_source_s_mentions_polls_forward_once_a_while(
 def test_a_scheduled_poll_may_be_left_to_another_instance_a_hinted_one_walks(
     daemon: Daemon,
 ) -> None:
-    """A scheduled run asks for its stream with half its interval as spacing (another
-    instance that began walking it less than that ago has it); a run brought forward for
+    """A scheduled run asks for its stream with one and a half intervals as spacing (another
+    instance that began walking it less than that ago keeps it); a run brought forward for
     fresh hints asks with none, once."""
     acme = Account("facebook", "Acme", "111")
     job = PollJob(daemon.jobs, Job("acme-fb", acme, Stream.MENTIONS), interval=300.0)
@@ -232,7 +232,7 @@ def test_a_scheduled_poll_may_be_left_to_another_instance_a_hinted_one_walks(
     assert daemon.jobs.hinted("acme-fb", now=5000.0)
     job.run()
     job.run()
-    assert asked == [timedelta(seconds=150), None, timedelta(seconds=150)]
+    assert asked == [timedelta(seconds=450), None, timedelta(seconds=450)]
 
 
 def test_a_rate_limited_job_is_not_brought_forward_by_other_work(daemon: Daemon) -> None:

@@ -64,9 +64,12 @@ class CoordinatedPipeline(Pipeline):
         *,
         spacing: timedelta | None = None,
     ) -> PollResult:
+        walk_stream = partial(super().poll, source_name, source, account, stream)
+
         def walk() -> PollResult:
             if spacing is not None:
-                with self.db.transaction() as conn:
+                # Replayable: a mark lost to a crash costs one walk another instance makes.
+                with self.db.transaction(replayable=True) as conn:
                     turn = walks.take_turn(
                         conn,
                         source_name,
@@ -79,7 +82,7 @@ class CoordinatedPipeline(Pipeline):
                 if not turn:
                     log.debug("%s %s: another instance walks it", account.handle, stream)
                     return PollResult()
-            return super(CoordinatedPipeline, self).poll(source_name, source, account, stream)
+            return walk_stream()
 
         result = self.locks.run(f"poll:{source_name}:{account.handle}:{stream}", walk)
         return PollResult() if result is None else result

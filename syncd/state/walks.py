@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, Connection, and_, select, update
 
 from syncd.model import Stream
 from syncd.state import admin
-from syncd.state.coordination import shared
+from syncd.state.coordination import gone, shared
 from syncd.state.ingest import insert_for
 from syncd.state.tables import cursors, parked
 
@@ -101,8 +101,9 @@ def take_turn(
     the last walk, or nobody began one less than ``spacing`` ago. Asked under the stream's
     job lock, so two instances never both take it. With ``spacing`` longer than the poll
     interval and its jitter, the instance walking a stream keeps it, once an interval, and
-    another takes over once it stops polling; a scheduled run of its own that starts late
-    still walks. A lone SQLite instance is never left out, and writes nothing for it."""
+    another takes over once it stops polling (at once when it was a process of this host
+    that no longer runs); a scheduled run of its own that starts late still walks. A lone
+    SQLite instance is never left out, and writes nothing for it."""
     if not shared(conn):
         return True
     last = conn.execute(
@@ -110,12 +111,14 @@ def take_turn(
             _where(source, account, stream)
         )
     ).first()
-    # A start ahead of this host's clock (another host's) counts as just now.
+    # A start ahead of this host's clock (another host's) counts as just now. A process of
+    # this host that no longer runs (this instance before a restart) keeps nothing.
     if (
         last is not None
         and last.walk_started_at is not None
         and last.walk_started_by not in (None, owner)
         and now - last.walk_started_at < spacing
+        and not gone(last.walk_started_by)
     ):
         return False
     began = {"walk_started_at": now, "walk_started_by": owner}

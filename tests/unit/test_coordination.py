@@ -417,6 +417,15 @@ def test_one_instance_walks_a_stream_and_another_takes_over_when_it_stops(
         }
     else:
         assert set(began.values()) == {(None, None)}
+    # A process of this host that walked the stream and ended (this instance before a
+    # restart: another owner id) keeps nothing: the stream is taken at once.
+    ended = CoordinatedPipeline(
+        db, "sf", GatedCrm(), clock=lambda: now[0], locks=locks[0], owner=_dead_owner()
+    )
+    at(5000)
+    assert walked(ended, spacing)
+    at(5100)
+    assert walked(one, spacing)
 
 
 def test_on_sqlite_every_job_lock_is_granted(tmp_path: Any) -> None:
